@@ -1,0 +1,1 @@
+//! Binaries `allidbd` and `allidb` (issue 4): configuration loading and process wiring live here.

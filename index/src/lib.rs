@@ -1,0 +1,1 @@
+//! Node-local unified store: vector index, graph index, query executor (DESIGN.md §4).

@@ -1,0 +1,122 @@
+//! Cell values and the entity they assemble into (DESIGN.md §2).
+//!
+//! An entity is stored as cells, each last-write-wins by its own timestamp: a marker
+//! ("everything of this entity at or before T is deleted"), a body, and one cell per out-edge and
+//! per in-edge. [`Entity`] is the read model: the live cells of one entity merged together.
+
+use std::collections::BTreeMap;
+
+use crate::codec;
+use crate::error::Result;
+use crate::types::Timestamp;
+
+/// One versioned embedding of an entity. The highest `version` is the searchable one.
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct Embedding {
+    /// Client-visible version number.
+    pub version: i64,
+    /// The vector exactly as the client gave it.
+    pub vector: Vec<f32>,
+    /// Client timestamp (nanoseconds) or the server's write time.
+    pub timestamp_nanos: i64,
+}
+
+/// A text chunk attached to an entity.
+#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct TextChunk {
+    /// Chunk id, unique within the entity by convention.
+    pub chunk_id: String,
+    /// The text.
+    pub text: String,
+    /// Free-form metadata.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The body cell: everything of an entity except its edges.
+#[derive(Clone, Debug, Default, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct EntityBody {
+    /// Application-defined type (filterable).
+    pub entity_type: String,
+    /// Versioned embeddings.
+    pub embeddings: Vec<Embedding>,
+    /// Text chunks.
+    pub chunks: Vec<TextChunk>,
+    /// Importance, used by the query scorer.
+    pub importance: f64,
+    /// Filterable attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// First write time of the entity (nanoseconds), kept across replacing puts.
+    pub created_at_nanos: i64,
+    /// Time of the write that produced this body (nanoseconds).
+    pub updated_at_nanos: i64,
+}
+
+impl EntityBody {
+    /// Encodes the body payload.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        codec::encode(self)
+    }
+
+    /// Decodes a body payload.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        codec::decode(bytes)
+    }
+
+    /// The searchable embedding: the one with the highest version (the last one on ties).
+    pub fn current_embedding(&self) -> Option<&Embedding> {
+        self.embeddings.iter().rev().max_by_key(|e| e.version)
+    }
+}
+
+/// The value of an edge cell (out or in): weight and the edge's own timestamp.
+#[derive(Clone, Copy, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct EdgeValue {
+    /// Edge weight.
+    pub weight: f64,
+    /// Client edge timestamp (nanoseconds) or the server's write time.
+    pub timestamp_nanos: i64,
+}
+
+impl EdgeValue {
+    /// Encodes the edge payload.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        codec::encode(self)
+    }
+
+    /// Decodes an edge payload.
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        codec::decode(bytes)
+    }
+}
+
+/// A directed, labelled, weighted edge as clients see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Edge {
+    /// Source entity id.
+    pub from: String,
+    /// Target entity id.
+    pub to: String,
+    /// Relation label.
+    pub relation: String,
+    /// Weight.
+    pub weight: f64,
+    /// Edge timestamp (nanoseconds).
+    pub timestamp_nanos: i64,
+}
+
+/// The read model of one live entity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entity {
+    /// Owning tenant.
+    pub tenant: String,
+    /// Entity id.
+    pub id: String,
+    /// The body.
+    pub body: EntityBody,
+    /// Live outgoing edges, ordered by (relation, to).
+    pub out_edges: Vec<Edge>,
+    /// Live incoming edges, ordered by (relation, from).
+    pub in_edges: Vec<Edge>,
+    /// Timestamp of the newest live cell (HLC microseconds).
+    pub version_ts: Timestamp,
+}

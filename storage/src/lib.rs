@@ -1,0 +1,22 @@
+//! AlliDB's storage engine: a log-structured merge tree of entity **cells** (DESIGN.md §2–3).
+//!
+//! Module map (one concept per module):
+//! * [`key`], [`cell`], [`types`], [`codec`], [`batch`], [`hlc`]: the data model — order-preserving
+//!   cell keys, cell payloads, versions, the payload codec, atomic write batches, the clock;
+//! * [`fs`]: the file layer (real, or simulated crashes in tests);
+//! * `wal`: the write-ahead log (block framing, group commit, recovery);
+//! * `memtable`, `sstable`, `manifest`, `compaction`: the LSM tree;
+//! * `engine`: the public entry point tying them together.
+//!
+//! The one promise: a write acknowledged with [`types::Durability::Sync`] is never lost.
+
+pub mod batch;
+pub mod cell;
+pub mod codec;
+pub mod error;
+pub mod fs;
+pub mod hlc;
+pub mod key;
+pub mod types;
+
+pub use error::{Error, Result};

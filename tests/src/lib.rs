@@ -1,0 +1,1 @@
+//! End-to-end test support: spawning real `allidbd` processes (arrives with the daemon).
