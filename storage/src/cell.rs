@@ -120,3 +120,41 @@ pub struct Entity {
     /// Timestamp of the newest live cell (HLC microseconds).
     pub version_ts: Timestamp,
 }
+
+/// One edge of an entity being written, seen from that entity: `other` is the target of an
+/// out-edge or the source of an in-edge.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EdgeWrite {
+    /// Relation label.
+    pub relation: String,
+    /// The entity at the other end.
+    pub other: String,
+    /// Weight.
+    pub weight: f64,
+    /// Edge timestamp (nanoseconds); 0 = the server's write time.
+    pub timestamp_nanos: i64,
+}
+
+/// A replacing write of one entity (`PutEntity`): body plus the entity's complete edge lists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntityWrite {
+    /// Entity id.
+    pub id: String,
+    /// The new body (`created_at_nanos` is kept from the stored entity when it exists).
+    pub body: EntityBody,
+    /// Outgoing edges; each also becomes an in-edge of its target.
+    pub out_edges: Vec<EdgeWrite>,
+    /// Incoming edges kept as this entity's in-edges (they do not modify the source entity).
+    pub in_edges: Vec<EdgeWrite>,
+}
+
+/// Identifies one edge for removal.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EdgeRef {
+    /// Source entity id.
+    pub from: String,
+    /// Relation label.
+    pub relation: String,
+    /// Target entity id.
+    pub to: String,
+}
