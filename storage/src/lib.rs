@@ -18,5 +18,6 @@ pub mod fs;
 pub mod hlc;
 pub mod key;
 pub mod types;
+pub mod wal;
 
 pub use error::{Error, Result};
