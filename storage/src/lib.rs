@@ -17,6 +17,7 @@ pub mod error;
 pub mod fs;
 pub mod hlc;
 pub mod key;
+pub mod sstable;
 pub mod types;
 
 pub use error::{Error, Result};
