@@ -57,21 +57,16 @@ impl BlockBuilder {
 
     /// Appends an entry; the caller guarantees keys strictly increase and that the block stays
     /// below 4 GiB (restart offsets are `u32`).
-    pub(crate) fn add(
-        &mut self,
-        user_key: &[u8],
-        ts: Timestamp,
-        seq: SeqNo,
-        value: Option<&[u8]>,
-    ) {
-        let shared = if self.entries_since_restart % self.restart_interval == 0 {
-            // Offsets fit: the caller keeps blocks below u32::MAX bytes.
-            self.restarts.push(self.buffer.len() as u32);
-            self.entries_since_restart = 0;
-            0
-        } else {
-            common_prefix_len(&self.last_user_key, user_key)
-        };
+    pub(crate) fn add(&mut self, user_key: &[u8], ts: Timestamp, seq: SeqNo, value: Option<&[u8]>) {
+        let shared =
+            if self.restarts.is_empty() || self.entries_since_restart == self.restart_interval {
+                // Offsets fit: the caller keeps blocks below u32::MAX bytes.
+                self.restarts.push(self.buffer.len() as u32);
+                self.entries_since_restart = 0;
+                0
+            } else {
+                common_prefix_len(&self.last_user_key, user_key)
+            };
         let value_bytes = value.unwrap_or_default();
         put_varint(&mut self.buffer, shared as u64);
         put_varint(&mut self.buffer, (user_key.len() - shared) as u64);
@@ -142,7 +137,9 @@ impl Block {
                 Some(previous) => restart > *previous,
             };
             if !in_order || restart as usize >= entries_end {
-                return Err(Malformed(format!("restart {i} at {restart} is out of place")));
+                return Err(Malformed(format!(
+                    "restart {i} at {restart} is out of place"
+                )));
             }
             restarts.push(restart);
         }

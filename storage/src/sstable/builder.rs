@@ -15,9 +15,7 @@ use crate::types::{Entry, InternalKey};
 
 use super::block::{BlockBuilder, DATA_RESTART_INTERVAL};
 use super::bloom::{build_filter, filter_hash};
-use super::format::{
-    BLOCK_TRAILER_LEN, BlockHandle, Footer, block_trailer, encode_properties,
-};
+use super::format::{BLOCK_TRAILER_LEN, BlockHandle, Footer, block_trailer, encode_properties};
 use super::{TableOptions, TableProperties};
 
 /// Largest block the format can describe (restart offsets are `u32`).
@@ -133,8 +131,7 @@ impl TableBuilder {
                 self.add_index_entry(&separator, handle);
             }
         }
-        let filter_key =
-            partition_of(&entry.key.user_key).unwrap_or(entry.key.user_key.as_slice());
+        let filter_key = partition_of(&entry.key.user_key).unwrap_or(entry.key.user_key.as_slice());
         if self.stats.is_none() || filter_key != self.last_partition.as_slice() {
             self.partition_hashes.push(filter_hash(filter_key));
             self.last_partition.clear();

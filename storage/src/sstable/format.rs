@@ -265,7 +265,9 @@ impl Footer {
             return Err("footer checksum mismatch".into());
         }
         if version != FORMAT_VERSION {
-            return Err(Malformed(format!("unsupported table format version {version}")));
+            return Err(Malformed(format!(
+                "unsupported table format version {version}"
+            )));
         }
         if reserved != [0; 3] {
             return Err("non-zero reserved footer bytes".into());

@@ -63,11 +63,13 @@ impl Table {
                 format!("{file_len}-byte file is shorter than the {FOOTER_LEN}-byte footer"),
             )
         })?;
-        let footer =
-            Footer::decode(&bytes[footer_start..], file_len).map_err(corrupt(footer_start as u64))?;
+        let footer = Footer::decode(&bytes[footer_start..], file_len)
+            .map_err(corrupt(footer_start as u64))?;
 
-        let read = |handle: BlockHandle| verified_block(bytes, handle).map_err(corrupt(handle.offset));
-        let filter = BloomFilter::decode(read(footer.filter)?).map_err(corrupt(footer.filter.offset))?;
+        let read =
+            |handle: BlockHandle| verified_block(bytes, handle).map_err(corrupt(handle.offset));
+        let filter =
+            BloomFilter::decode(read(footer.filter)?).map_err(corrupt(footer.filter.offset))?;
         let properties = decode_properties(read(footer.properties)?, file_len)
             .map_err(corrupt(footer.properties.offset))?;
         let index = parse_index(read(footer.index)?, footer.filter.offset, &properties)

@@ -26,7 +26,13 @@ fn write_table(path: &Path, entries: &[Entry], options: TableOptions) -> TablePr
 }
 
 fn open_table(path: &Path, cache_bytes: u64) -> Result<Arc<Table>, Error> {
-    Table::open(&OsFileSystem, path, 7, Arc::new(BlockCache::new(cache_bytes))).map(Arc::new)
+    Table::open(
+        &OsFileSystem,
+        path,
+        7,
+        Arc::new(BlockCache::new(cache_bytes)),
+    )
+    .map(Arc::new)
 }
 
 fn read_all(table: &Arc<Table>) -> Vec<Entry> {
@@ -274,7 +280,11 @@ fn a_bit_flip_in_every_region_is_detected() {
             let mut damaged = original.clone();
             damaged[position] ^= 1 << bit;
             std::fs::write(&path, &damaged).unwrap();
-            assert_damage_detected(&path, &entries, &format!("{name} byte {position} bit {bit}"));
+            assert_damage_detected(
+                &path,
+                &entries,
+                &format!("{name} byte {position} bit {bit}"),
+            );
         }
     }
 }
@@ -289,7 +299,10 @@ fn data_block_damage_fails_reads_but_not_open() {
     let mut iter = table.iter();
     iter.seek(&entries[0].key.user_key);
     let error = iter.next().unwrap().unwrap_err();
-    assert!(matches!(error, Error::Corruption { offset: 0, .. }), "{error}");
+    assert!(
+        matches!(error, Error::Corruption { offset: 0, .. }),
+        "{error}"
+    );
     assert!(iter.next().is_none(), "iteration ends after an error");
     // Blocks after the damaged one are still readable.
     iter.seek(&entries[150].key.user_key);
@@ -301,7 +314,10 @@ fn truncated_files_are_corruption() {
     let dir = tempfile::tempdir().unwrap();
     let (path, _, original) = corruption_fixture(dir.path());
     let step = (original.len() / 200).max(1);
-    for len in (0..original.len()).step_by(step).chain(original.len() - 8..original.len()) {
+    for len in (0..original.len())
+        .step_by(step)
+        .chain(original.len() - 8..original.len())
+    {
         std::fs::write(&path, &original[..len]).unwrap();
         let error = open_table(&path, NO_CACHE).unwrap_err();
         assert!(error.is_corruption(), "length {len}: {error}");
