@@ -32,7 +32,6 @@ struct IndexEntry {
 }
 
 /// An open SSTable; share it as `Arc<Table>`.
-#[derive(Debug)]
 pub struct Table {
     path: PathBuf,
     file_number: u64,
@@ -41,6 +40,17 @@ pub struct Table {
     index: Vec<IndexEntry>,
     filter: BloomFilter,
     properties: TableProperties,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("path", &self.path)
+            .field("file_number", &self.file_number)
+            .field("index_entries", &self.index.len())
+            .field("properties", &self.properties)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Table {
