@@ -284,7 +284,8 @@ mod tests {
         fn tenants_never_interleave(a in arb_key(), b in arb_key()) {
             let pa = tenant_prefix(&a.tenant);
             prop_assert_eq!(b.encode().starts_with(&pa), a.tenant == b.tenant);
-            prop_assert_eq!(partition_of(&a.encode()).unwrap(), &partition_prefix(&a.tenant, &a.entity_id)[..]);
+            let encoded = a.encode();
+            prop_assert_eq!(partition_of(&encoded).unwrap(), &partition_prefix(&a.tenant, &a.entity_id)[..]);
         }
 
         #[test]

@@ -17,6 +17,8 @@ pub mod error;
 pub mod fs;
 pub mod hlc;
 pub mod key;
+pub mod sstable;
 pub mod types;
+pub mod wal;
 
 pub use error::{Error, Result};

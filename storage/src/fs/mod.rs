@@ -16,6 +16,9 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+#[cfg(any(test, feature = "sim-fs"))]
+pub mod sim;
+
 /// A file open for appending.
 pub trait WritableFile: Send + Sync + Debug {
     /// Appends bytes (possibly buffered in the process until [`WritableFile::flush`]).
