@@ -13,12 +13,22 @@
 pub mod batch;
 pub mod cell;
 pub mod codec;
+pub mod compaction;
+pub mod engine;
 pub mod error;
 pub mod fs;
 pub mod hlc;
 pub mod key;
+pub mod manifest;
+pub mod memtable;
+pub mod merge;
+pub mod partition;
 pub mod sstable;
 pub mod types;
+pub mod version;
 pub mod wal;
 
+pub use cell::{Edge, EdgeRef, EdgeWrite, Entity, EntityBody, EntityWrite};
+pub use engine::{Engine, Options, Stats};
 pub use error::{Error, Result};
+pub use types::{Durability, SeqNo, Timestamp};

@@ -56,7 +56,7 @@ pub fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<u64>> {
     Ok(numbers)
 }
 
-fn parse_segment_name(name: &str) -> Option<u64> {
+pub fn parse_segment_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -1,0 +1,195 @@
+//! Leveled compaction (DESIGN.md §3; the choice is argued in docs/storage.md): which tables to
+//! merge next, and the rule for what a merge keeps.
+//!
+//! Picking: L0 -> L1 once L0 holds `l0_compaction_trigger` tables (all of L0 plus the L1 tables
+//! they overlap); otherwise the level furthest over its byte target (`level1_bytes *
+//! level_multiplier^(n-1)`) gives one table, chosen round-robin through its key space, merged with
+//! the tables it overlaps one level down.
+//!
+//! Keeping ([`CompactionFilter`]), over entries in internal-key order:
+//! * only the newest version (highest timestamp) of each cell survives;
+//! * a cell at or below its entity marker's timestamp is dropped (the marker stays);
+//! * tombstones and markers are dropped only when the output is the bottommost level for the key
+//!   range and they are older than `gc_grace` — never earlier, or a delete could come back.
+
+use std::sync::Arc;
+
+use crate::key;
+use crate::sstable::Table;
+use crate::types::{Entry, Timestamp};
+use crate::version::{NUM_LEVELS, Version};
+
+/// Round-robin positions: the largest key compacted last, per level.
+#[derive(Debug, Default)]
+pub struct CompactionPointers {
+    next_key: [Option<Vec<u8>>; NUM_LEVELS],
+}
+
+/// One merge to run.
+#[derive(Debug)]
+pub struct CompactionJob {
+    /// Level the inputs come from.
+    pub level: usize,
+    /// Level the outputs go to (`level + 1`).
+    pub output_level: usize,
+    /// Tables taken from `level`.
+    pub inputs: Vec<Arc<Table>>,
+    /// Tables of `output_level` overlapping the inputs.
+    pub lower: Vec<Arc<Table>>,
+    /// True when no deeper level holds keys in the inputs' range.
+    pub bottommost: bool,
+}
+
+impl CompactionJob {
+    fn new(version: &Version, level: usize, inputs: Vec<Arc<Table>>) -> Option<Self> {
+        let smallest = inputs.iter().map(|t| t.properties().smallest.user_key.clone()).min()?;
+        let largest = inputs.iter().map(|t| t.properties().largest.user_key.clone()).max()?;
+        let output_level = level + 1;
+        let lower = version.overlapping(output_level, &smallest, &largest);
+        let bottommost =
+            (output_level + 1..NUM_LEVELS).all(|l| version.overlapping(l, &smallest, &largest).is_empty());
+        Some(Self { level, output_level, inputs, lower, bottommost })
+    }
+
+    /// Every input table with its level, for the manifest edit.
+    pub fn removed(&self) -> Vec<(usize, u64)> {
+        let upper = self.inputs.iter().map(|t| (self.level, t.file_number()));
+        let lower = self.lower.iter().map(|t| (self.output_level, t.file_number()));
+        upper.chain(lower).collect()
+    }
+
+    /// All input tables (upper first).
+    pub fn tables(&self) -> impl Iterator<Item = &Arc<Table>> {
+        self.inputs.iter().chain(self.lower.iter())
+    }
+}
+
+/// Byte target of a level (`level >= 1`).
+pub fn level_target(level1_bytes: u64, multiplier: u64, level: usize) -> u64 {
+    let exponent = u32::try_from(level.saturating_sub(1)).unwrap_or(u32::MAX);
+    level1_bytes.saturating_mul(multiplier.saturating_pow(exponent))
+}
+
+/// The next compaction the tree needs, if any.
+pub fn pick(
+    version: &Version,
+    pointers: &mut CompactionPointers,
+    l0_trigger: usize,
+    level1_bytes: u64,
+    multiplier: u64,
+) -> Option<CompactionJob> {
+    if version.level(0).len() >= l0_trigger {
+        return CompactionJob::new(version, 0, version.level(0).to_vec());
+    }
+    let (level, score) = (1..NUM_LEVELS - 1)
+        .map(|l| (l, version.level_bytes(l) as f64 / level_target(level1_bytes, multiplier, l) as f64))
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    if score < 1.0 {
+        return None;
+    }
+    let tables = version.level(level);
+    let after = pointers.next_key[level].as_deref();
+    let table = tables
+        .iter()
+        .find(|t| after.is_none_or(|k| t.properties().smallest.user_key.as_slice() > k))
+        .or_else(|| tables.first())?
+        .clone();
+    pointers.next_key[level] = Some(table.properties().largest.user_key.clone());
+    CompactionJob::new(version, level, vec![table])
+}
+
+/// A job merging all of `level` into `level + 1` (manual full compaction), if `level` has tables.
+pub fn pick_whole_level(version: &Version, level: usize) -> Option<CompactionJob> {
+    if level + 1 >= NUM_LEVELS {
+        return None;
+    }
+    CompactionJob::new(version, level, version.level(level).to_vec())
+}
+
+/// Decides, entry by entry in internal-key order, what a merge keeps (see the module doc).
+#[derive(Debug)]
+pub struct CompactionFilter {
+    bottommost: bool,
+    gc_cutoff: Timestamp,
+    partition: Vec<u8>,
+    marker_ts: Option<Timestamp>,
+    last_key: Option<Vec<u8>>,
+}
+
+impl CompactionFilter {
+    /// A filter for one merge; `gc_cutoff` = now - gc_grace.
+    pub fn new(bottommost: bool, gc_cutoff: Timestamp) -> Self {
+        Self { bottommost, gc_cutoff, partition: Vec::new(), marker_ts: None, last_key: None }
+    }
+
+    /// True if `entry` survives.
+    pub fn keep(&mut self, entry: &Entry) -> bool {
+        let user_key = &entry.key.user_key;
+        if self.last_key.as_deref() == Some(user_key.as_slice()) {
+            return false; // an older version of a cell already decided
+        }
+        self.last_key = Some(user_key.clone());
+        let partition = key::partition_of(user_key).unwrap_or(user_key);
+        if partition != self.partition.as_slice() {
+            self.partition = partition.to_vec();
+            self.marker_ts = None;
+        }
+        let expired = self.bottommost && entry.key.ts < self.gc_cutoff;
+        let is_marker = user_key.len() == partition.len() + 1 && user_key.last() == Some(&0);
+        if is_marker {
+            if entry.value.is_some() {
+                self.marker_ts = Some(entry.key.ts);
+            }
+            return !expired;
+        }
+        if self.marker_ts.is_some_and(|m| entry.key.ts <= m) {
+            return false;
+        }
+        entry.value.is_some() || !expired
+    }
+
+    /// True when `entry` starts a new partition compared with the last kept or dropped entry
+    /// (outputs are split only there, so one entity's cells stay in one table where possible).
+    pub fn at_partition_start(&self, entry: &Entry) -> bool {
+        key::partition_of(&entry.key.user_key).unwrap_or(&entry.key.user_key) != self.partition.as_slice()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::CellKey;
+    use crate::types::InternalKey;
+
+    fn entry(key: CellKey, ts: u64, seq: u64, value: Option<&[u8]>) -> Entry {
+        Entry { key: InternalKey::new(key.encode(), ts, seq), value: value.map(<[u8]>::to_vec) }
+    }
+
+    #[test]
+    fn keeps_newest_and_drops_shadowed_cells() {
+        let mut f = CompactionFilter::new(false, 0);
+        let kept: Vec<bool> = [
+            entry(CellKey::marker("t", "a"), 10, 5, Some(b"")),
+            entry(CellKey::body("t", "a"), 11, 6, Some(b"new")),
+            entry(CellKey::body("t", "a"), 9, 2, Some(b"old")),
+            entry(CellKey::out_edge("t", "a", "r", "b"), 8, 1, Some(b"e")),
+            entry(CellKey::out_edge("t", "a", "r", "c"), 12, 7, None),
+            entry(CellKey::body("t", "b"), 3, 3, Some(b"b")),
+        ]
+        .iter()
+        .map(|e| f.keep(e))
+        .collect();
+        assert_eq!(kept, vec![true, true, false, false, true, true]);
+    }
+
+    #[test]
+    fn drops_tombstones_only_at_bottom_after_grace() {
+        let tomb = entry(CellKey::out_edge("t", "a", "r", "b"), 5, 1, None);
+        let marker = entry(CellKey::marker("t", "z"), 5, 2, Some(b""));
+        assert!(CompactionFilter::new(false, 100).keep(&tomb));
+        assert!(CompactionFilter::new(true, 5).keep(&tomb));
+        assert!(!CompactionFilter::new(true, 6).keep(&tomb));
+        assert!(CompactionFilter::new(false, 100).keep(&marker));
+        assert!(!CompactionFilter::new(true, 100).keep(&marker));
+    }
+}

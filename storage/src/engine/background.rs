@@ -1,0 +1,252 @@
+//! Background work: the flush thread (oldest immutable memtable -> L0 table -> manifest edit ->
+//! obsolete WAL segments deleted) and the compaction thread, plus the manual flush/compact
+//! entry points that wait for them.
+//!
+//! Invariant: a table becomes live only after its manifest edit is durable, and input tables
+//! and WAL segments are deleted only after the edit that makes them obsolete is durable.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use super::{Inner, Options, STALL_POLL, table_path};
+use crate::compaction::{self, CompactionFilter, CompactionJob};
+use crate::error::{Error, Result};
+use crate::fs::FileSystem;
+use crate::hlc::wall_micros;
+use crate::manifest::VersionEdit;
+use crate::memtable::{Memtable, MemtableIter};
+use crate::merge::{MergeIter, Source};
+use crate::sstable::{BlockCache, Table, TableBuilder};
+use crate::version::NUM_LEVELS;
+
+/// Writes the newest version of every cell of `mem` as table `number`; `None` if empty.
+pub(super) fn write_table(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    number: u64,
+    options: &Options,
+    cache: &Arc<BlockCache>,
+    mem: &Arc<Memtable>,
+) -> Result<Option<Table>> {
+    if mem.is_empty() {
+        return Ok(None);
+    }
+    let path = table_path(dir, number);
+    let mut builder = TableBuilder::new(fs.create(&path)?, path.clone(), options.table.clone());
+    let mut iter = MemtableIter::new(mem.clone());
+    let mut last: Option<Vec<u8>> = None;
+    while let Some(entry) = iter.next_entry() {
+        if last.as_deref() == Some(entry.key.user_key.as_slice()) {
+            continue;
+        }
+        last = Some(entry.key.user_key.clone());
+        builder.add(&entry)?;
+    }
+    builder.finish()?;
+    fs.sync_dir(dir)?;
+    Table::open(fs, &path, number, cache.clone()).map(Some)
+}
+
+pub(super) fn spawn(inner: &Arc<Inner>) -> Result<Vec<JoinHandle<()>>> {
+    let spawn_loop = |name: &str, body: fn(&Inner) -> Result<bool>| {
+        let inner = inner.clone();
+        let dir = inner.dir.clone();
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || inner.background_loop(body))
+            .map_err(|e| Error::io(dir, e))
+    };
+    Ok(vec![spawn_loop("allidb-flush", Inner::flush_one)?, spawn_loop("allidb-compact", Inner::compact_one)?])
+}
+
+impl Inner {
+    /// Runs `step` until shutdown; `step` returns whether it did work (if not, wait for a signal).
+    fn background_loop(&self, step: fn(&Inner) -> Result<bool>) {
+        loop {
+            {
+                let work = self.work.lock();
+                if work.shutdown || work.failed.is_some() {
+                    return;
+                }
+            }
+            match step(self) {
+                Ok(true) => continue,
+                Ok(false) => {
+                    let mut work = self.work.lock();
+                    if !work.shutdown {
+                        self.work_cv.wait_for(&mut work, STALL_POLL);
+                    }
+                }
+                Err(e) => {
+                    self.fail(e.to_string());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Flushes the oldest immutable memtable, if any.
+    fn flush_one(&self) -> Result<bool> {
+        let (mem, next_first_segment) = {
+            let state = self.state.read();
+            let Some(mem) = state.imm.front().cloned() else { return Ok(false) };
+            let next = state.imm.get(1).unwrap_or(&state.mem).first_segment();
+            (mem, next)
+        };
+        let number = self.next_table_number.fetch_add(1, Ordering::Relaxed);
+        let table = write_table(self.fs.as_ref(), &self.dir, number, &self.options, &self.cache, &mem)?;
+        let mut edit = VersionEdit {
+            log_number: Some(next_first_segment),
+            next_table_number: Some(number + 1),
+            last_seq: Some(mem.max_seq()),
+            ..Default::default()
+        };
+        let added: Vec<(usize, Arc<Table>)> = table.map(|t| (0, Arc::new(t))).into_iter().collect();
+        edit.added = added.iter().map(|(l, t)| (*l as u8, t.file_number())).collect();
+        self.manifest.lock().commit(edit)?;
+        let bytes: u64 = added.iter().map(|(_, t)| t.properties().file_size).sum();
+        {
+            let mut state = self.state.write();
+            state.imm.pop_front();
+            state.version = Arc::new(state.version.apply(&[], &added));
+        }
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        self.stats.flush_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.delete_obsolete_wal(next_first_segment)?;
+        self.work_cv.notify_all();
+        Ok(true)
+    }
+
+    /// Deletes WAL segments below `log_number` whose writes the WAL pin also covers.
+    fn delete_obsolete_wal(&self, log_number: u64) -> Result<()> {
+        let pin = self.wal_pin.load(Ordering::Acquire);
+        let mut segments = self.wal_segments.lock();
+        let obsolete: Vec<u64> = segments
+            .iter()
+            .filter(|(n, max)| **n < log_number && max.is_some_and(|m| m <= pin))
+            .map(|(n, _)| *n)
+            .collect();
+        for n in &obsolete {
+            segments.remove(n);
+        }
+        drop(segments);
+        // Segments never tracked (retention off) are deleted by number.
+        let untracked_below = if self.options.retain_wal_until_pinned { 0 } else { log_number };
+        for name in self.fs.list(&self.dir)? {
+            if let Some(n) = crate::wal::parse_segment_name(&name) {
+                if obsolete.contains(&n) || n < untracked_below {
+                    self.fs.remove(&self.dir.join(&name))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every immutable memtable present now has been flushed.
+    pub(super) fn wait_flushed(&self) -> Result<()> {
+        loop {
+            self.check_open()?;
+            if self.state.read().imm.is_empty() {
+                return Ok(());
+            }
+            let mut work = self.work.lock();
+            self.work_cv.wait_for(&mut work, STALL_POLL);
+        }
+    }
+
+    /// Runs one background compaction, if the tree needs one.
+    fn compact_one(&self) -> Result<bool> {
+        let mut pointers = self.compaction.lock();
+        let version = self.state.read().version.clone();
+        let o = &self.options;
+        let Some(job) = compaction::pick(&version, &mut pointers, o.l0_compaction_trigger, o.level1_bytes, o.level_multiplier)
+        else {
+            return Ok(false);
+        };
+        self.run_compaction(&job)?;
+        Ok(true)
+    }
+
+    /// Manual full compaction: every level merged into the next, down to the deepest level
+    /// holding data.
+    pub(super) fn compact_all(&self) -> Result<()> {
+        let _pointers = self.compaction.lock();
+        loop {
+            self.check_open()?;
+            let version = self.state.read().version.clone();
+            let deepest = (0..NUM_LEVELS).rev().find(|l| !version.level(*l).is_empty());
+            let Some(deepest) = deepest else { return Ok(()) };
+            let level = (0..deepest.max(1)).find(|l| !version.level(*l).is_empty());
+            let Some(level) = level else { return Ok(()) };
+            let job = compaction::pick_whole_level(&version, level).expect("the level has tables");
+            self.run_compaction(&job)?;
+        }
+    }
+
+    /// Merges a job's inputs into new tables at its output level and commits the swap.
+    fn run_compaction(&self, job: &CompactionJob) -> Result<()> {
+        let sources: Vec<Source> = job.tables().map(|t| Source::Table(t.iter())).collect();
+        let gc_cutoff = wall_micros().saturating_sub(self.options.gc_grace.as_micros() as u64);
+        let mut filter = CompactionFilter::new(job.bottommost, gc_cutoff);
+        let mut outputs: Vec<Table> = Vec::new();
+        let mut builder: Option<(u64, TableBuilder)> = None;
+        let target = self.options.target_file_bytes;
+        for entry in MergeIter::new(sources) {
+            let entry = entry?;
+            let split = builder.as_ref().is_some_and(|(_, b)| {
+                let size = b.estimated_size();
+                (size >= target && filter.at_partition_start(&entry)) || size >= 2 * target
+            });
+            if !filter.keep(&entry) {
+                continue;
+            }
+            if split {
+                let (number, b) = builder.take().expect("split implies an open builder");
+                outputs.push(self.finish_table(number, b)?);
+            }
+            if builder.is_none() {
+                let number = self.next_table_number.fetch_add(1, Ordering::Relaxed);
+                let path = table_path(&self.dir, number);
+                builder = Some((number, TableBuilder::new(self.fs.create(&path)?, path, self.options.table.clone())));
+            }
+            builder.as_mut().expect("opened above").1.add(&entry)?;
+        }
+        if let Some((number, b)) = builder.take() {
+            outputs.push(self.finish_table(number, b)?);
+        }
+        self.fs.sync_dir(&self.dir)?;
+
+        let removed = job.removed();
+        let added: Vec<(usize, Arc<Table>)> = outputs.into_iter().map(|t| (job.output_level, Arc::new(t))).collect();
+        let edit = VersionEdit {
+            added: added.iter().map(|(l, t)| (*l as u8, t.file_number())).collect(),
+            removed: removed.iter().map(|(l, n)| (*l as u8, *n)).collect(),
+            next_table_number: Some(self.next_table_number.load(Ordering::Relaxed)),
+            ..Default::default()
+        };
+        self.manifest.lock().commit(edit)?;
+        {
+            let mut state = self.state.write();
+            state.version = Arc::new(state.version.apply(&removed, &added));
+        }
+        let read: u64 = job.tables().map(|t| t.properties().file_size).sum();
+        let written: u64 = added.iter().map(|(_, t)| t.properties().file_size).sum();
+        self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+        self.stats.compaction_read_bytes.fetch_add(read, Ordering::Relaxed);
+        self.stats.compaction_write_bytes.fetch_add(written, Ordering::Relaxed);
+        for (_, number) in removed {
+            self.fs.remove(&table_path(&self.dir, number))?;
+        }
+        self.fs.sync_dir(&self.dir)?;
+        self.work_cv.notify_all();
+        tracing::debug!(level = job.level, inputs = job.inputs.len() + job.lower.len(), read, written, "compaction done");
+        Ok(())
+    }
+
+    fn finish_table(&self, number: u64, builder: TableBuilder) -> Result<Table> {
+        builder.finish()?;
+        Table::open(self.fs.as_ref(), &table_path(&self.dir, number), number, self.cache.clone())
+    }
+}

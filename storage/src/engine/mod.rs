@@ -1,0 +1,394 @@
+//! The LSM engine: the public entry point that ties the WAL, memtables, SSTables, manifest and
+//! compaction together (DESIGN.md §3).
+//!
+//! Write path: `throttle` (slow down / stall when flushes or compactions fall behind) ->
+//! [`GroupCommitWriter`] (one thread: WAL append, one `fdatasync` per group, then the memtable
+//! insert through [`CommitSink`]) -> acknowledged.
+//! Read path: a consistent snapshot = the visible sequence number plus the memtables and the
+//! [`Version`] taken under one lock; reads merge them newest first.
+//! Background: one flush thread (immutable memtable -> L0 table -> manifest edit) and one
+//! compaction thread.
+//!
+//! Invariants: a write is acknowledged only after its WAL record is durable at the requested
+//! level and it is visible to reads; a table is live only once its manifest edit is durable; a WAL
+//! segment is deleted only once every write in it is in a live table (and, when the WAL is pinned
+//! for the indexes, once they have persisted past it).
+
+mod background;
+mod read;
+mod write;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::fs::{FileSystem, OsFileSystem};
+use crate::hlc::HybridClock;
+use crate::manifest::{self, ManifestState, ManifestWriter};
+use crate::memtable::Memtable;
+use crate::sstable::{BlockCache, Table, TableOptions};
+use crate::types::SeqNo;
+use crate::version::{NUM_LEVELS, Version};
+use crate::wal::{self, GroupCommitWriter, RecoveryMode};
+
+pub use read::{ChangedPartition, EntityIter};
+pub use write::Stats;
+
+/// Engine tuning. Every field has a production default ([`Options::default`]).
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Bytes a memtable may hold before it is rotated and flushed (default 64 MiB).
+    pub memtable_bytes: usize,
+    /// Immutable memtables waiting for flush before writers stall (default 2).
+    pub max_immutable_memtables: usize,
+    /// SSTable block size and bloom bits.
+    pub table: TableOptions,
+    /// Target size of a compaction output table (default 64 MiB).
+    pub target_file_bytes: u64,
+    /// L0 tables that trigger a compaction into L1 (default 4).
+    pub l0_compaction_trigger: usize,
+    /// L0 tables at which each write is delayed by 1 ms (default 12).
+    pub l0_slowdown_trigger: usize,
+    /// L0 tables at which writes stall until compaction catches up (default 20).
+    pub l0_stop_trigger: usize,
+    /// Target bytes of L1; each deeper level is `level_multiplier` times larger (default 256 MiB).
+    pub level1_bytes: u64,
+    /// Size ratio between adjacent levels (default 10).
+    pub level_multiplier: u64,
+    /// Bytes of decoded blocks kept in the block cache (default 256 MiB).
+    pub block_cache_bytes: u64,
+    /// How long tombstones and markers must be kept before the bottom level may drop them
+    /// (default 10 days; must exceed the hint window and the repair interval).
+    pub gc_grace: Duration,
+    /// How to treat a damaged WAL at open.
+    pub recovery: RecoveryMode,
+    /// Keep WAL segments until [`Engine::pin_wal`] says a follower (the index) has persisted
+    /// past them, so it can catch up with [`Engine::changes_since`] after a restart.
+    pub retain_wal_until_pinned: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            memtable_bytes: 64 << 20,
+            max_immutable_memtables: 2,
+            table: TableOptions::default(),
+            target_file_bytes: 64 << 20,
+            l0_compaction_trigger: 4,
+            l0_slowdown_trigger: 12,
+            l0_stop_trigger: 20,
+            level1_bytes: 256 << 20,
+            level_multiplier: 10,
+            block_cache_bytes: 256 << 20,
+            gc_grace: Duration::from_secs(10 * 24 * 3600),
+            recovery: RecoveryMode::default(),
+            retain_wal_until_pinned: false,
+        }
+    }
+}
+
+impl Options {
+    /// Checks the options are usable.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::InvalidArgument(what.to_owned()));
+        if self.memtable_bytes < 64 << 10 {
+            return bad("memtable_bytes must be at least 64 KiB");
+        }
+        if self.max_immutable_memtables == 0 {
+            return bad("max_immutable_memtables must be at least 1");
+        }
+        if self.l0_compaction_trigger == 0
+            || self.l0_slowdown_trigger < self.l0_compaction_trigger
+            || self.l0_stop_trigger < self.l0_slowdown_trigger
+        {
+            return bad("need 0 < l0_compaction_trigger <= l0_slowdown_trigger <= l0_stop_trigger");
+        }
+        if self.level_multiplier < 2 {
+            return bad("level_multiplier must be at least 2");
+        }
+        if self.target_file_bytes < 64 << 10 || self.level1_bytes < self.target_file_bytes {
+            return bad("need 64 KiB <= target_file_bytes <= level1_bytes");
+        }
+        if self.table.block_size < 256 || self.table.bloom_bits_per_key == 0 {
+            return bad("table.block_size must be >= 256 and bloom_bits_per_key >= 1");
+        }
+        Ok(())
+    }
+}
+
+/// The memtables and tables a read sees, swapped as a whole under one lock.
+#[derive(Debug)]
+struct LsmState {
+    mem: Arc<Memtable>,
+    /// Oldest first.
+    imm: VecDeque<Arc<Memtable>>,
+    version: Arc<Version>,
+}
+
+/// Background coordination: what the flush and compaction threads wait on.
+#[derive(Debug, Default)]
+struct WorkState {
+    shutdown: bool,
+    /// The first background failure; once set, writes are refused.
+    failed: Option<String>,
+}
+
+/// Shared engine internals (the [`wal::CommitSink`] and the background threads hold it).
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    fs: Arc<dyn FileSystem>,
+    options: Options,
+    clock: HybridClock,
+    state: RwLock<LsmState>,
+    visible_seq: AtomicU64,
+    manifest: Mutex<ManifestWriter>,
+    cache: Arc<BlockCache>,
+    next_table_number: AtomicU64,
+    work: Mutex<WorkState>,
+    /// Signalled when there is background work, or when it finished (stalled writers wait here).
+    work_cv: Condvar,
+    /// One compaction at a time (background or manual).
+    compaction: Mutex<write::CompactionPointers>,
+    /// WAL segment number -> highest sequence number in it (`None` while it is being written).
+    wal_segments: Mutex<BTreeMap<u64, Option<SeqNo>>>,
+    wal_pin: AtomicU64,
+    entity_locks: Vec<Mutex<()>>,
+    stats: write::Counters,
+    closed: AtomicBool,
+}
+
+/// The storage engine. Cheap to share behind an `Arc`; every method takes `&self`.
+#[derive(Debug)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    writer: GroupCommitWriter,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Kinds of files in the data directory.
+fn table_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:06}.sst"))
+}
+
+fn parse_table_name(name: &str) -> Option<u64> {
+    name.strip_suffix(".sst")?.parse().ok()
+}
+
+impl Engine {
+    /// Opens (or creates) the database in `dir` on the real file system.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Self> {
+        Self::open_with_fs(Arc::new(OsFileSystem), dir.as_ref(), options)
+    }
+
+    /// Opens (or creates) the database in `dir` through `fs`.
+    ///
+    /// Recovery: replay the manifest, open its tables, replay WAL segments not yet covered by
+    /// tables (truncating a torn tail of the last one), flush what was replayed, write a fresh
+    /// manifest, delete orphans, then start the writer and background threads.
+    pub fn open_with_fs(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Result<Self> {
+        options.validate()?;
+        fs.create_dir_all(dir)?;
+        let loaded = manifest::load(fs.as_ref(), dir)?;
+        let (old_manifest, mut mstate) = match loaded {
+            Some((n, s)) => (Some(n), s),
+            None => (None, ManifestState { next_table_number: 1, log_number: 1, ..Default::default() }),
+        };
+        let cache = Arc::new(BlockCache::new(options.block_cache_bytes));
+        let mut version = Version::default();
+        let mut added = Vec::new();
+        for &(level, number) in &mstate.tables {
+            if usize::from(level) >= NUM_LEVELS {
+                return Err(Error::corruption(
+                    dir.join(manifest::CURRENT),
+                    0,
+                    format!("table {number} at level {level} beyond the last level"),
+                ));
+            }
+            let table = Table::open(fs.as_ref(), &table_path(dir, number), number, cache.clone())?;
+            added.push((usize::from(level), Arc::new(table)));
+        }
+        version = version.apply(&[], &added);
+        let clock = HybridClock::new();
+        for (_, t) in version.tables() {
+            clock.observe(t.properties().max_ts);
+        }
+
+        // Replay the WAL into one memtable.
+        let replayed = Arc::new(Memtable::new(0));
+        let report = wal::recover(fs.as_ref(), dir, mstate.log_number, options.recovery, |base, batch| {
+            for entry in batch.into_entries(base) {
+                clock.observe(entry.key.ts);
+                replayed.insert(entry);
+            }
+            Ok(())
+        })?;
+        if let Some(torn) = &report.torn_tail {
+            tracing::warn!(segment = torn.segment, offset = torn.offset, dropped_bytes = torn.dropped_bytes,
+                reason = %torn.reason, "truncated a torn WAL tail");
+        }
+        let last_seq = mstate.last_seq.max(version.max_seq()).max(report.last_seq.unwrap_or(0));
+        let next_segment = report.segments.iter().map(|s| s.number + 1).max().unwrap_or(1).max(mstate.log_number);
+        let mut wal_segments: BTreeMap<u64, Option<SeqNo>> =
+            report.segments.iter().map(|s| (s.number, Some(s.max_seq.unwrap_or(0)))).collect();
+
+        // Persist what the WAL replay rebuilt, so the new manifest covers every old segment.
+        if !replayed.is_empty() {
+            let number = mstate.next_table_number;
+            mstate.next_table_number += 1;
+            let table = background::write_table(fs.as_ref(), dir, number, &options, &cache, &replayed)?;
+            if let Some(table) = table {
+                mstate.tables.push((0, number));
+                version = version.apply(&[], &[(0, Arc::new(table))]);
+            }
+        }
+        mstate.log_number = next_segment;
+        mstate.last_seq = last_seq;
+        let manifest_number = old_manifest.map_or(1, |n| n + 1);
+        let manifest = ManifestWriter::create(fs.clone(), dir, manifest_number, mstate.clone())?;
+
+        let pin = if options.retain_wal_until_pinned { 0 } else { u64::MAX };
+        if !options.retain_wal_until_pinned {
+            wal_segments.clear();
+        }
+        let inner = Arc::new(Inner {
+            dir: dir.to_owned(),
+            fs: fs.clone(),
+            clock,
+            state: RwLock::new(LsmState {
+                mem: Arc::new(Memtable::new(next_segment)),
+                imm: VecDeque::new(),
+                version: Arc::new(version),
+            }),
+            visible_seq: AtomicU64::new(last_seq),
+            manifest: Mutex::new(manifest),
+            cache,
+            next_table_number: AtomicU64::new(mstate.next_table_number),
+            work: Mutex::new(WorkState::default()),
+            work_cv: Condvar::new(),
+            compaction: Mutex::new(write::CompactionPointers::default()),
+            wal_segments: Mutex::new(wal_segments),
+            wal_pin: AtomicU64::new(pin),
+            entity_locks: (0..256).map(|_| Mutex::new(())).collect(),
+            stats: write::Counters::default(),
+            options,
+            closed: AtomicBool::new(false),
+        });
+        inner.stats.torn_tails.fetch_add(u64::from(report.torn_tail.is_some()), Ordering::Relaxed);
+        inner.delete_orphans(old_manifest, manifest_number)?;
+        inner.wal_segments.lock().insert(next_segment, None);
+        let writer = GroupCommitWriter::start(fs, dir.to_owned(), next_segment, last_seq + 1, inner.clone())?;
+        let threads = background::spawn(&inner)?;
+        Ok(Self { inner, writer, threads: Mutex::new(threads) })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The node's hybrid logical clock (timestamps for writes).
+    pub fn clock(&self) -> &HybridClock {
+        &self.inner.clock
+    }
+
+    /// The highest sequence number visible to reads.
+    pub fn last_seq(&self) -> SeqNo {
+        self.inner.visible_seq.load(Ordering::Acquire)
+    }
+
+    /// Flushes every memtable to L0 and waits until it is durable in the manifest.
+    pub fn flush(&self) -> Result<()> {
+        if !self.inner.state.read().mem.is_empty() {
+            self.writer.rotate()?;
+        }
+        self.inner.wait_flushed()
+    }
+
+    /// Flushes, then compacts every level down until all data is in one sorted run at the
+    /// deepest level holding data (a full, manual compaction).
+    pub fn compact(&self) -> Result<()> {
+        self.flush()?;
+        self.inner.compact_all()
+    }
+
+    /// Stops the writer (draining and syncing queued writes), then the background threads.
+    /// Later calls fail with [`Error::Unavailable`]. Dropping the engine closes it too.
+    pub fn close(&self) -> Result<()> {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let result = self.writer.close();
+        self.inner.work.lock().shutdown = true;
+        self.inner.work_cv.notify_all();
+        for handle in self.threads.lock().drain(..) {
+            if handle.join().is_err() {
+                tracing::error!("a storage background thread panicked");
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, "closing the storage engine failed");
+        }
+    }
+}
+
+impl Inner {
+    /// Deletes files that no live state refers to: tables not in the manifest, WAL segments
+    /// already covered (unless retained for followers), old manifests and temp files.
+    fn delete_orphans(&self, old_manifest: Option<u64>, current_manifest: u64) -> Result<()> {
+        let live: std::collections::HashSet<u64> =
+            self.state.read().version.tables().map(|(_, t)| t.file_number()).collect();
+        let log_number = self.manifest.lock().state().log_number;
+        let retained = self.wal_segments.lock();
+        for name in self.fs.list(&self.dir)? {
+            let path = self.dir.join(&name);
+            let orphan = if let Some(n) = parse_table_name(&name) {
+                !live.contains(&n)
+            } else if let Some(n) = manifest::parse_manifest_name(&name) {
+                n != current_manifest && (old_manifest.is_none_or(|old| n <= old) || n < current_manifest)
+            } else if let Some(n) = wal::parse_segment_name(&name) {
+                n < log_number && !retained.contains_key(&n)
+            } else {
+                name.ends_with(".tmp")
+            };
+            if orphan {
+                tracing::info!(file = %path.display(), "removing orphan file");
+                self.fs.remove(&path)?;
+            }
+        }
+        drop(retained);
+        self.fs.sync_dir(&self.dir)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Unavailable("the engine is closed".to_owned()));
+        }
+        if let Some(reason) = &self.work.lock().failed {
+            return Err(Error::Unavailable(format!("a background task failed: {reason}")));
+        }
+        Ok(())
+    }
+
+    fn fail(&self, reason: String) {
+        tracing::error!(%reason, "storage background task failed; refusing further writes");
+        let mut work = self.work.lock();
+        work.failed.get_or_insert(reason);
+        self.work_cv.notify_all();
+    }
+}
+
+/// How long stalled writers wait between re-checks (also bounds shutdown latency).
+const STALL_POLL: Duration = Duration::from_millis(50);

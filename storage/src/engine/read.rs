@@ -1,0 +1,246 @@
+//! The read side: consistent snapshots, entity reads, entity range scans, and the change feed
+//! the indexes follow.
+//!
+//! A snapshot is the visible sequence number read *before* the memtables and version are cloned
+//! under the state lock: every write with a sequence number at or below it is in one of them.
+//! Entries newer than the snapshot are skipped, so a batch is seen whole or not at all.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::{Engine, Inner};
+use crate::cell::Entity;
+use crate::error::Result;
+use crate::key::{self, CellKey};
+use crate::memtable::MemtableIter;
+use crate::merge::{LevelIter, MergeIter, Source};
+use crate::partition::{CellVersion, PartitionState};
+use crate::sstable::Table;
+use crate::types::{Entry, SeqNo};
+use crate::wal;
+
+/// One partition touched by a write, as the change feed reports it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChangedPartition {
+    /// Owning tenant.
+    pub tenant: String,
+    /// Entity id.
+    pub entity_id: String,
+}
+
+impl Inner {
+    /// A merge over everything visible at the returned snapshot. With `partition`, tables that
+    /// cannot hold it (bloom filter, key range) are left out.
+    fn snapshot(&self, partition: Option<&[u8]>) -> (MergeIter, SeqNo) {
+        let seq = self.visible_seq.load(Ordering::Acquire);
+        let state = self.state.read();
+        let mut sources = vec![Source::Mem(MemtableIter::new(state.mem.clone()))];
+        sources.extend(state.imm.iter().rev().map(|m| Source::Mem(MemtableIter::new(m.clone()))));
+        let version = state.version.clone();
+        drop(state);
+        for level in 0..crate::version::NUM_LEVELS {
+            let tables = version.level(level);
+            match partition {
+                Some(p) => {
+                    let succ = key::prefix_successor(p);
+                    let overlaps = |t: &&Arc<Table>| {
+                        let props = t.properties();
+                        props.largest.user_key.as_slice() >= p
+                            && succ.as_ref().is_none_or(|s| props.smallest.user_key < *s)
+                    };
+                    // L0 tables may all overlap; in deeper levels the overlapping tables are
+                    // contiguous, starting at the first whose largest key reaches `p`.
+                    let first = if level == 0 {
+                        0
+                    } else {
+                        tables.partition_point(|t| t.properties().largest.user_key.as_slice() < p)
+                    };
+                    for t in tables[first..].iter().filter(overlaps) {
+                        if t.may_contain_partition(p) {
+                            sources.push(Source::Table(t.iter()));
+                        }
+                    }
+                }
+                None if level == 0 => sources.extend(tables.iter().map(|t| Source::Table(t.iter()))),
+                None if !tables.is_empty() => sources.push(Source::Level(LevelIter::new(tables.to_vec()))),
+                None => {}
+            }
+        }
+        (MergeIter::new(sources), seq)
+    }
+}
+
+/// Groups a merged stream into partitions and resolves each one.
+#[derive(Debug)]
+pub struct EntityIter {
+    merge: MergeIter,
+    seq: SeqNo,
+    end: Option<Vec<u8>>,
+    pending: Option<Entry>,
+    done: bool,
+}
+
+impl EntityIter {
+    fn new(mut merge: MergeIter, seq: SeqNo, start: &[u8], end: Option<Vec<u8>>) -> Self {
+        merge.seek(start);
+        Self { merge, seq, end, pending: None, done: false }
+    }
+
+    fn next_visible(&mut self) -> Option<Result<Entry>> {
+        if let Some(e) = self.pending.take() {
+            return Some(Ok(e));
+        }
+        loop {
+            let entry = match self.merge.next()? {
+                Ok(e) => e,
+                Err(e) => return Some(Err(e)),
+            };
+            if self.end.as_ref().is_some_and(|end| entry.key.user_key >= *end) {
+                return None;
+            }
+            if entry.key.seq <= self.seq {
+                return Some(Ok(entry));
+            }
+        }
+    }
+
+    /// The next partition's newest visible cell versions: `(partition prefix, cells)`.
+    fn next_partition(&mut self) -> Option<Result<(Vec<u8>, Vec<CellVersion>)>> {
+        let first = match self.next_visible()? {
+            Ok(e) => e,
+            Err(e) => return Some(Err(e)),
+        };
+        let Some(partition) = key::partition_of(&first.key.user_key).map(<[u8]>::to_vec) else {
+            return Some(Err(crate::Error::Codec("stored key without a partition".to_owned())));
+        };
+        let mut cells: Vec<CellVersion> = vec![(first.key.user_key, first.key.ts, first.value)];
+        loop {
+            let entry = match self.next_visible() {
+                None => break,
+                Some(Err(e)) => return Some(Err(e)),
+                Some(Ok(e)) => e,
+            };
+            if !entry.key.user_key.starts_with(&partition) {
+                self.pending = Some(entry);
+                break;
+            }
+            // Versions of one cell arrive newest first: keep only the first.
+            if cells.last().is_some_and(|(k, _, _)| *k == entry.key.user_key) {
+                continue;
+            }
+            cells.push((entry.key.user_key, entry.key.ts, entry.value));
+        }
+        Some(Ok((partition, cells)))
+    }
+}
+
+impl Iterator for EntityIter {
+    type Item = Result<Entity>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let step = self.next_partition().map(|r| {
+                r.and_then(|(partition, cells)| {
+                    let tenant_and_id = CellKey::decode(&cells[0].0)?;
+                    let state = PartitionState::resolve(cells)?;
+                    Ok(state.into_entity(&tenant_and_id.tenant, &tenant_and_id.entity_id))
+                        .map(|e| (partition, e))
+                })
+            });
+            match step {
+                None => self.done = true,
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                Some(Ok((_, Some(entity)))) => return Some(Ok(entity)),
+                Some(Ok((_, None))) => {}
+            }
+        }
+        None
+    }
+}
+
+impl Engine {
+    /// The live cells of one partition (even when it has no body).
+    pub fn read_partition(&self, tenant: &str, id: &str) -> Result<PartitionState> {
+        let prefix = key::partition_prefix(tenant, id);
+        let (merge, seq) = self.inner.snapshot(Some(&prefix));
+        let end = key::prefix_successor(&prefix);
+        let mut iter = EntityIter::new(merge, seq, &prefix, end);
+        match iter.next_partition() {
+            None => Ok(PartitionState::default()),
+            Some(r) => PartitionState::resolve(r?.1),
+        }
+    }
+
+    /// One entity by id, its cells merged across memtables and levels.
+    pub fn get_entity(&self, tenant: &str, id: &str) -> Result<Option<Entity>> {
+        key::validate_tenant(tenant)?;
+        key::validate_id(id)?;
+        Ok(self.read_partition(tenant, id)?.into_entity(tenant, id))
+    }
+
+    /// Entities of `tenant` with `start <= id < end` (`None` = unbounded) in id order, over one
+    /// consistent snapshot taken now.
+    pub fn scan(&self, tenant: &str, start: Option<&str>, end: Option<&str>) -> Result<EntityIter> {
+        key::validate_tenant(tenant)?;
+        let begin = match start {
+            Some(s) => key::partition_prefix(tenant, s),
+            None => key::tenant_prefix(tenant),
+        };
+        let end = match end {
+            Some(e) => Some(key::partition_prefix(tenant, e)),
+            None => key::prefix_successor(&key::tenant_prefix(tenant)),
+        };
+        let (merge, seq) = self.inner.snapshot(None);
+        Ok(EntityIter::new(merge, seq, &begin, end))
+    }
+
+    /// Every live entity of every tenant, in key order, over one snapshot (index rebuilds), and
+    /// the sequence number of that snapshot.
+    pub fn all_entities(&self) -> (EntityIter, SeqNo) {
+        let (merge, seq) = self.inner.snapshot(None);
+        (EntityIter::new(merge, seq, &[], None), seq)
+    }
+
+    /// The partitions written after sequence number `after` (up to the visible sequence number),
+    /// read from the retained WAL, deduplicated, with the highest sequence number covered.
+    /// `Ok(None)` when the WAL no longer holds every write after `after` (the follower must
+    /// rebuild from [`Engine::all_entities`]). Needs [`super::Options::retain_wal_until_pinned`].
+    pub fn changes_since(&self, after: SeqNo) -> Result<Option<(Vec<ChangedPartition>, SeqNo)>> {
+        let upto = self.last_seq();
+        if after >= upto {
+            return Ok(Some((Vec::new(), upto)));
+        }
+        let segments: Vec<(u64, Option<SeqNo>)> =
+            self.inner.wal_segments.lock().iter().map(|(n, m)| (*n, *m)).collect();
+        let mut changed = BTreeSet::new();
+        let mut lowest_seen: Option<SeqNo> = None;
+        for (number, max_seq) in segments {
+            if max_seq.is_some_and(|m| m <= after) {
+                continue;
+            }
+            wal::read_segment(self.inner.fs.as_ref(), &self.inner.dir, number, |base, batch| {
+                let last = base + batch.len() as u64 - 1;
+                if last <= after || base > upto {
+                    return Ok(());
+                }
+                lowest_seen = Some(lowest_seen.map_or(base, |l: SeqNo| l.min(base)));
+                for (i, op) in batch.ops().iter().enumerate() {
+                    let seq = base + i as u64;
+                    if seq > after && seq <= upto {
+                        let key = CellKey::decode(&op.key)?;
+                        changed.insert(ChangedPartition { tenant: key.tenant, entity_id: key.entity_id });
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        if lowest_seen.is_none_or(|l| l > after + 1) {
+            return Ok(None);
+        }
+        Ok(Some((changed.into_iter().collect(), upto)))
+    }
+}

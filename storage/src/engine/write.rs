@@ -1,0 +1,370 @@
+//! The write side of the engine: the commit sink the WAL writer applies batches through, write
+//! throttling, and the entity-level mutations (put-replace, delete, edge add/remove) that keep
+//! both ends of every edge in step.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::MutexGuard;
+
+use super::{Engine, Inner, STALL_POLL};
+use crate::batch::WriteBatch;
+use crate::cell::{EdgeRef, EdgeValue, EdgeWrite, EntityWrite};
+use crate::error::{Error, Result};
+use crate::key::{self, CellKey};
+use crate::memtable::Memtable;
+use crate::types::{Durability, SeqNo, Timestamp};
+use crate::version::NUM_LEVELS;
+use crate::wal::CommitSink;
+
+pub use crate::compaction::CompactionPointers;
+
+/// Monotonic counters (exported as metrics by the daemon).
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub user_bytes: AtomicU64,
+    pub batches: AtomicU64,
+    pub flushes: AtomicU64,
+    pub flush_bytes: AtomicU64,
+    pub compactions: AtomicU64,
+    pub compaction_read_bytes: AtomicU64,
+    pub compaction_write_bytes: AtomicU64,
+    pub slowdowns: AtomicU64,
+    pub stalls: AtomicU64,
+    pub torn_tails: AtomicU64,
+}
+
+/// A point-in-time view of the engine's counters and shape.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Highest visible sequence number.
+    pub last_seq: SeqNo,
+    /// Bytes in the mutable memtable.
+    pub memtable_bytes: u64,
+    /// Immutable memtables waiting for flush.
+    pub immutable_memtables: u64,
+    /// Tables per level.
+    pub tables_per_level: Vec<u64>,
+    /// File bytes per level.
+    pub bytes_per_level: Vec<u64>,
+    /// Bytes of batches written by users (keys + values).
+    pub user_bytes: u64,
+    /// Batches written.
+    pub batches: u64,
+    /// Memtable flushes and the table bytes they wrote.
+    pub flushes: u64,
+    /// Table bytes written by flushes.
+    pub flush_bytes: u64,
+    /// Compactions run.
+    pub compactions: u64,
+    /// Table bytes read by compactions.
+    pub compaction_read_bytes: u64,
+    /// Table bytes written by compactions.
+    pub compaction_write_bytes: u64,
+    /// Writes delayed because L0 is large.
+    pub slowdowns: u64,
+    /// Times writers stalled (memtables or L0 full).
+    pub stalls: u64,
+    /// Torn WAL tails truncated at open.
+    pub torn_tails: u64,
+    /// Block cache hits.
+    pub block_cache_hits: u64,
+    /// Block cache misses.
+    pub block_cache_misses: u64,
+}
+
+impl CommitSink for Inner {
+    fn apply(&self, base_seq: SeqNo, batch: WriteBatch) -> Result<()> {
+        let mem = self.state.read().mem.clone();
+        let ops = batch.len() as u64;
+        self.stats.user_bytes.fetch_add(batch.approximate_size() as u64, Ordering::Relaxed);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        for entry in batch.into_entries(base_seq) {
+            self.clock.observe(entry.key.ts);
+            mem.insert(entry);
+        }
+        self.visible_seq.store(base_seq + ops - 1, Ordering::Release);
+        Ok(())
+    }
+
+    fn wants_rotation(&self) -> bool {
+        let state = self.state.read();
+        state.mem.approximate_bytes() >= self.options.memtable_bytes
+            && state.imm.len() < self.options.max_immutable_memtables
+    }
+
+    fn rotated(&self, new_segment: u64) -> Result<()> {
+        let last = self.visible_seq.load(Ordering::Acquire);
+        {
+            let mut segments = self.wal_segments.lock();
+            if let Some((_, max)) = segments.iter_mut().next_back() {
+                *max = Some(last);
+            }
+            segments.insert(new_segment, None);
+        }
+        let mut state = self.state.write();
+        let old = std::mem::replace(&mut state.mem, Arc::new(Memtable::new(new_segment)));
+        state.imm.push_back(old);
+        drop(state);
+        self.work_cv.notify_all();
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Slows writers when L0 grows, and stalls them (never fails them) while the memtables or
+    /// L0 are full, until the background threads catch up.
+    fn throttle(&self) -> Result<()> {
+        let mut stalled = false;
+        loop {
+            self.check_open()?;
+            let (mem_full, imm_full, l0) = {
+                let state = self.state.read();
+                (
+                    state.mem.approximate_bytes() >= self.options.memtable_bytes,
+                    state.imm.len() >= self.options.max_immutable_memtables,
+                    state.version.level(0).len(),
+                )
+            };
+            if (mem_full && imm_full) || l0 >= self.options.l0_stop_trigger {
+                if !stalled {
+                    stalled = true;
+                    self.stats.stalls.fetch_add(1, Ordering::Relaxed);
+                }
+                let mut work = self.work.lock();
+                self.work_cv.wait_for(&mut work, STALL_POLL);
+                continue;
+            }
+            if l0 >= self.options.l0_slowdown_trigger {
+                self.stats.slowdowns.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            return Ok(());
+        }
+    }
+
+    fn lock_entities<'a>(&'a self, tenant: &str, ids: impl Iterator<Item = &'a str>) -> Vec<MutexGuard<'a, ()>> {
+        let stripes: BTreeSet<usize> = ids
+            .map(|id| {
+                (xxhash_rust::xxh3::xxh3_64(&key::partition_prefix(tenant, id)) % self.entity_locks.len() as u64)
+                    as usize
+            })
+            .collect();
+        stripes.into_iter().map(|i| self.entity_locks[i].lock()).collect()
+    }
+}
+
+/// Cell writes of one mutation, keyed by encoded cell key so that each cell is written once
+/// with a deterministic final value (explicit writes override re-written in-edges).
+#[derive(Default)]
+struct CellWrites {
+    cells: BTreeMap<Vec<u8>, (Timestamp, Option<Vec<u8>>)>,
+}
+
+impl CellWrites {
+    fn set(&mut self, key: CellKey, ts: Timestamp, value: Option<Vec<u8>>) {
+        self.cells.insert(key.encode(), (ts, value));
+    }
+
+    fn set_if_absent(&mut self, key: CellKey, ts: Timestamp, value: Vec<u8>) {
+        self.cells.entry(key.encode()).or_insert((ts, Some(value)));
+    }
+
+    fn into_batch(self) -> WriteBatch {
+        let mut batch = WriteBatch::new();
+        for (key, (ts, value)) in self.cells {
+            match value {
+                Some(v) => batch.put(key, ts, v),
+                None => batch.delete(key, ts),
+            }
+        }
+        batch
+    }
+}
+
+fn validate_edge(what: &str, relation: &str, other: &str) -> Result<()> {
+    key::validate_relation(relation)
+        .and_then(|()| key::validate_id(other))
+        .map_err(|e| Error::InvalidArgument(format!("{what}: {e}")))
+}
+
+fn edge_value(e: &EdgeWrite, now_nanos: i64) -> Result<Vec<u8>> {
+    if !e.weight.is_finite() {
+        return Err(Error::InvalidArgument(format!("edge weight must be finite, got {}", e.weight)));
+    }
+    let timestamp_nanos = if e.timestamp_nanos != 0 { e.timestamp_nanos } else { now_nanos };
+    EdgeValue { weight: e.weight, timestamp_nanos }.encode()
+}
+
+impl Engine {
+    /// Writes a raw batch of cells with the given durability; returns its first sequence number.
+    /// Empty batches are rejected.
+    pub fn write(&self, batch: WriteBatch, durability: Durability) -> Result<SeqNo> {
+        self.inner.check_open()?;
+        if batch.is_empty() {
+            return Err(Error::InvalidArgument("empty write batch".to_owned()));
+        }
+        self.inner.throttle()?;
+        self.writer.write(batch, durability)
+    }
+
+    /// Replaces entities (`PutEntity`): for each, a marker at `T-1` shadows every older cell,
+    /// then the body, the out-edges (each also written as its target's in-edge) and the in-edges
+    /// are written at `T`. Out-edges the entity had before and no longer has are removed from
+    /// their targets. In-edges written by other entities' out-edges are kept. `created_at` is
+    /// kept from the stored body. One atomic batch; if an id repeats, the last write wins.
+    /// Returns the batch's first sequence number.
+    pub fn put_entities(&self, tenant: &str, writes: Vec<EntityWrite>, durability: Durability) -> Result<SeqNo> {
+        key::validate_tenant(tenant)?;
+        if writes.is_empty() {
+            return Err(Error::InvalidArgument("no entity to write".to_owned()));
+        }
+        let mut last_by_id: HashMap<&str, usize> = HashMap::new();
+        for (i, w) in writes.iter().enumerate() {
+            key::validate_id(&w.id)?;
+            for e in &w.out_edges {
+                validate_edge(&format!("out-edge of {}", w.id), &e.relation, &e.other)?;
+            }
+            for e in &w.in_edges {
+                validate_edge(&format!("in-edge of {}", w.id), &e.relation, &e.other)?;
+            }
+            last_by_id.insert(&w.id, i);
+        }
+        let _locks = self.inner.lock_entities(tenant, writes.iter().map(|w| w.id.as_str()));
+        let ts = self.inner.clock.now();
+        let now_nanos = (ts as i64).saturating_mul(1000);
+        let mut cells = CellWrites::default();
+        for (i, w) in writes.iter().enumerate() {
+            if last_by_id[w.id.as_str()] != i {
+                continue;
+            }
+            let existing = self.read_partition(tenant, &w.id)?;
+            let mut body = w.body.clone();
+            if let Some(old) = &existing.body {
+                body.created_at_nanos = old.created_at_nanos;
+            }
+            cells.set(CellKey::marker(tenant, &w.id), ts - 1, Some(Vec::new()));
+            cells.set(CellKey::body(tenant, &w.id), ts, Some(body.encode()?));
+            let mut new_out = BTreeSet::new();
+            for e in &w.out_edges {
+                let value = edge_value(e, now_nanos)?;
+                new_out.insert((e.relation.as_str(), e.other.as_str()));
+                cells.set(CellKey::out_edge(tenant, &w.id, &e.relation, &e.other), ts, Some(value.clone()));
+                cells.set(CellKey::in_edge(tenant, &w.id, &e.relation, &e.other), ts, Some(value));
+            }
+            for old in &existing.out_edges {
+                if !new_out.contains(&(old.relation.as_str(), old.to.as_str())) {
+                    cells.set(CellKey::in_edge(tenant, &w.id, &old.relation, &old.to), ts, None);
+                }
+            }
+            for e in &w.in_edges {
+                cells.set(CellKey::in_edge(tenant, &e.other, &e.relation, &w.id), ts, Some(edge_value(e, now_nanos)?));
+            }
+            for old in &existing.in_edges {
+                let value = EdgeValue { weight: old.weight, timestamp_nanos: old.timestamp_nanos }.encode()?;
+                cells.set_if_absent(CellKey::in_edge(tenant, &old.from, &old.relation, &w.id), ts, value);
+            }
+        }
+        self.write(cells.into_batch(), durability)
+    }
+
+    /// Deletes an entity: a marker at `T` hides all its cells, and both ends of its edges are
+    /// removed (the in-edge at each target, the out-edge at each source). Returns whether a live
+    /// entity existed (nothing is written when it did not).
+    pub fn delete_entity(&self, tenant: &str, id: &str, durability: Durability) -> Result<bool> {
+        key::validate_tenant(tenant)?;
+        key::validate_id(id)?;
+        let _locks = self.inner.lock_entities(tenant, std::iter::once(id));
+        let existing = self.read_partition(tenant, id)?;
+        if existing.body.is_none() {
+            return Ok(false);
+        }
+        let ts = self.inner.clock.now();
+        let mut cells = CellWrites::default();
+        cells.set(CellKey::marker(tenant, id), ts, Some(Vec::new()));
+        for e in &existing.out_edges {
+            cells.set(CellKey::in_edge(tenant, id, &e.relation, &e.to), ts, None);
+        }
+        for e in &existing.in_edges {
+            cells.set(CellKey::out_edge(tenant, &e.from, &e.relation, id), ts, None);
+        }
+        self.write(cells.into_batch(), durability)?;
+        Ok(true)
+    }
+
+    /// Adds (or overwrites) edges: each writes the source's out-edge cell and the target's
+    /// in-edge cell, without touching either entity's other cells.
+    pub fn add_edges(&self, tenant: &str, edges: &[crate::cell::Edge], durability: Durability) -> Result<SeqNo> {
+        key::validate_tenant(tenant)?;
+        let ts = self.inner.clock.now();
+        let now_nanos = (ts as i64).saturating_mul(1000);
+        let mut cells = CellWrites::default();
+        for e in edges {
+            key::validate_id(&e.from)?;
+            validate_edge("edge", &e.relation, &e.to)?;
+            let write = EdgeWrite {
+                relation: e.relation.clone(),
+                other: e.to.clone(),
+                weight: e.weight,
+                timestamp_nanos: e.timestamp_nanos,
+            };
+            let value = edge_value(&write, now_nanos)?;
+            cells.set(CellKey::out_edge(tenant, &e.from, &e.relation, &e.to), ts, Some(value.clone()));
+            cells.set(CellKey::in_edge(tenant, &e.from, &e.relation, &e.to), ts, Some(value));
+        }
+        self.write(cells.into_batch(), durability)
+    }
+
+    /// Removes edges (both cells of each).
+    pub fn remove_edges(&self, tenant: &str, edges: &[EdgeRef], durability: Durability) -> Result<SeqNo> {
+        key::validate_tenant(tenant)?;
+        let ts = self.inner.clock.now();
+        let mut cells = CellWrites::default();
+        for e in edges {
+            key::validate_id(&e.from)?;
+            validate_edge("edge", &e.relation, &e.to)?;
+            cells.set(CellKey::out_edge(tenant, &e.from, &e.relation, &e.to), ts, None);
+            cells.set(CellKey::in_edge(tenant, &e.from, &e.relation, &e.to), ts, None);
+        }
+        self.write(cells.into_batch(), durability)
+    }
+
+    /// The engine's counters and shape.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.stats;
+        let state = self.inner.state.read();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (hits, misses) = (self.inner.cache.hits(), self.inner.cache.misses());
+        Stats {
+            last_seq: self.last_seq(),
+            memtable_bytes: state.mem.approximate_bytes() as u64,
+            immutable_memtables: state.imm.len() as u64,
+            tables_per_level: (0..NUM_LEVELS).map(|l| state.version.level(l).len() as u64).collect(),
+            bytes_per_level: (0..NUM_LEVELS).map(|l| state.version.level_bytes(l)).collect(),
+            user_bytes: load(&c.user_bytes),
+            batches: load(&c.batches),
+            flushes: load(&c.flushes),
+            flush_bytes: load(&c.flush_bytes),
+            compactions: load(&c.compactions),
+            compaction_read_bytes: load(&c.compaction_read_bytes),
+            compaction_write_bytes: load(&c.compaction_write_bytes),
+            slowdowns: load(&c.slowdowns),
+            stalls: load(&c.stalls),
+            torn_tails: load(&c.torn_tails),
+            block_cache_hits: hits,
+            block_cache_misses: misses,
+        }
+    }
+
+    /// Pins the WAL for a follower (the index): segments whose writes are all at or below `seq`
+    /// may be deleted once flushed; later ones are kept for [`Engine::changes_since`].
+    /// Has effect only with [`super::Options::retain_wal_until_pinned`].
+    pub fn pin_wal(&self, seq: SeqNo) {
+        if self.inner.options.retain_wal_until_pinned {
+            self.inner.wal_pin.store(seq, Ordering::Release);
+            self.inner.work_cv.notify_all();
+        }
+    }
+}
