@@ -706,3 +706,50 @@ fn simulated_crash_keeps_every_synced_write_and_invents_nothing() {
         );
     }
 }
+
+#[test]
+#[ignore = "throughput measurement on the real file system; run with --ignored --nocapture"]
+fn measure_group_commit_throughput() {
+    use crate::fs::OsFileSystem;
+    let dir = tempfile::tempdir().unwrap();
+    let runs: [(&str, Durability, u64, u64); 3] = [
+        ("buffered, 1 thread", Durability::Buffered, 1, 200_000),
+        ("sync, 1 thread", Durability::Sync, 1, 2_000),
+        ("sync, 16 threads", Durability::Sync, 16, 1_000),
+    ];
+    for (index, (name, durability, threads, per_thread)) in runs.into_iter().enumerate() {
+        let sink = Arc::new(RecordingSink::default());
+        let writer = GroupCommitWriter::start(
+            Arc::new(OsFileSystem),
+            dir.path().to_owned(),
+            index as u64 + 1,
+            1,
+            Arc::clone(&sink) as Arc<dyn CommitSink>,
+        )
+        .unwrap();
+        let started = Instant::now();
+        std::thread::scope(|scope| {
+            for thread in 0..threads {
+                let writer = &writer;
+                scope.spawn(move || {
+                    for i in 0..per_thread {
+                        let mut batch = WriteBatch::new();
+                        batch.put(
+                            (thread * per_thread + i).to_be_bytes().to_vec(),
+                            i,
+                            vec![7; 100],
+                        );
+                        writer.write(batch, durability).unwrap();
+                    }
+                });
+            }
+        });
+        let elapsed = started.elapsed();
+        writer.close().unwrap();
+        let batches = threads * per_thread;
+        println!(
+            "{name}: {batches} batches of one 100-byte put in {elapsed:?} = {:.0} batches/s",
+            batches as f64 / elapsed.as_secs_f64()
+        );
+    }
+}
