@@ -622,13 +622,15 @@ fn simulated_crash_keeps_every_synced_write_and_invents_nothing() {
             Durability::Buffered,
             Durability::Periodic(3),
         ];
-        let crash_after = Duration::from_millis(rng.random_range(5..40));
+        // Crash at a random point of progress (not of wall time, which a loaded machine skews).
+        let crash_after_acks = rng.random_range(10..300);
+        let acks = AtomicUsize::new(0);
         let logs: Vec<ThreadLog> = std::thread::scope(|scope| {
             let handles: Vec<_> = durabilities
                 .iter()
                 .enumerate()
                 .map(|(thread, &durability)| {
-                    let writer = &writer;
+                    let (writer, acks) = (&writer, &acks);
                     scope.spawn(move || {
                         let mut log = ThreadLog {
                             durability,
@@ -640,7 +642,10 @@ fn simulated_crash_keeps_every_synced_write_and_invents_nothing() {
                             let batch = batch_of(id, (id as usize * 7919) % 3000);
                             log.submitted.push(batch.clone());
                             match writer.write(batch, durability) {
-                                Ok(seq) => log.acked.push((seq, id)),
+                                Ok(seq) => {
+                                    log.acked.push((seq, id));
+                                    acks.fetch_add(1, Ordering::SeqCst);
+                                }
                                 Err(_) => break,
                             }
                         }
@@ -648,7 +653,11 @@ fn simulated_crash_keeps_every_synced_write_and_invents_nothing() {
                     })
                 })
                 .collect();
-            std::thread::sleep(crash_after);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while acks.load(Ordering::SeqCst) < crash_after_acks {
+                assert!(Instant::now() < deadline, "writers made no progress");
+                std::thread::sleep(Duration::from_micros(100));
+            }
             fs.crash();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
@@ -656,7 +665,7 @@ fn simulated_crash_keeps_every_synced_write_and_invents_nothing() {
 
         let (recovered, _) = recover_all(&fs, RecoveryMode::TolerateTornTail)
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
-        let context = format!("round {round}, crash after {crash_after:?}");
+        let context = format!("round {round}, crash after {crash_after_acks} acks");
         // A prefix of the log, in seq order, with contiguous sequence numbers.
         let mut next_seq = 1;
         for (seq, batch) in &recovered {
