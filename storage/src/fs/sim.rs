@@ -114,8 +114,8 @@ impl State {
     /// Forgets an inode once no live or durable name reaches it (open handles then write into
     /// the void, as they would into an unlinked file).
     fn collect_if_unreachable(&mut self, id: InodeId) {
-        let reachable = self.names.values().any(|&i| i == id)
-            || self.durable_names.values().any(|&i| i == id);
+        let reachable =
+            self.names.values().any(|&i| i == id) || self.durable_names.values().any(|&i| i == id);
         if !reachable {
             self.inodes.remove(&id);
         }
@@ -361,7 +361,9 @@ impl FileSystem for SimFileSystem {
         if !state.dir_exists(dir) {
             return Err(sim_error(dir, ErrorKind::NotFound, "no such directory"));
         }
-        state.durable_names.retain(|path, _| path.parent() != Some(dir));
+        state
+            .durable_names
+            .retain(|path, _| path.parent() != Some(dir));
         let live: Vec<(PathBuf, InodeId)> = state
             .names
             .iter()
@@ -382,7 +384,11 @@ impl FileSystem for SimFileSystem {
         let id = state.inode_of(from)?;
         state.require_parent(to)?;
         if state.names.contains_key(to) {
-            return Err(sim_error(to, ErrorKind::AlreadyExists, "link target exists"));
+            return Err(sim_error(
+                to,
+                ErrorKind::AlreadyExists,
+                "link target exists",
+            ));
         }
         state.names.insert(to.to_owned(), id);
         Ok(())
@@ -535,7 +541,10 @@ mod tests {
         fs.remove(&file("b")).unwrap();
         assert_eq!(fs.list(&dir()).unwrap(), vec!["c".to_owned()]);
         fs.crash();
-        assert_eq!(fs.list(&dir()).unwrap(), vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(
+            fs.list(&dir()).unwrap(),
+            vec!["a".to_owned(), "b".to_owned()]
+        );
         assert_eq!(fs.read(&file("b")).unwrap(), b"two");
 
         fs.rename(&file("a"), &file("c")).unwrap();

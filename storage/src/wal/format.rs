@@ -277,12 +277,12 @@ impl<'a> LogReader<'a> {
             good_len: 0,
             end: None,
         };
-        if let Some((_, header)) = reader.read_record() {
-            if *header != file_header(magic) {
-                reader.end = Some(LogEnd::BadHeader {
-                    reason: describe_header(&header, magic),
-                });
-            }
+        if let Some((_, header)) = reader.read_record()
+            && *header != file_header(magic)
+        {
+            reader.end = Some(LogEnd::BadHeader {
+                reason: describe_header(&header, magic),
+            });
         }
         reader
     }
@@ -483,7 +483,9 @@ mod tests {
     }
 
     fn record(len: usize, seed: u8) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+            .collect()
     }
 
     #[test]

@@ -129,7 +129,13 @@ mod naming_tests {
         for number in [3, 1, 1_234_567] {
             fs.create(&segment_path(dir, number)).unwrap();
         }
-        for stranger in ["1.wal", "000002.log", "00000x.wal", "000004.wal.tmp", "CURRENT"] {
+        for stranger in [
+            "1.wal",
+            "000002.log",
+            "00000x.wal",
+            "000004.wal.tmp",
+            "CURRENT",
+        ] {
             fs.create(&dir.join(stranger)).unwrap();
         }
         assert_eq!(

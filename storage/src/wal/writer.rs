@@ -242,10 +242,10 @@ impl GroupCommitWriter {
         }
         // Held while joining, so a concurrent `close` waits for the outcome.
         let mut thread = self.thread.lock();
-        if let Some(handle) = thread.take() {
-            if handle.join().is_err() {
-                return Err(Error::Unavailable("WAL writer thread panicked".to_owned()));
-            }
+        if let Some(handle) = thread.take()
+            && handle.join().is_err()
+        {
+            return Err(Error::Unavailable("WAL writer thread panicked".to_owned()));
         }
         match &self.shared.queue.lock().lifecycle {
             Lifecycle::Closed => Ok(()),
@@ -423,15 +423,13 @@ impl WriterThread {
                     wrote = true;
                     self.stage(batch, durability, reply)?;
                 }
-                Command::Rotate => {
-                    match self.commit().and_then(|()| self.rotate_segment()) {
-                        Ok(segment) => reply.send(Ok(segment)),
-                        Err(error) => {
-                            reply.send(Err(duplicate(&error)));
-                            return Err(error);
-                        }
+                Command::Rotate => match self.commit().and_then(|()| self.rotate_segment()) {
+                    Ok(segment) => reply.send(Ok(segment)),
+                    Err(error) => {
+                        reply.send(Err(duplicate(&error)));
+                        return Err(error);
                     }
-                }
+                },
             }
         }
         self.commit()?;
