@@ -27,18 +27,30 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut args = Args { entities: 1_000_000, batch: 256, writers: 4, gets: 100_000, dir: std::env::temp_dir().join("allidb-db-bench") };
+    let mut args = Args {
+        entities: 1_000_000,
+        batch: 256,
+        writers: 4,
+        gets: 100_000,
+        dir: std::env::temp_dir().join("allidb-db-bench"),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        let number = || value.parse::<u64>().unwrap_or_else(|_| panic!("{flag}: not a number: {value}"));
+        let number = || {
+            value
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("{flag}: not a number: {value}"))
+        };
         match flag.as_str() {
             "--entities" => args.entities = number(),
             "--batch" => args.batch = number(),
             "--writers" => args.writers = number(),
             "--gets" => args.gets = number(),
             "--dir" => args.dir = PathBuf::from(&value),
-            other => panic!("unknown flag {other} (flags: --entities --batch --writers --gets --dir)"),
+            other => {
+                panic!("unknown flag {other} (flags: --entities --batch --writers --gets --dir)")
+            }
         }
     }
     args
@@ -62,7 +74,11 @@ fn value_of(i: u64) -> Vec<u8> {
         .collect();
     let body = EntityBody {
         entity_type: "doc".to_owned(),
-        embeddings: vec![Embedding { version: 1, vector, timestamp_nanos: 1 }],
+        embeddings: vec![Embedding {
+            version: 1,
+            vector,
+            timestamp_nanos: 1,
+        }],
         importance: (i % 10) as f64,
         ..EntityBody::default()
     };
@@ -93,18 +109,21 @@ fn main() {
     let start = Instant::now();
     let writers: Vec<_> = (0..args.writers)
         .map(|_| {
-            let (engine, next, n, batch) = (engine.clone(), next.clone(), args.entities, args.batch);
-            std::thread::spawn(move || loop {
-                let first = next.fetch_add(batch, Ordering::Relaxed);
-                if first >= n {
-                    return;
+            let (engine, next, n, batch) =
+                (engine.clone(), next.clone(), args.entities, args.batch);
+            std::thread::spawn(move || {
+                loop {
+                    let first = next.fetch_add(batch, Ordering::Relaxed);
+                    if first >= n {
+                        return;
+                    }
+                    let mut wb = WriteBatch::new();
+                    let ts = engine.clock().now();
+                    for i in first..(first + batch).min(n) {
+                        wb.put(CellKey::body("bench", &id_of(i)).encode(), ts, value_of(i));
+                    }
+                    engine.write(wb, Durability::Sync).expect("write");
                 }
-                let mut wb = WriteBatch::new();
-                let ts = engine.clock().now();
-                for i in first..(first + batch).min(n) {
-                    wb.put(CellKey::body("bench", &id_of(i)).encode(), ts, value_of(i));
-                }
-                engine.write(wb, Durability::Sync).expect("write");
             })
         })
         .collect();
@@ -117,13 +136,27 @@ fn main() {
     let stats = engine.stats();
     let user_bytes = stats.user_bytes as f64;
     let sst_bytes = dir_bytes(&args.dir, "sst") as f64;
-    let logical = args.entities as f64 * (value_of(0).len() + CellKey::body("bench", &id_of(0)).encode().len()) as f64;
-    println!("ingest: {} entities in {:.2?} = {:.0} entities/s (all flushed after {:.2?})", args.entities, ingest,
-        args.entities as f64 / ingest.as_secs_f64(), settle);
-    println!("write amplification (WAL + flush + compaction bytes / user bytes): {:.2}",
-        (user_bytes + stats.flush_bytes as f64 + stats.compaction_write_bytes as f64) / user_bytes);
-    println!("space amplification (SSTable bytes / logical bytes): {:.2}", sst_bytes / logical);
-    println!("tables per level: {:?}; compactions: {}; stalls: {}; slowdowns: {}", stats.tables_per_level, stats.compactions, stats.stalls, stats.slowdowns);
+    let logical = args.entities as f64
+        * (value_of(0).len() + CellKey::body("bench", &id_of(0)).encode().len()) as f64;
+    println!(
+        "ingest: {} entities in {:.2?} = {:.0} entities/s (all flushed after {:.2?})",
+        args.entities,
+        ingest,
+        args.entities as f64 / ingest.as_secs_f64(),
+        settle
+    );
+    println!(
+        "write amplification (WAL + flush + compaction bytes / user bytes): {:.2}",
+        (user_bytes + stats.flush_bytes as f64 + stats.compaction_write_bytes as f64) / user_bytes
+    );
+    println!(
+        "space amplification (SSTable bytes / logical bytes): {:.2}",
+        sst_bytes / logical
+    );
+    println!(
+        "tables per level: {:?}; compactions: {}; stalls: {}; slowdowns: {}",
+        stats.tables_per_level, stats.compactions, stats.stalls, stats.slowdowns
+    );
 
     let mut samples = Vec::with_capacity(args.gets as usize);
     let mut state = 0x2545_F491_4F6C_DD1Du64;
@@ -136,12 +169,24 @@ fn main() {
         let t = Instant::now();
         let found = engine.get_entity("bench", &id_of(i)).expect("read");
         samples.push(t.elapsed());
-        assert_eq!(found.expect("every ingested entity is found").body.importance, (i % 10) as f64);
+        assert_eq!(
+            found
+                .expect("every ingested entity is found")
+                .body
+                .importance,
+            (i % 10) as f64
+        );
     }
     let total = get_start.elapsed();
     samples.sort();
     let stats = engine.stats();
-    println!("random get from SSTables: {} reads, {:.0}/s, p50 {:.1?}, p99 {:.1?} (block cache hits {} misses {})",
-        args.gets, args.gets as f64 / total.as_secs_f64(), percentile(&samples, 0.5), percentile(&samples, 0.99),
-        stats.block_cache_hits, stats.block_cache_misses);
+    println!(
+        "random get from SSTables: {} reads, {:.0}/s, p50 {:.1?}, p99 {:.1?} (block cache hits {} misses {})",
+        args.gets,
+        args.gets as f64 / total.as_secs_f64(),
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.99),
+        stats.block_cache_hits,
+        stats.block_cache_misses
+    );
 }

@@ -42,19 +42,34 @@ pub struct CompactionJob {
 
 impl CompactionJob {
     fn new(version: &Version, level: usize, inputs: Vec<Arc<Table>>) -> Option<Self> {
-        let smallest = inputs.iter().map(|t| t.properties().smallest.user_key.clone()).min()?;
-        let largest = inputs.iter().map(|t| t.properties().largest.user_key.clone()).max()?;
+        let smallest = inputs
+            .iter()
+            .map(|t| t.properties().smallest.user_key.clone())
+            .min()?;
+        let largest = inputs
+            .iter()
+            .map(|t| t.properties().largest.user_key.clone())
+            .max()?;
         let output_level = level + 1;
         let lower = version.overlapping(output_level, &smallest, &largest);
-        let bottommost =
-            (output_level + 1..NUM_LEVELS).all(|l| version.overlapping(l, &smallest, &largest).is_empty());
-        Some(Self { level, output_level, inputs, lower, bottommost })
+        let bottommost = (output_level + 1..NUM_LEVELS)
+            .all(|l| version.overlapping(l, &smallest, &largest).is_empty());
+        Some(Self {
+            level,
+            output_level,
+            inputs,
+            lower,
+            bottommost,
+        })
     }
 
     /// Every input table with its level, for the manifest edit.
     pub fn removed(&self) -> Vec<(usize, u64)> {
         let upper = self.inputs.iter().map(|t| (self.level, t.file_number()));
-        let lower = self.lower.iter().map(|t| (self.output_level, t.file_number()));
+        let lower = self
+            .lower
+            .iter()
+            .map(|t| (self.output_level, t.file_number()));
         upper.chain(lower).collect()
     }
 
@@ -82,7 +97,12 @@ pub fn pick(
         return CompactionJob::new(version, 0, version.level(0).to_vec());
     }
     let (level, score) = (1..NUM_LEVELS - 1)
-        .map(|l| (l, version.level_bytes(l) as f64 / level_target(level1_bytes, multiplier, l) as f64))
+        .map(|l| {
+            (
+                l,
+                version.level_bytes(l) as f64 / level_target(level1_bytes, multiplier, l) as f64,
+            )
+        })
         .max_by(|a, b| a.1.total_cmp(&b.1))?;
     if score < 1.0 {
         return None;
@@ -119,7 +139,13 @@ pub struct CompactionFilter {
 impl CompactionFilter {
     /// A filter for one merge; `gc_cutoff` = now - gc_grace.
     pub fn new(bottommost: bool, gc_cutoff: Timestamp) -> Self {
-        Self { bottommost, gc_cutoff, partition: Vec::new(), marker_ts: None, last_key: None }
+        Self {
+            bottommost,
+            gc_cutoff,
+            partition: Vec::new(),
+            marker_ts: None,
+            last_key: None,
+        }
     }
 
     /// True if `entry` survives.
@@ -151,7 +177,8 @@ impl CompactionFilter {
     /// True when `entry` starts a new partition compared with the last kept or dropped entry
     /// (outputs are split only there, so one entity's cells stay in one table where possible).
     pub fn at_partition_start(&self, entry: &Entry) -> bool {
-        key::partition_of(&entry.key.user_key).unwrap_or(&entry.key.user_key) != self.partition.as_slice()
+        key::partition_of(&entry.key.user_key).unwrap_or(&entry.key.user_key)
+            != self.partition.as_slice()
     }
 }
 
@@ -162,7 +189,10 @@ mod tests {
     use crate::types::InternalKey;
 
     fn entry(key: CellKey, ts: u64, seq: u64, value: Option<&[u8]>) -> Entry {
-        Entry { key: InternalKey::new(key.encode(), ts, seq), value: value.map(<[u8]>::to_vec) }
+        Entry {
+            key: InternalKey::new(key.encode(), ts, seq),
+            value: value.map(<[u8]>::to_vec),
+        }
     }
 
     #[test]

@@ -106,20 +106,27 @@ pub fn load(fs: &dyn FileSystem, dir: &Path) -> Result<Option<(u64, ManifestStat
     let mut state = ManifestState::default();
     let mut reader = LogReader::new(&bytes, MANIFEST_MAGIC);
     for (offset, payload) in reader.by_ref() {
-        let edit: VersionEdit = codec::decode(&payload)
-            .map_err(|e| Error::corruption(&path, offset, format!("undecodable version edit: {e}")))?;
+        let edit: VersionEdit = codec::decode(&payload).map_err(|e| {
+            Error::corruption(&path, offset, format!("undecodable version edit: {e}"))
+        })?;
         state.apply(&edit);
     }
     match reader.end() {
         None | Some(LogEnd::Clean) => {}
-        Some(LogEnd::TornTail { bad_offset, reason, .. }) => {
+        Some(LogEnd::TornTail {
+            bad_offset, reason, ..
+        }) => {
             tracing::warn!(manifest = %path.display(), offset = bad_offset, %reason,
                 "ignoring a torn manifest tail (an edit that never committed)");
         }
-        Some(LogEnd::Corrupt { bad_offset, reason, .. }) => {
+        Some(LogEnd::Corrupt {
+            bad_offset, reason, ..
+        }) => {
             return Err(Error::corruption(&path, *bad_offset, reason.clone()));
         }
-        Some(LogEnd::BadHeader { reason }) => return Err(Error::corruption(&path, 0, reason.clone())),
+        Some(LogEnd::BadHeader { reason }) => {
+            return Err(Error::corruption(&path, 0, reason.clone()));
+        }
     }
     Ok(Some((number, state)))
 }
@@ -135,7 +142,12 @@ pub struct ManifestWriter {
 
 impl ManifestWriter {
     /// Writes manifest `number` holding `state`, makes it durable and points `CURRENT` at it.
-    pub fn create(fs: Arc<dyn FileSystem>, dir: &Path, number: u64, state: ManifestState) -> Result<Self> {
+    pub fn create(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        number: u64,
+        state: ManifestState,
+    ) -> Result<Self> {
         let path = dir.join(manifest_name(number));
         let mut log = LogWriter::new(fs.create(&path)?, MANIFEST_MAGIC)?;
         log.add_record(&codec::encode(&state.snapshot())?)?;
@@ -148,7 +160,12 @@ impl ManifestWriter {
         drop(pointer);
         fs.rename(&tmp, &dir.join(CURRENT))?;
         fs.sync_dir(dir)?;
-        Ok(Self { fs, path, log, state })
+        Ok(Self {
+            fs,
+            path,
+            log,
+            state,
+        })
     }
 
     /// Appends an edit and makes it durable; only then is it part of the state.

@@ -40,7 +40,8 @@ impl Memtable {
 
     /// Inserts one version.
     pub fn insert(&self, entry: Entry) {
-        let size = entry.key.user_key.len() + entry.value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
+        let size =
+            entry.key.user_key.len() + entry.value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD;
         self.max_seq.fetch_max(entry.key.seq, Ordering::Relaxed);
         self.map.insert(entry.key, entry.value);
         self.bytes.fetch_add(size, Ordering::Relaxed);
@@ -78,7 +79,10 @@ impl Memtable {
             Bound::Included(key) => self.map.lower_bound(Bound::Included(key)),
             Bound::Excluded(key) => self.map.lower_bound(Bound::Excluded(key)),
         }?;
-        Some(Entry { key: found.key().clone(), value: found.value().clone() })
+        Some(Entry {
+            key: found.key().clone(),
+            value: found.value().clone(),
+        })
     }
 }
 
@@ -93,7 +97,10 @@ pub struct MemtableIter {
 impl MemtableIter {
     /// A cursor before the first entry.
     pub fn new(mem: Arc<Memtable>) -> Self {
-        Self { mem, position: Bound::Unbounded }
+        Self {
+            mem,
+            position: Bound::Unbounded,
+        }
     }
 
     /// Positions before the first version of the first user key `>= user_key`.
@@ -114,7 +121,10 @@ mod tests {
     use super::*;
 
     fn entry(key: &str, ts: u64, seq: u64) -> Entry {
-        Entry { key: InternalKey::new(key.as_bytes(), ts, seq), value: Some(vec![seq as u8]) }
+        Entry {
+            key: InternalKey::new(key.as_bytes(), ts, seq),
+            value: Some(vec![seq as u8]),
+        }
     }
 
     #[test]
@@ -125,10 +135,17 @@ mod tests {
         mem.insert(entry("b", 9, 3));
         mem.insert(entry("b", 9, 4));
         let mut it = MemtableIter::new(mem.clone());
-        let got: Vec<_> = std::iter::from_fn(|| it.next_entry()).map(|e| (e.key.user_key, e.key.ts, e.key.seq)).collect();
+        let got: Vec<_> = std::iter::from_fn(|| it.next_entry())
+            .map(|e| (e.key.user_key, e.key.ts, e.key.seq))
+            .collect();
         assert_eq!(
             got,
-            vec![(b"a".to_vec(), 1, 2), (b"b".to_vec(), 9, 4), (b"b".to_vec(), 9, 3), (b"b".to_vec(), 5, 1)]
+            vec![
+                (b"a".to_vec(), 1, 2),
+                (b"b".to_vec(), 9, 4),
+                (b"b".to_vec(), 9, 3),
+                (b"b".to_vec(), 5, 1)
+            ]
         );
         it.seek(b"b");
         assert_eq!(it.next_entry().unwrap().key.seq, 4);

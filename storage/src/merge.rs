@@ -55,7 +55,11 @@ pub struct LevelIter {
 impl LevelIter {
     /// `tables` must be sorted by key range and must not overlap.
     pub fn new(tables: Vec<Arc<Table>>) -> Self {
-        Self { tables, index: 0, current: None }
+        Self {
+            tables,
+            index: 0,
+            current: None,
+        }
     }
 
     fn seek(&mut self, user_key: &[u8]) {
@@ -107,7 +111,11 @@ impl PartialOrd for HeapItem {
 impl Ord for HeapItem {
     // BinaryHeap is a max-heap: reverse so the smallest key (then the lowest source) pops first.
     fn cmp(&self, other: &Self) -> Ordering {
-        other.entry.key.cmp(&self.entry.key).then_with(|| other.source.cmp(&self.source))
+        other
+            .entry
+            .key
+            .cmp(&self.entry.key)
+            .then_with(|| other.source.cmp(&self.source))
     }
 }
 
@@ -124,7 +132,13 @@ pub struct MergeIter {
 impl MergeIter {
     /// Merges `sources`, newest first (only matters for reporting duplicates once).
     pub fn new(sources: Vec<Source>) -> Self {
-        Self { sources, heap: BinaryHeap::new(), primed: false, failed: false, last: None }
+        Self {
+            sources,
+            heap: BinaryHeap::new(),
+            primed: false,
+            failed: false,
+            last: None,
+        }
     }
 
     /// Positions every source at the first version of the first user key `>= user_key`.
@@ -139,7 +153,10 @@ impl MergeIter {
 
     fn pull(&mut self, source: usize) -> Result<()> {
         if let Some(item) = self.sources[source].next_entry() {
-            self.heap.push(HeapItem { entry: item?, source });
+            self.heap.push(HeapItem {
+                entry: item?,
+                source,
+            });
         }
         Ok(())
     }

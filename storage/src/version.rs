@@ -21,7 +21,9 @@ pub struct Version {
 
 impl Default for Version {
     fn default() -> Self {
-        Self { levels: vec![Vec::new(); NUM_LEVELS] }
+        Self {
+            levels: vec![Vec::new(); NUM_LEVELS],
+        }
     }
 }
 
@@ -33,17 +35,26 @@ impl Version {
 
     /// Every table with its level.
     pub fn tables(&self) -> impl Iterator<Item = (usize, &Arc<Table>)> {
-        self.levels.iter().enumerate().flat_map(|(l, ts)| ts.iter().map(move |t| (l, t)))
+        self.levels
+            .iter()
+            .enumerate()
+            .flat_map(|(l, ts)| ts.iter().map(move |t| (l, t)))
     }
 
     /// Total file bytes of a level.
     pub fn level_bytes(&self, level: usize) -> u64 {
-        self.levels[level].iter().map(|t| t.properties().file_size).sum()
+        self.levels[level]
+            .iter()
+            .map(|t| t.properties().file_size)
+            .sum()
     }
 
     /// Highest sequence number stored in any table (0 if none).
     pub fn max_seq(&self) -> u64 {
-        self.tables().map(|(_, t)| t.properties().max_seq).max().unwrap_or(0)
+        self.tables()
+            .map(|(_, t)| t.properties().max_seq)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Tables of `level` whose user-key range intersects `[smallest, largest]`.
@@ -52,7 +63,8 @@ impl Version {
             .iter()
             .filter(|t| {
                 let p = t.properties();
-                p.smallest.user_key.as_slice() <= largest && p.largest.user_key.as_slice() >= smallest
+                p.smallest.user_key.as_slice() <= largest
+                    && p.largest.user_key.as_slice() >= smallest
             })
             .cloned()
             .collect()

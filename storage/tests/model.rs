@@ -15,10 +15,30 @@ const RELATIONS: [&str; 2] = ["knows", ""];
 
 #[derive(Clone, Debug)]
 enum Op {
-    Put { tenant: usize, id: usize, tag: u8, outs: Vec<(usize, usize, u8)>, ins: Vec<(usize, usize, u8)> },
-    Delete { tenant: usize, id: usize },
-    AddEdge { tenant: usize, from: usize, rel: usize, to: usize, weight: u8 },
-    RemoveEdge { tenant: usize, from: usize, rel: usize, to: usize },
+    Put {
+        tenant: usize,
+        id: usize,
+        tag: u8,
+        outs: Vec<(usize, usize, u8)>,
+        ins: Vec<(usize, usize, u8)>,
+    },
+    Delete {
+        tenant: usize,
+        id: usize,
+    },
+    AddEdge {
+        tenant: usize,
+        from: usize,
+        rel: usize,
+        to: usize,
+        weight: u8,
+    },
+    RemoveEdge {
+        tenant: usize,
+        from: usize,
+        rel: usize,
+        to: usize,
+    },
     Flush,
     Compact,
     Reopen,
@@ -58,7 +78,11 @@ type Model = BTreeMap<(String, String), ModelPartition>;
 fn body(tag: u8, created: i64) -> EntityBody {
     EntityBody {
         entity_type: format!("type{}", tag % 3),
-        embeddings: vec![Embedding { version: 1, vector: vec![f32::from(tag), 1.5, -2.0], timestamp_nanos: 7 }],
+        embeddings: vec![Embedding {
+            version: 1,
+            vector: vec![f32::from(tag), 1.5, -2.0],
+            timestamp_nanos: 7,
+        }],
         chunks: Vec::new(),
         importance: f64::from(tag) / 10.0,
         attributes: [("k".to_owned(), tag.to_string())].into(),
@@ -73,17 +97,33 @@ fn part<'a>(model: &'a mut Model, tenant: &str, id: &str) -> &'a mut ModelPartit
 
 fn apply(model: &mut Model, op: &Op, step: i64) {
     match op {
-        Op::Put { tenant, id, tag, outs, ins } => {
+        Op::Put {
+            tenant,
+            id,
+            tag,
+            outs,
+            ins,
+        } => {
             let (t, id) = (TENANTS[*tenant], IDS[*id]);
             let outs: BTreeMap<(String, String), f64> = outs
                 .iter()
                 .filter(|(_, to, _)| IDS[*to] != id)
-                .map(|(r, to, w)| ((RELATIONS[*r].to_owned(), IDS[*to].to_owned()), f64::from(*w)))
+                .map(|(r, to, w)| {
+                    (
+                        (RELATIONS[*r].to_owned(), IDS[*to].to_owned()),
+                        f64::from(*w),
+                    )
+                })
                 .collect();
             let ins: BTreeMap<(String, String), f64> = ins
                 .iter()
                 .filter(|(_, from, _)| IDS[*from] != id)
-                .map(|(r, from, w)| ((RELATIONS[*r].to_owned(), IDS[*from].to_owned()), f64::from(*w)))
+                .map(|(r, from, w)| {
+                    (
+                        (RELATIONS[*r].to_owned(), IDS[*from].to_owned()),
+                        f64::from(*w),
+                    )
+                })
                 .collect();
             let old = part(model, t, id).clone();
             for (rel, to) in old.out.keys() {
@@ -92,7 +132,9 @@ fn apply(model: &mut Model, op: &Op, step: i64) {
                 }
             }
             for ((rel, to), w) in &outs {
-                part(model, t, to).inn.insert((rel.clone(), id.to_owned()), *w);
+                part(model, t, to)
+                    .inn
+                    .insert((rel.clone(), id.to_owned()), *w);
             }
             let p = part(model, t, id);
             let created = old.body.as_ref().map_or(step, |b| b.created_at_nanos);
@@ -112,19 +154,40 @@ fn apply(model: &mut Model, op: &Op, step: i64) {
                 part(model, t, to).inn.remove(&(rel.clone(), id.to_owned()));
             }
             for (rel, from) in old.inn.keys() {
-                part(model, t, from).out.remove(&(rel.clone(), id.to_owned()));
+                part(model, t, from)
+                    .out
+                    .remove(&(rel.clone(), id.to_owned()));
             }
             *part(model, t, id) = ModelPartition::default();
         }
-        Op::AddEdge { tenant, from, rel, to, weight } => {
+        Op::AddEdge {
+            tenant,
+            from,
+            rel,
+            to,
+            weight,
+        } => {
             let (t, from, rel, to) = (TENANTS[*tenant], IDS[*from], RELATIONS[*rel], IDS[*to]);
-            part(model, t, from).out.insert((rel.to_owned(), to.to_owned()), f64::from(*weight));
-            part(model, t, to).inn.insert((rel.to_owned(), from.to_owned()), f64::from(*weight));
+            part(model, t, from)
+                .out
+                .insert((rel.to_owned(), to.to_owned()), f64::from(*weight));
+            part(model, t, to)
+                .inn
+                .insert((rel.to_owned(), from.to_owned()), f64::from(*weight));
         }
-        Op::RemoveEdge { tenant, from, rel, to } => {
+        Op::RemoveEdge {
+            tenant,
+            from,
+            rel,
+            to,
+        } => {
             let (t, from, rel, to) = (TENANTS[*tenant], IDS[*from], RELATIONS[*rel], IDS[*to]);
-            part(model, t, from).out.remove(&(rel.to_owned(), to.to_owned()));
-            part(model, t, to).inn.remove(&(rel.to_owned(), from.to_owned()));
+            part(model, t, from)
+                .out
+                .remove(&(rel.to_owned(), to.to_owned()));
+            part(model, t, to)
+                .inn
+                .remove(&(rel.to_owned(), from.to_owned()));
         }
         Op::Flush | Op::Compact | Op::Reopen => {}
     }
@@ -133,7 +196,13 @@ fn apply(model: &mut Model, op: &Op, step: i64) {
 fn run(engine: &Engine, op: &Op, step: i64) {
     let d = Durability::Buffered;
     match op {
-        Op::Put { tenant, id, tag, outs, ins } => {
+        Op::Put {
+            tenant,
+            id,
+            tag,
+            outs,
+            ins,
+        } => {
             let id = IDS[*id];
             let edges = |list: &Vec<(usize, usize, u8)>| -> Vec<EdgeWrite> {
                 list.iter()
@@ -146,13 +215,26 @@ fn run(engine: &Engine, op: &Op, step: i64) {
                     })
                     .collect()
             };
-            let write = EntityWrite { id: id.to_owned(), body: body(*tag, step), out_edges: edges(outs), in_edges: edges(ins) };
-            engine.put_entities(TENANTS[*tenant], vec![write], d).unwrap();
+            let write = EntityWrite {
+                id: id.to_owned(),
+                body: body(*tag, step),
+                out_edges: edges(outs),
+                in_edges: edges(ins),
+            };
+            engine
+                .put_entities(TENANTS[*tenant], vec![write], d)
+                .unwrap();
         }
         Op::Delete { tenant, id } => {
             engine.delete_entity(TENANTS[*tenant], IDS[*id], d).unwrap();
         }
-        Op::AddEdge { tenant, from, rel, to, weight } => {
+        Op::AddEdge {
+            tenant,
+            from,
+            rel,
+            to,
+            weight,
+        } => {
             let edge = Edge {
                 from: IDS[*from].to_owned(),
                 to: IDS[*to].to_owned(),
@@ -162,8 +244,17 @@ fn run(engine: &Engine, op: &Op, step: i64) {
             };
             engine.add_edges(TENANTS[*tenant], &[edge], d).unwrap();
         }
-        Op::RemoveEdge { tenant, from, rel, to } => {
-            let edge = EdgeRef { from: IDS[*from].to_owned(), relation: RELATIONS[*rel].to_owned(), to: IDS[*to].to_owned() };
+        Op::RemoveEdge {
+            tenant,
+            from,
+            rel,
+            to,
+        } => {
+            let edge = EdgeRef {
+                from: IDS[*from].to_owned(),
+                relation: RELATIONS[*rel].to_owned(),
+                to: IDS[*to].to_owned(),
+            };
             engine.remove_edges(TENANTS[*tenant], &[edge], d).unwrap();
         }
         Op::Flush => engine.flush().unwrap(),
@@ -177,30 +268,54 @@ fn check(engine: &Engine, model: &Model) -> Result<(), TestCaseError> {
         let mut expected_scan = Vec::new();
         for id in IDS {
             let got = engine.get_entity(tenant, id).unwrap();
-            let want = model.get(&(tenant.to_owned(), id.to_owned())).cloned().unwrap_or_default();
+            let want = model
+                .get(&(tenant.to_owned(), id.to_owned()))
+                .cloned()
+                .unwrap_or_default();
             match (&got, &want.body) {
                 (None, None) => {}
                 (Some(e), Some(b)) => {
                     prop_assert_eq!(&e.body, b, "body of {}/{}", tenant, id);
-                    let out: BTreeMap<(String, String), f64> =
-                        e.out_edges.iter().map(|x| ((x.relation.clone(), x.to.clone()), x.weight)).collect();
-                    let inn: BTreeMap<(String, String), f64> =
-                        e.in_edges.iter().map(|x| ((x.relation.clone(), x.from.clone()), x.weight)).collect();
+                    let out: BTreeMap<(String, String), f64> = e
+                        .out_edges
+                        .iter()
+                        .map(|x| ((x.relation.clone(), x.to.clone()), x.weight))
+                        .collect();
+                    let inn: BTreeMap<(String, String), f64> = e
+                        .in_edges
+                        .iter()
+                        .map(|x| ((x.relation.clone(), x.from.clone()), x.weight))
+                        .collect();
                     prop_assert_eq!(out.len(), e.out_edges.len(), "duplicate out-edges");
                     prop_assert_eq!(&out, &want.out, "out-edges of {}/{}", tenant, id);
                     prop_assert_eq!(&inn, &want.inn, "in-edges of {}/{}", tenant, id);
                     expected_scan.push(id.to_owned());
                 }
-                _ => prop_assert!(false, "{}/{}: engine {:?} model {:?}", tenant, id, got.is_some(), want.body.is_some()),
+                _ => prop_assert!(
+                    false,
+                    "{}/{}: engine {:?} model {:?}",
+                    tenant,
+                    id,
+                    got.is_some(),
+                    want.body.is_some()
+                ),
             }
         }
-        let scanned: Vec<String> =
-            engine.scan(tenant, None, None).unwrap().map(|e| e.unwrap().id).collect();
+        let scanned: Vec<String> = engine
+            .scan(tenant, None, None)
+            .unwrap()
+            .map(|e| e.unwrap().id)
+            .collect();
         prop_assert_eq!(scanned, expected_scan.clone());
-        let bounded: Vec<String> =
-            engine.scan(tenant, Some("ab"), Some("d")).unwrap().map(|e| e.unwrap().id).collect();
-        let want: Vec<String> =
-            expected_scan.into_iter().filter(|id| id.as_str() >= "ab" && id.as_str() < "d").collect();
+        let bounded: Vec<String> = engine
+            .scan(tenant, Some("ab"), Some("d"))
+            .unwrap()
+            .map(|e| e.unwrap().id)
+            .collect();
+        let want: Vec<String> = expected_scan
+            .into_iter()
+            .filter(|id| id.as_str() >= "ab" && id.as_str() < "d")
+            .collect();
         prop_assert_eq!(bounded, want);
     }
     Ok(())

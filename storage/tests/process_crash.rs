@@ -17,7 +17,12 @@ const TENANT: &str = "crash";
 
 fn options() -> Options {
     // Small memtables so flushes and compactions are in flight when the kill lands.
-    Options { memtable_bytes: 256 << 10, target_file_bytes: 256 << 10, level1_bytes: 1 << 20, ..Options::default() }
+    Options {
+        memtable_bytes: 256 << 10,
+        target_file_bytes: 256 << 10,
+        level1_bytes: 1 << 20,
+        ..Options::default()
+    }
 }
 
 fn entity(round: u64, i: u64) -> EntityWrite {
@@ -26,7 +31,11 @@ fn entity(round: u64, i: u64) -> EntityWrite {
         id: id.clone(),
         body: EntityBody {
             entity_type: "doc".to_owned(),
-            embeddings: vec![Embedding { version: 1, vector: vec![i as f32; 64], timestamp_nanos: 1 }],
+            embeddings: vec![Embedding {
+                version: 1,
+                vector: vec![i as f32; 64],
+                timestamp_nanos: 1,
+            }],
             importance: i as f64,
             ..EntityBody::default()
         },
@@ -46,13 +55,22 @@ fn entity(round: u64, i: u64) -> EntityWrite {
 /// The child: writes batches of 8 entities forever, printing the last index of each acked batch.
 #[test]
 fn crash_child_writer() {
-    let Ok(dir) = std::env::var("ALLIDB_CRASH_CHILD_DIR") else { return };
-    let round: u64 = std::env::var("ALLIDB_CRASH_ROUND").unwrap().parse().unwrap();
+    let Ok(dir) = std::env::var("ALLIDB_CRASH_CHILD_DIR") else {
+        return;
+    };
+    let round: u64 = std::env::var("ALLIDB_CRASH_ROUND")
+        .unwrap()
+        .parse()
+        .unwrap();
     let engine = Engine::open(&dir, options()).unwrap();
     let mut out = std::io::stdout().lock();
     for batch in 0u64.. {
-        let writes = (batch * 8..batch * 8 + 8).map(|i| entity(round, i)).collect();
-        engine.put_entities(TENANT, writes, Durability::Sync).unwrap();
+        let writes = (batch * 8..batch * 8 + 8)
+            .map(|i| entity(round, i))
+            .collect();
+        engine
+            .put_entities(TENANT, writes, Durability::Sync)
+            .unwrap();
         writeln!(out, "ACK {}", batch * 8 + 7).unwrap();
         out.flush().unwrap();
     }
@@ -63,13 +81,21 @@ fn sigkill_loses_no_acknowledged_write() {
     if std::env::var("ALLIDB_CRASH_CHILD_DIR").is_ok() {
         return;
     }
-    let rounds: u64 = std::env::var("ALLIDB_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let rounds: u64 = std::env::var("ALLIDB_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut rng = rand::rng();
     for round in 0..rounds {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child_writer", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("ALLIDB_CRASH_CHILD_DIR", dir.path())
             .env("ALLIDB_CRASH_ROUND", round.to_string())
             .stdout(Stdio::piped())
@@ -101,7 +127,9 @@ fn sigkill_loses_no_acknowledged_write() {
             for i in 0..=last {
                 let id = format!("r{round:03}-e{i:06}");
                 let got = engine.get_entity(TENANT, &id).unwrap();
-                let got = got.unwrap_or_else(|| panic!("round {round}: acknowledged entity {id} lost (last ack {last})"));
+                let got = got.unwrap_or_else(|| {
+                    panic!("round {round}: acknowledged entity {id} lost (last ack {last})")
+                });
                 assert_eq!(got.body.importance, i as f64);
                 if i > 0 {
                     assert_eq!(got.out_edges.len(), 1, "{id} lost its edge");
@@ -109,7 +137,14 @@ fn sigkill_loses_no_acknowledged_write() {
             }
         }
         // Whatever was recovered is whole: every present entity has its body and edge.
-        for e in engine.scan(TENANT, Some(&format!("r{round:03}-")), Some(&format!("r{:03}-", round + 1))).unwrap() {
+        for e in engine
+            .scan(
+                TENANT,
+                Some(&format!("r{round:03}-")),
+                Some(&format!("r{:03}-", round + 1)),
+            )
+            .unwrap()
+        {
             let e = e.unwrap();
             assert_eq!(e.body.entity_type, "doc");
         }

@@ -58,7 +58,10 @@ pub(super) fn spawn(inner: &Arc<Inner>) -> Result<Vec<JoinHandle<()>>> {
             .spawn(move || inner.background_loop(body))
             .map_err(|e| Error::io(dir, e))
     };
-    Ok(vec![spawn_loop("allidb-flush", Inner::flush_one)?, spawn_loop("allidb-compact", Inner::compact_one)?])
+    Ok(vec![
+        spawn_loop("allidb-flush", Inner::flush_one)?,
+        spawn_loop("allidb-compact", Inner::compact_one)?,
+    ])
 }
 
 impl Inner {
@@ -91,12 +94,21 @@ impl Inner {
     fn flush_one(&self) -> Result<bool> {
         let (mem, next_first_segment) = {
             let state = self.state.read();
-            let Some(mem) = state.imm.front().cloned() else { return Ok(false) };
+            let Some(mem) = state.imm.front().cloned() else {
+                return Ok(false);
+            };
             let next = state.imm.get(1).unwrap_or(&state.mem).first_segment();
             (mem, next)
         };
         let number = self.next_table_number.fetch_add(1, Ordering::Relaxed);
-        let table = write_table(self.fs.as_ref(), &self.dir, number, &self.options, &self.cache, &mem)?;
+        let table = write_table(
+            self.fs.as_ref(),
+            &self.dir,
+            number,
+            &self.options,
+            &self.cache,
+            &mem,
+        )?;
         let mut edit = VersionEdit {
             log_number: Some(next_first_segment),
             next_table_number: Some(number + 1),
@@ -104,7 +116,10 @@ impl Inner {
             ..Default::default()
         };
         let added: Vec<(usize, Arc<Table>)> = table.map(|t| (0, Arc::new(t))).into_iter().collect();
-        edit.added = added.iter().map(|(l, t)| (*l as u8, t.file_number())).collect();
+        edit.added = added
+            .iter()
+            .map(|(l, t)| (*l as u8, t.file_number()))
+            .collect();
         self.manifest.lock().commit(edit)?;
         let bytes: u64 = added.iter().map(|(_, t)| t.properties().file_size).sum();
         {
@@ -133,7 +148,11 @@ impl Inner {
         }
         drop(segments);
         // Segments never tracked (retention off) are deleted by number.
-        let untracked_below = if self.options.retain_wal_until_pinned { 0 } else { log_number };
+        let untracked_below = if self.options.retain_wal_until_pinned {
+            0
+        } else {
+            log_number
+        };
         for name in self.fs.list(&self.dir)? {
             if let Some(n) = crate::wal::parse_segment_name(&name) {
                 if obsolete.contains(&n) || n < untracked_below {
@@ -161,8 +180,13 @@ impl Inner {
         let mut pointers = self.compaction.lock();
         let version = self.state.read().version.clone();
         let o = &self.options;
-        let Some(job) = compaction::pick(&version, &mut pointers, o.l0_compaction_trigger, o.level1_bytes, o.level_multiplier)
-        else {
+        let Some(job) = compaction::pick(
+            &version,
+            &mut pointers,
+            o.l0_compaction_trigger,
+            o.level1_bytes,
+            o.level_multiplier,
+        ) else {
             return Ok(false);
         };
         self.run_compaction(&job)?;
@@ -176,8 +200,12 @@ impl Inner {
         loop {
             self.check_open()?;
             let version = self.state.read().version.clone();
-            let deepest = (0..NUM_LEVELS).rev().find(|l| !version.level(*l).is_empty());
-            let Some(deepest) = deepest else { return Ok(()) };
+            let deepest = (0..NUM_LEVELS)
+                .rev()
+                .find(|l| !version.level(*l).is_empty());
+            let Some(deepest) = deepest else {
+                return Ok(());
+            };
             let level = (0..deepest.max(1)).find(|l| !version.level(*l).is_empty());
             let Some(level) = level else { return Ok(()) };
             let job = compaction::pick_whole_level(&version, level).expect("the level has tables");
@@ -209,7 +237,10 @@ impl Inner {
             if builder.is_none() {
                 let number = self.next_table_number.fetch_add(1, Ordering::Relaxed);
                 let path = table_path(&self.dir, number);
-                builder = Some((number, TableBuilder::new(self.fs.create(&path)?, path, self.options.table.clone())));
+                builder = Some((
+                    number,
+                    TableBuilder::new(self.fs.create(&path)?, path, self.options.table.clone()),
+                ));
             }
             builder.as_mut().expect("opened above").1.add(&entry)?;
         }
@@ -219,9 +250,15 @@ impl Inner {
         self.fs.sync_dir(&self.dir)?;
 
         let removed = job.removed();
-        let added: Vec<(usize, Arc<Table>)> = outputs.into_iter().map(|t| (job.output_level, Arc::new(t))).collect();
+        let added: Vec<(usize, Arc<Table>)> = outputs
+            .into_iter()
+            .map(|t| (job.output_level, Arc::new(t)))
+            .collect();
         let edit = VersionEdit {
-            added: added.iter().map(|(l, t)| (*l as u8, t.file_number())).collect(),
+            added: added
+                .iter()
+                .map(|(l, t)| (*l as u8, t.file_number()))
+                .collect(),
             removed: removed.iter().map(|(l, n)| (*l as u8, *n)).collect(),
             next_table_number: Some(self.next_table_number.load(Ordering::Relaxed)),
             ..Default::default()
@@ -234,19 +271,34 @@ impl Inner {
         let read: u64 = job.tables().map(|t| t.properties().file_size).sum();
         let written: u64 = added.iter().map(|(_, t)| t.properties().file_size).sum();
         self.stats.compactions.fetch_add(1, Ordering::Relaxed);
-        self.stats.compaction_read_bytes.fetch_add(read, Ordering::Relaxed);
-        self.stats.compaction_write_bytes.fetch_add(written, Ordering::Relaxed);
+        self.stats
+            .compaction_read_bytes
+            .fetch_add(read, Ordering::Relaxed);
+        self.stats
+            .compaction_write_bytes
+            .fetch_add(written, Ordering::Relaxed);
         for (_, number) in removed {
             self.fs.remove(&table_path(&self.dir, number))?;
         }
         self.fs.sync_dir(&self.dir)?;
         self.work_cv.notify_all();
-        tracing::debug!(level = job.level, inputs = job.inputs.len() + job.lower.len(), read, written, "compaction done");
+        tracing::debug!(
+            level = job.level,
+            inputs = job.inputs.len() + job.lower.len(),
+            read,
+            written,
+            "compaction done"
+        );
         Ok(())
     }
 
     fn finish_table(&self, number: u64, builder: TableBuilder) -> Result<Table> {
         builder.finish()?;
-        Table::open(self.fs.as_ref(), &table_path(&self.dir, number), number, self.cache.clone())
+        Table::open(
+            self.fs.as_ref(),
+            &table_path(&self.dir, number),
+            number,
+            self.cache.clone(),
+        )
     }
 }

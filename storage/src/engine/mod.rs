@@ -18,6 +18,9 @@ mod background;
 mod read;
 mod write;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -198,7 +201,14 @@ impl Engine {
         let loaded = manifest::load(fs.as_ref(), dir)?;
         let (old_manifest, mut mstate) = match loaded {
             Some((n, s)) => (Some(n), s),
-            None => (None, ManifestState { next_table_number: 1, log_number: 1, ..Default::default() }),
+            None => (
+                None,
+                ManifestState {
+                    next_table_number: 1,
+                    log_number: 1,
+                    ..Default::default()
+                },
+            ),
         };
         let cache = Arc::new(BlockCache::new(options.block_cache_bytes));
         let mut version = Version::default();
@@ -222,27 +232,46 @@ impl Engine {
 
         // Replay the WAL into one memtable.
         let replayed = Arc::new(Memtable::new(0));
-        let report = wal::recover(fs.as_ref(), dir, mstate.log_number, options.recovery, |base, batch| {
-            for entry in batch.into_entries(base) {
-                clock.observe(entry.key.ts);
-                replayed.insert(entry);
-            }
-            Ok(())
-        })?;
+        let report = wal::recover(
+            fs.as_ref(),
+            dir,
+            mstate.log_number,
+            options.recovery,
+            |base, batch| {
+                for entry in batch.into_entries(base) {
+                    clock.observe(entry.key.ts);
+                    replayed.insert(entry);
+                }
+                Ok(())
+            },
+        )?;
         if let Some(torn) = &report.torn_tail {
             tracing::warn!(segment = torn.segment, offset = torn.offset, dropped_bytes = torn.dropped_bytes,
                 reason = %torn.reason, "truncated a torn WAL tail");
         }
-        let last_seq = mstate.last_seq.max(version.max_seq()).max(report.last_seq.unwrap_or(0));
-        let next_segment = report.segments.iter().map(|s| s.number + 1).max().unwrap_or(1).max(mstate.log_number);
-        let mut wal_segments: BTreeMap<u64, Option<SeqNo>> =
-            report.segments.iter().map(|s| (s.number, Some(s.max_seq.unwrap_or(0)))).collect();
+        let last_seq = mstate
+            .last_seq
+            .max(version.max_seq())
+            .max(report.last_seq.unwrap_or(0));
+        let next_segment = report
+            .segments
+            .iter()
+            .map(|s| s.number + 1)
+            .max()
+            .unwrap_or(1)
+            .max(mstate.log_number);
+        let mut wal_segments: BTreeMap<u64, Option<SeqNo>> = report
+            .segments
+            .iter()
+            .map(|s| (s.number, Some(s.max_seq.unwrap_or(0))))
+            .collect();
 
         // Persist what the WAL replay rebuilt, so the new manifest covers every old segment.
         if !replayed.is_empty() {
             let number = mstate.next_table_number;
             mstate.next_table_number += 1;
-            let table = background::write_table(fs.as_ref(), dir, number, &options, &cache, &replayed)?;
+            let table =
+                background::write_table(fs.as_ref(), dir, number, &options, &cache, &replayed)?;
             if let Some(table) = table {
                 mstate.tables.push((0, number));
                 version = version.apply(&[], &[(0, Arc::new(table))]);
@@ -253,7 +282,11 @@ impl Engine {
         let manifest_number = old_manifest.map_or(1, |n| n + 1);
         let manifest = ManifestWriter::create(fs.clone(), dir, manifest_number, mstate.clone())?;
 
-        let pin = if options.retain_wal_until_pinned { 0 } else { u64::MAX };
+        let pin = if options.retain_wal_until_pinned {
+            0
+        } else {
+            u64::MAX
+        };
         if !options.retain_wal_until_pinned {
             wal_segments.clear();
         }
@@ -280,12 +313,25 @@ impl Engine {
             options,
             closed: AtomicBool::new(false),
         });
-        inner.stats.torn_tails.fetch_add(u64::from(report.torn_tail.is_some()), Ordering::Relaxed);
+        inner
+            .stats
+            .torn_tails
+            .fetch_add(u64::from(report.torn_tail.is_some()), Ordering::Relaxed);
         inner.delete_orphans(old_manifest, manifest_number)?;
         inner.wal_segments.lock().insert(next_segment, None);
-        let writer = GroupCommitWriter::start(fs, dir.to_owned(), next_segment, last_seq + 1, inner.clone())?;
+        let writer = GroupCommitWriter::start(
+            fs,
+            dir.to_owned(),
+            next_segment,
+            last_seq + 1,
+            inner.clone(),
+        )?;
         let threads = background::spawn(&inner)?;
-        Ok(Self { inner, writer, threads: Mutex::new(threads) })
+        Ok(Self {
+            inner,
+            writer,
+            threads: Mutex::new(threads),
+        })
     }
 
     /// The data directory.
@@ -348,8 +394,13 @@ impl Inner {
     /// Deletes files that no live state refers to: tables not in the manifest, WAL segments
     /// already covered (unless retained for followers), old manifests and temp files.
     fn delete_orphans(&self, old_manifest: Option<u64>, current_manifest: u64) -> Result<()> {
-        let live: std::collections::HashSet<u64> =
-            self.state.read().version.tables().map(|(_, t)| t.file_number()).collect();
+        let live: std::collections::HashSet<u64> = self
+            .state
+            .read()
+            .version
+            .tables()
+            .map(|(_, t)| t.file_number())
+            .collect();
         let log_number = self.manifest.lock().state().log_number;
         let retained = self.wal_segments.lock();
         for name in self.fs.list(&self.dir)? {
@@ -357,7 +408,8 @@ impl Inner {
             let orphan = if let Some(n) = parse_table_name(&name) {
                 !live.contains(&n)
             } else if let Some(n) = manifest::parse_manifest_name(&name) {
-                n != current_manifest && (old_manifest.is_none_or(|old| n <= old) || n < current_manifest)
+                n != current_manifest
+                    && (old_manifest.is_none_or(|old| n <= old) || n < current_manifest)
             } else if let Some(n) = wal::parse_segment_name(&name) {
                 n < log_number && !retained.contains_key(&n)
             } else {
@@ -377,7 +429,9 @@ impl Inner {
             return Err(Error::Unavailable("the engine is closed".to_owned()));
         }
         if let Some(reason) = &self.work.lock().failed {
-            return Err(Error::Unavailable(format!("a background task failed: {reason}")));
+            return Err(Error::Unavailable(format!(
+                "a background task failed: {reason}"
+            )));
         }
         Ok(())
     }

@@ -36,7 +36,13 @@ impl Inner {
         let seq = self.visible_seq.load(Ordering::Acquire);
         let state = self.state.read();
         let mut sources = vec![Source::Mem(MemtableIter::new(state.mem.clone()))];
-        sources.extend(state.imm.iter().rev().map(|m| Source::Mem(MemtableIter::new(m.clone()))));
+        sources.extend(
+            state
+                .imm
+                .iter()
+                .rev()
+                .map(|m| Source::Mem(MemtableIter::new(m.clone()))),
+        );
         let version = state.version.clone();
         drop(state);
         for level in 0..crate::version::NUM_LEVELS {
@@ -62,8 +68,12 @@ impl Inner {
                         }
                     }
                 }
-                None if level == 0 => sources.extend(tables.iter().map(|t| Source::Table(t.iter()))),
-                None if !tables.is_empty() => sources.push(Source::Level(LevelIter::new(tables.to_vec()))),
+                None if level == 0 => {
+                    sources.extend(tables.iter().map(|t| Source::Table(t.iter())))
+                }
+                None if !tables.is_empty() => {
+                    sources.push(Source::Level(LevelIter::new(tables.to_vec())))
+                }
                 None => {}
             }
         }
@@ -84,7 +94,13 @@ pub struct EntityIter {
 impl EntityIter {
     fn new(mut merge: MergeIter, seq: SeqNo, start: &[u8], end: Option<Vec<u8>>) -> Self {
         merge.seek(start);
-        Self { merge, seq, end, pending: None, done: false }
+        Self {
+            merge,
+            seq,
+            end,
+            pending: None,
+            done: false,
+        }
     }
 
     fn next_visible(&mut self) -> Option<Result<Entry>> {
@@ -96,7 +112,11 @@ impl EntityIter {
                 Ok(e) => e,
                 Err(e) => return Some(Err(e)),
             };
-            if self.end.as_ref().is_some_and(|end| entry.key.user_key >= *end) {
+            if self
+                .end
+                .as_ref()
+                .is_some_and(|end| entry.key.user_key >= *end)
+            {
                 return None;
             }
             if entry.key.seq <= self.seq {
@@ -112,7 +132,9 @@ impl EntityIter {
             Err(e) => return Some(Err(e)),
         };
         let Some(partition) = key::partition_of(&first.key.user_key).map(<[u8]>::to_vec) else {
-            return Some(Err(crate::Error::Codec("stored key without a partition".to_owned())));
+            return Some(Err(crate::Error::Codec(
+                "stored key without a partition".to_owned(),
+            )));
         };
         let mut cells: Vec<CellVersion> = vec![(first.key.user_key, first.key.ts, first.value)];
         loop {
@@ -126,7 +148,10 @@ impl EntityIter {
                 break;
             }
             // Versions of one cell arrive newest first: keep only the first.
-            if cells.last().is_some_and(|(k, _, _)| *k == entry.key.user_key) {
+            if cells
+                .last()
+                .is_some_and(|(k, _, _)| *k == entry.key.user_key)
+            {
                 continue;
             }
             cells.push((entry.key.user_key, entry.key.ts, entry.value));
@@ -214,29 +239,42 @@ impl Engine {
         if after >= upto {
             return Ok(Some((Vec::new(), upto)));
         }
-        let segments: Vec<(u64, Option<SeqNo>)> =
-            self.inner.wal_segments.lock().iter().map(|(n, m)| (*n, *m)).collect();
+        let segments: Vec<(u64, Option<SeqNo>)> = self
+            .inner
+            .wal_segments
+            .lock()
+            .iter()
+            .map(|(n, m)| (*n, *m))
+            .collect();
         let mut changed = BTreeSet::new();
         let mut lowest_seen: Option<SeqNo> = None;
         for (number, max_seq) in segments {
             if max_seq.is_some_and(|m| m <= after) {
                 continue;
             }
-            wal::read_segment(self.inner.fs.as_ref(), &self.inner.dir, number, |base, batch| {
-                let last = base + batch.len() as u64 - 1;
-                if last <= after || base > upto {
-                    return Ok(());
-                }
-                lowest_seen = Some(lowest_seen.map_or(base, |l: SeqNo| l.min(base)));
-                for (i, op) in batch.ops().iter().enumerate() {
-                    let seq = base + i as u64;
-                    if seq > after && seq <= upto {
-                        let key = CellKey::decode(&op.key)?;
-                        changed.insert(ChangedPartition { tenant: key.tenant, entity_id: key.entity_id });
+            wal::read_segment(
+                self.inner.fs.as_ref(),
+                &self.inner.dir,
+                number,
+                |base, batch| {
+                    let last = base + batch.len() as u64 - 1;
+                    if last <= after || base > upto {
+                        return Ok(());
                     }
-                }
-                Ok(())
-            })?;
+                    lowest_seen = Some(lowest_seen.map_or(base, |l: SeqNo| l.min(base)));
+                    for (i, op) in batch.ops().iter().enumerate() {
+                        let seq = base + i as u64;
+                        if seq > after && seq <= upto {
+                            let key = CellKey::decode(&op.key)?;
+                            changed.insert(ChangedPartition {
+                                tenant: key.tenant,
+                                entity_id: key.entity_id,
+                            });
+                        }
+                    }
+                    Ok(())
+                },
+            )?;
         }
         if lowest_seen.is_none_or(|l| l > after + 1) {
             return Ok(None);

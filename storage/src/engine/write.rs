@@ -79,13 +79,16 @@ impl CommitSink for Inner {
     fn apply(&self, base_seq: SeqNo, batch: WriteBatch) -> Result<()> {
         let mem = self.state.read().mem.clone();
         let ops = batch.len() as u64;
-        self.stats.user_bytes.fetch_add(batch.approximate_size() as u64, Ordering::Relaxed);
+        self.stats
+            .user_bytes
+            .fetch_add(batch.approximate_size() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         for entry in batch.into_entries(base_seq) {
             self.clock.observe(entry.key.ts);
             mem.insert(entry);
         }
-        self.visible_seq.store(base_seq + ops - 1, Ordering::Release);
+        self.visible_seq
+            .store(base_seq + ops - 1, Ordering::Release);
         Ok(())
     }
 
@@ -145,14 +148,21 @@ impl Inner {
         }
     }
 
-    fn lock_entities<'a>(&'a self, tenant: &str, ids: impl Iterator<Item = &'a str>) -> Vec<MutexGuard<'a, ()>> {
+    fn lock_entities<'a>(
+        &'a self,
+        tenant: &str,
+        ids: impl Iterator<Item = &'a str>,
+    ) -> Vec<MutexGuard<'a, ()>> {
         let stripes: BTreeSet<usize> = ids
             .map(|id| {
-                (xxhash_rust::xxh3::xxh3_64(&key::partition_prefix(tenant, id)) % self.entity_locks.len() as u64)
-                    as usize
+                (xxhash_rust::xxh3::xxh3_64(&key::partition_prefix(tenant, id))
+                    % self.entity_locks.len() as u64) as usize
             })
             .collect();
-        stripes.into_iter().map(|i| self.entity_locks[i].lock()).collect()
+        stripes
+            .into_iter()
+            .map(|i| self.entity_locks[i].lock())
+            .collect()
     }
 }
 
@@ -192,10 +202,21 @@ fn validate_edge(what: &str, relation: &str, other: &str) -> Result<()> {
 
 fn edge_value(e: &EdgeWrite, now_nanos: i64) -> Result<Vec<u8>> {
     if !e.weight.is_finite() {
-        return Err(Error::InvalidArgument(format!("edge weight must be finite, got {}", e.weight)));
+        return Err(Error::InvalidArgument(format!(
+            "edge weight must be finite, got {}",
+            e.weight
+        )));
     }
-    let timestamp_nanos = if e.timestamp_nanos != 0 { e.timestamp_nanos } else { now_nanos };
-    EdgeValue { weight: e.weight, timestamp_nanos }.encode()
+    let timestamp_nanos = if e.timestamp_nanos != 0 {
+        e.timestamp_nanos
+    } else {
+        now_nanos
+    };
+    EdgeValue {
+        weight: e.weight,
+        timestamp_nanos,
+    }
+    .encode()
 }
 
 impl Engine {
@@ -216,7 +237,12 @@ impl Engine {
     /// their targets. In-edges written by other entities' out-edges are kept. `created_at` is
     /// kept from the stored body. One atomic batch; if an id repeats, the last write wins.
     /// Returns the batch's first sequence number.
-    pub fn put_entities(&self, tenant: &str, writes: Vec<EntityWrite>, durability: Durability) -> Result<SeqNo> {
+    pub fn put_entities(
+        &self,
+        tenant: &str,
+        writes: Vec<EntityWrite>,
+        durability: Durability,
+    ) -> Result<SeqNo> {
         key::validate_tenant(tenant)?;
         if writes.is_empty() {
             return Err(Error::InvalidArgument("no entity to write".to_owned()));
@@ -232,7 +258,9 @@ impl Engine {
             }
             last_by_id.insert(&w.id, i);
         }
-        let _locks = self.inner.lock_entities(tenant, writes.iter().map(|w| w.id.as_str()));
+        let _locks = self
+            .inner
+            .lock_entities(tenant, writes.iter().map(|w| w.id.as_str()));
         let ts = self.inner.clock.now();
         let now_nanos = (ts as i64).saturating_mul(1000);
         let mut cells = CellWrites::default();
@@ -251,20 +279,44 @@ impl Engine {
             for e in &w.out_edges {
                 let value = edge_value(e, now_nanos)?;
                 new_out.insert((e.relation.as_str(), e.other.as_str()));
-                cells.set(CellKey::out_edge(tenant, &w.id, &e.relation, &e.other), ts, Some(value.clone()));
-                cells.set(CellKey::in_edge(tenant, &w.id, &e.relation, &e.other), ts, Some(value));
+                cells.set(
+                    CellKey::out_edge(tenant, &w.id, &e.relation, &e.other),
+                    ts,
+                    Some(value.clone()),
+                );
+                cells.set(
+                    CellKey::in_edge(tenant, &w.id, &e.relation, &e.other),
+                    ts,
+                    Some(value),
+                );
             }
             for old in &existing.out_edges {
                 if !new_out.contains(&(old.relation.as_str(), old.to.as_str())) {
-                    cells.set(CellKey::in_edge(tenant, &w.id, &old.relation, &old.to), ts, None);
+                    cells.set(
+                        CellKey::in_edge(tenant, &w.id, &old.relation, &old.to),
+                        ts,
+                        None,
+                    );
                 }
             }
             for e in &w.in_edges {
-                cells.set(CellKey::in_edge(tenant, &e.other, &e.relation, &w.id), ts, Some(edge_value(e, now_nanos)?));
+                cells.set(
+                    CellKey::in_edge(tenant, &e.other, &e.relation, &w.id),
+                    ts,
+                    Some(edge_value(e, now_nanos)?),
+                );
             }
             for old in &existing.in_edges {
-                let value = EdgeValue { weight: old.weight, timestamp_nanos: old.timestamp_nanos }.encode()?;
-                cells.set_if_absent(CellKey::in_edge(tenant, &old.from, &old.relation, &w.id), ts, value);
+                let value = EdgeValue {
+                    weight: old.weight,
+                    timestamp_nanos: old.timestamp_nanos,
+                }
+                .encode()?;
+                cells.set_if_absent(
+                    CellKey::in_edge(tenant, &old.from, &old.relation, &w.id),
+                    ts,
+                    value,
+                );
             }
         }
         self.write(cells.into_batch(), durability)
@@ -288,7 +340,11 @@ impl Engine {
             cells.set(CellKey::in_edge(tenant, id, &e.relation, &e.to), ts, None);
         }
         for e in &existing.in_edges {
-            cells.set(CellKey::out_edge(tenant, &e.from, &e.relation, id), ts, None);
+            cells.set(
+                CellKey::out_edge(tenant, &e.from, &e.relation, id),
+                ts,
+                None,
+            );
         }
         self.write(cells.into_batch(), durability)?;
         Ok(true)
@@ -296,7 +352,12 @@ impl Engine {
 
     /// Adds (or overwrites) edges: each writes the source's out-edge cell and the target's
     /// in-edge cell, without touching either entity's other cells.
-    pub fn add_edges(&self, tenant: &str, edges: &[crate::cell::Edge], durability: Durability) -> Result<SeqNo> {
+    pub fn add_edges(
+        &self,
+        tenant: &str,
+        edges: &[crate::cell::Edge],
+        durability: Durability,
+    ) -> Result<SeqNo> {
         key::validate_tenant(tenant)?;
         let ts = self.inner.clock.now();
         let now_nanos = (ts as i64).saturating_mul(1000);
@@ -311,22 +372,43 @@ impl Engine {
                 timestamp_nanos: e.timestamp_nanos,
             };
             let value = edge_value(&write, now_nanos)?;
-            cells.set(CellKey::out_edge(tenant, &e.from, &e.relation, &e.to), ts, Some(value.clone()));
-            cells.set(CellKey::in_edge(tenant, &e.from, &e.relation, &e.to), ts, Some(value));
+            cells.set(
+                CellKey::out_edge(tenant, &e.from, &e.relation, &e.to),
+                ts,
+                Some(value.clone()),
+            );
+            cells.set(
+                CellKey::in_edge(tenant, &e.from, &e.relation, &e.to),
+                ts,
+                Some(value),
+            );
         }
         self.write(cells.into_batch(), durability)
     }
 
     /// Removes edges (both cells of each).
-    pub fn remove_edges(&self, tenant: &str, edges: &[EdgeRef], durability: Durability) -> Result<SeqNo> {
+    pub fn remove_edges(
+        &self,
+        tenant: &str,
+        edges: &[EdgeRef],
+        durability: Durability,
+    ) -> Result<SeqNo> {
         key::validate_tenant(tenant)?;
         let ts = self.inner.clock.now();
         let mut cells = CellWrites::default();
         for e in edges {
             key::validate_id(&e.from)?;
             validate_edge("edge", &e.relation, &e.to)?;
-            cells.set(CellKey::out_edge(tenant, &e.from, &e.relation, &e.to), ts, None);
-            cells.set(CellKey::in_edge(tenant, &e.from, &e.relation, &e.to), ts, None);
+            cells.set(
+                CellKey::out_edge(tenant, &e.from, &e.relation, &e.to),
+                ts,
+                None,
+            );
+            cells.set(
+                CellKey::in_edge(tenant, &e.from, &e.relation, &e.to),
+                ts,
+                None,
+            );
         }
         self.write(cells.into_batch(), durability)
     }
@@ -341,8 +423,12 @@ impl Engine {
             last_seq: self.last_seq(),
             memtable_bytes: state.mem.approximate_bytes() as u64,
             immutable_memtables: state.imm.len() as u64,
-            tables_per_level: (0..NUM_LEVELS).map(|l| state.version.level(l).len() as u64).collect(),
-            bytes_per_level: (0..NUM_LEVELS).map(|l| state.version.level_bytes(l)).collect(),
+            tables_per_level: (0..NUM_LEVELS)
+                .map(|l| state.version.level(l).len() as u64)
+                .collect(),
+            bytes_per_level: (0..NUM_LEVELS)
+                .map(|l| state.version.level_bytes(l))
+                .collect(),
             user_bytes: load(&c.user_bytes),
             batches: load(&c.batches),
             flushes: load(&c.flushes),
