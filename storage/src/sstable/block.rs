@@ -1,5 +1,5 @@
 //! Prefix-compressed blocks with restart points (data blocks and the index block): the builder,
-//! the parsed block and a cursor over it (format in docs/storage-sstable.md).
+//! the parsed block and a cursor over it (format in docs/storage.md §7).
 //!
 //! Invariants: a built block holds at least one entry, its keys strictly increase, and the entry
 //! at every restart point stores its full user key. The cursor bounds-checks every read and

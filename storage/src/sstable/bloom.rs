@@ -1,4 +1,4 @@
-//! The table's bloom filter over entity partitions (bit layout in docs/storage-sstable.md).
+//! The table's bloom filter over entity partitions (bit layout in docs/storage.md §7).
 //!
 //! Invariant: a key added to the builder always matches the decoded filter (no false negatives);
 //! decoding validates the header, so a malformed filter is an error, never a panic.

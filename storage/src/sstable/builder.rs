@@ -1,4 +1,4 @@
-//! Writes one SSTable (format in docs/storage-sstable.md) from entries added in strictly
+//! Writes one SSTable (format in docs/storage.md §7) from entries added in strictly
 //! increasing internal-key order.
 //!
 //! Invariants: entries are accepted only in strictly increasing order (anything else is

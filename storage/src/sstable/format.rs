@@ -1,4 +1,4 @@
-//! Byte-level primitives of the SSTable format (docs/storage-sstable.md): varints, a bounds-checked
+//! Byte-level primitives of the SSTable format (docs/storage.md §7): varints, a bounds-checked
 //! reader, block trailers and handles, the footer and the properties block.
 //!
 //! Invariant: every decoder here returns [`Malformed`] on any input it cannot parse; none indexes

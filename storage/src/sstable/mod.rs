@@ -1,5 +1,5 @@
 //! SSTables: immutable sorted files of versioned entries (DESIGN.md §3; the byte format is
-//! specified in docs/storage-sstable.md).
+//! specified in docs/storage.md §7).
 //!
 //! * [`TableBuilder`] writes a table from entries in strictly increasing [`InternalKey`] order;
 //! * [`Table`] opens one (memory-mapped through [`crate::fs::FileSystem::open_read`]), verifying
