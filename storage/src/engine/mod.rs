@@ -287,7 +287,20 @@ impl Engine {
         } else {
             u64::MAX
         };
-        if !options.retain_wal_until_pinned {
+        if options.retain_wal_until_pinned {
+            // Segments already covered by tables but kept for followers: learn what they hold.
+            for number in wal::list_segments(fs.as_ref(), dir)? {
+                if wal_segments.contains_key(&number) {
+                    continue;
+                }
+                let mut max_seq = 0;
+                wal::read_segment(fs.as_ref(), dir, number, |base, batch| {
+                    max_seq = max_seq.max(base + batch.len() as u64 - 1);
+                    Ok(())
+                })?;
+                wal_segments.insert(number, Some(max_seq));
+            }
+        } else {
             wal_segments.clear();
         }
         let inner = Arc::new(Inner {

@@ -133,3 +133,55 @@ fn reopen_after_clean_close_keeps_everything_and_compacts() {
     let engine = Engine::open_with_fs(Arc::new(fs.clone()), dir, options()).unwrap();
     assert_eq!(engine.scan(TENANT, None, None).unwrap().count(), 600);
 }
+
+#[test]
+fn retained_wal_serves_changes_across_reopen_until_pinned() {
+    let fs = SimFileSystem::new();
+    let dir = Path::new("/db");
+    let options = Options {
+        retain_wal_until_pinned: true,
+        ..options()
+    };
+    let engine = Engine::open_with_fs(Arc::new(fs.clone()), dir, options.clone()).unwrap();
+    for i in 0..200u64 {
+        engine
+            .put_entities(TENANT, vec![write(i)], Durability::Buffered)
+            .unwrap();
+    }
+    let mid = engine.last_seq();
+    for i in 200..260u64 {
+        engine
+            .put_entities(TENANT, vec![write(i)], Durability::Buffered)
+            .unwrap();
+    }
+    engine.flush().unwrap();
+    engine.close().unwrap();
+    drop(engine);
+
+    let engine = Engine::open_with_fs(Arc::new(fs.clone()), dir, options.clone()).unwrap();
+    let (changed, upto) = engine
+        .changes_since(mid)
+        .unwrap()
+        .expect("the WAL is retained");
+    let ids: BTreeSet<String> = changed.into_iter().map(|c| c.entity_id).collect();
+    let want: BTreeSet<String> = (200..260u64).map(|i| format!("e{i:06}")).collect();
+    assert_eq!(ids, want);
+    assert_eq!(upto, engine.last_seq());
+    let (all, _) = engine
+        .changes_since(0)
+        .unwrap()
+        .expect("nothing was released yet");
+    assert_eq!(all.len(), 260);
+
+    // Once the follower has persisted everything, a flush releases the old segments.
+    engine.pin_wal(engine.last_seq());
+    engine
+        .put_entities(TENANT, vec![write(999)], Durability::Sync)
+        .unwrap();
+    engine.flush().unwrap();
+    assert_eq!(
+        engine.changes_since(0).unwrap(),
+        None,
+        "released segments no longer serve seq 1"
+    );
+}
