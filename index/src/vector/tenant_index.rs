@@ -418,7 +418,8 @@ impl VectorIndex {
             };
             let mut fetch = ((k as f64 * stale_factor * filter_factor).ceil() as usize).clamp(k, engine_len);
             loop {
-                let raw = state.engine.search(&query, fetch, ef.max(fetch));
+                // ef at twice the fetch keeps the tail of an over-fetched list accurate.
+                let raw = state.engine.search(&query, fetch, ef.max(fetch.saturating_mul(2)));
                 let exhausted = raw.len() < fetch || fetch >= engine_len;
                 let accepted = raw
                     .iter()
