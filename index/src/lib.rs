@@ -1,1 +1,14 @@
 //! Node-local unified store: vector index, graph index, query executor (DESIGN.md §4).
+//!
+//! Module map:
+//! * [`vector`]: per-tenant ANN index (HNSW behind our own engine trait) with updates, deletes,
+//!   a freshness tail and filtered search;
+//! * [`graph`]: per-tenant adjacency and bounded breadth-first expansion;
+//! * [`query`]: the unified scorer and the storage-free parts of the query planner.
+
+pub mod error;
+pub mod graph;
+pub mod query;
+pub mod vector;
+
+pub use error::{Error, Result};

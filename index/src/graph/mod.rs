@@ -1,0 +1,209 @@
+//! Per-tenant graph index: adjacency in both directions and bounded breadth-first expansion
+//! (DESIGN.md §4).
+//!
+//! Owns: the in-memory edge set of one tenant, indexed by source (out) and by target (in).
+//! Invariants: every edge `(from, relation, to)` appears exactly once in `out[from]` and once in
+//! `in[to]`, with the same weight; weights are finite. Expansion is deterministic: the same graph
+//! and options always give the same nodes, depths and paths.
+//! Never: follow an edge of a deleted entity, exceed a traversal limit, panic on caller input.
+
+mod traverse;
+
+pub use traverse::{Direction, PathStep, Reached, TraversalOptions};
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::error::{Error, Result};
+
+/// One edge as written by a client: `from -[relation]-> to` with a weight.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EdgeSpec {
+    /// Relation name.
+    pub relation: String,
+    /// Target entity (for out-edges) or source entity (for in-edges).
+    pub to: String,
+    /// Weight, finite.
+    pub weight: f32,
+}
+
+/// `(relation, peer)` -> weight, ordered so iteration is deterministic.
+type EdgeMap = BTreeMap<(Arc<str>, Arc<str>), f32>;
+
+#[derive(Debug, Default)]
+struct Adjacency {
+    out: HashMap<Arc<str>, EdgeMap>,
+    incoming: HashMap<Arc<str>, EdgeMap>,
+    applied_seq: u64,
+}
+
+/// One tenant's graph. All methods take `&self`; writers take a short exclusive lock.
+#[derive(Debug, Default)]
+pub struct GraphIndex {
+    adjacency: RwLock<Adjacency>,
+}
+
+fn validate(from: &str, edges: &[EdgeSpec]) -> Result<()> {
+    if from.is_empty() {
+        return Err(Error::invalid("edge source entity id is empty"));
+    }
+    for edge in edges {
+        if edge.to.is_empty() || edge.relation.is_empty() {
+            return Err(Error::invalid(format!(
+                "edge from {from:?} has an empty relation or target ({:?} -> {:?})",
+                edge.relation, edge.to
+            )));
+        }
+        if !edge.weight.is_finite() {
+            return Err(Error::invalid(format!(
+                "edge {from:?} -[{}]-> {:?} has a non-finite weight {}",
+                edge.relation, edge.to, edge.weight
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Adjacency {
+    fn insert(&mut self, from: &str, edge: &EdgeSpec) {
+        let from: Arc<str> = Arc::from(from);
+        let relation: Arc<str> = Arc::from(edge.relation.as_str());
+        let to: Arc<str> = Arc::from(edge.to.as_str());
+        self.out
+            .entry(from.clone())
+            .or_default()
+            .insert((relation.clone(), to.clone()), edge.weight);
+        self.incoming
+            .entry(to)
+            .or_default()
+            .insert((relation, from), edge.weight);
+    }
+
+    fn remove(&mut self, from: &str, relation: &str, to: &str) -> bool {
+        let key = (Arc::<str>::from(relation), Arc::<str>::from(to));
+        let removed = remove_from(&mut self.out, from, &key);
+        let mirror = (key.0, Arc::<str>::from(from));
+        remove_from(&mut self.incoming, to, &mirror);
+        removed
+    }
+
+    fn remove_all_out(&mut self, from: &str) {
+        if let Some(edges) = self.out.remove(from) {
+            for (relation, to) in edges.keys() {
+                remove_from(&mut self.incoming, to, &(relation.clone(), Arc::from(from)));
+            }
+        }
+    }
+
+    fn remove_all_in(&mut self, to: &str) {
+        if let Some(edges) = self.incoming.remove(to) {
+            for (relation, from) in edges.keys() {
+                remove_from(&mut self.out, from, &(relation.clone(), Arc::from(to)));
+            }
+        }
+    }
+}
+
+/// Removes `key` from `map[node]`, dropping the node's map when it empties.
+fn remove_from(map: &mut HashMap<Arc<str>, EdgeMap>, node: &str, key: &(Arc<str>, Arc<str>)) -> bool {
+    let Some(edges) = map.get_mut(node) else {
+        return false;
+    };
+    let removed = edges.remove(key).is_some();
+    if edges.is_empty() {
+        map.remove(node);
+    }
+    removed
+}
+
+impl GraphIndex {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// "Entity `from` now has exactly these out-edges" (a `PutEntity`), at engine write `seq`.
+    pub fn replace_out_edges(&self, from: &str, edges: &[EdgeSpec], seq: u64) -> Result<()> {
+        validate(from, edges)?;
+        let mut adjacency = self.adjacency.write();
+        adjacency.remove_all_out(from);
+        for edge in edges {
+            adjacency.insert(from, edge);
+        }
+        adjacency.applied_seq = adjacency.applied_seq.max(seq);
+        Ok(())
+    }
+
+    /// Adds (or re-weights) out-edges of `from`.
+    pub fn add_edges(&self, from: &str, edges: &[EdgeSpec], seq: u64) -> Result<()> {
+        validate(from, edges)?;
+        let mut adjacency = self.adjacency.write();
+        for edge in edges {
+            adjacency.insert(from, edge);
+        }
+        adjacency.applied_seq = adjacency.applied_seq.max(seq);
+        Ok(())
+    }
+
+    /// Removes the edges `from -[relation]-> to`; returns how many existed.
+    pub fn remove_edges(&self, from: &str, edges: &[(&str, &str)], seq: u64) -> usize {
+        let mut adjacency = self.adjacency.write();
+        let removed = edges
+            .iter()
+            .filter(|(relation, to)| adjacency.remove(from, relation, to))
+            .count();
+        adjacency.applied_seq = adjacency.applied_seq.max(seq);
+        removed
+    }
+
+    /// "Entity deleted": every edge touching it, in either direction, stops being followed.
+    pub fn delete_entity(&self, entity: &str, seq: u64) {
+        let mut adjacency = self.adjacency.write();
+        adjacency.remove_all_out(entity);
+        adjacency.remove_all_in(entity);
+        adjacency.applied_seq = adjacency.applied_seq.max(seq);
+    }
+
+    /// Out-edges of `entity` as `(relation, to, weight)`, ordered by relation then target.
+    pub fn out_edges(&self, entity: &str) -> Vec<(String, String, f32)> {
+        edges_of(&self.adjacency.read().out, entity)
+    }
+
+    /// In-edges of `entity` as `(relation, from, weight)`, ordered by relation then source.
+    pub fn in_edges(&self, entity: &str) -> Vec<(String, String, f32)> {
+        edges_of(&self.adjacency.read().incoming, entity)
+    }
+
+    /// Total number of edges.
+    pub fn edge_count(&self) -> usize {
+        self.adjacency.read().out.values().map(BTreeMap::len).sum()
+    }
+
+    /// Highest engine sequence number applied.
+    pub fn applied_seq(&self) -> u64 {
+        self.adjacency.read().applied_seq
+    }
+
+    /// Bounded breadth-first expansion from `starts` (see [`TraversalOptions`]).
+    pub fn expand(&self, starts: &[&str], options: &TraversalOptions) -> Result<Vec<Reached>> {
+        options.validate()?;
+        let adjacency = self.adjacency.read();
+        Ok(traverse::bfs(&adjacency.out, &adjacency.incoming, starts, options))
+    }
+}
+
+fn edges_of(map: &HashMap<Arc<str>, EdgeMap>, entity: &str) -> Vec<(String, String, f32)> {
+    map.get(entity)
+        .map(|edges| {
+            edges
+                .iter()
+                .map(|((relation, peer), weight)| (relation.to_string(), peer.to_string(), *weight))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,13 @@
+//! The per-tenant vector index (DESIGN.md §4): metrics, the ANN engine seam, the `hnsw_rs`
+//! engine and [`VectorIndex`], which adds ids, updates, deletes, a freshness tail, filtered
+//! search and background rebuilds on top of an engine.
+
+pub mod engine;
+pub mod hnsw;
+pub mod metric;
+pub mod tenant_index;
+
+pub use engine::{AnnEngine, AnnEngineFactory, EngineParams};
+pub use hnsw::HnswFactory;
+pub use metric::Metric;
+pub use tenant_index::{VectorHit, VectorIndex, VectorIndexOptions};

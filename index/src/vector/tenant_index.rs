@@ -1,0 +1,740 @@
+//! [`VectorIndex`]: one tenant's searchable vectors, keyed by entity id.
+//!
+//! Owns: the entity id <-> internal id map, the prepared copy of every live vector, the
+//! freshness tail (vectors written but not yet in the ANN engine), the current engine, and the
+//! index's dump files (`slots.bin` + the engine's directory `engine/`).
+//!
+//! Invariants:
+//! * Dimension and metric are fixed (by options or by the first vector); every stored vector is
+//!   finite and prepared by the metric.
+//! * Internal ids are never reused: an updated vector gets a fresh id, and the old one becomes
+//!   stale. An id is *live* iff it is in `slots`; every engine result whose id is not live is
+//!   hidden, so deletes and updates are visible at once.
+//! * Every live id is either in the engine (`indexed`) or in `pending` (scanned exactly by every
+//!   query), never lost in between: a write is searchable as soon as `upsert` returns.
+//! * Queries never wait for an engine build: rebuilds and the indexer insert outside the state
+//!   lock and take it only to publish.
+//! * Results are ordered by similarity (see [`Metric`]) descending, ties by entity id ascending.
+//!
+//! Never: block a query on a rebuild, return a stale or deleted entity, panic on caller input.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::vector::engine::{AnnEngine, AnnEngineFactory, EngineParams};
+use crate::vector::hnsw::HnswFactory;
+use crate::vector::metric::Metric;
+
+/// Options of one tenant's vector index. Every field has a working default.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VectorIndexOptions {
+    /// Fixed dimension, or `None` to take the first vector's.
+    pub dimension: Option<usize>,
+    /// Similarity metric.
+    pub metric: Metric,
+    /// ANN graph parameters (`M` = 16, `ef_construction` = 200 by default).
+    pub engine: EngineParams,
+    /// Default candidate list size of a search (`ef`), in `1..=4096`; default 64.
+    pub ef_search: usize,
+    /// Bound of the freshness tail: above it [`VectorIndex::tail_is_full`] asks writers to slow
+    /// down (writes are still accepted: they are already durable). Default 20,000.
+    pub max_pending: usize,
+    /// A filtered search whose allowed count is at most this scans exactly. Default 4,096.
+    pub exact_scan_max_allowed: usize,
+    /// ... or at most this fraction of the live vectors. Default 0.02.
+    pub exact_scan_max_fraction: f64,
+}
+
+impl Default for VectorIndexOptions {
+    fn default() -> Self {
+        Self {
+            dimension: None,
+            metric: Metric::Cosine,
+            engine: EngineParams::default(),
+            ef_search: 64,
+            max_pending: 20_000,
+            exact_scan_max_allowed: 4_096,
+            exact_scan_max_fraction: 0.02,
+        }
+    }
+}
+
+impl VectorIndexOptions {
+    /// Checks every option; the message names the option and the accepted range.
+    pub fn validate(&self) -> Result<()> {
+        self.engine.validate()?;
+        validate_ef(self.ef_search)?;
+        if self.dimension == Some(0) || self.dimension.is_some_and(|d| d > 65_536) {
+            return Err(Error::invalid(format!(
+                "dimension must be in 1..=65536, got {:?}",
+                self.dimension
+            )));
+        }
+        if self.max_pending == 0 {
+            return Err(Error::invalid("max_pending must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.exact_scan_max_fraction) {
+            return Err(Error::invalid(format!(
+                "exact_scan_max_fraction must be in 0..=1, got {}",
+                self.exact_scan_max_fraction
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn validate_ef(ef: usize) -> Result<()> {
+    if !(1..=4096).contains(&ef) {
+        return Err(Error::invalid(format!("ef_search must be in 1..=4096, got {ef}")));
+    }
+    Ok(())
+}
+
+/// One search result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VectorHit {
+    /// The entity.
+    pub entity_id: Arc<str>,
+    /// Similarity to the query (see [`Metric`]).
+    pub similarity: f32,
+}
+
+/// A live vector.
+#[derive(Debug)]
+struct Slot {
+    entity: Arc<str>,
+    vector: Arc<[f32]>,
+    seq: u64,
+    /// True when the current engine holds this id; false while it waits in `pending`.
+    indexed: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    dimension: Option<usize>,
+    /// Live internal ids only.
+    slots: BTreeMap<usize, Slot>,
+    by_entity: HashMap<Arc<str>, usize>,
+    /// Live ids not yet in the engine (the freshness tail).
+    pending: BTreeSet<usize>,
+    engine: Arc<dyn AnnEngine>,
+    /// Number of live ids with `indexed == true`.
+    indexed_live: usize,
+    next_id: usize,
+    applied_seq: u64,
+}
+
+/// One tenant's vector index. All methods take `&self` and are safe to call concurrently.
+#[derive(Debug)]
+pub struct VectorIndex {
+    options: VectorIndexOptions,
+    factory: Arc<dyn AnnEngineFactory>,
+    state: RwLock<State>,
+    /// Serialises engine inserts (the indexer) with rebuilds and dumps.
+    engine_writer: Mutex<()>,
+}
+
+/// Size of one engine insert batch taken by the indexer.
+const INDEX_BATCH: usize = 4_096;
+/// Magic of `slots.bin`.
+const SLOTS_MAGIC: &[u8; 8] = b"AVSLOT01";
+const SLOTS_FILE: &str = "slots.bin";
+const ENGINE_DIR: &str = "engine";
+
+impl VectorIndex {
+    /// An empty index on the default (`hnsw_rs`) engine.
+    pub fn new(options: VectorIndexOptions) -> Result<Self> {
+        Self::with_factory(options, Arc::new(HnswFactory))
+    }
+
+    /// An empty index on the engine made by `factory`.
+    pub fn with_factory(
+        options: VectorIndexOptions,
+        factory: Arc<dyn AnnEngineFactory>,
+    ) -> Result<Self> {
+        options.validate()?;
+        let engine: Arc<dyn AnnEngine> = Arc::from(factory.create(options.metric, options.engine)?);
+        Ok(Self {
+            state: RwLock::new(State {
+                dimension: options.dimension,
+                slots: BTreeMap::new(),
+                by_entity: HashMap::new(),
+                pending: BTreeSet::new(),
+                engine,
+                indexed_live: 0,
+                next_id: 0,
+                applied_seq: 0,
+            }),
+            options,
+            factory,
+            engine_writer: Mutex::new(()),
+        })
+    }
+
+    /// The options the index was built with.
+    pub fn options(&self) -> &VectorIndexOptions {
+        &self.options
+    }
+
+    /// The fixed dimension, once known.
+    pub fn dimension(&self) -> Option<usize> {
+        self.state.read().dimension
+    }
+
+    /// Number of live vectors.
+    pub fn len(&self) -> usize {
+        self.state.read().slots.len()
+    }
+
+    /// True when no vector is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Highest engine sequence number applied so far.
+    pub fn applied_seq(&self) -> u64 {
+        self.state.read().applied_seq
+    }
+
+    /// Number of vectors in the freshness tail (written, not yet in the engine).
+    pub fn pending_len(&self) -> usize {
+        self.state.read().pending.len()
+    }
+
+    /// True when the tail has reached `max_pending`: writers should wait for the indexer.
+    pub fn tail_is_full(&self) -> bool {
+        self.pending_len() >= self.options.max_pending
+    }
+
+    /// Fraction of the engine's points that are stale (updated or deleted); a rebuild is due
+    /// past ~0.2.
+    pub fn stale_ratio(&self) -> f64 {
+        let state = self.state.read();
+        let total = state.engine.len();
+        if total == 0 {
+            return 0.0;
+        }
+        total.saturating_sub(state.indexed_live) as f64 / total as f64
+    }
+
+    /// Checks a client vector against the tenant's dimension (if fixed) and returns its
+    /// prepared copy.
+    fn prepare(&self, state_dimension: Option<usize>, vector: &[f32]) -> Result<Vec<f32>> {
+        if let Some(expected) = state_dimension
+            && vector.len() != expected
+        {
+            return Err(Error::DimensionMismatch {
+                expected,
+                got: vector.len(),
+            });
+        }
+        self.options.metric.prepare(vector)
+    }
+
+    /// "Entity `entity_id` now has vector `vector`", produced by engine write `seq`. The vector
+    /// is searchable when this returns (in the tail until the indexer catches up). An update
+    /// older than the entity's current vector (`seq` below it) is ignored, so replays are
+    /// idempotent; updates of one entity must be applied in `seq` order.
+    pub fn upsert(&self, entity_id: &str, vector: &[f32], seq: u64) -> Result<()> {
+        if entity_id.is_empty() {
+            return Err(Error::invalid("entity id is empty"));
+        }
+        let dimension = self.state.read().dimension;
+        let prepared: Arc<[f32]> = self.prepare(dimension, vector)?.into();
+        let mut state = self.state.write();
+        // The dimension may have been fixed by a concurrent first writer.
+        match state.dimension {
+            Some(expected) if expected != prepared.len() => {
+                return Err(Error::DimensionMismatch {
+                    expected,
+                    got: prepared.len(),
+                });
+            }
+            Some(_) => {}
+            None => state.dimension = Some(prepared.len()),
+        }
+        if let Some(&old) = state.by_entity.get(entity_id)
+            && state.slots.get(&old).is_some_and(|slot| slot.seq > seq)
+        {
+            return Ok(());
+        }
+        state.remove_entity(entity_id);
+        let id = state.next_id;
+        state.next_id += 1;
+        let entity: Arc<str> = Arc::from(entity_id);
+        state.by_entity.insert(entity.clone(), id);
+        state.slots.insert(
+            id,
+            Slot {
+                entity,
+                vector: prepared,
+                seq,
+                indexed: false,
+            },
+        );
+        state.pending.insert(id);
+        state.applied_seq = state.applied_seq.max(seq);
+        Ok(())
+    }
+
+    /// "Entity `entity_id` deleted (or lost its vector)" at engine write `seq`: it disappears
+    /// from results at once. Returns whether it had a vector.
+    pub fn delete(&self, entity_id: &str, seq: u64) -> bool {
+        let mut state = self.state.write();
+        state.applied_seq = state.applied_seq.max(seq);
+        state.remove_entity(entity_id)
+    }
+
+    /// Moves up to `max` vectors from the tail into the engine (the background indexer's step;
+    /// bulk loads call it with `usize::MAX`). Queries keep running meanwhile. Returns how many
+    /// vectors were indexed.
+    pub fn index_pending(&self, max: usize) -> usize {
+        let _writer = self.engine_writer.lock();
+        let mut done = 0;
+        while done < max {
+            let (engine, batch) = {
+                let state = self.state.read();
+                let batch: Vec<(usize, Arc<[f32]>)> = state
+                    .pending
+                    .iter()
+                    .take((max - done).min(INDEX_BATCH))
+                    .filter_map(|id| state.slots.get(id).map(|s| (*id, s.vector.clone())))
+                    .collect();
+                (state.engine.clone(), batch)
+            };
+            if batch.is_empty() {
+                break;
+            }
+            let items: Vec<(usize, &[f32])> = batch.iter().map(|(id, v)| (*id, &v[..])).collect();
+            if items.len() >= 64 {
+                engine.insert_batch(&items);
+            } else {
+                for (id, vector) in &items {
+                    engine.insert(*id, vector);
+                }
+            }
+            let mut state = self.state.write();
+            if Arc::ptr_eq(&state.engine, &engine) {
+                for (id, _) in &batch {
+                    state.pending.remove(id);
+                    if let Some(slot) = state.slots.get_mut(id) {
+                        slot.indexed = true;
+                        state.indexed_live += 1;
+                    }
+                }
+            }
+            done += batch.len();
+        }
+        done
+    }
+
+    /// Builds a new engine from the live vectors and swaps it in, dropping every stale point.
+    /// Runs in the caller's thread (call it from a background thread): queries and writes go on
+    /// meanwhile; vectors written during the build stay in (or return to) the tail.
+    pub fn rebuild(&self) -> Result<()> {
+        let _writer = self.engine_writer.lock();
+        let (snapshot, boundary) = {
+            let state = self.state.read();
+            let snapshot: Vec<(usize, Arc<[f32]>)> = state
+                .slots
+                .iter()
+                .map(|(id, slot)| (*id, slot.vector.clone()))
+                .collect();
+            (snapshot, state.next_id)
+        };
+        let params = EngineParams {
+            capacity_hint: snapshot.len().max(1),
+            ..self.options.engine
+        };
+        let engine: Arc<dyn AnnEngine> = Arc::from(self.factory.create(self.options.metric, params)?);
+        let items: Vec<(usize, &[f32])> = snapshot.iter().map(|(id, v)| (*id, &v[..])).collect();
+        engine.insert_batch(&items);
+        let mut state = self.state.write();
+        let state = &mut *state;
+        let mut indexed_live = 0;
+        for (id, slot) in state.slots.iter_mut() {
+            // Ids below the boundary that are still live were all in the snapshot.
+            slot.indexed = *id < boundary;
+            if slot.indexed {
+                indexed_live += 1;
+                state.pending.remove(id);
+            } else {
+                state.pending.insert(*id);
+            }
+        }
+        state.indexed_live = indexed_live;
+        state.engine = engine;
+        Ok(())
+    }
+
+    /// The `k` most similar live vectors to `query`, among entities passing `filter` (if any).
+    ///
+    /// `ef` overrides the default `ef_search`. `allowed_hint` is the caller's estimate of how
+    /// many entities pass `filter`; a small one (see [`VectorIndexOptions`]) makes the search an
+    /// exact scan, otherwise the engine is searched with over-fetch (the candidate count grows
+    /// until `k` allowed results are found or the engine is exhausted). The tail is always
+    /// scanned exactly and merged.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Option<&dyn Fn(&str) -> bool>,
+        allowed_hint: Option<usize>,
+    ) -> Result<Vec<VectorHit>> {
+        let ef = ef.unwrap_or(self.options.ef_search);
+        validate_ef(ef)?;
+        let state = self.state.read();
+        let Some(query) = self.prepare_query(&state, query)? else {
+            return Ok(Vec::new());
+        };
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let allows = |slot: &Slot| filter.is_none_or(|f| f(&slot.entity));
+        let live = state.slots.len();
+        let exact = filter.is_some()
+            && allowed_hint.is_some_and(|allowed| {
+                allowed <= self.options.exact_scan_max_allowed
+                    || (allowed as f64) <= self.options.exact_scan_max_fraction * live as f64
+            });
+        let mut candidates: HashSet<usize> = HashSet::new();
+        if exact {
+            return Ok(state.rank(self.options.metric, &query, k, state.slots.keys().copied(), &allows));
+        }
+        candidates.extend(state.pending.iter().copied());
+        let engine_len = state.engine.len();
+        if engine_len > 0 {
+            // Over-fetch: compensate for stale points and, when known, the filter's selectivity.
+            let stale_factor = engine_len as f64 / state.indexed_live.max(1) as f64;
+            let filter_factor = match (filter, allowed_hint) {
+                (Some(_), Some(allowed)) => live as f64 / allowed.max(1) as f64,
+                _ => 1.0,
+            };
+            let mut fetch = ((k as f64 * stale_factor * filter_factor).ceil() as usize).clamp(k, engine_len);
+            loop {
+                // ef at twice the fetch keeps the tail of an over-fetched list accurate.
+                let raw = state.engine.search(&query, fetch, ef.max(fetch.saturating_mul(2)));
+                let exhausted = raw.len() < fetch || fetch >= engine_len;
+                let accepted = raw
+                    .iter()
+                    .filter(|(id, _)| state.slots.get(id).is_some_and(|s| s.indexed && allows(s)))
+                    .count();
+                if accepted >= k || exhausted {
+                    candidates.extend(raw.iter().map(|(id, _)| *id));
+                    break;
+                }
+                if fetch.saturating_mul(4) >= engine_len {
+                    // The filter rejects nearly everything near the query: scan exactly.
+                    return Ok(state.rank(self.options.metric, &query, k, state.slots.keys().copied(), &allows));
+                }
+                fetch *= 2;
+            }
+        }
+        Ok(state.rank(self.options.metric, &query, k, candidates.into_iter(), &allows))
+    }
+
+    /// Exact search restricted to `entity_ids` (for filters that already know the allowed set).
+    pub fn search_among(&self, query: &[f32], k: usize, entity_ids: &[&str]) -> Result<Vec<VectorHit>> {
+        let state = self.state.read();
+        let Some(query) = self.prepare_query(&state, query)? else {
+            return Ok(Vec::new());
+        };
+        let ids: Vec<usize> = entity_ids
+            .iter()
+            .filter_map(|e| state.by_entity.get(*e).copied())
+            .collect();
+        Ok(state.rank(self.options.metric, &query, k, ids.into_iter(), &|_| true))
+    }
+
+    /// Similarity of each entity's live vector to `query` (`None`: no vector). Used to score
+    /// graph-expanded candidates with their own similarity.
+    pub fn similarities(&self, query: &[f32], entity_ids: &[&str]) -> Result<Vec<Option<f32>>> {
+        let state = self.state.read();
+        let Some(query) = self.prepare_query(&state, query)? else {
+            return Ok(vec![None; entity_ids.len()]);
+        };
+        Ok(entity_ids
+            .iter()
+            .map(|e| {
+                let slot = state.by_entity.get(*e).and_then(|id| state.slots.get(id))?;
+                Some(self.options.metric.similarity(&query, &slot.vector))
+            })
+            .collect())
+    }
+
+    /// Validates and prepares a query; `None` when the index has no dimension yet (empty).
+    fn prepare_query(&self, state: &State, query: &[f32]) -> Result<Option<Vec<f32>>> {
+        match state.dimension {
+            None => {
+                self.options.metric.prepare(query)?;
+                Ok(None)
+            }
+            Some(_) => self.prepare(state.dimension, query).map(Some),
+        }
+    }
+
+    /// Writes the index into `dir` (created; it must not hold another dump). Engine inserts and
+    /// rebuilds wait meanwhile; queries and writes go on. The dump covers every update applied
+    /// before it started (see [`VectorIndex::applied_seq`] of the reloaded index).
+    pub fn dump(&self, dir: &Path) -> Result<()> {
+        let _writer = self.engine_writer.lock();
+        let engine_dir = dir.join(ENGINE_DIR);
+        fs::create_dir_all(&engine_dir).map_err(|e| Error::io(&engine_dir, e))?;
+        let (engine, bytes) = {
+            let state = self.state.read();
+            (state.engine.clone(), state.encode_slots(self.options.metric))
+        };
+        engine.dump(&engine_dir)?;
+        let path = dir.join(SLOTS_FILE);
+        fs::write(&path, &bytes).map_err(|e| Error::io(&path, e))?;
+        fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&path, e))
+    }
+
+    /// Reloads a dump written by [`VectorIndex::dump`]. If the engine files are missing or
+    /// damaged but the slots are intact, the engine is rebuilt from the stored vectors.
+    pub fn load(dir: &Path, options: VectorIndexOptions) -> Result<Self> {
+        Self::load_with_factory(dir, options, Arc::new(HnswFactory))
+    }
+
+    /// [`VectorIndex::load`] with an explicit engine factory.
+    pub fn load_with_factory(
+        dir: &Path,
+        options: VectorIndexOptions,
+        factory: Arc<dyn AnnEngineFactory>,
+    ) -> Result<Self> {
+        let index = Self::with_factory(options, factory.clone())?;
+        let path = dir.join(SLOTS_FILE);
+        let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let decoded = decode_slots(&bytes, options.metric).map_err(|reason| Error::corruption(&path, reason))?;
+        if let (Some(expected), Some(got)) = (options.dimension, decoded.dimension)
+            && expected != got
+        {
+            return Err(Error::DimensionMismatch { expected, got });
+        }
+        let engine_result = factory.load(&dir.join(ENGINE_DIR), options.metric);
+        {
+            let mut state = index.state.write();
+            state.dimension = decoded.dimension.or(options.dimension);
+            state.next_id = decoded.next_id;
+            state.applied_seq = decoded.applied_seq;
+            let engine_loaded = match engine_result {
+                Ok(engine) => {
+                    state.engine = Arc::from(engine);
+                    true
+                }
+                Err(err) => {
+                    tracing::warn!(dir = %dir.display(), error = %err, "vector engine dump unusable; rebuilding from stored vectors");
+                    false
+                }
+            };
+            for record in decoded.slots {
+                let indexed = engine_loaded && record.indexed;
+                if indexed {
+                    state.indexed_live += 1;
+                } else {
+                    state.pending.insert(record.id);
+                }
+                state.by_entity.insert(record.entity.clone(), record.id);
+                state.slots.insert(
+                    record.id,
+                    Slot {
+                        entity: record.entity,
+                        vector: record.vector,
+                        seq: record.seq,
+                        indexed,
+                    },
+                );
+            }
+        }
+        index.index_pending(usize::MAX);
+        Ok(index)
+    }
+}
+
+impl State {
+    /// Removes the entity's live vector, if any.
+    fn remove_entity(&mut self, entity_id: &str) -> bool {
+        let Some(id) = self.by_entity.remove(entity_id) else {
+            return false;
+        };
+        if let Some(slot) = self.slots.remove(&id)
+            && slot.indexed
+        {
+            self.indexed_live -= 1;
+        }
+        self.pending.remove(&id);
+        true
+    }
+
+    /// Scores the live, allowed ids among `ids` exactly and returns the top `k`.
+    fn rank(
+        &self,
+        metric: Metric,
+        query: &[f32],
+        k: usize,
+        ids: impl Iterator<Item = usize>,
+        allows: &dyn Fn(&Slot) -> bool,
+    ) -> Vec<VectorHit> {
+        let mut hits: Vec<VectorHit> = ids
+            .filter_map(|id| self.slots.get(&id))
+            .filter(|slot| allows(slot))
+            .map(|slot| VectorHit {
+                entity_id: slot.entity.clone(),
+                similarity: metric.similarity(query, &slot.vector),
+            })
+            .collect();
+        sort_hits(&mut hits);
+        hits.dedup_by(|a, b| a.entity_id == b.entity_id);
+        hits.truncate(k);
+        hits
+    }
+
+    /// `slots.bin`: magic, metric, dimension, next id, applied seq, count, records, CRC-32.
+    fn encode_slots(&self, metric: Metric) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(SLOTS_MAGIC);
+        put_str(&mut out, metric.name());
+        out.extend_from_slice(&(self.dimension.unwrap_or(0) as u64).to_le_bytes());
+        out.extend_from_slice(&(self.next_id as u64).to_le_bytes());
+        out.extend_from_slice(&self.applied_seq.to_le_bytes());
+        out.extend_from_slice(&(self.slots.len() as u64).to_le_bytes());
+        for (id, slot) in &self.slots {
+            out.extend_from_slice(&(*id as u64).to_le_bytes());
+            out.extend_from_slice(&slot.seq.to_le_bytes());
+            out.push(u8::from(slot.indexed));
+            put_str(&mut out, &slot.entity);
+            for x in slot.vector.iter() {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+}
+
+/// Similarity descending, then entity id ascending.
+pub(crate) fn sort_hits(hits: &mut [VectorHit]) {
+    hits.sort_by(|a, b| {
+        b.similarity
+            .total_cmp(&a.similarity)
+            .then_with(|| a.entity_id.cmp(&b.entity_id))
+    });
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+struct SlotRecord {
+    id: usize,
+    seq: u64,
+    indexed: bool,
+    entity: Arc<str>,
+    vector: Arc<[f32]>,
+}
+
+struct DecodedSlots {
+    dimension: Option<usize>,
+    next_id: usize,
+    applied_seq: u64,
+    slots: Vec<SlotRecord>,
+}
+
+/// A bounds-checked reader over `slots.bin`; every failure names the offset.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.offset.checked_add(n).filter(|end| *end <= self.bytes.len());
+        let Some(end) = end else {
+            return Err(format!("truncated at offset {} (needed {n} bytes)", self.offset));
+        };
+        let out = &self.bytes[self.offset..end];
+        self.offset = end;
+        Ok(out)
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(raw))
+    }
+    fn usize(&mut self) -> Result<usize, String> {
+        let at = self.offset;
+        usize::try_from(self.u64()?).map_err(|_| format!("value at offset {at} does not fit usize"))
+    }
+    fn string(&mut self) -> Result<&'a str, String> {
+        let mut raw = [0u8; 4];
+        raw.copy_from_slice(self.take(4)?);
+        let at = self.offset;
+        std::str::from_utf8(self.take(u32::from_le_bytes(raw) as usize)?)
+            .map_err(|_| format!("string at offset {at} is not UTF-8"))
+    }
+}
+
+fn decode_slots(bytes: &[u8], metric: Metric) -> Result<DecodedSlots, String> {
+    if bytes.len() < SLOTS_MAGIC.len() + 4 {
+        return Err("file too short".to_string());
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    let mut stored = [0u8; 4];
+    stored.copy_from_slice(crc);
+    if crc32fast::hash(body) != u32::from_le_bytes(stored) {
+        return Err("CRC-32 mismatch".to_string());
+    }
+    let mut reader = Reader { bytes: body, offset: 0 };
+    if reader.take(SLOTS_MAGIC.len())? != SLOTS_MAGIC {
+        return Err("bad magic".to_string());
+    }
+    let stored_metric = reader.string()?;
+    if stored_metric != metric.name() {
+        return Err(format!("dump is for metric {stored_metric}, expected {}", metric.name()));
+    }
+    let dimension = reader.usize()?;
+    let next_id = reader.usize()?;
+    let applied_seq = reader.u64()?;
+    let count = reader.usize()?;
+    let mut slots = Vec::with_capacity(count.min(body.len()));
+    for _ in 0..count {
+        let id = reader.usize()?;
+        if id >= next_id {
+            return Err(format!("slot id {id} not below next id {next_id}"));
+        }
+        let seq = reader.u64()?;
+        let indexed = reader.take(1)?[0] == 1;
+        let entity: Arc<str> = Arc::from(reader.string()?);
+        let raw = reader.take(dimension.checked_mul(4).ok_or("dimension overflows")?)?;
+        let vector: Arc<[f32]> = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        slots.push(SlotRecord {
+            id,
+            seq,
+            indexed,
+            entity,
+            vector,
+        });
+    }
+    if reader.offset != body.len() {
+        return Err(format!("{} trailing bytes", body.len() - reader.offset));
+    }
+    Ok(DecodedSlots {
+        dimension: (dimension > 0).then_some(dimension),
+        next_id,
+        applied_seq,
+        slots,
+    })
+}
