@@ -39,6 +39,9 @@ pub enum Error {
         /// What check failed.
         reason: String,
     },
+    /// The storage engine failed (or refused the request).
+    #[error(transparent)]
+    Storage(#[from] allidb_storage::Error),
     /// The ANN engine reported a failure (dump or load) with its own message.
     #[error("ANN engine error ({context}): {message}")]
     Engine {

@@ -4,11 +4,14 @@
 //! * [`vector`]: per-tenant ANN index (HNSW behind our own engine trait) with updates, deletes,
 //!   a freshness tail and filtered search;
 //! * [`graph`]: per-tenant adjacency and bounded breadth-first expansion;
-//! * [`query`]: the unified scorer and the storage-free parts of the query planner.
+//! * [`query`]: the unified scorer and the storage-free parts of the query planner;
+//! * [`store`]: the unified store — the storage engine plus every tenant's indexes, kept in step.
 
 pub mod error;
 pub mod graph;
 pub mod query;
+pub mod store;
 pub mod vector;
 
 pub use error::{Error, Result};
+pub use store::{Filter, QueryHit, QueryRequest, StoreOptions, TraverseHit, UnifiedStore};

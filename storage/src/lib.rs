@@ -29,6 +29,6 @@ pub mod version;
 pub mod wal;
 
 pub use cell::{Edge, EdgeRef, EdgeWrite, Entity, EntityBody, EntityWrite};
-pub use engine::{Engine, Options, Stats};
+pub use engine::{CommitObserver, Engine, Options, Stats};
 pub use error::{Error, Result};
 pub use types::{Durability, SeqNo, Timestamp};

@@ -41,6 +41,17 @@ use crate::version::{NUM_LEVELS, Version};
 use crate::wal::{self, GroupCommitWriter, RecoveryMode};
 
 pub use read::{ChangedPartition, EntityIter};
+
+/// Sees every committed batch exactly once, in sequence order, on the WAL writer thread: after
+/// the batch is durable as asked and visible to reads, before its writer is acknowledged. The
+/// indexes follow the engine through this, so a write is searchable when acknowledged.
+///
+/// Must be quick and must not call back into the engine's write path (it runs on the writer
+/// thread); a panic fails the writer for good.
+pub trait CommitObserver: Send + Sync + std::fmt::Debug + 'static {
+    /// Batch `batch` was committed with its first operation at `base_seq`.
+    fn committed(&self, base_seq: SeqNo, batch: &crate::batch::WriteBatch);
+}
 pub use write::Stats;
 
 /// Engine tuning. Every field has a production default ([`Options::default`]).
@@ -163,6 +174,7 @@ struct Inner {
     wal_segments: Mutex<BTreeMap<u64, Option<SeqNo>>>,
     wal_pin: AtomicU64,
     entity_locks: Vec<Mutex<()>>,
+    observer: Option<Arc<dyn CommitObserver>>,
     stats: write::Counters,
     closed: AtomicBool,
 }
@@ -196,6 +208,18 @@ impl Engine {
     /// tables (truncating a torn tail of the last one), flush what was replayed, write a fresh
     /// manifest, delete orphans, then start the writer and background threads.
     pub fn open_with_fs(fs: Arc<dyn FileSystem>, dir: &Path, options: Options) -> Result<Self> {
+        Self::open_observed(fs, dir, options, None)
+    }
+
+    /// [`Engine::open_with_fs`] with a [`CommitObserver`] that sees every later commit.
+    /// (Writes recovered from the WAL at open are not replayed to it: followers catch up with
+    /// [`Engine::changes_since`].)
+    pub fn open_observed(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        options: Options,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> Result<Self> {
         options.validate()?;
         fs.create_dir_all(dir)?;
         let loaded = manifest::load(fs.as_ref(), dir)?;
@@ -322,6 +346,7 @@ impl Engine {
             wal_segments: Mutex::new(wal_segments),
             wal_pin: AtomicU64::new(pin),
             entity_locks: (0..256).map(|_| Mutex::new(())).collect(),
+            observer,
             stats: write::Counters::default(),
             options,
             closed: AtomicBool::new(false),

@@ -15,7 +15,7 @@ use crate::cell::{EdgeRef, EdgeValue, EdgeWrite, EntityWrite};
 use crate::error::{Error, Result};
 use crate::key::{self, CellKey};
 use crate::memtable::Memtable;
-use crate::types::{Durability, SeqNo, Timestamp};
+use crate::types::{Durability, Entry, InternalKey, SeqNo, Timestamp};
 use crate::version::NUM_LEVELS;
 use crate::wal::CommitSink;
 
@@ -83,12 +83,28 @@ impl CommitSink for Inner {
             .user_bytes
             .fetch_add(batch.approximate_size() as u64, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        for entry in batch.into_entries(base_seq) {
+        let insert = |entry: Entry| {
             self.clock.observe(entry.key.ts);
             mem.insert(entry);
+        };
+        let last_seq = base_seq + ops - 1;
+        match &self.observer {
+            None => {
+                batch.into_entries(base_seq).for_each(insert);
+                self.visible_seq.store(last_seq, Ordering::Release);
+            }
+            Some(observer) => {
+                // The observer needs the batch after it is visible: insert copies.
+                batch.ops().iter().enumerate().for_each(|(i, op)| {
+                    insert(Entry {
+                        key: InternalKey::new(op.key.clone(), op.ts, base_seq + i as u64),
+                        value: op.value.clone(),
+                    })
+                });
+                self.visible_seq.store(last_seq, Ordering::Release);
+                observer.committed(base_seq, &batch);
+            }
         }
-        self.visible_seq
-            .store(base_seq + ops - 1, Ordering::Release);
         Ok(())
     }
 

@@ -1,0 +1,103 @@
+//! The background indexer: one thread that moves vectors from each tenant's exact-scan tail
+//! into HNSW, rebuilds a tenant's index when too many of its points are stale, and dumps the
+//! indexes periodically (after which the engine may release the WAL they cover).
+//!
+//! Never blocks writers or queries for long: each step indexes a bounded batch, and rebuilds
+//! build a new graph beside the old one before swapping it in.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use allidb_storage::Engine;
+use parking_lot::{Condvar, Mutex};
+
+use super::{Indexes, StoreOptions, dump_indexes};
+use crate::error::{Error, Result};
+
+/// Idle wait between passes when there is nothing to index.
+const IDLE: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Default)]
+struct Stop {
+    requested: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// Handle of the running indexer thread.
+#[derive(Debug)]
+pub struct IndexerHandle {
+    stop: Arc<Stop>,
+    thread: JoinHandle<()>,
+}
+
+impl IndexerHandle {
+    /// Starts the thread.
+    pub fn start(
+        indexes: Arc<Indexes>,
+        engine: Arc<Engine>,
+        index_dir: PathBuf,
+        options: StoreOptions,
+    ) -> Result<Self> {
+        let stop = Arc::new(Stop::default());
+        let thread_stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("allidb-indexer".to_owned())
+            .spawn(move || run(&indexes, &engine, &index_dir, &options, &thread_stop))
+            .map_err(|e| Error::io(PathBuf::from("allidb-indexer thread"), e))?;
+        Ok(Self { stop, thread })
+    }
+
+    /// Asks the thread to stop and waits for it.
+    pub fn stop(self) {
+        *self.stop.requested.lock() = true;
+        self.stop.wake.notify_all();
+        if self.thread.join().is_err() {
+            tracing::error!("the indexer thread panicked");
+        }
+    }
+}
+
+fn run(
+    indexes: &Indexes,
+    engine: &Engine,
+    index_dir: &std::path::Path,
+    options: &StoreOptions,
+    stop: &Stop,
+) {
+    let mut last_dump = Instant::now();
+    let mut dumped_seq = indexes.applied_seq.load(Ordering::Acquire);
+    loop {
+        if *stop.requested.lock() {
+            return;
+        }
+        let mut worked = false;
+        for (tenant, state) in indexes.all() {
+            let vectors = &state.indexes.vectors;
+            worked |= vectors.index_pending(options.indexer_batch) > 0;
+            if vectors.stale_ratio() > options.rebuild_stale_ratio {
+                tracing::info!(%tenant, stale = vectors.stale_ratio(), "rebuilding a vector index");
+                if let Err(e) = vectors.rebuild() {
+                    tracing::error!(%tenant, error = %e, "vector index rebuild failed");
+                }
+                worked = true;
+            }
+        }
+        let applied = indexes.applied_seq.load(Ordering::Acquire);
+        if applied > dumped_seq && last_dump.elapsed() >= options.dump_interval {
+            match dump_indexes(indexes, engine, index_dir) {
+                Ok(covered) => dumped_seq = covered,
+                Err(e) => tracing::error!(error = %e, "index dump failed; will retry"),
+            }
+            last_dump = Instant::now();
+        }
+        if !worked {
+            let mut requested = stop.requested.lock();
+            if !*requested {
+                stop.wake.wait_for(&mut requested, IDLE);
+            }
+        }
+    }
+}

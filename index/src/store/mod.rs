@@ -1,0 +1,582 @@
+//! The node-local unified store (DESIGN.md §4): the storage engine plus, per tenant, a vector
+//! index, a graph index and a table of entity facts, kept in step with every write.
+//!
+//! * **Writes** go to the engine; the engine hands every committed batch, in commit order and
+//!   before the writer is acknowledged, to [`Indexes`] (a [`CommitObserver`]), which updates the
+//!   tenant's indexes. A write is therefore searchable as soon as it is acknowledged: new vectors
+//!   sit in the vector index's exact-scan tail until the background indexer moves them into HNSW.
+//! * **Restart**: the indexes are loaded from their last dump and caught up from the engine's
+//!   retained WAL (`changes_since`); a missing or damaged dump, or a WAL that no longer reaches
+//!   back far enough, means a full rebuild from the engine (logged, never a failed start).
+//! * **Tenants** never share an index: every lookup goes through the caller's tenant first, so
+//!   another tenant's entities can be neither returned nor ranked.
+//!
+//! The engine is the source of truth; everything under `index/` can be deleted and is rebuilt.
+
+mod facts;
+mod indexer;
+mod persist;
+mod tenant;
+
+pub use facts::{EntityMeta, Filter};
+pub use tenant::TenantIndexes;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use allidb_storage::batch::WriteBatch;
+use allidb_storage::cell::{Edge, EdgeRef, Entity, EntityWrite};
+use allidb_storage::fs::OsFileSystem;
+use allidb_storage::key::CellKey;
+use allidb_storage::partition::PartitionState;
+use allidb_storage::{CommitObserver, Durability, Engine, SeqNo};
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::graph::{Reached, TraversalOptions};
+use crate::query::{QueryPlan, ScoredResult, run_query};
+use crate::vector::VectorIndexOptions;
+
+/// Store tuning. Every field has a production default.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// The storage engine's options (`retain_wal_until_pinned` is forced on).
+    pub engine: allidb_storage::Options,
+    /// Vector index options of every tenant (dimension `None`: fixed by the first vector).
+    pub vectors: VectorIndexOptions,
+    /// How often the indexes are dumped when writes happened (default 60 s).
+    pub dump_interval: Duration,
+    /// Vectors the background indexer moves from the tail into HNSW per step (default 1,024).
+    pub indexer_batch: usize,
+    /// Stale fraction of a vector index above which it is rebuilt in the background (0.2).
+    pub rebuild_stale_ratio: f64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            engine: allidb_storage::Options::default(),
+            vectors: VectorIndexOptions::default(),
+            dump_interval: Duration::from_secs(60),
+            indexer_batch: 1024,
+            rebuild_stale_ratio: 0.2,
+        }
+    }
+}
+
+/// A query: the vector, the plan (k, expansion, weights, ef), a filter, and whether to return
+/// the entities.
+#[derive(Clone, Debug, Default)]
+pub struct QueryRequest {
+    /// The query vector (any metric; validated against the tenant's dimension).
+    pub vector: Vec<f32>,
+    /// k, expand factor, traversal limits, weights, ef.
+    pub plan: QueryPlan,
+    /// Filter applied to seeds and expanded nodes before the top k.
+    pub filter: Filter,
+    /// Return each result's stored entity.
+    pub include_entities: bool,
+}
+
+/// One query result.
+#[derive(Clone, Debug)]
+pub struct QueryHit {
+    /// Score, components, path.
+    pub result: ScoredResult,
+    /// The stored entity, when asked for.
+    pub entity: Option<Entity>,
+}
+
+/// One node reached by a traversal.
+#[derive(Clone, Debug)]
+pub struct TraverseHit {
+    /// Depth and path.
+    pub reached: Reached,
+    /// The stored entity, when asked for.
+    pub entity: Option<Entity>,
+}
+
+/// All tenants' indexes: the engine's commit observer.
+#[derive(Debug)]
+pub struct Indexes {
+    tenants: RwLock<HashMap<String, Arc<TenantState>>>,
+    options: VectorIndexOptions,
+    /// Every write at or below this sequence number is in the indexes.
+    applied_seq: AtomicU64,
+    /// Batches whose index update failed (logged); they are in the engine, not in the index.
+    apply_errors: AtomicU64,
+}
+
+/// One tenant: its indexes plus the vector dimension its writes are validated against.
+#[derive(Debug)]
+pub struct TenantState {
+    /// The indexes.
+    pub indexes: TenantIndexes,
+    dimension: OnceLock<usize>,
+}
+
+impl TenantState {
+    fn new(indexes: TenantIndexes, configured: Option<usize>) -> Arc<Self> {
+        let dimension = OnceLock::new();
+        if let Some(d) = indexes.vectors.dimension().or(configured) {
+            let _ = dimension.set(d);
+        }
+        Arc::new(Self { indexes, dimension })
+    }
+}
+
+impl Indexes {
+    fn new(options: VectorIndexOptions) -> Self {
+        Self {
+            tenants: RwLock::default(),
+            options,
+            applied_seq: AtomicU64::new(0),
+            apply_errors: AtomicU64::new(0),
+        }
+    }
+
+    fn tenant(&self, tenant: &str) -> Option<Arc<TenantState>> {
+        self.tenants.read().get(tenant).cloned()
+    }
+
+    fn tenant_or_create(&self, tenant: &str) -> Result<Arc<TenantState>> {
+        if let Some(t) = self.tenant(tenant) {
+            return Ok(t);
+        }
+        let mut tenants = self.tenants.write();
+        if let Some(t) = tenants.get(tenant) {
+            return Ok(t.clone());
+        }
+        let state = TenantState::new(TenantIndexes::new(self.options)?, self.options.dimension);
+        tenants.insert(tenant.to_owned(), state.clone());
+        Ok(state)
+    }
+
+    fn all(&self) -> Vec<(String, Arc<TenantState>)> {
+        let mut all: Vec<_> = self
+            .tenants
+            .read()
+            .iter()
+            .map(|(t, s)| (t.clone(), s.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    fn apply_state(
+        &self,
+        tenant: &str,
+        id: &str,
+        state: &PartitionState,
+        seq: SeqNo,
+    ) -> Result<()> {
+        self.tenant_or_create(tenant)?
+            .indexes
+            .apply_state(id, state, seq)
+    }
+}
+
+impl CommitObserver for Indexes {
+    fn committed(&self, base_seq: SeqNo, batch: &WriteBatch) {
+        let mut by_tenant: HashMap<String, Vec<(SeqNo, CellKey, u64, Option<&[u8]>)>> =
+            HashMap::new();
+        for (i, op) in batch.ops().iter().enumerate() {
+            match CellKey::decode(&op.key) {
+                Ok(key) => by_tenant.entry(key.tenant.clone()).or_default().push((
+                    base_seq + i as u64,
+                    key,
+                    op.ts,
+                    op.value.as_deref(),
+                )),
+                Err(e) => {
+                    self.apply_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, "committed cell with a malformed key; not indexed");
+                }
+            }
+        }
+        for (tenant, ops) in by_tenant {
+            let result = self
+                .tenant_or_create(&tenant)
+                .and_then(|t| t.indexes.apply_batch(ops.into_iter()));
+            if let Err(e) = result {
+                self.apply_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "indexing a committed batch failed; the data is stored but not indexed");
+            }
+        }
+        self.applied_seq
+            .fetch_max(base_seq + batch.len() as u64 - 1, Ordering::AcqRel);
+    }
+}
+
+/// The storage engine with its indexes.
+#[derive(Debug)]
+pub struct UnifiedStore {
+    engine: Arc<Engine>,
+    indexes: Arc<Indexes>,
+    index_dir: PathBuf,
+    options: StoreOptions,
+    indexer: Mutex<Option<indexer::IndexerHandle>>,
+}
+
+/// Dumps every tenant's indexes, covering everything applied so far, then releases the WAL.
+fn dump_indexes(indexes: &Indexes, engine: &Engine, index_dir: &Path) -> Result<SeqNo> {
+    let covered = indexes.applied_seq.load(Ordering::Acquire);
+    let tenants = indexes.all();
+    let views: Vec<(String, &TenantIndexes)> = tenants
+        .iter()
+        .map(|(n, s)| (n.clone(), &s.indexes))
+        .collect();
+    persist::dump(index_dir, covered, &views)?;
+    engine.pin_wal(covered);
+    Ok(covered)
+}
+
+fn now_nanos() -> i64 {
+    i64::try_from(allidb_storage::hlc::wall_micros())
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000)
+}
+
+impl UnifiedStore {
+    /// Opens the store in `dir` (`dir/lsm`: the engine, `dir/index`: index dumps).
+    pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
+        options.vectors.validate()?;
+        let dir = dir.as_ref();
+        let index_dir = dir.join("index");
+        let indexes = Arc::new(Indexes::new(options.vectors));
+        let loaded = match persist::load(&index_dir, |_| options.vectors) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!(error = %e, "index dump unusable; rebuilding the indexes from storage");
+                None
+            }
+        };
+        let covered = loaded.as_ref().map(|l| l.covered);
+        if let Some(loaded) = loaded {
+            let mut tenants = indexes.tenants.write();
+            for (tenant, t) in loaded.tenants {
+                tenants.insert(tenant, TenantState::new(t, options.vectors.dimension));
+            }
+        }
+        let engine_options = allidb_storage::Options {
+            retain_wal_until_pinned: true,
+            ..options.engine.clone()
+        };
+        let observer: Arc<dyn CommitObserver> = indexes.clone();
+        let engine = Arc::new(Engine::open_observed(
+            Arc::new(OsFileSystem),
+            &dir.join("lsm"),
+            engine_options,
+            Some(observer),
+        )?);
+        let store = Self {
+            engine,
+            indexes,
+            index_dir,
+            options,
+            indexer: Mutex::new(None),
+        };
+        store.catch_up(covered)?;
+        let handle = indexer::IndexerHandle::start(
+            store.indexes.clone(),
+            store.engine.clone(),
+            store.index_dir.clone(),
+            store.options.clone(),
+        )?;
+        *store.indexer.lock() = Some(handle);
+        Ok(store)
+    }
+
+    /// Brings loaded indexes up to the engine (or rebuilds them all).
+    fn catch_up(&self, covered: Option<SeqNo>) -> Result<()> {
+        let start = std::time::Instant::now();
+        if let Some(covered) = covered {
+            match self.engine.changes_since(covered)? {
+                Some((changed, upto)) => {
+                    for c in &changed {
+                        let state = self.engine.read_partition(&c.tenant, &c.entity_id)?;
+                        self.indexes
+                            .apply_state(&c.tenant, &c.entity_id, &state, upto)?;
+                    }
+                    self.indexes.applied_seq.fetch_max(upto, Ordering::AcqRel);
+                    tracing::info!(from = covered, to = upto, entities = changed.len(), elapsed = ?start.elapsed(),
+                        "indexes loaded and caught up from the WAL");
+                    return Ok(());
+                }
+                None => tracing::warn!(
+                    covered,
+                    "the WAL no longer reaches back to the index dump; rebuilding"
+                ),
+            }
+        }
+        self.indexes.tenants.write().clear();
+        let (entities, snapshot) = self.engine.all_entities();
+        let mut count = 0usize;
+        for entity in entities {
+            let entity = entity?;
+            let state = PartitionState {
+                marker_ts: None,
+                version_ts: entity.version_ts,
+                body: Some(entity.body),
+                out_edges: entity.out_edges,
+                in_edges: entity.in_edges,
+            };
+            self.indexes
+                .apply_state(&entity.tenant, &entity.id, &state, snapshot)?;
+            count += 1;
+        }
+        self.indexes
+            .applied_seq
+            .fetch_max(snapshot, Ordering::AcqRel);
+        tracing::info!(entities = count, elapsed = ?start.elapsed(), "indexes rebuilt from storage");
+        Ok(())
+    }
+
+    /// The storage engine (stats, flush, compaction).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Number of committed batches whose indexing failed since start.
+    pub fn index_apply_errors(&self) -> u64 {
+        self.indexes.apply_errors.load(Ordering::Relaxed)
+    }
+
+    /// Per-tenant vector count, pending tail and stale ratio (for metrics).
+    pub fn index_sizes(&self) -> Vec<(String, usize, usize, f64)> {
+        self.indexes
+            .all()
+            .into_iter()
+            .map(|(t, s)| {
+                (
+                    t,
+                    s.indexes.vectors.len(),
+                    s.indexes.vectors.pending_len(),
+                    s.indexes.vectors.stale_ratio(),
+                )
+            })
+            .collect()
+    }
+
+    /// Replaces entities (see [`Engine::put_entities`]); their vectors are validated against the
+    /// tenant's dimension first (the first vector a tenant accepts fixes it). Sets
+    /// `created_at`/`updated_at` to now (`created_at` is then kept from the stored entity).
+    /// Slows the caller while the tenant's not-yet-indexed tail is full.
+    pub fn put_entities(
+        &self,
+        tenant: &str,
+        mut writes: Vec<EntityWrite>,
+        durability: Durability,
+    ) -> Result<SeqNo> {
+        allidb_storage::key::validate_tenant(tenant)?;
+        let state = self.indexes.tenant_or_create(tenant)?;
+        let now = now_nanos();
+        for w in &mut writes {
+            for e in &w.body.embeddings {
+                if e.vector.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "entity {}: embedding version {} is empty",
+                        w.id, e.version
+                    )));
+                }
+                if let Some(bad) = e.vector.iter().position(|x| !x.is_finite()) {
+                    return Err(Error::invalid(format!(
+                        "entity {}: embedding version {} has a non-finite value at index {bad}",
+                        w.id, e.version
+                    )));
+                }
+            }
+            if let Some(e) = w.body.current_embedding() {
+                let expected = *state.dimension.get_or_init(|| e.vector.len());
+                if expected != e.vector.len() {
+                    return Err(Error::DimensionMismatch {
+                        expected,
+                        got: e.vector.len(),
+                    });
+                }
+            }
+            if !w.body.importance.is_finite() {
+                return Err(Error::invalid(format!(
+                    "entity {}: importance must be finite",
+                    w.id
+                )));
+            }
+            w.body.created_at_nanos = now;
+            w.body.updated_at_nanos = now;
+        }
+        while state.indexes.vectors.tail_is_full() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(self.engine.put_entities(tenant, writes, durability)?)
+    }
+
+    /// Deletes an entity; returns whether it existed.
+    pub fn delete_entity(&self, tenant: &str, id: &str, durability: Durability) -> Result<bool> {
+        Ok(self.engine.delete_entity(tenant, id, durability)?)
+    }
+
+    /// Adds edges (both cells of each).
+    pub fn add_edges(&self, tenant: &str, edges: &[Edge], durability: Durability) -> Result<SeqNo> {
+        Ok(self.engine.add_edges(tenant, edges, durability)?)
+    }
+
+    /// Removes edges.
+    pub fn remove_edges(
+        &self,
+        tenant: &str,
+        edges: &[EdgeRef],
+        durability: Durability,
+    ) -> Result<SeqNo> {
+        Ok(self.engine.remove_edges(tenant, edges, durability)?)
+    }
+
+    /// One entity.
+    pub fn get_entity(&self, tenant: &str, id: &str) -> Result<Option<Entity>> {
+        Ok(self.engine.get_entity(tenant, id)?)
+    }
+
+    /// Up to `limit` entities with `start <= id < end`, in id order, from one snapshot.
+    pub fn scan(
+        &self,
+        tenant: &str,
+        start: Option<&str>,
+        end: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Entity>> {
+        let iter = self.engine.scan(tenant, start, end)?;
+        Ok(iter
+            .take(limit)
+            .collect::<allidb_storage::Result<Vec<_>>>()?)
+    }
+
+    /// The Graph-RAG query: ANN seeds -> graph expansion -> unified score -> top k.
+    pub fn query(&self, tenant: &str, request: &QueryRequest) -> Result<Vec<QueryHit>> {
+        allidb_storage::key::validate_tenant(tenant)?;
+        if request.vector.is_empty() {
+            return Err(Error::invalid("query vector is empty"));
+        }
+        if let Some(bad) = request.vector.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(format!(
+                "query vector has a non-finite value at index {bad}"
+            )));
+        }
+        request.plan.validate()?;
+        let Some(state) = self.indexes.tenant(tenant) else {
+            return Ok(Vec::new());
+        };
+        if let Some(&expected) = state.dimension.get()
+            && expected != request.vector.len()
+        {
+            return Err(Error::DimensionMismatch {
+                expected,
+                got: request.vector.len(),
+            });
+        }
+        let t = &state.indexes;
+        let results = {
+            let facts = t.facts.read();
+            let filter = &request.filter;
+            let allows = |id: &str| facts.get(id).is_some_and(|m| filter.allows(m));
+            let hint = (!filter.is_empty()).then(|| facts.allowed_estimate(filter));
+            let filter_fn: Option<&dyn Fn(&str) -> bool> = if filter.is_empty() {
+                None
+            } else {
+                Some(&allows)
+            };
+            let now = allidb_storage::hlc::wall_micros();
+            run_query(
+                &t.vectors,
+                &t.graph,
+                &request.vector,
+                &request.plan,
+                filter_fn,
+                hint,
+                &|id| facts.scoring(id),
+                now,
+            )?
+        };
+        let mut hits = Vec::with_capacity(results.len());
+        for result in results {
+            let entity = if request.include_entities {
+                match self.engine.get_entity(tenant, &result.entity_id)? {
+                    Some(e) => Some(e),
+                    None => continue, // deleted after ranking
+                }
+            } else {
+                None
+            };
+            hits.push(QueryHit { result, entity });
+        }
+        Ok(hits)
+    }
+
+    /// Graph-only traversal from `starts`; only live entities are returned.
+    pub fn traverse(
+        &self,
+        tenant: &str,
+        starts: &[String],
+        options: &TraversalOptions,
+        include_entities: bool,
+    ) -> Result<Vec<TraverseHit>> {
+        allidb_storage::key::validate_tenant(tenant)?;
+        options.validate()?;
+        let Some(state) = self.indexes.tenant(tenant) else {
+            return Ok(Vec::new());
+        };
+        let t = &state.indexes;
+        let starts: Vec<&str> = starts.iter().map(String::as_str).collect();
+        let reached: Vec<Reached> = {
+            let facts = t.facts.read();
+            t.graph
+                .expand(&starts, options)?
+                .into_iter()
+                .filter(|r| facts.get(&r.entity_id).is_some())
+                .collect()
+        };
+        let mut hits = Vec::with_capacity(reached.len());
+        for reached in reached {
+            let entity = if include_entities {
+                match self.engine.get_entity(tenant, &reached.entity_id)? {
+                    Some(e) => Some(e),
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            hits.push(TraverseHit { reached, entity });
+        }
+        Ok(hits)
+    }
+
+    /// Moves every pending vector into HNSW now (bulk loads, benchmarks, tests).
+    pub fn index_all_pending(&self) {
+        for (_, t) in self.indexes.all() {
+            t.indexes.vectors.index_pending(usize::MAX);
+        }
+    }
+
+    /// Dumps the indexes now and lets the engine release the WAL they cover.
+    pub fn dump_indexes(&self) -> Result<SeqNo> {
+        dump_indexes(&self.indexes, &self.engine, &self.index_dir)
+    }
+
+    /// Stops the indexer, dumps the indexes and closes the engine (also done on drop).
+    pub fn close(&self) -> Result<()> {
+        if let Some(indexer) = self.indexer.lock().take() {
+            indexer.stop();
+            self.dump_indexes()?;
+        }
+        Ok(self.engine.close()?)
+    }
+}
+
+impl Drop for UnifiedStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::error!(error = %e, "closing the store failed");
+        }
+    }
+}

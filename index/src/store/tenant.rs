@@ -1,0 +1,182 @@
+//! One tenant's indexes (vectors, graph, facts) and the two ways they are brought up to date:
+//! from a committed write batch (live, in commit order) and from an entity's stored state
+//! (catch-up after a restart, full rebuilds).
+//!
+//! Invariant: after either path, the indexes describe exactly the entity's live state in the
+//! engine as of that write — a deleted entity has no vector, no facts and no out-edges.
+
+use std::collections::BTreeMap;
+
+use allidb_storage::cell::{EdgeValue, EntityBody};
+use allidb_storage::key::{CellKey, CellSuffix};
+use allidb_storage::partition::PartitionState;
+use allidb_storage::types::SeqNo;
+use parking_lot::RwLock;
+
+use super::facts::{EntityMeta, FactTable};
+use crate::error::Result;
+use crate::graph::{EdgeSpec, GraphIndex};
+use crate::vector::{VectorIndex, VectorIndexOptions};
+
+/// The indexes of one tenant.
+#[derive(Debug)]
+pub struct TenantIndexes {
+    /// Nearest-neighbour index over each entity's current embedding.
+    pub vectors: VectorIndex,
+    /// Adjacency of the tenant's edges.
+    pub graph: GraphIndex,
+    /// Type, attributes, importance, update time.
+    pub facts: RwLock<FactTable>,
+}
+
+/// What one batch wrote to one partition.
+#[derive(Default)]
+struct PartitionWrites {
+    marker: bool,
+    /// `Some(None)`: the body was removed.
+    body: Option<(Option<EntityBody>, u64)>,
+    out_edges: Vec<(String, String, Option<f32>)>,
+}
+
+fn meta_of(body: &EntityBody, body_ts: u64) -> EntityMeta {
+    let updated = u64::try_from(body.updated_at_nanos / 1000).unwrap_or(0);
+    EntityMeta {
+        entity_type: body.entity_type.clone(),
+        attributes: body.attributes.clone(),
+        importance: body.importance,
+        updated_at_micros: if updated > 0 { updated } else { body_ts },
+        body_ts,
+    }
+}
+
+fn spec(relation: &str, to: &str, weight: f64) -> EdgeSpec {
+    EdgeSpec {
+        relation: relation.to_owned(),
+        to: to.to_owned(),
+        weight: weight as f32,
+    }
+}
+
+impl TenantIndexes {
+    /// Empty indexes.
+    pub fn new(options: VectorIndexOptions) -> Result<Self> {
+        Ok(Self {
+            vectors: VectorIndex::new(options)?,
+            graph: GraphIndex::new(),
+            facts: RwLock::default(),
+        })
+    }
+
+    /// Indexes with a reloaded vector index.
+    pub fn with_vectors(vectors: VectorIndex) -> Self {
+        Self {
+            vectors,
+            graph: GraphIndex::new(),
+            facts: RwLock::default(),
+        }
+    }
+
+    /// Applies the body of one entity: vector and facts.
+    fn apply_body(
+        &self,
+        id: &str,
+        body: Option<&EntityBody>,
+        body_ts: u64,
+        seq: SeqNo,
+    ) -> Result<()> {
+        match body {
+            Some(body) => {
+                match body.current_embedding() {
+                    Some(e) => self.vectors.upsert(id, &e.vector, seq)?,
+                    None => {
+                        self.vectors.delete(id, seq);
+                    }
+                }
+                self.facts.write().upsert(id, meta_of(body, body_ts));
+            }
+            None => {
+                self.vectors.delete(id, seq);
+                self.facts.write().remove(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the indexes up to date with one committed batch (every op of this tenant).
+    /// `ops` are `(seq, key, ts, value)`.
+    pub fn apply_batch<'a>(
+        &self,
+        ops: impl Iterator<Item = (SeqNo, CellKey, u64, Option<&'a [u8]>)>,
+    ) -> Result<()> {
+        let mut partitions: BTreeMap<String, (SeqNo, PartitionWrites)> = BTreeMap::new();
+        for (seq, key, ts, value) in ops {
+            let (last_seq, writes) = partitions.entry(key.entity_id).or_default();
+            *last_seq = (*last_seq).max(seq);
+            match key.suffix {
+                CellSuffix::Marker => writes.marker |= value.is_some(),
+                CellSuffix::Body => {
+                    let body = value.map(EntityBody::decode).transpose()?;
+                    writes.body = Some((body, ts));
+                }
+                CellSuffix::OutEdge { relation, to } => {
+                    let weight = value
+                        .map(EdgeValue::decode)
+                        .transpose()?
+                        .map(|v| v.weight as f32);
+                    writes.out_edges.push((relation, to, weight));
+                }
+                CellSuffix::InEdge { .. } => {}
+            }
+        }
+        for (id, (seq, writes)) in partitions {
+            if writes.marker && writes.body.is_none() {
+                // Delete: the entity and every edge leaving or entering it.
+                self.apply_body(&id, None, 0, seq)?;
+                self.graph.delete_entity(&id, seq);
+                continue;
+            }
+            if let Some((body, ts)) = &writes.body {
+                self.apply_body(&id, body.as_ref(), *ts, seq)?;
+            }
+            let added: Vec<EdgeSpec> = writes
+                .out_edges
+                .iter()
+                .filter_map(|(r, to, w)| w.map(|w| spec(r, to, f64::from(w))))
+                .collect();
+            if writes.marker {
+                // Replace: the batch carries the entity's complete new out-edge list.
+                self.graph.replace_out_edges(&id, &added, seq)?;
+            } else {
+                let removed: Vec<(&str, &str)> = writes
+                    .out_edges
+                    .iter()
+                    .filter(|(_, _, w)| w.is_none())
+                    .map(|(r, to, _)| (r.as_str(), to.as_str()))
+                    .collect();
+                if !removed.is_empty() {
+                    self.graph.remove_edges(&id, &removed, seq);
+                }
+                if !added.is_empty() {
+                    self.graph.add_edges(&id, &added, seq)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the indexes describe `state`, the stored state of entity `id` at snapshot `seq`.
+    pub fn apply_state(&self, id: &str, state: &PartitionState, seq: SeqNo) -> Result<()> {
+        self.apply_body(id, state.body.as_ref(), state.version_ts, seq)?;
+        let edges: Vec<EdgeSpec> = state
+            .out_edges
+            .iter()
+            .map(|e| spec(&e.relation, &e.to, e.weight))
+            .collect();
+        if state.body.is_none() && edges.is_empty() {
+            self.graph.delete_entity(id, seq);
+        } else {
+            self.graph.replace_out_edges(id, &edges, seq)?;
+        }
+        Ok(())
+    }
+}
