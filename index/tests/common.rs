@@ -13,7 +13,13 @@ use rand::{Rng, SeedableRng};
 /// a little isotropic noise (real embeddings have a low intrinsic dimension; isotropic
 /// full-dimensional noise would make every neighbour equidistant). Same `seed` = same
 /// clusters; `sample_seed` picks the points.
-pub fn clustered(n: usize, dim: usize, clusters: usize, seed: u64, sample_seed: u64) -> Vec<Vec<f32>> {
+pub fn clustered(
+    n: usize,
+    dim: usize,
+    clusters: usize,
+    seed: u64,
+    sample_seed: u64,
+) -> Vec<Vec<f32>> {
     const LATENT: usize = 16;
     let normal = |rng: &mut StdRng| -> f32 {
         let u1: f32 = rng.random_range(f32::EPSILON..1.0);
@@ -34,7 +40,10 @@ pub fn clustered(n: usize, dim: usize, clusters: usize, seed: u64, sample_seed: 
             let latent: Vec<f32> = c.iter().map(|x| x + normal(&mut rng)).collect();
             projection
                 .iter()
-                .map(|row| row.iter().zip(&latent).map(|(a, b)| a * b).sum::<f32>() + 0.1 * normal(&mut rng))
+                .map(|row| {
+                    row.iter().zip(&latent).map(|(a, b)| a * b).sum::<f32>()
+                        + 0.1 * normal(&mut rng)
+                })
                 .collect()
         })
         .collect()

@@ -11,7 +11,11 @@ use common::*;
 const K: usize = 10;
 
 fn build(base: &[Vec<f32>], metric: Metric) -> VectorIndex {
-    let index = VectorIndex::new(VectorIndexOptions { metric, ..VectorIndexOptions::default() }).unwrap();
+    let index = VectorIndex::new(VectorIndexOptions {
+        metric,
+        ..VectorIndexOptions::default()
+    })
+    .unwrap();
     for (i, v) in base.iter().enumerate() {
         index.upsert(&id(i), v, i as u64 + 1).unwrap();
     }
@@ -37,11 +41,17 @@ fn synthetic(dim: usize, metric: Metric) {
     let base = clustered(20_000, dim, 64, dim as u64, 1);
     let queries = clustered(200, dim, 64, dim as u64, 2);
     let prepared: Vec<Vec<f32>> = base.iter().map(|v| metric.prepare(v).unwrap()).collect();
-    let truth: Vec<Vec<usize>> = queries.iter().map(|q| brute_force(metric, &prepared, q, K)).collect();
+    let truth: Vec<Vec<usize>> = queries
+        .iter()
+        .map(|q| brute_force(metric, &prepared, q, K))
+        .collect();
     let index = build(&base, metric);
     let r = mean_recall(&index, &queries, &truth);
     eprintln!("synthetic {dim}-d {metric:?}: recall@10 = {r:.4}");
-    assert!(r >= 0.95, "recall@10 {r} below 0.95 at default ef for {dim}-d {metric:?}");
+    assert!(
+        r >= 0.95,
+        "recall@10 {r} below 0.95 at default ef for {dim}-d {metric:?}"
+    );
 }
 
 #[test]
@@ -57,14 +67,20 @@ fn recall_synthetic_384d_l2() {
 #[test]
 fn recall_npm_minilm_20k() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/npm-minilm-20k");
-    let dir = if dir.exists() { dir } else { Path::new("/work/shared/data/npm-minilm-20k").to_path_buf() };
+    let dir = if dir.exists() {
+        dir
+    } else {
+        Path::new("/work/shared/data/npm-minilm-20k").to_path_buf()
+    };
     if !dir.join("base.fvecs").exists() {
         eprintln!("npm-minilm-20k not found at {}; skipped", dir.display());
         return;
     }
     let base = read_vecs(&dir.join("base.fvecs"), f32::from_le_bytes);
     let queries = read_vecs(&dir.join("query.fvecs"), f32::from_le_bytes);
-    let truth: Vec<Vec<usize>> = read_vecs(&dir.join("groundtruth.ivecs"), |b| i32::from_le_bytes(b) as usize);
+    let truth: Vec<Vec<usize>> = read_vecs(&dir.join("groundtruth.ivecs"), |b| {
+        i32::from_le_bytes(b) as usize
+    });
     assert_eq!((base.len(), queries.len(), truth.len()), (20_000, 500, 500));
     let index = build(&base, Metric::Cosine);
     let r = mean_recall(&index, &queries, &truth);

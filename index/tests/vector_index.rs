@@ -13,7 +13,13 @@ use common::*;
 /// The model: entity -> client vector.
 type Model = BTreeMap<String, Vec<f32>>;
 
-fn expected(metric: Metric, model: &Model, query: &[f32], k: usize, allow: &dyn Fn(&str) -> bool) -> Vec<String> {
+fn expected(
+    metric: Metric,
+    model: &Model,
+    query: &[f32],
+    k: usize,
+    allow: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
     let q = metric.prepare(query).unwrap();
     let mut scored: Vec<(f32, &String)> = model
         .iter()
@@ -21,7 +27,11 @@ fn expected(metric: Metric, model: &Model, query: &[f32], k: usize, allow: &dyn 
         .map(|(id, v)| (metric.similarity(&q, &metric.prepare(v).unwrap()), id))
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
-    scored.into_iter().take(k).map(|(_, id)| id.clone()).collect()
+    scored
+        .into_iter()
+        .take(k)
+        .map(|(_, id)| id.clone())
+        .collect()
 }
 
 fn ids(hits: &[VectorHit]) -> Vec<String> {
@@ -29,7 +39,11 @@ fn ids(hits: &[VectorHit]) -> Vec<String> {
 }
 
 fn options(metric: Metric) -> VectorIndexOptions {
-    VectorIndexOptions { metric, ef_search: 400, ..VectorIndexOptions::default() }
+    VectorIndexOptions {
+        metric,
+        ef_search: 400,
+        ..VectorIndexOptions::default()
+    }
 }
 
 /// Checks 20 queries (with and without a filter) against the model.
@@ -38,16 +52,23 @@ fn check(index: &VectorIndex, metric: Metric, model: &Model, queries: &[Vec<f32>
     for q in queries {
         let got = index.search(q, 10, None, None, None).unwrap();
         assert_eq!(ids(&got), expected(metric, model, q, 10, &|_| true));
-        let filtered = index.search(q, 10, None, Some(&odd), Some(model.len() / 2)).unwrap();
+        let filtered = index
+            .search(q, 10, None, Some(&odd), Some(model.len() / 2))
+            .unwrap();
         assert_eq!(ids(&filtered), expected(metric, model, q, 10, &odd));
         let rare = |id: &str| id.ends_with("77");
-        let exact = index.search(q, 10, None, Some(&rare), Some(model.len() / 100)).unwrap();
+        let exact = index
+            .search(q, 10, None, Some(&rare), Some(model.len() / 100))
+            .unwrap();
         assert_eq!(ids(&exact), expected(metric, model, q, 10, &rare));
         let unhinted = index.search(q, 10, None, Some(&rare), None).unwrap();
         let truth = expected(metric, model, q, 10, &rare);
         if metric == Metric::Dot {
             // Inner product is not a metric: HNSW over-fetch is approximate there.
-            let found = truth.iter().filter(|id| ids(&unhinted).contains(id)).count();
+            let found = truth
+                .iter()
+                .filter(|id| ids(&unhinted).contains(id))
+                .count();
             assert!(found >= 8, "Dot over-fetch found {found}/10");
         } else {
             assert_eq!(ids(&unhinted), truth, "{metric:?}");
@@ -121,38 +142,86 @@ fn similarities_and_search_among_use_live_vectors() {
 #[test]
 fn validation_errors_are_clear() {
     let index = VectorIndex::new(VectorIndexOptions::default()).unwrap();
-    assert!(index.search(&[1.0, 2.0], 3, None, None, None).unwrap().is_empty());
+    assert!(
+        index
+            .search(&[1.0, 2.0], 3, None, None, None)
+            .unwrap()
+            .is_empty()
+    );
     index.upsert("a", &[1.0, 2.0, 3.0], 1).unwrap();
     match index.upsert("b", &[1.0, 2.0], 2) {
-        Err(Error::DimensionMismatch { expected: 3, got: 2 }) => {}
+        Err(Error::DimensionMismatch {
+            expected: 3,
+            got: 2,
+        }) => {}
         other => panic!("expected a dimension mismatch, got {other:?}"),
     }
-    let message = index.search(&[1.0], 3, None, None, None).unwrap_err().to_string();
+    let message = index
+        .search(&[1.0], 3, None, None, None)
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("expected 3, got 1"), "{message}");
     assert!(index.upsert("c", &[f32::NAN, 0.0, 0.0], 3).is_err());
     assert!(index.upsert("c", &[f32::INFINITY, 0.0, 0.0], 3).is_err());
-    assert!(index.upsert("c", &[0.0, 0.0, 0.0], 3).is_err(), "zero vector under cosine");
-    assert!(index.search(&[1.0, 1.0, 1.0], 3, Some(0), None, None).is_err());
-    let fixed = VectorIndex::new(VectorIndexOptions { dimension: Some(4), ..VectorIndexOptions::default() }).unwrap();
-    assert!(matches!(fixed.upsert("a", &[1.0], 1), Err(Error::DimensionMismatch { expected: 4, got: 1 })));
+    assert!(
+        index.upsert("c", &[0.0, 0.0, 0.0], 3).is_err(),
+        "zero vector under cosine"
+    );
+    assert!(
+        index
+            .search(&[1.0, 1.0, 1.0], 3, Some(0), None, None)
+            .is_err()
+    );
+    let fixed = VectorIndex::new(VectorIndexOptions {
+        dimension: Some(4),
+        ..VectorIndexOptions::default()
+    })
+    .unwrap();
+    assert!(matches!(
+        fixed.upsert("a", &[1.0], 1),
+        Err(Error::DimensionMismatch {
+            expected: 4,
+            got: 1
+        })
+    ));
     for m in [0, 1, 257, 1_000] {
         let bad = VectorIndexOptions {
-            engine: EngineParams { max_connections: m, ..EngineParams::default() },
+            engine: EngineParams {
+                max_connections: m,
+                ..EngineParams::default()
+            },
             ..VectorIndexOptions::default()
         };
         let message = VectorIndex::new(bad).unwrap_err().to_string();
-        assert!(message.contains("M (max_connections) must be in 2..=256"), "{message}");
+        assert!(
+            message.contains("M (max_connections) must be in 2..=256"),
+            "{message}"
+        );
     }
-    let bad_ef = VectorIndexOptions { ef_search: 0, ..VectorIndexOptions::default() };
-    assert!(VectorIndex::new(bad_ef).unwrap_err().to_string().contains("ef_search"));
+    let bad_ef = VectorIndexOptions {
+        ef_search: 0,
+        ..VectorIndexOptions::default()
+    };
+    assert!(
+        VectorIndex::new(bad_ef)
+            .unwrap_err()
+            .to_string()
+            .contains("ef_search")
+    );
 }
 
 #[test]
 fn tail_bound_is_reported() {
-    let index = VectorIndex::new(VectorIndexOptions { max_pending: 3, ..VectorIndexOptions::default() }).unwrap();
+    let index = VectorIndex::new(VectorIndexOptions {
+        max_pending: 3,
+        ..VectorIndexOptions::default()
+    })
+    .unwrap();
     for i in 0..3 {
         assert!(!index.tail_is_full());
-        index.upsert(&id(i), &[1.0, i as f32], i as u64 + 1).unwrap();
+        index
+            .upsert(&id(i), &[1.0, i as f32], i as u64 + 1)
+            .unwrap();
     }
     assert!(index.tail_is_full());
     assert_eq!(index.index_pending(2), 2);
@@ -197,7 +266,10 @@ fn dump_and_load_keep_results_and_next_ids() {
     let mut bytes = std::fs::read(&slots).unwrap();
     bytes[20] ^= 1;
     std::fs::write(&slots, bytes).unwrap();
-    assert!(matches!(VectorIndex::load(dir.path(), options(Metric::Cosine)), Err(Error::Corruption { .. })));
+    assert!(matches!(
+        VectorIndex::load(dir.path(), options(Metric::Cosine)),
+        Err(Error::Corruption { .. })
+    ));
     assert!(VectorIndex::load(dir.path(), options(Metric::L2)).is_err());
 }
 

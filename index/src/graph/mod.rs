@@ -107,7 +107,11 @@ impl Adjacency {
 }
 
 /// Removes `key` from `map[node]`, dropping the node's map when it empties.
-fn remove_from(map: &mut HashMap<Arc<str>, EdgeMap>, node: &str, key: &(Arc<str>, Arc<str>)) -> bool {
+fn remove_from(
+    map: &mut HashMap<Arc<str>, EdgeMap>,
+    node: &str,
+    key: &(Arc<str>, Arc<str>),
+) -> bool {
     let Some(edges) = map.get_mut(node) else {
         return false;
     };
@@ -190,7 +194,12 @@ impl GraphIndex {
     pub fn expand(&self, starts: &[&str], options: &TraversalOptions) -> Result<Vec<Reached>> {
         options.validate()?;
         let adjacency = self.adjacency.read();
-        Ok(traverse::bfs(&adjacency.out, &adjacency.incoming, starts, options))
+        Ok(traverse::bfs(
+            &adjacency.out,
+            &adjacency.incoming,
+            starts,
+            options,
+        ))
     }
 }
 

@@ -62,7 +62,9 @@ impl QueryPlan {
 
     /// Number of ANN seeds: `k * expand_factor`, capped by `max_candidates`.
     pub fn seed_count(&self) -> usize {
-        self.k.saturating_mul(self.expand_factor).min(self.max_candidates)
+        self.k
+            .saturating_mul(self.expand_factor)
+            .min(self.max_candidates)
     }
 }
 
@@ -122,7 +124,14 @@ pub fn run_query(
             let fact = facts(&reached.entity_id)?;
             let age = i64::try_from(now_micros).unwrap_or(i64::MAX)
                 - i64::try_from(fact.updated_at_micros).unwrap_or(i64::MAX);
-            let breakdown = score(&plan.weights, metric, similarity, &reached.path, fact.importance, age);
+            let breakdown = score(
+                &plan.weights,
+                metric,
+                similarity,
+                &reached.path,
+                fact.importance,
+                age,
+            );
             Some(ScoredResult {
                 entity_id: reached.entity_id.clone(),
                 score: breakdown.total,
@@ -158,7 +167,11 @@ mod tests {
         graph
             .add_edges(
                 "exact",
-                &[EdgeSpec { relation: "r".into(), to: "linked".into(), weight: 0.5 }],
+                &[EdgeSpec {
+                    relation: "r".into(),
+                    to: "linked".into(),
+                    weight: 0.5,
+                }],
                 5,
             )
             .unwrap();
@@ -166,24 +179,60 @@ mod tests {
     }
 
     fn fresh(_: &str) -> Option<EntityFacts> {
-        Some(EntityFacts { importance: 0.0, updated_at_micros: 1_000 })
+        Some(EntityFacts {
+            importance: 0.0,
+            updated_at_micros: 1_000,
+        })
     }
 
     #[test]
     fn identical_entity_scores_one_and_a_half_and_ranks_first() {
         let (vectors, graph) = setup();
-        let plan = QueryPlan { k: 2, expand_factor: 1, ..QueryPlan::default() };
-        let results = run_query(&vectors, &graph, &[2.0, 0.0, 0.0], &plan, None, None, &fresh, 1_000).unwrap();
+        let plan = QueryPlan {
+            k: 2,
+            expand_factor: 1,
+            ..QueryPlan::default()
+        };
+        let results = run_query(
+            &vectors,
+            &graph,
+            &[2.0, 0.0, 0.0],
+            &plan,
+            None,
+            None,
+            &fresh,
+            1_000,
+        )
+        .unwrap();
         assert_eq!(results.len(), 2);
         assert_eq!(&*results[0].entity_id, "exact");
-        assert!((results[0].score - 1.5).abs() < 1e-6, "{}", results[0].score);
+        assert!(
+            (results[0].score - 1.5).abs() < 1e-6,
+            "{}",
+            results[0].score
+        );
     }
 
     #[test]
     fn expanded_nodes_use_their_own_similarity_and_path() {
         let (vectors, graph) = setup();
-        let plan = QueryPlan { k: 10, expand_factor: 1, max_candidates: 1, ..QueryPlan::default() };
-        let results = run_query(&vectors, &graph, &[1.0, 0.0, 0.0], &plan, None, None, &fresh, 1_000).unwrap();
+        let plan = QueryPlan {
+            k: 10,
+            expand_factor: 1,
+            max_candidates: 1,
+            ..QueryPlan::default()
+        };
+        let results = run_query(
+            &vectors,
+            &graph,
+            &[1.0, 0.0, 0.0],
+            &plan,
+            None,
+            None,
+            &fresh,
+            1_000,
+        )
+        .unwrap();
         let ids: Vec<&str> = results.iter().map(|r| &*r.entity_id).collect();
         assert_eq!(ids, ["exact", "linked"]);
         let linked = &results[1];
@@ -196,15 +245,48 @@ mod tests {
     #[test]
     fn filter_applies_before_top_k_and_deleted_entities_drop() {
         let (vectors, graph) = setup();
-        let plan = QueryPlan { k: 2, ..QueryPlan::default() };
+        let plan = QueryPlan {
+            k: 2,
+            ..QueryPlan::default()
+        };
         let not_exact = |id: &str| id != "exact";
-        let results = run_query(&vectors, &graph, &[1.0, 0.0, 0.0], &plan, Some(&not_exact), None, &fresh, 1_000).unwrap();
+        let results = run_query(
+            &vectors,
+            &graph,
+            &[1.0, 0.0, 0.0],
+            &plan,
+            Some(&not_exact),
+            None,
+            &fresh,
+            1_000,
+        )
+        .unwrap();
         // "linked" is only a seed now (its link came from "exact"); it ties with "far": id order.
-        assert_eq!(results.iter().map(|r| &*r.entity_id).collect::<Vec<_>>(), ["near", "far"]);
+        assert_eq!(
+            results.iter().map(|r| &*r.entity_id).collect::<Vec<_>>(),
+            ["near", "far"]
+        );
         let gone = |id: &str| if id == "near" { None } else { fresh(id) };
-        let results = run_query(&vectors, &graph, &[1.0, 0.0, 0.0], &plan, None, None, &gone, 1_000).unwrap();
+        let results = run_query(
+            &vectors,
+            &graph,
+            &[1.0, 0.0, 0.0],
+            &plan,
+            None,
+            None,
+            &gone,
+            1_000,
+        )
+        .unwrap();
         assert!(results.iter().all(|r| &*r.entity_id != "near"));
         assert!(run_query(&vectors, &graph, &[1.0, 0.0], &plan, None, None, &fresh, 0).is_err());
-        assert!(QueryPlan { k: 0, ..QueryPlan::default() }.validate().is_err());
+        assert!(
+            QueryPlan {
+                k: 0,
+                ..QueryPlan::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

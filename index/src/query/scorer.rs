@@ -120,7 +120,12 @@ pub fn score(
 ) -> ScoreBreakdown {
     let vector = weights.vector * vector_term(metric, similarity);
     let graph = weights.graph * graph_term(path, weights.hop_decay);
-    let importance = weights.importance * sigmoid(if importance.is_finite() { importance } else { 0.0 });
+    let importance = weights.importance
+        * sigmoid(if importance.is_finite() {
+            importance
+        } else {
+            0.0
+        });
     let age = age_micros.max(0) as f64;
     let recency = weights.recency * (-age / RECENCY_TIME_CONSTANT_MICROS).exp();
     ScoreBreakdown {
@@ -150,9 +155,19 @@ mod tests {
 
     #[test]
     fn identical_fresh_unimportant_seed_scores_exactly_one_and_a_half() {
-        let s = score(&ScoreWeights::default(), Metric::Cosine, Some(1.0), &[], 0.0, 0);
+        let s = score(
+            &ScoreWeights::default(),
+            Metric::Cosine,
+            Some(1.0),
+            &[],
+            0.0,
+            0,
+        );
         assert_eq!(s.total, 1.5);
-        assert_eq!((s.vector, s.graph, s.importance, s.recency), (1.0, 0.3, 0.1, 0.1));
+        assert_eq!(
+            (s.vector, s.graph, s.importance, s.recency),
+            (1.0, 0.3, 0.1, 0.1)
+        );
     }
 
     #[test]
@@ -161,15 +176,28 @@ mod tests {
         let month = RECENCY_TIME_CONSTANT_MICROS as i64;
         let s = score(&w, Metric::Cosine, Some(1.0), &[], 0.0, month);
         assert!((s.recency - 0.1 * (-1.0f64).exp()).abs() < 1e-12);
-        assert_eq!(score(&w, Metric::Cosine, Some(1.0), &[], 0.0, -5).recency, 0.1);
+        assert_eq!(
+            score(&w, Metric::Cosine, Some(1.0), &[], 0.0, -5).recency,
+            0.1
+        );
     }
 
     #[test]
     fn graph_term_is_mean_weight_with_hop_decay() {
         let path = [step(0.8), step(0.4)];
-        let plain = score(&ScoreWeights::default(), Metric::Cosine, Some(0.0), &path, 0.0, 0);
+        let plain = score(
+            &ScoreWeights::default(),
+            Metric::Cosine,
+            Some(0.0),
+            &path,
+            0.0,
+            0,
+        );
         assert!((plain.graph - 0.3 * 0.6).abs() < 1e-6);
-        let decayed = ScoreWeights { hop_decay: 0.5, ..ScoreWeights::default() };
+        let decayed = ScoreWeights {
+            hop_decay: 0.5,
+            ..ScoreWeights::default()
+        };
         let s = score(&decayed, Metric::Cosine, Some(0.0), &path, 0.0, 0);
         assert!((s.graph - 0.3 * 0.6 * 0.25).abs() < 1e-6);
         assert!((s.vector - 0.5).abs() < 1e-12);
@@ -177,15 +205,35 @@ mod tests {
 
     #[test]
     fn weights_change_components_and_are_validated() {
-        let w = ScoreWeights { vector: 2.0, graph: 0.0, importance: 1.0, recency: 0.0, hop_decay: 1.0 };
+        let w = ScoreWeights {
+            vector: 2.0,
+            graph: 0.0,
+            importance: 1.0,
+            recency: 0.0,
+            hop_decay: 1.0,
+        };
         let s = score(&w, Metric::Cosine, Some(0.0), &[], 2.0, 0);
         assert!((s.vector - 1.0).abs() < 1e-12);
         assert_eq!(s.graph, 0.0);
         assert!((s.importance - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-12);
         assert!(w.validate().is_ok());
         assert!(ScoreWeights { graph: -1.0, ..w }.validate().is_err());
-        assert!(ScoreWeights { hop_decay: 0.0, ..w }.validate().is_err());
-        assert!(ScoreWeights { vector: f64::NAN, ..w }.validate().is_err());
+        assert!(
+            ScoreWeights {
+                hop_decay: 0.0,
+                ..w
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            ScoreWeights {
+                vector: f64::NAN,
+                ..w
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]

@@ -114,7 +114,13 @@ mod tests {
             ef_construction: 0,
             ..EngineParams::default()
         };
-        assert!(params.validate().unwrap_err().to_string().contains("ef_construction"));
+        assert!(
+            params
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ef_construction")
+        );
         let params = EngineParams {
             max_connections: 256,
             ..EngineParams::default()

@@ -348,7 +348,9 @@ impl Manifest {
         };
         let basename = field("basename")?;
         if basename.is_empty() || basename.contains(['/', '\\']) || basename.starts_with('.') {
-            return Err(bad(format!("basename {basename:?} is not a plain file name")));
+            return Err(bad(format!(
+                "basename {basename:?} is not a plain file name"
+            )));
         }
         let metric = Metric::from_name(&field("metric")?).map_err(|e| bad(e.to_string()))?;
         let params = EngineParams {
@@ -391,7 +393,8 @@ fn crc32_of_file(path: &Path) -> Result<u32> {
 /// Flushes a file's contents to stable storage.
 fn sync_file(path: &Path) -> Result<()> {
     let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    file.sync_all().map_err(|e| Error::io(PathBuf::from(path), e))
+    file.sync_all()
+        .map_err(|e| Error::io(PathBuf::from(path), e))
 }
 
 #[cfg(test)]
@@ -412,7 +415,11 @@ mod tests {
             .create(Metric::Cosine, EngineParams::default())
             .unwrap();
         let data = points(n, 16);
-        let items: Vec<(usize, &[f32])> = data.iter().enumerate().map(|(i, v)| (i * 3, v.as_slice())).collect();
+        let items: Vec<(usize, &[f32])> = data
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i * 3, v.as_slice()))
+            .collect();
         engine.insert_batch(&items);
         (engine, data)
     }
@@ -453,7 +460,13 @@ mod tests {
         reloaded.insert(100_000, &data[0]);
         let again = tempfile::tempdir().unwrap();
         reloaded.dump(again.path()).unwrap();
-        assert_eq!(HnswFactory.load(again.path(), Metric::Cosine).unwrap().len(), 801);
+        assert_eq!(
+            HnswFactory
+                .load(again.path(), Metric::Cosine)
+                .unwrap()
+                .len(),
+            801
+        );
         assert!(HnswFactory.load(dir.path(), Metric::L2).is_err());
     }
 
@@ -476,7 +489,9 @@ mod tests {
     #[test]
     fn empty_engine_round_trips() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = HnswFactory.create(Metric::Dot, EngineParams::default()).unwrap();
+        let engine = HnswFactory
+            .create(Metric::Dot, EngineParams::default())
+            .unwrap();
         engine.dump(dir.path()).unwrap();
         let reloaded = HnswFactory.load(dir.path(), Metric::Dot).unwrap();
         assert!(reloaded.is_empty());

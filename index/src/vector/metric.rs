@@ -175,8 +175,14 @@ mod tests {
             let b: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
             let naive_dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             let naive_l2: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
-            assert!((dot(&a, &b) - naive_dot).abs() <= 1e-5 * naive_dot.abs().max(1.0), "dot len {len}");
-            assert!((l2_squared(&a, &b) - naive_l2).abs() <= 1e-5 * naive_l2.max(1.0), "l2 len {len}");
+            assert!(
+                (dot(&a, &b) - naive_dot).abs() <= 1e-5 * naive_dot.abs().max(1.0),
+                "dot len {len}"
+            );
+            assert!(
+                (l2_squared(&a, &b) - naive_l2).abs() <= 1e-5 * naive_l2.max(1.0),
+                "l2 len {len}"
+            );
         }
     }
 

@@ -90,7 +90,9 @@ impl VectorIndexOptions {
 
 fn validate_ef(ef: usize) -> Result<()> {
     if !(1..=4096).contains(&ef) {
-        return Err(Error::invalid(format!("ef_search must be in 1..=4096, got {ef}")));
+        return Err(Error::invalid(format!(
+            "ef_search must be in 1..=4096, got {ef}"
+        )));
     }
     Ok(())
 }
@@ -351,7 +353,8 @@ impl VectorIndex {
             capacity_hint: snapshot.len().max(1),
             ..self.options.engine
         };
-        let engine: Arc<dyn AnnEngine> = Arc::from(self.factory.create(self.options.metric, params)?);
+        let engine: Arc<dyn AnnEngine> =
+            Arc::from(self.factory.create(self.options.metric, params)?);
         let items: Vec<(usize, &[f32])> = snapshot.iter().map(|(id, v)| (*id, &v[..])).collect();
         engine.insert_batch(&items);
         let mut state = self.state.write();
@@ -405,7 +408,13 @@ impl VectorIndex {
             });
         let mut candidates: HashSet<usize> = HashSet::new();
         if exact {
-            return Ok(state.rank(self.options.metric, &query, k, state.slots.keys().copied(), &allows));
+            return Ok(state.rank(
+                self.options.metric,
+                &query,
+                k,
+                state.slots.keys().copied(),
+                &allows,
+            ));
         }
         candidates.extend(state.pending.iter().copied());
         let engine_len = state.engine.len();
@@ -416,10 +425,13 @@ impl VectorIndex {
                 (Some(_), Some(allowed)) => live as f64 / allowed.max(1) as f64,
                 _ => 1.0,
             };
-            let mut fetch = ((k as f64 * stale_factor * filter_factor).ceil() as usize).clamp(k, engine_len);
+            let mut fetch =
+                ((k as f64 * stale_factor * filter_factor).ceil() as usize).clamp(k, engine_len);
             loop {
                 // ef at twice the fetch keeps the tail of an over-fetched list accurate.
-                let raw = state.engine.search(&query, fetch, ef.max(fetch.saturating_mul(2)));
+                let raw = state
+                    .engine
+                    .search(&query, fetch, ef.max(fetch.saturating_mul(2)));
                 let exhausted = raw.len() < fetch || fetch >= engine_len;
                 let accepted = raw
                     .iter()
@@ -431,16 +443,33 @@ impl VectorIndex {
                 }
                 if fetch.saturating_mul(4) >= engine_len {
                     // The filter rejects nearly everything near the query: scan exactly.
-                    return Ok(state.rank(self.options.metric, &query, k, state.slots.keys().copied(), &allows));
+                    return Ok(state.rank(
+                        self.options.metric,
+                        &query,
+                        k,
+                        state.slots.keys().copied(),
+                        &allows,
+                    ));
                 }
                 fetch *= 2;
             }
         }
-        Ok(state.rank(self.options.metric, &query, k, candidates.into_iter(), &allows))
+        Ok(state.rank(
+            self.options.metric,
+            &query,
+            k,
+            candidates.into_iter(),
+            &allows,
+        ))
     }
 
     /// Exact search restricted to `entity_ids` (for filters that already know the allowed set).
-    pub fn search_among(&self, query: &[f32], k: usize, entity_ids: &[&str]) -> Result<Vec<VectorHit>> {
+    pub fn search_among(
+        &self,
+        query: &[f32],
+        k: usize,
+        entity_ids: &[&str],
+    ) -> Result<Vec<VectorHit>> {
         let state = self.state.read();
         let Some(query) = self.prepare_query(&state, query)? else {
             return Ok(Vec::new());
@@ -488,7 +517,10 @@ impl VectorIndex {
         fs::create_dir_all(&engine_dir).map_err(|e| Error::io(&engine_dir, e))?;
         let (engine, bytes) = {
             let state = self.state.read();
-            (state.engine.clone(), state.encode_slots(self.options.metric))
+            (
+                state.engine.clone(),
+                state.encode_slots(self.options.metric),
+            )
         };
         engine.dump(&engine_dir)?;
         let path = dir.join(SLOTS_FILE);
@@ -513,7 +545,8 @@ impl VectorIndex {
         let index = Self::with_factory(options, factory.clone())?;
         let path = dir.join(SLOTS_FILE);
         let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let decoded = decode_slots(&bytes, options.metric).map_err(|reason| Error::corruption(&path, reason))?;
+        let decoded = decode_slots(&bytes, options.metric)
+            .map_err(|reason| Error::corruption(&path, reason))?;
         if let (Some(expected), Some(got)) = (options.dimension, decoded.dimension)
             && expected != got
         {
@@ -658,9 +691,15 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.offset.checked_add(n).filter(|end| *end <= self.bytes.len());
+        let end = self
+            .offset
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len());
         let Some(end) = end else {
-            return Err(format!("truncated at offset {} (needed {n} bytes)", self.offset));
+            return Err(format!(
+                "truncated at offset {} (needed {n} bytes)",
+                self.offset
+            ));
         };
         let out = &self.bytes[self.offset..end];
         self.offset = end;
@@ -694,13 +733,19 @@ fn decode_slots(bytes: &[u8], metric: Metric) -> Result<DecodedSlots, String> {
     if crc32fast::hash(body) != u32::from_le_bytes(stored) {
         return Err("CRC-32 mismatch".to_string());
     }
-    let mut reader = Reader { bytes: body, offset: 0 };
+    let mut reader = Reader {
+        bytes: body,
+        offset: 0,
+    };
     if reader.take(SLOTS_MAGIC.len())? != SLOTS_MAGIC {
         return Err("bad magic".to_string());
     }
     let stored_metric = reader.string()?;
     if stored_metric != metric.name() {
-        return Err(format!("dump is for metric {stored_metric}, expected {}", metric.name()));
+        return Err(format!(
+            "dump is for metric {stored_metric}, expected {}",
+            metric.name()
+        ));
     }
     let dimension = reader.usize()?;
     let next_id = reader.usize()?;
