@@ -1,0 +1,44 @@
+"""hnswlib reference sweep on a TEXMEX-format data set (same protocol as index/examples/ann_sweep.rs).
+
+M=16, ef_construction=200, inner product on the (already normalised) vectors, one thread:
+build rate, then recall@10 / QPS for ef in 16..256. Usage: python3 bench/hnswlib_sweep.py DATA_DIR
+"""
+import sys
+import time
+
+import hnswlib
+import numpy as np
+
+
+def read_vecs(path, dtype):
+    raw = np.fromfile(path, dtype=np.int32)
+    dim = raw[0]
+    rows = raw.reshape(-1, dim + 1)[:, 1:]
+    return rows.view(dtype) if dtype != np.int32 else rows
+
+
+def main():
+    data_dir = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/data/npm-minilm-20k"
+    base = np.ascontiguousarray(read_vecs(f"{data_dir}/base.fvecs", np.float32))
+    queries = np.ascontiguousarray(read_vecs(f"{data_dir}/query.fvecs", np.float32))
+    truth = read_vecs(f"{data_dir}/groundtruth.ivecs", np.int32)
+    index = hnswlib.Index(space="ip", dim=base.shape[1])
+    index.init_index(max_elements=base.shape[0], M=16, ef_construction=200, random_seed=100)
+    index.set_num_threads(1)
+    start = time.perf_counter()
+    index.add_items(base, np.arange(base.shape[0]))
+    elapsed = time.perf_counter() - start
+    print(f"hnswlib {hnswlib.__version__ if hasattr(hnswlib, '__version__') else ''} build, 1 thread: "
+          f"{elapsed:.1f} s = {base.shape[0] / elapsed:.0f} vectors/s")
+    print("| ef | recall@10 | QPS (1 thread) |")
+    for ef in (16, 32, 64, 128, 256):
+        index.set_ef(ef)
+        start = time.perf_counter()
+        found = [index.knn_query(q, k=10)[0][0] for q in queries]
+        elapsed = time.perf_counter() - start
+        recall = np.mean([len(set(f) & set(t[:10])) / 10 for f, t in zip(found, truth)])
+        print(f"| {ef} | {recall:.3f} | {len(queries) / elapsed:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

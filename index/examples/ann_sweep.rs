@@ -1,0 +1,196 @@
+//! Vector index benchmark on npm-minilm-20k (docs/benchmarks.md, "Vector index").
+//!
+//! Measures, single-threaded unless said: build rate (sequential and parallel inserts),
+//! recall@10 / QPS over ef 16..256 (M=16, ef_construction=200), `hnsw_rs` `search_filter` versus
+//! our over-fetch at 50/10/1% selectivity, and reload-from-dump versus rebuild time. Then runs
+//! `bench/hnswlib_sweep.py` on the same files when `python3` with `hnswlib` is available.
+//!
+//! Run: `cargo run --release -p allidb-index --example ann_sweep [-- DATA_DIR]`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use allidb_index::vector::engine::AnnEngine;
+use allidb_index::vector::{
+    AnnEngineFactory, EngineParams, HnswFactory, Metric, VectorIndex, VectorIndexOptions,
+};
+
+fn read_vecs<T>(path: &Path, convert: fn([u8; 4]) -> T) -> Vec<Vec<T>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut rows = Vec::new();
+    let mut offset = 0;
+    while offset + 4 <= bytes.len() {
+        let word = |at: usize| [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+        let dim = i32::from_le_bytes(word(offset)) as usize;
+        offset += 4;
+        rows.push((0..dim).map(|i| convert(word(offset + 4 * i))).collect());
+        offset += 4 * dim;
+    }
+    rows
+}
+
+fn recall_at_10(found: &[usize], truth: &[usize]) -> f64 {
+    truth.iter().take(10).filter(|t| found.contains(t)).count() as f64 / 10.0
+}
+
+fn sweep(
+    engine: &dyn AnnEngine,
+    queries: &[Vec<f32>],
+    truth: &[Vec<usize>],
+    ef: usize,
+) -> (f64, f64) {
+    let start = Instant::now();
+    let mut total = 0.0;
+    for (q, t) in queries.iter().zip(truth) {
+        let found: Vec<usize> = engine
+            .search(q, 10, ef)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        total += recall_at_10(&found, t);
+    }
+    (
+        total / queries.len() as f64,
+        queries.len() as f64 / start.elapsed().as_secs_f64(),
+    )
+}
+
+fn main() {
+    let dir = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/shared/data/npm-minilm-20k"));
+    let base = read_vecs(&dir.join("base.fvecs"), f32::from_le_bytes);
+    let queries = read_vecs(&dir.join("query.fvecs"), f32::from_le_bytes);
+    let truth: Vec<Vec<usize>> = read_vecs(&dir.join("groundtruth.ivecs"), |b| {
+        i32::from_le_bytes(b) as usize
+    });
+    let metric = Metric::Cosine;
+    let prepared: Vec<Vec<f32>> = base
+        .iter()
+        .map(|v| metric.prepare(v).expect("finite data"))
+        .collect();
+    let queries: Vec<Vec<f32>> = queries
+        .iter()
+        .map(|v| metric.prepare(v).expect("finite data"))
+        .collect();
+    let params = EngineParams {
+        max_connections: 16,
+        ef_construction: 200,
+        capacity_hint: base.len(),
+    };
+    println!(
+        "data: {} base x {} dims, {} queries",
+        base.len(),
+        base[0].len(),
+        queries.len()
+    );
+
+    let engine = HnswFactory.create(metric, params).expect("valid params");
+    let start = Instant::now();
+    for (i, v) in prepared.iter().enumerate() {
+        engine.insert(i, v);
+    }
+    let sequential = start.elapsed().as_secs_f64();
+    println!(
+        "build, 1 thread: {:.1} s = {:.0} vectors/s",
+        sequential,
+        base.len() as f64 / sequential
+    );
+    let parallel_engine = HnswFactory.create(metric, params).expect("valid params");
+    let items: Vec<(usize, &[f32])> = prepared
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i, v.as_slice()))
+        .collect();
+    let start = Instant::now();
+    parallel_engine.insert_batch(&items);
+    let parallel = start.elapsed().as_secs_f64();
+    println!(
+        "build, parallel_insert (all cores): {:.1} s = {:.0} vectors/s",
+        parallel,
+        base.len() as f64 / parallel
+    );
+
+    println!("| ef | recall@10 | QPS (1 thread) |");
+    for ef in [16, 32, 64, 128, 256] {
+        let (recall, qps) = sweep(engine.as_ref(), &queries, &truth, ef);
+        println!("| {ef} | {recall:.3} | {qps:.0} |");
+    }
+
+    println!(
+        "filtered search, k=10, ef=64: hnsw_rs search_filter vs VectorIndex over-fetch (no hint)"
+    );
+    let index = VectorIndex::new(VectorIndexOptions {
+        metric,
+        ..VectorIndexOptions::default()
+    })
+    .expect("valid options");
+    for (i, v) in base.iter().enumerate() {
+        index
+            .upsert(&format!("{i:06}"), v, i as u64 + 1)
+            .expect("finite data");
+    }
+    index.index_pending(usize::MAX);
+    println!("| selectivity | search_filter QPS | over-fetch QPS | exact scan QPS |");
+    for percent in [50usize, 10, 1] {
+        let modulus = 100 / percent;
+        let allow_id = move |id: usize| id.is_multiple_of(modulus);
+        let start = Instant::now();
+        for q in &queries {
+            std::hint::black_box(engine.search_filtered(q, 10, 64, &allow_id));
+        }
+        let native = queries.len() as f64 / start.elapsed().as_secs_f64();
+        let allow_entity = move |id: &str| id.parse::<usize>().is_ok_and(allow_id);
+        let start = Instant::now();
+        for q in &queries {
+            std::hint::black_box(
+                index
+                    .search(q, 10, Some(64), Some(&allow_entity), None)
+                    .expect("valid query"),
+            );
+        }
+        let overfetch = queries.len() as f64 / start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        for q in &queries {
+            std::hint::black_box(
+                index
+                    .search(q, 10, Some(64), Some(&allow_entity), Some(1))
+                    .expect("valid query"),
+            );
+        }
+        let exact = queries.len() as f64 / start.elapsed().as_secs_f64();
+        println!("| {percent}% | {native:.0} | {overfetch:.0} | {exact:.0} |");
+    }
+
+    let dump_dir = tempfile::tempdir().expect("temp dir");
+    let start = Instant::now();
+    index.dump(dump_dir.path()).expect("dump");
+    println!(
+        "dump of the 20k index: {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    let start = Instant::now();
+    let reloaded = VectorIndex::load(dump_dir.path(), *index.options()).expect("load");
+    println!(
+        "reload from dump: {:.2} s ({} vectors)",
+        start.elapsed().as_secs_f64(),
+        reloaded.len()
+    );
+    let start = Instant::now();
+    index.rebuild().expect("rebuild");
+    println!(
+        "rebuild from stored vectors (parallel): {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/hnswlib_sweep.py");
+    match std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&dir)
+        .status()
+    {
+        Ok(status) if status.success() => {}
+        other => println!("hnswlib sweep not run ({other:?}); pip install hnswlib numpy"),
+    }
+}
