@@ -337,10 +337,10 @@ impl Authenticator {
         if let Some(path) = &options.key_file {
             keys = KeySet::parse(&read_key_file(path)?, &path.display().to_string())?;
         }
-        if let Some(name) = &options.keys_env {
-            if let Ok(value) = std::env::var(name) {
-                keys.merge(KeySet::parse_env(&value, name)?, &format!("${name}"))?;
-            }
+        if let Some(name) = &options.keys_env
+            && let Ok(value) = std::env::var(name)
+        {
+            keys.merge(KeySet::parse_env(&value, name)?, &format!("${name}"))?;
         }
         Ok(keys)
     }

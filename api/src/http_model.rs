@@ -82,7 +82,8 @@ fn enum_from_name<'a, T: Copy>(name: &str, prefix: &str, table: &'a [(&'a str, T
 
 /// Defines a serde module for one protobuf enum field: names in and out, numbers accepted in.
 macro_rules! enum_field_serde {
-    ($(#[$doc:meta])* $module:ident, $prefix:literal, [$(($name:literal, $value:expr)),+ $(,)?]
+    ($(#[$doc:meta])* $module:ident, $prefix:literal, null = $null:expr,
+     [$(($name:literal, $value:expr)),+ $(,)?]
      $($extra:item)*) => {
         $(#[$doc])*
         pub mod $module {
@@ -102,7 +103,8 @@ macro_rules! enum_field_serde {
                 }
             }
 
-            /// Reads a name (any case, with or without the proto prefix) or a wire number.
+            /// Reads a name (any case, with or without the proto prefix) or a wire number; `null`
+            /// reads as an absent field.
             pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
                 deserializer.deserialize_any(EnumVisitor)
             }
@@ -113,7 +115,7 @@ macro_rules! enum_field_serde {
                 type Value = i32;
 
                 fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    write!(f, "one of {:?}", NAMES.iter().map(|(n, _)| *n).collect::<Vec<_>>())
+                    write!(f, "a {} name, {}", stringify!($module), self.expected())
                 }
 
                 fn visit_str<E: de::Error>(self, v: &str) -> Result<i32, E> {
@@ -130,6 +132,10 @@ macro_rules! enum_field_serde {
                         .ok_or_else(|| {
                             E::custom(format!("unknown {} {v}, {}", stringify!($module), Self.expected()))
                         })
+                }
+
+                fn visit_unit<E: de::Error>(self) -> Result<i32, E> {
+                    Ok($null)
                 }
 
                 fn visit_u64<E: de::Error>(self, v: u64) -> Result<i32, E> {
@@ -152,9 +158,10 @@ macro_rules! enum_field_serde {
 
 enum_field_serde!(
     /// Serde for `ConsistencyLevel` fields. An absent field reads as [`consistency_level::UNSET`]
-    /// (through `#[serde(default = "...::unset")]`, see `build.rs`), `null` is an error.
+    /// (through `#[serde(default = "...::unset")]`, see `build.rs`), and so does `null`.
     consistency_level,
     "CONSISTENCY_",
+    null = UNSET,
     [
         ("ONE", crate::pb::ConsistencyLevel::ConsistencyOne),
         ("QUORUM", crate::pb::ConsistencyLevel::ConsistencyQuorum),
@@ -175,6 +182,7 @@ enum_field_serde!(
     /// Serde for `Direction` fields; absent = `OUT` (the proto default).
     direction,
     "DIRECTION_",
+    null = 0,
     [
         ("OUT", crate::pb::Direction::Out),
         ("IN", crate::pb::Direction::In),
@@ -321,5 +329,187 @@ pub fn code_name(code: Code) -> &'static str {
         Code::Unavailable => "Unavailable",
         Code::DataLoss => "DataLoss",
         Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn int64_accepts_big_numbers_and_strings() {
+        let big = i64::MAX - 1; // far beyond 2^53: must not go through f64
+        let from_number: pb::VectorEmbedding =
+            serde_json::from_str(&format!(r#"{{"version": {big}, "timestamp_nanos": -7}}"#))
+                .unwrap();
+        assert_eq!(
+            (from_number.version, from_number.timestamp_nanos),
+            (big, -7)
+        );
+        let from_string: pb::VectorEmbedding = serde_json::from_str(&format!(
+            r#"{{"version": "{big}", "timestamp_nanos": "-7"}}"#
+        ))
+        .unwrap();
+        assert_eq!(from_string, from_number);
+        let from_float: pb::VectorEmbedding =
+            serde_json::from_str(r#"{"version": 1e3, "timestamp_nanos": null}"#).unwrap();
+        assert_eq!((from_float.version, from_float.timestamp_nanos), (1000, 0));
+
+        for bad in [
+            r#""12x""#,
+            "1.5",
+            "9223372036854775808",
+            r#""""#,
+            "1e19",
+            "true",
+        ] {
+            let text = format!(r#"{{"version": {bad}}}"#);
+            assert!(
+                serde_json::from_str::<pb::VectorEmbedding>(&text).is_err(),
+                "{bad}"
+            );
+        }
+        let out = serde_json::to_value(&from_number).unwrap();
+        assert_eq!(out["version"], json!(big));
+    }
+
+    #[test]
+    fn entities_read_snake_case_ignore_unknown_keys_and_default_absent_ones() {
+        let body = json!({
+            "entity": {
+                "entity_id": "a",
+                "embeddings": [{"vector": [1.0, 2.5]}],
+                "outgoing_edges": [{"to_entity": "b", "relation": "r", "weight": 0.5}],
+                "attributes": {"k": "v"},
+                "created_at_nanos": "1700000000000000000",
+                "someday": {"nested": true}
+            },
+            "trace_id": "tr",
+            "extra": 1
+        });
+        let request: pb::PutEntityRequest = serde_json::from_value(body).unwrap();
+        let entity = request.entity.unwrap();
+        assert_eq!(entity.entity_id, "a");
+        assert_eq!(entity.embeddings[0].vector, vec![1.0, 2.5]);
+        assert_eq!(entity.outgoing_edges[0].to_entity, "b");
+        assert_eq!(entity.attributes["k"], "v");
+        assert_eq!(entity.created_at_nanos, 1_700_000_000_000_000_000);
+        assert_eq!(entity.importance, 0.0);
+        assert_eq!(request.consistency_level, consistency_level::UNSET);
+        assert_eq!(request.trace_id, "tr");
+    }
+
+    #[test]
+    fn consistency_level_by_name_any_case_or_number() {
+        for (text, level) in [
+            ("\"ONE\"", pb::ConsistencyLevel::ConsistencyOne),
+            ("\"quorum\"", pb::ConsistencyLevel::ConsistencyQuorum),
+            ("\"CONSISTENCY_ALL\"", pb::ConsistencyLevel::ConsistencyAll),
+            ("\"consistency_one\"", pb::ConsistencyLevel::ConsistencyOne),
+            ("2", pb::ConsistencyLevel::ConsistencyAll),
+        ] {
+            let body = format!(r#"{{"entities": [], "consistency_level": {text}}}"#);
+            let request: pb::BatchPutEntitiesRequest = serde_json::from_str(&body).unwrap();
+            assert_eq!(request.consistency_level, level as i32, "{text}");
+        }
+        let null: pb::QueryRequest =
+            serde_json::from_str(r#"{"consistency_level": null}"#).unwrap();
+        assert_eq!(null.consistency_level, consistency_level::UNSET);
+        for bad in ["\"MOST\"", "7", "-1", "[]"] {
+            let body = format!(r#"{{"consistency_level": {bad}}}"#);
+            let err = serde_json::from_str::<pb::QueryRequest>(&body).unwrap_err();
+            assert!(
+                err.to_string().contains("consistency_level"),
+                "{bad}: {err}"
+            );
+        }
+        let out = serde_json::to_value(pb::GetEntityRequest {
+            consistency_level: pb::ConsistencyLevel::ConsistencyQuorum as i32,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(out["consistency_level"], json!("QUORUM"));
+    }
+
+    #[test]
+    fn query_extensions_and_direction() {
+        let body = json!({
+            "query_vector": [0.1, 0.2],
+            "k": 25,
+            "direction": "both",
+            "max_hops": 0,
+            "include_entity": false,
+            "weights": {"graph": 0.0},
+            "filter": {"entity_types": ["doc"], "attributes": {"lang": "en"}}
+        });
+        let request: pb::QueryRequest = serde_json::from_value(body).unwrap();
+        assert_eq!(request.k, 25);
+        assert_eq!(request.direction, pb::Direction::Both as i32);
+        assert_eq!(request.max_hops, Some(0));
+        assert_eq!(request.include_entity, Some(false));
+        assert_eq!(request.weights.unwrap().graph, Some(0.0));
+        assert_eq!(request.weights.unwrap().vector, None);
+        assert_eq!(request.filter.unwrap().attributes["lang"], "en");
+        let absent: pb::QueryRequest = serde_json::from_value(json!({})).unwrap();
+        assert_eq!((absent.include_entity, absent.max_hops), (None, None));
+        assert!(serde_json::from_value::<pb::QueryRequest>(json!({"direction": "up"})).is_err());
+    }
+
+    #[test]
+    fn error_bodies_and_status_mapping() {
+        let error = HttpError::from(tonic::Status::permission_denied("tenant ID mismatch"));
+        assert_eq!(error.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            serde_json::to_value(&error.body).unwrap(),
+            json!({"code": "PermissionDenied", "error": "tenant ID mismatch", "details": []})
+        );
+        let expected = [
+            (Code::InvalidArgument, 400),
+            (Code::OutOfRange, 400),
+            (Code::Unauthenticated, 401),
+            (Code::PermissionDenied, 403),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::Aborted, 409),
+            (Code::FailedPrecondition, 412),
+            (Code::ResourceExhausted, 429),
+            (Code::Unavailable, 503),
+            (Code::DeadlineExceeded, 504),
+            (Code::Internal, 500),
+            (Code::Unknown, 500),
+        ];
+        for (code, status) in expected {
+            assert_eq!(http_status(code).as_u16(), status, "{code:?}");
+        }
+        assert_eq!(HttpError::bad_json("eof").status, StatusCode::BAD_REQUEST);
+        assert_eq!(HttpError::payload_too_large(10).status.as_u16(), 413);
+        assert_eq!(
+            HttpError::method_not_allowed("GET", "/query")
+                .status
+                .as_u16(),
+            405
+        );
+        assert_eq!(code_name(Code::DeadlineExceeded), "DeadlineExceeded");
+    }
+
+    #[test]
+    fn batch_and_health_statuses() {
+        let mut reply = pb::BatchPutEntitiesResponse {
+            success: true,
+            success_count: 2,
+            ..Default::default()
+        };
+        assert_eq!(batch_status(&reply), StatusCode::OK);
+        reply.failure_count = 1;
+        assert_eq!(batch_status(&reply), StatusCode::PARTIAL_CONTENT);
+        let mut health = pb::HealthCheckResponse {
+            healthy: true,
+            ..Default::default()
+        };
+        assert_eq!(health_status(&health), StatusCode::OK);
+        health.healthy = false;
+        assert_eq!(health_status(&health), StatusCode::SERVICE_UNAVAILABLE);
     }
 }
