@@ -1,1 +1,3 @@
 //! Binaries `allidbd` and `allidb` (issue 4): configuration loading and process wiring live here.
+
+pub mod config;

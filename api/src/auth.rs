@@ -1,0 +1,578 @@
+//! API-key authentication (WIRE.md "Authentication", DESIGN.md §7): a key decides the caller's
+//! tenant and role.
+//!
+//! Keys are never stored: a key set holds the SHA-256 of each key and is looked up by that hash.
+//! Key lines come from a key file and/or an environment variable, one key per line:
+//!
+//! ```text
+//! # comment
+//! <sha256-hex-of-key> <tenant> <read|write|admin> [expires-unix-seconds]
+//! ```
+//!
+//! (in the environment variable, `;` also separates lines). There is no built-in key. With auth
+//! disabled every request runs as the configured default tenant with the admin role. A loaded key
+//! set is immutable; [`Authenticator::reload`] builds a new one from the same sources and swaps
+//! it in atomically, keeping the old one if the new one does not parse.
+//!
+//! Must never: log or print a key or its hash (the `Debug` impls redact them), accept an empty
+//! key, or fall back to a default key when auth is enabled.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+
+/// gRPC metadata key (and, case-insensitively, HTTP header) carrying the API key.
+pub const API_KEY_METADATA: &str = "x-allidb-api-key";
+
+/// What a key may do; each role includes the ones before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Reads: get, scan, query, traverse.
+    Read,
+    /// Reads and writes.
+    Write,
+    /// Everything, including the compatibility replica RPCs and operator actions.
+    Admin,
+}
+
+impl Role {
+    /// Parses `read`, `write` or `admin` (any case).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "read" => Some(Role::Read),
+            "write" => Some(Role::Write),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// The role's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The tenant every request of this caller runs in.
+    pub tenant: String,
+    /// What the caller may do.
+    pub role: Role,
+}
+
+impl Principal {
+    /// `Ok` when the caller's role includes `needed`, else [`AuthError::PermissionDenied`].
+    pub fn require(&self, needed: Role) -> Result<(), AuthError> {
+        if self.role >= needed {
+            Ok(())
+        } else {
+            Err(AuthError::PermissionDenied(format!(
+                "this operation needs the {} role, the API key has {}",
+                needed.name(),
+                self.role.name()
+            )))
+        }
+    }
+}
+
+/// Authentication and key loading failures.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No usable credentials: missing, empty, unknown or expired key.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The key is valid but its role does not allow the operation.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// A key line does not parse; names the source and the line, never the line's content.
+    #[error("bad API key line {line} in {source_name}: {reason}")]
+    BadKeyLine {
+        /// The key file path or the environment variable name.
+        source_name: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An authentication option is invalid.
+    #[error("invalid auth option {option}: {reason}")]
+    BadOption {
+        /// The option's name.
+        option: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The key file cannot be read.
+    #[error("cannot read API key file {path}: {source}")]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<AuthError> for tonic::Status {
+    fn from(error: AuthError) -> Self {
+        match &error {
+            AuthError::Unauthenticated(_) => tonic::Status::unauthenticated(error.to_string()),
+            AuthError::PermissionDenied(_) => tonic::Status::permission_denied(error.to_string()),
+            AuthError::BadKeyLine { .. }
+            | AuthError::BadOption { .. }
+            | AuthError::KeyFile { .. } => tonic::Status::internal("API keys are misconfigured"),
+        }
+    }
+}
+
+/// The SHA-256 of an API key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct KeyHash([u8; 32]);
+
+impl std::fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyHash(<redacted>)")
+    }
+}
+
+impl KeyHash {
+    fn of(key: &str) -> Self {
+        Self(Sha256::digest(key.as_bytes()).into())
+    }
+}
+
+/// The lowercase hex SHA-256 of `key`: what a key line stores (for operators creating keys).
+pub fn hash_key(key: &str) -> String {
+    hex::encode(KeyHash::of(key).0)
+}
+
+/// What one key grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct KeyGrant {
+    tenant: String,
+    role: Role,
+    /// Unix seconds after which the key is refused.
+    expires_at: Option<u64>,
+}
+
+/// An immutable set of hashed keys.
+#[derive(Clone, Default)]
+pub struct KeySet {
+    grants: HashMap<KeyHash, KeyGrant>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeySet")
+            .field("keys", &self.grants.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeySet {
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.grants.len()
+    }
+
+    /// True when the set holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.grants.is_empty()
+    }
+
+    /// Adds the key lines of `text` (from `source_name`, for error messages). `line_separators`
+    /// are the characters that end a line. A hash that is already present is an error.
+    fn add_lines(
+        &mut self,
+        text: &str,
+        source_name: &str,
+        line_separators: &[char],
+    ) -> Result<(), AuthError> {
+        for (index, raw) in text.split(line_separators).enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |reason: &str| AuthError::BadKeyLine {
+                source_name: source_name.to_owned(),
+                line: index + 1,
+                reason: reason.to_owned(),
+            };
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (hash, tenant, role, expires) = match fields.as_slice() {
+                [hash, tenant, role] => (hash, tenant, role, None),
+                [hash, tenant, role, expires] => (hash, tenant, role, Some(expires)),
+                _ => {
+                    return Err(bad(
+                        "expected `<sha256-hex> <tenant> <role> [expires-unix-secs]`",
+                    ));
+                }
+            };
+            let mut digest = [0_u8; 32];
+            hex::decode_to_slice(hash, &mut digest)
+                .map_err(|_| bad("the key hash must be 64 hex digits (sha256 of the key)"))?;
+            allidb_storage::key::validate_tenant(tenant)
+                .map_err(|e| bad(&format!("bad tenant: {e}")))?;
+            let role =
+                Role::parse(role).ok_or_else(|| bad("the role must be read, write or admin"))?;
+            let expires_at = expires
+                .map(|text| text.parse::<u64>())
+                .transpose()
+                .map_err(|_| bad("the expiry must be unix seconds"))?;
+            let grant = KeyGrant {
+                tenant: (*tenant).to_owned(),
+                role,
+                expires_at,
+            };
+            if self.grants.insert(KeyHash(digest), grant).is_some() {
+                return Err(bad("this key hash is already listed"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses key lines (newline separated), e.g. a key file's content.
+    pub fn parse(text: &str, source_name: &str) -> Result<Self, AuthError> {
+        let mut set = Self::default();
+        set.add_lines(text, source_name, &['\n'])?;
+        Ok(set)
+    }
+
+    /// Parses the value of the key environment variable `var_name`: lines separated by newlines
+    /// or `;`.
+    pub fn parse_env(value: &str, var_name: &str) -> Result<Self, AuthError> {
+        let mut set = Self::default();
+        set.add_lines(value, &format!("${var_name}"), &['\n', ';'])?;
+        Ok(set)
+    }
+
+    /// Moves the keys of `other` into this set; a key present in both is an error naming
+    /// `other_source`.
+    fn merge(&mut self, other: KeySet, other_source: &str) -> Result<(), AuthError> {
+        for (hash, grant) in other.grants {
+            if self.grants.insert(hash, grant).is_some() {
+                return Err(AuthError::BadKeyLine {
+                    source_name: other_source.to_owned(),
+                    line: 0,
+                    reason: "a key of this source is also listed in the key file".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The caller a key stands for at `now_unix_secs`.
+    fn authenticate_at(&self, key: &str, now_unix_secs: u64) -> Result<Principal, AuthError> {
+        let grant = self
+            .grants
+            .get(&KeyHash::of(key))
+            .ok_or_else(|| AuthError::Unauthenticated("unknown API key".to_owned()))?;
+        if grant.expires_at.is_some_and(|at| now_unix_secs >= at) {
+            return Err(AuthError::Unauthenticated(
+                "the API key has expired".to_owned(),
+            ));
+        }
+        Ok(Principal {
+            tenant: grant.tenant.clone(),
+            role: grant.role,
+        })
+    }
+}
+
+/// Authentication settings (built by `cmd` from the `[auth]` config section).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthOptions {
+    /// When false, every request runs as `default_tenant` with the admin role.
+    pub enabled: bool,
+    /// The tenant of requests when auth is disabled.
+    pub default_tenant: String,
+    /// A key file to load (and reload).
+    pub key_file: Option<PathBuf>,
+    /// An environment variable holding key lines (read at load and reload; unset = no keys).
+    pub keys_env: Option<String>,
+}
+
+/// Turns API keys into principals; shared by every request handler.
+#[derive(Debug)]
+pub struct Authenticator {
+    options: AuthOptions,
+    keys: ArcSwap<KeySet>,
+}
+
+impl Authenticator {
+    /// Loads the keys of `options` (nothing is loaded when auth is disabled).
+    pub fn new(options: AuthOptions) -> Result<Self, AuthError> {
+        allidb_storage::key::validate_tenant(&options.default_tenant).map_err(|e| {
+            AuthError::BadOption {
+                option: "default_tenant",
+                reason: e.to_string(),
+            }
+        })?;
+        let keys = Self::load(&options)?;
+        if options.enabled && keys.is_empty() {
+            tracing::warn!(
+                "auth is enabled but no API key is configured: every request will be refused"
+            );
+        }
+        Ok(Self {
+            options,
+            keys: ArcSwap::from_pointee(keys),
+        })
+    }
+
+    fn load(options: &AuthOptions) -> Result<KeySet, AuthError> {
+        let mut keys = KeySet::default();
+        if !options.enabled {
+            return Ok(keys);
+        }
+        if let Some(path) = &options.key_file {
+            keys = KeySet::parse(&read_key_file(path)?, &path.display().to_string())?;
+        }
+        if let Some(name) = &options.keys_env
+            && let Ok(value) = std::env::var(name)
+        {
+            keys.merge(KeySet::parse_env(&value, name)?, &format!("${name}"))?;
+        }
+        Ok(keys)
+    }
+
+    /// Re-reads the key sources and swaps the new key set in; on error the old set stays.
+    /// Returns the number of keys now loaded.
+    pub fn reload(&self) -> Result<usize, AuthError> {
+        let keys = Self::load(&self.options)?;
+        let count = keys.len();
+        self.keys.store(Arc::new(keys));
+        tracing::info!(keys = count, "API keys reloaded");
+        Ok(count)
+    }
+
+    /// Number of keys loaded.
+    pub fn key_count(&self) -> usize {
+        self.keys.load().len()
+    }
+
+    /// The caller for a request's API key (`None` = no key sent), at the current time.
+    pub fn authenticate(&self, key: Option<&str>) -> Result<Principal, AuthError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.authenticate_at(key, now)
+    }
+
+    /// [`Authenticator::authenticate`] at a given time (unix seconds).
+    pub fn authenticate_at(
+        &self,
+        key: Option<&str>,
+        now_unix_secs: u64,
+    ) -> Result<Principal, AuthError> {
+        if !self.options.enabled {
+            return Ok(Principal {
+                tenant: self.options.default_tenant.clone(),
+                role: Role::Admin,
+            });
+        }
+        match key {
+            None => Err(AuthError::Unauthenticated(format!(
+                "missing API key ({API_KEY_METADATA})"
+            ))),
+            Some("") => Err(AuthError::Unauthenticated("empty API key".to_owned())),
+            Some(key) => self.keys.load().authenticate_at(key, now_unix_secs),
+        }
+    }
+
+    /// The API key of a gRPC request's metadata; a non-text value counts as an unknown key.
+    pub fn key_from_metadata(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
+        metadata
+            .get(API_KEY_METADATA)
+            .map(|value| value.to_str().unwrap_or("\u{fffd}"))
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<String, AuthError> {
+    std::fs::read_to_string(path).map_err(|source| AuthError::KeyFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(key: &str, rest: &str) -> String {
+        format!("{} {rest}\n", hash_key(key))
+    }
+
+    fn enabled_with_file(path: &Path) -> Authenticator {
+        Authenticator::new(AuthOptions {
+            enabled: true,
+            default_tenant: "default".into(),
+            key_file: Some(path.to_owned()),
+            keys_env: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn hash_is_sha256_hex() {
+        assert_eq!(
+            hash_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn parses_lines_comments_roles_and_expiry() {
+        let text = format!(
+            "# keys\n\n{}  {}{}",
+            line("k1", "acme read"),
+            line("k2", "acme WRITE 100"),
+            line("k3", "ops admin")
+        );
+        let set = KeySet::parse(&text, "keys.txt").unwrap();
+        assert_eq!(set.len(), 3);
+        let k2 = set.authenticate_at("k2", 99).unwrap();
+        assert_eq!(
+            k2,
+            Principal {
+                tenant: "acme".into(),
+                role: Role::Write
+            }
+        );
+        let expired = set.authenticate_at("k2", 100).unwrap_err();
+        assert!(matches!(&expired, AuthError::Unauthenticated(m) if m.contains("expired")));
+        assert!(matches!(
+            set.authenticate_at("nope", 0),
+            Err(AuthError::Unauthenticated(_))
+        ));
+    }
+
+    #[test]
+    fn bad_lines_name_source_and_line_without_echoing_them() {
+        let cases = [
+            ("zz acme read", "64 hex digits"),
+            (&line("k", "acme reader"), "role"),
+            (&line("k", "acme read soon"), "expiry"),
+            (&line("k", "acme"), "expected"),
+            (&line("k", "acme read 1 extra"), "expected"),
+        ];
+        for (text, why) in cases {
+            let text = format!("# header\n{text}");
+            let err = KeySet::parse(&text, "keys.txt").unwrap_err();
+            let message = err.to_string();
+            assert!(message.contains("line 2 in keys.txt"), "{message}");
+            assert!(message.contains(why), "{message}");
+            assert!(!message.contains(&hash_key("k")), "{message}");
+        }
+        let duplicate = format!("{}{}", line("k", "a read"), line("k", "b read"));
+        assert!(
+            KeySet::parse(&duplicate, "f")
+                .unwrap_err()
+                .to_string()
+                .contains("already listed")
+        );
+    }
+
+    #[test]
+    fn debug_output_redacts_keys() {
+        let set = KeySet::parse(&line("secret", "acme admin"), "f").unwrap();
+        let shown = format!("{set:?}");
+        assert!(!shown.contains(&hash_key("secret")), "{shown}");
+        assert!(!shown.contains("acme"), "{shown}");
+    }
+
+    #[test]
+    fn disabled_auth_runs_as_default_tenant_admin() {
+        let auth = Authenticator::new(AuthOptions {
+            enabled: false,
+            default_tenant: "main".into(),
+            key_file: None,
+            keys_env: None,
+        })
+        .unwrap();
+        for key in [None, Some(""), Some("whatever")] {
+            assert_eq!(
+                auth.authenticate(key).unwrap(),
+                Principal {
+                    tenant: "main".into(),
+                    role: Role::Admin
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn enabled_auth_refuses_missing_empty_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        std::fs::write(&path, line("good", "acme read")).unwrap();
+        let auth = enabled_with_file(&path);
+        for key in [None, Some(""), Some("bad")] {
+            let err = auth.authenticate(key).unwrap_err();
+            assert_eq!(
+                tonic::Status::from(err).code(),
+                tonic::Code::Unauthenticated
+            );
+        }
+        let caller = auth.authenticate(Some("good")).unwrap();
+        assert_eq!(caller.tenant, "acme");
+        assert!(caller.require(Role::Read).is_ok());
+        let denied = caller.require(Role::Write).unwrap_err();
+        assert_eq!(
+            tonic::Status::from(denied).code(),
+            tonic::Code::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn reload_swaps_keys_and_keeps_old_set_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        std::fs::write(&path, line("old", "acme write")).unwrap();
+        let auth = enabled_with_file(&path);
+        assert!(auth.authenticate(Some("old")).is_ok());
+
+        std::fs::write(&path, line("new", "acme write")).unwrap();
+        assert_eq!(auth.reload().unwrap(), 1);
+        assert!(auth.authenticate(Some("old")).is_err());
+        assert!(auth.authenticate(Some("new")).is_ok());
+
+        std::fs::write(&path, "garbage line here\n").unwrap();
+        assert!(auth.reload().is_err());
+        assert!(auth.authenticate(Some("new")).is_ok());
+
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(auth.reload(), Err(AuthError::KeyFile { .. })));
+        assert_eq!(auth.key_count(), 1);
+    }
+
+    #[test]
+    fn env_lines_may_be_separated_by_semicolons() {
+        let value = format!("{};{}", line("a", "t1 read").trim(), line("b", "t2 admin"));
+        let mut set = KeySet::parse_env(&value, "KEYS").unwrap();
+        assert_eq!(set.authenticate_at("b", 0).unwrap().role, Role::Admin);
+        assert_eq!(set.authenticate_at("a", 0).unwrap().tenant, "t1");
+        let err = KeySet::parse_env("x y z", "KEYS").unwrap_err().to_string();
+        assert!(err.contains("in $KEYS"), "{err}");
+
+        let clash = KeySet::parse_env(&line("a", "t9 read"), "KEYS").unwrap();
+        assert!(set.merge(clash, "$KEYS").is_err());
+    }
+
+    #[test]
+    fn metadata_key_extraction() {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        assert_eq!(Authenticator::key_from_metadata(&metadata), None);
+        metadata.insert(API_KEY_METADATA, "k".parse().unwrap());
+        assert_eq!(Authenticator::key_from_metadata(&metadata), Some("k"));
+    }
+}
