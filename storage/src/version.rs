@@ -80,7 +80,7 @@ impl Version {
             next.levels[*level].push(table.clone());
         }
         // L0: newest (highest sequence numbers) first; other levels: by key range.
-        next.levels[0].sort_by(|a, b| b.properties().max_seq.cmp(&a.properties().max_seq));
+        next.levels[0].sort_by_key(|t| std::cmp::Reverse(t.properties().max_seq));
         for level in next.levels.iter_mut().skip(1) {
             level.sort_by(|a, b| a.properties().smallest.cmp(&b.properties().smallest));
         }

@@ -40,7 +40,7 @@ impl Filter {
 
     /// True if `meta` passes.
     pub fn allows(&self, meta: &EntityMeta) -> bool {
-        (self.entity_types.is_empty() || self.entity_types.iter().any(|t| *t == meta.entity_type))
+        (self.entity_types.is_empty() || self.entity_types.contains(&meta.entity_type))
             && self
                 .attributes
                 .iter()

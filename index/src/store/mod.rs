@@ -181,8 +181,7 @@ impl Indexes {
 
 impl CommitObserver for Indexes {
     fn committed(&self, base_seq: SeqNo, batch: &WriteBatch) {
-        let mut by_tenant: HashMap<String, Vec<(SeqNo, CellKey, u64, Option<&[u8]>)>> =
-            HashMap::new();
+        let mut by_tenant: HashMap<String, Vec<tenant::CommittedOp<'_>>> = HashMap::new();
         for (i, op) in batch.ops().iter().enumerate() {
             match CellKey::decode(&op.key) {
                 Ok(key) => by_tenant.entry(key.tenant.clone()).or_default().push((

@@ -29,6 +29,9 @@ pub struct TenantIndexes {
     pub facts: RwLock<FactTable>,
 }
 
+/// One committed cell write: `(seq, key, ts, value or tombstone)`.
+pub type CommittedOp<'a> = (SeqNo, CellKey, u64, Option<&'a [u8]>);
+
 /// What one batch wrote to one partition.
 #[derive(Default)]
 struct PartitionWrites {

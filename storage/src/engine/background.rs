@@ -34,7 +34,7 @@ pub(super) fn write_table(
         return Ok(None);
     }
     let path = table_path(dir, number);
-    let mut builder = TableBuilder::new(fs.create(&path)?, path.clone(), options.table.clone());
+    let mut builder = TableBuilder::new(fs.create(&path)?, path.clone(), options.table);
     let mut iter = MemtableIter::new(mem.clone());
     let mut last: Option<Vec<u8>> = None;
     while let Some(entry) = iter.next_entry() {
@@ -154,10 +154,10 @@ impl Inner {
             log_number
         };
         for name in self.fs.list(&self.dir)? {
-            if let Some(n) = crate::wal::parse_segment_name(&name) {
-                if obsolete.contains(&n) || n < untracked_below {
-                    self.fs.remove(&self.dir.join(&name))?;
-                }
+            if let Some(n) = crate::wal::parse_segment_name(&name)
+                && (obsolete.contains(&n) || n < untracked_below)
+            {
+                self.fs.remove(&self.dir.join(&name))?;
             }
         }
         Ok(())
@@ -239,7 +239,7 @@ impl Inner {
                 let path = table_path(&self.dir, number);
                 builder = Some((
                     number,
-                    TableBuilder::new(self.fs.create(&path)?, path, self.options.table.clone()),
+                    TableBuilder::new(self.fs.create(&path)?, path, self.options.table),
                 ));
             }
             builder.as_mut().expect("opened above").1.add(&entry)?;
