@@ -189,7 +189,7 @@ mod tests {
             1
         );
         assert!(facts.remove("a"));
-        assert_eq!(facts.allowed_estimate(&red_docs), 1);
+        assert_eq!(facts.allowed_estimate(&red_docs), 0, "no doc is left");
         assert!(red_docs.allows(&meta("doc", "red", 0)));
         assert!(!red_docs.allows(&meta("doc", "blue", 0)));
     }
