@@ -70,7 +70,10 @@ fn check_key(bytes: &[u8]) {
         Ok(key) => {
             assert_eq!(key.encode(), bytes, "cell key: encode(decode(b)) != b");
             let mut strings = vec![&key.tenant, &key.entity_id];
-            if let CellSuffix::OutEdge { relation, to: other }
+            if let CellSuffix::OutEdge {
+                relation,
+                to: other,
+            }
             | CellSuffix::InEdge {
                 relation,
                 from: other,
@@ -79,7 +82,10 @@ fn check_key(bytes: &[u8]) {
                 strings.extend([relation, other]);
             }
             for s in strings {
-                assert!(!s.contains('\0'), "cell key: decoded string {s:?} holds a NUL");
+                assert!(
+                    !s.contains('\0'),
+                    "cell key: decoded string {s:?} holds a NUL"
+                );
             }
         }
         Err(error) => assert_decode_error(&error, "cell key"),

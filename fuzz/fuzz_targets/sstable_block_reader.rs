@@ -82,10 +82,16 @@ fn assert_increasing(entries: &[Entry], what: &str) {
 fn check_raw_block(data: &[u8], seek: &[u8]) {
     match sstable::decode_block(data, seek) {
         Ok((entries, found)) => {
-            assert!(!entries.is_empty(), "a parsed block holds at least one entry");
+            assert!(
+                !entries.is_empty(),
+                "a parsed block holds at least one entry"
+            );
             assert_increasing(&entries, "block");
             if let Some(found) = found {
-                assert!(found.key.user_key.as_slice() >= seek, "seek landed before its target");
+                assert!(
+                    found.key.user_key.as_slice() >= seek,
+                    "seek landed before its target"
+                );
             }
         }
         Err(error) => assert_corruption(&error, "block parser"),
@@ -142,16 +148,25 @@ fn check_built(
         options,
     );
     for entry in &entries {
-        builder.add(entry).expect("sorted, distinct entries are accepted");
+        builder
+            .add(entry)
+            .expect("sorted, distinct entries are accepted");
     }
     builder.finish().expect("a table with entries finishes");
 
     let table = open(&fs, &path).expect("a freshly built table opens");
-    assert_eq!(scan(&table).expect("a fresh table reads"), entries, "entries do not round-trip");
+    assert_eq!(
+        scan(&table).expect("a fresh table reads"),
+        entries,
+        "entries do not round-trip"
+    );
     assert_eq!(table.properties().entries, entries.len() as u64);
     for entry in &entries {
         if let Some(partition) = partition_of(&entry.key.user_key) {
-            assert!(table.may_contain_partition(partition), "bloom filter false negative");
+            assert!(
+                table.may_contain_partition(partition),
+                "bloom filter false negative"
+            );
         }
     }
     let mut iter = table.iter();

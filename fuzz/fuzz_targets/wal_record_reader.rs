@@ -104,7 +104,8 @@ fn write_log(fs: &SimFileSystem, path: &Path, records: &[Vec<u8>]) -> Vec<u8> {
     let mut log = LogWriter::new(fs.create(path).expect("the directory exists"), WAL_MAGIC)
         .expect("a simulated file accepts the header");
     for record in records {
-        log.add_record(record).expect("simulated appends do not fail");
+        log.add_record(record)
+            .expect("simulated appends do not fail");
     }
     log.sync().expect("simulated syncs do not fail");
     fs.read(path).expect("the log was just written")
@@ -126,10 +127,13 @@ fn recover(
 
 /// Recovering what a successful recovery left must replay the same batches and drop nothing.
 fn assert_recovery_is_idempotent(fs: &SimFileSystem, dir: &Path, first: &Batches) {
-    let (again, report) = recover(fs, dir, RecoveryMode::TolerateTornTail)
-        .expect("a recovered log recovers again");
+    let (again, report) =
+        recover(fs, dir, RecoveryMode::TolerateTornTail).expect("a recovered log recovers again");
     assert_eq!(&again, first, "a second recovery replays something else");
-    assert_eq!(report.torn_tail, None, "a recovered log still had a torn tail");
+    assert_eq!(
+        report.torn_tail, None,
+        "a recovered log still had a torn tail"
+    );
 }
 
 fn check_raw(bytes: &[u8]) {
@@ -137,7 +141,10 @@ fn check_raw(bytes: &[u8]) {
     let (fs, dir) = sim_dir(&[]);
     let rewritten = write_log(&fs, &dir.join("rewritten"), &records);
     let (reread, end) = read_log(&rewritten);
-    assert_eq!(reread, records, "records do not round-trip through LogWriter");
+    assert_eq!(
+        reread, records,
+        "records do not round-trip through LogWriter"
+    );
     assert_eq!(end, LogEnd::Clean);
 
     let segment = wal::segment_path(&dir, 1);
@@ -146,7 +153,10 @@ fn check_raw(bytes: &[u8]) {
         Ok((batches, report)) => {
             let len = fs.read(&segment).expect("recovery keeps the segment").len() as u64;
             if let Some(torn) = &report.torn_tail {
-                assert_eq!(len, torn.offset, "truncated to another length than reported");
+                assert_eq!(
+                    len, torn.offset,
+                    "truncated to another length than reported"
+                );
             }
             assert_recovery_is_idempotent(&fs, &dir, &batches);
         }
@@ -234,8 +244,16 @@ fn check_written(specs: &[Vec<BatchSpec>], damage: &[Damage], tear: Option<&Tear
         );
         if !damaged[index] {
             if index != last || tear.is_none() {
-                assert_eq!(read.len(), records.len(), "segment {index}: intact records lost");
-                assert_eq!(end, LogEnd::Clean, "segment {index}: an intact log is not clean");
+                assert_eq!(
+                    read.len(),
+                    records.len(),
+                    "segment {index}: intact records lost"
+                );
+                assert_eq!(
+                    end,
+                    LogEnd::Clean,
+                    "segment {index}: an intact log is not clean"
+                );
             } else {
                 assert!(
                     matches!(end, LogEnd::Clean | LogEnd::TornTail { .. }),
@@ -259,7 +277,10 @@ fn check_written(specs: &[Vec<BatchSpec>], damage: &[Damage], tear: Option<&Tear
                 );
                 if !any_damage {
                     let whole_segments: usize = segments[..last].iter().map(|s| s.1.len()).sum();
-                    assert!(batches.len() >= whole_segments, "{mode:?}: intact segments lost");
+                    assert!(
+                        batches.len() >= whole_segments,
+                        "{mode:?}: intact segments lost"
+                    );
                     if tear.is_none() {
                         assert_eq!(batches.len(), all.len(), "{mode:?}: intact batches lost");
                     }

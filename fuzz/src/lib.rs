@@ -17,7 +17,8 @@ pub const DIR: &str = "/fuzz";
 pub fn sim_dir(files: &[(String, &[u8])]) -> (SimFileSystem, PathBuf) {
     let fs = SimFileSystem::new();
     let dir = PathBuf::from(DIR);
-    fs.create_dir_all(&dir).expect("the simulated file system creates directories");
+    fs.create_dir_all(&dir)
+        .expect("the simulated file system creates directories");
     for (name, bytes) in files {
         write_file(&fs, &dir.join(name), bytes);
     }

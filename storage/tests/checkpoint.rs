@@ -252,7 +252,11 @@ fn checkpoint_refuses_an_existing_destination() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, ["keep-me"], "nothing written into an existing directory");
+    assert_eq!(
+        names,
+        ["keep-me"],
+        "nothing written into an existing directory"
+    );
     // A checkpoint over a previous checkpoint is refused too.
     let first = root.path().join("first");
     engine.checkpoint(&first).unwrap();

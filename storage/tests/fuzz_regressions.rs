@@ -55,7 +55,11 @@ fn log_cut_at_a_block_boundary_inside_a_multi_block_record_is_a_torn_tail() {
     for blocks in 1..=3 {
         let cut = &whole[..blocks * BLOCK_SIZE];
         let mut reader = LogReader::new(cut, WAL_MAGIC);
-        assert_eq!(reader.by_ref().count(), 1, "the small record (the header is not returned)");
+        assert_eq!(
+            reader.by_ref().count(),
+            1,
+            "the small record (the header is not returned)"
+        );
         assert!(
             matches!(reader.end(), Some(LogEnd::TornTail { .. })),
             "cut after {blocks} blocks: {:?}",

@@ -113,12 +113,7 @@ impl Engine {
             info.wal_bytes += bytes.len() as u64;
         }
         // Creating the manifest syncs `dest` (after the links and copies) and publishes CURRENT.
-        ManifestWriter::create(
-            inner.fs.clone(),
-            dest,
-            CHECKPOINT_MANIFEST_NUMBER,
-            state,
-        )?;
+        ManifestWriter::create(inner.fs.clone(), dest, CHECKPOINT_MANIFEST_NUMBER, state)?;
         drop(manifest);
 
         let parent = dest

@@ -313,10 +313,7 @@ impl BlockCursor {
 /// seek landed on. Malformed bytes are [`crate::Error::Corruption`] (path `<block>`), never a
 /// panic.
 #[cfg(feature = "fuzzing")]
-pub fn decode_block(
-    data: &[u8],
-    seek_target: &[u8],
-) -> crate::Result<(Vec<Entry>, Option<Entry>)> {
+pub fn decode_block(data: &[u8], seek_target: &[u8]) -> crate::Result<(Vec<Entry>, Option<Entry>)> {
     let corrupt = |m: Malformed| crate::Error::corruption("<block>", 0, m.0);
     let block = Arc::new(Block::parse(data.into()).map_err(corrupt)?);
     let mut cursor = BlockCursor::new(block.clone());
