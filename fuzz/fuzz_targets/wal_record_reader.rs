@@ -35,9 +35,9 @@ enum Input {
     },
 }
 
-/// A generated batch: `ops` cells with keys of `key_len` bytes and values of `value_len` bytes
-/// (the first one 40 000 bytes longer when `spans_blocks`, so the record is split across
-/// 32 KiB log blocks).
+/// A generated batch: `ops % 4 + 1` cells, keys padded by `key_len % 32` bytes, values of
+/// `value_len % 4096` bytes (the first one 40 000 bytes longer when `spans_blocks`, so the
+/// record is split across 32 KiB log blocks).
 #[derive(Arbitrary, Debug)]
 struct BatchSpec {
     ops: u8,
@@ -169,7 +169,7 @@ fn batch_of(spec: &BatchSpec, index: usize) -> WriteBatch {
     let mut batch = WriteBatch::new();
     for op in 0..usize::from(spec.ops % 4) + 1 {
         let spans_blocks = spec.spans_blocks && op == 0;
-        let value_len = usize::from(spec.value_len) + if spans_blocks { 40_000 } else { 0 };
+        let value_len = usize::from(spec.value_len % 4096) + if spans_blocks { 40_000 } else { 0 };
         let mut key = format!("k{index}-{op}").into_bytes();
         key.resize(key.len() + usize::from(spec.key_len % 32), b'x');
         if (index + op) % 5 == 4 {
