@@ -152,7 +152,11 @@ impl CellKey {
                 .iter()
                 .position(|b| *b == 0)
                 .ok_or_else(|| bad("edge without relation end"))?;
-            Ok((text(&tail[..nul])?, text(&tail[nul + 1..])?))
+            let other = &tail[nul + 1..];
+            if other.contains(&0) {
+                return Err(bad("NUL inside the other entity id"));
+            }
+            Ok((text(&tail[..nul])?, text(other)?))
         };
         let suffix = match kind {
             0 if tail.is_empty() => CellSuffix::Marker,

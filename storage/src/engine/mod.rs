@@ -15,6 +15,7 @@
 //! for the indexes, once they have persisted past it).
 
 mod background;
+mod checkpoint;
 mod read;
 mod write;
 
@@ -40,6 +41,7 @@ use crate::types::SeqNo;
 use crate::version::{NUM_LEVELS, Version};
 use crate::wal::{self, GroupCommitWriter, RecoveryMode};
 
+pub use checkpoint::CheckpointInfo;
 pub use read::{ChangedPartition, EntityIter};
 
 /// Sees every committed batch exactly once, in sequence order, on the WAL writer thread: after

@@ -307,6 +307,25 @@ impl BlockCursor {
     }
 }
 
+/// Parses `data` as one block's contents (trailer stripped) and decodes every entry in order,
+/// then positions a fresh cursor with `seek(seek_target)`: the block parser's entry point for
+/// fuzzing (fuzz/fuzz_targets/sstable_block_reader.rs). Returns the entries and the entry the
+/// seek landed on. Malformed bytes are [`crate::Error::Corruption`] (path `<block>`), never a
+/// panic.
+#[cfg(feature = "fuzzing")]
+pub fn decode_block(data: &[u8], seek_target: &[u8]) -> crate::Result<(Vec<Entry>, Option<Entry>)> {
+    let corrupt = |m: Malformed| crate::Error::corruption("<block>", 0, m.0);
+    let block = Arc::new(Block::parse(data.into()).map_err(corrupt)?);
+    let mut cursor = BlockCursor::new(block.clone());
+    let mut entries = Vec::new();
+    while cursor.advance().map_err(corrupt)? {
+        entries.push(cursor.entry());
+    }
+    let mut seeker = BlockCursor::new(block);
+    let found = seeker.seek(seek_target).map_err(corrupt)?;
+    Ok((entries, found.then(|| seeker.entry())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,8 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "fuzzing")]
+pub use block::decode_block;
 pub use builder::TableBuilder;
 pub use cache::BlockCache;
 pub use table::{Table, TableIter};

@@ -358,9 +358,13 @@ impl<'a> LogReader<'a> {
             if self.pos == self.bytes.len() {
                 return match partial {
                     None => self.finish(LogEnd::Clean),
-                    Some((start, _)) => {
-                        self.bad_spot(start, "log ends inside a fragmented record", None, false)
-                    }
+                    // Nothing follows the end of the file: the record's own earlier fragments,
+                    // in blocks after `start`, are not valid data after damage.
+                    Some((start, _)) => self.finish(LogEnd::TornTail {
+                        good_len: self.good_len as u64,
+                        bad_offset: start as u64,
+                        reason: "log ends inside a fragmented record".to_owned(),
+                    }),
                 };
             }
             let left_in_block = BLOCK_SIZE - self.pos % BLOCK_SIZE;
