@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs the storage engine's db_bench and the RocksDB baseline (bench/rocksdb_bench.py) back to
+# back on the same workload, RUNS times, and prints the medians side by side with the ratios.
+#
+#   bench/run_storage_bench.sh [ENTITIES=1000000] [RUNS=3] [GETS=100000]
+#
+# Per run: db_bench with 4 writer threads (the issue's workload), db_bench with 1 writer thread,
+# and RocksDB with 1 writer thread (rocksdict holds the GIL during writes, see the script). The
+# ingest ratio is taken writer-for-writer (1 vs 1); the 4-writer figure is the engine's own.
+# Needs: cargo, python3 with rocksdict (pip install rocksdict). Data goes under $BENCH_DIR
+# (default /tmp) and is removed after each run.
+set -euo pipefail
+
+entities=${1:-1000000}
+runs=${2:-3}
+gets=${3:-100000}
+bench_dir=${BENCH_DIR:-/tmp}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+results=$(mktemp "${TMPDIR:-/tmp}/storage-bench-results.XXXXXX")
+trap 'rm -f "$results"; rm -rf "$bench_dir/allidb-bench.$$" "$bench_dir/rocksdb-bench.$$"' EXIT
+
+python3 -c 'import rocksdict' 2>/dev/null || {
+    echo "rocksdict is missing: pip install rocksdict" >&2
+    exit 1
+}
+cargo build --release --quiet -p allidb-storage --example db_bench --manifest-path "$repo/Cargo.toml"
+db_bench="$repo/target/release/examples/db_bench"
+
+echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+df -h "$bench_dir" | tail -1 | awk '{print "# disk under " $6 ": " $1 ", " $4 " free"}'
+for run in $(seq 1 "$runs"); do
+    for writers in 4 1; do
+        echo "## run $run: allidb db_bench, $writers writer(s)"
+        "$db_bench" --entities "$entities" --gets "$gets" --writers "$writers" \
+            --dir "$bench_dir/allidb-bench.$$" | tee /dev/stderr | grep '^result:' |
+            sed "s/engine=allidb/engine=allidb-w$writers/" >>"$results"
+    done
+    echo "## run $run: rocksdb, 1 writer"
+    python3 "$repo/bench/rocksdb_bench.py" --entities "$entities" --gets "$gets" \
+        --dir "$bench_dir/rocksdb-bench.$$" | tee /dev/stderr | grep '^result:' |
+        sed "s/engine=rocksdb/engine=rocksdb-w1/" >>"$results"
+done 2>&1
+
+python3 - "$results" <<'EOF'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    pairs = dict(p.split("=", 1) for p in line.split()[1:])
+    rows.setdefault(pairs.pop("engine"), []).append({k: float(v) for k, v in pairs.items()})
+def med(engine, key):
+    values = [r[key] for r in rows.get(engine, []) if key in r]
+    return statistics.median(values) if values else float("nan")
+metrics = [
+    ("ingest entities/s (acknowledged)", "ingest_eps", True),
+    ("entities/s incl. flush + compaction settle", "total_eps", True),
+    ("write amplification (block device)", "device_write_amp", False),
+    ("space amplification", "space_amp", False),
+    ("random gets/s", "gets_per_s", True),
+    ("random get p50 (us)", "get_p50_us", False),
+    ("random get p99 (us)", "get_p99_us", False),
+    ("random get p99.9 (us)", "get_p999_us", False),
+]
+runs = len(rows.get("rocksdb-w1", []))
+print(f"\nmedians of {runs} run(s); ratio = allidb 1 writer vs RocksDB 1 writer (>1 = allidb better)")
+print(f"| metric | allidb 4 writers | allidb 1 writer | RocksDB 1 writer | ratio |")
+print(f"|---|---|---|---|---|")
+for name, key, higher_is_better in metrics:
+    a4, a1, r1 = med("allidb-w4", key), med("allidb-w1", key), med("rocksdb-w1", key)
+    ratio = a1 / r1 if higher_is_better else r1 / a1
+    print(f"| {name} | {a4:.5g} | {a1:.5g} | {r1:.5g} | {ratio:.2f}x |")
+print(f"RocksDB: Python per-call overhead (timer + call + value copy) ~{med('rocksdb-w1', 'call_overhead_ns'):.0f} ns "
+      f"per get; WriteBatch building in Python {med('rocksdb-w1', 'build_s'):.2f} s of the ingest")
+EOF
