@@ -64,7 +64,7 @@ impl Inner {
                     };
                     for t in tables[first..].iter().filter(overlaps) {
                         if t.may_contain_partition(p) {
-                            sources.push(Source::Table(t.iter()));
+                            sources.push(Source::Table(t.iter().with_upper_bound(succ.clone())));
                         }
                     }
                 }
