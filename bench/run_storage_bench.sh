@@ -16,8 +16,8 @@ runs=${2:-3}
 gets=${3:-100000}
 bench_dir=${BENCH_DIR:-/tmp}
 repo=$(cd "$(dirname "$0")/.." && pwd)
-results=$(mktemp "${TMPDIR:-/tmp}/storage-bench-results.XXXXXX")
-trap 'rm -f "$results"; rm -rf "$bench_dir/allidb-bench.$$" "$bench_dir/rocksdb-bench.$$"' EXIT
+logs=$(mktemp -d "${TMPDIR:-/tmp}/storage-bench-logs.XXXXXX")
+trap 'rm -rf "$logs" "$bench_dir/allidb-bench.$$" "$bench_dir/rocksdb-bench.$$"' EXIT
 
 python3 -c 'import rocksdict' 2>/dev/null || {
     echo "rocksdict is missing: pip install rocksdict" >&2
@@ -28,20 +28,26 @@ db_bench="$repo/target/release/examples/db_bench"
 
 echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 df -h "$bench_dir" | tail -1 | awk '{print "# disk under " $6 ": " $1 ", " $4 " free"}'
+# Runs one benchmark command, shows its output and keeps its result line as engine NAME.
+run_one() {
+    local name=$1
+    shift
+    "$@" | tee "$logs/last.log"
+    grep '^result:' "$logs/last.log" | sed "s/engine=[^ ]*/engine=$name/" >>"$logs/results"
+}
+
 for run in $(seq 1 "$runs"); do
     for writers in 4 1; do
         echo "## run $run: allidb db_bench, $writers writer(s)"
-        "$db_bench" --entities "$entities" --gets "$gets" --writers "$writers" \
-            --dir "$bench_dir/allidb-bench.$$" | tee /dev/stderr | grep '^result:' |
-            sed "s/engine=allidb/engine=allidb-w$writers/" >>"$results"
+        run_one "allidb-w$writers" "$db_bench" --entities "$entities" --gets "$gets" \
+            --writers "$writers" --dir "$bench_dir/allidb-bench.$$"
     done
     echo "## run $run: rocksdb, 1 writer"
-    python3 "$repo/bench/rocksdb_bench.py" --entities "$entities" --gets "$gets" \
-        --dir "$bench_dir/rocksdb-bench.$$" | tee /dev/stderr | grep '^result:' |
-        sed "s/engine=rocksdb/engine=rocksdb-w1/" >>"$results"
-done 2>&1
+    run_one rocksdb-w1 python3 "$repo/bench/rocksdb_bench.py" --entities "$entities" \
+        --gets "$gets" --dir "$bench_dir/rocksdb-bench.$$"
+done
 
-python3 - "$results" <<'EOF'
+python3 - "$logs/results" <<'EOF'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):

@@ -22,17 +22,18 @@
 //! `bench/rocksdb_bench.py` runs the same workload (same keys, values, batches, sync) on RocksDB;
 //! both print a final `result:` line of `name=value` pairs that `bench/run_storage_bench.sh` reads.
 
+#[path = "../benches/common/workload.rs"]
+mod workload;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use allidb_storage::batch::WriteBatch;
-use allidb_storage::cell::{Embedding, EntityBody};
 use allidb_storage::compaction::level_target;
-use allidb_storage::key::CellKey;
 use allidb_storage::version::NUM_LEVELS;
-use allidb_storage::{Durability, Engine, Options, Stats};
+use allidb_storage::{Engine, Options, Stats};
+
+use workload::{TENANT, XorShift, id_of};
 
 struct Args {
     entities: u64,
@@ -82,35 +83,6 @@ fn parse_args() -> Args {
     args
 }
 
-/// Entity `i`'s id: a multiplicative permutation of 0..n, so inserts arrive in random key order.
-fn id_of(i: u64) -> String {
-    format!("e{:010}", i.wrapping_mul(2_654_435_761) % 4_294_967_291)
-}
-
-/// Entity `i`'s encoded body: a 384-d vector (1.5 KiB) plus a type and an importance.
-fn value_of(i: u64) -> Vec<u8> {
-    let mut state = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let vector = (0..384)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 2001) as f32 / 1000.0 - 1.0
-        })
-        .collect();
-    let body = EntityBody {
-        entity_type: "doc".to_owned(),
-        embeddings: vec![Embedding {
-            version: 1,
-            vector,
-            timestamp_nanos: 1,
-        }],
-        importance: (i % 10) as f64,
-        ..EntityBody::default()
-    };
-    body.encode().expect("a 1.5 KiB body encodes")
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -150,62 +122,18 @@ fn settled(stats: &Stats, options: &Options) -> bool {
         })
 }
 
-/// Writes entities `0..n` from `writers` threads, each taking the next `batch` ids; returns the
-/// logical bytes written (key + value of every cell).
-fn ingest(engine: &Arc<Engine>, args: &Args) -> u64 {
-    let next = Arc::new(AtomicU64::new(0));
-    let logical = Arc::new(AtomicU64::new(0));
-    let writers: Vec<_> = (0..args.writers)
-        .map(|_| {
-            let (engine, next, logical) = (engine.clone(), next.clone(), logical.clone());
-            let (n, batch) = (args.entities, args.batch);
-            std::thread::spawn(move || {
-                loop {
-                    let first = next.fetch_add(batch, Ordering::Relaxed);
-                    if first >= n {
-                        return;
-                    }
-                    let mut wb = WriteBatch::new();
-                    let ts = engine.clock().now();
-                    let mut bytes = 0;
-                    for i in first..(first + batch).min(n) {
-                        let (key, value) = (CellKey::body("bench", &id_of(i)).encode(), value_of(i));
-                        bytes += (key.len() + value.len()) as u64;
-                        wb.put(key, ts, value);
-                    }
-                    engine.write(wb, Durability::Sync).expect("write");
-                    logical.fetch_add(bytes, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    for w in writers {
-        w.join().expect("writer thread");
-    }
-    logical.load(Ordering::Relaxed)
-}
-
 /// Random `get_entity` of ingested ids; returns the sorted latencies and the elapsed time.
 fn random_gets(engine: &Engine, args: &Args) -> (Vec<Duration>, Duration) {
     let mut samples = Vec::with_capacity(args.gets as usize);
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut rng = XorShift::for_reads();
     let start = Instant::now();
     for _ in 0..args.gets {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let i = state % args.entities;
+        let i = rng.next_u64() % args.entities;
         let id = id_of(i);
         let t = Instant::now();
-        let found = engine.get_entity("bench", &id).expect("read");
+        let found = engine.get_entity(TENANT, &id).expect("read");
         samples.push(t.elapsed());
-        assert_eq!(
-            found
-                .expect("every ingested entity is found")
-                .body
-                .importance,
-            (i % 10) as f64
-        );
+        workload::check(found, i);
     }
     let elapsed = start.elapsed();
     samples.sort();
@@ -220,7 +148,7 @@ fn main() {
     let written_at_start = device_write_bytes();
 
     let start = Instant::now();
-    let logical = ingest(&engine, &args);
+    let logical = workload::ingest(&engine, args.entities, args.batch, args.writers);
     let ingest_time = start.elapsed();
     engine.flush().expect("flush");
     let flush_time = start.elapsed();
