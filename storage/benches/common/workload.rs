@@ -50,7 +50,8 @@ fn encoded_body(i: u64) -> Vec<u8> {
         importance: importance_of(i),
         ..EntityBody::default()
     };
-    body.encode().expect("a 1.5 KiB body is far below the payload limit")
+    body.encode()
+        .expect("a 1.5 KiB body is far below the payload limit")
 }
 
 /// The pre-encoded bodies entities are written with.
