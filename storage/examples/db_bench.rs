@@ -1,22 +1,39 @@
 //! A small db_bench: durable ingest of entities with a 1.5 KiB body (a 384-d vector) in batches of
 //! 256 with `sync` durability and group commit, through flushes and compactions; then random
 //! entity reads from SSTables (the memtables are flushed first). Reports entities/s, write and
-//! space amplification, and read p50/p99.
+//! space amplification, and read latency percentiles.
+//!
+//! Phases and what each figure means:
+//! 1. ingest: `--writers` threads write `--entities` bodies in `WriteBatch`es of `--batch`, each
+//!    acknowledged only once its WAL record is `fdatasync`ed (`Durability::Sync`);
+//! 2. flush the memtables, then settle: wait until the background compaction has nothing left to
+//!    do (L0 below the trigger and every level within its target: the same test the compaction
+//!    picker applies), so the space figure and the reads see the tree's final shape;
+//! 3. random `get_entity` of ingested ids, all served from SSTables.
+//!
+//! Amplification is measured against the logical bytes ingested (key + value of every cell):
+//! space = live table bytes / logical bytes; write = (WAL + flush + compaction bytes) / logical
+//! bytes from the engine's counters, and also from the kernel's count of bytes this process sent
+//! to the block device (`/proc/self/io` `write_bytes`), which is what RocksDB is measured with.
 //!
 //! ```sh
 //! cargo run --release -p allidb-storage --example db_bench -- --entities 1000000 --dir /tmp/allidb-bench
 //! ```
-//! `bench/rocksdb_bench.py` runs the same workload (same keys, values, batches, sync) on RocksDB.
+//! `bench/rocksdb_bench.py` runs the same workload (same keys, values, batches, sync) on RocksDB;
+//! both print a final `result:` line of `name=value` pairs that `bench/run_storage_bench.sh` reads.
 
-use std::path::PathBuf;
+#[path = "../benches/common/workload.rs"]
+mod workload;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use allidb_storage::batch::WriteBatch;
-use allidb_storage::cell::{Embedding, EntityBody};
-use allidb_storage::key::CellKey;
-use allidb_storage::{Durability, Engine, Options};
+use allidb_storage::compaction::level_target;
+use allidb_storage::version::NUM_LEVELS;
+use allidb_storage::{Engine, Options, Stats};
+
+use workload::{TENANT, XorShift, id_of};
 
 struct Args {
     entities: u64,
@@ -24,6 +41,7 @@ struct Args {
     writers: u64,
     gets: u64,
     dir: PathBuf,
+    keep: bool,
 }
 
 fn parse_args() -> Args {
@@ -33,9 +51,14 @@ fn parse_args() -> Args {
         writers: 4,
         gets: 100_000,
         dir: std::env::temp_dir().join("allidb-db-bench"),
+        keep: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--keep" {
+            args.keep = true;
+            continue;
+        }
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         let number = || {
             value
@@ -48,48 +71,23 @@ fn parse_args() -> Args {
             "--writers" => args.writers = number(),
             "--gets" => args.gets = number(),
             "--dir" => args.dir = PathBuf::from(&value),
-            other => {
-                panic!("unknown flag {other} (flags: --entities --batch --writers --gets --dir)")
-            }
+            other => panic!(
+                "unknown flag {other} (flags: --entities --batch --writers --gets --dir --keep)"
+            ),
         }
     }
+    assert!(
+        args.entities > 0 && args.batch > 0 && args.writers > 0,
+        "--entities, --batch and --writers must be positive"
+    );
     args
-}
-
-/// Entity `i`'s id: a multiplicative permutation of 0..n, so inserts arrive in random key order.
-fn id_of(i: u64) -> String {
-    format!("e{:010}", i.wrapping_mul(2_654_435_761) % 4_294_967_291)
-}
-
-/// Entity `i`'s encoded body: a 384-d vector (1.5 KiB) plus a type and an importance.
-fn value_of(i: u64) -> Vec<u8> {
-    let mut state = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let vector = (0..384)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 2001) as f32 / 1000.0 - 1.0
-        })
-        .collect();
-    let body = EntityBody {
-        entity_type: "doc".to_owned(),
-        embeddings: vec![Embedding {
-            version: 1,
-            vector,
-            timestamp_nanos: 1,
-        }],
-        importance: (i % 10) as f64,
-        ..EntityBody::default()
-    };
-    body.encode().expect("a 1.5 KiB body encodes")
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn dir_bytes(dir: &PathBuf, ext: &str) -> u64 {
+fn dir_bytes(dir: &Path, ext: &str) -> u64 {
     std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
@@ -101,92 +99,142 @@ fn dir_bytes(dir: &PathBuf, ext: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes this process caused to be sent to the block device so far (Linux `/proc/self/io`);
+/// `None` where the kernel does not report it.
+fn device_write_bytes() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/io")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// True when the compaction picker would find nothing to do and no flush is pending: with one
+/// compaction at a time and no writes, the tree then cannot change any more.
+fn settled(stats: &Stats, options: &Options) -> bool {
+    stats.immutable_memtables == 0
+        && (stats.tables_per_level[0] as usize) < options.l0_compaction_trigger
+        && (1..NUM_LEVELS - 1).all(|level| {
+            stats.bytes_per_level[level]
+                < level_target(options.level1_bytes, options.level_multiplier, level)
+        })
+}
+
+/// Random `get_entity` of ingested ids; returns the sorted latencies and the elapsed time.
+fn random_gets(engine: &Engine, args: &Args) -> (Vec<Duration>, Duration) {
+    let mut samples = Vec::with_capacity(args.gets as usize);
+    let mut rng = XorShift::for_reads();
+    let start = Instant::now();
+    for _ in 0..args.gets {
+        let i = rng.next_u64() % args.entities;
+        let id = id_of(i);
+        let t = Instant::now();
+        let found = engine.get_entity(TENANT, &id).expect("read");
+        samples.push(t.elapsed());
+        workload::check(found, i);
+    }
+    let elapsed = start.elapsed();
+    samples.sort();
+    (samples, elapsed)
+}
+
 fn main() {
     let args = parse_args();
+    let options = Options::default();
     let _ = std::fs::remove_dir_all(&args.dir);
-    let engine = Arc::new(Engine::open(&args.dir, Options::default()).expect("open"));
-    let next = Arc::new(AtomicU64::new(0));
+    let engine = Arc::new(Engine::open(&args.dir, options.clone()).expect("open"));
+    let written_at_start = device_write_bytes();
+
     let start = Instant::now();
-    let writers: Vec<_> = (0..args.writers)
-        .map(|_| {
-            let (engine, next, n, batch) =
-                (engine.clone(), next.clone(), args.entities, args.batch);
-            std::thread::spawn(move || {
-                loop {
-                    let first = next.fetch_add(batch, Ordering::Relaxed);
-                    if first >= n {
-                        return;
-                    }
-                    let mut wb = WriteBatch::new();
-                    let ts = engine.clock().now();
-                    for i in first..(first + batch).min(n) {
-                        wb.put(CellKey::body("bench", &id_of(i)).encode(), ts, value_of(i));
-                    }
-                    engine.write(wb, Durability::Sync).expect("write");
-                }
-            })
-        })
-        .collect();
-    for w in writers {
-        w.join().expect("writer thread");
-    }
-    let ingest = start.elapsed();
+    let logical = workload::ingest(&engine, args.entities, args.batch, args.writers);
+    let ingest_time = start.elapsed();
     engine.flush().expect("flush");
-    let settle = start.elapsed();
+    let flush_time = start.elapsed();
+    while !settled(&engine.stats(), &options) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let settle_time = start.elapsed();
+    let device_written = written_at_start
+        .zip(device_write_bytes())
+        .map(|(a, b)| b - a);
+
     let stats = engine.stats();
-    let user_bytes = stats.user_bytes as f64;
-    let sst_bytes = dir_bytes(&args.dir, "sst") as f64;
-    let logical = args.entities as f64
-        * (value_of(0).len() + CellKey::body("bench", &id_of(0)).encode().len()) as f64;
+    let n = args.entities as f64;
+    let logical_f = logical as f64;
+    let live_table_bytes: u64 = stats.bytes_per_level.iter().sum();
+    let engine_written = stats.user_bytes + stats.flush_bytes + stats.compaction_write_bytes;
+    let write_amp = engine_written as f64 / logical_f;
+    let device_write_amp = device_written.map(|w| w as f64 / logical_f);
+    let space_amp = live_table_bytes as f64 / logical_f;
     println!(
-        "ingest: {} entities in {:.2?} = {:.0} entities/s (all flushed after {:.2?})",
+        "ingest: {} entities ({:.0} MB logical) in {:.2?} = {:.0} entities/s acknowledged",
         args.entities,
-        ingest,
-        args.entities as f64 / ingest.as_secs_f64(),
-        settle
+        logical_f / 1e6,
+        ingest_time,
+        n / ingest_time.as_secs_f64()
     );
     println!(
-        "write amplification (WAL + flush + compaction bytes / user bytes): {:.2}",
-        (user_bytes + stats.flush_bytes as f64 + stats.compaction_write_bytes as f64) / user_bytes
+        "flushed after {:.2?}, compactions settled after {:.2?}: {:.0} entities/s including both",
+        flush_time,
+        settle_time,
+        n / settle_time.as_secs_f64()
     );
     println!(
-        "space amplification (SSTable bytes / logical bytes): {:.2}",
-        sst_bytes / logical
+        "write amplification: {write_amp:.2} (engine counters: WAL ~{:.0} MB + flush {:.0} MB + compaction {:.0} MB), {} by the block device",
+        stats.user_bytes as f64 / 1e6,
+        stats.flush_bytes as f64 / 1e6,
+        stats.compaction_write_bytes as f64 / 1e6,
+        device_write_amp.map_or("not reported".to_owned(), |a| format!("{a:.2}")),
     );
     println!(
-        "tables per level: {:?}; compactions: {}; stalls: {}; slowdowns: {}",
-        stats.tables_per_level, stats.compactions, stats.stalls, stats.slowdowns
+        "space amplification: {space_amp:.3} (live tables {:.0} MB; .sst files in the directory {:.0} MB)",
+        live_table_bytes as f64 / 1e6,
+        dir_bytes(&args.dir, "sst") as f64 / 1e6
+    );
+    println!(
+        "tables per level: {:?}; flushes: {}; compactions: {}; stalls: {}; slowdowns: {}",
+        stats.tables_per_level, stats.flushes, stats.compactions, stats.stalls, stats.slowdowns
     );
 
-    let mut samples = Vec::with_capacity(args.gets as usize);
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let get_start = Instant::now();
-    for _ in 0..args.gets {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let i = state % args.entities;
-        let t = Instant::now();
-        let found = engine.get_entity("bench", &id_of(i)).expect("read");
-        samples.push(t.elapsed());
-        assert_eq!(
-            found
-                .expect("every ingested entity is found")
-                .body
-                .importance,
-            (i % 10) as f64
-        );
-    }
-    let total = get_start.elapsed();
-    samples.sort();
-    let stats = engine.stats();
-    println!(
-        "random get from SSTables: {} reads, {:.0}/s, p50 {:.1?}, p99 {:.1?} (block cache hits {} misses {})",
-        args.gets,
-        args.gets as f64 / total.as_secs_f64(),
+    let (samples, get_time) = random_gets(&engine, &args);
+    let after = engine.stats();
+    assert_eq!(
+        (after.memtable_bytes, after.immutable_memtables),
+        (0, 0),
+        "reads were served from SSTables only"
+    );
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let (p50, p99, p999) = (
         percentile(&samples, 0.5),
         percentile(&samples, 0.99),
-        stats.block_cache_hits,
-        stats.block_cache_misses
+        percentile(&samples, 0.999),
     );
+    let gets_per_s = args.gets as f64 / get_time.as_secs_f64();
+    println!(
+        "random get from SSTables: {} reads, {gets_per_s:.0}/s, p50 {:.1}us, p99 {:.1}us, p99.9 {:.1}us, max {:.1}us (block cache hits {} misses {})",
+        args.gets,
+        us(p50),
+        us(p99),
+        us(p999),
+        us(*samples.last().expect("at least one get")),
+        after.block_cache_hits - stats.block_cache_hits,
+        after.block_cache_misses - stats.block_cache_misses
+    );
+    println!(
+        "result: engine=allidb entities={} ingest_eps={:.0} total_eps={:.0} settle_s={:.2} write_amp={write_amp:.3} device_write_amp={} space_amp={space_amp:.3} gets_per_s={gets_per_s:.0} get_p50_us={:.1} get_p99_us={:.1} get_p999_us={:.1}",
+        args.entities,
+        n / ingest_time.as_secs_f64(),
+        n / settle_time.as_secs_f64(),
+        settle_time.as_secs_f64(),
+        device_write_amp.map_or("nan".to_owned(), |a| format!("{a:.3}")),
+        us(p50),
+        us(p99),
+        us(p999),
+    );
+    drop(engine);
+    if !args.keep {
+        let _ = std::fs::remove_dir_all(&args.dir);
+    }
 }

@@ -6,7 +6,6 @@
 //! Entries newer than the snapshot are skipped, so a batch is seen whole or not at all.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{Engine, Inner};
@@ -45,15 +44,17 @@ impl Inner {
         );
         let version = state.version.clone();
         drop(state);
+        let partition_end = partition.and_then(key::prefix_successor);
         for level in 0..crate::version::NUM_LEVELS {
             let tables = version.level(level);
             match partition {
                 Some(p) => {
-                    let succ = key::prefix_successor(p);
-                    let overlaps = |t: &&Arc<Table>| {
+                    let overlaps = |t: &Table| {
                         let props = t.properties();
                         props.largest.user_key.as_slice() >= p
-                            && succ.as_ref().is_none_or(|s| props.smallest.user_key < *s)
+                            && partition_end
+                                .as_ref()
+                                .is_none_or(|end| props.smallest.user_key < *end)
                     };
                     // L0 tables may all overlap; in deeper levels the overlapping tables are
                     // contiguous, starting at the first whose largest key reaches `p`.
@@ -62,9 +63,17 @@ impl Inner {
                     } else {
                         tables.partition_point(|t| t.properties().largest.user_key.as_slice() < p)
                     };
-                    for t in tables[first..].iter().filter(overlaps) {
+                    for t in &tables[first..] {
+                        if !overlaps(t) {
+                            if level == 0 {
+                                continue;
+                            }
+                            break;
+                        }
                         if t.may_contain_partition(p) {
-                            sources.push(Source::Table(t.iter()));
+                            sources.push(Source::Table(
+                                t.iter().with_upper_bound(partition_end.clone()),
+                            ));
                         }
                     }
                 }

@@ -279,7 +279,6 @@ impl BlockCursor {
     }
 
     /// The current user key (only meaningful after `advance`/`seek` returned true).
-    #[cfg(test)]
     pub(crate) fn user_key(&self) -> &[u8] {
         &self.user_key
     }

@@ -249,8 +249,14 @@ impl TableBuilder {
     }
 }
 
-/// A key `S` with `last <= S < next` (requires `last < next`), shorter than `last` when the user
-/// keys differ by more than one in their first differing byte.
+/// A key `S` with `last <= S < next` (requires `last < next`), no longer than `last`.
+///
+/// When the user keys differ at byte `d` and `last[d] + 1 < next[d]`, `S` is `last[..d]` then
+/// `last[d] + 1`. Otherwise the first byte of `last` after `d` below `0xff` is incremented and
+/// the rest cut (`S` stays below `next`, whose byte `d` is larger). Either way `S` sorts after
+/// every version of `last`'s user key when possible, so a read bounded just past that key (a
+/// partition read, see `TableIter::with_upper_bound`) can tell from the index that the next
+/// block holds nothing for it.
 fn shortest_separator(last: &InternalKey, next: &InternalKey) -> InternalKey {
     let common = last
         .user_key
@@ -258,18 +264,25 @@ fn shortest_separator(last: &InternalKey, next: &InternalKey) -> InternalKey {
         .zip(&next.user_key)
         .take_while(|(a, b)| a == b)
         .count();
-    if let (Some(&last_byte), Some(&next_byte)) =
+    let (Some(&last_byte), Some(&next_byte)) =
         (last.user_key.get(common), next.user_key.get(common))
-        && last_byte < 0xff
-        && last_byte + 1 < next_byte
-        && common + 1 < last.user_key.len()
-    {
-        let mut user_key = last.user_key[..common].to_vec();
-        user_key.push(last_byte + 1);
-        // The smallest internal key of that user key: ts and seq sort descending.
-        return InternalKey::new(user_key, u64::MAX, u64::MAX);
+    else {
+        return last.clone();
+    };
+    let increment_at = if last_byte < 0xff && last_byte + 1 < next_byte {
+        Some(common).filter(|&d| d + 1 < last.user_key.len())
+    } else {
+        (common + 1..last.user_key.len()).find(|&i| last.user_key[i] < 0xff)
+    };
+    match increment_at {
+        Some(i) => {
+            let mut user_key = last.user_key[..=i].to_vec();
+            user_key[i] += 1;
+            // The smallest internal key of that user key: ts and seq sort descending.
+            InternalKey::new(user_key, u64::MAX, u64::MAX)
+        }
+        None => last.clone(),
     }
-    last.clone()
 }
 
 #[cfg(test)]
@@ -299,5 +312,12 @@ mod tests {
         let last = InternalKey::new(b"t\0apple\0\x01".to_vec(), 5, 5);
         let next = InternalKey::new(b"t\0cherry\0\x01".to_vec(), 5, 5);
         assert_eq!(shortest_separator(&last, &next).user_key, b"t\0b");
+    }
+
+    #[test]
+    fn separator_of_adjacent_ids_ends_the_partition() {
+        let last = InternalKey::new(b"t\0e010\0\x01".to_vec(), 5, 5);
+        let next = InternalKey::new(b"t\0e011\0\x01".to_vec(), 5, 5);
+        assert_eq!(shortest_separator(&last, &next).user_key, b"t\0e010\x01");
     }
 }

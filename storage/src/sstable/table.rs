@@ -135,6 +135,7 @@ impl Table {
             next_block: 0,
             seek_target: None,
             finished: false,
+            upper_bound: None,
         }
     }
 
@@ -213,9 +214,29 @@ pub struct TableIter {
     /// Set by `seek`: applied to the next block loaded.
     seek_target: Option<Vec<u8>>,
     finished: bool,
+    /// Exclusive user-key bound: iteration ends before the first entry at or past it, without
+    /// loading a block the index shows to lie wholly past it.
+    upper_bound: Option<Vec<u8>>,
 }
 
 impl TableIter {
+    /// Ends iteration before the first entry whose user key is `>= end` (`None`: unbounded).
+    /// A point read bounded by its partition's end neither copies the next partition's entry
+    /// nor reads the following block when its partition ends a block.
+    pub fn with_upper_bound(mut self, end: Option<Vec<u8>>) -> Self {
+        self.upper_bound = end;
+        self
+    }
+
+    /// True if every entry of data block `index` lies at or past the upper bound: its keys are
+    /// greater than the previous block's index separator.
+    fn block_past_upper_bound(&self, index: usize) -> bool {
+        let Some(bound) = self.upper_bound.as_deref() else {
+            return false;
+        };
+        index > 0 && self.table.index[index - 1].separator.user_key.as_slice() >= bound
+    }
+
     /// Positions the iterator so that `next` yields the first entry with user key `>= user_key`.
     pub fn seek(&mut self, user_key: &[u8]) {
         // The first block whose separator is >= the smallest internal key of `user_key`:
@@ -256,10 +277,16 @@ impl TableIter {
                 }
                 .map_err(|m| self.table.corruption_in_block(current_block, m))?;
                 if positioned {
-                    return Ok(Some(cursor.entry()));
+                    let past_bound = self
+                        .upper_bound
+                        .as_deref()
+                        .is_some_and(|bound| cursor.user_key() >= bound);
+                    return Ok((!past_bound).then(|| cursor.entry()));
                 }
             }
-            if self.next_block >= self.table.index.len() {
+            if self.next_block >= self.table.index.len()
+                || self.block_past_upper_bound(self.next_block)
+            {
                 return Ok(None);
             }
             let block = self.table.data_block(self.next_block)?;

@@ -342,6 +342,60 @@ fn garbage_files_are_errors() {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn bounded_iteration_matches_the_model(entries in arb_entries()) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("000001.sst");
+        write_table(&path, &entries, small_blocks());
+        let table = open_table(&path, 1 << 20).unwrap();
+        for e in &entries {
+            let partition = partition_of(&e.key.user_key).unwrap();
+            let end = crate::key::prefix_successor(partition);
+            let expected: Vec<&Entry> = entries
+                .iter()
+                .filter(|x| x.key.user_key.as_slice() >= partition)
+                .filter(|x| end.as_ref().is_none_or(|end| x.key.user_key < *end))
+                .collect();
+            let mut iter = table.iter().with_upper_bound(end.clone());
+            iter.seek(partition);
+            let found: Vec<Entry> = iter.map(|x| x.unwrap()).collect();
+            prop_assert_eq!(found.iter().collect::<Vec<_>>(), expected);
+        }
+    }
+}
+
+#[test]
+fn a_bounded_point_read_does_not_load_the_next_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.sst");
+    // Each value fills a block, so every partition ends a block.
+    let entries: Vec<Entry> = (0..50)
+        .map(|i| {
+            let key = CellKey::body("t", &format!("entity-{i:03}")).encode();
+            entry(key, 1, i, Some(value_bytes(5_000, i as u8)))
+        })
+        .collect();
+    write_table(&path, &entries, TableOptions::default());
+    let cache = Arc::new(BlockCache::new(1 << 20));
+    let table = Arc::new(Table::open(&OsFileSystem, &path, 3, Arc::clone(&cache)).unwrap());
+    let partition = crate::key::partition_prefix("t", "entity-010");
+    let end = crate::key::prefix_successor(&partition);
+
+    let mut bounded = table.iter().with_upper_bound(end);
+    bounded.seek(&partition);
+    let found: Vec<Entry> = bounded.map(|x| x.unwrap()).collect();
+    assert_eq!(found, vec![entries[10].clone()]);
+    assert_eq!(cache.misses(), 1, "only the partition's block is read");
+
+    let mut unbounded = table.iter();
+    unbounded.seek(&partition);
+    assert_eq!(unbounded.nth(1).unwrap().unwrap(), entries[11]);
+    assert_eq!(cache.misses(), 2, "without a bound the next block is read");
+}
+
 #[test]
 fn block_cache_stays_within_its_bound() {
     let dir = tempfile::tempdir().unwrap();
