@@ -11,6 +11,9 @@
 //! * a cell at or below its entity marker's timestamp is dropped (the marker stays);
 //! * tombstones and markers are dropped only when the output is the bottommost level for the key
 //!   range and they are older than `gc_grace` — never earlier, or a delete could come back.
+//!
+//! A job whose single input overlaps nothing below and holds no tombstone is a *trivial move*:
+//! the table changes level by a manifest edit alone, without being rewritten.
 
 use std::sync::Arc;
 
@@ -71,6 +74,14 @@ impl CompactionJob {
             .iter()
             .map(|t| (self.output_level, t.file_number()));
         upper.chain(lower).collect()
+    }
+
+    /// True when the job can move its one input table down a level without rewriting it:
+    /// nothing overlaps it below and it holds no tombstone a merge might have to keep or drop.
+    pub fn is_trivial_move(&self) -> bool {
+        self.inputs.len() == 1
+            && self.lower.is_empty()
+            && self.inputs[0].properties().tombstones == 0
     }
 
     /// All input tables (upper first).

@@ -215,6 +215,9 @@ impl Inner {
 
     /// Merges a job's inputs into new tables at its output level and commits the swap.
     fn run_compaction(&self, job: &CompactionJob) -> Result<()> {
+        if job.is_trivial_move() {
+            return self.move_table(job);
+        }
         let sources: Vec<Source> = job.tables().map(|t| Source::Table(t.iter())).collect();
         let gc_cutoff = wall_micros().saturating_sub(self.options.gc_grace.as_micros() as u64);
         let mut filter = CompactionFilter::new(job.bottommost, gc_cutoff);
@@ -289,6 +292,28 @@ impl Inner {
             written,
             "compaction done"
         );
+        Ok(())
+    }
+
+    /// Moves a job's single input down to its output level by a manifest edit alone.
+    fn move_table(&self, job: &CompactionJob) -> Result<()> {
+        let table = job.inputs[0].clone();
+        let edit = VersionEdit {
+            added: vec![(job.output_level as u8, table.file_number())],
+            removed: vec![(job.level as u8, table.file_number())],
+            ..Default::default()
+        };
+        self.manifest.lock().commit(edit)?;
+        {
+            let mut state = self.state.write();
+            state.version = Arc::new(state.version.apply(
+                &[(job.level, table.file_number())],
+                &[(job.output_level, table)],
+            ));
+        }
+        self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+        self.work_cv.notify_all();
+        tracing::debug!(level = job.level, "trivial move");
         Ok(())
     }
 

@@ -185,3 +185,32 @@ fn retained_wal_serves_changes_across_reopen_until_pinned() {
         "released segments no longer serve seq 1"
     );
 }
+
+#[test]
+fn a_table_overlapping_nothing_below_moves_down_without_a_rewrite() {
+    let fs = SimFileSystem::new();
+    let engine = Engine::open_with_fs(Arc::new(fs.clone()), Path::new("/db"), options()).unwrap();
+    engine
+        .put_entities(TENANT, (0..20).map(write).collect(), Durability::Sync)
+        .unwrap();
+    engine.compact().unwrap();
+    let stats = engine.stats();
+    assert_eq!(stats.tables_per_level[0], 0);
+    assert_eq!(
+        stats.tables_per_level[1], 1,
+        "the one flushed table now sits in L1"
+    );
+    assert_eq!(
+        stats.compaction_write_bytes, 0,
+        "a trivial move writes nothing"
+    );
+    assert!(stats.compactions >= 1);
+    drop(engine);
+    let engine = Engine::open_with_fs(Arc::new(fs.clone()), Path::new("/db"), options()).unwrap();
+    assert_eq!(
+        engine.stats().tables_per_level[1],
+        1,
+        "the move is in the manifest"
+    );
+    assert_eq!(engine.scan(TENANT, None, None).unwrap().count(), 20);
+}
