@@ -3,11 +3,13 @@
 //! search and background rebuilds on top of an engine.
 
 pub mod engine;
+pub mod flat_hnsw;
 pub mod hnsw;
 pub mod metric;
 pub mod tenant_index;
 
 pub use engine::{AnnEngine, AnnEngineFactory, EngineParams};
+pub use flat_hnsw::FlatHnswFactory;
 pub use hnsw::HnswFactory;
 pub use metric::Metric;
 pub use tenant_index::{VectorHit, VectorIndex, VectorIndexOptions};
