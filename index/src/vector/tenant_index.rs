@@ -27,7 +27,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::vector::engine::{AnnEngine, AnnEngineFactory, EngineParams};
-use crate::vector::hnsw::HnswFactory;
+use crate::vector::flat_hnsw::FlatHnswFactory;
 use crate::vector::metric::Metric;
 
 /// Options of one tenant's vector index. Every field has a working default.
@@ -149,9 +149,10 @@ const SLOTS_FILE: &str = "slots.bin";
 const ENGINE_DIR: &str = "engine";
 
 impl VectorIndex {
-    /// An empty index on the default (`hnsw_rs`) engine.
+    /// An empty index on the default engine, [`FlatHnswFactory`] (use
+    /// [`VectorIndex::with_factory`] with `HnswFactory` for the `hnsw_rs` engine).
     pub fn new(options: VectorIndexOptions) -> Result<Self> {
-        Self::with_factory(options, Arc::new(HnswFactory))
+        Self::with_factory(options, Arc::new(FlatHnswFactory))
     }
 
     /// An empty index on the engine made by `factory`.
@@ -534,7 +535,7 @@ impl VectorIndex {
     /// Reloads a dump written by [`VectorIndex::dump`]. If the engine files are missing or
     /// damaged but the slots are intact, the engine is rebuilt from the stored vectors.
     pub fn load(dir: &Path, options: VectorIndexOptions) -> Result<Self> {
-        Self::load_with_factory(dir, options, Arc::new(HnswFactory))
+        Self::load_with_factory(dir, options, Arc::new(FlatHnswFactory))
     }
 
     /// [`VectorIndex::load`] with an explicit engine factory.

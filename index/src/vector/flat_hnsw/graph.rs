@@ -133,7 +133,9 @@ impl Graph {
             entry: None,
             max_level: 0,
         };
-        graph.level0.reserve(capacity.saturating_mul(graph.level0_stride()));
+        graph
+            .level0
+            .reserve(capacity.saturating_mul(graph.level0_stride()));
         graph
     }
 
@@ -208,6 +210,15 @@ impl Graph {
         (self.distance)(query, self.vector(node))
     }
 
+    /// Starts loading what visiting `node` reads: its visited stamp and its vector's first line.
+    #[inline(always)]
+    fn prefetch_node(&self, node: u32, scratch: &Scratch) {
+        if let Some(stamp) = scratch.visited.get(node as usize) {
+            prefetch(stamp);
+        }
+        prefetch(self.vector(node).as_ptr());
+    }
+
     /// Greedy walk on one upper level: moves to a closer neighbour until none is closer.
     fn greedy_closest(&self, query: &[f32], mut current: Scored, level: usize) -> Scored {
         let mut improved = true;
@@ -267,9 +278,12 @@ impl Graph {
                 break;
             }
             let neighbours = self.neighbours(current.node, level);
+            if let Some(&first) = neighbours.first() {
+                self.prefetch_node(first, scratch);
+            }
             for (position, &neighbour) in neighbours.iter().enumerate() {
                 if let Some(&next) = neighbours.get(position + 1) {
-                    prefetch(self.vector(next).as_ptr());
+                    self.prefetch_node(next, scratch);
                 }
                 if !scratch.visit(neighbour) {
                     continue;
@@ -280,6 +294,8 @@ impl Graph {
                         distance,
                         node: neighbour,
                     };
+                    // It may be expanded soon: start loading its neighbour list.
+                    prefetch(self.neighbour_block(neighbour, level).as_ptr());
                     scratch.candidates.push(Reverse(scored));
                     if allowed(neighbour) {
                         scratch.results.push(scored);
@@ -432,10 +448,10 @@ impl Graph {
     }
 }
 
-/// Hints the CPU to start loading the cache line at `pointer` (a neighbour's vector, read a few
-/// hundred nanoseconds later). A no-op off x86_64.
+/// Hints the CPU to start loading the cache line at `pointer` (read a few hundred nanoseconds
+/// later: a neighbour's vector, visited stamp or neighbour list). A no-op off x86_64.
 #[inline(always)]
-fn prefetch(pointer: *const f32) {
+fn prefetch<T>(pointer: *const T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};

@@ -76,9 +76,9 @@ pub(super) fn portable_distance_fn(metric: Metric) -> DistanceFn {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        __m256, _mm256_add_ps, _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps,
-        _mm256_loadu_ps, _mm256_setzero_ps, _mm256_sub_ps, _mm_add_ps, _mm_add_ss,
-        _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
+        __m256, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
+        _mm256_add_ps, _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps,
+        _mm256_loadu_ps, _mm256_setzero_ps, _mm256_sub_ps,
     };
 
     use super::Reductions;
@@ -138,7 +138,13 @@ mod avx2 {
         let tail: f32 = a_tail
             .iter()
             .zip(b_tail)
-            .map(|(x, y)| if SQUARED_DIFF { (x - y) * (x - y) } else { x * y })
+            .map(|(x, y)| {
+                if SQUARED_DIFF {
+                    (x - y) * (x - y)
+                } else {
+                    x * y
+                }
+            })
             .sum();
         total + tail
     }

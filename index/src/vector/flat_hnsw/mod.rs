@@ -28,12 +28,12 @@ use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard};
 use crate::error::{Error, Result};
 use crate::vector::engine::{AnnEngine, AnnEngineFactory, EngineParams};
 use crate::vector::metric::Metric;
-use graph::{Graph, MAX_LEVEL, Scratch, Scored};
+use graph::{Graph, MAX_LEVEL, Scored, Scratch};
 
 /// The dump file written into the engine's directory.
 const DUMP_FILE: &str = "flat_hnsw.bin";
 /// Seed of the level draws (fixed: builds are reproducible for a given insertion order).
-const LEVEL_SEED: u64 = 0x5EED_0F_F1A7_4E57;
+const LEVEL_SEED: u64 = 0x5EED_0FF1_A74E_5700;
 /// Scratch spaces kept for reuse (one per concurrent search; more are freed after use).
 const SCRATCH_POOL_LIMIT: usize = 32;
 
@@ -161,7 +161,13 @@ impl AnnEngine for FlatHnswEngine {
             None
         };
         if let Some(reason) = refusal {
-            tracing::error!(id, len = vector.len(), dim = graph.dim, reason, "flat HNSW insert skipped");
+            tracing::error!(
+                id,
+                len = vector.len(),
+                dim = graph.dim,
+                reason,
+                "flat HNSW insert skipped"
+            );
             return;
         }
         let level = self.draw_level();

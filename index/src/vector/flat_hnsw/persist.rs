@@ -147,7 +147,9 @@ fn decode_checked(bytes: &[u8], metric: Metric, distance: DistanceFn) -> Result<
     }
     let version = reader.u32()?;
     if version != VERSION {
-        return Err(format!("format version {version}, this build reads {VERSION}"));
+        return Err(format!(
+            "format version {version}, this build reads {VERSION}"
+        ));
     }
     let code = reader.take(1)?[0];
     if code != metric_code(metric) {

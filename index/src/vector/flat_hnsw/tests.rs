@@ -73,7 +73,10 @@ fn recall_against_brute_force_for_every_metric() {
         // product search is not a proximity problem and HNSW recall drops (both engines ~0.7).
         let normalise = |v: &Vec<Vec<f32>>| prepared(Metric::Cosine, v);
         let (data, queries) = match metric {
-            Metric::Dot => (normalise(&points(3_000, 32, 7)), normalise(&points(60, 32, 8))),
+            Metric::Dot => (
+                normalise(&points(3_000, 32, 7)),
+                normalise(&points(60, 32, 8)),
+            ),
             _ => (
                 prepared(metric, &points(3_000, 32, 7)),
                 prepared(metric, &points(60, 32, 8)),
@@ -98,7 +101,7 @@ fn filtered_search_returns_only_allowed_ids_with_high_recall() {
     let metric = Metric::Cosine;
     let data = prepared(metric, &points(3_000, 24, 11));
     let engine = build(metric, &data);
-    let allow = |id: usize| (id / 3) % 5 == 0;
+    let allow = |id: usize| (id / 3).is_multiple_of(5);
     let mut total = 0.0;
     for q in data.iter().step_by(101) {
         let found = engine.search_filtered(q, 10, 64, &allow);
@@ -108,7 +111,11 @@ fn filtered_search_returns_only_allowed_ids_with_high_recall() {
     }
     let mean = total / data.iter().step_by(101).count() as f64;
     assert!(mean >= 0.95, "filtered recall@10 {mean}");
-    assert!(engine.search_filtered(&data[0], 10, 64, &|_| false).is_empty());
+    assert!(
+        engine
+            .search_filtered(&data[0], 10, 64, &|_| false)
+            .is_empty()
+    );
 }
 
 #[test]
