@@ -2,12 +2,12 @@
 //!
 //! Owns: the engine distance of each [`Metric`] (the same definitions as the `hnsw_rs` engine's,
 //! see `metric.rs`: `1 - dot` clamped at 0 for Cosine, squared Euclidean for L2, a positive
-//! decreasing map of the inner product for Dot) and an AVX2+FMA implementation of the dot
-//! product and squared distance, selected at run time.
+//! decreasing map of the inner product for Dot) and AVX-512F and AVX2+FMA implementations of
+//! the dot product and squared distance, the fastest supported one selected at run time.
 //!
 //! Invariants: every kernel returns the same value as the portable one up to float rounding;
-//! the AVX2 kernels are only reachable through [`distance_fn`], which hands them out after
-//! `is_x86_feature_detected!` confirmed AVX2 and FMA. Never reads past either slice: lengths are
+//! the SIMD kernels are only reachable through [`supported_distance_fns`], which hands them out
+//! after `is_x86_feature_detected!` confirmed their features. Never reads past either slice: lengths are
 //! taken as the shorter of the two.
 
 use crate::vector::metric::{self, Metric};
@@ -60,17 +60,26 @@ fn for_metric<R: Reductions>(metric: Metric) -> DistanceFn {
 
 /// The fastest distance of `metric` this CPU supports.
 pub(super) fn distance_fn(metric: Metric) -> DistanceFn {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        return for_metric::<avx2::Avx2Fma>(metric);
-    }
-    for_metric::<Portable>(metric)
+    // The list always ends with the portable kernel, so it is never empty.
+    supported_distance_fns(metric)[0].1
 }
 
-/// The portable distance of `metric` (reference for tests).
-#[cfg(test)]
-pub(super) fn portable_distance_fn(metric: Metric) -> DistanceFn {
-    for_metric::<Portable>(metric)
+/// Every implementation of `metric`'s distance this CPU can run, fastest first, named; the
+/// portable one is always last.
+fn supported_distance_fns(metric: Metric) -> Vec<(&'static str, DistanceFn)> {
+    let mut supported = Vec::with_capacity(3);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            supported.push(("avx512f", for_metric::<avx512::Avx512>(metric)));
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            supported.push(("avx2+fma", for_metric::<avx2::Avx2Fma>(metric)));
+        }
+    }
+    supported.push(("portable", for_metric::<Portable>(metric)));
+    supported
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -83,13 +92,13 @@ mod avx2 {
 
     use super::Reductions;
 
-    /// AVX2+FMA reductions. Only instantiated by `distance_fn` after run-time detection.
+    /// AVX2+FMA reductions. Only instantiated after run-time detection.
     pub(super) struct Avx2Fma;
 
     impl Reductions for Avx2Fma {
         fn dot(a: &[f32], b: &[f32]) -> f32 {
             // SAFETY: `Avx2Fma` is private to this module tree and only selected by
-            // `distance_fn` after `is_x86_feature_detected!` confirmed AVX2 and FMA.
+            // `supported_distance_fns` after `is_x86_feature_detected!` confirmed AVX2 and FMA.
             unsafe { reduce::<false>(a, b) }
         }
         fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
@@ -150,6 +159,85 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::{
+        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_maskz_loadu_ps,
+        _mm512_reduce_add_ps, _mm512_setzero_ps, _mm512_sub_ps,
+    };
+
+    use super::Reductions;
+
+    /// AVX-512F reductions. Only instantiated after run-time detection.
+    pub(super) struct Avx512;
+
+    impl Reductions for Avx512 {
+        fn dot(a: &[f32], b: &[f32]) -> f32 {
+            // SAFETY: `Avx512` is private to this module tree and only selected by
+            // `supported_distance_fns` after `is_x86_feature_detected!` confirmed AVX-512F.
+            unsafe { reduce::<false>(a, b) }
+        }
+        fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+            // SAFETY: as for `dot` above.
+            unsafe { reduce::<true>(a, b) }
+        }
+    }
+
+    /// Like the AVX2 `reduce`, 64 lanes per step in four accumulators; the last partial block of
+    /// 16 is read with a masked load (lanes past the end read as zero and are never touched).
+    #[target_feature(enable = "avx512f")]
+    fn reduce<const SQUARED_DIFF: bool>(a: &[f32], b: &[f32]) -> f32 {
+        let len = a.len().min(b.len());
+        let (a, b) = (&a[..len], &b[..len]);
+        let combine = |acc: __m512, x: __m512, y: __m512| -> __m512 {
+            if SQUARED_DIFF {
+                let d = _mm512_sub_ps(x, y);
+                _mm512_fmadd_ps(d, d, acc)
+            } else {
+                _mm512_fmadd_ps(x, y, acc)
+            }
+        };
+        let step = |acc: __m512, x: &[f32], y: &[f32]| -> __m512 {
+            // SAFETY: callers pass chunks of exactly 16 floats, so both unaligned 512-bit loads
+            // stay inside the slices.
+            let (x, y) = unsafe { (_mm512_loadu_ps(x.as_ptr()), _mm512_loadu_ps(y.as_ptr())) };
+            combine(acc, x, y)
+        };
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let a_blocks = a.chunks_exact(64);
+        let b_blocks = b.chunks_exact(64);
+        let (a_rest, b_rest) = (a_blocks.remainder(), b_blocks.remainder());
+        for (x, y) in a_blocks.zip(b_blocks) {
+            for (lane, acc) in acc.iter_mut().enumerate() {
+                let range = lane * 16..lane * 16 + 16;
+                *acc = step(*acc, &x[range.clone()], &y[range]);
+            }
+        }
+        let a_sixteens = a_rest.chunks_exact(16);
+        let b_sixteens = b_rest.chunks_exact(16);
+        let (a_tail, b_tail) = (a_sixteens.remainder(), b_sixteens.remainder());
+        for (x, y) in a_sixteens.zip(b_sixteens) {
+            acc[1] = step(acc[1], x, y);
+        }
+        if !a_tail.is_empty() {
+            let mask = (1u16 << a_tail.len()) - 1;
+            // SAFETY: the mask enables exactly the `a_tail.len()` (< 16) lanes that lie inside
+            // both tails; masked-off lanes are not read.
+            let (x, y) = unsafe {
+                (
+                    _mm512_maskz_loadu_ps(mask, a_tail.as_ptr()),
+                    _mm512_maskz_loadu_ps(mask, b_tail.as_ptr()),
+                )
+            };
+            acc[2] = combine(acc[2], x, y);
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(
+            _mm512_add_ps(acc[0], acc[1]),
+            _mm512_add_ps(acc[2], acc[3]),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,13 +248,17 @@ mod tests {
             let a: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin()).collect();
             let b: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos() * 2.0).collect();
             for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
-                let fast = distance_fn(metric)(&a, &b);
-                let reference = portable_distance_fn(metric)(&a, &b);
-                assert!(
-                    (fast - reference).abs() <= 1e-4 * reference.abs().max(1.0),
-                    "{metric:?} len {len}: {fast} vs {reference}"
-                );
-                assert!(fast >= 0.0);
+                let supported = supported_distance_fns(metric);
+                let (_, portable) = supported[supported.len() - 1];
+                let reference = portable(&a, &b);
+                for (name, kernel) in supported {
+                    let fast = kernel(&a, &b);
+                    assert!(
+                        (fast - reference).abs() <= 1e-4 * reference.abs().max(1.0),
+                        "{name} {metric:?} len {len}: {fast} vs {reference}"
+                    );
+                    assert!(fast >= 0.0);
+                }
             }
         }
     }
