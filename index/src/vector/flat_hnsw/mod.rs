@@ -34,6 +34,9 @@ use graph::{Graph, MAX_LEVEL, Scored, Scratch};
 const DUMP_FILE: &str = "flat_hnsw.bin";
 /// Seed of the level draws (fixed: builds are reproducible for a given insertion order).
 const LEVEL_SEED: u64 = 0x5EED_0FF1_A74E_5700;
+/// Nodes reserved up front at most, whatever the capacity hint: the default hint (10,000) would
+/// otherwise pin ~1.6 MB of link lists per empty tenant; growth past it is amortised doubling.
+const RESERVE_LIMIT: usize = 1_024;
 /// Scratch spaces kept for reuse (one per concurrent search; more are freed after use).
 const SCRATCH_POOL_LIMIT: usize = 32;
 
@@ -47,7 +50,7 @@ impl AnnEngineFactory for FlatHnswFactory {
         let graph = Graph::new(
             kernel::distance_fn(metric),
             params.max_connections,
-            params.capacity_hint,
+            params.capacity_hint.min(RESERVE_LIMIT),
         );
         Ok(Box::new(FlatHnswEngine::from_graph(metric, params, graph)))
     }
