@@ -1,8 +1,9 @@
 //! Vector index benchmark on npm-minilm-20k (docs/benchmarks.md, "Vector index").
 //!
-//! Measures, single-threaded unless said: build rate (sequential and parallel inserts),
-//! recall@10 / QPS over ef 16..256 (M=16, ef_construction=200), `hnsw_rs` `search_filter` versus
-//! our over-fetch at 50/10/1% selectivity, and reload-from-dump versus rebuild time. Then runs
+//! Measures, single-threaded unless said, for both engines (`FlatHnsw` and `hnsw_rs`): build
+//! rate (plus `hnsw_rs` parallel inserts), recall@10 / QPS over ef 16..256 (M=16,
+//! ef_construction=200), the engines' in-graph filters versus the index's over-fetch at 50/10/1%
+//! selectivity, and reload-from-dump versus rebuild time of the default-engine index. Then runs
 //! `bench/hnswlib_sweep.py` on the same files when `python3` with `hnswlib` is available.
 //!
 //! Run: `cargo run --release -p allidb-index --example ann_sweep [-- DATA_DIR]`.
@@ -12,7 +13,8 @@ use std::time::Instant;
 
 use allidb_index::vector::engine::AnnEngine;
 use allidb_index::vector::{
-    AnnEngineFactory, EngineParams, HnswFactory, Metric, VectorIndex, VectorIndexOptions,
+    AnnEngineFactory, EngineParams, FlatHnswFactory, HnswFactory, Metric, VectorIndex,
+    VectorIndexOptions,
 };
 
 fn read_vecs<T>(path: &Path, convert: fn([u8; 4]) -> T) -> Vec<Vec<T>> {
@@ -55,6 +57,34 @@ fn sweep(
     )
 }
 
+/// Builds `factory`'s engine from `items` one insert at a time, then sweeps ef; prints both.
+fn bench_engine(
+    name: &str,
+    factory: &dyn AnnEngineFactory,
+    metric: Metric,
+    params: EngineParams,
+    items: &[(usize, &[f32])],
+    queries: &[Vec<f32>],
+    truth: &[Vec<usize>],
+) -> Box<dyn AnnEngine> {
+    let engine = factory.create(metric, params).expect("valid params");
+    let start = Instant::now();
+    for (id, vector) in items {
+        engine.insert(*id, vector);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "{name} build, 1 thread: {elapsed:.1} s = {:.0} vectors/s",
+        items.len() as f64 / elapsed
+    );
+    println!("| {name} ef | recall@10 | QPS (1 thread) |");
+    for ef in [16, 32, 64, 128, 256] {
+        let (recall, qps) = sweep(engine.as_ref(), queries, truth, ef);
+        println!("| {ef} | {recall:.3} | {qps:.0} |");
+    }
+    engine
+}
+
 fn main() {
     let dir = std::env::args()
         .nth(1)
@@ -86,40 +116,41 @@ fn main() {
         queries.len()
     );
 
-    let engine = HnswFactory.create(metric, params).expect("valid params");
-    let start = Instant::now();
-    for (i, v) in prepared.iter().enumerate() {
-        engine.insert(i, v);
-    }
-    let sequential = start.elapsed().as_secs_f64();
-    println!(
-        "build, 1 thread: {:.1} s = {:.0} vectors/s",
-        sequential,
-        base.len() as f64 / sequential
-    );
-    let parallel_engine = HnswFactory.create(metric, params).expect("valid params");
     let items: Vec<(usize, &[f32])> = prepared
         .iter()
         .enumerate()
         .map(|(i, v)| (i, v.as_slice()))
         .collect();
+    let flat = bench_engine(
+        "flat_hnsw",
+        &FlatHnswFactory,
+        metric,
+        params,
+        &items,
+        &queries,
+        &truth,
+    );
+    let engine = bench_engine(
+        "hnsw_rs",
+        &HnswFactory,
+        metric,
+        params,
+        &items,
+        &queries,
+        &truth,
+    );
+    let parallel_engine = HnswFactory.create(metric, params).expect("valid params");
     let start = Instant::now();
     parallel_engine.insert_batch(&items);
     let parallel = start.elapsed().as_secs_f64();
     println!(
-        "build, parallel_insert (all cores): {:.1} s = {:.0} vectors/s",
+        "hnsw_rs build, parallel_insert (all cores): {:.1} s = {:.0} vectors/s",
         parallel,
         base.len() as f64 / parallel
     );
 
-    println!("| ef | recall@10 | QPS (1 thread) |");
-    for ef in [16, 32, 64, 128, 256] {
-        let (recall, qps) = sweep(engine.as_ref(), &queries, &truth, ef);
-        println!("| {ef} | {recall:.3} | {qps:.0} |");
-    }
-
     println!(
-        "filtered search, k=10, ef=64: hnsw_rs search_filter vs VectorIndex over-fetch (no hint)"
+        "filtered search, k=10, ef=64: engines' in-graph filters vs VectorIndex over-fetch (no hint)"
     );
     let index = VectorIndex::new(VectorIndexOptions {
         metric,
@@ -132,15 +163,21 @@ fn main() {
             .expect("finite data");
     }
     index.index_pending(usize::MAX);
-    println!("| selectivity | search_filter QPS | over-fetch QPS | exact scan QPS |");
+    println!(
+        "| selectivity | hnsw_rs search_filter QPS | flat_hnsw search_filtered QPS | \
+         over-fetch QPS | exact scan QPS |"
+    );
     for percent in [50usize, 10, 1] {
         let modulus = 100 / percent;
         let allow_id = move |id: usize| id.is_multiple_of(modulus);
-        let start = Instant::now();
-        for q in &queries {
-            std::hint::black_box(engine.search_filtered(q, 10, 64, &allow_id));
-        }
-        let native = queries.len() as f64 / start.elapsed().as_secs_f64();
+        let in_graph = |engine: &dyn AnnEngine| {
+            let start = Instant::now();
+            for q in &queries {
+                std::hint::black_box(engine.search_filtered(q, 10, 64, &allow_id));
+            }
+            queries.len() as f64 / start.elapsed().as_secs_f64()
+        };
+        let (hnsw_rs_filter, flat_filter) = (in_graph(engine.as_ref()), in_graph(flat.as_ref()));
         let allow_entity = move |id: &str| id.parse::<usize>().is_ok_and(allow_id);
         let start = Instant::now();
         for q in &queries {
@@ -160,7 +197,9 @@ fn main() {
             );
         }
         let exact = queries.len() as f64 / start.elapsed().as_secs_f64();
-        println!("| {percent}% | {native:.0} | {overfetch:.0} | {exact:.0} |");
+        println!(
+            "| {percent}% | {hnsw_rs_filter:.0} | {flat_filter:.0} | {overfetch:.0} | {exact:.0} |"
+        );
     }
 
     let dump_dir = tempfile::tempdir().expect("temp dir");
@@ -180,7 +219,7 @@ fn main() {
     let start = Instant::now();
     index.rebuild().expect("rebuild");
     println!(
-        "rebuild from stored vectors (parallel): {:.2} s",
+        "rebuild from stored vectors (default engine): {:.2} s",
         start.elapsed().as_secs_f64()
     );
 

@@ -62,7 +62,7 @@ impl EngineParams {
 pub trait AnnEngine: Send + Sync + Debug {
     /// Inserts one point. The slice length must equal the index dimension (the caller checks).
     fn insert(&self, id: usize, vector: &[f32]);
-    /// Inserts many points, using all cores (bulk builds and rebuilds).
+    /// Inserts many points (bulk builds and rebuilds); an engine may use several cores.
     fn insert_batch(&self, items: &[(usize, &[f32])]);
     /// The `k` nearest points to `query` as `(id, distance)`, nearest first, exploring `ef`
     /// candidates (at least `k`).

@@ -39,7 +39,8 @@ const META_MAGIC: &str = "allidb-hnsw-dump 1";
 /// Layers of the graph (the `hnsw_rs` maximum).
 const MAX_LAYERS: usize = 16;
 
-/// Factory of [`HnswEngine`]s: the default engine of the vector index.
+/// Factory of [`HnswEngine`]s (the default engine is `FlatHnswFactory`; this one stays
+/// selectable through `VectorIndex::with_factory`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HnswFactory;
 

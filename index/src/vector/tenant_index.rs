@@ -27,7 +27,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::vector::engine::{AnnEngine, AnnEngineFactory, EngineParams};
-use crate::vector::hnsw::HnswFactory;
+use crate::vector::flat_hnsw::FlatHnswFactory;
 use crate::vector::metric::Metric;
 
 /// Options of one tenant's vector index. Every field has a working default.
@@ -149,9 +149,10 @@ const SLOTS_FILE: &str = "slots.bin";
 const ENGINE_DIR: &str = "engine";
 
 impl VectorIndex {
-    /// An empty index on the default (`hnsw_rs`) engine.
+    /// An empty index on the default engine, [`FlatHnswFactory`] (use
+    /// [`VectorIndex::with_factory`] with `HnswFactory` for the `hnsw_rs` engine).
     pub fn new(options: VectorIndexOptions) -> Result<Self> {
-        Self::with_factory(options, Arc::new(HnswFactory))
+        Self::with_factory(options, Arc::new(FlatHnswFactory))
     }
 
     /// An empty index on the engine made by `factory`.
@@ -534,7 +535,7 @@ impl VectorIndex {
     /// Reloads a dump written by [`VectorIndex::dump`]. If the engine files are missing or
     /// damaged but the slots are intact, the engine is rebuilt from the stored vectors.
     pub fn load(dir: &Path, options: VectorIndexOptions) -> Result<Self> {
-        Self::load_with_factory(dir, options, Arc::new(HnswFactory))
+        Self::load_with_factory(dir, options, Arc::new(FlatHnswFactory))
     }
 
     /// [`VectorIndex::load`] with an explicit engine factory.
@@ -783,4 +784,59 @@ fn decode_slots(bytes: &[u8], metric: Metric) -> Result<DecodedSlots, String> {
         applied_seq,
         slots,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vector::hnsw::HnswFactory;
+
+    fn vector(i: usize) -> Vec<f32> {
+        (0..8).map(|j| ((i * 13 + j * 5) as f32).sin()).collect()
+    }
+
+    fn top_ids(index: &VectorIndex, query: &[f32]) -> Vec<String> {
+        index
+            .search(query, 5, Some(200), None, None)
+            .unwrap()
+            .iter()
+            .map(|hit| hit.entity_id.to_string())
+            .collect()
+    }
+
+    /// The engine is replaceable: both engines serve the same index, and a dump written by one
+    /// engine is rebuilt (not misread) when reloaded with the other.
+    #[test]
+    fn either_engine_serves_the_index_and_foreign_dumps_are_rebuilt() {
+        let factories: [Arc<dyn AnnEngineFactory>; 2] =
+            [Arc::new(FlatHnswFactory), Arc::new(HnswFactory)];
+        for (writer, reader) in [(0, 1), (1, 0), (0, 0), (1, 1)] {
+            let index =
+                VectorIndex::with_factory(VectorIndexOptions::default(), factories[writer].clone())
+                    .unwrap();
+            for i in 0..300 {
+                index
+                    .upsert(&format!("e{i:03}"), &vector(i), i as u64 + 1)
+                    .unwrap();
+            }
+            assert_eq!(index.index_pending(usize::MAX), 300);
+            let query = vector(42);
+            let before = top_ids(&index, &query);
+            assert_eq!(before[0], "e042");
+            let dir = tempfile::tempdir().unwrap();
+            index.dump(dir.path()).unwrap();
+            let reloaded = VectorIndex::load_with_factory(
+                dir.path(),
+                *index.options(),
+                factories[reader].clone(),
+            )
+            .unwrap();
+            assert_eq!(reloaded.pending_len(), 0);
+            assert_eq!(
+                top_ids(&reloaded, &query),
+                before,
+                "writer {writer} reader {reader}"
+            );
+        }
+    }
 }

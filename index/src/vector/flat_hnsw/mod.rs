@@ -1,0 +1,220 @@
+//! `FlatHnsw`: our own HNSW engine (Malkov & Yashunin) with hnswlib's flat memory layout,
+//! implementing [`AnnEngine`]; the default engine of the vector index.
+//!
+//! Owns: one graph per engine (`graph.rs`: contiguous vectors, fixed-stride level-0 lists,
+//! generation-stamped visited sets, hnswlib's neighbour heuristic), its distance kernels
+//! (`kernel.rs`, AVX2+FMA when the CPU has them) and its dump file `flat_hnsw.bin`
+//! (`persist.rs`, versioned and CRC-checked).
+//!
+//! Concurrency: the graph sits behind a read-write lock. Searches share it. An insert holds the
+//! upgradable read lock (one writer at a time, searches continue) while it searches for its
+//! neighbours and computes every pruned list, then upgrades to the write lock only to append the
+//! node and copy the lists in. Inserts run one at a time, also in [`AnnEngine::insert_batch`].
+//!
+//! Never: panic on input (a vector of the wrong length is logged and skipped, a query of the
+//! wrong length finds nothing, a damaged dump is an error), allocate per visited node.
+
+mod graph;
+mod kernel;
+mod persist;
+
+use std::fmt;
+use std::fs;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard};
+
+use crate::error::{Error, Result};
+use crate::vector::engine::{AnnEngine, AnnEngineFactory, EngineParams};
+use crate::vector::metric::Metric;
+use graph::{Graph, MAX_LEVEL, Scored, Scratch};
+
+/// The dump file written into the engine's directory.
+const DUMP_FILE: &str = "flat_hnsw.bin";
+/// Seed of the level draws (fixed: builds are reproducible for a given insertion order).
+const LEVEL_SEED: u64 = 0x5EED_0FF1_A74E_5700;
+/// Nodes reserved up front at most, whatever the capacity hint: the default hint (10,000) would
+/// otherwise pin ~1.6 MB of link lists per empty tenant; growth past it is amortised doubling.
+const RESERVE_LIMIT: usize = 1_024;
+/// Scratch spaces kept for reuse (one per concurrent search; more are freed after use).
+const SCRATCH_POOL_LIMIT: usize = 32;
+
+/// Factory of [`FlatHnswEngine`]s.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlatHnswFactory;
+
+impl AnnEngineFactory for FlatHnswFactory {
+    fn create(&self, metric: Metric, params: EngineParams) -> Result<Box<dyn AnnEngine>> {
+        params.validate()?;
+        let graph = Graph::new(
+            kernel::distance_fn(metric),
+            params.max_connections,
+            params.capacity_hint.min(RESERVE_LIMIT),
+        );
+        Ok(Box::new(FlatHnswEngine::from_graph(metric, params, graph)))
+    }
+
+    fn load(&self, dir: &Path, metric: Metric) -> Result<Box<dyn AnnEngine>> {
+        let path = dir.join(DUMP_FILE);
+        let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let decoded = persist::decode(&bytes, &path, metric, kernel::distance_fn(metric))?;
+        Ok(Box::new(FlatHnswEngine::from_graph(
+            metric,
+            decoded.params,
+            decoded.graph,
+        )))
+    }
+}
+
+/// A flat HNSW graph for one metric; see the module documentation.
+pub struct FlatHnswEngine {
+    metric: Metric,
+    params: EngineParams,
+    graph: RwLock<Graph>,
+    /// Counter of the SplitMix64 stream the node levels are drawn from.
+    level_draws: AtomicU64,
+    /// `1 / ln(M)`: the level distribution's scale.
+    level_scale: f64,
+    scratch_pool: Mutex<Vec<Scratch>>,
+}
+
+impl FlatHnswEngine {
+    fn from_graph(metric: Metric, params: EngineParams, graph: Graph) -> Self {
+        // A reloaded engine continues a distinct stream rather than replaying the first draws.
+        let draws = LEVEL_SEED ^ (graph.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        Self {
+            metric,
+            params,
+            level_scale: 1.0 / (params.max_connections as f64).ln(),
+            graph: RwLock::new(graph),
+            level_draws: AtomicU64::new(draws),
+            scratch_pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Draws a node level: `floor(-ln(U) / ln(M))` for U uniform in (0, 1], capped.
+    fn draw_level(&self) -> usize {
+        let counter = self
+            .level_draws
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = counter;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let uniform = ((z >> 11) + 1) as f64 / (1u64 << 53) as f64;
+        ((-uniform.ln() * self.level_scale) as usize).min(MAX_LEVEL)
+    }
+
+    /// Runs `work` with a scratch space from the pool (or a new one), then returns it.
+    fn with_scratch<T>(&self, work: impl FnOnce(&mut Scratch) -> T) -> T {
+        let mut scratch = self.scratch_pool.lock().pop().unwrap_or_default();
+        let out = work(&mut scratch);
+        let mut pool = self.scratch_pool.lock();
+        if pool.len() < SCRATCH_POOL_LIMIT {
+            pool.push(scratch);
+        }
+        out
+    }
+
+    fn search_with(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        allow: Option<&(dyn Fn(usize) -> bool + Sync)>,
+    ) -> Vec<(usize, f32)> {
+        let graph = self.graph.read();
+        let allow_node = allow.map(|allow| {
+            let graph = &*graph;
+            move |node: u32| allow(graph.labels[node as usize])
+        });
+        let allow_node: Option<&dyn Fn(u32) -> bool> = allow_node.as_ref().map(|f| f as _);
+        let found: Vec<Scored> =
+            self.with_scratch(|scratch| graph.search(query, k, ef, scratch, allow_node));
+        found
+            .into_iter()
+            .map(|s| (graph.labels[s.node as usize], s.distance))
+            .collect()
+    }
+}
+
+impl fmt::Debug for FlatHnswEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let graph = self.graph.read();
+        f.debug_struct("FlatHnswEngine")
+            .field("metric", &self.metric)
+            .field("params", &self.params)
+            .field("points", &graph.len())
+            .field("dim", &graph.dim)
+            .field("max_level", &graph.max_level)
+            .finish()
+    }
+}
+
+impl AnnEngine for FlatHnswEngine {
+    fn insert(&self, id: usize, vector: &[f32]) {
+        let graph = self.graph.upgradable_read();
+        let refusal = if vector.is_empty() || (graph.dim != 0 && vector.len() != graph.dim) {
+            Some("vector length differs from the graph's dimension")
+        } else if graph.len() >= u32::MAX as usize - 1 {
+            Some("graph is full (u32 node ids)")
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            tracing::error!(
+                id,
+                len = vector.len(),
+                dim = graph.dim,
+                reason,
+                "flat HNSW insert skipped"
+            );
+            return;
+        }
+        let level = self.draw_level();
+        let plan = self.with_scratch(|scratch| {
+            graph.plan_insert(vector, level, self.params.ef_construction, scratch)
+        });
+        RwLockUpgradableReadGuard::upgrade(graph).apply_insert(id, vector, plan);
+    }
+
+    fn insert_batch(&self, items: &[(usize, &[f32])]) {
+        for (id, vector) in items {
+            self.insert(*id, vector);
+        }
+    }
+
+    fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(usize, f32)> {
+        self.search_with(query, k, ef, None)
+    }
+
+    fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        allow: &(dyn Fn(usize) -> bool + Sync),
+    ) -> Vec<(usize, f32)> {
+        self.search_with(query, k, ef, Some(allow))
+    }
+
+    fn len(&self) -> usize {
+        self.graph.read().len()
+    }
+
+    fn dump(&self, dir: &Path) -> Result<()> {
+        let bytes = persist::encode(&self.graph.read(), self.metric, self.params);
+        let path = dir.join(DUMP_FILE);
+        let tmp = dir.join(format!("{DUMP_FILE}.tmp"));
+        fs::write(&tmp, &bytes).map_err(|e| Error::io(&tmp, e))?;
+        fs::File::open(&tmp)
+            .and_then(|file| file.sync_all())
+            .map_err(|e| Error::io(&tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests;
