@@ -1,3 +1,7 @@
-//! Binaries `allidbd` and `allidb` (issue 4): configuration loading and process wiring live here.
+//! Binaries `allidbd` (daemon) and `allidb` (CLI): configuration loading ([`config`]), its
+//! translation into store and service options ([`options`]) and the daemon's process wiring
+//! ([`daemon`]).
 
 pub mod config;
+pub mod daemon;
+pub mod options;
