@@ -16,7 +16,7 @@ use tonic::metadata::MetadataMap;
 use super::Gateway;
 use crate::auth::API_KEY_METADATA;
 use crate::http_model::HttpError;
-use crate::pb::alli_db_server::AlliDb;
+use crate::pb::allidb_server::AlliDb;
 
 /// A request body parsed as JSON into `T` (a protobuf request message).
 pub(super) struct JsonBody<T>(pub T);

@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::http_model::HttpError;
-use crate::pb::alli_db_server::AlliDb;
+use crate::pb::allidb_server::AlliDb;
 use crate::validate::MAX_MESSAGE_BYTES;
 
 /// Limits the gateway enforces itself (the service enforces the rest).
@@ -114,3 +114,6 @@ async fn json_method_not_allowed(request: Request, next: Next) -> Response {
     }
     replaced
 }
+
+#[cfg(test)]
+mod tests;

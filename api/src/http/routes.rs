@@ -16,7 +16,7 @@ use super::Gateway;
 use super::extract::{EntityIdPath, JsonBody, QueryParams, rpc_request};
 use crate::http_model::{self, HttpError, consistency_level};
 use crate::pb;
-use crate::pb::alli_db_server::AlliDb;
+use crate::pb::allidb_server::AlliDb;
 
 /// Calls one service method with `message` and the caller's API key.
 async fn call<Message, Reply, Rpc, ReplyFuture>(
