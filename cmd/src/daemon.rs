@@ -2,10 +2,11 @@
 //!
 //! Startup order: bind the gRPC listener (printing the bound address), start serving
 //! `allidb.AlliDB`, `grpc.health.v1.Health` (NOT_SERVING) and server reflection (v1 and
-//! v1alpha), open the store on the blocking pool, attach it to the service, mark health
+//! v1alpha), bind the HTTP listener and serve the JSON gateway ([`allidb_api::http::router`],
+//! the same service in-process; printing the bound address), open the store on the blocking pool, attach it to the service, mark health
 //! SERVING and print `allidbd: ready`. Until then the AlliDB RPCs answer `UNAVAILABLE`.
 //!
-//! Shutdown (SIGTERM or SIGINT): health goes NOT_SERVING, the listener stops accepting, in-flight
+//! Shutdown (SIGTERM or SIGINT): health goes NOT_SERVING, the listeners stop accepting, in-flight
 //! requests finish (bounded by `server.shutdown_timeout_secs`), then the store is closed (index
 //! dump, memtable flush) and the process exits 0.
 //!
@@ -20,9 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use allidb_api::auth::{AuthError, Authenticator};
+use allidb_api::http::HttpLimits;
 use allidb_api::pb::allidb_server::AlliDbServer;
 use allidb_api::service::AlliDbService;
 use allidb_index::UnifiedStore;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -190,6 +193,29 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tracing::info!(%grpc_addr, "gRPC listening");
     print_line(&format!("grpc listening on {grpc_addr}"));
 
+    let (http_listener, http_addr) = bind("server.http_addr", config.server.http_addr).await?;
+    let gateway = allidb_api::http::router(
+        Arc::new(service.clone()),
+        HttpLimits {
+            max_body_bytes: max_message,
+        },
+    );
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http_listener = http_listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY on an HTTP connection");
+        }
+    });
+    let mut http_server = tokio::spawn(
+        axum::serve(http_listener, gateway)
+            .with_graceful_shutdown(async {
+                let _ = http_stop_rx.await;
+            })
+            .into_future(),
+    );
+    tracing::info!(%http_addr, "HTTP listening");
+    print_line(&format!("http listening on {http_addr}"));
+
     let data_dir = std::path::absolute(&config.storage.data_dir)
         .unwrap_or_else(|_| config.storage.data_dir.clone());
     print_line(&format!("data dir {}", data_dir.display()));
@@ -202,7 +228,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         Ok(store) => Arc::new(store),
         Err(source) => {
             let _ = stop_tx.send(());
+            let _ = http_stop_tx.send(());
             let _ = server.await;
+            let _ = http_server.await;
             return Err(DaemonError::Store {
                 dir: data_dir,
                 source,
@@ -243,8 +271,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         .set_service_status("", ServingStatus::NotServing)
         .await;
     let _ = stop_tx.send(());
+    let _ = http_stop_tx.send(());
     let drain = Duration::from_secs(config.server.shutdown_timeout_secs);
-    let served = match tokio::time::timeout(drain, &mut server).await {
+    let drain_deadline = tokio::time::Instant::now() + drain;
+    let served = match tokio::time::timeout_at(drain_deadline, &mut server).await {
         Ok(Ok(result)) => result.map_err(|e| DaemonError::Serve(e.to_string())),
         Ok(Err(join)) => Err(DaemonError::Serve(format!("server task: {join}"))),
         Err(_) => {
@@ -256,6 +286,18 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             Ok(())
         }
     };
+    match tokio::time::timeout_at(drain_deadline, &mut http_server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "the HTTP server stopped with an error"),
+        Ok(Err(join)) => tracing::warn!(%join, "HTTP server task"),
+        Err(_) => {
+            tracing::warn!(
+                ?drain,
+                "in-flight HTTP requests did not finish in time; closing anyway"
+            );
+            http_server.abort();
+        }
+    }
 
     drop(service);
     close_store(store, &data_dir).await?;
