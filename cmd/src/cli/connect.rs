@@ -9,6 +9,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use allidb_api::auth::API_KEY_METADATA;
 use allidb_api::pb::alli_db_client::AlliDbClient;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
@@ -16,9 +17,6 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::error::{CliError, CliResult};
-
-/// gRPC metadata key of the API key (WIRE.md §1).
-pub const API_KEY_METADATA: &str = "x-allidb-api-key";
 
 /// Largest message the CLI sends or accepts (big batches, scans and gets of many entities).
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
