@@ -1,19 +1,27 @@
 //! AlliDB's public API layer (DESIGN.md §5, WIRE.md): the `allidb.AlliDB` protobuf types and gRPC
 //! service stubs ([`pb`]), conversion to the storage model ([`convert`]), request validation and
-//! its status codes ([`validate`]), API-key authentication ([`auth`]) and the HTTP JSON shapes of
-//! the gateway ([`http_model`]).
+//! its status codes ([`validate`]), API-key authentication ([`auth`]), the HTTP JSON shapes of
+//! the gateway ([`http_model`]), the gRPC service itself ([`service`]) and the mapping of store
+//! errors to statuses ([`errors`]).
 //!
 //! The tenant of a request comes only from authentication, never from a request field.
 
 pub mod auth;
 pub mod convert;
+pub mod errors;
 pub mod http_model;
+pub mod service;
 pub mod validate;
 
 /// Generated protobuf messages and gRPC client/server code of package `allidb`.
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]
 pub mod pb {
     tonic::include_proto!("allidb");
+
+    /// The client side of `allidb.AlliDB` (generated as `alli_db_client`).
+    pub use alli_db_client as allidb_client;
+    /// The server side of `allidb.AlliDB` (generated as `alli_db_server`).
+    pub use alli_db_server as allidb_server;
 
     /// The encoded file descriptor set of `allidb.proto`, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

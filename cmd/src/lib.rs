@@ -1,4 +1,8 @@
-//! Binaries `allidbd` and `allidb` (issue 4): configuration loading and process wiring live here.
+//! Binaries `allidbd` (daemon) and `allidb` (CLI): configuration loading ([`config`]), its
+//! translation into store and service options ([`options`]) and the daemon's process wiring
+//! ([`daemon`]), and the `allidb` command-line client ([`cli`]).
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod options;

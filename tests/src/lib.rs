@@ -1,1 +1,288 @@
-//! End-to-end test support: spawning real `allidbd` processes (arrives with the daemon).
+//! End-to-end test support: real `allidbd` processes on loopback.
+//!
+//! [`Daemon::start`] writes the given TOML as the config file of a fresh temporary directory,
+//! runs the daemon with its data directory there and every listener on `127.0.0.1:0`, and waits
+//! for `allidbd: ready`; the bound addresses come from the daemon's machine-readable lines.
+//! [`Daemon::kill`] (SIGKILL), [`Daemon::stop`] (SIGTERM) and [`Daemon::restart`] (same config
+//! and data, new ports) drive crash and restart scenarios.
+//!
+//! The binary: `$ALLIDBD_BIN` when set, else `allidbd` next to the test executable's `deps/`
+//! directory, built once per test process with `cargo build --profile test -p allidb-cmd
+//! --bins` (a no-op when `cargo test --workspace` already built it, and never a stale binary).
+//!
+//! Invariants: a daemon never outlives its [`Daemon`] (dropped = SIGKILL); the child gets no
+//! `ALLIDB_*` variable from the test environment except the ones a test passes explicitly.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use allidb_api::pb::allidb_client::AlliDbClient;
+use tonic::transport::Channel;
+
+/// How long a daemon may take to print `ready`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Metadata key of the API key.
+pub const API_KEY_HEADER: &str = allidb_api::auth::API_KEY_METADATA;
+
+/// A running (or stopped) `allidbd` with its own temporary directory.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    /// The bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// The bound HTTP address, when the daemon serves HTTP.
+    pub http_addr: Option<SocketAddr>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    extra_env: Vec<(String, String)>,
+    /// Lines the daemon printed on stdout after `ready`.
+    lines: Option<Receiver<String>>,
+    dir: tempfile::TempDir,
+}
+
+/// The `allidbd` binary (see the module documentation).
+pub fn allidbd_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("ALLIDBD_BIN") {
+                return PathBuf::from(path);
+            }
+            let exe = std::env::current_exe().expect("the test executable has a path");
+            let deps = exe.parent().expect("the test executable is in a directory");
+            let profile_dir = if deps.ends_with("deps") {
+                deps.parent().expect("deps/ has a parent").to_owned()
+            } else {
+                deps.to_owned()
+            };
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let status = Command::new(cargo)
+                .args(["build", "--profile", "test", "-p", "allidb-cmd", "--bins"])
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building allidbd failed");
+            let binary = profile_dir.join("allidbd");
+            assert!(binary.exists(), "{} does not exist", binary.display());
+            binary
+        })
+        .clone()
+}
+
+/// One key-file line granting `role` in `tenant` to `key`.
+pub fn key_line(key: &str, tenant: &str, role: &str) -> String {
+    format!("{} {tenant} {role}\n", allidb_api::auth::hash_key(key))
+}
+
+/// `message` as a request carrying `key` (none = no key metadata).
+pub fn request<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = key {
+        request.metadata_mut().insert(
+            API_KEY_HEADER,
+            key.parse().expect("test keys are valid metadata"),
+        );
+    }
+    request
+}
+
+impl Daemon {
+    /// Starts a daemon whose config file is `config_toml` (listeners and data dir are set by
+    /// flags) and waits until it is ready.
+    pub fn start(config_toml: &str) -> Daemon {
+        Self::start_with_env(config_toml, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment variables for the daemon.
+    pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let config_path = dir.path().join("allidb.toml");
+        std::fs::write(&config_path, config_toml).expect("the config file is written");
+        let mut daemon = Daemon {
+            child: None,
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_addr: None,
+            data_dir: dir.path().join("data"),
+            log_path: dir.path().join("allidbd.log"),
+            config_path,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            lines: None,
+            dir,
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// The temporary directory holding the config, the log and the data.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// What the daemon logged (standard error) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The command line of this daemon (without spawning it).
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(allidbd_binary());
+        command
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--set", "server.admin_addr=127.0.0.1:0"]);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("ALLIDB_") {
+                command.env_remove(name);
+            }
+        }
+        command.envs(self.extra_env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("the log file opens");
+        let mut child = self
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("allidbd starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        self.child = Some(child);
+        self.http_addr = None;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("allidbd: grpc listening on ") {
+                        self.grpc_addr = addr.parse().expect("a socket address");
+                    } else if let Some(addr) = line.strip_prefix("allidbd: http listening on ") {
+                        self.http_addr = Some(addr.parse().expect("a socket address"));
+                    } else if line == "allidbd: ready" {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("allidbd not ready in time; log:\n{}", self.log())
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.as_mut().and_then(|c| c.wait().ok());
+                    panic!(
+                        "allidbd exited before ready ({status:?}); log:\n{}",
+                        self.log()
+                    )
+                }
+            }
+        }
+        self.lines = Some(rx);
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the daemon with SIGKILL (a crash) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL is delivered");
+            child.wait().expect("the daemon is reaped");
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and waits (at most a minute) for it to exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the daemon is running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pids fit pid_t");
+        // SAFETY: `pid` is our own child, not yet reaped, so it cannot name another process.
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM is delivered");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("the daemon can be waited for") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("allidbd ignored SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Lines the daemon printed on stdout after `ready`, waiting up to `timeout` for `count`.
+    pub fn lines_after_ready(&self, count: usize, timeout: Duration) -> Vec<String> {
+        let mut lines = Vec::new();
+        let deadline = Instant::now() + timeout;
+        if let Some(rx) = &self.lines {
+            while lines.len() < count {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(line) => lines.push(line),
+                    Err(_) => break,
+                }
+            }
+        }
+        lines
+    }
+
+    /// Starts the daemon again on the same config and data (after [`Daemon::kill`] or
+    /// [`Daemon::stop`]; a running daemon is killed first).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// The gRPC endpoint URL.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// A connected gRPC channel.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.grpc_url())
+            .expect("a valid URL")
+            .connect()
+            .await
+            .expect("the daemon accepts connections")
+    }
+
+    /// A connected `allidb.AlliDB` client.
+    pub async fn client(&self) -> AlliDbClient<Channel> {
+        AlliDbClient::new(self.channel().await)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,135 @@
+//! Mapping of store errors to gRPC statuses (WIRE.md §1, DESIGN.md §5).
+//!
+//! * the caller's fault (`InvalidArgument`, `DimensionMismatch`, in the index or the storage
+//!   engine) -> `INVALID_ARGUMENT` with the store's message, which names only the caller's own
+//!   values;
+//! * the engine is closed or stopped accepting writes -> `UNAVAILABLE` (a client may retry
+//!   elsewhere or later);
+//! * damaged stored data -> `DATA_LOSS`;
+//! * everything else -> `INTERNAL`.
+//!
+//! Must never: put a file path, another tenant's key or a storage-internal detail into a status
+//! sent to a client. Server-side failures are logged in full here and answered with a generic
+//! message; only caller errors carry the store's text.
+
+use allidb_index::Error as IndexError;
+use allidb_storage::Error as StorageError;
+use tonic::Status;
+
+/// The status for a failed store call made while serving `operation` (for the log).
+pub fn store_status(operation: &str, error: IndexError) -> Status {
+    match error {
+        IndexError::InvalidArgument(message) => Status::invalid_argument(message),
+        IndexError::DimensionMismatch { .. } => Status::invalid_argument(error.to_string()),
+        IndexError::Storage(storage) => storage_status(operation, storage),
+        IndexError::Corruption { .. } => {
+            tracing::error!(operation, error = %error, "index data is damaged");
+            Status::data_loss("stored index data is damaged; the operator has been alerted")
+        }
+        IndexError::Io { .. } | IndexError::Engine { .. } => internal(operation, &error),
+    }
+}
+
+/// The status for a failed storage engine call made while serving `operation`.
+pub fn storage_status(operation: &str, error: StorageError) -> Status {
+    match error {
+        StorageError::InvalidArgument(message) => Status::invalid_argument(message),
+        StorageError::Unavailable(_) => {
+            tracing::warn!(operation, error = %error, "storage engine unavailable");
+            Status::unavailable("the storage engine is not accepting requests")
+        }
+        StorageError::Corruption { .. } => {
+            tracing::error!(operation, error = %error, "stored data is damaged");
+            Status::data_loss("stored data is damaged; the operator has been alerted")
+        }
+        StorageError::Io { .. } | StorageError::Codec(_) => internal(operation, &error),
+    }
+}
+
+/// `INTERNAL` without the error's details (logged instead).
+pub fn internal(operation: &str, error: &dyn std::fmt::Display) -> Status {
+    tracing::error!(operation, error = %error, "request failed with a server error");
+    Status::internal(format!("{operation} failed with a server error"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use tonic::Code;
+
+    use super::*;
+
+    fn secret_path() -> PathBuf {
+        PathBuf::from("/data/lsm/tenant-b/000042.sst")
+    }
+
+    #[test]
+    fn caller_errors_keep_their_message() {
+        let status = store_status("put", IndexError::invalid("embedding version 1 is empty"));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("embedding version 1 is empty"));
+
+        let status = store_status(
+            "query",
+            IndexError::DimensionMismatch {
+                expected: 3,
+                got: 4,
+            },
+        );
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains("expected 3, got 4"));
+
+        let status = store_status(
+            "put",
+            IndexError::Storage(StorageError::InvalidArgument("id too long".into())),
+        );
+        assert_eq!(
+            (status.code(), status.message()),
+            (Code::InvalidArgument, "id too long")
+        );
+    }
+
+    #[test]
+    fn server_errors_map_by_kind_and_hide_paths() {
+        let cases = [
+            (
+                IndexError::Storage(StorageError::Unavailable("closed".into())),
+                Code::Unavailable,
+            ),
+            (
+                IndexError::Storage(StorageError::corruption(secret_path(), 7, "bad crc")),
+                Code::DataLoss,
+            ),
+            (
+                IndexError::corruption(secret_path(), "bad checksum"),
+                Code::DataLoss,
+            ),
+            (
+                IndexError::Storage(StorageError::io(
+                    secret_path(),
+                    std::io::Error::other("disk gone"),
+                )),
+                Code::Internal,
+            ),
+            (
+                IndexError::io(secret_path(), std::io::Error::other("disk gone")),
+                Code::Internal,
+            ),
+            (
+                IndexError::Storage(StorageError::Codec("bad varint".into())),
+                Code::Internal,
+            ),
+        ];
+        for (error, code) in cases {
+            let status = store_status("scan", error);
+            assert_eq!(status.code(), code, "{}", status.message());
+            assert!(
+                !status.message().contains("tenant-b"),
+                "{}",
+                status.message()
+            );
+            assert!(!status.message().contains(".sst"), "{}", status.message());
+        }
+    }
+}

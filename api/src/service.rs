@@ -1,0 +1,794 @@
+//! The `allidb.AlliDB` gRPC service (WIRE.md §1): every RPC of `proto/allidb.proto` on top of the
+//! node-local [`UnifiedStore`].
+//!
+//! Each handler runs the same steps: authenticate the `x-allidb-api-key` metadata and check the
+//! role the RPC needs (read: gets, scans, queries, traversals; write: puts, deletes, edges;
+//! admin: the compatibility `Replica*` RPCs; `HealthCheck` needs no key), validate the request
+//! ([`crate::validate`], [`crate::convert`]), then call the store on the blocking thread pool
+//! (store calls block on I/O and fsync) and map its errors ([`crate::errors`]).
+//!
+//! Invariants: the tenant of every store call is the authenticated caller's, never a request
+//! field (tenant fields are only checked against it); writes use the configured durability, so
+//! a reply means the write is durable at that level (a single node satisfies every consistency
+//! level with its local write). While the store is still opening every RPC but `HealthCheck`
+//! answers `UNAVAILABLE`.
+//!
+//! Must never: block an async worker on the store, answer another tenant's data, or put server
+//! internals (paths, other tenants' keys) into a status message.
+
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use allidb_index::graph::{self, PathStep, TraversalOptions};
+use allidb_index::query::{QueryPlan, ScoreWeights};
+use allidb_index::{Filter, QueryRequest, UnifiedStore};
+use allidb_storage::Durability;
+use allidb_storage::cell::EntityWrite;
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::{Authenticator, Principal, Role};
+use crate::pb::allidb_server::AlliDb;
+use crate::{convert, errors, pb, validate};
+
+/// The version `HealthCheck` reports: the API crate's (the server's) version.
+pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The id of this node when the configuration names none.
+pub const DEFAULT_NODE_ID: &str = "local";
+
+/// Most failures a `BulkPutEntities` reply lists (the counts cover all of them).
+pub const MAX_BULK_FAILURES_LISTED: usize = 100;
+
+/// The configuration values the service needs (filled by `allidbd` from its config).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceOptions {
+    /// This node's id: `RangeScan.node_id` must be empty or this.
+    pub node_id: String,
+    /// Durability of every write (`storage.durability`).
+    pub durability: Durability,
+    /// Consistency level of requests that name none (`server.default_consistency`).
+    pub default_consistency: pb::ConsistencyLevel,
+    /// Graph expansion depth of queries that name none (`query.max_hops`).
+    pub query_max_hops: u32,
+    /// Most ANN seeds of one query (`query.max_candidates`).
+    pub query_max_candidates: usize,
+    /// Most entities one query's expansion visits (`query.max_expansion_nodes`).
+    pub query_max_expansion_nodes: usize,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            node_id: DEFAULT_NODE_ID.to_owned(),
+            durability: Durability::Sync,
+            default_consistency: pb::ConsistencyLevel::ConsistencyOne,
+            query_max_hops: 1,
+            query_max_candidates: 1000,
+            query_max_expansion_nodes: 1000,
+        }
+    }
+}
+
+/// Lifecycle of the store behind the service.
+#[derive(Debug, Default)]
+struct ServiceState {
+    /// Set once the store is open.
+    store: OnceLock<Arc<UnifiedStore>>,
+    /// Set when a graceful shutdown began.
+    stopping: AtomicBool,
+}
+
+/// The gRPC service; cheap to clone (every clone shares the store, keys and state).
+#[derive(Clone, Debug)]
+pub struct AlliDbService {
+    state: Arc<ServiceState>,
+    auth: Arc<Authenticator>,
+    options: Arc<ServiceOptions>,
+}
+
+/// What a multi-entity write did: the ids written and `(entity id, reason)` per failure.
+#[derive(Debug, Default)]
+struct WriteOutcome {
+    written: Vec<String>,
+    failures: Vec<(String, String)>,
+}
+
+fn now_nanos() -> i64 {
+    i64::try_from(allidb_storage::hlc::wall_micros())
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000)
+}
+
+fn count_i32(count: usize) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
+}
+
+fn count_i64(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+/// True when the store refused the request itself (the caller's fault), not the server.
+fn is_caller_error(error: &allidb_index::Error) -> bool {
+    matches!(
+        error,
+        allidb_index::Error::InvalidArgument(_)
+            | allidb_index::Error::DimensionMismatch { .. }
+            | allidb_index::Error::Storage(allidb_storage::Error::InvalidArgument(_))
+    )
+}
+
+fn graph_direction(direction: pb::Direction) -> graph::Direction {
+    match direction {
+        pb::Direction::Out => graph::Direction::Out,
+        pb::Direction::In => graph::Direction::In,
+        pb::Direction::Both => graph::Direction::Both,
+    }
+}
+
+/// Traversal filters of a request: an empty relation list follows every relation, and a zero
+/// `min_weight` (proto3's "unset") sets no minimum.
+fn traversal_filters(relations: &[String], min_weight: f64) -> (Option<Vec<String>>, f32) {
+    let relations = (!relations.is_empty()).then(|| relations.to_vec());
+    let min_weight = if min_weight == 0.0 {
+        f32::NEG_INFINITY
+    } else {
+        min_weight as f32
+    };
+    (relations, min_weight)
+}
+
+/// The path from a seed to `entity_id`: ids seed first, and the stored edges followed (an edge
+/// followed backwards is reported in its stored direction).
+fn graph_path(entity_id: &str, steps: &[PathStep]) -> pb::GraphPath {
+    let mut entity_ids: Vec<String> = match steps.first() {
+        Some(first) => vec![first.from.to_string()],
+        None => vec![entity_id.to_owned()],
+    };
+    entity_ids.extend(steps.iter().map(|step| step.to.to_string()));
+    let edges = steps
+        .iter()
+        .map(|step| {
+            let (from, to) = if step.reversed {
+                (&step.to, &step.from)
+            } else {
+                (&step.from, &step.to)
+            };
+            pb::GraphEdge {
+                from_entity: from.to_string(),
+                to_entity: to.to_string(),
+                relation: step.relation.to_string(),
+                weight: f64::from(step.weight),
+                timestamp_nanos: 0,
+            }
+        })
+        .collect();
+    pb::GraphPath { entity_ids, edges }
+}
+
+/// The `(start, resume_after, end)` store arguments of a validated scan range: the store scans
+/// `start <= id < end`; an exclusive lower bound is read inclusively and its first id skipped.
+fn scan_range(params: &validate::ScanParams) -> (Option<String>, Option<String>, Option<String>) {
+    let (start, resume_after) = match &params.lower {
+        Bound::Included(id) => (Some(id.clone()), None),
+        Bound::Excluded(id) => (Some(id.clone()), Some(id.clone())),
+        Bound::Unbounded => (None, None),
+    };
+    let end = match &params.upper {
+        Bound::Included(id) | Bound::Excluded(id) => Some(id.clone()),
+        Bound::Unbounded => None,
+    };
+    (start, resume_after, end)
+}
+
+impl AlliDbService {
+    /// A service over an open store.
+    pub fn new(
+        store: Arc<UnifiedStore>,
+        auth: Arc<Authenticator>,
+        options: ServiceOptions,
+    ) -> Self {
+        let service = Self::starting(auth, options);
+        // A fresh state has no store yet, so this set cannot fail.
+        let _ = service.state.store.set(store);
+        service
+    }
+
+    /// A service whose store is still opening: every RPC but `HealthCheck` answers
+    /// `UNAVAILABLE` until [`AlliDbService::attach_store`].
+    pub fn starting(auth: Arc<Authenticator>, options: ServiceOptions) -> Self {
+        Self {
+            state: Arc::new(ServiceState::default()),
+            auth,
+            options: Arc::new(options),
+        }
+    }
+
+    /// Starts serving from `store`; an error returns the store when one is already attached.
+    pub fn attach_store(&self, store: Arc<UnifiedStore>) -> Result<(), Arc<UnifiedStore>> {
+        self.state.store.set(store)
+    }
+
+    /// The store, once attached.
+    pub fn store(&self) -> Option<Arc<UnifiedStore>> {
+        self.state.store.get().cloned()
+    }
+
+    /// Marks the service as shutting down: `HealthCheck` reports it; requests are still served
+    /// so in-flight work can finish.
+    pub fn begin_shutdown(&self) {
+        self.state.stopping.store(true, Ordering::Release);
+    }
+
+    /// The service's options.
+    pub fn options(&self) -> &ServiceOptions {
+        &self.options
+    }
+
+    /// The caller of `request`, who must hold `role`.
+    fn authorize<T>(&self, request: &Request<T>, role: Role) -> Result<Principal, Status> {
+        let key = Authenticator::key_from_metadata(request.metadata());
+        let caller = self.auth.authenticate(key)?;
+        caller.require(role)?;
+        Ok(caller)
+    }
+
+    /// The durability of a write that asked for consistency level `level` (checked to be a
+    /// known level; a single node satisfies every level with its local durable write).
+    fn durability(&self, level: i32) -> Result<Durability, Status> {
+        validate::consistency(level, self.options.default_consistency)?;
+        Ok(self.options.durability)
+    }
+
+    /// Runs `call` on the store in the blocking thread pool.
+    async fn blocking<T, F>(&self, operation: &'static str, call: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&UnifiedStore) -> allidb_index::Result<T> + Send + 'static,
+    {
+        let store = self
+            .state
+            .store
+            .get()
+            .cloned()
+            .ok_or_else(|| Status::unavailable("the store is still opening; retry shortly"))?;
+        tokio::task::spawn_blocking(move || call(&store))
+            .await
+            .map_err(|e| errors::internal(operation, &e))?
+            .map_err(|e| errors::store_status(operation, e))
+    }
+
+    /// Validates and writes `entities` (request path `field`) for `tenant`, each on its own: an
+    /// invalid entity fails alone. The valid ones go to the store in one batch; when the store
+    /// refuses that batch for one entity's content (e.g. a dimension mismatch), each is retried
+    /// alone so only the offending ones fail. A server failure fails the whole call.
+    async fn write_entities(
+        &self,
+        tenant: &str,
+        field: &str,
+        entities: &[pb::Entity],
+        durability: Durability,
+    ) -> Result<WriteOutcome, Status> {
+        let now = now_nanos();
+        let mut outcome = WriteOutcome::default();
+        let mut writes: Vec<EntityWrite> = Vec::with_capacity(entities.len());
+        for (index, entity) in entities.iter().enumerate() {
+            match convert::entity_write(&format!("{field}[{index}]"), entity, tenant, now) {
+                Ok(write) => writes.push(write),
+                Err(status) => outcome
+                    .failures
+                    .push((entity.entity_id.clone(), status.message().to_owned())),
+            }
+        }
+        if writes.is_empty() {
+            return Ok(outcome);
+        }
+        let tenant = tenant.to_owned();
+        let stored = self
+            .blocking("write entities", move |store| {
+                let mut stored = WriteOutcome::default();
+                let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
+                match store.put_entities(&tenant, writes.clone(), durability) {
+                    Ok(_) => stored.written = ids,
+                    Err(e) if is_caller_error(&e) && writes.len() > 1 => {
+                        for write in writes {
+                            let id = write.id.clone();
+                            match store.put_entities(&tenant, vec![write], durability) {
+                                Ok(_) => stored.written.push(id),
+                                Err(e) if is_caller_error(&e) => {
+                                    stored.failures.push((id, e.to_string()));
+                                }
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    }
+                    Err(e) if is_caller_error(&e) => {
+                        stored.failures.push((ids[0].clone(), e.to_string()));
+                    }
+                    Err(e) => return Err(e),
+                }
+                Ok(stored)
+            })
+            .await?;
+        outcome.written = stored.written;
+        outcome.failures.extend(stored.failures);
+        Ok(outcome)
+    }
+}
+
+/// `entity "id": reason` for one failed entity of a multi-entity write.
+fn failure_message(id: &str, reason: &str) -> String {
+    format!("entity {id:?}: {reason}")
+}
+
+#[tonic::async_trait]
+impl AlliDb for AlliDbService {
+    async fn put_entity(
+        &self,
+        request: Request<pb::PutEntityRequest>,
+    ) -> Result<Response<pb::PutEntityResponse>, Status> {
+        let caller = self.authorize(&request, Role::Write)?;
+        let request = request.into_inner();
+        validate::trace_id(&request.trace_id)?;
+        let durability = self.durability(request.consistency_level)?;
+        let entity = validate::require_entity(request.entity.as_ref())?;
+        let write = convert::entity_write("entity", entity, &caller.tenant, now_nanos())?;
+        let entity_id = write.id.clone();
+        let tenant = caller.tenant;
+        self.blocking("put entity", move |store| {
+            store.put_entities(&tenant, vec![write], durability)
+        })
+        .await?;
+        tracing::debug!(trace_id = %request.trace_id, %entity_id, "entity written");
+        Ok(Response::new(pb::PutEntityResponse {
+            success: true,
+            error_message: String::new(),
+            entity_id,
+        }))
+    }
+
+    async fn batch_put_entities(
+        &self,
+        request: Request<pb::BatchPutEntitiesRequest>,
+    ) -> Result<Response<pb::BatchPutEntitiesResponse>, Status> {
+        let caller = self.authorize(&request, Role::Write)?;
+        let request = request.into_inner();
+        validate::trace_id(&request.trace_id)?;
+        let durability = self.durability(request.consistency_level)?;
+        validate::batch_len("entities", request.entities.len())?;
+        let outcome = self
+            .write_entities(&caller.tenant, "entities", &request.entities, durability)
+            .await?;
+        let error_message = match outcome.failures.as_slice() {
+            [] => String::new(),
+            [(id, reason)] => failure_message(id, reason),
+            [(id, reason), rest @ ..] => format!(
+                "{} (and {} more failed entities)",
+                failure_message(id, reason),
+                rest.len()
+            ),
+        };
+        Ok(Response::new(pb::BatchPutEntitiesResponse {
+            success: outcome.failures.is_empty(),
+            error_message,
+            success_count: count_i32(outcome.written.len()),
+            failure_count: count_i32(outcome.failures.len()),
+            entity_ids: outcome.written,
+        }))
+    }
+
+    async fn query(
+        &self,
+        request: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let caller = self.authorize(&request, Role::Read)?;
+        let request = request.into_inner();
+        validate::consistency(request.consistency_level, self.options.default_consistency)?;
+        let params = validate::query(&request)?;
+        let options = &self.options;
+        let (relations, min_weight) = traversal_filters(&request.relations, request.min_weight);
+        let defaults = ScoreWeights::default();
+        let plan = QueryPlan {
+            k: params.k,
+            expand_factor: params.expand_factor,
+            max_candidates: options.query_max_candidates,
+            ef: params.ef,
+            traversal: TraversalOptions {
+                max_hops: params.max_hops.unwrap_or(options.query_max_hops) as usize,
+                node_budget: options.query_max_expansion_nodes,
+                relations,
+                direction: graph_direction(params.direction),
+                min_weight,
+                ..TraversalOptions::default()
+            },
+            weights: ScoreWeights {
+                vector: params.weights.vector.unwrap_or(defaults.vector),
+                graph: params.weights.graph.unwrap_or(defaults.graph),
+                importance: params.weights.importance.unwrap_or(defaults.importance),
+                recency: params.weights.recency.unwrap_or(defaults.recency),
+                hop_decay: params.weights.hop_decay.unwrap_or(defaults.hop_decay),
+            },
+        };
+        let filter = request.filter.clone().unwrap_or_default();
+        let store_request = QueryRequest {
+            vector: request.query_vector,
+            plan,
+            filter: Filter {
+                entity_types: filter.entity_types,
+                attributes: filter.attributes,
+            },
+            include_entities: params.include_entity,
+        };
+        let tenant = caller.tenant;
+        let hits = self
+            .blocking("query", move |store| store.query(&tenant, &store_request))
+            .await?;
+        let results: Vec<pb::QueryResult> = hits
+            .into_iter()
+            .map(|hit| {
+                let result = hit.result;
+                let explanation = params.explain.then(|| pb::QueryExplanation {
+                    vector_score: result.breakdown.vector,
+                    graph_score: result.breakdown.graph,
+                    importance_score: result.breakdown.importance,
+                    recency_score: result.breakdown.recency,
+                    path: Some(graph_path(&result.entity_id, &result.path)),
+                });
+                pb::QueryResult {
+                    entity_id: result.entity_id.to_string(),
+                    score: result.score,
+                    entity: hit.entity.as_ref().map(convert::entity_to_proto),
+                    explanation,
+                }
+            })
+            .collect();
+        tracing::debug!(trace_id = %request.trace_id, results = results.len(), "query served");
+        Ok(Response::new(pb::QueryResponse {
+            total_results: count_i32(results.len()),
+            results,
+            trace_id: request.trace_id,
+        }))
+    }
+
+    async fn range_scan(
+        &self,
+        request: Request<pb::RangeScanRequest>,
+    ) -> Result<Response<pb::RangeScanResponse>, Status> {
+        let caller = self.authorize(&request, Role::Read)?;
+        let request = request.into_inner();
+        let params = validate::range_scan(&request, &caller.tenant)?;
+        if !request.node_id.is_empty() && request.node_id != self.options.node_id {
+            return Err(Status::not_found(format!(
+                "node_id {:?} is not a known node (this node is {:?})",
+                request.node_id, self.options.node_id
+            )));
+        }
+        let (start, resume_after, end) = scan_range(&params);
+        // One more than the page: it tells whether another page follows.
+        let fetch = params.limit + 1 + usize::from(resume_after.is_some());
+        let tenant = caller.tenant;
+        let mut entities = self
+            .blocking("range scan", move |store| {
+                store.scan(&tenant, start.as_deref(), end.as_deref(), fetch)
+            })
+            .await?;
+        if let Some(after) = &resume_after
+            && entities.first().is_some_and(|e| &e.id == after)
+        {
+            entities.remove(0);
+        }
+        let more = entities.len() > params.limit;
+        entities.truncate(params.limit);
+        let next_page_token = match entities.last() {
+            Some(last) if more => validate::encode_page_token(&last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::RangeScanResponse {
+            entities: entities.iter().map(convert::entity_to_proto).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn replica_read(
+        &self,
+        request: Request<pb::ReplicaReadRequest>,
+    ) -> Result<Response<pb::ReplicaReadResponse>, Status> {
+        let caller = self.authorize(&request, Role::Admin)?;
+        let request = request.into_inner();
+        let key = validate::replica_key(&request.key, &request.tenant_id, &caller.tenant)?;
+        let entity = self
+            .blocking("replica read", move |store| {
+                store.get_entity(&key.tenant, &key.entity_id)
+            })
+            .await?;
+        Ok(Response::new(pb::ReplicaReadResponse {
+            value: entity
+                .map(|e| convert::entity_to_proto(&e).encode_to_vec())
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn replica_write(
+        &self,
+        request: Request<pb::ReplicaWriteRequest>,
+    ) -> Result<Response<pb::ReplicaWriteResponse>, Status> {
+        let caller = self.authorize(&request, Role::Admin)?;
+        let request = request.into_inner();
+        let key = validate::replica_key(&request.key, &request.tenant_id, &caller.tenant)?;
+        let entity = validate::replica_value(&request.value, &key)?;
+        let write = convert::entity_write("value", &entity, &key.tenant, now_nanos())?;
+        let durability = self.options.durability;
+        self.blocking("replica write", move |store| {
+            store.put_entities(&key.tenant, vec![write], durability)
+        })
+        .await?;
+        Ok(Response::new(pb::ReplicaWriteResponse { success: true }))
+    }
+
+    async fn health_check(
+        &self,
+        _request: Request<pb::HealthCheckRequest>,
+    ) -> Result<Response<pb::HealthCheckResponse>, Status> {
+        let status = if self.state.stopping.load(Ordering::Acquire) {
+            "stopping"
+        } else if self.state.store.get().is_none() {
+            "starting"
+        } else {
+            "healthy"
+        };
+        Ok(Response::new(pb::HealthCheckResponse {
+            healthy: status == "healthy",
+            status: status.to_owned(),
+            timestamp_nanos: now_nanos(),
+            version: SERVER_VERSION.to_owned(),
+        }))
+    }
+
+    async fn get_entity(
+        &self,
+        request: Request<pb::GetEntityRequest>,
+    ) -> Result<Response<pb::GetEntityResponse>, Status> {
+        let caller = self.authorize(&request, Role::Read)?;
+        let request = request.into_inner();
+        validate::trace_id(&request.trace_id)?;
+        validate::consistency(request.consistency_level, self.options.default_consistency)?;
+        validate::entity_id("entity_id", &request.entity_id)?;
+        let tenant = caller.tenant;
+        let entity = self
+            .blocking("get entity", move |store| {
+                store.get_entity(&tenant, &request.entity_id)
+            })
+            .await?;
+        Ok(Response::new(pb::GetEntityResponse {
+            found: entity.is_some(),
+            entity: entity.as_ref().map(convert::entity_to_proto),
+        }))
+    }
+
+    async fn get_entities(
+        &self,
+        request: Request<pb::GetEntitiesRequest>,
+    ) -> Result<Response<pb::GetEntitiesResponse>, Status> {
+        let caller = self.authorize(&request, Role::Read)?;
+        let request = request.into_inner();
+        validate::trace_id(&request.trace_id)?;
+        validate::consistency(request.consistency_level, self.options.default_consistency)?;
+        validate::id_list("entity_ids", &request.entity_ids)?;
+        let tenant = caller.tenant;
+        let ids = request.entity_ids;
+        let response = self
+            .blocking("get entities", move |store| {
+                let mut response = pb::GetEntitiesResponse::default();
+                for id in ids {
+                    match store.get_entity(&tenant, &id)? {
+                        Some(entity) => response.entities.push(convert::entity_to_proto(&entity)),
+                        None => response.missing_ids.push(id),
+                    }
+                }
+                Ok(response)
+            })
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn delete_entity(
+        &self,
+        request: Request<pb::DeleteEntityRequest>,
+    ) -> Result<Response<pb::DeleteEntityResponse>, Status> {
+        let caller = self.authorize(&request, Role::Write)?;
+        let request = request.into_inner();
+        validate::trace_id(&request.trace_id)?;
+        let durability = self.durability(request.consistency_level)?;
+        validate::entity_id("entity_id", &request.entity_id)?;
+        let tenant = caller.tenant;
+        let found = self
+            .blocking("delete entity", move |store| {
+                store.delete_entity(&tenant, &request.entity_id, durability)
+            })
+            .await?;
+        Ok(Response::new(pb::DeleteEntityResponse {
+            success: true,
+            found,
+        }))
+    }
+
+    async fn add_edges(
+        &self,
+        request: Request<pb::AddEdgesRequest>,
+    ) -> Result<Response<pb::AddEdgesResponse>, Status> {
+        let caller = self.authorize(&request, Role::Write)?;
+        let request = request.into_inner();
+        let durability = self.durability(request.consistency_level)?;
+        let edges = convert::add_edges(&request)?;
+        let edge_count = count_i32(edges.len());
+        let tenant = caller.tenant;
+        self.blocking("add edges", move |store| {
+            store.add_edges(&tenant, &edges, durability)
+        })
+        .await?;
+        Ok(Response::new(pb::AddEdgesResponse {
+            success: true,
+            edge_count,
+        }))
+    }
+
+    async fn remove_edges(
+        &self,
+        request: Request<pb::RemoveEdgesRequest>,
+    ) -> Result<Response<pb::RemoveEdgesResponse>, Status> {
+        let caller = self.authorize(&request, Role::Write)?;
+        let request = request.into_inner();
+        let durability = self.durability(request.consistency_level)?;
+        let edges = convert::remove_edges(&request)?;
+        let edge_count = count_i32(edges.len());
+        let tenant = caller.tenant;
+        self.blocking("remove edges", move |store| {
+            store.remove_edges(&tenant, &edges, durability)
+        })
+        .await?;
+        Ok(Response::new(pb::RemoveEdgesResponse {
+            success: true,
+            edge_count,
+        }))
+    }
+
+    async fn traverse(
+        &self,
+        request: Request<pb::TraverseRequest>,
+    ) -> Result<Response<pb::TraverseResponse>, Status> {
+        let caller = self.authorize(&request, Role::Read)?;
+        let request = request.into_inner();
+        validate::consistency(request.consistency_level, self.options.default_consistency)?;
+        let params = validate::traverse(&request)?;
+        let (relations, min_weight) = traversal_filters(&request.relations, request.min_weight);
+        let options = TraversalOptions {
+            max_hops: params.max_hops as usize,
+            // The node budget is the traversal's only breadth limit.
+            fan_out: params.max_nodes,
+            node_budget: params.max_nodes,
+            relations,
+            direction: graph_direction(params.direction),
+            min_weight,
+        };
+        let tenant = caller.tenant;
+        let starts = request.start_ids;
+        let include = params.include_entity;
+        let hits = self
+            .blocking("traverse", move |store| {
+                store.traverse(&tenant, &starts, &options, include)
+            })
+            .await?;
+        let truncated = hits.len() >= params.max_nodes;
+        let nodes = hits
+            .into_iter()
+            .map(|hit| pb::TraversedNode {
+                entity_id: hit.reached.entity_id.to_string(),
+                depth: count_i32(hit.reached.depth),
+                path: Some(graph_path(&hit.reached.entity_id, &hit.reached.path)),
+                entity: hit.entity.as_ref().map(convert::entity_to_proto),
+            })
+            .collect();
+        Ok(Response::new(pb::TraverseResponse { nodes, truncated }))
+    }
+
+    async fn bulk_put_entities(
+        &self,
+        request: Request<Streaming<pb::BulkPutEntitiesRequest>>,
+    ) -> Result<Response<pb::BulkPutEntitiesResponse>, Status> {
+        let caller = self.authorize(&request, Role::Write)?;
+        let mut stream = request.into_inner();
+        let mut durability = None;
+        let mut response = pb::BulkPutEntitiesResponse::default();
+        while let Some(chunk) = stream.message().await? {
+            validate::trace_id(&chunk.trace_id)?;
+            let durability = match durability {
+                Some(durability) => durability,
+                None => *durability.insert(self.durability(chunk.consistency_level)?),
+            };
+            if chunk.entities.is_empty() {
+                continue;
+            }
+            validate::batch_len("entities", chunk.entities.len())?;
+            let outcome = self
+                .write_entities(&caller.tenant, "entities", &chunk.entities, durability)
+                .await?;
+            response.success_count += count_i64(outcome.written.len());
+            response.failure_count += count_i64(outcome.failures.len());
+            let room = MAX_BULK_FAILURES_LISTED.saturating_sub(response.failures.len());
+            response
+                .failures
+                .extend(outcome.failures.into_iter().take(room).map(
+                    |(entity_id, error_message)| pb::BulkPutFailure {
+                        entity_id,
+                        error_message,
+                    },
+                ));
+        }
+        Ok(Response::new(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_list_ids_seed_first_and_edges_in_stored_direction() {
+        let steps = vec![
+            PathStep {
+                from: "a".into(),
+                relation: "cites".into(),
+                to: "b".into(),
+                weight: 0.5,
+                reversed: false,
+            },
+            PathStep {
+                from: "b".into(),
+                relation: "links".into(),
+                to: "c".into(),
+                weight: 2.0,
+                reversed: true,
+            },
+        ];
+        let path = graph_path("c", &steps);
+        assert_eq!(path.entity_ids, ["a", "b", "c"]);
+        assert_eq!(
+            (
+                path.edges[1].from_entity.as_str(),
+                path.edges[1].to_entity.as_str()
+            ),
+            ("c", "b")
+        );
+        assert_eq!(path.edges[0].weight, 0.5);
+        assert_eq!(graph_path("seed", &[]).entity_ids, ["seed"]);
+    }
+
+    #[test]
+    fn scan_ranges_resume_after_the_token_id() {
+        let params = validate::ScanParams {
+            lower: Bound::Excluded("k".into()),
+            upper: Bound::Excluded("z".into()),
+            limit: 5,
+        };
+        assert_eq!(
+            scan_range(&params),
+            (Some("k".into()), Some("k".into()), Some("z".into()))
+        );
+        let params = validate::ScanParams {
+            lower: Bound::Unbounded,
+            upper: Bound::Unbounded,
+            limit: 5,
+        };
+        assert_eq!(scan_range(&params), (None, None, None));
+    }
+
+    #[test]
+    fn traversal_filters_treat_zero_as_unset() {
+        assert_eq!(traversal_filters(&[], 0.0), (None, f32::NEG_INFINITY));
+        assert_eq!(
+            traversal_filters(&["r".to_owned()], 0.5),
+            (Some(vec!["r".to_owned()]), 0.5)
+        );
+    }
+}

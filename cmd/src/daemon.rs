@@ -1,0 +1,279 @@
+//! The `allidbd` process: logging, listeners, the store's lifecycle and graceful shutdown.
+//!
+//! Startup order: bind the gRPC listener (printing the bound address), start serving
+//! `allidb.AlliDB`, `grpc.health.v1.Health` (NOT_SERVING) and server reflection (v1 and
+//! v1alpha), open the store on the blocking pool, attach it to the service, mark health
+//! SERVING and print `allidbd: ready`. Until then the AlliDB RPCs answer `UNAVAILABLE`.
+//!
+//! Shutdown (SIGTERM or SIGINT): health goes NOT_SERVING, the listener stops accepting, in-flight
+//! requests finish (bounded by `server.shutdown_timeout_secs`), then the store is closed (index
+//! dump, memtable flush) and the process exits 0.
+//!
+//! Standard output carries only the machine-readable lines ([`print_line`]); logs go to
+//! standard error. Must never: serve AlliDB requests before the store is open, or exit before
+//! the store is closed on a graceful shutdown.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use allidb_api::auth::{AuthError, Authenticator};
+use allidb_api::pb::allidb_server::AlliDbServer;
+use allidb_api::service::AlliDbService;
+use allidb_index::UnifiedStore;
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, ConfigError, LogConfig, LogFormat};
+use crate::options::{UNMAPPED_KEYS, service_options, store_options};
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration is unusable.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The API keys cannot be loaded.
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    /// The log filter does not parse.
+    #[error("config key log.level: {0}")]
+    Logging(String),
+    /// A listener cannot be bound.
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind {
+        /// The config key of the listener.
+        key: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store cannot be opened or closed.
+    #[error("store in {dir}: {source}")]
+    Store {
+        /// The data directory.
+        dir: PathBuf,
+        /// The store's error.
+        #[source]
+        source: allidb_index::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Serve(String),
+}
+
+impl DaemonError {
+    /// The process exit code: 2 for configuration errors, 1 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DaemonError::Config(_) | DaemonError::Auth(_) | DaemonError::Logging(_) => 2,
+            DaemonError::Bind { .. } | DaemonError::Store { .. } | DaemonError::Serve(_) => 1,
+        }
+    }
+}
+
+/// Prints one machine-readable line (`allidbd: ...`) on standard output and flushes it.
+pub fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (the parent stopped reading) must not stop the daemon.
+    let _ = writeln!(out, "allidbd: {line}").and_then(|()| out.flush());
+}
+
+/// Installs the global tracing subscriber (to standard error) for `log`.
+pub fn init_logging(log: &LogConfig) -> Result<(), DaemonError> {
+    let filter = EnvFilter::try_new(&log.level).map_err(|e| DaemonError::Logging(e.to_string()))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let installed = match log.format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|e| DaemonError::Logging(e.to_string()))
+}
+
+/// Resolves when the process receives SIGTERM or SIGINT (the handlers are installed at call
+/// time, so a signal that arrives while the store opens is not lost).
+fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        }
+    })
+}
+
+async fn bind(
+    key: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let bind_error = |source| DaemonError::Bind { key, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, bound))
+}
+
+fn reflection_error(error: tonic_reflection::server::Error) -> DaemonError {
+    DaemonError::Serve(format!("reflection descriptors: {error}"))
+}
+
+/// Runs the daemon with `config` until a shutdown signal; returns after the store is closed.
+pub async fn run(config: Config) -> Result<(), DaemonError> {
+    let signal = shutdown_signal().map_err(|e| DaemonError::Serve(format!("signals: {e}")))?;
+    let auth = Arc::new(Authenticator::new(config.auth.options())?);
+    if config.auth.enabled {
+        tracing::info!(keys = auth.key_count(), "API key authentication enabled");
+    } else {
+        tracing::warn!(
+            tenant = %config.auth.default_tenant,
+            "authentication is disabled: every request runs as the default tenant with the admin role"
+        );
+    }
+    let defaults = Config::default();
+    for key in UNMAPPED_KEYS {
+        if *key == "server.admin_addr" && config.server.admin_addr != defaults.server.admin_addr {
+            tracing::warn!(key, "this key is not used by this version of allidbd");
+        }
+    }
+
+    let service = AlliDbService::starting(auth, service_options(&config));
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_not_serving::<AlliDbServer<AlliDbService>>()
+        .await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+
+    let descriptor_sets = [
+        allidb_api::pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+    ];
+    let reflection = || {
+        descriptor_sets.iter().fold(
+            tonic_reflection::server::Builder::configure(),
+            |builder, set| builder.register_encoded_file_descriptor_set(set),
+        )
+    };
+    let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
+    let max_message = usize::try_from(config.server.max_request_bytes).unwrap_or(usize::MAX);
+    let allidb = AlliDbServer::new(service.clone())
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(max_message);
+
+    let (grpc_listener, grpc_addr) = bind("server.grpc_addr", config.server.grpc_addr).await?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(allidb)
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                async {
+                    let _ = stop_rx.await;
+                },
+            ),
+    );
+    tracing::info!(%grpc_addr, "gRPC listening");
+    print_line(&format!("grpc listening on {grpc_addr}"));
+
+    let data_dir = std::path::absolute(&config.storage.data_dir)
+        .unwrap_or_else(|_| config.storage.data_dir.clone());
+    print_line(&format!("data dir {}", data_dir.display()));
+    let options = store_options(&config);
+    let open_dir = data_dir.clone();
+    let opened = tokio::task::spawn_blocking(move || UnifiedStore::open(&open_dir, options))
+        .await
+        .map_err(|e| DaemonError::Serve(format!("opening the store panicked: {e}")))?;
+    let store = match opened {
+        Ok(store) => Arc::new(store),
+        Err(source) => {
+            let _ = stop_tx.send(());
+            let _ = server.await;
+            return Err(DaemonError::Store {
+                dir: data_dir,
+                source,
+            });
+        }
+    };
+    if service.attach_store(store.clone()).is_err() {
+        return Err(DaemonError::Serve(
+            "the store was attached twice".to_owned(),
+        ));
+    }
+    health.set_serving::<AlliDbServer<AlliDbService>>().await;
+    health.set_service_status("", ServingStatus::Serving).await;
+    tracing::info!(data_dir = %data_dir.display(), "store open; serving");
+    print_line("ready");
+
+    let mut server = server;
+    tokio::select! {
+        name = signal => {
+            tracing::info!(signal = name, "shutting down: draining in-flight requests");
+        }
+        joined = &mut server => {
+            // The server stopped on its own: close the store, then report why.
+            let why = match joined {
+                Ok(Ok(())) => "the gRPC server stopped unexpectedly".to_owned(),
+                Ok(Err(e)) => e.to_string(),
+                Err(join) => format!("server task: {join}"),
+            };
+            close_store(store, &data_dir).await?;
+            return Err(DaemonError::Serve(why));
+        }
+    }
+    service.begin_shutdown();
+    health
+        .set_not_serving::<AlliDbServer<AlliDbService>>()
+        .await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    let _ = stop_tx.send(());
+    let drain = Duration::from_secs(config.server.shutdown_timeout_secs);
+    let served = match tokio::time::timeout(drain, &mut server).await {
+        Ok(Ok(result)) => result.map_err(|e| DaemonError::Serve(e.to_string())),
+        Ok(Err(join)) => Err(DaemonError::Serve(format!("server task: {join}"))),
+        Err(_) => {
+            tracing::warn!(
+                ?drain,
+                "in-flight requests did not finish in time; closing anyway"
+            );
+            server.abort();
+            Ok(())
+        }
+    };
+
+    drop(service);
+    close_store(store, &data_dir).await?;
+    tracing::info!("store closed; exiting");
+    print_line("stopped");
+    served
+}
+
+/// Closes the store on the blocking pool: dumps the indexes and flushes the engine.
+async fn close_store(
+    store: Arc<UnifiedStore>,
+    data_dir: &std::path::Path,
+) -> Result<(), DaemonError> {
+    tokio::task::spawn_blocking(move || store.close())
+        .await
+        .map_err(|e| DaemonError::Serve(format!("closing the store panicked: {e}")))?
+        .map_err(|source| DaemonError::Store {
+            dir: data_dir.to_owned(),
+            source,
+        })
+}

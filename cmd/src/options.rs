@@ -1,0 +1,129 @@
+//! Translation of the validated daemon [`Config`] into the options of the store
+//! ([`StoreOptions`]) and of the gRPC service ([`ServiceOptions`]).
+//!
+//! Invariant: every `[storage]`, `[index]` and `[query]` key that has a counterpart in the store
+//! or the service is carried over here and nowhere else; values were range-checked by
+//! [`Config::validate`], so conversions only widen integers. Keys without a counterpart are
+//! listed in [`UNMAPPED_KEYS`] (and logged at startup when set away from their defaults).
+
+use std::time::Duration;
+
+use allidb_api::pb::ConsistencyLevel;
+use allidb_api::service::{DEFAULT_NODE_ID, ServiceOptions};
+use allidb_index::StoreOptions;
+use allidb_index::vector::Metric;
+
+use crate::config::{Config, ConsistencyName, MetricName};
+
+/// Configuration keys the single-node daemon reads but does not act on yet.
+pub const UNMAPPED_KEYS: &[&str] = &["server.admin_addr"];
+
+fn usize_from(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+/// The store options of `config` (`[storage]` and `[index]`).
+pub fn store_options(config: &Config) -> StoreOptions {
+    let defaults = StoreOptions::default();
+    let storage = &config.storage;
+    let index = &config.index;
+    let mut vectors = defaults.vectors;
+    vectors.metric = match index.metric {
+        MetricName::Cosine => Metric::Cosine,
+        MetricName::L2 => Metric::L2,
+        MetricName::Dot => Metric::Dot,
+    };
+    vectors.engine.max_connections = index.m as usize;
+    vectors.engine.ef_construction = index.ef_construction as usize;
+    vectors.ef_search = index.ef_search as usize;
+    StoreOptions {
+        engine: allidb_storage::Options {
+            memtable_bytes: usize_from(storage.memtable_bytes),
+            block_cache_bytes: storage.block_cache_bytes,
+            gc_grace: Duration::from_secs(storage.gc_grace_secs),
+            ..defaults.engine
+        },
+        vectors,
+        ..defaults
+    }
+}
+
+/// The service options of `config` (`[storage] durability`, `[server]`, `[query]`).
+pub fn service_options(config: &Config) -> ServiceOptions {
+    ServiceOptions {
+        node_id: DEFAULT_NODE_ID.to_owned(),
+        durability: config.storage.durability(),
+        default_consistency: match config.server.default_consistency {
+            ConsistencyName::One => ConsistencyLevel::ConsistencyOne,
+            ConsistencyName::Quorum => ConsistencyLevel::ConsistencyQuorum,
+            ConsistencyName::All => ConsistencyLevel::ConsistencyAll,
+        },
+        query_max_hops: config.query.max_hops,
+        query_max_candidates: config.query.max_candidates as usize,
+        query_max_expansion_nodes: config.query.max_expansion_nodes as usize,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use allidb_storage::Durability;
+
+    use super::*;
+    use crate::config::DurabilityName;
+
+    #[test]
+    fn defaults_match_the_store_defaults() {
+        let config = Config::default();
+        let store = store_options(&config);
+        let defaults = StoreOptions::default();
+        assert_eq!(store.engine.memtable_bytes, defaults.engine.memtable_bytes);
+        assert_eq!(
+            store.engine.block_cache_bytes,
+            defaults.engine.block_cache_bytes
+        );
+        assert_eq!(store.engine.gc_grace, defaults.engine.gc_grace);
+        assert_eq!(store.vectors.ef_search, defaults.vectors.ef_search);
+        assert_eq!(
+            store.vectors.engine.max_connections,
+            defaults.vectors.engine.max_connections
+        );
+        assert_eq!(service_options(&config), ServiceOptions::default());
+    }
+
+    #[test]
+    fn every_mapped_key_is_carried_over() {
+        let mut config = Config::default();
+        config.storage.memtable_bytes = 8 << 20;
+        config.storage.block_cache_bytes = 0;
+        config.storage.gc_grace_secs = 4 * 3600;
+        config.storage.durability = DurabilityName::Periodic;
+        config.storage.periodic_sync_ms = 250;
+        config.index.m = 32;
+        config.index.ef_construction = 300;
+        config.index.ef_search = 99;
+        config.index.metric = MetricName::Dot;
+        config.query.max_hops = 3;
+        config.query.max_candidates = 77;
+        config.query.max_expansion_nodes = 55;
+        config.server.default_consistency = ConsistencyName::Quorum;
+
+        let store = store_options(&config);
+        assert_eq!(store.engine.memtable_bytes, 8 << 20);
+        assert_eq!(store.engine.block_cache_bytes, 0);
+        assert_eq!(store.engine.gc_grace, Duration::from_secs(4 * 3600));
+        assert_eq!(store.vectors.engine.max_connections, 32);
+        assert_eq!(store.vectors.engine.ef_construction, 300);
+        assert_eq!(store.vectors.ef_search, 99);
+        assert_eq!(store.vectors.metric, Metric::Dot);
+
+        let service = service_options(&config);
+        assert_eq!(service.durability, Durability::Periodic(250));
+        assert_eq!(service.query_max_hops, 3);
+        assert_eq!(service.query_max_candidates, 77);
+        assert_eq!(service.query_max_expansion_nodes, 55);
+        assert_eq!(
+            service.default_consistency,
+            ConsistencyLevel::ConsistencyQuorum
+        );
+    }
+}
