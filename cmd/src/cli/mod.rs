@@ -1,0 +1,191 @@
+//! The `allidb` command-line client (DESIGN.md §8): data commands, JSON-lines import and
+//! benchmarks against a running `allidbd` over gRPC.
+//!
+//! This module owns the command line (global flags and the command tree) and the dispatch to
+//! [`data`], [`import`] and [`bench`]. Every connection goes through [`connect::connect`].
+//! Invariants: the API key (flag `--api-key` or `ALLIDB_API_KEY`) is only sent as request
+//! metadata, never printed, logged or shown in `--help` (its environment value is hidden); a
+//! command either returns an [`Outcome`] (complete or partial) or a [`CliError`], which `main`
+//! maps to the exit codes of [`error`].
+
+pub mod bench;
+pub mod connect;
+pub mod data;
+pub mod error;
+pub mod import;
+pub mod output;
+pub mod parse;
+pub mod texmex;
+
+use std::fmt;
+use std::str::FromStr;
+
+use allidb_api::pb;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use self::connect::ConnectOptions;
+pub use self::error::{CliError, CliResult, Outcome};
+use self::output::Printer;
+
+/// Default daemon address (the default `server.grpc_addr` of `allidbd`).
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7000";
+
+/// An API key from the command line or the environment; its `Debug` form is redacted.
+#[derive(Clone)]
+pub struct ApiKey(pub String);
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl FromStr for ApiKey {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+/// Consistency level of the requests a command sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConsistencyArg {
+    /// One replica.
+    One,
+    /// A majority of replicas.
+    Quorum,
+    /// Every replica.
+    All,
+}
+
+impl ConsistencyArg {
+    /// The wire value.
+    pub fn wire(self) -> i32 {
+        let level = match self {
+            Self::One => pb::ConsistencyLevel::ConsistencyOne,
+            Self::Quorum => pb::ConsistencyLevel::ConsistencyQuorum,
+            Self::All => pb::ConsistencyLevel::ConsistencyAll,
+        };
+        level as i32
+    }
+}
+
+/// `allidb`: the AlliDB command-line client.
+#[derive(Debug, Parser)]
+#[command(
+    name = "allidb",
+    version,
+    about = "AlliDB command-line client (talks gRPC to allidbd)"
+)]
+pub struct Cli {
+    /// gRPC address of the daemon (`http://host:port`; a bare `host:port` means http).
+    #[arg(long, global = true, env = "ALLIDB_ADDR", default_value = DEFAULT_ADDR)]
+    pub addr: String,
+    /// API key sent as `x-allidb-api-key` (never printed).
+    #[arg(long, global = true, env = "ALLIDB_API_KEY", hide_env_values = true)]
+    pub api_key: Option<ApiKey>,
+    /// Print replies as JSON (one document per line) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Consistency level of reads and writes.
+    #[arg(long, global = true, value_enum, default_value_t = ConsistencyArg::One)]
+    pub consistency: ConsistencyArg,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write (replace) one entity from a JSON file, standard input or flags.
+    Put(data::PutArgs),
+    /// Read entities by id.
+    Get(data::GetArgs),
+    /// Delete entities by id.
+    Delete(data::DeleteArgs),
+    /// Vector query with optional graph expansion and filters.
+    Query(data::QueryArgs),
+    /// List entities in id order, one page or all pages.
+    Scan(data::ScanArgs),
+    /// Breadth-first traversal of the graph from start entities.
+    Traverse(data::TraverseArgs),
+    /// The daemon's health (needs no API key).
+    Health,
+    /// Import entities from a JSON-lines file (one entity per line).
+    Import(import::ImportArgs),
+    /// Benchmarks: ingest, get, query, scan.
+    Bench(bench::BenchArgs),
+}
+
+/// What every command needs besides its own arguments.
+#[derive(Debug)]
+pub struct Context {
+    /// Where to connect.
+    pub connect: ConnectOptions,
+    /// Consistency level of requests (wire value).
+    pub consistency: i32,
+    /// Output.
+    pub printer: Printer,
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> CliResult<Outcome> {
+    let mut context = Context {
+        connect: ConnectOptions {
+            addr: cli.addr,
+            api_key: cli.api_key.map(|key| key.0),
+        },
+        consistency: cli.consistency.wire(),
+        printer: Printer::new(cli.json),
+    };
+    let outcome = match cli.command {
+        Command::Put(args) => data::put(&mut context, args).await,
+        Command::Get(args) => data::get(&mut context, args).await,
+        Command::Delete(args) => data::delete(&mut context, args).await,
+        Command::Query(args) => data::query(&mut context, args).await,
+        Command::Scan(args) => data::scan(&mut context, args).await,
+        Command::Traverse(args) => data::traverse(&mut context, args).await,
+        Command::Health => data::health(&mut context).await,
+        Command::Import(args) => import::run(&mut context, args).await,
+        Command::Bench(args) => bench::run(&mut context, args).await,
+    }?;
+    context.printer.flush()?;
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_and_the_api_key_stays_hidden() {
+        let cli = Cli::try_parse_from([
+            "allidb",
+            "get",
+            "a",
+            "--addr",
+            "http://h:1",
+            "--api-key",
+            "s3cret",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(cli.addr, "http://h:1");
+        assert!(cli.json);
+        assert!(!format!("{cli:?}").contains("s3cret"));
+        let help = Cli::command().render_long_help().to_string();
+        assert!(
+            help.contains("ALLIDB_API_KEY") && help.contains("ALLIDB_ADDR"),
+            "{help}"
+        );
+    }
+}
