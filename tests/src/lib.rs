@@ -8,7 +8,8 @@
 //!
 //! The binary: `$ALLIDBD_BIN` when set, else `allidbd` next to the test executable's `deps/`
 //! directory, built once per test process with `cargo build --profile test -p allidb-cmd
-//! --bins` (a no-op when `cargo test --workspace` already built it, and never a stale binary).
+//! --bins` (a no-op when `cargo test --workspace` already built it, and never a stale binary)
+//! and copied to a per-process name, since other builds may share the target directory.
 //!
 //! Invariants: a daemon never outlives its [`Daemon`] (dropped = SIGKILL); the child gets no
 //! `ALLIDB_*` variable from the test environment except the ones a test passes explicitly.
@@ -69,8 +70,24 @@ pub fn allidbd_binary() -> PathBuf {
                 .status()
                 .expect("cargo runs");
             assert!(status.success(), "building allidbd failed");
-            let binary = profile_dir.join("allidbd");
-            assert!(binary.exists(), "{} does not exist", binary.display());
+            let built = profile_dir.join("allidbd");
+            // Other worktrees sharing the target directory may replace `allidbd` while tests
+            // run: test a copy private to this worktree, swapped in atomically by a rename.
+            let worktree = {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                env!("CARGO_MANIFEST_DIR").hash(&mut hasher);
+                hasher.finish()
+            };
+            let binary = profile_dir.join(format!("allidbd-e2e-{worktree:016x}"));
+            let staging = profile_dir.join(format!(
+                "allidbd-e2e-{worktree:016x}.{}",
+                std::process::id()
+            ));
+            std::fs::copy(&built, &staging)
+                .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+            std::fs::rename(&staging, &binary)
+                .unwrap_or_else(|e| panic!("renaming {}: {e}", staging.display()));
             binary
         })
         .clone()
