@@ -43,14 +43,22 @@ fn rss_bytes() -> u64 {
 fn options() -> StoreOptions {
     // A small block cache: the measurement is about the indexes, not about cached table blocks.
     StoreOptions {
-        engine: allidb_storage::Options { block_cache_bytes: 32 << 20, ..Default::default() },
+        engine: allidb_storage::Options {
+            block_cache_bytes: 32 << 20,
+            ..Default::default()
+        },
         ..StoreOptions::default()
     }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
     let dir = PathBuf::from(flag("--dir").unwrap_or_else(|| "/tmp/allidb-restart".to_owned()));
     let n: u64 = flag("--vectors").map_or(1_000_000, |v| v.parse().expect("--vectors is a number"));
     let dim: usize = flag("--dim").map_or(384, |v| v.parse().expect("--dim is a number"));
@@ -65,20 +73,29 @@ fn main() {
                         id: format!("e{i:08}"),
                         body: EntityBody {
                             entity_type: "doc".into(),
-                            embeddings: vec![Embedding { version: 1, vector: vector(i, dim), timestamp_nanos: 0 }],
+                            embeddings: vec![Embedding {
+                                version: 1,
+                                vector: vector(i, dim),
+                                timestamp_nanos: 0,
+                            }],
                             ..EntityBody::default()
                         },
                         out_edges: vec![],
                         in_edges: vec![],
                     })
                     .collect();
-                store.put_entities("bench", writes, Durability::Buffered).expect("put");
+                store
+                    .put_entities("bench", writes, Durability::Buffered)
+                    .expect("put");
                 store.index_all_pending();
             }
             println!("built {n} x {dim}-d in {:.1?}", start.elapsed());
             let start = Instant::now();
             store.close().expect("close");
-            println!("closed (indexes dumped, memtable flushed) in {:.1?}", start.elapsed());
+            println!(
+                "closed (indexes dumped, memtable flushed) in {:.1?}",
+                start.elapsed()
+            );
         }
         Some("open") => {
             let start = Instant::now();
@@ -86,13 +103,26 @@ fn main() {
             let ready = start.elapsed();
             let rss = rss_bytes();
             let raw = n * dim as u64 * 4;
-            println!("ready in {ready:.2?}; RSS {:.0} MiB = {:.2}x the raw vector bytes ({:.0} MiB)",
-                rss as f64 / 1048576.0, rss as f64 / raw as f64, raw as f64 / 1048576.0);
-            let q = QueryRequest { vector: vector(7, dim), ..Default::default() };
+            println!(
+                "ready in {ready:.2?}; RSS {:.0} MiB = {:.2}x the raw vector bytes ({:.0} MiB)",
+                rss as f64 / 1048576.0,
+                rss as f64 / raw as f64,
+                raw as f64 / 1048576.0
+            );
+            let q = QueryRequest {
+                vector: vector(7, dim),
+                ..Default::default()
+            };
             let hits = store.query("bench", &q).expect("query");
             assert!(!hits.is_empty(), "the reopened store answers queries");
-            println!("first query: {} results, top {}", hits.len(), hits[0].result.entity_id);
+            println!(
+                "first query: {} results, top {}",
+                hits.len(),
+                hits[0].result.entity_id
+            );
         }
-        _ => eprintln!("usage: store_restart build|open --dir DIR [--vectors N] [--dim D] (same N and D for both)"),
+        _ => eprintln!(
+            "usage: store_restart build|open --dir DIR [--vectors N] [--dim D] (same N and D for both)"
+        ),
     }
 }
