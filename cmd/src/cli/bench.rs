@@ -532,22 +532,31 @@ fn require_keys(bench: &'static str, keys: u64) -> CliResult<()> {
     Ok(())
 }
 
-/// `bench get`: every read must find its entity (else the keyspace is wrong and the figures lie).
-async fn get(context: &Context, args: GetBenchArgs) -> CliResult<BenchReport> {
-    require_keys("get", args.keys)?;
-    let clients = connections(context, args.common.concurrency).await?;
-    let progress = progress_bar(args.count, "reads");
-    let mut remaining = args.count;
-    let mut rng = SplitMix64::new(args.common.seed, QUERY_STREAM);
-    let common = args.common.clone();
-    let keys = args.keys;
-    let next_job = move || {
+/// Jobs of `bench get` and `bench scan`: `count` ids drawn uniformly among the first `keys`
+/// ingested ones, from the query random stream.
+fn random_ids(
+    common: &CommonArgs,
+    count: u64,
+    keys: u64,
+) -> impl FnMut() -> Option<CliResult<String>> + use<> {
+    let mut remaining = count;
+    let mut rng = SplitMix64::new(common.seed, QUERY_STREAM);
+    let common = common.clone();
+    move || {
         if remaining == 0 {
             return None;
         }
         remaining -= 1;
         Some(Ok(common.id(rng.below(keys))))
-    };
+    }
+}
+
+/// `bench get`: every read must find its entity (else the keyspace is wrong and the figures lie).
+async fn get(context: &Context, args: GetBenchArgs) -> CliResult<BenchReport> {
+    require_keys("get", args.keys)?;
+    let clients = connections(context, args.common.concurrency).await?;
+    let progress = progress_bar(args.count, "reads");
+    let next_job = random_ids(&args.common, args.count, args.keys);
     let consistency = context.consistency;
     let measurement = drive(
         clients,
@@ -591,17 +600,7 @@ async fn scan(context: &Context, args: ScanBenchArgs) -> CliResult<BenchReport> 
     require_keys("scan", args.keys)?;
     let clients = connections(context, args.common.concurrency).await?;
     let progress = progress_bar(args.count, "scans");
-    let mut remaining = args.count;
-    let mut rng = SplitMix64::new(args.common.seed, QUERY_STREAM);
-    let common = args.common.clone();
-    let keys = args.keys;
-    let next_job = move || {
-        if remaining == 0 {
-            return None;
-        }
-        remaining -= 1;
-        Some(Ok(common.id(rng.below(keys))))
-    };
+    let next_job = random_ids(&args.common, args.count, args.keys);
     let limit = args.limit;
     let measurement = drive(
         clients,
