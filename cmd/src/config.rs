@@ -191,6 +191,9 @@ pub struct IndexConfig {
     pub ef_search: u32,
     /// Similarity metric of new tenants.
     pub metric: MetricName,
+    /// Bound of each tenant's exact-scan tail (vectors written but not yet in HNSW); writers
+    /// are slowed while it is full.
+    pub max_unindexed_vectors: u32,
 }
 
 impl Default for IndexConfig {
@@ -200,6 +203,7 @@ impl Default for IndexConfig {
             ef_construction: 200,
             ef_search: 64,
             metric: MetricName::Cosine,
+            max_unindexed_vectors: 20_000,
         }
     }
 }
@@ -690,7 +694,12 @@ impl Config {
             index.ef_construction,
             index.m..=4096,
         )?;
-        check_range("index.ef_search", index.ef_search, 1..=10_000)?;
+        check_range("index.ef_search", index.ef_search, 1..=4096)?;
+        check_range(
+            "index.max_unindexed_vectors",
+            index.max_unindexed_vectors,
+            1..=10_000_000,
+        )?;
 
         let query = &self.query;
         check_range(

@@ -36,6 +36,7 @@ pub fn store_options(config: &Config) -> StoreOptions {
     vectors.engine.max_connections = index.m as usize;
     vectors.engine.ef_construction = index.ef_construction as usize;
     vectors.ef_search = index.ef_search as usize;
+    vectors.max_pending = index.max_unindexed_vectors as usize;
     StoreOptions {
         engine: allidb_storage::Options {
             memtable_bytes: usize_from(storage.memtable_bytes),
@@ -83,6 +84,7 @@ mod tests {
         );
         assert_eq!(store.engine.gc_grace, defaults.engine.gc_grace);
         assert_eq!(store.vectors.ef_search, defaults.vectors.ef_search);
+        assert_eq!(store.vectors.max_pending, defaults.vectors.max_pending);
         assert_eq!(
             store.vectors.engine.max_connections,
             defaults.vectors.engine.max_connections
@@ -102,6 +104,7 @@ mod tests {
         config.index.ef_construction = 300;
         config.index.ef_search = 99;
         config.index.metric = MetricName::Dot;
+        config.index.max_unindexed_vectors = 5_000;
         config.query.max_hops = 3;
         config.query.max_candidates = 77;
         config.query.max_expansion_nodes = 55;
@@ -115,6 +118,7 @@ mod tests {
         assert_eq!(store.vectors.engine.ef_construction, 300);
         assert_eq!(store.vectors.ef_search, 99);
         assert_eq!(store.vectors.metric, Metric::Dot);
+        assert_eq!(store.vectors.max_pending, 5_000);
 
         let service = service_options(&config);
         assert_eq!(service.durability, Durability::Periodic(250));

@@ -3,7 +3,10 @@
 //! indexes periodically (after which the engine may release the WAL they cover).
 //!
 //! Never blocks writers or queries for long: each step indexes a bounded batch, and rebuilds
-//! build a new graph beside the old one before swapping it in.
+//! build a new graph beside the old one before swapping it in. The thread runs at a lower CPU
+//! priority (nice +10 on Linux), like RocksDB's low-priority compaction pool: HNSW insertion is
+//! the most CPU-hungry work of the node, and it only gets the cycles writers and queries leave,
+//! so an ingest burst runs at the write path's speed until the tail bound slows it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +19,24 @@ use parking_lot::{Condvar, Mutex};
 
 use super::{Indexes, StoreOptions, dump_indexes};
 use crate::error::{Error, Result};
+
+/// Nice value of the indexer thread (0 is normal, 19 the lowest priority).
+const INDEXER_NICE: i32 = 10;
+
+/// Lowers the calling thread's CPU priority to [`INDEXER_NICE`]; a failure is logged, never
+/// fatal (the indexer then competes with writers at normal priority).
+fn lower_own_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority only reads its three integer arguments. On Linux, PRIO_PROCESS
+        // with who = 0 names the calling thread alone (threads are tasks with their own nice
+        // value), so no other thread of the daemon is affected.
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, INDEXER_NICE) };
+        if rc != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot lower the indexer's CPU priority");
+        }
+    }
+}
 
 /// Idle wait between passes when there is nothing to index.
 const IDLE: Duration = Duration::from_millis(20);
@@ -67,6 +88,7 @@ fn run(
     options: &StoreOptions,
     stop: &Stop,
 ) {
+    lower_own_priority();
     let mut last_dump = Instant::now();
     let mut dumped_seq = indexes.applied_seq.load(Ordering::Acquire);
     loop {

@@ -18,7 +18,7 @@
 //!
 //! Never: block a query on a rebuild, return a stale or deleted entity, panic on caller input.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::vector::engine::{AnnEngine, AnnEngineFactory, EngineParams};
-use crate::vector::flat_hnsw::FlatHnswFactory;
+use crate::vector::flat_hnsw::{DistanceFn, FlatHnswFactory, distance_fn};
 use crate::vector::metric::Metric;
 
 /// Options of one tenant's vector index. Every field has a working default.
@@ -139,6 +139,8 @@ pub struct VectorIndex {
     state: RwLock<State>,
     /// Serialises engine inserts (the indexer) with rebuilds and dumps.
     engine_writer: Mutex<()>,
+    /// The metric's fastest distance kernel, for exact scans.
+    distance: DistanceFn,
 }
 
 /// Size of one engine insert batch taken by the indexer.
@@ -176,6 +178,7 @@ impl VectorIndex {
             options,
             factory,
             engine_writer: Mutex::new(()),
+            distance: distance_fn(options.metric),
         })
     }
 
@@ -407,17 +410,18 @@ impl VectorIndex {
                 allowed <= self.options.exact_scan_max_allowed
                     || (allowed as f64) <= self.options.exact_scan_max_fraction * live as f64
             });
-        let mut candidates: HashSet<usize> = HashSet::new();
+        let ranker = Ranker {
+            metric: self.options.metric,
+            distance: self.distance,
+            query: &query,
+            k,
+        };
         if exact {
-            return Ok(state.rank(
-                self.options.metric,
-                &query,
-                k,
-                state.slots.keys().copied(),
-                &allows,
-            ));
+            return Ok(ranker.rank(&state, state.slots.keys().copied(), &allows));
         }
-        candidates.extend(state.pending.iter().copied());
+        // The tail and the engine's points are disjoint (an id is either pending or indexed):
+        // the top k of each, merged, are the top k of all.
+        let mut hits = ranker.rank(&state, state.pending.iter().copied(), &allows);
         let engine_len = state.engine.len();
         if engine_len > 0 {
             // Over-fetch: compensate for stale points and, when known, the filter's selectivity.
@@ -429,6 +433,7 @@ impl VectorIndex {
             let mut fetch = ((k as f64 * stale_factor * filter_factor).ceil() as usize)
                 .max(k)
                 .min(engine_len);
+            let indexed_and_allowed = |slot: &Slot| slot.indexed && allows(slot);
             loop {
                 // ef at twice the fetch keeps the tail of an over-fetched list accurate.
                 let raw = state
@@ -437,32 +442,26 @@ impl VectorIndex {
                 let exhausted = raw.len() < fetch || fetch >= engine_len;
                 let accepted = raw
                     .iter()
-                    .filter(|(id, _)| state.slots.get(id).is_some_and(|s| s.indexed && allows(s)))
+                    .filter(|(id, _)| state.slots.get(id).is_some_and(indexed_and_allowed))
                     .count();
                 if accepted >= k || exhausted {
-                    candidates.extend(raw.iter().map(|(id, _)| *id));
+                    hits.extend(ranker.rank(
+                        &state,
+                        raw.iter().map(|(id, _)| *id),
+                        &indexed_and_allowed,
+                    ));
                     break;
                 }
                 if fetch.saturating_mul(4) >= engine_len {
                     // The filter rejects nearly everything near the query: scan exactly.
-                    return Ok(state.rank(
-                        self.options.metric,
-                        &query,
-                        k,
-                        state.slots.keys().copied(),
-                        &allows,
-                    ));
+                    return Ok(ranker.rank(&state, state.slots.keys().copied(), &allows));
                 }
                 fetch *= 2;
             }
         }
-        Ok(state.rank(
-            self.options.metric,
-            &query,
-            k,
-            candidates.into_iter(),
-            &allows,
-        ))
+        sort_hits(&mut hits);
+        hits.truncate(k);
+        Ok(hits)
     }
 
     /// Exact search restricted to `entity_ids` (for filters that already know the allowed set).
@@ -480,7 +479,13 @@ impl VectorIndex {
             .iter()
             .filter_map(|e| state.by_entity.get(*e).copied())
             .collect();
-        Ok(state.rank(self.options.metric, &query, k, ids.into_iter(), &|_| true))
+        let ranker = Ranker {
+            metric: self.options.metric,
+            distance: self.distance,
+            query: &query,
+            k,
+        };
+        Ok(ranker.rank(&state, ids.into_iter(), &|_| true))
     }
 
     /// Similarity of each entity's live vector to `query` (`None`: no vector). Used to score
@@ -609,29 +614,6 @@ impl State {
         true
     }
 
-    /// Scores the live, allowed ids among `ids` exactly and returns the top `k`.
-    fn rank(
-        &self,
-        metric: Metric,
-        query: &[f32],
-        k: usize,
-        ids: impl Iterator<Item = usize>,
-        allows: &dyn Fn(&Slot) -> bool,
-    ) -> Vec<VectorHit> {
-        let mut hits: Vec<VectorHit> = ids
-            .filter_map(|id| self.slots.get(&id))
-            .filter(|slot| allows(slot))
-            .map(|slot| VectorHit {
-                entity_id: slot.entity.clone(),
-                similarity: metric.similarity(query, &slot.vector),
-            })
-            .collect();
-        sort_hits(&mut hits);
-        hits.dedup_by(|a, b| a.entity_id == b.entity_id);
-        hits.truncate(k);
-        hits
-    }
-
     /// `slots.bin`: magic, metric, dimension, next id, applied seq, count, records, CRC-32.
     fn encode_slots(&self, metric: Metric) -> Vec<u8> {
         let mut out = Vec::new();
@@ -653,6 +635,49 @@ impl State {
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
+    }
+}
+
+/// Exact top-k selection over a set of live ids: the engine's SIMD distance ranks them (it
+/// orders like the metric's similarity), and only the k selected get their similarity computed.
+struct Ranker<'q> {
+    metric: Metric,
+    distance: DistanceFn,
+    query: &'q [f32],
+    k: usize,
+}
+
+impl Ranker<'_> {
+    /// The top `k` of the live, allowed ids among `ids` (which must not repeat an id),
+    /// similarity descending, ties by entity id.
+    fn rank(
+        &self,
+        state: &State,
+        ids: impl Iterator<Item = usize>,
+        allows: &dyn Fn(&Slot) -> bool,
+    ) -> Vec<VectorHit> {
+        let mut scored: Vec<(f32, &Slot)> = ids
+            .filter_map(|id| state.slots.get(&id))
+            .filter(|slot| allows(slot))
+            .map(|slot| ((self.distance)(self.query, &slot.vector), slot))
+            .collect();
+        let closer = |a: &(f32, &Slot), b: &(f32, &Slot)| {
+            a.0.total_cmp(&b.0)
+                .then_with(|| a.1.entity.cmp(&b.1.entity))
+        };
+        if scored.len() > self.k {
+            scored.select_nth_unstable_by(self.k, closer);
+            scored.truncate(self.k);
+        }
+        let mut hits: Vec<VectorHit> = scored
+            .into_iter()
+            .map(|(_, slot)| VectorHit {
+                entity_id: slot.entity.clone(),
+                similarity: self.metric.similarity(self.query, &slot.vector),
+            })
+            .collect();
+        sort_hits(&mut hits);
+        hits
     }
 }
 

@@ -13,7 +13,7 @@
 use crate::vector::metric::{self, Metric};
 
 /// A distance between two prepared vectors: smaller is closer, never negative.
-pub(super) type DistanceFn = fn(&[f32], &[f32]) -> f32;
+pub(crate) type DistanceFn = fn(&[f32], &[f32]) -> f32;
 
 /// The two primitive reductions the metrics are built from.
 trait Reductions {
@@ -59,7 +59,7 @@ fn for_metric<R: Reductions>(metric: Metric) -> DistanceFn {
 }
 
 /// The fastest distance of `metric` this CPU supports.
-pub(super) fn distance_fn(metric: Metric) -> DistanceFn {
+pub(crate) fn distance_fn(metric: Metric) -> DistanceFn {
     // The list always ends with the portable kernel, so it is never empty.
     supported_distance_fns(metric)[0].1
 }

@@ -16,6 +16,8 @@
 
 mod graph;
 mod kernel;
+
+pub(crate) use kernel::{DistanceFn, distance_fn};
 mod persist;
 
 use std::fmt;
