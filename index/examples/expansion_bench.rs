@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --release -p allidb-index --example expansion_bench -- \
-//!     [--entities 100000] [--dim 384] [--queries 1000] [--dir DIR]
+//!     [--entities 100000] [--dim 384] [--queries 1000] [--dir NEW_OR_EMPTY_DIR]
 //! ```
 //! Builds a store through the public [`UnifiedStore`] API: `entities` clustered unit vectors
 //! (clusters of ~100, Gaussian spread around a random centre), each entity with 8-16 out-edges
@@ -17,6 +17,8 @@
 //! `updated_at` is not varied: the store stamps every write with its own clock, so the recency
 //! term is (nearly) the same for all entities; it is still computed per candidate.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,8 @@ use allidb_storage::Durability;
 use allidb_storage::cell::{Edge, Embedding, EntityBody, EntityWrite};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+use common::Flags;
 
 const TENANT: &str = "bench";
 const CLUSTER_SIZE: usize = 100;
@@ -43,24 +47,12 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let number = |name: &str, default: usize| {
-        flag(name).map_or(default, |v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number, got {v:?}"))
-        })
-    };
+    let flags = Flags::from_env();
     Args {
-        entities: number("--entities", 100_000),
-        dim: number("--dim", 384),
-        queries: number("--queries", 1_000),
-        dir: flag("--dir").map(PathBuf::from),
+        entities: flags.number("--entities", 100_000),
+        dim: flags.number("--dim", 384),
+        queries: flags.number("--queries", 1_000),
+        dir: flags.value("--dir").map(PathBuf::from),
     }
 }
 
@@ -233,7 +225,11 @@ fn main() {
     );
     let temp = tempfile::tempdir().expect("temp dir");
     let dir = args.dir.clone().unwrap_or_else(|| temp.path().to_owned());
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        std::fs::read_dir(&dir).map_or(true, |mut entries| entries.next().is_none()),
+        "--dir {} must be new or empty (the store is built from scratch)",
+        dir.display()
+    );
     let store = UnifiedStore::open(&dir, StoreOptions::default()).expect("open store");
 
     let mut rng = StdRng::seed_from_u64(42);
