@@ -10,12 +10,16 @@
 //! `open`, in a fresh process, measures the time until the store is open and serving (indexes
 //! loaded, WAL caught up), its resident memory, and runs a few queries.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
 use allidb_index::{QueryRequest, StoreOptions, UnifiedStore};
 use allidb_storage::cell::{Embedding, EntityBody};
 use allidb_storage::{Durability, EntityWrite};
+
+use common::Flags;
 
 fn vector(seed: u64, dim: usize) -> Vec<f32> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -52,17 +56,11 @@ fn options() -> StoreOptions {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let dir = PathBuf::from(flag("--dir").unwrap_or_else(|| "/tmp/allidb-restart".to_owned()));
-    let n: u64 = flag("--vectors").map_or(1_000_000, |v| v.parse().expect("--vectors is a number"));
-    let dim: usize = flag("--dim").map_or(384, |v| v.parse().expect("--dim is a number"));
-    match args.get(1).map(String::as_str) {
+    let flags = Flags::from_env();
+    let dir = PathBuf::from(flags.value("--dir").unwrap_or("/tmp/allidb-restart"));
+    let n: u64 = flags.number("--vectors", 1_000_000);
+    let dim: usize = flags.number("--dim", 384);
+    match std::env::args().nth(1).as_deref() {
         Some("build") => {
             let _ = std::fs::remove_dir_all(&dir);
             let store = UnifiedStore::open(&dir, options()).expect("open");

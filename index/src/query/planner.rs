@@ -5,13 +5,16 @@
 //! nodes alike); every candidate is scored with its own similarity to the query, never its
 //! seed's; results are ordered by score descending, ties by entity id, at most `k` of them.
 //! Entity facts (importance, `updated_at`) come from the caller, so this module never touches
-//! storage; a candidate the caller no longer knows (deleted meanwhile) is dropped.
+//! storage; a candidate the caller no longer knows (deleted meanwhile) is dropped. Facts are
+//! looked up best bound first and only while a candidate's exact score bound
+//! ([`PartialScore::upper_bound`]) can still reach the top k, so the result is the one full
+//! scoring would give, without a lookup per expanded node.
 
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::graph::{GraphIndex, PathStep, TraversalOptions};
-use crate::query::scorer::{ScoreBreakdown, ScoreWeights, score};
+use crate::graph::{GraphIndex, PathStep, Reached, TraversalOptions};
+use crate::query::scorer::{PartialScore, ScoreBreakdown, ScoreWeights};
 use crate::vector::VectorIndex;
 
 /// Per-request parameters of a query.
@@ -117,38 +120,56 @@ pub fn run_query(
     let candidate_ids: Vec<&str> = candidates.iter().map(|r| &*r.entity_id).collect();
     let similarities = vectors.similarities(query, &candidate_ids)?;
     let metric = vectors.options().metric;
-    let mut results: Vec<ScoredResult> = candidates
-        .iter()
+    let mut bounded: Vec<(f64, PartialScore, Reached, Option<f32>)> = candidates
+        .into_iter()
         .zip(similarities)
-        .filter_map(|(reached, similarity)| {
-            let fact = facts(&reached.entity_id)?;
-            let age = i64::try_from(now_micros).unwrap_or(i64::MAX)
-                - i64::try_from(fact.updated_at_micros).unwrap_or(i64::MAX);
-            let breakdown = score(
-                &plan.weights,
-                metric,
+        .map(|(reached, similarity)| {
+            let partial = PartialScore::new(&plan.weights, metric, similarity, &reached.path);
+            (
+                partial.upper_bound(&plan.weights),
+                partial,
+                reached,
                 similarity,
-                &reached.path,
-                fact.importance,
-                age,
-            );
-            Some(ScoredResult {
-                entity_id: reached.entity_id.clone(),
-                score: breakdown.total,
-                breakdown,
-                similarity,
-                depth: reached.depth,
-                path: reached.path.clone(),
-            })
+            )
         })
         .collect();
-    results.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then_with(|| a.entity_id.cmp(&b.entity_id))
-    });
-    results.truncate(plan.k);
+    bounded.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let now = i64::try_from(now_micros).unwrap_or(i64::MAX);
+    let mut results: Vec<ScoredResult> = Vec::with_capacity(plan.k.min(bounded.len()) + 1);
+    for (upper_bound, partial, reached, similarity) in bounded {
+        // Candidates come in descending bound order: once the k-th result beats a bound
+        // strictly, no later candidate can enter the top k (a tie could, on its id).
+        if results.len() == plan.k && results.last().is_some_and(|kth| upper_bound < kth.score) {
+            break;
+        }
+        let Some(fact) = facts(&reached.entity_id) else {
+            continue;
+        };
+        let age = now - i64::try_from(fact.updated_at_micros).unwrap_or(i64::MAX);
+        let breakdown = partial.complete(&plan.weights, fact.importance, age);
+        let result = ScoredResult {
+            entity_id: reached.entity_id,
+            score: breakdown.total,
+            breakdown,
+            similarity,
+            depth: reached.depth,
+            path: reached.path,
+        };
+        let position = results.partition_point(|r| ranks_before(r, &result));
+        if position < plan.k {
+            results.insert(position, result);
+            results.truncate(plan.k);
+        }
+    }
     Ok(results)
+}
+
+/// Result order: score descending, ties by entity id (ids are unique among candidates).
+fn ranks_before(a: &ScoredResult, b: &ScoredResult) -> bool {
+    b.score
+        .total_cmp(&a.score)
+        .then_with(|| a.entity_id.cmp(&b.entity_id))
+        .is_lt()
 }
 
 #[cfg(test)]
@@ -287,6 +308,132 @@ mod tests {
             }
             .validate()
             .is_err()
+        );
+    }
+
+    /// The old pipeline, kept as the oracle: every candidate looked up and scored, then sorted.
+    fn score_every_candidate(
+        vectors: &VectorIndex,
+        graph: &GraphIndex,
+        query: &[f32],
+        plan: &QueryPlan,
+        facts: &dyn Fn(&str) -> Option<EntityFacts>,
+        now_micros: u64,
+    ) -> Vec<ScoredResult> {
+        let seeds = vectors
+            .search(query, plan.seed_count(), plan.ef, None, None)
+            .unwrap();
+        let seed_ids: Vec<&str> = seeds.iter().map(|hit| &*hit.entity_id).collect();
+        let reached = graph.expand(&seed_ids, &plan.traversal).unwrap();
+        let ids: Vec<&str> = reached.iter().map(|r| &*r.entity_id).collect();
+        let similarities = vectors.similarities(query, &ids).unwrap();
+        let mut all: Vec<ScoredResult> = reached
+            .iter()
+            .zip(similarities)
+            .filter_map(|(r, similarity)| {
+                let fact = facts(&r.entity_id)?;
+                let age = now_micros as i64 - fact.updated_at_micros as i64;
+                let breakdown = crate::query::score(
+                    &plan.weights,
+                    vectors.options().metric,
+                    similarity,
+                    &r.path,
+                    fact.importance,
+                    age,
+                );
+                Some(ScoredResult {
+                    entity_id: r.entity_id.clone(),
+                    score: breakdown.total,
+                    breakdown,
+                    similarity,
+                    depth: r.depth,
+                    path: r.path.clone(),
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then_with(|| a.entity_id.cmp(&b.entity_id))
+        });
+        all.truncate(plan.k);
+        all
+    }
+
+    #[test]
+    fn bounded_fact_lookups_give_the_full_scoring_result_with_fewer_lookups() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        use std::cell::Cell;
+        use std::collections::HashMap;
+
+        let mut rng = StdRng::seed_from_u64(7);
+        let vectors = VectorIndex::new(VectorIndexOptions::default()).unwrap();
+        let graph = GraphIndex::new();
+        let mut table = HashMap::new();
+        let now = 100_000_000_000;
+        // Few distinct vectors, weights, importances and ages: equal scores (ties broken by id)
+        // are common, also at the bound itself (importance 1000 and a future update give the
+        // largest importance and recency terms).
+        let prototypes: Vec<Vec<f32>> = (0..30)
+            .map(|_| (0..8).map(|_| rng.random_range(-1.0..1.0)).collect())
+            .collect();
+        for i in 0..300u64 {
+            let id = format!("n{i:03}");
+            let v = &prototypes[rng.random_range(0..prototypes.len())];
+            vectors.upsert(&id, v, i + 1).unwrap();
+            let edges: Vec<EdgeSpec> = (0..rng.random_range(2..10))
+                .map(|_| EdgeSpec {
+                    relation: ["a", "b"][rng.random_range(0..2)].into(),
+                    to: format!("n{:03}", rng.random_range(0..300)),
+                    weight: f32::from(rng.random_range(1u8..5)) / 4.0,
+                })
+                .collect();
+            graph.add_edges(&id, &edges, 1_000 + i).unwrap();
+            // One in ten is "deleted" (unknown to the caller).
+            if rng.random_range(0..10) != 0 {
+                let fact = EntityFacts {
+                    importance: [-1.0, 0.0, 1.0, 1_000.0][rng.random_range(0..4)],
+                    updated_at_micros: [0, 50_000_000_000, now, 2 * now][rng.random_range(0..4)],
+                };
+                table.insert(id, fact);
+            }
+        }
+        vectors.index_pending(usize::MAX);
+        let lookups = Cell::new(0usize);
+        let facts = |id: &str| {
+            lookups.set(lookups.get() + 1);
+            table.get(id).copied()
+        };
+        let (mut checked, mut looked_up, mut scored) = (0, 0, 0);
+        for round in 0..60 {
+            let plan = QueryPlan {
+                k: [1, 3, 10, 25][round % 4],
+                expand_factor: 1 + round % 3,
+                traversal: TraversalOptions {
+                    max_hops: round % 3,
+                    fan_out: 8,
+                    ..TraversalOptions::default()
+                },
+                weights: ScoreWeights {
+                    importance: [0.2, 0.0, 5.0][round % 3],
+                    hop_decay: [1.0, 0.5][round % 2],
+                    ..ScoreWeights::default()
+                },
+                ..QueryPlan::default()
+            };
+            let query: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let expected = score_every_candidate(&vectors, &graph, &query, &plan, &facts, now);
+            scored += lookups.replace(0);
+            let got = run_query(&vectors, &graph, &query, &plan, None, None, &facts, now).unwrap();
+            looked_up += lookups.replace(0);
+            assert_eq!(got, expected, "round {round}, plan {plan:?}");
+            checked += got.len();
+        }
+        assert!(checked > 300, "the comparison covered results: {checked}");
+        assert!(
+            looked_up < scored,
+            "bounded lookups {looked_up} vs full scoring {scored}"
         );
     }
 }

@@ -109,6 +109,62 @@ pub fn graph_term(path: &[PathStep], hop_decay: f64) -> f64 {
     mean * hop_decay.powi(i32::try_from(path.len()).unwrap_or(i32::MAX))
 }
 
+/// The terms of a score that depend on the candidate's vector and path, computed once; the
+/// importance and recency terms (which need the entity's facts) complete it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PartialScore {
+    vector: f64,
+    graph: f64,
+}
+
+impl PartialScore {
+    /// The weighted vector and graph terms of a candidate.
+    pub fn new(
+        weights: &ScoreWeights,
+        metric: Metric,
+        similarity: Option<f32>,
+        path: &[PathStep],
+    ) -> Self {
+        Self {
+            vector: weights.vector * vector_term(metric, similarity),
+            graph: weights.graph * graph_term(path, weights.hop_decay),
+        }
+    }
+
+    /// A total no completion can exceed: the importance and recency terms at their maximum
+    /// (their weights). Exact, not approximate: each term is at most its weight after rounding
+    /// and floating-point addition is monotone, so `complete(..).total <= upper_bound()`.
+    pub fn upper_bound(&self, weights: &ScoreWeights) -> f64 {
+        self.vector + (self.graph + (weights.importance + weights.recency))
+    }
+
+    /// The full score, given the entity's importance and age (query time minus `updated_at`,
+    /// clamped at 0).
+    pub fn complete(
+        self,
+        weights: &ScoreWeights,
+        importance: f64,
+        age_micros: i64,
+    ) -> ScoreBreakdown {
+        let importance = weights.importance
+            * sigmoid(if importance.is_finite() {
+                importance
+            } else {
+                0.0
+            });
+        let age = age_micros.max(0) as f64;
+        let recency = weights.recency * (-age / RECENCY_TIME_CONSTANT_MICROS).exp();
+        ScoreBreakdown {
+            vector: self.vector,
+            graph: self.graph,
+            importance,
+            recency,
+            // Smallest terms first: exact for the documented 1.5 case and less rounding in general.
+            total: self.vector + (self.graph + (importance + recency)),
+        }
+    }
+}
+
 /// Scores one candidate. `age_micros` = query time minus the entity's `updated_at` (clamped at 0).
 pub fn score(
     weights: &ScoreWeights,
@@ -118,24 +174,7 @@ pub fn score(
     importance: f64,
     age_micros: i64,
 ) -> ScoreBreakdown {
-    let vector = weights.vector * vector_term(metric, similarity);
-    let graph = weights.graph * graph_term(path, weights.hop_decay);
-    let importance = weights.importance
-        * sigmoid(if importance.is_finite() {
-            importance
-        } else {
-            0.0
-        });
-    let age = age_micros.max(0) as f64;
-    let recency = weights.recency * (-age / RECENCY_TIME_CONSTANT_MICROS).exp();
-    ScoreBreakdown {
-        vector,
-        graph,
-        importance,
-        recency,
-        // Smallest terms first: exact for the documented 1.5 case and less rounding in general.
-        total: vector + (graph + (importance + recency)),
-    }
+    PartialScore::new(weights, metric, similarity, path).complete(weights, importance, age_micros)
 }
 
 #[cfg(test)]
@@ -242,5 +281,31 @@ mod tests {
         assert!((vector_term(Metric::L2, Some(-1.0)) - 0.5).abs() < 1e-12);
         assert!((vector_term(Metric::Dot, Some(0.0)) - 0.5).abs() < 1e-12);
         assert_eq!(vector_term(Metric::Cosine, None), 0.0);
+    }
+
+    #[test]
+    fn upper_bound_is_never_exceeded_and_reached_at_full_importance_and_zero_age() {
+        let path = [step(0.7), step(0.2)];
+        for weights in [
+            ScoreWeights::default(),
+            ScoreWeights {
+                importance: 3.0,
+                recency: 0.0,
+                hop_decay: 0.3,
+                ..ScoreWeights::default()
+            },
+        ] {
+            for similarity in [Some(-1.0), Some(0.3), Some(1.0), None] {
+                let partial = PartialScore::new(&weights, Metric::Cosine, similarity, &path);
+                let bound = partial.upper_bound(&weights);
+                for importance in [-50.0, -1.0, 0.0, 2.5, f64::NAN] {
+                    for age in [-10, 0, 1_000_000, i64::MAX] {
+                        let total = partial.complete(&weights, importance, age).total;
+                        assert!(total <= bound, "{total} > {bound}");
+                    }
+                }
+                assert_eq!(partial.complete(&weights, 1e6, 0).total, bound);
+            }
+        }
     }
 }
