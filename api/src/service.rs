@@ -31,6 +31,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::{Authenticator, Principal, Role};
 use crate::pb::allidb_server::AlliDb;
 use crate::{convert, errors, pb, validate};
+use tokio::runtime::RuntimeFlavor;
 
 /// The version `HealthCheck` reports: the API crate's (the server's) version.
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -241,7 +242,11 @@ impl AlliDbService {
         Ok(self.options.durability)
     }
 
-    /// Runs `call` on the store in the blocking thread pool.
+    /// Runs `call` on the store, which may block (fsync, disk reads, index search). On the
+    /// daemon's multi-threaded runtime it runs in place ([`tokio::task::block_in_place`]: the
+    /// worker's other tasks move to another thread), which saves the two thread hand-offs of
+    /// `spawn_blocking` on every request; on a current-thread runtime (embedders, tests) it
+    /// goes to the blocking pool.
     async fn blocking<T, F>(&self, operation: &'static str, call: F) -> Result<T, Status>
     where
         T: Send + 'static,
@@ -253,10 +258,13 @@ impl AlliDbService {
             .get()
             .cloned()
             .ok_or_else(|| Status::unavailable("the store is still opening; retry shortly"))?;
-        tokio::task::spawn_blocking(move || call(&store))
-            .await
-            .map_err(|e| errors::internal(operation, &e))?
-            .map_err(|e| errors::store_status(operation, e))
+        let result = match tokio::runtime::Handle::current().runtime_flavor() {
+            RuntimeFlavor::MultiThread => tokio::task::block_in_place(move || call(&store)),
+            _ => tokio::task::spawn_blocking(move || call(&store))
+                .await
+                .map_err(|e| errors::internal(operation, &e))?,
+        };
+        result.map_err(|e| errors::store_status(operation, e))
     }
 
     /// Validates and writes `entities` (request path `field`) for `tenant`, each on its own: an
