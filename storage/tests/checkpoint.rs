@@ -315,6 +315,9 @@ impl FileSystem for NoHardLinks {
             std::io::Error::from(std::io::ErrorKind::CrossesDevices),
         ))
     }
+    fn lock_exclusive(&self, path: &Path) -> Result<allidb_storage::fs::LockGuard> {
+        OsFileSystem.lock_exclusive(path)
+    }
 }
 
 #[test]

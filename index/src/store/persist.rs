@@ -6,13 +6,21 @@
 //! CURRENT                    "dump-NNNNNN\n": the complete dump in use
 //! dump-NNNNNN/META           checked file: covered sequence number + tenant list
 //! dump-NNNNNN/t-<hex>/vectors/    VectorIndex::dump (id map, vectors, HNSW files)
-//! dump-NNNNNN/t-<hex>/graph       checked file: every out-edge
-//! dump-NNNNNN/t-<hex>/facts       checked file: every entity's type/attributes/importance/time
+//! dump-NNNNNN/t-<hex>/graph       record file: one record per out-edge
+//! dump-NNNNNN/t-<hex>/facts       record file: one record per entity (type, attributes, ...)
 //! ```
 //!
 //! A *checked file* is `crc32:u32 LE` (CRC-32/IEEE over the rest) followed by a versioned
-//! payload (`allidb_storage::codec`, version byte 1). `<hex>` is the tenant id in hex, so any
-//! tenant id is a safe file name.
+//! payload (`allidb_storage::codec`, version byte 1). A *record file* holds any number of
+//! entries without ever decoding more than one entry's payload at a time (so it is bounded by the
+//! codec's payload limit per entry, not per file):
+//!
+//! ```text
+//! magic "AIDXREC1" (8) | count:u64 LE | count x (len:u32 LE | payload) | crc32:u32 LE
+//! ```
+//!
+//! where each payload is one entry in the versioned codec and the CRC-32 covers everything
+//! before it. `<hex>` is the tenant id in hex, so any tenant id is a safe file name.
 //!
 //! Protocol: a dump is written into a fresh `dump-N` directory, every file and directory is
 //! synced, then `CURRENT` is switched with write-temp / fsync / rename / fsync-dir, then older
@@ -42,8 +50,13 @@ struct Meta {
     tenants: Vec<String>,
 }
 
-type GraphDump = Vec<(String, Vec<(String, String, f32)>)>;
-type FactsDump = Vec<(String, EntityMeta)>;
+/// Magic (with the format version) of a record file.
+const RECORD_FILE_MAGIC: &[u8; 8] = b"AIDXREC1";
+
+/// One out-edge of the graph dump: `(from, relation, to, weight)`.
+type EdgeRecord = (String, String, String, f32);
+/// One entity of the facts dump.
+type FactRecord = (String, EntityMeta);
 
 fn tenant_dir(dump: &Path, tenant: &str) -> PathBuf {
     let hex: String = tenant.bytes().map(|b| format!("{b:02x}")).collect();
@@ -76,6 +89,80 @@ fn read_checked<T: bincode::Decode<()>>(path: &Path) -> Result<T> {
     codec::decode(payload).map_err(|e| Error::corruption(path, e.to_string()))
 }
 
+/// Writes `records` as a record file (see the module documentation), synced.
+fn write_records<T: bincode::Encode>(
+    path: &Path,
+    records: impl ExactSizeIterator<Item = T>,
+) -> Result<()> {
+    let mut bytes = RECORD_FILE_MAGIC.to_vec();
+    bytes.extend_from_slice(&(records.len() as u64).to_le_bytes());
+    for record in records {
+        let payload = codec::encode(&record).map_err(|e| Error::corruption(path, e.to_string()))?;
+        let len = u32::try_from(payload.len()).map_err(|_| {
+            Error::corruption(path, "a record exceeds 4 GiB (the codec limit is lower)")
+        })?;
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(&payload);
+    }
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    fs::write(path, &bytes).map_err(|e| Error::io(path, e))?;
+    sync_path(path)
+}
+
+/// Reads a record file written by [`write_records`], handing each entry to `visit` in order.
+fn read_records<T: bincode::Decode<()>>(
+    path: &Path,
+    mut visit: impl FnMut(T) -> Result<()>,
+) -> Result<()> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    let header = RECORD_FILE_MAGIC.len() + 8;
+    if bytes.len() < header + 4 {
+        return Err(Error::corruption(path, "shorter than a record file header"));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return Err(Error::corruption(path, "checksum mismatch"));
+    }
+    if &body[..RECORD_FILE_MAGIC.len()] != RECORD_FILE_MAGIC {
+        return Err(Error::corruption(
+            path,
+            "not a record file of a known version (bad magic)",
+        ));
+    }
+    let mut count_bytes = [0u8; 8];
+    count_bytes.copy_from_slice(&body[RECORD_FILE_MAGIC.len()..header]);
+    let count = u64::from_le_bytes(count_bytes);
+    let mut offset = header;
+    for index in 0..count {
+        let truncated =
+            || Error::corruption(path, format!("record {index} truncated at offset {offset}"));
+        let len_end = offset
+            .checked_add(4)
+            .filter(|end| *end <= body.len())
+            .ok_or_else(truncated)?;
+        let mut len_bytes = [0u8; 4];
+        len_bytes.copy_from_slice(&body[offset..len_end]);
+        let end = usize::try_from(u32::from_le_bytes(len_bytes))
+            .ok()
+            .and_then(|len| len_end.checked_add(len))
+            .filter(|end| *end <= body.len())
+            .ok_or_else(truncated)?;
+        let record = codec::decode(&body[len_end..end]).map_err(|e| {
+            Error::corruption(path, format!("record {index} at offset {offset}: {e}"))
+        })?;
+        visit(record)?;
+        offset = end;
+    }
+    if offset != body.len() {
+        return Err(Error::corruption(
+            path,
+            format!("{} bytes after the last record", body.len() - offset),
+        ));
+    }
+    Ok(())
+}
+
 /// Writes a dump of `tenants` covering `covered` and makes it the current one.
 pub fn dump(root: &Path, covered: SeqNo, tenants: &[(String, &TenantIndexes)]) -> Result<()> {
     fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
@@ -89,28 +176,24 @@ pub fn dump(root: &Path, covered: SeqNo, tenants: &[(String, &TenantIndexes)]) -
         let tdir = tenant_dir(&dir, tenant);
         fs::create_dir_all(&tdir).map_err(|e| Error::io(&tdir, e))?;
         indexes.vectors.dump(&tdir.join("vectors"))?;
-        let graph: GraphDump = indexes
+        let edges: Vec<EdgeRecord> = indexes
             .graph
             .export()
             .into_iter()
-            .map(|(from, edges)| {
-                (
-                    from,
-                    edges
-                        .into_iter()
-                        .map(|e| (e.relation, e.to, e.weight))
-                        .collect(),
-                )
+            .flat_map(|(from, edges)| {
+                edges
+                    .into_iter()
+                    .map(move |e| (from.clone(), e.relation, e.to, e.weight))
             })
             .collect();
-        write_checked(&tdir.join("graph"), &graph)?;
-        let facts: FactsDump = indexes
+        write_records(&tdir.join("graph"), edges.into_iter())?;
+        let facts: Vec<FactRecord> = indexes
             .facts
             .read()
             .iter()
             .map(|(id, m)| (id.clone(), m.clone()))
             .collect();
-        write_checked(&tdir.join("facts"), &facts)?;
+        write_records(&tdir.join("facts"), facts.into_iter())?;
         sync_path(&tdir)?;
     }
     let meta = Meta {
@@ -161,31 +244,106 @@ pub fn load(root: &Path, options: impl Fn(&str) -> VectorIndexOptions) -> Result
             &tdir.join("vectors"),
             options(&tenant),
         )?);
-        let graph: GraphDump = read_checked(&tdir.join("graph"))?;
-        for (from, edges) in graph {
-            let specs: Vec<EdgeSpec> = edges
-                .into_iter()
-                .map(|(relation, to, weight)| EdgeSpec {
-                    relation,
-                    to,
-                    weight,
-                })
-                .collect();
-            indexes
-                .graph
-                .replace_out_edges(&from, &specs, meta.covered)?;
-        }
-        let facts: FactsDump = read_checked(&tdir.join("facts"))?;
-        {
-            let mut table = indexes.facts.write();
-            for (id, m) in facts {
-                table.upsert(&id, m);
-            }
-        }
+        load_graph(&tdir.join("graph"), &indexes, meta.covered)?;
+        read_records(&tdir.join("facts"), |(id, m): FactRecord| {
+            indexes.facts.write().upsert(&id, m);
+            Ok(())
+        })?;
         tenants.push((tenant, indexes));
     }
     Ok(Some(Loaded {
         covered: meta.covered,
         tenants,
     }))
+}
+
+/// Loads the graph dump: the edges of one source entity are consecutive (the dump writes them
+/// grouped), and each group replaces that entity's out-edges.
+fn load_graph(path: &Path, indexes: &TenantIndexes, covered: SeqNo) -> Result<()> {
+    let mut group: Option<(String, Vec<EdgeSpec>)> = None;
+    let flush = |group: Option<(String, Vec<EdgeSpec>)>| match group {
+        Some((from, specs)) => indexes.graph.replace_out_edges(&from, &specs, covered),
+        None => Ok(()),
+    };
+    read_records(path, |(from, relation, to, weight): EdgeRecord| {
+        let spec = EdgeSpec {
+            relation,
+            to,
+            weight,
+        };
+        match &mut group {
+            Some((current, specs)) if *current == from => specs.push(spec),
+            _ => flush(group.replace((from, vec![spec])))?,
+        }
+        Ok(())
+    })?;
+    flush(group)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(i: usize, padding: &str) -> EntityMeta {
+        EntityMeta {
+            entity_type: "doc".into(),
+            attributes: [("body".to_owned(), padding.to_owned())].into(),
+            importance: i as f64,
+            updated_at_micros: i as u64,
+            body_ts: i as u64,
+        }
+    }
+
+    /// A dump larger than the codec's per-payload limit (64 MiB) still writes and loads: the
+    /// limit bounds each record, not the file. (The first format encoded the whole table as
+    /// one payload, and stores of ~1M entities could not reload their dump.)
+    #[test]
+    fn record_files_may_exceed_the_payload_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("facts");
+        let padding = "x".repeat(1024);
+        let count = codec::MAX_PAYLOAD / padding.len() + 1_000;
+        write_records(
+            &path,
+            (0..count).map(|i| (format!("e{i}"), meta(i, &padding))),
+        )
+        .unwrap();
+        assert!(fs::metadata(&path).unwrap().len() > codec::MAX_PAYLOAD as u64);
+        let mut read = 0usize;
+        read_records(&path, |(id, m): FactRecord| {
+            assert_eq!(id, format!("e{read}"));
+            assert_eq!(m, meta(read, &padding));
+            read += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(read, count);
+    }
+
+    #[test]
+    fn damaged_record_files_are_reported_not_misread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("facts");
+        write_records(&path, (0..100).map(|i| (format!("e{i}"), meta(i, "p")))).unwrap();
+        let good = fs::read(&path).unwrap();
+        let mut damaged: Vec<Vec<u8>> = vec![
+            good[..good.len() - 1].to_vec(),
+            good[..RECORD_FILE_MAGIC.len() + 8].to_vec(),
+            Vec::new(),
+        ];
+        for at in [0, 9, 20, good.len() / 2, good.len() - 5] {
+            let mut flipped = good.clone();
+            flipped[at] ^= 0x40;
+            damaged.push(flipped);
+        }
+        for bytes in damaged {
+            fs::write(&path, &bytes).unwrap();
+            let result = read_records(&path, |_: FactRecord| Ok(()));
+            assert!(
+                matches!(result, Err(Error::Corruption { .. })),
+                "{} bytes: {result:?}",
+                bytes.len()
+            );
+        }
+    }
 }

@@ -32,7 +32,7 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{Error, Result};
-use crate::fs::{FileSystem, OsFileSystem};
+use crate::fs::{FileSystem, LockGuard, OsFileSystem};
 use crate::hlc::HybridClock;
 use crate::manifest::{self, ManifestState, ManifestWriter};
 use crate::memtable::Memtable;
@@ -187,7 +187,13 @@ pub struct Engine {
     inner: Arc<Inner>,
     writer: GroupCommitWriter,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The data directory's `LOCK`: one engine per directory at a time. Held until
+    /// [`Engine::close`] has stopped every thread that writes files.
+    lock: Mutex<Option<LockGuard>>,
 }
+
+/// The lock file of a data directory.
+pub const LOCK_FILE: &str = "LOCK";
 
 /// Kinds of files in the data directory.
 fn table_path(dir: &Path, number: u64) -> PathBuf {
@@ -224,6 +230,7 @@ impl Engine {
     ) -> Result<Self> {
         options.validate()?;
         fs.create_dir_all(dir)?;
+        let lock = fs.lock_exclusive(&dir.join(LOCK_FILE))?;
         let loaded = manifest::load(fs.as_ref(), dir)?;
         let (old_manifest, mut mstate) = match loaded {
             Some((n, s)) => (Some(n), s),
@@ -371,6 +378,7 @@ impl Engine {
             inner,
             writer,
             threads: Mutex::new(threads),
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -400,12 +408,16 @@ impl Engine {
     /// Flushes, then compacts every level down until all data is in one sorted run at the
     /// deepest level holding data (a full, manual compaction).
     pub fn compact(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Unavailable("the engine is closed".to_owned()));
+        }
         self.flush()?;
         self.inner.compact_all()
     }
 
-    /// Stops the writer (draining and syncing queued writes), then the background threads.
-    /// Later calls fail with [`Error::Unavailable`]. Dropping the engine closes it too.
+    /// Stops the writer (draining and syncing queued writes), then the background threads,
+    /// then releases the directory lock. Later writes fail with [`Error::Unavailable`].
+    /// Dropping the engine closes it too.
     pub fn close(&self) -> Result<()> {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -418,6 +430,7 @@ impl Engine {
                 tracing::error!("a storage background thread panicked");
             }
         }
+        self.lock.lock().take();
         result
     }
 }

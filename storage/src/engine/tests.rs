@@ -214,3 +214,21 @@ fn a_table_overlapping_nothing_below_moves_down_without_a_rewrite() {
     );
     assert_eq!(engine.scan(TENANT, None, None).unwrap().count(), 20);
 }
+
+/// One engine per data directory: a second open (in this process or another) fails at once
+/// with an error naming the lock file, and succeeds once the first engine is closed (even
+/// while the closed engine value still exists).
+#[test]
+fn a_data_directory_is_opened_by_one_engine_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Engine::open(dir.path(), Options::default()).unwrap();
+    let error = Engine::open(dir.path(), Options::default()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("LOCK") && message.contains("another"),
+        "{message}"
+    );
+    first.close().unwrap();
+    Engine::open(dir.path(), Options::default()).unwrap();
+    assert!(matches!(first.compact(), Err(crate::Error::Unavailable(_))));
+}

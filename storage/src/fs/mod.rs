@@ -67,7 +67,13 @@ pub trait FileSystem: Send + Sync + Debug + 'static {
     fn sync_dir(&self, dir: &Path) -> Result<()>;
     /// Creates a hard link `to` pointing at `from` (used by checkpoints).
     fn hard_link(&self, from: &Path, to: &Path) -> Result<()>;
+    /// Takes the exclusive lock of `path` (created if missing) for as long as the returned
+    /// guard lives; fails at once, without waiting, when another holder has it.
+    fn lock_exclusive(&self, path: &Path) -> Result<LockGuard>;
 }
+
+/// Holds a lock taken by [`FileSystem::lock_exclusive`] until dropped.
+pub type LockGuard = Box<dyn Debug + Send + Sync>;
 
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
@@ -204,5 +210,27 @@ impl FileSystem for OsFileSystem {
 
     fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
         std::fs::hard_link(from, to).map_err(|e| Error::io(from, e))
+    }
+
+    /// An advisory `flock` on `path`: it conflicts with any other open of the file that
+    /// holds it, in this process or another, and the kernel releases it when the holder exits.
+    fn lock_exclusive(&self, path: &Path) -> Result<LockGuard> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    "locked by another process: another allidbd (or engine) is using this data directory",
+                ),
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
+        }
     }
 }

@@ -393,6 +393,12 @@ impl FileSystem for SimFileSystem {
         state.names.insert(to.to_owned(), id);
         Ok(())
     }
+
+    /// Always granted: the simulation runs in one process, and a simulated crash must be able
+    /// to reopen the directory while the crashed engine's values still exist.
+    fn lock_exclusive(&self, _path: &Path) -> Result<crate::fs::LockGuard> {
+        Ok(Box::new(()))
+    }
 }
 
 #[derive(Debug)]
