@@ -1161,7 +1161,8 @@ mod tests {
         .unwrap();
         let err = VectorIndex::load(dir.path(), options).unwrap_err();
         assert!(
-            err.to_string().contains("holds 50 of the 100 indexed vectors"),
+            err.to_string()
+                .contains("holds 50 of the 100 indexed vectors"),
             "{err}"
         );
     }
