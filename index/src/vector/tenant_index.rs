@@ -622,16 +622,13 @@ impl VectorIndex {
             return Err(Error::DimensionMismatch { expected, got });
         }
         let engine_dir = dir.join(ENGINE_DIR);
-        let engine: Arc<dyn AnnEngine> = Arc::from(
-            factory
-                .load(&engine_dir, options.metric)
-                .map_err(|err| {
-                    Error::corruption(
-                        &engine_dir,
-                        format!("engine dump unusable, and it holds the only copy of the indexed vectors: {err}"),
-                    )
-                })?,
-        );
+        let engine: Arc<dyn AnnEngine> =
+            Arc::from(factory.load(&engine_dir, options.metric).map_err(|err| {
+                Error::corruption(
+                    &engine_dir,
+                    format!("engine dump unusable (the indexed vectors are only there): {err}"),
+                )
+            })?);
         let indexed: Vec<usize> = decoded
             .slots
             .iter()
