@@ -17,9 +17,10 @@
 //!   rounding.
 //! * `hnsw_rs` has no id -> point lookup, so reading a vector back ([`AnnEngine::visit_vectors`])
 //!   goes through a map from our id to the graph's point (a shared pointer), brought up to date
-//!   lazily: the first read after inserts walks only the points appended to each layer since the
-//!   last read. Documented extra cost of this (non-default) engine: 20-40 bytes per point for the
-//!   map, and that catch-up walk.
+//!   lazily under its write lock (reads share its read lock): the first read after inserts walks
+//!   each layer that grew (a reference-count bump per point already mapped, a map insert per new
+//!   one). Documented extra cost of this (non-default) engine: 20-40 bytes per point for the map,
+//!   and that catch-up walk.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,7 +33,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use hnsw_rs::prelude::{AnnT, Distance, FilterT, Hnsw, HnswIo, Point};
-use parking_lot::Mutex;
+use parking_lot::{RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
 use crate::vector::engine::{AnnEngine, AnnEngineFactory, EngineParams};
@@ -88,7 +89,7 @@ where
     /// The graph. Dropped by hand in `Drop`, before `loader`.
     graph: ManuallyDrop<Hnsw<'static, f32, D>>,
     /// Our id -> the graph's point, for reading vectors back. Cleared in `Drop` before `loader`.
-    points: Mutex<PointMap>,
+    points: RwLock<PointMap>,
     /// The loader a reloaded graph borrows from (`None` for a graph built here).
     loader: Option<NonNull<HnswIo>>,
     metric: Metric,
@@ -117,7 +118,7 @@ where
         );
         Self {
             graph: ManuallyDrop::new(graph),
-            points: Mutex::new(PointMap::default()),
+            points: RwLock::new(PointMap::default()),
             loader: None,
             metric,
             params,
@@ -177,7 +178,7 @@ where
         }
         Ok(Self {
             graph: ManuallyDrop::new(graph),
-            points: Mutex::new(PointMap::default()),
+            points: RwLock::new(PointMap::default()),
             loader: Some(loader),
             metric: manifest.metric,
             params: manifest.params,
@@ -260,8 +261,14 @@ where
     }
 
     fn visit_vectors(&self, ids: &[usize], visit: &mut dyn FnMut(usize, &[f32])) {
-        let mut points = self.points.lock();
-        points.catch_up(&self.graph);
+        let points = self.points.upgradable_read();
+        let points = if points.is_current(&self.graph) {
+            RwLockUpgradableReadGuard::downgrade(points)
+        } else {
+            let mut points = RwLockUpgradableReadGuard::upgrade(points);
+            points.catch_up(&self.graph);
+            RwLockWriteGuard::downgrade(points)
+        };
         for (position, id) in ids.iter().enumerate() {
             if let Some(point) = points.by_id.get(id) {
                 visit(position, point.get_v());
@@ -323,14 +330,19 @@ struct PointMap {
 }
 
 impl PointMap {
+    /// True when every point of `graph` is in the map.
+    fn is_current<D>(&self, graph: &Hnsw<'static, f32, D>) -> bool
+    where
+        D: Distance<f32> + Default + Send + Sync + 'static,
+    {
+        self.by_id.len() == graph.get_nb_point()
+    }
+
     /// Adds the points appended to each layer since the last call.
     fn catch_up<D>(&mut self, graph: &Hnsw<'static, f32, D>)
     where
         D: Distance<f32> + Default + Send + Sync + 'static,
     {
-        if self.by_id.len() == graph.get_nb_point() {
-            return;
-        }
         let indexation = graph.get_point_indexation();
         self.walked_per_layer.resize(MAX_LAYERS, 0);
         for (layer, walked) in self.walked_per_layer.iter_mut().enumerate() {
