@@ -256,11 +256,24 @@ fn dump_and_load_keep_results_and_next_ids() {
     loaded.index_pending(usize::MAX);
     model.insert(id(9_999), data[1_300].clone());
     check(&loaded, Metric::Cosine, &model, &queries);
-    // a damaged engine dump falls back to a rebuild from the stored vectors
-    std::fs::write(dir.path().join("engine/hnsw.meta"), "damaged").unwrap();
-    let rebuilt = VectorIndex::load(dir.path(), options(Metric::Cosine)).unwrap();
-    assert_eq!(rebuilt.pending_len(), 0);
-    assert_eq!(rebuilt.len(), loaded.len() - 1);
+    // the engine's dump holds the only copy of the indexed vectors: damaged, it is an error
+    // (the store then rebuilds from storage), never a partial index
+    let engine_file = dir.path().join("engine/flat_hnsw.bin");
+    let intact = std::fs::read(&engine_file).unwrap();
+    let mut damaged = intact.clone();
+    damaged[100] ^= 1;
+    std::fs::write(&engine_file, damaged).unwrap();
+    assert!(matches!(
+        VectorIndex::load(dir.path(), options(Metric::Cosine)),
+        Err(Error::Corruption { .. })
+    ));
+    std::fs::write(&engine_file, intact).unwrap();
+    assert_eq!(
+        VectorIndex::load(dir.path(), options(Metric::Cosine))
+            .unwrap()
+            .len(),
+        model.len() - 1
+    );
     // a damaged slots file is an error
     let slots = dir.path().join("slots.bin");
     let mut bytes = std::fs::read(&slots).unwrap();

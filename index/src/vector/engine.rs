@@ -4,9 +4,10 @@
 //! created and reloaded ([`AnnEngineFactory`]). Internal ids are opaque `usize`s chosen by the
 //! caller; distances are the engine's (smaller = closer), never shown to clients.
 //!
-//! Invariants: an engine never deletes or updates a point (callers hide stale ids); every
-//! method takes `&self` and is safe to call from several threads at once (inserts may run while
-//! searches run). An engine must never panic or exit the process on validated input: factories
+//! Invariants: an engine never deletes or updates a point (callers hide stale ids), and it is
+//! the only holder of an indexed point's vector (read back with [`AnnEngine::visit_vectors`]);
+//! every method takes `&self` and is safe to call from several threads at once (inserts may run
+//! while searches run). An engine must never panic or exit the process on validated input: factories
 //! validate their parameters before building anything.
 
 use std::fmt::Debug;
@@ -76,6 +77,12 @@ pub trait AnnEngine: Send + Sync + Debug {
         ef: usize,
         allow: &(dyn Fn(usize) -> bool + Sync),
     ) -> Vec<(usize, f32)>;
+    /// Calls `visit(position, vector)` for each `ids[position]` the engine holds, in the order
+    /// of `ids`, with the stored (prepared) vector, while holding the engine's read lock (no
+    /// copy; inserts wait until it returns). Ids the engine does not hold are skipped. The
+    /// vector index keeps no copy of an indexed vector: this is how it reads one back (exact
+    /// scans, similarities, rebuilds).
+    fn visit_vectors(&self, ids: &[usize], visit: &mut dyn FnMut(usize, &[f32]));
     /// Number of points inserted (live or not).
     fn len(&self) -> usize;
     /// True when nothing was inserted.

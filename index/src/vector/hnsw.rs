@@ -15,7 +15,14 @@
 //!   left off (the default), so the graph owns its vectors and the borrow is only nominal.
 //! * The distances are ours (see `metric.rs`), never `hnsw_rs`'s `DistDot`, which asserts on
 //!   rounding.
+//! * `hnsw_rs` has no id -> point lookup, so reading a vector back ([`AnnEngine::visit_vectors`])
+//!   goes through a map from our id to the graph's point (a shared pointer), brought up to date
+//!   lazily under its write lock (reads share its read lock): the first read after inserts walks
+//!   each layer that grew (a reference-count bump per point already mapped, a map insert per new
+//!   one). Documented extra cost of this (non-default) engine: 20-40 bytes per point for the map,
+//!   and that catch-up walk.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io::Read;
@@ -23,8 +30,10 @@ use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
-use hnsw_rs::prelude::{AnnT, Distance, FilterT, Hnsw, HnswIo};
+use hnsw_rs::prelude::{AnnT, Distance, FilterT, Hnsw, HnswIo, Point};
+use parking_lot::{RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
 use crate::vector::engine::{AnnEngine, AnnEngineFactory, EngineParams};
@@ -79,6 +88,8 @@ where
 {
     /// The graph. Dropped by hand in `Drop`, before `loader`.
     graph: ManuallyDrop<Hnsw<'static, f32, D>>,
+    /// Our id -> the graph's point, for reading vectors back. Cleared in `Drop` before `loader`.
+    points: RwLock<PointMap>,
     /// The loader a reloaded graph borrows from (`None` for a graph built here).
     loader: Option<NonNull<HnswIo>>,
     metric: Metric,
@@ -107,6 +118,7 @@ where
         );
         Self {
             graph: ManuallyDrop::new(graph),
+            points: RwLock::new(PointMap::default()),
             loader: None,
             metric,
             params,
@@ -166,6 +178,7 @@ where
         }
         Ok(Self {
             graph: ManuallyDrop::new(graph),
+            points: RwLock::new(PointMap::default()),
             loader: Some(loader),
             metric: manifest.metric,
             params: manifest.params,
@@ -178,6 +191,8 @@ where
     D: Distance<f32> + Default + Send + Sync + 'static,
 {
     fn drop(&mut self) {
+        // The map's points may borrow from the loader, like the graph's.
+        *self.points.get_mut() = PointMap::default();
         // SAFETY: `graph` is dropped exactly once, here, and never used afterwards.
         unsafe { ManuallyDrop::drop(&mut self.graph) };
         if let Some(loader) = self.loader.take() {
@@ -245,6 +260,22 @@ where
             .collect()
     }
 
+    fn visit_vectors(&self, ids: &[usize], visit: &mut dyn FnMut(usize, &[f32])) {
+        let points = self.points.upgradable_read();
+        let points = if points.is_current(&self.graph) {
+            RwLockUpgradableReadGuard::downgrade(points)
+        } else {
+            let mut points = RwLockUpgradableReadGuard::upgrade(points);
+            points.catch_up(&self.graph);
+            RwLockWriteGuard::downgrade(points)
+        };
+        for (position, id) in ids.iter().enumerate() {
+            if let Some(point) = points.by_id.get(id) {
+                visit(position, point.get_v());
+            }
+        }
+    }
+
     fn len(&self) -> usize {
         self.graph.get_nb_point()
     }
@@ -286,6 +317,43 @@ where
             manifest.data_crc32 = crc32_of_file(&data_path)?;
         }
         manifest.write(dir)
+    }
+}
+
+/// Our ids -> the `hnsw_rs` points holding their vectors, and how much of each layer has been
+/// walked into the map.
+#[derive(Default)]
+struct PointMap {
+    by_id: HashMap<usize, Arc<Point<'static, f32>>>,
+    /// Points of each layer already in `by_id` (`hnsw_rs` only appends to a layer).
+    walked_per_layer: Vec<usize>,
+}
+
+impl PointMap {
+    /// True when every point of `graph` is in the map.
+    fn is_current<D>(&self, graph: &Hnsw<'static, f32, D>) -> bool
+    where
+        D: Distance<f32> + Default + Send + Sync + 'static,
+    {
+        self.by_id.len() == graph.get_nb_point()
+    }
+
+    /// Adds the points appended to each layer since the last call.
+    fn catch_up<D>(&mut self, graph: &Hnsw<'static, f32, D>)
+    where
+        D: Distance<f32> + Default + Send + Sync + 'static,
+    {
+        let indexation = graph.get_point_indexation();
+        self.walked_per_layer.resize(MAX_LAYERS, 0);
+        for (layer, walked) in self.walked_per_layer.iter_mut().enumerate() {
+            if indexation.get_layer_nb_point(layer) <= *walked {
+                continue;
+            }
+            for point in indexation.get_layer_iterator(layer).skip(*walked) {
+                self.by_id.insert(point.get_origin_id(), point);
+                *walked += 1;
+            }
+        }
     }
 }
 

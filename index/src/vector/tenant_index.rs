@@ -1,8 +1,9 @@
 //! [`VectorIndex`]: one tenant's searchable vectors, keyed by entity id.
 //!
-//! Owns: the entity id <-> internal id map, the prepared copy of every live vector, the
-//! freshness tail (vectors written but not yet in the ANN engine), the current engine, and the
-//! index's dump files (`slots.bin` + the engine's directory `engine/`).
+//! Owns: the entity id <-> internal id map, the freshness tail (vectors written but not yet in
+//! the ANN engine, with their prepared copies), the current engine (which holds the only copy of
+//! every indexed vector), and the index's dump files (`slots.bin` + the engine's directory
+//! `engine/`).
 //!
 //! Invariants:
 //! * Dimension and metric are fixed (by options or by the first vector); every stored vector is
@@ -12,6 +13,9 @@
 //!   hidden, so deletes and updates are visible at once.
 //! * Every live id is either in the engine (`indexed`) or in `pending` (scanned exactly by every
 //!   query), never lost in between: a write is searchable as soon as `upsert` returns.
+//! * One in-memory copy per live vector: a slot holds its vector iff its id is pending; once
+//!   the engine holds it, exact scans, similarities and rebuilds read it from the engine
+//!   ([`AnnEngine::visit_vectors`]).
 //! * Queries never wait for an engine build: rebuilds and the indexer insert outside the state
 //!   lock and take it only to publish.
 //! * Results are ordered by similarity (see [`Metric`]) descending, ties by entity id ascending.
@@ -110,10 +114,17 @@ pub struct VectorHit {
 #[derive(Debug)]
 struct Slot {
     entity: Arc<str>,
-    vector: Arc<[f32]>,
+    /// The prepared vector while the id waits in `pending`; `None` once the current engine holds
+    /// it (the engine's copy is then the only one).
+    vector: Option<Arc<[f32]>>,
     seq: u64,
-    /// True when the current engine holds this id; false while it waits in `pending`.
-    indexed: bool,
+}
+
+impl Slot {
+    /// True when the current engine holds this id.
+    fn indexed(&self) -> bool {
+        self.vector.is_none()
+    }
 }
 
 #[derive(Debug)]
@@ -143,10 +154,13 @@ pub struct VectorIndex {
     distance: DistanceFn,
 }
 
-/// Size of one engine insert batch taken by the indexer.
+/// Size of one engine insert batch taken by the indexer, and of one chunk of vectors copied from
+/// the old engine into the new one by a rebuild.
 const INDEX_BATCH: usize = 4_096;
-/// Magic of `slots.bin`.
-const SLOTS_MAGIC: &[u8; 8] = b"AVSLOT01";
+/// Magic of `slots.bin`; its last two characters are the format version.
+const SLOTS_MAGIC: &[u8; 8] = b"AVSLOT02";
+/// What every version of `slots.bin` starts with.
+const SLOTS_MAGIC_FAMILY: &[u8; 6] = b"AVSLOT";
 const SLOTS_FILE: &str = "slots.bin";
 const ENGINE_DIR: &str = "engine";
 
@@ -278,9 +292,8 @@ impl VectorIndex {
             id,
             Slot {
                 entity,
-                vector: prepared,
+                vector: Some(prepared),
                 seq,
-                indexed: false,
             },
         );
         state.pending.insert(id);
@@ -309,7 +322,10 @@ impl VectorIndex {
                     .pending
                     .iter()
                     .take((max - done).min(INDEX_BATCH))
-                    .filter_map(|id| state.slots.get(id).map(|s| (*id, s.vector.clone())))
+                    .filter_map(|id| {
+                        let vector = state.slots.get(id)?.vector.clone()?;
+                        Some((*id, vector))
+                    })
                     .collect();
                 (state.engine.clone(), batch)
             };
@@ -329,7 +345,8 @@ impl VectorIndex {
                 for (id, _) in &batch {
                     state.pending.remove(id);
                     if let Some(slot) = state.slots.get_mut(id) {
-                        slot.indexed = true;
+                        // The engine's copy is now the only one (the batch's is dropped below).
+                        slot.vector = None;
                         state.indexed_live += 1;
                     }
                 }
@@ -341,37 +358,71 @@ impl VectorIndex {
 
     /// Builds a new engine from the live vectors and swaps it in, dropping every stale point.
     /// Runs in the caller's thread (call it from a background thread): queries and writes go on
-    /// meanwhile; vectors written during the build stay in (or return to) the tail.
+    /// meanwhile; vectors written during the build stay in the tail. Indexed vectors are
+    /// streamed from the old engine in chunks of [`INDEX_BATCH`], so the peak is the two engines
+    /// plus one chunk.
     pub fn rebuild(&self) -> Result<()> {
         let _writer = self.engine_writer.lock();
-        let (snapshot, boundary) = {
+        // Every live id below `boundary` is in `live`: ids are never reused, and no other
+        // engine insert runs while `engine_writer` is held.
+        let (old_engine, live, boundary, dimension) = {
             let state = self.state.read();
-            let snapshot: Vec<(usize, Arc<[f32]>)> = state
+            let live: Vec<(usize, Option<Arc<[f32]>>)> = state
                 .slots
                 .iter()
                 .map(|(id, slot)| (*id, slot.vector.clone()))
                 .collect();
-            (snapshot, state.next_id)
+            (state.engine.clone(), live, state.next_id, state.dimension)
         };
         let params = EngineParams {
-            capacity_hint: snapshot.len().max(1),
+            capacity_hint: live.len().max(1),
             ..self.options.engine
         };
         let engine: Arc<dyn AnnEngine> =
             Arc::from(self.factory.create(self.options.metric, params)?);
-        let items: Vec<(usize, &[f32])> = snapshot.iter().map(|(id, v)| (*id, &v[..])).collect();
-        engine.insert_batch(&items);
+        let dimension = dimension.unwrap_or(0).max(1);
+        let mut copied: Vec<f32> = Vec::new();
+        for chunk in live.chunks(INDEX_BATCH) {
+            let indexed: Vec<usize> = chunk
+                .iter()
+                .filter(|(_, vector)| vector.is_none())
+                .map(|(id, _)| *id)
+                .collect();
+            copied.clear();
+            let mut found = 0;
+            old_engine.visit_vectors(&indexed, &mut |_, vector| {
+                copied.extend_from_slice(vector);
+                found += 1;
+            });
+            if found != indexed.len() || copied.len() != found * dimension {
+                return Err(Error::Engine {
+                    context: "rebuilding the vector index".to_string(),
+                    message: format!(
+                        "the engine returned {found} of {} indexed vectors; keeping it",
+                        indexed.len()
+                    ),
+                });
+            }
+            // In id order: indexed vectors come from `copied` (visited in order), pending ones
+            // from their slots.
+            let mut rows = copied.chunks_exact(dimension);
+            let items: Vec<(usize, &[f32])> = chunk
+                .iter()
+                .filter_map(|(id, vector)| match vector {
+                    Some(vector) => Some((*id, &vector[..])),
+                    None => rows.next().map(|row| (*id, row)),
+                })
+                .collect();
+            engine.insert_batch(&items);
+        }
         let mut state = self.state.write();
         let state = &mut *state;
         let mut indexed_live = 0;
         for (id, slot) in state.slots.iter_mut() {
-            // Ids below the boundary that are still live were all in the snapshot.
-            slot.indexed = *id < boundary;
-            if slot.indexed {
-                indexed_live += 1;
+            if *id < boundary {
+                slot.vector = None;
                 state.pending.remove(id);
-            } else {
-                state.pending.insert(*id);
+                indexed_live += 1;
             }
         }
         state.indexed_live = indexed_live;
@@ -433,7 +484,7 @@ impl VectorIndex {
             let mut fetch = ((k as f64 * stale_factor * filter_factor).ceil() as usize)
                 .max(k)
                 .min(engine_len);
-            let indexed_and_allowed = |slot: &Slot| slot.indexed && allows(slot);
+            let indexed_and_allowed = |slot: &Slot| slot.indexed() && allows(slot);
             loop {
                 // ef at twice the fetch keeps the tail of an over-fetched list accurate.
                 let raw = state
@@ -495,13 +546,23 @@ impl VectorIndex {
         let Some(query) = self.prepare_query(&state, query)? else {
             return Ok(vec![None; entity_ids.len()]);
         };
-        Ok(entity_ids
-            .iter()
-            .map(|e| {
-                let slot = state.by_entity.get(*e).and_then(|id| state.slots.get(id))?;
-                Some(self.options.metric.similarity(&query, &slot.vector))
-            })
-            .collect())
+        let mut positions = Vec::with_capacity(entity_ids.len());
+        let mut found = Vec::with_capacity(entity_ids.len());
+        for (position, entity) in entity_ids.iter().enumerate() {
+            if let Some((id, slot)) = state
+                .by_entity
+                .get(*entity)
+                .and_then(|id| state.slots.get_key_value(id))
+            {
+                positions.push(position);
+                found.push((*id, slot));
+            }
+        }
+        let mut similarities = vec![None; entity_ids.len()];
+        state.visit_vectors(&found, &mut |at, vector| {
+            similarities[positions[at]] = Some(self.options.metric.similarity(&query, vector));
+        });
+        Ok(similarities)
     }
 
     /// Validates and prepares a query; `None` when the index has no dimension yet (empty).
@@ -537,8 +598,10 @@ impl VectorIndex {
             .map_err(|e| Error::io(&path, e))
     }
 
-    /// Reloads a dump written by [`VectorIndex::dump`]. If the engine files are missing or
-    /// damaged but the slots are intact, the engine is rebuilt from the stored vectors.
+    /// Reloads a dump written by [`VectorIndex::dump`]. The engine's dump holds the only copy of
+    /// the indexed vectors, so a missing, damaged or foreign engine dump (or one that lacks an
+    /// indexed id) is an [`Error::Corruption`]: the caller rebuilds from the storage engine.
+    /// The dumped tail comes back as the tail (call [`VectorIndex::index_pending`] to index it).
     pub fn load(dir: &Path, options: VectorIndexOptions) -> Result<Self> {
         Self::load_with_factory(dir, options, Arc::new(FlatHnswFactory))
     }
@@ -559,27 +622,41 @@ impl VectorIndex {
         {
             return Err(Error::DimensionMismatch { expected, got });
         }
-        let engine_result = factory.load(&dir.join(ENGINE_DIR), options.metric);
+        let engine_dir = dir.join(ENGINE_DIR);
+        let engine: Arc<dyn AnnEngine> =
+            Arc::from(factory.load(&engine_dir, options.metric).map_err(|err| {
+                Error::corruption(
+                    &engine_dir,
+                    format!("engine dump unusable (the indexed vectors are only there): {err}"),
+                )
+            })?);
+        let indexed: Vec<usize> = decoded
+            .slots
+            .iter()
+            .filter(|record| record.vector.is_none())
+            .map(|record| record.id)
+            .collect();
+        let mut held = 0;
+        engine.visit_vectors(&indexed, &mut |_, _| held += 1);
+        if held != indexed.len() {
+            return Err(Error::corruption(
+                &engine_dir,
+                format!(
+                    "the engine dump holds {held} of the {} indexed vectors of {}",
+                    indexed.len(),
+                    path.display()
+                ),
+            ));
+        }
         {
             let mut state = index.state.write();
             state.dimension = decoded.dimension.or(options.dimension);
             state.next_id = decoded.next_id;
             state.applied_seq = decoded.applied_seq;
-            let engine_loaded = match engine_result {
-                Ok(engine) => {
-                    state.engine = Arc::from(engine);
-                    true
-                }
-                Err(err) => {
-                    tracing::warn!(dir = %dir.display(), error = %err, "vector engine dump unusable; rebuilding from stored vectors");
-                    false
-                }
-            };
+            state.engine = engine;
+            state.indexed_live = indexed.len();
             for record in decoded.slots {
-                let indexed = engine_loaded && record.indexed;
-                if indexed {
-                    state.indexed_live += 1;
-                } else {
+                if record.vector.is_some() {
                     state.pending.insert(record.id);
                 }
                 state.by_entity.insert(record.entity.clone(), record.id);
@@ -589,12 +666,12 @@ impl VectorIndex {
                         entity: record.entity,
                         vector: record.vector,
                         seq: record.seq,
-                        indexed,
                     },
                 );
             }
         }
-        index.index_pending(usize::MAX);
+        // The tail stays pending (searchable by exact scan): the caller's indexer moves it into
+        // the engine in the background, so a large tail never delays the load.
         Ok(index)
     }
 }
@@ -606,7 +683,7 @@ impl State {
             return false;
         };
         if let Some(slot) = self.slots.remove(&id)
-            && slot.indexed
+            && slot.indexed()
         {
             self.indexed_live -= 1;
         }
@@ -614,7 +691,29 @@ impl State {
         true
     }
 
-    /// `slots.bin`: magic, metric, dimension, next id, applied seq, count, records, CRC-32.
+    /// Calls `visit(position, vector)` for each `slots[position]` (live ids and their slots):
+    /// pending vectors from their slots, indexed ones from the engine under its read lock.
+    fn visit_vectors(&self, slots: &[(usize, &Slot)], visit: &mut dyn FnMut(usize, &[f32])) {
+        let mut engine_ids = Vec::new();
+        let mut engine_positions = Vec::new();
+        for (position, (id, slot)) in slots.iter().enumerate() {
+            match &slot.vector {
+                Some(vector) => visit(position, vector),
+                None => {
+                    engine_ids.push(*id);
+                    engine_positions.push(position);
+                }
+            }
+        }
+        if !engine_ids.is_empty() {
+            self.engine.visit_vectors(&engine_ids, &mut |at, vector| {
+                visit(engine_positions[at], vector);
+            });
+        }
+    }
+
+    /// `slots.bin`: magic, metric, dimension, next id, applied seq, count, records, CRC-32. A
+    /// record is id, seq, a pending flag, the entity id and, for pending ids only, the vector.
     fn encode_slots(&self, metric: Metric) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(SLOTS_MAGIC);
@@ -626,9 +725,9 @@ impl State {
         for (id, slot) in &self.slots {
             out.extend_from_slice(&(*id as u64).to_le_bytes());
             out.extend_from_slice(&slot.seq.to_le_bytes());
-            out.push(u8::from(slot.indexed));
+            out.push(u8::from(slot.vector.is_some()));
             put_str(&mut out, &slot.entity);
-            for x in slot.vector.iter() {
+            for x in slot.vector.iter().flat_map(|vector| vector.iter()) {
                 out.extend_from_slice(&x.to_le_bytes());
             }
         }
@@ -649,33 +748,39 @@ struct Ranker<'q> {
 
 impl Ranker<'_> {
     /// The top `k` of the live, allowed ids among `ids` (which must not repeat an id),
-    /// similarity descending, ties by entity id.
+    /// similarity descending, ties by entity id. Indexed vectors are read from the engine.
     fn rank(
         &self,
         state: &State,
         ids: impl Iterator<Item = usize>,
         allows: &dyn Fn(&Slot) -> bool,
     ) -> Vec<VectorHit> {
-        let mut scored: Vec<(f32, &Slot)> = ids
-            .filter_map(|id| state.slots.get(&id))
-            .filter(|slot| allows(slot))
-            .map(|slot| ((self.distance)(self.query, &slot.vector), slot))
+        let candidates: Vec<(usize, &Slot)> = ids
+            .filter_map(|id| state.slots.get_key_value(&id))
+            .filter(|(_, slot)| allows(slot))
+            .map(|(id, slot)| (*id, slot))
             .collect();
-        let closer = |a: &(f32, &Slot), b: &(f32, &Slot)| {
+        // (distance, position in `candidates`)
+        let mut scored: Vec<(f32, usize)> = Vec::with_capacity(candidates.len());
+        state.visit_vectors(&candidates, &mut |at, vector| {
+            scored.push(((self.distance)(self.query, vector), at));
+        });
+        let closer = |a: &(f32, usize), b: &(f32, usize)| {
             a.0.total_cmp(&b.0)
-                .then_with(|| a.1.entity.cmp(&b.1.entity))
+                .then_with(|| candidates[a.1].1.entity.cmp(&candidates[b.1].1.entity))
         };
         if scored.len() > self.k {
             scored.select_nth_unstable_by(self.k, closer);
             scored.truncate(self.k);
         }
-        let mut hits: Vec<VectorHit> = scored
-            .into_iter()
-            .map(|(_, slot)| VectorHit {
-                entity_id: slot.entity.clone(),
-                similarity: self.metric.similarity(self.query, &slot.vector),
-            })
-            .collect();
+        let chosen: Vec<(usize, &Slot)> = scored.iter().map(|(_, at)| candidates[*at]).collect();
+        let mut hits = Vec::with_capacity(chosen.len());
+        state.visit_vectors(&chosen, &mut |at, vector| {
+            hits.push(VectorHit {
+                entity_id: chosen[at].1.entity.clone(),
+                similarity: self.metric.similarity(self.query, vector),
+            });
+        });
         sort_hits(&mut hits);
         hits
     }
@@ -698,9 +803,9 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 struct SlotRecord {
     id: usize,
     seq: u64,
-    indexed: bool,
     entity: Arc<str>,
-    vector: Arc<[f32]>,
+    /// Pending ids only.
+    vector: Option<Arc<[f32]>>,
 }
 
 struct DecodedSlots {
@@ -754,6 +859,19 @@ fn decode_slots(bytes: &[u8], metric: Metric) -> Result<DecodedSlots, String> {
     if bytes.len() < SLOTS_MAGIC.len() + 4 {
         return Err("file too short".to_string());
     }
+    // The version first, so an older format is reported as such rather than as damage.
+    let magic = &bytes[..SLOTS_MAGIC.len()];
+    if magic != SLOTS_MAGIC {
+        return Err(if magic.starts_with(SLOTS_MAGIC_FAMILY) {
+            format!(
+                "format mismatch: file version {}, this build reads {}",
+                String::from_utf8_lossy(magic),
+                String::from_utf8_lossy(SLOTS_MAGIC)
+            )
+        } else {
+            "bad magic".to_string()
+        });
+    }
     let (body, crc) = bytes.split_at(bytes.len() - 4);
     let mut stored = [0u8; 4];
     stored.copy_from_slice(crc);
@@ -764,9 +882,8 @@ fn decode_slots(bytes: &[u8], metric: Metric) -> Result<DecodedSlots, String> {
         bytes: body,
         offset: 0,
     };
-    if reader.take(SLOTS_MAGIC.len())? != SLOTS_MAGIC {
-        return Err("bad magic".to_string());
-    }
+    // Checked above.
+    reader.take(SLOTS_MAGIC.len())?;
     let stored_metric = reader.string()?;
     if stored_metric != metric.name() {
         return Err(format!(
@@ -785,17 +902,32 @@ fn decode_slots(bytes: &[u8], metric: Metric) -> Result<DecodedSlots, String> {
             return Err(format!("slot id {id} not below next id {next_id}"));
         }
         let seq = reader.u64()?;
-        let indexed = reader.take(1)?[0] == 1;
+        let at = reader.offset;
+        let pending = match reader.take(1)?[0] {
+            0 => false,
+            1 => true,
+            other => return Err(format!("pending flag {other} at offset {at}")),
+        };
         let entity: Arc<str> = Arc::from(reader.string()?);
-        let raw = reader.take(dimension.checked_mul(4).ok_or("dimension overflows")?)?;
-        let vector: Arc<[f32]> = raw
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let vector = if pending {
+            if dimension == 0 {
+                return Err(format!("pending slot {id} in an index without a dimension"));
+            }
+            let raw = reader.take(dimension.checked_mul(4).ok_or("dimension overflows")?)?;
+            let vector: Arc<[f32]> = raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            if vector.iter().any(|x| !x.is_finite()) {
+                return Err(format!("vector of slot {id} is not finite"));
+            }
+            Some(vector)
+        } else {
+            None
+        };
         slots.push(SlotRecord {
             id,
             seq,
-            indexed,
             entity,
             vector,
         });
@@ -829,21 +961,25 @@ mod tests {
             .collect()
     }
 
-    /// The engine is replaceable: both engines serve the same index, and a dump written by one
-    /// engine is rebuilt (not misread) when reloaded with the other.
+    fn filled_index(factory: Arc<dyn AnnEngineFactory>, count: usize) -> VectorIndex {
+        let index = VectorIndex::with_factory(VectorIndexOptions::default(), factory).unwrap();
+        for i in 0..count {
+            index
+                .upsert(&format!("e{i:03}"), &vector(i), i as u64 + 1)
+                .unwrap();
+        }
+        index
+    }
+
+    /// The engine is replaceable: both engines serve the same index and reload their own dumps;
+    /// a dump written by one engine is never misread by the other: loading it fails cleanly
+    /// with a corruption error (the store then rebuilds from storage).
     #[test]
-    fn either_engine_serves_the_index_and_foreign_dumps_are_rebuilt() {
+    fn either_engine_serves_the_index_and_foreign_dumps_are_rejected() {
         let factories: [Arc<dyn AnnEngineFactory>; 2] =
             [Arc::new(FlatHnswFactory), Arc::new(HnswFactory)];
         for (writer, reader) in [(0, 1), (1, 0), (0, 0), (1, 1)] {
-            let index =
-                VectorIndex::with_factory(VectorIndexOptions::default(), factories[writer].clone())
-                    .unwrap();
-            for i in 0..300 {
-                index
-                    .upsert(&format!("e{i:03}"), &vector(i), i as u64 + 1)
-                    .unwrap();
-            }
+            let index = filled_index(factories[writer].clone(), 300);
             assert_eq!(index.index_pending(usize::MAX), 300);
             let query = vector(42);
             let before = top_ids(&index, &query);
@@ -854,8 +990,16 @@ mod tests {
                 dir.path(),
                 *index.options(),
                 factories[reader].clone(),
-            )
-            .unwrap();
+            );
+            if writer != reader {
+                let err = reloaded.unwrap_err();
+                assert!(
+                    matches!(err, Error::Corruption { .. }),
+                    "writer {writer} reader {reader}: {err}"
+                );
+                continue;
+            }
+            let reloaded = reloaded.unwrap();
             assert_eq!(reloaded.pending_len(), 0);
             assert_eq!(
                 top_ids(&reloaded, &query),
@@ -863,5 +1007,165 @@ mod tests {
                 "writer {writer} reader {reader}"
             );
         }
+    }
+
+    /// Brute-force similarity of entity `e{i:03}` (written with `vector(i)`) to `query`.
+    fn brute_force(query: &[f32], i: usize) -> f32 {
+        let metric = Metric::Cosine;
+        metric.similarity(
+            &metric.prepare(query).unwrap(),
+            &metric.prepare(&vector(i)).unwrap(),
+        )
+    }
+
+    /// An indexed vector lives only in the engine; a pending one only in its slot. Exact reads
+    /// (similarities, search_among, filtered exact scans, rebuilds, dumps) see both kinds and
+    /// equal brute force, on either engine.
+    #[test]
+    fn indexed_vectors_are_held_once_and_read_back_exactly() {
+        let factories: [Arc<dyn AnnEngineFactory>; 2] =
+            [Arc::new(FlatHnswFactory), Arc::new(HnswFactory)];
+        for factory in factories {
+            let index = filled_index(factory.clone(), 200);
+            assert_eq!(index.index_pending(usize::MAX), 200);
+            for i in 200..260 {
+                index
+                    .upsert(&format!("e{i:03}"), &vector(i), i as u64 + 1)
+                    .unwrap();
+            }
+            let copies_held = |index: &VectorIndex| {
+                let state = index.state.read();
+                for (id, slot) in &state.slots {
+                    assert_eq!(
+                        slot.vector.is_some(),
+                        state.pending.contains(id),
+                        "a slot holds its vector iff it is pending"
+                    );
+                }
+                state.slots.values().filter(|s| s.vector.is_some()).count()
+            };
+            assert_eq!(copies_held(&index), 60, "only the 60 pending vectors");
+            assert_eq!(index.state.read().engine.len(), 200);
+
+            let query = vector(7);
+            let entities: Vec<String> = (0..270).map(|i| format!("e{i:03}")).collect();
+            let refs: Vec<&str> = entities.iter().map(String::as_str).collect();
+            let check = |index: &VectorIndex, when: &str| {
+                let similarities = index.similarities(&query, &refs).unwrap();
+                for (i, similarity) in similarities.iter().enumerate() {
+                    if i < 260 {
+                        let got = similarity.unwrap_or_else(|| panic!("{when}: e{i:03} missing"));
+                        assert!(
+                            (got - brute_force(&query, i)).abs() < 1e-5,
+                            "{when}: e{i:03}"
+                        );
+                    } else {
+                        assert_eq!(*similarity, None, "{when}: e{i:03} has no vector");
+                    }
+                }
+                let mut expected: Vec<(f32, String)> = (0..260)
+                    .filter(|i| i % 3 == 0)
+                    .map(|i| (brute_force(&query, i), format!("e{i:03}")))
+                    .collect();
+                expected.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+                let expected: Vec<String> = expected.into_iter().take(10).map(|e| e.1).collect();
+                let allowed: Vec<&str> = refs.iter().step_by(3).copied().collect();
+                let among: Vec<String> = index
+                    .search_among(&query, 10, &allowed)
+                    .unwrap()
+                    .iter()
+                    .map(|hit| hit.entity_id.to_string())
+                    .collect();
+                assert_eq!(among, expected, "{when}: search_among");
+                let every_third = |entity: &str| entity[1..].parse::<usize>().unwrap() % 3 == 0;
+                let filtered: Vec<String> = index
+                    .search(&query, 10, None, Some(&every_third), Some(87))
+                    .unwrap()
+                    .iter()
+                    .map(|hit| hit.entity_id.to_string())
+                    .collect();
+                assert_eq!(filtered, expected, "{when}: filtered exact scan");
+            };
+            check(&index, "indexed and pending");
+
+            // A rebuild streams the indexed vectors out of the old engine; the pending ones
+            // join them, and still nothing is held twice.
+            index.rebuild().unwrap();
+            assert_eq!(copies_held(&index), 0);
+            assert_eq!(index.state.read().engine.len(), 260);
+            check(&index, "after rebuild");
+
+            // A dump keeps the pending vectors (and only those) beside the engine's.
+            index
+                .upsert("e000", &vector(0), 1_000)
+                .and_then(|()| index.upsert("e001", &vector(1), 1_001))
+                .unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            index.dump(dir.path()).unwrap();
+            let reloaded =
+                VectorIndex::load_with_factory(dir.path(), *index.options(), factory).unwrap();
+            assert_eq!(copies_held(&reloaded), 2, "the tail is reloaded as a tail");
+            check(&reloaded, "after reload");
+            assert_eq!(reloaded.index_pending(usize::MAX), 2);
+            assert_eq!(copies_held(&reloaded), 0);
+            check(&reloaded, "after reload and indexing");
+        }
+    }
+
+    /// `slots.bin` of an older format is a clean format mismatch; a damaged or missing engine
+    /// dump is a corruption error, since the indexed vectors are only there.
+    #[test]
+    fn old_formats_and_damaged_engine_dumps_are_corruption_errors() {
+        let index = filled_index(Arc::new(FlatHnswFactory), 100);
+        index.index_pending(usize::MAX);
+        let options = *index.options();
+        let dump = || {
+            let dir = tempfile::tempdir().unwrap();
+            index.dump(dir.path()).unwrap();
+            dir
+        };
+
+        let dir = dump();
+        let slots = dir.path().join(SLOTS_FILE);
+        let mut bytes = fs::read(&slots).unwrap();
+        bytes[..8].copy_from_slice(b"AVSLOT01");
+        fs::write(&slots, &bytes).unwrap();
+        let err = VectorIndex::load(dir.path(), options).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corruption { .. }) && err.to_string().contains("format mismatch"),
+            "{err}"
+        );
+
+        let dir = dump();
+        let engine_file = dir.path().join(ENGINE_DIR).join("flat_hnsw.bin");
+        let mut bytes = fs::read(&engine_file).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xFF;
+        fs::write(&engine_file, &bytes).unwrap();
+        let err = VectorIndex::load(dir.path(), options).unwrap_err();
+        assert!(matches!(err, Error::Corruption { .. }), "{err}");
+
+        let dir = dump();
+        fs::remove_file(dir.path().join(ENGINE_DIR).join("flat_hnsw.bin")).unwrap();
+        let err = VectorIndex::load(dir.path(), options).unwrap_err();
+        assert!(matches!(err, Error::Corruption { .. }), "{err}");
+
+        // An engine dump of another index (missing some indexed ids) is rejected as well.
+        let dir = dump();
+        let smaller = filled_index(Arc::new(FlatHnswFactory), 50);
+        smaller.index_pending(usize::MAX);
+        let other = tempfile::tempdir().unwrap();
+        smaller.dump(other.path()).unwrap();
+        fs::copy(
+            other.path().join(ENGINE_DIR).join("flat_hnsw.bin"),
+            dir.path().join(ENGINE_DIR).join("flat_hnsw.bin"),
+        )
+        .unwrap();
+        let err = VectorIndex::load(dir.path(), options).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("holds 50 of the 100 indexed vectors"),
+            "{err}"
+        );
     }
 }

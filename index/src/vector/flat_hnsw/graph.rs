@@ -1,8 +1,8 @@
 //! The flat HNSW graph (Malkov & Yashunin) in hnswlib's memory layout, and its search and
 //! insertion-planning algorithms.
 //!
-//! Owns: the vectors (one contiguous `Vec<f32>`, row = node), the callers' ids of the nodes, each
-//! node's top level, level-0 neighbour lists in one flat `Vec<u32>` with a fixed stride
+//! Owns: the vectors (one contiguous `Vec<f32>`, row = node), the callers' ids of the nodes and
+//! the map from a caller's id back to its node, each node's top level, level-0 neighbour lists in one flat `Vec<u32>` with a fixed stride
 //! (`1 + 2M` slots: count, then up to `2M` neighbours) and the upper-level lists per node
 //! (`level * (1 + M)` slots each, empty for the ~94% of nodes that live on level 0 only).
 //!
@@ -14,7 +14,7 @@
 //! nothing) and never allocates per visited node.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 
 use super::kernel::DistanceFn;
 
@@ -112,6 +112,8 @@ pub(super) struct Graph {
     pub(super) dim: usize,
     pub(super) vectors: Vec<f32>,
     pub(super) labels: Vec<usize>,
+    /// `labels` inverted: the node of each caller's id (ids are unique per graph).
+    pub(super) nodes_by_label: HashMap<usize, u32>,
     pub(super) levels: Vec<u8>,
     pub(super) level0: Vec<u32>,
     pub(super) upper: Vec<Vec<u32>>,
@@ -127,6 +129,7 @@ impl Graph {
             dim: 0,
             vectors: Vec::new(),
             labels: Vec::with_capacity(capacity),
+            nodes_by_label: HashMap::with_capacity(capacity),
             levels: Vec::with_capacity(capacity),
             level0: Vec::new(),
             upper: Vec::with_capacity(capacity),
@@ -166,6 +169,13 @@ impl Graph {
     pub(super) fn vector(&self, node: u32) -> &[f32] {
         let start = node as usize * self.dim;
         &self.vectors[start..start + self.dim]
+    }
+
+    /// The stored vector of the caller's id `label`, if the graph holds it.
+    pub(super) fn vector_of_label(&self, label: usize) -> Option<&[f32]> {
+        self.nodes_by_label
+            .get(&label)
+            .map(|node| self.vector(*node))
     }
 
     /// The count-prefixed slot block of `node` on `level` (which must be `<= levels[node]`).
@@ -431,6 +441,7 @@ impl Graph {
         }
         self.vectors.extend_from_slice(vector);
         self.labels.push(label);
+        self.nodes_by_label.insert(label, node);
         self.levels.push(plan.level as u8);
         let level0_stride = self.level0_stride();
         self.level0.resize(self.level0.len() + level0_stride, 0);

@@ -1,9 +1,9 @@
 //! `FlatHnsw`: our own HNSW engine (Malkov & Yashunin) with hnswlib's flat memory layout,
 //! implementing [`AnnEngine`]; the default engine of the vector index.
 //!
-//! Owns: one graph per engine (`graph.rs`: contiguous vectors, fixed-stride level-0 lists,
-//! generation-stamped visited sets, hnswlib's neighbour heuristic), its distance kernels
-//! (`kernel.rs`, AVX2+FMA when the CPU has them) and its dump file `flat_hnsw.bin`
+//! Owns: one graph per engine (`graph.rs`: contiguous vectors, the id -> node map, fixed-stride
+//! level-0 lists, generation-stamped visited sets, hnswlib's neighbour heuristic), its distance
+//! kernels (`kernel.rs`, AVX2+FMA when the CPU has them) and its dump file `flat_hnsw.bin`
 //! (`persist.rs`, versioned and CRC-checked).
 //!
 //! Concurrency: the graph sits behind a read-write lock. Searches share it. An insert holds the
@@ -11,8 +11,9 @@
 //! neighbours and computes every pruned list, then upgrades to the write lock only to append the
 //! node and copy the lists in. Inserts run one at a time, also in [`AnnEngine::insert_batch`].
 //!
-//! Never: panic on input (a vector of the wrong length is logged and skipped, a query of the
-//! wrong length finds nothing, a damaged dump is an error), allocate per visited node.
+//! Never: panic on input (a vector of the wrong length or an id already held is logged and
+//! skipped, a query of the wrong length finds nothing, a damaged dump is an error), allocate
+//! per visited node.
 
 mod graph;
 mod kernel;
@@ -162,6 +163,8 @@ impl AnnEngine for FlatHnswEngine {
             Some("vector length differs from the graph's dimension")
         } else if graph.len() >= u32::MAX as usize - 1 {
             Some("graph is full (u32 node ids)")
+        } else if graph.nodes_by_label.contains_key(&id) {
+            Some("id already in the graph")
         } else {
             None
         };
@@ -200,6 +203,15 @@ impl AnnEngine for FlatHnswEngine {
         allow: &(dyn Fn(usize) -> bool + Sync),
     ) -> Vec<(usize, f32)> {
         self.search_with(query, k, ef, Some(allow))
+    }
+
+    fn visit_vectors(&self, ids: &[usize], visit: &mut dyn FnMut(usize, &[f32])) {
+        let graph = self.graph.read();
+        for (position, id) in ids.iter().enumerate() {
+            if let Some(vector) = graph.vector_of_label(*id) {
+                visit(position, vector);
+            }
+        }
     }
 
     fn len(&self) -> usize {

@@ -185,6 +185,12 @@ fn decode_checked(bytes: &[u8], metric: Metric, distance: DistanceFn) -> Result<
         .into_iter()
         .map(|label| usize::try_from(label).map_err(|_| format!("id {label} does not fit usize")))
         .collect::<Result<_, String>>()?;
+    graph.nodes_by_label.reserve(count);
+    for (node, label) in graph.labels.iter().enumerate() {
+        if graph.nodes_by_label.insert(*label, node as u32).is_some() {
+            return Err(format!("id {label} appears on two nodes"));
+        }
+    }
     graph.levels = reader.take(count)?.to_vec();
     if let Some(level) = graph.levels.iter().find(|l| **l as usize > MAX_LEVEL) {
         return Err(format!("node level {level} above {MAX_LEVEL}"));
