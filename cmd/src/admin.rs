@@ -120,7 +120,11 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         Ok(text) => ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], text).into_response(),
         Err(error) => {
             tracing::error!(%error, "rendering the metrics failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "rendering the metrics failed\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering the metrics failed\n",
+            )
+                .into_response()
         }
     }
 }

@@ -36,8 +36,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, ConfigError, LogConfig, LogFormat};
 use crate::admin::{AdminServer, Readiness};
+use crate::config::{Config, ConfigError, LogConfig, LogFormat};
 use crate::options::{service_options, store_options};
 use crate::telemetry::{self, Scrape};
 

@@ -25,8 +25,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Histogram buckets of every `*_seconds` series: 50 µs to 10 s.
 const LATENCY_BUCKETS_SECONDS: &[f64] = &[
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 10.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
 ];
 
 /// Histogram buckets of the WAL group sizes (batches per group commit).
@@ -108,7 +108,11 @@ fn describe_scraped() {
         "Immutable memtables waiting for flush."
     );
     describe_gauge!(SSTABLES, Unit::Count, "SSTables per LSM level.");
-    describe_gauge!(SSTABLE_BYTES, Unit::Bytes, "SSTable file bytes per LSM level.");
+    describe_gauge!(
+        SSTABLE_BYTES,
+        Unit::Bytes,
+        "SSTable file bytes per LSM level."
+    );
     describe_counter!(FLUSHES_TOTAL, Unit::Count, "Memtable flushes.");
     describe_counter!(
         FLUSH_BYTES_TOTAL,

@@ -337,7 +337,9 @@ pub fn http_get_with_headers(
         .split_once("\r\n\r\n")
         .unwrap_or_else(|| panic!("no header end in {reply:?}"));
     assert!(
-        !head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
         "chunked replies are not supported here: {head}"
     );
     let status = head

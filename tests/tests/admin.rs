@@ -23,6 +23,9 @@ struct Sample {
     value: f64,
 }
 
+/// A series' labels other than `le`, sorted by name.
+type Labels = Vec<(String, String)>;
+
 /// A scrape parsed as the Prometheus text format (0.0.4).
 #[derive(Debug)]
 struct Scrape {
@@ -31,10 +34,45 @@ struct Scrape {
     samples: Vec<Sample>,
 }
 
-/// Parses `name{a="x",b="y"} value` (escapes `\\`, `\"`, `\n` in label values).
+/// Parses the labels after a `{` up to the closing `}` (escapes `\\`, `\"`, `\n` in values);
+/// returns them and the text after the `}`.
+fn parse_labels<'a>(mut rest: &'a str, line: &str) -> (BTreeMap<String, String>, &'a str) {
+    let mut labels = BTreeMap::new();
+    loop {
+        rest = rest.trim_start_matches(',');
+        if let Some(after) = rest.strip_prefix('}') {
+            return (labels, after);
+        }
+        let (key, after_key) = rest
+            .split_once("=\"")
+            .unwrap_or_else(|| panic!("bad label in {line:?}"));
+        assert!(
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "bad label name {key:?} in {line:?}"
+        );
+        let mut value = String::new();
+        let mut chars = after_key.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c @ ('\\' | '"'))) => value.push(c),
+                    other => panic!("bad escape {other:?} in {line:?}"),
+                },
+                Some((at, '"')) => break at,
+                Some((_, c)) => value.push(c),
+                None => panic!("unterminated label value in {line:?}"),
+            }
+        };
+        labels.insert(key.to_owned(), value);
+        rest = &after_key[end + 1..];
+    }
+}
+
+/// Parses one sample line: `name{a="x",b="y"} value` or `name value`.
 fn parse_sample(line: &str) -> Sample {
     let name_end = line
-        .find(|c: char| c == '{' || c == ' ')
+        .find(['{', ' '])
         .unwrap_or_else(|| panic!("no value in {line:?}"));
     let name = &line[..name_end];
     assert!(
@@ -45,53 +83,11 @@ fn parse_sample(line: &str) -> Sample {
             && !name.starts_with(|c: char| c.is_ascii_digit()),
         "bad metric name in {line:?}"
     );
-    let mut labels = BTreeMap::new();
-    let mut rest = &line[name_end..];
-    if let Some(inner) = rest.strip_prefix('{') {
-        let mut chars = inner.char_indices().peekable();
-        let mut end = None;
-        loop {
-            let Some((start, first)) = chars.next() else {
-                panic!("unterminated labels in {line:?}")
-            };
-            if first == '}' {
-                end = Some(start + 1);
-                break;
-            }
-            if first == ',' {
-                continue;
-            }
-            let eq = inner[start..]
-                .find("=\"")
-                .unwrap_or_else(|| panic!("bad label in {line:?}"));
-            let key = &inner[start..start + eq];
-            assert!(
-                key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-                "bad label name {key:?} in {line:?}"
-            );
-            // Skip to the character after `="`.
-            while chars.peek().is_some_and(|(i, _)| *i < start + eq + 2) {
-                chars.next();
-            }
-            let mut value = String::new();
-            loop {
-                match chars.next() {
-                    Some((_, '\\')) => match chars.next() {
-                        Some((_, 'n')) => value.push('\n'),
-                        Some((_, c @ ('\\' | '"'))) => value.push(c),
-                        other => panic!("bad escape {other:?} in {line:?}"),
-                    },
-                    Some((_, '"')) => break,
-                    Some((_, c)) => value.push(c),
-                    None => panic!("unterminated label value in {line:?}"),
-                }
-            }
-            labels.insert(key.to_owned(), value);
-        }
-        rest = &inner[end.expect("labels end")..];
-    }
-    let value_text = rest.trim();
-    let value = match value_text {
+    let (labels, rest) = match line[name_end..].strip_prefix('{') {
+        Some(inner) => parse_labels(inner, line),
+        None => (BTreeMap::new(), &line[name_end..]),
+    };
+    let value = match rest.trim() {
         "+Inf" => f64::INFINITY,
         "-Inf" => f64::NEG_INFINITY,
         text => text
@@ -130,8 +126,7 @@ impl Scrape {
                 if words.first() == Some(&"TYPE") {
                     assert_eq!(words.len(), 3, "bad TYPE line {line:?}");
                     assert!(
-                        ["counter", "gauge", "histogram", "summary", "untyped"]
-                            .contains(&words[2]),
+                        ["counter", "gauge", "histogram", "summary", "untyped"].contains(&words[2]),
                         "bad type in {line:?}"
                     );
                     let previous = types.insert(words[1].to_owned(), words[2].to_owned());
@@ -159,7 +154,7 @@ impl Scrape {
                 continue;
             }
             let bucket_name = format!("{family}_bucket");
-            let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+            let mut series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
             for sample in self.samples.iter().filter(|s| s.name == bucket_name) {
                 let mut labels = sample.labels.clone();
                 let le = labels.remove("le").expect("a bucket has le");
@@ -175,7 +170,9 @@ impl Scrape {
             }
             for (labels, buckets) in series {
                 assert!(
-                    buckets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+                    buckets
+                        .windows(2)
+                        .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
                     "{family} {labels:?}: buckets not cumulative {buckets:?}"
                 );
                 let (last_bound, last_count) = *buckets.last().expect("buckets");
@@ -304,7 +301,14 @@ async fn health_readiness_and_metrics_after_traffic() {
     let mut client = daemon.client().await;
     const PUTS: usize = 7;
     for i in 0..PUTS {
-        put(&mut client, WRITER, &format!("e{i}"), &[1.0, i as f32, 0.5], "").await;
+        put(
+            &mut client,
+            WRITER,
+            &format!("e{i}"),
+            &[1.0, i as f32, 0.5],
+            "",
+        )
+        .await;
     }
     assert_eq!(query(&mut client, WRITER, &[1.0, 0.0, 0.5], "q-1").await, 5);
     let refused = client
@@ -380,7 +384,10 @@ async fn health_readiness_and_metrics_after_traffic() {
         );
     }
     assert_eq!(after.get("allidb_sstables", &[("level", "0")]), 0.0);
-    assert!(after.sum("allidb_vector_index_vectors") + after.sum("allidb_vector_index_pending") >= PUTS as f64);
+    assert!(
+        after.sum("allidb_vector_index_vectors") + after.sum("allidb_vector_index_pending")
+            >= PUTS as f64
+    );
     assert_eq!(after.get("allidb_vector_index_tenants", &[]), 1.0);
     let ratio = after.get("allidb_block_cache_hit_ratio", &[]);
     assert!((0.0..=1.0).contains(&ratio), "{ratio}");
@@ -449,6 +456,28 @@ async fn readiness_turns_unavailable_while_shutting_down() {
         })
         .await
         .expect("the stream is open");
+    // The first chunk is written once the call is in the daemon.
+    let mut reader = daemon.client().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let found = reader
+            .get_entity(request(
+                pb::GetEntityRequest {
+                    entity_id: "in-flight".to_owned(),
+                    ..Default::default()
+                },
+                None,
+            ))
+            .await
+            .expect("the get succeeds")
+            .into_inner()
+            .found;
+        if found {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the bulk call never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let pid = libc::pid_t::try_from(daemon.pid().expect("running")).expect("pids fit pid_t");
     // SAFETY: `pid` is our own running child, not yet reaped, so it names no other process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
@@ -465,7 +494,13 @@ async fn readiness_turns_unavailable_while_shutting_down() {
     assert_eq!(http_get(admin, "/healthz").0, 200, "alive while draining");
     drop(chunks);
     let reply = bulk.await.expect("the bulk task");
-    assert_eq!(reply.expect("the in-flight stream finishes").into_inner().success_count, 1);
+    assert_eq!(
+        reply
+            .expect("the in-flight stream finishes")
+            .into_inner()
+            .success_count,
+        1
+    );
     assert!(daemon.stop().success());
 }
 
@@ -481,7 +516,14 @@ async fn tenant_traffic(channel: Channel, http: std::net::SocketAddr, i: usize) 
     let mut client = AlliDbClient::new(channel);
     let key = tenant_key(i);
     let id = format!("entity-{i}");
-    put(&mut client, &key, &id, &[1.0, i as f32], &format!("trace-{i}")).await;
+    put(
+        &mut client,
+        &key,
+        &id,
+        &[1.0, i as f32],
+        &format!("trace-{i}"),
+    )
+    .await;
     let found = client
         .get_entity(request(
             pb::GetEntityRequest {
@@ -494,7 +536,7 @@ async fn tenant_traffic(channel: Channel, http: std::net::SocketAddr, i: usize) 
         .await
         .expect("the get succeeds");
     assert!(found.into_inner().found);
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         query(&mut client, &key, &[1.0, 0.0], &format!("trace-q-{i}")).await;
         let path = format!("/entity/{id}");
         let trace_id = format!("trace-http-{i}");
@@ -585,9 +627,8 @@ async fn json_logs_carry_the_trace_id_on_request_and_stage_spans() {
     assert_eq!(status, 200);
 
     // Lines with their span list: [{name, fields...}, ...], root first.
-    let spans_of = |line: &Value| -> Vec<Value> {
-        line["spans"].as_array().cloned().unwrap_or_default()
-    };
+    let spans_of =
+        |line: &Value| -> Vec<Value> { line["spans"].as_array().cloned().unwrap_or_default() };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let log = daemon.log();
@@ -598,11 +639,12 @@ async fn json_logs_carry_the_trace_id_on_request_and_stage_spans() {
         assert!(!lines.is_empty(), "no JSON log line in:\n{log}");
         let in_query_stage = lines.iter().any(|line| {
             let spans = spans_of(line);
-            spans.iter().any(|s| {
-                s["name"] == "rpc" && s["rpc"] == "Query" && s["trace_id"] == "t-123"
-            }) && spans
+            spans
                 .iter()
-                .any(|s| s["name"] == "query_stage" && s["stage"] == "ann_search")
+                .any(|s| s["name"] == "rpc" && s["rpc"] == "Query" && s["trace_id"] == "t-123")
+                && spans
+                    .iter()
+                    .any(|s| s["name"] == "query_stage" && s["stage"] == "ann_search")
         });
         let finished = lines.iter().any(|line| {
             line["fields"]["message"] == "request finished"
