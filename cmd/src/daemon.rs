@@ -76,6 +76,9 @@ pub enum DaemonError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Serve(String),
+    /// The metrics recorder cannot be installed.
+    #[error("{0}")]
+    Telemetry(#[from] telemetry::TelemetryError),
 }
 
 impl DaemonError {
@@ -83,7 +86,10 @@ impl DaemonError {
     pub fn exit_code(&self) -> u8 {
         match self {
             DaemonError::Config(_) | DaemonError::Auth(_) | DaemonError::Logging(_) => 2,
-            DaemonError::Bind { .. } | DaemonError::Store { .. } | DaemonError::Serve(_) => 1,
+            DaemonError::Bind { .. }
+            | DaemonError::Store { .. }
+            | DaemonError::Serve(_)
+            | DaemonError::Telemetry(_) => 1,
         }
     }
 }
@@ -149,7 +155,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             "authentication is disabled: every request runs as the default tenant with the admin role"
         );
     }
-    let metrics = telemetry::install_recorder().map_err(|e| DaemonError::Serve(e.to_string()))?;
+    let metrics = telemetry::install_recorder()?;
 
     let service = AlliDbService::starting(auth.clone(), service_options(&config));
     let observed = ObservedService::new(service.clone());
