@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -306,6 +307,8 @@ pub struct AuthOptions {
 pub struct Authenticator {
     options: AuthOptions,
     keys: ArcSwap<KeySet>,
+    /// Requests refused as unauthenticated since start (exported as a metric).
+    failed_authentications: AtomicU64,
 }
 
 impl Authenticator {
@@ -326,6 +329,7 @@ impl Authenticator {
         Ok(Self {
             options,
             keys: ArcSwap::from_pointee(keys),
+            failed_authentications: AtomicU64::new(0),
         })
     }
 
@@ -380,13 +384,22 @@ impl Authenticator {
                 role: Role::Admin,
             });
         }
-        match key {
+        let caller = match key {
             None => Err(AuthError::Unauthenticated(format!(
                 "missing API key ({API_KEY_METADATA})"
             ))),
             Some("") => Err(AuthError::Unauthenticated("empty API key".to_owned())),
             Some(key) => self.keys.load().authenticate_at(key, now_unix_secs),
+        };
+        if caller.is_err() {
+            self.failed_authentications.fetch_add(1, Ordering::Relaxed);
         }
+        caller
+    }
+
+    /// Requests refused as unauthenticated (missing, empty, unknown or expired key) since start.
+    pub fn failed_authentications(&self) -> u64 {
+        self.failed_authentications.load(Ordering::Relaxed)
     }
 
     /// The API key of a gRPC request's metadata; a non-text value counts as an unknown key.
@@ -480,6 +493,21 @@ mod tests {
                 .to_string()
                 .contains("already listed")
         );
+    }
+
+    #[test]
+    fn refused_keys_are_counted_and_accepted_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        std::fs::write(&path, line("good", "acme read 100")).unwrap();
+        let auth = enabled_with_file(&path);
+        assert!(auth.authenticate_at(Some("good"), 99).is_ok());
+        assert_eq!(auth.failed_authentications(), 0);
+        for key in [None, Some(""), Some("unknown")] {
+            assert!(auth.authenticate_at(key, 99).is_err());
+        }
+        assert!(auth.authenticate_at(Some("good"), 100).is_err());
+        assert_eq!(auth.failed_authentications(), 4);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! AlliDB's public API layer (DESIGN.md §5, WIRE.md): the `allidb.AlliDB` protobuf types and gRPC
 //! service stubs ([`pb`]), conversion to the storage model ([`convert`]), request validation and
 //! its status codes ([`validate`]), API-key authentication ([`auth`]), the HTTP JSON gateway
-//! ([`http`]) and its JSON shapes ([`http_model`]), the gRPC service itself ([`service`]) and the
-//! mapping of store errors to statuses ([`errors`]).
+//! ([`http`]) and its JSON shapes ([`http_model`]), the gRPC service itself ([`service`]), the
+//! mapping of store errors to statuses ([`errors`]) and per-request spans and metrics
+//! ([`observe`]).
 //!
 //! The tenant of a request comes only from authentication, never from a request field.
 
@@ -11,6 +12,7 @@ pub mod convert;
 pub mod errors;
 pub mod http;
 pub mod http_model;
+pub mod observe;
 pub mod service;
 pub mod validate;
 

@@ -242,11 +242,11 @@ impl AlliDbService {
         Ok(self.options.durability)
     }
 
-    /// Runs `call` on the store, which may block (fsync, disk reads, index search). On the
-    /// daemon's multi-threaded runtime it runs in place ([`tokio::task::block_in_place`]: the
-    /// worker's other tasks move to another thread), which saves the two thread hand-offs of
-    /// `spawn_blocking` on every request; on a current-thread runtime (embedders, tests) it
-    /// goes to the blocking pool.
+    /// Runs `call` on the store, which may block (fsync, disk reads, index search), inside a
+    /// `store` span (a stage of the request's trace). On the daemon's multi-threaded runtime it
+    /// runs in place ([`tokio::task::block_in_place`]: the worker's other tasks move to another
+    /// thread), which saves the two thread hand-offs of `spawn_blocking` on every request; on a
+    /// current-thread runtime (embedders, tests) it goes to the blocking pool.
     async fn blocking<T, F>(&self, operation: &'static str, call: F) -> Result<T, Status>
     where
         T: Send + 'static,
@@ -258,9 +258,12 @@ impl AlliDbService {
             .get()
             .cloned()
             .ok_or_else(|| Status::unavailable("the store is still opening; retry shortly"))?;
+        let span = tracing::debug_span!("store", operation);
         let result = match tokio::runtime::Handle::current().runtime_flavor() {
-            RuntimeFlavor::MultiThread => tokio::task::block_in_place(move || call(&store)),
-            _ => tokio::task::spawn_blocking(move || call(&store))
+            RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(move || span.in_scope(|| call(&store)))
+            }
+            _ => tokio::task::spawn_blocking(move || span.in_scope(|| call(&store)))
                 .await
                 .map_err(|e| errors::internal(operation, &e))?,
         };
@@ -281,14 +284,16 @@ impl AlliDbService {
         let now = now_nanos();
         let mut outcome = WriteOutcome::default();
         let mut writes: Vec<EntityWrite> = Vec::with_capacity(entities.len());
-        for (index, entity) in entities.iter().enumerate() {
-            match convert::entity_write(&format!("{field}[{index}]"), entity, tenant, now) {
-                Ok(write) => writes.push(write),
-                Err(status) => outcome
-                    .failures
-                    .push((entity.entity_id.clone(), status.message().to_owned())),
+        tracing::debug_span!("validate").in_scope(|| {
+            for (index, entity) in entities.iter().enumerate() {
+                match convert::entity_write(&format!("{field}[{index}]"), entity, tenant, now) {
+                    Ok(write) => writes.push(write),
+                    Err(status) => outcome
+                        .failures
+                        .push((entity.entity_id.clone(), status.message().to_owned())),
+                }
             }
-        }
+        });
         if writes.is_empty() {
             return Ok(outcome);
         }
@@ -325,6 +330,11 @@ impl AlliDbService {
     }
 }
 
+/// Runs a request's validation inside a `validate` span (a stage of the request's trace).
+fn validation_stage<T>(validate: impl FnOnce() -> Result<T, Status>) -> Result<T, Status> {
+    tracing::debug_span!("validate").in_scope(validate)
+}
+
 /// `entity "id": reason` for one failed entity of a multi-entity write.
 fn failure_message(id: &str, reason: &str) -> String {
     format!("entity {id:?}: {reason}")
@@ -338,10 +348,13 @@ impl AlliDb for AlliDbService {
     ) -> Result<Response<pb::PutEntityResponse>, Status> {
         let caller = self.authorize(&request, Role::Write)?;
         let request = request.into_inner();
-        validate::trace_id(&request.trace_id)?;
-        let durability = self.durability(request.consistency_level)?;
-        let entity = validate::require_entity(request.entity.as_ref())?;
-        let write = convert::entity_write("entity", entity, &caller.tenant, now_nanos())?;
+        let (durability, write) = validation_stage(|| {
+            validate::trace_id(&request.trace_id)?;
+            let durability = self.durability(request.consistency_level)?;
+            let entity = validate::require_entity(request.entity.as_ref())?;
+            let write = convert::entity_write("entity", entity, &caller.tenant, now_nanos())?;
+            Ok((durability, write))
+        })?;
         let entity_id = write.id.clone();
         let tenant = caller.tenant;
         self.blocking("put entity", move |store| {
@@ -392,8 +405,10 @@ impl AlliDb for AlliDbService {
     ) -> Result<Response<pb::QueryResponse>, Status> {
         let caller = self.authorize(&request, Role::Read)?;
         let request = request.into_inner();
-        validate::consistency(request.consistency_level, self.options.default_consistency)?;
-        let params = validate::query(&request)?;
+        let params = validation_stage(|| {
+            validate::consistency(request.consistency_level, self.options.default_consistency)?;
+            validate::query(&request)
+        })?;
         let options = &self.options;
         let (relations, min_weight) = traversal_filters(&request.relations, request.min_weight);
         let defaults = ScoreWeights::default();

@@ -3,12 +3,16 @@
 //! Startup order: bind the gRPC listener (printing the bound address), start serving
 //! `allidb.AlliDB`, `grpc.health.v1.Health` (NOT_SERVING) and server reflection (v1 and
 //! v1alpha), bind the HTTP listener and serve the JSON gateway ([`allidb_api::http::router`],
-//! the same service in-process; printing the bound address), open the store on the blocking pool, attach it to the service, mark health
-//! SERVING and print `allidbd: ready`. Until then the AlliDB RPCs answer `UNAVAILABLE`.
+//! the same service in-process; printing the bound address), bind the admin listener and serve
+//! `/metrics`, `/healthz` and `/readyz` ([`crate::admin`]; printing the bound address), open the
+//! store on the blocking pool, attach it to the service, mark health SERVING and readiness ready
+//! and print `allidbd: ready`. Until then the AlliDB RPCs answer `UNAVAILABLE`. The metrics
+//! recorder ([`crate::telemetry`]) is installed first; every AlliDB call (gRPC or HTTP) goes
+//! through [`ObservedService`] (one span and one metric sample per request).
 //!
-//! Shutdown (SIGTERM or SIGINT): health goes NOT_SERVING, the listeners stop accepting, in-flight
-//! requests finish (bounded by `server.shutdown_timeout_secs`), then the store is closed (index
-//! dump, memtable flush) and the process exits 0.
+//! Shutdown (SIGTERM or SIGINT): health goes NOT_SERVING and `/readyz` 503, the listeners stop
+//! accepting, in-flight requests finish (bounded by `server.shutdown_timeout_secs`), then the
+//! store is closed (index dump, memtable flush), the admin server stops and the process exits 0.
 //!
 //! Standard output carries only the machine-readable lines ([`print_line`]); logs go to
 //! standard error. Must never: serve AlliDB requests before the store is open, or exit before
@@ -22,6 +26,7 @@ use std::time::Duration;
 
 use allidb_api::auth::{AuthError, Authenticator};
 use allidb_api::http::HttpLimits;
+use allidb_api::observe::{self, ObservedService};
 use allidb_api::pb::allidb_server::AlliDbServer;
 use allidb_api::service::AlliDbService;
 use allidb_index::UnifiedStore;
@@ -31,8 +36,10 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing_subscriber::EnvFilter;
 
+use crate::admin::{AdminServer, Readiness};
 use crate::config::{Config, ConfigError, LogConfig, LogFormat};
-use crate::options::{UNMAPPED_KEYS, service_options, store_options};
+use crate::options::{service_options, store_options};
+use crate::telemetry::{self, Scrape};
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +76,9 @@ pub enum DaemonError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Serve(String),
+    /// The metrics recorder cannot be installed.
+    #[error("{0}")]
+    Telemetry(#[from] telemetry::TelemetryError),
 }
 
 impl DaemonError {
@@ -76,7 +86,10 @@ impl DaemonError {
     pub fn exit_code(&self) -> u8 {
         match self {
             DaemonError::Config(_) | DaemonError::Auth(_) | DaemonError::Logging(_) => 2,
-            DaemonError::Bind { .. } | DaemonError::Store { .. } | DaemonError::Serve(_) => 1,
+            DaemonError::Bind { .. }
+            | DaemonError::Store { .. }
+            | DaemonError::Serve(_)
+            | DaemonError::Telemetry(_) => 1,
         }
     }
 }
@@ -142,14 +155,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             "authentication is disabled: every request runs as the default tenant with the admin role"
         );
     }
-    let defaults = Config::default();
-    for key in UNMAPPED_KEYS {
-        if *key == "server.admin_addr" && config.server.admin_addr != defaults.server.admin_addr {
-            tracing::warn!(key, "this key is not used by this version of allidbd");
-        }
-    }
+    let metrics = telemetry::install_recorder()?;
 
-    let service = AlliDbService::starting(auth, service_options(&config));
+    let service = AlliDbService::starting(auth.clone(), service_options(&config));
+    let observed = ObservedService::new(service.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_not_serving::<AlliDbServer<AlliDbService>>()
@@ -171,7 +180,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let max_message = usize::try_from(config.server.max_request_bytes).unwrap_or(usize::MAX);
-    let allidb = AlliDbServer::new(service.clone())
+    let allidb = AlliDbServer::new(observed.clone())
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(max_message);
 
@@ -195,11 +204,12 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
     let (http_listener, http_addr) = bind("server.http_addr", config.server.http_addr).await?;
     let gateway = allidb_api::http::router(
-        Arc::new(service.clone()),
+        Arc::new(observed),
         HttpLimits {
             max_body_bytes: max_message,
         },
-    );
+    )
+    .route_layer(axum::middleware::from_fn(observe::http_route_metrics));
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http_listener = http_listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
@@ -216,6 +226,16 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tracing::info!(%http_addr, "HTTP listening");
     print_line(&format!("http listening on {http_addr}"));
 
+    let readiness = Arc::new(Readiness::default());
+    let (admin_listener, admin_addr) = bind("server.admin_addr", config.server.admin_addr).await?;
+    let admin = AdminServer::serve(
+        admin_listener,
+        readiness.clone(),
+        Scrape::new(metrics, service.clone(), auth),
+    );
+    tracing::info!(%admin_addr, "admin listening");
+    print_line(&format!("admin listening on {admin_addr}"));
+
     let data_dir = std::path::absolute(&config.storage.data_dir)
         .unwrap_or_else(|_| config.storage.data_dir.clone());
     print_line(&format!("data dir {}", data_dir.display()));
@@ -231,6 +251,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             let _ = http_stop_tx.send(());
             let _ = server.await;
             let _ = http_server.await;
+            admin.stop().await;
             return Err(DaemonError::Store {
                 dir: data_dir,
                 source,
@@ -244,6 +265,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     health.set_serving::<AlliDbServer<AlliDbService>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
+    readiness.set_ready();
     tracing::info!(data_dir = %data_dir.display(), "store open; serving");
     print_line("ready");
 
@@ -264,6 +286,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         }
     }
     service.begin_shutdown();
+    readiness.set_stopping();
     health
         .set_not_serving::<AlliDbServer<AlliDbService>>()
         .await;
@@ -301,6 +324,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
     drop(service);
     close_store(store, &data_dir).await?;
+    admin.stop().await;
     tracing::info!("store closed; exiting");
     print_line("stopped");
     served

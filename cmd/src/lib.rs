@@ -1,8 +1,11 @@
 //! Binaries `allidbd` (daemon) and `allidb` (CLI): configuration loading ([`config`]), its
-//! translation into store and service options ([`options`]) and the daemon's process wiring
-//! ([`daemon`]), and the `allidb` command-line client ([`cli`]).
+//! translation into store and service options ([`options`]), the daemon's process wiring
+//! ([`daemon`]), its metrics ([`telemetry`]) and admin server ([`admin`]), and the `allidb`
+//! command-line client ([`cli`]).
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod options;
+pub mod telemetry;

@@ -3,8 +3,7 @@
 //!
 //! Invariant: every `[storage]`, `[index]` and `[query]` key that has a counterpart in the store
 //! or the service is carried over here and nowhere else; values were range-checked by
-//! [`Config::validate`], so conversions only widen integers. Keys without a counterpart are
-//! listed in [`UNMAPPED_KEYS`] (and logged at startup when set away from their defaults).
+//! [`Config::validate`], so conversions only widen integers.
 
 use std::time::Duration;
 
@@ -14,9 +13,6 @@ use allidb_index::StoreOptions;
 use allidb_index::vector::Metric;
 
 use crate::config::{Config, ConsistencyName, MetricName};
-
-/// Configuration keys the single-node daemon reads but does not act on yet.
-pub const UNMAPPED_KEYS: &[&str] = &["server.admin_addr"];
 
 fn usize_from(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)

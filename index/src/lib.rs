@@ -5,12 +5,14 @@
 //!   a freshness tail and filtered search;
 //! * [`graph`]: per-tenant adjacency and bounded breadth-first expansion;
 //! * [`query`]: the unified scorer and the storage-free parts of the query planner;
-//! * [`store`]: the unified store — the storage engine plus every tenant's indexes, kept in step.
+//! * [`store`]: the unified store — the storage engine plus every tenant's indexes, kept in step;
+//! * [`telemetry`]: query stage latencies and rebuild counts (metrics).
 
 pub mod error;
 pub mod graph;
 pub mod query;
 pub mod store;
+pub mod telemetry;
 pub mod vector;
 
 pub use error::{Error, Result};

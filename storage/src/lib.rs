@@ -6,7 +6,8 @@
 //! * [`fs`]: the file layer (real, or simulated crashes in tests);
 //! * `wal`: the write-ahead log (block framing, group commit, recovery);
 //! * `memtable`, `sstable`, `manifest`, `compaction`: the LSM tree;
-//! * `engine`: the public entry point tying them together.
+//! * `engine`: the public entry point tying them together;
+//! * [`telemetry`]: the engine's own metrics (WAL latencies, group sizes).
 //!
 //! The one promise: a write acknowledged with [`types::Durability::Sync`] is never lost.
 
@@ -24,6 +25,7 @@ pub mod memtable;
 pub mod merge;
 pub mod partition;
 pub mod sstable;
+pub mod telemetry;
 pub mod types;
 pub mod version;
 pub mod wal;

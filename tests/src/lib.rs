@@ -39,6 +39,8 @@ pub struct Daemon {
     pub grpc_addr: SocketAddr,
     /// The bound HTTP address, when the daemon serves HTTP.
     pub http_addr: Option<SocketAddr>,
+    /// The bound admin address (`/metrics`, `/healthz`, `/readyz`), when the daemon prints it.
+    pub admin_addr: Option<SocketAddr>,
     /// The data directory.
     pub data_dir: PathBuf,
     config_path: PathBuf,
@@ -126,6 +128,7 @@ impl Daemon {
             child: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_addr: None,
+            admin_addr: None,
             data_dir: dir.path().join("data"),
             log_path: dir.path().join("allidbd.log"),
             config_path,
@@ -194,6 +197,7 @@ impl Daemon {
         });
         self.child = Some(child);
         self.http_addr = None;
+        self.admin_addr = None;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -203,6 +207,8 @@ impl Daemon {
                         self.grpc_addr = addr.parse().expect("a socket address");
                     } else if let Some(addr) = line.strip_prefix("allidbd: http listening on ") {
                         self.http_addr = Some(addr.parse().expect("a socket address"));
+                    } else if let Some(addr) = line.strip_prefix("allidbd: admin listening on ") {
+                        self.admin_addr = Some(addr.parse().expect("a socket address"));
                     } else if line == "allidbd: ready" {
                         break;
                     }
@@ -296,6 +302,52 @@ impl Daemon {
     pub async fn client(&self) -> AlliDbClient<Channel> {
         AlliDbClient::new(self.channel().await)
     }
+}
+
+/// A plain HTTP/1.1 `GET` of `path` on `addr` (one connection, `Connection: close`): the status
+/// and the body as text. For the admin endpoints, whose replies carry a `Content-Length`.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_get_with_headers(addr, path, &[])
+}
+
+/// [`http_get`] with extra request headers (e.g. the API key or `X-Trace-Id`).
+pub fn http_get_with_headers(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut request = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut stream = std::net::TcpStream::connect(addr).expect("the server accepts connections");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("a read timeout");
+    stream
+        .write_all(request.as_bytes())
+        .expect("the request is sent");
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .expect("a UTF-8 reply read to the end");
+    let (head, body) = reply
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {reply:?}"));
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "chunked replies are not supported here: {head}"
+    );
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    (status, body.to_owned())
 }
 
 impl Drop for Daemon {

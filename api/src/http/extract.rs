@@ -16,6 +16,7 @@ use tonic::metadata::MetadataMap;
 use super::Gateway;
 use crate::auth::API_KEY_METADATA;
 use crate::http_model::HttpError;
+use crate::observe::{TRACE_ID_METADATA, ViaHttpGateway};
 use crate::pb::allidb_server::AlliDb;
 
 /// A request body parsed as JSON into `T` (a protobuf request message).
@@ -120,8 +121,9 @@ impl<St: Send + Sync> FromRequestParts<St> for EntityIdPath {
 }
 
 /// The service request for `message`, its metadata carrying the `X-ALLIDB-API-KEY` header (any
-/// case) as `x-allidb-api-key`, byte for byte. No header = no key (the service decides whether
-/// that is allowed); the header more than once is ambiguous and refused with 401.
+/// case) as `x-allidb-api-key`, byte for byte, and the `X-Trace-Id` header as `x-trace-id`; its
+/// extensions mark it [`ViaHttpGateway`]. No header = no key (the service decides whether
+/// that is allowed); the key header more than once is ambiguous and refused with 401.
 pub(super) fn rpc_request<T>(
     headers: &HeaderMap,
     message: T,
@@ -138,9 +140,14 @@ pub(super) fn rpc_request<T>(
         }
         metadata.insert(HeaderName::from_static(API_KEY_METADATA), key.clone());
     }
+    if let Some(trace_id) = headers.get(TRACE_ID_METADATA) {
+        metadata.insert(HeaderName::from_static(TRACE_ID_METADATA), trace_id.clone());
+    }
+    let mut extensions = tonic::Extensions::default();
+    extensions.insert(ViaHttpGateway);
     Ok(tonic::Request::from_parts(
         MetadataMap::from_headers(metadata),
-        tonic::Extensions::default(),
+        extensions,
         message,
     ))
 }

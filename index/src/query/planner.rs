@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::graph::{GraphIndex, PathStep, Reached, TraversalOptions};
 use crate::query::scorer::{PartialScore, ScoreBreakdown, ScoreWeights};
+use crate::telemetry;
 use crate::vector::VectorIndex;
 
 /// Per-request parameters of a query.
@@ -110,13 +111,37 @@ pub fn run_query(
     now_micros: u64,
 ) -> Result<Vec<ScoredResult>> {
     plan.validate()?;
-    let seeds = vectors.search(query, plan.seed_count(), plan.ef, filter, allowed_hint)?;
+    let seeds = telemetry::query_stage(telemetry::STAGE_ANN_SEARCH, || {
+        let seeds = vectors.search(query, plan.seed_count(), plan.ef, filter, allowed_hint);
+        if let Ok(seeds) = &seeds {
+            tracing::debug!(seeds = seeds.len(), "ANN search done");
+        }
+        seeds
+    })?;
     let seed_ids: Vec<&str> = seeds.iter().map(|hit| &*hit.entity_id).collect();
-    let reached = graph.expand(&seed_ids, &plan.traversal)?;
-    let candidates: Vec<_> = reached
-        .into_iter()
-        .filter(|r| filter.is_none_or(|f| f(&r.entity_id)))
-        .collect();
+    let candidates: Vec<_> = telemetry::query_stage(telemetry::STAGE_EXPANSION, || {
+        let reached = graph.expand(&seed_ids, &plan.traversal)?;
+        let candidates: Vec<_> = reached
+            .into_iter()
+            .filter(|r| filter.is_none_or(|f| f(&r.entity_id)))
+            .collect();
+        tracing::debug!(candidates = candidates.len(), "graph expansion done");
+        Ok::<_, Error>(candidates)
+    })?;
+    telemetry::query_stage(telemetry::STAGE_SCORING, || {
+        score_candidates(vectors, query, plan, candidates, facts, now_micros)
+    })
+}
+
+/// Scores `candidates` (with their own similarity to `query`) and keeps the best `plan.k`.
+fn score_candidates(
+    vectors: &VectorIndex,
+    query: &[f32],
+    plan: &QueryPlan,
+    candidates: Vec<Reached>,
+    facts: &dyn Fn(&str) -> Option<EntityFacts>,
+    now_micros: u64,
+) -> Result<Vec<ScoredResult>> {
     let candidate_ids: Vec<&str> = candidates.iter().map(|r| &*r.entity_id).collect();
     let similarities = vectors.similarities(query, &candidate_ids)?;
     let metric = vectors.options().metric;
@@ -161,6 +186,7 @@ pub fn run_query(
             results.truncate(plan.k);
         }
     }
+    tracing::debug!(results = results.len(), "scoring done");
     Ok(results)
 }
 

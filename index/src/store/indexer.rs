@@ -19,6 +19,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::{Indexes, StoreOptions, dump_indexes};
 use crate::error::{Error, Result};
+use crate::telemetry;
 
 /// Nice value of the indexer thread (0 is normal, 19 the lowest priority).
 const INDEXER_NICE: i32 = 10;
@@ -101,7 +102,9 @@ fn run(
             worked |= vectors.index_pending(options.indexer_batch) > 0;
             if vectors.stale_ratio() > options.rebuild_stale_ratio {
                 tracing::info!(%tenant, stale = vectors.stale_ratio(), "rebuilding a vector index");
-                if let Err(e) = vectors.rebuild() {
+                let rebuilt = vectors.rebuild();
+                telemetry::rebuild_finished(rebuilt.is_ok());
+                if let Err(e) = rebuilt {
                     tracing::error!(%tenant, error = %e, "vector index rebuild failed");
                 }
                 worked = true;

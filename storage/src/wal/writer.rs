@@ -34,6 +34,7 @@ use super::{WAL_MAGIC, last_seq_of, segment_path};
 use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
+use crate::telemetry::WalMetrics;
 use crate::types::{Durability, SeqNo};
 
 /// Largest encoded batch the WAL accepts.
@@ -194,6 +195,7 @@ impl GroupCommitWriter {
             staged_needs_sync: false,
             staged_sync_window: None,
             sync_deadline: None,
+            metrics: WalMetrics::register(),
         };
         let thread = std::thread::Builder::new()
             .name("allidb-wal-writer".to_owned())
@@ -368,6 +370,7 @@ struct WriterThread {
     staged_sync_window: Option<Duration>,
     /// When the flushed-but-unsynced tail of the log must be synced (periodic durability).
     sync_deadline: Option<Instant>,
+    metrics: WalMetrics,
 }
 
 impl WriterThread {
@@ -437,14 +440,14 @@ impl WriterThread {
             self.rotate_segment()?;
         }
         if closing {
-            self.log.sync()?;
+            self.sync_log()?;
             return Ok(true);
         }
         if self
             .sync_deadline
             .is_some_and(|deadline| Instant::now() >= deadline)
         {
-            self.log.sync()?;
+            self.sync_log()?;
             self.sync_deadline = None;
         }
         Ok(false)
@@ -472,7 +475,9 @@ impl WriterThread {
             batch,
             reply,
         });
+        let append_start = Instant::now();
         self.log.add_record(&self.encode_buffer)?;
+        self.metrics.appended(append_start.elapsed());
         self.next_seq = next_seq;
         Ok(())
     }
@@ -482,8 +487,9 @@ impl WriterThread {
         if self.staged.is_empty() {
             return Ok(());
         }
+        self.metrics.group_committed(self.staged.len());
         if self.staged_needs_sync {
-            self.log.sync()?;
+            self.sync_log()?;
             self.sync_deadline = None;
         } else {
             self.log.flush()?;
@@ -516,9 +522,17 @@ impl WriterThread {
         Ok(())
     }
 
+    /// Syncs the current segment (timed for [`WalMetrics`]).
+    fn sync_log(&mut self) -> Result<()> {
+        let sync_start = Instant::now();
+        self.log.sync()?;
+        self.metrics.synced(sync_start.elapsed());
+        Ok(())
+    }
+
     /// Syncs the current segment, creates the next one and tells the sink.
     fn rotate_segment(&mut self) -> Result<u64> {
-        self.log.sync()?;
+        self.sync_log()?;
         self.sync_deadline = None;
         let new_segment = self
             .segment
