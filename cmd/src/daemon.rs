@@ -6,6 +6,8 @@
 //! the same service in-process; printing the bound address), open the store on the blocking pool, attach it to the service, mark health
 //! SERVING and print `allidbd: ready`. Until then the AlliDB RPCs answer `UNAVAILABLE`.
 //!
+//! SIGHUP reloads the API keys ([`crate::key_reload`]).
+//!
 //! Shutdown (SIGTERM or SIGINT): health goes NOT_SERVING, the listeners stop accepting, in-flight
 //! requests finish (bounded by `server.shutdown_timeout_secs`), then the store is closed (index
 //! dump, memtable flush) and the process exits 0.
@@ -134,6 +136,8 @@ fn reflection_error(error: tonic_reflection::server::Error) -> DaemonError {
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let signal = shutdown_signal().map_err(|e| DaemonError::Serve(format!("signals: {e}")))?;
     let auth = Arc::new(Authenticator::new(config.auth.options())?);
+    crate::key_reload::reload_keys_on_sighup(Arc::clone(&auth))
+        .map_err(|e| DaemonError::Serve(format!("SIGHUP handler: {e}")))?;
     if config.auth.enabled {
         tracing::info!(keys = auth.key_count(), "API key authentication enabled");
     } else {
