@@ -34,7 +34,7 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(15);
 /// The config of a daemon with auth on and keys from `key_file`.
 fn config(key_file: &Path) -> String {
     format!(
-        "[auth]\nenabled = true\nkey_file = {:?}\n\n[storage]\nmemtable_bytes = 262144\n",
+        "[auth]\nenabled = true\nkey_file = {:?}\n\n[storage]\nmemtable_bytes = 1048576\n",
         key_file.display().to_string()
     )
 }
