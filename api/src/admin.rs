@@ -58,7 +58,10 @@ fn count_u32(count: usize) -> u32 {
 }
 
 /// The reply describing `written`.
-pub fn checkpoint_response(target_dir: String, written: &StoreCheckpoint) -> pb::CheckpointResponse {
+pub fn checkpoint_response(
+    target_dir: String,
+    written: &StoreCheckpoint,
+) -> pb::CheckpointResponse {
     let engine = &written.engine;
     pb::CheckpointResponse {
         target_dir,
@@ -101,13 +104,16 @@ mod tests {
     #[test]
     fn store_refusals_name_the_field_and_keep_their_kind() {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            UnifiedStore::open(dir.path().join("data"), allidb_index::StoreOptions::default())
-                .unwrap();
+        let store = UnifiedStore::open(
+            dir.path().join("data"),
+            allidb_index::StoreOptions::default(),
+        )
+        .unwrap();
         let full = dir.path().join("full");
         std::fs::create_dir(&full).unwrap();
         std::fs::write(full.join("f"), b"x").unwrap();
-        let status = crate::errors::store_status("checkpoint", checkpoint(&store, &full).unwrap_err());
+        let status =
+            crate::errors::store_status("checkpoint", checkpoint(&store, &full).unwrap_err());
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert!(status.message().starts_with("target_dir: "), "{status:?}");
         assert!(status.message().contains("not empty"), "{status:?}");

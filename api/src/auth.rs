@@ -720,7 +720,13 @@ mod tests {
         for bad in ["", "two words", "tab\there", "nul\0"] {
             let err = generate_key(bad, Role::Read, None).unwrap_err();
             assert!(
-                matches!(err, AuthError::BadOption { option: "tenant", .. }),
+                matches!(
+                    err,
+                    AuthError::BadOption {
+                        option: "tenant",
+                        ..
+                    }
+                ),
                 "{bad:?}: {err}"
             );
         }
@@ -734,7 +740,11 @@ mod tests {
         let path = dir.path().join("keys");
         std::fs::write(
             &path,
-            format!("{}{}", line("reader", "acme read"), line("old", "acme read 100")),
+            format!(
+                "{}{}",
+                line("reader", "acme read"),
+                line("old", "acme read 100")
+            ),
         )
         .unwrap();
         let auth = enabled_with_file(&path);

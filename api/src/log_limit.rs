@@ -99,9 +99,7 @@ mod tests {
         let now = Instant::now();
         let logged: u64 = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..4)
-                .map(|_| {
-                    scope.spawn(|| (0..1000).filter(|_| limiter.admit(now).is_some()).count())
-                })
+                .map(|_| scope.spawn(|| (0..1000).filter(|_| limiter.admit(now).is_some()).count()))
                 .collect();
             workers.into_iter().map(|w| w.join().unwrap() as u64).sum()
         });

@@ -97,10 +97,7 @@ fn private_copy(profile_dir: &Path, name: &str) -> PathBuf {
         hasher.finish()
     };
     let binary = profile_dir.join(format!("{name}-e2e-{worktree:016x}"));
-    let staging = profile_dir.join(format!(
-        "{name}-e2e-{worktree:016x}.{}",
-        std::process::id()
-    ));
+    let staging = profile_dir.join(format!("{name}-e2e-{worktree:016x}.{}", std::process::id()));
     std::fs::copy(&built, &staging).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
     std::fs::rename(&staging, &binary)
         .unwrap_or_else(|e| panic!("renaming {}: {e}", staging.display()));

@@ -144,11 +144,9 @@ impl Rpc {
     /// The role the RPC needs (docs/operations.md "Key management").
     fn needs(self) -> Role {
         match self {
-            Rpc::Query
-            | Rpc::RangeScan
-            | Rpc::GetEntity
-            | Rpc::GetEntities
-            | Rpc::Traverse => Role::Read,
+            Rpc::Query | Rpc::RangeScan | Rpc::GetEntity | Rpc::GetEntities | Rpc::Traverse => {
+                Role::Read
+            }
             Rpc::PutEntity
             | Rpc::BatchPutEntities
             | Rpc::BulkPutEntities
@@ -160,7 +158,12 @@ impl Rpc {
     }
 
     /// One valid call of the RPC with `key`.
-    async fn call(self, client: &mut Client, key: Option<&str>, fx: &Fixture) -> Result<(), Status> {
+    async fn call(
+        self,
+        client: &mut Client,
+        key: Option<&str>,
+        fx: &Fixture,
+    ) -> Result<(), Status> {
         match self {
             Rpc::PutEntity => {
                 let message = pb::PutEntityRequest {
@@ -174,7 +177,10 @@ impl Rpc {
                     entities: vec![entity("b1", vec![0.0, 1.0, 0.0])],
                     ..Default::default()
                 };
-                client.batch_put_entities(request(message, key)).await.map(drop)
+                client
+                    .batch_put_entities(request(message, key))
+                    .await
+                    .map(drop)
             }
             Rpc::BulkPutEntities => {
                 let chunk = pb::BulkPutEntitiesRequest {
@@ -182,7 +188,10 @@ impl Rpc {
                     ..Default::default()
                 };
                 let stream = tokio_stream::iter(vec![chunk]);
-                client.bulk_put_entities(request(stream, key)).await.map(drop)
+                client
+                    .bulk_put_entities(request(stream, key))
+                    .await
+                    .map(drop)
             }
             Rpc::DeleteEntity => {
                 let message = pb::DeleteEntityRequest {
@@ -324,7 +333,11 @@ impl Route {
                 r#"{"entities": [{"entity_id": "hb", "embeddings": [{"vector": [0, 1, 0]}]}]}"#,
                 Role::Write,
             ),
-            Route::Query => post("/query", r#"{"query_vector": [1, 0, 0], "k": 2}"#, Role::Read),
+            Route::Query => post(
+                "/query",
+                r#"{"query_vector": [1, 0, 0], "k": 2}"#,
+                Role::Read,
+            ),
             Route::GetEntity => ("GET", "/entity/a", String::new(), Role::Read),
             Route::GetEntities => post("/entities/get", r#"{"entity_ids": ["a"]}"#, Role::Read),
             Route::DeleteEntity => ("DELETE", "/entity/gone", String::new(), Role::Write),
@@ -518,8 +531,14 @@ async fn the_key_file_reloads_on_sighup_and_a_broken_file_keeps_the_old_keys() {
     })
     .await;
     let addr = fx.daemon.http_addr.expect("allidbd serves HTTP");
-    assert_eq!(http_call(addr, "GET", "/entities", Some(FIRST), "").status, 401);
-    assert_eq!(http_call(addr, "GET", "/entities", Some(SECOND), "").status, 200);
+    assert_eq!(
+        http_call(addr, "GET", "/entities", Some(FIRST), "").status,
+        401
+    );
+    assert_eq!(
+        http_call(addr, "GET", "/entities", Some(SECOND), "").status,
+        200
+    );
 
     std::fs::write(&fx.key_file, "this is not a key line\n").unwrap();
     fx.daemon.hangup();
@@ -527,7 +546,10 @@ async fn the_key_file_reloads_on_sighup_and_a_broken_file_keeps_the_old_keys() {
         fx.daemon.log().contains("API key reload failed")
     })
     .await;
-    assert!(accepted(&mut client, SECOND).await, "the old keys stay in force");
+    assert!(
+        accepted(&mut client, SECOND).await,
+        "the old keys stay in force"
+    );
     assert!(!accepted(&mut client, FIRST).await);
     assert!(fx.daemon.pid().is_some(), "SIGHUP must not stop the daemon");
 }
@@ -563,13 +585,19 @@ async fn failed_authentications_are_counted_and_logged_at_most_once_a_second() {
     for i in 0..BURST {
         let key = format!("wrong-key-{i}");
         if i % 10 == 0 {
-            assert_eq!(http_call(addr, "GET", "/entities", Some(&key), "").status, 401);
+            assert_eq!(
+                http_call(addr, "GET", "/entities", Some(&key), "").status,
+                401
+            );
         } else {
             assert!(!accepted(&mut client, &key).await);
         }
     }
     let burst_secs = started.elapsed().as_secs();
-    assert!(accepted(&mut client, READ_KEY).await, "successes are not failures");
+    assert!(
+        accepted(&mut client, READ_KEY).await,
+        "successes are not failures"
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(!accepted(&mut client, "one-more-wrong-key").await);
     let total = BURST + 1;
@@ -588,9 +616,15 @@ async fn failed_authentications_are_counted_and_logged_at_most_once_a_second() {
         lines.len()
     );
     let represented: u64 = lines.iter().map(|&(suppressed, _)| suppressed + 1).sum();
-    assert_eq!(represented, total, "every failure is logged or counted:\n{log}");
+    assert_eq!(
+        represented, total,
+        "every failure is logged or counted:\n{log}"
+    );
     assert!(!log.contains("wrong-key"), "a key was logged");
-    assert!(!log.contains(&hash_key("wrong-key-0")), "a key hash was logged");
+    assert!(
+        !log.contains(&hash_key("wrong-key-0")),
+        "a key hash was logged"
+    );
 }
 
 /// Runs the `allidb` CLI with `args` (no `ALLIDB_*` variable from the environment).
@@ -614,7 +648,14 @@ fn labelled<'a>(stdout: &'a str, label: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_keys_authenticate_and_the_cli_checkpoints_with_an_admin_key() {
     let admin = allidb(&[
-        "keys", "generate", "--tenant", TENANT, "--role", "admin", "--expires-in", "1d",
+        "keys",
+        "generate",
+        "--tenant",
+        TENANT,
+        "--role",
+        "admin",
+        "--expires-in",
+        "1d",
     ]);
     assert!(admin.status.success(), "{admin:?}");
     let stdout = String::from_utf8(admin.stdout).unwrap();
@@ -624,9 +665,14 @@ async fn generated_keys_authenticate_and_the_cli_checkpoints_with_an_admin_key()
     assert!(admin_key.starts_with("allidb_"), "{admin_key}");
     assert!(stderr.contains("only this once"), "{stderr}");
     assert!(!stderr.contains(&admin_key), "the key is printed once");
-    assert!(admin_line.starts_with(&hash_key(&admin_key)), "{admin_line}");
+    assert!(
+        admin_line.starts_with(&hash_key(&admin_key)),
+        "{admin_line}"
+    );
 
-    let reader = allidb(&["--json", "keys", "generate", "--tenant", TENANT, "--role", "read"]);
+    let reader = allidb(&[
+        "--json", "keys", "generate", "--tenant", TENANT, "--role", "read",
+    ]);
     assert!(reader.status.success(), "{reader:?}");
     let reader: Value = serde_json::from_slice(&reader.stdout).unwrap();
     let reader_key = reader["api_key"].as_str().unwrap().to_owned();
@@ -634,7 +680,14 @@ async fn generated_keys_authenticate_and_the_cli_checkpoints_with_an_admin_key()
     assert!(reader["expires_at"].is_null());
     assert_ne!(reader_key, admin_key);
 
-    let bad_tenant = allidb(&["keys", "generate", "--tenant", "two words", "--role", "read"]);
+    let bad_tenant = allidb(&[
+        "keys",
+        "generate",
+        "--tenant",
+        "two words",
+        "--role",
+        "read",
+    ]);
     assert_eq!(bad_tenant.status.code(), Some(1), "{bad_tenant:?}");
     assert!(String::from_utf8_lossy(&bad_tenant.stderr).contains("tenant"));
     let bad_role = allidb(&["keys", "generate", "--tenant", TENANT, "--role", "root"]);
@@ -652,16 +705,33 @@ async fn generated_keys_authenticate_and_the_cli_checkpoints_with_an_admin_key()
     let addr = fx.daemon.grpc_url();
     let target = fx.next_target();
     let target_arg = target.display().to_string();
-    let refused = allidb(&["--addr", &addr, "--api-key", &reader_key, "checkpoint", &target_arg]);
+    let refused = allidb(&[
+        "--addr",
+        &addr,
+        "--api-key",
+        &reader_key,
+        "checkpoint",
+        &target_arg,
+    ]);
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("PermissionDenied"));
     assert!(!target.exists());
-    let written = allidb(&["--addr", &addr, "--api-key", &admin_key, "checkpoint", &target_arg]);
+    let written = allidb(&[
+        "--addr",
+        &addr,
+        "--api-key",
+        &admin_key,
+        "checkpoint",
+        &target_arg,
+    ]);
     assert!(written.status.success(), "{written:?}");
     assert!(String::from_utf8_lossy(&written.stdout).contains("checkpoint written to"));
     assert!(target.join("lsm/CURRENT").exists());
     assert!(target.join("index/CURRENT").exists());
 }
+
+/// Acknowledged writes in acknowledgement order: entity id and vector.
+type AckedWrites = Arc<Mutex<Vec<(String, Vec<f32>)>>>;
 
 fn vector_of(writer: usize, n: usize) -> Vec<f32> {
     (0..8)
@@ -674,7 +744,7 @@ async fn write_until_stopped(
     mut client: Client,
     writer: usize,
     stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<(String, Vec<f32>)>>>,
+    acked: AckedWrites,
 ) {
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -698,7 +768,7 @@ async fn a_checkpoint_under_concurrent_writes_restores_every_acknowledged_write(
     let fx = Fixture::start(&standard_keys());
     let mut client = fx.daemon.client().await;
     let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(Mutex::new(Vec::new()));
+    let acked: AckedWrites = Arc::default();
     let mut writers = Vec::new();
     for writer in 0..3 {
         let client = fx.daemon.client().await;
@@ -738,19 +808,32 @@ async fn a_checkpoint_under_concurrent_writes_restores_every_acknowledged_write(
     for writer in writers {
         writer.await.expect("the writer finishes");
     }
-    assert!(before.len() > 100, "only {} writes before the checkpoint", before.len());
+    assert!(
+        before.len() > 100,
+        "only {} writes before the checkpoint",
+        before.len()
+    );
     assert!(reply.covered_seq >= before.len() as u64, "{reply:?}");
     assert!(reply.index_covered_seq <= reply.covered_seq, "{reply:?}");
-    assert!(acked.lock().unwrap().len() > before.len(), "writes went on meanwhile");
+    assert!(
+        acked.lock().unwrap().len() > before.len(),
+        "writes went on meanwhile"
+    );
 
     // Refusals name the field: a target that is now not empty, a relative path (gRPC and HTTP).
     for (target_dir, code, needle) in [
-        (target.display().to_string(), Code::FailedPrecondition, "not empty"),
+        (
+            target.display().to_string(),
+            Code::FailedPrecondition,
+            "not empty",
+        ),
         ("relative/dir".to_owned(), Code::InvalidArgument, "absolute"),
     ] {
         let status = client
             .checkpoint(request(
-                pb::CheckpointRequest { target_dir: target_dir.clone() },
+                pb::CheckpointRequest {
+                    target_dir: target_dir.clone(),
+                },
                 Some(ADMIN_KEY),
             ))
             .await

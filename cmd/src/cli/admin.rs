@@ -8,9 +8,9 @@
 use allidb_api::pb;
 use clap::Args;
 
+use super::Context;
 use super::connect::connect;
 use super::error::{CliError, CliResult, Outcome};
-use super::Context;
 
 /// `allidb checkpoint`.
 #[derive(Debug, Args)]

@@ -112,7 +112,10 @@ struct GeneratedJson<'a> {
 fn expiry(args: &GenerateArgs, now_secs: u64) -> CliResult<Option<u64>> {
     let at = match (args.expires_in, args.expires_at) {
         (Some(lifetime), _) => Some(now_secs.checked_add(lifetime.as_secs()).ok_or_else(|| {
-            CliError::input("--expires-in", "the expiry is beyond the representable time")
+            CliError::input(
+                "--expires-in",
+                "the expiry is beyond the representable time",
+            )
         })?),
         (None, Some(at)) if at <= now_secs => {
             return Err(CliError::input(
@@ -194,7 +197,15 @@ mod tests {
         assert_eq!(lifetime("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(lifetime("2w").unwrap(), Duration::from_secs(14 * 86_400));
         assert_eq!(lifetime("12h").unwrap(), Duration::from_secs(12 * 3600));
-        for bad in ["30", "d", "0d", "3y", "-1d", "1.5h", "99999999999999999999w"] {
+        for bad in [
+            "30",
+            "d",
+            "0d",
+            "3y",
+            "-1d",
+            "1.5h",
+            "99999999999999999999w",
+        ] {
             assert!(lifetime(bad).is_err(), "{bad}");
         }
     }
@@ -202,8 +213,8 @@ mod tests {
     #[test]
     fn expiry_is_relative_absolute_or_none_and_never_in_the_past() {
         let now = 1_000_000;
-        let relative = generate_args(&["--tenant", "t", "--role", "read", "--expires-in", "1h"])
-            .unwrap();
+        let relative =
+            generate_args(&["--tenant", "t", "--role", "read", "--expires-in", "1h"]).unwrap();
         assert_eq!(expiry(&relative, now).unwrap(), Some(now + 3600));
         let absolute = generate_args(&[
             "--tenant",
