@@ -464,7 +464,7 @@ impl Authenticator {
                 reason = %error,
                 suppressed = admitted.suppressed,
                 failed_total = total,
-                "API key authentication failed (suppressed = failures not logged since the last such line)"
+                "API key authentication failed"
             );
         }
     }
