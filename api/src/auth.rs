@@ -14,6 +14,12 @@
 //! set is immutable; [`Authenticator::reload`] builds a new one from the same sources and swaps
 //! it in atomically, keeping the old one if the new one does not parse.
 //!
+//! New keys come from [`generate_key`]: [`GENERATED_KEY_BYTES`] bytes from the operating
+//! system's CSPRNG, URL-safe base64 after the [`GENERATED_KEY_PREFIX`], with the key file line
+//! that grants them. Failed authentications (missing, empty, unknown or expired key) are counted
+//! ([`Authenticator::failed_authentications`]) and logged at most once per
+//! [`FAILED_AUTH_LOG_INTERVAL`], each line saying how many failures it stands for.
+//!
 //! Must never: log or print a key or its hash (the `Debug` impls redact them), accept an empty
 //! key, or fall back to a default key when auth is enabled.
 
@@ -21,13 +27,25 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
+use base64::Engine as _;
 use sha2::{Digest, Sha256};
+
+use crate::log_limit::LogRateLimiter;
 
 /// gRPC metadata key (and, case-insensitively, HTTP header) carrying the API key.
 pub const API_KEY_METADATA: &str = "x-allidb-api-key";
+
+/// The start of every key [`generate_key`] makes (recognisable in configs and secret scanners).
+pub const GENERATED_KEY_PREFIX: &str = "allidb_";
+
+/// Random bytes in a generated key (256 bits).
+pub const GENERATED_KEY_BYTES: usize = 32;
+
+/// At most one failed-authentication log line per this interval.
+pub const FAILED_AUTH_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a key may do; each role includes the ones before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -112,6 +130,9 @@ pub enum AuthError {
         /// What is wrong.
         reason: String,
     },
+    /// The operating system's random source failed while generating a key.
+    #[error("cannot generate an API key: the OS random source failed: {0}")]
+    RandomSource(String),
     /// The key file cannot be read.
     #[error("cannot read API key file {path}: {source}")]
     KeyFile {
@@ -130,6 +151,7 @@ impl From<AuthError> for tonic::Status {
             AuthError::PermissionDenied(_) => tonic::Status::permission_denied(error.to_string()),
             AuthError::BadKeyLine { .. }
             | AuthError::BadOption { .. }
+            | AuthError::RandomSource(_)
             | AuthError::KeyFile { .. } => tonic::Status::internal("API keys are misconfigured"),
         }
     }
@@ -154,6 +176,69 @@ impl KeyHash {
 /// The lowercase hex SHA-256 of `key`: what a key line stores (for operators creating keys).
 pub fn hash_key(key: &str) -> String {
     hex::encode(KeyHash::of(key).0)
+}
+
+/// Checks that `tenant` can be granted in a key line: a valid tenant id (the storage rules)
+/// without whitespace (which separates a line's fields).
+pub fn validate_key_tenant(tenant: &str) -> Result<(), String> {
+    allidb_storage::key::validate_tenant(tenant).map_err(|e| e.to_string())?;
+    if tenant.chars().any(char::is_whitespace) {
+        return Err("a tenant in a key line cannot contain whitespace".to_owned());
+    }
+    Ok(())
+}
+
+/// The key file line granting `role` in `tenant` until `expires_at` (unix seconds) to the key
+/// whose SHA-256 hex is `key_hash`. The tenant is checked with [`validate_key_tenant`].
+pub fn key_file_line(
+    key_hash: &str,
+    tenant: &str,
+    role: Role,
+    expires_at: Option<u64>,
+) -> Result<String, AuthError> {
+    validate_key_tenant(tenant).map_err(|reason| AuthError::BadOption {
+        option: "tenant",
+        reason,
+    })?;
+    let mut line = format!("{key_hash} {tenant} {}", role.name());
+    if let Some(at) = expires_at {
+        line.push_str(&format!(" {at}"));
+    }
+    Ok(line)
+}
+
+/// A newly generated API key and the key file line granting it; `Debug` redacts the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GeneratedKey {
+    /// The key itself: give it to the client once, never store it on the server.
+    pub key: String,
+    /// The line to add to the key file (holds only the key's hash).
+    pub key_file_line: String,
+}
+
+impl std::fmt::Debug for GeneratedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeneratedKey")
+            .field("key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A new random key granting `role` in `tenant` until `expires_at` (unix seconds, `None` =
+/// never), with its key file line.
+pub fn generate_key(
+    tenant: &str,
+    role: Role,
+    expires_at: Option<u64>,
+) -> Result<GeneratedKey, AuthError> {
+    let mut secret = [0_u8; GENERATED_KEY_BYTES];
+    getrandom::fill(&mut secret).map_err(|e| AuthError::RandomSource(e.to_string()))?;
+    let key = format!(
+        "{GENERATED_KEY_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
+    let key_file_line = key_file_line(&hash_key(&key), tenant, role, expires_at)?;
+    Ok(GeneratedKey { key, key_file_line })
 }
 
 /// What one key grants.
@@ -221,8 +306,7 @@ impl KeySet {
             let mut digest = [0_u8; 32];
             hex::decode_to_slice(hash, &mut digest)
                 .map_err(|_| bad("the key hash must be 64 hex digits (sha256 of the key)"))?;
-            allidb_storage::key::validate_tenant(tenant)
-                .map_err(|e| bad(&format!("bad tenant: {e}")))?;
+            validate_key_tenant(tenant).map_err(|e| bad(&format!("bad tenant: {e}")))?;
             let role =
                 Role::parse(role).ok_or_else(|| bad("the role must be read, write or admin"))?;
             let expires_at = expires
@@ -307,8 +391,10 @@ pub struct AuthOptions {
 pub struct Authenticator {
     options: AuthOptions,
     keys: ArcSwap<KeySet>,
-    /// Requests refused as unauthenticated since start (exported as a metric).
-    failed_authentications: AtomicU64,
+    /// Failed authentications since start.
+    failed: AtomicU64,
+    /// Limits the failed-authentication log lines.
+    failure_log: LogRateLimiter,
 }
 
 impl Authenticator {
@@ -329,7 +415,8 @@ impl Authenticator {
         Ok(Self {
             options,
             keys: ArcSwap::from_pointee(keys),
-            failed_authentications: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            failure_log: LogRateLimiter::new(FAILED_AUTH_LOG_INTERVAL),
         })
     }
 
@@ -355,13 +442,31 @@ impl Authenticator {
         let keys = Self::load(&self.options)?;
         let count = keys.len();
         self.keys.store(Arc::new(keys));
-        tracing::info!(keys = count, "API keys reloaded");
         Ok(count)
     }
 
     /// Number of keys loaded.
     pub fn key_count(&self) -> usize {
         self.keys.load().len()
+    }
+
+    /// Failed authentications (missing, empty, unknown or expired key) since start.
+    pub fn failed_authentications(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Counts one failed authentication and logs it unless the log is rate-limited. The line
+    /// holds the reason (e.g. "unknown API key"), never the key or its hash.
+    fn record_failure(&self, error: &AuthError) {
+        let total = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(admitted) = self.failure_log.admit(Instant::now()) {
+            tracing::warn!(
+                reason = %error,
+                suppressed = admitted.suppressed,
+                failed_total = total,
+                "API key authentication failed"
+            );
+        }
     }
 
     /// The caller for a request's API key (`None` = no key sent), at the current time.
@@ -384,22 +489,17 @@ impl Authenticator {
                 role: Role::Admin,
             });
         }
-        let caller = match key {
+        let result = match key {
             None => Err(AuthError::Unauthenticated(format!(
                 "missing API key ({API_KEY_METADATA})"
             ))),
             Some("") => Err(AuthError::Unauthenticated("empty API key".to_owned())),
             Some(key) => self.keys.load().authenticate_at(key, now_unix_secs),
         };
-        if caller.is_err() {
-            self.failed_authentications.fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = &result {
+            self.record_failure(error);
         }
-        caller
-    }
-
-    /// Requests refused as unauthenticated (missing, empty, unknown or expired key) since start.
-    pub fn failed_authentications(&self) -> u64 {
-        self.failed_authentications.load(Ordering::Relaxed)
+        result
     }
 
     /// The API key of a gRPC request's metadata; a non-text value counts as an unknown key.
@@ -594,6 +694,83 @@ mod tests {
 
         let clash = KeySet::parse_env(&line("a", "t9 read"), "KEYS").unwrap();
         assert!(set.merge(clash, "$KEYS").is_err());
+    }
+
+    #[test]
+    fn generated_keys_are_random_url_safe_and_granted_by_their_line() {
+        let generated = generate_key("acme", Role::Write, Some(2_000_000_000)).unwrap();
+        let body = generated.key.strip_prefix(GENERATED_KEY_PREFIX).unwrap();
+        let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .unwrap();
+        assert_eq!(decoded.len(), GENERATED_KEY_BYTES);
+        assert!(
+            body.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "{body}"
+        );
+        assert_ne!(
+            generate_key("acme", Role::Write, None).unwrap().key,
+            generated.key
+        );
+        assert!(!format!("{generated:?}").contains(&generated.key));
+        assert!(!generated.key_file_line.contains(&generated.key));
+
+        let set = KeySet::parse(&generated.key_file_line, "generated").unwrap();
+        let caller = set.authenticate_at(&generated.key, 1_999_999_999).unwrap();
+        assert_eq!(
+            caller,
+            Principal {
+                tenant: "acme".into(),
+                role: Role::Write
+            }
+        );
+        assert!(set.authenticate_at(&generated.key, 2_000_000_000).is_err());
+        let forever = generate_key("ops", Role::Admin, None).unwrap();
+        assert_eq!(forever.key_file_line.split_whitespace().count(), 3);
+    }
+
+    #[test]
+    fn key_lines_refuse_tenants_the_key_file_cannot_hold() {
+        for bad in ["", "two words", "tab\there", "nul\0"] {
+            let err = generate_key(bad, Role::Read, None).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    AuthError::BadOption {
+                        option: "tenant",
+                        ..
+                    }
+                ),
+                "{bad:?}: {err}"
+            );
+        }
+        let too_long = "t".repeat(1000);
+        assert!(key_file_line(&hash_key("k"), &too_long, Role::Read, None).is_err());
+    }
+
+    #[test]
+    fn failed_authentications_are_counted_but_denials_and_successes_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        std::fs::write(
+            &path,
+            format!(
+                "{}{}",
+                line("reader", "acme read"),
+                line("old", "acme read 100")
+            ),
+        )
+        .unwrap();
+        let auth = enabled_with_file(&path);
+        assert_eq!(auth.failed_authentications(), 0);
+        let caller = auth.authenticate(Some("reader")).unwrap();
+        assert!(caller.require(Role::Admin).is_err());
+        assert_eq!(auth.failed_authentications(), 0);
+        for key in [None, Some(""), Some("unknown"), Some("old")] {
+            assert!(auth.authenticate(key).is_err());
+        }
+        assert_eq!(auth.failed_authentications(), 4);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! * the caller's fault (`InvalidArgument`, `DimensionMismatch`, in the index or the storage
 //!   engine) -> `INVALID_ARGUMENT` with the store's message, which names only the caller's own
-//!   values;
+//!   values; a state refusing a valid request (`FailedPrecondition`, e.g. a non-empty checkpoint
+//!   target) -> `FAILED_PRECONDITION` with the store's message;
 //! * the engine is closed or stopped accepting writes -> `UNAVAILABLE` (a client may retry
 //!   elsewhere or later);
 //! * damaged stored data -> `DATA_LOSS`;
@@ -21,6 +22,7 @@ pub fn store_status(operation: &str, error: IndexError) -> Status {
     match error {
         IndexError::InvalidArgument(message) => Status::invalid_argument(message),
         IndexError::DimensionMismatch { .. } => Status::invalid_argument(error.to_string()),
+        IndexError::FailedPrecondition(message) => Status::failed_precondition(message),
         IndexError::Storage(storage) => storage_status(operation, storage),
         IndexError::Corruption { .. } => {
             tracing::error!(operation, error = %error, "index data is damaged");

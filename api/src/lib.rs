@@ -1,18 +1,20 @@
 //! AlliDB's public API layer (DESIGN.md §5, WIRE.md): the `allidb.AlliDB` protobuf types and gRPC
-//! service stubs ([`pb`]), conversion to the storage model ([`convert`]), request validation and
+//! service stubs ([`pb`]), operator actions ([`admin`]), conversion to the storage model ([`convert`]), request validation and
 //! its status codes ([`validate`]), API-key authentication ([`auth`]), the HTTP JSON gateway
 //! ([`http`]) and its JSON shapes ([`http_model`]), the gRPC service itself ([`service`]), the
-//! mapping of store errors to statuses ([`errors`]) and per-request spans and metrics
-//! ([`observe`]).
+//! mapping of store errors to statuses ([`errors`]), per-request spans and metrics
+//! ([`observe`]); [`log_limit`] rate-limits repetitive log lines.
 //!
 //! The tenant of a request comes only from authentication, never from a request field.
 
+pub mod admin;
 pub mod auth;
 pub mod convert;
 pub mod errors;
 pub mod http;
 pub mod http_model;
 pub mod observe;
+pub mod log_limit;
 pub mod service;
 pub mod validate;
 

@@ -116,6 +116,7 @@ without_trace_id_field!(
     pb::ReplicaReadRequest,
     pb::ReplicaWriteRequest,
     pb::HealthCheckRequest,
+    pb::CheckpointRequest,
 );
 
 /// A stream's messages each carry their own trace id; the call as a whole has only the metadata.
@@ -288,6 +289,7 @@ observed_rpcs! {
     add_edges(pb::AddEdgesRequest) -> pb::AddEdgesResponse = "AddEdges";
     remove_edges(pb::RemoveEdgesRequest) -> pb::RemoveEdgesResponse = "RemoveEdges";
     traverse(pb::TraverseRequest) -> pb::TraverseResponse = "Traverse";
+    checkpoint(pb::CheckpointRequest) -> pb::CheckpointResponse = "Checkpoint";
     bulk_put_entities(Streaming<pb::BulkPutEntitiesRequest>) -> pb::BulkPutEntitiesResponse
         = "BulkPutEntities";
 }

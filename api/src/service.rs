@@ -3,7 +3,8 @@
 //!
 //! Each handler runs the same steps: authenticate the `x-allidb-api-key` metadata and check the
 //! role the RPC needs (read: gets, scans, queries, traversals; write: puts, deletes, edges;
-//! admin: the compatibility `Replica*` RPCs; `HealthCheck` needs no key), validate the request
+//! admin: the compatibility `Replica*` RPCs and `Checkpoint` ([`crate::admin`]); `HealthCheck`
+//! needs no key), validate the request
 //! ([`crate::validate`], [`crate::convert`]), then call the store on the blocking thread pool
 //! (store calls block on I/O and fsync) and map its errors ([`crate::errors`]).
 //!
@@ -30,7 +31,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Authenticator, Principal, Role};
 use crate::pb::allidb_server::AlliDb;
-use crate::{convert, errors, pb, validate};
+use crate::{admin, convert, errors, pb, validate};
 use tokio::runtime::RuntimeFlavor;
 
 /// The version `HealthCheck` reports: the API crate's (the server's) version.
@@ -749,6 +750,22 @@ impl AlliDb for AlliDbService {
                 ));
         }
         Ok(Response::new(response))
+    }
+
+    async fn checkpoint(
+        &self,
+        request: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<pb::CheckpointResponse>, Status> {
+        self.authorize(&request, Role::Admin)?;
+        let request = request.into_inner();
+        let target = admin::checkpoint_target(&request.target_dir)?;
+        let written = self
+            .blocking("checkpoint", move |store| admin::checkpoint(store, &target))
+            .await?;
+        Ok(Response::new(admin::checkpoint_response(
+            request.target_dir,
+            &written,
+        )))
     }
 }
 

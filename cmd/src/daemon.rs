@@ -10,6 +10,8 @@
 //! recorder ([`crate::telemetry`]) is installed first; every AlliDB call (gRPC or HTTP) goes
 //! through [`ObservedService`] (one span and one metric sample per request).
 //!
+//! SIGHUP reloads the API keys ([`crate::key_reload`]).
+//!
 //! Shutdown (SIGTERM or SIGINT): health goes NOT_SERVING and `/readyz` 503, the listeners stop
 //! accepting, in-flight requests finish (bounded by `server.shutdown_timeout_secs`), then the
 //! store is closed (index dump, memtable flush), the admin server stops and the process exits 0.
@@ -147,6 +149,8 @@ fn reflection_error(error: tonic_reflection::server::Error) -> DaemonError {
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let signal = shutdown_signal().map_err(|e| DaemonError::Serve(format!("signals: {e}")))?;
     let auth = Arc::new(Authenticator::new(config.auth.options())?);
+    crate::key_reload::reload_keys_on_sighup(Arc::clone(&auth))
+        .map_err(|e| DaemonError::Serve(format!("SIGHUP handler: {e}")))?;
     if config.auth.enabled {
         tracing::info!(keys = auth.key_count(), "API key authentication enabled");
     } else {

@@ -1,11 +1,12 @@
 //! Binaries `allidbd` (daemon) and `allidb` (CLI): configuration loading ([`config`]), its
 //! translation into store and service options ([`options`]), the daemon's process wiring
-//! ([`daemon`]), its metrics ([`telemetry`]) and admin server ([`admin`]), and the `allidb`
-//! command-line client ([`cli`]).
+//! ([`daemon`], with [`key_reload`] for SIGHUP), its metrics ([`telemetry`]) and admin server
+//! ([`admin`]), and the `allidb` command-line client ([`cli`]).
 
 pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod key_reload;
 pub mod options;
 pub mod telemetry;

@@ -14,6 +14,10 @@ pub enum Error {
     /// A caller passed a value the index refuses (non-finite vector, option out of range, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The request is well formed but the state of the system refuses it (e.g. a checkpoint
+    /// target directory that already holds files); retrying after fixing that state can succeed.
+    #[error("failed precondition: {0}")]
+    FailedPrecondition(String),
     /// A vector's dimension differs from the one fixed for the tenant's index.
     #[error("vector dimension mismatch: expected {expected}, got {got}")]
     DimensionMismatch {

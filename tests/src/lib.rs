@@ -4,12 +4,14 @@
 //! runs the daemon with its data directory there and every listener on `127.0.0.1:0`, and waits
 //! for `allidbd: ready`; the bound addresses come from the daemon's machine-readable lines.
 //! [`Daemon::kill`] (SIGKILL), [`Daemon::stop`] (SIGTERM) and [`Daemon::restart`] (same config
-//! and data, new ports) drive crash and restart scenarios.
+//! and data, new ports) drive crash and restart scenarios; [`Daemon::hangup`] sends SIGHUP and
+//! [`Daemon::start_on_data_dir`] starts a daemon on a given directory (a restored checkpoint).
 //!
 //! The binary: `$ALLIDBD_BIN` when set, else `allidbd` next to the test executable's `deps/`
 //! directory, built once per test process with `cargo build --profile test -p allidb-cmd
 //! --bins` (a no-op when `cargo test --workspace` already built it, and never a stale binary)
-//! and copied to a per-process name, since other builds may share the target directory.
+//! and copied to a per-worktree name, since other builds may share the target directory. The
+//! `allidb` CLI ([`allidb_binary`]) is built and copied the same way, at the same time.
 //!
 //! Invariants: a daemon never outlives its [`Daemon`] (dropped = SIGKILL); the child gets no
 //! `ALLIDB_*` variable from the test environment except the ones a test passes explicitly.
@@ -51,48 +53,67 @@ pub struct Daemon {
     dir: tempfile::TempDir,
 }
 
+/// The binaries under test: `allidbd` and `allidb` (see the module documentation).
+struct Binaries {
+    allidbd: PathBuf,
+    allidb: PathBuf,
+}
+
+fn binaries() -> &'static Binaries {
+    static BINARIES: OnceLock<Binaries> = OnceLock::new();
+    BINARIES.get_or_init(|| {
+        if let Some(path) = std::env::var_os("ALLIDBD_BIN") {
+            let allidbd = PathBuf::from(path);
+            let allidb = allidbd.with_file_name("allidb");
+            return Binaries { allidbd, allidb };
+        }
+        let exe = std::env::current_exe().expect("the test executable has a path");
+        let deps = exe.parent().expect("the test executable is in a directory");
+        let profile_dir = if deps.ends_with("deps") {
+            deps.parent().expect("deps/ has a parent").to_owned()
+        } else {
+            deps.to_owned()
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "--profile", "test", "-p", "allidb-cmd", "--bins"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building allidbd failed");
+        Binaries {
+            allidbd: private_copy(&profile_dir, "allidbd"),
+            allidb: private_copy(&profile_dir, "allidb"),
+        }
+    })
+}
+
+/// A copy of the built binary `name` private to this worktree: other worktrees sharing the
+/// target directory may replace the built one while tests run. Swapped in atomically by a
+/// rename.
+fn private_copy(profile_dir: &Path, name: &str) -> PathBuf {
+    let built = profile_dir.join(name);
+    let worktree = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        env!("CARGO_MANIFEST_DIR").hash(&mut hasher);
+        hasher.finish()
+    };
+    let binary = profile_dir.join(format!("{name}-e2e-{worktree:016x}"));
+    let staging = profile_dir.join(format!("{name}-e2e-{worktree:016x}.{}", std::process::id()));
+    std::fs::copy(&built, &staging).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+    std::fs::rename(&staging, &binary)
+        .unwrap_or_else(|e| panic!("renaming {}: {e}", staging.display()));
+    binary
+}
+
 /// The `allidbd` binary (see the module documentation).
 pub fn allidbd_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            if let Some(path) = std::env::var_os("ALLIDBD_BIN") {
-                return PathBuf::from(path);
-            }
-            let exe = std::env::current_exe().expect("the test executable has a path");
-            let deps = exe.parent().expect("the test executable is in a directory");
-            let profile_dir = if deps.ends_with("deps") {
-                deps.parent().expect("deps/ has a parent").to_owned()
-            } else {
-                deps.to_owned()
-            };
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-            let status = Command::new(cargo)
-                .args(["build", "--profile", "test", "-p", "allidb-cmd", "--bins"])
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building allidbd failed");
-            let built = profile_dir.join("allidbd");
-            // Other worktrees sharing the target directory may replace `allidbd` while tests
-            // run: test a copy private to this worktree, swapped in atomically by a rename.
-            let worktree = {
-                use std::hash::{Hash, Hasher};
-                let mut hasher = std::collections::hash_map::DefaultHasher::new();
-                env!("CARGO_MANIFEST_DIR").hash(&mut hasher);
-                hasher.finish()
-            };
-            let binary = profile_dir.join(format!("allidbd-e2e-{worktree:016x}"));
-            let staging = profile_dir.join(format!(
-                "allidbd-e2e-{worktree:016x}.{}",
-                std::process::id()
-            ));
-            std::fs::copy(&built, &staging)
-                .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
-            std::fs::rename(&staging, &binary)
-                .unwrap_or_else(|e| panic!("renaming {}: {e}", staging.display()));
-            binary
-        })
-        .clone()
+    binaries().allidbd.clone()
+}
+
+/// The `allidb` CLI binary, built and copied with [`allidbd_binary`]'s.
+pub fn allidb_binary() -> PathBuf {
+    binaries().allidb.clone()
 }
 
 /// One key-file line granting `role` in `tenant` to `key`.
@@ -112,6 +133,56 @@ pub fn request<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
     request
 }
 
+/// An HTTP reply: the status code and the body as text.
+#[derive(Debug)]
+pub struct HttpReply {
+    /// The status code.
+    pub status: u16,
+    /// The body (after the headers), as text.
+    pub body: String,
+}
+
+/// One HTTP/1.1 request to `addr` on its own connection (`Connection: close`), with the API key
+/// header when `key` is given; `body` is sent as is (empty: no body).
+pub fn http_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> HttpReply {
+    use std::io::{Read, Write};
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if let Some(key) = key {
+        request.push_str(&format!("{API_KEY_HEADER}: {key}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    let mut stream = std::net::TcpStream::connect(addr).expect("the gateway accepts connections");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("a read timeout");
+    stream
+        .write_all(request.as_bytes())
+        .expect("the request is sent");
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .expect("the reply is UTF-8 text");
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP reply: {reply:?}"));
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map_or_else(String::new, |(_, body)| body.to_owned());
+    HttpReply { status, body }
+}
+
 impl Daemon {
     /// Starts a daemon whose config file is `config_toml` (listeners and data dir are set by
     /// flags) and waits until it is ready.
@@ -121,6 +192,16 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra environment variables for the daemon.
     pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::launch(config_toml, env, None)
+    }
+
+    /// [`Daemon::start`] on an existing data directory (e.g. a checkpoint), which the daemon
+    /// uses in place (it is not removed with the daemon's temporary directory).
+    pub fn start_on_data_dir(config_toml: &str, data_dir: &Path) -> Daemon {
+        Self::launch(config_toml, &[], Some(data_dir.to_owned()))
+    }
+
+    fn launch(config_toml: &str, env: &[(&str, &str)], data_dir: Option<PathBuf>) -> Daemon {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config_path = dir.path().join("allidb.toml");
         std::fs::write(&config_path, config_toml).expect("the config file is written");
@@ -129,7 +210,7 @@ impl Daemon {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_addr: None,
             admin_addr: None,
-            data_dir: dir.path().join("data"),
+            data_dir: data_dir.unwrap_or_else(|| dir.path().join("data")),
             log_path: dir.path().join("allidbd.log"),
             config_path,
             extra_env: env
@@ -241,13 +322,24 @@ impl Daemon {
         }
     }
 
-    /// Stops the daemon with SIGTERM and waits (at most a minute) for it to exit.
-    pub fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("the daemon is running");
+    /// Sends `signal` to the running daemon (which stays owned by this handle).
+    fn send_signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("the daemon is running");
         let pid = libc::pid_t::try_from(child.id()).expect("pids fit pid_t");
         // SAFETY: `pid` is our own child, not yet reaped, so it cannot name another process.
-        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
-        assert_eq!(sent, 0, "SIGTERM is delivered");
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "signal {signal} is delivered");
+    }
+
+    /// Sends SIGHUP (reload keys) to the running daemon; returns at once.
+    pub fn hangup(&self) {
+        self.send_signal(libc::SIGHUP);
+    }
+
+    /// Stops the daemon with SIGTERM and waits (at most a minute) for it to exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.send_signal(libc::SIGTERM);
+        let mut child = self.child.take().expect("the daemon is running");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().expect("the daemon can be waited for") {

@@ -77,6 +77,7 @@ pub fn router<S: AlliDb>(service: Arc<S>, limits: HttpLimits) -> Router {
         .route("/edges", post(routes::add_edges::<S>))
         .route("/edges/remove", post(routes::remove_edges::<S>))
         .route("/health", get(routes::health::<S>))
+        .route("/admin/checkpoint", post(routes::checkpoint::<S>))
         .fallback(no_route)
         .layer(middleware::from_fn(json_method_not_allowed))
         .with_state(Gateway { service, limits })

@@ -208,3 +208,14 @@ pub(super) async fn health<S: AlliDb>(
     .await?;
     Ok((http_model::health_status(&reply), Json(reply)).into_response())
 }
+
+/// `POST /admin/checkpoint`: Checkpoint (admin role).
+pub(super) async fn checkpoint<S: AlliDb>(
+    State(gateway): State<Gateway<S>>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<pb::CheckpointRequest>,
+) -> Result<Json<pb::CheckpointResponse>, HttpError> {
+    call(&headers, request, |r| gateway.service.checkpoint(r))
+        .await
+        .map(Json)
+}

@@ -1,18 +1,21 @@
-//! The `allidb` command-line client (DESIGN.md §8): data commands, JSON-lines import and
-//! benchmarks against a running `allidbd` over gRPC.
+//! The `allidb` command-line client (DESIGN.md §8): data commands, JSON-lines import,
+//! benchmarks and operator commands against a running `allidbd` over gRPC, and API key
+//! generation (no daemon needed).
 //!
 //! This module owns the command line (global flags and the command tree) and the dispatch to
-//! [`data`], [`import`] and [`bench`]. Every connection goes through [`connect::connect`].
+//! [`data`], [`import`], [`bench`], [`admin`] and [`keys`]. Every connection goes through [`connect::connect`].
 //! Invariants: the API key (flag `--api-key` or `ALLIDB_API_KEY`) is only sent as request
 //! metadata, never printed, logged or shown in `--help` (its environment value is hidden); a
 //! command either returns an [`Outcome`] (complete or partial) or a [`CliError`], which `main`
 //! maps to the exit codes of [`error`].
 
+pub mod admin;
 pub mod bench;
 pub mod connect;
 pub mod data;
 pub mod error;
 pub mod import;
+pub mod keys;
 pub mod output;
 pub mod parse;
 pub mod texmex;
@@ -117,6 +120,10 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Benchmarks: ingest, get, query, scan.
     Bench(bench::BenchArgs),
+    /// Write an online backup of the daemon's data into DIR on its host (admin key).
+    Checkpoint(admin::CheckpointArgs),
+    /// API key management (no daemon needed).
+    Keys(keys::KeysArgs),
 }
 
 /// What every command needs besides its own arguments.
@@ -150,6 +157,8 @@ pub async fn run(cli: Cli) -> CliResult<Outcome> {
         Command::Health => data::health(&mut context).await,
         Command::Import(args) => import::run(&mut context, args).await,
         Command::Bench(args) => bench::run(&mut context, args).await,
+        Command::Checkpoint(args) => admin::checkpoint(&mut context, args).await,
+        Command::Keys(args) => keys::run(&mut context, args),
     }?;
     context.printer.flush()?;
     Ok(outcome)

@@ -12,12 +12,15 @@
 //!   another tenant's entities can be neither returned nor ranked.
 //!
 //! The engine is the source of truth; everything under `index/` can be deleted and is rebuilt.
+//! [`UnifiedStore::checkpoint`] (module `checkpoint`) copies both while serving, for backups.
 
+mod checkpoint;
 mod facts;
 mod indexer;
 mod persist;
 mod tenant;
 
+pub use checkpoint::StoreCheckpoint;
 pub use facts::{EntityMeta, Filter};
 pub use tenant::TenantIndexes;
 
@@ -220,8 +223,14 @@ pub struct UnifiedStore {
     indexer: Mutex<Option<indexer::IndexerHandle>>,
 }
 
-/// Dumps every tenant's indexes, covering everything applied so far, then releases the WAL.
-fn dump_indexes(indexes: &Indexes, engine: &Engine, index_dir: &Path) -> Result<SeqNo> {
+/// The engine's subdirectory of a store directory.
+const ENGINE_SUBDIR: &str = "lsm";
+/// The index dumps' subdirectory of a store directory.
+const INDEX_SUBDIR: &str = "index";
+
+/// Writes a dump of every tenant's indexes into `index_dir`, covering everything applied so far;
+/// returns the covered sequence number and the number of tenants dumped.
+fn write_index_dump(indexes: &Indexes, index_dir: &Path) -> Result<(SeqNo, usize)> {
     let covered = indexes.applied_seq.load(Ordering::Acquire);
     let tenants = indexes.all();
     let views: Vec<(String, &TenantIndexes)> = tenants
@@ -229,6 +238,12 @@ fn dump_indexes(indexes: &Indexes, engine: &Engine, index_dir: &Path) -> Result<
         .map(|(n, s)| (n.clone(), &s.indexes))
         .collect();
     persist::dump(index_dir, covered, &views)?;
+    Ok((covered, views.len()))
+}
+
+/// Dumps every tenant's indexes, covering everything applied so far, then releases the WAL.
+fn dump_indexes(indexes: &Indexes, engine: &Engine, index_dir: &Path) -> Result<SeqNo> {
+    let (covered, _) = write_index_dump(indexes, index_dir)?;
     engine.pin_wal(covered);
     Ok(covered)
 }
@@ -244,7 +259,7 @@ impl UnifiedStore {
     pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         options.vectors.validate()?;
         let dir = dir.as_ref();
-        let index_dir = dir.join("index");
+        let index_dir = dir.join(INDEX_SUBDIR);
         let indexes = Arc::new(Indexes::new(options.vectors));
         let loaded = match persist::load(&index_dir, |_| options.vectors) {
             Ok(loaded) => loaded,
@@ -267,7 +282,7 @@ impl UnifiedStore {
         let observer: Arc<dyn CommitObserver> = indexes.clone();
         let engine = Arc::new(Engine::open_observed(
             Arc::new(OsFileSystem),
-            &dir.join("lsm"),
+            &dir.join(ENGINE_SUBDIR),
             engine_options,
             Some(observer),
         )?);
