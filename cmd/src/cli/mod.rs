@@ -18,6 +18,7 @@ pub mod parse;
 pub mod texmex;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use allidb_api::pb;
@@ -27,8 +28,9 @@ use self::connect::ConnectOptions;
 pub use self::error::{CliError, CliResult, Outcome};
 use self::output::Printer;
 
-/// Default daemon address (the default `server.grpc_addr` of `allidbd`).
-pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7000";
+/// Default daemon address (the default `server.grpc_addr` of `allidbd`); bare, so its scheme
+/// follows `--tls-ca` (https with it, http without).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7000";
 
 /// An API key from the command line or the environment; its `Debug` form is redacted.
 #[derive(Clone)]
@@ -79,9 +81,22 @@ impl ConsistencyArg {
     about = "AlliDB command-line client (talks gRPC to allidbd)"
 )]
 pub struct Cli {
-    /// gRPC address of the daemon (`http://host:port`; a bare `host:port` means http).
+    /// gRPC address of the daemon (`http://host:port` or `https://host:port`; a bare
+    /// `host:port` means https with --tls-ca, http without).
     #[arg(long, global = true, env = "ALLIDB_ADDR", default_value = DEFAULT_ADDR)]
     pub addr: String,
+    // The TLS flags have no environment variables: `ALLIDB_TLS_*` are the daemon's `[tls]`
+    // configuration overrides.
+    /// CA certificate(s) (PEM) that signed the daemon's certificate: connect with TLS and
+    /// verify the daemon against them.
+    #[arg(long, global = true, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) for a daemon that requires client certificates (mTLS).
+    #[arg(long, global = true, value_name = "PEM", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, global = true, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// API key sent as `x-allidb-api-key` (never printed).
     #[arg(long, global = true, env = "ALLIDB_API_KEY", hide_env_values = true)]
     pub api_key: Option<ApiKey>,
@@ -132,10 +147,18 @@ pub struct Context {
 
 /// Runs the command line.
 pub async fn run(cli: Cli) -> CliResult<Outcome> {
+    let tls = match &cli.tls_ca {
+        None => None,
+        Some(ca) => Some(crate::tls::client_tls_config(crate::tls::ClientTlsFiles {
+            ca,
+            identity: cli.tls_cert.as_deref().zip(cli.tls_key.as_deref()),
+        })?),
+    };
     let mut context = Context {
         connect: ConnectOptions {
             addr: cli.addr,
             api_key: cli.api_key.map(|key| key.0),
+            tls,
         },
         consistency: cli.consistency.wire(),
         printer: Printer::new(cli.json),
@@ -182,6 +205,40 @@ mod tests {
         assert_eq!(cli.addr, "http://h:1");
         assert!(cli.json);
         assert!(!format!("{cli:?}").contains("s3cret"));
+        let tls = Cli::try_parse_from([
+            "allidb",
+            "--tls-ca",
+            "ca.pem",
+            "health",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .unwrap();
+        assert_eq!(tls.tls_ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(tls.tls_key, Some(PathBuf::from("k.pem")));
+        for incomplete in [
+            &[
+                "allidb",
+                "--tls-cert",
+                "c.pem",
+                "--tls-ca",
+                "ca.pem",
+                "health",
+            ][..],
+            &["allidb", "--tls-key", "k.pem", "health"],
+            &[
+                "allidb",
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+                "health",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(incomplete).is_err(), "{incomplete:?}");
+        }
         let help = Cli::command().render_long_help().to_string();
         assert!(
             help.contains("ALLIDB_API_KEY") && help.contains("ALLIDB_ADDR"),
