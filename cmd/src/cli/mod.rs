@@ -92,10 +92,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
     /// Client certificate chain (PEM) for a daemon that requires client certificates (mTLS).
-    #[arg(long, global = true, value_name = "PEM", requires_all = ["tls_key", "tls_ca"])]
+    #[arg(long, global = true, value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
     /// Private key (PEM) of --tls-cert.
-    #[arg(long, global = true, value_name = "PEM", requires = "tls_cert")]
+    #[arg(long, global = true, value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
     /// API key sent as `x-allidb-api-key` (never printed).
     #[arg(long, global = true, env = "ALLIDB_API_KEY", hide_env_values = true)]
@@ -145,15 +145,30 @@ pub struct Context {
     pub printer: Printer,
 }
 
+/// The TLS settings of `--tls-ca`, `--tls-cert` and `--tls-key` (checked here rather than by
+/// clap, whose `requires` does not see global flags given before the command).
+fn client_tls(cli: &Cli) -> CliResult<Option<tonic::transport::ClientTlsConfig>> {
+    let identity = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        (None, None) => None,
+        (Some(_), None) => return Err(CliError::input("--tls-cert", "needs --tls-key")),
+        (None, Some(_)) => return Err(CliError::input("--tls-key", "needs --tls-cert")),
+    };
+    match &cli.tls_ca {
+        Some(ca) => Ok(Some(crate::tls::client_tls_config(
+            crate::tls::ClientTlsFiles { ca, identity },
+        )?)),
+        None if identity.is_some() => Err(CliError::input(
+            "--tls-cert",
+            "needs --tls-ca (the CA that signed the daemon's certificate)",
+        )),
+        None => Ok(None),
+    }
+}
+
 /// Runs the command line.
 pub async fn run(cli: Cli) -> CliResult<Outcome> {
-    let tls = match &cli.tls_ca {
-        None => None,
-        Some(ca) => Some(crate::tls::client_tls_config(crate::tls::ClientTlsFiles {
-            ca,
-            identity: cli.tls_cert.as_deref().zip(cli.tls_key.as_deref()),
-        })?),
-    };
+    let tls = client_tls(&cli)?;
     let mut context = Context {
         connect: ConnectOptions {
             addr: cli.addr,
@@ -218,26 +233,16 @@ mod tests {
         .unwrap();
         assert_eq!(tls.tls_ca, Some(PathBuf::from("ca.pem")));
         assert_eq!(tls.tls_key, Some(PathBuf::from("k.pem")));
-        for incomplete in [
-            &[
-                "allidb",
-                "--tls-cert",
-                "c.pem",
-                "--tls-ca",
-                "ca.pem",
-                "health",
-            ][..],
-            &["allidb", "--tls-key", "k.pem", "health"],
-            &[
-                "allidb",
-                "--tls-cert",
-                "c.pem",
-                "--tls-key",
-                "k.pem",
-                "health",
-            ],
-        ] {
-            assert!(Cli::try_parse_from(incomplete).is_err(), "{incomplete:?}");
+        let incomplete: [(&[&str], &str); 3] = [
+            (&["--tls-cert", "c.pem", "--tls-ca", "ca.pem"], "--tls-key"),
+            (&["--tls-key", "k.pem"], "--tls-cert"),
+            (&["--tls-cert", "c.pem", "--tls-key", "k.pem"], "--tls-ca"),
+        ];
+        for (flags, named) in incomplete {
+            let cli =
+                Cli::try_parse_from(["allidb"].iter().chain(flags).chain(&["health"])).unwrap();
+            let message = client_tls(&cli).unwrap_err().to_string();
+            assert!(message.contains(named), "{flags:?}: {message}");
         }
         let help = Cli::command().render_long_help().to_string();
         assert!(
