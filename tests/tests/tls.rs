@@ -155,8 +155,12 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        // Some errors repeat their source in their own message.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text
@@ -378,12 +382,12 @@ async fn an_expired_server_certificate_is_refused() {
     let refused = health_over_tls(&daemon, client_tls(&ca, None))
         .await
         .expect_err("an expired certificate must be refused");
-    assert!(refused.contains("Expired"), "{refused}");
+    assert!(refused.contains("certificate expired"), "{refused}");
     let http_addr = daemon.http_addr.expect("the daemon serves HTTP");
     let refused = https_health(http_addr, &ca, None, &[b"http/1.1"], BOTH_VERSIONS)
         .await
         .expect_err("an expired certificate must be refused over HTTPS");
-    assert!(refused.contains("Expired"), "{refused}");
+    assert!(refused.contains("certificate expired"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
