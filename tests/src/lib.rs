@@ -56,37 +56,61 @@ pub struct Daemon {
 
 /// The `allidbd` binary (see the module documentation).
 pub fn allidbd_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            if let Some(path) = std::env::var_os("ALLIDBD_BIN") {
-                return PathBuf::from(path);
-            }
-            let exe = std::env::current_exe().expect("the test executable has a path");
-            let deps = exe.parent().expect("the test executable is in a directory");
-            let profile_dir = if deps.ends_with("deps") {
-                deps.parent().expect("deps/ has a parent").to_owned()
-            } else {
-                deps.to_owned()
-            };
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-            let status = Command::new(cargo)
-                .args(["build", "--profile", "test", "-p", "allidb-cmd", "--bins"])
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building allidbd failed");
-            let built = profile_dir.join("allidbd");
-            // Other worktrees sharing the target directory may replace `allidbd` while tests
-            // run: test a copy private to this worktree, swapped in atomically by a rename.
-            let worktree = {
-                use std::hash::{Hash, Hasher};
-                let mut hasher = std::collections::hash_map::DefaultHasher::new();
-                env!("CARGO_MANIFEST_DIR").hash(&mut hasher);
-                hasher.finish()
-            };
-            private_copy(&built, &format!("allidbd-e2e-{worktree:016x}"))
-        })
-        .clone()
+    binaries().daemon.clone()
+}
+
+/// The `allidb` CLI built with the daemon: `allidb` next to `$ALLIDBD_BIN` when that is set,
+/// else a private copy (like [`allidbd_binary`]) taken right after the same build.
+pub fn allidb_binary() -> PathBuf {
+    binaries().cli.clone()
+}
+
+/// The binaries under test.
+struct Binaries {
+    daemon: PathBuf,
+    cli: PathBuf,
+}
+
+fn binaries() -> &'static Binaries {
+    static BINARIES: OnceLock<Binaries> = OnceLock::new();
+    BINARIES.get_or_init(|| {
+        if let Some(path) = std::env::var_os("ALLIDBD_BIN") {
+            let daemon = PathBuf::from(path);
+            let cli = daemon.with_file_name("allidb");
+            return Binaries { daemon, cli };
+        }
+        let exe = std::env::current_exe().expect("the test executable has a path");
+        let deps = exe.parent().expect("the test executable is in a directory");
+        let profile_dir = if deps.ends_with("deps") {
+            deps.parent().expect("deps/ has a parent").to_owned()
+        } else {
+            deps.to_owned()
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "--profile", "test", "-p", "allidb-cmd", "--bins"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building allidbd failed");
+        // Other worktrees sharing the target directory may replace the binaries while tests
+        // run: test copies private to this worktree, swapped in atomically by a rename.
+        let worktree = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            env!("CARGO_MANIFEST_DIR").hash(&mut hasher);
+            hasher.finish()
+        };
+        Binaries {
+            daemon: private_copy(
+                &profile_dir.join("allidbd"),
+                &format!("allidbd-e2e-{worktree:016x}"),
+            ),
+            cli: private_copy(
+                &profile_dir.join("allidb"),
+                &format!("allidb-e2e-{worktree:016x}"),
+            ),
+        }
+    })
 }
 
 /// Copies `built` to `name` in the same directory, atomically (through a staging file).
@@ -97,27 +121,6 @@ fn private_copy(built: &Path, name: &str) -> PathBuf {
     std::fs::rename(&staging, &binary)
         .unwrap_or_else(|e| panic!("renaming {}: {e}", staging.display()));
     binary
-}
-
-/// The `allidb` CLI built with the daemon: `allidb` next to `$ALLIDBD_BIN` when that is set,
-/// else a private copy (like [`allidbd_binary`]) taken right after the build.
-pub fn allidb_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let daemon = allidbd_binary();
-            let built = daemon.with_file_name("allidb");
-            if std::env::var_os("ALLIDBD_BIN").is_some() {
-                return built;
-            }
-            let name = daemon
-                .file_name()
-                .and_then(|name| name.to_str())
-                .expect("the daemon copy has a UTF-8 name")
-                .replacen("allidbd", "allidb", 1);
-            private_copy(&built, &name)
-        })
-        .clone()
 }
 
 /// One key-file line granting `role` in `tenant` to `key`.
