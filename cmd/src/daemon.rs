@@ -169,6 +169,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let signal = shutdown_signal().map_err(|e| DaemonError::Serve(format!("signals: {e}")))?;
     crate::tls::install_crypto_provider();
     let tls = ServerTls::from_config(&config.tls)?.map(Arc::new);
+    let auth = Arc::new(Authenticator::new(config.auth.options())?);
     let mut reload_steps: Vec<ReloadStep> = Vec::new();
     if let Some(tls) = &tls {
         tracing::info!(
@@ -179,7 +180,6 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         reload_steps.push(Box::new(move || tls.reload_and_log()));
     }
     on_sighup(reload_steps).map_err(|e| DaemonError::Serve(format!("signals: {e}")))?;
-    let auth = Arc::new(Authenticator::new(config.auth.options())?);
     if config.auth.enabled {
         tracing::info!(keys = auth.key_count(), "API key authentication enabled");
     } else {
