@@ -13,8 +13,8 @@ pub mod convert;
 pub mod errors;
 pub mod http;
 pub mod http_model;
-pub mod observe;
 pub mod log_limit;
+pub mod observe;
 pub mod service;
 pub mod validate;
 

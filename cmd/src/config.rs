@@ -109,6 +109,8 @@ pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     /// PEM private key (required when enabled).
     pub key_file: Option<PathBuf>,
+    /// PEM CA certificates; when set, clients must present a certificate signed by one (mTLS).
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// How the WAL makes writes durable before acknowledging them.
@@ -658,6 +660,11 @@ impl Config {
                     return Err(invalid(key, "is required when tls.enabled = true"));
                 }
             }
+        } else if self.tls.client_ca_file.is_some() {
+            return Err(invalid(
+                "tls.client_ca_file",
+                "client certificates need TLS: set tls.enabled = true",
+            ));
         }
 
         let storage = &self.storage;
@@ -812,6 +819,7 @@ mod tests {
         let optional = [
             ("tls", "cert_file"),
             ("tls", "key_file"),
+            ("tls", "client_ca_file"),
             ("auth", "key_file"),
         ];
         let mut keys: Vec<(String, String)> = optional
@@ -1035,6 +1043,11 @@ mod tests {
             with(&[("tls.enabled", "true")]),
             "tls.cert_file",
             "required",
+        );
+        assert_key_error(
+            with(&[("tls.client_ca_file", "/ca.pem")]),
+            "tls.client_ca_file",
+            "tls.enabled",
         );
     }
 

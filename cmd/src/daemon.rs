@@ -10,7 +10,9 @@
 //! recorder ([`crate::telemetry`]) is installed first; every AlliDB call (gRPC or HTTP) goes
 //! through [`ObservedService`] (one span and one metric sample per request).
 //!
-//! SIGHUP reloads the API keys ([`crate::key_reload`]).
+//! With `tls.enabled`, both listeners serve TLS only ([`crate::tls`]). SIGHUP runs the reload
+//! steps of [`on_sighup`]: the API keys ([`crate::key_reload`]) and the TLS certificates, without
+//! dropping connections.
 //!
 //! Shutdown (SIGTERM or SIGINT): health goes NOT_SERVING and `/readyz` 503, the listeners stop
 //! accepting, in-flight requests finish (bounded by `server.shutdown_timeout_secs`), then the
@@ -42,6 +44,7 @@ use crate::admin::{AdminServer, Readiness};
 use crate::config::{Config, ConfigError, LogConfig, LogFormat};
 use crate::options::{service_options, store_options};
 use crate::telemetry::{self, Scrape};
+use crate::tls::{ServerTls, TlsError};
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,9 @@ pub enum DaemonError {
     /// The API keys cannot be loaded.
     #[error("{0}")]
     Auth(#[from] AuthError),
+    /// The TLS files are unusable.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
     /// The log filter does not parse.
     #[error("config key log.level: {0}")]
     Logging(String),
@@ -87,7 +93,10 @@ impl DaemonError {
     /// The process exit code: 2 for configuration errors, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            DaemonError::Config(_) | DaemonError::Auth(_) | DaemonError::Logging(_) => 2,
+            DaemonError::Config(_)
+            | DaemonError::Auth(_)
+            | DaemonError::Tls(_)
+            | DaemonError::Logging(_) => 2,
             DaemonError::Bind { .. }
             | DaemonError::Store { .. }
             | DaemonError::Serve(_)
@@ -131,6 +140,30 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = &'static str>> {
     })
 }
 
+/// One thing SIGHUP reloads; it logs its own outcome.
+pub type ReloadStep = Box<dyn Fn() + Send + Sync>;
+
+/// Runs every step of `steps`, in order and on the blocking pool (they read files), on each
+/// SIGHUP. The handler is installed at call time, so from then on SIGHUP no longer terminates
+/// the process, even with no steps.
+fn on_sighup(steps: Vec<ReloadStep>) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup())?;
+    let steps: Arc<[ReloadStep]> = steps.into();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading");
+            let steps = steps.clone();
+            let reloaded =
+                tokio::task::spawn_blocking(move || steps.iter().for_each(|step| step()));
+            if let Err(error) = reloaded.await {
+                tracing::error!(%error, "a SIGHUP reload step panicked");
+            }
+        }
+    });
+    Ok(())
+}
+
 async fn bind(
     key: &'static str,
     addr: SocketAddr,
@@ -148,9 +181,23 @@ fn reflection_error(error: tonic_reflection::server::Error) -> DaemonError {
 /// Runs the daemon with `config` until a shutdown signal; returns after the store is closed.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let signal = shutdown_signal().map_err(|e| DaemonError::Serve(format!("signals: {e}")))?;
+    crate::tls::install_crypto_provider();
+    let tls = ServerTls::from_config(&config.tls)?.map(Arc::new);
     let auth = Arc::new(Authenticator::new(config.auth.options())?);
-    crate::key_reload::reload_keys_on_sighup(Arc::clone(&auth))
-        .map_err(|e| DaemonError::Serve(format!("SIGHUP handler: {e}")))?;
+    let mut reload_steps: Vec<ReloadStep> = Vec::new();
+    let reload_auth = Arc::clone(&auth);
+    reload_steps.push(Box::new(move || {
+        crate::key_reload::reload_keys(&reload_auth)
+    }));
+    if let Some(tls) = &tls {
+        tracing::info!(
+            client_certificates = tls.requires_client_certificates(),
+            "TLS enabled on the gRPC and HTTP listeners"
+        );
+        let tls = tls.clone();
+        reload_steps.push(Box::new(move || tls.reload_and_log()));
+    }
+    on_sighup(reload_steps).map_err(|e| DaemonError::Serve(format!("signals: {e}")))?;
     if config.auth.enabled {
         tracing::info!(keys = auth.key_count(), "API key authentication enabled");
     } else {
@@ -190,19 +237,24 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
     let (grpc_listener, grpc_addr) = bind("server.grpc_addr", config.server.grpc_addr).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(allidb)
-            .serve_with_incoming_shutdown(
-                TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-                async {
-                    let _ = stop_rx.await;
-                },
-            ),
-    );
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(allidb);
+    let grpc_stopped = async {
+        let _ = stop_rx.await;
+    };
+    let server = match &tls {
+        None => tokio::spawn(router.serve_with_incoming_shutdown(
+            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+            grpc_stopped,
+        )),
+        Some(tls) => tokio::spawn(router.serve_with_incoming_shutdown(
+            tls.grpc_listener(grpc_listener, grpc_addr).into_incoming(),
+            grpc_stopped,
+        )),
+    };
     tracing::info!(%grpc_addr, "gRPC listening");
     print_line(&format!("grpc listening on {grpc_addr}"));
 
@@ -215,18 +267,28 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     )
     .route_layer(axum::middleware::from_fn(observe::http_route_metrics));
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let http_listener = http_listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "TCP_NODELAY on an HTTP connection");
+    let http_stopped = async {
+        let _ = http_stop_rx.await;
+    };
+    let mut http_server = match &tls {
+        None => {
+            let http_listener = http_listener.tap_io(|tcp| {
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(%error, "TCP_NODELAY on an HTTP connection");
+                }
+            });
+            tokio::spawn(
+                axum::serve(http_listener, gateway)
+                    .with_graceful_shutdown(http_stopped)
+                    .into_future(),
+            )
         }
-    });
-    let mut http_server = tokio::spawn(
-        axum::serve(http_listener, gateway)
-            .with_graceful_shutdown(async {
-                let _ = http_stop_rx.await;
-            })
-            .into_future(),
-    );
+        Some(tls) => tokio::spawn(
+            axum::serve(tls.http_listener(http_listener, http_addr), gateway)
+                .with_graceful_shutdown(http_stopped)
+                .into_future(),
+        ),
+    };
     tracing::info!(%http_addr, "HTTP listening");
     print_line(&format!("http listening on {http_addr}"));
 

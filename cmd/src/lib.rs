@@ -1,7 +1,8 @@
 //! Binaries `allidbd` (daemon) and `allidb` (CLI): configuration loading ([`config`]), its
 //! translation into store and service options ([`options`]), the daemon's process wiring
 //! ([`daemon`], with [`key_reload`] for SIGHUP), its metrics ([`telemetry`]) and admin server
-//! ([`admin`]), and the `allidb` command-line client ([`cli`]).
+//! ([`admin`]), TLS for the daemon and the CLI ([`tls`]), and the `allidb` command-line client
+//! ([`cli`]).
 
 pub mod admin;
 pub mod cli;
@@ -10,3 +11,4 @@ pub mod daemon;
 pub mod key_reload;
 pub mod options;
 pub mod telemetry;
+pub mod tls;

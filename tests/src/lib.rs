@@ -13,6 +13,11 @@
 //! and copied to a per-worktree name, since other builds may share the target directory. The
 //! `allidb` CLI ([`allidb_binary`]) is built and copied the same way, at the same time.
 //!
+//! TLS: a test writes its certificates to files, names them in the `[tls]` section of the config
+//! and connects with [`Daemon::tls_channel`]; [`Daemon::signal`] sends SIGHUP (reload) and
+//! [`Daemon::wait_for_log`] waits for the daemon to report what it did. [`allidb_binary`] is the
+//! CLI, copied like the daemon.
+//!
 //! Invariants: a daemon never outlives its [`Daemon`] (dropped = SIGKILL); the child gets no
 //! `ALLIDB_*` variable from the test environment except the ones a test passes explicitly.
 
@@ -25,7 +30,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use allidb_api::pb::allidb_client::AlliDbClient;
-use tonic::transport::Channel;
+use tonic::transport::{Channel, ClientTlsConfig};
 
 /// How long a daemon may take to print `ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -111,7 +116,8 @@ pub fn allidbd_binary() -> PathBuf {
     binaries().allidbd.clone()
 }
 
-/// The `allidb` CLI binary, built and copied with [`allidbd_binary`]'s.
+/// The `allidb` CLI built with the daemon: `allidb` next to `$ALLIDBD_BIN` when that is set,
+/// else a private copy (like [`allidbd_binary`]) taken right after the same build.
 pub fn allidb_binary() -> PathBuf {
     binaries().allidb.clone()
 }
@@ -309,6 +315,29 @@ impl Daemon {
         self.lines = Some(rx);
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the running daemon.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("the daemon is running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pids fit pid_t");
+        // SAFETY: `pid` is our own child, not yet reaped, so it cannot name another process.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "signal {signal} is delivered");
+    }
+
+    /// Waits up to `timeout` until the daemon's log contains `needle` at least `count` times.
+    pub fn wait_for_log(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().matches(needle).count() >= count {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The process id, while running.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -388,6 +417,24 @@ impl Daemon {
             .connect()
             .await
             .expect("the daemon accepts connections")
+    }
+
+    /// The gRPC endpoint URL of a daemon with `tls.enabled`.
+    pub fn grpc_tls_url(&self) -> String {
+        format!("https://{}", self.grpc_addr)
+    }
+
+    /// A gRPC channel over TLS configured by `tls`, or why it could not connect.
+    pub async fn tls_channel(
+        &self,
+        tls: ClientTlsConfig,
+    ) -> Result<Channel, tonic::transport::Error> {
+        Channel::from_shared(self.grpc_tls_url())
+            .expect("a valid URL")
+            .connect_timeout(Duration::from_secs(10))
+            .tls_config(tls)?
+            .connect()
+            .await
     }
 
     /// A connected `allidb.AlliDB` client.

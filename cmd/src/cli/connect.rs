@@ -1,8 +1,10 @@
 //! The one place the CLI connects to a daemon: endpoint parsing, transport settings and the API
 //! key interceptor.
 //!
-//! Everything that opens a gRPC channel goes through [`connect`], so transport security (TLS
-//! flags) is added here and nowhere else. Invariant: the API key is only ever placed in the
+//! Everything that opens a gRPC channel goes through [`connect`], so transport security is
+//! decided here and nowhere else: with TLS settings ([`crate::tls::client_tls_config`], from
+//! `--tls-ca` and optionally `--tls-cert`/`--tls-key`) the connection is https and the daemon's
+//! certificate is verified against the given CA; there is no way to skip that verification. Invariant: the API key is only ever placed in the
 //! `x-allidb-api-key` metadata of requests; it is never logged, printed or part of an error or a
 //! `Debug` rendering.
 
@@ -14,7 +16,7 @@ use allidb_api::pb::alli_db_client::AlliDbClient;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use super::error::{CliError, CliResult};
 
@@ -34,6 +36,8 @@ pub struct ConnectOptions {
     pub addr: String,
     /// The API key, if any.
     pub api_key: Option<String>,
+    /// TLS settings (the CA to trust, an optional client certificate); `None` = plaintext.
+    pub tls: Option<ClientTlsConfig>,
 }
 
 impl fmt::Debug for ConnectOptions {
@@ -41,6 +45,7 @@ impl fmt::Debug for ConnectOptions {
         f.debug_struct("ConnectOptions")
             .field("addr", &self.addr)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -87,17 +92,38 @@ impl Interceptor for ApiKeyInterceptor {
     }
 }
 
-/// Parses `addr` into an endpoint; a bare `host:port` means `http://host:port`.
-fn endpoint(addr: &str) -> CliResult<Endpoint> {
+/// Parses `addr` into an endpoint; a bare `host:port` means `https://host:port` with TLS
+/// settings and `http://host:port` without. The scheme and the TLS settings must agree.
+fn endpoint(addr: &str, tls: Option<&ClientTlsConfig>) -> CliResult<Endpoint> {
+    let invalid = |reason: String| CliError::InvalidAddress {
+        addr: addr.to_owned(),
+        reason,
+    };
     let uri = if addr.contains("://") {
         addr.to_owned()
+    } else if tls.is_some() {
+        format!("https://{addr}")
     } else {
         format!("http://{addr}")
     };
-    let endpoint = Endpoint::from_shared(uri).map_err(|error| CliError::InvalidAddress {
-        addr: addr.to_owned(),
-        reason: error.to_string(),
-    })?;
+    let endpoint = Endpoint::from_shared(uri).map_err(|error| invalid(error.to_string()))?;
+    let https = endpoint.uri().scheme_str() == Some("https");
+    let endpoint = match (https, tls) {
+        (true, Some(tls)) => endpoint
+            .tls_config(tls.clone())
+            .map_err(|error| invalid(error.to_string()))?,
+        (true, None) => {
+            return Err(invalid(
+                "https needs --tls-ca (the CA that signed the daemon's certificate)".to_owned(),
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(invalid(
+                "--tls-ca needs an https:// address (or a bare host:port)".to_owned(),
+            ));
+        }
+        (false, None) => endpoint,
+    };
     Ok(endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
@@ -107,7 +133,7 @@ fn endpoint(addr: &str) -> CliResult<Endpoint> {
 /// Opens one connection to the daemon at `options.addr`.
 pub async fn connect(options: &ConnectOptions) -> CliResult<Client> {
     let interceptor = ApiKeyInterceptor::new(options.api_key.as_deref())?;
-    let channel = endpoint(&options.addr)?
+    let channel = endpoint(&options.addr, options.tls.as_ref())?
         .connect()
         .await
         .map_err(|source| CliError::Connect {
@@ -126,17 +152,39 @@ mod tests {
     #[test]
     fn bare_host_port_means_http_and_garbage_is_rejected() {
         assert_eq!(
-            endpoint("127.0.0.1:7000").unwrap().uri().to_string(),
+            endpoint("127.0.0.1:7000", None).unwrap().uri().to_string(),
             "http://127.0.0.1:7000/"
         );
         assert_eq!(
-            endpoint("http://localhost:1").unwrap().uri().port_u16(),
+            endpoint("http://localhost:1", None)
+                .unwrap()
+                .uri()
+                .port_u16(),
             Some(1)
         );
         assert!(matches!(
-            endpoint("http://exa mple:1"),
+            endpoint("http://exa mple:1", None),
             Err(CliError::InvalidAddress { .. })
         ));
+    }
+
+    #[test]
+    fn tls_settings_make_bare_addresses_https_and_the_scheme_must_agree() {
+        let tls = ClientTlsConfig::new();
+        assert_eq!(
+            endpoint("127.0.0.1:7000", Some(&tls))
+                .unwrap()
+                .uri()
+                .to_string(),
+            "https://127.0.0.1:7000/"
+        );
+        assert!(endpoint("https://localhost:1", Some(&tls)).is_ok());
+        let refused = |addr: &str, tls: Option<&ClientTlsConfig>| match endpoint(addr, tls) {
+            Err(CliError::InvalidAddress { reason, .. }) => reason,
+            other => panic!("{addr}: {other:?}"),
+        };
+        assert!(refused("https://localhost:1", None).contains("--tls-ca"));
+        assert!(refused("http://localhost:1", Some(&tls)).contains("https://"));
     }
 
     #[test]
@@ -151,6 +199,7 @@ mod tests {
         let options = ConnectOptions {
             addr: "x".into(),
             api_key: Some("s3cret-key".into()),
+            tls: None,
         };
         assert!(!format!("{options:?}").contains("s3cret"));
 

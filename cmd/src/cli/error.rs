@@ -60,8 +60,12 @@ pub enum CliError {
     /// The API key cannot be sent as gRPC metadata (it is not printable ASCII).
     #[error("the API key is not valid gRPC metadata (printable ASCII only)")]
     InvalidApiKey,
-    /// The connection to the daemon failed.
-    #[error("cannot connect to {addr}: {source}")]
+    /// The TLS files of `--tls-ca`, `--tls-cert` or `--tls-key` are unusable.
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// The connection to the daemon failed (the message carries the causes, e.g. a certificate
+    /// the CA did not sign).
+    #[error("cannot connect to {addr}: {}", error_chain(source))]
     Connect {
         /// The address.
         addr: String,
@@ -104,6 +108,22 @@ pub enum CliError {
         /// What went wrong.
         reason: String,
     },
+}
+
+/// `error` and its sources, joined by `: ` (tonic's transport errors say little on their own).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Some errors repeat their source in their own message.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 impl CliError {

@@ -21,6 +21,7 @@ pub mod parse;
 pub mod texmex;
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use allidb_api::pb;
@@ -30,8 +31,9 @@ use self::connect::ConnectOptions;
 pub use self::error::{CliError, CliResult, Outcome};
 use self::output::Printer;
 
-/// Default daemon address (the default `server.grpc_addr` of `allidbd`).
-pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7000";
+/// Default daemon address (the default `server.grpc_addr` of `allidbd`); bare, so its scheme
+/// follows `--tls-ca` (https with it, http without).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7000";
 
 /// An API key from the command line or the environment; its `Debug` form is redacted.
 #[derive(Clone)]
@@ -82,9 +84,22 @@ impl ConsistencyArg {
     about = "AlliDB command-line client (talks gRPC to allidbd)"
 )]
 pub struct Cli {
-    /// gRPC address of the daemon (`http://host:port`; a bare `host:port` means http).
+    /// gRPC address of the daemon (`http://host:port` or `https://host:port`; a bare
+    /// `host:port` means https with --tls-ca, http without).
     #[arg(long, global = true, env = "ALLIDB_ADDR", default_value = DEFAULT_ADDR)]
     pub addr: String,
+    // The TLS flags have no environment variables: `ALLIDB_TLS_*` are the daemon's `[tls]`
+    // configuration overrides.
+    /// CA certificate(s) (PEM) that signed the daemon's certificate: connect with TLS and
+    /// verify the daemon against them.
+    #[arg(long, global = true, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) for a daemon that requires client certificates (mTLS).
+    #[arg(long, global = true, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, global = true, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
     /// API key sent as `x-allidb-api-key` (never printed).
     #[arg(long, global = true, env = "ALLIDB_API_KEY", hide_env_values = true)]
     pub api_key: Option<ApiKey>,
@@ -137,12 +152,35 @@ pub struct Context {
     pub printer: Printer,
 }
 
+/// The TLS settings of `--tls-ca`, `--tls-cert` and `--tls-key` (checked here rather than by
+/// clap, whose `requires` does not see global flags given before the command).
+fn client_tls(cli: &Cli) -> CliResult<Option<tonic::transport::ClientTlsConfig>> {
+    let identity = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        (None, None) => None,
+        (Some(_), None) => return Err(CliError::input("--tls-cert", "needs --tls-key")),
+        (None, Some(_)) => return Err(CliError::input("--tls-key", "needs --tls-cert")),
+    };
+    match &cli.tls_ca {
+        Some(ca) => Ok(Some(crate::tls::client_tls_config(
+            crate::tls::ClientTlsFiles { ca, identity },
+        )?)),
+        None if identity.is_some() => Err(CliError::input(
+            "--tls-cert",
+            "needs --tls-ca (the CA that signed the daemon's certificate)",
+        )),
+        None => Ok(None),
+    }
+}
+
 /// Runs the command line.
 pub async fn run(cli: Cli) -> CliResult<Outcome> {
+    let tls = client_tls(&cli)?;
     let mut context = Context {
         connect: ConnectOptions {
             addr: cli.addr,
             api_key: cli.api_key.map(|key| key.0),
+            tls,
         },
         consistency: cli.consistency.wire(),
         printer: Printer::new(cli.json),
@@ -191,6 +229,30 @@ mod tests {
         assert_eq!(cli.addr, "http://h:1");
         assert!(cli.json);
         assert!(!format!("{cli:?}").contains("s3cret"));
+        let tls = Cli::try_parse_from([
+            "allidb",
+            "--tls-ca",
+            "ca.pem",
+            "health",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .unwrap();
+        assert_eq!(tls.tls_ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(tls.tls_key, Some(PathBuf::from("k.pem")));
+        let incomplete: [(&[&str], &str); 3] = [
+            (&["--tls-cert", "c.pem", "--tls-ca", "ca.pem"], "--tls-key"),
+            (&["--tls-key", "k.pem"], "--tls-cert"),
+            (&["--tls-cert", "c.pem", "--tls-key", "k.pem"], "--tls-ca"),
+        ];
+        for (flags, named) in incomplete {
+            let cli =
+                Cli::try_parse_from(["allidb"].iter().chain(flags).chain(&["health"])).unwrap();
+            let message = client_tls(&cli).unwrap_err().to_string();
+            assert!(message.contains(named), "{flags:?}: {message}");
+        }
         let help = Cli::command().render_long_help().to_string();
         assert!(
             help.contains("ALLIDB_API_KEY") && help.contains("ALLIDB_ADDR"),
