@@ -157,17 +157,30 @@ pub fn http_call(
     key: Option<&str>,
     body: &str,
 ) -> HttpReply {
+    let headers: Vec<(&str, &str)> = key.map(|key| (API_KEY_HEADER, key)).into_iter().collect();
+    http_request(addr, method, path, &headers, body)
+}
+
+/// One HTTP/1.1 request on its own connection (`Connection: close`) with `headers` and `body`,
+/// read to the end. Replies must carry a `Content-Length` (chunked ones are refused).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpReply {
     use std::io::{Read, Write};
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
     );
-    if let Some(key) = key {
-        request.push_str(&format!("{API_KEY_HEADER}: {key}\r\n"));
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
     request.push_str(body);
-    let mut stream = std::net::TcpStream::connect(addr).expect("the gateway accepts connections");
+    let mut stream = std::net::TcpStream::connect(addr).expect("the server accepts connections");
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("a read timeout");
@@ -177,16 +190,25 @@ pub fn http_call(
     let mut reply = String::new();
     stream
         .read_to_string(&mut reply)
-        .expect("the reply is UTF-8 text");
-    let status = reply
+        .expect("a UTF-8 reply read to the end");
+    let (head, body) = reply
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {reply:?}"));
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "chunked replies are not supported here: {head}"
+    );
+    let status = head
         .split(' ')
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP reply: {reply:?}"));
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map_or_else(String::new, |(_, body)| body.to_owned());
-    HttpReply { status, body }
+        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+    HttpReply {
+        status,
+        body: body.to_owned(),
+    }
 }
 
 impl Daemon {
@@ -455,38 +477,8 @@ pub fn http_get_with_headers(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut request = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    let mut stream = std::net::TcpStream::connect(addr).expect("the server accepts connections");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("a read timeout");
-    stream
-        .write_all(request.as_bytes())
-        .expect("the request is sent");
-    let mut reply = String::new();
-    stream
-        .read_to_string(&mut reply)
-        .expect("a UTF-8 reply read to the end");
-    let (head, body) = reply
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {reply:?}"));
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "chunked replies are not supported here: {head}"
-    );
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line in {head:?}"));
-    (status, body.to_owned())
+    let reply = http_request(addr, "GET", path, headers, "");
+    (reply.status, reply.body)
 }
 
 impl Drop for Daemon {

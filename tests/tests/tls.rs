@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use allidb_api::pb::HealthCheckRequest;
 use allidb_api::pb::allidb_client::AlliDbClient;
+use allidb_cmd::cli::error::error_chain;
 use allidb_tests::{Daemon, allidb_binary};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -148,22 +149,6 @@ fn client_tls(ca: &Ca, identity: Option<&Pem>) -> ClientTlsConfig {
         Some(pem) => tls.identity(Identity::from_pem(&pem.cert, &pem.key)),
         None => tls,
     }
-}
-
-/// `error` and its sources.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Some errors repeat their source in their own message.
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// One `HealthCheck` RPC on `channel`.

@@ -111,7 +111,7 @@ pub enum CliError {
 }
 
 /// `error` and its sources, joined by `: ` (tonic's transport errors say little on their own).
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
