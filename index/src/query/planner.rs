@@ -225,6 +225,18 @@ mod tests {
         (vectors, graph)
     }
 
+    /// `run_query` at time 1,000 without a filter-size hint.
+    fn query_at_1000(
+        vectors: &VectorIndex,
+        graph: &GraphIndex,
+        query: &[f32],
+        plan: &QueryPlan,
+        filter: Option<&dyn Fn(&str) -> bool>,
+        facts: &dyn Fn(&str) -> Option<EntityFacts>,
+    ) -> Vec<ScoredResult> {
+        run_query(vectors, graph, query, plan, filter, None, facts, 1_000).unwrap()
+    }
+
     fn fresh(_: &str) -> Option<EntityFacts> {
         Some(EntityFacts {
             importance: 0.0,
@@ -240,17 +252,7 @@ mod tests {
             expand_factor: 1,
             ..QueryPlan::default()
         };
-        let results = run_query(
-            &vectors,
-            &graph,
-            &[2.0, 0.0, 0.0],
-            &plan,
-            None,
-            None,
-            &fresh,
-            1_000,
-        )
-        .unwrap();
+        let results = query_at_1000(&vectors, &graph, &[2.0, 0.0, 0.0], &plan, None, &fresh);
         assert_eq!(results.len(), 2);
         assert_eq!(&*results[0].entity_id, "exact");
         assert!(
@@ -269,17 +271,7 @@ mod tests {
             max_candidates: 1,
             ..QueryPlan::default()
         };
-        let results = run_query(
-            &vectors,
-            &graph,
-            &[1.0, 0.0, 0.0],
-            &plan,
-            None,
-            None,
-            &fresh,
-            1_000,
-        )
-        .unwrap();
+        let results = query_at_1000(&vectors, &graph, &[1.0, 0.0, 0.0], &plan, None, &fresh);
         let ids: Vec<&str> = results.iter().map(|r| &*r.entity_id).collect();
         assert_eq!(ids, ["exact", "linked"]);
         let linked = &results[1];
@@ -297,34 +289,21 @@ mod tests {
             ..QueryPlan::default()
         };
         let not_exact = |id: &str| id != "exact";
-        let results = run_query(
+        let results = query_at_1000(
             &vectors,
             &graph,
             &[1.0, 0.0, 0.0],
             &plan,
             Some(&not_exact),
-            None,
             &fresh,
-            1_000,
-        )
-        .unwrap();
+        );
         // "linked" is only a seed now (its link came from "exact"); it ties with "far": id order.
         assert_eq!(
             results.iter().map(|r| &*r.entity_id).collect::<Vec<_>>(),
             ["near", "far"]
         );
         let gone = |id: &str| if id == "near" { None } else { fresh(id) };
-        let results = run_query(
-            &vectors,
-            &graph,
-            &[1.0, 0.0, 0.0],
-            &plan,
-            None,
-            None,
-            &gone,
-            1_000,
-        )
-        .unwrap();
+        let results = query_at_1000(&vectors, &graph, &[1.0, 0.0, 0.0], &plan, None, &gone);
         assert!(results.iter().all(|r| &*r.entity_id != "near"));
         assert!(run_query(&vectors, &graph, &[1.0, 0.0], &plan, None, None, &fresh, 0).is_err());
         assert!(
