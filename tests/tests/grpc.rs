@@ -330,33 +330,32 @@ async fn every_rpc_behaves_per_the_wire_contract() {
         .collect();
     assert_eq!(ids, ["b", "c"]);
     assert!(bounded.next_page_token.is_empty());
-    expect_code(
-        client
-            .range_scan(pb::RangeScanRequest {
+    let refused = [
+        (
+            pb::RangeScanRequest {
                 page_token: "!!not-a-token!!".into(),
                 ..Default::default()
-            })
-            .await,
-        Code::InvalidArgument,
-    );
-    expect_code(
-        client
-            .range_scan(pb::RangeScanRequest {
+            },
+            Code::InvalidArgument,
+        ),
+        (
+            pb::RangeScanRequest {
                 node_id: "node-9".into(),
                 ..Default::default()
-            })
-            .await,
-        Code::NotFound,
-    );
-    expect_code(
-        client
-            .range_scan(pb::RangeScanRequest {
+            },
+            Code::NotFound,
+        ),
+        (
+            pb::RangeScanRequest {
                 tenant_id: "other".into(),
                 ..Default::default()
-            })
-            .await,
-        Code::PermissionDenied,
-    );
+            },
+            Code::PermissionDenied,
+        ),
+    ];
+    for (request, code) in refused {
+        expect_code(client.range_scan(request).await, code);
+    }
 
     // GetEntities: request order, missing ids.
     let many = client
