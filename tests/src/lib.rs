@@ -486,3 +486,16 @@ impl Drop for Daemon {
         self.kill();
     }
 }
+
+/// A `doc` entity with one embedding: the entity most end-to-end tests write.
+pub fn doc_entity(id: &str, vector: &[f32]) -> allidb_api::pb::Entity {
+    allidb_api::pb::Entity {
+        entity_id: id.to_owned(),
+        entity_type: "doc".to_owned(),
+        embeddings: vec![allidb_api::pb::VectorEmbedding {
+            vector: vector.to_vec(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use allidb_api::pb::{self, allidb_client::AlliDbClient};
-use allidb_tests::{Daemon, http_get, http_get_with_headers, key_line, request};
+use allidb_tests::{Daemon, doc_entity, http_get, http_get_with_headers, key_line, request};
 use serde_json::Value;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -227,23 +227,11 @@ fn scrape(daemon: &Daemon) -> (Scrape, usize) {
     (Scrape::parse(&body), series)
 }
 
-fn entity(id: &str, vector: &[f32]) -> pb::Entity {
-    pb::Entity {
-        entity_id: id.to_owned(),
-        entity_type: "doc".to_owned(),
-        embeddings: vec![pb::VectorEmbedding {
-            vector: vector.to_vec(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 async fn put(client: &mut Client, key: &str, id: &str, vector: &[f32], trace_id: &str) {
     client
         .put_entity(request(
             pb::PutEntityRequest {
-                entity: Some(entity(id, vector)),
+                entity: Some(doc_entity(id, vector)),
                 trace_id: trace_id.to_owned(),
                 ..Default::default()
             },
@@ -451,7 +439,7 @@ async fn readiness_turns_unavailable_while_shutting_down() {
     });
     chunks
         .send(pb::BulkPutEntitiesRequest {
-            entities: vec![entity("in-flight", &[1.0, 0.0])],
+            entities: vec![doc_entity("in-flight", &[1.0, 0.0])],
             ..Default::default()
         })
         .await

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use allidb_api::auth::{Role, hash_key};
 use allidb_api::pb::{self, allidb_client::AlliDbClient};
-use allidb_tests::{Daemon, allidb_binary, http_call, key_line, request};
+use allidb_tests::{Daemon, allidb_binary, doc_entity, http_call, key_line, request};
 use prost::Message;
 use serde_json::Value;
 use tonic::transport::Channel;
@@ -79,18 +79,6 @@ impl Fixture {
     fn next_target(&self) -> PathBuf {
         let n = self.targets.fetch_add(1, Ordering::Relaxed);
         self.scratch.path().join(format!("checkpoint-{n}"))
-    }
-}
-
-fn entity(id: &str, vector: Vec<f32>) -> pb::Entity {
-    pb::Entity {
-        entity_id: id.to_owned(),
-        entity_type: "doc".to_owned(),
-        embeddings: vec![pb::VectorEmbedding {
-            vector,
-            ..Default::default()
-        }],
-        ..Default::default()
     }
 }
 
@@ -167,14 +155,14 @@ impl Rpc {
         match self {
             Rpc::PutEntity => {
                 let message = pb::PutEntityRequest {
-                    entity: Some(entity("p", vec![1.0, 0.0, 0.0])),
+                    entity: Some(doc_entity("p", &[1.0, 0.0, 0.0])),
                     ..Default::default()
                 };
                 client.put_entity(request(message, key)).await.map(drop)
             }
             Rpc::BatchPutEntities => {
                 let message = pb::BatchPutEntitiesRequest {
-                    entities: vec![entity("b1", vec![0.0, 1.0, 0.0])],
+                    entities: vec![doc_entity("b1", &[0.0, 1.0, 0.0])],
                     ..Default::default()
                 };
                 client
@@ -184,7 +172,7 @@ impl Rpc {
             }
             Rpc::BulkPutEntities => {
                 let chunk = pb::BulkPutEntitiesRequest {
-                    entities: vec![entity("bulk1", vec![0.0, 0.0, 1.0])],
+                    entities: vec![doc_entity("bulk1", &[0.0, 0.0, 1.0])],
                     ..Default::default()
                 };
                 let stream = tokio_stream::iter(vec![chunk]);
@@ -261,7 +249,7 @@ impl Rpc {
             Rpc::ReplicaWrite => {
                 let message = pb::ReplicaWriteRequest {
                     key: format!("{TENANT}:rw"),
-                    value: entity("rw", vec![0.5, 0.5, 0.0]).encode_to_vec(),
+                    value: doc_entity("rw", &[0.5, 0.5, 0.0]).encode_to_vec(),
                     tenant_id: String::new(),
                 };
                 client.replica_write(request(message, key)).await.map(drop)
@@ -394,7 +382,7 @@ fn http_status(code: Code) -> u16 {
 async fn seed(client: &mut Client) {
     for (id, vector) in [("a", vec![1.0, 0.0, 0.0]), ("b", vec![0.0, 1.0, 0.0])] {
         let message = pb::PutEntityRequest {
-            entity: Some(entity(id, vector)),
+            entity: Some(doc_entity(id, &vector)),
             ..Default::default()
         };
         client
@@ -751,7 +739,7 @@ async fn write_until_stopped(
         let id = format!("w{writer}-{n:06}");
         let vector = vector_of(writer, n);
         let message = pb::PutEntityRequest {
-            entity: Some(entity(&id, vector.clone())),
+            entity: Some(doc_entity(&id, &vector)),
             ..Default::default()
         };
         client

@@ -7,24 +7,12 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 
 use allidb_api::pb::{self, allidb_client::AlliDbClient};
-use allidb_tests::{Daemon, key_line, request};
+use allidb_tests::{Daemon, doc_entity, key_line, request};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
 
 type Client = AlliDbClient<Channel>;
-
-fn entity(id: &str, vector: &[f32]) -> pb::Entity {
-    pb::Entity {
-        entity_id: id.to_owned(),
-        entity_type: "doc".to_owned(),
-        embeddings: vec![pb::VectorEmbedding {
-            vector: vector.to_vec(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
 
 fn put_request(entity: pb::Entity) -> pb::PutEntityRequest {
     pb::PutEntityRequest {
@@ -151,7 +139,7 @@ async fn every_rpc_behaves_per_the_wire_contract() {
     assert!(health.timestamp_nanos > 0);
 
     // PutEntity: replaces, fills versions, keeps created_at, mirrors out-edges as in-edges.
-    let mut a = entity("a", &[1.0, 0.0, 0.0, 0.0]);
+    let mut a = doc_entity("a", &[1.0, 0.0, 0.0, 0.0]);
     a.outgoing_edges.push(pb::GraphEdge {
         to_entity: "b".into(),
         relation: "cites".into(),
@@ -165,7 +153,7 @@ async fn every_rpc_behaves_per_the_wire_contract() {
         .unwrap()
         .into_inner();
     assert_eq!((reply.success, reply.entity_id.as_str()), (true, "a"));
-    put(&mut client, None, entity("b", &[0.0, 1.0, 0.0, 0.0]))
+    put(&mut client, None, doc_entity("b", &[0.0, 1.0, 0.0, 0.0]))
         .await
         .unwrap();
     let stored_a = get(&mut client, None, "a").await.unwrap();
@@ -187,16 +175,18 @@ async fn every_rpc_behaves_per_the_wire_contract() {
         Code::InvalidArgument,
     );
     expect_code(
-        client.put_entity(put_request(entity("", &[1.0; 4]))).await,
+        client
+            .put_entity(put_request(doc_entity("", &[1.0; 4])))
+            .await,
         Code::InvalidArgument,
     );
-    let mut foreign = entity("f", &[1.0; 4]);
+    let mut foreign = doc_entity("f", &[1.0; 4]);
     foreign.tenant_id = "someone-else".into();
     expect_code(
         client.put_entity(put_request(foreign)).await,
         Code::PermissionDenied,
     );
-    let mut bad_level = put_request(entity("c", &[1.0; 4]));
+    let mut bad_level = put_request(doc_entity("c", &[1.0; 4]));
     bad_level.consistency_level = 9;
     expect_code(client.put_entity(bad_level).await, Code::InvalidArgument);
 
@@ -207,16 +197,16 @@ async fn every_rpc_behaves_per_the_wire_contract() {
             .await,
         Code::InvalidArgument,
     );
-    let mut mismatched = entity("m", &[1.0; 4]);
+    let mut mismatched = doc_entity("m", &[1.0; 4]);
     mismatched.tenant_id = "other".into();
     let batch = client
         .batch_put_entities(pb::BatchPutEntitiesRequest {
             entities: vec![
-                entity("c", &axis(2, 0.1)),
-                entity("", &[1.0; 4]),
+                doc_entity("c", &axis(2, 0.1)),
+                doc_entity("", &[1.0; 4]),
                 mismatched,
-                entity("wrongdim", &[1.0; 3]),
-                entity("d", &axis(3, 0.1)),
+                doc_entity("wrongdim", &[1.0; 3]),
+                doc_entity("d", &axis(3, 0.1)),
             ],
             consistency_level: pb::ConsistencyLevel::ConsistencyQuorum as i32,
             ..Default::default()
@@ -506,14 +496,14 @@ async fn every_rpc_behaves_per_the_wire_contract() {
     let chunks = vec![
         pb::BulkPutEntitiesRequest {
             entities: (0..50)
-                .map(|i| entity(&format!("bulk-{i:03}"), &axis(i, 0.2)))
+                .map(|i| doc_entity(&format!("bulk-{i:03}"), &axis(i, 0.2)))
                 .collect(),
             ..Default::default()
         },
         pb::BulkPutEntitiesRequest {
             entities: vec![
-                entity("bulk-bad", &[f32::NAN; 4]),
-                entity("bulk-050", &axis(1, 0.3)),
+                doc_entity("bulk-bad", &[f32::NAN; 4]),
+                doc_entity("bulk-050", &axis(1, 0.3)),
             ],
             ..Default::default()
         },
@@ -551,7 +541,7 @@ async fn every_rpc_behaves_per_the_wire_contract() {
     let written = client
         .replica_write(pb::ReplicaWriteRequest {
             key: "default:r1".into(),
-            value: prost::Message::encode_to_vec(&entity("", &axis(0, 0.5))),
+            value: prost::Message::encode_to_vec(&doc_entity("", &axis(0, 0.5))),
             ..Default::default()
         })
         .await
@@ -676,7 +666,7 @@ async fn keys_decide_tenant_and_role_and_tenants_are_isolated() {
         assert_eq!(
             code(
                 client
-                    .put_entity(request(put_request(entity("x", &[1.0; 4])), key))
+                    .put_entity(request(put_request(doc_entity("x", &[1.0; 4])), key))
                     .await
             ),
             Code::Unauthenticated
@@ -739,7 +729,7 @@ async fn keys_decide_tenant_and_role_and_tenants_are_isolated() {
     assert_eq!(
         code(
             client
-                .put_entity(request(put_request(entity("x", &[1.0; 4])), a_read))
+                .put_entity(request(put_request(doc_entity("x", &[1.0; 4])), a_read))
                 .await
         ),
         Code::PermissionDenied
@@ -760,7 +750,7 @@ async fn keys_decide_tenant_and_role_and_tenants_are_isolated() {
     );
 
     // Tenant A writes; its read key sees the data.
-    let mut secret = entity("secret", &[1.0, 0.0, 0.0, 0.0]);
+    let mut secret = doc_entity("secret", &[1.0, 0.0, 0.0, 0.0]);
     secret.outgoing_edges.push(pb::GraphEdge {
         to_entity: "shared".into(),
         relation: "r".into(),
@@ -768,7 +758,7 @@ async fn keys_decide_tenant_and_role_and_tenants_are_isolated() {
         ..Default::default()
     });
     put(&mut client, a, secret).await.unwrap();
-    put(&mut client, a, entity("shared", &[0.0, 1.0, 0.0, 0.0]))
+    put(&mut client, a, doc_entity("shared", &[0.0, 1.0, 0.0, 0.0]))
         .await
         .unwrap();
     assert_eq!(
@@ -814,7 +804,7 @@ async fn keys_decide_tenant_and_role_and_tenants_are_isolated() {
     assert!(traversal.nodes.is_empty(), "{traversal:?}");
 
     // ... nor write into A: tenant_id fields and replica keys naming A are refused.
-    let mut into_a = entity("secret", &[0.5; 4]);
+    let mut into_a = doc_entity("secret", &[0.5; 4]);
     into_a.tenant_id = "tenant-a".into();
     assert_eq!(
         code(
@@ -857,7 +847,7 @@ async fn keys_decide_tenant_and_role_and_tenants_are_isolated() {
                     .replica_write(request(
                         pb::ReplicaWriteRequest {
                             key: key.into(),
-                            value: prost::Message::encode_to_vec(&entity("secret", &[0.5; 4])),
+                            value: prost::Message::encode_to_vec(&doc_entity("secret", &[0.5; 4])),
                             tenant_id: tenant_id.into(),
                         },
                         b_admin,
@@ -869,7 +859,7 @@ async fn keys_decide_tenant_and_role_and_tenants_are_isolated() {
     }
 
     // Shadowing: B writes the same id in its own tenant; A's entity is untouched.
-    let mut shadow = entity("secret", &[0.0, 0.0, 0.0, 1.0]);
+    let mut shadow = doc_entity("secret", &[0.0, 0.0, 0.0, 1.0]);
     shadow.entity_type = "shadow".into();
     put(&mut client, b, shadow).await.unwrap();
     let deleted = client
@@ -957,11 +947,11 @@ async fn keys_decide_tenant_and_role_and_tenants_are_isolated() {
 async fn bad_input_is_refused_and_the_daemon_keeps_serving() {
     let daemon = Daemon::start("[server]\nmax_request_bytes = 65536\n");
     let mut client = daemon.client().await;
-    put(&mut client, None, entity("ok", &[1.0, 0.0, 0.0]))
+    put(&mut client, None, doc_entity("ok", &[1.0, 0.0, 0.0]))
         .await
         .unwrap();
 
-    let mut huge = entity("huge", &[1.0, 0.0, 0.0]);
+    let mut huge = doc_entity("huge", &[1.0, 0.0, 0.0]);
     huge.chunks.push(pb::TextChunk {
         chunk_id: "c".into(),
         text: "x".repeat(100_000),
@@ -972,32 +962,32 @@ async fn bad_input_is_refused_and_the_daemon_keeps_serving() {
         ("oversized message", put_request(huge), Code::OutOfRange),
         (
             "NaN",
-            put_request(entity("n", &[f32::NAN, 0.0, 0.0])),
+            put_request(doc_entity("n", &[f32::NAN, 0.0, 0.0])),
             Code::InvalidArgument,
         ),
         (
             "infinity",
-            put_request(entity("n", &[f32::INFINITY, 0.0, 0.0])),
+            put_request(doc_entity("n", &[f32::INFINITY, 0.0, 0.0])),
             Code::InvalidArgument,
         ),
         (
             "wrong dimension",
-            put_request(entity("n", &[1.0, 0.0])),
+            put_request(doc_entity("n", &[1.0, 0.0])),
             Code::InvalidArgument,
         ),
         (
             "empty id",
-            put_request(entity("", &[1.0, 0.0, 0.0])),
+            put_request(doc_entity("", &[1.0, 0.0, 0.0])),
             Code::InvalidArgument,
         ),
         (
             "oversized id",
-            put_request(entity(&long_id, &[1.0, 0.0, 0.0])),
+            put_request(doc_entity(&long_id, &[1.0, 0.0, 0.0])),
             Code::InvalidArgument,
         ),
         (
             "NUL in id",
-            put_request(entity("a\0b", &[1.0, 0.0, 0.0])),
+            put_request(doc_entity("a\0b", &[1.0, 0.0, 0.0])),
             Code::InvalidArgument,
         ),
     ];
@@ -1008,7 +998,7 @@ async fn bad_input_is_refused_and_the_daemon_keeps_serving() {
     }
     let dimension = expect_code(
         client
-            .put_entity(put_request(entity("n", &[1.0, 0.0])))
+            .put_entity(put_request(doc_entity("n", &[1.0, 0.0])))
             .await,
         Code::InvalidArgument,
     );
@@ -1058,7 +1048,7 @@ async fn acknowledged_writes_survive_sigkill_and_graceful_restart() {
         put(
             &mut client,
             None,
-            entity(&format!("e{i:04}"), &axis(i, i as f32 / N as f32)),
+            doc_entity(&format!("e{i:04}"), &axis(i, i as f32 / N as f32)),
         )
         .await
         .unwrap();
@@ -1089,9 +1079,13 @@ async fn acknowledged_writes_survive_sigkill_and_graceful_restart() {
     assert_eq!(top.results[0].entity_id, "e0007");
 
     // A graceful stop exits 0 and keeps everything too.
-    put(&mut client, None, entity("after-restart", &axis(0, 0.9)))
-        .await
-        .unwrap();
+    put(
+        &mut client,
+        None,
+        doc_entity("after-restart", &axis(0, 0.9)),
+    )
+    .await
+    .unwrap();
     let status = daemon.stop();
     assert!(status.success(), "{status:?}; log:\n{}", daemon.log());
     daemon.restart();
