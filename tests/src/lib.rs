@@ -8,9 +8,13 @@
 //! [`Daemon::start_on_data_dir`] starts a daemon on a given directory (a restored checkpoint).
 //!
 //! The binary: `$ALLIDBD_BIN` when set, else `allidbd` next to the test executable's `deps/`
-//! directory, built once per test process with `cargo build --profile test -p allidb-cmd
-//! --bins` (a no-op when `cargo test --workspace` already built it, and never a stale binary)
-//! and copied to a per-worktree name, since other builds may share the target directory. The
+//! directory, built once per test process with `cargo build --profile test --workspace --bins
+//! --tests` and copied to a per-worktree name, since other builds may share the target
+//! directory. That command selects the same packages and targets as `cargo test --workspace`,
+//! so Cargo resolves the same dependency features and reuses every library that run already
+//! compiled: it only links the two binaries, and is never stale. (`-p allidb-cmd` alone would
+//! resolve other features and compile a second copy of tonic, hyper, axum and the rest: twice
+//! the disk and minutes more, which once filled a CI machine's disk.) The
 //! `allidb` CLI ([`allidb_binary`]) is built and copied the same way, at the same time.
 //!
 //! TLS: a test writes its certificates to files, names them in the `[tls]` section of the config
@@ -81,7 +85,14 @@ fn binaries() -> &'static Binaries {
         };
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
-            .args(["build", "--profile", "test", "-p", "allidb-cmd", "--bins"])
+            .args([
+                "build",
+                "--profile",
+                "test",
+                "--workspace",
+                "--bins",
+                "--tests",
+            ])
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building allidbd failed");
