@@ -84,7 +84,26 @@ fn binaries() -> &'static Binaries {
             deps.to_owned()
         };
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
+        let mut build = Command::new(cargo);
+        // What `cargo test` set for this test process describes this package, not the build:
+        // passed on, `CARGO_MANIFEST_DIR` alone dirties ring's build script (it tracks that
+        // variable) and with it rustls, tonic and everything above them.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || matches!(
+                    &*name,
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                )
+            {
+                build.env_remove(&*name);
+            }
+        }
+        let status = build
             .args([
                 "build",
                 "--profile",
