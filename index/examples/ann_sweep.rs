@@ -217,7 +217,7 @@ fn main() {
         reloaded.len()
     );
     let start = Instant::now();
-    index.rebuild().expect("rebuild");
+    index.rebuild(&|| false).expect("rebuild");
     println!(
         "rebuild from stored vectors (default engine): {:.2} s",
         start.elapsed().as_secs_f64()

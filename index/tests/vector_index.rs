@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use allidb_index::Error;
-use allidb_index::vector::{EngineParams, Metric, VectorHit, VectorIndex, VectorIndexOptions};
+use allidb_index::vector::{
+    EngineParams, Metric, Rebuild, VectorHit, VectorIndex, VectorIndexOptions,
+};
 use common::*;
 
 /// The model: entity -> client vector.
@@ -114,7 +116,7 @@ fn updates_deletes_filters_and_tail_match_brute_force() {
         check(&index, metric, &model, &queries);
         index.index_pending(usize::MAX);
         check(&index, metric, &model, &queries);
-        index.rebuild().unwrap();
+        assert_eq!(index.rebuild(&|| false).unwrap(), Rebuild::Swapped);
         assert_eq!(index.stale_ratio(), 0.0);
         check(&index, metric, &model, &queries);
         assert_eq!(index.applied_seq(), seq);
@@ -287,6 +289,46 @@ fn dump_and_load_keep_results_and_next_ids() {
 }
 
 #[test]
+fn a_cancelled_rebuild_keeps_the_old_engine() {
+    let data = clustered(3_000, 16, 8, 9, 4);
+    let queries: Vec<Vec<f32>> = data.iter().step_by(97).cloned().collect();
+    let index = VectorIndex::new(options(Metric::L2)).unwrap();
+    let mut model = Model::new();
+    for (i, v) in data.iter().take(2_000).enumerate() {
+        index.upsert(&id(i), v, i as u64 + 1).unwrap();
+        model.insert(id(i), v.clone());
+    }
+    index.index_pending(usize::MAX);
+    for i in 0..800 {
+        assert!(index.delete(&id(i), 10_000 + i as u64));
+        model.remove(&id(i));
+    }
+    let stale = index.stale_ratio();
+    assert!(stale > 0.2, "{stale}");
+
+    // Cancelled on the third check: two batches went into the new engine, which is dropped.
+    let checks = std::cell::Cell::new(0);
+    let outcome = index
+        .rebuild(&|| {
+            checks.set(checks.get() + 1);
+            checks.get() > 2
+        })
+        .unwrap();
+    assert_eq!(outcome, Rebuild::Cancelled);
+    assert_eq!(checks.get(), 3);
+    assert_eq!(
+        index.stale_ratio(),
+        stale,
+        "the old engine, stale points included"
+    );
+    check(&index, Metric::L2, &model, &queries);
+
+    assert_eq!(index.rebuild(&|| false).unwrap(), Rebuild::Swapped);
+    assert_eq!(index.stale_ratio(), 0.0);
+    check(&index, Metric::L2, &model, &queries);
+}
+
+#[test]
 fn rebuild_runs_while_queries_and_writes_continue() {
     let data = clustered(4_000, 16, 8, 9, 1);
     let index = Arc::new(VectorIndex::new(options(Metric::L2)).unwrap());
@@ -299,7 +341,7 @@ fn rebuild_runs_while_queries_and_writes_continue() {
     }
     let builder = {
         let index = index.clone();
-        std::thread::spawn(move || index.rebuild())
+        std::thread::spawn(move || index.rebuild(&|| false))
     };
     let mut model = Model::new();
     for (i, v) in data.iter().enumerate().take(3_000).skip(1_000) {

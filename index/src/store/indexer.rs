@@ -3,10 +3,12 @@
 //! indexes periodically (after which the engine may release the WAL they cover).
 //!
 //! Never blocks writers or queries for long: each step indexes a bounded batch, and rebuilds
-//! build a new graph beside the old one before swapping it in. The thread runs at a lower CPU
-//! priority (nice +10 on Linux), like RocksDB's low-priority compaction pool: HNSW insertion is
-//! the most CPU-hungry work of the node, and it only gets the cycles writers and queries leave,
-//! so an ingest burst runs at the write path's speed until the tail bound slows it.
+//! build a new graph beside the old one before swapping it in. A stop request cancels a running
+//! rebuild within a few hundred insertions (the old graph stays), so closing the store never
+//! waits for one. The thread runs at a lower CPU priority (nice +10 on Linux), like RocksDB's
+//! low-priority compaction pool: HNSW insertion is the most CPU-hungry work of the node, and it
+//! only gets the cycles writers and queries leave, so an ingest burst runs at the write path's
+//! speed until the tail bound slows it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use parking_lot::{Condvar, Mutex};
 use super::{Indexes, StoreOptions, dump_indexes};
 use crate::error::{Error, Result};
 use crate::telemetry;
+use crate::vector::Rebuild;
 
 /// Nice value of the indexer thread (0 is normal, 19 the lowest priority).
 const INDEXER_NICE: i32 = 10;
@@ -102,10 +105,16 @@ fn run(
             worked |= vectors.index_pending(options.indexer_batch) > 0;
             if vectors.stale_ratio() > options.rebuild_stale_ratio {
                 tracing::info!(%tenant, stale = vectors.stale_ratio(), "rebuilding a vector index");
-                let rebuilt = vectors.rebuild();
-                telemetry::rebuild_finished(rebuilt.is_ok());
-                if let Err(e) = rebuilt {
-                    tracing::error!(%tenant, error = %e, "vector index rebuild failed");
+                match vectors.rebuild(&|| *stop.requested.lock()) {
+                    Ok(Rebuild::Swapped) => telemetry::rebuild_finished(true),
+                    Ok(Rebuild::Cancelled) => {
+                        tracing::info!(%tenant, "vector index rebuild cancelled: the store is closing");
+                        return;
+                    }
+                    Err(e) => {
+                        telemetry::rebuild_finished(false);
+                        tracing::error!(%tenant, error = %e, "vector index rebuild failed");
+                    }
                 }
                 worked = true;
             }

@@ -154,9 +154,21 @@ pub struct VectorIndex {
     distance: DistanceFn,
 }
 
+/// How a [`VectorIndex::rebuild`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rebuild {
+    /// The new engine replaced the old one; stale points are gone.
+    Swapped,
+    /// Cancelled before the swap: the old engine is still in place, unchanged.
+    Cancelled,
+}
+
 /// Size of one engine insert batch taken by the indexer, and of one chunk of vectors copied from
 /// the old engine into the new one by a rebuild.
 const INDEX_BATCH: usize = 4_096;
+/// Vectors a rebuild inserts between two checks of its cancellation flag (a fraction of a second
+/// of HNSW insertion, so that a shutdown never waits for a whole rebuild).
+const REBUILD_CANCEL_CHECK: usize = 256;
 /// Magic of `slots.bin`; its last two characters are the format version.
 const SLOTS_MAGIC: &[u8; 8] = b"AVSLOT02";
 /// What every version of `slots.bin` starts with.
@@ -360,8 +372,9 @@ impl VectorIndex {
     /// Runs in the caller's thread (call it from a background thread): queries and writes go on
     /// meanwhile; vectors written during the build stay in the tail. Indexed vectors are
     /// streamed from the old engine in chunks of [`INDEX_BATCH`], so the peak is the two engines
-    /// plus one chunk.
-    pub fn rebuild(&self) -> Result<()> {
+    /// plus one chunk. `cancelled` is asked every few hundred vectors; once it answers true the
+    /// new engine is dropped and the old one kept, unchanged.
+    pub fn rebuild(&self, cancelled: &dyn Fn() -> bool) -> Result<Rebuild> {
         let _writer = self.engine_writer.lock();
         // Every live id below `boundary` is in `live`: ids are never reused, and no other
         // engine insert runs while `engine_writer` is held.
@@ -413,7 +426,12 @@ impl VectorIndex {
                     None => rows.next().map(|row| (*id, row)),
                 })
                 .collect();
-            engine.insert_batch(&items);
+            for part in items.chunks(REBUILD_CANCEL_CHECK) {
+                if cancelled() {
+                    return Ok(Rebuild::Cancelled);
+                }
+                engine.insert_batch(part);
+            }
         }
         let mut state = self.state.write();
         let state = &mut *state;
@@ -427,7 +445,7 @@ impl VectorIndex {
         }
         state.indexed_live = indexed_live;
         state.engine = engine;
-        Ok(())
+        Ok(Rebuild::Swapped)
     }
 
     /// The `k` most similar live vectors to `query`, among entities passing `filter` (if any).
@@ -1090,7 +1108,7 @@ mod tests {
 
             // A rebuild streams the indexed vectors out of the old engine; the pending ones
             // join them, and still nothing is held twice.
-            index.rebuild().unwrap();
+            assert_eq!(index.rebuild(&|| false).unwrap(), Rebuild::Swapped);
             assert_eq!(copies_held(&index), 0);
             assert_eq!(index.state.read().engine.len(), 260);
             check(&index, "after rebuild");
