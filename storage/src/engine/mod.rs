@@ -16,6 +16,7 @@
 
 mod background;
 mod checkpoint;
+mod entity_locks;
 mod read;
 mod write;
 
@@ -40,6 +41,7 @@ use crate::sstable::{BlockCache, Table, TableOptions};
 use crate::types::SeqNo;
 use crate::version::{NUM_LEVELS, Version};
 use crate::wal::{self, GroupCommitWriter, RecoveryMode};
+use entity_locks::EntityLocks;
 
 pub use checkpoint::CheckpointInfo;
 pub use read::{ChangedPartition, EntityIter};
@@ -175,7 +177,7 @@ struct Inner {
     /// WAL segment number -> highest sequence number in it (`None` while it is being written).
     wal_segments: Mutex<BTreeMap<u64, Option<SeqNo>>>,
     wal_pin: AtomicU64,
-    entity_locks: Vec<Mutex<()>>,
+    entity_locks: EntityLocks,
     observer: Option<Arc<dyn CommitObserver>>,
     stats: write::Counters,
     closed: AtomicBool,
@@ -354,7 +356,7 @@ impl Engine {
             compaction: Mutex::new(write::CompactionPointers::default()),
             wal_segments: Mutex::new(wal_segments),
             wal_pin: AtomicU64::new(pin),
-            entity_locks: (0..256).map(|_| Mutex::new(())).collect(),
+            entity_locks: EntityLocks::default(),
             observer,
             stats: write::Counters::default(),
             options,

@@ -232,3 +232,99 @@ fn a_data_directory_is_opened_by_one_engine_at_a_time() {
     Engine::open(dir.path(), Options::default()).unwrap();
     assert!(matches!(first.compact(), Err(crate::Error::Unavailable(_))));
 }
+
+/// `(from, relation, to)`.
+type EdgeTriple = (String, String, String);
+
+/// Every live out-edge `from -relation-> to` of the pool's partitions as seen from its source,
+/// and every live in-edge as seen from its target (partitions, not entities: a deleted entity
+/// can still be the target of an edge added later): the two sets must be equal.
+fn edge_ends(engine: &Engine, pool: u64) -> (BTreeSet<EdgeTriple>, BTreeSet<EdgeTriple>) {
+    let mut out = BTreeSet::new();
+    let mut inn = BTreeSet::new();
+    for i in 0..pool {
+        let partition = engine.read_partition(TENANT, &format!("e{i:06}")).unwrap();
+        for e in partition.out_edges {
+            out.insert((e.from, e.relation, e.to));
+        }
+        for e in partition.in_edges {
+            inn.insert((e.from, e.relation, e.to));
+        }
+    }
+    (out, inn)
+}
+
+#[test]
+fn concurrent_mutations_of_shared_entities_keep_both_ends_of_every_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(dir.path(), Options::default()).unwrap());
+    const POOL: u64 = 16;
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                // xorshift: each thread its own deterministic sequence.
+                let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ (t + 1);
+                let mut next = move |bound: u64| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state % bound
+                };
+                for _ in 0..200 {
+                    match next(8) {
+                        0 => {
+                            let id = format!("e{:06}", next(POOL));
+                            engine
+                                .delete_entity(TENANT, &id, Durability::Buffered)
+                                .unwrap();
+                            continue;
+                        }
+                        1 => {
+                            let edge = crate::cell::Edge {
+                                from: format!("e{:06}", next(POOL)),
+                                to: format!("e{:06}", next(POOL)),
+                                relation: "links".to_owned(),
+                                weight: 1.0,
+                                timestamp_nanos: 0,
+                            };
+                            engine
+                                .add_edges(TENANT, &[edge], Durability::Buffered)
+                                .unwrap();
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    let batch: Vec<EntityWrite> = (0..4)
+                        .map(|_| {
+                            let mut w = write(next(POOL));
+                            w.out_edges = (0..1 + next(3))
+                                .map(|_| crate::cell::EdgeWrite {
+                                    relation: "cites".to_owned(),
+                                    other: format!("e{:06}", next(POOL)),
+                                    weight: 1.0,
+                                    timestamp_nanos: 0,
+                                })
+                                .collect();
+                            w
+                        })
+                        .collect();
+                    engine
+                        .put_entities(TENANT, batch, Durability::Buffered)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let (out, inn) = edge_ends(&engine, POOL);
+    assert!(!out.is_empty());
+    let no_out_edge: Vec<_> = inn.difference(&out).collect();
+    let no_in_edge: Vec<_> = out.difference(&inn).collect();
+    assert!(
+        no_out_edge.is_empty() && no_in_edge.is_empty(),
+        "in-edges without their out-edge: {no_out_edge:?}; out-edges without their in-edge: {no_in_edge:?}"
+    );
+}

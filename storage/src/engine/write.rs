@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::MutexGuard;
-
+use super::entity_locks::EntityLockGuard;
 use super::{Engine, Inner, STALL_POLL};
 use crate::batch::WriteBatch;
 use crate::cell::{EdgeRef, EdgeValue, EdgeWrite, EntityWrite};
 use crate::error::{Error, Result};
 use crate::key::{self, CellKey};
 use crate::memtable::Memtable;
+use crate::partition::PartitionState;
 use crate::types::{Durability, Entry, InternalKey, SeqNo, Timestamp};
 use crate::version::NUM_LEVELS;
 use crate::wal::CommitSink;
@@ -163,23 +163,6 @@ impl Inner {
             return Ok(());
         }
     }
-
-    fn lock_entities<'a>(
-        &'a self,
-        tenant: &str,
-        ids: impl Iterator<Item = &'a str>,
-    ) -> Vec<MutexGuard<'a, ()>> {
-        let stripes: BTreeSet<usize> = ids
-            .map(|id| {
-                (xxhash_rust::xxh3::xxh3_64(&key::partition_prefix(tenant, id))
-                    % self.entity_locks.len() as u64) as usize
-            })
-            .collect();
-        stripes
-            .into_iter()
-            .map(|i| self.entity_locks[i].lock())
-            .collect()
-    }
 }
 
 /// Cell writes of one mutation, keyed by encoded cell key so that each cell is written once
@@ -274,17 +257,22 @@ impl Engine {
             }
             last_by_id.insert(&w.id, i);
         }
-        let _locks = self
-            .inner
-            .lock_entities(tenant, writes.iter().map(|w| w.id.as_str()));
+        let winners: Vec<&EntityWrite> = writes
+            .iter()
+            .enumerate()
+            .filter(|(i, w)| last_by_id[w.id.as_str()] == *i)
+            .map(|(_, w)| w)
+            .collect();
+        let ids: Vec<&str> = winners.iter().map(|w| w.id.as_str()).collect();
+        let new_neighbours = winners
+            .iter()
+            .flat_map(|w| w.out_edges.iter().chain(&w.in_edges))
+            .map(|e| e.other.as_str());
+        let (_locks, stored) = self.lock_with_neighbours(tenant, &ids, new_neighbours)?;
         let ts = self.inner.clock.now();
         let now_nanos = (ts as i64).saturating_mul(1000);
         let mut cells = CellWrites::default();
-        for (i, w) in writes.iter().enumerate() {
-            if last_by_id[w.id.as_str()] != i {
-                continue;
-            }
-            let existing = self.read_partition(tenant, &w.id)?;
+        for (w, existing) in winners.into_iter().zip(stored) {
             let mut body = w.body.clone();
             if let Some(old) = &existing.body {
                 body.created_at_nanos = old.created_at_nanos;
@@ -338,14 +326,58 @@ impl Engine {
         self.write(cells.into_batch(), durability)
     }
 
+    /// Locks what a put-replace or delete of `ids` must hold while it reads and writes: the ids
+    /// and every entity at the other end of one of their edges — the new ones
+    /// (`new_neighbours`) and the stored ones, read under the lock — since the mutation writes
+    /// or re-derives cells in their partitions (in-edges at targets, out-edges at sources).
+    /// Stored edges found outside the locked set make it retry with a larger set. Returns the
+    /// guard and each id's stored partition, in the order of `ids`.
+    fn lock_with_neighbours<'a>(
+        &self,
+        tenant: &str,
+        ids: &[&str],
+        new_neighbours: impl Iterator<Item = &'a str>,
+    ) -> Result<(EntityLockGuard<'_>, Vec<PartitionState>)> {
+        let mut neighbours: BTreeSet<String> = new_neighbours.map(str::to_owned).collect();
+        loop {
+            let guard = self.inner.entity_locks.lock(
+                tenant,
+                ids.iter()
+                    .copied()
+                    .chain(neighbours.iter().map(String::as_str)),
+            );
+            let stored = ids
+                .iter()
+                .map(|id| self.read_partition(tenant, id))
+                .collect::<Result<Vec<_>>>()?;
+            let unlocked: Vec<String> = stored
+                .iter()
+                .flat_map(|p| {
+                    let targets = p.out_edges.iter().map(|e| &e.to);
+                    targets.chain(p.in_edges.iter().map(|e| &e.from))
+                })
+                .filter(|n| !neighbours.contains(*n) && !ids.contains(&n.as_str()))
+                .cloned()
+                .collect();
+            if unlocked.is_empty() {
+                return Ok((guard, stored));
+            }
+            drop(guard);
+            neighbours.extend(unlocked);
+        }
+    }
+
     /// Deletes an entity: a marker at `T` hides all its cells, and both ends of its edges are
     /// removed (the in-edge at each target, the out-edge at each source). Returns whether a live
     /// entity existed (nothing is written when it did not).
     pub fn delete_entity(&self, tenant: &str, id: &str, durability: Durability) -> Result<bool> {
         key::validate_tenant(tenant)?;
         key::validate_id(id)?;
-        let _locks = self.inner.lock_entities(tenant, std::iter::once(id));
-        let existing = self.read_partition(tenant, id)?;
+        let (_locks, stored) = self.lock_with_neighbours(tenant, &[id], std::iter::empty())?;
+        let existing = stored
+            .into_iter()
+            .next()
+            .expect("lock_with_neighbours reads one partition per id");
         if existing.body.is_none() {
             return Ok(false);
         }
@@ -375,12 +407,18 @@ impl Engine {
         durability: Durability,
     ) -> Result<SeqNo> {
         key::validate_tenant(tenant)?;
+        for e in edges {
+            key::validate_id(&e.from)?;
+            validate_edge("edge", &e.relation, &e.to)?;
+        }
+        let _locks = self.inner.entity_locks.lock(
+            tenant,
+            edges.iter().flat_map(|e| [e.from.as_str(), e.to.as_str()]),
+        );
         let ts = self.inner.clock.now();
         let now_nanos = (ts as i64).saturating_mul(1000);
         let mut cells = CellWrites::default();
         for e in edges {
-            key::validate_id(&e.from)?;
-            validate_edge("edge", &e.relation, &e.to)?;
             let write = EdgeWrite {
                 relation: e.relation.clone(),
                 other: e.to.clone(),
@@ -410,11 +448,17 @@ impl Engine {
         durability: Durability,
     ) -> Result<SeqNo> {
         key::validate_tenant(tenant)?;
-        let ts = self.inner.clock.now();
-        let mut cells = CellWrites::default();
         for e in edges {
             key::validate_id(&e.from)?;
             validate_edge("edge", &e.relation, &e.to)?;
+        }
+        let _locks = self.inner.entity_locks.lock(
+            tenant,
+            edges.iter().flat_map(|e| [e.from.as_str(), e.to.as_str()]),
+        );
+        let ts = self.inner.clock.now();
+        let mut cells = CellWrites::default();
+        for e in edges {
             cells.set(
                 CellKey::out_edge(tenant, &e.from, &e.relation, &e.to),
                 ts,
