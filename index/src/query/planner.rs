@@ -10,13 +10,14 @@
 //! ([`PartialScore::upper_bound`]) can still reach the top k, so the result is the one full
 //! scoring would give, without a lookup per expanded node.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::graph::{GraphIndex, PathStep, Reached, TraversalOptions};
 use crate::query::scorer::{PartialScore, ScoreBreakdown, ScoreWeights};
 use crate::telemetry;
-use crate::vector::VectorIndex;
+use crate::vector::{VectorHit, VectorIndex};
 
 /// Per-request parameters of a query.
 #[derive(Clone, Debug, PartialEq)]
@@ -129,21 +130,40 @@ pub fn run_query(
         Ok::<_, Error>(candidates)
     })?;
     telemetry::query_stage(telemetry::STAGE_SCORING, || {
-        score_candidates(vectors, query, plan, candidates, facts, now_micros)
+        score_candidates(vectors, query, plan, &seeds, candidates, facts, now_micros)
     })
 }
 
-/// Scores `candidates` (with their own similarity to `query`) and keeps the best `plan.k`.
+/// Scores `candidates` (with their own similarity to `query`: the search's for `seeds`, looked
+/// up for the others) and keeps the best `plan.k`.
 fn score_candidates(
     vectors: &VectorIndex,
     query: &[f32],
     plan: &QueryPlan,
+    seeds: &[VectorHit],
     candidates: Vec<Reached>,
     facts: &dyn Fn(&str) -> Option<EntityFacts>,
     now_micros: u64,
 ) -> Result<Vec<ScoredResult>> {
-    let candidate_ids: Vec<&str> = candidates.iter().map(|r| &*r.entity_id).collect();
-    let similarities = vectors.similarities(query, &candidate_ids)?;
+    let seed_similarity: HashMap<&str, f32> = seeds
+        .iter()
+        .map(|hit| (&*hit.entity_id, hit.similarity))
+        .collect();
+    let reached_only: Vec<&str> = candidates
+        .iter()
+        .map(|r| &*r.entity_id)
+        .filter(|id| !seed_similarity.contains_key(id))
+        .collect();
+    let mut looked_up = vectors.similarities(query, &reached_only)?.into_iter();
+    let similarities: Vec<Option<f32>> = candidates
+        .iter()
+        .map(|r| match seed_similarity.get(&*r.entity_id) {
+            Some(similarity) => Some(*similarity),
+            None => looked_up
+                .next()
+                .expect("one looked-up similarity per candidate that is not a seed"),
+        })
+        .collect();
     let metric = vectors.options().metric;
     let mut bounded: Vec<(f64, PartialScore, Reached, Option<f32>)> = candidates
         .into_iter()
