@@ -23,6 +23,7 @@ pub fn store_status(operation: &str, error: IndexError) -> Status {
         IndexError::InvalidArgument(message) => Status::invalid_argument(message),
         IndexError::DimensionMismatch { .. } => Status::invalid_argument(error.to_string()),
         IndexError::FailedPrecondition(message) => Status::failed_precondition(message),
+        IndexError::ResourceExhausted(message) => Status::resource_exhausted(message),
         IndexError::Storage(storage) => storage_status(operation, storage),
         IndexError::Corruption { .. } => {
             tracing::error!(operation, error = %error, "index data is damaged");

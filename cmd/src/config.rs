@@ -196,6 +196,9 @@ pub struct IndexConfig {
     /// Bound of each tenant's exact-scan tail (vectors written but not yet in HNSW); writers
     /// are slowed while it is full.
     pub max_unindexed_vectors: u32,
+    /// Longest a write waits for room in a full tail before it fails with RESOURCE_EXHAUSTED
+    /// (milliseconds; 0 = fail at once).
+    pub max_tail_wait_ms: u32,
 }
 
 impl Default for IndexConfig {
@@ -206,6 +209,7 @@ impl Default for IndexConfig {
             ef_search: 64,
             metric: MetricName::Cosine,
             max_unindexed_vectors: 20_000,
+            max_tail_wait_ms: 30_000,
         }
     }
 }
@@ -706,6 +710,11 @@ impl Config {
             "index.max_unindexed_vectors",
             index.max_unindexed_vectors,
             1..=10_000_000,
+        )?;
+        check_range(
+            "index.max_tail_wait_ms",
+            index.max_tail_wait_ms,
+            0..=600_000,
         )?;
 
         let query = &self.query;

@@ -41,6 +41,7 @@ pub fn store_options(config: &Config) -> StoreOptions {
             ..defaults.engine
         },
         vectors,
+        max_tail_wait: Duration::from_millis(u64::from(index.max_tail_wait_ms)),
         ..defaults
     }
 }
@@ -81,6 +82,7 @@ mod tests {
         assert_eq!(store.engine.gc_grace, defaults.engine.gc_grace);
         assert_eq!(store.vectors.ef_search, defaults.vectors.ef_search);
         assert_eq!(store.vectors.max_pending, defaults.vectors.max_pending);
+        assert_eq!(store.max_tail_wait, defaults.max_tail_wait);
         assert_eq!(
             store.vectors.engine.max_connections,
             defaults.vectors.engine.max_connections
@@ -101,6 +103,7 @@ mod tests {
         config.index.ef_search = 99;
         config.index.metric = MetricName::Dot;
         config.index.max_unindexed_vectors = 5_000;
+        config.index.max_tail_wait_ms = 1_500;
         config.query.max_hops = 3;
         config.query.max_candidates = 77;
         config.query.max_expansion_nodes = 55;
@@ -115,6 +118,7 @@ mod tests {
         assert_eq!(store.vectors.ef_search, 99);
         assert_eq!(store.vectors.metric, Metric::Dot);
         assert_eq!(store.vectors.max_pending, 5_000);
+        assert_eq!(store.max_tail_wait, Duration::from_millis(1_500));
 
         let service = service_options(&config);
         assert_eq!(service.durability, Durability::Periodic(250));

@@ -18,6 +18,10 @@ pub enum Error {
     /// target directory that already holds files); retrying after fixing that state can succeed.
     #[error("failed precondition: {0}")]
     FailedPrecondition(String),
+    /// The node cannot take the request now (e.g. a tenant's vector tail stayed full for the
+    /// whole wait); retrying later can succeed.
+    #[error("resource exhausted: {0}")]
+    ResourceExhausted(String),
     /// A vector's dimension differs from the one fixed for the tenant's index.
     #[error("vector dimension mismatch: expected {expected}, got {got}")]
     DimensionMismatch {

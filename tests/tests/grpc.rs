@@ -1122,3 +1122,58 @@ fn bad_configuration_stops_startup_naming_the_key() {
     let open = refused_start(&["--grpc-addr", "0.0.0.0:0"]);
     assert!(open.contains("server.grpc_addr"), "{open}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_vector_tail_refuses_writes_until_the_indexer_makes_room() {
+    let daemon = Daemon::start("[index]\nmax_unindexed_vectors = 1\nmax_tail_wait_ms = 0\n");
+    let mut client = daemon.client().await;
+    let batch = |prefix: &str| pb::BatchPutEntitiesRequest {
+        entities: (0..256)
+            .map(|i| {
+                let vector: Vec<f32> = (0..384).map(|d| ((i * 7 + d) % 13) as f32).collect();
+                doc_entity(&format!("{prefix}{i:03}"), &vector)
+            })
+            .collect(),
+        ..Default::default()
+    };
+    // 256 vectors fill a tail of 1 until the indexer has inserted them into HNSW.
+    let first = client.batch_put_entities(request(batch("a"), None)).await;
+    assert!(first.unwrap().into_inner().success);
+    let message = expect_code(
+        client.batch_put_entities(request(batch("b"), None)).await,
+        Code::ResourceExhausted,
+    );
+    assert!(
+        message.contains("index.max_unindexed_vectors") && message.contains("retry later"),
+        "{message}"
+    );
+    assert!(
+        get(&mut client, None, "b000").await.is_none(),
+        "a refused batch writes nothing"
+    );
+    // Writes without a vector never wait for the index.
+    let no_vector = pb::Entity {
+        entity_id: "plain".to_owned(),
+        ..Default::default()
+    };
+    put(&mut client, None, no_vector).await.unwrap();
+    // Once the indexer has caught up, the same batch goes through.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        match client.batch_put_entities(request(batch("b"), None)).await {
+            Ok(reply) => {
+                assert!(reply.into_inner().success);
+                break;
+            }
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the tail never drained"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("unexpected {status:?}"),
+        }
+    }
+    assert!(get(&mut client, None, "b255").await.is_some());
+}

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use allidb_storage::batch::WriteBatch;
 use allidb_storage::cell::{Edge, EdgeRef, Entity, EntityWrite};
@@ -41,7 +41,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::error::{Error, Result};
 use crate::graph::{Reached, TraversalOptions};
 use crate::query::{QueryPlan, ScoredResult, run_query};
-use crate::vector::VectorIndexOptions;
+use crate::vector::{VectorIndex, VectorIndexOptions};
 
 /// Store tuning. Every field has a production default.
 #[derive(Clone, Debug)]
@@ -56,6 +56,9 @@ pub struct StoreOptions {
     pub indexer_batch: usize,
     /// Stale fraction of a vector index above which it is rebuilt in the background (0.2).
     pub rebuild_stale_ratio: f64,
+    /// Longest a write waits for room in its tenant's full vector tail before it fails with
+    /// [`Error::ResourceExhausted`] (default 30 s; zero: fail at once).
+    pub max_tail_wait: Duration,
 }
 
 impl Default for StoreOptions {
@@ -66,8 +69,28 @@ impl Default for StoreOptions {
             dump_interval: Duration::from_secs(60),
             indexer_batch: 1024,
             rebuild_stale_ratio: 0.2,
+            max_tail_wait: Duration::from_secs(30),
         }
     }
+}
+
+/// Waits (polling every 2 ms) while `tenant`'s vector tail is full, at most `max_wait`; then
+/// fails with [`Error::ResourceExhausted`] so that the client backs off instead of holding a
+/// request open without bound.
+fn wait_for_tail_room(tenant: &str, vectors: &VectorIndex, max_wait: Duration) -> Result<()> {
+    let deadline = Instant::now() + max_wait;
+    while vectors.tail_is_full() {
+        if Instant::now() >= deadline {
+            return Err(Error::ResourceExhausted(format!(
+                "tenant {tenant}: {} vectors wait for indexing (index.max_unindexed_vectors) and \
+                 the tail stayed full for {} ms; retry later",
+                vectors.pending_len(),
+                max_wait.as_millis()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
 }
 
 /// A query: the vector, the plan (k, expansion, weights, ef), a filter, and whether to return
@@ -421,8 +444,8 @@ impl UnifiedStore {
             w.body.created_at_nanos = now;
             w.body.updated_at_nanos = now;
         }
-        while state.indexes.vectors.tail_is_full() {
-            std::thread::sleep(Duration::from_millis(2));
+        if writes.iter().any(|w| w.body.current_embedding().is_some()) {
+            wait_for_tail_room(tenant, &state.indexes.vectors, self.options.max_tail_wait)?;
         }
         Ok(self.engine.put_entities(tenant, writes, durability)?)
     }
@@ -592,5 +615,57 @@ impl Drop for UnifiedStore {
         if let Err(e) = self.close() {
             tracing::error!(error = %e, "closing the store failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_tail() -> Arc<VectorIndex> {
+        let index = VectorIndex::new(VectorIndexOptions {
+            max_pending: 3,
+            ..VectorIndexOptions::default()
+        })
+        .expect("valid options");
+        for i in 0..3 {
+            index
+                .upsert(&format!("e{i}"), &[1.0, i as f32], i + 1)
+                .expect("a valid vector");
+        }
+        assert!(index.tail_is_full());
+        Arc::new(index)
+    }
+
+    #[test]
+    fn a_full_tail_fails_the_writer_after_the_wait() {
+        let index = full_tail();
+        let start = Instant::now();
+        let error = wait_for_tail_room("t1", &index, Duration::from_millis(50)).unwrap_err();
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        assert!(
+            matches!(&error, Error::ResourceExhausted(m) if m.contains("tenant t1: 3 vectors wait")),
+            "{error}"
+        );
+        assert!(wait_for_tail_room("t1", &index, Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn a_writer_proceeds_as_soon_as_the_indexer_makes_room() {
+        let index = full_tail();
+        let indexer = {
+            let index = index.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                index.index_pending(1)
+            })
+        };
+        let start = Instant::now();
+        wait_for_tail_room("t1", &index, Duration::from_secs(60)).expect("room within the wait");
+        assert!(start.elapsed() < Duration::from_secs(30));
+        assert_eq!(
+            indexer.join().expect("the indexer thread does not panic"),
+            1
+        );
     }
 }
