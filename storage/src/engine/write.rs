@@ -398,6 +398,22 @@ impl Engine {
         Ok(true)
     }
 
+    /// Validates edges given as `(from, relation, to)` and locks both ends of each (an edge
+    /// operation races with a put or delete of either end: see `entity_locks`).
+    fn lock_edge_ends<'e>(
+        &self,
+        tenant: &str,
+        edges: impl Iterator<Item = (&'e str, &'e str, &'e str)> + Clone,
+    ) -> Result<EntityLockGuard<'_>> {
+        key::validate_tenant(tenant)?;
+        for (from, relation, to) in edges.clone() {
+            key::validate_id(from)?;
+            validate_edge("edge", relation, to)?;
+        }
+        let ends = edges.flat_map(|(from, _, to)| [from, to]);
+        Ok(self.inner.entity_locks.lock(tenant, ends))
+    }
+
     /// Adds (or overwrites) edges: each writes the source's out-edge cell and the target's
     /// in-edge cell, without touching either entity's other cells.
     pub fn add_edges(
@@ -406,15 +422,12 @@ impl Engine {
         edges: &[crate::cell::Edge],
         durability: Durability,
     ) -> Result<SeqNo> {
-        key::validate_tenant(tenant)?;
-        for e in edges {
-            key::validate_id(&e.from)?;
-            validate_edge("edge", &e.relation, &e.to)?;
-        }
-        let _locks = self.inner.entity_locks.lock(
+        let _locks = self.lock_edge_ends(
             tenant,
-            edges.iter().flat_map(|e| [e.from.as_str(), e.to.as_str()]),
-        );
+            edges
+                .iter()
+                .map(|e| (e.from.as_str(), e.relation.as_str(), e.to.as_str())),
+        )?;
         let ts = self.inner.clock.now();
         let now_nanos = (ts as i64).saturating_mul(1000);
         let mut cells = CellWrites::default();
@@ -447,15 +460,12 @@ impl Engine {
         edges: &[EdgeRef],
         durability: Durability,
     ) -> Result<SeqNo> {
-        key::validate_tenant(tenant)?;
-        for e in edges {
-            key::validate_id(&e.from)?;
-            validate_edge("edge", &e.relation, &e.to)?;
-        }
-        let _locks = self.inner.entity_locks.lock(
+        let _locks = self.lock_edge_ends(
             tenant,
-            edges.iter().flat_map(|e| [e.from.as_str(), e.to.as_str()]),
-        );
+            edges
+                .iter()
+                .map(|e| (e.from.as_str(), e.relation.as_str(), e.to.as_str())),
+        )?;
         let ts = self.inner.clock.now();
         let mut cells = CellWrites::default();
         for e in edges {
