@@ -2,7 +2,7 @@
 //! throttling, and the entity-level mutations (put-replace, delete, edge add/remove) that keep
 //! both ends of every edge in step.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -339,6 +339,7 @@ impl Engine {
         new_neighbours: impl Iterator<Item = &'a str>,
     ) -> Result<(EntityLockGuard<'_>, Vec<PartitionState>)> {
         let mut neighbours: BTreeSet<String> = new_neighbours.map(str::to_owned).collect();
+        let own: HashSet<&str> = ids.iter().copied().collect();
         loop {
             let guard = self.inner.entity_locks.lock(
                 tenant,
@@ -356,7 +357,7 @@ impl Engine {
                     let targets = p.out_edges.iter().map(|e| &e.to);
                     targets.chain(p.in_edges.iter().map(|e| &e.from))
                 })
-                .filter(|n| !neighbours.contains(*n) && !ids.contains(&n.as_str()))
+                .filter(|n| !neighbours.contains(*n) && !own.contains(n.as_str()))
                 .cloned()
                 .collect();
             if unlocked.is_empty() {
