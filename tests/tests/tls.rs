@@ -2,7 +2,8 @@
 //! handshakes and RPCs over gRPC and the HTTP gateway with the right CA; refusals with a wrong
 //! CA, an expired server certificate, and (with `tls.client_ca_file`) a missing or foreign client
 //! certificate; certificate reload on SIGHUP (new connections see the new certificate, an open
-//! connection keeps working, a broken file keeps the old one); the CLI's `--tls-*` flags.
+//! connection keeps working, a broken file keeps the old one); the CLI's `--tls-*` flags,
+//! `--tls-server-name` included.
 //!
 //! Certificates are generated per test with `rcgen` and written to a temporary directory.
 
@@ -373,6 +374,33 @@ async fn an_expired_server_certificate_is_refused() {
         .await
         .expect_err("an expired certificate must be refused over HTTPS");
     assert!(refused.contains("certificate expired"), "{refused}");
+}
+
+#[test]
+fn the_cli_checks_the_name_given_by_tls_server_name() {
+    let ca = Ca::new("allidb test CA");
+    let mut params =
+        CertificateParams::new(vec!["db1.allidb.test".to_owned()]).expect("server parameters");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let files = TlsFiles::new();
+    let daemon = start_tls_daemon(&files, &ca.issue(params), None);
+    let ca_path = files.write("ca.pem", &ca.pem());
+    let ca_arg = ["--tls-ca", path_arg(&ca_path)];
+    // --addr is 127.0.0.1, which the certificate does not name.
+    let (code, output) = cli_health(&daemon, &ca_arg);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("not valid for name"), "{output}");
+    let named = |name: &str| {
+        let mut args = ca_arg.to_vec();
+        args.extend(["--tls-server-name", name]);
+        cli_health(&daemon, &args)
+    };
+    let (code, output) = named("db1.allidb.test");
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("healthy"), "{output}");
+    let (code, output) = named("db2.allidb.test");
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("not valid for name"), "{output}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,6 +100,10 @@ pub struct Cli {
     /// Private key (PEM) of --tls-cert.
     #[arg(long, global = true, value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
+    /// Name the daemon's certificate must carry, when it differs from the host in --addr (e.g.
+    /// connecting by IP address to a certificate issued for a DNS name).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
     /// API key sent as `x-allidb-api-key` (never printed).
     #[arg(long, global = true, env = "ALLIDB_API_KEY", hide_env_values = true)]
     pub api_key: Option<ApiKey>,
@@ -152,8 +156,9 @@ pub struct Context {
     pub printer: Printer,
 }
 
-/// The TLS settings of `--tls-ca`, `--tls-cert` and `--tls-key` (checked here rather than by
-/// clap, whose `requires` does not see global flags given before the command).
+/// The TLS settings of `--tls-ca`, `--tls-cert`, `--tls-key` and `--tls-server-name` (checked
+/// here rather than by clap, whose `requires` does not see global flags given before the
+/// command).
 fn client_tls(cli: &Cli) -> CliResult<Option<tonic::transport::ClientTlsConfig>> {
     let identity = match (&cli.tls_cert, &cli.tls_key) {
         (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
@@ -161,14 +166,20 @@ fn client_tls(cli: &Cli) -> CliResult<Option<tonic::transport::ClientTlsConfig>>
         (Some(_), None) => return Err(CliError::input("--tls-cert", "needs --tls-key")),
         (None, Some(_)) => return Err(CliError::input("--tls-key", "needs --tls-cert")),
     };
+    let needs_ca = "needs --tls-ca (the CA that signed the daemon's certificate)";
     match &cli.tls_ca {
-        Some(ca) => Ok(Some(crate::tls::client_tls_config(
-            crate::tls::ClientTlsFiles { ca, identity },
-        )?)),
-        None if identity.is_some() => Err(CliError::input(
-            "--tls-cert",
-            "needs --tls-ca (the CA that signed the daemon's certificate)",
-        )),
+        Some(ca) => {
+            let config =
+                crate::tls::client_tls_config(crate::tls::ClientTlsFiles { ca, identity })?;
+            Ok(Some(match &cli.tls_server_name {
+                Some(name) => config.domain_name(name.clone()),
+                None => config,
+            }))
+        }
+        None if identity.is_some() => Err(CliError::input("--tls-cert", needs_ca)),
+        None if cli.tls_server_name.is_some() => {
+            Err(CliError::input("--tls-server-name", needs_ca))
+        }
         None => Ok(None),
     }
 }
@@ -242,10 +253,11 @@ mod tests {
         .unwrap();
         assert_eq!(tls.tls_ca, Some(PathBuf::from("ca.pem")));
         assert_eq!(tls.tls_key, Some(PathBuf::from("k.pem")));
-        let incomplete: [(&[&str], &str); 3] = [
+        let incomplete: [(&[&str], &str); 4] = [
             (&["--tls-cert", "c.pem", "--tls-ca", "ca.pem"], "--tls-key"),
             (&["--tls-key", "k.pem"], "--tls-cert"),
             (&["--tls-cert", "c.pem", "--tls-key", "k.pem"], "--tls-ca"),
+            (&["--tls-server-name", "db.internal"], "--tls-ca"),
         ];
         for (flags, named) in incomplete {
             let cli =
