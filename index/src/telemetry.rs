@@ -37,6 +37,11 @@ pub fn describe() {
         Unit::Count,
         "Vector index rebuilds by the background indexer, by result."
     );
+    // Both series exist from the start (at 0), so a dashboard's rate() works before the first
+    // rebuild.
+    for result in ["ok", "error"] {
+        counter!(VECTOR_INDEX_REBUILDS_TOTAL, "result" => result).increment(0);
+    }
 }
 
 /// Runs `stage` of a query inside a `debug` span named after it and records its duration.

@@ -406,6 +406,7 @@ async fn health_readiness_and_metrics_after_traffic() {
         "allidb_vector_index_pending",
         "allidb_vector_index_tenants",
         "allidb_vector_index_max_stale_ratio",
+        "allidb_vector_index_rebuilds_total",
         "allidb_index_apply_errors_total",
         "allidb_query_stage_seconds",
         "allidb_failed_authentications_total",
