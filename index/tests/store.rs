@@ -455,3 +455,31 @@ fn graph_expansion_scores_neighbours_with_their_own_similarity() {
         vec!["seed", "n2"]
     );
 }
+
+#[test]
+fn only_queries_of_in_memory_indexes_are_light() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = UnifiedStore::open(dir.path(), options()).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let writes = (0..10)
+        .map(|i| entity(&format!("e{i}"), vector(&mut rng), "doc", "red", &[]))
+        .collect();
+    store
+        .put_entities("acme", writes, Durability::Sync)
+        .unwrap();
+    let request = |include_entities| QueryRequest {
+        vector: vector(&mut rand::rngs::StdRng::seed_from_u64(4)),
+        plan: QueryPlan::default(),
+        filter: Filter::default(),
+        include_entities,
+    };
+    // A short tail (10 <= LIGHT_QUERY_MAX_TAIL) and no entity reads: in memory, light.
+    assert!(store.query_is_light("acme", &request(false)));
+    assert!(store.query_is_light("nobody", &request(false)));
+    // Returning entities reads the engine (disk): never light.
+    assert!(!store.query_is_light("acme", &request(true)));
+    assert_eq!(
+        store.query("acme", &request(false)).unwrap().len(),
+        QueryPlan::default().k.min(10)
+    );
+}

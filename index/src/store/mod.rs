@@ -43,6 +43,10 @@ use crate::graph::{Reached, TraversalOptions};
 use crate::query::{QueryPlan, ScoredResult, run_query};
 use crate::vector::{VectorIndex, VectorIndexOptions};
 
+/// Most vectors a tenant's exact-scan tail may hold for its queries to count as light
+/// ([`UnifiedStore::query_is_light`]): scanning them takes about half a millisecond.
+pub const LIGHT_QUERY_MAX_TAIL: usize = 2_048;
+
 /// Store tuning. Every field has a production default.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -548,6 +552,20 @@ impl UnifiedStore {
             hits.push(QueryHit { result, entity });
         }
         Ok(hits)
+    }
+
+    /// True when `request` only reads in-memory indexes and is cheap: it returns no entities
+    /// (which are read from the engine, possibly from disk) and `tenant`'s exact-scan tail
+    /// holds at most [`LIGHT_QUERY_MAX_TAIL`] vectors. The rest of a query is bounded by its
+    /// plan (HNSW breadth, expansion node budget, exact filter scans of a few thousand
+    /// vectors), so such a query takes well under a millisecond and a caller may run it on an
+    /// async worker thread instead of handing it to a blocking one.
+    pub fn query_is_light(&self, tenant: &str, request: &QueryRequest) -> bool {
+        !request.include_entities
+            && self
+                .indexes
+                .tenant(tenant)
+                .is_none_or(|t| t.indexes.vectors.pending_len() <= LIGHT_QUERY_MAX_TAIL)
     }
 
     /// Graph-only traversal from `starts`; only live entities are returned.
