@@ -274,7 +274,7 @@ impl AlliDbService {
     }
 
     /// Runs `call` on the store right on the async worker, inside a `store` span: only for
-    /// calls that read in-memory indexes alone and are bounded well under a millisecond (see
+    /// calls that read in-memory indexes alone and take about a millisecond at most (see
     /// [`UnifiedStore::query_is_light`]). Handing those to another thread
     /// ([`Self::blocking`]) cost more than the call itself: a light query served 26% more
     /// queries per second on one core (docs/benchmarks-e2e.md).

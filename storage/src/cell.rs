@@ -104,6 +104,13 @@ pub struct Edge {
     pub timestamp_nanos: i64,
 }
 
+impl Edge {
+    /// `(from, relation, to)`.
+    pub fn ends(&self) -> (&str, &str, &str) {
+        (&self.from, &self.relation, &self.to)
+    }
+}
+
 /// The read model of one live entity.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entity {
@@ -157,4 +164,11 @@ pub struct EdgeRef {
     pub relation: String,
     /// Target entity id.
     pub to: String,
+}
+
+impl EdgeRef {
+    /// `(from, relation, to)`.
+    pub fn ends(&self) -> (&str, &str, &str) {
+        (&self.from, &self.relation, &self.to)
+    }
 }

@@ -44,7 +44,8 @@ use crate::query::{QueryPlan, ScoredResult, run_query};
 use crate::vector::{VectorIndex, VectorIndexOptions};
 
 /// Most vectors a tenant's exact-scan tail may hold for its queries to count as light
-/// ([`UnifiedStore::query_is_light`]): scanning them takes about half a millisecond.
+/// ([`UnifiedStore::query_is_light`]): scanning them takes about 0.75 ms (a 20,000-vector tail
+/// of 384-d vectors measured 7.3 ms in process).
 pub const LIGHT_QUERY_MAX_TAIL: usize = 2_048;
 
 /// Store tuning. Every field has a production default.
@@ -558,7 +559,7 @@ impl UnifiedStore {
     /// (which are read from the engine, possibly from disk) and `tenant`'s exact-scan tail
     /// holds at most [`LIGHT_QUERY_MAX_TAIL`] vectors. The rest of a query is bounded by its
     /// plan (HNSW breadth, expansion node budget, exact filter scans of a few thousand
-    /// vectors), so such a query takes well under a millisecond and a caller may run it on an
+    /// vectors), so such a query takes about a millisecond at most and a caller may run it on an
     /// async worker thread instead of handing it to a blocking one.
     pub fn query_is_light(&self, tenant: &str, request: &QueryRequest) -> bool {
         !request.include_entities

@@ -423,12 +423,7 @@ impl Engine {
         edges: &[crate::cell::Edge],
         durability: Durability,
     ) -> Result<SeqNo> {
-        let _locks = self.lock_edge_ends(
-            tenant,
-            edges
-                .iter()
-                .map(|e| (e.from.as_str(), e.relation.as_str(), e.to.as_str())),
-        )?;
+        let _locks = self.lock_edge_ends(tenant, edges.iter().map(crate::cell::Edge::ends))?;
         let ts = self.inner.clock.now();
         let now_nanos = (ts as i64).saturating_mul(1000);
         let mut cells = CellWrites::default();
@@ -461,12 +456,7 @@ impl Engine {
         edges: &[EdgeRef],
         durability: Durability,
     ) -> Result<SeqNo> {
-        let _locks = self.lock_edge_ends(
-            tenant,
-            edges
-                .iter()
-                .map(|e| (e.from.as_str(), e.relation.as_str(), e.to.as_str())),
-        )?;
+        let _locks = self.lock_edge_ends(tenant, edges.iter().map(EdgeRef::ends))?;
         let ts = self.inner.clock.now();
         let mut cells = CellWrites::default();
         for e in edges {
