@@ -623,14 +623,17 @@ fn simulated_crash_keeps_every_synced_write_and_invents_nothing() {
             Durability::Periodic(3),
         ];
         // Crash at a random point of progress (not of wall time, which a loaded machine skews).
+        // Also wait for one acknowledged sync write: on a loaded machine the buffered writers
+        // can collect every ack before a sync writer's first group commit.
         let crash_after_acks = rng.random_range(10..300);
         let acks = AtomicUsize::new(0);
+        let sync_acks = AtomicUsize::new(0);
         let logs: Vec<ThreadLog> = std::thread::scope(|scope| {
             let handles: Vec<_> = durabilities
                 .iter()
                 .enumerate()
                 .map(|(thread, &durability)| {
-                    let (writer, acks) = (&writer, &acks);
+                    let (writer, acks, sync_acks) = (&writer, &acks, &sync_acks);
                     scope.spawn(move || {
                         let mut log = ThreadLog {
                             durability,
@@ -645,6 +648,9 @@ fn simulated_crash_keeps_every_synced_write_and_invents_nothing() {
                                 Ok(seq) => {
                                     log.acked.push((seq, id));
                                     acks.fetch_add(1, Ordering::SeqCst);
+                                    if durability == Durability::Sync {
+                                        sync_acks.fetch_add(1, Ordering::SeqCst);
+                                    }
                                 }
                                 Err(_) => break,
                             }
@@ -654,7 +660,9 @@ fn simulated_crash_keeps_every_synced_write_and_invents_nothing() {
                 })
                 .collect();
             let deadline = Instant::now() + Duration::from_secs(30);
-            while acks.load(Ordering::SeqCst) < crash_after_acks {
+            while acks.load(Ordering::SeqCst) < crash_after_acks
+                || sync_acks.load(Ordering::SeqCst) == 0
+            {
                 assert!(Instant::now() < deadline, "writers made no progress");
                 std::thread::sleep(Duration::from_micros(100));
             }
