@@ -85,6 +85,20 @@ impl Metric {
             Metric::Dot => dot(a, b),
         }
     }
+
+    /// The similarity whose engine distance (see [`CosineDistance`], [`L2Distance`],
+    /// [`DotDistance`]) is `distance`: the inverse map, so the engine's search results need no
+    /// second pass over their vectors. Equal to [`Metric::similarity`] up to float rounding
+    /// (about 1e-7 absolute for Cosine, whose distance is `1 - dot`).
+    pub fn similarity_from_distance(self, distance: f32) -> f32 {
+        match self {
+            Metric::Cosine => (1.0 - distance).clamp(-1.0, 1.0),
+            Metric::L2 => -distance.sqrt(),
+            // `1 - dot` for `dot <= 0` (distance >= 1), `1 / (1 + dot)` above.
+            Metric::Dot if distance >= 1.0 => 1.0 - distance,
+            Metric::Dot => 1.0 / distance - 1.0,
+        }
+    }
 }
 
 /// Dot product, written with eight independent accumulators so the compiler vectorises it.
@@ -217,6 +231,39 @@ mod tests {
         }
         let n = Metric::Cosine.prepare(&[0.3, 0.3, 0.3]).unwrap();
         assert!(CosineDistance.eval(&n, &n) >= 0.0);
+    }
+
+    /// The engine distance maps back to the similarity, for every metric and over the whole
+    /// range of each (negative, zero and large inner products included).
+    #[test]
+    fn similarity_from_distance_inverts_the_engine_distances() {
+        let a: Vec<f32> = (0..384).map(|i| (i as f32 * 0.37).sin()).collect();
+        for scale in [-1e3f32, -3.0, -0.5, 0.0, 1e-3, 0.7, 2.0, 1e3] {
+            let b: Vec<f32> = (0..384)
+                .map(|i| scale * ((i as f32 * 0.11).cos() + (i as f32 * 0.37).sin()))
+                .collect();
+            let l2 = Metric::L2.similarity_from_distance(L2Distance.eval(&a, &b));
+            let expected = Metric::L2.similarity(&a, &b);
+            assert!(
+                (l2 - expected).abs() <= 1e-5 * expected.abs().max(1.0),
+                "l2 {scale}"
+            );
+            let product = Metric::Dot.similarity_from_distance(DotDistance.eval(&a, &b));
+            let expected = Metric::Dot.similarity(&a, &b);
+            assert!(
+                (product - expected).abs() <= 1e-4 * expected.abs().max(1.0),
+                "dot {scale}: {product} vs {expected}"
+            );
+            if scale != 0.0 {
+                let (pa, pb) = (
+                    Metric::Cosine.prepare(&a).unwrap(),
+                    Metric::Cosine.prepare(&b).unwrap(),
+                );
+                let cosine = Metric::Cosine.similarity_from_distance(CosineDistance.eval(&pa, &pb));
+                let expected = Metric::Cosine.similarity(&pa, &pb);
+                assert!((cosine - expected).abs() <= 1e-6, "cosine {scale}");
+            }
+        }
     }
 
     #[test]

@@ -502,23 +502,26 @@ impl VectorIndex {
             let mut fetch = ((k as f64 * stale_factor * filter_factor).ceil() as usize)
                 .max(k)
                 .min(engine_len);
-            let indexed_and_allowed = |slot: &Slot| slot.indexed() && allows(slot);
             loop {
                 // ef at twice the fetch keeps the tail of an over-fetched list accurate.
                 let raw = state
                     .engine
                     .search(&query, fetch, ef.max(fetch.saturating_mul(2)));
                 let exhausted = raw.len() < fetch || fetch >= engine_len;
-                let accepted = raw
+                // The engine's distances are exact: its live, allowed hits need no second look
+                // at their vectors.
+                let accepted: Vec<VectorHit> = raw
                     .iter()
-                    .filter(|(id, _)| state.slots.get(id).is_some_and(indexed_and_allowed))
-                    .count();
-                if accepted >= k || exhausted {
-                    hits.extend(ranker.rank(
-                        &state,
-                        raw.iter().map(|(id, _)| *id),
-                        &indexed_and_allowed,
-                    ));
+                    .filter_map(|(id, distance)| {
+                        let slot = state.slots.get(id)?;
+                        (slot.indexed() && allows(slot)).then(|| VectorHit {
+                            entity_id: slot.entity.clone(),
+                            similarity: self.options.metric.similarity_from_distance(*distance),
+                        })
+                    })
+                    .collect();
+                if accepted.len() >= k || exhausted {
+                    hits.extend(accepted);
                     break;
                 }
                 if fetch.saturating_mul(4) >= engine_len {
@@ -578,7 +581,11 @@ impl VectorIndex {
         }
         let mut similarities = vec![None; entity_ids.len()];
         state.visit_vectors(&found, &mut |at, vector| {
-            similarities[positions[at]] = Some(self.options.metric.similarity(&query, vector));
+            // Through the engine's distance, like every similarity a search reports, so a
+            // seed's similarity and a looked-up one agree to the bit.
+            let distance = (self.distance)(&query, vector);
+            similarities[positions[at]] =
+                Some(self.options.metric.similarity_from_distance(distance));
         });
         Ok(similarities)
     }
@@ -756,7 +763,7 @@ impl State {
 }
 
 /// Exact top-k selection over a set of live ids: the engine's SIMD distance ranks them (it
-/// orders like the metric's similarity), and only the k selected get their similarity computed.
+/// orders like the metric's similarity), and the k selected get their similarity from it.
 struct Ranker<'q> {
     metric: Metric,
     distance: DistanceFn,
@@ -791,14 +798,13 @@ impl Ranker<'_> {
             scored.select_nth_unstable_by(self.k, closer);
             scored.truncate(self.k);
         }
-        let chosen: Vec<(usize, &Slot)> = scored.iter().map(|(_, at)| candidates[*at]).collect();
-        let mut hits = Vec::with_capacity(chosen.len());
-        state.visit_vectors(&chosen, &mut |at, vector| {
-            hits.push(VectorHit {
-                entity_id: chosen[at].1.entity.clone(),
-                similarity: self.metric.similarity(self.query, vector),
-            });
-        });
+        let mut hits: Vec<VectorHit> = scored
+            .iter()
+            .map(|(distance, at)| VectorHit {
+                entity_id: candidates[*at].1.entity.clone(),
+                similarity: self.metric.similarity_from_distance(*distance),
+            })
+            .collect();
         sort_hits(&mut hits);
         hits
     }
