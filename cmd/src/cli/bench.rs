@@ -51,6 +51,18 @@ pub enum Bench {
     Scan(ScanBenchArgs),
 }
 
+impl Bench {
+    /// The flags every benchmark has.
+    pub fn common(&self) -> &CommonArgs {
+        match self {
+            Bench::Ingest(args) => &args.common,
+            Bench::Get(args) => &args.common,
+            Bench::Query(args) => &args.common,
+            Bench::Scan(args) => &args.common,
+        }
+    }
+}
+
 /// Flags every benchmark has.
 #[derive(Clone, Debug, Args)]
 pub struct CommonArgs {

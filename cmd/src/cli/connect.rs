@@ -124,10 +124,7 @@ fn endpoint(addr: &str, tls: Option<&ClientTlsConfig>) -> CliResult<Endpoint> {
         }
         (false, None) => endpoint,
     };
-    Ok(endpoint
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_adaptive_window(true))
+    Ok(endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true))
 }
 
 /// Opens one connection to the daemon at `options.addr`.

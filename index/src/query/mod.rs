@@ -6,5 +6,5 @@
 pub mod planner;
 pub mod scorer;
 
-pub use planner::{EntityFacts, QueryPlan, ScoredResult, run_query};
+pub use planner::{EntityFacts, FactSource, QueryPlan, ScoredResult, run_query};
 pub use scorer::{ScoreBreakdown, ScoreWeights, score};

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::graph::{GraphIndex, PathStep, Reached, TraversalOptions};
-use crate::query::scorer::{PartialScore, ScoreBreakdown, ScoreWeights};
+use crate::query::scorer::{PartialScore, ScoreBreakdown, ScoreWeights, scored_importance};
 use crate::telemetry;
 use crate::vector::{VectorHit, VectorIndex};
 
@@ -82,6 +82,26 @@ pub struct EntityFacts {
     pub updated_at_micros: u64,
 }
 
+/// Where the scorer gets entity facts from. Any `Fn(&str) -> Option<EntityFacts>` is one (with
+/// no bound).
+pub trait FactSource {
+    /// One entity's facts (`None`: gone).
+    fn facts(&self, entity_id: &str) -> Option<EntityFacts>;
+    /// Facts no entity exceeds, if known: an importance none is above and an update time none
+    /// is after. The scorer then stops looking candidates up as soon as the best possible
+    /// completion of the next one cannot reach the top k; `None` bounds the importance and
+    /// recency terms by their weights.
+    fn bound(&self) -> Option<EntityFacts> {
+        None
+    }
+}
+
+impl<F: Fn(&str) -> Option<EntityFacts>> FactSource for F {
+    fn facts(&self, entity_id: &str) -> Option<EntityFacts> {
+        self(entity_id)
+    }
+}
+
 /// One ranked result with its explanation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScoredResult {
@@ -108,7 +128,7 @@ pub fn run_query(
     plan: &QueryPlan,
     filter: Option<&dyn Fn(&str) -> bool>,
     allowed_hint: Option<usize>,
-    facts: &dyn Fn(&str) -> Option<EntityFacts>,
+    facts: &dyn FactSource,
     now_micros: u64,
 ) -> Result<Vec<ScoredResult>> {
     plan.validate()?;
@@ -142,7 +162,7 @@ fn score_candidates(
     plan: &QueryPlan,
     seeds: &[VectorHit],
     candidates: Vec<Reached>,
-    facts: &dyn Fn(&str) -> Option<EntityFacts>,
+    facts: &dyn FactSource,
     now_micros: u64,
 ) -> Result<Vec<ScoredResult>> {
     let seed_similarity: HashMap<&str, f32> = seeds
@@ -165,13 +185,21 @@ fn score_candidates(
         })
         .collect();
     let metric = vectors.options().metric;
+    let now = i64::try_from(now_micros).unwrap_or(i64::MAX);
+    let age = |updated_at_micros: u64| now - i64::try_from(updated_at_micros).unwrap_or(i64::MAX);
+    let most = facts.bound().map(|bound| {
+        (
+            scored_importance(bound.importance),
+            age(bound.updated_at_micros),
+        )
+    });
     let mut bounded: Vec<(f64, PartialScore, Reached, Option<f32>)> = candidates
         .into_iter()
         .zip(similarities)
         .map(|(reached, similarity)| {
             let partial = PartialScore::new(&plan.weights, metric, similarity, &reached.path);
             (
-                partial.upper_bound(&plan.weights),
+                partial.upper_bound(&plan.weights, most),
                 partial,
                 reached,
                 similarity,
@@ -179,7 +207,6 @@ fn score_candidates(
         })
         .collect();
     bounded.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let now = i64::try_from(now_micros).unwrap_or(i64::MAX);
     let mut results: Vec<ScoredResult> = Vec::with_capacity(plan.k.min(bounded.len()) + 1);
     for (upper_bound, partial, reached, similarity) in bounded {
         // Candidates come in descending bound order: once the k-th result beats a bound
@@ -187,11 +214,11 @@ fn score_candidates(
         if results.len() == plan.k && results.last().is_some_and(|kth| upper_bound < kth.score) {
             break;
         }
-        let Some(fact) = facts(&reached.entity_id) else {
+        let Some(fact) = facts.facts(&reached.entity_id) else {
             continue;
         };
-        let age = now - i64::try_from(fact.updated_at_micros).unwrap_or(i64::MAX);
-        let breakdown = partial.complete(&plan.weights, fact.importance, age);
+        let breakdown =
+            partial.complete(&plan.weights, fact.importance, age(fact.updated_at_micros));
         let result = ScoredResult {
             entity_id: reached.entity_id,
             score: breakdown.total,
@@ -254,7 +281,7 @@ mod tests {
         filter: Option<&dyn Fn(&str) -> bool>,
         facts: &dyn Fn(&str) -> Option<EntityFacts>,
     ) -> Vec<ScoredResult> {
-        run_query(vectors, graph, query, plan, filter, None, facts, 1_000).unwrap()
+        run_query(vectors, graph, query, plan, filter, None, &facts, 1_000).unwrap()
     }
 
     fn fresh(_: &str) -> Option<EntityFacts> {
@@ -385,21 +412,58 @@ mod tests {
         all
     }
 
-    #[test]
-    fn bounded_fact_lookups_give_the_full_scoring_result_with_fewer_lookups() {
+    /// A fact table for the tests: counts lookups, and gives the table's maxima as the bound
+    /// when `bounded`.
+    struct CountingFacts {
+        table: std::collections::HashMap<String, EntityFacts>,
+        bounded: bool,
+        lookups: std::cell::Cell<usize>,
+    }
+
+    impl FactSource for CountingFacts {
+        fn facts(&self, entity_id: &str) -> Option<EntityFacts> {
+            self.lookups.set(self.lookups.get() + 1);
+            self.table.get(entity_id).copied()
+        }
+
+        fn bound(&self) -> Option<EntityFacts> {
+            self.bounded.then(|| EntityFacts {
+                importance: self
+                    .table
+                    .values()
+                    .map(|f| f.importance)
+                    .fold(0.0, f64::max),
+                updated_at_micros: self
+                    .table
+                    .values()
+                    .map(|f| f.updated_at_micros)
+                    .max()
+                    .unwrap_or(0),
+            })
+        }
+    }
+
+    /// Random graphs and facts drawn from `importances` and `updates`; every query's result must
+    /// equal full scoring. Returns (lookups with the bounded scorer, lookups of full scoring).
+    fn bounded_against_full_scoring(
+        importances: &[f64],
+        updates: &[u64],
+        bounded: bool,
+    ) -> (usize, usize) {
         use rand::rngs::StdRng;
         use rand::{Rng, SeedableRng};
-        use std::cell::Cell;
-        use std::collections::HashMap;
 
         let mut rng = StdRng::seed_from_u64(7);
         let vectors = VectorIndex::new(VectorIndexOptions::default()).unwrap();
         let graph = GraphIndex::new();
-        let mut table = HashMap::new();
+        let mut facts = CountingFacts {
+            table: std::collections::HashMap::new(),
+            bounded,
+            lookups: std::cell::Cell::new(0),
+        };
         let now = 100_000_000_000;
         // Few distinct vectors, weights, importances and ages: equal scores (ties broken by id)
-        // are common, also at the bound itself (importance 1000 and a future update give the
-        // largest importance and recency terms).
+        // are common, also at the bound itself.
         let prototypes: Vec<Vec<f32>> = (0..30)
             .map(|_| (0..8).map(|_| rng.random_range(-1.0..1.0)).collect())
             .collect();
@@ -418,18 +482,13 @@ mod tests {
             // One in ten is "deleted" (unknown to the caller).
             if rng.random_range(0..10) != 0 {
                 let fact = EntityFacts {
-                    importance: [-1.0, 0.0, 1.0, 1_000.0][rng.random_range(0..4)],
-                    updated_at_micros: [0, 50_000_000_000, now, 2 * now][rng.random_range(0..4)],
+                    importance: importances[rng.random_range(0..importances.len())],
+                    updated_at_micros: updates[rng.random_range(0..updates.len())],
                 };
-                table.insert(id, fact);
+                facts.table.insert(id, fact);
             }
         }
         vectors.index_pending(usize::MAX);
-        let lookups = Cell::new(0usize);
-        let facts = |id: &str| {
-            lookups.set(lookups.get() + 1);
-            table.get(id).copied()
-        };
         let (mut checked, mut looked_up, mut scored) = (0, 0, 0);
         for round in 0..60 {
             let plan = QueryPlan {
@@ -448,17 +507,37 @@ mod tests {
                 ..QueryPlan::default()
             };
             let query: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let expected = score_every_candidate(&vectors, &graph, &query, &plan, &facts, now);
-            scored += lookups.replace(0);
+            let lookup = |id: &str| facts.facts(id);
+            let expected = score_every_candidate(&vectors, &graph, &query, &plan, &lookup, now);
+            scored += facts.lookups.replace(0);
             let got = run_query(&vectors, &graph, &query, &plan, None, None, &facts, now).unwrap();
-            looked_up += lookups.replace(0);
+            looked_up += facts.lookups.replace(0);
             assert_eq!(got, expected, "round {round}, plan {plan:?}");
             checked += got.len();
         }
         assert!(checked > 300, "the comparison covered results: {checked}");
+        (looked_up, scored)
+    }
+
+    #[test]
+    fn bounded_fact_lookups_give_the_full_scoring_result_with_fewer_lookups() {
+        let now = 100_000_000_000;
+        // Importance 1000 and a future update reach the weights' bound itself.
+        let extreme = ([-1.0, 0.0, 1.0, 1_000.0], [0, 50_000_000_000, now, 2 * now]);
+        let moderate = ([-1.0, 0.0, 0.5], [0, 50_000_000_000, now / 2]);
+        for bounded in [false, true] {
+            let (looked_up, scored) = bounded_against_full_scoring(&extreme.0, &extreme.1, bounded);
+            assert!(
+                looked_up < scored,
+                "bounded lookups {looked_up} vs full scoring {scored}"
+            );
+        }
+        // The table's maxima prune more than the weights when no entity is at the extremes.
+        let (by_weights, _) = bounded_against_full_scoring(&moderate.0, &moderate.1, false);
+        let (by_table, _) = bounded_against_full_scoring(&moderate.0, &moderate.1, true);
         assert!(
-            looked_up < scored,
-            "bounded lookups {looked_up} vs full scoring {scored}"
+            by_table < by_weights,
+            "table bound {by_table} vs weights {by_weights}"
         );
     }
 }

@@ -83,6 +83,15 @@ pub struct ScoreBreakdown {
     pub total: f64,
 }
 
+/// The importance the score uses: a non-finite one counts as 0.
+pub fn scored_importance(importance: f64) -> f64 {
+    if importance.is_finite() {
+        importance
+    } else {
+        0.0
+    }
+}
+
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -131,11 +140,18 @@ impl PartialScore {
         }
     }
 
-    /// A total no completion can exceed: the importance and recency terms at their maximum
-    /// (their weights). Exact, not approximate: each term is at most its weight after rounding
-    /// and floating-point addition is monotone, so `complete(..).total <= upper_bound()`.
-    pub fn upper_bound(&self, weights: &ScoreWeights) -> f64 {
-        self.vector + (self.graph + (weights.importance + weights.recency))
+    /// A total no completion can exceed. Without `most`, the importance and recency terms at
+    /// their maximum (their weights): each term is at most its weight after rounding and
+    /// floating-point addition is monotone, so `complete(..).total <= upper_bound(.., None)`.
+    /// With `most` = (an importance no candidate exceeds, an age no candidate is below), the
+    /// completion at those values plus a margin far above the few ulps by which a non-monotone
+    /// rounding of `exp` could exceed it.
+    pub fn upper_bound(&self, weights: &ScoreWeights, most: Option<(f64, i64)>) -> f64 {
+        let Some((importance, age_micros)) = most else {
+            return self.vector + (self.graph + (weights.importance + weights.recency));
+        };
+        let bound = self.complete(weights, importance, age_micros).total;
+        bound + 1e-12 * (1.0 + bound.abs())
     }
 
     /// The full score, given the entity's importance and age (query time minus `updated_at`,
@@ -146,12 +162,7 @@ impl PartialScore {
         importance: f64,
         age_micros: i64,
     ) -> ScoreBreakdown {
-        let importance = weights.importance
-            * sigmoid(if importance.is_finite() {
-                importance
-            } else {
-                0.0
-            });
+        let importance = weights.importance * sigmoid(scored_importance(importance));
         let age = age_micros.max(0) as f64;
         let recency = weights.recency * (-age / RECENCY_TIME_CONSTANT_MICROS).exp();
         ScoreBreakdown {
@@ -297,11 +308,26 @@ mod tests {
         ] {
             for similarity in [Some(-1.0), Some(0.3), Some(1.0), None] {
                 let partial = PartialScore::new(&weights, Metric::Cosine, similarity, &path);
-                let bound = partial.upper_bound(&weights);
-                for importance in [-50.0, -1.0, 0.0, 2.5, f64::NAN] {
-                    for age in [-10, 0, 1_000_000, i64::MAX] {
+                let bound = partial.upper_bound(&weights, None);
+                let importances = [-50.0, -1.0, 0.0, 2.5, f64::NAN];
+                let ages = [-10, 0, 1_000_000, i64::MAX];
+                for importance in importances {
+                    for age in ages {
                         let total = partial.complete(&weights, importance, age).total;
                         assert!(total <= bound, "{total} > {bound}");
+                        // Bounded by any larger importance and smaller age, and tighter than
+                        // the weights' bound.
+                        for most_importance in importances {
+                            let most_importance = scored_importance(most_importance);
+                            if most_importance < scored_importance(importance) {
+                                continue;
+                            }
+                            for most_recent in ages.into_iter().filter(|a| *a <= age) {
+                                let tighter = partial
+                                    .upper_bound(&weights, Some((most_importance, most_recent)));
+                                assert!(total <= tighter && tighter <= bound + 1e-9);
+                            }
+                        }
                     }
                 }
                 assert_eq!(partial.complete(&weights, 1e6, 0).total, bound);

@@ -2,11 +2,14 @@
 //! importance and update time of every live entity, plus counts per type and per attribute
 //! value so the planner can estimate how many entities a filter allows without scanning.
 //!
-//! Invariant: the counts always equal what a scan of `entities` would give.
+//! Invariants: the counts always equal what a scan of `entities` would give; no live entity's
+//! scored importance exceeds `most_important` and none was updated after `newest_update` (both
+//! only ever grow: an upper bound, exact until the entity holding the maximum changes).
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::query::EntityFacts;
+use crate::query::scorer::scored_importance;
+use crate::query::{EntityFacts, FactSource};
 
 /// What the store knows about one live entity.
 #[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
@@ -54,6 +57,10 @@ pub struct FactTable {
     entities: HashMap<String, EntityMeta>,
     type_counts: HashMap<String, usize>,
     attribute_counts: HashMap<(String, String), usize>,
+    /// The largest scored importance of any entity recorded so far (at least 0).
+    most_important: f64,
+    /// The latest `updated_at_micros` of any entity recorded so far.
+    newest_update: u64,
 }
 
 impl FactTable {
@@ -67,6 +74,8 @@ impl FactTable {
             return;
         }
         self.remove(id);
+        self.most_important = self.most_important.max(scored_importance(meta.importance));
+        self.newest_update = self.newest_update.max(meta.updated_at_micros);
         *self
             .type_counts
             .entry(meta.entity_type.clone())
@@ -95,14 +104,6 @@ impl FactTable {
     /// The facts of one entity.
     pub fn get(&self, id: &str) -> Option<&EntityMeta> {
         self.entities.get(id)
-    }
-
-    /// The scorer's view of one entity.
-    pub fn scoring(&self, id: &str) -> Option<EntityFacts> {
-        self.entities.get(id).map(|m| EntityFacts {
-            importance: m.importance,
-            updated_at_micros: m.updated_at_micros,
-        })
     }
 
     /// Number of live entities.
@@ -141,6 +142,24 @@ impl FactTable {
     /// Every entity's facts (for persistence).
     pub fn iter(&self) -> impl Iterator<Item = (&String, &EntityMeta)> {
         self.entities.iter()
+    }
+}
+
+/// The scorer's view: each entity's importance and update time, and the table's maxima as the
+/// bound (`None` while empty).
+impl FactSource for FactTable {
+    fn facts(&self, entity_id: &str) -> Option<EntityFacts> {
+        self.entities.get(entity_id).map(|m| EntityFacts {
+            importance: m.importance,
+            updated_at_micros: m.updated_at_micros,
+        })
+    }
+
+    fn bound(&self) -> Option<EntityFacts> {
+        (!self.entities.is_empty()).then_some(EntityFacts {
+            importance: self.most_important,
+            updated_at_micros: self.newest_update,
+        })
     }
 }
 
@@ -192,5 +211,31 @@ mod tests {
         assert_eq!(facts.allowed_estimate(&red_docs), 0, "no doc is left");
         assert!(red_docs.allows(&meta("doc", "red", 0)));
         assert!(!red_docs.allows(&meta("doc", "blue", 0)));
+    }
+
+    #[test]
+    fn the_bound_covers_every_entity_ever_recorded() {
+        let mut facts = FactTable::default();
+        assert_eq!(facts.bound(), None, "an empty table knows no bound");
+        let with = |importance: f64, ts: u64| EntityMeta {
+            importance,
+            ..meta("doc", "red", ts)
+        };
+        facts.upsert("a", with(0.5, 10));
+        facts.upsert("b", with(f64::NAN, 30));
+        facts.upsert("c", with(2.0, 20));
+        let bound = facts.bound().unwrap();
+        assert_eq!((bound.importance, bound.updated_at_micros), (2.0, 30));
+        // Never lowered: still an upper bound of what is left.
+        facts.remove("c");
+        facts.upsert("b", with(-1.0, 40));
+        let bound = facts.bound().unwrap();
+        assert_eq!((bound.importance, bound.updated_at_micros), (2.0, 40));
+        for id in ["a", "b"] {
+            let f = facts.facts(id).unwrap();
+            assert!(
+                f.importance <= bound.importance && f.updated_at_micros <= bound.updated_at_micros
+            );
+        }
     }
 }

@@ -536,7 +536,7 @@ impl UnifiedStore {
                 &request.plan,
                 filter_fn,
                 hint,
-                &|id| facts.scoring(id),
+                &*facts,
                 now,
             )?
         };

@@ -22,7 +22,7 @@
 //!
 //! Never: block a query on a rebuild, return a stale or deleted entity, panic on caller input.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -130,8 +130,10 @@ impl Slot {
 #[derive(Debug)]
 struct State {
     dimension: Option<usize>,
-    /// Live internal ids only.
-    slots: BTreeMap<usize, Slot>,
+    /// Live internal ids only. A hash map: every engine hit of every query is looked up here,
+    /// and a B-tree walk costs several cache misses per hit (~5% of a query's CPU). Rebuilds
+    /// and dumps sort by id where order matters.
+    slots: foldhash::HashMap<usize, Slot>,
     by_entity: HashMap<Arc<str>, usize>,
     /// Live ids not yet in the engine (the freshness tail).
     pending: BTreeSet<usize>,
@@ -193,7 +195,7 @@ impl VectorIndex {
         Ok(Self {
             state: RwLock::new(State {
                 dimension: options.dimension,
-                slots: BTreeMap::new(),
+                slots: foldhash::HashMap::default(),
                 by_entity: HashMap::new(),
                 pending: BTreeSet::new(),
                 engine,
@@ -380,11 +382,13 @@ impl VectorIndex {
         // engine insert runs while `engine_writer` is held.
         let (old_engine, live, boundary, dimension) = {
             let state = self.state.read();
-            let live: Vec<(usize, Option<Arc<[f32]>>)> = state
+            let mut live: Vec<(usize, Option<Arc<[f32]>>)> = state
                 .slots
                 .iter()
                 .map(|(id, slot)| (*id, slot.vector.clone()))
                 .collect();
+            // Oldest first, like the indexer, so a rebuild does not depend on the map's order.
+            live.sort_unstable_by_key(|(id, _)| *id);
             (state.engine.clone(), live, state.next_id, state.dimension)
         };
         let params = EngineParams {
@@ -747,7 +751,9 @@ impl State {
         out.extend_from_slice(&(self.next_id as u64).to_le_bytes());
         out.extend_from_slice(&self.applied_seq.to_le_bytes());
         out.extend_from_slice(&(self.slots.len() as u64).to_le_bytes());
-        for (id, slot) in &self.slots {
+        let mut slots: Vec<(&usize, &Slot)> = self.slots.iter().collect();
+        slots.sort_unstable_by_key(|(id, _)| **id);
+        for (id, slot) in slots {
             out.extend_from_slice(&(*id as u64).to_le_bytes());
             out.extend_from_slice(&slot.seq.to_le_bytes());
             out.push(u8::from(slot.vector.is_some()));
