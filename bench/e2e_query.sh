@@ -8,8 +8,9 @@
 # (`allidb_vector_index_pending` = 0 on the admin port), then per run:
 #   1. `allidb bench query --skip-ingest -k 10 --concurrency 1` (one query in flight), and
 #   2. the same with the daemon pinned to one core and 4 queries in flight from one client
-#      runtime thread on the other core (server CPU per query, without the round-trip wait),
-#   3. hnswlib in process, one thread, at ef 64 (bench/hnswlib_sweep.py).
+#      runtime thread on the other core (the daemon's throughput per core),
+#   3. the daemon on every core with 4 queries in flight (client on the same cores),
+#   4. hnswlib in process, one thread, at ef 64 (bench/hnswlib_sweep.py).
 # Prints each figure and the medians' ratios. Needs python3 with hnswlib and numpy.
 # Extra daemon flags can be passed in ALLIDBD_FLAGS; CARGO_TARGET_DIR is honoured.
 set -euo pipefail
@@ -64,6 +65,7 @@ median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (
 : >"$work/c1"
 : >"$work/pinned"
 : >"$work/hnswlib"
+: >"$work/all"
 for run in $(seq 1 "$runs"); do
     taskset -a -pc 0-$(($(nproc) - 1)) "$daemon_pid" >/dev/null
     out=$("$allidb" --addr "$addr" bench query "${common[@]}" --skip-ingest -n "$queries" --concurrency 1)
@@ -76,6 +78,11 @@ for run in $(seq 1 "$runs"); do
     echo "run $run, one-core daemon, 4 in flight: $(echo "$out" | grep -m1 'queries/s')"
     echo "$out" | qps >>"$work/pinned"
 
+    taskset -a -pc 0-$(($(nproc) - 1)) "$daemon_pid" >/dev/null
+    out=$("$allidb" --addr "$addr" bench query "${common[@]}" --skip-ingest -n "$queries" --concurrency 4)
+    echo "run $run, daemon on all cores, 4 in flight: $(echo "$out" | grep -m1 'queries/s')"
+    echo "$out" | qps >>"$work/all"
+
     hn=$(python3 "$repo/bench/hnswlib_sweep.py" "$data" | awk -F'|' '$2 + 0 == 64 {print $4 + 0}')
     echo "run $run, hnswlib ef 64, one thread: $hn QPS"
     echo "$hn" >>"$work/hnswlib"
@@ -83,7 +90,9 @@ done
 
 c1=$(median <"$work/c1")
 pinned=$(median <"$work/pinned")
+all=$(median <"$work/all")
 hn=$(median <"$work/hnswlib")
-echo "medians: concurrency 1 $c1 QPS, one-core daemon $pinned QPS, hnswlib $hn QPS"
-awk -v a="$c1" -v b="$pinned" -v h="$hn" \
-    'BEGIN {printf "ratio to hnswlib: concurrency 1 %.2fx, one-core daemon %.2fx\n", a / h, b / h}'
+echo "medians: concurrency 1 $c1 QPS, one-core daemon $pinned QPS, all cores $all QPS, hnswlib $hn QPS"
+awk -v a="$c1" -v b="$pinned" -v c="$all" -v h="$hn" 'BEGIN {
+    printf "ratio to hnswlib: concurrency 1 %.2fx, one-core daemon %.2fx, all cores %.2fx\n", a / h, b / h, c / h
+}'
