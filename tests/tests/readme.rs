@@ -99,9 +99,8 @@ fn the_readme_grpcurl_walkthrough_works_as_written() {
         commands
             .iter()
             .zip(&outputs)
-            .filter(|(command, _)| command.ends_with(method))
+            .rfind(|(command, _)| command.ends_with(method))
             .map(|(_, output)| output.as_str())
-            .last()
             .unwrap_or_else(|| panic!("the walkthrough calls {method}"))
     };
     let listing = &outputs[0];
