@@ -4,7 +4,10 @@
 //!
 //! [`ObservedService`] wraps the service once for both transports (the gRPC server and the HTTP
 //! gateway, which calls the service in-process), so every RPC is counted with its exact status
-//! code whichever way it came in; the gateway marks its calls with [`ViaHttpGateway`]. Each call
+//! code whichever way it came in; the gateway marks its calls with [`ViaHttpGateway`]. Calls
+//! the gRPC server answers before they reach the service (an oversized or undecodable message,
+//! an unknown method) are counted by [`RejectedCallMetrics`] around the tonic service, with
+//! tonic's status code; `rpc` is then the method's name, or `other` for an unknown one. Each call
 //! runs inside an `info` span `rpc` with the fields `rpc` (method name), `transport` (`grpc` or
 //! `http`) and, when known, `trace_id`: the request message's `trace_id` field when it is set,
 //! else the [`TRACE_ID_METADATA`] metadata entry (HTTP: the `X-Trace-Id` header). Stage spans
@@ -17,6 +20,10 @@
 //! reply, or fail a request because of observation.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request as HttpRequest};
@@ -24,7 +31,9 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response as HttpResponse;
 use metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
+use tonic::codegen::Service;
 use tonic::metadata::MetadataMap;
+use tonic::server::NamedService;
 use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::Instrument;
 
@@ -209,6 +218,9 @@ where
     M: TraceIdField,
     F: Future<Output = Result<Response<R>, Status>>,
 {
+    if let Some(reached) = request.extensions().get::<ServiceReached>() {
+        reached.0.store(true, Ordering::Relaxed);
+    }
     let transport = if request.extensions().get::<ViaHttpGateway>().is_some() {
         "http"
     } else {
@@ -260,6 +272,9 @@ impl<S> ObservedService<S> {
 /// compiler refuses a new RPC until it is listed here.
 macro_rules! observed_rpcs {
     ($($method:ident($request:ty) -> $reply:ty = $name:literal;)*) => {
+        /// The `rpc` label of every method.
+        const RPC_NAMES: &[&str] = &[$($name),*];
+
         #[tonic::async_trait]
         impl<S: AlliDb> AlliDb for ObservedService<S> {
             $(
@@ -292,6 +307,80 @@ observed_rpcs! {
     checkpoint(pb::CheckpointRequest) -> pb::CheckpointResponse = "Checkpoint";
     bulk_put_entities(Streaming<pb::BulkPutEntitiesRequest>) -> pb::BulkPutEntitiesResponse
         = "BulkPutEntities";
+}
+
+/// Marks a gRPC call that reached [`ObservedService`] (which then counts it): put into the
+/// request's extensions by [`RejectedCallMetrics`], set by [`observe`].
+#[derive(Clone, Debug, Default)]
+struct ServiceReached(Arc<AtomicBool>);
+
+/// Around the tonic `allidb.AlliDB` server: counts the calls tonic answers itself, before they
+/// reach the service (a message over the size limit or not decodable, an unknown method), in
+/// the same metrics as [`ObservedService`], with the status code tonic sent. Every other call
+/// is counted once, by [`ObservedService`].
+#[derive(Clone, Debug)]
+pub struct RejectedCallMetrics<S> {
+    inner: S,
+}
+
+impl<S> RejectedCallMetrics<S> {
+    /// Counts the calls `inner` answers before its service.
+    pub fn new(inner: S) -> Self {
+        Self { inner }
+    }
+}
+
+impl<S: NamedService> NamedService for RejectedCallMetrics<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B, ResponseBody> Service<http::Request<B>> for RejectedCallMetrics<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResponseBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let reached = ServiceReached::default();
+        request.extensions_mut().insert(reached.clone());
+        let method = request.uri().path().rsplit('/').next().unwrap_or_default();
+        let rpc = RPC_NAMES
+            .iter()
+            .find(|name| **name == method)
+            .copied()
+            .unwrap_or("other");
+        let started = Instant::now();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            // A call tonic answered itself is a trailers-only reply: its status is a header.
+            let code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<i32>().ok())
+                .map(Code::from);
+            if let Some(code) = code
+                && !reached.0.load(Ordering::Relaxed)
+            {
+                CallRecord {
+                    rpc,
+                    transport: "grpc",
+                    started,
+                    finished: false,
+                }
+                .record(code);
+            }
+            Ok(response)
+        })
+    }
 }
 
 /// The `method` label: the standard methods by name, anything else `other` (a client may send

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use allidb_api::auth::{AuthError, Authenticator};
 use allidb_api::http::HttpLimits;
-use allidb_api::observe::{self, ObservedService};
+use allidb_api::observe::{self, ObservedService, RejectedCallMetrics};
 use allidb_api::pb::allidb_server::AlliDbServer;
 use allidb_api::service::AlliDbService;
 use allidb_index::UnifiedStore;
@@ -231,9 +231,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let max_message = usize::try_from(config.server.max_request_bytes).unwrap_or(usize::MAX);
-    let allidb = AlliDbServer::new(observed.clone())
-        .max_decoding_message_size(max_message)
-        .max_encoding_message_size(max_message);
+    let allidb = RejectedCallMetrics::new(
+        AlliDbServer::new(observed.clone())
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message),
+    );
 
     let (grpc_listener, grpc_addr) = bind("server.grpc_addr", config.server.grpc_addr).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -658,3 +658,56 @@ async fn json_logs_carry_the_trace_id_on_request_and_stage_spans() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Calls tonic answers before the service (here: a message over `server.max_request_bytes`)
+/// are counted like every other call, and calls the service answers are counted once.
+#[tokio::test]
+async fn calls_refused_before_the_service_are_counted_once() {
+    let daemon = Daemon::start("[server]\nmax_request_bytes = 65536\n");
+    let mut client = daemon.client().await;
+    let (before, _) = scrape(&daemon);
+    let mut huge = doc_entity("huge", &[1.0, 0.0, 0.0]);
+    huge.chunks.push(pb::TextChunk {
+        chunk_id: "c".into(),
+        text: "x".repeat(100_000),
+        ..Default::default()
+    });
+    let put = |entity: pb::Entity| pb::PutEntityRequest {
+        entity: Some(entity),
+        ..Default::default()
+    };
+    let refused = client
+        .put_entity(put(huge))
+        .await
+        .expect_err("the message is over the limit");
+    assert_eq!(refused.code(), Code::OutOfRange, "{}", refused.message());
+    client
+        .put_entity(put(doc_entity("ok", &[1.0, 0.0, 0.0])))
+        .await
+        .expect("a small put succeeds");
+    let invalid = client
+        .put_entity(put(doc_entity("nan", &[f32::NAN, 0.0, 0.0])))
+        .await
+        .expect_err("NaN is refused by the service");
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+
+    let (after, _) = scrape(&daemon);
+    for (code, expected) in [
+        ("OUT_OF_RANGE", 1.0),
+        ("OK", 1.0),
+        ("INVALID_ARGUMENT", 1.0),
+    ] {
+        let labels = [("code", code), ("rpc", "PutEntity"), ("transport", "grpc")];
+        assert_eq!(
+            after.get("allidb_rpc_requests_total", &labels)
+                - before.get("allidb_rpc_requests_total", &labels),
+            expected,
+            "PutEntity {code}"
+        );
+        assert_eq!(
+            after.get("allidb_rpc_request_duration_seconds_count", &labels),
+            after.get("allidb_rpc_requests_total", &labels),
+            "PutEntity {code}: one duration sample per call"
+        );
+    }
+}
