@@ -11,11 +11,11 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    // One runtime thread per request in flight, up to the cores (TOKIO_WORKER_THREADS, when
-    // set, still decides).
+    // One runtime thread per busy task, up to the cores (TOKIO_WORKER_THREADS, when set, still
+    // decides).
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        builder.worker_threads(cli.requests_in_flight().clamp(1, cores));
+        builder.worker_threads(cli.busy_tasks().clamp(1, cores));
     }
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,

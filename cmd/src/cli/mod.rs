@@ -119,13 +119,15 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// Requests the command keeps in flight at once: a benchmark's `--concurrency`, one for
-    /// every other command. The client's runtime needs no more threads than this: a second
-    /// thread with one request in flight only adds cross-thread wake-ups (measured: 20% more
-    /// client CPU per query for `bench query --concurrency 1`, docs/benchmarks-e2e.md).
-    pub fn requests_in_flight(&self) -> usize {
+    /// Tasks the command keeps busy at once: a benchmark's `--concurrency` workers, an
+    /// import's `--concurrency` batches in flight plus its reader, one for every other command.
+    /// The client's runtime needs no more threads than this: a second thread with one request
+    /// in flight only adds cross-thread wake-ups (measured: 20% more client CPU per query for
+    /// `bench query --concurrency 1`, docs/benchmarks-e2e.md).
+    pub fn busy_tasks(&self) -> usize {
         match &self.command {
             Command::Bench(args) => args.bench.common().concurrency as usize,
+            Command::Import(args) => args.concurrency as usize + 1,
             _ => 1,
         }
     }
