@@ -40,6 +40,9 @@ const CONSISTENCY_FIELDS: &[&str] = &[
 /// `Direction` fields: a name in JSON.
 const DIRECTION_FIELDS: &[&str] = &["QueryRequest.direction", "TraverseRequest.direction"];
 
+/// `ScoringMode` fields: a name in JSON.
+const SCORING_FIELDS: &[&str] = &["QueryRequest.scoring"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={PROTO}");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
@@ -72,6 +75,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.field_attribute(
             format!(".allidb.{field}"),
             "#[serde(with = \"crate::http_model::direction\")]",
+        );
+    }
+    for field in SCORING_FIELDS {
+        builder = builder.field_attribute(
+            format!(".allidb.{field}"),
+            "#[serde(with = \"crate::http_model::scoring_mode\")]",
         );
     }
     builder.compile_fds(descriptors)?;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end Query benchmark against hnswlib, in one run (docs/benchmarks-e2e.md).
+# End-to-end Query and QueryBatch benchmark against hnswlib, in one run (docs/benchmarks-e2e.md).
 #
 #   bench/e2e_query.sh [RUNS=3] [DATA_DIR=/work/shared/data/npm-minilm-20k]
 #
@@ -10,7 +10,10 @@
 #   2. the same with the daemon pinned to one core and 4 queries in flight from one client
 #      runtime thread on the other core (the daemon's throughput per core),
 #   3. the daemon on every core with 4 queries in flight (client on the same cores),
-#   4. hnswlib in process, one thread, at ef 64 (bench/hnswlib_sweep.py).
+#   4. `--batch $BATCH` (default 64): the queries in QueryBatch requests, one request in flight,
+#      the daemon on every core (to compare with 1: one round trip per batch instead of per query),
+#   5. the same with the daemon pinned to one core (client on the other core),
+#   6. hnswlib in process, one thread, at ef 64 (bench/hnswlib_sweep.py).
 # Prints each figure and the medians' ratios. Needs python3 with hnswlib and numpy.
 # Extra daemon flags can be passed in ALLIDBD_FLAGS; CARGO_TARGET_DIR is honoured.
 set -euo pipefail
@@ -18,6 +21,7 @@ set -euo pipefail
 runs=${1:-3}
 data=${2:-/work/shared/data/npm-minilm-20k}
 queries=${QUERIES:-4000}
+batch=${BATCH:-64}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$repo/target}
 work=$(mktemp -d "${TMPDIR:-/tmp}/e2e-query.XXXXXX")
@@ -61,27 +65,43 @@ while :; do
 done
 
 qps() { grep -o '[0-9.]* queries/s' | head -1 | cut -d' ' -f1; }
+# The figure line of a report and its recall.
+figures() { echo "$(echo "$1" | grep -m1 'queries/s'), $(echo "$1" | grep -m1 -o 'recall@k: [0-9.]*')"; }
 median() { sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 : >"$work/c1"
 : >"$work/pinned"
 : >"$work/hnswlib"
 : >"$work/all"
+: >"$work/batch"
+: >"$work/batch_pinned"
 for run in $(seq 1 "$runs"); do
     taskset -a -pc 0-$(($(nproc) - 1)) "$daemon_pid" >/dev/null
     out=$("$allidb" --addr "$addr" bench query "${common[@]}" --skip-ingest -n "$queries" --concurrency 1)
-    echo "run $run, concurrency 1: $(echo "$out" | grep -m1 'queries/s')"
+    echo "run $run, concurrency 1: $(figures "$out")"
     echo "$out" | qps >>"$work/c1"
 
     taskset -a -pc 0 "$daemon_pid" >/dev/null
     out=$(TOKIO_WORKER_THREADS=1 taskset -c 1 "$allidb" --addr "$addr" bench query "${common[@]}" \
         --skip-ingest -n "$queries" --concurrency 4)
-    echo "run $run, one-core daemon, 4 in flight: $(echo "$out" | grep -m1 'queries/s')"
+    echo "run $run, one-core daemon, 4 in flight: $(figures "$out")"
     echo "$out" | qps >>"$work/pinned"
 
     taskset -a -pc 0-$(($(nproc) - 1)) "$daemon_pid" >/dev/null
     out=$("$allidb" --addr "$addr" bench query "${common[@]}" --skip-ingest -n "$queries" --concurrency 4)
-    echo "run $run, daemon on all cores, 4 in flight: $(echo "$out" | grep -m1 'queries/s')"
+    echo "run $run, daemon on all cores, 4 in flight: $(figures "$out")"
     echo "$out" | qps >>"$work/all"
+
+    out=$("$allidb" --addr "$addr" bench query "${common[@]}" --skip-ingest -n "$queries" \
+        --concurrency 1 --batch "$batch")
+    echo "run $run, QueryBatch of $batch, 1 in flight: $(figures "$out")"
+    echo "$out" | qps >>"$work/batch"
+
+    taskset -a -pc 0 "$daemon_pid" >/dev/null
+    out=$(TOKIO_WORKER_THREADS=1 taskset -c 1 "$allidb" --addr "$addr" bench query "${common[@]}" \
+        --skip-ingest -n "$queries" --concurrency 1 --batch "$batch")
+    echo "run $run, one-core daemon, QueryBatch of $batch, 1 in flight: $(figures "$out")"
+    echo "$out" | qps >>"$work/batch_pinned"
+    taskset -a -pc 0-$(($(nproc) - 1)) "$daemon_pid" >/dev/null
 
     hn=$(python3 "$repo/bench/hnswlib_sweep.py" "$data" | awk -F'|' '$2 + 0 == 64 {print $4 + 0}')
     echo "run $run, hnswlib ef 64, one thread: $hn QPS"
@@ -91,8 +111,11 @@ done
 c1=$(median <"$work/c1")
 pinned=$(median <"$work/pinned")
 all=$(median <"$work/all")
+qb=$(median <"$work/batch")
+qb_pinned=$(median <"$work/batch_pinned")
 hn=$(median <"$work/hnswlib")
-echo "medians: concurrency 1 $c1 QPS, one-core daemon $pinned QPS, all cores $all QPS, hnswlib $hn QPS"
-awk -v a="$c1" -v b="$pinned" -v c="$all" -v h="$hn" 'BEGIN {
-    printf "ratio to hnswlib: concurrency 1 %.2fx, one-core daemon %.2fx, all cores %.2fx\n", a / h, b / h, c / h
+echo "medians: concurrency 1 $c1 QPS, one-core daemon $pinned QPS, all cores $all QPS, QueryBatch of $batch $qb QPS, one-core daemon QueryBatch $qb_pinned QPS, hnswlib $hn QPS"
+awk -v a="$c1" -v b="$pinned" -v c="$all" -v d="$qb" -v e="$qb_pinned" -v h="$hn" 'BEGIN {
+    printf "ratio to hnswlib: concurrency 1 %.2fx, one-core daemon %.2fx, all cores %.2fx, QueryBatch %.2fx, one-core daemon QueryBatch %.2fx\n", a / h, b / h, c / h, d / h, e / h
+    printf "QueryBatch / Query one at a time: %.2fx\n", d / a
 }'

@@ -10,6 +10,7 @@
 //!   `"CONSISTENCY_ALL"`, ...); an absent level reads as [`consistency_level::UNSET`], which
 //!   [`crate::validate::consistency`] resolves to the configured default;
 //! * `direction` goes through [`direction`]: `"OUT"`, `"in"`, `"DIRECTION_BOTH"`, ...
+//! * `scoring` goes through [`scoring_mode`]: `"UNIFIED"`, `"personalized_pagerank"`, ...
 //!
 //! Errors are [`HttpError`]: a status code and the body `{"code", "error", "details"}` with the
 //! gRPC code name. This module never decides what a request means; it only shapes JSON.
@@ -187,6 +188,20 @@ enum_field_serde!(
         ("OUT", crate::pb::Direction::Out),
         ("IN", crate::pb::Direction::In),
         ("BOTH", crate::pb::Direction::Both),
+    ]
+);
+
+enum_field_serde!(
+    /// Serde for `ScoringMode` fields; absent = `UNIFIED` (the proto default).
+    scoring_mode,
+    "SCORING_",
+    null = 0,
+    [
+        ("UNIFIED", crate::pb::ScoringMode::ScoringUnified),
+        (
+            "PERSONALIZED_PAGERANK",
+            crate::pb::ScoringMode::ScoringPersonalizedPagerank
+        ),
     ]
 );
 
@@ -455,6 +470,32 @@ mod tests {
         let absent: pb::QueryRequest = serde_json::from_value(json!({})).unwrap();
         assert_eq!((absent.include_entity, absent.max_hops), (None, None));
         assert!(serde_json::from_value::<pb::QueryRequest>(json!({"direction": "up"})).is_err());
+    }
+
+    #[test]
+    fn graph_rag_fields_and_scoring_mode_names() {
+        let body = json!({
+            "query_vector": [0.1, 0.2],
+            "seeds": 10,
+            "include_context": true,
+            "max_fan_out": 8,
+            "scoring": "personalized_pagerank",
+            "pagerank": {"damping": 0.5}
+        });
+        let request: pb::QueryRequest = serde_json::from_value(body).unwrap();
+        assert_eq!(request.seeds, Some(10));
+        assert!(request.include_context);
+        assert_eq!(request.max_fan_out, Some(8));
+        assert_eq!(
+            request.scoring,
+            pb::ScoringMode::ScoringPersonalizedPagerank as i32
+        );
+        assert_eq!(request.pagerank.unwrap().damping, Some(0.5));
+        let out = serde_json::to_value(&request).unwrap();
+        assert_eq!(out["scoring"], json!("PERSONALIZED_PAGERANK"));
+        let absent: pb::QueryRequest = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(absent.scoring, pb::ScoringMode::ScoringUnified as i32);
+        assert!(serde_json::from_value::<pb::QueryRequest>(json!({"scoring": "magic"})).is_err());
     }
 
     #[test]

@@ -128,6 +128,15 @@ without_trace_id_field!(
     pb::CheckpointRequest,
 );
 
+/// A batch's trace id is its options' (which every reply echoes).
+impl TraceIdField for pb::QueryBatchRequest {
+    fn trace_id_field(&self) -> &str {
+        self.options
+            .as_ref()
+            .map_or("", |options| &options.trace_id)
+    }
+}
+
 /// A stream's messages each carry their own trace id; the call as a whole has only the metadata.
 impl<T> TraceIdField for Streaming<T> {
     fn trace_id_field(&self) -> &str {
@@ -307,6 +316,7 @@ observed_rpcs! {
     checkpoint(pb::CheckpointRequest) -> pb::CheckpointResponse = "Checkpoint";
     bulk_put_entities(Streaming<pb::BulkPutEntitiesRequest>) -> pb::BulkPutEntitiesResponse
         = "BulkPutEntities";
+    query_batch(pb::QueryBatchRequest) -> pb::QueryBatchResponse = "QueryBatch";
 }
 
 /// Marks a gRPC call that reached [`ObservedService`] (which then counts it): put into the

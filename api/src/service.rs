@@ -6,7 +6,9 @@
 //! admin: the compatibility `Replica*` RPCs and `Checkpoint` ([`crate::admin`]); `HealthCheck`
 //! needs no key), validate the request
 //! ([`crate::validate`], [`crate::convert`]), then call the store on the blocking thread pool
-//! (store calls block on I/O and fsync) and map its errors ([`crate::errors`]).
+//! (store calls block on I/O and fsync) and map its errors ([`crate::errors`]). `Query` and
+//! `QueryBatch` share their validation, store request and reply conversion; a batch runs its
+//! queries in chunks on the blocking pool, one chunk per core.
 //!
 //! Invariants: the tenant of every store call is the authenticated caller's, never a request
 //! field (tenant fields are only checked against it); writes use the configured durability, so
@@ -23,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 
 use allidb_index::graph::{self, PathStep, TraversalOptions};
 use allidb_index::query::{QueryPlan, ScoreWeights};
-use allidb_index::{Filter, QueryRequest, UnifiedStore};
+use allidb_index::{Filter, QueryContext, QueryHit, QueryRequest, UnifiedStore};
 use allidb_storage::Durability;
 use allidb_storage::cell::EntityWrite;
 use prost::Message;
@@ -42,6 +44,9 @@ pub const DEFAULT_NODE_ID: &str = "local";
 
 /// Most failures a `BulkPutEntities` reply lists (the counts cover all of them).
 pub const MAX_BULK_FAILURES_LISTED: usize = 100;
+
+/// Fewest queries of a `QueryBatch` per blocking task (see [`query_batch_tasks`]).
+const MIN_QUERIES_PER_TASK: usize = 4;
 
 /// The configuration values the service needs (filled by `allidbd` from its config).
 #[derive(Clone, Debug, PartialEq)]
@@ -97,6 +102,10 @@ struct WriteOutcome {
     failures: Vec<(String, String)>,
 }
 
+/// Hits of the vectors of one `QueryBatch`, in order, or the first failure with the index of
+/// its vector.
+type BatchHits = Result<Vec<Vec<QueryHit>>, (usize, allidb_index::Error)>;
+
 fn now_nanos() -> i64 {
     i64::try_from(allidb_storage::hlc::wall_micros())
         .unwrap_or(i64::MAX)
@@ -149,24 +158,87 @@ fn graph_path(entity_id: &str, steps: &[PathStep]) -> pb::GraphPath {
         None => vec![entity_id.to_owned()],
     };
     entity_ids.extend(steps.iter().map(|step| step.to.to_string()));
-    let edges = steps
-        .iter()
-        .map(|step| {
-            let (from, to) = if step.reversed {
-                (&step.to, &step.from)
-            } else {
-                (&step.from, &step.to)
-            };
-            pb::GraphEdge {
-                from_entity: from.to_string(),
-                to_entity: to.to_string(),
-                relation: step.relation.to_string(),
-                weight: f64::from(step.weight),
-                timestamp_nanos: 0,
-            }
-        })
-        .collect();
+    let edges = steps.iter().map(stored_edge).collect();
     pb::GraphPath { entity_ids, edges }
+}
+
+/// A stored edge as the API shows it (stored direction, whatever the direction of travel).
+fn stored_edge(step: &PathStep) -> pb::GraphEdge {
+    let (from, relation, to) = step.stored();
+    pb::GraphEdge {
+        from_entity: from.to_string(),
+        to_entity: to.to_string(),
+        relation: relation.to_string(),
+        weight: f64::from(step.weight),
+        timestamp_nanos: 0,
+    }
+}
+
+/// The context of a query reply: nodes in walk order while the encoded context stays within
+/// `max_bytes`, then the edges between kept nodes while it still does. `truncated_by` names the
+/// walk's limits that cut it, then `max_context_bytes` when the size cap dropped anything.
+fn context_to_proto(context: QueryContext, max_bytes: usize) -> pb::QueryContext {
+    let mut truncated_by: Vec<String> = Vec::new();
+    let cut = context.truncation;
+    for (hit, name) in [
+        (cut.fan_out, "max_fan_out"),
+        (cut.node_budget, "max_nodes"),
+        (cut.edge_budget, "max_edges"),
+    ] {
+        if hit {
+            truncated_by.push(name.to_owned());
+        }
+    }
+    // Room for the flags and the bound names, whatever is dropped below.
+    let mut size = truncated_by.iter().map(|n| n.len() + 2).sum::<usize>() + 2 + 32;
+    let mut over = false;
+    let mut nodes: Vec<pb::ContextNode> = Vec::with_capacity(context.nodes.len());
+    for hit in context.nodes {
+        let node = pb::ContextNode {
+            entity_id: hit.reached.entity_id.to_string(),
+            hop: count_i32(hit.reached.depth),
+            path: Some(graph_path(&hit.reached.entity_id, &hit.reached.path)),
+            chunks: hit
+                .entity
+                .as_ref()
+                .map(|entity| convert::entity_to_proto(entity).chunks)
+                .unwrap_or_default(),
+        };
+        let len = node.encoded_len();
+        let framed = len + prost::length_delimiter_len(len) + 1;
+        if size + framed > max_bytes {
+            over = true;
+            break;
+        }
+        size += framed;
+        nodes.push(node);
+    }
+    let kept: std::collections::HashSet<&str> =
+        nodes.iter().map(|n| n.entity_id.as_str()).collect();
+    let mut edges: Vec<pb::GraphEdge> = Vec::new();
+    for step in &context.edges {
+        if !(kept.contains(&*step.from) && kept.contains(&*step.to)) {
+            continue;
+        }
+        let edge = stored_edge(step);
+        let len = edge.encoded_len();
+        let framed = len + prost::length_delimiter_len(len) + 1;
+        if size + framed > max_bytes {
+            over = true;
+            break;
+        }
+        size += framed;
+        edges.push(edge);
+    }
+    if over {
+        truncated_by.push("max_context_bytes".to_owned());
+    }
+    pb::QueryContext {
+        nodes,
+        edges,
+        truncated: !truncated_by.is_empty(),
+        truncated_by,
+    }
 }
 
 /// The `(start, resume_after, end)` store arguments of a validated scan range: the store scans
@@ -346,6 +418,178 @@ impl AlliDbService {
         outcome.failures.extend(stored.failures);
         Ok(outcome)
     }
+
+    /// The store's form of a validated `Query` (or of a `QueryBatch`'s options), without its
+    /// vector: the plan with the server's defaults and limits, the filter and whether to return
+    /// entities. `Query` and `QueryBatch` both build their store requests here, so one query
+    /// means the same whichever way it is sent.
+    /// Checks a query's seed count and node budget against the server's limits.
+    fn check_query_budgets(&self, params: &validate::QueryParams) -> Result<(), Status> {
+        let options = &self.options;
+        if let Some(seeds) = params.seeds {
+            validate::within_server_limit("seeds", seeds, options.query_max_candidates)?;
+        }
+        let node_budget = params
+            .max_nodes
+            .unwrap_or(options.query_max_expansion_nodes);
+        validate::within_server_limit("max_nodes", node_budget, options.query_max_expansion_nodes)
+    }
+
+    fn store_query(
+        &self,
+        request: &pb::QueryRequest,
+        params: &validate::QueryParams,
+    ) -> QueryRequest {
+        let options = &self.options;
+        let (relations, min_weight) = traversal_filters(&request.relations, request.min_weight);
+        let defaults = ScoreWeights::default();
+        let plan = QueryPlan {
+            k: params.k,
+            expand_factor: params.expand_factor,
+            seeds: params.seeds,
+            max_candidates: options.query_max_candidates,
+            ef: params.ef,
+            traversal: TraversalOptions {
+                max_hops: params.max_hops.unwrap_or(options.query_max_hops) as usize,
+                fan_out: params.max_fan_out,
+                node_budget: params
+                    .max_nodes
+                    .unwrap_or(options.query_max_expansion_nodes),
+                relations,
+                direction: graph_direction(params.direction),
+                min_weight,
+                edge_budget: params.max_edges,
+            },
+            weights: ScoreWeights {
+                vector: params.weights.vector.unwrap_or(defaults.vector),
+                graph: params.weights.graph.unwrap_or(defaults.graph),
+                importance: params.weights.importance.unwrap_or(defaults.importance),
+                recency: params.weights.recency.unwrap_or(defaults.recency),
+                hop_decay: params.weights.hop_decay.unwrap_or(defaults.hop_decay),
+            },
+            ranking: params.ranking,
+            keep_walk: params.include_context,
+            explain: params.explain,
+        };
+        let filter = request.filter.clone().unwrap_or_default();
+        QueryRequest {
+            vector: Vec::new(),
+            plan,
+            filter: Filter {
+                entity_types: filter.entity_types,
+                attributes: filter.attributes,
+            },
+            include_entities: params.include_entity,
+        }
+    }
+
+    /// Runs `template` once per vector of `vectors` for `tenant`: the vectors are cut into
+    /// [`query_batch_tasks`] consecutive chunks, each run on the blocking pool (so the chunks
+    /// search on different cores and no async worker is held), inside a `store` span each. The
+    /// hits come back in vector order; a failed query fails the call, its status naming the
+    /// vector (`vectors[i]: ...`).
+    async fn query_vectors(
+        &self,
+        tenant: String,
+        template: QueryRequest,
+        vectors: Vec<Vec<f32>>,
+    ) -> Result<Vec<Vec<QueryHit>>, Status> {
+        const OPERATION: &str = "query batch";
+        let store = self.open_store()?;
+        let total = vectors.len();
+        let chunk_len = total.div_ceil(query_batch_tasks(total)).max(1);
+        let tenant: Arc<str> = tenant.into();
+        let mut vectors = vectors.into_iter();
+        let mut tasks = Vec::new();
+        for first in (0..total).step_by(chunk_len) {
+            let chunk: Vec<Vec<f32>> = vectors.by_ref().take(chunk_len).collect();
+            let (store, tenant) = (Arc::clone(&store), Arc::clone(&tenant));
+            let mut request = template.clone();
+            let span = tracing::debug_span!("store", operation = OPERATION);
+            tasks.push(tokio::task::spawn_blocking(move || -> BatchHits {
+                span.in_scope(|| {
+                    let mut hits = Vec::with_capacity(chunk.len());
+                    for (offset, vector) in chunk.into_iter().enumerate() {
+                        request.vector = vector;
+                        let found = store
+                            .query(&tenant, &request)
+                            .map_err(|error| (first + offset, error))?;
+                        hits.push(found);
+                    }
+                    Ok(hits)
+                })
+            }));
+        }
+        let mut hits = Vec::with_capacity(total);
+        for task in tasks {
+            let chunk = task
+                .await
+                .map_err(|error| errors::internal(OPERATION, &error))?
+                .map_err(|(index, error)| {
+                    let status = errors::store_status(OPERATION, error);
+                    Status::new(
+                        status.code(),
+                        format!("vectors[{index}]: {}", status.message()),
+                    )
+                })?;
+            hits.extend(chunk);
+        }
+        Ok(hits)
+    }
+}
+
+/// How many blocking tasks a batch of `queries` queries is spread over: one per core, but at
+/// least [`MIN_QUERIES_PER_TASK`] queries each (below that the hand-off costs more than the
+/// parallelism gains).
+fn query_batch_tasks(queries: usize) -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
+    cores.min(queries.div_ceil(MIN_QUERIES_PER_TASK)).max(1)
+}
+
+/// The reply of one query: its hits as results (with their explanation when `explain`), and
+/// the request's `trace_id`.
+fn query_response(hits: Vec<QueryHit>, explain: bool, trace_id: String) -> pb::QueryResponse {
+    let results: Vec<pb::QueryResult> = hits
+        .into_iter()
+        .map(|hit| {
+            let result = hit.result;
+            let explanation = explain.then(|| pb::QueryExplanation {
+                vector_score: result.breakdown.vector,
+                graph_score: result.breakdown.graph,
+                importance_score: result.breakdown.importance,
+                recency_score: result.breakdown.recency,
+                path: Some(graph_path(&result.entity_id, &result.path)),
+                pagerank: result
+                    .pagerank
+                    .as_ref()
+                    .map(|pagerank| pb::PageRankExplanation {
+                        mass: pagerank.mass,
+                        iterations: count_i32(pagerank.iterations),
+                        seed_shares: pagerank
+                            .seed_shares
+                            .iter()
+                            .map(|(seed, share)| pb::SeedShare {
+                                entity_id: seed.to_string(),
+                                share: *share,
+                            })
+                            .collect(),
+                    }),
+            });
+            pb::QueryResult {
+                entity_id: result.entity_id.to_string(),
+                score: result.score,
+                entity: hit.entity.as_ref().map(convert::entity_to_proto),
+                explanation,
+            }
+        })
+        .collect();
+    pb::QueryResponse {
+        total_results: count_i32(results.len()),
+        results,
+        trace_id,
+        context: None,
+    }
 }
 
 /// Runs a request's validation inside a `validate` span (a stage of the request's trace).
@@ -422,80 +666,33 @@ impl AlliDb for AlliDbService {
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
         let caller = self.authorize(&request, Role::Read)?;
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         let params = validation_stage(|| {
             validate::consistency(request.consistency_level, self.options.default_consistency)?;
             validate::query(&request)
         })?;
-        let options = &self.options;
-        let (relations, min_weight) = traversal_filters(&request.relations, request.min_weight);
-        let defaults = ScoreWeights::default();
-        let plan = QueryPlan {
-            k: params.k,
-            expand_factor: params.expand_factor,
-            max_candidates: options.query_max_candidates,
-            ef: params.ef,
-            traversal: TraversalOptions {
-                max_hops: params.max_hops.unwrap_or(options.query_max_hops) as usize,
-                node_budget: options.query_max_expansion_nodes,
-                relations,
-                direction: graph_direction(params.direction),
-                min_weight,
-                ..TraversalOptions::default()
-            },
-            weights: ScoreWeights {
-                vector: params.weights.vector.unwrap_or(defaults.vector),
-                graph: params.weights.graph.unwrap_or(defaults.graph),
-                importance: params.weights.importance.unwrap_or(defaults.importance),
-                recency: params.weights.recency.unwrap_or(defaults.recency),
-                hop_decay: params.weights.hop_decay.unwrap_or(defaults.hop_decay),
-            },
-        };
-        let filter = request.filter.clone().unwrap_or_default();
-        let store_request = QueryRequest {
-            vector: request.query_vector,
-            plan,
-            filter: Filter {
-                entity_types: filter.entity_types,
-                attributes: filter.attributes,
-            },
-            include_entities: params.include_entity,
-        };
+        validation_stage(|| self.check_query_budgets(&params))?;
+        let mut store_request = self.store_query(&request, &params);
+        store_request.vector = std::mem::take(&mut request.query_vector);
         let tenant = caller.tenant;
         let store = self.open_store()?;
-        let hits = if store.query_is_light(&tenant, &store_request) {
+        let chunks = params.include_context && params.context_chunks;
+        let reply = if !chunks && store.query_is_light(&tenant, &store_request) {
             Self::on_worker("query", &store, |store| {
-                store.query(&tenant, &store_request)
+                store.query_with_context(&tenant, &store_request, false)
             })?
         } else {
-            self.blocking("query", move |store| store.query(&tenant, &store_request))
-                .await?
-        };
-        let results: Vec<pb::QueryResult> = hits
-            .into_iter()
-            .map(|hit| {
-                let result = hit.result;
-                let explanation = params.explain.then(|| pb::QueryExplanation {
-                    vector_score: result.breakdown.vector,
-                    graph_score: result.breakdown.graph,
-                    importance_score: result.breakdown.importance,
-                    recency_score: result.breakdown.recency,
-                    path: Some(graph_path(&result.entity_id, &result.path)),
-                });
-                pb::QueryResult {
-                    entity_id: result.entity_id.to_string(),
-                    score: result.score,
-                    entity: hit.entity.as_ref().map(convert::entity_to_proto),
-                    explanation,
-                }
+            self.blocking("query", move |store| {
+                store.query_with_context(&tenant, &store_request, chunks)
             })
-            .collect();
-        tracing::debug!(trace_id = %request.trace_id, results = results.len(), "query served");
-        Ok(Response::new(pb::QueryResponse {
-            total_results: count_i32(results.len()),
-            results,
-            trace_id: request.trace_id,
-        }))
+            .await?
+        };
+        let mut response = query_response(reply.hits, params.explain, request.trace_id);
+        response.context = reply
+            .context
+            .map(|context| context_to_proto(context, params.max_context_bytes));
+        tracing::debug!(trace_id = %response.trace_id, results = response.results.len(), "query served");
+        Ok(Response::new(response))
     }
 
     async fn range_scan(
@@ -711,22 +908,22 @@ impl AlliDb for AlliDbService {
         let (relations, min_weight) = traversal_filters(&request.relations, request.min_weight);
         let options = TraversalOptions {
             max_hops: params.max_hops as usize,
-            // The node budget is the traversal's only breadth limit.
-            fan_out: params.max_nodes,
+            fan_out: params.max_fan_out,
             node_budget: params.max_nodes,
             relations,
             direction: graph_direction(params.direction),
             min_weight,
+            edge_budget: params.max_edges,
         };
         let tenant = caller.tenant;
         let starts = request.start_ids;
         let include = params.include_entity;
-        let hits = self
+        let (hits, truncation) = self
             .blocking("traverse", move |store| {
                 store.traverse(&tenant, &starts, &options, include)
             })
             .await?;
-        let truncated = hits.len() >= params.max_nodes;
+        let truncated = hits.len() >= params.max_nodes || truncation.any();
         let nodes = hits
             .into_iter()
             .map(|hit| pb::TraversedNode {
@@ -789,6 +986,41 @@ impl AlliDb for AlliDbService {
             request.target_dir,
             &written,
         )))
+    }
+
+    async fn query_batch(
+        &self,
+        request: Request<pb::QueryBatchRequest>,
+    ) -> Result<Response<pb::QueryBatchResponse>, Status> {
+        let caller = self.authorize(&request, Role::Read)?;
+        let request = request.into_inner();
+        let options = request.options.unwrap_or_default();
+        let params = validation_stage(|| {
+            validate::consistency(options.consistency_level, self.options.default_consistency)
+                .map_err(|status| validate::in_field("options", status))?;
+            let params = validate::query_batch(&options, &request.vectors)?;
+            self.check_query_budgets(&params)
+                .map_err(|status| validate::in_field("options", status))?;
+            if params.include_context {
+                return Err(Status::invalid_argument(
+                    "options.include_context is not supported by QueryBatch: send one Query per \
+                     question for a context reply",
+                ));
+            }
+            Ok(params)
+        })?;
+        let template = self.store_query(&options, &params);
+        let vectors = request.vectors.into_iter().map(|v| v.values).collect();
+        let hits = self.query_vectors(caller.tenant, template, vectors).await?;
+        let replies: Vec<pb::QueryResponse> = hits
+            .into_iter()
+            .map(|hits| query_response(hits, params.explain, options.trace_id.clone()))
+            .collect();
+        tracing::debug!(trace_id = %options.trace_id, queries = replies.len(), "query batch served");
+        Ok(Response::new(pb::QueryBatchResponse {
+            replies,
+            trace_id: options.trace_id,
+        }))
     }
 }
 

@@ -16,6 +16,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use prost::Message;
 use tonic::Status;
 
+use allidb_index::query::{PageRankOptions, Ranking};
+
 use crate::pb;
 
 /// Results of a query when `k <= 0`.
@@ -30,6 +32,18 @@ pub const MAX_EXPAND_FACTOR: usize = 100;
 pub const MAX_EF: usize = 10_000;
 /// Largest graph expansion depth of a query.
 pub const MAX_QUERY_HOPS: u32 = 5;
+/// Per-node fan-out of a query expansion when `max_fan_out` is absent (the expansion default).
+pub const DEFAULT_FAN_OUT: usize = 16;
+/// Largest per-node fan-out of a query expansion.
+pub const MAX_FAN_OUT: usize = 10_000;
+/// Largest edge budget (`max_edges`) of a query or traversal.
+pub const MAX_EDGES: usize = 100_000;
+/// Encoded size of a query context when `max_context_bytes` is absent.
+pub const DEFAULT_CONTEXT_BYTES: usize = 1 << 20;
+/// Largest `max_context_bytes`.
+pub const MAX_CONTEXT_BYTES: usize = 16 << 20;
+/// Largest PageRank iteration cap.
+pub const MAX_PAGERANK_ITERATIONS: usize = 1_000;
 /// Largest depth of a traversal.
 pub const MAX_TRAVERSE_HOPS: u32 = 10;
 /// Entities a traversal reaches at most when `max_nodes <= 0`.
@@ -70,6 +84,12 @@ pub const MAX_FILTER_VALUES: usize = 64;
 pub const DEFAULT_SCAN_LIMIT: usize = 100;
 /// Largest `RangeScan` page; a larger `limit` is lowered to it.
 pub const MAX_SCAN_LIMIT: usize = 1000;
+/// Most query vectors in one `QueryBatch`.
+pub const MAX_QUERY_BATCH: usize = 1000;
+/// Most vector values (of all its vectors together) in one `QueryBatch`: 8 MiB of floats.
+pub const MAX_QUERY_BATCH_VALUES: usize = 1 << 21;
+/// Most results one `QueryBatch` may ask for: its vectors times `k`.
+pub const MAX_QUERY_BATCH_RESULTS: usize = 100_000;
 /// Largest encoded gRPC message the server accepts, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -422,6 +442,91 @@ pub struct QueryParams {
     pub include_entity: bool,
     /// Whether results carry their explanation.
     pub explain: bool,
+    /// ANN seeds apart from k (>= 1; the server's cap is checked by the service).
+    pub seeds: Option<usize>,
+    /// Whether the reply carries the context, and its nodes their chunks.
+    pub include_context: bool,
+    /// With the context: each node's chunks.
+    pub context_chunks: bool,
+    /// Expansion node budget (>= 1; `None` = the server's; its cap is checked by the service).
+    pub max_nodes: Option<usize>,
+    /// Edge budget, 1..=[`MAX_EDGES`] (`None`: no limit beyond the others).
+    pub max_edges: Option<usize>,
+    /// Per-node fan-out, 1..=[`MAX_FAN_OUT`].
+    pub max_fan_out: usize,
+    /// Largest encoded context, 1..=[`MAX_CONTEXT_BYTES`].
+    pub max_context_bytes: usize,
+    /// The ranking.
+    pub ranking: Ranking,
+}
+
+/// An optional count that must be `1..=max` when present (`field` names it in the error).
+fn optional_count(field: &str, value: Option<i32>, max: usize) -> Result<Option<usize>, Status> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    match usize::try_from(value) {
+        Ok(count) if (1..=max).contains(&count) => Ok(Some(count)),
+        _ => Err(invalid(format!("{field} must be 1..={max}, got {value}"))),
+    }
+}
+
+/// A count resolved by the server's configuration must not exceed the configured `max`.
+pub fn within_server_limit(field: &str, value: usize, max: usize) -> Result<(), Status> {
+    if value > max {
+        return Err(invalid(format!(
+            "{field} is {value}, the server's maximum is {max}"
+        )));
+    }
+    Ok(())
+}
+
+/// The ranking a query asked for, with PageRank options checked and defaults resolved.
+fn ranking(request: &pb::QueryRequest) -> Result<Ranking, Status> {
+    let mode = pb::ScoringMode::try_from(request.scoring)
+        .map_err(|_| invalid(format!("scoring {} is not a known mode", request.scoring)))?;
+    let given = request.pagerank.unwrap_or_default();
+    if mode == pb::ScoringMode::ScoringUnified {
+        if request.pagerank.is_some() {
+            return Err(invalid(
+                "pagerank options need scoring PERSONALIZED_PAGERANK".to_owned(),
+            ));
+        }
+        return Ok(Ranking::Unified);
+    }
+    let defaults = PageRankOptions::default();
+    let damping = given.damping.unwrap_or(defaults.damping);
+    if !(damping > 0.0 && damping < 1.0) {
+        return Err(invalid(format!(
+            "pagerank.damping must be in (0, 1), got {damping}"
+        )));
+    }
+    let max_iterations = optional_count(
+        "pagerank.max_iterations",
+        given.max_iterations,
+        MAX_PAGERANK_ITERATIONS,
+    )?
+    .unwrap_or(defaults.max_iterations);
+    let tolerance = given.tolerance.unwrap_or(defaults.tolerance);
+    if !(tolerance.is_finite() && tolerance > 0.0) {
+        return Err(invalid(format!(
+            "pagerank.tolerance must be finite and > 0, got {tolerance}"
+        )));
+    }
+    let similarity_weight = given
+        .similarity_weight
+        .unwrap_or(defaults.similarity_weight);
+    if !(0.0..=1.0).contains(&similarity_weight) {
+        return Err(invalid(format!(
+            "pagerank.similarity_weight must be in [0, 1], got {similarity_weight}"
+        )));
+    }
+    Ok(Ranking::PersonalizedPageRank(PageRankOptions {
+        damping,
+        max_iterations,
+        tolerance,
+        similarity_weight,
+    }))
 }
 
 fn optional_weight(field: &str, value: Option<f64>) -> Result<Option<f64>, Status> {
@@ -450,12 +555,59 @@ fn positive_or_default(
     Ok(resolved)
 }
 
+/// `status` for a field inside the request field `parent`: its message (which starts with the
+/// field's path) gets `parent.` in front, its code is kept.
+pub fn in_field(parent: &str, status: Status) -> Status {
+    Status::new(status.code(), format!("{parent}.{}", status.message()))
+}
+
 /// A `QueryRequest`.
 pub fn query(request: &pb::QueryRequest) -> Result<QueryParams, Status> {
-    if request.query_vector.is_empty() {
-        return Err(invalid("query_vector must not be empty".to_owned()));
-    }
     vector("query_vector", &request.query_vector)?;
+    query_options(request)
+}
+
+/// A `QueryBatchRequest` whose `options` are `options` (the request's, or the defaults when it
+/// has none): the options every query shares, checked once, then the batch's size and each of
+/// its vectors. Errors name fields by their path in the batch request (`options.k`,
+/// `vectors[3].values[7]`).
+pub fn query_batch(
+    options: &pb::QueryRequest,
+    vectors: &[pb::QueryVector],
+) -> Result<QueryParams, Status> {
+    if !options.query_vector.is_empty() {
+        return Err(invalid(
+            "options.query_vector must be empty: a batch's query vectors go in vectors".to_owned(),
+        ));
+    }
+    let params = query_options(options).map_err(|status| in_field("options", status))?;
+    if vectors.is_empty() {
+        return Err(invalid("vectors must not be empty".to_owned()));
+    }
+    max_count("vectors", vectors.len(), MAX_QUERY_BATCH)?;
+    let values: usize = vectors.iter().map(|v| v.values.len()).sum();
+    if values > MAX_QUERY_BATCH_VALUES {
+        return Err(invalid(format!(
+            "vectors hold {values} values in total, the maximum is {MAX_QUERY_BATCH_VALUES}"
+        )));
+    }
+    let results = vectors.len() * params.k;
+    if results > MAX_QUERY_BATCH_RESULTS {
+        return Err(invalid(format!(
+            "vectors x options.k = {} x {} = {results} results, the maximum is \
+             {MAX_QUERY_BATCH_RESULTS}",
+            vectors.len(),
+            params.k
+        )));
+    }
+    for (index, query) in vectors.iter().enumerate() {
+        vector(&format!("vectors[{index}].values"), &query.values)?;
+    }
+    Ok(params)
+}
+
+/// The options of a `QueryRequest`: every field but `query_vector`.
+fn query_options(request: &pb::QueryRequest) -> Result<QueryParams, Status> {
     trace_id(&request.trace_id)?;
     let k = positive_or_default("k", request.k, DEFAULT_K, MAX_K)?;
     let expand_factor = positive_or_default(
@@ -512,6 +664,20 @@ pub fn query(request: &pb::QueryRequest) -> Result<QueryParams, Status> {
         weights,
         include_entity: request.include_entity.unwrap_or(true),
         explain: request.explain,
+        seeds: optional_count("seeds", request.seeds, usize::MAX)?,
+        include_context: request.include_context,
+        context_chunks: request.context_chunks,
+        max_nodes: optional_count("max_nodes", request.max_nodes, usize::MAX)?,
+        max_edges: optional_count("max_edges", request.max_edges, MAX_EDGES)?,
+        max_fan_out: optional_count("max_fan_out", request.max_fan_out, MAX_FAN_OUT)?
+            .unwrap_or(DEFAULT_FAN_OUT),
+        max_context_bytes: optional_count(
+            "max_context_bytes",
+            request.max_context_bytes,
+            MAX_CONTEXT_BYTES,
+        )?
+        .unwrap_or(DEFAULT_CONTEXT_BYTES),
+        ranking: ranking(request)?,
     })
 }
 
@@ -526,6 +692,10 @@ pub struct TraverseParams {
     pub max_nodes: usize,
     /// Whether nodes carry their entity.
     pub include_entity: bool,
+    /// Per-node fan-out, 1..=[`MAX_TRAVERSE_NODES`] (default: `max_nodes`).
+    pub max_fan_out: usize,
+    /// Edge budget, 1..=[`MAX_EDGES`] (`None`: no limit beyond the others).
+    pub max_edges: Option<usize>,
 }
 
 /// A `TraverseRequest`.
@@ -536,16 +706,20 @@ pub fn traverse(request: &pb::TraverseRequest) -> Result<TraverseParams, Status>
     finite("min_weight", request.min_weight)?;
     let max_hops =
         positive_or_default("max_hops", request.max_hops, 1, MAX_TRAVERSE_HOPS as usize)?;
+    let max_nodes = positive_or_default(
+        "max_nodes",
+        request.max_nodes,
+        DEFAULT_TRAVERSE_NODES,
+        MAX_TRAVERSE_NODES,
+    )?;
     Ok(TraverseParams {
         max_hops: u32::try_from(max_hops).unwrap_or(MAX_TRAVERSE_HOPS),
         direction: direction("direction", request.direction)?,
-        max_nodes: positive_or_default(
-            "max_nodes",
-            request.max_nodes,
-            DEFAULT_TRAVERSE_NODES,
-            MAX_TRAVERSE_NODES,
-        )?,
+        max_nodes,
         include_entity: request.include_entity.unwrap_or(true),
+        max_fan_out: optional_count("max_fan_out", request.max_fan_out, MAX_TRAVERSE_NODES)?
+            .unwrap_or(max_nodes),
+        max_edges: optional_count("max_edges", request.max_edges, MAX_EDGES)?,
     })
 }
 
@@ -985,6 +1159,201 @@ mod tests {
             with(&|r| r.relations = vec!["r\0".into()]),
             inv,
             "relations[0]",
+        );
+    }
+
+    #[test]
+    fn query_batches_share_the_query_options_and_are_bounded() {
+        let options = pb::QueryRequest {
+            k: 7,
+            ef: 80,
+            max_hops: Some(2),
+            explain: true,
+            ..Default::default()
+        };
+        let vectors = |count: usize, dim: usize| {
+            vec![
+                pb::QueryVector {
+                    values: vec![0.5; dim],
+                };
+                count
+            ]
+        };
+        let single = query(&pb::QueryRequest {
+            query_vector: vec![0.5; 3],
+            ..options.clone()
+        })
+        .unwrap();
+        assert_eq!(query_batch(&options, &vectors(4, 3)).unwrap(), single);
+        let defaults = query_batch(&pb::QueryRequest::default(), &vectors(1, 3)).unwrap();
+        assert_eq!((defaults.k, defaults.ef), (DEFAULT_K, None));
+
+        // Every rejection names its field by its path in the batch request, first thing.
+        let rejects = |result: Result<QueryParams, Status>, field: &str| {
+            let status = result.expect_err("the batch must be rejected");
+            assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+            assert!(
+                status.message().starts_with(field),
+                "message {:?} does not start with {field}",
+                status.message()
+            );
+        };
+        let with = |change: &dyn Fn(&mut pb::QueryRequest)| {
+            let mut changed = options.clone();
+            change(&mut changed);
+            query_batch(&changed, &vectors(2, 3))
+        };
+        rejects(
+            with(&|o| o.query_vector = vec![1.0]),
+            "options.query_vector",
+        );
+        rejects(with(&|o| o.k = MAX_K as i32 + 1), "options.k");
+        rejects(with(&|o| o.ef = MAX_EF as i32 + 1), "options.ef");
+        rejects(with(&|o| o.max_hops = Some(9)), "options.max_hops");
+        rejects(with(&|o| o.direction = 9), "options.direction");
+        rejects(
+            with(&|o| o.relations = vec!["r\0".into()]),
+            "options.relations[0]",
+        );
+        rejects(
+            with(&|o| o.trace_id = "t".repeat(MAX_TRACE_ID_BYTES + 1)),
+            "options.trace_id",
+        );
+
+        rejects(query_batch(&options, &[]), "vectors must not be empty");
+        assert!(query_batch(&options, &vectors(MAX_QUERY_BATCH, 3)).is_ok());
+        rejects(
+            query_batch(&options, &vectors(MAX_QUERY_BATCH + 1, 3)),
+            "vectors has 1001 entries, the maximum is 1000",
+        );
+        let dim = MAX_VECTOR_DIM;
+        let most = MAX_QUERY_BATCH_VALUES / dim;
+        assert!(query_batch(&options, &vectors(most, dim)).is_ok());
+        rejects(
+            query_batch(&options, &vectors(most + 1, dim)),
+            "vectors hold 2101248 values in total, the maximum is 2097152",
+        );
+        let k1000 = pb::QueryRequest {
+            k: MAX_K as i32,
+            ..Default::default()
+        };
+        assert!(query_batch(&k1000, &vectors(100, 3)).is_ok());
+        rejects(
+            query_batch(&k1000, &vectors(101, 3)),
+            "vectors x options.k = 101 x 1000 = 101000 results",
+        );
+
+        let mut bad = vectors(3, 3);
+        bad[2].values[1] = f32::INFINITY;
+        rejects(
+            query_batch(&options, &bad),
+            "vectors[2].values[1] must be finite",
+        );
+        bad[1].values.clear();
+        rejects(
+            query_batch(&options, &bad),
+            "vectors[1].values must not be empty",
+        );
+    }
+
+    #[test]
+    fn graph_rag_fields_defaults_and_limits() {
+        let base = pb::QueryRequest {
+            query_vector: vec![1.0, 0.0],
+            ..Default::default()
+        };
+        let params = query(&base).unwrap();
+        assert_eq!(
+            (params.seeds, params.max_nodes, params.max_edges),
+            (None, None, None)
+        );
+        assert_eq!(params.max_fan_out, DEFAULT_FAN_OUT);
+        assert_eq!(params.max_context_bytes, DEFAULT_CONTEXT_BYTES);
+        assert_eq!(params.ranking, Ranking::Unified);
+        assert!(!params.include_context);
+        let with = |change: &dyn Fn(&mut pb::QueryRequest)| {
+            let mut request = base.clone();
+            change(&mut request);
+            query(&request)
+        };
+        assert_eq!(with(&|r| r.seeds = Some(10)).unwrap().seeds, Some(10));
+        let pagerank = with(&|r| {
+            r.scoring = pb::ScoringMode::ScoringPersonalizedPagerank as i32;
+            r.pagerank = Some(pb::PageRankOptions {
+                damping: Some(0.5),
+                ..Default::default()
+            });
+        })
+        .unwrap();
+        assert_eq!(
+            pagerank.ranking,
+            Ranking::PersonalizedPageRank(PageRankOptions {
+                damping: 0.5,
+                ..PageRankOptions::default()
+            })
+        );
+        let inv = Code::InvalidArgument;
+        assert_rejects(with(&|r| r.seeds = Some(0)), inv, "seeds");
+        assert_rejects(with(&|r| r.seeds = Some(-5)), inv, "seeds");
+        assert_rejects(with(&|r| r.max_nodes = Some(-1)), inv, "max_nodes");
+        assert_rejects(with(&|r| r.max_edges = Some(-1)), inv, "max_edges");
+        assert_rejects(with(&|r| r.max_edges = Some(100_001)), inv, "max_edges");
+        assert_rejects(with(&|r| r.max_fan_out = Some(0)), inv, "max_fan_out");
+        assert_rejects(
+            with(&|r| r.max_context_bytes = Some(-1)),
+            inv,
+            "max_context_bytes",
+        );
+        assert_rejects(with(&|r| r.scoring = 7), inv, "scoring");
+        let pr = |options: pb::PageRankOptions| {
+            with(&move |r| {
+                r.scoring = pb::ScoringMode::ScoringPersonalizedPagerank as i32;
+                r.pagerank = Some(options);
+            })
+        };
+        for damping in [0.0, 1.0, -0.2, f64::NAN] {
+            assert_rejects(
+                pr(pb::PageRankOptions {
+                    damping: Some(damping),
+                    ..Default::default()
+                }),
+                inv,
+                "pagerank.damping",
+            );
+        }
+        assert_rejects(
+            pr(pb::PageRankOptions {
+                max_iterations: Some(0),
+                ..Default::default()
+            }),
+            inv,
+            "pagerank.max_iterations",
+        );
+        assert_rejects(
+            pr(pb::PageRankOptions {
+                tolerance: Some(0.0),
+                ..Default::default()
+            }),
+            inv,
+            "pagerank.tolerance",
+        );
+        assert_rejects(
+            pr(pb::PageRankOptions {
+                similarity_weight: Some(2.0),
+                ..Default::default()
+            }),
+            inv,
+            "pagerank.similarity_weight",
+        );
+        assert_rejects(
+            with(&|r| r.pagerank = Some(pb::PageRankOptions::default())),
+            inv,
+            "pagerank",
+        );
+        assert_rejects(
+            within_server_limit("seeds", 1_001, 1_000).map(|_| ()),
+            inv,
+            "seeds",
         );
     }
 

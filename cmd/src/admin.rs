@@ -1,5 +1,6 @@
 //! The admin HTTP server on `server.admin_addr`: `/metrics` (Prometheus text format),
-//! `/healthz` (liveness) and `/readyz` (readiness).
+//! `/healthz` (liveness), `/readyz` (readiness), and, with `[cluster]` enabled, the ring as JSON:
+//! `/cluster/status`, `/cluster/ring`, `/cluster/endpoints?tenant=T&id=E` (docs/operations.md).
 //!
 //! Liveness: `/healthz` answers 200 whenever the process can answer at all. Readiness follows
 //! [`Readiness`], which the daemon moves forward only: 503 `starting` until the store is open
@@ -12,17 +13,20 @@
 //! worker on the store (a scrape renders on the blocking pool), or report ready before the
 //! store is attached to the service.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 
+use allidb_cluster::membership::{ClusterView, NodeView};
+use allidb_cluster::ring::HostId;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::telemetry::Scrape;
@@ -64,21 +68,69 @@ impl Readiness {
     }
 }
 
+/// What `/cluster/*` reports: 404 while `[cluster]` is disabled, 503 until membership runs.
+#[derive(Debug, Default)]
+pub struct ClusterStatus {
+    enabled: bool,
+    running: OnceLock<RunningCluster>,
+}
+
+/// A running membership as the admin server sees it.
+#[derive(Debug)]
+pub struct RunningCluster {
+    /// `cluster.name`.
+    pub cluster_name: String,
+    /// This node.
+    pub host_id: HostId,
+    /// `cluster.replication_factor`.
+    pub replication_factor: usize,
+    /// The membership's view, updated as gossip changes it.
+    pub view: watch::Receiver<Arc<ClusterView>>,
+}
+
+impl ClusterStatus {
+    /// The status of a daemon with `[cluster]` enabled or not.
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            running: OnceLock::new(),
+        }
+    }
+
+    /// Membership has started (once; a second call is ignored).
+    pub fn set_running(&self, running: RunningCluster) {
+        let _ = self.running.set(running);
+    }
+
+    fn running(&self) -> Result<&RunningCluster, (StatusCode, &'static str)> {
+        match self.running.get() {
+            Some(running) => Ok(running),
+            None if !self.enabled => Err((StatusCode::NOT_FOUND, "cluster disabled\n")),
+            None => Err((StatusCode::SERVICE_UNAVAILABLE, "joining\n")),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct AdminState {
     readiness: Arc<Readiness>,
     scrape: Arc<Scrape>,
+    cluster: Arc<ClusterStatus>,
 }
 
-/// The admin routes over `readiness` and `scrape`.
-pub fn router(readiness: Arc<Readiness>, scrape: Scrape) -> Router {
+/// The admin routes over `readiness`, `scrape` and `cluster`.
+pub fn router(readiness: Arc<Readiness>, scrape: Scrape, cluster: Arc<ClusterStatus>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/cluster/status", get(cluster_status))
+        .route("/cluster/ring", get(cluster_ring))
+        .route("/cluster/endpoints", get(cluster_endpoints))
         .with_state(AdminState {
             readiness,
             scrape: Arc::new(scrape),
+            cluster,
         })
 }
 
@@ -91,10 +143,15 @@ pub struct AdminServer {
 
 impl AdminServer {
     /// Serves [`router`] on `listener` until [`AdminServer::stop`].
-    pub fn serve(listener: TcpListener, readiness: Arc<Readiness>, scrape: Scrape) -> Self {
+    pub fn serve(
+        listener: TcpListener,
+        readiness: Arc<Readiness>,
+        scrape: Scrape,
+        cluster: Arc<ClusterStatus>,
+    ) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(
-            axum::serve(listener, router(readiness, scrape))
+            axum::serve(listener, router(readiness, scrape, cluster))
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
                 })
@@ -140,6 +197,112 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, format!("{}\n", state.readiness.name())).into_response()
+}
+
+fn node_json(node: &NodeView) -> serde_json::Value {
+    json!({
+        "host_id": node.host_id.to_string(),
+        "name": node.name,
+        "status": node.status.as_str(),
+        "gossip_addr": node.gossip_addr.to_string(),
+        "rpc_addr": node.rpc_addr.map(|a| a.to_string()),
+        "generation": node.generation,
+        "tokens": node.tokens.len(),
+        "in_gossip": node.in_gossip,
+    })
+}
+
+/// Every known node with its status and owned share (like `nodetool status`).
+async fn cluster_status(State(state): State<AdminState>) -> Response {
+    let running = match state.cluster.running() {
+        Ok(running) => running,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let view = running.view.borrow().clone();
+    let owns = view.ring.ownership(running.replication_factor);
+    let nodes: Vec<_> = view
+        .nodes
+        .values()
+        .map(|node| {
+            let mut entry = node_json(node);
+            entry["owns"] = json!(owns.get(&node.host_id).copied().unwrap_or(0.0));
+            entry
+        })
+        .collect();
+    axum::Json(json!({
+        "cluster_name": running.cluster_name,
+        "host_id": running.host_id.to_string(),
+        "replication_factor": running.replication_factor,
+        "ring_version": view.ring.version(),
+        "nodes": nodes,
+    }))
+    .into_response()
+}
+
+/// Every token range with its owner. Tokens are decimal strings: they exceed JSON's exact
+/// integers.
+async fn cluster_ring(State(state): State<AdminState>) -> Response {
+    let running = match state.cluster.running() {
+        Ok(running) => running,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let view = running.view.borrow().clone();
+    let name = |host: HostId| view.nodes.get(&host).map(|n| n.name.clone());
+    let ranges: Vec<_> = view
+        .ring
+        .ranges()
+        .iter()
+        .map(|range| {
+            json!({
+                "start": range.start.to_string(),
+                "end": range.end.to_string(),
+                "host_id": range.owner.to_string(),
+                "name": name(range.owner),
+            })
+        })
+        .collect();
+    axum::Json(json!({"ring_version": view.ring.version(), "ranges": ranges})).into_response()
+}
+
+/// `?tenant=T&id=E`.
+#[derive(Debug, serde::Deserialize)]
+struct EndpointsQuery {
+    tenant: Option<String>,
+    id: Option<String>,
+}
+
+/// The replicas of one entity, in walk order.
+async fn cluster_endpoints(
+    State(state): State<AdminState>,
+    Query(query): Query<EndpointsQuery>,
+) -> Response {
+    let running = match state.cluster.running() {
+        Ok(running) => running,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let (Some(tenant), Some(id)) = (query.tenant, query.id) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "query parameters `tenant` and `id` are required\n",
+        )
+            .into_response();
+    };
+    let view = running.view.borrow().clone();
+    let token = allidb_cluster::token(&tenant, &id);
+    let replicas: Vec<_> = view
+        .ring
+        .replicas(token, running.replication_factor)
+        .hosts()
+        .iter()
+        .filter_map(|host| view.nodes.get(host).map(node_json))
+        .collect();
+    axum::Json(json!({
+        "tenant": tenant,
+        "id": id,
+        "token": token.to_string(),
+        "replicas": replicas,
+    }))
+    .into_response()
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 pub const ENV_PREFIX: &str = "ALLIDB_";
 
 /// The sections of the file; also the only `ALLIDB_<SECTION>_...` variables read as overrides.
-pub const SECTIONS: &[&str] = &["server", "tls", "storage", "index", "query", "auth", "log"];
+pub const SECTIONS: &[&str] = &[
+    "server", "tls", "storage", "index", "query", "auth", "log", "cluster",
+];
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -50,6 +52,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Membership in a ring of nodes.
+    pub cluster: ClusterConfig,
 }
 
 /// Consistency level of requests that do not name one.
@@ -303,6 +307,137 @@ impl Default for LogConfig {
     }
 }
 
+/// `[cluster]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Join a ring of nodes (gossip); without it the daemon is a single node, as before.
+    pub enabled: bool,
+    /// The cluster's name: nodes of different clusters never gossip, and a data dir created
+    /// for one cluster is refused by another.
+    pub name: String,
+    /// A human name of this node for status output (empty = its gossip address).
+    pub node_name: String,
+    /// Shared secret that authenticates gossip (at least 16 characters; required when enabled).
+    pub secret: String,
+    /// UDP address gossip binds.
+    pub listen_addr: SocketAddr,
+    /// UDP address peers gossip to (unset = `listen_addr`).
+    pub advertise_addr: Option<SocketAddr>,
+    /// Gossip addresses (`host:port`) of the seed nodes; may include this node's own.
+    pub seeds: Vec<String>,
+    /// Vnodes of this node (used on its first start only; then persisted).
+    pub num_tokens: u32,
+    /// Replicas of each partition (capped by the number of nodes).
+    pub replication_factor: u32,
+    /// Time between gossip rounds, in milliseconds.
+    pub gossip_interval_ms: u64,
+    /// Phi above which a peer is marked down (chitchat's phi: about this many mean gaps).
+    pub phi_threshold: f64,
+    /// How long a dead node's gossip state is kept before chitchat collects it, in seconds.
+    pub dead_node_grace_period_secs: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            name: "allidb".to_owned(),
+            node_name: String::new(),
+            secret: String::new(),
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 7946)),
+            advertise_addr: None,
+            seeds: Vec::new(),
+            num_tokens: 16,
+            replication_factor: 3,
+            gossip_interval_ms: 1000,
+            phi_threshold: 8.0,
+            dead_node_grace_period_secs: 24 * 3600,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The gossip address peers use.
+    pub fn advertise_addr(&self) -> SocketAddr {
+        self.advertise_addr.unwrap_or(self.listen_addr)
+    }
+
+    /// Checks the keys of an enabled cluster; `tls_enabled` decides which addresses may be used.
+    fn validate(&self, tls_enabled: bool) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.name.is_empty()
+            || !self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(invalid(
+                "cluster.name",
+                format!(
+                    "{:?} must be non-empty letters, digits, '-', '_' or '.'",
+                    self.name
+                ),
+            ));
+        }
+        if self.secret.len() < 16 {
+            return Err(invalid(
+                "cluster.secret",
+                "must be at least 16 characters when cluster.enabled = true (set it in the file \
+                 or in ALLIDB_CLUSTER_SECRET)",
+            ));
+        }
+        check_range("cluster.num_tokens", self.num_tokens, 1..=256)?;
+        check_range(
+            "cluster.replication_factor",
+            self.replication_factor,
+            1..=16,
+        )?;
+        check_range(
+            "cluster.gossip_interval_ms",
+            self.gossip_interval_ms,
+            10..=60_000,
+        )?;
+        check_range("cluster.phi_threshold", self.phi_threshold, 1.0..=64.0)?;
+        check_range(
+            "cluster.dead_node_grace_period_secs",
+            self.dead_node_grace_period_secs,
+            1..=365 * 24 * 3600,
+        )?;
+        if !tls_enabled {
+            for (key, addr) in [
+                ("cluster.listen_addr", self.listen_addr),
+                ("cluster.advertise_addr", self.advertise_addr()),
+            ] {
+                if !is_private(addr.ip()) {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "{addr} is not a loopback or private address: without tls.enabled, \
+                             node-to-node traffic must stay on loopback or private networks \
+                             (docs/operations.md, \"Cluster security\")"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loopback, RFC 1918, link-local, or IPv6 unique-local: never the unspecified address, which
+/// binds every interface.
+fn is_private(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.is_unique_local() || v6.is_unicast_link_local()
+        }
+    }
+}
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -475,8 +610,9 @@ fn flag_overrides(flags: &[(String, String, String)]) -> Result<Vec<Override>, C
         .collect()
 }
 
-/// The TOML value of an override, typed like the key's default (a key without a default value,
-/// i.e. an optional path, takes a string; an unknown key is reported by deserialization).
+/// The TOML value of an override, typed like the key's default (a list takes comma-separated
+/// items; a key without a default value, i.e. an optional path or address, takes a string; an
+/// unknown key is reported by deserialization).
 fn typed_value(defaults: &toml::Table, o: &Override) -> Result<toml::Value, ConfigError> {
     let default = defaults
         .get(&o.section)
@@ -494,6 +630,13 @@ fn typed_value(defaults: &toml::Table, o: &Override) -> Result<toml::Value, Conf
         Some(toml::Value::Float(_)) => {
             toml::Value::Float(raw.parse().map_err(|_| bad("a number"))?)
         }
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_owned()))
+                .collect(),
+        ),
         Some(toml::Value::Boolean(_)) => match raw.to_ascii_lowercase().as_str() {
             "true" => toml::Value::Boolean(true),
             "false" => toml::Value::Boolean(false),
@@ -743,6 +886,8 @@ impl Config {
             ));
         }
 
+        self.cluster.validate(self.tls.enabled)?;
+
         if !valid_log_filter(&self.log.level) {
             return Err(invalid(
                 "log.level",
@@ -795,6 +940,56 @@ mod tests {
     }
 
     #[test]
+    fn cluster_keys_are_checked_only_when_enabled() {
+        let config = Config::load(&ConfigSources {
+            env: env(&[
+                ("ALLIDB_CLUSTER_ENABLED", "true"),
+                ("ALLIDB_CLUSTER_SECRET", "0123456789abcdef"),
+                ("ALLIDB_CLUSTER_SEEDS", "10.0.0.1:7946, 10.0.0.2:7946"),
+            ]),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(config.cluster.enabled);
+        assert_eq!(config.cluster.seeds, vec!["10.0.0.1:7946", "10.0.0.2:7946"]);
+        assert_eq!(config.cluster.advertise_addr(), config.cluster.listen_addr);
+
+        let enabled = "[cluster]\nenabled = true\nsecret = \"0123456789abcdef\"\n";
+        assert_key_error(
+            load_file("[cluster]\nenabled = true\n"),
+            "cluster.secret",
+            "at least 16",
+        );
+        assert_key_error(
+            load_file(&format!("{enabled}replication_factor = 0\n")),
+            "cluster.replication_factor",
+            "out of range",
+        );
+        assert_key_error(
+            load_file(&format!("{enabled}num_tokens = 0\n")),
+            "cluster.num_tokens",
+            "out of range",
+        );
+        assert_key_error(
+            load_file(&format!("{enabled}listen_addr = \"0.0.0.0:7946\"\n")),
+            "cluster.listen_addr",
+            "loopback or private",
+        );
+        assert_key_error(
+            load_file(&format!("{enabled}advertise_addr = \"8.8.8.8:7946\"\n")),
+            "cluster.advertise_addr",
+            "loopback or private",
+        );
+        assert_key_error(
+            load_file(&format!("{enabled}name = \"a b\"\n")),
+            "cluster.name",
+            "letters",
+        );
+        // Disabled: the same values are not checked (a single node never uses them).
+        load_file("[cluster]\nreplication_factor = 0\n").unwrap();
+    }
+
+    #[test]
     fn no_sources_give_the_defaults_which_are_valid() {
         let config = Config::load(&ConfigSources::default()).unwrap();
         assert_eq!(config, Config::default());
@@ -830,6 +1025,7 @@ mod tests {
             ("tls", "key_file"),
             ("tls", "client_ca_file"),
             ("auth", "key_file"),
+            ("cluster", "advertise_addr"),
         ];
         let mut keys: Vec<(String, String)> = optional
             .iter()

@@ -33,6 +33,7 @@ use allidb_api::http::HttpLimits;
 use allidb_api::observe::{self, ObservedService, RejectedCallMetrics};
 use allidb_api::pb::allidb_server::AlliDbServer;
 use allidb_api::service::AlliDbService;
+use allidb_cluster::membership::Membership;
 use allidb_index::UnifiedStore;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
@@ -40,9 +41,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tracing_subscriber::EnvFilter;
 
-use crate::admin::{AdminServer, Readiness};
+use crate::admin::{AdminServer, ClusterStatus, Readiness, RunningCluster};
 use crate::config::{Config, ConfigError, LogConfig, LogFormat};
-use crate::options::{service_options, store_options};
+use crate::options::{membership_options, service_options, store_options};
 use crate::telemetry::{self, Scrape};
 use crate::tls::{ServerTls, TlsError};
 
@@ -87,6 +88,9 @@ pub enum DaemonError {
     /// The metrics recorder cannot be installed.
     #[error("{0}")]
     Telemetry(#[from] telemetry::TelemetryError),
+    /// Membership cannot start (a data dir of another cluster, gossip port in use...).
+    #[error("cluster: {0}")]
+    Cluster(#[from] allidb_cluster::ClusterError),
 }
 
 impl DaemonError {
@@ -100,7 +104,8 @@ impl DaemonError {
             DaemonError::Bind { .. }
             | DaemonError::Store { .. }
             | DaemonError::Serve(_)
-            | DaemonError::Telemetry(_) => 1,
+            | DaemonError::Telemetry(_)
+            | DaemonError::Cluster(_) => 1,
         }
     }
 }
@@ -295,11 +300,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     print_line(&format!("http listening on {http_addr}"));
 
     let readiness = Arc::new(Readiness::default());
+    let cluster_status = Arc::new(ClusterStatus::new(config.cluster.enabled));
     let (admin_listener, admin_addr) = bind("server.admin_addr", config.server.admin_addr).await?;
     let admin = AdminServer::serve(
         admin_listener,
         readiness.clone(),
         Scrape::new(metrics, service.clone(), auth),
+        cluster_status.clone(),
     );
     tracing::info!(%admin_addr, "admin listening");
     print_line(&format!("admin listening on {admin_addr}"));
@@ -309,21 +316,31 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     print_line(&format!("data dir {}", data_dir.display()));
     let options = store_options(&config);
     let open_dir = data_dir.clone();
-    let opened = tokio::task::spawn_blocking(move || UnifiedStore::open(&open_dir, options))
-        .await
-        .map_err(|e| DaemonError::Serve(format!("opening the store panicked: {e}")))?;
-    let store = match opened {
-        Ok(store) => Arc::new(store),
-        Err(source) => {
+    let opened = async {
+        // Membership first: a data dir of another cluster is refused before the store opens it.
+        let membership = match config.cluster.enabled {
+            false => None,
+            true => Some(join_cluster(&config, &data_dir, grpc_addr, &cluster_status).await?),
+        };
+        let store = tokio::task::spawn_blocking(move || UnifiedStore::open(&open_dir, options))
+            .await
+            .map_err(|e| DaemonError::Serve(format!("opening the store panicked: {e}")))?
+            .map_err(|source| DaemonError::Store {
+                dir: data_dir.clone(),
+                source,
+            })?;
+        Ok::<_, DaemonError>((Arc::new(store), membership))
+    }
+    .await;
+    let (store, membership) = match opened {
+        Ok(opened) => opened,
+        Err(error) => {
             let _ = stop_tx.send(());
             let _ = http_stop_tx.send(());
             let _ = server.await;
             let _ = http_server.await;
             admin.stop().await;
-            return Err(DaemonError::Store {
-                dir: data_dir,
-                source,
-            });
+            return Err(error);
         }
     };
     if service.attach_store(store.clone()).is_err() {
@@ -391,11 +408,40 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
 
     drop(service);
+    if let Some(membership) = membership
+        && let Err(error) = membership.shutdown().await
+    {
+        tracing::warn!(%error, "leaving the gossip");
+    }
     close_store(store, &data_dir).await?;
     admin.stop().await;
     tracing::info!("store closed; exiting");
     print_line("stopped");
     served
+}
+
+/// Starts membership (`[cluster]`) and publishes it to the admin server's `/cluster/*` routes.
+/// On a first start this waits until the node has seen its seeds (logging while it waits).
+async fn join_cluster(
+    config: &Config,
+    data_dir: &std::path::Path,
+    grpc_addr: SocketAddr,
+    status: &ClusterStatus,
+) -> Result<Membership, DaemonError> {
+    tracing::warn!(
+        "cluster enabled: this build forms the ring and tracks membership, but does not \
+         replicate data yet; each node serves what was written to it (docs/cluster.md)"
+    );
+    let membership = Membership::start(membership_options(config, data_dir, grpc_addr)).await?;
+    tracing::info!(host_id = %membership.host_id(), "joined the cluster");
+    print_line(&format!("cluster host id {}", membership.host_id()));
+    status.set_running(RunningCluster {
+        cluster_name: config.cluster.name.clone(),
+        host_id: membership.host_id(),
+        replication_factor: config.cluster.replication_factor as usize,
+        view: membership.subscribe(),
+    });
+    Ok(membership)
 }
 
 /// Closes the store on the blocking pool: dumps the indexes and flushes the engine.

@@ -1,14 +1,18 @@
 //! Translation of the validated daemon [`Config`] into the options of the store
-//! ([`StoreOptions`]) and of the gRPC service ([`ServiceOptions`]).
+//! ([`StoreOptions`]), of the gRPC service ([`ServiceOptions`]) and of cluster membership
+//! ([`MembershipOptions`]).
 //!
-//! Invariant: every `[storage]`, `[index]` and `[query]` key that has a counterpart in the store
-//! or the service is carried over here and nowhere else; values were range-checked by
+//! Invariant: every `[storage]`, `[index]`, `[query]` and `[cluster]` key that has a counterpart
+//! in the store, the service or membership is carried over here and nowhere else; values were range-checked by
 //! [`Config::validate`], so conversions only widen integers.
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use allidb_api::pb::ConsistencyLevel;
 use allidb_api::service::{DEFAULT_NODE_ID, ServiceOptions};
+use allidb_cluster::membership::MembershipOptions;
 use allidb_index::StoreOptions;
 use allidb_index::vector::Metric;
 
@@ -16,6 +20,35 @@ use crate::config::{Config, ConsistencyName, MetricName};
 
 fn usize_from(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+/// The membership options of `config` (`[cluster]`), for a node whose data dir is `data_dir` and
+/// whose gRPC listener is bound on `grpc_addr` (gossiped as its RPC address).
+pub fn membership_options(
+    config: &Config,
+    data_dir: &Path,
+    grpc_addr: SocketAddr,
+) -> MembershipOptions {
+    let cluster = &config.cluster;
+    let advertise = cluster.advertise_addr();
+    MembershipOptions {
+        cluster_name: cluster.name.clone(),
+        node_name: if cluster.node_name.is_empty() {
+            advertise.to_string()
+        } else {
+            cluster.node_name.clone()
+        },
+        cluster_secret: cluster.secret.clone(),
+        data_dir: data_dir.to_path_buf(),
+        gossip_listen: cluster.listen_addr,
+        gossip_advertise: advertise,
+        rpc_advertise: grpc_addr,
+        seeds: cluster.seeds.clone(),
+        num_tokens: cluster.num_tokens as usize,
+        gossip_interval: Duration::from_millis(cluster.gossip_interval_ms),
+        phi_threshold: cluster.phi_threshold,
+        dead_node_grace_period: Duration::from_secs(cluster.dead_node_grace_period_secs),
+    }
 }
 
 /// The store options of `config` (`[storage]` and `[index]`).

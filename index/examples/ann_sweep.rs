@@ -11,25 +11,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+#[path = "../tests/common/texmex.rs"]
+mod texmex;
+
 use allidb_index::vector::engine::AnnEngine;
 use allidb_index::vector::{
     AnnEngineFactory, EngineParams, FlatHnswFactory, HnswFactory, Metric, VectorIndex,
     VectorIndexOptions,
 };
-
-fn read_vecs<T>(path: &Path, convert: fn([u8; 4]) -> T) -> Vec<Vec<T>> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let mut rows = Vec::new();
-    let mut offset = 0;
-    while offset + 4 <= bytes.len() {
-        let word = |at: usize| [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
-        let dim = i32::from_le_bytes(word(offset)) as usize;
-        offset += 4;
-        rows.push((0..dim).map(|i| convert(word(offset + 4 * i))).collect());
-        offset += 4 * dim;
-    }
-    rows
-}
+use texmex::read_vecs;
 
 fn recall_at_10(found: &[usize], truth: &[usize]) -> f64 {
     truth.iter().take(10).filter(|t| found.contains(t)).count() as f64 / 10.0
@@ -89,7 +79,9 @@ fn main() {
     let dir = std::env::args()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/data/npm-minilm-20k"));
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/npm-minilm-20k")
+        });
     let base = read_vecs(&dir.join("base.fvecs"), f32::from_le_bytes);
     let queries = read_vecs(&dir.join("query.fvecs"), f32::from_le_bytes);
     let truth: Vec<Vec<usize>> = read_vecs(&dir.join("groundtruth.ivecs"), |b| {

@@ -211,6 +211,7 @@ fn scored_nodes(
             store
                 .traverse(TENANT, &ids, traversal, false)
                 .expect("traverse")
+                .0
                 .len()
         })
         .sum();

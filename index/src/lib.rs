@@ -16,4 +16,7 @@ pub mod telemetry;
 pub mod vector;
 
 pub use error::{Error, Result};
-pub use store::{Filter, QueryHit, QueryRequest, StoreOptions, TraverseHit, UnifiedStore};
+pub use store::{
+    Filter, QueryContext, QueryHit, QueryReply, QueryRequest, StoreOptions, TraverseHit,
+    UnifiedStore,
+};

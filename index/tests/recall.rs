@@ -66,12 +66,10 @@ fn recall_synthetic_384d_l2() {
 
 #[test]
 fn recall_npm_minilm_20k() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/npm-minilm-20k");
-    let dir = if dir.exists() {
-        dir
-    } else {
-        Path::new("/work/shared/data/npm-minilm-20k").to_path_buf()
-    };
+    let dir = std::env::var_os("ALLIDB_NPM_MINILM_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/npm-minilm-20k"),
+        std::path::PathBuf::from,
+    );
     if !dir.join("base.fvecs").exists() {
         eprintln!("npm-minilm-20k not found at {}; skipped", dir.display());
         return;

@@ -316,7 +316,7 @@ fn tenants_never_see_or_rank_each_other() {
         direction: Direction::Both,
         ..Default::default()
     };
-    let reached = store
+    let (reached, _) = store
         .traverse("b", &["same".to_owned()], &t, false)
         .unwrap();
     assert_eq!(

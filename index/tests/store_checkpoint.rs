@@ -85,7 +85,8 @@ fn assert_has_everything(store: &UnifiedStore, count: usize) {
             },
             false,
         )
-        .unwrap();
+        .unwrap()
+        .0;
     assert!(reached.iter().any(|r| &*r.reached.entity_id == "doc-001"));
 }
 

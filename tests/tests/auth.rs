@@ -102,6 +102,7 @@ enum Rpc {
     AddEdges,
     RemoveEdges,
     Query,
+    QueryBatch,
     RangeScan,
     GetEntity,
     GetEntities,
@@ -119,6 +120,7 @@ const RPCS: &[Rpc] = &[
     Rpc::AddEdges,
     Rpc::RemoveEdges,
     Rpc::Query,
+    Rpc::QueryBatch,
     Rpc::RangeScan,
     Rpc::GetEntity,
     Rpc::GetEntities,
@@ -132,9 +134,12 @@ impl Rpc {
     /// The role the RPC needs (docs/operations.md "Key management").
     fn needs(self) -> Role {
         match self {
-            Rpc::Query | Rpc::RangeScan | Rpc::GetEntity | Rpc::GetEntities | Rpc::Traverse => {
-                Role::Read
-            }
+            Rpc::Query
+            | Rpc::QueryBatch
+            | Rpc::RangeScan
+            | Rpc::GetEntity
+            | Rpc::GetEntities
+            | Rpc::Traverse => Role::Read,
             Rpc::PutEntity
             | Rpc::BatchPutEntities
             | Rpc::BulkPutEntities
@@ -214,6 +219,18 @@ impl Rpc {
                 };
                 client.query(request(message, key)).await.map(drop)
             }
+            Rpc::QueryBatch => {
+                let message = pb::QueryBatchRequest {
+                    options: Some(pb::QueryRequest {
+                        k: 2,
+                        ..Default::default()
+                    }),
+                    vectors: vec![pb::QueryVector {
+                        values: vec![1.0, 0.0, 0.0],
+                    }],
+                };
+                client.query_batch(request(message, key)).await.map(drop)
+            }
             Rpc::RangeScan => client
                 .range_scan(request(pb::RangeScanRequest::default(), key))
                 .await
@@ -282,6 +299,7 @@ enum Route {
     PutEntity,
     BatchPut,
     Query,
+    QueryBatch,
     GetEntity,
     GetEntities,
     DeleteEntity,
@@ -296,6 +314,7 @@ const ROUTES: &[Route] = &[
     Route::PutEntity,
     Route::BatchPut,
     Route::Query,
+    Route::QueryBatch,
     Route::GetEntity,
     Route::GetEntities,
     Route::DeleteEntity,
@@ -324,6 +343,11 @@ impl Route {
             Route::Query => post(
                 "/query",
                 r#"{"query_vector": [1, 0, 0], "k": 2}"#,
+                Role::Read,
+            ),
+            Route::QueryBatch => post(
+                "/query/batch",
+                r#"{"options": {"k": 2}, "vectors": [{"values": [1, 0, 0]}]}"#,
                 Role::Read,
             ),
             Route::GetEntity => ("GET", "/entity/a", String::new(), Role::Read),

@@ -574,4 +574,31 @@ fn bench_smoke() {
     assert_eq!(query["requests"], 10);
     let recall = query["recall_at_k"].as_f64().expect("recall");
     assert!(recall >= 0.9, "recall@10 {recall}");
+    // The same queries in QueryBatch requests of 4: 3 requests, the same recall.
+    let batched = allidb(
+        &data,
+        &[
+            "--json",
+            "bench",
+            "query",
+            "-k",
+            "10",
+            "--batch",
+            "4",
+            "--skip-ingest",
+            "--vectors",
+            base_path.to_str().expect("UTF-8"),
+            "--queries",
+            query_path.to_str().expect("UTF-8"),
+            "--ground-truth",
+            truth_path.to_str().expect("UTF-8"),
+        ],
+    )
+    .expect(0);
+    let batched = report(&batched, "query");
+    assert_eq!(
+        (batched["requests"].clone(), batched["items"].clone()),
+        (3.into(), 10.into())
+    );
+    assert_eq!(batched["recall_at_k"].as_f64(), Some(recall));
 }

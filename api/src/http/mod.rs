@@ -73,6 +73,7 @@ pub fn router<S: AlliDb>(service: Arc<S>, limits: HttpLimits) -> Router {
         .route("/entities/batch", post(routes::batch_put::<S>))
         .route("/entities/get", post(routes::get_entities::<S>))
         .route("/query", post(routes::query::<S>))
+        .route("/query/batch", post(routes::query_batch::<S>))
         .route("/traverse", post(routes::traverse::<S>))
         .route("/edges", post(routes::add_edges::<S>))
         .route("/edges/remove", post(routes::remove_edges::<S>))

@@ -92,6 +92,17 @@ pub(super) async fn query<S: AlliDb>(
         .map(Json)
 }
 
+/// `POST /query/batch`: QueryBatch.
+pub(super) async fn query_batch<S: AlliDb>(
+    State(gateway): State<Gateway<S>>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<pb::QueryBatchRequest>,
+) -> Result<Json<pb::QueryBatchResponse>, HttpError> {
+    call(&headers, request, |r| gateway.service.query_batch(r))
+        .await
+        .map(Json)
+}
+
 /// `GET /entity/{entity_id}`: GetEntity; 404 when the entity does not exist.
 pub(super) async fn get_entity<S: AlliDb>(
     State(gateway): State<Gateway<S>>,

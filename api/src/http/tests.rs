@@ -241,6 +241,38 @@ async fn every_route_serves_its_rpc() {
     assert_eq!(query.body["results"][0]["entity_id"], "a");
     assert_eq!(query.body["trace_id"], "q1");
     assert_eq!(query.body["total_results"], 2);
+    assert!(query.body.get("context").is_none_or(Value::is_null));
+
+    // Graph-RAG in one call: one seed apart from k, its context, PageRank ranking.
+    let graph_rag = fx
+        .post(
+            "/query",
+            READER,
+            json!({"query_vector": [1.0, 0.0, 0.0], "k": 5, "seeds": 1, "max_hops": 1,
+                   "include_context": true, "scoring": "personalized_pagerank",
+                   "pagerank": {"damping": 0.5}, "explain": true}),
+        )
+        .await;
+    assert_eq!(graph_rag.status, StatusCode::OK, "{:?}", graph_rag.body);
+    let context = &graph_rag.body["context"];
+    assert_eq!(ids(&context["nodes"], "entity_id"), ["a", "b"]);
+    assert_eq!(context["nodes"][1]["hop"], 1);
+    assert_eq!(context["edges"][0]["from_entity"], "a");
+    assert_eq!(context["edges"][0]["to_entity"], "b");
+    assert_eq!(context["truncated"], false);
+    assert_eq!(ids(&graph_rag.body["results"], "entity_id"), ["a", "b"]);
+    let pagerank = &graph_rag.body["results"][0]["explanation"]["pagerank"];
+    // a -> b -> (dangling, back to a): x_a = 1 / (1 + d), x_b = d / (1 + d).
+    assert!((pagerank["mass"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-5);
+    assert_eq!(pagerank["seed_shares"][0]["entity_id"], "a");
+    fx.post(
+        "/query",
+        READER,
+        json!({"query_vector": [1.0, 0.0, 0.0], "scoring": "personalized_pagerank",
+               "pagerank": {"damping": 1.5}}),
+    )
+    .await
+    .assert_error(400, "InvalidArgument", "pagerank.damping");
 
     let first = fx.get("/entities?limit=3", READER).await;
     assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
@@ -533,4 +565,102 @@ async fn bodies_over_the_limit_are_refused_with_413() {
         .post("/entity", WRITER, json!({"entity": {"entity_id": "small"}}))
         .await;
     assert_eq!(small.status, StatusCode::OK, "{:?}", small.body);
+}
+
+#[tokio::test]
+async fn query_batches_answer_like_one_query_per_vector() {
+    let fx = Fixture::new(HttpLimits::default());
+    for (id, vector, out) in [
+        ("a", [1.0, 0.0, 0.0], &[("b", "cites")][..]),
+        ("b", [0.0, 1.0, 0.0], &[("c", "cites")][..]),
+        ("c", [0.6, 0.0, 0.8], &[][..]),
+    ] {
+        let put = fx
+            .post(
+                "/entity",
+                WRITER,
+                json!({"entity": entity(id, vector, out)}),
+            )
+            .await;
+        assert_eq!(put.status, StatusCode::OK, "{:?}", put.body);
+    }
+    let theirs = fx
+        .post(
+            "/entity",
+            OTHER,
+            json!({"entity": entity("theirs", [1.0, 0.0, 0.0], &[])}),
+        )
+        .await;
+    assert_eq!(theirs.status, StatusCode::OK, "{:?}", theirs.body);
+
+    // Recency weight 0: the scores do not depend on when each call ran.
+    let options = json!({"k": 2, "max_hops": 1, "explain": true, "trace_id": "qb-1",
+        "weights": {"recency": 0}, "filter": {"entity_types": ["doc"]}});
+    // Nine vectors: more than one blocking task's share on a machine with 2+ cores.
+    let vectors = [
+        [1.0, 0.0, 0.0],
+        [0.0, 0.0, 1.0],
+        [0.0, 1.0, 0.1],
+        [0.5, 0.5, 0.0],
+        [0.1, 0.2, 0.9],
+        [0.9, 0.1, 0.4],
+        [0.0, 0.7, 0.7],
+        [0.3, 0.0, 1.0],
+        [0.2, 1.0, 0.0],
+    ];
+    let batch = fx
+        .post(
+            "/query/batch",
+            READER,
+            json!({"options": options, "vectors": vectors.map(|v| json!({"values": v}))}),
+        )
+        .await;
+    assert_eq!(batch.status, StatusCode::OK, "{:?}", batch.body);
+    assert_eq!(batch.body["trace_id"], "qb-1");
+    let replies = batch.body["replies"].as_array().unwrap();
+    assert_eq!(replies.len(), vectors.len());
+    for (reply, vector) in replies.iter().zip(vectors) {
+        let mut single = options.clone();
+        single["query_vector"] = json!(vector);
+        let alone = fx.post("/query", READER, single).await;
+        assert_eq!(alone.status, StatusCode::OK, "{:?}", alone.body);
+        assert_eq!(reply, &alone.body);
+        assert_eq!(reply["results"].as_array().unwrap().len(), 2, "{reply:?}");
+    }
+    assert_eq!(replies[0]["results"][0]["entity_id"], "a");
+
+    // Another tenant's batch ranks only its own entities.
+    let other = fx
+        .post(
+            "/query/batch",
+            OTHER,
+            json!({"vectors": [{"values": [1.0, 0.0, 0.0]}, {"values": [0.0, 1.0, 0.0]}]}),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::OK, "{:?}", other.body);
+    for reply in other.body["replies"].as_array().unwrap() {
+        assert_eq!(ids(&reply["results"], "entity_id"), ["theirs"]);
+    }
+
+    // Errors are Query's, naming the field in the batch request.
+    fx.post("/query/batch", READER, json!({"vectors": []}))
+        .await
+        .assert_error(400, "InvalidArgument", "vectors must not be empty");
+    fx.post(
+        "/query/batch",
+        READER,
+        json!({"options": {"query_vector": [1.0, 0.0, 0.0]}, "vectors": [{"values": [1.0, 0.0, 0.0]}]}),
+    )
+    .await
+    .assert_error(400, "InvalidArgument", "options.query_vector must be empty");
+    fx.post(
+        "/query/batch",
+        READER,
+        json!({"vectors": [{"values": [1.0, 0.0, 0.0]}, {"values": [1.0, 0.0]}]}),
+    )
+    .await
+    .assert_error(400, "InvalidArgument", "vectors[1]: ");
+    fx.get("/query/batch", READER)
+        .await
+        .assert_error(405, "Unimplemented", "");
 }

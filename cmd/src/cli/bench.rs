@@ -144,6 +144,10 @@ pub struct QueryBenchArgs {
     /// Return each result's entity (off: the benchmark measures search, not payload).
     #[arg(long)]
     pub with_entities: bool,
+    /// Query vectors per request: 1 sends each in its own `Query`, more sends them in
+    /// `QueryBatch` requests of this many (one result list per vector).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub batch: u32,
     /// TEXMEX base vectors (.fvecs) to ingest; ids are `<prefix><row>`.
     #[arg(long, requires_all = ["queries", "ground_truth"])]
     pub vectors: Option<PathBuf>,
@@ -732,6 +736,55 @@ fn recall_hits(prefix: &str, found: &[pb::QueryResult], truth: &[i32], k: usize)
         .count() as u64
 }
 
+/// Runs the query vectors `indices` of `queries` with `template`'s options: in one
+/// `QueryBatch` when `batched`, else in one `Query` (`indices` is then one vector). Returns one
+/// reply per vector, in order.
+async fn run_queries(
+    mut client: Client,
+    template: pb::QueryRequest,
+    queries: &[Vec<f32>],
+    indices: &[usize],
+    batched: bool,
+) -> CliResult<Vec<pb::QueryResponse>> {
+    if let (false, [index]) = (batched, indices) {
+        let request = pb::QueryRequest {
+            query_vector: queries[*index].clone(),
+            ..template
+        };
+        let reply = client
+            .query(request)
+            .await
+            .map_err(|status| CliError::rpc("Query", status))?;
+        return Ok(vec![reply.into_inner()]);
+    }
+    let request = pb::QueryBatchRequest {
+        options: Some(template),
+        vectors: indices
+            .iter()
+            .map(|index| pb::QueryVector {
+                values: queries[*index].clone(),
+            })
+            .collect(),
+    };
+    let replies = client
+        .query_batch(request)
+        .await
+        .map_err(|status| CliError::rpc("QueryBatch", status))?
+        .into_inner()
+        .replies;
+    if replies.len() != indices.len() {
+        return Err(CliError::Bench {
+            bench: "query",
+            reason: format!(
+                "QueryBatch of {} vectors answered {} result lists",
+                indices.len(),
+                replies.len()
+            ),
+        });
+    }
+    Ok(replies)
+}
+
 /// `bench query`: synthetic, or a data set (ingest unless skipped, then queries and recall@k).
 /// Returns the ingest report too when there was one.
 async fn query(context: &Context, args: QueryBenchArgs) -> CliResult<Vec<BenchReport>> {
@@ -781,13 +834,17 @@ async fn query(context: &Context, args: QueryBenchArgs) -> CliResult<Vec<BenchRe
     let hits = Arc::new(AtomicU64::new(0));
     let mut next = 0u64;
     let query_count = queries.len() as u64;
+    let batch = u64::from(args.batch);
+    let batched = args.batch > 1;
+    // A job is the indices of the query vectors of one request.
     let next_job = move || {
         if next >= count {
             return None;
         }
-        let index = (next % query_count) as usize;
-        next += 1;
-        Some(Ok(index))
+        let end = count.min(next + batch);
+        let indices: Vec<usize> = (next..end).map(|n| (n % query_count) as usize).collect();
+        next = end;
+        Some(Ok(indices))
     };
     let shared = Arc::new((queries, truth, args.common.id_prefix.clone()));
     let template = bench_query_request(&args, context.consistency, Vec::new());
@@ -796,31 +853,30 @@ async fn query(context: &Context, args: QueryBenchArgs) -> CliResult<Vec<BenchRe
         clients,
         &progress,
         next_job,
-        move |mut client, index: usize| {
+        move |client, indices: Vec<usize>| {
             let shared = Arc::clone(&shared);
             let hits = Arc::clone(&worker_hits);
-            let mut request = template.clone();
+            let template = template.clone();
             async move {
                 let (queries, truth, prefix) = &*shared;
-                request.query_vector = queries[index].clone();
-                let reply = client
-                    .query(request)
-                    .await
-                    .map_err(|status| CliError::rpc("Query", status))?
-                    .into_inner();
+                let replies = run_queries(client, template, queries, &indices, batched).await?;
                 if let Some(truth) = truth {
-                    hits.fetch_add(
-                        recall_hits(prefix, &reply.results, &truth[index], k),
-                        Ordering::Relaxed,
-                    );
+                    let found: u64 = indices
+                        .iter()
+                        .zip(&replies)
+                        .map(|(index, reply)| {
+                            recall_hits(prefix, &reply.results, &truth[*index], k)
+                        })
+                        .sum();
+                    hits.fetch_add(found, Ordering::Relaxed);
                 }
-                Ok(1)
+                Ok(indices.len() as u64)
             }
         },
     )
     .await?;
     let data_set = args.vectors.is_some();
-    let requests = measurement.requests;
+    let queries = measurement.items;
     let mut report = measurement.report(
         "query",
         "queries",
@@ -838,11 +894,12 @@ async fn query(context: &Context, args: QueryBenchArgs) -> CliResult<Vec<BenchRe
                 args.ef.map_or("default".into(), |e| e.to_string()),
             ),
             ("with_entities".into(), args.with_entities.to_string()),
+            ("batch".into(), args.batch.to_string()),
         ],
     );
     if data_set {
         report.recall_at_k =
-            Some(hits.load(Ordering::Relaxed) as f64 / (requests.max(1) as f64 * k as f64));
+            Some(hits.load(Ordering::Relaxed) as f64 / (queries.max(1) as f64 * k as f64));
     }
     reports.push(report);
     Ok(reports)

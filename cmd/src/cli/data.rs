@@ -161,6 +161,37 @@ pub struct QueryArgs {
     /// Show each result's score components and path.
     #[arg(long)]
     pub explain: bool,
+    /// ANN seeds, apart from `-k` (default: k times the expand factor).
+    #[arg(long)]
+    pub seeds: Option<i32>,
+    /// Also print the context: every entity the expansion visited (hop, path) and the edges
+    /// between them.
+    #[arg(long)]
+    pub context: bool,
+    /// With `--context`: print each context entity's text chunks.
+    #[arg(long, requires = "context")]
+    pub chunks: bool,
+    /// Most entities the expansion visits (the daemon's `query.max_expansion_nodes` when omitted).
+    #[arg(long)]
+    pub max_nodes: Option<i32>,
+    /// Most edges the expansion records.
+    #[arg(long)]
+    pub max_edges: Option<i32>,
+    /// Per-entity fan-out of the expansion (default 16).
+    #[arg(long)]
+    pub fan_out: Option<i32>,
+    /// Largest encoded context in bytes (default 1 MiB).
+    #[arg(long, requires = "context")]
+    pub max_context_bytes: Option<i32>,
+    /// Rank by personalized PageRank from the seeds instead of the unified score.
+    #[arg(long)]
+    pub pagerank: bool,
+    /// PageRank damping factor, in (0, 1) (default 0.85).
+    #[arg(long, requires = "pagerank")]
+    pub damping: Option<f64>,
+    /// PageRank weight of the similarity term, in [0, 1] (default 0).
+    #[arg(long, requires = "pagerank")]
+    pub similarity_weight: Option<f64>,
 }
 
 impl QueryArgs {
@@ -183,6 +214,23 @@ impl QueryArgs {
             direction: self.direction.wire(),
             ef: self.ef.unwrap_or(0),
             explain: self.explain,
+            seeds: self.seeds,
+            include_context: self.context,
+            context_chunks: self.chunks,
+            max_nodes: self.max_nodes,
+            max_edges: self.max_edges,
+            max_fan_out: self.fan_out,
+            max_context_bytes: self.max_context_bytes,
+            scoring: if self.pagerank {
+                pb::ScoringMode::ScoringPersonalizedPagerank as i32
+            } else {
+                pb::ScoringMode::ScoringUnified as i32
+            },
+            pagerank: self.pagerank.then(|| pb::PageRankOptions {
+                damping: self.damping,
+                similarity_weight: self.similarity_weight,
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -522,5 +570,41 @@ mod tests {
             (request.k, request.max_hops, request.filter),
             (10, None, None)
         );
+        assert!(!request.include_context && request.pagerank.is_none());
+        assert_eq!((request.seeds, request.max_fan_out), (None, None));
+        assert_eq!(request.scoring, pb::ScoringMode::ScoringUnified as i32);
+
+        let Command::Query(graph_rag) = parse(&[
+            "query",
+            "--vector",
+            "1",
+            "--seeds",
+            "10",
+            "--context",
+            "--chunks",
+            "--fan-out",
+            "8",
+            "--max-nodes",
+            "200",
+            "--max-edges",
+            "500",
+            "--pagerank",
+            "--damping",
+            "0.5",
+        ]) else {
+            panic!("not a query");
+        };
+        let request = graph_rag.request(0);
+        assert_eq!(request.seeds, Some(10));
+        assert!(request.include_context && request.context_chunks);
+        assert_eq!(
+            (request.max_fan_out, request.max_nodes, request.max_edges),
+            (Some(8), Some(200), Some(500))
+        );
+        assert_eq!(
+            request.scoring,
+            pb::ScoringMode::ScoringPersonalizedPagerank as i32
+        );
+        assert_eq!(request.pagerank.unwrap().damping, Some(0.5));
     }
 }

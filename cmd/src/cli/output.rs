@@ -259,6 +259,53 @@ pub fn query_table(reply: &pb::QueryResponse) -> String {
                 explanation.recency_score,
                 path_text(explanation.path.as_ref())
             );
+            if let Some(pagerank) = &explanation.pagerank {
+                let shares: Vec<String> = pagerank
+                    .seed_shares
+                    .iter()
+                    .filter(|s| s.share > 0.0)
+                    .map(|s| format!("{} {:.3}", s.entity_id, s.share))
+                    .collect();
+                let _ = writeln!(
+                    text,
+                    "     pagerank mass {:.6}  iterations {}  from seeds: {}",
+                    pagerank.mass,
+                    pagerank.iterations,
+                    shares.join(", ")
+                );
+            }
+        }
+    }
+    if let Some(context) = &reply.context {
+        let _ = writeln!(
+            text,
+            "context: {} entities, {} edges{}",
+            context.nodes.len(),
+            context.edges.len(),
+            if context.truncated {
+                format!(" (cut by {})", context.truncated_by.join(", "))
+            } else {
+                String::new()
+            }
+        );
+        for node in &context.nodes {
+            let _ = writeln!(
+                text,
+                "  hop {}  {}  {}",
+                node.hop,
+                node.entity_id,
+                path_text(node.path.as_ref())
+            );
+            for chunk in &node.chunks {
+                let _ = writeln!(text, "       [{}] {}", chunk.chunk_id, chunk.text);
+            }
+        }
+        for edge in &context.edges {
+            let _ = writeln!(
+                text,
+                "  edge {} -[{} {}]-> {}",
+                edge.from_entity, edge.relation, edge.weight, edge.to_entity
+            );
         }
     }
     text

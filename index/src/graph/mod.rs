@@ -9,7 +9,7 @@
 
 mod traverse;
 
-pub use traverse::{Direction, PathStep, Reached, TraversalOptions};
+pub use traverse::{Direction, PathStep, Reached, TraversalOptions, Truncation, Walk};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -212,16 +212,22 @@ impl GraphIndex {
         self.adjacency.read().applied_seq
     }
 
-    /// Bounded breadth-first expansion from `starts` (see [`TraversalOptions`]).
-    pub fn expand(&self, starts: &[&str], options: &TraversalOptions) -> Result<Vec<Reached>> {
+    /// Bounded breadth-first walk from `starts` (see [`TraversalOptions`]): the nodes reached
+    /// and the edges recorded between them.
+    pub fn walk(&self, starts: &[&str], options: &TraversalOptions) -> Result<Walk> {
         options.validate()?;
         let adjacency = self.adjacency.read();
-        Ok(traverse::bfs(
+        Ok(traverse::walk(
             &adjacency.out,
             &adjacency.incoming,
             starts,
             options,
         ))
+    }
+
+    /// The nodes of [`GraphIndex::walk`].
+    pub fn expand(&self, starts: &[&str], options: &TraversalOptions) -> Result<Vec<Reached>> {
+        Ok(self.walk(starts, options)?.reached)
     }
 }
 

@@ -306,3 +306,265 @@ fn expansion_is_deterministic_on_a_larger_graph() {
         assert!(r.depth <= 3);
     }
 }
+
+/// The stored edge of a step as owned strings.
+fn stored(step: &PathStep) -> (String, String, String) {
+    let (from, relation, to) = step.stored();
+    (from.to_string(), relation.to_string(), to.to_string())
+}
+
+/// The walk's rules restated on a full sort of every node's eligible steps: from each expanded
+/// node, up to `fan_out` steps to new nodes and `fan_out` edges back into the walk, each stored
+/// edge once.
+fn reference_walk(graph: &GraphIndex, starts: &[&str], options: &TraversalOptions) -> Walk {
+    let mut reached: Vec<Reached> = Vec::new();
+    let mut edges: Vec<PathStep> = Vec::new();
+    let mut seen: std::collections::HashSet<(String, String, String)> = Default::default();
+    for start in starts {
+        if !reached.iter().any(|r| &*r.entity_id == *start) {
+            reached.push(Reached {
+                entity_id: Arc::from(*start),
+                depth: 0,
+                path: Vec::new(),
+            });
+        }
+    }
+    let mut begin = 0;
+    for depth in 1..=options.max_hops {
+        let end = reached.len();
+        for index in begin..end {
+            let node = reached[index].entity_id.clone();
+            let mut steps: Vec<PathStep> = Vec::new();
+            let mut add = |list: Vec<(String, String, f32)>, reversed: bool| {
+                for (relation, peer, weight) in list {
+                    let relation_ok = options
+                        .relations
+                        .as_ref()
+                        .is_none_or(|r| r.contains(&relation));
+                    if weight >= options.min_weight && relation_ok {
+                        steps.push(PathStep {
+                            from: node.clone(),
+                            relation: Arc::from(relation.as_str()),
+                            to: Arc::from(peer.as_str()),
+                            weight,
+                            reversed,
+                        });
+                    }
+                }
+            };
+            if options.direction != Direction::In {
+                add(graph.out_edges(&node), false);
+            }
+            if options.direction != Direction::Out {
+                add(graph.in_edges(&node), true);
+            }
+            steps.sort_by(|a, b| {
+                b.weight
+                    .total_cmp(&a.weight)
+                    .then_with(|| a.to.cmp(&b.to))
+                    .then_with(|| a.relation.cmp(&b.relation))
+                    .then_with(|| a.reversed.cmp(&b.reversed))
+            });
+            let (mut followed, mut crossed) = (0, 0);
+            for step in steps {
+                let known = reached.iter().any(|r| r.entity_id == step.to);
+                if known {
+                    if seen.contains(&stored(&step)) || crossed == options.fan_out {
+                        continue;
+                    }
+                    crossed += 1;
+                } else {
+                    if followed == options.fan_out {
+                        continue;
+                    }
+                    if reached.len() == options.node_budget {
+                        return Walk {
+                            reached,
+                            edges,
+                            truncation: Truncation::default(),
+                        };
+                    }
+                    followed += 1;
+                    let mut path = reached[index].path.clone();
+                    path.push(step.clone());
+                    reached.push(Reached {
+                        entity_id: step.to.clone(),
+                        depth,
+                        path,
+                    });
+                }
+                seen.insert(stored(&step));
+                edges.push(step);
+            }
+        }
+        begin = end;
+    }
+    Walk {
+        reached,
+        edges,
+        truncation: Truncation::default(),
+    }
+}
+
+/// A random graph with hubs (thousands of in-edges and tens of out-edges), cycles, self-loops,
+/// parallel edges of two relations, and deleted nodes.
+fn hub_graph(seed: u64) -> GraphIndex {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let graph = GraphIndex::new();
+    let n = 400u32;
+    for i in 0..n {
+        let mut edges: Vec<EdgeSpec> = (0..rng.random_range(0..6))
+            .map(|_| {
+                let to = if rng.random_range(0..3) == 0 {
+                    format!("n{}", rng.random_range(0..3)) // the hubs n0..n2
+                } else {
+                    format!("n{}", rng.random_range(0..n))
+                };
+                edge(
+                    ["r", "s"][rng.random_range(0..2)],
+                    &to,
+                    f32::from(rng.random_range(0u8..5)) / 4.0,
+                )
+            })
+            .collect();
+        if i % 17 == 0 {
+            edges.push(edge("r", &format!("n{i}"), 0.5)); // self-loop
+        }
+        if i % 11 == 0 {
+            let to = format!("n{}", (i + 1) % n);
+            edges.push(edge("r", &to, 0.25)); // parallel edges
+            edges.push(edge("s", &to, 0.75));
+        }
+        graph.add_edges(&format!("n{i}"), &edges, 1).unwrap();
+    }
+    for hub in 0..3 {
+        let edges: Vec<EdgeSpec> = (0..2_000)
+            .map(|j| {
+                edge(
+                    "r",
+                    &format!("n{}", (j * 7 + hub) % n),
+                    (j % 9) as f32 / 8.0,
+                )
+            })
+            .collect();
+        graph.add_edges(&format!("n{hub}"), &edges, 2).unwrap();
+    }
+    for deleted in [5, 50, 150] {
+        graph.delete_entity(&format!("n{deleted}"), 3);
+    }
+    graph
+}
+
+#[test]
+fn walk_edges_match_the_reference_on_graphs_with_hubs_cycles_and_parallel_edges() {
+    let mut compared = 0;
+    for seed in 0..6 {
+        let graph = hub_graph(seed);
+        for (round, direction) in [Direction::Out, Direction::In, Direction::Both]
+            .into_iter()
+            .enumerate()
+        {
+            let options = TraversalOptions {
+                max_hops: 1 + round % 3,
+                fan_out: [3, 8, 40][round],
+                node_budget: [60, 300, 1_000][(seed as usize) % 3],
+                direction,
+                relations: (seed == 4).then(|| vec!["r".to_owned()]),
+                min_weight: if seed == 5 { 0.3 } else { f32::NEG_INFINITY },
+                edge_budget: None,
+            };
+            let starts = ["n0", "n7", "n33", "n7", "n5"];
+            let walk = graph.walk(&starts, &options).unwrap();
+            let expected = reference_walk(&graph, &starts, &options);
+            assert_eq!(walk.reached, expected.reached, "seed {seed} {direction:?}");
+            assert_eq!(walk.edges, expected.edges, "seed {seed} {direction:?}");
+            assert_eq!(graph.expand(&starts, &options).unwrap(), walk.reached);
+            // Every reached node's last step is a recorded edge; every edge is stored once.
+            let recorded: std::collections::HashSet<_> = walk.edges.iter().map(stored).collect();
+            assert_eq!(recorded.len(), walk.edges.len());
+            for node in &walk.reached {
+                if let Some(last) = node.path.last() {
+                    assert!(recorded.contains(&stored(last)));
+                }
+            }
+            // Hubs cost at most 2 * fan_out edges each.
+            for hub in ["n0", "n1", "n2"] {
+                let from_hub = walk.edges.iter().filter(|e| &*e.from == hub).count();
+                assert!(from_hub <= 2 * options.fan_out, "{hub}: {from_hub}");
+            }
+            compared += walk.edges.len();
+        }
+    }
+    assert!(compared > 1_000, "edges compared: {compared}");
+}
+
+#[test]
+fn truncation_names_the_fan_out_and_the_budgets() {
+    let graph = hub_graph(1);
+    let options = TraversalOptions {
+        max_hops: 2,
+        fan_out: 4,
+        node_budget: 1_000,
+        direction: Direction::In,
+        ..TraversalOptions::default()
+    };
+    let walk = graph.walk(&["n0"], &options).unwrap();
+    assert_eq!(
+        walk.truncation,
+        Truncation {
+            fan_out: true,
+            ..Truncation::default()
+        }
+    );
+    // The hub's heaviest in-edges are the ones followed.
+    let lightest_followed = walk
+        .edges
+        .iter()
+        .filter(|e| &*e.from == "n0" && !walk.reached[..1].iter().any(|r| r.entity_id == e.to))
+        .map(|e| e.weight)
+        .fold(f32::INFINITY, f32::min);
+    let heaviest_in = graph
+        .in_edges("n0")
+        .iter()
+        .map(|e| e.2)
+        .fold(f32::NEG_INFINITY, f32::max);
+    assert_eq!(lightest_followed, heaviest_in);
+    let nodes = graph
+        .walk(
+            &["n0"],
+            &TraversalOptions {
+                node_budget: 3,
+                ..options.clone()
+            },
+        )
+        .unwrap();
+    assert!(nodes.truncation.node_budget && !nodes.truncation.edge_budget);
+    assert_eq!(nodes.reached.len(), 3);
+    let edges = graph
+        .walk(
+            &["n0"],
+            &TraversalOptions {
+                edge_budget: Some(5),
+                ..options.clone()
+            },
+        )
+        .unwrap();
+    assert!(edges.truncation.edge_budget);
+    assert_eq!(edges.edges.len(), 5);
+    let whole = sample()
+        .walk(&["a"], &TraversalOptions { ..opts() })
+        .unwrap();
+    assert!(!whole.truncation.any());
+    assert!(
+        sample()
+            .walk(
+                &["a"],
+                &TraversalOptions {
+                    fan_out: 0,
+                    ..opts()
+                }
+            )
+            .is_err()
+    );
+}

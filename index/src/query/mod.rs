@@ -1,10 +1,16 @@
 //! Query scoring and the storage-free part of the query planner (DESIGN.md §4).
 //!
 //! * [`scorer`]: the unified score and its explanation;
-//! * [`planner`]: ANN seeds -> graph expansion -> score every candidate -> top k.
+//! * [`planner`]: ANN seeds -> graph walk -> score every candidate -> top k;
+//! * [`pagerank`]: personalized PageRank over a walked subgraph.
 
+pub mod pagerank;
 pub mod planner;
 pub mod scorer;
 
-pub use planner::{EntityFacts, FactSource, QueryPlan, ScoredResult, run_query};
+pub use pagerank::PageRankOptions;
+pub use planner::{
+    EntityFacts, FactSource, PageRankExplanation, QueryAnswer, QueryPlan, Ranking, ScoredResult,
+    run_query,
+};
 pub use scorer::{ScoreBreakdown, ScoreWeights, score};

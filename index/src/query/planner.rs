@@ -1,5 +1,5 @@
-//! The storage-free query pipeline: ANN seeds -> bounded graph expansion -> unified score ->
-//! top k (DESIGN.md §4).
+//! The storage-free query pipeline: ANN seeds -> bounded graph walk -> unified score or
+//! personalized PageRank -> top k (DESIGN.md §4, docs/index.md).
 //!
 //! Invariants: the filter is applied before the top k is taken (to seeds and to expanded
 //! nodes alike); every candidate is scored with its own similarity to the query, never its
@@ -8,14 +8,19 @@
 //! storage; a candidate the caller no longer knows (deleted meanwhile) is dropped. Facts are
 //! looked up best bound first and only while a candidate's exact score bound
 //! ([`PartialScore::upper_bound`]) can still reach the top k, so the result is the one full
-//! scoring would give, without a lookup per expanded node.
+//! scoring would give, without a lookup per expanded node. The PageRank ranking runs over the
+//! walked nodes the caller still knows and the walk's edges between them; the filter does not
+//! prune the walk (mass flows through nodes it rejects), it only removes results.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::graph::{GraphIndex, PathStep, Reached, TraversalOptions};
-use crate::query::scorer::{PartialScore, ScoreBreakdown, ScoreWeights, scored_importance};
+use crate::graph::{Direction, GraphIndex, PathStep, Reached, TraversalOptions, Walk};
+use crate::query::pagerank::{PageRankOptions, Transition, restart_distribution};
+use crate::query::scorer::{
+    PartialScore, ScoreBreakdown, ScoreWeights, scored_importance, vector_term,
+};
 use crate::telemetry;
 use crate::vector::{VectorHit, VectorIndex};
 
@@ -24,16 +29,34 @@ use crate::vector::{VectorHit, VectorIndex};
 pub struct QueryPlan {
     /// Results wanted (>= 1).
     pub k: usize,
-    /// Seeds = `k * expand_factor` (>= 1) ...
+    /// Seeds = `k * expand_factor` (>= 1) unless `seeds` is given ...
     pub expand_factor: usize,
+    /// ... ANN seeds asked for apart from `k` (1..=`max_candidates`) ...
+    pub seeds: Option<usize>,
     /// ... capped by this (>= 1).
     pub max_candidates: usize,
     /// HNSW candidate list size (`None`: the index default).
     pub ef: Option<usize>,
     /// Graph expansion limits (`max_hops = 0` disables expansion).
     pub traversal: TraversalOptions,
-    /// Score weights and hop decay.
+    /// Score weights and hop decay (the unified ranking).
     pub weights: ScoreWeights,
+    /// How candidates are ranked.
+    pub ranking: Ranking,
+    /// Return the walk with the results (the query context).
+    pub keep_walk: bool,
+    /// Report each PageRank result's share per seed (one more iteration run per seed).
+    pub explain: bool,
+}
+
+/// How a query ranks its candidates.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum Ranking {
+    /// The unified score ([`crate::query::score`]).
+    #[default]
+    Unified,
+    /// Personalized PageRank from the seeds over the walked subgraph.
+    PersonalizedPageRank(PageRankOptions),
 }
 
 impl Default for QueryPlan {
@@ -41,10 +64,14 @@ impl Default for QueryPlan {
         Self {
             k: 10,
             expand_factor: 2,
+            seeds: None,
             max_candidates: 1_000,
             ef: None,
             traversal: TraversalOptions::default(),
             weights: ScoreWeights::default(),
+            ranking: Ranking::Unified,
+            keep_walk: false,
+            explain: false,
         }
     }
 }
@@ -61,15 +88,29 @@ impl QueryPlan {
                 return Err(Error::invalid(format!("{name} must be at least 1")));
             }
         }
+        if let Some(seeds) = self.seeds
+            && !(1..=self.max_candidates).contains(&seeds)
+        {
+            return Err(Error::invalid(format!(
+                "seeds must be 1..={}, got {seeds}",
+                self.max_candidates
+            )));
+        }
+        if let Ranking::PersonalizedPageRank(options) = &self.ranking {
+            options.validate()?;
+        }
         self.traversal.validate()?;
         self.weights.validate()
     }
 
-    /// Number of ANN seeds: `k * expand_factor`, capped by `max_candidates`.
+    /// Number of ANN seeds: `seeds` when given, else `k * expand_factor` capped by
+    /// `max_candidates`.
     pub fn seed_count(&self) -> usize {
-        self.k
-            .saturating_mul(self.expand_factor)
-            .min(self.max_candidates)
+        self.seeds.unwrap_or_else(|| {
+            self.k
+                .saturating_mul(self.expand_factor)
+                .min(self.max_candidates)
+        })
     }
 }
 
@@ -117,6 +158,29 @@ pub struct ScoredResult {
     pub depth: usize,
     /// Edges from the seed (empty for a seed).
     pub path: Vec<PathStep>,
+    /// How the PageRank ranking reached the score (`None` under the unified score).
+    pub pagerank: Option<PageRankExplanation>,
+}
+
+/// A PageRank result's mass and where it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PageRankExplanation {
+    /// The node's PageRank mass (all walked nodes' masses sum to 1).
+    pub mass: f64,
+    /// Power iterations run.
+    pub iterations: usize,
+    /// `(seed, share)`: the fraction of the mass that restarted at each seed, seeds in ANN
+    /// order, when the plan asked to explain (else empty).
+    pub seed_shares: Vec<(Arc<str>, f64)>,
+}
+
+/// What a query found: the ranked results and, when the plan keeps it, the walk.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueryAnswer {
+    /// At most `k` results, best first.
+    pub results: Vec<ScoredResult>,
+    /// The walk from the seeds (unfiltered: the caller removes what it must not return).
+    pub walk: Option<Walk>,
 }
 
 /// Runs the pipeline. `facts` looks an entity up (`None`: gone); `now_micros` is query time.
@@ -130,7 +194,7 @@ pub fn run_query(
     allowed_hint: Option<usize>,
     facts: &dyn FactSource,
     now_micros: u64,
-) -> Result<Vec<ScoredResult>> {
+) -> Result<QueryAnswer> {
     plan.validate()?;
     let seeds = telemetry::query_stage(telemetry::STAGE_ANN_SEARCH, || {
         let seeds = vectors.search(query, plan.seed_count(), plan.ef, filter, allowed_hint);
@@ -140,18 +204,185 @@ pub fn run_query(
         seeds
     })?;
     let seed_ids: Vec<&str> = seeds.iter().map(|hit| &*hit.entity_id).collect();
-    let candidates: Vec<_> = telemetry::query_stage(telemetry::STAGE_EXPANSION, || {
-        let reached = graph.expand(&seed_ids, &plan.traversal)?;
-        let candidates: Vec<_> = reached
-            .into_iter()
-            .filter(|r| filter.is_none_or(|f| f(&r.entity_id)))
-            .collect();
-        tracing::debug!(candidates = candidates.len(), "graph expansion done");
-        Ok::<_, Error>(candidates)
+    let mut walk = telemetry::query_stage(telemetry::STAGE_EXPANSION, || {
+        let walk = graph.walk(&seed_ids, &plan.traversal)?;
+        tracing::debug!(
+            nodes = walk.reached.len(),
+            edges = walk.edges.len(),
+            "graph walk done"
+        );
+        Ok::<_, Error>(walk)
     })?;
-    telemetry::query_stage(telemetry::STAGE_SCORING, || {
-        score_candidates(vectors, query, plan, &seeds, candidates, facts, now_micros)
+    let results = telemetry::query_stage(telemetry::STAGE_SCORING, || match plan.ranking {
+        Ranking::Unified => {
+            let reached = if plan.keep_walk {
+                walk.reached.clone()
+            } else {
+                std::mem::take(&mut walk.reached)
+            };
+            let candidates: Vec<Reached> = reached
+                .into_iter()
+                .filter(|r| filter.is_none_or(|f| f(&r.entity_id)))
+                .collect();
+            score_candidates(vectors, query, plan, &seeds, candidates, facts, now_micros)
+        }
+        Ranking::PersonalizedPageRank(options) => {
+            rank_by_pagerank(vectors, query, plan, &options, &seeds, &walk, filter, facts)
+        }
+    })?;
+    Ok(QueryAnswer {
+        results,
+        walk: plan.keep_walk.then_some(walk),
     })
+}
+
+/// Each entity's own similarity to `query`: the search's for `seeds`, looked up for the others.
+fn similarities_of(
+    vectors: &VectorIndex,
+    query: &[f32],
+    seeds: &[VectorHit],
+    ids: &[&str],
+) -> Result<Vec<Option<f32>>> {
+    let seed_similarity: HashMap<&str, f32> = seeds
+        .iter()
+        .map(|hit| (&*hit.entity_id, hit.similarity))
+        .collect();
+    let others: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| !seed_similarity.contains_key(id))
+        .collect();
+    let mut looked_up = vectors.similarities(query, &others)?.into_iter();
+    Ok(ids
+        .iter()
+        .map(|id| match seed_similarity.get(id) {
+            Some(similarity) => Some(*similarity),
+            None => looked_up
+                .next()
+                .expect("one looked-up similarity per id that is not a seed"),
+        })
+        .collect())
+}
+
+/// Ranks the walked nodes the caller still knows by personalized PageRank from the seeds
+/// (restart weights: their vector terms), mixed with their own vector term by
+/// `similarity_weight`; keeps the best `plan.k` that pass the filter.
+#[allow(clippy::too_many_arguments)]
+fn rank_by_pagerank(
+    vectors: &VectorIndex,
+    query: &[f32],
+    plan: &QueryPlan,
+    options: &PageRankOptions,
+    seeds: &[VectorHit],
+    walk: &Walk,
+    filter: Option<&dyn Fn(&str) -> bool>,
+    facts: &dyn FactSource,
+) -> Result<Vec<ScoredResult>> {
+    let live: Vec<&Reached> = walk
+        .reached
+        .iter()
+        .filter(|r| facts.facts(&r.entity_id).is_some())
+        .collect();
+    let index: HashMap<&str, usize> = live
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (&*r.entity_id, i))
+        .collect();
+    let mut flows: Vec<(usize, usize, f64)> = Vec::with_capacity(walk.edges.len() * 2);
+    for step in &walk.edges {
+        let (Some(&from), Some(&to)) = (index.get(&*step.from), index.get(&*step.to)) else {
+            continue;
+        };
+        let weight = f64::from(step.weight);
+        flows.push((from, to, weight));
+        if plan.traversal.direction == Direction::Both && from != to {
+            flows.push((to, from, weight));
+        }
+    }
+    let metric = vectors.options().metric;
+    let seed_nodes: Vec<(usize, f64)> = seeds
+        .iter()
+        .filter_map(|hit| {
+            let node = *index.get(&*hit.entity_id)?;
+            Some((node, vector_term(metric, Some(hit.similarity))))
+        })
+        .collect();
+    if seed_nodes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let restart = restart_distribution(live.len(), &seed_nodes);
+    let transition = Transition::new(live.len(), &flows);
+    let pagerank = transition.pagerank(&restart, options);
+    tracing::debug!(
+        nodes = live.len(),
+        edges = flows.len(),
+        iterations = pagerank.iterations,
+        "personalized PageRank done"
+    );
+    let columns = if plan.explain {
+        let nodes: Vec<usize> = seed_nodes.iter().map(|(node, _)| *node).collect();
+        transition.seed_columns(&restart, &nodes, pagerank.iterations, options.damping)
+    } else {
+        Vec::new()
+    };
+    let most = pagerank.mass.iter().copied().fold(0.0, f64::max);
+    let candidates: Vec<(usize, &Reached)> = live
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| filter.is_none_or(|f| f(&r.entity_id)))
+        .map(|(i, r)| (i, *r))
+        .collect();
+    let ids: Vec<&str> = candidates.iter().map(|(_, r)| &*r.entity_id).collect();
+    let similarities = similarities_of(vectors, query, seeds, &ids)?;
+    let lambda = options.similarity_weight;
+    let mut results: Vec<ScoredResult> = candidates
+        .into_iter()
+        .zip(similarities)
+        .map(|((node, reached), similarity)| {
+            let mass = pagerank.mass[node];
+            let vector = lambda * vector_term(metric, similarity);
+            let graph = if most > 0.0 {
+                (1.0 - lambda) * (mass / most)
+            } else {
+                0.0
+            };
+            let column_total: f64 = columns.iter().map(|c| c[node]).sum();
+            let seed_shares = seed_nodes
+                .iter()
+                .zip(&columns)
+                .map(|((seed, _), column)| {
+                    let share = if column_total > 0.0 {
+                        column[node] / column_total
+                    } else {
+                        0.0
+                    };
+                    (live[*seed].entity_id.clone(), share)
+                })
+                .collect();
+            ScoredResult {
+                entity_id: reached.entity_id.clone(),
+                score: vector + graph,
+                breakdown: ScoreBreakdown {
+                    vector,
+                    graph,
+                    importance: 0.0,
+                    recency: 0.0,
+                    total: vector + graph,
+                },
+                similarity,
+                depth: reached.depth,
+                path: reached.path.clone(),
+                pagerank: Some(PageRankExplanation {
+                    mass,
+                    iterations: pagerank.iterations,
+                    seed_shares,
+                }),
+            }
+        })
+        .collect();
+    results.sort_by(result_order);
+    results.truncate(plan.k);
+    Ok(results)
 }
 
 /// Scores `candidates` (with their own similarity to `query`: the search's for `seeds`, looked
@@ -165,25 +396,8 @@ fn score_candidates(
     facts: &dyn FactSource,
     now_micros: u64,
 ) -> Result<Vec<ScoredResult>> {
-    let seed_similarity: HashMap<&str, f32> = seeds
-        .iter()
-        .map(|hit| (&*hit.entity_id, hit.similarity))
-        .collect();
-    let reached_only: Vec<&str> = candidates
-        .iter()
-        .map(|r| &*r.entity_id)
-        .filter(|id| !seed_similarity.contains_key(id))
-        .collect();
-    let mut looked_up = vectors.similarities(query, &reached_only)?.into_iter();
-    let similarities: Vec<Option<f32>> = candidates
-        .iter()
-        .map(|r| match seed_similarity.get(&*r.entity_id) {
-            Some(similarity) => Some(*similarity),
-            None => looked_up
-                .next()
-                .expect("one looked-up similarity per candidate that is not a seed"),
-        })
-        .collect();
+    let ids: Vec<&str> = candidates.iter().map(|r| &*r.entity_id).collect();
+    let similarities = similarities_of(vectors, query, seeds, &ids)?;
     let metric = vectors.options().metric;
     let now = i64::try_from(now_micros).unwrap_or(i64::MAX);
     let age = |updated_at_micros: u64| now - i64::try_from(updated_at_micros).unwrap_or(i64::MAX);
@@ -226,6 +440,7 @@ fn score_candidates(
             similarity,
             depth: reached.depth,
             path: reached.path,
+            pagerank: None,
         };
         let position = results.partition_point(|r| ranks_before(r, &result));
         if position < plan.k {
@@ -238,17 +453,22 @@ fn score_candidates(
 }
 
 /// Result order: score descending, ties by entity id (ids are unique among candidates).
-fn ranks_before(a: &ScoredResult, b: &ScoredResult) -> bool {
+fn result_order(a: &ScoredResult, b: &ScoredResult) -> std::cmp::Ordering {
     b.score
         .total_cmp(&a.score)
         .then_with(|| a.entity_id.cmp(&b.entity_id))
-        .is_lt()
+}
+
+/// True when `a` comes before `b` in [`result_order`].
+fn ranks_before(a: &ScoredResult, b: &ScoredResult) -> bool {
+    result_order(a, b).is_lt()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::graph::EdgeSpec;
+    use crate::query::PageRankOptions;
     use crate::vector::VectorIndexOptions;
 
     fn setup() -> (VectorIndex, GraphIndex) {
@@ -281,7 +501,9 @@ mod tests {
         filter: Option<&dyn Fn(&str) -> bool>,
         facts: &dyn Fn(&str) -> Option<EntityFacts>,
     ) -> Vec<ScoredResult> {
-        run_query(vectors, graph, query, plan, filter, None, &facts, 1_000).unwrap()
+        run_query(vectors, graph, query, plan, filter, None, &facts, 1_000)
+            .unwrap()
+            .results
     }
 
     fn fresh(_: &str) -> Option<EntityFacts> {
@@ -363,6 +585,150 @@ mod tests {
         );
     }
 
+    #[test]
+    fn seeds_are_apart_from_k_and_the_walk_is_kept_on_request() {
+        let (vectors, graph) = setup();
+        let plan = QueryPlan {
+            k: 1,
+            seeds: Some(3),
+            keep_walk: true,
+            traversal: TraversalOptions {
+                max_hops: 0,
+                ..TraversalOptions::default()
+            },
+            ..QueryPlan::default()
+        };
+        let answer = run_query(
+            &vectors,
+            &graph,
+            &[1.0, 0.0, 0.0],
+            &plan,
+            None,
+            None,
+            &fresh,
+            1_000,
+        )
+        .unwrap();
+        assert_eq!(answer.results.len(), 1);
+        let walk = answer.walk.unwrap();
+        let seeds: Vec<&str> = walk.reached.iter().map(|r| &*r.entity_id).collect();
+        assert_eq!(seeds, ["exact", "near", "far"]);
+        let default = QueryPlan {
+            k: 3,
+            expand_factor: 2,
+            ..QueryPlan::default()
+        };
+        assert_eq!(default.seed_count(), 6);
+        for bad in [0, 1_001] {
+            let plan = QueryPlan {
+                seeds: Some(bad),
+                ..QueryPlan::default()
+            };
+            let error = plan.validate().unwrap_err().to_string();
+            assert!(error.contains("seeds"), "{error}");
+        }
+        assert!(
+            run_query(
+                &vectors,
+                &graph,
+                &[1.0, 0.0, 0.0],
+                &default,
+                None,
+                None,
+                &fresh,
+                0
+            )
+            .unwrap()
+            .walk
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn pagerank_ranks_by_mass_with_dangling_mass_back_at_the_seed() {
+        // exact -> linked -> far (far has no out-edges), one seed: x_exact = (1-d)/(1-d^3),
+        // x_linked = d x_exact, x_far = d^2 x_exact; with d = 0.5: 4/7, 2/7, 1/7.
+        let (vectors, graph) = setup();
+        graph
+            .add_edges(
+                "linked",
+                &[EdgeSpec {
+                    relation: "r".into(),
+                    to: "far".into(),
+                    weight: 3.0,
+                }],
+                6,
+            )
+            .unwrap();
+        let options = PageRankOptions {
+            damping: 0.5,
+            max_iterations: 200,
+            tolerance: 1e-15,
+            similarity_weight: 0.0,
+        };
+        let plan = QueryPlan {
+            k: 10,
+            seeds: Some(1),
+            explain: true,
+            ranking: Ranking::PersonalizedPageRank(options),
+            ..QueryPlan::default()
+        };
+        let results = query_at_1000(&vectors, &graph, &[1.0, 0.0, 0.0], &plan, None, &fresh);
+        let masses: Vec<(&str, f64)> = results
+            .iter()
+            .map(|r| (&*r.entity_id, r.pagerank.as_ref().unwrap().mass))
+            .collect();
+        let expected = [
+            ("exact", 4.0 / 7.0),
+            ("linked", 2.0 / 7.0),
+            ("far", 1.0 / 7.0),
+        ];
+        assert_eq!(masses.len(), 3);
+        for ((id, mass), (want_id, want)) in masses.iter().zip(expected) {
+            assert_eq!(*id, want_id);
+            assert!((mass - want).abs() < 1e-9, "{id}: {mass} vs {want}");
+        }
+        assert!((results[0].score - 1.0).abs() < 1e-12);
+        assert!((results[1].score - 0.5).abs() < 1e-9);
+        let explained = results[2].pagerank.as_ref().unwrap();
+        assert_eq!(explained.seed_shares.len(), 1);
+        assert_eq!(&*explained.seed_shares[0].0, "exact");
+        assert!((explained.seed_shares[0].1 - 1.0).abs() < 1e-12);
+        assert!(explained.iterations > 1 && explained.iterations < 200);
+        // The filter removes results, not mass: "linked" still passes mass on to "far".
+        let not_linked = |id: &str| id != "linked";
+        let filtered = query_at_1000(
+            &vectors,
+            &graph,
+            &[1.0, 0.0, 0.0],
+            &plan,
+            Some(&not_linked),
+            &fresh,
+        );
+        let ids: Vec<&str> = filtered.iter().map(|r| &*r.entity_id).collect();
+        assert_eq!(ids, ["exact", "far"]);
+        let far = filtered[1].pagerank.as_ref().unwrap().mass;
+        assert!((far - 1.0 / 7.0).abs() < 1e-9);
+        // Mixed with similarity: the identical "exact" scores 1 on both terms.
+        let mixed = QueryPlan {
+            ranking: Ranking::PersonalizedPageRank(PageRankOptions {
+                similarity_weight: 0.5,
+                ..options
+            }),
+            ..plan.clone()
+        };
+        let results = query_at_1000(&vectors, &graph, &[1.0, 0.0, 0.0], &mixed, None, &fresh);
+        assert!((results[0].score - 1.0).abs() < 1e-9);
+        let bad = QueryPlan {
+            ranking: Ranking::PersonalizedPageRank(PageRankOptions {
+                damping: 1.0,
+                ..options
+            }),
+            ..plan
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("damping"));
+    }
+
     /// The old pipeline, kept as the oracle: every candidate looked up and scored, then sorted.
     fn score_every_candidate(
         vectors: &VectorIndex,
@@ -400,6 +766,7 @@ mod tests {
                     similarity,
                     depth: r.depth,
                     path: r.path.clone(),
+                    pagerank: None,
                 })
             })
             .collect();
@@ -510,7 +877,9 @@ mod tests {
             let lookup = |id: &str| facts.facts(id);
             let expected = score_every_candidate(&vectors, &graph, &query, &plan, &lookup, now);
             scored += facts.lookups.replace(0);
-            let got = run_query(&vectors, &graph, &query, &plan, None, None, &facts, now).unwrap();
+            let got = run_query(&vectors, &graph, &query, &plan, None, None, &facts, now)
+                .unwrap()
+                .results;
             looked_up += facts.lookups.replace(0);
             assert_eq!(got, expected, "round {round}, plan {plan:?}");
             checked += got.len();

@@ -6,8 +6,9 @@
 //! build a new graph beside the old one before swapping it in. A stop request cancels a running
 //! rebuild within a few hundred insertions (the old graph stays), so closing the store never
 //! waits for one. The thread runs at a lower CPU priority (nice +10 on Linux), like RocksDB's
-//! low-priority compaction pool: HNSW insertion is the most CPU-hungry work of the node, and it
-//! only gets the cycles writers and queries leave, so an ingest burst runs at the write path's
+//! low-priority compaction pool, and so do the threads of its own pool on which a batch links on
+//! every core: HNSW insertion is the most CPU-hungry work of the node, and it only gets the
+//! cycles writers and queries leave, so an ingest burst runs at the write path's
 //! speed until the tail bound slows it.
 
 use std::path::PathBuf;
@@ -93,6 +94,29 @@ fn run(
     stop: &Stop,
 ) {
     lower_own_priority();
+    // Batches link on all cores (`FlatHnsw::insert_batch`) in this pool, whose threads run at
+    // the indexer's low priority too.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("allidb-indexer-{i}"))
+        .start_handler(|_| lower_own_priority())
+        .build();
+    match pool {
+        Ok(pool) => pool.install(|| passes(indexes, engine, index_dir, options, stop)),
+        Err(err) => {
+            tracing::warn!(%err, "no indexer thread pool; batches link on the shared pool");
+            passes(indexes, engine, index_dir, options, stop);
+        }
+    }
+}
+
+/// The indexer's loop: index, rebuild and dump passes until a stop is requested.
+fn passes(
+    indexes: &Indexes,
+    engine: &Engine,
+    index_dir: &std::path::Path,
+    options: &StoreOptions,
+    stop: &Stop,
+) {
     let mut last_dump = Instant::now();
     let mut dumped_seq = indexes.applied_seq.load(Ordering::Acquire);
     loop {

@@ -39,7 +39,7 @@ use allidb_storage::{CommitObserver, Durability, Engine, SeqNo};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
-use crate::graph::{Reached, TraversalOptions};
+use crate::graph::{PathStep, Reached, TraversalOptions, Truncation};
 use crate::query::{QueryPlan, ScoredResult, run_query};
 use crate::vector::{VectorIndex, VectorIndexOptions};
 
@@ -119,6 +119,28 @@ pub struct QueryHit {
     pub result: ScoredResult,
     /// The stored entity, when asked for.
     pub entity: Option<Entity>,
+}
+
+/// What a query returns: the ranked hits and, when the plan keeps the walk, its context.
+#[derive(Clone, Debug)]
+pub struct QueryReply {
+    /// The ranked results.
+    pub hits: Vec<QueryHit>,
+    /// The subgraph the walk visited (when `plan.keep_walk`).
+    pub context: Option<QueryContext>,
+}
+
+/// The subgraph a query's walk visited, as returned: the walked entities that are live and pass
+/// the query's filter, and the recorded edges between two of them.
+#[derive(Clone, Debug)]
+pub struct QueryContext {
+    /// Nodes in walk order (seeds first), each with its hop and best path, and its stored
+    /// entity when asked for.
+    pub nodes: Vec<TraverseHit>,
+    /// Recorded edges between returned nodes, each once, in the order the walk recorded them.
+    pub edges: Vec<PathStep>,
+    /// The limits that cut the walk.
+    pub truncation: Truncation,
 }
 
 /// One node reached by a traversal.
@@ -494,8 +516,19 @@ impl UnifiedStore {
             .collect::<allidb_storage::Result<Vec<_>>>()?)
     }
 
-    /// The Graph-RAG query: ANN seeds -> graph expansion -> unified score -> top k.
+    /// The Graph-RAG query: ANN seeds -> graph walk -> ranking -> top k.
     pub fn query(&self, tenant: &str, request: &QueryRequest) -> Result<Vec<QueryHit>> {
+        Ok(self.query_with_context(tenant, request, false)?.hits)
+    }
+
+    /// [`UnifiedStore::query`] plus, when `request.plan.keep_walk`, the walk's context; with
+    /// `context_entities` each context node carries its stored entity (its chunks).
+    pub fn query_with_context(
+        &self,
+        tenant: &str,
+        request: &QueryRequest,
+        context_entities: bool,
+    ) -> Result<QueryReply> {
         allidb_storage::key::validate_tenant(tenant)?;
         if request.vector.is_empty() {
             return Err(Error::invalid("query vector is empty"));
@@ -507,7 +540,15 @@ impl UnifiedStore {
         }
         request.plan.validate()?;
         let Some(state) = self.indexes.tenant(tenant) else {
-            return Ok(Vec::new());
+            let context = request.plan.keep_walk.then(|| QueryContext {
+                nodes: Vec::new(),
+                edges: Vec::new(),
+                truncation: Truncation::default(),
+            });
+            return Ok(QueryReply {
+                hits: Vec::new(),
+                context,
+            });
         };
         if let Some(&expected) = state.dimension.get()
             && expected != request.vector.len()
@@ -518,7 +559,7 @@ impl UnifiedStore {
             });
         }
         let t = &state.indexes;
-        let results = {
+        let (results, context) = {
             let facts = t.facts.read();
             let filter = &request.filter;
             let allows = |id: &str| facts.get(id).is_some_and(|m| filter.allows(m));
@@ -529,7 +570,7 @@ impl UnifiedStore {
                 Some(&allows)
             };
             let now = allidb_storage::hlc::wall_micros();
-            run_query(
+            let answer = run_query(
                 &t.vectors,
                 &t.graph,
                 &request.vector,
@@ -538,7 +579,23 @@ impl UnifiedStore {
                 hint,
                 &*facts,
                 now,
-            )?
+            )?;
+            let context = answer.walk.map(|walk| {
+                let nodes: Vec<Reached> = walk
+                    .reached
+                    .into_iter()
+                    .filter(|r| allows(&r.entity_id))
+                    .collect();
+                let kept: std::collections::HashSet<&str> =
+                    nodes.iter().map(|r| &*r.entity_id).collect();
+                let edges: Vec<PathStep> = walk
+                    .edges
+                    .into_iter()
+                    .filter(|e| kept.contains(&*e.from) && kept.contains(&*e.to))
+                    .collect();
+                (nodes, edges, walk.truncation)
+            });
+            (answer.results, context)
         };
         let mut hits = Vec::with_capacity(results.len());
         for result in results {
@@ -551,6 +608,40 @@ impl UnifiedStore {
                 None
             };
             hits.push(QueryHit { result, entity });
+        }
+        let context = match context {
+            None => None,
+            Some((nodes, edges, truncation)) => {
+                let nodes = self.with_entities(tenant, nodes, context_entities)?;
+                Some(QueryContext {
+                    nodes,
+                    edges,
+                    truncation,
+                })
+            }
+        };
+        Ok(QueryReply { hits, context })
+    }
+
+    /// `reached` nodes with their stored entities when `include_entities` (a node deleted
+    /// meanwhile is dropped).
+    fn with_entities(
+        &self,
+        tenant: &str,
+        reached: Vec<Reached>,
+        include_entities: bool,
+    ) -> Result<Vec<TraverseHit>> {
+        let mut hits = Vec::with_capacity(reached.len());
+        for reached in reached {
+            let entity = if include_entities {
+                match self.engine.get_entity(tenant, &reached.entity_id)? {
+                    Some(e) => Some(e),
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            hits.push(TraverseHit { reached, entity });
         }
         Ok(hits)
     }
@@ -569,42 +660,36 @@ impl UnifiedStore {
                 .is_none_or(|t| t.indexes.vectors.pending_len() <= LIGHT_QUERY_MAX_TAIL)
     }
 
-    /// Graph-only traversal from `starts`; only live entities are returned.
+    /// Graph-only traversal from `starts`; only live entities are returned, with the limits
+    /// that cut the walk.
     pub fn traverse(
         &self,
         tenant: &str,
         starts: &[String],
         options: &TraversalOptions,
         include_entities: bool,
-    ) -> Result<Vec<TraverseHit>> {
+    ) -> Result<(Vec<TraverseHit>, Truncation)> {
         allidb_storage::key::validate_tenant(tenant)?;
         options.validate()?;
         let Some(state) = self.indexes.tenant(tenant) else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Truncation::default()));
         };
         let t = &state.indexes;
         let starts: Vec<&str> = starts.iter().map(String::as_str).collect();
-        let reached: Vec<Reached> = {
+        let (reached, truncation) = {
             let facts = t.facts.read();
-            t.graph
-                .expand(&starts, options)?
+            let walk = t.graph.walk(&starts, options)?;
+            let reached: Vec<Reached> = walk
+                .reached
                 .into_iter()
                 .filter(|r| facts.get(&r.entity_id).is_some())
-                .collect()
+                .collect();
+            (reached, walk.truncation)
         };
-        let mut hits = Vec::with_capacity(reached.len());
-        for reached in reached {
-            let entity = if include_entities {
-                match self.engine.get_entity(tenant, &reached.entity_id)? {
-                    Some(e) => Some(e),
-                    None => continue,
-                }
-            } else {
-                None
-            };
-            hits.push(TraverseHit { reached, entity });
-        }
-        Ok(hits)
+        Ok((
+            self.with_entities(tenant, reached, include_entities)?,
+            truncation,
+        ))
     }
 
     /// Moves every pending vector into HNSW now (bulk loads, benchmarks, tests).

@@ -6,9 +6,10 @@
 //! Invariants:
 //! * Cosine vectors are stored normalised, so cosine similarity is a plain dot product; a zero
 //!   vector has no direction and is refused for Cosine.
-//! * Every engine distance is non-negative, finite for finite input, and strictly decreasing in
-//!   the similarity (the HNSW engine asserts non-negative distances and only compares them), so
-//!   nearest-by-distance is exactly most-similar-first.
+//! * Every engine distance is finite for finite input and strictly decreasing in the similarity,
+//!   so nearest-by-distance is exactly most-similar-first. The distances here are non-negative
+//!   (`hnsw_rs` asserts it); the flat engine's own Cosine kernel skips the clamp at 0, so that
+//!   near-identical vectors keep distinct distances instead of tying at 0.
 //! * Never panics on finite input (the engine's own `DistDot` asserts `dot <= 1`, which rounding
 //!   breaks on normalised vectors; that is why the kernels here are our own).
 

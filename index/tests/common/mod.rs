@@ -2,7 +2,11 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
+pub mod duplicates;
+mod texmex;
+
+#[allow(unused_imports)]
+pub use texmex::read_vecs;
 
 use allidb_index::vector::{Metric, VectorHit};
 use rand::rngs::StdRng;
@@ -69,21 +73,6 @@ pub fn recall(got: &[VectorHit], truth: &[String]) -> f64 {
         .filter(|id| got.iter().any(|h| &*h.entity_id == id.as_str()))
         .count();
     found as f64 / truth.len() as f64
-}
-
-/// Reads a TEXMEX `.fvecs` / `.ivecs` file: per row an int32 count then that many 4-byte values.
-pub fn read_vecs<T>(path: &Path, convert: fn([u8; 4]) -> T) -> Vec<Vec<T>> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    let mut rows = Vec::new();
-    let mut offset = 0;
-    while offset < bytes.len() {
-        let word = |at: usize| [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
-        let dim = i32::from_le_bytes(word(offset)) as usize;
-        offset += 4;
-        rows.push((0..dim).map(|i| convert(word(offset + 4 * i))).collect());
-        offset += 4 * dim;
-    }
-    rows
 }
 
 /// Entity id of base row `i`.

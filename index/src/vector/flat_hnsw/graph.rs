@@ -1,20 +1,31 @@
 //! The flat HNSW graph (Malkov & Yashunin) in hnswlib's memory layout, and its search and
-//! insertion-planning algorithms.
+//! insertion (linking) algorithms.
 //!
 //! Owns: the vectors (one contiguous `Vec<f32>`, row = node), the callers' ids of the nodes and
-//! the map from a caller's id back to its node, each node's top level, level-0 neighbour lists in one flat `Vec<u32>` with a fixed stride
-//! (`1 + 2M` slots: count, then up to `2M` neighbours) and the upper-level lists per node
-//! (`level * (1 + M)` slots each, empty for the ~94% of nodes that live on level 0 only).
+//! the map from a caller's id back to its node, each node's top level, level-0 neighbour lists
+//! in one flat `Vec<AtomicU32>` with a fixed stride (`1 + 2M` slots: count, then up to `2M`
+//! neighbours), the upper-level lists per node (`level * (1 + M)` slots each, empty for the
+//! ~94% of nodes that live on level 0 only) and one lock per node.
+//!
+//! Insertion is two steps. [`Graph::append`] (under `&mut`) stores a node's id, vector and level
+//! with empty lists; [`Graph::link`] (under `&`, so several nodes link at once while searches
+//! run) finds its neighbours and rewrites lists, each read-modify-write of a list under that
+//! node's lock, one lock held at a time (no deadlock). Readers load list slots without locks
+//! (relaxed atomics): a list read during a rewrite may mix old and new slots, but every slot
+//! always holds a node `< len()`, so a search can only be less precise, never wrong or unsafe.
 //!
 //! Invariants: every neighbour id is a node `< len()`; a list never holds more than its level's
 //! capacity (`2M` on level 0, `M` above); `entry` is `None` iff the graph is empty, otherwise a
-//! node whose level is `max_level`. Insertion is split into a read-only plan (the expensive
-//! searches, done while queries run) and a short apply step, so a plan must be applied to the
-//! graph it was made on, unchanged. Never panics on a query of the wrong length (it finds
-//! nothing) and never allocates per visited node.
+//! node whose level is `max_level`; `entry` and `max_level` change only under `&mut`. Never
+//! panics on a query of the wrong length (it finds nothing) and never allocates per visited
+//! node.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::Relaxed;
+
+use parking_lot::Mutex;
 
 use super::kernel::DistanceFn;
 
@@ -92,15 +103,13 @@ impl Scratch {
     }
 }
 
-/// What inserting one node changes: computed read-only by [`Graph::plan_insert`], applied by
-/// [`Graph::apply_insert`].
-#[derive(Debug)]
-pub(super) struct InsertPlan {
-    level: usize,
-    /// The new node's neighbours on levels `0..links.len()`.
-    links: Vec<Vec<u32>>,
-    /// New neighbour lists of existing nodes: `(node, level, list)`.
-    updates: Vec<(u32, usize, Vec<u32>)>,
+/// What neighbour selection decided about one candidate.
+enum Verdict {
+    Kept,
+    /// A kept node is strictly closer to it than the base.
+    Occluded,
+    /// Its vector equals a kept node's.
+    Redundant,
 }
 
 /// The graph; see the module documentation for the layout.
@@ -115,8 +124,10 @@ pub(super) struct Graph {
     /// `labels` inverted: the node of each caller's id (ids are unique per graph).
     pub(super) nodes_by_label: HashMap<usize, u32>,
     pub(super) levels: Vec<u8>,
-    pub(super) level0: Vec<u32>,
-    pub(super) upper: Vec<Vec<u32>>,
+    pub(super) level0: Vec<AtomicU32>,
+    pub(super) upper: Vec<Box<[AtomicU32]>>,
+    /// One per node: held while that node's lists are read-modified-written.
+    locks: Vec<Mutex<()>>,
     pub(super) entry: Option<u32>,
     pub(super) max_level: usize,
 }
@@ -133,6 +144,7 @@ impl Graph {
             levels: Vec::with_capacity(capacity),
             level0: Vec::new(),
             upper: Vec::with_capacity(capacity),
+            locks: Vec::with_capacity(capacity),
             entry: None,
             max_level: 0,
         };
@@ -180,7 +192,7 @@ impl Graph {
 
     /// The count-prefixed slot block of `node` on `level` (which must be `<= levels[node]`).
     #[inline]
-    pub(super) fn neighbour_block(&self, node: u32, level: usize) -> &[u32] {
+    pub(super) fn neighbour_block(&self, node: u32, level: usize) -> &[AtomicU32] {
         if level == 0 {
             let stride = self.level0_stride();
             let start = node as usize * stride;
@@ -191,28 +203,82 @@ impl Graph {
         }
     }
 
-    fn block_mut(&mut self, node: u32, level: usize) -> &mut [u32] {
-        if level == 0 {
-            let stride = self.level0_stride();
-            let start = node as usize * stride;
-            &mut self.level0[start..start + stride]
-        } else {
-            let stride = self.upper_stride();
-            &mut self.upper[node as usize][(level - 1) * stride..level * stride]
-        }
-    }
-
-    /// The neighbours of `node` on `level`.
+    /// The neighbour slots of `node` on `level` (load each with `Relaxed`).
     #[inline]
-    pub(super) fn neighbours(&self, node: u32, level: usize) -> &[u32] {
+    pub(super) fn neighbours(&self, node: u32, level: usize) -> &[AtomicU32] {
         let block = self.neighbour_block(node, level);
-        &block[1..1 + block[0] as usize]
+        let count = (block[0].load(Relaxed) as usize).min(block.len() - 1);
+        &block[1..1 + count]
     }
 
-    fn set_neighbours(&mut self, node: u32, level: usize, list: &[u32]) {
-        let block = self.block_mut(node, level);
-        block[0] = list.len() as u32;
-        block[1..1 + list.len()].copy_from_slice(list);
+    /// A copy of the neighbours of `node` on `level`.
+    pub(super) fn neighbour_list(&self, node: u32, level: usize) -> Vec<u32> {
+        self.neighbours(node, level)
+            .iter()
+            .map(|slot| slot.load(Relaxed))
+            .collect()
+    }
+
+    /// Replaces the list of `node` on `level`; callers hold `node`'s lock (or `&mut self`).
+    pub(super) fn set_neighbours(&self, node: u32, level: usize, list: &[u32]) {
+        let block = self.neighbour_block(node, level);
+        for (slot, id) in block[1..].iter().zip(list) {
+            slot.store(*id, Relaxed);
+        }
+        block[0].store(list.len() as u32, Relaxed);
+    }
+
+    /// Stores `vector` under the caller's id `label` as a new node of top level `level`, with
+    /// empty lists; [`Graph::link`] connects it. The caller checked the id is new and the length.
+    pub(super) fn append(&mut self, label: usize, vector: &[f32], level: usize) -> u32 {
+        let node = self.len() as u32;
+        if self.dim == 0 {
+            self.dim = vector.len();
+        }
+        self.vectors.extend_from_slice(vector);
+        self.labels.push(label);
+        self.nodes_by_label.insert(label, node);
+        self.levels.push(level as u8);
+        let level0_stride = self.level0_stride();
+        self.level0
+            .extend((0..level0_stride).map(|_| AtomicU32::new(0)));
+        let upper_slots = level * self.upper_stride();
+        self.upper
+            .push((0..upper_slots).map(|_| AtomicU32::new(0)).collect());
+        self.locks.push(Mutex::new(()));
+        node
+    }
+
+    /// Installs decoded lists: `level0` (`len() * (1 + 2M)` slots) and per node its upper
+    /// slots; the caller (the dump decoder) checked their sizes, counts and ids.
+    pub(super) fn set_lists(&mut self, level0: Vec<u32>, upper: Vec<Vec<u32>>) {
+        self.level0 = level0.into_iter().map(AtomicU32::new).collect();
+        self.upper = upper
+            .into_iter()
+            .map(|slots| slots.into_iter().map(AtomicU32::new).collect())
+            .collect();
+        self.locks = (0..self.len()).map(|_| Mutex::new(())).collect();
+    }
+
+    /// Makes `node` (appended, not yet linked) the entry point: the first node of the graph, or
+    /// one whose level is above every other's. A new entry links to the old one on level 0, so
+    /// everything stays reachable from the entry (its list is full only with `M` selected plus
+    /// `M` adopted nodes; the farthest selected one then makes room).
+    pub(super) fn promote_entry(&mut self, node: u32) {
+        let level = self.levels[node as usize] as usize;
+        if let Some(old) = self.entry {
+            let mut list = self.neighbour_list(node, 0);
+            if !list.contains(&old) {
+                if list.len() < self.capacity(0) {
+                    list.push(old);
+                } else {
+                    list[self.max_connections - 1] = old;
+                }
+                self.set_neighbours(node, 0, &list);
+            }
+        }
+        self.entry = Some(node);
+        self.max_level = level;
     }
 
     #[inline]
@@ -229,14 +295,23 @@ impl Graph {
         prefetch(self.vector(node).as_ptr());
     }
 
-    /// Greedy walk on one upper level: moves to a closer neighbour until none is closer.
+    /// True when `node` has finished linking (it links top-down, so a non-empty level-0 list
+    /// means every level is linked), or is the entry point.
+    #[inline]
+    fn is_linked(&self, node: u32) -> bool {
+        self.entry == Some(node) || self.neighbour_block(node, 0)[0].load(Relaxed) > 0
+    }
+
+    /// Greedy walk on one upper level: moves to a closer neighbour until none is closer. Never
+    /// moves to a node still linking (its lower lists may be empty: a dead end for the beam).
     fn greedy_closest(&self, query: &[f32], mut current: Scored, level: usize) -> Scored {
         let mut improved = true;
         while improved {
             improved = false;
-            for &neighbour in self.neighbours(current.node, level) {
+            for slot in self.neighbours(current.node, level) {
+                let neighbour = slot.load(Relaxed);
                 let distance = self.distance_to(query, neighbour);
-                if distance < current.distance {
+                if distance < current.distance && self.is_linked(neighbour) {
                     current = Scored {
                         distance,
                         node: neighbour,
@@ -288,12 +363,13 @@ impl Graph {
                 break;
             }
             let neighbours = self.neighbours(current.node, level);
-            if let Some(&first) = neighbours.first() {
-                self.prefetch_node(first, scratch);
+            if let Some(first) = neighbours.first() {
+                self.prefetch_node(first.load(Relaxed), scratch);
             }
-            for (position, &neighbour) in neighbours.iter().enumerate() {
-                if let Some(&next) = neighbours.get(position + 1) {
-                    self.prefetch_node(next, scratch);
+            for (position, slot) in neighbours.iter().enumerate() {
+                let neighbour = slot.load(Relaxed);
+                if let Some(next) = neighbours.get(position + 1) {
+                    self.prefetch_node(next.load(Relaxed), scratch);
                 }
                 if !scratch.visit(neighbour) {
                     continue;
@@ -343,119 +419,245 @@ impl Graph {
         found
     }
 
-    /// hnswlib's neighbour-selection heuristic: walking `candidates` nearest first (sorted
-    /// ascending), keeps a candidate only if it is closer to the base point than to every one
-    /// already kept, up to `max` nodes. `vector_of` resolves a node's vector (the node being
-    /// inserted is not stored yet).
-    fn select_neighbours<'a>(
-        &'a self,
-        candidates: &[Scored],
-        max: usize,
-        vector_of: &dyn Fn(u32) -> &'a [f32],
-    ) -> Vec<u32> {
+    /// Chooses at most `max` neighbours for a base point among `candidates` (each scored by its
+    /// distance to the base), in three rules (docs/index.md, "Ties and duplicates"):
+    /// 1. hnswlib's heuristic, nearest first: a candidate is kept unless a node already kept
+    ///    occludes it (is strictly closer to it than the base is). A tie does not occlude, so a
+    ///    copy of the base never occludes the base's other neighbours.
+    /// 2. A candidate whose vector equals a kept node's is redundant: it is set aside, so a group
+    ///    of identical vectors takes one slot of a list, not all of them.
+    /// 3. Among equal distances the newest node comes first (hnswlib's order): the newest copy
+    ///    of a group is the one its neighbours link to, and each copy links to the previous one.
+    ///
+    /// When the heuristic keeps fewer than `floor` (<= `max`) nodes, the list is filled up to
+    /// that size with the nodes it set aside, occluded ones (nearest first) before redundant
+    /// copies, so the list holds at least `min(floor, candidates)` distinct nodes.
+    fn select_neighbours(&self, candidates: &[Scored], max: usize, floor: usize) -> Vec<u32> {
         if candidates.len() <= max {
             return candidates.iter().map(|c| c.node).collect();
         }
-        let mut kept: Vec<Scored> = Vec::with_capacity(max);
-        for candidate in candidates {
+        let mut ordered = candidates.to_vec();
+        ordered
+            .sort_unstable_by(|a, b| a.distance.total_cmp(&b.distance).then(b.node.cmp(&a.node)));
+        let mut kept: Vec<u32> = Vec::with_capacity(max);
+        let mut occluded: Vec<u32> = Vec::new();
+        let mut redundant: Vec<u32> = Vec::new();
+        for candidate in &ordered {
             if kept.len() >= max {
                 break;
             }
-            let vector = vector_of(candidate.node);
-            let diverse = kept
-                .iter()
-                .all(|k| (self.distance)(vector, vector_of(k.node)) >= candidate.distance);
-            if diverse {
-                kept.push(*candidate);
+            let vector = self.vector(candidate.node);
+            let mut verdict = Verdict::Kept;
+            for &k in &kept {
+                let other = self.vector(k);
+                let between = (self.distance)(vector, other);
+                if between < candidate.distance {
+                    verdict = Verdict::Occluded;
+                    break;
+                }
+                if between == candidate.distance && vector == other {
+                    verdict = Verdict::Redundant;
+                    break;
+                }
+            }
+            match verdict {
+                Verdict::Kept => kept.push(candidate.node),
+                Verdict::Occluded => occluded.push(candidate.node),
+                Verdict::Redundant => redundant.push(candidate.node),
             }
         }
-        kept.into_iter().map(|k| k.node).collect()
+        let missing = floor.saturating_sub(kept.len());
+        kept.extend(occluded.into_iter().chain(redundant).take(missing));
+        kept
     }
 
-    /// Plans the insertion of `vector` as node `len()` with top level `level`: finds its
-    /// neighbours on every level it shares with the graph (beam width `ef_construction`) and
-    /// the pruned lists of the neighbours that link back. Reads the graph only.
-    pub(super) fn plan_insert(
-        &self,
-        vector: &[f32],
-        level: usize,
-        ef_construction: usize,
-        scratch: &mut Scratch,
-    ) -> InsertPlan {
-        let new_node = self.len() as u32;
-        let mut plan = InsertPlan {
-            level,
-            links: Vec::new(),
-            updates: Vec::new(),
+    /// Links `node` (appended, not the entry point) into the graph: on every level it shares
+    /// with the graph, finds its neighbours (beam width `ef`), sets its list and adds it to
+    /// theirs, pruning full ones (rules in `select_neighbours`). On level 0 the node adopts every
+    /// node a pruning drops, and the first pruned neighbour that would drop the node keeps it
+    /// anyway when nothing links to it yet (docs/index.md, "Ties and duplicates"). Returns false
+    /// when an adoption found the node's own list full (only possible while other nodes link
+    /// concurrently): the caller then checks reachability.
+    pub(super) fn link(&self, node: u32, ef: usize, scratch: &mut Scratch) -> bool {
+        let Some(entry) = self.entry else {
+            return true;
         };
-        let Some(mut start) = self.descend(vector, level) else {
-            return plan;
+        let vector = self.vector(node);
+        let level = self.levels[node as usize] as usize;
+        let mut start = Scored {
+            distance: self.distance_to(vector, entry),
+            node: entry,
         };
-        let vector_of = |node: u32| {
-            if node == new_node {
-                vector
-            } else {
-                self.vector(node)
+        for upper in (level + 1..=self.max_level).rev() {
+            start = self.greedy_closest(vector, start, upper);
+        }
+        let mut adopted_all = true;
+        for layer in (0..=level.min(self.max_level)).rev() {
+            self.search_level(vector, start, layer, ef, scratch, None);
+            let mut candidates = scratch.take_sorted_results();
+            candidates.retain(|c| c.node != node);
+            // The next level starts from the nearest node already linked on every level
+            // (a node still linking may have empty lists below).
+            if let Some(linked) = candidates.iter().find(|c| self.is_linked(c.node)) {
+                start = *linked;
             }
-        };
-        let top = level.min(self.max_level);
-        plan.links = vec![Vec::new(); top + 1];
-        for layer in (0..=top).rev() {
-            self.search_level(vector, start, layer, ef_construction, scratch, None);
-            let candidates = scratch.take_sorted_results();
-            let selected = self.select_neighbours(&candidates, self.max_connections, &vector_of);
-            start = candidates[0];
-            let capacity = self.capacity(layer);
+            let m = self.max_connections;
+            let selected = self.select_neighbours(&candidates, m, m);
+            {
+                let _own = self.locks[node as usize].lock();
+                self.set_neighbours(node, layer, &selected);
+            }
+            let mut dropped = Vec::new();
+            let mut linked_from = false;
             for &neighbour in &selected {
-                let existing = self.neighbours(neighbour, layer);
-                let updated = if existing.len() < capacity {
-                    let mut list = existing.to_vec();
-                    list.push(new_node);
-                    list
-                } else {
-                    let base = self.vector(neighbour);
-                    let mut pool: Vec<Scored> = existing
-                        .iter()
-                        .chain(std::iter::once(&new_node))
-                        .map(|&node| Scored {
-                            distance: (self.distance)(base, vector_of(node)),
-                            node,
-                        })
-                        .collect();
-                    pool.sort_unstable();
-                    self.select_neighbours(&pool, capacity, &vector_of)
-                };
-                plan.updates.push((neighbour, layer, updated));
+                linked_from |= self.add_link(neighbour, node, layer, !linked_from, &mut dropped);
             }
-            plan.links[layer] = selected;
+            if layer == 0 && !dropped.is_empty() {
+                let _own = self.locks[node as usize].lock();
+                let mut own = self.neighbour_list(node, 0);
+                for left in dropped {
+                    if left == node || own.contains(&left) {
+                        continue;
+                    }
+                    if own.len() < self.capacity(0) {
+                        own.push(left);
+                    } else {
+                        adopted_all = false;
+                    }
+                }
+                self.set_neighbours(node, 0, &own);
+            }
         }
-        plan
+        adopted_all
     }
 
-    /// Appends `vector` under the caller's id `label` and applies `plan` (made by
-    /// [`Graph::plan_insert`] on this graph, unchanged since).
-    pub(super) fn apply_insert(&mut self, label: usize, vector: &[f32], plan: InsertPlan) {
-        let node = self.len() as u32;
-        if self.dim == 0 {
-            self.dim = vector.len();
+    /// Adds `node` to the list of `neighbour` on `layer` under `neighbour`'s lock, pruning a
+    /// full list back to its capacity. On level 0, a node the pruning drops is pushed onto
+    /// `dropped` (for adoption), and with `must_keep` the pruning never drops `node` itself
+    /// (it takes the last kept place). Returns whether the list now holds `node`.
+    fn add_link(
+        &self,
+        neighbour: u32,
+        node: u32,
+        layer: usize,
+        must_keep: bool,
+        dropped: &mut Vec<u32>,
+    ) -> bool {
+        let _lock = self.locks[neighbour as usize].lock();
+        let existing = self.neighbour_list(neighbour, layer);
+        if existing.contains(&node) {
+            return true;
         }
-        self.vectors.extend_from_slice(vector);
-        self.labels.push(label);
-        self.nodes_by_label.insert(label, node);
-        self.levels.push(plan.level as u8);
-        let level0_stride = self.level0_stride();
-        self.level0.resize(self.level0.len() + level0_stride, 0);
-        self.upper.push(vec![0; plan.level * self.upper_stride()]);
-        for (layer, list) in plan.links.iter().enumerate() {
-            self.set_neighbours(node, layer, list);
+        let capacity = self.capacity(layer);
+        if existing.len() < capacity {
+            let mut list = existing;
+            list.push(node);
+            self.set_neighbours(neighbour, layer, &list);
+            return true;
         }
-        for (neighbour, layer, list) in &plan.updates {
-            self.set_neighbours(*neighbour, *layer, list);
+        let base = self.vector(neighbour);
+        let pool: Vec<Scored> = existing
+            .iter()
+            .chain(std::iter::once(&node))
+            .map(|&other| Scored {
+                distance: (self.distance)(base, self.vector(other)),
+                node: other,
+            })
+            .collect();
+        // Full lists stay full: exactly one node of the pool leaves the list.
+        let mut list = self.select_neighbours(&pool, capacity, capacity);
+        if layer == 0 {
+            if must_keep && !list.contains(&node) {
+                list.pop();
+                list.push(node);
+            }
+            dropped.extend(existing.iter().filter(|n| !list.contains(n)));
         }
-        if self.entry.is_none() || plan.level > self.max_level {
-            self.entry = Some(node);
-            self.max_level = plan.level;
+        self.set_neighbours(neighbour, layer, &list);
+        list.contains(&node)
+    }
+
+    /// Makes `node`, unreachable from the entry point, reachable again: its nearest reachable
+    /// node on level 0 links to it (pruning as [`Graph::link`] does; `node` adopts the node that
+    /// leaves, when its list has room).
+    pub(super) fn reattach(&self, node: u32, ef: usize, scratch: &mut Scratch) {
+        let vector = self.vector(node);
+        let Some(start) = self.descend(vector, 0) else {
+            return;
+        };
+        self.search_level(vector, start, 0, ef, scratch, None);
+        let Some(nearest) = scratch
+            .take_sorted_results()
+            .into_iter()
+            .find(|c| c.node != node)
+        else {
+            return;
+        };
+        let mut dropped = Vec::new();
+        self.add_link(nearest.node, node, 0, true, &mut dropped);
+        let _own = self.locks[node as usize].lock();
+        let mut own = self.neighbour_list(node, 0);
+        for left in dropped {
+            if left != node && !own.contains(&left) && own.len() < self.capacity(0) {
+                own.push(left);
+            }
         }
+        self.set_neighbours(node, 0, &own);
+    }
+
+    /// Checks the two structural promises of the engine (docs/index.md, "Ties and
+    /// duplicates"): every node is reachable from the entry point on level 0, and every level-0
+    /// list holds at least `min(M, n - 1)` distinct nodes other than its own. O(n M) time, one
+    /// bit per node; the dump loader runs it. Describes the first broken promise.
+    pub(super) fn check_structure(&self) -> Result<(), String> {
+        let count = self.len();
+        let floor = self.max_connections.min(count.saturating_sub(1));
+        let mut distinct: Vec<u32> = Vec::with_capacity(self.capacity(0));
+        for node in 0..count as u32 {
+            distinct.clear();
+            distinct.extend(
+                self.neighbours(node, 0)
+                    .iter()
+                    .map(|slot| slot.load(Relaxed))
+                    .filter(|n| *n != node),
+            );
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() < floor {
+                return Err(format!(
+                    "node {node} has {} distinct level-0 neighbours, fewer than min(M, n - 1) = {floor}",
+                    distinct.len()
+                ));
+            }
+        }
+        match self.unreachable().first() {
+            None => Ok(()),
+            Some(first) => Err(format!(
+                "{} of {count} nodes unreachable from the entry point on level 0 (first: node {first})",
+                self.unreachable().len()
+            )),
+        }
+    }
+
+    /// The nodes a walk of level 0 from the entry point does not reach, in node order.
+    pub(super) fn unreachable(&self) -> Vec<u32> {
+        let Some(entry) = self.entry else {
+            return Vec::new();
+        };
+        let mut reached = vec![false; self.len()];
+        reached[entry as usize] = true;
+        let mut frontier = vec![entry];
+        while let Some(node) = frontier.pop() {
+            for slot in self.neighbours(node, 0) {
+                let next = slot.load(Relaxed);
+                if !std::mem::replace(&mut reached[next as usize], true) {
+                    frontier.push(next);
+                }
+            }
+        }
+        (0..self.len() as u32)
+            .filter(|node| !reached[*node as usize])
+            .collect()
     }
 }
 

@@ -6,10 +6,12 @@
 //! kernels (`kernel.rs`, AVX2+FMA when the CPU has them) and its dump file `flat_hnsw.bin`
 //! (`persist.rs`, versioned and CRC-checked).
 //!
-//! Concurrency: the graph sits behind a read-write lock. Searches share it. An insert holds the
-//! upgradable read lock (one writer at a time, searches continue) while it searches for its
-//! neighbours and computes every pruned list, then upgrades to the write lock only to append the
-//! node and copy the lists in. Inserts run one at a time, also in [`AnnEngine::insert_batch`].
+//! Concurrency: the graph sits behind a read-write lock. Searches share it. An insert (or a
+//! batch) appends its nodes under the write lock (copies only), then links them holding the
+//! upgradable read lock, so searches continue: a batch links its nodes on all cores (rayon's
+//! pool) with per-node locks, as hnswlib's `add_items` does; nodes of a graph below
+//! [`SERIAL_LINK_BELOW`] nodes and new entry points link one at a time. One batch links at a
+//! time. A node is visible to searches once a neighbour links to it.
 //!
 //! Never: panic on input (a vector of the wrong length or an id already held is logged and
 //! skipped, a query of the wrong length finds nothing, a damaged dump is an error), allocate
@@ -26,12 +28,18 @@ use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard};
+use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::vector::engine::{AnnEngine, AnnEngineFactory, EngineParams};
 use crate::vector::metric::Metric;
 use graph::{Graph, MAX_LEVEL, Scored, Scratch};
+
+/// Graphs below this many nodes link new nodes one at a time (see `insert_batch`).
+const SERIAL_LINK_BELOW: usize = 1_024;
+/// Rounds of reattachment after a concurrent build before giving up (and warning).
+const REPAIR_ROUNDS: usize = 4;
 
 /// The dump file written into the engine's directory.
 const DUMP_FILE: &str = "flat_hnsw.bin";
@@ -62,11 +70,21 @@ impl AnnEngineFactory for FlatHnswFactory {
         let path = dir.join(DUMP_FILE);
         let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let decoded = persist::decode(&bytes, &path, metric, kernel::distance_fn(metric))?;
-        Ok(Box::new(FlatHnswEngine::from_graph(
-            metric,
-            decoded.params,
-            decoded.graph,
-        )))
+        let engine = FlatHnswEngine::from_graph(metric, decoded.params, decoded.graph);
+        let problem = engine.graph.read().check_structure();
+        match problem {
+            Ok(()) => Ok(Box::new(engine)),
+            Err(problem) => {
+                // A dump written before the tie rules of `select_neighbours` (or damaged in a
+                // way its CRC cannot see) still holds every vector: link them again.
+                tracing::warn!(
+                    path = %path.display(),
+                    problem,
+                    "flat HNSW dump fails its structure check; relinking its vectors"
+                );
+                Ok(Box::new(engine.relink()))
+            }
+        }
     }
 }
 
@@ -94,6 +112,75 @@ impl FlatHnswEngine {
             level_draws: AtomicU64::new(draws),
             scratch_pool: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Appends every valid new item to the graph (under the write lock: copies and allocations
+    /// only) and returns their nodes; the first node of an empty graph becomes its entry point.
+    /// An item of the wrong length or an id already held is logged and skipped.
+    fn append_all(&self, items: &[(usize, &[f32])]) -> Vec<u32> {
+        let mut graph = self.graph.write();
+        let mut appended = Vec::with_capacity(items.len());
+        for &(id, vector) in items {
+            let refusal = if vector.is_empty() || (graph.dim != 0 && vector.len() != graph.dim) {
+                Some("vector length differs from the graph's dimension")
+            } else if graph.len() >= u32::MAX as usize - 1 {
+                Some("graph is full (u32 node ids)")
+            } else if graph.nodes_by_label.contains_key(&id) {
+                Some("id already in the graph")
+            } else {
+                None
+            };
+            if let Some(reason) = refusal {
+                tracing::error!(
+                    id,
+                    len = vector.len(),
+                    dim = graph.dim,
+                    reason,
+                    "flat HNSW insert skipped"
+                );
+                continue;
+            }
+            let node = graph.append(id, vector, self.draw_level());
+            if graph.entry.is_none() {
+                graph.promote_entry(node);
+            }
+            appended.push(node);
+        }
+        appended
+    }
+
+    /// Reattaches the nodes a concurrent link left unreachable (rounds, since a reattachment
+    /// can drop another node's only in-link; in practice one round, rarely needed at all).
+    fn repair_reachability(&self, graph: &Graph, ef: usize) {
+        for _ in 0..REPAIR_ROUNDS {
+            let lost = graph.unreachable();
+            if lost.is_empty() {
+                return;
+            }
+            tracing::debug!(
+                nodes = lost.len(),
+                "flat HNSW: reattaching unreachable nodes"
+            );
+            for node in lost {
+                self.with_scratch(|scratch| graph.reattach(node, ef, scratch));
+            }
+        }
+        tracing::warn!(
+            rounds = REPAIR_ROUNDS,
+            "flat HNSW: nodes still unreachable after repair; the next load relinks the graph"
+        );
+    }
+
+    /// A new engine holding the same ids and vectors, linked again from scratch in node order.
+    fn relink(&self) -> Self {
+        let graph = self.graph.read();
+        let empty = Graph::new(graph.distance, self.params.max_connections, graph.len());
+        let fresh = Self::from_graph(self.metric, self.params, empty);
+        let items: Vec<(usize, &[f32])> = (0..graph.len() as u32)
+            .map(|node| (graph.labels[node as usize], graph.vector(node)))
+            .collect();
+        fresh.insert_batch(&items);
+        fresh
     }
 
     /// Draws a node level: `floor(-ln(U) / ln(M))` for U uniform in (0, 1], capped.
@@ -158,36 +245,43 @@ impl fmt::Debug for FlatHnswEngine {
 
 impl AnnEngine for FlatHnswEngine {
     fn insert(&self, id: usize, vector: &[f32]) {
-        let graph = self.graph.upgradable_read();
-        let refusal = if vector.is_empty() || (graph.dim != 0 && vector.len() != graph.dim) {
-            Some("vector length differs from the graph's dimension")
-        } else if graph.len() >= u32::MAX as usize - 1 {
-            Some("graph is full (u32 node ids)")
-        } else if graph.nodes_by_label.contains_key(&id) {
-            Some("id already in the graph")
-        } else {
-            None
-        };
-        if let Some(reason) = refusal {
-            tracing::error!(
-                id,
-                len = vector.len(),
-                dim = graph.dim,
-                reason,
-                "flat HNSW insert skipped"
-            );
-            return;
-        }
-        let level = self.draw_level();
-        let plan = self.with_scratch(|scratch| {
-            graph.plan_insert(vector, level, self.params.ef_construction, scratch)
-        });
-        RwLockUpgradableReadGuard::upgrade(graph).apply_insert(id, vector, plan);
+        self.insert_batch(&[(id, vector)]);
     }
 
     fn insert_batch(&self, items: &[(usize, &[f32])]) {
-        for (id, vector) in items {
-            self.insert(*id, vector);
+        let appended = self.append_all(items);
+        if appended.is_empty() {
+            return;
+        }
+        // A beam narrower than M could not fill a list to M.
+        let ef = self.params.ef_construction.max(self.params.max_connections);
+        let mut graph = self.graph.upgradable_read();
+        // Nodes of a small graph link one at a time (a node linking beside others cannot see
+        // them, and in a small graph that would leave lists short of M), and so does each node
+        // above the top level, which then becomes the entry point (under the write lock).
+        let (alone, together): (Vec<u32>, Vec<u32>) = appended.iter().partition(|&&node| {
+            (node as usize) < SERIAL_LINK_BELOW
+                || graph.levels[node as usize] as usize > graph.max_level
+        });
+        let mut adopted_all = true;
+        for node in alone {
+            if graph.entry == Some(node) {
+                continue;
+            }
+            adopted_all &= self.with_scratch(|scratch| graph.link(node, ef, scratch));
+            if graph.levels[node as usize] as usize > graph.max_level {
+                let mut writer = RwLockUpgradableReadGuard::upgrade(graph);
+                writer.promote_entry(node);
+                graph = RwLockWriteGuard::downgrade_to_upgradable(writer);
+            }
+        }
+        let shared: &Graph = &graph;
+        adopted_all &= together
+            .par_iter()
+            .map(|&node| self.with_scratch(|scratch| shared.link(node, ef, scratch)))
+            .reduce(|| true, |a, b| a && b);
+        if !adopted_all {
+            self.repair_reachability(shared, ef);
         }
     }
 

@@ -10,6 +10,7 @@
 //! is an [`Error::Corruption`] naming the file and the offset or check that failed.
 
 use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::graph::{Graph, MAX_LEVEL};
 use super::kernel::DistanceFn;
@@ -34,7 +35,7 @@ fn metric_code(metric: Metric) -> u8 {
 
 /// Serialises `graph` (built for `metric` with `params`) into the dump format.
 pub(super) fn encode(graph: &Graph, metric: Metric, params: EngineParams) -> Vec<u8> {
-    let upper_slots: usize = graph.upper.iter().map(Vec::len).sum();
+    let upper_slots: usize = graph.upper.iter().map(|slots| slots.len()).sum();
     let mut out = Vec::with_capacity(
         48 + graph.len() * 9 + 4 * (graph.vectors.len() + graph.level0.len() + upper_slots),
     );
@@ -59,7 +60,7 @@ pub(super) fn encode(graph: &Graph, metric: Metric, params: EngineParams) -> Vec
         out.extend_from_slice(&x.to_le_bytes());
     }
     for slot in graph.level0.iter().chain(graph.upper.iter().flatten()) {
-        out.extend_from_slice(&slot.to_le_bytes());
+        out.extend_from_slice(&slot.load(Relaxed).to_le_bytes());
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -216,14 +217,13 @@ fn decode_checked(bytes: &[u8], metric: Metric, distance: DistanceFn) -> Result<
     let level0_slots = count
         .checked_mul(graph.level0_stride())
         .ok_or("level-0 size overflows")?;
-    graph.level0 = reader.array::<4, u32>(level0_slots, u32::from_le_bytes)?;
+    let level0 = reader.array::<4, u32>(level0_slots, u32::from_le_bytes)?;
     let upper_stride = graph.upper_stride();
-    graph.upper = Vec::with_capacity(count);
+    let mut upper = Vec::with_capacity(count);
     for level in &graph.levels {
-        graph
-            .upper
-            .push(reader.array::<4, u32>(*level as usize * upper_stride, u32::from_le_bytes)?);
+        upper.push(reader.array::<4, u32>(*level as usize * upper_stride, u32::from_le_bytes)?);
     }
+    graph.set_lists(level0, upper);
     if reader.offset != body.len() {
         return Err(format!("{} trailing bytes", body.len() - reader.offset));
     }
@@ -244,13 +244,17 @@ fn check_lists(graph: &Graph) -> Result<(), String> {
         for level in 0..=graph.levels[node] as usize {
             let capacity = graph.capacity(level);
             let block = graph.neighbour_block(node as u32, level);
-            let len = block[0] as usize;
+            let len = block[0].load(Relaxed) as usize;
             if len > capacity {
                 return Err(format!(
                     "node {node} level {level}: {len} neighbours, capacity {capacity}"
                 ));
             }
-            if let Some(bad) = block[1..1 + len].iter().find(|n| **n as usize >= count) {
+            if let Some(bad) = block[1..1 + len]
+                .iter()
+                .map(|slot| slot.load(Relaxed))
+                .find(|n| *n as usize >= count)
+            {
                 return Err(format!(
                     "node {node} level {level}: neighbour {bad} out of {count} nodes"
                 ));

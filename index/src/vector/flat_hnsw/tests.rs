@@ -281,3 +281,179 @@ fn searches_run_while_inserting() {
     });
     assert_eq!(engine.search(&data[1_234], 1, 64)[0].0, 1_234);
 }
+
+/// A concrete engine (the structure check is not part of `AnnEngine`).
+fn flat_engine(metric: Metric, max_connections: usize) -> FlatHnswEngine {
+    let params = EngineParams {
+        max_connections,
+        ef_construction: 64,
+        capacity_hint: 64,
+    };
+    let graph = Graph::new(kernel::distance_fn(metric), max_connections, 64);
+    FlatHnswEngine::from_graph(metric, params, graph)
+}
+
+/// Insert sequences of the kind real corpora produce: points drawn from a few distinct
+/// vectors, in runs of identical inserts (up to 60 long), near-identical copies, and fresh
+/// points between them.
+fn duplicate_runs() -> impl proptest::strategy::Strategy<Value = Vec<Vec<f32>>> {
+    use proptest::prelude::*;
+    let point = proptest::collection::vec(-1.0f32..1.0, 6);
+    let run = (point, 1usize..60, 0u8..3);
+    proptest::collection::vec(run, 1..24).prop_map(|runs| {
+        let mut out = Vec::new();
+        for (point, length, kind) in runs {
+            for copy in 0..length {
+                let mut v = point.clone();
+                match kind {
+                    // exact copies
+                    0 => {}
+                    // near-identical: cosine above 0.9999
+                    1 => {
+                        let at = copy % v.len();
+                        v[at] += 1e-4 * copy as f32;
+                    }
+                    // distinct points along a line
+                    _ => v[0] += 0.05 * copy as f32,
+                }
+                if v.iter().all(|x| x.abs() < 1e-3) {
+                    v[0] = 1.0;
+                }
+                out.push(v);
+            }
+        }
+        out
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// After any insert sequence, duplicates included, every node is reachable from the entry
+    /// point on level 0 and every level-0 list holds min(M, n - 1) distinct nodes.
+    #[test]
+    fn every_node_stays_reachable_with_full_lists(
+        data in duplicate_runs(),
+        m in 2usize..12,
+        metric_code in 0u8..3,
+    ) {
+        let metric = [Metric::Cosine, Metric::L2, Metric::Dot][metric_code as usize];
+        let engine = flat_engine(metric, m);
+        for (id, raw) in data.iter().enumerate() {
+            engine.insert(id, &metric.prepare(raw).unwrap());
+            if id % 16 == 0 {
+                let checked = engine.graph.read().check_structure();
+                proptest::prop_assert!(checked.is_ok(), "after {} inserts: {:?}", id + 1, checked);
+            }
+        }
+        let checked = engine.graph.read().check_structure();
+        proptest::prop_assert!(checked.is_ok(), "{:?}", checked);
+        proptest::prop_assert_eq!(engine.len(), data.len());
+    }
+}
+
+#[test]
+fn a_dump_failing_the_structure_check_is_relinked_on_load() {
+    let metric = Metric::Cosine;
+    let data = prepared(metric, &points(400, 8, 11));
+    let engine = flat_engine(metric, 8);
+    for (id, v) in data.iter().enumerate() {
+        engine.insert(id, v);
+    }
+    // Orphan one node the way the old tie rule did: no list points to it any more.
+    let orphan = 123u32;
+    {
+        let graph = engine.graph.write();
+        for node in 0..graph.len() as u32 {
+            for level in 0..=graph.levels[node as usize] as usize {
+                let kept: Vec<u32> = graph
+                    .neighbour_list(node, level)
+                    .into_iter()
+                    .filter(|n| *n != orphan)
+                    .collect();
+                graph.set_neighbours(node, level, &kept);
+            }
+        }
+        let problem = graph.check_structure().unwrap_err();
+        assert!(problem.contains("unreachable"), "{problem}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    engine.dump(dir.path()).unwrap();
+    let reloaded = FlatHnswFactory.load(dir.path(), metric).unwrap();
+    assert_eq!(reloaded.len(), data.len());
+    // Found again by its own vector, under its own id, with every other id still there.
+    assert_eq!(
+        reloaded.search(&data[orphan as usize], 1, 32)[0].0,
+        orphan as usize
+    );
+    let ids: Vec<usize> = (0..data.len()).collect();
+    let mut held = 0;
+    reloaded.visit_vectors(&ids, &mut |position, vector| {
+        assert_eq!(vector, data[position].as_slice());
+        held += 1;
+    });
+    assert_eq!(held, data.len());
+}
+
+/// Batches above the serial threshold link on several threads (4 here, more than the cores of
+/// a small CI machine, so links interleave): the structure promises hold, every id is held
+/// once, and the result finds as much as a one-at-a-time build of the same data.
+#[test]
+fn parallel_batches_keep_the_structure_and_recall() {
+    let metric = Metric::Cosine;
+    let mut data = prepared(metric, &points(6_000, 16, 5));
+    // Runs of identical vectors, as real corpora have.
+    for run in 0..40 {
+        let source = data[run * 97].clone();
+        for copy in 0..(run % 7) * 5 {
+            data[run * 150 + copy + 1] = source.clone();
+        }
+    }
+    let items: Vec<(usize, &[f32])> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i, v.as_slice()))
+        .collect();
+    let parallel = flat_engine(metric, 8);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        for part in items.chunks(1_500) {
+            parallel.insert_batch(part);
+        }
+    });
+    let serial = flat_engine(metric, 8);
+    for (id, vector) in &items {
+        serial.insert(*id, vector);
+    }
+    assert_eq!(parallel.len(), data.len());
+    parallel.graph.read().check_structure().unwrap();
+    let ids: Vec<usize> = (0..data.len()).collect();
+    let mut held = vec![0u8; data.len()];
+    parallel.visit_vectors(&ids, &mut |position, vector| {
+        assert_eq!(vector, data[position].as_slice());
+        held[position] += 1;
+    });
+    assert!(held.iter().all(|h| *h == 1));
+    let queries = prepared(metric, &points(200, 16, 6));
+    let mean = |engine: &FlatHnswEngine| {
+        queries
+            .iter()
+            .map(|q| {
+                let truth = brute_force(metric, &data, q, 10, &|_| true)
+                    .into_iter()
+                    .map(|id| id / 3)
+                    .collect::<Vec<_>>();
+                recall(&engine.search(q, 10, 128), &truth)
+            })
+            .sum::<f64>()
+            / queries.len() as f64
+    };
+    let (parallel_recall, serial_recall) = (mean(&parallel), mean(&serial));
+    assert!(
+        parallel_recall >= serial_recall - 0.02,
+        "parallel {parallel_recall:.3} vs serial {serial_recall:.3}"
+    );
+}
