@@ -13,6 +13,7 @@
 //! sent to a client. Server-side failures are logged in full here and answered with a generic
 //! message; only caller errors carry the store's text.
 
+use allidb_cluster::ClusterError;
 use allidb_index::Error as IndexError;
 use allidb_storage::Error as StorageError;
 use tonic::Status;
@@ -46,6 +47,20 @@ pub fn storage_status(operation: &str, error: StorageError) -> Status {
             Status::data_loss("stored data is damaged; the operator has been alerted")
         }
         StorageError::Io { .. } | StorageError::Codec(_) => internal(operation, &error),
+    }
+}
+
+/// The status for a failed coordinator call (cluster mode) made while serving `operation`: a
+/// level not reached is `UNAVAILABLE` with the coordinator's message (it names the level and the
+/// replicas by node name, never data); the local store's errors map as above.
+pub fn cluster_status(operation: &str, error: ClusterError) -> Status {
+    match error {
+        ClusterError::Store(error) => store_status(operation, error),
+        ClusterError::Unavailable(message) => Status::unavailable(message),
+        other => {
+            tracing::warn!(operation, error = %other, "replication failed");
+            Status::unavailable(format!("{operation}: replication failed: {other}"))
+        }
     }
 }
 

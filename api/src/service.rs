@@ -23,6 +23,8 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use allidb_cluster::consistency::ConsistencyLevel;
+use allidb_cluster::coordinator::Coordinator;
 use allidb_index::graph::{self, PathStep, TraversalOptions};
 use allidb_index::query::{QueryPlan, ScoreWeights};
 use allidb_index::{Filter, QueryContext, QueryHit, QueryRequest, UnifiedStore};
@@ -83,6 +85,9 @@ impl Default for ServiceOptions {
 struct ServiceState {
     /// Set once the store is open.
     store: OnceLock<Arc<UnifiedStore>>,
+    /// Set when the node is part of a ring (`[cluster] enabled`): writes and point reads go
+    /// through it at the request's consistency level.
+    coordinator: OnceLock<Coordinator>,
     /// Set when a graceful shutdown began.
     stopping: AtomicBool,
 }
@@ -93,6 +98,21 @@ pub struct AlliDbService {
     state: Arc<ServiceState>,
     auth: Arc<Authenticator>,
     options: Arc<ServiceOptions>,
+}
+
+/// How a write must be acknowledged: the local durability, and on a ring the consistency level.
+#[derive(Clone, Copy, Debug)]
+struct WriteConsistency {
+    durability: Durability,
+    level: ConsistencyLevel,
+}
+
+fn cluster_level(level: pb::ConsistencyLevel) -> ConsistencyLevel {
+    match level {
+        pb::ConsistencyLevel::ConsistencyOne => ConsistencyLevel::One,
+        pb::ConsistencyLevel::ConsistencyQuorum => ConsistencyLevel::Quorum,
+        pb::ConsistencyLevel::ConsistencyAll => ConsistencyLevel::All,
+    }
 }
 
 /// What a multi-entity write did: the ids written and `(entity id, reason)` per failure.
@@ -289,6 +309,39 @@ impl AlliDbService {
         self.state.store.get().cloned()
     }
 
+    /// Makes this node a coordinator of a ring: from now on writes and point reads are
+    /// replicated at their consistency level. An error returns the coordinator when one is
+    /// already attached.
+    pub fn attach_coordinator(&self, coordinator: Coordinator) -> Result<(), Coordinator> {
+        self.state.coordinator.set(coordinator)
+    }
+
+    fn coordinator(&self) -> Option<&Coordinator> {
+        self.state.coordinator.get()
+    }
+
+    /// On a ring, `FAILED_PRECONDITION` unless this node holds a replica of every range: until
+    /// cluster-wide reads exist, `rpc` answers from the local store only, which would silently
+    /// miss the data of the ranges it does not hold.
+    fn require_every_range(&self, rpc: &str) -> Result<(), Status> {
+        match self.coordinator() {
+            Some(coordinator) if !coordinator.holds_every_range() => {
+                Err(Status::failed_precondition(format!(
+                    "{rpc} is answered from one node's data, and this node does not hold every \
+                     token range (cluster.replication_factor is lower than the number of nodes); \
+                     cluster-wide {rpc} is not implemented yet (docs/cluster.md \"What a ring \
+                     serves\")"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The checked consistency level of a read (a single node satisfies every level).
+    fn read_level(&self, level: i32) -> Result<ConsistencyLevel, Status> {
+        validate::consistency(level, self.options.default_consistency).map(cluster_level)
+    }
+
     /// Marks the service as shutting down: `HealthCheck` reports it; requests are still served
     /// so in-flight work can finish.
     pub fn begin_shutdown(&self) {
@@ -308,11 +361,13 @@ impl AlliDbService {
         Ok(caller)
     }
 
-    /// The durability of a write that asked for consistency level `level` (checked to be a
-    /// known level; a single node satisfies every level with its local durable write).
-    fn durability(&self, level: i32) -> Result<Durability, Status> {
-        validate::consistency(level, self.options.default_consistency)?;
-        Ok(self.options.durability)
+    /// How a write that asked for consistency level `level` (checked to be a known level) is
+    /// acknowledged: a single node satisfies every level with its local durable write.
+    fn write_consistency(&self, level: i32) -> Result<WriteConsistency, Status> {
+        Ok(WriteConsistency {
+            durability: self.options.durability,
+            level: self.read_level(level)?,
+        })
     }
 
     /// The open store, or `UNAVAILABLE` while it is still opening.
@@ -369,7 +424,7 @@ impl AlliDbService {
         tenant: &str,
         field: &str,
         entities: &[pb::Entity],
-        durability: Durability,
+        consistency: WriteConsistency,
     ) -> Result<WriteOutcome, Status> {
         let now = now_nanos();
         let mut outcome = WriteOutcome::default();
@@ -387,6 +442,13 @@ impl AlliDbService {
         if writes.is_empty() {
             return Ok(outcome);
         }
+        if let Some(coordinator) = self.coordinator() {
+            let stored = replicate_entities(coordinator, tenant, writes, consistency.level).await?;
+            outcome.written = stored.written;
+            outcome.failures.extend(stored.failures);
+            return Ok(outcome);
+        }
+        let durability = consistency.durability;
         let tenant = tenant.to_owned();
         let stored = self
             .blocking("write entities", move |store| {
@@ -592,6 +654,39 @@ fn query_response(hits: Vec<QueryHit>, explain: bool, trace_id: String) -> pb::Q
     }
 }
 
+/// [`AlliDbService::write_entities`] on a ring: the valid entities go to the coordinator in
+/// one batch; when it refuses the batch for one entity's content, each is retried alone so only
+/// the offending ones fail. A replication failure fails the whole call.
+async fn replicate_entities(
+    coordinator: &Coordinator,
+    tenant: &str,
+    writes: Vec<EntityWrite>,
+    level: ConsistencyLevel,
+) -> Result<WriteOutcome, Status> {
+    let caller_error = |e: &allidb_cluster::ClusterError| matches!(e, allidb_cluster::ClusterError::Store(e) if is_caller_error(e));
+    let mut stored = WriteOutcome::default();
+    let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
+    match coordinator
+        .put_entities(tenant, writes.clone(), level)
+        .await
+    {
+        Ok(()) => stored.written = ids,
+        Err(e) if caller_error(&e) && writes.len() > 1 => {
+            for write in writes {
+                let id = write.id.clone();
+                match coordinator.put_entities(tenant, vec![write], level).await {
+                    Ok(()) => stored.written.push(id),
+                    Err(e) if caller_error(&e) => stored.failures.push((id, e.to_string())),
+                    Err(e) => return Err(errors::cluster_status("write entities", e)),
+                }
+            }
+        }
+        Err(e) if caller_error(&e) => stored.failures.push((ids[0].clone(), e.to_string())),
+        Err(e) => return Err(errors::cluster_status("write entities", e)),
+    }
+    Ok(stored)
+}
+
 /// Runs a request's validation inside a `validate` span (a stage of the request's trace).
 fn validation_stage<T>(validate: impl FnOnce() -> Result<T, Status>) -> Result<T, Status> {
     tracing::debug_span!("validate").in_scope(validate)
@@ -610,19 +705,27 @@ impl AlliDb for AlliDbService {
     ) -> Result<Response<pb::PutEntityResponse>, Status> {
         let caller = self.authorize(&request, Role::Write)?;
         let request = request.into_inner();
-        let (durability, write) = validation_stage(|| {
+        let (consistency, write) = validation_stage(|| {
             validate::trace_id(&request.trace_id)?;
-            let durability = self.durability(request.consistency_level)?;
+            let consistency = self.write_consistency(request.consistency_level)?;
             let entity = validate::require_entity(request.entity.as_ref())?;
             let write = convert::entity_write("entity", entity, &caller.tenant, now_nanos())?;
-            Ok((durability, write))
+            Ok((consistency, write))
         })?;
         let entity_id = write.id.clone();
         let tenant = caller.tenant;
-        self.blocking("put entity", move |store| {
-            store.put_entities(&tenant, vec![write], durability)
-        })
-        .await?;
+        match self.coordinator() {
+            Some(coordinator) => coordinator
+                .put_entities(&tenant, vec![write], consistency.level)
+                .await
+                .map_err(|e| errors::cluster_status("put entity", e))?,
+            None => {
+                self.blocking("put entity", move |store| {
+                    store.put_entities(&tenant, vec![write], consistency.durability)
+                })
+                .await?;
+            }
+        }
         tracing::debug!(trace_id = %request.trace_id, %entity_id, "entity written");
         Ok(Response::new(pb::PutEntityResponse {
             success: true,
@@ -638,10 +741,10 @@ impl AlliDb for AlliDbService {
         let caller = self.authorize(&request, Role::Write)?;
         let request = request.into_inner();
         validate::trace_id(&request.trace_id)?;
-        let durability = self.durability(request.consistency_level)?;
+        let consistency = self.write_consistency(request.consistency_level)?;
         validate::batch_len("entities", request.entities.len())?;
         let outcome = self
-            .write_entities(&caller.tenant, "entities", &request.entities, durability)
+            .write_entities(&caller.tenant, "entities", &request.entities, consistency)
             .await?;
         let error_message = match outcome.failures.as_slice() {
             [] => String::new(),
@@ -666,6 +769,7 @@ impl AlliDb for AlliDbService {
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
         let caller = self.authorize(&request, Role::Read)?;
+        self.require_every_range("Query")?;
         let mut request = request.into_inner();
         let params = validation_stage(|| {
             validate::consistency(request.consistency_level, self.options.default_consistency)?;
@@ -700,6 +804,7 @@ impl AlliDb for AlliDbService {
         request: Request<pb::RangeScanRequest>,
     ) -> Result<Response<pb::RangeScanResponse>, Status> {
         let caller = self.authorize(&request, Role::Read)?;
+        self.require_every_range("RangeScan")?;
         let request = request.into_inner();
         let params = validate::range_scan(&request, &caller.tenant)?;
         if !request.node_id.is_empty() && request.node_id != self.options.node_id {
@@ -796,14 +901,21 @@ impl AlliDb for AlliDbService {
         let caller = self.authorize(&request, Role::Read)?;
         let request = request.into_inner();
         validate::trace_id(&request.trace_id)?;
-        validate::consistency(request.consistency_level, self.options.default_consistency)?;
+        let level = self.read_level(request.consistency_level)?;
         validate::entity_id("entity_id", &request.entity_id)?;
         let tenant = caller.tenant;
-        let entity = self
-            .blocking("get entity", move |store| {
-                store.get_entity(&tenant, &request.entity_id)
-            })
-            .await?;
+        let entity = match self.coordinator() {
+            Some(coordinator) => coordinator
+                .get_entity(&tenant, &request.entity_id, level)
+                .await
+                .map_err(|e| errors::cluster_status("get entity", e))?,
+            None => {
+                self.blocking("get entity", move |store| {
+                    store.get_entity(&tenant, &request.entity_id)
+                })
+                .await?
+            }
+        };
         Ok(Response::new(pb::GetEntityResponse {
             found: entity.is_some(),
             entity: entity.as_ref().map(convert::entity_to_proto),
@@ -817,10 +929,23 @@ impl AlliDb for AlliDbService {
         let caller = self.authorize(&request, Role::Read)?;
         let request = request.into_inner();
         validate::trace_id(&request.trace_id)?;
-        validate::consistency(request.consistency_level, self.options.default_consistency)?;
+        let level = self.read_level(request.consistency_level)?;
         validate::id_list("entity_ids", &request.entity_ids)?;
         let tenant = caller.tenant;
         let ids = request.entity_ids;
+        if let Some(coordinator) = self.coordinator() {
+            let reads = ids
+                .iter()
+                .map(|id| coordinator.get_entity(&tenant, id, level));
+            let mut response = pb::GetEntitiesResponse::default();
+            for (id, read) in ids.iter().zip(futures_util::future::join_all(reads).await) {
+                match read.map_err(|e| errors::cluster_status("get entities", e))? {
+                    Some(entity) => response.entities.push(convert::entity_to_proto(&entity)),
+                    None => response.missing_ids.push(id.clone()),
+                }
+            }
+            return Ok(Response::new(response));
+        }
         let response = self
             .blocking("get entities", move |store| {
                 let mut response = pb::GetEntitiesResponse::default();
@@ -843,14 +968,21 @@ impl AlliDb for AlliDbService {
         let caller = self.authorize(&request, Role::Write)?;
         let request = request.into_inner();
         validate::trace_id(&request.trace_id)?;
-        let durability = self.durability(request.consistency_level)?;
+        let consistency = self.write_consistency(request.consistency_level)?;
         validate::entity_id("entity_id", &request.entity_id)?;
         let tenant = caller.tenant;
-        let found = self
-            .blocking("delete entity", move |store| {
-                store.delete_entity(&tenant, &request.entity_id, durability)
-            })
-            .await?;
+        let found = match self.coordinator() {
+            Some(coordinator) => coordinator
+                .delete_entity(&tenant, &request.entity_id, consistency.level)
+                .await
+                .map_err(|e| errors::cluster_status("delete entity", e))?,
+            None => {
+                self.blocking("delete entity", move |store| {
+                    store.delete_entity(&tenant, &request.entity_id, consistency.durability)
+                })
+                .await?
+            }
+        };
         Ok(Response::new(pb::DeleteEntityResponse {
             success: true,
             found,
@@ -863,14 +995,22 @@ impl AlliDb for AlliDbService {
     ) -> Result<Response<pb::AddEdgesResponse>, Status> {
         let caller = self.authorize(&request, Role::Write)?;
         let request = request.into_inner();
-        let durability = self.durability(request.consistency_level)?;
+        let consistency = self.write_consistency(request.consistency_level)?;
         let edges = convert::add_edges(&request)?;
         let edge_count = count_i32(edges.len());
         let tenant = caller.tenant;
-        self.blocking("add edges", move |store| {
-            store.add_edges(&tenant, &edges, durability)
-        })
-        .await?;
+        match self.coordinator() {
+            Some(coordinator) => coordinator
+                .add_edges(&tenant, &edges, consistency.level)
+                .await
+                .map_err(|e| errors::cluster_status("add edges", e))?,
+            None => {
+                self.blocking("add edges", move |store| {
+                    store.add_edges(&tenant, &edges, consistency.durability)
+                })
+                .await?;
+            }
+        }
         Ok(Response::new(pb::AddEdgesResponse {
             success: true,
             edge_count,
@@ -883,14 +1023,22 @@ impl AlliDb for AlliDbService {
     ) -> Result<Response<pb::RemoveEdgesResponse>, Status> {
         let caller = self.authorize(&request, Role::Write)?;
         let request = request.into_inner();
-        let durability = self.durability(request.consistency_level)?;
+        let consistency = self.write_consistency(request.consistency_level)?;
         let edges = convert::remove_edges(&request)?;
         let edge_count = count_i32(edges.len());
         let tenant = caller.tenant;
-        self.blocking("remove edges", move |store| {
-            store.remove_edges(&tenant, &edges, durability)
-        })
-        .await?;
+        match self.coordinator() {
+            Some(coordinator) => coordinator
+                .remove_edges(&tenant, &edges, consistency.level)
+                .await
+                .map_err(|e| errors::cluster_status("remove edges", e))?,
+            None => {
+                self.blocking("remove edges", move |store| {
+                    store.remove_edges(&tenant, &edges, consistency.durability)
+                })
+                .await?;
+            }
+        }
         Ok(Response::new(pb::RemoveEdgesResponse {
             success: true,
             edge_count,
@@ -902,6 +1050,7 @@ impl AlliDb for AlliDbService {
         request: Request<pb::TraverseRequest>,
     ) -> Result<Response<pb::TraverseResponse>, Status> {
         let caller = self.authorize(&request, Role::Read)?;
+        self.require_every_range("Traverse")?;
         let request = request.into_inner();
         validate::consistency(request.consistency_level, self.options.default_consistency)?;
         let params = validate::traverse(&request)?;
@@ -942,20 +1091,20 @@ impl AlliDb for AlliDbService {
     ) -> Result<Response<pb::BulkPutEntitiesResponse>, Status> {
         let caller = self.authorize(&request, Role::Write)?;
         let mut stream = request.into_inner();
-        let mut durability = None;
+        let mut consistency = None;
         let mut response = pb::BulkPutEntitiesResponse::default();
         while let Some(chunk) = stream.message().await? {
             validate::trace_id(&chunk.trace_id)?;
-            let durability = match durability {
-                Some(durability) => durability,
-                None => *durability.insert(self.durability(chunk.consistency_level)?),
+            let consistency = match consistency {
+                Some(consistency) => consistency,
+                None => *consistency.insert(self.write_consistency(chunk.consistency_level)?),
             };
             if chunk.entities.is_empty() {
                 continue;
             }
             validate::batch_len("entities", chunk.entities.len())?;
             let outcome = self
-                .write_entities(&caller.tenant, "entities", &chunk.entities, durability)
+                .write_entities(&caller.tenant, "entities", &chunk.entities, consistency)
                 .await?;
             response.success_count += count_i64(outcome.written.len());
             response.failure_count += count_i64(outcome.failures.len());
@@ -993,6 +1142,7 @@ impl AlliDb for AlliDbService {
         request: Request<pb::QueryBatchRequest>,
     ) -> Result<Response<pb::QueryBatchResponse>, Status> {
         let caller = self.authorize(&request, Role::Read)?;
+        self.require_every_range("QueryBatch")?;
         let request = request.into_inner();
         let options = request.options.unwrap_or_default();
         let params = validation_stage(|| {

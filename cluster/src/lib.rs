@@ -9,15 +9,76 @@
 //! - [`identity`]: the host id, cluster name and tokens persisted in the data dir.
 //! - [`peers`]: the hosts this node has seen, persisted so the ring survives restarts.
 //! - [`membership`]: chitchat gossip over an authenticated transport, node states, the live ring.
+//! - [`consistency`]: consistency levels (pure).
+//! - [`cells`]: cells on the wire, their last-write-wins merge and digest (pure).
+//! - [`credentials`]: the cluster token every node-to-node call carries.
+//! - [`replica`]: this node as a replica, and the `Replica` gRPC service (`proto/replica.proto`).
+//! - [`peer_client`]: calls to other nodes' replica service.
+//! - [`coordinator`]: writes and point reads at a consistency level, read repair.
+//! - [`hints`]: hinted handoff: the per-target hint log and its dispatcher.
 
+pub mod cells;
+pub mod consistency;
+pub mod coordinator;
+pub mod credentials;
+pub mod hints;
 pub mod identity;
 pub mod membership;
+pub mod peer_client;
 pub mod peers;
+pub mod replica;
 pub mod ring;
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use ring::token;
+
+/// The node-to-node protocol (`proto/replica.proto`), generated.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    tonic::include_proto!("allidb.cluster.v1");
+}
+
+/// Version of the node-to-node protocol this build speaks (`RequestHeader.protocol_version`).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest node-to-node message: a replica batch is at most a client's largest request.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The message of a request that could not reach its consistency level: what failed, how many
+/// replicas were needed, which answered and which did not (with why).
+pub(crate) fn replica_failure(
+    what: &str,
+    required: usize,
+    replicas: &[ring::HostId],
+    answered: &BTreeSet<ring::HostId>,
+    failed: &BTreeMap<ring::HostId, String>,
+    view: &membership::ClusterView,
+) -> String {
+    let label = |host: &ring::HostId| hints::dispatcher::peer_label(view, *host);
+    let ok: Vec<String> = replicas
+        .iter()
+        .filter(|h| answered.contains(h))
+        .map(label)
+        .collect();
+    let missing: Vec<String> = replicas
+        .iter()
+        .filter(|h| !answered.contains(h))
+        .map(|h| match failed.get(h) {
+            Some(reason) => format!("{} ({reason})", label(h)),
+            None => format!("{} (no answer)", label(h)),
+        })
+        .collect();
+    format!(
+        "{what}: {required} of {} replicas needed, {} answered [{}], not answered [{}]",
+        replicas.len(),
+        ok.len(),
+        ok.join(", "),
+        missing.join(", ")
+    )
+}
 
 /// Every error of the cluster layer, with the context an operator needs to act on it.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +109,22 @@ pub enum ClusterError {
         "peers file {path} is damaged ({reason}); delete it to relearn the peers from gossip (hosts dead for longer than cluster.dead_node_grace_period_secs are then forgotten)"
     )]
     CorruptPeers { path: PathBuf, reason: String },
+    /// A request could not reach its consistency level (the message names the level, the
+    /// replicas that answered and those that did not).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A node-to-node message that does not make sense (bad cell key, task failure).
+    #[error("replica protocol: {0}")]
+    Protocol(String),
+    /// A peer did not apply or answer a node-to-node call.
+    #[error("replica {addr}: {reason}")]
+    Peer { addr: SocketAddr, reason: String },
+    /// The local store refused or failed a replica operation.
+    #[error(transparent)]
+    Store(#[from] allidb_index::Error),
+    /// A hint segment fails its checksums in the middle.
+    #[error("hint segment {path} is damaged ({reason}); its hints are kept for an operator")]
+    CorruptHints { path: PathBuf, reason: String },
     /// The data dir was created for another cluster.
     #[error(
         "data dir {data_dir} belongs to cluster {stored:?}, but cluster.name is {configured:?}: refusing to join another cluster with this data"

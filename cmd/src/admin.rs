@@ -16,6 +16,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use allidb_cluster::hints::HintLog;
 use allidb_cluster::membership::{ClusterView, NodeView};
 use allidb_cluster::ring::HostId;
 use axum::Router;
@@ -86,6 +87,8 @@ pub struct RunningCluster {
     pub replication_factor: usize,
     /// The membership's view, updated as gossip changes it.
     pub view: watch::Receiver<Arc<ClusterView>>,
+    /// The hints this node keeps for others.
+    pub hints: Arc<HintLog>,
 }
 
 impl ClusterStatus {
@@ -95,6 +98,11 @@ impl ClusterStatus {
             enabled,
             running: OnceLock::new(),
         }
+    }
+
+    /// The hint log of a running cluster.
+    pub fn hints(&self) -> Option<Arc<HintLog>> {
+        self.running.get().map(|running| running.hints.clone())
     }
 
     /// Membership has started (once; a second call is ignored).
@@ -220,12 +228,14 @@ async fn cluster_status(State(state): State<AdminState>) -> Response {
     };
     let view = running.view.borrow().clone();
     let owns = view.ring.ownership(running.replication_factor);
+    let hints = running.hints.pending();
     let nodes: Vec<_> = view
         .nodes
         .values()
         .map(|node| {
             let mut entry = node_json(node);
             entry["owns"] = json!(owns.get(&node.host_id).copied().unwrap_or(0.0));
+            entry["hints_pending_bytes"] = json!(hints.get(&node.host_id).copied().unwrap_or(0));
             entry
         })
         .collect();

@@ -336,6 +336,18 @@ pub struct ClusterConfig {
     pub phi_threshold: f64,
     /// How long a dead node's gossip state is kept before chitchat collects it, in seconds.
     pub dead_node_grace_period_secs: u64,
+    /// Deadline of one replica write, in milliseconds.
+    pub write_timeout_ms: u64,
+    /// Deadline of one replica read, in milliseconds.
+    pub read_timeout_ms: u64,
+    /// Keep hints for replicas that miss a write, and deliver them when they are back.
+    pub hinted_handoff_enabled: bool,
+    /// Hints older than this are dropped instead of delivered, in seconds.
+    pub hinted_handoff_window_secs: u64,
+    /// Most bytes of hints kept for one node; over it, new hints for it are dropped.
+    pub max_hint_bytes_per_node: u64,
+    /// Most hint bytes delivered per second (0 = unthrottled).
+    pub hint_delivery_bytes_per_sec: u64,
 }
 
 impl Default for ClusterConfig {
@@ -353,6 +365,12 @@ impl Default for ClusterConfig {
             gossip_interval_ms: 1000,
             phi_threshold: 8.0,
             dead_node_grace_period_secs: 24 * 3600,
+            write_timeout_ms: 2000,
+            read_timeout_ms: 2000,
+            hinted_handoff_enabled: true,
+            hinted_handoff_window_secs: 3 * 3600,
+            max_hint_bytes_per_node: 1 << 30,
+            hint_delivery_bytes_per_sec: 16 << 20,
         }
     }
 }
@@ -405,6 +423,26 @@ impl ClusterConfig {
             "cluster.dead_node_grace_period_secs",
             self.dead_node_grace_period_secs,
             1..=365 * 24 * 3600,
+        )?;
+        check_range(
+            "cluster.write_timeout_ms",
+            self.write_timeout_ms,
+            10..=600_000,
+        )?;
+        check_range(
+            "cluster.read_timeout_ms",
+            self.read_timeout_ms,
+            10..=600_000,
+        )?;
+        check_range(
+            "cluster.hinted_handoff_window_secs",
+            self.hinted_handoff_window_secs,
+            1..=7 * 24 * 3600,
+        )?;
+        check_range(
+            "cluster.max_hint_bytes_per_node",
+            self.max_hint_bytes_per_node,
+            (1 << 20)..=(1 << 40),
         )?;
         if !tls_enabled {
             for (key, addr) in [
@@ -887,6 +925,14 @@ impl Config {
         }
 
         self.cluster.validate(self.tls.enabled)?;
+        if self.cluster.enabled && self.tls.enabled && self.tls.client_ca_file.is_none() {
+            return Err(invalid(
+                "tls.client_ca_file",
+                "required when cluster.enabled and tls.enabled: it is the cluster CA that every \
+                 node's certificate is signed by, for node-to-node mTLS (docs/operations.md, \
+                 \"Cluster security\")",
+            ));
+        }
 
         if !valid_log_filter(&self.log.level) {
             return Err(invalid(

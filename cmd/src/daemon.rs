@@ -33,7 +33,13 @@ use allidb_api::http::HttpLimits;
 use allidb_api::observe::{self, ObservedService, RejectedCallMetrics};
 use allidb_api::pb::allidb_server::AlliDbServer;
 use allidb_api::service::AlliDbService;
+use allidb_cluster::coordinator::{Coordinator, CoordinatorOptions};
+use allidb_cluster::credentials::ClusterCredentials;
+use allidb_cluster::hints::HintLog;
+use allidb_cluster::hints::dispatcher::{DispatchOptions, HintDispatcher};
 use allidb_cluster::membership::Membership;
+use allidb_cluster::peer_client::PeerClients;
+use allidb_cluster::replica::{LocalReplica, ReplicaService};
 use allidb_index::UnifiedStore;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
@@ -244,11 +250,19 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 
     let (grpc_listener, grpc_addr) = bind("server.grpc_addr", config.server.grpc_addr).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // The node-to-node service shares the gRPC port (docs/cluster.md "Internal protocol").
+    let replica_service = config.cluster.enabled.then(|| {
+        ReplicaService::new(Arc::new(ClusterCredentials::new(
+            &config.cluster.name,
+            &config.cluster.secret,
+        )))
+    });
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(allidb);
+        .add_service(allidb)
+        .add_optional_service(replica_service.as_ref().map(ReplicaService::server));
     let grpc_stopped = async {
         let _ = stop_rx.await;
     };
@@ -348,6 +362,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             "the store was attached twice".to_owned(),
         ));
     }
+    let dispatcher = match (&membership, &replica_service) {
+        (Some(membership), Some(replica_service)) => Some(start_replication(
+            &config,
+            membership,
+            replica_service,
+            &service,
+            &cluster_status,
+            store.clone(),
+        )?),
+        _ => None,
+    };
     health.set_serving::<AlliDbServer<AlliDbService>>().await;
     health.set_service_status("", ServingStatus::Serving).await;
     readiness.set_ready();
@@ -408,6 +433,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
 
     drop(service);
+    if let Some(dispatcher) = dispatcher {
+        dispatcher.stop();
+    }
     if let Some(membership) = membership
         && let Err(error) = membership.shutdown().await
     {
@@ -428,20 +456,78 @@ async fn join_cluster(
     grpc_addr: SocketAddr,
     status: &ClusterStatus,
 ) -> Result<Membership, DaemonError> {
-    tracing::warn!(
-        "cluster enabled: this build forms the ring and tracks membership, but does not \
-         replicate data yet; each node serves what was written to it (docs/cluster.md)"
-    );
     let membership = Membership::start(membership_options(config, data_dir, grpc_addr)).await?;
     tracing::info!(host_id = %membership.host_id(), "joined the cluster");
     print_line(&format!("cluster host id {}", membership.host_id()));
+    let hints_dir = data_dir.join("cluster").join("hints");
+    let hints = HintLog::open(&hints_dir, config.cluster.max_hint_bytes_per_node)?;
     status.set_running(RunningCluster {
         cluster_name: config.cluster.name.clone(),
         host_id: membership.host_id(),
         replication_factor: config.cluster.replication_factor as usize,
         view: membership.subscribe(),
+        hints: Arc::new(hints),
     });
     Ok(membership)
+}
+
+/// Makes this node a replica and a coordinator once its store is open: the replica service
+/// starts applying, the gRPC service routes writes and point reads through the coordinator,
+/// and the hint dispatcher starts delivering.
+fn start_replication(
+    config: &Config,
+    membership: &Membership,
+    replica_service: &ReplicaService,
+    service: &AlliDbService,
+    status: &ClusterStatus,
+    store: Arc<UnifiedStore>,
+) -> Result<HintDispatcher, DaemonError> {
+    let cluster = &config.cluster;
+    let attached = || DaemonError::Serve("replication was started twice".to_owned());
+    let hints = status.hints().ok_or_else(attached)?;
+    let local = LocalReplica::new(store, config.storage.durability());
+    replica_service
+        .attach(local.clone())
+        .map_err(|_| attached())?;
+    let credentials = Arc::new(ClusterCredentials::new(&cluster.name, &cluster.secret));
+    let tls = crate::tls::cluster_client_tls(&config.tls)?;
+    let clients = Arc::new(PeerClients::new(
+        membership.host_id(),
+        credentials,
+        tls,
+        Duration::from_millis(cluster.write_timeout_ms),
+    ));
+    let coordinator = Coordinator::new(
+        membership.host_id(),
+        local,
+        membership.subscribe(),
+        clients.clone(),
+        hints.clone(),
+        CoordinatorOptions {
+            replication_factor: cluster.replication_factor as usize,
+            write_timeout: Duration::from_millis(cluster.write_timeout_ms),
+            read_timeout: Duration::from_millis(cluster.read_timeout_ms),
+            hinted_handoff: cluster.hinted_handoff_enabled,
+        },
+    );
+    service
+        .attach_coordinator(coordinator)
+        .map_err(|_| attached())?;
+    tracing::info!(
+        replication_factor = cluster.replication_factor,
+        "replicating writes and point reads over the ring"
+    );
+    Ok(HintDispatcher::spawn(
+        hints,
+        clients,
+        membership.subscribe(),
+        DispatchOptions {
+            interval: Duration::from_millis(cluster.gossip_interval_ms.max(100)),
+            window: Duration::from_secs(cluster.hinted_handoff_window_secs),
+            bytes_per_sec: cluster.hint_delivery_bytes_per_sec,
+            timeout: Duration::from_millis(cluster.write_timeout_ms),
+        },
+    ))
 }
 
 /// Closes the store on the blocking pool: dumps the indexes and flushes the engine.

@@ -462,13 +462,48 @@ pub struct ClientTlsFiles<'a> {
 pub fn client_tls_config(
     files: ClientTlsFiles<'_>,
 ) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+    client_tls(
+        ("--tls-ca", files.ca),
+        files
+            .identity
+            .map(|(cert, key)| (("--tls-cert", cert), ("--tls-key", key))),
+    )
+}
+
+/// The TLS settings of node-to-node calls when `tls.enabled` (else `None`): peers are trusted
+/// when signed by the cluster CA (`tls.client_ca_file`, which the server also requires client
+/// certificates from), and this node presents its own certificate (`tls.cert_file`/`key_file`).
+pub fn cluster_client_tls(
+    config: &TlsConfig,
+) -> Result<Option<tonic::transport::ClientTlsConfig>, TlsError> {
+    if !config.enabled {
+        return Ok(None);
+    }
+    let required =
+        |origin, path: &Option<PathBuf>| path.clone().ok_or(TlsError::Missing { origin });
+    let ca = required(CLIENT_CA_FILE_KEY, &config.client_ca_file)?;
+    let cert = required(CERT_FILE_KEY, &config.cert_file)?;
+    let key = required(KEY_FILE_KEY, &config.key_file)?;
+    client_tls(
+        (CLIENT_CA_FILE_KEY, &ca),
+        Some(((CERT_FILE_KEY, &cert), (KEY_FILE_KEY, &key))),
+    )
+    .map(Some)
+}
+
+type TlsFile<'a> = (&'static str, &'a Path);
+
+fn client_tls(
+    ca: TlsFile<'_>,
+    identity: Option<(TlsFile<'_>, TlsFile<'_>)>,
+) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-    let ca = PemFile::read("--tls-ca", files.ca)?;
+    let ca = PemFile::read(ca.0, ca.1)?;
     root_store(&ca)?;
     let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca.bytes));
-    if let Some((cert_path, key_path)) = files.identity {
-        let cert = PemFile::read("--tls-cert", cert_path)?;
-        let key = PemFile::read("--tls-key", key_path)?;
+    if let Some((cert, key)) = identity {
+        let cert = PemFile::read(cert.0, cert.1)?;
+        let key = PemFile::read(key.0, key.1)?;
         certified_key(&cert, &key, &ring_provider())?;
         config = config.identity(Identity::from_pem(cert.bytes, key.bytes));
     }

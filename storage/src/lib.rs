@@ -23,6 +23,7 @@ pub mod key;
 pub mod manifest;
 pub mod memtable;
 pub mod merge;
+pub mod mutation;
 pub mod partition;
 pub mod sstable;
 pub mod telemetry;

@@ -1,14 +1,20 @@
 //! `[cluster]` with real `allidbd` processes on loopback: three daemons form one ring through
 //! gossip, every node reports the same ring and replicas on its admin port, a SIGKILLed node is
 //! marked down and comes back with its host id and tokens; a data dir of another cluster stops
-//! startup.
+//! startup. Replication (RF 3 on 3 nodes): consistency levels with one and two nodes killed,
+//! hinted handoff (also across a restart of the coordinator), blocking read repair, and the
+//! internal service refusing calls without the cluster token.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use allidb_tests::{Daemon, allidbd_binary, http_get};
+use allidb_api::pb;
+use allidb_cluster::credentials::{ClusterCredentials, TOKEN_HEADER};
+use allidb_cluster::proto as internal;
+use allidb_tests::{Daemon, allidbd_binary, doc_entity, http_get, request};
 use serde_json::Value;
+use tonic::Code;
 
 const SECRET: &str = "e2e-cluster-secret-0123456789";
 
@@ -172,5 +178,342 @@ fn a_data_dir_of_another_cluster_stops_startup() {
     assert!(
         stderr.contains("belongs to cluster \"e2e\"") && stderr.contains("cluster.name"),
         "{stderr}"
+    );
+}
+
+/// A consistency level on the wire.
+fn level(level: pb::ConsistencyLevel) -> i32 {
+    level as i32
+}
+
+async fn put(daemon: &Daemon, id: &str, at: pb::ConsistencyLevel) -> Result<(), tonic::Status> {
+    let message = pb::PutEntityRequest {
+        entity: Some(doc_entity(id, &[1.0, 0.5, 0.25])),
+        consistency_level: level(at),
+        ..Default::default()
+    };
+    daemon
+        .client()
+        .await
+        .put_entity(request(message, None))
+        .await
+        .map(drop)
+}
+
+/// Whether `id` is found reading through `daemon` at `at`.
+async fn found(daemon: &Daemon, id: &str, at: pb::ConsistencyLevel) -> Result<bool, tonic::Status> {
+    let message = pb::GetEntityRequest {
+        entity_id: id.to_owned(),
+        consistency_level: level(at),
+        ..Default::default()
+    };
+    let reply = daemon
+        .client()
+        .await
+        .get_entity(request(message, None))
+        .await?;
+    Ok(reply.into_inner().found)
+}
+
+/// A 3-node ring with RF 3 (`extra` appended to every node's `[cluster]`), all nodes normal.
+fn ring_of_three(extra: &str) -> Vec<Daemon> {
+    let gossip: Vec<SocketAddr> = (0..3).map(|_| free_udp_addr()).collect();
+    let nodes: Vec<Daemon> = (0..3)
+        .map(|i| {
+            let toml = cluster_toml(&format!("n{i}"), gossip[i], gossip[0]);
+            Daemon::start(&format!(
+                "{toml}write_timeout_ms = 1000\nread_timeout_ms = 1000\n{extra}"
+            ))
+        })
+        .collect();
+    let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
+    for node in &nodes {
+        wait_for_states(node, &all_normal, Duration::from_secs(30));
+    }
+    nodes
+}
+
+/// Bytes of hints `daemon` holds for all nodes.
+fn hints_pending(daemon: &Daemon) -> u64 {
+    status(daemon)["nodes"]
+        .as_array()
+        .expect("nodes is an array")
+        .iter()
+        .map(|n| n["hints_pending_bytes"].as_u64().expect("hints are listed"))
+        .sum()
+}
+
+fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < limit, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
+    use pb::ConsistencyLevel::{
+        ConsistencyAll as All, ConsistencyOne as One, ConsistencyQuorum as Quorum,
+    };
+    let mut nodes = ring_of_three("");
+    put(&nodes[0], "before", Quorum)
+        .await
+        .expect("QUORUM write on a whole ring");
+    assert!(
+        found(&nodes[1], "before", All).await.unwrap(),
+        "replicated to every node"
+    );
+
+    // One node down: QUORUM writes and reads succeed, ALL fails naming the level and the node.
+    nodes[2].kill();
+    let one_down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];
+    wait_for_states(&nodes[0], &one_down, Duration::from_secs(10));
+    wait_for_states(&nodes[1], &one_down, Duration::from_secs(10));
+    put(&nodes[0], "hinted", Quorum)
+        .await
+        .expect("QUORUM with one node down");
+    assert!(found(&nodes[1], "hinted", Quorum).await.unwrap());
+    let all = put(&nodes[0], "all", All).await.unwrap_err();
+    assert_eq!(all.code(), Code::Unavailable, "{all:?}");
+    assert!(
+        all.message().contains("ALL") && all.message().contains("n2 (down)"),
+        "{}",
+        all.message()
+    );
+    let read_all = found(&nodes[0], "before", All).await.unwrap_err();
+    assert_eq!(read_all.code(), Code::Unavailable, "{read_all:?}");
+
+    // Two nodes down: QUORUM fails, ONE succeeds.
+    nodes[1].kill();
+    let two_down = [("n0", "normal"), ("n1", "down"), ("n2", "down")];
+    wait_for_states(&nodes[0], &two_down, Duration::from_secs(10));
+    let quorum = put(&nodes[0], "quorum", Quorum).await.unwrap_err();
+    assert_eq!(quorum.code(), Code::Unavailable, "{quorum:?}");
+    assert!(quorum.message().contains("QUORUM"), "{}", quorum.message());
+    put(&nodes[0], "one", One)
+        .await
+        .expect("ONE with two nodes down");
+    assert!(
+        hints_pending(&nodes[0]) > 0,
+        "hints kept for the down nodes"
+    );
+
+    // The coordinator restarts with undelivered hints, then the others come back: the hints
+    // reach them without any read touching the entities (each read below is at ONE, answered
+    // by the node's own store).
+    nodes[0].restart();
+    nodes[1].restart();
+    nodes[2].restart();
+    let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
+    for node in &nodes {
+        wait_for_states(node, &all_normal, Duration::from_secs(30));
+    }
+    wait_until("hints delivered", Duration::from_secs(30), || {
+        hints_pending(&nodes[0]) == 0
+    });
+    for node in &nodes[1..] {
+        for id in ["hinted", "one"] {
+            assert!(found(node, id, One).await.unwrap(), "{id} on its own store");
+        }
+    }
+    assert!(
+        found(&nodes[0], "one", Quorum).await.unwrap(),
+        "ONE's write read back at QUORUM"
+    );
+
+    // The replica service refuses calls without this cluster's token.
+    let mut internal = internal::replica_client::ReplicaClient::new(nodes[0].channel().await);
+    let read = |token: Option<String>| {
+        let mut call = tonic::Request::new(internal::ReadPartitionRequest {
+            header: Some(internal::RequestHeader {
+                protocol_version: allidb_cluster::PROTOCOL_VERSION,
+                ring_version: 0,
+                sender: String::new(),
+            }),
+            tenant: "default".to_owned(),
+            entity_id: "before".to_owned(),
+            digest_only: false,
+        });
+        if let Some(token) = token {
+            call.metadata_mut()
+                .insert(TOKEN_HEADER, token.parse().unwrap());
+        }
+        call
+    };
+    for token in [
+        None,
+        Some(ClusterCredentials::new("other", SECRET).token().to_owned()),
+    ] {
+        let refused = internal.read_partition(read(token)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    }
+    let ours = ClusterCredentials::new("e2e", SECRET).token().to_owned();
+    let cells = internal
+        .read_partition(read(Some(ours)))
+        .await
+        .expect("a member's call");
+    assert!(!cells.into_inner().cells.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_read_repairs_a_stale_replica() {
+    use pb::ConsistencyLevel::{ConsistencyOne as One, ConsistencyQuorum as Quorum};
+    let mut nodes = ring_of_three("hinted_handoff_enabled = false\n");
+    nodes[2].kill();
+    let one_down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];
+    wait_for_states(&nodes[0], &one_down, Duration::from_secs(10));
+    put(&nodes[0], "missed", Quorum)
+        .await
+        .expect("QUORUM with one node down");
+    nodes[2].restart();
+    let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
+    for node in &nodes {
+        wait_for_states(node, &all_normal, Duration::from_secs(30));
+    }
+    // Without hints the returning replica is stale ...
+    assert!(
+        !found(&nodes[2], "missed", One).await.unwrap(),
+        "n2 missed the write"
+    );
+    // ... until a QUORUM read through it (its own stale answer plus a digest that differs).
+    assert!(found(&nodes[2], "missed", Quorum).await.unwrap());
+    assert!(
+        found(&nodes[2], "missed", One).await.unwrap(),
+        "repaired before the read returned"
+    );
+    let (_, metrics) = http_get(nodes[2].admin_addr.unwrap(), "/metrics");
+    assert!(
+        metrics.contains("allidb_cluster_read_repairs_total"),
+        "counted"
+    );
+}
+
+/// Rounds of the chaos test: 3 by default; `ALLIDB_CHAOS_ROUNDS=200` for the long run
+/// (docs/cluster.md "Testing the ring").
+fn chaos_rounds() -> usize {
+    std::env::var("ALLIDB_CHAOS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_quorum_writes_survive_random_kills() {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+
+    use pb::ConsistencyLevel::ConsistencyQuorum as Quorum;
+    use rand::Rng;
+
+    let mut nodes = ring_of_three("");
+    let addrs: Arc<Mutex<Vec<SocketAddr>>> =
+        Arc::new(Mutex::new(nodes.iter().map(|n| n.grpc_addr).collect()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attempted = Arc::new(Mutex::new(BTreeSet::new()));
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let mut workers = Vec::new();
+    for writer in 0..2 {
+        let (addrs, stop) = (addrs.clone(), stop.clone());
+        let (attempted, acked) = (attempted.clone(), acked.clone());
+        workers.push(tokio::spawn(async move {
+            let mut seq = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = format!("w{writer}-{seq}");
+                seq += 1;
+                let addr = {
+                    let addrs = addrs.lock().unwrap();
+                    addrs[rand::rng().random_range(0..addrs.len())]
+                };
+                attempted.lock().unwrap().insert(id.clone());
+                let written = async {
+                    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                        .unwrap()
+                        .connect_timeout(Duration::from_millis(500))
+                        .connect()
+                        .await
+                        .ok()?;
+                    let message = pb::PutEntityRequest {
+                        entity: Some(doc_entity(&id, &[1.0, 0.5, 0.25])),
+                        consistency_level: level(Quorum),
+                        ..Default::default()
+                    };
+                    pb::allidb_client::AlliDbClient::new(channel)
+                        .put_entity(request(message, None))
+                        .await
+                        .ok()
+                };
+                if tokio::time::timeout(Duration::from_secs(5), written)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some()
+                {
+                    acked.lock().unwrap().insert(id);
+                }
+            }
+        }));
+    }
+
+    let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
+    for round in 0..chaos_rounds() {
+        let victim = rand::rng().random_range(0..nodes.len());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        nodes[victim].kill();
+        tokio::time::sleep(Duration::from_millis(rand::rng().random_range(200..1200))).await;
+        nodes[victim].restart();
+        addrs.lock().unwrap()[victim] = nodes[victim].grpc_addr;
+        for node in &nodes {
+            wait_for_states(node, &all_normal, Duration::from_secs(30));
+        }
+        eprintln!("chaos round {round}: killed and restarted n{victim}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+
+    let acked = acked.lock().unwrap().clone();
+    let attempted = attempted.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 10,
+        "writers made progress: {} acknowledged",
+        acked.len()
+    );
+    for id in &acked {
+        assert!(
+            found(&nodes[0], id, Quorum).await.unwrap(),
+            "acknowledged write {id} is read back at QUORUM"
+        );
+    }
+    let mut client = nodes[0].client().await;
+    let mut page_token = String::new();
+    loop {
+        let message = pb::RangeScanRequest {
+            limit: 1000,
+            page_token,
+            ..Default::default()
+        };
+        let page = client
+            .range_scan(request(message, None))
+            .await
+            .unwrap()
+            .into_inner();
+        for entity in page.entities {
+            assert!(
+                attempted.contains(&entity.entity_id),
+                "{} was never written",
+                entity.entity_id
+            );
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    eprintln!(
+        "{} writes acknowledged of {} attempted",
+        acked.len(),
+        attempted.len()
     );
 }

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod cluster;
 pub mod connect;
 pub mod data;
 pub mod error;
@@ -158,6 +159,8 @@ pub enum Command {
     Checkpoint(admin::CheckpointArgs),
     /// API key management (no daemon needed).
     Keys(keys::KeysArgs),
+    /// The ring as one node sees it, from its admin port: status, ring, endpoints.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// What every command needs besides its own arguments.
@@ -223,6 +226,7 @@ pub async fn run(cli: Cli) -> CliResult<Outcome> {
         Command::Bench(args) => bench::run(&mut context, args).await,
         Command::Checkpoint(args) => admin::checkpoint(&mut context, args).await,
         Command::Keys(args) => keys::run(&mut context, args),
+        Command::Cluster(args) => cluster::run(&mut context, args).await,
     }?;
     context.printer.flush()?;
     Ok(outcome)

@@ -425,20 +425,27 @@ impl UnifiedStore {
             .collect()
     }
 
-    /// Replaces entities (see [`Engine::put_entities`]); their vectors are validated against the
-    /// tenant's dimension first (the first vector a tenant accepts fixes it). Sets
-    /// `created_at`/`updated_at` to now (`created_at` is then kept from the stored entity).
-    /// Slows the caller while the tenant's not-yet-indexed tail is full.
+    /// Replaces entities (see [`Engine::put_entities`]) after [`Self::prepare_put`].
     pub fn put_entities(
         &self,
         tenant: &str,
         mut writes: Vec<EntityWrite>,
         durability: Durability,
     ) -> Result<SeqNo> {
+        self.prepare_put(tenant, &mut writes)?;
+        Ok(self.engine.put_entities(tenant, writes, durability)?)
+    }
+
+    /// What every put of entities goes through before its cells are planned, here or by a
+    /// cluster coordinator: the vectors are validated against the tenant's dimension (the first
+    /// vector a tenant accepts fixes it), `created_at`/`updated_at` are set to now
+    /// (`created_at` is then kept from the stored entity), and the caller is slowed while the
+    /// tenant's not-yet-indexed tail is full.
+    pub fn prepare_put(&self, tenant: &str, writes: &mut [EntityWrite]) -> Result<()> {
         allidb_storage::key::validate_tenant(tenant)?;
         let state = self.indexes.tenant_or_create(tenant)?;
         let now = now_nanos();
-        for w in &mut writes {
+        for w in writes.iter_mut() {
             for e in &w.body.embeddings {
                 if e.vector.is_empty() {
                     return Err(Error::invalid(format!(
@@ -474,7 +481,7 @@ impl UnifiedStore {
         if writes.iter().any(|w| w.body.current_embedding().is_some()) {
             wait_for_tail_room(tenant, &state.indexes.vectors, self.options.max_tail_wait)?;
         }
-        Ok(self.engine.put_entities(tenant, writes, durability)?)
+        Ok(())
     }
 
     /// Deletes an entity; returns whether it existed.

@@ -199,13 +199,20 @@ impl Iterator for EntityIter {
 impl Engine {
     /// The live cells of one partition (even when it has no body).
     pub fn read_partition(&self, tenant: &str, id: &str) -> Result<PartitionState> {
+        PartitionState::resolve(self.partition_cells(tenant, id)?)
+    }
+
+    /// The newest stored version of every cell of one partition, tombstones and the marker
+    /// included, in key order: what a replica answers a coordinator's read with, so versions
+    /// from several replicas can be merged cell by cell.
+    pub fn partition_cells(&self, tenant: &str, id: &str) -> Result<Vec<CellVersion>> {
         let prefix = key::partition_prefix(tenant, id);
         let (merge, seq) = self.inner.snapshot(Some(&prefix));
         let end = key::prefix_successor(&prefix);
         let mut iter = EntityIter::new(merge, seq, &prefix, end);
         match iter.next_partition() {
-            None => Ok(PartitionState::default()),
-            Some(r) => PartitionState::resolve(r?.1),
+            None => Ok(Vec::new()),
+            Some(r) => Ok(r?.1),
         }
     }
 

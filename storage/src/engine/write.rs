@@ -1,8 +1,9 @@
 //! The write side of the engine: the commit sink the WAL writer applies batches through, write
-//! throttling, and the entity-level mutations (put-replace, delete, edge add/remove) that keep
-//! both ends of every edge in step.
+//! throttling, and the entity-level mutations (put-replace, delete, edge add/remove): each takes
+//! the entity locks it needs, reads the stored partitions under them and writes the cells
+//! [`crate::mutation`] plans.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -10,12 +11,13 @@ use std::time::Duration;
 use super::entity_locks::EntityLockGuard;
 use super::{Engine, Inner, STALL_POLL};
 use crate::batch::WriteBatch;
-use crate::cell::{EdgeRef, EdgeValue, EdgeWrite, EntityWrite};
+use crate::cell::{EdgeRef, EntityWrite};
 use crate::error::{Error, Result};
-use crate::key::{self, CellKey};
+use crate::key;
 use crate::memtable::Memtable;
+use crate::mutation;
 use crate::partition::PartitionState;
-use crate::types::{Durability, Entry, InternalKey, SeqNo, Timestamp};
+use crate::types::{Durability, Entry, InternalKey, SeqNo};
 use crate::version::NUM_LEVELS;
 use crate::wal::CommitSink;
 
@@ -165,59 +167,6 @@ impl Inner {
     }
 }
 
-/// Cell writes of one mutation, keyed by encoded cell key so that each cell is written once
-/// with a deterministic final value (explicit writes override re-written in-edges).
-#[derive(Default)]
-struct CellWrites {
-    cells: BTreeMap<Vec<u8>, (Timestamp, Option<Vec<u8>>)>,
-}
-
-impl CellWrites {
-    fn set(&mut self, key: CellKey, ts: Timestamp, value: Option<Vec<u8>>) {
-        self.cells.insert(key.encode(), (ts, value));
-    }
-
-    fn set_if_absent(&mut self, key: CellKey, ts: Timestamp, value: Vec<u8>) {
-        self.cells.entry(key.encode()).or_insert((ts, Some(value)));
-    }
-
-    fn into_batch(self) -> WriteBatch {
-        let mut batch = WriteBatch::new();
-        for (key, (ts, value)) in self.cells {
-            match value {
-                Some(v) => batch.put(key, ts, v),
-                None => batch.delete(key, ts),
-            }
-        }
-        batch
-    }
-}
-
-fn validate_edge(what: &str, relation: &str, other: &str) -> Result<()> {
-    key::validate_relation(relation)
-        .and_then(|()| key::validate_id(other))
-        .map_err(|e| Error::InvalidArgument(format!("{what}: {e}")))
-}
-
-fn edge_value(e: &EdgeWrite, now_nanos: i64) -> Result<Vec<u8>> {
-    if !e.weight.is_finite() {
-        return Err(Error::InvalidArgument(format!(
-            "edge weight must be finite, got {}",
-            e.weight
-        )));
-    }
-    let timestamp_nanos = if e.timestamp_nanos != 0 {
-        e.timestamp_nanos
-    } else {
-        now_nanos
-    };
-    EdgeValue {
-        weight: e.weight,
-        timestamp_nanos,
-    }
-    .encode()
-}
-
 impl Engine {
     /// Writes a raw batch of cells with the given durability; returns its first sequence number.
     /// Empty batches are rejected.
@@ -242,27 +191,7 @@ impl Engine {
         writes: Vec<EntityWrite>,
         durability: Durability,
     ) -> Result<SeqNo> {
-        key::validate_tenant(tenant)?;
-        if writes.is_empty() {
-            return Err(Error::InvalidArgument("no entity to write".to_owned()));
-        }
-        let mut last_by_id: HashMap<&str, usize> = HashMap::new();
-        for (i, w) in writes.iter().enumerate() {
-            key::validate_id(&w.id)?;
-            for e in &w.out_edges {
-                validate_edge(&format!("out-edge of {}", w.id), &e.relation, &e.other)?;
-            }
-            for e in &w.in_edges {
-                validate_edge(&format!("in-edge of {}", w.id), &e.relation, &e.other)?;
-            }
-            last_by_id.insert(&w.id, i);
-        }
-        let winners: Vec<&EntityWrite> = writes
-            .iter()
-            .enumerate()
-            .filter(|(i, w)| last_by_id[w.id.as_str()] == *i)
-            .map(|(_, w)| w)
-            .collect();
+        let winners = mutation::put_winners(tenant, &writes)?;
         let ids: Vec<&str> = winners.iter().map(|w| w.id.as_str()).collect();
         let new_neighbours = winners
             .iter()
@@ -270,60 +199,8 @@ impl Engine {
             .map(|e| e.other.as_str());
         let (_locks, stored) = self.lock_with_neighbours(tenant, &ids, new_neighbours)?;
         let ts = self.inner.clock.now();
-        let now_nanos = (ts as i64).saturating_mul(1000);
-        let mut cells = CellWrites::default();
-        for (w, existing) in winners.into_iter().zip(stored) {
-            let mut body = w.body.clone();
-            if let Some(old) = &existing.body {
-                body.created_at_nanos = old.created_at_nanos;
-            }
-            cells.set(CellKey::marker(tenant, &w.id), ts - 1, Some(Vec::new()));
-            cells.set(CellKey::body(tenant, &w.id), ts, Some(body.encode()?));
-            let mut new_out = BTreeSet::new();
-            for e in &w.out_edges {
-                let value = edge_value(e, now_nanos)?;
-                new_out.insert((e.relation.as_str(), e.other.as_str()));
-                cells.set(
-                    CellKey::out_edge(tenant, &w.id, &e.relation, &e.other),
-                    ts,
-                    Some(value.clone()),
-                );
-                cells.set(
-                    CellKey::in_edge(tenant, &w.id, &e.relation, &e.other),
-                    ts,
-                    Some(value),
-                );
-            }
-            for old in &existing.out_edges {
-                if !new_out.contains(&(old.relation.as_str(), old.to.as_str())) {
-                    cells.set(
-                        CellKey::in_edge(tenant, &w.id, &old.relation, &old.to),
-                        ts,
-                        None,
-                    );
-                }
-            }
-            for e in &w.in_edges {
-                cells.set(
-                    CellKey::in_edge(tenant, &e.other, &e.relation, &w.id),
-                    ts,
-                    Some(edge_value(e, now_nanos)?),
-                );
-            }
-            for old in &existing.in_edges {
-                let value = EdgeValue {
-                    weight: old.weight,
-                    timestamp_nanos: old.timestamp_nanos,
-                }
-                .encode()?;
-                cells.set_if_absent(
-                    CellKey::in_edge(tenant, &old.from, &old.relation, &w.id),
-                    ts,
-                    value,
-                );
-            }
-        }
-        self.write(cells.into_batch(), durability)
+        let batch = mutation::plan_put(tenant, &winners, &stored, ts)?;
+        self.write(batch, durability)
     }
 
     /// Locks what a put-replace or delete of `ids` must hold while it reads and writes: the ids
@@ -379,24 +256,11 @@ impl Engine {
             .into_iter()
             .next()
             .expect("lock_with_neighbours reads one partition per id");
-        if existing.body.is_none() {
-            return Ok(false);
-        }
         let ts = self.inner.clock.now();
-        let mut cells = CellWrites::default();
-        cells.set(CellKey::marker(tenant, id), ts, Some(Vec::new()));
-        for e in &existing.out_edges {
-            cells.set(CellKey::in_edge(tenant, id, &e.relation, &e.to), ts, None);
+        match mutation::plan_delete(tenant, id, &existing, ts) {
+            None => Ok(false),
+            Some(batch) => self.write(batch, durability).map(|_| true),
         }
-        for e in &existing.in_edges {
-            cells.set(
-                CellKey::out_edge(tenant, &e.from, &e.relation, id),
-                ts,
-                None,
-            );
-        }
-        self.write(cells.into_batch(), durability)?;
-        Ok(true)
     }
 
     /// Validates edges given as `(from, relation, to)` and locks both ends of each (an edge
@@ -406,11 +270,7 @@ impl Engine {
         tenant: &str,
         edges: impl Iterator<Item = (&'e str, &'e str, &'e str)> + Clone,
     ) -> Result<EntityLockGuard<'_>> {
-        key::validate_tenant(tenant)?;
-        for (from, relation, to) in edges.clone() {
-            key::validate_id(from)?;
-            validate_edge("edge", relation, to)?;
-        }
+        mutation::validate_edges(tenant, edges.clone())?;
         let ends = edges.flat_map(|(from, _, to)| [from, to]);
         Ok(self.inner.entity_locks.lock(tenant, ends))
     }
@@ -424,29 +284,8 @@ impl Engine {
         durability: Durability,
     ) -> Result<SeqNo> {
         let _locks = self.lock_edge_ends(tenant, edges.iter().map(crate::cell::Edge::ends))?;
-        let ts = self.inner.clock.now();
-        let now_nanos = (ts as i64).saturating_mul(1000);
-        let mut cells = CellWrites::default();
-        for e in edges {
-            let write = EdgeWrite {
-                relation: e.relation.clone(),
-                other: e.to.clone(),
-                weight: e.weight,
-                timestamp_nanos: e.timestamp_nanos,
-            };
-            let value = edge_value(&write, now_nanos)?;
-            cells.set(
-                CellKey::out_edge(tenant, &e.from, &e.relation, &e.to),
-                ts,
-                Some(value.clone()),
-            );
-            cells.set(
-                CellKey::in_edge(tenant, &e.from, &e.relation, &e.to),
-                ts,
-                Some(value),
-            );
-        }
-        self.write(cells.into_batch(), durability)
+        let batch = mutation::plan_add_edges(tenant, edges, self.inner.clock.now())?;
+        self.write(batch, durability)
     }
 
     /// Removes edges (both cells of each).
@@ -457,21 +296,8 @@ impl Engine {
         durability: Durability,
     ) -> Result<SeqNo> {
         let _locks = self.lock_edge_ends(tenant, edges.iter().map(EdgeRef::ends))?;
-        let ts = self.inner.clock.now();
-        let mut cells = CellWrites::default();
-        for e in edges {
-            cells.set(
-                CellKey::out_edge(tenant, &e.from, &e.relation, &e.to),
-                ts,
-                None,
-            );
-            cells.set(
-                CellKey::in_edge(tenant, &e.from, &e.relation, &e.to),
-                ts,
-                None,
-            );
-        }
-        self.write(cells.into_batch(), durability)
+        let batch = mutation::plan_remove_edges(tenant, edges, self.inner.clock.now())?;
+        self.write(batch, durability)
     }
 
     /// The engine's counters and shape.

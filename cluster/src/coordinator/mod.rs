@@ -1,0 +1,217 @@
+//! The coordinator (DESIGN.md §6): any node runs the client's writes and point reads against
+//! the replicas of each partition, at the request's consistency level.
+//!
+//! Entity-level mutations are planned here with `allidb_storage::mutation` from the stored
+//! partitions read at the request's level ([`read`]) and one timestamp of this node's clock
+//! (moved past every timestamp read), then fanned out partition by partition ([`write`]).
+//!
+//! Invariants: a write is acknowledged only when every partition it touches has been
+//! acknowledged by the level's number of its replicas; a hint never counts toward a level; a
+//! read returns the newest version of every cell among the replicas that answered, after
+//! repairing the ones that answered stale (blocking read repair).
+//!
+//! Cells derived across partitions (an in-edge in its target's partition, its removal when a
+//! put replaces the source's edges) are written without a cluster-wide lock: docs/cluster.md
+//! "Edges across partitions" states the rule and what a reader sees in a race.
+//!
+//! Must never: acknowledge a write below its level, or answer a read from fewer replicas than
+//! its level asks.
+
+mod read;
+mod write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use allidb_index::UnifiedStore;
+use allidb_storage::cell::{Edge, EdgeRef, Entity, EntityWrite};
+use allidb_storage::mutation;
+use allidb_storage::partition::PartitionState;
+use tokio::sync::watch;
+
+use crate::ClusterError;
+use crate::consistency::ConsistencyLevel;
+use crate::hints::HintLog;
+use crate::membership::ClusterView;
+use crate::peer_client::PeerClients;
+use crate::replica::LocalReplica;
+use crate::ring::HostId;
+
+/// How the coordinator talks to replicas.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CoordinatorOptions {
+    /// Replicas per partition (`cluster.replication_factor`, capped by the number of nodes).
+    pub replication_factor: usize,
+    /// Deadline of one replica write (`cluster.write_timeout_ms`).
+    pub write_timeout: Duration,
+    /// Deadline of one replica read (`cluster.read_timeout_ms`).
+    pub read_timeout: Duration,
+    /// Keep hints for replicas that miss a write (`cluster.hinted_handoff_enabled`).
+    pub hinted_handoff: bool,
+}
+
+/// Runs writes and point reads against the ring; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Coordinator {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    host: HostId,
+    local: LocalReplica,
+    view: watch::Receiver<Arc<ClusterView>>,
+    clients: Arc<PeerClients>,
+    hints: Arc<HintLog>,
+    options: CoordinatorOptions,
+}
+
+impl Coordinator {
+    /// A coordinator on host `host` over its local replica.
+    pub fn new(
+        host: HostId,
+        local: LocalReplica,
+        view: watch::Receiver<Arc<ClusterView>>,
+        clients: Arc<PeerClients>,
+        hints: Arc<HintLog>,
+        options: CoordinatorOptions,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                host,
+                local,
+                view,
+                clients,
+                hints,
+                options,
+            }),
+        }
+    }
+
+    fn store(&self) -> &Arc<UnifiedStore> {
+        self.inner.local.store()
+    }
+
+    /// Whether this node holds a replica of every token range (replication factor = number of
+    /// nodes): only then can it answer queries, scans and traversals from its own store.
+    pub fn holds_every_range(&self) -> bool {
+        let view = self.inner.view.borrow();
+        let rf = view
+            .ring
+            .effective_replication_factor(self.inner.options.replication_factor);
+        rf >= view.ring.host_count()
+    }
+
+    /// The hints waiting per target host, in bytes.
+    pub fn hints_pending(&self) -> std::collections::BTreeMap<HostId, u64> {
+        self.inner.hints.pending()
+    }
+
+    /// Replaces entities (`PutEntity`, `BatchPutEntities`, `BulkPutEntities`): validated
+    /// against the local tenant state like a local put, planned from the stored partitions
+    /// read at `level`, written at `level`.
+    pub async fn put_entities(
+        &self,
+        tenant: &str,
+        writes: Vec<EntityWrite>,
+        level: ConsistencyLevel,
+    ) -> Result<(), ClusterError> {
+        let store = self.store().clone();
+        let owned_tenant = tenant.to_owned();
+        let writes = tokio::task::spawn_blocking(move || {
+            let mut writes = writes;
+            store
+                .prepare_put(&owned_tenant, &mut writes)
+                .map(|()| writes)
+        })
+        .await
+        .map_err(|e| ClusterError::Protocol(format!("validation task: {e}")))??;
+        let winners = mutation::put_winners(tenant, &writes).map_err(allidb_index::Error::from)?;
+        let stored = self
+            .read_partitions(
+                tenant,
+                winners.iter().map(|w| w.id.as_str()).collect(),
+                level,
+            )
+            .await?;
+        let ts = self.store().engine().clock().now();
+        let batch =
+            mutation::plan_put(tenant, &winners, &stored, ts).map_err(allidb_index::Error::from)?;
+        self.write(batch, level).await
+    }
+
+    /// Deletes an entity (`DeleteEntity`); returns whether a live entity was found at `level`.
+    pub async fn delete_entity(
+        &self,
+        tenant: &str,
+        id: &str,
+        level: ConsistencyLevel,
+    ) -> Result<bool, ClusterError> {
+        let stored = self.read_partitions(tenant, vec![id], level).await?;
+        let ts = self.store().engine().clock().now();
+        match mutation::plan_delete(tenant, id, &stored[0], ts) {
+            None => Ok(false),
+            Some(batch) => self.write(batch, level).await.map(|()| true),
+        }
+    }
+
+    /// Adds edges (`AddEdges`): both cells of each, each partition at `level`.
+    pub async fn add_edges(
+        &self,
+        tenant: &str,
+        edges: &[Edge],
+        level: ConsistencyLevel,
+    ) -> Result<(), ClusterError> {
+        let ts = self.store().engine().clock().now();
+        let batch =
+            mutation::plan_add_edges(tenant, edges, ts).map_err(allidb_index::Error::from)?;
+        self.write(batch, level).await
+    }
+
+    /// Removes edges (`RemoveEdges`).
+    pub async fn remove_edges(
+        &self,
+        tenant: &str,
+        edges: &[EdgeRef],
+        level: ConsistencyLevel,
+    ) -> Result<(), ClusterError> {
+        let ts = self.store().engine().clock().now();
+        let batch =
+            mutation::plan_remove_edges(tenant, edges, ts).map_err(allidb_index::Error::from)?;
+        self.write(batch, level).await
+    }
+
+    /// One entity at `level` (`GetEntity`, `GetEntities`).
+    pub async fn get_entity(
+        &self,
+        tenant: &str,
+        id: &str,
+        level: ConsistencyLevel,
+    ) -> Result<Option<Entity>, ClusterError> {
+        allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
+        allidb_storage::key::validate_id(id).map_err(allidb_index::Error::from)?;
+        let cells = self.read_cells(tenant, id, level).await?;
+        let state = PartitionState::resolve(cells).map_err(allidb_index::Error::from)?;
+        Ok(state.into_entity(tenant, id))
+    }
+
+    /// The stored partitions of `ids` read at `level`, in order; the clock moves past every
+    /// timestamp read so the mutation planned next supersedes them.
+    async fn read_partitions(
+        &self,
+        tenant: &str,
+        ids: Vec<&str>,
+        level: ConsistencyLevel,
+    ) -> Result<Vec<PartitionState>, ClusterError> {
+        let reads = ids.iter().map(|id| self.read_cells(tenant, id, level));
+        let mut stored = Vec::with_capacity(ids.len());
+        for cells in futures_util::future::join_all(reads).await {
+            let cells = cells?;
+            if let Some(newest) = cells.iter().map(|(_, ts, _)| *ts).max() {
+                self.store().engine().clock().observe(newest);
+            }
+            stored.push(PartitionState::resolve(cells).map_err(allidb_index::Error::from)?);
+        }
+        Ok(stored)
+    }
+}

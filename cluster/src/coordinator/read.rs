@@ -1,0 +1,179 @@
+//! Point reads at a consistency level: the level's number of replicas answer (the first asked
+//! for its cells, the others for a digest; a replica that fails is replaced by the next one),
+//! digests that differ fetch those replicas' cells, the cells merge last-write-wins, and every
+//! replica that answered stale is sent what it lacks before the read returns (blocking read
+//! repair, counted in `allidb_cluster_read_repairs_total`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use allidb_storage::partition::CellVersion;
+
+use super::Coordinator;
+use crate::cells;
+use crate::consistency::ConsistencyLevel;
+use crate::hints::dispatcher::peer_label;
+use crate::membership::{ClusterView, NodeStatus};
+use crate::ring::HostId;
+use crate::{ClusterError, replica_failure};
+
+/// What one replica answered.
+enum Answer {
+    Cells(Vec<CellVersion>),
+    Digest(Vec<u8>),
+}
+
+impl Coordinator {
+    /// The merged cells of one partition at `level` (see the module doc).
+    pub(super) async fn read_cells(
+        &self,
+        tenant: &str,
+        id: &str,
+        level: ConsistencyLevel,
+    ) -> Result<Vec<CellVersion>, ClusterError> {
+        let view = self.inner.view.borrow().clone();
+        let replicas = view
+            .ring
+            .replicas_of_key(tenant, id, self.inner.options.replication_factor);
+        let required = level.required(replicas.len());
+        if required == 0 {
+            return Err(ClusterError::Unavailable(
+                "the ring has no nodes with tokens yet; retry once the cluster has formed"
+                    .to_owned(),
+            ));
+        }
+        // This node first (no network hop), then replicas gossip shows up, then the others.
+        let mut candidates: Vec<HostId> = replicas.hosts().to_vec();
+        candidates.sort_by_key(|host| {
+            let down = view
+                .nodes
+                .get(host)
+                .is_none_or(|node| node.status == NodeStatus::Down);
+            (*host != self.inner.host, down)
+        });
+        let mut answers: BTreeMap<HostId, Answer> = BTreeMap::new();
+        let mut failed: BTreeMap<HostId, String> = BTreeMap::new();
+        let mut next = 0;
+        while answers.len() < required {
+            let wanted = required - answers.len();
+            if next >= candidates.len() {
+                let answered: BTreeSet<HostId> = answers.keys().copied().collect();
+                return Err(ClusterError::Unavailable(replica_failure(
+                    &format!(
+                        "read at consistency {level} failed for entity {id:?} of tenant {tenant:?}"
+                    ),
+                    required,
+                    replicas.hosts(),
+                    &answered,
+                    &failed,
+                    &view,
+                )));
+            }
+            let round: Vec<HostId> = candidates[next..].iter().take(wanted).copied().collect();
+            next += round.len();
+            let has_cells = answers.values().any(|a| matches!(a, Answer::Cells(_)));
+            let asks = round.iter().enumerate().map(|(i, host)| {
+                let digest_only = has_cells || i > 0;
+                self.read_on(&view, *host, tenant, id, digest_only)
+            });
+            for (host, outcome) in round.iter().zip(futures_util::future::join_all(asks).await) {
+                match outcome {
+                    Ok(answer) => {
+                        answers.insert(*host, answer);
+                    }
+                    Err(reason) => {
+                        failed.insert(*host, reason);
+                    }
+                }
+            }
+        }
+
+        // Every answer as cells: a digest that differs from the cells' fetches its replica's.
+        let reference = answers.values().find_map(|a| match a {
+            Answer::Cells(cells) => Some(cells::digest(cells)),
+            Answer::Digest(_) => None,
+        });
+        let mut own: BTreeMap<HostId, Vec<CellVersion>> = BTreeMap::new();
+        for (host, answer) in answers {
+            let cells = match answer {
+                Answer::Cells(cells) => cells,
+                Answer::Digest(digest) if Some(&digest) == reference.as_ref() => continue,
+                Answer::Digest(_) => match self.read_on(&view, host, tenant, id, false).await {
+                    Ok(Answer::Cells(cells)) => cells,
+                    Ok(Answer::Digest(_)) => unreachable!("a cells read answers cells"),
+                    Err(reason) => {
+                        return Err(ClusterError::Unavailable(format!(
+                            "read at consistency {level} of entity {id:?}: replica {} answered a digest but not its cells: {reason}",
+                            peer_label(&view, host)
+                        )));
+                    }
+                },
+            };
+            own.insert(host, cells);
+        }
+        if own.len() == 1 {
+            return Ok(own.into_values().next().expect("one answer"));
+        }
+        let merged = cells::merge(own.values().map(Vec::as_slice));
+        let view = &view;
+        let repairs = own.iter().filter_map(|(host, cells)| {
+            let missing = cells::missing_from(&merged, cells);
+            (!missing.is_empty()).then(|| async move {
+                let peer = peer_label(view, *host);
+                metrics::counter!("allidb_cluster_read_repairs_total", "peer" => peer.clone())
+                    .increment(1);
+                if let Err(reason) = self.apply_on(view, *host, &missing, "read_repair").await {
+                    tracing::debug!(%peer, reason, "read repair failed");
+                }
+            })
+        });
+        futures_util::future::join_all(repairs).await;
+        Ok(merged)
+    }
+
+    /// Reads one partition on `host`: the local store directly, a peer through its replica
+    /// service. A peer gossip shows down is not tried.
+    async fn read_on(
+        &self,
+        view: &ClusterView,
+        host: HostId,
+        tenant: &str,
+        id: &str,
+        digest_only: bool,
+    ) -> Result<Answer, String> {
+        if host == self.inner.host {
+            let cells = self
+                .inner
+                .local
+                .cells(tenant, id)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(match digest_only {
+                true => Answer::Digest(cells::digest(&cells)),
+                false => Answer::Cells(cells),
+            });
+        }
+        let node = view.nodes.get(&host).ok_or("unknown to gossip")?;
+        let addr = match (node.status, node.rpc_addr) {
+            (NodeStatus::Down, _) => return Err("down".to_owned()),
+            (_, None) => return Err("no RPC address gossiped yet".to_owned()),
+            (_, Some(addr)) => addr,
+        };
+        let reply = self
+            .inner
+            .clients
+            .read_partition(
+                addr,
+                tenant,
+                id,
+                digest_only,
+                view.ring.version(),
+                self.inner.options.read_timeout,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(match digest_only {
+            true => Answer::Digest(reply.digest),
+            false => Answer::Cells(reply.cells.into_iter().map(cells::from_proto).collect()),
+        })
+    }
+}

@@ -1,0 +1,361 @@
+//! Hinted handoff (DESIGN.md §6): mutations a replica missed, kept by the coordinator until the
+//! replica is back ([`dispatcher`] delivers them).
+//!
+//! Owns `<data dir>/cluster/hints/<host id>/<number>.hints`: per target host, numbered segment
+//! files in the WAL's block framing and checksums (`allidb_storage::wal::format`, file magic
+//! `ALLIHINT`), one record per hint (docs/cluster.md "Hint log", version 1):
+//!
+//! ```text
+//! version:u8=1  created_unix_ms:u64  ring_version:u64  batch (WriteBatch encoding, base_seq 0)
+//! ```
+//!
+//! Invariants: a hint is synced before [`HintLog::store`] returns, so a hint survives a crash
+//! of the coordinator; segments are append-only, and only sealed segments (no longer appended
+//! to) are delivered and deleted; a target's hints never exceed the size cap (over it, new
+//! hints are dropped and counted, and Merkle repair, a later issue, must catch the replica up).
+//!
+//! Must never: delete a segment before every hint in it was acknowledged or expired, or count
+//! a hint toward a consistency level (the coordinator does not).
+
+pub mod dispatcher;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use allidb_storage::batch::WriteBatch;
+use allidb_storage::fs::{FileSystem, OsFileSystem};
+use allidb_storage::wal::format::{LogEnd, LogReader, LogWriter, MAGIC_LEN};
+use parking_lot::Mutex;
+
+use crate::ClusterError;
+use crate::ring::HostId;
+
+/// Magic of a hint segment's file header.
+pub const HINT_MAGIC: &[u8; MAGIC_LEN] = b"ALLIHINT";
+
+/// Version of a hint record.
+pub const HINT_RECORD_VERSION: u8 = 1;
+
+const SUFFIX: &str = ".hints";
+
+/// One stored hint.
+#[derive(Debug)]
+pub struct Hint {
+    /// When the coordinator stored it (Unix milliseconds).
+    pub created_unix_ms: u64,
+    /// The ring version the mutation was routed with.
+    pub ring_version: u64,
+    /// The cells, with their original timestamps.
+    pub batch: WriteBatch,
+}
+
+impl Hint {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(17 + self.batch.approximate_size());
+        out.push(HINT_RECORD_VERSION);
+        out.extend_from_slice(&self.created_unix_ms.to_le_bytes());
+        out.extend_from_slice(&self.ring_version.to_le_bytes());
+        self.batch.encode(0, &mut out);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let (&version, rest) = bytes.split_first().ok_or("empty hint record")?;
+        if version != HINT_RECORD_VERSION {
+            return Err(format!("unknown hint record version {version}"));
+        }
+        let field = |at: usize| -> Result<u64, String> {
+            rest.get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+                .ok_or_else(|| "truncated hint record".to_owned())
+        };
+        let (created_unix_ms, ring_version) = (field(0)?, field(8)?);
+        let (_, batch) = WriteBatch::decode(&rest[16..]).map_err(|e| e.to_string())?;
+        Ok(Self {
+            created_unix_ms,
+            ring_version,
+            batch,
+        })
+    }
+
+    /// Whether the hint is older than `window` at `now_ms`.
+    pub fn expired(&self, window: Duration, now_ms: u64) -> bool {
+        self.created_unix_ms
+            .saturating_add(u64::try_from(window.as_millis()).unwrap_or(u64::MAX))
+            < now_ms
+    }
+}
+
+/// Wall-clock Unix milliseconds.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The hints of one target host.
+#[derive(Debug, Default)]
+struct TargetHints {
+    /// Segment numbers, oldest first; the last is being appended to when `writer` is set.
+    segments: BTreeMap<u64, u64>,
+    writer: Option<(u64, LogWriter)>,
+}
+
+impl TargetHints {
+    fn bytes(&self) -> u64 {
+        self.segments.values().sum()
+    }
+}
+
+/// The hint logs of every target host, under one directory.
+#[derive(Debug)]
+pub struct HintLog {
+    dir: PathBuf,
+    fs: OsFileSystem,
+    max_bytes_per_host: u64,
+    targets: Mutex<HashMap<HostId, TargetHints>>,
+}
+
+fn io(path: &Path, error: allidb_storage::Error) -> ClusterError {
+    ClusterError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::other(error.to_string()),
+    }
+}
+
+impl HintLog {
+    /// Opens (creating) the hint directory `dir`; every segment found is sealed and pending.
+    pub fn open(dir: &Path, max_bytes_per_host: u64) -> Result<Self, ClusterError> {
+        let fs = OsFileSystem;
+        fs.create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let mut targets = HashMap::new();
+        for name in fs.list(dir).map_err(|e| io(dir, e))? {
+            let Ok(host) = name.parse::<HostId>() else {
+                continue;
+            };
+            let host_dir = dir.join(&name);
+            let mut hints = TargetHints::default();
+            for file in fs.list(&host_dir).map_err(|e| io(&host_dir, e))? {
+                let Some(number) = file.strip_suffix(SUFFIX).and_then(|n| n.parse().ok()) else {
+                    continue;
+                };
+                let path = host_dir.join(&file);
+                let len = std::fs::metadata(&path)
+                    .map_err(|source| ClusterError::Io {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .len();
+                hints.segments.insert(number, len);
+            }
+            targets.insert(host, hints);
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            fs,
+            max_bytes_per_host,
+            targets: Mutex::new(targets),
+        })
+    }
+
+    fn segment_path(&self, host: HostId, number: u64) -> PathBuf {
+        self.dir
+            .join(host.to_string())
+            .join(format!("{number:06}{SUFFIX}"))
+    }
+
+    /// Stores a hint for `host` (synced before returning). `Ok(false)` when the host's hints
+    /// are at the size cap and this one was dropped.
+    pub fn store(&self, host: HostId, hint: &Hint) -> Result<bool, ClusterError> {
+        let record = hint.encode();
+        let mut targets = self.targets.lock();
+        let target = targets.entry(host).or_default();
+        if target.bytes() + record.len() as u64 > self.max_bytes_per_host {
+            return Ok(false);
+        }
+        if target.writer.is_none() {
+            let number = target.segments.keys().next_back().map_or(1, |n| n + 1);
+            let path = self.segment_path(host, number);
+            let host_dir = self.dir.join(host.to_string());
+            self.fs
+                .create_dir_all(&host_dir)
+                .map_err(|e| io(&host_dir, e))?;
+            let file = self.fs.create(&path).map_err(|e| io(&path, e))?;
+            let writer = LogWriter::new(file, HINT_MAGIC).map_err(|e| io(&path, e))?;
+            self.fs.sync_dir(&host_dir).map_err(|e| io(&host_dir, e))?;
+            target.segments.insert(number, writer.len());
+            target.writer = Some((number, writer));
+        }
+        let (number, writer) = target
+            .writer
+            .as_mut()
+            .expect("a writer was just opened when there was none");
+        let path = self.segment_path(host, *number);
+        let written = writer.add_record(&record).and_then(|()| writer.sync());
+        let len = writer.len();
+        let number = *number;
+        target.segments.insert(number, len);
+        if let Err(error) = written {
+            // The segment may end in a partial record: seal it (readers stop at the torn tail).
+            target.writer = None;
+            return Err(io(&path, error));
+        }
+        Ok(true)
+    }
+
+    /// Hosts with pending hints and their bytes.
+    pub fn pending(&self) -> BTreeMap<HostId, u64> {
+        self.targets
+            .lock()
+            .iter()
+            .map(|(host, hints)| (*host, hints.bytes()))
+            .filter(|(_, bytes)| *bytes > 0)
+            .collect()
+    }
+
+    /// Seals the segment being appended to for `host` and returns every segment to deliver,
+    /// oldest first. New hints go to a new segment.
+    pub fn seal(&self, host: HostId) -> Vec<u64> {
+        let mut targets = self.targets.lock();
+        let Some(target) = targets.get_mut(&host) else {
+            return Vec::new();
+        };
+        target.writer = None;
+        target.segments.keys().copied().collect()
+    }
+
+    /// The hints of a sealed segment, in order. A torn tail ends the segment (its last hint
+    /// was never acknowledged to a client as hinted); damage in the middle is an error.
+    pub fn read(&self, host: HostId, number: u64) -> Result<Vec<Hint>, ClusterError> {
+        let path = self.segment_path(host, number);
+        let bytes = self.fs.read(&path).map_err(|e| io(&path, e))?;
+        let mut reader = LogReader::new(&bytes, HINT_MAGIC);
+        let mut hints = Vec::new();
+        for (_, record) in reader.by_ref() {
+            hints.push(
+                Hint::decode(&record).map_err(|reason| ClusterError::CorruptHints {
+                    path: path.clone(),
+                    reason,
+                })?,
+            );
+        }
+        match reader.end() {
+            Some(LogEnd::Corrupt { reason, .. }) | Some(LogEnd::BadHeader { reason }) => {
+                Err(ClusterError::CorruptHints {
+                    path,
+                    reason: reason.clone(),
+                })
+            }
+            _ => Ok(hints),
+        }
+    }
+
+    /// Deletes a sealed segment of `host` whose hints were all delivered or expired.
+    pub fn remove(&self, host: HostId, number: u64) -> Result<(), ClusterError> {
+        let path = self.segment_path(host, number);
+        let mut targets = self.targets.lock();
+        if let Some(target) = targets.get_mut(&host) {
+            if target.writer.as_ref().is_some_and(|(n, _)| *n == number) {
+                return Ok(());
+            }
+            target.segments.remove(&number);
+        }
+        self.fs.remove(&path).map_err(|e| io(&path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint(created_unix_ms: u64, value: &[u8]) -> Hint {
+        let mut batch = WriteBatch::new();
+        batch.put(b"k".to_vec(), 7, value.to_vec());
+        batch.delete(b"j".to_vec(), 8);
+        Hint {
+            created_unix_ms,
+            ring_version: 3,
+            batch,
+        }
+    }
+
+    #[test]
+    fn hints_survive_a_reopen_and_are_delivered_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = HostId::from_u128(42);
+        let log = HintLog::open(dir.path(), 1 << 20).unwrap();
+        assert!(log.store(host, &hint(1, b"a")).unwrap());
+        assert!(log.store(host, &hint(2, b"b")).unwrap());
+        drop(log);
+
+        let log = HintLog::open(dir.path(), 1 << 20).unwrap();
+        assert!(log.pending()[&host] > 0);
+        assert!(
+            log.store(host, &hint(3, b"c")).unwrap(),
+            "appends go to a new segment"
+        );
+        let segments = log.seal(host);
+        assert_eq!(segments.len(), 2);
+        let read: Vec<u64> = segments
+            .iter()
+            .flat_map(|n| log.read(host, *n).unwrap())
+            .map(|h| {
+                assert_eq!(h.ring_version, 3);
+                assert_eq!(h.batch.len(), 2);
+                h.created_unix_ms
+            })
+            .collect();
+        assert_eq!(read, vec![1, 2, 3]);
+        for n in segments {
+            log.remove(host, n).unwrap();
+        }
+        assert!(log.pending().is_empty());
+        drop(log);
+        assert!(
+            HintLog::open(dir.path(), 1 << 20)
+                .unwrap()
+                .pending()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn hints_over_the_cap_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = HostId::from_u128(7);
+        let log = HintLog::open(dir.path(), 200).unwrap();
+        assert!(log.store(host, &hint(1, &[0; 64])).unwrap());
+        assert!(!log.store(host, &hint(2, &[0; 128])).unwrap());
+        assert!(log.pending()[&host] <= 200);
+    }
+
+    #[test]
+    fn a_torn_tail_keeps_the_whole_hints_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = HostId::from_u128(9);
+        let log = HintLog::open(dir.path(), 1 << 20).unwrap();
+        log.store(host, &hint(1, b"a")).unwrap();
+        log.store(host, &hint(2, b"b")).unwrap();
+        let number = log.seal(host)[0];
+        let path = log.segment_path(host, number);
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let read = log.read(host, number).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].created_unix_ms, 1);
+    }
+
+    #[test]
+    fn expiry_follows_the_window() {
+        let h = hint(1_000, b"a");
+        assert!(!h.expired(Duration::from_secs(1), 2_000));
+        assert!(h.expired(Duration::from_secs(1), 2_001));
+    }
+}

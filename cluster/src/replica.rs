@@ -1,0 +1,174 @@
+//! This node as a replica: applying cells to the local store and answering partition reads,
+//! for the local coordinator directly and for other nodes through the `Replica` gRPC service
+//! (`proto/replica.proto`).
+//!
+//! Invariants: cells are applied with the timestamps they arrive with, through the storage
+//! engine's batch path, so the index observers see them like local writes; a call is answered
+//! only after its cells are as durable as `storage.durability` makes local writes.
+//!
+//! Must never: serve a call whose cluster token does not verify, or block an async worker on
+//! the store.
+
+use std::sync::{Arc, OnceLock};
+
+use allidb_index::UnifiedStore;
+use allidb_storage::Durability;
+use allidb_storage::batch::WriteBatch;
+use allidb_storage::partition::CellVersion;
+use tonic::{Request, Response, Status};
+
+use crate::cells;
+use crate::credentials::ClusterCredentials;
+use crate::proto;
+use crate::proto::replica_server::{Replica, ReplicaServer};
+use crate::{ClusterError, PROTOCOL_VERSION};
+
+/// The local store seen as one replica.
+#[derive(Clone, Debug)]
+pub struct LocalReplica {
+    store: Arc<UnifiedStore>,
+    durability: Durability,
+}
+
+impl LocalReplica {
+    /// The replica over `store`, writing with `durability`.
+    pub fn new(store: Arc<UnifiedStore>, durability: Durability) -> Self {
+        Self { store, durability }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<UnifiedStore> {
+        &self.store
+    }
+
+    /// Applies `batch` (cells with their own timestamps) on the blocking pool.
+    pub async fn apply(&self, batch: WriteBatch) -> Result<(), ClusterError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (store, durability) = (self.store.clone(), self.durability);
+        tokio::task::spawn_blocking(move || store.engine().write(batch, durability))
+            .await
+            .map_err(|e| ClusterError::Protocol(format!("replica write task: {e}")))?
+            .map(drop)
+            .map_err(|e| ClusterError::Store(e.into()))
+    }
+
+    /// The newest version of every cell of one partition, on the blocking pool.
+    pub async fn cells(&self, tenant: &str, id: &str) -> Result<Vec<CellVersion>, ClusterError> {
+        let (store, tenant, id) = (self.store.clone(), tenant.to_owned(), id.to_owned());
+        tokio::task::spawn_blocking(move || {
+            allidb_storage::key::validate_tenant(&tenant)?;
+            allidb_storage::key::validate_id(&id)?;
+            store.engine().partition_cells(&tenant, &id)
+        })
+        .await
+        .map_err(|e| ClusterError::Protocol(format!("replica read task: {e}")))?
+        .map_err(|e| ClusterError::Store(e.into()))
+    }
+}
+
+/// The `allidb.cluster.v1.Replica` gRPC service over the local replica; cheap to clone. It is
+/// served from the moment the gRPC port opens and answers `UNAVAILABLE` until the store is
+/// open ([`ReplicaService::attach`]).
+#[derive(Clone, Debug)]
+pub struct ReplicaService {
+    local: Arc<OnceLock<LocalReplica>>,
+    credentials: Arc<ClusterCredentials>,
+}
+
+impl ReplicaService {
+    /// A service checking `credentials`, with no store yet.
+    pub fn new(credentials: Arc<ClusterCredentials>) -> Self {
+        Self {
+            local: Arc::new(OnceLock::new()),
+            credentials,
+        }
+    }
+
+    /// Starts serving from `local`; an error returns it when a replica is already attached.
+    pub fn attach(&self, local: LocalReplica) -> Result<(), LocalReplica> {
+        self.local.set(local)
+    }
+
+    /// The service, ready to be added to the node's gRPC server.
+    pub fn server(&self) -> ReplicaServer<ReplicaService> {
+        ReplicaServer::new(self.clone())
+            .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::MAX_MESSAGE_BYTES)
+    }
+
+    fn local(&self) -> Result<&LocalReplica, Status> {
+        self.local
+            .get()
+            .ok_or_else(|| Status::unavailable("the store is still opening; retry shortly"))
+    }
+}
+
+fn check_header(header: Option<&proto::RequestHeader>) -> Result<(), Status> {
+    let header = header.ok_or_else(|| Status::invalid_argument("header: required"))?;
+    if header.protocol_version != PROTOCOL_VERSION {
+        return Err(Status::failed_precondition(format!(
+            "header.protocol_version: this node speaks replica protocol {PROTOCOL_VERSION}, the sender {}",
+            header.protocol_version
+        )));
+    }
+    Ok(())
+}
+
+fn status(error: ClusterError) -> Status {
+    match error {
+        ClusterError::Store(allidb_index::Error::Storage(
+            allidb_storage::Error::InvalidArgument(message),
+        ))
+        | ClusterError::Store(allidb_index::Error::InvalidArgument(message)) => {
+            Status::invalid_argument(message)
+        }
+        ClusterError::Protocol(message) => Status::invalid_argument(message),
+        other => Status::unavailable(other.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl Replica for ReplicaService {
+    async fn mutate(
+        &self,
+        request: Request<proto::MutateRequest>,
+    ) -> Result<Response<proto::MutateResponse>, Status> {
+        self.credentials.check(request.metadata())?;
+        let request = request.into_inner();
+        check_header(request.header.as_ref())?;
+        let versions: Vec<CellVersion> = request.cells.into_iter().map(cells::from_proto).collect();
+        for (key, _, _) in &versions {
+            cells::partition_of(key).map_err(status)?;
+        }
+        self.local()?
+            .apply(cells::versions_batch(versions))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::MutateResponse {}))
+    }
+
+    async fn read_partition(
+        &self,
+        request: Request<proto::ReadPartitionRequest>,
+    ) -> Result<Response<proto::ReadPartitionResponse>, Status> {
+        self.credentials.check(request.metadata())?;
+        let request = request.into_inner();
+        check_header(request.header.as_ref())?;
+        let versions = self
+            .local()?
+            .cells(&request.tenant, &request.entity_id)
+            .await
+            .map_err(status)?;
+        let digest = cells::digest(&versions);
+        let cells = match request.digest_only {
+            true => Vec::new(),
+            false => versions.iter().map(cells::to_proto).collect(),
+        };
+        Ok(Response::new(proto::ReadPartitionResponse {
+            cells,
+            digest,
+        }))
+    }
+}

@@ -1,0 +1,222 @@
+//! `allidb cluster status | ring | endpoints TENANT ID`: the operator's view of a ring, read
+//! from a node's admin port (`/cluster/status`, `/cluster/ring`, `/cluster/endpoints`, the
+//! same JSON that `--json` prints), like `nodetool status`.
+//!
+//! The admin port is plain HTTP on the node's host (docs/operations.md): this module speaks just
+//! enough HTTP/1.1 for one GET and never sends an API key.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::Context;
+use super::error::{CliError, CliResult, Outcome};
+
+/// Deadline of one admin request.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `allidb cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The node's admin address (`server.admin_addr`).
+    #[arg(long, env = "ALLIDB_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
+    pub admin: String,
+    /// What to show.
+    #[command(subcommand)]
+    pub view: ClusterView,
+}
+
+/// The views of `allidb cluster`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterView {
+    /// Every node: state, address, tokens, owned share, hints pending for it.
+    Status,
+    /// Every token range and its owner.
+    Ring,
+    /// The replicas of one entity, in replica-walk order.
+    Endpoints {
+        /// The tenant.
+        tenant: String,
+        /// The entity id.
+        id: String,
+    },
+}
+
+/// Runs `allidb cluster ...`.
+pub async fn run(context: &mut Context, args: ClusterArgs) -> CliResult<Outcome> {
+    let path = match &args.view {
+        ClusterView::Status => "/cluster/status".to_owned(),
+        ClusterView::Ring => "/cluster/ring".to_owned(),
+        ClusterView::Endpoints { tenant, id } => {
+            format!(
+                "/cluster/endpoints?tenant={}&id={}",
+                encode(tenant),
+                encode(id)
+            )
+        }
+    };
+    let reply = admin_get(&args.admin, &path).await?;
+    let text = match args.view {
+        ClusterView::Status => status_text,
+        ClusterView::Ring => ring_text,
+        ClusterView::Endpoints { .. } => endpoints_text,
+    };
+    context.printer.reply(&reply, text)?;
+    Ok(Outcome::Complete)
+}
+
+/// Percent-encodes a query parameter value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// GETs `path` from the admin server at `addr` and parses its JSON body; a non-200 answer is
+/// an error carrying the server's text (e.g. `cluster disabled`).
+async fn admin_get(addr: &str, path: &str) -> CliResult<Value> {
+    let origin = format!("--admin {addr}");
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(ADMIN_TIMEOUT, exchange)
+        .await
+        .map_err(|_| CliError::input(&origin, format!("no answer within {ADMIN_TIMEOUT:?}")))?
+        .map_err(|e| CliError::input(&origin, e))?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| CliError::input(&origin, "not an HTTP answer"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    if status != "200" {
+        return Err(CliError::input(
+            &origin,
+            format!("{path} answered {status}: {}", body.trim()),
+        ));
+    }
+    serde_json::from_str(body).map_err(|e| CliError::input(&origin, format!("{path}: {e}")))
+}
+
+fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {
+    value[key].as_str().unwrap_or("-")
+}
+
+fn status_text(reply: &Value) -> String {
+    let mut text = format!(
+        "cluster {}, replication factor {}, ring version {} (seen from {})\n",
+        str_of(reply, "cluster_name"),
+        reply["replication_factor"],
+        reply["ring_version"],
+        str_of(reply, "host_id"),
+    );
+    text.push_str(&format!(
+        "{:<8} {:<16} {:<22} {:>6} {:>7} {:>12}  {}\n",
+        "status", "name", "rpc address", "tokens", "owns", "hints bytes", "host id"
+    ));
+    for node in reply["nodes"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "{:<8} {:<16} {:<22} {:>6} {:>6.1}% {:>12}  {}\n",
+            str_of(node, "status"),
+            str_of(node, "name"),
+            str_of(node, "rpc_addr"),
+            node["tokens"],
+            node["owns"].as_f64().unwrap_or(0.0) * 100.0,
+            node["hints_pending_bytes"],
+            str_of(node, "host_id"),
+        ));
+    }
+    text
+}
+
+fn ring_text(reply: &Value) -> String {
+    let mut text = format!("ring version {}\n", reply["ring_version"]);
+    text.push_str(&format!(
+        "{:>20}  {:<16}  {}\n",
+        "end token", "name", "host id"
+    ));
+    for range in reply["ranges"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "{:>20}  {:<16}  {}\n",
+            str_of(range, "end"),
+            str_of(range, "name"),
+            str_of(range, "host_id")
+        ));
+    }
+    text
+}
+
+fn endpoints_text(reply: &Value) -> String {
+    let mut text = format!(
+        "replicas of {:?} in tenant {:?}, token {}\n",
+        str_of(reply, "id"),
+        str_of(reply, "tenant"),
+        str_of(reply, "token")
+    );
+    for node in reply["replicas"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "{:<8} {:<16} {:<22} {}\n",
+            str_of(node, "status"),
+            str_of(node, "name"),
+            str_of(node, "rpc_addr"),
+            str_of(node, "host_id")
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use serde_json::json;
+
+    use super::super::{Cli, Command};
+    use super::*;
+
+    #[test]
+    fn cluster_views_parse_and_render() {
+        let cli = Cli::try_parse_from([
+            "allidb",
+            "cluster",
+            "--admin",
+            "10.0.0.1:9090",
+            "endpoints",
+            "t",
+            "e 1",
+        ])
+        .unwrap();
+        let Command::Cluster(args) = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(args.admin, "10.0.0.1:9090");
+        assert!(matches!(args.view, ClusterView::Endpoints { ref id, .. } if id == "e 1"));
+        assert_eq!(encode("e 1/ü"), "e%201%2F%C3%BC");
+        let status = json!({
+            "cluster_name": "prod", "replication_factor": 3, "ring_version": 4, "host_id": "h0",
+            "nodes": [{"status": "down", "name": "n2", "rpc_addr": "10.0.0.3:7000", "tokens": 16,
+                       "owns": 1.0, "hints_pending_bytes": 512, "host_id": "h2"}]
+        });
+        let text = status_text(&status);
+        assert!(
+            text.contains("cluster prod, replication factor 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("down") && text.contains("100.0%") && text.contains("512"),
+            "{text}"
+        );
+    }
+}
