@@ -117,7 +117,7 @@ impl Coordinator {
         let view = &view;
         let repairs = own.iter().filter_map(|(host, cells)| {
             let missing = cells::missing_from(&merged, cells);
-            (!missing.is_empty()).then(|| async move {
+            (!missing.is_empty()).then_some(async move {
                 let peer = peer_label(view, *host);
                 metrics::counter!("allidb_cluster_read_repairs_total", "peer" => peer.clone())
                     .increment(1);
