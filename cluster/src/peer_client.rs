@@ -103,17 +103,7 @@ impl PeerClients {
             .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
         let call = client.mutate(self.request(message, timeout));
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(status)) => Err(ClusterError::Peer {
-                addr,
-                reason: format!("{:?}: {}", status.code(), status.message()),
-            }),
-            Err(_) => Err(ClusterError::Peer {
-                addr,
-                reason: format!("no answer within {timeout:?}"),
-            }),
-        }
+        answered(addr, timeout, call).await.map(drop)
     }
 
     /// Reads one partition from the replica at `addr`: its cells, or only their digest.
@@ -135,16 +125,21 @@ impl PeerClients {
         let mut client = ReplicaClient::new(self.channel(addr)?)
             .max_decoding_message_size(crate::MAX_MESSAGE_BYTES);
         let call = client.read_partition(self.request(message, timeout));
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(reply)) => Ok(reply.into_inner()),
-            Ok(Err(status)) => Err(ClusterError::Peer {
-                addr,
-                reason: format!("{:?}: {}", status.code(), status.message()),
-            }),
-            Err(_) => Err(ClusterError::Peer {
-                addr,
-                reason: format!("no answer within {timeout:?}"),
-            }),
-        }
+        answered(addr, timeout, call).await
     }
+}
+
+/// The reply of a call to `addr`, or why there is none (an error status, or no answer within
+/// `timeout`).
+async fn answered<T>(
+    addr: SocketAddr,
+    timeout: Duration,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, ClusterError> {
+    let reason = match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(reply)) => return Ok(reply.into_inner()),
+        Ok(Err(status)) => format!("{:?}: {}", status.code(), status.message()),
+        Err(_) => format!("no answer within {timeout:?}"),
+    };
+    Err(ClusterError::Peer { addr, reason })
 }

@@ -517,3 +517,56 @@ async fn acknowledged_quorum_writes_survive_random_kills() {
         attempted.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_every_range_refuses_local_only_reads() {
+    use pb::ConsistencyLevel::ConsistencyOne as One;
+    let gossip: Vec<SocketAddr> = (0..2).map(|_| free_udp_addr()).collect();
+    let nodes: Vec<Daemon> = (0..2)
+        .map(|i| {
+            let toml = cluster_toml(&format!("n{i}"), gossip[i], gossip[0]);
+            Daemon::start(&format!("{toml}replication_factor = 1\n"))
+        })
+        .collect();
+    for node in &nodes {
+        wait_for_states(
+            node,
+            &[("n0", "normal"), ("n1", "normal")],
+            Duration::from_secs(30),
+        );
+    }
+    // Writes and point reads are routed to the one replica of each entity, from either node.
+    for id in ["a", "b", "c", "d"] {
+        put(&nodes[0], id, One).await.expect("RF 1 write");
+        assert!(
+            found(&nodes[1], id, One).await.unwrap(),
+            "{id} through the other node"
+        );
+    }
+    let mut client = nodes[1].client().await;
+    let query = pb::QueryRequest {
+        query_vector: vec![1.0, 0.5, 0.25],
+        k: 3,
+        ..Default::default()
+    };
+    let refused = client.query(request(query, None)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("does not hold every token range"),
+        "{}",
+        refused.message()
+    );
+    let scan = client
+        .range_scan(request(pb::RangeScanRequest::default(), None))
+        .await
+        .unwrap_err();
+    assert_eq!(scan.code(), Code::FailedPrecondition, "{scan:?}");
+    let traverse = pb::TraverseRequest {
+        start_ids: vec!["a".to_owned()],
+        ..Default::default()
+    };
+    let refused = client.traverse(request(traverse, None)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+}
