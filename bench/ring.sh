@@ -30,13 +30,16 @@ mkdir -p "$work/single"
   --set server.admin_addr=127.0.0.1:7192 > "$work/single/out" 2> "$work/single/log" &
 echo $! > "$work/single/pids"
 until grep -q '^allidbd: ready' "$work/single/out"; do sleep 0.1; done
-ingest 127.0.0.1:7190 one s- single
-get 127.0.0.1:7190 one s- single
+ingest 127.0.0.1:7190 one r- single
+get 127.0.0.1:7190 one r- single
 kill "$(cat "$work/single/pids")"
 
-# A ring of three, RF 3.
-"$root/scripts/dev-cluster.sh" --dir "$work/ring" --bin "$bin/allidbd" > /dev/null
-for level in one quorum; do
-  ingest 127.0.0.1:7100 "$level" "$level-" "ring-$level"
-  get 127.0.0.1:7100 "$level" "$level-" "ring-$level"
+# A fresh ring of three, RF 3, per level: a ONE run leaves the other replicas applying (and
+# indexing) its writes after the client is done, which would slow the next run.
+for level in quorum one; do
+  "$root/scripts/dev-cluster.sh" --dir "$work/ring-$level" --bin "$bin/allidbd" > /dev/null
+  ingest 127.0.0.1:7100 "$level" r- "ring-$level"
+  get 127.0.0.1:7100 "$level" r- "ring-$level"
+  kill $(cat "$work/ring-$level/pids")
+  sleep 2
 done

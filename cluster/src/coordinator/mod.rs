@@ -20,6 +20,8 @@
 mod read;
 mod write;
 
+use read::Purpose;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -197,7 +199,7 @@ impl Coordinator {
     ) -> Result<Option<Entity>, ClusterError> {
         allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
         allidb_storage::key::validate_id(id).map_err(allidb_index::Error::from)?;
-        let cells = self.read_cells(tenant, id, level).await?;
+        let cells = self.read_cells(tenant, id, level, Purpose::Read).await?;
         let state = PartitionState::resolve(cells).map_err(allidb_index::Error::from)?;
         Ok(state.into_entity(tenant, id))
     }
@@ -210,7 +212,9 @@ impl Coordinator {
         ids: Vec<&str>,
         level: ConsistencyLevel,
     ) -> Result<Vec<PartitionState>, ClusterError> {
-        let reads = ids.iter().map(|id| self.read_cells(tenant, id, level));
+        let reads = ids
+            .iter()
+            .map(|id| self.read_cells(tenant, id, level, Purpose::Write));
         let mut stored = Vec::with_capacity(ids.len());
         for cells in futures_util::future::join_all(reads).await {
             let cells = cells?;

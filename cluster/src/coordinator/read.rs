@@ -16,6 +16,31 @@ use crate::membership::{ClusterView, NodeStatus};
 use crate::ring::HostId;
 use crate::{ClusterError, replica_failure};
 
+/// Why a partition is read: what an `Unavailable` message calls the request.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Purpose {
+    /// A client's point read.
+    Read,
+    /// A put or delete reading the stored state it replaces.
+    Write,
+}
+
+impl Purpose {
+    fn request(self) -> &'static str {
+        match self {
+            Purpose::Read => "read",
+            Purpose::Write => "write",
+        }
+    }
+
+    fn step(self) -> &'static str {
+        match self {
+            Purpose::Read => "",
+            Purpose::Write => " (reading its stored state first)",
+        }
+    }
+}
+
 /// What one replica answered.
 enum Answer {
     Cells(Vec<CellVersion>),
@@ -23,12 +48,14 @@ enum Answer {
 }
 
 impl Coordinator {
-    /// The merged cells of one partition at `level` (see the module doc).
+    /// The merged cells of one partition at `level` (see the module doc); `purpose` names
+    /// the request in an `Unavailable` message (a write reads the stored state first).
     pub(super) async fn read_cells(
         &self,
         tenant: &str,
         id: &str,
         level: ConsistencyLevel,
+        purpose: Purpose,
     ) -> Result<Vec<CellVersion>, ClusterError> {
         let view = self.inner.view.borrow().clone();
         let replicas = view
@@ -59,7 +86,9 @@ impl Coordinator {
                 let answered: BTreeSet<HostId> = answers.keys().copied().collect();
                 return Err(ClusterError::Unavailable(replica_failure(
                     &format!(
-                        "read at consistency {level} failed for entity {id:?} of tenant {tenant:?}"
+                        "{} at consistency {level} failed for entity {id:?} of tenant {tenant:?}{}",
+                        purpose.request(),
+                        purpose.step()
                     ),
                     required,
                     replicas.hosts(),
@@ -102,7 +131,8 @@ impl Coordinator {
                     Ok(Answer::Digest(_)) => unreachable!("a cells read answers cells"),
                     Err(reason) => {
                         return Err(ClusterError::Unavailable(format!(
-                            "read at consistency {level} of entity {id:?}: replica {} answered a digest but not its cells: {reason}",
+                            "{} at consistency {level} of entity {id:?}: replica {} answered a digest but not its cells: {reason}",
+                            purpose.request(),
                             peer_label(&view, host)
                         )));
                     }

@@ -127,15 +127,17 @@ fn status_text(reply: &Value) -> String {
         "{:<8} {:<16} {:<22} {:>6} {:>7} {:>12}  {}\n",
         "status", "name", "rpc address", "tokens", "owns", "hints bytes", "host id"
     ));
-    for node in reply["nodes"].as_array().into_iter().flatten() {
+    let mut nodes: Vec<&Value> = reply["nodes"].as_array().into_iter().flatten().collect();
+    nodes.sort_by_key(|node| str_of(node, "name"));
+    for node in nodes {
         text.push_str(&format!(
             "{:<8} {:<16} {:<22} {:>6} {:>6.1}% {:>12}  {}\n",
             str_of(node, "status"),
             str_of(node, "name"),
             str_of(node, "rpc_addr"),
-            node["tokens"],
+            node["tokens"].to_string(),
             node["owns"].as_f64().unwrap_or(0.0) * 100.0,
-            node["hints_pending_bytes"],
+            node["hints_pending_bytes"].to_string(),
             str_of(node, "host_id"),
         ));
     }
@@ -217,6 +219,12 @@ mod tests {
         assert!(
             text.contains("down") && text.contains("100.0%") && text.contains("512"),
             "{text}"
+        );
+        let row = text.lines().nth(2).expect("a row per node");
+        assert_eq!(
+            row.find("100.0%"),
+            text.lines().nth(1).unwrap().find("  owns").map(|i| i + 1),
+            "aligned: {text}"
         );
     }
 }
