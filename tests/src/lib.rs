@@ -57,9 +57,21 @@ pub struct Daemon {
     config_path: PathBuf,
     log_path: PathBuf,
     extra_env: Vec<(String, String)>,
+    /// The network namespace and address the daemon runs in (`None`: this one, on loopback).
+    host: Option<NetHost>,
     /// Lines the daemon printed on stdout after `ready`.
     lines: Option<Receiver<String>>,
     dir: tempfile::TempDir,
+}
+
+/// A host of a partition test: a network namespace (made by the test) and the address the
+/// daemon listens on in it.
+#[derive(Clone, Debug)]
+pub struct NetHost {
+    /// The namespace name (`ip netns`).
+    pub netns: String,
+    /// The daemon's address in it.
+    pub ip: std::net::IpAddr,
 }
 
 /// The binaries under test: `allidbd` and `allidb` (see the module documentation).
@@ -259,7 +271,21 @@ impl Daemon {
         Self::launch(config_toml, &[], Some(data_dir.to_owned()))
     }
 
+    /// [`Daemon::start`] inside the network namespace of `host`, every listener on its address.
+    pub fn start_in(host: NetHost, config_toml: &str) -> Daemon {
+        Self::launch_on(config_toml, &[], None, Some(host))
+    }
+
     fn launch(config_toml: &str, env: &[(&str, &str)], data_dir: Option<PathBuf>) -> Daemon {
+        Self::launch_on(config_toml, env, data_dir, None)
+    }
+
+    fn launch_on(
+        config_toml: &str,
+        env: &[(&str, &str)],
+        data_dir: Option<PathBuf>,
+        host: Option<NetHost>,
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config_path = dir.path().join("allidb.toml");
         std::fs::write(&config_path, config_toml).expect("the config file is written");
@@ -275,6 +301,7 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            host,
             lines: None,
             dir,
         };
@@ -294,14 +321,24 @@ impl Daemon {
 
     /// The command line of this daemon (without spawning it).
     pub fn command(&self) -> Command {
-        let mut command = Command::new(allidbd_binary());
+        let (mut command, ip) = match &self.host {
+            None => (Command::new(allidbd_binary()), "127.0.0.1".to_owned()),
+            Some(host) => {
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", &host.netns])
+                    .arg(allidbd_binary());
+                (command, host.ip.to_string())
+            }
+        };
+        let any_port = format!("{ip}:0");
         command
             .arg("--config")
             .arg(&self.config_path)
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-            .args(["--set", "server.admin_addr=127.0.0.1:0"]);
+            .args(["--grpc-addr", &any_port, "--http-addr", &any_port])
+            .args(["--set", &format!("server.admin_addr={any_port}")]);
         for (name, _) in std::env::vars() {
             if name.starts_with("ALLIDB_") {
                 command.env_remove(name);
