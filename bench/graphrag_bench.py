@@ -4,8 +4,9 @@ breadth-first walk in one Python process, on npm-minilm-20k with a generated pow
 What it measures, all in one run on one machine (docs/benchmarks.md, "Graph-RAG in one call"):
   1. A graph over the 20,000 base vectors, generated here with a fixed seed: relation `depends`
      with power-law out-degrees (Pareto tail index 1.2, 1..=500) to power-law popular targets,
-     plus 8 hubs with 1,000 to 6,000 out-edges each (and 150 random in-edges each), and a noise relation `mentions` (one
-     edge per entity) that the walks must skip. Weights are distinct float32 values.
+     plus 8 hubs with 1,000 to 6,000 out-edges each (and 150 random in-edges each), and a
+     noise relation `mentions` (one edge per entity) that the walks must skip. Weights are
+     distinct float32 values.
   2. A fresh `allidbd` (--allidbd, default target/debug/allidbd) on loopback ports with its own
      temporary data directory, loaded through the HTTP gateway (`POST /entities/batch`,
      `POST /edges`), then waited on until every vector is in HNSW.
@@ -23,15 +24,17 @@ What it measures, all in one run on one machine (docs/benchmarks.md, "Graph-RAG 
      reporting questions/s and set recall of the context entity set (summed over questions)
      against (a) and (b), the client's own JSON cost per question (encode + parse) and the
      daemon's CPU time per question (from /proc, Linux).
-  5. Where the daemon's time goes (the question with max_hops 0, without the context, in full):
+  5. The cost of `scoring = personalized_pagerank` over the unified score: p50/p99 latency per
+     query with 1 in flight and without the context in the reply, for questions whose walk
+     expands a hub (a hub at hop 0 or 1, so its edges are in the visited subgraph) and for the
+     rest.
+  6. Where the daemon's time goes (the question with max_hops 0, without the context, in full):
      p50 latency, the daemon's CPU time per question (/proc) and the client's JSON cost.
-  6. The cost of `scoring = personalized_pagerank` over the unified score: p50/p99 latency per
-     query with 1 in flight, for questions whose walk expands a hub (a hub at hop 0 or 1, so
-     its edges are in the visited subgraph) and for the rest.
 Prints medians over the runs (and each run). Needs numpy and hnswlib.
 
 Usage (from the repository root, after `cargo build --profile test -p allidb-cmd --bins`):
-  python3 bench/graphrag_bench.py [--runs 3] [--ef 64] [--concurrency 4] [--caps 16:1000,10000:20000]
+  python3 bench/graphrag_bench.py [--runs 3] [--ef 64] [--concurrency 4] \
+      [--caps 16:1000,10000:20000] [--data DIR] [--allidbd PATH]
 """
 import argparse
 import http.client
@@ -177,7 +180,8 @@ class Daemon:
 
     def pending(self):
         text = urllib.request.urlopen(f"http://{self.admin}/metrics").read().decode()
-        return sum(float(v) for v in re.findall(r"^allidb_vector_index_pending\S* (\S+)$", text, re.M))
+        values = re.findall(r"^allidb_vector_index_pending\S* (\S+)$", text, re.M)
+        return sum(float(v) for v in values)
 
     def cpu_seconds(self):
         """User + system CPU time of the daemon so far (Linux /proc)."""
@@ -198,7 +202,8 @@ def load(daemon, base, depends, mentions):
                      "embeddings": [{"vector": base[row].tolist()}]}
                     for row in range(first, min(first + 500, len(base)))]
         daemon.post(connection, "/entities/batch", json.dumps({"entities": entities}))
-    edges = [(row, RELATION, target, weight) for row, out in depends.items() for weight, target in out]
+    edges = [(row, RELATION, target, weight)
+             for row, out in depends.items() for weight, target in out]
     edges += [(row, "mentions", target, 1.0) for row, target in mentions]
     for first in range(0, len(edges), 10000):
         body = [{"from_entity": entity_id(f), "to_entity": entity_id(t), "relation": r, "weight": w}
@@ -240,7 +245,8 @@ def run_daemon(daemon, vectors, ef, fan_out, max_nodes, concurrency, pagerank=Fa
         with lock:
             client_seconds[0] += (t1 - t0) + (t3 - t2)
         ids = {int(node["entity_id"][1:]) for node in context["nodes"]}
-        expanded = {int(node["entity_id"][1:]) for node in context["nodes"] if node.get("hop", 0) < 2}
+        expanded = {int(node["entity_id"][1:])
+                    for node in context["nodes"] if node.get("hop", 0) < 2}
         return t3 - t0, ids, tuple(context.get("truncated_by", [])), expanded
 
     cpu = daemon.cpu_seconds()
@@ -330,7 +336,8 @@ def main():
                         print(f"run {run} allidbd, {concurrency} in flight: {qps:.0f} q/s, "
                               f"recall vs capped {recall(sets, capped):.4f}, "
                               f"vs uncapped {recall(sets, uncapped):.4f}, "
-                              f"client JSON {client * 1000:.2f} ms/q, daemon CPU {cpu * 1000:.2f} ms/q, "
+                              f"client JSON {client * 1000:.2f} ms/q, "
+                              f"daemon CPU {cpu * 1000:.2f} ms/q, "
                               f"truncated_by {sorted(cuts)}")
                     qps, sets = run_hnswlib(index, queries, depends, fan_out, max_nodes)
                     figures["hnsw"].append(qps)
@@ -342,29 +349,39 @@ def main():
                       f"{args.concurrency} in flight {cn:.0f} q/s ({cn / hnsw:.2f}x), "
                       f"hnswlib+BFS {hnsw:.0f} q/s")
 
-                # PageRank versus unified, 1 in flight, split by hubs in the visited subgraph.
+                # PageRank versus unified, 1 in flight, without the context in the reply (so the
+                # client's JSON does not blur the difference), split by whether the question's
+                # walk expands a hub (known from one pass with the context).
+                _, _, sets, _, _, expanded, _ = run_daemon(
+                    daemon, vectors, args.ef, fan_out, max_nodes, 1)
+                with_hub = [bool(s & hubs) for s in expanded]
+                for hub in (True, False):
+                    sizes = [len(s) for s, h in zip(sets, with_hub) if h == hub]
+                    print(f"hubs {'yes' if hub else 'no '}: {len(sizes)} questions, "
+                          f"context mean {np.mean(sizes):.0f} entities")
                 rows = {}
                 for run in range(1, args.runs + 1):
                     for pagerank in (False, True):
-                        _, latencies, _, _, _, expanded, _ = run_daemon(
-                            daemon, vectors, args.ef, fan_out, max_nodes, 1, pagerank)
-                        with_hub = [bool(s & hubs) for s in expanded]
+                        _, latencies, _, _, _, _, _ = run_daemon(
+                            daemon, vectors, args.ef, fan_out, max_nodes, 1, pagerank,
+                            include_context=False)
                         for hub in (True, False):
                             picked = [t for t, h in zip(latencies, with_hub) if h == hub]
-                            key = (pagerank, hub)
-                            rows.setdefault(key, []).append(
-                                (percentile_ms(picked, 50), percentile_ms(picked, 99), len(picked)))
+                            rows.setdefault((pagerank, hub), []).append(
+                                (percentile_ms(picked, 50), percentile_ms(picked, 99)))
                 for (pagerank, hub), values in sorted(rows.items()):
                     p50 = median([v[0] for v in values])
                     p99 = median([v[1] for v in values])
                     print(f"{'pagerank' if pagerank else 'unified '} hubs {'yes' if hub else 'no '}"
-                          f" ({values[0][2]} questions): p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+                          f": p50 {p50:.2f} ms, p99 {p99:.2f} ms "
                           f"(runs: {', '.join(f'{v[0]:.2f}/{v[1]:.2f}' for v in values)})")
+
                 # Where the daemon's time goes: the same question without the walk, without
                 # the context in the reply, and in full (1 in flight, median of the runs).
-                for label, overrides in (("max_hops 0, no context", {"max_hops": 0, "include_context": False}),
-                                         ("max_hops 2, no context", {"include_context": False}),
-                                         ("max_hops 2, context", {})):
+                for label, overrides in (
+                        ("max_hops 0, no context", {"max_hops": 0, "include_context": False}),
+                        ("max_hops 2, no context", {"include_context": False}),
+                        ("max_hops 2, context", {})):
                     p50s, cpus, clients = [], [], []
                     for _ in range(args.runs):
                         _, latencies, _, _, client, _, cpu = run_daemon(
