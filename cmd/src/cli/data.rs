@@ -277,6 +277,30 @@ pub struct TraverseArgs {
     /// Stop after this many entities (the daemon's default when omitted).
     #[arg(long)]
     pub max_nodes: Option<i32>,
+    /// Most edges followed from each entity, heaviest first (`--max-nodes` when omitted).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    pub fan_out: Option<i32>,
+    /// Most edges recorded in the reply (no limit when omitted).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=100_000))]
+    pub max_edges: Option<i32>,
+}
+
+impl TraverseArgs {
+    /// The request.
+    pub fn request(&self, consistency: i32) -> pb::TraverseRequest {
+        pb::TraverseRequest {
+            start_ids: self.ids.clone(),
+            max_hops: self.max_hops.unwrap_or(0),
+            direction: self.direction.wire(),
+            relations: self.relations.clone(),
+            min_weight: self.min_weight,
+            max_nodes: self.max_nodes.unwrap_or(0),
+            max_fan_out: self.fan_out,
+            max_edges: self.max_edges,
+            consistency_level: consistency,
+            ..Default::default()
+        }
+    }
 }
 
 /// `allidb put`: writes one entity.
@@ -415,16 +439,7 @@ pub async fn scan(context: &mut Context, args: ScanArgs) -> CliResult<Outcome> {
 pub async fn traverse(context: &mut Context, args: TraverseArgs) -> CliResult<Outcome> {
     let mut client = connect(&context.connect).await?;
     let reply = client
-        .traverse(pb::TraverseRequest {
-            start_ids: args.ids,
-            max_hops: args.max_hops.unwrap_or(0),
-            direction: args.direction.wire(),
-            relations: args.relations,
-            min_weight: args.min_weight,
-            max_nodes: args.max_nodes.unwrap_or(0),
-            consistency_level: context.consistency,
-            ..Default::default()
-        })
+        .traverse(args.request(context.consistency))
         .await
         .map_err(|status| CliError::rpc("Traverse", status))?
         .into_inner();
@@ -523,6 +538,9 @@ mod tests {
             &["allidb", "put", "--id", "a", "--edge", "nocolon"],
             &["allidb", "query", "--vector", "NaN"],
             &["allidb", "traverse", "a", "--direction", "up"],
+            &["allidb", "traverse", "a", "--fan-out", "0"],
+            &["allidb", "traverse", "a", "--max-edges", "100001"],
+            &["allidb", "traverse", "a", "--max-edges", "x"],
             &["allidb", "get"],
         ] {
             assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
@@ -606,5 +624,42 @@ mod tests {
             pb::ScoringMode::ScoringPersonalizedPagerank as i32
         );
         assert_eq!(request.pagerank.unwrap().damping, Some(0.5));
+    }
+
+    #[test]
+    fn traverse_flags_build_the_request() {
+        let Command::Traverse(args) = parse(&[
+            "traverse",
+            "a",
+            "b",
+            "--max-hops",
+            "2",
+            "--relation",
+            "cites",
+            "--max-nodes",
+            "300",
+            "--fan-out",
+            "8",
+            "--max-edges",
+            "500",
+        ]) else {
+            panic!("not a traverse");
+        };
+        let request = args.request(pb::ConsistencyLevel::ConsistencyAll as i32);
+        assert_eq!(request.start_ids, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!((request.max_hops, request.max_nodes), (2, 300));
+        assert_eq!(request.relations, vec!["cites".to_owned()]);
+        assert_eq!(
+            (request.max_fan_out, request.max_edges),
+            (Some(8), Some(500))
+        );
+        assert_eq!(request.consistency_level, 2);
+
+        let Command::Traverse(plain) = parse(&["traverse", "a"]) else {
+            panic!("not a traverse");
+        };
+        let request = plain.request(0);
+        assert_eq!((request.max_fan_out, request.max_edges), (None, None));
+        assert_eq!((request.max_hops, request.max_nodes), (0, 0));
     }
 }
