@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end Query and QueryBatch benchmark against hnswlib, in one run (docs/benchmarks-e2e.md).
 #
-#   bench/e2e_query.sh [RUNS=3] [DATA_DIR=/work/shared/data/npm-minilm-20k]
+#   bench/e2e_query.sh [RUNS=3] [DATA_DIR=../shared/data/npm-minilm-20k, beside the repository]
 #
 # Starts a fresh release `allidbd` on loopback ports, loads DATA_DIR through `allidb bench query`,
 # waits until the background indexer has moved every vector into HNSW
@@ -19,10 +19,10 @@
 set -euo pipefail
 
 runs=${1:-3}
-data=${2:-/work/shared/data/npm-minilm-20k}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+data=${2:-$repo/../shared/data/npm-minilm-20k}
 queries=${QUERIES:-4000}
 batch=${BATCH:-64}
-repo=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$repo/target}
 work=$(mktemp -d "${TMPDIR:-/tmp}/e2e-query.XXXXXX")
 daemon_pid=
