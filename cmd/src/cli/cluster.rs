@@ -221,10 +221,12 @@ mod tests {
             "{text}"
         );
         let row = text.lines().nth(2).expect("a row per node");
+        let header = text.lines().nth(1).expect("a header line");
+        let end = |line: &str, column: &str| line.find(column).map(|i| i + column.len());
         assert_eq!(
-            row.find("100.0%"),
-            text.lines().nth(1).unwrap().find("  owns").map(|i| i + 1),
-            "aligned: {text}"
+            end(row, "100.0%"),
+            end(header, "owns"),
+            "right-aligned: {text}"
         );
     }
 }
