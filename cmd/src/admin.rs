@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use allidb_cluster::hints::HintLog;
-use allidb_cluster::membership::{ClusterView, NodeView};
+use allidb_cluster::membership::{ClusterView, NodeStatus, NodeView};
 use allidb_cluster::ring::HostId;
 use axum::Router;
 use axum::extract::{Query, State};
@@ -179,7 +179,30 @@ impl AdminServer {
     }
 }
 
+/// Per-peer gauges of a running cluster, set at scrape time: whether gossip sees each node up,
+/// and the hint bytes kept for it. Labels are node names (bounded by the ring's size).
+fn record_cluster(cluster: &ClusterStatus) {
+    let Ok(running) = cluster.running() else {
+        return;
+    };
+    let view = running.view.borrow().clone();
+    let hints = running.hints.pending();
+    for node in view.nodes.values() {
+        let peer = allidb_cluster::hints::dispatcher::peer_label(&view, node.host_id);
+        let up = node.status != NodeStatus::Down;
+        metrics::gauge!(CLUSTER_NODE_UP, "peer" => peer.clone()).set(if up { 1.0 } else { 0.0 });
+        let pending = hints.get(&node.host_id).copied().unwrap_or(0);
+        metrics::gauge!(CLUSTER_HINTS_PENDING_BYTES, "peer" => peer).set(pending as f64);
+    }
+}
+
+/// `1` while gossip sees the node up (normal or joining), `0` while it is down.
+const CLUSTER_NODE_UP: &str = "allidb_cluster_node_up";
+/// Bytes of hints this node keeps for the node.
+const CLUSTER_HINTS_PENDING_BYTES: &str = "allidb_cluster_hints_pending_bytes";
+
 async fn metrics(State(state): State<AdminState>) -> Response {
+    record_cluster(&state.cluster);
     let scrape = Arc::clone(&state.scrape);
     match tokio::task::spawn_blocking(move || scrape.render()).await {
         Ok(text) => ([(header::CONTENT_TYPE, PROMETHEUS_TEXT)], text).into_response(),

@@ -283,6 +283,13 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
     );
     let read_all = found(&nodes[0], "before", All).await.unwrap_err();
     assert_eq!(read_all.code(), Code::Unavailable, "{read_all:?}");
+    let (_, metrics) = http_get(nodes[0].admin_addr.unwrap(), "/metrics");
+    for series in [
+        "allidb_cluster_node_up{peer=\"n2\"} 0",
+        "allidb_cluster_node_up{peer=\"n1\"} 1",
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
 
     // Two nodes down: QUORUM fails, ONE succeeds.
     nodes[1].kill();

@@ -66,7 +66,7 @@ impl HintDispatcher {
 }
 
 /// The peer label of `host` in metrics: its node name, or its host id.
-pub(crate) fn peer_label(view: &ClusterView, host: HostId) -> String {
+pub fn peer_label(view: &ClusterView, host: HostId) -> String {
     view.nodes
         .get(&host)
         .map(|node| node.name.clone())
