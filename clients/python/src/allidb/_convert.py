@@ -1,0 +1,474 @@
+"""Conversions between the package's dataclasses and the generated protobuf messages, and the
+request builders shared by :class:`allidb.Client` and :class:`allidb.AsyncClient`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ._proto import allidb_pb2 as pb
+from .types import (
+    Chunk,
+    ContextNode,
+    Edge,
+    Embedding,
+    Entity,
+    Health,
+    PageRank,
+    PageRankOptions,
+    Path,
+    QueryContext,
+    QueryResponse,
+    QueryResult,
+    ScoreComponents,
+    TraversedNode,
+    TraverseResult,
+    Weights,
+)
+
+API_KEY_HEADER = "x-allidb-api-key"
+TRACE_ID_HEADER = "x-trace-id"
+
+#: Server limits the clients split requests by (docs/api.md).
+MAX_BATCH_ENTITIES = 1000
+MAX_GET_IDS = 1000
+MAX_EDGES = 10_000
+MAX_QUERY_BATCH_VECTORS = 1000
+MAX_QUERY_BATCH_VALUES = 2_097_152
+MAX_QUERY_BATCH_RESULTS = 100_000
+
+ConsistencyLike = Union[str, int, None]
+DirectionLike = Union[str, int]
+
+_CONSISTENCY = {"one": pb.CONSISTENCY_ONE, "quorum": pb.CONSISTENCY_QUORUM, "all": pb.CONSISTENCY_ALL}
+_DIRECTION = {"out": pb.DIRECTION_OUT, "in": pb.DIRECTION_IN, "both": pb.DIRECTION_BOTH}
+_SCORING = {
+    "unified": pb.SCORING_UNIFIED,
+    "pagerank": pb.SCORING_PERSONALIZED_PAGERANK,
+    "personalized_pagerank": pb.SCORING_PERSONALIZED_PAGERANK,
+}
+
+
+def consistency_level(value: ConsistencyLike) -> int:
+    """``"one"``, ``"quorum"``, ``"all"`` (or the enum number) -> the protobuf enum; None -> ONE."""
+    if value is None:
+        return pb.CONSISTENCY_ONE
+    if isinstance(value, str):
+        try:
+            return _CONSISTENCY[value.lower()]
+        except KeyError:
+            raise ValueError(f"consistency must be one of one, quorum, all; got {value!r}") from None
+    return int(value)
+
+
+def direction_enum(value: DirectionLike) -> int:
+    """``"out"``, ``"in"``, ``"both"`` (or the enum number) -> the protobuf enum."""
+    if isinstance(value, str):
+        try:
+            return _DIRECTION[value.lower()]
+        except KeyError:
+            raise ValueError(f"direction must be one of out, in, both; got {value!r}") from None
+    return int(value)
+
+
+def scoring_mode(value: Union[str, int]) -> int:
+    """``"unified"`` or ``"pagerank"`` (or the enum number) -> the protobuf enum."""
+    if isinstance(value, str):
+        try:
+            return _SCORING[value.lower()]
+        except KeyError:
+            raise ValueError(f"scoring must be 'unified' or 'pagerank'; got {value!r}") from None
+    return int(value)
+
+
+def floats(vector: Any, name: str = "vector") -> List[float]:
+    """A flat list of floats from a list, tuple or 1-d numpy array."""
+    if hasattr(vector, "tolist"):
+        vector = vector.tolist()
+    values = list(vector)
+    if values and isinstance(values[0], (list, tuple)):
+        raise ValueError(f"{name} must be one-dimensional")
+    return values
+
+
+def vectors(matrix: Any) -> List[List[float]]:
+    """A list of vectors from a sequence of vectors or a 2-d numpy array."""
+    if hasattr(matrix, "tolist"):
+        matrix = matrix.tolist()
+    out = [floats(row, f"vectors[{i}]") for i, row in enumerate(matrix)]
+    return out
+
+
+# ---- to protobuf -------------------------------------------------------------------------
+
+
+def edge_to_proto(edge: Union[Edge, Sequence[Any]]) -> pb.GraphEdge:
+    """An :class:`Edge` (or a ``(source, target, relation[, weight])`` tuple) -> GraphEdge."""
+    if not isinstance(edge, Edge):
+        edge = Edge(*edge)
+    return pb.GraphEdge(
+        from_entity=edge.source,
+        to_entity=edge.target,
+        relation=edge.relation,
+        weight=float(edge.weight),
+        timestamp_nanos=int(edge.timestamp_nanos),
+    )
+
+
+def edge_key(edge: Union[Edge, Sequence[str]]) -> pb.EdgeKey:
+    """An :class:`Edge` or a ``(source, target, relation)`` tuple -> EdgeKey."""
+    if isinstance(edge, Edge):
+        return pb.EdgeKey(from_entity=edge.source, to_entity=edge.target, relation=edge.relation)
+    source, target, relation = edge[0], edge[1], edge[2]
+    return pb.EdgeKey(from_entity=source, to_entity=target, relation=relation)
+
+
+EntityLike = Union[Entity, Mapping[str, Any], "pb.Entity"]
+
+
+def entity_to_proto(entity: EntityLike) -> pb.Entity:
+    """An :class:`Entity`, a mapping of its fields, or a protobuf ``Entity`` -> protobuf."""
+    if isinstance(entity, pb.Entity):
+        return entity
+    if isinstance(entity, Mapping):
+        entity = Entity(**entity)
+    message = pb.Entity(
+        entity_id=entity.id,
+        tenant_id=entity.tenant_id,
+        entity_type=entity.type,
+        importance=float(entity.importance),
+    )
+    if entity.embeddings:
+        if entity.vector is not None:
+            latest = max(entity.embeddings, key=lambda e: e.version).vector
+            if floats(entity.vector) != [float(x) for x in floats(latest)]:
+                raise ValueError(
+                    f"entity {entity.id!r}: set either vector or embeddings, not both"
+                )
+        for emb in entity.embeddings:
+            message.embeddings.add(
+                version=int(emb.version),
+                vector=floats(emb.vector),
+                timestamp_nanos=int(emb.timestamp_nanos),
+            )
+    elif entity.vector is not None:
+        message.embeddings.add(vector=floats(entity.vector))
+    if entity.attributes:
+        message.attributes.update({str(k): str(v) for k, v in entity.attributes.items()})
+    for chunk in entity.chunks:
+        message.chunks.add(chunk_id=chunk.id, text=chunk.text, metadata=dict(chunk.metadata))
+    for edge in entity.edges:
+        message.outgoing_edges.append(edge_to_proto(edge))
+    for edge in entity.incoming_edges:
+        message.incoming_edges.append(edge_to_proto(edge))
+    return message
+
+
+def _set_weights(target: pb.ScoringWeights, weights: Union[Weights, Mapping[str, float]]) -> None:
+    values = asdict(weights) if isinstance(weights, Weights) else dict(weights)
+    for name, value in values.items():
+        if name not in ("vector", "graph", "importance", "recency"):
+            raise ValueError(f"unknown weight {name!r} (vector, graph, importance, recency)")
+        if value is not None:
+            setattr(target, name, float(value))
+
+
+def _set_pagerank(
+    target: pb.PageRankOptions, options: Union[PageRankOptions, Mapping[str, Any]]
+) -> None:
+    values = asdict(options) if isinstance(options, PageRankOptions) else dict(options)
+    for name, value in values.items():
+        if name not in ("damping", "max_iterations", "tolerance", "similarity_weight"):
+            raise ValueError(f"unknown pagerank option {name!r}")
+        if value is not None:
+            setattr(target, name, value)
+
+
+def query_options(
+    *,
+    k: int = 10,
+    hops: Optional[int] = None,
+    relations: Optional[Sequence[str]] = None,
+    direction: DirectionLike = "out",
+    filters: Optional[Mapping[str, str]] = None,
+    entity_types: Optional[Sequence[str]] = None,
+    weights: Union[Weights, Mapping[str, float], None] = None,
+    ef: Optional[int] = None,
+    explain: bool = False,
+    include_entity: bool = True,
+    expand_factor: Optional[int] = None,
+    seeds: Optional[int] = None,
+    min_weight: Optional[float] = None,
+    hop_decay: Optional[float] = None,
+    include_context: bool = False,
+    context_chunks: bool = False,
+    max_nodes: Optional[int] = None,
+    max_edges: Optional[int] = None,
+    max_fan_out: Optional[int] = None,
+    max_context_bytes: Optional[int] = None,
+    scoring: Union[str, int] = "unified",
+    pagerank: Union[PageRankOptions, Mapping[str, Any], None] = None,
+    consistency: ConsistencyLike = None,
+    trace_id: Optional[str] = None,
+) -> pb.QueryRequest:
+    """The options of a query as a ``QueryRequest`` without its vector (see Client.query)."""
+    request = pb.QueryRequest(
+        k=int(k),
+        direction=direction_enum(direction),
+        explain=bool(explain),
+        consistency_level=consistency_level(consistency),
+        scoring=scoring_mode(scoring),
+    )
+    if hops is not None:
+        request.max_hops = int(hops)
+    if relations:
+        request.relations.extend(relations)
+    if filters:
+        request.filter.attributes.update({str(k2): str(v) for k2, v in filters.items()})
+    if entity_types:
+        request.filter.entity_types.extend(entity_types)
+    if weights is not None:
+        request.weights.SetInParent()
+        _set_weights(request.weights, weights)
+    if ef is not None:
+        request.ef = int(ef)
+    if not include_entity:
+        request.include_entity = False
+    if expand_factor is not None:
+        request.expand_factor = int(expand_factor)
+    if seeds is not None:
+        request.seeds = int(seeds)
+    if min_weight is not None:
+        request.min_weight = float(min_weight)
+    if hop_decay is not None:
+        request.hop_decay = float(hop_decay)
+    if include_context:
+        request.include_context = True
+    if context_chunks:
+        request.context_chunks = True
+    if max_nodes is not None:
+        request.max_nodes = int(max_nodes)
+    if max_edges is not None:
+        request.max_edges = int(max_edges)
+    if max_fan_out is not None:
+        request.max_fan_out = int(max_fan_out)
+    if max_context_bytes is not None:
+        request.max_context_bytes = int(max_context_bytes)
+    if pagerank is not None:
+        request.pagerank.SetInParent()
+        _set_pagerank(request.pagerank, pagerank)
+    if trace_id:
+        request.trace_id = trace_id
+    return request
+
+
+def query_batch_chunks(
+    all_vectors: List[List[float]], k: int
+) -> Iterator[Tuple[int, List[List[float]]]]:
+    """Splits query vectors into consecutive chunks within the server's QueryBatch limits;
+    yields ``(offset, chunk)``."""
+    per_result = int(k) if k > 0 else 10
+    max_by_results = max(MAX_QUERY_BATCH_RESULTS // per_result, 1)
+    limit = min(MAX_QUERY_BATCH_VECTORS, max_by_results)
+    start = 0
+    while start < len(all_vectors):
+        end = start
+        values = 0
+        while end < len(all_vectors) and end - start < limit:
+            size = len(all_vectors[end])
+            if end > start and values + size > MAX_QUERY_BATCH_VALUES:
+                break
+            values += size
+            end += 1
+        yield start, all_vectors[start:end]
+        start = end
+
+
+def traverse_request(
+    start_ids: Union[str, Sequence[str]],
+    *,
+    max_hops: int = 1,
+    direction: DirectionLike = "out",
+    relations: Optional[Sequence[str]] = None,
+    min_weight: float = 0.0,
+    max_nodes: Optional[int] = None,
+    max_fan_out: Optional[int] = None,
+    max_edges: Optional[int] = None,
+    include_entity: bool = True,
+    consistency: ConsistencyLike = None,
+) -> pb.TraverseRequest:
+    """A ``TraverseRequest`` (see Client.traverse)."""
+    ids = [start_ids] if isinstance(start_ids, str) else list(start_ids)
+    request = pb.TraverseRequest(
+        start_ids=ids,
+        max_hops=int(max_hops),
+        direction=direction_enum(direction),
+        relations=list(relations or []),
+        min_weight=float(min_weight),
+        max_nodes=int(max_nodes or 0),
+        consistency_level=consistency_level(consistency),
+    )
+    if not include_entity:
+        request.include_entity = False
+    if max_fan_out is not None:
+        request.max_fan_out = int(max_fan_out)
+    if max_edges is not None:
+        request.max_edges = int(max_edges)
+    return request
+
+
+def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def batches(
+    entities: Iterable[EntityLike], batch_size: int, batch_bytes: int
+) -> Iterator[List[pb.Entity]]:
+    """Groups entities into protobuf batches of at most ``batch_size`` entities and about
+    ``batch_bytes`` encoded bytes (never more than the server's 1000 per request)."""
+    size = max(1, min(int(batch_size), MAX_BATCH_ENTITIES))
+    batch: List[pb.Entity] = []
+    used = 0
+    for entity in entities:
+        message = entity_to_proto(entity)
+        used += message.ByteSize()
+        batch.append(message)
+        if len(batch) >= size or used >= batch_bytes:
+            yield batch
+            batch = []
+            used = 0
+    if batch:
+        yield batch
+
+
+def read_pem(value: Union[str, bytes, "os.PathLike[str]", None]) -> Optional[bytes]:
+    """PEM bytes as given, or the contents of the file a str/path names."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    with open(value, "rb") as handle:
+        return handle.read()
+
+
+# ---- from protobuf -----------------------------------------------------------------------
+
+
+def edge_from_proto(edge: pb.GraphEdge) -> Edge:
+    return Edge(
+        source=edge.from_entity,
+        target=edge.to_entity,
+        relation=edge.relation,
+        weight=edge.weight,
+        timestamp_nanos=edge.timestamp_nanos,
+    )
+
+
+def chunk_from_proto(chunk: pb.TextChunk) -> Chunk:
+    return Chunk(id=chunk.chunk_id, text=chunk.text, metadata=dict(chunk.metadata))
+
+
+def entity_from_proto(message: pb.Entity) -> Entity:
+    embeddings = [
+        Embedding(vector=list(e.vector), version=e.version, timestamp_nanos=e.timestamp_nanos)
+        for e in message.embeddings
+    ]
+    vector = None
+    if embeddings:
+        best = embeddings[0]
+        for emb in embeddings[1:]:
+            if emb.version >= best.version:
+                best = emb
+        vector = list(best.vector)
+    return Entity(
+        id=message.entity_id,
+        vector=vector,
+        type=message.entity_type,
+        attributes=dict(message.attributes),
+        chunks=[chunk_from_proto(c) for c in message.chunks],
+        edges=[edge_from_proto(e) for e in message.outgoing_edges],
+        importance=message.importance,
+        embeddings=embeddings,
+        incoming_edges=[edge_from_proto(e) for e in message.incoming_edges],
+        tenant_id=message.tenant_id,
+        created_at_nanos=message.created_at_nanos,
+        updated_at_nanos=message.updated_at_nanos,
+    )
+
+
+def path_from_proto(path: pb.GraphPath) -> Path:
+    return Path(entity_ids=list(path.entity_ids), edges=[edge_from_proto(e) for e in path.edges])
+
+
+def result_from_proto(result: pb.QueryResult) -> QueryResult:
+    out = QueryResult(id=result.entity_id, score=result.score)
+    if result.HasField("entity"):
+        out.entity = entity_from_proto(result.entity)
+    if result.HasField("explanation"):
+        explanation = result.explanation
+        out.components = ScoreComponents(
+            vector=explanation.vector_score,
+            graph=explanation.graph_score,
+            importance=explanation.importance_score,
+            recency=explanation.recency_score,
+        )
+        out.path = path_from_proto(explanation.path)
+        if explanation.HasField("pagerank"):
+            out.pagerank = PageRank(
+                mass=explanation.pagerank.mass,
+                iterations=explanation.pagerank.iterations,
+                seed_shares={s.entity_id: s.share for s in explanation.pagerank.seed_shares},
+            )
+    return out
+
+
+def query_response_from_proto(response: pb.QueryResponse) -> QueryResponse:
+    out = QueryResponse(
+        results=[result_from_proto(r) for r in response.results],
+        trace_id=response.trace_id,
+        total_results=response.total_results,
+    )
+    if response.HasField("context"):
+        context = response.context
+        out.context = QueryContext(
+            nodes=[
+                ContextNode(
+                    id=n.entity_id,
+                    hop=n.hop,
+                    path=path_from_proto(n.path),
+                    chunks=[chunk_from_proto(c) for c in n.chunks],
+                )
+                for n in context.nodes
+            ],
+            edges=[edge_from_proto(e) for e in context.edges],
+            truncated=context.truncated,
+            truncated_by=list(context.truncated_by),
+        )
+    return out
+
+
+def traverse_from_proto(response: pb.TraverseResponse) -> TraverseResult:
+    return TraverseResult(
+        nodes=[
+            TraversedNode(
+                id=n.entity_id,
+                depth=n.depth,
+                path=path_from_proto(n.path),
+                entity=entity_from_proto(n.entity) if n.HasField("entity") else None,
+            )
+            for n in response.nodes
+        ],
+        truncated=response.truncated,
+    )
+
+
+def health_from_proto(response: pb.HealthCheckResponse) -> Health:
+    return Health(
+        healthy=response.healthy,
+        status=response.status,
+        version=response.version,
+        timestamp_nanos=response.timestamp_nanos,
+    )

@@ -1,0 +1,1 @@
+"""Stubs generated from api/proto/allidb.proto by scripts/generate_stubs.py; do not edit."""

@@ -1,0 +1,626 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ConsistencyLevel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONSISTENCY_ONE: _ClassVar[ConsistencyLevel]
+    CONSISTENCY_QUORUM: _ClassVar[ConsistencyLevel]
+    CONSISTENCY_ALL: _ClassVar[ConsistencyLevel]
+
+class Direction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DIRECTION_OUT: _ClassVar[Direction]
+    DIRECTION_IN: _ClassVar[Direction]
+    DIRECTION_BOTH: _ClassVar[Direction]
+
+class ScoringMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SCORING_UNIFIED: _ClassVar[ScoringMode]
+    SCORING_PERSONALIZED_PAGERANK: _ClassVar[ScoringMode]
+CONSISTENCY_ONE: ConsistencyLevel
+CONSISTENCY_QUORUM: ConsistencyLevel
+CONSISTENCY_ALL: ConsistencyLevel
+DIRECTION_OUT: Direction
+DIRECTION_IN: Direction
+DIRECTION_BOTH: Direction
+SCORING_UNIFIED: ScoringMode
+SCORING_PERSONALIZED_PAGERANK: ScoringMode
+
+class VectorEmbedding(_message.Message):
+    __slots__ = ("version", "vector", "timestamp_nanos")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NANOS_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    vector: _containers.RepeatedScalarFieldContainer[float]
+    timestamp_nanos: int
+    def __init__(self, version: _Optional[int] = ..., vector: _Optional[_Iterable[float]] = ..., timestamp_nanos: _Optional[int] = ...) -> None: ...
+
+class GraphEdge(_message.Message):
+    __slots__ = ("from_entity", "to_entity", "relation", "weight", "timestamp_nanos")
+    FROM_ENTITY_FIELD_NUMBER: _ClassVar[int]
+    TO_ENTITY_FIELD_NUMBER: _ClassVar[int]
+    RELATION_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NANOS_FIELD_NUMBER: _ClassVar[int]
+    from_entity: str
+    to_entity: str
+    relation: str
+    weight: float
+    timestamp_nanos: int
+    def __init__(self, from_entity: _Optional[str] = ..., to_entity: _Optional[str] = ..., relation: _Optional[str] = ..., weight: _Optional[float] = ..., timestamp_nanos: _Optional[int] = ...) -> None: ...
+
+class TextChunk(_message.Message):
+    __slots__ = ("chunk_id", "text", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    chunk_id: str
+    text: str
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, chunk_id: _Optional[str] = ..., text: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Entity(_message.Message):
+    __slots__ = ("entity_id", "tenant_id", "entity_type", "embeddings", "incoming_edges", "outgoing_edges", "chunks", "importance", "created_at_nanos", "updated_at_nanos", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    INCOMING_EDGES_FIELD_NUMBER: _ClassVar[int]
+    OUTGOING_EDGES_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    entity_id: str
+    tenant_id: str
+    entity_type: str
+    embeddings: _containers.RepeatedCompositeFieldContainer[VectorEmbedding]
+    incoming_edges: _containers.RepeatedCompositeFieldContainer[GraphEdge]
+    outgoing_edges: _containers.RepeatedCompositeFieldContainer[GraphEdge]
+    chunks: _containers.RepeatedCompositeFieldContainer[TextChunk]
+    importance: float
+    created_at_nanos: int
+    updated_at_nanos: int
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, entity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., entity_type: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[VectorEmbedding, _Mapping]]] = ..., incoming_edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., outgoing_edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[TextChunk, _Mapping]]] = ..., importance: _Optional[float] = ..., created_at_nanos: _Optional[int] = ..., updated_at_nanos: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class PutEntityRequest(_message.Message):
+    __slots__ = ("entity", "consistency_level", "trace_id")
+    ENTITY_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    entity: Entity
+    consistency_level: ConsistencyLevel
+    trace_id: str
+    def __init__(self, entity: _Optional[_Union[Entity, _Mapping]] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class PutEntityResponse(_message.Message):
+    __slots__ = ("success", "error_message", "entity_id")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    error_message: str
+    entity_id: str
+    def __init__(self, success: _Optional[bool] = ..., error_message: _Optional[str] = ..., entity_id: _Optional[str] = ...) -> None: ...
+
+class BatchPutEntitiesRequest(_message.Message):
+    __slots__ = ("entities", "consistency_level", "trace_id")
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    entities: _containers.RepeatedCompositeFieldContainer[Entity]
+    consistency_level: ConsistencyLevel
+    trace_id: str
+    def __init__(self, entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class BatchPutEntitiesResponse(_message.Message):
+    __slots__ = ("success", "error_message", "entity_ids", "success_count", "failure_count")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_IDS_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    error_message: str
+    entity_ids: _containers.RepeatedScalarFieldContainer[str]
+    success_count: int
+    failure_count: int
+    def __init__(self, success: _Optional[bool] = ..., error_message: _Optional[str] = ..., entity_ids: _Optional[_Iterable[str]] = ..., success_count: _Optional[int] = ..., failure_count: _Optional[int] = ...) -> None: ...
+
+class QueryFilter(_message.Message):
+    __slots__ = ("entity_types", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ENTITY_TYPES_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    entity_types: _containers.RepeatedScalarFieldContainer[str]
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, entity_types: _Optional[_Iterable[str]] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ScoringWeights(_message.Message):
+    __slots__ = ("vector", "graph", "importance", "recency")
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCE_FIELD_NUMBER: _ClassVar[int]
+    RECENCY_FIELD_NUMBER: _ClassVar[int]
+    vector: float
+    graph: float
+    importance: float
+    recency: float
+    def __init__(self, vector: _Optional[float] = ..., graph: _Optional[float] = ..., importance: _Optional[float] = ..., recency: _Optional[float] = ...) -> None: ...
+
+class QueryRequest(_message.Message):
+    __slots__ = ("query_vector", "k", "expand_factor", "trace_id", "consistency_level", "filter", "max_hops", "relations", "direction", "weights", "hop_decay", "ef", "include_entity", "explain", "min_weight", "seeds", "include_context", "context_chunks", "max_nodes", "max_edges", "max_fan_out", "max_context_bytes", "scoring", "pagerank")
+    QUERY_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    EXPAND_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    MAX_HOPS_FIELD_NUMBER: _ClassVar[int]
+    RELATIONS_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    HOP_DECAY_FIELD_NUMBER: _ClassVar[int]
+    EF_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_ENTITY_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    MIN_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    SEEDS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    MAX_NODES_FIELD_NUMBER: _ClassVar[int]
+    MAX_EDGES_FIELD_NUMBER: _ClassVar[int]
+    MAX_FAN_OUT_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONTEXT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SCORING_FIELD_NUMBER: _ClassVar[int]
+    PAGERANK_FIELD_NUMBER: _ClassVar[int]
+    query_vector: _containers.RepeatedScalarFieldContainer[float]
+    k: int
+    expand_factor: int
+    trace_id: str
+    consistency_level: ConsistencyLevel
+    filter: QueryFilter
+    max_hops: int
+    relations: _containers.RepeatedScalarFieldContainer[str]
+    direction: Direction
+    weights: ScoringWeights
+    hop_decay: float
+    ef: int
+    include_entity: bool
+    explain: bool
+    min_weight: float
+    seeds: int
+    include_context: bool
+    context_chunks: bool
+    max_nodes: int
+    max_edges: int
+    max_fan_out: int
+    max_context_bytes: int
+    scoring: ScoringMode
+    pagerank: PageRankOptions
+    def __init__(self, query_vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., expand_factor: _Optional[int] = ..., trace_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., max_hops: _Optional[int] = ..., relations: _Optional[_Iterable[str]] = ..., direction: _Optional[_Union[Direction, str]] = ..., weights: _Optional[_Union[ScoringWeights, _Mapping]] = ..., hop_decay: _Optional[float] = ..., ef: _Optional[int] = ..., include_entity: _Optional[bool] = ..., explain: _Optional[bool] = ..., min_weight: _Optional[float] = ..., seeds: _Optional[int] = ..., include_context: _Optional[bool] = ..., context_chunks: _Optional[bool] = ..., max_nodes: _Optional[int] = ..., max_edges: _Optional[int] = ..., max_fan_out: _Optional[int] = ..., max_context_bytes: _Optional[int] = ..., scoring: _Optional[_Union[ScoringMode, str]] = ..., pagerank: _Optional[_Union[PageRankOptions, _Mapping]] = ...) -> None: ...
+
+class PageRankOptions(_message.Message):
+    __slots__ = ("damping", "max_iterations", "tolerance", "similarity_weight")
+    DAMPING_FIELD_NUMBER: _ClassVar[int]
+    MAX_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    TOLERANCE_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITY_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    damping: float
+    max_iterations: int
+    tolerance: float
+    similarity_weight: float
+    def __init__(self, damping: _Optional[float] = ..., max_iterations: _Optional[int] = ..., tolerance: _Optional[float] = ..., similarity_weight: _Optional[float] = ...) -> None: ...
+
+class GraphPath(_message.Message):
+    __slots__ = ("entity_ids", "edges")
+    ENTITY_IDS_FIELD_NUMBER: _ClassVar[int]
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    entity_ids: _containers.RepeatedScalarFieldContainer[str]
+    edges: _containers.RepeatedCompositeFieldContainer[GraphEdge]
+    def __init__(self, entity_ids: _Optional[_Iterable[str]] = ..., edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ...) -> None: ...
+
+class QueryExplanation(_message.Message):
+    __slots__ = ("vector_score", "graph_score", "importance_score", "recency_score", "path", "pagerank")
+    VECTOR_SCORE_FIELD_NUMBER: _ClassVar[int]
+    GRAPH_SCORE_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    RECENCY_SCORE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    PAGERANK_FIELD_NUMBER: _ClassVar[int]
+    vector_score: float
+    graph_score: float
+    importance_score: float
+    recency_score: float
+    path: GraphPath
+    pagerank: PageRankExplanation
+    def __init__(self, vector_score: _Optional[float] = ..., graph_score: _Optional[float] = ..., importance_score: _Optional[float] = ..., recency_score: _Optional[float] = ..., path: _Optional[_Union[GraphPath, _Mapping]] = ..., pagerank: _Optional[_Union[PageRankExplanation, _Mapping]] = ...) -> None: ...
+
+class PageRankExplanation(_message.Message):
+    __slots__ = ("mass", "iterations", "seed_shares")
+    MASS_FIELD_NUMBER: _ClassVar[int]
+    ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    SEED_SHARES_FIELD_NUMBER: _ClassVar[int]
+    mass: float
+    iterations: int
+    seed_shares: _containers.RepeatedCompositeFieldContainer[SeedShare]
+    def __init__(self, mass: _Optional[float] = ..., iterations: _Optional[int] = ..., seed_shares: _Optional[_Iterable[_Union[SeedShare, _Mapping]]] = ...) -> None: ...
+
+class SeedShare(_message.Message):
+    __slots__ = ("entity_id", "share")
+    ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    entity_id: str
+    share: float
+    def __init__(self, entity_id: _Optional[str] = ..., share: _Optional[float] = ...) -> None: ...
+
+class ContextNode(_message.Message):
+    __slots__ = ("entity_id", "hop", "path", "chunks")
+    ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    HOP_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    entity_id: str
+    hop: int
+    path: GraphPath
+    chunks: _containers.RepeatedCompositeFieldContainer[TextChunk]
+    def __init__(self, entity_id: _Optional[str] = ..., hop: _Optional[int] = ..., path: _Optional[_Union[GraphPath, _Mapping]] = ..., chunks: _Optional[_Iterable[_Union[TextChunk, _Mapping]]] = ...) -> None: ...
+
+class QueryContext(_message.Message):
+    __slots__ = ("nodes", "edges", "truncated", "truncated_by")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_BY_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[ContextNode]
+    edges: _containers.RepeatedCompositeFieldContainer[GraphEdge]
+    truncated: bool
+    truncated_by: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[ContextNode, _Mapping]]] = ..., edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., truncated: _Optional[bool] = ..., truncated_by: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class QueryResult(_message.Message):
+    __slots__ = ("entity_id", "score", "entity", "explanation")
+    ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    entity_id: str
+    score: float
+    entity: Entity
+    explanation: QueryExplanation
+    def __init__(self, entity_id: _Optional[str] = ..., score: _Optional[float] = ..., entity: _Optional[_Union[Entity, _Mapping]] = ..., explanation: _Optional[_Union[QueryExplanation, _Mapping]] = ...) -> None: ...
+
+class QueryResponse(_message.Message):
+    __slots__ = ("results", "trace_id", "total_results", "context")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[QueryResult]
+    trace_id: str
+    total_results: int
+    context: QueryContext
+    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ..., trace_id: _Optional[str] = ..., total_results: _Optional[int] = ..., context: _Optional[_Union[QueryContext, _Mapping]] = ...) -> None: ...
+
+class RangeScanRequest(_message.Message):
+    __slots__ = ("tenant_id", "start_key", "end_key", "limit", "page_token", "node_id")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_KEY_FIELD_NUMBER: _ClassVar[int]
+    END_KEY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    start_key: str
+    end_key: str
+    limit: int
+    page_token: str
+    node_id: str
+    def __init__(self, tenant_id: _Optional[str] = ..., start_key: _Optional[str] = ..., end_key: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., node_id: _Optional[str] = ...) -> None: ...
+
+class RangeScanResponse(_message.Message):
+    __slots__ = ("entities", "next_page_token")
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    entities: _containers.RepeatedCompositeFieldContainer[Entity]
+    next_page_token: str
+    def __init__(self, entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ReplicaReadRequest(_message.Message):
+    __slots__ = ("key", "tenant_id")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    tenant_id: str
+    def __init__(self, key: _Optional[str] = ..., tenant_id: _Optional[str] = ...) -> None: ...
+
+class ReplicaReadResponse(_message.Message):
+    __slots__ = ("value",)
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    value: bytes
+    def __init__(self, value: _Optional[bytes] = ...) -> None: ...
+
+class ReplicaWriteRequest(_message.Message):
+    __slots__ = ("key", "value", "tenant_id")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: bytes
+    tenant_id: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., tenant_id: _Optional[str] = ...) -> None: ...
+
+class ReplicaWriteResponse(_message.Message):
+    __slots__ = ("success",)
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    def __init__(self, success: _Optional[bool] = ...) -> None: ...
+
+class HealthCheckRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HealthCheckResponse(_message.Message):
+    __slots__ = ("healthy", "status", "timestamp_nanos", "version")
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NANOS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    healthy: bool
+    status: str
+    timestamp_nanos: int
+    version: str
+    def __init__(self, healthy: _Optional[bool] = ..., status: _Optional[str] = ..., timestamp_nanos: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
+
+class GetEntityRequest(_message.Message):
+    __slots__ = ("entity_id", "consistency_level", "trace_id")
+    ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    entity_id: str
+    consistency_level: ConsistencyLevel
+    trace_id: str
+    def __init__(self, entity_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class GetEntityResponse(_message.Message):
+    __slots__ = ("entity", "found")
+    ENTITY_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    entity: Entity
+    found: bool
+    def __init__(self, entity: _Optional[_Union[Entity, _Mapping]] = ..., found: _Optional[bool] = ...) -> None: ...
+
+class GetEntitiesRequest(_message.Message):
+    __slots__ = ("entity_ids", "consistency_level", "trace_id")
+    ENTITY_IDS_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    entity_ids: _containers.RepeatedScalarFieldContainer[str]
+    consistency_level: ConsistencyLevel
+    trace_id: str
+    def __init__(self, entity_ids: _Optional[_Iterable[str]] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class GetEntitiesResponse(_message.Message):
+    __slots__ = ("entities", "missing_ids")
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    MISSING_IDS_FIELD_NUMBER: _ClassVar[int]
+    entities: _containers.RepeatedCompositeFieldContainer[Entity]
+    missing_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., missing_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteEntityRequest(_message.Message):
+    __slots__ = ("entity_id", "consistency_level", "trace_id")
+    ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    entity_id: str
+    consistency_level: ConsistencyLevel
+    trace_id: str
+    def __init__(self, entity_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class DeleteEntityResponse(_message.Message):
+    __slots__ = ("success", "found")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    found: bool
+    def __init__(self, success: _Optional[bool] = ..., found: _Optional[bool] = ...) -> None: ...
+
+class AddEdgesRequest(_message.Message):
+    __slots__ = ("edges", "consistency_level", "trace_id")
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    edges: _containers.RepeatedCompositeFieldContainer[GraphEdge]
+    consistency_level: ConsistencyLevel
+    trace_id: str
+    def __init__(self, edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class AddEdgesResponse(_message.Message):
+    __slots__ = ("success", "edge_count")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    EDGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    edge_count: int
+    def __init__(self, success: _Optional[bool] = ..., edge_count: _Optional[int] = ...) -> None: ...
+
+class EdgeKey(_message.Message):
+    __slots__ = ("from_entity", "to_entity", "relation")
+    FROM_ENTITY_FIELD_NUMBER: _ClassVar[int]
+    TO_ENTITY_FIELD_NUMBER: _ClassVar[int]
+    RELATION_FIELD_NUMBER: _ClassVar[int]
+    from_entity: str
+    to_entity: str
+    relation: str
+    def __init__(self, from_entity: _Optional[str] = ..., to_entity: _Optional[str] = ..., relation: _Optional[str] = ...) -> None: ...
+
+class RemoveEdgesRequest(_message.Message):
+    __slots__ = ("edges", "consistency_level", "trace_id")
+    EDGES_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    edges: _containers.RepeatedCompositeFieldContainer[EdgeKey]
+    consistency_level: ConsistencyLevel
+    trace_id: str
+    def __init__(self, edges: _Optional[_Iterable[_Union[EdgeKey, _Mapping]]] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class RemoveEdgesResponse(_message.Message):
+    __slots__ = ("success", "edge_count")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    EDGE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    edge_count: int
+    def __init__(self, success: _Optional[bool] = ..., edge_count: _Optional[int] = ...) -> None: ...
+
+class TraverseRequest(_message.Message):
+    __slots__ = ("start_ids", "max_hops", "direction", "relations", "min_weight", "max_nodes", "consistency_level", "include_entity", "trace_id", "max_fan_out", "max_edges")
+    START_IDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_HOPS_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    RELATIONS_FIELD_NUMBER: _ClassVar[int]
+    MIN_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MAX_NODES_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_ENTITY_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_FAN_OUT_FIELD_NUMBER: _ClassVar[int]
+    MAX_EDGES_FIELD_NUMBER: _ClassVar[int]
+    start_ids: _containers.RepeatedScalarFieldContainer[str]
+    max_hops: int
+    direction: Direction
+    relations: _containers.RepeatedScalarFieldContainer[str]
+    min_weight: float
+    max_nodes: int
+    consistency_level: ConsistencyLevel
+    include_entity: bool
+    trace_id: str
+    max_fan_out: int
+    max_edges: int
+    def __init__(self, start_ids: _Optional[_Iterable[str]] = ..., max_hops: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., relations: _Optional[_Iterable[str]] = ..., min_weight: _Optional[float] = ..., max_nodes: _Optional[int] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., include_entity: _Optional[bool] = ..., trace_id: _Optional[str] = ..., max_fan_out: _Optional[int] = ..., max_edges: _Optional[int] = ...) -> None: ...
+
+class TraversedNode(_message.Message):
+    __slots__ = ("entity_id", "depth", "path", "entity")
+    ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    ENTITY_FIELD_NUMBER: _ClassVar[int]
+    entity_id: str
+    depth: int
+    path: GraphPath
+    entity: Entity
+    def __init__(self, entity_id: _Optional[str] = ..., depth: _Optional[int] = ..., path: _Optional[_Union[GraphPath, _Mapping]] = ..., entity: _Optional[_Union[Entity, _Mapping]] = ...) -> None: ...
+
+class TraverseResponse(_message.Message):
+    __slots__ = ("nodes", "truncated")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[TraversedNode]
+    truncated: bool
+    def __init__(self, nodes: _Optional[_Iterable[_Union[TraversedNode, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
+class BulkPutEntitiesRequest(_message.Message):
+    __slots__ = ("entities", "consistency_level", "trace_id")
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    entities: _containers.RepeatedCompositeFieldContainer[Entity]
+    consistency_level: ConsistencyLevel
+    trace_id: str
+    def __init__(self, entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class BulkPutFailure(_message.Message):
+    __slots__ = ("entity_id", "error_message")
+    ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    entity_id: str
+    error_message: str
+    def __init__(self, entity_id: _Optional[str] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class BulkPutEntitiesResponse(_message.Message):
+    __slots__ = ("success_count", "failure_count", "failures")
+    SUCCESS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    success_count: int
+    failure_count: int
+    failures: _containers.RepeatedCompositeFieldContainer[BulkPutFailure]
+    def __init__(self, success_count: _Optional[int] = ..., failure_count: _Optional[int] = ..., failures: _Optional[_Iterable[_Union[BulkPutFailure, _Mapping]]] = ...) -> None: ...
+
+class CheckpointRequest(_message.Message):
+    __slots__ = ("target_dir",)
+    TARGET_DIR_FIELD_NUMBER: _ClassVar[int]
+    target_dir: str
+    def __init__(self, target_dir: _Optional[str] = ...) -> None: ...
+
+class CheckpointResponse(_message.Message):
+    __slots__ = ("target_dir", "covered_seq", "index_covered_seq", "index_tenants", "tables_linked", "tables_copied", "table_bytes", "wal_segments", "wal_bytes")
+    TARGET_DIR_FIELD_NUMBER: _ClassVar[int]
+    COVERED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    INDEX_COVERED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    INDEX_TENANTS_FIELD_NUMBER: _ClassVar[int]
+    TABLES_LINKED_FIELD_NUMBER: _ClassVar[int]
+    TABLES_COPIED_FIELD_NUMBER: _ClassVar[int]
+    TABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WAL_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    WAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    target_dir: str
+    covered_seq: int
+    index_covered_seq: int
+    index_tenants: int
+    tables_linked: int
+    tables_copied: int
+    table_bytes: int
+    wal_segments: int
+    wal_bytes: int
+    def __init__(self, target_dir: _Optional[str] = ..., covered_seq: _Optional[int] = ..., index_covered_seq: _Optional[int] = ..., index_tenants: _Optional[int] = ..., tables_linked: _Optional[int] = ..., tables_copied: _Optional[int] = ..., table_bytes: _Optional[int] = ..., wal_segments: _Optional[int] = ..., wal_bytes: _Optional[int] = ...) -> None: ...
+
+class QueryVector(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class QueryBatchRequest(_message.Message):
+    __slots__ = ("options", "vectors")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    options: QueryRequest
+    vectors: _containers.RepeatedCompositeFieldContainer[QueryVector]
+    def __init__(self, options: _Optional[_Union[QueryRequest, _Mapping]] = ..., vectors: _Optional[_Iterable[_Union[QueryVector, _Mapping]]] = ...) -> None: ...
+
+class QueryBatchResponse(_message.Message):
+    __slots__ = ("replies", "trace_id")
+    REPLIES_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    replies: _containers.RepeatedCompositeFieldContainer[QueryResponse]
+    trace_id: str
+    def __init__(self, replies: _Optional[_Iterable[_Union[QueryResponse, _Mapping]]] = ..., trace_id: _Optional[str] = ...) -> None: ...

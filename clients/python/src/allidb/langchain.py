@@ -1,0 +1,267 @@
+"""A LangChain vector store on AlliDB (``pip install 'allidb[langchain]'``).
+
+Each text becomes one entity: its id (the document id, or a new UUID), the embedding of the
+text, entity type ``entity_type`` (default ``"document"``), the text as the chunk ``text``, and
+the metadata both as entity attributes (values turned into strings: filterable with
+``filter={"source": "faq"}``) and, exactly, as JSON in the chunk's metadata (so metadata
+round-trips with its types). Search is AlliDB's query: with ``hops`` the graph expansion adds
+the neighbours of the nearest documents along edges (``relations``, ``direction``), each with
+the path that reached it in ``metadata["_allidb_path"]``.
+
+>>> from allidb.langchain import AlliDBVectorStore
+>>> store = AlliDBVectorStore(allidb.Client("127.0.0.1:7000"), embeddings)
+>>> store.add_texts(["Paris is the capital of France."], metadatas=[{"source": "wiki"}])
+>>> store.similarity_search_with_score("capital of France", k=3, hops=1)
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Type
+
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.vectorstores import VectorStore
+
+from .client import Client
+from .types import Chunk, Entity, QueryResult
+
+__all__ = ["AlliDBVectorStore"]
+
+#: Chunk id of the document's text, and chunk-metadata key of its JSON metadata.
+TEXT_CHUNK_ID = "text"
+METADATA_JSON_KEY = "langchain_metadata"
+#: Metadata keys the store adds to search results.
+PATH_KEY = "_allidb_path"
+HOPS_KEY = "_allidb_hops"
+
+_SEARCH_OPTIONS = (
+    "hops",
+    "relations",
+    "direction",
+    "entity_types",
+    "weights",
+    "ef",
+    "seeds",
+    "min_weight",
+    "hop_decay",
+    "max_nodes",
+    "max_fan_out",
+    "max_edges",
+    "expand_factor",
+    "scoring",
+    "pagerank",
+    "consistency",
+    "trace_id",
+)
+
+
+class AlliDBVectorStore(VectorStore):
+    """LangChain ``VectorStore`` backed by an AlliDB tenant.
+
+    Args:
+        client: a connected :class:`allidb.Client` (its API key decides the tenant).
+        embedding: the LangChain ``Embeddings`` that embeds texts and queries.
+        entity_type: the type given to the store's entities; searches return only this type
+            (None: search every entity of the tenant).
+        batch_size: entities per write request in :meth:`add_texts`.
+        default_hops: graph expansion depth of searches that do not pass ``hops``
+            (0 = nearest neighbours only; None = the server's ``query.max_hops``).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        embedding: Embeddings,
+        *,
+        entity_type: Optional[str] = "document",
+        batch_size: int = 256,
+        default_hops: Optional[int] = 0,
+    ) -> None:
+        self.client = client
+        self._embedding = embedding
+        self.entity_type = entity_type
+        self.batch_size = batch_size
+        self.default_hops = default_hops
+
+    @property
+    def embeddings(self) -> Embeddings:
+        """The embeddings object the store embeds with."""
+        return self._embedding
+
+    # ---- writing -----------------------------------------------------------------------
+
+    def _entity(self, entity_id: str, text: str, vector: Sequence[float], metadata: dict) -> Entity:
+        attributes = {
+            str(key): _attribute(value)
+            for key, value in metadata.items()
+            if isinstance(value, (str, int, float, bool))
+        }
+        chunk_metadata = {METADATA_JSON_KEY: json.dumps(metadata, sort_keys=True, default=str)}
+        return Entity(
+            id=entity_id,
+            vector=list(vector),
+            type=self.entity_type or "",
+            attributes=attributes,
+            chunks=[Chunk(TEXT_CHUNK_ID, text, chunk_metadata)],
+        )
+
+    def add_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: Optional[List[dict]] = None,
+        *,
+        ids: Optional[List[str]] = None,
+        **kwargs: Any,
+    ) -> List[str]:
+        """Embeds the texts and writes one entity per text (replacing any with the same id).
+
+        Returns the ids (given, or new UUIDs). Extra keyword arguments go to
+        :meth:`allidb.Client.put_many` (``consistency``, ``progress``, ``concurrency``).
+        """
+        text_list = list(texts)
+        if metadatas is not None and len(metadatas) != len(text_list):
+            raise ValueError(f"{len(metadatas)} metadatas for {len(text_list)} texts")
+        if ids is not None and len(ids) != len(text_list):
+            raise ValueError(f"{len(ids)} ids for {len(text_list)} texts")
+        if not text_list:
+            return []
+        out_ids = [
+            (ids[i] if ids is not None and ids[i] else uuid.uuid4().hex) for i in range(len(text_list))
+        ]
+        vectors = self._embedding.embed_documents(text_list)
+        entities = [
+            self._entity(out_ids[i], text_list[i], vectors[i], (metadatas[i] if metadatas else None) or {})
+            for i in range(len(text_list))
+        ]
+        put_options = {k: kwargs[k] for k in ("consistency", "progress", "concurrency") if k in kwargs}
+        self.client.put_many(entities, batch_size=self.batch_size, **put_options)
+        return out_ids
+
+    def delete(self, ids: Optional[List[str]] = None, **kwargs: Any) -> Optional[bool]:
+        """Deletes the entities with these ids; True when every one existed. Deleting the whole
+        store (``ids=None``) is refused: AlliDB deletes by id."""
+        if ids is None:
+            raise ValueError("AlliDBVectorStore.delete needs ids")
+        found = [self.client.delete(entity_id, consistency=kwargs.get("consistency")) for entity_id in ids]
+        return all(found)
+
+    def get_by_ids(self, ids: Sequence[str], /) -> List[Document]:
+        """The documents with these ids (missing ids are skipped), in the order given."""
+        got = self.client.get_many(list(ids))
+        return [_document(entity) for entity in got.entities]
+
+    # ---- searching ---------------------------------------------------------------------
+
+    def _query(self, vector: Sequence[float], k: int, filter: Optional[dict], kwargs: dict) -> List[QueryResult]:
+        unknown = set(kwargs) - set(_SEARCH_OPTIONS) - {"explain"}
+        if unknown:
+            raise TypeError(f"unknown search options: {sorted(unknown)}")
+        options = {key: kwargs[key] for key in _SEARCH_OPTIONS if key in kwargs}
+        options.setdefault("hops", self.default_hops)
+        if self.entity_type and "entity_types" not in options:
+            options["entity_types"] = [self.entity_type]
+        filters = {str(key): _attribute(value) for key, value in (filter or {}).items()}
+        response = self.client.query(vector, k=k, filters=filters or None, explain=True, **options)
+        return response.results
+
+    def similarity_search_with_score_by_vector(
+        self, embedding: List[float], k: int = 4, filter: Optional[dict] = None, **kwargs: Any
+    ) -> List[Tuple[Document, float]]:
+        """Documents nearest to ``embedding`` (plus their graph neighbours with ``hops``), with
+        AlliDB's unified score (higher is better). Options: ``filter`` (attribute equality),
+        ``hops``, ``relations``, ``direction``, ``weights``, ``ef``, ``seeds``, ``min_weight``,
+        ``hop_decay``, ``max_nodes``, ``max_fan_out``, ``scoring``, ``pagerank``,
+        ``consistency``."""
+        results = self._query(embedding, k, filter, kwargs)
+        return [(_document(r.entity, r), r.score) for r in results if r.entity is not None]
+
+    def similarity_search_with_score(
+        self, query: str, k: int = 4, filter: Optional[dict] = None, **kwargs: Any
+    ) -> List[Tuple[Document, float]]:
+        """Embeds ``query`` and searches (see :meth:`similarity_search_with_score_by_vector`)."""
+        return self.similarity_search_with_score_by_vector(
+            self._embedding.embed_query(query), k=k, filter=filter, **kwargs
+        )
+
+    def similarity_search(
+        self, query: str, k: int = 4, filter: Optional[dict] = None, **kwargs: Any
+    ) -> List[Document]:
+        """The documents of :meth:`similarity_search_with_score`, best first."""
+        return [doc for doc, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
+
+    def similarity_search_by_vector(
+        self, embedding: List[float], k: int = 4, filter: Optional[dict] = None, **kwargs: Any
+    ) -> List[Document]:
+        """The documents of :meth:`similarity_search_with_score_by_vector`, best first."""
+        return [
+            doc
+            for doc, _ in self.similarity_search_with_score_by_vector(embedding, k, filter, **kwargs)
+        ]
+
+    def _similarity_search_with_relevance_scores(
+        self, query: str, k: int = 4, **kwargs: Any
+    ) -> List[Tuple[Document, float]]:
+        """Relevance in [0, 1]: the vector similarity term of each result, ``(cos + 1) / 2``
+        for the default cosine metric (divided by the vector weight when one is given)."""
+        filter = kwargs.pop("filter", None)
+        weight = 1.0
+        weights = kwargs.get("weights")
+        if isinstance(weights, dict) and weights.get("vector"):
+            weight = float(weights["vector"])
+        elif weights is not None and getattr(weights, "vector", None):
+            weight = float(weights.vector)
+        results = self._query(self._embedding.embed_query(query), k, filter, kwargs)
+        out = []
+        for r in results:
+            if r.entity is None:
+                continue
+            relevance = r.components.vector / weight if r.components is not None else 0.0
+            out.append((_document(r.entity, r), relevance))
+        return out
+
+    @classmethod
+    def from_texts(
+        cls: Type["AlliDBVectorStore"],
+        texts: List[str],
+        embedding: Embeddings,
+        metadatas: Optional[List[dict]] = None,
+        *,
+        ids: Optional[List[str]] = None,
+        client: Optional[Client] = None,
+        addr: str = "127.0.0.1:7000",
+        api_key: Optional[str] = None,
+        **kwargs: Any,
+    ) -> "AlliDBVectorStore":
+        """A store on ``client`` (or a new :class:`allidb.Client` to ``addr`` with
+        ``api_key``) holding ``texts``. Other keyword arguments go to the constructor."""
+        if client is None:
+            client = Client(addr, api_key=api_key)
+        store = cls(client, embedding, **kwargs)
+        store.add_texts(texts, metadatas, ids=ids)
+        return store
+
+
+def _attribute(value: Any) -> str:
+    """An attribute value: strings as they are, booleans as ``true``/``false``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _document(entity: Entity, result: Optional[QueryResult] = None) -> Document:
+    """A LangChain document from an entity: the ``text`` chunk (else every chunk's text) and
+    the JSON metadata (else the attributes); search results add their path and hops."""
+    text_chunk = next((c for c in entity.chunks if c.id == TEXT_CHUNK_ID), None)
+    if text_chunk is not None:
+        text = text_chunk.text
+        raw = text_chunk.metadata.get(METADATA_JSON_KEY)
+        metadata = json.loads(raw) if raw else dict(entity.attributes)
+    else:
+        text = entity.text
+        metadata = dict(entity.attributes)
+    if result is not None and result.path is not None:
+        metadata[PATH_KEY] = list(result.path.entity_ids)
+        metadata[HOPS_KEY] = result.path.hops
+    return Document(page_content=text, metadata=metadata, id=entity.id)

@@ -1,0 +1,296 @@
+"""Typed results and inputs of the `allidb` package (plain dataclasses, no protobuf).
+
+Writing: build :class:`Entity` (``vector`` for the usual single embedding) and :class:`Edge`.
+Reading: every call returns these dataclasses; vectors come back as lists of floats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+__all__ = [
+    "Embedding",
+    "Edge",
+    "Chunk",
+    "Entity",
+    "Path",
+    "ScoreComponents",
+    "PageRank",
+    "QueryResult",
+    "ContextNode",
+    "QueryContext",
+    "QueryResponse",
+    "TraversedNode",
+    "TraverseResult",
+    "GetManyResult",
+    "PutFailure",
+    "PutManyResult",
+    "ScanPage",
+    "Health",
+    "Weights",
+    "PageRankOptions",
+    "VectorLike",
+]
+
+#: A vector: a list or tuple of numbers, or anything with ``tolist()`` (a 1-d numpy array).
+VectorLike = Union[Sequence[float], Any]
+
+
+@dataclass
+class Embedding:
+    """One versioned embedding; the highest version is the searchable one.
+
+    ``version`` 0 and ``timestamp_nanos`` 0 are assigned by the server on write.
+    """
+
+    vector: List[float]
+    version: int = 0
+    timestamp_nanos: int = 0
+
+
+@dataclass
+class Edge:
+    """A directed, labelled, weighted edge ``source -> target``.
+
+    On an entity's ``edges`` (its outgoing edges) ``source`` may stay empty: it means the
+    entity itself (:meth:`Edge.to` builds such an edge). :meth:`allidb.Client.add_edges` needs
+    both ends.
+    """
+
+    source: str
+    target: str
+    relation: str
+    weight: float = 1.0
+    timestamp_nanos: int = 0
+
+    @classmethod
+    def to(cls, target: str, relation: str, weight: float = 1.0) -> "Edge":
+        """An outgoing edge of the entity it is put on: ``Entity(..., edges=[Edge.to("b", "cites")])``."""
+        return cls("", target, relation, weight)
+
+
+@dataclass
+class Chunk:
+    """A text chunk attached to an entity."""
+
+    id: str
+    text: str
+    metadata: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Entity:
+    """An entity: id, type, embedding(s), attributes, text chunks and edges.
+
+    Writing: set ``vector`` for one embedding (a list, tuple or numpy array of the tenant's
+    dimension), or ``embeddings`` for explicit versions (not both with different values).
+    ``edges`` are the outgoing edges (each also becomes an incoming edge of its target).
+    Reading: ``vector`` is the searchable (highest-version) embedding, ``embeddings`` all of
+    them, ``incoming_edges`` the edges into the entity, and the server's timestamps are set.
+    """
+
+    id: str
+    vector: Optional[VectorLike] = None
+    type: str = ""
+    attributes: Dict[str, str] = field(default_factory=dict)
+    chunks: List[Chunk] = field(default_factory=list)
+    edges: List[Edge] = field(default_factory=list)
+    importance: float = 0.0
+    embeddings: List[Embedding] = field(default_factory=list)
+    incoming_edges: List[Edge] = field(default_factory=list)
+    tenant_id: str = ""
+    created_at_nanos: int = 0
+    updated_at_nanos: int = 0
+
+    @property
+    def text(self) -> str:
+        """The texts of the chunks joined by blank lines ("" without chunks)."""
+        return "\n\n".join(chunk.text for chunk in self.chunks)
+
+
+@dataclass
+class Path:
+    """How a result was reached: entity ids seed first, and the edges followed."""
+
+    entity_ids: List[str] = field(default_factory=list)
+    edges: List[Edge] = field(default_factory=list)
+
+    @property
+    def hops(self) -> int:
+        """Edges followed from the seed (0 for a seed itself)."""
+        return max(len(self.entity_ids) - 1, 0)
+
+
+@dataclass
+class ScoreComponents:
+    """The terms of a result's unified score, after weighting."""
+
+    vector: float
+    graph: float
+    importance: float
+    recency: float
+
+
+@dataclass
+class PageRank:
+    """How a personalized-PageRank result got its mass (``seed_shares``: seed id -> share)."""
+
+    mass: float
+    iterations: int
+    seed_shares: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class QueryResult:
+    """One query result. ``entity`` is None when ``include_entity=False``; ``components``,
+    ``path`` and ``pagerank`` are set when the query asked to ``explain``."""
+
+    id: str
+    score: float
+    entity: Optional[Entity] = None
+    components: Optional[ScoreComponents] = None
+    path: Optional[Path] = None
+    pagerank: Optional[PageRank] = None
+
+
+@dataclass
+class ContextNode:
+    """One entity of a query's context: hop from the nearest seed, first path, chunks."""
+
+    id: str
+    hop: int
+    path: Path
+    chunks: List[Chunk] = field(default_factory=list)
+
+
+@dataclass
+class QueryContext:
+    """The subgraph a query's expansion visited (``include_context=True``)."""
+
+    nodes: List[ContextNode] = field(default_factory=list)
+    edges: List[Edge] = field(default_factory=list)
+    truncated: bool = False
+    truncated_by: List[str] = field(default_factory=list)
+
+
+@dataclass
+class QueryResponse:
+    """A query's results (best first) with its trace id and, when asked, its context.
+
+    Iterating, indexing and ``len()`` work on ``results``.
+    """
+
+    results: List[QueryResult] = field(default_factory=list)
+    trace_id: str = ""
+    total_results: int = 0
+    context: Optional[QueryContext] = None
+
+    def __iter__(self) -> Iterator[QueryResult]:
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, index: int) -> QueryResult:
+        return self.results[index]
+
+    @property
+    def ids(self) -> List[str]:
+        """The result ids in order."""
+        return [result.id for result in self.results]
+
+
+@dataclass
+class TraversedNode:
+    """One entity reached by a traversal: depth (0 = a start), first path, entity."""
+
+    id: str
+    depth: int
+    path: Path
+    entity: Optional[Entity] = None
+
+
+@dataclass
+class TraverseResult:
+    """The nodes of a traversal in breadth-first order; iterable like a list of nodes."""
+
+    nodes: List[TraversedNode] = field(default_factory=list)
+    truncated: bool = False
+
+    def __iter__(self) -> Iterator[TraversedNode]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def ids(self) -> List[str]:
+        """The reached ids in breadth-first order."""
+        return [node.id for node in self.nodes]
+
+
+@dataclass
+class GetManyResult:
+    """The entities found (in request order) and the ids not found."""
+
+    entities: List[Entity] = field(default_factory=list)
+    missing_ids: List[str] = field(default_factory=list)
+
+
+@dataclass
+class PutFailure:
+    """One entity the server refused, with its reason."""
+
+    id: str
+    message: str
+
+
+@dataclass
+class PutManyResult:
+    """What :meth:`allidb.Client.put_many` did: counts, and each refused entity."""
+
+    total: int = 0
+    written: int = 0
+    failed: int = 0
+    failures: List[PutFailure] = field(default_factory=list)
+    batches: int = 0
+
+
+@dataclass
+class ScanPage:
+    """One page of a scan; ``next_page_token`` is empty on the last page."""
+
+    entities: List[Entity]
+    next_page_token: str
+
+
+@dataclass
+class Health:
+    """The server's health: ``status`` is ``healthy``, ``starting`` or ``stopping``."""
+
+    healthy: bool
+    status: str
+    version: str
+    timestamp_nanos: int
+
+
+@dataclass
+class Weights:
+    """Weights of the unified score; None keeps the server's default
+    (vector 1.0, graph 0.3, importance 0.2, recency 0.1)."""
+
+    vector: Optional[float] = None
+    graph: Optional[float] = None
+    importance: Optional[float] = None
+    recency: Optional[float] = None
+
+
+@dataclass
+class PageRankOptions:
+    """Options of personalized-PageRank scoring; None keeps the server's default."""
+
+    damping: Optional[float] = None
+    max_iterations: Optional[int] = None
+    tolerance: Optional[float] = None
+    similarity_weight: Optional[float] = None
