@@ -1,0 +1,150 @@
+"""The LangChain vector store against a real daemon, with a deterministic test embedding."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import List
+
+import pytest
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+import allidb
+from allidb import Edge
+from allidb.langchain import AlliDBVectorStore
+
+from conftest import Tenant
+
+
+class WordHashEmbeddings(Embeddings):
+    """Test double of an embedding model: a normalised bag of words, each word hashed (SHA-1,
+    so stable across runs) into one of 64 dimensions. Texts sharing words are close."""
+
+    dim = 64
+
+    def _embed(self, text: str) -> List[float]:
+        vector = [0.0] * self.dim
+        for word in text.lower().replace(".", " ").replace("?", " ").split():
+            slot = int(hashlib.sha1(word.encode()).hexdigest(), 16) % self.dim
+            vector[slot] += 1.0
+        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+        return [x / norm for x in vector]
+
+    def embed_documents(self, texts: List[str]) -> List[List[float]]:
+        return [self._embed(t) for t in texts]
+
+    def embed_query(self, text: str) -> List[float]:
+        return self._embed(text)
+
+
+TEXTS = [
+    "Paris is the capital of France",
+    "Berlin is the capital of Germany",
+    "The Eiffel tower stands in Paris",
+    "Bananas are yellow fruit",
+]
+METADATAS = [
+    {"source": "wiki", "year": 2020, "tags": ["city", "fr"]},
+    {"source": "wiki", "year": 2021, "tags": ["city", "de"]},
+    {"source": "blog", "year": 2022, "tags": ["landmark"]},
+    {"source": "blog", "year": 2023, "verified": True},
+]
+
+
+@pytest.fixture
+def store(tenant: Tenant) -> AlliDBVectorStore:
+    return AlliDBVectorStore(tenant.client(), WordHashEmbeddings())
+
+
+def test_add_texts_and_search_with_scores(store: AlliDBVectorStore) -> None:
+    ids = store.add_texts(TEXTS, METADATAS, ids=["paris", "berlin", "eiffel", "banana"])
+    assert ids == ["paris", "berlin", "eiffel", "banana"]
+    hits = store.similarity_search_with_score("capital of France", k=2)
+    assert [doc.id for doc, _ in hits] == ["paris", "berlin"]
+    assert hits[0][1] > hits[1][1]
+    doc = hits[0][0]
+    assert doc.page_content == "Paris is the capital of France"
+    # Metadata round-trips with its types; the store adds the result's path.
+    assert doc.metadata["source"] == "wiki" and doc.metadata["year"] == 2020
+    assert doc.metadata["tags"] == ["city", "fr"]
+    assert doc.metadata["_allidb_path"] == ["paris"] and doc.metadata["_allidb_hops"] == 0
+    # Metadata values are entity attributes, so they filter.
+    blog = store.similarity_search("Paris", k=4, filter={"source": "blog"})
+    assert [d.id for d in blog] == ["eiffel", "banana"]
+    assert [d.id for d in store.similarity_search("fruit", k=4, filter={"verified": True})] == ["banana"]
+    entity = store.client.get("paris")
+    assert entity.attributes == {"source": "wiki", "year": "2020"} and entity.type == "document"
+    by_vector = store.similarity_search_by_vector(WordHashEmbeddings().embed_query("yellow bananas"), k=1)
+    assert [d.id for d in by_vector] == ["banana"]
+
+
+def test_relevance_scores_are_the_vector_similarity(store: AlliDBVectorStore) -> None:
+    store.add_texts(TEXTS, ids=["paris", "berlin", "eiffel", "banana"])
+    scored = store.similarity_search_with_relevance_scores("Paris is the capital of France", k=4)
+    assert scored[0][0].id == "paris"
+    assert scored[0][1] == pytest.approx(1.0, abs=1e-6)  # identical text: cosine 1
+    assert all(0.0 <= s <= 1.0 for _, s in scored)
+    assert [s for _, s in scored] == sorted((s for _, s in scored), reverse=True)
+
+
+def test_add_documents_get_by_ids_delete(store: AlliDBVectorStore) -> None:
+    docs = [Document(page_content=t, metadata=m, id=f"d{i}") for i, (t, m) in enumerate(zip(TEXTS, METADATAS))]
+    assert store.add_documents(docs) == ["d0", "d1", "d2", "d3"]
+    got = store.get_by_ids(["d2", "missing", "d0"])
+    assert [d.id for d in got] == ["d2", "d0"]
+    assert got[0].page_content == TEXTS[2] and got[0].metadata == METADATAS[2]
+    generated = store.add_texts(["no id given"])
+    assert len(generated) == 1 and len(generated[0]) == 32
+    assert store.delete(["d1"]) is True
+    assert store.delete(["d1"]) is False
+    assert "d1" not in [d.id for d in store.similarity_search("capital of Germany", k=5)]
+    with pytest.raises(ValueError):
+        store.delete()
+
+
+def test_graph_expansion_is_a_search_option(store: AlliDBVectorStore) -> None:
+    store.add_texts(TEXTS, ids=["paris", "berlin", "eiffel", "banana"])
+    # Link paris to banana, a text that shares no word with the question.
+    store.client.add_edges([Edge("paris", "banana", "mentions")])
+    plain = store.similarity_search("capital of France", k=1)
+    assert [d.id for d in plain] == ["paris"]
+    expanded = store.similarity_search_with_score("capital of France", k=5, hops=1, seeds=1)
+    by_id = {doc.id: doc for doc, _ in expanded}
+    assert set(by_id) == {"paris", "banana"}
+    assert by_id["banana"].metadata["_allidb_path"] == ["paris", "banana"]
+    assert by_id["banana"].metadata["_allidb_hops"] == 1
+    assert by_id["banana"].page_content == TEXTS[3]
+    # Only the named relations are followed.
+    other = store.similarity_search("capital of France", k=5, hops=1, seeds=1, relations=["cites"])
+    assert [d.id for d in other] == ["paris"]
+    # The retriever passes the option through search_kwargs.
+    retriever = store.as_retriever(search_kwargs={"k": 5, "hops": 1, "seeds": 1})
+    assert {d.id for d in retriever.invoke("capital of France")} == {"paris", "banana"}
+    with pytest.raises(TypeError, match="unknown search options"):
+        store.similarity_search("x", k=1, hopz=1)
+
+
+def test_from_texts_and_async_search(tenant: Tenant) -> None:
+    import asyncio
+
+    store = AlliDBVectorStore.from_texts(
+        TEXTS, WordHashEmbeddings(), METADATAS, ids=["a", "b", "c", "d"],
+        addr=tenant.daemon.grpc_addr, api_key=tenant.api_key,
+    )
+    try:
+        assert [d.id for d in store.similarity_search("Eiffel tower", k=1)] == ["c"]
+        docs = asyncio.run(store.asimilarity_search("Bananas yellow", k=1))
+        assert [d.id for d in docs] == ["d"]
+    finally:
+        store.client.close()
+
+
+def test_store_scopes_to_its_entity_type(tenant: Tenant) -> None:
+    client = tenant.client()
+    client.put(allidb.Entity("raw", vector=WordHashEmbeddings().embed_query("capital of France"), type="other"))
+    store = AlliDBVectorStore(client, WordHashEmbeddings())
+    store.add_texts(["capital of France"], ids=["doc"])
+    assert [d.id for d in store.similarity_search("capital of France", k=5)] == ["doc"]
+    everything = AlliDBVectorStore(client, WordHashEmbeddings(), entity_type=None)
+    assert {d.id for d in everything.similarity_search("capital of France", k=5)} == {"doc", "raw"}
