@@ -372,3 +372,14 @@ def test_open_daemon_runs_as_the_default_tenant(open_daemon: Daemon) -> None:
         db.put(Entity("d", vector=[1.0, 2.0]))
         assert db.get("d").tenant_id == "default"
         assert db.wait_ready().healthy
+
+
+def test_put_many_progress_bar_on_stderr(db: allidb.Client, capfd) -> None:
+    result = db.put_many((Entity(f"p{i}", vector=[1.0, float(i)]) for i in range(100)),
+                         batch_size=10, progress=True)
+    assert result.written == 100
+    err = capfd.readouterr().err
+    assert "put_many" in err and "100" in err
+    sized = db.put_many([Entity(f"q{i}", vector=[1.0, float(i)]) for i in range(30)], progress=True)
+    assert sized.written == 30
+    assert "30/30" in capfd.readouterr().err

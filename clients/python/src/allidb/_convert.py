@@ -50,7 +50,7 @@ _SCORING = {
 }
 
 
-def consistency_level(value: ConsistencyLike) -> int:
+def consistency_level(value: ConsistencyLike) -> Any:
     """``"one"``, ``"quorum"``, ``"all"`` (or the enum number) -> the protobuf enum; None -> ONE."""
     if value is None:
         return pb.CONSISTENCY_ONE
@@ -62,7 +62,7 @@ def consistency_level(value: ConsistencyLike) -> int:
     return int(value)
 
 
-def direction_enum(value: DirectionLike) -> int:
+def direction_enum(value: DirectionLike) -> Any:
     """``"out"``, ``"in"``, ``"both"`` (or the enum number) -> the protobuf enum."""
     if isinstance(value, str):
         try:
@@ -72,7 +72,7 @@ def direction_enum(value: DirectionLike) -> int:
     return int(value)
 
 
-def scoring_mode(value: Union[str, int]) -> int:
+def scoring_mode(value: Union[str, int]) -> Any:
     """``"unified"`` or ``"pagerank"`` (or the enum number) -> the protobuf enum."""
     if isinstance(value, str):
         try:

@@ -130,7 +130,7 @@ class AsyncClient:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
-    def _level(self, consistency: conv.ConsistencyLike) -> int:
+    def _level(self, consistency: conv.ConsistencyLike) -> Any:
         return conv.consistency_level(consistency if consistency is not None else self.consistency)
 
     async def health(self) -> Health:

@@ -65,7 +65,6 @@ class _ProgressReporter:
                 self._bar = tqdm(total=total, unit="entities", desc="put_many")
             except ImportError:
                 self._bar = None
-            self._plain = self._bar is None
         self._enabled = bool(progress)
         self._total = total
 
@@ -190,7 +189,7 @@ class Client:
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
-    def _level(self, consistency: conv.ConsistencyLike) -> int:
+    def _level(self, consistency: conv.ConsistencyLike) -> Any:
         return conv.consistency_level(consistency if consistency is not None else self.consistency)
 
     # ---- health ------------------------------------------------------------------------
