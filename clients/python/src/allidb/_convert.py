@@ -372,8 +372,9 @@ def chunk_from_proto(chunk: pb.TextChunk) -> Chunk:
 
 
 def entity_from_proto(message: pb.Entity) -> Entity:
+    # Slicing a repeated float field is the fastest way to a list of Python floats.
     embeddings = [
-        Embedding(vector=list(e.vector), version=e.version, timestamp_nanos=e.timestamp_nanos)
+        Embedding(vector=e.vector[:], version=e.version, timestamp_nanos=e.timestamp_nanos)
         for e in message.embeddings
     ]
     vector = None
@@ -382,7 +383,7 @@ def entity_from_proto(message: pb.Entity) -> Entity:
         for emb in embeddings[1:]:
             if emb.version >= best.version:
                 best = emb
-        vector = list(best.vector)
+        vector = best.vector[:]
     return Entity(
         id=message.entity_id,
         vector=vector,
