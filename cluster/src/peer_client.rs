@@ -64,11 +64,12 @@ impl PeerClients {
         Ok(channel)
     }
 
-    fn header(&self, ring_version: u64) -> Option<proto::RequestHeader> {
+    fn header(&self, ring_version: u64, recipient: HostId) -> Option<proto::RequestHeader> {
         Some(proto::RequestHeader {
             protocol_version: PROTOCOL_VERSION,
             ring_version,
             sender: self.local.to_string(),
+            recipient: recipient.to_string(),
         })
     }
 
@@ -85,9 +86,10 @@ impl PeerClients {
         request
     }
 
-    /// Sends cells to the replica at `addr`.
+    /// Sends cells to the replica `recipient` at `addr`.
     pub async fn mutate(
         &self,
+        recipient: HostId,
         addr: SocketAddr,
         cells: Vec<proto::Cell>,
         reason: &str,
@@ -95,7 +97,7 @@ impl PeerClients {
         timeout: Duration,
     ) -> Result<(), ClusterError> {
         let message = proto::MutateRequest {
-            header: self.header(ring_version),
+            header: self.header(ring_version, recipient),
             cells,
             reason: reason.to_owned(),
         };
@@ -106,9 +108,12 @@ impl PeerClients {
         answered(addr, timeout, call).await.map(drop)
     }
 
-    /// Reads one partition from the replica at `addr`: its cells, or only their digest.
+    /// Reads one partition from the replica `recipient` at `addr`: its cells, or only their
+    /// digest.
+    #[allow(clippy::too_many_arguments)]
     pub async fn read_partition(
         &self,
+        recipient: HostId,
         addr: SocketAddr,
         tenant: &str,
         entity_id: &str,
@@ -117,7 +122,7 @@ impl PeerClients {
         timeout: Duration,
     ) -> Result<proto::ReadPartitionResponse, ClusterError> {
         let message = proto::ReadPartitionRequest {
-            header: self.header(ring_version),
+            header: self.header(ring_version, recipient),
             tenant: tenant.to_owned(),
             entity_id: entity_id.to_owned(),
             digest_only,

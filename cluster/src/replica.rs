@@ -6,8 +6,8 @@
 //! engine's batch path, so the index observers see them like local writes; a call is answered
 //! only after its cells are as durable as `storage.durability` makes local writes.
 //!
-//! Must never: serve a call whose cluster token does not verify, or block an async worker on
-//! the store.
+//! Must never: serve a call whose cluster token does not verify or that is addressed to another
+//! host (a stale address now served by this node), or block an async worker on the store.
 
 use std::sync::{Arc, OnceLock};
 
@@ -21,19 +21,25 @@ use crate::cells;
 use crate::credentials::ClusterCredentials;
 use crate::proto;
 use crate::proto::replica_server::{Replica, ReplicaServer};
+use crate::ring::HostId;
 use crate::{ClusterError, PROTOCOL_VERSION};
 
 /// The local store seen as one replica.
 #[derive(Clone, Debug)]
 pub struct LocalReplica {
+    host: HostId,
     store: Arc<UnifiedStore>,
     durability: Durability,
 }
 
 impl LocalReplica {
-    /// The replica over `store`, writing with `durability`.
-    pub fn new(store: Arc<UnifiedStore>, durability: Durability) -> Self {
-        Self { store, durability }
+    /// The replica of host `host` over `store`, writing with `durability`.
+    pub fn new(host: HostId, store: Arc<UnifiedStore>, durability: Durability) -> Self {
+        Self {
+            host,
+            store,
+            durability,
+        }
     }
 
     /// The store.
@@ -105,12 +111,20 @@ impl ReplicaService {
     }
 }
 
-fn check_header(header: Option<&proto::RequestHeader>) -> Result<(), Status> {
+/// Checks the header of a request to the replica on host `local`.
+fn check_header(header: Option<&proto::RequestHeader>, local: HostId) -> Result<(), Status> {
     let header = header.ok_or_else(|| Status::invalid_argument("header: required"))?;
     if header.protocol_version != PROTOCOL_VERSION {
         return Err(Status::failed_precondition(format!(
             "header.protocol_version: this node speaks replica protocol {PROTOCOL_VERSION}, the sender {}",
             header.protocol_version
+        )));
+    }
+    if header.recipient != local.to_string() {
+        return Err(Status::failed_precondition(format!(
+            "header.recipient: the request is addressed to host {:?}, this is host {local} \
+             (the sender's view of this address is stale)",
+            header.recipient
         )));
     }
     Ok(())
@@ -137,12 +151,13 @@ impl Replica for ReplicaService {
     ) -> Result<Response<proto::MutateResponse>, Status> {
         self.credentials.check(request.metadata())?;
         let request = request.into_inner();
-        check_header(request.header.as_ref())?;
+        let local = self.local()?;
+        check_header(request.header.as_ref(), local.host)?;
         let versions: Vec<CellVersion> = request.cells.into_iter().map(cells::from_proto).collect();
         for (key, _, _) in &versions {
             cells::partition_of(key).map_err(status)?;
         }
-        self.local()?
+        local
             .apply(cells::versions_batch(versions))
             .await
             .map_err(status)?;
@@ -155,9 +170,9 @@ impl Replica for ReplicaService {
     ) -> Result<Response<proto::ReadPartitionResponse>, Status> {
         self.credentials.check(request.metadata())?;
         let request = request.into_inner();
-        check_header(request.header.as_ref())?;
-        let versions = self
-            .local()?
+        let local = self.local()?;
+        check_header(request.header.as_ref(), local.host)?;
+        let versions = local
             .cells(&request.tenant, &request.entity_id)
             .await
             .map_err(status)?;

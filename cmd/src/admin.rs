@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use allidb_cluster::hints::HintLog;
+use allidb_cluster::membership::transport::GossipCounters;
 use allidb_cluster::membership::{ClusterView, NodeStatus, NodeView};
 use allidb_cluster::ring::HostId;
 use axum::Router;
@@ -89,6 +90,8 @@ pub struct RunningCluster {
     pub view: watch::Receiver<Arc<ClusterView>>,
     /// The hints this node keeps for others.
     pub hints: Arc<HintLog>,
+    /// The gossip transport's counters.
+    pub gossip: Arc<GossipCounters>,
 }
 
 impl ClusterStatus {
@@ -194,12 +197,19 @@ fn record_cluster(cluster: &ClusterStatus) {
         let pending = hints.get(&node.host_id).copied().unwrap_or(0);
         metrics::gauge!(CLUSTER_HINTS_PENDING_BYTES, "peer" => peer).set(pending as f64);
     }
+    let gossip = &running.gossip;
+    metrics::counter!(GOSSIP_REJECTED).absolute(gossip.rejected.load(Ordering::Relaxed));
+    metrics::counter!(GOSSIP_SOCKET_ERRORS).absolute(gossip.socket_errors.load(Ordering::Relaxed));
 }
 
 /// `1` while gossip sees the node up (normal or joining), `0` while it is down.
 const CLUSTER_NODE_UP: &str = "allidb_cluster_node_up";
 /// Bytes of hints this node keeps for the node.
 const CLUSTER_HINTS_PENDING_BYTES: &str = "allidb_cluster_hints_pending_bytes";
+/// Gossip datagrams dropped because their frame did not verify (wrong secret, other cluster).
+const GOSSIP_REJECTED: &str = "allidb_cluster_gossip_rejected_datagrams_total";
+/// Gossip socket errors absorbed (the gossip loop goes on).
+const GOSSIP_SOCKET_ERRORS: &str = "allidb_cluster_gossip_socket_errors_total";
 
 async fn metrics(State(state): State<AdminState>) -> Response {
     record_cluster(&state.cluster);
@@ -240,6 +250,7 @@ fn node_json(node: &NodeView) -> serde_json::Value {
         "generation": node.generation,
         "tokens": node.tokens.len(),
         "in_gossip": node.in_gossip,
+        "load_bytes": node.load_bytes,
     })
 }
 

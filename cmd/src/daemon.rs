@@ -346,7 +346,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         Ok::<_, DaemonError>((Arc::new(store), membership))
     }
     .await;
-    let (store, membership) = match opened {
+    let (store, mut membership) = match opened {
         Ok(opened) => opened,
         Err(error) => {
             let _ = stop_tx.send(());
@@ -361,6 +361,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         return Err(DaemonError::Serve(
             "the store was attached twice".to_owned(),
         ));
+    }
+    if let Some(membership) = &mut membership {
+        let engine_of = store.clone();
+        membership.publish_load(
+            Duration::from_millis(config.cluster.gossip_interval_ms) * LOAD_GOSSIP_INTERVALS,
+            move || engine_of.engine().stats().bytes_per_level.iter().sum(),
+        );
     }
     let dispatcher = match (&membership, &replica_service) {
         (Some(membership), Some(replica_service)) => Some(start_replication(
@@ -448,6 +455,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     served
 }
 
+/// A node gossips its load (bytes of SSTables) every this many gossip intervals (10 s by
+/// default), for `allidb cluster status`.
+const LOAD_GOSSIP_INTERVALS: u32 = 10;
+
 /// Starts membership (`[cluster]`) and publishes it to the admin server's `/cluster/*` routes.
 /// On a first start this waits until the node has seen its seeds (logging while it waits).
 async fn join_cluster(
@@ -467,6 +478,7 @@ async fn join_cluster(
         replication_factor: config.cluster.replication_factor as usize,
         view: membership.subscribe(),
         hints: Arc::new(hints),
+        gossip: membership.counters(),
     });
     Ok(membership)
 }
@@ -485,7 +497,7 @@ fn start_replication(
     let cluster = &config.cluster;
     let attached = || DaemonError::Serve("replication was started twice".to_owned());
     let hints = status.hints().ok_or_else(attached)?;
-    let local = LocalReplica::new(store, config.storage.durability());
+    let local = LocalReplica::new(membership.host_id(), store, config.storage.durability());
     replica_service
         .attach(local.clone())
         .map_err(|_| attached())?;

@@ -1,8 +1,9 @@
 //! Cell values and the entity they assemble into (DESIGN.md §2).
 //!
 //! An entity is stored as cells, each last-write-wins by its own timestamp: a marker
-//! ("everything of this entity at or before T is deleted"), a body, and one cell per out-edge and
-//! per in-edge. [`Entity`] is the read model: the live cells of one entity merged together.
+//! ("this entity's body and out-edges at or before T are deleted", [`MarkerValue`]), a body, and
+//! one cell per out-edge and per in-edge. [`Entity`] is the read model: the live cells of one
+//! entity merged together.
 
 use std::collections::BTreeMap;
 
@@ -65,6 +66,47 @@ impl EntityBody {
     /// The searchable embedding: the one with the highest version (the last one on ties).
     pub fn current_embedding(&self) -> Option<&Embedding> {
         self.embeddings.iter().rev().max_by_key(|e| e.version)
+    }
+}
+
+/// The value of a marker cell: up to which timestamp it hides the entity's in-edge cells.
+///
+/// A marker at `M` hides the body and out-edge cells at or before `M`. In-edge cells belong to
+/// their sources' out-edges, so a marker written today does not hide them
+/// (`in_edges_upto` is carried forward from the marker it replaces); a put or delete removes the
+/// in-edges it must remove with explicit tombstones. Encodings:
+/// * empty (format 0, markers written before format 1): in-edges at or before `M` are hidden too;
+/// * `[1, in_edges_upto as u64 little-endian]` (format 1).
+///
+/// Any other value reads as format 0 (the older, wider rule), in reads and compaction alike.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarkerValue {
+    /// In-edge cells at or before this timestamp are hidden (0: none).
+    pub in_edges_upto: Timestamp,
+}
+
+/// Format tag of a [`MarkerValue`] encoding with its own in-edge bound.
+const MARKER_FORMAT_1: u8 = 1;
+
+impl MarkerValue {
+    /// Encodes the marker value (format 1).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9);
+        out.push(MARKER_FORMAT_1);
+        out.extend_from_slice(&self.in_edges_upto.to_le_bytes());
+        out
+    }
+
+    /// Decodes the value of a marker written at `marker_ts` (never fails: see the type's doc).
+    pub fn decode(marker_ts: Timestamp, bytes: &[u8]) -> Self {
+        let in_edges_upto = match bytes {
+            [MARKER_FORMAT_1, rest @ ..] => rest
+                .try_into()
+                .map(Timestamp::from_le_bytes)
+                .unwrap_or(marker_ts),
+            _ => marker_ts,
+        };
+        Self { in_edges_upto }
     }
 }
 

@@ -8,7 +8,9 @@
 //!
 //! Keeping ([`CompactionFilter`]), over entries in internal-key order:
 //! * only the newest version (highest timestamp) of each cell survives;
-//! * a cell at or below its entity marker's timestamp is dropped (the marker stays);
+//! * a cell its entity marker hides is dropped (the marker stays): the body and out-edges at or
+//!   below the marker's timestamp, in-edges at or below the marker's in-edge bound
+//!   ([`crate::cell::MarkerValue`]);
 //! * tombstones and markers are dropped only when the output is the bottommost level for the key
 //!   range and they are older than `gc_grace` — never earlier, or a delete could come back.
 //!
@@ -17,6 +19,7 @@
 
 use std::sync::Arc;
 
+use crate::cell::MarkerValue;
 use crate::key;
 use crate::sstable::Table;
 use crate::types::{Entry, Timestamp};
@@ -144,6 +147,7 @@ pub struct CompactionFilter {
     gc_cutoff: Timestamp,
     partition: Vec<u8>,
     marker_ts: Option<Timestamp>,
+    in_edges_hidden_upto: Timestamp,
     last_key: Option<Vec<u8>>,
 }
 
@@ -155,6 +159,7 @@ impl CompactionFilter {
             gc_cutoff,
             partition: Vec::new(),
             marker_ts: None,
+            in_edges_hidden_upto: 0,
             last_key: None,
         }
     }
@@ -170,16 +175,23 @@ impl CompactionFilter {
         if partition != self.partition.as_slice() {
             self.partition = partition.to_vec();
             self.marker_ts = None;
+            self.in_edges_hidden_upto = 0;
         }
         let expired = self.bottommost && entry.key.ts < self.gc_cutoff;
         let is_marker = user_key.len() == partition.len() + 1 && user_key.last() == Some(&0);
         if is_marker {
-            if entry.value.is_some() {
+            if let Some(value) = &entry.value {
                 self.marker_ts = Some(entry.key.ts);
+                self.in_edges_hidden_upto = MarkerValue::decode(entry.key.ts, value).in_edges_upto;
             }
             return !expired;
         }
-        if self.marker_ts.is_some_and(|m| entry.key.ts <= m) {
+        let in_edge = user_key.get(partition.len()) == Some(&key::IN_EDGE_KIND);
+        let hidden = match in_edge {
+            true => entry.key.ts <= self.in_edges_hidden_upto,
+            false => self.marker_ts.is_some_and(|m| entry.key.ts <= m),
+        };
+        if hidden {
             return false;
         }
         entry.value.is_some() || !expired
@@ -221,6 +233,25 @@ mod tests {
         .map(|e| f.keep(e))
         .collect();
         assert_eq!(kept, vec![true, true, false, false, true, true]);
+    }
+
+    #[test]
+    fn a_format_1_marker_keeps_in_edges_above_its_bound() {
+        let marker = MarkerValue { in_edges_upto: 4 }.encode();
+        let mut f = CompactionFilter::new(false, 0);
+        let kept: Vec<bool> = [
+            entry(CellKey::marker("t", "a"), 10, 5, Some(&marker)),
+            entry(CellKey::out_edge("t", "a", "r", "b"), 8, 1, Some(b"e")),
+            entry(CellKey::in_edge("t", "x", "r", "a"), 8, 2, Some(b"e")),
+            entry(CellKey::in_edge("t", "y", "r", "a"), 4, 3, Some(b"e")),
+            // A marker of format 0 (empty) hides in-edges up to its own timestamp.
+            entry(CellKey::marker("t", "b"), 10, 6, Some(b"")),
+            entry(CellKey::in_edge("t", "x", "r", "b"), 8, 4, Some(b"e")),
+        ]
+        .iter()
+        .map(|e| f.keep(e))
+        .collect();
+        assert_eq!(kept, vec![true, false, true, false, true, false]);
     }
 
     #[test]

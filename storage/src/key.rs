@@ -24,6 +24,9 @@ pub const MAX_ENTITY_ID_LEN: usize = 512;
 /// Longest edge relation name in bytes.
 pub const MAX_RELATION_LEN: usize = 256;
 
+/// The kind byte of an in-edge cell (it follows the partition key).
+pub const IN_EDGE_KIND: u8 = 3;
+
 /// Which cell of an entity a key addresses.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum CellSuffix {
@@ -53,7 +56,7 @@ impl CellSuffix {
             CellSuffix::Marker => 0,
             CellSuffix::Body => 1,
             CellSuffix::OutEdge { .. } => 2,
-            CellSuffix::InEdge { .. } => 3,
+            CellSuffix::InEdge { .. } => IN_EDGE_KIND,
         }
     }
 }
@@ -165,7 +168,7 @@ impl CellKey {
                 let (relation, to) = edge(tail)?;
                 CellSuffix::OutEdge { relation, to }
             }
-            3 => {
+            IN_EDGE_KIND => {
                 let (relation, from) = edge(tail)?;
                 CellSuffix::InEdge { relation, from }
             }

@@ -14,14 +14,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::batch::WriteBatch;
-use crate::cell::{Edge, EdgeRef, EdgeValue, EdgeWrite, EntityWrite};
+use crate::cell::{Edge, EdgeRef, EdgeValue, EdgeWrite, EntityWrite, MarkerValue};
 use crate::error::{Error, Result};
 use crate::key::{self, CellKey};
 use crate::partition::PartitionState;
 use crate::types::Timestamp;
 
 /// Cell writes of one mutation, keyed by encoded cell key so that each cell is written once
-/// with a deterministic final value (explicit writes override re-written in-edges).
+/// with a deterministic final value (a later write of the same cell replaces an earlier one).
 #[derive(Default)]
 struct CellWrites {
     cells: BTreeMap<Vec<u8>, (Timestamp, Option<Vec<u8>>)>,
@@ -32,8 +32,12 @@ impl CellWrites {
         self.cells.insert(key.encode(), (ts, value));
     }
 
-    fn set_if_absent(&mut self, key: CellKey, ts: Timestamp, value: Vec<u8>) {
-        self.cells.entry(key.encode()).or_insert((ts, Some(value)));
+    /// The marker of `id` at `ts`, keeping the in-edge bound of the marker it replaces.
+    fn marker(&mut self, tenant: &str, id: &str, ts: Timestamp, existing: &PartitionState) {
+        let value = MarkerValue {
+            in_edges_upto: existing.in_edges_hidden_upto,
+        };
+        self.set(CellKey::marker(tenant, id), ts, Some(value.encode()));
     }
 
     fn into_batch(self) -> WriteBatch {
@@ -105,10 +109,11 @@ pub fn put_winners<'w>(tenant: &str, writes: &'w [EntityWrite]) -> Result<Vec<&'
 }
 
 /// The cells of a put-replace of `winners` (from [`put_winners`]), given each one's stored
-/// partition (same order): a marker at `ts - 1` shadows every older cell, then the body, the
-/// out-edges (each also written as its target's in-edge) and the in-edges are written at `ts`.
-/// Out-edges the entity had and no longer has are removed from their targets; in-edges written
-/// by other entities' out-edges are kept; `created_at` is kept from the stored body.
+/// partition (same order): a marker at `ts - 1` shadows the older body and out-edges, then the
+/// body, the out-edges (each also written as its target's in-edge) and the in-edges are written
+/// at `ts`. Out-edges the entity had and no longer has are removed from their targets; in-edges
+/// written by other entities' out-edges are kept (the marker does not hide them, so a put never
+/// rewrites them); `created_at` is kept from the stored body.
 pub fn plan_put(
     tenant: &str,
     winners: &[&EntityWrite],
@@ -122,7 +127,7 @@ pub fn plan_put(
         if let Some(old) = &existing.body {
             body.created_at_nanos = old.created_at_nanos;
         }
-        cells.set(CellKey::marker(tenant, &w.id), ts - 1, Some(Vec::new()));
+        cells.marker(tenant, &w.id, ts - 1, existing);
         cells.set(CellKey::body(tenant, &w.id), ts, Some(body.encode()?));
         let mut new_out = BTreeSet::new();
         for e in &w.out_edges {
@@ -155,25 +160,14 @@ pub fn plan_put(
                 Some(edge_value(e, now_nanos)?),
             );
         }
-        for old in &existing.in_edges {
-            let value = EdgeValue {
-                weight: old.weight,
-                timestamp_nanos: old.timestamp_nanos,
-            }
-            .encode()?;
-            cells.set_if_absent(
-                CellKey::in_edge(tenant, &old.from, &old.relation, &w.id),
-                ts,
-                value,
-            );
-        }
     }
     Ok(cells.into_batch())
 }
 
-/// The cells of a delete of `id` given its stored partition: a marker at `ts` hides all its
-/// cells, and both ends of its edges are removed (the in-edge at each target, the out-edge at
-/// each source). `None` when no live entity is stored (nothing to write).
+/// The cells of a delete of `id` given its stored partition: a marker at `ts` hides its body
+/// and out-edges, and both ends of every edge are removed (each out-edge's in-edge at its target,
+/// each in-edge here and its out-edge at the source). `None` when no live entity is stored
+/// (nothing to write).
 pub fn plan_delete(
     tenant: &str,
     id: &str,
@@ -182,11 +176,12 @@ pub fn plan_delete(
 ) -> Option<WriteBatch> {
     existing.body.as_ref()?;
     let mut cells = CellWrites::default();
-    cells.set(CellKey::marker(tenant, id), ts, Some(Vec::new()));
+    cells.marker(tenant, id, ts, existing);
     for e in &existing.out_edges {
         cells.set(CellKey::in_edge(tenant, id, &e.relation, &e.to), ts, None);
     }
     for e in &existing.in_edges {
+        cells.set(CellKey::in_edge(tenant, &e.from, &e.relation, id), ts, None);
         cells.set(
             CellKey::out_edge(tenant, &e.from, &e.relation, id),
             ts,

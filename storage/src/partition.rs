@@ -2,12 +2,14 @@
 //! every compaction agrees on.
 //!
 //! Given the newest visible version of each cell of one partition:
-//! * the marker's timestamp `M` (if any) shadows every cell with `ts <= M`;
+//! * the marker's timestamp `M` (if any) shadows the body and out-edge cells with `ts <= M`,
+//!   and in-edge cells up to the bound its value carries ([`MarkerValue`]: `M` for markers
+//!   written before format 1, otherwise the bound carried from older markers);
 //! * a tombstone removes its cell;
 //! * the entity exists iff its body is live; edge cells may outlive the body (an in-edge of an
 //!   entity not written yet), which is why writers read a [`PartitionState`], not an `Entity`.
 
-use crate::cell::{Edge, EdgeValue, Entity, EntityBody};
+use crate::cell::{Edge, EdgeValue, Entity, EntityBody, MarkerValue};
 use crate::error::Result;
 use crate::key::{CellKey, CellSuffix};
 use crate::types::Timestamp;
@@ -20,6 +22,8 @@ pub type CellVersion = (Vec<u8>, Timestamp, Option<Vec<u8>>);
 pub struct PartitionState {
     /// Timestamp of the newest marker, if any.
     pub marker_ts: Option<Timestamp>,
+    /// In-edge cells at or before this timestamp are hidden (0: none; see [`MarkerValue`]).
+    pub in_edges_hidden_upto: Timestamp,
     /// The live body.
     pub body: Option<EntityBody>,
     /// Live out-edges, by (relation, to).
@@ -38,13 +42,18 @@ impl PartitionState {
         for (key, ts, value) in cells {
             let key = CellKey::decode(&key)?;
             if key.suffix == CellSuffix::Marker {
-                if value.is_some() {
+                if let Some(value) = value {
                     state.marker_ts = Some(ts);
+                    state.in_edges_hidden_upto = MarkerValue::decode(ts, &value).in_edges_upto;
                 }
                 continue;
             }
             let Some(value) = value else { continue };
-            if state.marker_ts.is_some_and(|m| ts <= m) {
+            let hidden = match key.suffix {
+                CellSuffix::InEdge { .. } => ts <= state.in_edges_hidden_upto,
+                _ => state.marker_ts.is_some_and(|m| ts <= m),
+            };
+            if hidden {
                 continue;
             }
             state.version_ts = state.version_ts.max(ts);
@@ -87,5 +96,58 @@ impl PartitionState {
             in_edges: self.in_edges,
             version_ts: self.version_ts,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cell::EdgeValue;
+
+    fn edge() -> Option<Vec<u8>> {
+        Some(
+            EdgeValue {
+                weight: 1.0,
+                timestamp_nanos: 0,
+            }
+            .encode()
+            .expect("an edge value encodes"),
+        )
+    }
+
+    fn cells(marker: Vec<u8>) -> Vec<CellVersion> {
+        let body = EntityBody::default().encode().expect("a body encodes");
+        vec![
+            (CellKey::marker("t", "a").encode(), 10, Some(marker)),
+            (CellKey::body("t", "a").encode(), 11, Some(body)),
+            (CellKey::out_edge("t", "a", "r", "b").encode(), 9, edge()),
+            (CellKey::in_edge("t", "x", "r", "a").encode(), 9, edge()),
+            (CellKey::in_edge("t", "y", "r", "a").encode(), 3, edge()),
+        ]
+    }
+
+    fn in_edge_sources(state: &PartitionState) -> Vec<&str> {
+        state.in_edges.iter().map(|e| e.from.as_str()).collect()
+    }
+
+    #[test]
+    fn a_marker_hides_in_edges_only_up_to_its_bound() {
+        let marker = MarkerValue { in_edges_upto: 3 }.encode();
+        let state = PartitionState::resolve(cells(marker)).expect("valid cells");
+        assert!(state.body.is_some());
+        assert!(
+            state.out_edges.is_empty(),
+            "the out-edge at 9 <= 10 is hidden"
+        );
+        assert_eq!(in_edge_sources(&state), vec!["x"]);
+        assert_eq!(state.in_edges_hidden_upto, 3);
+    }
+
+    #[test]
+    fn a_marker_of_format_0_hides_every_older_cell() {
+        let state = PartitionState::resolve(cells(Vec::new())).expect("valid cells");
+        assert!(state.out_edges.is_empty());
+        assert!(state.in_edges.is_empty());
+        assert_eq!(state.in_edges_hidden_upto, 10);
     }
 }

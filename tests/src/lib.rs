@@ -25,6 +25,8 @@
 //! Invariants: a daemon never outlives its [`Daemon`] (dropped = SIGKILL); the child gets no
 //! `ALLIDB_*` variable from the test environment except the ones a test passes explicitly.
 
+pub mod certs;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

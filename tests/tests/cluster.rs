@@ -2,8 +2,10 @@
 //! gossip, every node reports the same ring and replicas on its admin port, a SIGKILLed node is
 //! marked down and comes back with its host id and tokens; a data dir of another cluster stops
 //! startup. Replication (RF 3 on 3 nodes): consistency levels with one and two nodes killed,
-//! hinted handoff (also across a restart of the coordinator), blocking read repair, and the
-//! internal service refusing calls without the cluster token.
+//! hinted handoff (also across a restart of the coordinator), blocking read repair, concurrent
+//! puts of connected entities through different coordinators leaving every edge whole, the
+//! internal service refusing calls without the cluster token, and, with TLS, node-to-node mTLS
+//! with the cluster CA (a certificate of another CA refused).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Stdio;
@@ -12,7 +14,9 @@ use std::time::{Duration, Instant};
 use allidb_api::pb;
 use allidb_cluster::credentials::{ClusterCredentials, TOKEN_HEADER};
 use allidb_cluster::proto as internal;
+use allidb_tests::certs::Ca;
 use allidb_tests::{Daemon, allidbd_binary, doc_entity, http_get, request};
+use internal::replica_client::ReplicaClient;
 use serde_json::Value;
 use tonic::Code;
 
@@ -128,6 +132,12 @@ fn three_daemons_form_one_ring_and_track_a_killed_node() {
     for n in status(&nodes[0])["nodes"].as_array().unwrap() {
         assert!((n["owns"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{n}");
     }
+    // Every node gossips its load (bytes of SSTables), every 10 gossip intervals.
+    wait_until("every node's load heard", Duration::from_secs(10), || {
+        let reply = status(&nodes[1]);
+        let nodes = reply["nodes"].as_array().unwrap();
+        nodes.len() == 3 && nodes.iter().all(|n| n["load_bytes"].is_u64())
+    });
 
     let killed_id = host_id_of(&nodes[0], "n2");
     nodes[2].kill();
@@ -217,12 +227,19 @@ async fn found(daemon: &Daemon, id: &str, at: pb::ConsistencyLevel) -> Result<bo
 
 /// A 3-node ring with RF 3 (`extra` appended to every node's `[cluster]`), all nodes normal.
 fn ring_of_three(extra: &str) -> Vec<Daemon> {
+    ring_of_three_each(|_| extra.to_owned())
+}
+
+/// A 3-node ring with RF 3, `extra(i)` appended to node `i`'s `[cluster]` (it may open further
+/// sections), all nodes normal.
+fn ring_of_three_each(extra: impl Fn(usize) -> String) -> Vec<Daemon> {
     let gossip: Vec<SocketAddr> = (0..3).map(|_| free_udp_addr()).collect();
     let nodes: Vec<Daemon> = (0..3)
         .map(|i| {
             let toml = cluster_toml(&format!("n{i}"), gossip[i], gossip[0]);
             Daemon::start(&format!(
-                "{toml}write_timeout_ms = 1000\nread_timeout_ms = 1000\n{extra}"
+                "{toml}write_timeout_ms = 1000\nread_timeout_ms = 1000\n{}",
+                extra(i)
             ))
         })
         .collect();
@@ -330,34 +347,39 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
     );
 
     // The replica service refuses calls without this cluster's token.
-    let mut internal = internal::replica_client::ReplicaClient::new(nodes[0].channel().await);
-    let read = |token: Option<String>| {
-        let mut call = tonic::Request::new(internal::ReadPartitionRequest {
-            header: Some(internal::RequestHeader {
-                protocol_version: allidb_cluster::PROTOCOL_VERSION,
-                ring_version: 0,
-                sender: String::new(),
-            }),
-            tenant: "default".to_owned(),
-            entity_id: "before".to_owned(),
-            digest_only: false,
-        });
-        if let Some(token) = token {
-            call.metadata_mut()
-                .insert(TOKEN_HEADER, token.parse().unwrap());
-        }
-        call
-    };
+    let mut internal = ReplicaClient::new(nodes[0].channel().await);
+    let n0 = host_id_of(&nodes[0], "n0");
     for token in [
         None,
         Some(ClusterCredentials::new("other", SECRET).token().to_owned()),
     ] {
-        let refused = internal.read_partition(read(token)).await.unwrap_err();
+        let refused = internal
+            .read_partition(internal_read(&n0, "before", token))
+            .await
+            .unwrap_err();
         assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     }
-    let ours = ClusterCredentials::new("e2e", SECRET).token().to_owned();
+    // A call addressed to another host (a stale address) is refused too.
+    let misdirected = internal
+        .read_partition(internal_read(
+            &host_id_of(&nodes[0], "n1"),
+            "before",
+            Some(e2e_token()),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        misdirected.code(),
+        Code::FailedPrecondition,
+        "{misdirected:?}"
+    );
+    assert!(
+        misdirected.message().contains("header.recipient"),
+        "{}",
+        misdirected.message()
+    );
     let cells = internal
-        .read_partition(read(Some(ours)))
+        .read_partition(internal_read(&n0, "before", Some(e2e_token())))
         .await
         .expect("a member's call");
     assert!(!cells.into_inner().cells.is_empty());
@@ -393,6 +415,252 @@ async fn a_quorum_read_repairs_a_stale_replica() {
     assert!(
         metrics.contains("allidb_cluster_read_repairs_total"),
         "counted"
+    );
+}
+
+/// The cluster token of the test rings.
+fn e2e_token() -> String {
+    ClusterCredentials::new("e2e", SECRET).token().to_owned()
+}
+
+/// A read of `id` through the internal service of host `recipient`, with `token` if given.
+fn internal_read(
+    recipient: &str,
+    id: &str,
+    token: Option<String>,
+) -> tonic::Request<internal::ReadPartitionRequest> {
+    let mut call = tonic::Request::new(internal::ReadPartitionRequest {
+        header: Some(internal::RequestHeader {
+            protocol_version: allidb_cluster::PROTOCOL_VERSION,
+            ring_version: 0,
+            sender: String::new(),
+            recipient: recipient.to_owned(),
+        }),
+        tenant: "default".to_owned(),
+        entity_id: id.to_owned(),
+        digest_only: false,
+    });
+    if let Some(token) = token {
+        call.metadata_mut()
+            .insert(TOKEN_HEADER, token.parse().expect("a token is ASCII"));
+    }
+    call
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_nodes_replicate_over_mtls_and_refuse_a_certificate_of_another_ca() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let ca = Ca::new("e2e cluster CA");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("the file is written");
+        format!("{:?}", path.to_str().expect("a UTF-8 path"))
+    };
+    let ca_file = write("ca.pem", &ca.pem());
+    let tls: Vec<String> = (0..3)
+        .map(|i| {
+            let node = ca.node();
+            let cert = write(&format!("n{i}-cert.pem"), &node.cert);
+            let key = write(&format!("n{i}-key.pem"), &node.key);
+            format!(
+                "\n[tls]\nenabled = true\ncert_file = {cert}\nkey_file = {key}\nclient_ca_file = {ca_file}\n"
+            )
+        })
+        .collect();
+    let nodes = ring_of_three_each(|i| tls[i].clone());
+    let trusting = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca.pem()))
+        .domain_name("localhost");
+    let presenting = |pem: &allidb_tests::certs::Pem| {
+        trusting
+            .clone()
+            .identity(Identity::from_pem(&pem.cert, &pem.key))
+    };
+    let app = ca.client();
+    let channel = |i: usize| nodes[i].tls_channel(presenting(&app));
+
+    // ALL: both peers acknowledged the write, over their mTLS connections.
+    let mut client = pb::allidb_client::AlliDbClient::new(channel(0).await.expect("a TLS client"));
+    client
+        .put_entity(request(
+            pb::PutEntityRequest {
+                entity: Some(doc_entity("over-mtls", &[1.0, 0.5, 0.25])),
+                consistency_level: level(pb::ConsistencyLevel::ConsistencyAll),
+                ..Default::default()
+            },
+            None,
+        ))
+        .await
+        .expect("a write at ALL through node-to-node mTLS");
+    let mut on_n2 = pb::allidb_client::AlliDbClient::new(channel(2).await.expect("a TLS client"));
+    let reply = on_n2
+        .get_entity(request(
+            pb::GetEntityRequest {
+                entity_id: "over-mtls".to_owned(),
+                consistency_level: level(pb::ConsistencyLevel::ConsistencyOne),
+                ..Default::default()
+            },
+            None,
+        ))
+        .await
+        .expect("a read at ONE");
+    assert!(
+        reply.into_inner().found,
+        "n2 holds the replica it acknowledged"
+    );
+
+    // The internal service with the right token: answered for a certificate of the cluster CA,
+    // refused for one of another CA.
+    let n1 = host_id_of(&nodes[0], "n1");
+    let member = ReplicaClient::new(
+        nodes[1]
+            .tls_channel(presenting(&ca.node()))
+            .await
+            .expect("a member's TLS connection"),
+    )
+    .read_partition(internal_read(&n1, "over-mtls", Some(e2e_token())))
+    .await
+    .expect("a member's call")
+    .into_inner();
+    assert!(!member.cells.is_empty());
+    let stranger = Ca::new("another CA").node();
+    let stranger_call = match nodes[1].tls_channel(presenting(&stranger)).await {
+        Err(handshake) => Err(format!("{handshake:?}")),
+        Ok(channel) => ReplicaClient::new(channel)
+            .read_partition(internal_read(&n1, "over-mtls", Some(e2e_token())))
+            .await
+            .map(drop)
+            .map_err(|status| format!("{status:?}")),
+    };
+    assert!(
+        stranger_call.is_err(),
+        "a peer presenting a certificate of another CA is refused, even with the cluster token"
+    );
+}
+
+/// Puts, deletes and edge adds of a few connected entities, through every coordinator at once.
+async fn edge_writer(node: &Daemon, seed: u64, ops: usize, ids: &[&str]) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut client = node.client().await;
+    let quorum = level(pb::ConsistencyLevel::ConsistencyQuorum);
+    let edge = |from: &str, to: &str| pb::GraphEdge {
+        from_entity: from.to_owned(),
+        to_entity: to.to_owned(),
+        relation: "links".to_owned(),
+        weight: 1.0,
+        ..Default::default()
+    };
+    for _ in 0..ops {
+        let id = ids[rng.random_range(0..ids.len())];
+        let outcome = match rng.random_range(0..10) {
+            0 => client
+                .delete_entity(request(
+                    pb::DeleteEntityRequest {
+                        entity_id: id.to_owned(),
+                        consistency_level: quorum,
+                        ..Default::default()
+                    },
+                    None,
+                ))
+                .await
+                .map(drop),
+            1..=2 => {
+                let to = ids[rng.random_range(0..ids.len())];
+                client
+                    .add_edges(request(
+                        pb::AddEdgesRequest {
+                            edges: vec![edge(id, to)],
+                            consistency_level: quorum,
+                            ..Default::default()
+                        },
+                        None,
+                    ))
+                    .await
+                    .map(drop)
+            }
+            _ => {
+                let mut entity = doc_entity(id, &[1.0, 0.5, 0.25]);
+                entity.outgoing_edges = ids
+                    .iter()
+                    .filter(|_| rng.random_bool(0.4))
+                    .map(|to| edge(id, to))
+                    .collect();
+                client
+                    .put_entity(request(
+                        pb::PutEntityRequest {
+                            entity: Some(entity),
+                            consistency_level: quorum,
+                            ..Default::default()
+                        },
+                        None,
+                    ))
+                    .await
+                    .map(drop)
+            }
+        };
+        outcome.expect("every node is up: QUORUM writes succeed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_puts_of_connected_entities_leave_no_dangling_or_missing_edge() {
+    let nodes = ring_of_three("");
+    let ids = ["a", "b", "c", "d", "e"];
+    let writers = (0..6u64).map(|w| edge_writer(&nodes[w as usize % 3], w, 60, &ids));
+    futures_util::future::join_all(writers).await;
+    // Settled: every write acknowledged; read every entity at ALL (all replicas, repaired).
+    let mut out_edges = std::collections::BTreeSet::new();
+    let mut in_edges = std::collections::BTreeSet::new();
+    let mut live = std::collections::BTreeSet::new();
+    let mut client = nodes[0].client().await;
+    for id in ids {
+        let reply = client
+            .get_entity(request(
+                pb::GetEntityRequest {
+                    entity_id: id.to_owned(),
+                    consistency_level: level(pb::ConsistencyLevel::ConsistencyAll),
+                    ..Default::default()
+                },
+                None,
+            ))
+            .await
+            .expect("every node is up: ALL reads succeed")
+            .into_inner();
+        let Some(entity) = reply.entity.filter(|_| reply.found) else {
+            continue;
+        };
+        live.insert(id.to_owned());
+        out_edges.extend(
+            entity
+                .outgoing_edges
+                .iter()
+                .map(|e| (id.to_owned(), e.to_entity.clone())),
+        );
+        in_edges.extend(
+            entity
+                .incoming_edges
+                .iter()
+                .map(|e| (e.from_entity.clone(), id.to_owned())),
+        );
+    }
+    // Every in-edge of a live entity has its out-edge; every out-edge to a live entity has its
+    // in-edge (an edge may point at a deleted entity: its in-edge is not readable then).
+    let dangling: Vec<_> = in_edges.difference(&out_edges).collect();
+    let missing: Vec<_> = out_edges
+        .iter()
+        .filter(|(_, to)| live.contains(to))
+        .filter(|edge| !in_edges.contains(*edge))
+        .collect();
+    assert!(
+        dangling.is_empty() && missing.is_empty(),
+        "in-edges without their out-edge: {dangling:?}; out-edges without their in-edge: {missing:?} \
+         (live {live:?}, out-edges {out_edges:?})"
+    );
+    assert!(
+        !out_edges.is_empty(),
+        "the writers left some edges to check"
     );
 }
 

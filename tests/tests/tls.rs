@@ -15,81 +15,13 @@ use std::time::Duration;
 use allidb_api::pb::HealthCheckRequest;
 use allidb_api::pb::allidb_client::AlliDbClient;
 use allidb_cmd::cli::error::error_chain;
+use allidb_tests::certs::{Ca, Pem};
 use allidb_tests::{Daemon, allidb_binary};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
-};
+use rcgen::{CertificateParams, ExtendedKeyUsagePurpose};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-
-/// A certificate and its private key, PEM.
-#[derive(Clone, Debug)]
-struct Pem {
-    cert: String,
-    key: String,
-}
-
-/// A certificate authority that issues server and client certificates.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let key = KeyPair::generate().expect("a CA key");
-        Self {
-            issuer: CertifiedIssuer::self_signed(params, key).expect("a CA certificate"),
-        }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    fn issue(&self, params: CertificateParams) -> Pem {
-        let key = KeyPair::generate().expect("a key");
-        let cert = params.signed_by(&key, &self.issuer).expect("a certificate");
-        Pem {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-
-    fn server_params() -> CertificateParams {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .expect("server parameters");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params
-    }
-
-    /// A server certificate for `localhost` and `127.0.0.1`.
-    fn server(&self) -> Pem {
-        self.issue(Self::server_params())
-    }
-
-    /// A server certificate that expired in 2001.
-    fn expired_server(&self) -> Pem {
-        let mut params = Self::server_params();
-        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
-        self.issue(params)
-    }
-
-    /// A client certificate.
-    fn client(&self) -> Pem {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client parameters");
-        params.distinguished_name.push(DnType::CommonName, "client");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.issue(params)
-    }
-}
 
 /// The files a TLS daemon reads, in their own temporary directory.
 struct TlsFiles {

@@ -11,17 +11,22 @@
 //! repairing the ones that answered stale (blocking read repair).
 //!
 //! Cells derived across partitions (an in-edge in its target's partition, its removal when a
-//! put replaces the source's edges) are written without a cluster-wide lock: docs/cluster.md
-//! "Edges across partitions" states the rule and what a reader sees in a race.
+//! put replaces the source's edges) are written without a cluster-wide lock: every write that
+//! sets a marker or out-edges re-reads those partitions once written and removes the in-edges a
+//! racing write left behind ([`shadowed`]); docs/cluster.md "Edges across partitions" states
+//! the rule and why it converges.
 //!
 //! Must never: acknowledge a write below its level, or answer a read from fewer replicas than
 //! its level asks.
 
 mod read;
+mod shadowed;
 mod write;
 
 use read::Purpose;
+use shadowed::WrittenSource;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,7 +145,22 @@ impl Coordinator {
         let ts = self.store().engine().clock().now();
         let batch =
             mutation::plan_put(tenant, &winners, &stored, ts).map_err(allidb_index::Error::from)?;
-        self.write(batch, level).await
+        self.write(batch, level).await?;
+        let sources: Vec<WrittenSource> = winners
+            .iter()
+            .zip(&stored)
+            .map(|(w, old)| {
+                let kept: BTreeSet<(&str, &str)> = w
+                    .out_edges
+                    .iter()
+                    .map(|e| (e.relation.as_str(), e.other.as_str()))
+                    .collect();
+                WrittenSource::after_replace(&w.id, old, |e| {
+                    !kept.contains(&(e.relation.as_str(), e.to.as_str()))
+                })
+            })
+            .collect();
+        self.remove_shadowed_in_edges(tenant, &sources, level).await
     }
 
     /// Deletes an entity (`DeleteEntity`); returns whether a live entity was found at `level`.
@@ -152,10 +172,14 @@ impl Coordinator {
     ) -> Result<bool, ClusterError> {
         let stored = self.read_partitions(tenant, vec![id], level).await?;
         let ts = self.store().engine().clock().now();
-        match mutation::plan_delete(tenant, id, &stored[0], ts) {
-            None => Ok(false),
-            Some(batch) => self.write(batch, level).await.map(|()| true),
-        }
+        let Some(batch) = mutation::plan_delete(tenant, id, &stored[0], ts) else {
+            return Ok(false);
+        };
+        self.write(batch, level).await?;
+        let source = WrittenSource::after_replace(id, &stored[0], |_| true);
+        self.remove_shadowed_in_edges(tenant, &[source], level)
+            .await
+            .map(|()| true)
     }
 
     /// Adds edges (`AddEdges`): both cells of each, each partition at `level`.
@@ -165,8 +189,16 @@ impl Coordinator {
         edges: &[Edge],
         level: ConsistencyLevel,
     ) -> Result<(), ClusterError> {
-        self.write_planned(level, |ts| mutation::plan_add_edges(tenant, edges, ts))
-            .await
+        let ts = self.store().engine().clock().now();
+        let batch =
+            mutation::plan_add_edges(tenant, edges, ts).map_err(allidb_index::Error::from)?;
+        self.write(batch, level).await?;
+        let sources: BTreeSet<&str> = edges.iter().map(|e| e.from.as_str()).collect();
+        let sources: Vec<WrittenSource> = sources
+            .into_iter()
+            .map(|id| WrittenSource::after_edge_write(id, ts))
+            .collect();
+        self.remove_shadowed_in_edges(tenant, &sources, level).await
     }
 
     /// Removes edges (`RemoveEdges`).

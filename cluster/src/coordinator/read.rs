@@ -23,13 +23,15 @@ pub(super) enum Purpose {
     Read,
     /// A put or delete reading the stored state it replaces.
     Write,
+    /// A write re-reading a partition it wrote, for in-edges a racing write left behind.
+    Recheck,
 }
 
 impl Purpose {
     fn request(self) -> &'static str {
         match self {
             Purpose::Read => "read",
-            Purpose::Write => "write",
+            Purpose::Write | Purpose::Recheck => "write",
         }
     }
 
@@ -37,6 +39,9 @@ impl Purpose {
         match self {
             Purpose::Read => "",
             Purpose::Write => " (reading its stored state first)",
+            Purpose::Recheck => {
+                " (re-reading it once written, for in-edges a concurrent write left behind)"
+            }
         }
     }
 }
@@ -192,6 +197,7 @@ impl Coordinator {
             .inner
             .clients
             .read_partition(
+                host,
                 addr,
                 tenant,
                 id,

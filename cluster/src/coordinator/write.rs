@@ -179,6 +179,7 @@ impl Coordinator {
         self.inner
             .clients
             .mutate(
+                host,
                 addr,
                 versions.iter().map(cells::to_proto).collect(),
                 reason,

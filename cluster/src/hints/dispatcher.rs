@@ -108,7 +108,14 @@ async fn deliver(
                 .map(cells::to_proto)
                 .collect();
             if let Err(error) = clients
-                .mutate(addr, cells, "hint", hint.ring_version, options.timeout)
+                .mutate(
+                    host,
+                    addr,
+                    cells,
+                    "hint",
+                    hint.ring_version,
+                    options.timeout,
+                )
                 .await
             {
                 tracing::debug!(%error, %peer, "hint delivery failed; retrying next round");

@@ -41,6 +41,7 @@ const KEY_NAME: &str = "name";
 const KEY_RPC_ADDR: &str = "rpc_addr";
 const KEY_TOKENS: &str = "tokens";
 const KEY_STATUS: &str = "status";
+const KEY_LOAD: &str = "load";
 const SCHEMA_VERSION: &str = "1";
 
 /// A seed starting for the first time waits this many gossip intervals for peers before it
@@ -128,6 +129,8 @@ pub struct NodeView {
     pub tokens: Vec<Token>,
     /// Whether chitchat still holds its gossip state (false once a dead node was collected).
     pub in_gossip: bool,
+    /// Bytes of data on its disk (its SSTables), as it last gossiped them.
+    pub load_bytes: Option<u64>,
 }
 
 /// Every host this node knows and the ring they form.
@@ -144,6 +147,7 @@ pub struct Membership {
     handle: ChitchatHandle,
     view: watch::Receiver<Arc<ClusterView>>,
     refresher: JoinHandle<()>,
+    load_publisher: Option<JoinHandle<()>>,
     counters: Arc<GossipCounters>,
 }
 
@@ -301,6 +305,7 @@ impl Membership {
             handle,
             view,
             refresher,
+            load_publisher: None,
             counters,
         })
     }
@@ -326,13 +331,37 @@ impl Membership {
     }
 
     /// Gossip transport counters (rejected datagrams, absorbed socket errors).
-    pub fn counters(&self) -> &GossipCounters {
-        &self.counters
+    pub fn counters(&self) -> Arc<GossipCounters> {
+        self.counters.clone()
+    }
+
+    /// Gossips this node's load (`load()`, bytes of data on disk) now and then every `every`,
+    /// until shutdown; replaces an earlier publisher.
+    pub fn publish_load(&mut self, every: Duration, load: impl Fn() -> u64 + Send + 'static) {
+        let chitchat = self.handle.chitchat();
+        let publisher = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(every);
+            loop {
+                ticker.tick().await;
+                let bytes = load();
+                chitchat
+                    .lock()
+                    .await
+                    .self_node_state()
+                    .set(KEY_LOAD, bytes.to_string());
+            }
+        });
+        if let Some(earlier) = self.load_publisher.replace(publisher) {
+            earlier.abort();
+        }
     }
 
     /// Stops gossiping. Peers mark this node down after their failure detection delay.
     pub async fn shutdown(self) -> Result<(), ClusterError> {
         self.refresher.abort();
+        if let Some(publisher) = &self.load_publisher {
+            publisher.abort();
+        }
         self.handle
             .shutdown()
             .await
@@ -426,6 +455,7 @@ impl KnownHosts {
                     generation: p.generation,
                     tokens: p.tokens.clone(),
                     in_gossip: false,
+                    load_bytes: None,
                 };
                 (p.host_id, view)
             })
@@ -507,6 +537,7 @@ impl KnownHosts {
                         generation: id.generation_id,
                         tokens,
                         in_gossip: true,
+                        load_bytes: state.get(KEY_LOAD).and_then(|l| l.parse().ok()),
                     },
                 );
             }

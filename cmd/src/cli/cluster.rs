@@ -32,7 +32,8 @@ pub struct ClusterArgs {
 /// The views of `allidb cluster`.
 #[derive(Debug, Subcommand)]
 pub enum ClusterView {
-    /// Every node: state, address, tokens, owned share, hints pending for it.
+    /// Every node: state, address, load (bytes of SSTables), tokens, owned share, hints pending
+    /// for it.
     Status,
     /// Every token range and its owner.
     Ring,
@@ -124,17 +125,20 @@ fn status_text(reply: &Value) -> String {
         str_of(reply, "host_id"),
     );
     text.push_str(&format!(
-        "{:<8} {:<16} {:<22} {:>6} {:>7} {:>12}  {}\n",
-        "status", "name", "rpc address", "tokens", "owns", "hints bytes", "host id"
+        "{:<8} {:<16} {:<22} {:>10} {:>6} {:>7} {:>12}  {}\n",
+        "status", "name", "rpc address", "load", "tokens", "owns", "hints bytes", "host id"
     ));
     let mut nodes: Vec<&Value> = reply["nodes"].as_array().into_iter().flatten().collect();
     nodes.sort_by_key(|node| str_of(node, "name"));
     for node in nodes {
         text.push_str(&format!(
-            "{:<8} {:<16} {:<22} {:>6} {:>6.1}% {:>12}  {}\n",
+            "{:<8} {:<16} {:<22} {:>10} {:>6} {:>6.1}% {:>12}  {}\n",
             str_of(node, "status"),
             str_of(node, "name"),
             str_of(node, "rpc_addr"),
+            node["load_bytes"]
+                .as_u64()
+                .map_or_else(|| "?".to_owned(), human_bytes),
             node["tokens"].to_string(),
             node["owns"].as_f64().unwrap_or(0.0) * 100.0,
             node["hints_pending_bytes"].to_string(),
@@ -142,6 +146,21 @@ fn status_text(reply: &Value) -> String {
         ));
     }
     text
+}
+
+/// `bytes` in the largest binary unit that keeps it at least 1 (`512 B`, `1.5 MiB`).
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ => format!("{value:.1} {}", UNITS[unit]),
+    }
 }
 
 fn ring_text(reply: &Value) -> String {
@@ -209,7 +228,8 @@ mod tests {
         let status = json!({
             "cluster_name": "prod", "replication_factor": 3, "ring_version": 4, "host_id": "h0",
             "nodes": [{"status": "down", "name": "n2", "rpc_addr": "10.0.0.3:7000", "tokens": 16,
-                       "owns": 1.0, "hints_pending_bytes": 512, "host_id": "h2"}]
+                       "owns": 1.0, "hints_pending_bytes": 512, "host_id": "h2",
+                       "load_bytes": 1572864}]
         });
         let text = status_text(&status);
         assert!(
@@ -220,6 +240,9 @@ mod tests {
             text.contains("down") && text.contains("100.0%") && text.contains("512"),
             "{text}"
         );
+        assert!(text.contains("1.5 MiB"), "load in binary units: {text}");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
         let row = text.lines().nth(2).expect("a row per node");
         let header = text.lines().nth(1).expect("a header line");
         let end = |line: &str, column: &str| line.find(column).map(|i| i + column.len());

@@ -383,6 +383,7 @@ impl UnifiedStore {
             let entity = entity?;
             let state = PartitionState {
                 marker_ts: None,
+                in_edges_hidden_upto: 0,
                 version_ts: entity.version_ts,
                 body: Some(entity.body),
                 out_edges: entity.out_edges,

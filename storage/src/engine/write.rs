@@ -179,10 +179,10 @@ impl Engine {
         self.writer.write(batch, durability)
     }
 
-    /// Replaces entities (`PutEntity`): for each, a marker at `T-1` shadows every older cell,
-    /// then the body, the out-edges (each also written as its target's in-edge) and the in-edges
-    /// are written at `T`. Out-edges the entity had before and no longer has are removed from
-    /// their targets. In-edges written by other entities' out-edges are kept. `created_at` is
+    /// Replaces entities (`PutEntity`): for each, a marker at `T-1` shadows the older body and
+    /// out-edges, then the body, the out-edges (each also written as its target's in-edge) and
+    /// the in-edges are written at `T`. Out-edges the entity had before and no longer has are
+    /// removed from their targets. In-edges written by other entities' out-edges are kept. `created_at` is
     /// kept from the stored body. One atomic batch; if an id repeats, the last write wins.
     /// Returns the batch's first sequence number.
     pub fn put_entities(
@@ -197,23 +197,25 @@ impl Engine {
             .iter()
             .flat_map(|w| w.out_edges.iter().chain(&w.in_edges))
             .map(|e| e.other.as_str());
-        let (_locks, stored) = self.lock_with_neighbours(tenant, &ids, new_neighbours)?;
+        let (_locks, stored) =
+            self.lock_with_neighbours(tenant, &ids, new_neighbours, Neighbours::Targets)?;
         let ts = self.inner.clock.now();
         let batch = mutation::plan_put(tenant, &winners, &stored, ts)?;
         self.write(batch, durability)
     }
 
     /// Locks what a put-replace or delete of `ids` must hold while it reads and writes: the ids
-    /// and every entity at the other end of one of their edges — the new ones
-    /// (`new_neighbours`) and the stored ones, read under the lock — since the mutation writes
-    /// or re-derives cells in their partitions (in-edges at targets, out-edges at sources).
-    /// Stored edges found outside the locked set make it retry with a larger set. Returns the
-    /// guard and each id's stored partition, in the order of `ids`.
+    /// and the entities whose partitions the mutation writes — the new neighbours
+    /// (`new_neighbours`) and the stored ones `stored` names, read under the lock (in-edges at
+    /// targets; for a delete also out-edges at sources). Stored edges found outside the locked
+    /// set make it retry with a larger set. Returns the guard and each id's stored partition,
+    /// in the order of `ids`.
     fn lock_with_neighbours<'a>(
         &self,
         tenant: &str,
         ids: &[&str],
         new_neighbours: impl Iterator<Item = &'a str>,
+        stored_neighbours: Neighbours,
     ) -> Result<(EntityLockGuard<'_>, Vec<PartitionState>)> {
         let mut neighbours: BTreeSet<String> = new_neighbours.map(str::to_owned).collect();
         let own: HashSet<&str> = ids.iter().copied().collect();
@@ -232,7 +234,11 @@ impl Engine {
                 .iter()
                 .flat_map(|p| {
                     let targets = p.out_edges.iter().map(|e| &e.to);
-                    targets.chain(p.in_edges.iter().map(|e| &e.from))
+                    let sources = match stored_neighbours {
+                        Neighbours::Targets => &[][..],
+                        Neighbours::TargetsAndSources => &p.in_edges[..],
+                    };
+                    targets.chain(sources.iter().map(|e| &e.from))
                 })
                 .filter(|n| !neighbours.contains(*n) && !own.contains(n.as_str()))
                 .cloned()
@@ -245,13 +251,18 @@ impl Engine {
         }
     }
 
-    /// Deletes an entity: a marker at `T` hides all its cells, and both ends of its edges are
-    /// removed (the in-edge at each target, the out-edge at each source). Returns whether a live
-    /// entity existed (nothing is written when it did not).
+    /// Deletes an entity: a marker at `T` hides its body and out-edges, and both ends of its
+    /// edges are removed (the in-edge at each target, the out-edge at each source). Returns
+    /// whether a live entity existed (nothing is written when it did not).
     pub fn delete_entity(&self, tenant: &str, id: &str, durability: Durability) -> Result<bool> {
         key::validate_tenant(tenant)?;
         key::validate_id(id)?;
-        let (_locks, stored) = self.lock_with_neighbours(tenant, &[id], std::iter::empty())?;
+        let (_locks, stored) = self.lock_with_neighbours(
+            tenant,
+            &[id],
+            std::iter::empty(),
+            Neighbours::TargetsAndSources,
+        )?;
         let existing = stored
             .into_iter()
             .next()
@@ -340,4 +351,13 @@ impl Engine {
             self.inner.work_cv.notify_all();
         }
     }
+}
+
+/// Which stored neighbours a put or delete writes cells of, and so must lock.
+#[derive(Clone, Copy, Debug)]
+enum Neighbours {
+    /// The targets of the stored out-edges (a put removes the in-edges of dropped out-edges).
+    Targets,
+    /// The targets and the sources of the stored in-edges (a delete removes both ends).
+    TargetsAndSources,
 }
