@@ -251,8 +251,9 @@ impl FileSystem for OsFileSystem {
         if rc != 0 {
             return Err(Error::io(dir, std::io::Error::last_os_error()));
         }
-        Ok(Some(
-            u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize)),
-        ))
+        // Both are 32-bit on some targets, 64-bit on others.
+        #[allow(clippy::useless_conversion)]
+        let available = u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize));
+        Ok(Some(available))
     }
 }
