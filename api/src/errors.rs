@@ -4,8 +4,12 @@
 //!   engine) -> `INVALID_ARGUMENT` with the store's message, which names only the caller's own
 //!   values; a state refusing a valid request (`FailedPrecondition`, e.g. a non-empty checkpoint
 //!   target) -> `FAILED_PRECONDITION` with the store's message;
-//! * the engine is closed or stopped accepting writes -> `UNAVAILABLE` (a client may retry
-//!   elsewhere or later);
+//! * the data volume is full (or below the low-space watermark) -> `RESOURCE_EXHAUSTED`, the
+//!   message starting with "no space left on device on the data volume" and saying what
+//!   clears it;
+//! * the engine is closed or refuses writes for another I/O failure, or an I/O operation
+//!   failed -> `UNAVAILABLE` naming the operation and the OS error (a client may retry
+//!   elsewhere or later; `docs/operations.md` "Disk full and I/O errors");
 //! * damaged stored data -> `DATA_LOSS`;
 //! * everything else -> `INTERNAL`.
 //!
@@ -30,7 +34,8 @@ pub fn store_status(operation: &str, error: IndexError) -> Status {
             tracing::error!(operation, error = %error, "index data is damaged");
             Status::data_loss("stored index data is damaged; the operator has been alerted")
         }
-        IndexError::Io { .. } | IndexError::Engine { .. } => internal(operation, &error),
+        IndexError::Io { .. } => io_status(operation, &error, error.is_no_space(), &error.cause()),
+        IndexError::Engine { .. } => internal(operation, &error),
     }
 }
 
@@ -38,15 +43,45 @@ pub fn store_status(operation: &str, error: IndexError) -> Status {
 pub fn storage_status(operation: &str, error: StorageError) -> Status {
     match error {
         StorageError::InvalidArgument(message) => Status::invalid_argument(message),
-        StorageError::Unavailable(_) => {
+        StorageError::Unavailable(ref reason) => {
             tracing::warn!(operation, error = %error, "storage engine unavailable");
-            Status::unavailable("the storage engine is not accepting requests")
+            Status::unavailable(format!(
+                "{operation}: the storage engine is not accepting requests: {reason}"
+            ))
+        }
+        StorageError::NoSpace(_) => {
+            tracing::warn!(operation, error = %error, "write refused: the data volume is full");
+            Status::resource_exhausted(error.to_string())
         }
         StorageError::Corruption { .. } => {
             tracing::error!(operation, error = %error, "stored data is damaged");
             Status::data_loss("stored data is damaged; the operator has been alerted")
         }
-        StorageError::Io { .. } | StorageError::Codec(_) => internal(operation, &error),
+        StorageError::Io { .. } => {
+            io_status(operation, &error, error.is_no_space(), &error.cause())
+        }
+        StorageError::Codec(_) => internal(operation, &error),
+    }
+}
+
+/// The status of an I/O failure while serving `operation` (logged in full, with its path):
+/// `RESOURCE_EXHAUSTED` for a full volume, else `UNAVAILABLE` with the path-free `cause`.
+fn io_status(
+    operation: &str,
+    error: &dyn std::fmt::Display,
+    no_space: bool,
+    cause: &str,
+) -> Status {
+    tracing::error!(operation, %error, "I/O failure while serving a request");
+    if no_space {
+        Status::resource_exhausted(format!(
+            "{}: {operation} could not write its files",
+            allidb_storage::error::NO_SPACE
+        ))
+    } else {
+        Status::unavailable(format!(
+            "{operation} failed: I/O error on the data volume: {cause}"
+        ))
     }
 }
 
@@ -108,6 +143,41 @@ mod tests {
         );
     }
 
+    /// `ENOSPC` on Linux.
+    const ENOSPC: i32 = 28;
+
+    #[test]
+    fn io_failures_name_the_operation_and_the_cause() {
+        let status = store_status(
+            "put entities",
+            IndexError::Storage(StorageError::io(
+                secret_path(),
+                std::io::Error::from_raw_os_error(ENOSPC),
+            )),
+        );
+        assert_eq!(
+            (status.code(), status.message()),
+            (
+                Code::ResourceExhausted,
+                "no space left on device on the data volume: put entities could not write its files"
+            )
+        );
+        let status = store_status(
+            "get entity",
+            IndexError::Storage(StorageError::io(
+                secret_path(),
+                std::io::Error::other("disk gone"),
+            )),
+        );
+        assert_eq!(
+            (status.code(), status.message()),
+            (
+                Code::Unavailable,
+                "get entity failed: I/O error on the data volume: disk gone"
+            )
+        );
+    }
+
     #[test]
     fn server_errors_map_by_kind_and_hide_paths() {
         let cases = [
@@ -128,11 +198,22 @@ mod tests {
                     secret_path(),
                     std::io::Error::other("disk gone"),
                 )),
-                Code::Internal,
+                Code::Unavailable,
             ),
             (
                 IndexError::io(secret_path(), std::io::Error::other("disk gone")),
-                Code::Internal,
+                Code::Unavailable,
+            ),
+            (
+                IndexError::Storage(StorageError::io(
+                    secret_path(),
+                    std::io::Error::from_raw_os_error(ENOSPC),
+                )),
+                Code::ResourceExhausted,
+            ),
+            (
+                IndexError::Storage(StorageError::NoSpace("flush".into())),
+                Code::ResourceExhausted,
             ),
             (
                 IndexError::Storage(StorageError::Codec("bad varint".into())),

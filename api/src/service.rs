@@ -879,16 +879,25 @@ impl AlliDb for AlliDbService {
         &self,
         _request: Request<pb::HealthCheckRequest>,
     ) -> Result<Response<pb::HealthCheckResponse>, Status> {
+        // An engine refusing writes is unhealthy: `status` is its state and why
+        // (docs/operations.md "Disk full and I/O errors").
         let status = if self.state.stopping.load(Ordering::Acquire) {
-            "stopping"
-        } else if self.state.store.get().is_none() {
-            "starting"
+            "stopping".to_owned()
         } else {
-            "healthy"
+            match self.state.store.get() {
+                None => "starting".to_owned(),
+                Some(store) => {
+                    let health = store.engine().health();
+                    match health.reason {
+                        None => "healthy".to_owned(),
+                        Some(reason) => format!("{}: {reason}", health.state.as_str()),
+                    }
+                }
+            }
         };
         Ok(Response::new(pb::HealthCheckResponse {
             healthy: status == "healthy",
-            status: status.to_owned(),
+            status,
             timestamp_nanos: now_nanos(),
             version: SERVER_VERSION.to_owned(),
         }))

@@ -4,7 +4,9 @@
 //!
 //! Liveness: `/healthz` answers 200 whenever the process can answer at all. Readiness follows
 //! [`Readiness`], which the daemon moves forward only: 503 `starting` until the store is open
-//! and serving, 200 `ready` after, 503 `stopping` once a graceful shutdown began. The server
+//! and serving, 200 `ready` after, 503 `stopping` once a graceful shutdown began. While ready,
+//! an engine refusing writes makes it 503 `<state>: <reason>` (the engine's
+//! [`allidb_storage::engine::Health`]), and 200 again once the engine recovers. The server
 //! binds before the store opens (so probes and metrics work during a long recovery) and is
 //! stopped last, after the store is closed.
 //!
@@ -15,6 +17,9 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
+
+use allidb_index::UnifiedStore;
+use allidb_storage::engine::Health;
 
 use allidb_cluster::hints::HintLog;
 use allidb_cluster::membership::transport::GossipCounters;
@@ -36,9 +41,12 @@ use crate::telemetry::Scrape;
 /// Content type of the Prometheus text exposition format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Where the daemon is in its lifecycle, as `/readyz` reports it.
+/// Where the daemon is in its lifecycle, and the store whose engine health `/readyz` reports.
 #[derive(Debug, Default)]
-pub struct Readiness(AtomicU8);
+pub struct Readiness {
+    stage: AtomicU8,
+    store: OnceLock<Arc<UnifiedStore>>,
+}
 
 const STARTING: u8 = 0;
 const READY: u8 = 1;
@@ -48,21 +56,32 @@ impl Readiness {
     /// The store is open and the service serves it.
     pub fn set_ready(&self) {
         // `fetch_max`: a shutdown that began first is never undone.
-        self.0.fetch_max(READY, Ordering::AcqRel);
+        self.stage.fetch_max(READY, Ordering::AcqRel);
+    }
+
+    /// Makes readiness follow `store`'s engine health too (once; a second call is ignored).
+    pub fn follow_engine(&self, store: Arc<UnifiedStore>) {
+        let _ = self.store.set(store);
     }
 
     /// A graceful shutdown began.
     pub fn set_stopping(&self) {
-        self.0.store(STOPPING, Ordering::Release);
+        self.stage.store(STOPPING, Ordering::Release);
     }
 
     /// `true` while serving.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire) == READY
+        self.stage.load(Ordering::Acquire) == READY
+    }
+
+    /// The followed engine's health, when it refuses writes.
+    fn engine_refusing(&self) -> Option<Health> {
+        let health = self.store.get()?.engine().health();
+        (!health.is_healthy()).then_some(health)
     }
 
     fn name(&self) -> &'static str {
-        match self.0.load(Ordering::Acquire) {
+        match self.stage.load(Ordering::Acquire) {
             STARTING => "starting",
             READY => "ready",
             _ => "stopping",
@@ -232,12 +251,37 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AdminState>) -> Response {
-    let status = if state.readiness.is_ready() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, format!("{}\n", state.readiness.name())).into_response()
+    let readiness = &state.readiness;
+    if !readiness.is_ready() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{}\n", readiness.name()),
+        )
+            .into_response();
+    }
+    // The health check may ask the file system for its free space: on the blocking pool.
+    let readiness = Arc::clone(readiness);
+    let refusing = tokio::task::spawn_blocking(move || readiness.engine_refusing()).await;
+    match refusing {
+        Err(error) => {
+            tracing::error!(%error, "reading the engine health failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "reading the engine health failed\n",
+            )
+                .into_response()
+        }
+        Ok(None) => (StatusCode::OK, "ready\n".to_owned()).into_response(),
+        Ok(Some(health)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{}: {}\n",
+                health.state.as_str(),
+                health.reason.unwrap_or_default()
+            ),
+        )
+            .into_response(),
+    }
 }
 
 fn node_json(node: &NodeView) -> serde_json::Value {

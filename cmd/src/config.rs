@@ -146,6 +146,9 @@ pub struct StorageConfig {
     pub block_cache_bytes: u64,
     /// How long tombstones are kept before compaction may drop them, in seconds.
     pub gc_grace_secs: u64,
+    /// The low-space watermark: writes are refused while the data volume has fewer bytes
+    /// available (0 disables it).
+    pub min_free_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -157,6 +160,7 @@ impl Default for StorageConfig {
             memtable_bytes: 64 * MIB,
             block_cache_bytes: 256 * MIB,
             gc_grace_secs: 10 * 24 * 3600,
+            min_free_bytes: 256 * MIB,
         }
     }
 }
@@ -877,6 +881,11 @@ impl Config {
             storage.gc_grace_secs,
             3 * 3600..=365 * 24 * 3600,
         )?;
+        check_range(
+            "storage.min_free_bytes",
+            storage.min_free_bytes,
+            0..=1024 * GIB,
+        )?;
 
         let index = &self.index;
         // hnsw_rs exits the process above 256 connections per node.
@@ -1218,6 +1227,7 @@ mod tests {
             ("index.ef_search", "0", "out of range"),
             ("storage.memtable_bytes", "10", "out of range"),
             ("storage.gc_grace_secs", "60", "out of range"),
+            ("storage.min_free_bytes", "2000000000000", "out of range"),
             ("storage.periodic_sync_ms", "0", "out of range"),
             ("server.max_request_bytes", "1", "out of range"),
             ("query.max_hops", "9", "out of range"),

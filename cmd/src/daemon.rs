@@ -14,9 +14,15 @@
 //! steps of [`on_sighup`]: the API keys ([`crate::key_reload`]) and the TLS certificates, without
 //! dropping connections.
 //!
+//! While serving, [`watch_engine_health`] keeps `grpc.health.v1` in step with the storage
+//! engine: NOT_SERVING while it refuses writes (disk full, I/O failure), SERVING once it
+//! recovers; `/readyz` and `HealthCheck` read the engine health themselves.
+//!
 //! Shutdown (SIGTERM or SIGINT): health goes NOT_SERVING and `/readyz` 503, the listeners stop
 //! accepting, in-flight requests finish (bounded by `server.shutdown_timeout_secs`), then the
-//! store is closed (index dump, memtable flush), the admin server stops and the process exits 0.
+//! store is closed (index dump, WAL synced), the admin server stops and the process exits 0. A
+//! final index dump that fails (a full disk) is logged and skipped: the next start catches the
+//! indexes up from the WAL, so the exit is still 0; a failing engine close exits 1.
 //!
 //! Standard output carries only the machine-readable lines ([`print_line`]); logs go to
 //! standard error. Must never: serve AlliDB requests before the store is open, or exit before
@@ -45,6 +51,7 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 use tracing_subscriber::EnvFilter;
 
 use crate::admin::{AdminServer, ClusterStatus, Readiness, RunningCluster};
@@ -222,12 +229,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let service = AlliDbService::starting(auth.clone(), service_options(&config));
     let observed = ObservedService::new(service.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_not_serving::<AlliDbServer<AlliDbService>>()
-        .await;
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
+    set_serving(&health, false).await;
 
     let descriptor_sets = [
         allidb_api::pb::FILE_DESCRIPTOR_SET,
@@ -380,9 +382,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         )?),
         _ => None,
     };
-    health.set_serving::<AlliDbServer<AlliDbService>>().await;
-    health.set_service_status("", ServingStatus::Serving).await;
+    set_serving(&health, true).await;
+    readiness.follow_engine(store.clone());
     readiness.set_ready();
+    let health_watch = watch_engine_health(store.clone(), health.clone());
     tracing::info!(data_dir = %data_dir.display(), "store open; serving");
     print_line("ready");
 
@@ -404,12 +407,8 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     service.begin_shutdown();
     readiness.set_stopping();
-    health
-        .set_not_serving::<AlliDbServer<AlliDbService>>()
-        .await;
-    health
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
+    health_watch.abort();
+    set_serving(&health, false).await;
     let _ = stop_tx.send(());
     let _ = http_stop_tx.send(());
     let drain = Duration::from_secs(config.server.shutdown_timeout_secs);
@@ -458,6 +457,61 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 /// A node gossips its load (bytes of SSTables) every this many gossip intervals (10 s by
 /// default), for `allidb cluster status`.
 const LOAD_GOSSIP_INTERVALS: u32 = 10;
+
+/// Sets `grpc.health.v1` for the server as a whole (`""`) and for `allidb.AlliDB`.
+async fn set_serving(health: &HealthReporter, serving: bool) {
+    if serving {
+        health.set_serving::<AlliDbServer<AlliDbService>>().await;
+        health.set_service_status("", ServingStatus::Serving).await;
+    } else {
+        health
+            .set_not_serving::<AlliDbServer<AlliDbService>>()
+            .await;
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+    }
+}
+
+/// How often [`watch_engine_health`] reads the engine health.
+const HEALTH_POLL: Duration = Duration::from_millis(250);
+
+/// Keeps `grpc.health.v1` in step with the engine: NOT_SERVING while it refuses writes, SERVING
+/// again once it recovers; each change is logged with the reason. Runs until aborted.
+fn watch_engine_health(
+    store: Arc<UnifiedStore>,
+    health: HealthReporter,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut serving = true;
+        let mut tick = tokio::time::interval(HEALTH_POLL);
+        loop {
+            tick.tick().await;
+            let store = store.clone();
+            // Reading the health may ask the file system for its free space.
+            let current = match tokio::task::spawn_blocking(move || store.engine().health()).await {
+                Ok(current) => current,
+                Err(error) => {
+                    tracing::error!(%error, "reading the engine health failed");
+                    continue;
+                }
+            };
+            if current.is_healthy() == serving {
+                continue;
+            }
+            serving = current.is_healthy();
+            match &current.reason {
+                None => tracing::info!("the storage engine accepts writes again: health SERVING"),
+                Some(reason) => tracing::warn!(
+                    state = current.state.as_str(),
+                    %reason,
+                    "the storage engine refuses writes: health NOT_SERVING"
+                ),
+            }
+            set_serving(&health, serving).await;
+        }
+    })
+}
 
 /// Starts membership (`[cluster]`) and publishes it to the admin server's `/cluster/*` routes.
 /// On a first start this waits until the node has seen its seeds (logging while it waits).
@@ -542,16 +596,30 @@ fn start_replication(
     ))
 }
 
-/// Closes the store on the blocking pool: dumps the indexes and flushes the engine.
+/// Closes the store on the blocking pool: dumps the indexes and syncs the WAL. A failed dump
+/// is reported (nothing is lost) but is not an error.
 async fn close_store(
     store: Arc<UnifiedStore>,
     data_dir: &std::path::Path,
 ) -> Result<(), DaemonError> {
-    tokio::task::spawn_blocking(move || store.close())
+    let closed = tokio::task::spawn_blocking(move || store.close())
         .await
         .map_err(|e| DaemonError::Serve(format!("closing the store panicked: {e}")))?
         .map_err(|source| DaemonError::Store {
             dir: data_dir.to_owned(),
             source,
-        })
+        })?;
+    if let Some(error) = closed.dump_error {
+        let cause = if error.is_no_space() {
+            allidb_storage::error::NO_SPACE.to_owned()
+        } else {
+            error.cause()
+        };
+        tracing::warn!(
+            %cause,
+            "stopped without the final index dump ({cause}); nothing acknowledged is lost: the \
+             next start catches the indexes up from the WAL"
+        );
+    }
+    Ok(())
 }

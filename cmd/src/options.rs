@@ -71,6 +71,7 @@ pub fn store_options(config: &Config) -> StoreOptions {
             memtable_bytes: usize_from(storage.memtable_bytes),
             block_cache_bytes: storage.block_cache_bytes,
             gc_grace: Duration::from_secs(storage.gc_grace_secs),
+            min_free_bytes: storage.min_free_bytes,
             ..defaults.engine
         },
         vectors,
@@ -113,6 +114,7 @@ mod tests {
             defaults.engine.block_cache_bytes
         );
         assert_eq!(store.engine.gc_grace, defaults.engine.gc_grace);
+        assert_eq!(store.engine.min_free_bytes, defaults.engine.min_free_bytes);
         assert_eq!(store.vectors.ef_search, defaults.vectors.ef_search);
         assert_eq!(store.vectors.max_pending, defaults.vectors.max_pending);
         assert_eq!(store.max_tail_wait, defaults.max_tail_wait);
@@ -129,6 +131,7 @@ mod tests {
         config.storage.memtable_bytes = 8 << 20;
         config.storage.block_cache_bytes = 0;
         config.storage.gc_grace_secs = 4 * 3600;
+        config.storage.min_free_bytes = 0;
         config.storage.durability = DurabilityName::Periodic;
         config.storage.periodic_sync_ms = 250;
         config.index.m = 32;
@@ -146,6 +149,7 @@ mod tests {
         assert_eq!(store.engine.memtable_bytes, 8 << 20);
         assert_eq!(store.engine.block_cache_bytes, 0);
         assert_eq!(store.engine.gc_grace, Duration::from_secs(4 * 3600));
+        assert_eq!(store.engine.min_free_bytes, 0);
         assert_eq!(store.vectors.engine.max_connections, 32);
         assert_eq!(store.vectors.engine.ef_construction, 300);
         assert_eq!(store.vectors.ef_search, 99);

@@ -20,6 +20,7 @@ use std::time::Duration;
 use allidb_api::auth::Authenticator;
 use allidb_api::service::AlliDbService;
 use allidb_index::UnifiedStore;
+use allidb_storage::engine::EngineState;
 use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -57,6 +58,7 @@ const VECTOR_INDEX_MAX_STALE_RATIO: &str = "allidb_vector_index_max_stale_ratio"
 const INDEX_APPLY_ERRORS_TOTAL: &str = "allidb_index_apply_errors_total";
 const FAILED_AUTHENTICATIONS_TOTAL: &str = "allidb_failed_authentications_total";
 const STORE_READY: &str = "allidb_store_ready";
+const ENGINE_STATE: &str = "allidb_engine_state";
 
 /// Why the recorder could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,12 @@ pub fn install_recorder() -> Result<PrometheusHandle, TelemetryError> {
 }
 
 fn describe_scraped() {
+    describe_gauge!(
+        ENGINE_STATE,
+        Unit::Count,
+        "1 for the storage engine's current state (label state: healthy, low_space, degraded, \
+         stopped), 0 for the others; every state but healthy refuses writes."
+    );
     describe_gauge!(
         MEMTABLE_BYTES,
         Unit::Bytes,
@@ -222,6 +230,14 @@ impl Scrape {
 }
 
 fn record_store(store: &UnifiedStore) {
+    let current = store.engine().health().state;
+    for state in EngineState::ALL {
+        gauge!(ENGINE_STATE, "state" => state.as_str()).set(if state == current {
+            1.0
+        } else {
+            0.0
+        });
+    }
     let stats = store.engine().stats();
     gauge!(MEMTABLE_BYTES).set(stats.memtable_bytes as f64);
     gauge!(IMMUTABLE_MEMTABLES).set(stats.immutable_memtables as f64);

@@ -77,6 +77,31 @@ impl Error {
         }
     }
 
+    /// True when the error means the data volume is full (`ENOSPC`, `EDQUOT`).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.kind() == std::io::ErrorKind::QuotaExceeded
+                    || source.raw_os_error() == Some(libc::ENOSPC)
+                    || source.raw_os_error() == Some(libc::EDQUOT)
+            }
+            Error::Storage(storage) => storage.is_no_space(),
+            _ => false,
+        }
+    }
+
+    /// The error without file paths (for messages sent to clients).
+    pub fn cause(&self) -> String {
+        match self {
+            Error::Io { source, .. } => source.to_string(),
+            Error::Corruption { .. } => "damaged data (file in the server log)".to_owned(),
+            Error::Engine { message, .. } => message.clone(),
+            Error::Storage(storage) => storage.cause(),
+            other => other.to_string(),
+        }
+    }
+
     /// Builds an invalid-argument error.
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidArgument(message.into())

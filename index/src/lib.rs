@@ -17,6 +17,6 @@ pub mod vector;
 
 pub use error::{Error, Result};
 pub use store::{
-    Filter, QueryContext, QueryHit, QueryReply, QueryRequest, StoreOptions, TraverseHit,
+    Closed, Filter, QueryContext, QueryHit, QueryReply, QueryRequest, StoreOptions, TraverseHit,
     UnifiedStore,
 };

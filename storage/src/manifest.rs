@@ -132,12 +132,20 @@ pub fn load(fs: &dyn FileSystem, dir: &Path) -> Result<Option<(u64, ManifestStat
 }
 
 /// An open manifest accepting edits.
+///
+/// After a failed commit its log may end in a partial record, after which nothing may be
+/// appended (recovery would stop at it): the next commit first rolls to a new manifest holding
+/// the state, each attempt under a new number, so `CURRENT` only ever names a complete file.
 #[derive(Debug)]
 pub struct ManifestWriter {
     fs: Arc<dyn FileSystem>,
     path: PathBuf,
     log: LogWriter,
     state: ManifestState,
+    /// The number the next roll tries.
+    next_number: u64,
+    /// A commit failed: roll before the next one.
+    broken: bool,
 }
 
 impl ManifestWriter {
@@ -165,14 +173,39 @@ impl ManifestWriter {
             path,
             log,
             state,
+            next_number: number + 1,
+            broken: false,
         })
     }
 
-    /// Appends an edit and makes it durable; only then is it part of the state.
+    /// Appends an edit and makes it durable; only then is it part of the state. After a
+    /// failure the edit is not part of the state, and the next commit rolls the manifest first.
     pub fn commit(&mut self, edit: VersionEdit) -> Result<()> {
-        self.log.add_record(&codec::encode(&edit)?)?;
-        self.log.sync()?;
+        if self.broken {
+            self.roll()?;
+        }
+        let payload = codec::encode(&edit)?;
+        let written = self.log.add_record(&payload).and_then(|()| self.log.sync());
+        if let Err(error) = written {
+            self.broken = true;
+            return Err(error);
+        }
         self.state.apply(&edit);
+        Ok(())
+    }
+
+    /// Replaces this manifest by a new one holding the same state (see the type's doc).
+    fn roll(&mut self) -> Result<()> {
+        let number = self.next_number;
+        self.next_number += 1;
+        let dir = self.path.parent().unwrap_or(Path::new(".")).to_owned();
+        let next = Self::create(self.fs.clone(), &dir, number, self.state.clone())?;
+        let old = std::mem::replace(self, next);
+        self.next_number = old.next_number.max(number + 1);
+        tracing::info!(manifest = %self.path.display(), "rolled the manifest after a failed commit");
+        if let Err(error) = self.fs.remove(&old.path) {
+            tracing::warn!(%error, "removing the old manifest failed; the next start removes it");
+        }
         Ok(())
     }
 
@@ -189,5 +222,53 @@ impl ManifestWriter {
     /// The file system it writes through.
     pub fn fs(&self) -> &Arc<dyn FileSystem> {
         &self.fs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::sim::SimFileSystem;
+
+    fn edit(number: u64) -> VersionEdit {
+        VersionEdit {
+            added: vec![(0, number)],
+            next_table_number: Some(number + 1),
+            ..VersionEdit::default()
+        }
+    }
+
+    #[test]
+    fn a_failed_commit_rolls_the_manifest_before_the_next_one() {
+        let fs = SimFileSystem::new();
+        let dir = Path::new("/db");
+        fs.create_dir_all(dir).unwrap();
+        let state = ManifestState {
+            next_table_number: 1,
+            log_number: 1,
+            ..ManifestState::default()
+        };
+        let mut writer = ManifestWriter::create(Arc::new(fs.clone()), dir, 1, state).unwrap();
+        writer.commit(edit(1)).unwrap();
+        fs.set_no_space_for(Some(""));
+        assert!(writer.commit(edit(2)).unwrap_err().is_no_space());
+        assert_eq!(
+            writer.state().tables,
+            vec![(0, 1)],
+            "a failed edit is not applied"
+        );
+        fs.set_no_space_for(None);
+        writer.commit(edit(3)).unwrap();
+        assert_eq!(writer.path(), dir.join(manifest_name(2)));
+        assert!(
+            !fs.exists(&dir.join(manifest_name(1))),
+            "the old manifest is removed"
+        );
+
+        fs.crash();
+        let (number, loaded) = load(&fs, dir).unwrap().expect("CURRENT names a manifest");
+        assert_eq!(number, 2);
+        assert_eq!(loaded.tables, vec![(0, 1), (0, 3)]);
+        assert_eq!(loaded.next_table_number, 4);
     }
 }

@@ -297,6 +297,9 @@ impl FileSystem for NoHardLinks {
     fn remove(&self, path: &Path) -> Result<()> {
         OsFileSystem.remove(path)
     }
+    fn available_space(&self, dir: &Path) -> Result<Option<u64>> {
+        OsFileSystem.available_space(dir)
+    }
     fn exists(&self, path: &Path) -> bool {
         OsFileSystem.exists(path)
     }

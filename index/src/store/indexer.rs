@@ -1,6 +1,8 @@
 //! The background indexer: one thread that moves vectors from each tenant's exact-scan tail
 //! into HNSW, rebuilds a tenant's index when too many of its points are stale, and dumps the
-//! indexes periodically (after which the engine may release the WAL they cover).
+//! indexes periodically (after which the engine may release the WAL they cover). A failed dump
+//! is reported to the engine (writes are refused meanwhile: the WAL it pins keeps growing) and
+//! retried with the engine's backoff instead of the dump interval; the first success clears it.
 //!
 //! Never blocks writers or queries for long: each step indexes a bounded batch, and rebuilds
 //! build a new graph beside the old one before swapping it in. A stop request cancels a running
@@ -18,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use allidb_storage::Engine;
+use allidb_storage::engine::BackgroundTask;
 use parking_lot::{Condvar, Mutex};
 
 use super::{Indexes, StoreOptions, dump_indexes};
@@ -119,6 +122,7 @@ fn passes(
 ) {
     let mut last_dump = Instant::now();
     let mut dumped_seq = indexes.applied_seq.load(Ordering::Acquire);
+    let mut dump_failures = 0u32;
     loop {
         if *stop.requested.lock() {
             return;
@@ -144,10 +148,29 @@ fn passes(
             }
         }
         let applied = indexes.applied_seq.load(Ordering::Acquire);
-        if applied > dumped_seq && last_dump.elapsed() >= options.dump_interval {
+        let dump_wait = match dump_failures {
+            0 => options.dump_interval,
+            failures => Engine::retry_backoff(failures),
+        };
+        if applied > dumped_seq && last_dump.elapsed() >= dump_wait {
             match dump_indexes(indexes, engine, index_dir) {
-                Ok(covered) => dumped_seq = covered,
-                Err(e) => tracing::error!(error = %e, "index dump failed; will retry"),
+                Ok(covered) => {
+                    dumped_seq = covered;
+                    if dump_failures > 0 {
+                        dump_failures = 0;
+                        engine.task_recovered(BackgroundTask::IndexDump);
+                    }
+                }
+                Err(e) => {
+                    dump_failures = dump_failures.saturating_add(1);
+                    tracing::error!(error = %e, attempt = dump_failures, "index dump failed; will retry");
+                    engine.task_failed(
+                        BackgroundTask::IndexDump,
+                        e.is_no_space(),
+                        &e.cause(),
+                        dump_failures,
+                    );
+                }
             }
             last_dump = Instant::now();
         }

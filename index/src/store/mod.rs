@@ -263,6 +263,13 @@ impl CommitObserver for Indexes {
     }
 }
 
+/// What [`UnifiedStore::close`] could not do without losing anything.
+#[derive(Debug, Default)]
+pub struct Closed {
+    /// The final index dump failed (the next open catches the indexes up from the WAL).
+    pub dump_error: Option<Error>,
+}
+
 /// The storage engine with its indexes.
 #[derive(Debug)]
 pub struct UnifiedStore {
@@ -713,12 +720,21 @@ impl UnifiedStore {
     }
 
     /// Stops the indexer, dumps the indexes and closes the engine (also done on drop).
-    pub fn close(&self) -> Result<()> {
+    ///
+    /// A failed dump does not stop the close: the engine keeps the WAL the last dump does not
+    /// cover, and the next open catches the indexes up from it, so nothing is lost. It is
+    /// logged and returned in [`Closed::dump_error`]; an error is the engine's close failing.
+    pub fn close(&self) -> Result<Closed> {
+        let mut closed = Closed::default();
         if let Some(indexer) = self.indexer.lock().take() {
             indexer.stop();
-            self.dump_indexes()?;
+            if let Err(error) = self.dump_indexes() {
+                tracing::error!(%error, "the index dump at close failed; the next start catches the indexes up from the WAL");
+                closed.dump_error = Some(error);
+            }
         }
-        Ok(self.engine.close()?)
+        self.engine.close()?;
+        Ok(closed)
     }
 }
 

@@ -171,9 +171,22 @@ pub fn dump(root: &Path, covered: SeqNo, tenants: &[(String, &TenantIndexes)]) -
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     }
-    fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let written = write_dump(&dir, covered, tenants);
+    if written.is_err() {
+        // A partial dump is never current; removing it gives its space back for the retry.
+        if let Err(error) = fs::remove_dir_all(&dir) {
+            tracing::warn!(%error, dir = %dir.display(), "cannot remove a partial index dump");
+        }
+    }
+    written?;
+    make_current(root, &name)
+}
+
+/// Writes the files of a dump of `tenants` covering `covered` into `dir` (created), synced.
+fn write_dump(dir: &Path, covered: SeqNo, tenants: &[(String, &TenantIndexes)]) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     for (tenant, indexes) in tenants {
-        let tdir = tenant_dir(&dir, tenant);
+        let tdir = tenant_dir(dir, tenant);
         fs::create_dir_all(&tdir).map_err(|e| Error::io(&tdir, e))?;
         indexes.vectors.dump(&tdir.join("vectors"))?;
         let edges: Vec<EdgeRecord> = indexes
@@ -201,7 +214,11 @@ pub fn dump(root: &Path, covered: SeqNo, tenants: &[(String, &TenantIndexes)]) -
         tenants: tenants.iter().map(|(t, _)| t.clone()).collect(),
     };
     write_checked(&dir.join(META), &meta)?;
-    sync_path(&dir)?;
+    sync_path(dir)
+}
+
+/// Points `CURRENT` at dump `name` of `root` and removes the other dumps.
+fn make_current(root: &Path, name: &str) -> Result<()> {
     let tmp = root.join("CURRENT.tmp");
     fs::write(&tmp, format!("{name}\n")).map_err(|e| Error::io(&tmp, e))?;
     sync_path(&tmp)?;
@@ -213,7 +230,7 @@ pub fn dump(root: &Path, covered: SeqNo, tenants: &[(String, &TenantIndexes)]) -
     {
         let file_name = entry.file_name();
         let other = file_name.to_string_lossy();
-        if other.starts_with("dump-") && other != name.as_str() {
+        if other.starts_with("dump-") && other != name {
             fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
         }
     }

@@ -4,12 +4,19 @@
 //!
 //! Invariant: a table becomes live only after its manifest edit is durable, and input tables
 //! and WAL segments are deleted only after the edit that makes them obsolete is durable.
+//!
+//! Failures: an I/O error fails the step, which is retried with backoff (`health`) while writes
+//! are refused; the files the step was writing are removed first, so retries on a full volume
+//! do not fill it further. (Tables whose manifest commit failed are kept: the edit may have
+//! become durable anyway; the next open removes them if it did not.) Any other error — damaged
+//! data — stops the engine until a restart.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
+use super::health::{self, BackgroundTask};
 use super::{Inner, Options, STALL_POLL, table_path};
 use crate::compaction::{self, CompactionFilter, CompactionJob};
 use crate::error::{Error, Result};
@@ -34,60 +41,104 @@ pub(super) fn write_table(
         return Ok(None);
     }
     let path = table_path(dir, number);
-    let mut builder = TableBuilder::new(fs.create(&path)?, path.clone(), options.table);
-    let mut iter = MemtableIter::new(mem.clone());
-    let mut last: Option<Vec<u8>> = None;
-    while let Some(entry) = iter.next_entry() {
-        if last.as_deref() == Some(entry.key.user_key.as_slice()) {
-            continue;
+    let written = (|| {
+        let mut builder = TableBuilder::new(fs.create(&path)?, path.clone(), options.table);
+        let mut iter = MemtableIter::new(mem.clone());
+        let mut last: Option<Vec<u8>> = None;
+        while let Some(entry) = iter.next_entry() {
+            if last.as_deref() == Some(entry.key.user_key.as_slice()) {
+                continue;
+            }
+            last = Some(entry.key.user_key.clone());
+            builder.add(&entry)?;
         }
-        last = Some(entry.key.user_key.clone());
-        builder.add(&entry)?;
+        builder.finish()?;
+        fs.sync_dir(dir)
+    })();
+    if let Err(error) = written {
+        remove_partial(fs, &[path]);
+        return Err(error);
     }
-    builder.finish()?;
-    fs.sync_dir(dir)?;
     Table::open(fs, &path, number, cache.clone()).map(Some)
 }
 
+/// Removes the files of a failed step (best effort: what remains is an orphan the next open
+/// removes).
+fn remove_partial(fs: &dyn FileSystem, paths: &[std::path::PathBuf]) {
+    for path in paths {
+        if fs.exists(path)
+            && let Err(error) = fs.remove(path)
+        {
+            tracing::warn!(%error, "cannot remove the file of a failed background step");
+        }
+    }
+}
+
 pub(super) fn spawn(inner: &Arc<Inner>) -> Result<Vec<JoinHandle<()>>> {
-    let spawn_loop = |name: &str, body: fn(&Inner) -> Result<bool>| {
+    let spawn_loop = |name: &str, task: BackgroundTask, body: fn(&Inner) -> Result<bool>| {
         let inner = inner.clone();
         let dir = inner.dir.clone();
         std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || inner.background_loop(body))
+            .spawn(move || inner.background_loop(task, body))
             .map_err(|e| Error::io(dir, e))
     };
     Ok(vec![
-        spawn_loop("allidb-flush", Inner::flush_one)?,
-        spawn_loop("allidb-compact", Inner::compact_one)?,
+        spawn_loop("allidb-flush", BackgroundTask::Flush, Inner::flush_one)?,
+        spawn_loop(
+            "allidb-compact",
+            BackgroundTask::Compaction,
+            Inner::compact_one,
+        )?,
     ])
 }
 
 impl Inner {
-    /// Runs `step` until shutdown; `step` returns whether it did work (if not, wait for a signal).
-    fn background_loop(&self, step: fn(&Inner) -> Result<bool>) {
+    /// Runs `step` until shutdown; `step` returns whether it did work (if not, wait for a
+    /// signal). An I/O failure is retried with backoff (see the module doc); any other failure
+    /// stops the engine and ends the loop.
+    fn background_loop(&self, task: BackgroundTask, step: fn(&Inner) -> Result<bool>) {
+        let mut failures = 0u32;
         loop {
-            {
-                let work = self.work.lock();
-                if work.shutdown || work.failed.is_some() {
-                    return;
-                }
+            if self.work.lock().shutdown {
+                return;
             }
             match step(self) {
-                Ok(true) => continue,
-                Ok(false) => {
-                    let mut work = self.work.lock();
-                    if !work.shutdown {
-                        self.work_cv.wait_for(&mut work, STALL_POLL);
+                Ok(worked) => {
+                    if failures > 0 {
+                        failures = 0;
+                        self.health.recovered(task);
+                        self.work_cv.notify_all();
+                    }
+                    if !worked {
+                        let mut work = self.work.lock();
+                        if !work.shutdown {
+                            self.work_cv.wait_for(&mut work, STALL_POLL);
+                        }
                     }
                 }
-                Err(e) => {
-                    self.fail(e.to_string());
+                Err(error @ Error::Io { .. }) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(task = task.as_str(), %error, attempt = failures, "background I/O failed");
+                    self.health
+                        .fault(task, error.is_no_space(), &error.cause(), failures);
+                    self.work_cv.notify_all();
+                    self.sleep_unless_shutdown(health::backoff(failures));
+                }
+                Err(error) => {
+                    self.health.stop(task.as_str(), &error);
+                    self.work_cv.notify_all();
                     return;
                 }
             }
         }
+    }
+
+    /// Waits `wait`, or less if the engine shuts down meanwhile.
+    fn sleep_unless_shutdown(&self, wait: std::time::Duration) {
+        let deadline = std::time::Instant::now() + wait;
+        let mut work = self.work.lock();
+        while !work.shutdown && !self.work_cv.wait_until(&mut work, deadline).timed_out() {}
     }
 
     /// Flushes the oldest immutable memtable, if any.
@@ -218,6 +269,24 @@ impl Inner {
         if job.is_trivial_move() {
             return self.move_table(job);
         }
+        let mut created = Vec::new();
+        let outputs = match self.write_compaction_outputs(job, &mut created) {
+            Ok(outputs) => outputs,
+            Err(error) => {
+                remove_partial(self.fs.as_ref(), &created);
+                return Err(error);
+            }
+        };
+        self.commit_compaction(job, outputs)
+    }
+
+    /// Writes a job's output tables (durable, directory synced); `created` collects the path
+    /// of every file opened, so that a failure can remove them.
+    fn write_compaction_outputs(
+        &self,
+        job: &CompactionJob,
+        created: &mut Vec<std::path::PathBuf>,
+    ) -> Result<Vec<Table>> {
         let sources: Vec<Source> = job.tables().map(|t| Source::Table(t.iter())).collect();
         let gc_cutoff = wall_micros().saturating_sub(self.options.gc_grace.as_micros() as u64);
         let mut filter = CompactionFilter::new(job.bottommost, gc_cutoff);
@@ -240,6 +309,7 @@ impl Inner {
             if builder.is_none() {
                 let number = self.next_table_number.fetch_add(1, Ordering::Relaxed);
                 let path = table_path(&self.dir, number);
+                created.push(path.clone());
                 builder = Some((
                     number,
                     TableBuilder::new(self.fs.create(&path)?, path, self.options.table),
@@ -251,7 +321,11 @@ impl Inner {
             outputs.push(self.finish_table(number, b)?);
         }
         self.fs.sync_dir(&self.dir)?;
+        Ok(outputs)
+    }
 
+    /// Commits a compaction's outputs in place of its inputs, then deletes the inputs.
+    fn commit_compaction(&self, job: &CompactionJob, outputs: Vec<Table>) -> Result<()> {
         let removed = job.removed();
         let added: Vec<(usize, Arc<Table>)> = outputs
             .into_iter()

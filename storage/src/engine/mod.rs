@@ -7,7 +7,8 @@
 //! Read path: a consistent snapshot = the visible sequence number plus the memtables and the
 //! [`Version`] taken under one lock; reads merge them newest first.
 //! Background: one flush thread (immutable memtable -> L0 table -> manifest edit) and one
-//! compaction thread.
+//! compaction thread; an I/O failure of either is retried with backoff while writes are refused
+//! (module `health`: also the WAL failures that stop the engine, and the low-space watermark).
 //!
 //! Invariants: a write is acknowledged only after its WAL record is durable at the requested
 //! level and it is visible to reads; a table is live only once its manifest edit is durable; a WAL
@@ -17,9 +18,12 @@
 mod background;
 mod checkpoint;
 mod entity_locks;
+mod health;
 mod read;
 mod write;
 
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;
 
@@ -42,8 +46,10 @@ use crate::types::SeqNo;
 use crate::version::{NUM_LEVELS, Version};
 use crate::wal::{self, GroupCommitWriter, RecoveryMode};
 use entity_locks::EntityLocks;
+use health::HealthMonitor;
 
 pub use checkpoint::CheckpointInfo;
+pub use health::{BackgroundTask, EngineState, Health};
 pub use read::{ChangedPartition, EntityIter};
 
 /// Sees every committed batch exactly once, in sequence order, on the WAL writer thread: after
@@ -89,6 +95,10 @@ pub struct Options {
     /// Keep WAL segments until [`Engine::pin_wal`] says a follower (the index) has persisted
     /// past them, so it can catch up with [`Engine::changes_since`] after a restart.
     pub retain_wal_until_pinned: bool,
+    /// The low-space watermark: writes are refused while the data volume has fewer bytes
+    /// available, so that flushes, compactions and index dumps still have room (default
+    /// 256 MiB; 0 disables it). See [`Health`].
+    pub min_free_bytes: u64,
 }
 
 impl Default for Options {
@@ -107,6 +117,7 @@ impl Default for Options {
             gc_grace: Duration::from_secs(10 * 24 * 3600),
             recovery: RecoveryMode::default(),
             retain_wal_until_pinned: false,
+            min_free_bytes: 256 << 20,
         }
     }
 }
@@ -153,8 +164,6 @@ struct LsmState {
 #[derive(Debug, Default)]
 struct WorkState {
     shutdown: bool,
-    /// The first background failure; once set, writes are refused.
-    failed: Option<String>,
 }
 
 /// Shared engine internals (the [`wal::CommitSink`] and the background threads hold it).
@@ -180,6 +189,7 @@ struct Inner {
     entity_locks: EntityLocks,
     observer: Option<Arc<dyn CommitObserver>>,
     stats: write::Counters,
+    health: HealthMonitor,
     closed: AtomicBool,
 }
 
@@ -359,6 +369,7 @@ impl Engine {
             entity_locks: EntityLocks::default(),
             observer,
             stats: write::Counters::default(),
+            health: HealthMonitor::default(),
             options,
             closed: AtomicBool::new(false),
         });
@@ -392,6 +403,31 @@ impl Engine {
     /// The node's hybrid logical clock (timestamps for writes).
     pub fn clock(&self) -> &HybridClock {
         &self.inner.clock
+    }
+
+    /// Whether the engine accepts writes and, if not, why (re-reads the free space of the data
+    /// volume when the last check is older than 10 ms).
+    pub fn health(&self) -> Health {
+        self.inner.check_space();
+        self.inner.health.health()
+    }
+
+    /// Records that a background task run outside the engine (the index dump) failed on its
+    /// `attempt`-th try in a row, because the volume is full (`no_space`) or with the path-free
+    /// `cause`: writes are refused until [`Engine::task_recovered`]. The caller retries after
+    /// [`Engine::retry_backoff`].
+    pub fn task_failed(&self, task: BackgroundTask, no_space: bool, cause: &str, attempt: u32) {
+        self.inner.health.fault(task, no_space, cause, attempt);
+    }
+
+    /// Clears the fault [`Engine::task_failed`] recorded for `task`.
+    pub fn task_recovered(&self, task: BackgroundTask) {
+        self.inner.health.recovered(task);
+    }
+
+    /// The wait before retry `attempt` (1-based) of a failed background task.
+    pub fn retry_backoff(attempt: u32) -> Duration {
+        health::backoff(attempt)
     }
 
     /// The highest sequence number visible to reads.
@@ -479,23 +515,35 @@ impl Inner {
         self.fs.sync_dir(&self.dir)
     }
 
+    /// Fails when the engine is closed, stopped, or a background task is failing (what a
+    /// manual flush or compaction waiting on the background threads must not wait through).
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Unavailable("the engine is closed".to_owned()));
         }
-        if let Some(reason) = &self.work.lock().failed {
-            return Err(Error::Unavailable(format!(
-                "a background task failed: {reason}"
-            )));
+        match self.health.background_refusal() {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    fn fail(&self, reason: String) {
-        tracing::error!(%reason, "storage background task failed; refusing further writes");
-        let mut work = self.work.lock();
-        work.failed.get_or_insert(reason);
-        self.work_cv.notify_all();
+    /// [`Inner::check_open`], and fails too while the data volume is below the watermark.
+    fn check_writable(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Unavailable("the engine is closed".to_owned()));
+        }
+        self.check_space();
+        match self.health.refusal() {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
+        }
+    }
+
+    /// Re-reads the free space of the data volume (at most every few milliseconds).
+    fn check_space(&self) {
+        self.health.check_space(self.options.min_free_bytes, || {
+            self.fs.available_space(&self.dir)
+        });
     }
 }
 

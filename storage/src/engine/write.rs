@@ -132,15 +132,21 @@ impl CommitSink for Inner {
         self.work_cv.notify_all();
         Ok(())
     }
+
+    fn writer_failed(&self, error: &Error) {
+        self.health.stop(crate::wal::WAL_WRITE, error);
+        self.work_cv.notify_all();
+    }
 }
 
 impl Inner {
-    /// Slows writers when L0 grows, and stalls them (never fails them) while the memtables or
-    /// L0 are full, until the background threads catch up.
+    /// Slows writers when L0 grows, and stalls them while the memtables or L0 are full, until
+    /// the background threads catch up; fails them as soon as the engine refuses writes (a
+    /// flush that keeps failing refuses them: see `health`).
     fn throttle(&self) -> Result<()> {
         let mut stalled = false;
         loop {
-            self.check_open()?;
+            self.check_writable()?;
             let (mem_full, imm_full, l0) = {
                 let state = self.state.read();
                 (
@@ -171,7 +177,7 @@ impl Engine {
     /// Writes a raw batch of cells with the given durability; returns its first sequence number.
     /// Empty batches are rejected.
     pub fn write(&self, batch: WriteBatch, durability: Durability) -> Result<SeqNo> {
-        self.inner.check_open()?;
+        self.inner.check_writable()?;
         if batch.is_empty() {
             return Err(Error::InvalidArgument("empty write batch".to_owned()));
         }

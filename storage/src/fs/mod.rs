@@ -70,6 +70,9 @@ pub trait FileSystem: Send + Sync + Debug + 'static {
     /// Takes the exclusive lock of `path` (created if missing) for as long as the returned
     /// guard lives; fails at once, without waiting, when another holder has it.
     fn lock_exclusive(&self, path: &Path) -> Result<LockGuard>;
+    /// Bytes an unprivileged writer can still use on the volume holding `dir`; `None` when the
+    /// file system cannot tell (the low-space watermark is then not enforced).
+    fn available_space(&self, dir: &Path) -> Result<Option<u64>>;
 }
 
 /// Holds a lock taken by [`FileSystem::lock_exclusive`] until dropped.
@@ -232,5 +235,25 @@ impl FileSystem for OsFileSystem {
             )),
             Err(std::fs::TryLockError::Error(e)) => Err(Error::io(path, e)),
         }
+    }
+
+    /// `statvfs`: free blocks available to unprivileged users times the fragment size (what
+    /// `df` shows as available; blocks reserved for root are not counted).
+    fn available_space(&self, dir: &Path) -> Result<Option<u64>> {
+        use std::os::unix::ffi::OsStrExt;
+        let c_path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| {
+            Error::InvalidArgument(format!("path {} contains a NUL byte", dir.display()))
+        })?;
+        // SAFETY: `c_path` is a valid NUL-terminated string and `stat` a writable, properly
+        // aligned statvfs that the call fills in; both outlive the call.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
+        if rc != 0 {
+            return Err(Error::io(dir, std::io::Error::last_os_error()));
+        }
+        // Both are 32-bit on some targets, 64-bit on others.
+        #[allow(clippy::useless_conversion)]
+        let available = u64::from(stat.f_bavail).saturating_mul(u64::from(stat.f_frsize));
+        Ok(Some(available))
     }
 }

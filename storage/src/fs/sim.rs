@@ -78,7 +78,10 @@ struct State {
     dirs: BTreeSet<PathBuf>,
     sync_data_calls: u64,
     sync_dir_calls: u64,
-    fail_writes: bool,
+    /// The error kind injected into writes to paths ending with the suffix, if any.
+    fail_writes: Option<(ErrorKind, String)>,
+    /// What [`FileSystem::available_space`] reports (`None`: unknown).
+    available_space: Option<u64>,
 }
 
 impl State {
@@ -125,10 +128,12 @@ impl State {
         if epoch != self.epoch {
             return Err(stale_error(path));
         }
-        if self.fail_writes {
-            return Err(sim_error(path, ErrorKind::Other, "injected write failure"));
+        match &self.fail_writes {
+            Some((kind, suffix)) if path.as_os_str().to_string_lossy().ends_with(suffix) => {
+                Err(sim_error(path, *kind, "injected write failure"))
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -214,7 +219,19 @@ impl SimFileSystem {
 
     /// While `fail` is true, appends, flushes, syncs and creates fail with an I/O error.
     pub fn set_fail_writes(&self, fail: bool) {
-        self.shared.state.lock().fail_writes = fail;
+        self.shared.state.lock().fail_writes = fail.then(|| (ErrorKind::Other, String::new()));
+    }
+
+    /// While `suffix` is set, appends, flushes, syncs and creates of files whose path ends with
+    /// it (`""`: every file) fail as on a full volume (`StorageFull`, what `ENOSPC` maps to).
+    pub fn set_no_space_for(&self, suffix: Option<&str>) {
+        self.shared.state.lock().fail_writes =
+            suffix.map(|suffix| (ErrorKind::StorageFull, suffix.to_owned()));
+    }
+
+    /// Sets what [`FileSystem::available_space`] reports (`None`: unknown, the default).
+    pub fn set_available_space(&self, bytes: Option<u64>) {
+        self.shared.state.lock().available_space = bytes;
     }
 
     /// Makes every `sync_data` take at least `delay` (the lock is not held meanwhile, so a crash
@@ -398,6 +415,10 @@ impl FileSystem for SimFileSystem {
     /// to reopen the directory while the crashed engine's values still exist.
     fn lock_exclusive(&self, _path: &Path) -> Result<crate::fs::LockGuard> {
         Ok(Box::new(()))
+    }
+
+    fn available_space(&self, _dir: &Path) -> Result<Option<u64>> {
+        Ok(self.shared.state.lock().available_space)
     }
 }
 

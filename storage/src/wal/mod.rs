@@ -27,7 +27,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 pub use recovery::{read_segment, recover};
-pub use writer::{CommitSink, GroupCommitWriter, MAX_BATCH_BYTES};
+pub use writer::{CommitSink, GroupCommitWriter, MAX_BATCH_BYTES, WAL_WRITE};
 
 use crate::batch::WriteBatch;
 use crate::error::Result;

@@ -57,6 +57,8 @@ fn id_of(batch: &WriteBatch) -> u64 {
 struct RecordingSink {
     applied: Mutex<Vec<(SeqNo, WriteBatch)>>,
     rotations: Mutex<Vec<u64>>,
+    /// What `writer_failed` was told, path-free.
+    failures: Mutex<Vec<String>>,
     rotate_every: Option<usize>,
     since_rotation: AtomicUsize,
     fail_apply: AtomicBool,
@@ -94,6 +96,10 @@ impl CommitSink for RecordingSink {
         self.since_rotation.store(0, Ordering::SeqCst);
         self.rotations.lock().push(new_segment);
         Ok(())
+    }
+
+    fn writer_failed(&self, error: &Error) {
+        self.failures.lock().push(error.cause());
     }
 }
 
@@ -501,6 +507,30 @@ fn a_failed_wal_write_fails_the_writer_for_good() {
         1,
         "the failed batch never reached the sink"
     );
+    assert_eq!(
+        *sink.failures.lock(),
+        vec!["simulated file system: injected write failure".to_owned()],
+        "the sink is told once, without the path"
+    );
+}
+
+#[test]
+fn a_full_volume_fails_the_writer_with_no_space_until_restart() {
+    let fs = new_fs();
+    let sink = Arc::new(RecordingSink::default());
+    let writer = start(&fs, &sink);
+    fs.set_no_space_for(Some(""));
+    let failed = writer.write(batch_of(1, 10), Durability::Sync).unwrap_err();
+    assert!(failed.is_no_space(), "{failed}");
+    fs.set_no_space_for(None);
+    let refused = writer.write(batch_of(2, 10), Durability::Sync).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "no space left on device on the data volume: the WAL write failed; writes are refused \
+         until allidbd is restarted (acknowledged writes are safe; unacknowledged ones may or \
+         may not have been applied)"
+    );
+    assert!(sink.applied().is_empty());
 }
 
 #[test]

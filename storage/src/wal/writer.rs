@@ -32,7 +32,7 @@ use parking_lot::{Condvar, Mutex};
 use super::format::LogWriter;
 use super::{WAL_MAGIC, last_seq_of, segment_path};
 use crate::batch::WriteBatch;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, stopped_message};
 use crate::fs::FileSystem;
 use crate::telemetry::WalMetrics;
 use crate::types::{Durability, SeqNo};
@@ -51,6 +51,10 @@ pub trait CommitSink: Send + Sync + 'static {
     /// created: every batch applied before this call is in segments < new_segment, every later
     /// one in >= it.
     fn rotated(&self, new_segment: u64) -> Result<()>;
+    /// Called once, on the writer thread, when the writer fails for good with `error`: every
+    /// later write is refused until the process restarts (the log may end in a partial record,
+    /// and after a failed sync the kernel may have dropped unsynced pages).
+    fn writer_failed(&self, error: &Error);
 }
 
 /// A caller's rendezvous with the writer thread. Each calling thread reuses its own (a thread
@@ -123,7 +127,11 @@ enum Lifecycle {
     /// `close` was called: the queue is drained, then the thread stops.
     Closing,
     Closed,
-    Failed(String),
+    /// Failed for good: `reason` is path-free; `no_space` when the volume was full.
+    Failed {
+        reason: String,
+        no_space: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -143,11 +151,19 @@ struct Shared {
 impl Shared {
     fn unavailable(lifecycle: &Lifecycle) -> Error {
         match lifecycle {
-            Lifecycle::Failed(reason) => Error::Unavailable(format!("WAL writer failed: {reason}")),
+            Lifecycle::Failed { no_space: true, .. } => {
+                Error::NoSpace(stopped_message(WAL_WRITE, None))
+            }
+            Lifecycle::Failed { reason, .. } => {
+                Error::Unavailable(stopped_message(WAL_WRITE, Some(reason)))
+            }
             _ => Error::Unavailable("WAL writer is closed".to_owned()),
         }
     }
 }
+
+/// The operation a WAL failure names (an append, a sync or a new segment).
+pub const WAL_WRITE: &str = "WAL write";
 
 /// The WAL's group-commit writer (see the module doc). Dropping it closes it.
 #[derive(Debug)]
@@ -323,6 +339,7 @@ fn duplicate(error: &Error) -> Error {
         Error::InvalidArgument(message) => Error::InvalidArgument(message.clone()),
         Error::Codec(message) => Error::Codec(message.clone()),
         Error::Unavailable(message) => Error::Unavailable(message.clone()),
+        Error::NoSpace(message) => Error::NoSpace(message.clone()),
     }
 }
 
@@ -335,20 +352,25 @@ struct Staged {
 
 /// Marks the writer failed if its thread ends without closing (a panic), so callers stop
 /// waiting and later calls are refused.
-struct StopGuard(Arc<Shared>);
+struct StopGuard(Arc<Shared>, Arc<dyn CommitSink>);
 
 impl Drop for StopGuard {
     fn drop(&mut self) {
+        let reason = "the WAL writer thread stopped unexpectedly";
         let abandoned = {
             let mut queue = self.0.queue.lock();
             if !matches!(queue.lifecycle, Lifecycle::Running | Lifecycle::Closing) {
                 return;
             }
-            queue.lifecycle = Lifecycle::Failed("WAL writer thread stopped unexpectedly".into());
+            queue.lifecycle = Lifecycle::Failed {
+                reason: reason.into(),
+                no_space: false,
+            };
             std::mem::take(&mut queue.requests)
         };
         // Dropping the requests answers their callers.
         drop(abandoned);
+        self.1.writer_failed(&Error::Unavailable(reason.into()));
     }
 }
 
@@ -375,7 +397,7 @@ struct WriterThread {
 
 impl WriterThread {
     fn run(mut self) {
-        let _stop_guard = StopGuard(Arc::clone(&self.shared));
+        let _stop_guard = StopGuard(Arc::clone(&self.shared), Arc::clone(&self.sink));
         let mut group = Vec::new();
         loop {
             let closing = self.next_group(&mut group);
@@ -561,7 +583,10 @@ impl WriterThread {
         tracing::error!(%error, segment = self.segment, "WAL writer failed; refusing further writes");
         let (queued, unavailable) = {
             let mut queue = self.shared.queue.lock();
-            queue.lifecycle = Lifecycle::Failed(error.to_string());
+            queue.lifecycle = Lifecycle::Failed {
+                reason: error.cause(),
+                no_space: error.is_no_space(),
+            };
             (
                 std::mem::take(&mut queue.requests),
                 Shared::unavailable(&queue.lifecycle),
@@ -575,6 +600,13 @@ impl WriterThread {
         }
         for request in queued {
             request.reply.send(Err(duplicate(&unavailable)));
+        }
+        let notified = self.call_sink(|sink| {
+            sink.writer_failed(&error);
+            Ok(())
+        });
+        if let Err(panic) = notified {
+            tracing::error!(error = %panic, "the commit sink failed to record the WAL failure");
         }
     }
 }
