@@ -295,6 +295,7 @@ fn node_json(node: &NodeView) -> serde_json::Value {
         "tokens": node.tokens.len(),
         "in_gossip": node.in_gossip,
         "load_bytes": node.load_bytes,
+        "engine_state": node.engine_state.map(|state| state.as_str()),
     })
 }
 

@@ -43,7 +43,7 @@ use allidb_cluster::coordinator::{Coordinator, CoordinatorOptions};
 use allidb_cluster::credentials::ClusterCredentials;
 use allidb_cluster::hints::HintLog;
 use allidb_cluster::hints::dispatcher::{DispatchOptions, HintDispatcher};
-use allidb_cluster::membership::Membership;
+use allidb_cluster::membership::{Membership, OwnKeys};
 use allidb_cluster::peer_client::PeerClients;
 use allidb_cluster::replica::{LocalReplica, ReplicaService};
 use allidb_index::UnifiedStore;
@@ -385,7 +385,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     set_serving(&health, true).await;
     readiness.follow_engine(store.clone());
     readiness.set_ready();
-    let health_watch = watch_engine_health(store.clone(), health.clone());
+    let health_watch = watch_engine_health(
+        store.clone(),
+        health.clone(),
+        membership.as_ref().map(Membership::own_keys),
+    );
     tracing::info!(data_dir = %data_dir.display(), "store open; serving");
     print_line("ready");
 
@@ -477,13 +481,17 @@ async fn set_serving(health: &HealthReporter, serving: bool) {
 const HEALTH_POLL: Duration = Duration::from_millis(250);
 
 /// Keeps `grpc.health.v1` in step with the engine: NOT_SERVING while it refuses writes, SERVING
-/// again once it recovers; each change is logged with the reason. Runs until aborted.
+/// again once it recovers; each change is logged with the reason. On a ring, the engine's state
+/// is also gossiped (`gossip`), from the first poll on and at every change, so coordinators stop
+/// sending writes to this node while it refuses them. Runs until aborted.
 fn watch_engine_health(
     store: Arc<UnifiedStore>,
     health: HealthReporter,
+    gossip: Option<OwnKeys>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut serving = true;
+        let mut gossiped = None;
         let mut tick = tokio::time::interval(HEALTH_POLL);
         loop {
             tick.tick().await;
@@ -496,6 +504,12 @@ fn watch_engine_health(
                     continue;
                 }
             };
+            if let Some(gossip) = &gossip
+                && gossiped != Some(current.state)
+            {
+                gossip.set_engine_state(current.state).await;
+                gossiped = Some(current.state);
+            }
             if current.is_healthy() == serving {
                 continue;
             }

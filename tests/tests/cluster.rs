@@ -539,6 +539,47 @@ async fn with_tls_nodes_replicate_over_mtls_and_refuse_a_certificate_of_another_
     );
 }
 
+/// The engine state `daemon`'s status shows for node `name`, once gossiped.
+fn engine_state_of(daemon: &Daemon, name: &str) -> Option<String> {
+    status(daemon)["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["name"] == name)?["engine_state"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_engine_refuses_writes_gets_hints_not_writes() {
+    use pb::ConsistencyLevel::{ConsistencyAll as All, ConsistencyQuorum as Quorum};
+    // n2's low-space watermark (1 TiB, the largest allowed) exceeds this disk: its engine refuses
+    // writes from the start.
+    let nodes = ring_of_three_each(|i| match i {
+        2 => "\n[storage]\nmin_free_bytes = 1099511627776\n".to_owned(),
+        _ => String::new(),
+    });
+    wait_until(
+        "n0 hears n2's engine state",
+        Duration::from_secs(10),
+        || engine_state_of(&nodes[0], "n2").as_deref() == Some("low_space"),
+    );
+    assert_eq!(engine_state_of(&nodes[0], "n1").as_deref(), Some("healthy"));
+    put(&nodes[0], "kept-for-n2", Quorum)
+        .await
+        .expect("QUORUM from n0 and n1");
+    assert!(hints_pending(&nodes[0]) > 0, "a hint kept for n2");
+    let all = put(&nodes[0], "all", All).await.unwrap_err();
+    assert_eq!(all.code(), Code::Unavailable, "{all:?}");
+    assert!(
+        all.message()
+            .contains("n2 (refusing writes: engine low_space)"),
+        "not counted toward the level, and not sent a write: {}",
+        all.message()
+    );
+    // It still serves reads.
+    assert!(found(&nodes[0], "kept-for-n2", All).await.unwrap());
+}
+
 /// Puts, deletes and edge adds of a few connected entities, through every coordinator at once.
 async fn edge_writer(node: &Daemon, seed: u64, ops: usize, ids: &[&str]) {
     use rand::{Rng, SeedableRng};

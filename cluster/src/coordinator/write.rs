@@ -17,7 +17,7 @@ use crate::cells;
 use crate::consistency::ConsistencyLevel;
 use crate::hints::dispatcher::peer_label;
 use crate::hints::{Hint, unix_ms};
-use crate::membership::{ClusterView, NodeStatus};
+use crate::membership::ClusterView;
 use crate::ring::{HostId, ReplicaSet};
 use crate::{ClusterError, replica_failure};
 
@@ -154,7 +154,8 @@ impl Coordinator {
     }
 
     /// Applies cells on `host`: the local store directly, a peer through its replica service.
-    /// A peer gossip shows down is not tried.
+    /// A peer gossip shows down, or whose engine gossips that it refuses writes (disk full,
+    /// I/O failure), is not tried: it fails at once, so it gets a hint.
     pub(super) async fn apply_on(
         &self,
         view: &ClusterView,
@@ -171,11 +172,10 @@ impl Coordinator {
                 .map_err(|e| e.to_string());
         }
         let node = view.nodes.get(&host).ok_or("unknown to gossip")?;
-        let addr = match (node.status, node.rpc_addr) {
-            (NodeStatus::Down, _) => return Err("down".to_owned()),
-            (_, None) => return Err("no RPC address gossiped yet".to_owned()),
-            (_, Some(addr)) => addr,
-        };
+        if let Some(refusal) = node.refusal() {
+            return Err(refusal);
+        }
+        let addr = node.rpc_addr.ok_or("no RPC address gossiped yet")?;
         self.inner
             .clients
             .mutate(

@@ -88,6 +88,9 @@ async fn deliver(
     else {
         return;
     };
+    if !node.accepts_writes() {
+        return;
+    }
     let peer = peer_label(view, host);
     for segment in hints.seal(host) {
         let stored = match hints.read(host, segment) {

@@ -29,6 +29,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use allidb_storage::engine::EngineState;
+
 use crate::ClusterError;
 use crate::identity::{NodeIdentity, next_generation};
 use crate::peers::{PeerRecord, load_peers, store_peers};
@@ -42,6 +44,7 @@ const KEY_RPC_ADDR: &str = "rpc_addr";
 const KEY_TOKENS: &str = "tokens";
 const KEY_STATUS: &str = "status";
 const KEY_LOAD: &str = "load";
+const KEY_ENGINE: &str = "engine";
 const SCHEMA_VERSION: &str = "1";
 
 /// A seed starting for the first time waits this many gossip intervals for peers before it
@@ -131,6 +134,54 @@ pub struct NodeView {
     pub in_gossip: bool,
     /// Bytes of data on its disk (its SSTables), as it last gossiped them.
     pub load_bytes: Option<u64>,
+    /// Its storage engine's state, as it last gossiped it (`None` until heard).
+    pub engine_state: Option<EngineState>,
+}
+
+impl NodeView {
+    /// Whether writes may be sent to it: up, and its engine not refusing writes (a node that has
+    /// not gossiped its engine state yet is given the benefit of the doubt).
+    pub fn accepts_writes(&self) -> bool {
+        self.status != NodeStatus::Down
+            && self
+                .engine_state
+                .is_none_or(|state| state == EngineState::Healthy)
+    }
+
+    /// Why writes are not sent to it, when they are not.
+    pub fn refusal(&self) -> Option<String> {
+        match (self.status, self.engine_state) {
+            (NodeStatus::Down, _) => Some("down".to_owned()),
+            (_, Some(state)) if state != EngineState::Healthy => {
+                Some(format!("refusing writes: engine {}", state.as_str()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Sets this node's own gossip keys from other tasks; cheap to clone.
+#[derive(Clone)]
+pub struct OwnKeys {
+    chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
+}
+
+impl std::fmt::Debug for OwnKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnKeys").finish_non_exhaustive()
+    }
+}
+
+impl OwnKeys {
+    /// Gossips the storage engine's state: peers stop sending writes to a node whose engine
+    /// refuses them (they keep hints for it instead) and send them again once it is healthy.
+    pub async fn set_engine_state(&self, state: EngineState) {
+        self.set(KEY_ENGINE, state.as_str()).await;
+    }
+
+    async fn set(&self, key: &str, value: &str) {
+        self.chitchat.lock().await.self_node_state().set(key, value);
+    }
 }
 
 /// Every host this node knows and the ring they form.
@@ -335,20 +386,22 @@ impl Membership {
         self.counters.clone()
     }
 
+    /// A handle setting this node's own gossip keys.
+    pub fn own_keys(&self) -> OwnKeys {
+        OwnKeys {
+            chitchat: self.handle.chitchat(),
+        }
+    }
+
     /// Gossips this node's load (`load()`, bytes of data on disk) now and then every `every`,
     /// until shutdown; replaces an earlier publisher.
     pub fn publish_load(&mut self, every: Duration, load: impl Fn() -> u64 + Send + 'static) {
-        let chitchat = self.handle.chitchat();
+        let keys = self.own_keys();
         let publisher = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(every);
             loop {
                 ticker.tick().await;
-                let bytes = load();
-                chitchat
-                    .lock()
-                    .await
-                    .self_node_state()
-                    .set(KEY_LOAD, bytes.to_string());
+                keys.set(KEY_LOAD, &load().to_string()).await;
             }
         });
         if let Some(earlier) = self.load_publisher.replace(publisher) {
@@ -456,6 +509,7 @@ impl KnownHosts {
                     tokens: p.tokens.clone(),
                     in_gossip: false,
                     load_bytes: None,
+                    engine_state: None,
                 };
                 (p.host_id, view)
             })
@@ -538,6 +592,9 @@ impl KnownHosts {
                         tokens,
                         in_gossip: true,
                         load_bytes: state.get(KEY_LOAD).and_then(|l| l.parse().ok()),
+                        engine_state: state.get(KEY_ENGINE).and_then(|name| {
+                            EngineState::ALL.into_iter().find(|s| s.as_str() == name)
+                        }),
                     },
                 );
             }

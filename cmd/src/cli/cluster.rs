@@ -32,8 +32,8 @@ pub struct ClusterArgs {
 /// The views of `allidb cluster`.
 #[derive(Debug, Subcommand)]
 pub enum ClusterView {
-    /// Every node: state, address, load (bytes of SSTables), tokens, owned share, hints pending
-    /// for it.
+    /// Every node: state, engine state, address, load (bytes of SSTables), tokens, owned share,
+    /// hints pending for it.
     Status,
     /// Every token range and its owner.
     Ring,
@@ -125,15 +125,24 @@ fn status_text(reply: &Value) -> String {
         str_of(reply, "host_id"),
     );
     text.push_str(&format!(
-        "{:<8} {:<16} {:<22} {:>10} {:>6} {:>7} {:>12}  {}\n",
-        "status", "name", "rpc address", "load", "tokens", "owns", "hints bytes", "host id"
+        "{:<8} {:<9} {:<16} {:<22} {:>10} {:>6} {:>7} {:>12}  {}\n",
+        "status",
+        "engine",
+        "name",
+        "rpc address",
+        "load",
+        "tokens",
+        "owns",
+        "hints bytes",
+        "host id"
     ));
     let mut nodes: Vec<&Value> = reply["nodes"].as_array().into_iter().flatten().collect();
     nodes.sort_by_key(|node| str_of(node, "name"));
     for node in nodes {
         text.push_str(&format!(
-            "{:<8} {:<16} {:<22} {:>10} {:>6} {:>6.1}% {:>12}  {}\n",
+            "{:<8} {:<9} {:<16} {:<22} {:>10} {:>6} {:>6.1}% {:>12}  {}\n",
             str_of(node, "status"),
+            node["engine_state"].as_str().unwrap_or("?"),
             str_of(node, "name"),
             str_of(node, "rpc_addr"),
             node["load_bytes"]
@@ -229,7 +238,7 @@ mod tests {
             "cluster_name": "prod", "replication_factor": 3, "ring_version": 4, "host_id": "h0",
             "nodes": [{"status": "down", "name": "n2", "rpc_addr": "10.0.0.3:7000", "tokens": 16,
                        "owns": 1.0, "hints_pending_bytes": 512, "host_id": "h2",
-                       "load_bytes": 1572864}]
+                       "load_bytes": 1572864, "engine_state": "low_space"}]
         });
         let text = status_text(&status);
         assert!(
@@ -241,6 +250,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("1.5 MiB"), "load in binary units: {text}");
+        assert!(text.contains("low_space"), "the engine state: {text}");
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
         let row = text.lines().nth(2).expect("a row per node");
