@@ -11,6 +11,7 @@ from ._proto import allidb_pb2 as pb
 from .types import (
     Chunk,
     ContextNode,
+    Deferred,
     Edge,
     Embedding,
     Entity,
@@ -371,29 +372,41 @@ def chunk_from_proto(chunk: pb.TextChunk) -> Chunk:
     return Chunk(id=chunk.chunk_id, text=chunk.text, metadata=dict(chunk.metadata))
 
 
-def entity_from_proto(message: pb.Entity) -> Entity:
+def _embeddings_of(message: pb.Entity) -> List[Embedding]:
     # Slicing a repeated float field is the fastest way to a list of Python floats.
-    embeddings = [
+    return [
         Embedding(vector=e.vector[:], version=e.version, timestamp_nanos=e.timestamp_nanos)
         for e in message.embeddings
     ]
-    vector = None
-    if embeddings:
-        best = embeddings[0]
-        for emb in embeddings[1:]:
-            if emb.version >= best.version:
-                best = emb
-        vector = best.vector[:]
+
+
+def _vector_of(message: pb.Entity) -> Optional[List[float]]:
+    """The vector of the highest-version embedding (the last one of equal versions)."""
+    best = None
+    for emb in message.embeddings:
+        if best is None or emb.version >= best.version:
+            best = emb
+    return None if best is None else best.vector[:]
+
+
+def _edges_of(edges: Any) -> List[Edge]:
+    return [edge_from_proto(e) for e in edges]
+
+
+def entity_from_proto(message: pb.Entity) -> Entity:
+    """An entity of a reply. Its vectors and edges are converted when first read (the
+    fields hold :class:`allidb.types.Deferred` until then; see allidb.types), so a query
+    whose entities' vectors are never read does not pay for turning them into floats."""
     return Entity(
         id=message.entity_id,
-        vector=vector,
+        vector=Deferred(_vector_of, message) if message.embeddings else None,  # type: ignore[arg-type]
         type=message.entity_type,
         attributes=dict(message.attributes),
         chunks=[chunk_from_proto(c) for c in message.chunks],
-        edges=[edge_from_proto(e) for e in message.outgoing_edges],
+        edges=Deferred(_edges_of, message.outgoing_edges),  # type: ignore[arg-type]
         importance=message.importance,
-        embeddings=embeddings,
-        incoming_edges=[edge_from_proto(e) for e in message.incoming_edges],
+        embeddings=Deferred(_embeddings_of, message),  # type: ignore[arg-type]
+        incoming_edges=Deferred(_edges_of, message.incoming_edges),  # type: ignore[arg-type]
         tenant_id=message.tenant_id,
         created_at_nanos=message.created_at_nanos,
         updated_at_nanos=message.updated_at_nanos,
@@ -407,7 +420,8 @@ def path_from_proto(path: pb.GraphPath) -> Path:
 def result_from_proto(result: pb.QueryResult) -> QueryResult:
     out = QueryResult(id=result.entity_id, score=result.score)
     if result.HasField("entity"):
-        out.entity = entity_from_proto(result.entity)
+        # Converted when first read (see allidb.types).
+        out.entity = Deferred(entity_from_proto, result.entity)  # type: ignore[assignment]
     if result.HasField("explanation"):
         explanation = result.explanation
         out.components = ScoreComponents(

@@ -2,12 +2,17 @@
 
 Writing: build :class:`Entity` (``vector`` for the usual single embedding) and :class:`Edge`.
 Reading: every call returns these dataclasses; vectors come back as lists of floats.
+
+An entity read from the server converts its vectors and edges from the reply when they are
+first read (turning 384 floats into Python floats costs more than the rest of an entity), and a
+query result converts its entity when ``result.entity`` is first read: the fields are plain
+lists and dataclasses all the same, and what is never read is never converted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 __all__ = [
     "Embedding",
@@ -109,6 +114,51 @@ class Entity:
         return "\n\n".join(chunk.text for chunk in self.chunks)
 
 
+class Deferred:
+    """A field value computed on first read (see :func:`_deferrable`); internal.
+
+    Copying or pickling an entity that still holds one stores the computed value.
+    """
+
+    __slots__ = ("make", "arg")
+
+    def __init__(self, make: Callable[[Any], Any], arg: Any) -> None:
+        self.make = make
+        self.arg = arg
+
+    def __reduce__(self) -> Any:
+        return (_identity, (self.make(self.arg),))
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _deferrable(cls: type, *names: str) -> None:
+    """Lets the dataclass fields ``names`` of ``cls`` hold a :class:`Deferred`, replaced by
+    its value when the field is first read. Reading and writing the field otherwise behave as
+    for any attribute (``__init__``, ``==``, ``repr``, ``asdict``, ``replace`` all see the
+    value)."""
+
+    def make_property(name: str) -> property:
+        def get(self: Any) -> Any:
+            value = self.__dict__[name]
+            if type(value) is Deferred:
+                value = value.make(value.arg)
+                self.__dict__[name] = value
+            return value
+
+        def set_(self: Any, value: Any) -> None:
+            self.__dict__[name] = value
+
+        return property(get, set_)
+
+    for name in names:
+        setattr(cls, name, make_property(name))
+
+
+
+
 @dataclass
 class Path:
     """How a result was reached: entity ids seed first, and the edges followed."""
@@ -152,6 +202,10 @@ class QueryResult:
     components: Optional[ScoreComponents] = None
     path: Optional[Path] = None
     pagerank: Optional[PageRank] = None
+
+
+_deferrable(Entity, "vector", "embeddings", "edges", "incoming_edges")
+_deferrable(QueryResult, "entity")
 
 
 @dataclass
