@@ -49,15 +49,15 @@ async def _aiter_batches(
     entities: Union[Iterable[conv.EntityLike], AsyncIterable[conv.EntityLike]],
     batch_size: int,
     batch_bytes: int,
-) -> AsyncIterator[List[pb.Entity]]:
+) -> AsyncIterator[List[conv.EncodedEntity]]:
     if hasattr(entities, "__aiter__"):
         size = max(1, min(int(batch_size), conv.MAX_BATCH_ENTITIES))
-        batch: List[pb.Entity] = []
+        batch: List[conv.EncodedEntity] = []
         used = 0
         async for entity in entities:  # type: ignore[union-attr]
-            message = conv.entity_to_proto(entity)
-            used += message.ByteSize()
-            batch.append(message)
+            item = conv.encode_entity(entity)
+            used += len(item.data)
+            batch.append(item)
             if len(batch) >= size or used >= batch_bytes:
                 yield batch
                 batch, used = [], 0
@@ -107,6 +107,12 @@ class AsyncClient:
                 config.target, config.credentials, options=config.options
             )
         self._stub = rpc.AlliDBStub(self._channel)
+        # BatchPutEntities taking the request already serialized (put_many encodes it itself).
+        self._batch_put_bytes = self._channel.unary_unary(
+            "/allidb.AlliDB/BatchPutEntities",
+            request_serializer=None,
+            response_deserializer=pb.BatchPutEntitiesResponse.FromString,
+        )
         self._metadata = config.metadata
         self.timeout = timeout
         self.consistency = consistency
@@ -182,15 +188,15 @@ class AsyncClient:
         reporter = _ProgressReporter(progress, total)
         workers = max(1, int(concurrency))
 
-        async def send(batch: List[pb.Entity]) -> Tuple[int, List[PutFailure]]:
-            request = pb.BatchPutEntitiesRequest(entities=batch, consistency_level=level)
-            reply = await self._call(self._stub.BatchPutEntities, request)
+        async def send(batch: List[conv.EncodedEntity]) -> Tuple[int, List[PutFailure]]:
+            request = conv.batch_put_request(batch, level)
+            reply = await self._call(self._batch_put_bytes, request)
             failures: List[PutFailure] = []
             written = len(reply.entity_ids)
             if reply.failure_count or written < len(batch):
                 for entity in _failed_ids(batch, reply.entity_ids):
                     try:
-                        await self.put(entity, consistency=consistency)
+                        await self.put(entity.message(), consistency=consistency)
                         written += 1
                     except AlliDBError as error:
                         if error.code not in _ENTITY_ERRORS:

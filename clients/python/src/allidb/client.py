@@ -99,7 +99,9 @@ class _ProgressReporter:
 _ENTITY_ERRORS = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)
 
 
-def _failed_ids(batch: Sequence[pb.Entity], written: Sequence[str]) -> List[pb.Entity]:
+def _failed_ids(
+    batch: Sequence[conv.EncodedEntity], written: Sequence[str]
+) -> List[conv.EncodedEntity]:
     """The entities of a batch the server did not report as written (duplicates counted)."""
     left: Dict[str, int] = {}
     for entity_id in written:
@@ -162,6 +164,12 @@ class Client:
                 config.target, config.credentials, options=config.options
             )
         self._stub = rpc.AlliDBStub(self._channel)
+        # BatchPutEntities taking the request already serialized (put_many encodes it itself).
+        self._batch_put_bytes = self._channel.unary_unary(
+            "/allidb.AlliDB/BatchPutEntities",
+            request_serializer=None,
+            response_deserializer=pb.BatchPutEntitiesResponse.FromString,
+        )
         self._metadata = config.metadata
         self.timeout = timeout
         self.consistency = consistency
@@ -259,15 +267,15 @@ class Client:
         reporter = _ProgressReporter(progress, total)
         workers = max(1, int(concurrency))
 
-        def send(batch: List[pb.Entity]) -> Tuple[int, List[PutFailure]]:
-            request = pb.BatchPutEntitiesRequest(entities=batch, consistency_level=level)
-            reply = self._call(self._stub.BatchPutEntities, request)
+        def send(batch: List[conv.EncodedEntity]) -> Tuple[int, List[PutFailure]]:
+            request = conv.batch_put_request(batch, level)
+            reply = self._call(self._batch_put_bytes, request)
             failures: List[PutFailure] = []
             written = len(reply.entity_ids)
             if reply.failure_count or written < len(batch):
                 for entity in _failed_ids(batch, reply.entity_ids):
                     try:
-                        self.put(entity, consistency=consistency)
+                        self.put(entity.message(), consistency=consistency)
                         written += 1
                     except AlliDBError as error:
                         if error.code not in _ENTITY_ERRORS:
