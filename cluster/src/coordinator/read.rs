@@ -35,6 +35,20 @@ impl Purpose {
         }
     }
 
+    /// Whether every replica asked answers its cells (not a digest): a re-read after a write
+    /// would otherwise often find a replica still applying that write, and pay a second round
+    /// trip for its cells.
+    fn wants_every_cell(self) -> bool {
+        matches!(self, Purpose::Recheck)
+    }
+
+    /// Whether replicas that answered stale are repaired before the read returns. Not for a
+    /// re-read after a write: the write itself is still reaching the replica that lags (or a
+    /// hint will), and repairing it would send the same cells twice.
+    fn repairs(self) -> bool {
+        !matches!(self, Purpose::Recheck)
+    }
+
     fn step(self) -> &'static str {
         match self {
             Purpose::Read => "",
@@ -106,7 +120,7 @@ impl Coordinator {
             next += round.len();
             let has_cells = answers.values().any(|a| matches!(a, Answer::Cells(_)));
             let asks = round.iter().enumerate().map(|(i, host)| {
-                let digest_only = has_cells || i > 0;
+                let digest_only = (has_cells || i > 0) && !purpose.wants_every_cell();
                 self.read_on(&view, *host, tenant, id, digest_only)
             });
             for (host, outcome) in round.iter().zip(futures_util::future::join_all(asks).await) {
@@ -149,6 +163,9 @@ impl Coordinator {
             return Ok(own.into_values().next().expect("one answer"));
         }
         let merged = cells::merge(own.values().map(Vec::as_slice));
+        if !purpose.repairs() {
+            return Ok(merged);
+        }
         let view = &view;
         let repairs = own.iter().filter_map(|(host, cells)| {
             let missing = cells::missing_from(&merged, cells);
