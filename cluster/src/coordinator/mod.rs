@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use allidb_index::UnifiedStore;
-use allidb_storage::batch::WriteBatch;
 use allidb_storage::cell::{Edge, EdgeRef, Entity, EntityWrite};
 use allidb_storage::mutation;
 use allidb_storage::partition::PartitionState;
@@ -208,17 +207,9 @@ impl Coordinator {
         edges: &[EdgeRef],
         level: ConsistencyLevel,
     ) -> Result<(), ClusterError> {
-        self.write_planned(level, |ts| mutation::plan_remove_edges(tenant, edges, ts))
-            .await
-    }
-
-    /// Writes at `level` the batch `plan` makes with a timestamp of this node's clock.
-    async fn write_planned(
-        &self,
-        level: ConsistencyLevel,
-        plan: impl FnOnce(u64) -> allidb_storage::Result<WriteBatch>,
-    ) -> Result<(), ClusterError> {
-        let batch = plan(self.store().engine().clock().now()).map_err(allidb_index::Error::from)?;
+        let ts = self.store().engine().clock().now();
+        let batch =
+            mutation::plan_remove_edges(tenant, edges, ts).map_err(allidb_index::Error::from)?;
         self.write(batch, level).await
     }
 
