@@ -37,6 +37,11 @@ pub fn to_proto((key, ts, value): &CellVersion) -> proto::Cell {
     }
 }
 
+/// About how many bytes one cell version takes on the wire (key, value and timestamp).
+pub fn version_size((key, _, value): &CellVersion) -> usize {
+    key.len() + value.as_ref().map_or(0, Vec::len) + 8
+}
+
 /// A cell version from its wire form.
 pub fn from_proto(cell: proto::Cell) -> CellVersion {
     let value = (!cell.tombstone).then_some(cell.value);

@@ -24,6 +24,9 @@ use crate::proto::replica_server::{Replica, ReplicaServer};
 use crate::ring::HostId;
 use crate::{ClusterError, PROTOCOL_VERSION};
 
+/// Most partitions one `ReadPartitions` call may ask for.
+pub const MAX_PARTITIONS_PER_READ: usize = 1024;
+
 /// The local store seen as one replica.
 #[derive(Clone, Debug)]
 pub struct LocalReplica {
@@ -62,15 +65,42 @@ impl LocalReplica {
 
     /// The newest version of every cell of one partition, on the blocking pool.
     pub async fn cells(&self, tenant: &str, id: &str) -> Result<Vec<CellVersion>, ClusterError> {
-        let (store, tenant, id) = (self.store.clone(), tenant.to_owned(), id.to_owned());
+        let partition = (tenant.to_owned(), id.to_owned());
+        let mut read = self.cells_of(vec![partition], usize::MAX).await?;
+        read.pop()
+            .expect("a read of one partition with no byte budget answers it")
+    }
+
+    /// The newest version of every cell of each partition `(tenant, id)`, in order, on the
+    /// blocking pool: one result per partition (an invalid tenant or id fails only its own).
+    /// Stops after the partition that brings the cells read past `byte_budget` (the first is
+    /// always read), so the answer may be a prefix.
+    pub async fn cells_of(
+        &self,
+        partitions: Vec<(String, String)>,
+        byte_budget: usize,
+    ) -> Result<Vec<Result<Vec<CellVersion>, ClusterError>>, ClusterError> {
+        let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
-            allidb_storage::key::validate_tenant(&tenant)?;
-            allidb_storage::key::validate_id(&id)?;
-            store.engine().partition_cells(&tenant, &id)
+            let mut read = Vec::with_capacity(partitions.len());
+            let mut bytes = 0usize;
+            for (tenant, id) in partitions {
+                if bytes > byte_budget {
+                    break;
+                }
+                let cells = allidb_storage::key::validate_tenant(&tenant)
+                    .and_then(|()| allidb_storage::key::validate_id(&id))
+                    .and_then(|()| store.engine().partition_cells(&tenant, &id))
+                    .map_err(|e| ClusterError::Store(e.into()));
+                if let Ok(cells) = &cells {
+                    bytes += cells.iter().map(cells::version_size).sum::<usize>();
+                }
+                read.push(cells);
+            }
+            read
         })
         .await
-        .map_err(|e| ClusterError::Protocol(format!("replica read task: {e}")))?
-        .map_err(|e| ClusterError::Store(e.into()))
+        .map_err(|e| ClusterError::Protocol(format!("replica read task: {e}")))
     }
 }
 
@@ -164,26 +194,48 @@ impl Replica for ReplicaService {
         Ok(Response::new(proto::MutateResponse {}))
     }
 
-    async fn read_partition(
+    async fn read_partitions(
         &self,
-        request: Request<proto::ReadPartitionRequest>,
-    ) -> Result<Response<proto::ReadPartitionResponse>, Status> {
+        request: Request<proto::ReadPartitionsRequest>,
+    ) -> Result<Response<proto::ReadPartitionsResponse>, Status> {
         self.credentials.check(request.metadata())?;
         let request = request.into_inner();
         let local = self.local()?;
         check_header(request.header.as_ref(), local.host)?;
-        let versions = local
-            .cells(&request.tenant, &request.entity_id)
+        if request.partitions.len() > MAX_PARTITIONS_PER_READ {
+            return Err(Status::invalid_argument(format!(
+                "partitions: {} partitions in one read, at most {MAX_PARTITIONS_PER_READ}",
+                request.partitions.len()
+            )));
+        }
+        let digest_only: Vec<bool> = request.partitions.iter().map(|p| p.digest_only).collect();
+        let wanted = request
+            .partitions
+            .into_iter()
+            .map(|p| (p.tenant, p.entity_id))
+            .collect();
+        let read = local
+            .cells_of(wanted, crate::MAX_MESSAGE_BYTES / 2)
             .await
             .map_err(status)?;
-        let digest = cells::digest(&versions);
-        let cells = match request.digest_only {
-            true => Vec::new(),
-            false => versions.iter().map(cells::to_proto).collect(),
-        };
-        Ok(Response::new(proto::ReadPartitionResponse {
-            cells,
-            digest,
-        }))
+        let partitions = read
+            .into_iter()
+            .zip(digest_only)
+            .map(|(cells, digest_only)| match cells {
+                Ok(versions) => proto::PartitionCells {
+                    digest: cells::digest(&versions),
+                    cells: match digest_only {
+                        true => Vec::new(),
+                        false => versions.iter().map(cells::to_proto).collect(),
+                    },
+                    error: String::new(),
+                },
+                Err(error) => proto::PartitionCells {
+                    error: error.to_string(),
+                    ..Default::default()
+                },
+            })
+            .collect();
+        Ok(Response::new(proto::ReadPartitionsResponse { partitions }))
     }
 }

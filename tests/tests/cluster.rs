@@ -354,14 +354,14 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
         Some(ClusterCredentials::new("other", SECRET).token().to_owned()),
     ] {
         let refused = internal
-            .read_partition(internal_read(&n0, "before", token))
+            .read_partitions(internal_read(&n0, "before", token))
             .await
             .unwrap_err();
         assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
     }
     // A call addressed to another host (a stale address) is refused too.
     let misdirected = internal
-        .read_partition(internal_read(
+        .read_partitions(internal_read(
             &host_id_of(&nodes[0], "n1"),
             "before",
             Some(e2e_token()),
@@ -379,10 +379,36 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
         misdirected.message()
     );
     let cells = internal
-        .read_partition(internal_read(&n0, "before", Some(e2e_token())))
+        .read_partitions(internal_read(&n0, "before", Some(e2e_token())))
         .await
         .expect("a member's call");
-    assert!(!cells.into_inner().cells.is_empty());
+    assert!(!cells.into_inner().partitions[0].cells.is_empty());
+
+    // Several partitions in one call: each answered in request order, an invalid id failing
+    // only its own; more than the limit refused, naming the field.
+    let mut several = internal_read(&n0, "", Some(e2e_token()));
+    let asked = &mut several.get_mut().partitions;
+    asked.push(internal::PartitionRead {
+        tenant: "default".to_owned(),
+        entity_id: "before".to_owned(),
+        digest_only: true,
+    });
+    let answered = internal
+        .read_partitions(several)
+        .await
+        .expect("a member's call")
+        .into_inner()
+        .partitions;
+    assert_eq!(answered.len(), 2, "{answered:?}");
+    assert!(answered[0].error.contains("id"), "{:?}", answered[0]);
+    assert!(answered[1].error.is_empty() && answered[1].cells.is_empty());
+    assert_eq!(answered[1].digest.len(), 16, "{:?}", answered[1]);
+    let mut too_many = internal_read(&n0, "before", Some(e2e_token()));
+    let one = too_many.get_ref().partitions[0].clone();
+    too_many.get_mut().partitions = vec![one; allidb_cluster::replica::MAX_PARTITIONS_PER_READ + 1];
+    let refused = internal.read_partitions(too_many).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().starts_with("partitions:"), "{refused:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,17 +454,19 @@ fn internal_read(
     recipient: &str,
     id: &str,
     token: Option<String>,
-) -> tonic::Request<internal::ReadPartitionRequest> {
-    let mut call = tonic::Request::new(internal::ReadPartitionRequest {
+) -> tonic::Request<internal::ReadPartitionsRequest> {
+    let mut call = tonic::Request::new(internal::ReadPartitionsRequest {
         header: Some(internal::RequestHeader {
             protocol_version: allidb_cluster::PROTOCOL_VERSION,
             ring_version: 0,
             sender: String::new(),
             recipient: recipient.to_owned(),
         }),
-        tenant: "default".to_owned(),
-        entity_id: id.to_owned(),
-        digest_only: false,
+        partitions: vec![internal::PartitionRead {
+            tenant: "default".to_owned(),
+            entity_id: id.to_owned(),
+            digest_only: false,
+        }],
     });
     if let Some(token) = token {
         call.metadata_mut()
@@ -519,16 +547,16 @@ async fn with_tls_nodes_replicate_over_mtls_and_refuse_a_certificate_of_another_
             .await
             .expect("a member's TLS connection"),
     )
-    .read_partition(internal_read(&n1, "over-mtls", Some(e2e_token())))
+    .read_partitions(internal_read(&n1, "over-mtls", Some(e2e_token())))
     .await
     .expect("a member's call")
     .into_inner();
-    assert!(!member.cells.is_empty());
+    assert!(!member.partitions[0].cells.is_empty());
     let stranger = Ca::new("another CA").node();
     let stranger_call = match nodes[1].tls_channel(presenting(&stranger)).await {
         Err(handshake) => Err(format!("{handshake:?}")),
         Ok(channel) => ReplicaClient::new(channel)
-            .read_partition(internal_read(&n1, "over-mtls", Some(e2e_token())))
+            .read_partitions(internal_read(&n1, "over-mtls", Some(e2e_token())))
             .await
             .map(drop)
             .map_err(|status| format!("{status:?}")),

@@ -1,6 +1,6 @@
-//! Delivers stored hints to their target once gossip sees it alive, oldest first, throttled,
-//! deleting a segment only after the target acknowledged every hint in it (expired hints are
-//! dropped and counted instead).
+//! Delivers stored hints to their target once gossip sees it alive, oldest first, several per
+//! `Mutate` call (up to [`HINT_CALL_BYTES`]), throttled, deleting a segment only after the
+//! target acknowledged every hint in it (expired hints are dropped and counted instead).
 //!
 //! Must never: deliver to a host gossip considers down (it would only time out), or stop for
 //! good on an error: a failed delivery is retried next round from the segment's start (hints
@@ -12,11 +12,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::{HintLog, unix_ms};
+use super::{Hint, HintLog, unix_ms};
 use crate::cells;
 use crate::membership::{ClusterView, NodeStatus};
 use crate::peer_client::PeerClients;
 use crate::ring::HostId;
+
+/// Most hint bytes sent in one `Mutate` call.
+pub const HINT_CALL_BYTES: usize = 4 << 20;
 
 /// How the dispatcher paces itself.
 #[derive(Clone, Copy, Debug)]
@@ -100,32 +103,31 @@ async fn deliver(
                 return;
             }
         };
+        let mut live = Vec::new();
         for hint in stored {
             if hint.expired(options.window, unix_ms()) {
                 metrics::counter!("allidb_cluster_hints_dropped_total", "peer" => peer.clone(), "reason" => "expired").increment(1);
-                continue;
+            } else {
+                live.push(hint);
             }
-            let bytes = hint.batch.approximate_size() as u64;
-            let cells = cells::batch_versions(&hint.batch)
+        }
+        for call in calls(&live) {
+            let bytes: usize = call.iter().map(|h| h.batch.approximate_size()).sum();
+            let cells = call
                 .iter()
-                .map(cells::to_proto)
+                .flat_map(|hint| cells::batch_versions(&hint.batch))
+                .map(|version| cells::to_proto(&version))
                 .collect();
+            let ring_version = call.iter().map(|h| h.ring_version).max().unwrap_or(0);
             if let Err(error) = clients
-                .mutate(
-                    host,
-                    addr,
-                    cells,
-                    "hint",
-                    hint.ring_version,
-                    options.timeout,
-                )
+                .mutate(host, addr, cells, "hint", ring_version, options.timeout)
                 .await
             {
                 tracing::debug!(%error, %peer, "hint delivery failed; retrying next round");
                 return;
             }
             metrics::counter!("allidb_cluster_hints_delivered_total", "peer" => peer.clone())
-                .increment(1);
+                .increment(call.len() as u64);
             if options.bytes_per_sec > 0 {
                 let pause = Duration::from_secs_f64(bytes as f64 / options.bytes_per_sec as f64);
                 tokio::time::sleep(pause).await;
@@ -135,5 +137,60 @@ async fn deliver(
             tracing::warn!(%error, %peer, "delivered hint segment could not be deleted");
             return;
         }
+    }
+}
+
+/// Hints sent in one `Mutate`: consecutive hints up to [`HINT_CALL_BYTES`] (a hint larger than
+/// that goes alone). Applying several hints as one batch is safe: each cell keeps its own
+/// timestamp and last-write-wins does not depend on the order cells arrive in.
+fn calls(hints: &[Hint]) -> impl Iterator<Item = &[Hint]> {
+    let mut rest = hints;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let len = rest
+            .iter()
+            .take_while(|hint| {
+                bytes += hint.batch.approximate_size();
+                bytes <= HINT_CALL_BYTES
+            })
+            .count()
+            .max(1);
+        let (call, tail) = rest.split_at(len);
+        rest = tail;
+        Some(call)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use allidb_storage::batch::WriteBatch;
+
+    use super::*;
+
+    fn hint(value_bytes: usize) -> Hint {
+        let mut batch = WriteBatch::new();
+        batch.put(b"k".to_vec(), 1, vec![0; value_bytes]);
+        Hint {
+            created_unix_ms: 0,
+            ring_version: 0,
+            batch,
+        }
+    }
+
+    #[test]
+    fn hints_are_grouped_in_order_up_to_the_call_size() {
+        let small = HINT_CALL_BYTES / 4;
+        let hints: Vec<Hint> = [small, small, small, HINT_CALL_BYTES * 2, small, 10]
+            .into_iter()
+            .map(hint)
+            .collect();
+        let sizes: Vec<usize> = calls(&hints).map(<[Hint]>::len).collect();
+        // Three quarter-size hints fit (with their keys), the oversized one goes alone, the
+        // last two share a call; every hint is sent once, in order.
+        assert_eq!(sizes, [3, 1, 2]);
+        assert_eq!(calls(&[]).count(), 0);
     }
 }

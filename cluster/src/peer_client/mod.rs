@@ -1,7 +1,11 @@
 //! Calls to other nodes' `Replica` service: one lazily connected gRPC channel per peer address,
-//! every request stamped with this node's header and cluster token and bounded by a deadline.
+//! every request stamped with this node's header and cluster token and bounded by a deadline;
+//! partition reads go through one [`read_queue`] per peer, which sends the reads waiting for
+//! that peer as one `ReadPartitions` call.
 //!
 //! Must never: wait longer than the caller's timeout, or send a request without the token.
+
+mod read_queue;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,15 +20,47 @@ use crate::proto;
 use crate::proto::replica_client::ReplicaClient;
 use crate::ring::HostId;
 use crate::{ClusterError, PROTOCOL_VERSION};
+use read_queue::ReadQueue;
+
+/// What every call to a peer carries: this node's header and the cluster token.
+#[derive(Clone, Debug)]
+struct Stamp {
+    local: HostId,
+    credentials: Arc<ClusterCredentials>,
+}
+
+impl Stamp {
+    fn header(&self, ring_version: u64, recipient: HostId) -> Option<proto::RequestHeader> {
+        Some(proto::RequestHeader {
+            protocol_version: PROTOCOL_VERSION,
+            ring_version,
+            sender: self.local.to_string(),
+            recipient: recipient.to_string(),
+        })
+    }
+
+    fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(timeout);
+        request.metadata_mut().insert(
+            TOKEN_HEADER,
+            self.credentials
+                .token()
+                .parse()
+                .expect("a hex token is valid metadata"),
+        );
+        request
+    }
+}
 
 /// Channels to peers, shared by the coordinator and the hint dispatcher.
 #[derive(Debug)]
 pub struct PeerClients {
-    local: HostId,
-    credentials: Arc<ClusterCredentials>,
+    stamp: Stamp,
     tls: Option<ClientTlsConfig>,
     connect_timeout: Duration,
     channels: Mutex<HashMap<SocketAddr, Channel>>,
+    reads: Mutex<HashMap<(HostId, SocketAddr), ReadQueue>>,
 }
 
 impl PeerClients {
@@ -37,11 +73,11 @@ impl PeerClients {
         connect_timeout: Duration,
     ) -> Self {
         Self {
-            local,
-            credentials,
+            stamp: Stamp { local, credentials },
             tls,
             connect_timeout,
             channels: Mutex::new(HashMap::new()),
+            reads: Mutex::new(HashMap::new()),
         }
     }
 
@@ -64,28 +100,6 @@ impl PeerClients {
         Ok(channel)
     }
 
-    fn header(&self, ring_version: u64, recipient: HostId) -> Option<proto::RequestHeader> {
-        Some(proto::RequestHeader {
-            protocol_version: PROTOCOL_VERSION,
-            ring_version,
-            sender: self.local.to_string(),
-            recipient: recipient.to_string(),
-        })
-    }
-
-    fn request<T>(&self, message: T, timeout: Duration) -> tonic::Request<T> {
-        let mut request = tonic::Request::new(message);
-        request.set_timeout(timeout);
-        request.metadata_mut().insert(
-            TOKEN_HEADER,
-            self.credentials
-                .token()
-                .parse()
-                .expect("a hex token is valid metadata"),
-        );
-        request
-    }
-
     /// Sends cells to the replica `recipient` at `addr`.
     pub async fn mutate(
         &self,
@@ -97,19 +111,19 @@ impl PeerClients {
         timeout: Duration,
     ) -> Result<(), ClusterError> {
         let message = proto::MutateRequest {
-            header: self.header(ring_version, recipient),
+            header: self.stamp.header(ring_version, recipient),
             cells,
             reason: reason.to_owned(),
         };
         let mut client = ReplicaClient::new(self.channel(addr)?)
             .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
-        let call = client.mutate(self.request(message, timeout));
+        let call = client.mutate(self.stamp.request(message, timeout));
         answered(addr, timeout, call).await.map(drop)
     }
 
     /// Reads one partition from the replica `recipient` at `addr`: its cells, or only their
-    /// digest.
+    /// digest. Sent together with the other reads waiting for that replica.
     #[allow(clippy::too_many_arguments)]
     pub async fn read_partition(
         &self,
@@ -120,17 +134,28 @@ impl PeerClients {
         digest_only: bool,
         ring_version: u64,
         timeout: Duration,
-    ) -> Result<proto::ReadPartitionResponse, ClusterError> {
-        let message = proto::ReadPartitionRequest {
-            header: self.header(ring_version, recipient),
+    ) -> Result<proto::PartitionCells, ClusterError> {
+        let partition = proto::PartitionRead {
             tenant: tenant.to_owned(),
             entity_id: entity_id.to_owned(),
             digest_only,
         };
-        let mut client = ReplicaClient::new(self.channel(addr)?)
-            .max_decoding_message_size(crate::MAX_MESSAGE_BYTES);
-        let call = client.read_partition(self.request(message, timeout));
-        answered(addr, timeout, call).await
+        let queue = self.read_queue(recipient, addr)?;
+        queue.read(partition, ring_version, timeout).await
+    }
+
+    fn read_queue(&self, recipient: HostId, addr: SocketAddr) -> Result<ReadQueue, ClusterError> {
+        if let Some(queue) = self.reads.lock().get(&(recipient, addr)) {
+            return Ok(queue.clone());
+        }
+        let channel = self.channel(addr)?;
+        let queue = self
+            .reads
+            .lock()
+            .entry((recipient, addr))
+            .or_insert_with(|| ReadQueue::spawn(self.stamp.clone(), channel, recipient, addr))
+            .clone();
+        Ok(queue)
     }
 }
 
