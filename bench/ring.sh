@@ -33,6 +33,7 @@ until grep -q '^allidbd: ready' "$work/single/out"; do sleep 0.1; done
 ingest 127.0.0.1:7190 one r- single
 get 127.0.0.1:7190 one r- single
 kill "$(cat "$work/single/pids")"
+while kill -0 "$(cat "$work/single/pids")" 2>/dev/null; do sleep 0.2; done
 
 # A fresh ring of three, RF 3, per level: a ONE run leaves the other replicas applying (and
 # indexing) its writes after the client is done, which would slow the next run.
@@ -41,5 +42,8 @@ for level in quorum one; do
   ingest 127.0.0.1:7100 "$level" r- "ring-$level"
   get 127.0.0.1:7100 "$level" r- "ring-$level"
   kill $(cat "$work/ring-$level/pids")
-  sleep 2
+  # The next ring takes the same ports: wait until these daemons have exited.
+  for pid in $(cat "$work/ring-$level/pids"); do
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+  done
 done

@@ -11,6 +11,7 @@
 //! * a cell its entity marker hides is dropped (the marker stays): the body and out-edges at or
 //!   below the marker's timestamp, in-edges at or below the marker's in-edge bound
 //!   ([`crate::cell::MarkerValue`]);
+//! * a cell a tenant drop covers ([`crate::tenant_drops`]) is dropped, whatever the level;
 //! * tombstones and markers are dropped only when the output is the bottommost level for the key
 //!   range and they are older than `gc_grace` — never earlier, or a delete could come back.
 //!
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use crate::cell::MarkerValue;
 use crate::key;
 use crate::sstable::Table;
+use crate::tenant_drops::TenantDrops;
 use crate::types::{Entry, Timestamp};
 use crate::version::{NUM_LEVELS, Version};
 
@@ -47,7 +49,8 @@ pub struct CompactionJob {
 }
 
 impl CompactionJob {
-    fn new(version: &Version, level: usize, inputs: Vec<Arc<Table>>) -> Option<Self> {
+    /// A job merging `inputs` (tables of `level`) with what they overlap one level down.
+    pub fn with_inputs(version: &Version, level: usize, inputs: Vec<Arc<Table>>) -> Option<Self> {
         let smallest = inputs
             .iter()
             .map(|t| t.properties().smallest.user_key.clone())
@@ -80,11 +83,17 @@ impl CompactionJob {
     }
 
     /// True when the job can move its one input table down a level without rewriting it:
-    /// nothing overlaps it below and it holds no tombstone a merge might have to keep or drop.
-    pub fn is_trivial_move(&self) -> bool {
+    /// nothing overlaps it below, and it holds no tombstone a merge might have to keep or drop
+    /// and no cell a tenant drop may cover.
+    pub fn is_trivial_move(&self, drops: &TenantDrops) -> bool {
+        let Some(table) = self.inputs.first() else {
+            return false;
+        };
+        let p = table.properties();
         self.inputs.len() == 1
             && self.lower.is_empty()
-            && self.inputs[0].properties().tombstones == 0
+            && p.tombstones == 0
+            && !drops.may_cover(&p.smallest.user_key, &p.largest.user_key, p.min_ts)
     }
 
     /// All input tables (upper first).
@@ -108,7 +117,7 @@ pub fn pick(
     multiplier: u64,
 ) -> Option<CompactionJob> {
     if version.level(0).len() >= l0_trigger {
-        return CompactionJob::new(version, 0, version.level(0).to_vec());
+        return CompactionJob::with_inputs(version, 0, version.level(0).to_vec());
     }
     let (level, score) = (1..NUM_LEVELS - 1)
         .map(|l| {
@@ -129,7 +138,7 @@ pub fn pick(
         .or_else(|| tables.first())?
         .clone();
     pointers.next_key[level] = Some(table.properties().largest.user_key.clone());
-    CompactionJob::new(version, level, vec![table])
+    CompactionJob::with_inputs(version, level, vec![table])
 }
 
 /// A job merging all of `level` into `level + 1` (manual full compaction), if `level` has tables.
@@ -137,7 +146,7 @@ pub fn pick_whole_level(version: &Version, level: usize) -> Option<CompactionJob
     if level + 1 >= NUM_LEVELS {
         return None;
     }
-    CompactionJob::new(version, level, version.level(level).to_vec())
+    CompactionJob::with_inputs(version, level, version.level(level).to_vec())
 }
 
 /// Decides, entry by entry in internal-key order, what a merge keeps (see the module doc).
@@ -145,6 +154,7 @@ pub fn pick_whole_level(version: &Version, level: usize) -> Option<CompactionJob
 pub struct CompactionFilter {
     bottommost: bool,
     gc_cutoff: Timestamp,
+    drops: Arc<TenantDrops>,
     partition: Vec<u8>,
     marker_ts: Option<Timestamp>,
     in_edges_hidden_upto: Timestamp,
@@ -152,11 +162,12 @@ pub struct CompactionFilter {
 }
 
 impl CompactionFilter {
-    /// A filter for one merge; `gc_cutoff` = now - gc_grace.
-    pub fn new(bottommost: bool, gc_cutoff: Timestamp) -> Self {
+    /// A filter for one merge; `gc_cutoff` = now - gc_grace; `drops`: the tenant drops.
+    pub fn new(bottommost: bool, gc_cutoff: Timestamp, drops: Arc<TenantDrops>) -> Self {
         Self {
             bottommost,
             gc_cutoff,
+            drops,
             partition: Vec::new(),
             marker_ts: None,
             in_edges_hidden_upto: 0,
@@ -171,6 +182,9 @@ impl CompactionFilter {
             return false; // an older version of a cell already decided
         }
         self.last_key = Some(user_key.clone());
+        if self.drops.hides(user_key, entry.key.ts) {
+            return false; // its tenant was dropped after it was written
+        }
         let partition = key::partition_of(user_key).unwrap_or(user_key);
         if partition != self.partition.as_slice() {
             self.partition = partition.to_vec();
@@ -220,7 +234,7 @@ mod tests {
 
     #[test]
     fn keeps_newest_and_drops_shadowed_cells() {
-        let mut f = CompactionFilter::new(false, 0);
+        let mut f = CompactionFilter::new(false, 0, Arc::default());
         let kept: Vec<bool> = [
             entry(CellKey::marker("t", "a"), 10, 5, Some(b"")),
             entry(CellKey::body("t", "a"), 11, 6, Some(b"new")),
@@ -238,7 +252,7 @@ mod tests {
     #[test]
     fn a_format_1_marker_keeps_in_edges_above_its_bound() {
         let marker = MarkerValue { in_edges_upto: 4 }.encode();
-        let mut f = CompactionFilter::new(false, 0);
+        let mut f = CompactionFilter::new(false, 0, Arc::default());
         let kept: Vec<bool> = [
             entry(CellKey::marker("t", "a"), 10, 5, Some(&marker)),
             entry(CellKey::out_edge("t", "a", "r", "b"), 8, 1, Some(b"e")),
@@ -255,13 +269,31 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_drop_removes_its_older_cells_at_any_level() {
+        use crate::tenant_drops::TenantDrop;
+        let drops = Arc::new(TenantDrops::default().with("t", TenantDrop { ts: 10, seq: 1 }));
+        let mut f = CompactionFilter::new(false, 0, drops);
+        let kept: Vec<bool> = [
+            entry(CellKey::body("s", "a"), 5, 1, Some(b"another tenant")),
+            entry(CellKey::marker("t", "a"), 9, 2, Some(b"")),
+            entry(CellKey::body("t", "a"), 11, 3, Some(b"after the drop")),
+            entry(CellKey::body("t", "b"), 10, 4, Some(b"at the drop")),
+            entry(CellKey::body("tt", "b"), 1, 5, Some(b"a tenant extending its id")),
+        ]
+        .iter()
+        .map(|e| f.keep(e))
+        .collect();
+        assert_eq!(kept, vec![true, false, true, false, true]);
+    }
+
+    #[test]
     fn drops_tombstones_only_at_bottom_after_grace() {
         let tomb = entry(CellKey::out_edge("t", "a", "r", "b"), 5, 1, None);
         let marker = entry(CellKey::marker("t", "z"), 5, 2, Some(b""));
-        assert!(CompactionFilter::new(false, 100).keep(&tomb));
-        assert!(CompactionFilter::new(true, 5).keep(&tomb));
-        assert!(!CompactionFilter::new(true, 6).keep(&tomb));
-        assert!(CompactionFilter::new(false, 100).keep(&marker));
-        assert!(!CompactionFilter::new(true, 100).keep(&marker));
+        assert!(CompactionFilter::new(false, 100, Arc::default()).keep(&tomb));
+        assert!(CompactionFilter::new(true, 5, Arc::default()).keep(&tomb));
+        assert!(!CompactionFilter::new(true, 6, Arc::default()).keep(&tomb));
+        assert!(CompactionFilter::new(false, 100, Arc::default()).keep(&marker));
+        assert!(!CompactionFilter::new(true, 100, Arc::default()).keep(&marker));
     }
 }

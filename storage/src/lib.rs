@@ -5,7 +5,8 @@
 //!   cell keys, cell payloads, versions, the payload codec, atomic write batches, the clock;
 //! * [`fs`]: the file layer (real, or simulated crashes in tests);
 //! * `wal`: the write-ahead log (block framing, group commit, recovery);
-//! * `memtable`, `sstable`, `manifest`, `compaction`: the LSM tree;
+//! * `memtable`, `sstable`, `manifest`, `compaction`: the LSM tree; [`tenant_drops`]: its
+//!   tenant-wide range tombstones;
 //! * `engine`: the public entry point tying them together;
 //! * [`telemetry`]: the engine's own metrics (WAL latencies, group sizes).
 //!
@@ -27,6 +28,7 @@ pub mod mutation;
 pub mod partition;
 pub mod sstable;
 pub mod telemetry;
+pub mod tenant_drops;
 pub mod types;
 pub mod version;
 pub mod wal;

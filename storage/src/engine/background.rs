@@ -26,6 +26,7 @@ use crate::manifest::VersionEdit;
 use crate::memtable::{Memtable, MemtableIter};
 use crate::merge::{MergeIter, Source};
 use crate::sstable::{BlockCache, Table, TableBuilder};
+use crate::tenant_drops::TenantDrops;
 use crate::version::NUM_LEVELS;
 
 /// Writes the newest version of every cell of `mem` as table `number`; `None` if empty.
@@ -36,6 +37,7 @@ pub(super) fn write_table(
     options: &Options,
     cache: &Arc<BlockCache>,
     mem: &Arc<Memtable>,
+    drops: &TenantDrops,
 ) -> Result<Option<Table>> {
     if mem.is_empty() {
         return Ok(None);
@@ -50,6 +52,9 @@ pub(super) fn write_table(
                 continue;
             }
             last = Some(entry.key.user_key.clone());
+            if drops.hides(&entry.key.user_key, entry.key.ts) {
+                continue;
+            }
             builder.add(&entry)?;
         }
         builder.finish()?;
@@ -143,13 +148,13 @@ impl Inner {
 
     /// Flushes the oldest immutable memtable, if any.
     fn flush_one(&self) -> Result<bool> {
-        let (mem, next_first_segment) = {
+        let (mem, next_first_segment, drops) = {
             let state = self.state.read();
             let Some(mem) = state.imm.front().cloned() else {
                 return Ok(false);
             };
             let next = state.imm.get(1).unwrap_or(&state.mem).first_segment();
-            (mem, next)
+            (mem, next, state.drops.clone())
         };
         let number = self.next_table_number.fetch_add(1, Ordering::Relaxed);
         let table = write_table(
@@ -159,6 +164,7 @@ impl Inner {
             &self.options,
             &self.cache,
             &mem,
+            &drops,
         )?;
         let mut edit = VersionEdit {
             log_number: Some(next_first_segment),
@@ -258,15 +264,47 @@ impl Inner {
                 return Ok(());
             };
             let level = (0..deepest.max(1)).find(|l| !version.level(*l).is_empty());
-            let Some(level) = level else { return Ok(()) };
+            let Some(level) = level else {
+                return self.rewrite_dropped(&version, deepest);
+            };
             let job = compaction::pick_whole_level(&version, level).expect("the level has tables");
             self.run_compaction(&job)?;
         }
     }
 
+    /// Rewrites, one level down, the tables of `level` (the deepest holding data) that may hold
+    /// cells of a dropped tenant, so that those cells leave every file.
+    fn rewrite_dropped(&self, version: &crate::version::Version, level: usize) -> Result<()> {
+        let drops = self.state.read().drops.clone();
+        let covered: Vec<Arc<Table>> = version
+            .level(level)
+            .iter()
+            .filter(|t| {
+                let p = t.properties();
+                drops.may_cover(&p.smallest.user_key, &p.largest.user_key, p.min_ts)
+            })
+            .cloned()
+            .collect();
+        if covered.is_empty() {
+            return Ok(());
+        }
+        if level + 1 >= NUM_LEVELS {
+            tracing::warn!(
+                tables = covered.len(),
+                "tables of the last level hold dropped tenants' cells; background compaction removes them when it merges them"
+            );
+            return Ok(());
+        }
+        match CompactionJob::with_inputs(version, level, covered) {
+            Some(job) => self.run_compaction(&job),
+            None => Ok(()),
+        }
+    }
+
     /// Merges a job's inputs into new tables at its output level and commits the swap.
     fn run_compaction(&self, job: &CompactionJob) -> Result<()> {
-        if job.is_trivial_move() {
+        let drops = self.state.read().drops.clone();
+        if job.is_trivial_move(&drops) {
             return self.move_table(job);
         }
         let mut created = Vec::new();
@@ -289,7 +327,8 @@ impl Inner {
     ) -> Result<Vec<Table>> {
         let sources: Vec<Source> = job.tables().map(|t| Source::Table(t.iter())).collect();
         let gc_cutoff = wall_micros().saturating_sub(self.options.gc_grace.as_micros() as u64);
-        let mut filter = CompactionFilter::new(job.bottommost, gc_cutoff);
+        let drops = self.state.read().drops.clone();
+        let mut filter = CompactionFilter::new(job.bottommost, gc_cutoff, drops);
         let mut outputs: Vec<Table> = Vec::new();
         let mut builder: Option<(u64, TableBuilder)> = None;
         let target = self.options.target_file_bytes;

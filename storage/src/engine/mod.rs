@@ -42,7 +42,8 @@ use crate::hlc::HybridClock;
 use crate::manifest::{self, ManifestState, ManifestWriter};
 use crate::memtable::Memtable;
 use crate::sstable::{BlockCache, Table, TableOptions};
-use crate::types::SeqNo;
+use crate::tenant_drops::{TenantDrop, TenantDrops};
+use crate::types::{SeqNo, Timestamp};
 use crate::version::{NUM_LEVELS, Version};
 use crate::wal::{self, GroupCommitWriter, RecoveryMode};
 use entity_locks::EntityLocks;
@@ -158,6 +159,8 @@ struct LsmState {
     /// Oldest first.
     imm: VecDeque<Arc<Memtable>>,
     version: Arc<Version>,
+    /// The tenant drops reads, flushes and compactions apply.
+    drops: Arc<TenantDrops>,
 }
 
 /// Background coordination: what the flush and compaction threads wait on.
@@ -186,6 +189,8 @@ struct Inner {
     /// WAL segment number -> highest sequence number in it (`None` while it is being written).
     wal_segments: Mutex<BTreeMap<u64, Option<SeqNo>>>,
     wal_pin: AtomicU64,
+    /// Held while the tenant drops file is rewritten.
+    drops_file: Mutex<()>,
     entity_locks: EntityLocks,
     observer: Option<Arc<dyn CommitObserver>>,
     stats: write::Counters,
@@ -274,6 +279,11 @@ impl Engine {
         for (_, t) in version.tables() {
             clock.observe(t.properties().max_ts);
         }
+        // Writes after a restart must come after every drop, whatever the wall clock did.
+        let drops = TenantDrops::load(fs.as_ref(), dir)?;
+        for (_, drop) in drops.iter() {
+            clock.observe(drop.ts);
+        }
 
         // Replay the WAL into one memtable.
         let replayed = Arc::new(Memtable::new(0));
@@ -315,8 +325,15 @@ impl Engine {
         if !replayed.is_empty() {
             let number = mstate.next_table_number;
             mstate.next_table_number += 1;
-            let table =
-                background::write_table(fs.as_ref(), dir, number, &options, &cache, &replayed)?;
+            let table = background::write_table(
+                fs.as_ref(),
+                dir,
+                number,
+                &options,
+                &cache,
+                &replayed,
+                &drops,
+            )?;
             if let Some(table) = table {
                 mstate.tables.push((0, number));
                 version = version.apply(&[], &[(0, Arc::new(table))]);
@@ -356,6 +373,7 @@ impl Engine {
                 mem: Arc::new(Memtable::new(next_segment)),
                 imm: VecDeque::new(),
                 version: Arc::new(version),
+                drops: Arc::new(drops),
             }),
             visible_seq: AtomicU64::new(last_seq),
             manifest: Mutex::new(manifest),
@@ -366,6 +384,7 @@ impl Engine {
             compaction: Mutex::new(write::CompactionPointers::default()),
             wal_segments: Mutex::new(wal_segments),
             wal_pin: AtomicU64::new(pin),
+            drops_file: Mutex::new(()),
             entity_locks: EntityLocks::default(),
             observer,
             stats: write::Counters::default(),
@@ -435,6 +454,32 @@ impl Engine {
         self.inner.visible_seq.load(Ordering::Acquire)
     }
 
+    /// Drops every cell of `tenant` written at or before `ts` (a tenant-wide range tombstone,
+    /// [`crate::tenant_drops`]): durable when this returns, hidden from reads at once, left out
+    /// of flushes and compactions from then on. Cells written later (above `ts`) stay.
+    pub fn drop_tenant(&self, tenant: &str, ts: Timestamp) -> Result<TenantDrop> {
+        crate::key::validate_tenant(tenant)?;
+        // Allowed below the free-space watermark: dropping data is how space comes back.
+        self.inner.check_open()?;
+        // One drop at a time: each writes the whole file.
+        let _writing = self.inner.drops_file.lock();
+        self.inner.clock.observe(ts);
+        let drop = TenantDrop {
+            ts,
+            seq: self.last_seq(),
+        };
+        let next = self.inner.state.read().drops.with(tenant, drop);
+        next.store(self.inner.fs.as_ref(), &self.inner.dir)?;
+        let recorded = next.get(tenant).expect("the tenant was just added");
+        self.inner.state.write().drops = Arc::new(next);
+        Ok(recorded)
+    }
+
+    /// Every tenant drop recorded.
+    pub fn tenant_drops(&self) -> Arc<TenantDrops> {
+        self.inner.state.read().drops.clone()
+    }
+
     /// Flushes every memtable to L0 and waits until it is durable in the manifest.
     pub fn flush(&self) -> Result<()> {
         if !self.inner.state.read().mem.is_empty() {
@@ -444,7 +489,8 @@ impl Engine {
     }
 
     /// Flushes, then compacts every level down until all data is in one sorted run at the
-    /// deepest level holding data (a full, manual compaction).
+    /// deepest level holding data (a full, manual compaction); tables there that may hold
+    /// cells of a dropped tenant are rewritten too, so no file keeps them.
     pub fn compact(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::Unavailable("the engine is closed".to_owned()));

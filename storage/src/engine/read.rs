@@ -3,9 +3,11 @@
 //!
 //! A snapshot is the visible sequence number read *before* the memtables and version are cloned
 //! under the state lock: every write with a sequence number at or below it is in one of them.
-//! Entries newer than the snapshot are skipped, so a batch is seen whole or not at all.
+//! Entries newer than the snapshot are skipped, so a batch is seen whole or not at all, and so
+//! are cells a tenant drop covers ([`crate::tenant_drops`]), with the drops as of the snapshot.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{Engine, Inner};
@@ -16,6 +18,7 @@ use crate::memtable::MemtableIter;
 use crate::merge::{LevelIter, MergeIter, Source};
 use crate::partition::{CellVersion, PartitionState};
 use crate::sstable::Table;
+use crate::tenant_drops::TenantDrops;
 use crate::types::{Entry, SeqNo};
 use crate::wal;
 
@@ -31,9 +34,10 @@ pub struct ChangedPartition {
 impl Inner {
     /// A merge over everything visible at the returned snapshot. With `partition`, tables that
     /// cannot hold it (bloom filter, key range) are left out.
-    fn snapshot(&self, partition: Option<&[u8]>) -> (MergeIter, SeqNo) {
+    fn snapshot(&self, partition: Option<&[u8]>) -> (MergeIter, SeqNo, Arc<TenantDrops>) {
         let seq = self.visible_seq.load(Ordering::Acquire);
         let state = self.state.read();
+        let drops = state.drops.clone();
         let mut sources = vec![Source::Mem(MemtableIter::new(state.mem.clone()))];
         sources.extend(
             state
@@ -86,7 +90,7 @@ impl Inner {
                 None => {}
             }
         }
-        (MergeIter::new(sources), seq)
+        (MergeIter::new(sources), seq, drops)
     }
 }
 
@@ -95,17 +99,23 @@ impl Inner {
 pub struct EntityIter {
     merge: MergeIter,
     seq: SeqNo,
+    drops: Arc<TenantDrops>,
     end: Option<Vec<u8>>,
     pending: Option<Entry>,
     done: bool,
 }
 
 impl EntityIter {
-    fn new(mut merge: MergeIter, seq: SeqNo, start: &[u8], end: Option<Vec<u8>>) -> Self {
+    fn new(
+        (mut merge, seq, drops): (MergeIter, SeqNo, Arc<TenantDrops>),
+        start: &[u8],
+        end: Option<Vec<u8>>,
+    ) -> Self {
         merge.seek(start);
         Self {
             merge,
             seq,
+            drops,
             end,
             pending: None,
             done: false,
@@ -128,7 +138,7 @@ impl EntityIter {
             {
                 return None;
             }
-            if entry.key.seq <= self.seq {
+            if entry.key.seq <= self.seq && !self.drops.hides(&entry.key.user_key, entry.key.ts) {
                 return Some(Ok(entry));
             }
         }
@@ -207,9 +217,9 @@ impl Engine {
     /// from several replicas can be merged cell by cell.
     pub fn partition_cells(&self, tenant: &str, id: &str) -> Result<Vec<CellVersion>> {
         let prefix = key::partition_prefix(tenant, id);
-        let (merge, seq) = self.inner.snapshot(Some(&prefix));
+        let snapshot = self.inner.snapshot(Some(&prefix));
         let end = key::prefix_successor(&prefix);
-        let mut iter = EntityIter::new(merge, seq, &prefix, end);
+        let mut iter = EntityIter::new(snapshot, &prefix, end);
         match iter.next_partition() {
             None => Ok(Vec::new()),
             Some(r) => Ok(r?.1),
@@ -235,15 +245,15 @@ impl Engine {
             Some(e) => Some(key::partition_prefix(tenant, e)),
             None => key::prefix_successor(&key::tenant_prefix(tenant)),
         };
-        let (merge, seq) = self.inner.snapshot(None);
-        Ok(EntityIter::new(merge, seq, &begin, end))
+        Ok(EntityIter::new(self.inner.snapshot(None), &begin, end))
     }
 
     /// Every live entity of every tenant, in key order, over one snapshot (index rebuilds), and
     /// the sequence number of that snapshot.
     pub fn all_entities(&self) -> (EntityIter, SeqNo) {
-        let (merge, seq) = self.inner.snapshot(None);
-        (EntityIter::new(merge, seq, &[], None), seq)
+        let snapshot = self.inner.snapshot(None);
+        let seq = snapshot.1;
+        (EntityIter::new(snapshot, &[], None), seq)
     }
 
     /// The partitions written after sequence number `after` (up to the visible sequence number),

@@ -328,3 +328,77 @@ fn concurrent_mutations_of_shared_entities_keep_both_ends_of_every_edge() {
         "in-edges without their out-edge: {no_out_edge:?}; out-edges without their in-edge: {no_in_edge:?}"
     );
 }
+
+/// `count` entities of `tenant` from `first`, each with the entity type `tag`.
+fn put_tagged(engine: &Engine, tenant: &str, first: u64, count: u64, tag: &str) {
+    let writes = (first..first + count)
+        .map(|i| {
+            let mut w = write(i);
+            w.body.entity_type = tag.to_owned();
+            w
+        })
+        .collect();
+    engine
+        .put_entities(tenant, writes, Durability::Sync)
+        .unwrap();
+}
+
+fn ids(engine: &Engine, tenant: &str) -> Vec<String> {
+    engine
+        .scan(tenant, None, None)
+        .unwrap()
+        .map(|e| e.unwrap().id)
+        .collect()
+}
+
+#[test]
+fn a_dropped_tenant_is_gone_at_once_after_a_crash_and_from_every_file_after_compaction() {
+    use crate::fs::FileSystem;
+    let fs = SimFileSystem::new();
+    let dir = Path::new("/db");
+    let engine = Engine::open_with_fs(Arc::new(fs.clone()), dir, options()).unwrap();
+    put_tagged(&engine, "t", 0, 300, "t-before-the-drop");
+    put_tagged(&engine, "s", 0, 300, "s-kept");
+    engine.flush().unwrap();
+    put_tagged(&engine, "t", 300, 100, "t-before-the-drop"); // in the memtable and WAL only
+    let before = ids(&engine, "s");
+    let drop = engine.drop_tenant("t", engine.clock().now()).unwrap();
+    put_tagged(&engine, "t", 400, 10, "t-after-the-drop");
+    let after: Vec<String> = (400..410).map(|i| format!("e{i:06}")).collect();
+    assert_eq!(ids(&engine, "t"), after);
+    assert!(engine.get_entity("t", "e000001").unwrap().is_none());
+    assert!(engine.partition_cells("t", "e000350").unwrap().is_empty());
+    assert_eq!(ids(&engine, "s"), before, "another tenant untouched");
+
+    // The drop is durable when it returns: a crash right after keeps it.
+    fs.crash();
+    std::mem::drop(engine);
+    let engine = Engine::open_with_fs(Arc::new(fs.clone()), dir, options()).unwrap();
+    assert_eq!(engine.tenant_drops().get("t"), Some(drop));
+    assert!(engine.clock().now() > drop.ts, "the clock restarts past the drop");
+    assert!(engine.get_entity("t", "e000001").unwrap().is_none());
+    assert_eq!(ids(&engine, "s"), before);
+
+    // After a full compaction no file holds a cell of the dropped tenant written before the
+    // drop, while the other tenant's and the later writes are there.
+    put_tagged(&engine, "t", 400, 10, "t-after-the-drop");
+    engine.compact().unwrap();
+    let holding = |needle: &str| -> Vec<String> {
+        fs.list(dir)
+            .unwrap()
+            .into_iter()
+            .filter(|name| {
+                fs.read(&dir.join(name)).is_ok_and(|bytes| {
+                    bytes
+                        .windows(needle.len())
+                        .any(|w| w == needle.as_bytes())
+                })
+            })
+            .collect()
+    };
+    assert!(!holding("s-kept").is_empty(), "the search finds data");
+    assert!(!holding("t-after-the-drop").is_empty());
+    assert_eq!(holding("t-before-the-drop"), Vec::<String>::new());
+    assert_eq!(ids(&engine, "t"), after);
+    assert_eq!(ids(&engine, "s"), before);
+}
