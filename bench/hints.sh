@@ -22,10 +22,11 @@ metric() { # name: the value of the n0 counter `name` for peer n2 (0 when absent
 }
 
 "$root/scripts/dev-cluster.sh" --dir "$work" --bin "$bin/allidbd" > /dev/null
+status() { "$bin/allidb" cluster --admin 127.0.0.1:7102 status; }
+# n0 must know n2's tokens before n2 goes, or n2 owns nothing and gets no hints.
+until [ "$(status | grep -cE '^normal +healthy +n[0-2] .* 16 ')" = 3 ]; do sleep 0.5; done
 kill -9 "$(sed -n 3p "$work/pids")"
-until "$bin/allidb" cluster --admin 127.0.0.1:7102 status | grep -E '^n2 ' | grep -q down; do
-  sleep 0.5
-done
+until status | grep -qE '^down +\S+ +n2 '; do sleep 0.5; done
 
 start=$(date +%s.%N)
 "$bin/allidb" --addr 127.0.0.1:7100 --consistency quorum --json bench ingest -n "$n" \

@@ -1,5 +1,7 @@
 //! Operator actions of the `allidb.AlliDB` service (admin role): the request checks and reply
-//! shapes of `Checkpoint` (an online backup, [`UnifiedStore::checkpoint`]).
+//! shapes of `Checkpoint` (an online backup, [`UnifiedStore::checkpoint`]) and of the tenant
+//! RPCs (`ListTenants`, `GetTenantStats`, `DropTenant`: [`tenant_scope`] decides which tenants a
+//! caller may see and drop).
 //!
 //! The service handler authorizes the caller, then calls [`checkpoint_target`], [`checkpoint`]
 //! (on the blocking pool) and [`checkpoint_response`]. Errors name the request field:
@@ -12,11 +14,73 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use allidb_index::UnifiedStore;
 use allidb_index::store::StoreCheckpoint;
+use allidb_index::{TenantStats, UnifiedStore};
 use tonic::Status;
 
+use crate::auth::Principal;
 use crate::pb;
+
+/// The tenant of an operator key: an admin key of this tenant sees and drops every tenant.
+pub const OPERATOR_TENANT: &str = "*";
+
+/// Which tenants a caller (already checked to hold the admin role) may list, see and drop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TenantScope {
+    /// Every tenant: an operator key, or authentication disabled.
+    All,
+    /// Only the key's own tenant.
+    Own(String),
+}
+
+/// The scope of `caller`; `auth_enabled` false means every caller is the operator.
+pub fn tenant_scope(caller: &Principal, auth_enabled: bool) -> TenantScope {
+    if !auth_enabled || caller.tenant == OPERATOR_TENANT {
+        TenantScope::All
+    } else {
+        TenantScope::Own(caller.tenant.clone())
+    }
+}
+
+impl TenantScope {
+    /// Checks that the scope covers `tenant_id` (the request field), a valid tenant id.
+    pub fn check(&self, tenant_id: &str) -> Result<(), Status> {
+        if tenant_id.is_empty() {
+            return Err(Status::invalid_argument("tenant_id: is required"));
+        }
+        allidb_storage::key::validate_tenant(tenant_id)
+            .map_err(|e| Status::invalid_argument(format!("tenant_id: {e}")))?;
+        match self {
+            TenantScope::Own(own) if own != tenant_id => Err(Status::permission_denied(format!(
+                "tenant_id: this API key administers tenant {own:?} only; an operator key (an \
+                 admin key of tenant \"{OPERATOR_TENANT}\") administers every tenant"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// True when the scope covers `tenant`.
+    pub fn covers(&self, tenant: &str) -> bool {
+        match self {
+            TenantScope::All => true,
+            TenantScope::Own(own) => own == tenant,
+        }
+    }
+}
+
+/// The wire form of one tenant's figures.
+pub fn tenant_stats_proto(stats: &TenantStats) -> pb::TenantStats {
+    pb::TenantStats {
+        tenant_id: stats.tenant.clone(),
+        entities: stats.entities as u64,
+        vectors: stats.vectors as u64,
+        dimension: stats
+            .dimension
+            .map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX)),
+        metric: stats.metric.name().to_owned(),
+        bytes: stats.bytes,
+    }
+}
 
 /// The request field naming the checkpoint directory.
 const TARGET_FIELD: &str = "target_dir";

@@ -86,6 +86,9 @@ pub struct Principal {
     pub tenant: String,
     /// What the caller may do.
     pub role: Role,
+    /// Where the caller's key is granted, for logs: `<source>:<line>` (e.g. `keys.txt:3`), or
+    /// `auth-disabled`. Names the key line, never the key or its hash.
+    pub key_id: String,
 }
 
 impl Principal {
@@ -246,6 +249,8 @@ pub fn generate_key(
 struct KeyGrant {
     tenant: String,
     role: Role,
+    /// `<source>:<line>` of the key line.
+    id: String,
     /// Unix seconds after which the key is refused.
     expires_at: Option<u64>,
 }
@@ -316,6 +321,7 @@ impl KeySet {
             let grant = KeyGrant {
                 tenant: (*tenant).to_owned(),
                 role,
+                id: format!("{source_name}:{}", index + 1),
                 expires_at,
             };
             if self.grants.insert(KeyHash(digest), grant).is_some() {
@@ -369,6 +375,7 @@ impl KeySet {
         Ok(Principal {
             tenant: grant.tenant.clone(),
             role: grant.role,
+            key_id: grant.id.clone(),
         })
     }
 }
@@ -445,6 +452,11 @@ impl Authenticator {
         Ok(count)
     }
 
+    /// Whether requests need a key (`auth.enabled`).
+    pub fn enabled(&self) -> bool {
+        self.options.enabled
+    }
+
     /// Number of keys loaded.
     pub fn key_count(&self) -> usize {
         self.keys.load().len()
@@ -487,6 +499,7 @@ impl Authenticator {
             return Ok(Principal {
                 tenant: self.options.default_tenant.clone(),
                 role: Role::Admin,
+                key_id: "auth-disabled".to_owned(),
             });
         }
         let result = match key {
@@ -558,7 +571,8 @@ mod tests {
             k2,
             Principal {
                 tenant: "acme".into(),
-                role: Role::Write
+                role: Role::Write,
+                key_id: "keys.txt:4".into(),
             }
         );
         let expired = set.authenticate_at("k2", 100).unwrap_err();
@@ -632,7 +646,8 @@ mod tests {
                 auth.authenticate(key).unwrap(),
                 Principal {
                     tenant: "main".into(),
-                    role: Role::Admin
+                    role: Role::Admin,
+                    key_id: "auth-disabled".into(),
                 }
             );
         }
@@ -722,7 +737,8 @@ mod tests {
             caller,
             Principal {
                 tenant: "acme".into(),
-                role: Role::Write
+                role: Role::Write,
+                key_id: "generated:1".into(),
             }
         );
         assert!(set.authenticate_at(&generated.key, 2_000_000_000).is_err());

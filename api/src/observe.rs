@@ -126,6 +126,9 @@ without_trace_id_field!(
     pb::ReplicaWriteRequest,
     pb::HealthCheckRequest,
     pb::CheckpointRequest,
+    pb::ListTenantsRequest,
+    pb::GetTenantStatsRequest,
+    pb::DropTenantRequest,
 );
 
 /// A batch's trace id is its options' (which every reply echoes).
@@ -317,6 +320,9 @@ observed_rpcs! {
     bulk_put_entities(Streaming<pb::BulkPutEntitiesRequest>) -> pb::BulkPutEntitiesResponse
         = "BulkPutEntities";
     query_batch(pb::QueryBatchRequest) -> pb::QueryBatchResponse = "QueryBatch";
+    list_tenants(pb::ListTenantsRequest) -> pb::ListTenantsResponse = "ListTenants";
+    get_tenant_stats(pb::GetTenantStatsRequest) -> pb::GetTenantStatsResponse = "GetTenantStats";
+    drop_tenant(pb::DropTenantRequest) -> pb::DropTenantResponse = "DropTenant";
 }
 
 /// Marks a gRPC call that reached [`ObservedService`] (which then counts it): put into the

@@ -1146,6 +1146,79 @@ impl AlliDb for AlliDbService {
         )))
     }
 
+    async fn list_tenants(
+        &self,
+        request: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        let caller = self.authorize(&request, Role::Admin)?;
+        let scope = admin::tenant_scope(&caller, self.auth.enabled());
+        let tenants = self
+            .blocking("list tenants", |store| store.tenants())
+            .await?;
+        Ok(Response::new(pb::ListTenantsResponse {
+            tenants: tenants
+                .iter()
+                .filter(|t| scope.covers(&t.tenant))
+                .map(admin::tenant_stats_proto)
+                .collect(),
+        }))
+    }
+
+    async fn get_tenant_stats(
+        &self,
+        request: Request<pb::GetTenantStatsRequest>,
+    ) -> Result<Response<pb::GetTenantStatsResponse>, Status> {
+        let caller = self.authorize(&request, Role::Admin)?;
+        let tenant = request.into_inner().tenant_id;
+        admin::tenant_scope(&caller, self.auth.enabled()).check(&tenant)?;
+        let stats = self
+            .blocking("tenant stats", move |store| store.tenant_stats(&tenant))
+            .await?;
+        Ok(Response::new(pb::GetTenantStatsResponse {
+            stats: stats.as_ref().map(admin::tenant_stats_proto),
+        }))
+    }
+
+    async fn drop_tenant(
+        &self,
+        request: Request<pb::DropTenantRequest>,
+    ) -> Result<Response<pb::DropTenantResponse>, Status> {
+        let caller = self.authorize(&request, Role::Admin)?;
+        let request = request.into_inner();
+        admin::tenant_scope(&caller, self.auth.enabled()).check(&request.tenant_id)?;
+        if !request.confirm {
+            return Err(Status::invalid_argument(
+                "confirm: must be true: a drop erases every entity, edge, chunk and vector of \
+                 the tenant and cannot be undone",
+            ));
+        }
+        if self.coordinator().is_some() {
+            return Err(Status::failed_precondition(
+                "DropTenant is not replicated across a ring yet (docs/cluster.md \"What a ring \
+                 serves\"); on a ring, drop nothing rather than one node's replicas",
+            ));
+        }
+        let tenant = request.tenant_id;
+        let dropping = tenant.clone();
+        let dropped = self
+            .blocking("drop tenant", move |store| store.drop_tenant(&dropping))
+            .await?;
+        metrics::counter!("allidb_tenant_drops_total").increment(1);
+        tracing::warn!(
+            tenant = %tenant,
+            key = %caller.key_id,
+            entities = dropped.entities,
+            vectors = dropped.vectors,
+            dropped_at_micros = dropped.ts,
+            "tenant dropped"
+        );
+        Ok(Response::new(pb::DropTenantResponse {
+            dropped_at_micros: dropped.ts,
+            entities: dropped.entities as u64,
+            vectors: dropped.vectors as u64,
+        }))
+    }
+
     async fn query_batch(
         &self,
         request: Request<pb::QueryBatchRequest>,

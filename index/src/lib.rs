@@ -17,6 +17,6 @@ pub mod vector;
 
 pub use error::{Error, Result};
 pub use store::{
-    Closed, Filter, QueryContext, QueryHit, QueryReply, QueryRequest, StoreOptions, TraverseHit,
-    UnifiedStore,
+    Closed, Filter, QueryContext, QueryHit, QueryReply, QueryRequest, StoreOptions, TenantDropped,
+    TenantStats, TraverseHit, UnifiedStore,
 };

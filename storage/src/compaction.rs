@@ -278,7 +278,12 @@ mod tests {
             entry(CellKey::marker("t", "a"), 9, 2, Some(b"")),
             entry(CellKey::body("t", "a"), 11, 3, Some(b"after the drop")),
             entry(CellKey::body("t", "b"), 10, 4, Some(b"at the drop")),
-            entry(CellKey::body("tt", "b"), 1, 5, Some(b"a tenant extending its id")),
+            entry(
+                CellKey::body("tt", "b"),
+                1,
+                5,
+                Some(b"a tenant extending its id"),
+            ),
         ]
         .iter()
         .map(|e| f.keep(e))

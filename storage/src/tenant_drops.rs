@@ -195,7 +195,10 @@ mod tests {
         let key = |tenant: &str, id: &str| CellKey::body(tenant, id).encode();
         assert!(drops.may_cover(&key("a", "x"), &key("t", "a"), 5));
         assert!(drops.may_cover(&key("t", "m"), &key("z", "a"), 5));
-        assert!(!drops.may_cover(&key("t", "m"), &key("z", "a"), 11), "all newer");
+        assert!(
+            !drops.may_cover(&key("t", "m"), &key("z", "a"), 11),
+            "all newer"
+        );
         assert!(!drops.may_cover(&key("a", "x"), &key("s", "a"), 5));
         assert!(!drops.may_cover(&key("tt", "a"), &key("z", "a"), 5));
     }

@@ -110,8 +110,12 @@ enum Rpc {
     ReplicaRead,
     ReplicaWrite,
     Checkpoint,
+    ListTenants,
+    GetTenantStats,
+    DropTenant,
 }
 
+/// In call order: `DropTenant` last (it erases the tenant the others read).
 const RPCS: &[Rpc] = &[
     Rpc::PutEntity,
     Rpc::BatchPutEntities,
@@ -128,6 +132,9 @@ const RPCS: &[Rpc] = &[
     Rpc::ReplicaRead,
     Rpc::ReplicaWrite,
     Rpc::Checkpoint,
+    Rpc::ListTenants,
+    Rpc::GetTenantStats,
+    Rpc::DropTenant,
 ];
 
 impl Rpc {
@@ -146,7 +153,12 @@ impl Rpc {
             | Rpc::DeleteEntity
             | Rpc::AddEdges
             | Rpc::RemoveEdges => Role::Write,
-            Rpc::ReplicaRead | Rpc::ReplicaWrite | Rpc::Checkpoint => Role::Admin,
+            Rpc::ReplicaRead
+            | Rpc::ReplicaWrite
+            | Rpc::Checkpoint
+            | Rpc::ListTenants
+            | Rpc::GetTenantStats
+            | Rpc::DropTenant => Role::Admin,
         }
     }
 
@@ -284,6 +296,26 @@ impl Rpc {
                 );
                 result
             }
+            Rpc::ListTenants => client
+                .list_tenants(request(pb::ListTenantsRequest {}, key))
+                .await
+                .map(drop),
+            Rpc::GetTenantStats => {
+                let message = pb::GetTenantStatsRequest {
+                    tenant_id: TENANT.to_owned(),
+                };
+                client
+                    .get_tenant_stats(request(message, key))
+                    .await
+                    .map(drop)
+            }
+            Rpc::DropTenant => {
+                let message = pb::DropTenantRequest {
+                    tenant_id: TENANT.to_owned(),
+                    confirm: true,
+                };
+                client.drop_tenant(request(message, key)).await.map(drop)
+            }
         }
     }
 
@@ -308,8 +340,12 @@ enum Route {
     AddEdges,
     RemoveEdges,
     Checkpoint,
+    ListTenants,
+    TenantStats,
+    DropTenant,
 }
 
+/// In call order: `DropTenant` last.
 const ROUTES: &[Route] = &[
     Route::PutEntity,
     Route::BatchPut,
@@ -323,6 +359,9 @@ const ROUTES: &[Route] = &[
     Route::AddEdges,
     Route::RemoveEdges,
     Route::Checkpoint,
+    Route::ListTenants,
+    Route::TenantStats,
+    Route::DropTenant,
 ];
 
 impl Route {
@@ -369,6 +408,17 @@ impl Route {
                 let body = serde_json::json!({ "target_dir": fx.next_target() }).to_string();
                 ("POST", "/admin/checkpoint", body, Role::Admin)
             }
+            Route::ListTenants => ("GET", "/admin/tenants", String::new(), Role::Admin),
+            Route::TenantStats => post(
+                "/admin/tenants/stats",
+                r#"{"tenant_id": "acme"}"#,
+                Role::Admin,
+            ),
+            Route::DropTenant => post(
+                "/admin/tenants/drop",
+                r#"{"tenant_id": "acme", "confirm": true}"#,
+                Role::Admin,
+            ),
         }
     }
 }
@@ -464,6 +514,8 @@ async fn every_rpc_and_route_enforces_its_role() {
         assert!(health.get_ref().healthy);
     }
 
+    // The RPC table ended with a drop of the tenant the routes read: write it again.
+    seed(&mut client).await;
     let addr = fx.daemon.http_addr.expect("allidbd serves HTTP");
     for &route in ROUTES {
         for &(key, held) in CALLERS {

@@ -230,3 +230,37 @@ pub(super) async fn checkpoint<S: AlliDb>(
         .await
         .map(Json)
 }
+
+/// `GET /admin/tenants`: ListTenants (admin role).
+pub(super) async fn list_tenants<S: AlliDb>(
+    State(gateway): State<Gateway<S>>,
+    headers: HeaderMap,
+) -> Result<Json<pb::ListTenantsResponse>, HttpError> {
+    call(&headers, pb::ListTenantsRequest {}, |r| {
+        gateway.service.list_tenants(r)
+    })
+    .await
+    .map(Json)
+}
+
+/// `POST /admin/tenants/stats`: GetTenantStats (admin role).
+pub(super) async fn tenant_stats<S: AlliDb>(
+    State(gateway): State<Gateway<S>>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<pb::GetTenantStatsRequest>,
+) -> Result<Json<pb::GetTenantStatsResponse>, HttpError> {
+    call(&headers, request, |r| gateway.service.get_tenant_stats(r))
+        .await
+        .map(Json)
+}
+
+/// `POST /admin/tenants/drop`: DropTenant (admin role).
+pub(super) async fn drop_tenant<S: AlliDb>(
+    State(gateway): State<Gateway<S>>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<pb::DropTenantRequest>,
+) -> Result<Json<pb::DropTenantResponse>, HttpError> {
+    call(&headers, request, |r| gateway.service.drop_tenant(r))
+        .await
+        .map(Json)
+}

@@ -31,7 +31,7 @@ use crate::replica::MAX_PARTITIONS_PER_READ;
 use crate::ring::HostId;
 
 /// Most `ReadPartitions` calls outstanding to one peer.
-pub(super) const CALLS_IN_FLIGHT: usize = 4;
+pub(super) const CALLS_IN_FLIGHT: usize = 16;
 
 /// What a read is answered with.
 type Answer = Result<proto::PartitionCells, ClusterError>;

@@ -1,16 +1,133 @@
 //! Operator commands against a running daemon: `allidb checkpoint DIR` (an online backup,
-//! the `Checkpoint` RPC; needs an admin key).
+//! the `Checkpoint` RPC) and `allidb tenant list | stats T | drop T --yes` (`ListTenants`,
+//! `GetTenantStats`, `DropTenant`); all need an admin key.
 //!
 //! The directory is a path on the daemon's host, sent as given: the daemon checks it (absolute,
 //! outside its data directory, absent or empty) and its refusal comes back as
 //! [`CliError::Rpc`].
 
 use allidb_api::pb;
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::Context;
 use super::connect::connect;
 use super::error::{CliError, CliResult, Outcome};
+use super::output::human_bytes;
+
+/// `allidb tenant`.
+#[derive(Debug, Args)]
+pub struct TenantArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: TenantAction,
+}
+
+/// The actions of `allidb tenant`.
+#[derive(Debug, Subcommand)]
+pub enum TenantAction {
+    /// Every tenant the key may see: entities, vectors, dimension, metric, bytes.
+    List,
+    /// One tenant's figures.
+    Stats {
+        /// The tenant id.
+        tenant: String,
+    },
+    /// Erase a tenant: every entity, edge, chunk and vector written to it so far.
+    Drop {
+        /// The tenant id.
+        tenant: String,
+        /// Confirm: a drop cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Runs `allidb tenant ...`.
+pub async fn tenant(context: &mut Context, args: TenantArgs) -> CliResult<Outcome> {
+    let mut client = connect(&context.connect).await?;
+    match args.action {
+        TenantAction::List => {
+            let reply = client
+                .list_tenants(pb::ListTenantsRequest {})
+                .await
+                .map_err(|status| CliError::rpc("ListTenants", status))?
+                .into_inner();
+            context
+                .printer
+                .reply(&reply, |r| tenants_text(&r.tenants))?;
+        }
+        TenantAction::Stats { tenant } => {
+            let reply = client
+                .get_tenant_stats(pb::GetTenantStatsRequest {
+                    tenant_id: tenant.clone(),
+                })
+                .await
+                .map_err(|status| CliError::rpc("GetTenantStats", status))?
+                .into_inner();
+            context.printer.reply(&reply, |r| match &r.stats {
+                Some(stats) => tenants_text(std::slice::from_ref(stats)),
+                None => format!("this node holds nothing of tenant {tenant:?}\n"),
+            })?;
+        }
+        TenantAction::Drop { tenant, yes } => {
+            if !yes {
+                return Err(CliError::input(
+                    "--yes",
+                    format!(
+                        "dropping tenant {tenant:?} erases all its data and cannot be undone; \
+                         add --yes to confirm"
+                    ),
+                ));
+            }
+            let reply = client
+                .drop_tenant(pb::DropTenantRequest {
+                    tenant_id: tenant.clone(),
+                    confirm: true,
+                })
+                .await
+                .map_err(|status| CliError::rpc("DropTenant", status))?
+                .into_inner();
+            context.printer.reply(&reply, |r| {
+                format!(
+                    "tenant {tenant:?} dropped: {} entities, {} vectors; everything written \
+                     to it up to {} is gone\n",
+                    r.entities,
+                    r.vectors,
+                    super::output::timestamp(
+                        i64::try_from(r.dropped_at_micros)
+                            .unwrap_or(i64::MAX)
+                            .saturating_mul(1000)
+                    )
+                )
+            })?;
+        }
+    }
+    Ok(Outcome::Complete)
+}
+
+/// The human form of tenant figures, one row each.
+fn tenants_text(tenants: &[pb::TenantStats]) -> String {
+    let mut text = format!(
+        "{:<24} {:>10} {:>10} {:>9} {:<7} {:>10}\n",
+        "tenant", "entities", "vectors", "dimension", "metric", "bytes"
+    );
+    for t in tenants {
+        let dimension = match t.dimension {
+            0 => "-".to_owned(),
+            d => d.to_string(),
+        };
+        text.push_str(&format!(
+            "{:<24} {:>10} {:>10} {:>9} {:<7} {:>10}\n",
+            t.tenant_id,
+            t.entities,
+            t.vectors,
+            dimension,
+            t.metric,
+            human_bytes(t.bytes)
+        ));
+    }
+    text
+}
 
 /// `allidb checkpoint`.
 #[derive(Debug, Args)]

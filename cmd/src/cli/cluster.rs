@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 
 use super::Context;
 use super::error::{CliError, CliResult, Outcome};
+use super::output::human_bytes;
 
 /// Deadline of one admin request.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -155,21 +156,6 @@ fn status_text(reply: &Value) -> String {
         ));
     }
     text
-}
-
-/// `bytes` in the largest binary unit that keeps it at least 1 (`512 B`, `1.5 MiB`).
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{bytes} B"),
-        _ => format!("{value:.1} {}", UNITS[unit]),
-    }
 }
 
 fn ring_text(reply: &Value) -> String {

@@ -157,6 +157,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Write an online backup of the daemon's data into DIR on its host (admin key).
     Checkpoint(admin::CheckpointArgs),
+    /// Tenants this node holds: list, stats, drop (admin key).
+    Tenant(admin::TenantArgs),
     /// API key management (no daemon needed).
     Keys(keys::KeysArgs),
     /// The ring as one node sees it, from its admin port: status, ring, endpoints.
@@ -225,6 +227,7 @@ pub async fn run(cli: Cli) -> CliResult<Outcome> {
         Command::Import(args) => import::run(&mut context, args).await,
         Command::Bench(args) => bench::run(&mut context, args).await,
         Command::Checkpoint(args) => admin::checkpoint(&mut context, args).await,
+        Command::Tenant(args) => admin::tenant(&mut context, args).await,
         Command::Keys(args) => keys::run(&mut context, args),
         Command::Cluster(args) => cluster::run(&mut context, args).await,
     }?;

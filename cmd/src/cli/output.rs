@@ -71,6 +71,21 @@ impl Printer {
     }
 }
 
+/// `bytes` in the largest binary unit that keeps it at least 1 (`512 B`, `1.5 MiB`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ => format!("{value:.1} {}", UNITS[unit]),
+    }
+}
+
 fn stdout_error(source: io::Error) -> CliError {
     CliError::io("-", source)
 }

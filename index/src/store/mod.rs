@@ -26,8 +26,8 @@ pub use tenant::TenantIndexes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use allidb_storage::batch::WriteBatch;
@@ -35,13 +35,14 @@ use allidb_storage::cell::{Edge, EdgeRef, Entity, EntityWrite};
 use allidb_storage::fs::OsFileSystem;
 use allidb_storage::key::CellKey;
 use allidb_storage::partition::PartitionState;
-use allidb_storage::{CommitObserver, Durability, Engine, SeqNo};
+use allidb_storage::tenant_drops::TenantDrops;
+use allidb_storage::{CommitObserver, Durability, Engine, SeqNo, Timestamp};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::graph::{PathStep, Reached, TraversalOptions, Truncation};
 use crate::query::{QueryPlan, ScoredResult, run_query};
-use crate::vector::{VectorIndex, VectorIndexOptions};
+use crate::vector::{Metric, VectorIndex, VectorIndexOptions};
 
 /// Most vectors a tenant's exact-scan tail may hold for its queries to count as light
 /// ([`UnifiedStore::query_is_light`]): scanning them takes about 0.75 ms (a 20,000-vector tail
@@ -156,6 +157,11 @@ pub struct TraverseHit {
 #[derive(Debug)]
 pub struct Indexes {
     tenants: RwLock<HashMap<String, Arc<TenantState>>>,
+    /// The engine's tenant drops: committed cells they cover are not indexed (a write racing
+    /// a drop, or a replica's late write of older cells).
+    drops: RwLock<Arc<TenantDrops>>,
+    /// One dump at a time (the periodic one, a drop's, the one at close).
+    dumping: Mutex<()>,
     options: VectorIndexOptions,
     /// Every write at or below this sequence number is in the indexes.
     applied_seq: AtomicU64,
@@ -168,15 +174,14 @@ pub struct Indexes {
 pub struct TenantState {
     /// The indexes.
     pub indexes: TenantIndexes,
-    dimension: OnceLock<usize>,
+    /// Fixed by the first vector; set again by the next vector while no vector is live (and
+    /// never when `index.dimension` is configured).
+    dimension: Mutex<Option<usize>>,
 }
 
 impl TenantState {
     fn new(indexes: TenantIndexes, configured: Option<usize>) -> Arc<Self> {
-        let dimension = OnceLock::new();
-        if let Some(d) = indexes.vectors.dimension().or(configured) {
-            let _ = dimension.set(d);
-        }
+        let dimension = Mutex::new(indexes.vectors.dimension().or(configured));
         Arc::new(Self { indexes, dimension })
     }
 }
@@ -185,6 +190,8 @@ impl Indexes {
     fn new(options: VectorIndexOptions) -> Self {
         Self {
             tenants: RwLock::default(),
+            drops: RwLock::default(),
+            dumping: Mutex::new(()),
             options,
             applied_seq: AtomicU64::new(0),
             apply_errors: AtomicU64::new(0),
@@ -235,7 +242,11 @@ impl Indexes {
 impl CommitObserver for Indexes {
     fn committed(&self, base_seq: SeqNo, batch: &WriteBatch) {
         let mut by_tenant: HashMap<String, Vec<tenant::CommittedOp<'_>>> = HashMap::new();
+        let drops = self.drops.read().clone();
         for (i, op) in batch.ops().iter().enumerate() {
+            if drops.hides(&op.key, op.ts) {
+                continue;
+            }
             match CellKey::decode(&op.key) {
                 Ok(key) => by_tenant.entry(key.tenant.clone()).or_default().push((
                     base_seq + i as u64,
@@ -300,9 +311,50 @@ fn write_index_dump(indexes: &Indexes, index_dir: &Path) -> Result<(SeqNo, usize
 
 /// Dumps every tenant's indexes, covering everything applied so far, then releases the WAL.
 fn dump_indexes(indexes: &Indexes, engine: &Engine, index_dir: &Path) -> Result<SeqNo> {
+    let _one_at_a_time = indexes.dumping.lock();
     let (covered, _) = write_index_dump(indexes, index_dir)?;
-    engine.pin_wal(covered);
+    engine.pin_wal(covered)?;
     Ok(covered)
+}
+
+/// The partition state of a stored live entity (what a rebuild indexes).
+fn stored_state(entity: Entity) -> PartitionState {
+    PartitionState {
+        marker_ts: None,
+        in_edges_hidden_upto: 0,
+        version_ts: entity.version_ts,
+        body: Some(entity.body),
+        out_edges: entity.out_edges,
+        in_edges: entity.in_edges,
+    }
+}
+
+/// What a tenant drop removed from this node's indexes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TenantDropped {
+    /// Cells of the tenant at or below this timestamp are gone.
+    pub ts: Timestamp,
+    /// Entities the tenant had here.
+    pub entities: usize,
+    /// Vectors the tenant had here.
+    pub vectors: usize,
+}
+
+/// What this node holds of one tenant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TenantStats {
+    /// The tenant id.
+    pub tenant: String,
+    /// Live entities.
+    pub entities: usize,
+    /// Live vectors (entities with an embedding).
+    pub vectors: usize,
+    /// The dimension its vectors have (`None`: not fixed, no vector yet).
+    pub dimension: Option<usize>,
+    /// The similarity metric of its vector index.
+    pub metric: Metric,
+    /// Bytes of its live cells (keys and values, before compression).
+    pub bytes: u64,
 }
 
 fn now_nanos() -> i64 {
@@ -364,7 +416,17 @@ impl UnifiedStore {
     /// Brings loaded indexes up to the engine (or rebuilds them all).
     fn catch_up(&self, covered: Option<SeqNo>) -> Result<()> {
         let start = std::time::Instant::now();
+        let drops = self.engine.tenant_drops();
+        *self.indexes.drops.write() = drops.clone();
         if let Some(covered) = covered {
+            // A dump that may predate a tenant's drop (a crash before the drop's own dump)
+            // holds what the drop removed: that tenant is rebuilt from storage instead.
+            for (tenant, drop) in drops.iter() {
+                if drop.seq >= covered {
+                    let tenant = String::from_utf8_lossy(tenant);
+                    self.rebuild_tenant(&tenant)?;
+                }
+            }
             match self.engine.changes_since(covered)? {
                 Some((changed, upto)) => {
                     for c in &changed {
@@ -388,16 +450,9 @@ impl UnifiedStore {
         let mut count = 0usize;
         for entity in entities {
             let entity = entity?;
-            let state = PartitionState {
-                marker_ts: None,
-                in_edges_hidden_upto: 0,
-                version_ts: entity.version_ts,
-                body: Some(entity.body),
-                out_edges: entity.out_edges,
-                in_edges: entity.in_edges,
-            };
+            let (tenant, id) = (entity.tenant.clone(), entity.id.clone());
             self.indexes
-                .apply_state(&entity.tenant, &entity.id, &state, snapshot)?;
+                .apply_state(&tenant, &id, &stored_state(entity), snapshot)?;
             count += 1;
         }
         self.indexes
@@ -405,6 +460,80 @@ impl UnifiedStore {
             .fetch_max(snapshot, Ordering::AcqRel);
         tracing::info!(entities = count, elapsed = ?start.elapsed(), "indexes rebuilt from storage");
         Ok(())
+    }
+
+    /// Replaces `tenant`'s indexes by ones built from its stored entities.
+    fn rebuild_tenant(&self, tenant: &str) -> Result<()> {
+        self.indexes.tenants.write().remove(tenant);
+        let snapshot = self.engine.last_seq();
+        for entity in self.engine.scan(tenant, None, None)? {
+            let entity = entity?;
+            let id = entity.id.clone();
+            self.indexes
+                .apply_state(tenant, &id, &stored_state(entity), snapshot)?;
+        }
+        Ok(())
+    }
+
+    /// Drops `tenant`: every entity, edge, chunk and vector written to it up to now, in one
+    /// durable step (the engine's tenant drop), then its indexes, then its index files (the
+    /// indexes are dumped again at once). Writes that come after it (later timestamps) stay.
+    /// A tenant that never existed is dropped all the same (there may be replicas of it
+    /// elsewhere); the answer says what this node held of it.
+    pub fn drop_tenant(&self, tenant: &str) -> Result<TenantDropped> {
+        let ts = self.engine.clock().now();
+        self.drop_tenant_at(tenant, ts)
+    }
+
+    /// [`Self::drop_tenant`] at a given timestamp (a coordinator's, on a ring): cells written
+    /// at or before `ts` go.
+    pub fn drop_tenant_at(&self, tenant: &str, ts: Timestamp) -> Result<TenantDropped> {
+        // Held across the engine's drop and the swap, so that no commit is indexed in between
+        // into the indexes about to be removed (commits wait for it; queries too, briefly).
+        let mut tenants = self.indexes.tenants.write();
+        let drop = self.engine.drop_tenant(tenant, ts)?;
+        *self.indexes.drops.write() = self.engine.tenant_drops();
+        let removed = tenants.remove(tenant);
+        std::mem::drop(tenants);
+        let dropped = TenantDropped {
+            ts: drop.ts,
+            entities: removed.as_ref().map_or(0, |s| s.indexes.facts.read().len()),
+            vectors: removed.as_ref().map_or(0, |s| s.indexes.vectors.len()),
+        };
+        std::mem::drop(removed);
+        self.dump_indexes()?;
+        Ok(dropped)
+    }
+
+    /// What this node holds of every tenant with indexes, in tenant order. Counts come from the
+    /// indexes; `bytes` from one scan of each tenant's cells.
+    pub fn tenants(&self) -> Result<Vec<TenantStats>> {
+        self.indexes
+            .all()
+            .into_iter()
+            .map(|(name, state)| self.stats_of(name, &state))
+            .collect()
+    }
+
+    /// What this node holds of `tenant` (`None`: nothing).
+    pub fn tenant_stats(&self, tenant: &str) -> Result<Option<TenantStats>> {
+        allidb_storage::key::validate_tenant(tenant)?;
+        self.indexes
+            .tenant(tenant)
+            .map(|state| self.stats_of(tenant.to_owned(), &state))
+            .transpose()
+    }
+
+    fn stats_of(&self, tenant: String, state: &TenantState) -> Result<TenantStats> {
+        let bytes = self.engine.tenant_bytes(&tenant)?;
+        Ok(TenantStats {
+            entities: state.indexes.facts.read().len(),
+            vectors: state.indexes.vectors.len(),
+            dimension: *state.dimension.lock(),
+            metric: self.options.vectors.metric,
+            bytes,
+            tenant,
+        })
     }
 
     /// The storage engine (stats, flush, compaction).
@@ -453,6 +582,8 @@ impl UnifiedStore {
         allidb_storage::key::validate_tenant(tenant)?;
         let state = self.indexes.tenant_or_create(tenant)?;
         let now = now_nanos();
+        // One request's vectors share one dimension.
+        let mut batch_dimension = None;
         for w in writes.iter_mut() {
             for e in &w.body.embeddings {
                 if e.vector.is_empty() {
@@ -469,12 +600,34 @@ impl UnifiedStore {
                 }
             }
             if let Some(e) = w.body.current_embedding() {
-                let expected = *state.dimension.get_or_init(|| e.vector.len());
-                if expected != e.vector.len() {
+                let got = e.vector.len();
+                if let Some(first) = batch_dimension
+                    && first != got
+                {
                     return Err(Error::DimensionMismatch {
-                        expected,
-                        got: e.vector.len(),
+                        expected: first,
+                        got,
                     });
+                }
+                batch_dimension = Some(got);
+                let mut dimension = state.dimension.lock();
+                match *dimension {
+                    Some(expected)
+                        if expected != got
+                            && (self.options.vectors.dimension.is_some()
+                                || !state.indexes.vectors.is_empty()) =>
+                    {
+                        return Err(Error::invalid(format!(
+                            "entity {}: vector dimension mismatch: expected {expected}, got {got}; \
+                             tenant {tenant:?} holds {expected}-dimensional vectors: to store \
+                             {got}-dimensional ones, drop the tenant (`allidb tenant drop \
+                             {tenant}` erases all its data) or delete its entities with vectors \
+                             first (a tenant without vectors takes the next vector's dimension)",
+                            w.id
+                        )));
+                    }
+                    Some(expected) if expected == got => {}
+                    _ => *dimension = Some(got),
                 }
             }
             if !w.body.importance.is_finite() {
@@ -565,7 +718,7 @@ impl UnifiedStore {
                 context,
             });
         };
-        if let Some(&expected) = state.dimension.get()
+        if let Some(expected) = *state.dimension.lock()
             && expected != request.vector.len()
         {
             return Err(Error::DimensionMismatch {

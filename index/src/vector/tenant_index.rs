@@ -6,8 +6,8 @@
 //! `engine/`).
 //!
 //! Invariants:
-//! * Dimension and metric are fixed (by options or by the first vector); every stored vector is
-//!   finite and prepared by the metric.
+//! * Dimension and metric are fixed (by options, or by the first vector and again by the next
+//!   one whenever no vector is live); every stored vector is finite and prepared by the metric.
 //! * Internal ids are never reused: an updated vector gets a fresh id, and the old one becomes
 //!   stale. An id is *live* iff it is in `slots`; every engine result whose id is not live is
 //!   hidden, so deletes and updates are visible at once.
@@ -271,6 +271,24 @@ impl VectorIndex {
         self.options.metric.prepare(vector)
     }
 
+    /// Makes `dimension` the index's dimension if no vector is live (a fresh engine replaces
+    /// the one holding the old dimension's stale points); returns the dimension in force.
+    fn take_dimension(&self, dimension: usize) -> Result<Option<usize>> {
+        // The indexer and rebuilds insert under `engine_writer`: none is running on the old
+        // engine once it is held.
+        let _writer = self.engine_writer.lock();
+        let mut state = self.state.write();
+        if state.slots.is_empty() {
+            state.engine = Arc::from(
+                self.factory
+                    .create(self.options.metric, self.options.engine)?,
+            );
+            state.indexed_live = 0;
+            state.dimension = Some(dimension);
+        }
+        Ok(state.dimension)
+    }
+
     /// "Entity `entity_id` now has vector `vector`", produced by engine write `seq`. The vector
     /// is searchable when this returns (in the tail until the indexer catches up). An update
     /// older than the entity's current vector (`seq` below it) is ignored, so replays are
@@ -279,7 +297,13 @@ impl VectorIndex {
         if entity_id.is_empty() {
             return Err(Error::invalid("entity id is empty"));
         }
-        let dimension = self.state.read().dimension;
+        let mut dimension = self.state.read().dimension;
+        if dimension.is_some_and(|d| d != vector.len())
+            && self.options.dimension.is_none()
+            && self.is_empty()
+        {
+            dimension = self.take_dimension(vector.len())?;
+        }
         let prepared: Arc<[f32]> = self.prepare(dimension, vector)?.into();
         let mut state = self.state.write();
         // The dimension may have been fixed by a concurrent first writer.

@@ -192,7 +192,7 @@ impl Inner {
     }
 
     /// Deletes WAL segments below `log_number` whose writes the WAL pin also covers.
-    fn delete_obsolete_wal(&self, log_number: u64) -> Result<()> {
+    pub(super) fn delete_obsolete_wal(&self, log_number: u64) -> Result<()> {
         let pin = self.wal_pin.load(Ordering::Acquire);
         let mut segments = self.wal_segments.lock();
         let obsolete: Vec<u64> = segments

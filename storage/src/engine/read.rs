@@ -248,6 +248,24 @@ impl Engine {
         Ok(EntityIter::new(self.inner.snapshot(None), &begin, end))
     }
 
+    /// The bytes (keys and values) of `tenant`'s newest visible cell versions, tombstones left
+    /// out: what the tenant stores before compression. One scan of the tenant.
+    pub fn tenant_bytes(&self, tenant: &str) -> Result<u64> {
+        key::validate_tenant(tenant)?;
+        let begin = key::tenant_prefix(tenant);
+        let end = key::prefix_successor(&begin);
+        let mut iter = EntityIter::new(self.inner.snapshot(None), &begin, end);
+        let mut bytes = 0u64;
+        while let Some(partition) = iter.next_partition() {
+            for (key, _, value) in partition?.1 {
+                if let Some(value) = value {
+                    bytes += (key.len() + value.len()) as u64;
+                }
+            }
+        }
+        Ok(bytes)
+    }
+
     /// Every live entity of every tenant, in key order, over one snapshot (index rebuilds), and
     /// the sequence number of that snapshot.
     pub fn all_entities(&self) -> (EntityIter, SeqNo) {

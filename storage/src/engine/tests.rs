@@ -174,7 +174,7 @@ fn retained_wal_serves_changes_across_reopen_until_pinned() {
     assert_eq!(all.len(), 260);
 
     // Once the follower has persisted everything, a flush releases the old segments.
-    engine.pin_wal(engine.last_seq());
+    engine.pin_wal(engine.last_seq()).unwrap();
     engine
         .put_entities(TENANT, vec![write(999)], Durability::Sync)
         .unwrap();
@@ -375,7 +375,10 @@ fn a_dropped_tenant_is_gone_at_once_after_a_crash_and_from_every_file_after_comp
     std::mem::drop(engine);
     let engine = Engine::open_with_fs(Arc::new(fs.clone()), dir, options()).unwrap();
     assert_eq!(engine.tenant_drops().get("t"), Some(drop));
-    assert!(engine.clock().now() > drop.ts, "the clock restarts past the drop");
+    assert!(
+        engine.clock().now() > drop.ts,
+        "the clock restarts past the drop"
+    );
     assert!(engine.get_entity("t", "e000001").unwrap().is_none());
     assert_eq!(ids(&engine, "s"), before);
 
@@ -388,11 +391,8 @@ fn a_dropped_tenant_is_gone_at_once_after_a_crash_and_from_every_file_after_comp
             .unwrap()
             .into_iter()
             .filter(|name| {
-                fs.read(&dir.join(name)).is_ok_and(|bytes| {
-                    bytes
-                        .windows(needle.len())
-                        .any(|w| w == needle.as_bytes())
-                })
+                fs.read(&dir.join(name))
+                    .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
             })
             .collect()
     };

@@ -349,13 +349,17 @@ impl Engine {
     }
 
     /// Pins the WAL for a follower (the index): segments whose writes are all at or below `seq`
-    /// may be deleted once flushed; later ones are kept for [`Engine::changes_since`].
-    /// Has effect only with [`super::Options::retain_wal_until_pinned`].
-    pub fn pin_wal(&self, seq: SeqNo) {
+    /// are deleted once flushed (those already flushed at once); later ones are kept for
+    /// [`Engine::changes_since`]. Has effect only with
+    /// [`super::Options::retain_wal_until_pinned`].
+    pub fn pin_wal(&self, seq: SeqNo) -> Result<()> {
         if self.inner.options.retain_wal_until_pinned {
             self.inner.wal_pin.store(seq, Ordering::Release);
+            let log_number = self.inner.manifest.lock().state().log_number;
+            self.inner.delete_obsolete_wal(log_number)?;
             self.inner.work_cv.notify_all();
         }
+        Ok(())
     }
 }
 

@@ -624,3 +624,59 @@ class QueryBatchResponse(_message.Message):
     replies: _containers.RepeatedCompositeFieldContainer[QueryResponse]
     trace_id: str
     def __init__(self, replies: _Optional[_Iterable[_Union[QueryResponse, _Mapping]]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class ListTenantsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TenantStats(_message.Message):
+    __slots__ = ("tenant_id", "entities", "vectors", "dimension", "metric", "bytes")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    entities: int
+    vectors: int
+    dimension: int
+    metric: str
+    bytes: int
+    def __init__(self, tenant_id: _Optional[str] = ..., entities: _Optional[int] = ..., vectors: _Optional[int] = ..., dimension: _Optional[int] = ..., metric: _Optional[str] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class ListTenantsResponse(_message.Message):
+    __slots__ = ("tenants",)
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    tenants: _containers.RepeatedCompositeFieldContainer[TenantStats]
+    def __init__(self, tenants: _Optional[_Iterable[_Union[TenantStats, _Mapping]]] = ...) -> None: ...
+
+class GetTenantStatsRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class GetTenantStatsResponse(_message.Message):
+    __slots__ = ("stats",)
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    stats: TenantStats
+    def __init__(self, stats: _Optional[_Union[TenantStats, _Mapping]] = ...) -> None: ...
+
+class DropTenantRequest(_message.Message):
+    __slots__ = ("tenant_id", "confirm")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    confirm: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., confirm: _Optional[bool] = ...) -> None: ...
+
+class DropTenantResponse(_message.Message):
+    __slots__ = ("dropped_at_micros", "entities", "vectors")
+    DROPPED_AT_MICROS_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    dropped_at_micros: int
+    entities: int
+    vectors: int
+    def __init__(self, dropped_at_micros: _Optional[int] = ..., entities: _Optional[int] = ..., vectors: _Optional[int] = ...) -> None: ...

@@ -114,6 +114,21 @@ class AlliDBStub:
                 request_serializer=allidb__pb2.QueryBatchRequest.SerializeToString,
                 response_deserializer=allidb__pb2.QueryBatchResponse.FromString,
                 _registered_method=True)
+        self.ListTenants = channel.unary_unary(
+                '/allidb.AlliDB/ListTenants',
+                request_serializer=allidb__pb2.ListTenantsRequest.SerializeToString,
+                response_deserializer=allidb__pb2.ListTenantsResponse.FromString,
+                _registered_method=True)
+        self.GetTenantStats = channel.unary_unary(
+                '/allidb.AlliDB/GetTenantStats',
+                request_serializer=allidb__pb2.GetTenantStatsRequest.SerializeToString,
+                response_deserializer=allidb__pb2.GetTenantStatsResponse.FromString,
+                _registered_method=True)
+        self.DropTenant = channel.unary_unary(
+                '/allidb.AlliDB/DropTenant',
+                request_serializer=allidb__pb2.DropTenantRequest.SerializeToString,
+                response_deserializer=allidb__pb2.DropTenantResponse.FromString,
+                _registered_method=True)
 
 
 class AlliDBServicer:
@@ -235,6 +250,30 @@ class AlliDBServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTenants(self, request, context):
+        """Tenant administration (admin role; docs/api.md "Tenants"). An admin key sees and drops only
+        its own tenant; an operator (an admin key of tenant `*`, or no authentication) every one.
+        The tenants this node holds, with counts, dimension, metric and bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTenantStats(self, request, context):
+        """One tenant's figures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropTenant(self, request, context):
+        """Erases a tenant: every entity, edge, chunk, vector and index of it written before the
+        call, in one durable step; later writes to it start afresh (any vector dimension).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlliDBServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -317,6 +356,21 @@ def add_AlliDBServicer_to_server(servicer, server):
                     servicer.QueryBatch,
                     request_deserializer=allidb__pb2.QueryBatchRequest.FromString,
                     response_serializer=allidb__pb2.QueryBatchResponse.SerializeToString,
+            ),
+            'ListTenants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenants,
+                    request_deserializer=allidb__pb2.ListTenantsRequest.FromString,
+                    response_serializer=allidb__pb2.ListTenantsResponse.SerializeToString,
+            ),
+            'GetTenantStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenantStats,
+                    request_deserializer=allidb__pb2.GetTenantStatsRequest.FromString,
+                    response_serializer=allidb__pb2.GetTenantStatsResponse.SerializeToString,
+            ),
+            'DropTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropTenant,
+                    request_deserializer=allidb__pb2.DropTenantRequest.FromString,
+                    response_serializer=allidb__pb2.DropTenantResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -751,6 +805,87 @@ class AlliDB:
             '/allidb.AlliDB/QueryBatch',
             allidb__pb2.QueryBatchRequest.SerializeToString,
             allidb__pb2.QueryBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allidb.AlliDB/ListTenants',
+            allidb__pb2.ListTenantsRequest.SerializeToString,
+            allidb__pb2.ListTenantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenantStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allidb.AlliDB/GetTenantStats',
+            allidb__pb2.GetTenantStatsRequest.SerializeToString,
+            allidb__pb2.GetTenantStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allidb.AlliDB/DropTenant',
+            allidb__pb2.DropTenantRequest.SerializeToString,
+            allidb__pb2.DropTenantResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,240 @@
+//! Dropping a tenant through the unified store: gone for every read at once, other tenants
+//! untouched, a new dimension accepted afterwards, nothing of it back after a restart, and no
+//! file under the data directory holding its ids or chunk texts once compacted.
+
+use std::path::Path;
+
+use allidb_index::query::QueryPlan;
+use allidb_index::{QueryRequest, StoreOptions, UnifiedStore};
+use allidb_storage::cell::{Embedding, EntityBody, TextChunk};
+use allidb_storage::{Durability, Edge, EntityWrite};
+
+fn entity(id: &str, vector: Vec<f32>, chunk: &str) -> EntityWrite {
+    EntityWrite {
+        id: id.to_owned(),
+        body: EntityBody {
+            entity_type: "doc".to_owned(),
+            embeddings: vec![Embedding {
+                version: 1,
+                vector,
+                timestamp_nanos: 0,
+            }],
+            chunks: vec![TextChunk {
+                chunk_id: "c0".to_owned(),
+                text: chunk.to_owned(),
+                metadata: Default::default(),
+            }],
+            ..EntityBody::default()
+        },
+        out_edges: Vec::new(),
+        in_edges: Vec::new(),
+    }
+}
+
+/// `count` entities `{prefix}{i}` of dimension `dim`, each with the chunk text `{chunk}-{i}`.
+fn put(store: &UnifiedStore, tenant: &str, prefix: &str, dim: usize, count: usize, chunk: &str) {
+    let writes = (0..count)
+        .map(|i| {
+            let vector = (0..dim).map(|d| ((i * 7 + d) % 11) as f32 + 1.0).collect();
+            entity(&format!("{prefix}{i:04}"), vector, &format!("{chunk}-{i}"))
+        })
+        .collect();
+    store
+        .put_entities(tenant, writes, Durability::Sync)
+        .unwrap();
+}
+
+fn ids(store: &UnifiedStore, tenant: &str) -> Vec<String> {
+    store
+        .scan(tenant, None, None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
+fn query_ids(store: &UnifiedStore, tenant: &str, vector: Vec<f32>) -> Vec<String> {
+    let request = QueryRequest {
+        vector,
+        plan: QueryPlan {
+            k: 5,
+            ..QueryPlan::default()
+        },
+        ..QueryRequest::default()
+    };
+    store
+        .query(tenant, &request)
+        .unwrap()
+        .into_iter()
+        .map(|hit| hit.result.entity_id.to_string())
+        .collect()
+}
+
+/// Files under `dir` whose bytes contain `needle`.
+fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_dropped_tenant_is_gone_everywhere_and_takes_a_new_dimension() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = UnifiedStore::open(dir.path(), StoreOptions::default()).unwrap();
+    // The README walkthrough's 3-d vectors, with edges, in `default`; another tenant beside it.
+    put(&store, "default", "walk-", 3, 40, "walkthrough-chunk");
+    store
+        .add_edges(
+            "default",
+            &[Edge {
+                from: "walk-0001".into(),
+                relation: "rel".into(),
+                to: "walk-0002".into(),
+                weight: 1.0,
+                timestamp_nanos: 0,
+            }],
+            Durability::Sync,
+        )
+        .unwrap();
+    put(&store, "other", "keep-", 8, 30, "other-chunk");
+    let other_before: Vec<_> = store.scan("other", None, None, usize::MAX).unwrap();
+    let stats = store
+        .tenant_stats("default")
+        .unwrap()
+        .expect("default has data");
+    assert_eq!(
+        (stats.entities, stats.vectors, stats.dimension),
+        (40, 40, Some(3))
+    );
+    assert!(stats.bytes > 0);
+
+    // A 384-d vector is refused while 3-d vectors exist, naming how to change it.
+    let refused = store
+        .put_entities(
+            "default",
+            vec![entity("big", vec![0.5; 384], "x")],
+            Durability::Sync,
+        )
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("expected 3, got 384"),
+        "{refused}"
+    );
+
+    let dropped = store.drop_tenant("default").unwrap();
+    assert_eq!((dropped.entities, dropped.vectors), (40, 40));
+    assert!(ids(&store, "default").is_empty());
+    assert!(store.get_entity("default", "walk-0001").unwrap().is_none());
+    assert!(query_ids(&store, "default", vec![1.0, 2.0, 3.0]).is_empty());
+    assert_eq!(store.tenant_stats("default").unwrap(), None);
+    assert!(
+        store
+            .tenants()
+            .unwrap()
+            .iter()
+            .all(|t| t.tenant != "default")
+    );
+
+    // The newcomer path: 384-d vectors into the same tenant are accepted and found.
+    put(&store, "default", "real-", 384, 20, "after-the-drop");
+    let mut expected: Vec<String> = (0..20).map(|i| format!("real-{i:04}")).collect();
+    assert_eq!(ids(&store, "default"), expected);
+    let probe: Vec<f32> = (0..384).map(|d| ((3 * 7 + d) % 11) as f32 + 1.0).collect();
+    assert_eq!(query_ids(&store, "default", probe.clone())[0], "real-0003");
+    let stats = store.tenant_stats("default").unwrap().unwrap();
+    assert_eq!((stats.entities, stats.dimension), (20, Some(384)));
+    let other_after: Vec<_> = store.scan("other", None, None, usize::MAX).unwrap();
+    assert_eq!(other_after, other_before, "another tenant untouched");
+
+    // Nothing dropped comes back after a restart, from storage or from an index dump.
+    store.close().unwrap();
+    std::mem::drop(store);
+    let store = UnifiedStore::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(ids(&store, "default"), expected);
+    assert_eq!(query_ids(&store, "default", probe)[0], "real-0003");
+    assert!(store.get_entity("default", "walk-0001").unwrap().is_none());
+
+    // Once dumped and compacted, no file holds a dropped id or chunk text; the kept ones are
+    // there (the search can find what it looks for).
+    store.dump_indexes().unwrap();
+    store.engine().compact().unwrap();
+    expected.sort();
+    assert!(!files_holding(dir.path(), "after-the-drop-7").is_empty());
+    assert!(!files_holding(dir.path(), "other-chunk-3").is_empty());
+    assert_eq!(
+        files_holding(dir.path(), "walkthrough-chunk"),
+        Vec::<String>::new()
+    );
+    assert_eq!(files_holding(dir.path(), "walk-0001"), Vec::<String>::new());
+}
+
+#[test]
+fn a_tenant_whose_vectors_are_all_deleted_takes_a_new_dimension() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = UnifiedStore::open(dir.path(), StoreOptions::default()).unwrap();
+    put(&store, "default", "walk-", 3, 5, "walkthrough-chunk");
+    let refused = store
+        .put_entities(
+            "default",
+            vec![entity("big", vec![0.5; 4], "x")],
+            Durability::Sync,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("expected 3, got 4") && refused.contains("allidb tenant drop default"),
+        "{refused}"
+    );
+    // Mixed dimensions in one request are refused whatever the tenant holds.
+    let mixed = store
+        .put_entities(
+            "fresh",
+            vec![
+                entity("a", vec![1.0; 4], "x"),
+                entity("b", vec![1.0; 5], "y"),
+            ],
+            Durability::Sync,
+        )
+        .unwrap_err();
+    assert!(mixed.to_string().contains("expected 4, got 5"), "{mixed}");
+
+    for i in 0..5 {
+        assert!(
+            store
+                .delete_entity("default", &format!("walk-{i:04}"), Durability::Sync)
+                .unwrap()
+        );
+    }
+    put(&store, "default", "four-", 4, 3, "four");
+    assert_eq!(
+        query_ids(&store, "default", vec![1.0, 2.0, 3.0, 4.0]).len(),
+        3,
+        "the 4-d vectors are indexed and searchable"
+    );
+    assert_eq!(
+        store.tenant_stats("default").unwrap().unwrap().dimension,
+        Some(4)
+    );
+    // Once vectors of the new dimension exist, the old one is refused in turn.
+    let back = store
+        .put_entities(
+            "default",
+            vec![entity("old", vec![1.0; 3], "x")],
+            Durability::Sync,
+        )
+        .unwrap_err();
+    assert!(back.to_string().contains("expected 4, got 3"), "{back}");
+    assert_eq!(store.index_apply_errors(), 0);
+}
