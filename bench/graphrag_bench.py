@@ -19,22 +19,28 @@ What it measures, all in one run on one machine (docs/benchmarks.md, "Graph-RAG 
        [depends], include_context, ef EF, include_entity false, max_context_bytes 16 MiB so
        that only the fan-out and node caps cut the context) with 1 question in flight, then
        with --concurrency questions in flight (one keep-alive connection per client thread);
+       then the same `Query` through the Python client (`allidb.Client.query`, imported from
+       clients/python/src; one gRPC channel shared by the client threads), whose reply is the
+       same context as `allidb` dataclasses (`--clients http,grpc` is the default);
      - hnswlib (M 16, ef_construction 200, the same ef) + the same capped walk in Python, one
        thread;
      reporting questions/s and set recall of the context entity set (summed over questions)
-     against (a) and (b), the client's own JSON cost per question (encode + parse) and the
-     daemon's CPU time per question (from /proc, Linux).
+     against (a) and (b), the client's own JSON cost per question (encode + parse; HTTP only)
+     and the daemon's CPU time per question (from /proc, Linux), and with the medians the
+     daemon-only ratio: hnswlib+BFS's time per question over the daemon's CPU per question.
   5. The cost of `scoring = personalized_pagerank` over the unified score: p50/p99 latency per
      query with 1 in flight and without the context in the reply, for questions whose walk
      expands a hub (a hub at hop 0 or 1, so its edges are in the visited subgraph) and for the
      rest.
   6. Where the daemon's time goes (the question with max_hops 0, without the context, in full):
      p50 latency, the daemon's CPU time per question (/proc) and the client's JSON cost.
-Prints medians over the runs (and each run). Needs numpy and hnswlib.
+Prints medians over the runs (and each run). Needs numpy and hnswlib (and grpcio and protobuf
+for the gRPC client). `--rate-only` stops after step 4.
 
 Usage (from the repository root, after `cargo build --profile test -p allidb-cmd --bins`):
   python3 bench/graphrag_bench.py [--runs 3] [--ef 64] [--concurrency 4] \
-      [--caps 16:1000,10000:20000] [--data DIR] [--allidbd PATH]
+      [--caps 16:1000,10000:20000] [--clients http,grpc] [--rate-only] [--data DIR] \
+      [--allidbd PATH]
 """
 import argparse
 import http.client
@@ -148,6 +154,7 @@ def free_port_block():
 class Daemon:
     def __init__(self, binary, work):
         port = free_port_block()
+        self.grpc = f"127.0.0.1:{port}"
         self.http = ("127.0.0.1", port + 1)
         self.admin = f"127.0.0.1:{port + 2}"
         self.log = open(os.path.join(work, "daemon.log"), "w+")
@@ -224,13 +231,31 @@ def query_body(vector, ef, fan_out, max_nodes, pagerank=False, **overrides):
     return body
 
 
-def run_daemon(daemon, vectors, ef, fan_out, max_nodes, concurrency, pagerank=False, **overrides):
-    """Questions/s, per-question latencies (s), context id sets, truncation names, client cost
-    per question (s), the expanded entities (hop 0 or 1) of each question, and the daemon's
-    CPU time per question (s)."""
+def ask_grpc(client, vector, ef, fan_out, max_nodes):
+    """One question through the Python client: (context id set, truncation names, expanded
+    entities)."""
+    context = client.query(
+        vector, k=10, seeds=10, hops=2, relations=[RELATION], direction="out", ef=ef,
+        include_entity=False, include_context=True, max_fan_out=fan_out, max_nodes=max_nodes,
+        max_context_bytes=16 << 20).context
+    ids = {int(node.id[1:]) for node in context.nodes}
+    expanded = {int(node.id[1:]) for node in context.nodes if node.hop < 2}
+    return ids, tuple(context.truncated_by), expanded
+
+
+def run_daemon(daemon, vectors, ef, fan_out, max_nodes, concurrency, pagerank=False,
+               client=None, **overrides):
+    """Questions/s, per-question latencies (s), context id sets, truncation names, client JSON
+    cost per question (s; None through `client`, an `allidb.Client`), the expanded entities
+    (hop 0 or 1) of each question, and the daemon's CPU time per question (s)."""
     local = threading.local()
     client_seconds = [0.0]
     lock = threading.Lock()
+
+    def ask_client(i):
+        t0 = time.perf_counter()
+        ids, cut, expanded = ask_grpc(client, vectors[i], ef, fan_out, max_nodes)
+        return time.perf_counter() - t0, ids, cut, expanded
 
     def ask(i):
         if not hasattr(local, "connection"):
@@ -252,12 +277,12 @@ def run_daemon(daemon, vectors, ef, fan_out, max_nodes, concurrency, pagerank=Fa
     cpu = daemon.cpu_seconds()
     start = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
-        replies = list(pool.map(ask, range(len(vectors))))
+        replies = list(pool.map(ask if client is None else ask_client, range(len(vectors))))
     elapsed = time.perf_counter() - start
     cpu = (daemon.cpu_seconds() - cpu) / len(vectors)
+    client_json = None if client is not None else client_seconds[0] / len(vectors)
     return (len(vectors) / elapsed, [r[0] for r in replies], [r[1] for r in replies],
-            [r[2] for r in replies], client_seconds[0] / len(vectors), [r[3] for r in replies],
-            cpu)
+            [r[2] for r in replies], client_json, [r[3] for r in replies], cpu)
 
 
 def run_hnswlib(index, queries, depends, fan_out, max_nodes):
@@ -290,8 +315,15 @@ def main():
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--caps", default="16:1000,10000:20000")
     parser.add_argument("--seed", type=int, default=20)
+    parser.add_argument("--clients", default="http,grpc",
+                        help="comma-separated: http (POST /query, JSON), grpc (allidb.Client)")
+    parser.add_argument("--rate-only", action="store_true",
+                        help="skip the PageRank and breakdown sections")
     args = parser.parse_args()
     caps = [tuple(int(x) for x in pair.split(":")) for pair in args.caps.split(",")]
+    clients = args.clients.split(",")
+    if not set(clients) <= {"http", "grpc"}:
+        sys.exit(f"--clients: unknown client in {args.clients!r}")
 
     base = read_vecs(os.path.join(args.data, "base.fvecs"), np.float32)
     queries = read_vecs(os.path.join(args.data, "query.fvecs"), np.float32)
@@ -317,6 +349,11 @@ def main():
     vectors = [q.tolist() for q in queries]
     with tempfile.TemporaryDirectory(prefix="graphrag-bench.") as work:
         daemon = Daemon(args.allidbd, work)
+        grpc_client = None
+        if "grpc" in clients:
+            sys.path.insert(0, os.path.join(HERE, "../clients/python/src"))
+            import allidb
+            grpc_client = allidb.Client(daemon.grpc, timeout=120)
         try:
             edge_count, seconds = load(daemon, base, depends, mentions)
             print(f"# loaded {len(base)} entities and {edge_count} edges in {seconds:.1f} s "
@@ -326,28 +363,41 @@ def main():
                           for s in exact_seeds]
                 print(f"\n## caps: max_fan_out {fan_out}, max_nodes {max_nodes}, ef {args.ef} "
                       f"(capped exact sets: mean {np.mean([len(s) for s in capped]):.0f})")
-                figures = {"c1": [], "cN": [], "hnsw": []}
+                figures = {"hnsw": []}
+                cpus = {}
                 for run in range(1, args.runs + 1):
-                    for name, concurrency in (("c1", 1), ("cN", args.concurrency)):
-                        qps, _, sets, cut, client, _, cpu = run_daemon(
-                            daemon, vectors, args.ef, fan_out, max_nodes, concurrency)
-                        figures[name].append(qps)
-                        cuts = {name for names in cut for name in names}
-                        print(f"run {run} allidbd, {concurrency} in flight: {qps:.0f} q/s, "
-                              f"recall vs capped {recall(sets, capped):.4f}, "
-                              f"vs uncapped {recall(sets, uncapped):.4f}, "
-                              f"client JSON {client * 1000:.2f} ms/q, "
-                              f"daemon CPU {cpu * 1000:.2f} ms/q, "
-                              f"truncated_by {sorted(cuts)}")
+                    for kind in clients:
+                        for concurrency in (1, args.concurrency):
+                            qps, _, sets, cut, client, _, cpu = run_daemon(
+                                daemon, vectors, args.ef, fan_out, max_nodes, concurrency,
+                                client=grpc_client if kind == "grpc" else None)
+                            figures.setdefault((kind, concurrency), []).append(qps)
+                            cpus.setdefault((kind, concurrency), []).append(cpu)
+                            cuts = {name for names in cut for name in names}
+                            json_cost = ("" if client is None
+                                         else f"client JSON {client * 1000:.2f} ms/q, ")
+                            print(f"run {run} allidbd {kind}, {concurrency} in flight: "
+                                  f"{qps:.0f} q/s, "
+                                  f"recall vs capped {recall(sets, capped):.4f}, "
+                                  f"vs uncapped {recall(sets, uncapped):.4f}, {json_cost}"
+                                  f"daemon CPU {cpu * 1000:.2f} ms/q, "
+                                  f"truncated_by {sorted(cuts)}")
                     qps, sets = run_hnswlib(index, queries, depends, fan_out, max_nodes)
                     figures["hnsw"].append(qps)
                     print(f"run {run} hnswlib+BFS: {qps:.0f} q/s, "
                           f"recall vs capped {recall(sets, capped):.4f}, "
                           f"vs uncapped {recall(sets, uncapped):.4f}")
-                c1, cn, hnsw = (median(figures[k]) for k in ("c1", "cN", "hnsw"))
-                print(f"median: allidbd 1 in flight {c1:.0f} q/s ({c1 / hnsw:.2f}x), "
-                      f"{args.concurrency} in flight {cn:.0f} q/s ({cn / hnsw:.2f}x), "
-                      f"hnswlib+BFS {hnsw:.0f} q/s")
+                hnsw = median(figures["hnsw"])
+                for kind in clients:
+                    for concurrency in (1, args.concurrency):
+                        qps = median(figures[(kind, concurrency)])
+                        cpu = median(cpus[(kind, concurrency)])
+                        print(f"median: allidbd {kind} {concurrency} in flight {qps:.0f} q/s "
+                              f"({qps / hnsw:.2f}x), daemon CPU {cpu * 1000:.2f} ms/q "
+                              f"(daemon-only {1 / hnsw / cpu:.2f}x)")
+                print(f"median: hnswlib+BFS {hnsw:.0f} q/s ({1000 / hnsw:.2f} ms/q)")
+                if args.rate_only:
+                    continue
 
                 # PageRank versus unified, 1 in flight, without the context in the reply (so the
                 # client's JSON does not blur the difference), split by whether the question's
@@ -392,6 +442,8 @@ def main():
                     print(f"breakdown {label}: p50 {median(p50s):.2f} ms, daemon CPU "
                           f"{median(cpus):.2f} ms/q, client JSON {median(clients):.2f} ms/q")
         finally:
+            if grpc_client is not None:
+                grpc_client.close()
             daemon.stop()
 
 

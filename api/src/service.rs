@@ -233,11 +233,16 @@ fn context_to_proto(context: QueryContext, max_bytes: usize) -> pb::QueryContext
         size += framed;
         nodes.push(node);
     }
-    let kept: std::collections::HashSet<&str> =
-        nodes.iter().map(|n| n.entity_id.as_str()).collect();
+    // The store returns only edges between its nodes: unless the size cap dropped nodes, every
+    // edge joins two kept ones.
+    let kept: Option<std::collections::HashSet<&str>> =
+        over.then(|| nodes.iter().map(|n| n.entity_id.as_str()).collect());
     let mut edges: Vec<pb::GraphEdge> = Vec::new();
     for step in &context.edges {
-        if !(kept.contains(&*step.from) && kept.contains(&*step.to)) {
+        if kept
+            .as_ref()
+            .is_some_and(|kept| !(kept.contains(&*step.from) && kept.contains(&*step.to)))
+        {
             continue;
         }
         let edge = stored_edge(step);

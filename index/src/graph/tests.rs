@@ -315,13 +315,24 @@ fn stored(step: &PathStep) -> (String, String, String) {
 
 /// The walk's rules restated on a full sort of every node's eligible steps: from each expanded
 /// node, up to `fan_out` steps to new nodes and `fan_out` edges back into the walk, each stored
-/// edge once.
+/// edge once; the fan-out flag is set by a step skipped for a full cap or left over when both
+/// caps are full, a budget's flag by the refusal that stops the walk.
 fn reference_walk(graph: &GraphIndex, starts: &[&str], options: &TraversalOptions) -> Walk {
     let mut reached: Vec<Reached> = Vec::new();
     let mut edges: Vec<PathStep> = Vec::new();
     let mut seen: std::collections::HashSet<(String, String, String)> = Default::default();
+    let mut truncation = Truncation::default();
+    let edge_budget = options.edge_budget.unwrap_or(usize::MAX);
     for start in starts {
         if !reached.iter().any(|r| &*r.entity_id == *start) {
+            if reached.len() == options.node_budget {
+                truncation.node_budget = true;
+                return Walk {
+                    reached,
+                    edges,
+                    truncation,
+                };
+            }
             reached.push(Reached {
                 entity_id: Arc::from(*start),
                 depth: 0,
@@ -367,21 +378,47 @@ fn reference_walk(graph: &GraphIndex, starts: &[&str], options: &TraversalOption
             });
             let (mut followed, mut crossed) = (0, 0);
             for step in steps {
+                if followed == options.fan_out && crossed == options.fan_out {
+                    truncation.fan_out = true;
+                    break;
+                }
                 let known = reached.iter().any(|r| r.entity_id == step.to);
                 if known {
-                    if seen.contains(&stored(&step)) || crossed == options.fan_out {
+                    if seen.contains(&stored(&step)) {
                         continue;
+                    }
+                    if crossed == options.fan_out {
+                        truncation.fan_out = true;
+                        continue;
+                    }
+                    if edges.len() == edge_budget {
+                        truncation.edge_budget = true;
+                        return Walk {
+                            reached,
+                            edges,
+                            truncation,
+                        };
                     }
                     crossed += 1;
                 } else {
                     if followed == options.fan_out {
+                        truncation.fan_out = true;
                         continue;
                     }
                     if reached.len() == options.node_budget {
+                        truncation.node_budget = true;
                         return Walk {
                             reached,
                             edges,
-                            truncation: Truncation::default(),
+                            truncation,
+                        };
+                    }
+                    if edges.len() == edge_budget {
+                        truncation.edge_budget = true;
+                        return Walk {
+                            reached,
+                            edges,
+                            truncation,
                         };
                     }
                     followed += 1;
@@ -402,7 +439,7 @@ fn reference_walk(graph: &GraphIndex, starts: &[&str], options: &TraversalOption
     Walk {
         reached,
         edges,
-        truncation: Truncation::default(),
+        truncation,
     }
 }
 
@@ -472,13 +509,17 @@ fn walk_edges_match_the_reference_on_graphs_with_hubs_cycles_and_parallel_edges(
                 direction,
                 relations: (seed == 4).then(|| vec!["r".to_owned()]),
                 min_weight: if seed == 5 { 0.3 } else { f32::NEG_INFINITY },
-                edge_budget: None,
+                edge_budget: (seed == 3).then_some(30 + 40 * round),
             };
             let starts = ["n0", "n7", "n33", "n7", "n5"];
             let walk = graph.walk(&starts, &options).unwrap();
             let expected = reference_walk(&graph, &starts, &options);
             assert_eq!(walk.reached, expected.reached, "seed {seed} {direction:?}");
             assert_eq!(walk.edges, expected.edges, "seed {seed} {direction:?}");
+            assert_eq!(
+                walk.truncation, expected.truncation,
+                "seed {seed} {direction:?}"
+            );
             assert_eq!(graph.expand(&starts, &options).unwrap(), walk.reached);
             // Every reached node's last step is a recorded edge; every edge is stored once.
             let recorded: std::collections::HashSet<_> = walk.edges.iter().map(stored).collect();

@@ -204,7 +204,7 @@ pub fn run_query(
         seeds
     })?;
     let seed_ids: Vec<&str> = seeds.iter().map(|hit| &*hit.entity_id).collect();
-    let mut walk = telemetry::query_stage(telemetry::STAGE_EXPANSION, || {
+    let walk = telemetry::query_stage(telemetry::STAGE_EXPANSION, || {
         let walk = graph.walk(&seed_ids, &plan.traversal)?;
         tracing::debug!(
             nodes = walk.reached.len(),
@@ -215,16 +215,12 @@ pub fn run_query(
     })?;
     let results = telemetry::query_stage(telemetry::STAGE_SCORING, || match plan.ranking {
         Ranking::Unified => {
-            let reached = if plan.keep_walk {
-                walk.reached.clone()
-            } else {
-                std::mem::take(&mut walk.reached)
-            };
-            let candidates: Vec<Reached> = reached
-                .into_iter()
+            let candidates: Vec<&Reached> = walk
+                .reached
+                .iter()
                 .filter(|r| filter.is_none_or(|f| f(&r.entity_id)))
                 .collect();
-            score_candidates(vectors, query, plan, &seeds, candidates, facts, now_micros)
+            score_candidates(vectors, query, plan, &seeds, &candidates, facts, now_micros)
         }
         Ranking::PersonalizedPageRank(options) => {
             rank_by_pagerank(vectors, query, plan, &options, &seeds, &walk, filter, facts)
@@ -392,7 +388,7 @@ fn score_candidates(
     query: &[f32],
     plan: &QueryPlan,
     seeds: &[VectorHit],
-    candidates: Vec<Reached>,
+    candidates: &[&Reached],
     facts: &dyn FactSource,
     now_micros: u64,
 ) -> Result<Vec<ScoredResult>> {
@@ -407,8 +403,9 @@ fn score_candidates(
             age(bound.updated_at_micros),
         )
     });
-    let mut bounded: Vec<(f64, PartialScore, Reached, Option<f32>)> = candidates
-        .into_iter()
+    let mut bounded: Vec<(f64, PartialScore, &Reached, Option<f32>)> = candidates
+        .iter()
+        .copied()
         .zip(similarities)
         .map(|(reached, similarity)| {
             let partial = PartialScore::new(&plan.weights, metric, similarity, &reached.path);
@@ -433,17 +430,24 @@ fn score_candidates(
         };
         let breakdown =
             partial.complete(&plan.weights, fact.importance, age(fact.updated_at_micros));
-        let result = ScoredResult {
-            entity_id: reached.entity_id,
-            score: breakdown.total,
-            breakdown,
-            similarity,
-            depth: reached.depth,
-            path: reached.path,
-            pagerank: None,
-        };
-        let position = results.partition_point(|r| ranks_before(r, &result));
+        // Where the result goes in `result_order`; built only if it makes the top k.
+        let position = results.partition_point(|r| {
+            breakdown
+                .total
+                .total_cmp(&r.score)
+                .then_with(|| r.entity_id.cmp(&reached.entity_id))
+                .is_lt()
+        });
         if position < plan.k {
+            let result = ScoredResult {
+                entity_id: reached.entity_id.clone(),
+                score: breakdown.total,
+                breakdown,
+                similarity,
+                depth: reached.depth,
+                path: reached.path.clone(),
+                pagerank: None,
+            };
             results.insert(position, result);
             results.truncate(plan.k);
         }
@@ -457,11 +461,6 @@ fn result_order(a: &ScoredResult, b: &ScoredResult) -> std::cmp::Ordering {
     b.score
         .total_cmp(&a.score)
         .then_with(|| a.entity_id.cmp(&b.entity_id))
-}
-
-/// True when `a` comes before `b` in [`result_order`].
-fn ranks_before(a: &ScoredResult, b: &ScoredResult) -> bool {
-    result_order(a, b).is_lt()
 }
 
 #[cfg(test)]

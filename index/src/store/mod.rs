@@ -749,19 +749,13 @@ impl UnifiedStore {
                 now,
             )?;
             let context = answer.walk.map(|walk| {
+                let walked = walk.reached.len();
                 let nodes: Vec<Reached> = walk
                     .reached
                     .into_iter()
                     .filter(|r| allows(&r.entity_id))
                     .collect();
-                let kept: std::collections::HashSet<&str> =
-                    nodes.iter().map(|r| &*r.entity_id).collect();
-                let edges: Vec<PathStep> = walk
-                    .edges
-                    .into_iter()
-                    .filter(|e| kept.contains(&*e.from) && kept.contains(&*e.to))
-                    .collect();
-                (nodes, edges, walk.truncation)
+                (nodes, walked, walk.edges, walk.truncation)
             });
             (answer.results, context)
         };
@@ -779,8 +773,9 @@ impl UnifiedStore {
         }
         let context = match context {
             None => None,
-            Some((nodes, edges, truncation)) => {
+            Some((nodes, walked, edges, truncation)) => {
                 let nodes = self.with_entities(tenant, nodes, context_entities)?;
+                let edges = edges_between(&nodes, walked, edges);
                 Some(QueryContext {
                     nodes,
                     edges,
@@ -889,6 +884,21 @@ impl UnifiedStore {
         self.engine.close()?;
         Ok(closed)
     }
+}
+
+/// The `edges` of a walk of `walked` nodes that join two of `nodes` (the walked nodes that are
+/// left).
+fn edges_between(nodes: &[TraverseHit], walked: usize, edges: Vec<PathStep>) -> Vec<PathStep> {
+    // Every recorded edge joins two walked nodes: only a removed node removes edges.
+    if nodes.len() == walked {
+        return edges;
+    }
+    let kept: std::collections::HashSet<&str> =
+        nodes.iter().map(|n| &*n.reached.entity_id).collect();
+    edges
+        .into_iter()
+        .filter(|e| kept.contains(&*e.from) && kept.contains(&*e.to))
+        .collect()
 }
 
 impl Drop for UnifiedStore {
