@@ -35,6 +35,7 @@ const CONSISTENCY_FIELDS: &[&str] = &[
     "RemoveEdgesRequest.consistency_level",
     "TraverseRequest.consistency_level",
     "BulkPutEntitiesRequest.consistency_level",
+    "DropTenantRequest.consistency_level",
 ];
 
 /// `Direction` fields: a name in JSON.

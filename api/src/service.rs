@@ -1197,17 +1197,19 @@ impl AlliDb for AlliDbService {
                  the tenant and cannot be undone",
             ));
         }
-        if self.coordinator().is_some() {
-            return Err(Status::failed_precondition(
-                "DropTenant is not replicated across a ring yet (docs/cluster.md \"What a ring \
-                 serves\"); on a ring, drop nothing rather than one node's replicas",
-            ));
-        }
+        let consistency = self.write_consistency(request.consistency_level)?;
         let tenant = request.tenant_id;
         let dropping = tenant.clone();
-        let dropped = self
-            .blocking("drop tenant", move |store| store.drop_tenant(&dropping))
-            .await?;
+        let dropped = match self.coordinator() {
+            Some(coordinator) => coordinator
+                .drop_tenant(&tenant, consistency.level)
+                .await
+                .map_err(|e| errors::cluster_status("drop tenant", e))?,
+            None => {
+                self.blocking("drop tenant", move |store| store.drop_tenant(&dropping))
+                    .await?
+            }
+        };
         metrics::counter!("allidb_tenant_drops_total").increment(1);
         tracing::warn!(
             tenant = %tenant,

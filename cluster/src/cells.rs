@@ -1,10 +1,12 @@
-//! Cells on the wire and their merge (docs/cluster.md "Internal protocol"). Pure.
+//! Cells and tenant drops on the wire, and the merge of cells (docs/cluster.md "Internal
+//! protocol"). Pure.
 //!
 //! A partition's state on a replica is the newest version of each of its cells
 //! ([`allidb_storage::partition::CellVersion`]). Versions from several replicas merge cell by
 //! cell, last-write-wins: the higher timestamp wins; on equal timestamps a tombstone beats a
 //! value, and of two values the greater bytes win, so every node picks the same winner whatever
-//! order the answers arrive in.
+//! order the answers arrive in. A tenant drop ([`DroppedTenant`]) removes every cell of its
+//! tenant at or before its timestamp, whichever replica answered the cell.
 //!
 //! Must never: accept a cell whose key has no partition (it could not be routed), or let the
 //! merge depend on the order of its inputs.
@@ -19,6 +21,64 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::ClusterError;
 use crate::proto;
+
+/// A tenant drop: every cell of `tenant` written at or before `ts` is gone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DroppedTenant {
+    /// The tenant id.
+    pub tenant: String,
+    /// The coordinator's timestamp of the drop (microseconds, hybrid logical clock).
+    pub ts: u64,
+}
+
+impl DroppedTenant {
+    /// The wire form.
+    pub fn to_proto(&self) -> proto::TenantDrop {
+        proto::TenantDrop {
+            tenant: self.tenant.clone(),
+            timestamp_micros: self.ts,
+        }
+    }
+
+    /// From the wire form.
+    pub fn from_proto(drop: proto::TenantDrop) -> Self {
+        Self {
+            tenant: drop.tenant,
+            ts: drop.timestamp_micros,
+        }
+    }
+}
+
+/// What one replica is sent to apply: tenant drops, then cells, each with its own timestamp.
+#[derive(Clone, Debug, Default)]
+pub struct ReplicaMutation {
+    /// Applied first, each durable before the cells.
+    pub drops: Vec<DroppedTenant>,
+    /// Applied as one batch.
+    pub cells: Vec<CellVersion>,
+}
+
+impl ReplicaMutation {
+    /// Cells only.
+    pub fn cells(cells: Vec<CellVersion>) -> Self {
+        Self {
+            drops: Vec::new(),
+            cells,
+        }
+    }
+}
+
+/// The versions of `versions` (cells of one partition of a tenant dropped at `dropped_at`, 0:
+/// never) that the drop leaves.
+pub fn without_dropped(versions: Vec<CellVersion>, dropped_at: u64) -> Vec<CellVersion> {
+    match dropped_at {
+        0 => versions,
+        _ => versions
+            .into_iter()
+            .filter(|(_, ts, _)| *ts > dropped_at)
+            .collect(),
+    }
+}
 
 /// The partition a cell belongs to: `(tenant, entity id)`.
 pub fn partition_of(key: &[u8]) -> Result<(String, String), ClusterError> {
@@ -155,6 +215,17 @@ mod tests {
             merge([&[v("k", 3, Some("x"))][..], &[v("k", 3, Some("y"))][..]]),
             vec![v("k", 3, Some("y"))],
             "equal timestamps: the greater value wins"
+        );
+    }
+
+    #[test]
+    fn a_drop_leaves_only_cells_written_after_it() {
+        let cells = vec![v("a", 5, Some("x")), v("b", 9, None), v("c", 10, Some("y"))];
+        assert_eq!(without_dropped(cells.clone(), 0), cells, "never dropped");
+        assert_eq!(
+            without_dropped(cells, 9),
+            vec![v("c", 10, Some("y"))],
+            "a cell at the drop's timestamp goes with it"
         );
     }
 

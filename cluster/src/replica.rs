@@ -4,7 +4,8 @@
 //!
 //! Invariants: cells are applied with the timestamps they arrive with, through the storage
 //! engine's batch path, so the index observers see them like local writes; a call is answered
-//! only after its cells are as durable as `storage.durability` makes local writes.
+//! only after its cells are as durable as `storage.durability` makes local writes, and its
+//! tenant drops are on disk (a drop is always synced) and applied before its cells.
 //!
 //! Must never: serve a call whose cluster token does not verify or that is addressed to another
 //! host (a stale address now served by this node), or block an async worker on the store.
@@ -13,11 +14,10 @@ use std::sync::{Arc, OnceLock};
 
 use allidb_index::UnifiedStore;
 use allidb_storage::Durability;
-use allidb_storage::batch::WriteBatch;
 use allidb_storage::partition::CellVersion;
 use tonic::{Request, Response, Status};
 
-use crate::cells;
+use crate::cells::{self, DroppedTenant, ReplicaMutation};
 use crate::credentials::ClusterCredentials;
 use crate::proto;
 use crate::proto::replica_server::{Replica, ReplicaServer};
@@ -50,38 +50,49 @@ impl LocalReplica {
         &self.store
     }
 
-    /// Applies `batch` (cells with their own timestamps) on the blocking pool.
-    pub async fn apply(&self, batch: WriteBatch) -> Result<(), ClusterError> {
-        if batch.is_empty() {
+    /// Applies `mutation` on the blocking pool: its tenant drops (each durable, indexes
+    /// rebuilt for what a drop leaves), then its cells with their own timestamps.
+    pub async fn apply(&self, mutation: ReplicaMutation) -> Result<(), ClusterError> {
+        if mutation.drops.is_empty() && mutation.cells.is_empty() {
             return Ok(());
         }
         let (store, durability) = (self.store.clone(), self.durability);
-        tokio::task::spawn_blocking(move || store.engine().write(batch, durability))
-            .await
-            .map_err(|e| ClusterError::Protocol(format!("replica write task: {e}")))?
-            .map(drop)
-            .map_err(|e| ClusterError::Store(e.into()))
+        tokio::task::spawn_blocking(move || {
+            for drop in &mutation.drops {
+                store.drop_tenant_at(&drop.tenant, drop.ts)?;
+            }
+            if !mutation.cells.is_empty() {
+                store
+                    .engine()
+                    .write(cells::versions_batch(mutation.cells), durability)?;
+            }
+            Ok::<(), allidb_index::Error>(())
+        })
+        .await
+        .map_err(|e| ClusterError::Protocol(format!("replica write task: {e}")))?
+        .map_err(ClusterError::Store)
     }
 
-    /// The newest version of every cell of one partition, on the blocking pool.
-    pub async fn cells(&self, tenant: &str, id: &str) -> Result<Vec<CellVersion>, ClusterError> {
+    /// What this replica holds of one partition, on the blocking pool.
+    pub async fn partition(&self, tenant: &str, id: &str) -> Result<StoredPartition, ClusterError> {
         let partition = (tenant.to_owned(), id.to_owned());
-        let mut read = self.cells_of(vec![partition], usize::MAX).await?;
+        let mut read = self.partitions(vec![partition], usize::MAX).await?;
         read.pop()
             .expect("a read of one partition with no byte budget answers it")
     }
 
-    /// The newest version of every cell of each partition `(tenant, id)`, in order, on the
-    /// blocking pool: one result per partition (an invalid tenant or id fails only its own).
-    /// Stops after the partition that brings the cells read past `byte_budget` (the first is
-    /// always read), so the answer may be a prefix.
-    pub async fn cells_of(
+    /// What this replica holds of each partition `(tenant, id)`, in order, on the blocking
+    /// pool: one result per partition (an invalid tenant or id fails only its own). Stops
+    /// after the partition that brings the cells read past `byte_budget` (the first is always
+    /// read), so the answer may be a prefix.
+    pub async fn partitions(
         &self,
         partitions: Vec<(String, String)>,
         byte_budget: usize,
-    ) -> Result<Vec<Result<Vec<CellVersion>, ClusterError>>, ClusterError> {
+    ) -> Result<Vec<Result<StoredPartition, ClusterError>>, ClusterError> {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
+            let drops = store.engine().tenant_drops();
             let mut read = Vec::with_capacity(partitions.len());
             let mut bytes = 0usize;
             for (tenant, id) in partitions {
@@ -92,16 +103,29 @@ impl LocalReplica {
                     .and_then(|()| allidb_storage::key::validate_id(&id))
                     .and_then(|()| store.engine().partition_cells(&tenant, &id))
                     .map_err(|e| ClusterError::Store(e.into()));
-                if let Ok(cells) = &cells {
+                read.push(cells.map(|cells| {
                     bytes += cells.iter().map(cells::version_size).sum::<usize>();
-                }
-                read.push(cells);
+                    StoredPartition {
+                        cells,
+                        tenant_dropped_at: drops.get(&tenant).map_or(0, |drop| drop.ts),
+                    }
+                }));
             }
             read
         })
         .await
         .map_err(|e| ClusterError::Protocol(format!("replica read task: {e}")))
     }
+}
+
+/// What a replica holds of one partition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredPartition {
+    /// The newest version of every cell, in key order (the cells its tenant's drop covers are
+    /// not among them).
+    pub cells: Vec<CellVersion>,
+    /// The replica's drop of the partition's tenant (0: never dropped).
+    pub tenant_dropped_at: u64,
 }
 
 /// The `allidb.cluster.v1.Replica` gRPC service over the local replica; cheap to clone. It is
@@ -187,10 +211,20 @@ impl Replica for ReplicaService {
         for (key, _, _) in &versions {
             cells::partition_of(key).map_err(status)?;
         }
-        local
-            .apply(cells::versions_batch(versions))
-            .await
-            .map_err(status)?;
+        let drops: Vec<DroppedTenant> = request
+            .tenant_drops
+            .into_iter()
+            .map(DroppedTenant::from_proto)
+            .collect();
+        for (i, drop) in drops.iter().enumerate() {
+            allidb_storage::key::validate_tenant(&drop.tenant)
+                .map_err(|e| Status::invalid_argument(format!("tenant_drops[{i}].tenant: {e}")))?;
+        }
+        let mutation = ReplicaMutation {
+            drops,
+            cells: versions,
+        };
+        local.apply(mutation).await.map_err(status)?;
         Ok(Response::new(proto::MutateResponse {}))
     }
 
@@ -215,20 +249,21 @@ impl Replica for ReplicaService {
             .map(|p| (p.tenant, p.entity_id))
             .collect();
         let read = local
-            .cells_of(wanted, crate::MAX_MESSAGE_BYTES / 2)
+            .partitions(wanted, crate::MAX_MESSAGE_BYTES / 2)
             .await
             .map_err(status)?;
         let partitions = read
             .into_iter()
             .zip(digest_only)
-            .map(|(cells, digest_only)| match cells {
-                Ok(versions) => proto::PartitionCells {
-                    digest: cells::digest(&versions),
+            .map(|(stored, digest_only)| match stored {
+                Ok(stored) => proto::PartitionCells {
+                    digest: cells::digest(&stored.cells),
                     cells: match digest_only {
                         true => Vec::new(),
-                        false => versions.iter().map(cells::to_proto).collect(),
+                        false => stored.cells.iter().map(cells::to_proto).collect(),
                     },
                     error: String::new(),
+                    tenant_dropped_at_micros: stored.tenant_dropped_at,
                 },
                 Err(error) => proto::PartitionCells {
                     error: error.to_string(),

@@ -238,3 +238,43 @@ fn a_tenant_whose_vectors_are_all_deleted_takes_a_new_dimension() {
     assert!(back.to_string().contains("expected 4, got 3"), "{back}");
     assert_eq!(store.index_apply_errors(), 0);
 }
+
+/// On a ring a replica may get a drop after writes made later than it (they reached it first),
+/// or get the same drop twice (a hint delivered again).
+#[test]
+fn a_late_drop_keeps_later_writes_indexed_and_a_repeated_drop_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = UnifiedStore::open(dir.path(), StoreOptions::default()).unwrap();
+    put(&store, "t", "old-", 3, 3, "old");
+    let dropped_at = store.engine().clock().now();
+    put(&store, "t", "new-", 3, 2, "new");
+    let new_ids = vec!["new-0000".to_owned(), "new-0001".to_owned()];
+
+    let dropped = store.drop_tenant_at("t", dropped_at).unwrap();
+    assert_eq!((dropped.entities, dropped.vectors), (3, 3));
+    assert_eq!(ids(&store, "t"), new_ids);
+    let mut found = query_ids(&store, "t", vec![1.0, 2.0, 3.0]);
+    found.sort();
+    assert_eq!(found, new_ids, "the later writes are still indexed");
+    let stats = store.tenant_stats("t").unwrap().unwrap();
+    assert_eq!((stats.entities, stats.vectors), (2, 2));
+    // The tenant was re-indexed from storage: it still knows its dimension.
+    let refused = store
+        .put_entities("t", vec![entity("x", vec![1.0; 4], "x")], Durability::Sync)
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("expected 3, got 4"),
+        "{refused}"
+    );
+
+    for again in [dropped_at, dropped_at - 1] {
+        let repeated = store.drop_tenant_at("t", again).unwrap();
+        assert_eq!((repeated.ts, repeated.entities), (dropped_at, 0));
+        assert_eq!(
+            query_ids(&store, "t", vec![1.0, 2.0, 3.0]).len(),
+            2,
+            "a drop not newer than the last one changes nothing"
+        );
+    }
+    assert_eq!(store.index_apply_errors(), 0);
+}

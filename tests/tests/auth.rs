@@ -313,6 +313,7 @@ impl Rpc {
                 let message = pb::DropTenantRequest {
                     tenant_id: TENANT.to_owned(),
                     confirm: true,
+                    ..Default::default()
                 };
                 client.drop_tenant(request(message, key)).await.map(drop)
             }

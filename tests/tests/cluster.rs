@@ -4,8 +4,9 @@
 //! startup. Replication (RF 3 on 3 nodes): consistency levels with one and two nodes killed,
 //! hinted handoff (also across a restart of the coordinator), blocking read repair, concurrent
 //! puts of connected entities through different coordinators leaving every edge whole, the
-//! internal service refusing calls without the cluster token, and, with TLS, node-to-node mTLS
-//! with the cluster CA (a certificate of another CA refused).
+//! internal service refusing calls without the cluster token, a tenant drop reaching a node
+//! that was down (by read repair and by hint) without bringing dropped data back, and, with TLS,
+//! node-to-node mTLS with the cluster CA (a certificate of another CA refused).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Stdio;
@@ -442,6 +443,138 @@ async fn a_quorum_read_repairs_a_stale_replica() {
         metrics.contains("allidb_cluster_read_repairs_total"),
         "counted"
     );
+}
+
+/// Drops tenant `default` through `daemon` at `at`; the drop's timestamp.
+async fn drop_default(daemon: &Daemon, at: pb::ConsistencyLevel) -> Result<u64, tonic::Status> {
+    let message = pb::DropTenantRequest {
+        tenant_id: "default".to_owned(),
+        confirm: true,
+        consistency_level: level(at),
+    };
+    let reply = daemon
+        .client()
+        .await
+        .drop_tenant(request(message, None))
+        .await?;
+    Ok(reply.into_inner().dropped_at_micros)
+}
+
+/// The ids of tenant `default` that `daemon` holds in its own store, and its entity count.
+async fn held_by(daemon: &Daemon) -> (Vec<String>, u64) {
+    let mut client = daemon.client().await;
+    let scan = pb::RangeScanRequest {
+        limit: 1000,
+        ..Default::default()
+    };
+    let ids = client
+        .range_scan(request(scan, None))
+        .await
+        .expect("a scan of a node holding every range")
+        .into_inner()
+        .entities
+        .into_iter()
+        .map(|e| e.entity_id)
+        .collect();
+    let stats = pb::GetTenantStatsRequest {
+        tenant_id: "default".to_owned(),
+    };
+    let entities = client
+        .get_tenant_stats(request(stats, None))
+        .await
+        .expect("tenant stats")
+        .into_inner()
+        .stats
+        .map_or(0, |s| s.entities);
+    (ids, entities)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_drop_at_quorum_reaches_a_node_that_was_down_by_read_repair_and_by_hint() {
+    use pb::ConsistencyLevel::{
+        ConsistencyAll as All, ConsistencyOne as One, ConsistencyQuorum as Quorum,
+    };
+    // n0 keeps no hints (what n2 misses through it comes back only by read repair); n1 does.
+    let mut nodes = ring_of_three_each(|i| match i {
+        0 => "hinted_handoff_enabled = false\n".to_owned(),
+        _ => String::new(),
+    });
+    let one_down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];
+    let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
+    for id in ["old1", "old2"] {
+        put(&nodes[0], id, All).await.expect("ALL on a whole ring");
+    }
+
+    // Read repair: n2 misses a drop made through n0.
+    nodes[2].kill();
+    wait_for_states(&nodes[0], &one_down, Duration::from_secs(10));
+    wait_for_states(&nodes[1], &one_down, Duration::from_secs(10));
+    let all = drop_default(&nodes[0], All).await.unwrap_err();
+    assert_eq!(all.code(), Code::Unavailable, "{all:?}");
+    assert!(
+        all.message()
+            .contains("drop of tenant \"default\" at consistency ALL")
+            && all.message().contains("n2 (down)"),
+        "{}",
+        all.message()
+    );
+    let dropped_at = drop_default(&nodes[0], Quorum)
+        .await
+        .expect("a QUORUM drop with one node down");
+    put(&nodes[0], "after", Quorum)
+        .await
+        .expect("a write after the drop");
+    assert!(!found(&nodes[1], "old1", Quorum).await.unwrap());
+    assert!(found(&nodes[1], "after", Quorum).await.unwrap());
+    nodes[2].restart();
+    for node in &nodes {
+        wait_for_states(node, &all_normal, Duration::from_secs(30));
+    }
+    assert!(
+        found(&nodes[2], "old1", One).await.unwrap(),
+        "n2 missed the drop (no hint through n0)"
+    );
+    assert!(
+        !found(&nodes[2], "old1", Quorum).await.unwrap(),
+        "a QUORUM read through the stale node does not bring the dropped entity back"
+    );
+    assert!(
+        !found(&nodes[2], "old2", One).await.unwrap(),
+        "the read repair sent n2 the drop itself, which covers every entity of the tenant"
+    );
+    assert!(found(&nodes[2], "after", Quorum).await.unwrap());
+    for node in &nodes[..2] {
+        assert!(
+            !found(node, "old1", One).await.unwrap(),
+            "the stale answer repaired no replica back to the dropped state"
+        );
+    }
+
+    // Hinted handoff: n2 misses a later drop and a write after it, both made through n1.
+    put(&nodes[1], "b1", All)
+        .await
+        .expect("ALL on a whole ring");
+    nodes[2].kill();
+    wait_for_states(&nodes[1], &one_down, Duration::from_secs(10));
+    let second = drop_default(&nodes[1], Quorum)
+        .await
+        .expect("a QUORUM drop with one node down");
+    assert!(second > dropped_at, "a later drop has a later timestamp");
+    put(&nodes[1], "b2", Quorum)
+        .await
+        .expect("a write after the drop");
+    assert!(hints_pending(&nodes[1]) > 0, "hints kept for n2");
+    nodes[2].restart();
+    for node in &nodes {
+        wait_for_states(node, &all_normal, Duration::from_secs(30));
+    }
+    wait_until("hints delivered", Duration::from_secs(30), || {
+        hints_pending(&nodes[1]) == 0
+    });
+    // Every node, n2 from its own store, holds exactly what was written after the last drop.
+    for node in &nodes {
+        assert_eq!(held_by(node).await, (vec!["b2".to_owned()], 1));
+    }
 }
 
 /// The cluster token of the test rings.

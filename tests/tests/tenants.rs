@@ -1,7 +1,8 @@
 //! End-to-end tests of tenant administration (docs/api.md "Tenants") against a real `allidbd`
 //! with API keys: the README walkthrough's 3-d vectors, a drop, then 384-d vectors accepted;
-//! a drop under concurrent writes to the same and another tenant; who may list, see and drop
-//! what; the `allidb tenant` commands.
+//! a drop under concurrent writes to the same and another tenant; a drop killed (SIGKILL) at
+//! moments spread over its run, complete or not started after the restart; who may list, see
+//! and drop what; the `allidb tenant` commands.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -73,6 +74,7 @@ async fn drop_tenant(
     let message = pb::DropTenantRequest {
         tenant_id: tenant.to_owned(),
         confirm,
+        ..Default::default()
     };
     client
         .drop_tenant(request(message, Some(key)))
@@ -328,4 +330,81 @@ async fn a_drop_under_concurrent_writes_leaves_other_tenants_and_later_writes() 
             .count(),
         written[1]
     );
+}
+
+/// The ids `key`'s tenant finds by vector search (k = 1,000), sorted.
+async fn searched(client: &mut AlliDbClient<Channel>, key: &str) -> Vec<String> {
+    let query = pb::QueryRequest {
+        query_vector: vec![1.0, 1.0],
+        k: 1000,
+        expand_factor: 1,
+        max_hops: Some(0),
+        ..Default::default()
+    };
+    let mut found: Vec<String> = client
+        .query(request(query, Some(key)))
+        .await
+        .expect("a query")
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|r| r.entity_id)
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_killed_at_any_moment_is_complete_or_not_started_after_a_restart() {
+    let (mut daemon, _keys) = daemon();
+    let mut client = daemon.client().await;
+    put(&mut client, OTHER_ADMIN, "kept", &[0.5, 0.5]).await;
+    // What tenant `default` holds: everything written since its last complete drop.
+    let mut live: Vec<String> = Vec::new();
+    let (mut complete, mut not_started) = (0, 0);
+    for (round, delay_ms) in [0u64, 1, 2, 4, 8, 16, 32].into_iter().enumerate() {
+        let entities: Vec<pb::Entity> = (0..100)
+            .map(|i| doc_entity(&format!("r{round}-{i:03}"), &[1.0, i as f32]))
+            .collect();
+        live.extend(entities.iter().map(|e| e.entity_id.clone()));
+        live.sort();
+        let batch = pb::BatchPutEntitiesRequest {
+            entities,
+            ..Default::default()
+        };
+        client
+            .batch_put_entities(request(batch, Some(ADMIN)))
+            .await
+            .expect("a batch put");
+        let url = daemon.grpc_url();
+        let dropping = tokio::spawn(async move {
+            let mut client = AlliDbClient::connect(url).await.expect("a connection");
+            drop_tenant(&mut client, ADMIN, "default", true).await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        daemon.kill();
+        let acknowledged = dropping.await.expect("the drop task").is_ok();
+        daemon.restart();
+        client = daemon.client().await;
+
+        let stored = ids(&mut client, ADMIN).await;
+        if stored.is_empty() {
+            complete += 1;
+            live.clear();
+        } else {
+            not_started += 1;
+            assert!(
+                !acknowledged,
+                "round {round}: an acknowledged drop was undone"
+            );
+            assert_eq!(stored, live, "round {round}: a drop half done");
+        }
+        assert_eq!(
+            searched(&mut client, ADMIN).await,
+            stored,
+            "round {round}: the vector index agrees with storage"
+        );
+        assert_eq!(ids(&mut client, OTHER_ADMIN).await, ["kept"]);
+    }
+    println!("drops killed: {complete} complete, {not_started} not started after the restart");
 }

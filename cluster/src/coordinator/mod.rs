@@ -30,7 +30,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use allidb_index::UnifiedStore;
+use allidb_index::{TenantDropped, UnifiedStore};
 use allidb_storage::cell::{Edge, EdgeRef, Entity, EntityWrite};
 use allidb_storage::mutation;
 use allidb_storage::partition::PartitionState;
@@ -211,6 +211,28 @@ impl Coordinator {
         let batch =
             mutation::plan_remove_edges(tenant, edges, ts).map_err(allidb_index::Error::from)?;
         self.write(batch, level).await
+    }
+
+    /// Drops `tenant` (`DropTenant`) at `level`: every cell of it written before now, on every
+    /// node (docs/cluster.md "Tenant drops"). Returns the drop's timestamp and what this node
+    /// held of the tenant when the drop began.
+    pub async fn drop_tenant(
+        &self,
+        tenant: &str,
+        level: ConsistencyLevel,
+    ) -> Result<TenantDropped, ClusterError> {
+        let store = self.store().clone();
+        let owned_tenant = tenant.to_owned();
+        let held = tokio::task::spawn_blocking(move || store.tenant_stats(&owned_tenant))
+            .await
+            .map_err(|e| ClusterError::Protocol(format!("tenant stats task: {e}")))??;
+        let ts = self.store().engine().clock().now();
+        self.write_drop(tenant, ts, level).await?;
+        Ok(TenantDropped {
+            ts,
+            entities: held.as_ref().map_or(0, |s| s.entities),
+            vectors: held.as_ref().map_or(0, |s| s.vectors),
+        })
     }
 
     /// One entity at `level` (`GetEntity`, `GetEntities`).

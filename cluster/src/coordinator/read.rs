@@ -3,13 +3,18 @@
 //! digests that differ fetch those replicas' cells, the cells merge last-write-wins, and every
 //! replica that answered stale is sent what it lacks before the read returns (blocking read
 //! repair, counted in `allidb_cluster_read_repairs_total`).
+//!
+//! Tenant drops: every answer carries the replica's drop of the tenant; the newest drop known
+//! (to any replica that answered, or to this node) removes the cells it covers from every
+//! answer, and replicas that answered an older drop are sent the newest one with their repair.
+//! So a replica that missed a drop never brings the dropped cells back.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use allidb_storage::partition::CellVersion;
 
 use super::Coordinator;
-use crate::cells;
+use crate::cells::{self, DroppedTenant, ReplicaMutation};
 use crate::consistency::ConsistencyLevel;
 use crate::hints::dispatcher::peer_label;
 use crate::membership::{ClusterView, NodeStatus};
@@ -61,7 +66,14 @@ impl Purpose {
 }
 
 /// What one replica answered.
-enum Answer {
+struct Answer {
+    read: Read,
+    /// The replica's drop of the tenant (0: never dropped).
+    dropped_at: u64,
+}
+
+/// A partition's cells, or only their digest.
+enum Read {
     Cells(Vec<CellVersion>),
     Digest(Vec<u8>),
 }
@@ -118,7 +130,7 @@ impl Coordinator {
             }
             let round: Vec<HostId> = candidates[next..].iter().take(wanted).copied().collect();
             next += round.len();
-            let has_cells = answers.values().any(|a| matches!(a, Answer::Cells(_)));
+            let has_cells = answers.values().any(|a| matches!(a.read, Read::Cells(_)));
             let asks = round.iter().enumerate().map(|(i, host)| {
                 let digest_only = (has_cells || i > 0) && !purpose.wants_every_cell();
                 self.read_on(&view, *host, tenant, id, digest_only)
@@ -135,19 +147,42 @@ impl Coordinator {
             }
         }
 
+        // A tenant drop any replica (or this node) knows of removes the cells it covers from
+        // every answer, and replicas that answered an older drop are sent the newer one.
+        let local_drop = self
+            .store()
+            .engine()
+            .tenant_drops()
+            .get(tenant)
+            .map_or(0, |drop| drop.ts);
+        let dropped_at = answers
+            .values()
+            .map(|a| a.dropped_at)
+            .fold(local_drop, u64::max);
+
         // Every answer as cells: a digest that differs from the cells' fetches its replica's.
-        let reference = answers.values().find_map(|a| match a {
-            Answer::Cells(cells) => Some(cells::digest(cells)),
-            Answer::Digest(_) => None,
+        let reference = answers.values().find_map(|a| match &a.read {
+            Read::Cells(cells) => Some((cells::digest(cells), cells.clone())),
+            Read::Digest(_) => None,
         });
         let mut own: BTreeMap<HostId, Vec<CellVersion>> = BTreeMap::new();
+        let mut stale_drop: BTreeSet<HostId> = BTreeSet::new();
         for (host, answer) in answers {
-            let cells = match answer {
-                Answer::Cells(cells) => cells,
-                Answer::Digest(digest) if Some(&digest) == reference.as_ref() => continue,
-                Answer::Digest(_) => match self.read_on(&view, host, tenant, id, false).await {
-                    Ok(Answer::Cells(cells)) => cells,
-                    Ok(Answer::Digest(_)) => unreachable!("a cells read answers cells"),
+            if answer.dropped_at < dropped_at {
+                stale_drop.insert(host);
+            }
+            let cells = match (answer.read, &reference) {
+                (Read::Cells(cells), _) => cells,
+                (Read::Digest(digest), Some((same, cells))) if digest == *same => cells.clone(),
+                (Read::Digest(_), _) => match self.read_on(&view, host, tenant, id, false).await {
+                    Ok(Answer {
+                        read: Read::Cells(cells),
+                        ..
+                    }) => cells,
+                    Ok(Answer {
+                        read: Read::Digest(_),
+                        ..
+                    }) => unreachable!("a cells read answers cells"),
                     Err(reason) => {
                         return Err(ClusterError::Unavailable(format!(
                             "{} at consistency {level} of entity {id:?}: replica {} answered a digest but not its cells: {reason}",
@@ -157,9 +192,9 @@ impl Coordinator {
                     }
                 },
             };
-            own.insert(host, cells);
+            own.insert(host, cells::without_dropped(cells, dropped_at));
         }
-        if own.len() == 1 {
+        if own.len() == 1 && stale_drop.is_empty() {
             return Ok(own.into_values().next().expect("one answer"));
         }
         let merged = cells::merge(own.values().map(Vec::as_slice));
@@ -167,13 +202,23 @@ impl Coordinator {
             return Ok(merged);
         }
         let view = &view;
+        let drop = DroppedTenant {
+            tenant: tenant.to_owned(),
+            ts: dropped_at,
+        };
         let repairs = own.iter().filter_map(|(host, cells)| {
-            let missing = cells::missing_from(&merged, cells);
-            (!missing.is_empty()).then_some(async move {
+            let mutation = ReplicaMutation {
+                drops: match stale_drop.contains(host) {
+                    true => vec![drop.clone()],
+                    false => Vec::new(),
+                },
+                cells: cells::missing_from(&merged, cells),
+            };
+            (!mutation.drops.is_empty() || !mutation.cells.is_empty()).then_some(async move {
                 let peer = peer_label(view, *host);
                 metrics::counter!("allidb_cluster_read_repairs_total", "peer" => peer.clone())
                     .increment(1);
-                if let Err(reason) = self.apply_on(view, *host, &missing, "read_repair").await {
+                if let Err(reason) = self.apply_on(view, *host, &mutation, "read_repair").await {
                     tracing::debug!(%peer, reason, "read repair failed");
                 }
             })
@@ -193,15 +238,18 @@ impl Coordinator {
         digest_only: bool,
     ) -> Result<Answer, String> {
         if host == self.inner.host {
-            let cells = self
+            let stored = self
                 .inner
                 .local
-                .cells(tenant, id)
+                .partition(tenant, id)
                 .await
                 .map_err(|e| e.to_string())?;
-            return Ok(match digest_only {
-                true => Answer::Digest(cells::digest(&cells)),
-                false => Answer::Cells(cells),
+            return Ok(Answer {
+                read: match digest_only {
+                    true => Read::Digest(cells::digest(&stored.cells)),
+                    false => Read::Cells(stored.cells),
+                },
+                dropped_at: stored.tenant_dropped_at,
             });
         }
         let node = view.nodes.get(&host).ok_or("unknown to gossip")?;
@@ -224,9 +272,12 @@ impl Coordinator {
             )
             .await
             .map_err(|e| e.to_string())?;
-        Ok(match digest_only {
-            true => Answer::Digest(reply.digest),
-            false => Answer::Cells(reply.cells.into_iter().map(cells::from_proto).collect()),
+        Ok(Answer {
+            read: match digest_only {
+                true => Read::Digest(reply.digest),
+                false => Read::Cells(reply.cells.into_iter().map(cells::from_proto).collect()),
+            },
+            dropped_at: reply.tenant_dropped_at_micros,
         })
     }
 }

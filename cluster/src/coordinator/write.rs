@@ -3,31 +3,55 @@
 //! partition has the level's number of acknowledgements, or fails `Unavailable` when that can
 //! no longer happen. Replicas that are down, fail or time out get a hint instead (in the
 //! background for the ones still running when the level is reached).
+//!
+//! A tenant drop goes the same way to every node of the ring, and is acknowledged when the
+//! replicas of every token range have the level's number of acknowledgements.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use allidb_storage::batch::WriteBatch;
-use allidb_storage::partition::CellVersion;
 use tokio::sync::mpsc;
 
 use super::Coordinator;
-use crate::cells;
+use crate::cells::{self, DroppedTenant, ReplicaMutation};
 use crate::consistency::ConsistencyLevel;
 use crate::hints::dispatcher::peer_label;
 use crate::hints::{Hint, unix_ms};
 use crate::membership::ClusterView;
-use crate::ring::{HostId, ReplicaSet};
+use crate::ring::{HostId, ReplicaSet, TokenRange};
 use crate::{ClusterError, replica_failure};
 
-/// One partition of a write and the replicas that must acknowledge it.
-struct PartitionWrite {
-    tenant: String,
-    entity_id: String,
+/// Replicas of which `required` must acknowledge a write: a partition's, or for a tenant drop
+/// those of one token range.
+struct AckGroup {
     replicas: ReplicaSet,
     required: usize,
+    what: Written,
 }
+
+/// What an [`AckGroup`] holds, for the message of a write that failed its level.
+enum Written {
+    Partition { tenant: String, entity_id: String },
+    Range { tenant: String, range: TokenRange },
+}
+
+impl Written {
+    fn failure(&self, level: ConsistencyLevel) -> String {
+        match self {
+            Written::Partition { tenant, entity_id } => format!(
+                "write at consistency {level} failed for entity {entity_id:?} of tenant {tenant:?}"
+            ),
+            Written::Range { tenant, range } => format!(
+                "drop of tenant {tenant:?} at consistency {level} failed for token range ({}, {}]",
+                range.start, range.end
+            ),
+        }
+    }
+}
+
+const NO_TOKENS: &str = "the ring has no nodes with tokens yet; retry once the cluster has formed";
 
 impl Coordinator {
     /// Writes `batch` at `level`: see the module doc.
@@ -38,41 +62,102 @@ impl Coordinator {
     ) -> Result<(), ClusterError> {
         let view = self.inner.view.borrow().clone();
         let rf = self.inner.options.replication_factor;
-        let mut partitions: BTreeMap<(String, String), PartitionWrite> = BTreeMap::new();
-        let mut per_host: BTreeMap<HostId, Vec<CellVersion>> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, String), AckGroup> = BTreeMap::new();
+        let mut per_host: BTreeMap<HostId, ReplicaMutation> = BTreeMap::new();
         for version in cells::batch_versions(&batch) {
             let (tenant, entity_id) = cells::partition_of(&version.0)?;
-            let partition = partitions
+            let group = groups
                 .entry((tenant.clone(), entity_id.clone()))
                 .or_insert_with(|| {
                     let replicas = view.ring.replicas_of_key(&tenant, &entity_id, rf);
                     let required = level.required(replicas.len());
-                    PartitionWrite {
-                        tenant,
-                        entity_id,
+                    AckGroup {
                         replicas,
                         required,
+                        what: Written::Partition { tenant, entity_id },
                     }
                 });
-            if partition.replicas.is_empty() {
-                return Err(ClusterError::Unavailable(
-                    "the ring has no nodes with tokens yet; retry once the cluster has formed"
-                        .to_owned(),
-                ));
+            if group.replicas.is_empty() {
+                return Err(ClusterError::Unavailable(NO_TOKENS.to_owned()));
             }
-            for host in partition.replicas.hosts() {
-                per_host.entry(*host).or_default().push(version.clone());
+            for host in group.replicas.hosts() {
+                per_host
+                    .entry(*host)
+                    .or_default()
+                    .cells
+                    .push(version.clone());
             }
         }
+        let groups = groups.into_values().collect();
+        self.fan_out(view, level, per_host, groups, "write").await
+    }
 
+    /// Drops `tenant` at `level` with timestamp `ts`: the drop goes to every node of the ring
+    /// (each holds partitions of the tenant), and the level must be reached among the replicas
+    /// of every token range. Nodes that miss it get a hint.
+    pub(super) async fn write_drop(
+        &self,
+        tenant: &str,
+        ts: u64,
+        level: ConsistencyLevel,
+    ) -> Result<(), ClusterError> {
+        let view = self.inner.view.borrow().clone();
+        let rf = self.inner.options.replication_factor;
+        let mut groups: BTreeMap<Vec<HostId>, AckGroup> = BTreeMap::new();
+        for range in view.ring.ranges() {
+            let replicas = view.ring.replicas(range.end, rf);
+            groups
+                .entry(replicas.hosts().to_vec())
+                .or_insert_with(|| AckGroup {
+                    required: level.required(replicas.len()),
+                    replicas,
+                    what: Written::Range {
+                        tenant: tenant.to_owned(),
+                        range,
+                    },
+                });
+        }
+        if groups.is_empty() {
+            return Err(ClusterError::Unavailable(NO_TOKENS.to_owned()));
+        }
+        let drop = DroppedTenant {
+            tenant: tenant.to_owned(),
+            ts,
+        };
+        let per_host = view
+            .ring
+            .hosts()
+            .iter()
+            .map(|host| {
+                let mutation = ReplicaMutation {
+                    drops: vec![drop.clone()],
+                    cells: Vec::new(),
+                };
+                (*host, mutation)
+            })
+            .collect();
+        let groups = groups.into_values().collect();
+        self.fan_out(view, level, per_host, groups, "drop").await
+    }
+
+    /// Sends each host its mutation, all in parallel, and returns once every group has its
+    /// level's acknowledgements, or `Unavailable` once one of them can no longer have them.
+    async fn fan_out(
+        &self,
+        view: Arc<ClusterView>,
+        level: ConsistencyLevel,
+        per_host: BTreeMap<HostId, ReplicaMutation>,
+        groups: Vec<AckGroup>,
+        reason: &'static str,
+    ) -> Result<(), ClusterError> {
         let (answers, mut answered) = mpsc::unbounded_channel();
         let hosts = per_host.len();
-        for (host, versions) in per_host {
+        for (host, mutation) in per_host {
             let coordinator = self.clone();
             let view = view.clone();
             let answers = answers.clone();
             tokio::spawn(async move {
-                let outcome = coordinator.send(&view, host, versions).await;
+                let outcome = coordinator.send(&view, host, mutation, reason).await;
                 let _ = answers.send((host, outcome));
             });
         }
@@ -80,18 +165,18 @@ impl Coordinator {
 
         let mut acked: BTreeSet<HostId> = BTreeSet::new();
         let mut failed: BTreeMap<HostId, String> = BTreeMap::new();
-        let satisfied = |acked: &BTreeSet<HostId>| {
-            partitions.values().all(|p| {
-                p.replicas
+        let short = |acked: &BTreeSet<HostId>| {
+            groups.iter().find(|g| {
+                g.replicas
                     .hosts()
                     .iter()
                     .filter(|h| acked.contains(h))
                     .count()
-                    >= p.required
+                    < g.required
             })
         };
         while acked.len() + failed.len() < hosts {
-            if satisfied(&acked) {
+            if short(&acked).is_none() {
                 return Ok(());
             }
             match answered.recv().await {
@@ -104,25 +189,11 @@ impl Coordinator {
                 None => break,
             }
         }
-        if satisfied(&acked) {
+        let Some(short) = short(&acked) else {
             return Ok(());
-        }
-        let short = partitions
-            .values()
-            .find(|p| {
-                p.replicas
-                    .hosts()
-                    .iter()
-                    .filter(|h| acked.contains(h))
-                    .count()
-                    < p.required
-            })
-            .expect("a write that is not satisfied has a partition short of its level");
+        };
         Err(ClusterError::Unavailable(replica_failure(
-            &format!(
-                "write at consistency {level} failed for entity {:?} of tenant {:?}",
-                short.entity_id, short.tenant
-            ),
+            &short.what.failure(level),
             short.required,
             short.replicas.hosts(),
             &acked,
@@ -131,43 +202,44 @@ impl Coordinator {
         )))
     }
 
-    /// Sends one replica host its cells; on failure keeps a hint for it and returns why.
+    /// Sends one replica host its mutation; on failure keeps a hint for it and returns why.
     async fn send(
         &self,
         view: &Arc<ClusterView>,
         host: HostId,
-        versions: Vec<CellVersion>,
+        mutation: ReplicaMutation,
+        reason: &'static str,
     ) -> Result<(), String> {
         let peer = peer_label(view, host);
         let started = Instant::now();
-        let outcome = self.apply_on(view, host, &versions, "write").await;
+        let outcome = self.apply_on(view, host, &mutation, reason).await;
         let result = if outcome.is_ok() { "ok" } else { "failed" };
         metrics::counter!("allidb_cluster_replica_writes_total", "peer" => peer.clone(), "outcome" => result).increment(1);
         metrics::histogram!("allidb_cluster_replica_write_seconds", "peer" => peer.clone())
             .record(started.elapsed().as_secs_f64());
-        if let Err(reason) = &outcome
+        if let Err(why) = &outcome
             && host != self.inner.host
         {
-            self.hint(view, host, versions, reason).await;
+            self.hint(view, host, mutation, why).await;
         }
         outcome
     }
 
-    /// Applies cells on `host`: the local store directly, a peer through its replica service.
-    /// A peer gossip shows down, or whose engine gossips that it refuses writes (disk full,
-    /// I/O failure), is not tried: it fails at once, so it gets a hint.
+    /// Applies a mutation on `host`: the local store directly, a peer through its replica
+    /// service. A peer gossip shows down, or whose engine gossips that it refuses writes (disk
+    /// full, I/O failure), is not tried: it fails at once, so it gets a hint.
     pub(super) async fn apply_on(
         &self,
         view: &ClusterView,
         host: HostId,
-        versions: &[CellVersion],
+        mutation: &ReplicaMutation,
         reason: &str,
     ) -> Result<(), String> {
         if host == self.inner.host {
             return self
                 .inner
                 .local
-                .apply(cells::versions_batch(versions.iter().cloned()))
+                .apply(mutation.clone())
                 .await
                 .map_err(|e| e.to_string());
         }
@@ -181,7 +253,7 @@ impl Coordinator {
             .mutate(
                 host,
                 addr,
-                versions.iter().map(cells::to_proto).collect(),
+                mutation,
                 reason,
                 view.ring.version(),
                 self.inner.options.write_timeout,
@@ -190,12 +262,12 @@ impl Coordinator {
             .map_err(|e| e.to_string())
     }
 
-    /// Keeps a hint of `versions` for `host` (when hinted handoff is on).
+    /// Keeps a hint of `mutation` for `host` (when hinted handoff is on).
     async fn hint(
         &self,
         view: &ClusterView,
         host: HostId,
-        versions: Vec<CellVersion>,
+        mutation: ReplicaMutation,
         reason: &str,
     ) {
         let peer = peer_label(view, host);
@@ -206,7 +278,8 @@ impl Coordinator {
         let hint = Hint {
             created_unix_ms: unix_ms(),
             ring_version: view.ring.version(),
-            batch: cells::versions_batch(versions),
+            drops: mutation.drops,
+            batch: cells::versions_batch(mutation.cells),
         };
         let hints = self.inner.hints.clone();
         let stored = tokio::task::spawn_blocking(move || hints.store(host, &hint))

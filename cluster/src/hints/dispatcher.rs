@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Hint, HintLog, unix_ms};
-use crate::cells;
+use crate::cells::{self, ReplicaMutation};
 use crate::membership::{ClusterView, NodeStatus};
 use crate::peer_client::PeerClients;
 use crate::ring::HostId;
@@ -112,15 +112,17 @@ async fn deliver(
             }
         }
         for call in calls(&live) {
-            let bytes: usize = call.iter().map(|h| h.batch.approximate_size()).sum();
-            let cells = call
-                .iter()
-                .flat_map(|hint| cells::batch_versions(&hint.batch))
-                .map(|version| cells::to_proto(&version))
-                .collect();
+            let bytes: usize = call.iter().map(Hint::size).sum();
+            let mutation = ReplicaMutation {
+                drops: call.iter().flat_map(|hint| hint.drops.clone()).collect(),
+                cells: call
+                    .iter()
+                    .flat_map(|hint| cells::batch_versions(&hint.batch))
+                    .collect(),
+            };
             let ring_version = call.iter().map(|h| h.ring_version).max().unwrap_or(0);
             if let Err(error) = clients
-                .mutate(host, addr, cells, "hint", ring_version, options.timeout)
+                .mutate(host, addr, &mutation, "hint", ring_version, options.timeout)
                 .await
             {
                 tracing::debug!(%error, %peer, "hint delivery failed; retrying next round");
@@ -142,7 +144,8 @@ async fn deliver(
 
 /// Hints sent in one `Mutate`: consecutive hints up to [`HINT_CALL_BYTES`] (a hint larger than
 /// that goes alone). Applying several hints as one batch is safe: each cell keeps its own
-/// timestamp and last-write-wins does not depend on the order cells arrive in.
+/// timestamp and last-write-wins does not depend on the order cells arrive in; a tenant drop
+/// covers cells by timestamp whether they arrive before or after it.
 fn calls(hints: &[Hint]) -> impl Iterator<Item = &[Hint]> {
     let mut rest = hints;
     std::iter::from_fn(move || {
@@ -153,7 +156,7 @@ fn calls(hints: &[Hint]) -> impl Iterator<Item = &[Hint]> {
         let len = rest
             .iter()
             .take_while(|hint| {
-                bytes += hint.batch.approximate_size();
+                bytes += hint.size();
                 bytes <= HINT_CALL_BYTES
             })
             .count()
@@ -176,6 +179,7 @@ mod tests {
         Hint {
             created_unix_ms: 0,
             ring_version: 0,
+            drops: Vec::new(),
             batch,
         }
     }

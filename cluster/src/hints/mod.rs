@@ -3,10 +3,13 @@
 //!
 //! Owns `<data dir>/cluster/hints/<host id>/<number>.hints`: per target host, numbered segment
 //! files in the WAL's block framing and checksums (`allidb_storage::wal::format`, file magic
-//! `ALLIHINT`), one record per hint (docs/cluster.md "Hint log", version 1):
+//! `ALLIHINT`), one record per hint (docs/cluster.md "Hint log", version 2; version 1 records,
+//! without tenant drops, are still read):
 //!
 //! ```text
-//! version:u8=1  created_unix_ms:u64  ring_version:u64  batch (WriteBatch encoding, base_seq 0)
+//! version:u8=2  created_unix_ms:u64  ring_version:u64
+//!   drops:u32  drops x (tenant_len:u16 tenant ts:u64)
+//!   batch (WriteBatch encoding, base_seq 0)
 //! ```
 //!
 //! Invariants: a hint is synced before [`HintLog::store`] returns, so a hint survives a crash
@@ -29,13 +32,14 @@ use allidb_storage::wal::format::{LogEnd, LogReader, LogWriter, MAGIC_LEN};
 use parking_lot::Mutex;
 
 use crate::ClusterError;
+use crate::cells::DroppedTenant;
 use crate::ring::HostId;
 
 /// Magic of a hint segment's file header.
 pub const HINT_MAGIC: &[u8; MAGIC_LEN] = b"ALLIHINT";
 
-/// Version of a hint record.
-pub const HINT_RECORD_VERSION: u8 = 1;
+/// Version of the hint records written (version 1, without tenant drops, is still read).
+pub const HINT_RECORD_VERSION: u8 = 2;
 
 const SUFFIX: &str = ".hints";
 
@@ -46,38 +50,71 @@ pub struct Hint {
     pub created_unix_ms: u64,
     /// The ring version the mutation was routed with.
     pub ring_version: u64,
+    /// Tenant drops the replica missed (applied before `batch`).
+    pub drops: Vec<DroppedTenant>,
     /// The cells, with their original timestamps.
     pub batch: WriteBatch,
 }
 
 impl Hint {
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(17 + self.batch.approximate_size());
+        let drops_len: usize = self.drops.iter().map(|d| 10 + d.tenant.len()).sum();
+        let mut out = Vec::with_capacity(21 + drops_len + self.batch.approximate_size());
         out.push(HINT_RECORD_VERSION);
         out.extend_from_slice(&self.created_unix_ms.to_le_bytes());
         out.extend_from_slice(&self.ring_version.to_le_bytes());
+        out.extend_from_slice(&(self.drops.len() as u32).to_le_bytes());
+        for drop in &self.drops {
+            // A tenant id is at most 256 bytes (allidb_storage::key::validate_tenant).
+            out.extend_from_slice(&(drop.tenant.len() as u16).to_le_bytes());
+            out.extend_from_slice(drop.tenant.as_bytes());
+            out.extend_from_slice(&drop.ts.to_le_bytes());
+        }
         self.batch.encode(0, &mut out);
         out
     }
 
     fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let (&version, rest) = bytes.split_first().ok_or("empty hint record")?;
-        if version != HINT_RECORD_VERSION {
+        fn split<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+            if rest.len() < n {
+                return Err("truncated hint record".to_owned());
+            }
+            let (head, tail) = rest.split_at(n);
+            *rest = tail;
+            Ok(head)
+        }
+        let mut rest = bytes;
+        let mut take = |n: usize| split(&mut rest, n);
+        let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes were taken"));
+        let version = take(1)?[0];
+        if !(1..=HINT_RECORD_VERSION).contains(&version) {
             return Err(format!("unknown hint record version {version}"));
         }
-        let field = |at: usize| -> Result<u64, String> {
-            rest.get(at..at + 8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_le_bytes)
-                .ok_or_else(|| "truncated hint record".to_owned())
-        };
-        let (created_unix_ms, ring_version) = (field(0)?, field(8)?);
-        let (_, batch) = WriteBatch::decode(&rest[16..]).map_err(|e| e.to_string())?;
+        let created_unix_ms = u64_of(take(8)?);
+        let ring_version = u64_of(take(8)?);
+        let mut drops = Vec::new();
+        if version >= 2 {
+            let count = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes were taken"));
+            for _ in 0..count {
+                let len = u16::from_le_bytes(take(2)?.try_into().expect("2 bytes were taken"));
+                let tenant = String::from_utf8(take(usize::from(len))?.to_vec())
+                    .map_err(|_| "a dropped tenant id is not UTF-8".to_owned())?;
+                let ts = u64_of(take(8)?);
+                drops.push(DroppedTenant { tenant, ts });
+            }
+        }
+        let (_, batch) = WriteBatch::decode(rest).map_err(|e| e.to_string())?;
         Ok(Self {
             created_unix_ms,
             ring_version,
+            drops,
             batch,
         })
+    }
+
+    /// About how many bytes the hint sends.
+    pub fn size(&self) -> usize {
+        self.batch.approximate_size() + self.drops.iter().map(|d| d.tenant.len() + 8).sum::<usize>()
     }
 
     /// Whether the hint is older than `window` at `now_ms`.
@@ -277,6 +314,7 @@ mod tests {
         Hint {
             created_unix_ms,
             ring_version: 3,
+            drops: Vec::new(),
             batch,
         }
     }
@@ -319,6 +357,41 @@ mod tests {
                 .pending()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_hint_keeps_its_tenant_drops_and_version_1_records_still_read() {
+        let mut with_drops = hint(5, b"v");
+        with_drops.drops = vec![
+            DroppedTenant {
+                tenant: "acme".to_owned(),
+                ts: 77,
+            },
+            DroppedTenant {
+                tenant: "b".to_owned(),
+                ts: u64::MAX,
+            },
+        ];
+        let read = Hint::decode(&with_drops.encode()).unwrap();
+        assert_eq!(read.drops, with_drops.drops);
+        assert_eq!((read.created_unix_ms, read.ring_version), (5, 3));
+        assert_eq!(read.batch.len(), 2);
+
+        // Version 1: no drop count between the ring version and the batch.
+        let plain = hint(6, b"w");
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&plain.created_unix_ms.to_le_bytes());
+        v1.extend_from_slice(&plain.ring_version.to_le_bytes());
+        plain.batch.encode(0, &mut v1);
+        let read = Hint::decode(&v1).unwrap();
+        assert!(read.drops.is_empty());
+        assert_eq!((read.created_unix_ms, read.batch.len()), (6, 2));
+
+        let mut unknown = with_drops.encode();
+        unknown[0] = 3;
+        assert!(Hint::decode(&unknown).unwrap_err().contains("version 3"));
+        let encoded = with_drops.encode();
+        assert!(Hint::decode(&encoded[..30]).is_err(), "a truncated record");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
+use crate::cells::{self, DroppedTenant, ReplicaMutation};
 use crate::credentials::{ClusterCredentials, TOKEN_HEADER};
 use crate::proto;
 use crate::proto::replica_client::ReplicaClient;
@@ -100,20 +101,21 @@ impl PeerClients {
         Ok(channel)
     }
 
-    /// Sends cells to the replica `recipient` at `addr`.
+    /// Sends a mutation (tenant drops and cells) to the replica `recipient` at `addr`.
     pub async fn mutate(
         &self,
         recipient: HostId,
         addr: SocketAddr,
-        cells: Vec<proto::Cell>,
+        mutation: &ReplicaMutation,
         reason: &str,
         ring_version: u64,
         timeout: Duration,
     ) -> Result<(), ClusterError> {
         let message = proto::MutateRequest {
             header: self.stamp.header(ring_version, recipient),
-            cells,
+            cells: mutation.cells.iter().map(cells::to_proto).collect(),
             reason: reason.to_owned(),
+            tenant_drops: mutation.drops.iter().map(DroppedTenant::to_proto).collect(),
         };
         let mut client = ReplicaClient::new(self.channel(addr)?)
             .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)

@@ -83,6 +83,7 @@ pub async fn tenant(context: &mut Context, args: TenantArgs) -> CliResult<Outcom
                 .drop_tenant(pb::DropTenantRequest {
                     tenant_id: tenant.clone(),
                     confirm: true,
+                    consistency_level: context.consistency,
                 })
                 .await
                 .map_err(|status| CliError::rpc("DropTenant", status))?

@@ -334,9 +334,9 @@ fn stored_state(entity: Entity) -> PartitionState {
 pub struct TenantDropped {
     /// Cells of the tenant at or below this timestamp are gone.
     pub ts: Timestamp,
-    /// Entities the tenant had here.
+    /// Entities of the tenant the drop removed here (not those written after it).
     pub entities: usize,
-    /// Vectors the tenant had here.
+    /// Vectors of the tenant the drop removed here.
     pub vectors: usize,
 }
 
@@ -464,15 +464,35 @@ impl UnifiedStore {
 
     /// Replaces `tenant`'s indexes by ones built from its stored entities.
     fn rebuild_tenant(&self, tenant: &str) -> Result<()> {
-        self.indexes.tenants.write().remove(tenant);
+        let rebuilt = self.tenant_from_storage(tenant)?;
+        let mut tenants = self.indexes.tenants.write();
+        match rebuilt {
+            Some(state) => tenants.insert(tenant.to_owned(), state),
+            None => tenants.remove(tenant),
+        };
+        Ok(())
+    }
+
+    /// Indexes of `tenant` built from its live stored entities (`None`: it has none). Touches
+    /// no shared index state, so callers may hold the tenants lock.
+    fn tenant_from_storage(&self, tenant: &str) -> Result<Option<Arc<TenantState>>> {
         let snapshot = self.engine.last_seq();
+        let mut state = None;
         for entity in self.engine.scan(tenant, None, None)? {
             let entity = entity?;
+            let state = match &mut state {
+                Some(state) => state,
+                None => state.insert(TenantState::new(
+                    TenantIndexes::new(self.indexes.options)?,
+                    self.indexes.options.dimension,
+                )),
+            };
             let id = entity.id.clone();
-            self.indexes
-                .apply_state(tenant, &id, &stored_state(entity), snapshot)?;
+            state
+                .indexes
+                .apply_state(&id, &stored_state(entity), snapshot)?;
         }
-        Ok(())
+        Ok(state)
     }
 
     /// Drops `tenant`: every entity, edge, chunk and vector written to it up to now, in one
@@ -481,24 +501,64 @@ impl UnifiedStore {
     /// A tenant that never existed is dropped all the same (there may be replicas of it
     /// elsewhere); the answer says what this node held of it.
     pub fn drop_tenant(&self, tenant: &str) -> Result<TenantDropped> {
-        let ts = self.engine.clock().now();
-        self.drop_tenant_at(tenant, ts)
+        self.drop_tenant_with(tenant, None)
     }
 
-    /// [`Self::drop_tenant`] at a given timestamp (a coordinator's, on a ring): cells written
-    /// at or before `ts` go.
+    /// [`Self::drop_tenant`] at a given timestamp (a coordinator's, on a ring, which may arrive
+    /// late or twice): cells written at or before `ts` go, later ones stay and stay indexed.
+    /// A drop not newer than the tenant's last one changes nothing (and reports nothing
+    /// removed).
     pub fn drop_tenant_at(&self, tenant: &str, ts: Timestamp) -> Result<TenantDropped> {
+        self.drop_tenant_with(tenant, Some(ts))
+    }
+
+    /// A drop at `ts`, or at this node's clock when `None`.
+    fn drop_tenant_with(&self, tenant: &str, ts: Option<Timestamp>) -> Result<TenantDropped> {
         // Held across the engine's drop and the swap, so that no commit is indexed in between
         // into the indexes about to be removed (commits wait for it; queries too, briefly).
         let mut tenants = self.indexes.tenants.write();
+        // Read under the lock: every commit stamped later is indexed after the swap.
+        let ts = ts.unwrap_or_else(|| self.engine.clock().now());
+        if let Some(last) = self.engine.tenant_drops().get(tenant)
+            && last.ts >= ts
+        {
+            return Ok(TenantDropped {
+                ts: last.ts,
+                entities: 0,
+                vectors: 0,
+            });
+        }
         let drop = self.engine.drop_tenant(tenant, ts)?;
         *self.indexes.drops.write() = self.engine.tenant_drops();
         let removed = tenants.remove(tenant);
+        // A replica may hold writes made after the drop (they reached it first): those stay,
+        // so the tenant is indexed again from what storage still shows of it.
+        let newer_kept = removed.as_ref().is_some_and(|state| {
+            state
+                .indexes
+                .facts
+                .read()
+                .iter()
+                .any(|(_, meta)| meta.body_ts > drop.ts)
+        });
+        let kept = match newer_kept {
+            true => self.tenant_from_storage(tenant)?,
+            false => None,
+        };
+        let count = |state: &Option<Arc<TenantState>>| {
+            state.as_ref().map_or((0, 0), |s| {
+                (s.indexes.facts.read().len(), s.indexes.vectors.len())
+            })
+        };
+        let (had, still) = (count(&removed), count(&kept));
+        if let Some(state) = kept {
+            tenants.insert(tenant.to_owned(), state);
+        }
         std::mem::drop(tenants);
         let dropped = TenantDropped {
             ts: drop.ts,
-            entities: removed.as_ref().map_or(0, |s| s.indexes.facts.read().len()),
-            vectors: removed.as_ref().map_or(0, |s| s.indexes.vectors.len()),
+            entities: had.0.saturating_sub(still.0),
+            vectors: had.1.saturating_sub(still.1),
         };
         std::mem::drop(removed);
         // The drop is done (durable, hidden, indexes gone): a failed dump must not report it
@@ -616,7 +676,8 @@ impl UnifiedStore {
                 }
                 batch_dimension = Some(got);
                 let mut dimension = state.dimension.lock();
-                match *dimension {
+                // A tenant rebuilt from storage knows its dimension from its vector index.
+                match dimension.or_else(|| state.indexes.vectors.dimension()) {
                     Some(expected)
                         if expected != got
                             && (self.options.vectors.dimension.is_some()

@@ -29,7 +29,8 @@ use crate::sstable::{BlockCache, Table, TableBuilder};
 use crate::tenant_drops::TenantDrops;
 use crate::version::NUM_LEVELS;
 
-/// Writes the newest version of every cell of `mem` as table `number`; `None` if empty.
+/// Writes the newest version of every cell of `mem` as table `number`; `None` if empty (also
+/// when a tenant drop covers every cell: no file is left).
 pub(super) fn write_table(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -47,6 +48,7 @@ pub(super) fn write_table(
         let mut builder = TableBuilder::new(fs.create(&path)?, path.clone(), options.table);
         let mut iter = MemtableIter::new(mem.clone());
         let mut last: Option<Vec<u8>> = None;
+        let mut kept = 0usize;
         while let Some(entry) = iter.next_entry() {
             if last.as_deref() == Some(entry.key.user_key.as_slice()) {
                 continue;
@@ -56,15 +58,25 @@ pub(super) fn write_table(
                 continue;
             }
             builder.add(&entry)?;
+            kept += 1;
+        }
+        if kept == 0 {
+            return Ok(false);
         }
         builder.finish()?;
-        fs.sync_dir(dir)
+        fs.sync_dir(dir).map(|()| true)
     })();
-    if let Err(error) = written {
-        remove_partial(fs, &[path]);
-        return Err(error);
+    match written {
+        Ok(true) => Table::open(fs, &path, number, cache.clone()).map(Some),
+        Ok(false) => {
+            remove_partial(fs, &[path]);
+            Ok(None)
+        }
+        Err(error) => {
+            remove_partial(fs, &[path]);
+            Err(error)
+        }
     }
-    Table::open(fs, &path, number, cache.clone()).map(Some)
 }
 
 /// Removes the files of a failed step (best effort: what remains is an orphan the next open

@@ -402,3 +402,29 @@ fn a_dropped_tenant_is_gone_at_once_after_a_crash_and_from_every_file_after_comp
     assert_eq!(ids(&engine, "t"), after);
     assert_eq!(ids(&engine, "s"), before);
 }
+
+#[test]
+fn a_memtable_or_wal_holding_only_dropped_cells_flushes_and_replays_to_no_table() {
+    let fs = SimFileSystem::new();
+    let dir = Path::new("/db");
+    let engine = Engine::open_with_fs(Arc::new(fs.clone()), dir, options()).unwrap();
+    put_tagged(&engine, "t", 0, 50, "t-before-the-drop");
+    engine.drop_tenant("t", engine.clock().now()).unwrap();
+    engine.flush().unwrap();
+    assert_eq!(
+        engine.stats().tables_per_level[0],
+        0,
+        "nothing left to write"
+    );
+    put_tagged(&engine, "t", 50, 5, "t-after-the-drop");
+    assert_eq!(ids(&engine, "t").len(), 5, "the engine still takes writes");
+
+    // A crash with only dropped cells in the WAL: the replay writes no table either.
+    engine.drop_tenant("t", engine.clock().now()).unwrap();
+    fs.crash();
+    std::mem::drop(engine);
+    let engine = Engine::open_with_fs(Arc::new(fs.clone()), dir, options()).unwrap();
+    assert!(ids(&engine, "t").is_empty());
+    put_tagged(&engine, "t", 60, 1, "t-after-the-drop");
+    assert_eq!(ids(&engine, "t").len(), 1);
+}

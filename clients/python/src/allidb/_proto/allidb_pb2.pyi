@@ -664,12 +664,14 @@ class GetTenantStatsResponse(_message.Message):
     def __init__(self, stats: _Optional[_Union[TenantStats, _Mapping]] = ...) -> None: ...
 
 class DropTenantRequest(_message.Message):
-    __slots__ = ("tenant_id", "confirm")
+    __slots__ = ("tenant_id", "confirm", "consistency_level")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     confirm: bool
-    def __init__(self, tenant_id: _Optional[str] = ..., confirm: _Optional[bool] = ...) -> None: ...
+    consistency_level: ConsistencyLevel
+    def __init__(self, tenant_id: _Optional[str] = ..., confirm: _Optional[bool] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ...) -> None: ...
 
 class DropTenantResponse(_message.Message):
     __slots__ = ("dropped_at_micros", "entities", "vectors")
