@@ -33,6 +33,7 @@ use arc_swap::ArcSwap;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+use crate::admission::Payer;
 use crate::log_limit::LogRateLimiter;
 
 /// gRPC metadata key (and, case-insensitively, HTTP header) carrying the API key.
@@ -513,6 +514,29 @@ impl Authenticator {
             self.record_failure(error);
         }
         result
+    }
+
+    /// Who pays for a request with this key in the request budget (crate::admission), found
+    /// before the request is decoded: the key's tenant, or [`Payer::Unauthenticated`] when it
+    /// grants none. Counts and logs nothing: the service authenticates the request again and
+    /// reports a failure once.
+    pub fn payer_of_key(&self, key: Option<&str>) -> Payer {
+        if !self.options.enabled {
+            return Payer::Tenant(self.options.default_tenant.clone());
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match key {
+            Some(key) if !key.is_empty() => self
+                .keys
+                .load()
+                .authenticate_at(key, now)
+                .map_or(Payer::Unauthenticated, |principal| {
+                    Payer::Tenant(principal.tenant)
+                }),
+            _ => Payer::Unauthenticated,
+        }
     }
 
     /// The API key of a gRPC request's metadata; a non-text value counts as an unknown key.

@@ -8,6 +8,7 @@
 //! The tenant of a request comes only from authentication, never from a request field.
 
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod convert;
 pub mod errors;

@@ -85,6 +85,14 @@ pub struct ServerConfig {
     pub max_request_bytes: u64,
     /// How long a graceful shutdown drains requests before it stops them, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// Bytes of requests being decoded, applied and indexed at once on this node (0: derived
+    /// from the host's memory, docs/configuration.md "Request budget").
+    pub max_inflight_request_bytes: u64,
+    /// One tenant's share of `max_inflight_request_bytes` (0: all of it with auth disabled,
+    /// half of it with auth enabled).
+    pub max_inflight_request_bytes_per_tenant: u64,
+    /// How long a request waits for room in the request budget before `RESOURCE_EXHAUSTED`.
+    pub admission_wait_ms: u64,
     /// Consistency level of requests that do not name one.
     pub default_consistency: ConsistencyName,
 }
@@ -98,6 +106,9 @@ impl Default for ServerConfig {
             allow_insecure_non_loopback: false,
             max_request_bytes: 16 * MIB,
             shutdown_timeout_secs: 30,
+            max_inflight_request_bytes: 0,
+            max_inflight_request_bytes_per_tenant: 0,
+            admission_wait_ms: 250,
             default_consistency: ConsistencyName::One,
         }
     }
@@ -811,6 +822,36 @@ impl Config {
             server.shutdown_timeout_secs,
             0..=3600,
         )?;
+        for (key, value) in [
+            (
+                "server.max_inflight_request_bytes",
+                server.max_inflight_request_bytes,
+            ),
+            (
+                "server.max_inflight_request_bytes_per_tenant",
+                server.max_inflight_request_bytes_per_tenant,
+            ),
+        ] {
+            if value != 0 {
+                check_range(key, value, MIB..=1024 * GIB)?;
+            }
+        }
+        if server.max_inflight_request_bytes != 0
+            && server.max_inflight_request_bytes_per_tenant > server.max_inflight_request_bytes
+        {
+            return Err(invalid(
+                "server.max_inflight_request_bytes_per_tenant",
+                format!(
+                    "{} is more than server.max_inflight_request_bytes ({})",
+                    server.max_inflight_request_bytes_per_tenant, server.max_inflight_request_bytes
+                ),
+            ));
+        }
+        check_range(
+            "server.admission_wait_ms",
+            server.admission_wait_ms,
+            0..=60_000,
+        )?;
         let listeners = [
             ("server.grpc_addr", server.grpc_addr),
             ("server.http_addr", server.http_addr),
@@ -1230,6 +1271,13 @@ mod tests {
             ("storage.min_free_bytes", "2000000000000", "out of range"),
             ("storage.periodic_sync_ms", "0", "out of range"),
             ("server.max_request_bytes", "1", "out of range"),
+            ("server.max_inflight_request_bytes", "1000", "out of range"),
+            (
+                "server.max_inflight_request_bytes_per_tenant",
+                "2097152000000000",
+                "out of range",
+            ),
+            ("server.admission_wait_ms", "60001", "out of range"),
             ("query.max_hops", "9", "out of range"),
             ("query.max_candidates", "0", "out of range"),
             ("auth.default_tenant", "", "tenant id"),
@@ -1258,6 +1306,18 @@ mod tests {
             ..Default::default()
         });
         assert!(fine.is_ok(), "{fine:?}");
+        let share_over_budget = Config::load(&ConfigSources {
+            flags: vec![
+                set("server.max_inflight_request_bytes", "67108864"),
+                set("server.max_inflight_request_bytes_per_tenant", "134217728"),
+            ],
+            ..Default::default()
+        });
+        assert_key_error(
+            share_over_budget,
+            "server.max_inflight_request_bytes_per_tenant",
+            "more than server.max_inflight_request_bytes",
+        );
     }
 
     #[test]

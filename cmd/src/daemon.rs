@@ -34,6 +34,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use allidb_api::admission::{AdmittedService, ChargeTo, HttpAdmission, RequestBudget, admit_http};
 use allidb_api::auth::{AuthError, Authenticator};
 use allidb_api::http::HttpLimits;
 use allidb_api::observe::{self, ObservedService, RejectedCallMetrics};
@@ -56,7 +57,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::admin::{AdminServer, ClusterStatus, Readiness, RunningCluster};
 use crate::config::{Config, ConfigError, LogConfig, LogFormat};
-use crate::options::{membership_options, service_options, store_options};
+use crate::options::{budget_options, membership_options, service_options, store_options};
 use crate::telemetry::{self, Scrape};
 use crate::tls::{ServerTls, TlsError};
 
@@ -196,6 +197,10 @@ fn reflection_error(error: tonic_reflection::server::Error) -> DaemonError {
     DaemonError::Serve(format!("reflection descriptors: {error}"))
 }
 
+/// Methods of `allidb.AlliDB` whose request is a stream of messages (charged the largest
+/// message by the request budget).
+const STREAMING_METHODS: &[&str] = &["BulkPutEntities"];
+
 /// Runs the daemon with `config` until a shutdown signal; returns after the store is closed.
 pub async fn run(config: Config) -> Result<(), DaemonError> {
     let signal = shutdown_signal().map_err(|e| DaemonError::Serve(format!("signals: {e}")))?;
@@ -244,11 +249,25 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let reflection_v1 = reflection().build_v1().map_err(reflection_error)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_error)?;
     let max_message = usize::try_from(config.server.max_request_bytes).unwrap_or(usize::MAX);
-    let allidb = RejectedCallMetrics::new(
+    let budget = RequestBudget::new(budget_options(
+        &config,
+        crate::host_memory::memory_limit_bytes(),
+    ));
+    tracing::info!(
+        node_bytes = budget.options().node_bytes,
+        tenant_bytes = budget.options().tenant_bytes,
+        wait_ms = budget.options().wait.as_millis(),
+        "request budget (server.max_inflight_request_bytes, _per_tenant)"
+    );
+    let allidb = RejectedCallMetrics::new(AdmittedService::new(
         AlliDbServer::new(observed.clone())
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message),
-    );
+        budget.clone(),
+        ChargeTo::Caller(auth.clone()),
+        max_message,
+        STREAMING_METHODS,
+    ));
 
     let (grpc_listener, grpc_addr) = bind("server.grpc_addr", config.server.grpc_addr).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -264,7 +283,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(allidb)
-        .add_optional_service(replica_service.as_ref().map(ReplicaService::server));
+        .add_optional_service(replica_service.as_ref().map(|replica| {
+            // Replica writes, hints and reads share the node's budget (a replica that sheds
+            // answers RESOURCE_EXHAUSTED: the coordinator keeps a hint, docs/cluster.md).
+            AdmittedService::new(
+                replica.server(),
+                budget.clone(),
+                ChargeTo::Node,
+                allidb_cluster::MAX_MESSAGE_BYTES,
+                &[],
+            )
+        }));
     let grpc_stopped = async {
         let _ = stop_rx.await;
     };
@@ -288,6 +317,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             max_body_bytes: max_message,
         },
     )
+    .layer(axum::middleware::from_fn_with_state(
+        HttpAdmission::new(budget, auth.clone(), max_message),
+        admit_http,
+    ))
     .route_layer(axum::middleware::from_fn(observe::http_route_metrics));
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http_stopped = async {

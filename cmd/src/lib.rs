@@ -8,6 +8,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod host_memory;
 pub mod key_reload;
 pub mod options;
 pub mod telemetry;

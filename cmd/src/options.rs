@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use allidb_api::admission::BudgetOptions;
 use allidb_api::pb::ConsistencyLevel;
 use allidb_api::service::{DEFAULT_NODE_ID, ServiceOptions};
 use allidb_cluster::membership::MembershipOptions;
@@ -96,12 +97,68 @@ pub fn service_options(config: &Config) -> ServiceOptions {
     }
 }
 
+/// The node's request budget when the host's memory is known: this fraction of it.
+pub const REQUEST_BUDGET_MEMORY_FRACTION: u64 = 32;
+/// Bounds of the derived request budget.
+pub const REQUEST_BUDGET_DERIVED_BYTES: std::ops::RangeInclusive<u64> = (64 << 20)..=(2 << 30);
+/// The node's request budget when the host's memory cannot be read.
+pub const REQUEST_BUDGET_FALLBACK_BYTES: u64 = 256 << 20;
+
+/// The request budget of `config` (`[server]`), on a host with `memory_limit` bytes of memory
+/// (see docs/configuration.md "Request budget").
+pub fn budget_options(config: &Config, memory_limit: Option<u64>) -> BudgetOptions {
+    let server = &config.server;
+    let node_bytes = match server.max_inflight_request_bytes {
+        0 => memory_limit.map_or(REQUEST_BUDGET_FALLBACK_BYTES, |memory| {
+            (memory / REQUEST_BUDGET_MEMORY_FRACTION).clamp(
+                *REQUEST_BUDGET_DERIVED_BYTES.start(),
+                *REQUEST_BUDGET_DERIVED_BYTES.end(),
+            )
+        }),
+        configured => configured,
+    };
+    let tenant_bytes = match server.max_inflight_request_bytes_per_tenant {
+        0 if config.auth.enabled => node_bytes / 2,
+        0 => node_bytes,
+        configured => configured.min(node_bytes),
+    };
+    BudgetOptions {
+        node_bytes,
+        tenant_bytes,
+        wait: Duration::from_millis(server.admission_wait_ms),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use allidb_storage::Durability;
 
     use super::*;
     use crate::config::DurabilityName;
+
+    #[test]
+    fn the_request_budget_is_derived_from_memory_unless_configured() {
+        let mut config = Config::default();
+        let derived = budget_options(&config, Some(24 << 30));
+        assert_eq!(derived.node_bytes, 768 << 20);
+        assert_eq!(derived.tenant_bytes, 768 << 20, "one tenant without auth");
+        assert_eq!(derived.wait, Duration::from_millis(250));
+        assert_eq!(budget_options(&config, Some(1 << 30)).node_bytes, 64 << 20);
+        assert_eq!(budget_options(&config, Some(1 << 40)).node_bytes, 2 << 30);
+        assert_eq!(budget_options(&config, None).node_bytes, 256 << 20);
+        config.auth.enabled = true;
+        assert_eq!(
+            budget_options(&config, Some(24 << 30)).tenant_bytes,
+            384 << 20
+        );
+        config.server.max_inflight_request_bytes = 100 << 20;
+        config.server.max_inflight_request_bytes_per_tenant = 10 << 20;
+        let configured = budget_options(&config, Some(24 << 30));
+        assert_eq!(
+            (configured.node_bytes, configured.tenant_bytes),
+            (100 << 20, 10 << 20)
+        );
+    }
 
     #[test]
     fn defaults_match_the_store_defaults() {

@@ -84,6 +84,7 @@ pub fn install_recorder() -> Result<PrometheusHandle, TelemetryError> {
         .install_recorder()
         .map_err(|e| TelemetryError(e.to_string()))?;
     allidb_api::observe::describe();
+    allidb_api::admission::metrics::describe();
     allidb_storage::telemetry::describe();
     allidb_index::telemetry::describe();
     describe_scraped();

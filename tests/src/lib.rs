@@ -166,6 +166,20 @@ pub fn allidb_binary() -> PathBuf {
     binaries().allidb.clone()
 }
 
+/// The resident set size of process `pid` in bytes (`VmRSS` of `/proc/<pid>/status`), while it
+/// runs.
+pub fn rss_bytes_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// One key-file line granting `role` in `tenant` to `key`.
 pub fn key_line(key: &str, tenant: &str, role: &str) -> String {
     format!("{} {tenant} {role}\n", allidb_api::auth::hash_key(key))
@@ -427,6 +441,34 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The sum of the samples of metric `name` on the admin port whose labels include every
+    /// pair of `labels` (0 when there is none).
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let admin = self
+            .admin_addr
+            .expect("allidbd prints the admin address before ready");
+        let (status, body) = http_get(admin, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        body.lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            })
+            .filter(|line| {
+                labels
+                    .iter()
+                    .all(|(label, value)| line.contains(&format!("{label}=\"{value}\"")))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// The resident set size of the running daemon in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let pid = self.pid().expect("the daemon is running");
+        rss_bytes_of(pid).expect("VmRSS of a running daemon")
     }
 
     /// The process id, while running.

@@ -741,6 +741,64 @@ async fn a_node_whose_engine_refuses_writes_gets_hints_not_writes() {
     assert!(found(&nodes[0], "kept-for-n2", All).await.unwrap());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_sheds_load_gets_a_hint_and_is_not_counted() {
+    use pb::ConsistencyLevel::{ConsistencyAll as All, ConsistencyQuorum as Quorum};
+    // n2's request budget is one largest message (1 MiB); replica writes share it.
+    let nodes = ring_of_three_each(|i| match i {
+        2 => "\n[server]\nmax_request_bytes = 1048576\nmax_inflight_request_bytes = 1048576\n\
+              admission_wait_ms = 100\n"
+            .to_owned(),
+        _ => String::new(),
+    });
+    // An open BulkPutEntities stream holds all of n2's budget (a stream is charged the largest
+    // message until it ends).
+    let held = {
+        let mut client = nodes[2].client().await;
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::BulkPutEntitiesRequest>(1);
+        tokio::spawn(async move {
+            let _open = tx;
+            let _ = client
+                .bulk_put_entities(request(
+                    tokio_stream::wrappers::ReceiverStream::new(rx),
+                    None,
+                ))
+                .await;
+            std::future::pending::<()>().await;
+        })
+    };
+    wait_until("n2's budget is held", Duration::from_secs(10), || {
+        nodes[2].metric("allidb_request_budget_in_use_bytes", &[]) >= 1_048_576.0
+    });
+    put(&nodes[0], "shed-by-n2", Quorum)
+        .await
+        .expect("QUORUM from n0 and n1");
+    // The QUORUM write returns once n0 and n1 acknowledged; n2 refuses after its 100 ms wait.
+    wait_until("a hint kept for n2", Duration::from_secs(5), || {
+        hints_pending(&nodes[0]) > 0
+    });
+    let all = put(&nodes[0], "all", All).await.unwrap_err();
+    assert_eq!(all.code(), Code::Unavailable, "{all:?}");
+    // (A put reads the stored state at its level first: n2 sheds that read, so nothing of
+    // "all" is written anywhere.)
+    assert!(
+        all.message().contains("n2") && all.message().contains("server.max_inflight_request_bytes"),
+        "the shedding replica is not counted toward ALL, and the reason is its budget: {}",
+        all.message()
+    );
+    assert!(nodes[2].metric("allidb_requests_shed_total", &[("budget", "node")]) >= 2.0);
+    // Once the budget is free, the hints reach n2.
+    held.abort();
+    wait_until("hints delivered to n2", Duration::from_secs(30), || {
+        hints_pending(&nodes[0]) == 0
+    });
+    let (ids, _) = held_by(&nodes[2]).await;
+    assert!(
+        ids.iter().any(|id| id == "shed-by-n2"),
+        "n2 holds the QUORUM write by hint: {ids:?}"
+    );
+}
+
 /// Puts, deletes and edge adds of a few connected entities, through every coordinator at once.
 async fn edge_writer(node: &Daemon, seed: u64, ops: usize, ids: &[&str]) {
     use rand::{Rng, SeedableRng};

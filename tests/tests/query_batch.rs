@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use allidb_api::pb::{self, allidb_client::AlliDbClient};
-use allidb_tests::{Daemon, http_call, http_get, key_line, request};
+use allidb_tests::{Daemon, http_call, key_line, request};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -100,32 +100,11 @@ async fn load(client: &mut Client, key: &str, seed: u64) {
     assert!(reply.success, "{reply:?}");
 }
 
-/// One sample of `name` whose labels include every pair of `labels`, 0 when there is none.
-fn metric(daemon: &Daemon, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let admin = daemon
-        .admin_addr
-        .expect("allidbd prints the admin address before ready");
-    let (status, body) = http_get(admin, "/metrics");
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(['{', ' ']))
-        })
-        .filter(|line| {
-            labels
-                .iter()
-                .all(|(label, value)| line.contains(&format!("{label}=\"{value}\"")))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Waits until the background indexer has moved every vector into HNSW, so the index answers
 /// the same search the same way for the rest of the test.
 fn wait_until_indexed(daemon: &Daemon) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while metric(daemon, "allidb_vector_index_pending", &[]) > 0.0 {
+    while daemon.metric("allidb_vector_index_pending", &[]) > 0.0 {
         assert!(Instant::now() < deadline, "the indexer did not finish");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -319,8 +298,8 @@ async fn batch_limits_keys_size_and_metrics_are_the_querys() {
         ("code", "INVALID_ARGUMENT"),
         ("transport", "grpc"),
     ];
-    let ok_before = metric(&daemon, "allidb_rpc_requests_total", &ok_labels);
-    let invalid_before = metric(&daemon, "allidb_rpc_requests_total", &invalid_labels);
+    let ok_before = daemon.metric("allidb_rpc_requests_total", &ok_labels);
+    let invalid_before = daemon.metric("allidb_rpc_requests_total", &invalid_labels);
 
     // Keys: none or unknown -> UNAUTHENTICATED; a read key is enough, as for Query.
     for key in [None, Some("no-such-key")] {
@@ -403,8 +382,7 @@ async fn batch_limits_keys_size_and_metrics_are_the_querys() {
 
     // A message over `server.max_request_bytes` (default 16 MiB) is refused before the service,
     // with Query's code, and counted under QueryBatch.
-    let oversized_before = metric(
-        &daemon,
+    let oversized_before = daemon.metric(
         "allidb_rpc_requests_total",
         &[("rpc", "QueryBatch"), ("code", "OUT_OF_RANGE")],
     );
@@ -461,16 +439,15 @@ async fn batch_limits_keys_size_and_metrics_are_the_querys() {
 
     // Every call above was counted under QueryBatch with its code and transport.
     assert_eq!(
-        metric(&daemon, "allidb_rpc_requests_total", &ok_labels) - ok_before,
+        daemon.metric("allidb_rpc_requests_total", &ok_labels) - ok_before,
         1.0
     );
     assert_eq!(
-        metric(&daemon, "allidb_rpc_requests_total", &invalid_labels) - invalid_before,
+        daemon.metric("allidb_rpc_requests_total", &invalid_labels) - invalid_before,
         9.0
     );
     assert_eq!(
-        metric(
-            &daemon,
+        daemon.metric(
             "allidb_rpc_requests_total",
             &[("rpc", "QueryBatch"), ("code", "OUT_OF_RANGE")]
         ) - oversized_before,
@@ -478,23 +455,18 @@ async fn batch_limits_keys_size_and_metrics_are_the_querys() {
     );
     let http_labels = |code| [("rpc", "QueryBatch"), ("code", code), ("transport", "http")];
     assert_eq!(
-        metric(&daemon, "allidb_rpc_requests_total", &http_labels("OK")),
+        daemon.metric("allidb_rpc_requests_total", &http_labels("OK")),
         1.0
     );
     assert_eq!(
-        metric(
-            &daemon,
+        daemon.metric(
             "allidb_rpc_requests_total",
             &http_labels("INVALID_ARGUMENT")
         ),
         1.0
     );
     assert_eq!(
-        metric(
-            &daemon,
-            "allidb_rpc_requests_total",
-            &http_labels("UNAUTHENTICATED")
-        ),
+        daemon.metric("allidb_rpc_requests_total", &http_labels("UNAUTHENTICATED")),
         1.0
     );
 }
