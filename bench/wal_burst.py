@@ -11,7 +11,9 @@ sample of the acknowledged entities is there. Standard library only.
 Example (what docs/operations.md reports):
   bench/wal_burst.py --allidbd target/debug/allidbd --data /tmp/wal-burst --requests 154 \
       --concurrency 16 --idle 105 -- --set index.max_unindexed_vectors=200000
-Arguments after `--` are passed to both daemon starts.
+Arguments after `--` are passed to both daemon starts. `--kill-during S` kills the daemon S
+seconds into the burst instead (requests in flight); `--at-once` encodes every request first and
+sends them all at the same moment, one client each.
 """
 import argparse
 import http.client
