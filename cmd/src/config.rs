@@ -160,6 +160,9 @@ pub struct StorageConfig {
     /// The low-space watermark: writes are refused while the data volume has fewer bytes
     /// available (0 disables it).
     pub min_free_bytes: u64,
+    /// Seconds a memtable holding writes may receive none before it is flushed, so that its
+    /// WAL segment can be deleted while idle (0 disables it).
+    pub memtable_idle_flush_secs: u32,
 }
 
 impl Default for StorageConfig {
@@ -172,6 +175,7 @@ impl Default for StorageConfig {
             block_cache_bytes: 256 * MIB,
             gc_grace_secs: 10 * 24 * 3600,
             min_free_bytes: 256 * MIB,
+            memtable_idle_flush_secs: 30,
         }
     }
 }
@@ -218,6 +222,11 @@ pub struct IndexConfig {
     /// Longest a write waits for room in a full tail before it fails with RESOURCE_EXHAUSTED
     /// (milliseconds; 0 = fail at once).
     pub max_tail_wait_ms: u32,
+    /// Seconds between index dumps while writes come (each dump releases the WAL it covers).
+    pub dump_interval_secs: u32,
+    /// The indexes are also dumped once this many bytes of WAL were written since the last
+    /// dump: it bounds the WAL kept for them and read by a restart to catch them up.
+    pub dump_wal_bytes: u64,
 }
 
 impl Default for IndexConfig {
@@ -229,6 +238,8 @@ impl Default for IndexConfig {
             metric: MetricName::Cosine,
             max_unindexed_vectors: 20_000,
             max_tail_wait_ms: 30_000,
+            dump_interval_secs: 60,
+            dump_wal_bytes: 256 * MIB,
         }
     }
 }
@@ -927,6 +938,11 @@ impl Config {
             storage.min_free_bytes,
             0..=1024 * GIB,
         )?;
+        check_range(
+            "storage.memtable_idle_flush_secs",
+            storage.memtable_idle_flush_secs,
+            0..=86_400,
+        )?;
 
         let index = &self.index;
         // hnsw_rs exits the process above 256 connections per node.
@@ -946,6 +962,16 @@ impl Config {
             "index.max_tail_wait_ms",
             index.max_tail_wait_ms,
             0..=600_000,
+        )?;
+        check_range(
+            "index.dump_interval_secs",
+            index.dump_interval_secs,
+            1..=86_400,
+        )?;
+        check_range(
+            "index.dump_wal_bytes",
+            index.dump_wal_bytes,
+            MIB..=1024 * GIB,
         )?;
 
         let query = &self.query;
@@ -1270,6 +1296,9 @@ mod tests {
             ("storage.gc_grace_secs", "60", "out of range"),
             ("storage.min_free_bytes", "2000000000000", "out of range"),
             ("storage.periodic_sync_ms", "0", "out of range"),
+            ("storage.memtable_idle_flush_secs", "86401", "out of range"),
+            ("index.dump_interval_secs", "0", "out of range"),
+            ("index.dump_wal_bytes", "1024", "out of range"),
             ("server.max_request_bytes", "1", "out of range"),
             ("server.max_inflight_request_bytes", "1000", "out of range"),
             (

@@ -73,10 +73,14 @@ pub fn store_options(config: &Config) -> StoreOptions {
             block_cache_bytes: storage.block_cache_bytes,
             gc_grace: Duration::from_secs(storage.gc_grace_secs),
             min_free_bytes: storage.min_free_bytes,
+            memtable_idle_flush: (storage.memtable_idle_flush_secs > 0)
+                .then(|| Duration::from_secs(u64::from(storage.memtable_idle_flush_secs))),
             ..defaults.engine
         },
         vectors,
         max_tail_wait: Duration::from_millis(u64::from(index.max_tail_wait_ms)),
+        dump_interval: Duration::from_secs(u64::from(index.dump_interval_secs)),
+        dump_wal_bytes: index.dump_wal_bytes,
         ..defaults
     }
 }
@@ -172,6 +176,12 @@ mod tests {
         );
         assert_eq!(store.engine.gc_grace, defaults.engine.gc_grace);
         assert_eq!(store.engine.min_free_bytes, defaults.engine.min_free_bytes);
+        assert_eq!(
+            store.engine.memtable_idle_flush,
+            defaults.engine.memtable_idle_flush
+        );
+        assert_eq!(store.dump_interval, defaults.dump_interval);
+        assert_eq!(store.dump_wal_bytes, defaults.dump_wal_bytes);
         assert_eq!(store.vectors.ef_search, defaults.vectors.ef_search);
         assert_eq!(store.vectors.max_pending, defaults.vectors.max_pending);
         assert_eq!(store.max_tail_wait, defaults.max_tail_wait);
@@ -189,6 +199,9 @@ mod tests {
         config.storage.block_cache_bytes = 0;
         config.storage.gc_grace_secs = 4 * 3600;
         config.storage.min_free_bytes = 0;
+        config.storage.memtable_idle_flush_secs = 0;
+        config.index.dump_interval_secs = 5;
+        config.index.dump_wal_bytes = 8 << 20;
         config.storage.durability = DurabilityName::Periodic;
         config.storage.periodic_sync_ms = 250;
         config.index.m = 32;
@@ -207,6 +220,9 @@ mod tests {
         assert_eq!(store.engine.block_cache_bytes, 0);
         assert_eq!(store.engine.gc_grace, Duration::from_secs(4 * 3600));
         assert_eq!(store.engine.min_free_bytes, 0);
+        assert_eq!(store.engine.memtable_idle_flush, None);
+        assert_eq!(store.dump_interval, Duration::from_secs(5));
+        assert_eq!(store.dump_wal_bytes, 8 << 20);
         assert_eq!(store.vectors.engine.max_connections, 32);
         assert_eq!(store.vectors.engine.ef_construction, 300);
         assert_eq!(store.vectors.ef_search, 99);

@@ -38,6 +38,9 @@ const GROUP_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 const MEMTABLE_BYTES: &str = "allidb_memtable_bytes";
+const WAL_BYTES: &str = "allidb_wal_bytes";
+const WAL_SEGMENTS: &str = "allidb_wal_segments";
+const WAL_OLDEST_SEGMENT_AGE_SECONDS: &str = "allidb_wal_oldest_segment_age_seconds";
 const IMMUTABLE_MEMTABLES: &str = "allidb_immutable_memtables";
 const SSTABLES: &str = "allidb_sstables";
 const SSTABLE_BYTES: &str = "allidb_sstable_bytes";
@@ -115,6 +118,22 @@ fn describe_scraped() {
         IMMUTABLE_MEMTABLES,
         Unit::Count,
         "Immutable memtables waiting for flush."
+    );
+    describe_gauge!(
+        WAL_BYTES,
+        Unit::Bytes,
+        "Bytes of the WAL segments on disk (the one being written included)."
+    );
+    describe_gauge!(
+        WAL_SEGMENTS,
+        Unit::Count,
+        "WAL segments on disk (the one being written included)."
+    );
+    describe_gauge!(
+        WAL_OLDEST_SEGMENT_AGE_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest WAL segment on disk holding records (0: none but an empty one being \
+         written); a segment found at start counts from the start."
     );
     describe_gauge!(SSTABLES, Unit::Count, "SSTables per LSM level.");
     describe_gauge!(
@@ -242,6 +261,9 @@ fn record_store(store: &UnifiedStore) {
     let stats = store.engine().stats();
     gauge!(MEMTABLE_BYTES).set(stats.memtable_bytes as f64);
     gauge!(IMMUTABLE_MEMTABLES).set(stats.immutable_memtables as f64);
+    gauge!(WAL_BYTES).set(stats.wal_bytes as f64);
+    gauge!(WAL_SEGMENTS).set(stats.wal_segments as f64);
+    gauge!(WAL_OLDEST_SEGMENT_AGE_SECONDS).set(stats.wal_oldest_segment_age.as_secs_f64());
     for (level, tables) in stats.tables_per_level.iter().enumerate() {
         gauge!(SSTABLES, "level" => level.to_string()).set(*tables as f64);
     }

@@ -1,8 +1,12 @@
 //! The background indexer: one thread that moves vectors from each tenant's exact-scan tail
 //! into HNSW, rebuilds a tenant's index when too many of its points are stale, and dumps the
-//! indexes periodically (after which the engine may release the WAL they cover). A failed dump
-//! is reported to the engine (writes are refused meanwhile: the WAL it pins keeps growing) and
-//! retried with the engine's backoff instead of the dump interval; the first success clears it.
+//! indexes (after which the engine releases the WAL they cover) when writes came since the last
+//! dump and either [`StoreOptions::dump_interval`] has passed or the engine has written
+//! [`StoreOptions::dump_wal_bytes`] of WAL since then: the WAL kept for the indexes, and so the
+//! WAL a restart reads to catch them up, stays near that bound whatever the write rate or
+//! uptime. A failed dump is reported to the engine (writes are refused meanwhile: the WAL it
+//! pins keeps growing) and retried with the engine's backoff instead of either trigger; the
+//! first success clears it.
 //!
 //! Never blocks writers or queries for long: each step indexes a bounded batch, and rebuilds
 //! build a new graph beside the old one before swapping it in. A stop request cancels a running
@@ -19,8 +23,8 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use allidb_storage::Engine;
 use allidb_storage::engine::BackgroundTask;
+use allidb_storage::{Engine, SeqNo};
 use parking_lot::{Condvar, Mutex};
 
 use super::{Indexes, StoreOptions, dump_indexes};
@@ -63,18 +67,20 @@ pub struct IndexerHandle {
 }
 
 impl IndexerHandle {
-    /// Starts the thread.
+    /// Starts the thread; the index dump on disk covers the writes up to `dumped_seq`.
     pub fn start(
         indexes: Arc<Indexes>,
         engine: Arc<Engine>,
         index_dir: PathBuf,
         options: StoreOptions,
+        dumped_seq: SeqNo,
     ) -> Result<Self> {
         let stop = Arc::new(Stop::default());
         let thread_stop = stop.clone();
+        let dumps = Dumps::new(&engine, dumped_seq);
         let thread = std::thread::Builder::new()
             .name("allidb-indexer".to_owned())
-            .spawn(move || run(&indexes, &engine, &index_dir, &options, &thread_stop))
+            .spawn(move || run(&indexes, &engine, &index_dir, &options, &thread_stop, dumps))
             .map_err(|e| Error::io(PathBuf::from("allidb-indexer thread"), e))?;
         Ok(Self { stop, thread })
     }
@@ -95,6 +101,7 @@ fn run(
     index_dir: &std::path::Path,
     options: &StoreOptions,
     stop: &Stop,
+    dumps: Dumps,
 ) {
     lower_own_priority();
     // Batches link on all cores (`FlatHnsw::insert_batch`) in this pool, whose threads run at
@@ -104,11 +111,49 @@ fn run(
         .start_handler(|_| lower_own_priority())
         .build();
     match pool {
-        Ok(pool) => pool.install(|| passes(indexes, engine, index_dir, options, stop)),
+        Ok(pool) => pool.install(|| passes(indexes, engine, index_dir, options, stop, dumps)),
         Err(err) => {
             tracing::warn!(%err, "no indexer thread pool; batches link on the shared pool");
-            passes(indexes, engine, index_dir, options, stop);
+            passes(indexes, engine, index_dir, options, stop, dumps);
         }
+    }
+}
+
+/// When the indexes were last dumped, and what the dump covers.
+#[derive(Debug)]
+struct Dumps {
+    /// When the last dump (or the last failed attempt) ended, or the indexer started.
+    last: Instant,
+    /// The dump on disk covers every write up to this sequence number.
+    covered: SeqNo,
+    /// The engine's [`allidb_storage::Stats::wal_written_bytes`] when the last dump began.
+    wal_written: u64,
+    /// Failed attempts in a row.
+    failures: u32,
+}
+
+impl Dumps {
+    fn new(engine: &Engine, covered: SeqNo) -> Self {
+        Self {
+            last: Instant::now(),
+            covered,
+            wal_written: engine.wal_written_bytes(),
+            failures: 0,
+        }
+    }
+
+    /// Whether a dump is due: writes the dump does not cover were applied, and the interval
+    /// passed or the WAL written since the last dump reached its bound (after a failure: the
+    /// retry backoff passed).
+    fn due(&self, applied: SeqNo, engine: &Engine, options: &StoreOptions) -> bool {
+        if applied <= self.covered {
+            return false;
+        }
+        if self.failures > 0 {
+            return self.last.elapsed() >= Engine::retry_backoff(self.failures);
+        }
+        self.last.elapsed() >= options.dump_interval
+            || engine.wal_written_bytes().saturating_sub(self.wal_written) >= options.dump_wal_bytes
     }
 }
 
@@ -119,10 +164,8 @@ fn passes(
     index_dir: &std::path::Path,
     options: &StoreOptions,
     stop: &Stop,
+    mut dumps: Dumps,
 ) {
-    let mut last_dump = Instant::now();
-    let mut dumped_seq = indexes.applied_seq.load(Ordering::Acquire);
-    let mut dump_failures = 0u32;
     loop {
         if *stop.requested.lock() {
             return;
@@ -148,31 +191,29 @@ fn passes(
             }
         }
         let applied = indexes.applied_seq.load(Ordering::Acquire);
-        let dump_wait = match dump_failures {
-            0 => options.dump_interval,
-            failures => Engine::retry_backoff(failures),
-        };
-        if applied > dumped_seq && last_dump.elapsed() >= dump_wait {
+        if dumps.due(applied, engine, options) {
+            let wal_written = engine.wal_written_bytes();
             match dump_indexes(indexes, engine, index_dir) {
                 Ok(covered) => {
-                    dumped_seq = covered;
-                    if dump_failures > 0 {
-                        dump_failures = 0;
+                    dumps.covered = covered;
+                    dumps.wal_written = wal_written;
+                    if dumps.failures > 0 {
+                        dumps.failures = 0;
                         engine.task_recovered(BackgroundTask::IndexDump);
                     }
                 }
                 Err(e) => {
-                    dump_failures = dump_failures.saturating_add(1);
-                    tracing::error!(error = %e, attempt = dump_failures, "index dump failed; will retry");
+                    dumps.failures = dumps.failures.saturating_add(1);
+                    tracing::error!(error = %e, attempt = dumps.failures, "index dump failed; will retry");
                     engine.task_failed(
                         BackgroundTask::IndexDump,
                         e.is_no_space(),
                         &e.cause(),
-                        dump_failures,
+                        dumps.failures,
                     );
                 }
             }
-            last_dump = Instant::now();
+            dumps.last = Instant::now();
         }
         if !worked {
             let mut requested = stop.requested.lock();

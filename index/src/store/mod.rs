@@ -8,6 +8,13 @@
 //! * **Restart**: the indexes are loaded from their last dump and caught up from the engine's
 //!   retained WAL (`changes_since`); a missing or damaged dump, or a WAL that no longer reaches
 //!   back far enough, means a full rebuild from the engine (logged, never a failed start).
+//!   How it went is [`UnifiedStore::recovery`].
+//! * **WAL retention**: the engine keeps WAL segments until an index dump covers them
+//!   (`retain_wal_until_pinned`, forced on). Every dump pins the WAL at what it covers, and so
+//!   does the open (for the dump it loaded), so a segment goes as soon as it is both flushed and
+//!   dumped; the indexer dumps on a time and a WAL-size trigger (module `indexer`), which bounds
+//!   the WAL kept for the indexes and read by a restart. Must never: pin past what a complete
+//!   dump on disk covers.
 //! * **Tenants** never share an index: every lookup goes through the caller's tenant first, so
 //!   another tenant's entities can be neither returned nor ranked.
 //!
@@ -19,6 +26,8 @@ mod facts;
 mod indexer;
 mod persist;
 mod tenant;
+#[cfg(test)]
+mod wal_tests;
 
 pub use checkpoint::StoreCheckpoint;
 pub use facts::{EntityMeta, Filter};
@@ -38,6 +47,7 @@ use allidb_storage::partition::PartitionState;
 use allidb_storage::tenant_drops::TenantDrops;
 use allidb_storage::{CommitObserver, Durability, Engine, SeqNo, Timestamp};
 use parking_lot::{Mutex, RwLock};
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::graph::{PathStep, Reached, TraversalOptions, Truncation};
@@ -58,6 +68,10 @@ pub struct StoreOptions {
     pub vectors: VectorIndexOptions,
     /// How often the indexes are dumped when writes happened (default 60 s).
     pub dump_interval: Duration,
+    /// The indexes are also dumped as soon as this many bytes of WAL were written since the
+    /// last dump (default 256 MiB): the WAL a restart reads to catch them up stays below it
+    /// whatever the write rate.
+    pub dump_wal_bytes: u64,
     /// Vectors the background indexer moves from the tail into HNSW per step (default 1,024).
     pub indexer_batch: usize,
     /// Stale fraction of a vector index above which it is rebuilt in the background (0.2).
@@ -73,6 +87,7 @@ impl Default for StoreOptions {
             engine: allidb_storage::Options::default(),
             vectors: VectorIndexOptions::default(),
             dump_interval: Duration::from_secs(60),
+            dump_wal_bytes: 256 << 20,
             indexer_batch: 1024,
             rebuild_stale_ratio: 0.2,
             max_tail_wait: Duration::from_secs(30),
@@ -274,6 +289,26 @@ impl CommitObserver for Indexes {
     }
 }
 
+/// How [`UnifiedStore::open`] brought the indexes up to the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexRecovery {
+    /// Loaded from the dump covering writes up to `covered`, then caught up from the retained
+    /// WAL with `entities` changed entities (up to `upto`).
+    CaughtUp {
+        /// What the dump covered.
+        covered: SeqNo,
+        /// The engine's last sequence number after the catch-up.
+        upto: SeqNo,
+        /// Entities re-read from the engine.
+        entities: usize,
+    },
+    /// Rebuilt from every stored entity (no usable dump, or the WAL no longer reached it).
+    Rebuilt {
+        /// Entities indexed.
+        entities: usize,
+    },
+}
+
 /// What [`UnifiedStore::close`] could not do without losing anything.
 #[derive(Debug, Default)]
 pub struct Closed {
@@ -289,7 +324,11 @@ pub struct UnifiedStore {
     index_dir: PathBuf,
     options: StoreOptions,
     indexer: Mutex<Option<indexer::IndexerHandle>>,
+    recovery: Mutex<Option<IndexRecovery>>,
 }
+
+/// Partitions the restart catch-up reads at once (in parallel) before indexing them.
+const CATCH_UP_CHUNK: usize = 1024;
 
 /// The engine's subdirectory of a store directory.
 const ENGINE_SUBDIR: &str = "lsm";
@@ -401,20 +440,35 @@ impl UnifiedStore {
             index_dir,
             options,
             indexer: Mutex::new(None),
+            recovery: Mutex::new(None),
         };
-        store.catch_up(covered)?;
+        let recovery = store.catch_up(covered)?;
+        *store.recovery.lock() = Some(recovery);
+        if let Some(covered) = covered {
+            // The loaded dump is complete on disk: the flushed segments it covers are not
+            // needed by any restart (a crash after a dump, before its WAL deletion, left them).
+            store.engine.pin_wal(covered)?;
+        }
+        // What the catch-up read from the WAL (or a rebuild) is dumped by the first due dump,
+        // which then releases the WAL it read.
         let handle = indexer::IndexerHandle::start(
             store.indexes.clone(),
             store.engine.clone(),
             store.index_dir.clone(),
             store.options.clone(),
+            covered.unwrap_or(0),
         )?;
         *store.indexer.lock() = Some(handle);
         Ok(store)
     }
 
+    /// How the open brought the indexes up to the engine.
+    pub fn recovery(&self) -> Option<IndexRecovery> {
+        *self.recovery.lock()
+    }
+
     /// Brings loaded indexes up to the engine (or rebuilds them all).
-    fn catch_up(&self, covered: Option<SeqNo>) -> Result<()> {
+    fn catch_up(&self, covered: Option<SeqNo>) -> Result<IndexRecovery> {
         let start = std::time::Instant::now();
         let drops = self.engine.tenant_drops();
         *self.indexes.drops.write() = drops.clone();
@@ -429,15 +483,26 @@ impl UnifiedStore {
             }
             match self.engine.changes_since(covered)? {
                 Some((changed, upto)) => {
-                    for c in &changed {
-                        let state = self.engine.read_partition(&c.tenant, &c.entity_id)?;
-                        self.indexes
-                            .apply_state(&c.tenant, &c.entity_id, &state, upto)?;
+                    // The partitions are read on every core (the restart time is mostly these
+                    // reads), a bounded chunk at a time, and applied in order.
+                    for chunk in changed.chunks(CATCH_UP_CHUNK) {
+                        let states = chunk
+                            .par_iter()
+                            .map(|c| self.engine.read_partition(&c.tenant, &c.entity_id))
+                            .collect::<allidb_storage::Result<Vec<_>>>()?;
+                        for (c, state) in chunk.iter().zip(&states) {
+                            self.indexes
+                                .apply_state(&c.tenant, &c.entity_id, state, upto)?;
+                        }
                     }
                     self.indexes.applied_seq.fetch_max(upto, Ordering::AcqRel);
                     tracing::info!(from = covered, to = upto, entities = changed.len(), elapsed = ?start.elapsed(),
                         "indexes loaded and caught up from the WAL");
-                    return Ok(());
+                    return Ok(IndexRecovery::CaughtUp {
+                        covered,
+                        upto,
+                        entities: changed.len(),
+                    });
                 }
                 None => tracing::warn!(
                     covered,
@@ -459,7 +524,7 @@ impl UnifiedStore {
             .applied_seq
             .fetch_max(snapshot, Ordering::AcqRel);
         tracing::info!(entities = count, elapsed = ?start.elapsed(), "indexes rebuilt from storage");
-        Ok(())
+        Ok(IndexRecovery::Rebuilt { entities: count })
     }
 
     /// Replaces `tenant`'s indexes by ones built from its stored entities.

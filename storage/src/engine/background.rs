@@ -209,7 +209,7 @@ impl Inner {
         let mut segments = self.wal_segments.lock();
         let obsolete: Vec<u64> = segments
             .iter()
-            .filter(|(n, max)| **n < log_number && max.is_some_and(|m| m <= pin))
+            .filter(|(n, s)| **n < log_number && s.max_seq.is_some_and(|m| m <= pin))
             .map(|(n, _)| *n)
             .collect();
         for n in &obsolete {

@@ -10,10 +10,18 @@
 //! compaction thread; an I/O failure of either is retried with backoff while writes are refused
 //! (module `health`: also the WAL failures that stop the engine, and the low-space watermark).
 //!
+//! WAL retention: a segment is deleted as soon as every write in it is in a live table (and, when
+//! the WAL is pinned for the indexes, once they have persisted past it): after the flush that
+//! covers it or the [`Engine::pin_wal`] that releases it, whichever comes last. A memtable that
+//! holds writes but receives none for [`Options::memtable_idle_flush`] is rotated and flushed,
+//! so its segment goes too while the node is idle; the WAL on disk is then bounded by the
+//! memtables (`memtable_bytes` x (1 + `max_immutable_memtables`)) plus what the pin retains.
+//!
 //! Invariants: a write is acknowledged only after its WAL record is durable at the requested
 //! level and it is visible to reads; a table is live only once its manifest edit is durable; a WAL
 //! segment is deleted only once every write in it is in a live table (and, when the WAL is pinned
-//! for the indexes, once they have persisted past it).
+//! for the indexes, once they have persisted past it). Must never: delete a segment holding a
+//! write that no live table holds.
 
 mod background;
 mod checkpoint;
@@ -26,13 +34,15 @@ mod write;
 mod fault_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod wal_retention_tests;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -96,6 +106,10 @@ pub struct Options {
     /// Keep WAL segments until [`Engine::pin_wal`] says a follower (the index) has persisted
     /// past them, so it can catch up with [`Engine::changes_since`] after a restart.
     pub retain_wal_until_pinned: bool,
+    /// A memtable holding writes that receives none for this long is rotated and flushed, so
+    /// that its WAL segment can be deleted while the node is idle (default 30 s; `None`: only
+    /// when full or on [`Engine::flush`]).
+    pub memtable_idle_flush: Option<Duration>,
     /// The low-space watermark: writes are refused while the data volume has fewer bytes
     /// available, so that flushes, compactions and index dumps still have room (default
     /// 256 MiB; 0 disables it). See [`Health`].
@@ -118,6 +132,7 @@ impl Default for Options {
             gc_grace: Duration::from_secs(10 * 24 * 3600),
             recovery: RecoveryMode::default(),
             retain_wal_until_pinned: false,
+            memtable_idle_flush: Some(Duration::from_secs(30)),
             min_free_bytes: 256 << 20,
         }
     }
@@ -148,6 +163,9 @@ impl Options {
         if self.table.block_size < 256 || self.table.bloom_bits_per_key == 0 {
             return bad("table.block_size must be >= 256 and bloom_bits_per_key >= 1");
         }
+        if self.memtable_idle_flush.is_some_and(|idle| idle.is_zero()) {
+            return bad("memtable_idle_flush must be positive (None disables it)");
+        }
         Ok(())
     }
 }
@@ -161,6 +179,35 @@ struct LsmState {
     version: Arc<Version>,
     /// The tenant drops reads, flushes and compactions apply.
     drops: Arc<TenantDrops>,
+}
+
+/// One WAL segment on disk, as the engine tracks it.
+#[derive(Clone, Copy, Debug)]
+struct WalSegment {
+    /// Highest sequence number in it (`None` while it is being written).
+    max_seq: Option<SeqNo>,
+    /// Its length once finished (0 while it is being written: the writer knows that one).
+    bytes: u64,
+    /// When it was created (for a segment found at open: when the engine opened).
+    since: Instant,
+}
+
+impl WalSegment {
+    fn finished(max_seq: SeqNo, bytes: u64, since: Instant) -> Self {
+        Self {
+            max_seq: Some(max_seq),
+            bytes,
+            since,
+        }
+    }
+
+    fn live(since: Instant) -> Self {
+        Self {
+            max_seq: None,
+            bytes: 0,
+            since,
+        }
+    }
 }
 
 /// Background coordination: what the flush and compaction threads wait on.
@@ -186,8 +233,8 @@ struct Inner {
     work_cv: Condvar,
     /// One compaction at a time (background or manual).
     compaction: Mutex<write::CompactionPointers>,
-    /// WAL segment number -> highest sequence number in it (`None` while it is being written).
-    wal_segments: Mutex<BTreeMap<u64, Option<SeqNo>>>,
+    /// The WAL segments on disk, by number.
+    wal_segments: Mutex<BTreeMap<u64, WalSegment>>,
     wal_pin: AtomicU64,
     /// Held while the tenant drops file is rewritten.
     drops_file: Mutex<()>,
@@ -315,10 +362,15 @@ impl Engine {
             .max()
             .unwrap_or(1)
             .max(mstate.log_number);
-        let mut wal_segments: BTreeMap<u64, Option<SeqNo>> = report
+        let opened = Instant::now();
+        let mut replayed_bytes: u64 = report.segments.iter().map(|s| s.bytes).sum();
+        let mut wal_segments: BTreeMap<u64, WalSegment> = report
             .segments
             .iter()
-            .map(|s| (s.number, Some(s.max_seq.unwrap_or(0))))
+            .map(|s| {
+                let segment = WalSegment::finished(s.max_seq.unwrap_or(0), s.bytes, opened);
+                (s.number, segment)
+            })
             .collect();
 
         // Persist what the WAL replay rebuilt, so the new manifest covers every old segment.
@@ -356,11 +408,12 @@ impl Engine {
                     continue;
                 }
                 let mut max_seq = 0;
-                wal::read_segment(fs.as_ref(), dir, number, |base, batch| {
+                let bytes = wal::read_segment(fs.as_ref(), dir, number, |base, batch| {
                     max_seq = max_seq.max(base + batch.len() as u64 - 1);
                     Ok(())
                 })?;
-                wal_segments.insert(number, Some(max_seq));
+                replayed_bytes += bytes;
+                wal_segments.insert(number, WalSegment::finished(max_seq, bytes, opened));
             }
         } else {
             wal_segments.clear();
@@ -396,8 +449,15 @@ impl Engine {
             .stats
             .torn_tails
             .fetch_add(u64::from(report.torn_tail.is_some()), Ordering::Relaxed);
+        inner
+            .stats
+            .wal_replayed_bytes
+            .store(replayed_bytes, Ordering::Relaxed);
         inner.delete_orphans(old_manifest, manifest_number)?;
-        inner.wal_segments.lock().insert(next_segment, None);
+        inner
+            .wal_segments
+            .lock()
+            .insert(next_segment, WalSegment::live(Instant::now()));
         let writer = GroupCommitWriter::start(
             fs,
             dir.to_owned(),

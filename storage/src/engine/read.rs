@@ -288,7 +288,7 @@ impl Engine {
             .wal_segments
             .lock()
             .iter()
-            .map(|(n, m)| (*n, *m))
+            .map(|(n, s)| (*n, s.max_seq))
             .collect();
         let mut changed = BTreeSet::new();
         let mut lowest_seen: Option<SeqNo> = None;

@@ -6,7 +6,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::entity_locks::EntityLockGuard;
 use super::{Engine, Inner, STALL_POLL};
@@ -36,6 +36,10 @@ pub(super) struct Counters {
     pub slowdowns: AtomicU64,
     pub stalls: AtomicU64,
     pub torn_tails: AtomicU64,
+    /// Bytes of WAL segments read at open (replayed, or scanned for the pin).
+    pub wal_replayed_bytes: AtomicU64,
+    /// Bytes of the WAL segments finished (rotated) since open.
+    pub wal_finished_bytes: AtomicU64,
 }
 
 /// A point-in-time view of the engine's counters and shape.
@@ -71,6 +75,17 @@ pub struct Stats {
     pub stalls: u64,
     /// Torn WAL tails truncated at open.
     pub torn_tails: u64,
+    /// Bytes of the WAL segments on disk (the one being written included).
+    pub wal_bytes: u64,
+    /// WAL segments on disk (the one being written included).
+    pub wal_segments: u64,
+    /// Age of the oldest WAL segment on disk (zero when the only one is the segment being
+    /// written and it holds no record yet). A segment found at open counts from the open.
+    pub wal_oldest_segment_age: Duration,
+    /// Bytes appended to the WAL since open (segment file headers included).
+    pub wal_written_bytes: u64,
+    /// Bytes of WAL read at open: the segments replayed and the retained ones scanned.
+    pub wal_replayed_bytes: u64,
     /// Block cache hits.
     pub block_cache_hits: u64,
     /// Block cache misses.
@@ -116,15 +131,23 @@ impl CommitSink for Inner {
             && state.imm.len() < self.options.max_immutable_memtables
     }
 
-    fn rotated(&self, new_segment: u64) -> Result<()> {
+    fn idle_rotation(&self) -> Option<Duration> {
+        self.options.memtable_idle_flush
+    }
+
+    fn rotated(&self, new_segment: u64, old_segment_bytes: u64) -> Result<()> {
         let last = self.visible_seq.load(Ordering::Acquire);
         {
             let mut segments = self.wal_segments.lock();
-            if let Some((_, max)) = segments.iter_mut().next_back() {
-                *max = Some(last);
+            if let Some((_, old)) = segments.iter_mut().next_back() {
+                old.max_seq = Some(last);
+                old.bytes = old_segment_bytes;
             }
-            segments.insert(new_segment, None);
+            segments.insert(new_segment, super::WalSegment::live(Instant::now()));
         }
+        self.stats
+            .wal_finished_bytes
+            .fetch_add(old_segment_bytes, Ordering::Relaxed);
         let mut state = self.state.write();
         let old = std::mem::replace(&mut state.mem, Arc::new(Memtable::new(new_segment)));
         state.imm.push_back(old);
@@ -323,6 +346,8 @@ impl Engine {
         let state = self.inner.state.read();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (hits, misses) = (self.inner.cache.hits(), self.inner.cache.misses());
+        let live_bytes = self.writer.segment_bytes();
+        let wal = self.wal_on_disk(live_bytes, !state.mem.is_empty());
         Stats {
             last_seq: self.last_seq(),
             memtable_bytes: state.mem.approximate_bytes() as u64,
@@ -343,9 +368,43 @@ impl Engine {
             slowdowns: load(&c.slowdowns),
             stalls: load(&c.stalls),
             torn_tails: load(&c.torn_tails),
+            wal_bytes: wal.bytes,
+            wal_segments: wal.segments,
+            wal_oldest_segment_age: wal.oldest_age,
+            wal_written_bytes: self.wal_written_bytes(),
+            wal_replayed_bytes: load(&c.wal_replayed_bytes),
             block_cache_hits: hits,
             block_cache_misses: misses,
         }
+    }
+
+    /// Bytes appended to the WAL since open ([`Stats::wal_written_bytes`]), cheaply.
+    pub fn wal_written_bytes(&self) -> u64 {
+        self.inner.stats.wal_finished_bytes.load(Ordering::Relaxed) + self.writer.segment_bytes()
+    }
+
+    /// The WAL segments on disk, the one being written being `live_bytes` long (holding
+    /// records when `live_holds_records`: its memtable is not empty).
+    fn wal_on_disk(&self, live_bytes: u64, live_holds_records: bool) -> WalOnDisk {
+        let segments = self.inner.wal_segments.lock();
+        let now = Instant::now();
+        let mut wal = WalOnDisk {
+            segments: segments.len() as u64,
+            ..WalOnDisk::default()
+        };
+        for segment in segments.values() {
+            let (bytes, holds_records) = match segment.max_seq {
+                Some(_) => (segment.bytes, true),
+                None => (live_bytes, live_holds_records),
+            };
+            wal.bytes += bytes;
+            if holds_records {
+                wal.oldest_age = wal
+                    .oldest_age
+                    .max(now.saturating_duration_since(segment.since));
+            }
+        }
+        wal
     }
 
     /// Pins the WAL for a follower (the index): segments whose writes are all at or below `seq`
@@ -361,6 +420,14 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// What [`Engine::wal_on_disk`] counts.
+#[derive(Debug, Default)]
+struct WalOnDisk {
+    bytes: u64,
+    segments: u64,
+    oldest_age: Duration,
 }
 
 /// Which stored neighbours a put or delete writes cells of, and so must lock.

@@ -96,6 +96,8 @@ pub struct SegmentInfo {
     pub number: u64,
     /// Highest sequence number of any op replayed from it (`None` if it held no batch).
     pub max_seq: Option<SeqNo>,
+    /// Its length in bytes after recovery (a truncated torn tail excluded).
+    pub bytes: u64,
 }
 
 /// What [`recover`] found.

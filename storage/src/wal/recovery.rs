@@ -154,10 +154,14 @@ pub fn recover(
         report.segments.push(SegmentInfo {
             number,
             max_seq: replayed.max_seq,
+            bytes: bytes.len() as u64,
         });
         let Some(damage) = replayed.damage else {
             continue;
         };
+        if let Some(last) = report.segments.last_mut() {
+            last.bytes = damage.good_len;
+        }
         let later = &segments[index + 1..];
         let tolerated = match mode {
             RecoveryMode::TolerateTornTail => later.is_empty() && damage.is_tail,
@@ -197,14 +201,14 @@ pub fn recover(
 }
 
 /// Reads the batches of segment `number` in order (to serve "changes after seq N" to followers
-/// such as the indexes). Stops quietly at an incomplete tail, since the segment may be the one
-/// being written; damage followed by valid data is `Error::Corruption`.
+/// such as the indexes); returns the bytes read. Stops quietly at an incomplete tail, since the
+/// segment may be the one being written; damage followed by valid data is `Error::Corruption`.
 pub fn read_segment(
     fs: &dyn FileSystem,
     dir: &Path,
     number: u64,
     mut apply: impl FnMut(SeqNo, WriteBatch) -> Result<()>,
-) -> Result<()> {
+) -> Result<u64> {
     let path = segment_path(dir, number);
     let bytes = fs.read(&path)?;
     let replayed = replay_segment(&path, &bytes, &mut None, &mut apply)?;
@@ -212,6 +216,6 @@ pub fn read_segment(
         Some(damage) if !damage.is_tail => {
             Err(Error::corruption(&path, damage.bad_offset, damage.reason))
         }
-        _ => Ok(()),
+        _ => Ok(bytes.len() as u64),
     }
 }

@@ -92,7 +92,7 @@ impl CommitSink for RecordingSink {
             .is_some_and(|n| self.since_rotation.load(Ordering::SeqCst) >= n)
     }
 
-    fn rotated(&self, new_segment: u64) -> Result<()> {
+    fn rotated(&self, new_segment: u64, _old_segment_bytes: u64) -> Result<()> {
         self.since_rotation.store(0, Ordering::SeqCst);
         self.rotations.lock().push(new_segment);
         Ok(())

@@ -6,6 +6,9 @@
 //! most demanding member asked — ONE `sync_data` if any asked [`Durability::Sync`], otherwise a
 //! flush to the OS (and, for [`Durability::Periodic`], a sync no later than the window after) —
 //! then applies the batches to the [`CommitSink`] in sequence order and wakes their callers.
+//! It starts a new segment when the sink asks after a group (its memtable is full), on request,
+//! and when the current segment holds records but nothing was appended for the sink's
+//! [`CommitSink::idle_rotation`] (so an idle node's last segment can be flushed and deleted).
 //!
 //! Invariants:
 //! * sequence numbers are contiguous and increase in the order batches are applied;
@@ -47,10 +50,17 @@ pub trait CommitSink: Send + Sync + 'static {
     fn apply(&self, base_seq: SeqNo, batch: WriteBatch) -> Result<()>;
     /// Asked after each group: true when the sink wants a new segment (its memtable is full).
     fn wants_rotation(&self) -> bool;
-    /// Called on the writer thread after the old segment is synced and segment `new_segment`
-    /// created: every batch applied before this call is in segments < new_segment, every later
-    /// one in >= it.
-    fn rotated(&self, new_segment: u64) -> Result<()>;
+    /// How long the current segment may go without an append, once it holds records, before
+    /// the writer rotates it anyway (so that the sink can flush what it holds and the segment
+    /// can be deleted while no write comes). Asked once, when the writer starts; `None`: a
+    /// segment is rotated only when [`CommitSink::wants_rotation`] asks or on request.
+    fn idle_rotation(&self) -> Option<Duration> {
+        None
+    }
+    /// Called on the writer thread after the old segment (now `old_segment_bytes` long) is
+    /// synced and segment `new_segment` created: every batch applied before this call is in
+    /// segments < new_segment, every later one in >= it.
+    fn rotated(&self, new_segment: u64, old_segment_bytes: u64) -> Result<()>;
     /// Called once, on the writer thread, when the writer fails for good with `error`: every
     /// later write is refused until the process restarts (the log may end in a partial record,
     /// and after a failed sync the kernel may have dropped unsynced pages).
@@ -146,6 +156,8 @@ struct Shared {
     /// Wakes the writer thread (new request, or close).
     work: Condvar,
     last_seq: AtomicU64,
+    /// Bytes of the segment being written (its header and every record appended so far).
+    segment_bytes: AtomicU64,
 }
 
 impl Shared {
@@ -196,7 +208,9 @@ impl GroupCommitWriter {
             }),
             work: Condvar::new(),
             last_seq: AtomicU64::new(next_seq - 1),
+            segment_bytes: AtomicU64::new(log.len()),
         });
+        let idle_rotation = sink.idle_rotation();
         let thread_path = segment_path(&dir, first_segment);
         let writer_thread = WriterThread {
             fs,
@@ -211,6 +225,8 @@ impl GroupCommitWriter {
             staged_needs_sync: false,
             staged_sync_window: None,
             sync_deadline: None,
+            idle_rotation,
+            last_append: None,
             metrics: WalMetrics::register(),
         };
         let thread = std::thread::Builder::new()
@@ -221,6 +237,11 @@ impl GroupCommitWriter {
             shared,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// Bytes of the segment being written (header and records appended so far).
+    pub fn segment_bytes(&self) -> u64 {
+        self.shared.segment_bytes.load(Ordering::Relaxed)
     }
 
     /// Commits `batch` with the durability asked and returns its base sequence number (its op
@@ -392,6 +413,10 @@ struct WriterThread {
     staged_sync_window: Option<Duration>,
     /// When the flushed-but-unsynced tail of the log must be synced (periodic durability).
     sync_deadline: Option<Instant>,
+    /// [`CommitSink::idle_rotation`].
+    idle_rotation: Option<Duration>,
+    /// When the last record was appended to the current segment (`None`: none yet).
+    last_append: Option<Instant>,
     metrics: WalMetrics,
 }
 
@@ -423,7 +448,12 @@ impl WriterThread {
             if !queue.requests.is_empty() || matches!(queue.lifecycle, Lifecycle::Closing) {
                 break;
             }
-            match self.sync_deadline {
+            match self
+                .sync_deadline
+                .into_iter()
+                .chain(self.idle_deadline())
+                .min()
+            {
                 Some(deadline) if Instant::now() >= deadline => break,
                 Some(deadline) => {
                     self.shared.work.wait_until(&mut queue, deadline);
@@ -472,7 +502,21 @@ impl WriterThread {
             self.sync_log()?;
             self.sync_deadline = None;
         }
+        if self
+            .idle_deadline()
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            self.rotate_segment()?;
+        }
         Ok(false)
+    }
+
+    /// When the current segment, idle since its last append, is due for rotation (`None`: it
+    /// holds no record, or idle rotation is off).
+    fn idle_deadline(&self) -> Option<Instant> {
+        self.last_append
+            .zip(self.idle_rotation)
+            .map(|(last, idle)| last + idle)
     }
 
     /// Assigns the batch its sequence numbers and appends its record.
@@ -500,6 +544,10 @@ impl WriterThread {
         let append_start = Instant::now();
         self.log.add_record(&self.encode_buffer)?;
         self.metrics.appended(append_start.elapsed());
+        self.last_append = Some(append_start);
+        self.shared
+            .segment_bytes
+            .store(self.log.len(), Ordering::Relaxed);
         self.next_seq = next_seq;
         Ok(())
     }
@@ -560,9 +608,14 @@ impl WriterThread {
             .segment
             .checked_add(1)
             .ok_or_else(|| Error::Unavailable("WAL segment numbers exhausted".to_owned()))?;
+        let old_segment_bytes = self.log.len();
         self.log = create_segment(self.fs.as_ref(), &self.dir, new_segment)?;
         self.segment = new_segment;
-        self.call_sink(|sink| sink.rotated(new_segment))?;
+        self.last_append = None;
+        self.shared
+            .segment_bytes
+            .store(self.log.len(), Ordering::Relaxed);
+        self.call_sink(|sink| sink.rotated(new_segment, old_segment_bytes))?;
         Ok(new_segment)
     }
 
