@@ -130,8 +130,10 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--chunk-bytes", type=int, default=12_000)
     ap.add_argument("--idle", type=float, default=60.0)
-    ap.add_argument("extra", nargs="*", help="flags passed to allidbd (after --)")
-    args = ap.parse_args()
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    args.extra = extra  # flags passed to allidbd (after --)
 
     work = Path(tempfile.mkdtemp(prefix="allidb-burst-"))
     data, log = work / "data", work / "allidbd.log"
