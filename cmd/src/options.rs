@@ -102,9 +102,9 @@ pub fn service_options(config: &Config) -> ServiceOptions {
 }
 
 /// The node's request budget when the host's memory is known: this fraction of it.
-pub const REQUEST_BUDGET_MEMORY_FRACTION: u64 = 32;
+pub const REQUEST_BUDGET_MEMORY_FRACTION: u64 = 64;
 /// Bounds of the derived request budget.
-pub const REQUEST_BUDGET_DERIVED_BYTES: std::ops::RangeInclusive<u64> = (64 << 20)..=(2 << 30);
+pub const REQUEST_BUDGET_DERIVED_BYTES: std::ops::RangeInclusive<u64> = (64 << 20)..=(1 << 30);
 /// The node's request budget when the host's memory cannot be read.
 pub const REQUEST_BUDGET_FALLBACK_BYTES: u64 = 256 << 20;
 
@@ -144,11 +144,11 @@ mod tests {
     fn the_request_budget_is_derived_from_memory_unless_configured() {
         let mut config = Config::default();
         let derived = budget_options(&config, Some(24 << 30));
-        assert_eq!(derived.node_bytes, 768 << 20);
-        assert_eq!(derived.tenant_bytes, 768 << 20, "one tenant without auth");
+        assert_eq!(derived.node_bytes, 384 << 20);
+        assert_eq!(derived.tenant_bytes, 384 << 20, "one tenant without auth");
         assert_eq!(derived.wait, Duration::from_millis(250));
-        assert_eq!(budget_options(&config, Some(1 << 30)).node_bytes, 64 << 20);
-        assert_eq!(budget_options(&config, Some(1 << 40)).node_bytes, 2 << 30);
+        assert_eq!(budget_options(&config, Some(2 << 30)).node_bytes, 64 << 20);
+        assert_eq!(budget_options(&config, Some(1 << 40)).node_bytes, 1 << 30);
         assert_eq!(budget_options(&config, None).node_bytes, 256 << 20);
         config.auth.enabled = true;
         assert_eq!(

@@ -1,8 +1,10 @@
 //! The background indexer: one thread that moves vectors from each tenant's exact-scan tail
 //! into HNSW, rebuilds a tenant's index when too many of its points are stale, and dumps the
 //! indexes (after which the engine releases the WAL they cover) when writes came since the last
-//! dump and either [`StoreOptions::dump_interval`] has passed or the engine has written
-//! [`StoreOptions::dump_wal_bytes`] of WAL since then: the WAL kept for the indexes, and so the
+//! dump and either [`StoreOptions::dump_interval`] has passed, or the engine has written
+//! [`StoreOptions::dump_wal_bytes`] of WAL since then, or that much WAL already in SSTables is
+//! kept only for the indexes (a segment outgrows its memtable when flushes fall behind, so the
+//! bytes written since a dump can understate what it pins): the WAL kept for the indexes, and so the
 //! WAL a restart reads to catch them up, stays near that bound whatever the write rate or
 //! uptime. A failed dump is reported to the engine (writes are refused meanwhile: the WAL it
 //! pins keeps growing) and retried with the engine's backoff instead of either trigger; the
@@ -143,8 +145,8 @@ impl Dumps {
     }
 
     /// Whether a dump is due: writes the dump does not cover were applied, and the interval
-    /// passed or the WAL written since the last dump reached its bound (after a failure: the
-    /// retry backoff passed).
+    /// passed, or the WAL written since the last dump or the flushed WAL kept only for the
+    /// indexes reached its bound (after a failure: the retry backoff passed).
     fn due(&self, applied: SeqNo, engine: &Engine, options: &StoreOptions) -> bool {
         if applied <= self.covered {
             return false;
@@ -154,6 +156,7 @@ impl Dumps {
         }
         self.last.elapsed() >= options.dump_interval
             || engine.wal_written_bytes().saturating_sub(self.wal_written) >= options.dump_wal_bytes
+            || engine.wal_bytes_kept_for_pin() >= options.dump_wal_bytes
     }
 }
 

@@ -147,3 +147,25 @@ fn a_pinned_segment_goes_when_both_the_flush_and_the_pin_cover_it_whichever_is_l
     .unwrap();
     assert_present(&engine, 0..10);
 }
+
+#[test]
+fn flushed_segments_held_only_by_the_pin_are_counted_until_the_pin_passes_them() {
+    let fs = SimFileSystem::new();
+    let engine =
+        Engine::open_with_fs(Arc::new(fs.clone()), Path::new(DIR), options(None, true)).unwrap();
+    assert_eq!(engine.wal_bytes_kept_for_pin(), 0);
+    // About 200 KiB of writes: several 64 KiB memtables flushed, their segments kept for the pin.
+    let mut last = 0;
+    for i in 0..200 {
+        last = put(&engine, i);
+    }
+    eventually("a flushed segment is kept for the pin", || {
+        engine.wal_bytes_kept_for_pin() > 64 << 10
+    });
+    assert!(engine.wal_bytes_kept_for_pin() <= engine.stats().wal_bytes);
+    engine.pin_wal(last).unwrap();
+    eventually("the pin releases every flushed segment", || {
+        engine.wal_bytes_kept_for_pin() == 0
+    });
+    assert_present(&engine, 0..200);
+}

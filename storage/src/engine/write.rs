@@ -383,6 +383,18 @@ impl Engine {
         self.inner.stats.wal_finished_bytes.load(Ordering::Relaxed) + self.writer.segment_bytes()
     }
 
+    /// Bytes of the WAL segments on disk whose writes are all in SSTables: what only the pin
+    /// ([`Engine::pin_wal`]) keeps, for a follower that has not persisted past them yet.
+    pub fn wal_bytes_kept_for_pin(&self) -> u64 {
+        let log_number = self.inner.manifest.lock().state().log_number;
+        self.inner
+            .wal_segments
+            .lock()
+            .range(..log_number)
+            .map(|(_, segment)| segment.bytes)
+            .sum()
+    }
+
     /// The WAL segments on disk, the one being written being `live_bytes` long (holding
     /// records when `live_holds_records`: its memtable is not empty).
     fn wal_on_disk(&self, live_bytes: u64, live_holds_records: bool) -> WalOnDisk {
