@@ -153,7 +153,7 @@ mod tests {
         config.auth.enabled = true;
         assert_eq!(
             budget_options(&config, Some(24 << 30)).tenant_bytes,
-            384 << 20
+            192 << 20
         );
         config.server.max_inflight_request_bytes = 100 << 20;
         config.server.max_inflight_request_bytes_per_tenant = 10 << 20;

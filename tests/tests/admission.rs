@@ -192,7 +192,7 @@ async fn a_burst_is_shed_naming_the_budget_with_rss_bounded_and_nothing_acknowle
         "the budget neither admitted nor shed"
     );
     assert_eq!(
-        daemon.metric("allidb_requests_shed_total", &[("budget", "tenant")]),
+        daemon.metric("allidb_requests_shed_total", &[("budget", "share")]),
         f64::from(shed)
     );
     daemon.kill();

@@ -60,7 +60,7 @@ impl BudgetKind {
     pub fn label(self) -> &'static str {
         match self {
             Self::Node => "node",
-            Self::Tenant => "tenant",
+            Self::Tenant => "share",
         }
     }
 }

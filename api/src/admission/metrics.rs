@@ -1,12 +1,12 @@
 //! The admission metrics: the budgets' sizes, the bytes in use, the requests shed.
 //!
-//! Invariants: labels are only the budget kind (`node`, `tenant`): a bounded set.
+//! Invariants: labels are only the budget kind (`node`, `share`): a bounded set, never a tenant.
 
 use metrics::{Unit, counter, describe_counter, describe_gauge, gauge};
 
 use super::budget::{BudgetKind, BudgetOptions};
 
-/// Size of each request budget in bytes, label `budget` (`node`, `tenant`: one tenant's share).
+/// Size of each request budget in bytes, label `budget` (`node`, `share`: one tenant's share).
 pub const REQUEST_BUDGET_BYTES: &str = "allidb_request_budget_bytes";
 /// Bytes of requests admitted and not yet answered on this node.
 pub const REQUEST_BUDGET_IN_USE_BYTES: &str = "allidb_request_budget_in_use_bytes";
@@ -18,7 +18,7 @@ pub fn describe() {
     describe_gauge!(
         REQUEST_BUDGET_BYTES,
         Unit::Bytes,
-        "Bytes of requests that may be in flight on this node (budget=node) or per tenant (budget=tenant)."
+        "Bytes of requests that may be in flight on this node (budget=node) or per tenant (budget=share)."
     );
     describe_gauge!(
         REQUEST_BUDGET_IN_USE_BYTES,
