@@ -36,6 +36,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use allidb_api::pb::allidb_client::AlliDbClient;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, ClientTlsConfig};
 
 /// How long a daemon may take to print `ready`.
@@ -469,6 +470,21 @@ impl Daemon {
     pub fn rss_bytes(&self) -> u64 {
         let pid = self.pid().expect("the daemon is running");
         rss_bytes_of(pid).expect("VmRSS of a running daemon")
+    }
+
+    /// Opens a `BulkPutEntities` stream with `key` (none: no key) that sends nothing and stays
+    /// open, so that it holds its request-budget charge (the largest message) until the
+    /// returned task is aborted.
+    pub async fn hold_bulk_stream(&self, key: Option<&'static str>) -> tokio::task::JoinHandle<()> {
+        let mut client = self.client().await;
+        let (open, rx) = tokio::sync::mpsc::channel::<allidb_api::pb::BulkPutEntitiesRequest>(1);
+        tokio::spawn(async move {
+            let _open = open;
+            let _ = client
+                .bulk_put_entities(request(ReceiverStream::new(rx), key))
+                .await;
+            std::future::pending::<()>().await;
+        })
     }
 
     /// The process id, while running.

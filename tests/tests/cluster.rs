@@ -753,20 +753,7 @@ async fn a_replica_that_sheds_load_gets_a_hint_and_is_not_counted() {
     });
     // An open BulkPutEntities stream holds all of n2's budget (a stream is charged the largest
     // message until it ends).
-    let held = {
-        let mut client = nodes[2].client().await;
-        let (tx, rx) = tokio::sync::mpsc::channel::<pb::BulkPutEntitiesRequest>(1);
-        tokio::spawn(async move {
-            let _open = tx;
-            let _ = client
-                .bulk_put_entities(request(
-                    tokio_stream::wrappers::ReceiverStream::new(rx),
-                    None,
-                ))
-                .await;
-            std::future::pending::<()>().await;
-        })
-    };
+    let held = nodes[2].hold_bulk_stream(None).await;
     wait_until("n2's budget is held", Duration::from_secs(10), || {
         nodes[2].metric("allidb_request_budget_in_use_bytes", &[]) >= 1_048_576.0
     });

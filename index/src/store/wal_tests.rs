@@ -190,7 +190,7 @@ const FIRST_PART: u64 = 10;
 
 /// The child process's side (ignored unless run by one of the tests below).
 #[test]
-#[ignore = "run by the crash tests of this module as a child process"]
+#[ignore = "the child process of this module's crash tests, which run it themselves (cargo test -p allidb-index wal_tests); alone it does nothing"]
 fn child() {
     let Ok(spec) = std::env::var(CHILD_VAR) else {
         return;
