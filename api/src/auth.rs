@@ -516,11 +516,15 @@ impl Authenticator {
         result
     }
 
-    /// Who pays for a request with this key in the request budget (crate::admission), found
+    /// Who pays for a request in the request budget (crate::admission), from the API key in its
+    /// headers (gRPC metadata or the gateway's header; a non-text value is an unknown key), found
     /// before the request is decoded: the key's tenant, or [`Payer::Unauthenticated`] when it
     /// grants none. Counts and logs nothing: the service authenticates the request again and
     /// reports a failure once.
-    pub fn payer_of_key(&self, key: Option<&str>) -> Payer {
+    pub fn payer_of(&self, headers: &http::HeaderMap) -> Payer {
+        let key = headers
+            .get(API_KEY_METADATA)
+            .map(|value| value.to_str().unwrap_or("\u{fffd}"));
         if !self.options.enabled {
             return Payer::Tenant(self.options.default_tenant.clone());
         }

@@ -26,7 +26,7 @@ use tonic::codegen::Service;
 use tonic::server::NamedService;
 
 use super::budget::{Payer, RequestBudget};
-use crate::auth::{API_KEY_METADATA, Authenticator};
+use crate::auth::Authenticator;
 
 /// Bytes of a gRPC message prefix: compression flag (1) and length (4, big endian).
 const PREFIX_BYTES: usize = 5;
@@ -43,12 +43,7 @@ pub enum ChargeTo {
 impl ChargeTo {
     fn payer(&self, headers: &http::HeaderMap) -> Payer {
         match self {
-            Self::Caller(auth) => {
-                let key = headers
-                    .get(API_KEY_METADATA)
-                    .map(|value| value.to_str().unwrap_or("\u{fffd}"));
-                auth.payer_of_key(key)
-            }
+            Self::Caller(auth) => auth.payer_of(headers),
             Self::Node => Payer::Node,
         }
     }

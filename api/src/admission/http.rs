@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::budget::RequestBudget;
-use crate::auth::{API_KEY_METADATA, Authenticator};
+use crate::auth::Authenticator;
 use crate::http_model::HttpError;
 
 /// What [`admit_http`] needs: the budget, the authenticator (to find the tenant) and the body
@@ -67,11 +67,7 @@ pub async fn admit_http(
     if bytes == 0 {
         return next.run(request).await;
     }
-    let key = request
-        .headers()
-        .get(API_KEY_METADATA)
-        .map(|value| value.to_str().unwrap_or("\u{fffd}"));
-    let payer = admission.auth.payer_of_key(key);
+    let payer = admission.auth.payer_of(request.headers());
     match admission.budget.admit(&payer, bytes).await {
         Ok(admitted) => {
             let response = next.run(request).await;
