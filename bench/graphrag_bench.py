@@ -21,7 +21,12 @@ What it measures, all in one run on one machine (docs/benchmarks.md, "Graph-RAG 
        with --concurrency questions in flight (one keep-alive connection per client thread);
        then the same `Query` through the Python client (`allidb.Client.query`, imported from
        clients/python/src; one gRPC channel shared by the client threads), whose reply is the
-       same context as `allidb` dataclasses (`--clients http,grpc` is the default);
+       same context as `allidb` dataclasses (`--clients http,grpc` is the default); with
+       `cli` in --clients, the same question (`--context`, 2,000 questions cycling over the
+       500) through `allidb bench query` (--allidb, default next to --allidbd), a Rust gRPC
+       client that only counts the context's entities: the rate without a Python client's
+       cost (its set recall is the other clients', the daemon answering the same way; with
+       `--clients cli` alone one HTTP pass measures it);
      - hnswlib (M 16, ef_construction 200, the same ef) + the same capped walk in Python, one
        thread;
      reporting questions/s and set recall of the context entity set (summed over questions)
@@ -40,7 +45,7 @@ for the gRPC client). `--rate-only` stops after step 4.
 Usage (from the repository root, after `cargo build --profile test -p allidb-cmd --bins`):
   python3 bench/graphrag_bench.py [--runs 3] [--ef 64] [--concurrency 4] \
       [--caps 16:1000,10000:20000] [--clients http,grpc] [--rate-only] [--data DIR] \
-      [--allidbd PATH]
+      [--allidbd PATH] [--allidb PATH]
 """
 import argparse
 import http.client
@@ -285,6 +290,25 @@ def run_daemon(daemon, vectors, ef, fan_out, max_nodes, concurrency, pagerank=Fa
             [r[2] for r in replies], client_json, [r[3] for r in replies], cpu)
 
 
+def run_cli(daemon, cli, data, ef, fan_out, max_nodes, concurrency, count=2000):
+    """Questions/s through `allidb bench query --context`, the mean context entities per
+    question, and the daemon's CPU time per question (s)."""
+    cpu = daemon.cpu_seconds()
+    out = subprocess.run(
+        [cli, "--json", "--addr", daemon.grpc, "bench", "query", "--skip-ingest",
+         "--vectors", os.path.join(data, "base.fvecs"),
+         "--queries", os.path.join(data, "query.fvecs"),
+         "--ground-truth", os.path.join(data, "groundtruth.ivecs"),
+         "-n", str(count), "-k", "10", "--seeds", "10", "--max-hops", "2",
+         "--relations", RELATION, "--ef", str(ef), "--fan-out", str(fan_out),
+         "--max-nodes", str(max_nodes), "--context", "--concurrency", str(concurrency)],
+        check=True, capture_output=True, text=True).stdout
+    cpu = (daemon.cpu_seconds() - cpu) / count
+    report = json.loads(out.strip().splitlines()[-1])
+    entities = float(dict(report["parameters"])["context_entities_per_query"])
+    return report["items_per_sec"], entities, cpu
+
+
 def run_hnswlib(index, queries, depends, fan_out, max_nodes):
     sets = []
     start = time.perf_counter()
@@ -316,15 +340,19 @@ def main():
     parser.add_argument("--caps", default="16:1000,10000:20000")
     parser.add_argument("--seed", type=int, default=20)
     parser.add_argument("--clients", default="http,grpc",
-                        help="comma-separated: http (POST /query, JSON), grpc (allidb.Client)")
+                        help="comma-separated: http (POST /query, JSON), grpc (allidb.Client), "
+                             "cli (allidb bench query)")
+    parser.add_argument("--allidb", default=None,
+                        help="the allidb CLI for --clients cli (default: next to --allidbd)")
     parser.add_argument("--rate-only", action="store_true",
                         help="skip the PageRank and breakdown sections")
     args = parser.parse_args()
     caps = [tuple(int(x) for x in pair.split(":")) for pair in args.caps.split(",")]
     clients = args.clients.split(",")
-    if not set(clients) <= {"http", "grpc"}:
+    if not set(clients) <= {"http", "grpc", "cli"}:
         sys.exit(f"--clients: unknown client in {args.clients!r}")
 
+    cli = args.allidb or os.path.join(os.path.dirname(args.allidbd), "allidb")
     base = read_vecs(os.path.join(args.data, "base.fvecs"), np.float32)
     queries = read_vecs(os.path.join(args.data, "query.fvecs"), np.float32)
     depends, mentions, hubs = generate_graph(len(base), args.seed)
@@ -365,9 +393,25 @@ def main():
                       f"(capped exact sets: mean {np.mean([len(s) for s in capped]):.0f})")
                 figures = {"hnsw": []}
                 cpus = {}
+                if clients == ["cli"]:
+                    _, _, sets, _, _, _, _ = run_daemon(
+                        daemon, vectors, args.ef, fan_out, max_nodes, 1)
+                    print(f"allidbd (one HTTP pass for the cli client's answers): recall vs "
+                          f"capped {recall(sets, capped):.4f}, vs uncapped "
+                          f"{recall(sets, uncapped):.4f}")
                 for run in range(1, args.runs + 1):
                     for kind in clients:
                         for concurrency in (1, args.concurrency):
+                            if kind == "cli":
+                                qps, entities, cpu = run_cli(
+                                    daemon, cli, args.data, args.ef, fan_out, max_nodes,
+                                    concurrency)
+                                figures.setdefault((kind, concurrency), []).append(qps)
+                                cpus.setdefault((kind, concurrency), []).append(cpu)
+                                print(f"run {run} allidbd cli, {concurrency} in flight: "
+                                      f"{qps:.0f} q/s, context {entities:.1f} entities/q, "
+                                      f"daemon CPU {cpu * 1000:.2f} ms/q")
+                                continue
                             qps, _, sets, cut, client, _, cpu = run_daemon(
                                 daemon, vectors, args.ef, fan_out, max_nodes, concurrency,
                                 client=grpc_client if kind == "grpc" else None)

@@ -141,6 +141,25 @@ pub struct QueryBenchArgs {
     /// HNSW search breadth; the daemon's default when omitted.
     #[arg(long)]
     pub ef: Option<i32>,
+    /// ANN seeds of the expansion, apart from `-k` (`seeds` of the request); `k x expand`
+    /// when omitted.
+    #[arg(long)]
+    pub seeds: Option<i32>,
+    /// Relations the expansion follows (repeat the flag or separate by commas; all when
+    /// omitted).
+    #[arg(long, value_delimiter = ',')]
+    pub relations: Vec<String>,
+    /// Edges followed to new entities per expanded entity (`max_fan_out`); the daemon's
+    /// default when omitted.
+    #[arg(long)]
+    pub fan_out: Option<i32>,
+    /// Entities the expansion may visit (`max_nodes`); the daemon's default when omitted.
+    #[arg(long)]
+    pub max_nodes: Option<i32>,
+    /// Ask for the graph context (`include_context`): every visited entity with its hop and
+    /// path, and the edges followed, in each reply: the Graph-RAG question in one call.
+    #[arg(long)]
+    pub context: bool,
     /// Return each result's entity (off: the benchmark measures search, not payload).
     #[arg(long)]
     pub with_entities: bool,
@@ -662,6 +681,11 @@ fn bench_query_request(
         max_hops: Some(args.max_hops),
         ef: args.ef.unwrap_or(0),
         include_entity: Some(args.with_entities),
+        seeds: args.seeds,
+        relations: args.relations.clone(),
+        max_fan_out: args.fan_out,
+        max_nodes: args.max_nodes,
+        include_context: args.context,
         ..Default::default()
     }
 }
@@ -849,6 +873,8 @@ async fn query(context: &Context, args: QueryBenchArgs) -> CliResult<Vec<BenchRe
     let shared = Arc::new((queries, truth, args.common.id_prefix.clone()));
     let template = bench_query_request(&args, context.consistency, Vec::new());
     let worker_hits = Arc::clone(&hits);
+    let context_nodes = Arc::new(AtomicU64::new(0));
+    let worker_context_nodes = Arc::clone(&context_nodes);
     let measurement = drive(
         clients,
         &progress,
@@ -856,10 +882,17 @@ async fn query(context: &Context, args: QueryBenchArgs) -> CliResult<Vec<BenchRe
         move |client, indices: Vec<usize>| {
             let shared = Arc::clone(&shared);
             let hits = Arc::clone(&worker_hits);
+            let context_nodes = Arc::clone(&worker_context_nodes);
             let template = template.clone();
             async move {
                 let (queries, truth, prefix) = &*shared;
                 let replies = run_queries(client, template, queries, &indices, batched).await?;
+                let nodes: usize = replies
+                    .iter()
+                    .filter_map(|reply| reply.context.as_ref())
+                    .map(|context| context.nodes.len())
+                    .sum();
+                context_nodes.fetch_add(nodes as u64, Ordering::Relaxed);
                 if let Some(truth) = truth {
                     let found: u64 = indices
                         .iter()
@@ -895,8 +928,28 @@ async fn query(context: &Context, args: QueryBenchArgs) -> CliResult<Vec<BenchRe
             ),
             ("with_entities".into(), args.with_entities.to_string()),
             ("batch".into(), args.batch.to_string()),
+            (
+                "seeds".into(),
+                args.seeds.map_or("k x expand".into(), |s| s.to_string()),
+            ),
+            ("relations".into(), args.relations.join(",")),
+            (
+                "fan_out".into(),
+                args.fan_out.map_or("default".into(), |f| f.to_string()),
+            ),
+            (
+                "max_nodes".into(),
+                args.max_nodes.map_or("default".into(), |m| m.to_string()),
+            ),
+            ("context".into(), args.context.to_string()),
         ],
     );
+    if args.context {
+        let mean = context_nodes.load(Ordering::Relaxed) as f64 / queries.max(1) as f64;
+        report
+            .parameters
+            .push(("context_entities_per_query".into(), format!("{mean:.1}")));
+    }
     if data_set {
         report.recall_at_k =
             Some(hits.load(Ordering::Relaxed) as f64 / (queries.max(1) as f64 * k as f64));

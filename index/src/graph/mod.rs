@@ -1,22 +1,25 @@
 //! Per-tenant graph index: adjacency in both directions and bounded breadth-first expansion
 //! (DESIGN.md §4).
 //!
-//! Owns: the in-memory edge set of one tenant, indexed by source (out) and by target (in).
+//! Owns: the in-memory edge set of one tenant, indexed by source (out) and by target (in); each
+//! node's edges by `(relation, peer)` and, per relation, heaviest first (`edges.rs`).
 //! Invariants: every edge `(from, relation, to)` appears exactly once in `out[from]` and once in
 //! `in[to]`, with the same weight; weights are finite. Expansion is deterministic: the same graph
 //! and options always give the same nodes, depths and paths.
 //! Never: follow an edge of a deleted entity, exceed a traversal limit, panic on caller input.
 
+mod edges;
 mod traverse;
 
 pub use traverse::{Direction, PathStep, Reached, TraversalOptions, Truncation, Walk};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
+use edges::NodeEdges;
 
 /// One edge as written by a client: `from -[relation]-> to` with a weight.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,13 +32,10 @@ pub struct EdgeSpec {
     pub weight: f32,
 }
 
-/// `(relation, peer)` -> weight, ordered so iteration is deterministic.
-type EdgeMap = BTreeMap<(Arc<str>, Arc<str>), f32>;
-
 #[derive(Debug, Default)]
 struct Adjacency {
-    out: HashMap<Arc<str>, EdgeMap>,
-    incoming: HashMap<Arc<str>, EdgeMap>,
+    out: HashMap<Arc<str>, NodeEdges>,
+    incoming: HashMap<Arc<str>, NodeEdges>,
     applied_seq: u64,
 }
 
@@ -74,11 +74,11 @@ impl Adjacency {
         self.out
             .entry(from.clone())
             .or_default()
-            .insert((relation.clone(), to.clone()), edge.weight);
+            .insert(relation.clone(), to.clone(), edge.weight);
         self.incoming
             .entry(to)
             .or_default()
-            .insert((relation, from), edge.weight);
+            .insert(relation, from, edge.weight);
     }
 
     fn remove(&mut self, from: &str, relation: &str, to: &str) -> bool {
@@ -91,7 +91,7 @@ impl Adjacency {
 
     fn remove_all_out(&mut self, from: &str) {
         if let Some(edges) = self.out.remove(from) {
-            for (relation, to) in edges.keys() {
+            for ((relation, to), _) in edges.iter() {
                 remove_from(&mut self.incoming, to, &(relation.clone(), Arc::from(from)));
             }
         }
@@ -99,7 +99,7 @@ impl Adjacency {
 
     fn remove_all_in(&mut self, to: &str) {
         if let Some(edges) = self.incoming.remove(to) {
-            for (relation, from) in edges.keys() {
+            for ((relation, from), _) in edges.iter() {
                 remove_from(&mut self.out, from, &(relation.clone(), Arc::from(to)));
             }
         }
@@ -108,14 +108,14 @@ impl Adjacency {
 
 /// Removes `key` from `map[node]`, dropping the node's map when it empties.
 fn remove_from(
-    map: &mut HashMap<Arc<str>, EdgeMap>,
+    map: &mut HashMap<Arc<str>, NodeEdges>,
     node: &str,
     key: &(Arc<str>, Arc<str>),
 ) -> bool {
     let Some(edges) = map.get_mut(node) else {
         return false;
     };
-    let removed = edges.remove(key).is_some();
+    let removed = edges.remove(key);
     if edges.is_empty() {
         map.remove(node);
     }
@@ -182,7 +182,7 @@ impl GraphIndex {
 
     /// Total number of edges.
     pub fn edge_count(&self) -> usize {
-        self.adjacency.read().out.values().map(BTreeMap::len).sum()
+        self.adjacency.read().out.values().map(NodeEdges::len).sum()
     }
 
     /// Every entity's out-edges, sorted by entity (what a dump persists).
@@ -231,7 +231,7 @@ impl GraphIndex {
     }
 }
 
-fn edges_of(map: &HashMap<Arc<str>, EdgeMap>, entity: &str) -> Vec<(String, String, f32)> {
+fn edges_of(map: &HashMap<Arc<str>, NodeEdges>, entity: &str) -> Vec<(String, String, f32)> {
     map.get(entity)
         .map(|edges| {
             edges

@@ -7,24 +7,23 @@
 //! from each expanded node at most `fan_out` edges to new nodes plus `fan_out` edges back into
 //! the walk, heaviest first. Every recorded edge is a stored edge, recorded once.
 //!
-//! Cost: expanding a node with `d` eligible edges is one pass over them that borrows each from
-//! the adjacency (no allocation, no reference count; with a relation filter only the ranges of
-//! those relations are read), a linear-time selection of the heaviest `4 * fan_out + 8` and an
-//! ordering of those: `O(d + fan_out log fan_out)`. A [`PathStep`] is built only for an edge the
-//! walk records. Past that prefix (when edges back into the walk and duplicates used it up):
-//! once `fan_out` new nodes are followed, only the remaining edges back into the walk are
-//! ordered, after one hash lookup per remaining edge; otherwise the remaining edges are sorted.
-//! So a hub with tens of thousands of edges costs about one scan of its adjacency and adds at
-//! most `2 * fan_out` edges.
+//! Cost: a node's edges are kept heaviest first per relation (`edges.rs`), so expanding it
+//! merges its followed relations' lists lazily and reads edges only until `fan_out` new nodes
+//! are followed and `fan_out` edges back into the walk are recorded: each read borrows from the
+//! adjacency (no allocation, no reference count), and a [`PathStep`] is built only for an edge
+//! the walk records. Once `fan_out` new nodes are followed, only edges back into the walk can
+//! still be recorded: when the node has many more edges left than the walk has nodes, those
+//! edges are found by looking each walked node up in the node's edges (`O(walk log d)`)
+//! instead of reading the rest. So a hub with tens of thousands of edges costs
+//! `O((fan_out + walk) log d)` and adds at most `2 * fan_out` edges.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
-use std::ops::Bound;
+use std::collections::{BTreeSet, HashMap, btree_set};
 use std::sync::Arc;
 
 use foldhash::HashSet;
 
-use super::EdgeMap;
+use super::edges::{NodeEdges, WeightedPeer};
 use crate::error::{Error, Result};
 
 /// Which edges to follow from a node.
@@ -207,6 +206,163 @@ impl<'a> Candidate<'a> {
 /// Why a walk stopped before its frontier emptied.
 struct Stopped;
 
+/// Past the point where an expanded node followed `fan_out` new nodes, its remaining steps
+/// are looked for by walked node (a lookup per walked node and stream) instead of read one by
+/// one, when they outnumber those lookups by this factor (a lookup costs a few reads).
+const LOOKUP_FACTOR: usize = 4;
+
+/// The edges of one relation in one direction of an expanded node, heaviest first.
+struct Stream<'a> {
+    /// The expanded node (the adjacency's copy of its id).
+    node: &'a Arc<str>,
+    relation: &'a Arc<str>,
+    reversed: bool,
+    /// All the node's edges in this direction (for lookups by peer).
+    edges: &'a NodeEdges,
+    rest: btree_set::Iter<'a, WeightedPeer>,
+    /// The next eligible step of the stream, taken from `rest`; `None` once it is exhausted.
+    head: Option<Candidate<'a>>,
+}
+
+/// The eligible steps of an expanded node in walk order, produced lazily: a merge of its
+/// streams (one per followed relation and direction, so usually one or two), each heaviest
+/// first. Expanding a hub reads only as many of its edges as the walk uses.
+struct Steps<'a> {
+    streams: Vec<Stream<'a>>,
+    min_weight: f32,
+    /// Edges of the streams, eligible or not, and how many of them were taken.
+    total: usize,
+    taken: usize,
+    /// The last step taken: every step before it in walk order was taken, none after it.
+    last: Option<Candidate<'a>>,
+}
+
+impl<'a> Steps<'a> {
+    fn new(min_weight: f32) -> Self {
+        Self {
+            streams: Vec::new(),
+            min_weight,
+            total: 0,
+            taken: 0,
+            last: None,
+        }
+    }
+
+    /// Starts on the eligible steps out of `node` in the walk's direction; `relations` are the
+    /// followed relation names (sorted, distinct), `None` for all.
+    fn start(
+        &mut self,
+        out: &'a HashMap<Arc<str>, NodeEdges>,
+        incoming: &'a HashMap<Arc<str>, NodeEdges>,
+        node: &str,
+        direction: Direction,
+        relations: Option<&[&str]>,
+    ) {
+        self.streams.clear();
+        self.total = 0;
+        self.taken = 0;
+        self.last = None;
+        for (map, reversed, wanted) in [
+            (out, false, direction != Direction::In),
+            (incoming, true, direction != Direction::Out),
+        ] {
+            let Some((node, edges)) = map.get_key_value(node).filter(|_| wanted) else {
+                continue;
+            };
+            let mut add = |relation: &'a Arc<str>, set: &'a BTreeSet<WeightedPeer>| {
+                self.total += set.len();
+                self.streams.push(Stream {
+                    node,
+                    relation,
+                    reversed,
+                    edges,
+                    rest: set.iter(),
+                    head: None,
+                });
+            };
+            match relations {
+                None => edges.heaviest().for_each(|(r, set)| add(r, set)),
+                Some(names) => names
+                    .iter()
+                    .filter_map(|name| edges.heaviest_of(name))
+                    .for_each(|(r, set)| add(r, set)),
+            }
+        }
+        for stream in 0..self.streams.len() {
+            self.advance(stream);
+        }
+    }
+
+    /// Loads the next eligible step of `stream` into its head; none once the weights fall
+    /// below the minimum (they come heaviest first).
+    fn advance(&mut self, stream: usize) {
+        let min_weight = self.min_weight;
+        let stream = &mut self.streams[stream];
+        stream.head = stream
+            .rest
+            .next()
+            .filter(|edge| edge.weight >= min_weight)
+            .map(|edge| Candidate {
+                node: stream.node,
+                relation: stream.relation,
+                to: &edge.peer,
+                weight: edge.weight,
+                reversed: stream.reversed,
+            });
+    }
+
+    fn has_next(&self) -> bool {
+        self.streams.iter().any(|stream| stream.head.is_some())
+    }
+
+    /// Takes the next step in walk order.
+    fn next(&mut self) -> Option<Candidate<'a>> {
+        let (stream, step) = self
+            .streams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, stream)| stream.head.map(|head| (i, head)))
+            .min_by(|a, b| a.1.walk_order(&b.1))?;
+        self.advance(stream);
+        self.taken += 1;
+        self.last = Some(step);
+        Some(step)
+    }
+
+    /// Whether looking the remaining steps up by walked node (`walked` nodes) is cheaper than
+    /// reading them.
+    fn cheaper_by_lookup(&self, walked: usize) -> bool {
+        let lookups = walked.saturating_mul(self.streams.len());
+        (self.total - self.taken) > lookups.saturating_mul(LOOKUP_FACTOR)
+    }
+
+    /// The steps not taken yet whose neighbour is one of `walked`, unordered: each walked node
+    /// is looked up in each stream's edges.
+    fn remaining_to(&self, walked: &[Reached]) -> Vec<Candidate<'a>> {
+        let mut found = Vec::new();
+        for stream in &self.streams {
+            for reached in walked {
+                let Some((key, weight)) = stream.edges.get(stream.relation, &reached.entity_id)
+                else {
+                    continue;
+                };
+                let step = Candidate {
+                    node: stream.node,
+                    relation: &key.0,
+                    to: &key.1,
+                    weight,
+                    reversed: stream.reversed,
+                };
+                let untaken = self.last.is_none_or(|last| last.walk_order(&step).is_lt());
+                if weight >= self.min_weight && untaken {
+                    found.push(step);
+                }
+            }
+        }
+        found
+    }
+}
+
 struct WalkState<'a> {
     options: &'a TraversalOptions,
     visited: HashSet<&'a str>,
@@ -243,29 +399,25 @@ impl<'a> WalkState<'a> {
 
     /// Follows or records the steps of the node at `index` in walk order, within the fan-out
     /// and budgets.
-    fn expand(&mut self, index: usize, steps: &mut [Candidate<'a>]) -> Result<(), Stopped> {
+    fn expand(&mut self, index: usize, steps: &mut Steps<'a>) -> Result<(), Stopped> {
         let fan_out = self.options.fan_out;
-        // Only a prefix of the heaviest steps can be used unless duplicates use it up: select
-        // it in linear time and look at the rest only if the walk gets that far.
-        let prefix = fan_out.saturating_mul(4).saturating_add(8).min(steps.len());
-        if prefix < steps.len() {
-            steps.select_nth_unstable_by(prefix - 1, Candidate::walk_order);
-        }
-        steps[..prefix].sort_by(Candidate::walk_order);
         let (mut followed, mut crossed) = (0, 0);
         let depth = self.walk.reached[index].depth + 1;
-        for position in 0..steps.len() {
-            if followed >= fan_out && crossed >= fan_out {
-                self.walk.truncation.fan_out = true;
-                break;
-            }
-            if position == prefix {
-                if followed >= fan_out {
-                    return self.cross_rest(&mut steps[prefix..], crossed);
+        loop {
+            if followed >= fan_out {
+                if crossed >= fan_out {
+                    if steps.has_next() {
+                        self.walk.truncation.fan_out = true;
+                    }
+                    return Ok(());
                 }
-                steps[prefix..].sort_by(Candidate::walk_order);
+                if steps.cheaper_by_lookup(self.walk.reached.len()) {
+                    return self.cross_rest(steps, crossed);
+                }
             }
-            let step = steps[position];
+            let Some(step) = steps.next() else {
+                return Ok(());
+            };
             if self.visited.contains(&**step.to) {
                 if self.recorded.contains(&step.stored()) {
                     continue;
@@ -302,35 +454,27 @@ impl<'a> WalkState<'a> {
                 path,
             });
         }
-        Ok(())
     }
 
-    /// The steps after the ordered prefix once `fan_out` new nodes are followed: no node joins
-    /// the walk any more, so only the steps back into it can still be recorded and only those
-    /// are ordered; a step to a new node just sets the fan-out flag (when the loop of
-    /// [`WalkState::expand`] would have passed it: before a stop, or with any step left after
-    /// the last one recorded).
-    fn cross_rest(
-        &mut self,
-        rest: &mut [Candidate<'a>],
-        mut crossed: usize,
-    ) -> Result<(), Stopped> {
+    /// The steps left once `fan_out` new nodes are followed: no node joins the walk any more,
+    /// so only the steps back into it can still be recorded. They are found by looking each
+    /// walked node up (not by reading the rest of a hub's edges) and recorded in walk order,
+    /// exactly as [`WalkState::expand`] would; a step to a new node just sets the fan-out flag
+    /// (when the loop of `expand` would have passed it: before a stop, or with any step left
+    /// after the last one recorded).
+    fn cross_rest(&mut self, steps: &mut Steps<'a>, mut crossed: usize) -> Result<(), Stopped> {
         let fan_out = self.options.fan_out;
-        let mut back = 0;
-        let mut first_new: Option<Candidate<'a>> = None;
-        for position in 0..rest.len() {
-            let step = rest[position];
-            if self.visited.contains(&**step.to) {
-                rest.swap(back, position);
-                back += 1;
-            } else if first_new.is_none_or(|first| step.walk_order(&first).is_lt()) {
+        let mut back = steps.remaining_to(&self.walk.reached);
+        back.sort_by(Candidate::walk_order);
+        let mut first_new = None;
+        while let Some(step) = steps.next() {
+            if !self.visited.contains(&**step.to) {
                 first_new = Some(step);
+                break;
             }
         }
-        let back = &mut rest[..back];
-        back.sort_by(Candidate::walk_order);
         for (position, step) in back.iter().enumerate() {
-            if first_new.is_some_and(|first| first.walk_order(step).is_lt()) {
+            if first_new.is_some_and(|first: Candidate<'a>| first.walk_order(step).is_lt()) {
                 self.walk.truncation.fan_out = true;
             }
             if !self.cross(step)? {
@@ -351,64 +495,17 @@ impl<'a> WalkState<'a> {
     }
 }
 
-/// Puts the eligible steps out of `node` in the walk's direction into `steps` (unordered).
-/// `relations` holds, per followed relation, the smallest adjacency key of that relation.
-fn collect_steps<'a>(
-    out: &'a HashMap<Arc<str>, EdgeMap>,
-    incoming: &'a HashMap<Arc<str>, EdgeMap>,
-    node: &str,
-    options: &TraversalOptions,
-    relations: Option<&[(Arc<str>, Arc<str>)]>,
-    steps: &mut Vec<Candidate<'a>>,
-) {
-    steps.clear();
-    for (map, reversed, wanted) in [
-        (out, false, options.direction != Direction::In),
-        (incoming, true, options.direction != Direction::Out),
-    ] {
-        let Some((node, edges)) = map.get_key_value(node).filter(|_| wanted) else {
-            continue;
-        };
-        let eligible = |(key, weight): (&'a (Arc<str>, Arc<str>), &'a f32)| {
-            (*weight >= options.min_weight).then_some(Candidate {
-                node,
-                relation: &key.0,
-                to: &key.1,
-                weight: *weight,
-                reversed,
-            })
-        };
-        match relations {
-            None => steps.extend(edges.iter().filter_map(eligible)),
-            Some(starts) => {
-                for start in starts {
-                    steps.extend(
-                        edges
-                            .range((Bound::Included(start), Bound::Unbounded))
-                            .take_while(|(key, _)| key.0 == start.0)
-                            .filter_map(eligible),
-                    );
-                }
-            }
-        }
-    }
-}
-
 pub(super) fn walk<'a>(
-    out: &'a HashMap<Arc<str>, EdgeMap>,
-    incoming: &'a HashMap<Arc<str>, EdgeMap>,
+    out: &'a HashMap<Arc<str>, NodeEdges>,
+    incoming: &'a HashMap<Arc<str>, NodeEdges>,
     starts: &[&'a str],
     options: &'a TraversalOptions,
 ) -> Walk {
-    // The adjacency is ordered by relation: each followed relation is one range of it.
-    let relations: Option<Vec<(Arc<str>, Arc<str>)>> = options.relations.as_ref().map(|names| {
+    let relations: Option<Vec<&str>> = options.relations.as_ref().map(|names| {
         let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
         names.sort_unstable();
         names.dedup();
         names
-            .into_iter()
-            .map(|name| (Arc::from(name), Arc::from("")))
-            .collect()
     });
     let mut state = WalkState {
         options,
@@ -431,18 +528,17 @@ pub(super) fn walk<'a>(
             path: Vec::new(),
         });
     }
-    let mut steps = Vec::new();
+    let mut steps = Steps::new(options.min_weight);
     let mut frontier_start = 0;
     for _ in 1..=options.max_hops {
         let frontier_end = state.walk.reached.len();
         for index in frontier_start..frontier_end {
-            collect_steps(
+            steps.start(
                 out,
                 incoming,
                 &state.walk.reached[index].entity_id,
-                options,
+                options.direction,
                 relations.as_deref(),
-                &mut steps,
             );
             if state.expand(index, &mut steps).is_err() {
                 return state.walk;

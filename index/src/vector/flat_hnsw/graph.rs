@@ -21,7 +21,7 @@
 //! node.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -121,8 +121,9 @@ pub(super) struct Graph {
     pub(super) dim: usize,
     pub(super) vectors: Vec<f32>,
     pub(super) labels: Vec<usize>,
-    /// `labels` inverted: the node of each caller's id (ids are unique per graph).
-    pub(super) nodes_by_label: HashMap<usize, u32>,
+    /// `labels` inverted: the node of each caller's id (ids are unique per graph; assigned by
+    /// the tenant index, never by a client, so foldhash instead of SipHash is safe).
+    pub(super) nodes_by_label: foldhash::HashMap<usize, u32>,
     pub(super) levels: Vec<u8>,
     pub(super) level0: Vec<AtomicU32>,
     pub(super) upper: Vec<Box<[AtomicU32]>>,
@@ -140,7 +141,10 @@ impl Graph {
             dim: 0,
             vectors: Vec::new(),
             labels: Vec::with_capacity(capacity),
-            nodes_by_label: HashMap::with_capacity(capacity),
+            nodes_by_label: foldhash::HashMap::with_capacity_and_hasher(
+                capacity,
+                Default::default(),
+            ),
             levels: Vec::with_capacity(capacity),
             level0: Vec::new(),
             upper: Vec::with_capacity(capacity),

@@ -26,10 +26,9 @@ mod persist;
 use std::fmt;
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
-use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::vector::engine::{AnnEngine, AnnEngineFactory, EngineParams};
@@ -197,6 +196,31 @@ impl FlatHnswEngine {
         ((-uniform.ln() * self.level_scale) as usize).min(MAX_LEVEL)
     }
 
+    /// Links `nodes` on every thread of the current rayon pool, as hnswlib's `add_items` does:
+    /// each worker takes the next node in order from a shared counter, so the graph grows in
+    /// insertion order (a node links into a graph holding about every node before it) and a
+    /// slow node never leaves a thread idle. One scratch space per worker. Returns whether every
+    /// link adopted all the nodes its prunings dropped.
+    fn link_in_order(&self, graph: &Graph, nodes: &[u32], ef: usize) -> bool {
+        let next = AtomicUsize::new(0);
+        let adopted_all = AtomicBool::new(true);
+        let workers = rayon::current_num_threads().clamp(1, nodes.len().max(1));
+        rayon::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|_| {
+                    self.with_scratch(|scratch| {
+                        while let Some(&node) = nodes.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            if !graph.link(node, ef, scratch) {
+                                adopted_all.store(false, Ordering::Relaxed);
+                            }
+                        }
+                    })
+                });
+            }
+        });
+        adopted_all.into_inner()
+    }
+
     /// Runs `work` with a scratch space from the pool (or a new one), then returns it.
     fn with_scratch<T>(&self, work: impl FnOnce(&mut Scratch) -> T) -> T {
         let mut scratch = self.scratch_pool.lock().pop().unwrap_or_default();
@@ -276,10 +300,7 @@ impl AnnEngine for FlatHnswEngine {
             }
         }
         let shared: &Graph = &graph;
-        adopted_all &= together
-            .par_iter()
-            .map(|&node| self.with_scratch(|scratch| shared.link(node, ef, scratch)))
-            .reduce(|| true, |a, b| a && b);
+        adopted_all &= self.link_in_order(shared, &together, ef);
         if !adopted_all {
             self.repair_reachability(shared, ef);
         }
