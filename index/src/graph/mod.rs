@@ -185,14 +185,15 @@ impl GraphIndex {
         self.adjacency.read().out.values().map(NodeEdges::len).sum()
     }
 
-    /// Every entity's out-edges, sorted by entity (what a dump persists).
+    /// Every entity's out-edges, sorted by entity, then relation and target (what a dump
+    /// persists).
     pub fn export(&self) -> Vec<(String, Vec<EdgeSpec>)> {
         let adjacency = self.adjacency.read();
         let mut all: Vec<(String, Vec<EdgeSpec>)> = adjacency
             .out
             .iter()
             .map(|(from, edges)| {
-                let specs = edges
+                let mut specs: Vec<EdgeSpec> = edges
                     .iter()
                     .map(|((relation, to), weight)| EdgeSpec {
                         relation: relation.to_string(),
@@ -200,6 +201,7 @@ impl GraphIndex {
                         weight: *weight,
                     })
                     .collect();
+                specs.sort_by(|a, b| (&a.relation, &a.to).cmp(&(&b.relation, &b.to)));
                 (from.to_string(), specs)
             })
             .collect();
@@ -232,14 +234,17 @@ impl GraphIndex {
 }
 
 fn edges_of(map: &HashMap<Arc<str>, NodeEdges>, entity: &str) -> Vec<(String, String, f32)> {
-    map.get(entity)
+    let mut edges: Vec<(String, String, f32)> = map
+        .get(entity)
         .map(|edges| {
             edges
                 .iter()
                 .map(|((relation, peer), weight)| (relation.to_string(), peer.to_string(), *weight))
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    edges.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    edges
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@
 //! walked nodes the caller still knows and the walk's edges between them; the filter does not
 //! prune the walk (mass flows through nodes it rejects), it only removes results.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -239,7 +238,7 @@ fn similarities_of(
     seeds: &[VectorHit],
     ids: &[&str],
 ) -> Result<Vec<Option<f32>>> {
-    let seed_similarity: HashMap<&str, f32> = seeds
+    let seed_similarity: foldhash::HashMap<&str, f32> = seeds
         .iter()
         .map(|hit| (&*hit.entity_id, hit.similarity))
         .collect();
@@ -279,7 +278,7 @@ fn rank_by_pagerank(
         .iter()
         .filter(|r| facts.facts(&r.entity_id).is_some())
         .collect();
-    let index: HashMap<&str, usize> = live
+    let index: foldhash::HashMap<&str, usize> = live
         .iter()
         .enumerate()
         .map(|(i, r)| (&*r.entity_id, i))
