@@ -48,21 +48,19 @@ Usage (from the repository root, after `cargo build --profile test -p allidb-cmd
       [--allidbd PATH] [--allidb PATH]
 """
 import argparse
-import http.client
 import json
 import os
-import re
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import hnswlib
 import numpy as np
+
+from allidbd_process import Daemon
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RELATION = "depends"
@@ -138,72 +136,6 @@ def capped_walk(seeds, depends, fan_out, max_nodes, hops=2):
             break
         start = end
     return order
-
-
-def free_port_block():
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1] % 20000 + 30000
-        ok = True
-        for p in range(port, port + 3):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-        if ok:
-            return port
-
-
-class Daemon:
-    def __init__(self, binary, work):
-        port = free_port_block()
-        self.grpc = f"127.0.0.1:{port}"
-        self.http = ("127.0.0.1", port + 1)
-        self.admin = f"127.0.0.1:{port + 2}"
-        self.log = open(os.path.join(work, "daemon.log"), "w+")
-        self.process = subprocess.Popen(
-            [binary, "--data-dir", os.path.join(work, "data"),
-             "--grpc-addr", f"127.0.0.1:{port}", "--http-addr", f"127.0.0.1:{port + 1}",
-             "--set", f"server.admin_addr={self.admin}",
-             "--set", "query.max_expansion_nodes=20000"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        for _ in range(200):
-            self.log.seek(0)
-            if "ready" in self.log.read():
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.log.seek(0)
-        sys.exit("allidbd did not start:\n" + self.log.read())
-
-    def post(self, connection, path, body):
-        connection.request("POST", path, body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        data = response.read()
-        if response.status != 200:
-            sys.exit(f"POST {path}: {response.status} {data[:500]!r}")
-        return data
-
-    def connection(self):
-        return http.client.HTTPConnection(*self.http, timeout=120)
-
-    def pending(self):
-        text = urllib.request.urlopen(f"http://{self.admin}/metrics").read().decode()
-        values = re.findall(r"^allidb_vector_index_pending\S* (\S+)$", text, re.M)
-        return sum(float(v) for v in values)
-
-    def cpu_seconds(self):
-        """User + system CPU time of the daemon so far (Linux /proc)."""
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait()
 
 
 def load(daemon, base, depends, mentions):
@@ -376,7 +308,7 @@ def main():
 
     vectors = [q.tolist() for q in queries]
     with tempfile.TemporaryDirectory(prefix="graphrag-bench.") as work:
-        daemon = Daemon(args.allidbd, work)
+        daemon = Daemon(args.allidbd, work, ["--set", "query.max_expansion_nodes=20000"])
         grpc_client = None
         if "grpc" in clients:
             sys.path.insert(0, os.path.join(HERE, "../clients/python/src"))

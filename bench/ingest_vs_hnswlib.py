@@ -24,17 +24,17 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import hnswlib
 import numpy as np
+
+from allidbd_process import Daemon
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "clients/python/src"))
@@ -62,59 +62,21 @@ def synthetic_vectors(seed: int, stream: int, count: int, dim: int) -> np.ndarra
     return out
 
 
-def free_port_block(size: int = 3) -> int:
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + size >= 65535:
-            continue
-        taken = False
-        for port in range(base, base + size):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    taken = True
-        if not taken:
-            return base
-
-
-def pending(admin: str) -> int:
-    text = urllib.request.urlopen(f"http://{admin}/metrics", timeout=10).read().decode()
-    match = re.search(r"^allidb_vector_index_pending (\S+)$", text, re.M)
-    return int(float(match.group(1))) if match else -1
-
-
 def daemon_run(bin_dir: Path, count: int, dim: int, check: np.ndarray) -> dict:
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
-    port = free_port_block()
-    admin = f"127.0.0.1:{port + 2}"
-    log = open(work / "daemon.log", "w+")
-    daemon = subprocess.Popen(
-        [str(bin_dir / "allidbd"), "--data-dir", str(work / "data"),
-         "--grpc-addr", f"127.0.0.1:{port}", "--http-addr", f"127.0.0.1:{port + 1}",
-         "--set", f"server.admin_addr={admin}"],
-        stdout=log, stderr=subprocess.STDOUT)
+    daemon = Daemon(str(bin_dir / "allidbd"), str(work))
     try:
-        for _ in range(300):
-            log.seek(0)
-            if "ready" in log.read():
-                break
-            time.sleep(0.1)
-        else:
-            sys.exit("allidbd did not start:\n" + log.read())
         start = time.time()
         out = subprocess.run(
-            [str(bin_dir / "allidb"), "bench", "ingest", "--addr", f"127.0.0.1:{port}",
+            [str(bin_dir / "allidb"), "bench", "ingest", "--addr", daemon.grpc,
              "-n", str(count), "--dim", str(dim)],
             check=True, capture_output=True, text=True).stdout
         ingest_s = time.time() - start
-        tail = pending(admin)
-        while pending(admin) > 0:
+        tail = int(daemon.pending())
+        while daemon.pending() > 0:
             time.sleep(0.2)
         indexed_s = time.time() - start
-        client = allidb.Client(f"127.0.0.1:{port}")
+        client = allidb.Client(daemon.grpc)
         probe = client.get("bench-0000000003")
         client.close()
         if probe is None or not np.allclose(np.asarray(probe.vector, dtype=np.float32), check[3]):
@@ -123,9 +85,7 @@ def daemon_run(bin_dir: Path, count: int, dim: int, check: np.ndarray) -> dict:
         return {"ingest": printed, "tail": tail, "indexed": count / indexed_s,
                 "ingest_s": ingest_s, "indexed_s": indexed_s}
     finally:
-        daemon.kill()
-        daemon.wait()
-        log.close()
+        daemon.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
