@@ -977,6 +977,61 @@ mod tests {
     use super::*;
 
     #[test]
+    fn graph_rag_flags_reach_the_query_request() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([
+            "allidb",
+            "bench",
+            "query",
+            "-k",
+            "10",
+            "--seeds",
+            "12",
+            "--max-hops",
+            "2",
+            "--relations",
+            "depends,uses",
+            "--relations",
+            "cites",
+            "--fan-out",
+            "16",
+            "--max-nodes",
+            "1000",
+            "--context",
+            "--ef",
+            "64",
+        ])
+        .expect("valid flags");
+        let crate::cli::Command::Bench(BenchArgs {
+            bench: Bench::Query(args),
+        }) = cli.command
+        else {
+            panic!("not bench query");
+        };
+        let request = bench_query_request(&args, 0, vec![1.0]);
+        assert_eq!(request.seeds, Some(12));
+        assert_eq!(request.relations, ["depends", "uses", "cites"]);
+        assert_eq!(request.max_fan_out, Some(16));
+        assert_eq!(request.max_nodes, Some(1000));
+        assert!(request.include_context);
+        assert_eq!((request.k, request.max_hops, request.ef), (10, Some(2), 64));
+        // Without the flags the request leaves them to the daemon (and k x expand seeds).
+        let cli = crate::cli::Cli::try_parse_from(["allidb", "bench", "query"]).expect("valid");
+        let crate::cli::Command::Bench(BenchArgs {
+            bench: Bench::Query(args),
+        }) = cli.command
+        else {
+            panic!("not bench query");
+        };
+        let request = bench_query_request(&args, 0, vec![1.0]);
+        assert_eq!(
+            (request.seeds, request.max_fan_out, request.max_nodes),
+            (None, None, None)
+        );
+        assert!(request.relations.is_empty() && !request.include_context);
+    }
+
+    #[test]
     fn ids_sort_in_index_order_and_parse_back() {
         assert_eq!(entity_id("b-", 42), "b-0000000042");
         assert!(entity_id("b-", 9) < entity_id("b-", 10));
