@@ -224,6 +224,19 @@ mod tests {
         StreamBody::new(futures_util::stream::iter(frames))
     }
 
+    /// Every byte the service would see: the frames read for the prefix, then the rest.
+    async fn replay<B>(buffered: VecDeque<Result<Frame<Bytes>, B::Error>>, rest: B) -> Bytes
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Debug,
+    {
+        Replayed { buffered, rest }
+            .collect()
+            .await
+            .expect("test bodies do not fail")
+            .to_bytes()
+    }
+
     #[tokio::test]
     async fn the_prefix_split_over_frames_is_read_and_every_byte_is_replayed() {
         let chunks: [&'static [u8]; 4] = [b"\0\0", b"\0\x01", b"\x02abc", b"defgh"];
@@ -231,15 +244,7 @@ mod tests {
         let (buffered, declared) = read_prefix(&mut body).await;
         assert_eq!(declared, Some(0x0102));
         assert_eq!(buffered.len(), 3, "read past the prefix");
-        let replayed = Replayed {
-            buffered,
-            rest: body,
-        }
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes();
-        assert_eq!(&replayed[..], b"\0\0\0\x01\x02abcdefgh");
+        assert_eq!(&replay(buffered, body).await[..], b"\0\0\0\x01\x02abcdefgh");
     }
 
     #[tokio::test]
@@ -247,14 +252,6 @@ mod tests {
         let mut body = Full::new(Bytes::from_static(b"\0\0"));
         let (buffered, declared) = read_prefix(&mut body).await;
         assert_eq!(declared, None);
-        let replayed = Replayed {
-            buffered,
-            rest: body,
-        }
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes();
-        assert_eq!(&replayed[..], b"\0\0");
+        assert_eq!(&replay(buffered, body).await[..], b"\0\0");
     }
 }

@@ -976,13 +976,23 @@ pub async fn run(context: &mut Context, args: BenchArgs) -> CliResult<Outcome> {
 mod tests {
     use super::*;
 
+    /// The request `allidb bench query <flags>` sends.
+    fn bench_query_request_of(flags: &[&str]) -> pb::QueryRequest {
+        use clap::Parser;
+        let argv = ["allidb", "bench", "query"].iter().chain(flags);
+        let cli = crate::cli::Cli::try_parse_from(argv).expect("valid flags");
+        let crate::cli::Command::Bench(BenchArgs {
+            bench: Bench::Query(args),
+        }) = cli.command
+        else {
+            panic!("not bench query");
+        };
+        bench_query_request(&args, 0, vec![1.0])
+    }
+
     #[test]
     fn graph_rag_flags_reach_the_query_request() {
-        use clap::Parser;
-        let cli = crate::cli::Cli::try_parse_from([
-            "allidb",
-            "bench",
-            "query",
+        let request = bench_query_request_of(&[
             "-k",
             "10",
             "--seeds",
@@ -1000,15 +1010,7 @@ mod tests {
             "--context",
             "--ef",
             "64",
-        ])
-        .expect("valid flags");
-        let crate::cli::Command::Bench(BenchArgs {
-            bench: Bench::Query(args),
-        }) = cli.command
-        else {
-            panic!("not bench query");
-        };
-        let request = bench_query_request(&args, 0, vec![1.0]);
+        ]);
         assert_eq!(request.seeds, Some(12));
         assert_eq!(request.relations, ["depends", "uses", "cites"]);
         assert_eq!(request.max_fan_out, Some(16));
@@ -1016,14 +1018,7 @@ mod tests {
         assert!(request.include_context);
         assert_eq!((request.k, request.max_hops, request.ef), (10, Some(2), 64));
         // Without the flags the request leaves them to the daemon (and k x expand seeds).
-        let cli = crate::cli::Cli::try_parse_from(["allidb", "bench", "query"]).expect("valid");
-        let crate::cli::Command::Bench(BenchArgs {
-            bench: Bench::Query(args),
-        }) = cli.command
-        else {
-            panic!("not bench query");
-        };
-        let request = bench_query_request(&args, 0, vec![1.0]);
+        let request = bench_query_request_of(&[]);
         assert_eq!(
             (request.seeds, request.max_fan_out, request.max_nodes),
             (None, None, None)
