@@ -5,7 +5,13 @@
 //! the map from a caller's id back to its node, each node's top level, level-0 neighbour lists
 //! in one flat `Vec<AtomicU32>` with a fixed stride (`1 + 2M` slots: count, then up to `2M`
 //! neighbours), the upper-level lists per node (`level * (1 + M)` slots each, empty for the
-//! ~94% of nodes that live on level 0 only) and one lock per node.
+//! ~94% of nodes that live on level 0 only), each node's level-0 *parent* and one lock per node.
+//!
+//! Reachability: every node but the entry point has (once its link has claimed one) a parent,
+//! a node whose level-0 list holds it and never drops it in a pruning. A node becomes a parent
+//! only once it has a parent itself (or is the entry point), so parent links form a tree rooted
+//! at the entry point and every parented node stays reachable on level 0, whatever the
+//! prunings of concurrent links do.
 //!
 //! Insertion is two steps. [`Graph::append`] (under `&mut`) stores a node's id, vector and level
 //! with empty lists; [`Graph::link`] (under `&`, so several nodes link at once while searches
@@ -31,6 +37,9 @@ use super::kernel::DistanceFn;
 
 /// Highest level a node may get (the draw exceeds ~13 with probability below 1e-16 at M = 16).
 pub(super) const MAX_LEVEL: usize = 32;
+
+/// The parent of the entry point and of a node that has not claimed one yet.
+const NO_PARENT: u32 = u32::MAX;
 
 /// A node and its distance to the current query; ordered by distance, then node.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -127,6 +136,9 @@ pub(super) struct Graph {
     pub(super) levels: Vec<u8>,
     pub(super) level0: Vec<AtomicU32>,
     pub(super) upper: Vec<Box<[AtomicU32]>>,
+    /// Per node: its parent (`NO_PARENT` for the entry point and a node not yet linked). Set
+    /// under the parent's lock; a node's children are never pruned from its level-0 list.
+    parents: Vec<AtomicU32>,
     /// One per node: held while that node's lists are read-modified-written.
     locks: Vec<Mutex<()>>,
     pub(super) entry: Option<u32>,
@@ -148,6 +160,7 @@ impl Graph {
             levels: Vec::with_capacity(capacity),
             level0: Vec::new(),
             upper: Vec::with_capacity(capacity),
+            parents: Vec::with_capacity(capacity),
             locks: Vec::with_capacity(capacity),
             entry: None,
             max_level: 0,
@@ -249,12 +262,14 @@ impl Graph {
         let upper_slots = level * self.upper_stride();
         self.upper
             .push((0..upper_slots).map(|_| AtomicU32::new(0)).collect());
+        self.parents.push(AtomicU32::new(NO_PARENT));
         self.locks.push(Mutex::new(()));
         node
     }
 
     /// Installs decoded lists: `level0` (`len() * (1 + 2M)` slots) and per node its upper
-    /// slots; the caller (the dump decoder) checked their sizes, counts and ids.
+    /// slots; the caller (the dump decoder) checked their sizes and then calls
+    /// [`Graph::derive_parents`] once it has checked the ids too.
     pub(super) fn set_lists(&mut self, level0: Vec<u32>, upper: Vec<Vec<u32>>) {
         self.level0 = level0.into_iter().map(AtomicU32::new).collect();
         self.upper = upper
@@ -264,25 +279,37 @@ impl Graph {
         self.locks = (0..self.len()).map(|_| Mutex::new(())).collect();
     }
 
-    /// Makes `node` (appended, not yet linked) the entry point: the first node of the graph, or
-    /// one whose level is above every other's. A new entry links to the old one on level 0, so
-    /// everything stays reachable from the entry (its list is full only with `M` selected plus
-    /// `M` adopted nodes; the farthest selected one then makes room).
+    /// Gives each node reached by a walk of level 0 from the entry point the node it was first
+    /// reached from as its parent (a dump does not store parents; the walk's tree keeps the
+    /// same promise). Every neighbour id must be a node `< len()`.
+    pub(super) fn derive_parents(&mut self) {
+        self.parents = self.walk_level0().into_iter().map(AtomicU32::new).collect();
+    }
+
+    /// Makes `node` (appended and linked, or the first node) the entry point: the first node of
+    /// the graph, or one whose level is above every other's. The new entry links to the old one
+    /// on level 0 and becomes its parent, so every parent chain ends at the new entry. Its list
+    /// holds at most the `M` nodes it selected (nothing links between its link and this call),
+    /// so there is room.
     pub(super) fn promote_entry(&mut self, node: u32) {
         let level = self.levels[node as usize] as usize;
         if let Some(old) = self.entry {
             let mut list = self.neighbour_list(node, 0);
             if !list.contains(&old) {
-                if list.len() < self.capacity(0) {
-                    list.push(old);
-                } else {
-                    list[self.max_connections - 1] = old;
-                }
+                list.push(old);
                 self.set_neighbours(node, 0, &list);
             }
+            self.parents[old as usize].store(node, Relaxed);
         }
+        self.parents[node as usize].store(NO_PARENT, Relaxed);
         self.entry = Some(node);
         self.max_level = level;
+    }
+
+    /// True when `node` may become a parent: it is the entry point or has a parent itself.
+    #[inline]
+    fn can_parent(&self, node: u32) -> bool {
+        self.entry == Some(node) || self.parents[node as usize].load(Relaxed) != NO_PARENT
     }
 
     #[inline]
@@ -477,11 +504,11 @@ impl Graph {
 
     /// Links `node` (appended, not the entry point) into the graph: on every level it shares
     /// with the graph, finds its neighbours (beam width `ef`), sets its list and adds it to
-    /// theirs, pruning full ones (rules in `select_neighbours`). On level 0 the node adopts every
-    /// node a pruning drops, and the first pruned neighbour that would drop the node keeps it
-    /// anyway when nothing links to it yet (docs/index.md, "Ties and duplicates"). Returns false
-    /// when an adoption found the node's own list full (only possible while other nodes link
-    /// concurrently): the caller then checks reachability.
+    /// theirs, pruning full ones (rules in `select_neighbours`). On level 0 the first neighbour
+    /// that can take a child becomes its parent; when none can (each already holds `M`
+    /// children, or has no parent yet because it is linking beside this node), the nearest
+    /// node found by a search that can does. Returns false when not even that search found one (the
+    /// node may then be unreachable; the caller checks).
     pub(super) fn link(&self, node: u32, ef: usize, scratch: &mut Scratch) -> bool {
         let Some(entry) = self.entry else {
             return true;
@@ -495,7 +522,6 @@ impl Graph {
         for upper in (level + 1..=self.max_level).rev() {
             start = self.greedy_closest(vector, start, upper);
         }
-        let mut adopted_all = true;
         for layer in (0..=level.min(self.max_level)).rev() {
             self.search_level(vector, start, layer, ef, scratch, None);
             let mut candidates = scratch.take_sorted_results();
@@ -511,102 +537,78 @@ impl Graph {
                 let _own = self.locks[node as usize].lock();
                 self.set_neighbours(node, layer, &selected);
             }
-            let mut dropped = Vec::new();
-            let mut linked_from = false;
+            let mut parented = layer != 0;
             for &neighbour in &selected {
-                linked_from |= self.add_link(neighbour, node, layer, !linked_from, &mut dropped);
+                parented |= self.add_link(neighbour, node, layer, !parented);
             }
-            if layer == 0 && !dropped.is_empty() {
-                let _own = self.locks[node as usize].lock();
-                let mut own = self.neighbour_list(node, 0);
-                for left in dropped {
-                    if left == node || own.contains(&left) {
-                        continue;
-                    }
-                    if own.len() < self.capacity(0) {
-                        own.push(left);
-                    } else {
-                        adopted_all = false;
-                    }
-                }
-                self.set_neighbours(node, 0, &own);
+            if !parented {
+                return self.attach(node, ef, scratch);
             }
         }
-        adopted_all
+        true
     }
 
     /// Adds `node` to the list of `neighbour` on `layer` under `neighbour`'s lock, pruning a
-    /// full list back to its capacity. On level 0, a node the pruning drops is pushed onto
-    /// `dropped` (for adoption), and with `must_keep` the pruning never drops `node` itself
-    /// (it takes the last kept place). Returns whether the list now holds `node`.
-    fn add_link(
-        &self,
-        neighbour: u32,
-        node: u32,
-        layer: usize,
-        must_keep: bool,
-        dropped: &mut Vec<u32>,
-    ) -> bool {
+    /// full list (its children stay, the rest goes through `select_neighbours` with a floor of
+    /// `M`). With `claim` (level 0 only), `neighbour` becomes `node`'s parent if it can parent
+    /// and holds fewer than `M` children; `node` then stays in its list. Returns whether it did.
+    fn add_link(&self, neighbour: u32, node: u32, layer: usize, claim: bool) -> bool {
         let _lock = self.locks[neighbour as usize].lock();
         let existing = self.neighbour_list(neighbour, layer);
+        let is_child =
+            |other: u32| layer == 0 && self.parents[other as usize].load(Relaxed) == neighbour;
+        let mut children: Vec<u32> = existing.iter().copied().filter(|&n| is_child(n)).collect();
+        let adopts = claim && children.len() < self.max_connections && self.can_parent(neighbour);
+        if adopts {
+            self.parents[node as usize].store(neighbour, Relaxed);
+        }
         if existing.contains(&node) {
-            return true;
+            return adopts;
         }
         let capacity = self.capacity(layer);
         if existing.len() < capacity {
             let mut list = existing;
             list.push(node);
             self.set_neighbours(neighbour, layer, &list);
-            return true;
+            return adopts;
+        }
+        if adopts {
+            children.push(node);
         }
         let base = self.vector(neighbour);
         let pool: Vec<Scored> = existing
             .iter()
             .chain(std::iter::once(&node))
+            .filter(|&&other| !children.contains(&other))
             .map(|&other| Scored {
                 distance: (self.distance)(base, self.vector(other)),
                 node: other,
             })
             .collect();
-        // Full lists stay full: exactly one node of the pool leaves the list.
-        let mut list = self.select_neighbours(&pool, capacity, capacity);
-        if layer == 0 {
-            if must_keep && !list.contains(&node) {
-                list.pop();
-                list.push(node);
-            }
-            dropped.extend(existing.iter().filter(|n| !list.contains(n)));
-        }
+        let room = capacity - children.len();
+        let floor = self
+            .max_connections
+            .saturating_sub(children.len())
+            .min(room);
+        let mut list = children;
+        list.extend(self.select_neighbours(&pool, room, floor));
         self.set_neighbours(neighbour, layer, &list);
-        list.contains(&node)
+        adopts
     }
 
-    /// Makes `node`, unreachable from the entry point, reachable again: its nearest reachable
-    /// node on level 0 links to it (pruning as [`Graph::link`] does; `node` adopts the node that
-    /// leaves, when its list has room).
-    pub(super) fn reattach(&self, node: u32, ef: usize, scratch: &mut Scratch) {
+    /// Gives `node` (linked, without a parent) a parent: the nearest node of a level-0 search
+    /// that can take it. Returns false when none of the `ef` nodes found can.
+    pub(super) fn attach(&self, node: u32, ef: usize, scratch: &mut Scratch) -> bool {
         let vector = self.vector(node);
         let Some(start) = self.descend(vector, 0) else {
-            return;
+            return false;
         };
         self.search_level(vector, start, 0, ef, scratch, None);
-        let Some(nearest) = scratch
+        scratch
             .take_sorted_results()
             .into_iter()
-            .find(|c| c.node != node)
-        else {
-            return;
-        };
-        let mut dropped = Vec::new();
-        self.add_link(nearest.node, node, 0, true, &mut dropped);
-        let _own = self.locks[node as usize].lock();
-        let mut own = self.neighbour_list(node, 0);
-        for left in dropped {
-            if left != node && !own.contains(&left) && own.len() < self.capacity(0) {
-                own.push(left);
-            }
-        }
-        self.set_neighbours(node, 0, &own);
+            .filter(|c| c.node != node)
+            .any(|c| self.add_link(c.node, node, 0, true))
     }
 
     /// Checks the two structural promises of the engine (docs/index.md, "Ties and
@@ -615,6 +617,13 @@ impl Graph {
     /// bit per node; the dump loader runs it. Describes the first broken promise.
     pub(super) fn check_structure(&self) -> Result<(), String> {
         let count = self.len();
+        let unreachable = self.unreachable();
+        if let Some(first) = unreachable.first() {
+            return Err(format!(
+                "{} of {count} nodes unreachable from the entry point on level 0 (first: node {first})",
+                unreachable.len()
+            ));
+        }
         let floor = self.max_connections.min(count.saturating_sub(1));
         let mut distinct: Vec<u32> = Vec::with_capacity(self.capacity(0));
         for node in 0..count as u32 {
@@ -634,34 +643,35 @@ impl Graph {
                 ));
             }
         }
-        match self.unreachable().first() {
-            None => Ok(()),
-            Some(first) => Err(format!(
-                "{} of {count} nodes unreachable from the entry point on level 0 (first: node {first})",
-                self.unreachable().len()
-            )),
-        }
+        Ok(())
     }
 
     /// The nodes a walk of level 0 from the entry point does not reach, in node order.
     pub(super) fn unreachable(&self) -> Vec<u32> {
+        let walk = self.walk_level0();
+        (0..self.len() as u32)
+            .filter(|node| walk[*node as usize] == NO_PARENT && self.entry != Some(*node))
+            .collect()
+    }
+
+    /// Walks level 0 from the entry point: per node, the node it was first reached from
+    /// (`NO_PARENT` for the entry point and for every node the walk does not reach).
+    fn walk_level0(&self) -> Vec<u32> {
+        let mut reached_from = vec![NO_PARENT; self.len()];
         let Some(entry) = self.entry else {
-            return Vec::new();
+            return reached_from;
         };
-        let mut reached = vec![false; self.len()];
-        reached[entry as usize] = true;
         let mut frontier = vec![entry];
         while let Some(node) = frontier.pop() {
             for slot in self.neighbours(node, 0) {
                 let next = slot.load(Relaxed);
-                if !std::mem::replace(&mut reached[next as usize], true) {
+                if next != entry && reached_from[next as usize] == NO_PARENT {
+                    reached_from[next as usize] = node;
                     frontier.push(next);
                 }
             }
         }
-        (0..self.len() as u32)
-            .filter(|node| !reached[*node as usize])
-            .collect()
+        reached_from
     }
 }
 

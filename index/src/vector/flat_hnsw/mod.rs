@@ -26,7 +26,7 @@ mod persist;
 use std::fmt;
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
 
@@ -37,8 +37,6 @@ use graph::{Graph, MAX_LEVEL, Scored, Scratch};
 
 /// Graphs below this many nodes link new nodes one at a time (see `insert_batch`).
 const SERIAL_LINK_BELOW: usize = 1_024;
-/// Rounds of reattachment after a concurrent build before giving up (and warning).
-const REPAIR_ROUNDS: usize = 4;
 
 /// The dump file written into the engine's directory.
 const DUMP_FILE: &str = "flat_hnsw.bin";
@@ -148,26 +146,18 @@ impl FlatHnswEngine {
         appended
     }
 
-    /// Reattaches the nodes a concurrent link left unreachable (rounds, since a reattachment
-    /// can drop another node's only in-link; in practice one round, rarely needed at all).
-    fn repair_reachability(&self, graph: &Graph, ef: usize) {
-        for _ in 0..REPAIR_ROUNDS {
-            let lost = graph.unreachable();
-            if lost.is_empty() {
-                return;
-            }
-            tracing::debug!(
-                nodes = lost.len(),
-                "flat HNSW: reattaching unreachable nodes"
-            );
-            for node in lost {
-                self.with_scratch(|scratch| graph.reattach(node, ef, scratch));
+    /// Gives the nodes whose link found no parent (see `Graph::link`) one now that the batch
+    /// has linked; a node that still finds none is logged (it may be unreachable, and the next
+    /// load of a dump relinks the graph).
+    fn attach_orphans(&self, graph: &Graph, orphans: &[u32], ef: usize) {
+        for &node in orphans {
+            if !self.with_scratch(|scratch| graph.attach(node, ef, scratch)) {
+                tracing::warn!(
+                    node,
+                    "flat HNSW: no node near a new node can take it as a child"
+                );
             }
         }
-        tracing::warn!(
-            rounds = REPAIR_ROUNDS,
-            "flat HNSW: nodes still unreachable after repair; the next load relinks the graph"
-        );
     }
 
     /// A new engine holding the same ids and vectors, linked again from scratch in node order.
@@ -199,26 +189,36 @@ impl FlatHnswEngine {
     /// Links `nodes` on every thread of the current rayon pool, as hnswlib's `add_items` does:
     /// each worker takes the next node in order from a shared counter, so the graph grows in
     /// insertion order (a node links into a graph holding about every node before it) and a
-    /// slow node never leaves a thread idle. One scratch space per worker. Returns whether every
-    /// link adopted all the nodes its prunings dropped.
-    fn link_in_order(&self, graph: &Graph, nodes: &[u32], ef: usize) -> bool {
+    /// slow node never leaves a thread idle. One scratch space per worker. Returns the nodes
+    /// whose link found no parent.
+    fn link_in_order(&self, graph: &Graph, nodes: &[u32], ef: usize) -> Vec<u32> {
+        if nodes.is_empty() {
+            return Vec::new();
+        }
         let next = AtomicUsize::new(0);
-        let adopted_all = AtomicBool::new(true);
-        let workers = rayon::current_num_threads().clamp(1, nodes.len().max(1));
-        rayon::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|_| {
-                    self.with_scratch(|scratch| {
-                        while let Some(&node) = nodes.get(next.fetch_add(1, Ordering::Relaxed)) {
-                            if !graph.link(node, ef, scratch) {
-                                adopted_all.store(false, Ordering::Relaxed);
-                            }
-                        }
-                    })
-                });
-            }
-        });
-        adopted_all.into_inner()
+        let orphans = Mutex::new(Vec::new());
+        let work = || {
+            self.with_scratch(|scratch| {
+                while let Some(&node) = nodes.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if !graph.link(node, ef, scratch) {
+                        orphans.lock().push(node);
+                    }
+                }
+            })
+        };
+        let workers = rayon::current_num_threads().min(nodes.len());
+        if workers == 1 {
+            // No hand-off to the pool for one worker: it would cost a thread wake-up per
+            // single insert.
+            work();
+        } else {
+            rayon::scope(|scope| {
+                for _ in 0..workers {
+                    scope.spawn(|_| work());
+                }
+            });
+        }
+        orphans.into_inner()
     }
 
     /// Runs `work` with a scratch space from the pool (or a new one), then returns it.
@@ -280,30 +280,32 @@ impl AnnEngine for FlatHnswEngine {
         // A beam narrower than M could not fill a list to M.
         let ef = self.params.ef_construction.max(self.params.max_connections);
         let mut graph = self.graph.upgradable_read();
-        // Nodes of a small graph link one at a time (a node linking beside others cannot see
-        // them, and in a small graph that would leave lists short of M), and so does each node
-        // above the top level, which then becomes the entry point (under the write lock).
-        let (alone, together): (Vec<u32>, Vec<u32>) = appended.iter().partition(|&&node| {
-            (node as usize) < SERIAL_LINK_BELOW
-                || graph.levels[node as usize] as usize > graph.max_level
-        });
-        let mut adopted_all = true;
-        for node in alone {
-            if graph.entry == Some(node) {
+        // Nodes link in batch order. Those of a small graph link one at a time (a node linking
+        // beside others cannot see them, and in a small graph that would leave lists short of
+        // M), and so does each node above the top level, which then becomes the entry point
+        // (under the write lock); the runs between them link on all cores.
+        let mut orphans = Vec::new();
+        let mut run = 0;
+        for (position, &node) in appended.iter().enumerate() {
+            let promotes = graph.levels[node as usize] as usize > graph.max_level;
+            if (node as usize) >= SERIAL_LINK_BELOW && !promotes {
                 continue;
             }
-            adopted_all &= self.with_scratch(|scratch| graph.link(node, ef, scratch));
-            if graph.levels[node as usize] as usize > graph.max_level {
+            orphans.extend(self.link_in_order(&graph, &appended[run..position], ef));
+            run = position + 1;
+            if graph.entry != Some(node)
+                && !self.with_scratch(|scratch| graph.link(node, ef, scratch))
+            {
+                orphans.push(node);
+            }
+            if promotes {
                 let mut writer = RwLockUpgradableReadGuard::upgrade(graph);
                 writer.promote_entry(node);
                 graph = RwLockWriteGuard::downgrade_to_upgradable(writer);
             }
         }
-        let shared: &Graph = &graph;
-        adopted_all &= self.link_in_order(shared, &together, ef);
-        if !adopted_all {
-            self.repair_reachability(shared, ef);
-        }
+        orphans.extend(self.link_in_order(&graph, &appended[run..], ef));
+        self.attach_orphans(&graph, &orphans, ef);
     }
 
     fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(usize, f32)> {

@@ -228,6 +228,7 @@ fn decode_checked(bytes: &[u8], metric: Metric, distance: DistanceFn) -> Result<
         return Err(format!("{} trailing bytes", body.len() - reader.offset));
     }
     check_lists(&graph)?;
+    graph.derive_parents();
     Ok(Decoded {
         graph,
         params: EngineParams {
