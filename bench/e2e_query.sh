@@ -103,7 +103,7 @@ for run in $(seq 1 "$runs"); do
     echo "$out" | qps >>"$work/batch_pinned"
     taskset -a -pc 0-$(($(nproc) - 1)) "$daemon_pid" >/dev/null
 
-    hn=$(python3 "$repo/bench/hnswlib_sweep.py" "$data" | awk -F'|' '$2 + 0 == 64 {print $4 + 0}')
+    hn=$(python3 "$repo/bench/hnswlib_sweep.py" "$data" | awk -F'|' '$2 + 0 == 64 {print $(NF - 1) + 0}')
     echo "run $run, hnswlib ef 64, one thread: $hn QPS"
     echo "$hn" >>"$work/hnswlib"
 done

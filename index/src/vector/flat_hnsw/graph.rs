@@ -647,7 +647,7 @@ impl Graph {
     }
 
     /// The nodes a walk of level 0 from the entry point does not reach, in node order.
-    pub(super) fn unreachable(&self) -> Vec<u32> {
+    fn unreachable(&self) -> Vec<u32> {
         let walk = self.walk_level0();
         (0..self.len() as u32)
             .filter(|node| walk[*node as usize] == NO_PARENT && self.entry != Some(*node))
