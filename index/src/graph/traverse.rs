@@ -266,7 +266,8 @@ impl<'a> Steps<'a> {
             (out, false, direction != Direction::In),
             (incoming, true, direction != Direction::Out),
         ] {
-            let Some((node, edges)) = map.get_key_value(node).filter(|_| wanted) else {
+            // The direction is checked first: a lookup of the other map would be wasted.
+            let Some((node, edges)) = wanted.then(|| map.get_key_value(node)).flatten() else {
                 continue;
             };
             let mut add = |relation: &'a Arc<str>, set: &'a BTreeSet<WeightedPeer>| {
