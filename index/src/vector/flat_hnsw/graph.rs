@@ -654,6 +654,42 @@ impl Graph {
             .collect()
     }
 
+    /// Checks the parent tree (tests only): every node but the entry point has a parent whose
+    /// level-0 list holds it, and following parents from any node ends at the entry point.
+    /// Describes the first broken promise.
+    #[cfg(test)]
+    pub(super) fn check_parents(&self) -> Result<(), String> {
+        let parent = |node: u32| self.parents[node as usize].load(Relaxed);
+        for node in 0..self.len() as u32 {
+            if self.entry == Some(node) {
+                continue;
+            }
+            let up = parent(node);
+            if up == NO_PARENT {
+                return Err(format!("node {node} has no parent"));
+            }
+            if !self.neighbour_list(up, 0).contains(&node) {
+                return Err(format!("node {node}'s parent {up} does not list it"));
+            }
+            let mut at = node;
+            for _ in 0..self.len() {
+                if self.entry == Some(at) {
+                    break;
+                }
+                at = parent(at);
+                if at == NO_PARENT {
+                    return Err(format!(
+                        "node {node}'s parent chain ends before the entry point"
+                    ));
+                }
+            }
+            if self.entry != Some(at) {
+                return Err(format!("node {node}'s parent chain has a cycle"));
+            }
+        }
+        Ok(())
+    }
+
     /// Walks level 0 from the entry point: per node, the node it was first reached from
     /// (`NO_PARENT` for the entry point and for every node the walk does not reach).
     fn walk_level0(&self) -> Vec<u32> {

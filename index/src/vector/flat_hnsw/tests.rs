@@ -179,6 +179,16 @@ fn dump_and_reload_answer_the_same_queries() {
     for q in data.iter().step_by(37) {
         assert_eq!(engine.search(q, 10, 64), reloaded.search(q, 10, 64));
     }
+    // A dump holds no parents: the loader derives them, and inserts after the load rely on them.
+    let bytes = std::fs::read(dir.path().join(DUMP_FILE)).unwrap();
+    let decoded = persist::decode(
+        &bytes,
+        dir.path(),
+        Metric::Cosine,
+        kernel::distance_fn(Metric::Cosine),
+    )
+    .unwrap();
+    decoded.graph.check_parents().unwrap();
     reloaded.insert(100_000, &data[0]);
     let again = tempfile::tempdir().unwrap();
     reloaded.dump(again.path()).unwrap();
@@ -348,6 +358,8 @@ proptest::proptest! {
         }
         let checked = engine.graph.read().check_structure();
         proptest::prop_assert!(checked.is_ok(), "{:?}", checked);
+        let parents = engine.graph.read().check_parents();
+        proptest::prop_assert!(parents.is_ok(), "{:?}", parents);
         proptest::prop_assert_eq!(engine.len(), data.len());
     }
 }
@@ -430,6 +442,7 @@ fn parallel_batches_keep_the_structure_and_recall() {
     }
     assert_eq!(parallel.len(), data.len());
     parallel.graph.read().check_structure().unwrap();
+    parallel.graph.read().check_parents().unwrap();
     let ids: Vec<usize> = (0..data.len()).collect();
     let mut held = vec![0u8; data.len()];
     parallel.visit_vectors(&ids, &mut |position, vector| {
