@@ -597,8 +597,12 @@ impl Graph {
     }
 
     /// Gives `node` (linked, without a parent) a parent: the nearest node of a level-0 search
-    /// that can take it. Returns false when none of the `ef` nodes found can.
+    /// that can take it. Returns false when none of the `ef` nodes found can. The entry point
+    /// (a node may have become it since its link) needs none.
     pub(super) fn attach(&self, node: u32, ef: usize, scratch: &mut Scratch) -> bool {
+        if self.entry == Some(node) {
+            return true;
+        }
         let vector = self.vector(node);
         let Some(start) = self.descend(vector, 0) else {
             return false;
