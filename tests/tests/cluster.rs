@@ -857,7 +857,7 @@ async fn concurrent_puts_of_connected_entities_leave_no_dangling_or_missing_edge
     let ids = ["a", "b", "c", "d", "e"];
     let writers = (0..6u64).map(|w| edge_writer(&nodes[w as usize % 3], w, 60, &ids));
     futures_util::future::join_all(writers).await;
-    let all = level(pb::ConsistencyLevel::ConsistencyAll);
+    let all = pb::ConsistencyLevel::ConsistencyAll;
     let mut client = nodes[0].client().await;
     // AddEdges does not need its source to exist: after `delete(e)`, an `AddEdges(e -> c)`
     // leaves a live edge whose source reads as not found (a single node does the same), so its
@@ -867,38 +867,20 @@ async fn concurrent_puts_of_connected_entities_leave_no_dangling_or_missing_edge
     // 2). An in-edge whose out-edge cell is gone (shadowed by a marker: the dangling edge this
     // test looks for) is not among them and stays.
     for id in ids {
-        let found = client
-            .get_entity(request(
-                pb::GetEntityRequest {
-                    entity_id: id.to_owned(),
-                    consistency_level: all,
-                    ..Default::default()
-                },
-                None,
-            ))
+        if found(&nodes[0], id, all)
             .await
             .expect("every node is up: ALL reads succeed")
-            .into_inner()
-            .found;
-        if found {
+        {
             continue;
         }
-        client
-            .put_entity(request(
-                pb::PutEntityRequest {
-                    entity: Some(doc_entity(id, &[1.0, 0.5, 0.25])),
-                    consistency_level: all,
-                    ..Default::default()
-                },
-                None,
-            ))
+        put(&nodes[0], id, all)
             .await
             .expect("every node is up: ALL puts succeed");
         client
             .delete_entity(request(
                 pb::DeleteEntityRequest {
                     entity_id: id.to_owned(),
-                    consistency_level: all,
+                    consistency_level: level(all),
                     ..Default::default()
                 },
                 None,
@@ -915,7 +897,7 @@ async fn concurrent_puts_of_connected_entities_leave_no_dangling_or_missing_edge
             .get_entity(request(
                 pb::GetEntityRequest {
                     entity_id: id.to_owned(),
-                    consistency_level: all,
+                    consistency_level: level(all),
                     ..Default::default()
                 },
                 None,
