@@ -557,8 +557,10 @@ impl Graph {
         let existing = self.neighbour_list(neighbour, layer);
         let is_child =
             |other: u32| layer == 0 && self.parents[other as usize].load(Relaxed) == neighbour;
-        let mut children: Vec<u32> = existing.iter().copied().filter(|&n| is_child(n)).collect();
-        let adopts = claim && children.len() < self.max_connections && self.can_parent(neighbour);
+        // Read only when needed: a claim counts them, a pruning keeps them.
+        let children = || existing.iter().copied().filter(|&n| is_child(n));
+        let adopts =
+            claim && children().count() < self.max_connections && self.can_parent(neighbour);
         if adopts {
             self.parents[node as usize].store(neighbour, Relaxed);
         }
@@ -572,6 +574,7 @@ impl Graph {
             self.set_neighbours(neighbour, layer, &list);
             return adopts;
         }
+        let mut children: Vec<u32> = children().collect();
         if adopts {
             children.push(node);
         }
