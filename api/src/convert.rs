@@ -8,6 +8,7 @@
 //! incoming one) is the entity itself. `created_at_nanos` / `updated_at_nanos` are carried as
 //! given: the store decides them. Outgoing conversions are total and never fail.
 
+use allidb_index::graph::PathStep;
 use allidb_storage::cell::{
     Edge, EdgeRef, EdgeWrite, Embedding, Entity, EntityBody, EntityWrite, TextChunk,
 };
@@ -123,6 +124,30 @@ pub fn edge_to_proto(edge: &Edge) -> pb::GraphEdge {
         relation: edge.relation.clone(),
         weight: edge.weight,
         timestamp_nanos: edge.timestamp_nanos,
+    }
+}
+
+/// The path from a seed to `entity_id`: ids seed first, and the stored edges followed (an edge
+/// followed backwards is reported in its stored direction).
+pub fn graph_path(entity_id: &str, steps: &[PathStep]) -> pb::GraphPath {
+    let mut entity_ids: Vec<String> = match steps.first() {
+        Some(first) => vec![String::from(&*first.from)],
+        None => vec![entity_id.to_owned()],
+    };
+    entity_ids.extend(steps.iter().map(|step| String::from(&*step.to)));
+    let edges = steps.iter().map(stored_edge).collect();
+    pb::GraphPath { entity_ids, edges }
+}
+
+/// A stored edge as the API shows it (stored direction, whatever the direction of travel).
+pub fn stored_edge(step: &PathStep) -> pb::GraphEdge {
+    let (from, relation, to) = step.stored();
+    pb::GraphEdge {
+        from_entity: String::from(&**from),
+        to_entity: String::from(&**to),
+        relation: String::from(&**relation),
+        weight: f64::from(step.weight),
+        timestamp_nanos: 0,
     }
 }
 
@@ -342,5 +367,36 @@ mod tests {
         })
         .unwrap_err();
         assert!(missing_end.message().contains("edges[0].to_entity"));
+    }
+
+    #[test]
+    fn paths_list_ids_seed_first_and_edges_in_stored_direction() {
+        let steps = vec![
+            PathStep {
+                from: "a".into(),
+                relation: "cites".into(),
+                to: "b".into(),
+                weight: 0.5,
+                reversed: false,
+            },
+            PathStep {
+                from: "b".into(),
+                relation: "links".into(),
+                to: "c".into(),
+                weight: 2.0,
+                reversed: true,
+            },
+        ];
+        let path = graph_path("c", &steps);
+        assert_eq!(path.entity_ids, ["a", "b", "c"]);
+        assert_eq!(
+            (
+                path.edges[1].from_entity.as_str(),
+                path.edges[1].to_entity.as_str()
+            ),
+            ("c", "b")
+        );
+        assert_eq!(path.edges[0].weight, 0.5);
+        assert_eq!(graph_path("seed", &[]).entity_ids, ["seed"]);
     }
 }

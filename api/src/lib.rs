@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod admission;
 pub mod auth;
+pub mod context;
 pub mod convert;
 pub mod errors;
 pub mod http;

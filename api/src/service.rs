@@ -25,9 +25,9 @@ use std::sync::{Arc, OnceLock};
 
 use allidb_cluster::consistency::ConsistencyLevel;
 use allidb_cluster::coordinator::Coordinator;
-use allidb_index::graph::{self, PathStep, TraversalOptions};
+use allidb_index::graph::{self, TraversalOptions};
 use allidb_index::query::{QueryPlan, ScoreWeights};
-use allidb_index::{Filter, QueryContext, QueryHit, QueryRequest, UnifiedStore};
+use allidb_index::{Filter, QueryHit, QueryRequest, UnifiedStore};
 use allidb_storage::Durability;
 use allidb_storage::cell::EntityWrite;
 use prost::Message;
@@ -35,7 +35,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Authenticator, Principal, Role};
 use crate::pb::allidb_server::AlliDb;
-use crate::{admin, convert, errors, pb, validate};
+use crate::{admin, context, convert, errors, pb, validate};
 use tokio::runtime::RuntimeFlavor;
 
 /// The version `HealthCheck` reports: the API crate's (the server's) version.
@@ -168,102 +168,6 @@ fn traversal_filters(relations: &[String], min_weight: f64) -> (Option<Vec<Strin
         min_weight as f32
     };
     (relations, min_weight)
-}
-
-/// The path from a seed to `entity_id`: ids seed first, and the stored edges followed (an edge
-/// followed backwards is reported in its stored direction).
-fn graph_path(entity_id: &str, steps: &[PathStep]) -> pb::GraphPath {
-    let mut entity_ids: Vec<String> = match steps.first() {
-        Some(first) => vec![first.from.to_string()],
-        None => vec![entity_id.to_owned()],
-    };
-    entity_ids.extend(steps.iter().map(|step| step.to.to_string()));
-    let edges = steps.iter().map(stored_edge).collect();
-    pb::GraphPath { entity_ids, edges }
-}
-
-/// A stored edge as the API shows it (stored direction, whatever the direction of travel).
-fn stored_edge(step: &PathStep) -> pb::GraphEdge {
-    let (from, relation, to) = step.stored();
-    pb::GraphEdge {
-        from_entity: from.to_string(),
-        to_entity: to.to_string(),
-        relation: relation.to_string(),
-        weight: f64::from(step.weight),
-        timestamp_nanos: 0,
-    }
-}
-
-/// The context of a query reply: nodes in walk order while the encoded context stays within
-/// `max_bytes`, then the edges between kept nodes while it still does. `truncated_by` names the
-/// walk's limits that cut it, then `max_context_bytes` when the size cap dropped anything.
-fn context_to_proto(context: QueryContext, max_bytes: usize) -> pb::QueryContext {
-    let mut truncated_by: Vec<String> = Vec::new();
-    let cut = context.truncation;
-    for (hit, name) in [
-        (cut.fan_out, "max_fan_out"),
-        (cut.node_budget, "max_nodes"),
-        (cut.edge_budget, "max_edges"),
-    ] {
-        if hit {
-            truncated_by.push(name.to_owned());
-        }
-    }
-    // Room for the flags and the bound names, whatever is dropped below.
-    let mut size = truncated_by.iter().map(|n| n.len() + 2).sum::<usize>() + 2 + 32;
-    let mut over = false;
-    let mut nodes: Vec<pb::ContextNode> = Vec::with_capacity(context.nodes.len());
-    for hit in context.nodes {
-        let node = pb::ContextNode {
-            entity_id: hit.reached.entity_id.to_string(),
-            hop: count_i32(hit.reached.depth),
-            path: Some(graph_path(&hit.reached.entity_id, &hit.reached.path)),
-            chunks: hit
-                .entity
-                .as_ref()
-                .map(|entity| convert::entity_to_proto(entity).chunks)
-                .unwrap_or_default(),
-        };
-        let len = node.encoded_len();
-        let framed = len + prost::length_delimiter_len(len) + 1;
-        if size + framed > max_bytes {
-            over = true;
-            break;
-        }
-        size += framed;
-        nodes.push(node);
-    }
-    // The store returns only edges between its nodes: unless the size cap dropped nodes, every
-    // edge joins two kept ones.
-    let kept: Option<std::collections::HashSet<&str>> =
-        over.then(|| nodes.iter().map(|n| n.entity_id.as_str()).collect());
-    let mut edges: Vec<pb::GraphEdge> = Vec::new();
-    for step in &context.edges {
-        if kept
-            .as_ref()
-            .is_some_and(|kept| !(kept.contains(&*step.from) && kept.contains(&*step.to)))
-        {
-            continue;
-        }
-        let edge = stored_edge(step);
-        let len = edge.encoded_len();
-        let framed = len + prost::length_delimiter_len(len) + 1;
-        if size + framed > max_bytes {
-            over = true;
-            break;
-        }
-        size += framed;
-        edges.push(edge);
-    }
-    if over {
-        truncated_by.push("max_context_bytes".to_owned());
-    }
-    pb::QueryContext {
-        nodes,
-        edges,
-        truncated: !truncated_by.is_empty(),
-        truncated_by,
-    }
 }
 
 /// The `(start, resume_after, end)` store arguments of a validated scan range: the store scans
@@ -626,7 +530,7 @@ fn query_response(hits: Vec<QueryHit>, explain: bool, trace_id: String) -> pb::Q
                 graph_score: result.breakdown.graph,
                 importance_score: result.breakdown.importance,
                 recency_score: result.breakdown.recency,
-                path: Some(graph_path(&result.entity_id, &result.path)),
+                path: Some(convert::graph_path(&result.entity_id, &result.path)),
                 pagerank: result
                     .pagerank
                     .as_ref()
@@ -799,7 +703,7 @@ impl AlliDb for AlliDbService {
         let mut response = query_response(reply.hits, params.explain, request.trace_id);
         response.context = reply
             .context
-            .map(|context| context_to_proto(context, params.max_context_bytes));
+            .map(|context| context::to_proto(context, params.max_context_bytes));
         tracing::debug!(trace_id = %response.trace_id, results = response.results.len(), "query served");
         Ok(Response::new(response))
     }
@@ -1092,7 +996,10 @@ impl AlliDb for AlliDbService {
             .map(|hit| pb::TraversedNode {
                 entity_id: hit.reached.entity_id.to_string(),
                 depth: count_i32(hit.reached.depth),
-                path: Some(graph_path(&hit.reached.entity_id, &hit.reached.path)),
+                path: Some(convert::graph_path(
+                    &hit.reached.entity_id,
+                    &hit.reached.path,
+                )),
                 entity: hit.entity.as_ref().map(convert::entity_to_proto),
             })
             .collect();
@@ -1266,37 +1173,6 @@ impl AlliDb for AlliDbService {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_list_ids_seed_first_and_edges_in_stored_direction() {
-        let steps = vec![
-            PathStep {
-                from: "a".into(),
-                relation: "cites".into(),
-                to: "b".into(),
-                weight: 0.5,
-                reversed: false,
-            },
-            PathStep {
-                from: "b".into(),
-                relation: "links".into(),
-                to: "c".into(),
-                weight: 2.0,
-                reversed: true,
-            },
-        ];
-        let path = graph_path("c", &steps);
-        assert_eq!(path.entity_ids, ["a", "b", "c"]);
-        assert_eq!(
-            (
-                path.edges[1].from_entity.as_str(),
-                path.edges[1].to_entity.as_str()
-            ),
-            ("c", "b")
-        );
-        assert_eq!(path.edges[0].weight, 0.5);
-        assert_eq!(graph_path("seed", &[]).entity_ids, ["seed"]);
-    }
 
     #[test]
     fn scan_ranges_resume_after_the_token_id() {

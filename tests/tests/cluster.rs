@@ -18,14 +18,36 @@ use allidb_cluster::proto as internal;
 use allidb_tests::certs::Ca;
 use allidb_tests::{Daemon, allidbd_binary, doc_entity, http_get, request};
 use internal::replica_client::ReplicaClient;
+use rand::Rng;
 use serde_json::Value;
 use tonic::Code;
 
 const SECRET: &str = "e2e-cluster-secret-0123456789";
 
+/// A free loopback UDP address for a gossip listener, below the kernel's ephemeral port range.
+/// A port chosen by binding port 0 is released until its daemon binds it, and every daemon
+/// binds four helper sockets on ephemeral loopback ports (the gossip transport's codec), so a
+/// daemon started first could take a port chosen for the next one.
 fn free_udp_addr() -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral loopback port");
-    socket.local_addr().expect("bound socket has an address")
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let ephemeral_low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|low| low.parse().ok())
+        .unwrap_or(32768);
+    assert!(
+        ephemeral_low > 2048,
+        "ephemeral ports start at {ephemeral_low}"
+    );
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(1024..ephemeral_low);
+        if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port)) {
+            return socket.local_addr().expect("bound socket has an address");
+        }
+    }
+    panic!("no free loopback UDP port below {ephemeral_low} in 1000 tries");
 }
 
 fn cluster_toml(name: &str, gossip: SocketAddr, seed: SocketAddr) -> String {

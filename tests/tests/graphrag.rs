@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use allidb_api::context;
 use allidb_api::pb::{self, allidb_client::AlliDbClient};
 use allidb_tests::{Daemon, key_line, request};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -251,10 +252,14 @@ async fn context_equals_traverse_from_the_same_seeds_and_budgets_are_named() {
             .await
             .unwrap()
             .into_inner();
+        // The reply carries a step per node (its path's last edge from a listed parent);
+        // rebuilt, the paths are Traverse's.
+        let paths = context::node_paths(&context).expect("steps name earlier nodes");
         let from_context: Vec<(String, i32, pb::GraphPath)> = context
             .nodes
             .iter()
-            .map(|n| (n.entity_id.clone(), n.hop, n.path.clone().unwrap()))
+            .zip(paths)
+            .map(|(n, path)| (n.entity_id.clone(), n.hop, path))
             .collect();
         let from_traverse: Vec<(String, i32, pb::GraphPath)> = traversal
             .nodes
@@ -397,15 +402,32 @@ async fn context_equals_traverse_from_the_same_seeds_and_budgets_are_named() {
             .iter()
             .all(|e| !is_note(&e.from_entity) && !is_note(&e.to_entity))
     );
+    let paths = context::node_paths(&context).expect("steps name earlier nodes");
     assert!(
-        context.nodes.iter().any(|n| n
-            .path
-            .as_ref()
-            .unwrap()
-            .entity_ids
+        paths
             .iter()
-            .any(|id| is_note(id))),
+            .any(|path| path.entity_ids.iter().any(|id| is_note(id))),
         "some returned node was reached through a note"
+    );
+    // A node whose parent is filtered out carries its whole path; the others a step.
+    for (node, path) in context.nodes.iter().zip(&paths) {
+        let parent = path
+            .entity_ids
+            .len()
+            .checked_sub(2)
+            .map(|i| &path.entity_ids[i]);
+        match parent {
+            Some(parent) if is_note(parent) => {
+                assert_eq!(node.path.as_ref(), Some(path), "{}", node.entity_id);
+                assert!(node.step.is_none());
+            }
+            Some(_) => assert!(node.step.is_some() && node.path.is_none()),
+            None => assert!(node.step.is_none() && node.path.is_none() && node.hop == 0),
+        }
+    }
+    assert!(
+        context.nodes.iter().any(|n| n.path.is_some()),
+        "some returned node's parent is a note"
     );
     assert!(filtered.results.iter().all(|r| !is_note(&r.entity_id)));
 

@@ -257,6 +257,12 @@ async fn every_route_serves_its_rpc() {
     let context = &graph_rag.body["context"];
     assert_eq!(ids(&context["nodes"], "entity_id"), ["a", "b"]);
     assert_eq!(context["nodes"][1]["hop"], 1);
+    // b's path is a step from a (listed at index 0), not a repeated path; a seed has neither.
+    assert_eq!(context["nodes"][1]["step"]["parent"], 0);
+    assert_eq!(context["nodes"][1]["step"]["relation"], "cites");
+    assert_eq!(context["nodes"][1]["step"]["reversed"], false);
+    assert!(context["nodes"][1].get("path").is_none_or(Value::is_null));
+    assert!(context["nodes"][0].get("step").is_none_or(Value::is_null));
     assert_eq!(context["edges"][0]["from_entity"], "a");
     assert_eq!(context["edges"][0]["to_entity"], "b");
     assert_eq!(context["truncated"], false);

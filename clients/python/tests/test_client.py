@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import allidb
-from allidb import Chunk, Edge, Entity
+from allidb import Chunk, Edge, Entity, _convert
+from allidb._proto import allidb_pb2 as pb
 
 from conftest import Daemon, Tenant, keys_by_role
 
@@ -258,12 +259,43 @@ def test_query_filters_weights_and_context(db: allidb.Client) -> None:
     assert [(e.source, e.target, e.relation) for e in ctx.context.edges] == [
         ("fr-1", "en-1", "translates")
     ]
+    # The reply gives en-1 a step from fr-1; the client rebuilds the whole path.
+    assert ctx.context.nodes[0].path == allidb.Path(entity_ids=["fr-1"])
+    assert ctx.context.nodes[1].path.entity_ids == ["fr-1", "en-1"]
+    assert [(e.source, e.target, e.relation) for e in ctx.context.nodes[1].path.edges] == [
+        ("fr-1", "en-1", "translates")
+    ]
     pr = db.query([1.0, 0.0], k=2, hops=1, scoring="pagerank", explain=True,
                   pagerank=allidb.PageRankOptions(damping=0.5))
     assert pr[0].pagerank is not None and pr[0].pagerank.iterations >= 1
     with pytest.raises(allidb.InvalidArgument) as damping:
         db.query([1.0, 0.0], k=2, scoring="pagerank", pagerank={"damping": 1.5})
     assert "pagerank.damping" in damping.value.message
+
+
+def test_context_paths_rebuild_from_steps_and_full_paths() -> None:
+    """A context reply: b is a step from a, c a step from b followed backwards, d (whose
+    parent the filter removed) a whole path, e a step from a node not listed before it."""
+    edge = pb.GraphEdge(from_entity="x", to_entity="d", relation="r", weight=0.5)
+    reply = pb.QueryContext(
+        nodes=[
+            pb.ContextNode(entity_id="a"),
+            pb.ContextNode(entity_id="b", hop=1, step=pb.ContextStep(parent=0, relation="r", weight=2.0)),
+            pb.ContextNode(entity_id="c", hop=2,
+                           step=pb.ContextStep(parent=1, relation="s", weight=1.0, reversed=True)),
+            pb.ContextNode(entity_id="d", hop=2,
+                           path=pb.GraphPath(entity_ids=["a", "x", "d"], edges=[edge, edge])),
+        ]
+    )
+    nodes = _convert.context_from_proto(reply).nodes
+    assert [n.path.entity_ids for n in nodes] == [["a"], ["a", "b"], ["a", "b", "c"], ["a", "x", "d"]]
+    assert [(e.source, e.target, e.relation, e.weight) for e in nodes[2].path.edges] == [
+        ("a", "b", "r", 2.0), ("c", "b", "s", 1.0)
+    ]
+    assert nodes[3].path.hops == 2
+    reply.nodes.append(pb.ContextNode(entity_id="e", hop=1, step=pb.ContextStep(parent=4)))
+    with pytest.raises(allidb.AlliDBError, match="not listed before it"):
+        _convert.context_from_proto(reply)
 
 
 def test_query_batch_equals_single_queries(db: allidb.Client) -> None:

@@ -303,14 +303,13 @@ pub fn query_table(reply: &pb::QueryResponse) -> String {
                 String::new()
             }
         );
-        for node in &context.nodes {
-            let _ = writeln!(
-                text,
-                "  hop {}  {}  {}",
-                node.hop,
-                node.entity_id,
-                path_text(node.path.as_ref())
-            );
+        let paths = allidb_api::context::node_paths(context);
+        for (index, node) in context.nodes.iter().enumerate() {
+            let path = match &paths {
+                Some(paths) => path_text(paths.get(index)),
+                None => "(the reply's steps do not resolve)".to_owned(),
+            };
+            let _ = writeln!(text, "  hop {}  {}  {path}", node.hop, node.entity_id);
             for chunk in &node.chunks {
                 let _ = writeln!(text, "       [{}] {}", chunk.chunk_id, chunk.text);
             }
@@ -421,5 +420,45 @@ mod tests {
         };
         assert_eq!(path_text(Some(&path)), "a -r-> b -s-> c");
         assert_eq!(path_text(None), "");
+    }
+
+    #[test]
+    fn context_nodes_show_paths_rebuilt_from_their_steps() {
+        let node = |id: &str, hop: i32, step: Option<(u32, &str)>| pb::ContextNode {
+            entity_id: id.into(),
+            hop,
+            step: step.map(|(parent, relation)| pb::ContextStep {
+                parent,
+                relation: relation.into(),
+                weight: 1.0,
+                reversed: false,
+            }),
+            ..Default::default()
+        };
+        let mut reply = pb::QueryResponse {
+            context: Some(pb::QueryContext {
+                nodes: vec![
+                    node("a", 0, None),
+                    node("b", 1, Some((0, "r"))),
+                    node("c", 2, Some((1, "s"))),
+                ],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let table = query_table(&reply);
+        assert!(table.contains("  hop 2  c  a -r-> b -s-> c\n"), "{table}");
+        assert!(table.contains("  hop 0  a  a\n"), "{table}");
+        if let Some(context) = reply.context.as_mut() {
+            context.nodes[1].step = Some(pb::ContextStep {
+                parent: 5,
+                ..Default::default()
+            });
+        }
+        let table = query_table(&reply);
+        assert!(
+            table.contains("the reply's steps do not resolve"),
+            "{table}"
+        );
     }
 }

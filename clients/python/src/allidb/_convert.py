@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ._proto import allidb_pb2 as pb
+from .errors import Unknown
 from .types import (
     Chunk,
     ContextNode,
@@ -634,22 +635,49 @@ def query_response_from_proto(response: pb.QueryResponse) -> QueryResponse:
         total_results=response.total_results,
     )
     if response.HasField("context"):
-        context = response.context
-        out.context = QueryContext(
-            nodes=[
-                ContextNode(
-                    id=n.entity_id,
-                    hop=n.hop,
-                    path=path_from_proto(n.path),
-                    chunks=[chunk_from_proto(c) for c in n.chunks],
-                )
-                for n in context.nodes
-            ],
-            edges=[edge_from_proto(e) for e in context.edges],
-            truncated=context.truncated,
-            truncated_by=list(context.truncated_by),
-        )
+        out.context = context_from_proto(response.context)
     return out
+
+
+def context_path(nodes: List[ContextNode], node: pb.ContextNode) -> Path:
+    """A context node's full path: its parent's path plus its ``step`` when the reply gives a
+    step (the parent is listed, always earlier), else its whole ``path``, else (a seed) itself."""
+    if node.HasField("step"):
+        step = node.step
+        if step.parent >= len(nodes):
+            raise Unknown(
+                f"context node {node.entity_id!r} has a step from node {step.parent}, "
+                "which is not listed before it"
+            )
+        parent = nodes[step.parent]
+        source, target = (node.entity_id, parent.id) if step.reversed else (parent.id, node.entity_id)
+        edge = Edge(source=source, target=target, relation=step.relation, weight=step.weight)
+        return Path(
+            entity_ids=[*parent.path.entity_ids, node.entity_id],
+            edges=[*parent.path.edges, edge],
+        )
+    if node.HasField("path"):
+        return path_from_proto(node.path)
+    return Path(entity_ids=[node.entity_id])
+
+
+def context_from_proto(context: pb.QueryContext) -> QueryContext:
+    nodes: List[ContextNode] = []
+    for n in context.nodes:
+        nodes.append(
+            ContextNode(
+                id=n.entity_id,
+                hop=n.hop,
+                path=context_path(nodes, n),
+                chunks=[chunk_from_proto(c) for c in n.chunks],
+            )
+        )
+    return QueryContext(
+        nodes=nodes,
+        edges=[edge_from_proto(e) for e in context.edges],
+        truncated=context.truncated,
+        truncated_by=list(context.truncated_by),
+    )
 
 
 def traverse_from_proto(response: pb.TraverseResponse) -> TraverseResult:

@@ -284,16 +284,30 @@ class SeedShare(_message.Message):
     def __init__(self, entity_id: _Optional[str] = ..., share: _Optional[float] = ...) -> None: ...
 
 class ContextNode(_message.Message):
-    __slots__ = ("entity_id", "hop", "path", "chunks")
+    __slots__ = ("entity_id", "hop", "path", "chunks", "step")
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     HOP_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
     entity_id: str
     hop: int
     path: GraphPath
     chunks: _containers.RepeatedCompositeFieldContainer[TextChunk]
-    def __init__(self, entity_id: _Optional[str] = ..., hop: _Optional[int] = ..., path: _Optional[_Union[GraphPath, _Mapping]] = ..., chunks: _Optional[_Iterable[_Union[TextChunk, _Mapping]]] = ...) -> None: ...
+    step: ContextStep
+    def __init__(self, entity_id: _Optional[str] = ..., hop: _Optional[int] = ..., path: _Optional[_Union[GraphPath, _Mapping]] = ..., chunks: _Optional[_Iterable[_Union[TextChunk, _Mapping]]] = ..., step: _Optional[_Union[ContextStep, _Mapping]] = ...) -> None: ...
+
+class ContextStep(_message.Message):
+    __slots__ = ("parent", "relation", "weight", "reversed")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    RELATION_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    REVERSED_FIELD_NUMBER: _ClassVar[int]
+    parent: int
+    relation: str
+    weight: float
+    reversed: bool
+    def __init__(self, parent: _Optional[int] = ..., relation: _Optional[str] = ..., weight: _Optional[float] = ..., reversed: _Optional[bool] = ...) -> None: ...
 
 class QueryContext(_message.Message):
     __slots__ = ("nodes", "edges", "truncated", "truncated_by")
