@@ -53,13 +53,16 @@ pub fn to_proto(context: QueryContext, max_bytes: usize) -> pb::QueryContext {
             .then(|| convert::graph_path(&reached.entity_id, &reached.path));
         let node = pb::ContextNode {
             entity_id: String::from(&*reached.entity_id),
-            hop: i32::try_from(reached.depth).unwrap_or(i32::MAX),
+            hop: convert::count_i32(reached.depth),
             path,
-            chunks: hit
-                .entity
-                .as_ref()
-                .map(|entity| convert::entity_to_proto(entity).chunks)
-                .unwrap_or_default(),
+            chunks: hit.entity.as_ref().map_or_else(Vec::new, |entity| {
+                entity
+                    .body
+                    .chunks
+                    .iter()
+                    .map(convert::chunk_to_proto)
+                    .collect()
+            }),
             step,
         };
         let framed = framed_len(&node);

@@ -100,20 +100,31 @@ pub fn entity_to_proto(entity: &Entity) -> pb::Entity {
             .collect(),
         incoming_edges: entity.in_edges.iter().map(edge_to_proto).collect(),
         outgoing_edges: entity.out_edges.iter().map(edge_to_proto).collect(),
-        chunks: body
-            .chunks
-            .iter()
-            .map(|chunk| pb::TextChunk {
-                chunk_id: chunk.chunk_id.clone(),
-                text: chunk.text.clone(),
-                metadata: chunk.metadata.clone(),
-            })
-            .collect(),
+        chunks: body.chunks.iter().map(chunk_to_proto).collect(),
         importance: body.importance,
         created_at_nanos: body.created_at_nanos,
         updated_at_nanos: body.updated_at_nanos,
         attributes: body.attributes.clone(),
     }
+}
+
+/// The protobuf form of a stored text chunk.
+pub fn chunk_to_proto(chunk: &TextChunk) -> pb::TextChunk {
+    pb::TextChunk {
+        chunk_id: chunk.chunk_id.clone(),
+        text: chunk.text.clone(),
+        metadata: chunk.metadata.clone(),
+    }
+}
+
+/// A count as a proto `int32`, saturating.
+pub fn count_i32(count: usize) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
+}
+
+/// A count as a proto `int64`, saturating.
+pub fn count_i64(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 /// The protobuf form of an edge.

@@ -132,14 +132,6 @@ fn now_nanos() -> i64 {
         .saturating_mul(1000)
 }
 
-fn count_i32(count: usize) -> i32 {
-    i32::try_from(count).unwrap_or(i32::MAX)
-}
-
-fn count_i64(count: usize) -> i64 {
-    i64::try_from(count).unwrap_or(i64::MAX)
-}
-
 /// True when the store refused the request itself (the caller's fault), not the server.
 fn is_caller_error(error: &allidb_index::Error) -> bool {
     matches!(
@@ -536,7 +528,7 @@ fn query_response(hits: Vec<QueryHit>, explain: bool, trace_id: String) -> pb::Q
                     .as_ref()
                     .map(|pagerank| pb::PageRankExplanation {
                         mass: pagerank.mass,
-                        iterations: count_i32(pagerank.iterations),
+                        iterations: convert::count_i32(pagerank.iterations),
                         seed_shares: pagerank
                             .seed_shares
                             .iter()
@@ -556,7 +548,7 @@ fn query_response(hits: Vec<QueryHit>, explain: bool, trace_id: String) -> pb::Q
         })
         .collect();
     pb::QueryResponse {
-        total_results: count_i32(results.len()),
+        total_results: convert::count_i32(results.len()),
         results,
         trace_id,
         context: None,
@@ -667,8 +659,8 @@ impl AlliDb for AlliDbService {
         Ok(Response::new(pb::BatchPutEntitiesResponse {
             success: outcome.failures.is_empty(),
             error_message,
-            success_count: count_i32(outcome.written.len()),
-            failure_count: count_i32(outcome.failures.len()),
+            success_count: convert::count_i32(outcome.written.len()),
+            failure_count: convert::count_i32(outcome.failures.len()),
             entity_ids: outcome.written,
         }))
     }
@@ -915,7 +907,7 @@ impl AlliDb for AlliDbService {
         let request = request.into_inner();
         let consistency = self.write_consistency(request.consistency_level)?;
         let edges = convert::add_edges(&request)?;
-        let edge_count = count_i32(edges.len());
+        let edge_count = convert::count_i32(edges.len());
         let tenant = caller.tenant;
         match self.coordinator() {
             Some(coordinator) => coordinator
@@ -943,7 +935,7 @@ impl AlliDb for AlliDbService {
         let request = request.into_inner();
         let consistency = self.write_consistency(request.consistency_level)?;
         let edges = convert::remove_edges(&request)?;
-        let edge_count = count_i32(edges.len());
+        let edge_count = convert::count_i32(edges.len());
         let tenant = caller.tenant;
         match self.coordinator() {
             Some(coordinator) => coordinator
@@ -995,7 +987,7 @@ impl AlliDb for AlliDbService {
             .into_iter()
             .map(|hit| pb::TraversedNode {
                 entity_id: hit.reached.entity_id.to_string(),
-                depth: count_i32(hit.reached.depth),
+                depth: convert::count_i32(hit.reached.depth),
                 path: Some(convert::graph_path(
                     &hit.reached.entity_id,
                     &hit.reached.path,
@@ -1027,8 +1019,8 @@ impl AlliDb for AlliDbService {
             let outcome = self
                 .write_entities(&caller.tenant, "entities", &chunk.entities, consistency)
                 .await?;
-            response.success_count += count_i64(outcome.written.len());
-            response.failure_count += count_i64(outcome.failures.len());
+            response.success_count += convert::count_i64(outcome.written.len());
+            response.failure_count += convert::count_i64(outcome.failures.len());
             let room = MAX_BULK_FAILURES_LISTED.saturating_sub(response.failures.len());
             response
                 .failures
