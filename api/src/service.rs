@@ -25,6 +25,8 @@ use std::sync::{Arc, OnceLock};
 
 use allidb_cluster::consistency::ConsistencyLevel;
 use allidb_cluster::coordinator::Coordinator;
+use allidb_cluster::query::ClusterQuery;
+use allidb_cluster::query::wire::IdRange;
 use allidb_index::graph::{self, TraversalOptions};
 use allidb_index::query::{QueryPlan, ScoreWeights};
 use allidb_index::{Filter, QueryHit, QueryRequest, UnifiedStore};
@@ -86,10 +88,20 @@ struct ServiceState {
     /// Set once the store is open.
     store: OnceLock<Arc<UnifiedStore>>,
     /// Set when the node is part of a ring (`[cluster] enabled`): writes and point reads go
-    /// through it at the request's consistency level.
-    coordinator: OnceLock<Coordinator>,
+    /// through the coordinator at the request's consistency level, queries, traversals and
+    /// scans through the cluster-wide reads.
+    ring: OnceLock<RingAccess>,
     /// Set when a graceful shutdown began.
     stopping: AtomicBool,
+}
+
+/// How this node reaches the ring it is part of.
+#[derive(Clone, Debug)]
+pub struct RingAccess {
+    /// Writes and point reads at a consistency level.
+    pub coordinator: Coordinator,
+    /// Queries, traversals and scans over every range.
+    pub reads: ClusterQuery,
 }
 
 /// The gRPC service; cheap to clone (every clone shares the store, keys and state).
@@ -211,31 +223,18 @@ impl AlliDbService {
     }
 
     /// Makes this node a coordinator of a ring: from now on writes and point reads are
-    /// replicated at their consistency level. An error returns the coordinator when one is
-    /// already attached.
-    pub fn attach_coordinator(&self, coordinator: Coordinator) -> Result<(), Coordinator> {
-        self.state.coordinator.set(coordinator)
+    /// replicated at their consistency level, and queries, traversals and scans read every
+    /// range. An error returns the access when one is already attached.
+    pub fn attach_ring(&self, ring: RingAccess) -> Result<(), RingAccess> {
+        self.state.ring.set(ring)
     }
 
     fn coordinator(&self) -> Option<&Coordinator> {
-        self.state.coordinator.get()
+        self.state.ring.get().map(|ring| &ring.coordinator)
     }
 
-    /// On a ring, `FAILED_PRECONDITION` unless this node holds a replica of every range: until
-    /// cluster-wide reads exist, `rpc` answers from the local store only, which would silently
-    /// miss the data of the ranges it does not hold.
-    fn require_every_range(&self, rpc: &str) -> Result<(), Status> {
-        match self.coordinator() {
-            Some(coordinator) if !coordinator.holds_every_range() => {
-                Err(Status::failed_precondition(format!(
-                    "{rpc} is answered from one node's data, and this node does not hold every \
-                     token range (cluster.replication_factor is lower than the number of nodes); \
-                     cluster-wide {rpc} is not implemented yet (docs/cluster.md \"What a ring \
-                     serves\")"
-                )))
-            }
-            _ => Ok(()),
-        }
+    fn cluster_reads(&self) -> Option<&ClusterQuery> {
+        self.state.ring.get().map(|ring| &ring.reads)
     }
 
     /// The checked consistency level of a read (a single node satisfies every level).
@@ -501,6 +500,38 @@ impl AlliDbService {
     }
 }
 
+/// A `QueryBatch` on a ring: the queries run over every range concurrently; a failed query
+/// fails the call, its status naming the vector (`vectors[i]: ...`).
+async fn ring_query_batch(
+    reads: &ClusterQuery,
+    tenant: &str,
+    template: QueryRequest,
+    vectors: Vec<Vec<f32>>,
+    level: ConsistencyLevel,
+) -> Result<Vec<Vec<QueryHit>>, Status> {
+    let queries = vectors.into_iter().map(|vector| {
+        let request = QueryRequest {
+            vector,
+            ..template.clone()
+        };
+        async move { reads.query(tenant, &request, level, false).await }
+    });
+    futures_util::future::join_all(queries)
+        .await
+        .into_iter()
+        .enumerate()
+        .map(|(index, reply)| {
+            reply.map(|reply| reply.hits).map_err(|error| {
+                let status = errors::cluster_status("query batch", error);
+                Status::new(
+                    status.code(),
+                    format!("vectors[{index}]: {}", status.message()),
+                )
+            })
+        })
+        .collect()
+}
+
 /// How many blocking tasks a batch of `queries` queries is spread over: one per core, but at
 /// least [`MIN_QUERIES_PER_TASK`] queries each (below that the hand-off costs more than the
 /// parallelism gains).
@@ -670,27 +701,33 @@ impl AlliDb for AlliDbService {
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
         let caller = self.authorize(&request, Role::Read)?;
-        self.require_every_range("Query")?;
         let mut request = request.into_inner();
-        let params = validation_stage(|| {
-            validate::consistency(request.consistency_level, self.options.default_consistency)?;
-            validate::query(&request)
+        let (level, params) = validation_stage(|| {
+            let level = self.read_level(request.consistency_level)?;
+            Ok((level, validate::query(&request)?))
         })?;
         validation_stage(|| self.check_query_budgets(&params))?;
         let mut store_request = self.store_query(&request, &params);
         store_request.vector = std::mem::take(&mut request.query_vector);
         let tenant = caller.tenant;
-        let store = self.open_store()?;
         let chunks = params.include_context && params.context_chunks;
-        let reply = if !chunks && store.query_is_light(&tenant, &store_request) {
-            Self::on_worker("query", &store, |store| {
-                store.query_with_context(&tenant, &store_request, false)
-            })?
+        let reply = if let Some(reads) = self.cluster_reads() {
+            reads
+                .query(&tenant, &store_request, level, chunks)
+                .await
+                .map_err(|e| errors::cluster_status("query", e))?
         } else {
-            self.blocking("query", move |store| {
-                store.query_with_context(&tenant, &store_request, chunks)
-            })
-            .await?
+            let store = self.open_store()?;
+            if !chunks && store.query_is_light(&tenant, &store_request) {
+                Self::on_worker("query", &store, |store| {
+                    store.query_with_context(&tenant, &store_request, false)
+                })?
+            } else {
+                self.blocking("query", move |store| {
+                    store.query_with_context(&tenant, &store_request, chunks)
+                })
+                .await?
+            }
         };
         let mut response = query_response(reply.hits, params.explain, request.trace_id);
         response.context = reply
@@ -705,7 +742,6 @@ impl AlliDb for AlliDbService {
         request: Request<pb::RangeScanRequest>,
     ) -> Result<Response<pb::RangeScanResponse>, Status> {
         let caller = self.authorize(&request, Role::Read)?;
-        self.require_every_range("RangeScan")?;
         let request = request.into_inner();
         let params = validate::range_scan(&request, &caller.tenant)?;
         if !request.node_id.is_empty() && request.node_id != self.options.node_id {
@@ -718,11 +754,21 @@ impl AlliDb for AlliDbService {
         // One more than the page: it tells whether another page follows.
         let fetch = params.limit + 1 + usize::from(resume_after.is_some());
         let tenant = caller.tenant;
-        let mut entities = self
-            .blocking("range scan", move |store| {
-                store.scan(&tenant, start.as_deref(), end.as_deref(), fetch)
-            })
-            .await?;
+        let mut entities = match self.cluster_reads() {
+            Some(reads) => {
+                let level = self.read_level(request.consistency_level)?;
+                reads
+                    .scan(&tenant, IdRange { start, end }, fetch, level)
+                    .await
+                    .map_err(|e| errors::cluster_status("range scan", e))?
+            }
+            None => {
+                self.blocking("range scan", move |store| {
+                    store.scan(&tenant, start.as_deref(), end.as_deref(), fetch)
+                })
+                .await?
+            }
+        };
         if let Some(after) = &resume_after
             && entities.first().is_some_and(|e| &e.id == after)
         {
@@ -960,9 +1006,8 @@ impl AlliDb for AlliDbService {
         request: Request<pb::TraverseRequest>,
     ) -> Result<Response<pb::TraverseResponse>, Status> {
         let caller = self.authorize(&request, Role::Read)?;
-        self.require_every_range("Traverse")?;
         let request = request.into_inner();
-        validate::consistency(request.consistency_level, self.options.default_consistency)?;
+        let level = self.read_level(request.consistency_level)?;
         let params = validate::traverse(&request)?;
         let (relations, min_weight) = traversal_filters(&request.relations, request.min_weight);
         let options = TraversalOptions {
@@ -977,11 +1022,18 @@ impl AlliDb for AlliDbService {
         let tenant = caller.tenant;
         let starts = request.start_ids;
         let include = params.include_entity;
-        let (hits, truncation) = self
-            .blocking("traverse", move |store| {
-                store.traverse(&tenant, &starts, &options, include)
-            })
-            .await?;
+        let (hits, truncation) = match self.cluster_reads() {
+            Some(reads) => reads
+                .traverse(&tenant, &starts, &options, include, level)
+                .await
+                .map_err(|e| errors::cluster_status("traverse", e))?,
+            None => {
+                self.blocking("traverse", move |store| {
+                    store.traverse(&tenant, &starts, &options, include)
+                })
+                .await?
+            }
+        };
         let truncated = hits.len() >= params.max_nodes || truncation.any();
         let nodes = hits
             .into_iter()
@@ -1130,11 +1182,11 @@ impl AlliDb for AlliDbService {
         request: Request<pb::QueryBatchRequest>,
     ) -> Result<Response<pb::QueryBatchResponse>, Status> {
         let caller = self.authorize(&request, Role::Read)?;
-        self.require_every_range("QueryBatch")?;
         let request = request.into_inner();
         let options = request.options.unwrap_or_default();
-        let params = validation_stage(|| {
-            validate::consistency(options.consistency_level, self.options.default_consistency)
+        let (level, params) = validation_stage(|| {
+            let level = self
+                .read_level(options.consistency_level)
                 .map_err(|status| validate::in_field("options", status))?;
             let params = validate::query_batch(&options, &request.vectors)?;
             self.check_query_budgets(&params)
@@ -1145,11 +1197,16 @@ impl AlliDb for AlliDbService {
                      question for a context reply",
                 ));
             }
-            Ok(params)
+            Ok((level, params))
         })?;
         let template = self.store_query(&options, &params);
         let vectors = request.vectors.into_iter().map(|v| v.values).collect();
-        let hits = self.query_vectors(caller.tenant, template, vectors).await?;
+        let hits = match self.cluster_reads() {
+            Some(reads) => {
+                ring_query_batch(reads, &caller.tenant, template, vectors, level).await?
+            }
+            None => self.query_vectors(caller.tenant, template, vectors).await?,
+        };
         let replies: Vec<pb::QueryResponse> = hits
             .into_iter()
             .map(|hits| query_response(hits, params.explain, options.trace_id.clone()))

@@ -16,6 +16,7 @@
 //! - [`peer_client`]: calls to other nodes' replica service.
 //! - [`coordinator`]: writes and point reads at a consistency level, read repair.
 //! - [`hints`]: hinted handoff: the per-target hint log and its dispatcher.
+//! - [`query`]: cluster-wide reads: Graph-RAG queries, traversals and scans over every range.
 
 pub mod cells;
 pub mod consistency;
@@ -26,6 +27,7 @@ pub mod identity;
 pub mod membership;
 pub mod peer_client;
 pub mod peers;
+pub mod query;
 pub mod replica;
 pub mod ring;
 
@@ -42,7 +44,7 @@ pub mod proto {
 }
 
 /// Version of the node-to-node protocol this build speaks (`RequestHeader.protocol_version`).
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest node-to-node message: a replica batch is at most a client's largest request.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;

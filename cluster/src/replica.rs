@@ -13,6 +13,7 @@
 use std::sync::{Arc, OnceLock};
 
 use allidb_index::UnifiedStore;
+use allidb_index::store::{HopNode, HopRequest, SeedCandidate};
 use allidb_storage::Durability;
 use allidb_storage::partition::CellVersion;
 use tonic::{Request, Response, Status};
@@ -21,11 +22,16 @@ use crate::cells::{self, DroppedTenant, ReplicaMutation};
 use crate::credentials::ClusterCredentials;
 use crate::proto;
 use crate::proto::replica_server::{Replica, ReplicaServer};
+use crate::query::wire::{self, IdRange, SeedSearch};
 use crate::ring::HostId;
 use crate::{ClusterError, PROTOCOL_VERSION};
 
-/// Most partitions one `ReadPartitions` call may ask for.
+/// Most partitions one `ReadPartitions` call may ask for, and most nodes one `ExpandHop` call
+/// may describe.
 pub const MAX_PARTITIONS_PER_READ: usize = 1024;
+
+/// Most ids one `ScanIds` call may ask for.
+pub const MAX_SCAN_IDS: usize = 10_000;
 
 /// The local store seen as one replica.
 #[derive(Clone, Debug)]
@@ -43,6 +49,11 @@ impl LocalReplica {
             store,
             durability,
         }
+    }
+
+    /// The host this replica is.
+    pub fn host(&self) -> HostId {
+        self.host
     }
 
     /// The store.
@@ -115,6 +126,65 @@ impl LocalReplica {
         })
         .await
         .map_err(|e| ClusterError::Protocol(format!("replica read task: {e}")))
+    }
+}
+
+impl LocalReplica {
+    /// Runs `read` on the store on the blocking pool.
+    async fn on_store<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        read: impl FnOnce(&UnifiedStore) -> allidb_index::Result<T> + Send + 'static,
+    ) -> Result<T, ClusterError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || read(&store))
+            .await
+            .map_err(|e| ClusterError::Protocol(format!("replica {what} task: {e}")))?
+            .map_err(ClusterError::Store)
+    }
+
+    /// A cluster-wide query's candidate search over everything this replica holds.
+    pub async fn search_seeds(
+        &self,
+        tenant: &str,
+        search: SeedSearch,
+    ) -> Result<Vec<SeedCandidate>, ClusterError> {
+        let tenant = tenant.to_owned();
+        self.on_store("seed search", move |store| {
+            store.search_seeds(
+                &tenant,
+                &search.vector,
+                search.count,
+                search.ef,
+                &search.filter,
+            )
+        })
+        .await
+    }
+
+    /// One hop of a cluster-wide walk: what this replica holds of each node of `hop`.
+    pub async fn expand_hop(
+        &self,
+        tenant: &str,
+        hop: HopRequest,
+    ) -> Result<Vec<HopNode>, ClusterError> {
+        let tenant = tenant.to_owned();
+        self.on_store("hop", move |store| store.describe_hop(&tenant, &hop))
+            .await
+    }
+
+    /// The ids this replica holds in `range`, in order, at most `limit`.
+    pub async fn scan_ids(
+        &self,
+        tenant: &str,
+        range: IdRange,
+        limit: usize,
+    ) -> Result<Vec<String>, ClusterError> {
+        let tenant = tenant.to_owned();
+        self.on_store("scan", move |store| {
+            store.scan_ids(&tenant, range.start.as_deref(), range.end.as_deref(), limit)
+        })
+        .await
     }
 }
 
@@ -272,5 +342,68 @@ impl Replica for ReplicaService {
             })
             .collect();
         Ok(Response::new(proto::ReadPartitionsResponse { partitions }))
+    }
+
+    async fn search_seeds(
+        &self,
+        request: Request<proto::SearchSeedsRequest>,
+    ) -> Result<Response<proto::SearchSeedsResponse>, Status> {
+        self.credentials.check(request.metadata())?;
+        let mut request = request.into_inner();
+        let local = self.local()?;
+        check_header(request.header.as_ref(), local.host)?;
+        let tenant = std::mem::take(&mut request.tenant);
+        let search = wire::seed_search_from_proto(request);
+        let seeds = local.search_seeds(&tenant, search).await.map_err(status)?;
+        Ok(Response::new(proto::SearchSeedsResponse {
+            seeds: seeds.iter().map(wire::seed_to_proto).collect(),
+        }))
+    }
+
+    async fn expand_hop(
+        &self,
+        request: Request<proto::ExpandHopRequest>,
+    ) -> Result<Response<proto::ExpandHopResponse>, Status> {
+        self.credentials.check(request.metadata())?;
+        let mut request = request.into_inner();
+        let local = self.local()?;
+        check_header(request.header.as_ref(), local.host)?;
+        if request.entity_ids.len() > MAX_PARTITIONS_PER_READ {
+            return Err(Status::invalid_argument(format!(
+                "entity_ids: {} nodes in one hop, at most {MAX_PARTITIONS_PER_READ}",
+                request.entity_ids.len()
+            )));
+        }
+        let tenant = std::mem::take(&mut request.tenant);
+        let hop = wire::hop_from_proto(request).map_err(|e| status(e.into()))?;
+        let nodes = local.expand_hop(&tenant, hop).await.map_err(status)?;
+        Ok(Response::new(proto::ExpandHopResponse {
+            nodes: nodes.iter().map(wire::hop_node_to_proto).collect(),
+        }))
+    }
+
+    async fn scan_ids(
+        &self,
+        request: Request<proto::ScanIdsRequest>,
+    ) -> Result<Response<proto::ScanIdsResponse>, Status> {
+        self.credentials.check(request.metadata())?;
+        let request = request.into_inner();
+        let local = self.local()?;
+        check_header(request.header.as_ref(), local.host)?;
+        let limit = request.limit as usize;
+        if !(1..=MAX_SCAN_IDS).contains(&limit) {
+            return Err(Status::invalid_argument(format!(
+                "limit: {limit} ids, expected 1..={MAX_SCAN_IDS}"
+            )));
+        }
+        let range = IdRange {
+            start: (!request.start.is_empty()).then_some(request.start),
+            end: (!request.end.is_empty()).then_some(request.end),
+        };
+        let entity_ids = local
+            .scan_ids(&request.tenant, range, limit)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::ScanIdsResponse { entity_ids }))
     }
 }

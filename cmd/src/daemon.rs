@@ -39,13 +39,15 @@ use allidb_api::auth::{AuthError, Authenticator};
 use allidb_api::http::HttpLimits;
 use allidb_api::observe::{self, ObservedService, RejectedCallMetrics};
 use allidb_api::pb::allidb_server::AlliDbServer;
-use allidb_api::service::AlliDbService;
+use allidb_api::service::{AlliDbService, RingAccess};
 use allidb_cluster::coordinator::{Coordinator, CoordinatorOptions};
 use allidb_cluster::credentials::ClusterCredentials;
 use allidb_cluster::hints::HintLog;
 use allidb_cluster::hints::dispatcher::{DispatchOptions, HintDispatcher};
 use allidb_cluster::membership::{Membership, OwnKeys};
 use allidb_cluster::peer_client::PeerClients;
+use allidb_cluster::query::ClusterQuery;
+use allidb_cluster::query::replicas::RingReplicas;
 use allidb_cluster::replica::{LocalReplica, ReplicaService};
 use allidb_index::UnifiedStore;
 use axum::serve::ListenerExt;
@@ -612,7 +614,7 @@ fn start_replication(
     ));
     let coordinator = Coordinator::new(
         membership.host_id(),
-        local,
+        local.clone(),
         membership.subscribe(),
         clients.clone(),
         hints.clone(),
@@ -623,8 +625,21 @@ fn start_replication(
             hinted_handoff: cluster.hinted_handoff_enabled,
         },
     );
+    let metric = local.store().metric();
+    let replicas = RingReplicas::new(
+        local,
+        clients.clone(),
+        membership.subscribe(),
+        Duration::from_millis(cluster.read_timeout_ms),
+    );
+    let reads = ClusterQuery::new(
+        coordinator.clone(),
+        Arc::new(replicas),
+        membership.subscribe(),
+        metric,
+    );
     service
-        .attach_coordinator(coordinator)
+        .attach_ring(RingAccess { coordinator, reads })
         .map_err(|_| attached())?;
     tracing::info!(
         replication_factor = cluster.replication_factor,

@@ -8,7 +8,7 @@
 //! that was down (by read repair and by hint) without bringing dropped data back, and, with TLS,
 //! node-to-node mTLS with the cluster CA (a certificate of another CA refused).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -16,89 +16,11 @@ use allidb_api::pb;
 use allidb_cluster::credentials::{ClusterCredentials, TOKEN_HEADER};
 use allidb_cluster::proto as internal;
 use allidb_tests::certs::Ca;
+use allidb_tests::ring::{SECRET, cluster_toml, free_udp_addr, status, wait_for_states};
 use allidb_tests::{Daemon, allidbd_binary, doc_entity, http_get, request};
 use internal::replica_client::ReplicaClient;
-use rand::Rng;
 use serde_json::Value;
 use tonic::Code;
-
-const SECRET: &str = "e2e-cluster-secret-0123456789";
-
-/// A free loopback UDP address for a gossip listener, below the kernel's ephemeral port range.
-/// A port chosen by binding port 0 is released until its daemon binds it, and every daemon
-/// binds four helper sockets on ephemeral loopback ports (the gossip transport's codec), so a
-/// daemon started first could take a port chosen for the next one.
-fn free_udp_addr() -> SocketAddr {
-    let range =
-        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
-    let ephemeral_low: u16 = range
-        .split_whitespace()
-        .next()
-        .and_then(|low| low.parse().ok())
-        .unwrap_or(32768);
-    assert!(
-        ephemeral_low > 2048,
-        "ephemeral ports start at {ephemeral_low}"
-    );
-    let mut rng = rand::rng();
-    for _ in 0..1000 {
-        let port = rng.random_range(1024..ephemeral_low);
-        if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port)) {
-            return socket.local_addr().expect("bound socket has an address");
-        }
-    }
-    panic!("no free loopback UDP port below {ephemeral_low} in 1000 tries");
-}
-
-fn cluster_toml(name: &str, gossip: SocketAddr, seed: SocketAddr) -> String {
-    format!(
-        "[cluster]\nenabled = true\nname = \"e2e\"\nnode_name = \"{name}\"\nsecret = \"{SECRET}\"\n\
-         listen_addr = \"{gossip}\"\nseeds = [\"{seed}\"]\ngossip_interval_ms = 100\n"
-    )
-}
-
-fn status(daemon: &Daemon) -> Value {
-    let admin = daemon.admin_addr.expect("allidbd prints its admin address");
-    let (code, body) = http_get(admin, "/cluster/status");
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).expect("status is JSON")
-}
-
-/// `(name, status)` of every node in `daemon`'s status, sorted by name.
-fn states(daemon: &Daemon) -> Vec<(String, String)> {
-    let mut states: Vec<_> = status(daemon)["nodes"]
-        .as_array()
-        .expect("nodes is an array")
-        .iter()
-        .map(|n| {
-            (
-                n["name"].as_str().unwrap_or_default().to_owned(),
-                n["status"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    states.sort();
-    states
-}
-
-fn wait_for_states(daemon: &Daemon, expected: &[(&str, &str)], limit: Duration) -> Duration {
-    let started = Instant::now();
-    let expected: Vec<(String, String)> = expected
-        .iter()
-        .map(|(n, s)| ((*n).to_owned(), (*s).to_owned()))
-        .collect();
-    loop {
-        let now = states(daemon);
-        if now == expected {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "expected {expected:?} within {limit:?}, have {now:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn host_id_of(daemon: &Daemon, name: &str) -> String {
     status(daemon)["nodes"]
@@ -1093,13 +1015,16 @@ async fn acknowledged_quorum_writes_survive_random_kills() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_without_every_range_refuses_local_only_reads() {
+async fn a_ring_with_one_replica_reads_every_range_and_names_the_ranges_of_a_dead_node() {
     use pb::ConsistencyLevel::ConsistencyOne as One;
     let gossip: Vec<SocketAddr> = (0..2).map(|_| free_udp_addr()).collect();
-    let nodes: Vec<Daemon> = (0..2)
+    let mut nodes: Vec<Daemon> = (0..2)
         .map(|i| {
             let toml = cluster_toml(&format!("n{i}"), gossip[i], gossip[0]);
-            Daemon::start(&format!("{toml}replication_factor = 1\n"))
+            Daemon::start(&format!(
+                "{toml}replication_factor = 1
+"
+            ))
         })
         .collect();
     for node in &nodes {
@@ -1110,39 +1035,70 @@ async fn a_node_without_every_range_refuses_local_only_reads() {
         );
     }
     // Writes and point reads are routed to the one replica of each entity, from either node.
-    for id in ["a", "b", "c", "d"] {
+    let ids = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    for id in ids {
         put(&nodes[0], id, One).await.expect("RF 1 write");
         assert!(
             found(&nodes[1], id, One).await.unwrap(),
             "{id} through the other node"
         );
     }
-    let mut client = nodes[1].client().await;
+    // Queries, scans and traversals see the entities of both nodes, through either.
     let query = pb::QueryRequest {
         query_vector: vec![1.0, 0.5, 0.25],
-        k: 3,
+        k: 8,
         ..Default::default()
     };
+    let scan = pb::RangeScanRequest::default();
+    for node in &nodes {
+        let mut client = node.client().await;
+        let reply = client
+            .query(request(query.clone(), None))
+            .await
+            .expect("query")
+            .into_inner();
+        let mut got: Vec<String> = reply.results.into_iter().map(|r| r.entity_id).collect();
+        got.sort();
+        assert_eq!(got, ids);
+        let reply = client
+            .range_scan(request(scan.clone(), None))
+            .await
+            .expect("scan")
+            .into_inner();
+        let got: Vec<String> = reply.entities.into_iter().map(|e| e.entity_id).collect();
+        assert_eq!(got, ids);
+        let traverse = pb::TraverseRequest {
+            start_ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+            max_hops: 1,
+            ..Default::default()
+        };
+        let reply = client
+            .traverse(request(traverse, None))
+            .await
+            .expect("traverse")
+            .into_inner();
+        assert_eq!(reply.nodes.len(), ids.len());
+    }
+    // With n1 down, the ranges only it replicates have no live replica.
+    nodes[1].kill();
+    wait_for_states(
+        &nodes[0],
+        &[("n0", "normal"), ("n1", "down")],
+        Duration::from_secs(30),
+    );
+    let mut client = nodes[0].client().await;
     let refused = client.query(request(query, None)).await.unwrap_err();
-    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     assert!(
         refused
             .message()
-            .contains("does not hold every token range"),
+            .contains("token ranges have no live replica")
+            && refused.message().contains("n1"),
         "{}",
         refused.message()
     );
-    let scan = client
-        .range_scan(request(pb::RangeScanRequest::default(), None))
-        .await
-        .unwrap_err();
-    assert_eq!(scan.code(), Code::FailedPrecondition, "{scan:?}");
-    let traverse = pb::TraverseRequest {
-        start_ids: vec!["a".to_owned()],
-        ..Default::default()
-    };
-    let refused = client.traverse(request(traverse, None)).await.unwrap_err();
-    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    let scan = client.range_scan(request(scan, None)).await.unwrap_err();
+    assert_eq!(scan.code(), Code::Unavailable, "{scan:?}");
 }
 
 /// Three network namespaces on one bridge, for partition tests: host `i` is `10.77.0.(11 + i)`

@@ -58,6 +58,8 @@ pub(super) struct ScanParams {
     page_token: String,
     tenant_id: String,
     node_id: String,
+    #[serde(with = "consistency_level", default = "consistency_level::unset")]
+    consistency_level: i32,
 }
 
 /// `POST /entity`: PutEntity.
@@ -156,7 +158,7 @@ pub(super) async fn delete_entity<S: AlliDb>(
         .map(Json)
 }
 
-/// `GET /entities?start=&end=&limit=&page_token=`: RangeScan.
+/// `GET /entities?start=&end=&limit=&page_token=&consistency_level=`: RangeScan.
 pub(super) async fn scan<S: AlliDb>(
     State(gateway): State<Gateway<S>>,
     headers: HeaderMap,
@@ -169,6 +171,7 @@ pub(super) async fn scan<S: AlliDb>(
         limit: params.limit,
         page_token: params.page_token,
         node_id: params.node_id,
+        consistency_level: params.consistency_level,
     };
     call(&headers, request, |r| gateway.service.range_scan(r))
         .await

@@ -99,14 +99,14 @@ impl Coordinator {
         self.inner.local.store()
     }
 
-    /// Whether this node holds a replica of every token range (replication factor = number of
-    /// nodes): only then can it answer queries, scans and traversals from its own store.
-    pub fn holds_every_range(&self) -> bool {
-        let view = self.inner.view.borrow();
-        let rf = view
-            .ring
-            .effective_replication_factor(self.inner.options.replication_factor);
-        rf >= view.ring.host_count()
+    /// The host this coordinator runs on.
+    pub fn host(&self) -> HostId {
+        self.inner.host
+    }
+
+    /// Replicas per partition (`cluster.replication_factor`, before capping by the ring's size).
+    pub fn replication_factor(&self) -> usize {
+        self.inner.options.replication_factor
     }
 
     /// The hints waiting per target host, in bytes.

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use allidb_index::store::{HopNode, HopRequest, SeedCandidate};
 use parking_lot::Mutex;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
@@ -19,6 +20,7 @@ use crate::cells::{self, DroppedTenant, ReplicaMutation};
 use crate::credentials::{ClusterCredentials, TOKEN_HEADER};
 use crate::proto;
 use crate::proto::replica_client::ReplicaClient;
+use crate::query::wire::{self, IdRange, SeedSearch};
 use crate::ring::HostId;
 use crate::{ClusterError, PROTOCOL_VERSION};
 use read_queue::ReadQueue;
@@ -117,11 +119,95 @@ impl PeerClients {
             reason: reason.to_owned(),
             tenant_drops: mutation.drops.iter().map(DroppedTenant::to_proto).collect(),
         };
-        let mut client = ReplicaClient::new(self.channel(addr)?)
-            .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(crate::MAX_MESSAGE_BYTES);
+        let mut client = self.client(addr)?;
         let call = client.mutate(self.stamp.request(message, timeout));
         answered(addr, timeout, call).await.map(drop)
+    }
+
+    fn client(&self, addr: SocketAddr) -> Result<ReplicaClient<Channel>, ClusterError> {
+        Ok(ReplicaClient::new(self.channel(addr)?)
+            .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::MAX_MESSAGE_BYTES))
+    }
+
+    /// A cluster-wide query's candidate search on the replica `recipient` at `addr`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn search_seeds(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        tenant: &str,
+        search: &SeedSearch,
+        ring_version: u64,
+        timeout: Duration,
+    ) -> Result<Vec<SeedCandidate>, ClusterError> {
+        let mut message = wire::seed_search_to_proto(search);
+        message.header = self.stamp.header(ring_version, recipient);
+        message.tenant = tenant.to_owned();
+        let mut client = self.client(addr)?;
+        let call = client.search_seeds(self.stamp.request(message, timeout));
+        let reply = read_answered(addr, timeout, call).await?;
+        Ok(reply.seeds.into_iter().map(wire::seed_from_proto).collect())
+    }
+
+    /// One hop of a cluster-wide walk on the replica `recipient` at `addr`: one node per id of
+    /// `hop`, in order.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn expand_hop(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        tenant: &str,
+        hop: &HopRequest,
+        ring_version: u64,
+        timeout: Duration,
+    ) -> Result<Vec<HopNode>, ClusterError> {
+        let mut message = wire::hop_to_proto(hop);
+        message.header = self.stamp.header(ring_version, recipient);
+        message.tenant = tenant.to_owned();
+        let mut client = self.client(addr)?;
+        let call = client.expand_hop(self.stamp.request(message, timeout));
+        let reply = read_answered(addr, timeout, call).await?;
+        if reply.nodes.len() != hop.entity_ids.len() {
+            return Err(ClusterError::Peer {
+                addr,
+                reason: format!(
+                    "answered {} nodes of a hop of {}",
+                    reply.nodes.len(),
+                    hop.entity_ids.len()
+                ),
+            });
+        }
+        Ok(hop
+            .entity_ids
+            .iter()
+            .zip(reply.nodes)
+            .map(|(id, node)| wire::hop_node_from_proto(&Arc::from(id.as_str()), node))
+            .collect())
+    }
+
+    /// The ids the replica `recipient` at `addr` holds in `range`, in order, at most `limit`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn scan_ids(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        tenant: &str,
+        range: &IdRange,
+        limit: usize,
+        ring_version: u64,
+        timeout: Duration,
+    ) -> Result<Vec<String>, ClusterError> {
+        let message = proto::ScanIdsRequest {
+            header: self.stamp.header(ring_version, recipient),
+            tenant: tenant.to_owned(),
+            start: range.start.clone().unwrap_or_default(),
+            end: range.end.clone().unwrap_or_default(),
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        };
+        let mut client = self.client(addr)?;
+        let call = client.scan_ids(self.stamp.request(message, timeout));
+        Ok(read_answered(addr, timeout, call).await?.entity_ids)
     }
 
     /// Reads one partition from the replica `recipient` at `addr`: its cells, or only their
@@ -174,4 +260,23 @@ async fn answered<T>(
         Err(_) => format!("no answer within {timeout:?}"),
     };
     Err(ClusterError::Peer { addr, reason })
+}
+
+/// [`answered`] for the cluster-wide reads: a request the peer refuses as invalid (a vector of
+/// another dimension, a bad filter) is the caller's error, reported as the peer words it.
+async fn read_answered<T>(
+    addr: SocketAddr,
+    timeout: Duration,
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, ClusterError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => Err(
+            ClusterError::Store(allidb_index::Error::invalid(status.message().to_owned())),
+        ),
+        Ok(answer) => answered(addr, timeout, std::future::ready(answer)).await,
+        Err(_) => Err(ClusterError::Peer {
+            addr,
+            reason: format!("no answer within {timeout:?}"),
+        }),
+    }
 }

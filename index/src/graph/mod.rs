@@ -11,7 +11,7 @@
 mod edges;
 mod traverse;
 
-pub use traverse::{Direction, PathStep, Reached, TraversalOptions, Truncation, Walk};
+pub use traverse::{Direction, NodeSteps, PathStep, Reached, TraversalOptions, Truncation, Walk};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -225,6 +225,46 @@ impl GraphIndex {
             starts,
             options,
         ))
+    }
+
+    /// The eligible steps out of `node` under `options` (direction, relations, minimum
+    /// weight) that a walk running elsewhere needs: the first `limit` in walk order, plus every
+    /// later one back to a node of `walked` (a ring's coordinator walks one hop at a time over
+    /// the steps the owners of the frontier send it).
+    pub fn steps_from(
+        &self,
+        node: &str,
+        options: &TraversalOptions,
+        limit: usize,
+        walked: &[Arc<str>],
+    ) -> Result<NodeSteps> {
+        options.validate()?;
+        let adjacency = self.adjacency.read();
+        Ok(traverse::node_steps(
+            &adjacency.out,
+            &adjacency.incoming,
+            node,
+            options,
+            limit,
+            walked,
+        ))
+    }
+
+    /// Adds the stored edge of each step (`from -[relation]-> to`, or the reverse for a
+    /// reversed step), as [`GraphIndex::add_edges`] would.
+    pub fn add_steps(&self, steps: &[PathStep]) -> Result<()> {
+        let mut adjacency = self.adjacency.write();
+        for step in steps {
+            let (from, relation, to) = step.stored();
+            let edge = EdgeSpec {
+                relation: relation.to_string(),
+                to: to.to_string(),
+                weight: step.weight,
+            };
+            validate(from, std::slice::from_ref(&edge))?;
+            adjacency.insert(from, &edge);
+        }
+        Ok(())
     }
 
     /// The nodes of [`GraphIndex::walk`].

@@ -496,18 +496,81 @@ impl<'a> WalkState<'a> {
     }
 }
 
+/// The followed relation names of `options`, sorted and distinct (`None`: all).
+fn followed_relations(options: &TraversalOptions) -> Option<Vec<&str>> {
+    options.relations.as_ref().map(|names| {
+        let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    })
+}
+
+/// The eligible steps out of one node, as a remote walk needs them ([`super::GraphIndex::steps_from`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeSteps {
+    /// The first `limit` eligible steps in walk order, then every later eligible step whose
+    /// neighbour is one of the walked nodes given (in walk order too).
+    pub steps: Vec<PathStep>,
+    /// Some eligible step was left out.
+    pub cut: bool,
+}
+
+/// [`NodeSteps`] of `node` under `options` (its direction, relations and minimum weight).
+pub(super) fn node_steps(
+    out: &HashMap<Arc<str>, NodeEdges>,
+    incoming: &HashMap<Arc<str>, NodeEdges>,
+    node: &str,
+    options: &TraversalOptions,
+    limit: usize,
+    walked: &[Arc<str>],
+) -> NodeSteps {
+    let relations = followed_relations(options);
+    let mut steps = Steps::new(options.min_weight);
+    steps.start(out, incoming, node, options.direction, relations.as_deref());
+    let mut found = NodeSteps::default();
+    while found.steps.len() < limit {
+        match steps.next() {
+            Some(step) => found.steps.push(step.step()),
+            None => return found,
+        }
+    }
+    if !steps.has_next() {
+        return found;
+    }
+    let mut later = Vec::new();
+    for stream in &steps.streams {
+        for peer in walked {
+            let Some((key, weight)) = stream.edges.get(stream.relation, peer) else {
+                continue;
+            };
+            let step = Candidate {
+                node: stream.node,
+                relation: &key.0,
+                to: &key.1,
+                weight,
+                reversed: stream.reversed,
+            };
+            let untaken = steps.last.is_none_or(|last| last.walk_order(&step).is_lt());
+            if weight >= steps.min_weight && untaken {
+                later.push(step);
+            }
+        }
+    }
+    later.sort_by(Candidate::walk_order);
+    later.dedup_by(|a, b| a.walk_order(b).is_eq());
+    found.cut = steps.total - steps.taken > later.len();
+    found.steps.extend(later.iter().map(Candidate::step));
+    found
+}
+
 pub(super) fn walk<'a>(
     out: &'a HashMap<Arc<str>, NodeEdges>,
     incoming: &'a HashMap<Arc<str>, NodeEdges>,
     starts: &[&'a str],
     options: &'a TraversalOptions,
 ) -> Walk {
-    let relations: Option<Vec<&str>> = options.relations.as_ref().map(|names| {
-        let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
-        names.sort_unstable();
-        names.dedup();
-        names
-    });
+    let relations = followed_relations(options);
     let mut state = WalkState {
         options,
         visited: HashSet::default(),

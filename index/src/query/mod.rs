@@ -10,7 +10,7 @@ pub mod scorer;
 
 pub use pagerank::PageRankOptions;
 pub use planner::{
-    EntityFacts, FactSource, PageRankExplanation, QueryAnswer, QueryPlan, Ranking, ScoredResult,
-    run_query,
+    EntityFacts, FactSource, PageRankExplanation, QueryAnswer, QueryPlan, Ranked, Ranking,
+    ScoredResult, SimilaritySource, rank, run_query,
 };
 pub use scorer::{ScoreBreakdown, ScoreWeights, score};

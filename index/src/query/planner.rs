@@ -21,7 +21,7 @@ use crate::query::scorer::{
     PartialScore, ScoreBreakdown, ScoreWeights, scored_importance, vector_term,
 };
 use crate::telemetry;
-use crate::vector::{VectorHit, VectorIndex};
+use crate::vector::{Metric, VectorHit, VectorIndex};
 
 /// Per-request parameters of a query.
 #[derive(Clone, Debug, PartialEq)]
@@ -212,18 +212,13 @@ pub fn run_query(
         );
         Ok::<_, Error>(walk)
     })?;
-    let results = telemetry::query_stage(telemetry::STAGE_SCORING, || match plan.ranking {
-        Ranking::Unified => {
-            let candidates: Vec<&Reached> = walk
-                .reached
-                .iter()
-                .filter(|r| filter.is_none_or(|f| f(&r.entity_id)))
-                .collect();
-            score_candidates(vectors, query, plan, &seeds, &candidates, facts, now_micros)
-        }
-        Ranking::PersonalizedPageRank(options) => {
-            rank_by_pagerank(vectors, query, plan, &options, &seeds, &walk, filter, facts)
-        }
+    let results = telemetry::query_stage(telemetry::STAGE_SCORING, || {
+        let ranked = Ranked {
+            metric: vectors.options().metric,
+            similarities: vectors,
+            facts,
+        };
+        rank(&ranked, query, plan, &seeds, &walk, filter, now_micros)
     })?;
     Ok(QueryAnswer {
         results,
@@ -231,9 +226,67 @@ pub fn run_query(
     })
 }
 
+/// Where the ranking looks up a walked entity's own similarity to the query (seeds carry
+/// theirs): the tenant's vector index on one node, what the owners sent on a ring.
+pub trait SimilaritySource {
+    /// The similarity of each of `entity_ids` to `query`, in order (`None`: no vector).
+    fn similarities(&self, query: &[f32], entity_ids: &[&str]) -> Result<Vec<Option<f32>>>;
+}
+
+impl SimilaritySource for VectorIndex {
+    fn similarities(&self, query: &[f32], entity_ids: &[&str]) -> Result<Vec<Option<f32>>> {
+        VectorIndex::similarities(self, query, entity_ids)
+    }
+}
+
+/// What the ranking reads besides the walk: the metric, similarities and entity facts.
+pub struct Ranked<'a> {
+    /// The tenant's metric (turns a similarity into a vector term).
+    pub metric: Metric,
+    /// Own similarities of walked entities that are not seeds.
+    pub similarities: &'a dyn SimilaritySource,
+    /// Entity facts (`None`: gone, the candidate is dropped).
+    pub facts: &'a dyn FactSource,
+}
+
+impl std::fmt::Debug for Ranked<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ranked")
+            .field("metric", &self.metric)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ranks a finished walk from `seeds` (the ANN hits, best first) by the plan's ranking and
+/// keeps the best `plan.k` that pass `filter`: the last stage of [`run_query`], also run by a
+/// ring's coordinator over the walk it gathered from the owners.
+pub fn rank(
+    ranked: &Ranked<'_>,
+    query: &[f32],
+    plan: &QueryPlan,
+    seeds: &[VectorHit],
+    walk: &Walk,
+    filter: Option<&dyn Fn(&str) -> bool>,
+    now_micros: u64,
+) -> Result<Vec<ScoredResult>> {
+    match plan.ranking {
+        Ranking::Unified => {
+            let candidates: Vec<&Reached> = walk
+                .reached
+                .iter()
+                .filter(|r| filter.is_none_or(|f| f(&r.entity_id)))
+                .collect();
+            score_candidates(ranked, query, plan, seeds, &candidates, now_micros)
+        }
+        Ranking::PersonalizedPageRank(options) => {
+            rank_by_pagerank(ranked, query, plan, &options, seeds, walk, filter)
+        }
+    }
+}
+
 /// Each entity's own similarity to `query`: the search's for `seeds`, looked up for the others.
 fn similarities_of(
-    vectors: &VectorIndex,
+    vectors: &dyn SimilaritySource,
     query: &[f32],
     seeds: &[VectorHit],
     ids: &[&str],
@@ -262,17 +315,16 @@ fn similarities_of(
 /// Ranks the walked nodes the caller still knows by personalized PageRank from the seeds
 /// (restart weights: their vector terms), mixed with their own vector term by
 /// `similarity_weight`; keeps the best `plan.k` that pass the filter.
-#[allow(clippy::too_many_arguments)]
 fn rank_by_pagerank(
-    vectors: &VectorIndex,
+    ranked: &Ranked<'_>,
     query: &[f32],
     plan: &QueryPlan,
     options: &PageRankOptions,
     seeds: &[VectorHit],
     walk: &Walk,
     filter: Option<&dyn Fn(&str) -> bool>,
-    facts: &dyn FactSource,
 ) -> Result<Vec<ScoredResult>> {
+    let facts = ranked.facts;
     let live: Vec<&Reached> = walk
         .reached
         .iter()
@@ -294,7 +346,7 @@ fn rank_by_pagerank(
             flows.push((to, from, weight));
         }
     }
-    let metric = vectors.options().metric;
+    let metric = ranked.metric;
     let seed_nodes: Vec<(usize, f64)> = seeds
         .iter()
         .filter_map(|hit| {
@@ -328,7 +380,7 @@ fn rank_by_pagerank(
         .map(|(i, r)| (i, *r))
         .collect();
     let ids: Vec<&str> = candidates.iter().map(|(_, r)| &*r.entity_id).collect();
-    let similarities = similarities_of(vectors, query, seeds, &ids)?;
+    let similarities = similarities_of(ranked.similarities, query, seeds, &ids)?;
     let lambda = options.similarity_weight;
     let mut results: Vec<ScoredResult> = candidates
         .into_iter()
@@ -383,17 +435,17 @@ fn rank_by_pagerank(
 /// Scores `candidates` (with their own similarity to `query`: the search's for `seeds`, looked
 /// up for the others) and keeps the best `plan.k`.
 fn score_candidates(
-    vectors: &VectorIndex,
+    ranked: &Ranked<'_>,
     query: &[f32],
     plan: &QueryPlan,
     seeds: &[VectorHit],
     candidates: &[&Reached],
-    facts: &dyn FactSource,
     now_micros: u64,
 ) -> Result<Vec<ScoredResult>> {
+    let facts = ranked.facts;
     let ids: Vec<&str> = candidates.iter().map(|r| &*r.entity_id).collect();
-    let similarities = similarities_of(vectors, query, seeds, &ids)?;
-    let metric = vectors.options().metric;
+    let similarities = similarities_of(ranked.similarities, query, seeds, &ids)?;
+    let metric = ranked.metric;
     let now = i64::try_from(now_micros).unwrap_or(i64::MAX);
     let age = |updated_at_micros: u64| now - i64::try_from(updated_at_micros).unwrap_or(i64::MAX);
     let most = facts.bound().map(|bound| {

@@ -25,12 +25,14 @@ mod checkpoint;
 mod facts;
 mod indexer;
 mod persist;
+mod ring_reads;
 mod tenant;
 #[cfg(test)]
 mod wal_tests;
 
 pub use checkpoint::StoreCheckpoint;
 pub use facts::{EntityMeta, Filter};
+pub use ring_reads::{HopNode, HopRequest, SeedCandidate, StepRequest};
 pub use tenant::TenantIndexes;
 
 use std::collections::HashMap;
@@ -828,17 +830,8 @@ impl UnifiedStore {
         request: &QueryRequest,
         context_entities: bool,
     ) -> Result<QueryReply> {
-        allidb_storage::key::validate_tenant(tenant)?;
-        if request.vector.is_empty() {
-            return Err(Error::invalid("query vector is empty"));
-        }
-        if let Some(bad) = request.vector.iter().position(|x| !x.is_finite()) {
-            return Err(Error::invalid(format!(
-                "query vector has a non-finite value at index {bad}"
-            )));
-        }
         request.plan.validate()?;
-        let Some(state) = self.indexes.tenant(tenant) else {
+        let Some(state) = self.query_tenant(tenant, &request.vector)? else {
             let context = request.plan.keep_walk.then(|| QueryContext {
                 nodes: Vec::new(),
                 edges: Vec::new(),
@@ -849,14 +842,6 @@ impl UnifiedStore {
                 context,
             });
         };
-        if let Some(expected) = *state.dimension.lock()
-            && expected != request.vector.len()
-        {
-            return Err(Error::DimensionMismatch {
-                expected,
-                got: request.vector.len(),
-            });
-        }
         let t = &state.indexes;
         let (results, context) = {
             let facts = t.facts.read();
@@ -915,6 +900,32 @@ impl UnifiedStore {
             }
         };
         Ok(QueryReply { hits, context })
+    }
+
+    /// The indexes of `tenant` for a query by `vector` (`None`: the tenant has none), once
+    /// the vector is checked: not empty, finite, of the tenant's dimension.
+    fn query_tenant(&self, tenant: &str, vector: &[f32]) -> Result<Option<Arc<TenantState>>> {
+        allidb_storage::key::validate_tenant(tenant)?;
+        if vector.is_empty() {
+            return Err(Error::invalid("query vector is empty"));
+        }
+        if let Some(bad) = vector.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(format!(
+                "query vector has a non-finite value at index {bad}"
+            )));
+        }
+        let Some(state) = self.indexes.tenant(tenant) else {
+            return Ok(None);
+        };
+        if let Some(expected) = *state.dimension.lock()
+            && expected != vector.len()
+        {
+            return Err(Error::DimensionMismatch {
+                expected,
+                got: vector.len(),
+            });
+        }
+        Ok(Some(state))
     }
 
     /// `reached` nodes with their stored entities when `include_entities` (a node deleted
@@ -1019,7 +1030,9 @@ impl UnifiedStore {
 
 /// The `edges` of a walk of `walked` nodes that join two of `nodes` (the walked nodes that are
 /// left).
-fn edges_between(nodes: &[TraverseHit], walked: usize, edges: Vec<PathStep>) -> Vec<PathStep> {
+/// The recorded `edges` of a walk of `walked` nodes whose both ends are among `nodes` (what a
+/// query context returns once removed nodes are gone).
+pub fn edges_between(nodes: &[TraverseHit], walked: usize, edges: Vec<PathStep>) -> Vec<PathStep> {
     // Every recorded edge joins two walked nodes: only a removed node removes edges.
     if nodes.len() == walked {
         return edges;

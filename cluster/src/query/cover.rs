@@ -1,0 +1,148 @@
+//! The covering set of a cluster-wide read: a set of live hosts that together replicate every
+//! token range, and the host that answers for each entity of a walk (pure, no I/O).
+//!
+//! Invariants: a range is covered by a host only if the host is one of its replicas and live;
+//! live hosts are taken in preference order (this node first, then the fastest by measured
+//! latency, then host id) and kept when they replicate a range no host taken before does, so
+//! the set is stable and at most `hosts - replication_factor + 1` hosts. A range with no live
+//! replica is reported, never skipped silently.
+
+use std::collections::BTreeSet;
+
+use crate::ring::{HostId, Ring, Token, TokenRange};
+
+/// A covering set, or the ranges it misses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cover {
+    /// The chosen hosts, in the order chosen (best first).
+    pub hosts: Vec<HostId>,
+    /// Ranges with no live replica.
+    pub uncovered: Vec<TokenRange>,
+    /// Number of ranges of the ring.
+    pub ranges: usize,
+}
+
+/// Chooses hosts covering every range of `ring` at `replication_factor`: `live` says whether
+/// a host may be asked, `rank` orders hosts (smaller first).
+pub fn cover<K: Ord>(
+    ring: &Ring,
+    replication_factor: usize,
+    live: impl Fn(HostId) -> bool,
+    rank: impl Fn(HostId) -> K,
+) -> Cover {
+    let ranges = ring.ranges();
+    let mut open: Vec<(TokenRange, Vec<HostId>)> = ranges
+        .iter()
+        .map(|range| {
+            (
+                *range,
+                ring.replicas(range.end, replication_factor)
+                    .hosts()
+                    .to_vec(),
+            )
+        })
+        .collect();
+    let mut candidates: Vec<HostId> = ring.hosts().iter().copied().filter(|h| live(*h)).collect();
+    candidates.sort_by_key(|h| (rank(*h), *h));
+    let mut hosts = Vec::new();
+    for host in candidates {
+        let before = open.len();
+        open.retain(|(_, replicas)| !replicas.contains(&host));
+        if open.len() < before {
+            hosts.push(host);
+        }
+        if open.is_empty() {
+            break;
+        }
+    }
+    Cover {
+        hosts,
+        uncovered: open.into_iter().map(|(range, _)| range).collect(),
+        ranges: ranges.len(),
+    }
+}
+
+/// The host that answers for the partition at token `t`: a replica already in `preferred` (the
+/// covering set) if one is live, else the best live replica by `rank`; `None` when no replica
+/// is live.
+pub fn owner_of<K: Ord>(
+    ring: &Ring,
+    replication_factor: usize,
+    t: Token,
+    preferred: &BTreeSet<HostId>,
+    live: impl Fn(HostId) -> bool,
+    rank: impl Fn(HostId) -> K,
+) -> Option<HostId> {
+    let replicas = ring.replicas(t, replication_factor);
+    let live_replicas = replicas.hosts().iter().copied().filter(|h| live(*h));
+    live_replicas.min_by_key(|h| (!preferred.contains(h), rank(*h), *h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(n: u128) -> HostId {
+        HostId::from_u128(n)
+    }
+
+    /// Five hosts with four vnodes each, evenly interleaved.
+    fn ring_of_five() -> Ring {
+        Ring::new(
+            1,
+            (1..=5).map(|h| {
+                let tokens = (0..4u64).map(|v| v * 5_000 + (h as u64) * 1_000).collect();
+                (host(h), tokens)
+            }),
+        )
+    }
+
+    fn covers_every_range(ring: &Ring, rf: usize, hosts: &[HostId]) -> bool {
+        ring.ranges().iter().all(|range| {
+            ring.replicas(range.end, rf)
+                .hosts()
+                .iter()
+                .any(|h| hosts.contains(h))
+        })
+    }
+
+    #[test]
+    fn a_cover_replicates_every_range_and_prefers_the_best_ranked_host() {
+        let ring = ring_of_five();
+        let cover = cover(&ring, 3, |_| true, |h| h != host(4));
+        assert!(cover.uncovered.is_empty());
+        assert_eq!(cover.hosts[0], host(4), "the preferred host comes first");
+        assert!(covers_every_range(&ring, 3, &cover.hosts));
+        assert!(cover.hosts.len() <= 3, "{:?}", cover.hosts);
+    }
+
+    #[test]
+    fn dead_hosts_are_avoided_and_a_range_without_live_replica_is_reported() {
+        let ring = ring_of_five();
+        let alive = |h: HostId| h != host(2) && h != host(3);
+        let cover3 = cover(&ring, 3, alive, |h| h);
+        assert!(cover3.uncovered.is_empty());
+        assert!(!cover3.hosts.contains(&host(2)) && !cover3.hosts.contains(&host(3)));
+        assert!(covers_every_range(&ring, 3, &cover3.hosts));
+        let cover1 = cover(&ring, 1, alive, |h| h);
+        assert_eq!(cover1.uncovered.len(), 8, "RF 1: the dead hosts' 8 ranges");
+        assert!(
+            cover1
+                .uncovered
+                .iter()
+                .all(|r| r.owner == host(2) || r.owner == host(3))
+        );
+    }
+
+    #[test]
+    fn the_owner_of_a_partition_is_a_live_replica_in_the_cover_first() {
+        let ring = ring_of_five();
+        let t: Token = 2_500;
+        let replicas = ring.replicas(t, 3).hosts().to_vec();
+        let preferred: BTreeSet<HostId> = [replicas[2]].into();
+        let owner = owner_of(&ring, 3, t, &preferred, |_| true, |h| h);
+        assert_eq!(owner, Some(replicas[2]));
+        let none = owner_of(&ring, 3, t, &preferred, |h| !replicas.contains(&h), |h| h);
+        assert_eq!(none, None);
+    }
+}

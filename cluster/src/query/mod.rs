@@ -1,0 +1,669 @@
+//! Cluster-wide reads (DESIGN.md §6 "Distributed query"): the Graph-RAG query, traversals and
+//! scans, answered on any node of a ring of any size, a ring of one included, as one node
+//! holding everything would answer them.
+//!
+//! - [`cover`]: the covering set of live hosts (this node first, then by measured latency).
+//! - [`latency`]: the per-peer latency average that ranks replicas.
+//! - [`replicas`]: the seam to the hosts asked (the ring's, or a fake in tests).
+//! - [`wire`]: the node-to-node messages of these reads.
+//! - `walk`: a bounded walk across owners, one batched call per owner per hop.
+//!
+//! How a query runs: every host of the covering set searches everything it holds for the
+//! query's full seed count (so a global top-k candidate is in the answer of a host that holds
+//! it); the candidates are deduplicated and the best seed count kept; the walk goes hop by hop
+//! over the owners; the ranking (unified score or PageRank) runs here over the gathered walk,
+//! with the facts and similarities the owners sent; the results (and context entities) are
+//! then read at the request's consistency level, a result gone at that level being replaced by
+//! the next best. Candidate search and walk read one replica per range (ONE): replicas build
+//! different HNSW graphs and may lag; the reads at the level make what is returned as fresh as
+//! the level promises.
+//!
+//! Invariants: a request either hears from a live replica of every range or fails
+//! `UNAVAILABLE` naming the ranges and the hosts down; a host that fails during a request is
+//! replaced by another replica of its ranges within the same request.
+//! Must never: answer from fewer ranges than the ring has without saying so, or return an
+//! entity its read at the request's level did not find.
+
+pub mod cover;
+pub mod latency;
+pub mod replicas;
+#[cfg(test)]
+mod tests;
+mod walk;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use allidb_index::graph::{Reached, TraversalOptions, Truncation};
+use allidb_index::query::{QueryPlan, Ranked, SimilaritySource, rank};
+use allidb_index::store::{HopNode, HopRequest, SeedCandidate, StepRequest, edges_between};
+use allidb_index::vector::{Metric, VectorHit};
+use allidb_index::{Filter, QueryContext, QueryHit, QueryReply, QueryRequest, TraverseHit};
+use allidb_storage::cell::Entity;
+use futures_util::future::join_all;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::ClusterError;
+use crate::consistency::ConsistencyLevel;
+use crate::coordinator::Coordinator;
+use crate::hints::dispatcher::peer_label;
+use crate::membership::{ClusterView, NodeStatus};
+use crate::replica::MAX_PARTITIONS_PER_READ;
+use crate::ring::{HostId, token};
+use latency::PeerLatency;
+use replicas::QueryReplicas;
+use wire::{IdRange, SeedSearch};
+
+/// How many times a request replaces hosts that failed during it before giving up.
+const MAX_ATTEMPTS: usize = 3;
+
+/// Runs cluster-wide reads from this node; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ClusterQuery {
+    host: HostId,
+    view: watch::Receiver<Arc<ClusterView>>,
+    replicas: Arc<dyn QueryReplicas>,
+    latency: Arc<PeerLatency>,
+    /// Reads the returned entities at the request's level (with read repair).
+    coordinator: Coordinator,
+    replication_factor: usize,
+    metric: Metric,
+}
+
+impl ClusterQuery {
+    /// Reads from host `host` over `replicas`, reading returned entities through
+    /// `coordinator`; `metric` is the ring's vector metric (`index.metric`, the same on every
+    /// node).
+    pub fn new(
+        coordinator: Coordinator,
+        replicas: Arc<dyn QueryReplicas>,
+        view: watch::Receiver<Arc<ClusterView>>,
+        metric: Metric,
+    ) -> Self {
+        Self {
+            host: coordinator.host(),
+            replication_factor: coordinator.replication_factor(),
+            view,
+            replicas,
+            latency: Arc::new(PeerLatency::default()),
+            coordinator,
+            metric,
+        }
+    }
+
+    fn fanout<'a>(&'a self, tenant: &'a str) -> Fanout<'a> {
+        Fanout {
+            local: self.host,
+            replicas: &*self.replicas,
+            latency: &self.latency,
+            replication_factor: self.replication_factor,
+            view: self.view.borrow().clone(),
+            tenant,
+            failed: Mutex::new(BTreeSet::new()),
+            cover: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// The Graph-RAG query over the whole ring (see the module doc); `context_entities` reads
+    /// each context node's entity too.
+    pub async fn query(
+        &self,
+        tenant: &str,
+        request: &QueryRequest,
+        level: ConsistencyLevel,
+        context_entities: bool,
+    ) -> Result<QueryReply, ClusterError> {
+        allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
+        let plan = &request.plan;
+        plan.validate()?;
+        metrics::counter!("allidb_cluster_queries_total", "kind" => "query").increment(1);
+        let fanout = self.fanout(tenant);
+        let search = SeedSearch {
+            vector: request.vector.clone(),
+            count: plan.seed_count(),
+            ef: plan.ef,
+            filter: request.filter.clone(),
+        };
+        let candidates = fanout.seeds(&search).await?;
+        let seeds: Vec<VectorHit> = candidates.iter().map(|c| c.hit.clone()).collect();
+        let known: HashMap<Arc<str>, HopNode> = candidates
+            .iter()
+            .map(|c| {
+                let node = HopNode {
+                    facts: Some(c.facts),
+                    similarity: Some(c.hit.similarity),
+                    matches_filter: true,
+                    ..HopNode::default()
+                };
+                (c.hit.entity_id.clone(), node)
+            })
+            .collect();
+        let starts: Vec<&str> = seeds.iter().map(|s| &*s.entity_id).collect();
+        let gathered = walk::walk_across(
+            &fanout,
+            &starts,
+            &plan.traversal,
+            &request.vector,
+            &request.filter,
+            known,
+        )
+        .await?;
+        let nodes = &gathered.nodes;
+        let matches = |id: &str| nodes.get(id).is_some_and(|n| n.matches_filter);
+        let results = {
+            let facts = |id: &str| nodes.get(id).and_then(|n| n.facts);
+            let similarities = Gathered(nodes);
+            let ranked = Ranked {
+                metric: self.metric,
+                similarities: &similarities,
+                facts: &facts,
+            };
+            let filter: Option<&dyn Fn(&str) -> bool> = if request.filter.is_empty() {
+                None
+            } else {
+                Some(&matches)
+            };
+            // Twice k, so results gone at the request's level are replaced by the next best.
+            let with_margin = QueryPlan {
+                k: plan.k.saturating_mul(2),
+                ..plan.clone()
+            };
+            let now = allidb_storage::hlc::wall_micros();
+            rank(
+                &ranked,
+                &request.vector,
+                &with_margin,
+                &seeds,
+                &gathered.walk,
+                filter,
+                now,
+            )?
+        };
+        let verify = request.include_entities || level != ConsistencyLevel::One;
+        let mut hits = Vec::with_capacity(plan.k);
+        let mut results = results.into_iter();
+        while hits.len() < plan.k {
+            let window: Vec<_> = results.by_ref().take(plan.k - hits.len()).collect();
+            if window.is_empty() {
+                break;
+            }
+            if !verify {
+                hits.extend(window.into_iter().map(|result| QueryHit {
+                    result,
+                    entity: None,
+                }));
+                continue;
+            }
+            let ids: Vec<&str> = window.iter().map(|r| &*r.entity_id).collect();
+            let read = self.read_at(tenant, &ids, level).await?;
+            for (result, entity) in window.into_iter().zip(read) {
+                if let Some(entity) = entity {
+                    let entity = request.include_entities.then_some(entity);
+                    hits.push(QueryHit { result, entity });
+                }
+            }
+        }
+        let context = match plan.keep_walk {
+            false => None,
+            true => {
+                let walk = gathered.walk;
+                let walked = walk.reached.len();
+                let kept: Vec<Reached> = walk
+                    .reached
+                    .into_iter()
+                    .filter(|r| matches(&r.entity_id))
+                    .collect();
+                let nodes = self
+                    .with_entities(tenant, kept, context_entities, level)
+                    .await?;
+                let edges = edges_between(&nodes, walked, walk.edges);
+                Some(QueryContext {
+                    nodes,
+                    edges,
+                    truncation: walk.truncation,
+                })
+            }
+        };
+        Ok(QueryReply { hits, context })
+    }
+
+    /// A graph-only traversal from `starts` over the whole ring: the live nodes reached (with
+    /// their entities read at `level` when `include_entities`) and the limits that cut it.
+    pub async fn traverse(
+        &self,
+        tenant: &str,
+        starts: &[String],
+        options: &TraversalOptions,
+        include_entities: bool,
+        level: ConsistencyLevel,
+    ) -> Result<(Vec<TraverseHit>, Truncation), ClusterError> {
+        allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
+        metrics::counter!("allidb_cluster_queries_total", "kind" => "traverse").increment(1);
+        let fanout = self.fanout(tenant);
+        let starts: Vec<&str> = starts.iter().map(String::as_str).collect();
+        let gathered = walk::walk_across(
+            &fanout,
+            &starts,
+            options,
+            &[],
+            &Filter::default(),
+            HashMap::new(),
+        )
+        .await?;
+        let nodes = &gathered.nodes;
+        let live: Vec<Reached> = gathered
+            .walk
+            .reached
+            .into_iter()
+            .filter(|r| nodes.get(&r.entity_id).is_some_and(|n| n.facts.is_some()))
+            .collect();
+        let hits = self
+            .with_entities(tenant, live, include_entities, level)
+            .await?;
+        Ok((hits, gathered.walk.truncation))
+    }
+
+    /// Up to `limit` entities of `tenant` with `start <= id < end` over the whole ring, in id
+    /// order, each read at `level` (one gone at that level is skipped).
+    pub async fn scan(
+        &self,
+        tenant: &str,
+        range: IdRange,
+        limit: usize,
+        level: ConsistencyLevel,
+    ) -> Result<Vec<Entity>, ClusterError> {
+        allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
+        metrics::counter!("allidb_cluster_queries_total", "kind" => "scan").increment(1);
+        let fanout = self.fanout(tenant);
+        let mut entities: Vec<Entity> = Vec::with_capacity(limit);
+        let mut range = range;
+        let mut after: Option<String> = None;
+        while entities.len() < limit {
+            let want = (limit - entities.len()).min(MAX_PARTITIONS_PER_READ);
+            let (ids, exhausted) = fanout.scan_ids(&range, want, after.as_deref()).await?;
+            let Some(last) = ids.last().cloned() else {
+                break;
+            };
+            let names: Vec<&str> = ids.iter().map(String::as_str).collect();
+            entities.extend(
+                self.read_at(tenant, &names, level)
+                    .await?
+                    .into_iter()
+                    .flatten(),
+            );
+            if exhausted {
+                break;
+            }
+            range.start = Some(last.clone());
+            after = Some(last);
+        }
+        Ok(entities)
+    }
+
+    /// `ids` read at `level`, in order (`None`: not found at that level). The reads go out
+    /// together, so each replica gets them as one batched call.
+    async fn read_at(
+        &self,
+        tenant: &str,
+        ids: &[&str],
+        level: ConsistencyLevel,
+    ) -> Result<Vec<Option<Entity>>, ClusterError> {
+        let reads = ids
+            .iter()
+            .map(|id| self.coordinator.get_entity(tenant, id, level));
+        join_all(reads).await.into_iter().collect()
+    }
+
+    /// `reached` as traversal hits, with their entities read at `level` when
+    /// `include_entities` (a node gone at that level is dropped).
+    async fn with_entities(
+        &self,
+        tenant: &str,
+        reached: Vec<Reached>,
+        include_entities: bool,
+        level: ConsistencyLevel,
+    ) -> Result<Vec<TraverseHit>, ClusterError> {
+        if !include_entities {
+            return Ok(reached
+                .into_iter()
+                .map(|reached| TraverseHit {
+                    reached,
+                    entity: None,
+                })
+                .collect());
+        }
+        let ids: Vec<&str> = reached.iter().map(|r| &*r.entity_id).collect();
+        let entities = self.read_at(tenant, &ids, level).await?;
+        Ok(reached
+            .into_iter()
+            .zip(entities)
+            .filter_map(|(reached, entity)| {
+                entity.map(|entity| TraverseHit {
+                    reached,
+                    entity: Some(entity),
+                })
+            })
+            .collect())
+    }
+}
+
+/// Similarities the owners sent with their facts.
+struct Gathered<'a>(&'a HashMap<Arc<str>, HopNode>);
+
+impl SimilaritySource for Gathered<'_> {
+    fn similarities(
+        &self,
+        _query: &[f32],
+        entity_ids: &[&str],
+    ) -> allidb_index::Result<Vec<Option<f32>>> {
+        Ok(entity_ids
+            .iter()
+            .map(|id| self.0.get(*id).and_then(|n| n.similarity))
+            .collect())
+    }
+}
+
+/// One request's view of the ring: the hosts it may ask, the ones that failed during it, and
+/// the covering set it settled on.
+#[derive(Debug)]
+pub(crate) struct Fanout<'a> {
+    local: HostId,
+    replicas: &'a dyn QueryReplicas,
+    latency: &'a PeerLatency,
+    /// `cluster.replication_factor` (capped by the ring's size where used).
+    replication_factor: usize,
+    view: Arc<ClusterView>,
+    tenant: &'a str,
+    failed: Mutex<BTreeSet<HostId>>,
+    cover: Mutex<BTreeSet<HostId>>,
+}
+
+/// Whether a failed call may be retried on another replica (the host failed, not the request).
+fn host_failure(error: &ClusterError) -> bool {
+    matches!(
+        error,
+        ClusterError::Peer { .. } | ClusterError::Unavailable(_)
+    )
+}
+
+impl Fanout<'_> {
+    fn live(&self, host: HostId) -> bool {
+        if self.failed.lock().contains(&host) {
+            return false;
+        }
+        host == self.local
+            || self
+                .view
+                .nodes
+                .get(&host)
+                .is_some_and(|node| node.status != NodeStatus::Down && node.rpc_addr.is_some())
+    }
+
+    fn rank(&self, host: HostId) -> (u8, u64) {
+        self.latency.rank(self.local, host)
+    }
+
+    fn replication_factor(&self) -> usize {
+        self.view
+            .ring
+            .effective_replication_factor(self.replication_factor)
+    }
+
+    /// The covering set of live hosts not failed so far, or `UNAVAILABLE` naming the ranges
+    /// without a live replica and the hosts down.
+    fn cover(&self) -> Result<Vec<HostId>, ClusterError> {
+        let rf = self.replication_factor();
+        let cover = cover::cover(&self.view.ring, rf, |h| self.live(h), |h| self.rank(h));
+        if cover.hosts.is_empty() && cover.ranges == 0 {
+            return Err(ClusterError::Unavailable(
+                "the ring has no nodes with tokens yet; retry once the cluster has formed"
+                    .to_owned(),
+            ));
+        }
+        if !cover.uncovered.is_empty() {
+            let down: Vec<String> = self
+                .view
+                .ring
+                .hosts()
+                .iter()
+                .filter(|h| !self.live(**h))
+                .map(|h| peer_label(&self.view, *h))
+                .collect();
+            let shown: Vec<String> = cover
+                .uncovered
+                .iter()
+                .take(8)
+                .map(|r| format!("({}, {}]", r.start, r.end))
+                .collect();
+            return Err(ClusterError::Unavailable(format!(
+                "{} of {} token ranges have no live replica (replication factor {rf}): {}{}; \
+                 hosts down or failing: [{}]",
+                cover.uncovered.len(),
+                cover.ranges,
+                shown.join(", "),
+                if cover.uncovered.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                },
+                down.join(", ")
+            )));
+        }
+        self.cover.lock().extend(cover.hosts.iter().copied());
+        Ok(cover.hosts)
+    }
+
+    /// The host that answers for entity `id`.
+    fn owner(&self, id: &str) -> Result<HostId, ClusterError> {
+        let preferred = self.cover.lock().clone();
+        cover::owner_of(
+            &self.view.ring,
+            self.replication_factor(),
+            token(self.tenant, id),
+            &preferred,
+            |h| self.live(h),
+            |h| self.rank(h),
+        )
+        .ok_or_else(|| {
+            let replicas =
+                self.view
+                    .ring
+                    .replicas_of_key(self.tenant, id, self.replication_factor());
+            let names: Vec<String> = replicas
+                .hosts()
+                .iter()
+                .map(|h| peer_label(&self.view, *h))
+                .collect();
+            ClusterError::Unavailable(format!(
+                "no live replica of entity {id:?} of tenant {:?}: its replicas [{}] are down or \
+                 failing",
+                self.tenant,
+                names.join(", ")
+            ))
+        })
+    }
+
+    /// Runs `call` to `host`, timing it for the latency ranking and counting it by `kind`.
+    async fn timed<T>(
+        &self,
+        host: HostId,
+        kind: &'static str,
+        call: impl Future<Output = Result<T, ClusterError>>,
+    ) -> Result<T, ClusterError> {
+        if host == self.local {
+            return call.await;
+        }
+        metrics::counter!("allidb_cluster_query_calls_total", "call" => kind).increment(1);
+        let started = Instant::now();
+        let result = call.await;
+        self.latency.record(host, started.elapsed());
+        result
+    }
+
+    /// Asks the covering set for `search`'s candidates: the best `search.count` of all their
+    /// answers, deduplicated by id, best first (ties by id).
+    async fn seeds(&self, search: &SeedSearch) -> Result<Vec<SeedCandidate>, ClusterError> {
+        let mut asked: BTreeSet<HostId> = BTreeSet::new();
+        let mut best: HashMap<Arc<str>, SeedCandidate> = HashMap::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let hosts: Vec<HostId> = self
+                .cover()?
+                .into_iter()
+                .filter(|h| !asked.contains(h))
+                .collect();
+            let calls = hosts.iter().map(|host| {
+                let call = self.replicas.search_seeds(*host, self.tenant, search);
+                self.timed(*host, "seeds", call)
+            });
+            let answers = join_all(calls).await;
+            let mut failure = None;
+            for (host, answer) in hosts.into_iter().zip(answers) {
+                match answer {
+                    Ok(found) => {
+                        asked.insert(host);
+                        for candidate in found {
+                            best.entry(candidate.hit.entity_id.clone())
+                                .and_modify(|kept| {
+                                    if candidate.facts.updated_at_micros
+                                        > kept.facts.updated_at_micros
+                                    {
+                                        *kept = candidate.clone();
+                                    }
+                                })
+                                .or_insert(candidate);
+                        }
+                    }
+                    Err(error) if host_failure(&error) && attempt < MAX_ATTEMPTS => {
+                        self.failed.lock().insert(host);
+                        failure = Some(error);
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            if failure.is_none() {
+                break;
+            }
+        }
+        let mut seeds: Vec<SeedCandidate> = best.into_values().collect();
+        seeds.sort_by(|a, b| {
+            b.hit
+                .similarity
+                .total_cmp(&a.hit.similarity)
+                .then_with(|| a.hit.entity_id.cmp(&b.hit.entity_id))
+        });
+        seeds.truncate(search.count);
+        Ok(seeds)
+    }
+
+    /// What the owners hold of each of `ids` (one batched call per owner, counted as `kind`);
+    /// the ids of an owner that fails go to another replica.
+    async fn describe(
+        &self,
+        ids: &[Arc<str>],
+        query: &[f32],
+        filter: &Filter,
+        steps: Option<StepRequest>,
+        kind: &'static str,
+    ) -> Result<Vec<(Arc<str>, HopNode)>, ClusterError> {
+        let mut described = Vec::with_capacity(ids.len());
+        let mut pending: Vec<Arc<str>> = ids.to_vec();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let mut by_owner: BTreeMap<HostId, Vec<Arc<str>>> = BTreeMap::new();
+            for id in pending.drain(..) {
+                by_owner.entry(self.owner(&id)?).or_default().push(id);
+            }
+            let batches: Vec<(HostId, Vec<Arc<str>>)> = by_owner
+                .into_iter()
+                .flat_map(|(host, ids)| {
+                    ids.chunks(MAX_PARTITIONS_PER_READ)
+                        .map(|chunk| (host, chunk.to_vec()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let calls = batches.iter().map(|(host, ids)| {
+                let hop = HopRequest {
+                    entity_ids: ids.iter().map(|id| id.to_string()).collect(),
+                    query: query.to_vec(),
+                    filter: filter.clone(),
+                    steps: steps.clone(),
+                };
+                async move {
+                    let call = self.replicas.expand_hop(*host, self.tenant, &hop);
+                    self.timed(*host, kind, call).await
+                }
+            });
+            let answers = join_all(calls).await;
+            for ((host, ids), answer) in batches.into_iter().zip(answers) {
+                match answer {
+                    Ok(nodes) => described.extend(ids.into_iter().zip(nodes)),
+                    Err(error) if host_failure(&error) && attempt < MAX_ATTEMPTS => {
+                        self.failed.lock().insert(host);
+                        pending.extend(ids);
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+        }
+        Ok(described)
+    }
+
+    /// The first `limit` ids in `range` over the covering set, after `after` when given, and
+    /// whether no host has more.
+    async fn scan_ids(
+        &self,
+        range: &IdRange,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<String>, bool), ClusterError> {
+        let ask = limit + usize::from(after.is_some());
+        let mut asked: BTreeSet<HostId> = BTreeSet::new();
+        let mut ids: BTreeSet<String> = BTreeSet::new();
+        let mut exhausted = true;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let hosts: Vec<HostId> = self
+                .cover()?
+                .into_iter()
+                .filter(|h| !asked.contains(h))
+                .collect();
+            let calls = hosts.iter().map(|host| {
+                let call = self.replicas.scan_ids(*host, self.tenant, range, ask);
+                self.timed(*host, "scan", call)
+            });
+            let answers = join_all(calls).await;
+            let mut failure = false;
+            for (host, answer) in hosts.into_iter().zip(answers) {
+                match answer {
+                    Ok(found) => {
+                        asked.insert(host);
+                        exhausted &= found.len() < ask;
+                        ids.extend(found);
+                    }
+                    Err(error) if host_failure(&error) && attempt < MAX_ATTEMPTS => {
+                        self.failed.lock().insert(host);
+                        failure = true;
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            if !failure {
+                break;
+            }
+        }
+        let mut page: Vec<String> = ids
+            .into_iter()
+            .filter(|id| after.is_none_or(|after| id.as_str() > after))
+            .collect();
+        if page.len() > limit {
+            page.truncate(limit);
+            exhausted = false;
+        }
+        Ok((page, exhausted))
+    }
+}

@@ -1,0 +1,142 @@
+//! The seam between the cluster-wide reads and the replicas they ask: one trait
+//! ([`QueryReplicas`]) with the ring's implementation ([`RingReplicas`]: this node's store
+//! directly, other nodes over the `Replica` service) and, in tests, fakes over in-memory
+//! indexes.
+//!
+//! Must never: choose replicas or merge answers (the query module does), or block an async
+//! worker on the store.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use allidb_index::store::{HopNode, HopRequest, SeedCandidate};
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use super::wire::{IdRange, SeedSearch};
+use crate::ClusterError;
+use crate::membership::ClusterView;
+use crate::peer_client::PeerClients;
+use crate::replica::LocalReplica;
+use crate::ring::HostId;
+
+/// The calls a cluster-wide read sends to one host.
+#[async_trait]
+pub trait QueryReplicas: Send + Sync + Debug {
+    /// The candidates `host` holds for `search`, best first.
+    async fn search_seeds(
+        &self,
+        host: HostId,
+        tenant: &str,
+        search: &SeedSearch,
+    ) -> Result<Vec<SeedCandidate>, ClusterError>;
+
+    /// What `host` holds of each node of `hop`, in order.
+    async fn expand_hop(
+        &self,
+        host: HostId,
+        tenant: &str,
+        hop: &HopRequest,
+    ) -> Result<Vec<HopNode>, ClusterError>;
+
+    /// The ids `host` holds in `range`, in order, at most `limit`.
+    async fn scan_ids(
+        &self,
+        host: HostId,
+        tenant: &str,
+        range: &IdRange,
+        limit: usize,
+    ) -> Result<Vec<String>, ClusterError>;
+}
+
+/// The ring's replicas: this node's store without a network hop, the others through their
+/// `Replica` service at the address gossip gave them.
+#[derive(Debug)]
+pub struct RingReplicas {
+    local: LocalReplica,
+    clients: Arc<PeerClients>,
+    view: watch::Receiver<Arc<ClusterView>>,
+    timeout: Duration,
+}
+
+impl RingReplicas {
+    /// Replicas reached through `clients` (calls bounded by `timeout`), this node being `local`.
+    pub fn new(
+        local: LocalReplica,
+        clients: Arc<PeerClients>,
+        view: watch::Receiver<Arc<ClusterView>>,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            local,
+            clients,
+            view,
+            timeout,
+        }
+    }
+
+    /// The address of `host` and the ring version to stamp, or why `host` cannot be asked.
+    fn route(&self, host: HostId) -> Result<(std::net::SocketAddr, u64), ClusterError> {
+        let view = self.view.borrow();
+        let addr = view
+            .nodes
+            .get(&host)
+            .and_then(|node| node.rpc_addr)
+            .ok_or_else(|| {
+                ClusterError::Unavailable(format!(
+                    "host {host} has not gossiped its address yet; retry shortly"
+                ))
+            })?;
+        Ok((addr, view.ring.version()))
+    }
+}
+
+#[async_trait]
+impl QueryReplicas for RingReplicas {
+    async fn search_seeds(
+        &self,
+        host: HostId,
+        tenant: &str,
+        search: &SeedSearch,
+    ) -> Result<Vec<SeedCandidate>, ClusterError> {
+        if host == self.local.host() {
+            return self.local.search_seeds(tenant, search.clone()).await;
+        }
+        let (addr, version) = self.route(host)?;
+        self.clients
+            .search_seeds(host, addr, tenant, search, version, self.timeout)
+            .await
+    }
+
+    async fn expand_hop(
+        &self,
+        host: HostId,
+        tenant: &str,
+        hop: &HopRequest,
+    ) -> Result<Vec<HopNode>, ClusterError> {
+        if host == self.local.host() {
+            return self.local.expand_hop(tenant, hop.clone()).await;
+        }
+        let (addr, version) = self.route(host)?;
+        self.clients
+            .expand_hop(host, addr, tenant, hop, version, self.timeout)
+            .await
+    }
+
+    async fn scan_ids(
+        &self,
+        host: HostId,
+        tenant: &str,
+        range: &IdRange,
+        limit: usize,
+    ) -> Result<Vec<String>, ClusterError> {
+        if host == self.local.host() {
+            return self.local.scan_ids(tenant, range.clone(), limit).await;
+        }
+        let (addr, version) = self.route(host)?;
+        self.clients
+            .scan_ids(host, addr, tenant, range, limit, version, self.timeout)
+            .await
+    }
+}

@@ -1,0 +1,494 @@
+//! The cluster-wide walk and candidate search against fake replicas (each host holding only
+//! the partitions it replicates), compared with one index holding everything.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use allidb_index::Filter;
+use allidb_index::graph::{Direction, EdgeSpec, GraphIndex, TraversalOptions, Walk};
+use allidb_index::query::EntityFacts;
+use allidb_index::store::{HopNode, HopRequest, SeedCandidate};
+use allidb_index::vector::VectorHit;
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::Fanout;
+use super::latency::PeerLatency;
+use super::replicas::QueryReplicas;
+use super::walk::walk_across;
+use super::wire::{IdRange, SeedSearch};
+use crate::ClusterError;
+use crate::membership::{ClusterView, NodeStatus, NodeView};
+use crate::ring::{HostId, Ring};
+
+const TENANT: &str = "t";
+
+/// One fake host: the adjacency of the partitions it replicates (a partition holds its
+/// out-edges and its in-edges), its entities with a similarity each, and whether it fails.
+#[derive(Debug, Default)]
+struct FakeHost {
+    graph: GraphIndex,
+    entities: BTreeMap<String, f32>,
+}
+
+#[derive(Debug)]
+struct FakeRing {
+    ring: Ring,
+    replication_factor: usize,
+    hosts: BTreeMap<HostId, FakeHost>,
+    failing: BTreeSet<HostId>,
+    /// Calls per host.
+    calls: Mutex<BTreeMap<HostId, usize>>,
+}
+
+impl FakeRing {
+    /// `hosts` hosts of 4 vnodes each at replication factor `rf`, holding `edges` between
+    /// `nodes` entities `n0..`, entity `i` with similarity `i / nodes`.
+    fn new(hosts: u128, rf: usize, nodes: usize, edges: &[(usize, &str, usize, f32)]) -> Self {
+        let mut rng = StdRng::seed_from_u64(7);
+        let ring = Ring::new(
+            1,
+            (1..=hosts).map(|h| (HostId::from_u128(h), (0..4).map(|_| rng.random()).collect())),
+        );
+        let mut fake = FakeRing {
+            hosts: ring
+                .hosts()
+                .iter()
+                .map(|h| (*h, FakeHost::default()))
+                .collect(),
+            ring,
+            replication_factor: rf,
+            failing: BTreeSet::new(),
+            calls: Mutex::new(BTreeMap::new()),
+        };
+        for i in 0..nodes {
+            let id = format!("n{i}");
+            for host in fake.replicas(&id) {
+                fake.hosts
+                    .get_mut(&host)
+                    .expect("a replica is a host")
+                    .entities
+                    .insert(id.clone(), i as f32 / nodes as f32);
+            }
+        }
+        for (from, relation, to, weight) in edges {
+            let (from, to) = (format!("n{from}"), format!("n{to}"));
+            let holders: BTreeSet<HostId> = fake
+                .replicas(&from)
+                .into_iter()
+                .chain(fake.replicas(&to))
+                .collect();
+            for host in holders {
+                let spec = EdgeSpec {
+                    relation: (*relation).to_owned(),
+                    to: to.clone(),
+                    weight: *weight,
+                };
+                fake.hosts[&host]
+                    .graph
+                    .add_edges(&from, &[spec], 0)
+                    .unwrap();
+            }
+        }
+        fake
+    }
+
+    fn replicas(&self, id: &str) -> Vec<HostId> {
+        self.ring
+            .replicas_of_key(TENANT, id, self.replication_factor)
+            .hosts()
+            .to_vec()
+    }
+
+    fn view(&self) -> Arc<ClusterView> {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let nodes = self
+            .ring
+            .hosts()
+            .iter()
+            .map(|h| {
+                let node = NodeView {
+                    host_id: *h,
+                    name: format!("h{}", h.as_u128()),
+                    status: NodeStatus::Normal,
+                    gossip_addr: addr,
+                    rpc_addr: Some(addr),
+                    generation: 1,
+                    tokens: self.ring.tokens_of(*h),
+                    in_gossip: true,
+                    load_bytes: None,
+                    engine_state: None,
+                };
+                (*h, node)
+            })
+            .collect();
+        Arc::new(ClusterView {
+            nodes,
+            ring: Arc::new(self.ring.clone()),
+        })
+    }
+
+    fn called(&self, host: HostId) -> Result<(), ClusterError> {
+        *self.calls.lock().entry(host).or_default() += 1;
+        if self.failing.contains(&host) {
+            return Err(ClusterError::Peer {
+                addr: "127.0.0.1:1".parse().unwrap(),
+                reason: "killed".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn total_calls(&self) -> usize {
+        self.calls.lock().values().sum()
+    }
+}
+
+#[async_trait]
+impl QueryReplicas for FakeRing {
+    async fn search_seeds(
+        &self,
+        host: HostId,
+        _tenant: &str,
+        search: &SeedSearch,
+    ) -> Result<Vec<SeedCandidate>, ClusterError> {
+        self.called(host)?;
+        let mut held: Vec<(&String, &f32)> = self.hosts[&host].entities.iter().collect();
+        held.sort_by(|a, b| b.1.total_cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        Ok(held
+            .into_iter()
+            .take(search.count)
+            .map(|(id, similarity)| SeedCandidate {
+                hit: VectorHit {
+                    entity_id: Arc::from(id.as_str()),
+                    similarity: *similarity,
+                },
+                facts: EntityFacts {
+                    importance: 0.0,
+                    updated_at_micros: 1,
+                },
+            })
+            .collect())
+    }
+
+    async fn expand_hop(
+        &self,
+        host: HostId,
+        _tenant: &str,
+        hop: &HopRequest,
+    ) -> Result<Vec<HopNode>, ClusterError> {
+        self.called(host)?;
+        let held = &self.hosts[&host];
+        hop.entity_ids
+            .iter()
+            .map(|id| {
+                assert!(
+                    self.replicas(id).contains(&host),
+                    "{id} asked of a host that does not replicate it"
+                );
+                let steps = match &hop.steps {
+                    None => Default::default(),
+                    Some(wanted) => held
+                        .graph
+                        .steps_from(id, &wanted.options, wanted.limit, &wanted.walked)
+                        .map_err(ClusterError::Store)?,
+                };
+                Ok(HopNode {
+                    facts: held.entities.get(id).map(|_| EntityFacts {
+                        importance: 0.0,
+                        updated_at_micros: 1,
+                    }),
+                    similarity: held.entities.get(id).copied(),
+                    matches_filter: held.entities.contains_key(id),
+                    steps,
+                })
+            })
+            .collect()
+    }
+
+    async fn scan_ids(
+        &self,
+        host: HostId,
+        _tenant: &str,
+        range: &IdRange,
+        limit: usize,
+    ) -> Result<Vec<String>, ClusterError> {
+        self.called(host)?;
+        Ok(self.hosts[&host]
+            .entities
+            .keys()
+            .filter(|id| range.start.as_ref().is_none_or(|s| *id >= s))
+            .filter(|id| range.end.as_ref().is_none_or(|e| *id < e))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
+fn fanout<'a>(fake: &'a FakeRing, latency: &'a PeerLatency, local: HostId) -> Fanout<'a> {
+    Fanout {
+        local,
+        replicas: fake,
+        latency,
+        replication_factor: fake.replication_factor,
+        view: fake.view(),
+        tenant: TENANT,
+        failed: Mutex::new(BTreeSet::new()),
+        cover: Mutex::new(BTreeSet::new()),
+    }
+}
+
+/// The walk over the fake ring, through host 1.
+fn ring_walk(fake: &FakeRing, starts: &[&str], options: &TraversalOptions) -> Walk {
+    let latency = PeerLatency::default();
+    let fanout = fanout(fake, &latency, HostId::from_u128(1));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let gathered = runtime
+        .block_on(walk_across(
+            &fanout,
+            starts,
+            options,
+            &[],
+            &Filter::default(),
+            HashMap::new(),
+        ))
+        .unwrap();
+    for reached in &gathered.walk.reached {
+        assert!(
+            gathered.nodes.contains_key(&reached.entity_id),
+            "{} was described",
+            reached.entity_id
+        );
+    }
+    gathered.walk
+}
+
+/// Random edges between `nodes` nodes: three relations, weights from a few values (ties),
+/// self-loops and parallel edges of different relations included.
+fn random_edges(
+    rng: &mut StdRng,
+    nodes: usize,
+    edges: usize,
+) -> Vec<(usize, &'static str, usize, f32)> {
+    (0..edges)
+        .map(|_| {
+            let relation = ["a", "b", "c"][rng.random_range(0..3)];
+            let weight = [0.25, 0.5, 0.75, 1.0][rng.random_range(0..4)];
+            (
+                rng.random_range(0..nodes),
+                relation,
+                rng.random_range(0..nodes),
+                weight,
+            )
+        })
+        .collect()
+}
+
+fn whole_graph(edges: &[(usize, &str, usize, f32)]) -> GraphIndex {
+    let graph = GraphIndex::new();
+    for (from, relation, to, weight) in edges {
+        let spec = EdgeSpec {
+            relation: (*relation).to_owned(),
+            to: format!("n{to}"),
+            weight: *weight,
+        };
+        graph.add_edges(&format!("n{from}"), &[spec], 0).unwrap();
+    }
+    graph
+}
+
+#[test]
+fn a_walk_across_owners_equals_the_walk_of_one_node_holding_everything() {
+    let mut rng = StdRng::seed_from_u64(42);
+    let nodes = 200;
+    let edges = random_edges(&mut rng, nodes, 1_200);
+    let whole = whole_graph(&edges);
+    let fake = FakeRing::new(5, 2, nodes, &edges);
+    let mut compared = 0;
+    for direction in [Direction::Out, Direction::In, Direction::Both] {
+        for (fan_out, node_budget, edge_budget) in [
+            (16, 256, None),
+            (2, 40, None),
+            (3, 1_000, Some(25)),
+            (1, 7, None),
+        ] {
+            for max_hops in 0..=3 {
+                for relations in [None, Some(vec!["a".to_owned(), "c".to_owned()])] {
+                    let options = TraversalOptions {
+                        max_hops,
+                        fan_out,
+                        node_budget,
+                        relations,
+                        direction,
+                        min_weight: 0.5,
+                        edge_budget,
+                    };
+                    let starts = ["n3", "n77", "n3", "n150"];
+                    let expected = whole.walk(&starts, &options).unwrap();
+                    let got = ring_walk(&fake, &starts, &options);
+                    assert_eq!(got, expected, "{options:?}");
+                    compared += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(compared, 3 * 4 * 4 * 2);
+}
+
+#[test]
+fn a_hub_walk_across_owners_stops_at_the_same_bounds_in_one_round_per_hop() {
+    // n0 has 5,000 out-edges (and n1..n20 link back to it); the walk keeps the same bound.
+    let mut edges: Vec<(usize, &str, usize, f32)> = (1..=5_000)
+        .map(|i| (0, "r", i, 1.0 + (i % 97) as f32))
+        .collect();
+    edges.extend((1..=20).map(|i| (i, "r", 0, 0.5)));
+    edges.extend((1..=20).map(|i| (i, "r", 4_000 + i, 2.0)));
+    let whole = whole_graph(&edges);
+    let fake = FakeRing::new(5, 3, 5_001, &edges);
+    for direction in [Direction::Out, Direction::Both] {
+        let options = TraversalOptions {
+            max_hops: 2,
+            fan_out: 8,
+            node_budget: 50,
+            relations: None,
+            direction,
+            min_weight: f32::NEG_INFINITY,
+            edge_budget: Some(60),
+        };
+        let before = fake.total_calls();
+        let got = ring_walk(&fake, &["n0", "n3"], &options);
+        assert_eq!(
+            got,
+            whole.walk(&["n0", "n3"], &options).unwrap(),
+            "{direction:?}"
+        );
+        assert!(got.reached.len() <= 50 && got.edges.len() <= 60);
+        // Two hops and the facts of the last one: at most three calls per host.
+        assert!(
+            fake.total_calls() - before <= 3 * 5,
+            "{} calls",
+            fake.total_calls() - before
+        );
+    }
+}
+
+#[test]
+fn a_failing_host_is_replaced_by_another_replica_and_a_range_without_one_is_unavailable() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let edges = random_edges(&mut rng, 100, 500);
+    let whole = whole_graph(&edges);
+    let mut fake = FakeRing::new(5, 3, 100, &edges);
+    fake.failing.insert(HostId::from_u128(2));
+    let options = TraversalOptions {
+        max_hops: 3,
+        ..TraversalOptions::default()
+    };
+    let got = ring_walk(&fake, &["n1", "n2"], &options);
+    assert_eq!(got, whole.walk(&["n1", "n2"], &options).unwrap());
+    assert!(
+        fake.calls.lock()[&HostId::from_u128(2)] >= 1,
+        "the failing host was tried"
+    );
+
+    // RF 1 with a failing host: the ids it owns have no other replica.
+    let mut single = FakeRing::new(5, 1, 100, &edges);
+    single.failing.insert(HostId::from_u128(3));
+    let latency = PeerLatency::default();
+    let fanout = fanout(&single, &latency, HostId::from_u128(1));
+    let owned: Vec<String> = (0..100)
+        .map(|i| format!("n{i}"))
+        .filter(|id| single.replicas(id) == [HostId::from_u128(3)])
+        .collect();
+    let starts: Vec<&str> = owned.iter().take(1).map(String::as_str).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let error = runtime
+        .block_on(walk_across(
+            &fanout,
+            &starts,
+            &options,
+            &[],
+            &Filter::default(),
+            HashMap::new(),
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClusterError::Unavailable(m) if m.contains("no live replica") && m.contains("h3")),
+        "{error}"
+    );
+    let search = SeedSearch {
+        vector: vec![1.0],
+        count: 5,
+        ef: None,
+        filter: Filter::default(),
+    };
+    let error = runtime.block_on(fanout.seeds(&search)).unwrap_err();
+    assert!(
+        matches!(&error, ClusterError::Unavailable(m) if m.contains("token ranges have no live replica") && m.contains("h3")),
+        "{error}"
+    );
+}
+
+#[test]
+fn candidates_from_the_covering_set_are_the_global_best_deduplicated() {
+    let fake = FakeRing::new(5, 3, 300, &[]);
+    let latency = PeerLatency::default();
+    let fanout = fanout(&fake, &latency, HostId::from_u128(4));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let search = SeedSearch {
+        vector: vec![1.0],
+        count: 10,
+        ef: None,
+        filter: Filter::default(),
+    };
+    let seeds = runtime.block_on(fanout.seeds(&search)).unwrap();
+    let ids: Vec<&str> = seeds.iter().map(|s| &*s.hit.entity_id).collect();
+    let expected: Vec<String> = (290..300).rev().map(|i| format!("n{i}")).collect();
+    assert_eq!(ids, expected);
+    let asked: HashSet<HostId> = fake.calls.lock().keys().copied().collect();
+    assert!(
+        asked.contains(&HostId::from_u128(4)),
+        "the local host is asked"
+    );
+    assert!(asked.len() < 5, "a covering set, not every host: {asked:?}");
+}
+
+#[test]
+fn scan_pages_merge_the_covering_set_in_id_order_without_duplicates() {
+    let fake = FakeRing::new(5, 2, 120, &[]);
+    let latency = PeerLatency::default();
+    let fanout = fanout(&fake, &latency, HostId::from_u128(1));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut all: Vec<String> = (0..120).map(|i| format!("n{i}")).collect();
+    all.sort();
+    for page in [1, 7, 50, 200] {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let range = IdRange {
+                start: after.clone(),
+                end: None,
+            };
+            let (ids, exhausted) = runtime
+                .block_on(fanout.scan_ids(&range, page, after.as_deref()))
+                .unwrap();
+            assert!(ids.len() <= page);
+            seen.extend(ids.iter().cloned());
+            if exhausted {
+                break;
+            }
+            after = ids.last().cloned();
+        }
+        assert_eq!(seen, all, "page size {page}");
+    }
+}

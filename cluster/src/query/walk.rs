@@ -1,0 +1,109 @@
+//! A bounded walk across owners, one round per hop (DESIGN.md §6 "Distributed query").
+//!
+//! The coordinator keeps the walk; the owners of each hop's frontier send, in one batched call
+//! per owner, each node's facts and its next steps in walk order (the first
+//! `max_fan_out + max_nodes` eligible ones, plus every later one back into the walk so far).
+//! The steps go into a graph local to the request, and the walk is run again over it with one
+//! more hop: a walk of `h` hops reads only the steps of nodes closer than `h`, all of which are
+//! gathered by then, so it makes the choices one node holding everything would make, and every
+//! limit (`max_fan_out`, `max_nodes`, `max_edges`, `max_hops`) stops it at the same place.
+//! Nodes of the last hop, never expanded, are described in one more round.
+//!
+//! Where it can differ from one node: a node with more eligible steps than the ones sent whose
+//! walk reads past them (only when it has more than `max_fan_out + max_nodes` eligible edges and
+//! a neighbour found earlier in the same hop sits beyond them); its `cut` flag is kept.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use allidb_index::Filter;
+use allidb_index::graph::{GraphIndex, NodeSteps, TraversalOptions, Walk};
+use allidb_index::store::{HopNode, StepRequest};
+
+use super::Fanout;
+use crate::ClusterError;
+
+/// A walk gathered from the owners and what they told of each of its nodes.
+#[derive(Debug)]
+pub(super) struct GatheredWalk {
+    /// The walk, as one node holding everything would walk.
+    pub walk: Walk,
+    /// Every walked node's facts, similarity and filter verdict (steps left out).
+    pub nodes: HashMap<Arc<str>, HopNode>,
+}
+
+/// Most eligible steps an owner sends per expanded node besides those back into the walk.
+fn steps_per_node(options: &TraversalOptions) -> usize {
+    options.fan_out.saturating_add(options.node_budget)
+}
+
+/// Walks from `starts` under `options`, asking the owners hop by hop; `query` and `filter` are
+/// what each node's similarity and filter verdict are reported for; `known` are nodes already
+/// described (seeds, by the candidate search).
+pub(super) async fn walk_across(
+    fanout: &Fanout<'_>,
+    starts: &[&str],
+    options: &TraversalOptions,
+    query: &[f32],
+    filter: &Filter,
+    known: HashMap<Arc<str>, HopNode>,
+) -> Result<GatheredWalk, ClusterError> {
+    options.validate()?;
+    let graph = GraphIndex::new();
+    let mut nodes = known;
+    let mut upto = TraversalOptions {
+        max_hops: 0,
+        ..options.clone()
+    };
+    let mut walk = graph.walk(starts, &upto)?;
+    for hop in 1..=options.max_hops {
+        if walk.truncation.node_budget || walk.truncation.edge_budget {
+            break;
+        }
+        let frontier: Vec<Arc<str>> = walk
+            .reached
+            .iter()
+            .filter(|r| r.depth + 1 == hop)
+            .map(|r| r.entity_id.clone())
+            .collect();
+        if frontier.is_empty() {
+            break;
+        }
+        let steps = StepRequest {
+            options: options.clone(),
+            limit: steps_per_node(options),
+            walked: walk.reached.iter().map(|r| r.entity_id.clone()).collect(),
+        };
+        let described = fanout
+            .describe(&frontier, query, filter, Some(steps), "hop")
+            .await?;
+        for (id, mut node) in described {
+            let steps = std::mem::take(&mut node.steps);
+            graph.add_steps(&steps.steps)?;
+            nodes.insert(id, node);
+        }
+        upto.max_hops = hop;
+        walk = graph.walk(starts, &upto)?;
+    }
+    let undescribed: Vec<Arc<str>> = walk
+        .reached
+        .iter()
+        .filter(|r| !nodes.contains_key(&r.entity_id))
+        .map(|r| r.entity_id.clone())
+        .collect();
+    if !undescribed.is_empty() {
+        for (id, node) in fanout
+            .describe(&undescribed, query, filter, None, "facts")
+            .await?
+        {
+            nodes.insert(
+                id,
+                HopNode {
+                    steps: NodeSteps::default(),
+                    ..node
+                },
+            );
+        }
+    }
+    Ok(GatheredWalk { walk, nodes })
+}

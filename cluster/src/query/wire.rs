@@ -1,0 +1,207 @@
+//! The cluster-wide reads' messages (`proto/replica.proto`, version 4) to and from the store's
+//! types: one conversion per direction, shared by the replica service and the peer client so
+//! both ends agree by construction.
+
+use std::sync::Arc;
+
+use allidb_index::graph::{Direction, NodeSteps, PathStep, TraversalOptions};
+use allidb_index::query::EntityFacts;
+use allidb_index::store::{HopNode, HopRequest, SeedCandidate, StepRequest};
+use allidb_index::vector::VectorHit;
+use allidb_index::{Error, Filter};
+
+use crate::proto;
+
+/// What a candidate search asks of one node.
+#[derive(Clone, Debug)]
+pub struct SeedSearch {
+    /// The query vector.
+    pub vector: Vec<f32>,
+    /// Candidates wanted.
+    pub count: usize,
+    /// HNSW candidate list size (`None`: the node's default).
+    pub ef: Option<usize>,
+    /// Applied inside the search.
+    pub filter: Filter,
+}
+
+/// A key range of entity ids: `start <= id < end`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdRange {
+    /// First id (inclusive); `None`: the tenant's first.
+    pub start: Option<String>,
+    /// Last id (exclusive); `None`: no end.
+    pub end: Option<String>,
+}
+
+pub(crate) fn filter_to_proto(filter: &Filter) -> proto::EntityFilter {
+    proto::EntityFilter {
+        entity_types: filter.entity_types.clone(),
+        attributes: filter.attributes.clone().into_iter().collect(),
+    }
+}
+
+pub(crate) fn filter_from_proto(filter: Option<proto::EntityFilter>) -> Filter {
+    let filter = filter.unwrap_or_default();
+    Filter {
+        entity_types: filter.entity_types,
+        attributes: filter.attributes.into_iter().collect(),
+    }
+}
+
+pub(crate) fn seed_search_to_proto(search: &SeedSearch) -> proto::SearchSeedsRequest {
+    proto::SearchSeedsRequest {
+        header: None,
+        tenant: String::new(),
+        vector: search.vector.clone(),
+        count: u32::try_from(search.count).unwrap_or(u32::MAX),
+        ef: search
+            .ef
+            .map_or(0, |ef| u32::try_from(ef).unwrap_or(u32::MAX)),
+        filter: Some(filter_to_proto(&search.filter)),
+    }
+}
+
+pub(crate) fn seed_search_from_proto(request: proto::SearchSeedsRequest) -> SeedSearch {
+    SeedSearch {
+        vector: request.vector,
+        count: request.count as usize,
+        ef: (request.ef > 0).then_some(request.ef as usize),
+        filter: filter_from_proto(request.filter),
+    }
+}
+
+pub(crate) fn seed_to_proto(seed: &SeedCandidate) -> proto::SeedCandidate {
+    proto::SeedCandidate {
+        entity_id: seed.hit.entity_id.to_string(),
+        similarity: seed.hit.similarity,
+        importance: seed.facts.importance,
+        updated_at_micros: seed.facts.updated_at_micros,
+    }
+}
+
+pub(crate) fn seed_from_proto(seed: proto::SeedCandidate) -> SeedCandidate {
+    SeedCandidate {
+        hit: VectorHit {
+            entity_id: Arc::from(seed.entity_id),
+            similarity: seed.similarity,
+        },
+        facts: EntityFacts {
+            importance: seed.importance,
+            updated_at_micros: seed.updated_at_micros,
+        },
+    }
+}
+
+fn direction_code(direction: Direction) -> u32 {
+    match direction {
+        Direction::Out => 0,
+        Direction::In => 1,
+        Direction::Both => 2,
+    }
+}
+
+pub(crate) fn hop_to_proto(hop: &HopRequest) -> proto::ExpandHopRequest {
+    proto::ExpandHopRequest {
+        header: None,
+        tenant: String::new(),
+        entity_ids: hop.entity_ids.clone(),
+        vector: hop.query.clone(),
+        filter: Some(filter_to_proto(&hop.filter)),
+        steps: hop.steps.as_ref().map(|steps| proto::StepRequest {
+            relations: steps.options.relations.clone().unwrap_or_default(),
+            direction: direction_code(steps.options.direction),
+            min_weight: steps.options.min_weight,
+            limit: u32::try_from(steps.limit).unwrap_or(u32::MAX),
+            walked: steps.walked.iter().map(|id| id.to_string()).collect(),
+        }),
+    }
+}
+
+/// The store's form of a hop request; a bad direction is refused naming the field.
+pub(crate) fn hop_from_proto(request: proto::ExpandHopRequest) -> Result<HopRequest, Error> {
+    let steps = match request.steps {
+        None => None,
+        Some(steps) => {
+            let direction = match steps.direction {
+                0 => Direction::Out,
+                1 => Direction::In,
+                2 => Direction::Both,
+                other => {
+                    return Err(Error::invalid(format!(
+                        "steps.direction: {other} is not 0 (out), 1 (in) or 2 (both)"
+                    )));
+                }
+            };
+            Some(StepRequest {
+                options: TraversalOptions {
+                    relations: (!steps.relations.is_empty()).then_some(steps.relations),
+                    direction,
+                    min_weight: steps.min_weight,
+                    ..TraversalOptions::default()
+                },
+                limit: steps.limit as usize,
+                walked: steps.walked.into_iter().map(Arc::from).collect(),
+            })
+        }
+    };
+    Ok(HopRequest {
+        entity_ids: request.entity_ids,
+        query: request.vector,
+        filter: filter_from_proto(request.filter),
+        steps,
+    })
+}
+
+pub(crate) fn hop_node_to_proto(node: &HopNode) -> proto::HopNode {
+    let facts = node.facts.unwrap_or(EntityFacts {
+        importance: 0.0,
+        updated_at_micros: 0,
+    });
+    proto::HopNode {
+        found: node.facts.is_some(),
+        importance: facts.importance,
+        updated_at_micros: facts.updated_at_micros,
+        has_similarity: node.similarity.is_some(),
+        similarity: node.similarity.unwrap_or_default(),
+        matches_filter: node.matches_filter,
+        steps: node
+            .steps
+            .steps
+            .iter()
+            .map(|step| proto::HopStep {
+                relation: step.relation.to_string(),
+                peer: step.to.to_string(),
+                weight: step.weight,
+                reversed: step.reversed,
+            })
+            .collect(),
+        cut: node.steps.cut,
+    }
+}
+
+/// The store's form of a node of a hop reply about `entity_id`.
+pub(crate) fn hop_node_from_proto(entity_id: &Arc<str>, node: proto::HopNode) -> HopNode {
+    HopNode {
+        facts: node.found.then_some(EntityFacts {
+            importance: node.importance,
+            updated_at_micros: node.updated_at_micros,
+        }),
+        similarity: node.has_similarity.then_some(node.similarity),
+        matches_filter: node.matches_filter,
+        steps: NodeSteps {
+            steps: node
+                .steps
+                .into_iter()
+                .map(|step| PathStep {
+                    from: entity_id.clone(),
+                    relation: Arc::from(step.relation),
+                    to: Arc::from(step.peer),
+                    weight: step.weight,
+                    reversed: step.reversed,
+                })
+                .collect(),
+            cut: node.cut,
+        },
+    }
+}

@@ -1,0 +1,219 @@
+//! What a ring's coordinator asks of this node's store for a cluster-wide read
+//! (`allidb-cluster`'s `query` module): the ANN candidates this node holds, the facts and next
+//! steps of a walk's frontier, and the ids in a key range.
+//!
+//! Invariants: every answer covers everything this node holds (every range it replicates, not
+//! only the ranges a coordinator assigned it), so the union of the answers of a set of nodes
+//! covering the ring holds whatever one node holding everything would answer; seeds pass the
+//! filter (it applies inside the ANN search, as on one node); a node's steps are the ones its
+//! stored partition records, in-edges included (they live in the target's partition, which the
+//! local graph index only mirrors for sources this node also holds).
+//!
+//! Must never: rank, truncate a walk or read at a consistency level: the coordinator does.
+
+use std::sync::Arc;
+
+use super::{Filter, UnifiedStore};
+use crate::error::{Error, Result};
+use crate::graph::{Direction, EdgeSpec, GraphIndex, NodeSteps, TraversalOptions};
+use crate::query::{EntityFacts, FactSource};
+use crate::vector::{Metric, VectorHit};
+
+/// One ANN candidate with the facts the coordinator's ranking reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeedCandidate {
+    /// The entity and its similarity to the query.
+    pub hit: VectorHit,
+    /// Its importance and update time.
+    pub facts: EntityFacts,
+}
+
+/// The nodes of one hop of a walk and what to tell about each.
+#[derive(Clone, Debug, Default)]
+pub struct HopRequest {
+    /// The nodes.
+    pub entity_ids: Vec<String>,
+    /// Each node's own similarity to this vector is returned (empty: none).
+    pub query: Vec<f32>,
+    /// Whether each node passes this filter is returned.
+    pub filter: Filter,
+    /// The nodes' next steps are returned (`None`: facts only).
+    pub steps: Option<StepRequest>,
+}
+
+/// Which steps a hop wants of each node ([`GraphIndex::steps_from`]).
+#[derive(Clone, Debug)]
+pub struct StepRequest {
+    /// Direction, relations and minimum weight of the walk.
+    pub options: TraversalOptions,
+    /// The first this many eligible steps in walk order ...
+    pub limit: usize,
+    /// ... plus every later one back to one of these nodes.
+    pub walked: Vec<Arc<str>>,
+}
+
+/// What this node holds of one node of a hop.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HopNode {
+    /// Its facts (`None`: this node holds no live entity of that id).
+    pub facts: Option<EntityFacts>,
+    /// Its own similarity to the hop's query (`None`: no vector, or no query).
+    pub similarity: Option<f32>,
+    /// It is live and passes the hop's filter.
+    pub matches_filter: bool,
+    /// Its next steps, when asked.
+    pub steps: NodeSteps,
+}
+
+impl UnifiedStore {
+    /// The similarity metric of every tenant's vectors (`index.metric`).
+    pub fn metric(&self) -> Metric {
+        self.indexes.options.metric
+    }
+
+    /// The `count` entities of `tenant` this node holds whose vectors are nearest `vector`
+    /// among those passing `filter`, best first, with their facts; `ef` as for a query.
+    pub fn search_seeds(
+        &self,
+        tenant: &str,
+        vector: &[f32],
+        count: usize,
+        ef: Option<usize>,
+        filter: &Filter,
+    ) -> Result<Vec<SeedCandidate>> {
+        if count == 0 {
+            return Err(Error::invalid("seeds must be at least 1"));
+        }
+        let Some(state) = self.query_tenant(tenant, vector)? else {
+            return Ok(Vec::new());
+        };
+        let t = &state.indexes;
+        let facts = t.facts.read();
+        let allows = |id: &str| facts.get(id).is_some_and(|m| filter.allows(m));
+        let hint = (!filter.is_empty()).then(|| facts.allowed_estimate(filter));
+        let filter_fn: Option<&dyn Fn(&str) -> bool> = if filter.is_empty() {
+            None
+        } else {
+            Some(&allows)
+        };
+        let hits = t.vectors.search(vector, count, ef, filter_fn, hint)?;
+        Ok(hits
+            .into_iter()
+            .filter_map(|hit| {
+                let facts = facts.facts(&hit.entity_id)?;
+                Some(SeedCandidate { hit, facts })
+            })
+            .collect())
+    }
+
+    /// What this node holds of each node of `request`, in order.
+    pub fn describe_hop(&self, tenant: &str, request: &HopRequest) -> Result<Vec<HopNode>> {
+        allidb_storage::key::validate_tenant(tenant)?;
+        for id in &request.entity_ids {
+            allidb_storage::key::validate_id(id)?;
+        }
+        if let Some(steps) = &request.steps {
+            steps.options.validate()?;
+        }
+        let state = if request.query.is_empty() {
+            self.indexes.tenant(tenant)
+        } else {
+            self.query_tenant(tenant, &request.query)?
+        };
+        let Some(state) = state else {
+            return Ok(vec![HopNode::default(); request.entity_ids.len()]);
+        };
+        let t = &state.indexes;
+        let ids: Vec<&str> = request.entity_ids.iter().map(String::as_str).collect();
+        let similarities = if request.query.is_empty() {
+            vec![None; ids.len()]
+        } else {
+            t.vectors.similarities(&request.query, &ids)?
+        };
+        let mut nodes = Vec::with_capacity(ids.len());
+        for (id, similarity) in ids.iter().zip(similarities) {
+            let (facts, matches_filter) = {
+                let table = t.facts.read();
+                let meta = table.get(id);
+                (
+                    table.facts(id),
+                    meta.is_some_and(|m| request.filter.allows(m)),
+                )
+            };
+            let steps = match &request.steps {
+                None => NodeSteps::default(),
+                Some(wanted) if wanted.options.direction == Direction::Out => {
+                    t.graph
+                        .steps_from(id, &wanted.options, wanted.limit, &wanted.walked)?
+                }
+                Some(wanted) => self.stored_steps(tenant, &t.graph, id, wanted)?,
+            };
+            nodes.push(HopNode {
+                facts,
+                similarity,
+                matches_filter,
+                steps,
+            });
+        }
+        Ok(nodes)
+    }
+
+    /// The steps of `id` in a walk that follows in-edges: the stored partition holds all of
+    /// them, while the local graph index only mirrors the out-edges of sources this node holds;
+    /// both are merged (they agree wherever both know an edge).
+    fn stored_steps(
+        &self,
+        tenant: &str,
+        local: &GraphIndex,
+        id: &str,
+        wanted: &StepRequest,
+    ) -> Result<NodeSteps> {
+        let node = GraphIndex::new();
+        let spec = |relation: &str, to: &str, weight: f32| EdgeSpec {
+            relation: relation.to_owned(),
+            to: to.to_owned(),
+            weight,
+        };
+        if let Some(entity) = self.engine.get_entity(tenant, id)? {
+            for edge in &entity.in_edges {
+                node.add_edges(
+                    &edge.from,
+                    &[spec(&edge.relation, id, edge.weight as f32)],
+                    0,
+                )?;
+            }
+            let out: Vec<EdgeSpec> = entity
+                .out_edges
+                .iter()
+                .map(|e| spec(&e.relation, &e.to, e.weight as f32))
+                .collect();
+            node.add_edges(id, &out, 0)?;
+        }
+        for (relation, from, weight) in local.in_edges(id) {
+            node.add_edges(&from, &[spec(&relation, id, weight)], 0)?;
+        }
+        let out: Vec<EdgeSpec> = local
+            .out_edges(id)
+            .into_iter()
+            .map(|(relation, to, weight)| spec(&relation, &to, weight))
+            .collect();
+        node.add_edges(id, &out, 0)?;
+        node.steps_from(id, &wanted.options, wanted.limit, &wanted.walked)
+    }
+
+    /// The ids of the entities of `tenant` with `start <= id < end` this node holds, in id
+    /// order, at most `limit`.
+    pub fn scan_ids(
+        &self,
+        tenant: &str,
+        start: Option<&str>,
+        end: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        Ok(self
+            .scan(tenant, start, end, limit)?
+            .into_iter()
+            .map(|entity| entity.id)
+            .collect())
+    }
+}

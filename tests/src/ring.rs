@@ -1,0 +1,110 @@
+//! Rings of real daemons on loopback for the cluster tests: gossip ports, the `[cluster]`
+//! section, the nodes' states as their admin port reports them, and a ring started whole.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::Value;
+
+use crate::{Daemon, http_get};
+
+/// The cluster secret every test ring shares.
+pub const SECRET: &str = "e2e-cluster-secret-0123456789";
+
+/// A free loopback UDP address for a gossip listener, below the kernel's ephemeral port range.
+/// A port chosen by binding port 0 is released until its daemon binds it, and every daemon
+/// binds four helper sockets on ephemeral loopback ports (the gossip transport's codec), so a
+/// daemon started first could take a port chosen for the next one.
+pub fn free_udp_addr() -> SocketAddr {
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let ephemeral_low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|low| low.parse().ok())
+        .unwrap_or(32768);
+    assert!(
+        ephemeral_low > 2048,
+        "ephemeral ports start at {ephemeral_low}"
+    );
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(1024..ephemeral_low);
+        if let Ok(socket) = UdpSocket::bind(("127.0.0.1", port)) {
+            return socket.local_addr().expect("bound socket has an address");
+        }
+    }
+    panic!("no free loopback UDP port below {ephemeral_low} in 1000 tries");
+}
+
+/// The `[cluster]` section of node `name` gossiping on `gossip`, seeded by `seed`.
+pub fn cluster_toml(name: &str, gossip: SocketAddr, seed: SocketAddr) -> String {
+    format!(
+        "[cluster]\nenabled = true\nname = \"e2e\"\nnode_name = \"{name}\"\nsecret = \"{SECRET}\"\n\
+         listen_addr = \"{gossip}\"\nseeds = [\"{seed}\"]\ngossip_interval_ms = 100\n"
+    )
+}
+
+/// `daemon`'s `/cluster/status`.
+pub fn status(daemon: &Daemon) -> Value {
+    let admin = daemon.admin_addr.expect("allidbd prints its admin address");
+    let (code, body) = http_get(admin, "/cluster/status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("status is JSON")
+}
+
+/// `(name, status)` of every node in `daemon`'s status, sorted by name.
+pub fn states(daemon: &Daemon) -> Vec<(String, String)> {
+    let mut states: Vec<_> = status(daemon)["nodes"]
+        .as_array()
+        .expect("nodes is an array")
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap_or_default().to_owned(),
+                n["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    states.sort();
+    states
+}
+
+/// Waits until `daemon` reports exactly `expected` (sorted by name); the time it took.
+pub fn wait_for_states(daemon: &Daemon, expected: &[(&str, &str)], limit: Duration) -> Duration {
+    let started = Instant::now();
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(n, s)| ((*n).to_owned(), (*s).to_owned()))
+        .collect();
+    loop {
+        let now = states(daemon);
+        if now == expected {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "expected {expected:?} within {limit:?}, have {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A ring of `count` nodes `n0..` seeded by `n0`, each with `extra` appended to its
+/// `[cluster]` section (it may open further sections), once every node sees all normal.
+pub fn start_ring(count: usize, extra: &str) -> Vec<Daemon> {
+    let gossip: Vec<SocketAddr> = (0..count).map(|_| free_udp_addr()).collect();
+    let nodes: Vec<Daemon> = (0..count)
+        .map(|i| {
+            let toml = cluster_toml(&format!("n{i}"), gossip[i], gossip[0]);
+            Daemon::start(&format!("{toml}{extra}"))
+        })
+        .collect();
+    let names: Vec<String> = (0..count).map(|i| format!("n{i}")).collect();
+    let all_normal: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "normal")).collect();
+    for node in &nodes {
+        wait_for_states(node, &all_normal, Duration::from_secs(60));
+    }
+    nodes
+}
