@@ -25,8 +25,9 @@ use std::sync::{Arc, OnceLock};
 
 use allidb_cluster::consistency::ConsistencyLevel;
 use allidb_cluster::coordinator::Coordinator;
-use allidb_cluster::query::ClusterQuery;
+use allidb_cluster::query::report::ReadReport;
 use allidb_cluster::query::wire::IdRange;
+use allidb_cluster::query::{ClusterQuery, ReadOptions};
 use allidb_index::graph::{self, TraversalOptions};
 use allidb_index::query::{QueryPlan, ScoreWeights};
 use allidb_index::{Filter, QueryHit, QueryRequest, UnifiedStore};
@@ -507,29 +508,40 @@ async fn ring_query_batch(
     tenant: &str,
     template: QueryRequest,
     vectors: Vec<Vec<f32>>,
-    level: ConsistencyLevel,
-) -> Result<Vec<Vec<QueryHit>>, Status> {
+    read: ReadOptions,
+) -> Result<Vec<(Vec<QueryHit>, Option<ReadReport>)>, Status> {
     let queries = vectors.into_iter().map(|vector| {
         let request = QueryRequest {
             vector,
             ..template.clone()
         };
-        async move { reads.query(tenant, &request, level, false).await }
+        async move { reads.query(tenant, &request, read, false).await }
     });
     futures_util::future::join_all(queries)
         .await
         .into_iter()
         .enumerate()
         .map(|(index, reply)| {
-            reply.map(|reply| reply.hits).map_err(|error| {
-                let status = errors::cluster_status("query batch", error);
-                Status::new(
-                    status.code(),
-                    format!("vectors[{index}]: {}", status.message()),
-                )
-            })
+            reply
+                .map(|(reply, report)| (reply.hits, Some(report)))
+                .map_err(|error| {
+                    let status = errors::cluster_status("query batch", error);
+                    Status::new(
+                        status.code(),
+                        format!("vectors[{index}]: {}", status.message()),
+                    )
+                })
         })
         .collect()
+}
+
+/// Adds a ring read's coverage to `response`, and its profile when the request asked to
+/// `explain`.
+fn with_report(response: &mut pb::QueryResponse, report: Option<&ReadReport>, explain: bool) {
+    if let Some(report) = report {
+        response.coverage = Some(convert::coverage(&report.coverage));
+        response.profile = explain.then(|| convert::read_profile(report));
+    }
 }
 
 /// How many blocking tasks a batch of `queries` queries is spread over: one per core, but at
@@ -583,6 +595,8 @@ fn query_response(hits: Vec<QueryHit>, explain: bool, trace_id: String) -> pb::Q
         results,
         trace_id,
         context: None,
+        coverage: None,
+        profile: None,
     }
 }
 
@@ -711,14 +725,19 @@ impl AlliDb for AlliDbService {
         store_request.vector = std::mem::take(&mut request.query_vector);
         let tenant = caller.tenant;
         let chunks = params.include_context && params.context_chunks;
-        let reply = if let Some(reads) = self.cluster_reads() {
-            reads
-                .query(&tenant, &store_request, level, chunks)
+        let (reply, report) = if let Some(reads) = self.cluster_reads() {
+            let read = ReadOptions {
+                level,
+                allow_partial: request.allow_partial,
+            };
+            let (reply, report) = reads
+                .query(&tenant, &store_request, read, chunks)
                 .await
-                .map_err(|e| errors::cluster_status("query", e))?
+                .map_err(|e| errors::cluster_status("query", e))?;
+            (reply, Some(report))
         } else {
             let store = self.open_store()?;
-            if !chunks && store.query_is_light(&tenant, &store_request) {
+            let reply = if !chunks && store.query_is_light(&tenant, &store_request) {
                 Self::on_worker("query", &store, |store| {
                     store.query_with_context(&tenant, &store_request, false)
                 })?
@@ -727,9 +746,11 @@ impl AlliDb for AlliDbService {
                     store.query_with_context(&tenant, &store_request, chunks)
                 })
                 .await?
-            }
+            };
+            (reply, None)
         };
         let mut response = query_response(reply.hits, params.explain, request.trace_id);
+        with_report(&mut response, report.as_ref(), params.explain);
         response.context = reply
             .context
             .map(|context| context::to_proto(context, params.max_context_bytes));
@@ -1022,16 +1043,25 @@ impl AlliDb for AlliDbService {
         let tenant = caller.tenant;
         let starts = request.start_ids;
         let include = params.include_entity;
-        let (hits, truncation) = match self.cluster_reads() {
-            Some(reads) => reads
-                .traverse(&tenant, &starts, &options, include, level)
-                .await
-                .map_err(|e| errors::cluster_status("traverse", e))?,
+        let (hits, truncation, coverage) = match self.cluster_reads() {
+            Some(reads) => {
+                let read = ReadOptions {
+                    level,
+                    allow_partial: request.allow_partial,
+                };
+                let (hits, truncation, report) = reads
+                    .traverse(&tenant, &starts, &options, include, read)
+                    .await
+                    .map_err(|e| errors::cluster_status("traverse", e))?;
+                (hits, truncation, Some(convert::coverage(&report.coverage)))
+            }
             None => {
-                self.blocking("traverse", move |store| {
-                    store.traverse(&tenant, &starts, &options, include)
-                })
-                .await?
+                let (hits, truncation) = self
+                    .blocking("traverse", move |store| {
+                        store.traverse(&tenant, &starts, &options, include)
+                    })
+                    .await?;
+                (hits, truncation, None)
             }
         };
         let truncated = hits.len() >= params.max_nodes || truncation.any();
@@ -1047,7 +1077,11 @@ impl AlliDb for AlliDbService {
                 entity: hit.entity.as_ref().map(convert::entity_to_proto),
             })
             .collect();
-        Ok(Response::new(pb::TraverseResponse { nodes, truncated }))
+        Ok(Response::new(pb::TraverseResponse {
+            nodes,
+            truncated,
+            coverage,
+        }))
     }
 
     async fn bulk_put_entities(
@@ -1201,15 +1235,26 @@ impl AlliDb for AlliDbService {
         })?;
         let template = self.store_query(&options, &params);
         let vectors = request.vectors.into_iter().map(|v| v.values).collect();
-        let hits = match self.cluster_reads() {
-            Some(reads) => {
-                ring_query_batch(reads, &caller.tenant, template, vectors, level).await?
-            }
-            None => self.query_vectors(caller.tenant, template, vectors).await?,
+        let read = ReadOptions {
+            level,
+            allow_partial: options.allow_partial,
         };
-        let replies: Vec<pb::QueryResponse> = hits
+        let answers: Vec<(Vec<QueryHit>, Option<ReadReport>)> = match self.cluster_reads() {
+            Some(reads) => ring_query_batch(reads, &caller.tenant, template, vectors, read).await?,
+            None => self
+                .query_vectors(caller.tenant, template, vectors)
+                .await?
+                .into_iter()
+                .map(|hits| (hits, None))
+                .collect(),
+        };
+        let replies: Vec<pb::QueryResponse> = answers
             .into_iter()
-            .map(|hits| query_response(hits, params.explain, options.trace_id.clone()))
+            .map(|(hits, report)| {
+                let mut reply = query_response(hits, params.explain, options.trace_id.clone());
+                with_report(&mut reply, report.as_ref(), params.explain);
+                reply
+            })
             .collect();
         tracing::debug!(trace_id = %options.trace_id, queries = replies.len(), "query batch served");
         Ok(Response::new(pb::QueryBatchResponse {

@@ -1087,7 +1087,10 @@ async fn a_ring_with_one_replica_reads_every_range_and_names_the_ranges_of_a_dea
         Duration::from_secs(30),
     );
     let mut client = nodes[0].client().await;
-    let refused = client.query(request(query, None)).await.unwrap_err();
+    let refused = client
+        .query(request(query.clone(), None))
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     assert!(
         refused
@@ -1099,6 +1102,56 @@ async fn a_ring_with_one_replica_reads_every_range_and_names_the_ranges_of_a_dea
     );
     let scan = client.range_scan(request(scan, None)).await.unwrap_err();
     assert_eq!(scan.code(), Code::Unavailable, "{scan:?}");
+    // A partial answer when asked for: n0's entities, and the coverage says what is missing.
+    let partial = pb::QueryRequest {
+        allow_partial: true,
+        ..query
+    };
+    let reply = client
+        .query(request(partial, None))
+        .await
+        .expect("a partial query")
+        .into_inner();
+    let coverage = reply.coverage.expect("a ring reports its coverage");
+    assert!(
+        0 < coverage.ranges_answered && coverage.ranges_answered < coverage.ranges_total,
+        "{coverage:?}"
+    );
+    assert_eq!(coverage.nodes_asked, ["n0"]);
+    assert!(
+        !coverage.missing.is_empty()
+            && coverage
+                .missing
+                .iter()
+                .all(|m| m.contains("no live replica")),
+        "{coverage:?}"
+    );
+    let held = reply.results.len();
+    assert!(
+        0 < held && held < ids.len(),
+        "{held} of {} entities",
+        ids.len()
+    );
+    let traverse = pb::TraverseRequest {
+        start_ids: ids.iter().map(|id| (*id).to_owned()).collect(),
+        max_hops: 1,
+        allow_partial: true,
+        ..Default::default()
+    };
+    let reply = client
+        .traverse(request(traverse, None))
+        .await
+        .expect("a partial traversal")
+        .into_inner();
+    assert_eq!(reply.nodes.len(), held, "the same entities as the query");
+    let coverage = reply.coverage.expect("a ring reports its coverage");
+    assert!(
+        coverage
+            .missing
+            .iter()
+            .any(|m| m.contains("no live replica of entity")),
+        "{coverage:?}"
+    );
 }
 
 /// Three network namespaces on one bridge, for partition tests: host `i` is `10.77.0.(11 + i)`

@@ -339,10 +339,31 @@ async fn a_ring_of_five_answers_reads_as_one_node_and_keeps_answering_with_a_nod
     // Round trips: a 2-hop query with its context costs at most 4 calls per node contacted
     // (candidates, hop 1, hop 2, the last hop's facts).
     let before = query_calls(&ring[3]);
-    query(&ring[3], query_request(vectors[0].clone())).await;
+    let reply = query(&ring[3], query_request(vectors[0].clone())).await;
     let calls = query_calls(&ring[3]) - before;
     assert!(calls >= 1.0, "the query asked other nodes");
     assert!(calls <= 4.0 * 4.0, "{calls} calls to 4 peers");
+    // The reply says so too (explain): every range answered, the rounds and calls per node.
+    let coverage = reply.coverage.expect("a ring reports its coverage");
+    assert_eq!(coverage.ranges_answered, coverage.ranges_total);
+    assert!(coverage.missing.is_empty() && coverage.nodes_asked.contains(&"n3".to_owned()));
+    let profile = reply.profile.expect("explain reports the profile");
+    // Candidates, hop 1, hop 2, the last hop's facts, the results and the context entities.
+    assert_eq!(profile.rounds, 6, "{profile:?}");
+    for node in &profile.nodes {
+        assert!(node.calls <= 4, "{node:?}");
+    }
+    let remote: i32 = profile
+        .nodes
+        .iter()
+        .filter(|n| n.node != "n3")
+        .map(|n| n.calls)
+        .sum();
+    assert_eq!(
+        f64::from(remote),
+        calls,
+        "the metric counts the calls to other nodes"
+    );
 
     // A node down: every range still has two live replicas.
     ring[4].kill();

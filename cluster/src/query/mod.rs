@@ -5,6 +5,7 @@
 //! - [`cover`]: the covering set of live hosts (this node first, then by measured latency).
 //! - [`latency`]: the per-peer latency average that ranks replicas.
 //! - [`replicas`]: the seam to the hosts asked (the ring's, or a fake in tests).
+//! - [`report`]: a read's coverage and profile.
 //! - [`wire`]: the node-to-node messages of these reads.
 //! - `walk`: a bounded walk across owners, one batched call per owner per hop.
 //!
@@ -19,7 +20,8 @@
 //! the level promises.
 //!
 //! Invariants: a request either hears from a live replica of every range or fails
-//! `UNAVAILABLE` naming the ranges and the hosts down; a host that fails during a request is
+//! `UNAVAILABLE` naming the ranges and the hosts down, unless it allows a partial answer (then
+//! its report's coverage says what is missing); a host that fails during a request is
 //! replaced by another replica of its ranges within the same request.
 //! Must never: answer from fewer ranges than the ring has without saying so, or return an
 //! entity its read at the request's level did not find.
@@ -27,6 +29,7 @@
 pub mod cover;
 pub mod latency;
 pub mod replicas;
+pub mod report;
 #[cfg(test)]
 mod tests;
 mod walk;
@@ -56,6 +59,7 @@ use crate::replica::MAX_PARTITIONS_PER_READ;
 use crate::ring::{HostId, token};
 use latency::PeerLatency;
 use replicas::QueryReplicas;
+use report::{ReadReport, ReportBuilder};
 use wire::{IdRange, SeedSearch};
 
 /// How many times a request replaces hosts that failed during it before giving up.
@@ -95,8 +99,10 @@ impl ClusterQuery {
         }
     }
 
-    fn fanout<'a>(&'a self, tenant: &'a str) -> Fanout<'a> {
+    fn fanout<'a>(&'a self, tenant: &'a str, allow_partial: bool) -> Fanout<'a> {
         Fanout {
+            allow_partial,
+            report: Mutex::new(ReportBuilder::default()),
             local: self.host,
             replicas: &*self.replicas,
             latency: &self.latency,
@@ -108,20 +114,21 @@ impl ClusterQuery {
         }
     }
 
-    /// The Graph-RAG query over the whole ring (see the module doc); `context_entities` reads
-    /// each context node's entity too.
+    /// The Graph-RAG query over the whole ring (see the module doc) with its report;
+    /// `context_entities` reads each context node's entity too.
     pub async fn query(
         &self,
         tenant: &str,
         request: &QueryRequest,
-        level: ConsistencyLevel,
+        read: ReadOptions,
         context_entities: bool,
-    ) -> Result<QueryReply, ClusterError> {
+    ) -> Result<(QueryReply, ReadReport), ClusterError> {
+        let level = read.level;
         allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
         let plan = &request.plan;
         plan.validate()?;
         metrics::counter!("allidb_cluster_queries_total", "kind" => "query").increment(1);
-        let fanout = self.fanout(tenant);
+        let fanout = self.fanout(tenant, read.allow_partial);
         let search = SeedSearch {
             vector: request.vector.clone(),
             count: plan.seed_count(),
@@ -199,8 +206,9 @@ impl ClusterQuery {
                 continue;
             }
             let ids: Vec<&str> = window.iter().map(|r| &*r.entity_id).collect();
-            let read = self.read_at(tenant, &ids, level).await?;
-            for (result, entity) in window.into_iter().zip(read) {
+            fanout.report.lock().round();
+            let found = self.read_at(tenant, &ids, level).await?;
+            for (result, entity) in window.into_iter().zip(found) {
                 if let Some(entity) = entity {
                     let entity = request.include_entities.then_some(entity);
                     hits.push(QueryHit { result, entity });
@@ -217,6 +225,9 @@ impl ClusterQuery {
                     .into_iter()
                     .filter(|r| matches(&r.entity_id))
                     .collect();
+                if context_entities {
+                    fanout.report.lock().round();
+                }
                 let nodes = self
                     .with_entities(tenant, kept, context_entities, level)
                     .await?;
@@ -228,22 +239,23 @@ impl ClusterQuery {
                 })
             }
         };
-        Ok(QueryReply { hits, context })
+        Ok((QueryReply { hits, context }, fanout.finish()))
     }
 
     /// A graph-only traversal from `starts` over the whole ring: the live nodes reached (with
-    /// their entities read at `level` when `include_entities`) and the limits that cut it.
+    /// their entities read at the level when `include_entities`), the limits that cut it, and
+    /// the report.
     pub async fn traverse(
         &self,
         tenant: &str,
         starts: &[String],
         options: &TraversalOptions,
         include_entities: bool,
-        level: ConsistencyLevel,
-    ) -> Result<(Vec<TraverseHit>, Truncation), ClusterError> {
+        read: ReadOptions,
+    ) -> Result<(Vec<TraverseHit>, Truncation, ReadReport), ClusterError> {
         allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
         metrics::counter!("allidb_cluster_queries_total", "kind" => "traverse").increment(1);
-        let fanout = self.fanout(tenant);
+        let fanout = self.fanout(tenant, read.allow_partial);
         let starts: Vec<&str> = starts.iter().map(String::as_str).collect();
         let gathered = walk::walk_across(
             &fanout,
@@ -261,10 +273,13 @@ impl ClusterQuery {
             .into_iter()
             .filter(|r| nodes.get(&r.entity_id).is_some_and(|n| n.facts.is_some()))
             .collect();
+        if include_entities {
+            fanout.report.lock().round();
+        }
         let hits = self
-            .with_entities(tenant, live, include_entities, level)
+            .with_entities(tenant, live, include_entities, read.level)
             .await?;
-        Ok((hits, gathered.walk.truncation))
+        Ok((hits, gathered.walk.truncation, fanout.finish()))
     }
 
     /// Up to `limit` entities of `tenant` with `start <= id < end` over the whole ring, in id
@@ -278,7 +293,7 @@ impl ClusterQuery {
     ) -> Result<Vec<Entity>, ClusterError> {
         allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
         metrics::counter!("allidb_cluster_queries_total", "kind" => "scan").increment(1);
-        let fanout = self.fanout(tenant);
+        let fanout = self.fanout(tenant, false);
         let mut entities: Vec<Entity> = Vec::with_capacity(limit);
         let mut range = range;
         let mut after: Option<String> = None;
@@ -351,6 +366,15 @@ impl ClusterQuery {
     }
 }
 
+/// How a cluster-wide read reads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReadOptions {
+    /// The level the returned entities are read at.
+    pub level: ConsistencyLevel,
+    /// Answer from the ranges with a live replica when some have none (else `UNAVAILABLE`).
+    pub allow_partial: bool,
+}
+
 /// Similarities the owners sent with their facts.
 struct Gathered<'a>(&'a HashMap<Arc<str>, HopNode>);
 
@@ -371,6 +395,9 @@ impl SimilaritySource for Gathered<'_> {
 /// the covering set it settled on.
 #[derive(Debug)]
 pub(crate) struct Fanout<'a> {
+    /// Missing ranges and entities are reported instead of failing the read.
+    allow_partial: bool,
+    report: Mutex<ReportBuilder>,
     local: HostId,
     replicas: &'a dyn QueryReplicas,
     latency: &'a PeerLatency,
@@ -424,7 +451,12 @@ impl Fanout<'_> {
                     .to_owned(),
             ));
         }
-        if !cover.uncovered.is_empty() {
+        let missing: Vec<String> = cover
+            .uncovered
+            .iter()
+            .map(|r| format!("token range ({}, {}]: no live replica", r.start, r.end))
+            .collect();
+        if !cover.uncovered.is_empty() && !self.allow_partial {
             let down: Vec<String> = self
                 .view
                 .ring
@@ -453,22 +485,33 @@ impl Fanout<'_> {
                 down.join(", ")
             )));
         }
+        self.report
+            .lock()
+            .ranges(cover.ranges, cover.uncovered.len(), missing);
         self.cover.lock().extend(cover.hosts.iter().copied());
         Ok(cover.hosts)
     }
 
-    /// The host that answers for entity `id`.
-    fn owner(&self, id: &str) -> Result<HostId, ClusterError> {
+    fn finish(self) -> ReadReport {
+        self.report.into_inner().finish()
+    }
+
+    /// The host that answers for entity `id`; `None` when none can and the read allows a
+    /// partial answer (reported as missing).
+    fn owner(&self, id: &str) -> Result<Option<HostId>, ClusterError> {
         let preferred = self.cover.lock().clone();
-        cover::owner_of(
+        let owner = cover::owner_of(
             &self.view.ring,
             self.replication_factor(),
             token(self.tenant, id),
             &preferred,
             |h| self.live(h),
             |h| self.rank(h),
-        )
-        .ok_or_else(|| {
+        );
+        if owner.is_some() {
+            return Ok(owner);
+        }
+        let error = {
             let replicas =
                 self.view
                     .ring
@@ -478,29 +521,39 @@ impl Fanout<'_> {
                 .iter()
                 .map(|h| peer_label(&self.view, *h))
                 .collect();
-            ClusterError::Unavailable(format!(
+            format!(
                 "no live replica of entity {id:?} of tenant {:?}: its replicas [{}] are down or \
                  failing",
                 self.tenant,
                 names.join(", ")
-            ))
-        })
+            )
+        };
+        if self.allow_partial {
+            self.report.lock().miss(error);
+            return Ok(None);
+        }
+        Err(ClusterError::Unavailable(error))
     }
 
-    /// Runs `call` to `host`, timing it for the latency ranking and counting it by `kind`.
+    /// Runs `call` to `host`, timing it for the latency ranking (other hosts) and the report
+    /// (with the rows of its answer), and counting it by `kind` when it crosses the network.
     async fn timed<T>(
         &self,
         host: HostId,
         kind: &'static str,
-        call: impl Future<Output = Result<T, ClusterError>>,
-    ) -> Result<T, ClusterError> {
-        if host == self.local {
-            return call.await;
-        }
-        metrics::counter!("allidb_cluster_query_calls_total", "call" => kind).increment(1);
+        call: impl Future<Output = Result<Vec<T>, ClusterError>>,
+    ) -> Result<Vec<T>, ClusterError> {
         let started = Instant::now();
         let result = call.await;
-        self.latency.record(host, started.elapsed());
+        let took = started.elapsed();
+        if host != self.local {
+            metrics::counter!("allidb_cluster_query_calls_total", "call" => kind).increment(1);
+            self.latency.record(host, took);
+        }
+        let rows = result.as_ref().map_or(0, Vec::len);
+        self.report
+            .lock()
+            .call(peer_label(&self.view, host), took, rows);
         result
     }
 
@@ -520,6 +573,7 @@ impl Fanout<'_> {
                 self.timed(*host, "seeds", call)
             });
             let answers = join_all(calls).await;
+            self.report.lock().round();
             let mut failure = None;
             for (host, answer) in hosts.into_iter().zip(answers) {
                 match answer {
@@ -574,7 +628,9 @@ impl Fanout<'_> {
         for attempt in 1..=MAX_ATTEMPTS {
             let mut by_owner: BTreeMap<HostId, Vec<Arc<str>>> = BTreeMap::new();
             for id in pending.drain(..) {
-                by_owner.entry(self.owner(&id)?).or_default().push(id);
+                if let Some(owner) = self.owner(&id)? {
+                    by_owner.entry(owner).or_default().push(id);
+                }
             }
             let batches: Vec<(HostId, Vec<Arc<str>>)> = by_owner
                 .into_iter()
@@ -597,6 +653,7 @@ impl Fanout<'_> {
                 }
             });
             let answers = join_all(calls).await;
+            self.report.lock().round();
             for ((host, ids), answer) in batches.into_iter().zip(answers) {
                 match answer {
                     Ok(nodes) => described.extend(ids.into_iter().zip(nodes)),
@@ -637,6 +694,7 @@ impl Fanout<'_> {
                 self.timed(*host, "scan", call)
             });
             let answers = join_all(calls).await;
+            self.report.lock().round();
             let mut failure = false;
             for (host, answer) in hosts.into_iter().zip(answers) {
                 match answer {

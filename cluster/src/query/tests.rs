@@ -230,6 +230,8 @@ impl QueryReplicas for FakeRing {
 
 fn fanout<'a>(fake: &'a FakeRing, latency: &'a PeerLatency, local: HostId) -> Fanout<'a> {
     Fanout {
+        allow_partial: false,
+        report: Mutex::new(Default::default()),
         local,
         replicas: fake,
         latency,
