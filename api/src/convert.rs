@@ -193,6 +193,33 @@ pub fn remove_edges(request: &pb::RemoveEdgesRequest) -> Result<Vec<EdgeRef>, St
         .collect())
 }
 
+/// A ring read's coverage.
+pub fn coverage(coverage: &Coverage) -> pb::Coverage {
+    pb::Coverage {
+        ranges_total: count_i32(coverage.ranges_total),
+        ranges_answered: count_i32(coverage.ranges_answered),
+        nodes_asked: coverage.nodes_asked.clone(),
+        missing: coverage.missing.clone(),
+    }
+}
+
+/// A ring read's profile: its rounds and the calls to each node.
+pub fn read_profile(report: &ReadReport) -> pb::ReadProfile {
+    pb::ReadProfile {
+        rounds: count_i32(report.rounds),
+        nodes: report
+            .nodes
+            .iter()
+            .map(|node| pb::NodeCalls {
+                node: node.node.clone(),
+                calls: count_i32(node.calls),
+                micros: i64::try_from(node.latency.as_micros()).unwrap_or(i64::MAX),
+                rows: count_i64(node.rows),
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -410,32 +437,5 @@ mod tests {
         );
         assert_eq!(path.edges[0].weight, 0.5);
         assert_eq!(graph_path("seed", &[]).entity_ids, ["seed"]);
-    }
-}
-
-/// A ring read's coverage.
-pub fn coverage(coverage: &Coverage) -> pb::Coverage {
-    pb::Coverage {
-        ranges_total: count_i32(coverage.ranges_total),
-        ranges_answered: count_i32(coverage.ranges_answered),
-        nodes_asked: coverage.nodes_asked.clone(),
-        missing: coverage.missing.clone(),
-    }
-}
-
-/// A ring read's profile: its rounds and the calls to each node.
-pub fn read_profile(report: &ReadReport) -> pb::ReadProfile {
-    pb::ReadProfile {
-        rounds: count_i32(report.rounds),
-        nodes: report
-            .nodes
-            .iter()
-            .map(|node| pb::NodeCalls {
-                node: node.node.clone(),
-                calls: count_i32(node.calls),
-                micros: i64::try_from(node.latency.as_micros()).unwrap_or(i64::MAX),
-                rows: count_i64(node.rows),
-            })
-            .collect(),
     }
 }
