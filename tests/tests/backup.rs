@@ -634,3 +634,180 @@ async fn the_daemon_backs_up_on_its_schedule_and_keeps_the_newest() {
         "the scheduled backup holds the writes made before it"
     );
 }
+
+/// A free loopback UDP port below the ephemeral range, for a gossip listener (as in cluster.rs).
+fn free_udp_addr() -> SocketAddr {
+    use rand::Rng;
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let low: u16 = range
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(32768);
+    let mut rng = rand::rng();
+    for _ in 0..1000 {
+        let port = rng.random_range(1024..low);
+        if let Ok(socket) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
+            return socket.local_addr().unwrap();
+        }
+    }
+    panic!("no free UDP port");
+}
+
+/// Node `i` of a 3-node ring (RF 3, no auth) on `data_dir` or a fresh one.
+fn ring_node(i: usize, gossip: &[SocketAddr], data_dir: Option<&Path>) -> Daemon {
+    let toml = format!(
+        "[cluster]\nenabled = true\nname = \"backup-e2e\"\nnode_name = \"n{i}\"\n\
+         secret = \"backup-e2e-secret-0123456789\"\nlisten_addr = \"{}\"\nseeds = [\"{}\"]\n\
+         gossip_interval_ms = 100\n",
+        gossip[i], gossip[0]
+    );
+    match data_dir {
+        Some(dir) => Daemon::start_on_data_dir(&toml, dir),
+        None => Daemon::start(&toml),
+    }
+}
+
+/// Waits until `daemon` sees three normal nodes; returns their host ids, sorted.
+fn ring_host_ids(daemon: &Daemon) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = allidb_tests::http_get(daemon.admin_addr.unwrap(), "/cluster/status");
+        if status == 200 {
+            let value: Value = serde_json::from_str(&body).unwrap();
+            let nodes = value["nodes"].as_array().cloned().unwrap_or_default();
+            if nodes.len() == 3 && nodes.iter().all(|n| n["status"] == "normal") {
+                let mut ids: Vec<String> = nodes
+                    .iter()
+                    .map(|n| n["host_id"].as_str().unwrap().to_owned())
+                    .collect();
+                ids.sort();
+                return ids;
+            }
+        }
+        assert!(Instant::now() < deadline, "ring not formed: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+async fn node_ids(daemon: &Daemon) -> Vec<String> {
+    let mut client = daemon.client().await;
+    client
+        .range_scan(request(
+            pb::RangeScanRequest {
+                limit: 1000,
+                ..Default::default()
+            },
+            None,
+        ))
+        .await
+        .expect("scan of a node holding every range")
+        .into_inner()
+        .entities
+        .into_iter()
+        .map(|e| e.entity_id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_is_backed_up_under_one_id_and_restored_node_by_node() {
+    let scratch = tempfile::tempdir().unwrap();
+    let gossip: Vec<SocketAddr> = (0..3).map(|_| free_udp_addr()).collect();
+    let nodes: Vec<Daemon> = (0..3).map(|i| ring_node(i, &gossip, None)).collect();
+    let hosts = ring_host_ids(&nodes[0]);
+    let mut client = nodes[0].client().await;
+    for i in 0..300 {
+        client
+            .put_entity(request(
+                pb::PutEntityRequest {
+                    entity: Some(doc_entity(&format!("r{i:04}"), &vector(i))),
+                    consistency_level: pb::ConsistencyLevel::ConsistencyAll as i32,
+                    ..Default::default()
+                },
+                None,
+            ))
+            .await
+            .expect("write at ALL");
+    }
+    let before: Vec<Vec<String>> = {
+        let mut all = Vec::new();
+        for node in &nodes {
+            all.push(node_ids(node).await);
+        }
+        all
+    };
+    let store = scratch.path().join("ring-store");
+    let target = format!("file://{}", store.display());
+    let admin = nodes[0].admin_addr.unwrap().to_string();
+    let staging = scratch.path().join("staging").display().to_string();
+    let mut command = allidb_command(
+        None,
+        &[
+            "--json",
+            "cluster",
+            "--admin",
+            &admin,
+            "backup",
+            "--to",
+            &target,
+            "--staging",
+            &staging,
+            "--backup-id",
+            "ring-1",
+        ],
+    );
+    command.env_remove("ALLIDB_API_KEY");
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let list = allidb(None, &["--json", "backup", "list", "--from", &target])
+        .expect(0)
+        .json();
+    assert_eq!(list[0]["complete"], true, "{list}");
+    assert_eq!(list[0]["nodes"].as_array().unwrap().len(), 3, "{list}");
+    drop(nodes);
+
+    let gossip: Vec<SocketAddr> = (0..3).map(|_| free_udp_addr()).collect();
+    let mut restored = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let dest = scratch.path().join(format!("restored-{i}"));
+        let dest_text = dest.display().to_string();
+        allidb(
+            None,
+            &[
+                "backup",
+                "restore",
+                "--from",
+                &target,
+                "--backup",
+                "ring-1",
+                "--node",
+                host,
+                "--data-dir",
+                &dest_text,
+            ],
+        )
+        .expect(0);
+        restored.push((dest, i));
+    }
+    let restored: Vec<Daemon> = restored
+        .iter()
+        .map(|(dest, i)| ring_node(*i, &gossip, Some(dest)))
+        .collect();
+    assert_eq!(
+        ring_host_ids(&restored[0]),
+        hosts,
+        "the same host ids come back"
+    );
+    for (node, expected) in restored.iter().zip(&before) {
+        let mut actual = node_ids(node).await;
+        actual.sort();
+        let mut expected = expected.clone();
+        expected.sort();
+        assert_eq!(&actual, &expected, "every replica holds what it held");
+    }
+}
