@@ -27,7 +27,7 @@ pub const ENV_PREFIX: &str = "ALLIDB_";
 
 /// The sections of the file; also the only `ALLIDB_<SECTION>_...` variables read as overrides.
 pub const SECTIONS: &[&str] = &[
-    "server", "tls", "storage", "index", "query", "auth", "log", "cluster",
+    "server", "tls", "storage", "index", "query", "auth", "log", "cluster", "backup",
 ];
 
 const KIB: u64 = 1024;
@@ -54,6 +54,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Membership in a ring of nodes.
     pub cluster: ClusterConfig,
+    /// Backups to an object store (docs/backup.md).
+    pub backup: crate::backup::schedule::BackupConfig,
 }
 
 /// Consistency level of requests that do not name one.
@@ -822,6 +824,9 @@ impl Config {
 
     /// Checks ranges and cross-key rules; every error names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.backup
+            .validate()
+            .map_err(|(key, message)| invalid(key, message))?;
         let server = &self.server;
         check_range(
             "server.max_request_bytes",

@@ -425,6 +425,19 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         health.clone(),
         membership.as_ref().map(Membership::own_keys),
     );
+    let scheduled_backups = match crate::backup::schedule::ScheduledBackups::start(
+        &config.backup,
+        store.clone(),
+        data_dir.clone(),
+    ) {
+        Ok(schedule) => schedule,
+        Err(error) => {
+            // The target's form was checked with the configuration; what is left (a directory
+            // that cannot be created) must not take the serving node down.
+            tracing::error!(%error, "scheduled backups are off: their target cannot be opened");
+            None
+        }
+    };
     tracing::info!(data_dir = %data_dir.display(), "store open; serving");
     print_line("ready");
 
@@ -443,6 +456,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             close_store(store, &data_dir).await?;
             return Err(DaemonError::Serve(why));
         }
+    }
+    if let Some(schedule) = scheduled_backups {
+        schedule.stop();
     }
     service.begin_shutdown();
     readiness.set_stopping();

@@ -72,6 +72,11 @@ impl TenantDrops {
         self.by_tenant.iter().map(|(t, d)| (t.as_slice(), *d))
     }
 
+    /// The number of tenants dropped.
+    pub fn len(&self) -> usize {
+        self.by_tenant.len()
+    }
+
     /// True when no tenant was ever dropped.
     pub fn is_empty(&self) -> bool {
         self.by_tenant.is_empty()

@@ -1,4 +1,4 @@
-//! `allidb cluster status | ring | endpoints TENANT ID`: the operator's view of a ring, read
+//! `allidb cluster status | ring | endpoints TENANT ID` (and `backup`, in [`super::backup`]): the operator's view of a ring, read
 //! from a node's admin port (`/cluster/status`, `/cluster/ring`, `/cluster/endpoints`, the
 //! same JSON that `--json` prints), like `nodetool status`.
 //!
@@ -38,6 +38,8 @@ pub enum ClusterView {
     Status,
     /// Every token range and its owner.
     Ring,
+    /// Back up every node of the ring under one backup id (docs/backup.md).
+    Backup(super::backup::ClusterBackupArgs),
     /// The replicas of one entity, in replica-walk order.
     Endpoints {
         /// The tenant.
@@ -49,23 +51,22 @@ pub enum ClusterView {
 
 /// Runs `allidb cluster ...`.
 pub async fn run(context: &mut Context, args: ClusterArgs) -> CliResult<Outcome> {
-    let path = match &args.view {
-        ClusterView::Status => "/cluster/status".to_owned(),
-        ClusterView::Ring => "/cluster/ring".to_owned(),
-        ClusterView::Endpoints { tenant, id } => {
+    let (path, text): (String, fn(&Value) -> String) = match args.view {
+        ClusterView::Backup(backup) => {
+            return super::backup::cluster_backup(context, &args.admin, backup).await;
+        }
+        ClusterView::Status => ("/cluster/status".to_owned(), status_text),
+        ClusterView::Ring => ("/cluster/ring".to_owned(), ring_text),
+        ClusterView::Endpoints { tenant, id } => (
             format!(
                 "/cluster/endpoints?tenant={}&id={}",
-                encode(tenant),
-                encode(id)
-            )
-        }
+                encode(&tenant),
+                encode(&id)
+            ),
+            endpoints_text,
+        ),
     };
     let reply = admin_get(&args.admin, &path).await?;
-    let text = match args.view {
-        ClusterView::Status => status_text,
-        ClusterView::Ring => ring_text,
-        ClusterView::Endpoints { .. } => endpoints_text,
-    };
     context.printer.reply(&reply, text)?;
     Ok(Outcome::Complete)
 }
@@ -85,7 +86,7 @@ fn encode(value: &str) -> String {
 
 /// GETs `path` from the admin server at `addr` and parses its JSON body; a non-200 answer is
 /// an error carrying the server's text (e.g. `cluster disabled`).
-async fn admin_get(addr: &str, path: &str) -> CliResult<Value> {
+pub(super) async fn admin_get(addr: &str, path: &str) -> CliResult<Value> {
     let origin = format!("--admin {addr}");
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;

@@ -100,6 +100,9 @@ pub enum CliError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A backup, restore, listing, verification or prune failed.
+    #[error("{0}")]
+    Backup(#[from] crate::backup::BackupError),
     /// A benchmark could not produce a valid measurement (e.g. the daemon rejected writes).
     #[error("benchmark {bench}: {reason}")]
     Bench {

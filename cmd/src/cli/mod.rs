@@ -3,13 +3,14 @@
 //! generation (no daemon needed).
 //!
 //! This module owns the command line (global flags and the command tree) and the dispatch to
-//! [`data`], [`import`], [`bench`], [`admin`] and [`keys`]. Every connection goes through [`connect::connect`].
+//! [`data`], [`import`], [`bench`], [`admin`], [`backup`] and [`keys`]. Every connection goes through [`connect::connect`].
 //! Invariants: the API key (flag `--api-key` or `ALLIDB_API_KEY`) is only sent as request
 //! metadata, never printed, logged or shown in `--help` (its environment value is hidden); a
 //! command either returns an [`Outcome`] (complete or partial) or a [`CliError`], which `main`
 //! maps to the exit codes of [`error`].
 
 pub mod admin;
+pub mod backup;
 pub mod bench;
 pub mod cluster;
 pub mod connect;
@@ -157,6 +158,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Write an online backup of the daemon's data into DIR on its host (admin key).
     Checkpoint(admin::CheckpointArgs),
+    /// Backups in an S3-compatible bucket or a directory: create, list, verify, delete, restore.
+    Backup(backup::BackupArgs),
     /// Tenants this node holds: list, stats, drop (admin key).
     Tenant(admin::TenantArgs),
     /// API key management (no daemon needed).
@@ -228,6 +231,7 @@ pub async fn run(cli: Cli) -> CliResult<Outcome> {
         Command::Bench(args) => bench::run(&mut context, args).await,
         Command::Checkpoint(args) => admin::checkpoint(&mut context, args).await,
         Command::Tenant(args) => admin::tenant(&mut context, args).await,
+        Command::Backup(args) => backup::run(&mut context, args).await,
         Command::Keys(args) => keys::run(&mut context, args),
         Command::Cluster(args) => cluster::run(&mut context, args).await,
     }?;

@@ -8,7 +8,8 @@
 //! they must hold again before a table or a WAL segment its state refers to can become obsolete),
 //! every table of the manifest state is hard-linked into the destination (copied when linking
 //! fails, e.g. across devices), a fresh manifest holding that state plus `CURRENT` is written, and
-//! the WAL segments at or above the state's `log_number` are copied byte for byte. Opening the
+//! the WAL segments at or above the state's `log_number` are copied byte for byte, and the tenant
+//! drops are written to the destination's `TENANT_DROPS`. Opening the
 //! destination then replays those segments on top of the tables like any restart.
 //!
 //! Invariants:
@@ -57,6 +58,8 @@ pub struct CheckpointInfo {
     pub wal_bytes: u64,
     /// WAL segments below this number are covered by the checkpoint's tables.
     pub log_number: u64,
+    /// Tenant drops written to the destination's `TENANT_DROPS`.
+    pub tenant_drops: usize,
 }
 
 impl Engine {
@@ -111,6 +114,17 @@ impl Engine {
             copy_bytes(fs, &bytes, &wal::segment_path(dest, number))?;
             info.wal_segments += 1;
             info.wal_bytes += bytes.len() as u64;
+        }
+        // Tenant drops: without them a restored copy would show a dropped tenant's cells again
+        // (those still in tables). Taken under the drop writers' lock: a drop acknowledged
+        // before the checkpoint is in the file written here.
+        {
+            let _drops = inner.drops_file.lock();
+            let drops = inner.state.read().drops.clone();
+            if !drops.is_empty() {
+                drops.store(fs, dest)?;
+                info.tenant_drops = drops.len();
+            }
         }
         // Creating the manifest syncs `dest` (after the links and copies) and publishes CURRENT.
         ManifestWriter::create(inner.fs.clone(), dest, CHECKPOINT_MANIFEST_NUMBER, state)?;
