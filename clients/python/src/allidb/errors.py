@@ -98,7 +98,7 @@ class ResourceExhausted(AlliDBError):
 
 
 class FailedPrecondition(AlliDBError):
-    """``FAILED_PRECONDITION`` (e.g. a ring node that does not hold every range)."""
+    """``FAILED_PRECONDITION`` (e.g. a replica addressed under a stale view of the ring)."""
 
     status_code = grpc.StatusCode.FAILED_PRECONDITION
 
