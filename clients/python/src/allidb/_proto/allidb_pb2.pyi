@@ -178,7 +178,7 @@ class ScoringWeights(_message.Message):
     def __init__(self, vector: _Optional[float] = ..., graph: _Optional[float] = ..., importance: _Optional[float] = ..., recency: _Optional[float] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("query_vector", "k", "expand_factor", "trace_id", "consistency_level", "filter", "max_hops", "relations", "direction", "weights", "hop_decay", "ef", "include_entity", "explain", "min_weight", "seeds", "include_context", "context_chunks", "max_nodes", "max_edges", "max_fan_out", "max_context_bytes", "scoring", "pagerank")
+    __slots__ = ("query_vector", "k", "expand_factor", "trace_id", "consistency_level", "filter", "max_hops", "relations", "direction", "weights", "hop_decay", "ef", "include_entity", "explain", "min_weight", "seeds", "include_context", "context_chunks", "max_nodes", "max_edges", "max_fan_out", "max_context_bytes", "scoring", "pagerank", "allow_partial")
     QUERY_VECTOR_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     EXPAND_FACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +203,7 @@ class QueryRequest(_message.Message):
     MAX_CONTEXT_BYTES_FIELD_NUMBER: _ClassVar[int]
     SCORING_FIELD_NUMBER: _ClassVar[int]
     PAGERANK_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     query_vector: _containers.RepeatedScalarFieldContainer[float]
     k: int
     expand_factor: int
@@ -227,7 +228,8 @@ class QueryRequest(_message.Message):
     max_context_bytes: int
     scoring: ScoringMode
     pagerank: PageRankOptions
-    def __init__(self, query_vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., expand_factor: _Optional[int] = ..., trace_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., max_hops: _Optional[int] = ..., relations: _Optional[_Iterable[str]] = ..., direction: _Optional[_Union[Direction, str]] = ..., weights: _Optional[_Union[ScoringWeights, _Mapping]] = ..., hop_decay: _Optional[float] = ..., ef: _Optional[int] = ..., include_entity: _Optional[bool] = ..., explain: _Optional[bool] = ..., min_weight: _Optional[float] = ..., seeds: _Optional[int] = ..., include_context: _Optional[bool] = ..., context_chunks: _Optional[bool] = ..., max_nodes: _Optional[int] = ..., max_edges: _Optional[int] = ..., max_fan_out: _Optional[int] = ..., max_context_bytes: _Optional[int] = ..., scoring: _Optional[_Union[ScoringMode, str]] = ..., pagerank: _Optional[_Union[PageRankOptions, _Mapping]] = ...) -> None: ...
+    allow_partial: bool
+    def __init__(self, query_vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., expand_factor: _Optional[int] = ..., trace_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., max_hops: _Optional[int] = ..., relations: _Optional[_Iterable[str]] = ..., direction: _Optional[_Union[Direction, str]] = ..., weights: _Optional[_Union[ScoringWeights, _Mapping]] = ..., hop_decay: _Optional[float] = ..., ef: _Optional[int] = ..., include_entity: _Optional[bool] = ..., explain: _Optional[bool] = ..., min_weight: _Optional[float] = ..., seeds: _Optional[int] = ..., include_context: _Optional[bool] = ..., context_chunks: _Optional[bool] = ..., max_nodes: _Optional[int] = ..., max_edges: _Optional[int] = ..., max_fan_out: _Optional[int] = ..., max_context_bytes: _Optional[int] = ..., scoring: _Optional[_Union[ScoringMode, str]] = ..., pagerank: _Optional[_Union[PageRankOptions, _Mapping]] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
 
 class PageRankOptions(_message.Message):
     __slots__ = ("damping", "max_iterations", "tolerance", "similarity_weight")
@@ -334,32 +336,70 @@ class QueryResult(_message.Message):
     def __init__(self, entity_id: _Optional[str] = ..., score: _Optional[float] = ..., entity: _Optional[_Union[Entity, _Mapping]] = ..., explanation: _Optional[_Union[QueryExplanation, _Mapping]] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
-    __slots__ = ("results", "trace_id", "total_results", "context")
+    __slots__ = ("results", "trace_id", "total_results", "context", "coverage", "profile")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     TOTAL_RESULTS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[QueryResult]
     trace_id: str
     total_results: int
     context: QueryContext
-    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ..., trace_id: _Optional[str] = ..., total_results: _Optional[int] = ..., context: _Optional[_Union[QueryContext, _Mapping]] = ...) -> None: ...
+    coverage: Coverage
+    profile: ReadProfile
+    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ..., trace_id: _Optional[str] = ..., total_results: _Optional[int] = ..., context: _Optional[_Union[QueryContext, _Mapping]] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., profile: _Optional[_Union[ReadProfile, _Mapping]] = ...) -> None: ...
+
+class Coverage(_message.Message):
+    __slots__ = ("ranges_total", "ranges_answered", "nodes_asked", "missing")
+    RANGES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    RANGES_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    NODES_ASKED_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    ranges_total: int
+    ranges_answered: int
+    nodes_asked: _containers.RepeatedScalarFieldContainer[str]
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ranges_total: _Optional[int] = ..., ranges_answered: _Optional[int] = ..., nodes_asked: _Optional[_Iterable[str]] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReadProfile(_message.Message):
+    __slots__ = ("rounds", "nodes")
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    rounds: int
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeCalls]
+    def __init__(self, rounds: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeCalls, _Mapping]]] = ...) -> None: ...
+
+class NodeCalls(_message.Message):
+    __slots__ = ("node", "calls", "micros", "rows")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    MICROS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    calls: int
+    micros: int
+    rows: int
+    def __init__(self, node: _Optional[str] = ..., calls: _Optional[int] = ..., micros: _Optional[int] = ..., rows: _Optional[int] = ...) -> None: ...
 
 class RangeScanRequest(_message.Message):
-    __slots__ = ("tenant_id", "start_key", "end_key", "limit", "page_token", "node_id")
+    __slots__ = ("tenant_id", "start_key", "end_key", "limit", "page_token", "node_id", "consistency_level")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     START_KEY_FIELD_NUMBER: _ClassVar[int]
     END_KEY_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     start_key: str
     end_key: str
     limit: int
     page_token: str
     node_id: str
-    def __init__(self, tenant_id: _Optional[str] = ..., start_key: _Optional[str] = ..., end_key: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., node_id: _Optional[str] = ...) -> None: ...
+    consistency_level: ConsistencyLevel
+    def __init__(self, tenant_id: _Optional[str] = ..., start_key: _Optional[str] = ..., end_key: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., node_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ...) -> None: ...
 
 class RangeScanResponse(_message.Message):
     __slots__ = ("entities", "next_page_token")
@@ -516,7 +556,7 @@ class RemoveEdgesResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., edge_count: _Optional[int] = ...) -> None: ...
 
 class TraverseRequest(_message.Message):
-    __slots__ = ("start_ids", "max_hops", "direction", "relations", "min_weight", "max_nodes", "consistency_level", "include_entity", "trace_id", "max_fan_out", "max_edges")
+    __slots__ = ("start_ids", "max_hops", "direction", "relations", "min_weight", "max_nodes", "consistency_level", "include_entity", "trace_id", "max_fan_out", "max_edges", "allow_partial")
     START_IDS_FIELD_NUMBER: _ClassVar[int]
     MAX_HOPS_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
@@ -528,6 +568,7 @@ class TraverseRequest(_message.Message):
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     MAX_FAN_OUT_FIELD_NUMBER: _ClassVar[int]
     MAX_EDGES_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     start_ids: _containers.RepeatedScalarFieldContainer[str]
     max_hops: int
     direction: Direction
@@ -539,7 +580,8 @@ class TraverseRequest(_message.Message):
     trace_id: str
     max_fan_out: int
     max_edges: int
-    def __init__(self, start_ids: _Optional[_Iterable[str]] = ..., max_hops: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., relations: _Optional[_Iterable[str]] = ..., min_weight: _Optional[float] = ..., max_nodes: _Optional[int] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., include_entity: _Optional[bool] = ..., trace_id: _Optional[str] = ..., max_fan_out: _Optional[int] = ..., max_edges: _Optional[int] = ...) -> None: ...
+    allow_partial: bool
+    def __init__(self, start_ids: _Optional[_Iterable[str]] = ..., max_hops: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., relations: _Optional[_Iterable[str]] = ..., min_weight: _Optional[float] = ..., max_nodes: _Optional[int] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., include_entity: _Optional[bool] = ..., trace_id: _Optional[str] = ..., max_fan_out: _Optional[int] = ..., max_edges: _Optional[int] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
 
 class TraversedNode(_message.Message):
     __slots__ = ("entity_id", "depth", "path", "entity")
@@ -554,12 +596,14 @@ class TraversedNode(_message.Message):
     def __init__(self, entity_id: _Optional[str] = ..., depth: _Optional[int] = ..., path: _Optional[_Union[GraphPath, _Mapping]] = ..., entity: _Optional[_Union[Entity, _Mapping]] = ...) -> None: ...
 
 class TraverseResponse(_message.Message):
-    __slots__ = ("nodes", "truncated")
+    __slots__ = ("nodes", "truncated", "coverage")
     NODES_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[TraversedNode]
     truncated: bool
-    def __init__(self, nodes: _Optional[_Iterable[_Union[TraversedNode, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
+    coverage: Coverage
+    def __init__(self, nodes: _Optional[_Iterable[_Union[TraversedNode, _Mapping]]] = ..., truncated: _Optional[bool] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ...) -> None: ...
 
 class BulkPutEntitiesRequest(_message.Message):
     __slots__ = ("entities", "consistency_level", "trace_id")
