@@ -9,6 +9,7 @@
 //! given: the store decides them. Outgoing conversions are total and never fail.
 
 use allidb_cluster::query::report::{Coverage, ReadReport};
+use allidb_cluster::repair::RepairReport;
 use allidb_index::graph::PathStep;
 use allidb_storage::cell::{
     Edge, EdgeRef, EdgeWrite, Embedding, Entity, EntityBody, EntityWrite, TextChunk,
@@ -217,6 +218,24 @@ pub fn read_profile(report: &ReadReport) -> pb::ReadProfile {
                 rows: count_i64(node.rows),
             })
             .collect(),
+    }
+}
+
+/// The reply of a repair.
+pub fn repair_response(report: &RepairReport) -> pb::RepairResponse {
+    pb::RepairResponse {
+        ranges: report.ranges,
+        ranges_differing: report.ranges_differing,
+        leaves_differing: report.leaves_differing,
+        partitions_differing: report.partitions_differing,
+        partitions_repaired: report.partitions_repaired,
+        cells_streamed: report.cells_streamed,
+        bytes_streamed: report.bytes_streamed,
+        drops_sent: report.drops_sent,
+        skipped: report.skipped.clone(),
+        failures: report.failures.clone(),
+        duration_ms: report.duration.as_millis() as u64,
+        complete: report.complete(),
     }
 }
 

@@ -129,6 +129,7 @@ without_trace_id_field!(
     pb::ListTenantsRequest,
     pb::GetTenantStatsRequest,
     pb::DropTenantRequest,
+    pb::RepairRequest,
 );
 
 /// A batch's trace id is its options' (which every reply echoes).
@@ -323,6 +324,7 @@ observed_rpcs! {
     list_tenants(pb::ListTenantsRequest) -> pb::ListTenantsResponse = "ListTenants";
     get_tenant_stats(pb::GetTenantStatsRequest) -> pb::GetTenantStatsResponse = "GetTenantStats";
     drop_tenant(pb::DropTenantRequest) -> pb::DropTenantResponse = "DropTenant";
+    repair(pb::RepairRequest) -> pb::RepairResponse = "Repair";
 }
 
 /// Marks a gRPC call that reached [`ObservedService`] (which then counts it): put into the

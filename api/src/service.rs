@@ -28,6 +28,7 @@ use allidb_cluster::coordinator::Coordinator;
 use allidb_cluster::query::report::ReadReport;
 use allidb_cluster::query::wire::IdRange;
 use allidb_cluster::query::{ClusterQuery, ReadOptions};
+use allidb_cluster::repair::{RangeRepair, RepairOptions};
 use allidb_index::graph::{self, TraversalOptions};
 use allidb_index::query::{QueryPlan, ScoreWeights};
 use allidb_index::{Filter, QueryHit, QueryRequest, UnifiedStore};
@@ -103,6 +104,8 @@ pub struct RingAccess {
     pub coordinator: Coordinator,
     /// Queries, traversals and scans over every range.
     pub reads: ClusterQuery,
+    /// Anti-entropy repair of the ranges this node replicates.
+    pub repair: RangeRepair,
 }
 
 /// The gRPC service; cheap to clone (every clone shares the store, keys and state).
@@ -1167,6 +1170,44 @@ impl AlliDb for AlliDbService {
         Ok(Response::new(pb::GetTenantStatsResponse {
             stats: stats.as_ref().map(admin::tenant_stats_proto),
         }))
+    }
+
+    async fn repair(
+        &self,
+        request: Request<pb::RepairRequest>,
+    ) -> Result<Response<pb::RepairResponse>, Status> {
+        let caller = self.authorize(&request, Role::Admin)?;
+        let request = request.into_inner();
+        let scope = admin::tenant_scope(&caller, self.auth.enabled());
+        let tenant = match request.tenant_id.is_empty() {
+            true if scope != admin::TenantScope::All => {
+                return Err(Status::permission_denied(
+                    "tenant_id: a repair of every tenant needs an operator key (an admin key \
+                     of tenant \"*\"); name this key's tenant to repair it",
+                ));
+            }
+            true => None,
+            false => {
+                scope.check(&request.tenant_id)?;
+                Some(request.tenant_id)
+            }
+        };
+        let ring = self.state.ring.get().ok_or_else(|| {
+            Status::failed_precondition(
+                "this node is not part of a ring ([cluster] is off): a single node has no \
+                 replicas to repair",
+            )
+        })?;
+        let options = RepairOptions {
+            tenant,
+            preview: request.preview,
+        };
+        let report = ring
+            .repair
+            .run(&options)
+            .await
+            .map_err(|e| errors::cluster_status("repair", e))?;
+        Ok(Response::new(convert::repair_response(&report)))
     }
 
     async fn drop_tenant(

@@ -17,6 +17,7 @@
 //! - [`coordinator`]: writes and point reads at a consistency level, read repair.
 //! - [`hints`]: hinted handoff: the per-target hint log and its dispatcher.
 //! - [`query`]: cluster-wide reads: Graph-RAG queries, traversals and scans over every range.
+//! - [`repair`]: anti-entropy: Merkle trees per token range, repair of what differs.
 
 pub mod cells;
 pub mod consistency;
@@ -28,6 +29,7 @@ pub mod membership;
 pub mod peer_client;
 pub mod peers;
 pub mod query;
+pub mod repair;
 pub mod replica;
 pub mod ring;
 

@@ -10,6 +10,7 @@
 //! Must never: serve a call whose cluster token does not verify or that is addressed to another
 //! host (a stale address now served by this node), or block an async worker on the store.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 
 use allidb_index::UnifiedStore;
@@ -23,6 +24,9 @@ use crate::credentials::ClusterCredentials;
 use crate::proto;
 use crate::proto::replica_server::{Replica, ReplicaServer};
 use crate::query::wire::{self, IdRange, SeedSearch};
+use crate::repair::merkle::MerkleTree;
+use crate::repair::trees::{self, PartitionDigest, TreeShape};
+use crate::repair::wire as repair_wire;
 use crate::ring::HostId;
 use crate::{ClusterError, PROTOCOL_VERSION};
 
@@ -32,6 +36,12 @@ pub const MAX_PARTITIONS_PER_READ: usize = 1024;
 
 /// Most ids one `ScanIds` call may ask for.
 pub const MAX_SCAN_IDS: usize = 10_000;
+
+/// Most partitions one `LeafPartitions` answer lists (about 4 MiB of ids and digests).
+pub const MAX_LEAF_PARTITIONS: usize = 50_000;
+
+/// Most leaf hashes one `MerkleTrees` answer carries (16 bytes each: 16 MiB).
+pub const MAX_TREE_LEAVES: usize = 1 << 20;
 
 /// The local store seen as one replica.
 #[derive(Clone, Debug)]
@@ -185,6 +195,56 @@ impl LocalReplica {
             store.scan_ids(&tenant, range.start.as_deref(), range.end.as_deref(), limit)
         })
         .await
+    }
+}
+
+impl LocalReplica {
+    /// This replica's Merkle trees of `shapes` (of `tenant`'s partitions only, when given) and
+    /// its tenant drops (of `tenant` only, when given), from one pass over a snapshot.
+    pub async fn merkle_trees(
+        &self,
+        tenant: Option<String>,
+        shapes: Vec<TreeShape>,
+    ) -> Result<(Vec<MerkleTree>, Vec<DroppedTenant>), ClusterError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let engine = store.engine();
+            let drops = engine
+                .tenant_drops()
+                .iter()
+                .map(|(name, drop)| DroppedTenant {
+                    tenant: String::from_utf8_lossy(name).into_owned(),
+                    ts: drop.ts,
+                })
+                .filter(|drop| tenant.as_ref().is_none_or(|t| *t == drop.tenant))
+                .collect();
+            let partitions = engine
+                .partitions(tenant.as_deref())
+                .map_err(|e| ClusterError::Store(e.into()))?;
+            Ok((trees::build_trees(partitions, &shapes)?, drops))
+        })
+        .await
+        .map_err(|e| ClusterError::Protocol(format!("replica Merkle tree task: {e}")))?
+    }
+
+    /// The partitions this replica holds in the listed leaves of `sets` (of `tenant` only, when
+    /// given), with their digests, at most `max` (then truncated).
+    pub async fn leaf_partitions(
+        &self,
+        tenant: Option<String>,
+        sets: Vec<(TreeShape, BTreeSet<usize>)>,
+        max: usize,
+    ) -> Result<(Vec<PartitionDigest>, bool), ClusterError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let partitions = store
+                .engine()
+                .partitions(tenant.as_deref())
+                .map_err(|e| ClusterError::Store(e.into()))?;
+            trees::leaf_partitions(partitions, &sets, max)
+        })
+        .await
+        .map_err(|e| ClusterError::Protocol(format!("replica leaf listing task: {e}")))?
     }
 }
 
@@ -405,5 +465,58 @@ impl Replica for ReplicaService {
             .await
             .map_err(status)?;
         Ok(Response::new(proto::ScanIdsResponse { entity_ids }))
+    }
+
+    async fn merkle_trees(
+        &self,
+        request: Request<proto::MerkleTreesRequest>,
+    ) -> Result<Response<proto::MerkleTreesResponse>, Status> {
+        self.credentials.check(request.metadata())?;
+        let request = request.into_inner();
+        let local = self.local()?;
+        check_header(request.header.as_ref(), local.host)?;
+        let shapes = request
+            .trees
+            .iter()
+            .enumerate()
+            .map(|(i, shape)| repair_wire::shape_from_proto(shape, &format!("trees[{i}]")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let leaves: usize = shapes.iter().map(|s| 1usize << s.depth).sum();
+        if leaves > MAX_TREE_LEAVES {
+            return Err(Status::invalid_argument(format!(
+                "trees: {leaves} leaves in one call, at most {MAX_TREE_LEAVES}"
+            )));
+        }
+        let tenant = (!request.tenant.is_empty()).then_some(request.tenant);
+        let (trees, drops) = local.merkle_trees(tenant, shapes).await.map_err(status)?;
+        Ok(Response::new(proto::MerkleTreesResponse {
+            trees: trees.iter().map(repair_wire::tree_to_proto).collect(),
+            tenant_drops: drops.iter().map(DroppedTenant::to_proto).collect(),
+        }))
+    }
+
+    async fn leaf_partitions(
+        &self,
+        request: Request<proto::LeafPartitionsRequest>,
+    ) -> Result<Response<proto::LeafPartitionsResponse>, Status> {
+        self.credentials.check(request.metadata())?;
+        let request = request.into_inner();
+        let local = self.local()?;
+        check_header(request.header.as_ref(), local.host)?;
+        let sets = repair_wire::leaf_sets_from_proto(&request.sets)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let tenant = (!request.tenant.is_empty()).then_some(request.tenant);
+        let (partitions, truncated) = local
+            .leaf_partitions(tenant, sets, MAX_LEAF_PARTITIONS)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::LeafPartitionsResponse {
+            partitions: partitions
+                .iter()
+                .map(repair_wire::digest_to_proto)
+                .collect(),
+            truncated,
+        }))
     }
 }

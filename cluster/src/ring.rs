@@ -130,6 +130,32 @@ impl ReplicaSet {
     }
 }
 
+/// The tokens `(start, end]` of a range, without its owner (what two nodes exchange to name a
+/// range). `start == end` is the whole circle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TokenSpan {
+    /// Exclusive start.
+    pub start: Token,
+    /// Inclusive end.
+    pub end: Token,
+}
+
+impl TokenSpan {
+    /// The number of tokens in the span (`2^64` for the whole circle).
+    pub fn size(&self) -> u128 {
+        match self.end.wrapping_sub(self.start) {
+            0 => RING_SIZE,
+            n => u128::from(n),
+        }
+    }
+
+    /// Whether `t` falls in `(start, end]`.
+    pub fn contains(&self, t: Token) -> bool {
+        let offset = t.wrapping_sub(self.start);
+        self.start == self.end || (offset != 0 && u128::from(offset) <= self.size())
+    }
+}
+
 /// One token range `(start, end]` and its primary owner. The range whose `end` is the smallest
 /// ring token wraps: it starts at the largest ring token. A ring with one token has one range, the
 /// whole circle (`start == end`).
@@ -144,18 +170,22 @@ pub struct TokenRange {
 }
 
 impl TokenRange {
+    /// Its tokens.
+    pub fn span(&self) -> TokenSpan {
+        TokenSpan {
+            start: self.start,
+            end: self.end,
+        }
+    }
+
     /// The number of tokens in the range (`2^64` for the whole circle).
     pub fn size(&self) -> u128 {
-        match self.end.wrapping_sub(self.start) {
-            0 => RING_SIZE,
-            n => u128::from(n),
-        }
+        self.span().size()
     }
 
     /// Whether `t` falls in `(start, end]`.
     pub fn contains(&self, t: Token) -> bool {
-        let offset = t.wrapping_sub(self.start);
-        self.start == self.end || (offset != 0 && u128::from(offset) <= self.size())
+        self.span().contains(t)
     }
 }
 

@@ -48,6 +48,7 @@ use allidb_cluster::membership::{Membership, OwnKeys};
 use allidb_cluster::peer_client::PeerClients;
 use allidb_cluster::query::ClusterQuery;
 use allidb_cluster::query::replicas::RingReplicas;
+use allidb_cluster::repair::RangeRepair;
 use allidb_cluster::replica::{LocalReplica, ReplicaService};
 use allidb_index::UnifiedStore;
 use axum::serve::ListenerExt;
@@ -642,6 +643,12 @@ fn start_replication(
         },
     );
     let metric = local.store().metric();
+    let repair = RangeRepair::new(
+        coordinator.clone(),
+        local.clone(),
+        clients.clone(),
+        membership.subscribe(),
+    );
     let replicas = RingReplicas::new(
         local,
         clients.clone(),
@@ -655,7 +662,11 @@ fn start_replication(
         metric,
     );
     service
-        .attach_ring(RingAccess { coordinator, reads })
+        .attach_ring(RingAccess {
+            coordinator,
+            reads,
+            repair,
+        })
         .map_err(|_| attached())?;
     tracing::info!(
         replication_factor = cluster.replication_factor,

@@ -1,5 +1,6 @@
 //! Rings of real daemons on loopback for the cluster tests: gossip ports, the `[cluster]`
-//! section, the nodes' states as their admin port reports them, and a ring started whole.
+//! section, the nodes' states as their admin port reports them, a ring started whole, and the
+//! writes and reads the cluster tests make through one node at a level.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -7,7 +8,9 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde_json::Value;
 
-use crate::{Daemon, http_get};
+use allidb_api::pb;
+
+use crate::{Daemon, doc_entity, http_get, request};
 
 /// The cluster secret every test ring shares.
 pub const SECRET: &str = "e2e-cluster-secret-0123456789";
@@ -107,4 +110,121 @@ pub fn start_ring(count: usize, extra: &str) -> Vec<Daemon> {
         wait_for_states(node, &all_normal, Duration::from_secs(60));
     }
     nodes
+}
+
+/// A consistency level on the wire.
+pub fn level(level: pb::ConsistencyLevel) -> i32 {
+    level as i32
+}
+
+/// Puts entity `id` (a small vector) through `daemon` at `at`.
+pub async fn put(daemon: &Daemon, id: &str, at: pb::ConsistencyLevel) -> Result<(), tonic::Status> {
+    let message = pb::PutEntityRequest {
+        entity: Some(doc_entity(id, &[1.0, 0.5, 0.25])),
+        consistency_level: level(at),
+        ..Default::default()
+    };
+    daemon
+        .client()
+        .await
+        .put_entity(request(message, None))
+        .await
+        .map(drop)
+}
+
+/// Whether `id` is found reading through `daemon` at `at`.
+pub async fn found(
+    daemon: &Daemon,
+    id: &str,
+    at: pb::ConsistencyLevel,
+) -> Result<bool, tonic::Status> {
+    let message = pb::GetEntityRequest {
+        entity_id: id.to_owned(),
+        consistency_level: level(at),
+        ..Default::default()
+    };
+    let reply = daemon
+        .client()
+        .await
+        .get_entity(request(message, None))
+        .await?;
+    Ok(reply.into_inner().found)
+}
+
+/// A 3-node ring with RF 3 (`extra` appended to every node's `[cluster]`), all nodes normal.
+pub fn ring_of_three(extra: &str) -> Vec<Daemon> {
+    ring_of_three_each(|_| extra.to_owned())
+}
+
+/// A 3-node ring with RF 3, `extra(i)` appended to node `i`'s `[cluster]` (it may open further
+/// sections), all nodes normal.
+pub fn ring_of_three_each(extra: impl Fn(usize) -> String) -> Vec<Daemon> {
+    let gossip: Vec<SocketAddr> = (0..3).map(|_| free_udp_addr()).collect();
+    let nodes: Vec<Daemon> = (0..3)
+        .map(|i| {
+            let toml = cluster_toml(&format!("n{i}"), gossip[i], gossip[0]);
+            Daemon::start(&format!(
+                "{toml}write_timeout_ms = 1000\nread_timeout_ms = 1000\n{}",
+                extra(i)
+            ))
+        })
+        .collect();
+    let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
+    for node in &nodes {
+        wait_for_states(node, &all_normal, Duration::from_secs(30));
+    }
+    nodes
+}
+
+/// Waits until `condition` holds, failing after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < limit, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Drops tenant `default` through `daemon` at `at`; the drop's timestamp.
+pub async fn drop_default(daemon: &Daemon, at: pb::ConsistencyLevel) -> Result<u64, tonic::Status> {
+    let message = pb::DropTenantRequest {
+        tenant_id: "default".to_owned(),
+        confirm: true,
+        consistency_level: level(at),
+    };
+    let reply = daemon
+        .client()
+        .await
+        .drop_tenant(request(message, None))
+        .await?;
+    Ok(reply.into_inner().dropped_at_micros)
+}
+
+/// The ids of tenant `default` that `daemon` holds in its own store, and its entity count.
+pub async fn held_by(daemon: &Daemon) -> (Vec<String>, u64) {
+    let mut client = daemon.client().await;
+    let scan = pb::RangeScanRequest {
+        limit: 1000,
+        ..Default::default()
+    };
+    let ids = client
+        .range_scan(request(scan, None))
+        .await
+        .expect("a scan of a node holding every range")
+        .into_inner()
+        .entities
+        .into_iter()
+        .map(|e| e.entity_id)
+        .collect();
+    let stats = pb::GetTenantStatsRequest {
+        tenant_id: "default".to_owned(),
+    };
+    let entities = client
+        .get_tenant_stats(request(stats, None))
+        .await
+        .expect("tenant stats")
+        .into_inner()
+        .stats
+        .map_or(0, |s| s.entities);
+    (ids, entities)
 }

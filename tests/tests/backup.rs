@@ -548,12 +548,27 @@ async fn kill_9_mid_backup_leaves_no_complete_backup_and_the_next_one_restores()
         ],
     )
     .stdout(Stdio::null())
-    .stderr(Stdio::null())
+    .stderr(Stdio::from(
+        std::fs::File::create(scratch.path().join("uploader.err")).unwrap(),
+    ))
     .spawn()
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let uploader_err = || std::fs::read_to_string(scratch.path().join("uploader.err")).unwrap();
+    // A loaded machine may take a while to checkpoint and hash before the first upload.
+    let deadline = Instant::now() + Duration::from_secs(120);
     while s3.keys("crash/blobs/").is_empty() {
-        assert!(Instant::now() < deadline, "the backup uploads something");
+        if let Some(exit) = uploader.try_wait().unwrap() {
+            panic!(
+                "the backup exited ({exit}) before uploading anything: {}",
+                uploader_err()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backup uploads something within 120 s; its output: {}\ndaemon log:\n{}",
+            uploader_err(),
+            daemon.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     uploader.kill().unwrap();

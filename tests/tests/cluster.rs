@@ -10,13 +10,16 @@
 
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use allidb_api::pb;
 use allidb_cluster::credentials::{ClusterCredentials, TOKEN_HEADER};
 use allidb_cluster::proto as internal;
 use allidb_tests::certs::Ca;
-use allidb_tests::ring::{SECRET, cluster_toml, free_udp_addr, status, wait_for_states};
+use allidb_tests::ring::{
+    SECRET, cluster_toml, drop_default, found, free_udp_addr, held_by, level, put, ring_of_three,
+    ring_of_three_each, status, wait_for_states, wait_until,
+};
 use allidb_tests::{Daemon, allidbd_binary, doc_entity, http_get, request};
 use internal::replica_client::ReplicaClient;
 use serde_json::Value;
@@ -136,65 +139,6 @@ fn a_data_dir_of_another_cluster_stops_startup() {
     );
 }
 
-/// A consistency level on the wire.
-fn level(level: pb::ConsistencyLevel) -> i32 {
-    level as i32
-}
-
-async fn put(daemon: &Daemon, id: &str, at: pb::ConsistencyLevel) -> Result<(), tonic::Status> {
-    let message = pb::PutEntityRequest {
-        entity: Some(doc_entity(id, &[1.0, 0.5, 0.25])),
-        consistency_level: level(at),
-        ..Default::default()
-    };
-    daemon
-        .client()
-        .await
-        .put_entity(request(message, None))
-        .await
-        .map(drop)
-}
-
-/// Whether `id` is found reading through `daemon` at `at`.
-async fn found(daemon: &Daemon, id: &str, at: pb::ConsistencyLevel) -> Result<bool, tonic::Status> {
-    let message = pb::GetEntityRequest {
-        entity_id: id.to_owned(),
-        consistency_level: level(at),
-        ..Default::default()
-    };
-    let reply = daemon
-        .client()
-        .await
-        .get_entity(request(message, None))
-        .await?;
-    Ok(reply.into_inner().found)
-}
-
-/// A 3-node ring with RF 3 (`extra` appended to every node's `[cluster]`), all nodes normal.
-fn ring_of_three(extra: &str) -> Vec<Daemon> {
-    ring_of_three_each(|_| extra.to_owned())
-}
-
-/// A 3-node ring with RF 3, `extra(i)` appended to node `i`'s `[cluster]` (it may open further
-/// sections), all nodes normal.
-fn ring_of_three_each(extra: impl Fn(usize) -> String) -> Vec<Daemon> {
-    let gossip: Vec<SocketAddr> = (0..3).map(|_| free_udp_addr()).collect();
-    let nodes: Vec<Daemon> = (0..3)
-        .map(|i| {
-            let toml = cluster_toml(&format!("n{i}"), gossip[i], gossip[0]);
-            Daemon::start(&format!(
-                "{toml}write_timeout_ms = 1000\nread_timeout_ms = 1000\n{}",
-                extra(i)
-            ))
-        })
-        .collect();
-    let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
-    for node in &nodes {
-        wait_for_states(node, &all_normal, Duration::from_secs(30));
-    }
-    nodes
-}
-
 /// Bytes of hints `daemon` holds for all nodes.
 fn hints_pending(daemon: &Daemon) -> u64 {
     status(daemon)["nodes"]
@@ -203,14 +147,6 @@ fn hints_pending(daemon: &Daemon) -> u64 {
         .iter()
         .map(|n| n["hints_pending_bytes"].as_u64().expect("hints are listed"))
         .sum()
-}
-
-fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !condition() {
-        assert!(started.elapsed() < limit, "{what} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,50 +323,6 @@ async fn a_quorum_read_repairs_a_stale_replica() {
         metrics.contains("allidb_cluster_read_repairs_total"),
         "counted"
     );
-}
-
-/// Drops tenant `default` through `daemon` at `at`; the drop's timestamp.
-async fn drop_default(daemon: &Daemon, at: pb::ConsistencyLevel) -> Result<u64, tonic::Status> {
-    let message = pb::DropTenantRequest {
-        tenant_id: "default".to_owned(),
-        confirm: true,
-        consistency_level: level(at),
-    };
-    let reply = daemon
-        .client()
-        .await
-        .drop_tenant(request(message, None))
-        .await?;
-    Ok(reply.into_inner().dropped_at_micros)
-}
-
-/// The ids of tenant `default` that `daemon` holds in its own store, and its entity count.
-async fn held_by(daemon: &Daemon) -> (Vec<String>, u64) {
-    let mut client = daemon.client().await;
-    let scan = pb::RangeScanRequest {
-        limit: 1000,
-        ..Default::default()
-    };
-    let ids = client
-        .range_scan(request(scan, None))
-        .await
-        .expect("a scan of a node holding every range")
-        .into_inner()
-        .entities
-        .into_iter()
-        .map(|e| e.entity_id)
-        .collect();
-    let stats = pb::GetTenantStatsRequest {
-        tenant_id: "default".to_owned(),
-    };
-    let entities = client
-        .get_tenant_stats(request(stats, None))
-        .await
-        .expect("tenant stats")
-        .into_inner()
-        .stats
-        .map_or(0, |s| s.entities);
-    (ids, entities)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,6 +24,7 @@ mod shadowed;
 mod write;
 
 use read::Purpose;
+pub use read::Repaired;
 use shadowed::WrittenSource;
 
 use std::collections::BTreeSet;
@@ -37,8 +38,10 @@ use allidb_storage::partition::PartitionState;
 use tokio::sync::watch;
 
 use crate::ClusterError;
+use crate::cells::{DroppedTenant, ReplicaMutation};
 use crate::consistency::ConsistencyLevel;
 use crate::hints::HintLog;
+use crate::hints::dispatcher::peer_label;
 use crate::membership::ClusterView;
 use crate::peer_client::PeerClients;
 use crate::replica::LocalReplica;
@@ -247,6 +250,38 @@ impl Coordinator {
         let cells = self.read_cells(tenant, id, level, Purpose::Read).await?;
         let state = PartitionState::resolve(cells).map_err(allidb_index::Error::from)?;
         Ok(state.into_entity(tenant, id))
+    }
+
+    /// Anti-entropy repair of one partition: every replica answers its cells (ALL), they merge
+    /// last-write-wins, and each replica is sent what it lacks (with the newest drop of the
+    /// tenant first). Returns what was sent.
+    pub async fn repair_partition(&self, tenant: &str, id: &str) -> Result<Repaired, ClusterError> {
+        let (_, repaired) = self
+            .read_repairing(tenant, id, ConsistencyLevel::All, Purpose::Repair)
+            .await?;
+        Ok(repaired)
+    }
+
+    /// Sends tenant drops to the replica `host` (anti-entropy sends the newest drops before any
+    /// cell).
+    pub async fn send_drops(
+        &self,
+        host: HostId,
+        drops: Vec<DroppedTenant>,
+    ) -> Result<(), ClusterError> {
+        let view = self.inner.view.borrow().clone();
+        let mutation = ReplicaMutation {
+            drops,
+            cells: Vec::new(),
+        };
+        self.apply_on(&view, host, &mutation, "repair")
+            .await
+            .map_err(|reason| {
+                ClusterError::Unavailable(format!(
+                    "sending tenant drops to {}: {reason}",
+                    peer_label(&view, host)
+                ))
+            })
     }
 
     /// The stored partitions of `ids` read at `level`, in order; the clock moves past every

@@ -7,7 +7,7 @@
 
 mod read_queue;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,9 @@ use crate::credentials::{ClusterCredentials, TOKEN_HEADER};
 use crate::proto;
 use crate::proto::replica_client::ReplicaClient;
 use crate::query::wire::{self, IdRange, SeedSearch};
+use crate::repair::merkle::MerkleTree;
+use crate::repair::trees::{PartitionDigest, TreeShape};
+use crate::repair::wire as repair_wire;
 use crate::ring::HostId;
 use crate::{ClusterError, PROTOCOL_VERSION};
 use read_queue::ReadQueue;
@@ -208,6 +211,79 @@ impl PeerClients {
         let mut client = self.client(addr)?;
         let call = client.scan_ids(self.stamp.request(message, timeout));
         Ok(read_answered(addr, timeout, call).await?.entity_ids)
+    }
+
+    /// The Merkle trees of `shapes` on the replica `recipient` at `addr` (of `tenant` only,
+    /// when given), and its tenant drops.
+    pub async fn merkle_trees(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        tenant: Option<&str>,
+        shapes: &[TreeShape],
+        ring_version: u64,
+        timeout: Duration,
+    ) -> Result<(Vec<MerkleTree>, Vec<DroppedTenant>), ClusterError> {
+        let message = proto::MerkleTreesRequest {
+            header: self.stamp.header(ring_version, recipient),
+            tenant: tenant.unwrap_or_default().to_owned(),
+            trees: shapes.iter().map(repair_wire::shape_to_proto).collect(),
+        };
+        let mut client = self.client(addr)?;
+        let call = client.merkle_trees(self.stamp.request(message, timeout));
+        let reply = answered(addr, timeout, call).await?;
+        if reply.trees.len() != shapes.len() {
+            return Err(ClusterError::Peer {
+                addr,
+                reason: format!(
+                    "answered {} Merkle trees of {}",
+                    reply.trees.len(),
+                    shapes.len()
+                ),
+            });
+        }
+        let trees = shapes
+            .iter()
+            .zip(reply.trees)
+            .map(|(shape, tree)| repair_wire::tree_from_proto(shape, tree))
+            .collect::<Result<Vec<_>, _>>()?;
+        let drops = reply
+            .tenant_drops
+            .into_iter()
+            .map(DroppedTenant::from_proto)
+            .collect();
+        Ok((trees, drops))
+    }
+
+    /// The partitions the replica `recipient` at `addr` holds in the listed leaves of `sets`
+    /// (of `tenant` only, when given), and whether the answer was truncated.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn leaf_partitions(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        tenant: Option<&str>,
+        sets: &[(TreeShape, BTreeSet<usize>)],
+        ring_version: u64,
+        timeout: Duration,
+    ) -> Result<(Vec<PartitionDigest>, bool), ClusterError> {
+        let message = proto::LeafPartitionsRequest {
+            header: self.stamp.header(ring_version, recipient),
+            tenant: tenant.unwrap_or_default().to_owned(),
+            sets: sets
+                .iter()
+                .map(|(shape, leaves)| repair_wire::leaf_set_to_proto(shape, leaves))
+                .collect(),
+        };
+        let mut client = self.client(addr)?;
+        let call = client.leaf_partitions(self.stamp.request(message, timeout));
+        let reply = answered(addr, timeout, call).await?;
+        let partitions = reply
+            .partitions
+            .into_iter()
+            .map(repair_wire::digest_from_proto)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((partitions, reply.truncated))
     }
 
     /// Reads one partition from the replica `recipient` at `addr`: its cells, or only their

@@ -1,6 +1,7 @@
 //! `allidb cluster status | ring | endpoints TENANT ID` (and `backup`, in [`super::backup`]): the operator's view of a ring, read
 //! from a node's admin port (`/cluster/status`, `/cluster/ring`, `/cluster/endpoints`, the
-//! same JSON that `--json` prints), like `nodetool status`.
+//! same JSON that `--json` prints), like `nodetool status`; and `allidb cluster repair`, the
+//! `Repair` RPC on the node's gRPC port (`--addr`, an admin key), like `nodetool repair`.
 //!
 //! The admin port is plain HTTP on the node's host (docs/operations.md): this module speaks just
 //! enough HTTP/1.1 for one GET and never sends an API key.
@@ -12,7 +13,10 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use allidb_api::pb;
+
 use super::Context;
+use super::connect::connect;
 use super::error::{CliError, CliResult, Outcome};
 use super::output::human_bytes;
 
@@ -40,6 +44,16 @@ pub enum ClusterView {
     Ring,
     /// Back up every node of the ring under one backup id (docs/backup.md).
     Backup(super::backup::ClusterBackupArgs),
+    /// Anti-entropy repair of every token range the node at `--addr` replicates: replicas
+    /// compare Merkle trees and what differs is sent to those that lack it (docs/cluster.md).
+    Repair {
+        /// Only this tenant (an admin key of it suffices; every tenant needs an operator key).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Compare only: report what differs, write nothing.
+        #[arg(long)]
+        preview: bool,
+    },
     /// The replicas of one entity, in replica-walk order.
     Endpoints {
         /// The tenant.
@@ -55,6 +69,9 @@ pub async fn run(context: &mut Context, args: ClusterArgs) -> CliResult<Outcome>
         ClusterView::Backup(backup) => {
             return super::backup::cluster_backup(context, &args.admin, backup).await;
         }
+        ClusterView::Repair { tenant, preview } => {
+            return repair(context, tenant, preview).await;
+        }
         ClusterView::Status => ("/cluster/status".to_owned(), status_text),
         ClusterView::Ring => ("/cluster/ring".to_owned(), ring_text),
         ClusterView::Endpoints { tenant, id } => (
@@ -69,6 +86,60 @@ pub async fn run(context: &mut Context, args: ClusterArgs) -> CliResult<Outcome>
     let reply = admin_get(&args.admin, &path).await?;
     context.printer.reply(&reply, text)?;
     Ok(Outcome::Complete)
+}
+
+/// `allidb cluster repair`: exits 3 (partial) when some range was skipped or some partition
+/// could not be written.
+async fn repair(
+    context: &mut Context,
+    tenant: Option<String>,
+    preview: bool,
+) -> CliResult<Outcome> {
+    let mut client = connect(&context.connect).await?;
+    let reply = client
+        .repair(pb::RepairRequest {
+            tenant_id: tenant.unwrap_or_default(),
+            preview,
+        })
+        .await
+        .map_err(|status| CliError::rpc("Repair", status))?
+        .into_inner();
+    context.printer.reply(&reply, |r| repair_text(r, preview))?;
+    Ok(Outcome::from_complete(reply.complete))
+}
+
+/// The human form of a repair's reply.
+fn repair_text(reply: &pb::RepairResponse, preview: bool) -> String {
+    let mut text = format!(
+        "{}: {} of {} token ranges differed, {} leaves, {} partitions\n",
+        if preview { "repair preview" } else { "repair" },
+        reply.ranges_differing,
+        reply.ranges,
+        reply.leaves_differing,
+        reply.partitions_differing,
+    );
+    if preview {
+        text.push_str(&format!(
+            "  nothing written; {} tenant drops would be sent\n",
+            reply.drops_sent
+        ));
+    } else {
+        text.push_str(&format!(
+            "  repaired {} partitions: {} cells ({}) and {} tenant drops sent\n",
+            reply.partitions_repaired,
+            reply.cells_streamed,
+            human_bytes(reply.bytes_streamed),
+            reply.drops_sent,
+        ));
+    }
+    text.push_str(&format!("  took {} ms\n", reply.duration_ms));
+    for skipped in &reply.skipped {
+        text.push_str(&format!("  skipped {skipped}\n"));
+    }
+    for failure in &reply.failures {
+        text.push_str(&format!("  failed {failure}\n"));
+    }
+    text
 }
 
 /// Percent-encodes a query parameter value.

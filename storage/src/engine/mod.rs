@@ -61,7 +61,7 @@ use health::HealthMonitor;
 
 pub use checkpoint::CheckpointInfo;
 pub use health::{BackgroundTask, EngineState, Health};
-pub use read::{ChangedPartition, EntityIter};
+pub use read::{ChangedPartition, EntityIter, PartitionIter, PartitionVersions};
 
 /// Sees every committed batch exactly once, in sequence order, on the WAL writer thread: after
 /// the batch is durable as asked and visible to reads, before its writer is acknowledged. The

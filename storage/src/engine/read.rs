@@ -179,6 +179,45 @@ impl EntityIter {
     }
 }
 
+/// Every partition of a scan with the newest visible version of each of its cells, tombstones
+/// and the marker included (what anti-entropy hashes and compares), over one snapshot, in key
+/// order; one partition in memory at a time.
+#[derive(Debug)]
+pub struct PartitionIter(EntityIter);
+
+/// One partition as [`PartitionIter`] yields it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionVersions {
+    /// Owning tenant.
+    pub tenant: String,
+    /// Entity id.
+    pub entity_id: String,
+    /// The newest visible version of each cell, in key order (never empty).
+    pub cells: Vec<CellVersion>,
+}
+
+impl Iterator for PartitionIter {
+    type Item = Result<PartitionVersions>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.done {
+            return None;
+        }
+        let step = self.0.next_partition()?.and_then(|(_, cells)| {
+            let key = CellKey::decode(&cells[0].0)?;
+            Ok(PartitionVersions {
+                tenant: key.tenant,
+                entity_id: key.entity_id,
+                cells,
+            })
+        });
+        if step.is_err() {
+            self.0.done = true;
+        }
+        Some(step)
+    }
+}
+
 impl Iterator for EntityIter {
     type Item = Result<Entity>;
 
@@ -264,6 +303,25 @@ impl Engine {
             }
         }
         Ok(bytes)
+    }
+
+    /// Every partition of `tenant` (`None`: of every tenant) with its cells as stored,
+    /// tombstones included, over one snapshot taken now (writes go on meanwhile).
+    pub fn partitions(&self, tenant: Option<&str>) -> Result<PartitionIter> {
+        let (begin, end) = match tenant {
+            Some(tenant) => {
+                key::validate_tenant(tenant)?;
+                let begin = key::tenant_prefix(tenant);
+                let end = key::prefix_successor(&begin);
+                (begin, end)
+            }
+            None => (Vec::new(), None),
+        };
+        Ok(PartitionIter(EntityIter::new(
+            self.inner.snapshot(None),
+            &begin,
+            end,
+        )))
     }
 
     /// Every live entity of every tenant, in key order, over one snapshot (index rebuilds), and

@@ -1,0 +1,511 @@
+//! Anti-entropy repair (DESIGN.md §6, docs/cluster.md "Anti-entropy repair"): brings every
+//! replica of the ranges this node replicates to the same cells, whatever made them differ (a
+//! node down past the hint window, hints dropped, a restored checkpoint, a missed delete or
+//! tenant drop). Hints and read repair only fix what is written or read; this fixes the rest.
+//!
+//! - [`merkle`]: one range's Merkle tree (pure).
+//! - [`trees`]: a replica's trees and leaf listings from one snapshot pass (pure).
+//! - [`wire`]: their node-to-node messages.
+//!
+//! How a repair runs, per batch of ranges, every replica of each range asked:
+//! 1. every replica sends a one-leaf tree of each range (its root: the sum of its partitions'
+//!    digests) and its tenant drops; the newest drop of each tenant is sent to the replicas
+//!    that lack it, before any cell; ranges whose roots agree are done;
+//! 2. for the others, every replica sends the range's tree at a depth giving about one
+//!    partition per leaf (at most 16); the trees are compared top-down;
+//! 3. every replica lists the partitions of the differing leaves with their digests; each
+//!    partition whose digests differ (or that a replica lacks) is repaired through the
+//!    coordinator: read at ALL, merged last-write-wins, each replica sent what it lacks
+//!    through the normal batch path (so the indexes follow, and a second run is idempotent).
+//!
+//! Invariants: at most one repair runs on a node at a time; a range with a replica that cannot
+//! be reached is skipped and reported, never half-compared; nothing is written in preview.
+//! Must never: hold a range's cells in memory (only leaf hashes and one listing of differing
+//! partitions), or write a cell with a timestamp other than the one it was read with.
+
+pub mod merkle;
+pub mod trees;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use crate::ClusterError;
+use crate::cells::DroppedTenant;
+use crate::coordinator::Coordinator;
+use crate::hints::dispatcher::peer_label;
+use crate::membership::{ClusterView, NodeStatus};
+use crate::peer_client::PeerClients;
+use crate::replica::{LocalReplica, MAX_TREE_LEAVES};
+use crate::ring::{HostId, TokenRange};
+use merkle::{MerkleTree, depth_for};
+use trees::{PartitionDigest, TreeShape};
+
+/// Deadline of one tree or leaf listing call: the replica reads its whole store for it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Partitions repaired at the same time.
+const PARALLEL_PARTITIONS: usize = 16;
+
+/// Most rounds of listing and repairing one batch's differing leaves (a listing stops at
+/// `MAX_LEAF_PARTITIONS`; each round repairs what it listed).
+const MAX_LISTING_ROUNDS: usize = 64;
+
+/// What to repair.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RepairOptions {
+    /// Only this tenant's partitions (drops of other tenants are left alone too).
+    pub tenant: Option<String>,
+    /// Compare only: report what differs, write nothing.
+    pub preview: bool,
+}
+
+/// What a repair found and did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RepairReport {
+    /// Ranges this node replicates (all compared unless listed in `skipped`).
+    pub ranges: u64,
+    /// Ranges whose replicas differed.
+    pub ranges_differing: u64,
+    /// Leaves that differed, summed over ranges.
+    pub leaves_differing: u64,
+    /// Partitions whose replicas differed.
+    pub partitions_differing: u64,
+    /// Partitions repaired (0 in preview).
+    pub partitions_repaired: u64,
+    /// Cells sent to replicas that lacked them, summed over replicas.
+    pub cells_streamed: u64,
+    /// Their bytes.
+    pub bytes_streamed: u64,
+    /// Tenant drops sent to replicas that lacked them (would be sent, in preview).
+    pub drops_sent: u64,
+    /// Ranges not compared, with why (a replica down or failing).
+    pub skipped: Vec<String>,
+    /// Partitions or replicas the repair could not write to, with why.
+    pub failures: Vec<String>,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+impl RepairReport {
+    /// Whether every range was compared and everything that differed was repaired.
+    pub fn complete(&self) -> bool {
+        self.skipped.is_empty() && self.failures.is_empty()
+    }
+}
+
+/// Runs anti-entropy repairs from this node; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RangeRepair {
+    coordinator: Coordinator,
+    local: LocalReplica,
+    clients: Arc<PeerClients>,
+    view: watch::Receiver<Arc<ClusterView>>,
+    running: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// One range and its replicas.
+struct Replicated {
+    range: TokenRange,
+    replicas: Vec<HostId>,
+}
+
+impl RangeRepair {
+    /// Repairs from this node (`local`), reaching peers through `clients` and writing through
+    /// `coordinator`.
+    pub fn new(
+        coordinator: Coordinator,
+        local: LocalReplica,
+        clients: Arc<PeerClients>,
+        view: watch::Receiver<Arc<ClusterView>>,
+    ) -> Self {
+        Self {
+            coordinator,
+            local,
+            clients,
+            view,
+            running: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// Repairs every range this node replicates (see the module doc). Fails at once when a
+    /// repair is already running on this node.
+    pub async fn run(&self, options: &RepairOptions) -> Result<RepairReport, ClusterError> {
+        let _running = self.running.try_lock().map_err(|_| {
+            ClusterError::Unavailable(
+                "a repair is already running on this node; wait for it to finish".to_owned(),
+            )
+        })?;
+        if let Some(tenant) = &options.tenant {
+            allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
+        }
+        let started = Instant::now();
+        let view = self.view.borrow().clone();
+        let host = self.local.host();
+        let rf = view
+            .ring
+            .effective_replication_factor(self.coordinator.replication_factor());
+        let ranges: Vec<Replicated> = view
+            .ring
+            .ranges()
+            .into_iter()
+            .map(|range| Replicated {
+                range,
+                replicas: view.ring.replicas(range.end, rf).hosts().to_vec(),
+            })
+            .filter(|r| r.replicas.contains(&host))
+            .collect();
+        let mut report = RepairReport {
+            ranges: ranges.len() as u64,
+            ..RepairReport::default()
+        };
+        let tenant = options.tenant.as_deref();
+        // Ranges grouped by replica set: one call per replica per group and step.
+        let mut groups: BTreeMap<Vec<HostId>, Vec<TokenRange>> = BTreeMap::new();
+        for r in ranges {
+            let mut replicas = r.replicas;
+            replicas.sort();
+            groups.entry(replicas).or_default().push(r.range);
+        }
+        self.send_newest_drops(&view, &groups, tenant, options.preview, &mut report)
+            .await;
+        for (replicas, ranges) in &groups {
+            if let Some(down) = replicas.iter().find(|h| self.address(&view, **h).is_err()) {
+                let reason = self
+                    .address(&view, *down)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                report.skipped.extend(
+                    ranges
+                        .iter()
+                        .map(|r| format!("token range ({}, {}]: {reason}", r.start, r.end)),
+                );
+                continue;
+            }
+            if let Err(error) = self
+                .repair_group(&view, replicas, ranges, options, &mut report)
+                .await
+            {
+                report.skipped.extend(
+                    ranges
+                        .iter()
+                        .map(|r| format!("token range ({}, {}]: {error}", r.start, r.end)),
+                );
+            }
+        }
+        report.duration = started.elapsed();
+        record(&report, options.preview);
+        tracing::info!(
+            ranges = report.ranges,
+            ranges_differing = report.ranges_differing,
+            leaves_differing = report.leaves_differing,
+            partitions_differing = report.partitions_differing,
+            partitions_repaired = report.partitions_repaired,
+            cells_streamed = report.cells_streamed,
+            bytes_streamed = report.bytes_streamed,
+            drops_sent = report.drops_sent,
+            skipped = report.skipped.len(),
+            failures = report.failures.len(),
+            preview = options.preview,
+            duration_ms = report.duration.as_millis() as u64,
+            "repair finished"
+        );
+        Ok(report)
+    }
+
+    /// The RPC address of `host`, or why it cannot be asked.
+    fn address(
+        &self,
+        view: &ClusterView,
+        host: HostId,
+    ) -> Result<Option<SocketAddr>, ClusterError> {
+        if host == self.local.host() {
+            return Ok(None);
+        }
+        let node = view.nodes.get(&host);
+        match node.map(|n| (n.status, n.rpc_addr)) {
+            Some((NodeStatus::Down, _)) => Err(ClusterError::Unavailable(format!(
+                "replica {} is down",
+                peer_label(view, host)
+            ))),
+            Some((_, Some(addr))) => Ok(Some(addr)),
+            _ => Err(ClusterError::Unavailable(format!(
+                "replica {} has not gossiped its address",
+                peer_label(view, host)
+            ))),
+        }
+    }
+
+    /// The trees of `shapes` on `host`, and its drops.
+    async fn trees(
+        &self,
+        view: &ClusterView,
+        host: HostId,
+        tenant: Option<&str>,
+        shapes: &[TreeShape],
+    ) -> Result<(Vec<MerkleTree>, Vec<DroppedTenant>), ClusterError> {
+        let mut trees = Vec::with_capacity(shapes.len());
+        let mut drops = Vec::new();
+        // Calls bounded by the leaves one answer may carry.
+        let mut rest = shapes;
+        while !rest.is_empty() {
+            let mut leaves = 0usize;
+            let take = rest
+                .iter()
+                .take_while(|s| {
+                    leaves += 1 << s.depth;
+                    leaves <= MAX_TREE_LEAVES
+                })
+                .count()
+                .max(1);
+            let (batch, after) = rest.split_at(take);
+            rest = after;
+            let (got, dropped) = match self.address(view, host)? {
+                None => {
+                    self.local
+                        .merkle_trees(tenant.map(str::to_owned), batch.to_vec())
+                        .await?
+                }
+                Some(addr) => {
+                    self.clients
+                        .merkle_trees(host, addr, tenant, batch, view.ring.version(), CALL_TIMEOUT)
+                        .await?
+                }
+            };
+            trees.extend(got);
+            drops = dropped;
+        }
+        Ok((trees, drops))
+    }
+
+    /// The partitions `host` holds in the leaves of `sets`, and whether the listing stopped
+    /// early.
+    async fn leaf_partitions(
+        &self,
+        view: &ClusterView,
+        host: HostId,
+        tenant: Option<&str>,
+        sets: &[(TreeShape, BTreeSet<usize>)],
+    ) -> Result<(Vec<PartitionDigest>, bool), ClusterError> {
+        match self.address(view, host)? {
+            None => {
+                self.local
+                    .leaf_partitions(
+                        tenant.map(str::to_owned),
+                        sets.to_vec(),
+                        crate::replica::MAX_LEAF_PARTITIONS,
+                    )
+                    .await
+            }
+            Some(addr) => {
+                self.clients
+                    .leaf_partitions(host, addr, tenant, sets, view.ring.version(), CALL_TIMEOUT)
+                    .await
+            }
+        }
+    }
+
+    /// Step 1's drops: the newest drop of each tenant any reachable replica holds goes to the
+    /// replicas (of any range this node replicates) that hold an older one or none.
+    async fn send_newest_drops(
+        &self,
+        view: &ClusterView,
+        groups: &BTreeMap<Vec<HostId>, Vec<TokenRange>>,
+        tenant: Option<&str>,
+        preview: bool,
+        report: &mut RepairReport,
+    ) {
+        let hosts: BTreeSet<HostId> = groups.keys().flatten().copied().collect();
+        let mut held: BTreeMap<HostId, BTreeMap<String, u64>> = BTreeMap::new();
+        for host in hosts {
+            if let Ok((_, drops)) = self.trees(view, host, tenant, &[]).await {
+                held.insert(host, drops.into_iter().map(|d| (d.tenant, d.ts)).collect());
+            }
+        }
+        let mut newest: BTreeMap<&str, u64> = BTreeMap::new();
+        for drops in held.values() {
+            for (tenant, ts) in drops {
+                let kept = newest.entry(tenant).or_default();
+                *kept = (*kept).max(*ts);
+            }
+        }
+        for (host, drops) in &held {
+            let missing: Vec<DroppedTenant> = newest
+                .iter()
+                .filter(|(tenant, ts)| drops.get(**tenant).is_none_or(|held| held < *ts))
+                .map(|(tenant, ts)| DroppedTenant {
+                    tenant: (*tenant).to_owned(),
+                    ts: *ts,
+                })
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let count = missing.len() as u64;
+            if preview {
+                report.drops_sent += count;
+                continue;
+            }
+            match self.coordinator.send_drops(*host, missing).await {
+                Ok(()) => report.drops_sent += count,
+                Err(error) => report.failures.push(error.to_string()),
+            }
+        }
+    }
+
+    /// Steps 1 to 3 for the ranges of one replica set.
+    async fn repair_group(
+        &self,
+        view: &ClusterView,
+        replicas: &[HostId],
+        ranges: &[TokenRange],
+        options: &RepairOptions,
+        report: &mut RepairReport,
+    ) -> Result<(), ClusterError> {
+        let tenant = options.tenant.as_deref();
+        // Step 1: the roots.
+        let roots: Vec<TreeShape> = ranges
+            .iter()
+            .map(|r| TreeShape {
+                span: r.span(),
+                depth: 0,
+            })
+            .collect();
+        let mut by_replica = Vec::with_capacity(replicas.len());
+        for host in replicas {
+            by_replica.push(self.trees(view, *host, tenant, &roots).await?.0);
+        }
+        let shapes: Vec<TreeShape> = roots
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| by_replica.iter().any(|t| t[*i] != by_replica[0][*i]))
+            .map(|(i, root)| TreeShape {
+                span: root.span,
+                depth: depth_for(
+                    by_replica
+                        .iter()
+                        .map(|t| t[i].partitions())
+                        .max()
+                        .unwrap_or(0),
+                ),
+            })
+            .collect();
+        if shapes.is_empty() {
+            return Ok(());
+        }
+        report.ranges_differing += shapes.len() as u64;
+        // Step 2: the trees, compared top-down.
+        let mut trees = Vec::with_capacity(replicas.len());
+        for host in replicas {
+            trees.push(self.trees(view, *host, tenant, &shapes).await?.0);
+        }
+        let mut sets: Vec<(TreeShape, BTreeSet<usize>)> = Vec::new();
+        for (i, shape) in shapes.iter().enumerate() {
+            let mut leaves = BTreeSet::new();
+            for other in &trees[1..] {
+                leaves.extend(trees[0][i].differing_leaves(&other[i])?);
+            }
+            report.leaves_differing += leaves.len() as u64;
+            if !leaves.is_empty() {
+                sets.push((*shape, leaves));
+            }
+        }
+        // Step 3: the partitions of the differing leaves, repaired.
+        let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+        for _ in 0..MAX_LISTING_ROUNDS {
+            let mut listed: BTreeMap<(String, String), Vec<u128>> = BTreeMap::new();
+            let mut truncated = false;
+            for host in replicas {
+                let (partitions, cut) = self.leaf_partitions(view, *host, tenant, &sets).await?;
+                truncated |= cut;
+                for p in partitions {
+                    listed
+                        .entry((p.tenant, p.entity_id))
+                        .or_default()
+                        .push(p.digest);
+                }
+            }
+            let differing: Vec<(String, String)> = listed
+                .into_iter()
+                .filter(|(_, digests)| {
+                    digests.len() < replicas.len() || digests.iter().any(|d| *d != digests[0])
+                })
+                .map(|(key, _)| key)
+                .filter(|key| !seen.contains(key))
+                .collect();
+            report.partitions_differing += differing.len() as u64;
+            if options.preview {
+                seen.extend(differing);
+                if !truncated {
+                    break;
+                }
+                continue;
+            }
+            let repairs = differing.iter().cloned().map(|(tenant, id)| {
+                let coordinator = self.coordinator.clone();
+                async move {
+                    let outcome = coordinator.repair_partition(&tenant, &id).await;
+                    (tenant, id, outcome)
+                }
+            });
+            let repairs: Vec<_> = futures_util::stream::iter(repairs)
+                .buffer_unordered(PARALLEL_PARTITIONS)
+                .collect()
+                .await;
+            for (tenant, id, outcome) in repairs {
+                match outcome {
+                    Ok(repaired) => {
+                        report.partitions_repaired += 1;
+                        report.cells_streamed += repaired.cells;
+                        report.bytes_streamed += repaired.bytes;
+                        report.drops_sent += repaired.drops;
+                        report.failures.extend(
+                            repaired.failed.into_iter().map(|reason| {
+                                format!("entity {id:?} of tenant {tenant:?}: {reason}")
+                            }),
+                        );
+                    }
+                    Err(error) => report
+                        .failures
+                        .push(format!("entity {id:?} of tenant {tenant:?}: {error}")),
+                }
+            }
+            seen.extend(differing);
+            if !truncated {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The repair's metrics (docs/operations.md).
+fn record(report: &RepairReport, preview: bool) {
+    if preview {
+        metrics::counter!("allidb_repairs_total", "outcome" => "preview").increment(1);
+        return;
+    }
+    let outcome = if report.complete() {
+        "ok"
+    } else {
+        "incomplete"
+    };
+    metrics::counter!("allidb_repairs_total", "outcome" => outcome).increment(1);
+    metrics::counter!("allidb_repair_ranges_total").increment(report.ranges);
+    metrics::counter!("allidb_repair_partitions_repaired_total")
+        .increment(report.partitions_repaired);
+    metrics::counter!("allidb_repair_cells_streamed_total").increment(report.cells_streamed);
+    metrics::counter!("allidb_repair_bytes_streamed_total").increment(report.bytes_streamed);
+    if report.complete() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        metrics::gauge!("allidb_repair_last_success_timestamp_seconds").set(now);
+    }
+}

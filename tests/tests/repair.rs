@@ -1,0 +1,260 @@
+//! Anti-entropy repair on a ring of real daemons (docs/cluster.md "Anti-entropy repair"): a
+//! replica that missed writes, deletes, an edge removal and a tenant drop (no hints, no reads
+//! through it) is brought back by `allidb cluster repair`, a preview writes nothing, and a
+//! second repair finds nothing to do.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use allidb_api::pb;
+use allidb_tests::ring::{
+    drop_default, found, held_by, level, put, ring_of_three, wait_for_states,
+};
+use allidb_tests::{Daemon, allidb_binary, doc_entity, request};
+use serde_json::Value;
+
+use pb::ConsistencyLevel::{ConsistencyOne as One, ConsistencyQuorum as Quorum};
+
+/// `allidb --json cluster repair ARGS` against `daemon`: its exit code and JSON reply.
+fn repair(daemon: &Daemon, args: &[&str]) -> (i32, Value) {
+    let output = Command::new(allidb_binary())
+        .env_remove("ALLIDB_API_KEY")
+        .args(["--json", "--addr", &daemon.grpc_url(), "cluster", "repair"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("allidb runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let reply = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "a JSON reply ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().expect("allidb exits"), reply)
+}
+
+fn count(reply: &Value, field: &str) -> u64 {
+    reply[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} in {reply}"))
+}
+
+/// The relations of `id`'s out-edges as `daemon` reads them at `at`.
+async fn edges_of(daemon: &Daemon, id: &str, at: pb::ConsistencyLevel) -> Vec<String> {
+    let message = pb::GetEntityRequest {
+        entity_id: id.to_owned(),
+        consistency_level: level(at),
+        ..Default::default()
+    };
+    let reply = daemon
+        .client()
+        .await
+        .get_entity(request(message, None))
+        .await
+        .expect("a read")
+        .into_inner();
+    let mut edges: Vec<String> = reply
+        .entity
+        .map(|e| e.outgoing_edges.into_iter().map(|e| e.to_entity).collect())
+        .unwrap_or_default();
+    edges.sort();
+    edges
+}
+
+async fn put_hub(daemon: &Daemon, at: pb::ConsistencyLevel) {
+    let mut hub = doc_entity("hub", &[0.5, 0.5, 0.5]);
+    hub.outgoing_edges = ["d10", "d11", "d12"]
+        .iter()
+        .map(|to| pb::GraphEdge {
+            to_entity: (*to).to_owned(),
+            relation: "links".to_owned(),
+            weight: 0.5,
+            ..Default::default()
+        })
+        .collect();
+    let message = pb::PutEntityRequest {
+        entity: Some(hub),
+        consistency_level: level(at),
+        ..Default::default()
+    };
+    daemon
+        .client()
+        .await
+        .put_entity(request(message, None))
+        .await
+        .expect("the hub is written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_brings_back_a_replica_that_missed_writes_deletes_edges_and_a_drop() {
+    use pb::ConsistencyLevel::ConsistencyAll as All;
+    let mut nodes = ring_of_three("hinted_handoff_enabled = false\n");
+    let one_down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];
+    let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
+    for i in 0..20 {
+        put(&nodes[0], &format!("d{i}"), All)
+            .await
+            .expect("ALL on a whole ring");
+    }
+    put_hub(&nodes[0], All).await;
+    let (code, clean) = repair(&nodes[0], &[]);
+    assert_eq!((code, count(&clean, "ranges_differing")), (0, 0), "{clean}");
+    assert_eq!(
+        count(&clean, "ranges"),
+        48,
+        "3 nodes x 16 tokens, all replicated here"
+    );
+
+    // n2 misses puts, deletes and an edge removal (no hints; nothing reads through it).
+    nodes[2].kill();
+    wait_for_states(&nodes[0], &one_down, Duration::from_secs(10));
+    for i in 0..10 {
+        put(&nodes[0], &format!("new{i}"), Quorum)
+            .await
+            .expect("QUORUM with one node down");
+    }
+    for i in 0..5 {
+        let message = pb::DeleteEntityRequest {
+            entity_id: format!("d{i}"),
+            consistency_level: level(Quorum),
+            ..Default::default()
+        };
+        nodes[0]
+            .client()
+            .await
+            .delete_entity(request(message, None))
+            .await
+            .expect("a QUORUM delete with one node down");
+    }
+    let removal = pb::RemoveEdgesRequest {
+        edges: vec![pb::EdgeKey {
+            from_entity: "hub".to_owned(),
+            to_entity: "d11".to_owned(),
+            relation: "links".to_owned(),
+        }],
+        consistency_level: level(Quorum),
+        ..Default::default()
+    };
+    nodes[0]
+        .client()
+        .await
+        .remove_edges(request(removal, None))
+        .await
+        .expect("a QUORUM edge removal with one node down");
+    nodes[2].restart();
+    for node in &nodes {
+        wait_for_states(node, &all_normal, Duration::from_secs(30));
+    }
+    assert!(
+        !found(&nodes[2], "new3", One).await.unwrap(),
+        "n2 missed the put"
+    );
+    assert!(
+        found(&nodes[2], "d3", One).await.unwrap(),
+        "n2 missed the delete"
+    );
+
+    // A preview reports the difference and writes nothing.
+    let (code, preview) = repair(&nodes[1], &["--preview"]);
+    assert_eq!(code, 0, "{preview}");
+    assert!(count(&preview, "ranges_differing") > 0, "{preview}");
+    assert!(
+        count(&preview, "partitions_differing") >= 10 + 5 + 1,
+        "every missed put, delete and edge removal: {preview}"
+    );
+    assert_eq!(count(&preview, "partitions_repaired"), 0, "{preview}");
+    assert!(
+        !found(&nodes[2], "new3", One).await.unwrap(),
+        "a preview writes nothing"
+    );
+
+    // The repair brings n2 back, tombstones included.
+    let (code, repaired) = repair(&nodes[1], &[]);
+    assert_eq!(code, 0, "complete: {repaired}");
+    assert_eq!(
+        count(&repaired, "partitions_repaired"),
+        count(&preview, "partitions_differing"),
+        "{repaired}"
+    );
+    assert!(count(&repaired, "cells_streamed") > 0, "{repaired}");
+    for i in 0..10 {
+        assert!(
+            found(&nodes[2], &format!("new{i}"), One).await.unwrap(),
+            "new{i}"
+        );
+    }
+    for i in 0..5 {
+        assert!(
+            !found(&nodes[2], &format!("d{i}"), One).await.unwrap(),
+            "d{i} stays deleted"
+        );
+    }
+    assert_eq!(edges_of(&nodes[2], "hub", One).await, ["d10", "d12"]);
+    let (code, again) = repair(&nodes[2], &[]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(
+        (
+            count(&again, "ranges_differing"),
+            count(&again, "cells_streamed")
+        ),
+        (0, 0),
+        "the replicas hold the same cells: {again}"
+    );
+
+    // n2 misses a tenant drop and a write after it.
+    nodes[2].kill();
+    wait_for_states(&nodes[0], &one_down, Duration::from_secs(10));
+    drop_default(&nodes[0], Quorum)
+        .await
+        .expect("a QUORUM drop with one node down");
+    put(&nodes[0], "after", Quorum)
+        .await
+        .expect("a write after the drop");
+    nodes[2].restart();
+    for node in &nodes {
+        wait_for_states(node, &all_normal, Duration::from_secs(30));
+    }
+    assert!(
+        found(&nodes[2], "d10", One).await.unwrap(),
+        "n2 missed the drop"
+    );
+    let (code, repaired) = repair(&nodes[0], &[]);
+    assert_eq!(code, 0, "{repaired}");
+    assert!(count(&repaired, "drops_sent") >= 1, "{repaired}");
+    for node in &nodes {
+        assert_eq!(held_by(node).await, (vec!["after".to_owned()], 1));
+    }
+    let (_, again) = repair(&nodes[0], &[]);
+    assert_eq!(count(&again, "ranges_differing"), 0, "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_with_a_replica_down_skips_its_ranges_and_a_single_node_refuses() {
+    let mut nodes = ring_of_three("hinted_handoff_enabled = false\n");
+    nodes[2].kill();
+    let one_down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];
+    wait_for_states(&nodes[0], &one_down, Duration::from_secs(10));
+    let (code, reply) = repair(&nodes[0], &[]);
+    assert_eq!(code, 3, "partial: {reply}");
+    let skipped = reply["skipped"].as_array().expect("skipped ranges listed");
+    assert_eq!(skipped.len(), 48, "{reply}");
+    assert!(
+        skipped[0].as_str().unwrap().contains("n2 is down"),
+        "{reply}"
+    );
+
+    let single = Daemon::start("");
+    let output = Command::new(allidb_binary())
+        .env_remove("ALLIDB_API_KEY")
+        .args(["--addr", &single.grpc_url(), "cluster", "repair"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("allidb runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        stderr.contains("FailedPrecondition") || stderr.contains("not part of a ring"),
+        "{stderr}"
+    );
+}
