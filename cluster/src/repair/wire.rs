@@ -53,7 +53,7 @@ pub fn tree_from_proto(
     shape: &TreeShape,
     tree: proto::MerkleTree,
 ) -> Result<MerkleTree, ClusterError> {
-    if tree.leaves.len() % 16 != 0 {
+    if !tree.leaves.len().is_multiple_of(16) {
         return Err(ClusterError::Protocol(format!(
             "a Merkle tree's leaves take {} bytes, not a multiple of 16",
             tree.leaves.len()
