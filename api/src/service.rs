@@ -28,6 +28,7 @@ use allidb_cluster::coordinator::Coordinator;
 use allidb_cluster::query::report::ReadReport;
 use allidb_cluster::query::wire::IdRange;
 use allidb_cluster::query::{ClusterQuery, ReadOptions};
+use allidb_index::filter::EntitySubject;
 use allidb_index::graph::{self, TraversalOptions};
 use allidb_index::query::{QueryPlan, ScoreWeights};
 use allidb_index::{Filter, QueryHit, QueryRequest, UnifiedStore};
@@ -52,6 +53,9 @@ pub const MAX_BULK_FAILURES_LISTED: usize = 100;
 
 /// Fewest queries of a `QueryBatch` per blocking task (see [`query_batch_tasks`]).
 const MIN_QUERIES_PER_TASK: usize = 4;
+
+/// Entities a filtered `RangeScan` reads per round until its page is full.
+const FILTERED_SCAN_ROUND: usize = 1000;
 
 /// The configuration values the service needs (filled by `allidbd` from its config).
 #[derive(Clone, Debug, PartialEq)]
@@ -441,8 +445,34 @@ impl AlliDbService {
             filter: Filter {
                 entity_types: filter.entity_types,
                 attributes: filter.attributes,
+                expression: params.expression.clone(),
             },
             include_entities: params.include_entity,
+        }
+    }
+
+    /// Up to `fetch` entities of `tenant` with `start <= id < end` in id order: from the
+    /// ring at `level` when there is one, else from the local store.
+    async fn scan_round(
+        &self,
+        tenant: &str,
+        start: Option<String>,
+        end: Option<String>,
+        fetch: usize,
+        level: Option<ConsistencyLevel>,
+    ) -> Result<Vec<allidb_storage::cell::Entity>, Status> {
+        match (self.cluster_reads(), level) {
+            (Some(reads), Some(level)) => reads
+                .scan(tenant, IdRange { start, end }, fetch, level)
+                .await
+                .map_err(|e| errors::cluster_status("range scan", e)),
+            _ => {
+                let tenant = tenant.to_owned();
+                self.blocking("range scan", move |store| {
+                    store.scan(&tenant, start.as_deref(), end.as_deref(), fetch)
+                })
+                .await
+            }
         }
     }
 
@@ -597,6 +627,7 @@ fn query_response(hits: Vec<QueryHit>, explain: bool, trace_id: String) -> pb::Q
         context: None,
         coverage: None,
         profile: None,
+        filter_plan: None,
     }
 }
 
@@ -730,6 +761,11 @@ impl AlliDb for AlliDbService {
                 level,
                 allow_partial: request.allow_partial,
             };
+            if let Some(store) = self.store() {
+                store
+                    .check_filter(&tenant, &store_request.filter)
+                    .map_err(|e| errors::store_status("query", e))?;
+            }
             let (reply, report) = reads
                 .query(&tenant, &store_request, read, chunks)
                 .await
@@ -751,6 +787,7 @@ impl AlliDb for AlliDbService {
         };
         let mut response = query_response(reply.hits, params.explain, request.trace_id);
         with_report(&mut response, report.as_ref(), params.explain);
+        response.filter_plan = reply.plan.as_ref().map(crate::filter::plan_to_proto);
         response.context = reply
             .context
             .map(|context| context::to_proto(context, params.max_context_bytes));
@@ -771,29 +808,56 @@ impl AlliDb for AlliDbService {
                 request.node_id, self.options.node_id
             )));
         }
-        let (start, resume_after, end) = scan_range(&params);
-        // One more than the page: it tells whether another page follows.
-        let fetch = params.limit + 1 + usize::from(resume_after.is_some());
+        let (mut start, mut resume_after, end) = scan_range(&params);
         let tenant = caller.tenant;
-        let mut entities = match self.cluster_reads() {
-            Some(reads) => {
-                let level = self.read_level(request.consistency_level)?;
-                reads
-                    .scan(&tenant, IdRange { start, end }, fetch, level)
-                    .await
-                    .map_err(|e| errors::cluster_status("range scan", e))?
-            }
-            None => {
-                self.blocking("range scan", move |store| {
-                    store.scan(&tenant, start.as_deref(), end.as_deref(), fetch)
-                })
-                .await?
-            }
+        let filter = params.expression.clone().map(|expression| Filter {
+            expression: Some(expression),
+            ..Filter::default()
+        });
+        if let (Some(filter), Some(store)) = (&filter, self.store()) {
+            store
+                .check_filter(&tenant, filter)
+                .map_err(|e| errors::store_status("range scan", e))?;
+        }
+        let level = match self.cluster_reads() {
+            Some(_) => Some(self.read_level(request.consistency_level)?),
+            None => None,
         };
-        if let Some(after) = &resume_after
-            && entities.first().is_some_and(|e| &e.id == after)
-        {
-            entities.remove(0);
+        // A filtered page reads on in rounds until it holds one more match than the page (which
+        // tells whether another page follows) or the range ends.
+        let mut entities = Vec::new();
+        loop {
+            // One more than the page: it tells whether another page follows.
+            let wanted = match &filter {
+                None => params.limit + 1,
+                Some(_) => FILTERED_SCAN_ROUND,
+            };
+            let fetch = wanted + usize::from(resume_after.is_some());
+            let mut round = self
+                .scan_round(&tenant, start.clone(), end.clone(), fetch, level)
+                .await?;
+            if let Some(after) = &resume_after
+                && round.first().is_some_and(|e| &e.id == after)
+            {
+                round.remove(0);
+            }
+            let ended = round.len() < wanted;
+            let last = round.last().map(|e| e.id.clone());
+            match &filter {
+                None => entities.extend(round),
+                Some(filter) => entities.extend(
+                    round
+                        .into_iter()
+                        .filter(|e| filter.matches(&EntitySubject(e))),
+                ),
+            }
+            match last {
+                Some(last) if !ended && entities.len() <= params.limit => {
+                    start = Some(last.clone());
+                    resume_after = Some(last);
+                }
+                _ => break,
+            }
         }
         let more = entities.len() > params.limit;
         entities.truncate(params.limit);
@@ -1041,8 +1105,18 @@ impl AlliDb for AlliDbService {
             edge_budget: params.max_edges,
         };
         let tenant = caller.tenant;
+        let filter = params.expression.clone().map(|expression| Filter {
+            expression: Some(expression),
+            ..Filter::default()
+        });
+        if let (Some(filter), Some(store)) = (&filter, self.store()) {
+            store
+                .check_filter(&tenant, filter)
+                .map_err(|e| errors::store_status("traverse", e))?;
+        }
         let starts = request.start_ids;
-        let include = params.include_entity;
+        // A filter reads each reached entity (the walk itself is not pruned).
+        let include = params.include_entity || filter.is_some();
         let (hits, truncation, coverage) = match self.cluster_reads() {
             Some(reads) => {
                 let read = ReadOptions {
@@ -1067,6 +1141,19 @@ impl AlliDb for AlliDbService {
         let truncated = hits.len() >= params.max_nodes || truncation.any();
         let nodes = hits
             .into_iter()
+            .filter(|hit| {
+                filter.as_ref().is_none_or(|filter| {
+                    hit.entity
+                        .as_ref()
+                        .is_some_and(|e| filter.matches(&EntitySubject(e)))
+                })
+            })
+            .map(|mut hit| {
+                if !params.include_entity {
+                    hit.entity = None;
+                }
+                hit
+            })
             .map(|hit| pb::TraversedNode {
                 entity_id: hit.reached.entity_id.to_string(),
                 depth: convert::count_i32(hit.reached.depth),
@@ -1274,6 +1361,7 @@ mod tests {
             lower: Bound::Excluded("k".into()),
             upper: Bound::Excluded("z".into()),
             limit: 5,
+            expression: None,
         };
         assert_eq!(
             scan_range(&params),
@@ -1283,6 +1371,7 @@ mod tests {
             lower: Bound::Unbounded,
             upper: Bound::Unbounded,
             limit: 5,
+            expression: None,
         };
         assert_eq!(scan_range(&params), (None, None, None));
     }
