@@ -31,7 +31,7 @@ use allidb_cluster::query::{ClusterQuery, ReadOptions};
 use allidb_index::filter::EntitySubject;
 use allidb_index::graph::{self, TraversalOptions};
 use allidb_index::query::{QueryPlan, ScoreWeights};
-use allidb_index::{Filter, QueryHit, QueryRequest, UnifiedStore};
+use allidb_index::{Filter, PlanReport, QueryHit, QueryReply, QueryRequest, UnifiedStore};
 use allidb_storage::Durability;
 use allidb_storage::cell::EntityWrite;
 use prost::Message;
@@ -141,7 +141,7 @@ struct WriteOutcome {
 
 /// Hits of the vectors of one `QueryBatch`, in order, or the first failure with the index of
 /// its vector.
-type BatchHits = Result<Vec<Vec<QueryHit>>, (usize, allidb_index::Error)>;
+type BatchHits = Result<Vec<QueryReply>, (usize, allidb_index::Error)>;
 
 fn now_nanos() -> i64 {
     i64::try_from(allidb_storage::hlc::wall_micros())
@@ -486,7 +486,7 @@ impl AlliDbService {
         tenant: String,
         template: QueryRequest,
         vectors: Vec<Vec<f32>>,
-    ) -> Result<Vec<Vec<QueryHit>>, Status> {
+    ) -> Result<Vec<QueryReply>, Status> {
         const OPERATION: &str = "query batch";
         let store = self.open_store()?;
         let total = vectors.len();
@@ -505,7 +505,7 @@ impl AlliDbService {
                     for (offset, vector) in chunk.into_iter().enumerate() {
                         request.vector = vector;
                         let found = store
-                            .query(&tenant, &request)
+                            .query_with_context(&tenant, &request, false)
                             .map_err(|error| (first + offset, error))?;
                         hits.push(found);
                     }
@@ -1326,20 +1326,35 @@ impl AlliDb for AlliDbService {
             level,
             allow_partial: options.allow_partial,
         };
-        let answers: Vec<(Vec<QueryHit>, Option<ReadReport>)> = match self.cluster_reads() {
-            Some(reads) => ring_query_batch(reads, &caller.tenant, template, vectors, read).await?,
+        type Answer = (Vec<QueryHit>, Option<ReadReport>, Option<PlanReport>);
+        let answers: Vec<Answer> = match self.cluster_reads() {
+            Some(reads) => {
+                if let Some(store) = self.store() {
+                    store
+                        .check_filter(&caller.tenant, &template.filter)
+                        .map_err(|e| {
+                            validate::in_field("options", errors::store_status("query batch", e))
+                        })?;
+                }
+                ring_query_batch(reads, &caller.tenant, template, vectors, read)
+                    .await?
+                    .into_iter()
+                    .map(|(hits, report)| (hits, report, None))
+                    .collect()
+            }
             None => self
                 .query_vectors(caller.tenant, template, vectors)
                 .await?
                 .into_iter()
-                .map(|hits| (hits, None))
+                .map(|reply| (reply.hits, None, reply.plan))
                 .collect(),
         };
         let replies: Vec<pb::QueryResponse> = answers
             .into_iter()
-            .map(|(hits, report)| {
+            .map(|(hits, report, plan)| {
                 let mut reply = query_response(hits, params.explain, options.trace_id.clone());
                 with_report(&mut reply, report.as_ref(), params.explain);
+                reply.filter_plan = plan.as_ref().map(crate::filter::plan_to_proto);
                 reply
             })
             .collect();

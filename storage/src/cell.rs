@@ -330,3 +330,58 @@ impl EdgeRef {
         (&self.from, &self.relation, &self.to)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Format 1 is what every build before typed attributes wrote (the same fields, in order,
+    /// behind version byte 1): it still decodes, and a body without typed attributes is still
+    /// written as format 1 byte for byte; typed attributes make format 2, which round-trips.
+    #[test]
+    fn bodies_keep_format_1_and_typed_attributes_use_format_2() {
+        #[derive(bincode::Encode)]
+        struct Before {
+            entity_type: String,
+            embeddings: Vec<Embedding>,
+            chunks: Vec<TextChunk>,
+            importance: f64,
+            attributes: BTreeMap<String, String>,
+            created_at_nanos: i64,
+            updated_at_nanos: i64,
+        }
+        let before = Before {
+            entity_type: "doc".into(),
+            embeddings: vec![Embedding {
+                version: 1,
+                vector: vec![1.0, 2.0],
+                timestamp_nanos: 3,
+            }],
+            chunks: Vec::new(),
+            importance: 0.5,
+            attributes: BTreeMap::from([("lang".into(), "en".into())]),
+            created_at_nanos: 4,
+            updated_at_nanos: 5,
+        };
+        let old_bytes = codec::encode(&before).unwrap();
+        let body = EntityBody::decode(&old_bytes).unwrap();
+        assert_eq!(body.attributes["lang"], "en");
+        assert!(body.typed_attributes.is_empty());
+        assert_eq!(body.encode().unwrap(), old_bytes);
+        let typed = EntityBody {
+            typed_attributes: BTreeMap::from([
+                ("n".into(), AttributeValue::Int(-7)),
+                ("f".into(), AttributeValue::Float(0.25)),
+                ("b".into(), AttributeValue::Bool(true)),
+                ("t".into(), AttributeValue::Timestamp(9)),
+                ("l".into(), AttributeValue::StringList(vec!["x".into()])),
+                ("s".into(), AttributeValue::String("y".into())),
+            ]),
+            ..body
+        };
+        let bytes = typed.encode().unwrap();
+        assert_eq!(bytes[0], BODY_FORMAT_TYPED);
+        assert_eq!(EntityBody::decode(&bytes).unwrap(), typed);
+        assert!(EntityBody::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+}
