@@ -2,7 +2,8 @@
 //! attributes round-trip and a key keeps its type per tenant; errors name the path inside the
 //! filter; random filters over random typed attributes give exactly the ids a naive evaluator
 //! (this file's own) gives, through `RangeScan` (every page) and exact `Query`s; `Traverse`
-//! returns only reached entities that pass; `explain` names the plan and both selectivities.
+//! returns only reached entities that pass; `explain` names the plan and both selectivities;
+//! a ring (replication factor 1) answers filtered queries and scans as one node.
 //!
 //! `ALLIDB_FILTER_PROPERTY_CASES` sets the number of random filters (default 120).
 
@@ -653,4 +654,100 @@ async fn traverse_returns_only_reached_entities_that_pass() {
                 .all(|n| n.entity.is_some() == include_entity)
         );
     }
+}
+
+/// On a ring (3 nodes, replication factor 1: each node holds a third), `where` travels to every
+/// replica inside the seed search (`EntityFilter.expression`) and the answers equal a single
+/// node's holding the same entities: the same ids in the same order for queries, the same
+/// pages for scans; a filter of the wrong type is refused before the fan-out.
+#[tokio::test]
+async fn a_ring_answers_filtered_reads_as_one_node() {
+    const ENTITIES: usize = 150;
+    let single = Daemon::start("");
+    let ring = allidb_tests::ring::start_ring(3, "replication_factor = 1\n");
+    let mut rng = StdRng::seed_from_u64(7);
+    let rows: Vec<Row> = (0..ENTITIES).map(|i| random_row(&mut rng, i)).collect();
+    let entities: Vec<pb::Entity> = rows
+        .iter()
+        .map(|row| {
+            let v: Vec<f32> = (0..4).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let mut e = entity(&row.id, v);
+            e.entity_type = row.entity_type.clone();
+            e.typed_attributes = row
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), value(v.clone())))
+                .collect();
+            e
+        })
+        .collect();
+    let mut one = single.client().await;
+    let mut through = ring[1].client().await;
+    for client in [&mut one, &mut through] {
+        let reply = client
+            .batch_put_entities(pb::BatchPutEntitiesRequest {
+                entities: entities.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.failure_count, 0, "{}", reply.error_message);
+    }
+    let weights = pb::ScoringWeights {
+        vector: Some(1.0),
+        graph: Some(0.0),
+        importance: Some(0.0),
+        recency: Some(0.0),
+    };
+    for case in 0..25 {
+        let f = random_filter(&mut rng, 2);
+        let request = pb::QueryRequest {
+            query_vector: vec![0.5, -0.25, 1.0, 0.0],
+            k: 20,
+            max_hops: Some(0),
+            include_entity: Some(false),
+            weights: Some(weights),
+            r#where: Some(to_proto(&f)),
+            ..Default::default()
+        };
+        let ids = |reply: pb::QueryResponse| -> Vec<String> {
+            reply.results.into_iter().map(|r| r.entity_id).collect()
+        };
+        let expected = ids(one.query(request.clone()).await.unwrap().into_inner());
+        let got = ids(through.query(request).await.unwrap().into_inner());
+        assert_eq!(got, expected, "case {case}: {f:?}");
+        let naive_count = rows.iter().filter(|r| naive(r, &f)).count();
+        assert_eq!(expected.len(), naive_count.min(20), "case {case}");
+        let scan = pb::RangeScanRequest {
+            limit: 1000,
+            r#where: Some(to_proto(&f)),
+            ..Default::default()
+        };
+        let page = |reply: pb::RangeScanResponse| -> Vec<String> {
+            reply.entities.into_iter().map(|e| e.entity_id).collect()
+        };
+        let expected = page(one.range_scan(scan.clone()).await.unwrap().into_inner());
+        let got = page(through.range_scan(scan).await.unwrap().into_inner());
+        assert_eq!(got, expected, "case {case}: scan of {f:?}");
+    }
+    let status = through
+        .query(pb::QueryRequest {
+            query_vector: vec![0.5, -0.25, 1.0, 0.0],
+            r#where: Some(pb::FilterExpression {
+                gt: cond("s", Kind::IntValue(1)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("where.gt.s: attribute \"s\" holds string values"),
+        "{}",
+        status.message()
+    );
 }
