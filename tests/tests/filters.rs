@@ -751,3 +751,66 @@ async fn a_ring_answers_filtered_reads_as_one_node() {
         status.message()
     );
 }
+
+/// Typed attributes, the key types and the payload index survive a restart (the index dump's
+/// facts, payload format 2, reloaded; and again after a kill, caught up from the WAL).
+#[tokio::test]
+async fn typed_attributes_and_their_filters_survive_restarts() {
+    let mut daemon = Daemon::start("");
+    let mut client = daemon.client().await;
+    for i in 0..20i64 {
+        let mut e = entity(&format!("r{i:02}"), vec![1.0, i as f32]);
+        e.typed_attributes = BTreeMap::from([("rank".to_owned(), value(Kind::IntValue(i)))]);
+        put(&mut client, e).await.unwrap();
+    }
+    let ranked = |below: i64| pb::RangeScanRequest {
+        r#where: Some(pb::FilterExpression {
+            lt: cond("rank", Kind::IntValue(below)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    for round in 0..3 {
+        match round {
+            1 => daemon.restart(),
+            2 => {
+                daemon.kill();
+                daemon.restart();
+            }
+            _ => {}
+        }
+        let mut client = daemon.client().await;
+        let page = client.range_scan(ranked(5)).await.unwrap().into_inner();
+        let ids: Vec<String> = page.entities.into_iter().map(|e| e.entity_id).collect();
+        assert_eq!(ids, ["r00", "r01", "r02", "r03", "r04"], "round {round}");
+        let reply = client
+            .query(pb::QueryRequest {
+                query_vector: vec![1.0, 0.0],
+                k: 20,
+                max_hops: Some(0),
+                explain: true,
+                r#where: Some(pb::FilterExpression {
+                    gte: cond("rank", Kind::DoubleValue(17.5)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut ids: Vec<String> = reply.results.into_iter().map(|r| r.entity_id).collect();
+        ids.sort();
+        assert_eq!(ids, ["r18", "r19"], "round {round}");
+        assert_eq!(reply.filter_plan.unwrap().matched, 2, "round {round}");
+        let mut wrong = entity("x", vec![1.0, 1.0]);
+        wrong.attributes = BTreeMap::from([("rank".to_owned(), "high".to_owned())]);
+        let status = put(&mut client, wrong).await.unwrap_err();
+        assert!(
+            status
+                .message()
+                .contains("holds it as number (20 entities)"),
+            "round {round}: {}",
+            status.message()
+        );
+    }
+}
