@@ -325,6 +325,43 @@ mod tests {
         })
     }
 
+    /// The HTTP gateway's JSON form: proto field names, a typed value as its one field.
+    #[test]
+    fn the_json_form_reads_as_the_proto_does() {
+        let json = r#"{"and": [
+            {"gte": {"field": "version", "value": {"int_value": 3}}},
+            {"in": {"field": "lang", "values": [{"string_value": "en"}]}},
+            {"not": {"exists": "archived"}}]}"#;
+        let parsed: pb::FilterExpression = serde_json::from_str(json).unwrap();
+        let expr = expression("where", &parsed).unwrap();
+        assert_eq!(
+            expr,
+            Expr::And(vec![
+                Expr::Compare {
+                    op: Cmp::Gte,
+                    field: Field::Attribute("version".into()),
+                    value: AttributeValue::Int(3),
+                },
+                Expr::In {
+                    field: Field::Attribute("lang".into()),
+                    values: vec![AttributeValue::String("en".into())],
+                    negated: false,
+                },
+                Expr::Not(Box::new(Expr::Exists(Field::Attribute("archived".into())))),
+            ])
+        );
+        let two: pb::AttributeValue =
+            serde_json::from_str(r#"{"int_value": 1, "bool_value": true}"#).unwrap();
+        let message = value_from_proto("v", Some(&two))
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(
+            message.contains("v must hold exactly one value"),
+            "{message}"
+        );
+    }
+
     #[test]
     fn errors_name_the_path_inside_the_filter() {
         let gt = |value| pb::FilterExpression {
