@@ -27,6 +27,11 @@ pub fn entity_write(
     now_nanos: i64,
 ) -> Result<EntityWrite, Status> {
     validate::entity(field, entity, caller_tenant)?;
+    let typed_attributes = crate::filter::typed_attributes(
+        &format!("{field}.typed_attributes"),
+        &entity.typed_attributes,
+        &entity.attributes,
+    )?;
     let embeddings = entity
         .embeddings
         .iter()
@@ -70,6 +75,7 @@ pub fn entity_write(
             attributes: entity.attributes.clone(),
             created_at_nanos: entity.created_at_nanos,
             updated_at_nanos: entity.updated_at_nanos,
+            typed_attributes,
         },
         out_edges: entity
             .outgoing_edges
@@ -107,6 +113,11 @@ pub fn entity_to_proto(entity: &Entity) -> pb::Entity {
         created_at_nanos: body.created_at_nanos,
         updated_at_nanos: body.updated_at_nanos,
         attributes: body.attributes.clone(),
+        typed_attributes: body
+            .typed_attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), crate::filter::value_to_proto(v)))
+            .collect(),
     }
 }
 
@@ -287,6 +298,10 @@ mod tests {
             created_at_nanos: 0,
             updated_at_nanos: 0,
             attributes: BTreeMap::from([("color".into(), "red".into())]),
+            typed_attributes: BTreeMap::from([(
+                "size".into(),
+                crate::filter::value_to_proto(&allidb_storage::cell::AttributeValue::Int(3)),
+            )]),
         }
     }
 

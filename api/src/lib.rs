@@ -1,6 +1,6 @@
 //! AlliDB's public API layer (DESIGN.md §5, WIRE.md): the `allidb.AlliDB` protobuf types and gRPC
 //! service stubs ([`pb`]), operator actions ([`admin`]), conversion to the storage model ([`convert`]), request validation and
-//! its status codes ([`validate`]), API-key authentication ([`auth`]), the HTTP JSON gateway
+//! its status codes ([`validate`]), filter expressions and typed attributes ([`filter`]), API-key authentication ([`auth`]), the HTTP JSON gateway
 //! ([`http`]) and its JSON shapes ([`http_model`]), the gRPC service itself ([`service`]), the
 //! mapping of store errors to statuses ([`errors`]), per-request spans and metrics
 //! ([`observe`]); [`log_limit`] rate-limits repetitive log lines.
@@ -13,6 +13,7 @@ pub mod auth;
 pub mod context;
 pub mod convert;
 pub mod errors;
+pub mod filter;
 pub mod http;
 pub mod http_model;
 pub mod log_limit;

@@ -29,9 +29,10 @@ use allidb_cluster::query::report::ReadReport;
 use allidb_cluster::query::wire::IdRange;
 use allidb_cluster::query::{ClusterQuery, ReadOptions};
 use allidb_cluster::repair::{RangeRepair, RepairOptions};
+use allidb_index::filter::EntitySubject;
 use allidb_index::graph::{self, TraversalOptions};
 use allidb_index::query::{QueryPlan, ScoreWeights};
-use allidb_index::{Filter, QueryHit, QueryRequest, UnifiedStore};
+use allidb_index::{Filter, PlanReport, QueryHit, QueryReply, QueryRequest, UnifiedStore};
 use allidb_storage::Durability;
 use allidb_storage::cell::EntityWrite;
 use prost::Message;
@@ -53,6 +54,9 @@ pub const MAX_BULK_FAILURES_LISTED: usize = 100;
 
 /// Fewest queries of a `QueryBatch` per blocking task (see [`query_batch_tasks`]).
 const MIN_QUERIES_PER_TASK: usize = 4;
+
+/// Entities a filtered `RangeScan` reads per round until its page is full.
+const FILTERED_SCAN_ROUND: usize = 1000;
 
 /// The configuration values the service needs (filled by `allidbd` from its config).
 #[derive(Clone, Debug, PartialEq)]
@@ -140,7 +144,7 @@ struct WriteOutcome {
 
 /// Hits of the vectors of one `QueryBatch`, in order, or the first failure with the index of
 /// its vector.
-type BatchHits = Result<Vec<Vec<QueryHit>>, (usize, allidb_index::Error)>;
+type BatchHits = Result<Vec<QueryReply>, (usize, allidb_index::Error)>;
 
 fn now_nanos() -> i64 {
     i64::try_from(allidb_storage::hlc::wall_micros())
@@ -444,8 +448,34 @@ impl AlliDbService {
             filter: Filter {
                 entity_types: filter.entity_types,
                 attributes: filter.attributes,
+                expression: params.expression.clone(),
             },
             include_entities: params.include_entity,
+        }
+    }
+
+    /// Up to `fetch` entities of `tenant` with `start <= id < end` in id order: from the
+    /// ring at `level` when there is one, else from the local store.
+    async fn scan_round(
+        &self,
+        tenant: &str,
+        start: Option<String>,
+        end: Option<String>,
+        fetch: usize,
+        level: Option<ConsistencyLevel>,
+    ) -> Result<Vec<allidb_storage::cell::Entity>, Status> {
+        match (self.cluster_reads(), level) {
+            (Some(reads), Some(level)) => reads
+                .scan(tenant, IdRange { start, end }, fetch, level)
+                .await
+                .map_err(|e| errors::cluster_status("range scan", e)),
+            _ => {
+                let tenant = tenant.to_owned();
+                self.blocking("range scan", move |store| {
+                    store.scan(&tenant, start.as_deref(), end.as_deref(), fetch)
+                })
+                .await
+            }
         }
     }
 
@@ -459,7 +489,7 @@ impl AlliDbService {
         tenant: String,
         template: QueryRequest,
         vectors: Vec<Vec<f32>>,
-    ) -> Result<Vec<Vec<QueryHit>>, Status> {
+    ) -> Result<Vec<QueryReply>, Status> {
         const OPERATION: &str = "query batch";
         let store = self.open_store()?;
         let total = vectors.len();
@@ -478,7 +508,7 @@ impl AlliDbService {
                     for (offset, vector) in chunk.into_iter().enumerate() {
                         request.vector = vector;
                         let found = store
-                            .query(&tenant, &request)
+                            .query_with_context(&tenant, &request, false)
                             .map_err(|error| (first + offset, error))?;
                         hits.push(found);
                     }
@@ -600,6 +630,7 @@ fn query_response(hits: Vec<QueryHit>, explain: bool, trace_id: String) -> pb::Q
         context: None,
         coverage: None,
         profile: None,
+        filter_plan: None,
     }
 }
 
@@ -733,6 +764,11 @@ impl AlliDb for AlliDbService {
                 level,
                 allow_partial: request.allow_partial,
             };
+            if let Some(store) = self.store() {
+                store
+                    .check_filter(&tenant, &store_request.filter)
+                    .map_err(|e| errors::store_status("query", e))?;
+            }
             let (reply, report) = reads
                 .query(&tenant, &store_request, read, chunks)
                 .await
@@ -754,6 +790,7 @@ impl AlliDb for AlliDbService {
         };
         let mut response = query_response(reply.hits, params.explain, request.trace_id);
         with_report(&mut response, report.as_ref(), params.explain);
+        response.filter_plan = reply.plan.as_ref().map(crate::filter::plan_to_proto);
         response.context = reply
             .context
             .map(|context| context::to_proto(context, params.max_context_bytes));
@@ -774,29 +811,56 @@ impl AlliDb for AlliDbService {
                 request.node_id, self.options.node_id
             )));
         }
-        let (start, resume_after, end) = scan_range(&params);
-        // One more than the page: it tells whether another page follows.
-        let fetch = params.limit + 1 + usize::from(resume_after.is_some());
+        let (mut start, mut resume_after, end) = scan_range(&params);
         let tenant = caller.tenant;
-        let mut entities = match self.cluster_reads() {
-            Some(reads) => {
-                let level = self.read_level(request.consistency_level)?;
-                reads
-                    .scan(&tenant, IdRange { start, end }, fetch, level)
-                    .await
-                    .map_err(|e| errors::cluster_status("range scan", e))?
-            }
-            None => {
-                self.blocking("range scan", move |store| {
-                    store.scan(&tenant, start.as_deref(), end.as_deref(), fetch)
-                })
-                .await?
-            }
+        let filter = params.expression.clone().map(|expression| Filter {
+            expression: Some(expression),
+            ..Filter::default()
+        });
+        if let (Some(filter), Some(store)) = (&filter, self.store()) {
+            store
+                .check_filter(&tenant, filter)
+                .map_err(|e| errors::store_status("range scan", e))?;
+        }
+        let level = match self.cluster_reads() {
+            Some(_) => Some(self.read_level(request.consistency_level)?),
+            None => None,
         };
-        if let Some(after) = &resume_after
-            && entities.first().is_some_and(|e| &e.id == after)
-        {
-            entities.remove(0);
+        // A filtered page reads on in rounds until it holds one more match than the page (which
+        // tells whether another page follows) or the range ends.
+        let mut entities = Vec::new();
+        loop {
+            // One more than the page: it tells whether another page follows.
+            let wanted = match &filter {
+                None => params.limit + 1,
+                Some(_) => FILTERED_SCAN_ROUND,
+            };
+            let fetch = wanted + usize::from(resume_after.is_some());
+            let mut round = self
+                .scan_round(&tenant, start.clone(), end.clone(), fetch, level)
+                .await?;
+            if let Some(after) = &resume_after
+                && round.first().is_some_and(|e| &e.id == after)
+            {
+                round.remove(0);
+            }
+            let ended = round.len() < wanted;
+            let last = round.last().map(|e| e.id.clone());
+            match &filter {
+                None => entities.extend(round),
+                Some(filter) => entities.extend(
+                    round
+                        .into_iter()
+                        .filter(|e| filter.matches(&EntitySubject(e))),
+                ),
+            }
+            match last {
+                Some(last) if !ended && entities.len() <= params.limit => {
+                    start = Some(last.clone());
+                    resume_after = Some(last);
+                }
+                _ => break,
+            }
         }
         let more = entities.len() > params.limit;
         entities.truncate(params.limit);
@@ -1044,8 +1108,18 @@ impl AlliDb for AlliDbService {
             edge_budget: params.max_edges,
         };
         let tenant = caller.tenant;
+        let filter = params.expression.clone().map(|expression| Filter {
+            expression: Some(expression),
+            ..Filter::default()
+        });
+        if let (Some(filter), Some(store)) = (&filter, self.store()) {
+            store
+                .check_filter(&tenant, filter)
+                .map_err(|e| errors::store_status("traverse", e))?;
+        }
         let starts = request.start_ids;
-        let include = params.include_entity;
+        // A filter reads each reached entity (the walk itself is not pruned).
+        let include = params.include_entity || filter.is_some();
         let (hits, truncation, coverage) = match self.cluster_reads() {
             Some(reads) => {
                 let read = ReadOptions {
@@ -1070,6 +1144,19 @@ impl AlliDb for AlliDbService {
         let truncated = hits.len() >= params.max_nodes || truncation.any();
         let nodes = hits
             .into_iter()
+            .filter(|hit| {
+                filter.as_ref().is_none_or(|filter| {
+                    hit.entity
+                        .as_ref()
+                        .is_some_and(|e| filter.matches(&EntitySubject(e)))
+                })
+            })
+            .map(|mut hit| {
+                if !params.include_entity {
+                    hit.entity = None;
+                }
+                hit
+            })
             .map(|hit| pb::TraversedNode {
                 entity_id: hit.reached.entity_id.to_string(),
                 depth: convert::count_i32(hit.reached.depth),
@@ -1280,20 +1367,35 @@ impl AlliDb for AlliDbService {
             level,
             allow_partial: options.allow_partial,
         };
-        let answers: Vec<(Vec<QueryHit>, Option<ReadReport>)> = match self.cluster_reads() {
-            Some(reads) => ring_query_batch(reads, &caller.tenant, template, vectors, read).await?,
+        type Answer = (Vec<QueryHit>, Option<ReadReport>, Option<PlanReport>);
+        let answers: Vec<Answer> = match self.cluster_reads() {
+            Some(reads) => {
+                if let Some(store) = self.store() {
+                    store
+                        .check_filter(&caller.tenant, &template.filter)
+                        .map_err(|e| {
+                            validate::in_field("options", errors::store_status("query batch", e))
+                        })?;
+                }
+                ring_query_batch(reads, &caller.tenant, template, vectors, read)
+                    .await?
+                    .into_iter()
+                    .map(|(hits, report)| (hits, report, None))
+                    .collect()
+            }
             None => self
                 .query_vectors(caller.tenant, template, vectors)
                 .await?
                 .into_iter()
-                .map(|hits| (hits, None))
+                .map(|reply| (reply.hits, None, reply.plan))
                 .collect(),
         };
         let replies: Vec<pb::QueryResponse> = answers
             .into_iter()
-            .map(|(hits, report)| {
+            .map(|(hits, report, plan)| {
                 let mut reply = query_response(hits, params.explain, options.trace_id.clone());
                 with_report(&mut reply, report.as_ref(), params.explain);
+                reply.filter_plan = plan.as_ref().map(crate::filter::plan_to_proto);
                 reply
             })
             .collect();
@@ -1315,6 +1417,7 @@ mod tests {
             lower: Bound::Excluded("k".into()),
             upper: Bound::Excluded("z".into()),
             limit: 5,
+            expression: None,
         };
         assert_eq!(
             scan_range(&params),
@@ -1324,6 +1427,7 @@ mod tests {
             lower: Bound::Unbounded,
             upper: Bound::Unbounded,
             limit: 5,
+            expression: None,
         };
         assert_eq!(scan_range(&params), (None, None, None));
     }

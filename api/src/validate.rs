@@ -16,6 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use prost::Message;
 use tonic::Status;
 
+use allidb_index::filter::Expr;
 use allidb_index::query::{PageRankOptions, Ranking};
 
 use crate::pb;
@@ -458,6 +459,8 @@ pub struct QueryParams {
     pub max_context_bytes: usize,
     /// The ranking.
     pub ranking: Ranking,
+    /// The request's `where` (checked for shape; the tenant's types are checked by the store).
+    pub expression: Option<Expr>,
 }
 
 /// An optional count that must be `1..=max` when present (`field` names it in the error).
@@ -644,6 +647,11 @@ fn query_options(request: &pb::QueryRequest) -> Result<QueryParams, Status> {
         )?;
         string_map("filter.attributes", filter.attributes.iter())?;
     }
+    let expression = request
+        .r#where
+        .as_ref()
+        .map(|e| crate::filter::expression("where", e))
+        .transpose()?;
     let requested = request.weights.unwrap_or_default();
     let weights = RequestedWeights {
         vector: optional_weight("weights.vector", requested.vector)?,
@@ -678,6 +686,7 @@ fn query_options(request: &pb::QueryRequest) -> Result<QueryParams, Status> {
         )?
         .unwrap_or(DEFAULT_CONTEXT_BYTES),
         ranking: ranking(request)?,
+        expression,
     })
 }
 
@@ -696,6 +705,8 @@ pub struct TraverseParams {
     pub max_fan_out: usize,
     /// Edge budget, 1..=[`MAX_EDGES`] (`None`: no limit beyond the others).
     pub max_edges: Option<usize>,
+    /// Only reached entities passing this are returned.
+    pub expression: Option<Expr>,
 }
 
 /// A `TraverseRequest`.
@@ -720,11 +731,16 @@ pub fn traverse(request: &pb::TraverseRequest) -> Result<TraverseParams, Status>
         max_fan_out: optional_count("max_fan_out", request.max_fan_out, MAX_TRAVERSE_NODES)?
             .unwrap_or(max_nodes),
         max_edges: optional_count("max_edges", request.max_edges, MAX_EDGES)?,
+        expression: request
+            .r#where
+            .as_ref()
+            .map(|e| crate::filter::expression("where", e))
+            .transpose()?,
     })
 }
 
-/// A validated `RangeScanRequest`: the id range of the page to read and its size.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A validated `RangeScanRequest`: the id range of the page to read, its size and filter.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ScanParams {
     /// Lower bound of entity ids: `start_key`, or just after the last id of the previous page.
     pub lower: Bound<String>,
@@ -732,6 +748,8 @@ pub struct ScanParams {
     pub upper: Bound<String>,
     /// Entities in this page, 1..=[`MAX_SCAN_LIMIT`].
     pub limit: usize,
+    /// Only entities passing this are returned.
+    pub expression: Option<Expr>,
 }
 
 /// A `RangeScanRequest` from a caller of tenant `caller_tenant` (`node_id` is routed by the
@@ -770,6 +788,11 @@ pub fn range_scan(
         lower,
         upper: end.map_or(Bound::Unbounded, Bound::Excluded),
         limit,
+        expression: request
+            .r#where
+            .as_ref()
+            .map(|e| crate::filter::expression("where", e))
+            .transpose()?,
     })
 }
 

@@ -413,7 +413,7 @@ impl Replica for ReplicaService {
         let local = self.local()?;
         check_header(request.header.as_ref(), local.host)?;
         let tenant = std::mem::take(&mut request.tenant);
-        let search = wire::seed_search_from_proto(request);
+        let search = wire::seed_search_from_proto(request).map_err(|e| status(e.into()))?;
         let seeds = local.search_seeds(&tenant, search).await.map_err(status)?;
         Ok(Response::new(proto::SearchSeedsResponse {
             seeds: seeds.iter().map(wire::seed_to_proto).collect(),

@@ -1,6 +1,7 @@
 //! Node-local unified store: vector index, graph index, query executor (DESIGN.md §4).
 //!
 //! Module map:
+//! * [`filter`]: filter expressions, typed attribute checks and the payload index;
 //! * [`vector`]: per-tenant ANN index (HNSW behind our own engine trait) with updates, deletes,
 //!   a freshness tail and filtered search;
 //! * [`graph`]: per-tenant adjacency and bounded breadth-first expansion;
@@ -9,6 +10,7 @@
 //! * [`telemetry`]: query stage latencies and rebuild counts (metrics).
 
 pub mod error;
+pub mod filter;
 pub mod graph;
 pub mod query;
 pub mod store;
@@ -17,6 +19,6 @@ pub mod vector;
 
 pub use error::{Error, Result};
 pub use store::{
-    Closed, Filter, QueryContext, QueryHit, QueryReply, QueryRequest, StoreOptions, TenantDropped,
-    TenantStats, TraverseHit, UnifiedStore,
+    Closed, Filter, PlanReport, QueryContext, QueryHit, QueryReply, QueryRequest, StoreOptions,
+    TenantDropped, TenantStats, TraverseHit, UnifiedStore,
 };

@@ -33,8 +33,45 @@ pub struct TextChunk {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// A typed attribute value (`Entity.typed_attributes` on the wire): what filters compare with
+/// ranges, lists and booleans. Untyped attributes stay strings in [`EntityBody::attributes`].
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub enum AttributeValue {
+    /// A string (the same type as an untyped attribute).
+    String(String),
+    /// A 64-bit signed integer.
+    Int(i64),
+    /// A finite 64-bit float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A point in time, nanoseconds since the Unix epoch.
+    Timestamp(i64),
+    /// A list of strings (`contains` tests membership).
+    StringList(Vec<String>),
+}
+
+impl AttributeValue {
+    /// The type's name, as error messages and docs spell it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::String(_) => "string",
+            Self::Int(_) => "int",
+            Self::Float(_) => "float",
+            Self::Bool(_) => "bool",
+            Self::Timestamp(_) => "timestamp",
+            Self::StringList(_) => "string_list",
+        }
+    }
+}
+
 /// The body cell: everything of an entity except its edges.
-#[derive(Clone, Debug, Default, PartialEq, bincode::Encode, bincode::Decode)]
+///
+/// Encoded as payload format 1 (no typed attributes: the layout every earlier build wrote and
+/// reads) or, only when `typed_attributes` is not empty, format 2 (format 1's fields then the
+/// typed map). A build that predates format 2 fails to decode a format-2 body (a `Codec` error,
+/// never wrong data).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct EntityBody {
     /// Application-defined type (filterable).
     pub entity_type: String,
@@ -50,17 +87,96 @@ pub struct EntityBody {
     pub created_at_nanos: i64,
     /// Time of the write that produced this body (nanoseconds).
     pub updated_at_nanos: i64,
+    /// Typed attributes (a key is never in both maps).
+    pub typed_attributes: BTreeMap<String, AttributeValue>,
 }
 
+/// Body payload format 1: every field but the typed attributes (borrowed for encoding).
+#[derive(bincode::Encode)]
+struct BodyV1Ref<'a> {
+    entity_type: &'a String,
+    embeddings: &'a Vec<Embedding>,
+    chunks: &'a Vec<TextChunk>,
+    importance: f64,
+    attributes: &'a BTreeMap<String, String>,
+    created_at_nanos: i64,
+    updated_at_nanos: i64,
+}
+
+/// Body payload format 2: format 1 then the typed attributes.
+#[derive(bincode::Encode)]
+struct BodyV2Ref<'a> {
+    v1: BodyV1Ref<'a>,
+    typed_attributes: &'a BTreeMap<String, AttributeValue>,
+}
+
+#[derive(bincode::Decode)]
+struct BodyV1 {
+    entity_type: String,
+    embeddings: Vec<Embedding>,
+    chunks: Vec<TextChunk>,
+    importance: f64,
+    attributes: BTreeMap<String, String>,
+    created_at_nanos: i64,
+    updated_at_nanos: i64,
+}
+
+#[derive(bincode::Decode)]
+struct BodyV2 {
+    v1: BodyV1,
+    typed_attributes: BTreeMap<String, AttributeValue>,
+}
+
+impl BodyV1 {
+    fn into_body(self, typed_attributes: BTreeMap<String, AttributeValue>) -> EntityBody {
+        EntityBody {
+            entity_type: self.entity_type,
+            embeddings: self.embeddings,
+            chunks: self.chunks,
+            importance: self.importance,
+            attributes: self.attributes,
+            created_at_nanos: self.created_at_nanos,
+            updated_at_nanos: self.updated_at_nanos,
+            typed_attributes,
+        }
+    }
+}
+
+/// Payload format of a body with typed attributes.
+const BODY_FORMAT_TYPED: u8 = 2;
+
 impl EntityBody {
-    /// Encodes the body payload.
+    /// Encodes the body payload (format 1 without typed attributes, else format 2).
     pub fn encode(&self) -> Result<Vec<u8>> {
-        codec::encode(self)
+        let v1 = BodyV1Ref {
+            entity_type: &self.entity_type,
+            embeddings: &self.embeddings,
+            chunks: &self.chunks,
+            importance: self.importance,
+            attributes: &self.attributes,
+            created_at_nanos: self.created_at_nanos,
+            updated_at_nanos: self.updated_at_nanos,
+        };
+        if self.typed_attributes.is_empty() {
+            return codec::encode(&v1);
+        }
+        codec::encode_as(
+            BODY_FORMAT_TYPED,
+            &BodyV2Ref {
+                v1,
+                typed_attributes: &self.typed_attributes,
+            },
+        )
     }
 
-    /// Decodes a body payload.
+    /// Decodes a body payload of either format.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        codec::decode(bytes)
+        if bytes.first() == Some(&BODY_FORMAT_TYPED) {
+            let body: BodyV2 = codec::decode_as(BODY_FORMAT_TYPED, bytes)?;
+            return Ok(body.v1.into_body(body.typed_attributes));
+        }
+        let body: BodyV1 = codec::decode(bytes)?;
+        Ok(body.into_body(BTreeMap::new()))
     }
 
     /// The searchable embedding: the one with the highest version (the last one on ties).
@@ -212,5 +328,60 @@ impl EdgeRef {
     /// `(from, relation, to)`.
     pub fn ends(&self) -> (&str, &str, &str) {
         (&self.from, &self.relation, &self.to)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Format 1 is what every build before typed attributes wrote (the same fields, in order,
+    /// behind version byte 1): it still decodes, and a body without typed attributes is still
+    /// written as format 1 byte for byte; typed attributes make format 2, which round-trips.
+    #[test]
+    fn bodies_keep_format_1_and_typed_attributes_use_format_2() {
+        #[derive(bincode::Encode)]
+        struct Before {
+            entity_type: String,
+            embeddings: Vec<Embedding>,
+            chunks: Vec<TextChunk>,
+            importance: f64,
+            attributes: BTreeMap<String, String>,
+            created_at_nanos: i64,
+            updated_at_nanos: i64,
+        }
+        let before = Before {
+            entity_type: "doc".into(),
+            embeddings: vec![Embedding {
+                version: 1,
+                vector: vec![1.0, 2.0],
+                timestamp_nanos: 3,
+            }],
+            chunks: Vec::new(),
+            importance: 0.5,
+            attributes: BTreeMap::from([("lang".into(), "en".into())]),
+            created_at_nanos: 4,
+            updated_at_nanos: 5,
+        };
+        let old_bytes = codec::encode(&before).unwrap();
+        let body = EntityBody::decode(&old_bytes).unwrap();
+        assert_eq!(body.attributes["lang"], "en");
+        assert!(body.typed_attributes.is_empty());
+        assert_eq!(body.encode().unwrap(), old_bytes);
+        let typed = EntityBody {
+            typed_attributes: BTreeMap::from([
+                ("n".into(), AttributeValue::Int(-7)),
+                ("f".into(), AttributeValue::Float(0.25)),
+                ("b".into(), AttributeValue::Bool(true)),
+                ("t".into(), AttributeValue::Timestamp(9)),
+                ("l".into(), AttributeValue::StringList(vec!["x".into()])),
+                ("s".into(), AttributeValue::String("y".into())),
+            ]),
+            ..body
+        };
+        let bytes = typed.encode().unwrap();
+        assert_eq!(bytes[0], BODY_FORMAT_TYPED);
+        assert_eq!(EntityBody::decode(&bytes).unwrap(), typed);
+        assert!(EntityBody::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 }

@@ -22,7 +22,12 @@ fn config() -> PayloadConfig {
 
 /// Encodes `value` behind the version byte.
 pub fn encode<T: bincode::Encode>(value: &T) -> Result<Vec<u8>> {
-    let mut out = vec![PAYLOAD_VERSION];
+    encode_as(PAYLOAD_VERSION, value)
+}
+
+/// Encodes `value` behind the version byte `version` (a payload type with several formats).
+pub fn encode_as<T: bincode::Encode>(version: u8, value: &T) -> Result<Vec<u8>> {
+    let mut out = vec![version];
     bincode::encode_into_std_write(value, &mut out, config())
         .map_err(|e| Error::Codec(format!("encode: {e}")))?;
     if out.len() > MAX_PAYLOAD {
@@ -36,10 +41,15 @@ pub fn encode<T: bincode::Encode>(value: &T) -> Result<Vec<u8>> {
 
 /// Decodes a payload written by [`encode`]; trailing bytes are an error.
 pub fn decode<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T> {
+    decode_as(PAYLOAD_VERSION, bytes)
+}
+
+/// Decodes a payload written by [`encode_as`] with `expected` as its version byte.
+pub fn decode_as<T: bincode::Decode<()>>(expected: u8, bytes: &[u8]) -> Result<T> {
     let (&version, body) = bytes
         .split_first()
         .ok_or_else(|| Error::Codec("empty payload".to_owned()))?;
-    if version != PAYLOAD_VERSION {
+    if version != expected {
         return Err(Error::Codec(format!("unknown payload version {version}")));
     }
     let (value, read) = bincode::decode_from_slice(body, config())

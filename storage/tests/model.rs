@@ -88,6 +88,7 @@ fn body(tag: u8, created: i64) -> EntityBody {
         attributes: [("k".to_owned(), tag.to_string())].into(),
         created_at_nanos: created,
         updated_at_nanos: created,
+        typed_attributes: BTreeMap::new(),
     }
 }
 

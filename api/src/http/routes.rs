@@ -60,6 +60,9 @@ pub(super) struct ScanParams {
     node_id: String,
     #[serde(with = "consistency_level", default = "consistency_level::unset")]
     consistency_level: i32,
+    /// The filter (`RangeScanRequest.where`) as JSON.
+    #[serde(rename = "where")]
+    where_json: String,
 }
 
 /// `POST /entity`: PutEntity.
@@ -158,12 +161,25 @@ pub(super) async fn delete_entity<S: AlliDb>(
         .map(Json)
 }
 
-/// `GET /entities?start=&end=&limit=&page_token=&consistency_level=`: RangeScan.
+/// `GET /entities?start=&end=&limit=&page_token=&consistency_level=&where=`: RangeScan
+/// (`where` is the filter expression as JSON, URL-encoded).
 pub(super) async fn scan<S: AlliDb>(
     State(gateway): State<Gateway<S>>,
     headers: HeaderMap,
     QueryParams(params): QueryParams<ScanParams>,
 ) -> Result<Json<pb::RangeScanResponse>, HttpError> {
+    let r#where = match params.where_json.as_str() {
+        "" => None,
+        json => Some(
+            serde_json::from_str::<pb::FilterExpression>(json).map_err(|e| {
+                HttpError::new(
+                    StatusCode::BAD_REQUEST,
+                    Code::InvalidArgument,
+                    format!("where: not a filter expression: {e}"),
+                )
+            })?,
+        ),
+    };
     let request = pb::RangeScanRequest {
         tenant_id: params.tenant_id,
         start_key: params.start,
@@ -172,6 +188,7 @@ pub(super) async fn scan<S: AlliDb>(
         page_token: params.page_token,
         node_id: params.node_id,
         consistency_level: params.consistency_level,
+        r#where,
     };
     call(&headers, request, |r| gateway.service.range_scan(r))
         .await

@@ -415,3 +415,34 @@ def test_put_many_progress_bar_on_stderr(db: allidb.Client, capfd) -> None:
     sized = db.put_many([Entity(f"q{i}", vector=[1.0, float(i)]) for i in range(30)], progress=True)
     assert sized.written == 30
     assert "30/30" in capfd.readouterr().err
+
+
+def test_typed_attributes_and_where_on_query_scan_and_traverse(db: allidb.Client) -> None:
+    import datetime
+
+    when = datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc)
+    for i in range(6):
+        db.put(
+            Entity(
+                f"w{i}",
+                vector=[1.0, float(i)],
+                attributes={"lang": "en" if i % 2 else "de"},
+                typed_attributes={"rank": i, "score": i / 2, "ok": i < 3, "tags": [f"t{i}"],
+                                  "at": when},
+                edges=[Edge(f"w{i}", f"w{i + 1}", "next")] if i < 5 else [],
+            )
+        )
+    got = db.get("w1")
+    assert got.typed_attributes == {"rank": 1, "score": 0.5, "ok": True, "tags": ["t1"], "at": when}
+    ids = lambda f: sorted(r.id for r in db.query([1.0, 0.0], k=10, hops=0, where=f))  # noqa: E731
+    assert ids({"rank": {"$gte": 4}}) == ["w4", "w5"]
+    assert ids({"$and": [{"lang": "en"}, {"ok": True}]}) == ["w1"]
+    assert ids({"tags": {"$contain": "t3"}}) == ["w3"]
+    assert ids({"at": {"$lt": when}}) == []
+    assert [e.id for e in db.scan(where={"score": {"$lt": 1.0}}, page_size=1)] == ["w0", "w1"]
+    walk = db.traverse("w0", max_hops=5, where={"lang": "en"})
+    assert [n.id for n in walk.nodes] == ["w1", "w3", "w5"]
+    with pytest.raises(allidb.InvalidArgument, match=r"where\.gt\.lang"):
+        db.query([1.0, 0.0], where={"lang": {"$gt": 1}})
+    with pytest.raises(ValueError, match="unknown operator"):
+        db.query([1.0, 0.0], where={"$nor": []})

@@ -74,9 +74,44 @@ def test_add_texts_and_search_with_scores(store: AlliDBVectorStore) -> None:
     assert [d.id for d in blog] == ["eiffel", "banana"]
     assert [d.id for d in store.similarity_search("fruit", k=4, filter={"verified": True})] == ["banana"]
     entity = store.client.get("paris")
-    assert entity.attributes == {"source": "wiki", "year": "2020"} and entity.type == "document"
+    assert entity.attributes == {"source": "wiki"} and entity.type == "document"
+    assert entity.typed_attributes == {"year": 2020, "tags": ["city", "fr"]}
     by_vector = store.similarity_search_by_vector(WordHashEmbeddings().embed_query("yellow bananas"), k=1)
     assert [d.id for d in by_vector] == ["banana"]
+
+
+def test_langchain_filter_dicts_map_to_where(store: AlliDBVectorStore) -> None:
+    store.add_texts(TEXTS, METADATAS, ids=["paris", "berlin", "eiffel", "banana"])
+
+    def ids(filter: dict) -> list:
+        return sorted(d.id for d in store.similarity_search("capital", k=4, filter=filter))
+
+    assert ids({"year": {"$lt": 2022}}) == ["berlin", "paris"]
+    assert ids({"year": {"$gte": 2022}}) == ["banana", "eiffel"]
+    assert ids({"year": {"$gt": 2020, "$lte": 2022}}) == ["berlin", "eiffel"]
+    assert ids({"year": {"$eq": 2021}}) == ["berlin"]
+    assert ids({"year": 2021.0}) == ["berlin"]
+    assert ids({"source": {"$ne": "wiki"}}) == ["banana", "eiffel"]
+    assert ids({"source": {"$in": ["blog", "news"]}}) == ["banana", "eiffel"]
+    assert ids({"year": {"$nin": [2020, 2021]}}) == ["banana", "eiffel"]
+    assert ids({"verified": {"$exists": True}}) == ["banana"]
+    assert ids({"verified": {"$exists": False}}) == ["berlin", "eiffel", "paris"]
+    assert ids({"tags": {"$contain": "city"}}) == ["berlin", "paris"]
+    assert ids({"$or": [{"year": 2020}, {"source": "blog"}]}) == ["banana", "eiffel", "paris"]
+    assert ids({"$and": [{"source": "wiki"}, {"year": {"$gt": 2020}}]}) == ["berlin"]
+    assert ids({"source": "wiki", "year": {"$gt": 2020}}) == ["berlin"]
+    assert ids({"$not": {"source": "wiki"}}) == ["banana", "eiffel"]
+    assert ids({"source": {"$like": "bl%"}}) == ["banana", "eiffel"]
+    assert ids({"verified": True}) == ["banana"]
+    # What cannot be applied raises instead of matching nothing.
+    with pytest.raises(ValueError, match="unknown operator"):
+        ids({"year": {"$between": [2020, 2022]}})
+    with pytest.raises(ValueError, match="only prefix patterns"):
+        ids({"source": {"$like": "%og"}})
+    with pytest.raises(allidb.InvalidArgument, match=r"where\.gt\.source"):
+        ids({"source": {"$gt": 3}})
+    with pytest.raises(allidb.InvalidArgument, match="holds number values"):
+        ids({"year": "2020"})
 
 
 def test_relevance_scores_are_the_vector_similarity(store: AlliDBVectorStore) -> None:

@@ -239,7 +239,12 @@ impl ClusterQuery {
                 })
             }
         };
-        Ok((QueryReply { hits, context }, fanout.finish()))
+        let reply = QueryReply {
+            hits,
+            context,
+            plan: None,
+        };
+        Ok((reply, fanout.finish()))
     }
 
     /// A graph-only traversal from `starts` over the whole ring: the live nodes reached (with

@@ -38,15 +38,26 @@ pub(crate) fn filter_to_proto(filter: &Filter) -> proto::EntityFilter {
     proto::EntityFilter {
         entity_types: filter.entity_types.clone(),
         attributes: filter.attributes.clone().into_iter().collect(),
+        expression: filter
+            .expression
+            .as_ref()
+            .map(allidb_index::filter::wire::encode)
+            .unwrap_or_default(),
     }
 }
 
-pub(crate) fn filter_from_proto(filter: Option<proto::EntityFilter>) -> Filter {
+/// The store's form of a filter; an expression that does not decode is refused.
+pub(crate) fn filter_from_proto(filter: Option<proto::EntityFilter>) -> Result<Filter, Error> {
     let filter = filter.unwrap_or_default();
-    Filter {
+    let expression = match filter.expression.is_empty() {
+        true => None,
+        false => Some(allidb_index::filter::wire::decode(&filter.expression)?),
+    };
+    Ok(Filter {
         entity_types: filter.entity_types,
         attributes: filter.attributes.into_iter().collect(),
-    }
+        expression,
+    })
 }
 
 pub(crate) fn seed_search_to_proto(search: &SeedSearch) -> proto::SearchSeedsRequest {
@@ -62,13 +73,16 @@ pub(crate) fn seed_search_to_proto(search: &SeedSearch) -> proto::SearchSeedsReq
     }
 }
 
-pub(crate) fn seed_search_from_proto(request: proto::SearchSeedsRequest) -> SeedSearch {
-    SeedSearch {
+/// The store's form of a candidate search; a bad filter expression is refused.
+pub(crate) fn seed_search_from_proto(
+    request: proto::SearchSeedsRequest,
+) -> Result<SeedSearch, Error> {
+    Ok(SeedSearch {
         vector: request.vector,
         count: request.count as usize,
         ef: (request.ef > 0).then_some(request.ef as usize),
-        filter: filter_from_proto(request.filter),
-    }
+        filter: filter_from_proto(request.filter)?,
+    })
 }
 
 pub(crate) fn seed_to_proto(seed: &SeedCandidate) -> proto::SeedCandidate {
@@ -148,7 +162,7 @@ pub(crate) fn hop_from_proto(request: proto::ExpandHopRequest) -> Result<HopRequ
     Ok(HopRequest {
         entity_ids: request.entity_ids,
         query: request.vector,
-        filter: filter_from_proto(request.filter),
+        filter: filter_from_proto(request.filter)?,
         steps,
     })
 }

@@ -11,6 +11,6 @@ pub mod scorer;
 pub use pagerank::PageRankOptions;
 pub use planner::{
     EntityFacts, FactSource, PageRankExplanation, QueryAnswer, QueryPlan, Ranked, Ranking,
-    ScoredResult, SimilaritySource, rank, run_query,
+    ScoredResult, Seeding, SimilaritySource, rank, run_query,
 };
 pub use scorer::{ScoreBreakdown, ScoreWeights, score};

@@ -182,6 +182,16 @@ pub struct QueryAnswer {
     pub walk: Option<Walk>,
 }
 
+/// How the seeds of a query are searched (the store's filter planner decides).
+#[derive(Clone, Copy, Debug)]
+pub enum Seeding<'a> {
+    /// The vector index searches, `filter` applied; the hint (how many entities pass, when
+    /// known) lets it scan exactly when that is small.
+    Search(Option<usize>),
+    /// Exactly these entities pass: they are ranked exactly.
+    Among(&'a [&'a str]),
+}
+
 /// Runs the pipeline. `facts` looks an entity up (`None`: gone); `now_micros` is query time.
 #[allow(clippy::too_many_arguments)]
 pub fn run_query(
@@ -189,14 +199,19 @@ pub fn run_query(
     graph: &GraphIndex,
     query: &[f32],
     plan: &QueryPlan,
-    filter: Option<&dyn Fn(&str) -> bool>,
-    allowed_hint: Option<usize>,
+    filter: Option<&(dyn Fn(&str) -> bool + Sync)>,
+    seeding: Seeding<'_>,
     facts: &dyn FactSource,
     now_micros: u64,
 ) -> Result<QueryAnswer> {
     plan.validate()?;
     let seeds = telemetry::query_stage(telemetry::STAGE_ANN_SEARCH, || {
-        let seeds = vectors.search(query, plan.seed_count(), plan.ef, filter, allowed_hint);
+        let seeds = match seeding {
+            Seeding::Search(hint) => {
+                vectors.search(query, plan.seed_count(), plan.ef, filter, hint)
+            }
+            Seeding::Among(ids) => vectors.search_among(query, plan.seed_count(), ids),
+        };
         if let Ok(seeds) = &seeds {
             tracing::debug!(seeds = seeds.len(), "ANN search done");
         }
@@ -218,6 +233,7 @@ pub fn run_query(
             similarities: vectors,
             facts,
         };
+        let filter = filter.map(|f| f as &dyn Fn(&str) -> bool);
         rank(&ranked, query, plan, &seeds, &walk, filter, now_micros)
     })?;
     Ok(QueryAnswer {
@@ -542,16 +558,18 @@ mod tests {
         (vectors, graph)
     }
 
+    const NO_HINT: Seeding<'static> = Seeding::Search(None);
+
     /// `run_query` at time 1,000 without a filter-size hint.
     fn query_at_1000(
         vectors: &VectorIndex,
         graph: &GraphIndex,
         query: &[f32],
         plan: &QueryPlan,
-        filter: Option<&dyn Fn(&str) -> bool>,
+        filter: Option<&(dyn Fn(&str) -> bool + Sync)>,
         facts: &dyn Fn(&str) -> Option<EntityFacts>,
     ) -> Vec<ScoredResult> {
-        run_query(vectors, graph, query, plan, filter, None, &facts, 1_000)
+        run_query(vectors, graph, query, plan, filter, NO_HINT, &facts, 1_000)
             .unwrap()
             .results
     }
@@ -624,7 +642,19 @@ mod tests {
         let gone = |id: &str| if id == "near" { None } else { fresh(id) };
         let results = query_at_1000(&vectors, &graph, &[1.0, 0.0, 0.0], &plan, None, &gone);
         assert!(results.iter().all(|r| &*r.entity_id != "near"));
-        assert!(run_query(&vectors, &graph, &[1.0, 0.0], &plan, None, None, &fresh, 0).is_err());
+        assert!(
+            run_query(
+                &vectors,
+                &graph,
+                &[1.0, 0.0],
+                &plan,
+                None,
+                NO_HINT,
+                &fresh,
+                0
+            )
+            .is_err()
+        );
         assert!(
             QueryPlan {
                 k: 0,
@@ -654,7 +684,7 @@ mod tests {
             &[1.0, 0.0, 0.0],
             &plan,
             None,
-            None,
+            NO_HINT,
             &fresh,
             1_000,
         )
@@ -684,7 +714,7 @@ mod tests {
                 &[1.0, 0.0, 0.0],
                 &default,
                 None,
-                None,
+                NO_HINT,
                 &fresh,
                 0
             )
@@ -927,7 +957,7 @@ mod tests {
             let lookup = |id: &str| facts.facts(id);
             let expected = score_every_candidate(&vectors, &graph, &query, &plan, &lookup, now);
             scored += facts.lookups.replace(0);
-            let got = run_query(&vectors, &graph, &query, &plan, None, None, &facts, now)
+            let got = run_query(&vectors, &graph, &query, &plan, None, NO_HINT, &facts, now)
                 .unwrap()
                 .results;
             looked_up += facts.lookups.replace(0);

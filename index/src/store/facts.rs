@@ -1,13 +1,17 @@
-//! Per-tenant entity facts kept in memory for filtering and scoring: type, attributes,
-//! importance and update time of every live entity, plus counts per type and per attribute
-//! value so the planner can estimate how many entities a filter allows without scanning.
+//! Per-tenant entity facts kept in memory for filtering and scoring: type, attributes (typed),
+//! importance and update time of every live entity, plus the tenant's payload index
+//! ([`PayloadIndex`]: ids per type and per attribute value) so the planner knows how many
+//! entities a filter allows without scanning, and which.
 //!
-//! Invariants: the counts always equal what a scan of `entities` would give; no live entity's
+//! Invariants: the payload index always equals what a scan of `entities` would give; no live entity's
 //! scored importance exceeds `most_important` and none was updated after `newest_update` (both
 //! only ever grow: an upper bound, exact until the entity holding the maximum changes).
 
 use std::collections::{BTreeMap, HashMap};
 
+use allidb_storage::cell::AttributeValue;
+
+use crate::filter::{Expr, PayloadIndex, Subject, ValueRef};
 use crate::query::scorer::scored_importance;
 use crate::query::{EntityFacts, FactSource};
 
@@ -16,8 +20,8 @@ use crate::query::{EntityFacts, FactSource};
 pub struct EntityMeta {
     /// Entity type.
     pub entity_type: String,
-    /// Filterable attributes.
-    pub attributes: BTreeMap<String, String>,
+    /// Filterable attributes, untyped ones as strings.
+    pub attributes: BTreeMap<String, AttributeValue>,
     /// Importance (scorer input).
     pub importance: f64,
     /// Last update, microseconds since the Unix epoch.
@@ -26,28 +30,91 @@ pub struct EntityMeta {
     pub body_ts: u64,
 }
 
-/// A query filter: any of `entity_types` (empty = any type) and every attribute equal.
+/// An entity's facts as a filter reads them.
+#[derive(Clone, Copy, Debug)]
+pub struct MetaSubject<'a> {
+    /// The entity id.
+    pub id: &'a str,
+    /// Its facts.
+    pub meta: &'a EntityMeta,
+}
+
+impl Subject for MetaSubject<'_> {
+    fn id(&self) -> &str {
+        self.id
+    }
+
+    fn entity_type(&self) -> &str {
+        &self.meta.entity_type
+    }
+
+    fn attribute(&self, key: &str) -> Option<ValueRef<'_>> {
+        self.meta.attributes.get(key).map(ValueRef::from)
+    }
+}
+
+/// A query filter: the AND of any of `entity_types` (empty = any type), every attribute in
+/// `attributes` equal to its string, and `expression` (the request's `where`).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Filter {
     /// Allowed entity types; empty allows every type.
     pub entity_types: Vec<String>,
-    /// Attributes that must be present with exactly these values.
+    /// Attributes that must be present with exactly these (string) values.
     pub attributes: BTreeMap<String, String>,
+    /// A filter expression (`None`: none).
+    pub expression: Option<Expr>,
 }
 
 impl Filter {
     /// True when the filter restricts nothing.
     pub fn is_empty(&self) -> bool {
-        self.entity_types.is_empty() && self.attributes.is_empty()
+        self.entity_types.is_empty() && self.attributes.is_empty() && self.expression.is_none()
     }
 
-    /// True if `meta` passes.
-    pub fn allows(&self, meta: &EntityMeta) -> bool {
-        (self.entity_types.is_empty() || self.entity_types.contains(&meta.entity_type))
+    /// True if the entity `subject` passes.
+    pub fn matches(&self, subject: &dyn Subject) -> bool {
+        (self.entity_types.is_empty()
+            || self.entity_types.iter().any(|t| t == subject.entity_type()))
             && self
                 .attributes
                 .iter()
-                .all(|(k, v)| meta.attributes.get(k) == Some(v))
+                .all(|(k, v)| matches!(subject.attribute(k), Some(ValueRef::Str(s)) if s == v))
+            && self.expression.as_ref().is_none_or(|e| e.matches(subject))
+    }
+
+    /// True if entity `id` with facts `meta` passes.
+    pub fn allows(&self, id: &str, meta: &EntityMeta) -> bool {
+        self.matches(&MetaSubject { id, meta })
+    }
+
+    /// The whole filter as one expression (`None`: it restricts nothing).
+    pub fn as_expression(&self) -> Option<Expr> {
+        use crate::filter::{Cmp, Field};
+        let mut parts = Vec::new();
+        if !self.entity_types.is_empty() {
+            parts.push(Expr::In {
+                field: Field::EntityType,
+                values: self
+                    .entity_types
+                    .iter()
+                    .map(|t| AttributeValue::String(t.clone()))
+                    .collect(),
+                negated: false,
+            });
+        }
+        for (k, v) in &self.attributes {
+            parts.push(Expr::Compare {
+                op: Cmp::Eq,
+                field: Field::Attribute(k.clone()),
+                value: AttributeValue::String(v.clone()),
+            });
+        }
+        parts.extend(self.expression.clone());
+        match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => Some(Expr::And(parts)),
+        }
     }
 }
 
@@ -55,8 +122,7 @@ impl Filter {
 #[derive(Debug, Default)]
 pub struct FactTable {
     entities: HashMap<String, EntityMeta>,
-    type_counts: HashMap<String, usize>,
-    attribute_counts: HashMap<(String, String), usize>,
+    payload: PayloadIndex,
     /// The largest scored importance of any entity recorded so far (at least 0).
     most_important: f64,
     /// The latest `updated_at_micros` of any entity recorded so far.
@@ -76,16 +142,11 @@ impl FactTable {
         self.remove(id);
         self.most_important = self.most_important.max(scored_importance(meta.importance));
         self.newest_update = self.newest_update.max(meta.updated_at_micros);
-        *self
-            .type_counts
-            .entry(meta.entity_type.clone())
-            .or_default() += 1;
-        for (k, v) in &meta.attributes {
-            *self
-                .attribute_counts
-                .entry((k.clone(), v.clone()))
-                .or_default() += 1;
-        }
+        self.payload.insert(
+            id,
+            &meta.entity_type,
+            meta.attributes.iter().map(|(k, v)| (k, v.into())),
+        );
         self.entities.insert(id.to_owned(), meta);
     }
 
@@ -94,10 +155,11 @@ impl FactTable {
         let Some(old) = self.entities.remove(id) else {
             return false;
         };
-        decrement(&mut self.type_counts, &old.entity_type);
-        for (k, v) in old.attributes {
-            decrement(&mut self.attribute_counts, &(k, v));
-        }
+        self.payload.remove(
+            id,
+            &old.entity_type,
+            old.attributes.iter().map(|(k, v)| (k, v.into())),
+        );
         true
     }
 
@@ -118,25 +180,23 @@ impl FactTable {
 
     /// An upper bound of how many entities `filter` allows (exact for a single condition).
     pub fn allowed_estimate(&self, filter: &Filter) -> usize {
-        let mut bound = self.entities.len();
-        if !filter.entity_types.is_empty() {
-            bound = bound.min(
-                filter
-                    .entity_types
-                    .iter()
-                    .map(|t| self.type_counts.get(t).copied().unwrap_or(0))
-                    .sum(),
-            );
-        }
-        for (k, v) in &filter.attributes {
-            bound = bound.min(
-                self.attribute_counts
-                    .get(&(k.clone(), v.clone()))
-                    .copied()
-                    .unwrap_or(0),
-            );
-        }
-        bound
+        filter
+            .as_expression()
+            .map_or(self.entities.len(), |e| self.payload.cardinality(&e).upper)
+    }
+
+    /// The tenant's payload index.
+    pub fn payload(&self) -> &PayloadIndex {
+        &self.payload
+    }
+
+    /// The live entities `filter` allows, by a scan of every entity's facts.
+    pub fn scan_matches(&self, filter: &Filter) -> Vec<&str> {
+        self.entities
+            .iter()
+            .filter(|(id, meta)| filter.allows(id, meta))
+            .map(|(id, _)| id.as_str())
+            .collect()
     }
 
     /// Every entity's facts (for persistence).
@@ -163,15 +223,6 @@ impl FactSource for FactTable {
     }
 }
 
-fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
-    if let Some(c) = counts.get_mut(key) {
-        *c -= 1;
-        if *c == 0 {
-            counts.remove(key);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,7 +230,7 @@ mod tests {
     fn meta(t: &str, attr: &str, ts: u64) -> EntityMeta {
         EntityMeta {
             entity_type: t.to_owned(),
-            attributes: [("color".to_owned(), attr.to_owned())].into(),
+            attributes: [("color".to_owned(), AttributeValue::String(attr.to_owned()))].into(),
             importance: 0.0,
             updated_at_micros: ts,
             body_ts: ts,
@@ -195,6 +246,7 @@ mod tests {
         let red_docs = Filter {
             entity_types: vec!["doc".into()],
             attributes: [("color".into(), "red".into())].into(),
+            ..Filter::default()
         };
         assert_eq!(facts.allowed_estimate(&red_docs), 2);
         facts.upsert("b", meta("img", "red", 2));
@@ -209,8 +261,8 @@ mod tests {
         );
         assert!(facts.remove("a"));
         assert_eq!(facts.allowed_estimate(&red_docs), 0, "no doc is left");
-        assert!(red_docs.allows(&meta("doc", "red", 0)));
-        assert!(!red_docs.allows(&meta("doc", "blue", 0)));
+        assert!(red_docs.allows("x", &meta("doc", "red", 0)));
+        assert!(!red_docs.allows("x", &meta("doc", "blue", 0)));
     }
 
     #[test]

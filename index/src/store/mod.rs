@@ -25,13 +25,15 @@ mod checkpoint;
 mod facts;
 mod indexer;
 mod persist;
+pub mod planning;
 mod ring_reads;
 mod tenant;
 #[cfg(test)]
 mod wal_tests;
 
 pub use checkpoint::StoreCheckpoint;
-pub use facts::{EntityMeta, Filter};
+pub use facts::{EntityMeta, Filter, MetaSubject};
+pub use planning::PlanReport;
 pub use ring_reads::{HopNode, HopRequest, SeedCandidate, StepRequest};
 pub use tenant::TenantIndexes;
 
@@ -52,8 +54,9 @@ use parking_lot::{Mutex, RwLock};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::filter::{AttrType, Expr};
 use crate::graph::{PathStep, Reached, TraversalOptions, Truncation};
-use crate::query::{QueryPlan, ScoredResult, run_query};
+use crate::query::{QueryPlan, ScoredResult, Seeding, run_query};
 use crate::vector::{Metric, VectorIndex, VectorIndexOptions};
 
 /// Most vectors a tenant's exact-scan tail may hold for its queries to count as light
@@ -146,6 +149,8 @@ pub struct QueryReply {
     pub hits: Vec<QueryHit>,
     /// The subgraph the walk visited (when `plan.keep_walk`).
     pub context: Option<QueryContext>,
+    /// How the seeds were searched (when `plan.explain` and the query has a filter).
+    pub plan: Option<PlanReport>,
 }
 
 /// The subgraph a query's walk visited, as returned: the walked entities that are live and pass
@@ -772,6 +777,7 @@ impl UnifiedStore {
             w.body.created_at_nanos = now;
             w.body.updated_at_nanos = now;
         }
+        check_attribute_types(tenant, &state.indexes.facts.read(), writes)?;
         if writes.iter().any(|w| w.body.current_embedding().is_some()) {
             wait_for_tail_room(tenant, &state.indexes.vectors, self.options.max_tail_wait)?;
         }
@@ -840,18 +846,30 @@ impl UnifiedStore {
             return Ok(QueryReply {
                 hits: Vec::new(),
                 context,
+                plan: None,
             });
         };
         let t = &state.indexes;
-        let (results, context) = {
+        let (results, context, report) = {
             let facts = t.facts.read();
             let filter = &request.filter;
-            let allows = |id: &str| facts.get(id).is_some_and(|m| filter.allows(m));
-            let hint = (!filter.is_empty()).then(|| facts.allowed_estimate(filter));
-            let filter_fn: Option<&dyn Fn(&str) -> bool> = if filter.is_empty() {
+            check_filter(&facts, filter)?;
+            let allows = |id: &str| facts.get(id).is_some_and(|m| filter.allows(id, m));
+            let (seed_plan, report) =
+                planning::plan(&facts, filter, t.vectors.options(), request.plan.explain);
+            let filter_fn: Option<&(dyn Fn(&str) -> bool + Sync)> = if filter.is_empty() {
                 None
             } else {
                 Some(&allows)
+            };
+            let among: Vec<&str>;
+            let seeding = match &seed_plan {
+                planning::SeedPlan::Unfiltered => Seeding::Search(None),
+                planning::SeedPlan::Filtered { upper } => Seeding::Search(Some(*upper)),
+                planning::SeedPlan::Exact(ids) => {
+                    among = ids.iter().map(|id| &**id).collect();
+                    Seeding::Among(&among)
+                }
             };
             let now = allidb_storage::hlc::wall_micros();
             let answer = run_query(
@@ -860,7 +878,7 @@ impl UnifiedStore {
                 &request.vector,
                 &request.plan,
                 filter_fn,
-                hint,
+                seeding,
                 &*facts,
                 now,
             )?;
@@ -873,7 +891,8 @@ impl UnifiedStore {
                     .collect();
                 (nodes, walked, walk.edges, walk.truncation)
             });
-            (answer.results, context)
+            let report = (request.plan.explain && !filter.is_empty()).then_some(report);
+            (answer.results, context, report)
         };
         let mut hits = Vec::with_capacity(results.len());
         for result in results {
@@ -899,7 +918,20 @@ impl UnifiedStore {
                 })
             }
         };
-        Ok(QueryReply { hits, context })
+        Ok(QueryReply {
+            hits,
+            context,
+            plan: report,
+        })
+    }
+
+    /// Checks `filter` against `tenant`'s attribute types (what a scan or a traversal does
+    /// before filtering what it reads; a query checks its own).
+    pub fn check_filter(&self, tenant: &str, filter: &Filter) -> Result<()> {
+        match self.indexes.tenant(tenant) {
+            Some(state) => check_filter(&state.indexes.facts.read(), filter),
+            None => Ok(()),
+        }
     }
 
     /// The indexes of `tenant` for a query by `vector` (`None`: the tenant has none), once
@@ -1028,8 +1060,91 @@ impl UnifiedStore {
     }
 }
 
-/// The `edges` of a walk of `walked` nodes that join two of `nodes` (the walked nodes that are
-/// left).
+/// Refuses a write whose attribute gives a key another type family than the tenant's live
+/// entities give it (or than an earlier entity of the same request), naming the entity, the
+/// key and both types. The entity being replaced does not count against its own new value.
+/// A key in both the untyped and the typed map, or a float that is not finite, is refused too.
+fn check_attribute_types(
+    tenant: &str,
+    facts: &facts::FactTable,
+    writes: &[EntityWrite],
+) -> Result<()> {
+    let mut in_request: HashMap<&str, (AttrType, &str)> = HashMap::new();
+    for w in writes {
+        let own = facts.get(&w.id);
+        let untyped = w.body.attributes.keys().map(|k| (k, AttrType::String));
+        let typed = w
+            .body
+            .typed_attributes
+            .iter()
+            .map(|(k, v)| (k, AttrType::of(v)));
+        for (key, family) in untyped.chain(typed) {
+            if w.body.attributes.contains_key(key) && w.body.typed_attributes.contains_key(key) {
+                return Err(Error::invalid(format!(
+                    "entity {}: attribute {key:?} is both in attributes and in typed_attributes",
+                    w.id
+                )));
+            }
+            if let Some(allidb_storage::cell::AttributeValue::Float(f)) =
+                w.body.typed_attributes.get(key)
+                && !f.is_finite()
+            {
+                return Err(Error::invalid(format!(
+                    "entity {}: attribute {key:?} must be finite, got {f}",
+                    w.id
+                )));
+            }
+            for (held, count) in facts.payload().key_types(key) {
+                let own_holds = own.is_some_and(|m| {
+                    m.attributes
+                        .get(key)
+                        .is_some_and(|v| AttrType::of(v) == held)
+                });
+                if held == family || (count == 1 && own_holds) {
+                    continue;
+                }
+                return Err(Error::invalid(format!(
+                    "entity {}: attribute {key:?} is a {} but tenant {tenant:?} holds it as {} \
+                     ({count} entities); a key keeps one type (integers and floats are both \
+                     numbers) while any live entity holds it",
+                    w.id,
+                    family.name(),
+                    held.name()
+                )));
+            }
+            match in_request.get(key.as_str()) {
+                Some((earlier, other)) if *earlier != family => {
+                    return Err(Error::invalid(format!(
+                        "entity {}: attribute {key:?} is a {} but entity {other} of the same \
+                         request gives it as {}",
+                        w.id,
+                        family.name(),
+                        earlier.name()
+                    )));
+                }
+                _ => {
+                    in_request.insert(key, (family, &w.id));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks `filter`'s expression against the attribute types of the tenant whose facts are
+/// `facts` (the request field is `where`): `InvalidArgument` naming the condition's path.
+pub fn check_filter(facts: &facts::FactTable, filter: &Filter) -> Result<()> {
+    match &filter.expression {
+        Some(expression) => check_expression(facts, expression),
+        None => Ok(()),
+    }
+}
+
+fn check_expression(facts: &facts::FactTable, expression: &Expr) -> Result<()> {
+    let types = |key: &str| -> Option<AttrType> { facts.payload().key_type(key) };
+    expression.check("where", &types)
+}
+
 /// The recorded `edges` of a walk of `walked` nodes whose both ends are among `nodes` (what a
 /// query context returns once removed nodes are gone).
 pub fn edges_between(nodes: &[TraverseHit], walked: usize, edges: Vec<PathStep>) -> Vec<PathStep> {

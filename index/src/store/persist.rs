@@ -19,8 +19,8 @@
 //! magic "AIDXREC1" (8) | count:u64 LE | count x (len:u32 LE | payload) | crc32:u32 LE
 //! ```
 //!
-//! where each payload is one entry in the versioned codec and the CRC-32 covers everything
-//! before it. `<hex>` is the tenant id in hex, so any tenant id is a safe file name.
+//! where each payload is one entry in the versioned codec (version byte 1 for graph records, 2
+//! for facts records, whose attributes are typed) and the CRC-32 covers everything before it. `<hex>` is the tenant id in hex, so any tenant id is a safe file name.
 //!
 //! Protocol: a dump is written into a fresh `dump-N` directory, every file and directory is
 //! synced, then `CURRENT` is switched with write-temp / fsync / rename / fsync-dir, then older
@@ -89,15 +89,24 @@ fn read_checked<T: bincode::Decode<()>>(path: &Path) -> Result<T> {
     codec::decode(payload).map_err(|e| Error::corruption(path, e.to_string()))
 }
 
-/// Writes `records` as a record file (see the module documentation), synced.
+/// Payload format of the facts records: 2 since attributes are typed (a facts file of format 1
+/// fails to load, so the indexes are rebuilt from storage once).
+const FACTS_FORMAT: u8 = 2;
+/// Payload format of the graph records.
+const GRAPH_FORMAT: u8 = codec::PAYLOAD_VERSION;
+
+/// Writes `records` as a record file (see the module documentation), each payload behind
+/// `format`, synced.
 fn write_records<T: bincode::Encode>(
     path: &Path,
+    format: u8,
     records: impl ExactSizeIterator<Item = T>,
 ) -> Result<()> {
     let mut bytes = RECORD_FILE_MAGIC.to_vec();
     bytes.extend_from_slice(&(records.len() as u64).to_le_bytes());
     for record in records {
-        let payload = codec::encode(&record).map_err(|e| Error::corruption(path, e.to_string()))?;
+        let payload = codec::encode_as(format, &record)
+            .map_err(|e| Error::corruption(path, e.to_string()))?;
         let len = u32::try_from(payload.len()).map_err(|_| {
             Error::corruption(path, "a record exceeds 4 GiB (the codec limit is lower)")
         })?;
@@ -110,9 +119,11 @@ fn write_records<T: bincode::Encode>(
     sync_path(path)
 }
 
-/// Reads a record file written by [`write_records`], handing each entry to `visit` in order.
+/// Reads a record file written by [`write_records`] with `format`, handing each entry to
+/// `visit` in order.
 fn read_records<T: bincode::Decode<()>>(
     path: &Path,
+    format: u8,
     mut visit: impl FnMut(T) -> Result<()>,
 ) -> Result<()> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -148,7 +159,7 @@ fn read_records<T: bincode::Decode<()>>(
             .and_then(|len| len_end.checked_add(len))
             .filter(|end| *end <= body.len())
             .ok_or_else(truncated)?;
-        let record = codec::decode(&body[len_end..end]).map_err(|e| {
+        let record = codec::decode_as(format, &body[len_end..end]).map_err(|e| {
             Error::corruption(path, format!("record {index} at offset {offset}: {e}"))
         })?;
         visit(record)?;
@@ -199,14 +210,14 @@ fn write_dump(dir: &Path, covered: SeqNo, tenants: &[(String, &TenantIndexes)]) 
                     .map(move |e| (from.clone(), e.relation, e.to, e.weight))
             })
             .collect();
-        write_records(&tdir.join("graph"), edges.into_iter())?;
+        write_records(&tdir.join("graph"), GRAPH_FORMAT, edges.into_iter())?;
         let facts: Vec<FactRecord> = indexes
             .facts
             .read()
             .iter()
             .map(|(id, m)| (id.clone(), m.clone()))
             .collect();
-        write_records(&tdir.join("facts"), facts.into_iter())?;
+        write_records(&tdir.join("facts"), FACTS_FORMAT, facts.into_iter())?;
         sync_path(&tdir)?;
     }
     let meta = Meta {
@@ -262,7 +273,7 @@ pub fn load(root: &Path, options: impl Fn(&str) -> VectorIndexOptions) -> Result
             options(&tenant),
         )?);
         load_graph(&tdir.join("graph"), &indexes, meta.covered)?;
-        read_records(&tdir.join("facts"), |(id, m): FactRecord| {
+        read_records(&tdir.join("facts"), FACTS_FORMAT, |(id, m): FactRecord| {
             indexes.facts.write().upsert(&id, m);
             Ok(())
         })?;
@@ -282,18 +293,22 @@ fn load_graph(path: &Path, indexes: &TenantIndexes, covered: SeqNo) -> Result<()
         Some((from, specs)) => indexes.graph.replace_out_edges(&from, &specs, covered),
         None => Ok(()),
     };
-    read_records(path, |(from, relation, to, weight): EdgeRecord| {
-        let spec = EdgeSpec {
-            relation,
-            to,
-            weight,
-        };
-        match &mut group {
-            Some((current, specs)) if *current == from => specs.push(spec),
-            _ => flush(group.replace((from, vec![spec])))?,
-        }
-        Ok(())
-    })?;
+    read_records(
+        path,
+        GRAPH_FORMAT,
+        |(from, relation, to, weight): EdgeRecord| {
+            let spec = EdgeSpec {
+                relation,
+                to,
+                weight,
+            };
+            match &mut group {
+                Some((current, specs)) if *current == from => specs.push(spec),
+                _ => flush(group.replace((from, vec![spec])))?,
+            }
+            Ok(())
+        },
+    )?;
     flush(group)
 }
 
@@ -304,7 +319,11 @@ mod tests {
     fn meta(i: usize, padding: &str) -> EntityMeta {
         EntityMeta {
             entity_type: "doc".into(),
-            attributes: [("body".to_owned(), padding.to_owned())].into(),
+            attributes: [(
+                "body".to_owned(),
+                allidb_storage::cell::AttributeValue::String(padding.to_owned()),
+            )]
+            .into(),
             importance: i as f64,
             updated_at_micros: i as u64,
             body_ts: i as u64,
@@ -322,12 +341,13 @@ mod tests {
         let count = codec::MAX_PAYLOAD / padding.len() + 1_000;
         write_records(
             &path,
+            FACTS_FORMAT,
             (0..count).map(|i| (format!("e{i}"), meta(i, &padding))),
         )
         .unwrap();
         assert!(fs::metadata(&path).unwrap().len() > codec::MAX_PAYLOAD as u64);
         let mut read = 0usize;
-        read_records(&path, |(id, m): FactRecord| {
+        read_records(&path, FACTS_FORMAT, |(id, m): FactRecord| {
             assert_eq!(id, format!("e{read}"));
             assert_eq!(m, meta(read, &padding));
             read += 1;
@@ -341,7 +361,12 @@ mod tests {
     fn damaged_record_files_are_reported_not_misread() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("facts");
-        write_records(&path, (0..100).map(|i| (format!("e{i}"), meta(i, "p")))).unwrap();
+        write_records(
+            &path,
+            FACTS_FORMAT,
+            (0..100).map(|i| (format!("e{i}"), meta(i, "p"))),
+        )
+        .unwrap();
         let good = fs::read(&path).unwrap();
         let mut damaged: Vec<Vec<u8>> = vec![
             good[..good.len() - 1].to_vec(),
@@ -355,7 +380,7 @@ mod tests {
         }
         for bytes in damaged {
             fs::write(&path, &bytes).unwrap();
-            let result = read_records(&path, |_: FactRecord| Ok(()));
+            let result = read_records(&path, FACTS_FORMAT, |_: FactRecord| Ok(()));
             assert!(
                 matches!(result, Err(Error::Corruption { .. })),
                 "{} bytes: {result:?}",

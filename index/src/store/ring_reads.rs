@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use super::planning::{self, SeedPlan};
 use super::{Filter, UnifiedStore};
 use crate::error::{Error, Result};
 use crate::graph::{Direction, EdgeSpec, GraphIndex, NodeSteps, TraversalOptions};
@@ -89,14 +90,24 @@ impl UnifiedStore {
         };
         let t = &state.indexes;
         let facts = t.facts.read();
-        let allows = |id: &str| facts.get(id).is_some_and(|m| filter.allows(m));
-        let hint = (!filter.is_empty()).then(|| facts.allowed_estimate(filter));
-        let filter_fn: Option<&dyn Fn(&str) -> bool> = if filter.is_empty() {
+        super::check_filter(&facts, filter)?;
+        let allows = |id: &str| facts.get(id).is_some_and(|m| filter.allows(id, m));
+        let filter_fn: Option<&(dyn Fn(&str) -> bool + Sync)> = if filter.is_empty() {
             None
         } else {
             Some(&allows)
         };
-        let hits = t.vectors.search(vector, count, ef, filter_fn, hint)?;
+        let hits = match planning::plan(&facts, filter, t.vectors.options(), false).0 {
+            SeedPlan::Unfiltered => t.vectors.search(vector, count, ef, None, None)?,
+            SeedPlan::Filtered { upper } => {
+                t.vectors
+                    .search(vector, count, ef, filter_fn, Some(upper))?
+            }
+            SeedPlan::Exact(ids) => {
+                let ids: Vec<&str> = ids.iter().map(|id| &**id).collect();
+                t.vectors.search_among(vector, count, &ids)?
+            }
+        };
         Ok(hits
             .into_iter()
             .filter_map(|hit| {
@@ -137,7 +148,7 @@ impl UnifiedStore {
                 let meta = table.get(id);
                 (
                     table.facts(id),
-                    meta.is_some_and(|m| request.filter.allows(m)),
+                    meta.is_some_and(|m| request.filter.allows(id, m)),
                 )
             };
             let steps = match &request.steps {

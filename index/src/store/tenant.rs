@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use allidb_storage::cell::{EdgeValue, EntityBody};
+use allidb_storage::cell::{AttributeValue, EdgeValue, EntityBody};
 use allidb_storage::key::{CellKey, CellSuffix};
 use allidb_storage::partition::PartitionState;
 use allidb_storage::types::SeqNo;
@@ -45,11 +45,27 @@ fn meta_of(body: &EntityBody, body_ts: u64) -> EntityMeta {
     let updated = u64::try_from(body.updated_at_nanos / 1000).unwrap_or(0);
     EntityMeta {
         entity_type: body.entity_type.clone(),
-        attributes: body.attributes.clone(),
+        attributes: attributes_of(body),
         importance: body.importance,
         updated_at_micros: if updated > 0 { updated } else { body_ts },
         body_ts,
     }
+}
+
+/// Every attribute of a body, untyped ones as strings (a key in both maps, which validation
+/// refuses, keeps its typed value).
+pub fn attributes_of(body: &EntityBody) -> BTreeMap<String, AttributeValue> {
+    let mut attributes: BTreeMap<String, AttributeValue> = body
+        .attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), AttributeValue::String(v.clone())))
+        .collect();
+    attributes.extend(
+        body.typed_attributes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    attributes
 }
 
 fn spec(relation: &str, to: &str, weight: f64) -> EdgeSpec {

@@ -481,15 +481,17 @@ impl VectorIndex {
     ///
     /// `ef` overrides the default `ef_search`. `allowed_hint` is the caller's estimate of how
     /// many entities pass `filter`; a small one (see [`VectorIndexOptions`]) makes the search an
-    /// exact scan, otherwise the engine is searched with over-fetch (the candidate count grows
-    /// until `k` allowed results are found or the engine is exhausted). The tail is always
-    /// scanned exactly and merged.
+    /// exact scan. Otherwise a filtered search walks the engine's graph with the filter applied
+    /// inside the walk (disallowed nodes are walked through and never returned, and the beam
+    /// stops only once `ef` allowed nodes are held), and scans exactly when the walk ends short
+    /// of `k` allowed results while more may exist. The tail is always scanned exactly and
+    /// merged.
     pub fn search(
         &self,
         query: &[f32],
         k: usize,
         ef: Option<usize>,
-        filter: Option<&dyn Fn(&str) -> bool>,
+        filter: Option<&(dyn Fn(&str) -> bool + Sync)>,
         allowed_hint: Option<usize>,
     ) -> Result<Vec<VectorHit>> {
         let ef = ef.unwrap_or(self.options.ef_search);
@@ -522,42 +524,55 @@ impl VectorIndex {
         let mut hits = ranker.rank(&state, state.pending.iter().copied(), &allows);
         let engine_len = state.engine.len();
         if engine_len > 0 {
-            // Over-fetch: compensate for stale points and, when known, the filter's selectivity.
-            let stale_factor = engine_len as f64 / state.indexed_live.max(1) as f64;
-            let filter_factor = match (filter, allowed_hint) {
-                (Some(_), Some(allowed)) => live as f64 / allowed.max(1) as f64,
-                _ => 1.0,
+            let to_hit = |(id, distance): &(usize, f32)| {
+                state.slots.get(id).map(|slot| VectorHit {
+                    entity_id: slot.entity.clone(),
+                    similarity: self.options.metric.similarity_from_distance(*distance),
+                })
             };
-            let mut fetch = ((k as f64 * stale_factor * filter_factor).ceil() as usize)
-                .max(k)
-                .min(engine_len);
-            loop {
-                // ef at twice the fetch keeps the tail of an over-fetched list accurate.
-                let raw = state
-                    .engine
-                    .search(&query, fetch, ef.max(fetch.saturating_mul(2)));
-                let exhausted = raw.len() < fetch || fetch >= engine_len;
-                // The engine's distances are exact: its live, allowed hits need no second look
-                // at their vectors.
-                let accepted: Vec<VectorHit> = raw
-                    .iter()
-                    .filter_map(|(id, distance)| {
-                        let slot = state.slots.get(id)?;
-                        (slot.indexed() && allows(slot)).then(|| VectorHit {
-                            entity_id: slot.entity.clone(),
-                            similarity: self.options.metric.similarity_from_distance(*distance),
-                        })
-                    })
-                    .collect();
-                if accepted.len() >= k || exhausted {
-                    hits.extend(accepted);
-                    break;
+            match filter {
+                Some(filter) => {
+                    let allow = |id: usize| {
+                        state
+                            .slots
+                            .get(&id)
+                            .is_some_and(|slot| slot.indexed() && filter(&slot.entity))
+                    };
+                    let raw = state.engine.search_filtered(&query, k, ef.max(k), &allow);
+                    let found = raw.len() + hits.len();
+                    if found < k && allowed_hint.is_none_or(|allowed| allowed > found) {
+                        // The walk found fewer allowed nodes than may exist: scan exactly.
+                        return Ok(ranker.rank(&state, state.slots.keys().copied(), &allows));
+                    }
+                    hits.extend(raw.iter().filter_map(to_hit));
                 }
-                if fetch.saturating_mul(4) >= engine_len {
-                    // The filter rejects nearly everything near the query: scan exactly.
-                    return Ok(ranker.rank(&state, state.slots.keys().copied(), &allows));
+                None => {
+                    // Over-fetch to make up for stale points.
+                    let stale_factor = engine_len as f64 / state.indexed_live.max(1) as f64;
+                    let mut fetch = ((k as f64 * stale_factor).ceil() as usize)
+                        .max(k)
+                        .min(engine_len);
+                    loop {
+                        // ef at twice the fetch keeps the tail of an over-fetched list accurate.
+                        let raw =
+                            state
+                                .engine
+                                .search(&query, fetch, ef.max(fetch.saturating_mul(2)));
+                        let exhausted = raw.len() < fetch || fetch >= engine_len;
+                        // The engine's distances are exact: its live hits need no second look
+                        // at their vectors.
+                        let accepted: Vec<VectorHit> = raw
+                            .iter()
+                            .filter(|(id, _)| state.slots.get(id).is_some_and(Slot::indexed))
+                            .filter_map(to_hit)
+                            .collect();
+                        if accepted.len() >= k || exhausted {
+                            hits.extend(accepted);
+                            break;
+                        }
+                        fetch = fetch.saturating_mul(2).min(engine_len);
+                    }
                 }
-                fetch *= 2;
             }
         }
         sort_hits(&mut hits);

@@ -11,6 +11,7 @@ from array import array
 from dataclasses import asdict
 from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
+from . import filters as filter_lang
 from ._proto import allidb_pb2 as pb
 from .errors import Unknown
 from .types import (
@@ -272,7 +273,13 @@ def entity_to_proto(entity: EntityLike) -> pb.Entity:
 
 
 def _has_rest(entity: Entity) -> bool:
-    return bool(entity.attributes or entity.chunks or entity.edges or entity.incoming_edges)
+    return bool(
+        entity.attributes
+        or entity.typed_attributes
+        or entity.chunks
+        or entity.edges
+        or entity.incoming_edges
+    )
 
 
 def _with_rest(entity: Entity, message: Optional[pb.Entity]) -> pb.Entity:
@@ -281,6 +288,10 @@ def _with_rest(entity: Entity, message: Optional[pb.Entity]) -> pb.Entity:
         message = _entity_fields(entity)
     if entity.attributes:
         message.attributes.update({str(k): str(v) for k, v in entity.attributes.items()})
+    for key, value in (entity.typed_attributes or {}).items():
+        message.typed_attributes[str(key)].CopyFrom(
+            filter_lang.attribute_value(value, f"typed_attributes[{key!r}]")
+        )
     for chunk in entity.chunks:
         message.chunks.add(chunk_id=chunk.id, text=chunk.text, metadata=dict(chunk.metadata))
     for edge in entity.edges:
@@ -385,6 +396,7 @@ def query_options(
     weights: Union[Weights, Mapping[str, float], None] = None,
     ef: Optional[int] = None,
     explain: bool = False,
+    where: Optional[Any] = None,
     include_entity: bool = True,
     expand_factor: Optional[int] = None,
     seeds: Optional[int] = None,
@@ -415,6 +427,8 @@ def query_options(
         request.relations.extend(relations)
     if filters:
         request.filter.attributes.update({str(k2): str(v) for k2, v in filters.items()})
+    if where is not None:
+        request.where.CopyFrom(filter_lang.where(where))
     if entity_types:
         request.filter.entity_types.extend(entity_types)
     if weights is not None:
@@ -486,6 +500,7 @@ def traverse_request(
     max_edges: Optional[int] = None,
     include_entity: bool = True,
     consistency: ConsistencyLike = None,
+    where: Optional[Any] = None,
 ) -> pb.TraverseRequest:
     """A ``TraverseRequest`` (see Client.traverse)."""
     ids = [start_ids] if isinstance(start_ids, str) else list(start_ids)
@@ -504,6 +519,20 @@ def traverse_request(
         request.max_fan_out = int(max_fan_out)
     if max_edges is not None:
         request.max_edges = int(max_edges)
+    if where is not None:
+        request.where.CopyFrom(filter_lang.where(where))
+    return request
+
+
+def scan_request(
+    start: Optional[str], end: Optional[str], page_size: int, token: str, where: Optional[Any]
+) -> pb.RangeScanRequest:
+    """A ``RangeScanRequest`` (see Client.scan_pages)."""
+    request = pb.RangeScanRequest(
+        start_key=start or "", end_key=end or "", limit=int(page_size), page_token=token
+    )
+    if where is not None:
+        request.where.CopyFrom(filter_lang.where(where))
     return request
 
 
@@ -598,6 +627,10 @@ def entity_from_proto(message: pb.Entity) -> Entity:
         tenant_id=message.tenant_id,
         created_at_nanos=message.created_at_nanos,
         updated_at_nanos=message.updated_at_nanos,
+        typed_attributes={
+            key: filter_lang.from_attribute_value(value)
+            for key, value in message.typed_attributes.items()
+        },
     )
 
 

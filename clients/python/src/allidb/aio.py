@@ -295,13 +295,12 @@ class AsyncClient:
         *,
         page_size: int = 100,
         page_token: str = "",
+        where: Optional[Any] = None,
     ) -> AsyncIterator[ScanPage]:
         """See :meth:`allidb.Client.scan_pages`."""
         token = page_token
         while True:
-            request = pb.RangeScanRequest(
-                start_key=start or "", end_key=end or "", limit=int(page_size), page_token=token
-            )
+            request = conv.scan_request(start, end, page_size, token, where)
             reply = await self._call(self._stub.RangeScan, request)
             yield ScanPage(
                 entities=[conv.entity_from_proto(e) for e in reply.entities],
@@ -312,10 +311,15 @@ class AsyncClient:
                 return
 
     async def scan(
-        self, start: Optional[str] = None, end: Optional[str] = None, *, page_size: int = 100
+        self,
+        start: Optional[str] = None,
+        end: Optional[str] = None,
+        *,
+        page_size: int = 100,
+        where: Optional[Any] = None,
     ) -> AsyncIterator[Entity]:
         """See :meth:`allidb.Client.scan` (``async for entity in client.scan()``)."""
-        async for page in self.scan_pages(start, end, page_size=page_size):
+        async for page in self.scan_pages(start, end, page_size=page_size, where=where):
             for entity in page.entities:
                 yield entity
 
@@ -400,6 +404,7 @@ class AsyncClient:
         max_edges: Optional[int] = None,
         include_entity: bool = True,
         consistency: conv.ConsistencyLike = None,
+        where: Optional[Any] = None,
     ) -> TraverseResult:
         """See :meth:`allidb.Client.traverse`."""
         request = conv.traverse_request(
@@ -407,6 +412,7 @@ class AsyncClient:
             min_weight=min_weight, max_nodes=max_nodes, max_fan_out=max_fan_out,
             max_edges=max_edges, include_entity=include_entity,
             consistency=consistency if consistency is not None else self.consistency,
+            where=where,
         )
         return conv.traverse_from_proto(await self._call(self._stub.Traverse, request))
 

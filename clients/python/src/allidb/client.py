@@ -378,14 +378,14 @@ class Client:
         *,
         page_size: int = 100,
         page_token: str = "",
+        where: Optional[Any] = None,
     ) -> Iterator[ScanPage]:
         """The pages of a scan of the tenant's entities with ``start <= id < end`` (None =
-        unbounded), ascending; each page holds at most ``page_size`` (server maximum 1000)."""
+        unbounded), ascending; each page holds at most ``page_size`` (server maximum 1000).
+        ``where``: only entities passing this filter (a dict, see :mod:`allidb.filters`)."""
         token = page_token
         while True:
-            request = pb.RangeScanRequest(
-                start_key=start or "", end_key=end or "", limit=int(page_size), page_token=token
-            )
+            request = conv.scan_request(start, end, page_size, token, where)
             reply = self._call(self._stub.RangeScan, request)
             yield ScanPage(
                 entities=[conv.entity_from_proto(e) for e in reply.entities],
@@ -396,11 +396,16 @@ class Client:
                 return
 
     def scan(
-        self, start: Optional[str] = None, end: Optional[str] = None, *, page_size: int = 100
+        self,
+        start: Optional[str] = None,
+        end: Optional[str] = None,
+        *,
+        page_size: int = 100,
+        where: Optional[Any] = None,
     ) -> Iterator[Entity]:
         """Every entity of the tenant with ``start <= id < end``, ascending, fetched page by
         page as the iterator advances."""
-        for page in self.scan_pages(start, end, page_size=page_size):
+        for page in self.scan_pages(start, end, page_size=page_size, where=where):
             yield from page.entities
 
     def query(
@@ -431,6 +436,8 @@ class Client:
             relations: relations the expansion follows (None = all).
             direction: ``"out"``, ``"in"`` or ``"both"``.
             filters: attributes every result must carry with equal values.
+            where (in ``more``): a filter dict in LangChain's language (``{"year": {"$gte":
+                2021}}``, see :mod:`allidb.filters`), ANDed with ``filters``.
             entity_types: the entity type must be one of these.
             weights: :class:`Weights` or a dict (``{"graph": 0.5}``) of the score's terms.
             ef: HNSW search breadth (None = the server's default).
@@ -510,6 +517,7 @@ class Client:
         max_edges: Optional[int] = None,
         include_entity: bool = True,
         consistency: conv.ConsistencyLike = None,
+        where: Optional[Any] = None,
     ) -> TraverseResult:
         """Breadth-first traversal from ``start_ids`` (one id or many) up to ``max_hops``
         (server maximum 10) along ``direction`` (``"out"``, ``"in"``, ``"both"``); each node
@@ -520,6 +528,7 @@ class Client:
             min_weight=min_weight, max_nodes=max_nodes, max_fan_out=max_fan_out,
             max_edges=max_edges, include_entity=include_entity,
             consistency=consistency if consistency is not None else self.consistency,
+            where=where,
         )
         return conv.traverse_from_proto(self._call(self._stub.Traverse, request))
 

@@ -2,9 +2,12 @@
 
 Each text becomes one entity: its id (the document id, or a new UUID), the embedding of the
 text, entity type ``entity_type`` (default ``"document"``), the text as the chunk ``text``, and
-the metadata both as entity attributes (values turned into strings: filterable with
-``filter={"source": "faq"}``) and, exactly, as JSON in the chunk's metadata (so metadata
-round-trips with its types). Search is AlliDB's query: with ``hops`` the graph expansion adds
+the metadata both as entity attributes (strings as attributes; booleans, numbers and lists of
+strings as typed attributes) and, exactly, as JSON in the chunk's metadata (so metadata
+round-trips with its types). ``filter`` takes LangChain's filter language (``{"source":
+"faq"}``, ``{"year": {"$gte": 2021}}``, ``$eq $ne $gt $gte $lt $lte $in $nin $exists $contain
+$like $and $or $not``; see :mod:`allidb.filters`); an operator it cannot apply raises
+``ValueError`` instead of matching nothing. Search is AlliDB's query: with ``hops`` the graph expansion adds
 the neighbours of the nearest documents along edges (``relations``, ``direction``), each with
 the path that reached it in ``metadata["_allidb_path"]``.
 
@@ -17,6 +20,7 @@ the path that reached it in ``metadata["_allidb_path"]``.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from typing import Any, Iterable, List, Optional, Sequence, Tuple, Type
 
@@ -25,6 +29,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 
 from .client import Client
+from .filters import where
 from .types import Chunk, Entity, QueryResult
 
 __all__ = ["AlliDBVectorStore"]
@@ -93,17 +98,15 @@ class AlliDBVectorStore(VectorStore):
     # ---- writing -----------------------------------------------------------------------
 
     def _entity(self, entity_id: str, text: str, vector: Sequence[float], metadata: dict) -> Entity:
-        attributes = {
-            str(key): _attribute(value)
-            for key, value in metadata.items()
-            if isinstance(value, (str, int, float, bool))
-        }
+        attributes = {str(key): value for key, value in metadata.items() if isinstance(value, str)}
+        typed = {str(key): value for key, value in metadata.items() if _typed(value)}
         chunk_metadata = {METADATA_JSON_KEY: json.dumps(metadata, sort_keys=True, default=str)}
         return Entity(
             id=entity_id,
             vector=list(vector),
             type=self.entity_type or "",
             attributes=attributes,
+            typed_attributes=typed,
             chunks=[Chunk(TEXT_CHUNK_ID, text, chunk_metadata)],
         )
 
@@ -162,15 +165,17 @@ class AlliDBVectorStore(VectorStore):
         options.setdefault("hops", self.default_hops)
         if self.entity_type and "entity_types" not in options:
             options["entity_types"] = [self.entity_type]
-        filters = {str(key): _attribute(value) for key, value in (filter or {}).items()}
-        response = self.client.query(vector, k=k, filters=filters or None, explain=True, **options)
+        if filter:
+            options["where"] = where(filter)
+        response = self.client.query(vector, k=k, explain=True, **options)
         return response.results
 
     def similarity_search_with_score_by_vector(
         self, embedding: List[float], k: int = 4, filter: Optional[dict] = None, **kwargs: Any
     ) -> List[Tuple[Document, float]]:
         """Documents nearest to ``embedding`` (plus their graph neighbours with ``hops``), with
-        AlliDB's unified score (higher is better). Options: ``filter`` (attribute equality),
+        AlliDB's unified score (higher is better). Options: ``filter`` (LangChain's filter
+        language, see :mod:`allidb.filters`),
         ``hops``, ``relations``, ``direction``, ``weights``, ``ef``, ``seeds``, ``min_weight``,
         ``hop_decay``, ``max_nodes``, ``max_fan_out``, ``scoring``, ``pagerank``,
         ``consistency``."""
@@ -243,11 +248,14 @@ class AlliDBVectorStore(VectorStore):
         return store
 
 
-def _attribute(value: Any) -> str:
-    """An attribute value: strings as they are, booleans as ``true``/``false``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+def _typed(value: Any) -> bool:
+    """True for metadata stored as a typed attribute: booleans, integers, finite floats and
+    lists of strings."""
+    if isinstance(value, (bool, int)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def _document(entity: Entity, result: Optional[QueryResult] = None) -> Document:

@@ -107,6 +107,9 @@ class Entity:
     tenant_id: str = ""
     created_at_nanos: int = 0
     updated_at_nanos: int = 0
+    #: Typed attributes (bool, int, float, datetime, list of str; a str too): what filters
+    #: compare by type (``{"year": {"$gte": 2021}}``). A key is in one of the two maps.
+    typed_attributes: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def text(self) -> str:

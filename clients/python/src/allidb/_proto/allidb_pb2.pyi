@@ -74,7 +74,7 @@ class TextChunk(_message.Message):
     def __init__(self, chunk_id: _Optional[str] = ..., text: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Entity(_message.Message):
-    __slots__ = ("entity_id", "tenant_id", "entity_type", "embeddings", "incoming_edges", "outgoing_edges", "chunks", "importance", "created_at_nanos", "updated_at_nanos", "attributes")
+    __slots__ = ("entity_id", "tenant_id", "entity_type", "embeddings", "incoming_edges", "outgoing_edges", "chunks", "importance", "created_at_nanos", "updated_at_nanos", "attributes", "typed_attributes")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,13 @@ class Entity(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class TypedAttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: AttributeValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[AttributeValue, _Mapping]] = ...) -> None: ...
     ENTITY_ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     ENTITY_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +100,7 @@ class Entity(_message.Message):
     CREATED_AT_NANOS_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_NANOS_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    TYPED_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     entity_id: str
     tenant_id: str
     entity_type: str
@@ -104,7 +112,90 @@ class Entity(_message.Message):
     created_at_nanos: int
     updated_at_nanos: int
     attributes: _containers.ScalarMap[str, str]
-    def __init__(self, entity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., entity_type: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[VectorEmbedding, _Mapping]]] = ..., incoming_edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., outgoing_edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[TextChunk, _Mapping]]] = ..., importance: _Optional[float] = ..., created_at_nanos: _Optional[int] = ..., updated_at_nanos: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    typed_attributes: _containers.MessageMap[str, AttributeValue]
+    def __init__(self, entity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., entity_type: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[VectorEmbedding, _Mapping]]] = ..., incoming_edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., outgoing_edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[TextChunk, _Mapping]]] = ..., importance: _Optional[float] = ..., created_at_nanos: _Optional[int] = ..., updated_at_nanos: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ..., typed_attributes: _Optional[_Mapping[str, AttributeValue]] = ...) -> None: ...
+
+class AttributeValue(_message.Message):
+    __slots__ = ("string_value", "int_value", "double_value", "bool_value", "timestamp_nanos", "string_list")
+    STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    INT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    DOUBLE_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NANOS_FIELD_NUMBER: _ClassVar[int]
+    STRING_LIST_FIELD_NUMBER: _ClassVar[int]
+    string_value: str
+    int_value: int
+    double_value: float
+    bool_value: bool
+    timestamp_nanos: int
+    string_list: StringList
+    def __init__(self, string_value: _Optional[str] = ..., int_value: _Optional[int] = ..., double_value: _Optional[float] = ..., bool_value: _Optional[bool] = ..., timestamp_nanos: _Optional[int] = ..., string_list: _Optional[_Union[StringList, _Mapping]] = ...) -> None: ...
+
+class StringList(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FilterExpression(_message.Message):
+    __slots__ = ("eq", "ne", "gt", "gte", "lt", "lte", "nin", "exists", "contains", "prefix")
+    AND_FIELD_NUMBER: _ClassVar[int]
+    OR_FIELD_NUMBER: _ClassVar[int]
+    NOT_FIELD_NUMBER: _ClassVar[int]
+    EQ_FIELD_NUMBER: _ClassVar[int]
+    NE_FIELD_NUMBER: _ClassVar[int]
+    GT_FIELD_NUMBER: _ClassVar[int]
+    GTE_FIELD_NUMBER: _ClassVar[int]
+    LT_FIELD_NUMBER: _ClassVar[int]
+    LTE_FIELD_NUMBER: _ClassVar[int]
+    IN_FIELD_NUMBER: _ClassVar[int]
+    NIN_FIELD_NUMBER: _ClassVar[int]
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    eq: FieldCondition
+    ne: FieldCondition
+    gt: FieldCondition
+    gte: FieldCondition
+    lt: FieldCondition
+    lte: FieldCondition
+    nin: FieldValues
+    exists: str
+    contains: FieldCondition
+    prefix: FieldCondition
+    def __init__(self, eq: _Optional[_Union[FieldCondition, _Mapping]] = ..., ne: _Optional[_Union[FieldCondition, _Mapping]] = ..., gt: _Optional[_Union[FieldCondition, _Mapping]] = ..., gte: _Optional[_Union[FieldCondition, _Mapping]] = ..., lt: _Optional[_Union[FieldCondition, _Mapping]] = ..., lte: _Optional[_Union[FieldCondition, _Mapping]] = ..., nin: _Optional[_Union[FieldValues, _Mapping]] = ..., exists: _Optional[str] = ..., contains: _Optional[_Union[FieldCondition, _Mapping]] = ..., prefix: _Optional[_Union[FieldCondition, _Mapping]] = ..., **kwargs) -> None: ...
+
+class FieldCondition(_message.Message):
+    __slots__ = ("field", "value")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    value: AttributeValue
+    def __init__(self, field: _Optional[str] = ..., value: _Optional[_Union[AttributeValue, _Mapping]] = ...) -> None: ...
+
+class FieldValues(_message.Message):
+    __slots__ = ("field", "values")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    values: _containers.RepeatedCompositeFieldContainer[AttributeValue]
+    def __init__(self, field: _Optional[str] = ..., values: _Optional[_Iterable[_Union[AttributeValue, _Mapping]]] = ...) -> None: ...
+
+class FilterPlan(_message.Message):
+    __slots__ = ("plan", "entities", "estimated_matches", "estimated_selectivity", "matched", "real_selectivity")
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_SELECTIVITY_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
+    REAL_SELECTIVITY_FIELD_NUMBER: _ClassVar[int]
+    plan: str
+    entities: int
+    estimated_matches: float
+    estimated_selectivity: float
+    matched: int
+    real_selectivity: float
+    def __init__(self, plan: _Optional[str] = ..., entities: _Optional[int] = ..., estimated_matches: _Optional[float] = ..., estimated_selectivity: _Optional[float] = ..., matched: _Optional[int] = ..., real_selectivity: _Optional[float] = ...) -> None: ...
 
 class PutEntityRequest(_message.Message):
     __slots__ = ("entity", "consistency_level", "trace_id")
@@ -178,7 +269,7 @@ class ScoringWeights(_message.Message):
     def __init__(self, vector: _Optional[float] = ..., graph: _Optional[float] = ..., importance: _Optional[float] = ..., recency: _Optional[float] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("query_vector", "k", "expand_factor", "trace_id", "consistency_level", "filter", "max_hops", "relations", "direction", "weights", "hop_decay", "ef", "include_entity", "explain", "min_weight", "seeds", "include_context", "context_chunks", "max_nodes", "max_edges", "max_fan_out", "max_context_bytes", "scoring", "pagerank", "allow_partial")
+    __slots__ = ("query_vector", "k", "expand_factor", "trace_id", "consistency_level", "filter", "max_hops", "relations", "direction", "weights", "hop_decay", "ef", "include_entity", "explain", "min_weight", "seeds", "include_context", "context_chunks", "max_nodes", "max_edges", "max_fan_out", "max_context_bytes", "scoring", "pagerank", "allow_partial", "where")
     QUERY_VECTOR_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     EXPAND_FACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -204,6 +295,7 @@ class QueryRequest(_message.Message):
     SCORING_FIELD_NUMBER: _ClassVar[int]
     PAGERANK_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
     query_vector: _containers.RepeatedScalarFieldContainer[float]
     k: int
     expand_factor: int
@@ -229,7 +321,8 @@ class QueryRequest(_message.Message):
     scoring: ScoringMode
     pagerank: PageRankOptions
     allow_partial: bool
-    def __init__(self, query_vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., expand_factor: _Optional[int] = ..., trace_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., max_hops: _Optional[int] = ..., relations: _Optional[_Iterable[str]] = ..., direction: _Optional[_Union[Direction, str]] = ..., weights: _Optional[_Union[ScoringWeights, _Mapping]] = ..., hop_decay: _Optional[float] = ..., ef: _Optional[int] = ..., include_entity: _Optional[bool] = ..., explain: _Optional[bool] = ..., min_weight: _Optional[float] = ..., seeds: _Optional[int] = ..., include_context: _Optional[bool] = ..., context_chunks: _Optional[bool] = ..., max_nodes: _Optional[int] = ..., max_edges: _Optional[int] = ..., max_fan_out: _Optional[int] = ..., max_context_bytes: _Optional[int] = ..., scoring: _Optional[_Union[ScoringMode, str]] = ..., pagerank: _Optional[_Union[PageRankOptions, _Mapping]] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
+    where: FilterExpression
+    def __init__(self, query_vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., expand_factor: _Optional[int] = ..., trace_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., max_hops: _Optional[int] = ..., relations: _Optional[_Iterable[str]] = ..., direction: _Optional[_Union[Direction, str]] = ..., weights: _Optional[_Union[ScoringWeights, _Mapping]] = ..., hop_decay: _Optional[float] = ..., ef: _Optional[int] = ..., include_entity: _Optional[bool] = ..., explain: _Optional[bool] = ..., min_weight: _Optional[float] = ..., seeds: _Optional[int] = ..., include_context: _Optional[bool] = ..., context_chunks: _Optional[bool] = ..., max_nodes: _Optional[int] = ..., max_edges: _Optional[int] = ..., max_fan_out: _Optional[int] = ..., max_context_bytes: _Optional[int] = ..., scoring: _Optional[_Union[ScoringMode, str]] = ..., pagerank: _Optional[_Union[PageRankOptions, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., where: _Optional[_Union[FilterExpression, _Mapping]] = ...) -> None: ...
 
 class PageRankOptions(_message.Message):
     __slots__ = ("damping", "max_iterations", "tolerance", "similarity_weight")
@@ -336,20 +429,22 @@ class QueryResult(_message.Message):
     def __init__(self, entity_id: _Optional[str] = ..., score: _Optional[float] = ..., entity: _Optional[_Union[Entity, _Mapping]] = ..., explanation: _Optional[_Union[QueryExplanation, _Mapping]] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
-    __slots__ = ("results", "trace_id", "total_results", "context", "coverage", "profile")
+    __slots__ = ("results", "trace_id", "total_results", "context", "coverage", "profile", "filter_plan")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     TOTAL_RESULTS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
+    FILTER_PLAN_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[QueryResult]
     trace_id: str
     total_results: int
     context: QueryContext
     coverage: Coverage
     profile: ReadProfile
-    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ..., trace_id: _Optional[str] = ..., total_results: _Optional[int] = ..., context: _Optional[_Union[QueryContext, _Mapping]] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., profile: _Optional[_Union[ReadProfile, _Mapping]] = ...) -> None: ...
+    filter_plan: FilterPlan
+    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ..., trace_id: _Optional[str] = ..., total_results: _Optional[int] = ..., context: _Optional[_Union[QueryContext, _Mapping]] = ..., coverage: _Optional[_Union[Coverage, _Mapping]] = ..., profile: _Optional[_Union[ReadProfile, _Mapping]] = ..., filter_plan: _Optional[_Union[FilterPlan, _Mapping]] = ...) -> None: ...
 
 class Coverage(_message.Message):
     __slots__ = ("ranges_total", "ranges_answered", "nodes_asked", "missing")
@@ -384,7 +479,7 @@ class NodeCalls(_message.Message):
     def __init__(self, node: _Optional[str] = ..., calls: _Optional[int] = ..., micros: _Optional[int] = ..., rows: _Optional[int] = ...) -> None: ...
 
 class RangeScanRequest(_message.Message):
-    __slots__ = ("tenant_id", "start_key", "end_key", "limit", "page_token", "node_id", "consistency_level")
+    __slots__ = ("tenant_id", "start_key", "end_key", "limit", "page_token", "node_id", "consistency_level", "where")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     START_KEY_FIELD_NUMBER: _ClassVar[int]
     END_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -392,6 +487,7 @@ class RangeScanRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     start_key: str
     end_key: str
@@ -399,7 +495,8 @@ class RangeScanRequest(_message.Message):
     page_token: str
     node_id: str
     consistency_level: ConsistencyLevel
-    def __init__(self, tenant_id: _Optional[str] = ..., start_key: _Optional[str] = ..., end_key: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., node_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ...) -> None: ...
+    where: FilterExpression
+    def __init__(self, tenant_id: _Optional[str] = ..., start_key: _Optional[str] = ..., end_key: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., node_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., where: _Optional[_Union[FilterExpression, _Mapping]] = ...) -> None: ...
 
 class RangeScanResponse(_message.Message):
     __slots__ = ("entities", "next_page_token")
@@ -556,7 +653,7 @@ class RemoveEdgesResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., edge_count: _Optional[int] = ...) -> None: ...
 
 class TraverseRequest(_message.Message):
-    __slots__ = ("start_ids", "max_hops", "direction", "relations", "min_weight", "max_nodes", "consistency_level", "include_entity", "trace_id", "max_fan_out", "max_edges", "allow_partial")
+    __slots__ = ("start_ids", "max_hops", "direction", "relations", "min_weight", "max_nodes", "consistency_level", "include_entity", "trace_id", "max_fan_out", "max_edges", "allow_partial", "where")
     START_IDS_FIELD_NUMBER: _ClassVar[int]
     MAX_HOPS_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
@@ -569,6 +666,7 @@ class TraverseRequest(_message.Message):
     MAX_FAN_OUT_FIELD_NUMBER: _ClassVar[int]
     MAX_EDGES_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
     start_ids: _containers.RepeatedScalarFieldContainer[str]
     max_hops: int
     direction: Direction
@@ -581,7 +679,8 @@ class TraverseRequest(_message.Message):
     max_fan_out: int
     max_edges: int
     allow_partial: bool
-    def __init__(self, start_ids: _Optional[_Iterable[str]] = ..., max_hops: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., relations: _Optional[_Iterable[str]] = ..., min_weight: _Optional[float] = ..., max_nodes: _Optional[int] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., include_entity: _Optional[bool] = ..., trace_id: _Optional[str] = ..., max_fan_out: _Optional[int] = ..., max_edges: _Optional[int] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
+    where: FilterExpression
+    def __init__(self, start_ids: _Optional[_Iterable[str]] = ..., max_hops: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., relations: _Optional[_Iterable[str]] = ..., min_weight: _Optional[float] = ..., max_nodes: _Optional[int] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., include_entity: _Optional[bool] = ..., trace_id: _Optional[str] = ..., max_fan_out: _Optional[int] = ..., max_edges: _Optional[int] = ..., allow_partial: _Optional[bool] = ..., where: _Optional[_Union[FilterExpression, _Mapping]] = ...) -> None: ...
 
 class TraversedNode(_message.Message):
     __slots__ = ("entity_id", "depth", "path", "entity")
@@ -740,3 +839,39 @@ class DropTenantResponse(_message.Message):
     entities: int
     vectors: int
     def __init__(self, dropped_at_micros: _Optional[int] = ..., entities: _Optional[int] = ..., vectors: _Optional[int] = ...) -> None: ...
+
+class RepairRequest(_message.Message):
+    __slots__ = ("tenant_id", "preview")
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    preview: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., preview: _Optional[bool] = ...) -> None: ...
+
+class RepairResponse(_message.Message):
+    __slots__ = ("ranges", "ranges_differing", "leaves_differing", "partitions_differing", "partitions_repaired", "cells_streamed", "bytes_streamed", "drops_sent", "skipped", "failures", "duration_ms", "complete")
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    RANGES_DIFFERING_FIELD_NUMBER: _ClassVar[int]
+    LEAVES_DIFFERING_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_DIFFERING_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_REPAIRED_FIELD_NUMBER: _ClassVar[int]
+    CELLS_STREAMED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_STREAMED_FIELD_NUMBER: _ClassVar[int]
+    DROPS_SENT_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    ranges: int
+    ranges_differing: int
+    leaves_differing: int
+    partitions_differing: int
+    partitions_repaired: int
+    cells_streamed: int
+    bytes_streamed: int
+    drops_sent: int
+    skipped: _containers.RepeatedScalarFieldContainer[str]
+    failures: _containers.RepeatedScalarFieldContainer[str]
+    duration_ms: int
+    complete: bool
+    def __init__(self, ranges: _Optional[int] = ..., ranges_differing: _Optional[int] = ..., leaves_differing: _Optional[int] = ..., partitions_differing: _Optional[int] = ..., partitions_repaired: _Optional[int] = ..., cells_streamed: _Optional[int] = ..., bytes_streamed: _Optional[int] = ..., drops_sent: _Optional[int] = ..., skipped: _Optional[_Iterable[str]] = ..., failures: _Optional[_Iterable[str]] = ..., duration_ms: _Optional[int] = ..., complete: _Optional[bool] = ...) -> None: ...

@@ -129,6 +129,11 @@ class AlliDBStub:
                 request_serializer=allidb__pb2.DropTenantRequest.SerializeToString,
                 response_deserializer=allidb__pb2.DropTenantResponse.FromString,
                 _registered_method=True)
+        self.Repair = channel.unary_unary(
+                '/allidb.AlliDB/Repair',
+                request_serializer=allidb__pb2.RepairRequest.SerializeToString,
+                response_deserializer=allidb__pb2.RepairResponse.FromString,
+                _registered_method=True)
 
 
 class AlliDBServicer:
@@ -274,6 +279,16 @@ class AlliDBServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Repair(self, request, context):
+        """Operator action (admin role, an operator key for every tenant; ring only): anti-entropy
+        repair of every token range this node replicates (docs/cluster.md "Anti-entropy repair"):
+        replicas compare Merkle trees and what differs is sent to the replicas that lack it.
+        FAILED_PRECONDITION on a node without [cluster]; UNAVAILABLE while a repair runs here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlliDBServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -371,6 +386,11 @@ def add_AlliDBServicer_to_server(servicer, server):
                     servicer.DropTenant,
                     request_deserializer=allidb__pb2.DropTenantRequest.FromString,
                     response_serializer=allidb__pb2.DropTenantResponse.SerializeToString,
+            ),
+            'Repair': grpc.unary_unary_rpc_method_handler(
+                    servicer.Repair,
+                    request_deserializer=allidb__pb2.RepairRequest.FromString,
+                    response_serializer=allidb__pb2.RepairResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -886,6 +906,33 @@ class AlliDB:
             '/allidb.AlliDB/DropTenant',
             allidb__pb2.DropTenantRequest.SerializeToString,
             allidb__pb2.DropTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Repair(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allidb.AlliDB/Repair',
+            allidb__pb2.RepairRequest.SerializeToString,
+            allidb__pb2.RepairResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,518 @@
+//! The per-tenant payload index: for every attribute key, the ids holding each value (in value
+//! order), the ids of each entity type, and every live id. It tells the planner how many
+//! entities a filter can match before anything is searched, and enumerates the candidates of a
+//! selective filter without looking at the other entities.
+//!
+//! Invariants: the postings always equal what a scan of the live entities would give (the
+//! fact table updates them with every upsert and removal); counts per key and type family are
+//! exact, so a tenant's key types are known without a scan. Numbers are posted by their `f64`
+//! value: a range's candidates are widened to the rounded bounds, and every candidate is then
+//! checked with the exact predicate, so rounding never loses a match.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use allidb_storage::cell::AttributeValue;
+
+use super::expr::{AttrType, Cmp, Expr, Field, ValueRef};
+
+/// A posted value, in a total order within each family.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Posted {
+    Bool(bool),
+    /// `f64::to_bits` mapped so that the integer order is the numeric order.
+    Number(u64),
+    Str(String),
+    Timestamp(i64),
+}
+
+fn ordered_bits(f: f64) -> u64 {
+    // -0.0 equals 0.0: one posting for both.
+    let bits = if f == 0.0 { 0 } else { f.to_bits() };
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+fn posted(value: ValueRef<'_>) -> Vec<Posted> {
+    match value {
+        ValueRef::Str(s) => vec![Posted::Str(s.to_owned())],
+        ValueRef::Int(i) => vec![Posted::Number(ordered_bits(i as f64))],
+        ValueRef::Float(f) => vec![Posted::Number(ordered_bits(f))],
+        ValueRef::Bool(b) => vec![Posted::Bool(b)],
+        ValueRef::Timestamp(t) => vec![Posted::Timestamp(t)],
+        ValueRef::List(list) => {
+            let mut set: Vec<Posted> = list.iter().map(|s| Posted::Str(s.clone())).collect();
+            set.sort();
+            set.dedup();
+            set
+        }
+    }
+}
+
+fn posted_value(value: &AttributeValue) -> Option<Posted> {
+    match value {
+        AttributeValue::StringList(_) => None,
+        other => posted(other.into()).pop(),
+    }
+}
+
+#[derive(Debug, Default)]
+struct KeyIndex {
+    /// Live entities holding the key, per type family.
+    types: BTreeMap<AttrType, usize>,
+    /// Entities holding the key.
+    holders: usize,
+    values: BTreeMap<Posted, HashSet<Arc<str>>>,
+}
+
+/// Lower and upper bounds of how many entities a filter matches, and a point estimate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cardinality {
+    /// At least this many match.
+    pub lower: usize,
+    /// At most this many match.
+    pub upper: usize,
+    /// The planner's estimate (exact when `lower == upper`; independence across `and`/`or`).
+    pub estimate: f64,
+}
+
+impl Cardinality {
+    fn exact(n: usize) -> Self {
+        Self {
+            lower: n,
+            upper: n,
+            estimate: n as f64,
+        }
+    }
+}
+
+/// The payload index of one tenant.
+#[derive(Debug, Default)]
+pub struct PayloadIndex {
+    ids: BTreeSet<Arc<str>>,
+    types: HashMap<String, HashSet<Arc<str>>>,
+    keys: HashMap<String, KeyIndex>,
+}
+
+impl PayloadIndex {
+    /// Posts a live entity (which must not be posted already).
+    pub fn insert<'a>(
+        &mut self,
+        id: &str,
+        entity_type: &str,
+        attributes: impl Iterator<Item = (&'a String, ValueRef<'a>)>,
+    ) {
+        let id: Arc<str> = Arc::from(id);
+        self.ids.insert(id.clone());
+        self.types
+            .entry(entity_type.to_owned())
+            .or_default()
+            .insert(id.clone());
+        for (key, value) in attributes {
+            let index = self.keys.entry(key.clone()).or_default();
+            *index.types.entry(type_of(value)).or_default() += 1;
+            index.holders += 1;
+            for p in posted(value) {
+                index.values.entry(p).or_default().insert(id.clone());
+            }
+        }
+    }
+
+    /// Removes what [`PayloadIndex::insert`] posted for the same arguments.
+    pub fn remove<'a>(
+        &mut self,
+        id: &str,
+        entity_type: &str,
+        attributes: impl Iterator<Item = (&'a String, ValueRef<'a>)>,
+    ) {
+        self.ids.remove(id);
+        if let Some(set) = self.types.get_mut(entity_type) {
+            set.remove(id);
+            if set.is_empty() {
+                self.types.remove(entity_type);
+            }
+        }
+        for (key, value) in attributes {
+            let Some(index) = self.keys.get_mut(key) else {
+                continue;
+            };
+            let family = type_of(value);
+            if let Some(c) = index.types.get_mut(&family) {
+                *c -= 1;
+                if *c == 0 {
+                    index.types.remove(&family);
+                }
+            }
+            index.holders = index.holders.saturating_sub(1);
+            for p in posted(value) {
+                if let Some(set) = index.values.get_mut(&p) {
+                    set.remove(id);
+                    if set.is_empty() {
+                        index.values.remove(&p);
+                    }
+                }
+            }
+            if index.holders == 0 {
+                self.keys.remove(key);
+            }
+        }
+    }
+
+    /// Live entities.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// True when no entity is posted.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Live entities of `entity_type`.
+    pub fn type_count(&self, entity_type: &str) -> usize {
+        self.types.get(entity_type).map_or(0, HashSet::len)
+    }
+
+    /// The type family live entities give `key` (`None`: none holds it). Should two writes
+    /// have raced past the type check, the most common family is reported.
+    pub fn key_type(&self, key: &str) -> Option<AttrType> {
+        self.keys
+            .get(key)?
+            .types
+            .iter()
+            .max_by_key(|(_, count)| **count)
+            .map(|(family, _)| *family)
+    }
+
+    /// The type families live entities give `key`, with their counts.
+    pub fn key_types(&self, key: &str) -> Vec<(AttrType, usize)> {
+        self.keys
+            .get(key)
+            .map(|k| k.types.iter().map(|(t, c)| (*t, *c)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Bounds of how many live entities `expr` matches, from the postings alone.
+    pub fn cardinality(&self, expr: &Expr) -> Cardinality {
+        let n = self.ids.len();
+        let unknown = Cardinality {
+            lower: 0,
+            upper: n,
+            estimate: n as f64 / 2.0,
+        };
+        match expr {
+            Expr::And(operands) => {
+                let mut lower_sum = 0usize;
+                let mut upper = n;
+                let mut fraction = 1.0;
+                for c in operands.iter().map(|e| self.cardinality(e)) {
+                    lower_sum += c.lower;
+                    upper = upper.min(c.upper);
+                    fraction *= c.estimate / n.max(1) as f64;
+                }
+                let slack = n.saturating_mul(operands.len().saturating_sub(1));
+                Cardinality {
+                    lower: lower_sum.saturating_sub(slack).min(upper),
+                    upper,
+                    estimate: (fraction * n as f64).min(upper as f64),
+                }
+            }
+            Expr::Or(operands) => {
+                let mut lower = 0usize;
+                let mut upper = 0usize;
+                let mut missed = 1.0;
+                for c in operands.iter().map(|e| self.cardinality(e)) {
+                    lower = lower.max(c.lower);
+                    upper = upper.saturating_add(c.upper);
+                    missed *= 1.0 - c.estimate / n.max(1) as f64;
+                }
+                let upper = upper.min(n);
+                Cardinality {
+                    lower,
+                    upper,
+                    estimate: ((1.0 - missed) * n as f64).clamp(lower as f64, upper as f64),
+                }
+            }
+            Expr::Not(operand) => {
+                let c = self.cardinality(operand);
+                Cardinality {
+                    lower: n - c.upper.min(n),
+                    upper: n - c.lower.min(n),
+                    estimate: (n as f64 - c.estimate).max(0.0),
+                }
+            }
+            Expr::Compare {
+                op: Cmp::Ne,
+                field,
+                value,
+            } => self.cardinality(&Expr::Not(Box::new(Expr::Compare {
+                op: Cmp::Eq,
+                field: field.clone(),
+                value: value.clone(),
+            }))),
+            Expr::In {
+                field,
+                values,
+                negated: true,
+            } => self.cardinality(&Expr::Not(Box::new(Expr::In {
+                field: field.clone(),
+                values: values.clone(),
+                negated: false,
+            }))),
+            Expr::Exists(Field::EntityId) => Cardinality::exact(n),
+            Expr::Exists(Field::EntityType) => Cardinality::exact(n - self.type_count("").min(n)),
+            Expr::Exists(Field::Attribute(key)) => {
+                Cardinality::exact(self.keys.get(key).map_or(0, |k| k.holders))
+            }
+            // The sets of a leaf are disjoint (one value per key and entity; `contains` reads
+            // one set), so their sizes add up: an upper bound, and the count itself but for
+            // the postings rounding may have mixed (`uncertain`).
+            _ => match self.postings(expr) {
+                Some(sets) => {
+                    let upper = sets.iter().map(PostingSet::len).sum::<usize>().min(n);
+                    let lower = upper.saturating_sub(self.uncertain(expr));
+                    Cardinality {
+                        lower,
+                        upper,
+                        estimate: upper as f64,
+                    }
+                }
+                None => unknown,
+            },
+        }
+    }
+
+    /// How many of a leaf's posted candidates may not match: a range's posting at its bound
+    /// (a strict bound, or integers rounded onto it), and the postings of integers beyond
+    /// 2^53 (several integers share one `f64`).
+    fn uncertain(&self, expr: &Expr) -> usize {
+        const EXACT: i64 = 1 << 53;
+        let (key, values): (&str, Vec<&AttributeValue>) = match expr {
+            Expr::Compare {
+                op: Cmp::Gt | Cmp::Gte | Cmp::Lt | Cmp::Lte,
+                field: Field::Attribute(key),
+                value,
+            } => {
+                let boundary = self
+                    .keys
+                    .get(key.as_str())
+                    .zip(posted_value(value))
+                    .and_then(|(index, bound)| index.values.get(&bound))
+                    .map_or(0, HashSet::len);
+                return boundary;
+            }
+            Expr::Compare {
+                op: Cmp::Eq,
+                field: Field::Attribute(key),
+                value,
+            } => (key, vec![value]),
+            Expr::In {
+                field: Field::Attribute(key),
+                values,
+                ..
+            } => (key, values.iter().collect()),
+            _ => return 0,
+        };
+        let Some(index) = self.keys.get(key) else {
+            return 0;
+        };
+        values
+            .into_iter()
+            .filter(|v| matches!(v, AttributeValue::Int(i) if !(-EXACT..=EXACT).contains(i)))
+            .filter_map(|v| posted_value(v).and_then(|p| index.values.get(&p)))
+            .map(HashSet::len)
+            .sum()
+    }
+
+    /// A superset of the live entities `expr` matches, when the postings can enumerate it
+    /// (`None`: only a scan can; negations, for instance). Each id appears once.
+    pub fn candidates(&self, expr: &Expr) -> Option<Vec<Arc<str>>> {
+        match expr {
+            Expr::And(operands) => {
+                // The operand with the fewest candidates bounds the whole.
+                let best = operands
+                    .iter()
+                    .filter(|e| self.enumerable(e))
+                    .min_by_key(|e| self.cardinality(e).upper)?;
+                self.candidates(best)
+            }
+            Expr::Or(operands) => {
+                let mut all: HashSet<Arc<str>> = HashSet::new();
+                for operand in operands {
+                    all.extend(self.candidates(operand)?);
+                }
+                Some(all.into_iter().collect())
+            }
+            _ => {
+                let sets = self.postings(expr)?;
+                if sets.len() == 1 {
+                    return Some(sets[0].iter().cloned().collect());
+                }
+                let mut all: HashSet<Arc<str>> = HashSet::new();
+                for set in sets {
+                    all.extend(set.iter().cloned());
+                }
+                Some(all.into_iter().collect())
+            }
+        }
+    }
+
+    fn enumerable(&self, expr: &Expr) -> bool {
+        match expr {
+            Expr::And(operands) => operands.iter().any(|e| self.enumerable(e)),
+            Expr::Or(operands) => operands.iter().all(|e| self.enumerable(e)),
+            Expr::Compare { op: Cmp::Ne, .. } | Expr::In { negated: true, .. } => false,
+            Expr::Not(_) | Expr::Exists(_) => false,
+            _ => self.postings(expr).is_some(),
+        }
+    }
+
+    /// The posting sets whose union holds every match of a positive leaf (`None`: not a leaf
+    /// the postings answer).
+    fn postings(&self, expr: &Expr) -> Option<Vec<PostingSet<'_>>> {
+        match expr {
+            Expr::Compare {
+                op: Cmp::Eq,
+                field,
+                value,
+            } => Some(self.equal(field, std::slice::from_ref(value))),
+            Expr::In {
+                field,
+                values,
+                negated: false,
+            } => Some(self.equal(field, values)),
+            Expr::Compare {
+                op,
+                field: Field::Attribute(key),
+                value,
+            } if matches!(op, Cmp::Gt | Cmp::Gte | Cmp::Lt | Cmp::Lte) => {
+                let Some(index) = self.keys.get(key) else {
+                    return Some(Vec::new());
+                };
+                let Some(bound) = posted_value(value) else {
+                    return Some(Vec::new());
+                };
+                // Widened to inclusive bounds in the posted order: candidates, checked later.
+                let family = std::mem::discriminant(&bound);
+                let range: Box<dyn Iterator<Item = (&Posted, &HashSet<Arc<str>>)>> = match op {
+                    Cmp::Gt | Cmp::Gte => Box::new(index.values.range(bound..)),
+                    _ => Box::new(index.values.range(..=bound)),
+                };
+                Some(
+                    range
+                        .filter(|(p, _)| std::mem::discriminant(*p) == family)
+                        .map(|(_, set)| PostingSet::Set(set))
+                        .collect(),
+                )
+            }
+            Expr::Contains {
+                field: Field::Attribute(key),
+                value,
+            } => Some(
+                self.keys
+                    .get(key)
+                    .and_then(|k| k.values.get(&Posted::Str(value.clone())))
+                    .map(PostingSet::Set)
+                    .into_iter()
+                    .collect(),
+            ),
+            Expr::Prefix {
+                field: Field::Attribute(key),
+                prefix,
+            } => {
+                let Some(index) = self.keys.get(key) else {
+                    return Some(Vec::new());
+                };
+                Some(
+                    index
+                        .values
+                        .range(Posted::Str(prefix.clone())..)
+                        .take_while(
+                            |(p, _)| matches!(p, Posted::Str(s) if s.starts_with(prefix.as_str())),
+                        )
+                        .map(|(_, set)| PostingSet::Set(set))
+                        .collect(),
+                )
+            }
+            Expr::Prefix {
+                field: Field::EntityType,
+                prefix,
+            } => Some(
+                self.types
+                    .iter()
+                    // An entity without a type has no `entity_type` to match.
+                    .filter(|(t, _)| !t.is_empty() && t.starts_with(prefix.as_str()))
+                    .map(|(_, set)| PostingSet::Set(set))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    fn equal(&self, field: &Field, values: &[AttributeValue]) -> Vec<PostingSet<'_>> {
+        match field {
+            Field::EntityType => values
+                .iter()
+                .filter_map(|v| match v {
+                    AttributeValue::String(t) if !t.is_empty() => {
+                        self.types.get(t).map(PostingSet::Set)
+                    }
+                    _ => None,
+                })
+                .collect(),
+            Field::EntityId => values
+                .iter()
+                .filter_map(|v| match v {
+                    AttributeValue::String(id) => self.ids.get(id.as_str()).map(PostingSet::One),
+                    _ => None,
+                })
+                .collect(),
+            Field::Attribute(key) => {
+                let Some(index) = self.keys.get(key) else {
+                    return Vec::new();
+                };
+                let mut keys: Vec<Posted> = values.iter().filter_map(posted_value).collect();
+                keys.sort();
+                keys.dedup();
+                keys.iter()
+                    .filter_map(|p| index.values.get(p).map(PostingSet::Set))
+                    .collect()
+            }
+        }
+    }
+}
+
+fn type_of(value: ValueRef<'_>) -> AttrType {
+    match value {
+        ValueRef::Str(_) => AttrType::String,
+        ValueRef::Int(_) | ValueRef::Float(_) => AttrType::Number,
+        ValueRef::Bool(_) => AttrType::Bool,
+        ValueRef::Timestamp(_) => AttrType::Timestamp,
+        ValueRef::List(_) => AttrType::StringList,
+    }
+}
+
+/// Some posted ids.
+enum PostingSet<'a> {
+    Set(&'a HashSet<Arc<str>>),
+    One(&'a Arc<str>),
+}
+
+impl PostingSet<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Set(set) => set.len(),
+            Self::One(_) => 1,
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &Arc<str>> + '_> {
+        match self {
+            Self::Set(set) => Box::new(set.iter()),
+            Self::One(id) => Box::new(std::iter::once(*id)),
+        }
+    }
+}

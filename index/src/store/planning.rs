@@ -1,0 +1,119 @@
+//! The filtered search planner: per query, how the ANN seeds of a filtered query are found so
+//! that recall holds at every selectivity (docs/index.md, "Filtered search").
+//!
+//! * **exact**: the payload index bounds the matches at most the exact-scan threshold
+//!   ([`VectorIndexOptions::exact_scan_max_allowed`], or
+//!   [`VectorIndexOptions::exact_scan_max_fraction`] of the tenant): the matching set is
+//!   enumerated (from the postings when they can, else by a scan of the facts), checked with
+//!   the whole filter, and ranked exactly. Recall 1.
+//! * **filtered_hnsw**: otherwise the HNSW graph is searched with the filter applied inside the
+//!   walk (disallowed nodes are walked through, never returned; the beam stops only once `ef`
+//!   allowed nodes are held), falling back to an exact scan if the walk ends short of `k`.
+//!
+//! Invariant: a plan never changes which entities pass, only how they are found.
+
+use std::sync::Arc;
+
+use super::facts::{FactTable, Filter};
+use crate::vector::VectorIndexOptions;
+
+/// How a filtered query finds its seeds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SeedPlan {
+    /// No filter: plain HNSW.
+    Unfiltered,
+    /// Exact ranking of exactly these entities (the matching set).
+    Exact(Vec<Arc<str>>),
+    /// HNSW with the filter inside the walk; `upper` bounds the matches.
+    Filtered {
+        /// At most this many entities match.
+        upper: usize,
+    },
+}
+
+/// What `explain` tells about a filtered query's plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanReport {
+    /// `unfiltered`, `exact` or `filtered_hnsw`.
+    pub plan: &'static str,
+    /// Matches the payload index estimated.
+    pub estimated: f64,
+    /// Matches counted (exact plans always; others only when asked).
+    pub matched: Option<usize>,
+    /// Live entities of the tenant.
+    pub total: usize,
+}
+
+impl PlanReport {
+    /// Estimated fraction of the tenant that matches.
+    pub fn estimated_selectivity(&self) -> f64 {
+        self.estimated / self.total.max(1) as f64
+    }
+
+    /// Counted fraction of the tenant that matches (when counted).
+    pub fn real_selectivity(&self) -> Option<f64> {
+        self.matched.map(|m| m as f64 / self.total.max(1) as f64)
+    }
+}
+
+/// True when `allowed` matches are few enough to rank exactly.
+pub fn is_small(options: &VectorIndexOptions, allowed: usize, live: usize) -> bool {
+    allowed <= options.exact_scan_max_allowed
+        || (allowed as f64) <= options.exact_scan_max_fraction * live as f64
+}
+
+/// Plans the seed search of `filter` over `facts`; with `count` the matches are counted even
+/// when the plan does not need them (`explain`).
+pub fn plan(
+    facts: &FactTable,
+    filter: &Filter,
+    options: &VectorIndexOptions,
+    count: bool,
+) -> (SeedPlan, PlanReport) {
+    let total = facts.len();
+    let Some(expression) = filter.as_expression() else {
+        let report = PlanReport {
+            plan: "unfiltered",
+            estimated: total as f64,
+            matched: count.then_some(total),
+            total,
+        };
+        return (SeedPlan::Unfiltered, report);
+    };
+    let payload = facts.payload();
+    let cardinality = payload.cardinality(&expression);
+    let small = is_small(options, cardinality.upper, total)
+        || is_small(options, cardinality.estimate.ceil() as usize, total);
+    if small {
+        let matching: Vec<Arc<str>> = match payload.candidates(&expression) {
+            Some(candidates) => candidates
+                .into_iter()
+                .filter(|id| facts.get(id).is_some_and(|m| filter.allows(id, m)))
+                .collect(),
+            None => facts
+                .scan_matches(filter)
+                .into_iter()
+                .map(Arc::from)
+                .collect(),
+        };
+        let report = PlanReport {
+            plan: "exact",
+            estimated: cardinality.estimate,
+            matched: Some(matching.len()),
+            total,
+        };
+        return (SeedPlan::Exact(matching), report);
+    }
+    let report = PlanReport {
+        plan: "filtered_hnsw",
+        estimated: cardinality.estimate,
+        matched: count.then(|| facts.scan_matches(filter).len()),
+        total,
+    };
+    (
+        SeedPlan::Filtered {
+            upper: cardinality.upper,
+        },
+        report,
+    )
+}
