@@ -233,8 +233,8 @@ impl AlliDbService {
     /// Makes this node a coordinator of a ring: from now on writes and point reads are
     /// replicated at their consistency level, and queries, traversals and scans read every
     /// range. An error returns the access when one is already attached.
-    pub fn attach_ring(&self, ring: RingAccess) -> Result<(), RingAccess> {
-        self.state.ring.set(ring)
+    pub fn attach_ring(&self, ring: RingAccess) -> Result<(), Box<RingAccess>> {
+        self.state.ring.set(ring).map_err(Box::new)
     }
 
     fn coordinator(&self) -> Option<&Coordinator> {

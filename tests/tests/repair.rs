@@ -159,9 +159,10 @@ async fn repair_brings_back_a_replica_that_missed_writes_deletes_edges_and_a_dro
     let (code, preview) = repair(&nodes[1], &["--preview"]);
     assert_eq!(code, 0, "{preview}");
     assert!(count(&preview, "ranges_differing") > 0, "{preview}");
-    assert!(
-        count(&preview, "partitions_differing") >= 10 + 5 + 1,
-        "every missed put, delete and edge removal: {preview}"
+    assert_eq!(
+        count(&preview, "partitions_differing"),
+        10 + 5 + 2,
+        "every missed put and delete, and both ends of the removed edge: {preview}"
     );
     assert_eq!(count(&preview, "partitions_repaired"), 0, "{preview}");
     assert!(
