@@ -112,6 +112,7 @@ enum Rpc {
     Checkpoint,
     ListTenants,
     GetTenantStats,
+    Repair,
     DropTenant,
 }
 
@@ -134,6 +135,7 @@ const RPCS: &[Rpc] = &[
     Rpc::Checkpoint,
     Rpc::ListTenants,
     Rpc::GetTenantStats,
+    Rpc::Repair,
     Rpc::DropTenant,
 ];
 
@@ -158,6 +160,7 @@ impl Rpc {
             | Rpc::Checkpoint
             | Rpc::ListTenants
             | Rpc::GetTenantStats
+            | Rpc::Repair
             | Rpc::DropTenant => Role::Admin,
         }
     }
@@ -308,6 +311,24 @@ impl Rpc {
                     .get_tenant_stats(request(message, key))
                     .await
                     .map(drop)
+            }
+            Rpc::Repair => {
+                let message = pb::RepairRequest {
+                    tenant_id: TENANT.to_owned(),
+                    preview: true,
+                };
+                // Past the role and tenant checks, a node without [cluster] has nothing to
+                // repair: that refusal is the authorized outcome here.
+                match client.repair(request(message, key)).await {
+                    Err(status) if status.code() == Code::FailedPrecondition => {
+                        assert!(
+                            status.message().contains("not part of a ring"),
+                            "{status:?}"
+                        );
+                        Ok(())
+                    }
+                    other => other.map(drop),
+                }
             }
             Rpc::DropTenant => {
                 let message = pb::DropTenantRequest {

@@ -253,11 +253,20 @@ pub async fn run(context: &mut Context, args: BackupArgs) -> CliResult<Outcome> 
     }
 }
 
-/// A staging directory for backup `backup_id`, node `node`: absolute, new.
+/// A staging directory for backup `backup_id`, node `node`: absolute, new. The default one is
+/// in the temporary directory, named after the backup id and this process (its id and start
+/// time), so a run killed before it removed its staging directory never blocks a later run.
 fn staging_for(given: Option<&Path>, backup_id: &str, node: &str) -> CliResult<PathBuf> {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{started:x}", std::process::id())
+    });
     let root = match given {
         Some(dir) => dir.to_owned(),
-        None => std::env::temp_dir().join(format!("allidb-backup-{backup_id}")),
+        None => std::env::temp_dir().join(format!("allidb-backup-{backup_id}-{run}")),
     };
     let root = std::path::absolute(&root).map_err(|e| CliError::io(&root, e))?;
     Ok(root.join(node))
