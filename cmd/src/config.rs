@@ -1006,6 +1006,20 @@ impl Config {
         }
 
         self.cluster.validate(self.tls.enabled)?;
+        if self.cluster.enabled
+            && self.cluster.hinted_handoff_enabled
+            && self.storage.gc_grace_secs <= self.cluster.hinted_handoff_window_secs
+        {
+            return Err(invalid(
+                "storage.gc_grace_secs",
+                format!(
+                    "{} s is not longer than cluster.hinted_handoff_window_secs ({} s): a \
+                     tombstone purged before a hint older than it is delivered lets the hinted \
+                     value come back (docs/cluster.md \"Anti-entropy repair\")",
+                    self.storage.gc_grace_secs, self.cluster.hinted_handoff_window_secs
+                ),
+            ));
+        }
         if self.cluster.enabled && self.tls.enabled && self.tls.client_ca_file.is_none() {
             return Err(invalid(
                 "tls.client_ca_file",
@@ -1091,6 +1105,19 @@ mod tests {
             load_file(&format!("{enabled}replication_factor = 0\n")),
             "cluster.replication_factor",
             "out of range",
+        );
+        assert_key_error(
+            load_file(&format!(
+                "{enabled}hinted_handoff_window_secs = 86400\n[storage]\ngc_grace_secs = 86400\n"
+            )),
+            "storage.gc_grace_secs",
+            "not longer than cluster.hinted_handoff_window_secs (86400 s)",
+        );
+        assert!(
+            load_file(&format!(
+                "{enabled}hinted_handoff_window_secs = 86400\n[storage]\ngc_grace_secs = 86401\n"
+            ))
+            .is_ok()
         );
         assert_key_error(
             load_file(&format!("{enabled}num_tokens = 0\n")),
