@@ -220,6 +220,12 @@ async fn repair_brings_back_a_replica_that_missed_writes_deletes_edges_and_a_dro
         found(&nodes[2], "d10", One).await.unwrap(),
         "n2 missed the drop"
     );
+    let (_, preview) = repair(&nodes[0], &["--preview"]);
+    assert_eq!(
+        count(&preview, "drops_sent"),
+        1,
+        "the drops are compared first, apart from any cell: {preview}"
+    );
     let (code, repaired) = repair(&nodes[0], &[]);
     assert_eq!(code, 0, "{repaired}");
     assert!(count(&repaired, "drops_sent") >= 1, "{repaired}");

@@ -251,10 +251,10 @@ impl RangeRepair {
         shapes: &[TreeShape],
     ) -> Result<(Vec<MerkleTree>, Vec<DroppedTenant>), ClusterError> {
         let mut trees = Vec::with_capacity(shapes.len());
-        let mut drops = Vec::new();
-        // Calls bounded by the leaves one answer may carry.
+        // Calls bounded by the leaves one answer may carry; one call even for no tree (the
+        // drops alone).
         let mut rest = shapes;
-        while !rest.is_empty() {
+        loop {
             let mut leaves = 0usize;
             let take = rest
                 .iter()
@@ -263,7 +263,8 @@ impl RangeRepair {
                     leaves <= MAX_TREE_LEAVES
                 })
                 .count()
-                .max(1);
+                .max(1)
+                .min(rest.len());
             let (batch, after) = rest.split_at(take);
             rest = after;
             let (got, dropped) = match self.address(view, host)? {
@@ -279,9 +280,10 @@ impl RangeRepair {
                 }
             };
             trees.extend(got);
-            drops = dropped;
+            if rest.is_empty() {
+                return Ok((trees, dropped));
+            }
         }
-        Ok((trees, drops))
     }
 
     /// The partitions `host` holds in the leaves of `sets`, and whether the listing stopped
