@@ -132,12 +132,12 @@ pub async fn put(daemon: &Daemon, id: &str, at: pb::ConsistencyLevel) -> Result<
         .map(drop)
 }
 
-/// Whether `id` is found reading through `daemon` at `at`.
-pub async fn found(
+/// Entity `id` read through `daemon` at `at`.
+pub async fn get(
     daemon: &Daemon,
     id: &str,
     at: pb::ConsistencyLevel,
-) -> Result<bool, tonic::Status> {
+) -> Result<pb::GetEntityResponse, tonic::Status> {
     let message = pb::GetEntityRequest {
         entity_id: id.to_owned(),
         consistency_level: level(at),
@@ -148,7 +148,16 @@ pub async fn found(
         .await
         .get_entity(request(message, None))
         .await?;
-    Ok(reply.into_inner().found)
+    Ok(reply.into_inner())
+}
+
+/// Whether `id` is found reading through `daemon` at `at`.
+pub async fn found(
+    daemon: &Daemon,
+    id: &str,
+    at: pb::ConsistencyLevel,
+) -> Result<bool, tonic::Status> {
+    Ok(get(daemon, id, at).await?.found)
 }
 
 /// A 3-node ring with RF 3 (`extra` appended to every node's `[cluster]`), all nodes normal.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use allidb_api::pb;
 use allidb_tests::ring::{
-    drop_default, found, held_by, level, put, ring_of_three, wait_for_states,
+    drop_default, found, get, held_by, level, put, ring_of_three, wait_for_states,
 };
 use allidb_tests::{Daemon, allidb_binary, doc_entity, request};
 use serde_json::Value;
@@ -40,20 +40,9 @@ fn count(reply: &Value, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("{field} in {reply}"))
 }
 
-/// The relations of `id`'s out-edges as `daemon` reads them at `at`.
+/// The targets of `id`'s out-edges as `daemon` reads them at `at`.
 async fn edges_of(daemon: &Daemon, id: &str, at: pb::ConsistencyLevel) -> Vec<String> {
-    let message = pb::GetEntityRequest {
-        entity_id: id.to_owned(),
-        consistency_level: level(at),
-        ..Default::default()
-    };
-    let reply = daemon
-        .client()
-        .await
-        .get_entity(request(message, None))
-        .await
-        .expect("a read")
-        .into_inner();
+    let reply = get(daemon, id, at).await.expect("a read");
     let mut edges: Vec<String> = reply
         .entity
         .map(|e| e.outgoing_edges.into_iter().map(|e| e.to_entity).collect())
