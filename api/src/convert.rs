@@ -10,6 +10,7 @@
 
 use allidb_cluster::query::report::{Coverage, ReadReport};
 use allidb_cluster::repair::RepairReport;
+use allidb_cluster::stream::rebuild::RebuildReport;
 use allidb_index::graph::PathStep;
 use allidb_storage::cell::{
     Edge, EdgeRef, EdgeWrite, Embedding, Entity, EntityBody, EntityWrite, TextChunk,
@@ -245,6 +246,21 @@ pub fn repair_response(report: &RepairReport) -> pb::RepairResponse {
         drops_sent: report.drops_sent,
         skipped: report.skipped.clone(),
         failures: report.failures.clone(),
+        duration_ms: report.duration.as_millis() as u64,
+        complete: report.complete(),
+    }
+}
+
+/// The wire form of a rebuild's report.
+pub fn rebuild_response(report: &RebuildReport) -> pb::RebuildResponse {
+    pb::RebuildResponse {
+        session_id: report.session.clone(),
+        resumed: report.resumed,
+        ranges: report.ranges,
+        partitions: report.partitions,
+        cells: report.cells,
+        bytes: report.bytes,
+        unfinished: report.unfinished.clone(),
         duration_ms: report.duration.as_millis() as u64,
         complete: report.complete(),
     }

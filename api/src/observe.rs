@@ -130,6 +130,7 @@ without_trace_id_field!(
     pb::GetTenantStatsRequest,
     pb::DropTenantRequest,
     pb::RepairRequest,
+    pb::RebuildRequest,
 );
 
 /// A batch's trace id is its options' (which every reply echoes).
@@ -325,6 +326,7 @@ observed_rpcs! {
     get_tenant_stats(pb::GetTenantStatsRequest) -> pb::GetTenantStatsResponse = "GetTenantStats";
     drop_tenant(pb::DropTenantRequest) -> pb::DropTenantResponse = "DropTenant";
     repair(pb::RepairRequest) -> pb::RepairResponse = "Repair";
+    rebuild(pb::RebuildRequest) -> pb::RebuildResponse = "Rebuild";
 }
 
 /// Marks a gRPC call that reached [`ObservedService`] (which then counts it): put into the

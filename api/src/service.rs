@@ -29,6 +29,7 @@ use allidb_cluster::query::report::ReadReport;
 use allidb_cluster::query::wire::IdRange;
 use allidb_cluster::query::{ClusterQuery, ReadOptions};
 use allidb_cluster::repair::{RangeRepair, RepairOptions};
+use allidb_cluster::stream::rebuild::ReplicaRebuild;
 use allidb_index::filter::EntitySubject;
 use allidb_index::graph::{self, TraversalOptions};
 use allidb_index::query::{QueryPlan, ScoreWeights};
@@ -110,6 +111,8 @@ pub struct RingAccess {
     pub reads: ClusterQuery,
     /// Anti-entropy repair of the ranges this node replicates.
     pub repair: RangeRepair,
+    /// Rebuilds of this node's replicas by range streaming.
+    pub rebuild: ReplicaRebuild,
 }
 
 /// The gRPC service; cheap to clone (every clone shares the store, keys and state).
@@ -267,6 +270,38 @@ impl AlliDbService {
         let caller = self.auth.authenticate(key)?;
         caller.require(role)?;
         Ok(caller)
+    }
+
+    /// The ring and the tenant (`None`: every tenant) of an operator action over the ranges
+    /// this node replicates (`what` names it in messages, e.g. "a repair"): every tenant needs
+    /// an operator key, and a node without `[cluster]` has no replicas.
+    fn ring_operation(
+        &self,
+        caller: &Principal,
+        tenant_id: String,
+        what: &str,
+    ) -> Result<(&RingAccess, Option<String>), Status> {
+        let scope = admin::tenant_scope(caller, self.auth.enabled());
+        let tenant = match tenant_id.is_empty() {
+            true if scope != admin::TenantScope::All => {
+                return Err(Status::permission_denied(format!(
+                    "tenant_id: {what} of every tenant needs an operator key (an admin key of \
+                     tenant \"*\"); name this key's tenant to limit it to that tenant"
+                )));
+            }
+            true => None,
+            false => {
+                scope.check(&tenant_id)?;
+                Some(tenant_id)
+            }
+        };
+        let ring = self.state.ring.get().ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "this node is not part of a ring ([cluster] is off): {what} needs replicas, \
+                 a single node has none"
+            ))
+        })?;
+        Ok((ring, tenant))
     }
 
     /// How a write that asked for consistency level `level` (checked to be a known level) is
@@ -1265,26 +1300,7 @@ impl AlliDb for AlliDbService {
     ) -> Result<Response<pb::RepairResponse>, Status> {
         let caller = self.authorize(&request, Role::Admin)?;
         let request = request.into_inner();
-        let scope = admin::tenant_scope(&caller, self.auth.enabled());
-        let tenant = match request.tenant_id.is_empty() {
-            true if scope != admin::TenantScope::All => {
-                return Err(Status::permission_denied(
-                    "tenant_id: a repair of every tenant needs an operator key (an admin key \
-                     of tenant \"*\"); name this key's tenant to repair it",
-                ));
-            }
-            true => None,
-            false => {
-                scope.check(&request.tenant_id)?;
-                Some(request.tenant_id)
-            }
-        };
-        let ring = self.state.ring.get().ok_or_else(|| {
-            Status::failed_precondition(
-                "this node is not part of a ring ([cluster] is off): a single node has no \
-                 replicas to repair",
-            )
-        })?;
+        let (ring, tenant) = self.ring_operation(&caller, request.tenant_id, "a repair")?;
         let options = RepairOptions {
             tenant,
             preview: request.preview,
@@ -1295,6 +1311,21 @@ impl AlliDb for AlliDbService {
             .await
             .map_err(|e| errors::cluster_status("repair", e))?;
         Ok(Response::new(convert::repair_response(&report)))
+    }
+
+    async fn rebuild(
+        &self,
+        request: Request<pb::RebuildRequest>,
+    ) -> Result<Response<pb::RebuildResponse>, Status> {
+        let caller = self.authorize(&request, Role::Admin)?;
+        let request = request.into_inner();
+        let (ring, tenant) = self.ring_operation(&caller, request.tenant_id, "a rebuild")?;
+        let report = ring
+            .rebuild
+            .run(tenant)
+            .await
+            .map_err(|e| errors::cluster_status("rebuild", e))?;
+        Ok(Response::new(convert::rebuild_response(&report)))
     }
 
     async fn drop_tenant(

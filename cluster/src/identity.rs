@@ -72,6 +72,25 @@ pub(crate) fn write_atomically(
         .map_err(io(&dir))
 }
 
+/// `body` followed by its checksum line (`crc32 <8 hex digits>`): how every small file of the
+/// cluster layer ends.
+pub(crate) fn seal(body: String) -> String {
+    let crc = crc32fast::hash(body.as_bytes());
+    format!("{body}crc32 {crc:08x}\n")
+}
+
+/// The body of a [`seal`]ed file, or why its checksum line does not match it.
+pub(crate) fn unseal(text: &str) -> Result<&str, String> {
+    let crc_at = text.rfind("crc32 ").ok_or("no crc32 line")?;
+    let (body, crc_line) = text.split_at(crc_at);
+    let stored = u32::from_str_radix(crc_line["crc32 ".len()..].trim_end(), 16)
+        .map_err(|_| format!("bad crc32 line {crc_line:?}"))?;
+    if crc32fast::hash(body.as_bytes()) != stored {
+        return Err("checksum mismatch".to_string());
+    }
+    Ok(body)
+}
+
 /// Who this node is, permanently.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeIdentity {
@@ -139,20 +158,11 @@ impl NodeIdentity {
             self.cluster_name,
             tokens.join(",")
         );
-        let crc = crc32fast::hash(body.as_bytes());
-        format!("{body}crc32 {crc:08x}\n")
+        seal(body)
     }
 
     fn decode(text: &str) -> Result<NodeIdentity, String> {
-        let crc_at = text
-            .rfind("crc32 ")
-            .ok_or_else(|| "no crc32 line".to_string())?;
-        let (body, crc_line) = text.split_at(crc_at);
-        let stored_crc = u32::from_str_radix(crc_line["crc32 ".len()..].trim_end(), 16)
-            .map_err(|_| format!("bad crc32 line {crc_line:?}"))?;
-        if crc32fast::hash(body.as_bytes()) != stored_crc {
-            return Err("checksum mismatch".to_string());
-        }
+        let body = unseal(text)?;
         let mut lines = body.lines();
         match lines.next() {
             Some(HEADER) => {}

@@ -18,6 +18,7 @@
 //! - [`hints`]: hinted handoff: the per-target hint log and its dispatcher.
 //! - [`query`]: cluster-wide reads: Graph-RAG queries, traversals and scans over every range.
 //! - [`repair`]: anti-entropy: Merkle trees per token range, repair of what differs.
+//! - [`stream`]: range streaming: every cell of some ranges from a replica, resumable.
 
 pub mod cells;
 pub mod consistency;
@@ -32,6 +33,7 @@ pub mod query;
 pub mod repair;
 pub mod replica;
 pub mod ring;
+pub mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -46,7 +48,7 @@ pub mod proto {
 }
 
 /// Version of the node-to-node protocol this build speaks (`RequestHeader.protocol_version`).
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Largest node-to-node message: a replica batch is at most a client's largest request.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -126,6 +128,11 @@ pub enum ClusterError {
     /// The local store refused or failed a replica operation.
     #[error(transparent)]
     Store(#[from] allidb_index::Error),
+    /// The stream session file exists but cannot be trusted.
+    #[error(
+        "stream session file {path} is damaged ({reason}); delete it to start the next rebuild over from the beginning"
+    )]
+    CorruptStreamSession { path: PathBuf, reason: String },
     /// A hint segment fails its checksums in the middle.
     #[error("hint segment {path} is damaged ({reason}); its hints are kept for an operator")]
     CorruptHints { path: PathBuf, reason: String },

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::ClusterError;
-use crate::identity::{CLUSTER_DIR, write_atomically};
+use crate::identity::{CLUSTER_DIR, seal, unseal, write_atomically};
 use crate::ring::{HostId, Token};
 
 const PEERS_FILE: &str = "peers";
@@ -70,18 +70,11 @@ fn encode(peers: &[PeerRecord]) -> String {
             name
         ));
     }
-    let crc = crc32fast::hash(body.as_bytes());
-    format!("{body}crc32 {crc:08x}\n")
+    seal(body)
 }
 
 fn decode(text: &str) -> Result<Vec<PeerRecord>, String> {
-    let crc_at = text.rfind("crc32 ").ok_or("no crc32 line")?;
-    let (body, crc_line) = text.split_at(crc_at);
-    let stored = u32::from_str_radix(crc_line["crc32 ".len()..].trim_end(), 16)
-        .map_err(|_| format!("bad crc32 line {crc_line:?}"))?;
-    if crc32fast::hash(body.as_bytes()) != stored {
-        return Err("checksum mismatch".to_string());
-    }
+    let body = unseal(text)?;
     let mut lines = body.lines();
     if lines.next() != Some(HEADER) {
         return Err(format!("unknown header (expected {HEADER:?})"));

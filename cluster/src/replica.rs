@@ -27,7 +27,9 @@ use crate::query::wire::{self, IdRange, SeedSearch};
 use crate::repair::merkle::MerkleTree;
 use crate::repair::trees::{self, PartitionDigest, TreeShape};
 use crate::repair::wire as repair_wire;
-use crate::ring::HostId;
+use crate::ring::{HostId, SpanIndex};
+use crate::stream::chunk::{Chunk, read_chunk};
+use crate::stream::wire::{self as stream_wire, ChunkRequest};
 use crate::{ClusterError, PROTOCOL_VERSION};
 
 /// Most partitions one `ReadPartitions` call may ask for, and most nodes one `ExpandHop` call
@@ -72,12 +74,27 @@ impl LocalReplica {
     }
 
     /// Applies `mutation` on the blocking pool: its tenant drops (each durable, indexes
-    /// rebuilt for what a drop leaves), then its cells with their own timestamps.
+    /// rebuilt for what a drop leaves), then its cells with their own timestamps, as durable as
+    /// `storage.durability` makes local writes.
     pub async fn apply(&self, mutation: ReplicaMutation) -> Result<(), ClusterError> {
+        self.apply_as(mutation, self.durability).await
+    }
+
+    /// [`LocalReplica::apply`], the cells synced to disk before it returns whatever
+    /// `storage.durability` says (a stream records its position only after this).
+    pub async fn apply_synced(&self, mutation: ReplicaMutation) -> Result<(), ClusterError> {
+        self.apply_as(mutation, Durability::Sync).await
+    }
+
+    async fn apply_as(
+        &self,
+        mutation: ReplicaMutation,
+        durability: Durability,
+    ) -> Result<(), ClusterError> {
         if mutation.drops.is_empty() && mutation.cells.is_empty() {
             return Ok(());
         }
-        let (store, durability) = (self.store.clone(), self.durability);
+        let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             for drop in &mutation.drops {
                 store.drop_tenant_at(&drop.tenant, drop.ts)?;
@@ -209,15 +226,7 @@ impl LocalReplica {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
             let engine = store.engine();
-            let drops = engine
-                .tenant_drops()
-                .iter()
-                .map(|(name, drop)| DroppedTenant {
-                    tenant: String::from_utf8_lossy(name).into_owned(),
-                    ts: drop.ts,
-                })
-                .filter(|drop| tenant.as_ref().is_none_or(|t| *t == drop.tenant))
-                .collect();
+            let drops = tenant_drops(engine, tenant.as_deref());
             let partitions = engine
                 .partitions(tenant.as_deref())
                 .map_err(|e| ClusterError::Store(e.into()))?;
@@ -246,6 +255,49 @@ impl LocalReplica {
         .await
         .map_err(|e| ClusterError::Protocol(format!("replica leaf listing task: {e}")))?
     }
+}
+
+impl LocalReplica {
+    /// One chunk of a range stream from this replica (the partitions it holds in
+    /// `request.spans` after `request.after`), from a snapshot taken now, and with the first
+    /// chunk (no `after`) its tenant drops.
+    pub async fn stream_chunk(
+        &self,
+        request: ChunkRequest,
+    ) -> Result<(Chunk, Vec<DroppedTenant>), ClusterError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let engine = store.engine();
+            let drops = match request.after {
+                None => tenant_drops(engine, request.tenant.as_deref()),
+                Some(_) => Vec::new(),
+            };
+            let after = request
+                .after
+                .as_ref()
+                .map(|p| (p.tenant.as_str(), p.entity_id.as_str()));
+            let partitions = engine
+                .partitions_after(request.tenant.as_deref(), after)
+                .map_err(|e| ClusterError::Store(e.into()))?;
+            let spans = SpanIndex::new(request.spans.iter().copied());
+            Ok((read_chunk(partitions, &spans, request.max_bytes)?, drops))
+        })
+        .await
+        .map_err(|e| ClusterError::Protocol(format!("replica stream task: {e}")))?
+    }
+}
+
+/// The tenant drops `engine` holds (of `tenant` only, when given).
+fn tenant_drops(engine: &allidb_storage::Engine, tenant: Option<&str>) -> Vec<DroppedTenant> {
+    engine
+        .tenant_drops()
+        .iter()
+        .map(|(name, drop)| DroppedTenant {
+            tenant: String::from_utf8_lossy(name).into_owned(),
+            ts: drop.ts,
+        })
+        .filter(|drop| tenant.is_none_or(|t| t == drop.tenant))
+        .collect()
 }
 
 /// What a replica holds of one partition.
@@ -517,6 +569,34 @@ impl Replica for ReplicaService {
                 .map(repair_wire::digest_to_proto)
                 .collect(),
             truncated,
+        }))
+    }
+
+    async fn stream_range(
+        &self,
+        request: Request<proto::StreamRangeRequest>,
+    ) -> Result<Response<proto::StreamRangeResponse>, Status> {
+        self.credentials.check(request.metadata())?;
+        let request = request.into_inner();
+        let local = self.local()?;
+        check_header(request.header.as_ref(), local.host)?;
+        let request = stream_wire::request_from_proto(request).map_err(status)?;
+        let session = request.session;
+        let (chunk, drops) = local.stream_chunk(request).await.map_err(status)?;
+        tracing::debug!(
+            session = format!("{session:032x}"),
+            partitions = chunk.partitions,
+            bytes = chunk.bytes,
+            done = chunk.done,
+            "range stream chunk sent"
+        );
+        metrics::counter!("allidb_stream_sent_bytes_total").increment(chunk.bytes);
+        Ok(Response::new(proto::StreamRangeResponse {
+            cells: chunk.cells.iter().map(cells::to_proto).collect(),
+            tenant_drops: drops.iter().map(DroppedTenant::to_proto).collect(),
+            position: chunk.position.as_ref().map(stream_wire::position_to_proto),
+            done: chunk.done,
+            partitions: chunk.partitions,
         }))
     }
 }

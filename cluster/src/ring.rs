@@ -156,6 +156,39 @@ impl TokenSpan {
     }
 }
 
+/// Several disjoint spans, to find the one a token falls in (logarithmic, plus the one
+/// wrapping span if any).
+#[derive(Clone, Debug)]
+pub struct SpanIndex {
+    /// (span, position in the list given), by end token.
+    by_end: Vec<(TokenSpan, usize)>,
+}
+
+impl SpanIndex {
+    /// The index of `spans` (disjoint).
+    pub fn new(spans: impl Iterator<Item = TokenSpan>) -> Self {
+        let mut by_end: Vec<(TokenSpan, usize)> = spans.enumerate().map(|(i, s)| (s, i)).collect();
+        by_end.sort_by_key(|(span, _)| span.end);
+        Self { by_end }
+    }
+
+    /// The position (in the list given) of the span `t` falls in.
+    pub fn find(&self, t: Token) -> Option<usize> {
+        let first = self.by_end.partition_point(|(span, _)| span.end < t);
+        // The span ending at or after `t`, or a wrapping one (it starts after its end).
+        self.by_end
+            .get(first)
+            .into_iter()
+            .chain(
+                self.by_end
+                    .iter()
+                    .filter(|(span, _)| span.start >= span.end),
+            )
+            .find(|(span, _)| span.contains(t))
+            .map(|(_, i)| *i)
+    }
+}
+
 /// One token range `(start, end]` and its primary owner. The range whose `end` is the smallest
 /// ring token wraps: it starts at the largest ring token. A ring with one token has one range, the
 /// whole circle (`start == end`).

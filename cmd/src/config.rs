@@ -19,6 +19,7 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use allidb_api::auth::AuthOptions;
+use allidb_cluster::stream::chunk::MAX_CHUNK_BYTES;
 use allidb_storage::types::Durability;
 use serde::{Deserialize, Serialize};
 
@@ -376,6 +377,11 @@ pub struct ClusterConfig {
     pub max_hint_bytes_per_node: u64,
     /// Most hint bytes delivered per second (0 = unthrottled).
     pub hint_delivery_bytes_per_sec: u64,
+    /// Most cell bytes one range stream (a rebuild) receives per second (0 = unthrottled).
+    pub stream_bytes_per_sec: u64,
+    /// The cell bytes a range stream asks for in one chunk (64 KiB to 4 MiB): its position is
+    /// recorded after each.
+    pub stream_chunk_bytes: u64,
 }
 
 impl Default for ClusterConfig {
@@ -399,6 +405,8 @@ impl Default for ClusterConfig {
             hinted_handoff_window_secs: 3 * 3600,
             max_hint_bytes_per_node: 1 << 30,
             hint_delivery_bytes_per_sec: 16 << 20,
+            stream_bytes_per_sec: 64 << 20,
+            stream_chunk_bytes: MAX_CHUNK_BYTES as u64,
         }
     }
 }
@@ -471,6 +479,11 @@ impl ClusterConfig {
             "cluster.max_hint_bytes_per_node",
             self.max_hint_bytes_per_node,
             (1 << 20)..=(1 << 40),
+        )?;
+        check_range(
+            "cluster.stream_chunk_bytes",
+            self.stream_chunk_bytes,
+            (64 << 10)..=(MAX_CHUNK_BYTES as u64),
         )?;
         if !tls_enabled {
             for (key, addr) in [

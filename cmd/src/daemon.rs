@@ -50,6 +50,8 @@ use allidb_cluster::query::ClusterQuery;
 use allidb_cluster::query::replicas::RingReplicas;
 use allidb_cluster::repair::RangeRepair;
 use allidb_cluster::replica::{LocalReplica, ReplicaService};
+use allidb_cluster::stream::rebuild::ReplicaRebuild;
+use allidb_cluster::stream::{RangeStream, StreamOptions};
 use allidb_index::UnifiedStore;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
@@ -410,6 +412,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let dispatcher = match (&membership, &replica_service) {
         (Some(membership), Some(replica_service)) => Some(start_replication(
             &config,
+            &data_dir,
             membership,
             replica_service,
             &service,
@@ -608,6 +611,7 @@ async fn join_cluster(
 /// and the hint dispatcher starts delivering.
 fn start_replication(
     config: &Config,
+    data_dir: &std::path::Path,
     membership: &Membership,
     replica_service: &ReplicaService,
     service: &AlliDbService,
@@ -649,6 +653,18 @@ fn start_replication(
         clients.clone(),
         membership.subscribe(),
     );
+    let stream = RangeStream::new(
+        local.clone(),
+        clients.clone(),
+        membership.subscribe(),
+        data_dir.to_owned(),
+        StreamOptions {
+            bytes_per_sec: cluster.stream_bytes_per_sec,
+            chunk_bytes: cluster.stream_chunk_bytes as usize,
+            ..StreamOptions::default()
+        },
+    );
+    let rebuild = ReplicaRebuild::new(stream, cluster.replication_factor as usize);
     let replicas = RingReplicas::new(
         local,
         clients.clone(),
@@ -666,6 +682,7 @@ fn start_replication(
             coordinator,
             reads,
             repair,
+            rebuild,
         })
         .map_err(|_| attached())?;
     tracing::info!(

@@ -3,6 +3,7 @@
 //! writes and reads the cluster tests make through one node at a level.
 
 use std::net::{SocketAddr, UdpSocket};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -10,7 +11,7 @@ use serde_json::Value;
 
 use allidb_api::pb;
 
-use crate::{Daemon, doc_entity, http_get, request};
+use crate::{Daemon, allidb_binary, doc_entity, http_get, request};
 
 /// The cluster secret every test ring shares.
 pub const SECRET: &str = "e2e-cluster-secret-0123456789";
@@ -236,4 +237,36 @@ pub async fn held_by(daemon: &Daemon) -> (Vec<String>, u64) {
         .stats
         .map_or(0, |s| s.entities);
     (ids, entities)
+}
+
+/// `allidb --json --addr DAEMON ARGS` (no API key), to run or spawn.
+pub fn allidb_json(daemon: &Daemon, args: &[&str]) -> Command {
+    let mut command = Command::new(allidb_binary());
+    command
+        .env_remove("ALLIDB_API_KEY")
+        .args(["--json", "--addr", &daemon.grpc_url()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// The exit code and JSON reply of an `allidb --json` run.
+pub fn json_reply(output: Output) -> (i32, Value) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let reply = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "a JSON reply ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().expect("allidb exits"), reply)
+}
+
+/// A number field of a JSON reply.
+pub fn count(reply: &Value, field: &str) -> u64 {
+    reply[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} in {reply}"))
 }

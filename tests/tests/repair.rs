@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use allidb_api::pb;
 use allidb_tests::ring::{
-    drop_default, found, get, held_by, level, put, ring_of_three, wait_for_states,
+    allidb_json, count, drop_default, found, get, held_by, json_reply, level, put, ring_of_three,
+    wait_for_states,
 };
 use allidb_tests::{Daemon, allidb_binary, doc_entity, request};
 use serde_json::Value;
@@ -17,27 +18,8 @@ use pb::ConsistencyLevel::{ConsistencyOne as One, ConsistencyQuorum as Quorum};
 
 /// `allidb --json cluster repair ARGS` against `daemon`: its exit code and JSON reply.
 fn repair(daemon: &Daemon, args: &[&str]) -> (i32, Value) {
-    let output = Command::new(allidb_binary())
-        .env_remove("ALLIDB_API_KEY")
-        .args(["--json", "--addr", &daemon.grpc_url(), "cluster", "repair"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("allidb runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let reply = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "a JSON reply ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output.status.code().expect("allidb exits"), reply)
-}
-
-fn count(reply: &Value, field: &str) -> u64 {
-    reply[field]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{field} in {reply}"))
+    let mut command = allidb_json(daemon, &["cluster", "repair"]);
+    json_reply(command.args(args).output().expect("allidb runs"))
 }
 
 /// The targets of `id`'s out-edges as `daemon` reads them at `at`.

@@ -192,6 +192,23 @@ pub struct ClusterView {
     pub ring: Arc<Ring>,
 }
 
+impl ClusterView {
+    /// The RPC address of peer `host`, or why it cannot be asked now (down, or no address
+    /// gossiped yet).
+    pub fn peer_address(&self, host: HostId) -> Result<SocketAddr, ClusterError> {
+        let label = crate::hints::dispatcher::peer_label(self, host);
+        match self.nodes.get(&host).map(|n| (n.status, n.rpc_addr)) {
+            Some((NodeStatus::Down, _)) => Err(ClusterError::Unavailable(format!(
+                "replica {label} is down"
+            ))),
+            Some((_, Some(addr))) => Ok(addr),
+            _ => Err(ClusterError::Unavailable(format!(
+                "replica {label} has not gossiped its address"
+            ))),
+        }
+    }
+}
+
 /// A running membership: gossip, failure detection and the current view.
 pub struct Membership {
     identity: NodeIdentity,

@@ -25,6 +25,8 @@ use crate::repair::merkle::MerkleTree;
 use crate::repair::trees::{PartitionDigest, TreeShape};
 use crate::repair::wire as repair_wire;
 use crate::ring::HostId;
+use crate::stream::chunk::Chunk;
+use crate::stream::wire::{self as stream_wire, ChunkRequest};
 use crate::{ClusterError, PROTOCOL_VERSION};
 use read_queue::ReadQueue;
 
@@ -284,6 +286,43 @@ impl PeerClients {
             .map(repair_wire::digest_from_proto)
             .collect::<Result<Vec<_>, _>>()?;
         Ok((partitions, reply.truncated))
+    }
+
+    /// One chunk of a range stream from the replica `recipient` at `addr`, and its tenant
+    /// drops.
+    pub async fn stream_range(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        request: &ChunkRequest,
+        ring_version: u64,
+        timeout: Duration,
+    ) -> Result<(Chunk, Vec<DroppedTenant>), ClusterError> {
+        let message =
+            stream_wire::request_to_proto(request, self.stamp.header(ring_version, recipient));
+        let mut client = self.client(addr)?;
+        let call = client.stream_range(self.stamp.request(message, timeout));
+        let reply = answered(addr, timeout, call).await?;
+        let cells: Vec<_> = reply.cells.into_iter().map(cells::from_proto).collect();
+        for (key, _, _) in &cells {
+            cells::partition_of(key).map_err(|e| ClusterError::Peer {
+                addr,
+                reason: format!("streamed a cell without a partition: {e}"),
+            })?;
+        }
+        let chunk = Chunk {
+            bytes: cells.iter().map(cells::version_size).sum::<usize>() as u64,
+            cells,
+            partitions: reply.partitions,
+            position: reply.position.map(stream_wire::position_from_proto),
+            done: reply.done,
+        };
+        let drops = reply
+            .tenant_drops
+            .into_iter()
+            .map(DroppedTenant::from_proto)
+            .collect();
+        Ok((chunk, drops))
     }
 
     /// Reads one partition from the replica `recipient` at `addr`: its cells, or only their

@@ -38,8 +38,7 @@ use tokio::sync::watch;
 use crate::ClusterError;
 use crate::cells::DroppedTenant;
 use crate::coordinator::Coordinator;
-use crate::hints::dispatcher::peer_label;
-use crate::membership::{ClusterView, NodeStatus};
+use crate::membership::ClusterView;
 use crate::peer_client::PeerClients;
 use crate::replica::{LocalReplica, MAX_TREE_LEAVES};
 use crate::ring::{HostId, TokenRange};
@@ -228,18 +227,7 @@ impl RangeRepair {
         if host == self.local.host() {
             return Ok(None);
         }
-        let node = view.nodes.get(&host);
-        match node.map(|n| (n.status, n.rpc_addr)) {
-            Some((NodeStatus::Down, _)) => Err(ClusterError::Unavailable(format!(
-                "replica {} is down",
-                peer_label(view, host)
-            ))),
-            Some((_, Some(addr))) => Ok(Some(addr)),
-            _ => Err(ClusterError::Unavailable(format!(
-                "replica {} has not gossiped its address",
-                peer_label(view, host)
-            ))),
-        }
+        view.peer_address(host).map(Some)
     }
 
     /// The trees of `shapes` on `host`, and its drops.

@@ -14,7 +14,7 @@ use allidb_storage::engine::PartitionVersions;
 use super::merkle::{MerkleTree, TreeBuilder, leaf_of};
 use crate::ClusterError;
 use crate::cells;
-use crate::ring::{Token, TokenSpan, token};
+use crate::ring::{SpanIndex, Token, TokenSpan, token};
 
 /// A range's tree as asked for: its tokens and depth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,35 +34,6 @@ pub struct PartitionDigest {
     pub entity_id: String,
     /// The partition digest (docs/cluster.md "Partition digest").
     pub digest: u128,
-}
-
-/// Finds the span (of several disjoint ones) a token falls in.
-struct SpanIndex {
-    /// (span, position in the request), by end token.
-    by_end: Vec<(TokenSpan, usize)>,
-}
-
-impl SpanIndex {
-    fn new(spans: impl Iterator<Item = TokenSpan>) -> Self {
-        let mut by_end: Vec<(TokenSpan, usize)> = spans.enumerate().map(|(i, s)| (s, i)).collect();
-        by_end.sort_by_key(|(span, _)| span.end);
-        Self { by_end }
-    }
-
-    fn find(&self, t: Token) -> Option<usize> {
-        let first = self.by_end.partition_point(|(span, _)| span.end < t);
-        // The span ending at or after `t`, or a wrapping one (it starts after its end).
-        self.by_end
-            .get(first)
-            .into_iter()
-            .chain(
-                self.by_end
-                    .iter()
-                    .filter(|(span, _)| span.start >= span.end),
-            )
-            .find(|(span, _)| span.contains(t))
-            .map(|(_, i)| *i)
-    }
 }
 
 /// A partition's token and digest.

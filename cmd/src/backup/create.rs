@@ -15,8 +15,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::manifest::{self, BackupManifest, FileEntry};
-use super::target::{ObjectTarget, Throttle};
+use super::target::ObjectTarget;
 use super::{BackupError, BackupResult, hex, now_micros};
+use allidb_cluster::stream::Throttle;
 
 /// What to record about the backup being created.
 #[derive(Clone, Debug, Default)]

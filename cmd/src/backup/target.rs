@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -25,6 +25,7 @@ use object_store::{
 use tokio::io::AsyncReadExt;
 
 use super::{BackupError, BackupResult};
+use allidb_cluster::stream::Throttle;
 
 /// Files above this size are uploaded in parts of this size (S3's minimum part is 5 MiB).
 pub const PART_BYTES: usize = 8 << 20;
@@ -72,38 +73,6 @@ pub struct ObjectTarget {
     url: String,
     store: Arc<dyn ObjectStore>,
     prefix: Option<String>,
-}
-
-/// A bandwidth cap shared by the uploads of one backup: `consume(n)` sleeps until sending `n`
-/// more bytes keeps the average at or below the cap.
-#[derive(Debug)]
-pub struct Throttle {
-    bytes_per_sec: u64,
-    start: Instant,
-    sent: u64,
-}
-
-impl Throttle {
-    /// A cap of `bytes_per_sec` (0: none).
-    pub fn new(bytes_per_sec: u64) -> Self {
-        Self {
-            bytes_per_sec,
-            start: Instant::now(),
-            sent: 0,
-        }
-    }
-
-    async fn consume(&mut self, bytes: u64) {
-        if self.bytes_per_sec == 0 {
-            return;
-        }
-        self.sent += bytes;
-        let due = Duration::from_secs_f64(self.sent as f64 / self.bytes_per_sec as f64);
-        let elapsed = self.start.elapsed();
-        if due > elapsed {
-            tokio::time::sleep(due - elapsed).await;
-        }
-    }
 }
 
 impl ObjectTarget {

@@ -1,7 +1,8 @@
 //! `allidb cluster status | ring | endpoints TENANT ID` (and `backup`, in [`super::backup`]): the operator's view of a ring, read
 //! from a node's admin port (`/cluster/status`, `/cluster/ring`, `/cluster/endpoints`, the
-//! same JSON that `--json` prints), like `nodetool status`; and `allidb cluster repair`, the
-//! `Repair` RPC on the node's gRPC port (`--addr`, an admin key), like `nodetool repair`.
+//! same JSON that `--json` prints), like `nodetool status`; and `allidb cluster repair` and
+//! `rebuild`, the `Repair` and `Rebuild` RPCs on the node's gRPC port (`--addr`, an admin key),
+//! like `nodetool repair` and `nodetool rebuild`.
 //!
 //! The admin port is plain HTTP on the node's host (docs/operations.md): this module speaks just
 //! enough HTTP/1.1 for one GET and never sends an API key.
@@ -54,6 +55,13 @@ pub enum ClusterView {
         #[arg(long)]
         preview: bool,
     },
+    /// Streams every token range the node at `--addr` replicates from its other replicas
+    /// (a replica restored from an old checkpoint); an interrupted rebuild resumes.
+    Rebuild {
+        /// Only this tenant (an admin key of it suffices; every tenant needs an operator key).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// The replicas of one entity, in replica-walk order.
     Endpoints {
         /// The tenant.
@@ -71,6 +79,9 @@ pub async fn run(context: &mut Context, args: ClusterArgs) -> CliResult<Outcome>
         }
         ClusterView::Repair { tenant, preview } => {
             return repair(context, tenant, preview).await;
+        }
+        ClusterView::Rebuild { tenant } => {
+            return rebuild(context, tenant).await;
         }
         ClusterView::Status => ("/cluster/status".to_owned(), status_text),
         ClusterView::Ring => ("/cluster/ring".to_owned(), ring_text),
@@ -138,6 +149,38 @@ fn repair_text(reply: &pb::RepairResponse, preview: bool) -> String {
     }
     for failure in &reply.failures {
         text.push_str(&format!("  failed {failure}\n"));
+    }
+    text
+}
+
+/// `allidb cluster rebuild`: exits 3 (partial) when some range was not streamed to its end.
+async fn rebuild(context: &mut Context, tenant: Option<String>) -> CliResult<Outcome> {
+    let mut client = connect(&context.connect).await?;
+    let reply = client
+        .rebuild(pb::RebuildRequest {
+            tenant_id: tenant.unwrap_or_default(),
+        })
+        .await
+        .map_err(|status| CliError::rpc("Rebuild", status))?
+        .into_inner();
+    context.printer.reply(&reply, rebuild_text)?;
+    Ok(Outcome::from_complete(reply.complete))
+}
+
+/// The human form of a rebuild's reply.
+fn rebuild_text(reply: &pb::RebuildResponse) -> String {
+    let mut text = format!(
+        "rebuild {} ({}): {} token ranges, received {} partitions, {} cells ({}) in {} ms\n",
+        reply.session_id,
+        if reply.resumed { "resumed" } else { "new" },
+        reply.ranges,
+        reply.partitions,
+        reply.cells,
+        human_bytes(reply.bytes),
+        reply.duration_ms,
+    );
+    for unfinished in &reply.unfinished {
+        text.push_str(&format!("  unfinished {unfinished}\n"));
     }
     text
 }

@@ -196,6 +196,15 @@ pub struct PartitionVersions {
     pub cells: Vec<CellVersion>,
 }
 
+impl PartitionIter {
+    /// An iterator that yields nothing.
+    fn empty(snapshot: (MergeIter, SeqNo, Arc<TenantDrops>)) -> Self {
+        let mut iter = EntityIter::new(snapshot, &[], None);
+        iter.done = true;
+        Self(iter)
+    }
+}
+
 impl Iterator for PartitionIter {
     type Item = Result<PartitionVersions>;
 
@@ -308,7 +317,18 @@ impl Engine {
     /// Every partition of `tenant` (`None`: of every tenant) with its cells as stored,
     /// tombstones included, over one snapshot taken now (writes go on meanwhile).
     pub fn partitions(&self, tenant: Option<&str>) -> Result<PartitionIter> {
-        let (begin, end) = match tenant {
+        self.partitions_after(tenant, None)
+    }
+
+    /// [`Engine::partitions`] from the first partition after `after` (`(tenant, entity id)`,
+    /// in key order; `None`: from the start), so a scan stopped at a partition can go on from
+    /// there over a later snapshot.
+    pub fn partitions_after(
+        &self,
+        tenant: Option<&str>,
+        after: Option<(&str, &str)>,
+    ) -> Result<PartitionIter> {
+        let (mut begin, end) = match tenant {
             Some(tenant) => {
                 key::validate_tenant(tenant)?;
                 let begin = key::tenant_prefix(tenant);
@@ -317,6 +337,14 @@ impl Engine {
             }
             None => (Vec::new(), None),
         };
+        if let Some((tenant, id)) = after {
+            key::validate_tenant(tenant)?;
+            key::validate_id(id)?;
+            match key::prefix_successor(&key::partition_prefix(tenant, id)) {
+                Some(next) => begin = begin.max(next),
+                None => return Ok(PartitionIter::empty(self.inner.snapshot(None))),
+            }
+        }
         Ok(PartitionIter(EntityIter::new(
             self.inner.snapshot(None),
             &begin,

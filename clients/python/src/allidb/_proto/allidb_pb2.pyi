@@ -848,6 +848,34 @@ class RepairRequest(_message.Message):
     preview: bool
     def __init__(self, tenant_id: _Optional[str] = ..., preview: _Optional[bool] = ...) -> None: ...
 
+class RebuildRequest(_message.Message):
+    __slots__ = ("tenant_id",)
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    tenant_id: str
+    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+
+class RebuildResponse(_message.Message):
+    __slots__ = ("session_id", "resumed", "ranges", "partitions", "cells", "bytes", "unfinished", "duration_ms", "complete")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    UNFINISHED_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    resumed: bool
+    ranges: int
+    partitions: int
+    cells: int
+    bytes: int
+    unfinished: _containers.RepeatedScalarFieldContainer[str]
+    duration_ms: int
+    complete: bool
+    def __init__(self, session_id: _Optional[str] = ..., resumed: _Optional[bool] = ..., ranges: _Optional[int] = ..., partitions: _Optional[int] = ..., cells: _Optional[int] = ..., bytes: _Optional[int] = ..., unfinished: _Optional[_Iterable[str]] = ..., duration_ms: _Optional[int] = ..., complete: _Optional[bool] = ...) -> None: ...
+
 class RepairResponse(_message.Message):
     __slots__ = ("ranges", "ranges_differing", "leaves_differing", "partitions_differing", "partitions_repaired", "cells_streamed", "bytes_streamed", "drops_sent", "skipped", "failures", "duration_ms", "complete")
     RANGES_FIELD_NUMBER: _ClassVar[int]

@@ -134,6 +134,11 @@ class AlliDBStub:
                 request_serializer=allidb__pb2.RepairRequest.SerializeToString,
                 response_deserializer=allidb__pb2.RepairResponse.FromString,
                 _registered_method=True)
+        self.Rebuild = channel.unary_unary(
+                '/allidb.AlliDB/Rebuild',
+                request_serializer=allidb__pb2.RebuildRequest.SerializeToString,
+                response_deserializer=allidb__pb2.RebuildResponse.FromString,
+                _registered_method=True)
 
 
 class AlliDBServicer:
@@ -289,6 +294,17 @@ class AlliDBServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rebuild(self, request, context):
+        """Operator action (admin role, an operator key for every tenant; ring only): streams every
+        token range this node replicates from its other replicas (docs/cluster.md "Range
+        streaming"), for a replica restored from an old checkpoint. An interrupted rebuild is
+        resumed by the next one. FAILED_PRECONDITION on a node without [cluster]; UNAVAILABLE
+        while a rebuild runs here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlliDBServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -391,6 +407,11 @@ def add_AlliDBServicer_to_server(servicer, server):
                     servicer.Repair,
                     request_deserializer=allidb__pb2.RepairRequest.FromString,
                     response_serializer=allidb__pb2.RepairResponse.SerializeToString,
+            ),
+            'Rebuild': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rebuild,
+                    request_deserializer=allidb__pb2.RebuildRequest.FromString,
+                    response_serializer=allidb__pb2.RebuildResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -933,6 +954,33 @@ class AlliDB:
             '/allidb.AlliDB/Repair',
             allidb__pb2.RepairRequest.SerializeToString,
             allidb__pb2.RepairResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rebuild(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allidb.AlliDB/Rebuild',
+            allidb__pb2.RebuildRequest.SerializeToString,
+            allidb__pb2.RebuildResponse.FromString,
             options,
             channel_credentials,
             insecure,

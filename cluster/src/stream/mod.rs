@@ -1,0 +1,269 @@
+//! Range streaming (DESIGN.md §6, docs/cluster.md "Range streaming"): every cell of some token
+//! ranges sent from a replica that holds them to this node, chunk by chunk, resumable after a
+//! crash of either side and throttled. What rebuilds a replica today and moves ranges when the
+//! topology changes.
+//!
+//! - [`session`]: the receiving session as persisted (its groups and their positions).
+//! - [`chunk`]: the source's side: one chunk from a snapshot pass (pure).
+//! - [`wire`]: the `StreamRange` messages.
+//! - [`throttle`]: the bandwidth cap.
+//! - [`rebuild`]: `allidb cluster rebuild`, a session over every range this node replicates.
+//!
+//! The receiver pulls: it asks a source for the chunk after its position, applies the chunk's
+//! tenant drops and then its cells through the replica batch path with their own timestamps
+//! (so the indexes follow and a repeated chunk changes nothing), syncs them, and only then
+//! records the new position. The source keeps nothing between chunks, so a restart of either
+//! side, or a switch to another replica of the same ranges, goes on from the recorded position.
+//!
+//! Invariants: a position is recorded only after the cells before it are durable here; writes
+//! go on on both sides meanwhile (a stream is not a snapshot: what is written during it reaches
+//! this node through the normal write path or a later repair). Must never: hold more than one
+//! chunk in memory, or write a cell with a timestamp other than the one it was read with.
+
+pub mod chunk;
+pub mod rebuild;
+pub mod session;
+pub mod throttle;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use throttle::Throttle;
+
+use crate::ClusterError;
+use crate::cells::ReplicaMutation;
+use crate::hints::dispatcher::peer_label;
+use crate::membership::ClusterView;
+use crate::peer_client::PeerClients;
+use crate::replica::LocalReplica;
+use crate::ring::{HostId, TokenSpan};
+use chunk::{Chunk, MAX_CHUNK_BYTES};
+use session::StreamSession;
+use wire::ChunkRequest;
+
+/// How a node streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// Most cell bytes received per second by one session (`cluster.stream_bytes_per_sec`;
+    /// 0: no cap).
+    pub bytes_per_sec: u64,
+    /// Deadline of one chunk call.
+    pub call_timeout: Duration,
+    /// The chunk budget asked for (at most [`MAX_CHUNK_BYTES`]).
+    pub chunk_bytes: usize,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        Self {
+            bytes_per_sec: 64 << 20,
+            call_timeout: Duration::from_secs(60),
+            chunk_bytes: MAX_CHUNK_BYTES,
+        }
+    }
+}
+
+/// What one run of a session received, and what it could not finish.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamRun {
+    /// Partitions received in this run.
+    pub partitions: u64,
+    /// Cells received in this run.
+    pub cells: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Groups left unfinished, each with why (their position is kept for the next run).
+    pub unfinished: Vec<String>,
+}
+
+/// Receives range streams into this node; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RangeStream {
+    local: LocalReplica,
+    clients: Arc<PeerClients>,
+    view: watch::Receiver<Arc<ClusterView>>,
+    data_dir: PathBuf,
+    options: StreamOptions,
+}
+
+impl RangeStream {
+    /// Streams into `local`, persisting sessions under `data_dir`.
+    pub fn new(
+        local: LocalReplica,
+        clients: Arc<PeerClients>,
+        view: watch::Receiver<Arc<ClusterView>>,
+        data_dir: PathBuf,
+        options: StreamOptions,
+    ) -> Self {
+        Self {
+            local,
+            clients,
+            view,
+            data_dir,
+            options,
+        }
+    }
+
+    /// This node.
+    pub fn host(&self) -> HostId {
+        self.local.host()
+    }
+
+    /// The data dir sessions are persisted under.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// The current membership view.
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.view.borrow().clone()
+    }
+
+    /// Streams every unfinished group of `session`, one after the other, recording each
+    /// chunk's position in the session file as it goes. A group no source can serve is left
+    /// unfinished (reported) and the others go on.
+    pub async fn run(&self, session: &mut StreamSession) -> Result<StreamRun, ClusterError> {
+        let mut throttle = Throttle::new(self.options.bytes_per_sec);
+        let mut run = StreamRun::default();
+        for group in 0..session.groups.len() {
+            if session.groups[group].done {
+                continue;
+            }
+            if let Err(reason) = self
+                .stream_group(session, group, &mut throttle, &mut run)
+                .await
+            {
+                let spans = describe(&session.groups[group].spans);
+                tracing::warn!(session = session.id_hex(), %spans, %reason, "range stream stopped");
+                run.unfinished.push(format!("{spans}: {reason}"));
+            }
+        }
+        Ok(run)
+    }
+
+    async fn stream_group(
+        &self,
+        session: &mut StreamSession,
+        group: usize,
+        throttle: &mut Throttle,
+        run: &mut StreamRun,
+    ) -> Result<(), ClusterError> {
+        let purpose = session.purpose.as_str();
+        loop {
+            let request = ChunkRequest {
+                session: session.id,
+                tenant: session.tenant.clone(),
+                spans: session.groups[group].spans.clone(),
+                after: session.groups[group].after.clone(),
+                max_bytes: self.options.chunk_bytes.clamp(1, MAX_CHUNK_BYTES),
+            };
+            let (chunk, drops) = self.fetch(&session.groups[group].sources, &request).await?;
+            let Chunk {
+                cells,
+                partitions,
+                bytes,
+                position,
+                done,
+            } = chunk;
+            let cell_count = cells.len() as u64;
+            self.local
+                .apply_synced(ReplicaMutation { drops, cells })
+                .await?;
+            let state = &mut session.groups[group];
+            if position.is_some() {
+                state.after = position;
+            }
+            state.done = done;
+            session.partitions += partitions;
+            session.cells += cell_count;
+            session.bytes += bytes;
+            let stored = session.clone();
+            let data_dir = self.data_dir.clone();
+            tokio::task::spawn_blocking(move || stored.store(&data_dir))
+                .await
+                .map_err(|e| ClusterError::Protocol(format!("stream session write task: {e}")))??;
+            run.partitions += partitions;
+            run.cells += cell_count;
+            run.bytes += bytes;
+            metrics::counter!("allidb_stream_chunks_total", "purpose" => purpose).increment(1);
+            metrics::counter!("allidb_stream_received_cells_total", "purpose" => purpose)
+                .increment(cell_count);
+            metrics::counter!("allidb_stream_received_bytes_total", "purpose" => purpose)
+                .increment(bytes);
+            if done {
+                return Ok(());
+            }
+            throttle.consume(bytes).await;
+        }
+    }
+
+    /// The next chunk from the first of `sources` that answers, with the source's tenant drops
+    /// when it is a group's first chunk.
+    async fn fetch(
+        &self,
+        sources: &[HostId],
+        request: &ChunkRequest,
+    ) -> Result<(Chunk, Vec<crate::cells::DroppedTenant>), ClusterError> {
+        let view = self.view();
+        let mut failed: BTreeMap<HostId, String> = BTreeMap::new();
+        for source in sources {
+            let answer = match view.peer_address(*source) {
+                Ok(addr) => {
+                    self.clients
+                        .stream_range(
+                            *source,
+                            addr,
+                            request,
+                            view.ring.version(),
+                            self.options.call_timeout,
+                        )
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            match answer {
+                Ok(answer) => return Ok(answer),
+                Err(error) => {
+                    failed.insert(*source, error.to_string());
+                }
+            }
+        }
+        let reasons: Vec<String> = failed
+            .iter()
+            .map(|(host, reason)| format!("{} ({reason})", peer_label(&view, *host)))
+            .collect();
+        Err(ClusterError::Unavailable(format!(
+            "no replica could stream them: {}",
+            if reasons.is_empty() {
+                "no other replica holds them".to_owned()
+            } else {
+                reasons.join(", ")
+            }
+        )))
+    }
+}
+
+/// `token range (a, b]`, or `N token ranges (a, b], (c, d], (e, f] and M more`, for logs and
+/// reports.
+pub fn describe(spans: &[TokenSpan]) -> String {
+    const LISTED: usize = 3;
+    let listed: Vec<String> = spans
+        .iter()
+        .take(LISTED)
+        .map(|s| format!("({}, {}]", s.start, s.end))
+        .collect();
+    match spans.len() {
+        1 => format!("token range {}", listed[0]),
+        n if n <= LISTED => format!("{n} token ranges {}", listed.join(", ")),
+        n => format!(
+            "{n} token ranges {} and {} more",
+            listed.join(", "),
+            n - LISTED
+        ),
+    }
+}

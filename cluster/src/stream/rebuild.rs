@@ -1,0 +1,202 @@
+//! `allidb cluster rebuild`: streams every range this node replicates from its other replicas
+//! (docs/cluster.md "Rebuild"). For a node whose disk was restored from an old
+//! checkpoint or lost data it acknowledged: it gets back every cell one other replica holds,
+//! at the cell's own timestamp, without waiting for a repair to find the differences.
+//!
+//! Invariants: at most one rebuild runs on a node; an interrupted rebuild (this node or a
+//! source crashed, a source left) is resumed by the next one from its recorded positions as
+//! long as the node still replicates the same ranges, and started over otherwise.
+//! Must never: stream a range from this node to itself, or from a host that is not its replica.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::RangeStream;
+use super::session::{StreamGroup, StreamPurpose, StreamSession};
+use crate::ClusterError;
+use crate::membership::ClusterView;
+use crate::ring::{HostId, TokenSpan};
+
+/// What a rebuild did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// The session (32 hex digits).
+    pub session: String,
+    /// Whether it went on from an interrupted rebuild's positions.
+    pub resumed: bool,
+    /// Token ranges this node replicates.
+    pub ranges: u64,
+    /// Partitions, cells and bytes received by this run.
+    pub partitions: u64,
+    /// Cells received.
+    pub cells: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Ranges not (fully) streamed, each with why; the next rebuild resumes them.
+    pub unfinished: Vec<String>,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+impl RebuildReport {
+    /// Whether every range was streamed to its end.
+    pub fn complete(&self) -> bool {
+        self.unfinished.is_empty()
+    }
+}
+
+/// Rebuilds this node's replicas; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ReplicaRebuild {
+    stream: RangeStream,
+    replication_factor: usize,
+    running: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl ReplicaRebuild {
+    /// Rebuilds through `stream`, on a ring replicating `replication_factor` times.
+    pub fn new(stream: RangeStream, replication_factor: usize) -> Self {
+        Self {
+            stream,
+            replication_factor,
+            running: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// Streams every range this node replicates (of `tenant` only, when given) from the other
+    /// replicas; fails at once when a rebuild is already running here.
+    pub async fn run(&self, tenant: Option<String>) -> Result<RebuildReport, ClusterError> {
+        let _running = self.running.try_lock().map_err(|_| {
+            ClusterError::Unavailable(
+                "a rebuild is already running on this node; wait for it to finish".to_owned(),
+            )
+        })?;
+        if let Some(tenant) = &tenant {
+            allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
+        }
+        let started = Instant::now();
+        let view = self.stream.view();
+        let groups = plan(&view, self.stream.host(), self.replication_factor);
+        let ranges = groups.iter().map(|g| g.spans.len() as u64).sum();
+        let data_dir = self.stream.data_dir().to_owned();
+        let stored = tokio::task::spawn_blocking(move || StreamSession::load(&data_dir))
+            .await
+            .map_err(|e| ClusterError::Protocol(format!("stream session read task: {e}")))??;
+        let (mut session, resumed) = match stored {
+            Some(stored) if resumes(&stored, tenant.as_deref(), &groups) => (stored, true),
+            stored => {
+                if let Some(stored) = stored {
+                    tracing::info!(
+                        session = stored.id_hex(),
+                        purpose = stored.purpose.as_str(),
+                        "an interrupted stream session does not match this rebuild; starting over"
+                    );
+                }
+                let session = StreamSession {
+                    id: rand::random(),
+                    purpose: StreamPurpose::Rebuild,
+                    tenant,
+                    groups,
+                    partitions: 0,
+                    cells: 0,
+                    bytes: 0,
+                };
+                let (stored, data_dir) = (session.clone(), self.stream.data_dir().to_owned());
+                tokio::task::spawn_blocking(move || stored.store(&data_dir))
+                    .await
+                    .map_err(|e| {
+                        ClusterError::Protocol(format!("stream session write task: {e}"))
+                    })??;
+                (session, false)
+            }
+        };
+        tracing::info!(
+            session = session.id_hex(),
+            resumed,
+            ranges,
+            "rebuild started"
+        );
+        let run = self.stream.run(&mut session).await?;
+        let outcome = if session.finished() {
+            let data_dir = self.stream.data_dir().to_owned();
+            tokio::task::spawn_blocking(move || StreamSession::remove(&data_dir))
+                .await
+                .map_err(|e| ClusterError::Protocol(format!("stream session task: {e}")))??;
+            "complete"
+        } else {
+            "incomplete"
+        };
+        metrics::counter!("allidb_stream_sessions_total", "purpose" => "rebuild", "outcome" => outcome)
+            .increment(1);
+        let report = RebuildReport {
+            session: session.id_hex(),
+            resumed,
+            ranges,
+            partitions: run.partitions,
+            cells: run.cells,
+            bytes: run.bytes,
+            unfinished: run.unfinished,
+            duration: started.elapsed(),
+        };
+        tracing::info!(
+            session = report.session,
+            resumed,
+            partitions = report.partitions,
+            cells = report.cells,
+            bytes = report.bytes,
+            unfinished = report.unfinished.len(),
+            duration_ms = report.duration.as_millis() as u64,
+            "rebuild finished"
+        );
+        Ok(report)
+    }
+}
+
+/// The ranges `host` replicates, grouped by their other replicas (each group streams from one
+/// of them); ranges with no other replica are left out (nothing to rebuild them from).
+fn plan(view: &ClusterView, host: HostId, replication_factor: usize) -> Vec<StreamGroup> {
+    let rf = view.ring.effective_replication_factor(replication_factor);
+    let mut groups: BTreeMap<Vec<HostId>, Vec<TokenSpan>> = BTreeMap::new();
+    for range in view.ring.ranges() {
+        let replicas = view.ring.replicas(range.end, rf);
+        if !replicas.contains(host) {
+            continue;
+        }
+        let mut others: Vec<HostId> = replicas
+            .hosts()
+            .iter()
+            .copied()
+            .filter(|h| *h != host)
+            .collect();
+        if others.is_empty() {
+            continue;
+        }
+        others.sort();
+        groups.entry(others).or_default().push(range.span());
+    }
+    groups
+        .into_iter()
+        .map(|(sources, spans)| StreamGroup {
+            spans,
+            sources,
+            after: None,
+            done: false,
+        })
+        .collect()
+}
+
+/// Whether `stored` is an interrupted rebuild of the same tenant over the same ranges and
+/// replicas as `planned`.
+fn resumes(stored: &StreamSession, tenant: Option<&str>, planned: &[StreamGroup]) -> bool {
+    let shape = |groups: &[StreamGroup]| -> Vec<(Vec<TokenSpan>, Vec<HostId>)> {
+        groups
+            .iter()
+            .map(|g| (g.spans.clone(), g.sources.clone()))
+            .collect()
+    };
+    stored.purpose == StreamPurpose::Rebuild
+        && !stored.finished()
+        && stored.tenant.as_deref() == tenant
+        && shape(&stored.groups) == shape(planned)
+}
