@@ -92,6 +92,7 @@ pub fn cluster_status(operation: &str, error: ClusterError) -> Status {
     match error {
         ClusterError::Store(error) => store_status(operation, error),
         ClusterError::Unavailable(message) => Status::unavailable(message),
+        ClusterError::InvalidRange(message) => Status::invalid_argument(message),
         other => {
             tracing::warn!(operation, error = %other, "replication failed");
             Status::unavailable(format!("{operation}: replication failed: {other}"))

@@ -29,6 +29,7 @@ use allidb_cluster::query::report::ReadReport;
 use allidb_cluster::query::wire::IdRange;
 use allidb_cluster::query::{ClusterQuery, ReadOptions};
 use allidb_cluster::repair::{RangeRepair, RepairOptions};
+use allidb_cluster::ring::TokenSpan;
 use allidb_cluster::stream::rebuild::ReplicaRebuild;
 use allidb_index::filter::EntitySubject;
 use allidb_index::graph::{self, TraversalOptions};
@@ -1304,6 +1305,16 @@ impl AlliDb for AlliDbService {
         let options = RepairOptions {
             tenant,
             preview: request.preview,
+            ranges: (!request.ranges.is_empty()).then(|| {
+                request
+                    .ranges
+                    .iter()
+                    .map(|r| TokenSpan {
+                        start: r.start,
+                        end: r.end,
+                    })
+                    .collect()
+            }),
         };
         let report = ring
             .repair

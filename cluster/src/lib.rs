@@ -128,6 +128,14 @@ pub enum ClusterError {
     /// The local store refused or failed a replica operation.
     #[error(transparent)]
     Store(#[from] allidb_index::Error),
+    /// The repair history file exists but cannot be trusted.
+    #[error(
+        "repair history file {path} is damaged ({reason}); delete it to start the history afresh (every range then counts as repaired when the node starts)"
+    )]
+    CorruptRepairHistory { path: PathBuf, reason: String },
+    /// A token range an operator named that this node does not replicate.
+    #[error("{0}")]
+    InvalidRange(String),
     /// The stream session file exists but cannot be trusted.
     #[error(
         "stream session file {path} is damaged ({reason}); delete it to start the next rebuild over from the beginning"

@@ -338,6 +338,21 @@ impl Ring {
             .collect()
     }
 
+    /// The token ranges `host` replicates at `replication_factor` (the effective one on a
+    /// small ring), in ring order, each with all of its replicas.
+    pub fn ranges_replicated_by(
+        &self,
+        host: HostId,
+        replication_factor: usize,
+    ) -> Vec<(TokenRange, ReplicaSet)> {
+        let rf = self.effective_replication_factor(replication_factor);
+        self.ranges()
+            .into_iter()
+            .map(|range| (range, self.replicas(range.end, rf)))
+            .filter(|(_, replicas)| replicas.contains(host))
+            .collect()
+    }
+
     /// Each host's share of the token space as a replica at `replication_factor` (each range
     /// counted for every replica of it). Shares add up to the effective replication factor; a
     /// member without tokens has share 0.

@@ -24,7 +24,9 @@ use allidb_storage::engine::Health;
 use allidb_cluster::hints::HintLog;
 use allidb_cluster::membership::transport::GossipCounters;
 use allidb_cluster::membership::{ClusterView, NodeStatus, NodeView};
-use allidb_cluster::ring::HostId;
+use allidb_cluster::repair::history::RepairHistory;
+use allidb_cluster::repair::unix_secs;
+use allidb_cluster::ring::{HostId, TokenSpan};
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -111,6 +113,10 @@ pub struct RunningCluster {
     pub hints: Arc<HintLog>,
     /// The gossip transport's counters.
     pub gossip: Arc<GossipCounters>,
+    /// When each range this node replicates was last repaired completely.
+    pub repair_history: Arc<RepairHistory>,
+    /// `storage.gc_grace_secs`: ranges not repaired for longer are overdue.
+    pub gc_grace_secs: u64,
 }
 
 impl ClusterStatus {
@@ -125,6 +131,13 @@ impl ClusterStatus {
     /// The hint log of a running cluster.
     pub fn hints(&self) -> Option<Arc<HintLog>> {
         self.running.get().map(|running| running.hints.clone())
+    }
+
+    /// The repair history, once membership started.
+    pub fn repair_history(&self) -> Option<Arc<RepairHistory>> {
+        self.running
+            .get()
+            .map(|running| running.repair_history.clone())
     }
 
     /// Membership has started (once; a second call is ignored).
@@ -318,12 +331,28 @@ async fn cluster_status(State(state): State<AdminState>) -> Response {
             entry
         })
         .collect();
+    let current: Vec<TokenSpan> = view
+        .ring
+        .ranges_replicated_by(running.host_id, running.replication_factor)
+        .into_iter()
+        .map(|(range, _)| range.span())
+        .collect();
+    let ages = running
+        .repair_history
+        .ages(&current, unix_secs(), running.gc_grace_secs);
     axum::Json(json!({
         "cluster_name": running.cluster_name,
         "host_id": running.host_id.to_string(),
         "replication_factor": running.replication_factor,
         "ring_version": view.ring.version(),
         "nodes": nodes,
+        "repair": {
+            "ranges": ages.ranges,
+            "overdue_ranges": ages.overdue,
+            "oldest_repair_age_secs": ages.oldest_age_secs,
+            "last_repair_unix_secs": ages.last_repair_secs,
+            "gc_grace_secs": running.gc_grace_secs,
+        },
     }))
     .into_response()
 }

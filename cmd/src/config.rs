@@ -382,6 +382,8 @@ pub struct ClusterConfig {
     /// The cell bytes a range stream asks for in one chunk (64 KiB to 4 MiB): its position is
     /// recorded after each.
     pub stream_chunk_bytes: u64,
+    /// Repair every range this node replicates at least this often (0 = no scheduled repair).
+    pub repair_interval_secs: u64,
 }
 
 impl Default for ClusterConfig {
@@ -407,6 +409,7 @@ impl Default for ClusterConfig {
             hint_delivery_bytes_per_sec: 16 << 20,
             stream_bytes_per_sec: 64 << 20,
             stream_chunk_bytes: MAX_CHUNK_BYTES as u64,
+            repair_interval_secs: 0,
         }
     }
 }
@@ -1033,6 +1036,17 @@ impl Config {
                 ),
             ));
         }
+        if self.cluster.enabled && self.cluster.repair_interval_secs >= self.storage.gc_grace_secs {
+            return Err(invalid(
+                "cluster.repair_interval_secs",
+                format!(
+                    "{} s is not shorter than storage.gc_grace_secs ({} s): every range must be \
+                     repaired within the tombstone grace, or a delete one replica missed can \
+                     come back (docs/cluster.md \"Anti-entropy repair\")",
+                    self.cluster.repair_interval_secs, self.storage.gc_grace_secs
+                ),
+            ));
+        }
         if self.cluster.enabled && self.tls.enabled && self.tls.client_ca_file.is_none() {
             return Err(invalid(
                 "tls.client_ca_file",
@@ -1131,6 +1145,18 @@ mod tests {
                 "{enabled}hinted_handoff_window_secs = 86400\n[storage]\ngc_grace_secs = 86401\n"
             ))
             .is_ok()
+        );
+        assert_key_error(
+            load_file(&format!(
+                "{enabled}repair_interval_secs = 864000\n[storage]\ngc_grace_secs = 864000\n"
+            )),
+            "cluster.repair_interval_secs",
+            "not shorter than storage.gc_grace_secs (864000 s)",
+        );
+        assert_key_error(
+            load_file(&format!("{enabled}stream_chunk_bytes = 1024\n")),
+            "cluster.stream_chunk_bytes",
+            "out of range",
         );
         assert_key_error(
             load_file(&format!("{enabled}num_tokens = 0\n")),

@@ -48,7 +48,9 @@ use allidb_cluster::membership::{Membership, OwnKeys};
 use allidb_cluster::peer_client::PeerClients;
 use allidb_cluster::query::ClusterQuery;
 use allidb_cluster::query::replicas::RingReplicas;
-use allidb_cluster::repair::RangeRepair;
+use allidb_cluster::repair::history::RepairHistory;
+use allidb_cluster::repair::scheduler::{RepairScheduler, ScheduleOptions};
+use allidb_cluster::repair::{RangeRepair, unix_secs};
 use allidb_cluster::replica::{LocalReplica, ReplicaService};
 use allidb_cluster::stream::rebuild::ReplicaRebuild;
 use allidb_cluster::stream::{RangeStream, StreamOptions};
@@ -409,7 +411,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             move || engine_of.engine().stats().bytes_per_level.iter().sum(),
         );
     }
-    let dispatcher = match (&membership, &replica_service) {
+    let replication = match (&membership, &replica_service) {
         (Some(membership), Some(replica_service)) => Some(start_replication(
             &config,
             &data_dir,
@@ -498,8 +500,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
 
     drop(service);
-    if let Some(dispatcher) = dispatcher {
-        dispatcher.stop();
+    if let Some(replication) = replication {
+        replication.scheduler.stop();
+        replication.dispatcher.stop();
     }
     if let Some(membership) = membership
         && let Err(error) = membership.shutdown().await
@@ -595,6 +598,7 @@ async fn join_cluster(
     print_line(&format!("cluster host id {}", membership.host_id()));
     let hints_dir = data_dir.join("cluster").join("hints");
     let hints = HintLog::open(&hints_dir, config.cluster.max_hint_bytes_per_node)?;
+    let repair_history = RepairHistory::open(data_dir, unix_secs())?;
     status.set_running(RunningCluster {
         cluster_name: config.cluster.name.clone(),
         host_id: membership.host_id(),
@@ -602,6 +606,8 @@ async fn join_cluster(
         view: membership.subscribe(),
         hints: Arc::new(hints),
         gossip: membership.counters(),
+        repair_history: Arc::new(repair_history),
+        gc_grace_secs: config.storage.gc_grace_secs,
     });
     Ok(membership)
 }
@@ -617,7 +623,7 @@ fn start_replication(
     service: &AlliDbService,
     status: &ClusterStatus,
     store: Arc<UnifiedStore>,
-) -> Result<HintDispatcher, DaemonError> {
+) -> Result<Replication, DaemonError> {
     let cluster = &config.cluster;
     let attached = || DaemonError::Serve("replication was started twice".to_owned());
     let hints = status.hints().ok_or_else(attached)?;
@@ -652,6 +658,14 @@ fn start_replication(
         local.clone(),
         clients.clone(),
         membership.subscribe(),
+        status.repair_history().ok_or_else(attached)?,
+    );
+    let scheduler = RepairScheduler::spawn(
+        repair.clone(),
+        ScheduleOptions {
+            interval: Duration::from_secs(cluster.repair_interval_secs),
+            gc_grace: Duration::from_secs(config.storage.gc_grace_secs),
+        },
     );
     let stream = RangeStream::new(
         local.clone(),
@@ -689,7 +703,7 @@ fn start_replication(
         replication_factor = cluster.replication_factor,
         "replicating writes and point reads over the ring"
     );
-    Ok(HintDispatcher::spawn(
+    let dispatcher = HintDispatcher::spawn(
         hints,
         clients,
         membership.subscribe(),
@@ -699,7 +713,17 @@ fn start_replication(
             bytes_per_sec: cluster.hint_delivery_bytes_per_sec,
             timeout: Duration::from_millis(cluster.write_timeout_ms),
         },
-    ))
+    );
+    Ok(Replication {
+        dispatcher,
+        scheduler,
+    })
+}
+
+/// The background work of a replicating node, stopped at shutdown.
+struct Replication {
+    dispatcher: HintDispatcher,
+    scheduler: RepairScheduler,
 }
 
 /// Closes the store on the blocking pool: dumps the indexes and syncs the WAL. A failed dump

@@ -52,10 +52,19 @@ pub fn cluster_toml(name: &str, gossip: SocketAddr, seed: SocketAddr) -> String 
 
 /// `daemon`'s `/cluster/status`.
 pub fn status(daemon: &Daemon) -> Value {
+    admin_json(daemon, "/cluster/status")
+}
+
+/// `daemon`'s `/cluster/ring`.
+pub fn ring_json(daemon: &Daemon) -> Value {
+    admin_json(daemon, "/cluster/ring")
+}
+
+fn admin_json(daemon: &Daemon, path: &str) -> Value {
     let admin = daemon.admin_addr.expect("allidbd prints its admin address");
-    let (code, body) = http_get(admin, "/cluster/status");
+    let (code, body) = http_get(admin, path);
     assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).expect("status is JSON")
+    serde_json::from_str(&body).expect("an admin answer is JSON")
 }
 
 /// `(name, status)` of every node in `daemon`'s status, sorted by name.

@@ -321,6 +321,7 @@ impl Rpc {
                 let message = pb::RepairRequest {
                     tenant_id: TENANT.to_owned(),
                     preview: true,
+                    ..Default::default()
                 };
                 not_a_ring_is_authorized(client.repair(request(message, key)).await)
             }

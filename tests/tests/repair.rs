@@ -9,7 +9,7 @@ use std::time::Duration;
 use allidb_api::pb;
 use allidb_tests::ring::{
     allidb_json, count, drop_default, found, get, held_by, json_reply, level, put, ring_of_three,
-    wait_for_states,
+    ring_of_three_each, status, wait_for_states, wait_until,
 };
 use allidb_tests::{Daemon, allidb_binary, doc_entity, request};
 use serde_json::Value;
@@ -222,6 +222,32 @@ async fn a_repair_with_a_replica_down_skips_its_ranges_and_a_single_node_refuses
         "{reply}"
     );
 
+    // One range: only it is compared (and skipped); a range the node does not replicate is
+    // refused, naming the field.
+    let ring = allidb_tests::ring::ring_json(&nodes[0]);
+    let first = &ring["ranges"][0];
+    let range = format!(
+        "{}:{}",
+        first["start"].as_str().unwrap(),
+        first["end"].as_str().unwrap()
+    );
+    let (code, reply) = repair(&nodes[0], &["--range", &range]);
+    assert_eq!(code, 3, "partial: {reply}");
+    assert_eq!(count(&reply, "ranges"), 1, "{reply}");
+    assert_eq!(
+        reply["skipped"].as_array().map(Vec::len),
+        Some(1),
+        "{reply}"
+    );
+    let output = allidb_json(&nodes[0], &["cluster", "repair", "--range", "1:2"])
+        .output()
+        .expect("allidb runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("ranges: (1, 2] is not a token range"),
+        "{stderr}"
+    );
+
     let single = Daemon::start("");
     let output = Command::new(allidb_binary())
         .env_remove("ALLIDB_API_KEY")
@@ -234,5 +260,59 @@ async fn a_repair_with_a_replica_down_skips_its_ranges_and_a_single_node_refuses
     assert!(
         stderr.contains("FailedPrecondition") || stderr.contains("not part of a ring"),
         "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_repair_brings_back_a_replica_and_status_shows_the_repair_ages() {
+    let mut nodes = ring_of_three_each(|i| {
+        let schedule = if i == 0 {
+            "repair_interval_secs = 2\n"
+        } else {
+            ""
+        };
+        format!("hinted_handoff_enabled = false\n{schedule}")
+    });
+    let one_down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];
+    let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
+    let repair_status = status(&nodes[1])["repair"].clone();
+    assert_eq!(
+        (
+            count(&repair_status, "ranges"),
+            count(&repair_status, "overdue_ranges")
+        ),
+        (48, 0),
+        "a new node counts its ranges as repaired when it starts: {repair_status}"
+    );
+    assert!(repair_status["last_repair_unix_secs"].is_null());
+    nodes[2].kill();
+    wait_for_states(&nodes[0], &one_down, Duration::from_secs(10));
+    for i in 0..10 {
+        put(&nodes[0], &format!("late{i}"), Quorum)
+            .await
+            .expect("QUORUM with one node down");
+    }
+    nodes[2].restart();
+    for node in &nodes {
+        wait_for_states(node, &all_normal, Duration::from_secs(30));
+    }
+    // n0's scheduler repairs every range within the interval plus 16 ticks; nothing else
+    // writes n2 (no hints, no reads through it).
+    wait_until("the scheduled repair", Duration::from_secs(60), || {
+        let (_, preview) = repair(&nodes[1], &["--preview"]);
+        count(&preview, "partitions_differing") == 0
+    });
+    assert!(
+        nodes[0].metric("allidb_repairs_total", &[("outcome", "ok")]) >= 1.0,
+        "the scheduler ran complete repairs"
+    );
+    let repaired = status(&nodes[0])["repair"].clone();
+    assert!(
+        repaired["last_repair_unix_secs"].as_u64().is_some(),
+        "{repaired}"
+    );
+    assert!(
+        status(&nodes[1])["repair"]["last_repair_unix_secs"].is_null(),
+        "n1 ran no repair of its own"
     );
 }

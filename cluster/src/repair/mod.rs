@@ -6,6 +6,8 @@
 //! - [`merkle`]: one range's Merkle tree (pure).
 //! - [`trees`]: a replica's trees and leaf listings from one snapshot pass (pure).
 //! - [`wire`]: their node-to-node messages.
+//! - [`history`]: when each range was last repaired completely (tombstone grace alarms).
+//! - [`scheduler`]: the scheduled repair (`cluster.repair_interval_secs`).
 //!
 //! How a repair runs, per batch of ranges, every replica of each range asked:
 //! 1. every replica sends a one-leaf tree of each range (its root: the sum of its partitions'
@@ -23,7 +25,9 @@
 //! Must never: hold a range's cells in memory (only leaf hashes and one listing of differing
 //! partitions), or write a cell with a timestamp other than the one it was read with.
 
+pub mod history;
 pub mod merkle;
+pub mod scheduler;
 pub mod trees;
 pub mod wire;
 
@@ -41,7 +45,8 @@ use crate::coordinator::Coordinator;
 use crate::membership::ClusterView;
 use crate::peer_client::PeerClients;
 use crate::replica::{LocalReplica, MAX_TREE_LEAVES};
-use crate::ring::{HostId, TokenRange};
+use crate::ring::{HostId, TokenRange, TokenSpan};
+use history::RepairHistory;
 use merkle::{MerkleTree, depth_for};
 use trees::{PartitionDigest, TreeShape};
 
@@ -62,6 +67,8 @@ pub struct RepairOptions {
     pub tenant: Option<String>,
     /// Compare only: report what differs, write nothing.
     pub preview: bool,
+    /// Only these token ranges (each one this node replicates; `None`: all of them).
+    pub ranges: Option<Vec<TokenSpan>>,
 }
 
 /// What a repair found and did.
@@ -105,6 +112,7 @@ pub struct RangeRepair {
     local: LocalReplica,
     clients: Arc<PeerClients>,
     view: watch::Receiver<Arc<ClusterView>>,
+    history: Arc<RepairHistory>,
     running: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -115,21 +123,38 @@ struct Replicated {
 }
 
 impl RangeRepair {
-    /// Repairs from this node (`local`), reaching peers through `clients` and writing through
-    /// `coordinator`.
+    /// Repairs from this node (`local`), reaching peers through `clients`, writing through
+    /// `coordinator`, and recording complete repairs in `history`.
     pub fn new(
         coordinator: Coordinator,
         local: LocalReplica,
         clients: Arc<PeerClients>,
         view: watch::Receiver<Arc<ClusterView>>,
+        history: Arc<RepairHistory>,
     ) -> Self {
         Self {
             coordinator,
             local,
             clients,
             view,
+            history,
             running: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// The token ranges this node replicates now.
+    pub fn current_ranges(&self) -> Vec<TokenSpan> {
+        let view = self.view.borrow().clone();
+        view.ring
+            .ranges_replicated_by(self.local.host(), self.coordinator.replication_factor())
+            .into_iter()
+            .map(|(range, _)| range.span())
+            .collect()
+    }
+
+    /// The history of this node's complete repairs.
+    pub fn history(&self) -> &Arc<RepairHistory> {
+        &self.history
     }
 
     /// Repairs every range this node replicates (see the module doc). Fails at once when a
@@ -145,20 +170,34 @@ impl RangeRepair {
         }
         let started = Instant::now();
         let view = self.view.borrow().clone();
-        let host = self.local.host();
-        let rf = view
+        let replicated = view
             .ring
-            .effective_replication_factor(self.coordinator.replication_factor());
-        let ranges: Vec<Replicated> = view
-            .ring
-            .ranges()
+            .ranges_replicated_by(self.local.host(), self.coordinator.replication_factor());
+        let current: Vec<TokenSpan> = replicated.iter().map(|(r, _)| r.span()).collect();
+        if let Some(asked) = &options.ranges
+            && let Some(unknown) = asked.iter().find(|span| !current.contains(span))
+        {
+            return Err(ClusterError::InvalidRange(format!(
+                "ranges: ({}, {}] is not a token range this node replicates (allidb cluster \
+                 ring lists the ranges by their end token; a range starts after the previous end)",
+                unknown.start, unknown.end
+            )));
+        }
+        let ranges: Vec<Replicated> = replicated
             .into_iter()
-            .map(|range| Replicated {
-                range,
-                replicas: view.ring.replicas(range.end, rf).hosts().to_vec(),
+            .filter(|(range, _)| {
+                options
+                    .ranges
+                    .as_ref()
+                    .is_none_or(|asked| asked.contains(&range.span()))
             })
-            .filter(|r| r.replicas.contains(&host))
+            .map(|(range, replicas)| Replicated {
+                range,
+                replicas: replicas.hosts().to_vec(),
+            })
             .collect();
+        let compared: Vec<TokenSpan> = ranges.iter().map(|r| r.range.span()).collect();
+        let mut skipped: BTreeSet<TokenSpan> = BTreeSet::new();
         let mut report = RepairReport {
             ranges: ranges.len() as u64,
             ..RepairReport::default()
@@ -185,6 +224,7 @@ impl RangeRepair {
                         .iter()
                         .map(|r| format!("token range ({}, {}]: {reason}", r.start, r.end)),
                 );
+                skipped.extend(ranges.iter().map(TokenRange::span));
                 continue;
             }
             if let Err(error) = self
@@ -196,10 +236,22 @@ impl RangeRepair {
                         .iter()
                         .map(|r| format!("token range ({}, {}]: {error}", r.start, r.end)),
                 );
+                skipped.extend(ranges.iter().map(TokenRange::span));
             }
         }
         report.duration = started.elapsed();
         record(&report, options.preview);
+        if !options.preview && options.tenant.is_none() && report.failures.is_empty() {
+            let repaired: Vec<TokenSpan> = compared
+                .into_iter()
+                .filter(|span| !skipped.contains(span))
+                .collect();
+            let history = self.history.clone();
+            let now = unix_secs();
+            tokio::task::spawn_blocking(move || history.record(&repaired, &current, now))
+                .await
+                .map_err(|e| ClusterError::Protocol(format!("repair history task: {e}")))??;
+        }
         tracing::info!(
             ranges = report.ranges,
             ranges_differing = report.ranges_differing,
@@ -493,9 +545,13 @@ fn record(report: &RepairReport, preview: bool) {
     metrics::counter!("allidb_repair_cells_streamed_total").increment(report.cells_streamed);
     metrics::counter!("allidb_repair_bytes_streamed_total").increment(report.bytes_streamed);
     if report.complete() {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        metrics::gauge!("allidb_repair_last_success_timestamp_seconds").set(now);
+        metrics::gauge!("allidb_repair_last_success_timestamp_seconds").set(unix_secs() as f64);
     }
+}
+
+/// Seconds since the Unix epoch (0 if the clock reads earlier).
+pub fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -156,13 +156,8 @@ impl ReplicaRebuild {
 /// The ranges `host` replicates, grouped by their other replicas (each group streams from one
 /// of them); ranges with no other replica are left out (nothing to rebuild them from).
 fn plan(view: &ClusterView, host: HostId, replication_factor: usize) -> Vec<StreamGroup> {
-    let rf = view.ring.effective_replication_factor(replication_factor);
     let mut groups: BTreeMap<Vec<HostId>, Vec<TokenSpan>> = BTreeMap::new();
-    for range in view.ring.ranges() {
-        let replicas = view.ring.replicas(range.end, rf);
-        if !replicas.contains(host) {
-            continue;
-        }
+    for (range, replicas) in view.ring.ranges_replicated_by(host, replication_factor) {
         let mut others: Vec<HostId> = replicas
             .hosts()
             .iter()

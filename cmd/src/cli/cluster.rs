@@ -54,6 +54,11 @@ pub enum ClusterView {
         /// Compare only: report what differs, write nothing.
         #[arg(long)]
         preview: bool,
+        /// Only this token range, `START:END` (start exclusive, end inclusive, as `allidb
+        /// cluster ring` lists them: a range ends at a ring token and starts after the previous
+        /// one); repeatable.
+        #[arg(long = "range", value_name = "START:END", value_parser = parse_range)]
+        ranges: Vec<pb::TokenRange>,
     },
     /// Streams every token range the node at `--addr` replicates from its other replicas
     /// (a replica restored from an old checkpoint); an interrupted rebuild resumes.
@@ -77,8 +82,12 @@ pub async fn run(context: &mut Context, args: ClusterArgs) -> CliResult<Outcome>
         ClusterView::Backup(backup) => {
             return super::backup::cluster_backup(context, &args.admin, backup).await;
         }
-        ClusterView::Repair { tenant, preview } => {
-            return repair(context, tenant, preview).await;
+        ClusterView::Repair {
+            tenant,
+            preview,
+            ranges,
+        } => {
+            return repair(context, tenant, preview, ranges).await;
         }
         ClusterView::Rebuild { tenant } => {
             return rebuild(context, tenant).await;
@@ -105,18 +114,36 @@ async fn repair(
     context: &mut Context,
     tenant: Option<String>,
     preview: bool,
+    ranges: Vec<pb::TokenRange>,
 ) -> CliResult<Outcome> {
     let mut client = connect(&context.connect).await?;
     let reply = client
         .repair(pb::RepairRequest {
             tenant_id: tenant.unwrap_or_default(),
             preview,
+            ranges,
         })
         .await
         .map_err(|status| CliError::rpc("Repair", status))?
         .into_inner();
     context.printer.reply(&reply, |r| repair_text(r, preview))?;
     Ok(Outcome::from_complete(reply.complete))
+}
+
+/// A `--range START:END` argument.
+fn parse_range(text: &str) -> Result<pb::TokenRange, String> {
+    let (start, end) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} is not START:END"))?;
+    let token = |t: &str| {
+        t.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{t:?} in {text:?} is not a token (0 to 2^64-1)"))
+    };
+    Ok(pb::TokenRange {
+        start: token(start)?,
+        end: token(end)?,
+    })
 }
 
 /// The human form of a repair's reply.
@@ -268,6 +295,18 @@ fn status_text(reply: &Value) -> String {
             node["owns"].as_f64().unwrap_or(0.0) * 100.0,
             node["hints_pending_bytes"].to_string(),
             str_of(node, "host_id"),
+        ));
+    }
+    let repair = &reply["repair"];
+    if let Some(ranges) = repair["ranges"].as_u64() {
+        let last = match repair["last_repair_unix_secs"].as_u64() {
+            Some(secs) => format!("last complete repair at {secs} (Unix seconds)"),
+            None => "never repaired".to_owned(),
+        };
+        text.push_str(&format!(
+            "repair: {} of {ranges} ranges this node replicates not repaired within gc_grace \
+             ({} s); oldest {} s ago; {last}\n",
+            repair["overdue_ranges"], repair["gc_grace_secs"], repair["oldest_repair_age_secs"],
         ));
     }
     text

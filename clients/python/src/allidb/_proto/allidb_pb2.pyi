@@ -841,12 +841,22 @@ class DropTenantResponse(_message.Message):
     def __init__(self, dropped_at_micros: _Optional[int] = ..., entities: _Optional[int] = ..., vectors: _Optional[int] = ...) -> None: ...
 
 class RepairRequest(_message.Message):
-    __slots__ = ("tenant_id", "preview")
+    __slots__ = ("tenant_id", "preview", "ranges")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     preview: bool
-    def __init__(self, tenant_id: _Optional[str] = ..., preview: _Optional[bool] = ...) -> None: ...
+    ranges: _containers.RepeatedCompositeFieldContainer[TokenRange]
+    def __init__(self, tenant_id: _Optional[str] = ..., preview: _Optional[bool] = ..., ranges: _Optional[_Iterable[_Union[TokenRange, _Mapping]]] = ...) -> None: ...
+
+class TokenRange(_message.Message):
+    __slots__ = ("start", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
 
 class RebuildRequest(_message.Message):
     __slots__ = ("tenant_id",)
