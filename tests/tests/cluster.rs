@@ -575,6 +575,26 @@ async fn a_node_whose_engine_refuses_writes_gets_hints_not_writes() {
     );
     // It still serves reads.
     assert!(found(&nodes[0], "kept-for-n2", All).await.unwrap());
+    // Coordinated by n2, its own refused write is hinted too (delivered once its engine
+    // accepts writes again), not lost until a repair.
+    assert_eq!(hints_for(&nodes[2], "n2"), 0);
+    put(&nodes[2], "through-n2", Quorum)
+        .await
+        .expect("QUORUM from n0 and n1");
+    wait_until("n2 keeps a hint for itself", Duration::from_secs(5), || {
+        hints_for(&nodes[2], "n2") > 0
+    });
+}
+
+/// The bytes of hints `daemon` keeps for node `name`.
+fn hints_for(daemon: &Daemon, name: &str) -> u64 {
+    status(daemon)["nodes"]
+        .as_array()
+        .expect("nodes is an array")
+        .iter()
+        .find(|n| n["name"] == name)
+        .and_then(|n| n["hints_pending_bytes"].as_u64())
+        .expect("the node is listed with its hints")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,8 @@
 //! to, one request per replica host, all in parallel; the call returns as soon as every
 //! partition has the level's number of acknowledgements, or fails `Unavailable` when that can
 //! no longer happen. Replicas that are down, fail or time out get a hint instead (in the
-//! background for the ones still running when the level is reached).
+//! background for the ones still running when the level is reached), this node's own replica
+//! included.
 //!
 //! A tenant drop goes the same way to every node of the ring, and is acknowledged when the
 //! replicas of every token range have the level's number of acknowledgements.
@@ -217,9 +218,9 @@ impl Coordinator {
         metrics::counter!("allidb_cluster_replica_writes_total", "peer" => peer.clone(), "outcome" => result).increment(1);
         metrics::histogram!("allidb_cluster_replica_write_seconds", "peer" => peer.clone())
             .record(started.elapsed().as_secs_f64());
-        if let Err(why) = &outcome
-            && host != self.inner.host
-        {
+        // This node's own replica too: a local write refused (a full disk, an I/O failure) is
+        // delivered by the dispatcher once the engine accepts writes again.
+        if let Err(why) = &outcome {
             self.hint(view, host, mutation, why).await;
         }
         outcome
