@@ -12,6 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use allidb_index::UnifiedStore;
 use allidb_index::store::{HopNode, HopRequest, SeedCandidate};
@@ -317,14 +318,17 @@ pub struct StoredPartition {
 pub struct ReplicaService {
     local: Arc<OnceLock<LocalReplica>>,
     credentials: Arc<ClusterCredentials>,
+    max_clock_skew: Duration,
 }
 
 impl ReplicaService {
-    /// A service checking `credentials`, with no store yet.
-    pub fn new(credentials: Arc<ClusterCredentials>) -> Self {
+    /// A service checking `credentials` and refusing cells more than `max_clock_skew` ahead
+    /// of this node's wall clock (`cluster.max_clock_skew_ms`), with no store yet.
+    pub fn new(credentials: Arc<ClusterCredentials>, max_clock_skew: Duration) -> Self {
         Self {
             local: Arc::new(OnceLock::new()),
             credentials,
+            max_clock_skew,
         }
     }
 
@@ -366,6 +370,49 @@ fn check_header(header: Option<&proto::RequestHeader>, local: HostId) -> Result<
     Ok(())
 }
 
+/// Refuses a mutation whose newest timestamp is more than `max_skew` ahead of this node's wall
+/// clock: applying it would move this node's hybrid logical clock (and every later write's
+/// timestamp) that far ahead for good. Records the skew seen from `sender` either way.
+fn check_skew(
+    versions: &[CellVersion],
+    drops: &[DroppedTenant],
+    max_skew: Duration,
+    sender: &str,
+) -> Result<(), Status> {
+    let newest = versions
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ts, _))| (*ts, format!("cells[{i}].timestamp_micros")))
+        .chain(
+            drops
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.ts, format!("tenant_drops[{i}].timestamp_micros"))),
+        )
+        .max_by_key(|(ts, _)| *ts);
+    let Some((ts, field)) = newest else {
+        return Ok(());
+    };
+    let ahead_ms = ts.saturating_sub(allidb_storage::hlc::wall_micros()) / 1000;
+    metrics::gauge!("allidb_cluster_clock_skew_ms", "sender" => sender.to_owned())
+        .set(ahead_ms as f64);
+    if ahead_ms <= max_skew.as_millis() as u64 {
+        return Ok(());
+    }
+    metrics::counter!("allidb_cluster_clock_skew_refused_total", "sender" => sender.to_owned())
+        .increment(1);
+    tracing::warn!(
+        sender,
+        ahead_ms,
+        "refused a replica write timestamped ahead of this node's clock"
+    );
+    Err(Status::failed_precondition(format!(
+        "{field}: {ts} is {ahead_ms} ms ahead of this node's clock, more than \
+         cluster.max_clock_skew_ms ({}): the sender's clock is off (check NTP on both nodes)",
+        max_skew.as_millis()
+    )))
+}
+
 fn status(error: ClusterError) -> Status {
     match error {
         ClusterError::Store(allidb_index::Error::Storage(
@@ -402,6 +449,8 @@ impl Replica for ReplicaService {
             allidb_storage::key::validate_tenant(&drop.tenant)
                 .map_err(|e| Status::invalid_argument(format!("tenant_drops[{i}].tenant: {e}")))?;
         }
+        let sender = request.header.as_ref().map_or("", |h| h.sender.as_str());
+        check_skew(&versions, &drops, self.max_clock_skew, sender)?;
         let mutation = ReplicaMutation {
             drops,
             cells: versions,

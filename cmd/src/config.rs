@@ -384,6 +384,8 @@ pub struct ClusterConfig {
     pub stream_chunk_bytes: u64,
     /// Repair every range this node replicates at least this often (0 = no scheduled repair).
     pub repair_interval_secs: u64,
+    /// Replica writes timestamped further ahead of this node's wall clock are refused.
+    pub max_clock_skew_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -410,6 +412,7 @@ impl Default for ClusterConfig {
             stream_bytes_per_sec: 64 << 20,
             stream_chunk_bytes: MAX_CHUNK_BYTES as u64,
             repair_interval_secs: 0,
+            max_clock_skew_ms: 10_000,
         }
     }
 }
@@ -482,6 +485,11 @@ impl ClusterConfig {
             "cluster.max_hint_bytes_per_node",
             self.max_hint_bytes_per_node,
             (1 << 20)..=(1 << 40),
+        )?;
+        check_range(
+            "cluster.max_clock_skew_ms",
+            self.max_clock_skew_ms,
+            100..=3_600_000,
         )?;
         check_range(
             "cluster.stream_chunk_bytes",

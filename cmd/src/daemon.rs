@@ -280,10 +280,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // The node-to-node service shares the gRPC port (docs/cluster.md "Internal protocol").
     let replica_service = config.cluster.enabled.then(|| {
-        ReplicaService::new(Arc::new(ClusterCredentials::new(
-            &config.cluster.name,
-            &config.cluster.secret,
-        )))
+        ReplicaService::new(
+            Arc::new(ClusterCredentials::new(
+                &config.cluster.name,
+                &config.cluster.secret,
+            )),
+            Duration::from_millis(config.cluster.max_clock_skew_ms),
+        )
     });
     let router = tonic::transport::Server::builder()
         .add_service(health_service)

@@ -263,7 +263,39 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
         .read_partitions(internal_read(&n0, "before", Some(e2e_token())))
         .await
         .expect("a member's call");
-    assert!(!cells.into_inner().partitions[0].cells.is_empty());
+    let stored = cells.into_inner().partitions[0].cells.clone();
+    assert!(!stored.is_empty());
+
+    // A replica write timestamped past cluster.max_clock_skew_ms (10 s by default) ahead of the
+    // node's clock is refused, naming the field; one within it is applied.
+    let mutate = |ahead: Duration| {
+        let mut cell = stored[0].clone();
+        cell.timestamp_micros = allidb_storage::hlc::wall_micros() + ahead.as_micros() as u64;
+        let mut call = tonic::Request::new(internal::MutateRequest {
+            header: internal_read(&n0, "before", None).into_inner().header,
+            cells: vec![cell],
+            ..Default::default()
+        });
+        call.metadata_mut()
+            .insert(TOKEN_HEADER, e2e_token().parse().expect("a token is ASCII"));
+        call
+    };
+    let skewed = internal
+        .mutate(mutate(Duration::from_secs(3600)))
+        .await
+        .unwrap_err();
+    assert_eq!(skewed.code(), Code::FailedPrecondition, "{skewed:?}");
+    assert!(
+        skewed.message().starts_with("cells[0].timestamp_micros:")
+            && skewed.message().contains("cluster.max_clock_skew_ms"),
+        "{}",
+        skewed.message()
+    );
+    assert!(nodes[0].metric("allidb_cluster_clock_skew_refused_total", &[]) >= 1.0);
+    internal
+        .mutate(mutate(Duration::from_secs(1)))
+        .await
+        .expect("a skew within the bound is applied");
 
     // Several partitions in one call: each answered in request order, an invalid id failing
     // only its own; more than the limit refused, naming the field.
