@@ -11,7 +11,9 @@
 //!
 //! Invariants: every queued read gets exactly one answer (its cells, or why not), within the
 //! caller's timeout; a replica that answers a prefix of a call (its reply size budget) is
-//! asked again for the rest.
+//! asked again for the rest. At most [`MAX_WAITING`] reads wait for one peer: past that a read
+//! fails at once (the peer is too slow to count on), so a stalled peer cannot grow the queue
+//! without bound. A read whose caller gave up (its timeout passed) is dropped, never sent.
 //!
 //! Must never: answer a read with another partition's cells (answers are matched by position
 //! and a reply longer than its request is refused), or send a call without a timeout.
@@ -33,6 +35,9 @@ use crate::ring::HostId;
 /// Most `ReadPartitions` calls outstanding to one peer.
 pub(super) const CALLS_IN_FLIGHT: usize = 16;
 
+/// Most reads waiting to be sent to one peer (as many as its calls in flight carry).
+pub(super) const MAX_WAITING: usize = CALLS_IN_FLIGHT * MAX_PARTITIONS_PER_READ;
+
 /// What a read is answered with.
 type Answer = Result<proto::PartitionCells, ClusterError>;
 
@@ -48,7 +53,7 @@ struct QueuedRead {
 #[derive(Clone, Debug)]
 pub(super) struct ReadQueue {
     addr: SocketAddr,
-    reads: mpsc::UnboundedSender<QueuedRead>,
+    reads: mpsc::Sender<QueuedRead>,
 }
 
 /// Where a queue's calls go.
@@ -67,7 +72,7 @@ impl ReadQueue {
         recipient: HostId,
         addr: SocketAddr,
     ) -> Self {
-        let (reads, queued) = mpsc::unbounded_channel();
+        let (reads, queued) = mpsc::channel(MAX_WAITING);
         let peer = Arc::new(Peer {
             stamp,
             channel,
@@ -96,7 +101,16 @@ impl ReadQueue {
             addr: self.addr,
             reason: "the read queue of this peer stopped".to_owned(),
         };
-        self.reads.send(read).map_err(|_| gone())?;
+        self.reads.try_send(read).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => ClusterError::Peer {
+                addr: self.addr,
+                reason: format!(
+                    "{} reads already wait for this peer; it is not keeping up",
+                    self.reads.max_capacity()
+                ),
+            },
+            mpsc::error::TrySendError::Closed(_) => gone(),
+        })?;
         match tokio::time::timeout(timeout, answered).await {
             Ok(answer) => answer.unwrap_or_else(|_| Err(gone())),
             Err(_) => Err(ClusterError::Peer {
@@ -108,7 +122,7 @@ impl ReadQueue {
 }
 
 /// The queue's task: groups waiting reads into calls (see the module doc).
-async fn send_queued(peer: Arc<Peer>, mut queued: mpsc::UnboundedReceiver<QueuedRead>) {
+async fn send_queued(peer: Arc<Peer>, mut queued: mpsc::Receiver<QueuedRead>) {
     let in_flight = Arc::new(Semaphore::new(CALLS_IN_FLIGHT));
     loop {
         let permit = in_flight
@@ -127,12 +141,30 @@ async fn send_queued(peer: Arc<Peer>, mut queued: mpsc::UnboundedReceiver<Queued
                 Err(_) => break,
             }
         }
+        let reads = still_wanted(reads);
+        if reads.is_empty() {
+            continue;
+        }
         let peer = peer.clone();
         tokio::spawn(async move {
             peer.send(reads).await;
             drop(permit);
         });
     }
+}
+
+/// The reads whose callers still wait for an answer.
+fn still_wanted(reads: Vec<QueuedRead>) -> Vec<QueuedRead> {
+    let before = reads.len();
+    let wanted: Vec<QueuedRead> = reads
+        .into_iter()
+        .filter(|read| !read.answer.is_closed())
+        .collect();
+    let abandoned = before - wanted.len();
+    if abandoned > 0 {
+        metrics::counter!("allidb_cluster_reads_abandoned_total").increment(abandoned as u64);
+    }
+    wanted
 }
 
 impl Peer {
@@ -191,7 +223,65 @@ impl Peer {
                 };
                 let _ = read.answer.send(answer);
             }
-            reads = rest;
+            reads = still_wanted(rest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(timeout: Duration) -> (QueuedRead, oneshot::Receiver<Answer>) {
+        let (answer, answered) = oneshot::channel();
+        let read = QueuedRead {
+            partition: proto::PartitionRead::default(),
+            ring_version: 0,
+            timeout,
+            answer,
+        };
+        (read, answered)
+    }
+
+    #[test]
+    fn reads_whose_callers_gave_up_are_not_sent() {
+        let (kept, _waiting) = queued(Duration::from_secs(1));
+        let (dropped, gave_up) = queued(Duration::from_secs(1));
+        drop(gave_up);
+        let wanted = still_wanted(vec![kept, dropped]);
+        assert_eq!(wanted.len(), 1);
+        assert!(!wanted[0].answer.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_a_read_at_once() {
+        // A queue whose task is not running: nothing is taken from it.
+        let (reads, _queued) = mpsc::channel(2);
+        let queue = ReadQueue {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            reads,
+        };
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                let queue = queue.clone();
+                tokio::spawn(async move {
+                    queue
+                        .read(proto::PartitionRead::default(), 0, Duration::from_secs(30))
+                        .await
+                })
+            })
+            .collect();
+        while queue.reads.capacity() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let refused = queue
+            .read(proto::PartitionRead::default(), 0, Duration::from_secs(30))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("2 reads already wait"), "{refused}");
+        for read in waiting {
+            read.abort();
         }
     }
 }
