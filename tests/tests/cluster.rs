@@ -618,6 +618,46 @@ async fn a_node_whose_engine_refuses_writes_gets_hints_not_writes() {
     });
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_hint_segment_is_set_aside_and_later_hints_are_still_delivered() {
+    use pb::ConsistencyLevel::ConsistencyQuorum as Quorum;
+    let mut nodes = ring_of_three("");
+    let n2 = host_id_of(&nodes[0], "n2");
+    nodes[2].kill();
+    let one_down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];
+    wait_for_states(&nodes[0], &one_down, Duration::from_secs(10));
+    // Two hints in n0's first segment for n2, one in a second (a restart seals the first).
+    for id in ["h1", "h2"] {
+        put(&nodes[0], id, Quorum).await.expect("QUORUM, n2 down");
+    }
+    nodes[0].restart();
+    wait_for_states(&nodes[0], &one_down, Duration::from_secs(30));
+    put(&nodes[0], "h3", Quorum).await.expect("QUORUM, n2 down");
+    let first = nodes[0]
+        .data_dir
+        .join("cluster/hints")
+        .join(&n2)
+        .join("000001.hints");
+    let mut bytes = std::fs::read(&first).expect("the first segment");
+    let middle = bytes.len() / 4;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&first, bytes).unwrap();
+    nodes[2].restart();
+    wait_until(
+        "n0 delivers what it can to n2",
+        Duration::from_secs(30),
+        || hints_for(&nodes[0], "n2") == 0,
+    );
+    assert_eq!(
+        nodes[0].metric("allidb_cluster_hint_segments_damaged_total", &[]),
+        1.0
+    );
+    assert!(nodes[0].metric("allidb_cluster_hints_delivered_total", &[]) >= 1.0);
+    let mut kept = first.into_os_string();
+    kept.push(".damaged");
+    assert!(std::path::Path::new(&kept).exists(), "kept for an operator");
+}
+
 /// The bytes of hints `daemon` keeps for node `name`.
 fn hints_for(daemon: &Daemon, name: &str) -> u64 {
     status(daemon)["nodes"]

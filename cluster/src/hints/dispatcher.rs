@@ -2,17 +2,25 @@
 //! `Mutate` call (up to [`HINT_CALL_BYTES`]), throttled, deleting a segment only after the
 //! target acknowledged every hint in it (expired hints are dropped and counted instead).
 //!
+//! Each target is delivered to by its own task (one at a time per target), so a slow or
+//! hanging target never holds up the others; the byte cap is shared by the targets being
+//! delivered to. A segment damaged in the middle is set aside for an operator (counted) and
+//! the segments after it are still delivered.
+//!
 //! Must never: deliver to a host gossip considers down (it would only time out), or stop for
 //! good on an error: a failed delivery is retried next round from the segment's start (hints
 //! are idempotent: cells carry their timestamps).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::{Hint, HintLog, unix_ms};
+use crate::ClusterError;
 use crate::cells::{self, ReplicaMutation};
 use crate::membership::{ClusterView, NodeStatus};
 use crate::peer_client::PeerClients;
@@ -51,11 +59,38 @@ impl HintDispatcher {
         let task = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(options.interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // One delivery task per target at a time, so a slow or hanging target never holds
+            // up the others; dropped (and so aborted) with this task.
+            let mut deliveries: JoinSet<HostId> = JoinSet::new();
+            let mut delivering: BTreeSet<HostId> = BTreeSet::new();
+            let running = Arc::new(AtomicUsize::new(0));
             loop {
                 ticker.tick().await;
+                while let Some(done) = deliveries.try_join_next() {
+                    if let Ok(host) = done {
+                        delivering.remove(&host);
+                    }
+                }
+                if deliveries.is_empty() {
+                    delivering.clear();
+                }
                 let view = view.borrow().clone();
                 for host in hints.pending().into_keys() {
-                    deliver(&hints, &clients, &view, host, options).await;
+                    if !delivering.insert(host) {
+                        continue;
+                    }
+                    let (hints, clients, view, running) = (
+                        hints.clone(),
+                        clients.clone(),
+                        view.clone(),
+                        running.clone(),
+                    );
+                    deliveries.spawn(async move {
+                        running.fetch_add(1, Ordering::Relaxed);
+                        deliver(&hints, &clients, &view, host, options, &running).await;
+                        running.fetch_sub(1, Ordering::Relaxed);
+                        host
+                    });
                 }
             }
         });
@@ -83,6 +118,7 @@ async fn deliver(
     view: &ClusterView,
     host: HostId,
     options: DispatchOptions,
+    running: &AtomicUsize,
 ) {
     let Some(node) = view.nodes.get(&host) else {
         return;
@@ -98,8 +134,28 @@ async fn deliver(
     for segment in hints.seal(host) {
         let stored = match hints.read(host, segment) {
             Ok(stored) => stored,
+            Err(error @ ClusterError::CorruptHints { .. }) => {
+                // Set aside, so the segments after it are still delivered.
+                metrics::counter!("allidb_cluster_hint_segments_damaged_total", "peer" => peer.clone())
+                    .increment(1);
+                match hints.quarantine(host, segment) {
+                    Ok(kept) => tracing::error!(
+                        %error,
+                        %peer,
+                        kept = %kept.display(),
+                        "damaged hint segment set aside for an operator; that replica needs a repair"
+                    ),
+                    Err(quarantine) => tracing::error!(
+                        %error,
+                        %quarantine,
+                        %peer,
+                        "damaged hint segment could not be set aside"
+                    ),
+                }
+                continue;
+            }
             Err(error) => {
-                tracing::error!(%error, %peer, "hint segment unreadable; kept for an operator");
+                tracing::warn!(%error, %peer, "hint segment unreadable; retrying next round");
                 return;
             }
         };
@@ -131,8 +187,10 @@ async fn deliver(
             metrics::counter!("allidb_cluster_hints_delivered_total", "peer" => peer.clone())
                 .increment(call.len() as u64);
             if options.bytes_per_sec > 0 {
-                let pause = Duration::from_secs_f64(bytes as f64 / options.bytes_per_sec as f64);
-                tokio::time::sleep(pause).await;
+                // The cap is shared by the targets being delivered to.
+                let share =
+                    options.bytes_per_sec as f64 / running.load(Ordering::Relaxed).max(1) as f64;
+                tokio::time::sleep(Duration::from_secs_f64(bytes as f64 / share)).await;
             }
         }
         if let Err(error) = hints.remove(host, segment) {

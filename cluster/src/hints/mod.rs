@@ -42,6 +42,8 @@ pub const HINT_MAGIC: &[u8; MAGIC_LEN] = b"ALLIHINT";
 pub const HINT_RECORD_VERSION: u8 = 2;
 
 const SUFFIX: &str = ".hints";
+/// Appended to a damaged segment's name when it is set aside.
+pub const DAMAGED_SUFFIX: &str = ".damaged";
 
 /// One stored hint.
 #[derive(Debug)]
@@ -287,6 +289,27 @@ impl HintLog {
             }
             _ => Ok(hints),
         }
+    }
+
+    /// Sets a damaged sealed segment of `host` aside (renamed with [`DAMAGED_SUFFIX`], no longer
+    /// pending or delivered, kept for an operator); the path it is kept at.
+    pub fn quarantine(&self, host: HostId, number: u64) -> Result<PathBuf, ClusterError> {
+        let path = self.segment_path(host, number);
+        let mut kept = path.clone().into_os_string();
+        kept.push(DAMAGED_SUFFIX);
+        let kept = PathBuf::from(kept);
+        let mut targets = self.targets.lock();
+        if let Some(target) = targets.get_mut(&host) {
+            if target.writer.as_ref().is_some_and(|(n, _)| *n == number) {
+                target.writer = None;
+            }
+            target.segments.remove(&number);
+        }
+        std::fs::rename(&path, &kept).map_err(|source| ClusterError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(kept)
     }
 
     /// Deletes a sealed segment of `host` whose hints were all delivered or expired.
