@@ -22,7 +22,7 @@
 //!
 //! Never: block a query on a rebuild, return a stale or deleted entity, panic on caller input.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -135,7 +135,9 @@ struct State {
     /// CPU in a profile, 2.2% as a hash map). Rebuilds and dumps sort by id where order
     /// matters.
     slots: foldhash::HashMap<usize, Slot>,
-    by_entity: HashMap<Arc<str>, usize>,
+    /// Each live entity's id. foldhash (seeded per process: the keys are client-chosen), not
+    /// SipHash: every similarity lookup of a walked entity hashes its id here.
+    by_entity: foldhash::HashMap<Arc<str>, usize>,
     /// Live ids not yet in the engine (the freshness tail).
     pending: BTreeSet<usize>,
     engine: Arc<dyn AnnEngine>,
@@ -197,7 +199,7 @@ impl VectorIndex {
             state: RwLock::new(State {
                 dimension: options.dimension,
                 slots: foldhash::HashMap::default(),
-                by_entity: HashMap::new(),
+                by_entity: foldhash::HashMap::default(),
                 pending: BTreeSet::new(),
                 engine,
                 indexed_live: 0,
