@@ -16,6 +16,8 @@
 #   6. hnswlib in process, one thread, at ef 64 (bench/hnswlib_sweep.py).
 # Prints each figure and the medians' ratios. Needs python3 with hnswlib and numpy.
 # Extra daemon flags can be passed in ALLIDBD_FLAGS; CARGO_TARGET_DIR is honoured.
+# ALLIDB_BIN_DIR=DIR runs the `allidbd` and `allidb` found in DIR instead of building them
+# (an A/B of two builds); PASSES=single runs only pass 1 and hnswlib (6) per run.
 set -euo pipefail
 
 runs=${1:-3}
@@ -33,9 +35,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release --quiet -p allidb-cmd --bins --manifest-path "$repo/Cargo.toml"
-allidbd="$target/release/allidbd"
-allidb="$target/release/allidb"
+if [[ -n ${ALLIDB_BIN_DIR:-} ]]; then
+    allidbd="$ALLIDB_BIN_DIR/allidbd"
+    allidb="$ALLIDB_BIN_DIR/allidb"
+else
+    cargo build --release --quiet -p allidb-cmd --bins --manifest-path "$repo/Cargo.toml"
+    allidbd="$target/release/allidbd"
+    allidb="$target/release/allidb"
+fi
+passes=${PASSES:-all}
 
 # A free port block: P (gRPC), P+1 (HTTP), P+2 (admin).
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -80,6 +88,13 @@ for run in $(seq 1 "$runs"); do
     echo "run $run, concurrency 1: $(figures "$out")"
     echo "$out" | qps >>"$work/c1"
 
+    if [[ $passes == single ]]; then
+        hn=$(python3 "$repo/bench/hnswlib_sweep.py" "$data" | awk -F'|' '$2 + 0 == 64 {print $(NF - 1) + 0}')
+        echo "run $run, hnswlib ef 64, one thread: $hn QPS"
+        echo "$hn" >>"$work/hnswlib"
+        continue
+    fi
+
     taskset -a -pc 0 "$daemon_pid" >/dev/null
     out=$(TOKIO_WORKER_THREADS=1 taskset -c 1 "$allidb" --addr "$addr" bench query "${common[@]}" \
         --skip-ingest -n "$queries" --concurrency 4)
@@ -109,6 +124,12 @@ for run in $(seq 1 "$runs"); do
 done
 
 c1=$(median <"$work/c1")
+if [[ $passes == single ]]; then
+    hn=$(median <"$work/hnswlib")
+    echo "medians: concurrency 1 $c1 QPS, hnswlib $hn QPS"
+    awk -v a="$c1" -v h="$hn" 'BEGIN { printf "ratio to hnswlib: concurrency 1 %.2fx\n", a / h }'
+    exit 0
+fi
 pinned=$(median <"$work/pinned")
 all=$(median <"$work/all")
 qb=$(median <"$work/batch")

@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use allidb_api::admission::{AdmittedService, ChargeTo, HttpAdmission, RequestBudget, admit_http};
 use allidb_api::auth::{AuthError, Authenticator};
+use allidb_api::coalesce::CoalescedWrites;
 use allidb_api::http::HttpLimits;
 use allidb_api::observe::{self, ObservedService, RejectedCallMetrics};
 use allidb_api::pb::allidb_server::AlliDbServer;
@@ -56,6 +57,7 @@ use allidb_cluster::stream::rebuild::ReplicaRebuild;
 use allidb_cluster::stream::{RangeStream, StreamOptions};
 use allidb_index::UnifiedStore;
 use axum::serve::ListenerExt;
+use futures_util::TryStreamExt;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -308,14 +310,23 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let _ = stop_rx.await;
     };
     let server = match &tls {
-        None => tokio::spawn(router.serve_with_incoming_shutdown(
-            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            grpc_stopped,
-        )),
-        Some(tls) => tokio::spawn(router.serve_with_incoming_shutdown(
-            tls.grpc_listener(grpc_listener, grpc_addr).into_incoming(),
-            grpc_stopped,
-        )),
+        // Each connection's reply and trailers leave in one write (allidb_api::coalesce).
+        None => tokio::spawn(
+            router.serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc_listener)
+                    .with_nodelay(Some(true))
+                    .map_ok(CoalescedWrites::new),
+                grpc_stopped,
+            ),
+        ),
+        Some(tls) => tokio::spawn(
+            router.serve_with_incoming_shutdown(
+                tls.grpc_listener(grpc_listener, grpc_addr)
+                    .into_incoming()
+                    .map_ok(CoalescedWrites::new),
+                grpc_stopped,
+            ),
+        ),
     };
     tracing::info!(%grpc_addr, "gRPC listening");
     print_line(&format!("grpc listening on {grpc_addr}"));

@@ -1,25 +1,31 @@
 //! One node's edges in one direction (its out-edges, or its in-edges), held in two orders.
 //!
-//! Owns: the edges by `(relation, peer)` (a hash map: lookups, listings, dumps) and, per relation, the same edges heaviest first (ties by peer id): the order in which
-//! a walk follows them, so expanding a node with thousands of edges reads only the heaviest few
-//! instead of sorting all of them.
+//! Owns: the edges by `(relation, peer)` dense ids (a hash map of integers: lookups) and, per
+//! relation name, the same edges heaviest first (ties by peer id string): the order in which a
+//! walk follows them, so expanding a node with thousands of edges reads only the heaviest few
+//! instead of sorting all of them. Each peer is held as its dense id (what the walk's visited
+//! set and edge lookups use) beside its name (what the tie order and the replies use; the
+//! graph's own `Arc`, so no copy of the string).
 //!
 //! Invariants: both orders hold exactly the same edges with the same weights; a relation with
-//! no edge has no entry. Weights are finite (the graph index validates them).
-//! Costs: an insert or a removal is `O(log d)`, a lookup `O(1)`; memory is about twice a single
-//! map's.
+//! no edge has no entry. Weights are finite (the graph index validates them). Ids are the
+//! graph's (`super::ids`): a peer's id and name always name the same node.
+//! Costs: an insert or a removal is `O(log d)`, a lookup `O(1)` without hashing a string;
+//! memory is about twice a single map's.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// An edge's key: `(relation, peer)`.
-pub(super) type EdgeKey = (Arc<str>, Arc<str>);
+use super::ids::{NodeId, RelationId};
 
-/// A peer and the weight of the edge to it; ordered heaviest first, then by peer id.
+/// A peer and the weight of the edge to it; ordered heaviest first, then by peer name.
 #[derive(Clone, Debug)]
 pub(super) struct WeightedPeer {
     pub(super) weight: f32,
+    /// The peer's dense id.
+    pub(super) id: NodeId,
+    /// The peer's name (the graph's shared copy).
     pub(super) peer: Arc<str>,
 }
 
@@ -46,43 +52,69 @@ impl Ord for WeightedPeer {
     }
 }
 
+/// The edges of one relation of a node in one direction, heaviest first.
+#[derive(Debug)]
+pub(super) struct RelationEdges {
+    /// The relation's dense id.
+    pub(super) id: RelationId,
+    pub(super) heaviest: BTreeSet<WeightedPeer>,
+}
+
 /// The edges of one node in one direction; see the module documentation.
 #[derive(Debug, Default)]
 pub(super) struct NodeEdges {
-    by_key: HashMap<EdgeKey, f32>,
-    by_weight: BTreeMap<Arc<str>, BTreeSet<WeightedPeer>>,
+    by_key: foldhash::HashMap<(RelationId, NodeId), f32>,
+    by_weight: BTreeMap<Arc<str>, RelationEdges>,
 }
 
 impl NodeEdges {
     /// Adds the edge `(relation, peer)` or changes its weight.
-    pub(super) fn insert(&mut self, relation: Arc<str>, peer: Arc<str>, weight: f32) {
-        let key = (relation, peer);
-        let heaviest = self.by_weight.entry(key.0.clone()).or_default();
+    pub(super) fn insert(
+        &mut self,
+        relation: (RelationId, &Arc<str>),
+        peer: (NodeId, &Arc<str>),
+        weight: f32,
+    ) {
+        let edges = self
+            .by_weight
+            .entry(relation.1.clone())
+            .or_insert_with(|| RelationEdges {
+                id: relation.0,
+                heaviest: BTreeSet::new(),
+            });
+        let key = (relation.0, peer.0);
         if let Some(old) = self.by_key.get(&key) {
-            heaviest.remove(&WeightedPeer {
+            edges.heaviest.remove(&WeightedPeer {
                 weight: *old,
-                peer: key.1.clone(),
+                id: peer.0,
+                peer: peer.1.clone(),
             });
         }
-        heaviest.insert(WeightedPeer {
+        edges.heaviest.insert(WeightedPeer {
             weight,
-            peer: key.1.clone(),
+            id: peer.0,
+            peer: peer.1.clone(),
         });
         self.by_key.insert(key, weight);
     }
 
-    /// Removes the edge `key` (`(relation, peer)`); false when there was none.
-    pub(super) fn remove(&mut self, key: &EdgeKey) -> bool {
-        let Some(weight) = self.by_key.remove(key) else {
+    /// Removes the edge `(relation, peer)`; false when there was none.
+    pub(super) fn remove(
+        &mut self,
+        relation: (RelationId, &str),
+        peer: (NodeId, &Arc<str>),
+    ) -> bool {
+        let Some(weight) = self.by_key.remove(&(relation.0, peer.0)) else {
             return false;
         };
-        if let Some(heaviest) = self.by_weight.get_mut(&key.0) {
-            heaviest.remove(&WeightedPeer {
+        if let Some(edges) = self.by_weight.get_mut(relation.1) {
+            edges.heaviest.remove(&WeightedPeer {
                 weight,
-                peer: key.1.clone(),
+                id: peer.0,
+                peer: peer.1.clone(),
             });
-            if heaviest.is_empty() {
-                self.by_weight.remove(&key.0);
+            if edges.heaviest.is_empty() {
+                self.by_weight.remove(relation.1);
             }
         }
         true
@@ -96,28 +128,28 @@ impl NodeEdges {
         self.by_key.len()
     }
 
-    /// Every edge as `((relation, peer), weight)`, in no particular order.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&EdgeKey, &f32)> {
-        self.by_key.iter()
+    /// Every edge as `(relation name, relation id, peer)`, relations in name order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&Arc<str>, RelationId, &WeightedPeer)> {
+        self.by_weight.iter().flat_map(|(relation, edges)| {
+            edges
+                .heaviest
+                .iter()
+                .map(move |peer| (relation, edges.id, peer))
+        })
     }
 
-    /// The edge `(relation, peer)`: the stored key and its weight.
-    pub(super) fn get(&self, relation: &Arc<str>, peer: &Arc<str>) -> Option<(&EdgeKey, f32)> {
-        self.by_key
-            .get_key_value(&(relation.clone(), peer.clone()))
-            .map(|(key, weight)| (key, *weight))
+    /// The weight of the edge `(relation, peer)`.
+    pub(super) fn weight(&self, relation: RelationId, peer: NodeId) -> Option<f32> {
+        self.by_key.get(&(relation, peer)).copied()
     }
 
     /// The edges of `relation`, heaviest first, with the stored relation name.
-    pub(super) fn heaviest_of(
-        &self,
-        relation: &str,
-    ) -> Option<(&Arc<str>, &BTreeSet<WeightedPeer>)> {
+    pub(super) fn heaviest_of(&self, relation: &str) -> Option<(&Arc<str>, &RelationEdges)> {
         self.by_weight.get_key_value(relation)
     }
 
     /// Every relation's edges, heaviest first, relations in name order.
-    pub(super) fn heaviest(&self) -> impl Iterator<Item = (&Arc<str>, &BTreeSet<WeightedPeer>)> {
+    pub(super) fn heaviest(&self) -> impl Iterator<Item = (&Arc<str>, &RelationEdges)> {
         self.by_weight.iter()
     }
 }
@@ -126,58 +158,57 @@ impl NodeEdges {
 mod tests {
     use super::*;
 
-    fn arc(s: &str) -> Arc<str> {
-        Arc::from(s)
-    }
-
     fn heaviest(edges: &NodeEdges, relation: &str) -> Vec<(f32, String)> {
         edges
             .heaviest_of(relation)
-            .map(|(_, set)| set.iter().map(|p| (p.weight, p.peer.to_string())).collect())
+            .map(|(_, set)| {
+                set.heaviest
+                    .iter()
+                    .map(|p| (p.weight, p.peer.to_string()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     #[test]
     fn both_orders_follow_inserts_reweights_and_removals() {
+        let (r, s): (Arc<str>, Arc<str>) = (Arc::from("r"), Arc::from("s"));
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) =
+            (Arc::from("a"), Arc::from("b"), Arc::from("c"));
         let mut edges = NodeEdges::default();
-        edges.insert(arc("r"), arc("b"), 0.5);
-        edges.insert(arc("r"), arc("a"), 0.5);
-        edges.insert(arc("r"), arc("c"), 0.9);
-        edges.insert(arc("s"), arc("a"), 0.1);
+        edges.insert((0, &r), (1, &b), 0.5);
+        edges.insert((0, &r), (0, &a), 0.5);
+        edges.insert((0, &r), (2, &c), 0.9);
+        edges.insert((1, &s), (0, &a), 0.1);
         assert_eq!(
             heaviest(&edges, "r"),
             vec![(0.9, "c".into()), (0.5, "a".into()), (0.5, "b".into())]
         );
         // A re-weight moves the edge; it is not duplicated.
-        edges.insert(arc("r"), arc("b"), 1.5);
+        edges.insert((0, &r), (1, &b), 1.5);
         assert_eq!(
             heaviest(&edges, "r"),
             vec![(1.5, "b".into()), (0.9, "c".into()), (0.5, "a".into())]
         );
         assert_eq!(edges.len(), 4);
-        assert_eq!(edges.get(&arc("r"), &arc("b")).map(|(_, w)| w), Some(1.5));
-        assert!(edges.remove(&(arc("r"), arc("c"))));
-        assert!(!edges.remove(&(arc("r"), arc("c"))));
-        assert!(edges.remove(&(arc("s"), arc("a"))));
+        assert_eq!(edges.weight(0, 1), Some(1.5));
+        assert!(edges.remove((0, "r"), (2, &c)));
+        assert!(!edges.remove((0, "r"), (2, &c)));
+        assert!(edges.remove((1, "s"), (0, &a)));
         assert!(
             edges.heaviest_of("s").is_none(),
             "an emptied relation leaves no entry"
         );
-        let mut keys: Vec<(String, String)> = edges
+        let keys: Vec<(String, String)> = edges
             .iter()
-            .map(|((r, p), _)| (r.to_string(), p.to_string()))
+            .map(|(relation, _, peer)| (relation.to_string(), peer.peer.to_string()))
             .collect();
-        keys.sort();
         assert_eq!(
             keys,
-            vec![("r".into(), "a".into()), ("r".into(), "b".into())]
+            vec![("r".into(), "b".into()), ("r".into(), "a".into())]
         );
-        assert_eq!(
-            heaviest(&edges, "r"),
-            vec![(1.5, "b".into()), (0.5, "a".into())]
-        );
-        edges.remove(&(arc("r"), arc("a")));
-        edges.remove(&(arc("r"), arc("b")));
+        edges.remove((0, "r"), (0, &a));
+        edges.remove((0, "r"), (1, &b));
         assert!(edges.is_empty());
         assert_eq!(edges.heaviest().count(), 0);
     }

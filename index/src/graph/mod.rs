@@ -2,24 +2,29 @@
 //! (DESIGN.md §4).
 //!
 //! Owns: the in-memory edge set of one tenant, indexed by source (out) and by target (in); each
-//! node's edges by `(relation, peer)` and, per relation, heaviest first (`edges.rs`).
+//! node's edges by `(relation, peer)` and, per relation, heaviest first (`edges.rs`); the dense
+//! integer ids of its nodes and relations (`ids.rs`): the adjacency is a vector indexed by node
+//! id, and walks run on ids, so entity id strings are hashed only where they enter (writes, walk
+//! starts) and copied only where they leave (the walk's reached nodes and steps).
 //! Invariants: every edge `(from, relation, to)` appears exactly once in `out[from]` and once in
-//! `in[to]`, with the same weight; weights are finite. Expansion is deterministic: the same graph
-//! and options always give the same nodes, depths and paths.
+//! `in[to]`, with the same weight; weights are finite; `out` and `incoming` have one entry per
+//! node id. Expansion is deterministic: the same graph and options always give the same nodes,
+//! depths and paths (whatever ids the nodes got).
 //! Never: follow an edge of a deleted entity, exceed a traversal limit, panic on caller input.
 
 mod edges;
+mod ids;
 mod traverse;
 
 pub use traverse::{Direction, NodeSteps, PathStep, Reached, TraversalOptions, Truncation, Walk};
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
 use edges::NodeEdges;
+use ids::{Names, NodeId};
 
 /// One edge as written by a client: `from -[relation]-> to` with a weight.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,17 +37,22 @@ pub struct EdgeSpec {
     pub weight: f32,
 }
 
-#[derive(Debug, Default)]
-struct Adjacency {
-    out: HashMap<Arc<str>, NodeEdges>,
-    incoming: HashMap<Arc<str>, NodeEdges>,
-    applied_seq: u64,
-}
+/// One direction of the adjacency: each node id's edges (`None`: none in this direction).
+type Edges = Vec<Option<Box<NodeEdges>>>;
 
 /// One tenant's graph. All methods take `&self`; writers take a short exclusive lock.
 #[derive(Debug, Default)]
 pub struct GraphIndex {
     adjacency: RwLock<Adjacency>,
+}
+
+#[derive(Debug, Default)]
+struct Adjacency {
+    nodes: Names,
+    relations: Names,
+    out: Edges,
+    incoming: Edges,
+    applied_seq: u64,
 }
 
 fn validate(from: &str, edges: &[EdgeSpec]) -> Result<()> {
@@ -67,57 +77,103 @@ fn validate(from: &str, edges: &[EdgeSpec]) -> Result<()> {
 }
 
 impl Adjacency {
+    /// The id of node `name`, given one (with empty adjacency) if it has none.
+    fn node(&mut self, name: &str) -> NodeId {
+        let id = self.nodes.intern(name);
+        if self.out.len() < self.nodes.len() {
+            self.out.resize_with(self.nodes.len(), || None);
+            self.incoming.resize_with(self.nodes.len(), || None);
+        }
+        id
+    }
+
+    /// The edges of node `id` in one direction (`out` or `incoming`).
+    fn edges_of(edges: &Edges, id: NodeId) -> Option<&NodeEdges> {
+        edges.get(id as usize).and_then(|e| e.as_deref())
+    }
+
     fn insert(&mut self, from: &str, edge: &EdgeSpec) {
-        let from: Arc<str> = Arc::from(from);
-        let relation: Arc<str> = Arc::from(edge.relation.as_str());
-        let to: Arc<str> = Arc::from(edge.to.as_str());
-        self.out
-            .entry(from.clone())
-            .or_default()
-            .insert(relation.clone(), to.clone(), edge.weight);
-        self.incoming
-            .entry(to)
-            .or_default()
-            .insert(relation, from, edge.weight);
+        let from = self.node(from);
+        let to = self.node(&edge.to);
+        let relation = self.relations.intern(&edge.relation);
+        let relation_name = self.relations.name(relation);
+        let (from_name, to_name) = (self.nodes.name(from), self.nodes.name(to));
+        self.out[from as usize]
+            .get_or_insert_with(Box::default)
+            .insert((relation, relation_name), (to, to_name), edge.weight);
+        self.incoming[to as usize]
+            .get_or_insert_with(Box::default)
+            .insert((relation, relation_name), (from, from_name), edge.weight);
     }
 
     fn remove(&mut self, from: &str, relation: &str, to: &str) -> bool {
-        let key = (Arc::<str>::from(relation), Arc::<str>::from(to));
-        let removed = remove_from(&mut self.out, from, &key);
-        let mirror = (key.0, Arc::<str>::from(from));
-        remove_from(&mut self.incoming, to, &mirror);
+        let (Some(from), Some(relation_id), Some(to)) = (
+            self.nodes.get(from),
+            self.relations.get(relation),
+            self.nodes.get(to),
+        ) else {
+            return false;
+        };
+        let (from_name, to_name) = (self.nodes.name(from), self.nodes.name(to));
+        let removed = remove_from(&mut self.out, from, (relation_id, relation), (to, to_name));
+        remove_from(
+            &mut self.incoming,
+            to,
+            (relation_id, relation),
+            (from, from_name),
+        );
         removed
     }
 
     fn remove_all_out(&mut self, from: &str) {
-        if let Some(edges) = self.out.remove(from) {
-            for ((relation, to), _) in edges.iter() {
-                remove_from(&mut self.incoming, to, &(relation.clone(), Arc::from(from)));
+        let Some(from) = self.nodes.get(from) else {
+            return;
+        };
+        if let Some(edges) = self.out[from as usize].take() {
+            let from_name = self.nodes.name(from);
+            for (relation, relation_id, peer) in edges.iter() {
+                remove_from(
+                    &mut self.incoming,
+                    peer.id,
+                    (relation_id, relation),
+                    (from, from_name),
+                );
             }
         }
     }
 
     fn remove_all_in(&mut self, to: &str) {
-        if let Some(edges) = self.incoming.remove(to) {
-            for ((relation, from), _) in edges.iter() {
-                remove_from(&mut self.out, from, &(relation.clone(), Arc::from(to)));
+        let Some(to) = self.nodes.get(to) else {
+            return;
+        };
+        if let Some(edges) = self.incoming[to as usize].take() {
+            let to_name = self.nodes.name(to);
+            for (relation, relation_id, peer) in edges.iter() {
+                remove_from(
+                    &mut self.out,
+                    peer.id,
+                    (relation_id, relation),
+                    (to, to_name),
+                );
             }
         }
     }
 }
 
-/// Removes `key` from `map[node]`, dropping the node's map when it empties.
+/// Removes the edge `(relation, peer)` from `edges[node]`, dropping the node's edges when they
+/// empty.
 fn remove_from(
-    map: &mut HashMap<Arc<str>, NodeEdges>,
-    node: &str,
-    key: &(Arc<str>, Arc<str>),
+    edges: &mut Edges,
+    node: NodeId,
+    relation: (u32, &str),
+    peer: (NodeId, &Arc<str>),
 ) -> bool {
-    let Some(edges) = map.get_mut(node) else {
+    let Some(Some(node_edges)) = edges.get_mut(node as usize) else {
         return false;
     };
-    let removed = edges.remove(key);
-    if edges.is_empty() {
-        map.remove(node);
+    let removed = node_edges.remove(relation, peer);
+    if node_edges.is_empty() {
+        edges[node as usize] = None;
     }
     removed
 }
@@ -172,17 +228,25 @@ impl GraphIndex {
 
     /// Out-edges of `entity` as `(relation, to, weight)`, ordered by relation then target.
     pub fn out_edges(&self, entity: &str) -> Vec<(String, String, f32)> {
-        edges_of(&self.adjacency.read().out, entity)
+        let adjacency = self.adjacency.read();
+        listing(&adjacency, &adjacency.out, entity)
     }
 
     /// In-edges of `entity` as `(relation, from, weight)`, ordered by relation then source.
     pub fn in_edges(&self, entity: &str) -> Vec<(String, String, f32)> {
-        edges_of(&self.adjacency.read().incoming, entity)
+        let adjacency = self.adjacency.read();
+        listing(&adjacency, &adjacency.incoming, entity)
     }
 
     /// Total number of edges.
     pub fn edge_count(&self) -> usize {
-        self.adjacency.read().out.values().map(NodeEdges::len).sum()
+        self.adjacency
+            .read()
+            .out
+            .iter()
+            .flatten()
+            .map(|edges| edges.len())
+            .sum()
     }
 
     /// Every entity's out-edges, sorted by entity, then relation and target (what a dump
@@ -192,17 +256,20 @@ impl GraphIndex {
         let mut all: Vec<(String, Vec<EdgeSpec>)> = adjacency
             .out
             .iter()
+            .enumerate()
+            .filter_map(|(from, edges)| Some((from, edges.as_deref()?)))
             .map(|(from, edges)| {
                 let mut specs: Vec<EdgeSpec> = edges
                     .iter()
-                    .map(|((relation, to), weight)| EdgeSpec {
+                    .map(|(relation, _, peer)| EdgeSpec {
                         relation: relation.to_string(),
-                        to: to.to_string(),
-                        weight: *weight,
+                        to: peer.peer.to_string(),
+                        weight: peer.weight,
                     })
                     .collect();
                 specs.sort_by(|a, b| (&a.relation, &a.to).cmp(&(&b.relation, &b.to)));
-                (from.to_string(), specs)
+                let from = NodeId::try_from(from).expect("node ids fit in u32 (Names::intern)");
+                (adjacency.nodes.name(from).to_string(), specs)
             })
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
@@ -219,12 +286,7 @@ impl GraphIndex {
     pub fn walk(&self, starts: &[&str], options: &TraversalOptions) -> Result<Walk> {
         options.validate()?;
         let adjacency = self.adjacency.read();
-        Ok(traverse::walk(
-            &adjacency.out,
-            &adjacency.incoming,
-            starts,
-            options,
-        ))
+        Ok(traverse::walk(&adjacency, starts, options))
     }
 
     /// The eligible steps out of `node` under `options` (direction, relations, minimum
@@ -241,12 +303,7 @@ impl GraphIndex {
         options.validate()?;
         let adjacency = self.adjacency.read();
         Ok(traverse::node_steps(
-            &adjacency.out,
-            &adjacency.incoming,
-            node,
-            options,
-            limit,
-            walked,
+            &adjacency, node, options, limit, walked,
         ))
     }
 
@@ -273,18 +330,24 @@ impl GraphIndex {
     }
 }
 
-fn edges_of(map: &HashMap<Arc<str>, NodeEdges>, entity: &str) -> Vec<(String, String, f32)> {
-    let mut edges: Vec<(String, String, f32)> = map
+/// The edges of `entity` in one direction as `(relation, peer, weight)`, ordered by relation
+/// then peer.
+fn listing(adjacency: &Adjacency, edges: &Edges, entity: &str) -> Vec<(String, String, f32)> {
+    let mut listed: Vec<(String, String, f32)> = adjacency
+        .nodes
         .get(entity)
+        .and_then(|id| Adjacency::edges_of(edges, id))
         .map(|edges| {
             edges
                 .iter()
-                .map(|((relation, peer), weight)| (relation.to_string(), peer.to_string(), *weight))
+                .map(|(relation, _, peer)| {
+                    (relation.to_string(), peer.peer.to_string(), peer.weight)
+                })
                 .collect()
         })
         .unwrap_or_default();
-    edges.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    edges
+    listed.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    listed
 }
 
 #[cfg(test)]

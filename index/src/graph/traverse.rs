@@ -16,14 +16,22 @@
 //! edges are found by looking each walked node up in the node's edges (`O(walk log d)`)
 //! instead of reading the rest. So a hub with tens of thousands of edges costs
 //! `O((fan_out + walk) log d)` and adds at most `2 * fan_out` edges.
+//!
+//! Everything inside a walk is on the graph's dense ids: the expanded node's edges are a
+//! vector index away, the visited set is an array of generation stamps, recorded edges are
+//! triples of integers, and lookups of a walked node in a hub's edges hash two integers. Both
+//! sets live in a per-thread [`Scratch`] reused by every walk on that thread (no allocation
+//! once warm). Strings are touched only for the walk's starts (one lookup each), for tie
+//! order between equal weights, and to build what the walk returns.
 
+use std::cell::RefCell;
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap, btree_set};
+use std::collections::btree_set;
 use std::sync::Arc;
 
-use foldhash::HashSet;
-
-use super::edges::{NodeEdges, WeightedPeer};
+use super::Adjacency;
+use super::edges::{NodeEdges, RelationEdges, WeightedPeer};
+use super::ids::{Names, NodeId, RelationId};
 use crate::error::{Error, Result};
 
 /// Which edges to follow from a node.
@@ -163,9 +171,12 @@ pub struct Walk {
 struct Candidate<'a> {
     /// The expanded node (the adjacency's copy of its id).
     node: &'a Arc<str>,
+    node_id: NodeId,
     relation: &'a Arc<str>,
+    relation_id: RelationId,
     /// The neighbour.
     to: &'a Arc<str>,
+    to_id: NodeId,
     weight: f32,
     /// True when the stored edge is `to -> node`.
     reversed: bool,
@@ -183,12 +194,12 @@ impl<'a> Candidate<'a> {
             .then_with(|| self.reversed.cmp(&other.reversed))
     }
 
-    /// The stored edge as `(from, relation, to)`.
-    fn stored(&self) -> (&'a str, &'a str, &'a str) {
+    /// The stored edge as `(from, relation, to)` ids.
+    fn stored(&self) -> StoredEdge {
         if self.reversed {
-            (self.to, self.relation, self.node)
+            (self.to_id, self.relation_id, self.node_id)
         } else {
-            (self.node, self.relation, self.to)
+            (self.node_id, self.relation_id, self.to_id)
         }
     }
 
@@ -203,8 +214,50 @@ impl<'a> Candidate<'a> {
     }
 }
 
+/// A stored edge `(from, relation, to)` by ids.
+type StoredEdge = (NodeId, RelationId, NodeId);
+
 /// Why a walk stopped before its frontier emptied.
 struct Stopped;
+
+/// The sets of one walk, kept per thread and reused: `stamps[node] == generation` iff the node
+/// is visited by the current walk (a new walk bumps the generation instead of clearing), and
+/// the recorded edges (cleared, keeping their capacity).
+#[derive(Default)]
+struct Scratch {
+    stamps: Vec<u32>,
+    generation: u32,
+    recorded: foldhash::HashSet<StoredEdge>,
+}
+
+impl Scratch {
+    /// Starts a walk over a graph of `nodes` node ids: nothing visited, nothing recorded.
+    fn begin(&mut self, nodes: usize) {
+        if self.generation == u32::MAX {
+            self.stamps.fill(0);
+            self.generation = 0;
+        }
+        self.generation += 1;
+        if self.stamps.len() < nodes {
+            self.stamps.resize(nodes, 0);
+        }
+        self.recorded.clear();
+    }
+
+    fn visited(&self, node: NodeId) -> bool {
+        self.stamps[node as usize] == self.generation
+    }
+
+    fn visit(&mut self, node: NodeId) {
+        self.stamps[node as usize] = self.generation;
+    }
+}
+
+thread_local! {
+    /// This thread's walk sets (see [`Scratch`]); a walk never starts another walk, so the
+    /// borrow is never contended.
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
 
 /// Past the point where an expanded node followed `fan_out` new nodes, its remaining steps
 /// are looked for by walked node (a lookup per walked node and stream) instead of read one by
@@ -215,7 +268,9 @@ const LOOKUP_FACTOR: usize = 4;
 struct Stream<'a> {
     /// The expanded node (the adjacency's copy of its id).
     node: &'a Arc<str>,
+    node_id: NodeId,
     relation: &'a Arc<str>,
+    relation_id: RelationId,
     reversed: bool,
     /// All the node's edges in this direction (for lookups by peer).
     edges: &'a NodeEdges,
@@ -228,6 +283,8 @@ struct Stream<'a> {
 /// streams (one per followed relation and direction, so usually one or two), each heaviest
 /// first. Expanding a hub reads only as many of its edges as the walk uses.
 struct Steps<'a> {
+    /// The graph's node names (for steps found by lookup).
+    names: &'a Names,
     streams: Vec<Stream<'a>>,
     min_weight: f32,
     /// Edges of the streams, eligible or not, and how many of them were taken.
@@ -238,8 +295,9 @@ struct Steps<'a> {
 }
 
 impl<'a> Steps<'a> {
-    fn new(min_weight: f32) -> Self {
+    fn new(names: &'a Names, min_weight: f32) -> Self {
         Self {
+            names,
             streams: Vec::new(),
             min_weight,
             total: 0,
@@ -248,13 +306,12 @@ impl<'a> Steps<'a> {
         }
     }
 
-    /// Starts on the eligible steps out of `node` in the walk's direction; `relations` are the
-    /// followed relation names (sorted, distinct), `None` for all.
+    /// Starts on the eligible steps out of node `node_id` in the walk's direction; `relations`
+    /// are the followed relation names (sorted, distinct), `None` for all.
     fn start(
         &mut self,
-        out: &'a HashMap<Arc<str>, NodeEdges>,
-        incoming: &'a HashMap<Arc<str>, NodeEdges>,
-        node: &str,
+        adjacency: &'a Adjacency,
+        node_id: NodeId,
         direction: Direction,
         relations: Option<&[&str]>,
     ) {
@@ -262,22 +319,24 @@ impl<'a> Steps<'a> {
         self.total = 0;
         self.taken = 0;
         self.last = None;
+        let node = adjacency.nodes.name(node_id);
         for (map, reversed, wanted) in [
-            (out, false, direction != Direction::In),
-            (incoming, true, direction != Direction::Out),
+            (&adjacency.out, false, direction != Direction::In),
+            (&adjacency.incoming, true, direction != Direction::Out),
         ] {
-            // The direction is checked first: a lookup of the other map would be wasted.
-            let Some((node, edges)) = wanted.then(|| map.get_key_value(node)).flatten() else {
+            let Some(edges) = wanted.then(|| Adjacency::edges_of(map, node_id)).flatten() else {
                 continue;
             };
-            let mut add = |relation: &'a Arc<str>, set: &'a BTreeSet<WeightedPeer>| {
-                self.total += set.len();
+            let mut add = |relation: &'a Arc<str>, set: &'a RelationEdges| {
+                self.total += set.heaviest.len();
                 self.streams.push(Stream {
                     node,
+                    node_id,
                     relation,
+                    relation_id: set.id,
                     reversed,
                     edges,
-                    rest: set.iter(),
+                    rest: set.heaviest.iter(),
                     head: None,
                 });
             };
@@ -305,8 +364,11 @@ impl<'a> Steps<'a> {
             .filter(|edge| edge.weight >= min_weight)
             .map(|edge| Candidate {
                 node: stream.node,
+                node_id: stream.node_id,
                 relation: stream.relation,
+                relation_id: stream.relation_id,
                 to: &edge.peer,
+                to_id: edge.id,
                 weight: edge.weight,
                 reversed: stream.reversed,
             });
@@ -337,20 +399,22 @@ impl<'a> Steps<'a> {
         (self.total - self.taken) > lookups.saturating_mul(LOOKUP_FACTOR)
     }
 
-    /// The steps not taken yet whose neighbour is one of `walked`, unordered: each walked node
-    /// is looked up in each stream's edges.
-    fn remaining_to(&self, walked: &[Reached]) -> Vec<Candidate<'a>> {
+    /// The steps not taken yet whose neighbour is one of `walked` (node ids), in stream order
+    /// then `walked` order: each walked node is looked up in each stream's edges.
+    fn remaining_to(&self, walked: impl Iterator<Item = NodeId> + Clone) -> Vec<Candidate<'a>> {
         let mut found = Vec::new();
         for stream in &self.streams {
-            for reached in walked {
-                let Some((key, weight)) = stream.edges.get(stream.relation, &reached.entity_id)
-                else {
+            for peer in walked.clone() {
+                let Some(weight) = stream.edges.weight(stream.relation_id, peer) else {
                     continue;
                 };
                 let step = Candidate {
                     node: stream.node,
-                    relation: &key.0,
-                    to: &key.1,
+                    node_id: stream.node_id,
+                    relation: stream.relation,
+                    relation_id: stream.relation_id,
+                    to: self.names.name(peer),
+                    to_id: peer,
                     weight,
                     reversed: stream.reversed,
                 };
@@ -364,15 +428,17 @@ impl<'a> Steps<'a> {
     }
 }
 
-struct WalkState<'a> {
+struct WalkState<'a, 's> {
     options: &'a TraversalOptions,
-    visited: HashSet<&'a str>,
-    /// Recorded edges as stored `(from, relation, to)`.
-    recorded: HashSet<(&'a str, &'a str, &'a str)>,
+    /// The visited nodes and the recorded edges (as stored `(from, relation, to)`).
+    scratch: &'s mut Scratch,
     walk: Walk,
+    /// The id of each node of `walk.reached` (`None`: a start the graph does not know, which
+    /// has no edge).
+    reached_ids: Vec<Option<NodeId>>,
 }
 
-impl<'a> WalkState<'a> {
+impl<'a> WalkState<'a, '_> {
     fn edge_room(&mut self) -> Result<(), Stopped> {
         if self
             .options
@@ -389,11 +455,11 @@ impl<'a> WalkState<'a> {
     /// it was.
     fn cross(&mut self, step: &Candidate<'a>) -> Result<bool, Stopped> {
         let key = step.stored();
-        if self.recorded.contains(&key) {
+        if self.scratch.recorded.contains(&key) {
             return Ok(false);
         }
         self.edge_room()?;
-        self.recorded.insert(key);
+        self.scratch.recorded.insert(key);
         self.walk.edges.push(step.step());
         Ok(true)
     }
@@ -419,8 +485,8 @@ impl<'a> WalkState<'a> {
             let Some(step) = steps.next() else {
                 return Ok(());
             };
-            if self.visited.contains(&**step.to) {
-                if self.recorded.contains(&step.stored()) {
+            if self.scratch.visited(step.to_id) {
+                if self.scratch.recorded.contains(&step.stored()) {
                     continue;
                 }
                 if crossed >= fan_out {
@@ -441,8 +507,9 @@ impl<'a> WalkState<'a> {
             }
             self.edge_room()?;
             followed += 1;
-            self.recorded.insert(step.stored());
-            self.visited.insert(step.to);
+            self.scratch.recorded.insert(step.stored());
+            self.scratch.visit(step.to_id);
+            self.reached_ids.push(Some(step.to_id));
             let step = step.step();
             let entity_id = step.to.clone();
             let mut path = Vec::with_capacity(depth);
@@ -465,11 +532,11 @@ impl<'a> WalkState<'a> {
     /// after the last one recorded).
     fn cross_rest(&mut self, steps: &mut Steps<'a>, mut crossed: usize) -> Result<(), Stopped> {
         let fan_out = self.options.fan_out;
-        let mut back = steps.remaining_to(&self.walk.reached);
+        let mut back = steps.remaining_to(self.reached_ids.iter().flatten().copied());
         back.sort_by(Candidate::walk_order);
         let mut first_new = None;
         while let Some(step) = steps.next() {
-            if !self.visited.contains(&**step.to) {
+            if !self.scratch.visited(step.to_id) {
                 first_new = Some(step);
                 break;
             }
@@ -518,16 +585,18 @@ pub struct NodeSteps {
 
 /// [`NodeSteps`] of `node` under `options` (its direction, relations and minimum weight).
 pub(super) fn node_steps(
-    out: &HashMap<Arc<str>, NodeEdges>,
-    incoming: &HashMap<Arc<str>, NodeEdges>,
+    adjacency: &Adjacency,
     node: &str,
     options: &TraversalOptions,
     limit: usize,
     walked: &[Arc<str>],
 ) -> NodeSteps {
+    let Some(node) = adjacency.nodes.get(node) else {
+        return NodeSteps::default();
+    };
     let relations = followed_relations(options);
-    let mut steps = Steps::new(options.min_weight);
-    steps.start(out, incoming, node, options.direction, relations.as_deref());
+    let mut steps = Steps::new(&adjacency.nodes, options.min_weight);
+    steps.start(adjacency, node, options.direction, relations.as_deref());
     let mut found = NodeSteps::default();
     while found.steps.len() < limit {
         match steps.next() {
@@ -538,25 +607,7 @@ pub(super) fn node_steps(
     if !steps.has_next() {
         return found;
     }
-    let mut later = Vec::new();
-    for stream in &steps.streams {
-        for peer in walked {
-            let Some((key, weight)) = stream.edges.get(stream.relation, peer) else {
-                continue;
-            };
-            let step = Candidate {
-                node: stream.node,
-                relation: &key.0,
-                to: &key.1,
-                weight,
-                reversed: stream.reversed,
-            };
-            let untaken = steps.last.is_none_or(|last| last.walk_order(&step).is_lt());
-            if weight >= steps.min_weight && untaken {
-                later.push(step);
-            }
-        }
-    }
+    let mut later = steps.remaining_to(walked.iter().filter_map(|peer| adjacency.nodes.get(peer)));
     later.sort_by(Candidate::walk_order);
     later.dedup_by(|a, b| a.walk_order(b).is_eq());
     found.cut = steps.total - steps.taken > later.len();
@@ -564,46 +615,63 @@ pub(super) fn node_steps(
     found
 }
 
-pub(super) fn walk<'a>(
-    out: &'a HashMap<Arc<str>, NodeEdges>,
-    incoming: &'a HashMap<Arc<str>, NodeEdges>,
-    starts: &[&'a str],
-    options: &'a TraversalOptions,
+pub(super) fn walk(adjacency: &Adjacency, starts: &[&str], options: &TraversalOptions) -> Walk {
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.begin(adjacency.nodes.len());
+        walk_with(scratch, adjacency, starts, options)
+    })
+}
+
+fn walk_with(
+    scratch: &mut Scratch,
+    adjacency: &Adjacency,
+    starts: &[&str],
+    options: &TraversalOptions,
 ) -> Walk {
     let relations = followed_relations(options);
     let mut state = WalkState {
         options,
-        visited: HashSet::default(),
-        recorded: HashSet::default(),
+        scratch,
         walk: Walk::default(),
+        reached_ids: Vec::new(),
     };
+    // Starts the graph does not know (no edges): deduplicated by name.
+    let mut unknown_starts: foldhash::HashSet<&str> = foldhash::HashSet::default();
     for &start in starts {
-        if state.visited.contains(start) {
+        let id = adjacency.nodes.get(start);
+        let seen = match id {
+            Some(id) => state.scratch.visited(id),
+            None => unknown_starts.contains(start),
+        };
+        if seen {
             continue;
         }
         if state.walk.reached.len() >= options.node_budget {
             state.walk.truncation.node_budget = true;
             return state.walk;
         }
-        state.visited.insert(start);
+        match id {
+            Some(id) => state.scratch.visit(id),
+            None => {
+                unknown_starts.insert(start);
+            }
+        }
+        state.reached_ids.push(id);
         state.walk.reached.push(Reached {
-            entity_id: Arc::from(start),
+            entity_id: id.map_or_else(|| Arc::from(start), |id| adjacency.nodes.name(id).clone()),
             depth: 0,
             path: Vec::new(),
         });
     }
-    let mut steps = Steps::new(options.min_weight);
+    let mut steps = Steps::new(&adjacency.nodes, options.min_weight);
     let mut frontier_start = 0;
     for _ in 1..=options.max_hops {
         let frontier_end = state.walk.reached.len();
         for index in frontier_start..frontier_end {
-            steps.start(
-                out,
-                incoming,
-                &state.walk.reached[index].entity_id,
-                options.direction,
-                relations.as_deref(),
-            );
+            let Some(node) = state.reached_ids[index] else {
+                continue;
+            };
+            steps.start(adjacency, node, options.direction, relations.as_deref());
             if state.expand(index, &mut steps).is_err() {
                 return state.walk;
             }

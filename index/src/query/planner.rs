@@ -316,7 +316,13 @@ fn similarities_of(
         .copied()
         .filter(|id| !seed_similarity.contains_key(id))
         .collect();
-    let mut looked_up = vectors.similarities(query, &others)?.into_iter();
+    // Without walked entities (seeds only) there is nothing to look up: the query vector is
+    // not prepared a second time.
+    let mut looked_up = if others.is_empty() {
+        Vec::new().into_iter()
+    } else {
+        vectors.similarities(query, &others)?.into_iter()
+    };
     Ok(ids
         .iter()
         .map(|id| match seed_similarity.get(id) {

@@ -7,7 +7,7 @@
 //! scored importance exceeds `most_important` and none was updated after `newest_update` (both
 //! only ever grow: an upper bound, exact until the entity holding the maximum changes).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use allidb_storage::cell::AttributeValue;
 
@@ -121,7 +121,9 @@ impl Filter {
 /// The facts of one tenant.
 #[derive(Debug, Default)]
 pub struct FactTable {
-    entities: HashMap<String, EntityMeta>,
+    /// foldhash (seeded per process: the keys are client-chosen), not SipHash: the scorer looks
+    /// candidates up here on every query.
+    entities: foldhash::HashMap<String, EntityMeta>,
     payload: PayloadIndex,
     /// The largest scored importance of any entity recorded so far (at least 0).
     most_important: f64,

@@ -2,8 +2,8 @@
 //!
 //! Owns: the entity id <-> internal id map, the freshness tail (vectors written but not yet in
 //! the ANN engine, with their prepared copies), the current engine (which holds the only copy of
-//! every indexed vector), and the index's dump files (`slots.bin` + the engine's directory
-//! `engine/`).
+//! every indexed vector), and the index's dump files: `slots.bin` (laid out by `slots_file.rs`)
+//! and the engine's directory `engine/`.
 //!
 //! Invariants:
 //! * Dimension and metric are fixed (by options, or by the first vector and again by the next
@@ -22,7 +22,7 @@
 //!
 //! Never: block a query on a rebuild, return a stale or deleted entity, panic on caller input.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
@@ -33,6 +33,9 @@ use crate::error::{Error, Result};
 use crate::vector::engine::{AnnEngine, AnnEngineFactory, EngineParams};
 use crate::vector::flat_hnsw::{DistanceFn, FlatHnswFactory, distance_fn};
 use crate::vector::metric::Metric;
+use slots_file::decode_slots;
+
+mod slots_file;
 
 /// Options of one tenant's vector index. Every field has a working default.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -135,7 +138,9 @@ struct State {
     /// CPU in a profile, 2.2% as a hash map). Rebuilds and dumps sort by id where order
     /// matters.
     slots: foldhash::HashMap<usize, Slot>,
-    by_entity: HashMap<Arc<str>, usize>,
+    /// Each live entity's id. foldhash (seeded per process: the keys are client-chosen), not
+    /// SipHash: every similarity lookup of a walked entity hashes its id here.
+    by_entity: foldhash::HashMap<Arc<str>, usize>,
     /// Live ids not yet in the engine (the freshness tail).
     pending: BTreeSet<usize>,
     engine: Arc<dyn AnnEngine>,
@@ -172,10 +177,6 @@ const INDEX_BATCH: usize = 4_096;
 /// Vectors a rebuild inserts between two checks of its cancellation flag (a fraction of a second
 /// of HNSW insertion, so that a shutdown never waits for a whole rebuild).
 const REBUILD_CANCEL_CHECK: usize = 256;
-/// Magic of `slots.bin`; its last two characters are the format version.
-const SLOTS_MAGIC: &[u8; 8] = b"AVSLOT02";
-/// What every version of `slots.bin` starts with.
-const SLOTS_MAGIC_FAMILY: &[u8; 6] = b"AVSLOT";
 const SLOTS_FILE: &str = "slots.bin";
 const ENGINE_DIR: &str = "engine";
 
@@ -197,7 +198,7 @@ impl VectorIndex {
             state: RwLock::new(State {
                 dimension: options.dimension,
                 slots: foldhash::HashMap::default(),
-                by_entity: HashMap::new(),
+                by_entity: foldhash::HashMap::default(),
                 pending: BTreeSet::new(),
                 engine,
                 indexed_live: 0,
@@ -780,32 +781,6 @@ impl State {
             });
         }
     }
-
-    /// `slots.bin`: magic, metric, dimension, next id, applied seq, count, records, CRC-32. A
-    /// record is id, seq, a pending flag, the entity id and, for pending ids only, the vector.
-    fn encode_slots(&self, metric: Metric) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(SLOTS_MAGIC);
-        put_str(&mut out, metric.name());
-        out.extend_from_slice(&(self.dimension.unwrap_or(0) as u64).to_le_bytes());
-        out.extend_from_slice(&(self.next_id as u64).to_le_bytes());
-        out.extend_from_slice(&self.applied_seq.to_le_bytes());
-        out.extend_from_slice(&(self.slots.len() as u64).to_le_bytes());
-        let mut slots: Vec<(&usize, &Slot)> = self.slots.iter().collect();
-        slots.sort_unstable_by_key(|(id, _)| **id);
-        for (id, slot) in slots {
-            out.extend_from_slice(&(*id as u64).to_le_bytes());
-            out.extend_from_slice(&slot.seq.to_le_bytes());
-            out.push(u8::from(slot.vector.is_some()));
-            put_str(&mut out, &slot.entity);
-            for x in slot.vector.iter().flat_map(|vector| vector.iter()) {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
-        }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
-    }
 }
 
 /// Exact top-k selection over a set of live ids: the engine's SIMD distance ranks them (it
@@ -865,377 +840,5 @@ pub(crate) fn sort_hits(hits: &mut [VectorHit]) {
     });
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-struct SlotRecord {
-    id: usize,
-    seq: u64,
-    entity: Arc<str>,
-    /// Pending ids only.
-    vector: Option<Arc<[f32]>>,
-}
-
-struct DecodedSlots {
-    dimension: Option<usize>,
-    next_id: usize,
-    applied_seq: u64,
-    slots: Vec<SlotRecord>,
-}
-
-/// A bounds-checked reader over `slots.bin`; every failure names the offset.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    offset: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .offset
-            .checked_add(n)
-            .filter(|end| *end <= self.bytes.len());
-        let Some(end) = end else {
-            return Err(format!(
-                "truncated at offset {} (needed {n} bytes)",
-                self.offset
-            ));
-        };
-        let out = &self.bytes[self.offset..end];
-        self.offset = end;
-        Ok(out)
-    }
-    fn u64(&mut self) -> Result<u64, String> {
-        let mut raw = [0u8; 8];
-        raw.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(raw))
-    }
-    fn usize(&mut self) -> Result<usize, String> {
-        let at = self.offset;
-        usize::try_from(self.u64()?).map_err(|_| format!("value at offset {at} does not fit usize"))
-    }
-    fn string(&mut self) -> Result<&'a str, String> {
-        let mut raw = [0u8; 4];
-        raw.copy_from_slice(self.take(4)?);
-        let at = self.offset;
-        std::str::from_utf8(self.take(u32::from_le_bytes(raw) as usize)?)
-            .map_err(|_| format!("string at offset {at} is not UTF-8"))
-    }
-}
-
-fn decode_slots(bytes: &[u8], metric: Metric) -> Result<DecodedSlots, String> {
-    if bytes.len() < SLOTS_MAGIC.len() + 4 {
-        return Err("file too short".to_string());
-    }
-    // The version first, so an older format is reported as such rather than as damage.
-    let magic = &bytes[..SLOTS_MAGIC.len()];
-    if magic != SLOTS_MAGIC {
-        return Err(if magic.starts_with(SLOTS_MAGIC_FAMILY) {
-            format!(
-                "format mismatch: file version {}, this build reads {}",
-                String::from_utf8_lossy(magic),
-                String::from_utf8_lossy(SLOTS_MAGIC)
-            )
-        } else {
-            "bad magic".to_string()
-        });
-    }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    let mut stored = [0u8; 4];
-    stored.copy_from_slice(crc);
-    if crc32fast::hash(body) != u32::from_le_bytes(stored) {
-        return Err("CRC-32 mismatch".to_string());
-    }
-    let mut reader = Reader {
-        bytes: body,
-        offset: 0,
-    };
-    // Checked above.
-    reader.take(SLOTS_MAGIC.len())?;
-    let stored_metric = reader.string()?;
-    if stored_metric != metric.name() {
-        return Err(format!(
-            "dump is for metric {stored_metric}, expected {}",
-            metric.name()
-        ));
-    }
-    let dimension = reader.usize()?;
-    let next_id = reader.usize()?;
-    let applied_seq = reader.u64()?;
-    let count = reader.usize()?;
-    let mut slots = Vec::with_capacity(count.min(body.len()));
-    for _ in 0..count {
-        let id = reader.usize()?;
-        if id >= next_id {
-            return Err(format!("slot id {id} not below next id {next_id}"));
-        }
-        let seq = reader.u64()?;
-        let at = reader.offset;
-        let pending = match reader.take(1)?[0] {
-            0 => false,
-            1 => true,
-            other => return Err(format!("pending flag {other} at offset {at}")),
-        };
-        let entity: Arc<str> = Arc::from(reader.string()?);
-        let vector = if pending {
-            if dimension == 0 {
-                return Err(format!("pending slot {id} in an index without a dimension"));
-            }
-            let raw = reader.take(dimension.checked_mul(4).ok_or("dimension overflows")?)?;
-            let vector: Arc<[f32]> = raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            if vector.iter().any(|x| !x.is_finite()) {
-                return Err(format!("vector of slot {id} is not finite"));
-            }
-            Some(vector)
-        } else {
-            None
-        };
-        slots.push(SlotRecord {
-            id,
-            seq,
-            entity,
-            vector,
-        });
-    }
-    if reader.offset != body.len() {
-        return Err(format!("{} trailing bytes", body.len() - reader.offset));
-    }
-    Ok(DecodedSlots {
-        dimension: (dimension > 0).then_some(dimension),
-        next_id,
-        applied_seq,
-        slots,
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::vector::hnsw::HnswFactory;
-
-    fn vector(i: usize) -> Vec<f32> {
-        (0..8).map(|j| ((i * 13 + j * 5) as f32).sin()).collect()
-    }
-
-    fn top_ids(index: &VectorIndex, query: &[f32]) -> Vec<String> {
-        index
-            .search(query, 5, Some(200), None, None)
-            .unwrap()
-            .iter()
-            .map(|hit| hit.entity_id.to_string())
-            .collect()
-    }
-
-    fn filled_index(factory: Arc<dyn AnnEngineFactory>, count: usize) -> VectorIndex {
-        let index = VectorIndex::with_factory(VectorIndexOptions::default(), factory).unwrap();
-        for i in 0..count {
-            index
-                .upsert(&format!("e{i:03}"), &vector(i), i as u64 + 1)
-                .unwrap();
-        }
-        index
-    }
-
-    /// The engine is replaceable: both engines serve the same index and reload their own dumps;
-    /// a dump written by one engine is never misread by the other: loading it fails cleanly
-    /// with a corruption error (the store then rebuilds from storage).
-    #[test]
-    fn either_engine_serves_the_index_and_foreign_dumps_are_rejected() {
-        let factories: [Arc<dyn AnnEngineFactory>; 2] =
-            [Arc::new(FlatHnswFactory), Arc::new(HnswFactory)];
-        for (writer, reader) in [(0, 1), (1, 0), (0, 0), (1, 1)] {
-            let index = filled_index(factories[writer].clone(), 300);
-            assert_eq!(index.index_pending(usize::MAX), 300);
-            let query = vector(42);
-            let before = top_ids(&index, &query);
-            assert_eq!(before[0], "e042");
-            let dir = tempfile::tempdir().unwrap();
-            index.dump(dir.path()).unwrap();
-            let reloaded = VectorIndex::load_with_factory(
-                dir.path(),
-                *index.options(),
-                factories[reader].clone(),
-            );
-            if writer != reader {
-                let err = reloaded.unwrap_err();
-                assert!(
-                    matches!(err, Error::Corruption { .. }),
-                    "writer {writer} reader {reader}: {err}"
-                );
-                continue;
-            }
-            let reloaded = reloaded.unwrap();
-            assert_eq!(reloaded.pending_len(), 0);
-            assert_eq!(
-                top_ids(&reloaded, &query),
-                before,
-                "writer {writer} reader {reader}"
-            );
-        }
-    }
-
-    /// Brute-force similarity of entity `e{i:03}` (written with `vector(i)`) to `query`.
-    fn brute_force(query: &[f32], i: usize) -> f32 {
-        let metric = Metric::Cosine;
-        metric.similarity(
-            &metric.prepare(query).unwrap(),
-            &metric.prepare(&vector(i)).unwrap(),
-        )
-    }
-
-    /// An indexed vector lives only in the engine; a pending one only in its slot. Exact reads
-    /// (similarities, search_among, filtered exact scans, rebuilds, dumps) see both kinds and
-    /// equal brute force, on either engine.
-    #[test]
-    fn indexed_vectors_are_held_once_and_read_back_exactly() {
-        let factories: [Arc<dyn AnnEngineFactory>; 2] =
-            [Arc::new(FlatHnswFactory), Arc::new(HnswFactory)];
-        for factory in factories {
-            let index = filled_index(factory.clone(), 200);
-            assert_eq!(index.index_pending(usize::MAX), 200);
-            for i in 200..260 {
-                index
-                    .upsert(&format!("e{i:03}"), &vector(i), i as u64 + 1)
-                    .unwrap();
-            }
-            let copies_held = |index: &VectorIndex| {
-                let state = index.state.read();
-                for (id, slot) in &state.slots {
-                    assert_eq!(
-                        slot.vector.is_some(),
-                        state.pending.contains(id),
-                        "a slot holds its vector iff it is pending"
-                    );
-                }
-                state.slots.values().filter(|s| s.vector.is_some()).count()
-            };
-            assert_eq!(copies_held(&index), 60, "only the 60 pending vectors");
-            assert_eq!(index.state.read().engine.len(), 200);
-
-            let query = vector(7);
-            let entities: Vec<String> = (0..270).map(|i| format!("e{i:03}")).collect();
-            let refs: Vec<&str> = entities.iter().map(String::as_str).collect();
-            let check = |index: &VectorIndex, when: &str| {
-                let similarities = index.similarities(&query, &refs).unwrap();
-                for (i, similarity) in similarities.iter().enumerate() {
-                    if i < 260 {
-                        let got = similarity.unwrap_or_else(|| panic!("{when}: e{i:03} missing"));
-                        assert!(
-                            (got - brute_force(&query, i)).abs() < 1e-5,
-                            "{when}: e{i:03}"
-                        );
-                    } else {
-                        assert_eq!(*similarity, None, "{when}: e{i:03} has no vector");
-                    }
-                }
-                let mut expected: Vec<(f32, String)> = (0..260)
-                    .filter(|i| i % 3 == 0)
-                    .map(|i| (brute_force(&query, i), format!("e{i:03}")))
-                    .collect();
-                expected.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-                let expected: Vec<String> = expected.into_iter().take(10).map(|e| e.1).collect();
-                let allowed: Vec<&str> = refs.iter().step_by(3).copied().collect();
-                let among: Vec<String> = index
-                    .search_among(&query, 10, &allowed)
-                    .unwrap()
-                    .iter()
-                    .map(|hit| hit.entity_id.to_string())
-                    .collect();
-                assert_eq!(among, expected, "{when}: search_among");
-                let every_third = |entity: &str| entity[1..].parse::<usize>().unwrap() % 3 == 0;
-                let filtered: Vec<String> = index
-                    .search(&query, 10, None, Some(&every_third), Some(87))
-                    .unwrap()
-                    .iter()
-                    .map(|hit| hit.entity_id.to_string())
-                    .collect();
-                assert_eq!(filtered, expected, "{when}: filtered exact scan");
-            };
-            check(&index, "indexed and pending");
-
-            // A rebuild streams the indexed vectors out of the old engine; the pending ones
-            // join them, and still nothing is held twice.
-            assert_eq!(index.rebuild(&|| false).unwrap(), Rebuild::Swapped);
-            assert_eq!(copies_held(&index), 0);
-            assert_eq!(index.state.read().engine.len(), 260);
-            check(&index, "after rebuild");
-
-            // A dump keeps the pending vectors (and only those) beside the engine's.
-            index
-                .upsert("e000", &vector(0), 1_000)
-                .and_then(|()| index.upsert("e001", &vector(1), 1_001))
-                .unwrap();
-            let dir = tempfile::tempdir().unwrap();
-            index.dump(dir.path()).unwrap();
-            let reloaded =
-                VectorIndex::load_with_factory(dir.path(), *index.options(), factory).unwrap();
-            assert_eq!(copies_held(&reloaded), 2, "the tail is reloaded as a tail");
-            check(&reloaded, "after reload");
-            assert_eq!(reloaded.index_pending(usize::MAX), 2);
-            assert_eq!(copies_held(&reloaded), 0);
-            check(&reloaded, "after reload and indexing");
-        }
-    }
-
-    /// `slots.bin` of an older format is a clean format mismatch; a damaged or missing engine
-    /// dump is a corruption error, since the indexed vectors are only there.
-    #[test]
-    fn old_formats_and_damaged_engine_dumps_are_corruption_errors() {
-        let index = filled_index(Arc::new(FlatHnswFactory), 100);
-        index.index_pending(usize::MAX);
-        let options = *index.options();
-        let dump = || {
-            let dir = tempfile::tempdir().unwrap();
-            index.dump(dir.path()).unwrap();
-            dir
-        };
-
-        let dir = dump();
-        let slots = dir.path().join(SLOTS_FILE);
-        let mut bytes = fs::read(&slots).unwrap();
-        bytes[..8].copy_from_slice(b"AVSLOT01");
-        fs::write(&slots, &bytes).unwrap();
-        let err = VectorIndex::load(dir.path(), options).unwrap_err();
-        assert!(
-            matches!(&err, Error::Corruption { .. }) && err.to_string().contains("format mismatch"),
-            "{err}"
-        );
-
-        let dir = dump();
-        let engine_file = dir.path().join(ENGINE_DIR).join("flat_hnsw.bin");
-        let mut bytes = fs::read(&engine_file).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0xFF;
-        fs::write(&engine_file, &bytes).unwrap();
-        let err = VectorIndex::load(dir.path(), options).unwrap_err();
-        assert!(matches!(err, Error::Corruption { .. }), "{err}");
-
-        let dir = dump();
-        fs::remove_file(dir.path().join(ENGINE_DIR).join("flat_hnsw.bin")).unwrap();
-        let err = VectorIndex::load(dir.path(), options).unwrap_err();
-        assert!(matches!(err, Error::Corruption { .. }), "{err}");
-
-        // An engine dump of another index (missing some indexed ids) is rejected as well.
-        let dir = dump();
-        let smaller = filled_index(Arc::new(FlatHnswFactory), 50);
-        smaller.index_pending(usize::MAX);
-        let other = tempfile::tempdir().unwrap();
-        smaller.dump(other.path()).unwrap();
-        fs::copy(
-            other.path().join(ENGINE_DIR).join("flat_hnsw.bin"),
-            dir.path().join(ENGINE_DIR).join("flat_hnsw.bin"),
-        )
-        .unwrap();
-        let err = VectorIndex::load(dir.path(), options).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("holds 50 of the 100 indexed vectors"),
-            "{err}"
-        );
-    }
-}
+mod tests;
