@@ -24,6 +24,8 @@ pub mod dispatcher;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use allidb_storage::batch::WriteBatch;
@@ -148,13 +150,36 @@ impl TargetHints {
     }
 }
 
+/// One target's hints behind their own lock (held across file creation and fsync, so only that
+/// target's writers wait), with their byte count readable without it.
+#[derive(Debug, Default)]
+struct Target {
+    bytes: AtomicU64,
+    hints: Mutex<TargetHints>,
+}
+
+impl Target {
+    fn new(hints: TargetHints) -> Self {
+        Self {
+            bytes: AtomicU64::new(hints.bytes()),
+            hints: Mutex::new(hints),
+        }
+    }
+
+    /// Publishes the byte count of `hints` (held locked by the caller).
+    fn publish(&self, hints: &TargetHints) {
+        self.bytes.store(hints.bytes(), Ordering::Release);
+    }
+}
+
 /// The hint logs of every target host, under one directory.
 #[derive(Debug)]
 pub struct HintLog {
     dir: PathBuf,
     fs: OsFileSystem,
     max_bytes_per_host: u64,
-    targets: Mutex<HashMap<HostId, TargetHints>>,
+    /// Held only to find or add a target, never across I/O.
+    targets: Mutex<HashMap<HostId, Arc<Target>>>,
 }
 
 fn io(path: &Path, error: allidb_storage::Error) -> ClusterError {
@@ -189,7 +214,7 @@ impl HintLog {
                     .len();
                 hints.segments.insert(number, len);
             }
-            targets.insert(host, hints);
+            targets.insert(host, Arc::new(Target::new(hints)));
         }
         Ok(Self {
             dir: dir.to_owned(),
@@ -206,11 +231,29 @@ impl HintLog {
     }
 
     /// Stores a hint for `host` (synced before returning). `Ok(false)` when the host's hints
-    /// are at the size cap and this one was dropped.
+    /// are at the size cap and this one was dropped. Only writers of the same host wait for
+    /// each other; [`HintLog::pending`] never waits for a store.
     pub fn store(&self, host: HostId, hint: &Hint) -> Result<bool, ClusterError> {
         let record = hint.encode();
-        let mut targets = self.targets.lock();
-        let target = targets.entry(host).or_default();
+        let target = self.target(host);
+        let mut hints = target.hints.lock();
+        let stored = self.append(host, &mut hints, &record);
+        target.publish(&hints);
+        stored
+    }
+
+    /// The target of `host`, added when new.
+    fn target(&self, host: HostId) -> Arc<Target> {
+        self.targets.lock().entry(host).or_default().clone()
+    }
+
+    /// [`HintLog::store`] under the target's lock.
+    fn append(
+        &self,
+        host: HostId,
+        target: &mut TargetHints,
+        record: &[u8],
+    ) -> Result<bool, ClusterError> {
         if target.bytes() + record.len() as u64 > self.max_bytes_per_host {
             return Ok(false);
         }
@@ -232,7 +275,7 @@ impl HintLog {
             .as_mut()
             .expect("a writer was just opened when there was none");
         let path = self.segment_path(host, *number);
-        let written = writer.add_record(&record).and_then(|()| writer.sync());
+        let written = writer.add_record(record).and_then(|()| writer.sync());
         let len = writer.len();
         let number = *number;
         target.segments.insert(number, len);
@@ -249,7 +292,7 @@ impl HintLog {
         self.targets
             .lock()
             .iter()
-            .map(|(host, hints)| (*host, hints.bytes()))
+            .map(|(host, target)| (*host, target.bytes.load(Ordering::Acquire)))
             .filter(|(_, bytes)| *bytes > 0)
             .collect()
     }
@@ -257,12 +300,12 @@ impl HintLog {
     /// Seals the segment being appended to for `host` and returns every segment to deliver,
     /// oldest first. New hints go to a new segment.
     pub fn seal(&self, host: HostId) -> Vec<u64> {
-        let mut targets = self.targets.lock();
-        let Some(target) = targets.get_mut(&host) else {
+        let Some(target) = self.targets.lock().get(&host).cloned() else {
             return Vec::new();
         };
-        target.writer = None;
-        target.segments.keys().copied().collect()
+        let mut hints = target.hints.lock();
+        hints.writer = None;
+        hints.segments.keys().copied().collect()
     }
 
     /// The hints of a sealed segment, in order. A torn tail ends the segment (its last hint
@@ -298,12 +341,13 @@ impl HintLog {
         let mut kept = path.clone().into_os_string();
         kept.push(DAMAGED_SUFFIX);
         let kept = PathBuf::from(kept);
-        let mut targets = self.targets.lock();
-        if let Some(target) = targets.get_mut(&host) {
-            if target.writer.as_ref().is_some_and(|(n, _)| *n == number) {
-                target.writer = None;
+        if let Some(target) = self.targets.lock().get(&host).cloned() {
+            let mut hints = target.hints.lock();
+            if hints.writer.as_ref().is_some_and(|(n, _)| *n == number) {
+                hints.writer = None;
             }
-            target.segments.remove(&number);
+            hints.segments.remove(&number);
+            target.publish(&hints);
         }
         std::fs::rename(&path, &kept).map_err(|source| ClusterError::Io {
             path: path.clone(),
@@ -315,12 +359,13 @@ impl HintLog {
     /// Deletes a sealed segment of `host` whose hints were all delivered or expired.
     pub fn remove(&self, host: HostId, number: u64) -> Result<(), ClusterError> {
         let path = self.segment_path(host, number);
-        let mut targets = self.targets.lock();
-        if let Some(target) = targets.get_mut(&host) {
-            if target.writer.as_ref().is_some_and(|(n, _)| *n == number) {
+        if let Some(target) = self.targets.lock().get(&host).cloned() {
+            let mut hints = target.hints.lock();
+            if hints.writer.as_ref().is_some_and(|(n, _)| *n == number) {
                 return Ok(());
             }
-            target.segments.remove(&number);
+            hints.segments.remove(&number);
+            target.publish(&hints);
         }
         self.fs.remove(&path).map_err(|e| io(&path, e))
     }
@@ -415,6 +460,38 @@ mod tests {
         assert!(Hint::decode(&unknown).unwrap_err().contains("version 3"));
         let encoded = with_drops.encode();
         assert!(Hint::decode(&encoded[..30]).is_err(), "a truncated record");
+    }
+
+    #[test]
+    fn a_store_for_one_target_waits_for_no_other_and_pending_for_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(HintLog::open(dir.path(), 1 << 20).unwrap());
+        let (slow, other) = (HostId::from_u128(1), HostId::from_u128(2));
+        assert!(log.store(slow, &hint(1, b"a")).unwrap());
+        // The slow target's lock held, as during its segment's fsync, and a second store for it
+        // waiting behind that.
+        let target = log.target(slow);
+        let held = target.hints.lock();
+        let waiting = log.clone();
+        let queued = std::thread::spawn(move || waiting.store(slow, &hint(3, b"c")).unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+        let (done, finished) = std::sync::mpsc::channel();
+        let writer = log.clone();
+        std::thread::spawn(move || {
+            let stored = writer.store(other, &hint(2, b"b")).unwrap();
+            let pending = writer.pending();
+            done.send((stored, pending)).unwrap();
+        });
+        let (stored, pending) = finished
+            .recv_timeout(Duration::from_secs(5))
+            .expect("neither the other target's store nor pending waits for the held one");
+        assert!(stored);
+        assert!(pending[&slow] > 0 && pending[&other] > 0, "{pending:?}");
+        drop(held);
+        assert!(
+            queued.join().unwrap(),
+            "the waiting store goes on once the lock is free"
+        );
     }
 
     #[test]
