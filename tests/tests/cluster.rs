@@ -658,6 +658,102 @@ async fn a_damaged_hint_segment_is_set_aside_and_later_hints_are_still_delivered
     assert!(std::path::Path::new(&kept).exists(), "kept for an operator");
 }
 
+/// The names of the replicas of `id` (tenant `default`) as `daemon` sees them.
+fn replica_names(daemon: &Daemon, id: &str) -> Vec<String> {
+    let admin = daemon.admin_addr.expect("allidbd prints its admin address");
+    let (code, body) = http_get(admin, &format!("/cluster/endpoints?tenant=default&id={id}"));
+    assert_eq!(code, 200, "{body}");
+    let reply: Value = serde_json::from_str(&body).expect("JSON");
+    reply["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .map(|r| r["name"].as_str().expect("a name").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_removal_through_a_lagging_coordinator_wins_over_an_earlier_addition() {
+    use pb::ConsistencyLevel::ConsistencyAll as All;
+    let nodes = allidb_tests::ring::start_ring(4, "hinted_handoff_enabled = false\n");
+    let names: Vec<String> = (0..4).map(|i| format!("n{i}")).collect();
+    // Two entities neither of which n0 replicates (RF 3 of 4 nodes).
+    let pick = |prefix: &str| {
+        (0..200)
+            .map(|i| format!("{prefix}{i}"))
+            .find(|id| !replica_names(&nodes[0], id).contains(&names[0]))
+            .expect("an entity n0 does not replicate")
+    };
+    let (from, to) = (pick("from"), pick("to"));
+    for id in [&from, &to] {
+        put(&nodes[0], id, All).await.expect("ALL on a whole ring");
+    }
+    // The edge as a coordinator whose clock runs 5 s ahead of n0's writes it (within
+    // cluster.max_clock_skew_ms): straight to the replicas of both ends, never to n0.
+    let ahead = allidb_storage::hlc::wall_micros() + 5_000_000;
+    let edge = allidb_storage::cell::Edge {
+        from: from.clone(),
+        relation: "cites".to_owned(),
+        to: to.clone(),
+        weight: 1.0,
+        timestamp_nanos: 0,
+    };
+    let batch = allidb_storage::mutation::plan_add_edges("default", &[edge], ahead).unwrap();
+    let cells: Vec<internal::Cell> = allidb_cluster::cells::batch_versions(&batch)
+        .iter()
+        .map(allidb_cluster::cells::to_proto)
+        .collect();
+    for i in 1..4 {
+        let host = host_id_of(&nodes[0], &names[i]);
+        let mut call = tonic::Request::new(internal::MutateRequest {
+            header: internal_read(&host, &from, None).into_inner().header,
+            cells: cells.clone(),
+            ..Default::default()
+        });
+        call.metadata_mut()
+            .insert(TOKEN_HEADER, e2e_token().parse().expect("a token is ASCII"));
+        ReplicaClient::new(nodes[i].channel().await)
+            .mutate(call)
+            .await
+            .expect("the replica applies the edge");
+    }
+    // Removed through n0 at once: its own clock is 5 s behind the addition.
+    let removal = pb::RemoveEdgesRequest {
+        edges: vec![pb::EdgeKey {
+            from_entity: from.clone(),
+            to_entity: to.clone(),
+            relation: "cites".to_owned(),
+        }],
+        consistency_level: level(All),
+        ..Default::default()
+    };
+    nodes[0]
+        .client()
+        .await
+        .remove_edges(request(removal, None))
+        .await
+        .expect("an ALL removal");
+    let read = pb::GetEntityRequest {
+        entity_id: from.clone(),
+        consistency_level: level(All),
+        ..Default::default()
+    };
+    let entity = nodes[0]
+        .client()
+        .await
+        .get_entity(request(read, None))
+        .await
+        .expect("a read")
+        .into_inner()
+        .entity
+        .expect("found");
+    assert!(
+        entity.outgoing_edges.is_empty(),
+        "the later removal wins: {:?}",
+        entity.outgoing_edges
+    );
+}
+
 /// The bytes of hints `daemon` keeps for node `name`.
 fn hints_for(daemon: &Daemon, name: &str) -> u64 {
     status(daemon)["nodes"]

@@ -184,14 +184,17 @@ impl Coordinator {
             .map(|()| true)
     }
 
-    /// Adds edges (`AddEdges`): both cells of each, each partition at `level`.
+    /// Adds edges (`AddEdges`): both cells of each, each partition at `level`, timestamped
+    /// after everything the ends hold at `level` (see [`Coordinator::edge_timestamp`]).
     pub async fn add_edges(
         &self,
         tenant: &str,
         edges: &[Edge],
         level: ConsistencyLevel,
     ) -> Result<(), ClusterError> {
-        let ts = self.store().engine().clock().now();
+        let ts = self
+            .edge_timestamp(tenant, edges.iter().map(Edge::ends), level)
+            .await?;
         let batch =
             mutation::plan_add_edges(tenant, edges, ts).map_err(allidb_index::Error::from)?;
         self.write(batch, level).await?;
@@ -203,17 +206,42 @@ impl Coordinator {
         self.remove_shadowed_in_edges(tenant, &sources, level).await
     }
 
-    /// Removes edges (`RemoveEdges`).
+    /// Removes edges (`RemoveEdges`), timestamped after everything the ends hold at `level`.
     pub async fn remove_edges(
         &self,
         tenant: &str,
         edges: &[EdgeRef],
         level: ConsistencyLevel,
     ) -> Result<(), ClusterError> {
-        let ts = self.store().engine().clock().now();
+        let ts = self
+            .edge_timestamp(tenant, edges.iter().map(EdgeRef::ends), level)
+            .await?;
         let batch =
             mutation::plan_remove_edges(tenant, edges, ts).map_err(allidb_index::Error::from)?;
         self.write(batch, level).await
+    }
+
+    /// The timestamp of a write of the `(from, relation, to)` edges: their ends read at `level`
+    /// first (after the edges are checked), so
+    /// this node's clock moves past every cell they hold there. Without it, an edge removal
+    /// through a node whose clock lags the one that added the edge would be older than the
+    /// addition and lose to it.
+    async fn edge_timestamp<'a>(
+        &self,
+        tenant: &str,
+        edges: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
+        level: ConsistencyLevel,
+    ) -> Result<u64, ClusterError> {
+        let edges: Vec<(&str, &str, &str)> = edges.collect();
+        mutation::validate_edges(tenant, edges.iter().copied())
+            .map_err(allidb_index::Error::from)?;
+        let ids: BTreeSet<&str> = edges
+            .iter()
+            .flat_map(|(from, _, to)| [*from, *to])
+            .collect();
+        self.read_partitions(tenant, ids.into_iter().collect(), level)
+            .await?;
+        Ok(self.store().engine().clock().now())
     }
 
     /// Drops `tenant` (`DropTenant`) at `level`: every cell of it written before now, on every
