@@ -271,14 +271,11 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
     let mutate = |ahead: Duration| {
         let mut cell = stored[0].clone();
         cell.timestamp_micros = allidb_storage::hlc::wall_micros() + ahead.as_micros() as u64;
-        let mut call = tonic::Request::new(internal::MutateRequest {
+        with_token(internal::MutateRequest {
             header: internal_read(&n0, "before", None).into_inner().header,
             cells: vec![cell],
             ..Default::default()
-        });
-        call.metadata_mut()
-            .insert(TOKEN_HEADER, e2e_token().parse().expect("a token is ASCII"));
-        call
+        })
     };
     let skewed = internal
         .mutate(mutate(Duration::from_secs(3600)))
@@ -322,6 +319,110 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
     let refused = internal.read_partitions(too_many).await.unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     assert!(refused.message().starts_with("partitions:"), "{refused:?}");
+
+    // The anti-entropy and streaming calls refuse bad input INVALID_ARGUMENT, naming the field.
+    let header = internal_read(&n0, "before", None).into_inner().header;
+    let shape = |depth| internal::TreeShape {
+        start: 1,
+        end: 1,
+        depth,
+    };
+    let trees = |trees| internal::MerkleTreesRequest {
+        header: header.clone(),
+        trees,
+        ..Default::default()
+    };
+    let sets = |sets| internal::LeafPartitionsRequest {
+        header: header.clone(),
+        sets,
+        ..Default::default()
+    };
+    let stream = |damage: fn(&mut internal::StreamRangeRequest)| {
+        let mut message = internal::StreamRangeRequest {
+            header: header.clone(),
+            session_id: format!("{:032x}", 7),
+            spans: vec![internal::TokenSpan { start: 1, end: 1 }],
+            max_bytes: 1 << 20,
+            ..Default::default()
+        };
+        damage(&mut message);
+        message
+    };
+    let refusals = [
+        (
+            internal
+                .merkle_trees(with_token(trees(vec![shape(17)])))
+                .await
+                .map(drop),
+            "trees[0].depth",
+        ),
+        (
+            internal
+                .merkle_trees(with_token(trees(vec![shape(16); 17])))
+                .await
+                .map(drop),
+            "trees:",
+        ),
+        (
+            internal
+                .leaf_partitions(with_token(sets(vec![internal::LeafSet {
+                    tree: Some(shape(3)),
+                    leaves: vec![8],
+                }])))
+                .await
+                .map(drop),
+            "sets[0].leaves",
+        ),
+        (
+            internal
+                .leaf_partitions(with_token(sets(vec![internal::LeafSet::default()])))
+                .await
+                .map(drop),
+            "sets[0].tree: required",
+        ),
+        (
+            internal
+                .stream_range(with_token(stream(|m| m.max_bytes = 0)))
+                .await
+                .map(drop),
+            "max_bytes",
+        ),
+        (
+            internal
+                .stream_range(with_token(stream(|m| m.spans.clear())))
+                .await
+                .map(drop),
+            "spans",
+        ),
+        (
+            internal
+                .stream_range(with_token(stream(|m| m.session_id = "x".to_owned())))
+                .await
+                .map(drop),
+            "session_id",
+        ),
+    ];
+    for (refused, field) in refusals {
+        let refused = refused.expect_err(field);
+        assert_eq!(
+            refused.code(),
+            Code::InvalidArgument,
+            "{field}: {refused:?}"
+        );
+        assert!(refused.message().contains(field), "{field}: {refused:?}");
+    }
+    internal
+        .stream_range(with_token(stream(|_| {})))
+        .await
+        .expect("a valid stream chunk");
+}
+
+/// `message` with this ring's cluster token.
+fn with_token<T>(message: T) -> tonic::Request<T> {
+    let mut call = tonic::Request::new(message);
+    call.metadata_mut()
+        .insert(TOKEN_HEADER, e2e_token().parse().expect("a token is ASCII"));
+    call
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -705,13 +806,11 @@ async fn an_edge_removal_through_a_lagging_coordinator_wins_over_an_earlier_addi
         .collect();
     for i in 1..4 {
         let host = host_id_of(&nodes[0], &names[i]);
-        let mut call = tonic::Request::new(internal::MutateRequest {
+        let call = with_token(internal::MutateRequest {
             header: internal_read(&host, &from, None).into_inner().header,
             cells: cells.clone(),
             ..Default::default()
         });
-        call.metadata_mut()
-            .insert(TOKEN_HEADER, e2e_token().parse().expect("a token is ASCII"));
         ReplicaClient::new(nodes[i].channel().await)
             .mutate(call)
             .await
