@@ -124,7 +124,7 @@ async fn a_rebuild_streams_what_a_replica_missed_and_survives_kills_of_either_si
     let rebuild = allidb_json(&nodes[2], &["cluster", "rebuild"])
         .spawn()
         .expect("allidb runs");
-    let first = wait_for_progress(&nodes[2], None);
+    wait_for_progress(&nodes[2], None);
     nodes[2].kill();
     let died = rebuild.wait_with_output().expect("allidb exits");
     assert!(!died.status.success(), "the rebuild's node died under it");
@@ -132,16 +132,22 @@ async fn a_rebuild_streams_what_a_replica_missed_and_survives_kills_of_either_si
     for node in &nodes {
         wait_for_states(node, &all_normal, Duration::from_secs(30));
     }
-    assert!(
-        stream_position(&nodes[2]).is_some(),
-        "the position survives the crash"
-    );
+    let recorded = stream_position(&nodes[2]);
+    assert!(recorded.is_some(), "the position survives the crash");
 
     // The next rebuild resumes there; its first source is killed while it streams.
     let rebuild = allidb_json(&nodes[2], &["cluster", "rebuild"])
         .spawn()
         .expect("allidb runs");
-    wait_for_progress(&nodes[2], Some(&first));
+    wait_for_progress(&nodes[2], recorded.as_deref());
+    let second = allidb_json(&nodes[2], &["cluster", "rebuild"])
+        .output()
+        .expect("allidb runs");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && stderr.contains("a rebuild is already running"),
+        "one rebuild at a time: {stderr}"
+    );
     let first_source = (0..2)
         .min_by_key(|i| status(&nodes[*i])["host_id"].as_str().unwrap().to_owned())
         .expect("two sources");
