@@ -279,3 +279,13 @@ pub fn count(reply: &Value, field: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("{field} in {reply}"))
 }
+
+/// Bytes of hints `daemon` holds for all nodes.
+pub fn hints_pending(daemon: &Daemon) -> u64 {
+    status(daemon)["nodes"]
+        .as_array()
+        .expect("nodes is an array")
+        .iter()
+        .map(|n| n["hints_pending_bytes"].as_u64().expect("hints are listed"))
+        .sum()
+}
