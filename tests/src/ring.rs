@@ -142,6 +142,48 @@ pub async fn put(daemon: &Daemon, id: &str, at: pb::ConsistencyLevel) -> Result<
         .map(drop)
 }
 
+/// Deletes entity `id` through `daemon` at `at`.
+pub async fn delete(
+    daemon: &Daemon,
+    id: &str,
+    at: pb::ConsistencyLevel,
+) -> Result<(), tonic::Status> {
+    let message = pb::DeleteEntityRequest {
+        entity_id: id.to_owned(),
+        consistency_level: level(at),
+        ..Default::default()
+    };
+    daemon
+        .client()
+        .await
+        .delete_entity(request(message, None))
+        .await
+        .map(drop)
+}
+
+/// Removes the edge `from -relation-> to` through `daemon` at `at`.
+pub async fn remove_edge(
+    daemon: &Daemon,
+    (from, relation, to): (&str, &str, &str),
+    at: pb::ConsistencyLevel,
+) -> Result<(), tonic::Status> {
+    let message = pb::RemoveEdgesRequest {
+        edges: vec![pb::EdgeKey {
+            from_entity: from.to_owned(),
+            to_entity: to.to_owned(),
+            relation: relation.to_owned(),
+        }],
+        consistency_level: level(at),
+        ..Default::default()
+    };
+    daemon
+        .client()
+        .await
+        .remove_edges(request(message, None))
+        .await
+        .map(drop)
+}
+
 /// Entity `id` read through `daemon` at `at`.
 pub async fn get(
     daemon: &Daemon,

@@ -20,7 +20,7 @@ use allidb_cluster::proto as internal;
 use allidb_tests::certs::Ca;
 use allidb_tests::ring::{
     SECRET, cluster_toml, drop_default, found, free_udp_addr, held_by, hints_pending, level, put,
-    ring_of_three, ring_of_three_each, status, wait_for_states, wait_until,
+    remove_edge, ring_of_three, ring_of_three_each, status, wait_for_states, wait_until,
 };
 use allidb_tests::{Daemon, allidbd_binary, doc_entity, http_get, request};
 use internal::replica_client::ReplicaClient;
@@ -195,6 +195,11 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
         hints_pending(&nodes[0]) > 0,
         "hints kept for the down nodes"
     );
+    // A write acknowledged at ONE stores the hints of the down replicas in the background:
+    // wait for both before the coordinator is killed.
+    wait_until("hints kept for n1 and n2", Duration::from_secs(10), || {
+        hints_for(&nodes[0], "n1") > 0 && hints_for(&nodes[0], "n2") > 0
+    });
 
     // The coordinator restarts with undelivered hints, then the others come back: the hints
     // reach them without any read touching the entities (each read below is at ONE, answered
@@ -809,19 +814,7 @@ async fn an_edge_removal_through_a_lagging_coordinator_wins_over_an_earlier_addi
             .expect("the replica applies the edge");
     }
     // Removed through n0 at once: its own clock is 5 s behind the addition.
-    let removal = pb::RemoveEdgesRequest {
-        edges: vec![pb::EdgeKey {
-            from_entity: from.clone(),
-            to_entity: to.clone(),
-            relation: "cites".to_owned(),
-        }],
-        consistency_level: level(All),
-        ..Default::default()
-    };
-    nodes[0]
-        .client()
-        .await
-        .remove_edges(request(removal, None))
+    remove_edge(&nodes[0], (&from, "cites", &to), All)
         .await
         .expect("an ALL removal");
     let read = pb::GetEntityRequest {

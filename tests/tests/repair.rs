@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use allidb_api::pb;
 use allidb_tests::ring::{
-    allidb_json, count, drop_default, found, get, held_by, json_reply, level, put, ring_of_three,
-    ring_of_three_each, status, wait_for_states, wait_until,
+    allidb_json, count, delete, drop_default, found, get, held_by, json_reply, level, put,
+    remove_edge, ring_of_three, ring_of_three_each, status, wait_for_states, wait_until,
 };
 use allidb_tests::{Daemon, allidb_binary, doc_entity, request};
 use serde_json::Value;
@@ -86,31 +86,11 @@ async fn repair_brings_back_a_replica_that_missed_writes_deletes_edges_and_a_dro
             .expect("QUORUM with one node down");
     }
     for i in 0..5 {
-        let message = pb::DeleteEntityRequest {
-            entity_id: format!("d{i}"),
-            consistency_level: level(Quorum),
-            ..Default::default()
-        };
-        nodes[0]
-            .client()
-            .await
-            .delete_entity(request(message, None))
+        delete(&nodes[0], &format!("d{i}"), Quorum)
             .await
             .expect("a QUORUM delete with one node down");
     }
-    let removal = pb::RemoveEdgesRequest {
-        edges: vec![pb::EdgeKey {
-            from_entity: "hub".to_owned(),
-            to_entity: "d11".to_owned(),
-            relation: "links".to_owned(),
-        }],
-        consistency_level: level(Quorum),
-        ..Default::default()
-    };
-    nodes[0]
-        .client()
-        .await
-        .remove_edges(request(removal, None))
+    remove_edge(&nodes[0], ("hub", "links", "d11"), Quorum)
         .await
         .expect("a QUORUM edge removal with one node down");
     nodes[2].restart();

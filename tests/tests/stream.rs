@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use allidb_api::pb;
 use allidb_tests::ring::{
-    allidb_json, count, found, json_reply, level, ring_of_three_each, status, wait_for_states,
+    allidb_json, count, delete, found, json_reply, level, ring_of_three_each, status,
+    wait_for_states,
 };
 use allidb_tests::{Daemon, doc_entity, request};
 use serde_json::Value;
@@ -97,15 +98,7 @@ async fn a_rebuild_streams_what_a_replica_missed_and_survives_kills_of_either_si
         put_batch(&nodes[0], first, 200).await;
     }
     for i in 0..10 {
-        let message = pb::DeleteEntityRequest {
-            entity_id: format!("e{i:05}"),
-            consistency_level: level(Quorum),
-            ..Default::default()
-        };
-        nodes[0]
-            .client()
-            .await
-            .delete_entity(request(message, None))
+        delete(&nodes[0], &format!("e{i:05}"), Quorum)
             .await
             .expect("a QUORUM delete with one node down");
     }
@@ -187,4 +180,15 @@ async fn a_rebuild_streams_what_a_replica_missed_and_survives_kills_of_either_si
     );
     assert_eq!(code, 0, "{again}");
     assert_eq!(again["resumed"], Value::Bool(false), "{again}");
+    let long = "t".repeat(200);
+    let refused = allidb_json(&nodes[2], &["cluster", "rebuild", "--tenant", &long])
+        .output()
+        .expect("allidb runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && stderr.contains("InvalidArgument")
+            && stderr.contains("tenant id must be 1..=128 bytes"),
+        "a bad tenant is named: {stderr}"
+    );
 }

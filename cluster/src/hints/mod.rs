@@ -349,10 +349,9 @@ impl HintLog {
             hints.segments.remove(&number);
             target.publish(&hints);
         }
-        std::fs::rename(&path, &kept).map_err(|source| ClusterError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        self.fs.rename(&path, &kept).map_err(|e| io(&path, e))?;
+        let host_dir = self.dir.join(host.to_string());
+        self.fs.sync_dir(&host_dir).map_err(|e| io(&host_dir, e))?;
         Ok(kept)
     }
 

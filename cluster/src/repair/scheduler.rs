@@ -1,7 +1,8 @@
 //! The scheduled repair (`cluster.repair_interval_secs`, off by default) and the tombstone
 //! grace alarm (`allidb_repair_ranges_overdue`).
 //!
-//! Every tick (a sixteenth of the interval, between 1 s and 60 s) it sets the alarm gauge and,
+//! Every tick (a sixteenth of the interval, between 1 s and 60 s; every minute when scheduling
+//! is off) it sets the alarm gauge and,
 //! when scheduling is on, repairs the ranges whose last complete repair (or last attempt) is at
 //! least one interval old, oldest first, at most a sixteenth of the node's ranges a tick: after
 //! the first interval the ranges come due a few at a time, so the work spreads over the
@@ -42,8 +43,12 @@ pub struct RepairScheduler {
 impl RepairScheduler {
     /// Starts scheduling repairs through `repair`.
     pub fn spawn(repair: RangeRepair, options: ScheduleOptions) -> Self {
-        let tick = (options.interval / SLICES as u32)
-            .clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let tick = match options.interval.is_zero() {
+            // Only the alarm gauge to keep current.
+            true => Duration::from_secs(60),
+            false => (options.interval / SLICES as u32)
+                .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+        };
         let task = tokio::spawn(async move {
             // When the scheduler last tried each range (in memory): a range it could not repair
             // (a replica down) waits an interval before it is tried again, so it never keeps the

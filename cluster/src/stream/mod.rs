@@ -170,6 +170,19 @@ impl RangeStream {
                 position,
                 done,
             } = chunk;
+            // A source that neither finishes nor moves on would be asked the same chunk forever.
+            let advanced = match (&position, &session.groups[group].after) {
+                (Some(next), Some(after)) => next > after,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if !done && !advanced {
+                return Err(ClusterError::Protocol(format!(
+                    "the source answered a chunk that neither ends the stream nor moves past \
+                     {:?}",
+                    session.groups[group].after
+                )));
+            }
             let cell_count = cells.len() as u64;
             self.local
                 .apply_synced(ReplicaMutation { drops, cells })
