@@ -24,6 +24,10 @@ pub const CLUSTER_DIR: &str = "cluster";
 const IDENTITY_FILE: &str = "identity";
 /// The first line of the file, with the format version.
 const HEADER: &str = "allidb-node-identity 1";
+/// The file, inside [`CLUSTER_DIR`], saying that this identity's storage was created.
+const STORAGE_FILE: &str = "storage";
+/// Its contents (format version 1).
+const STORAGE_HEADER: &str = "allidb-node-storage 1\n";
 /// The file holding the last gossip generation used, inside [`CLUSTER_DIR`].
 const GENERATION_FILE: &str = "generation";
 
@@ -46,6 +50,33 @@ pub fn next_generation(data_dir: &Path, now_millis: u64) -> Result<u64, ClusterE
     let generation = now_millis.max(previous + 1);
     write_atomically(data_dir, GENERATION_FILE, &format!("{generation}\n"))?;
     Ok(generation)
+}
+
+/// Refuses a data dir whose identity outlived its storage: the storage engine's files are gone
+/// (`storage_exists` false) while the identity says they were created. Such a node would come
+/// back as the same replica holding nothing, answer reads at ONE with nothing, and count towards
+/// QUORUM without the data. A first start that stopped between the identity and the storage
+/// (never recorded) starts normally.
+pub fn check_storage(data_dir: &Path, storage_exists: bool) -> Result<(), ClusterError> {
+    if storage_exists || !data_dir.join(CLUSTER_DIR).join(STORAGE_FILE).exists() {
+        return Ok(());
+    }
+    let host_id = NodeIdentity::load(data_dir)?.map(|identity| identity.host_id);
+    match host_id {
+        Some(host_id) => Err(ClusterError::StorageLost {
+            data_dir: data_dir.to_path_buf(),
+            host_id,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Records, once, that this identity's storage exists (after the store opened).
+pub fn record_storage(data_dir: &Path) -> Result<(), ClusterError> {
+    if data_dir.join(CLUSTER_DIR).join(STORAGE_FILE).exists() {
+        return Ok(());
+    }
+    write_atomically(data_dir, STORAGE_FILE, STORAGE_HEADER)
 }
 
 /// Replaces `CLUSTER_DIR/name` with `contents`: temporary file, fsync, rename, fsync directory.
@@ -241,6 +272,22 @@ mod tests {
         assert!(err.to_string().contains("checksum mismatch"), "{err}");
         fs::write(&path, "allidb-node-identity 9\n").unwrap();
         assert!(NodeIdentity::load(dir.path()).is_err());
+    }
+
+    #[test]
+    fn an_identity_whose_storage_is_gone_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        NodeIdentity::load_or_create(dir.path(), "prod-east", sample).unwrap();
+        check_storage(dir.path(), false).expect("a first start that stopped before the storage");
+        record_storage(dir.path()).unwrap();
+        check_storage(dir.path(), true).expect("storage and identity together");
+        let err = check_storage(dir.path(), false).unwrap_err().to_string();
+        assert!(
+            err.contains(&sample().host_id.to_string()) && err.contains("no storage"),
+            "{err}"
+        );
+        std::fs::remove_file(NodeIdentity::path(dir.path())).unwrap();
+        check_storage(dir.path(), false).expect("no identity: a new host");
     }
 
     #[test]

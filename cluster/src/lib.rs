@@ -144,6 +144,14 @@ pub enum ClusterError {
     /// A hint segment fails its checksums in the middle.
     #[error("hint segment {path} is damaged ({reason}); its hints are kept for an operator")]
     CorruptHints { path: PathBuf, reason: String },
+    /// The data dir keeps this node's identity but its storage is gone (wiped or lost).
+    #[error(
+        "data dir {data_dir} holds the identity of host {host_id} but no storage: the node would come back as that replica holding nothing. Restore its data (a checkpoint or backup, then `allidb cluster repair`), or move the whole data dir away to start a new host (docs/cluster.md \"A wiped replica\")"
+    )]
+    StorageLost {
+        data_dir: PathBuf,
+        host_id: ring::HostId,
+    },
     /// The data dir was created for another cluster.
     #[error(
         "data dir {data_dir} belongs to cluster {stored:?}, but cluster.name is {configured:?}: refusing to join another cluster with this data"

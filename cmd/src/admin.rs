@@ -25,6 +25,7 @@ use allidb_cluster::hints::HintLog;
 use allidb_cluster::membership::transport::GossipCounters;
 use allidb_cluster::membership::{ClusterView, NodeStatus, NodeView};
 use allidb_cluster::repair::history::RepairHistory;
+use allidb_cluster::repair::progress::RepairProgress;
 use allidb_cluster::repair::unix_secs;
 use allidb_cluster::ring::{HostId, TokenSpan};
 use axum::Router;
@@ -115,6 +116,8 @@ pub struct RunningCluster {
     pub gossip: Arc<GossipCounters>,
     /// When each range this node replicates was last repaired completely.
     pub repair_history: Arc<RepairHistory>,
+    /// The repair running on this node, if any.
+    pub repair_progress: Arc<RepairProgress>,
     /// `storage.gc_grace_secs`: ranges not repaired for longer are overdue.
     pub gc_grace_secs: u64,
 }
@@ -138,6 +141,13 @@ impl ClusterStatus {
         self.running
             .get()
             .map(|running| running.repair_history.clone())
+    }
+
+    /// The running repair's progress, once membership started.
+    pub fn repair_progress(&self) -> Option<Arc<RepairProgress>> {
+        self.running
+            .get()
+            .map(|running| running.repair_progress.clone())
     }
 
     /// Membership has started (once; a second call is ignored).
@@ -352,6 +362,18 @@ async fn cluster_status(State(state): State<AdminState>) -> Response {
             "oldest_repair_age_secs": ages.oldest_age_secs,
             "last_repair_unix_secs": ages.last_repair_secs,
             "gc_grace_secs": running.gc_grace_secs,
+            "running": running.repair_progress.current().map(|r| json!({
+                "started_unix_secs": r.started_unix_secs,
+                "preview": r.preview,
+                "step": r.step.as_str(),
+                "ranges": r.ranges,
+                "ranges_done": r.ranges_done,
+                "ranges_differing": r.ranges_differing,
+                "partitions_differing": r.partitions_differing,
+                "partitions_repaired": r.partitions_repaired,
+                "cells_streamed": r.cells_streamed,
+                "bytes_streamed": r.bytes_streamed,
+            })),
         },
     }))
     .into_response()

@@ -45,6 +45,7 @@ use allidb_cluster::coordinator::{Coordinator, CoordinatorOptions};
 use allidb_cluster::credentials::ClusterCredentials;
 use allidb_cluster::hints::HintLog;
 use allidb_cluster::hints::dispatcher::{DispatchOptions, HintDispatcher};
+use allidb_cluster::identity;
 use allidb_cluster::membership::{Membership, OwnKeys};
 use allidb_cluster::peer_client::PeerClients;
 use allidb_cluster::query::ClusterQuery;
@@ -387,10 +388,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let options = store_options(&config);
     let open_dir = data_dir.clone();
     let opened = async {
-        // Membership first: a data dir of another cluster is refused before the store opens it.
+        // Membership first: a data dir of another cluster, or an identity whose storage is
+        // gone, is refused before the store opens (or creates) it.
         let membership = match config.cluster.enabled {
             false => None,
-            true => Some(join_cluster(&config, &data_dir, grpc_addr, &cluster_status).await?),
+            true => {
+                identity::check_storage(&data_dir, UnifiedStore::holds_data(&data_dir))?;
+                Some(join_cluster(&config, &data_dir, grpc_addr, &cluster_status).await?)
+            }
         };
         let store = tokio::task::spawn_blocking(move || UnifiedStore::open(&open_dir, options))
             .await
@@ -399,6 +404,9 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                 dir: data_dir.clone(),
                 source,
             })?;
+        if membership.is_some() {
+            identity::record_storage(&data_dir)?;
+        }
         Ok::<_, DaemonError>((Arc::new(store), membership))
     }
     .await;
@@ -621,6 +629,7 @@ async fn join_cluster(
         hints: Arc::new(hints),
         gossip: membership.counters(),
         repair_history: Arc::new(repair_history),
+        repair_progress: Arc::default(),
         gc_grace_secs: config.storage.gc_grace_secs,
     });
     Ok(membership)
@@ -673,6 +682,7 @@ fn start_replication(
         clients.clone(),
         membership.subscribe(),
         status.repair_history().ok_or_else(attached)?,
+        status.repair_progress().ok_or_else(attached)?,
     );
     let scheduler = RepairScheduler::spawn(
         repair.clone(),

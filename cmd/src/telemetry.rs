@@ -59,6 +59,7 @@ const VECTOR_INDEX_PENDING: &str = "allidb_vector_index_pending";
 const VECTOR_INDEX_TENANTS: &str = "allidb_vector_index_tenants";
 const VECTOR_INDEX_MAX_STALE_RATIO: &str = "allidb_vector_index_max_stale_ratio";
 const INDEX_APPLY_ERRORS_TOTAL: &str = "allidb_index_apply_errors_total";
+const INDEX_VECTORS_UNINDEXED: &str = "allidb_index_vectors_unindexed";
 const FAILED_AUTHENTICATIONS_TOTAL: &str = "allidb_failed_authentications_total";
 const STORE_READY: &str = "allidb_store_ready";
 const ENGINE_STATE: &str = "allidb_engine_state";
@@ -206,6 +207,11 @@ fn describe_scraped() {
         Unit::Count,
         "Committed batches whose indexing failed."
     );
+    describe_gauge!(
+        INDEX_VECTORS_UNINDEXED,
+        Unit::Count,
+        "Entities whose stored vector the index refused: its dimension differs from its tenant's index (replicas that diverged)."
+    );
     describe_counter!(
         FAILED_AUTHENTICATIONS_TOTAL,
         Unit::Count,
@@ -299,4 +305,5 @@ fn record_store(store: &UnifiedStore) {
     gauge!(VECTOR_INDEX_TENANTS).set(sizes.len() as f64);
     gauge!(VECTOR_INDEX_MAX_STALE_RATIO).set(max_stale);
     counter!(INDEX_APPLY_ERRORS_TOTAL).absolute(store.index_apply_errors());
+    gauge!(INDEX_VECTORS_UNINDEXED).set(store.unindexed_vectors() as f64);
 }

@@ -4,10 +4,12 @@
 
 use std::path::Path;
 
+use allidb_index::graph::TraversalOptions;
 use allidb_index::query::QueryPlan;
 use allidb_index::{QueryRequest, StoreOptions, UnifiedStore};
+use allidb_storage::batch::WriteBatch;
 use allidb_storage::cell::{Embedding, EntityBody, TextChunk};
-use allidb_storage::{Durability, Edge, EntityWrite};
+use allidb_storage::{Durability, Edge, EdgeWrite, EntityWrite};
 
 fn entity(id: &str, vector: Vec<f32>, chunk: &str) -> EntityWrite {
     EntityWrite {
@@ -277,4 +279,85 @@ fn a_late_drop_keeps_later_writes_indexed_and_a_repeated_drop_changes_nothing() 
         );
     }
     assert_eq!(store.index_apply_errors(), 0);
+}
+
+/// The cells of `id` as `store` holds them, to be written into another store as a replica
+/// would receive them.
+fn stored_cells(store: &UnifiedStore, tenant: &str, id: &str, batch: &mut WriteBatch) {
+    for (key, ts, value) in store.engine().partition_cells(tenant, id).unwrap() {
+        match value {
+            Some(value) => batch.put(key, ts, value),
+            None => batch.delete(key, ts),
+        }
+    }
+}
+
+/// On a ring a replica can be sent a stored vector of another dimension than its tenant's index
+/// holds (replicas that diverged): it is stored, the rest of its batch is indexed all the same,
+/// the entity is counted as unindexed, and it is indexed once the old dimension's vectors are
+/// gone.
+#[test]
+fn a_replicated_vector_of_another_dimension_is_counted_and_hides_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = UnifiedStore::open(dir.path(), StoreOptions::default()).unwrap();
+    put(&store, "t", "old-", 2, 3, "old");
+
+    // What two other replicas stored: `a-new0000` with a 3-d vector, and `b-mate` (2-d) with
+    // an edge to `old-0000`. The 3-d entity sorts first in the batch.
+    let three = tempfile::tempdir().unwrap();
+    let three = UnifiedStore::open(three.path(), StoreOptions::default()).unwrap();
+    put(&three, "t", "a-new", 3, 1, "new");
+    let two = tempfile::tempdir().unwrap();
+    let two = UnifiedStore::open(two.path(), StoreOptions::default()).unwrap();
+    let mut mate = entity("b-mate", vec![1.0, 1.0], "mate");
+    mate.out_edges.push(EdgeWrite {
+        relation: "cites".to_owned(),
+        other: "old-0000".to_owned(),
+        weight: 1.0,
+        timestamp_nanos: 0,
+    });
+    two.put_entities("t", vec![mate], Durability::Sync).unwrap();
+    let mut batch = WriteBatch::new();
+    stored_cells(&three, "t", "a-new0000", &mut batch);
+    stored_cells(&two, "t", "b-mate", &mut batch);
+    store.engine().write(batch, Durability::Sync).unwrap();
+
+    assert!(ids(&store, "t").contains(&"a-new0000".to_owned()), "stored");
+    assert_eq!(store.unindexed_vectors(), 1, "the 3-d entity is counted");
+    assert!(
+        query_ids(&store, "t", vec![1.0, 1.0]).contains(&"b-mate".to_owned()),
+        "the rest of the batch is indexed"
+    );
+    let (reached, _) = store
+        .traverse(
+            "t",
+            &["b-mate".to_owned()],
+            &TraversalOptions::default(),
+            false,
+        )
+        .unwrap();
+    assert!(
+        reached
+            .iter()
+            .any(|hit| &*hit.reached.entity_id == "old-0000"),
+        "the rest of the batch's edges are indexed"
+    );
+    assert_eq!(store.index_apply_errors(), 0);
+
+    for id in ["old-0000", "old-0001", "old-0002", "b-mate"] {
+        store.delete_entity("t", id, Durability::Sync).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.unindexed_vectors() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the indexer never indexed the 3-d vector once the 2-d ones were gone"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        query_ids(&store, "t", vec![1.0, 2.0, 3.0]),
+        vec!["a-new0000".to_owned()]
+    );
+    assert_eq!(store.tenant_stats("t").unwrap().unwrap().dimension, Some(3));
 }

@@ -142,6 +142,35 @@ pub async fn put(daemon: &Daemon, id: &str, at: pb::ConsistencyLevel) -> Result<
         .map(drop)
 }
 
+/// Puts entities `{prefix}{i}` for `i` in `0..count` through `daemon` at `at`, 200 to a batch.
+pub async fn put_many(
+    daemon: &Daemon,
+    prefix: &str,
+    count: usize,
+    at: pb::ConsistencyLevel,
+) -> Result<(), tonic::Status> {
+    let mut client = daemon.client().await;
+    let ids: Vec<String> = (0..count).map(|i| format!("{prefix}{i}")).collect();
+    for batch in ids.chunks(200) {
+        let message = pb::BatchPutEntitiesRequest {
+            entities: batch
+                .iter()
+                .map(|id| doc_entity(id, &[1.0, 0.5, 0.25]))
+                .collect(),
+            consistency_level: level(at),
+            ..Default::default()
+        };
+        let reply = client
+            .batch_put_entities(request(message, None))
+            .await?
+            .into_inner();
+        if !reply.success {
+            return Err(tonic::Status::unavailable(reply.error_message));
+        }
+    }
+    Ok(())
+}
+
 /// Deletes entity `id` through `daemon` at `at`.
 pub async fn delete(
     daemon: &Daemon,
@@ -237,6 +266,42 @@ pub fn ring_of_three_each(extra: impl Fn(usize) -> String) -> Vec<Daemon> {
     nodes
 }
 
+/// The targets of `id`'s out-edges as `daemon` reads them at `at`.
+pub async fn edges_of(daemon: &Daemon, id: &str, at: pb::ConsistencyLevel) -> Vec<String> {
+    let reply = get(daemon, id, at).await.expect("a read");
+    let mut edges: Vec<String> = reply
+        .entity
+        .map(|e| e.outgoing_edges.into_iter().map(|e| e.to_entity).collect())
+        .unwrap_or_default();
+    edges.sort();
+    edges
+}
+
+/// Puts entity `hub` with out-edges `links` to `d10`, `d11` and `d12` through `daemon` at `at`.
+pub async fn put_hub(daemon: &Daemon, at: pb::ConsistencyLevel) {
+    let mut hub = doc_entity("hub", &[0.5, 0.5, 0.5]);
+    hub.outgoing_edges = ["d10", "d11", "d12"]
+        .iter()
+        .map(|to| pb::GraphEdge {
+            to_entity: (*to).to_owned(),
+            relation: "links".to_owned(),
+            weight: 0.5,
+            ..Default::default()
+        })
+        .collect();
+    let message = pb::PutEntityRequest {
+        entity: Some(hub),
+        consistency_level: level(at),
+        ..Default::default()
+    };
+    daemon
+        .client()
+        .await
+        .put_entity(request(message, None))
+        .await
+        .expect("the hub is written");
+}
+
 /// Waits until `condition` holds, failing after `limit`.
 pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
     let started = Instant::now();
@@ -301,6 +366,12 @@ pub fn allidb_json(daemon: &Daemon, args: &[&str]) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
+}
+
+/// `allidb --json cluster repair ARGS` against `daemon`: its exit code and JSON reply.
+pub fn repair(daemon: &Daemon, args: &[&str]) -> (i32, Value) {
+    let mut command = allidb_json(daemon, &["cluster", "repair"]);
+    json_reply(command.args(args).output().expect("allidb runs"))
 }
 
 /// The exit code and JSON reply of an `allidb --json` run.

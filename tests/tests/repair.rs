@@ -8,54 +8,12 @@ use std::time::Duration;
 
 use allidb_api::pb;
 use allidb_tests::ring::{
-    allidb_json, count, delete, drop_default, found, get, held_by, json_reply, level, put,
-    remove_edge, ring_of_three, ring_of_three_each, status, wait_for_states, wait_until,
+    allidb_json, count, delete, drop_default, edges_of, found, held_by, put, put_hub, remove_edge,
+    repair, ring_of_three, ring_of_three_each, status, wait_for_states, wait_until,
 };
-use allidb_tests::{Daemon, allidb_binary, doc_entity, request};
-use serde_json::Value;
+use allidb_tests::{Daemon, allidb_binary};
 
 use pb::ConsistencyLevel::{ConsistencyOne as One, ConsistencyQuorum as Quorum};
-
-/// `allidb --json cluster repair ARGS` against `daemon`: its exit code and JSON reply.
-fn repair(daemon: &Daemon, args: &[&str]) -> (i32, Value) {
-    let mut command = allidb_json(daemon, &["cluster", "repair"]);
-    json_reply(command.args(args).output().expect("allidb runs"))
-}
-
-/// The targets of `id`'s out-edges as `daemon` reads them at `at`.
-async fn edges_of(daemon: &Daemon, id: &str, at: pb::ConsistencyLevel) -> Vec<String> {
-    let reply = get(daemon, id, at).await.expect("a read");
-    let mut edges: Vec<String> = reply
-        .entity
-        .map(|e| e.outgoing_edges.into_iter().map(|e| e.to_entity).collect())
-        .unwrap_or_default();
-    edges.sort();
-    edges
-}
-
-async fn put_hub(daemon: &Daemon, at: pb::ConsistencyLevel) {
-    let mut hub = doc_entity("hub", &[0.5, 0.5, 0.5]);
-    hub.outgoing_edges = ["d10", "d11", "d12"]
-        .iter()
-        .map(|to| pb::GraphEdge {
-            to_entity: (*to).to_owned(),
-            relation: "links".to_owned(),
-            weight: 0.5,
-            ..Default::default()
-        })
-        .collect();
-    let message = pb::PutEntityRequest {
-        entity: Some(hub),
-        consistency_level: level(at),
-        ..Default::default()
-    };
-    daemon
-        .client()
-        .await
-        .put_entity(request(message, None))
-        .await
-        .expect("the hub is written");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repair_brings_back_a_replica_that_missed_writes_deletes_edges_and_a_drop() {

@@ -7,6 +7,7 @@
 //! - [`trees`]: a replica's trees and leaf listings from one snapshot pass (pure).
 //! - [`wire`]: their node-to-node messages.
 //! - [`history`]: when each range was last repaired completely (tombstone grace alarms).
+//! - [`progress`]: what the running repair has done so far (status and metrics).
 //! - [`scheduler`]: the scheduled repair (`cluster.repair_interval_secs`).
 //!
 //! How a repair runs, per batch of ranges, every replica of each range asked:
@@ -27,6 +28,7 @@
 
 pub mod history;
 pub mod merkle;
+pub mod progress;
 pub mod scheduler;
 pub mod trees;
 pub mod wire;
@@ -48,6 +50,7 @@ use crate::replica::{LocalReplica, MAX_TREE_LEAVES};
 use crate::ring::{HostId, TokenRange, TokenSpan};
 use history::RepairHistory;
 use merkle::{MerkleTree, depth_for};
+use progress::{RepairProgress, RepairStep};
 use trees::{PartitionDigest, TreeShape};
 
 /// Deadline of one tree or leaf listing call: the replica reads its whole store for it.
@@ -113,6 +116,7 @@ pub struct RangeRepair {
     clients: Arc<PeerClients>,
     view: watch::Receiver<Arc<ClusterView>>,
     history: Arc<RepairHistory>,
+    progress: Arc<RepairProgress>,
     running: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -124,13 +128,15 @@ struct Replicated {
 
 impl RangeRepair {
     /// Repairs from this node (`local`), reaching peers through `clients`, writing through
-    /// `coordinator`, and recording complete repairs in `history`.
+    /// `coordinator`, recording complete repairs in `history` and the running one's progress
+    /// in `progress`.
     pub fn new(
         coordinator: Coordinator,
         local: LocalReplica,
         clients: Arc<PeerClients>,
         view: watch::Receiver<Arc<ClusterView>>,
         history: Arc<RepairHistory>,
+        progress: Arc<RepairProgress>,
     ) -> Self {
         Self {
             coordinator,
@@ -138,6 +144,7 @@ impl RangeRepair {
             clients,
             view,
             history,
+            progress,
             running: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -203,6 +210,7 @@ impl RangeRepair {
             ..RepairReport::default()
         };
         let tenant = options.tenant.as_deref();
+        let _shown = self.progress.start(report.ranges, options.preview);
         // Ranges grouped by replica set: one call per replica per group and step.
         let mut groups: BTreeMap<Vec<HostId>, Vec<TokenRange>> = BTreeMap::new();
         for r in ranges {
@@ -212,7 +220,10 @@ impl RangeRepair {
         }
         self.send_newest_drops(&view, &groups, tenant, options.preview, &mut report)
             .await;
+        let mut ranges_done = 0;
         for (replicas, ranges) in &groups {
+            self.progress
+                .record(RepairStep::Roots, ranges_done, &report);
             if let Some(down) = replicas.iter().find(|h| self.address(&view, **h).is_err()) {
                 let reason = self
                     .address(&view, *down)
@@ -228,7 +239,7 @@ impl RangeRepair {
                 continue;
             }
             if let Err(error) = self
-                .repair_group(&view, replicas, ranges, options, &mut report)
+                .repair_group(&view, replicas, ranges, options, ranges_done, &mut report)
                 .await
             {
                 report.skipped.extend(
@@ -238,6 +249,13 @@ impl RangeRepair {
                 );
                 skipped.extend(ranges.iter().map(TokenRange::span));
             }
+            ranges_done += ranges.len() as u64;
+            tracing::info!(
+                ranges_done,
+                ranges = report.ranges,
+                partitions_repaired = report.partitions_repaired,
+                "repair progress"
+            );
         }
         report.duration = started.elapsed();
         record(&report, options.preview);
@@ -401,13 +419,15 @@ impl RangeRepair {
         }
     }
 
-    /// Steps 1 to 3 for the ranges of one replica set.
+    /// Steps 1 to 3 for the ranges of one replica set (`ranges_done`: ranges of the groups
+    /// before it, for the progress shown).
     async fn repair_group(
         &self,
         view: &ClusterView,
         replicas: &[HostId],
         ranges: &[TokenRange],
         options: &RepairOptions,
+        ranges_done: u64,
         report: &mut RepairReport,
     ) -> Result<(), ClusterError> {
         let tenant = options.tenant.as_deref();
@@ -442,6 +462,7 @@ impl RangeRepair {
             return Ok(());
         }
         report.ranges_differing += shapes.len() as u64;
+        self.progress.record(RepairStep::Trees, ranges_done, report);
         // Step 2: the trees, compared top-down.
         let mut trees = Vec::with_capacity(replicas.len());
         for host in replicas {
@@ -459,6 +480,8 @@ impl RangeRepair {
             }
         }
         // Step 3: the partitions of the differing leaves, repaired.
+        self.progress
+            .record(RepairStep::Partitions, ranges_done, report);
         let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
         for _ in 0..MAX_LISTING_ROUNDS {
             let mut listed: BTreeMap<(String, String), Vec<u128>> = BTreeMap::new();
@@ -482,6 +505,8 @@ impl RangeRepair {
                 .filter(|key| !seen.contains(key))
                 .collect();
             report.partitions_differing += differing.len() as u64;
+            self.progress
+                .record(RepairStep::Partitions, ranges_done, report);
             if options.preview {
                 seen.extend(differing);
                 if !truncated {
@@ -496,11 +521,9 @@ impl RangeRepair {
                     (tenant, id, outcome)
                 }
             });
-            let repairs: Vec<_> = futures_util::stream::iter(repairs)
-                .buffer_unordered(PARALLEL_PARTITIONS)
-                .collect()
-                .await;
-            for (tenant, id, outcome) in repairs {
+            let mut repairs =
+                futures_util::stream::iter(repairs).buffer_unordered(PARALLEL_PARTITIONS);
+            while let Some((tenant, id, outcome)) = repairs.next().await {
                 match outcome {
                     Ok(repaired) => {
                         report.partitions_repaired += 1;
@@ -517,7 +540,10 @@ impl RangeRepair {
                         .failures
                         .push(format!("entity {id:?} of tenant {tenant:?}: {error}")),
                 }
+                self.progress
+                    .record(RepairStep::Partitions, ranges_done, report);
             }
+            drop(repairs);
             seen.extend(differing);
             if !truncated {
                 break;

@@ -309,6 +309,27 @@ fn status_text(reply: &Value) -> String {
             repair["overdue_ranges"], repair["gc_grace_secs"], repair["oldest_repair_age_secs"],
         ));
     }
+    let running = &repair["running"];
+    if running.is_object() {
+        text.push_str(&format!(
+            "repair running{} since {} (Unix seconds): step {}, {} of {} ranges done, {} ranges \
+             differing, {} of {} differing partitions repaired, {} cells ({} bytes) sent\n",
+            if running["preview"].as_bool() == Some(true) {
+                " (preview)"
+            } else {
+                ""
+            },
+            running["started_unix_secs"],
+            str_of(running, "step"),
+            running["ranges_done"],
+            running["ranges"],
+            running["ranges_differing"],
+            running["partitions_repaired"],
+            running["partitions_differing"],
+            running["cells_streamed"],
+            running["bytes_streamed"],
+        ));
+    }
     text
 }
 

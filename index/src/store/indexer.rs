@@ -177,6 +177,16 @@ fn passes(
         for (tenant, state) in indexes.all() {
             let vectors = &state.indexes.vectors;
             worked |= vectors.index_pending(options.indexer_batch) > 0;
+            match state.retry_unindexed(&tenant, engine) {
+                Ok(0) => {}
+                Ok(indexed) => {
+                    tracing::info!(%tenant, indexed, "vectors of a new dimension indexed");
+                    worked = true;
+                }
+                Err(e) => {
+                    tracing::error!(%tenant, error = %e, "indexing refused vectors again failed")
+                }
+            }
             if vectors.stale_ratio() > options.rebuild_stale_ratio {
                 tracing::info!(%tenant, stale = vectors.stale_ratio(), "rebuilding a vector index");
                 match vectors.rebuild(&|| *stop.requested.lock()) {

@@ -206,6 +206,16 @@ impl TenantState {
         let dimension = Mutex::new(indexes.vectors.dimension().or(configured));
         Arc::new(Self { indexes, dimension })
     }
+
+    /// [`TenantIndexes::retry_unindexed`]; writes and queries are then validated against the
+    /// dimension the vector index took.
+    fn retry_unindexed(&self, tenant: &str, engine: &Engine) -> Result<usize> {
+        let indexed = self.indexes.retry_unindexed(tenant, engine)?;
+        if indexed > 0 {
+            *self.dimension.lock() = self.indexes.vectors.dimension();
+        }
+        Ok(indexed)
+    }
 }
 
 impl Indexes {
@@ -410,6 +420,14 @@ fn now_nanos() -> i64 {
 }
 
 impl UnifiedStore {
+    /// Whether `dir` holds a store's storage engine (a database was created there), without
+    /// opening it.
+    pub fn holds_data(dir: &Path) -> bool {
+        dir.join(ENGINE_SUBDIR)
+            .join(allidb_storage::manifest::CURRENT)
+            .exists()
+    }
+
     /// Opens the store in `dir` (`dir/lsm`: the engine, `dir/index`: index dumps).
     pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         options.vectors.validate()?;
@@ -681,6 +699,16 @@ impl UnifiedStore {
     /// Number of committed batches whose indexing failed since start.
     pub fn index_apply_errors(&self) -> u64 {
         self.indexes.apply_errors.load(Ordering::Relaxed)
+    }
+
+    /// Entities, over every tenant, whose stored vector the index refused (its dimension
+    /// differs from its tenant's index: replicas that diverged), for metrics.
+    pub fn unindexed_vectors(&self) -> usize {
+        self.indexes
+            .all()
+            .iter()
+            .map(|(_, s)| s.indexes.unindexed_len())
+            .sum()
     }
 
     /// Per-tenant vector count, pending tail and stale ratio (for metrics).

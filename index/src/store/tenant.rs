@@ -3,18 +3,23 @@
 //! (catch-up after a restart, full rebuilds).
 //!
 //! Invariant: after either path, the indexes describe exactly the entity's live state in the
-//! engine as of that write — a deleted entity has no vector, no facts and no out-edges.
+//! engine as of that write — a deleted entity has no vector, no facts and no out-edges — with
+//! one counted exception: a stored vector whose dimension differs from the one the tenant's
+//! vector index holds (replicas that diverged, docs/index.md "Vectors the index refuses") is
+//! left out and its entity listed in [`TenantIndexes::unindexed`]; its facts and edges are
+//! indexed all the same, and one entity never keeps the rest of a batch from the indexes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use allidb_storage::Engine;
 use allidb_storage::cell::{AttributeValue, EdgeValue, EntityBody};
 use allidb_storage::key::{CellKey, CellSuffix};
 use allidb_storage::partition::PartitionState;
 use allidb_storage::types::SeqNo;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use super::facts::{EntityMeta, FactTable};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{EdgeSpec, GraphIndex};
 use crate::vector::{VectorIndex, VectorIndexOptions};
 
@@ -27,6 +32,9 @@ pub struct TenantIndexes {
     pub graph: GraphIndex,
     /// Type, attributes, importance, update time.
     pub facts: RwLock<FactTable>,
+    /// Entities whose stored current vector the vector index refused (its dimension is not
+    /// the one in force): indexed without it until the dimension frees up.
+    unindexed: Mutex<BTreeSet<String>>,
 }
 
 /// One committed cell write: `(seq, key, ts, value or tombstone)`.
@@ -39,6 +47,28 @@ struct PartitionWrites {
     /// `Some(None)`: the body was removed.
     body: Option<(Option<EntityBody>, u64)>,
     out_edges: Vec<(String, String, Option<f32>)>,
+}
+
+impl PartitionWrites {
+    /// Adds one committed cell write of the partition.
+    fn record(&mut self, suffix: CellSuffix, ts: u64, value: Option<&[u8]>) -> Result<()> {
+        match suffix {
+            CellSuffix::Marker => self.marker |= value.is_some(),
+            CellSuffix::Body => {
+                let body = value.map(EntityBody::decode).transpose()?;
+                self.body = Some((body, ts));
+            }
+            CellSuffix::OutEdge { relation, to } => {
+                let weight = value
+                    .map(EdgeValue::decode)
+                    .transpose()?
+                    .map(|v| v.weight as f32);
+                self.out_edges.push((relation, to, weight));
+            }
+            CellSuffix::InEdge { .. } => {}
+        }
+        Ok(())
+    }
 }
 
 fn meta_of(body: &EntityBody, body_ts: u64) -> EntityMeta {
@@ -83,6 +113,7 @@ impl TenantIndexes {
             vectors: VectorIndex::new(options)?,
             graph: GraphIndex::new(),
             facts: RwLock::default(),
+            unindexed: Mutex::default(),
         })
     }
 
@@ -92,7 +123,70 @@ impl TenantIndexes {
             vectors,
             graph: GraphIndex::new(),
             facts: RwLock::default(),
+            unindexed: Mutex::default(),
         }
+    }
+
+    /// Entities whose stored vector is not indexed (its dimension differs from the index's),
+    /// in id order.
+    pub fn unindexed(&self) -> Vec<String> {
+        self.unindexed.lock().iter().cloned().collect()
+    }
+
+    /// How many entities' stored vectors are not indexed.
+    pub fn unindexed_len(&self) -> usize {
+        self.unindexed.lock().len()
+    }
+
+    /// Indexes `id`'s current vector; a vector of another dimension than the index's is left
+    /// out (its old one removed, so no search finds a vector the entity no longer has) and
+    /// the entity listed as unindexed.
+    fn apply_vector(&self, id: &str, vector: &[f32], seq: SeqNo) -> Result<()> {
+        match self.vectors.upsert(id, vector, seq) {
+            Ok(()) => {
+                self.unindexed.lock().remove(id);
+                Ok(())
+            }
+            Err(Error::DimensionMismatch { expected, got }) => {
+                self.vectors.delete(id, seq);
+                if self.unindexed.lock().insert(id.to_owned()) {
+                    tracing::warn!(
+                        entity = id,
+                        expected,
+                        got,
+                        "a stored vector's dimension differs from its tenant's index: the entity is indexed without it"
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Indexes again, from `engine`, the entities whose vectors were refused, once the vector
+    /// index holds none and no dimension is configured (the first of them then fixes it): a
+    /// tenant whose stored vectors all changed dimension converges to an index of the new
+    /// one. Returns how many were indexed.
+    pub fn retry_unindexed(&self, tenant: &str, engine: &Engine) -> Result<usize> {
+        if self.unindexed_len() == 0
+            || self.vectors.options().dimension.is_some()
+            || !self.vectors.is_empty()
+        {
+            return Ok(0);
+        }
+        let ids = self.unindexed();
+        let snapshot = engine.last_seq();
+        for id in &ids {
+            let state = engine.read_partition(tenant, id)?;
+            self.apply_state(id, &state, snapshot)?;
+        }
+        Ok(ids.len().saturating_sub(self.unindexed_len()))
+    }
+
+    /// Removes `id`'s vector (deleted, or its body has none).
+    fn remove_vector(&self, id: &str, seq: SeqNo) {
+        self.vectors.delete(id, seq);
+        self.unindexed.lock().remove(id);
     }
 
     /// Applies the body of one entity: vector and facts.
@@ -106,15 +200,13 @@ impl TenantIndexes {
         match body {
             Some(body) => {
                 match body.current_embedding() {
-                    Some(e) => self.vectors.upsert(id, &e.vector, seq)?,
-                    None => {
-                        self.vectors.delete(id, seq);
-                    }
+                    Some(e) => self.apply_vector(id, &e.vector, seq)?,
+                    None => self.remove_vector(id, seq),
                 }
                 self.facts.write().upsert(id, meta_of(body, body_ts));
             }
             None => {
-                self.vectors.delete(id, seq);
+                self.remove_vector(id, seq);
                 self.facts.write().remove(id);
             }
         }
@@ -122,62 +214,65 @@ impl TenantIndexes {
     }
 
     /// Brings the indexes up to date with one committed batch (every op of this tenant).
-    /// `ops` are `(seq, key, ts, value)`.
+    /// `ops` are `(seq, key, ts, value)`. Every partition is applied even when another fails
+    /// (a cell that does not decode): the first failure is returned after the rest.
     pub fn apply_batch<'a>(
         &self,
         ops: impl Iterator<Item = (SeqNo, CellKey, u64, Option<&'a [u8]>)>,
     ) -> Result<()> {
-        let mut partitions: BTreeMap<String, (SeqNo, PartitionWrites)> = BTreeMap::new();
+        let mut partitions: BTreeMap<String, (SeqNo, Result<PartitionWrites>)> = BTreeMap::new();
         for (seq, key, ts, value) in ops {
-            let (last_seq, writes) = partitions.entry(key.entity_id).or_default();
+            let (last_seq, writes) = partitions
+                .entry(key.entity_id)
+                .or_insert_with(|| (seq, Ok(PartitionWrites::default())));
             *last_seq = (*last_seq).max(seq);
-            match key.suffix {
-                CellSuffix::Marker => writes.marker |= value.is_some(),
-                CellSuffix::Body => {
-                    let body = value.map(EntityBody::decode).transpose()?;
-                    writes.body = Some((body, ts));
-                }
-                CellSuffix::OutEdge { relation, to } => {
-                    let weight = value
-                        .map(EdgeValue::decode)
-                        .transpose()?
-                        .map(|v| v.weight as f32);
-                    writes.out_edges.push((relation, to, weight));
-                }
-                CellSuffix::InEdge { .. } => {}
+            if let Ok(w) = writes
+                && let Err(e) = w.record(key.suffix, ts, value)
+            {
+                *writes = Err(e);
             }
         }
+        let mut first_error = None;
         for (id, (seq, writes)) in partitions {
-            if writes.marker && writes.body.is_none() {
-                // Delete: the entity and every edge leaving or entering it.
-                self.apply_body(&id, None, 0, seq)?;
-                self.graph.delete_entity(&id, seq);
-                continue;
+            if let Err(e) = writes.and_then(|w| self.apply_writes(&id, seq, &w)) {
+                tracing::error!(entity = %id, error = %e, "a committed partition could not be indexed");
+                first_error.get_or_insert(e);
             }
-            if let Some((body, ts)) = &writes.body {
-                self.apply_body(&id, body.as_ref(), *ts, seq)?;
-            }
-            let added: Vec<EdgeSpec> = writes
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Applies what one batch wrote to partition `id` (`seq`: its last write in the batch).
+    fn apply_writes(&self, id: &str, seq: SeqNo, writes: &PartitionWrites) -> Result<()> {
+        if writes.marker && writes.body.is_none() {
+            // Delete: the entity and every edge leaving or entering it.
+            self.apply_body(id, None, 0, seq)?;
+            self.graph.delete_entity(id, seq);
+            return Ok(());
+        }
+        if let Some((body, ts)) = &writes.body {
+            self.apply_body(id, body.as_ref(), *ts, seq)?;
+        }
+        let added: Vec<EdgeSpec> = writes
+            .out_edges
+            .iter()
+            .filter_map(|(r, to, w)| w.map(|w| spec(r, to, f64::from(w))))
+            .collect();
+        if writes.marker {
+            // Replace: the batch carries the entity's complete new out-edge list.
+            self.graph.replace_out_edges(id, &added, seq)?;
+        } else {
+            let removed: Vec<(&str, &str)> = writes
                 .out_edges
                 .iter()
-                .filter_map(|(r, to, w)| w.map(|w| spec(r, to, f64::from(w))))
+                .filter(|(_, _, w)| w.is_none())
+                .map(|(r, to, _)| (r.as_str(), to.as_str()))
                 .collect();
-            if writes.marker {
-                // Replace: the batch carries the entity's complete new out-edge list.
-                self.graph.replace_out_edges(&id, &added, seq)?;
-            } else {
-                let removed: Vec<(&str, &str)> = writes
-                    .out_edges
-                    .iter()
-                    .filter(|(_, _, w)| w.is_none())
-                    .map(|(r, to, _)| (r.as_str(), to.as_str()))
-                    .collect();
-                if !removed.is_empty() {
-                    self.graph.remove_edges(&id, &removed, seq);
-                }
-                if !added.is_empty() {
-                    self.graph.add_edges(&id, &added, seq)?;
-                }
+            if !removed.is_empty() {
+                self.graph.remove_edges(id, &removed, seq);
+            }
+            if !added.is_empty() {
+                self.graph.add_edges(id, &added, seq)?;
             }
         }
         Ok(())
