@@ -2,7 +2,9 @@
 //! store of `--entities` entities (a `--dim`-d vector, 4 out-edges and so about 4 in-edges each) is written, flushed
 //! and compacted, then the trees of 48 equal token ranges (a 3-node ring with 16 tokens each)
 //! are built `--runs` times from one pass over a snapshot, on one thread, as `MerkleTrees`
-//! does. Prints partitions/s and cells/s per core for each run and their medians.
+//! does. Prints partitions/s and cells/s for each run and their medians, by wall time and by
+//! this thread's CPU time (`/proc/thread-self/stat`, the per-core rate whatever else the
+//! machine runs).
 //!
 //! ```sh
 //! cargo run --profile test -p allidb-cluster --example merkle_build -- --entities 1000000
@@ -82,6 +84,18 @@ fn entity(i: u64, entities: u64, dim: usize) -> EntityWrite {
     }
 }
 
+/// CPU seconds this thread has run (user + system), from `/proc/thread-self/stat` (Linux).
+fn thread_cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("Linux /proc");
+    // Fields after the command name (which ends at the last ')'): utime and stime are the
+    // 12th and 13th of them, in clock ticks (100 per second on Linux).
+    let after = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    ticks as f64 / 100.0
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -122,10 +136,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             depth,
         })
         .collect();
-    let (mut partitions_rate, mut cells_rate) = (Vec::new(), Vec::new());
+    let (mut partitions_rate, mut cells_rate, mut cpu_cells_rate) =
+        (Vec::new(), Vec::new(), Vec::new());
     for run in 0..args.runs {
         let (mut partitions, mut cells) = (0u64, 0u64);
         let started = Instant::now();
+        let cpu_started = thread_cpu_secs();
         let snapshot = engine.partitions(None)?.inspect(|p| {
             if let Ok(p) = p {
                 partitions += 1;
@@ -134,23 +150,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
         let trees = build_trees(snapshot, &shapes)?;
         let secs = started.elapsed().as_secs_f64();
+        let cpu_secs = thread_cpu_secs() - cpu_started;
         let counted: u64 = trees.iter().map(|t| t.partitions()).sum();
         assert_eq!(counted, partitions, "every partition in exactly one tree");
         partitions_rate.push(partitions as f64 / secs);
         cells_rate.push(cells as f64 / secs);
+        cpu_cells_rate.push(cells as f64 / cpu_secs);
         println!(
-            "run {run}: {partitions} partitions, {cells} cells, depth {depth}, {secs:.2} s: \
-             {:.0} partitions/s, {:.0} cells/s",
+            "run {run}: {partitions} partitions, {cells} cells, depth {depth}, {secs:.2} s \
+             ({cpu_secs:.2} s CPU): {:.0} partitions/s, {:.0} cells/s, {:.0} cells per CPU second",
             partitions as f64 / secs,
-            cells as f64 / secs
+            cells as f64 / secs,
+            cells as f64 / cpu_secs
         );
     }
     println!(
-        "result: entities={} dim={} partitions_per_sec={:.0} cells_per_sec={:.0}",
+        "result: entities={} dim={} partitions_per_sec={:.0} cells_per_sec={:.0} \
+         cells_per_cpu_sec={:.0}",
         args.entities,
         args.dim,
         median(&mut partitions_rate),
-        median(&mut cells_rate)
+        median(&mut cells_rate),
+        median(&mut cpu_cells_rate)
     );
     engine.close()?;
     std::fs::remove_dir_all(&args.dir)?;
