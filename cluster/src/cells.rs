@@ -15,6 +15,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use allidb_storage::batch::WriteBatch;
+use allidb_storage::cell::{MarkerShadow, Shadowed};
 use allidb_storage::key::CellKey;
 use allidb_storage::partition::CellVersion;
 use xxhash_rust::xxh3::Xxh3;
@@ -158,22 +159,32 @@ pub fn merge<'a>(answers: impl IntoIterator<Item = &'a [CellVersion]>) -> Vec<Ce
 }
 
 /// The versions of `merged` that `own` lacks or holds an older or different version of: what
-/// a replica that answered `own` must be sent to catch up.
+/// a replica that answered `own` must be sent to catch up. Cells the partition's marker hides
+/// are never sent (the marker is, when the replica lacks it).
 pub fn missing_from(merged: &[CellVersion], own: &[CellVersion]) -> Vec<CellVersion> {
     let own: BTreeMap<&[u8], &CellVersion> = own.iter().map(|v| (v.0.as_slice(), v)).collect();
+    let mut shadow = MarkerShadow::default();
     merged
         .iter()
-        .filter(|version| own.get(version.0.as_slice()) != Some(version))
+        .filter(|version| {
+            shadow.next(&version.0, version.1, version.2.as_deref()) != Shadowed::Hidden
+                && own.get(version.0.as_slice()) != Some(version)
+        })
         .cloned()
         .collect()
 }
 
-/// The partition digest (docs/cluster.md "Partition digest", version 1): xxh3-128 over each
+/// The partition digest (docs/cluster.md "Partition digest", version 2): xxh3-128 over each
 /// cell in key order as `key_len:u32 key ts:u64 kind:u8 [value_len:u32 value]`, little endian,
-/// kind 0 = tombstone, 1 = value; 16 bytes, big endian.
+/// kind 0 = tombstone, 1 = value; 16 bytes, big endian. Cells the partition's marker hides are
+/// left out: compaction drops them on its own schedule on each replica.
 pub fn digest(versions: &[CellVersion]) -> Vec<u8> {
     let mut hasher = Xxh3::new();
+    let mut shadow = MarkerShadow::default();
     for (key, ts, value) in versions {
+        if shadow.next(key, *ts, value.as_deref()) == Shadowed::Hidden {
+            continue;
+        }
         hasher.update(&(key.len() as u32).to_le_bytes());
         hasher.update(key);
         hasher.update(&ts.to_le_bytes());
@@ -257,5 +268,30 @@ mod tests {
         ] {
             assert_ne!(digest(&cells), digest(&other), "{other:?}");
         }
+    }
+
+    #[test]
+    fn cells_a_marker_hides_count_in_no_digest_and_are_never_sent() {
+        use allidb_storage::cell::MarkerValue;
+        let marker = (
+            CellKey::marker("t", "a").encode(),
+            20,
+            Some(MarkerValue { in_edges_upto: 20 }.encode()),
+        );
+        let body = (CellKey::body("t", "a").encode(), 10, Some(b"old".to_vec()));
+        let compacted = vec![marker.clone()];
+        let not_yet = vec![marker.clone(), body.clone()];
+        assert_eq!(
+            digest(&compacted),
+            digest(&not_yet),
+            "compaction state is not a difference"
+        );
+        let newer_body = (CellKey::body("t", "a").encode(), 30, Some(b"new".to_vec()));
+        assert_ne!(digest(&compacted), digest(&[marker.clone(), newer_body]));
+        assert_eq!(
+            missing_from(&not_yet, &compacted),
+            Vec::<CellVersion>::new()
+        );
+        assert_eq!(missing_from(&not_yet, &[]), vec![marker]);
     }
 }

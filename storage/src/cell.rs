@@ -226,6 +226,58 @@ impl MarkerValue {
     }
 }
 
+/// What a partition's live entity marker hides, cell by cell in key order: the body and
+/// out-edge cells at or below the marker's timestamp, and the in-edge cells at or below its
+/// in-edge bound ([`MarkerValue`]). Compaction drops those cells and reads skip them; anti-entropy
+/// leaves them out of partition digests, so that replicas that compacted differently agree.
+#[derive(Clone, Debug, Default)]
+pub struct MarkerShadow {
+    partition: Vec<u8>,
+    marker_ts: Option<Timestamp>,
+    in_edges_upto: Timestamp,
+}
+
+/// What [`MarkerShadow::next`] says of a cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shadowed {
+    /// The partition's marker (live or a tombstone).
+    Marker,
+    /// A cell the partition's marker hides.
+    Hidden,
+    /// Any other cell.
+    Visible,
+}
+
+impl MarkerShadow {
+    /// Classifies the next cell (`key` encoded, written at `ts`, `value` `None` for a tombstone):
+    /// cells must come in key order, partition by partition, each partition's marker first (its
+    /// key sorts first).
+    pub fn next(&mut self, key: &[u8], ts: Timestamp, value: Option<&[u8]>) -> Shadowed {
+        let partition = crate::key::partition_of(key).unwrap_or(key);
+        if partition != self.partition.as_slice() {
+            self.partition = partition.to_vec();
+            self.marker_ts = None;
+            self.in_edges_upto = 0;
+        }
+        let kind = key.get(partition.len()).copied();
+        if key.len() == partition.len() + 1 && kind == Some(0) {
+            if let Some(value) = value {
+                self.marker_ts = Some(ts);
+                self.in_edges_upto = MarkerValue::decode(ts, value).in_edges_upto;
+            }
+            return Shadowed::Marker;
+        }
+        let hidden = match kind == Some(crate::key::IN_EDGE_KIND) {
+            true => ts <= self.in_edges_upto,
+            false => self.marker_ts.is_some_and(|m| ts <= m),
+        };
+        match hidden {
+            true => Shadowed::Hidden,
+            false => Shadowed::Visible,
+        }
+    }
+}
+
 /// The value of an edge cell (out or in): weight and the edge's own timestamp.
 #[derive(Clone, Copy, Debug, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct EdgeValue {

@@ -20,7 +20,7 @@
 
 use std::sync::Arc;
 
-use crate::cell::MarkerValue;
+use crate::cell::{MarkerShadow, Shadowed};
 use crate::key;
 use crate::sstable::Table;
 use crate::tenant_drops::TenantDrops;
@@ -184,9 +184,7 @@ pub struct CompactionFilter {
     bottommost: bool,
     gc_cutoff: Timestamp,
     drops: Arc<TenantDrops>,
-    partition: Vec<u8>,
-    marker_ts: Option<Timestamp>,
-    in_edges_hidden_upto: Timestamp,
+    shadow: MarkerShadow,
     last_key: Option<Vec<u8>>,
 }
 
@@ -197,9 +195,7 @@ impl CompactionFilter {
             bottommost,
             gc_cutoff,
             drops,
-            partition: Vec::new(),
-            marker_ts: None,
-            in_edges_hidden_upto: 0,
+            shadow: MarkerShadow::default(),
             last_key: None,
         }
     }
@@ -214,43 +210,33 @@ impl CompactionFilter {
         if self.drops.hides(user_key, entry.key.ts) {
             return false; // its tenant was dropped after it was written
         }
-        let partition = key::partition_of(user_key).unwrap_or(user_key);
-        if partition != self.partition.as_slice() {
-            self.partition = partition.to_vec();
-            self.marker_ts = None;
-            self.in_edges_hidden_upto = 0;
-        }
         let expired = self.bottommost && entry.key.ts < self.gc_cutoff;
-        let is_marker = user_key.len() == partition.len() + 1 && user_key.last() == Some(&0);
-        if is_marker {
-            if let Some(value) = &entry.value {
-                self.marker_ts = Some(entry.key.ts);
-                self.in_edges_hidden_upto = MarkerValue::decode(entry.key.ts, value).in_edges_upto;
-            }
-            return !expired;
+        match self
+            .shadow
+            .next(user_key, entry.key.ts, entry.value.as_deref())
+        {
+            Shadowed::Marker => !expired,
+            Shadowed::Hidden => false,
+            Shadowed::Visible => entry.value.is_some() || !expired,
         }
-        let in_edge = user_key.get(partition.len()) == Some(&key::IN_EDGE_KIND);
-        let hidden = match in_edge {
-            true => entry.key.ts <= self.in_edges_hidden_upto,
-            false => self.marker_ts.is_some_and(|m| entry.key.ts <= m),
-        };
-        if hidden {
-            return false;
-        }
-        entry.value.is_some() || !expired
     }
 
     /// True when `entry` starts a new partition compared with the last kept or dropped entry
     /// (outputs are split only there, so one entity's cells stay in one table where possible).
     pub fn at_partition_start(&self, entry: &Entry) -> bool {
-        key::partition_of(&entry.key.user_key).unwrap_or(&entry.key.user_key)
-            != self.partition.as_slice()
+        let partition = key::partition_of(&entry.key.user_key).unwrap_or(&entry.key.user_key);
+        let last = self
+            .last_key
+            .as_deref()
+            .map(|k| key::partition_of(k).unwrap_or(k));
+        last != Some(partition)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cell::MarkerValue;
     use crate::key::CellKey;
     use crate::types::InternalKey;
 
