@@ -5,13 +5,13 @@
 //! own figures adding up to three copies), an admin key still sees only its own tenant, and
 //! the answer stays exact with a node killed (other replicas count its ranges, the detail says
 //! it did not answer); on a 2-node ring with replication factor 1 and a node down, both fail
-//! `UNAVAILABLE` naming the ranges and the node.
+//! `UNAVAILABLE` naming the ranges and the node (and the HTTP gateway takes `per_node`).
 
 use std::time::Duration;
 
 use allidb_api::pb;
 use allidb_tests::ring::{start_ring, wait_for_states};
-use allidb_tests::{Daemon, doc_entity, key_line, request};
+use allidb_tests::{Daemon, doc_entity, http_get_with_headers, key_line, request};
 use tonic::Code;
 
 const OPERATOR: &str = "operator-key";
@@ -247,6 +247,22 @@ async fn a_ring_with_one_replica_and_a_node_down_names_the_ranges_it_cannot_coun
         let held: u64 = listing.nodes.iter().map(|n| n.tenants[0].entities).sum();
         assert_eq!(held, 40, "one replica of each entity");
     }
+    // The HTTP gateway: `per_node` as a query parameter.
+    let http = ring[1].http_addr.expect("allidbd prints its HTTP address");
+    let key = [("x-allidb-api-key", OPERATOR)];
+    let (code, body) = http_get_with_headers(http, "/admin/tenants?per_node=true", &key);
+    assert_eq!(code, 200, "{body}");
+    let reply: serde_json::Value = serde_json::from_str(&body).expect("a JSON reply");
+    assert_eq!(reply["tenants"][0]["entities"], 40, "{reply}");
+    let nodes: Vec<&str> = reply["nodes"]
+        .as_array()
+        .expect("per-node detail")
+        .iter()
+        .map(|n| n["node"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(nodes, ["n0", "n1"], "{reply}");
+    let (code, body) = http_get_with_headers(http, "/admin/tenants?per_node=maybe", &key);
+    assert_eq!(code, 400, "{body}");
     ring[1].kill();
     wait_for_states(
         &ring[0],
