@@ -30,7 +30,7 @@ use crate::ClusterError;
 use crate::hints::dispatcher::peer_label;
 use crate::proto;
 use crate::ring::{HostId, TokenRange, TokenSpan};
-use crate::stream::wire::{MAX_SPANS, span_to_proto};
+use crate::stream::wire::{MAX_SPANS, span_from_proto, span_to_proto};
 
 /// What a `TenantCounts` call asks of one host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -237,14 +237,7 @@ pub(crate) fn request_from_proto(
     };
     Ok(CountRequest {
         tenant,
-        spans: request
-            .spans
-            .iter()
-            .map(|s| TokenSpan {
-                start: s.start,
-                end: s.end,
-            })
-            .collect(),
+        spans: request.spans.iter().map(span_from_proto).collect(),
         node_totals: request.node_totals,
     })
 }
