@@ -1,6 +1,6 @@
 //! Operator actions of the `allidb.AlliDB` service (admin role): the request checks and reply
-//! shapes of `Checkpoint` (an online backup, [`UnifiedStore::checkpoint`]) and of the tenant
-//! RPCs (`ListTenants`, `GetTenantStats`, `DropTenant`: [`tenant_scope`] decides which tenants a
+//! shapes of `Checkpoint` (an online backup, [`UnifiedStore::checkpoint`]), of `Compact` (a full
+//! manual compaction, [`compact`]) and of the tenant RPCs (`ListTenants`, `GetTenantStats`, `DropTenant`: [`tenant_scope`] decides which tenants a
 //! caller may see and drop).
 //!
 //! The service handler authorizes the caller, then calls [`checkpoint_target`], [`checkpoint`]
@@ -13,6 +13,7 @@
 //! admin role (the handler checks the role before calling anything here).
 
 use std::path::{Component, Path, PathBuf};
+use std::time::Instant;
 
 use allidb_cluster::query::tenants::NodeTenants;
 use allidb_index::store::StoreCheckpoint;
@@ -155,6 +156,30 @@ pub fn checkpoint_response(
         wal_segments: count_u32(engine.wal_segments),
         wal_bytes: engine.wal_bytes,
     }
+}
+
+/// Compacts every level of the node's storage down into one sorted run
+/// ([`allidb_storage::Engine::compact`]), the SSTables before and after in the reply.
+pub fn compact(store: &UnifiedStore) -> allidb_index::Result<pb::CompactResponse> {
+    let engine = store.engine();
+    let tables = |stats: &allidb_storage::Stats| {
+        let count: u64 = stats.tables_per_level.iter().sum();
+        (
+            u32::try_from(count).unwrap_or(u32::MAX),
+            stats.bytes_per_level.iter().sum::<u64>(),
+        )
+    };
+    let started = Instant::now();
+    let (tables_before, table_bytes_before) = tables(&engine.stats());
+    engine.compact()?;
+    let (tables_after, table_bytes_after) = tables(&engine.stats());
+    Ok(pb::CompactResponse {
+        tables_before,
+        table_bytes_before,
+        tables_after,
+        table_bytes_after,
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
 }
 
 #[cfg(test)]

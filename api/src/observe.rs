@@ -131,6 +131,7 @@ without_trace_id_field!(
     pb::DropTenantRequest,
     pb::RepairRequest,
     pb::RebuildRequest,
+    pb::CompactRequest,
 );
 
 /// A batch's trace id is its options' (which every reply echoes).
@@ -327,6 +328,7 @@ observed_rpcs! {
     drop_tenant(pb::DropTenantRequest) -> pb::DropTenantResponse = "DropTenant";
     repair(pb::RepairRequest) -> pb::RepairResponse = "Repair";
     rebuild(pb::RebuildRequest) -> pb::RebuildResponse = "Rebuild";
+    compact(pb::CompactRequest) -> pb::CompactResponse = "Compact";
 }
 
 /// Marks a gRPC call that reached [`ObservedService`] (which then counts it): put into the

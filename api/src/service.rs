@@ -3,7 +3,7 @@
 //!
 //! Each handler runs the same steps: authenticate the `x-allidb-api-key` metadata and check the
 //! role the RPC needs (read: gets, scans, queries, traversals; write: puts, deletes, edges;
-//! admin: the compatibility `Replica*` RPCs and `Checkpoint` ([`crate::admin`]); `HealthCheck`
+//! admin: the compatibility `Replica*` RPCs, `Checkpoint` and `Compact` ([`crate::admin`]); `HealthCheck`
 //! needs no key), validate the request
 //! ([`crate::validate`], [`crate::convert`]), then call the store on the blocking thread pool
 //! (store calls block on I/O and fsync) and map its errors ([`crate::errors`]). `Query` and
@@ -1378,6 +1378,30 @@ impl AlliDb for AlliDbService {
             .await
             .map_err(|e| errors::cluster_status("rebuild", e))?;
         Ok(Response::new(convert::rebuild_response(&report)))
+    }
+
+    async fn compact(
+        &self,
+        request: Request<pb::CompactRequest>,
+    ) -> Result<Response<pb::CompactResponse>, Status> {
+        let caller = self.authorize(&request, Role::Admin)?;
+        if admin::tenant_scope(&caller, self.auth.enabled()) != admin::TenantScope::All {
+            return Err(Status::permission_denied(
+                "a compaction rewrites every tenant's files: it needs an operator key (an admin \
+                 key of tenant \"*\")",
+            ));
+        }
+        let reply = self.blocking("compact", admin::compact).await?;
+        tracing::info!(
+            key = %caller.key_id,
+            tables_before = reply.tables_before,
+            tables_after = reply.tables_after,
+            table_bytes_before = reply.table_bytes_before,
+            table_bytes_after = reply.table_bytes_after,
+            duration_ms = reply.duration_ms,
+            "manual compaction done"
+        );
+        Ok(Response::new(reply))
     }
 
     async fn drop_tenant(

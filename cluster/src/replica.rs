@@ -568,6 +568,19 @@ impl Replica for ReplicaService {
         }))
     }
 
+    async fn clock(
+        &self,
+        request: Request<proto::ClockRequest>,
+    ) -> Result<Response<proto::ClockResponse>, Status> {
+        self.credentials.check(request.metadata())?;
+        let request = request.into_inner();
+        let local = self.local()?;
+        check_header(request.header.as_ref(), local.host)?;
+        Ok(Response::new(proto::ClockResponse {
+            now_micros: local.store.engine().clock().now(),
+        }))
+    }
+
     async fn scan_ids(
         &self,
         request: Request<proto::ScanIdsRequest>,

@@ -956,11 +956,12 @@ impl Config {
             storage.block_cache_bytes,
             0..=1024 * GIB,
         )?;
-        // Tombstones must outlive the hint window (3 h) and repair intervals, or deletes return.
+        // On a ring, tombstones must also outlive the hint window and the repair interval, or
+        // deletes return: checked below, with the cluster settings.
         check_range(
             "storage.gc_grace_secs",
             storage.gc_grace_secs,
-            3 * 3600..=365 * 24 * 3600,
+            1..=365 * 24 * 3600,
         )?;
         check_range(
             "storage.min_free_bytes",
@@ -1372,7 +1373,7 @@ mod tests {
             ("index.ef_construction", "8", "out of range"),
             ("index.ef_search", "0", "out of range"),
             ("storage.memtable_bytes", "10", "out of range"),
-            ("storage.gc_grace_secs", "60", "out of range"),
+            ("storage.gc_grace_secs", "0", "out of range"),
             ("storage.min_free_bytes", "2000000000000", "out of range"),
             ("storage.periodic_sync_ms", "0", "out of range"),
             ("storage.memtable_idle_flush_secs", "86401", "out of range"),

@@ -72,6 +72,34 @@ impl CompactionJob {
         })
     }
 
+    /// A job rewriting `inputs` (tables of `level`) into new tables of the same level: for the
+    /// deepest level holding data, whose tables overlap nothing below, so the merge is
+    /// bottommost and drops what it may (expired tombstones and markers, the cells they hide,
+    /// cells of dropped tenants). Never a trivial move.
+    pub fn rewrite_in_place(
+        version: &Version,
+        level: usize,
+        inputs: Vec<Arc<Table>>,
+    ) -> Option<Self> {
+        let smallest = inputs
+            .iter()
+            .map(|t| t.properties().smallest.user_key.clone())
+            .min()?;
+        let largest = inputs
+            .iter()
+            .map(|t| t.properties().largest.user_key.clone())
+            .max()?;
+        let bottommost =
+            (level + 1..NUM_LEVELS).all(|l| version.overlapping(l, &smallest, &largest).is_empty());
+        Some(Self {
+            level,
+            output_level: level,
+            inputs,
+            lower: Vec::new(),
+            bottommost,
+        })
+    }
+
     /// Every input table with its level, for the manifest edit.
     pub fn removed(&self) -> Vec<(usize, u64)> {
         let upper = self.inputs.iter().map(|t| (self.level, t.file_number()));
@@ -91,6 +119,7 @@ impl CompactionJob {
         };
         let p = table.properties();
         self.inputs.len() == 1
+            && self.output_level != self.level
             && self.lower.is_empty()
             && p.tombstones == 0
             && !drops.may_cover(&p.smallest.user_key, &p.largest.user_key, p.min_ts)

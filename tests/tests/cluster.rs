@@ -770,12 +770,33 @@ fn replica_names(daemon: &Daemon, id: &str) -> Vec<String> {
         .collect()
 }
 
+/// Applies `batch` (planned by a coordinator whose clock runs ahead) straight to the replicas
+/// of `id` other than n0, through their internal service: n0 never sees its timestamps.
+async fn write_around_n0(nodes: &[Daemon], id: &str, batch: &allidb_storage::batch::WriteBatch) {
+    let cells: Vec<internal::Cell> = allidb_cluster::cells::batch_versions(batch)
+        .iter()
+        .map(allidb_cluster::cells::to_proto)
+        .collect();
+    for i in 1..nodes.len() {
+        let host = host_id_of(&nodes[0], &format!("n{i}"));
+        let call = with_token(internal::MutateRequest {
+            header: internal_read(&host, id, None).into_inner().header,
+            cells: cells.clone(),
+            ..Default::default()
+        });
+        ReplicaClient::new(nodes[i].channel().await)
+            .mutate(call)
+            .await
+            .expect("the replica applies the cells");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_edge_removal_through_a_lagging_coordinator_wins_over_an_earlier_addition() {
+async fn an_edge_removal_and_a_tenant_drop_through_a_lagging_coordinator_win_over_earlier_writes() {
     use pb::ConsistencyLevel::ConsistencyAll as All;
     let nodes = allidb_tests::ring::start_ring(4, "hinted_handoff_enabled = false\n");
     let names: Vec<String> = (0..4).map(|i| format!("n{i}")).collect();
-    // Two entities neither of which n0 replicates (RF 3 of 4 nodes).
+    // Entities none of which n0 replicates (RF 3 of 4 nodes).
     let pick = |prefix: &str| {
         (0..200)
             .map(|i| format!("{prefix}{i}"))
@@ -797,22 +818,7 @@ async fn an_edge_removal_through_a_lagging_coordinator_wins_over_an_earlier_addi
         timestamp_nanos: 0,
     };
     let batch = allidb_storage::mutation::plan_add_edges("default", &[edge], ahead).unwrap();
-    let cells: Vec<internal::Cell> = allidb_cluster::cells::batch_versions(&batch)
-        .iter()
-        .map(allidb_cluster::cells::to_proto)
-        .collect();
-    for i in 1..4 {
-        let host = host_id_of(&nodes[0], &names[i]);
-        let call = with_token(internal::MutateRequest {
-            header: internal_read(&host, &from, None).into_inner().header,
-            cells: cells.clone(),
-            ..Default::default()
-        });
-        ReplicaClient::new(nodes[i].channel().await)
-            .mutate(call)
-            .await
-            .expect("the replica applies the edge");
-    }
+    write_around_n0(&nodes, &from, &batch).await;
     // Removed through n0 at once: its own clock is 5 s behind the addition.
     remove_edge(&nodes[0], (&from, "cites", &to), All)
         .await
@@ -836,6 +842,35 @@ async fn an_edge_removal_through_a_lagging_coordinator_wins_over_an_earlier_addi
         "the later removal wins: {:?}",
         entity.outgoing_edges
     );
+
+    // An entity written 5 s ahead the same way, then its tenant dropped through n0 at once: n0
+    // reads the other nodes' clocks before it takes the drop's timestamp.
+    let late = pick("late");
+    let write = allidb_storage::EntityWrite {
+        id: late.clone(),
+        body: allidb_storage::EntityBody {
+            entity_type: "doc".to_owned(),
+            ..Default::default()
+        },
+        out_edges: Vec::new(),
+        in_edges: Vec::new(),
+    };
+    let ahead = allidb_storage::hlc::wall_micros() + 5_000_000;
+    let stored = [allidb_storage::partition::PartitionState::default()];
+    let batch = allidb_storage::mutation::plan_put("default", &[&write], &stored, ahead).unwrap();
+    write_around_n0(&nodes, &late, &batch).await;
+    assert!(found(&nodes[0], &late, All).await.unwrap(), "written");
+    let dropped_at = drop_default(&nodes[0], All).await.expect("a drop at ALL");
+    assert!(
+        dropped_at > ahead,
+        "the drop ({dropped_at}) is later than the write ({ahead})"
+    );
+    for node in &nodes {
+        assert!(
+            !found(node, &late, All).await.unwrap(),
+            "the later drop wins on every node"
+        );
+    }
 }
 
 /// The bytes of hints `daemon` keeps for node `name`.

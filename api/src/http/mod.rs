@@ -79,6 +79,7 @@ pub fn router<S: AlliDb>(service: Arc<S>, limits: HttpLimits) -> Router {
         .route("/edges/remove", post(routes::remove_edges::<S>))
         .route("/health", get(routes::health::<S>))
         .route("/admin/checkpoint", post(routes::checkpoint::<S>))
+        .route("/admin/compact", post(routes::compact::<S>))
         .route("/admin/tenants", get(routes::list_tenants::<S>))
         .route("/admin/tenants/stats", post(routes::tenant_stats::<S>))
         .route("/admin/tenants/drop", post(routes::drop_tenant::<S>))

@@ -251,6 +251,17 @@ pub(super) async fn checkpoint<S: AlliDb>(
         .map(Json)
 }
 
+/// `POST /admin/compact`: Compact (admin role, an operator key).
+pub(super) async fn compact<S: AlliDb>(
+    State(gateway): State<Gateway<S>>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<pb::CompactRequest>,
+) -> Result<Json<pb::CompactResponse>, HttpError> {
+    call(&headers, request, |r| gateway.service.compact(r))
+        .await
+        .map(Json)
+}
+
 /// `GET /admin/tenants?per_node=true`: ListTenants (admin role).
 pub(super) async fn list_tenants<S: AlliDb>(
     State(gateway): State<Gateway<S>>,

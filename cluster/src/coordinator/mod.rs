@@ -42,7 +42,7 @@ use crate::cells::{DroppedTenant, ReplicaMutation};
 use crate::consistency::ConsistencyLevel;
 use crate::hints::HintLog;
 use crate::hints::dispatcher::peer_label;
-use crate::membership::ClusterView;
+use crate::membership::{ClusterView, NodeStatus};
 use crate::peer_client::PeerClients;
 use crate::replica::LocalReplica;
 use crate::ring::HostId;
@@ -257,6 +257,7 @@ impl Coordinator {
         let held = tokio::task::spawn_blocking(move || store.tenant_stats(&owned_tenant))
             .await
             .map_err(|e| ClusterError::Protocol(format!("tenant stats task: {e}")))??;
+        self.observe_clocks().await;
         let ts = self.store().engine().clock().now();
         self.write_drop(tenant, ts, level).await?;
         Ok(TenantDropped {
@@ -264,6 +265,33 @@ impl Coordinator {
             entities: held.as_ref().map_or(0, |s| s.entities),
             vectors: held.as_ref().map_or(0, |s| s.vectors),
         })
+    }
+
+    /// Moves this node's clock past the clock of every other node gossip shows up (the `Clock`
+    /// call, all at once, within the read timeout), so that a timestamp taken next supersedes
+    /// every cell those nodes store, whatever coordinator wrote it. A node that does not answer
+    /// is passed over: the drop still reaches it (or its hint does), and the clock skew bound
+    /// (`cluster.max_clock_skew_ms`) limits how far ahead a cell on it can be.
+    async fn observe_clocks(&self) {
+        let view = self.inner.view.borrow().clone();
+        let version = view.ring.version();
+        let timeout = self.inner.options.read_timeout;
+        let calls = view.nodes.iter().filter_map(|(host, node)| {
+            let addr = match (*host == self.inner.host, node.status, node.rpc_addr) {
+                (false, status, Some(addr)) if status != NodeStatus::Down => addr,
+                _ => return None,
+            };
+            let clients = &self.inner.clients;
+            Some(async move { (*host, clients.clock(*host, addr, version, timeout).await) })
+        });
+        for (host, answer) in futures_util::future::join_all(calls).await {
+            match answer {
+                Ok(now) => self.store().engine().clock().observe(now),
+                Err(error) => {
+                    tracing::debug!(host = %host, %error, "no clock reading before a drop")
+                }
+            }
+        }
     }
 
     /// One entity at `level` (`GetEntity`, `GetEntities`).

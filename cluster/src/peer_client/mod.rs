@@ -237,6 +237,23 @@ impl PeerClients {
         })
     }
 
+    /// The clock reading of the node `recipient` at `addr` (every cell it stores is at or
+    /// below it).
+    pub async fn clock(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        ring_version: u64,
+        timeout: Duration,
+    ) -> Result<u64, ClusterError> {
+        let message = proto::ClockRequest {
+            header: self.stamp.header(ring_version, recipient),
+        };
+        let mut client = self.client(addr)?;
+        let call = client.clock(self.stamp.request(message, timeout));
+        Ok(answered(addr, timeout, call).await?.now_micros)
+    }
+
     /// The Merkle trees of `shapes` on the replica `recipient` at `addr` (of `tenant` only,
     /// when given), and its tenant drops.
     pub async fn merkle_trees(

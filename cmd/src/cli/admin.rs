@@ -1,5 +1,5 @@
 //! Operator commands against a running daemon: `allidb checkpoint DIR` (an online backup,
-//! the `Checkpoint` RPC) and `allidb tenant list | stats T | drop T --yes` (`ListTenants`,
+//! the `Checkpoint` RPC), `allidb compact` (a full manual compaction, `Compact`) and `allidb tenant list | stats T | drop T --yes` (`ListTenants`,
 //! `GetTenantStats`, `DropTenant`); all need an admin key.
 //!
 //! The directory is a path on the daemon's host, sent as given: the daemon checks it (absolute,
@@ -171,6 +171,30 @@ fn checkpoint_text(reply: &pb::CheckpointResponse) -> String {
     )
 }
 
+/// Runs `allidb compact`.
+pub async fn compact(context: &mut Context) -> CliResult<Outcome> {
+    let mut client = connect(&context.connect).await?;
+    let reply = client
+        .compact(pb::CompactRequest {})
+        .await
+        .map_err(|status| CliError::rpc("Compact", status))?
+        .into_inner();
+    context.printer.reply(&reply, compact_text)?;
+    Ok(Outcome::Complete)
+}
+
+/// The human form of a compaction reply.
+fn compact_text(reply: &pb::CompactResponse) -> String {
+    format!(
+        "compacted in {} ms\n  before: {} tables, {}\n  after:  {} tables, {}\n",
+        reply.duration_ms,
+        reply.tables_before,
+        human_bytes(reply.table_bytes_before),
+        reply.tables_after,
+        human_bytes(reply.table_bytes_after),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -193,5 +217,20 @@ mod tests {
         });
         assert!(text.contains("up to sequence 42"), "{text}");
         assert!(text.contains("--data-dir /backups/b1"), "{text}");
+    }
+
+    #[test]
+    fn compact_takes_no_argument_and_prints_both_sizes() {
+        let cli = Cli::try_parse_from(["allidb", "compact"]).unwrap();
+        assert!(matches!(cli.command, Command::Compact), "{:?}", cli.command);
+        assert!(Cli::try_parse_from(["allidb", "compact", "/x"]).is_err());
+        let text = compact_text(&pb::CompactResponse {
+            tables_before: 7,
+            tables_after: 1,
+            duration_ms: 12,
+            ..Default::default()
+        });
+        assert!(text.contains("before: 7 tables"), "{text}");
+        assert!(text.contains("after:  1 tables"), "{text}");
     }
 }

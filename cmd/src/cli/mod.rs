@@ -158,6 +158,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Write an online backup of the daemon's data into DIR on its host (admin key).
     Checkpoint(admin::CheckpointArgs),
+    /// Compact the daemon's storage fully: tombstones past storage.gc_grace_secs leave the disk
+    /// (operator key).
+    Compact,
     /// Backups in an S3-compatible bucket or a directory: create, list, verify, delete, restore.
     Backup(backup::BackupArgs),
     /// Tenants this node holds: list, stats, drop (admin key).
@@ -230,6 +233,7 @@ pub async fn run(cli: Cli) -> CliResult<Outcome> {
         Command::Import(args) => import::run(&mut context, args).await,
         Command::Bench(args) => bench::run(&mut context, args).await,
         Command::Checkpoint(args) => admin::checkpoint(&mut context, args).await,
+        Command::Compact => admin::compact(&mut context).await,
         Command::Tenant(args) => admin::tenant(&mut context, args).await,
         Command::Backup(args) => backup::run(&mut context, args).await,
         Command::Keys(args) => keys::run(&mut context, args),

@@ -27,6 +27,7 @@ use crate::memtable::{Memtable, MemtableIter};
 use crate::merge::{MergeIter, Source};
 use crate::sstable::{BlockCache, Table, TableBuilder};
 use crate::tenant_drops::TenantDrops;
+use crate::types::Timestamp;
 use crate::version::NUM_LEVELS;
 
 /// Writes the newest version of every cell of `mem` as table `number`; `None` if empty (also
@@ -277,40 +278,40 @@ impl Inner {
             };
             let level = (0..deepest.max(1)).find(|l| !version.level(*l).is_empty());
             let Some(level) = level else {
-                return self.rewrite_dropped(&version, deepest);
+                return self.rewrite_deepest(&version, deepest);
             };
             let job = compaction::pick_whole_level(&version, level).expect("the level has tables");
             self.run_compaction(&job)?;
         }
     }
 
-    /// Rewrites, one level down, the tables of `level` (the deepest holding data) that may hold
-    /// cells of a dropped tenant, so that those cells leave every file.
-    fn rewrite_dropped(&self, version: &crate::version::Version, level: usize) -> Result<()> {
+    /// Rewrites in place the tables of `level` (the deepest holding data) that may hold
+    /// something a bottommost merge drops: cells of a dropped tenant, or entries older than the
+    /// tombstone grace (an expired tombstone or entity marker, or a cell one hides), so that
+    /// those leave every file.
+    fn rewrite_deepest(&self, version: &crate::version::Version, level: usize) -> Result<()> {
         let drops = self.state.read().drops.clone();
+        let gc_cutoff = self.gc_cutoff();
         let covered: Vec<Arc<Table>> = version
             .level(level)
             .iter()
             .filter(|t| {
                 let p = t.properties();
-                drops.may_cover(&p.smallest.user_key, &p.largest.user_key, p.min_ts)
+                p.min_ts < gc_cutoff
+                    || drops.may_cover(&p.smallest.user_key, &p.largest.user_key, p.min_ts)
             })
             .cloned()
             .collect();
-        if covered.is_empty() {
-            return Ok(());
-        }
-        if level + 1 >= NUM_LEVELS {
-            tracing::warn!(
-                tables = covered.len(),
-                "tables of the last level hold dropped tenants' cells; background compaction removes them when it merges them"
-            );
-            return Ok(());
-        }
-        match CompactionJob::with_inputs(version, level, covered) {
+        match CompactionJob::rewrite_in_place(version, level, covered) {
             Some(job) => self.run_compaction(&job),
             None => Ok(()),
         }
+    }
+
+    /// Entries older than this (wall clock minus `gc_grace`) may be purged by a bottommost
+    /// merge when they are tombstones or markers.
+    fn gc_cutoff(&self) -> Timestamp {
+        wall_micros().saturating_sub(self.options.gc_grace.as_micros() as u64)
     }
 
     /// Merges a job's inputs into new tables at its output level and commits the swap.
@@ -338,9 +339,8 @@ impl Inner {
         created: &mut Vec<std::path::PathBuf>,
     ) -> Result<Vec<Table>> {
         let sources: Vec<Source> = job.tables().map(|t| Source::Table(t.iter())).collect();
-        let gc_cutoff = wall_micros().saturating_sub(self.options.gc_grace.as_micros() as u64);
         let drops = self.state.read().drops.clone();
-        let mut filter = CompactionFilter::new(job.bottommost, gc_cutoff, drops);
+        let mut filter = CompactionFilter::new(job.bottommost, self.gc_cutoff(), drops);
         let mut outputs: Vec<Table> = Vec::new();
         let mut builder: Option<(u64, TableBuilder)> = None;
         let target = self.options.target_file_bytes;

@@ -550,7 +550,9 @@ impl Engine {
 
     /// Flushes, then compacts every level down until all data is in one sorted run at the
     /// deepest level holding data (a full, manual compaction); tables there that may hold
-    /// cells of a dropped tenant are rewritten too, so no file keeps them.
+    /// cells of a dropped tenant or entries older than `gc_grace` are rewritten in place too,
+    /// so no file keeps a dropped tenant's cells, an expired tombstone or marker, or a cell
+    /// one hides.
     pub fn compact(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::Unavailable("the engine is closed".to_owned()));

@@ -404,6 +404,48 @@ fn a_dropped_tenant_is_gone_at_once_after_a_crash_and_from_every_file_after_comp
 }
 
 #[test]
+fn a_full_compaction_purges_deletes_past_the_grace_already_at_the_deepest_level() {
+    use crate::fs::FileSystem;
+    let fs = SimFileSystem::new();
+    let dir = Path::new("/db");
+    let grace = std::time::Duration::from_millis(300);
+    let options = Options {
+        gc_grace: grace,
+        ..options()
+    };
+    let engine = Engine::open_with_fs(Arc::new(fs.clone()), dir, options).unwrap();
+    put_tagged(&engine, "t", 0, 10, "deleted-body");
+    put_tagged(&engine, "t", 10, 10, "kept-body");
+    for i in 0..10 {
+        assert!(
+            engine
+                .delete_entity("t", &format!("e{i:06}"), Durability::Sync)
+                .unwrap()
+        );
+    }
+    // Within the grace a full compaction keeps the markers (and may keep what they hide).
+    engine.compact().unwrap();
+    assert!(!engine.partition_cells("t", "e000003").unwrap().is_empty());
+    assert_eq!(engine.stats().tables_per_level[0], 0, "all below L0");
+
+    // Past the grace, the same tables, already one sorted run at the deepest level, are
+    // rewritten: the markers and the bodies they hid leave every file.
+    std::thread::sleep(grace + std::time::Duration::from_millis(50));
+    engine.compact().unwrap();
+    assert!(engine.partition_cells("t", "e000003").unwrap().is_empty());
+    let holding = |needle: &str| {
+        fs.list(dir).unwrap().into_iter().any(|name| {
+            fs.read(&dir.join(name))
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+    };
+    assert!(holding("kept-body"), "the search finds data");
+    assert!(!holding("deleted-body"), "a purged body is left in a file");
+    let kept: Vec<String> = (10..20).map(|i| format!("e{i:06}")).collect();
+    assert_eq!(ids(&engine, "t"), kept);
+}
+
+#[test]
 fn a_memtable_or_wal_holding_only_dropped_cells_flushes_and_replays_to_no_table() {
     let fs = SimFileSystem::new();
     let dir = Path::new("/db");

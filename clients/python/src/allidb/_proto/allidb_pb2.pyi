@@ -760,6 +760,24 @@ class CheckpointResponse(_message.Message):
     wal_bytes: int
     def __init__(self, target_dir: _Optional[str] = ..., covered_seq: _Optional[int] = ..., index_covered_seq: _Optional[int] = ..., index_tenants: _Optional[int] = ..., tables_linked: _Optional[int] = ..., tables_copied: _Optional[int] = ..., table_bytes: _Optional[int] = ..., wal_segments: _Optional[int] = ..., wal_bytes: _Optional[int] = ...) -> None: ...
 
+class CompactRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CompactResponse(_message.Message):
+    __slots__ = ("tables_before", "table_bytes_before", "tables_after", "table_bytes_after", "duration_ms")
+    TABLES_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    TABLE_BYTES_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    TABLES_AFTER_FIELD_NUMBER: _ClassVar[int]
+    TABLE_BYTES_AFTER_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    tables_before: int
+    table_bytes_before: int
+    tables_after: int
+    table_bytes_after: int
+    duration_ms: int
+    def __init__(self, tables_before: _Optional[int] = ..., table_bytes_before: _Optional[int] = ..., tables_after: _Optional[int] = ..., table_bytes_after: _Optional[int] = ..., duration_ms: _Optional[int] = ...) -> None: ...
+
 class QueryVector(_message.Message):
     __slots__ = ("values",)
     VALUES_FIELD_NUMBER: _ClassVar[int]

@@ -139,6 +139,11 @@ class AlliDBStub:
                 request_serializer=allidb__pb2.RebuildRequest.SerializeToString,
                 response_deserializer=allidb__pb2.RebuildResponse.FromString,
                 _registered_method=True)
+        self.Compact = channel.unary_unary(
+                '/allidb.AlliDB/Compact',
+                request_serializer=allidb__pb2.CompactRequest.SerializeToString,
+                response_deserializer=allidb__pb2.CompactResponse.FromString,
+                _registered_method=True)
 
 
 class AlliDBServicer:
@@ -307,6 +312,17 @@ class AlliDBServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Compact(self, request, context):
+        """Operator action (admin role, an operator key: it rewrites every tenant's files): a full,
+        manual compaction of this node's storage, as `nodetool compact`: every level merged down
+        into one sorted run, so tombstones and entity markers older than `storage.gc_grace_secs`
+        leave the disk (docs/operations.md "Manual compaction"). Node-local, also on a ring; one at
+        a time (a second call waits for the first). UNAVAILABLE while the engine is closed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlliDBServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -414,6 +430,11 @@ def add_AlliDBServicer_to_server(servicer, server):
                     servicer.Rebuild,
                     request_deserializer=allidb__pb2.RebuildRequest.FromString,
                     response_serializer=allidb__pb2.RebuildResponse.SerializeToString,
+            ),
+            'Compact': grpc.unary_unary_rpc_method_handler(
+                    servicer.Compact,
+                    request_deserializer=allidb__pb2.CompactRequest.FromString,
+                    response_serializer=allidb__pb2.CompactResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -983,6 +1004,33 @@ class AlliDB:
             '/allidb.AlliDB/Rebuild',
             allidb__pb2.RebuildRequest.SerializeToString,
             allidb__pb2.RebuildResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Compact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allidb.AlliDB/Compact',
+            allidb__pb2.CompactRequest.SerializeToString,
+            allidb__pb2.CompactResponse.FromString,
             options,
             channel_credentials,
             insecure,
