@@ -15,6 +15,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
+use allidb_cluster::query::tenants::NodeTenants;
 use allidb_index::store::StoreCheckpoint;
 use allidb_index::{TenantStats, UnifiedStore};
 use tonic::Status;
@@ -60,11 +61,11 @@ impl TenantScope {
         }
     }
 
-    /// True when the scope covers `tenant`.
-    pub fn covers(&self, tenant: &str) -> bool {
+    /// The one tenant the scope covers (`None`: every tenant).
+    pub fn only(&self) -> Option<&str> {
         match self {
-            TenantScope::All => true,
-            TenantScope::Own(own) => own == tenant,
+            TenantScope::All => None,
+            TenantScope::Own(own) => Some(own),
         }
     }
 }
@@ -80,6 +81,22 @@ pub fn tenant_stats_proto(stats: &TenantStats) -> pb::TenantStats {
             .map_or(0, |d| u32::try_from(d).unwrap_or(u32::MAX)),
         metric: stats.metric.name().to_owned(),
         bytes: stats.bytes,
+    }
+}
+
+/// The wire form of one node's figures (per-node detail).
+pub fn node_tenants_proto(node: &NodeTenants) -> pb::NodeTenantStats {
+    let (tenants, error) = match &node.tenants {
+        Ok(tenants) => (
+            tenants.iter().map(tenant_stats_proto).collect(),
+            String::new(),
+        ),
+        Err(error) => (Vec::new(), error.clone()),
+    };
+    pb::NodeTenantStats {
+        node: node.node.clone(),
+        tenants,
+        error,
     }
 }
 

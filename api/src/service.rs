@@ -26,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 use allidb_cluster::consistency::ConsistencyLevel;
 use allidb_cluster::coordinator::Coordinator;
 use allidb_cluster::query::report::ReadReport;
+use allidb_cluster::query::tenants::{NodeTenants, RingTenants};
 use allidb_cluster::query::wire::IdRange;
 use allidb_cluster::query::{ClusterQuery, ReadOptions};
 use allidb_cluster::repair::{RangeRepair, RepairOptions};
@@ -303,6 +304,36 @@ impl AlliDbService {
             ))
         })?;
         Ok((ring, tenant))
+    }
+
+    /// The figures of `tenant` (`None`: of every tenant): on a ring, of the whole ring (each
+    /// entity counted once); on a single node, of its store; with every node's own figures
+    /// when `per_node` (a single node: itself, named by `server.node_id`).
+    async fn tenant_listing(
+        &self,
+        tenant: Option<String>,
+        per_node: bool,
+    ) -> Result<RingTenants, Status> {
+        if let Some(reads) = self.cluster_reads() {
+            return reads
+                .tenants(tenant.as_deref(), per_node)
+                .await
+                .map_err(|e| errors::cluster_status("tenant stats", e));
+        }
+        let tenants = self
+            .blocking("tenant stats", move |store| match tenant {
+                Some(tenant) => Ok(store.tenant_stats(&tenant)?.into_iter().collect()),
+                None => store.tenants(),
+            })
+            .await?;
+        let nodes = match per_node {
+            true => vec![NodeTenants {
+                node: self.options.node_id.clone(),
+                tenants: Ok(tenants.clone()),
+            }],
+            false => Vec::new(),
+        };
+        Ok(RingTenants { tenants, nodes })
     }
 
     /// How a write that asked for consistency level `level` (checked to be a known level) is
@@ -1267,15 +1298,20 @@ impl AlliDb for AlliDbService {
         request: Request<pb::ListTenantsRequest>,
     ) -> Result<Response<pb::ListTenantsResponse>, Status> {
         let caller = self.authorize(&request, Role::Admin)?;
+        let per_node = request.into_inner().per_node;
         let scope = admin::tenant_scope(&caller, self.auth.enabled());
-        let tenants = self
-            .blocking("list tenants", |store| store.tenants())
-            .await?;
+        let only = scope.only().map(str::to_owned);
+        let listing = self.tenant_listing(only, per_node).await?;
         Ok(Response::new(pb::ListTenantsResponse {
-            tenants: tenants
+            tenants: listing
+                .tenants
                 .iter()
-                .filter(|t| scope.covers(&t.tenant))
                 .map(admin::tenant_stats_proto)
+                .collect(),
+            nodes: listing
+                .nodes
+                .iter()
+                .map(admin::node_tenants_proto)
                 .collect(),
         }))
     }
@@ -1285,13 +1321,18 @@ impl AlliDb for AlliDbService {
         request: Request<pb::GetTenantStatsRequest>,
     ) -> Result<Response<pb::GetTenantStatsResponse>, Status> {
         let caller = self.authorize(&request, Role::Admin)?;
-        let tenant = request.into_inner().tenant_id;
-        admin::tenant_scope(&caller, self.auth.enabled()).check(&tenant)?;
-        let stats = self
-            .blocking("tenant stats", move |store| store.tenant_stats(&tenant))
+        let request = request.into_inner();
+        admin::tenant_scope(&caller, self.auth.enabled()).check(&request.tenant_id)?;
+        let listing = self
+            .tenant_listing(Some(request.tenant_id), request.per_node)
             .await?;
         Ok(Response::new(pb::GetTenantStatsResponse {
-            stats: stats.as_ref().map(admin::tenant_stats_proto),
+            stats: listing.tenants.first().map(admin::tenant_stats_proto),
+            nodes: listing
+                .nodes
+                .iter()
+                .map(admin::node_tenants_proto)
+                .collect(),
         }))
     }
 

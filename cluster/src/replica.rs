@@ -24,11 +24,12 @@ use crate::cells::{self, DroppedTenant, ReplicaMutation};
 use crate::credentials::ClusterCredentials;
 use crate::proto;
 use crate::proto::replica_server::{Replica, ReplicaServer};
+use crate::query::tenants::{self, CountRequest, Counts};
 use crate::query::wire::{self, IdRange, SeedSearch};
 use crate::repair::merkle::MerkleTree;
 use crate::repair::trees::{self, PartitionDigest, TreeShape};
 use crate::repair::wire as repair_wire;
-use crate::ring::{HostId, SpanIndex};
+use crate::ring::{HostId, SpanIndex, token};
 use crate::stream::chunk::{Chunk, read_chunk};
 use crate::stream::wire::{self as stream_wire, ChunkRequest};
 use crate::{ClusterError, PROTOCOL_VERSION};
@@ -211,6 +212,30 @@ impl LocalReplica {
         let tenant = tenant.to_owned();
         self.on_store("scan", move |store| {
             store.scan_ids(&tenant, range.start.as_deref(), range.end.as_deref(), limit)
+        })
+        .await
+    }
+}
+
+impl LocalReplica {
+    /// This replica's tenant figures over the partitions whose token falls in
+    /// `request.spans` (and over everything it holds, when asked).
+    pub async fn tenant_counts(&self, request: CountRequest) -> Result<Counts, ClusterError> {
+        self.on_store("tenant counts", move |store| {
+            let tenant = request.tenant.as_deref();
+            let in_spans = match request.spans.is_empty() {
+                true => Vec::new(),
+                false => {
+                    let spans = SpanIndex::new(request.spans.iter().copied());
+                    store.tenants_where(tenant, &|t, id| spans.find(token(t, id)).is_some())?
+                }
+            };
+            let node = match (request.node_totals, tenant) {
+                (false, _) => None,
+                (true, None) => Some(store.tenants()?),
+                (true, Some(tenant)) => Some(store.tenant_stats(tenant)?.into_iter().collect()),
+            };
+            Ok(Counts { in_spans, node })
         })
         .await
     }
@@ -579,6 +604,19 @@ impl Replica for ReplicaService {
             .await
             .map_err(status)?;
         Ok(Response::new(proto::ScanIdsResponse { entity_ids }))
+    }
+
+    async fn tenant_counts(
+        &self,
+        request: Request<proto::TenantCountsRequest>,
+    ) -> Result<Response<proto::TenantCountsResponse>, Status> {
+        self.credentials.check(request.metadata())?;
+        let request = request.into_inner();
+        let local = self.local()?;
+        check_header(request.header.as_ref(), local.host)?;
+        let request = tenants::request_from_proto(request).map_err(status)?;
+        let counts = local.tenant_counts(request).await.map_err(status)?;
+        Ok(Response::new(tenants::counts_to_proto(&counts)))
     }
 
     async fn merkle_trees(

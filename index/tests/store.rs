@@ -483,3 +483,78 @@ fn only_queries_of_in_memory_indexes_are_light() {
         QueryPlan::default().k.min(10)
     );
 }
+
+#[test]
+fn tenant_figures_of_a_selection_add_up_to_the_whole_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = UnifiedStore::open(dir.path(), options()).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let mut bare = entity("bare", vec![0.0; DIM], "doc", "red", &[]);
+    bare.body.embeddings.clear();
+    let mut writes: Vec<EntityWrite> = (0..40)
+        .map(|i| {
+            entity(
+                &format!("e{i:02}"),
+                vector(&mut rng),
+                "doc",
+                "red",
+                &[("e00", 1.0)],
+            )
+        })
+        .collect();
+    writes.push(bare);
+    store.put_entities("a", writes, Durability::Sync).unwrap();
+    store
+        .put_entities(
+            "b",
+            vec![entity("x", vector(&mut rng), "doc", "red", &[])],
+            Durability::Sync,
+        )
+        .unwrap();
+    store.delete_entity("a", "e07", Durability::Sync).unwrap();
+    let whole = store.tenant_stats("a").unwrap().unwrap();
+    assert_eq!((whole.entities, whole.vectors), (40, 39));
+
+    // Two disjoint selections (ids by parity of their last byte) add up to the whole.
+    let even = |id: &str| id.as_bytes().last().is_some_and(|b| b % 2 == 0);
+    let halves: Vec<_> = [true, false]
+        .into_iter()
+        .map(|parity| {
+            let listed = store
+                .tenants_where(Some("a"), &|tenant, id| {
+                    assert_eq!(tenant, "a");
+                    even(id) == parity
+                })
+                .unwrap();
+            assert_eq!(listed.len(), 1, "only the tenant asked for");
+            listed.into_iter().next().unwrap()
+        })
+        .collect();
+    assert_eq!(halves[0].entities + halves[1].entities, whole.entities);
+    assert_eq!(halves[0].vectors + halves[1].vectors, whole.vectors);
+    assert_eq!(halves[0].bytes + halves[1].bytes, whole.bytes);
+    assert!(
+        halves
+            .iter()
+            .all(|h| h.entities > 0 && h.dimension == Some(DIM))
+    );
+
+    // Every tenant, selecting everything: the same figures as the whole-node listing; selecting
+    // nothing still lists each tenant, with zero counts.
+    assert_eq!(
+        store.tenants_where(None, &|_, _| true).unwrap(),
+        store.tenants().unwrap()
+    );
+    let none = store.tenants_where(None, &|_, _| false).unwrap();
+    let names: Vec<&str> = none.iter().map(|t| t.tenant.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert!(
+        none.iter()
+            .all(|t| t.entities == 0 && t.vectors == 0 && t.bytes == 0)
+    );
+    assert!(
+        store
+            .tenants_where(Some("bad\0tenant"), &|_, _| true)
+            .is_err()
+    );
+}

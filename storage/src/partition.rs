@@ -17,6 +17,15 @@ use crate::types::Timestamp;
 /// The newest visible version of one cell: `(encoded key, timestamp, value or tombstone)`.
 pub type CellVersion = (Vec<u8>, Timestamp, Option<Vec<u8>>);
 
+/// Bytes of the cells of `cells` that hold a value (keys and values, before compression;
+/// tombstones count nothing): what a tenant's `bytes` figure adds up.
+pub fn live_bytes(cells: &[CellVersion]) -> u64 {
+    cells
+        .iter()
+        .filter_map(|(key, _, value)| value.as_ref().map(|v| (key.len() + v.len()) as u64))
+        .sum()
+}
+
 /// The live cells of one partition.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PartitionState {

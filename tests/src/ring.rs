@@ -344,6 +344,7 @@ pub async fn held_by(daemon: &Daemon) -> (Vec<String>, u64) {
         .collect();
     let stats = pb::GetTenantStatsRequest {
         tenant_id: "default".to_owned(),
+        ..Default::default()
     };
     let entities = client
         .get_tenant_stats(request(stats, None))

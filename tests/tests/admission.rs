@@ -73,6 +73,7 @@ fn batch(client: usize) -> pb::BatchPutEntitiesRequest {
 async fn entities_of(daemon: &Daemon, tenant: &str, key: &str) -> u64 {
     let stats = pb::GetTenantStatsRequest {
         tenant_id: tenant.to_owned(),
+        ..Default::default()
     };
     daemon
         .client()

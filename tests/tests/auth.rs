@@ -303,12 +303,13 @@ impl Rpc {
                 result
             }
             Rpc::ListTenants => client
-                .list_tenants(request(pb::ListTenantsRequest {}, key))
+                .list_tenants(request(pb::ListTenantsRequest::default(), key))
                 .await
                 .map(drop),
             Rpc::GetTenantStats => {
                 let message = pb::GetTenantStatsRequest {
                     tenant_id: TENANT.to_owned(),
+                    ..Default::default()
                 };
                 client
                     .get_tenant_stats(request(message, key))

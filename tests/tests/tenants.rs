@@ -84,7 +84,7 @@ async fn drop_tenant(
 
 async fn listed(client: &mut AlliDbClient<Channel>, key: &str) -> Vec<String> {
     client
-        .list_tenants(request(pb::ListTenantsRequest {}, Some(key)))
+        .list_tenants(request(pb::ListTenantsRequest::default(), Some(key)))
         .await
         .expect("ListTenants")
         .into_inner()
@@ -127,6 +127,7 @@ async fn the_newcomer_drops_the_walkthrough_tenant_and_loads_384_d_vectors() {
         .get_tenant_stats(request(
             pb::GetTenantStatsRequest {
                 tenant_id: "default".to_owned(),
+                ..Default::default()
             },
             Some(ADMIN),
         ))

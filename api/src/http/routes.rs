@@ -262,16 +262,15 @@ pub(super) async fn compact<S: AlliDb>(
         .map(Json)
 }
 
-/// `GET /admin/tenants`: ListTenants (admin role).
+/// `GET /admin/tenants?per_node=true`: ListTenants (admin role).
 pub(super) async fn list_tenants<S: AlliDb>(
     State(gateway): State<Gateway<S>>,
     headers: HeaderMap,
+    QueryParams(request): QueryParams<pb::ListTenantsRequest>,
 ) -> Result<Json<pb::ListTenantsResponse>, HttpError> {
-    call(&headers, pb::ListTenantsRequest {}, |r| {
-        gateway.service.list_tenants(r)
-    })
-    .await
-    .map(Json)
+    call(&headers, request, |r| gateway.service.list_tenants(r))
+        .await
+        .map(Json)
 }
 
 /// `POST /admin/tenants/stats`: GetTenantStats (admin role).

@@ -20,6 +20,7 @@ use crate::cells::{self, DroppedTenant, ReplicaMutation};
 use crate::credentials::{ClusterCredentials, TOKEN_HEADER};
 use crate::proto;
 use crate::proto::replica_client::ReplicaClient;
+use crate::query::tenants::{self, CountRequest, Counts};
 use crate::query::wire::{self, IdRange, SeedSearch};
 use crate::repair::merkle::MerkleTree;
 use crate::repair::trees::{PartitionDigest, TreeShape};
@@ -213,6 +214,27 @@ impl PeerClients {
         let mut client = self.client(addr)?;
         let call = client.scan_ids(self.stamp.request(message, timeout));
         Ok(read_answered(addr, timeout, call).await?.entity_ids)
+    }
+
+    /// The tenant figures of the replica `recipient` at `addr` over the spans of `request`
+    /// (and over everything it holds, when asked).
+    pub async fn tenant_counts(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        request: &CountRequest,
+        ring_version: u64,
+        timeout: Duration,
+    ) -> Result<Counts, ClusterError> {
+        let mut message = tenants::request_to_proto(request);
+        message.header = self.stamp.header(ring_version, recipient);
+        let mut client = self.client(addr)?;
+        let call = client.tenant_counts(self.stamp.request(message, timeout));
+        let reply = read_answered(addr, timeout, call).await?;
+        tenants::counts_from_proto(reply, request.node_totals).map_err(|e| ClusterError::Peer {
+            addr,
+            reason: e.to_string(),
+        })
     }
 
     /// The clock reading of the node `recipient` at `addr` (every cell it stores is at or

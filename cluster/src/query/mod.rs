@@ -8,6 +8,8 @@
 //! - [`report`]: a read's coverage and profile.
 //! - [`wire`]: the node-to-node messages of these reads.
 //! - `walk`: a bounded walk across owners, one batched call per owner per hop.
+//! - [`tenants`]: the ring-wide tenant figures (`ListTenants`, `GetTenantStats`), each token
+//!   range counted on one replica.
 //!
 //! How a query runs: every host of the covering set searches everything it holds for the
 //! query's full seed count (so a global top-k candidate is in the answer of a host that holds
@@ -30,6 +32,7 @@ pub mod cover;
 pub mod latency;
 pub mod replicas;
 pub mod report;
+pub mod tenants;
 #[cfg(test)]
 mod tests;
 mod walk;
@@ -548,6 +551,17 @@ impl Fanout<'_> {
         kind: &'static str,
         call: impl Future<Output = Result<Vec<T>, ClusterError>>,
     ) -> Result<Vec<T>, ClusterError> {
+        self.timed_rows(host, kind, call, Vec::len).await
+    }
+
+    /// [`Fanout::timed`] for an answer whose rows `rows` counts.
+    async fn timed_rows<T>(
+        &self,
+        host: HostId,
+        kind: &'static str,
+        call: impl Future<Output = Result<T, ClusterError>>,
+        rows: impl FnOnce(&T) -> usize,
+    ) -> Result<T, ClusterError> {
         let started = Instant::now();
         let result = call.await;
         let took = started.elapsed();
@@ -555,7 +569,7 @@ impl Fanout<'_> {
             metrics::counter!("allidb_cluster_query_calls_total", "call" => kind).increment(1);
             self.latency.record(host, took);
         }
-        let rows = result.as_ref().map_or(0, Vec::len);
+        let rows = result.as_ref().map_or(0, rows);
         self.report
             .lock()
             .call(peer_label(&self.view, host), took, rows);

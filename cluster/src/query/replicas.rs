@@ -14,6 +14,7 @@ use allidb_index::store::{HopNode, HopRequest, SeedCandidate};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use super::tenants::{CountRequest, Counts};
 use super::wire::{IdRange, SeedSearch};
 use crate::ClusterError;
 use crate::membership::ClusterView;
@@ -48,6 +49,14 @@ pub trait QueryReplicas: Send + Sync + Debug {
         range: &IdRange,
         limit: usize,
     ) -> Result<Vec<String>, ClusterError>;
+
+    /// `host`'s tenant figures over the spans of `request` (and over everything it holds, when
+    /// asked).
+    async fn tenant_counts(
+        &self,
+        host: HostId,
+        request: &CountRequest,
+    ) -> Result<Counts, ClusterError>;
 }
 
 /// The ring's replicas: this node's store without a network hop, the others through their
@@ -137,6 +146,20 @@ impl QueryReplicas for RingReplicas {
         let (addr, version) = self.route(host)?;
         self.clients
             .scan_ids(host, addr, tenant, range, limit, version, self.timeout)
+            .await
+    }
+
+    async fn tenant_counts(
+        &self,
+        host: HostId,
+        request: &CountRequest,
+    ) -> Result<Counts, ClusterError> {
+        if host == self.local.host() {
+            return self.local.tenant_counts(request.clone()).await;
+        }
+        let (addr, version) = self.route(host)?;
+        self.clients
+            .tenant_counts(host, addr, request, version, self.timeout)
             .await
     }
 }

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use allidb_index::Filter;
 use allidb_index::graph::{Direction, EdgeSpec, GraphIndex, TraversalOptions, Walk};
 use allidb_index::query::EntityFacts;
 use allidb_index::store::{HopNode, HopRequest, SeedCandidate};
+use allidb_index::vector::Metric;
 use allidb_index::vector::VectorHit;
+use allidb_index::{Filter, TenantStats};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
@@ -18,11 +19,12 @@ use rand::{Rng, SeedableRng};
 use super::Fanout;
 use super::latency::PeerLatency;
 use super::replicas::QueryReplicas;
+use super::tenants::{CountRequest, Counts};
 use super::walk::walk_across;
 use super::wire::{IdRange, SeedSearch};
 use crate::ClusterError;
 use crate::membership::{ClusterView, NodeStatus, NodeView};
-use crate::ring::{HostId, Ring};
+use crate::ring::{HostId, Ring, SpanIndex, token};
 
 const TENANT: &str = "t";
 
@@ -225,6 +227,35 @@ impl QueryReplicas for FakeRing {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    async fn tenant_counts(
+        &self,
+        host: HostId,
+        request: &CountRequest,
+    ) -> Result<Counts, ClusterError> {
+        self.called(host)?;
+        let held = &self.hosts[&host].entities;
+        let figures = |entities: usize| TenantStats {
+            tenant: TENANT.to_owned(),
+            entities,
+            vectors: entities,
+            dimension: Some(1),
+            metric: Metric::Cosine,
+            bytes: entities as u64,
+        };
+        let spans = SpanIndex::new(request.spans.iter().copied());
+        let in_spans = held
+            .keys()
+            .filter(|id| spans.find(token(TENANT, id)).is_some())
+            .count();
+        Ok(Counts {
+            in_spans: match request.spans.is_empty() {
+                true => Vec::new(),
+                false => vec![figures(in_spans)],
+            },
+            node: request.node_totals.then(|| vec![figures(held.len())]),
+        })
     }
 }
 
@@ -493,4 +524,56 @@ fn scan_pages_merge_the_covering_set_in_id_order_without_duplicates() {
         }
         assert_eq!(seen, all, "page size {page}");
     }
+}
+
+#[test]
+fn tenant_figures_count_each_entity_once_through_any_host_also_with_one_failing() {
+    let mut fake = FakeRing::new(5, 3, 300, &[]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let latency = PeerLatency::default();
+    for local in 1..=5 {
+        let reads = fanout(&fake, &latency, HostId::from_u128(local));
+        let (sums, nodes) = runtime.block_on(reads.tenant_counts(None, false)).unwrap();
+        assert_eq!(sums.len(), 1);
+        assert_eq!(
+            (sums[0].entities, sums[0].bytes),
+            (300, 300),
+            "through h{local}"
+        );
+        assert!(nodes.is_empty(), "no per-node detail unless asked");
+    }
+    // Per-node detail: every host's own figures; the replicas hold each entity three times.
+    let reads = fanout(&fake, &latency, HostId::from_u128(1));
+    let (_, nodes) = runtime
+        .block_on(reads.tenant_counts(Some(TENANT), true))
+        .unwrap();
+    assert_eq!(nodes.len(), 5);
+    let held: usize = nodes
+        .values()
+        .map(|n| n.as_ref().unwrap()[0].entities)
+        .sum();
+    assert_eq!(held, 900);
+
+    // A failing host: its ranges are counted on other replicas, and the detail says why.
+    let failing = HostId::from_u128(2);
+    fake.failing.insert(failing);
+    let reads = fanout(&fake, &latency, failing);
+    let (sums, nodes) = runtime.block_on(reads.tenant_counts(None, true)).unwrap();
+    assert_eq!(sums[0].entities, 300);
+    assert!(nodes[&failing].as_ref().unwrap_err().contains("killed"));
+    assert_eq!(nodes.values().filter(|n| n.is_ok()).count(), 4);
+
+    // RF 1: the failing host's ranges have no other replica.
+    let mut single = FakeRing::new(5, 1, 100, &[]);
+    single.failing.insert(HostId::from_u128(3));
+    let reads = fanout(&single, &latency, HostId::from_u128(1));
+    let error = runtime
+        .block_on(reads.tenant_counts(None, false))
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClusterError::Unavailable(m) if m.contains("token ranges have no live replica") && m.contains("h3")),
+        "{error}"
+    );
 }

@@ -36,6 +36,14 @@ pub fn span_to_proto(span: &TokenSpan) -> proto::TokenSpan {
     }
 }
 
+/// A span from its wire form.
+pub fn span_from_proto(span: &proto::TokenSpan) -> TokenSpan {
+    TokenSpan {
+        start: span.start,
+        end: span.end,
+    }
+}
+
 /// The wire form of a position.
 pub fn position_to_proto(position: &StreamPosition) -> proto::StreamPosition {
     proto::StreamPosition {
@@ -96,14 +104,7 @@ pub fn request_from_proto(
     Ok(ChunkRequest {
         session,
         tenant: (!request.tenant.is_empty()).then_some(request.tenant),
-        spans: request
-            .spans
-            .iter()
-            .map(|s| TokenSpan {
-                start: s.start,
-                end: s.end,
-            })
-            .collect(),
+        spans: request.spans.iter().map(span_from_proto).collect(),
         after: request.after.map(position_from_proto),
         max_bytes,
     })

@@ -48,7 +48,7 @@ pub async fn tenant(context: &mut Context, args: TenantArgs) -> CliResult<Outcom
     match args.action {
         TenantAction::List => {
             let reply = client
-                .list_tenants(pb::ListTenantsRequest {})
+                .list_tenants(pb::ListTenantsRequest::default())
                 .await
                 .map_err(|status| CliError::rpc("ListTenants", status))?
                 .into_inner();
@@ -60,6 +60,7 @@ pub async fn tenant(context: &mut Context, args: TenantArgs) -> CliResult<Outcom
             let reply = client
                 .get_tenant_stats(pb::GetTenantStatsRequest {
                     tenant_id: tenant.clone(),
+                    per_node: false,
                 })
                 .await
                 .map_err(|status| CliError::rpc("GetTenantStats", status))?

@@ -207,6 +207,14 @@ impl TenantState {
         Arc::new(Self { indexes, dimension })
     }
 
+    /// The dimension of the tenant's vectors: the one writes are validated against, else the
+    /// one its vector index holds (a replica's tenant, written only through replication, never
+    /// validated a write but indexes vectors all the same).
+    fn dimension(&self) -> Option<usize> {
+        let validated = *self.dimension.lock();
+        validated.or_else(|| self.indexes.vectors.dimension())
+    }
+
     /// [`TenantIndexes::retry_unindexed`]; writes and queries are then validated against the
     /// dimension the vector index took.
     fn retry_unindexed(&self, tenant: &str, engine: &Engine) -> Result<usize> {
@@ -679,12 +687,57 @@ impl UnifiedStore {
             .transpose()
     }
 
+    /// What this node holds of every tenant with indexes (of `tenant` only, when given), in
+    /// tenant order, counting only the entities `keep(tenant, entity_id)` selects: their live
+    /// entities, live vectors and the bytes of their live cells (a ring's coordinator counts
+    /// each token range once this way, `keep` selecting the ranges it asked this node for). A
+    /// tenant is listed even when `keep` selects none of its entities.
+    pub fn tenants_where(
+        &self,
+        tenant: Option<&str>,
+        keep: &dyn Fn(&str, &str) -> bool,
+    ) -> Result<Vec<TenantStats>> {
+        if let Some(tenant) = tenant {
+            allidb_storage::key::validate_tenant(tenant)?;
+        }
+        self.indexes
+            .all()
+            .into_iter()
+            .filter(|(name, _)| tenant.is_none_or(|t| t == name))
+            .map(|(name, state)| {
+                let kept = |id: &str| keep(&name, id);
+                let entities = state
+                    .indexes
+                    .facts
+                    .read()
+                    .iter()
+                    .filter(|(id, _)| kept(id))
+                    .count();
+                let mut bytes = 0u64;
+                for partition in self.engine.partitions(Some(&name))? {
+                    let partition = partition?;
+                    if kept(&partition.entity_id) {
+                        bytes += allidb_storage::partition::live_bytes(&partition.cells);
+                    }
+                }
+                Ok(TenantStats {
+                    entities,
+                    vectors: state.indexes.vectors.count_where(&kept),
+                    dimension: state.dimension(),
+                    metric: self.options.vectors.metric,
+                    bytes,
+                    tenant: name.clone(),
+                })
+            })
+            .collect()
+    }
+
     fn stats_of(&self, tenant: String, state: &TenantState) -> Result<TenantStats> {
         let bytes = self.engine.tenant_bytes(&tenant)?;
         Ok(TenantStats {
             entities: state.indexes.facts.read().len(),
             vectors: state.indexes.vectors.len(),
-            dimension: *state.dimension.lock(),
+            dimension: state.dimension(),
             metric: self.options.vectors.metric,
             bytes,
             tenant,

@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::key::{self, CellKey};
 use crate::memtable::MemtableIter;
 use crate::merge::{LevelIter, MergeIter, Source};
-use crate::partition::{CellVersion, PartitionState};
+use crate::partition::{CellVersion, PartitionState, live_bytes};
 use crate::sstable::Table;
 use crate::tenant_drops::TenantDrops;
 use crate::types::{Entry, SeqNo};
@@ -305,11 +305,7 @@ impl Engine {
         let mut iter = EntityIter::new(self.inner.snapshot(None), &begin, end);
         let mut bytes = 0u64;
         while let Some(partition) = iter.next_partition() {
-            for (key, _, value) in partition?.1 {
-                if let Some(value) = value {
-                    bytes += (key.len() + value.len()) as u64;
-                }
-            }
+            bytes += live_bytes(&partition?.1);
         }
         Ok(bytes)
     }

@@ -227,6 +227,16 @@ impl VectorIndex {
         self.state.read().slots.len()
     }
 
+    /// Number of live vectors of the entities `keep` selects.
+    pub fn count_where(&self, keep: &dyn Fn(&str) -> bool) -> usize {
+        self.state
+            .read()
+            .slots
+            .values()
+            .filter(|slot| keep(&slot.entity))
+            .count()
+    }
+
     /// True when no vector is live.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -801,8 +801,10 @@ class QueryBatchResponse(_message.Message):
     def __init__(self, replies: _Optional[_Iterable[_Union[QueryResponse, _Mapping]]] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class ListTenantsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("per_node",)
+    PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    per_node: bool
+    def __init__(self, per_node: _Optional[bool] = ...) -> None: ...
 
 class TenantStats(_message.Message):
     __slots__ = ("tenant_id", "entities", "vectors", "dimension", "metric", "bytes")
@@ -821,22 +823,38 @@ class TenantStats(_message.Message):
     def __init__(self, tenant_id: _Optional[str] = ..., entities: _Optional[int] = ..., vectors: _Optional[int] = ..., dimension: _Optional[int] = ..., metric: _Optional[str] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class ListTenantsResponse(_message.Message):
-    __slots__ = ("tenants",)
+    __slots__ = ("tenants", "nodes")
     TENANTS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
     tenants: _containers.RepeatedCompositeFieldContainer[TenantStats]
-    def __init__(self, tenants: _Optional[_Iterable[_Union[TenantStats, _Mapping]]] = ...) -> None: ...
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeTenantStats]
+    def __init__(self, tenants: _Optional[_Iterable[_Union[TenantStats, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[NodeTenantStats, _Mapping]]] = ...) -> None: ...
+
+class NodeTenantStats(_message.Message):
+    __slots__ = ("node", "tenants", "error")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    tenants: _containers.RepeatedCompositeFieldContainer[TenantStats]
+    error: str
+    def __init__(self, node: _Optional[str] = ..., tenants: _Optional[_Iterable[_Union[TenantStats, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class GetTenantStatsRequest(_message.Message):
-    __slots__ = ("tenant_id",)
+    __slots__ = ("tenant_id", "per_node")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PER_NODE_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
-    def __init__(self, tenant_id: _Optional[str] = ...) -> None: ...
+    per_node: bool
+    def __init__(self, tenant_id: _Optional[str] = ..., per_node: _Optional[bool] = ...) -> None: ...
 
 class GetTenantStatsResponse(_message.Message):
-    __slots__ = ("stats",)
+    __slots__ = ("stats", "nodes")
     STATS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
     stats: TenantStats
-    def __init__(self, stats: _Optional[_Union[TenantStats, _Mapping]] = ...) -> None: ...
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeTenantStats]
+    def __init__(self, stats: _Optional[_Union[TenantStats, _Mapping]] = ..., nodes: _Optional[_Iterable[_Union[NodeTenantStats, _Mapping]]] = ...) -> None: ...
 
 class DropTenantRequest(_message.Message):
     __slots__ = ("tenant_id", "confirm", "consistency_level")

@@ -268,14 +268,16 @@ class AlliDBServicer:
     def ListTenants(self, request, context):
         """Tenant administration (admin role; docs/api.md "Tenants"). An admin key sees and drops only
         its own tenant; an operator (an admin key of tenant `*`, or no authentication) every one.
-        The tenants this node holds, with counts, dimension, metric and bytes.
+        The tenants with counts, dimension, metric and bytes: on a ring, of the whole ring (each
+        entity counted once, whichever node answers; UNAVAILABLE when a token range has no live
+        replica), with each node's own figures on request (`per_node`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetTenantStats(self, request, context):
-        """One tenant's figures.
+        """One tenant's figures (on a ring, of the whole ring, as ListTenants).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
