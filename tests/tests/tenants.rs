@@ -119,6 +119,20 @@ async fn the_newcomer_drops_the_walkthrough_tenant_and_loads_384_d_vectors() {
         refused.message()
     );
 
+    // A full compaction rewrites every tenant's files: the operator only.
+    let refused = client
+        .compact(request(pb::CompactRequest {}, Some(ADMIN)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("operator key"), "{refused:?}");
+    let compacted = client
+        .compact(request(pb::CompactRequest {}, Some(OPERATOR)))
+        .await
+        .expect("the operator compacts")
+        .into_inner();
+    assert!(compacted.tables_after >= 1, "{compacted:?}");
+
     // Who sees and drops what: a tenant's admin key its own tenant only, the operator all;
     // a write key nothing; a drop needs `confirm`.
     assert_eq!(listed(&mut client, ADMIN).await, ["default"]);
