@@ -25,12 +25,20 @@ pub struct TenantArgs {
 /// The actions of `allidb tenant`.
 #[derive(Debug, Subcommand)]
 pub enum TenantAction {
-    /// Every tenant the key may see: entities, vectors, dimension, metric, bytes.
-    List,
+    /// Every tenant the key may see: entities, vectors, dimension, metric, bytes (on a ring:
+    /// of the whole ring, each entity counted once).
+    List {
+        /// Also list what each node of the ring holds.
+        #[arg(long)]
+        per_node: bool,
+    },
     /// One tenant's figures.
     Stats {
         /// The tenant id.
         tenant: String,
+        /// Also list what each node of the ring holds of it.
+        #[arg(long)]
+        per_node: bool,
     },
     /// Erase a tenant: every entity, edge, chunk and vector written to it so far.
     Drop {
@@ -46,28 +54,31 @@ pub enum TenantAction {
 pub async fn tenant(context: &mut Context, args: TenantArgs) -> CliResult<Outcome> {
     let mut client = connect(&context.connect).await?;
     match args.action {
-        TenantAction::List => {
+        TenantAction::List { per_node } => {
             let reply = client
-                .list_tenants(pb::ListTenantsRequest::default())
+                .list_tenants(pb::ListTenantsRequest { per_node })
                 .await
                 .map_err(|status| CliError::rpc("ListTenants", status))?
                 .into_inner();
             context
                 .printer
-                .reply(&reply, |r| tenants_text(&r.tenants))?;
+                .reply(&reply, |r| tenants_text(&r.tenants) + &nodes_text(&r.nodes))?;
         }
-        TenantAction::Stats { tenant } => {
+        TenantAction::Stats { tenant, per_node } => {
             let reply = client
                 .get_tenant_stats(pb::GetTenantStatsRequest {
                     tenant_id: tenant.clone(),
-                    per_node: false,
+                    per_node,
                 })
                 .await
                 .map_err(|status| CliError::rpc("GetTenantStats", status))?
                 .into_inner();
-            context.printer.reply(&reply, |r| match &r.stats {
-                Some(stats) => tenants_text(std::slice::from_ref(stats)),
-                None => format!("this node holds nothing of tenant {tenant:?}\n"),
+            context.printer.reply(&reply, |r| {
+                let total = match &r.stats {
+                    Some(stats) => tenants_text(std::slice::from_ref(stats)),
+                    None => format!("no data of tenant {tenant:?}\n"),
+                };
+                total + &nodes_text(&r.nodes)
             })?;
         }
         TenantAction::Drop { tenant, yes } => {
@@ -129,6 +140,18 @@ fn tenants_text(tenants: &[pb::TenantStats]) -> String {
         ));
     }
     text
+}
+
+/// The human form of per-node figures (`--per-node`): each node's name, then its rows or why it
+/// did not answer; empty when none were asked for.
+fn nodes_text(nodes: &[pb::NodeTenantStats]) -> String {
+    nodes
+        .iter()
+        .map(|node| match node.error.is_empty() {
+            true => format!("\nnode {}:\n{}", node.node, tenants_text(&node.tenants)),
+            false => format!("\nnode {}: no answer: {}\n", node.node, node.error),
+        })
+        .collect()
 }
 
 /// `allidb checkpoint`.
@@ -217,6 +240,41 @@ mod tests {
         });
         assert!(text.contains("up to sequence 42"), "{text}");
         assert!(text.contains("--data-dir /backups/b1"), "{text}");
+    }
+
+    #[test]
+    fn tenant_per_node_lists_each_node_or_why_it_did_not_answer() {
+        let cli = Cli::try_parse_from(["allidb", "tenant", "list", "--per-node"]).unwrap();
+        let Command::Tenant(TenantArgs {
+            action: TenantAction::List { per_node },
+        }) = cli.command
+        else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert!(per_node);
+        let stats = pb::TenantStats {
+            tenant_id: "acme".into(),
+            entities: 7,
+            ..Default::default()
+        };
+        let text = nodes_text(&[
+            pb::NodeTenantStats {
+                node: "n0".into(),
+                tenants: vec![stats],
+                error: String::new(),
+            },
+            pb::NodeTenantStats {
+                node: "n1".into(),
+                tenants: Vec::new(),
+                error: "down".into(),
+            },
+        ]);
+        assert!(
+            text.contains("node n0:\n") && text.contains("acme "),
+            "{text}"
+        );
+        assert!(text.contains("node n1: no answer: down"), "{text}");
+        assert_eq!(nodes_text(&[]), "");
     }
 
     #[test]
