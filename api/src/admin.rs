@@ -158,8 +158,8 @@ pub fn checkpoint_response(
     }
 }
 
-/// Compacts every level of the node's storage down into one sorted run
-/// ([`allidb_storage::Engine::compact`]), the SSTables before and after in the reply.
+/// Flushes the memtables, then compacts every level of the node's storage down into one sorted
+/// run ([`allidb_storage::Engine::compact`]), the SSTables before and after in the reply.
 pub fn compact(store: &UnifiedStore) -> allidb_index::Result<pb::CompactResponse> {
     let engine = store.engine();
     let tables = |stats: &allidb_storage::Stats| {
@@ -170,6 +170,8 @@ pub fn compact(store: &UnifiedStore) -> allidb_index::Result<pb::CompactResponse
         )
     };
     let started = Instant::now();
+    // The memtables first, so that before and after count the same data.
+    engine.flush()?;
     let (tables_before, table_bytes_before) = tables(&engine.stats());
     engine.compact()?;
     let (tables_after, table_bytes_after) = tables(&engine.stats());

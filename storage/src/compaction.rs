@@ -51,18 +51,10 @@ pub struct CompactionJob {
 impl CompactionJob {
     /// A job merging `inputs` (tables of `level`) with what they overlap one level down.
     pub fn with_inputs(version: &Version, level: usize, inputs: Vec<Arc<Table>>) -> Option<Self> {
-        let smallest = inputs
-            .iter()
-            .map(|t| t.properties().smallest.user_key.clone())
-            .min()?;
-        let largest = inputs
-            .iter()
-            .map(|t| t.properties().largest.user_key.clone())
-            .max()?;
+        let (smallest, largest) = key_span(&inputs)?;
         let output_level = level + 1;
         let lower = version.overlapping(output_level, &smallest, &largest);
-        let bottommost = (output_level + 1..NUM_LEVELS)
-            .all(|l| version.overlapping(l, &smallest, &largest).is_empty());
+        let bottommost = nothing_below(version, output_level, &smallest, &largest);
         Some(Self {
             level,
             output_level,
@@ -81,16 +73,8 @@ impl CompactionJob {
         level: usize,
         inputs: Vec<Arc<Table>>,
     ) -> Option<Self> {
-        let smallest = inputs
-            .iter()
-            .map(|t| t.properties().smallest.user_key.clone())
-            .min()?;
-        let largest = inputs
-            .iter()
-            .map(|t| t.properties().largest.user_key.clone())
-            .max()?;
-        let bottommost =
-            (level + 1..NUM_LEVELS).all(|l| version.overlapping(l, &smallest, &largest).is_empty());
+        let (smallest, largest) = key_span(&inputs)?;
+        let bottommost = nothing_below(version, level, &smallest, &largest);
         Some(Self {
             level,
             output_level: level,
@@ -129,6 +113,25 @@ impl CompactionJob {
     pub fn tables(&self) -> impl Iterator<Item = &Arc<Table>> {
         self.inputs.iter().chain(self.lower.iter())
     }
+}
+
+/// The smallest and largest user keys of `tables` (`None` when there are none).
+fn key_span(tables: &[Arc<Table>]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let smallest = tables
+        .iter()
+        .map(|t| t.properties().smallest.user_key.clone())
+        .min()?;
+    let largest = tables
+        .iter()
+        .map(|t| t.properties().largest.user_key.clone())
+        .max()?;
+    Some((smallest, largest))
+}
+
+/// True when no level below `level` holds a key of `smallest..=largest`: a merge writing to
+/// `level` is then bottommost for those keys.
+fn nothing_below(version: &Version, level: usize, smallest: &[u8], largest: &[u8]) -> bool {
+    (level + 1..NUM_LEVELS).all(|l| version.overlapping(l, smallest, largest).is_empty())
 }
 
 /// Byte target of a level (`level >= 1`).

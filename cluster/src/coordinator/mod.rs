@@ -42,7 +42,7 @@ use crate::cells::{DroppedTenant, ReplicaMutation};
 use crate::consistency::ConsistencyLevel;
 use crate::hints::HintLog;
 use crate::hints::dispatcher::peer_label;
-use crate::membership::{ClusterView, NodeStatus};
+use crate::membership::ClusterView;
 use crate::peer_client::PeerClients;
 use crate::replica::LocalReplica;
 use crate::ring::HostId;
@@ -276,14 +276,15 @@ impl Coordinator {
         let view = self.inner.view.borrow().clone();
         let version = view.ring.version();
         let timeout = self.inner.options.read_timeout;
-        let calls = view.nodes.iter().filter_map(|(host, node)| {
-            let addr = match (*host == self.inner.host, node.status, node.rpc_addr) {
-                (false, status, Some(addr)) if status != NodeStatus::Down => addr,
-                _ => return None,
-            };
-            let clients = &self.inner.clients;
-            Some(async move { (*host, clients.clock(*host, addr, version, timeout).await) })
-        });
+        let calls = view
+            .nodes
+            .keys()
+            .filter(|h| **h != self.inner.host)
+            .filter_map(|host| {
+                let addr = read::readable_addr(&view, *host).ok()?;
+                let clients = &self.inner.clients;
+                Some(async move { (*host, clients.clock(*host, addr, version, timeout).await) })
+            });
         for (host, answer) in futures_util::future::join_all(calls).await {
             match answer {
                 Ok(now) => self.store().engine().clock().observe(now),

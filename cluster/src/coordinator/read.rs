@@ -10,6 +10,7 @@
 //! So a replica that missed a drop never brings the dropped cells back.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 
 use allidb_storage::partition::CellVersion;
 
@@ -303,12 +304,7 @@ impl Coordinator {
                 dropped_at: stored.tenant_dropped_at,
             });
         }
-        let node = view.nodes.get(&host).ok_or("unknown to gossip")?;
-        let addr = match (node.status, node.rpc_addr) {
-            (NodeStatus::Down, _) => return Err("down".to_owned()),
-            (_, None) => return Err("no RPC address gossiped yet".to_owned()),
-            (_, Some(addr)) => addr,
-        };
+        let addr = readable_addr(view, host)?;
         let reply = self
             .inner
             .clients
@@ -330,5 +326,16 @@ impl Coordinator {
             },
             dropped_at: reply.tenant_dropped_at_micros,
         })
+    }
+}
+
+/// The RPC address of the peer `host` when it may be sent a read: known to gossip, not down,
+/// and with an address gossiped; otherwise why not.
+pub(super) fn readable_addr(view: &ClusterView, host: HostId) -> Result<SocketAddr, String> {
+    let node = view.nodes.get(&host).ok_or("unknown to gossip")?;
+    match (node.status, node.rpc_addr) {
+        (NodeStatus::Down, _) => Err("down".to_owned()),
+        (_, None) => Err("no RPC address gossiped yet".to_owned()),
+        (_, Some(addr)) => Ok(addr),
     }
 }
