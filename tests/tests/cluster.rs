@@ -412,6 +412,31 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
         .stream_range(with_token(stream(|_| {})))
         .await
         .expect("a valid stream chunk");
+
+    // Clock: no header is refused naming it, no cluster token UNAUTHENTICATED, a valid call
+    // answers the node's clock (at or above the wall clock, in microseconds).
+    let refused = internal
+        .clock(with_token(internal::ClockRequest { header: None }))
+        .await
+        .expect_err("no header");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("header"), "{refused:?}");
+    let clock = internal::ClockRequest {
+        header: header.clone(),
+    };
+    let refused = internal
+        .clock(tonic::Request::new(clock.clone()))
+        .await
+        .expect_err("no token");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let before = allidb_storage::hlc::wall_micros();
+    let now = internal
+        .clock(with_token(clock))
+        .await
+        .expect("a clock reading")
+        .into_inner()
+        .now_micros;
+    assert!(now >= before, "{now} < {before}");
 }
 
 /// `message` with this ring's cluster token.
