@@ -19,6 +19,7 @@
 //! - [`query`]: cluster-wide reads: Graph-RAG queries, traversals and scans over every range.
 //! - [`repair`]: anti-entropy: Merkle trees per token range, repair of what differs.
 //! - [`stream`]: range streaming: every cell of some ranges from a replica, resumable.
+//! - [`topology`]: the topology log: hosts, tokens and movements in a replicated raft log.
 
 pub mod cells;
 pub mod consistency;
@@ -34,6 +35,7 @@ pub mod repair;
 pub mod replica;
 pub mod ring;
 pub mod stream;
+pub mod topology;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -48,7 +50,7 @@ pub mod proto {
 }
 
 /// Version of the node-to-node protocol this build speaks (`RequestHeader.protocol_version`).
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Largest node-to-node message: a replica batch is at most a client's largest request.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -144,6 +146,14 @@ pub enum ClusterError {
     /// A hint segment fails its checksums in the middle.
     #[error("hint segment {path} is damaged ({reason}); its hints are kept for an operator")]
     CorruptHints { path: PathBuf, reason: String },
+    /// A topology log file exists but cannot be trusted.
+    #[error(
+        "topology log file {path} is damaged ({reason}); move this node's cluster/topology-* files away and restart it: it is given the log again by the other nodes"
+    )]
+    CorruptTopology { path: PathBuf, reason: String },
+    /// The topology log refused this node's join for good (the message says why).
+    #[error("the ring refused this node's join: {0}")]
+    JoinRefused(String),
     /// The data dir keeps this node's identity but its storage is gone (wiped or lost).
     #[error(
         "data dir {data_dir} holds the identity of host {host_id} but no storage: the node would come back as that replica holding nothing. Restore its data (a checkpoint or backup, then `allidb cluster repair`), or move the whole data dir away to start a new host (docs/cluster.md \"A wiped replica\")"

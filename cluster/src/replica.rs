@@ -377,7 +377,10 @@ impl ReplicaService {
 }
 
 /// Checks the header of a request to the replica on host `local`.
-fn check_header(header: Option<&proto::RequestHeader>, local: HostId) -> Result<(), Status> {
+pub(crate) fn check_header(
+    header: Option<&proto::RequestHeader>,
+    local: HostId,
+) -> Result<(), Status> {
     let header = header.ok_or_else(|| Status::invalid_argument("header: required"))?;
     if header.protocol_version != PROTOCOL_VERSION {
         return Err(Status::failed_precondition(format!(

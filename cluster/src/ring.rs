@@ -37,9 +37,24 @@ pub fn token(tenant: &str, entity_id: &str) -> Token {
 const RING_SIZE: u128 = 1 << 64;
 
 /// A node's permanent identity: 128 random bits generated once and kept in the data dir. It is
-/// never reused: a departed host's id does not come back.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// never reused: a departed host's id does not come back. `Default` is the all-zero id, which
+/// [`HostId::generate`] gives with probability 2^-128 (the topology log's library needs one).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HostId(u128);
+
+/// In JSON (the topology log) a host id is its [`Display`](fmt::Display) string.
+impl serde::Serialize for HostId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HostId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 impl HostId {
     /// A fresh random host id.

@@ -1,13 +1,20 @@
 //! Membership with real gossip on loopback UDP: convergence, failure detection, restarts with a
-//! new generation, the dead-node grace period, and outsiders kept out.
+//! new generation, the dead-node grace period, and outsiders kept out. The topology log's
+//! applied state is fed to each node directly here (the log itself is tested with real daemons
+//! in `tests/tests/topology.rs`): the view must join it with what gossip says.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use allidb_cluster::membership::{ClusterView, Membership, MembershipOptions, NodeStatus};
-use allidb_cluster::ring::HostId;
+use allidb_cluster::ring::{HostId, Ring};
+use allidb_cluster::topology::state::{Command, NodeState, TopologyNode, TopologyState};
+use tokio::sync::watch;
 
 const SECRET: &str = "test-cluster-secret-0123456789";
 const GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
@@ -32,7 +39,6 @@ fn options(
         gossip_advertise: gossip,
         rpc_advertise: "127.0.0.1:1".parse().unwrap(),
         seeds: seeds.iter().map(SocketAddr::to_string).collect(),
-        num_tokens: 16,
         gossip_interval: GOSSIP_INTERVAL,
         phi_threshold: 8.0,
         dead_node_grace_period: Duration::from_secs(3600),
@@ -67,26 +73,94 @@ fn all_normal(view: &ClusterView, n: usize) -> bool {
         && view.ring.host_count() == n
 }
 
+/// The state a log formed with `hosts` holds, 16 tokens each.
+fn formed(hosts: &[HostId]) -> Arc<TopologyState> {
+    let mut ring = Ring::new(0, Vec::new());
+    let mut nodes = BTreeMap::new();
+    for host in hosts {
+        let tokens = ring.allocate_tokens(16, &mut rand::rng());
+        let mut members: Vec<(HostId, Vec<u64>)> = nodes
+            .iter()
+            .map(|(h, n): (&HostId, &TopologyNode)| (*h, n.tokens.clone()))
+            .collect();
+        members.push((*host, tokens.clone()));
+        ring = Ring::new(0, members);
+        let node = TopologyNode {
+            name: String::new(),
+            rpc_addr: "127.0.0.1:1".to_owned(),
+            tokens,
+            state: NodeState::Normal,
+        };
+        nodes.insert(*host, node);
+    }
+    let mut state = TopologyState::default();
+    state
+        .apply(&Command::Form {
+            cluster_name: "test".to_owned(),
+            nodes,
+        })
+        .expect("a first form is accepted");
+    Arc::new(state)
+}
+
+/// A node's gossip and the log state fed to it.
+fn start(
+    opts: MembershipOptions,
+) -> (
+    watch::Sender<Arc<TopologyState>>,
+    impl Future<Output = Membership>,
+) {
+    let (log, state) = watch::channel(Arc::new(TopologyState::default()));
+    let membership = async move {
+        Membership::start(opts, state)
+            .await
+            .expect("membership starts")
+    };
+    (log, membership)
+}
+
 struct TestCluster {
     dirs: Vec<tempfile::TempDir>,
     addrs: Vec<SocketAddr>,
     nodes: Vec<Option<Membership>>,
+    logs: Vec<watch::Sender<Arc<TopologyState>>>,
+    state: Arc<TopologyState>,
 }
 
 impl TestCluster {
-    /// `n` nodes, the first the seed of all, started at once.
+    /// `n` nodes, the first the seed of all, started at once, then given a log state holding
+    /// them all.
     async fn start(n: usize) -> TestCluster {
         let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
         let addrs: Vec<_> = (0..n).map(|_| free_udp_addr()).collect();
-        let starts = (0..n).map(|i| {
-            let opts = options(dirs[i].path(), &format!("n{i}"), addrs[i], &addrs[..1]);
-            tokio::spawn(Membership::start(opts))
-        });
+        let mut logs = Vec::new();
+        let mut starts = Vec::new();
+        for i in 0..n {
+            let (log, membership) = start(options(
+                dirs[i].path(),
+                &format!("n{i}"),
+                addrs[i],
+                &addrs[..1],
+            ));
+            logs.push(log);
+            starts.push(tokio::spawn(membership));
+        }
         let mut nodes = Vec::new();
         for start in starts {
-            nodes.push(Some(start.await.unwrap().expect("membership starts")));
+            nodes.push(Some(start.await.unwrap()));
         }
-        TestCluster { dirs, addrs, nodes }
+        let hosts: Vec<HostId> = nodes.iter().flatten().map(Membership::host_id).collect();
+        let state = formed(&hosts);
+        for log in &logs {
+            log.send_replace(state.clone());
+        }
+        TestCluster {
+            dirs,
+            addrs,
+            nodes,
+            logs,
+            state,
+        }
     }
 
     fn node(&self, i: usize) -> &Membership {
@@ -107,7 +181,9 @@ impl TestCluster {
             self.addrs[i],
             &self.addrs[..1],
         );
-        self.nodes[i] = Some(Membership::start(opts).await.expect("membership restarts"));
+        let state = self.logs[i].subscribe();
+        let membership = Membership::start(opts, state).await;
+        self.nodes[i] = Some(membership.expect("membership restarts"));
     }
 }
 
@@ -135,8 +211,8 @@ async fn converges(n: usize) {
         .await;
     }
     for i in 0..n {
-        let node = cluster.node(i);
-        assert_eq!(ring.tokens_of(node.host_id()), node.tokens());
+        let host = cluster.node(i).host_id();
+        assert_eq!(ring.tokens_of(host), cluster.state.nodes[&host].tokens);
     }
 }
 
@@ -199,13 +275,16 @@ async fn a_killed_node_is_marked_down_and_a_restarted_one_comes_back() {
 async fn a_dead_node_stays_in_the_ring_after_gossip_forgets_it() {
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let addrs: Vec<_> = (0..2).map(|_| free_udp_addr()).collect();
-    let start = |i: usize| {
+    let start_node = |i: usize| {
         let mut opts = options(dirs[i].path(), &format!("n{i}"), addrs[i], &addrs[..1]);
         opts.dead_node_grace_period = Duration::from_secs(2);
-        Membership::start(opts)
+        start(opts)
     };
-    let (a, b) = tokio::join!(start(0), start(1));
-    let (a, b) = (a.unwrap(), b.unwrap());
+    let ((log_a, a), (log_b, b)) = (start_node(0), start_node(1));
+    let (a, b) = tokio::join!(a, b);
+    let state = formed(&[a.host_id(), b.host_id()]);
+    log_a.send_replace(state.clone());
+    log_b.send_replace(state);
     wait_for(&a, Duration::from_secs(20), "converge", |v| {
         all_normal(v, 2)
     })
@@ -230,9 +309,8 @@ async fn a_dead_node_stays_in_the_ring_after_gossip_forgets_it() {
 async fn outsiders_never_join() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let addrs: Vec<_> = (0..3).map(|_| free_udp_addr()).collect();
-    let member = Membership::start(options(dirs[0].path(), "member", addrs[0], &addrs[..1]))
-        .await
-        .unwrap();
+    let (_member_log, member) = start(options(dirs[0].path(), "member", addrs[0], &addrs[..1]));
+    let member = member.await;
     // Right cluster name, wrong secret. The outsiders list themselves as seeds too, so they
     // start alone once the member does not answer (a non-seed would wait for it forever).
     let mut wrong_secret = options(dirs[1].path(), "intruder", addrs[1], &[addrs[0], addrs[1]]);
@@ -240,11 +318,9 @@ async fn outsiders_never_join() {
     // Same secret, another cluster (a data dir of its own, seeded to the member).
     let mut other_cluster = options(dirs[2].path(), "neighbour", addrs[2], &[addrs[0], addrs[2]]);
     other_cluster.cluster_name = "other".to_string();
-    let (intruder, neighbour) = tokio::join!(
-        Membership::start(wrong_secret),
-        Membership::start(other_cluster)
-    );
-    let (intruder, neighbour) = (intruder.unwrap(), neighbour.unwrap());
+    let ((_intruder_log, intruder), (_neighbour_log, neighbour)) =
+        (start(wrong_secret), start(other_cluster));
+    let (intruder, neighbour) = tokio::join!(intruder, neighbour);
     tokio::time::sleep(GOSSIP_INTERVAL * 20).await;
     let view = member.view();
     assert_eq!(
@@ -263,25 +339,30 @@ async fn bad_options_name_their_key() {
     let addr = free_udp_addr();
     let mut opts = options(dir.path(), "n", addr, &[]);
     opts.cluster_secret = "short".to_string();
-    let err = Membership::start(opts.clone()).await.unwrap_err();
+    let (_log, state) = watch::channel(Arc::new(TopologyState::default()));
+    let err = Membership::start(opts.clone(), state.clone())
+        .await
+        .unwrap_err();
     assert!(err.to_string().starts_with("cluster.secret:"), "{err}");
     opts.cluster_secret = SECRET.to_string();
-    opts.num_tokens = 0;
-    let err = Membership::start(opts).await.unwrap_err();
-    assert!(err.to_string().starts_with("cluster.num_tokens:"), "{err}");
+    opts.phi_threshold = 0.0;
+    let err = Membership::start(opts, state).await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("cluster.phi_threshold:"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn a_data_dir_of_another_cluster_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_udp_addr();
-    let node = Membership::start(options(dir.path(), "n", addr, &[]))
-        .await
-        .unwrap();
-    node.shutdown().await.unwrap();
+    let (_log, node) = start(options(dir.path(), "n", addr, &[]));
+    node.await.shutdown().await.unwrap();
     let mut opts = options(dir.path(), "n", addr, &[]);
     opts.cluster_name = "other".to_string();
-    let err = Membership::start(opts).await.unwrap_err();
+    let (_log, state) = watch::channel(Arc::new(TopologyState::default()));
+    let err = Membership::start(opts, state).await.unwrap_err();
     assert!(err.to_string().contains("cluster.name"), "{err}");
 }
 

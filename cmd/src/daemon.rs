@@ -56,6 +56,10 @@ use allidb_cluster::repair::{RangeRepair, unix_secs};
 use allidb_cluster::replica::{LocalReplica, ReplicaService};
 use allidb_cluster::stream::rebuild::ReplicaRebuild;
 use allidb_cluster::stream::{RangeStream, StreamOptions};
+use allidb_cluster::topology::entry::LegacyRing;
+use allidb_cluster::topology::service::TopologyService;
+use allidb_cluster::topology::state::NodeState;
+use allidb_cluster::topology::{TopologyFiles, TopologyLog};
 use allidb_index::UnifiedStore;
 use axum::serve::ListenerExt;
 use futures_util::TryStreamExt;
@@ -67,7 +71,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::admin::{AdminServer, ClusterStatus, Readiness, RunningCluster};
 use crate::config::{Config, ConfigError, LogConfig, LogFormat};
-use crate::options::{budget_options, membership_options, service_options, store_options};
+use crate::options::{
+    budget_options, membership_options, service_options, store_options, topology_options,
+};
 use crate::telemetry::{self, Scrape};
 use crate::tls::{ServerTls, TlsError};
 
@@ -282,15 +288,21 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let (grpc_listener, grpc_addr) = bind("server.grpc_addr", config.server.grpc_addr).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     // The node-to-node service shares the gRPC port (docs/cluster.md "Internal protocol").
-    let replica_service = config.cluster.enabled.then(|| {
+    let cluster_credentials = config.cluster.enabled.then(|| {
+        Arc::new(ClusterCredentials::new(
+            &config.cluster.name,
+            &config.cluster.secret,
+        ))
+    });
+    let replica_service = cluster_credentials.as_ref().map(|credentials| {
         ReplicaService::new(
-            Arc::new(ClusterCredentials::new(
-                &config.cluster.name,
-                &config.cluster.secret,
-            )),
+            credentials.clone(),
             Duration::from_millis(config.cluster.max_clock_skew_ms),
         )
     });
+    let topology_service = cluster_credentials
+        .as_ref()
+        .map(|credentials| TopologyService::new(credentials.clone()));
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -306,7 +318,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                 allidb_cluster::MAX_MESSAGE_BYTES,
                 &[],
             )
-        }));
+        }))
+        // The topology log's messages are few and small; they are not charged to the budget
+        // (a node under load must still follow the ring).
+        .add_optional_service(topology_service.as_ref().map(TopologyService::server));
     let grpc_stopped = async {
         let _ = stop_rx.await;
     };
@@ -390,12 +405,21 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     let opened = async {
         // Membership first: a data dir of another cluster, or an identity whose storage is
         // gone, is refused before the store opens (or creates) it.
-        let membership = match config.cluster.enabled {
-            false => None,
-            true => {
+        let membership = match (config.cluster.enabled, &topology_service) {
+            (true, Some(topology_service)) => {
                 identity::check_storage(&data_dir, UnifiedStore::holds_data(&data_dir))?;
-                Some(join_cluster(&config, &data_dir, grpc_addr, &cluster_status).await?)
+                Some(
+                    join_cluster(
+                        &config,
+                        &data_dir,
+                        grpc_addr,
+                        &cluster_status,
+                        topology_service,
+                    )
+                    .await?,
+                )
             }
+            _ => None,
         };
         let store = tokio::task::spawn_blocking(move || UnifiedStore::open(&open_dir, options))
             .await
@@ -426,7 +450,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             "the store was attached twice".to_owned(),
         ));
     }
-    if let Some(membership) = &mut membership {
+    if let Some(Joined { membership, .. }) = &mut membership {
         let engine_of = store.clone();
         membership.publish_load(
             Duration::from_millis(config.cluster.gossip_interval_ms) * LOAD_GOSSIP_INTERVALS,
@@ -434,10 +458,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         );
     }
     let replication = match (&membership, &replica_service) {
-        (Some(membership), Some(replica_service)) => Some(start_replication(
+        (Some(joined), Some(replica_service)) => Some(start_replication(
             &config,
             &data_dir,
-            membership,
+            joined,
             replica_service,
             &service,
             &cluster_status,
@@ -445,13 +469,19 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         )?),
         _ => None,
     };
+    if let Some(joined) = &membership {
+        // Ready means normal in the log: a joining node streams its ranges first.
+        wait_until_normal(joined).await?;
+    }
     set_serving(&health, true).await;
     readiness.follow_engine(store.clone());
     readiness.set_ready();
     let health_watch = watch_engine_health(
         store.clone(),
         health.clone(),
-        membership.as_ref().map(Membership::own_keys),
+        membership
+            .as_ref()
+            .map(|joined| joined.membership.own_keys()),
     );
     let scheduled_backups = match crate::backup::schedule::ScheduledBackups::start(
         &config.backup,
@@ -526,10 +556,16 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         replication.scheduler.stop();
         replication.dispatcher.stop();
     }
-    if let Some(membership) = membership
-        && let Err(error) = membership.shutdown().await
+    if let Some(Joined {
+        membership,
+        topology,
+        ..
+    }) = membership
     {
-        tracing::warn!(%error, "leaving the gossip");
+        topology.shutdown().await;
+        if let Err(error) = membership.shutdown().await {
+            tracing::warn!(%error, "leaving the gossip");
+        }
     }
     close_store(store, &data_dir).await?;
     admin.stop().await;
@@ -607,53 +643,33 @@ fn watch_engine_health(
     })
 }
 
-/// Starts membership (`[cluster]`) and publishes it to the admin server's `/cluster/*` routes.
-/// On a first start this waits until the node has seen its seeds (logging while it waits).
+/// A node in the ring: its gossip, its member of the topology log, and its clients to peers.
+struct Joined {
+    membership: Membership,
+    topology: TopologyLog,
+    clients: Arc<PeerClients>,
+    legacy: LegacyRing,
+}
+
+/// Starts membership (`[cluster]`) and the topology log, enters the ring (a restarted member at
+/// once; a new node once the log accepted it) and publishes it to the admin server's
+/// `/cluster/*` routes. Waits, logging, until a formed ring answers.
 async fn join_cluster(
     config: &Config,
     data_dir: &std::path::Path,
     grpc_addr: SocketAddr,
     status: &ClusterStatus,
-) -> Result<Membership, DaemonError> {
-    let membership = Membership::start(membership_options(config, data_dir, grpc_addr)).await?;
-    tracing::info!(host_id = %membership.host_id(), "joined the cluster");
-    print_line(&format!("cluster host id {}", membership.host_id()));
-    let hints_dir = data_dir.join("cluster").join("hints");
-    let hints = HintLog::open(&hints_dir, config.cluster.max_hint_bytes_per_node)?;
-    let repair_history = RepairHistory::open(data_dir, unix_secs())?;
-    status.set_running(RunningCluster {
-        cluster_name: config.cluster.name.clone(),
-        host_id: membership.host_id(),
-        replication_factor: config.cluster.replication_factor as usize,
-        view: membership.subscribe(),
-        hints: Arc::new(hints),
-        gossip: membership.counters(),
-        repair_history: Arc::new(repair_history),
-        repair_progress: Arc::default(),
-        gc_grace_secs: config.storage.gc_grace_secs,
-    });
-    Ok(membership)
-}
-
-/// Makes this node a replica and a coordinator once its store is open: the replica service
-/// starts applying, the gRPC service routes writes and point reads through the coordinator,
-/// and the hint dispatcher starts delivering.
-fn start_replication(
-    config: &Config,
-    data_dir: &std::path::Path,
-    membership: &Membership,
-    replica_service: &ReplicaService,
-    service: &AlliDbService,
-    status: &ClusterStatus,
-    store: Arc<UnifiedStore>,
-) -> Result<Replication, DaemonError> {
+    topology_service: &TopologyService,
+) -> Result<Joined, DaemonError> {
     let cluster = &config.cluster;
-    let attached = || DaemonError::Serve("replication was started twice".to_owned());
-    let hints = status.hints().ok_or_else(attached)?;
-    let local = LocalReplica::new(membership.host_id(), store, config.storage.durability());
-    replica_service
-        .attach(local.clone())
-        .map_err(|_| attached())?;
+    let files = TopologyFiles::open(data_dir)?;
+    let membership = Membership::start(
+        membership_options(config, data_dir, grpc_addr),
+        files.state(),
+    )
+    .await?;
+    tracing::info!(host_id = %membership.host_id(), "gossip started");
+    print_line(&format!("cluster host id {}", membership.host_id()));
     let credentials = Arc::new(ClusterCredentials::new(&cluster.name, &cluster.secret));
     let tls = crate::tls::cluster_client_tls(&config.tls)?;
     let clients = Arc::new(PeerClients::new(
@@ -662,6 +678,94 @@ fn start_replication(
         tls,
         Duration::from_millis(cluster.write_timeout_ms),
     ));
+    let topology = TopologyLog::start(
+        files,
+        membership.host_id(),
+        clients.clone(),
+        membership.subscribe(),
+        topology_options(config, grpc_addr),
+    )
+    .await?;
+    if topology_service.attach(topology.clone()).is_err() {
+        return Err(DaemonError::Serve(
+            "the topology log was attached twice".to_owned(),
+        ));
+    }
+    let legacy = membership.legacy_ring(data_dir)?;
+    let version = topology.enter(legacy.clone()).await?;
+    tracing::info!(topology_version = version, "in the ring's topology log");
+    let hints_dir = data_dir.join("cluster").join("hints");
+    let hints = HintLog::open(&hints_dir, cluster.max_hint_bytes_per_node)?;
+    let repair_history = RepairHistory::open(data_dir, unix_secs())?;
+    status.set_running(RunningCluster {
+        cluster_name: cluster.name.clone(),
+        host_id: membership.host_id(),
+        replication_factor: cluster.replication_factor as usize,
+        view: membership.subscribe(),
+        hints: Arc::new(hints),
+        gossip: membership.counters(),
+        repair_history: Arc::new(repair_history),
+        repair_progress: Arc::default(),
+        gc_grace_secs: config.storage.gc_grace_secs,
+    });
+    Ok(Joined {
+        membership,
+        topology,
+        clients,
+        legacy,
+    })
+}
+
+/// Waits until this node is `normal` in the log (a bootstrap streams its ranges in first); a
+/// bootstrap rolled back (this node was down too long) asks to join again.
+async fn wait_until_normal(joined: &Joined) -> Result<(), DaemonError> {
+    let mut state = joined.topology.subscribe();
+    let host = joined.topology.host();
+    let mut announced = false;
+    loop {
+        let current = state.borrow_and_update().clone();
+        match current.nodes.get(&host).map(|n| n.state) {
+            Some(NodeState::Normal) => return Ok(()),
+            Some(NodeState::Joining) if !announced => {
+                announced = true;
+                tracing::info!("joining: streaming this node's ranges before it serves reads");
+                print_line("joining");
+            }
+            None => {
+                joined.topology.enter(joined.legacy.clone()).await?;
+                continue;
+            }
+            _ => {}
+        }
+        if state.changed().await.is_err() {
+            return Err(DaemonError::Serve(
+                "the topology log stopped while this node was joining".to_owned(),
+            ));
+        }
+    }
+}
+
+/// Makes this node a replica and a coordinator once its store is open: the replica service
+/// starts applying, the gRPC service routes writes and point reads through the coordinator,
+/// and the hint dispatcher starts delivering.
+fn start_replication(
+    config: &Config,
+    data_dir: &std::path::Path,
+    joined: &Joined,
+    replica_service: &ReplicaService,
+    service: &AlliDbService,
+    status: &ClusterStatus,
+    store: Arc<UnifiedStore>,
+) -> Result<Replication, DaemonError> {
+    let cluster = &config.cluster;
+    let attached = || DaemonError::Serve("replication was started twice".to_owned());
+    let hints = status.hints().ok_or_else(attached)?;
+    let membership = &joined.membership;
+    let local = LocalReplica::new(membership.host_id(), store, config.storage.durability());
+    replica_service
+        .attach(local.clone())
+        .map_err(|_| attached())?;
+    let clients = joined.clients.clone();
     let coordinator = Coordinator::new(
         membership.host_id(),
         local.clone(),
@@ -702,6 +806,7 @@ fn start_replication(
             ..StreamOptions::default()
         },
     );
+    joined.topology.attach_stream(stream.clone());
     let rebuild = ReplicaRebuild::new(stream, cluster.replication_factor as usize);
     let replicas = RingReplicas::new(
         local,

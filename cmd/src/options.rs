@@ -1,19 +1,21 @@
 //! Translation of the validated daemon [`Config`] into the options of the store
-//! ([`StoreOptions`]), of the gRPC service ([`ServiceOptions`]) and of cluster membership
-//! ([`MembershipOptions`]).
+//! ([`StoreOptions`]), of the gRPC service ([`ServiceOptions`]), of cluster membership
+//! ([`MembershipOptions`]) and of the topology log ([`TopologyOptions`]).
 //!
 //! Invariant: every `[storage]`, `[index]`, `[query]` and `[cluster]` key that has a counterpart
 //! in the store, the service or membership is carried over here and nowhere else; values were range-checked by
 //! [`Config::validate`], so conversions only widen integers.
 
-use std::net::SocketAddr;
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
 use allidb_api::admission::BudgetOptions;
 use allidb_api::pb::ConsistencyLevel;
 use allidb_api::service::{DEFAULT_NODE_ID, ServiceOptions};
-use allidb_cluster::membership::MembershipOptions;
+use allidb_cluster::membership::{MembershipOptions, SEED_SETTLE_INTERVALS};
+use allidb_cluster::topology::TopologyOptions;
 use allidb_index::StoreOptions;
 use allidb_index::vector::Metric;
 
@@ -45,10 +47,40 @@ pub fn membership_options(
         gossip_advertise: advertise,
         rpc_advertise: grpc_addr,
         seeds: cluster.seeds.clone(),
-        num_tokens: cluster.num_tokens as usize,
         gossip_interval: Duration::from_millis(cluster.gossip_interval_ms),
         phi_threshold: cluster.phi_threshold,
         dead_node_grace_period: Duration::from_secs(cluster.dead_node_grace_period_secs),
+    }
+}
+
+/// The topology log options of `config` (`[cluster]`) for a node whose gRPC listener is bound
+/// on `grpc_addr`. Seeds given by name are resolved once, here.
+pub fn topology_options(config: &Config, grpc_addr: SocketAddr) -> TopologyOptions {
+    let cluster = &config.cluster;
+    let advertise = cluster.advertise_addr();
+    let seeds: BTreeSet<SocketAddr> = cluster
+        .seeds
+        .iter()
+        .filter_map(|seed| seed.to_socket_addrs().ok())
+        .flatten()
+        .collect();
+    let gossip_interval = Duration::from_millis(cluster.gossip_interval_ms);
+    TopologyOptions {
+        cluster_name: cluster.name.clone(),
+        node_name: if cluster.node_name.is_empty() {
+            advertise.to_string()
+        } else {
+            cluster.node_name.clone()
+        },
+        rpc_advertise: grpc_addr,
+        num_tokens: cluster.num_tokens as usize,
+        replication_factor: cluster.replication_factor as usize,
+        is_seed: cluster.seeds.is_empty()
+            || seeds.contains(&advertise)
+            || cluster.seeds.iter().any(|s| *s == advertise.to_string()),
+        seeds,
+        settle: gossip_interval * SEED_SETTLE_INTERVALS,
+        poll: gossip_interval.max(Duration::from_millis(100)),
     }
 }
 

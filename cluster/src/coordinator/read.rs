@@ -335,6 +335,7 @@ pub(super) fn readable_addr(view: &ClusterView, host: HostId) -> Result<SocketAd
     let node = view.nodes.get(&host).ok_or("unknown to gossip")?;
     match (node.status, node.rpc_addr) {
         (NodeStatus::Down, _) => Err("down".to_owned()),
+        (NodeStatus::Left, _) => Err("left the ring".to_owned()),
         (_, None) => Err("no RPC address gossiped yet".to_owned()),
         (_, Some(addr)) => Ok(addr),
     }

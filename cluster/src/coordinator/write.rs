@@ -7,6 +7,10 @@
 //!
 //! A tenant drop goes the same way to every node of the ring, and is acknowledged when the
 //! replicas of every token range have the level's number of acknowledgements.
+//!
+//! While a movement runs (the view's `pending` ring), every write goes to the replicas of both
+//! rings and needs the level among each set (write both, DESIGN.md §6 rule 3): what is
+//! acknowledged is then readable whichever ring a reader routes by.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -21,7 +25,7 @@ use crate::consistency::ConsistencyLevel;
 use crate::hints::dispatcher::peer_label;
 use crate::hints::{Hint, unix_ms};
 use crate::membership::ClusterView;
-use crate::ring::{HostId, ReplicaSet, TokenRange};
+use crate::ring::{HostId, ReplicaSet, Ring, TokenRange};
 use crate::{ClusterError, replica_failure};
 
 /// Replicas of which `required` must acknowledge a write: a partition's, or for a tenant drop
@@ -63,27 +67,37 @@ impl Coordinator {
     ) -> Result<(), ClusterError> {
         let view = self.inner.view.borrow().clone();
         let rf = self.inner.options.replication_factor;
-        let mut groups: BTreeMap<(String, String), AckGroup> = BTreeMap::new();
+        let rings: Vec<&Arc<Ring>> = std::iter::once(&view.ring)
+            .chain(view.pending.as_ref())
+            .collect();
+        let mut groups: BTreeMap<(String, String, usize), AckGroup> = BTreeMap::new();
         let mut per_host: BTreeMap<HostId, ReplicaMutation> = BTreeMap::new();
         for version in cells::batch_versions(&batch) {
             let (tenant, entity_id) = cells::partition_of(&version.0)?;
-            let group = groups
-                .entry((tenant.clone(), entity_id.clone()))
-                .or_insert_with(|| {
-                    let replicas = view.ring.replicas_of_key(&tenant, &entity_id, rf);
-                    let required = level.required(replicas.len());
-                    AckGroup {
-                        replicas,
-                        required,
-                        what: Written::Partition { tenant, entity_id },
-                    }
-                });
-            if group.replicas.is_empty() {
-                return Err(ClusterError::Unavailable(NO_TOKENS.to_owned()));
+            let mut targets: BTreeSet<HostId> = BTreeSet::new();
+            for (which, ring) in rings.iter().enumerate() {
+                let group = groups
+                    .entry((tenant.clone(), entity_id.clone(), which))
+                    .or_insert_with(|| {
+                        let replicas = ring.replicas_of_key(&tenant, &entity_id, rf);
+                        let required = level.required(replicas.len());
+                        AckGroup {
+                            replicas,
+                            required,
+                            what: Written::Partition {
+                                tenant: tenant.clone(),
+                                entity_id: entity_id.clone(),
+                            },
+                        }
+                    });
+                if group.replicas.is_empty() {
+                    return Err(ClusterError::Unavailable(NO_TOKENS.to_owned()));
+                }
+                targets.extend(group.replicas.hosts());
             }
-            for host in group.replicas.hosts() {
+            for host in targets {
                 per_host
-                    .entry(*host)
+                    .entry(host)
                     .or_default()
                     .cells
                     .push(version.clone());
@@ -105,8 +119,14 @@ impl Coordinator {
         let view = self.inner.view.borrow().clone();
         let rf = self.inner.options.replication_factor;
         let mut groups: BTreeMap<Vec<HostId>, AckGroup> = BTreeMap::new();
-        for range in view.ring.ranges() {
-            let replicas = view.ring.replicas(range.end, rf);
+        let rings: Vec<&Arc<Ring>> = std::iter::once(&view.ring)
+            .chain(view.pending.as_ref())
+            .collect();
+        for (ring, range) in rings
+            .iter()
+            .flat_map(|ring| ring.ranges().into_iter().map(move |range| (ring, range)))
+        {
+            let replicas = ring.replicas(range.end, rf);
             groups
                 .entry(replicas.hosts().to_vec())
                 .or_insert_with(|| AckGroup {
@@ -125,16 +145,18 @@ impl Coordinator {
             tenant: tenant.to_owned(),
             ts,
         };
-        let per_host = view
-            .ring
-            .hosts()
+        let hosts: BTreeSet<HostId> = rings
             .iter()
+            .flat_map(|ring| ring.hosts().iter().copied())
+            .collect();
+        let per_host = hosts
+            .into_iter()
             .map(|host| {
                 let mutation = ReplicaMutation {
                     drops: vec![drop.clone()],
                     cells: Vec::new(),
                 };
-                (*host, mutation)
+                (host, mutation)
             })
             .collect();
         let groups = groups.into_values().collect();

@@ -1,16 +1,17 @@
-//! Membership and failure detection: chitchat gossip over [`transport`], node states, and the
-//! ring built from what gossip tells (docs/cluster.md, "Membership").
+//! Membership and failure detection: chitchat gossip over [`transport`], liveness and addresses,
+//! joined with the topology log's state into the view every other module routes by
+//! (docs/cluster.md, "Membership").
 //!
-//! Owns this node's gossip identity (host id, generation, advertised addresses, tokens, status)
-//! and the [`ClusterView`]: every host ever seen, its status, and the current [`Ring`], rebuilt
-//! and swapped whole when the set of hosts or tokens changes.
+//! Owns this node's gossip identity (host id, generation, advertised addresses, status, load,
+//! engine state, the topology version it applied) and the [`ClusterView`]: every host ever seen
+//! or in the log, its status, the current [`Ring`] and, while a movement runs, the ring after it;
+//! rebuilt and swapped whole when any of it changes.
 //!
-//! Invariants: a host, once seen, stays in the view and the ring (and in the peers file, so across
-//! restarts too) until an operator removes it (a later issue): gossip alone never removes one; when chitchat garbage-collects a dead node's
-//! state after `dead_node_grace_period`, the host stays, `Down`, with its tokens. A restarted node
-//! gossips a higher generation, so its new state supersedes the old. A node's tokens are
-//! allocated once, after it has seen the ring (or, for a seed alone, after a short wait), and are
-//! persisted before they are gossiped.
+//! Invariants: tokens and node states come from the topology log only (gossip says who is up
+//! and where); the ring's version is the log's `topology_version`. A host seen in gossip stays in
+//! the view (and in the peers file, so across restarts too): when chitchat garbage-collects a dead
+//! node's state after `dead_node_grace_period`, the host stays, `Down`. A restarted node gossips a
+//! higher generation, so its new state supersedes the old.
 //! Never stores or serves user data; never trusts a datagram the transport did not authenticate.
 
 pub mod transport;
@@ -19,7 +20,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chitchat::{
     ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ProtocolVersion,
@@ -35,23 +36,23 @@ use crate::ClusterError;
 use crate::identity::{NodeIdentity, next_generation};
 use crate::peers::{PeerRecord, load_peers, store_peers};
 use crate::ring::{HostId, Ring, Token};
+use crate::topology::entry::LegacyRing;
+use crate::topology::state::{NodeState, TopologyState};
 use transport::{AuthenticatedUdpTransport, GossipCounters};
 
-/// Gossip keys this node publishes (docs/cluster.md, "Gossip keys", schema 1).
+/// Gossip keys this node publishes (docs/cluster.md, "Gossip keys", schema 2).
 const KEY_SCHEMA: &str = "schema";
 const KEY_NAME: &str = "name";
 const KEY_RPC_ADDR: &str = "rpc_addr";
-const KEY_TOKENS: &str = "tokens";
-const KEY_STATUS: &str = "status";
 const KEY_LOAD: &str = "load";
 const KEY_ENGINE: &str = "engine";
-const SCHEMA_VERSION: &str = "1";
+/// The topology version this node applied (0: not in a formed ring yet).
+const KEY_TOPOLOGY: &str = "topology";
+const SCHEMA_VERSION: &str = "2";
 
-/// A seed starting for the first time waits this many gossip intervals for peers before it
-/// allocates its tokens against the ring it has seen (possibly only itself).
-const SEED_SETTLE_INTERVALS: u32 = 5;
-/// How often a node waiting for its seeds says so in the log.
-const WAITING_LOG_EVERY: Duration = Duration::from_secs(10);
+/// A seed starting for the first time waits this many gossip intervals for a formed ring before
+/// it may form one (`TopologyOptions::settle`).
+pub const SEED_SETTLE_INTERVALS: u32 = 5;
 
 /// What membership needs to know; `cmd` builds it from `[cluster]`.
 #[derive(Clone, Debug)]
@@ -72,8 +73,6 @@ pub struct MembershipOptions {
     pub rpc_advertise: SocketAddr,
     /// Gossip addresses (`host:port`) of the seeds; may include this node's own.
     pub seeds: Vec<String>,
-    /// Vnodes of this node, used on its first start only.
-    pub num_tokens: usize,
     /// Time between gossip rounds.
     pub gossip_interval: Duration,
     /// Phi above which a peer is down. chitchat's phi is `elapsed / mean heartbeat gap` (no
@@ -83,15 +82,18 @@ pub struct MembershipOptions {
     pub dead_node_grace_period: Duration,
 }
 
-/// A node's state as every node sees it.
+/// A node's state as this node sees it: the log's state for a node that is up, `Down` for one
+/// the failure detector has no recent heartbeat from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NodeStatus {
-    /// Started for the first time and has not taken its tokens yet.
+    /// Not in the log yet, or accepted and streaming its ranges in (bootstrap).
     Joining,
     /// Serving its ranges.
     Normal,
-    /// Handing its ranges over before leaving the ring (decommission, a later issue).
+    /// Handing its ranges over before leaving the ring.
     Leaving,
+    /// Gone from the ring for good (it owns nothing and its requests are refused).
+    Left,
     /// The failure detector has no recent heartbeat from it.
     Down,
 }
@@ -103,17 +105,18 @@ impl NodeStatus {
             NodeStatus::Joining => "joining",
             NodeStatus::Normal => "normal",
             NodeStatus::Leaving => "leaving",
+            NodeStatus::Left => "left",
             NodeStatus::Down => "down",
         }
     }
 
-    /// A status a node gossips about itself (never `down`: that is the observer's verdict).
-    fn from_gossip(value: &str) -> Option<NodeStatus> {
-        match value {
-            "joining" => Some(NodeStatus::Joining),
-            "normal" => Some(NodeStatus::Normal),
-            "leaving" => Some(NodeStatus::Leaving),
-            _ => None,
+    /// The status of a node that is up, in the log's state `state` (`None`: not in the log).
+    fn of_member(state: Option<NodeState>) -> NodeStatus {
+        match state {
+            None | Some(NodeState::Joining) => NodeStatus::Joining,
+            Some(NodeState::Normal) => NodeStatus::Normal,
+            Some(NodeState::Leaving) => NodeStatus::Leaving,
+            Some(NodeState::Left) => NodeStatus::Left,
         }
     }
 }
@@ -136,13 +139,16 @@ pub struct NodeView {
     pub load_bytes: Option<u64>,
     /// Its storage engine's state, as it last gossiped it (`None` until heard).
     pub engine_state: Option<EngineState>,
+    /// The topology version it applied, as it last gossiped it (`None` until heard; 0 before it
+    /// is in a formed ring).
+    pub topology_version: Option<u64>,
 }
 
 impl NodeView {
     /// Whether writes may be sent to it: up, and its engine not refusing writes (a node that has
     /// not gossiped its engine state yet is given the benefit of the doubt).
     pub fn accepts_writes(&self) -> bool {
-        self.status != NodeStatus::Down
+        !matches!(self.status, NodeStatus::Down | NodeStatus::Left)
             && self
                 .engine_state
                 .is_none_or(|state| state == EngineState::Healthy)
@@ -152,6 +158,7 @@ impl NodeView {
     pub fn refusal(&self) -> Option<String> {
         match (self.status, self.engine_state) {
             (NodeStatus::Down, _) => Some("down".to_owned()),
+            (NodeStatus::Left, _) => Some("left the ring".to_owned()),
             (_, Some(state)) if state != EngineState::Healthy => {
                 Some(format!("refusing writes: engine {}", state.as_str()))
             }
@@ -189,7 +196,10 @@ impl OwnKeys {
 pub struct ClusterView {
     /// By host id.
     pub nodes: BTreeMap<HostId, NodeView>,
+    /// The ring reads are routed by (its version is the topology version).
     pub ring: Arc<Ring>,
+    /// While a movement runs, the ring after it: writes go to the replicas of both rings.
+    pub pending: Option<Arc<Ring>>,
 }
 
 impl ClusterView {
@@ -200,6 +210,9 @@ impl ClusterView {
         match self.nodes.get(&host).map(|n| (n.status, n.rpc_addr)) {
             Some((NodeStatus::Down, _)) => Err(ClusterError::Unavailable(format!(
                 "replica {label} is down"
+            ))),
+            Some((NodeStatus::Left, _)) => Err(ClusterError::Unavailable(format!(
+                "host {label} left the ring"
             ))),
             Some((_, Some(addr))) => Ok(addr),
             _ => Err(ClusterError::Unavailable(format!(
@@ -244,9 +257,6 @@ fn validate(options: &MembershipOptions) -> Result<(), ClusterError> {
             "must be at least 16 characters: it authenticates every gossip message",
         ));
     }
-    if options.num_tokens == 0 {
-        return Err(invalid("cluster.num_tokens", "must be at least 1"));
-    }
     if options.gossip_interval.is_zero() {
         return Err(invalid("cluster.gossip_interval_ms", "must be at least 1"));
     }
@@ -263,26 +273,13 @@ fn gossip_error(context: &str, err: impl std::fmt::Display) -> ClusterError {
     ClusterError::Gossip(format!("{context}: {err}"))
 }
 
-fn tokens_text(tokens: &[Token]) -> String {
-    tokens
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn parse_tokens(text: &str) -> Option<Vec<Token>> {
-    text.split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().ok())
-        .collect()
-}
-
 impl Membership {
-    /// Joins the cluster: loads or creates this node's identity, starts gossip, and, on the first
-    /// start, waits to see the ring before allocating and persisting its tokens. A node that is not
-    /// a seed waits for a seed as long as it takes, saying so in the log every 10 s.
-    pub async fn start(options: MembershipOptions) -> Result<Membership, ClusterError> {
+    /// Starts gossip: loads or creates this node's identity and publishes its addresses; the
+    /// view joins what gossip tells with the topology log's applied state (`topology`).
+    pub async fn start(
+        options: MembershipOptions,
+        topology: watch::Receiver<Arc<TopologyState>>,
+    ) -> Result<Membership, ClusterError> {
         validate(&options)?;
         let identity =
             NodeIdentity::load_or_create(&options.data_dir, &options.cluster_name, || {
@@ -324,18 +321,13 @@ impl Membership {
             extra_liveness_predicate: None,
             protocol_version: ProtocolVersion::V0,
         };
-        let mut keys = vec![
+        let applied = topology.borrow().version;
+        let keys = vec![
             (KEY_SCHEMA.to_string(), SCHEMA_VERSION.to_string()),
             (KEY_NAME.to_string(), options.node_name.clone()),
             (KEY_RPC_ADDR.to_string(), options.rpc_advertise.to_string()),
+            (KEY_TOPOLOGY.to_string(), applied.to_string()),
         ];
-        let first_start = identity.tokens.is_empty();
-        if first_start {
-            keys.push((KEY_STATUS.to_string(), "joining".to_string()));
-        } else {
-            keys.push((KEY_TOKENS.to_string(), tokens_text(&identity.tokens)));
-            keys.push((KEY_STATUS.to_string(), "normal".to_string()));
-        }
         let handle = spawn_chitchat(config, keys, &transport)
             .await
             .map_err(|e| gossip_error("cannot start gossip", e))?;
@@ -345,22 +337,36 @@ impl Membership {
             gossip = %options.gossip_advertise,
             "gossip started"
         );
-        let mut identity = identity;
-        if first_start {
-            take_tokens(&handle, &mut identity, &options).await?;
-        }
         let chitchat = handle.chitchat();
         let mut known = KnownHosts::load(&options.data_dir, identity.host_id)?;
-        let (tx, view) = watch::channel(known.refresh(&chitchat).await);
+        let mut topology = topology;
+        let initial = topology.borrow().clone();
+        let (tx, view) = watch::channel(known.refresh(&chitchat, &initial).await);
         let interval = options.gossip_interval;
         let refresher = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
+            let mut published = applied;
+            let mut log_running = true;
             loop {
-                ticker.tick().await;
-                let next = known.refresh(&chitchat).await;
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    // A stopped log (shutdown) leaves its last state.
+                    changed = topology.changed(), if log_running => log_running = changed.is_ok(),
+                }
+                let state = topology.borrow_and_update().clone();
+                if state.version != published {
+                    published = state.version;
+                    chitchat
+                        .lock()
+                        .await
+                        .self_node_state()
+                        .set(KEY_TOPOLOGY, published.to_string());
+                }
+                let next = known.refresh(&chitchat, &state).await;
                 tx.send_if_modified(|current| {
                     let changed = current.nodes != next.nodes
-                        || current.ring.version() != next.ring.version();
+                        || current.ring != next.ring
+                        || current.pending != next.pending;
                     if changed {
                         *current = next;
                     }
@@ -378,14 +384,18 @@ impl Membership {
         })
     }
 
+    /// The peers file and the tokens of the identity file: what a ring that predates the
+    /// topology log knew, carried into the log at its first start with one.
+    pub fn legacy_ring(&self, data_dir: &std::path::Path) -> Result<LegacyRing, ClusterError> {
+        Ok(LegacyRing {
+            tokens: self.identity.tokens.clone(),
+            peers: load_peers(data_dir)?,
+        })
+    }
+
     /// This node's host id.
     pub fn host_id(&self) -> HostId {
         self.identity.host_id
-    }
-
-    /// This node's tokens.
-    pub fn tokens(&self) -> &[Token] {
-        &self.identity.tokens
     }
 
     /// The current view (cheap: a shared pointer).
@@ -439,65 +449,6 @@ impl Membership {
     }
 }
 
-/// First start: wait for the ring, allocate tokens against it, persist, then gossip them.
-async fn take_tokens(
-    handle: &ChitchatHandle,
-    identity: &mut NodeIdentity,
-    options: &MembershipOptions,
-) -> Result<(), ClusterError> {
-    let own = options.gossip_advertise.to_string();
-    let is_seed = options.seeds.is_empty()
-        || options
-            .seeds
-            .iter()
-            .any(|s| *s == own || s.parse::<SocketAddr>().ok() == Some(options.gossip_advertise));
-    let settle = options.gossip_interval * SEED_SETTLE_INTERVALS;
-    let started = Instant::now();
-    let mut last_log = Instant::now();
-    let ring = loop {
-        let ring = handle
-            .with_chitchat(|c| {
-                let members = c.node_states().iter().filter_map(|(id, state)| {
-                    if id == c.self_chitchat_id() || state.get(KEY_STATUS) != Some("normal") {
-                        return None;
-                    }
-                    let host = id.node_id.parse::<HostId>().ok()?;
-                    let tokens = parse_tokens(state.get(KEY_TOKENS)?)?;
-                    Some((host, tokens))
-                });
-                Ring::new(0, members.collect::<Vec<_>>())
-            })
-            .await;
-        if ring.host_count() > 0 || (is_seed && started.elapsed() >= settle) {
-            break ring;
-        }
-        if last_log.elapsed() >= WAITING_LOG_EVERY {
-            last_log = Instant::now();
-            warn!(
-                seeds = ?options.seeds,
-                "first start: no seed has answered yet (cluster.seeds); still trying"
-            );
-        }
-        tokio::time::sleep(options.gossip_interval).await;
-    };
-    let tokens = ring.allocate_tokens(options.num_tokens, &mut rand::rng());
-    identity.tokens = tokens.clone();
-    identity.store(&options.data_dir)?;
-    info!(
-        tokens = tokens.len(),
-        peers = ring.host_count(),
-        "first start: tokens allocated and persisted"
-    );
-    handle
-        .with_chitchat(|c| {
-            let state = c.self_node_state();
-            state.set(KEY_TOKENS, tokens_text(&tokens));
-            state.set(KEY_STATUS, "normal");
-        })
-        .await;
-    Ok(())
-}
-
 /// Every host ever seen (persisted in the peers file), kept when chitchat forgets a dead one.
 struct KnownHosts {
     nodes: BTreeMap<HostId, NodeView>,
@@ -527,6 +478,7 @@ impl KnownHosts {
                     in_gossip: false,
                     load_bytes: None,
                     engine_state: None,
+                    topology_version: None,
                 };
                 (p.host_id, view)
             })
@@ -565,10 +517,12 @@ impl KnownHosts {
         }
     }
 
-    /// Folds chitchat's current state into the known hosts and returns the view.
+    /// Folds chitchat's current state and the log's `topology` into the known hosts and
+    /// returns the view.
     async fn refresh(
         &mut self,
         chitchat: &Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
+        topology: &TopologyState,
     ) -> Arc<ClusterView> {
         let mut in_gossip: HashSet<HostId> = HashSet::new();
         let live: HashSet<(HostId, u64)>;
@@ -583,65 +537,70 @@ impl KnownHosts {
                     continue;
                 };
                 in_gossip.insert(host);
-                let known = self.nodes.get(&host);
-                if known.is_some_and(|n| n.generation > id.generation_id) {
+                if self
+                    .nodes
+                    .get(&host)
+                    .is_some_and(|n| n.generation > id.generation_id)
+                {
                     // The state of an older start, not yet collected: superseded.
                     continue;
                 }
-                let tokens = state
-                    .get(KEY_TOKENS)
-                    .and_then(parse_tokens)
-                    .or_else(|| known.map(|n| n.tokens.clone()))
-                    .unwrap_or_default();
-                let status = state
-                    .get(KEY_STATUS)
-                    .and_then(NodeStatus::from_gossip)
-                    .unwrap_or(NodeStatus::Joining);
                 self.nodes.insert(
                     host,
                     NodeView {
                         host_id: host,
                         name: state.get(KEY_NAME).unwrap_or_default().to_string(),
-                        status,
+                        status: NodeStatus::Joining,
                         gossip_addr: id.gossip_advertise_addr,
                         rpc_addr: state.get(KEY_RPC_ADDR).and_then(|a| a.parse().ok()),
                         generation: id.generation_id,
-                        tokens,
+                        tokens: Vec::new(),
                         in_gossip: true,
                         load_bytes: state.get(KEY_LOAD).and_then(|l| l.parse().ok()),
                         engine_state: state.get(KEY_ENGINE).and_then(|name| {
                             EngineState::ALL.into_iter().find(|s| s.as_str() == name)
                         }),
+                        topology_version: state.get(KEY_TOPOLOGY).and_then(|v| v.parse().ok()),
                     },
                 );
             }
         }
-        for node in self.nodes.values_mut() {
-            node.in_gossip = in_gossip.contains(&node.host_id);
-            if !live.contains(&(node.host_id, node.generation)) {
-                node.status = NodeStatus::Down;
-            }
+        for (host, member) in &topology.nodes {
+            // A member never heard in gossip (nor in the peers file): down until it is.
+            self.nodes.entry(*host).or_insert_with(|| NodeView {
+                host_id: *host,
+                name: member.name.clone(),
+                status: NodeStatus::Down,
+                gossip_addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                rpc_addr: member.rpc_addr.parse().ok(),
+                generation: 0,
+                tokens: Vec::new(),
+                in_gossip: false,
+                load_bytes: None,
+                engine_state: None,
+                topology_version: None,
+            });
         }
-        let members: Vec<(HostId, Vec<Token>)> = self
-            .nodes
-            .values()
-            .filter(|n| !n.tokens.is_empty())
-            .map(|n| (n.host_id, n.tokens.clone()))
-            .collect();
+        for node in self.nodes.values_mut() {
+            let member = topology.nodes.get(&node.host_id);
+            node.tokens = member.map(|m| m.tokens.clone()).unwrap_or_default();
+            node.in_gossip = in_gossip.contains(&node.host_id);
+            node.status = if live.contains(&(node.host_id, node.generation)) {
+                NodeStatus::of_member(member.map(|m| m.state))
+            } else {
+                NodeStatus::Down
+            };
+        }
         let ring = match &self.ring {
-            Some(current) if Ring::new(current.version(), members.clone()) == **current => {
-                current.clone()
-            }
-            current => Arc::new(Ring::new(
-                current.as_ref().map_or(1, |r| r.version() + 1),
-                members,
-            )),
+            Some(current) if current.version() == topology.version => current.clone(),
+            _ => Arc::new(topology.read_ring()),
         };
         self.ring = Some(ring.clone());
         self.persist().await;
         Arc::new(ClusterView {
             nodes: self.nodes.clone(),
             ring,
+            pending: topology.pending_ring().map(Arc::new),
         })
     }
 }

@@ -6,6 +6,7 @@
 //! Must never: wait longer than the caller's timeout, or send a request without the token.
 
 mod read_queue;
+pub mod topology;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;

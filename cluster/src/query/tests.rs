@@ -123,6 +123,7 @@ impl FakeRing {
                     in_gossip: true,
                     load_bytes: None,
                     engine_state: None,
+                    topology_version: Some(1),
                 };
                 (*h, node)
             })
@@ -130,6 +131,7 @@ impl FakeRing {
         Arc::new(ClusterView {
             nodes,
             ring: Arc::new(self.ring.clone()),
+            pending: None,
         })
     }
 

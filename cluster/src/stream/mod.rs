@@ -43,7 +43,7 @@ use crate::peer_client::PeerClients;
 use crate::replica::LocalReplica;
 use crate::ring::{HostId, TokenSpan};
 use chunk::{Chunk, MAX_CHUNK_BYTES};
-use session::StreamSession;
+use session::{StreamGroup, StreamPurpose, StreamSession};
 use wire::ChunkRequest;
 
 /// How a node streams.
@@ -79,6 +79,17 @@ pub struct StreamRun {
     pub bytes: u64,
     /// Groups left unfinished, each with why (their position is kept for the next run).
     pub unfinished: Vec<String>,
+}
+
+/// What [`RangeStream::run_plan`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlanRun {
+    /// The session (32 hex digits).
+    pub session: String,
+    /// Whether it went on from an interrupted session's positions.
+    pub resumed: bool,
+    /// What this run received and what it left unfinished.
+    pub run: StreamRun,
 }
 
 /// Receives range streams into this node; cheap to clone.
@@ -122,6 +133,79 @@ impl RangeStream {
     /// The current membership view.
     pub fn view(&self) -> Arc<ClusterView> {
         self.view.borrow().clone()
+    }
+
+    /// Streams `groups` for `purpose` (of `tenant` only, when given) in a persisted session: an
+    /// interrupted session of the same purpose, tenant, ranges and sources is resumed from its
+    /// positions, any other stored session is replaced. The session file is removed once every
+    /// group is done.
+    pub async fn run_plan(
+        &self,
+        purpose: StreamPurpose,
+        tenant: Option<String>,
+        groups: Vec<StreamGroup>,
+    ) -> Result<PlanRun, ClusterError> {
+        let task = |e: tokio::task::JoinError| {
+            ClusterError::Protocol(format!("stream session file task: {e}"))
+        };
+        let data_dir = self.data_dir.clone();
+        let stored = tokio::task::spawn_blocking(move || StreamSession::load(&data_dir))
+            .await
+            .map_err(task)??;
+        let (mut session, resumed) = match stored {
+            Some(stored) if resumes(&stored, purpose, tenant.as_deref(), &groups) => (stored, true),
+            stored => {
+                if let Some(stored) = stored {
+                    tracing::info!(
+                        session = stored.id_hex(),
+                        purpose = stored.purpose.as_str(),
+                        "an interrupted stream session does not match this one; starting over"
+                    );
+                }
+                let session = StreamSession {
+                    id: rand::random(),
+                    purpose,
+                    tenant,
+                    groups,
+                    partitions: 0,
+                    cells: 0,
+                    bytes: 0,
+                };
+                let (stored, data_dir) = (session.clone(), self.data_dir.clone());
+                tokio::task::spawn_blocking(move || stored.store(&data_dir))
+                    .await
+                    .map_err(task)??;
+                (session, false)
+            }
+        };
+        tracing::info!(
+            session = session.id_hex(),
+            purpose = purpose.as_str(),
+            resumed,
+            groups = session.groups.len(),
+            "stream session started"
+        );
+        let run = self.run(&mut session).await?;
+        let outcome = if session.finished() {
+            let data_dir = self.data_dir.clone();
+            tokio::task::spawn_blocking(move || StreamSession::remove(&data_dir))
+                .await
+                .map_err(task)??;
+            "complete"
+        } else {
+            "incomplete"
+        };
+        metrics::counter!(
+            "allidb_stream_sessions_total",
+            "purpose" => purpose.as_str(),
+            "outcome" => outcome
+        )
+        .increment(1);
+        Ok(PlanRun {
+            session: session.id_hex(),
+            resumed,
+            run,
+        })
     }
 
     /// Streams every unfinished group of `session`, one after the other, recording each
@@ -279,4 +363,24 @@ pub fn describe(spans: &[TokenSpan]) -> String {
             n - LISTED
         ),
     }
+}
+
+/// Whether `stored` is an interrupted session of the same purpose and tenant over the same
+/// ranges and sources as `planned`.
+fn resumes(
+    stored: &StreamSession,
+    purpose: StreamPurpose,
+    tenant: Option<&str>,
+    planned: &[StreamGroup],
+) -> bool {
+    let shape = |groups: &[StreamGroup]| -> Vec<(Vec<TokenSpan>, Vec<HostId>)> {
+        groups
+            .iter()
+            .map(|g| (g.spans.clone(), g.sources.clone()))
+            .collect()
+    };
+    stored.purpose == purpose
+        && !stored.finished()
+        && stored.tenant.as_deref() == tenant
+        && shape(&stored.groups) == shape(planned)
 }

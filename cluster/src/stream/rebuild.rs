@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::RangeStream;
-use super::session::{StreamGroup, StreamPurpose, StreamSession};
+use super::session::{StreamGroup, StreamPurpose};
 use crate::ClusterError;
 use crate::membership::ClusterView;
 use crate::ring::{HostId, TokenSpan};
@@ -79,58 +79,13 @@ impl ReplicaRebuild {
         let view = self.stream.view();
         let groups = plan(&view, self.stream.host(), self.replication_factor);
         let ranges = groups.iter().map(|g| g.spans.len() as u64).sum();
-        let data_dir = self.stream.data_dir().to_owned();
-        let stored = tokio::task::spawn_blocking(move || StreamSession::load(&data_dir))
-            .await
-            .map_err(|e| ClusterError::Protocol(format!("stream session read task: {e}")))??;
-        let (mut session, resumed) = match stored {
-            Some(stored) if resumes(&stored, tenant.as_deref(), &groups) => (stored, true),
-            stored => {
-                if let Some(stored) = stored {
-                    tracing::info!(
-                        session = stored.id_hex(),
-                        purpose = stored.purpose.as_str(),
-                        "an interrupted stream session does not match this rebuild; starting over"
-                    );
-                }
-                let session = StreamSession {
-                    id: rand::random(),
-                    purpose: StreamPurpose::Rebuild,
-                    tenant,
-                    groups,
-                    partitions: 0,
-                    cells: 0,
-                    bytes: 0,
-                };
-                let (stored, data_dir) = (session.clone(), self.stream.data_dir().to_owned());
-                tokio::task::spawn_blocking(move || stored.store(&data_dir))
-                    .await
-                    .map_err(|e| {
-                        ClusterError::Protocol(format!("stream session write task: {e}"))
-                    })??;
-                (session, false)
-            }
-        };
-        tracing::info!(
-            session = session.id_hex(),
-            resumed,
-            ranges,
-            "rebuild started"
-        );
-        let run = self.stream.run(&mut session).await?;
-        let outcome = if session.finished() {
-            let data_dir = self.stream.data_dir().to_owned();
-            tokio::task::spawn_blocking(move || StreamSession::remove(&data_dir))
-                .await
-                .map_err(|e| ClusterError::Protocol(format!("stream session task: {e}")))??;
-            "complete"
-        } else {
-            "incomplete"
-        };
-        metrics::counter!("allidb_stream_sessions_total", "purpose" => "rebuild", "outcome" => outcome)
-            .increment(1);
+        let planned = self
+            .stream
+            .run_plan(StreamPurpose::Rebuild, tenant, groups)
+            .await?;
+        let (resumed, run) = (planned.resumed, planned.run);
         let report = RebuildReport {
-            session: session.id_hex(),
+            session: planned.session,
             resumed,
             ranges,
             partitions: run.partitions,
@@ -179,19 +134,4 @@ fn plan(view: &ClusterView, host: HostId, replication_factor: usize) -> Vec<Stre
             done: false,
         })
         .collect()
-}
-
-/// Whether `stored` is an interrupted rebuild of the same tenant over the same ranges and
-/// replicas as `planned`.
-fn resumes(stored: &StreamSession, tenant: Option<&str>, planned: &[StreamGroup]) -> bool {
-    let shape = |groups: &[StreamGroup]| -> Vec<(Vec<TokenSpan>, Vec<HostId>)> {
-        groups
-            .iter()
-            .map(|g| (g.spans.clone(), g.sources.clone()))
-            .collect()
-    };
-    stored.purpose == StreamPurpose::Rebuild
-        && !stored.finished()
-        && stored.tenant.as_deref() == tenant
-        && shape(&stored.groups) == shape(planned)
 }

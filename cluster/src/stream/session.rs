@@ -22,6 +22,8 @@ const HEADER: &str = "allidb-stream-session 1";
 pub enum StreamPurpose {
     /// Every range this node replicates, from the other replicas (`allidb cluster rebuild`).
     Rebuild,
+    /// The ranges a joining node takes, from the replicas it displaces.
+    Bootstrap,
 }
 
 impl StreamPurpose {
@@ -29,12 +31,14 @@ impl StreamPurpose {
     pub fn as_str(self) -> &'static str {
         match self {
             StreamPurpose::Rebuild => "rebuild",
+            StreamPurpose::Bootstrap => "bootstrap",
         }
     }
 
     fn parse(text: &str) -> Result<Self, String> {
         match text {
             "rebuild" => Ok(StreamPurpose::Rebuild),
+            "bootstrap" => Ok(StreamPurpose::Bootstrap),
             other => Err(format!("unknown stream purpose {other:?}")),
         }
     }

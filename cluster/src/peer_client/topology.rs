@@ -1,0 +1,139 @@
+//! Calls to other nodes' `Topology` service: the topology log's raft messages, joins, barriers
+//! and bootstrap requests, stamped like every node-to-node call.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+use super::{PeerClients, answered};
+use crate::proto::topology_client::TopologyClient;
+use crate::ring::HostId;
+use crate::stream::StreamRun;
+use crate::{ClusterError, proto};
+
+/// Why a join was not taken.
+#[derive(Debug)]
+pub enum JoinRefusal {
+    /// The log refused it (the message says why); asking again will not help unless the reason
+    /// is a movement in progress.
+    Refused(String),
+    /// The node asked could not take it now (no leader, unreachable): ask again.
+    Unavailable(String),
+}
+
+impl PeerClients {
+    fn topology_client(&self, addr: SocketAddr) -> Result<TopologyClient<Channel>, ClusterError> {
+        Ok(TopologyClient::new(self.channel(addr)?)
+            .max_decoding_message_size(crate::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::MAX_MESSAGE_BYTES))
+    }
+
+    /// One raft message (`payload`, JSON) to the log on `recipient` at `addr`; its JSON answer.
+    pub async fn raft(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        message: proto::RaftMessage,
+        payload: Vec<u8>,
+        topology_version: u64,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, ClusterError> {
+        let request = proto::RaftRequest {
+            header: self.stamp.header(topology_version, recipient),
+            message: message as i32,
+            payload,
+        };
+        let mut client = self.topology_client(addr)?;
+        let call = client.raft(self.stamp.request(request, timeout));
+        Ok(answered(addr, timeout, call).await?.payload)
+    }
+
+    /// Asks the node `recipient` at `addr` to have this node join; the topology version that
+    /// holds the join.
+    pub async fn join(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        request: proto::JoinRequest,
+        timeout: Duration,
+    ) -> Result<u64, JoinRefusal> {
+        self.join_as(self.stamp.local, recipient, addr, request, timeout)
+            .await
+    }
+
+    /// [`Self::join`] on behalf of the joining node `sender` (a join forwarded to the leader).
+    pub async fn join_as(
+        &self,
+        sender: HostId,
+        recipient: HostId,
+        addr: SocketAddr,
+        request: proto::JoinRequest,
+        timeout: Duration,
+    ) -> Result<u64, JoinRefusal> {
+        let mut header = self.stamp.header(0, recipient);
+        if let Some(header) = &mut header {
+            header.sender = sender.to_string();
+        }
+        let request = proto::JoinRequest { header, ..request };
+        let mut client = self
+            .topology_client(addr)
+            .map_err(|e| JoinRefusal::Unavailable(e.to_string()))?;
+        let call = client.join(self.stamp.request(request, timeout));
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(reply)) => Ok(reply.into_inner().topology_version),
+            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
+                Err(JoinRefusal::Refused(status.message().to_owned()))
+            }
+            Ok(Err(status)) => Err(JoinRefusal::Unavailable(format!(
+                "{addr}: {:?}: {}",
+                status.code(),
+                status.message()
+            ))),
+            Err(_) => Err(JoinRefusal::Unavailable(format!(
+                "{addr}: no answer within {timeout:?}"
+            ))),
+        }
+    }
+
+    /// Waits until `recipient` at `addr` has applied `topology_version`; the version it has.
+    pub async fn barrier(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        topology_version: u64,
+        timeout: Duration,
+    ) -> Result<u64, ClusterError> {
+        let request = proto::BarrierRequest {
+            header: self.stamp.header(topology_version, recipient),
+            topology_version,
+        };
+        let mut client = self.topology_client(addr)?;
+        let call = client.barrier(self.stamp.request(request, timeout));
+        Ok(answered(addr, timeout, call).await?.applied_version)
+    }
+
+    /// Has the joining node `recipient` at `addr` stream its ranges for `movement`.
+    pub async fn bootstrap(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        movement: u64,
+        topology_version: u64,
+        timeout: Duration,
+    ) -> Result<StreamRun, ClusterError> {
+        let request = proto::BootstrapRequest {
+            header: self.stamp.header(topology_version, recipient),
+            movement,
+        };
+        let mut client = self.topology_client(addr)?;
+        let call = client.bootstrap(self.stamp.request(request, timeout));
+        let reply = answered(addr, timeout, call).await?;
+        Ok(StreamRun {
+            partitions: reply.partitions,
+            cells: reply.cells,
+            bytes: reply.bytes,
+            ..StreamRun::default()
+        })
+    }
+}

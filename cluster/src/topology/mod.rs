@@ -1,0 +1,275 @@
+//! The topology log (DESIGN.md §6, docs/cluster.md "Topology log"): the ring's hosts, their
+//! tokens and states, and the movement in progress live in a raft log (`openraft`) replicated
+//! to every node; gossip keeps only liveness, addresses, load and each node's applied version.
+//!
+//! - [`state`]: the topology and the commands that change it (pure).
+//! - [`log_store`]: the log's entries and vote on disk.
+//! - [`state_machine`]: applies committed commands, persists and publishes the state.
+//! - [`network`]: raft messages to other nodes over the node-to-node service.
+//! - [`entry`]: how a node enters the ring: forming the log, or a validated join.
+//! - [`coordinator`]: the one driver of movements, on the log's leader.
+//! - [`bootstrap`]: a joining node's side of a movement: streaming the ranges it takes.
+//! - [`service`]: the `Topology` gRPC service.
+//!
+//! Invariants: tokens and node states come from the log only; every node routes by the state
+//! it applied, which it persisted first; the ring's version is the log's `topology_version`.
+//! Must never: change the topology outside a committed command.
+
+pub mod bootstrap;
+pub mod coordinator;
+pub mod entry;
+pub mod log_store;
+pub mod network;
+pub mod service;
+pub mod state;
+pub mod state_machine;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use openraft::{BasicNode, Raft};
+use tokio::sync::watch;
+
+use crate::ClusterError;
+use crate::membership::ClusterView;
+use crate::peer_client::PeerClients;
+use crate::ring::HostId;
+use crate::stream::RangeStream;
+use log_store::TopologyLogStore;
+use network::TopologyNetwork;
+use state::{Command, Outcome, TopologyState};
+use state_machine::{TopologyImage, TopologyMachine};
+
+openraft::declare_raft_types!(
+    /// The topology log's types: commands in, outcomes out, hosts as raft nodes.
+    pub TopologyConfig:
+        D = Command,
+        R = Outcome,
+        NodeId = HostId,
+        Node = BasicNode,
+        SnapshotData = TopologyImage,
+);
+
+/// How this node takes part in the log; `cmd` builds it from `[cluster]`.
+#[derive(Clone, Debug)]
+pub struct TopologyOptions {
+    /// `cluster.name`.
+    pub cluster_name: String,
+    /// `cluster.node_name`.
+    pub node_name: String,
+    /// The node-to-node address this node gives when it joins.
+    pub rpc_advertise: SocketAddr,
+    /// `cluster.num_tokens`: tokens asked for on the first join.
+    pub num_tokens: usize,
+    /// `cluster.replication_factor`: what the bootstrap plan streams.
+    pub replication_factor: usize,
+    /// Whether this node is one of `cluster.seeds` (only a seed may form a new log).
+    pub is_seed: bool,
+    /// Gossip addresses of the seeds: among the seeds seen, the one with the smallest host id
+    /// forms the log.
+    pub seeds: BTreeSet<SocketAddr>,
+    /// How long a seed waits for a formed log before it may form one.
+    pub settle: Duration,
+    /// How often a node waiting to join or a coordinator without news looks again.
+    pub poll: Duration,
+}
+
+/// The log's files, opened before gossip starts so that membership can follow the state.
+pub struct TopologyFiles {
+    log: TopologyLogStore,
+    machine: TopologyMachine,
+    state: watch::Receiver<Arc<TopologyState>>,
+}
+
+impl std::fmt::Debug for TopologyFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopologyFiles").finish_non_exhaustive()
+    }
+}
+
+impl TopologyFiles {
+    /// Opens (or creates) the log, vote and state files under `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<TopologyFiles, ClusterError> {
+        let (published, state) = watch::channel(Arc::new(TopologyState::default()));
+        let machine = TopologyMachine::open(data_dir, published)?;
+        let log = TopologyLogStore::open(data_dir)?;
+        Ok(TopologyFiles {
+            log,
+            machine,
+            state,
+        })
+    }
+
+    /// The applied state, as it changes.
+    pub fn state(&self) -> watch::Receiver<Arc<TopologyState>> {
+        self.state.clone()
+    }
+}
+
+struct Shared {
+    host: HostId,
+    raft: Raft<TopologyConfig>,
+    state: watch::Receiver<Arc<TopologyState>>,
+    clients: Arc<PeerClients>,
+    view: watch::Receiver<Arc<ClusterView>>,
+    options: TopologyOptions,
+    /// Joins are handled one at a time on the leader (token allocation reads the state).
+    joins: tokio::sync::Mutex<()>,
+    /// The stream a joining node bootstraps with, once its store is open.
+    stream: OnceLock<RangeStream>,
+}
+
+/// This node's member of the log; cheap to clone.
+#[derive(Clone)]
+pub struct TopologyLog {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for TopologyLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopologyLog")
+            .field("host", &self.shared.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The raft timing: heartbeats well inside the election timeout, elections in about a second.
+fn raft_config(cluster_name: &str) -> Result<openraft::Config, ClusterError> {
+    openraft::Config {
+        cluster_name: cluster_name.to_owned(),
+        heartbeat_interval: 200,
+        election_timeout_min: 1_000,
+        election_timeout_max: 2_000,
+        install_snapshot_timeout: 10_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1_000),
+        max_in_snapshot_log_to_keep: 100,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| ClusterError::Protocol(format!("topology log configuration: {e}")))
+}
+
+impl TopologyLog {
+    /// Starts this node's member of the log over `files`; the coordinator runs from now on
+    /// (it acts only while this node leads).
+    pub async fn start(
+        files: TopologyFiles,
+        host: HostId,
+        clients: Arc<PeerClients>,
+        view: watch::Receiver<Arc<ClusterView>>,
+        options: TopologyOptions,
+    ) -> Result<TopologyLog, ClusterError> {
+        let config = Arc::new(raft_config(&options.cluster_name)?);
+        let network = TopologyNetwork::new(clients.clone(), view.clone(), files.state.clone());
+        let raft = Raft::new(host, config, network, files.log, files.machine)
+            .await
+            .map_err(|e| ClusterError::Protocol(format!("topology log did not start: {e}")))?;
+        let log = TopologyLog {
+            shared: Arc::new(Shared {
+                host,
+                raft,
+                state: files.state,
+                clients,
+                view,
+                options,
+                joins: tokio::sync::Mutex::new(()),
+                stream: OnceLock::new(),
+            }),
+        };
+        coordinator::spawn(log.clone());
+        Ok(log)
+    }
+
+    /// This node.
+    pub fn host(&self) -> HostId {
+        self.shared.host
+    }
+
+    /// The applied state now.
+    pub fn state(&self) -> Arc<TopologyState> {
+        self.shared.state.borrow().clone()
+    }
+
+    /// The applied state, as it changes.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<TopologyState>> {
+        self.shared.state.clone()
+    }
+
+    /// Gives the log the stream this node bootstraps with (once its store is open).
+    pub fn attach_stream(&self, stream: RangeStream) {
+        // A second attach keeps the first: both stream into the same store.
+        let _ = self.shared.stream.set(stream);
+    }
+
+    /// The log's leader as this node knows it.
+    pub async fn leader(&self) -> Option<HostId> {
+        self.shared.raft.current_leader().await
+    }
+
+    /// The voters of the log's current membership.
+    pub fn voters(&self) -> BTreeSet<HostId> {
+        self.shared
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+
+    /// Proposes `command` (this node must lead); its outcome once committed and applied here.
+    async fn propose(&self, command: Command) -> Result<Outcome, ClusterError> {
+        self.shared
+            .raft
+            .client_write(command)
+            .await
+            .map(|response| response.data)
+            .map_err(|e| ClusterError::Unavailable(format!("the topology log did not commit: {e}")))
+    }
+
+    /// Waits until this node applied `version` (or `timeout` passes); the version it has.
+    pub async fn applied(&self, version: u64, timeout: Duration) -> u64 {
+        let mut state = self.shared.state.clone();
+        let reached = tokio::time::timeout(timeout, state.wait_for(|s| s.version >= version)).await;
+        match reached {
+            Ok(Ok(state)) => state.version,
+            _ => self.shared.state.borrow().version,
+        }
+    }
+
+    /// Stops the log's tasks.
+    pub async fn shutdown(&self) {
+        if let Err(error) = self.shared.raft.shutdown().await {
+            tracing::warn!(%error, "the topology log did not stop cleanly");
+        }
+    }
+}
+
+/// The raft node of `host` at `addr`.
+fn raft_node(addr: &str) -> BasicNode {
+    BasicNode {
+        addr: addr.to_owned(),
+    }
+}
+
+/// The hosts of `state` keyed for a `Form`, from (host, tokens, name, address) rows.
+fn normal_nodes(
+    rows: impl IntoIterator<Item = (HostId, Vec<crate::ring::Token>, String, String)>,
+) -> BTreeMap<HostId, state::TopologyNode> {
+    rows.into_iter()
+        .map(|(host, mut tokens, name, rpc_addr)| {
+            tokens.sort_unstable();
+            let node = state::TopologyNode {
+                name,
+                rpc_addr,
+                tokens,
+                state: state::NodeState::Normal,
+            };
+            (host, node)
+        })
+        .collect()
+}

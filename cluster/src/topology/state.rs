@@ -1,0 +1,537 @@
+//! The topology as the log holds it (DESIGN.md §6, docs/cluster.md "Topology log"): every
+//! host's state and tokens, the movement in progress and the `topology_version`; pure.
+//!
+//! Owns [`TopologyState`] and the [`Command`]s the log commits. [`TopologyState::apply`] is the
+//! only way the state changes: it either applies a command whole (and bumps the version when
+//! anything a node routes by changed) or refuses it with a reason and changes nothing. Every
+//! node applies the same commands in the same order, so every node holds the same state for the
+//! same version.
+//!
+//! Invariants: `left` is permanent (a host that left is never accepted again); at most one
+//! movement runs at a time; no two hosts hold the same token; a joining host holds its tokens
+//! from the moment it is accepted (they are allocated by the leader before the command is
+//! proposed, never while it is applied: applying must be deterministic).
+//! Must never: do I/O, read a clock or draw random numbers.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ring::{HostId, Ring, Token};
+
+/// A host's state in the ring, as the log holds it (liveness is gossip's, not the log's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Accepted with its tokens; receives writes for its future ranges while it streams them,
+    /// takes reads only once `normal`.
+    Joining,
+    /// Owns its tokens.
+    Normal,
+    /// Hands its ranges over before leaving.
+    Leaving,
+    /// Gone for good: never an owner again, its requests refused.
+    Left,
+}
+
+impl NodeState {
+    /// The lowercase name used in status output and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Joining => "joining",
+            NodeState::Normal => "normal",
+            NodeState::Leaving => "leaving",
+            NodeState::Left => "left",
+        }
+    }
+}
+
+/// One host as the log holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopologyNode {
+    /// `cluster.node_name`, for people.
+    pub name: String,
+    /// The node-to-node address it gave when it joined (gossip has the current one).
+    pub rpc_addr: String,
+    /// Its vnode tokens, sorted.
+    pub tokens: Vec<Token>,
+    pub state: NodeState,
+}
+
+/// The kinds of movement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MovementKind {
+    /// A new host takes its tokens and streams its ranges in.
+    Bootstrap,
+}
+
+impl MovementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementKind::Bootstrap => "bootstrap",
+        }
+    }
+}
+
+/// Where a movement stands. Writes go to the old and the new replicas in both steps; reads
+/// follow the old ring until `ReadNew`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MovementStep {
+    /// Write both, read old: the ranges are being streamed to their new replicas.
+    Stream,
+    /// Write both, read new: streaming finished; the old replicas still take writes until
+    /// every node reads from the new ones.
+    ReadNew,
+}
+
+impl MovementStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementStep::Stream => "stream",
+            MovementStep::ReadNew => "read_new",
+        }
+    }
+}
+
+/// The movement in progress.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Movement {
+    /// Unique in the log; stream sessions carry it so late chunks of a closed one are refused.
+    pub id: u64,
+    pub kind: MovementKind,
+    /// The host that joins (or leaves).
+    pub host: HostId,
+    pub step: MovementStep,
+}
+
+/// A host asking to join, as the leader proposes it (tokens already allocated).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub cluster_name: String,
+    pub protocol_version: u32,
+    pub host: HostId,
+    pub name: String,
+    pub rpc_addr: String,
+    pub tokens: Vec<Token>,
+    /// The host already owned these tokens before the ring moved into the log (an upgraded
+    /// ring): it becomes `normal` at once, nothing to stream.
+    pub adopt: bool,
+}
+
+/// What the log commits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Command {
+    /// The first entry: the cluster's name and its hosts (the first seed alone, or, for a ring
+    /// upgraded in place, every host with its tokens as the seed knew them).
+    Form {
+        cluster_name: String,
+        nodes: BTreeMap<HostId, TopologyNode>,
+    },
+    /// A validated join: the host becomes `joining` with its tokens and a bootstrap starts (or,
+    /// adopted, it is `normal` at once).
+    Join(JoinRequest),
+    /// Moves the movement `movement` to `step`.
+    Advance { movement: u64, step: MovementStep },
+    /// Ends the movement `movement`: a bootstrapped host becomes `normal`.
+    Finish { movement: u64 },
+    /// Rolls the movement `movement` back: a bootstrapping host is forgotten (it never owned
+    /// anything; it may ask to join again).
+    Abort { movement: u64, reason: String },
+}
+
+/// What applying a command gave: the version after it, or why it was refused.
+pub type Outcome = Result<u64, String>;
+
+/// The whole topology.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopologyState {
+    /// Empty until the log is formed.
+    pub cluster_name: String,
+    /// `topology_version`: bumped by every applied command that changes what nodes route by.
+    pub version: u64,
+    pub nodes: BTreeMap<HostId, TopologyNode>,
+    pub movement: Option<Movement>,
+    /// The id the next movement gets.
+    pub next_movement: u64,
+}
+
+impl TopologyState {
+    /// Whether the log has been formed.
+    pub fn formed(&self) -> bool {
+        !self.cluster_name.is_empty()
+    }
+
+    /// Applies `command`, or refuses it and changes nothing.
+    pub fn apply(&mut self, command: &Command) -> Outcome {
+        match command {
+            Command::Form {
+                cluster_name,
+                nodes,
+            } => self.form(cluster_name, nodes),
+            Command::Join(request) => self.join(request),
+            Command::Advance { movement, step } => {
+                let current = self.movement_mut(*movement)?;
+                if *step <= current.step {
+                    return Err(format!(
+                        "movement {movement} is already at step {}",
+                        current.step.as_str()
+                    ));
+                }
+                current.step = *step;
+                Ok(self.bump())
+            }
+            Command::Finish { movement } => {
+                let current = self.movement_mut(*movement)?.clone();
+                if current.step != MovementStep::ReadNew {
+                    return Err(format!(
+                        "movement {movement} cannot finish from step {}",
+                        current.step.as_str()
+                    ));
+                }
+                if let Some(node) = self.nodes.get_mut(&current.host) {
+                    node.state = match current.kind {
+                        MovementKind::Bootstrap => NodeState::Normal,
+                    };
+                }
+                self.movement = None;
+                Ok(self.bump())
+            }
+            Command::Abort { movement, .. } => {
+                let current = self.movement_mut(*movement)?.clone();
+                match current.kind {
+                    MovementKind::Bootstrap => {
+                        self.nodes.remove(&current.host);
+                    }
+                }
+                self.movement = None;
+                Ok(self.bump())
+            }
+        }
+    }
+
+    fn bump(&mut self) -> u64 {
+        self.version += 1;
+        self.version
+    }
+
+    fn movement_mut(&mut self, id: u64) -> Result<&mut Movement, String> {
+        match self.movement.as_ref() {
+            Some(running) if running.id == id => {}
+            Some(other) => return Err(format!("movement {id} is not running ({other} is)")),
+            None => return Err(format!("movement {id} is not running (none is)")),
+        }
+        Ok(self
+            .movement
+            .as_mut()
+            .expect("checked just above: the movement of this id runs"))
+    }
+
+    fn form(&mut self, cluster_name: &str, nodes: &BTreeMap<HostId, TopologyNode>) -> Outcome {
+        if self.formed() {
+            return Err(format!(
+                "the topology log of cluster {:?} is already formed",
+                self.cluster_name
+            ));
+        }
+        if cluster_name.is_empty() {
+            return Err("the cluster name is empty".to_owned());
+        }
+        let mut owners: BTreeMap<Token, HostId> = BTreeMap::new();
+        for (host, node) in nodes {
+            if let Some(token) = node.tokens.iter().find(|t| owners.contains_key(t)) {
+                return Err(format!(
+                    "token {token} is given to both {} and {host}",
+                    owners[token]
+                ));
+            }
+            owners.extend(node.tokens.iter().map(|t| (*t, *host)));
+        }
+        self.cluster_name = cluster_name.to_owned();
+        self.nodes = nodes.clone();
+        Ok(self.bump())
+    }
+
+    fn join(&mut self, request: &JoinRequest) -> Outcome {
+        if request.cluster_name != self.cluster_name {
+            return Err(format!(
+                "cluster name {:?} is not this cluster's ({:?})",
+                request.cluster_name, self.cluster_name
+            ));
+        }
+        if request.protocol_version != crate::PROTOCOL_VERSION {
+            return Err(format!(
+                "host {} speaks node-to-node protocol {}, this cluster {}",
+                request.host,
+                request.protocol_version,
+                crate::PROTOCOL_VERSION
+            ));
+        }
+        if let Some(known) = self.nodes.get(&request.host) {
+            return match known.state {
+                NodeState::Left => Err(format!(
+                    "host {} left the ring and is never accepted again; start it with an empty \
+                     data dir to join as a new host",
+                    request.host
+                )),
+                // A restarted joiner asking again: what it holds stands.
+                _ => Ok(self.version),
+            };
+        }
+        if let Some(movement) = &self.movement {
+            return Err(format!(
+                "busy: {} {} of {} is running (joins are serialized; retry when it ends)",
+                movement.kind.as_str(),
+                movement.id,
+                movement.host
+            ));
+        }
+        if request.tokens.is_empty() {
+            return Err(format!("host {} asks to join without tokens", request.host));
+        }
+        if let Some((token, owner)) = request.tokens.iter().find_map(|t| {
+            self.nodes
+                .iter()
+                .find(|(_, n)| n.tokens.contains(t))
+                .map(|(h, _)| (*t, *h))
+        }) {
+            return Err(format!("token {token} is already {owner}'s"));
+        }
+        let mut tokens = request.tokens.clone();
+        tokens.sort_unstable();
+        let state = if request.adopt {
+            NodeState::Normal
+        } else {
+            self.movement = Some(Movement {
+                id: self.next_movement,
+                kind: MovementKind::Bootstrap,
+                host: request.host,
+                step: MovementStep::Stream,
+            });
+            self.next_movement += 1;
+            NodeState::Joining
+        };
+        self.nodes.insert(
+            request.host,
+            TopologyNode {
+                name: request.name.clone(),
+                rpc_addr: request.rpc_addr.clone(),
+                tokens,
+                state,
+            },
+        );
+        Ok(self.bump())
+    }
+
+    /// The ring reads are routed by: `normal` and `leaving` hosts, plus a bootstrapping host once
+    /// its movement reads from the new replicas.
+    pub fn read_ring(&self) -> Ring {
+        self.ring(|host, node| match node.state {
+            NodeState::Normal | NodeState::Leaving => true,
+            NodeState::Joining => self
+                .movement
+                .as_ref()
+                .is_some_and(|m| m.host == *host && m.step == MovementStep::ReadNew),
+            NodeState::Left => false,
+        })
+    }
+
+    /// The ring after the movement in progress (`None` without one): writes go to the replicas
+    /// of both this and [`Self::read_ring`] while the movement runs.
+    pub fn pending_ring(&self) -> Option<Ring> {
+        let movement = self.movement.as_ref()?;
+        Some(self.ring(|host, node| match node.state {
+            NodeState::Normal => true,
+            NodeState::Joining => *host == movement.host,
+            NodeState::Leaving | NodeState::Left => false,
+        }))
+    }
+
+    fn ring(&self, member: impl Fn(&HostId, &TopologyNode) -> bool) -> Ring {
+        Ring::new(
+            self.version,
+            self.nodes
+                .iter()
+                .filter(|(host, node)| member(host, node))
+                .map(|(host, node)| (*host, node.tokens.clone())),
+        )
+    }
+
+    /// Whether `host` may send node-to-node requests: known and not `left`.
+    pub fn admits(&self, host: HostId) -> bool {
+        self.nodes
+            .get(&host)
+            .is_some_and(|n| n.state != NodeState::Left)
+    }
+}
+
+impl fmt::Display for Movement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} of {} at step {}",
+            self.kind.as_str(),
+            self.id,
+            self.host,
+            self.step.as_str()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(n: u128) -> HostId {
+        HostId::from_u128(n)
+    }
+
+    fn node(tokens: Vec<Token>) -> TopologyNode {
+        TopologyNode {
+            name: "n".to_owned(),
+            rpc_addr: "127.0.0.1:1".to_owned(),
+            tokens,
+            state: NodeState::Normal,
+        }
+    }
+
+    fn formed() -> TopologyState {
+        let mut state = TopologyState::default();
+        let nodes = BTreeMap::from([(host(1), node(vec![10, 20]))]);
+        state
+            .apply(&Command::Form {
+                cluster_name: "c".to_owned(),
+                nodes,
+            })
+            .expect("a first form is accepted");
+        state
+    }
+
+    fn join(h: u128, tokens: Vec<Token>) -> Command {
+        Command::Join(JoinRequest {
+            cluster_name: "c".to_owned(),
+            protocol_version: crate::PROTOCOL_VERSION,
+            host: host(h),
+            name: "new".to_owned(),
+            rpc_addr: "127.0.0.1:2".to_owned(),
+            tokens,
+            adopt: false,
+        })
+    }
+
+    #[test]
+    fn a_bootstrap_moves_through_its_steps_and_the_rings_follow() {
+        let mut state = formed();
+        assert_eq!(state.version, 1);
+        assert_eq!(state.apply(&join(2, vec![15])), Ok(2));
+        let movement = state.movement.clone().expect("the join starts a bootstrap");
+        assert_eq!(movement.step, MovementStep::Stream);
+        assert_eq!(
+            state.read_ring().host_count(),
+            1,
+            "reads stay on the old ring"
+        );
+        let pending = state.pending_ring().expect("a movement runs");
+        assert_eq!(pending.host_count(), 2, "writes reach the joining host too");
+        let finish = Command::Finish {
+            movement: movement.id,
+        };
+        assert!(state.apply(&finish).is_err(), "no finish before read_new");
+        let advance = Command::Advance {
+            movement: movement.id,
+            step: MovementStep::ReadNew,
+        };
+        assert_eq!(state.apply(&advance), Ok(3));
+        assert_eq!(state.read_ring().host_count(), 2);
+        assert!(state.apply(&advance).is_err(), "a step is taken once");
+        assert_eq!(state.apply(&finish), Ok(4));
+        assert_eq!(state.nodes[&host(2)].state, NodeState::Normal);
+        assert!(state.movement.is_none() && state.pending_ring().is_none());
+    }
+
+    #[test]
+    fn joins_are_validated_and_serialized() {
+        let mut state = formed();
+        assert!(
+            state
+                .apply(&join(2, vec![10]))
+                .unwrap_err()
+                .contains("already")
+        );
+        assert!(
+            state
+                .apply(&join(2, vec![]))
+                .unwrap_err()
+                .contains("without tokens")
+        );
+        let Command::Join(mut other_cluster) = join(2, vec![15]) else {
+            unreachable!("join builds a Join")
+        };
+        other_cluster.cluster_name = "d".to_owned();
+        assert!(
+            state
+                .apply(&Command::Join(other_cluster))
+                .unwrap_err()
+                .contains("cluster name")
+        );
+        state.apply(&join(2, vec![15])).expect("a valid join");
+        assert_eq!(
+            state.apply(&join(2, vec![15])),
+            Ok(2),
+            "the same host asking again changes nothing"
+        );
+        assert!(
+            state
+                .apply(&join(3, vec![16]))
+                .unwrap_err()
+                .contains("busy"),
+            "a second join waits for the first"
+        );
+        assert_eq!(state.version, 2, "refused commands change nothing");
+    }
+
+    #[test]
+    fn an_aborted_bootstrap_forgets_the_host_and_left_is_permanent() {
+        let mut state = formed();
+        state.apply(&join(2, vec![15])).expect("a valid join");
+        let id = state.movement.as_ref().map(|m| m.id).expect("a bootstrap");
+        state
+            .apply(&Command::Abort {
+                movement: id,
+                reason: "test".to_owned(),
+            })
+            .expect("the running movement aborts");
+        assert!(!state.nodes.contains_key(&host(2)) && state.movement.is_none());
+        state.apply(&join(2, vec![15])).expect("it may ask again");
+        assert_ne!(state.movement.as_ref().map(|m| m.id), Some(id), "a new id");
+
+        state
+            .nodes
+            .get_mut(&host(1))
+            .expect("formed with host 1")
+            .state = NodeState::Left;
+        assert!(!state.admits(host(1)));
+        let again = state.apply(&join(1, vec![30])).unwrap_err();
+        assert!(again.contains("never accepted again"), "{again}");
+    }
+
+    #[test]
+    fn an_adopted_host_is_normal_at_once_and_form_is_taken_once() {
+        let mut state = formed();
+        let Command::Join(mut adopted) = join(2, vec![15]) else {
+            unreachable!("join builds a Join")
+        };
+        adopted.adopt = true;
+        state.apply(&Command::Join(adopted)).expect("adopted");
+        assert_eq!(state.nodes[&host(2)].state, NodeState::Normal);
+        assert!(state.movement.is_none());
+        let again = Command::Form {
+            cluster_name: "c".to_owned(),
+            nodes: BTreeMap::new(),
+        };
+        assert!(state.apply(&again).unwrap_err().contains("already formed"));
+    }
+}
