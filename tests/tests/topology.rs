@@ -1,0 +1,135 @@
+//! Topology changes on a ring of real daemons (docs/cluster.md "Topology log"): a node joining a
+//! loaded ring is validated by the log, streams its ranges from the replicas it displaces while
+//! writes go to both rings, and serves reads only once it is `normal`, without losing a write a
+//! QUORUM acknowledged, also one that a replica missed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use allidb_api::pb;
+use allidb_tests::ring::{
+    cluster_toml, found, free_udp_addr, level, put_many, ring_of_three, status, wait_for_states,
+};
+use allidb_tests::{Daemon, doc_entity, request};
+
+use pb::ConsistencyLevel::ConsistencyQuorum as Quorum;
+
+/// Every node's `[cluster]` here: no hints, so a node that was down misses what it missed.
+const NO_HINTS: &str = "hinted_handoff_enabled = false\n";
+/// What `ring_of_three` adds to its nodes' `[cluster]`, for the node started here.
+const TIMEOUTS: &str = "write_timeout_ms = 1000\nread_timeout_ms = 1000\n";
+
+/// The gossip address of node `name` as `daemon` reports it.
+fn gossip_addr_of(daemon: &Daemon, name: &str) -> SocketAddr {
+    let status = status(daemon);
+    let node = status["nodes"]
+        .as_array()
+        .expect("nodes is an array")
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {status}"));
+    node["gossip_addr"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("a gossip address for {name} in {status}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fourth_node_streams_from_the_replicas_it_displaces_and_no_acknowledged_write_is_lost() {
+    let mut nodes = ring_of_three(NO_HINTS);
+    // n2 misses 300 QUORUM writes: down, and no hints for it.
+    nodes[2].kill();
+    let one_down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];
+    wait_for_states(&nodes[0], &one_down, Duration::from_secs(10));
+    put_many(&nodes[0], "missed", 300, Quorum)
+        .await
+        .expect("QUORUM with one node down");
+    nodes[2].restart();
+    let three = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
+    for node in &nodes {
+        wait_for_states(node, &three, Duration::from_secs(30));
+    }
+
+    // A writer keeps writing at QUORUM through n0 while a fourth node joins.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, mut n0) = (stop.clone(), nodes[0].client().await);
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let id = format!("live{i}");
+                let message = pb::PutEntityRequest {
+                    entity: Some(doc_entity(&id, &[0.5, 1.0, 0.25])),
+                    consistency_level: level(Quorum),
+                    ..Default::default()
+                };
+                if n0.put_entity(request(message, None)).await.is_ok() {
+                    acked.push(id);
+                }
+                i += 1;
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seed = gossip_addr_of(&nodes[0], "n0");
+    let n3_config = format!(
+        "{}{TIMEOUTS}{NO_HINTS}",
+        cluster_toml("n3", free_udp_addr(), seed)
+    );
+    let n3 = tokio::task::spawn_blocking(move || Daemon::start(&n3_config))
+        .await
+        .expect("the fourth node starts and reports ready once normal");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = writer.await.expect("the writer task");
+    assert!(
+        acked.len() > 10,
+        "writes went on during the join: {}",
+        acked.len()
+    );
+
+    let four = [
+        ("n0", "normal"),
+        ("n1", "normal"),
+        ("n2", "normal"),
+        ("n3", "normal"),
+    ];
+    for node in nodes.iter().chain(std::iter::once(&n3)) {
+        wait_for_states(node, &four, Duration::from_secs(30));
+    }
+    let versions: Vec<u64> = nodes
+        .iter()
+        .chain(std::iter::once(&n3))
+        .map(|node| {
+            status(node)["ring_version"]
+                .as_u64()
+                .expect("a ring version")
+        })
+        .collect();
+    assert!(
+        versions.windows(2).all(|w| w[0] == w[1]),
+        "every node routes by the same topology version: {versions:?}"
+    );
+
+    // Through the new node, at QUORUM, every acknowledged write is found: the ones n2 missed
+    // (streamed from the replica each range's new owner displaced), and the ones written
+    // during the join (written to both rings).
+    let mut lost = Vec::new();
+    let ids = (0..300)
+        .map(|i| format!("missed{i}"))
+        .chain(acked.iter().cloned());
+    for id in ids {
+        if !found(&n3, &id, Quorum).await.expect("a QUORUM read") {
+            lost.push(id);
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes not found: {lost:?}",
+        lost.len()
+    );
+}
