@@ -93,6 +93,7 @@ pub fn cluster_status(operation: &str, error: ClusterError) -> Status {
         ClusterError::Store(error) => store_status(operation, error),
         ClusterError::Unavailable(message) => Status::unavailable(message),
         ClusterError::InvalidRange(message) => Status::invalid_argument(message),
+        ClusterError::TopologyRefused(message) => Status::failed_precondition(message),
         other => {
             tracing::warn!(operation, error = %other, "replication failed");
             Status::unavailable(format!("{operation}: replication failed: {other}"))

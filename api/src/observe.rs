@@ -132,6 +132,8 @@ without_trace_id_field!(
     pb::RepairRequest,
     pb::RebuildRequest,
     pb::CompactRequest,
+    pb::DecommissionRequest,
+    pb::RemoveNodeRequest,
 );
 
 /// A batch's trace id is its options' (which every reply echoes).
@@ -329,6 +331,8 @@ observed_rpcs! {
     repair(pb::RepairRequest) -> pb::RepairResponse = "Repair";
     rebuild(pb::RebuildRequest) -> pb::RebuildResponse = "Rebuild";
     compact(pb::CompactRequest) -> pb::CompactResponse = "Compact";
+    decommission(pb::DecommissionRequest) -> pb::TopologyChangeResponse = "Decommission";
+    remove_node(pb::RemoveNodeRequest) -> pb::TopologyChangeResponse = "RemoveNode";
 }
 
 /// Marks a gRPC call that reached [`ObservedService`] (which then counts it): put into the

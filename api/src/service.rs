@@ -32,6 +32,9 @@ use allidb_cluster::query::{ClusterQuery, ReadOptions};
 use allidb_cluster::repair::{RangeRepair, RepairOptions};
 use allidb_cluster::ring::TokenSpan;
 use allidb_cluster::stream::rebuild::ReplicaRebuild;
+use allidb_cluster::topology::TopologyLog;
+use allidb_cluster::topology::leave::MovementEnd;
+use allidb_cluster::topology::state::MovementKind;
 use allidb_index::filter::EntitySubject;
 use allidb_index::graph::{self, TraversalOptions};
 use allidb_index::query::{QueryPlan, ScoreWeights};
@@ -115,6 +118,8 @@ pub struct RingAccess {
     pub repair: RangeRepair,
     /// Rebuilds of this node's replicas by range streaming.
     pub rebuild: ReplicaRebuild,
+    /// The topology log: decommission and removenode.
+    pub topology: TopologyLog,
 }
 
 /// The gRPC service; cheap to clone (every clone shares the store, keys and state).
@@ -277,6 +282,30 @@ impl AlliDbService {
     /// The ring and the tenant (`None`: every tenant) of an operator action over the ranges
     /// this node replicates (`what` names it in messages, e.g. "a repair"): every tenant needs
     /// an operator key, and a node without `[cluster]` has no replicas.
+    /// Runs a decommission or removenode of `host` and answers how it ended.
+    async fn leave_ring(
+        &self,
+        ring: &RingAccess,
+        host: allidb_cluster::ring::HostId,
+        kind: MovementKind,
+        ignore_dead: bool,
+    ) -> Result<Response<pb::TopologyChangeResponse>, Status> {
+        let end = ring
+            .topology
+            .leave(host, kind, ignore_dead)
+            .await
+            .map_err(|e| errors::cluster_status(kind.as_str(), e))?;
+        let (finished, topology_version) = match end {
+            MovementEnd::Finished { topology_version } => (true, topology_version),
+            MovementEnd::RolledBack { topology_version } => (false, topology_version),
+        };
+        Ok(Response::new(pb::TopologyChangeResponse {
+            host_id: host.to_string(),
+            finished,
+            topology_version,
+        }))
+    }
+
     fn ring_operation(
         &self,
         caller: &Principal,
@@ -1378,6 +1407,32 @@ impl AlliDb for AlliDbService {
             .await
             .map_err(|e| errors::cluster_status("rebuild", e))?;
         Ok(Response::new(convert::rebuild_response(&report)))
+    }
+
+    async fn decommission(
+        &self,
+        request: Request<pb::DecommissionRequest>,
+    ) -> Result<Response<pb::TopologyChangeResponse>, Status> {
+        let caller = self.authorize(&request, Role::Admin)?;
+        let (ring, _) = self.ring_operation(&caller, String::new(), "a decommission")?;
+        let host = ring.topology.host();
+        self.leave_ring(ring, host, MovementKind::Decommission, false)
+            .await
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::TopologyChangeResponse>, Status> {
+        let caller = self.authorize(&request, Role::Admin)?;
+        let request = request.into_inner();
+        let (ring, _) = self.ring_operation(&caller, String::new(), "a removenode")?;
+        let host = request
+            .host_id
+            .parse()
+            .map_err(|e| Status::invalid_argument(format!("host_id: {e}")))?;
+        self.leave_ring(ring, host, MovementKind::RemoveNode, request.ignore_dead)
+            .await
     }
 
     async fn compact(

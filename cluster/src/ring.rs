@@ -353,6 +353,25 @@ impl Ring {
             .collect()
     }
 
+    /// The spans the tokens of this ring and of `other` together cut the circle into, in token
+    /// order: each lies within one range of each ring (empty when neither has a token).
+    pub fn spans_with(&self, other: &Ring) -> Vec<TokenSpan> {
+        let tokens: BTreeSet<Token> = self
+            .tokens
+            .iter()
+            .chain(other.tokens.iter())
+            .map(|(t, _)| *t)
+            .collect();
+        let tokens: Vec<Token> = tokens.into_iter().collect();
+        let n = tokens.len();
+        (0..n)
+            .map(|i| TokenSpan {
+                start: tokens[(i + n - 1) % n],
+                end: tokens[i],
+            })
+            .collect()
+    }
+
     /// The token ranges `host` replicates at `replication_factor` (the effective one on a
     /// small ring), in ring order, each with all of its replicas.
     pub fn ranges_replicated_by(

@@ -826,6 +826,7 @@ fn start_replication(
             reads,
             repair,
             rebuild,
+            topology: joined.topology.clone(),
         })
         .map_err(|_| attached())?;
     tracing::info!(

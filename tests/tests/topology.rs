@@ -1,7 +1,8 @@
 //! Topology changes on a ring of real daemons (docs/cluster.md "Topology log"): a node joining a
 //! loaded ring is validated by the log, streams its ranges from the replicas it displaces while
 //! writes go to both rings, and serves reads only once it is `normal`, without losing a write a
-//! QUORUM acknowledged, also one that a replica missed.
+//! QUORUM acknowledged, also one that a replica missed; a node decommissions and a dead one is
+//! removed, each leaving every entity on its replicas, and refusals say why.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,11 +11,12 @@ use std::time::Duration;
 
 use allidb_api::pb;
 use allidb_tests::ring::{
-    cluster_toml, found, free_udp_addr, level, put_many, ring_of_three, status, wait_for_states,
+    allidb_json, cluster_toml, found, free_udp_addr, json_reply, level, put_many, ring_of_three,
+    start_ring, status, wait_for_states,
 };
 use allidb_tests::{Daemon, doc_entity, request};
 
-use pb::ConsistencyLevel::ConsistencyQuorum as Quorum;
+use pb::ConsistencyLevel::{ConsistencyOne as One, ConsistencyQuorum as Quorum};
 
 /// Every node's `[cluster]` here: no hints, so a node that was down misses what it missed.
 const NO_HINTS: &str = "hinted_handoff_enabled = false\n";
@@ -132,4 +134,131 @@ async fn a_fourth_node_streams_from_the_replicas_it_displaces_and_no_acknowledge
         "{} acknowledged writes not found: {lost:?}",
         lost.len()
     );
+}
+
+/// Whether every id of `ids` is in `daemon`'s own store (a read at ONE through a replica is
+/// answered by its own store first).
+async fn holds_all(daemon: &Daemon, ids: &[String]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for id in ids {
+        if !found(daemon, id, One).await.expect("a read at ONE") {
+            missing.push(id.clone());
+        }
+    }
+    missing
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_decommissions_a_dead_one_is_removed_and_each_refusal_names_its_reason() {
+    let mut nodes = start_ring(5, TIMEOUTS);
+    let ids: Vec<String> = (0..200).map(|i| format!("e{i}")).collect();
+    put_many(&nodes[0], "e", 200, Quorum)
+        .await
+        .expect("QUORUM on a whole ring");
+
+    // n4 decommissions itself through the CLI: its ranges go to the others, it is left.
+    let (code, reply) = json_reply(
+        allidb_json(&nodes[4], &["cluster", "decommission"])
+            .output()
+            .expect("allidb runs"),
+    );
+    assert_eq!(
+        (code, reply["finished"].as_bool()),
+        (0, Some(true)),
+        "{reply}"
+    );
+    let after_leave = [
+        ("n0", "normal"),
+        ("n1", "normal"),
+        ("n2", "normal"),
+        ("n3", "normal"),
+        ("n4", "left"),
+    ];
+    wait_for_states(&nodes[0], &after_leave, Duration::from_secs(10));
+    nodes[4].kill();
+
+    // A removenode of a live node is refused, and so is one that could lose what a QUORUM
+    // acknowledged: n3 dead and n2 down leave ranges with one surviving replica of two.
+    let n3_host = host_id_of(&nodes[0], "n3");
+    let mut client = nodes[0].client().await;
+    let remove = |ignore_dead| pb::RemoveNodeRequest {
+        host_id: n3_host.clone(),
+        ignore_dead,
+    };
+    let live = client
+        .remove_node(request(remove(false), None))
+        .await
+        .expect_err("n3 is up");
+    assert_eq!(live.code(), tonic::Code::FailedPrecondition, "{live:?}");
+    assert!(live.message().contains("is up"), "{}", live.message());
+    nodes[3].kill();
+    nodes[2].kill();
+    let two_down = [
+        ("n0", "normal"),
+        ("n1", "normal"),
+        ("n2", "down"),
+        ("n3", "down"),
+        ("n4", "down"),
+    ];
+    wait_for_states(&nodes[0], &two_down, Duration::from_secs(10));
+    let short = client
+        .remove_node(request(remove(false), None))
+        .await
+        .expect_err("a second replica is down");
+    assert_eq!(short.code(), tonic::Code::FailedPrecondition, "{short:?}");
+    assert!(
+        short.message().contains("--ignore-dead"),
+        "{}",
+        short.message()
+    );
+
+    // With n2 back, n3 is removed: its ranges are streamed from every surviving replica.
+    nodes[2].restart();
+    let three_up = [
+        ("n0", "normal"),
+        ("n1", "normal"),
+        ("n2", "normal"),
+        ("n3", "down"),
+        ("n4", "down"),
+    ];
+    wait_for_states(&nodes[0], &three_up, Duration::from_secs(30));
+    let removed = client
+        .remove_node(request(remove(false), None))
+        .await
+        .expect("a removal of a dead node")
+        .into_inner();
+    assert!(removed.finished, "{removed:?}");
+    for node in &nodes[..3] {
+        let missing = holds_all(node, &ids).await;
+        assert!(
+            missing.is_empty(),
+            "{} lacks {} entities after the movements: {missing:?}",
+            node.grpc_url(),
+            missing.len()
+        );
+    }
+
+    // Three nodes left with RF 3: another leave is refused, naming the factor.
+    let refused = allidb_json(&nodes[2], &["cluster", "decommission"])
+        .output()
+        .expect("allidb runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("FailedPrecondition") && stderr.contains("replication factor 3"),
+        "the refusal names the replication factor: {stderr}"
+    );
+}
+
+/// The host id of node `name` as `daemon` reports it.
+fn host_id_of(daemon: &Daemon, name: &str) -> String {
+    let status = status(daemon);
+    status["nodes"]
+        .as_array()
+        .expect("nodes is an array")
+        .iter()
+        .find(|n| n["name"] == name)
+        .and_then(|n| n["host_id"].as_str())
+        .unwrap_or_else(|| panic!("{name} in {status}"))
+        .to_owned()
 }

@@ -198,7 +198,8 @@ pub struct ClusterView {
     pub nodes: BTreeMap<HostId, NodeView>,
     /// The ring reads are routed by (its version is the topology version).
     pub ring: Arc<Ring>,
-    /// While a movement runs, the ring after it: writes go to the replicas of both rings.
+    /// While a movement runs, the other ring whose replicas also take every write (the ring
+    /// after the movement while reads use the one before, the one before once reads moved).
     pub pending: Option<Arc<Ring>>,
 }
 
@@ -600,7 +601,7 @@ impl KnownHosts {
         Arc::new(ClusterView {
             nodes: self.nodes.clone(),
             ring,
-            pending: topology.pending_ring().map(Arc::new),
+            pending: topology.other_write_ring().map(Arc::new),
         })
     }
 }

@@ -12,7 +12,7 @@ use crate::ring::HostId;
 use crate::stream::StreamRun;
 use crate::{ClusterError, proto};
 
-/// Why a join was not taken.
+/// Why a join or a leave was not taken.
 #[derive(Debug)]
 pub enum JoinRefusal {
     /// The log refused it (the message says why); asking again will not help unless the reason
@@ -20,6 +20,15 @@ pub enum JoinRefusal {
     Refused(String),
     /// The node asked could not take it now (no leader, unreachable): ask again.
     Unavailable(String),
+}
+
+/// A refusal from `addr`'s answer `status`: FAILED_PRECONDITION is the log's refusal.
+fn refusal(addr: SocketAddr, status: tonic::Status) -> JoinRefusal {
+    if status.code() == tonic::Code::FailedPrecondition {
+        JoinRefusal::Refused(status.message().to_owned())
+    } else {
+        JoinRefusal::Unavailable(format!("{addr}: {:?}: {}", status.code(), status.message()))
+    }
 }
 
 impl PeerClients {
@@ -82,14 +91,36 @@ impl PeerClients {
         let call = client.join(self.stamp.request(request, timeout));
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(reply)) => Ok(reply.into_inner().topology_version),
-            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
-                Err(JoinRefusal::Refused(status.message().to_owned()))
-            }
-            Ok(Err(status)) => Err(JoinRefusal::Unavailable(format!(
-                "{addr}: {:?}: {}",
-                status.code(),
-                status.message()
+            Ok(Err(status)) => Err(refusal(addr, status)),
+            Err(_) => Err(JoinRefusal::Unavailable(format!(
+                "{addr}: no answer within {timeout:?}"
             ))),
+        }
+    }
+
+    /// Asks the node `recipient` at `addr` to start `request`'s leave; (topology version,
+    /// movement id) once committed.
+    pub async fn leave(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        request: proto::LeaveRequest,
+        timeout: Duration,
+    ) -> Result<(u64, u64), JoinRefusal> {
+        let request = proto::LeaveRequest {
+            header: self.stamp.header(0, recipient),
+            ..request
+        };
+        let mut client = self
+            .topology_client(addr)
+            .map_err(|e| JoinRefusal::Unavailable(e.to_string()))?;
+        let call = client.leave(self.stamp.request(request, timeout));
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(reply)) => {
+                let reply = reply.into_inner();
+                Ok((reply.topology_version, reply.movement))
+            }
+            Ok(Err(status)) => Err(refusal(addr, status)),
             Err(_) => Err(JoinRefusal::Unavailable(format!(
                 "{addr}: no answer within {timeout:?}"
             ))),
@@ -113,8 +144,8 @@ impl PeerClients {
         Ok(answered(addr, timeout, call).await?.applied_version)
     }
 
-    /// Has the joining node `recipient` at `addr` stream its ranges for `movement`.
-    pub async fn bootstrap(
+    /// Has the node `recipient` at `addr` stream the ranges it takes in `movement`.
+    pub async fn stream_movement(
         &self,
         recipient: HostId,
         addr: SocketAddr,
@@ -122,12 +153,12 @@ impl PeerClients {
         topology_version: u64,
         timeout: Duration,
     ) -> Result<StreamRun, ClusterError> {
-        let request = proto::BootstrapRequest {
+        let request = proto::StreamMovementRequest {
             header: self.stamp.header(topology_version, recipient),
             movement,
         };
         let mut client = self.topology_client(addr)?;
-        let call = client.bootstrap(self.stamp.request(request, timeout));
+        let call = client.stream_movement(self.stamp.request(request, timeout));
         let reply = answered(addr, timeout, call).await?;
         Ok(StreamRun {
             partitions: reply.partitions,

@@ -24,6 +24,10 @@ pub enum StreamPurpose {
     Rebuild,
     /// The ranges a joining node takes, from the replicas it displaces.
     Bootstrap,
+    /// The ranges a node takes from a decommissioned one.
+    Decommission,
+    /// The ranges a node takes from a removed (dead) one, from the surviving replicas.
+    RemoveNode,
 }
 
 impl StreamPurpose {
@@ -32,6 +36,8 @@ impl StreamPurpose {
         match self {
             StreamPurpose::Rebuild => "rebuild",
             StreamPurpose::Bootstrap => "bootstrap",
+            StreamPurpose::Decommission => "decommission",
+            StreamPurpose::RemoveNode => "removenode",
         }
     }
 
@@ -39,6 +45,8 @@ impl StreamPurpose {
         match text {
             "rebuild" => Ok(StreamPurpose::Rebuild),
             "bootstrap" => Ok(StreamPurpose::Bootstrap),
+            "decommission" => Ok(StreamPurpose::Decommission),
+            "removenode" => Ok(StreamPurpose::RemoveNode),
             other => Err(format!("unknown stream purpose {other:?}")),
         }
     }

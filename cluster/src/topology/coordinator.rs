@@ -2,12 +2,13 @@
 //! on every node and acts only while that node leads the log, so a new leader picks a movement
 //! up where the log says it stands.
 //!
-//! A bootstrap goes: `stream` (write both, read old) → barrier → the joining node streams its
-//! ranges → `read_new` (write both, read new) → barrier → finish (`normal`). A barrier waits
-//! until every live node has applied the version of the step before (a call, not a sleep); a
-//! node that is down is skipped (it catches up from the log before it serves again). A bootstrap
-//! whose joining node stays down for [`ABORT_AFTER`] is rolled back. Between movements it keeps
-//! the voters at 1, 3 or 5 of the `normal` nodes.
+//! Every movement goes: `stream` (write both, read old) → barrier → every node that takes
+//! ranges streams them → `read_new` (write both, read new) → barrier → finish (a bootstrapped
+//! node `normal`, a leaving one `left`). A barrier waits until every live node has applied the
+//! version of the step before (a call, not a sleep); a node that is down is skipped (it catches
+//! up from the log before it serves again). A movement is rolled back when the node joining or
+//! decommissioned is down, or its steps keep failing, for [`ABORT_AFTER`]. Between movements it
+//! keeps the voters at 1, 3 or 5 of the `normal` nodes.
 //!
 //! Must never: commit a step before the barrier of the step before, or run two movements.
 
@@ -18,21 +19,23 @@ use openraft::ChangeMembers;
 
 use super::TopologyLog;
 use super::state::{Command, Movement, MovementKind, MovementStep, NodeState, TopologyState};
+use super::streaming::gainers;
 use crate::membership::NodeStatus;
 use crate::ring::HostId;
 
 /// How long one node may take to answer a barrier.
 const BARRIER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a joining node may take to stream its ranges in one call (the call is resumed
-/// from its recorded positions when asked again).
-const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
-/// A bootstrap whose joining node is down this long is rolled back.
+/// How long a node may take to stream its ranges of a movement in one call (the call is
+/// resumed from its recorded positions when asked again).
+const STREAM_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+/// A movement that cannot progress this long is rolled back.
 pub const ABORT_AFTER: Duration = Duration::from_secs(60);
 
 pub(super) fn spawn(log: TopologyLog) {
     tokio::spawn(async move {
         let mut changes = log.subscribe();
-        let mut joiner_down_since: Option<(u64, Instant)> = None;
+        // Since when the running movement (by id) cannot progress, and why.
+        let mut stuck: Option<(u64, Instant, String)> = None;
         loop {
             let poll = log.shared.options.poll;
             if let Ok(Err(_)) = tokio::time::timeout(poll, changes.changed()).await {
@@ -43,35 +46,46 @@ pub(super) fn spawn(log: TopologyLog) {
             }
             let state = log.state();
             let Some(movement) = state.movement.clone() else {
-                joiner_down_since = None;
+                stuck = None;
                 promote_voters(&log, &state).await;
                 continue;
             };
-            if joiner_down(&log, movement.host) {
-                let since = match joiner_down_since {
-                    Some((id, since)) if id == movement.id => since,
-                    _ => Instant::now(),
-                };
-                joiner_down_since = Some((movement.id, since));
-                if since.elapsed() >= ABORT_AFTER {
-                    abort(&log, &movement, "the joining node is down").await;
+            let outcome = if subject_down(&log, &movement) {
+                Err(format!("{} is down", movement.host))
+            } else {
+                step(&log, &state, &movement).await
+            };
+            match outcome {
+                Ok(()) => stuck = None,
+                Err(reason) => {
+                    let since = match &stuck {
+                        Some((id, since, _)) if *id == movement.id => *since,
+                        _ => Instant::now(),
+                    };
+                    tracing::warn!(movement = %movement, %reason, "a movement step did not complete; retrying");
+                    if since.elapsed() >= ABORT_AFTER {
+                        abort(&log, &movement, &reason).await;
+                        stuck = None;
+                    } else {
+                        stuck = Some((movement.id, since, reason));
+                    }
                 }
-                continue;
-            }
-            joiner_down_since = None;
-            if let Err(reason) = step(&log, &state, &movement).await {
-                tracing::warn!(movement = %movement, %reason, "a movement step did not complete; retrying");
             }
         }
     });
 }
 
-fn joiner_down(log: &TopologyLog, host: HostId) -> bool {
+/// Whether the node a movement is about (joining or decommissioned) is down; a removed node is
+/// down by definition.
+fn subject_down(log: &TopologyLog, movement: &Movement) -> bool {
+    if movement.kind == MovementKind::RemoveNode {
+        return false;
+    }
     log.shared
         .view
         .borrow()
         .nodes
-        .get(&host)
+        .get(&movement.host)
         .is_none_or(|n| n.status == NodeStatus::Down)
 }
 
@@ -93,39 +107,15 @@ async fn abort(log: &TopologyLog, movement: &Movement, reason: &str) {
 /// Takes the movement's next step, after the barrier of the current one.
 async fn step(log: &TopologyLog, state: &TopologyState, movement: &Movement) -> Result<(), String> {
     barrier(log, state).await?;
-    let next = match (movement.kind, movement.step) {
-        (MovementKind::Bootstrap, MovementStep::Stream) => {
-            let addr = log
-                .shared
-                .view
-                .borrow()
-                .peer_address(movement.host)
-                .map_err(|e| e.to_string())?;
-            let run = log
-                .shared
-                .clients
-                .bootstrap(
-                    movement.host,
-                    addr,
-                    movement.id,
-                    state.version,
-                    BOOTSTRAP_TIMEOUT,
-                )
-                .await
-                .map_err(|e| format!("bootstrap streaming: {e}"))?;
-            tracing::info!(
-                movement = %movement,
-                partitions = run.partitions,
-                cells = run.cells,
-                bytes = run.bytes,
-                "the joining node streamed its ranges"
-            );
+    let next = match movement.step {
+        MovementStep::Stream => {
+            stream(log, state, movement).await?;
             Command::Advance {
                 movement: movement.id,
                 step: MovementStep::ReadNew,
             }
         }
-        (MovementKind::Bootstrap, MovementStep::ReadNew) => Command::Finish {
+        MovementStep::ReadNew => Command::Finish {
             movement: movement.id,
         },
     };
@@ -139,6 +129,47 @@ async fn step(log: &TopologyLog, state: &TopologyState, movement: &Movement) -> 
     if finishing {
         metrics::counter!("allidb_topology_movements_total", "kind" => movement.kind.as_str(), "outcome" => "finished").increment(1);
     }
+    Ok(())
+}
+
+/// Has every node that takes ranges in `movement` stream them (this one directly).
+async fn stream(
+    log: &TopologyLog,
+    state: &TopologyState,
+    movement: &Movement,
+) -> Result<(), String> {
+    let gainers = gainers(state, log.shared.options.replication_factor);
+    let view = log.shared.view.borrow().clone();
+    let calls = gainers.iter().map(|host| {
+        let addr = view.peer_address(*host);
+        async move {
+            let run = match addr {
+                _ if *host == log.host() => log.stream_movement(movement.id).await,
+                Ok(addr) => {
+                    log.shared
+                        .clients
+                        .stream_movement(*host, addr, movement.id, state.version, STREAM_TIMEOUT)
+                        .await
+                }
+                Err(unreachable) => Err(unreachable),
+            };
+            run.map_err(|e| format!("streaming on {host}: {e}"))
+        }
+    });
+    let runs = futures_util::future::join_all(calls).await;
+    let (mut partitions, mut bytes) = (0, 0);
+    for run in runs {
+        let run = run?;
+        partitions += run.partitions;
+        bytes += run.bytes;
+    }
+    tracing::info!(
+        movement = %movement,
+        nodes = gainers.len(),
+        partitions,
+        bytes,
+        "the movement's ranges are streamed"
+    );
     Ok(())
 }
 

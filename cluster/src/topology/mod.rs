@@ -7,22 +7,24 @@
 //! - [`state_machine`]: applies committed commands, persists and publishes the state.
 //! - [`network`]: raft messages to other nodes over the node-to-node service.
 //! - [`entry`]: how a node enters the ring: forming the log, or a validated join.
+//! - [`leave`]: decommission and removenode requests.
 //! - [`coordinator`]: the one driver of movements, on the log's leader.
-//! - [`bootstrap`]: a joining node's side of a movement: streaming the ranges it takes.
+//! - [`streaming`]: a gaining node's side of a movement: streaming the ranges it takes.
 //! - [`service`]: the `Topology` gRPC service.
 //!
 //! Invariants: tokens and node states come from the log only; every node routes by the state
 //! it applied, which it persisted first; the ring's version is the log's `topology_version`.
 //! Must never: change the topology outside a committed command.
 
-pub mod bootstrap;
 pub mod coordinator;
 pub mod entry;
+pub mod leave;
 pub mod log_store;
 pub mod network;
 pub mod service;
 pub mod state;
 pub mod state_machine;
+pub mod streaming;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

@@ -176,14 +176,14 @@ impl Topology for TopologyService {
         Ok(Response::new(proto::BarrierResponse { applied_version }))
     }
 
-    async fn bootstrap(
+    async fn stream_movement(
         &self,
-        request: Request<proto::BootstrapRequest>,
-    ) -> Result<Response<proto::BootstrapResponse>, Status> {
+        request: Request<proto::StreamMovementRequest>,
+    ) -> Result<Response<proto::StreamMovementResponse>, Status> {
         let log = self.checked(&request, request.get_ref().header.as_ref())?;
         let movement = request.into_inner().movement;
-        match log.bootstrap(movement).await {
-            Ok(run) => Ok(Response::new(proto::BootstrapResponse {
+        match log.stream_movement(movement).await {
+            Ok(run) => Ok(Response::new(proto::StreamMovementResponse {
                 partitions: run.partitions,
                 cells: run.cells,
                 bytes: run.bytes,
@@ -191,5 +191,18 @@ impl Topology for TopologyService {
             Err(ClusterError::InvalidRange(message)) => Err(Status::failed_precondition(message)),
             Err(other) => Err(Status::unavailable(other.to_string())),
         }
+    }
+
+    async fn leave(
+        &self,
+        request: Request<proto::LeaveRequest>,
+    ) -> Result<Response<proto::LeaveResponse>, Status> {
+        let log = self.checked(&request, request.get_ref().header.as_ref())?;
+        let request = request.into_inner();
+        let (topology_version, movement) = log.take_leave(request).await?;
+        Ok(Response::new(proto::LeaveResponse {
+            topology_version,
+            movement,
+        }))
     }
 }

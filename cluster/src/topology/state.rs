@@ -65,12 +65,18 @@ pub struct TopologyNode {
 pub enum MovementKind {
     /// A new host takes its tokens and streams its ranges in.
     Bootstrap,
+    /// A live host hands its ranges to their new owners, which stream them from it, and leaves.
+    Decommission,
+    /// A dead host is removed: its ranges' new owners stream them from the surviving replicas.
+    RemoveNode,
 }
 
 impl MovementKind {
     pub fn as_str(self) -> &'static str {
         match self {
             MovementKind::Bootstrap => "bootstrap",
+            MovementKind::Decommission => "decommission",
+            MovementKind::RemoveNode => "removenode",
         }
     }
 }
@@ -134,12 +140,21 @@ pub enum Command {
     /// A validated join: the host becomes `joining` with its tokens and a bootstrap starts (or,
     /// adopted, it is `normal` at once).
     Join(JoinRequest),
+    /// A host asks to leave (`Decommission`) or an operator removes a dead one (`RemoveNode`):
+    /// it becomes `leaving` and the movement starts. Refused when it would leave fewer `normal`
+    /// hosts than `replication_factor`.
+    Leave {
+        host: HostId,
+        kind: MovementKind,
+        replication_factor: usize,
+    },
     /// Moves the movement `movement` to `step`.
     Advance { movement: u64, step: MovementStep },
-    /// Ends the movement `movement`: a bootstrapped host becomes `normal`.
+    /// Ends the movement `movement`: a bootstrapped host becomes `normal`, a leaving one `left`
+    /// (its tokens dropped).
     Finish { movement: u64 },
     /// Rolls the movement `movement` back: a bootstrapping host is forgotten (it never owned
-    /// anything; it may ask to join again).
+    /// anything; it may ask to join again), a leaving one is `normal` again.
     Abort { movement: u64, reason: String },
 }
 
@@ -173,6 +188,11 @@ impl TopologyState {
                 nodes,
             } => self.form(cluster_name, nodes),
             Command::Join(request) => self.join(request),
+            Command::Leave {
+                host,
+                kind,
+                replication_factor,
+            } => self.leave(*host, *kind, *replication_factor),
             Command::Advance { movement, step } => {
                 let current = self.movement_mut(*movement)?;
                 if *step <= current.step {
@@ -193,9 +213,13 @@ impl TopologyState {
                     ));
                 }
                 if let Some(node) = self.nodes.get_mut(&current.host) {
-                    node.state = match current.kind {
-                        MovementKind::Bootstrap => NodeState::Normal,
-                    };
+                    match current.kind {
+                        MovementKind::Bootstrap => node.state = NodeState::Normal,
+                        MovementKind::Decommission | MovementKind::RemoveNode => {
+                            node.state = NodeState::Left;
+                            node.tokens.clear();
+                        }
+                    }
                 }
                 self.movement = None;
                 Ok(self.bump())
@@ -205,6 +229,11 @@ impl TopologyState {
                 match current.kind {
                     MovementKind::Bootstrap => {
                         self.nodes.remove(&current.host);
+                    }
+                    MovementKind::Decommission | MovementKind::RemoveNode => {
+                        if let Some(node) = self.nodes.get_mut(&current.host) {
+                            node.state = NodeState::Normal;
+                        }
                     }
                 }
                 self.movement = None;
@@ -255,6 +284,62 @@ impl TopologyState {
         Ok(self.bump())
     }
 
+    fn busy(&self) -> Result<(), String> {
+        match &self.movement {
+            Some(movement) => Err(format!(
+                "busy: {} {} of {} is running (movements are serialized; retry when it ends)",
+                movement.kind.as_str(),
+                movement.id,
+                movement.host
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn start_movement(&mut self, kind: MovementKind, host: HostId) {
+        self.movement = Some(Movement {
+            id: self.next_movement,
+            kind,
+            host,
+            step: MovementStep::Stream,
+        });
+        self.next_movement += 1;
+    }
+
+    fn leave(&mut self, host: HostId, kind: MovementKind, replication_factor: usize) -> Outcome {
+        if kind == MovementKind::Bootstrap {
+            return Err("a bootstrap starts with a join, not a leave".to_owned());
+        }
+        let Some(node) = self.nodes.get(&host) else {
+            return Err(format!("host {host} is not in the ring"));
+        };
+        if node.state != NodeState::Normal {
+            return Err(format!(
+                "host {host} is {}, not normal: only a normal host can leave",
+                node.state.as_str()
+            ));
+        }
+        self.busy()?;
+        let remaining = self
+            .nodes
+            .values()
+            .filter(|n| n.state == NodeState::Normal)
+            .count()
+            - 1;
+        if remaining < replication_factor.max(1) {
+            return Err(format!(
+                "{} of {host} would leave {remaining} normal host(s), fewer than the replication \
+                 factor {replication_factor}: add a node first",
+                kind.as_str()
+            ));
+        }
+        self.start_movement(kind, host);
+        if let Some(node) = self.nodes.get_mut(&host) {
+            node.state = NodeState::Leaving;
+        }
+        Ok(self.bump())
+    }
+
     fn join(&mut self, request: &JoinRequest) -> Outcome {
         if request.cluster_name != self.cluster_name {
             return Err(format!(
@@ -281,14 +366,7 @@ impl TopologyState {
                 _ => Ok(self.version),
             };
         }
-        if let Some(movement) = &self.movement {
-            return Err(format!(
-                "busy: {} {} of {} is running (joins are serialized; retry when it ends)",
-                movement.kind.as_str(),
-                movement.id,
-                movement.host
-            ));
-        }
+        self.busy()?;
         if request.tokens.is_empty() {
             return Err(format!("host {} asks to join without tokens", request.host));
         }
@@ -305,13 +383,7 @@ impl TopologyState {
         let state = if request.adopt {
             NodeState::Normal
         } else {
-            self.movement = Some(Movement {
-                id: self.next_movement,
-                kind: MovementKind::Bootstrap,
-                host: request.host,
-                step: MovementStep::Stream,
-            });
-            self.next_movement += 1;
+            self.start_movement(MovementKind::Bootstrap, request.host);
             NodeState::Joining
         };
         self.nodes.insert(
@@ -326,28 +398,42 @@ impl TopologyState {
         Ok(self.bump())
     }
 
-    /// The ring reads are routed by: `normal` and `leaving` hosts, plus a bootstrapping host once
-    /// its movement reads from the new replicas.
-    pub fn read_ring(&self) -> Ring {
-        self.ring(|host, node| match node.state {
-            NodeState::Normal | NodeState::Leaving => true,
-            NodeState::Joining => self
-                .movement
-                .as_ref()
-                .is_some_and(|m| m.host == *host && m.step == MovementStep::ReadNew),
-            NodeState::Left => false,
-        })
+    /// The ring before the movement in progress (the current one without a movement): the
+    /// `normal` and `leaving` hosts.
+    pub fn ring_before(&self) -> Ring {
+        self.ring(|_, node| matches!(node.state, NodeState::Normal | NodeState::Leaving))
     }
 
-    /// The ring after the movement in progress (`None` without one): writes go to the replicas
-    /// of both this and [`Self::read_ring`] while the movement runs.
-    pub fn pending_ring(&self) -> Option<Ring> {
+    /// The ring after the movement in progress (`None` without one): the `normal` hosts and a
+    /// bootstrapping one.
+    pub fn ring_after(&self) -> Option<Ring> {
         let movement = self.movement.as_ref()?;
         Some(self.ring(|host, node| match node.state {
             NodeState::Normal => true,
             NodeState::Joining => *host == movement.host,
             NodeState::Leaving | NodeState::Left => false,
         }))
+    }
+
+    /// The ring reads are routed by: the one after the movement once it reads from the new
+    /// replicas (`read_new`), the one before it otherwise.
+    pub fn read_ring(&self) -> Ring {
+        match &self.movement {
+            Some(m) if m.step == MovementStep::ReadNew => {
+                self.ring_after().unwrap_or_else(|| self.ring_before())
+            }
+            _ => self.ring_before(),
+        }
+    }
+
+    /// While a movement runs, the other ring whose replicas also take every write (write both):
+    /// the one after it while reads use the one before, and the other way round.
+    pub fn other_write_ring(&self) -> Option<Ring> {
+        let movement = self.movement.as_ref()?;
+        match movement.step {
+            MovementStep::Stream => self.ring_after(),
+            MovementStep::ReadNew => Some(self.ring_before()),
+        }
     }
 
     fn ring(&self, member: impl Fn(&HostId, &TopologyNode) -> bool) -> Ring {
@@ -434,8 +520,8 @@ mod tests {
             1,
             "reads stay on the old ring"
         );
-        let pending = state.pending_ring().expect("a movement runs");
-        assert_eq!(pending.host_count(), 2, "writes reach the joining host too");
+        let other = state.other_write_ring().expect("a movement runs");
+        assert_eq!(other.host_count(), 2, "writes reach the joining host too");
         let finish = Command::Finish {
             movement: movement.id,
         };
@@ -446,10 +532,15 @@ mod tests {
         };
         assert_eq!(state.apply(&advance), Ok(3));
         assert_eq!(state.read_ring().host_count(), 2);
+        assert_eq!(
+            state.other_write_ring().map(|r| r.host_count()),
+            Some(1),
+            "the old replicas still take writes"
+        );
         assert!(state.apply(&advance).is_err(), "a step is taken once");
         assert_eq!(state.apply(&finish), Ok(4));
         assert_eq!(state.nodes[&host(2)].state, NodeState::Normal);
-        assert!(state.movement.is_none() && state.pending_ring().is_none());
+        assert!(state.movement.is_none() && state.other_write_ring().is_none());
     }
 
     #[test]
@@ -533,5 +624,77 @@ mod tests {
             nodes: BTreeMap::new(),
         };
         assert!(state.apply(&again).unwrap_err().contains("already formed"));
+    }
+
+    #[test]
+    fn a_leaving_host_reads_until_read_new_and_then_is_left_without_tokens() {
+        let mut state = formed();
+        let Command::Join(mut adopted) = join(2, vec![15]) else {
+            unreachable!("join builds a Join")
+        };
+        adopted.adopt = true;
+        state.apply(&Command::Join(adopted)).expect("adopted");
+        let leave = |host| Command::Leave {
+            host,
+            kind: MovementKind::Decommission,
+            replication_factor: 1,
+        };
+        let too_few = Command::Leave {
+            host: host(2),
+            kind: MovementKind::RemoveNode,
+            replication_factor: 2,
+        };
+        assert!(state.apply(&too_few).unwrap_err().contains("fewer than"));
+        state.apply(&leave(host(2))).expect("a decommission starts");
+        let second = state.apply(&leave(host(1))).unwrap_err();
+        assert!(second.contains("busy"), "one movement at a time: {second}");
+        let id = state.movement.as_ref().map(|m| m.id).expect("a movement");
+        assert_eq!(state.read_ring().host_count(), 2, "it still serves reads");
+        assert_eq!(state.other_write_ring().map(|r| r.host_count()), Some(1));
+        state
+            .apply(&Command::Advance {
+                movement: id,
+                step: MovementStep::ReadNew,
+            })
+            .expect("read_new");
+        assert_eq!(state.read_ring().host_count(), 1, "reads leave it");
+        assert_eq!(
+            state.other_write_ring().map(|r| r.host_count()),
+            Some(2),
+            "it still takes writes"
+        );
+        state
+            .apply(&Command::Finish { movement: id })
+            .expect("finish");
+        assert_eq!(state.nodes[&host(2)].state, NodeState::Left);
+        assert!(state.nodes[&host(2)].tokens.is_empty());
+        assert!(!state.admits(host(2)));
+        assert_eq!(state.read_ring().host_count(), 1);
+    }
+
+    #[test]
+    fn an_aborted_leave_keeps_the_host_normal() {
+        let mut state = formed();
+        let Command::Join(mut adopted) = join(2, vec![15]) else {
+            unreachable!("join builds a Join")
+        };
+        adopted.adopt = true;
+        state.apply(&Command::Join(adopted)).expect("adopted");
+        state
+            .apply(&Command::Leave {
+                host: host(1),
+                kind: MovementKind::RemoveNode,
+                replication_factor: 1,
+            })
+            .expect("a removal starts");
+        let id = state.movement.as_ref().map(|m| m.id).expect("a movement");
+        state
+            .apply(&Command::Abort {
+                movement: id,
+                reason: "test".to_owned(),
+            })
+            .expect("abort");
+        assert_eq!(state.nodes[&host(1)].state, NodeState::Normal);
+        assert_eq!(state.read_ring().host_count(), 2);
     }
 }

@@ -1,8 +1,9 @@
 //! `allidb cluster status | ring | endpoints TENANT ID` (and `backup`, in [`super::backup`]): the operator's view of a ring, read
 //! from a node's admin port (`/cluster/status`, `/cluster/ring`, `/cluster/endpoints`, the
 //! same JSON that `--json` prints), like `nodetool status`; and `allidb cluster repair` and
-//! `rebuild`, the `Repair` and `Rebuild` RPCs on the node's gRPC port (`--addr`, an admin key),
-//! like `nodetool repair` and `nodetool rebuild`.
+//! `rebuild`, `decommission` and `removenode`, the `Repair`, `Rebuild`, `Decommission` and
+//! `RemoveNode` RPCs on the node's gRPC port (`--addr`, an admin key), like `nodetool repair`,
+//! `rebuild`, `decommission` and `removenode`.
 //!
 //! The admin port is plain HTTP on the node's host (docs/operations.md): this module speaks just
 //! enough HTTP/1.1 for one GET and never sends an API key.
@@ -67,6 +68,21 @@ pub enum ClusterView {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// The node at `--addr` leaves the ring (like `nodetool decommission`): the nodes taking
+    /// its ranges stream them from it while writes go to both, then it is `left` for good.
+    /// Waits until the movement ended; exits 3 when it was rolled back.
+    Decommission,
+    /// Removes the dead host HOST_ID (like `nodetool removenode`): the nodes taking its ranges
+    /// stream them from every surviving replica. Waits until the movement ended; exits 3 when
+    /// it was rolled back.
+    Removenode {
+        /// The dead host's id, as `allidb cluster status` shows it.
+        host_id: String,
+        /// Run even when some range lacks the live surviving replicas holding what a QUORUM
+        /// acknowledged (what only the dead ones held is lost).
+        #[arg(long)]
+        ignore_dead: bool,
+    },
     /// The replicas of one entity, in replica-walk order.
     Endpoints {
         /// The tenant.
@@ -91,6 +107,30 @@ pub async fn run(context: &mut Context, args: ClusterArgs) -> CliResult<Outcome>
         }
         ClusterView::Rebuild { tenant } => {
             return rebuild(context, tenant).await;
+        }
+        ClusterView::Decommission => {
+            let mut client = connect(&context.connect).await?;
+            let reply = client
+                .decommission(pb::DecommissionRequest {})
+                .await
+                .map_err(|status| CliError::rpc("Decommission", status))?
+                .into_inner();
+            return topology_change(context, "decommission", reply);
+        }
+        ClusterView::Removenode {
+            host_id,
+            ignore_dead,
+        } => {
+            let mut client = connect(&context.connect).await?;
+            let reply = client
+                .remove_node(pb::RemoveNodeRequest {
+                    host_id,
+                    ignore_dead,
+                })
+                .await
+                .map_err(|status| CliError::rpc("RemoveNode", status))?
+                .into_inner();
+            return topology_change(context, "removenode", reply);
         }
         ClusterView::Status => ("/cluster/status".to_owned(), status_text),
         ClusterView::Ring => ("/cluster/ring".to_owned(), ring_text),
@@ -178,6 +218,28 @@ fn repair_text(reply: &pb::RepairResponse, preview: bool) -> String {
         text.push_str(&format!("  failed {failure}\n"));
     }
     text
+}
+
+/// Prints how a decommission or removenode ended; exits 3 when it was rolled back.
+fn topology_change(
+    context: &mut Context,
+    what: &'static str,
+    reply: pb::TopologyChangeResponse,
+) -> CliResult<Outcome> {
+    context
+        .printer
+        .reply(&reply, |reply: &pb::TopologyChangeResponse| {
+            let ended = if reply.finished {
+                "finished: the host left the ring"
+            } else {
+                "rolled back: the host is normal again (see the node's log for why)"
+            };
+            format!(
+                "{what} of {} {ended} (topology version {})\n",
+                reply.host_id, reply.topology_version
+            )
+        })?;
+    Ok(Outcome::from_complete(reply.finished))
 }
 
 /// `allidb cluster rebuild`: exits 3 (partial) when some range was not streamed to its end.

@@ -1,0 +1,200 @@
+//! Decommission and removenode requests (docs/cluster.md "Removing a node"): any node takes
+//! one and forwards it to the log's leader, which checks it against liveness and commits it;
+//! the topology coordinator then drives the movement.
+//!
+//! Invariants: a decommissioned node must be up (its ranges stream from it); a removed node
+//! must be down, and every range it replicates must keep enough live surviving replicas to hold
+//! whatever a QUORUM acknowledged, unless the operator accepts the loss (`ignore_dead`).
+//! Must never: start a movement while another runs (the log refuses it: `busy`).
+
+use std::time::Duration;
+
+use tonic::Status;
+
+use super::TopologyLog;
+use super::state::{Command, MovementKind, NodeState};
+use super::streaming::removal_gaps;
+use crate::membership::NodeStatus;
+use crate::peer_client::topology::JoinRefusal;
+use crate::ring::HostId;
+use crate::{ClusterError, proto};
+
+/// The deadline of one leave call (the leader commits one log entry).
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many short ranges a refused removenode names.
+const GAPS_NAMED: usize = 5;
+
+/// How a movement this node asked for ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MovementEnd {
+    /// It finished: the host is `left` (decommission, removenode) at this topology version.
+    Finished { topology_version: u64 },
+    /// It was rolled back: the host is `normal` again.
+    RolledBack { topology_version: u64 },
+}
+
+impl TopologyLog {
+    /// Starts `kind` for `host` (through the leader) and waits until the movement ends.
+    pub async fn leave(
+        &self,
+        host: HostId,
+        kind: MovementKind,
+        ignore_dead: bool,
+    ) -> Result<MovementEnd, ClusterError> {
+        let kind = match kind {
+            MovementKind::Decommission => proto::LeaveKind::Decommission,
+            MovementKind::RemoveNode => proto::LeaveKind::Removenode,
+            MovementKind::Bootstrap => {
+                return Err(ClusterError::InvalidRange(
+                    "a bootstrap starts with a join, not a leave".to_owned(),
+                ));
+            }
+        };
+        let request = proto::LeaveRequest {
+            header: None,
+            host: host.to_string(),
+            kind: kind as i32,
+            ignore_dead,
+            forwarded: false,
+        };
+        let (version, movement) = self
+            .take_leave(request)
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::FailedPrecondition => {
+                    ClusterError::TopologyRefused(status.message().to_owned())
+                }
+                tonic::Code::InvalidArgument => {
+                    ClusterError::InvalidRange(status.message().to_owned())
+                }
+                _ => ClusterError::Unavailable(status.message().to_owned()),
+            })?;
+        // The leader committed it; this node may not have applied it yet.
+        let mut state = self.subscribe();
+        let ended = state
+            .wait_for(|s| {
+                s.version >= version && s.movement.as_ref().is_none_or(|m| m.id != movement)
+            })
+            .await
+            .map_err(|_| ClusterError::Unavailable("the topology log stopped".to_owned()))?
+            .clone();
+        let left = ended
+            .nodes
+            .get(&host)
+            .is_some_and(|n| n.state == NodeState::Left);
+        Ok(if left {
+            MovementEnd::Finished {
+                topology_version: ended.version,
+            }
+        } else {
+            MovementEnd::RolledBack {
+                topology_version: ended.version,
+            }
+        })
+    }
+
+    /// A leave request taken here: checked and committed when this node leads, forwarded to
+    /// the leader otherwise (once); (topology version, movement id).
+    pub async fn take_leave(&self, request: proto::LeaveRequest) -> Result<(u64, u64), Status> {
+        let shared = &self.shared;
+        let host: HostId = request
+            .host
+            .parse()
+            .map_err(|e: ClusterError| Status::invalid_argument(format!("host: {e}")))?;
+        let kind = match proto::LeaveKind::try_from(request.kind) {
+            Ok(proto::LeaveKind::Decommission) => MovementKind::Decommission,
+            Ok(proto::LeaveKind::Removenode) => MovementKind::RemoveNode,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "kind: {} is neither decommission nor removenode",
+                    request.kind
+                )));
+            }
+        };
+        let leader = self.leader().await;
+        if leader != Some(shared.host) {
+            let Some(leader) = leader.filter(|_| !request.forwarded) else {
+                return Err(Status::unavailable(
+                    "the topology log has no leader now (no metadata quorum); retry",
+                ));
+            };
+            let addr = shared
+                .view
+                .borrow()
+                .peer_address(leader)
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+            let forwarded = proto::LeaveRequest {
+                forwarded: true,
+                ..request
+            };
+            return match shared
+                .clients
+                .leave(leader, addr, forwarded, LEAVE_TIMEOUT)
+                .await
+            {
+                Ok(answer) => Ok(answer),
+                Err(JoinRefusal::Refused(reason)) => Err(Status::failed_precondition(reason)),
+                Err(JoinRefusal::Unavailable(reason)) => Err(Status::unavailable(reason)),
+            };
+        }
+        let _one_at_a_time = shared.joins.lock().await;
+        let state = self.state();
+        let view = shared.view.borrow().clone();
+        let up = |h: HostId| {
+            view.nodes
+                .get(&h)
+                .is_some_and(|n| !matches!(n.status, NodeStatus::Down | NodeStatus::Left))
+        };
+        let rf = shared.options.replication_factor;
+        match kind {
+            MovementKind::Decommission if !up(host) => {
+                return Err(Status::failed_precondition(format!(
+                    "host {host} is down: its ranges stream from it, so a dead node is removed \
+                     with removenode instead"
+                )));
+            }
+            MovementKind::RemoveNode if up(host) => {
+                return Err(Status::failed_precondition(format!(
+                    "host {host} is up: removenode is for a dead node; decommission a live one"
+                )));
+            }
+            MovementKind::RemoveNode if !request.ignore_dead => {
+                let gaps = removal_gaps(&state, host, rf, up);
+                if !gaps.is_empty() {
+                    return Err(Status::failed_precondition(format!(
+                        "removing {host} could lose writes a QUORUM acknowledged: {} range(s) \
+                         lack live surviving replicas ({}{}); bring them back, or pass \
+                         --ignore-dead to accept the loss",
+                        gaps.len(),
+                        gaps.iter()
+                            .take(GAPS_NAMED)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        if gaps.len() > GAPS_NAMED { "; ..." } else { "" }
+                    )));
+                }
+            }
+            _ => {}
+        }
+        let command = Command::Leave {
+            host,
+            kind,
+            replication_factor: rf,
+        };
+        let version = self
+            .propose(command)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .map_err(Status::failed_precondition)?;
+        let movement = self
+            .state()
+            .movement
+            .as_ref()
+            .filter(|m| m.host == host)
+            .map(|m| m.id)
+            .ok_or_else(|| Status::unavailable("the movement ended before it was reported"))?;
+        tracing::info!(%host, kind = kind.as_str(), movement, version, "leave committed");
+        Ok((version, movement))
+    }
+}
