@@ -184,6 +184,8 @@ impl AlliDbService {
         let filter = request.filter.clone().unwrap_or_default();
         QueryRequest {
             vector: Vec::new(),
+            text: None,
+            hybrid: Default::default(),
             plan,
             filter: Filter {
                 entity_types: filter.entity_types,
