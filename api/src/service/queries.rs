@@ -24,6 +24,9 @@ impl AlliDbService {
         let tenant = caller.tenant;
         let chunks = params.include_context && params.context_chunks;
         let (reply, report) = if let Some(reads) = self.cluster_reads() {
+            if params.text.is_some() {
+                return Err(text_on_a_ring("text"));
+            }
             let read = ReadOptions {
                 level,
                 allow_partial: request.allow_partial,
@@ -73,7 +76,7 @@ impl AlliDbService {
             let level = self
                 .read_level(options.consistency_level)
                 .map_err(|status| validate::in_field("options", status))?;
-            let params = validate::query_batch(&options, &request.vectors)?;
+            let params = validate::query_batch(&options, &request.vectors, &request.texts)?;
             self.check_query_budgets(&params)
                 .map_err(|status| validate::in_field("options", status))?;
             if params.include_context {
@@ -85,7 +88,8 @@ impl AlliDbService {
             Ok((level, params))
         })?;
         let template = self.store_query(&options, &params);
-        let vectors = request.vectors.into_iter().map(|v| v.values).collect();
+        let texts = request.texts;
+        let vectors: Vec<Vec<f32>> = request.vectors.into_iter().map(|v| v.values).collect();
         let read = ReadOptions {
             level,
             allow_partial: options.allow_partial,
@@ -100,6 +104,9 @@ impl AlliDbService {
                             validate::in_field("options", errors::store_status("query batch", e))
                         })?;
                 }
+                if !texts.is_empty() {
+                    return Err(text_on_a_ring("texts"));
+                }
                 ring_query_batch(reads, &caller.tenant, template, vectors, read)
                     .await?
                     .into_iter()
@@ -107,7 +114,7 @@ impl AlliDbService {
                     .collect()
             }
             None => self
-                .query_vectors(caller.tenant, template, vectors)
+                .query_vectors(caller.tenant, template, batch_queries(vectors, texts))
                 .await?
                 .into_iter()
                 .map(|reply| (reply.hits, None, reply.plan))
@@ -184,8 +191,8 @@ impl AlliDbService {
         let filter = request.filter.clone().unwrap_or_default();
         QueryRequest {
             vector: Vec::new(),
-            text: None,
-            hybrid: Default::default(),
+            text: params.text.clone(),
+            hybrid: params.hybrid,
             plan,
             filter: Filter {
                 entity_types: filter.entity_types,
@@ -196,7 +203,8 @@ impl AlliDbService {
         }
     }
 
-    /// Runs `template` once per vector of `vectors` for `tenant`: the vectors are cut into
+    /// Runs `template` once per query of `vectors` (a vector, possibly empty, and a text) for
+    /// `tenant`: the queries are cut into
     /// [`query_batch_tasks`] consecutive chunks, each run on the blocking pool (so the chunks
     /// search on different cores and no async worker is held), inside a `store` span each. The
     /// hits come back in vector order; a failed query fails the call, its status naming the
@@ -205,7 +213,7 @@ impl AlliDbService {
         &self,
         tenant: String,
         template: QueryRequest,
-        vectors: Vec<Vec<f32>>,
+        vectors: Vec<(Vec<f32>, Option<String>)>,
     ) -> Result<Vec<QueryReply>, Status> {
         const OPERATION: &str = "query batch";
         let store = self.open_store()?;
@@ -215,15 +223,16 @@ impl AlliDbService {
         let mut vectors = vectors.into_iter();
         let mut tasks = Vec::new();
         for first in (0..total).step_by(chunk_len) {
-            let chunk: Vec<Vec<f32>> = vectors.by_ref().take(chunk_len).collect();
+            let chunk: Vec<(Vec<f32>, Option<String>)> = vectors.by_ref().take(chunk_len).collect();
             let (store, tenant) = (Arc::clone(&store), Arc::clone(&tenant));
             let mut request = template.clone();
             let span = tracing::debug_span!("store", operation = OPERATION);
             tasks.push(tokio::task::spawn_blocking(move || -> BatchHits {
                 span.in_scope(|| {
                     let mut hits = Vec::with_capacity(chunk.len());
-                    for (offset, vector) in chunk.into_iter().enumerate() {
+                    for (offset, (vector, text)) in chunk.into_iter().enumerate() {
                         request.vector = vector;
+                        request.text = text;
                         let found = store
                             .query_with_context(&tenant, &request, false)
                             .map_err(|error| (first + offset, error))?;
@@ -249,6 +258,27 @@ impl AlliDbService {
         }
         Ok(hits)
     }
+}
+
+/// The refusal of a text query on a ring (its statistics are per node: not served yet).
+fn text_on_a_ring(field: &str) -> Status {
+    Status::failed_precondition(format!(
+        "{field}: hybrid and text search are served by a single node only for now; on a ring \
+         BM25 needs ring-wide term statistics (docs/api.md \"Hybrid search\"). Send \
+         query_vector alone"
+    ))
+}
+
+/// A batch's queries: vector i with text i, vectors alone, or texts alone (empty vectors).
+fn batch_queries(vectors: Vec<Vec<f32>>, texts: Vec<String>) -> Vec<(Vec<f32>, Option<String>)> {
+    if texts.is_empty() {
+        return vectors.into_iter().map(|v| (v, None)).collect();
+    }
+    let mut vectors = vectors.into_iter();
+    texts
+        .into_iter()
+        .map(|text| (vectors.next().unwrap_or_default(), Some(text)))
+        .collect()
 }
 
 /// A `QueryBatch` on a ring: the queries run over every range concurrently; a failed query
@@ -316,6 +346,23 @@ fn query_response(hits: Vec<QueryHit>, explain: bool, trace_id: String) -> pb::Q
                 importance_score: result.breakdown.importance,
                 recency_score: result.breakdown.recency,
                 path: Some(convert::graph_path(&result.entity_id, &result.path)),
+                lexical_score: result.breakdown.lexical,
+                lexical: result.lexical.as_ref().map(|hit| pb::LexicalExplanation {
+                    bm25: hit.score,
+                    matched_terms: hit
+                        .matched
+                        .iter()
+                        .map(|(term, score)| pb::MatchedTerm {
+                            term: term.to_string(),
+                            score: *score,
+                            share: if hit.score > 0.0 {
+                                score / hit.score
+                            } else {
+                                0.0
+                            },
+                        })
+                        .collect(),
+                }),
                 pagerank: result
                     .pagerank
                     .as_ref()
