@@ -160,6 +160,17 @@ impl CollectionStats {
     }
 }
 
+/// Per-thread accumulator of a search: a score per document slot and the slots touched.
+#[derive(Default)]
+struct Scratch {
+    scores: Vec<f64>,
+    touched: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
 /// A tenant's BM25 index (see the module documentation).
 #[derive(Debug)]
 pub struct LexicalIndex {
@@ -273,27 +284,41 @@ impl LexicalIndex {
             total_len: inner.total_len,
         };
         let avg = stats.avg_len();
-        let mut scores: HashMap<u32, f64> = HashMap::new();
-        for &(term, _) in &terms {
-            let postings = &inner.postings[term as usize];
-            let idf = bm25::idf(stats.docs, postings.len() as u64);
-            for (&slot, &tf) in postings {
-                let Some(doc) = &inner.docs[slot as usize] else {
-                    continue;
-                };
-                *scores.entry(slot).or_insert(0.0) +=
-                    bm25::term_score(params, idf, tf, doc.len, avg);
+        // Scores accumulate in this thread's dense scratch (one slot per document slot, every
+        // term score > 0, so 0 means untouched), reset before it is returned.
+        let mut ranked: Vec<(f64, &Arc<str>, u32)> = SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let Scratch { scores, touched } = &mut *scratch;
+            if scores.len() < inner.docs.len() {
+                scores.resize(inner.docs.len(), 0.0);
             }
-        }
-        let mut ranked: Vec<(f64, &Arc<str>, u32)> = scores
-            .into_iter()
-            .filter_map(|(slot, score)| {
-                let doc = inner.docs[slot as usize].as_ref()?;
-                allows
-                    .is_none_or(|f| f(&doc.entity))
-                    .then_some((score, &doc.entity, slot))
-            })
-            .collect();
+            for &(term, _) in &terms {
+                let postings = &inner.postings[term as usize];
+                let idf = bm25::idf(stats.docs, postings.len() as u64);
+                for (&slot, &tf) in postings {
+                    let Some(doc) = &inner.docs[slot as usize] else {
+                        continue;
+                    };
+                    let score = &mut scores[slot as usize];
+                    if *score == 0.0 {
+                        touched.push(slot);
+                    }
+                    *score += bm25::term_score(params, idf, tf, doc.len, avg);
+                }
+            }
+            let ranked = touched
+                .iter()
+                .filter_map(|&slot| {
+                    let score = std::mem::take(&mut scores[slot as usize]);
+                    let doc = inner.docs[slot as usize].as_ref()?;
+                    allows
+                        .is_none_or(|f| f(&doc.entity))
+                        .then_some((score, &doc.entity, slot))
+                })
+                .collect();
+            touched.clear();
+            ranked
+        });
         let order = |a: &(f64, &Arc<str>, u32), b: &(f64, &Arc<str>, u32)| {
             b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1))
         };
