@@ -6,7 +6,13 @@ non-alphanumerics, lowercase) with one writer thread, then runs the known-item n
 index/examples/hybrid_known_item.rs (query i: the package name of base row
 groundtruth.ivecs[i][0]) as a boolean OR of the name's tokens, top 10 by tantivy's BM25, on one
 thread. Prints documents/s, queries/s and success@10.
-Usage: python3 bench/tantivy_bm25.py [DATA_DIR] [QUERIES]
+
+With ALLIDBD (the path of an `allidbd` binary) in the environment, the same run also starts that
+daemon on loopback ports, writes the 20,000 texts as entities (one chunk each, no vector; the
+`allidb` Python client of clients/python, 1,000 per call) and sends the same name queries,
+text only, through `QueryBatch` (k 10, no expansion, ids only) from one client: queries/s and
+success@10 through the daemon.
+Usage: [ALLIDBD=target/debug/allidbd] python3 bench/tantivy_bm25.py [DATA_DIR] [QUERIES]
 """
 import json
 import os
@@ -65,6 +71,38 @@ def main():
           f"{len(rows) / build:.0f} docs/s (one writer thread, commit included); "
           f"{len(queries) / elapsed:.0f} top-10 queries/s (one thread, stored row fetched per hit); "
           f"success@10 by name {found / len(queries):.3f} ({len(queries)} queries)")
+    binary = os.environ.get("ALLIDBD")
+    if binary:
+        targets = [int(truth[i][0]) for i in range(min(wanted, len(truth)))]
+        through_daemon(binary, rows, targets)
+
+
+def through_daemon(binary, rows, targets):
+    """The name queries, text only, through a fresh daemon's QueryBatch."""
+    import allidb
+    from allidbd_process import Daemon
+
+    with tempfile.TemporaryDirectory() as work:
+        daemon = Daemon(binary, work)
+        try:
+            with allidb.Client(daemon.grpc) as db:
+                start = time.perf_counter()
+                for first in range(0, len(rows), 1000):
+                    db.put_many([
+                        allidb.Entity(f"r{row}", chunks=[allidb.Chunk("text", rows[row]["text"])])
+                        for row in range(first, min(first + 1000, len(rows)))
+                    ])
+                ingest = time.perf_counter() - start
+                names = [rows[t]["id"] for t in targets]
+                start = time.perf_counter()
+                replies = db.query_batch(texts=names, k=10, hops=0, include_entity=False)
+                elapsed = time.perf_counter() - start
+                found = sum(f"r{t}" in reply.ids for t, reply in zip(targets, replies))
+        finally:
+            daemon.stop()
+    print(f"allidbd QueryBatch, text only: {len(names) / elapsed:.0f} top-10 queries/s "
+          f"({len(names)} in one call); success@10 by name {found / len(names):.3f}; "
+          f"ingest {len(rows) / ingest:.0f} entities/s (put_many of 1,000, texts only)")
 
 
 if __name__ == "__main__":

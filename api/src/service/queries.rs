@@ -136,10 +136,6 @@ impl AlliDbService {
         }))
     }
 
-    /// The store's form of a validated `Query` (or of a `QueryBatch`'s options), without its
-    /// vector: the plan with the server's defaults and limits, the filter and whether to return
-    /// entities. `Query` and `QueryBatch` both build their store requests here, so one query
-    /// means the same whichever way it is sent.
     /// Checks a query's seed count and node budget against the server's limits.
     fn check_query_budgets(&self, params: &validate::QueryParams) -> Result<(), Status> {
         let options = &self.options;
@@ -152,6 +148,10 @@ impl AlliDbService {
         validate::within_server_limit("max_nodes", node_budget, options.query_max_expansion_nodes)
     }
 
+    /// The store's form of a validated `Query` (or of a `QueryBatch`'s options), without its
+    /// vector (its text included): the plan with the server's defaults and limits, the filter
+    /// and whether to return entities. `Query` and `QueryBatch` both build their store requests
+    /// here, so one query means the same whichever way it is sent.
     fn store_query(
         &self,
         request: &pb::QueryRequest,
