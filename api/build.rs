@@ -44,6 +44,9 @@ const DIRECTION_FIELDS: &[&str] = &["QueryRequest.direction", "TraverseRequest.d
 /// `ScoringMode` fields: a name in JSON.
 const SCORING_FIELDS: &[&str] = &["QueryRequest.scoring"];
 
+/// `Fusion` fields: a name in JSON.
+const FUSION_FIELDS: &[&str] = &["QueryRequest.fusion"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={PROTO}");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
@@ -82,6 +85,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.field_attribute(
             format!(".allidb.{field}"),
             "#[serde(with = \"crate::http_model::scoring_mode\")]",
+        );
+    }
+    for field in FUSION_FIELDS {
+        builder = builder.field_attribute(
+            format!(".allidb.{field}"),
+            "#[serde(with = \"crate::http_model::fusion\")]",
         );
     }
     builder.compile_fds(descriptors)?;

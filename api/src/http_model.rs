@@ -11,6 +11,7 @@
 //!   [`crate::validate::consistency`] resolves to the configured default;
 //! * `direction` goes through [`direction`]: `"OUT"`, `"in"`, `"DIRECTION_BOTH"`, ...
 //! * `scoring` goes through [`scoring_mode`]: `"UNIFIED"`, `"personalized_pagerank"`, ...
+//! * `fusion` goes through [`fusion`]: `"RRF"`, `"dbsf"`, `"FUSION_RRF"`, ...
 //!
 //! Errors are [`HttpError`]: a status code and the body `{"code", "error", "details"}` with the
 //! gRPC code name. This module never decides what a request means; it only shapes JSON.
@@ -202,6 +203,18 @@ enum_field_serde!(
             "PERSONALIZED_PAGERANK",
             crate::pb::ScoringMode::ScoringPersonalizedPagerank
         ),
+    ]
+);
+
+enum_field_serde!(
+    /// Serde for `Fusion` fields; absent = `UNSPECIFIED` (RRF; only with a vector and a text).
+    fusion,
+    "FUSION_",
+    null = 0,
+    [
+        ("UNSPECIFIED", crate::pb::Fusion::Unspecified),
+        ("RRF", crate::pb::Fusion::Rrf),
+        ("DBSF", crate::pb::Fusion::Dbsf),
     ]
 );
 

@@ -18,6 +18,7 @@ pub mod errors;
 pub mod filter;
 pub mod http;
 pub mod http_model;
+pub mod hybrid;
 pub mod log_limit;
 pub mod observe;
 pub mod service;

@@ -461,6 +461,10 @@ pub struct QueryParams {
     pub ranking: Ranking,
     /// The request's `where` (checked for shape; the tenant's types are checked by the store).
     pub expression: Option<Expr>,
+    /// The query text (`Query.text`; a batch's texts are apart, in `QueryBatchRequest.texts`).
+    pub text: Option<String>,
+    /// How a query with a vector and a text fuses them.
+    pub hybrid: allidb_index::query::HybridOptions,
 }
 
 /// An optional count that must be `1..=max` when present (`field` names it in the error).
@@ -566,8 +570,19 @@ pub fn in_field(parent: &str, status: Status) -> Status {
 
 /// A `QueryRequest`.
 pub fn query(request: &pb::QueryRequest) -> Result<QueryParams, Status> {
-    vector("query_vector", &request.query_vector)?;
-    query_options(request)
+    if let Some(text) = &request.text {
+        crate::hybrid::text("text", text)?;
+    }
+    if request.text.is_none() || !request.query_vector.is_empty() {
+        vector("query_vector", &request.query_vector)?;
+    }
+    let mut params = query_options(
+        request,
+        !request.query_vector.is_empty(),
+        request.text.is_some(),
+    )?;
+    params.text = request.text.clone();
+    Ok(params)
 }
 
 /// A `QueryBatchRequest` whose `options` are `options` (the request's, or the defaults when it
@@ -577,13 +592,46 @@ pub fn query(request: &pb::QueryRequest) -> Result<QueryParams, Status> {
 pub fn query_batch(
     options: &pb::QueryRequest,
     vectors: &[pb::QueryVector],
+    texts: &[String],
 ) -> Result<QueryParams, Status> {
     if !options.query_vector.is_empty() {
         return Err(invalid(
             "options.query_vector must be empty: a batch's query vectors go in vectors".to_owned(),
         ));
     }
-    let params = query_options(options).map_err(|status| in_field("options", status))?;
+    if options.text.is_some() {
+        return Err(invalid(
+            "options.text must be absent: a batch's query texts go in texts".to_owned(),
+        ));
+    }
+    let params = query_options(options, !vectors.is_empty(), !texts.is_empty())
+        .map_err(|status| in_field("options", status))?;
+    if !texts.is_empty() {
+        max_count("texts", texts.len(), MAX_QUERY_BATCH)?;
+        if !vectors.is_empty() && vectors.len() != texts.len() {
+            return Err(invalid(format!(
+                "texts has {} entries and vectors {}: give one text per vector, or no vectors \
+                 for text-only queries",
+                texts.len(),
+                vectors.len()
+            )));
+        }
+        for (index, text) in texts.iter().enumerate() {
+            crate::hybrid::text(&format!("texts[{index}]"), text)?;
+        }
+        if vectors.is_empty() {
+            let results = texts.len() * params.k;
+            if results > MAX_QUERY_BATCH_RESULTS {
+                return Err(invalid(format!(
+                    "texts x options.k = {} x {} = {results} results, the maximum is \
+                     {MAX_QUERY_BATCH_RESULTS}",
+                    texts.len(),
+                    params.k
+                )));
+            }
+            return Ok(params);
+        }
+    }
     if vectors.is_empty() {
         return Err(invalid("vectors must not be empty".to_owned()));
     }
@@ -609,9 +657,15 @@ pub fn query_batch(
     Ok(params)
 }
 
-/// The options of a `QueryRequest`: every field but `query_vector`.
-fn query_options(request: &pb::QueryRequest) -> Result<QueryParams, Status> {
+/// The options of a `QueryRequest`: every field but `query_vector` and `text`, for a query
+/// that has a vector (`has_vector`) and a text (`has_text`).
+fn query_options(
+    request: &pb::QueryRequest,
+    has_vector: bool,
+    has_text: bool,
+) -> Result<QueryParams, Status> {
     trace_id(&request.trace_id)?;
+    let hybrid = crate::hybrid::options(request, has_vector, has_text)?;
     let k = positive_or_default("k", request.k, DEFAULT_K, MAX_K)?;
     let expand_factor = positive_or_default(
         "expand_factor",
@@ -685,9 +739,24 @@ fn query_options(request: &pb::QueryRequest) -> Result<QueryParams, Status> {
             MAX_CONTEXT_BYTES,
         )?
         .unwrap_or(DEFAULT_CONTEXT_BYTES),
-        ranking: ranking(request)?,
+        ranking: ranking_with_text(request, has_text)?,
         expression,
+        text: None,
+        hybrid,
     })
+}
+
+/// [`ranking`], refusing PageRank for a query with a text (not offered yet).
+fn ranking_with_text(request: &pb::QueryRequest, has_text: bool) -> Result<Ranking, Status> {
+    let ranking = ranking(request)?;
+    if has_text && matches!(ranking, Ranking::PersonalizedPageRank(_)) {
+        return Err(invalid(
+            "scoring SCORING_PERSONALIZED_PAGERANK does not take a text yet: use the unified \
+             scoring with text"
+                .to_owned(),
+        ));
+    }
+    Ok(ranking)
 }
 
 /// A validated `TraverseRequest` with defaults resolved.
@@ -1207,8 +1276,8 @@ mod tests {
             ..options.clone()
         })
         .unwrap();
-        assert_eq!(query_batch(&options, &vectors(4, 3)).unwrap(), single);
-        let defaults = query_batch(&pb::QueryRequest::default(), &vectors(1, 3)).unwrap();
+        assert_eq!(query_batch(&options, &vectors(4, 3), &[]).unwrap(), single);
+        let defaults = query_batch(&pb::QueryRequest::default(), &vectors(1, 3), &[]).unwrap();
         assert_eq!((defaults.k, defaults.ef), (DEFAULT_K, None));
 
         // Every rejection names its field by its path in the batch request, first thing.
@@ -1224,7 +1293,7 @@ mod tests {
         let with = |change: &dyn Fn(&mut pb::QueryRequest)| {
             let mut changed = options.clone();
             change(&mut changed);
-            query_batch(&changed, &vectors(2, 3))
+            query_batch(&changed, &vectors(2, 3), &[])
         };
         rejects(
             with(&|o| o.query_vector = vec![1.0]),
@@ -1243,38 +1312,38 @@ mod tests {
             "options.trace_id",
         );
 
-        rejects(query_batch(&options, &[]), "vectors must not be empty");
-        assert!(query_batch(&options, &vectors(MAX_QUERY_BATCH, 3)).is_ok());
+        rejects(query_batch(&options, &[], &[]), "vectors must not be empty");
+        assert!(query_batch(&options, &vectors(MAX_QUERY_BATCH, 3), &[]).is_ok());
         rejects(
-            query_batch(&options, &vectors(MAX_QUERY_BATCH + 1, 3)),
+            query_batch(&options, &vectors(MAX_QUERY_BATCH + 1, 3), &[]),
             "vectors has 1001 entries, the maximum is 1000",
         );
         let dim = MAX_VECTOR_DIM;
         let most = MAX_QUERY_BATCH_VALUES / dim;
-        assert!(query_batch(&options, &vectors(most, dim)).is_ok());
+        assert!(query_batch(&options, &vectors(most, dim), &[]).is_ok());
         rejects(
-            query_batch(&options, &vectors(most + 1, dim)),
+            query_batch(&options, &vectors(most + 1, dim), &[]),
             "vectors hold 2101248 values in total, the maximum is 2097152",
         );
         let k1000 = pb::QueryRequest {
             k: MAX_K as i32,
             ..Default::default()
         };
-        assert!(query_batch(&k1000, &vectors(100, 3)).is_ok());
+        assert!(query_batch(&k1000, &vectors(100, 3), &[]).is_ok());
         rejects(
-            query_batch(&k1000, &vectors(101, 3)),
+            query_batch(&k1000, &vectors(101, 3), &[]),
             "vectors x options.k = 101 x 1000 = 101000 results",
         );
 
         let mut bad = vectors(3, 3);
         bad[2].values[1] = f32::INFINITY;
         rejects(
-            query_batch(&options, &bad),
+            query_batch(&options, &bad, &[]),
             "vectors[2].values[1] must be finite",
         );
         bad[1].values.clear();
         rejects(
-            query_batch(&options, &bad),
+            query_batch(&options, &bad, &[]),
             "vectors[1].values must not be empty",
         );
     }

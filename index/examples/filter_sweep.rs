@@ -89,6 +89,7 @@ fn request(vector: &[f32], filter: &Filter) -> QueryRequest {
         },
         filter: filter.clone(),
         include_entities: false,
+        ..QueryRequest::default()
     }
 }
 

@@ -13,13 +13,15 @@ use std::time::Instant;
 use metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
 
 /// Seconds spent in one stage of a query, label `stage` = [`STAGE_ANN_SEARCH`],
-/// [`STAGE_EXPANSION`] or [`STAGE_SCORING`].
+/// [`STAGE_LEXICAL_SEARCH`], [`STAGE_EXPANSION`] or [`STAGE_SCORING`].
 pub const QUERY_STAGE_SECONDS: &str = "allidb_query_stage_seconds";
 /// Vector index rebuilds (stale points dropped), label `result` = `ok` or `error`.
 pub const VECTOR_INDEX_REBUILDS_TOTAL: &str = "allidb_vector_index_rebuilds_total";
 
 /// The ANN (HNSW) search for the query's seeds.
 pub const STAGE_ANN_SEARCH: &str = "ann_search";
+/// The BM25 search of a query's text (hybrid and text queries).
+pub const STAGE_LEXICAL_SEARCH: &str = "lexical_search";
 /// The bounded graph expansion from the seeds.
 pub const STAGE_EXPANSION: &str = "expansion";
 /// Similarities, unified scores, ordering and the top k.
@@ -30,7 +32,7 @@ pub fn describe() {
     describe_histogram!(
         QUERY_STAGE_SECONDS,
         Unit::Seconds,
-        "Time spent in one query stage (ann_search, expansion, scoring)."
+        "Time spent in one query stage (ann_search, lexical_search, expansion, scoring)."
     );
     describe_counter!(
         VECTOR_INDEX_REBUILDS_TOTAL,

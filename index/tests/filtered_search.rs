@@ -251,6 +251,7 @@ fn measure(store: &UnifiedStore, data: &Data) -> Vec<(&'static str, f64, f64, &'
                         plan: plan(),
                         filter: filter.clone(),
                         include_entities: false,
+                        ..QueryRequest::default()
                     },
                     false,
                 )

@@ -163,6 +163,7 @@ fn writes_updates_deletes_and_filters_match_brute_force_and_survive_restart() {
                     ..Default::default()
                 },
                 include_entities: true,
+                ..QueryRequest::default()
             };
             let got = ids(store, "acme", &rare);
             assert_eq!(
@@ -472,6 +473,7 @@ fn only_queries_of_in_memory_indexes_are_light() {
         plan: QueryPlan::default(),
         filter: Filter::default(),
         include_entities,
+        ..QueryRequest::default()
     };
     // A short tail (10 <= LIGHT_QUERY_MAX_TAIL) and no entity reads: in memory, light.
     assert!(store.query_is_light("acme", &request(false)));

@@ -249,6 +249,7 @@ impl Rpc {
                     vectors: vec![pb::QueryVector {
                         values: vec![1.0, 0.0, 0.0],
                     }],
+                    texts: Vec::new(),
                 };
                 client.query_batch(request(message, key)).await.map(drop)
             }

@@ -124,6 +124,7 @@ async fn query_batch(
                 values: values.clone(),
             })
             .collect(),
+        texts: Vec::new(),
     };
     Ok(client
         .query_batch(request(batch, Some(key)))
@@ -306,6 +307,7 @@ async fn batch_limits_keys_size_and_metrics_are_the_querys() {
         let batch = pb::QueryBatchRequest {
             options: Some(options.clone()),
             vectors: vec![pb::QueryVector { values: vector(1) }],
+            texts: Vec::new(),
         };
         let status = client
             .query_batch(request(batch, key))

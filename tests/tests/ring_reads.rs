@@ -317,6 +317,7 @@ async fn a_ring_of_five_answers_reads_as_one_node_and_keeps_answering_with_a_nod
             context_chunks: false,
             ..query_request(Vec::new())
         }),
+        texts: Vec::new(),
     };
     let expected = single
         .client()

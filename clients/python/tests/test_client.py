@@ -321,6 +321,43 @@ def test_query_batch_equals_single_queries(db: allidb.Client) -> None:
     assert "vectors[1]" in error.value.message and "expected 8, got 3" in error.value.message
 
 
+def test_text_and_hybrid_queries(db: allidb.Client) -> None:
+    docs = {
+        "left-pad": ("left-pad: String left pad", unit(0)),
+        "pad-right": ("pad-right: pad a string on the right", unit(1)),
+        "lodash": ("lodash: modular utilities", unit(2)),
+    }
+    db.put_many(
+        [Entity(i, vector=v, chunks=[Chunk("c", t)]) for i, (t, v) in docs.items()]
+    )
+    text = db.query(text="left-pad", k=3, hops=0, explain=True)
+    assert text.ids == ["left-pad", "pad-right"]
+    top = text.results[0]
+    assert top.lexical is not None and set(top.lexical.terms) == {"left-pad", "left", "pad"}
+    assert top.components.lexical == pytest.approx(1.0) and top.components.vector == 0.0
+    hybrid = db.query(unit(2), text="left-pad", k=3, hops=0, fusion="rrf", lexical_weight=0.5)
+    assert set(hybrid.ids) == {"left-pad", "pad-right", "lodash"}
+    dbsf = db.query(unit(0), text="left-pad", k=1, hops=0, fusion="dbsf", explain=True)
+    assert dbsf.ids == ["left-pad"]
+    batch = db.query_batch(texts=["left-pad", "lodash"], k=1, hops=0)
+    assert [r.ids for r in batch] == [["left-pad"], ["lodash"]]
+    fused = db.query_batch([unit(2), unit(1)], texts=["lodash", "pad-right"], k=1, hops=0)
+    assert [r.ids for r in fused] == [["lodash"], ["pad-right"]]
+    for bad, field in [
+        (dict(text="   "), "text must not be empty"),
+        (dict(vector=unit(0), fusion="dbsf"), "fusion needs both"),
+        (dict(vector=unit(0), text="x", lexical_weight=2.0), "lexical_weight must be in"),
+        (dict(text="x" * 5000), "the maximum is 4096"),
+    ]:
+        with pytest.raises(allidb.InvalidArgument) as error:
+            db.query(k=1, **bad)
+        assert field in error.value.message
+    with pytest.raises(ValueError):
+        db.query(k=1)
+    with pytest.raises(ValueError):
+        db.query_batch([unit(0)], texts=["a", "b"])
+
+
 def test_edges_and_traverse(db: allidb.Client) -> None:
     graph(db)
     assert db.add_edges([Edge("n2", "n3", "see_also", 0.5), ("n3", "m", "see_also")]) == 2

@@ -183,3 +183,50 @@ def test_store_scopes_to_its_entity_type(tenant: Tenant) -> None:
     assert [d.id for d in store.similarity_search("capital of France", k=5)] == ["doc"]
     everything = AlliDBVectorStore(client, WordHashEmbeddings(), entity_type=None)
     assert {d.id for d in everything.similarity_search("capital of France", k=5)} == {"doc", "raw"}
+
+
+class BlindEmbeddings(WordHashEmbeddings):
+    """An embedding that cannot tell texts apart by rare identifiers: every word outside a
+    small common vocabulary maps to one shared slot (as a real model blurs package names)."""
+
+    common = {"the", "a", "pad", "string", "json", "parser", "fast"}
+
+    def _embed(self, text: str) -> List[float]:
+        words = [w if w in self.common else "<rare>" for w in text.lower().split()]
+        return super()._embed(" ".join(words))
+
+
+IDENTIFIER_TEXTS = [
+    "left-pad: string pad",
+    "right-pad: string pad",
+    "json-parse-fast: fast json parser",
+    "zz-top-secret: the string pad",
+]
+
+
+def test_hybrid_search_finds_identifiers_the_embedding_misses(tenant: Tenant) -> None:
+    store = AlliDBVectorStore(tenant.client(), BlindEmbeddings())
+    store.add_texts(IDENTIFIER_TEXTS, ids=["a", "b", "c", "d"])
+    # The embedding alone cannot put "zz-top-secret" first (its words all look alike).
+    hybrid = store.similarity_search("zz-top-secret", k=2, search_type="hybrid")
+    assert hybrid[0].page_content == "zz-top-secret: the string pad"
+    text = store.similarity_search_with_score("left-pad", k=4, search_type="text")
+    assert [d.page_content for d, _ in text][0] == "left-pad: string pad"
+    # Only documents holding a query word come back from a text search.
+    assert all("pad" in d.page_content for d, _ in text)
+    relevance = store.similarity_search_with_relevance_scores(
+        "json-parse-fast", k=1, search_type="hybrid", fusion="dbsf", lexical_weight=0.7
+    )
+    assert relevance[0][0].page_content.startswith("json-parse-fast")
+    assert 0.0 < relevance[0][1] <= 1.0
+    default_hybrid = AlliDBVectorStore(tenant.client(), BlindEmbeddings(), search_type="hybrid")
+    # left-pad and right-pad embed identically: RRF at equal weights ties them (first by
+    # vector, second by words), a higher lexical weight puts the one named first.
+    tied = default_hybrid.similarity_search("right-pad", k=2)
+    assert {d.page_content.split(":")[0] for d in tied} == {"left-pad", "right-pad"}
+    named = default_hybrid.similarity_search("right-pad", k=1, lexical_weight=0.7)
+    assert named[0].page_content.startswith("right-pad")
+    with pytest.raises(ValueError):
+        store.similarity_search("x", search_type="mmr-ish")
+    with pytest.raises(ValueError):
+        AlliDBVectorStore(tenant.client(), BlindEmbeddings(), search_type="nope")

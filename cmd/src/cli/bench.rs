@@ -789,6 +789,7 @@ async fn run_queries(
                 values: queries[*index].clone(),
             })
             .collect(),
+        texts: Vec::new(),
     };
     let replies = client
         .query_batch(request)

@@ -23,6 +23,25 @@ fn vector_arg(text: &str) -> Result<VectorArg, String> {
     parse::vector(text).map(VectorArg)
 }
 
+/// How a hybrid query fuses its vector and text hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FusionArg {
+    /// Reciprocal rank fusion (rank constant 60).
+    Rrf,
+    /// Distribution-based score fusion.
+    Dbsf,
+}
+
+impl FusionArg {
+    /// The wire value.
+    pub fn wire(self) -> i32 {
+        match self {
+            FusionArg::Rrf => pb::Fusion::Rrf as i32,
+            FusionArg::Dbsf => pb::Fusion::Dbsf as i32,
+        }
+    }
+}
+
 /// Which edges a traversal or expansion follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DirectionArg {
@@ -131,9 +150,19 @@ pub struct DeleteArgs {
 /// `allidb query`.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// Query vector, comma separated.
-    #[arg(long, value_parser = vector_arg)]
-    pub vector: VectorArg,
+    /// Query vector, comma separated (optional with `--text`: a text-only query).
+    #[arg(long, value_parser = vector_arg, required_unless_present = "text")]
+    pub vector: Option<VectorArg>,
+    /// Query text, searched by BM25 over the chunk texts and fused with `--vector` when both
+    /// are given (hybrid search).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// How `--vector` and `--text` are fused (the daemon's default, RRF, when omitted).
+    #[arg(long, value_enum, requires_all = ["vector", "text"])]
+    pub fusion: Option<FusionArg>,
+    /// Share of the lexical part in the fused relevance, in [0, 1] (default 0.5).
+    #[arg(long, requires_all = ["vector", "text"])]
+    pub lexical_weight: Option<f64>,
     /// Results wanted.
     #[arg(short, long, default_value_t = 10)]
     pub k: i32,
@@ -204,7 +233,14 @@ impl QueryArgs {
             }
         });
         pb::QueryRequest {
-            query_vector: self.vector.0.clone(),
+            query_vector: self
+                .vector
+                .as_ref()
+                .map(|v| v.0.clone())
+                .unwrap_or_default(),
+            text: self.text.clone(),
+            fusion: self.fusion.map_or(0, FusionArg::wire),
+            lexical_weight: self.lexical_weight,
             k: self.k,
             expand_factor: self.expand.unwrap_or(0),
             consistency_level: consistency,
@@ -542,9 +578,48 @@ mod tests {
             &["allidb", "traverse", "a", "--max-edges", "100001"],
             &["allidb", "traverse", "a", "--max-edges", "x"],
             &["allidb", "get"],
+            &["allidb", "query"],
+            &["allidb", "query", "--text", "a", "--fusion", "dbsf"],
+            &[
+                "allidb",
+                "query",
+                "--vector",
+                "1",
+                "--lexical-weight",
+                "0.3",
+            ],
         ] {
             assert!(Cli::try_parse_from(argv).is_err(), "{argv:?}");
         }
+    }
+
+    #[test]
+    fn text_flags_build_a_hybrid_or_text_request() {
+        let Command::Query(args) = parse(&[
+            "query",
+            "--vector",
+            "1,0",
+            "--text",
+            "left-pad",
+            "--fusion",
+            "dbsf",
+            "--lexical-weight",
+            "0.25",
+        ]) else {
+            panic!("not a query");
+        };
+        let request = args.request(0);
+        assert_eq!(request.query_vector, vec![1.0, 0.0]);
+        assert_eq!(request.text.as_deref(), Some("left-pad"));
+        assert_eq!(request.fusion, pb::Fusion::Dbsf as i32);
+        assert_eq!(request.lexical_weight, Some(0.25));
+        let Command::Query(text_only) = parse(&["query", "--text", "json parser"]) else {
+            panic!("not a query");
+        };
+        let request = text_only.request(0);
+        assert!(request.query_vector.is_empty());
+        assert_eq!(request.text.as_deref(), Some("json parser"));
+        assert_eq!((request.fusion, request.lexical_weight), (0, None));
     }
 
     #[test]

@@ -274,6 +274,20 @@ pub fn query_table(reply: &pb::QueryResponse) -> String {
                 explanation.recency_score,
                 path_text(explanation.path.as_ref())
             );
+            if let Some(lexical) = &explanation.lexical {
+                let terms: Vec<String> = lexical
+                    .matched_terms
+                    .iter()
+                    .map(|t| format!("{} {:.3} ({:.0}%)", t.term, t.score, 100.0 * t.share))
+                    .collect();
+                let _ = writeln!(
+                    text,
+                    "     lexical {:.6}  bm25 {:.4}  matched: {}",
+                    explanation.lexical_score,
+                    lexical.bm25,
+                    terms.join(", ")
+                );
+            }
             if let Some(pagerank) = &explanation.pagerank {
                 let shares: Vec<String> = pagerank
                     .seed_shares

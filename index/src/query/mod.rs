@@ -2,15 +2,18 @@
 //!
 //! * [`scorer`]: the unified score and its explanation;
 //! * [`planner`]: ANN seeds -> graph walk -> score every candidate -> top k;
-//! * [`pagerank`]: personalized PageRank over a walked subgraph.
+//! * [`pagerank`]: personalized PageRank over a walked subgraph;
+//! * [`fusion`]: hybrid relevance (vector and BM25 lists fused by RRF or DBSF).
 
+pub mod fusion;
 pub mod pagerank;
 pub mod planner;
 pub mod scorer;
 
+pub use fusion::{FusedLists, Fusion, HybridOptions, Relevance};
 pub use pagerank::PageRankOptions;
 pub use planner::{
     EntityFacts, FactSource, PageRankExplanation, QueryAnswer, QueryPlan, Ranked, Ranking,
-    ScoredResult, Seeding, SimilaritySource, rank, run_query,
+    ScoredResult, Seeding, SimilaritySource, TextQuery, rank, run_hybrid_query, run_query,
 };
 pub use scorer::{ScoreBreakdown, ScoreWeights, score};

@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::graph::{Direction, GraphIndex, PathStep, Reached, TraversalOptions, Walk};
+use crate::lexical::{LexicalHit, LexicalIndex};
+use crate::query::fusion::{FusedLists, HybridOptions};
 use crate::query::pagerank::{PageRankOptions, Transition, restart_distribution};
 use crate::query::scorer::{
     PartialScore, ScoreBreakdown, ScoreWeights, scored_importance, vector_term,
@@ -159,6 +161,9 @@ pub struct ScoredResult {
     pub path: Vec<PathStep>,
     /// How the PageRank ranking reached the score (`None` under the unified score).
     pub pagerank: Option<PageRankExplanation>,
+    /// The entity's BM25 score and matched query terms (`None`: the query has no text, or
+    /// the entity holds none of its terms).
+    pub lexical: Option<LexicalHit>,
 }
 
 /// A PageRank result's mass and where it came from.
@@ -242,6 +247,111 @@ pub fn run_query(
     })
 }
 
+/// A query's text: its analyzed terms, the tenant's lexical index and how to fuse.
+#[derive(Debug)]
+pub struct TextQuery<'a> {
+    /// The tenant's BM25 index.
+    pub lexical: &'a LexicalIndex,
+    /// The analyzed query terms (not empty).
+    pub terms: &'a [String],
+    /// Fusion and lexical weight (used when the query also has a vector).
+    pub options: HybridOptions,
+}
+
+/// [`run_query`] for a query with a text, with or without a vector (`query` empty: text
+/// only): the seeds are the fused vector and lexical lists (module [`crate::query::fusion`]),
+/// then the same walk, and the unified score with the relevance term in place of the vector
+/// term. The filter applies to both lists. The PageRank ranking does not take a text.
+#[allow(clippy::too_many_arguments)]
+pub fn run_hybrid_query(
+    vectors: &VectorIndex,
+    graph: &GraphIndex,
+    query: &[f32],
+    text: &TextQuery<'_>,
+    plan: &QueryPlan,
+    filter: Option<&(dyn Fn(&str) -> bool + Sync)>,
+    seeding: Seeding<'_>,
+    facts: &dyn FactSource,
+    now_micros: u64,
+) -> Result<QueryAnswer> {
+    plan.validate()?;
+    text.options.validate()?;
+    if let Ranking::PersonalizedPageRank(_) = plan.ranking {
+        return Err(Error::invalid(
+            "ranking PAGERANK does not take a text yet: use the unified ranking with text",
+        ));
+    }
+    let n = plan.seed_count();
+    let vector_hits = if query.is_empty() {
+        Vec::new()
+    } else {
+        telemetry::query_stage(telemetry::STAGE_ANN_SEARCH, || match seeding {
+            Seeding::Search(hint) => vectors.search(query, n, plan.ef, filter, hint),
+            Seeding::Among(ids) => vectors.search_among(query, n, ids),
+        })?
+    };
+    let lexical_hits = telemetry::query_stage(telemetry::STAGE_LEXICAL_SEARCH, || {
+        let allows = filter.map(|f| f as &dyn Fn(&str) -> bool);
+        text.lexical.search(text.terms, n, allows)
+    });
+    let lists = FusedLists::new(
+        vectors.options().metric,
+        text.options,
+        (!query.is_empty()).then_some(&vector_hits[..]),
+        Some(&lexical_hits),
+    );
+    let seeds = lists.seeds(&vector_hits, &lexical_hits, n);
+    tracing::debug!(
+        vector = vector_hits.len(),
+        lexical = lexical_hits.len(),
+        seeds = seeds.len(),
+        "hybrid seeds fused"
+    );
+    let seed_ids: Vec<&str> = seeds.iter().map(|(id, _)| &**id).collect();
+    let walk = telemetry::query_stage(telemetry::STAGE_EXPANSION, || {
+        graph.walk(&seed_ids, &plan.traversal)
+    })?;
+    let listed: foldhash::HashMap<&str, &LexicalHit> = lexical_hits
+        .iter()
+        .map(|hit| (&*hit.entity_id, hit))
+        .collect();
+    let lexical_of = |id: &str| -> Option<LexicalHit> {
+        match listed.get(id) {
+            Some(hit) => Some((*hit).clone()),
+            None => text.lexical.score_of(text.terms, id),
+        }
+    };
+    let results = telemetry::query_stage(telemetry::STAGE_SCORING, || {
+        let ranked = Ranked {
+            metric: vectors.options().metric,
+            similarities: vectors,
+            facts,
+        };
+        let candidates: Vec<&Reached> = walk
+            .reached
+            .iter()
+            .filter(|r| filter.is_none_or(|f| f(&r.entity_id)))
+            .collect();
+        let hybrid = HybridRanking {
+            lists: &lists,
+            lexical: &lexical_of,
+        };
+        score_candidates(
+            &ranked,
+            query,
+            plan,
+            &vector_hits,
+            &candidates,
+            now_micros,
+            Some(&hybrid),
+        )
+    })?;
+    Ok(QueryAnswer {
+        results,
+        walk: plan.keep_walk.then_some(walk),
+    })
+}
+
 /// Where the ranking looks up a walked entity's own similarity to the query (seeds carry
 /// theirs): the tenant's vector index on one node, what the owners sent on a ring.
 pub trait SimilaritySource {
@@ -292,7 +402,7 @@ pub fn rank(
                 .iter()
                 .filter(|r| filter.is_none_or(|f| f(&r.entity_id)))
                 .collect();
-            score_candidates(ranked, query, plan, seeds, &candidates, now_micros)
+            score_candidates(ranked, query, plan, seeds, &candidates, now_micros, None)
         }
         Ranking::PersonalizedPageRank(options) => {
             rank_by_pagerank(ranked, query, plan, &options, seeds, walk, filter)
@@ -433,6 +543,7 @@ fn rank_by_pagerank(
                 score: vector + graph,
                 breakdown: ScoreBreakdown {
                     vector,
+                    lexical: 0.0,
                     graph,
                     importance: 0.0,
                     recency: 0.0,
@@ -446,6 +557,7 @@ fn rank_by_pagerank(
                     iterations: pagerank.iterations,
                     seed_shares,
                 }),
+                lexical: None,
             }
         })
         .collect();
@@ -454,8 +566,26 @@ fn rank_by_pagerank(
     Ok(results)
 }
 
+/// What a text (or hybrid) query ranks with besides the vector: the fused lists and each
+/// candidate's BM25 score.
+pub struct HybridRanking<'a> {
+    /// The query's vector and lexical lists.
+    pub lists: &'a FusedLists,
+    /// The BM25 score and matched terms of any entity (`None`: it holds no query term).
+    pub lexical: &'a dyn Fn(&str) -> Option<LexicalHit>,
+}
+
+impl std::fmt::Debug for HybridRanking<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HybridRanking")
+            .field("lists", &self.lists)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Scores `candidates` (with their own similarity to `query`: the search's for `seeds`, looked
-/// up for the others) and keeps the best `plan.k`.
+/// up for the others; none without a query vector) and keeps the best `plan.k`. With
+/// `hybrid`, the relevance term (vector and lexical parts) takes the vector term's place.
 fn score_candidates(
     ranked: &Ranked<'_>,
     query: &[f32],
@@ -463,10 +593,19 @@ fn score_candidates(
     seeds: &[VectorHit],
     candidates: &[&Reached],
     now_micros: u64,
+    hybrid: Option<&HybridRanking<'_>>,
 ) -> Result<Vec<ScoredResult>> {
     let facts = ranked.facts;
     let ids: Vec<&str> = candidates.iter().map(|r| &*r.entity_id).collect();
-    let similarities = similarities_of(ranked.similarities, query, seeds, &ids)?;
+    let similarities = if query.is_empty() {
+        vec![None; ids.len()]
+    } else {
+        similarities_of(ranked.similarities, query, seeds, &ids)?
+    };
+    let lexical: Vec<Option<LexicalHit>> = match hybrid {
+        Some(h) => ids.iter().map(|id| (h.lexical)(id)).collect(),
+        None => vec![None; ids.len()],
+    };
     let metric = ranked.metric;
     let now = i64::try_from(now_micros).unwrap_or(i64::MAX);
     let age = |updated_at_micros: u64| now - i64::try_from(updated_at_micros).unwrap_or(i64::MAX);
@@ -476,23 +615,39 @@ fn score_candidates(
             age(bound.updated_at_micros),
         )
     });
-    let mut bounded: Vec<(f64, PartialScore, &Reached, Option<f32>)> = candidates
+    type Bounded<'r> = (
+        f64,
+        PartialScore,
+        &'r Reached,
+        Option<f32>,
+        Option<LexicalHit>,
+    );
+    let mut bounded: Vec<Bounded<'_>> = candidates
         .iter()
         .copied()
         .zip(similarities)
-        .map(|(reached, similarity)| {
-            let partial = PartialScore::new(&plan.weights, metric, similarity, &reached.path);
+        .zip(lexical)
+        .map(|((reached, similarity), lexical)| {
+            let partial = match hybrid {
+                Some(h) => {
+                    let bm25 = lexical.as_ref().map(|l| l.score);
+                    let relevance = h.lists.relevance(&reached.entity_id, similarity, bm25);
+                    PartialScore::with_relevance(&plan.weights, relevance, &reached.path)
+                }
+                None => PartialScore::new(&plan.weights, metric, similarity, &reached.path),
+            };
             (
                 partial.upper_bound(&plan.weights, most),
                 partial,
                 reached,
                 similarity,
+                lexical,
             )
         })
         .collect();
     bounded.sort_by(|a, b| b.0.total_cmp(&a.0));
     let mut results: Vec<ScoredResult> = Vec::with_capacity(plan.k.min(bounded.len()) + 1);
-    for (upper_bound, partial, reached, similarity) in bounded {
+    for (upper_bound, partial, reached, similarity, lexical) in bounded {
         // Candidates come in descending bound order: once the k-th result beats a bound
         // strictly, no later candidate can enter the top k (a tie could, on its id).
         if results.len() == plan.k && results.last().is_some_and(|kth| upper_bound < kth.score) {
@@ -520,6 +675,7 @@ fn score_candidates(
                 depth: reached.depth,
                 path: reached.path.clone(),
                 pagerank: None,
+                lexical,
             };
             results.insert(position, result);
             results.truncate(plan.k);
@@ -853,6 +1009,7 @@ mod tests {
                     depth: r.depth,
                     path: r.path.clone(),
                     pagerank: None,
+                    lexical: None,
                 })
             })
             .collect();

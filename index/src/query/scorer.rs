@@ -11,6 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::graph::PathStep;
+use crate::query::fusion::Relevance;
 use crate::vector::Metric;
 
 /// Microseconds in 30 days: the recency time constant.
@@ -71,15 +72,18 @@ impl ScoreWeights {
 /// Each weighted component of one score, plus the total.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScoreBreakdown {
-    /// Weighted vector term.
+    /// Weighted vector term (in a hybrid query: the vector part of the relevance term).
     pub vector: f64,
+    /// Weighted lexical part of the relevance term (0 without a query text; see
+    /// [`crate::query::fusion`]).
+    pub lexical: f64,
     /// Weighted graph term (after hop decay).
     pub graph: f64,
     /// Weighted importance term.
     pub importance: f64,
     /// Weighted recency term.
     pub recency: f64,
-    /// Sum of the four.
+    /// Sum of the five.
     pub total: f64,
 }
 
@@ -123,6 +127,7 @@ pub fn graph_term(path: &[PathStep], hop_decay: f64) -> f64 {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PartialScore {
     vector: f64,
+    lexical: f64,
     graph: f64,
 }
 
@@ -136,6 +141,17 @@ impl PartialScore {
     ) -> Self {
         Self {
             vector: weights.vector * vector_term(metric, similarity),
+            lexical: 0.0,
+            graph: weights.graph * graph_term(path, weights.hop_decay),
+        }
+    }
+
+    /// The weighted relevance parts (a hybrid or text query's, in place of the vector term)
+    /// and graph term of a candidate.
+    pub fn with_relevance(weights: &ScoreWeights, relevance: Relevance, path: &[PathStep]) -> Self {
+        Self {
+            vector: weights.vector * relevance.vector,
+            lexical: weights.vector * relevance.lexical,
             graph: weights.graph * graph_term(path, weights.hop_decay),
         }
     }
@@ -148,7 +164,8 @@ impl PartialScore {
     /// rounding of `exp` could exceed it.
     pub fn upper_bound(&self, weights: &ScoreWeights, most: Option<(f64, i64)>) -> f64 {
         let Some((importance, age_micros)) = most else {
-            return self.vector + (self.graph + (weights.importance + weights.recency));
+            return (self.vector + self.lexical)
+                + (self.graph + (weights.importance + weights.recency));
         };
         let bound = self.complete(weights, importance, age_micros).total;
         bound + 1e-12 * (1.0 + bound.abs())
@@ -167,11 +184,13 @@ impl PartialScore {
         let recency = weights.recency * (-age / RECENCY_TIME_CONSTANT_MICROS).exp();
         ScoreBreakdown {
             vector: self.vector,
+            lexical: self.lexical,
             graph: self.graph,
             importance,
             recency,
-            // Smallest terms first: exact for the documented 1.5 case and less rounding in general.
-            total: self.vector + (self.graph + (importance + recency)),
+            // Smallest terms first: exact for the documented 1.5 case and less rounding in
+            // general (the lexical part is 0 without text, and `x + 0.0 == x`).
+            total: (self.vector + self.lexical) + (self.graph + (importance + recency)),
         }
     }
 }

@@ -56,7 +56,8 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::filter::{AttrType, Expr};
 use crate::graph::{PathStep, Reached, TraversalOptions, Truncation};
-use crate::query::{QueryPlan, ScoredResult, Seeding, run_query};
+use crate::lexical::{DocTerms, LexicalHit, LexicalOptions};
+use crate::query::{QueryPlan, ScoredResult, Seeding, TextQuery, run_hybrid_query, run_query};
 use crate::vector::{Metric, VectorIndex, VectorIndexOptions};
 
 /// Most vectors a tenant's exact-scan tail may hold for its queries to count as light
@@ -71,6 +72,8 @@ pub struct StoreOptions {
     pub engine: allidb_storage::Options,
     /// Vector index options of every tenant (dimension `None`: fixed by the first vector).
     pub vectors: VectorIndexOptions,
+    /// Lexical (BM25) index options of every tenant.
+    pub lexical: LexicalOptions,
     /// How often the indexes are dumped when writes happened (default 60 s).
     pub dump_interval: Duration,
     /// The indexes are also dumped as soon as this many bytes of WAL were written since the
@@ -91,6 +94,7 @@ impl Default for StoreOptions {
         Self {
             engine: allidb_storage::Options::default(),
             vectors: VectorIndexOptions::default(),
+            lexical: LexicalOptions::default(),
             dump_interval: Duration::from_secs(60),
             dump_wal_bytes: 256 << 20,
             indexer_batch: 1024,
@@ -119,12 +123,17 @@ fn wait_for_tail_room(tenant: &str, vectors: &VectorIndex, max_wait: Duration) -
     Ok(())
 }
 
-/// A query: the vector, the plan (k, expansion, weights, ef), a filter, and whether to return
-/// the entities.
+/// A query: the vector and/or the text, the plan (k, expansion, weights, ef), a filter, and
+/// whether to return the entities.
 #[derive(Clone, Debug, Default)]
 pub struct QueryRequest {
-    /// The query vector (any metric; validated against the tenant's dimension).
+    /// The query vector (any metric; validated against the tenant's dimension). May be empty
+    /// when `text` is given (a text-only query).
     pub vector: Vec<f32>,
+    /// The query text, searched by BM25 and fused with the vector hits (`None`: vector only).
+    pub text: Option<String>,
+    /// How a query with both a vector and a text fuses them.
+    pub hybrid: crate::query::HybridOptions,
     /// k, expand factor, traversal limits, weights, ef.
     pub plan: QueryPlan,
     /// Filter applied to seeds and expanded nodes before the top k.
@@ -185,6 +194,7 @@ pub struct Indexes {
     /// One dump at a time (the periodic one, a drop's, the one at close).
     dumping: Mutex<()>,
     options: VectorIndexOptions,
+    lexical: LexicalOptions,
     /// Every write at or below this sequence number is in the indexes.
     applied_seq: AtomicU64,
     /// Batches whose index update failed (logged); they are in the engine, not in the index.
@@ -227,12 +237,13 @@ impl TenantState {
 }
 
 impl Indexes {
-    fn new(options: VectorIndexOptions) -> Self {
+    fn new(options: VectorIndexOptions, lexical: LexicalOptions) -> Self {
         Self {
             tenants: RwLock::default(),
             drops: RwLock::default(),
             dumping: Mutex::new(()),
             options,
+            lexical,
             applied_seq: AtomicU64::new(0),
             apply_errors: AtomicU64::new(0),
         }
@@ -250,7 +261,10 @@ impl Indexes {
         if let Some(t) = tenants.get(tenant) {
             return Ok(t.clone());
         }
-        let state = TenantState::new(TenantIndexes::new(self.options)?, self.options.dimension);
+        let state = TenantState::new(
+            TenantIndexes::new(self.options, &self.lexical)?,
+            self.options.dimension,
+        );
         tenants.insert(tenant.to_owned(), state.clone());
         Ok(state)
     }
@@ -439,10 +453,11 @@ impl UnifiedStore {
     /// Opens the store in `dir` (`dir/lsm`: the engine, `dir/index`: index dumps).
     pub fn open(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
         options.vectors.validate()?;
+        options.lexical.validate()?;
         let dir = dir.as_ref();
         let index_dir = dir.join(INDEX_SUBDIR);
-        let indexes = Arc::new(Indexes::new(options.vectors));
-        let loaded = match persist::load(&index_dir, |_| options.vectors) {
+        let indexes = Arc::new(Indexes::new(options.vectors, options.lexical.clone()));
+        let loaded = match persist::load(&index_dir, |_| options.vectors, &options.lexical) {
             Ok(loaded) => loaded,
             Err(e) => {
                 tracing::warn!(error = %e, "index dump unusable; rebuilding the indexes from storage");
@@ -581,7 +596,7 @@ impl UnifiedStore {
             let state = match &mut state {
                 Some(state) => state,
                 None => state.insert(TenantState::new(
-                    TenantIndexes::new(self.indexes.options)?,
+                    TenantIndexes::new(self.indexes.options, &self.indexes.lexical)?,
                     self.indexes.options.dimension,
                 )),
             };
@@ -918,7 +933,14 @@ impl UnifiedStore {
         context_entities: bool,
     ) -> Result<QueryReply> {
         request.plan.validate()?;
-        let Some(state) = self.query_tenant(tenant, &request.vector)? else {
+        request.hybrid.validate()?;
+        let terms = request
+            .text
+            .as_deref()
+            .map(crate::lexical::analyze_query)
+            .transpose()?;
+        let vector_needed = terms.is_none() || !request.vector.is_empty();
+        let Some(state) = self.query_tenant(tenant, &request.vector, vector_needed)? else {
             let context = request.plan.keep_walk.then(|| QueryContext {
                 nodes: Vec::new(),
                 edges: Vec::new(),
@@ -953,16 +975,36 @@ impl UnifiedStore {
                 }
             };
             let now = allidb_storage::hlc::wall_micros();
-            let answer = run_query(
-                &t.vectors,
-                &t.graph,
-                &request.vector,
-                &request.plan,
-                filter_fn,
-                seeding,
-                &*facts,
-                now,
-            )?;
+            let answer = match &terms {
+                None => run_query(
+                    &t.vectors,
+                    &t.graph,
+                    &request.vector,
+                    &request.plan,
+                    filter_fn,
+                    seeding,
+                    &*facts,
+                    now,
+                )?,
+                Some(terms) => {
+                    let text = TextQuery {
+                        lexical: &t.lexical,
+                        terms,
+                        options: request.hybrid,
+                    };
+                    run_hybrid_query(
+                        &t.vectors,
+                        &t.graph,
+                        &request.vector,
+                        &text,
+                        &request.plan,
+                        filter_fn,
+                        seeding,
+                        &*facts,
+                        now,
+                    )?
+                }
+            };
             let context = answer.walk.map(|walk| {
                 let walked = walk.reached.len();
                 let nodes: Vec<Reached> = walk
@@ -1016,10 +1058,16 @@ impl UnifiedStore {
     }
 
     /// The indexes of `tenant` for a query by `vector` (`None`: the tenant has none), once
-    /// the vector is checked: not empty, finite, of the tenant's dimension.
-    fn query_tenant(&self, tenant: &str, vector: &[f32]) -> Result<Option<Arc<TenantState>>> {
+    /// the vector is checked: not empty (unless `!vector_needed`: a text-only query), finite,
+    /// of the tenant's dimension.
+    fn query_tenant(
+        &self,
+        tenant: &str,
+        vector: &[f32],
+        vector_needed: bool,
+    ) -> Result<Option<Arc<TenantState>>> {
         allidb_storage::key::validate_tenant(tenant)?;
-        if vector.is_empty() {
+        if vector.is_empty() && vector_needed {
             return Err(Error::invalid("query vector is empty"));
         }
         if let Some(bad) = vector.iter().position(|x| !x.is_finite()) {
@@ -1031,6 +1079,7 @@ impl UnifiedStore {
             return Ok(None);
         };
         if let Some(expected) = *state.dimension.lock()
+            && !vector.is_empty()
             && expected != vector.len()
         {
             return Err(Error::DimensionMismatch {
@@ -1108,6 +1157,28 @@ impl UnifiedStore {
             self.with_entities(tenant, reached, include_entities)?,
             truncation,
         ))
+    }
+
+    /// The best `n` entities of `tenant` for `text` by BM25 alone (no filter, no graph): the
+    /// lexical index's own answer, for diagnostics, benchmarks and tests. A text without a
+    /// searchable word is `InvalidArgument`.
+    pub fn lexical_search(&self, tenant: &str, text: &str, n: usize) -> Result<Vec<LexicalHit>> {
+        allidb_storage::key::validate_tenant(tenant)?;
+        let terms = crate::lexical::analyze_query(text)?;
+        Ok(self
+            .indexes
+            .tenant(tenant)
+            .map(|state| state.indexes.lexical.search(&terms, n, None))
+            .unwrap_or_default())
+    }
+
+    /// Every analyzed document of `tenant`'s lexical index, in entity order (consistency
+    /// checks: after any crash it equals a rebuild's).
+    pub fn lexical_documents(&self, tenant: &str) -> Vec<(String, DocTerms)> {
+        self.indexes
+            .tenant(tenant)
+            .map(|state| state.indexes.lexical.export())
+            .unwrap_or_default()
     }
 
     /// Moves every pending vector into HNSW now (bulk loads, benchmarks, tests).

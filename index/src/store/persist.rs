@@ -8,6 +8,7 @@
 //! dump-NNNNNN/t-<hex>/vectors/    VectorIndex::dump (id map, vectors, HNSW files)
 //! dump-NNNNNN/t-<hex>/graph       record file: one record per out-edge
 //! dump-NNNNNN/t-<hex>/facts       record file: one record per entity (type, attributes, ...)
+//! dump-NNNNNN/t-<hex>/lexical     record file: one record per analyzed text document
 //! ```
 //!
 //! A *checked file* is `crc32:u32 LE` (CRC-32/IEEE over the rest) followed by a versioned
@@ -20,7 +21,7 @@
 //! ```
 //!
 //! where each payload is one entry in the versioned codec (version byte 1 for graph records, 2
-//! for facts records, whose attributes are typed) and the CRC-32 covers everything before it. `<hex>` is the tenant id in hex, so any tenant id is a safe file name.
+//! for facts records, whose attributes are typed, [`LEXICAL_FORMAT`] for lexical records) and the CRC-32 covers everything before it. `<hex>` is the tenant id in hex, so any tenant id is a safe file name.
 //!
 //! Protocol: a dump is written into a fresh `dump-N` directory, every file and directory is
 //! synced, then `CURRENT` is switched with write-temp / fsync / rename / fsync-dir, then older
@@ -39,6 +40,7 @@ use super::facts::EntityMeta;
 use super::tenant::TenantIndexes;
 use crate::error::{Error, Result};
 use crate::graph::EdgeSpec;
+use crate::lexical::{DocTerms, LexicalOptions, analyzer};
 use crate::vector::{VectorIndex, VectorIndexOptions};
 
 const CURRENT: &str = "CURRENT";
@@ -92,6 +94,11 @@ fn read_checked<T: bincode::Decode<()>>(path: &Path) -> Result<T> {
 /// Payload format of the facts records: 2 since attributes are typed (a facts file of format 1
 /// fails to load, so the indexes are rebuilt from storage once).
 const FACTS_FORMAT: u8 = 2;
+/// Payload format of the lexical records: 10 + the analyzer version, so a dump analyzed by
+/// other rules fails to load and the indexes are rebuilt from storage (with today's rules).
+const LEXICAL_FORMAT: u8 = 10 + analyzer::ANALYZER_VERSION;
+/// One document of the lexical dump: `(entity id, analyzed terms)`.
+type LexicalRecord = (String, DocTerms);
 /// Payload format of the graph records.
 const GRAPH_FORMAT: u8 = codec::PAYLOAD_VERSION;
 
@@ -218,6 +225,8 @@ fn write_dump(dir: &Path, covered: SeqNo, tenants: &[(String, &TenantIndexes)]) 
             .map(|(id, m)| (id.clone(), m.clone()))
             .collect();
         write_records(&tdir.join("facts"), FACTS_FORMAT, facts.into_iter())?;
+        let docs = indexes.lexical.export();
+        write_records(&tdir.join("lexical"), LEXICAL_FORMAT, docs.into_iter())?;
         sync_path(&tdir)?;
     }
     let meta = Meta {
@@ -257,7 +266,11 @@ pub struct Loaded {
 }
 
 /// Loads the current dump. `Ok(None)`: there is none. An error means it is unusable (rebuild).
-pub fn load(root: &Path, options: impl Fn(&str) -> VectorIndexOptions) -> Result<Option<Loaded>> {
+pub fn load(
+    root: &Path,
+    options: impl Fn(&str) -> VectorIndexOptions,
+    lexical: &LexicalOptions,
+) -> Result<Option<Loaded>> {
     let current = root.join(CURRENT);
     if !current.exists() {
         return Ok(None);
@@ -268,15 +281,23 @@ pub fn load(root: &Path, options: impl Fn(&str) -> VectorIndexOptions) -> Result
     let mut tenants = Vec::with_capacity(meta.tenants.len());
     for tenant in meta.tenants {
         let tdir = tenant_dir(&dir, &tenant);
-        let indexes = TenantIndexes::with_vectors(VectorIndex::load(
-            &tdir.join("vectors"),
-            options(&tenant),
-        )?);
+        let indexes = TenantIndexes::with_vectors(
+            VectorIndex::load(&tdir.join("vectors"), options(&tenant))?,
+            lexical,
+        )?;
         load_graph(&tdir.join("graph"), &indexes, meta.covered)?;
         read_records(&tdir.join("facts"), FACTS_FORMAT, |(id, m): FactRecord| {
             indexes.facts.write().upsert(&id, m);
             Ok(())
         })?;
+        read_records(
+            &tdir.join("lexical"),
+            LEXICAL_FORMAT,
+            |(id, doc): LexicalRecord| {
+                indexes.lexical.upsert(&id, doc);
+                Ok(())
+            },
+        )?;
         tenants.push((tenant, indexes));
     }
     Ok(Some(Loaded {

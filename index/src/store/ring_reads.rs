@@ -85,7 +85,7 @@ impl UnifiedStore {
         if count == 0 {
             return Err(Error::invalid("seeds must be at least 1"));
         }
-        let Some(state) = self.query_tenant(tenant, vector)? else {
+        let Some(state) = self.query_tenant(tenant, vector, true)? else {
             return Ok(Vec::new());
         };
         let t = &state.indexes;
@@ -129,7 +129,7 @@ impl UnifiedStore {
         let state = if request.query.is_empty() {
             self.indexes.tenant(tenant)
         } else {
-            self.query_tenant(tenant, &request.query)?
+            self.query_tenant(tenant, &request.query, true)?
         };
         let Some(state) = state else {
             return Ok(vec![HopNode::default(); request.entity_ids.len()]);

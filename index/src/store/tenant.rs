@@ -1,9 +1,10 @@
-//! One tenant's indexes (vectors, graph, facts) and the two ways they are brought up to date:
+//! One tenant's indexes (vectors, graph, facts, lexical) and the two ways they are brought up to date:
 //! from a committed write batch (live, in commit order) and from an entity's stored state
 //! (catch-up after a restart, full rebuilds).
 //!
 //! Invariant: after either path, the indexes describe exactly the entity's live state in the
-//! engine as of that write — a deleted entity has no vector, no facts and no out-edges — with
+//! engine as of that write — a deleted entity has no vector, no facts, no text document and no
+//! out-edges — with
 //! one counted exception: a stored vector whose dimension differs from the one the tenant's
 //! vector index holds (replicas that diverged, docs/index.md "Vectors the index refuses") is
 //! left out and its entity listed in [`TenantIndexes::unindexed`]; its facts and edges are
@@ -21,6 +22,7 @@ use parking_lot::{Mutex, RwLock};
 use super::facts::{EntityMeta, FactTable};
 use crate::error::{Error, Result};
 use crate::graph::{EdgeSpec, GraphIndex};
+use crate::lexical::{LexicalIndex, LexicalOptions};
 use crate::vector::{VectorIndex, VectorIndexOptions};
 
 /// The indexes of one tenant.
@@ -32,6 +34,8 @@ pub struct TenantIndexes {
     pub graph: GraphIndex,
     /// Type, attributes, importance, update time.
     pub facts: RwLock<FactTable>,
+    /// BM25 over the chunk texts.
+    pub lexical: LexicalIndex,
     /// Entities whose stored current vector the vector index refused (its dimension is not
     /// the one in force): indexed without it until the dimension frees up.
     unindexed: Mutex<BTreeSet<String>>,
@@ -108,23 +112,19 @@ fn spec(relation: &str, to: &str, weight: f64) -> EdgeSpec {
 
 impl TenantIndexes {
     /// Empty indexes.
-    pub fn new(options: VectorIndexOptions) -> Result<Self> {
-        Ok(Self {
-            vectors: VectorIndex::new(options)?,
-            graph: GraphIndex::new(),
-            facts: RwLock::default(),
-            unindexed: Mutex::default(),
-        })
+    pub fn new(options: VectorIndexOptions, lexical: &LexicalOptions) -> Result<Self> {
+        Self::with_vectors(VectorIndex::new(options)?, lexical)
     }
 
-    /// Indexes with a reloaded vector index.
-    pub fn with_vectors(vectors: VectorIndex) -> Self {
-        Self {
+    /// Indexes with a reloaded vector index (the others empty).
+    pub fn with_vectors(vectors: VectorIndex, lexical: &LexicalOptions) -> Result<Self> {
+        Ok(Self {
             vectors,
             graph: GraphIndex::new(),
             facts: RwLock::default(),
+            lexical: LexicalIndex::new(lexical.clone())?,
             unindexed: Mutex::default(),
-        }
+        })
     }
 
     /// Entities whose stored vector is not indexed (its dimension differs from the index's),
@@ -204,10 +204,12 @@ impl TenantIndexes {
                     None => self.remove_vector(id, seq),
                 }
                 self.facts.write().upsert(id, meta_of(body, body_ts));
+                self.lexical.upsert_body(id, body, body_ts);
             }
             None => {
                 self.remove_vector(id, seq);
                 self.facts.write().remove(id);
+                self.lexical.remove(id);
             }
         }
         Ok(())

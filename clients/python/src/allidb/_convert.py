@@ -29,6 +29,7 @@ from .types import (
     QueryResponse,
     QueryResult,
     ScoreComponents,
+    LexicalMatch,
     TraversedNode,
     TraverseResult,
     Weights,
@@ -87,6 +88,38 @@ def scoring_mode(value: Union[str, int]) -> Any:
         except KeyError:
             raise ValueError(f"scoring must be 'unified' or 'pagerank'; got {value!r}") from None
     return int(value)
+
+
+_FUSION = {"rrf": 1, "dbsf": 2}
+
+
+def fusion_mode(value: Union[str, int]) -> int:
+    """``"rrf"`` or ``"dbsf"`` (or the enum number) -> the protobuf enum."""
+    if isinstance(value, str):
+        try:
+            return _FUSION[value.lower()]
+        except KeyError:
+            raise ValueError(f"fusion must be 'rrf' or 'dbsf'; got {value!r}") from None
+    return int(value)
+
+
+def set_hybrid(
+    request: Any,
+    *,
+    text: Optional[str] = None,
+    fusion: Union[str, int, None] = None,
+    lexical_weight: Optional[float] = None,
+    rank_constant: Optional[int] = None,
+) -> None:
+    """Sets a ``QueryRequest``'s hybrid-search fields (the server checks them)."""
+    if text is not None:
+        request.text = str(text)
+    if fusion is not None:
+        request.fusion = fusion_mode(fusion)
+    if lexical_weight is not None:
+        request.lexical_weight = float(lexical_weight)
+    if rank_constant is not None:
+        request.rank_constant = int(rank_constant)
 
 
 def floats(vector: Any, name: str = "vector") -> List[float]:
@@ -488,6 +521,21 @@ def query_batch_chunks(
         start = end
 
 
+def query_batch_parts(
+    all_vectors: List[List[float]], all_texts: List[str], k: int
+) -> Iterator[Tuple[int, List[List[float]], List[str]]]:
+    """:func:`query_batch_chunks` over vectors with their texts (as many, or none), or over
+    texts alone; yields ``(offset, vectors, texts)``."""
+    if all_vectors:
+        for offset, chunk in query_batch_chunks(all_vectors, k):
+            yield offset, chunk, all_texts[offset:offset + len(chunk)]
+        return
+    per_result = int(k) if k > 0 else 10
+    limit = min(MAX_QUERY_BATCH_VECTORS, max(MAX_QUERY_BATCH_RESULTS // per_result, 1))
+    for start in range(0, len(all_texts), limit):
+        yield start, [], all_texts[start:start + limit]
+
+
 def traverse_request(
     start_ids: Union[str, Sequence[str]],
     *,
@@ -650,7 +698,13 @@ def result_from_proto(result: pb.QueryResult) -> QueryResult:
             graph=explanation.graph_score,
             importance=explanation.importance_score,
             recency=explanation.recency_score,
+            lexical=explanation.lexical_score,
         )
+        if explanation.HasField("lexical"):
+            out.lexical = LexicalMatch(
+                bm25=explanation.lexical.bm25,
+                terms={t.term: t.score for t in explanation.lexical.matched_terms},
+            )
         out.path = path_from_proto(explanation.path)
         if explanation.HasField("pagerank"):
             out.pagerank = PageRank(

@@ -325,8 +325,11 @@ class AsyncClient:
 
     async def query(
         self,
-        vector: VectorLike,
+        vector: Optional[VectorLike] = None,
         *,
+        text: Optional[str] = None,
+        fusion: Union[str, int, None] = None,
+        lexical_weight: Optional[float] = None,
         k: int = 10,
         hops: Optional[int] = None,
         relations: Optional[Sequence[str]] = None,
@@ -339,6 +342,7 @@ class AsyncClient:
         include_entity: bool = True,
         consistency: conv.ConsistencyLike = None,
         trace_id: Optional[str] = None,
+        rank_constant: Optional[int] = None,
         **more: Any,
     ) -> QueryResponse:
         """See :meth:`allidb.Client.query`."""
@@ -349,13 +353,23 @@ class AsyncClient:
             consistency=consistency if consistency is not None else self.consistency,
             trace_id=trace_id, **more,
         )
-        request.query_vector.extend(conv.floats(vector))
+        if vector is None and text is None:
+            raise ValueError("query needs a vector, a text, or both")
+        if vector is not None:
+            request.query_vector.extend(conv.floats(vector))
+        conv.set_hybrid(
+            request, text=text, fusion=fusion, lexical_weight=lexical_weight,
+            rank_constant=rank_constant,
+        )
         return conv.query_response_from_proto(await self._call(self._stub.Query, request))
 
     async def query_batch(
         self,
-        vectors: Any,
+        vectors: Any = None,
         *,
+        texts: Optional[Sequence[str]] = None,
+        fusion: Union[str, int, None] = None,
+        lexical_weight: Optional[float] = None,
         k: int = 10,
         hops: Optional[int] = None,
         relations: Optional[Sequence[str]] = None,
@@ -378,15 +392,23 @@ class AsyncClient:
             consistency=consistency if consistency is not None else self.consistency,
             trace_id=trace_id, **more,
         )
-        all_vectors = conv.vectors(vectors)
+        conv.set_hybrid(options, fusion=fusion, lexical_weight=lexical_weight)
+        all_vectors = conv.vectors(vectors) if vectors is not None else []
+        all_texts = [str(t) for t in texts] if texts is not None else []
+        if all_texts and all_vectors and len(all_texts) != len(all_vectors):
+            raise ValueError(
+                f"texts has {len(all_texts)} entries and vectors {len(all_vectors)}: give one "
+                "text per vector, or no vectors"
+            )
         out: List[QueryResponse] = []
-        for _, part in conv.query_batch_chunks(all_vectors, k):
+        for _, part, part_texts in conv.query_batch_parts(all_vectors, all_texts, k):
             request = pb.QueryBatchRequest(options=options)
             for values in part:
                 request.vectors.add(values=values)
+            request.texts.extend(part_texts)
             reply = await self._call(self._stub.QueryBatch, request)
             out.extend(conv.query_response_from_proto(r) for r in reply.replies)
-        if not all_vectors:
+        if not all_vectors and not all_texts:
             reply = await self._call(self._stub.QueryBatch, pb.QueryBatchRequest(options=options))
             out.extend(conv.query_response_from_proto(r) for r in reply.replies)
         return out

@@ -410,8 +410,11 @@ class Client:
 
     def query(
         self,
-        vector: VectorLike,
+        vector: Optional[VectorLike] = None,
         *,
+        text: Optional[str] = None,
+        fusion: Union[str, int, None] = None,
+        lexical_weight: Optional[float] = None,
         k: int = 10,
         hops: Optional[int] = None,
         relations: Optional[Sequence[str]] = None,
@@ -424,13 +427,21 @@ class Client:
         include_entity: bool = True,
         consistency: conv.ConsistencyLike = None,
         trace_id: Optional[str] = None,
+        rank_constant: Optional[int] = None,
         **more: Any,
     ) -> QueryResponse:
         """Graph-RAG query: nearest neighbours of ``vector``, graph expansion, unified score,
         the top ``k`` (best first).
 
         Args:
-            vector: a list, tuple or numpy array of the tenant's dimension.
+            vector: a list, tuple or numpy array of the tenant's dimension (optional with
+                ``text``: a text-only query).
+            text: hybrid search: searched by BM25 over the entities' chunk texts, alone or
+                fused with ``vector``; the fused candidates seed the graph expansion.
+            fusion: with both ``vector`` and ``text``: ``"rrf"`` (default, rank constant 60;
+                ``rank_constant`` in ``more``) or ``"dbsf"``.
+            lexical_weight: with both: the lexical share of the fused relevance, in [0, 1]
+                (default 0.5).
             k: results wanted (server maximum 1000).
             hops: graph expansion depth (None = the server's default, 0 = no expansion).
             relations: relations the expansion follows (None = all).
@@ -458,13 +469,23 @@ class Client:
             consistency=consistency if consistency is not None else self.consistency,
             trace_id=trace_id, **more,
         )
-        request.query_vector.extend(conv.floats(vector))
+        if vector is None and text is None:
+            raise ValueError("query needs a vector, a text, or both")
+        if vector is not None:
+            request.query_vector.extend(conv.floats(vector))
+        conv.set_hybrid(
+            request, text=text, fusion=fusion, lexical_weight=lexical_weight,
+            rank_constant=rank_constant,
+        )
         return conv.query_response_from_proto(self._call(self._stub.Query, request))
 
     def query_batch(
         self,
-        vectors: Any,
+        vectors: Any = None,
         *,
+        texts: Optional[Sequence[str]] = None,
+        fusion: Union[str, int, None] = None,
+        lexical_weight: Optional[float] = None,
         k: int = 10,
         hops: Optional[int] = None,
         relations: Optional[Sequence[str]] = None,
@@ -482,7 +503,9 @@ class Client:
         """Many queries with the same options (those of :meth:`query`) in as few round trips
         as the server's limits allow (1000 vectors per call): one :class:`QueryResponse` per
         vector, in order, each what :meth:`query` returns for it. ``vectors`` is a sequence of
-        vectors or a 2-d numpy array. ``include_context`` is refused by the server."""
+        vectors or a 2-d numpy array. ``texts`` (hybrid search): one text per query, with
+        ``vectors`` (as many) or alone (text-only queries); ``fusion`` and ``lexical_weight`` as
+        in :meth:`query`. ``include_context`` is refused by the server."""
         options = conv.query_options(
             k=k, hops=hops, relations=relations, direction=direction, filters=filters,
             entity_types=entity_types, weights=weights, ef=ef, explain=explain,
@@ -490,15 +513,23 @@ class Client:
             consistency=consistency if consistency is not None else self.consistency,
             trace_id=trace_id, **more,
         )
-        all_vectors = conv.vectors(vectors)
+        conv.set_hybrid(options, fusion=fusion, lexical_weight=lexical_weight)
+        all_vectors = conv.vectors(vectors) if vectors is not None else []
+        all_texts = [str(t) for t in texts] if texts is not None else []
+        if all_texts and all_vectors and len(all_texts) != len(all_vectors):
+            raise ValueError(
+                f"texts has {len(all_texts)} entries and vectors {len(all_vectors)}: give one "
+                "text per vector, or no vectors"
+            )
         out: List[QueryResponse] = []
-        for _, part in conv.query_batch_chunks(all_vectors, k):
+        for offset, part, part_texts in conv.query_batch_parts(all_vectors, all_texts, k):
             request = pb.QueryBatchRequest(options=options)
             for values in part:
                 request.vectors.add(values=values)
+            request.texts.extend(part_texts)
             reply = self._call(self._stub.QueryBatch, request)
             out.extend(conv.query_response_from_proto(r) for r in reply.replies)
-        if not all_vectors:
+        if not all_vectors and not all_texts:
             # Let the server say what it says about an empty batch.
             reply = self._call(self._stub.QueryBatch, pb.QueryBatchRequest(options=options))
             out.extend(conv.query_response_from_proto(r) for r in reply.replies)

@@ -11,10 +11,18 @@ $like $and $or $not``; see :mod:`allidb.filters`); an operator it cannot apply r
 the neighbours of the nearest documents along edges (``relations``, ``direction``), each with
 the path that reached it in ``metadata["_allidb_path"]``.
 
+Hybrid search: ``search_type="hybrid"`` (per call, or the store's default ``search_type``)
+searches the query's embedding *and* its words (BM25 over the stored texts), fused by
+``fusion`` (``"rrf"``, the default, or ``"dbsf"``) with ``lexical_weight`` (default 0.5);
+``search_type="text"`` searches the words alone (no embedding call); ``"similarity"`` (the
+default) the embedding alone. Package names, error codes and rare identifiers that embeddings
+miss are found by their words.
+
 >>> from allidb.langchain import AlliDBVectorStore
 >>> store = AlliDBVectorStore(allidb.Client("127.0.0.1:7000"), embeddings)
 >>> store.add_texts(["Paris is the capital of France."], metadatas=[{"source": "wiki"}])
 >>> store.similarity_search_with_score("capital of France", k=3, hops=1)
+>>> store.similarity_search("ERR_SSL_PROTOCOL_ERROR", k=3, search_type="hybrid")
 """
 
 from __future__ import annotations
@@ -59,7 +67,13 @@ _SEARCH_OPTIONS = (
     "pagerank",
     "consistency",
     "trace_id",
+    "fusion",
+    "lexical_weight",
+    "rank_constant",
 )
+
+#: What ``search_type`` may be: the embedding alone, embedding and words fused, words alone.
+SEARCH_TYPES = ("similarity", "hybrid", "text")
 
 
 class AlliDBVectorStore(VectorStore):
@@ -73,6 +87,9 @@ class AlliDBVectorStore(VectorStore):
         batch_size: entities per write request in :meth:`add_texts`.
         default_hops: graph expansion depth of searches that do not pass ``hops``
             (0 = nearest neighbours only; None = the server's ``query.max_hops``).
+        search_type: how :meth:`similarity_search` and its variants search a query string
+            when the call does not say: ``"similarity"`` (the embedding), ``"hybrid"`` (the
+            embedding and the words, fused) or ``"text"`` (the words, BM25).
     """
 
     def __init__(
@@ -83,7 +100,11 @@ class AlliDBVectorStore(VectorStore):
         entity_type: Optional[str] = "document",
         batch_size: int = 256,
         default_hops: Optional[int] = 0,
+        search_type: str = "similarity",
     ) -> None:
+        if search_type not in SEARCH_TYPES:
+            raise ValueError(f"search_type must be one of {SEARCH_TYPES}; got {search_type!r}")
+        self.search_type = search_type
         self.client = client
         self._embedding = embedding
         self.entity_type = entity_type
@@ -157,7 +178,14 @@ class AlliDBVectorStore(VectorStore):
 
     # ---- searching ---------------------------------------------------------------------
 
-    def _query(self, vector: Sequence[float], k: int, filter: Optional[dict], kwargs: dict) -> List[QueryResult]:
+    def _query(
+        self,
+        vector: Optional[Sequence[float]],
+        k: int,
+        filter: Optional[dict],
+        kwargs: dict,
+        text: Optional[str] = None,
+    ) -> List[QueryResult]:
         unknown = set(kwargs) - set(_SEARCH_OPTIONS) - {"explain"}
         if unknown:
             raise TypeError(f"unknown search options: {sorted(unknown)}")
@@ -167,8 +195,23 @@ class AlliDBVectorStore(VectorStore):
             options["entity_types"] = [self.entity_type]
         if filter:
             options["where"] = where(filter)
-        response = self.client.query(vector, k=k, explain=True, **options)
+        response = self.client.query(vector, text=text, k=k, explain=True, **options)
         return response.results
+
+    def _search_text(
+        self, query: str, k: int, filter: Optional[dict], kwargs: dict
+    ) -> List[QueryResult]:
+        """Searches a query string the way ``search_type`` (in ``kwargs``, else the store's)
+        says."""
+        search_type = kwargs.pop("search_type", self.search_type)
+        if search_type not in SEARCH_TYPES:
+            raise ValueError(f"search_type must be one of {SEARCH_TYPES}; got {search_type!r}")
+        if search_type == "text":
+            return self._query(None, k, filter, kwargs, text=query)
+        vector = self._embedding.embed_query(query)
+        if search_type == "hybrid":
+            return self._query(vector, k, filter, kwargs, text=query)
+        return self._query(vector, k, filter, kwargs)
 
     def similarity_search_with_score_by_vector(
         self, embedding: List[float], k: int = 4, filter: Optional[dict] = None, **kwargs: Any
@@ -185,10 +228,11 @@ class AlliDBVectorStore(VectorStore):
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: Optional[dict] = None, **kwargs: Any
     ) -> List[Tuple[Document, float]]:
-        """Embeds ``query`` and searches (see :meth:`similarity_search_with_score_by_vector`)."""
-        return self.similarity_search_with_score_by_vector(
-            self._embedding.embed_query(query), k=k, filter=filter, **kwargs
-        )
+        """Embeds ``query`` and searches (see :meth:`similarity_search_with_score_by_vector`);
+        ``search_type="hybrid"`` also searches its words (BM25) and fuses both lists
+        (``fusion``, ``lexical_weight``), ``search_type="text"`` searches its words alone."""
+        results = self._search_text(query, k, filter, dict(kwargs))
+        return [(_document(r.entity, r), r.score) for r in results if r.entity is not None]
 
     def similarity_search(
         self, query: str, k: int = 4, filter: Optional[dict] = None, **kwargs: Any
@@ -208,8 +252,9 @@ class AlliDBVectorStore(VectorStore):
     def _similarity_search_with_relevance_scores(
         self, query: str, k: int = 4, **kwargs: Any
     ) -> List[Tuple[Document, float]]:
-        """Relevance in [0, 1]: the vector similarity term of each result, ``(cos + 1) / 2``
-        for the default cosine metric (divided by the vector weight when one is given)."""
+        """Relevance in [0, 1]: the relevance term of each result (divided by the vector weight
+        when one is given): ``(cos + 1) / 2`` for the default cosine metric, or with
+        ``search_type="hybrid"``/``"text"`` the fused relevance (vector and lexical parts)."""
         filter = kwargs.pop("filter", None)
         weight = 1.0
         weights = kwargs.get("weights")
@@ -217,12 +262,15 @@ class AlliDBVectorStore(VectorStore):
             weight = float(weights["vector"])
         elif weights is not None and getattr(weights, "vector", None):
             weight = float(weights.vector)
-        results = self._query(self._embedding.embed_query(query), k, filter, kwargs)
+        results = self._search_text(query, k, filter, dict(kwargs))
         out = []
         for r in results:
             if r.entity is None:
                 continue
-            relevance = r.components.vector / weight if r.components is not None else 0.0
+            components = r.components
+            relevance = (
+                (components.vector + components.lexical) / weight if components is not None else 0.0
+            )
             out.append((_document(r.entity, r), relevance))
         return out
 

@@ -21,6 +21,7 @@ __all__ = [
     "Entity",
     "Path",
     "ScoreComponents",
+    "LexicalMatch",
     "PageRank",
     "QueryResult",
     "ContextNode",
@@ -177,12 +178,23 @@ class Path:
 
 @dataclass
 class ScoreComponents:
-    """The terms of a result's unified score, after weighting."""
+    """The terms of a result's unified score, after weighting. With a query ``text``,
+    ``vector`` and ``lexical`` are the two parts of the fused relevance term."""
 
     vector: float
     graph: float
     importance: float
     recency: float
+    lexical: float = 0.0
+
+
+@dataclass
+class LexicalMatch:
+    """How a result matched a query's text: its BM25 score and, per matched query term
+    (analyzed: lowercased, ASCII-folded), its BM25 contribution."""
+
+    bm25: float
+    terms: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -205,6 +217,7 @@ class QueryResult:
     components: Optional[ScoreComponents] = None
     path: Optional[Path] = None
     pagerank: Optional[PageRank] = None
+    lexical: Optional[LexicalMatch] = None
 
 
 _deferrable(Entity, "vector", "embeddings", "edges", "incoming_edges")

@@ -19,6 +19,12 @@ class Direction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DIRECTION_IN: _ClassVar[Direction]
     DIRECTION_BOTH: _ClassVar[Direction]
 
+class Fusion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FUSION_UNSPECIFIED: _ClassVar[Fusion]
+    FUSION_RRF: _ClassVar[Fusion]
+    FUSION_DBSF: _ClassVar[Fusion]
+
 class ScoringMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     SCORING_UNIFIED: _ClassVar[ScoringMode]
@@ -29,6 +35,9 @@ CONSISTENCY_ALL: ConsistencyLevel
 DIRECTION_OUT: Direction
 DIRECTION_IN: Direction
 DIRECTION_BOTH: Direction
+FUSION_UNSPECIFIED: Fusion
+FUSION_RRF: Fusion
+FUSION_DBSF: Fusion
 SCORING_UNIFIED: ScoringMode
 SCORING_PERSONALIZED_PAGERANK: ScoringMode
 
@@ -269,7 +278,7 @@ class ScoringWeights(_message.Message):
     def __init__(self, vector: _Optional[float] = ..., graph: _Optional[float] = ..., importance: _Optional[float] = ..., recency: _Optional[float] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("query_vector", "k", "expand_factor", "trace_id", "consistency_level", "filter", "max_hops", "relations", "direction", "weights", "hop_decay", "ef", "include_entity", "explain", "min_weight", "seeds", "include_context", "context_chunks", "max_nodes", "max_edges", "max_fan_out", "max_context_bytes", "scoring", "pagerank", "allow_partial", "where")
+    __slots__ = ("query_vector", "k", "expand_factor", "trace_id", "consistency_level", "filter", "max_hops", "relations", "direction", "weights", "hop_decay", "ef", "include_entity", "explain", "min_weight", "seeds", "include_context", "context_chunks", "max_nodes", "max_edges", "max_fan_out", "max_context_bytes", "scoring", "pagerank", "allow_partial", "where", "text", "fusion", "lexical_weight", "rank_constant")
     QUERY_VECTOR_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     EXPAND_FACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -296,6 +305,10 @@ class QueryRequest(_message.Message):
     PAGERANK_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     WHERE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FUSION_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    RANK_CONSTANT_FIELD_NUMBER: _ClassVar[int]
     query_vector: _containers.RepeatedScalarFieldContainer[float]
     k: int
     expand_factor: int
@@ -322,7 +335,11 @@ class QueryRequest(_message.Message):
     pagerank: PageRankOptions
     allow_partial: bool
     where: FilterExpression
-    def __init__(self, query_vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., expand_factor: _Optional[int] = ..., trace_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., max_hops: _Optional[int] = ..., relations: _Optional[_Iterable[str]] = ..., direction: _Optional[_Union[Direction, str]] = ..., weights: _Optional[_Union[ScoringWeights, _Mapping]] = ..., hop_decay: _Optional[float] = ..., ef: _Optional[int] = ..., include_entity: _Optional[bool] = ..., explain: _Optional[bool] = ..., min_weight: _Optional[float] = ..., seeds: _Optional[int] = ..., include_context: _Optional[bool] = ..., context_chunks: _Optional[bool] = ..., max_nodes: _Optional[int] = ..., max_edges: _Optional[int] = ..., max_fan_out: _Optional[int] = ..., max_context_bytes: _Optional[int] = ..., scoring: _Optional[_Union[ScoringMode, str]] = ..., pagerank: _Optional[_Union[PageRankOptions, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., where: _Optional[_Union[FilterExpression, _Mapping]] = ...) -> None: ...
+    text: str
+    fusion: Fusion
+    lexical_weight: float
+    rank_constant: int
+    def __init__(self, query_vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., expand_factor: _Optional[int] = ..., trace_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., max_hops: _Optional[int] = ..., relations: _Optional[_Iterable[str]] = ..., direction: _Optional[_Union[Direction, str]] = ..., weights: _Optional[_Union[ScoringWeights, _Mapping]] = ..., hop_decay: _Optional[float] = ..., ef: _Optional[int] = ..., include_entity: _Optional[bool] = ..., explain: _Optional[bool] = ..., min_weight: _Optional[float] = ..., seeds: _Optional[int] = ..., include_context: _Optional[bool] = ..., context_chunks: _Optional[bool] = ..., max_nodes: _Optional[int] = ..., max_edges: _Optional[int] = ..., max_fan_out: _Optional[int] = ..., max_context_bytes: _Optional[int] = ..., scoring: _Optional[_Union[ScoringMode, str]] = ..., pagerank: _Optional[_Union[PageRankOptions, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., where: _Optional[_Union[FilterExpression, _Mapping]] = ..., text: _Optional[str] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., lexical_weight: _Optional[float] = ..., rank_constant: _Optional[int] = ...) -> None: ...
 
 class PageRankOptions(_message.Message):
     __slots__ = ("damping", "max_iterations", "tolerance", "similarity_weight")
@@ -345,20 +362,42 @@ class GraphPath(_message.Message):
     def __init__(self, entity_ids: _Optional[_Iterable[str]] = ..., edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ...) -> None: ...
 
 class QueryExplanation(_message.Message):
-    __slots__ = ("vector_score", "graph_score", "importance_score", "recency_score", "path", "pagerank")
+    __slots__ = ("vector_score", "graph_score", "importance_score", "recency_score", "path", "pagerank", "lexical_score", "lexical")
     VECTOR_SCORE_FIELD_NUMBER: _ClassVar[int]
     GRAPH_SCORE_FIELD_NUMBER: _ClassVar[int]
     IMPORTANCE_SCORE_FIELD_NUMBER: _ClassVar[int]
     RECENCY_SCORE_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     PAGERANK_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_SCORE_FIELD_NUMBER: _ClassVar[int]
+    LEXICAL_FIELD_NUMBER: _ClassVar[int]
     vector_score: float
     graph_score: float
     importance_score: float
     recency_score: float
     path: GraphPath
     pagerank: PageRankExplanation
-    def __init__(self, vector_score: _Optional[float] = ..., graph_score: _Optional[float] = ..., importance_score: _Optional[float] = ..., recency_score: _Optional[float] = ..., path: _Optional[_Union[GraphPath, _Mapping]] = ..., pagerank: _Optional[_Union[PageRankExplanation, _Mapping]] = ...) -> None: ...
+    lexical_score: float
+    lexical: LexicalExplanation
+    def __init__(self, vector_score: _Optional[float] = ..., graph_score: _Optional[float] = ..., importance_score: _Optional[float] = ..., recency_score: _Optional[float] = ..., path: _Optional[_Union[GraphPath, _Mapping]] = ..., pagerank: _Optional[_Union[PageRankExplanation, _Mapping]] = ..., lexical_score: _Optional[float] = ..., lexical: _Optional[_Union[LexicalExplanation, _Mapping]] = ...) -> None: ...
+
+class LexicalExplanation(_message.Message):
+    __slots__ = ("bm25", "matched_terms")
+    BM25_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_TERMS_FIELD_NUMBER: _ClassVar[int]
+    bm25: float
+    matched_terms: _containers.RepeatedCompositeFieldContainer[MatchedTerm]
+    def __init__(self, bm25: _Optional[float] = ..., matched_terms: _Optional[_Iterable[_Union[MatchedTerm, _Mapping]]] = ...) -> None: ...
+
+class MatchedTerm(_message.Message):
+    __slots__ = ("term", "score", "share")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    term: str
+    score: float
+    share: float
+    def __init__(self, term: _Optional[str] = ..., score: _Optional[float] = ..., share: _Optional[float] = ...) -> None: ...
 
 class PageRankExplanation(_message.Message):
     __slots__ = ("mass", "iterations", "seed_shares")
@@ -785,12 +824,14 @@ class QueryVector(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class QueryBatchRequest(_message.Message):
-    __slots__ = ("options", "vectors")
+    __slots__ = ("options", "vectors", "texts")
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
     options: QueryRequest
     vectors: _containers.RepeatedCompositeFieldContainer[QueryVector]
-    def __init__(self, options: _Optional[_Union[QueryRequest, _Mapping]] = ..., vectors: _Optional[_Iterable[_Union[QueryVector, _Mapping]]] = ...) -> None: ...
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, options: _Optional[_Union[QueryRequest, _Mapping]] = ..., vectors: _Optional[_Iterable[_Union[QueryVector, _Mapping]]] = ..., texts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QueryBatchResponse(_message.Message):
     __slots__ = ("replies", "trace_id")
@@ -949,3 +990,25 @@ class RepairResponse(_message.Message):
     duration_ms: int
     complete: bool
     def __init__(self, ranges: _Optional[int] = ..., ranges_differing: _Optional[int] = ..., leaves_differing: _Optional[int] = ..., partitions_differing: _Optional[int] = ..., partitions_repaired: _Optional[int] = ..., cells_streamed: _Optional[int] = ..., bytes_streamed: _Optional[int] = ..., drops_sent: _Optional[int] = ..., skipped: _Optional[_Iterable[str]] = ..., failures: _Optional[_Iterable[str]] = ..., duration_ms: _Optional[int] = ..., complete: _Optional[bool] = ...) -> None: ...
+
+class DecommissionRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RemoveNodeRequest(_message.Message):
+    __slots__ = ("host_id", "ignore_dead")
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_DEAD_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    ignore_dead: bool
+    def __init__(self, host_id: _Optional[str] = ..., ignore_dead: _Optional[bool] = ...) -> None: ...
+
+class TopologyChangeResponse(_message.Message):
+    __slots__ = ("host_id", "finished", "topology_version")
+    HOST_ID_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    TOPOLOGY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    host_id: str
+    finished: bool
+    topology_version: int
+    def __init__(self, host_id: _Optional[str] = ..., finished: _Optional[bool] = ..., topology_version: _Optional[int] = ...) -> None: ...

@@ -144,6 +144,16 @@ class AlliDBStub:
                 request_serializer=allidb__pb2.CompactRequest.SerializeToString,
                 response_deserializer=allidb__pb2.CompactResponse.FromString,
                 _registered_method=True)
+        self.Decommission = channel.unary_unary(
+                '/allidb.AlliDB/Decommission',
+                request_serializer=allidb__pb2.DecommissionRequest.SerializeToString,
+                response_deserializer=allidb__pb2.TopologyChangeResponse.FromString,
+                _registered_method=True)
+        self.RemoveNode = channel.unary_unary(
+                '/allidb.AlliDB/RemoveNode',
+                request_serializer=allidb__pb2.RemoveNodeRequest.SerializeToString,
+                response_deserializer=allidb__pb2.TopologyChangeResponse.FromString,
+                _registered_method=True)
 
 
 class AlliDBServicer:
@@ -323,6 +333,28 @@ class AlliDBServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Decommission(self, request, context):
+        """Operator action (admin role, an operator key; ring only): this node leaves the ring, as
+        `nodetool decommission`: the nodes that take its ranges stream them from it while writes go
+        to both, then it is `left` for good (docs/operations.md "Remove a node"). Answers when the
+        movement ended (finished, or rolled back). FAILED_PRECONDITION when refused (another
+        movement runs, fewer normal nodes would remain than the replication factor); UNAVAILABLE
+        without a metadata quorum.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNode(self, request, context):
+        """Operator action (admin role, an operator key; ring only): removes the dead host `host_id`,
+        as `nodetool removenode`: the nodes that take its ranges stream them from every surviving
+        replica. FAILED_PRECONDITION when the host is up, or when a range it replicates lacks the
+        live surviving replicas that hold what a QUORUM acknowledged (unless `ignore_dead`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlliDBServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -435,6 +467,16 @@ def add_AlliDBServicer_to_server(servicer, server):
                     servicer.Compact,
                     request_deserializer=allidb__pb2.CompactRequest.FromString,
                     response_serializer=allidb__pb2.CompactResponse.SerializeToString,
+            ),
+            'Decommission': grpc.unary_unary_rpc_method_handler(
+                    servicer.Decommission,
+                    request_deserializer=allidb__pb2.DecommissionRequest.FromString,
+                    response_serializer=allidb__pb2.TopologyChangeResponse.SerializeToString,
+            ),
+            'RemoveNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNode,
+                    request_deserializer=allidb__pb2.RemoveNodeRequest.FromString,
+                    response_serializer=allidb__pb2.TopologyChangeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1031,6 +1073,60 @@ class AlliDB:
             '/allidb.AlliDB/Compact',
             allidb__pb2.CompactRequest.SerializeToString,
             allidb__pb2.CompactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Decommission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allidb.AlliDB/Decommission',
+            allidb__pb2.DecommissionRequest.SerializeToString,
+            allidb__pb2.TopologyChangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allidb.AlliDB/RemoveNode',
+            allidb__pb2.RemoveNodeRequest.SerializeToString,
+            allidb__pb2.TopologyChangeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,715 @@
+//! The `allidb.AlliDB` gRPC service (WIRE.md §1): every RPC of `proto/allidb.proto` on top of the
+//! node-local [`UnifiedStore`].
+//!
+//! Each handler runs the same steps: authenticate the `x-allidb-api-key` metadata and check the
+//! role the RPC needs (read: gets, scans, queries, traversals; write: puts, deletes, edges;
+//! admin: the compatibility `Replica*` RPCs, `Checkpoint` and `Compact` ([`crate::admin`]); `HealthCheck`
+//! needs no key), validate the request
+//! ([`crate::validate`], [`crate::convert`]), then call the store on the blocking thread pool
+//! (store calls block on I/O and fsync) and map its errors ([`crate::errors`]). `Query` and
+//! `QueryBatch` share their validation, store request and reply conversion; a batch runs its
+//! queries in chunks on the blocking pool, one chunk per core.
+//!
+//! Invariants: the tenant of every store call is the authenticated caller's, never a request
+//! field (tenant fields are only checked against it); writes use the configured durability, so
+//! a reply means the write is durable at that level (a single node satisfies every consistency
+//! level with its local write). While the store is still opening every RPC but `HealthCheck`
+//! answers `UNAVAILABLE`.
+//!
+//! Must never: block an async worker on the store, answer another tenant's data, or put server
+//! internals (paths, other tenants' keys) into a status message.
+
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use allidb_cluster::consistency::ConsistencyLevel;
+use allidb_cluster::coordinator::Coordinator;
+use allidb_cluster::query::report::ReadReport;
+use allidb_cluster::query::tenants::{NodeTenants, RingTenants};
+use allidb_cluster::query::wire::IdRange;
+use allidb_cluster::query::{ClusterQuery, ReadOptions};
+use allidb_cluster::repair::{RangeRepair, RepairOptions};
+use allidb_cluster::ring::TokenSpan;
+use allidb_cluster::stream::rebuild::ReplicaRebuild;
+use allidb_cluster::topology::TopologyLog;
+use allidb_index::filter::EntitySubject;
+use allidb_index::graph::{self, TraversalOptions};
+use allidb_index::query::{QueryPlan, ScoreWeights};
+use allidb_index::{Filter, PlanReport, QueryHit, QueryReply, QueryRequest, UnifiedStore};
+use allidb_storage::Durability;
+use allidb_storage::cell::EntityWrite;
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::{Authenticator, Principal, Role};
+use crate::pb::allidb_server::AlliDb;
+use crate::{admin, context, convert, errors, pb, validate};
+use tokio::runtime::RuntimeFlavor;
+
+mod operations;
+mod queries;
+mod reads;
+mod writes;
+
+/// The version `HealthCheck` reports: the API crate's (the server's) version.
+pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The id of this node when the configuration names none.
+pub const DEFAULT_NODE_ID: &str = "local";
+
+/// Most failures a `BulkPutEntities` reply lists (the counts cover all of them).
+pub const MAX_BULK_FAILURES_LISTED: usize = 100;
+
+/// Fewest queries of a `QueryBatch` per blocking task (see [`query_batch_tasks`]).
+const MIN_QUERIES_PER_TASK: usize = 4;
+
+/// Entities a filtered `RangeScan` reads per round until its page is full.
+const FILTERED_SCAN_ROUND: usize = 1000;
+
+/// The configuration values the service needs (filled by `allidbd` from its config).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceOptions {
+    /// This node's id: `RangeScan.node_id` must be empty or this.
+    pub node_id: String,
+    /// Durability of every write (`storage.durability`).
+    pub durability: Durability,
+    /// Consistency level of requests that name none (`server.default_consistency`).
+    pub default_consistency: pb::ConsistencyLevel,
+    /// Graph expansion depth of queries that name none (`query.max_hops`).
+    pub query_max_hops: u32,
+    /// Most ANN seeds of one query (`query.max_candidates`).
+    pub query_max_candidates: usize,
+    /// Most entities one query's expansion visits (`query.max_expansion_nodes`).
+    pub query_max_expansion_nodes: usize,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            node_id: DEFAULT_NODE_ID.to_owned(),
+            durability: Durability::Sync,
+            default_consistency: pb::ConsistencyLevel::ConsistencyOne,
+            query_max_hops: 1,
+            query_max_candidates: 1000,
+            query_max_expansion_nodes: 1000,
+        }
+    }
+}
+
+/// Lifecycle of the store behind the service.
+#[derive(Debug, Default)]
+struct ServiceState {
+    /// Set once the store is open.
+    store: OnceLock<Arc<UnifiedStore>>,
+    /// Set when the node is part of a ring (`[cluster] enabled`): writes and point reads go
+    /// through the coordinator at the request's consistency level, queries, traversals and
+    /// scans through the cluster-wide reads.
+    ring: OnceLock<RingAccess>,
+    /// Set when a graceful shutdown began.
+    stopping: AtomicBool,
+}
+
+/// How this node reaches the ring it is part of.
+#[derive(Clone, Debug)]
+pub struct RingAccess {
+    /// Writes and point reads at a consistency level.
+    pub coordinator: Coordinator,
+    /// Queries, traversals and scans over every range.
+    pub reads: ClusterQuery,
+    /// Anti-entropy repair of the ranges this node replicates.
+    pub repair: RangeRepair,
+    /// Rebuilds of this node's replicas by range streaming.
+    pub rebuild: ReplicaRebuild,
+    /// The topology log: decommission and removenode.
+    pub topology: TopologyLog,
+}
+
+/// The gRPC service; cheap to clone (every clone shares the store, keys and state).
+#[derive(Clone, Debug)]
+pub struct AlliDbService {
+    state: Arc<ServiceState>,
+    auth: Arc<Authenticator>,
+    options: Arc<ServiceOptions>,
+}
+
+/// How a write must be acknowledged: the local durability, and on a ring the consistency level.
+#[derive(Clone, Copy, Debug)]
+struct WriteConsistency {
+    durability: Durability,
+    level: ConsistencyLevel,
+}
+
+fn cluster_level(level: pb::ConsistencyLevel) -> ConsistencyLevel {
+    match level {
+        pb::ConsistencyLevel::ConsistencyOne => ConsistencyLevel::One,
+        pb::ConsistencyLevel::ConsistencyQuorum => ConsistencyLevel::Quorum,
+        pb::ConsistencyLevel::ConsistencyAll => ConsistencyLevel::All,
+    }
+}
+
+/// What a multi-entity write did: the ids written and `(entity id, reason)` per failure.
+#[derive(Debug, Default)]
+struct WriteOutcome {
+    written: Vec<String>,
+    failures: Vec<(String, String)>,
+}
+
+/// Hits of the vectors of one `QueryBatch`, in order, or the first failure with the index of
+/// its vector.
+type BatchHits = Result<Vec<QueryReply>, (usize, allidb_index::Error)>;
+
+fn now_nanos() -> i64 {
+    i64::try_from(allidb_storage::hlc::wall_micros())
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000)
+}
+
+/// True when the store refused the request itself (the caller's fault), not the server.
+fn is_caller_error(error: &allidb_index::Error) -> bool {
+    matches!(
+        error,
+        allidb_index::Error::InvalidArgument(_)
+            | allidb_index::Error::DimensionMismatch { .. }
+            | allidb_index::Error::Storage(allidb_storage::Error::InvalidArgument(_))
+    )
+}
+
+fn graph_direction(direction: pb::Direction) -> graph::Direction {
+    match direction {
+        pb::Direction::Out => graph::Direction::Out,
+        pb::Direction::In => graph::Direction::In,
+        pb::Direction::Both => graph::Direction::Both,
+    }
+}
+
+/// Traversal filters of a request: an empty relation list follows every relation, and a zero
+/// `min_weight` (proto3's "unset") sets no minimum.
+fn traversal_filters(relations: &[String], min_weight: f64) -> (Option<Vec<String>>, f32) {
+    let relations = (!relations.is_empty()).then(|| relations.to_vec());
+    let min_weight = if min_weight == 0.0 {
+        f32::NEG_INFINITY
+    } else {
+        min_weight as f32
+    };
+    (relations, min_weight)
+}
+
+/// The `(start, resume_after, end)` store arguments of a validated scan range: the store scans
+/// `start <= id < end`; an exclusive lower bound is read inclusively and its first id skipped.
+fn scan_range(params: &validate::ScanParams) -> (Option<String>, Option<String>, Option<String>) {
+    let (start, resume_after) = match &params.lower {
+        Bound::Included(id) => (Some(id.clone()), None),
+        Bound::Excluded(id) => (Some(id.clone()), Some(id.clone())),
+        Bound::Unbounded => (None, None),
+    };
+    let end = match &params.upper {
+        Bound::Included(id) | Bound::Excluded(id) => Some(id.clone()),
+        Bound::Unbounded => None,
+    };
+    (start, resume_after, end)
+}
+
+impl AlliDbService {
+    /// A service over an open store.
+    pub fn new(
+        store: Arc<UnifiedStore>,
+        auth: Arc<Authenticator>,
+        options: ServiceOptions,
+    ) -> Self {
+        let service = Self::starting(auth, options);
+        // A fresh state has no store yet, so this set cannot fail.
+        let _ = service.state.store.set(store);
+        service
+    }
+
+    /// A service whose store is still opening: every RPC but `HealthCheck` answers
+    /// `UNAVAILABLE` until [`AlliDbService::attach_store`].
+    pub fn starting(auth: Arc<Authenticator>, options: ServiceOptions) -> Self {
+        Self {
+            state: Arc::new(ServiceState::default()),
+            auth,
+            options: Arc::new(options),
+        }
+    }
+
+    /// Starts serving from `store`; an error returns the store when one is already attached.
+    pub fn attach_store(&self, store: Arc<UnifiedStore>) -> Result<(), Arc<UnifiedStore>> {
+        self.state.store.set(store)
+    }
+
+    /// The store, once attached.
+    pub fn store(&self) -> Option<Arc<UnifiedStore>> {
+        self.state.store.get().cloned()
+    }
+
+    /// Makes this node a coordinator of a ring: from now on writes and point reads are
+    /// replicated at their consistency level, and queries, traversals and scans read every
+    /// range. An error returns the access when one is already attached.
+    pub fn attach_ring(&self, ring: RingAccess) -> Result<(), Box<RingAccess>> {
+        self.state.ring.set(ring).map_err(Box::new)
+    }
+
+    fn coordinator(&self) -> Option<&Coordinator> {
+        self.state.ring.get().map(|ring| &ring.coordinator)
+    }
+
+    fn cluster_reads(&self) -> Option<&ClusterQuery> {
+        self.state.ring.get().map(|ring| &ring.reads)
+    }
+
+    /// The checked consistency level of a read (a single node satisfies every level).
+    fn read_level(&self, level: i32) -> Result<ConsistencyLevel, Status> {
+        validate::consistency(level, self.options.default_consistency).map(cluster_level)
+    }
+
+    /// Marks the service as shutting down: `HealthCheck` reports it; requests are still served
+    /// so in-flight work can finish.
+    pub fn begin_shutdown(&self) {
+        self.state.stopping.store(true, Ordering::Release);
+    }
+
+    /// The service's options.
+    pub fn options(&self) -> &ServiceOptions {
+        &self.options
+    }
+
+    /// The caller of `request`, who must hold `role`.
+    fn authorize<T>(&self, request: &Request<T>, role: Role) -> Result<Principal, Status> {
+        let key = Authenticator::key_from_metadata(request.metadata());
+        let caller = self.auth.authenticate(key)?;
+        caller.require(role)?;
+        Ok(caller)
+    }
+
+    /// The ring and the tenant (`None`: every tenant) of an operator action over the ranges
+    /// this node replicates (`what` names it in messages, e.g. "a repair"): every tenant needs
+    /// an operator key, and a node without `[cluster]` has no replicas.
+    fn ring_operation(
+        &self,
+        caller: &Principal,
+        tenant_id: String,
+        what: &str,
+    ) -> Result<(&RingAccess, Option<String>), Status> {
+        let scope = admin::tenant_scope(caller, self.auth.enabled());
+        let tenant = match tenant_id.is_empty() {
+            true if scope != admin::TenantScope::All => {
+                return Err(Status::permission_denied(format!(
+                    "tenant_id: {what} of every tenant needs an operator key (an admin key of \
+                     tenant \"*\"); name this key's tenant to limit it to that tenant"
+                )));
+            }
+            true => None,
+            false => {
+                scope.check(&tenant_id)?;
+                Some(tenant_id)
+            }
+        };
+        let ring = self.state.ring.get().ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "this node is not part of a ring ([cluster] is off): {what} needs replicas, \
+                 a single node has none"
+            ))
+        })?;
+        Ok((ring, tenant))
+    }
+
+    /// The figures of `tenant` (`None`: of every tenant): on a ring, of the whole ring (each
+    /// entity counted once); on a single node, of its store; with every node's own figures
+    /// when `per_node` (a single node: itself, named by `server.node_id`).
+    async fn tenant_listing(
+        &self,
+        tenant: Option<String>,
+        per_node: bool,
+    ) -> Result<RingTenants, Status> {
+        if let Some(reads) = self.cluster_reads() {
+            return reads
+                .tenants(tenant.as_deref(), per_node)
+                .await
+                .map_err(|e| errors::cluster_status("tenant stats", e));
+        }
+        let tenants = self
+            .blocking("tenant stats", move |store| match tenant {
+                Some(tenant) => Ok(store.tenant_stats(&tenant)?.into_iter().collect()),
+                None => store.tenants(),
+            })
+            .await?;
+        let nodes = match per_node {
+            true => vec![NodeTenants {
+                node: self.options.node_id.clone(),
+                tenants: Ok(tenants.clone()),
+            }],
+            false => Vec::new(),
+        };
+        Ok(RingTenants { tenants, nodes })
+    }
+
+    /// How a write that asked for consistency level `level` (checked to be a known level) is
+    /// acknowledged: a single node satisfies every level with its local durable write.
+    fn write_consistency(&self, level: i32) -> Result<WriteConsistency, Status> {
+        Ok(WriteConsistency {
+            durability: self.options.durability,
+            level: self.read_level(level)?,
+        })
+    }
+
+    /// The open store, or `UNAVAILABLE` while it is still opening.
+    fn open_store(&self) -> Result<Arc<UnifiedStore>, Status> {
+        self.store()
+            .ok_or_else(|| Status::unavailable("the store is still opening; retry shortly"))
+    }
+
+    /// Runs `call` on the store, which may block (fsync, disk reads, index search), inside a
+    /// `store` span (a stage of the request's trace). On the daemon's multi-threaded runtime it
+    /// runs in place ([`tokio::task::block_in_place`]: the worker's other tasks move to another
+    /// thread), which saves the two thread hand-offs of `spawn_blocking` on every request; on a
+    /// current-thread runtime (embedders, tests) it goes to the blocking pool. Calls known to be
+    /// short and free of I/O use [`Self::on_worker`] instead.
+    async fn blocking<T, F>(&self, operation: &'static str, call: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&UnifiedStore) -> allidb_index::Result<T> + Send + 'static,
+    {
+        let store = self.open_store()?;
+        let span = tracing::debug_span!("store", operation);
+        let result = match tokio::runtime::Handle::current().runtime_flavor() {
+            RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(move || span.in_scope(|| call(&store)))
+            }
+            _ => tokio::task::spawn_blocking(move || span.in_scope(|| call(&store)))
+                .await
+                .map_err(|e| errors::internal(operation, &e))?,
+        };
+        result.map_err(|e| errors::store_status(operation, e))
+    }
+
+    /// Runs `call` on the store right on the async worker, inside a `store` span: only for
+    /// calls that read in-memory indexes alone and take about a millisecond at most (see
+    /// [`UnifiedStore::query_is_light`]). Handing those to another thread
+    /// ([`Self::blocking`]) cost more than the call itself: a light query served 26% more
+    /// queries per second on one core (docs/benchmarks-e2e.md).
+    fn on_worker<T>(
+        operation: &'static str,
+        store: &UnifiedStore,
+        call: impl FnOnce(&UnifiedStore) -> allidb_index::Result<T>,
+    ) -> Result<T, Status> {
+        tracing::debug_span!("store", operation)
+            .in_scope(|| call(store))
+            .map_err(|e| errors::store_status(operation, e))
+    }
+
+    /// Validates and writes `entities` (request path `field`) for `tenant`, each on its own: an
+    /// invalid entity fails alone. The valid ones go to the store in one batch; when the store
+    /// refuses that batch for one entity's content (e.g. a dimension mismatch), each is retried
+    /// alone so only the offending ones fail. A server failure fails the whole call.
+    async fn write_entities(
+        &self,
+        tenant: &str,
+        field: &str,
+        entities: &[pb::Entity],
+        consistency: WriteConsistency,
+    ) -> Result<WriteOutcome, Status> {
+        let now = now_nanos();
+        let mut outcome = WriteOutcome::default();
+        let mut writes: Vec<EntityWrite> = Vec::with_capacity(entities.len());
+        tracing::debug_span!("validate").in_scope(|| {
+            for (index, entity) in entities.iter().enumerate() {
+                match convert::entity_write(&format!("{field}[{index}]"), entity, tenant, now) {
+                    Ok(write) => writes.push(write),
+                    Err(status) => outcome
+                        .failures
+                        .push((entity.entity_id.clone(), status.message().to_owned())),
+                }
+            }
+        });
+        if writes.is_empty() {
+            return Ok(outcome);
+        }
+        if let Some(coordinator) = self.coordinator() {
+            let stored = replicate_entities(coordinator, tenant, writes, consistency.level).await?;
+            outcome.written = stored.written;
+            outcome.failures.extend(stored.failures);
+            return Ok(outcome);
+        }
+        let durability = consistency.durability;
+        let tenant = tenant.to_owned();
+        let stored = self
+            .blocking("write entities", move |store| {
+                let mut stored = WriteOutcome::default();
+                let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
+                match store.put_entities(&tenant, writes.clone(), durability) {
+                    Ok(_) => stored.written = ids,
+                    Err(e) if is_caller_error(&e) && writes.len() > 1 => {
+                        for write in writes {
+                            let id = write.id.clone();
+                            match store.put_entities(&tenant, vec![write], durability) {
+                                Ok(_) => stored.written.push(id),
+                                Err(e) if is_caller_error(&e) => {
+                                    stored.failures.push((id, e.to_string()));
+                                }
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    }
+                    Err(e) if is_caller_error(&e) => {
+                        stored.failures.push((ids[0].clone(), e.to_string()));
+                    }
+                    Err(e) => return Err(e),
+                }
+                Ok(stored)
+            })
+            .await?;
+        outcome.written = stored.written;
+        outcome.failures.extend(stored.failures);
+        Ok(outcome)
+    }
+}
+
+/// [`AlliDbService::write_entities`] on a ring: the valid entities go to the coordinator in
+/// one batch; when it refuses the batch for one entity's content, each is retried alone so only
+/// the offending ones fail. A replication failure fails the whole call.
+async fn replicate_entities(
+    coordinator: &Coordinator,
+    tenant: &str,
+    writes: Vec<EntityWrite>,
+    level: ConsistencyLevel,
+) -> Result<WriteOutcome, Status> {
+    let caller_error = |e: &allidb_cluster::ClusterError| matches!(e, allidb_cluster::ClusterError::Store(e) if is_caller_error(e));
+    let mut stored = WriteOutcome::default();
+    let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
+    match coordinator
+        .put_entities(tenant, writes.clone(), level)
+        .await
+    {
+        Ok(()) => stored.written = ids,
+        Err(e) if caller_error(&e) && writes.len() > 1 => {
+            for write in writes {
+                let id = write.id.clone();
+                match coordinator.put_entities(tenant, vec![write], level).await {
+                    Ok(()) => stored.written.push(id),
+                    Err(e) if caller_error(&e) => stored.failures.push((id, e.to_string())),
+                    Err(e) => return Err(errors::cluster_status("write entities", e)),
+                }
+            }
+        }
+        Err(e) if caller_error(&e) => stored.failures.push((ids[0].clone(), e.to_string())),
+        Err(e) => return Err(errors::cluster_status("write entities", e)),
+    }
+    Ok(stored)
+}
+
+/// Runs a request's validation inside a `validate` span (a stage of the request's trace).
+fn validation_stage<T>(validate: impl FnOnce() -> Result<T, Status>) -> Result<T, Status> {
+    tracing::debug_span!("validate").in_scope(validate)
+}
+
+/// `entity "id": reason` for one failed entity of a multi-entity write.
+fn failure_message(id: &str, reason: &str) -> String {
+    format!("entity {id:?}: {reason}")
+}
+
+#[tonic::async_trait]
+impl AlliDb for AlliDbService {
+    async fn put_entity(
+        &self,
+        request: Request<pb::PutEntityRequest>,
+    ) -> Result<Response<pb::PutEntityResponse>, Status> {
+        self.put_entity_rpc(request).await
+    }
+
+    async fn batch_put_entities(
+        &self,
+        request: Request<pb::BatchPutEntitiesRequest>,
+    ) -> Result<Response<pb::BatchPutEntitiesResponse>, Status> {
+        self.batch_put_entities_rpc(request).await
+    }
+
+    async fn query(
+        &self,
+        request: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        self.query_rpc(request).await
+    }
+
+    async fn range_scan(
+        &self,
+        request: Request<pb::RangeScanRequest>,
+    ) -> Result<Response<pb::RangeScanResponse>, Status> {
+        self.range_scan_rpc(request).await
+    }
+
+    async fn replica_read(
+        &self,
+        request: Request<pb::ReplicaReadRequest>,
+    ) -> Result<Response<pb::ReplicaReadResponse>, Status> {
+        self.replica_read_rpc(request).await
+    }
+
+    async fn replica_write(
+        &self,
+        request: Request<pb::ReplicaWriteRequest>,
+    ) -> Result<Response<pb::ReplicaWriteResponse>, Status> {
+        self.replica_write_rpc(request).await
+    }
+
+    async fn health_check(
+        &self,
+        _request: Request<pb::HealthCheckRequest>,
+    ) -> Result<Response<pb::HealthCheckResponse>, Status> {
+        self.health_check_rpc(_request).await
+    }
+
+    async fn get_entity(
+        &self,
+        request: Request<pb::GetEntityRequest>,
+    ) -> Result<Response<pb::GetEntityResponse>, Status> {
+        self.get_entity_rpc(request).await
+    }
+
+    async fn get_entities(
+        &self,
+        request: Request<pb::GetEntitiesRequest>,
+    ) -> Result<Response<pb::GetEntitiesResponse>, Status> {
+        self.get_entities_rpc(request).await
+    }
+
+    async fn delete_entity(
+        &self,
+        request: Request<pb::DeleteEntityRequest>,
+    ) -> Result<Response<pb::DeleteEntityResponse>, Status> {
+        self.delete_entity_rpc(request).await
+    }
+
+    async fn add_edges(
+        &self,
+        request: Request<pb::AddEdgesRequest>,
+    ) -> Result<Response<pb::AddEdgesResponse>, Status> {
+        self.add_edges_rpc(request).await
+    }
+
+    async fn remove_edges(
+        &self,
+        request: Request<pb::RemoveEdgesRequest>,
+    ) -> Result<Response<pb::RemoveEdgesResponse>, Status> {
+        self.remove_edges_rpc(request).await
+    }
+
+    async fn traverse(
+        &self,
+        request: Request<pb::TraverseRequest>,
+    ) -> Result<Response<pb::TraverseResponse>, Status> {
+        self.traverse_rpc(request).await
+    }
+
+    async fn bulk_put_entities(
+        &self,
+        request: Request<Streaming<pb::BulkPutEntitiesRequest>>,
+    ) -> Result<Response<pb::BulkPutEntitiesResponse>, Status> {
+        self.bulk_put_entities_rpc(request).await
+    }
+
+    async fn checkpoint(
+        &self,
+        request: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<pb::CheckpointResponse>, Status> {
+        self.checkpoint_rpc(request).await
+    }
+
+    async fn list_tenants(
+        &self,
+        request: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        self.list_tenants_rpc(request).await
+    }
+
+    async fn get_tenant_stats(
+        &self,
+        request: Request<pb::GetTenantStatsRequest>,
+    ) -> Result<Response<pb::GetTenantStatsResponse>, Status> {
+        self.get_tenant_stats_rpc(request).await
+    }
+
+    async fn repair(
+        &self,
+        request: Request<pb::RepairRequest>,
+    ) -> Result<Response<pb::RepairResponse>, Status> {
+        self.repair_rpc(request).await
+    }
+
+    async fn rebuild(
+        &self,
+        request: Request<pb::RebuildRequest>,
+    ) -> Result<Response<pb::RebuildResponse>, Status> {
+        self.rebuild_rpc(request).await
+    }
+
+    async fn compact(
+        &self,
+        request: Request<pb::CompactRequest>,
+    ) -> Result<Response<pb::CompactResponse>, Status> {
+        self.compact_rpc(request).await
+    }
+
+    async fn decommission(
+        &self,
+        request: Request<pb::DecommissionRequest>,
+    ) -> Result<Response<pb::TopologyChangeResponse>, Status> {
+        self.decommission_rpc(request).await
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::TopologyChangeResponse>, Status> {
+        self.remove_node_rpc(request).await
+    }
+
+    async fn drop_tenant(
+        &self,
+        request: Request<pb::DropTenantRequest>,
+    ) -> Result<Response<pb::DropTenantResponse>, Status> {
+        self.drop_tenant_rpc(request).await
+    }
+
+    async fn query_batch(
+        &self,
+        request: Request<pb::QueryBatchRequest>,
+    ) -> Result<Response<pb::QueryBatchResponse>, Status> {
+        self.query_batch_rpc(request).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_ranges_resume_after_the_token_id() {
+        let params = validate::ScanParams {
+            lower: Bound::Excluded("k".into()),
+            upper: Bound::Excluded("z".into()),
+            limit: 5,
+            expression: None,
+        };
+        assert_eq!(
+            scan_range(&params),
+            (Some("k".into()), Some("k".into()), Some("z".into()))
+        );
+        let params = validate::ScanParams {
+            lower: Bound::Unbounded,
+            upper: Bound::Unbounded,
+            limit: 5,
+            expression: None,
+        };
+        assert_eq!(scan_range(&params), (None, None, None));
+    }
+
+    #[test]
+    fn traversal_filters_treat_zero_as_unset() {
+        assert_eq!(traversal_filters(&[], 0.0), (None, f32::NEG_INFINITY));
+        assert_eq!(
+            traversal_filters(&["r".to_owned()], 0.5),
+            (Some(vec!["r".to_owned()]), 0.5)
+        );
+    }
+}

@@ -1,0 +1,399 @@
+//! The query RPCs of the public service: `Query` and `QueryBatch`, their store request, the
+//! batch's chunking over the blocking pool and the reply conversion.
+//!
+//! Invariant: `Query` and `QueryBatch` build their store requests with the same function, so
+//! one query means the same whichever way it is sent. Must never run a query on an async
+//! worker unless the store says it is light.
+
+use super::*;
+
+impl AlliDbService {
+    pub(super) async fn query_rpc(
+        &self,
+        request: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let caller = self.authorize(&request, Role::Read)?;
+        let mut request = request.into_inner();
+        let (level, params) = validation_stage(|| {
+            let level = self.read_level(request.consistency_level)?;
+            Ok((level, validate::query(&request)?))
+        })?;
+        validation_stage(|| self.check_query_budgets(&params))?;
+        let mut store_request = self.store_query(&request, &params);
+        store_request.vector = std::mem::take(&mut request.query_vector);
+        let tenant = caller.tenant;
+        let chunks = params.include_context && params.context_chunks;
+        let (reply, report) = if let Some(reads) = self.cluster_reads() {
+            if params.text.is_some() {
+                return Err(text_on_a_ring("text"));
+            }
+            let read = ReadOptions {
+                level,
+                allow_partial: request.allow_partial,
+            };
+            if let Some(store) = self.store() {
+                store
+                    .check_filter(&tenant, &store_request.filter)
+                    .map_err(|e| errors::store_status("query", e))?;
+            }
+            let (reply, report) = reads
+                .query(&tenant, &store_request, read, chunks)
+                .await
+                .map_err(|e| errors::cluster_status("query", e))?;
+            (reply, Some(report))
+        } else {
+            let store = self.open_store()?;
+            let reply = if !chunks && store.query_is_light(&tenant, &store_request) {
+                Self::on_worker("query", &store, |store| {
+                    store.query_with_context(&tenant, &store_request, false)
+                })?
+            } else {
+                self.blocking("query", move |store| {
+                    store.query_with_context(&tenant, &store_request, chunks)
+                })
+                .await?
+            };
+            (reply, None)
+        };
+        let mut response = query_response(reply.hits, params.explain, request.trace_id);
+        with_report(&mut response, report.as_ref(), params.explain);
+        response.filter_plan = reply.plan.as_ref().map(crate::filter::plan_to_proto);
+        response.context = reply
+            .context
+            .map(|context| context::to_proto(context, params.max_context_bytes));
+        tracing::debug!(trace_id = %response.trace_id, results = response.results.len(), "query served");
+        Ok(Response::new(response))
+    }
+
+    pub(super) async fn query_batch_rpc(
+        &self,
+        request: Request<pb::QueryBatchRequest>,
+    ) -> Result<Response<pb::QueryBatchResponse>, Status> {
+        let caller = self.authorize(&request, Role::Read)?;
+        let request = request.into_inner();
+        let options = request.options.unwrap_or_default();
+        let (level, params) = validation_stage(|| {
+            let level = self
+                .read_level(options.consistency_level)
+                .map_err(|status| validate::in_field("options", status))?;
+            let params = validate::query_batch(&options, &request.vectors, &request.texts)?;
+            self.check_query_budgets(&params)
+                .map_err(|status| validate::in_field("options", status))?;
+            if params.include_context {
+                return Err(Status::invalid_argument(
+                    "options.include_context is not supported by QueryBatch: send one Query per \
+                     question for a context reply",
+                ));
+            }
+            Ok((level, params))
+        })?;
+        let template = self.store_query(&options, &params);
+        let texts = request.texts;
+        let vectors: Vec<Vec<f32>> = request.vectors.into_iter().map(|v| v.values).collect();
+        let read = ReadOptions {
+            level,
+            allow_partial: options.allow_partial,
+        };
+        type Answer = (Vec<QueryHit>, Option<ReadReport>, Option<PlanReport>);
+        let answers: Vec<Answer> = match self.cluster_reads() {
+            Some(reads) => {
+                if let Some(store) = self.store() {
+                    store
+                        .check_filter(&caller.tenant, &template.filter)
+                        .map_err(|e| {
+                            validate::in_field("options", errors::store_status("query batch", e))
+                        })?;
+                }
+                if !texts.is_empty() {
+                    return Err(text_on_a_ring("texts"));
+                }
+                ring_query_batch(reads, &caller.tenant, template, vectors, read)
+                    .await?
+                    .into_iter()
+                    .map(|(hits, report)| (hits, report, None))
+                    .collect()
+            }
+            None => self
+                .query_vectors(caller.tenant, template, batch_queries(vectors, texts))
+                .await?
+                .into_iter()
+                .map(|reply| (reply.hits, None, reply.plan))
+                .collect(),
+        };
+        let replies: Vec<pb::QueryResponse> = answers
+            .into_iter()
+            .map(|(hits, report, plan)| {
+                let mut reply = query_response(hits, params.explain, options.trace_id.clone());
+                with_report(&mut reply, report.as_ref(), params.explain);
+                reply.filter_plan = plan.as_ref().map(crate::filter::plan_to_proto);
+                reply
+            })
+            .collect();
+        tracing::debug!(trace_id = %options.trace_id, queries = replies.len(), "query batch served");
+        Ok(Response::new(pb::QueryBatchResponse {
+            replies,
+            trace_id: options.trace_id,
+        }))
+    }
+
+    /// Checks a query's seed count and node budget against the server's limits.
+    fn check_query_budgets(&self, params: &validate::QueryParams) -> Result<(), Status> {
+        let options = &self.options;
+        if let Some(seeds) = params.seeds {
+            validate::within_server_limit("seeds", seeds, options.query_max_candidates)?;
+        }
+        let node_budget = params
+            .max_nodes
+            .unwrap_or(options.query_max_expansion_nodes);
+        validate::within_server_limit("max_nodes", node_budget, options.query_max_expansion_nodes)
+    }
+
+    /// The store's form of a validated `Query` (or of a `QueryBatch`'s options), without its
+    /// vector (its text included): the plan with the server's defaults and limits, the filter
+    /// and whether to return entities. `Query` and `QueryBatch` both build their store requests
+    /// here, so one query means the same whichever way it is sent.
+    fn store_query(
+        &self,
+        request: &pb::QueryRequest,
+        params: &validate::QueryParams,
+    ) -> QueryRequest {
+        let options = &self.options;
+        let (relations, min_weight) = traversal_filters(&request.relations, request.min_weight);
+        let defaults = ScoreWeights::default();
+        let plan = QueryPlan {
+            k: params.k,
+            expand_factor: params.expand_factor,
+            seeds: params.seeds,
+            max_candidates: options.query_max_candidates,
+            ef: params.ef,
+            traversal: TraversalOptions {
+                max_hops: params.max_hops.unwrap_or(options.query_max_hops) as usize,
+                fan_out: params.max_fan_out,
+                node_budget: params
+                    .max_nodes
+                    .unwrap_or(options.query_max_expansion_nodes),
+                relations,
+                direction: graph_direction(params.direction),
+                min_weight,
+                edge_budget: params.max_edges,
+            },
+            weights: ScoreWeights {
+                vector: params.weights.vector.unwrap_or(defaults.vector),
+                graph: params.weights.graph.unwrap_or(defaults.graph),
+                importance: params.weights.importance.unwrap_or(defaults.importance),
+                recency: params.weights.recency.unwrap_or(defaults.recency),
+                hop_decay: params.weights.hop_decay.unwrap_or(defaults.hop_decay),
+            },
+            ranking: params.ranking,
+            keep_walk: params.include_context,
+            explain: params.explain,
+        };
+        let filter = request.filter.clone().unwrap_or_default();
+        QueryRequest {
+            vector: Vec::new(),
+            text: params.text.clone(),
+            hybrid: params.hybrid,
+            plan,
+            filter: Filter {
+                entity_types: filter.entity_types,
+                attributes: filter.attributes,
+                expression: params.expression.clone(),
+            },
+            include_entities: params.include_entity,
+        }
+    }
+
+    /// Runs `template` once per query of `vectors` (a vector, possibly empty, and a text) for
+    /// `tenant`: the queries are cut into
+    /// [`query_batch_tasks`] consecutive chunks, each run on the blocking pool (so the chunks
+    /// search on different cores and no async worker is held), inside a `store` span each. The
+    /// hits come back in vector order; a failed query fails the call, its status naming the
+    /// vector (`vectors[i]: ...`).
+    async fn query_vectors(
+        &self,
+        tenant: String,
+        template: QueryRequest,
+        vectors: Vec<(Vec<f32>, Option<String>)>,
+    ) -> Result<Vec<QueryReply>, Status> {
+        const OPERATION: &str = "query batch";
+        let store = self.open_store()?;
+        let total = vectors.len();
+        let chunk_len = total.div_ceil(query_batch_tasks(total)).max(1);
+        let tenant: Arc<str> = tenant.into();
+        let mut vectors = vectors.into_iter();
+        let mut tasks = Vec::new();
+        for first in (0..total).step_by(chunk_len) {
+            let chunk: Vec<(Vec<f32>, Option<String>)> = vectors.by_ref().take(chunk_len).collect();
+            let (store, tenant) = (Arc::clone(&store), Arc::clone(&tenant));
+            let mut request = template.clone();
+            let span = tracing::debug_span!("store", operation = OPERATION);
+            tasks.push(tokio::task::spawn_blocking(move || -> BatchHits {
+                span.in_scope(|| {
+                    let mut hits = Vec::with_capacity(chunk.len());
+                    for (offset, (vector, text)) in chunk.into_iter().enumerate() {
+                        request.vector = vector;
+                        request.text = text;
+                        let found = store
+                            .query_with_context(&tenant, &request, false)
+                            .map_err(|error| (first + offset, error))?;
+                        hits.push(found);
+                    }
+                    Ok(hits)
+                })
+            }));
+        }
+        let mut hits = Vec::with_capacity(total);
+        for task in tasks {
+            let chunk = task
+                .await
+                .map_err(|error| errors::internal(OPERATION, &error))?
+                .map_err(|(index, error)| {
+                    let status = errors::store_status(OPERATION, error);
+                    Status::new(
+                        status.code(),
+                        format!("vectors[{index}]: {}", status.message()),
+                    )
+                })?;
+            hits.extend(chunk);
+        }
+        Ok(hits)
+    }
+}
+
+/// The refusal of a text query on a ring (its statistics are per node: not served yet).
+fn text_on_a_ring(field: &str) -> Status {
+    Status::failed_precondition(format!(
+        "{field}: hybrid and text search are served by a single node only for now; on a ring \
+         BM25 needs ring-wide term statistics (docs/api.md \"Hybrid search\"). Send \
+         query_vector alone"
+    ))
+}
+
+/// A batch's queries: vector i with text i, vectors alone, or texts alone (empty vectors).
+fn batch_queries(vectors: Vec<Vec<f32>>, texts: Vec<String>) -> Vec<(Vec<f32>, Option<String>)> {
+    if texts.is_empty() {
+        return vectors.into_iter().map(|v| (v, None)).collect();
+    }
+    let mut vectors = vectors.into_iter();
+    texts
+        .into_iter()
+        .map(|text| (vectors.next().unwrap_or_default(), Some(text)))
+        .collect()
+}
+
+/// A `QueryBatch` on a ring: the queries run over every range concurrently; a failed query
+/// fails the call, its status naming the vector (`vectors[i]: ...`).
+async fn ring_query_batch(
+    reads: &ClusterQuery,
+    tenant: &str,
+    template: QueryRequest,
+    vectors: Vec<Vec<f32>>,
+    read: ReadOptions,
+) -> Result<Vec<(Vec<QueryHit>, Option<ReadReport>)>, Status> {
+    let queries = vectors.into_iter().map(|vector| {
+        let request = QueryRequest {
+            vector,
+            ..template.clone()
+        };
+        async move { reads.query(tenant, &request, read, false).await }
+    });
+    futures_util::future::join_all(queries)
+        .await
+        .into_iter()
+        .enumerate()
+        .map(|(index, reply)| {
+            reply
+                .map(|(reply, report)| (reply.hits, Some(report)))
+                .map_err(|error| {
+                    let status = errors::cluster_status("query batch", error);
+                    Status::new(
+                        status.code(),
+                        format!("vectors[{index}]: {}", status.message()),
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Adds a ring read's coverage to `response`, and its profile when the request asked to
+/// `explain`.
+fn with_report(response: &mut pb::QueryResponse, report: Option<&ReadReport>, explain: bool) {
+    if let Some(report) = report {
+        response.coverage = Some(convert::coverage(&report.coverage));
+        response.profile = explain.then(|| convert::read_profile(report));
+    }
+}
+
+/// How many blocking tasks a batch of `queries` queries is spread over: one per core, but at
+/// least [`MIN_QUERIES_PER_TASK`] queries each (below that the hand-off costs more than the
+/// parallelism gains).
+fn query_batch_tasks(queries: usize) -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
+    cores.min(queries.div_ceil(MIN_QUERIES_PER_TASK)).max(1)
+}
+
+/// The reply of one query: its hits as results (with their explanation when `explain`), and
+/// the request's `trace_id`.
+fn query_response(hits: Vec<QueryHit>, explain: bool, trace_id: String) -> pb::QueryResponse {
+    let results: Vec<pb::QueryResult> = hits
+        .into_iter()
+        .map(|hit| {
+            let result = hit.result;
+            let explanation = explain.then(|| pb::QueryExplanation {
+                vector_score: result.breakdown.vector,
+                graph_score: result.breakdown.graph,
+                importance_score: result.breakdown.importance,
+                recency_score: result.breakdown.recency,
+                path: Some(convert::graph_path(&result.entity_id, &result.path)),
+                lexical_score: result.breakdown.lexical,
+                lexical: result.lexical.as_ref().map(|hit| pb::LexicalExplanation {
+                    bm25: hit.score,
+                    matched_terms: hit
+                        .matched
+                        .iter()
+                        .map(|(term, score)| pb::MatchedTerm {
+                            term: term.to_string(),
+                            score: *score,
+                            share: if hit.score > 0.0 {
+                                score / hit.score
+                            } else {
+                                0.0
+                            },
+                        })
+                        .collect(),
+                }),
+                pagerank: result
+                    .pagerank
+                    .as_ref()
+                    .map(|pagerank| pb::PageRankExplanation {
+                        mass: pagerank.mass,
+                        iterations: convert::count_i32(pagerank.iterations),
+                        seed_shares: pagerank
+                            .seed_shares
+                            .iter()
+                            .map(|(seed, share)| pb::SeedShare {
+                                entity_id: seed.to_string(),
+                                share: *share,
+                            })
+                            .collect(),
+                    }),
+            });
+            pb::QueryResult {
+                entity_id: result.entity_id.to_string(),
+                score: result.score,
+                entity: hit.entity.as_ref().map(convert::entity_to_proto),
+                explanation,
+            }
+        })
+        .collect();
+    pb::QueryResponse {
+        total_results: convert::count_i32(results.len()),
+        results,
+        trace_id,
+        context: None,
+        coverage: None,
+        profile: None,
+        filter_plan: None,
+    }
+}

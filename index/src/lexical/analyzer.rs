@@ -1,0 +1,216 @@
+//! The lexical analyzer: text -> terms (docs/index.md "Lexical index", analyzer version 1).
+//!
+//! Steps, in order:
+//! 1. Unicode word segmentation (UAX #29 word boundaries, `unicode-segmentation`); a segment is
+//!    a word when it holds a letter or a digit (punctuation and spaces are dropped).
+//! 2. Identifiers: words joined by a single `-`, `_` or `.` with nothing else between them
+//!    (`left-pad`, `iobroker.opcua`, `snake_case`, `1.2.3`) form one identifier. An identifier
+//!    of several parts gives its whole form first (joiners kept) and then every part:
+//!    `left-pad` -> `left-pad`, `left`, `pad`. Leading and trailing joiners are not part of it.
+//! 3. Each term is lowercased and ASCII-folded: canonical decomposition (NFKD) with combining
+//!    marks removed (`é` -> `e`, `ﬁ` -> `fi`), then the Latin letters that do not decompose
+//!    mapped by a fixed table (`ß` -> `ss`, `æ` -> `ae`, `ø` -> `o`, `ł` -> `l`, ...).
+//!
+//! No stemming and no stop words (both optional in issue 38, not offered yet). The same
+//! function analyzes documents and queries, so a query term matches exactly the terms a
+//! document produced. Invariant: the output is a pure function of the input text and
+//! [`ANALYZER_VERSION`]; any change of the rules must bump it (dumps hold analyzed terms).
+//! Never panics, whatever the input.
+
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
+use unicode_segmentation::UnicodeSegmentation;
+
+/// Version of the analysis rules; dumps of analyzed documents carry it (a dump of another
+/// version is not loaded: the index is rebuilt from storage).
+pub const ANALYZER_VERSION: u8 = 1;
+
+/// Characters that join the words of an identifier.
+const JOINERS: [char; 3] = ['-', '_', '.'];
+
+/// Longest term kept, in bytes (longer ones, such as base64 blobs, are dropped).
+pub const MAX_TERM_BYTES: usize = 128;
+
+/// Analyzes `text` into terms, in text order (a term may repeat).
+pub fn analyze(text: &str) -> Vec<String> {
+    let mut terms = Vec::new();
+    analyze_into(text, &mut terms);
+    terms
+}
+
+/// [`analyze`] appending to `terms`.
+pub fn analyze_into(text: &str, terms: &mut Vec<String>) {
+    // Byte span of the identifier being built, and whether a joiner ends it.
+    let mut span: Option<(usize, usize)> = None;
+    let mut pending_joiner = false;
+    for (start, segment) in text.split_word_bound_indices() {
+        let end = start + segment.len();
+        if segment.chars().any(char::is_alphanumeric) {
+            match span {
+                Some((first, _)) if pending_joiner => span = Some((first, end)),
+                _ => {
+                    flush(text, span.take(), terms);
+                    span = Some((start, end));
+                }
+            }
+            pending_joiner = false;
+        } else if span.is_some()
+            && !pending_joiner
+            && segment.chars().count() == 1
+            && segment.starts_with(JOINERS)
+        {
+            pending_joiner = true;
+        } else {
+            flush(text, span.take(), terms);
+            pending_joiner = false;
+        }
+    }
+    flush(text, span, terms);
+}
+
+/// Emits the identifier `text[span]`: its whole form when it has several parts, then its parts.
+fn flush(text: &str, span: Option<(usize, usize)>, terms: &mut Vec<String>) {
+    let Some((start, end)) = span else {
+        return;
+    };
+    let whole = normalize(&text[start..end]);
+    let whole = whole.trim_matches(|c| JOINERS.contains(&c));
+    let parts: Vec<&str> = whole
+        .split(|c| JOINERS.contains(&c))
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.len() > 1 {
+        push(terms, whole);
+    }
+    for part in parts {
+        push(terms, part);
+    }
+}
+
+fn push(terms: &mut Vec<String>, term: &str) {
+    if !term.is_empty() && term.len() <= MAX_TERM_BYTES {
+        terms.push(term.to_owned());
+    }
+}
+
+/// Lowercase, then ASCII folding (see the module documentation).
+pub fn normalize(word: &str) -> String {
+    let lower = word.to_lowercase();
+    if lower.is_ascii() {
+        return lower;
+    }
+    let mut out = String::with_capacity(lower.len());
+    for c in lower.nfkd() {
+        if is_combining_mark(c) {
+            continue;
+        }
+        match fold_letter(c) {
+            Some(folded) => out.push_str(folded),
+            None => out.extend(c.to_lowercase()),
+        }
+    }
+    out
+}
+
+/// Latin letters without a canonical decomposition and their ASCII forms.
+fn fold_letter(c: char) -> Option<&'static str> {
+    Some(match c {
+        'ß' => "ss",
+        'æ' => "ae",
+        'œ' => "oe",
+        'ø' => "o",
+        'ł' => "l",
+        'đ' | 'ð' => "d",
+        'þ' => "th",
+        'ı' => "i",
+        'ħ' => "h",
+        'ŧ' => "t",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(text: &str) -> Vec<String> {
+        analyze(text)
+    }
+
+    #[test]
+    fn identifiers_are_kept_whole_and_split() {
+        assert_eq!(terms("left-pad"), ["left-pad", "left", "pad"]);
+        assert_eq!(
+            terms("iobroker.opcua: The adapter"),
+            ["iobroker.opcua", "iobroker", "opcua", "the", "adapter"]
+        );
+        assert_eq!(
+            terms("snake_case_name"),
+            ["snake_case_name", "snake", "case", "name"]
+        );
+        assert_eq!(
+            terms("X-Clacks-Overhead HTTP-Header"),
+            [
+                "x-clacks-overhead",
+                "x",
+                "clacks",
+                "overhead",
+                "http-header",
+                "http",
+                "header"
+            ]
+        );
+        assert_eq!(terms("v1.2.3"), ["v1.2.3", "v1", "2", "3"]);
+    }
+
+    #[test]
+    fn joiners_at_the_edges_and_other_punctuation_separate() {
+        assert_eq!(terms("newlines. Next"), ["newlines", "next"]);
+        assert_eq!(terms("-flag_"), ["flag"]);
+        assert_eq!(
+            terms("@vvo/tzdb: time zones"),
+            ["vvo", "tzdb", "time", "zones"]
+        );
+        assert_eq!(terms("a--b"), ["a", "b"]);
+        assert_eq!(terms("a - b"), ["a", "b"]);
+        assert_eq!(
+            terms("(file-content) minifier."),
+            ["file-content", "file", "content", "minifier"]
+        );
+    }
+
+    #[test]
+    fn lowercase_and_ascii_folding() {
+        assert_eq!(terms("Crème Brûlée"), ["creme", "brulee"]);
+        assert_eq!(
+            terms("Straße ÆON Øresund Łódź"),
+            ["strasse", "aeon", "oresund", "lodz"]
+        );
+        assert_eq!(
+            terms("ﬁle naïve-café"),
+            ["file", "naive-cafe", "naive", "cafe"]
+        );
+        assert_eq!(terms("JQuery"), ["jquery"]);
+    }
+
+    #[test]
+    fn unicode_words_and_empty_input() {
+        assert_eq!(terms(""), Vec::<String>::new());
+        assert_eq!(terms("  ,;!  "), Vec::<String>::new());
+        assert_eq!(terms("東京 タワー"), ["東", "京", "タワー"]);
+        assert_eq!(terms("don't stop"), ["don't", "stop"]);
+        assert_eq!(terms("42 items"), ["42", "items"]);
+        let long = "x".repeat(MAX_TERM_BYTES + 1);
+        assert_eq!(terms(&format!("{long} short")), ["short"]);
+    }
+
+    #[test]
+    fn query_and_document_analysis_agree() {
+        let doc = terms("left-pad: String left pad");
+        for q in ["left-pad", "LEFT", "pad"] {
+            for t in terms(q) {
+                assert!(doc.contains(&t), "{t}");
+            }
+        }
+    }
+}

@@ -1,0 +1,487 @@
+//! The lexical index of one tenant: BM25 over each entity's chunk texts (issue 38,
+//! docs/index.md "Lexical index").
+//!
+//! Owns: the analyzed documents (one per live entity that has text: its chunks, and its
+//! entity type and chosen attributes when [`LexicalOptions`] says so), an inverted index
+//! term -> (document, term frequency), the collection statistics BM25 needs (live documents,
+//! total length), and the BM25 search with an allow-list.
+//!
+//! Fed like the vector and graph indexes, by the store's commit observer (every committed
+//! write: local, replica, hint, repair, stream), the restart catch-up and rebuilds, through
+//! [`LexicalIndex::upsert`] / [`LexicalIndex::remove`]; dumped with the other indexes (records
+//! of analyzed documents, see `store/persist.rs`).
+//!
+//! Invariants: the postings and statistics always equal what the documents give (updated
+//! together under one lock); an older body (`body_ts`) never replaces a newer one; a document
+//! without terms is not held (it cannot match and does not count in `N` or the average
+//! length). Must never: touch storage, or score with statistics of another tenant.
+
+pub mod analyzer;
+pub mod bm25;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use allidb_storage::cell::{AttributeValue, EntityBody};
+use foldhash::{HashMap, HashMapExt};
+use parking_lot::RwLock;
+
+use crate::error::{Error, Result};
+pub use bm25::Bm25Params;
+
+/// What the lexical index reads of an entity, and how it scores.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LexicalOptions {
+    /// BM25 parameters (k1 = 1.2, b = 0.75).
+    pub bm25: Bm25Params,
+    /// Index the entity's `entity_type` as text too (default false).
+    pub entity_type: bool,
+    /// Attributes whose string values are indexed as text too (default none).
+    pub attributes: Vec<String>,
+}
+
+impl LexicalOptions {
+    /// Checks the BM25 parameters.
+    pub fn validate(&self) -> Result<()> {
+        self.bm25.validate()
+    }
+
+    /// The text of `body` this index analyzes, in order: every chunk, then the entity type
+    /// and the chosen attributes when configured.
+    pub fn terms_of(&self, body: &EntityBody) -> Vec<String> {
+        let mut terms = Vec::new();
+        for chunk in &body.chunks {
+            analyzer::analyze_into(&chunk.text, &mut terms);
+        }
+        if self.entity_type {
+            analyzer::analyze_into(&body.entity_type, &mut terms);
+        }
+        for key in &self.attributes {
+            if let Some(value) = body.attributes.get(key) {
+                analyzer::analyze_into(value, &mut terms);
+            }
+            if let Some(AttributeValue::String(value)) = body.typed_attributes.get(key) {
+                analyzer::analyze_into(value, &mut terms);
+            }
+        }
+        terms
+    }
+}
+
+/// One analyzed document: its terms with their frequencies.
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+pub struct DocTerms {
+    /// The body timestamp it was analyzed from (older bodies never replace it).
+    pub body_ts: u64,
+    /// Distinct terms and how often each occurs, in term order.
+    pub terms: Vec<(String, u32)>,
+}
+
+impl DocTerms {
+    /// Counts `terms` (any order, repeats allowed).
+    pub fn count(body_ts: u64, mut terms: Vec<String>) -> Self {
+        terms.sort_unstable();
+        let mut counted: Vec<(String, u32)> = Vec::new();
+        for term in terms {
+            match counted.last_mut() {
+                Some((last, n)) if *last == term => *n += 1,
+                _ => counted.push((term, 1)),
+            }
+        }
+        Self {
+            body_ts,
+            terms: counted,
+        }
+    }
+
+    /// The document length (number of terms, repeats counted).
+    pub fn len(&self) -> u64 {
+        self.terms.iter().map(|(_, n)| u64::from(*n)).sum()
+    }
+
+    /// True when it has no term.
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+}
+
+/// One document as held: its entity, length and `(term id, frequency)` list.
+#[derive(Debug)]
+struct Doc {
+    entity: Arc<str>,
+    body_ts: u64,
+    len: u32,
+    terms: Vec<(u32, u32)>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    term_ids: HashMap<Arc<str>, u32>,
+    term_names: Vec<Arc<str>>,
+    /// Per term id: document slot -> term frequency.
+    postings: Vec<HashMap<u32, u32>>,
+    /// Document slots (`None`: free).
+    docs: Vec<Option<Doc>>,
+    free: Vec<u32>,
+    by_entity: HashMap<Arc<str>, u32>,
+    live: u64,
+    total_len: u64,
+}
+
+/// One lexical match.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LexicalHit {
+    /// The entity.
+    pub entity_id: Arc<str>,
+    /// Its BM25 score for the query.
+    pub score: f64,
+    /// The query terms it holds, each with its BM25 contribution, in query order.
+    pub matched: Vec<(Arc<str>, f64)>,
+}
+
+/// The collection statistics a score was computed with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CollectionStats {
+    /// Live documents (`N`).
+    pub docs: u64,
+    /// Their total length in terms.
+    pub total_len: u64,
+}
+
+impl CollectionStats {
+    /// The average document length (0 without documents).
+    pub fn avg_len(&self) -> f64 {
+        if self.docs == 0 {
+            0.0
+        } else {
+            self.total_len as f64 / self.docs as f64
+        }
+    }
+}
+
+/// Per-thread accumulator of a search: a score per document slot and the slots touched.
+#[derive(Default)]
+struct Scratch {
+    scores: Vec<f64>,
+    touched: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// A tenant's BM25 index (see the module documentation).
+#[derive(Debug)]
+pub struct LexicalIndex {
+    options: LexicalOptions,
+    inner: RwLock<Inner>,
+}
+
+impl LexicalIndex {
+    /// An empty index.
+    pub fn new(options: LexicalOptions) -> Result<Self> {
+        options.validate()?;
+        Ok(Self {
+            options,
+            inner: RwLock::default(),
+        })
+    }
+
+    /// Its options.
+    pub fn options(&self) -> &LexicalOptions {
+        &self.options
+    }
+
+    /// Indexes `body` as entity `id`'s document (replacing the one it had), unless the held
+    /// document comes from a newer body. A body without text removes the document.
+    pub fn upsert_body(&self, id: &str, body: &EntityBody, body_ts: u64) {
+        self.upsert(id, DocTerms::count(body_ts, self.options.terms_of(body)));
+    }
+
+    /// Indexes `doc` as entity `id`'s document (see [`Self::upsert_body`]).
+    pub fn upsert(&self, id: &str, doc: DocTerms) {
+        let mut inner = self.inner.write();
+        if inner.newer_than(id, doc.body_ts) {
+            return;
+        }
+        inner.remove(id);
+        if doc.is_empty() {
+            return;
+        }
+        inner.insert(id, doc);
+    }
+
+    /// Removes entity `id`'s document (deleted, or its body is gone), as the facts table
+    /// forgets it: unconditionally.
+    pub fn remove(&self, id: &str) {
+        self.inner.write().remove(id);
+    }
+
+    /// Live documents.
+    pub fn len(&self) -> usize {
+        usize::try_from(self.inner.read().live).unwrap_or(usize::MAX)
+    }
+
+    /// True without documents.
+    pub fn is_empty(&self) -> bool {
+        self.inner.read().live == 0
+    }
+
+    /// `N` and the total length.
+    pub fn stats(&self) -> CollectionStats {
+        let inner = self.inner.read();
+        CollectionStats {
+            docs: inner.live,
+            total_len: inner.total_len,
+        }
+    }
+
+    /// Every document, in entity order (for dumps and tests).
+    pub fn export(&self) -> Vec<(String, DocTerms)> {
+        let inner = self.inner.read();
+        let mut docs: Vec<(String, DocTerms)> = inner
+            .docs
+            .iter()
+            .flatten()
+            .map(|doc| {
+                let mut terms: Vec<(String, u32)> = doc
+                    .terms
+                    .iter()
+                    .map(|(t, n)| (inner.term_names[*t as usize].to_string(), *n))
+                    .collect();
+                terms.sort_unstable();
+                (
+                    doc.entity.to_string(),
+                    DocTerms {
+                        body_ts: doc.body_ts,
+                        terms,
+                    },
+                )
+            })
+            .collect();
+        docs.sort_by(|a, b| a.0.cmp(&b.0));
+        docs
+    }
+
+    /// The best `n` documents for the analyzed `query` by BM25 that `allows` accepts, best
+    /// first (ties by entity id). Each distinct query term counts once; documents holding
+    /// none of them are not returned.
+    pub fn search(
+        &self,
+        query: &[String],
+        n: usize,
+        allows: Option<&dyn Fn(&str) -> bool>,
+    ) -> Vec<LexicalHit> {
+        let inner = self.inner.read();
+        let terms = inner.query_terms(query);
+        if terms.is_empty() || n == 0 {
+            return Vec::new();
+        }
+        let params = self.options.bm25;
+        let stats = CollectionStats {
+            docs: inner.live,
+            total_len: inner.total_len,
+        };
+        let avg = stats.avg_len();
+        // Scores accumulate in this thread's dense scratch (one slot per document slot, every
+        // term score > 0, so 0 means untouched), reset before it is returned.
+        let mut ranked: Vec<(f64, &Arc<str>, u32)> = SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let Scratch { scores, touched } = &mut *scratch;
+            if scores.len() < inner.docs.len() {
+                scores.resize(inner.docs.len(), 0.0);
+            }
+            for &(term, _) in &terms {
+                let postings = &inner.postings[term as usize];
+                let idf = bm25::idf(stats.docs, postings.len() as u64);
+                for (&slot, &tf) in postings {
+                    let Some(doc) = &inner.docs[slot as usize] else {
+                        continue;
+                    };
+                    let score = &mut scores[slot as usize];
+                    if *score == 0.0 {
+                        touched.push(slot);
+                    }
+                    *score += bm25::term_score(params, idf, tf, doc.len, avg);
+                }
+            }
+            let ranked = touched
+                .iter()
+                .filter_map(|&slot| {
+                    let score = std::mem::take(&mut scores[slot as usize]);
+                    let doc = inner.docs[slot as usize].as_ref()?;
+                    allows
+                        .is_none_or(|f| f(&doc.entity))
+                        .then_some((score, &doc.entity, slot))
+                })
+                .collect();
+            touched.clear();
+            ranked
+        });
+        let order = |a: &(f64, &Arc<str>, u32), b: &(f64, &Arc<str>, u32)| {
+            b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1))
+        };
+        if ranked.len() > n {
+            ranked.select_nth_unstable_by(n - 1, order);
+            ranked.truncate(n);
+        }
+        ranked.sort_by(order);
+        ranked
+            .into_iter()
+            .map(|(score, entity, slot)| LexicalHit {
+                entity_id: entity.clone(),
+                score,
+                matched: inner.matched(&terms, slot, params, stats),
+            })
+            .collect()
+    }
+
+    /// The BM25 score of entity `id` for the analyzed `query`, with its matched terms (`None`:
+    /// it holds none of them, or has no document).
+    pub fn score_of(&self, query: &[String], id: &str) -> Option<LexicalHit> {
+        let inner = self.inner.read();
+        let slot = *inner.by_entity.get(id)?;
+        let terms = inner.query_terms(query);
+        let stats = CollectionStats {
+            docs: inner.live,
+            total_len: inner.total_len,
+        };
+        let matched = inner.matched(&terms, slot, self.options.bm25, stats);
+        if matched.is_empty() {
+            return None;
+        }
+        Some(LexicalHit {
+            entity_id: inner.docs[slot as usize].as_ref()?.entity.clone(),
+            score: matched.iter().map(|(_, s)| s).sum(),
+            matched,
+        })
+    }
+
+    /// Document frequency of an analyzed term (0: unknown).
+    pub fn doc_freq(&self, term: &str) -> u64 {
+        let inner = self.inner.read();
+        inner
+            .term_ids
+            .get(term)
+            .map_or(0, |t| inner.postings[*t as usize].len() as u64)
+    }
+}
+
+impl Inner {
+    fn newer_than(&self, id: &str, body_ts: u64) -> bool {
+        self.by_entity
+            .get(id)
+            .and_then(|slot| self.docs[*slot as usize].as_ref())
+            .is_some_and(|d| d.body_ts > body_ts)
+    }
+
+    /// The distinct known terms of `query`, in query order, with their first positions.
+    fn query_terms(&self, query: &[String]) -> Vec<(u32, usize)> {
+        let mut terms: Vec<(u32, usize)> = Vec::new();
+        for (at, term) in query.iter().enumerate() {
+            if let Some(&id) = self.term_ids.get(term.as_str())
+                && !terms.iter().any(|(t, _)| *t == id)
+            {
+                terms.push((id, at));
+            }
+        }
+        terms
+    }
+
+    /// Each of `terms` that document `slot` holds, with its contribution.
+    fn matched(
+        &self,
+        terms: &[(u32, usize)],
+        slot: u32,
+        params: Bm25Params,
+        stats: CollectionStats,
+    ) -> Vec<(Arc<str>, f64)> {
+        let Some(doc) = &self.docs[slot as usize] else {
+            return Vec::new();
+        };
+        let avg = stats.avg_len();
+        terms
+            .iter()
+            .filter_map(|&(term, _)| {
+                let postings = &self.postings[term as usize];
+                let tf = *postings.get(&slot)?;
+                let idf = bm25::idf(stats.docs, postings.len() as u64);
+                Some((
+                    self.term_names[term as usize].clone(),
+                    bm25::term_score(params, idf, tf, doc.len, avg),
+                ))
+            })
+            .collect()
+    }
+
+    fn term_id(&mut self, term: &str) -> u32 {
+        if let Some(&id) = self.term_ids.get(term) {
+            return id;
+        }
+        let name: Arc<str> = Arc::from(term);
+        // Term ids index vectors: at most u32::MAX distinct terms per tenant.
+        let id = u32::try_from(self.term_names.len()).unwrap_or(u32::MAX);
+        self.term_names.push(name.clone());
+        self.postings.push(HashMap::new());
+        self.term_ids.insert(name, id);
+        id
+    }
+
+    fn insert(&mut self, id: &str, doc: DocTerms) {
+        let len = u32::try_from(doc.len()).unwrap_or(u32::MAX);
+        let terms: Vec<(u32, u32)> = doc
+            .terms
+            .iter()
+            .map(|(term, n)| (self.term_id(term), *n))
+            .collect();
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.docs.push(None);
+                u32::try_from(self.docs.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        for &(term, n) in &terms {
+            self.postings[term as usize].insert(slot, n);
+        }
+        let entity: Arc<str> = Arc::from(id);
+        self.by_entity.insert(entity.clone(), slot);
+        self.docs[slot as usize] = Some(Doc {
+            entity,
+            body_ts: doc.body_ts,
+            len,
+            terms,
+        });
+        self.live += 1;
+        self.total_len += u64::from(len);
+    }
+
+    /// Removes `id`'s document; returns whether it had one.
+    fn remove(&mut self, id: &str) -> bool {
+        let Some(slot) = self.by_entity.remove(id) else {
+            return false;
+        };
+        let Some(doc) = self.docs[slot as usize].take() else {
+            return false;
+        };
+        for (term, _) in &doc.terms {
+            self.postings[*term as usize].remove(&slot);
+        }
+        self.free.push(slot);
+        self.live -= 1;
+        self.total_len -= u64::from(doc.len);
+        true
+    }
+}
+
+/// Refuses a query text that analyzes to no term.
+pub fn analyze_query(text: &str) -> Result<Vec<String>> {
+    let terms = analyzer::analyze(text);
+    if terms.is_empty() {
+        return Err(Error::invalid(
+            "text has no searchable word (only spaces or punctuation)",
+        ));
+    }
+    Ok(terms)
+}

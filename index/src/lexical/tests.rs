@@ -1,0 +1,239 @@
+//! The lexical index against a naive BM25 written independently here (the formula as printed
+//! in docs/index.md, recomputed from the raw documents), through updates and removals.
+
+use std::collections::BTreeMap;
+
+use allidb_storage::cell::{EntityBody, TextChunk};
+use proptest::prelude::*;
+
+use super::*;
+
+/// Naive Lucene BM25 of every document for `query` (distinct terms), from the documents'
+/// token lists: no index, statistics recounted from scratch.
+fn reference(docs: &BTreeMap<String, Vec<String>>, query: &[String]) -> BTreeMap<String, f64> {
+    let (k1, b) = (1.2f64, 0.75f64);
+    let live: Vec<(&String, &Vec<String>)> = docs.iter().filter(|(_, t)| !t.is_empty()).collect();
+    let n = live.len() as f64;
+    let avgdl = live.iter().map(|(_, t)| t.len() as f64).sum::<f64>() / n;
+    let mut distinct: Vec<&String> = Vec::new();
+    for q in query {
+        if !distinct.contains(&q) {
+            distinct.push(q);
+        }
+    }
+    let mut scores = BTreeMap::new();
+    for (id, tokens) in &live {
+        let mut score = 0.0;
+        let mut matched = false;
+        for q in &distinct {
+            let tf = tokens.iter().filter(|t| t == q).count() as f64;
+            if tf == 0.0 {
+                continue;
+            }
+            matched = true;
+            let df = live.iter().filter(|(_, t)| t.contains(q)).count() as f64;
+            let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+            score += idf * tf / (tf + k1 * (1.0 - b + b * tokens.len() as f64 / avgdl));
+        }
+        if matched {
+            scores.insert((*id).clone(), score);
+        }
+    }
+    scores
+}
+
+fn body(texts: &[&str]) -> EntityBody {
+    EntityBody {
+        chunks: texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TextChunk {
+                chunk_id: format!("c{i}"),
+                text: (*t).to_owned(),
+                metadata: BTreeMap::new(),
+            })
+            .collect(),
+        ..EntityBody::default()
+    }
+}
+
+fn check(index: &LexicalIndex, docs: &BTreeMap<String, Vec<String>>, query: &str) {
+    let q = analyzer::analyze(query);
+    let want = reference(docs, &q);
+    let got = index.search(&q, usize::MAX, None);
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "query {query:?}: {got:?} vs {want:?}"
+    );
+    for hit in &got {
+        let expected = want[&*hit.entity_id];
+        assert!(
+            (hit.score - expected).abs() < 1e-4,
+            "query {query:?}, {}: {} vs {expected}",
+            hit.entity_id,
+            hit.score
+        );
+        let parts: f64 = hit.matched.iter().map(|(_, s)| s).sum();
+        assert!((parts - hit.score).abs() < 1e-9);
+        let single = index
+            .score_of(&q, &hit.entity_id)
+            .expect("a matching document");
+        assert!((single.score - hit.score).abs() < 1e-12);
+    }
+    for pair in got.windows(2) {
+        assert!(
+            pair[0].score > pair[1].score
+                || (pair[0].score == pair[1].score && pair[0].entity_id < pair[1].entity_id)
+        );
+    }
+}
+
+#[test]
+fn scores_match_the_reference_on_a_small_corpus() {
+    let index = LexicalIndex::new(LexicalOptions::default()).unwrap();
+    let texts = [
+        ("left-pad", "left-pad: String left pad"),
+        (
+            "pad-right",
+            "pad-right: pad a string on the right, like left-pad but right",
+        ),
+        ("leftpad", "leftpad: the left pad that broke the internet"),
+        ("lodash", "lodash: Lodash modular utilities."),
+        ("empty", "  ...  "),
+    ];
+    let mut docs = BTreeMap::new();
+    for (i, (id, text)) in texts.iter().enumerate() {
+        index.upsert_body(id, &body(&[text]), i as u64);
+        docs.insert(id.to_string(), analyzer::analyze(text));
+    }
+    assert_eq!(index.len(), 4, "a document without terms is not held");
+    for q in [
+        "left-pad",
+        "left pad",
+        "pad",
+        "string",
+        "lodash utilities",
+        "nothing",
+        "right right",
+    ] {
+        check(&index, &docs, q);
+    }
+    let hits = index.search(&analyzer::analyze("left-pad"), 10, None);
+    assert_eq!(&*hits[0].entity_id, "left-pad");
+    let matched: Vec<&str> = hits[0].matched.iter().map(|(t, _)| &**t).collect();
+    assert_eq!(matched, ["left-pad", "left", "pad"]);
+    let only_lodash = |id: &str| id == "lodash";
+    assert!(
+        index
+            .search(&analyzer::analyze("pad"), 10, Some(&only_lodash))
+            .is_empty()
+    );
+}
+
+#[test]
+fn older_bodies_never_replace_newer_and_removal_updates_statistics() {
+    let index = LexicalIndex::new(LexicalOptions::default()).unwrap();
+    index.upsert_body("a", &body(&["alpha beta"]), 10);
+    index.upsert_body("a", &body(&["gamma"]), 5);
+    assert_eq!(index.doc_freq("alpha"), 1);
+    assert_eq!(index.doc_freq("gamma"), 0);
+    index.upsert_body("b", &body(&["alpha", "delta delta"]), 1);
+    assert_eq!(
+        index.stats(),
+        CollectionStats {
+            docs: 2,
+            total_len: 5
+        }
+    );
+    index.remove("a");
+    assert_eq!(
+        index.stats(),
+        CollectionStats {
+            docs: 1,
+            total_len: 3
+        }
+    );
+    assert_eq!(index.doc_freq("alpha"), 1);
+    index.upsert_body("b", &body(&[]), 2);
+    assert!(index.is_empty());
+    assert!(
+        index
+            .search(&analyzer::analyze("alpha"), 10, None)
+            .is_empty()
+    );
+}
+
+#[test]
+fn entity_type_and_chosen_attributes_are_indexed_when_configured() {
+    let options = LexicalOptions {
+        entity_type: true,
+        attributes: vec!["title".into()],
+        ..LexicalOptions::default()
+    };
+    let index = LexicalIndex::new(options).unwrap();
+    let mut b = body(&["chunk text"]);
+    b.entity_type = "Article".into();
+    b.attributes.insert("title".into(), "Rust-Lang".into());
+    b.attributes.insert("other".into(), "hidden".into());
+    index.upsert_body("x", &b, 1);
+    for q in ["article", "rust-lang", "lang", "chunk"] {
+        assert_eq!(
+            index.search(&analyzer::analyze(q), 10, None).len(),
+            1,
+            "{q}"
+        );
+    }
+    assert!(
+        index
+            .search(&analyzer::analyze("hidden"), 10, None)
+            .is_empty()
+    );
+    assert!(
+        LexicalIndex::new(LexicalOptions {
+            bm25: Bm25Params { k1: -1.0, b: 0.75 },
+            ..LexicalOptions::default()
+        })
+        .is_err()
+    );
+}
+
+const WORDS: [&str; 12] = [
+    "left-pad", "pad", "left", "string", "json", "parse", "fast", "react", "hook", "api", "x_y",
+    "v1.2",
+];
+
+proptest! {
+    /// Random writes, rewrites and removals: every query's scores equal the reference's on
+    /// the final documents, within 1e-4.
+    #[test]
+    fn incremental_updates_score_as_the_reference(
+        ops in prop::collection::vec((0usize..12, prop::collection::vec(0usize..12, 0..8), any::<bool>()), 1..60),
+        query in prop::collection::vec(0usize..12, 1..4),
+    ) {
+        let index = LexicalIndex::new(LexicalOptions::default()).unwrap();
+        let mut docs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (ts, (entity, words, delete)) in ops.into_iter().enumerate() {
+            let id = format!("e{entity}");
+            if delete {
+                index.remove(&id);
+                docs.remove(&id);
+            } else {
+                let text: Vec<&str> = words.iter().map(|w| WORDS[*w]).collect();
+                let text = text.join(" ");
+                index.upsert_body(&id, &body(&[&text]), ts as u64);
+                docs.insert(id, analyzer::analyze(&text));
+            }
+        }
+        let live = docs.values().filter(|t| !t.is_empty()).count();
+        prop_assert_eq!(index.len(), live);
+        let q: Vec<&str> = query.iter().map(|w| WORDS[*w]).collect();
+        check(&index, &docs, &q.join(" "));
+        let exported: BTreeMap<String, DocTerms> = index.export().into_iter().collect();
+        let reloaded = LexicalIndex::new(LexicalOptions::default()).unwrap();
+        for (id, doc) in exported {
+            reloaded.upsert(&id, doc);
+        }
+        prop_assert_eq!(reloaded.export(), index.export());
+    }
+}
