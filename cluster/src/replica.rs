@@ -32,6 +32,7 @@ use crate::repair::wire as repair_wire;
 use crate::ring::{HostId, SpanIndex, token};
 use crate::stream::chunk::{Chunk, read_chunk};
 use crate::stream::wire::{self as stream_wire, ChunkRequest};
+use crate::topology::fence::TopologyFence;
 use crate::{ClusterError, PROTOCOL_VERSION};
 
 /// Most partitions one `ReadPartitions` call may ask for, and most nodes one `ExpandHop` call
@@ -344,16 +345,23 @@ pub struct ReplicaService {
     local: Arc<OnceLock<LocalReplica>>,
     credentials: Arc<ClusterCredentials>,
     max_clock_skew: Duration,
+    fence: TopologyFence,
 }
 
 impl ReplicaService {
-    /// A service checking `credentials` and refusing cells more than `max_clock_skew` ahead
-    /// of this node's wall clock (`cluster.max_clock_skew_ms`), with no store yet.
-    pub fn new(credentials: Arc<ClusterCredentials>, max_clock_skew: Duration) -> Self {
+    /// A service checking `credentials`, refusing cells more than `max_clock_skew` ahead of
+    /// this node's wall clock (`cluster.max_clock_skew_ms`) and writes and reads planned on a
+    /// topology older than `fence`, with no store yet.
+    pub fn new(
+        credentials: Arc<ClusterCredentials>,
+        max_clock_skew: Duration,
+        fence: TopologyFence,
+    ) -> Self {
         Self {
             local: Arc::new(OnceLock::new()),
             credentials,
             max_clock_skew,
+            fence,
         }
     }
 
@@ -464,6 +472,8 @@ impl Replica for ReplicaService {
         let request = request.into_inner();
         let local = self.local()?;
         check_header(request.header.as_ref(), local.host)?;
+        self.fence
+            .check(request.header.as_ref().map_or(0, |h| h.ring_version))?;
         let versions: Vec<CellVersion> = request.cells.into_iter().map(cells::from_proto).collect();
         for (key, _, _) in &versions {
             cells::partition_of(key).map_err(status)?;
@@ -495,6 +505,8 @@ impl Replica for ReplicaService {
         let request = request.into_inner();
         let local = self.local()?;
         check_header(request.header.as_ref(), local.host)?;
+        self.fence
+            .check(request.header.as_ref().map_or(0, |h| h.ring_version))?;
         if request.partitions.len() > MAX_PARTITIONS_PER_READ {
             return Err(Status::invalid_argument(format!(
                 "partitions: {} partitions in one read, at most {MAX_PARTITIONS_PER_READ}",

@@ -57,6 +57,7 @@ use allidb_cluster::replica::{LocalReplica, ReplicaService};
 use allidb_cluster::stream::rebuild::ReplicaRebuild;
 use allidb_cluster::stream::{RangeStream, StreamOptions};
 use allidb_cluster::topology::entry::LegacyRing;
+use allidb_cluster::topology::fence::TopologyFence;
 use allidb_cluster::topology::service::TopologyService;
 use allidb_cluster::topology::state::NodeState;
 use allidb_cluster::topology::{TopologyFiles, TopologyLog};
@@ -294,12 +295,24 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             &config.cluster.secret,
         ))
     });
-    let replica_service = cluster_credentials.as_ref().map(|credentials| {
-        ReplicaService::new(
-            credentials.clone(),
-            Duration::from_millis(config.cluster.max_clock_skew_ms),
-        )
-    });
+    let data_dir = std::path::absolute(&config.storage.data_dir)
+        .unwrap_or_else(|_| config.storage.data_dir.clone());
+    // The fence is read before the node-to-node service serves its first call.
+    let fence = match config.cluster.enabled {
+        true => Some(TopologyFence::open(&data_dir)?),
+        false => None,
+    };
+    let replica_service =
+        cluster_credentials
+            .as_ref()
+            .zip(fence.as_ref())
+            .map(|(credentials, fence)| {
+                ReplicaService::new(
+                    credentials.clone(),
+                    Duration::from_millis(config.cluster.max_clock_skew_ms),
+                    fence.clone(),
+                )
+            });
     let topology_service = cluster_credentials
         .as_ref()
         .map(|credentials| TopologyService::new(credentials.clone()));
@@ -397,16 +410,14 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     tracing::info!(%admin_addr, "admin listening");
     print_line(&format!("admin listening on {admin_addr}"));
 
-    let data_dir = std::path::absolute(&config.storage.data_dir)
-        .unwrap_or_else(|_| config.storage.data_dir.clone());
     print_line(&format!("data dir {}", data_dir.display()));
     let options = store_options(&config);
     let open_dir = data_dir.clone();
     let opened = async {
         // Membership first: a data dir of another cluster, or an identity whose storage is
         // gone, is refused before the store opens (or creates) it.
-        let membership = match (config.cluster.enabled, &topology_service) {
-            (true, Some(topology_service)) => {
+        let membership = match (&topology_service, &fence) {
+            (Some(topology_service), Some(fence)) => {
                 identity::check_storage(&data_dir, UnifiedStore::holds_data(&data_dir))?;
                 Some(
                     join_cluster(
@@ -415,6 +426,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
                         grpc_addr,
                         &cluster_status,
                         topology_service,
+                        fence.clone(),
                     )
                     .await?,
                 )
@@ -470,8 +482,13 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         _ => None,
     };
     if let Some(joined) = &membership {
-        // Ready means normal in the log: a joining node streams its ranges first.
+        // Ready means normal in the log (a joining node streams its ranges first), having heard
+        // from the other members, and routing by the newest topology they gossip.
         wait_until_normal(joined).await?;
+        joined
+            .topology
+            .settle(Duration::from_millis(config.cluster.gossip_interval_ms) * SETTLE_INTERVALS)
+            .await;
     }
     set_serving(&health, true).await;
     readiness.follow_engine(store.clone());
@@ -574,6 +591,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     served
 }
 
+/// A starting node waits up to this many gossip intervals to hear from the ring's other members
+/// before it reports ready (the failure detector's window; 10 s at the default interval).
+const SETTLE_INTERVALS: u32 = 10;
+
 /// A node gossips its load (bytes of SSTables) every this many gossip intervals (10 s by
 /// default), for `allidb cluster status`.
 const LOAD_GOSSIP_INTERVALS: u32 = 10;
@@ -660,6 +681,7 @@ async fn join_cluster(
     grpc_addr: SocketAddr,
     status: &ClusterStatus,
     topology_service: &TopologyService,
+    fence: TopologyFence,
 ) -> Result<Joined, DaemonError> {
     let cluster = &config.cluster;
     let files = TopologyFiles::open(data_dir)?;
@@ -684,6 +706,7 @@ async fn join_cluster(
         clients.clone(),
         membership.subscribe(),
         topology_options(config, grpc_addr),
+        fence,
     )
     .await?;
     if topology_service.attach(topology.clone()).is_err() {

@@ -115,6 +115,8 @@ enum Rpc {
     Repair,
     Rebuild,
     Compact,
+    Decommission,
+    RemoveNode,
     DropTenant,
 }
 
@@ -140,6 +142,8 @@ const RPCS: &[Rpc] = &[
     Rpc::Repair,
     Rpc::Rebuild,
     Rpc::Compact,
+    Rpc::Decommission,
+    Rpc::RemoveNode,
     Rpc::DropTenant,
 ];
 
@@ -167,6 +171,8 @@ impl Rpc {
             | Rpc::Repair
             | Rpc::Rebuild
             | Rpc::Compact
+            | Rpc::Decommission
+            | Rpc::RemoveNode
             | Rpc::DropTenant => Role::Admin,
         }
     }
@@ -349,6 +355,24 @@ impl Rpc {
                     }
                     other => other.map(drop),
                 }
+            }
+            // Past the role check, an admin key of one tenant may not change the ring, and a
+            // single node has no ring to change: both refusals are the authorized outcome.
+            Rpc::Decommission => operator_ring_change_is_authorized(
+                client
+                    .decommission(request(pb::DecommissionRequest {}, key))
+                    .await,
+                key,
+            ),
+            Rpc::RemoveNode => {
+                let message = pb::RemoveNodeRequest {
+                    host_id: "00000000-0000-0000-0000-000000000001".to_owned(),
+                    ignore_dead: false,
+                };
+                operator_ring_change_is_authorized(
+                    client.remove_node(request(message, key)).await,
+                    key,
+                )
             }
             Rpc::DropTenant => {
                 let message = pb::DropTenantRequest {
@@ -996,6 +1020,21 @@ async fn a_checkpoint_under_concurrent_writes_restores_every_acknowledged_write(
 
 /// A ring-only operator action's outcome on a node without `[cluster]`: its refusal there
 /// (FAILED_PRECONDITION) counts as authorized.
+/// A topology change past the role check: refused to an admin key of one tenant (it needs an
+/// operator key), refused on a single node (no ring).
+fn operator_ring_change_is_authorized<T>(
+    result: Result<T, tonic::Status>,
+    key: Option<&str>,
+) -> Result<(), tonic::Status> {
+    match result {
+        Err(status) if status.code() == Code::PermissionDenied && key == Some(ADMIN_KEY) => {
+            assert!(status.message().contains("operator key"), "{status:?}");
+            Ok(())
+        }
+        other => not_a_ring_is_authorized(other),
+    }
+}
+
 fn not_a_ring_is_authorized<T>(result: Result<T, tonic::Status>) -> Result<(), tonic::Status> {
     match result {
         Err(status) if status.code() == Code::FailedPrecondition => {

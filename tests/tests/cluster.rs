@@ -227,12 +227,13 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
     // The replica service refuses calls without this cluster's token.
     let mut internal = ReplicaClient::new(nodes[0].channel().await);
     let n0 = host_id_of(&nodes[0], "n0");
+    let version = topology_version(&nodes[0]);
     for token in [
         None,
         Some(ClusterCredentials::new("other", SECRET).token().to_owned()),
     ] {
         let refused = internal
-            .read_partitions(internal_read(&n0, "before", token))
+            .read_partitions(internal_read(&n0, version, "before", token))
             .await
             .unwrap_err();
         assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
@@ -241,6 +242,7 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
     let misdirected = internal
         .read_partitions(internal_read(
             &host_id_of(&nodes[0], "n1"),
+            version,
             "before",
             Some(e2e_token()),
         ))
@@ -257,11 +259,23 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
         misdirected.message()
     );
     let cells = internal
-        .read_partitions(internal_read(&n0, "before", Some(e2e_token())))
+        .read_partitions(internal_read(&n0, version, "before", Some(e2e_token())))
         .await
         .expect("a member's call");
     let stored = cells.into_inner().partitions[0].cells.clone();
     assert!(!stored.is_empty());
+    // A call planned on a ring older than the node's fence (raised by every movement's
+    // barrier: the joins that formed this ring) is refused, naming the field.
+    let fenced = internal
+        .read_partitions(internal_read(&n0, 0, "before", Some(e2e_token())))
+        .await
+        .unwrap_err();
+    assert_eq!(fenced.code(), Code::FailedPrecondition, "{fenced:?}");
+    assert!(
+        fenced.message().starts_with("header.ring_version:"),
+        "{}",
+        fenced.message()
+    );
 
     // A replica write timestamped past cluster.max_clock_skew_ms (10 s by default) ahead of the
     // node's clock is refused, naming the field; one within it is applied.
@@ -269,7 +283,9 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
         let mut cell = stored[0].clone();
         cell.timestamp_micros = allidb_storage::hlc::wall_micros() + ahead.as_micros() as u64;
         with_token(internal::MutateRequest {
-            header: internal_read(&n0, "before", None).into_inner().header,
+            header: internal_read(&n0, version, "before", None)
+                .into_inner()
+                .header,
             cells: vec![cell],
             ..Default::default()
         })
@@ -293,7 +309,7 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
 
     // Several partitions in one call: each answered in request order, an invalid id failing
     // only its own; more than the limit refused, naming the field.
-    let mut several = internal_read(&n0, "", Some(e2e_token()));
+    let mut several = internal_read(&n0, version, "", Some(e2e_token()));
     let asked = &mut several.get_mut().partitions;
     asked.push(internal::PartitionRead {
         tenant: "default".to_owned(),
@@ -310,7 +326,7 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
     assert!(answered[0].error.contains("id"), "{:?}", answered[0]);
     assert!(answered[1].error.is_empty() && answered[1].cells.is_empty());
     assert_eq!(answered[1].digest.len(), 16, "{:?}", answered[1]);
-    let mut too_many = internal_read(&n0, "before", Some(e2e_token()));
+    let mut too_many = internal_read(&n0, version, "before", Some(e2e_token()));
     let one = too_many.get_ref().partitions[0].clone();
     too_many.get_mut().partitions = vec![one; allidb_cluster::replica::MAX_PARTITIONS_PER_READ + 1];
     let refused = internal.read_partitions(too_many).await.unwrap_err();
@@ -318,7 +334,9 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
     assert!(refused.message().starts_with("partitions:"), "{refused:?}");
 
     // The anti-entropy and streaming calls refuse bad input INVALID_ARGUMENT, naming the field.
-    let header = internal_read(&n0, "before", None).into_inner().header;
+    let header = internal_read(&n0, version, "before", None)
+        .into_inner()
+        .header;
     let shape = |depth| internal::TreeShape {
         start: 1,
         end: 1,
@@ -573,16 +591,25 @@ fn e2e_token() -> String {
     ClusterCredentials::new("e2e", SECRET).token().to_owned()
 }
 
-/// A read of `id` through the internal service of host `recipient`, with `token` if given.
+/// The topology version `daemon` applied (what its peers plan their calls to it on).
+fn topology_version(daemon: &Daemon) -> u64 {
+    status(daemon)["ring_version"]
+        .as_u64()
+        .expect("a ring version in the status")
+}
+
+/// A read of `id` through the internal service of host `recipient`, planned on topology
+/// `version`, with `token` if given.
 fn internal_read(
     recipient: &str,
+    version: u64,
     id: &str,
     token: Option<String>,
 ) -> tonic::Request<internal::ReadPartitionsRequest> {
     let mut call = tonic::Request::new(internal::ReadPartitionsRequest {
         header: Some(internal::RequestHeader {
             protocol_version: allidb_cluster::PROTOCOL_VERSION,
-            ring_version: 0,
+            ring_version: version,
             sender: String::new(),
             recipient: recipient.to_owned(),
         }),
@@ -665,13 +692,14 @@ async fn with_tls_nodes_replicate_over_mtls_and_refuse_a_certificate_of_another_
     // The internal service with the right token: answered for a certificate of the cluster CA,
     // refused for one of another CA.
     let n1 = host_id_of(&nodes[0], "n1");
+    let version = topology_version(&nodes[1]);
     let member = ReplicaClient::new(
         nodes[1]
             .tls_channel(presenting(&ca.node()))
             .await
             .expect("a member's TLS connection"),
     )
-    .read_partitions(internal_read(&n1, "over-mtls", Some(e2e_token())))
+    .read_partitions(internal_read(&n1, version, "over-mtls", Some(e2e_token())))
     .await
     .expect("a member's call")
     .into_inner();
@@ -680,7 +708,7 @@ async fn with_tls_nodes_replicate_over_mtls_and_refuse_a_certificate_of_another_
     let stranger_call = match nodes[1].tls_channel(presenting(&stranger)).await {
         Err(handshake) => Err(format!("{handshake:?}")),
         Ok(channel) => ReplicaClient::new(channel)
-            .read_partitions(internal_read(&n1, "over-mtls", Some(e2e_token())))
+            .read_partitions(internal_read(&n1, version, "over-mtls", Some(e2e_token())))
             .await
             .map(drop)
             .map_err(|status| format!("{status:?}")),
@@ -808,7 +836,9 @@ async fn write_around_n0(nodes: &[Daemon], id: &str, batch: &allidb_storage::bat
     for i in 1..nodes.len() {
         let host = host_id_of(&nodes[0], &format!("n{i}"));
         let call = with_token(internal::MutateRequest {
-            header: internal_read(&host, id, None).into_inner().header,
+            header: internal_read(&host, topology_version(&nodes[i]), id, None)
+                .into_inner()
+                .header,
             cells: cells.clone(),
             ..Default::default()
         });

@@ -198,7 +198,7 @@ async fn a_node_decommissions_a_dead_one_is_removed_and_each_refusal_names_its_r
         ("n1", "normal"),
         ("n2", "down"),
         ("n3", "down"),
-        ("n4", "down"),
+        ("n4", "left"),
     ];
     wait_for_states(&nodes[0], &two_down, Duration::from_secs(10));
     let short = client
@@ -219,7 +219,7 @@ async fn a_node_decommissions_a_dead_one_is_removed_and_each_refusal_names_its_r
         ("n1", "normal"),
         ("n2", "normal"),
         ("n3", "down"),
-        ("n4", "down"),
+        ("n4", "left"),
     ];
     wait_for_states(&nodes[0], &three_up, Duration::from_secs(30));
     let removed = client

@@ -147,7 +147,7 @@ impl AlliDbService {
         request: Request<pb::DecommissionRequest>,
     ) -> Result<Response<pb::TopologyChangeResponse>, Status> {
         let caller = self.authorize(&request, Role::Admin)?;
-        let (ring, _) = self.ring_operation(&caller, String::new(), "a decommission")?;
+        let ring = self.ring_change(&caller, "a decommission")?;
         let host = ring.topology.host();
         leave_ring(ring, host, MovementKind::Decommission, false).await
     }
@@ -158,12 +158,23 @@ impl AlliDbService {
     ) -> Result<Response<pb::TopologyChangeResponse>, Status> {
         let caller = self.authorize(&request, Role::Admin)?;
         let request = request.into_inner();
-        let (ring, _) = self.ring_operation(&caller, String::new(), "a removenode")?;
+        let ring = self.ring_change(&caller, "a removenode")?;
         let host = request
             .host_id
             .parse()
             .map_err(|e| Status::invalid_argument(format!("host_id: {e}")))?;
         leave_ring(ring, host, MovementKind::RemoveNode, request.ignore_dead).await
+    }
+
+    /// The ring, for an operator (an admin key of tenant `*`) changing its topology.
+    fn ring_change(&self, caller: &Principal, what: &str) -> Result<&RingAccess, Status> {
+        if admin::tenant_scope(caller, self.auth.enabled()) != admin::TenantScope::All {
+            return Err(Status::permission_denied(format!(
+                "{what} changes the whole ring: it needs an operator key (an admin key of tenant \"*\")"
+            )));
+        }
+        let (ring, _) = self.ring_operation(caller, String::new(), what)?;
+        Ok(ring)
     }
 
     pub(super) async fn compact_rpc(

@@ -112,6 +112,25 @@ pub fn peer_label(view: &ClusterView, host: HostId) -> String {
         .unwrap_or_else(|| host.to_string())
 }
 
+/// Drops every hint kept for `host`, which left the ring: it owns nothing, and what it was
+/// sent reached its ranges' new owners through the movement's write-both step and streaming.
+fn drop_left(hints: &HintLog, view: &ClusterView, host: HostId) {
+    let peer = peer_label(view, host);
+    for segment in hints.seal(host) {
+        let count = hints.read(host, segment).map_or(0, |stored| stored.len());
+        match hints.remove(host, segment) {
+            Ok(()) => {
+                metrics::counter!("allidb_cluster_hints_dropped_total", "peer" => peer.clone(), "reason" => "left")
+                    .increment(count as u64);
+                tracing::info!(%peer, hints = count, "dropped the hints of a host that left the ring");
+            }
+            Err(error) => {
+                tracing::warn!(%error, %peer, "hints of a host that left the ring not removed")
+            }
+        }
+    }
+}
+
 async fn deliver(
     hints: &HintLog,
     clients: &PeerClients,
@@ -123,6 +142,10 @@ async fn deliver(
     let Some(node) = view.nodes.get(&host) else {
         return;
     };
+    if node.status == NodeStatus::Left {
+        drop_left(hints, view, host);
+        return;
+    }
     let (NodeStatus::Normal | NodeStatus::Joining, Some(addr)) = (node.status, node.rpc_addr)
     else {
         return;
@@ -176,7 +199,9 @@ async fn deliver(
                     .flat_map(|hint| cells::batch_versions(&hint.batch))
                     .collect(),
             };
-            let ring_version = call.iter().map(|h| h.ring_version).max().unwrap_or(0);
+            // Delivered on the current ring's version: a hint is cells with their own timestamps, right
+            // on whatever ring delivers them (a stored version would be fenced).
+            let ring_version = view.ring.version();
             if let Err(error) = clients
                 .mutate(host, addr, &mutation, "hint", ring_version, options.timeout)
                 .await

@@ -586,10 +586,13 @@ impl KnownHosts {
             let member = topology.nodes.get(&node.host_id);
             node.tokens = member.map(|m| m.tokens.clone()).unwrap_or_default();
             node.in_gossip = in_gossip.contains(&node.host_id);
-            node.status = if live.contains(&(node.host_id, node.generation)) {
-                NodeStatus::of_member(member.map(|m| m.state))
-            } else {
-                NodeStatus::Down
+            // `left` is for good, whether the host still runs or not.
+            node.status = match member.map(|m| m.state) {
+                Some(NodeState::Left) => NodeStatus::Left,
+                state if live.contains(&(node.host_id, node.generation)) => {
+                    NodeStatus::of_member(state)
+                }
+                _ => NodeStatus::Down,
             };
         }
         let ring = match &self.ring {

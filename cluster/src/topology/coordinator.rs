@@ -208,6 +208,8 @@ async fn barrier(log: &TopologyLog, state: &TopologyState) -> Result<(), String>
     for outcome in futures_util::future::join_all(calls).await {
         outcome?;
     }
+    // The coordinator applied it first; it takes nothing older either.
+    log.shared.fence.raise(state.version);
     Ok(())
 }
 

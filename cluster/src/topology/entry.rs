@@ -97,6 +97,59 @@ impl TopologyLog {
         }
     }
 
+    /// Waits until this node has heard from the ring's other members (gossip sees them up) and
+    /// applied at least the topology version any of them gossips, or `grace` passed for the
+    /// first and twice `grace` for the second (then it goes on, saying so): what a node waits
+    /// for before it reports ready, so it neither routes by an old ring nor calls live peers
+    /// down.
+    pub async fn settle(&self, grace: Duration) {
+        let shared = &self.shared;
+        let started = Instant::now();
+        loop {
+            let state = self.state();
+            let view = shared.view.borrow().clone();
+            let members = state
+                .nodes
+                .iter()
+                .filter(|(host, node)| {
+                    **host != shared.host && node.state != super::state::NodeState::Left
+                })
+                .map(|(host, _)| *host);
+            let heard = members.clone().all(|host| {
+                view.nodes
+                    .get(&host)
+                    .is_some_and(|n| n.status != NodeStatus::Down)
+            });
+            let newest = view
+                .nodes
+                .values()
+                .filter(|n| n.status != NodeStatus::Down)
+                .filter_map(|n| n.topology_version)
+                .max()
+                .unwrap_or(0);
+            let elapsed = started.elapsed();
+            let caught_up = state.version >= newest;
+            if (heard || elapsed >= grace) && caught_up {
+                return;
+            }
+            if elapsed >= grace * 2 {
+                tracing::warn!(
+                    applied = state.version,
+                    newest,
+                    unheard = members
+                        .filter(|h| view
+                            .nodes
+                            .get(h)
+                            .is_none_or(|n| n.status == NodeStatus::Down))
+                        .count(),
+                    "ready without having caught up with the ring: the topology log has not reached this node"
+                );
+                return;
+            }
+            tokio::time::sleep(shared.options.poll).await;
+        }
+    }
+
     async fn ask_to_join(
         &self,
         peer: HostId,

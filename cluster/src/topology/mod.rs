@@ -8,6 +8,7 @@
 //! - [`network`]: raft messages to other nodes over the node-to-node service.
 //! - [`entry`]: how a node enters the ring: forming the log, or a validated join.
 //! - [`leave`]: decommission and removenode requests.
+//! - [`fence`]: the oldest topology version node-to-node requests may be planned on.
 //! - [`coordinator`]: the one driver of movements, on the log's leader.
 //! - [`streaming`]: a gaining node's side of a movement: streaming the ranges it takes.
 //! - [`service`]: the `Topology` gRPC service.
@@ -18,6 +19,7 @@
 
 pub mod coordinator;
 pub mod entry;
+pub mod fence;
 pub mod leave;
 pub mod log_store;
 pub mod network;
@@ -40,6 +42,7 @@ use crate::membership::ClusterView;
 use crate::peer_client::PeerClients;
 use crate::ring::HostId;
 use crate::stream::RangeStream;
+use fence::TopologyFence;
 use log_store::TopologyLogStore;
 use network::TopologyNetwork;
 use state::{Command, Outcome, TopologyState};
@@ -122,6 +125,8 @@ struct Shared {
     joins: tokio::sync::Mutex<()>,
     /// The stream a joining node bootstraps with, once its store is open.
     stream: OnceLock<RangeStream>,
+    /// Raised by every barrier this node answers or (as the coordinator) completes.
+    fence: TopologyFence,
 }
 
 /// This node's member of the log; cheap to clone.
@@ -155,14 +160,15 @@ fn raft_config(cluster_name: &str) -> Result<openraft::Config, ClusterError> {
 }
 
 impl TopologyLog {
-    /// Starts this node's member of the log over `files`; the coordinator runs from now on
-    /// (it acts only while this node leads).
+    /// Starts this node's member of the log over `files`, raising `fence` at every barrier;
+    /// the coordinator runs from now on (it acts only while this node leads).
     pub async fn start(
         files: TopologyFiles,
         host: HostId,
         clients: Arc<PeerClients>,
         view: watch::Receiver<Arc<ClusterView>>,
         options: TopologyOptions,
+        fence: TopologyFence,
     ) -> Result<TopologyLog, ClusterError> {
         let config = Arc::new(raft_config(&options.cluster_name)?);
         let network = TopologyNetwork::new(clients.clone(), view.clone(), files.state.clone());
@@ -179,6 +185,7 @@ impl TopologyLog {
                 options,
                 joins: tokio::sync::Mutex::new(()),
                 stream: OnceLock::new(),
+                fence,
             }),
         };
         coordinator::spawn(log.clone());

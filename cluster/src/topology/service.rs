@@ -173,6 +173,8 @@ impl Topology for TopologyService {
                 "topology_version: this node applied {applied_version}, not yet {wanted}"
             )));
         }
+        // From now on this replica takes nothing planned on a ring older than `wanted`.
+        log.shared.fence.raise(wanted);
         Ok(Response::new(proto::BarrierResponse { applied_version }))
     }
 
