@@ -22,12 +22,14 @@ use allidb_index::UnifiedStore;
 use allidb_storage::engine::Health;
 
 use allidb_cluster::hints::HintLog;
+use allidb_cluster::hints::dispatcher::peer_label;
 use allidb_cluster::membership::transport::GossipCounters;
 use allidb_cluster::membership::{ClusterView, NodeStatus, NodeView};
 use allidb_cluster::repair::history::RepairHistory;
 use allidb_cluster::repair::progress::RepairProgress;
 use allidb_cluster::repair::unix_secs;
 use allidb_cluster::ring::{HostId, TokenSpan};
+use allidb_cluster::topology::state::TopologyState;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -120,6 +122,8 @@ pub struct RunningCluster {
     pub repair_progress: Arc<RepairProgress>,
     /// `storage.gc_grace_secs`: ranges not repaired for longer are overdue.
     pub gc_grace_secs: u64,
+    /// The topology log's applied state (the movement in progress).
+    pub topology: watch::Receiver<Arc<TopologyState>>,
 }
 
 impl ClusterStatus {
@@ -329,6 +333,7 @@ async fn cluster_status(State(state): State<AdminState>) -> Response {
         Err(refusal) => return refusal.into_response(),
     };
     let view = running.view.borrow().clone();
+    let topology = running.topology.borrow().clone();
     let owns = view.ring.ownership(running.replication_factor);
     let hints = running.hints.pending();
     let nodes: Vec<_> = view
@@ -356,6 +361,13 @@ async fn cluster_status(State(state): State<AdminState>) -> Response {
         "replication_factor": running.replication_factor,
         "ring_version": view.ring.version(),
         "nodes": nodes,
+        "movement": topology.movement.as_ref().map(|m| json!({
+            "id": m.id,
+            "kind": m.kind.as_str(),
+            "host_id": m.host.to_string(),
+            "name": peer_label(&view, m.host),
+            "step": m.step.as_str(),
+        })),
         "repair": {
             "ranges": ages.ranges,
             "overdue_ranges": ages.overdue,

@@ -730,6 +730,7 @@ async fn join_cluster(
         repair_history: Arc::new(repair_history),
         repair_progress: Arc::default(),
         gc_grace_secs: config.storage.gc_grace_secs,
+        topology: topology.subscribe(),
     });
     Ok(Joined {
         membership,

@@ -116,6 +116,11 @@ async fn a_fourth_node_streams_from_the_replicas_it_displaces_and_no_acknowledge
         versions.windows(2).all(|w| w[0] == w[1]),
         "every node routes by the same topology version: {versions:?}"
     );
+    let settled = status(&n3);
+    assert!(
+        settled.get("movement").is_some_and(|m| m.is_null()),
+        "no movement runs once the join finished: {settled}"
+    );
 
     // Through the new node, at QUORUM, every acknowledged write is found: the ones n2 missed
     // (streamed from the replica each range's new owner displaced), and the ones written

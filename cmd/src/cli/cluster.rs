@@ -329,6 +329,15 @@ fn status_text(reply: &Value) -> String {
         reply["ring_version"],
         str_of(reply, "host_id"),
     );
+    if let Some(movement) = reply["movement"].as_object() {
+        text.push_str(&format!(
+            "movement {} {} of {} at step {}\n",
+            movement["kind"].as_str().unwrap_or("?"),
+            movement["id"],
+            movement["name"].as_str().unwrap_or("?"),
+            movement["step"].as_str().unwrap_or("?"),
+        ));
+    }
     text.push_str(&format!(
         "{:<8} {:<9} {:<16} {:<22} {:>10} {:>6} {:>7} {:>12}  {}\n",
         "status",
