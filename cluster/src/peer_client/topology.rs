@@ -22,6 +22,16 @@ pub enum JoinRefusal {
     Unavailable(String),
 }
 
+impl JoinRefusal {
+    /// The refusal as this node's own answer to the request it forwarded.
+    pub fn into_status(self) -> tonic::Status {
+        match self {
+            JoinRefusal::Refused(reason) => tonic::Status::failed_precondition(reason),
+            JoinRefusal::Unavailable(reason) => tonic::Status::unavailable(reason),
+        }
+    }
+}
+
 /// A refusal from `addr`'s answer `status`: FAILED_PRECONDITION is the log's refusal.
 fn refusal(addr: SocketAddr, status: tonic::Status) -> JoinRefusal {
     if status.code() == tonic::Code::FailedPrecondition {

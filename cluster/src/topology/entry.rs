@@ -262,31 +262,16 @@ impl TopologyLog {
                 "this node has not joined a formed ring yet; ask another",
             ));
         }
-        let leader = self.leader().await;
-        if leader != Some(shared.host) {
-            let Some(leader) = leader.filter(|_| !request.forwarded) else {
-                return Err(Status::unavailable(
-                    "the topology log has no leader now (no metadata quorum); retry",
-                ));
-            };
-            let addr = shared
-                .view
-                .borrow()
-                .peer_address(leader)
-                .map_err(|e| Status::unavailable(e.to_string()))?;
+        if let Some((leader, addr)) = self.leader_for(request.forwarded).await? {
             let forwarded = proto::JoinRequest {
                 forwarded: true,
                 ..request
             };
-            return match shared
+            return shared
                 .clients
                 .join_as(sender, leader, addr, forwarded, JOIN_TIMEOUT)
                 .await
-            {
-                Ok(version) => Ok(version),
-                Err(JoinRefusal::Refused(reason)) => Err(Status::failed_precondition(reason)),
-                Err(JoinRefusal::Unavailable(reason)) => Err(Status::unavailable(reason)),
-            };
+                .map_err(JoinRefusal::into_status);
         }
         let _one_at_a_time = shared.joins.lock().await;
         let state = self.state();

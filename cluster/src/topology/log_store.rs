@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TopologyConfig;
 use crate::ClusterError;
-use crate::identity::{CLUSTER_DIR, seal, unseal, write_atomically};
+use crate::identity::{CLUSTER_DIR, seal, write_atomically};
 use crate::ring::HostId;
 
 const LOG_FILE: &str = "topology-log";
@@ -169,23 +169,7 @@ impl TopologyLogStore {
     /// The last vote stored, if any.
     fn load_vote(&self) -> Result<Option<Vote<HostId>>, ClusterError> {
         let path = self.data_dir.join(CLUSTER_DIR).join(VOTE_FILE);
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(ClusterError::Io { path, source }),
-        };
-        let corrupt = |reason: String| ClusterError::CorruptTopology {
-            path: path.clone(),
-            reason,
-        };
-        let body = unseal(&text).map_err(corrupt)?;
-        let json = body
-            .strip_prefix(VOTE_HEADER)
-            .and_then(|rest| rest.strip_prefix('\n'))
-            .ok_or_else(|| corrupt(format!("the first line is not {VOTE_HEADER:?}")))?;
-        serde_json::from_str(json)
-            .map(Some)
-            .map_err(|e| corrupt(e.to_string()))
+        super::read_sealed_json(&path, VOTE_HEADER)
     }
 }
 

@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use openraft::{BasicNode, Raft};
 use tokio::sync::watch;
+use tonic::Status;
 
 use crate::ClusterError;
 use crate::membership::ClusterView;
@@ -230,6 +231,28 @@ impl TopologyLog {
             .collect()
     }
 
+    /// Where a request this node cannot take goes: `None` when this node leads, the leader and
+    /// its address otherwise; UNAVAILABLE without a leader or for a request already forwarded
+    /// once (a leader never forwards).
+    async fn leader_for(&self, forwarded: bool) -> Result<Option<(HostId, SocketAddr)>, Status> {
+        let leader = self.leader().await;
+        if leader == Some(self.shared.host) {
+            return Ok(None);
+        }
+        let Some(leader) = leader.filter(|_| !forwarded) else {
+            return Err(Status::unavailable(
+                "the topology log has no leader now (no metadata quorum); retry",
+            ));
+        };
+        let addr = self
+            .shared
+            .view
+            .borrow()
+            .peer_address(leader)
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Some((leader, addr)))
+    }
+
     /// Proposes `command` (this node must lead); its outcome once committed and applied here.
     async fn propose(&self, command: Command) -> Result<Outcome, ClusterError> {
         self.shared
@@ -256,6 +279,35 @@ impl TopologyLog {
             tracing::warn!(%error, "the topology log did not stop cleanly");
         }
     }
+}
+
+/// The JSON body of the sealed file `path` whose first line is `header` (`None`: no file).
+fn read_sealed_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    header: &str,
+) -> Result<Option<T>, ClusterError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(ClusterError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let corrupt = |reason: String| ClusterError::CorruptTopology {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let body = crate::identity::unseal(&text).map_err(corrupt)?;
+    let json = body
+        .strip_prefix(header)
+        .and_then(|rest| rest.strip_prefix('\n'))
+        .ok_or_else(|| corrupt(format!("the first line is not {header:?}")))?;
+    serde_json::from_str(json)
+        .map(Some)
+        .map_err(|e| corrupt(e.to_string()))
 }
 
 /// The raft node of `host` at `addr`.

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use super::TopologyConfig;
 use super::state::{Outcome, TopologyState};
 use crate::ClusterError;
-use crate::identity::{CLUSTER_DIR, seal, unseal, write_atomically};
+use crate::identity::{CLUSTER_DIR, seal, write_atomically};
 use crate::ring::HostId;
 
 const STATE_FILE: &str = "topology-state";
@@ -58,21 +58,7 @@ impl std::fmt::Debug for TopologyMachine {
 /// Reads the state file under `data_dir` (the default image before the first apply).
 pub fn load_image(data_dir: &Path) -> Result<TopologyImage, ClusterError> {
     let path = data_dir.join(CLUSTER_DIR).join(STATE_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TopologyImage::default()),
-        Err(source) => return Err(ClusterError::Io { path, source }),
-    };
-    let corrupt = |reason: String| ClusterError::CorruptTopology {
-        path: path.clone(),
-        reason,
-    };
-    let body = unseal(&text).map_err(corrupt)?;
-    let json = body
-        .strip_prefix(STATE_HEADER)
-        .and_then(|rest| rest.strip_prefix('\n'))
-        .ok_or_else(|| corrupt(format!("the first line is not {STATE_HEADER:?}")))?;
-    serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))
+    Ok(super::read_sealed_json(&path, STATE_HEADER)?.unwrap_or_default())
 }
 
 fn store_image(data_dir: &Path, image: &TopologyImage) -> Result<(), ClusterError> {
