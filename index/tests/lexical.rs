@@ -158,7 +158,7 @@ fn write_batch(store: &UnifiedStore, rows: &[(String, String)], b: usize) {
 /// The child process: ingests batches until killed (index dumps at batch 20 and then every
 /// 150 ms), printing each acknowledged one.
 #[test]
-#[ignore = "the child process of the kill -9 test below, which runs it itself"]
+#[ignore = "the child process of the kill -9 test below, which runs it itself (cargo test -p allidb-index --test lexical)"]
 fn child() {
     let Ok(dir) = std::env::var(CHILD_VAR) else {
         return;

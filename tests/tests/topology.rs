@@ -190,6 +190,35 @@ async fn a_node_decommissions_a_dead_one_is_removed_and_each_refusal_names_its_r
         host_id: n3_host.clone(),
         ignore_dead,
     };
+    // Bad input: a host id that is not one, and one the ring does not hold.
+    let bad = pb::RemoveNodeRequest {
+        host_id: "not-a-host".to_owned(),
+        ignore_dead: false,
+    };
+    let bad = client
+        .remove_node(request(bad, None))
+        .await
+        .expect_err("not a host id");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    assert!(bad.message().starts_with("host_id:"), "{}", bad.message());
+    let unknown = pb::RemoveNodeRequest {
+        host_id: "00000000-0000-0000-0000-000000000001".to_owned(),
+        ignore_dead: false,
+    };
+    let unknown = client
+        .remove_node(request(unknown, None))
+        .await
+        .expect_err("a host the ring does not hold");
+    assert_eq!(
+        unknown.code(),
+        tonic::Code::FailedPrecondition,
+        "{unknown:?}"
+    );
+    assert!(
+        unknown.message().contains("not in the ring"),
+        "{}",
+        unknown.message()
+    );
     let live = client
         .remove_node(request(remove(false), None))
         .await

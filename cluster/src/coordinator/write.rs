@@ -72,9 +72,11 @@ impl Coordinator {
             .collect();
         let mut groups: BTreeMap<(String, String, usize), AckGroup> = BTreeMap::new();
         let mut per_host: BTreeMap<HostId, ReplicaMutation> = BTreeMap::new();
+        // Reused for every cell: the hosts of its replica sets, both rings' without repeats.
+        let mut targets: Vec<HostId> = Vec::new();
         for version in cells::batch_versions(&batch) {
             let (tenant, entity_id) = cells::partition_of(&version.0)?;
-            let mut targets: BTreeSet<HostId> = BTreeSet::new();
+            targets.clear();
             for (which, ring) in rings.iter().enumerate() {
                 let group = groups
                     .entry((tenant.clone(), entity_id.clone(), which))
@@ -95,9 +97,11 @@ impl Coordinator {
                 }
                 targets.extend(group.replicas.hosts());
             }
-            for host in targets {
+            targets.sort_unstable();
+            targets.dedup();
+            for host in &targets {
                 per_host
-                    .entry(host)
+                    .entry(*host)
                     .or_default()
                     .cells
                     .push(version.clone());
