@@ -382,7 +382,60 @@ impl ReplicaService {
             .get()
             .ok_or_else(|| Status::unavailable("the store is still opening; retry shortly"))
     }
+
+    /// Admits a node-to-node request: its credentials, its header (addressed to this host, in
+    /// this protocol) and, for a call planned on a ring (`Fenced::Yes`: writes, reads, query,
+    /// repair and stream calls), a topology version at or above this node's fence.
+    fn admit<T: HasHeader>(
+        &self,
+        request: &Request<T>,
+        fenced: Fenced,
+    ) -> Result<&LocalReplica, Status> {
+        self.credentials.check(request.metadata())?;
+        let local = self.local()?;
+        let header = request.get_ref().header();
+        check_header(header, local.host)?;
+        if fenced == Fenced::Yes {
+            self.fence.check(header.map_or(0, |h| h.ring_version))?;
+        }
+        Ok(local)
+    }
 }
+
+/// Whether a call is checked against the topology fence.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fenced {
+    Yes,
+    No,
+}
+
+/// A node-to-node request message with a header.
+trait HasHeader {
+    fn header(&self) -> Option<&proto::RequestHeader>;
+}
+
+macro_rules! has_header {
+    ($($message:ty),* $(,)?) => {
+        $(impl HasHeader for $message {
+            fn header(&self) -> Option<&proto::RequestHeader> {
+                self.header.as_ref()
+            }
+        })*
+    };
+}
+
+has_header!(
+    proto::MutateRequest,
+    proto::ReadPartitionsRequest,
+    proto::SearchSeedsRequest,
+    proto::ExpandHopRequest,
+    proto::ClockRequest,
+    proto::ScanIdsRequest,
+    proto::TenantCountsRequest,
+    proto::MerkleTreesRequest,
+    proto::LeafPartitionsRequest,
+    proto::StreamRangeRequest,
+);
 
 /// Checks the header of a request to the replica on host `local`.
 pub(crate) fn check_header(
@@ -468,12 +521,8 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::MutateRequest>,
     ) -> Result<Response<proto::MutateResponse>, Status> {
-        self.credentials.check(request.metadata())?;
+        let local = self.admit(&request, Fenced::Yes)?;
         let request = request.into_inner();
-        let local = self.local()?;
-        check_header(request.header.as_ref(), local.host)?;
-        self.fence
-            .check(request.header.as_ref().map_or(0, |h| h.ring_version))?;
         let versions: Vec<CellVersion> = request.cells.into_iter().map(cells::from_proto).collect();
         for (key, _, _) in &versions {
             cells::partition_of(key).map_err(status)?;
@@ -501,12 +550,8 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::ReadPartitionsRequest>,
     ) -> Result<Response<proto::ReadPartitionsResponse>, Status> {
-        self.credentials.check(request.metadata())?;
+        let local = self.admit(&request, Fenced::Yes)?;
         let request = request.into_inner();
-        let local = self.local()?;
-        check_header(request.header.as_ref(), local.host)?;
-        self.fence
-            .check(request.header.as_ref().map_or(0, |h| h.ring_version))?;
         if request.partitions.len() > MAX_PARTITIONS_PER_READ {
             return Err(Status::invalid_argument(format!(
                 "partitions: {} partitions in one read, at most {MAX_PARTITIONS_PER_READ}",
@@ -549,10 +594,8 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::SearchSeedsRequest>,
     ) -> Result<Response<proto::SearchSeedsResponse>, Status> {
-        self.credentials.check(request.metadata())?;
+        let local = self.admit(&request, Fenced::Yes)?;
         let mut request = request.into_inner();
-        let local = self.local()?;
-        check_header(request.header.as_ref(), local.host)?;
         let tenant = std::mem::take(&mut request.tenant);
         let search = wire::seed_search_from_proto(request).map_err(|e| status(e.into()))?;
         let seeds = local.search_seeds(&tenant, search).await.map_err(status)?;
@@ -565,10 +608,8 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::ExpandHopRequest>,
     ) -> Result<Response<proto::ExpandHopResponse>, Status> {
-        self.credentials.check(request.metadata())?;
+        let local = self.admit(&request, Fenced::Yes)?;
         let mut request = request.into_inner();
-        let local = self.local()?;
-        check_header(request.header.as_ref(), local.host)?;
         if request.entity_ids.len() > MAX_PARTITIONS_PER_READ {
             return Err(Status::invalid_argument(format!(
                 "entity_ids: {} nodes in one hop, at most {MAX_PARTITIONS_PER_READ}",
@@ -587,10 +628,8 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::ClockRequest>,
     ) -> Result<Response<proto::ClockResponse>, Status> {
-        self.credentials.check(request.metadata())?;
-        let request = request.into_inner();
-        let local = self.local()?;
-        check_header(request.header.as_ref(), local.host)?;
+        // A clock reading is not planned on a ring.
+        let local = self.admit(&request, Fenced::No)?;
         Ok(Response::new(proto::ClockResponse {
             now_micros: local.store.engine().clock().now(),
         }))
@@ -600,10 +639,8 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::ScanIdsRequest>,
     ) -> Result<Response<proto::ScanIdsResponse>, Status> {
-        self.credentials.check(request.metadata())?;
+        let local = self.admit(&request, Fenced::Yes)?;
         let request = request.into_inner();
-        let local = self.local()?;
-        check_header(request.header.as_ref(), local.host)?;
         let limit = request.limit as usize;
         if !(1..=MAX_SCAN_IDS).contains(&limit) {
             return Err(Status::invalid_argument(format!(
@@ -625,10 +662,8 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::TenantCountsRequest>,
     ) -> Result<Response<proto::TenantCountsResponse>, Status> {
-        self.credentials.check(request.metadata())?;
+        let local = self.admit(&request, Fenced::Yes)?;
         let request = request.into_inner();
-        let local = self.local()?;
-        check_header(request.header.as_ref(), local.host)?;
         let request = tenants::request_from_proto(request).map_err(status)?;
         let counts = local.tenant_counts(request).await.map_err(status)?;
         Ok(Response::new(tenants::counts_to_proto(&counts)))
@@ -638,10 +673,8 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::MerkleTreesRequest>,
     ) -> Result<Response<proto::MerkleTreesResponse>, Status> {
-        self.credentials.check(request.metadata())?;
+        let local = self.admit(&request, Fenced::Yes)?;
         let request = request.into_inner();
-        let local = self.local()?;
-        check_header(request.header.as_ref(), local.host)?;
         let shapes = request
             .trees
             .iter()
@@ -667,10 +700,8 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::LeafPartitionsRequest>,
     ) -> Result<Response<proto::LeafPartitionsResponse>, Status> {
-        self.credentials.check(request.metadata())?;
+        let local = self.admit(&request, Fenced::Yes)?;
         let request = request.into_inner();
-        let local = self.local()?;
-        check_header(request.header.as_ref(), local.host)?;
         let sets = repair_wire::leaf_sets_from_proto(&request.sets)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let tenant = (!request.tenant.is_empty()).then_some(request.tenant);
@@ -691,10 +722,8 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::StreamRangeRequest>,
     ) -> Result<Response<proto::StreamRangeResponse>, Status> {
-        self.credentials.check(request.metadata())?;
+        let local = self.admit(&request, Fenced::Yes)?;
         let request = request.into_inner();
-        let local = self.local()?;
-        check_header(request.header.as_ref(), local.host)?;
         let request = stream_wire::request_from_proto(request).map_err(status)?;
         let session = request.session;
         let (chunk, drops) = local.stream_chunk(request).await.map_err(status)?;

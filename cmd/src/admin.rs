@@ -29,7 +29,7 @@ use allidb_cluster::repair::history::RepairHistory;
 use allidb_cluster::repair::progress::RepairProgress;
 use allidb_cluster::repair::unix_secs;
 use allidb_cluster::ring::{HostId, TokenSpan};
-use allidb_cluster::topology::state::TopologyState;
+use allidb_cluster::topology::TopologyLog;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -122,8 +122,8 @@ pub struct RunningCluster {
     pub repair_progress: Arc<RepairProgress>,
     /// `storage.gc_grace_secs`: ranges not repaired for longer are overdue.
     pub gc_grace_secs: u64,
-    /// The topology log's applied state (the movement in progress).
-    pub topology: watch::Receiver<Arc<TopologyState>>,
+    /// This node's member of the topology log (its applied state, leader and voters).
+    pub topology: TopologyLog,
 }
 
 impl ClusterStatus {
@@ -333,7 +333,7 @@ async fn cluster_status(State(state): State<AdminState>) -> Response {
         Err(refusal) => return refusal.into_response(),
     };
     let view = running.view.borrow().clone();
-    let topology = running.topology.borrow().clone();
+    let topology = running.topology.state();
     let owns = view.ring.ownership(running.replication_factor);
     let hints = running.hints.pending();
     let nodes: Vec<_> = view
@@ -367,7 +367,23 @@ async fn cluster_status(State(state): State<AdminState>) -> Response {
             "host_id": m.host.to_string(),
             "name": peer_label(&view, m.host),
             "step": m.step.as_str(),
+            "replaced": m.replaced.map(|h| json!({
+                "host_id": h.to_string(),
+                "name": peer_label(&view, h),
+            })),
         })),
+        "topology_log": {
+            "leader": running.topology.known_leader().map(|h| json!({
+                "host_id": h.to_string(),
+                "name": peer_label(&view, h),
+            })),
+            "voters": running
+                .topology
+                .voters()
+                .into_iter()
+                .map(|h| peer_label(&view, h))
+                .collect::<Vec<_>>(),
+        },
         "repair": {
             "ranges": ages.ranges,
             "overdue_ranges": ages.overdue,

@@ -19,6 +19,7 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use allidb_api::auth::AuthOptions;
+use allidb_cluster::ring::HostId;
 use allidb_cluster::stream::chunk::MAX_CHUNK_BYTES;
 use allidb_storage::types::Durability;
 use serde::{Deserialize, Serialize};
@@ -386,6 +387,9 @@ pub struct ClusterConfig {
     pub repair_interval_secs: u64,
     /// Replica writes timestamped further ahead of this node's wall clock are refused.
     pub max_clock_skew_ms: u64,
+    /// The host id of a dead node whose place this new node takes on its first join (a
+    /// replace: it takes that node's tokens and streams its ranges); empty for a bootstrap.
+    pub replace_host: String,
 }
 
 impl Default for ClusterConfig {
@@ -413,6 +417,7 @@ impl Default for ClusterConfig {
             stream_chunk_bytes: MAX_CHUNK_BYTES as u64,
             repair_interval_secs: 0,
             max_clock_skew_ms: 10_000,
+            replace_host: String::new(),
         }
     }
 }
@@ -421,6 +426,17 @@ impl ClusterConfig {
     /// The gossip address peers use.
     pub fn advertise_addr(&self) -> SocketAddr {
         self.advertise_addr.unwrap_or(self.listen_addr)
+    }
+
+    /// `cluster.replace_host`, parsed (`None` when empty).
+    pub fn replace_host(&self) -> Result<Option<HostId>, ConfigError> {
+        if self.replace_host.is_empty() {
+            return Ok(None);
+        }
+        self.replace_host
+            .parse::<HostId>()
+            .map(Some)
+            .map_err(|e| invalid("cluster.replace_host", e.to_string()))
     }
 
     /// Checks the keys of an enabled cluster; `tls_enabled` decides which addresses may be used.
@@ -450,6 +466,7 @@ impl ClusterConfig {
             ));
         }
         check_range("cluster.num_tokens", self.num_tokens, 1..=256)?;
+        self.replace_host()?;
         check_range(
             "cluster.replication_factor",
             self.replication_factor,

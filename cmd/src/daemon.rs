@@ -730,7 +730,7 @@ async fn join_cluster(
         repair_history: Arc::new(repair_history),
         repair_progress: Arc::default(),
         gc_grace_secs: config.storage.gc_grace_secs,
-        topology: topology.subscribe(),
+        topology: topology.clone(),
     });
     Ok(Joined {
         membership,

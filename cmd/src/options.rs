@@ -74,6 +74,9 @@ pub fn topology_options(config: &Config, grpc_addr: SocketAddr) -> TopologyOptio
         },
         rpc_advertise: grpc_addr,
         num_tokens: cluster.num_tokens as usize,
+        replace: cluster
+            .replace_host()
+            .expect("cluster.replace_host is checked when the configuration is loaded"),
         replication_factor: cluster.replication_factor as usize,
         is_seed: cluster.seeds.is_empty()
             || seeds.contains(&advertise)

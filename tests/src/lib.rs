@@ -304,10 +304,30 @@ impl Daemon {
         data_dir: Option<PathBuf>,
         host: Option<NetHost>,
     ) -> Daemon {
+        let mut daemon = Self::prepare(config_toml, env, data_dir, host);
+        daemon.spawn();
+        daemon
+    }
+
+    /// [`Daemon::start`] that returns once the daemon printed `line` (`allidbd: <line>`), e.g.
+    /// `joining`, instead of `ready`.
+    pub fn start_until(config_toml: &str, line: &str) -> Daemon {
+        let mut daemon = Self::prepare(config_toml, &[], None, None);
+        daemon.spawn_until(&format!("allidbd: {line}"));
+        daemon
+    }
+
+    /// A daemon of `config_toml` in a new temporary directory, not started.
+    fn prepare(
+        config_toml: &str,
+        env: &[(&str, &str)],
+        data_dir: Option<PathBuf>,
+        host: Option<NetHost>,
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config_path = dir.path().join("allidb.toml");
         std::fs::write(&config_path, config_toml).expect("the config file is written");
-        let mut daemon = Daemon {
+        Daemon {
             child: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             http_addr: None,
@@ -322,9 +342,47 @@ impl Daemon {
             host,
             lines: None,
             dir,
+        }
+    }
+
+    /// Runs a daemon whose config file is `config_toml` that is expected to stop on its own
+    /// before it is ready (a refused start): its exit code and its log. Panics if it reports
+    /// ready, or is still running after `limit` (then it is killed).
+    pub fn start_refused(config_toml: &str, limit: Duration) -> (Option<i32>, String) {
+        let daemon = Self::prepare(config_toml, &[], None, None);
+        let log = std::fs::File::create(&daemon.log_path).expect("the log file opens");
+        let mut child = daemon
+            .command()
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("allidbd starts");
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("the child can be waited for") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "allidbd still running after {limit:?}; log:\n{}",
+                    daemon.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
         };
-        daemon.spawn();
-        daemon
+        let mut stdout = String::new();
+        if let Some(mut out) = child.stdout.take() {
+            std::io::Read::read_to_string(&mut out, &mut stdout).expect("stdout reads");
+        }
+        assert!(
+            !stdout.lines().any(|l| l == "allidbd: ready"),
+            "allidbd reported ready; log:\n{}",
+            daemon.log()
+        );
+        (status.code(), daemon.log())
     }
 
     /// The temporary directory holding the config, the log and the data.
@@ -367,6 +425,11 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
+        self.spawn_until("allidbd: ready");
+    }
+
+    /// Spawns the daemon and waits until it prints `until` (a whole stdout line).
+    fn spawn_until(&mut self, until: &str) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -403,17 +466,20 @@ impl Daemon {
                         self.http_addr = Some(addr.parse().expect("a socket address"));
                     } else if let Some(addr) = line.strip_prefix("allidbd: admin listening on ") {
                         self.admin_addr = Some(addr.parse().expect("a socket address"));
-                    } else if line == "allidbd: ready" {
+                    } else if line == until {
                         break;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("allidbd not ready in time; log:\n{}", self.log())
+                    panic!(
+                        "allidbd did not print {until:?} in time; log:\n{}",
+                        self.log()
+                    )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = self.child.as_mut().and_then(|c| c.wait().ok());
                     panic!(
-                        "allidbd exited before ready ({status:?}); log:\n{}",
+                        "allidbd exited before {until:?} ({status:?}); log:\n{}",
                         self.log()
                     )
                 }

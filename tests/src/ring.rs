@@ -4,6 +4,8 @@
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -402,4 +404,101 @@ pub fn hints_pending(daemon: &Daemon) -> u64 {
         .iter()
         .map(|n| n["hints_pending_bytes"].as_u64().expect("hints are listed"))
         .sum()
+}
+
+/// Field `field` (a string) of node `name` in `daemon`'s status.
+fn node_field(daemon: &Daemon, name: &str, field: &str) -> String {
+    let status = status(daemon);
+    status["nodes"]
+        .as_array()
+        .expect("nodes is an array")
+        .iter()
+        .find(|n| n["name"] == name)
+        .and_then(|n| n[field].as_str())
+        .unwrap_or_else(|| panic!("{field} of {name} in {status}"))
+        .to_owned()
+}
+
+/// The host id of node `name` as `daemon` reports it.
+pub fn host_id_of(daemon: &Daemon, name: &str) -> String {
+    node_field(daemon, name, "host_id")
+}
+
+/// The gossip address of node `name` as `daemon` reports it.
+pub fn gossip_addr_of(daemon: &Daemon, name: &str) -> SocketAddr {
+    node_field(daemon, name, "gossip_addr")
+        .parse()
+        .expect("a gossip address")
+}
+
+/// The name of the topology log's leader as `daemon` knows it (`None` without one).
+pub fn log_leader(daemon: &Daemon) -> Option<String> {
+    status(daemon)["topology_log"]["leader"]["name"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The names of the replicas of entity `id` of tenant `default`, in walk order, as `daemon`
+/// routes by now.
+pub fn replicas_of(daemon: &Daemon, id: &str) -> Vec<String> {
+    let reply = admin_json(
+        daemon,
+        &format!("/cluster/endpoints?tenant=default&id={id}"),
+    );
+    reply["replicas"]
+        .as_array()
+        .unwrap_or_else(|| panic!("replicas in {reply}"))
+        .iter()
+        .map(|r| r["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The entities of tenant `default` each node holds in its own store, through `daemon`'s
+/// per-node stats, by node name (a node that did not answer is left out).
+pub async fn held_per_node(daemon: &Daemon) -> Vec<(String, u64)> {
+    let message = pb::GetTenantStatsRequest {
+        tenant_id: "default".to_owned(),
+        per_node: true,
+    };
+    let reply = daemon
+        .client()
+        .await
+        .get_tenant_stats(request(message, None))
+        .await
+        .expect("per-node tenant stats")
+        .into_inner();
+    reply
+        .nodes
+        .iter()
+        .filter(|n| n.error.is_empty())
+        .map(|n| (n.node.clone(), n.tenants.iter().map(|t| t.entities).sum()))
+        .collect()
+}
+
+/// Puts `<prefix>0`, `<prefix>1`, ... at QUORUM through `daemon`, one at a time, until `stop`;
+/// the task answers the ids acknowledged.
+pub async fn quorum_writer(
+    daemon: &Daemon,
+    prefix: &str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    let mut client = daemon.client().await;
+    let prefix = prefix.to_owned();
+    tokio::spawn(async move {
+        let mut acked = Vec::new();
+        let mut i = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let id = format!("{prefix}{i}");
+            let message = pb::PutEntityRequest {
+                entity: Some(doc_entity(&id, &[0.5, 1.0, 0.25])),
+                consistency_level: level(pb::ConsistencyLevel::ConsistencyQuorum),
+                ..Default::default()
+            };
+            if client.put_entity(request(message, None)).await.is_ok() {
+                acked.push(id);
+            }
+            i += 1;
+        }
+        acked
+    })
 }

@@ -19,24 +19,14 @@ use allidb_cluster::credentials::{ClusterCredentials, TOKEN_HEADER};
 use allidb_cluster::proto as internal;
 use allidb_tests::certs::Ca;
 use allidb_tests::ring::{
-    SECRET, cluster_toml, drop_default, found, free_udp_addr, held_by, hints_pending, level, put,
-    remove_edge, ring_of_three, ring_of_three_each, status, wait_for_states, wait_until,
+    SECRET, cluster_toml, drop_default, found, free_udp_addr, held_by, hints_pending, host_id_of,
+    level, put, remove_edge, ring_of_three, ring_of_three_each, status, wait_for_states,
+    wait_until,
 };
 use allidb_tests::{Daemon, allidbd_binary, doc_entity, http_get, request};
 use internal::replica_client::ReplicaClient;
 use serde_json::Value;
 use tonic::Code;
-
-fn host_id_of(daemon: &Daemon, name: &str) -> String {
-    status(daemon)["nodes"]
-        .as_array()
-        .expect("nodes is an array")
-        .iter()
-        .find(|n| n["name"] == name)
-        .and_then(|n| n["host_id"].as_str())
-        .expect("the node is listed")
-        .to_owned()
-}
 
 #[test]
 fn three_daemons_form_one_ring_and_track_a_killed_node() {

@@ -4,17 +4,17 @@
 //! QUORUM acknowledged, also one that a replica missed; a node decommissions and a dead one is
 //! removed, each leaving every entity on its replicas, and refusals say why.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use allidb_api::pb;
 use allidb_tests::ring::{
-    allidb_json, cluster_toml, found, free_udp_addr, json_reply, level, put_many, ring_of_three,
-    start_ring, status, wait_for_states,
+    allidb_json, cluster_toml, found, free_udp_addr, gossip_addr_of, held_per_node, host_id_of,
+    json_reply, put_many, quorum_writer, ring_json, ring_of_three, start_ring, status,
+    wait_for_states,
 };
-use allidb_tests::{Daemon, doc_entity, request};
+use allidb_tests::{Daemon, request};
 
 use pb::ConsistencyLevel::{ConsistencyOne as One, ConsistencyQuorum as Quorum};
 
@@ -22,21 +22,6 @@ use pb::ConsistencyLevel::{ConsistencyOne as One, ConsistencyQuorum as Quorum};
 const NO_HINTS: &str = "hinted_handoff_enabled = false\n";
 /// What `ring_of_three` adds to its nodes' `[cluster]`, for the node started here.
 const TIMEOUTS: &str = "write_timeout_ms = 1000\nread_timeout_ms = 1000\n";
-
-/// The gossip address of node `name` as `daemon` reports it.
-fn gossip_addr_of(daemon: &Daemon, name: &str) -> SocketAddr {
-    let status = status(daemon);
-    let node = status["nodes"]
-        .as_array()
-        .expect("nodes is an array")
-        .iter()
-        .find(|n| n["name"] == name)
-        .unwrap_or_else(|| panic!("{name} in {status}"));
-    node["gossip_addr"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("a gossip address for {name} in {status}"))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fourth_node_streams_from_the_replicas_it_displaces_and_no_acknowledged_write_is_lost() {
@@ -56,26 +41,7 @@ async fn a_fourth_node_streams_from_the_replicas_it_displaces_and_no_acknowledge
 
     // A writer keeps writing at QUORUM through n0 while a fourth node joins.
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (stop, mut n0) = (stop.clone(), nodes[0].client().await);
-        tokio::spawn(async move {
-            let mut acked = Vec::new();
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let id = format!("live{i}");
-                let message = pb::PutEntityRequest {
-                    entity: Some(doc_entity(&id, &[0.5, 1.0, 0.25])),
-                    consistency_level: level(Quorum),
-                    ..Default::default()
-                };
-                if n0.put_entity(request(message, None)).await.is_ok() {
-                    acked.push(id);
-                }
-                i += 1;
-            }
-            acked
-        })
-    };
+    let writer = quorum_writer(&nodes[0], "live", stop.clone()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let seed = gossip_addr_of(&nodes[0], "n0");
     let n3_config = format!(
@@ -284,15 +250,141 @@ async fn a_node_decommissions_a_dead_one_is_removed_and_each_refusal_names_its_r
     );
 }
 
-/// The host id of node `name` as `daemon` reports it.
-fn host_id_of(daemon: &Daemon, name: &str) -> String {
-    let status = status(daemon);
-    status["nodes"]
+/// The tokens of node `name` in `daemon`'s ring (the ends of the ranges it owns).
+fn tokens_of(daemon: &Daemon, name: &str) -> Vec<String> {
+    let ring = ring_json(daemon);
+    let tokens: Vec<String> = ring["ranges"]
         .as_array()
-        .expect("nodes is an array")
+        .expect("ranges is an array")
         .iter()
-        .find(|n| n["name"] == name)
-        .and_then(|n| n["host_id"].as_str())
-        .unwrap_or_else(|| panic!("{name} in {status}"))
-        .to_owned()
+        .filter(|r| r["name"] == name)
+        .filter_map(|r| r["end"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!tokens.is_empty(), "{name} owns ranges in {ring}");
+    tokens
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_node_replaces_a_dead_one_taking_its_tokens_and_streaming_its_data() {
+    let extra = format!("{TIMEOUTS}{NO_HINTS}");
+    let mut nodes = start_ring(4, &extra);
+    put_many(&nodes[0], "e", 200, Quorum)
+        .await
+        .expect("QUORUM on a whole ring");
+    let dead = host_id_of(&nodes[0], "n3");
+    let dead_tokens = tokens_of(&nodes[0], "n3");
+    nodes[3].kill();
+    let n3_down = [
+        ("n0", "normal"),
+        ("n1", "normal"),
+        ("n2", "normal"),
+        ("n3", "down"),
+    ];
+    wait_for_states(&nodes[0], &n3_down, Duration::from_secs(10));
+    // What n3 never saw: only the surviving replicas hold these.
+    put_many(&nodes[0], "late", 100, Quorum)
+        .await
+        .expect("QUORUM with one node down");
+
+    let seed = gossip_addr_of(&nodes[0], "n0");
+    let replacing = |name: &str, host: &str| {
+        format!(
+            "{}{extra}replace_host = \"{host}\"\n",
+            cluster_toml(name, free_udp_addr(), seed)
+        )
+    };
+    // A live node is not replaced, and a replace_host that is no host id is a config error.
+    let live = host_id_of(&nodes[0], "n1");
+    let (code, log) = Daemon::start_refused(&replacing("bad", &live), Duration::from_secs(30));
+    assert!(code != Some(0) && log.contains("is up"), "({code:?}) {log}");
+    let (code, log) = Daemon::start_refused(&replacing("bad", "n3"), Duration::from_secs(30));
+    assert!(
+        code == Some(2) && log.contains("cluster.replace_host"),
+        "({code:?}) {log}"
+    );
+
+    let config = replacing("n4", &dead);
+    let n4 = tokio::task::spawn_blocking(move || Daemon::start(&config))
+        .await
+        .expect("the replacement starts and reports ready once normal");
+    // The refused node gossiped before it stopped: the others list it down.
+    let replaced = [
+        ("bad", "down"),
+        ("n0", "normal"),
+        ("n1", "normal"),
+        ("n2", "normal"),
+        ("n3", "left"),
+        ("n4", "normal"),
+    ];
+    for node in nodes[..3].iter().chain(std::iter::once(&n4)) {
+        wait_for_states(node, &replaced, Duration::from_secs(30));
+    }
+    assert_eq!(
+        tokens_of(&n4, "n4"),
+        dead_tokens,
+        "the replacement holds n3's tokens"
+    );
+
+    // Every entity is on exactly RF = 3 replicas again: n4 streamed what n3 held and what it
+    // missed from the surviving replicas.
+    let held = held_per_node(&n4).await;
+    let names: Vec<&str> = held.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["n0", "n1", "n2", "n4"], "{held:?}");
+    let total: u64 = held.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 3 * 300, "each entity on 3 replicas: {held:?}");
+    for i in 0..100 {
+        let id = format!("late{i}");
+        assert!(
+            found(&n4, &id, Quorum).await.expect("a QUORUM read"),
+            "{id} through the replacement"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_a_metadata_quorum_topology_commands_fail_fast_and_data_goes_on() {
+    let mut nodes = ring_of_three("");
+    let n2_host = host_id_of(&nodes[0], "n2");
+    // Two of the log's three voters down: no metadata quorum.
+    nodes[1].kill();
+    nodes[2].kill();
+    wait_for_states(
+        &nodes[0],
+        &[("n0", "normal"), ("n1", "down"), ("n2", "down")],
+        Duration::from_secs(10),
+    );
+    let mut client = nodes[0].client().await;
+    let started = std::time::Instant::now();
+    let refused = client
+        .remove_node(request(
+            pb::RemoveNodeRequest {
+                host_id: n2_host,
+                ignore_dead: true,
+            },
+            None,
+        ))
+        .await
+        .expect_err("no metadata quorum");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains("topology log"),
+        "{}",
+        refused.message()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "failed fast: {:?}",
+        started.elapsed()
+    );
+    // Reads and writes at ONE go on.
+    let put = pb::PutEntityRequest {
+        entity: Some(allidb_tests::doc_entity("alone", &[1.0, 0.0, 0.5])),
+        consistency_level: allidb_tests::ring::level(One),
+        ..Default::default()
+    };
+    client
+        .put_entity(request(put, None))
+        .await
+        .expect("a write at ONE");
+    assert!(found(&nodes[0], "alone", One).await.expect("a read at ONE"));
 }

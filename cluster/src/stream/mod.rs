@@ -46,6 +46,9 @@ use chunk::{Chunk, MAX_CHUNK_BYTES};
 use session::{StreamGroup, StreamPurpose, StreamSession};
 use wire::ChunkRequest;
 
+/// Asked before every chunk of a stream: `Err(why)` once the stream is no longer wanted.
+pub type StillWanted<'a> = &'a (dyn Fn() -> Result<(), String> + Send + Sync);
+
 /// How a node streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StreamOptions {
@@ -138,12 +141,14 @@ impl RangeStream {
     /// Streams `groups` for `purpose` (of `tenant` only, when given) in a persisted session: an
     /// interrupted session of the same purpose, tenant, ranges and sources is resumed from its
     /// positions, any other stored session is replaced. The session file is removed once every
-    /// group is done.
+    /// group is done. `wanted` is asked before every chunk: once it answers why the stream is
+    /// no longer wanted (the movement it serves ended), no further chunk is asked for.
     pub async fn run_plan(
         &self,
         purpose: StreamPurpose,
         tenant: Option<String>,
         groups: Vec<StreamGroup>,
+        wanted: StillWanted<'_>,
     ) -> Result<PlanRun, ClusterError> {
         let task = |e: tokio::task::JoinError| {
             ClusterError::Protocol(format!("stream session file task: {e}"))
@@ -185,7 +190,7 @@ impl RangeStream {
             groups = session.groups.len(),
             "stream session started"
         );
-        let run = self.run(&mut session).await?;
+        let run = self.run(&mut session, wanted).await?;
         let outcome = if session.finished() {
             let data_dir = self.data_dir.clone();
             tokio::task::spawn_blocking(move || StreamSession::remove(&data_dir))
@@ -211,7 +216,11 @@ impl RangeStream {
     /// Streams every unfinished group of `session`, one after the other, recording each
     /// chunk's position in the session file as it goes. A group no source can serve is left
     /// unfinished (reported) and the others go on.
-    pub async fn run(&self, session: &mut StreamSession) -> Result<StreamRun, ClusterError> {
+    async fn run(
+        &self,
+        session: &mut StreamSession,
+        wanted: StillWanted<'_>,
+    ) -> Result<StreamRun, ClusterError> {
         let mut throttle = Throttle::new(self.options.bytes_per_sec);
         let mut run = StreamRun::default();
         for group in 0..session.groups.len() {
@@ -219,7 +228,7 @@ impl RangeStream {
                 continue;
             }
             if let Err(reason) = self
-                .stream_group(session, group, &mut throttle, &mut run)
+                .stream_group(session, group, &mut throttle, &mut run, wanted)
                 .await
             {
                 let spans = describe(&session.groups[group].spans);
@@ -236,9 +245,11 @@ impl RangeStream {
         group: usize,
         throttle: &mut Throttle,
         run: &mut StreamRun,
+        wanted: StillWanted<'_>,
     ) -> Result<(), ClusterError> {
         let purpose = session.purpose.as_str();
         loop {
+            wanted().map_err(ClusterError::Unavailable)?;
             let request = ChunkRequest {
                 session: session.id,
                 tenant: session.tenant.clone(),

@@ -28,6 +28,9 @@ pub enum StreamPurpose {
     Decommission,
     /// The ranges a node takes from a removed (dead) one, from the surviving replicas.
     RemoveNode,
+    /// The ranges a replacement takes from the dead host it replaces, from the surviving
+    /// replicas.
+    Replace,
 }
 
 impl StreamPurpose {
@@ -38,6 +41,7 @@ impl StreamPurpose {
             StreamPurpose::Bootstrap => "bootstrap",
             StreamPurpose::Decommission => "decommission",
             StreamPurpose::RemoveNode => "removenode",
+            StreamPurpose::Replace => "replace",
         }
     }
 
@@ -47,6 +51,7 @@ impl StreamPurpose {
             "bootstrap" => Ok(StreamPurpose::Bootstrap),
             "decommission" => Ok(StreamPurpose::Decommission),
             "removenode" => Ok(StreamPurpose::RemoveNode),
+            "replace" => Ok(StreamPurpose::Replace),
             other => Err(format!("unknown stream purpose {other:?}")),
         }
     }

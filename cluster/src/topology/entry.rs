@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use tonic::Status;
 
+use super::leave::{live, refuse_gaps};
 use super::state::{Command, JoinRequest};
 use super::{TopologyLog, normal_nodes, raft_node};
 use crate::membership::{ClusterView, NodeStatus};
@@ -165,6 +166,10 @@ impl TopologyLog {
             num_tokens: options.num_tokens as u32,
             tokens: legacy.tokens.clone(),
             forwarded: false,
+            replaces: options
+                .replace
+                .map(|host| host.to_string())
+                .unwrap_or_default(),
         };
         self.shared
             .clients
@@ -286,7 +291,34 @@ impl TopologyLog {
             }
             return outcome.map_err(Status::failed_precondition);
         }
-        let tokens = if request.tokens.is_empty() {
+        let replaces = match request.replaces.as_str() {
+            "" => None,
+            text => Some(
+                text.parse::<HostId>()
+                    .map_err(|e| Status::invalid_argument(format!("replaces: {e}")))?,
+            ),
+        };
+        if let Some(dead) = replaces {
+            let view = shared.view.borrow().clone();
+            if live(&view, dead) {
+                return Err(Status::failed_precondition(format!(
+                    "host {dead} is up: a replacement takes a dead node's place; decommission \
+                     a live one, or stop it first"
+                )));
+            }
+            let rf = shared.options.replication_factor;
+            refuse_gaps(
+                &state,
+                dead,
+                rf,
+                |h| live(&view, h),
+                "replacing",
+                "remove it with removenode --ignore-dead and join as a new node",
+            )?;
+        }
+        let tokens = if replaces.is_some() {
+            Vec::new()
+        } else if request.tokens.is_empty() {
             let all = state
                 .nodes
                 .iter()
@@ -296,13 +328,14 @@ impl TopologyLog {
             request.tokens.clone()
         };
         let mut join = self.join_request(sender, &request, tokens);
-        join.adopt = !request.tokens.is_empty();
+        join.adopt = replaces.is_none() && !request.tokens.is_empty();
+        join.replaces = replaces;
         let outcome = self
             .propose(Command::Join(join))
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let version = outcome.map_err(Status::failed_precondition)?;
-        tracing::info!(host = %sender, name = request.name, version, "join accepted");
+        tracing::info!(host = %sender, name = request.name, ?replaces, version, "join accepted");
         self.add_learner(sender, &addr).await?;
         Ok(version)
     }
@@ -321,6 +354,7 @@ impl TopologyLog {
             rpc_addr: request.rpc_addr.clone(),
             tokens,
             adopt: false,
+            replaces: None,
         }
     }
 

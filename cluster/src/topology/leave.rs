@@ -7,20 +7,25 @@
 //! whatever a QUORUM acknowledged, unless the operator accepts the loss (`ignore_dead`).
 //! Must never: start a movement while another runs (the log refuses it: `busy`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::Status;
 
 use super::TopologyLog;
-use super::state::{Command, MovementKind, NodeState};
+use super::state::{Command, MovementKind, NodeState, TopologyState};
 use super::streaming::removal_gaps;
-use crate::membership::NodeStatus;
+use crate::membership::{ClusterView, NodeStatus};
 use crate::peer_client::topology::JoinRefusal;
 use crate::ring::HostId;
 use crate::{ClusterError, proto};
 
 /// The deadline of one leave call (the leader commits one log entry).
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a caller waiting for its movement checks that the log still has a quorum.
+const QUORUM_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How long a caller waits for its movement without a metadata quorum before it gives up.
+const NO_QUORUM_GIVE_UP: Duration = Duration::from_secs(20);
 /// How many short ranges a refused removenode names.
 const GAPS_NAMED: usize = 5;
 
@@ -44,10 +49,11 @@ impl TopologyLog {
         let kind = match kind {
             MovementKind::Decommission => proto::LeaveKind::Decommission,
             MovementKind::RemoveNode => proto::LeaveKind::Removenode,
-            MovementKind::Bootstrap => {
-                return Err(ClusterError::InvalidRange(
-                    "a bootstrap starts with a join, not a leave".to_owned(),
-                ));
+            MovementKind::Bootstrap | MovementKind::Replace => {
+                return Err(ClusterError::InvalidRange(format!(
+                    "a {} starts with a join, not a leave",
+                    kind.as_str()
+                )));
             }
         };
         let request = proto::LeaveRequest {
@@ -69,15 +75,40 @@ impl TopologyLog {
                 }
                 _ => ClusterError::Unavailable(status.message().to_owned()),
             })?;
-        // The leader committed it; this node may not have applied it yet.
+        // The leader committed it; this node may not have applied it yet. Without a metadata
+        // quorum the movement can neither finish nor be rolled back: say so instead of waiting.
         let mut state = self.subscribe();
-        let ended = state
-            .wait_for(|s| {
+        let mut no_quorum_since: Option<std::time::Instant> = None;
+        let ended = loop {
+            let wait = state.wait_for(|s| {
                 s.version >= version && s.movement.as_ref().is_none_or(|m| m.id != movement)
-            })
-            .await
-            .map_err(|_| ClusterError::Unavailable("the topology log stopped".to_owned()))?
-            .clone();
+            });
+            let waited = match tokio::time::timeout(QUORUM_CHECK_EVERY, wait).await {
+                Ok(Ok(ended)) => Some(Arc::clone(&ended)),
+                Ok(Err(_)) => {
+                    return Err(ClusterError::Unavailable(
+                        "the topology log stopped".to_owned(),
+                    ));
+                }
+                Err(_) => None,
+            };
+            if let Some(ended) = waited {
+                break ended;
+            }
+            if self.has_quorum(QUORUM_CHECK_EVERY).await {
+                no_quorum_since = None;
+                continue;
+            }
+            let since = *no_quorum_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() >= NO_QUORUM_GIVE_UP {
+                return Err(ClusterError::Unavailable(format!(
+                    "the topology log has had no quorum of voters for {:?}: movement \
+                     {movement} stays in the log and goes on (or is rolled back) once they \
+                     are back; see allidb cluster status",
+                    since.elapsed()
+                )));
+            }
+        };
         let left = ended
             .nodes
             .get(&host)
@@ -125,11 +156,7 @@ impl TopologyLog {
         let _one_at_a_time = shared.joins.lock().await;
         let state = self.state();
         let view = shared.view.borrow().clone();
-        let up = |h: HostId| {
-            view.nodes
-                .get(&h)
-                .is_some_and(|n| !matches!(n.status, NodeStatus::Down | NodeStatus::Left))
-        };
+        let up = |h: HostId| live(&view, h);
         let rf = shared.options.replication_factor;
         match kind {
             MovementKind::Decommission if !up(host) => {
@@ -144,21 +171,7 @@ impl TopologyLog {
                 )));
             }
             MovementKind::RemoveNode if !request.ignore_dead => {
-                let gaps = removal_gaps(&state, host, rf, up);
-                if !gaps.is_empty() {
-                    return Err(Status::failed_precondition(format!(
-                        "removing {host} could lose writes a QUORUM acknowledged: {} range(s) \
-                         lack live surviving replicas ({}{}); bring them back, or pass \
-                         --ignore-dead to accept the loss",
-                        gaps.len(),
-                        gaps.iter()
-                            .take(GAPS_NAMED)
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                        if gaps.len() > GAPS_NAMED { "; ..." } else { "" }
-                    )));
-                }
+                refuse_gaps(&state, host, rf, up, "removing", "pass --ignore-dead")?;
             }
             _ => {}
         }
@@ -182,4 +195,39 @@ impl TopologyLog {
         tracing::info!(%host, kind = kind.as_str(), movement, version, "leave committed");
         Ok((version, movement))
     }
+}
+
+/// Whether gossip sees `host` up (neither down nor left).
+pub(super) fn live(view: &ClusterView, host: HostId) -> bool {
+    view.nodes
+        .get(&host)
+        .is_some_and(|n| !matches!(n.status, NodeStatus::Down | NodeStatus::Left))
+}
+
+/// Refuses `action` ("removing", "replacing") of the dead `host` when some range it replicates
+/// lacks the live surviving replicas to rebuild what a QUORUM acknowledged ([`removal_gaps`]);
+/// `way_out` says what the operator may do instead.
+pub(super) fn refuse_gaps(
+    state: &TopologyState,
+    host: HostId,
+    replication_factor: usize,
+    live: impl Fn(HostId) -> bool,
+    action: &str,
+    way_out: &str,
+) -> Result<(), Status> {
+    let gaps = removal_gaps(state, host, replication_factor, live);
+    if gaps.is_empty() {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "{action} {host} could lose writes a QUORUM acknowledged: {} range(s) lack live \
+         surviving replicas ({}{}); bring them back, or {way_out} to accept the loss",
+        gaps.len(),
+        gaps.iter()
+            .take(GAPS_NAMED)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; "),
+        if gaps.len() > GAPS_NAMED { "; ..." } else { "" }
+    )))
 }

@@ -59,6 +59,9 @@ openraft::declare_raft_types!(
         SnapshotData = TopologyImage,
 );
 
+/// How long a proposal waits to be committed before it fails `UNAVAILABLE`.
+pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How this node takes part in the log; `cmd` builds it from `[cluster]`.
 #[derive(Clone, Debug)]
 pub struct TopologyOptions {
@@ -70,6 +73,9 @@ pub struct TopologyOptions {
     pub rpc_advertise: SocketAddr,
     /// `cluster.num_tokens`: tokens asked for on the first join.
     pub num_tokens: usize,
+    /// `cluster.replace_host`: the dead host whose tokens this node takes when it first joins
+    /// (a replace instead of a bootstrap).
+    pub replace: Option<HostId>,
     /// `cluster.replication_factor`: what the bootstrap plan streams.
     pub replication_factor: usize,
     /// Whether this node is one of `cluster.seeds` (only a seed may form a new log).
@@ -219,6 +225,12 @@ impl TopologyLog {
         self.shared.raft.current_leader().await
     }
 
+    /// The leader this node knows of now (none while an election runs or without a quorum),
+    /// without waiting.
+    pub fn known_leader(&self) -> Option<HostId> {
+        self.shared.raft.metrics().borrow().current_leader
+    }
+
     /// The voters of the log's current membership.
     pub fn voters(&self) -> BTreeSet<HostId> {
         self.shared
@@ -254,13 +266,48 @@ impl TopologyLog {
     }
 
     /// Proposes `command` (this node must lead); its outcome once committed and applied here.
+    /// Fails after [`PROPOSE_TIMEOUT`] without a commit (no quorum of voters answers): the
+    /// command may then still be committed once they are back.
     async fn propose(&self, command: Command) -> Result<Outcome, ClusterError> {
-        self.shared
-            .raft
-            .client_write(command)
-            .await
-            .map(|response| response.data)
-            .map_err(|e| ClusterError::Unavailable(format!("the topology log did not commit: {e}")))
+        match tokio::time::timeout(PROPOSE_TIMEOUT, self.shared.raft.client_write(command)).await {
+            Ok(written) => written.map(|response| response.data).map_err(|e| {
+                ClusterError::Unavailable(format!("the topology log did not commit: {e}"))
+            }),
+            Err(_) => Err(ClusterError::Unavailable(format!(
+                "the topology log did not commit within {PROPOSE_TIMEOUT:?}: no quorum of its \
+                 voters ({}) answers; the command may still take effect once they are back \
+                 (see allidb cluster status)",
+                self.voter_names()
+            ))),
+        }
+    }
+
+    /// Whether the log has a leader backed by a quorum of voters now: this node leads and a
+    /// quorum answered a heartbeat within `timeout`, or it follows a leader it heard from
+    /// (a follower that stops hearing one starts an election and knows no leader meanwhile).
+    pub async fn has_quorum(&self, timeout: Duration) -> bool {
+        match self.known_leader() {
+            None => false,
+            Some(leader) if leader == self.shared.host => matches!(
+                tokio::time::timeout(timeout, self.shared.raft.ensure_linearizable()).await,
+                Ok(Ok(_))
+            ),
+            Some(_) => true,
+        }
+    }
+
+    /// The voters by name (gossip's), for messages.
+    fn voter_names(&self) -> String {
+        let view = self.shared.view.borrow().clone();
+        self.voters()
+            .into_iter()
+            .map(|host| {
+                view.nodes
+                    .get(&host)
+                    .map_or_else(|| host.to_string(), |n| n.name.clone())
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Waits until this node applied `version` (or `timeout` passes); the version it has.

@@ -69,6 +69,9 @@ pub enum MovementKind {
     Decommission,
     /// A dead host is removed: its ranges' new owners stream them from the surviving replicas.
     RemoveNode,
+    /// A new host takes a dead host's tokens and streams its ranges from the surviving
+    /// replicas; the dead host is `left` once it finishes.
+    Replace,
 }
 
 impl MovementKind {
@@ -77,6 +80,7 @@ impl MovementKind {
             MovementKind::Bootstrap => "bootstrap",
             MovementKind::Decommission => "decommission",
             MovementKind::RemoveNode => "removenode",
+            MovementKind::Replace => "replace",
         }
     }
 }
@@ -111,6 +115,21 @@ pub struct Movement {
     /// The host that joins (or leaves).
     pub host: HostId,
     pub step: MovementStep,
+    /// In a replace, the dead host whose tokens `host` takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<HostId>,
+}
+
+impl Movement {
+    /// The host whose data is gone (dead) and whose ranges are rebuilt from the surviving
+    /// replicas: the removed one in a removenode, the replaced one in a replace.
+    pub fn departed(&self) -> Option<HostId> {
+        match self.kind {
+            MovementKind::RemoveNode => Some(self.host),
+            MovementKind::Replace => self.replaced,
+            MovementKind::Bootstrap | MovementKind::Decommission => None,
+        }
+    }
 }
 
 /// A host asking to join, as the leader proposes it (tokens already allocated).
@@ -125,6 +144,9 @@ pub struct JoinRequest {
     /// The host already owned these tokens before the ring moved into the log (an upgraded
     /// ring): it becomes `normal` at once, nothing to stream.
     pub adopt: bool,
+    /// The dead host whose tokens it takes (a replace; `tokens` is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<HostId>,
 }
 
 /// What the log commits.
@@ -212,29 +234,37 @@ impl TopologyState {
                         current.step.as_str()
                     ));
                 }
-                if let Some(node) = self.nodes.get_mut(&current.host) {
-                    match current.kind {
-                        MovementKind::Bootstrap => node.state = NodeState::Normal,
-                        MovementKind::Decommission | MovementKind::RemoveNode => {
-                            node.state = NodeState::Left;
-                            node.tokens.clear();
-                        }
+                let (joined, left) = match current.kind {
+                    MovementKind::Bootstrap => (Some(current.host), None),
+                    MovementKind::Replace => (Some(current.host), current.replaced),
+                    MovementKind::Decommission | MovementKind::RemoveNode => {
+                        (None, Some(current.host))
                     }
+                };
+                if let Some(node) = joined.and_then(|h| self.nodes.get_mut(&h)) {
+                    node.state = NodeState::Normal;
+                }
+                if let Some(node) = left.and_then(|h| self.nodes.get_mut(&h)) {
+                    node.state = NodeState::Left;
+                    node.tokens.clear();
                 }
                 self.movement = None;
                 Ok(self.bump())
             }
             Command::Abort { movement, .. } => {
                 let current = self.movement_mut(*movement)?.clone();
-                match current.kind {
-                    MovementKind::Bootstrap => {
-                        self.nodes.remove(&current.host);
-                    }
+                let (forgotten, restored) = match current.kind {
+                    MovementKind::Bootstrap => (Some(current.host), None),
+                    MovementKind::Replace => (Some(current.host), current.replaced),
                     MovementKind::Decommission | MovementKind::RemoveNode => {
-                        if let Some(node) = self.nodes.get_mut(&current.host) {
-                            node.state = NodeState::Normal;
-                        }
+                        (None, Some(current.host))
                     }
+                };
+                if let Some(host) = forgotten {
+                    self.nodes.remove(&host);
+                }
+                if let Some(node) = restored.and_then(|h| self.nodes.get_mut(&h)) {
+                    node.state = NodeState::Normal;
                 }
                 self.movement = None;
                 Ok(self.bump())
@@ -296,19 +326,23 @@ impl TopologyState {
         }
     }
 
-    fn start_movement(&mut self, kind: MovementKind, host: HostId) {
+    fn start_movement(&mut self, kind: MovementKind, host: HostId, replaced: Option<HostId>) {
         self.movement = Some(Movement {
             id: self.next_movement,
             kind,
             host,
             step: MovementStep::Stream,
+            replaced,
         });
         self.next_movement += 1;
     }
 
     fn leave(&mut self, host: HostId, kind: MovementKind, replication_factor: usize) -> Outcome {
-        if kind == MovementKind::Bootstrap {
-            return Err("a bootstrap starts with a join, not a leave".to_owned());
+        if matches!(kind, MovementKind::Bootstrap | MovementKind::Replace) {
+            return Err(format!(
+                "a {} starts with a join, not a leave",
+                kind.as_str()
+            ));
         }
         let Some(node) = self.nodes.get(&host) else {
             return Err(format!("host {host} is not in the ring"));
@@ -333,7 +367,7 @@ impl TopologyState {
                 kind.as_str()
             ));
         }
-        self.start_movement(kind, host);
+        self.start_movement(kind, host, None);
         if let Some(node) = self.nodes.get_mut(&host) {
             node.state = NodeState::Leaving;
         }
@@ -367,6 +401,9 @@ impl TopologyState {
             };
         }
         self.busy()?;
+        if let Some(replaced) = request.replaces {
+            return self.replace(request, replaced);
+        }
         if request.tokens.is_empty() {
             return Err(format!("host {} asks to join without tokens", request.host));
         }
@@ -383,7 +420,7 @@ impl TopologyState {
         let state = if request.adopt {
             NodeState::Normal
         } else {
-            self.start_movement(MovementKind::Bootstrap, request.host);
+            self.start_movement(MovementKind::Bootstrap, request.host, None);
             NodeState::Joining
         };
         self.nodes.insert(
@@ -398,6 +435,40 @@ impl TopologyState {
         Ok(self.bump())
     }
 
+    /// A new host taking the tokens of `replaced`, a `normal` host (the leader checked it is
+    /// down): it joins with those tokens while `replaced` is `leaving`, so the ring before holds
+    /// only `replaced` and the ring after only the new host at each of them.
+    fn replace(&mut self, request: &JoinRequest, replaced: HostId) -> Outcome {
+        if !request.tokens.is_empty() || request.adopt {
+            return Err(format!(
+                "host {} asks to replace {replaced} with tokens of its own",
+                request.host
+            ));
+        }
+        let Some(node) = self.nodes.get_mut(&replaced) else {
+            return Err(format!("host {replaced} (to replace) is not in the ring"));
+        };
+        if node.state != NodeState::Normal {
+            return Err(format!(
+                "host {replaced} is {}: only a normal host can be replaced",
+                node.state.as_str()
+            ));
+        }
+        node.state = NodeState::Leaving;
+        let tokens = node.tokens.clone();
+        self.start_movement(MovementKind::Replace, request.host, Some(replaced));
+        self.nodes.insert(
+            request.host,
+            TopologyNode {
+                name: request.name.clone(),
+                rpc_addr: request.rpc_addr.clone(),
+                tokens,
+                state: NodeState::Joining,
+            },
+        );
+        Ok(self.bump())
+    }
+
     /// The ring before the movement in progress (the current one without a movement): the
     /// `normal` and `leaving` hosts.
     pub fn ring_before(&self) -> Ring {
@@ -405,7 +476,7 @@ impl TopologyState {
     }
 
     /// The ring after the movement in progress (`None` without one): the `normal` hosts and a
-    /// bootstrapping one.
+    /// bootstrapping (or replacing) one.
     pub fn ring_after(&self) -> Option<Ring> {
         let movement = self.movement.as_ref()?;
         Some(self.ring(|host, node| match node.state {
@@ -505,6 +576,7 @@ mod tests {
             rpc_addr: "127.0.0.1:2".to_owned(),
             tokens,
             adopt: false,
+            replaces: None,
         })
     }
 
@@ -670,6 +742,77 @@ mod tests {
         assert!(state.nodes[&host(2)].tokens.is_empty());
         assert!(!state.admits(host(2)));
         assert_eq!(state.read_ring().host_count(), 1);
+    }
+
+    fn replace(h: u128, replaced: u128) -> Command {
+        let Command::Join(mut request) = join(h, Vec::new()) else {
+            unreachable!("join builds a Join")
+        };
+        request.replaces = Some(host(replaced));
+        Command::Join(request)
+    }
+
+    #[test]
+    fn a_replacement_takes_the_dead_hosts_tokens_and_an_abort_gives_them_back() {
+        let mut state = formed();
+        assert!(
+            state
+                .apply(&replace(2, 9))
+                .unwrap_err()
+                .contains("not in the ring")
+        );
+        let Command::Join(mut with_tokens) = replace(2, 1) else {
+            unreachable!("replace builds a Join")
+        };
+        with_tokens.tokens = vec![15];
+        assert!(
+            state
+                .apply(&Command::Join(with_tokens))
+                .unwrap_err()
+                .contains("tokens of its own")
+        );
+        state.apply(&replace(2, 1)).expect("a replace starts");
+        let movement = state.movement.clone().expect("a replace runs");
+        assert_eq!(
+            (movement.kind, movement.host, movement.departed()),
+            (MovementKind::Replace, host(2), Some(host(1)))
+        );
+        assert_eq!(state.nodes[&host(2)].tokens, vec![10, 20]);
+        assert_eq!(state.nodes[&host(1)].state, NodeState::Leaving);
+        let hosts = |ring: Ring| ring.hosts().iter().copied().collect::<Vec<_>>();
+        assert_eq!(hosts(state.read_ring()), vec![host(1)], "reads stay on it");
+        assert_eq!(
+            state.other_write_ring().map(hosts),
+            Some(vec![host(2)]),
+            "writes reach the replacement"
+        );
+        assert!(state.apply(&replace(3, 1)).unwrap_err().contains("busy"));
+        state
+            .apply(&Command::Abort {
+                movement: movement.id,
+                reason: "test".to_owned(),
+            })
+            .expect("the replace aborts");
+        assert!(!state.nodes.contains_key(&host(2)));
+        assert_eq!(state.nodes[&host(1)].state, NodeState::Normal);
+
+        state.apply(&replace(3, 1)).expect("another replace starts");
+        let id = state.movement.as_ref().map(|m| m.id).expect("a replace");
+        for command in [
+            Command::Advance {
+                movement: id,
+                step: MovementStep::ReadNew,
+            },
+            Command::Finish { movement: id },
+        ] {
+            state.apply(&command).expect("the replace goes on");
+        }
+        assert_eq!(state.nodes[&host(3)].state, NodeState::Normal);
+        assert_eq!(state.nodes[&host(1)].state, NodeState::Left);
+        assert!(state.nodes[&host(1)].tokens.is_empty());
+        assert_eq!(hosts(state.read_ring()), vec![host(3)]);
+        let again = state.apply(&replace(4, 1)).unwrap_err();
+        assert!(again.contains("left"), "{again}");
     }
 
     #[test]

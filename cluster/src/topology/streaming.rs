@@ -2,8 +2,8 @@
 //! In a bootstrap (the joining node) and a decommission (the leaving node's ranges' new owners)
 //! each range streams from the replica it displaces there (the one that leaves that range's
 //! replica set), or, where the ring is smaller than the replication factor and nobody leaves,
-//! from one of the range's current replicas. In a removenode the displaced replica is dead, so
-//! each range streams from every surviving replica (their union holds whatever a QUORUM
+//! from one of the range's current replicas. In a removenode or a replace the displaced replica
+//! is dead, so each range streams from every surviving replica (their union holds whatever a QUORUM
 //! acknowledged, see [`removal_gaps`]). Runs as a persisted stream session, resumed when asked
 //! again.
 //!
@@ -44,9 +44,22 @@ impl TopologyLog {
             MovementKind::Bootstrap => StreamPurpose::Bootstrap,
             MovementKind::Decommission => StreamPurpose::Decommission,
             MovementKind::RemoveNode => StreamPurpose::RemoveNode,
+            MovementKind::Replace => StreamPurpose::Replace,
         };
         let groups = plan(&state, self.host(), self.shared.options.replication_factor);
-        let planned = stream.run_plan(purpose, None, groups).await?;
+        // A chunk is asked for only while the movement still runs at its stream step: once it
+        // was rolled back (or moved on), streaming stops.
+        let wanted = || {
+            let now = self.state();
+            match now.movement.as_ref() {
+                Some(m) if m.id == movement && m.step == MovementStep::Stream => Ok(()),
+                _ => Err(format!(
+                    "movement {movement} is no longer at its stream step (topology version {})",
+                    now.version
+                )),
+            }
+        };
+        let planned = stream.run_plan(purpose, None, groups, &wanted).await?;
         if !planned.run.unfinished.is_empty() {
             return Err(ClusterError::Unavailable(format!(
                 "{} streaming unfinished: {}",
@@ -85,10 +98,10 @@ pub fn plan(state: &TopologyState, host: HostId, replication_factor: usize) -> V
         if !new.contains(host) || old.contains(host) {
             continue;
         }
-        let sources: Vec<Vec<HostId>> = if movement.kind == MovementKind::RemoveNode {
+        let sources: Vec<Vec<HostId>> = if let Some(departed) = movement.departed() {
             old.hosts()
                 .iter()
-                .filter(|h| **h != movement.host)
+                .filter(|h| **h != departed)
                 .map(|h| vec![*h])
                 .collect()
         } else {
@@ -201,6 +214,7 @@ mod tests {
                 rpc_addr: String::new(),
                 tokens,
                 adopt: false,
+                replaces: None,
             }))
             .expect("joined");
     }

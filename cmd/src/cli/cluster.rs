@@ -329,9 +329,28 @@ fn status_text(reply: &Value) -> String {
         reply["ring_version"],
         str_of(reply, "host_id"),
     );
+    let log = &reply["topology_log"];
+    text.push_str(&format!(
+        "topology log leader {}, voters {}\n",
+        log["leader"]["name"]
+            .as_str()
+            .unwrap_or("none (no metadata quorum)"),
+        log["voters"]
+            .as_array()
+            .map(|v| v
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default(),
+    ));
     if let Some(movement) = reply["movement"].as_object() {
+        let replacing = movement["replaced"]["name"]
+            .as_str()
+            .map(|name| format!(" replacing {name}"))
+            .unwrap_or_default();
         text.push_str(&format!(
-            "movement {} {} of {} at step {}\n",
+            "movement {} {} of {}{replacing} at step {}\n",
             movement["kind"].as_str().unwrap_or("?"),
             movement["id"],
             movement["name"].as_str().unwrap_or("?"),
@@ -470,7 +489,10 @@ mod tests {
             "cluster_name": "prod", "replication_factor": 3, "ring_version": 4, "host_id": "h0",
             "nodes": [{"status": "down", "name": "n2", "rpc_addr": "10.0.0.3:7000", "tokens": 16,
                        "owns": 1.0, "hints_pending_bytes": 512, "host_id": "h2",
-                       "load_bytes": 1572864, "engine_state": "low_space"}]
+                       "load_bytes": 1572864, "engine_state": "low_space"}],
+            "topology_log": {"leader": null, "voters": ["n0", "n2"]},
+            "movement": {"id": 7, "kind": "replace", "name": "n5", "step": "stream",
+                         "replaced": {"host_id": "h2", "name": "n2"}}
         });
         let text = status_text(&status);
         assert!(
@@ -483,10 +505,18 @@ mod tests {
         );
         assert!(text.contains("1.5 MiB"), "load in binary units: {text}");
         assert!(text.contains("low_space"), "the engine state: {text}");
+        assert!(
+            text.contains("leader none (no metadata quorum), voters n0, n2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("movement replace 7 of n5 replacing n2 at step stream"),
+            "{text}"
+        );
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
-        let row = text.lines().nth(2).expect("a row per node");
-        let header = text.lines().nth(1).expect("a header line");
+        let row = text.lines().nth(4).expect("a row per node");
+        let header = text.lines().nth(3).expect("a header line");
         let end = |line: &str, column: &str| line.find(column).map(|i| i + column.len());
         assert_eq!(
             end(row, "100.0%"),

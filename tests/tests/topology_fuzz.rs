@@ -1,0 +1,343 @@
+//! The seeded randomized topology test (docs/cluster.md "Topology log"): on a ring of real
+//! daemons (RF 3) a seed draws a sequence of joins, decommissions, removenodes, replaces and
+//! SIGKILL restarts while a writer puts entities (a vector and an edge to the one before) and
+//! deletes some of them at QUORUM. After every step: every node on the same topology version,
+//! every acknowledged put found at QUORUM with its edge, no acknowledged delete back, and each
+//! entity loaded before the first step in the own store of each of its replicas in the ring of
+//! that moment.
+//!
+//! By default 2 seeds of 3 steps run; `ALLIDB_TOPOLOGY_FUZZ_SEEDS=N` and
+//! `ALLIDB_TOPOLOGY_FUZZ_STEPS=M` run more, `ALLIDB_TOPOLOGY_FUZZ_SEED=S` only seed `S` (each
+//! step is printed with its seed, so a failure names the seed to run again).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use allidb_api::pb;
+use allidb_api::pb::allidb_client::AlliDbClient;
+use allidb_tests::ring::{
+    cluster_toml, edges_of, found, free_udp_addr, gossip_addr_of, host_id_of, level, put_many,
+    replicas_of, start_ring, status, wait_for_states,
+};
+use allidb_tests::{Daemon, doc_entity, request};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+
+use pb::ConsistencyLevel::{ConsistencyOne as One, ConsistencyQuorum as Quorum};
+
+const TIMEOUTS: &str = "write_timeout_ms = 1000\nread_timeout_ms = 1000\n";
+/// Entities loaded before the first step, whose placement is checked after each.
+const LOADED: usize = 200;
+/// The ring never shrinks below the replication factor, nor grows past this.
+const MOST_NODES: usize = 6;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
+        })
+        .unwrap_or(default)
+}
+
+type Client = AlliDbClient<Channel>;
+
+/// What the writer had acknowledged: puts (in order) and deletes.
+#[derive(Default)]
+struct Acked {
+    puts: Vec<String>,
+    deletes: Vec<String>,
+}
+
+/// Puts `w0`, `w1`, ... through `client` at QUORUM, each with an edge to the one before, and
+/// deletes every fourth acknowledged one two puts later, until `stop`. It holds the model's
+/// lock while a request is in flight, so a check holding it sees no request half done.
+async fn writer(mut client: Client, acked: Arc<Mutex<Acked>>, stop: Arc<AtomicBool>) {
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let id = format!("w{i}");
+        let mut model = acked.lock().await;
+        let mut entity = doc_entity(&id, &[0.5, 1.0, i as f32]);
+        if i > 0 {
+            entity.outgoing_edges.push(pb::GraphEdge {
+                to_entity: format!("w{}", i - 1),
+                relation: "next".to_owned(),
+                weight: 1.0,
+                ..Default::default()
+            });
+        }
+        let message = pb::PutEntityRequest {
+            entity: Some(entity),
+            consistency_level: level(Quorum),
+            ..Default::default()
+        };
+        if client.put_entity(request(message, None)).await.is_ok() {
+            model.puts.push(id);
+        }
+        if i % 4 == 2 {
+            let victim = format!("w{}", i - 2);
+            let was_put = model.puts.contains(&victim);
+            let message = pb::DeleteEntityRequest {
+                entity_id: victim.clone(),
+                consistency_level: level(Quorum),
+                ..Default::default()
+            };
+            if was_put && client.delete_entity(request(message, None)).await.is_ok() {
+                model.deletes.push(victim);
+            }
+        }
+        drop(model);
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The ring as the test drives it: `nodes[0]` (n0, the seed and the writer's door) is never
+/// stopped or removed.
+struct Fleet {
+    nodes: Vec<(String, Daemon)>,
+    left: Vec<String>,
+    next: usize,
+    seed: SocketAddr,
+}
+
+impl Fleet {
+    fn expected(&self) -> Vec<(String, String)> {
+        let mut states: Vec<(String, String)> = self
+            .nodes
+            .iter()
+            .map(|(name, _)| (name.clone(), "normal".to_owned()))
+            .chain(self.left.iter().map(|n| (n.clone(), "left".to_owned())))
+            .collect();
+        states.sort();
+        states
+    }
+
+    fn wait_settled(&self) {
+        let expected = self.expected();
+        let expected: Vec<(&str, &str)> = expected
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_str()))
+            .collect();
+        for (_, node) in &self.nodes {
+            wait_for_states(node, &expected, Duration::from_secs(90));
+        }
+    }
+
+    fn config(&self, name: &str, extra: &str) -> String {
+        format!(
+            "{}{TIMEOUTS}{extra}",
+            cluster_toml(name, free_udp_addr(), self.seed)
+        )
+    }
+
+    fn new_name(&mut self) -> String {
+        let name = format!("n{}", self.next);
+        self.next += 1;
+        name
+    }
+
+    /// Kills the node at `at` (not n0) and waits until n0 sees it down.
+    fn kill_and_wait_down(&mut self, at: usize) -> (String, Daemon) {
+        let (name, mut node) = self.nodes.remove(at);
+        node.kill();
+        let mut expected = self.expected();
+        expected.push((name.clone(), "down".to_owned()));
+        expected.sort();
+        let expected: Vec<(&str, &str)> = expected
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_str()))
+            .collect();
+        wait_for_states(&self.nodes[0].1, &expected, Duration::from_secs(30));
+        (name, node)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Join,
+    Decommission,
+    RemoveNode,
+    Replace,
+    Restart,
+}
+
+async fn take(fleet: &mut Fleet, step: Step, rng: &mut StdRng) {
+    let victim = 1 + rng.random_range(0..fleet.nodes.len() - 1);
+    match step {
+        Step::Join => {
+            let name = fleet.new_name();
+            let config = fleet.config(&name, "");
+            let node = tokio::task::block_in_place(|| Daemon::start(&config));
+            fleet.nodes.push((name, node));
+        }
+        Step::Decommission => {
+            let reply = fleet.nodes[victim]
+                .1
+                .client()
+                .await
+                .decommission(request(pb::DecommissionRequest {}, None))
+                .await
+                .expect("a decommission")
+                .into_inner();
+            assert!(reply.finished, "{reply:?}");
+            let (name, mut node) = fleet.nodes.remove(victim);
+            node.kill();
+            fleet.left.push(name);
+        }
+        Step::RemoveNode => {
+            let host = host_id_of(&fleet.nodes[0].1, &fleet.nodes[victim].0);
+            let (name, _dead) = tokio::task::block_in_place(|| fleet.kill_and_wait_down(victim));
+            let reply = fleet.nodes[0]
+                .1
+                .client()
+                .await
+                .remove_node(request(
+                    pb::RemoveNodeRequest {
+                        host_id: host,
+                        ignore_dead: false,
+                    },
+                    None,
+                ))
+                .await
+                .expect("a removenode")
+                .into_inner();
+            assert!(reply.finished, "{reply:?}");
+            fleet.left.push(name);
+        }
+        Step::Replace => {
+            let host = host_id_of(&fleet.nodes[0].1, &fleet.nodes[victim].0);
+            let (name, _dead) = tokio::task::block_in_place(|| fleet.kill_and_wait_down(victim));
+            fleet.left.push(name);
+            let replacement = fleet.new_name();
+            let config = fleet.config(&replacement, &format!("replace_host = \"{host}\"\n"));
+            let node = tokio::task::block_in_place(|| Daemon::start(&config));
+            fleet.nodes.push((replacement, node));
+        }
+        Step::Restart => {
+            let node = &mut fleet.nodes[victim].1;
+            node.kill();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::task::block_in_place(|| node.restart());
+        }
+    }
+}
+
+/// The invariants after a step (see the module's doc).
+async fn check(fleet: &Fleet, acked: &Arc<Mutex<Acked>>, checked: &mut usize, label: &str) {
+    let n0 = &fleet.nodes[0].1;
+    let started = Instant::now();
+    loop {
+        let versions: Vec<u64> = fleet
+            .nodes
+            .iter()
+            .map(|(_, node)| status(node)["ring_version"].as_u64().unwrap_or(0))
+            .collect();
+        if versions.windows(2).all(|w| w[0] == w[1]) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{label}: nodes on different topology versions: {versions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Held to the end: the writer waits meanwhile.
+    let model = acked.lock().await;
+    let (puts, deletes) = (&model.puts, &model.deletes);
+    // Every put acknowledged since the last check (and every 10th before), not deleted since.
+    for (i, id) in puts.iter().enumerate() {
+        if (i < *checked && i % 10 != 0) || deletes.contains(id) {
+            continue;
+        }
+        let found_it = found(n0, id, Quorum).await.expect("a QUORUM read");
+        assert!(found_it, "{label}: acknowledged {id} lost");
+        let index: usize = id[1..].parse().expect("w<number>");
+        let previous = format!("w{}", index.saturating_sub(1));
+        if index > 0 && puts.contains(&previous) && !deletes.contains(&previous) {
+            let edges = edges_of(n0, id, Quorum).await;
+            assert!(
+                edges.contains(&previous),
+                "{label}: {id}'s edge to {previous} lost: {edges:?}"
+            );
+        }
+    }
+    *checked = puts.len();
+    for id in deletes {
+        let back = found(n0, id, Quorum).await.expect("a QUORUM read");
+        assert!(!back, "{label}: deleted {id} is back");
+    }
+    for i in 0..LOADED {
+        let id = format!("e{i}");
+        for replica in replicas_of(n0, &id) {
+            let (_, node) = fleet
+                .nodes
+                .iter()
+                .find(|(name, _)| *name == replica)
+                .unwrap_or_else(|| panic!("{label}: replica {replica} of {id} is not running"));
+            let held = found(node, &id, One).await.expect("a read at ONE");
+            assert!(held, "{label}: {id} missing on its replica {replica}");
+        }
+    }
+}
+
+async fn run(seed: u64, steps: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let nodes = tokio::task::block_in_place(|| start_ring(4, TIMEOUTS));
+    put_many(&nodes[0], "e", LOADED, Quorum)
+        .await
+        .expect("QUORUM on a whole ring");
+    let seed_addr = gossip_addr_of(&nodes[0], "n0");
+    let mut fleet = Fleet {
+        nodes: nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, node)| (format!("n{i}"), node))
+            .collect(),
+        left: Vec::new(),
+        next: 4,
+        seed: seed_addr,
+    };
+    let acked = Arc::new(Mutex::new(Acked::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = fleet.nodes[0].1.client().await;
+    let writer = tokio::spawn(writer(client, acked.clone(), stop.clone()));
+    let mut checked = 0;
+    for number in 0..steps {
+        let count = fleet.nodes.len();
+        let mut choices = vec![Step::Restart, Step::Replace];
+        if count < MOST_NODES {
+            choices.push(Step::Join);
+        }
+        if count > 3 {
+            choices.extend([Step::Decommission, Step::RemoveNode]);
+        }
+        let step = choices[rng.random_range(0..choices.len())];
+        let label = format!("seed {seed} step {number} ({step:?})");
+        println!("{label}");
+        take(&mut fleet, step, &mut rng).await;
+        tokio::task::block_in_place(|| fleet.wait_settled());
+        check(&fleet, &acked, &mut checked, &label).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await.expect("the writer task");
+    let puts = acked.lock().await.puts.len();
+    assert!(puts > 10, "seed {seed}: writes went on: {puts}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_topology_changes_under_writes_lose_nothing() {
+    let seeds: Vec<u64> = match std::env::var("ALLIDB_TOPOLOGY_FUZZ_SEED") {
+        Ok(one) => vec![one.parse().expect("ALLIDB_TOPOLOGY_FUZZ_SEED is a number")],
+        Err(_) => (1..=env_number("ALLIDB_TOPOLOGY_FUZZ_SEEDS", 2)).collect(),
+    };
+    let steps = env_number("ALLIDB_TOPOLOGY_FUZZ_STEPS", 3);
+    for seed in seeds {
+        run(seed, steps).await;
+    }
+}
