@@ -8,7 +8,7 @@
 //! ```
 //! Writes `--entities` entities (random unit vectors of `--dim`), of which `--members` carry
 //! source `big` (every other one of them also source `other`, so half are deleted and half
-//! only lose `big`); waits until everything is indexed; then runs queries (k = 10) on one
+//! only lose `big`); waits until everything is indexed; then runs queries (the default plan) on one
 //! thread for `--seconds` alone, and again while `DeleteBySource(big)` runs (from its start to
 //! its end), and prints the delete's time and both query latency distributions.
 
@@ -73,7 +73,6 @@ fn query_latencies(
     while !stop.load(Ordering::Relaxed) || started.elapsed() < min {
         let request = QueryRequest {
             vector: vector(seed, dim),
-            k: 10,
             ..Default::default()
         };
         seed += 1;
