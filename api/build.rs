@@ -36,7 +36,13 @@ const CONSISTENCY_FIELDS: &[&str] = &[
     "TraverseRequest.consistency_level",
     "BulkPutEntitiesRequest.consistency_level",
     "DropTenantRequest.consistency_level",
+    "DeleteBySourceRequest.consistency_level",
+    "ReplaceSourceRequest.consistency_level",
+    "DeleteByFilterRequest.consistency_level",
 ];
+
+/// `WriteMode` fields: a name in JSON.
+const WRITE_MODE_FIELDS: &[&str] = &["PutEntityRequest.mode", "BatchPutEntitiesRequest.mode"];
 
 /// `Direction` fields: a name in JSON.
 const DIRECTION_FIELDS: &[&str] = &["QueryRequest.direction", "TraverseRequest.direction"];
@@ -79,6 +85,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         builder = builder.field_attribute(
             format!(".allidb.{field}"),
             "#[serde(with = \"crate::http_model::direction\")]",
+        );
+    }
+    for field in WRITE_MODE_FIELDS {
+        builder = builder.field_attribute(
+            format!(".allidb.{field}"),
+            "#[serde(with = \"crate::http_model::write_mode\")]",
         );
     }
     for field in SCORING_FIELDS {

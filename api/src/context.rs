@@ -134,6 +134,7 @@ pub fn node_paths(context: &pb::QueryContext) -> Option<Vec<pb::GraphPath>> {
                     relation: step.relation.clone(),
                     weight: step.weight,
                     timestamp_nanos: 0,
+                    source_ids: Vec::new(),
                 });
                 path
             }

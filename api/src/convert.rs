@@ -58,6 +58,7 @@ pub fn entity_write(
             chunk_id: chunk.chunk_id.clone(),
             text: chunk.text.clone(),
             metadata: chunk.metadata.clone(),
+            sources: chunk.source_ids.clone(),
         })
         .collect();
     let edge_write = |edge: &pb::GraphEdge, other: &str| EdgeWrite {
@@ -65,6 +66,7 @@ pub fn entity_write(
         other: other.to_owned(),
         weight: edge.weight,
         timestamp_nanos: edge.timestamp_nanos,
+        sources: edge.source_ids.clone(),
     };
     Ok(EntityWrite {
         id: entity.entity_id.clone(),
@@ -77,6 +79,7 @@ pub fn entity_write(
             created_at_nanos: entity.created_at_nanos,
             updated_at_nanos: entity.updated_at_nanos,
             typed_attributes,
+            sources: entity.source_ids.clone(),
         },
         out_edges: entity
             .outgoing_edges
@@ -119,6 +122,7 @@ pub fn entity_to_proto(entity: &Entity) -> pb::Entity {
             .iter()
             .map(|(k, v)| (k.clone(), crate::filter::value_to_proto(v)))
             .collect(),
+        source_ids: body.sources.clone(),
     }
 }
 
@@ -128,6 +132,7 @@ pub fn chunk_to_proto(chunk: &TextChunk) -> pb::TextChunk {
         chunk_id: chunk.chunk_id.clone(),
         text: chunk.text.clone(),
         metadata: chunk.metadata.clone(),
+        source_ids: chunk.sources.clone(),
     }
 }
 
@@ -149,6 +154,7 @@ pub fn edge_to_proto(edge: &Edge) -> pb::GraphEdge {
         relation: edge.relation.clone(),
         weight: edge.weight,
         timestamp_nanos: edge.timestamp_nanos,
+        source_ids: edge.sources.clone(),
     }
 }
 
@@ -173,6 +179,7 @@ pub fn stored_edge(step: &PathStep) -> pb::GraphEdge {
         relation: String::from(&**relation),
         weight: f64::from(step.weight),
         timestamp_nanos: 0,
+        source_ids: Vec::new(),
     }
 }
 
@@ -188,6 +195,7 @@ pub fn add_edges(request: &pb::AddEdgesRequest) -> Result<Vec<Edge>, Status> {
             relation: edge.relation.clone(),
             weight: edge.weight,
             timestamp_nanos: edge.timestamp_nanos,
+            sources: Vec::new(),
         })
         .collect())
 }
@@ -297,6 +305,7 @@ mod tests {
                 relation: "cites".into(),
                 weight: 0.5,
                 timestamp_nanos: 0,
+                source_ids: Vec::new(),
             }],
             outgoing_edges: vec![pb::GraphEdge {
                 from_entity: "a".into(),
@@ -304,11 +313,13 @@ mod tests {
                 relation: "links".into(),
                 weight: 2.0,
                 timestamp_nanos: 9,
+                source_ids: Vec::new(),
             }],
             chunks: vec![pb::TextChunk {
                 chunk_id: "c1".into(),
                 text: "hello".into(),
                 metadata: BTreeMap::from([("lang".into(), "en".into())]),
+                source_ids: Vec::new(),
             }],
             importance: 0.25,
             created_at_nanos: 0,
@@ -318,6 +329,7 @@ mod tests {
                 "size".into(),
                 crate::filter::value_to_proto(&allidb_storage::cell::AttributeValue::Int(3)),
             )]),
+            source_ids: Vec::new(),
         }
     }
 
@@ -329,6 +341,7 @@ mod tests {
             relation: e.relation.clone(),
             weight: e.weight,
             timestamp_nanos: e.timestamp_nanos,
+            sources: Vec::new(),
         };
         Entity {
             tenant: tenant.to_owned(),
@@ -366,7 +379,8 @@ mod tests {
                 relation: "links".into(),
                 other: "b".into(),
                 weight: 2.0,
-                timestamp_nanos: 9
+                timestamp_nanos: 9,
+                sources: Vec::new(),
             }]
         );
         assert_eq!(write.in_edges[0].other, "z");
@@ -422,6 +436,7 @@ mod tests {
                 relation: "r".into(),
                 weight: 1.5,
                 timestamp_nanos: 3,
+                source_ids: Vec::new(),
             }],
             ..Default::default()
         })

@@ -181,6 +181,17 @@ enum_field_serde!(
 );
 
 enum_field_serde!(
+    /// Serde for `WriteMode` fields; absent = `REPLACE` (the proto default).
+    write_mode,
+    "WRITE_MODE_",
+    null = 0,
+    [
+        ("REPLACE", crate::pb::WriteMode::Replace),
+        ("MERGE_SOURCES", crate::pb::WriteMode::MergeSources),
+    ]
+);
+
+enum_field_serde!(
     /// Serde for `Direction` fields; absent = `OUT` (the proto default).
     direction,
     "DIRECTION_",

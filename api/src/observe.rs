@@ -118,6 +118,9 @@ with_trace_id_field!(
     pb::AddEdgesRequest,
     pb::RemoveEdgesRequest,
     pb::TraverseRequest,
+    pb::DeleteBySourceRequest,
+    pb::ReplaceSourceRequest,
+    pb::DeleteByFilterRequest,
 );
 
 without_trace_id_field!(
@@ -333,6 +336,9 @@ observed_rpcs! {
     compact(pb::CompactRequest) -> pb::CompactResponse = "Compact";
     decommission(pb::DecommissionRequest) -> pb::TopologyChangeResponse = "Decommission";
     remove_node(pb::RemoveNodeRequest) -> pb::TopologyChangeResponse = "RemoveNode";
+    delete_by_source(pb::DeleteBySourceRequest) -> pb::DeleteBySourceResponse = "DeleteBySource";
+    replace_source(pb::ReplaceSourceRequest) -> pb::ReplaceSourceResponse = "ReplaceSource";
+    delete_by_filter(pb::DeleteByFilterRequest) -> pb::DeleteByFilterResponse = "DeleteByFilter";
 }
 
 /// Marks a gRPC call that reached [`ObservedService`] (which then counts it): put into the

@@ -277,6 +277,7 @@ pub fn entity(field: &str, entity: &pb::Entity, caller_tenant: &str) -> Result<(
         MAX_ENTITY_TYPE_BYTES,
     )?;
     finite(&format!("{field}.importance"), entity.importance)?;
+    crate::validate_provenance::entity_sources(field, entity)?;
 
     max_count(
         &format!("{field}.embeddings"),
@@ -394,6 +395,7 @@ pub fn add_edges(request: &pb::AddEdgesRequest) -> Result<(), Status> {
     edge_list_len(request.edges.len())?;
     for (index, edge) in request.edges.iter().enumerate() {
         graph_edge(&format!("edges[{index}]"), edge)?;
+        crate::validate_provenance::standalone_edge_sources(&format!("edges[{index}]"), edge)?;
     }
     Ok(())
 }

@@ -78,6 +78,7 @@ fn entity(i: u64, entities: u64, dim: usize) -> EntityWrite {
                 other: format!("e{:09}", (i + k * 7919) % entities),
                 weight: 1.0,
                 timestamp_nanos: 1,
+                sources: Vec::new(),
             })
             .collect(),
         in_edges: Vec::new(),

@@ -141,7 +141,7 @@ impl LocalReplica {
                     break;
                 }
                 let cells = allidb_storage::key::validate_tenant(&tenant)
-                    .and_then(|()| allidb_storage::key::validate_id(&id))
+                    .and_then(|()| allidb_storage::key::validate_partition_id(&id))
                     .and_then(|()| store.engine().partition_cells(&tenant, &id))
                     .map_err(|e| ClusterError::Store(e.into()));
                 read.push(cells.map(|cells| {

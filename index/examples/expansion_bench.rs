@@ -131,6 +131,7 @@ fn build(store: &UnifiedStore, centres: &[Vec<f32>], entities: usize, rng: &mut 
                     relation: RELATIONS[rng.random_range(0..RELATIONS.len())].to_owned(),
                     weight: rng.random_range(0.1..1.0),
                     timestamp_nanos: 0,
+                    sources: Vec::new(),
                 });
             }
         }

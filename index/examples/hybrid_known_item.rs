@@ -53,6 +53,7 @@ fn body(vector: &[f32], text: Option<&str>) -> EntityBody {
                     chunk_id: "summary".into(),
                     text: t.to_owned(),
                     metadata: Default::default(),
+                    sources: Vec::new(),
                 }]
             })
             .unwrap_or_default(),

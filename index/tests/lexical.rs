@@ -42,6 +42,7 @@ fn text_body(text: &str) -> EntityBody {
             chunk_id: "c0".into(),
             text: text.to_owned(),
             metadata: BTreeMap::new(),
+            sources: Vec::new(),
         }],
         ..EntityBody::default()
     }
@@ -287,6 +288,7 @@ fn entity(id: &str, kind: &str, text: &str, vector: [f32; 3], edges: &[&str]) ->
                 other: (*to).into(),
                 weight: 1.0,
                 timestamp_nanos: 0,
+                sources: Vec::new(),
             })
             .collect(),
         in_edges: vec![],

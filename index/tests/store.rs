@@ -47,6 +47,7 @@ fn entity(id: &str, v: Vec<f32>, kind: &str, color: &str, edges: &[(&str, f64)])
                 other: (*to).into(),
                 weight: *w,
                 timestamp_nanos: 0,
+                sources: Vec::new(),
             })
             .collect(),
         in_edges: vec![],
@@ -435,6 +436,7 @@ fn graph_expansion_scores_neighbours_with_their_own_similarity() {
                 relation: "rel".into(),
                 weight: 1.0,
                 timestamp_nanos: 0,
+                sources: Vec::new(),
             }],
             Durability::Sync,
         )

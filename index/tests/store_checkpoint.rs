@@ -34,6 +34,7 @@ fn entity(i: usize) -> EntityWrite {
             other: format!("doc-{:03}", (i + 1) % ENTITIES),
             weight: 1.0,
             timestamp_nanos: 0,
+            sources: Vec::new(),
         }],
         in_edges: vec![],
     }

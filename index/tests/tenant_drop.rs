@@ -25,6 +25,7 @@ fn entity(id: &str, vector: Vec<f32>, chunk: &str) -> EntityWrite {
                 chunk_id: "c0".to_owned(),
                 text: chunk.to_owned(),
                 metadata: Default::default(),
+                sources: Vec::new(),
             }],
             ..EntityBody::default()
         },
@@ -106,6 +107,7 @@ fn a_dropped_tenant_is_gone_everywhere_and_takes_a_new_dimension() {
                 to: "walk-0002".into(),
                 weight: 1.0,
                 timestamp_nanos: 0,
+                sources: Vec::new(),
             }],
             Durability::Sync,
         )
@@ -315,6 +317,7 @@ fn a_replicated_vector_of_another_dimension_is_counted_and_hides_nothing_else() 
         other: "old-0000".to_owned(),
         weight: 1.0,
         timestamp_nanos: 0,
+        sources: Vec::new(),
     });
     two.put_entities("t", vec![mate], Durability::Sync).unwrap();
     let mut batch = WriteBatch::new();

@@ -4,6 +4,11 @@
 //! ("this entity's body and out-edges at or before T are deleted", [`MarkerValue`]), a body, and
 //! one cell per out-edge and per in-edge. [`Entity`] is the read model: the live cells of one
 //! entity merged together.
+//!
+//! Provenance (issue 39): a body, each of its chunks and each edge value may carry source ids
+//! (the documents that support them), each list sorted and without repeats. The payload formats
+//! that carry them (body format 3, edge format 2) are written only when a list is not empty, so
+//! an entity without sources is stored byte for byte as before (docs/storage.md "Provenance").
 
 use std::collections::BTreeMap;
 
@@ -23,7 +28,7 @@ pub struct Embedding {
 }
 
 /// A text chunk attached to an entity.
-#[derive(Clone, Debug, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TextChunk {
     /// Chunk id, unique within the entity by convention.
     pub chunk_id: String,
@@ -31,6 +36,35 @@ pub struct TextChunk {
     pub text: String,
     /// Free-form metadata.
     pub metadata: BTreeMap<String, String>,
+    /// The sources (documents) that support this chunk, sorted, no repeats.
+    pub sources: Vec<String>,
+}
+
+/// A chunk as body formats 1 to 3 store it (its sources travel apart, in format 3).
+#[derive(bincode::Encode, bincode::Decode)]
+struct ChunkV1 {
+    chunk_id: String,
+    text: String,
+    metadata: BTreeMap<String, String>,
+}
+
+impl ChunkV1 {
+    fn of(chunk: &TextChunk) -> Self {
+        Self {
+            chunk_id: chunk.chunk_id.clone(),
+            text: chunk.text.clone(),
+            metadata: chunk.metadata.clone(),
+        }
+    }
+
+    fn into_chunk(self, sources: Vec<String>) -> TextChunk {
+        TextChunk {
+            chunk_id: self.chunk_id,
+            text: self.text,
+            metadata: self.metadata,
+            sources,
+        }
+    }
 }
 
 /// A typed attribute value (`Entity.typed_attributes` on the wire): what filters compare with
@@ -68,9 +102,10 @@ impl AttributeValue {
 /// The body cell: everything of an entity except its edges.
 ///
 /// Encoded as payload format 1 (no typed attributes: the layout every earlier build wrote and
-/// reads) or, only when `typed_attributes` is not empty, format 2 (format 1's fields then the
-/// typed map). A build that predates format 2 fails to decode a format-2 body (a `Codec` error,
-/// never wrong data).
+/// reads), format 2 when `typed_attributes` is not empty (format 1's fields then the typed map),
+/// or format 3 when the body or a chunk carries sources (format 2's fields, then the body's
+/// sources, then one source list per chunk in chunk order). A build that predates a format fails
+/// to decode it (a `Codec` error, never wrong data).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EntityBody {
     /// Application-defined type (filterable).
@@ -89,14 +124,17 @@ pub struct EntityBody {
     pub updated_at_nanos: i64,
     /// Typed attributes (a key is never in both maps).
     pub typed_attributes: BTreeMap<String, AttributeValue>,
+    /// The sources (documents) that support this entity, sorted, no repeats.
+    pub sources: Vec<String>,
 }
 
-/// Body payload format 1: every field but the typed attributes (borrowed for encoding).
+/// Body payload format 1: every field but the typed attributes and sources (borrowed for
+/// encoding, but the chunks).
 #[derive(bincode::Encode)]
 struct BodyV1Ref<'a> {
     entity_type: &'a String,
     embeddings: &'a Vec<Embedding>,
-    chunks: &'a Vec<TextChunk>,
+    chunks: Vec<ChunkV1>,
     importance: f64,
     attributes: &'a BTreeMap<String, String>,
     created_at_nanos: i64,
@@ -110,11 +148,19 @@ struct BodyV2Ref<'a> {
     typed_attributes: &'a BTreeMap<String, AttributeValue>,
 }
 
+/// Body payload format 3: format 2 then the sources of the body and of each chunk.
+#[derive(bincode::Encode)]
+struct BodyV3Ref<'a> {
+    v2: BodyV2Ref<'a>,
+    sources: &'a Vec<String>,
+    chunk_sources: Vec<&'a Vec<String>>,
+}
+
 #[derive(bincode::Decode)]
 struct BodyV1 {
     entity_type: String,
     embeddings: Vec<Embedding>,
-    chunks: Vec<TextChunk>,
+    chunks: Vec<ChunkV1>,
     importance: f64,
     attributes: BTreeMap<String, String>,
     created_at_nanos: i64,
@@ -127,56 +173,101 @@ struct BodyV2 {
     typed_attributes: BTreeMap<String, AttributeValue>,
 }
 
+#[derive(bincode::Decode)]
+struct BodyV3 {
+    v2: BodyV2,
+    sources: Vec<String>,
+    chunk_sources: Vec<Vec<String>>,
+}
+
 impl BodyV1 {
-    fn into_body(self, typed_attributes: BTreeMap<String, AttributeValue>) -> EntityBody {
+    /// The body, given what later formats add (`chunk_sources` pairs with the chunks in order;
+    /// missing lists are empty).
+    fn into_body(
+        self,
+        typed_attributes: BTreeMap<String, AttributeValue>,
+        sources: Vec<String>,
+        chunk_sources: Vec<Vec<String>>,
+    ) -> EntityBody {
+        let mut chunk_sources = chunk_sources.into_iter();
         EntityBody {
             entity_type: self.entity_type,
             embeddings: self.embeddings,
-            chunks: self.chunks,
+            chunks: self
+                .chunks
+                .into_iter()
+                .map(|c| c.into_chunk(chunk_sources.next().unwrap_or_default()))
+                .collect(),
             importance: self.importance,
             attributes: self.attributes,
             created_at_nanos: self.created_at_nanos,
             updated_at_nanos: self.updated_at_nanos,
             typed_attributes,
+            sources,
         }
     }
 }
 
 /// Payload format of a body with typed attributes.
 const BODY_FORMAT_TYPED: u8 = 2;
+/// Payload format of a body with sources (on the body or a chunk).
+const BODY_FORMAT_SOURCED: u8 = 3;
 
 impl EntityBody {
-    /// Encodes the body payload (format 1 without typed attributes, else format 2).
+    /// Encodes the body payload (format 3 with sources, else 2 with typed attributes, else 1).
     pub fn encode(&self) -> Result<Vec<u8>> {
         let v1 = BodyV1Ref {
             entity_type: &self.entity_type,
             embeddings: &self.embeddings,
-            chunks: &self.chunks,
+            chunks: self.chunks.iter().map(ChunkV1::of).collect(),
             importance: self.importance,
             attributes: &self.attributes,
             created_at_nanos: self.created_at_nanos,
             updated_at_nanos: self.updated_at_nanos,
         };
-        if self.typed_attributes.is_empty() {
+        let sourced = !self.sources.is_empty() || self.chunks.iter().any(|c| !c.sources.is_empty());
+        if !sourced && self.typed_attributes.is_empty() {
             return codec::encode(&v1);
         }
+        let v2 = BodyV2Ref {
+            v1,
+            typed_attributes: &self.typed_attributes,
+        };
+        if !sourced {
+            return codec::encode_as(BODY_FORMAT_TYPED, &v2);
+        }
         codec::encode_as(
-            BODY_FORMAT_TYPED,
-            &BodyV2Ref {
-                v1,
-                typed_attributes: &self.typed_attributes,
+            BODY_FORMAT_SOURCED,
+            &BodyV3Ref {
+                v2,
+                sources: &self.sources,
+                chunk_sources: self.chunks.iter().map(|c| &c.sources).collect(),
             },
         )
     }
 
-    /// Decodes a body payload of either format.
+    /// Decodes a body payload of any format.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        if bytes.first() == Some(&BODY_FORMAT_TYPED) {
-            let body: BodyV2 = codec::decode_as(BODY_FORMAT_TYPED, bytes)?;
-            return Ok(body.v1.into_body(body.typed_attributes));
+        match bytes.first() {
+            Some(&BODY_FORMAT_SOURCED) => {
+                let body: BodyV3 = codec::decode_as(BODY_FORMAT_SOURCED, bytes)?;
+                let BodyV2 {
+                    v1,
+                    typed_attributes,
+                } = body.v2;
+                Ok(v1.into_body(typed_attributes, body.sources, body.chunk_sources))
+            }
+            Some(&BODY_FORMAT_TYPED) => {
+                let body: BodyV2 = codec::decode_as(BODY_FORMAT_TYPED, bytes)?;
+                Ok(body
+                    .v1
+                    .into_body(body.typed_attributes, Vec::new(), Vec::new()))
+            }
+            _ => {
+                let body: BodyV1 = codec::decode(bytes)?;
+                Ok(body.into_body(BTreeMap::new(), Vec::new(), Vec::new()))
+            }
         }
-        let body: BodyV1 = codec::decode(bytes)?;
-        Ok(body.into_body(BTreeMap::new()))
     }
 
     /// The searchable embedding: the one with the highest version (the last one on ties).
@@ -278,24 +369,53 @@ impl MarkerShadow {
     }
 }
 
-/// The value of an edge cell (out or in): weight and the edge's own timestamp.
-#[derive(Clone, Copy, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+/// The value of an edge cell (out or in): weight, the edge's own timestamp and its sources.
+///
+/// Payload format 1 (`weight, timestamp_nanos`, what every earlier build wrote) when it has no
+/// sources, else format 2 (format 1's fields then the sources).
+#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
 pub struct EdgeValue {
     /// Edge weight.
     pub weight: f64,
     /// Client edge timestamp (nanoseconds) or the server's write time.
     pub timestamp_nanos: i64,
+    /// The sources (documents) that support this edge, sorted, no repeats.
+    pub sources: Vec<String>,
 }
 
+/// Edge payload format 1: no sources.
+#[derive(bincode::Encode, bincode::Decode)]
+struct EdgeV1 {
+    weight: f64,
+    timestamp_nanos: i64,
+}
+
+/// Payload format of an edge with sources.
+const EDGE_FORMAT_SOURCED: u8 = 2;
+
 impl EdgeValue {
-    /// Encodes the edge payload.
+    /// Encodes the edge payload (format 2 with sources, else format 1).
     pub fn encode(&self) -> Result<Vec<u8>> {
-        codec::encode(self)
+        match self.sources.is_empty() {
+            true => codec::encode(&EdgeV1 {
+                weight: self.weight,
+                timestamp_nanos: self.timestamp_nanos,
+            }),
+            false => codec::encode_as(EDGE_FORMAT_SOURCED, self),
+        }
     }
 
-    /// Decodes an edge payload.
+    /// Decodes an edge payload of either format.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        codec::decode(bytes)
+        if bytes.first() == Some(&EDGE_FORMAT_SOURCED) {
+            return codec::decode_as(EDGE_FORMAT_SOURCED, bytes);
+        }
+        let v1: EdgeV1 = codec::decode(bytes)?;
+        Ok(Self {
+            weight: v1.weight,
+            timestamp_nanos: v1.timestamp_nanos,
+            sources: Vec::new(),
+        })
     }
 }
 
@@ -312,6 +432,8 @@ pub struct Edge {
     pub weight: f64,
     /// Edge timestamp (nanoseconds).
     pub timestamp_nanos: i64,
+    /// The sources (documents) that support this edge, sorted, no repeats.
+    pub sources: Vec<String>,
 }
 
 impl Edge {
@@ -350,6 +472,8 @@ pub struct EdgeWrite {
     pub weight: f64,
     /// Edge timestamp (nanoseconds); 0 = the server's write time.
     pub timestamp_nanos: i64,
+    /// The sources (documents) that support this edge, sorted, no repeats.
+    pub sources: Vec<String>,
 }
 
 /// A replacing write of one entity (`PutEntity`): body plus the entity's complete edge lists.
@@ -396,7 +520,7 @@ mod tests {
         struct Before {
             entity_type: String,
             embeddings: Vec<Embedding>,
-            chunks: Vec<TextChunk>,
+            chunks: Vec<ChunkV1>,
             importance: f64,
             attributes: BTreeMap<String, String>,
             created_at_nanos: i64,
@@ -435,5 +559,51 @@ mod tests {
         assert_eq!(bytes[0], BODY_FORMAT_TYPED);
         assert_eq!(EntityBody::decode(&bytes).unwrap(), typed);
         assert!(EntityBody::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    /// Sources make body format 3 and edge format 2; without sources both stay byte for byte
+    /// what earlier builds wrote.
+    #[test]
+    fn sources_use_body_format_3_and_edge_format_2() {
+        let chunk = |id: &str, sources: &[&str]| TextChunk {
+            chunk_id: id.into(),
+            text: "t".into(),
+            sources: sources.iter().map(|s| (*s).to_owned()).collect(),
+            ..TextChunk::default()
+        };
+        let body = EntityBody {
+            chunks: vec![chunk("c1", &["a"]), chunk("c2", &[])],
+            sources: vec!["a".into()],
+            typed_attributes: BTreeMap::from([("n".into(), AttributeValue::Int(1))]),
+            ..EntityBody::default()
+        };
+        let bytes = body.encode().unwrap();
+        assert_eq!(bytes[0], BODY_FORMAT_SOURCED);
+        assert_eq!(EntityBody::decode(&bytes).unwrap(), body);
+        let unsourced = EntityBody {
+            chunks: vec![chunk("c1", &[])],
+            ..EntityBody::default()
+        };
+        assert_eq!(unsourced.encode().unwrap()[0], codec::PAYLOAD_VERSION);
+
+        let edge = EdgeValue {
+            weight: 0.5,
+            timestamp_nanos: 9,
+            sources: vec!["a".into(), "b".into()],
+        };
+        let bytes = edge.encode().unwrap();
+        assert_eq!(bytes[0], EDGE_FORMAT_SOURCED);
+        assert_eq!(EdgeValue::decode(&bytes).unwrap(), edge);
+        let plain = EdgeValue {
+            sources: Vec::new(),
+            ..edge
+        };
+        let v1 = codec::encode(&EdgeV1 {
+            weight: 0.5,
+            timestamp_nanos: 9,
+        })
+        .unwrap();
+        assert_eq!(plain.encode().unwrap(), v1);
+        assert_eq!(EdgeValue::decode(&v1).unwrap(), plain);
     }
 }

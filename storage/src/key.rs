@@ -3,9 +3,15 @@
 //! Layout of an encoded [`CellKey`] (all strings are NUL-free, see [`validate_id`]):
 //!
 //! ```text
-//! tenant 0x00 entity_id 0x00 kind [relation 0x00 other_entity_id]
-//!                             kind: 0 marker, 1 body, 2 out-edge, 3 in-edge
+//! tenant 0x00 entity_id 0x00 kind [relation 0x00 other_entity_id | member_entity_id]
+//!                             kind: 0 marker, 1 body, 2 out-edge, 3 in-edge, 4 source member
 //! ```
+//!
+//! Source members (issue 39, docs/storage.md "Provenance"): the partition whose id is
+//! [`source_partition_id`] (`U+0001 "src:" source_id`, an id no client may use: see
+//! [`validate_id`]) holds one kind-4 cell per entity written with that source. It has no marker
+//! and no body, so no read ever shows it as an entity; it replicates, repairs and compacts like
+//! any partition.
 //!
 //! Invariants:
 //! * byte order of encoded keys = (tenant, entity_id, kind, relation, other) order, because every
@@ -24,8 +30,18 @@ pub const MAX_ENTITY_ID_LEN: usize = 512;
 /// Longest edge relation name in bytes.
 pub const MAX_RELATION_LEN: usize = 256;
 
+/// Longest source id in bytes.
+pub const MAX_SOURCE_LEN: usize = 256;
+
 /// The kind byte of an in-edge cell (it follows the partition key).
 pub const IN_EDGE_KIND: u8 = 3;
+/// The kind byte of a source-member cell.
+pub const SOURCE_MEMBER_KIND: u8 = 4;
+
+/// The first character of every reserved partition id (refused in client entity ids).
+const RESERVED_ID_START: char = '\u{1}';
+/// The id prefix of a source's member partition.
+const SOURCE_PARTITION_PREFIX: &str = "\u{1}src:";
 
 /// Which cell of an entity a key addresses.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,6 +64,11 @@ pub enum CellSuffix {
         /// Source entity id.
         from: String,
     },
+    /// In a source's member partition: `member` was written with that source.
+    SourceMember {
+        /// The member entity id.
+        member: String,
+    },
 }
 
 impl CellSuffix {
@@ -57,6 +78,7 @@ impl CellSuffix {
             CellSuffix::Body => 1,
             CellSuffix::OutEdge { .. } => 2,
             CellSuffix::InEdge { .. } => IN_EDGE_KIND,
+            CellSuffix::SourceMember { .. } => SOURCE_MEMBER_KIND,
         }
     }
 }
@@ -107,6 +129,17 @@ impl CellKey {
         )
     }
 
+    /// Key of the cell saying `member` was written with source `source`.
+    pub fn source_member(tenant: &str, source: &str, member: &str) -> Self {
+        Self::new(
+            tenant,
+            &source_partition_id(source),
+            CellSuffix::SourceMember {
+                member: member.to_owned(),
+            },
+        )
+    }
+
     fn new(tenant: &str, entity_id: &str, suffix: CellSuffix) -> Self {
         Self {
             tenant: tenant.to_owned(),
@@ -133,6 +166,7 @@ impl CellKey {
                 out.push(0);
                 out.extend_from_slice(other.as_bytes());
             }
+            CellSuffix::SourceMember { member } => out.extend_from_slice(member.as_bytes()),
         }
         out
     }
@@ -171,6 +205,11 @@ impl CellKey {
             IN_EDGE_KIND => {
                 let (relation, from) = edge(tail)?;
                 CellSuffix::InEdge { relation, from }
+            }
+            SOURCE_MEMBER_KIND if !tail.is_empty() && !tail.contains(&0) => {
+                CellSuffix::SourceMember {
+                    member: text(tail)?,
+                }
             }
             _ => return Err(bad("unknown cell kind")),
         };
@@ -241,9 +280,32 @@ pub fn validate_tenant(tenant: &str) -> Result<()> {
     validate_text("tenant id", tenant, 1, MAX_TENANT_LEN)
 }
 
-/// Entity ids: 1..=512 bytes of UTF-8, no NUL (DESIGN.md §2).
+/// Entity ids: 1..=512 bytes of UTF-8, no NUL (DESIGN.md §2), not starting with U+0001
+/// (reserved for the source member partitions).
 pub fn validate_id(entity_id: &str) -> Result<()> {
-    validate_text("entity id", entity_id, 1, MAX_ENTITY_ID_LEN)
+    validate_text("entity id", entity_id, 1, MAX_ENTITY_ID_LEN)?;
+    if entity_id.starts_with(RESERVED_ID_START) {
+        return Err(Error::InvalidArgument(
+            "entity id must not start with U+0001 (reserved)".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Partition ids: an entity id or a reserved one (a source's member partition); what a replica
+/// accepts in a partition read.
+pub fn validate_partition_id(id: &str) -> Result<()> {
+    validate_text("partition id", id, 1, MAX_ENTITY_ID_LEN)
+}
+
+/// Source ids: 1..=256 bytes of UTF-8, no NUL.
+pub fn validate_source(source: &str) -> Result<()> {
+    validate_text("source id", source, 1, MAX_SOURCE_LEN)
+}
+
+/// The id of the partition that lists the members of `source` (see the module doc).
+pub fn source_partition_id(source: &str) -> String {
+    format!("{SOURCE_PARTITION_PREFIX}{source}")
 }
 
 /// Relations: 0..=256 bytes of UTF-8, no NUL.
@@ -268,6 +330,7 @@ mod tests {
                 .prop_map(|(relation, to)| CellSuffix::OutEdge { relation, to }),
             (arb_text(0), arb_text(1))
                 .prop_map(|(relation, from)| CellSuffix::InEdge { relation, from }),
+            arb_text(1).prop_map(|member| CellSuffix::SourceMember { member }),
         ];
         (arb_text(1), arb_text(1), suffix).prop_map(|(tenant, entity_id, suffix)| CellKey {
             tenant,
@@ -307,6 +370,9 @@ mod tests {
         assert!(validate_id("a\0b").is_err());
         assert!(validate_id(&"x".repeat(513)).is_err());
         assert!(validate_id(&"x".repeat(512)).is_ok());
+        assert!(validate_id("\u{1}src:doc").is_err());
+        assert!(validate_source("").is_err());
+        assert!(validate_source(&"s".repeat(257)).is_err());
         assert!(validate_tenant("").is_err());
         assert!(validate_relation("").is_ok());
     }

@@ -26,6 +26,7 @@ pub mod memtable;
 pub mod merge;
 pub mod mutation;
 pub mod partition;
+pub mod provenance;
 pub mod sstable;
 pub mod telemetry;
 pub mod tenant_drops;

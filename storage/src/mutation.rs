@@ -23,12 +23,12 @@ use crate::types::Timestamp;
 /// Cell writes of one mutation, keyed by encoded cell key so that each cell is written once
 /// with a deterministic final value (a later write of the same cell replaces an earlier one).
 #[derive(Default)]
-struct CellWrites {
+pub(crate) struct CellWrites {
     cells: BTreeMap<Vec<u8>, (Timestamp, Option<Vec<u8>>)>,
 }
 
 impl CellWrites {
-    fn set(&mut self, key: CellKey, ts: Timestamp, value: Option<Vec<u8>>) {
+    pub(crate) fn set(&mut self, key: CellKey, ts: Timestamp, value: Option<Vec<u8>>) {
         self.cells.insert(key.encode(), (ts, value));
     }
 
@@ -40,7 +40,7 @@ impl CellWrites {
         self.set(CellKey::marker(tenant, id), ts, Some(value.encode()));
     }
 
-    fn into_batch(self) -> WriteBatch {
+    pub(crate) fn into_batch(self) -> WriteBatch {
         let mut batch = WriteBatch::new();
         for (key, (ts, value)) in self.cells {
             match value {
@@ -73,6 +73,7 @@ fn edge_value(e: &EdgeWrite, now_nanos: i64) -> Result<Vec<u8>> {
     EdgeValue {
         weight: e.weight,
         timestamp_nanos,
+        sources: e.sources.clone(),
     }
     .encode()
 }
@@ -113,15 +114,28 @@ pub fn put_winners<'w>(tenant: &str, writes: &'w [EntityWrite]) -> Result<Vec<&'
 /// body, the out-edges (each also written as its target's in-edge) and the in-edges are written
 /// at `ts`. Out-edges the entity had and no longer has are removed from their targets; in-edges
 /// written by other entities' out-edges are kept (the marker does not hide them, so a put never
-/// rewrites them); `created_at` is kept from the stored body.
+/// rewrites them); `created_at` is kept from the stored body. Each source of a body gets the
+/// entity's member cell ([`crate::provenance`]).
 pub fn plan_put(
     tenant: &str,
     winners: &[&EntityWrite],
     stored: &[PartitionState],
     ts: Timestamp,
 ) -> Result<WriteBatch> {
-    let now_nanos = nanos(ts);
     let mut cells = CellWrites::default();
+    put_cells(&mut cells, tenant, winners, stored, ts)?;
+    Ok(cells.into_batch())
+}
+
+/// Adds the cells of [`plan_put`] to `cells`.
+pub(crate) fn put_cells(
+    cells: &mut CellWrites,
+    tenant: &str,
+    winners: &[&EntityWrite],
+    stored: &[PartitionState],
+    ts: Timestamp,
+) -> Result<()> {
+    let now_nanos = nanos(ts);
     for (w, existing) in winners.iter().zip(stored) {
         let mut body = w.body.clone();
         if let Some(old) = &existing.body {
@@ -129,6 +143,13 @@ pub fn plan_put(
         }
         cells.marker(tenant, &w.id, ts - 1, existing);
         cells.set(CellKey::body(tenant, &w.id), ts, Some(body.encode()?));
+        for source in &body.sources {
+            cells.set(
+                CellKey::source_member(tenant, source, &w.id),
+                ts,
+                Some(Vec::new()),
+            );
+        }
         let mut new_out = BTreeSet::new();
         for e in &w.out_edges {
             let value = edge_value(e, now_nanos)?;
@@ -161,7 +182,7 @@ pub fn plan_put(
             );
         }
     }
-    Ok(cells.into_batch())
+    Ok(())
 }
 
 /// The cells of a delete of `id` given its stored partition: a marker at `ts` hides its body
@@ -176,6 +197,18 @@ pub fn plan_delete(
 ) -> Option<WriteBatch> {
     existing.body.as_ref()?;
     let mut cells = CellWrites::default();
+    delete_cells(&mut cells, tenant, id, existing, ts);
+    Some(cells.into_batch())
+}
+
+/// Adds the cells of [`plan_delete`] to `cells` (whatever the stored state).
+pub(crate) fn delete_cells(
+    cells: &mut CellWrites,
+    tenant: &str,
+    id: &str,
+    existing: &PartitionState,
+    ts: Timestamp,
+) {
     cells.marker(tenant, id, ts, existing);
     for e in &existing.out_edges {
         cells.set(CellKey::in_edge(tenant, id, &e.relation, &e.to), ts, None);
@@ -188,7 +221,6 @@ pub fn plan_delete(
             None,
         );
     }
-    Some(cells.into_batch())
 }
 
 /// Validates edges given as `(from, relation, to)`.
@@ -216,6 +248,7 @@ pub fn plan_add_edges(tenant: &str, edges: &[Edge], ts: Timestamp) -> Result<Wri
             other: e.to.clone(),
             weight: e.weight,
             timestamp_nanos: e.timestamp_nanos,
+            sources: e.sources.clone(),
         };
         let value = edge_value(&write, now_nanos)?;
         cells.set(

@@ -41,6 +41,8 @@ pub struct PartitionState {
     pub in_edges: Vec<Edge>,
     /// Newest timestamp among live cells.
     pub version_ts: Timestamp,
+    /// Live source-member cells (only in a source's member partition), in id order.
+    pub members: Vec<String>,
 }
 
 impl PartitionState {
@@ -68,6 +70,7 @@ impl PartitionState {
             state.version_ts = state.version_ts.max(ts);
             match key.suffix {
                 CellSuffix::Marker => {}
+                CellSuffix::SourceMember { member } => state.members.push(member),
                 CellSuffix::Body => state.body = Some(EntityBody::decode(&value)?),
                 CellSuffix::OutEdge { relation, to } => {
                     let v = EdgeValue::decode(&value)?;
@@ -77,6 +80,7 @@ impl PartitionState {
                         relation,
                         weight: v.weight,
                         timestamp_nanos: v.timestamp_nanos,
+                        sources: v.sources,
                     });
                 }
                 CellSuffix::InEdge { relation, from } => {
@@ -87,6 +91,7 @@ impl PartitionState {
                         relation,
                         weight: v.weight,
                         timestamp_nanos: v.timestamp_nanos,
+                        sources: v.sources,
                     });
                 }
             }
@@ -118,6 +123,7 @@ mod tests {
             EdgeValue {
                 weight: 1.0,
                 timestamp_nanos: 0,
+                sources: Vec::new(),
             }
             .encode()
             .expect("an edge value encodes"),

@@ -51,6 +51,7 @@ fn entity(id: &str, generation: u64) -> EntityWrite {
                 other: format!("{id}-target{k}"),
                 weight: generation as f64,
                 timestamp_nanos: 0,
+                sources: Vec::new(),
             })
             .collect(),
         in_edges: Vec::new(),

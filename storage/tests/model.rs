@@ -89,6 +89,7 @@ fn body(tag: u8, created: i64) -> EntityBody {
         created_at_nanos: created,
         updated_at_nanos: created,
         typed_attributes: BTreeMap::new(),
+        sources: Vec::new(),
     }
 }
 
@@ -213,6 +214,7 @@ fn run(engine: &Engine, op: &Op, step: i64) {
                         other: IDS[*other].to_owned(),
                         weight: f64::from(*w),
                         timestamp_nanos: 1,
+                        sources: Vec::new(),
                     })
                     .collect()
             };
@@ -242,6 +244,7 @@ fn run(engine: &Engine, op: &Op, step: i64) {
                 relation: RELATIONS[*rel].to_owned(),
                 weight: f64::from(*weight),
                 timestamp_nanos: 1,
+                sources: Vec::new(),
             };
             engine.add_edges(TENANTS[*tenant], &[edge], d).unwrap();
         }

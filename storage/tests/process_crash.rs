@@ -45,6 +45,7 @@ fn entity(round: u64, i: u64) -> EntityWrite {
                 other: format!("r{round:03}-e{:06}", i - 1),
                 weight: 1.0,
                 timestamp_nanos: 1,
+                sources: Vec::new(),
             })
             .into_iter()
             .collect(),

@@ -89,6 +89,7 @@ fn edge(from: &str, to: &str) -> pb::GraphEdge {
         relation: "cites".to_owned(),
         weight: 1.0,
         timestamp_nanos: 0,
+        source_ids: Vec::new(),
     }
 }
 

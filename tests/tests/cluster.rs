@@ -864,6 +864,7 @@ async fn an_edge_removal_and_a_tenant_drop_through_a_lagging_coordinator_win_ove
         to: to.clone(),
         weight: 1.0,
         timestamp_nanos: 0,
+        sources: Vec::new(),
     };
     let batch = allidb_storage::mutation::plan_add_edges("default", &[edge], ahead).unwrap();
     write_around_n0(&nodes, &from, &batch).await;

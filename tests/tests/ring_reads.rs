@@ -39,6 +39,7 @@ fn dataset() -> Vec<pb::Entity> {
                     relation: ["cites", "mentions"][rng.random_range(0..2)].to_owned(),
                     weight: [0.25, 0.5, 0.75, 1.0][rng.random_range(0..4)],
                     timestamp_nanos: 0,
+                    source_ids: Vec::new(),
                 })
                 .collect();
             pb::Entity {
@@ -80,6 +81,7 @@ async fn load(node: &Daemon, entities: &[pb::Entity]) {
                     entities: batch,
                     consistency_level: pb::ConsistencyLevel::ConsistencyQuorum as i32,
                     trace_id: String::new(),
+                    mode: 0,
                 },
                 None,
             ))

@@ -56,6 +56,7 @@ async fn load(node: &Daemon, key: &str, count: u64) {
         entities,
         consistency_level: pb::ConsistencyLevel::ConsistencyAll as i32,
         trace_id: String::new(),
+        mode: 0,
     };
     let reply = node
         .client()

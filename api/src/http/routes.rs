@@ -217,6 +217,39 @@ pub(super) async fn add_edges<S: AlliDb>(
         .map(Json)
 }
 
+/// `POST /sources/delete`: DeleteBySource.
+pub(super) async fn delete_by_source<S: AlliDb>(
+    State(gateway): State<Gateway<S>>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<pb::DeleteBySourceRequest>,
+) -> Result<Json<pb::DeleteBySourceResponse>, HttpError> {
+    call(&headers, request, |r| gateway.service.delete_by_source(r))
+        .await
+        .map(Json)
+}
+
+/// `POST /sources/replace`: ReplaceSource.
+pub(super) async fn replace_source<S: AlliDb>(
+    State(gateway): State<Gateway<S>>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<pb::ReplaceSourceRequest>,
+) -> Result<Json<pb::ReplaceSourceResponse>, HttpError> {
+    call(&headers, request, |r| gateway.service.replace_source(r))
+        .await
+        .map(Json)
+}
+
+/// `POST /entities/delete`: DeleteByFilter.
+pub(super) async fn delete_by_filter<S: AlliDb>(
+    State(gateway): State<Gateway<S>>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<pb::DeleteByFilterRequest>,
+) -> Result<Json<pb::DeleteByFilterResponse>, HttpError> {
+    call(&headers, request, |r| gateway.service.delete_by_filter(r))
+        .await
+        .map(Json)
+}
+
 /// `POST /edges/remove`: RemoveEdges.
 pub(super) async fn remove_edges<S: AlliDb>(
     State(gateway): State<Gateway<S>>,

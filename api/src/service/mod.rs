@@ -39,15 +39,18 @@ use allidb_index::query::{QueryPlan, ScoreWeights};
 use allidb_index::{Filter, PlanReport, QueryHit, QueryReply, QueryRequest, UnifiedStore};
 use allidb_storage::Durability;
 use allidb_storage::cell::EntityWrite;
+use allidb_storage::provenance::PutMode;
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Authenticator, Principal, Role};
 use crate::pb::allidb_server::AlliDb;
-use crate::{admin, context, convert, errors, pb, validate};
+use crate::{admin, context, convert, errors, pb, validate, validate_provenance};
 use tokio::runtime::RuntimeFlavor;
 
+mod delete_filter;
 mod operations;
+mod provenance;
 mod queries;
 mod reads;
 mod writes;
@@ -407,6 +410,7 @@ impl AlliDbService {
         tenant: &str,
         field: &str,
         entities: &[pb::Entity],
+        mode: PutMode,
         consistency: WriteConsistency,
     ) -> Result<WriteOutcome, Status> {
         let now = now_nanos();
@@ -426,7 +430,8 @@ impl AlliDbService {
             return Ok(outcome);
         }
         if let Some(coordinator) = self.coordinator() {
-            let stored = replicate_entities(coordinator, tenant, writes, consistency.level).await?;
+            let stored =
+                replicate_entities(coordinator, tenant, writes, mode, consistency.level).await?;
             outcome.written = stored.written;
             outcome.failures.extend(stored.failures);
             return Ok(outcome);
@@ -437,12 +442,12 @@ impl AlliDbService {
             .blocking("write entities", move |store| {
                 let mut stored = WriteOutcome::default();
                 let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
-                match store.put_entities(&tenant, writes.clone(), durability) {
+                match store.put_entities_as(&tenant, writes.clone(), mode, durability) {
                     Ok(_) => stored.written = ids,
                     Err(e) if is_caller_error(&e) && writes.len() > 1 => {
                         for write in writes {
                             let id = write.id.clone();
-                            match store.put_entities(&tenant, vec![write], durability) {
+                            match store.put_entities_as(&tenant, vec![write], mode, durability) {
                                 Ok(_) => stored.written.push(id),
                                 Err(e) if is_caller_error(&e) => {
                                     stored.failures.push((id, e.to_string()));
@@ -472,20 +477,24 @@ async fn replicate_entities(
     coordinator: &Coordinator,
     tenant: &str,
     writes: Vec<EntityWrite>,
+    mode: PutMode,
     level: ConsistencyLevel,
 ) -> Result<WriteOutcome, Status> {
     let caller_error = |e: &allidb_cluster::ClusterError| matches!(e, allidb_cluster::ClusterError::Store(e) if is_caller_error(e));
     let mut stored = WriteOutcome::default();
     let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
     match coordinator
-        .put_entities(tenant, writes.clone(), level)
+        .put_entities_as(tenant, writes.clone(), mode, level)
         .await
     {
         Ok(()) => stored.written = ids,
         Err(e) if caller_error(&e) && writes.len() > 1 => {
             for write in writes {
                 let id = write.id.clone();
-                match coordinator.put_entities(tenant, vec![write], level).await {
+                match coordinator
+                    .put_entities_as(tenant, vec![write], mode, level)
+                    .await
+                {
                     Ok(()) => stored.written.push(id),
                     Err(e) if caller_error(&e) => stored.failures.push((id, e.to_string())),
                     Err(e) => return Err(errors::cluster_status("write entities", e)),
@@ -676,6 +685,27 @@ impl AlliDb for AlliDbService {
         request: Request<pb::QueryBatchRequest>,
     ) -> Result<Response<pb::QueryBatchResponse>, Status> {
         self.query_batch_rpc(request).await
+    }
+
+    async fn delete_by_source(
+        &self,
+        request: Request<pb::DeleteBySourceRequest>,
+    ) -> Result<Response<pb::DeleteBySourceResponse>, Status> {
+        self.delete_by_source_rpc(request).await
+    }
+
+    async fn replace_source(
+        &self,
+        request: Request<pb::ReplaceSourceRequest>,
+    ) -> Result<Response<pb::ReplaceSourceResponse>, Status> {
+        self.replace_source_rpc(request).await
+    }
+
+    async fn delete_by_filter(
+        &self,
+        request: Request<pb::DeleteByFilterRequest>,
+    ) -> Result<Response<pb::DeleteByFilterResponse>, Status> {
+        self.delete_by_filter_rpc(request).await
     }
 }
 

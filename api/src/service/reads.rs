@@ -255,7 +255,7 @@ impl AlliDbService {
 
     /// Up to `fetch` entities of `tenant` with `start <= id < end` in id order: from the
     /// ring at `level` when there is one, else from the local store.
-    async fn scan_round(
+    pub(super) async fn scan_round(
         &self,
         tenant: &str,
         start: Option<String>,

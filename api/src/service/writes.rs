@@ -21,16 +21,17 @@ impl AlliDbService {
             let write = convert::entity_write("entity", entity, &caller.tenant, now_nanos())?;
             Ok((consistency, write))
         })?;
+        let mode = validate_provenance::write_mode(request.mode)?;
         let entity_id = write.id.clone();
         let tenant = caller.tenant;
         match self.coordinator() {
             Some(coordinator) => coordinator
-                .put_entities(&tenant, vec![write], consistency.level)
+                .put_entities_as(&tenant, vec![write], mode, consistency.level)
                 .await
                 .map_err(|e| errors::cluster_status("put entity", e))?,
             None => {
                 self.blocking("put entity", move |store| {
-                    store.put_entities(&tenant, vec![write], consistency.durability)
+                    store.put_entities_as(&tenant, vec![write], mode, consistency.durability)
                 })
                 .await?;
             }
@@ -52,8 +53,15 @@ impl AlliDbService {
         validate::trace_id(&request.trace_id)?;
         let consistency = self.write_consistency(request.consistency_level)?;
         validate::batch_len("entities", request.entities.len())?;
+        let mode = validate_provenance::write_mode(request.mode)?;
         let outcome = self
-            .write_entities(&caller.tenant, "entities", &request.entities, consistency)
+            .write_entities(
+                &caller.tenant,
+                "entities",
+                &request.entities,
+                mode,
+                consistency,
+            )
             .await?;
         let error_message = match outcome.failures.as_slice() {
             [] => String::new(),
@@ -193,7 +201,13 @@ impl AlliDbService {
             }
             validate::batch_len("entities", chunk.entities.len())?;
             let outcome = self
-                .write_entities(&caller.tenant, "entities", &chunk.entities, consistency)
+                .write_entities(
+                    &caller.tenant,
+                    "entities",
+                    &chunk.entities,
+                    PutMode::Replace,
+                    consistency,
+                )
                 .await?;
             response.success_count += convert::count_i64(outcome.written.len());
             response.failure_count += convert::count_i64(outcome.failures.len());

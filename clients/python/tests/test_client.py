@@ -189,6 +189,48 @@ def test_delete(db: allidb.Client) -> None:
     assert db.query([0.9, 0.1], k=5).ids == ["keep"]
 
 
+def test_sources_merge_delete_and_replace(db: allidb.Client) -> None:
+    for source, chunk in (("doc-a", "from a"), ("doc-b", "from b")):
+        db.put(
+            Entity("paris", vector=[1.0, 0.0], source_ids=[source],
+                   chunks=[Chunk(source, chunk)], edges=[Edge.to("france", "capital_of")]),
+            merge=True,
+        )
+    db.put(Entity("only-a", vector=[0.0, 1.0], source_ids=["doc-a"]), merge=True)
+    paris = db.get("paris")
+    assert paris is not None and paris.source_ids == ["doc-a", "doc-b"]
+    assert {c.id: c.source_ids for c in paris.chunks} == {"doc-a": ["doc-a"], "doc-b": ["doc-b"]}
+    assert paris.edges[0].source_ids == ["doc-a", "doc-b"]
+
+    done = db.delete_by_source("doc-a")
+    assert (done.deleted, done.updated) == (1, 1)
+    assert db.get("only-a") is None
+    paris = db.get("paris")
+    assert paris is not None and paris.source_ids == ["doc-b"]
+    assert [c.id for c in paris.chunks] == ["doc-b"]
+    assert db.delete_by_source("doc-a") == allidb.SourceDeleted()
+
+    replaced = db.replace_source("doc-b", [Entity("berlin", vector=[0.5, 0.5])])
+    assert (replaced.deleted, replaced.written) == (1, 1)
+    assert [e.id for e in db.scan()] == ["berlin"]
+    assert db.get("berlin").source_ids == ["doc-b"]
+    with pytest.raises(allidb.InvalidArgument, match="source_id"):
+        db.delete_by_source("")
+
+
+def test_delete_by_filter(db: allidb.Client) -> None:
+    db.put_many([Entity(f"e{i}", vector=[1.0, float(i)], attributes={"kind": "a" if i < 6 else "b"})
+                 for i in range(9)])
+    assert db.delete_by_filter({"kind": "a"}, dry_run=True).matched == 6
+    first = db.delete_by_filter({"kind": "a"}, max_deletes=4)
+    assert (first.deleted, first.more) == (4, True)
+    assert db.delete_by_filter({"kind": "a"}).deleted == 2
+    with pytest.raises(allidb.InvalidArgument, match="confirm"):
+        db.delete_by_filter()
+    assert db.delete_by_filter(confirm=True).deleted == 3
+    assert list(db.scan()) == []
+
+
 def graph(db: allidb.Client) -> None:
     """q (the query's nearest) -cites-> n1 -cites-> n2, q -likes-> n3, m -cites-> q; the
     neighbours point far away from the query."""

@@ -136,6 +136,16 @@ def test_add_documents_get_by_ids_delete(store: AlliDBVectorStore) -> None:
     assert "d1" not in [d.id for d in store.similarity_search("capital of Germany", k=5)]
     with pytest.raises(ValueError):
         store.delete()
+    # Delete by metadata["source"]: every document loaded from "blog" goes.
+    assert store.delete(source="blog") is True
+    assert store.get_by_ids(["d2", "d3", "d0"])[0].id == "d0"
+    assert [d.id for d in store.get_by_ids(["d2", "d3"])] == []
+    assert store.delete(source="blog") is False
+    # Delete by a metadata filter.
+    assert store.delete(filter={"year": {"$gte": 2020}}) is True
+    assert store.get_by_ids(["d0"]) == []
+    with pytest.raises(ValueError):
+        store.delete(["d0"], source="wiki")
 
 
 def test_graph_expansion_is_a_search_option(store: AlliDBVectorStore) -> None:

@@ -21,6 +21,7 @@
 
 mod read;
 mod shadowed;
+mod source_delete;
 mod write;
 
 use read::Purpose;
@@ -35,6 +36,7 @@ use allidb_index::{TenantDropped, UnifiedStore};
 use allidb_storage::cell::{Edge, EdgeRef, Entity, EntityWrite};
 use allidb_storage::mutation;
 use allidb_storage::partition::PartitionState;
+use allidb_storage::provenance::{self, PutMode};
 use tokio::sync::watch;
 
 use crate::ClusterError;
@@ -126,16 +128,20 @@ impl Coordinator {
         writes: Vec<EntityWrite>,
         level: ConsistencyLevel,
     ) -> Result<(), ClusterError> {
-        let store = self.store().clone();
-        let owned_tenant = tenant.to_owned();
-        let writes = tokio::task::spawn_blocking(move || {
-            let mut writes = writes;
-            store
-                .prepare_put(&owned_tenant, &mut writes)
-                .map(|()| writes)
-        })
-        .await
-        .map_err(|e| ClusterError::Protocol(format!("validation task: {e}")))??;
+        self.put_entities_as(tenant, writes, PutMode::Replace, level)
+            .await
+    }
+
+    /// [`Coordinator::put_entities`] in `mode` (with [`PutMode::MergeSources`] each write is
+    /// merged into the stored entity read at `level`).
+    pub async fn put_entities_as(
+        &self,
+        tenant: &str,
+        writes: Vec<EntityWrite>,
+        mode: PutMode,
+        level: ConsistencyLevel,
+    ) -> Result<(), ClusterError> {
+        let writes = self.prepared(tenant, writes).await?;
         let winners = mutation::put_winners(tenant, &writes).map_err(allidb_index::Error::from)?;
         let stored = self
             .read_partitions(
@@ -144,25 +150,43 @@ impl Coordinator {
                 level,
             )
             .await?;
+        let merged: Vec<EntityWrite> = match mode {
+            PutMode::Replace => Vec::new(),
+            PutMode::MergeSources => winners
+                .iter()
+                .zip(&stored)
+                .map(|(w, old)| provenance::merge_write(w, old))
+                .collect(),
+        };
+        let winners: Vec<&EntityWrite> = match mode {
+            PutMode::Replace => winners,
+            PutMode::MergeSources => merged.iter().collect(),
+        };
         let ts = self.store().engine().clock().now();
         let batch =
             mutation::plan_put(tenant, &winners, &stored, ts).map_err(allidb_index::Error::from)?;
         self.write(batch, level).await?;
-        let sources: Vec<WrittenSource> = winners
-            .iter()
-            .zip(&stored)
-            .map(|(w, old)| {
-                let kept: BTreeSet<(&str, &str)> = w
-                    .out_edges
-                    .iter()
-                    .map(|e| (e.relation.as_str(), e.other.as_str()))
-                    .collect();
-                WrittenSource::after_replace(&w.id, old, |e| {
-                    !kept.contains(&(e.relation.as_str(), e.to.as_str()))
-                })
-            })
-            .collect();
+        let sources = replaced_sources(&winners, &stored);
         self.remove_shadowed_in_edges(tenant, &sources, level).await
+    }
+
+    /// `writes` validated and prepared like a local put ([`UnifiedStore::prepare_put`]).
+    async fn prepared(
+        &self,
+        tenant: &str,
+        writes: Vec<EntityWrite>,
+    ) -> Result<Vec<EntityWrite>, ClusterError> {
+        let store = self.store().clone();
+        let owned_tenant = tenant.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut writes = writes;
+            store
+                .prepare_put(&owned_tenant, &mut writes)
+                .map(|()| writes)
+        })
+        .await
+        .map_err(|e| ClusterError::Protocol(format!("validation task: {e}")))?
+        .map_err(ClusterError::from)
     }
 
     /// Deletes an entity (`DeleteEntity`); returns whether a live entity was found at `level`.
@@ -362,4 +386,23 @@ impl Coordinator {
         }
         Ok(stored)
     }
+}
+
+/// The sources a put of `winners` over `stored` (same order) replaced: each stored out-edge the
+/// put dropped had its in-edge removed by the put itself.
+fn replaced_sources(winners: &[&EntityWrite], stored: &[PartitionState]) -> Vec<WrittenSource> {
+    winners
+        .iter()
+        .zip(stored)
+        .map(|(w, old)| {
+            let kept: BTreeSet<(&str, &str)> = w
+                .out_edges
+                .iter()
+                .map(|e| (e.relation.as_str(), e.other.as_str()))
+                .collect();
+            WrittenSource::after_replace(&w.id, old, |e| {
+                !kept.contains(&(e.relation.as_str(), e.to.as_str()))
+            })
+        })
+        .collect()
 }

@@ -90,6 +90,12 @@ pub struct PutArgs {
     /// Importance in [0, 1].
     #[arg(long)]
     pub importance: Option<f64>,
+    /// A source (document) that supports the entity (repeatable; added to a JSON file's).
+    #[arg(long = "source")]
+    pub source_ids: Vec<String>,
+    /// Merge into the stored entity (`WRITE_MODE_MERGE_SOURCES`) instead of replacing it.
+    #[arg(long)]
+    pub merge: bool,
 }
 
 impl PutArgs {
@@ -341,12 +347,18 @@ impl TraverseArgs {
 
 /// `allidb put`: writes one entity.
 pub async fn put(context: &mut Context, args: PutArgs) -> CliResult<Outcome> {
-    let entity = args.entity()?;
+    let mut entity = args.entity()?;
+    entity.source_ids.extend(args.source_ids.iter().cloned());
+    let mode = match args.merge {
+        true => pb::WriteMode::MergeSources,
+        false => pb::WriteMode::Replace,
+    };
     let mut client = connect(&context.connect).await?;
     let reply = client
         .put_entity(pb::PutEntityRequest {
             entity: Some(entity),
             consistency_level: context.consistency,
+            mode: mode as i32,
             ..Default::default()
         })
         .await

@@ -20,6 +20,7 @@ pub mod import;
 pub mod keys;
 pub mod output;
 pub mod parse;
+pub mod source;
 pub mod texmex;
 
 use std::fmt;
@@ -144,6 +145,10 @@ pub enum Command {
     Get(data::GetArgs),
     /// Delete entities by id.
     Delete(data::DeleteArgs),
+    /// What one source (document) contributed: delete it, or replace it with a new version.
+    Source(source::SourceArgs),
+    /// Delete the entities of given types and attributes (`--dry-run` counts them).
+    DeleteWhere(source::DeleteWhereArgs),
     /// Vector query with optional graph expansion and filters.
     Query(data::QueryArgs),
     /// List entities in id order, one page or all pages.
@@ -226,6 +231,8 @@ pub async fn run(cli: Cli) -> CliResult<Outcome> {
         Command::Put(args) => data::put(&mut context, args).await,
         Command::Get(args) => data::get(&mut context, args).await,
         Command::Delete(args) => data::delete(&mut context, args).await,
+        Command::Source(args) => source::run(&mut context, args).await,
+        Command::DeleteWhere(args) => source::delete_where(&mut context, args).await,
         Command::Query(args) => data::query(&mut context, args).await,
         Command::Scan(args) => data::scan(&mut context, args).await,
         Command::Traverse(args) => data::traverse(&mut context, args).await,

@@ -185,6 +185,9 @@ pub fn entity_block(entity: &pb::Entity) -> String {
             attributes_text(&entity.attributes)
         );
     }
+    if !entity.source_ids.is_empty() {
+        let _ = writeln!(text, "  sources: {}", entity.source_ids.join(", "));
+    }
     for embedding in &entity.embeddings {
         let _ = writeln!(
             text,
@@ -403,6 +406,7 @@ mod tests {
                 relation: "cites".into(),
                 weight: 0.5,
                 timestamp_nanos: 0,
+                source_ids: Vec::new(),
             }],
             attributes: [("lang".to_owned(), "en".to_owned())].into(),
             ..Default::default()

@@ -51,6 +51,7 @@ fn body(texts: &[&str]) -> EntityBody {
                 chunk_id: format!("c{i}"),
                 text: (*t).to_owned(),
                 metadata: BTreeMap::new(),
+                sources: Vec::new(),
             })
             .collect(),
         ..EntityBody::default()

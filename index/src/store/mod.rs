@@ -26,6 +26,7 @@ mod facts;
 mod indexer;
 mod persist;
 pub mod planning;
+mod provenance;
 mod ring_reads;
 mod tenant;
 #[cfg(test)]
@@ -404,6 +405,7 @@ fn stored_state(entity: Entity) -> PartitionState {
         body: Some(entity.body),
         out_edges: entity.out_edges,
         in_edges: entity.in_edges,
+        members: Vec::new(),
     }
 }
 
@@ -872,6 +874,7 @@ impl UnifiedStore {
             }
             w.body.created_at_nanos = now;
             w.body.updated_at_nanos = now;
+            allidb_storage::provenance::normalise_sources(w)?;
         }
         check_attribute_types(tenant, &state.indexes.facts.read(), writes)?;
         if writes.iter().any(|w| w.body.current_embedding().is_some()) {

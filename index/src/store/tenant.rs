@@ -54,6 +54,14 @@ struct PartitionWrites {
 }
 
 impl PartitionWrites {
+    /// Whether the batch deletes the entity (a marker without a body, or a removed body).
+    fn deletes(&self) -> bool {
+        match &self.body {
+            None => self.marker,
+            Some((body, _)) => body.is_none(),
+        }
+    }
+
     /// Adds one committed cell write of the partition.
     fn record(&mut self, suffix: CellSuffix, ts: u64, value: Option<&[u8]>) -> Result<()> {
         match suffix {
@@ -69,7 +77,7 @@ impl PartitionWrites {
                     .map(|v| v.weight as f32);
                 self.out_edges.push((relation, to, weight));
             }
-            CellSuffix::InEdge { .. } => {}
+            CellSuffix::InEdge { .. } | CellSuffix::SourceMember { .. } => {}
         }
         Ok(())
     }
@@ -234,8 +242,14 @@ impl TenantIndexes {
                 *writes = Err(e);
             }
         }
+        // Deletions last: a reader of the indexes during the batch may see an entity the
+        // batch writes and one it deletes side by side, never neither (a `ReplaceSource`
+        // swapping a document's version, docs/index.md "Freshness").
+        let (deletes, writes): (Vec<_>, Vec<_>) = partitions
+            .into_iter()
+            .partition(|(_, (_, w))| w.as_ref().is_ok_and(PartitionWrites::deletes));
         let mut first_error = None;
-        for (id, (seq, writes)) in partitions {
+        for (id, (seq, writes)) in writes.into_iter().chain(deletes) {
             if let Err(e) = writes.and_then(|w| self.apply_writes(&id, seq, &w)) {
                 tracing::error!(entity = %id, error = %e, "a committed partition could not be indexed");
                 first_error.get_or_insert(e);

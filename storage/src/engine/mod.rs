@@ -27,6 +27,7 @@ mod background;
 mod checkpoint;
 mod entity_locks;
 mod health;
+mod provenance;
 mod read;
 mod write;
 

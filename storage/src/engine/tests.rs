@@ -287,6 +287,7 @@ fn concurrent_mutations_of_shared_entities_keep_both_ends_of_every_edge() {
                                 relation: "links".to_owned(),
                                 weight: 1.0,
                                 timestamp_nanos: 0,
+                                sources: Vec::new(),
                             };
                             engine
                                 .add_edges(TENANT, &[edge], Durability::Buffered)
@@ -304,6 +305,7 @@ fn concurrent_mutations_of_shared_entities_keep_both_ends_of_every_edge() {
                                     other: format!("e{:06}", next(POOL)),
                                     weight: 1.0,
                                     timestamp_nanos: 0,
+                                    sources: Vec::new(),
                                 })
                                 .collect();
                             w

@@ -17,6 +17,7 @@ use crate::key;
 use crate::memtable::Memtable;
 use crate::mutation;
 use crate::partition::PartitionState;
+use crate::provenance::{self, PutMode};
 use crate::types::{Durability, Entry, InternalKey, SeqNo};
 use crate::version::NUM_LEVELS;
 use crate::wal::CommitSink;
@@ -220,16 +221,42 @@ impl Engine {
         writes: Vec<EntityWrite>,
         durability: Durability,
     ) -> Result<SeqNo> {
+        self.put_entities_as(tenant, writes, PutMode::Replace, durability)
+    }
+
+    /// [`Engine::put_entities`] in `mode`: with [`PutMode::MergeSources`] each write is merged
+    /// into the stored entity first ([`provenance::merge_write`]). The sources' member
+    /// partitions are locked too, so a put never interleaves with a source delete.
+    pub fn put_entities_as(
+        &self,
+        tenant: &str,
+        writes: Vec<EntityWrite>,
+        mode: PutMode,
+        durability: Durability,
+    ) -> Result<SeqNo> {
         let winners = mutation::put_winners(tenant, &writes)?;
         let ids: Vec<&str> = winners.iter().map(|w| w.id.as_str()).collect();
+        let source_partitions = provenance::source_partitions(&winners);
         let new_neighbours = winners
             .iter()
             .flat_map(|w| w.out_edges.iter().chain(&w.in_edges))
-            .map(|e| e.other.as_str());
+            .map(|e| e.other.as_str())
+            .chain(source_partitions.iter().map(String::as_str));
         let (_locks, stored) =
             self.lock_with_neighbours(tenant, &ids, new_neighbours, Neighbours::Targets)?;
         let ts = self.inner.clock.now();
-        let batch = mutation::plan_put(tenant, &winners, &stored, ts)?;
+        let batch = match mode {
+            PutMode::Replace => mutation::plan_put(tenant, &winners, &stored, ts)?,
+            PutMode::MergeSources => {
+                let merged: Vec<EntityWrite> = winners
+                    .iter()
+                    .zip(&stored)
+                    .map(|(w, old)| provenance::merge_write(w, old))
+                    .collect();
+                let merged: Vec<&EntityWrite> = merged.iter().collect();
+                mutation::plan_put(tenant, &merged, &stored, ts)?
+            }
+        };
         self.write(batch, durability)
     }
 
@@ -239,7 +266,7 @@ impl Engine {
     /// targets; for a delete also out-edges at sources). Stored edges found outside the locked
     /// set make it retry with a larger set. Returns the guard and each id's stored partition,
     /// in the order of `ids`.
-    fn lock_with_neighbours<'a>(
+    pub(super) fn lock_with_neighbours<'a>(
         &self,
         tenant: &str,
         ids: &[&str],
@@ -444,7 +471,7 @@ struct WalOnDisk {
 
 /// Which stored neighbours a put or delete writes cells of, and so must lock.
 #[derive(Clone, Copy, Debug)]
-enum Neighbours {
+pub(super) enum Neighbours {
     /// The targets of the stored out-edges (a put removes the in-edges of dropped out-edges).
     Targets,
     /// The targets and the sources of the stored in-edges (a delete removes both ends).

@@ -153,6 +153,7 @@ def edge_to_proto(edge: Union[Edge, Sequence[Any]]) -> pb.GraphEdge:
         relation=edge.relation,
         weight=float(edge.weight),
         timestamp_nanos=int(edge.timestamp_nanos),
+        source_ids=list(edge.source_ids),
     )
 
 
@@ -312,6 +313,7 @@ def _has_rest(entity: Entity) -> bool:
         or entity.chunks
         or entity.edges
         or entity.incoming_edges
+        or entity.source_ids
     )
 
 
@@ -326,7 +328,13 @@ def _with_rest(entity: Entity, message: Optional[pb.Entity]) -> pb.Entity:
             filter_lang.attribute_value(value, f"typed_attributes[{key!r}]")
         )
     for chunk in entity.chunks:
-        message.chunks.add(chunk_id=chunk.id, text=chunk.text, metadata=dict(chunk.metadata))
+        message.chunks.add(
+            chunk_id=chunk.id,
+            text=chunk.text,
+            metadata=dict(chunk.metadata),
+            source_ids=list(chunk.source_ids),
+        )
+    message.source_ids.extend(entity.source_ids)
     for edge in entity.edges:
         message.outgoing_edges.append(edge_to_proto(edge))
     for edge in entity.incoming_edges:
@@ -360,8 +368,9 @@ def encode_entity(entity: EntityLike) -> EncodedEntity:
     return EncodedEntity(message.entity_id, message.SerializeToString())
 
 
-def batch_put_request(batch: Sequence[EncodedEntity], level: Any) -> bytes:
-    """A serialized ``BatchPutEntitiesRequest`` of encoded entities at consistency ``level``."""
+def batch_put_request(batch: Sequence[EncodedEntity], level: Any, merge: bool = False) -> bytes:
+    """A serialized ``BatchPutEntitiesRequest`` of encoded entities at consistency ``level``
+    (``merge``: ``WRITE_MODE_MERGE_SOURCES``)."""
     parts = []
     for item in batch:
         parts.append(b"\x0a" + _varint(len(item.data)))
@@ -369,7 +378,36 @@ def batch_put_request(batch: Sequence[EncodedEntity], level: Any) -> bytes:
     level = int(level)
     if level:
         parts.append(b"\x10" + _varint(level & 0xFFFFFFFFFFFFFFFF))
+    if merge:
+        parts.append(b"\x20" + _varint(pb.WRITE_MODE_MERGE_SOURCES))
     return b"".join(parts)
+
+
+def delete_by_filter_request(
+    where: Any,
+    entity_types: Optional[Sequence[str]],
+    dry_run: bool,
+    max_deletes: Optional[int],
+    confirm: bool,
+    level: Any,
+) -> pb.DeleteByFilterRequest:
+    """A ``DeleteByFilterRequest`` (``where``: a filter dict or a ``FilterExpression``)."""
+    request = pb.DeleteByFilterRequest(
+        dry_run=bool(dry_run),
+        max_deletes=int(max_deletes or 0),
+        confirm=bool(confirm),
+        consistency_level=level,
+    )
+    if where:
+        request.where.CopyFrom(filter_lang.where(where))
+    if entity_types:
+        request.filter.entity_types.extend(entity_types)
+    return request
+
+
+def write_mode(merge: bool) -> int:
+    """The ``WriteMode`` of a put: merge the support of sources, or replace (the default)."""
+    return pb.WRITE_MODE_MERGE_SOURCES if merge else pb.WRITE_MODE_REPLACE
 
 
 def _entity_fields(entity: Entity) -> pb.Entity:
@@ -630,11 +668,17 @@ def edge_from_proto(edge: pb.GraphEdge) -> Edge:
         relation=edge.relation,
         weight=edge.weight,
         timestamp_nanos=edge.timestamp_nanos,
+        source_ids=list(edge.source_ids),
     )
 
 
 def chunk_from_proto(chunk: pb.TextChunk) -> Chunk:
-    return Chunk(id=chunk.chunk_id, text=chunk.text, metadata=dict(chunk.metadata))
+    return Chunk(
+        id=chunk.chunk_id,
+        text=chunk.text,
+        metadata=dict(chunk.metadata),
+        source_ids=list(chunk.source_ids),
+    )
 
 
 def _embeddings_of(message: pb.Entity) -> List[Embedding]:
@@ -679,6 +723,7 @@ def entity_from_proto(message: pb.Entity) -> Entity:
             key: filter_lang.from_attribute_value(value)
             for key, value in message.typed_attributes.items()
         },
+        source_ids=list(message.source_ids),
     )
 
 

@@ -29,6 +29,7 @@ from ._proto import allidb_pb2_grpc as rpc
 from .client import _ENTITY_ERRORS, Progress, _failed_ids, _ProgressReporter
 from .errors import AlliDBError, PutManyError, Unavailable, from_rpc_error
 from .types import (
+    DeleteByFilterResult,
     Edge,
     Entity,
     GetManyResult,
@@ -37,6 +38,7 @@ from .types import (
     PutManyResult,
     QueryResponse,
     ScanPage,
+    SourceDeleted,
     TraverseResult,
     VectorLike,
     Weights,
@@ -160,10 +162,18 @@ class AsyncClient:
                 raise Unavailable(f"not ready after {timeout} s: {last}")
             await asyncio.sleep(0.05)
 
-    async def put(self, entity: conv.EntityLike, *, consistency: conv.ConsistencyLike = None) -> str:
+    async def put(
+        self,
+        entity: conv.EntityLike,
+        *,
+        consistency: conv.ConsistencyLike = None,
+        merge: bool = False,
+    ) -> str:
         """See :meth:`allidb.Client.put`."""
         request = pb.PutEntityRequest(
-            entity=conv.entity_to_proto(entity), consistency_level=self._level(consistency)
+            entity=conv.entity_to_proto(entity),
+            consistency_level=self._level(consistency),
+            mode=conv.write_mode(merge),
         )
         reply = await self._call(self._stub.PutEntity, request)
         if not reply.success:
@@ -180,6 +190,7 @@ class AsyncClient:
         progress: Progress = False,
         consistency: conv.ConsistencyLike = None,
         raise_on_error: bool = True,
+        merge: bool = False,
     ) -> PutManyResult:
         """See :meth:`allidb.Client.put_many`; ``entities`` may also be an async iterable."""
         total = len(entities) if hasattr(entities, "__len__") else None  # type: ignore[arg-type]
@@ -189,14 +200,14 @@ class AsyncClient:
         workers = max(1, int(concurrency))
 
         async def send(batch: List[conv.EncodedEntity]) -> Tuple[int, List[PutFailure]]:
-            request = conv.batch_put_request(batch, level)
+            request = conv.batch_put_request(batch, level, merge)
             reply = await self._call(self._batch_put_bytes, request)
             failures: List[PutFailure] = []
             written = len(reply.entity_ids)
             if reply.failure_count or written < len(batch):
                 for entity in _failed_ids(batch, reply.entity_ids):
                     try:
-                        await self.put(entity.message(), consistency=consistency)
+                        await self.put(entity.message(), consistency=consistency, merge=merge)
                         written += 1
                     except AlliDBError as error:
                         if error.code not in _ENTITY_ERRORS:
@@ -233,6 +244,49 @@ class AsyncClient:
         if result.failures and raise_on_error:
             raise PutManyError(result)
         return result
+
+    async def delete_by_source(
+        self, source_id: str, *, consistency: conv.ConsistencyLike = None
+    ) -> SourceDeleted:
+        """See :meth:`allidb.Client.delete_by_source`."""
+        request = pb.DeleteBySourceRequest(
+            source_id=source_id, consistency_level=self._level(consistency)
+        )
+        reply = await self._call(self._stub.DeleteBySource, request)
+        return SourceDeleted(deleted=reply.deleted, updated=reply.updated)
+
+    async def replace_source(
+        self,
+        source_id: str,
+        entities: Iterable[conv.EntityLike],
+        *,
+        consistency: conv.ConsistencyLike = None,
+    ) -> SourceDeleted:
+        """See :meth:`allidb.Client.replace_source`."""
+        request = pb.ReplaceSourceRequest(
+            source_id=source_id,
+            entities=[conv.entity_to_proto(e) for e in entities],
+            consistency_level=self._level(consistency),
+        )
+        reply = await self._call(self._stub.ReplaceSource, request)
+        return SourceDeleted(deleted=reply.deleted, updated=reply.updated, written=reply.written)
+
+    async def delete_by_filter(
+        self,
+        where: Any = None,
+        *,
+        entity_types: Optional[Sequence[str]] = None,
+        dry_run: bool = False,
+        max_deletes: Optional[int] = None,
+        confirm: bool = False,
+        consistency: conv.ConsistencyLike = None,
+    ) -> DeleteByFilterResult:
+        """See :meth:`allidb.Client.delete_by_filter`."""
+        request = conv.delete_by_filter_request(
+            where, entity_types, dry_run, max_deletes, confirm, self._level(consistency)
+        )
+        reply = await self._call(self._stub.DeleteByFilter, request)
+        return DeleteByFilterResult(matched=reply.matched, deleted=reply.deleted, more=reply.more)
 
     async def delete(self, entity_id: str, *, consistency: conv.ConsistencyLike = None) -> bool:
         """See :meth:`allidb.Client.delete`."""

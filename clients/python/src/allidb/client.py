@@ -28,6 +28,7 @@ from ._proto import allidb_pb2 as pb
 from ._proto import allidb_pb2_grpc as rpc
 from .errors import AlliDBError, PutManyError, Unavailable, from_rpc_error
 from .types import (
+    DeleteByFilterResult,
     Edge,
     Entity,
     GetManyResult,
@@ -36,6 +37,7 @@ from .types import (
     PutManyResult,
     QueryResponse,
     ScanPage,
+    SourceDeleted,
     TraverseResult,
     VectorLike,
     Weights,
@@ -225,14 +227,24 @@ class Client:
 
     # ---- writes ------------------------------------------------------------------------
 
-    def put(self, entity: conv.EntityLike, *, consistency: conv.ConsistencyLike = None) -> str:
-        """Writes (replaces) one entity and returns its id.
+    def put(
+        self,
+        entity: conv.EntityLike,
+        *,
+        consistency: conv.ConsistencyLike = None,
+        merge: bool = False,
+    ) -> str:
+        """Writes (replaces) one entity and returns its id. With ``merge=True`` the entity is
+        merged into the stored one instead (``WRITE_MODE_MERGE_SOURCES``: its ``source_ids``,
+        chunks, edges and attributes are unioned; docs/python.md "Sources").
 
         Raises :class:`allidb.InvalidArgument` naming the field for a bad entity (a vector of
         another dimension than the tenant's, an empty id, a non-finite value, ...).
         """
         request = pb.PutEntityRequest(
-            entity=conv.entity_to_proto(entity), consistency_level=self._level(consistency)
+            entity=conv.entity_to_proto(entity),
+            consistency_level=self._level(consistency),
+            mode=conv.write_mode(merge),
         )
         reply = self._call(self._stub.PutEntity, request)
         if not reply.success:
@@ -249,6 +261,7 @@ class Client:
         progress: Progress = False,
         consistency: conv.ConsistencyLike = None,
         raise_on_error: bool = True,
+        merge: bool = False,
     ) -> PutManyResult:
         """Writes many entities with ``BatchPutEntities``: batches of at most ``batch_size``
         entities (and about ``batch_bytes``), ``concurrency`` batches in flight.
@@ -260,6 +273,7 @@ class Client:
         the returned :class:`PutManyResult`. A call-level error (unauthenticated, unavailable,
         ...) stops the writes and raises. ``progress=True`` shows a progress bar on stderr
         (tqdm's when installed); a callable gets the count of entities handled so far.
+        ``merge=True`` merges each entity into the stored one (see :meth:`put`).
         """
         total = len(entities) if hasattr(entities, "__len__") else None  # type: ignore[arg-type]
         level = self._level(consistency)
@@ -268,14 +282,14 @@ class Client:
         workers = max(1, int(concurrency))
 
         def send(batch: List[conv.EncodedEntity]) -> Tuple[int, List[PutFailure]]:
-            request = conv.batch_put_request(batch, level)
+            request = conv.batch_put_request(batch, level, merge)
             reply = self._call(self._batch_put_bytes, request)
             failures: List[PutFailure] = []
             written = len(reply.entity_ids)
             if reply.failure_count or written < len(batch):
                 for entity in _failed_ids(batch, reply.entity_ids):
                     try:
-                        self.put(entity.message(), consistency=consistency)
+                        self.put(entity.message(), consistency=consistency, merge=merge)
                         written += 1
                     except AlliDBError as error:
                         if error.code not in _ENTITY_ERRORS:
@@ -318,6 +332,57 @@ class Client:
         """Deletes an entity; returns whether it existed."""
         request = pb.DeleteEntityRequest(entity_id=entity_id, consistency_level=self._level(consistency))
         return bool(self._call(self._stub.DeleteEntity, request).found)
+
+    def delete_by_source(
+        self, source_id: str, *, consistency: conv.ConsistencyLike = None
+    ) -> SourceDeleted:
+        """Removes what the source (a document) contributed: its chunks, the edges and entities
+        only it supports (with their edges both ways); what other sources support too only loses
+        this one. Idempotent (a second call deletes nothing)."""
+        request = pb.DeleteBySourceRequest(
+            source_id=source_id, consistency_level=self._level(consistency)
+        )
+        reply = self._call(self._stub.DeleteBySource, request)
+        return SourceDeleted(deleted=reply.deleted, updated=reply.updated)
+
+    def replace_source(
+        self,
+        source_id: str,
+        entities: Iterable[conv.EntityLike],
+        *,
+        consistency: conv.ConsistencyLike = None,
+    ) -> SourceDeleted:
+        """Replaces what the source contributed with ``entities`` in one step (no reader sees
+        neither version): each is written with exactly this source, merged into what other
+        sources support. At most 1000 entities per call."""
+        request = pb.ReplaceSourceRequest(
+            source_id=source_id,
+            entities=[conv.entity_to_proto(e) for e in entities],
+            consistency_level=self._level(consistency),
+        )
+        reply = self._call(self._stub.ReplaceSource, request)
+        return SourceDeleted(deleted=reply.deleted, updated=reply.updated, written=reply.written)
+
+    def delete_by_filter(
+        self,
+        where: Any = None,
+        *,
+        entity_types: Optional[Sequence[str]] = None,
+        dry_run: bool = False,
+        max_deletes: Optional[int] = None,
+        confirm: bool = False,
+        consistency: conv.ConsistencyLike = None,
+    ) -> DeleteByFilterResult:
+        """Deletes the entities that pass ``where`` (a filter dict, as in :meth:`query`, or a
+        ``FilterExpression``) and ``entity_types``: at most ``max_deletes`` (default 1000, at
+        most 100000) per call (``more`` says others match: call again). ``dry_run=True`` only
+        counts them. A filter that matches every entity of the tenant (an empty one always
+        does) raises :class:`allidb.InvalidArgument` unless ``confirm=True``."""
+        request = conv.delete_by_filter_request(
+            where, entity_types, dry_run, max_deletes, confirm, self._level(consistency)
+        )
+        reply = self._call(self._stub.DeleteByFilter, request)
+        return DeleteByFilterResult(matched=reply.matched, deleted=reply.deleted, more=reply.more)
 
     def add_edges(
         self,

@@ -4,7 +4,9 @@ Each text becomes one entity: its id (the document id, or a new UUID), the embed
 text, entity type ``entity_type`` (default ``"document"``), the text as the chunk ``text``, and
 the metadata both as entity attributes (strings as attributes; booleans, numbers and lists of
 strings as typed attributes) and, exactly, as JSON in the chunk's metadata (so metadata
-round-trips with its types). ``filter`` takes LangChain's filter language (``{"source":
+round-trips with its types). A string ``metadata["source"]`` (what LangChain's document loaders
+set: the file or URL) also becomes the entity's source id, so ``store.delete(source=...)``
+removes every document loaded from it (AlliDB's ``DeleteBySource``). ``filter`` takes LangChain's filter language (``{"source":
 "faq"}``, ``{"year": {"$gte": 2021}}``, ``$eq $ne $gt $gte $lt $lte $in $nin $exists $contain
 $like $and $or $not``; see :mod:`allidb.filters`); an operator it cannot apply raises
 ``ValueError`` instead of matching nothing. Search is AlliDB's query: with ``hops`` the graph expansion adds
@@ -45,6 +47,8 @@ __all__ = ["AlliDBVectorStore"]
 #: Chunk id of the document's text, and chunk-metadata key of its JSON metadata.
 TEXT_CHUNK_ID = "text"
 METADATA_JSON_KEY = "langchain_metadata"
+#: Metadata key whose string value is also the entity's source id.
+SOURCE_KEY = "source"
 #: Metadata keys the store adds to search results.
 PATH_KEY = "_allidb_path"
 HOPS_KEY = "_allidb_hops"
@@ -122,6 +126,7 @@ class AlliDBVectorStore(VectorStore):
         attributes = {str(key): value for key, value in metadata.items() if isinstance(value, str)}
         typed = {str(key): value for key, value in metadata.items() if _typed(value)}
         chunk_metadata = {METADATA_JSON_KEY: json.dumps(metadata, sort_keys=True, default=str)}
+        source = metadata.get(SOURCE_KEY)
         return Entity(
             id=entity_id,
             vector=list(vector),
@@ -129,6 +134,7 @@ class AlliDBVectorStore(VectorStore):
             attributes=attributes,
             typed_attributes=typed,
             chunks=[Chunk(TEXT_CHUNK_ID, text, chunk_metadata)],
+            source_ids=[source] if isinstance(source, str) and source else [],
         )
 
     def add_texts(
@@ -163,12 +169,41 @@ class AlliDBVectorStore(VectorStore):
         self.client.put_many(entities, batch_size=self.batch_size, **put_options)
         return out_ids
 
-    def delete(self, ids: Optional[List[str]] = None, **kwargs: Any) -> Optional[bool]:
-        """Deletes the entities with these ids; True when every one existed. Deleting the whole
-        store (``ids=None``) is refused: AlliDB deletes by id."""
-        if ids is None:
-            raise ValueError("AlliDBVectorStore.delete needs ids")
-        found = [self.client.delete(entity_id, consistency=kwargs.get("consistency")) for entity_id in ids]
+    def delete(
+        self,
+        ids: Optional[List[str]] = None,
+        *,
+        source: Optional[str] = None,
+        filter: Optional[dict] = None,
+        **kwargs: Any,
+    ) -> Optional[bool]:
+        """Deletes the entities with these ids (True when every one existed); with ``source=``
+        every document whose ``metadata["source"]`` was that value (``DeleteBySource``); with
+        ``filter=`` (a metadata filter dict, as in search) every document of this store that
+        matches it (``DeleteByFilter``, in calls of ``max_deletes`` until none is left; a
+        filter matching the whole tenant needs ``confirm=True``). The last two return True
+        when something was deleted. Exactly one of the three; none is refused."""
+        consistency = kwargs.get("consistency")
+        given = [name for name, value in (("ids", ids), ("source", source), ("filter", filter)) if value is not None]
+        if len(given) != 1:
+            raise ValueError(f"AlliDBVectorStore.delete takes one of ids, source, filter; got {given or 'none'}")
+        if source is not None:
+            done = self.client.delete_by_source(source, consistency=consistency)
+            return done.deleted + done.updated > 0
+        if filter is not None:
+            deleted = 0
+            while True:
+                result = self.client.delete_by_filter(
+                    where(filter),
+                    entity_types=[self.entity_type] if self.entity_type else None,
+                    max_deletes=kwargs.get("max_deletes"),
+                    confirm=bool(kwargs.get("confirm", False)),
+                    consistency=consistency,
+                )
+                deleted += result.deleted
+                if not result.more:
+                    return deleted > 0
+        found = [self.client.delete(entity_id, consistency=consistency) for entity_id in ids or []]
         return all(found)
 
     def get_by_ids(self, ids: Sequence[str], /) -> List[Document]:

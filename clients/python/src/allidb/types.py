@@ -69,6 +69,8 @@ class Edge:
     relation: str
     weight: float = 1.0
     timestamp_nanos: int = 0
+    #: The sources (documents) that support the edge; empty on write = the entity's.
+    source_ids: List[str] = field(default_factory=list)
 
     @classmethod
     def to(cls, target: str, relation: str, weight: float = 1.0) -> "Edge":
@@ -83,6 +85,8 @@ class Chunk:
     id: str
     text: str
     metadata: Dict[str, str] = field(default_factory=dict)
+    #: The sources (documents) that support the chunk; empty on write = the entity's.
+    source_ids: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -111,6 +115,10 @@ class Entity:
     #: Typed attributes (bool, int, float, datetime, list of str; a str too): what filters
     #: compare by type (``{"year": {"$gte": 2021}}``). A key is in one of the two maps.
     typed_attributes: Dict[str, Any] = field(default_factory=dict)
+    #: The sources (documents) that support the entity (docs/python.md "Sources"): with
+    #: ``put(..., merge=True)`` two documents' writes of one entity merge their support, and
+    #: :meth:`allidb.Client.delete_by_source` removes what one document contributed.
+    source_ids: List[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -364,3 +372,25 @@ class PageRankOptions:
     max_iterations: Optional[int] = None
     tolerance: Optional[float] = None
     similarity_weight: Optional[float] = None
+
+
+@dataclass
+class SourceDeleted:
+    """What :meth:`allidb.Client.delete_by_source` / :meth:`~allidb.Client.replace_source`
+    changed: entities removed (only that source supported them), entities kept with the source
+    taken off (or named again by the new version), and entities of the new version written."""
+
+    deleted: int = 0
+    updated: int = 0
+    written: int = 0
+
+
+@dataclass
+class DeleteByFilterResult:
+    """What :meth:`allidb.Client.delete_by_filter` did: with ``dry_run`` ``matched`` counts
+    every entity the filter matches; otherwise ``deleted`` entities went, and ``more`` says
+    others match beyond the call's ``max_deletes``."""
+
+    matched: int = 0
+    deleted: int = 0
+    more: bool = False

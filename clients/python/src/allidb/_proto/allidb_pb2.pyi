@@ -19,6 +19,11 @@ class Direction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DIRECTION_IN: _ClassVar[Direction]
     DIRECTION_BOTH: _ClassVar[Direction]
 
+class WriteMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WRITE_MODE_REPLACE: _ClassVar[WriteMode]
+    WRITE_MODE_MERGE_SOURCES: _ClassVar[WriteMode]
+
 class Fusion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FUSION_UNSPECIFIED: _ClassVar[Fusion]
@@ -35,6 +40,8 @@ CONSISTENCY_ALL: ConsistencyLevel
 DIRECTION_OUT: Direction
 DIRECTION_IN: Direction
 DIRECTION_BOTH: Direction
+WRITE_MODE_REPLACE: WriteMode
+WRITE_MODE_MERGE_SOURCES: WriteMode
 FUSION_UNSPECIFIED: Fusion
 FUSION_RRF: Fusion
 FUSION_DBSF: Fusion
@@ -52,21 +59,23 @@ class VectorEmbedding(_message.Message):
     def __init__(self, version: _Optional[int] = ..., vector: _Optional[_Iterable[float]] = ..., timestamp_nanos: _Optional[int] = ...) -> None: ...
 
 class GraphEdge(_message.Message):
-    __slots__ = ("from_entity", "to_entity", "relation", "weight", "timestamp_nanos")
+    __slots__ = ("from_entity", "to_entity", "relation", "weight", "timestamp_nanos", "source_ids")
     FROM_ENTITY_FIELD_NUMBER: _ClassVar[int]
     TO_ENTITY_FIELD_NUMBER: _ClassVar[int]
     RELATION_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_NANOS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_IDS_FIELD_NUMBER: _ClassVar[int]
     from_entity: str
     to_entity: str
     relation: str
     weight: float
     timestamp_nanos: int
-    def __init__(self, from_entity: _Optional[str] = ..., to_entity: _Optional[str] = ..., relation: _Optional[str] = ..., weight: _Optional[float] = ..., timestamp_nanos: _Optional[int] = ...) -> None: ...
+    source_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, from_entity: _Optional[str] = ..., to_entity: _Optional[str] = ..., relation: _Optional[str] = ..., weight: _Optional[float] = ..., timestamp_nanos: _Optional[int] = ..., source_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TextChunk(_message.Message):
-    __slots__ = ("chunk_id", "text", "metadata")
+    __slots__ = ("chunk_id", "text", "metadata", "source_ids")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -77,13 +86,15 @@ class TextChunk(_message.Message):
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_IDS_FIELD_NUMBER: _ClassVar[int]
     chunk_id: str
     text: str
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, chunk_id: _Optional[str] = ..., text: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    source_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, chunk_id: _Optional[str] = ..., text: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Entity(_message.Message):
-    __slots__ = ("entity_id", "tenant_id", "entity_type", "embeddings", "incoming_edges", "outgoing_edges", "chunks", "importance", "created_at_nanos", "updated_at_nanos", "attributes", "typed_attributes")
+    __slots__ = ("entity_id", "tenant_id", "entity_type", "embeddings", "incoming_edges", "outgoing_edges", "chunks", "importance", "created_at_nanos", "updated_at_nanos", "attributes", "typed_attributes", "source_ids")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +121,7 @@ class Entity(_message.Message):
     UPDATED_AT_NANOS_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     TYPED_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_IDS_FIELD_NUMBER: _ClassVar[int]
     entity_id: str
     tenant_id: str
     entity_type: str
@@ -122,7 +134,8 @@ class Entity(_message.Message):
     updated_at_nanos: int
     attributes: _containers.ScalarMap[str, str]
     typed_attributes: _containers.MessageMap[str, AttributeValue]
-    def __init__(self, entity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., entity_type: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[VectorEmbedding, _Mapping]]] = ..., incoming_edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., outgoing_edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[TextChunk, _Mapping]]] = ..., importance: _Optional[float] = ..., created_at_nanos: _Optional[int] = ..., updated_at_nanos: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ..., typed_attributes: _Optional[_Mapping[str, AttributeValue]] = ...) -> None: ...
+    source_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, entity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., entity_type: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[VectorEmbedding, _Mapping]]] = ..., incoming_edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., outgoing_edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[TextChunk, _Mapping]]] = ..., importance: _Optional[float] = ..., created_at_nanos: _Optional[int] = ..., updated_at_nanos: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ..., typed_attributes: _Optional[_Mapping[str, AttributeValue]] = ..., source_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AttributeValue(_message.Message):
     __slots__ = ("string_value", "int_value", "double_value", "bool_value", "timestamp_nanos", "string_list")
@@ -207,14 +220,16 @@ class FilterPlan(_message.Message):
     def __init__(self, plan: _Optional[str] = ..., entities: _Optional[int] = ..., estimated_matches: _Optional[float] = ..., estimated_selectivity: _Optional[float] = ..., matched: _Optional[int] = ..., real_selectivity: _Optional[float] = ...) -> None: ...
 
 class PutEntityRequest(_message.Message):
-    __slots__ = ("entity", "consistency_level", "trace_id")
+    __slots__ = ("entity", "consistency_level", "trace_id", "mode")
     ENTITY_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     entity: Entity
     consistency_level: ConsistencyLevel
     trace_id: str
-    def __init__(self, entity: _Optional[_Union[Entity, _Mapping]] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    mode: WriteMode
+    def __init__(self, entity: _Optional[_Union[Entity, _Mapping]] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ..., mode: _Optional[_Union[WriteMode, str]] = ...) -> None: ...
 
 class PutEntityResponse(_message.Message):
     __slots__ = ("success", "error_message", "entity_id")
@@ -227,14 +242,16 @@ class PutEntityResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., error_message: _Optional[str] = ..., entity_id: _Optional[str] = ...) -> None: ...
 
 class BatchPutEntitiesRequest(_message.Message):
-    __slots__ = ("entities", "consistency_level", "trace_id")
+    __slots__ = ("entities", "consistency_level", "trace_id", "mode")
     ENTITIES_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     entities: _containers.RepeatedCompositeFieldContainer[Entity]
     consistency_level: ConsistencyLevel
     trace_id: str
-    def __init__(self, entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    mode: WriteMode
+    def __init__(self, entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ..., mode: _Optional[_Union[WriteMode, str]] = ...) -> None: ...
 
 class BatchPutEntitiesResponse(_message.Message):
     __slots__ = ("success", "error_message", "entity_ids", "success_count", "failure_count")
@@ -1012,3 +1029,71 @@ class TopologyChangeResponse(_message.Message):
     finished: bool
     topology_version: int
     def __init__(self, host_id: _Optional[str] = ..., finished: _Optional[bool] = ..., topology_version: _Optional[int] = ...) -> None: ...
+
+class DeleteBySourceRequest(_message.Message):
+    __slots__ = ("source_id", "consistency_level", "trace_id")
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    source_id: str
+    consistency_level: ConsistencyLevel
+    trace_id: str
+    def __init__(self, source_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class DeleteBySourceResponse(_message.Message):
+    __slots__ = ("deleted", "updated")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    updated: int
+    def __init__(self, deleted: _Optional[int] = ..., updated: _Optional[int] = ...) -> None: ...
+
+class ReplaceSourceRequest(_message.Message):
+    __slots__ = ("source_id", "entities", "consistency_level", "trace_id")
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    source_id: str
+    entities: _containers.RepeatedCompositeFieldContainer[Entity]
+    consistency_level: ConsistencyLevel
+    trace_id: str
+    def __init__(self, source_id: _Optional[str] = ..., entities: _Optional[_Iterable[_Union[Entity, _Mapping]]] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class ReplaceSourceResponse(_message.Message):
+    __slots__ = ("deleted", "updated", "written")
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    deleted: int
+    updated: int
+    written: int
+    def __init__(self, deleted: _Optional[int] = ..., updated: _Optional[int] = ..., written: _Optional[int] = ...) -> None: ...
+
+class DeleteByFilterRequest(_message.Message):
+    __slots__ = ("filter", "where", "dry_run", "max_deletes", "confirm", "consistency_level", "trace_id")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    MAX_DELETES_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    filter: QueryFilter
+    where: FilterExpression
+    dry_run: bool
+    max_deletes: int
+    confirm: bool
+    consistency_level: ConsistencyLevel
+    trace_id: str
+    def __init__(self, filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., where: _Optional[_Union[FilterExpression, _Mapping]] = ..., dry_run: _Optional[bool] = ..., max_deletes: _Optional[int] = ..., confirm: _Optional[bool] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., trace_id: _Optional[str] = ...) -> None: ...
+
+class DeleteByFilterResponse(_message.Message):
+    __slots__ = ("matched", "deleted", "more")
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    matched: int
+    deleted: int
+    more: bool
+    def __init__(self, matched: _Optional[int] = ..., deleted: _Optional[int] = ..., more: _Optional[bool] = ...) -> None: ...

@@ -154,6 +154,21 @@ class AlliDBStub:
                 request_serializer=allidb__pb2.RemoveNodeRequest.SerializeToString,
                 response_deserializer=allidb__pb2.TopologyChangeResponse.FromString,
                 _registered_method=True)
+        self.DeleteBySource = channel.unary_unary(
+                '/allidb.AlliDB/DeleteBySource',
+                request_serializer=allidb__pb2.DeleteBySourceRequest.SerializeToString,
+                response_deserializer=allidb__pb2.DeleteBySourceResponse.FromString,
+                _registered_method=True)
+        self.ReplaceSource = channel.unary_unary(
+                '/allidb.AlliDB/ReplaceSource',
+                request_serializer=allidb__pb2.ReplaceSourceRequest.SerializeToString,
+                response_deserializer=allidb__pb2.ReplaceSourceResponse.FromString,
+                _registered_method=True)
+        self.DeleteByFilter = channel.unary_unary(
+                '/allidb.AlliDB/DeleteByFilter',
+                request_serializer=allidb__pb2.DeleteByFilterRequest.SerializeToString,
+                response_deserializer=allidb__pb2.DeleteByFilterResponse.FromString,
+                _registered_method=True)
 
 
 class AlliDBServicer:
@@ -355,6 +370,34 @@ class AlliDBServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteBySource(self, request, context):
+        """Provenance (extension, docs/api.md "Sources"). Removes what the source (a document)
+        contributed: its chunks, the edges only it supports, the entities only it supports (with
+        their edges both ways); what other sources support too only loses this one. Atomic per node,
+        idempotent; on a ring replicated at `consistency_level` like a write (hints included).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplaceSource(self, request, context):
+        """DeleteBySource and the new version of the source's entities in one step (each entity is
+        written with exactly this source, merging into what other sources support): no reader sees
+        a state with neither version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteByFilter(self, request, context):
+        """Deletes the entities a filter matches (extension, docs/api.md "DeleteByFilter"), at most
+        `max_deletes` per call, each like DeleteEntity; `dry_run` only counts them. A filter that
+        matches every entity needs `confirm`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AlliDBServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -477,6 +520,21 @@ def add_AlliDBServicer_to_server(servicer, server):
                     servicer.RemoveNode,
                     request_deserializer=allidb__pb2.RemoveNodeRequest.FromString,
                     response_serializer=allidb__pb2.TopologyChangeResponse.SerializeToString,
+            ),
+            'DeleteBySource': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBySource,
+                    request_deserializer=allidb__pb2.DeleteBySourceRequest.FromString,
+                    response_serializer=allidb__pb2.DeleteBySourceResponse.SerializeToString,
+            ),
+            'ReplaceSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplaceSource,
+                    request_deserializer=allidb__pb2.ReplaceSourceRequest.FromString,
+                    response_serializer=allidb__pb2.ReplaceSourceResponse.SerializeToString,
+            ),
+            'DeleteByFilter': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteByFilter,
+                    request_deserializer=allidb__pb2.DeleteByFilterRequest.FromString,
+                    response_serializer=allidb__pb2.DeleteByFilterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1127,6 +1185,87 @@ class AlliDB:
             '/allidb.AlliDB/RemoveNode',
             allidb__pb2.RemoveNodeRequest.SerializeToString,
             allidb__pb2.TopologyChangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBySource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allidb.AlliDB/DeleteBySource',
+            allidb__pb2.DeleteBySourceRequest.SerializeToString,
+            allidb__pb2.DeleteBySourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaceSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allidb.AlliDB/ReplaceSource',
+            allidb__pb2.ReplaceSourceRequest.SerializeToString,
+            allidb__pb2.ReplaceSourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteByFilter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allidb.AlliDB/DeleteByFilter',
+            allidb__pb2.DeleteByFilterRequest.SerializeToString,
+            allidb__pb2.DeleteByFilterResponse.FromString,
             options,
             channel_credentials,
             insecure,
