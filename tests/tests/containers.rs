@@ -415,19 +415,20 @@ async fn writer(
         };
         let reply = client.put_entity(request(message, Some(&key))).await;
         let ok = reply.is_ok_and(|r| r.into_inner().success);
-        let mut acked = acked.lock().unwrap();
-        acked.attempts += 1;
-        if !ok {
-            acked.failures += 1;
-            drop(acked);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
+        {
+            let mut acked = acked.lock().unwrap();
+            acked.attempts += 1;
+            if !ok {
+                acked.failures += 1;
+            } else if seq % 2 == 0 {
+                acked.registers.retain(|(r, _)| *r != id);
+                acked.registers.push((id, seq));
+            } else {
+                acked.entities.push(id);
+            }
         }
-        if seq % 2 == 0 {
-            acked.registers.retain(|(r, _)| *r != id);
-            acked.registers.push((id, seq));
-        } else {
-            acked.entities.push(id);
+        if !ok {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
