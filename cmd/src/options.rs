@@ -98,7 +98,11 @@ pub async fn resolve_seeds(
     let mut pending: Vec<&str> = Vec::new();
     for seed in &cluster.seeds {
         let seed = seed.trim();
-        if seed == advertise.to_string() || names_this_host(seed) {
+        if seed
+            .parse::<SocketAddr>()
+            .is_ok_and(|addr| addr == advertise)
+            || names_this_host(seed)
+        {
             resolved.includes_self = true;
         }
         pending.push(seed);

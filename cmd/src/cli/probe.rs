@@ -59,7 +59,7 @@ pub async fn run(context: &mut Context, args: ProbeArgs) -> CliResult<Outcome> {
             format!("{path} answered {status}: {}", body.trim()),
         ));
     }
-    context.printer.line(&format!("{path}: {}", body.trim()))?;
+    context.printer.line(format!("{path}: {}", body.trim()))?;
     Ok(Outcome::Complete)
 }
 
