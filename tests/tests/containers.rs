@@ -112,12 +112,12 @@ fn build_image() {
     eprintln!("{summary}");
 }
 
-/// Removes a container when dropped.
+/// Removes a container and its anonymous volume when dropped.
 struct Container(String);
 
 impl Drop for Container {
     fn drop(&mut self) {
-        let _ = run("docker", &["rm", "-f", &self.0]);
+        let _ = run("docker", &["rm", "-f", "-v", &self.0]);
     }
 }
 
