@@ -352,8 +352,13 @@ pub struct ClusterConfig {
     pub secret: String,
     /// UDP address gossip binds.
     pub listen_addr: SocketAddr,
-    /// UDP address peers gossip to (unset = `listen_addr`).
+    /// UDP address peers gossip to (unset = `listen_addr`; required when `listen_addr` is
+    /// `0.0.0.0` or `[::]`).
     pub advertise_addr: Option<SocketAddr>,
+    /// gRPC address peers call for node-to-node requests, gossiped and written into the
+    /// topology log (unset = the bound `server.grpc_addr`; required when that is `0.0.0.0` or
+    /// `[::]`, as in a container).
+    pub rpc_advertise_addr: Option<SocketAddr>,
     /// Gossip addresses (`host:port`) of the seed nodes; may include this node's own.
     pub seeds: Vec<String>,
     /// Vnodes of this node (used on its first start only; then persisted).
@@ -401,6 +406,7 @@ impl Default for ClusterConfig {
             secret: String::new(),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7946)),
             advertise_addr: None,
+            rpc_advertise_addr: None,
             seeds: Vec::new(),
             num_tokens: 16,
             replication_factor: 3,
@@ -439,10 +445,52 @@ impl ClusterConfig {
             .map_err(|e| invalid("cluster.replace_host", e.to_string()))
     }
 
-    /// Checks the keys of an enabled cluster; `tls_enabled` decides which addresses may be used.
-    fn validate(&self, tls_enabled: bool) -> Result<(), ConfigError> {
+    /// The gRPC address peers call: `rpc_advertise_addr`, else the address the gRPC listener
+    /// bound (`bound`, its real port when configured as 0).
+    pub fn rpc_advertise_addr(&self, bound: SocketAddr) -> SocketAddr {
+        self.rpc_advertise_addr.unwrap_or(bound)
+    }
+
+    /// Checks the keys of an enabled cluster on a node whose gRPC listener is `grpc_addr`;
+    /// `tls_enabled` decides which addresses may be used.
+    fn validate(&self, grpc_addr: SocketAddr, tls_enabled: bool) -> Result<(), ConfigError> {
         if !self.enabled {
             return Ok(());
+        }
+        // An address every interface is bound on names no host: peers given it would call
+        // themselves.
+        let wildcard = |addr: SocketAddr, advertise: &str| {
+            format!(
+                "{addr} listens on every interface, which is no address a peer can call: set \
+                 {advertise} to this node's own address (e.g. the container's or pod's IP)"
+            )
+        };
+        if self.advertise_addr.is_none() && self.listen_addr.ip().is_unspecified() {
+            return Err(invalid(
+                "cluster.listen_addr",
+                wildcard(self.listen_addr, "cluster.advertise_addr"),
+            ));
+        }
+        if self.rpc_advertise_addr.is_none() && grpc_addr.ip().is_unspecified() {
+            return Err(invalid(
+                "server.grpc_addr",
+                wildcard(grpc_addr, "cluster.rpc_advertise_addr"),
+            ));
+        }
+        for (key, advertised) in [
+            ("cluster.advertise_addr", self.advertise_addr),
+            ("cluster.rpc_advertise_addr", self.rpc_advertise_addr),
+        ] {
+            if let Some(addr) = advertised
+                && (addr.ip().is_unspecified() || addr.port() == 0)
+            {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{addr} is not an address peers can call: name this node's IP and port"
+                    ),
+                ));
+            }
         }
         if self.name.is_empty()
             || !self
@@ -517,6 +565,10 @@ impl ClusterConfig {
             for (key, addr) in [
                 ("cluster.listen_addr", self.listen_addr),
                 ("cluster.advertise_addr", self.advertise_addr()),
+                (
+                    "cluster.rpc_advertise_addr",
+                    self.rpc_advertise_addr(grpc_addr),
+                ),
             ] {
                 if !is_private(addr.ip()) {
                     return Err(invalid(
@@ -1047,7 +1099,8 @@ impl Config {
             ));
         }
 
-        self.cluster.validate(self.tls.enabled)?;
+        self.cluster
+            .validate(self.server.grpc_addr, self.tls.enabled)?;
         if self.cluster.enabled
             && self.cluster.hinted_handoff_enabled
             && self.storage.gc_grace_secs <= self.cluster.hinted_handoff_window_secs
@@ -1190,7 +1243,9 @@ mod tests {
             "out of range",
         );
         assert_key_error(
-            load_file(&format!("{enabled}listen_addr = \"0.0.0.0:7946\"\n")),
+            load_file(&format!(
+                "{enabled}listen_addr = \"0.0.0.0:7946\"\nadvertise_addr = \"10.0.0.5:7946\"\n"
+            )),
             "cluster.listen_addr",
             "loopback or private",
         );
@@ -1198,6 +1253,40 @@ mod tests {
             load_file(&format!("{enabled}advertise_addr = \"8.8.8.8:7946\"\n")),
             "cluster.advertise_addr",
             "loopback or private",
+        );
+        assert_key_error(
+            load_file(&format!("{enabled}rpc_advertise_addr = \"8.8.8.8:7000\"\n")),
+            "cluster.rpc_advertise_addr",
+            "loopback or private",
+        );
+        // Wildcard listeners (a container's): peers need a real address of this node.
+        assert_key_error(
+            load_file(&format!("{enabled}listen_addr = \"0.0.0.0:7946\"\n")),
+            "cluster.listen_addr",
+            "set cluster.advertise_addr",
+        );
+        let wildcard_grpc = format!(
+            "{enabled}[server]\ngrpc_addr = \"0.0.0.0:7000\"\nallow_insecure_non_loopback = true\n"
+        );
+        assert_key_error(
+            load_file(&wildcard_grpc),
+            "server.grpc_addr",
+            "set cluster.rpc_advertise_addr",
+        );
+        let advertised = load_file(&format!(
+            "{enabled}rpc_advertise_addr = \"10.0.0.7:7000\"\n[server]\ngrpc_addr = \"0.0.0.0:7000\"\nallow_insecure_non_loopback = true\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            advertised
+                .cluster
+                .rpc_advertise_addr(SocketAddr::from(([0, 0, 0, 0], 7000))),
+            SocketAddr::from(([10, 0, 0, 7], 7000))
+        );
+        assert_key_error(
+            load_file(&format!("{enabled}rpc_advertise_addr = \"10.0.0.7:0\"\n")),
+            "cluster.rpc_advertise_addr",
+            "not an address peers can call",
         );
         assert_key_error(
             load_file(&format!("{enabled}name = \"a b\"\n")),
@@ -1245,6 +1334,7 @@ mod tests {
             ("tls", "client_ca_file"),
             ("auth", "key_file"),
             ("cluster", "advertise_addr"),
+            ("cluster", "rpc_advertise_addr"),
         ];
         let mut keys: Vec<(String, String)> = optional
             .iter()

@@ -18,11 +18,13 @@
 //! engine: NOT_SERVING while it refuses writes (disk full, I/O failure), SERVING once it
 //! recovers; `/readyz` and `HealthCheck` read the engine health themselves.
 //!
-//! Shutdown (SIGTERM or SIGINT): health goes NOT_SERVING and `/readyz` 503, the listeners stop
-//! accepting, in-flight requests finish (bounded by `server.shutdown_timeout_secs`), then the
-//! store is closed (index dump, WAL synced), the admin server stops and the process exits 0. A
-//! final index dump that fails (a full disk) is logged and skipped: the next start catches the
-//! indexes up from the WAL, so the exit is still 0; a failing engine close exits 1.
+//! Shutdown (SIGTERM or SIGINT): health goes NOT_SERVING and `/readyz` 503; on a ring the node
+//! announces it in gossip and keeps serving its peers for a few gossip intervals (they count it
+//! down once they heard); then the listeners stop accepting, in-flight requests finish (bounded
+//! by `server.shutdown_timeout_secs`), then the store is closed (index dump, WAL synced), the
+//! admin server stops and the process exits 0. A final index dump that fails (a full disk) is
+//! logged and skipped: the next start catches the indexes up from the WAL, so the exit is still
+//! 0; a failing engine close exits 1.
 //!
 //! Standard output carries only the machine-readable lines ([`print_line`]); logs go to
 //! standard error. Must never: serve AlliDB requests before the store is open, or exit before
@@ -73,7 +75,8 @@ use tracing_subscriber::EnvFilter;
 use crate::admin::{AdminServer, ClusterStatus, Readiness, RunningCluster};
 use crate::config::{Config, ConfigError, LogConfig, LogFormat};
 use crate::options::{
-    budget_options, membership_options, service_options, store_options, topology_options,
+    SEED_RESOLVE_WAIT, budget_options, host_name, membership_options, resolve_seeds,
+    service_options, store_options, topology_options,
 };
 use crate::telemetry::{self, Scrape};
 use crate::tls::{ServerTls, TlsError};
@@ -539,9 +542,17 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     readiness.set_stopping();
     health_watch.abort();
     set_serving(&health, false).await;
+    let drain = Duration::from_secs(config.server.shutdown_timeout_secs);
+    if let Some(joined) = &membership {
+        // Peers hear of the shutdown before the listeners close, and go on calling this node
+        // until they have: their requests in flight are answered, not timed out.
+        joined.membership.announce_shutdown().await;
+        let announce =
+            Duration::from_millis(config.cluster.gossip_interval_ms) * SHUTDOWN_ANNOUNCE_INTERVALS;
+        tokio::time::sleep(announce.min(drain)).await;
+    }
     let _ = stop_tx.send(());
     let _ = http_stop_tx.send(());
-    let drain = Duration::from_secs(config.server.shutdown_timeout_secs);
     let drain_deadline = tokio::time::Instant::now() + drain;
     let served = match tokio::time::timeout_at(drain_deadline, &mut server).await {
         Ok(Ok(result)) => result.map_err(|e| DaemonError::Serve(e.to_string())),
@@ -594,6 +605,11 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
 /// A starting node waits up to this many gossip intervals to hear from the ring's other members
 /// before it reports ready (the failure detector's window; 10 s at the default interval).
 const SETTLE_INTERVALS: u32 = 10;
+
+/// A stopping node keeps serving for this many gossip intervals after it announced its shutdown
+/// in gossip (docs/cluster.md "Shutdown"): chitchat reaches every node of a small ring within
+/// two rounds (each round gossips to up to three peers).
+const SHUTDOWN_ANNOUNCE_INTERVALS: u32 = 3;
 
 /// A node gossips its load (bytes of SSTables) every this many gossip intervals (10 s by
 /// default), for `allidb cluster status`.
@@ -700,12 +716,13 @@ async fn join_cluster(
         tls,
         Duration::from_millis(cluster.write_timeout_ms),
     ));
+    let seeds = resolve_seeds(cluster, host_name().as_deref(), SEED_RESOLVE_WAIT).await;
     let topology = TopologyLog::start(
         files,
         membership.host_id(),
         clients.clone(),
         membership.subscribe(),
-        topology_options(config, grpc_addr),
+        topology_options(config, grpc_addr, seeds),
         fence,
     )
     .await?;

@@ -7,7 +7,7 @@
 //! [`Config::validate`], so conversions only widen integers.
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,14 +19,15 @@ use allidb_cluster::topology::TopologyOptions;
 use allidb_index::StoreOptions;
 use allidb_index::vector::Metric;
 
-use crate::config::{Config, ConsistencyName, MetricName};
+use crate::config::{ClusterConfig, Config, ConsistencyName, MetricName};
 
 fn usize_from(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
 
 /// The membership options of `config` (`[cluster]`), for a node whose data dir is `data_dir` and
-/// whose gRPC listener is bound on `grpc_addr` (gossiped as its RPC address).
+/// whose gRPC listener is bound on `grpc_addr` (its RPC address unless
+/// `cluster.rpc_advertise_addr` names another).
 pub fn membership_options(
     config: &Config,
     data_dir: &Path,
@@ -45,7 +46,7 @@ pub fn membership_options(
         data_dir: data_dir.to_path_buf(),
         gossip_listen: cluster.listen_addr,
         gossip_advertise: advertise,
-        rpc_advertise: grpc_addr,
+        rpc_advertise: cluster.rpc_advertise_addr(grpc_addr),
         seeds: cluster.seeds.clone(),
         gossip_interval: Duration::from_millis(cluster.gossip_interval_ms),
         phi_threshold: cluster.phi_threshold,
@@ -53,17 +54,117 @@ pub fn membership_options(
     }
 }
 
+/// How long a start waits for seed names that do not resolve yet (a seed container or pod
+/// that is not up yet has no DNS record).
+pub const SEED_RESOLVE_WAIT: Duration = Duration::from_secs(10);
+
+/// How often an unresolved seed name is asked again while [`resolve_seeds`] waits.
+const SEED_RESOLVE_RETRY: Duration = Duration::from_millis(250);
+
+/// `cluster.seeds` resolved to gossip addresses, and whether one of them is this node.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResolvedSeeds {
+    /// Every address the seeds resolved to.
+    pub addrs: BTreeSet<SocketAddr>,
+    /// Whether a seed names this node (see [`resolve_seeds`]).
+    pub includes_self: bool,
+}
+
+/// Resolves `cluster.seeds` (IP addresses or DNS names), retrying names that do not resolve yet
+/// for up to `wait`. A seed is this node's own when it is its gossip address
+/// (`cluster.advertise_addr`), resolves to it, resolves to an address of this host with the
+/// gossip port, or names this host: its first DNS label is the host name and its port the
+/// gossip port (a StatefulSet pod `allidb-0` and the seed `allidb-0.allidb.ns.svc:7946`, whose
+/// record may only appear once the pod is up). Names still unresolved after `wait` are logged
+/// and left to gossip, which keeps resolving them.
+pub async fn resolve_seeds(
+    cluster: &ClusterConfig,
+    host_name: Option<&str>,
+    wait: Duration,
+) -> ResolvedSeeds {
+    let advertise = cluster.advertise_addr();
+    let gossip_ports = [advertise.port(), cluster.listen_addr.port()];
+    let names_this_host = |seed: &str| {
+        let Some((host, port)) = seed.rsplit_once(':') else {
+            return false;
+        };
+        let label = host.split('.').next().unwrap_or_default();
+        host_name.is_some_and(|name| !name.is_empty() && label.eq_ignore_ascii_case(name))
+            && port
+                .parse()
+                .is_ok_and(|port: u16| gossip_ports.contains(&port))
+    };
+    let mut resolved = ResolvedSeeds::default();
+    let mut pending: Vec<&str> = Vec::new();
+    for seed in &cluster.seeds {
+        let seed = seed.trim();
+        if seed
+            .parse::<SocketAddr>()
+            .is_ok_and(|addr| addr == advertise)
+            || names_this_host(seed)
+        {
+            resolved.includes_self = true;
+        }
+        pending.push(seed);
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let mut unresolved = Vec::new();
+        for seed in pending {
+            match tokio::net::lookup_host(seed).await {
+                Ok(addrs) => {
+                    for addr in addrs {
+                        if addr == advertise
+                            || (gossip_ports.contains(&addr.port()) && is_local_address(addr))
+                        {
+                            resolved.includes_self = true;
+                        }
+                        resolved.addrs.insert(addr);
+                    }
+                }
+                Err(error) => unresolved.push((seed, error)),
+            }
+        }
+        if unresolved.is_empty() {
+            return resolved;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            for (seed, error) in unresolved {
+                tracing::warn!(
+                    seed,
+                    %error,
+                    "a seed (cluster.seeds) does not resolve; gossip keeps trying it"
+                );
+            }
+            return resolved;
+        }
+        pending = unresolved.into_iter().map(|(seed, _)| seed).collect();
+        tokio::time::sleep(SEED_RESOLVE_RETRY).await;
+    }
+}
+
+/// Whether `addr`'s IP address is one of this host's: a socket can be bound on it.
+fn is_local_address(addr: SocketAddr) -> bool {
+    !addr.ip().is_unspecified() && std::net::UdpSocket::bind((addr.ip(), 0)).is_ok()
+}
+
+/// This host's name (a container's or pod's name in a container), when the system tells it.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+}
+
 /// The topology log options of `config` (`[cluster]`) for a node whose gRPC listener is bound
-/// on `grpc_addr`. Seeds given by name are resolved once, here.
-pub fn topology_options(config: &Config, grpc_addr: SocketAddr) -> TopologyOptions {
+/// on `grpc_addr` and whose seeds resolved to `seeds`.
+pub fn topology_options(
+    config: &Config,
+    grpc_addr: SocketAddr,
+    seeds: ResolvedSeeds,
+) -> TopologyOptions {
     let cluster = &config.cluster;
     let advertise = cluster.advertise_addr();
-    let seeds: BTreeSet<SocketAddr> = cluster
-        .seeds
-        .iter()
-        .filter_map(|seed| seed.to_socket_addrs().ok())
-        .flatten()
-        .collect();
     let gossip_interval = Duration::from_millis(cluster.gossip_interval_ms);
     TopologyOptions {
         cluster_name: cluster.name.clone(),
@@ -72,16 +173,14 @@ pub fn topology_options(config: &Config, grpc_addr: SocketAddr) -> TopologyOptio
         } else {
             cluster.node_name.clone()
         },
-        rpc_advertise: grpc_addr,
+        rpc_advertise: cluster.rpc_advertise_addr(grpc_addr),
         num_tokens: cluster.num_tokens as usize,
         replace: cluster
             .replace_host()
             .expect("cluster.replace_host is checked when the configuration is loaded"),
         replication_factor: cluster.replication_factor as usize,
-        is_seed: cluster.seeds.is_empty()
-            || seeds.contains(&advertise)
-            || cluster.seeds.iter().any(|s| *s == advertise.to_string()),
-        seeds,
+        is_seed: cluster.seeds.is_empty() || seeds.includes_self,
+        seeds: seeds.addrs,
         settle: gossip_interval * SEED_SETTLE_INTERVALS,
         poll: gossip_interval.max(Duration::from_millis(100)),
     }
@@ -197,6 +296,75 @@ mod tests {
             (configured.node_bytes, configured.tenant_bytes),
             (100 << 20, 10 << 20)
         );
+    }
+
+    fn cluster(advertise: &str, seeds: &[&str]) -> ClusterConfig {
+        ClusterConfig {
+            enabled: true,
+            listen_addr: "0.0.0.0:7946".parse().unwrap(),
+            advertise_addr: Some(advertise.parse().unwrap()),
+            seeds: seeds.iter().map(|s| (*s).to_owned()).collect(),
+            ..ClusterConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn seeds_resolve_and_find_this_node() {
+        let wait = Duration::from_millis(300);
+        // Its own address among IP seeds.
+        let own = cluster("10.9.0.2:7946", &["10.9.0.1:7946", "10.9.0.2:7946"]);
+        let resolved = resolve_seeds(&own, None, wait).await;
+        assert!(resolved.includes_self);
+        assert_eq!(resolved.addrs.len(), 2);
+        // Another node's seed.
+        let other = cluster("10.9.0.3:7946", &["10.9.0.1:7946"]);
+        assert!(!resolve_seeds(&other, None, wait).await.includes_self);
+        // A DNS name that resolves to an address of this host with the gossip port.
+        let local = cluster("10.9.0.3:7946", &["localhost:7946"]);
+        let resolved = resolve_seeds(&local, None, wait).await;
+        assert!(resolved.includes_self, "{resolved:?}");
+        assert!(resolved.addrs.iter().all(|a| a.ip().is_loopback()));
+        // ... but on another port it is another node on this host.
+        let other_port = cluster("10.9.0.3:7946", &["localhost:7100"]);
+        assert!(!resolve_seeds(&other_port, None, wait).await.includes_self);
+        // A name that does not resolve (yet): this node's own by its host name (a pod's first
+        // DNS label), after waiting at most `wait`.
+        let pod = cluster("10.9.0.3:7946", &["allidb-0.allidb.invalid:7946"]);
+        let started = std::time::Instant::now();
+        let resolved = resolve_seeds(&pod, Some("allidb-0"), wait).await;
+        assert!(resolved.includes_self && resolved.addrs.is_empty());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            !resolve_seeds(&pod, Some("allidb-1"), wait)
+                .await
+                .includes_self
+        );
+        let options = topology_options(
+            &Config {
+                cluster: pod.clone(),
+                ..Config::default()
+            },
+            "0.0.0.0:7000".parse().unwrap(),
+            resolve_seeds(&pod, Some("allidb-0"), wait).await,
+        );
+        assert!(options.is_seed);
+    }
+
+    #[test]
+    fn the_rpc_address_is_the_advertised_one_when_set() {
+        let mut config = Config::default();
+        config.cluster = cluster("10.9.0.3:7946", &[]);
+        let bound: SocketAddr = "0.0.0.0:7000".parse().unwrap();
+        config.cluster.rpc_advertise_addr = Some("10.9.0.3:7000".parse().unwrap());
+        let membership = membership_options(&config, Path::new("data"), bound);
+        assert_eq!(membership.rpc_advertise.to_string(), "10.9.0.3:7000");
+        let topology = topology_options(&config, bound, ResolvedSeeds::default());
+        assert_eq!(topology.rpc_advertise.to_string(), "10.9.0.3:7000");
+        assert!(topology.is_seed, "no seeds: it may form a ring alone");
+        config.cluster.rpc_advertise_addr = None;
+        let loopback: SocketAddr = "127.0.0.1:7100".parse().unwrap();
+        let membership = membership_options(&config, Path::new("data"), loopback);
+        assert_eq!(membership.rpc_advertise, loopback);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `[cluster]` with real `allidbd` processes on loopback: three daemons form one ring through
 //! gossip, every node reports the same ring and replicas on its admin port, a SIGKILLed node is
-//! marked down and comes back with its host id and tokens; a data dir of another cluster stops
+//! marked down and comes back with its host id and tokens, a SIGTERMed one is down on its peers
+//! at once (it announces its shutdown in gossip); a data dir of another cluster stops
 //! startup. Replication (RF 3 on 3 nodes): consistency levels with one and two nodes killed,
 //! hinted handoff (also across a restart of the coordinator, to the coordinator's own refusing
 //! replica, past a damaged hint segment), blocking read repair, the internal service refusing
@@ -93,6 +94,29 @@ fn three_daemons_form_one_ring_and_track_a_killed_node() {
     }
     assert_eq!(host_id_of(&nodes[0], "n2"), killed_id, "same host id");
     assert_eq!(ring(&nodes[2]), first_ring, "same tokens");
+}
+
+/// A node stopped gracefully (SIGTERM) announces it in gossip before it closes its listeners:
+/// its peers count it down within a few gossip rounds, long before their failure detector (set
+/// here to about 4 s) would; a restart (a new generation) is normal again.
+#[test]
+fn a_stopping_node_is_down_on_its_peers_at_once() {
+    let mut nodes = ring_of_three("phi_threshold = 40.0\n");
+    let down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];
+    nodes[2].signal(libc::SIGTERM);
+    let took = wait_for_states(&nodes[0], &down, Duration::from_secs(20));
+    eprintln!("a stopping node was down on a peer after {took:?} (gossip every 100 ms)");
+    assert!(
+        took < Duration::from_millis(1500),
+        "a stopping node was counted down after {took:?}, as late as its failure detector"
+    );
+    wait_for_states(&nodes[1], &down, Duration::from_secs(2));
+    assert!(nodes[2].stop().success(), "log:\n{}", nodes[2].log());
+    nodes[2].restart();
+    let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
+    for node in &nodes {
+        wait_for_states(node, &all_normal, Duration::from_secs(30));
+    }
 }
 
 #[test]

@@ -48,6 +48,8 @@ const KEY_LOAD: &str = "load";
 const KEY_ENGINE: &str = "engine";
 /// The topology version this node applied (0: not in a formed ring yet).
 const KEY_TOPOLOGY: &str = "topology";
+/// Set by a node that is shutting down (SIGTERM): peers count it down from then on.
+const KEY_STOPPING: &str = "stopping";
 const SCHEMA_VERSION: &str = "2";
 
 /// A seed starting for the first time waits this many gossip intervals for a formed ring before
@@ -437,7 +439,17 @@ impl Membership {
         }
     }
 
-    /// Stops gossiping. Peers mark this node down after their failure detection delay.
+    /// Announces that this node is shutting down (the gossip key `stopping`): every peer that
+    /// hears it counts this node down at once, so it keeps hints for it and stops sending it
+    /// requests, instead of timing out on a node that is gone until its failure detector notices.
+    /// A restart gossips a new generation without the key.
+    pub async fn announce_shutdown(&self) {
+        self.own_keys().set(KEY_STOPPING, "1").await;
+        info!("shutting down: announced in gossip");
+    }
+
+    /// Stops gossiping. Peers mark this node down after their failure detection delay, at once
+    /// if it announced its shutdown first ([`Membership::announce_shutdown`]).
     pub async fn shutdown(self) -> Result<(), ClusterError> {
         self.refresher.abort();
         if let Some(publisher) = &self.load_publisher {
@@ -526,6 +538,7 @@ impl KnownHosts {
         topology: &TopologyState,
     ) -> Arc<ClusterView> {
         let mut in_gossip: HashSet<HostId> = HashSet::new();
+        let mut stopping: HashSet<(HostId, u64)> = HashSet::new();
         let live: HashSet<(HostId, u64)>;
         {
             let c = chitchat.lock().await;
@@ -538,6 +551,9 @@ impl KnownHosts {
                     continue;
                 };
                 in_gossip.insert(host);
+                if state.get(KEY_STOPPING).is_some() {
+                    stopping.insert((host, id.generation_id));
+                }
                 if self
                     .nodes
                     .get(&host)
@@ -589,7 +605,11 @@ impl KnownHosts {
             // `left` is for good, whether the host still runs or not.
             node.status = match member.map(|m| m.state) {
                 Some(NodeState::Left) => NodeStatus::Left,
-                state if live.contains(&(node.host_id, node.generation)) => {
+                // Up: heard by the failure detector and not shutting down.
+                state
+                    if live.contains(&(node.host_id, node.generation))
+                        && !stopping.contains(&(node.host_id, node.generation)) =>
+                {
                     NodeStatus::of_member(state)
                 }
                 _ => NodeStatus::Down,

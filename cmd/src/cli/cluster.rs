@@ -5,15 +5,13 @@
 //! `RemoveNode` RPCs on the node's gRPC port (`--addr`, an admin key), like `nodetool repair`,
 //! `rebuild`, `decommission` and `removenode`.
 //!
-//! The admin port is plain HTTP on the node's host (docs/operations.md): this module speaks just
-//! enough HTTP/1.1 for one GET and never sends an API key.
+//! The admin port is plain HTTP on the node's host (docs/operations.md): its answers come from
+//! the CLI's one GET ([`super::probe::admin_http_get`]), which never sends an API key.
 
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use allidb_api::pb;
 
@@ -291,30 +289,14 @@ fn encode(value: &str) -> String {
 /// an error carrying the server's text (e.g. `cluster disabled`).
 pub(super) async fn admin_get(addr: &str, path: &str) -> CliResult<Value> {
     let origin = format!("--admin {addr}");
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        Ok::<_, std::io::Error>(response)
-    };
-    let response = tokio::time::timeout(ADMIN_TIMEOUT, exchange)
-        .await
-        .map_err(|_| CliError::input(&origin, format!("no answer within {ADMIN_TIMEOUT:?}")))?
-        .map_err(|e| CliError::input(&origin, e))?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| CliError::input(&origin, "not an HTTP answer"))?;
-    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    let (status, body) = super::probe::admin_http_get(addr, path, ADMIN_TIMEOUT).await?;
     if status != "200" {
         return Err(CliError::input(
             &origin,
             format!("{path} answered {status}: {}", body.trim()),
         ));
     }
-    serde_json::from_str(body).map_err(|e| CliError::input(&origin, format!("{path}: {e}")))
+    serde_json::from_str(&body).map_err(|e| CliError::input(&origin, format!("{path}: {e}")))
 }
 
 fn str_of<'a>(value: &'a Value, key: &str) -> &'a str {

@@ -3,7 +3,7 @@
 //! generation (no daemon needed).
 //!
 //! This module owns the command line (global flags and the command tree) and the dispatch to
-//! [`data`], [`import`], [`bench`], [`admin`], [`backup`] and [`keys`]. Every connection goes through [`connect::connect`].
+//! [`data`], [`import`], [`bench`], [`admin`], [`backup`], [`keys`] and [`probe`]. Every connection goes through [`connect::connect`].
 //! Invariants: the API key (flag `--api-key` or `ALLIDB_API_KEY`) is only sent as request
 //! metadata, never printed, logged or shown in `--help` (its environment value is hidden); a
 //! command either returns an [`Outcome`] (complete or partial) or a [`CliError`], which `main`
@@ -20,6 +20,7 @@ pub mod import;
 pub mod keys;
 pub mod output;
 pub mod parse;
+pub mod probe;
 pub mod source;
 pub mod texmex;
 
@@ -157,6 +158,9 @@ pub enum Command {
     Traverse(data::TraverseArgs),
     /// The daemon's health (needs no API key).
     Health,
+    /// One GET of the daemon's /readyz or /healthz on its admin port: exit 0 on 200, 1
+    /// otherwise (a container health check).
+    Probe(probe::ProbeArgs),
     /// Import entities from a JSON-lines file (one entity per line).
     Import(import::ImportArgs),
     /// Benchmarks: ingest, get, query, scan.
@@ -237,6 +241,7 @@ pub async fn run(cli: Cli) -> CliResult<Outcome> {
         Command::Scan(args) => data::scan(&mut context, args).await,
         Command::Traverse(args) => data::traverse(&mut context, args).await,
         Command::Health => data::health(&mut context).await,
+        Command::Probe(args) => probe::run(&mut context, args).await,
         Command::Import(args) => import::run(&mut context, args).await,
         Command::Bench(args) => bench::run(&mut context, args).await,
         Command::Checkpoint(args) => admin::checkpoint(&mut context, args).await,
