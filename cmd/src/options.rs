@@ -352,8 +352,10 @@ mod tests {
 
     #[test]
     fn the_rpc_address_is_the_advertised_one_when_set() {
-        let mut config = Config::default();
-        config.cluster = cluster("10.9.0.3:7946", &[]);
+        let mut config = Config {
+            cluster: cluster("10.9.0.3:7946", &[]),
+            ..Config::default()
+        };
         let bound: SocketAddr = "0.0.0.0:7000".parse().unwrap();
         config.cluster.rpc_advertise_addr = Some("10.9.0.3:7000".parse().unwrap());
         let membership = membership_options(&config, Path::new("data"), bound);

@@ -228,7 +228,7 @@ pub enum Stripped {
     Deleted,
     /// Others support it too: it stays with this state (the source taken off the body, its
     /// chunks and edges; what only the source supported removed).
-    Kept(PartitionState),
+    Kept(Box<PartitionState>),
 }
 
 /// `stored` with `source` taken off its body, chunks and edges, and the chunks and edges only
@@ -276,7 +276,7 @@ pub fn strip_source(stored: &PartitionState, source: &str) -> Stripped {
     if body.sources.len() == 1 {
         return Stripped::Deleted;
     }
-    Stripped::Kept(strip_parts(stored, source))
+    Stripped::Kept(Box::new(strip_parts(stored, source)))
 }
 
 /// What a source delete changed.
@@ -415,7 +415,7 @@ fn after_delete(stored: &PartitionState, source: &str) -> PartitionState {
             body: None,
             ..strip_parts(stored, source)
         },
-        Stripped::Kept(kept) => kept,
+        Stripped::Kept(kept) => *kept,
     }
 }
 

@@ -401,7 +401,7 @@ async fn writer(
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         seq += 1;
-        let id = if seq % 2 == 0 {
+        let id = if seq.is_multiple_of(2) {
             format!("reg-{node}")
         } else {
             format!("w{node}-{seq}")
@@ -420,7 +420,7 @@ async fn writer(
             acked.attempts += 1;
             if !ok {
                 acked.failures += 1;
-            } else if seq % 2 == 0 {
+            } else if seq.is_multiple_of(2) {
                 acked.registers.retain(|(r, _)| *r != id);
                 acked.registers.push((id, seq));
             } else {
