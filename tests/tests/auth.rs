@@ -100,6 +100,9 @@ enum Rpc {
     BatchPutEntities,
     BulkPutEntities,
     DeleteEntity,
+    DeleteBySource,
+    ReplaceSource,
+    DeleteByFilter,
     AddEdges,
     RemoveEdges,
     Query,
@@ -127,6 +130,9 @@ const RPCS: &[Rpc] = &[
     Rpc::BatchPutEntities,
     Rpc::BulkPutEntities,
     Rpc::DeleteEntity,
+    Rpc::DeleteBySource,
+    Rpc::ReplaceSource,
+    Rpc::DeleteByFilter,
     Rpc::AddEdges,
     Rpc::RemoveEdges,
     Rpc::Query,
@@ -162,6 +168,9 @@ impl Rpc {
             | Rpc::BatchPutEntities
             | Rpc::BulkPutEntities
             | Rpc::DeleteEntity
+            | Rpc::DeleteBySource
+            | Rpc::ReplaceSource
+            | Rpc::DeleteByFilter
             | Rpc::AddEdges
             | Rpc::RemoveEdges => Role::Write,
             Rpc::ReplicaRead
@@ -220,6 +229,37 @@ impl Rpc {
                     ..Default::default()
                 };
                 client.delete_entity(request(message, key)).await.map(drop)
+            }
+            Rpc::DeleteBySource => {
+                let message = pb::DeleteBySourceRequest {
+                    source_id: "doc-gone".to_owned(),
+                    ..Default::default()
+                };
+                client
+                    .delete_by_source(request(message, key))
+                    .await
+                    .map(drop)
+            }
+            Rpc::ReplaceSource => {
+                let message = pb::ReplaceSourceRequest {
+                    source_id: "doc-r".to_owned(),
+                    entities: vec![doc_entity("r1", &[0.5, 0.5, 0.0])],
+                    ..Default::default()
+                };
+                client.replace_source(request(message, key)).await.map(drop)
+            }
+            Rpc::DeleteByFilter => {
+                let message = pb::DeleteByFilterRequest {
+                    filter: Some(pb::QueryFilter {
+                        entity_types: vec!["nothing-has-this-type".to_owned()],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                client
+                    .delete_by_filter(request(message, key))
+                    .await
+                    .map(drop)
             }
             Rpc::AddEdges => {
                 let message = pb::AddEdgesRequest {
