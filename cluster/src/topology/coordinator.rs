@@ -47,7 +47,7 @@ pub(super) fn spawn(log: TopologyLog) {
             let state = log.state();
             let Some(movement) = state.movement.clone() else {
                 stuck = None;
-                promote_voters(&log, &state).await;
+                keep_voters(&log, &state).await;
                 continue;
             };
             let outcome = if subject_down(&log, &movement) {
@@ -220,6 +220,52 @@ fn target_voters(normal: usize) -> usize {
         3..=4 => 3,
         _ => 5,
     }
+}
+
+/// Keeps the log's voters among the ring's hosts: drops the voters (and learners) that `left`
+/// the ring or are no longer in it, whose votes would otherwise count against every quorum,
+/// then adds up `normal` learners that are up as voters until the target is reached.
+async fn keep_voters(log: &TopologyLog, state: &TopologyState) {
+    let membership = log.shared.raft.metrics().borrow().membership_config.clone();
+    let gone: BTreeSet<HostId> = membership
+        .membership()
+        .nodes()
+        .map(|(host, _)| *host)
+        .filter(|host| {
+            state
+                .nodes
+                .get(host)
+                .is_none_or(|n| n.state == NodeState::Left)
+        })
+        .filter(|host| *host != log.host())
+        .collect();
+    if !gone.is_empty() {
+        match log
+            .shared
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(gone.clone()), false)
+            .await
+        {
+            Ok(_) => tracing::info!(?gone, "hosts that left removed from the topology log"),
+            Err(error) => {
+                // RemoveNodes refuses voters: make them learners first, then remove them.
+                tracing::debug!(%error, "removing hosts that left: voters first");
+                match log
+                    .shared
+                    .raft
+                    .change_membership(ChangeMembers::RemoveVoters(gone.clone()), false)
+                    .await
+                {
+                    Ok(_) => tracing::info!(?gone, "topology log voters that left removed"),
+                    Err(error) => {
+                        tracing::warn!(%error, "topology log voters that left not removed; retrying")
+                    }
+                }
+            }
+        }
+        return;
+    }
+    promote_voters(log, state).await;
 }
 
 /// Adds up `normal` learners that are up as voters until the target is reached.
