@@ -140,6 +140,11 @@ async fn write_document(client: &mut Client, source: &str, document: &Document) 
         .iter()
         .map(|(id, assertion)| sourced_entity(id, source, assertion))
         .collect();
+    merge_put(client, entities).await;
+}
+
+/// Writes `entities` in one batch in the merge-sources mode; every one must be written.
+async fn merge_put(client: &mut Client, entities: Vec<pb::Entity>) {
     let reply = client
         .batch_put_entities(request(
             pb::BatchPutEntitiesRequest {
@@ -150,7 +155,7 @@ async fn write_document(client: &mut Client, source: &str, document: &Document) 
             None,
         ))
         .await
-        .expect("the document is written")
+        .expect("the batch is written")
         .into_inner();
     assert!(reply.success, "{}", reply.error_message);
 }
@@ -395,19 +400,7 @@ async fn kill_9_during_delete_by_source_leaves_it_whole_or_undone_and_the_retry_
                     ..doc_entity(id, &[1.0, 0.5, 0.25])
                 })
                 .collect();
-            let reply = client
-                .batch_put_entities(request(
-                    pb::BatchPutEntitiesRequest {
-                        entities,
-                        mode: pb::WriteMode::MergeSources as i32,
-                        ..Default::default()
-                    },
-                    None,
-                ))
-                .await
-                .expect("the entities are written")
-                .into_inner();
-            assert!(reply.success, "{}", reply.error_message);
+            merge_put(&mut client, entities).await;
         }
     }
     let kept: BTreeSet<String> = ids.iter().step_by(10).cloned().collect();
