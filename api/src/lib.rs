@@ -21,6 +21,7 @@ pub mod http_model;
 pub mod hybrid;
 pub mod log_limit;
 pub mod observe;
+pub mod page_token;
 pub mod service;
 pub mod validate;
 pub mod validate_provenance;

@@ -5,20 +5,17 @@
 //! `INVALID_ARGUMENT` for malformed input, `PERMISSION_DENIED` for a tenant other than the
 //! caller's. The limits are the named constants below. Functions here only read requests and
 //! resolve defaults; they never touch storage and never panic on any input.
-//!
-//! Page tokens of `RangeScan` are opaque to clients: URL-safe base64 (no padding) of a format
-//! version byte followed by the last entity id returned; the next page starts strictly after it.
+//! `RangeScan` page tokens are checked with the service's key ([`crate::page_token`]).
 
 use std::ops::Bound;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use prost::Message;
 use tonic::Status;
 
 use allidb_index::filter::Expr;
 use allidb_index::query::{PageRankOptions, Ranking};
 
+use crate::page_token::PageTokenKey;
 use crate::pb;
 
 /// Results of a query when `k <= 0`.
@@ -79,6 +76,8 @@ pub const MAX_MAP_VALUE_BYTES: usize = 4096;
 pub const MAX_ENTITY_TYPE_BYTES: usize = 256;
 /// Longest trace id in bytes.
 pub const MAX_TRACE_ID_BYTES: usize = 256;
+/// Longest routing key of a cluster-wide read in bytes.
+pub const MAX_ROUTING_KEY_BYTES: usize = 256;
 /// Most entries of a list filter (relations, entity types).
 pub const MAX_FILTER_VALUES: usize = 64;
 /// Entities per `RangeScan` page when `limit <= 0`.
@@ -93,9 +92,6 @@ pub const MAX_QUERY_BATCH_VALUES: usize = 1 << 21;
 pub const MAX_QUERY_BATCH_RESULTS: usize = 100_000;
 /// Largest encoded gRPC message the server accepts, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
-
-/// Format version byte at the front of a decoded page token.
-const PAGE_TOKEN_VERSION: u8 = 1;
 
 fn invalid(message: String) -> Status {
     Status::invalid_argument(message)
@@ -199,6 +195,11 @@ pub fn vector(field: &str, values: &[f32]) -> Result<(), Status> {
 /// A trace id: at most [`MAX_TRACE_ID_BYTES`].
 pub fn trace_id(value: &str) -> Result<(), Status> {
     max_bytes("trace_id", value, MAX_TRACE_ID_BYTES)
+}
+
+/// A read's routing key: at most [`MAX_ROUTING_KEY_BYTES`].
+pub fn routing_key(value: &str) -> Result<(), Status> {
+    max_bytes("routing_key", value, MAX_ROUTING_KEY_BYTES)
 }
 
 /// Resolves a request's consistency level: [`crate::http_model::consistency_level::UNSET`]
@@ -667,6 +668,7 @@ fn query_options(
     has_text: bool,
 ) -> Result<QueryParams, Status> {
     trace_id(&request.trace_id)?;
+    routing_key(&request.routing_key)?;
     let hybrid = crate::hybrid::options(request, has_vector, has_text)?;
     let k = positive_or_default("k", request.k, DEFAULT_K, MAX_K)?;
     let expand_factor = positive_or_default(
@@ -784,6 +786,7 @@ pub struct TraverseParams {
 pub fn traverse(request: &pb::TraverseRequest) -> Result<TraverseParams, Status> {
     id_list("start_ids", &request.start_ids)?;
     trace_id(&request.trace_id)?;
+    routing_key(&request.routing_key)?;
     relation_filter("relations", &request.relations)?;
     finite("min_weight", request.min_weight)?;
     let max_hops =
@@ -821,15 +824,22 @@ pub struct ScanParams {
     pub limit: usize,
     /// Only entities passing this are returned.
     pub expression: Option<Expr>,
+    /// The level every entity of the scan is read at (a continued scan keeps its token's).
+    pub level: pb::ConsistencyLevel,
 }
 
 /// A `RangeScanRequest` from a caller of tenant `caller_tenant` (`node_id` is routed by the
-/// caller of this function).
+/// caller of this function), its page token checked with `tokens`; `default_level` is the
+/// level of a request that names none (HTTP).
 pub fn range_scan(
     request: &pb::RangeScanRequest,
     caller_tenant: &str,
+    tokens: &PageTokenKey,
+    default_level: pb::ConsistencyLevel,
 ) -> Result<ScanParams, Status> {
     tenant_matches("tenant_id", &request.tenant_id, caller_tenant)?;
+    routing_key(&request.routing_key)?;
+    let level = consistency(request.consistency_level, default_level)?;
     let bound = |field: &str, key: &str| -> Result<Option<String>, Status> {
         if key.is_empty() {
             return Ok(None);
@@ -842,7 +852,15 @@ pub fn range_scan(
     let resume_after = if request.page_token.is_empty() {
         None
     } else {
-        Some(decode_page_token(&request.page_token)?)
+        let position = tokens.decode(caller_tenant, &request.page_token)?;
+        if position.level != level {
+            return Err(invalid(format!(
+                "consistency_level {} differs from the page token's {}: a scan keeps the level                  it started with",
+                level.as_str_name(),
+                position.level.as_str_name()
+            )));
+        }
+        Some(position.last_entity_id)
     };
     let lower = match (start, resume_after) {
         (Some(start), Some(last)) if start > last => Bound::Included(start),
@@ -864,30 +882,8 @@ pub fn range_scan(
             .as_ref()
             .map(|e| crate::filter::expression("where", e))
             .transpose()?,
+        level,
     })
-}
-
-/// The page token that resumes a scan strictly after `last_entity_id`.
-pub fn encode_page_token(last_entity_id: &str) -> String {
-    let mut raw = Vec::with_capacity(1 + last_entity_id.len());
-    raw.push(PAGE_TOKEN_VERSION);
-    raw.extend_from_slice(last_entity_id.as_bytes());
-    URL_SAFE_NO_PAD.encode(raw)
-}
-
-/// The last entity id of the previous page, from a token made by [`encode_page_token`].
-pub fn decode_page_token(token: &str) -> Result<String, Status> {
-    let malformed = |why: &str| invalid(format!("page_token is malformed ({why})"));
-    let raw = URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| malformed("not base64"))?;
-    let (&version, id) = raw.split_first().ok_or_else(|| malformed("empty"))?;
-    if version != PAGE_TOKEN_VERSION {
-        return Err(malformed("unknown version"));
-    }
-    let id = String::from_utf8(id.to_vec()).map_err(|_| malformed("not UTF-8"))?;
-    allidb_storage::key::validate_id(&id).map_err(|_| malformed("bad entity id"))?;
-    Ok(id)
 }
 
 /// The `<tenant>:<entity_id>` key of `ReplicaRead` / `ReplicaWrite`, split at the first colon.
@@ -1489,34 +1485,10 @@ mod tests {
     }
 
     #[test]
-    fn page_tokens_round_trip_and_reject_garbage() {
-        for id in ["a", "z/\u{e9}+=", &"x".repeat(512)] {
-            let token = encode_page_token(id);
-            assert!(
-                token
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            );
-            assert_eq!(decode_page_token(&token).unwrap(), id);
-        }
-        let garbage = [
-            "!!!".to_owned(),
-            URL_SAFE_NO_PAD.encode([]),
-            URL_SAFE_NO_PAD.encode([9, b'a']),
-            URL_SAFE_NO_PAD.encode([1, 0xff]),
-            URL_SAFE_NO_PAD.encode([1]),
-        ];
-        for token in garbage {
-            assert_rejects(
-                decode_page_token(&token),
-                Code::InvalidArgument,
-                "page_token",
-            );
-        }
-    }
-
-    #[test]
-    fn range_scan_bounds_limits_and_tenant() {
+    fn range_scan_bounds_limits_tenant_and_tokens() {
+        const ONE: pb::ConsistencyLevel = pb::ConsistencyLevel::ConsistencyOne;
+        let key = PageTokenKey::from_secret(b"a test key");
+        let token = |id: &str| key.encode("t", ONE, id);
         let request = |start: &str, end: &str, limit: i32, token: &str| pb::RangeScanRequest {
             start_key: start.into(),
             end_key: end.into(),
@@ -1524,32 +1496,43 @@ mod tests {
             page_token: token.into(),
             ..Default::default()
         };
-        let all = range_scan(&request("", "", 0, ""), "t").unwrap();
+        let scan =
+            |request: &pb::RangeScanRequest, tenant: &str| range_scan(request, tenant, &key, ONE);
+        let all = scan(&request("", "", 0, ""), "t").unwrap();
         assert_eq!(
-            (all.lower, all.upper, all.limit),
-            (Bound::Unbounded, Bound::Unbounded, DEFAULT_SCAN_LIMIT)
+            (all.lower, all.upper, all.limit, all.level),
+            (Bound::Unbounded, Bound::Unbounded, DEFAULT_SCAN_LIMIT, ONE)
         );
-        let first = range_scan(&request("b", "m", 5000, ""), "t").unwrap();
+        let first = scan(&request("b", "m", 5000, ""), "t").unwrap();
         assert_eq!(first.lower, Bound::Included("b".into()));
         assert_eq!(first.upper, Bound::Excluded("m".into()));
         assert_eq!(first.limit, MAX_SCAN_LIMIT);
-        let next = range_scan(&request("b", "m", 10, &encode_page_token("d")), "t").unwrap();
+        let next = scan(&request("b", "m", 10, &token("d")), "t").unwrap();
         assert_eq!(next.lower, Bound::Excluded("d".into()));
         // A token behind start_key cannot widen the scan.
-        let behind = range_scan(&request("b", "", 10, &encode_page_token("a")), "t").unwrap();
+        let behind = scan(&request("b", "", 10, &token("a")), "t").unwrap();
         assert_eq!(behind.lower, Bound::Included("b".into()));
 
         let mut foreign = request("", "", 0, "");
         foreign.tenant_id = "other".into();
+        assert_rejects(scan(&foreign, "t"), Code::PermissionDenied, "tenant_id");
         assert_rejects(
-            range_scan(&foreign, "t"),
-            Code::PermissionDenied,
-            "tenant_id",
-        );
-        assert_rejects(
-            range_scan(&request("", "", 0, "%%"), "t"),
+            scan(&request("", "", 0, "%%"), "t"),
             Code::InvalidArgument,
             "page_token",
+        );
+        // Another tenant's token, and a token continued at another level.
+        assert_rejects(
+            scan(&request("", "", 0, &token("d")), "u"),
+            Code::InvalidArgument,
+            "page_token",
+        );
+        let mut quorum = request("", "", 0, &token("d"));
+        quorum.consistency_level = pb::ConsistencyLevel::ConsistencyQuorum as i32;
+        assert_rejects(
+            scan(&quorum, "t"),
+            Code::InvalidArgument,
+            "consistency_level",
         );
     }
 

@@ -32,7 +32,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,7 @@ use allidb_api::auth::{AuthError, Authenticator};
 use allidb_api::coalesce::CoalescedWrites;
 use allidb_api::http::HttpLimits;
 use allidb_api::observe::{self, ObservedService, RejectedCallMetrics};
+use allidb_api::page_token::PageTokenKey;
 use allidb_api::pb::allidb_server::AlliDbServer;
 use allidb_api::service::{AlliDbService, RingAccess};
 use allidb_cluster::coordinator::{Coordinator, CoordinatorOptions};
@@ -125,6 +126,15 @@ pub enum DaemonError {
     /// Membership cannot start (a data dir of another cluster, gossip port in use...).
     #[error("cluster: {0}")]
     Cluster(#[from] allidb_cluster::ClusterError),
+    /// This node's page token key cannot be read or made.
+    #[error("page token key in {dir}: {source}")]
+    PageTokenKey {
+        /// The data directory.
+        dir: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl DaemonError {
@@ -139,9 +149,28 @@ impl DaemonError {
             | DaemonError::Store { .. }
             | DaemonError::Serve(_)
             | DaemonError::Telemetry(_)
-            | DaemonError::Cluster(_) => 1,
+            | DaemonError::Cluster(_)
+            | DaemonError::PageTokenKey { .. } => 1,
         }
     }
+}
+
+/// The key of `RangeScan` page tokens (docs/api.md "RangeScan page tokens"): on a ring the
+/// one every node derives from `cluster.secret`, so a token is good through any node; on a
+/// single node its own, kept in its data directory so tokens outlive a restart.
+fn page_token_key(config: &Config, data_dir: &Path) -> Result<PageTokenKey, DaemonError> {
+    if config.cluster.enabled {
+        return Ok(PageTokenKey::for_cluster(
+            &config.cluster.name,
+            &config.cluster.secret,
+        ));
+    }
+    std::fs::create_dir_all(data_dir)
+        .and_then(|()| PageTokenKey::load_or_create(data_dir))
+        .map_err(|source| DaemonError::PageTokenKey {
+            dir: data_dir.to_owned(),
+            source,
+        })
 }
 
 /// Prints one machine-readable line (`allidbd: ...`) on standard output and flushes it.
@@ -251,7 +280,10 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
     }
     let metrics = telemetry::install_recorder()?;
 
-    let service = AlliDbService::starting(auth.clone(), service_options(&config));
+    let data_dir = std::path::absolute(&config.storage.data_dir)
+        .unwrap_or_else(|_| config.storage.data_dir.clone());
+    let page_tokens = page_token_key(&config, &data_dir)?;
+    let service = AlliDbService::starting(auth.clone(), service_options(&config, page_tokens));
     let observed = ObservedService::new(service.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     set_serving(&health, false).await;
@@ -298,8 +330,6 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             &config.cluster.secret,
         ))
     });
-    let data_dir = std::path::absolute(&config.storage.data_dir)
-        .unwrap_or_else(|_| config.storage.data_dir.clone());
     // The fence is read before the node-to-node service serves its first call.
     let fence = match config.cluster.enabled {
         true => Some(TopologyFence::open(&data_dir)?),

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use allidb_api::admission::BudgetOptions;
+use allidb_api::page_token::PageTokenKey;
 use allidb_api::pb::ConsistencyLevel;
 use allidb_api::service::{DEFAULT_NODE_ID, ServiceOptions};
 use allidb_cluster::membership::{MembershipOptions, SEED_SETTLE_INTERVALS};
@@ -219,8 +220,9 @@ pub fn store_options(config: &Config) -> StoreOptions {
     }
 }
 
-/// The service options of `config` (`[storage] durability`, `[server]`, `[query]`).
-pub fn service_options(config: &Config) -> ServiceOptions {
+/// The service options of `config` (`[storage] durability`, `[server]`, `[query]`), page
+/// tokens signed with `page_tokens`.
+pub fn service_options(config: &Config, page_tokens: PageTokenKey) -> ServiceOptions {
     ServiceOptions {
         node_id: DEFAULT_NODE_ID.to_owned(),
         durability: config.storage.durability(),
@@ -232,6 +234,7 @@ pub fn service_options(config: &Config) -> ServiceOptions {
         query_max_hops: config.query.max_hops,
         query_max_candidates: config.query.max_candidates as usize,
         query_max_expansion_nodes: config.query.max_expansion_nodes as usize,
+        page_tokens,
     }
 }
 
@@ -394,7 +397,11 @@ mod tests {
             store.vectors.engine.max_connections,
             defaults.vectors.engine.max_connections
         );
-        assert_eq!(service_options(&config), ServiceOptions::default());
+        let defaults = ServiceOptions::default();
+        assert_eq!(
+            service_options(&config, defaults.page_tokens.clone()),
+            defaults
+        );
     }
 
     #[test]
@@ -435,7 +442,7 @@ mod tests {
         assert_eq!(store.vectors.max_pending, 5_000);
         assert_eq!(store.max_tail_wait, Duration::from_millis(1_500));
 
-        let service = service_options(&config);
+        let service = service_options(&config, PageTokenKey::default());
         assert_eq!(service.durability, Durability::Periodic(250));
         assert_eq!(service.query_max_hops, 3);
         assert_eq!(service.query_max_candidates, 77);

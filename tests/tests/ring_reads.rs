@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use allidb_api::pb;
-use allidb_tests::ring::start_ring;
+use allidb_tests::ring::{replicas_of, start_ring};
 use allidb_tests::{Daemon, http_get, request};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -90,6 +90,18 @@ async fn load(node: &Daemon, entities: &[pb::Entity]) {
             .into_inner();
         assert!(reply.success, "{}", reply.error_message);
     }
+}
+
+/// The query vectors of the equivalence tests.
+fn query_vectors() -> Vec<Vec<f32>> {
+    let mut rng = StdRng::seed_from_u64(99);
+    (0..6)
+        .map(|_| {
+            (0..DIMENSION)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect()
+        })
+        .collect()
 }
 
 fn query_request(vector: Vec<f32>) -> pb::QueryRequest {
@@ -290,22 +302,17 @@ async fn a_ring_of_five_answers_reads_as_one_node_and_keeps_answering_with_a_nod
     let entities = dataset();
     load(&single, &entities).await;
     load(&ring[1], &entities).await;
-    let mut rng = StdRng::seed_from_u64(99);
-    let vectors: Vec<Vec<f32>> = (0..6)
-        .map(|_| {
-            (0..DIMENSION)
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect()
-        })
-        .collect();
+    let vectors = query_vectors();
 
     for through in 0..ring.len() {
         compare(&single, &ring, &vectors, through).await;
     }
     let all = scan_all(&single, 1000).await;
     assert_eq!(all.len(), ENTITIES);
-    for (i, limit) in [1, 7, 50, 1000].into_iter().enumerate() {
-        assert_eq!(scan_all(&ring[i], limit).await, all, "page size {limit}");
+    // Every page size up to one page holding everything, each through another node.
+    for limit in (1..=ENTITIES as i32 + 1).chain([1000]) {
+        let through = &ring[limit as usize % ring.len()];
+        assert_eq!(scan_all(through, limit).await, all, "page size {limit}");
     }
 
     // QueryBatch: the same replies as one query each on one node.
@@ -376,20 +383,182 @@ async fn a_ring_of_five_answers_reads_as_one_node_and_keeps_answering_with_a_nod
     assert_eq!(scan_all(&ring[0], 13).await, all);
 }
 
-/// `(name, host_id)` of the replicas of `id` in tenant `default`, as `node` sees them.
-fn replicas_of(node: &Daemon, id: &str) -> Vec<String> {
-    let (code, body) = http_get(
-        node.admin_addr.expect("admin address"),
-        &format!("/cluster/endpoints?tenant=default&id={id}"),
-    );
-    assert_eq!(code, 200, "{body}");
-    let reply: Value = serde_json::from_str(&body).unwrap();
-    reply["replicas"]
-        .as_array()
-        .expect("replicas listed")
-        .iter()
-        .map(|r| r["name"].as_str().expect("a replica has a name").to_owned())
-        .collect()
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_of_three_at_replication_factor_two_answers_reads_as_one_node() {
+    let single = Daemon::start("");
+    let ring = start_ring(3, "replication_factor = 2\n");
+    let entities = dataset();
+    load(&single, &entities).await;
+    load(&ring[2], &entities).await;
+    let vectors = query_vectors();
+    for through in 0..ring.len() {
+        compare(&single, &ring, &vectors, through).await;
+    }
+    let all = scan_all(&single, 1000).await;
+    for (i, limit) in [1, 13, 1000].into_iter().enumerate() {
+        assert_eq!(scan_all(&ring[i], limit).await, all, "page size {limit}");
+    }
+}
+
+/// Leaves of the hub test, each with a vector and an edge to the next leaf.
+const LEAVES: usize = 10_000;
+/// Relations from the hub to every leaf: 5 x 10,000 = 50,000 edges.
+const HUB_RELATIONS: [&str; 5] = ["r0", "r1", "r2", "r3", "r4"];
+
+fn leaf(i: usize) -> String {
+    format!("l{i:05}")
+}
+
+/// The hub test's data on `node`: `LEAVES` leaves (an edge each to the next leaf), a hub (the
+/// only vector, so every question is seeded at it exactly), and the hub's 50,000 edges (one
+/// per relation and leaf, weights spread).
+async fn load_hub(node: &Daemon) {
+    let mut client = node.client().await;
+    let leaves: Vec<pb::Entity> = (0..LEAVES)
+        .map(|i| pb::Entity {
+            entity_id: leaf(i),
+            entity_type: "leaf".to_owned(),
+            importance: f64::from((i % 10) as u32) / 10.0,
+            outgoing_edges: vec![pb::GraphEdge {
+                to_entity: leaf((i + 1) % LEAVES),
+                relation: "next".to_owned(),
+                weight: 0.5,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .chain([pb::Entity {
+            entity_id: "hub".to_owned(),
+            entity_type: "hub".to_owned(),
+            embeddings: vec![pb::VectorEmbedding {
+                vector: vec![0.5; DIMENSION],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }])
+        .collect();
+    for batch in leaves.chunks(1000) {
+        let reply = client
+            .batch_put_entities(request(
+                pb::BatchPutEntitiesRequest {
+                    entities: batch.to_vec(),
+                    consistency_level: pb::ConsistencyLevel::ConsistencyQuorum as i32,
+                    ..Default::default()
+                },
+                None,
+            ))
+            .await
+            .expect("batch put")
+            .into_inner();
+        assert!(reply.success, "{}", reply.error_message);
+    }
+    for relation in HUB_RELATIONS {
+        let edges = (0..LEAVES)
+            .map(|i| pb::GraphEdge {
+                from_entity: "hub".to_owned(),
+                to_entity: leaf(i),
+                relation: relation.to_owned(),
+                weight: f64::from(((i * 7919) % 1000) as u32 + 1) / 1000.0,
+                ..Default::default()
+            })
+            .collect();
+        let reply = client
+            .add_edges(request(
+                pb::AddEdgesRequest {
+                    edges,
+                    consistency_level: pb::ConsistencyLevel::ConsistencyQuorum as i32,
+                    ..Default::default()
+                },
+                None,
+            ))
+            .await
+            .expect("add edges")
+            .into_inner();
+        assert!(reply.success, "{reply:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_stop_walks_from_a_hub_of_50000_edges_where_one_node_stops_them() {
+    let single = Daemon::start("");
+    let ring = start_ring(5, "replication_factor = 3\n");
+    load_hub(&single).await;
+    load_hub(&ring[0]).await;
+
+    // Traversals out of the hub, into a leaf and both ways, each cut by another budget.
+    let walks = [
+        (
+            vec!["hub".to_owned()],
+            pb::Direction::Out,
+            3,
+            500,
+            Some(40),
+            None,
+        ),
+        (
+            vec!["hub".to_owned()],
+            pb::Direction::Out,
+            2,
+            100_000,
+            Some(10_000),
+            Some(3_000),
+        ),
+        (vec![leaf(77)], pb::Direction::In, 3, 3, None, None),
+        (
+            vec![leaf(9), "hub".to_owned()],
+            pb::Direction::Both,
+            2,
+            2_000,
+            Some(300),
+            Some(5_000),
+        ),
+    ];
+    for (i, (starts, direction, max_hops, max_nodes, max_fan_out, max_edges)) in
+        walks.into_iter().enumerate()
+    {
+        let message = pb::TraverseRequest {
+            start_ids: starts,
+            max_hops,
+            direction: direction as i32,
+            max_nodes,
+            max_fan_out,
+            max_edges,
+            include_entity: Some(false),
+            ..Default::default()
+        };
+        let expected = traverse(&single, message.clone()).await;
+        assert!(expected.truncated, "walk {i} is cut by a budget");
+        let got = traverse(&ring[1 + i % 4], message).await;
+        assert_eq!(
+            traverse_digest(&got),
+            traverse_digest(&expected),
+            "walk {i}"
+        );
+    }
+
+    // Graph-RAG questions seeded at the hub, cut by nodes, edges and fan-out.
+    let budgets = [
+        (Some(300), None, Some(100)),
+        (None, Some(2_000), Some(5_000)),
+    ];
+    for (i, (max_nodes, max_edges, max_fan_out)) in budgets.into_iter().enumerate() {
+        let message = pb::QueryRequest {
+            k: 20,
+            max_nodes,
+            max_edges,
+            max_fan_out,
+            include_entity: Some(false),
+            ..query_request(vec![0.5; DIMENSION])
+        };
+        let expected = query(&single, message.clone()).await;
+        let context = expected.context.as_ref().expect("a context");
+        assert!(
+            !context.truncated_by.is_empty(),
+            "question {i}: {context:?}"
+        );
+        let got = query(&ring[4 - i], message).await;
+        assert_eq!(query_digest(&got), query_digest(&expected), "question {i}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,8 @@
 //! count each entity of two tenants exactly once, the per-node detail lists every node (their
 //! own figures adding up to three copies), an admin key still sees only its own tenant, and
 //! the answer stays exact with a node killed (other replicas count its ranges, the detail says
-//! it did not answer); on a 2-node ring with replication factor 1 and a node down, both fail
+//! it did not answer), and scans, queries and traversals through the ring see the caller's
+//! tenant only; on a 2-node ring with replication factor 1 and a node down, both fail
 //! `UNAVAILABLE` naming the ranges and the node (and the HTTP gateway takes `per_node`).
 
 use std::time::Duration;
@@ -189,6 +190,71 @@ async fn check_listing(
     total
 }
 
+/// Scans, queries and traversals through `node` see the caller's tenant only: both tenants
+/// hold the same ids, alpha 150 of them and beta 90 (`e0000`..), each `e{i}` with the vector
+/// `[1, i, 0.5]` but for the last ten.
+async fn check_isolation(node: &Daemon) {
+    let quorum = pb::ConsistencyLevel::ConsistencyQuorum as i32;
+    for (tenant, key, written) in COUNTS {
+        let mut client = node.client().await;
+        let scan = client
+            .range_scan(request(
+                pb::RangeScanRequest {
+                    limit: 1000,
+                    consistency_level: quorum,
+                    ..Default::default()
+                },
+                Some(key),
+            ))
+            .await
+            .expect("RangeScan")
+            .into_inner();
+        assert_eq!(scan.entities.len() as u64, written, "{tenant}");
+        // The nearest to alpha's e0120, which beta does not hold (the vectors' directions
+        // converge as i grows, so scores near it tie and the order among them is by id).
+        let reply = client
+            .query(request(
+                pb::QueryRequest {
+                    query_vector: vec![1.0, 120.0, 0.5],
+                    k: 5,
+                    max_hops: Some(0),
+                    consistency_level: quorum,
+                    ..Default::default()
+                },
+                Some(key),
+            ))
+            .await
+            .expect("Query")
+            .into_inner();
+        let ids: Vec<&str> = reply.results.iter().map(|r| r.entity_id.as_str()).collect();
+        let last_vector = format!("e{:04}", written - BARE - 1);
+        assert_eq!(ids.len(), 5, "{tenant}: {ids:?}");
+        // Alpha's nearest are its own near e0120 (beta has no vector past e0079); beta's are
+        // all among its own vectors.
+        let lowest = if tenant == "alpha" { "e0100" } else { "e0000" };
+        assert!(
+            ids.iter()
+                .all(|id| *id >= lowest && *id <= last_vector.as_str()),
+            "{tenant}: {ids:?}"
+        );
+        let walk = client
+            .traverse(request(
+                pb::TraverseRequest {
+                    start_ids: vec!["e0120".to_owned()],
+                    max_hops: 1,
+                    consistency_level: quorum,
+                    ..Default::default()
+                },
+                Some(key),
+            ))
+            .await
+            .expect("Traverse")
+            .into_inner();
+        let reached = usize::from(written > 120);
+        assert_eq!(walk.nodes.len(), reached, "{tenant}: {:?}", walk.nodes);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ring_of_five_counts_every_entity_once_through_any_node_also_with_a_node_down() {
     let (_keys, section) = auth();
@@ -219,6 +285,11 @@ async fn a_ring_of_five_counts_every_entity_once_through_any_node_also_with_a_no
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
     assert!(refused.message().starts_with("tenant_id: "), "{refused:?}");
+
+    // The cluster-wide reads fan out with the caller's tenant.
+    for node in &ring[3..] {
+        check_isolation(node).await;
+    }
 
     // n4 killed: its ranges are counted on other replicas, at once (the call to it fails and
     // is replaced in the same request) and once the ring sees it down.

@@ -63,6 +63,7 @@ pub(super) struct ScanParams {
     /// The filter (`RangeScanRequest.where`) as JSON.
     #[serde(rename = "where")]
     where_json: String,
+    routing_key: String,
 }
 
 /// `POST /entity`: PutEntity.
@@ -161,7 +162,8 @@ pub(super) async fn delete_entity<S: AlliDb>(
         .map(Json)
 }
 
-/// `GET /entities?start=&end=&limit=&page_token=&consistency_level=&where=`: RangeScan
+/// `GET /entities?start=&end=&limit=&page_token=&consistency_level=&where=&routing_key=`:
+/// RangeScan
 /// (`where` is the filter expression as JSON, URL-encoded).
 pub(super) async fn scan<S: AlliDb>(
     State(gateway): State<Gateway<S>>,
@@ -189,6 +191,7 @@ pub(super) async fn scan<S: AlliDb>(
         node_id: params.node_id,
         consistency_level: params.consistency_level,
         r#where,
+        routing_key: params.routing_key,
     };
     call(&headers, request, |r| gateway.service.range_scan(r))
         .await

@@ -25,7 +25,9 @@ impl AlliDbService {
                 .check_filter(&tenant, &params.filter)
                 .map_err(|e| errors::store_status("delete by filter", e))?;
         }
-        let level = self.cluster_reads().map(|_| consistency.level);
+        let read = self
+            .cluster_reads()
+            .map(|_| ReadOptions::at(consistency.level));
         let mut matched: Vec<String> = Vec::new();
         let mut count = 0u64;
         let mut every_one_matched = true;
@@ -33,7 +35,7 @@ impl AlliDbService {
         loop {
             let fetch = FILTERED_SCAN_ROUND + usize::from(after.is_some());
             let mut round = self
-                .scan_round(&tenant, start.clone(), None, fetch, level)
+                .scan_round(&tenant, start.clone(), None, fetch, read)
                 .await?;
             if let Some(after) = &after
                 && round.first().is_some_and(|e| &e.id == after)

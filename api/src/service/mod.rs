@@ -44,6 +44,7 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Authenticator, Principal, Role};
+use crate::page_token::PageTokenKey;
 use crate::pb::allidb_server::AlliDb;
 use crate::{admin, context, convert, errors, pb, validate, validate_provenance};
 use tokio::runtime::RuntimeFlavor;
@@ -85,6 +86,8 @@ pub struct ServiceOptions {
     pub query_max_candidates: usize,
     /// Most entities one query's expansion visits (`query.max_expansion_nodes`).
     pub query_max_expansion_nodes: usize,
+    /// Signs and checks `RangeScan` page tokens (the ring's key, or the node's own).
+    pub page_tokens: PageTokenKey,
 }
 
 impl Default for ServiceOptions {
@@ -96,6 +99,7 @@ impl Default for ServiceOptions {
             query_max_hops: 1,
             query_max_candidates: 1000,
             query_max_expansion_nodes: 1000,
+            page_tokens: PageTokenKey::default(),
         }
     }
 }
@@ -720,6 +724,7 @@ mod tests {
             upper: Bound::Excluded("z".into()),
             limit: 5,
             expression: None,
+            level: pb::ConsistencyLevel::ConsistencyOne,
         };
         assert_eq!(
             scan_range(&params),
@@ -730,6 +735,7 @@ mod tests {
             upper: Bound::Unbounded,
             limit: 5,
             expression: None,
+            level: pb::ConsistencyLevel::ConsistencyOne,
         };
         assert_eq!(scan_range(&params), (None, None, None));
     }

@@ -28,8 +28,8 @@ impl AlliDbService {
                 return Err(text_on_a_ring("text"));
             }
             let read = ReadOptions {
-                level,
                 allow_partial: request.allow_partial,
+                ..ReadOptions::at(level).routed(&request.routing_key)
             };
             if let Some(store) = self.store() {
                 store
@@ -91,8 +91,8 @@ impl AlliDbService {
         let texts = request.texts;
         let vectors: Vec<Vec<f32>> = request.vectors.into_iter().map(|v| v.values).collect();
         let read = ReadOptions {
-            level,
             allow_partial: options.allow_partial,
+            ..ReadOptions::at(level).routed(&options.routing_key)
         };
         type Answer = (Vec<QueryHit>, Option<ReadReport>, Option<PlanReport>);
         let answers: Vec<Answer> = match self.cluster_reads() {

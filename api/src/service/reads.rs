@@ -12,7 +12,12 @@ impl AlliDbService {
     ) -> Result<Response<pb::RangeScanResponse>, Status> {
         let caller = self.authorize(&request, Role::Read)?;
         let request = request.into_inner();
-        let params = validate::range_scan(&request, &caller.tenant)?;
+        let params = validate::range_scan(
+            &request,
+            &caller.tenant,
+            &self.options.page_tokens,
+            self.options.default_consistency,
+        )?;
         if !request.node_id.is_empty() && request.node_id != self.options.node_id {
             return Err(Status::not_found(format!(
                 "node_id {:?} is not a known node (this node is {:?})",
@@ -30,10 +35,9 @@ impl AlliDbService {
                 .check_filter(&tenant, filter)
                 .map_err(|e| errors::store_status("range scan", e))?;
         }
-        let level = match self.cluster_reads() {
-            Some(_) => Some(self.read_level(request.consistency_level)?),
-            None => None,
-        };
+        let read = self
+            .cluster_reads()
+            .map(|_| ReadOptions::at(cluster_level(params.level)).routed(&request.routing_key));
         // A filtered page reads on in rounds until it holds one more match than the page (which
         // tells whether another page follows) or the range ends.
         let mut entities = Vec::new();
@@ -45,7 +49,7 @@ impl AlliDbService {
             };
             let fetch = wanted + usize::from(resume_after.is_some());
             let mut round = self
-                .scan_round(&tenant, start.clone(), end.clone(), fetch, level)
+                .scan_round(&tenant, start.clone(), end.clone(), fetch, read)
                 .await?;
             if let Some(after) = &resume_after
                 && round.first().is_some_and(|e| &e.id == after)
@@ -73,7 +77,10 @@ impl AlliDbService {
         let more = entities.len() > params.limit;
         entities.truncate(params.limit);
         let next_page_token = match entities.last() {
-            Some(last) if more => validate::encode_page_token(&last.id),
+            Some(last) if more => self
+                .options
+                .page_tokens
+                .encode(&tenant, params.level, &last.id),
             _ => String::new(),
         };
         Ok(Response::new(pb::RangeScanResponse {
@@ -202,8 +209,8 @@ impl AlliDbService {
         let (hits, truncation, coverage) = match self.cluster_reads() {
             Some(reads) => {
                 let read = ReadOptions {
-                    level,
                     allow_partial: request.allow_partial,
+                    ..ReadOptions::at(level).routed(&request.routing_key)
                 };
                 let (hits, truncation, report) = reads
                     .traverse(&tenant, &starts, &options, include, read)
@@ -254,18 +261,18 @@ impl AlliDbService {
     }
 
     /// Up to `fetch` entities of `tenant` with `start <= id < end` in id order: from the
-    /// ring at `level` when there is one, else from the local store.
+    /// ring as `read` says when there is one, else from the local store.
     pub(super) async fn scan_round(
         &self,
         tenant: &str,
         start: Option<String>,
         end: Option<String>,
         fetch: usize,
-        level: Option<ConsistencyLevel>,
+        read: Option<ReadOptions>,
     ) -> Result<Vec<allidb_storage::cell::Entity>, Status> {
-        match (self.cluster_reads(), level) {
-            (Some(reads), Some(level)) => reads
-                .scan(tenant, IdRange { start, end }, fetch, level)
+        match (self.cluster_reads(), read) {
+            (Some(reads), Some(read)) => reads
+                .scan(tenant, IdRange { start, end }, fetch, read)
                 .await
                 .map_err(|e| errors::cluster_status("range scan", e)),
             _ => {

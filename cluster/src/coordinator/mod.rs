@@ -44,7 +44,7 @@ use crate::cells::{DroppedTenant, ReplicaMutation};
 use crate::consistency::ConsistencyLevel;
 use crate::hints::HintLog;
 use crate::hints::dispatcher::peer_label;
-use crate::membership::ClusterView;
+use crate::membership::{CallKind, ClusterView};
 use crate::peer_client::PeerClients;
 use crate::replica::LocalReplica;
 use crate::ring::HostId;
@@ -305,7 +305,7 @@ impl Coordinator {
             .keys()
             .filter(|h| **h != self.inner.host)
             .filter_map(|host| {
-                let addr = read::readable_addr(&view, *host).ok()?;
+                let addr = view.address_for(*host, CallKind::Read).ok()?;
                 let clients = &self.inner.clients;
                 Some(async move { (*host, clients.clock(*host, addr, version, timeout).await) })
             });

@@ -10,7 +10,6 @@
 //! So a replica that missed a drop never brings the dropped cells back.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 
 use allidb_storage::partition::CellVersion;
 
@@ -18,7 +17,7 @@ use super::Coordinator;
 use crate::cells::{self, DroppedTenant, ReplicaMutation};
 use crate::consistency::ConsistencyLevel;
 use crate::hints::dispatcher::peer_label;
-use crate::membership::{ClusterView, NodeStatus};
+use crate::membership::{CallKind, ClusterView, NodeStatus};
 use crate::ring::HostId;
 use crate::{ClusterError, replica_failure};
 
@@ -304,7 +303,7 @@ impl Coordinator {
                 dropped_at: stored.tenant_dropped_at,
             });
         }
-        let addr = readable_addr(view, host)?;
+        let addr = view.address_for(host, CallKind::Read)?;
         let reply = self
             .inner
             .clients
@@ -326,17 +325,5 @@ impl Coordinator {
             },
             dropped_at: reply.tenant_dropped_at_micros,
         })
-    }
-}
-
-/// The RPC address of the peer `host` when it may be sent a read: known to gossip, not down,
-/// and with an address gossiped; otherwise why not.
-pub(super) fn readable_addr(view: &ClusterView, host: HostId) -> Result<SocketAddr, String> {
-    let node = view.nodes.get(&host).ok_or("unknown to gossip")?;
-    match (node.status, node.rpc_addr) {
-        (NodeStatus::Down, _) => Err("down".to_owned()),
-        (NodeStatus::Left, _) => Err("left the ring".to_owned()),
-        (_, None) => Err("no RPC address gossiped yet".to_owned()),
-        (_, Some(addr)) => Ok(addr),
     }
 }

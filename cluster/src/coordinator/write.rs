@@ -24,7 +24,7 @@ use crate::cells::{self, DroppedTenant, ReplicaMutation};
 use crate::consistency::ConsistencyLevel;
 use crate::hints::dispatcher::peer_label;
 use crate::hints::{Hint, unix_ms};
-use crate::membership::ClusterView;
+use crate::membership::{CallKind, ClusterView};
 use crate::ring::{HostId, ReplicaSet, Ring, TokenRange};
 use crate::{ClusterError, replica_failure};
 
@@ -270,11 +270,7 @@ impl Coordinator {
                 .await
                 .map_err(|e| e.to_string());
         }
-        let node = view.nodes.get(&host).ok_or("unknown to gossip")?;
-        if let Some(refusal) = node.refusal() {
-            return Err(refusal);
-        }
-        let addr = node.rpc_addr.ok_or("no RPC address gossiped yet")?;
+        let addr = view.address_for(host, CallKind::Write)?;
         self.inner
             .clients
             .mutate(

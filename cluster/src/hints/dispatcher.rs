@@ -22,7 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::{Hint, HintLog, unix_ms};
 use crate::ClusterError;
 use crate::cells::{self, ReplicaMutation};
-use crate::membership::{ClusterView, NodeStatus};
+use crate::membership::{CallKind, ClusterView, NodeStatus};
 use crate::peer_client::PeerClients;
 use crate::ring::HostId;
 
@@ -146,13 +146,9 @@ async fn deliver(
         drop_left(hints, view, host);
         return;
     }
-    let (NodeStatus::Normal | NodeStatus::Joining, Some(addr)) = (node.status, node.rpc_addr)
-    else {
+    let Ok(addr) = node.address_for(CallKind::Hint) else {
         return;
     };
-    if !node.accepts_writes() {
-        return;
-    }
     let peer = peer_label(view, host);
     for segment in hints.seal(host) {
         let stored = match hints.read(host, segment) {

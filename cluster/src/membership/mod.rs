@@ -146,26 +146,38 @@ pub struct NodeView {
     pub topology_version: Option<u64>,
 }
 
-impl NodeView {
-    /// Whether writes may be sent to it: up, and its engine not refusing writes (a node that has
-    /// not gossiped its engine state yet is given the benefit of the doubt).
-    pub fn accepts_writes(&self) -> bool {
-        !matches!(self.status, NodeStatus::Down | NodeStatus::Left)
-            && self
-                .engine_state
-                .is_none_or(|state| state == EngineState::Healthy)
-    }
+/// What a call to a peer carries: the one rule of [`NodeView::address_for`] decides whether it
+/// may be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallKind {
+    /// A read: replica reads, the cluster-wide reads' calls, clock reads.
+    Read,
+    /// A write a coordinator sends now.
+    Write,
+    /// The delivery of hints kept for the node.
+    Hint,
+}
 
-    /// Why writes are not sent to it, when they are not.
-    pub fn refusal(&self) -> Option<String> {
+impl NodeView {
+    /// The address to send a `kind` call to, or why the node must not get one: nothing goes
+    /// to a node that is down or left the ring, or whose address is not gossiped yet; writes
+    /// and hints go only to a node whose engine accepts them (one that has not gossiped its
+    /// engine state yet is given the benefit of the doubt); hints wait while the node is
+    /// leaving (they are dropped once it has left).
+    pub fn address_for(&self, kind: CallKind) -> Result<SocketAddr, String> {
         match (self.status, self.engine_state) {
-            (NodeStatus::Down, _) => Some("down".to_owned()),
-            (NodeStatus::Left, _) => Some("left the ring".to_owned()),
-            (_, Some(state)) if state != EngineState::Healthy => {
-                Some(format!("refusing writes: engine {}", state.as_str()))
+            (NodeStatus::Down, _) => return Err("down".to_owned()),
+            (NodeStatus::Left, _) => return Err("left the ring".to_owned()),
+            (NodeStatus::Leaving, _) if kind == CallKind::Hint => {
+                return Err("leaving the ring".to_owned());
             }
-            _ => None,
+            (_, Some(state)) if kind != CallKind::Read && state != EngineState::Healthy => {
+                return Err(format!("refusing writes: engine {}", state.as_str()));
+            }
+            _ => {}
         }
+        self.rpc_addr
+            .ok_or_else(|| "no RPC address gossiped yet".to_owned())
     }
 }
 
@@ -206,22 +218,22 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
-    /// The RPC address of peer `host`, or why it cannot be asked now (down, or no address
-    /// gossiped yet).
+    /// The RPC address of peer `host` for a `kind` call, or why it must not get one (unknown
+    /// to gossip, or [`NodeView::address_for`]): the one rule every sender follows.
+    pub fn address_for(&self, host: HostId, kind: CallKind) -> Result<SocketAddr, String> {
+        self.nodes
+            .get(&host)
+            .ok_or_else(|| "unknown to gossip".to_owned())?
+            .address_for(kind)
+    }
+
+    /// [`ClusterView::address_for`] a read-like call (repair, streaming, topology), as an
+    /// `UNAVAILABLE` error naming the host.
     pub fn peer_address(&self, host: HostId) -> Result<SocketAddr, ClusterError> {
-        let label = crate::hints::dispatcher::peer_label(self, host);
-        match self.nodes.get(&host).map(|n| (n.status, n.rpc_addr)) {
-            Some((NodeStatus::Down, _)) => Err(ClusterError::Unavailable(format!(
-                "replica {label} is down"
-            ))),
-            Some((NodeStatus::Left, _)) => Err(ClusterError::Unavailable(format!(
-                "host {label} left the ring"
-            ))),
-            Some((_, Some(addr))) => Ok(addr),
-            _ => Err(ClusterError::Unavailable(format!(
-                "replica {label} has not gossiped its address"
-            ))),
-        }
+        self.address_for(host, CallKind::Read).map_err(|why| {
+            let label = crate::hints::dispatcher::peer_label(self, host);
+            ClusterError::Unavailable(format!("host {label} cannot be asked: {why}"))
+        })
     }
 }
 

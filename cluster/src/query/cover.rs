@@ -3,8 +3,9 @@
 //!
 //! Invariants: a range is covered by a host only if the host is one of its replicas and live;
 //! live hosts are taken in preference order (this node first, then the fastest by measured
-//! latency, then host id) and kept when they replicate a range no host taken before does, so
-//! the set is stable and at most `hosts - replication_factor + 1` hosts. A range with no live
+//! latency, then host id) and kept when they replicate a range not yet covered as many times as
+//! asked (`copies` distinct replicas), so the set is stable and, for one copy, at most
+//! `hosts - replication_factor + 1` hosts. A range with no live
 //! replica is reported, never skipped silently.
 
 use std::collections::BTreeSet;
@@ -22,16 +23,21 @@ pub struct Cover {
     pub ranges: usize,
 }
 
-/// Chooses hosts covering every range of `ring` at `replication_factor`: `live` says whether
-/// a host may be asked, `rank` orders hosts (smaller first).
+/// Chooses hosts covering every range of `ring` at `replication_factor` `copies` times (by
+/// that many distinct replicas: 1 for a read at ONE, a quorum's worth for a scan whose ids must
+/// include whatever a QUORUM write acknowledged): `live` says whether a host may be asked,
+/// `rank` orders hosts (smaller first). A range with fewer live replicas than `copies` is
+/// uncovered.
 pub fn cover<K: Ord>(
     ring: &Ring,
     replication_factor: usize,
+    copies: usize,
     live: impl Fn(HostId) -> bool,
     rank: impl Fn(HostId) -> K,
 ) -> Cover {
     let ranges = ring.ranges();
-    let mut open: Vec<(TokenRange, Vec<HostId>)> = ranges
+    let copies = copies.max(1);
+    let mut open: Vec<(TokenRange, Vec<HostId>, usize)> = ranges
         .iter()
         .map(|range| {
             (
@@ -39,6 +45,7 @@ pub fn cover<K: Ord>(
                 ring.replicas(range.end, replication_factor)
                     .hosts()
                     .to_vec(),
+                copies,
             )
         })
         .collect();
@@ -46,10 +53,16 @@ pub fn cover<K: Ord>(
     candidates.sort_by_key(|h| (rank(*h), *h));
     let mut hosts = Vec::new();
     for host in candidates {
-        let before = open.len();
-        open.retain(|(_, replicas)| !replicas.contains(&host));
-        if open.len() < before {
+        let mut useful = false;
+        for (_, replicas, needed) in open.iter_mut() {
+            if replicas.contains(&host) {
+                *needed -= 1;
+                useful = true;
+            }
+        }
+        if useful {
             hosts.push(host);
+            open.retain(|(_, _, needed)| *needed > 0);
         }
         if open.is_empty() {
             break;
@@ -57,7 +70,7 @@ pub fn cover<K: Ord>(
     }
     Cover {
         hosts,
-        uncovered: open.into_iter().map(|(range, _)| range).collect(),
+        uncovered: open.into_iter().map(|(range, _, _)| range).collect(),
         ranges: ranges.len(),
     }
 }
@@ -109,7 +122,7 @@ mod tests {
     #[test]
     fn a_cover_replicates_every_range_and_prefers_the_best_ranked_host() {
         let ring = ring_of_five();
-        let cover = cover(&ring, 3, |_| true, |h| h != host(4));
+        let cover = cover(&ring, 3, 1, |_| true, |h| h != host(4));
         assert!(cover.uncovered.is_empty());
         assert_eq!(cover.hosts[0], host(4), "the preferred host comes first");
         assert!(covers_every_range(&ring, 3, &cover.hosts));
@@ -120,11 +133,11 @@ mod tests {
     fn dead_hosts_are_avoided_and_a_range_without_live_replica_is_reported() {
         let ring = ring_of_five();
         let alive = |h: HostId| h != host(2) && h != host(3);
-        let cover3 = cover(&ring, 3, alive, |h| h);
+        let cover3 = cover(&ring, 3, 1, alive, |h| h);
         assert!(cover3.uncovered.is_empty());
         assert!(!cover3.hosts.contains(&host(2)) && !cover3.hosts.contains(&host(3)));
         assert!(covers_every_range(&ring, 3, &cover3.hosts));
-        let cover1 = cover(&ring, 1, alive, |h| h);
+        let cover1 = cover(&ring, 1, 1, alive, |h| h);
         assert_eq!(cover1.uncovered.len(), 8, "RF 1: the dead hosts' 8 ranges");
         assert!(
             cover1
@@ -132,6 +145,39 @@ mod tests {
                 .iter()
                 .all(|r| r.owner == host(2) || r.owner == host(3))
         );
+    }
+
+    #[test]
+    fn a_cover_of_two_copies_has_two_live_replicas_of_every_range() {
+        let ring = ring_of_five();
+        let twice = cover(&ring, 3, 2, |_| true, |h| h);
+        assert!(twice.uncovered.is_empty());
+        for range in ring.ranges() {
+            let chosen = ring
+                .replicas(range.end, 3)
+                .hosts()
+                .iter()
+                .filter(|h| twice.hosts.contains(h))
+                .count();
+            assert!(chosen >= 2, "{range:?}: {chosen} of {:?}", twice.hosts);
+        }
+        // With two hosts down, some ranges keep a single live replica: uncovered at 2 copies.
+        let alive = |h: HostId| h != host(2) && h != host(3);
+        let short = cover(&ring, 3, 2, alive, |h| h);
+        let expected: Vec<TokenRange> = ring
+            .ranges()
+            .into_iter()
+            .filter(|r| {
+                ring.replicas(r.end, 3)
+                    .hosts()
+                    .iter()
+                    .filter(|h| alive(**h))
+                    .count()
+                    < 2
+            })
+            .collect();
+        assert!(!expected.is_empty());
+        assert_eq!(short.uncovered, expected);
     }
 
     #[test]

@@ -57,7 +57,7 @@ use crate::ClusterError;
 use crate::consistency::ConsistencyLevel;
 use crate::coordinator::Coordinator;
 use crate::hints::dispatcher::peer_label;
-use crate::membership::{ClusterView, NodeStatus};
+use crate::membership::{CallKind, ClusterView};
 use crate::replica::MAX_PARTITIONS_PER_READ;
 use crate::ring::{HostId, token};
 use latency::PeerLatency;
@@ -102,9 +102,10 @@ impl ClusterQuery {
         }
     }
 
-    fn fanout<'a>(&'a self, tenant: &'a str, allow_partial: bool) -> Fanout<'a> {
+    fn fanout<'a>(&'a self, tenant: &'a str, read: ReadOptions) -> Fanout<'a> {
         Fanout {
-            allow_partial,
+            allow_partial: read.allow_partial,
+            routing: read.routing,
             report: Mutex::new(ReportBuilder::default()),
             local: self.host,
             replicas: &*self.replicas,
@@ -131,7 +132,7 @@ impl ClusterQuery {
         let plan = &request.plan;
         plan.validate()?;
         metrics::counter!("allidb_cluster_queries_total", "kind" => "query").increment(1);
-        let fanout = self.fanout(tenant, read.allow_partial);
+        let fanout = self.fanout(tenant, read);
         let search = SeedSearch {
             vector: request.vector.clone(),
             count: plan.seed_count(),
@@ -263,7 +264,7 @@ impl ClusterQuery {
     ) -> Result<(Vec<TraverseHit>, Truncation, ReadReport), ClusterError> {
         allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
         metrics::counter!("allidb_cluster_queries_total", "kind" => "traverse").increment(1);
-        let fanout = self.fanout(tenant, read.allow_partial);
+        let fanout = self.fanout(tenant, read);
         let starts: Vec<&str> = starts.iter().map(String::as_str).collect();
         let gathered = walk::walk_across(
             &fanout,
@@ -291,23 +292,34 @@ impl ClusterQuery {
     }
 
     /// Up to `limit` entities of `tenant` with `start <= id < end` over the whole ring, in id
-    /// order, each read at `level` (one gone at that level is skipped).
+    /// order, each read at `read.level` (one gone at that level is skipped). The ids come from
+    /// as many replicas of each range as the level needs, so every entity a write at that
+    /// level acknowledged is listed, also while a replica that missed it answers.
     pub async fn scan(
         &self,
         tenant: &str,
         range: IdRange,
         limit: usize,
-        level: ConsistencyLevel,
+        read: ReadOptions,
     ) -> Result<Vec<Entity>, ClusterError> {
         allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
         metrics::counter!("allidb_cluster_queries_total", "kind" => "scan").increment(1);
-        let fanout = self.fanout(tenant, false);
+        let level = read.level;
+        let fanout = self.fanout(
+            tenant,
+            ReadOptions {
+                allow_partial: false,
+                ..read
+            },
+        );
         let mut entities: Vec<Entity> = Vec::with_capacity(limit);
         let mut range = range;
         let mut after: Option<String> = None;
         while entities.len() < limit {
             let want = (limit - entities.len()).min(MAX_PARTITIONS_PER_READ);
-            let (ids, exhausted) = fanout.scan_ids(&range, want, after.as_deref()).await?;
+            let (ids, exhausted) = fanout
+                .scan_ids(&range, want, after.as_deref(), level)
+                .await?;
             let Some(last) = ids.last().cloned() else {
                 break;
             };
@@ -381,6 +393,30 @@ pub struct ReadOptions {
     pub level: ConsistencyLevel,
     /// Answer from the ranges with a live replica when some have none (else `UNAVAILABLE`).
     pub allow_partial: bool,
+    /// The request's routing key ([`ReadOptions::routed`]): reads with the same key ask the
+    /// same live replica of each range whichever node coordinates them. `None`: this node
+    /// first, then the fastest replicas.
+    pub routing: Option<u64>,
+}
+
+impl ReadOptions {
+    /// Reads at `level`, failing without a live replica of every range, routed by latency.
+    pub fn at(level: ConsistencyLevel) -> Self {
+        Self {
+            level,
+            allow_partial: false,
+            routing: None,
+        }
+    }
+
+    /// These options with the routing of `routing_key` (an empty key: none).
+    pub fn routed(self, routing_key: &str) -> Self {
+        Self {
+            routing: (!routing_key.is_empty())
+                .then(|| xxhash_rust::xxh3::xxh3_64(routing_key.as_bytes())),
+            ..self
+        }
+    }
 }
 
 /// Similarities the owners sent with their facts.
@@ -405,6 +441,8 @@ impl SimilaritySource for Gathered<'_> {
 pub(crate) struct Fanout<'a> {
     /// Missing ranges and entities are reported instead of failing the read.
     allow_partial: bool,
+    /// [`ReadOptions::routing`].
+    routing: Option<u64>,
     report: Mutex<ReportBuilder>,
     local: HostId,
     replicas: &'a dyn QueryReplicas,
@@ -415,6 +453,14 @@ pub(crate) struct Fanout<'a> {
     tenant: &'a str,
     failed: Mutex<BTreeSet<HostId>>,
     cover: Mutex<BTreeSet<HostId>>,
+}
+
+/// What a range lacks when it has fewer live replicas than a read needs.
+fn too_few(copies: usize) -> String {
+    match copies {
+        0 | 1 => "no live replica".to_owned(),
+        n => format!("fewer than {n} live replicas"),
+    }
 }
 
 /// Whether a failed call may be retried on another replica (the host failed, not the request).
@@ -435,11 +481,19 @@ impl Fanout<'_> {
                 .view
                 .nodes
                 .get(&host)
-                .is_some_and(|node| node.status != NodeStatus::Down && node.rpc_addr.is_some())
+                .is_some_and(|node| node.address_for(CallKind::Read).is_ok())
     }
 
+    /// The preference of `host` (smaller first): by the request's routing key when it has
+    /// one (the same order on every coordinator), else this node, then measured latency.
     fn rank(&self, host: HostId) -> (u8, u64) {
-        self.latency.rank(self.local, host)
+        match self.routing {
+            Some(routing) => (
+                0,
+                xxhash_rust::xxh3::xxh3_64_with_seed(&host.as_u128().to_le_bytes(), routing),
+            ),
+            None => self.latency.rank(self.local, host),
+        }
     }
 
     fn replication_factor(&self) -> usize {
@@ -448,11 +502,18 @@ impl Fanout<'_> {
             .effective_replication_factor(self.replication_factor)
     }
 
-    /// The covering set of live hosts not failed so far, or `UNAVAILABLE` naming the ranges
-    /// without a live replica and the hosts down.
-    fn cover(&self) -> Result<Vec<HostId>, ClusterError> {
+    /// The covering set of live hosts not failed so far, each range covered by `copies`
+    /// distinct replicas, or `UNAVAILABLE` naming the ranges without enough live replicas and
+    /// the hosts down.
+    fn cover(&self, copies: usize) -> Result<Vec<HostId>, ClusterError> {
         let rf = self.replication_factor();
-        let cover = cover::cover(&self.view.ring, rf, |h| self.live(h), |h| self.rank(h));
+        let cover = cover::cover(
+            &self.view.ring,
+            rf,
+            copies,
+            |h| self.live(h),
+            |h| self.rank(h),
+        );
         if cover.hosts.is_empty() && cover.ranges == 0 {
             return Err(ClusterError::Unavailable(
                 "the ring has no nodes with tokens yet; retry once the cluster has formed"
@@ -462,7 +523,7 @@ impl Fanout<'_> {
         let missing: Vec<String> = cover
             .uncovered
             .iter()
-            .map(|r| format!("token range ({}, {}]: no live replica", r.start, r.end))
+            .map(|r| format!("token range ({}, {}]: {}", r.start, r.end, too_few(copies)))
             .collect();
         if !cover.uncovered.is_empty() && !self.allow_partial {
             let down: Vec<String> = self
@@ -480,10 +541,11 @@ impl Fanout<'_> {
                 .map(|r| format!("({}, {}]", r.start, r.end))
                 .collect();
             return Err(ClusterError::Unavailable(format!(
-                "{} of {} token ranges have no live replica (replication factor {rf}): {}{}; \
-                 hosts down or failing: [{}]",
+                "{} of {} token ranges have {} (replication factor {rf}): {}{}; hosts down \
+                 or failing: [{}]",
                 cover.uncovered.len(),
                 cover.ranges,
+                too_few(copies),
                 shown.join(", "),
                 if cover.uncovered.len() > shown.len() {
                     ", ..."
@@ -583,7 +645,7 @@ impl Fanout<'_> {
         let mut best: HashMap<Arc<str>, SeedCandidate> = HashMap::new();
         for attempt in 1..=MAX_ATTEMPTS {
             let hosts: Vec<HostId> = self
-                .cover()?
+                .cover(1)?
                 .into_iter()
                 .filter(|h| !asked.contains(h))
                 .collect();
@@ -690,21 +752,23 @@ impl Fanout<'_> {
         Ok(described)
     }
 
-    /// The first `limit` ids in `range` over the covering set, after `after` when given, and
-    /// whether no host has more.
+    /// The first `limit` ids in `range` over a set of hosts holding every range as many times
+    /// as `level` needs, after `after` when given, and whether no host has more.
     async fn scan_ids(
         &self,
         range: &IdRange,
         limit: usize,
         after: Option<&str>,
+        level: ConsistencyLevel,
     ) -> Result<(Vec<String>, bool), ClusterError> {
+        let copies = level.required(self.replication_factor());
         let ask = limit + usize::from(after.is_some());
         let mut asked: BTreeSet<HostId> = BTreeSet::new();
         let mut ids: BTreeSet<String> = BTreeSet::new();
         let mut exhausted = true;
         for attempt in 1..=MAX_ATTEMPTS {
             let hosts: Vec<HostId> = self
-                .cover()?
+                .cover(copies)?
                 .into_iter()
                 .filter(|h| !asked.contains(h))
                 .collect();

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::tenants::{CountRequest, Counts};
 use super::wire::{IdRange, SeedSearch};
 use crate::ClusterError;
-use crate::membership::ClusterView;
+use crate::membership::{CallKind, ClusterView};
 use crate::peer_client::PeerClients;
 use crate::replica::LocalReplica;
 use crate::ring::HostId;
@@ -88,15 +88,9 @@ impl RingReplicas {
     /// The address of `host` and the ring version to stamp, or why `host` cannot be asked.
     fn route(&self, host: HostId) -> Result<(std::net::SocketAddr, u64), ClusterError> {
         let view = self.view.borrow();
-        let addr = view
-            .nodes
-            .get(&host)
-            .and_then(|node| node.rpc_addr)
-            .ok_or_else(|| {
-                ClusterError::Unavailable(format!(
-                    "host {host} has not gossiped its address yet; retry shortly"
-                ))
-            })?;
+        let addr = view.address_for(host, CallKind::Read).map_err(|why| {
+            ClusterError::Unavailable(format!("host {host} cannot be read: {why}"))
+        })?;
         Ok((addr, view.ring.version()))
     }
 }

@@ -25,8 +25,9 @@ use allidb_index::TenantStats;
 use allidb_index::vector::Metric;
 use futures_util::future::join_all;
 
-use super::{ClusterQuery, Fanout, MAX_ATTEMPTS, cover, host_failure};
+use super::{ClusterQuery, Fanout, MAX_ATTEMPTS, ReadOptions, cover, host_failure};
 use crate::ClusterError;
+use crate::consistency::ConsistencyLevel;
 use crate::hints::dispatcher::peer_label;
 use crate::proto;
 use crate::ring::{HostId, TokenRange, TokenSpan};
@@ -85,7 +86,10 @@ impl ClusterQuery {
         metrics::counter!("allidb_cluster_queries_total", "kind" => "tenants").increment(1);
         // The fan-out's tenant names the partitions of point lookups, which this read makes
         // none of.
-        let fanout = self.fanout(tenant.unwrap_or_default(), false);
+        let fanout = self.fanout(
+            tenant.unwrap_or_default(),
+            ReadOptions::at(ConsistencyLevel::One),
+        );
         let (tenants, nodes) = fanout.tenant_counts(tenant, per_node).await?;
         let mut nodes: Vec<NodeTenants> = nodes
             .into_iter()
@@ -134,7 +138,7 @@ impl Fanout<'_> {
         let mut sums: BTreeMap<String, TenantStats> = BTreeMap::new();
         let mut nodes = NodeFigures::new();
         for attempt in 1..=MAX_ATTEMPTS {
-            let preferred: BTreeSet<HostId> = self.cover()?.into_iter().collect();
+            let preferred: BTreeSet<HostId> = self.cover(1)?.into_iter().collect();
             let mut assigned: BTreeMap<HostId, Vec<TokenRange>> = BTreeMap::new();
             for range in pending.drain(..) {
                 let live = |h: HostId| self.live(h);

@@ -16,13 +16,14 @@ use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::Fanout;
 use super::latency::PeerLatency;
 use super::replicas::QueryReplicas;
 use super::tenants::{CountRequest, Counts};
 use super::walk::walk_across;
 use super::wire::{IdRange, SeedSearch};
+use super::{Fanout, ReadOptions};
 use crate::ClusterError;
+use crate::consistency::ConsistencyLevel;
 use crate::membership::{ClusterView, NodeStatus, NodeView};
 use crate::ring::{HostId, Ring, SpanIndex, token};
 
@@ -264,6 +265,7 @@ impl QueryReplicas for FakeRing {
 fn fanout<'a>(fake: &'a FakeRing, latency: &'a PeerLatency, local: HostId) -> Fanout<'a> {
     Fanout {
         allow_partial: false,
+        routing: None,
         report: Mutex::new(Default::default()),
         local,
         replicas: fake,
@@ -515,7 +517,7 @@ fn scan_pages_merge_the_covering_set_in_id_order_without_duplicates() {
                 end: None,
             };
             let (ids, exhausted) = runtime
-                .block_on(fanout.scan_ids(&range, page, after.as_deref()))
+                .block_on(fanout.scan_ids(&range, page, after.as_deref(), ConsistencyLevel::One))
                 .unwrap();
             assert!(ids.len() <= page);
             seen.extend(ids.iter().cloned());
@@ -577,5 +579,133 @@ fn tenant_figures_count_each_entity_once_through_any_host_also_with_one_failing(
     assert!(
         matches!(&error, ClusterError::Unavailable(m) if m.contains("token ranges have no live replica") && m.contains("h3")),
         "{error}"
+    );
+}
+
+/// Every id of the fake ring that `fanout` lists at `level`, paged 7 at a time.
+fn scan_everything(fanout: &Fanout<'_>, level: ConsistencyLevel) -> Vec<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let range = IdRange {
+            start: after.clone(),
+            end: None,
+        };
+        let (ids, exhausted) = runtime
+            .block_on(fanout.scan_ids(&range, 7, after.as_deref(), level))
+            .unwrap();
+        seen.extend(ids.iter().cloned());
+        if exhausted {
+            return seen;
+        }
+        after = ids.last().cloned();
+    }
+}
+
+#[test]
+fn a_scan_at_quorum_lists_what_one_replica_missed_even_through_that_replica() {
+    let mut fake = FakeRing::new(5, 3, 120, &[]);
+    let mut all: Vec<String> = (0..120).map(|i| format!("n{i}")).collect();
+    all.sort();
+    // A replica missed a write a quorum acknowledged (down, no hint yet), an entity whose
+    // range that replica alone answers for when it coordinates a read at ONE (what ONE
+    // promises: one replica per range).
+    let latency = PeerLatency::default();
+    let (missed, stale) = (0..120)
+        .map(|i| format!("n{i}"))
+        .find_map(|id| {
+            let stale = fake.replicas(&id)[0];
+            let held = &mut fake
+                .hosts
+                .get_mut(&stale)
+                .expect("a replica is a host")
+                .entities;
+            let similarity = held.remove(&id).expect("a replica holds it");
+            let at_one = scan_everything(&fanout(&fake, &latency, stale), ConsistencyLevel::One);
+            if !at_one.contains(&id) {
+                return Some((id, stale));
+            }
+            fake.hosts
+                .get_mut(&stale)
+                .expect("a replica is a host")
+                .entities
+                .insert(id, similarity);
+            None
+        })
+        .expect("some entity is answered for by one replica alone at ONE");
+    let through_stale = fanout(&fake, &latency, stale);
+    assert_eq!(
+        scan_everything(&through_stale, ConsistencyLevel::Quorum),
+        all,
+        "{missed} listed at QUORUM"
+    );
+    assert_eq!(scan_everything(&through_stale, ConsistencyLevel::All), all);
+
+    // A quorum of some range down: a QUORUM scan says so instead of listing less.
+    let down = &fake.replicas("n3")[..2];
+    fake.failing.extend(down.iter().copied());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let healthy = fake
+        .ring
+        .hosts()
+        .iter()
+        .copied()
+        .find(|h| !fake.failing.contains(h))
+        .unwrap();
+    let reads = fanout(&fake, &latency, healthy);
+    let range = IdRange {
+        start: None,
+        end: None,
+    };
+    let error = runtime
+        .block_on(reads.scan_ids(&range, 10, None, ConsistencyLevel::Quorum))
+        .unwrap_err();
+    assert!(
+        matches!(&error, ClusterError::Unavailable(m) if m.contains("fewer than 2 live replicas")),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_routing_key_asks_the_same_replicas_whichever_host_coordinates() {
+    let fake = FakeRing::new(5, 3, 300, &[]);
+    let search = SeedSearch {
+        vector: vec![1.0],
+        count: 10,
+        ef: None,
+        filter: Filter::default(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let asked_through = |local: u128, routing: Option<u64>| -> BTreeSet<HostId> {
+        fake.calls.lock().clear();
+        let latency = PeerLatency::default();
+        let reads = Fanout {
+            routing,
+            ..fanout(&fake, &latency, HostId::from_u128(local))
+        };
+        runtime.block_on(reads.seeds(&search)).unwrap();
+        fake.calls.lock().keys().copied().collect()
+    };
+    let routed = ReadOptions::at(ConsistencyLevel::One)
+        .routed("user-42")
+        .routing;
+    assert!(routed.is_some());
+    let first = asked_through(1, routed);
+    for local in 2..=5 {
+        assert_eq!(asked_through(local, routed), first, "through h{local}");
+    }
+    // Another key may choose other replicas; no key prefers the coordinator itself.
+    let unrouted: BTreeSet<BTreeSet<HostId>> = (1..=5).map(|l| asked_through(l, None)).collect();
+    assert!(unrouted.len() > 1, "{unrouted:?}");
+    assert_eq!(
+        ReadOptions::at(ConsistencyLevel::One).routed("").routing,
+        None
     );
 }

@@ -207,6 +207,27 @@ impl GraphIndex {
         Ok(())
     }
 
+    /// "Entity `to` now has exactly these in-edges", each `(from, edge to `to`)`, at engine
+    /// write `seq` (an entity's stored in-edge cells, indexed where its sources are not held).
+    pub fn replace_in_edges(&self, to: &str, edges: &[(&str, EdgeSpec)], seq: u64) -> Result<()> {
+        for (from, edge) in edges {
+            validate(from, std::slice::from_ref(edge))?;
+            if edge.to != to {
+                return Err(Error::invalid(format!(
+                    "in-edge {from:?} -[{}]-> {:?} does not end at {to:?}",
+                    edge.relation, edge.to
+                )));
+            }
+        }
+        let mut adjacency = self.adjacency.write();
+        adjacency.remove_all_in(to);
+        for (from, edge) in edges {
+            adjacency.insert(from, edge);
+        }
+        adjacency.applied_seq = adjacency.applied_seq.max(seq);
+        Ok(())
+    }
+
     /// Removes the edges `from -[relation]-> to`; returns how many existed.
     pub fn remove_edges(&self, from: &str, edges: &[(&str, &str)], seq: u64) -> usize {
         let mut adjacency = self.adjacency.write();
@@ -290,9 +311,9 @@ impl GraphIndex {
     }
 
     /// The eligible steps out of `node` under `options` (direction, relations, minimum
-    /// weight) that a walk running elsewhere needs: the first `limit` in walk order, plus every
-    /// later one back to a node of `walked` (a ring's coordinator walks one hop at a time over
-    /// the steps the owners of the frontier send it).
+    /// weight) that a walk running elsewhere needs: in walk order, those to the first `limit`
+    /// distinct neighbours outside `walked` and to walked nodes ([`NodeSteps`]; a ring's
+    /// coordinator walks one hop at a time over the steps the owners of the frontier send it).
     pub fn steps_from(
         &self,
         node: &str,

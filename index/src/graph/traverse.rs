@@ -576,14 +576,22 @@ fn followed_relations(options: &TraversalOptions) -> Option<Vec<&str>> {
 /// The eligible steps out of one node, as a remote walk needs them ([`super::GraphIndex::steps_from`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeSteps {
-    /// The first `limit` eligible steps in walk order, then every later eligible step whose
-    /// neighbour is one of the walked nodes given (in walk order too).
+    /// In walk order: every eligible step up to the one that would bring a `limit + 1`-th
+    /// distinct neighbour outside the walked nodes given, then every later eligible step whose
+    /// neighbour is a walked node or one of those `limit` neighbours.
     pub steps: Vec<PathStep>,
     /// Some eligible step was left out.
     pub cut: bool,
 }
 
 /// [`NodeSteps`] of `node` under `options` (its direction, relations and minimum weight).
+///
+/// Why distinct neighbours: a walk expanding `node` follows at most `fan_out` new neighbours
+/// and skips the ones visited meanwhile (at most `node_budget`), so with `limit = fan_out +
+/// node_budget` the neighbours it can follow are among the first `limit` distinct ones outside
+/// the walk; parallel edges (several relations, both directions) to one neighbour must not use
+/// up the limit, and the later ones to a neighbour it may follow are edges it may record back
+/// into the walk.
 pub(super) fn node_steps(
     adjacency: &Adjacency,
     node: &str,
@@ -597,20 +605,28 @@ pub(super) fn node_steps(
     let relations = followed_relations(options);
     let mut steps = Steps::new(&adjacency.nodes, options.min_weight);
     steps.start(adjacency, node, options.direction, relations.as_deref());
+    let walked: foldhash::HashSet<NodeId> = walked
+        .iter()
+        .filter_map(|peer| adjacency.nodes.get(peer))
+        .collect();
+    let mut fresh: foldhash::HashSet<NodeId> = foldhash::HashSet::default();
     let mut found = NodeSteps::default();
-    while found.steps.len() < limit {
-        match steps.next() {
-            Some(step) => found.steps.push(step.step()),
-            None => return found,
+    loop {
+        let Some(step) = steps.next() else {
+            return found;
+        };
+        if !walked.contains(&step.to_id) && !fresh.contains(&step.to_id) {
+            if fresh.len() == limit {
+                found.cut = true;
+                break;
+            }
+            fresh.insert(step.to_id);
         }
+        found.steps.push(step.step());
     }
-    if !steps.has_next() {
-        return found;
-    }
-    let mut later = steps.remaining_to(walked.iter().filter_map(|peer| adjacency.nodes.get(peer)));
+    let mut later = steps.remaining_to(walked.iter().chain(fresh.iter()).copied());
     later.sort_by(Candidate::walk_order);
     later.dedup_by(|a, b| a.walk_order(b).is_eq());
-    found.cut = steps.total - steps.taken > later.len();
     found.steps.extend(later.iter().map(Candidate::step));
     found
 }

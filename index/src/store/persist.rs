@@ -12,7 +12,8 @@
 //! ```
 //!
 //! A *checked file* is `crc32:u32 LE` (CRC-32/IEEE over the rest) followed by a versioned
-//! payload (`allidb_storage::codec`, version byte 1). A *record file* holds any number of
+//! payload (`allidb_storage::codec`; `META`'s version byte is the dump format,
+//! [`DUMP_FORMAT`]). A *record file* holds any number of
 //! entries without ever decoding more than one entry's payload at a time (so it is bounded by the
 //! codec's payload limit per entry, not per file):
 //!
@@ -52,6 +53,11 @@ struct Meta {
     tenants: Vec<String>,
 }
 
+/// Format of a dump, the payload version of its `META`: 2 since the graph holds each entity's
+/// in-edge cells too (a dump of format 1 lacks the incoming edges of entities whose sources
+/// the node does not hold, so it fails to load and the indexes are rebuilt from storage once).
+const DUMP_FORMAT: u8 = 2;
+
 /// Magic (with the format version) of a record file.
 const RECORD_FILE_MAGIC: &[u8; 8] = b"AIDXREC1";
 
@@ -71,15 +77,16 @@ fn sync_path(path: &Path) -> Result<()> {
         .map_err(|e| Error::io(path, e))
 }
 
-fn write_checked<T: bincode::Encode>(path: &Path, value: &T) -> Result<()> {
-    let payload = codec::encode(value).map_err(|e| Error::corruption(path, e.to_string()))?;
+fn write_checked<T: bincode::Encode>(path: &Path, format: u8, value: &T) -> Result<()> {
+    let payload =
+        codec::encode_as(format, value).map_err(|e| Error::corruption(path, e.to_string()))?;
     let mut bytes = crc32fast::hash(&payload).to_le_bytes().to_vec();
     bytes.extend_from_slice(&payload);
     fs::write(path, &bytes).map_err(|e| Error::io(path, e))?;
     sync_path(path)
 }
 
-fn read_checked<T: bincode::Decode<()>>(path: &Path) -> Result<T> {
+fn read_checked<T: bincode::Decode<()>>(path: &Path, format: u8) -> Result<T> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.len() < 4 {
         return Err(Error::corruption(path, "shorter than its checksum"));
@@ -88,7 +95,7 @@ fn read_checked<T: bincode::Decode<()>>(path: &Path) -> Result<T> {
     if crc32fast::hash(payload).to_le_bytes() != crc {
         return Err(Error::corruption(path, "checksum mismatch"));
     }
-    codec::decode(payload).map_err(|e| Error::corruption(path, e.to_string()))
+    codec::decode_as(format, payload).map_err(|e| Error::corruption(path, e.to_string()))
 }
 
 /// Payload format of the facts records: 2 since attributes are typed (a facts file of format 1
@@ -233,7 +240,7 @@ fn write_dump(dir: &Path, covered: SeqNo, tenants: &[(String, &TenantIndexes)]) 
         covered,
         tenants: tenants.iter().map(|(t, _)| t.clone()).collect(),
     };
-    write_checked(&dir.join(META), &meta)?;
+    write_checked(&dir.join(META), DUMP_FORMAT, &meta)?;
     sync_path(dir)
 }
 
@@ -277,7 +284,7 @@ pub fn load(
     }
     let name = fs::read_to_string(&current).map_err(|e| Error::io(&current, e))?;
     let dir = root.join(name.trim());
-    let meta: Meta = read_checked(&dir.join(META))?;
+    let meta: Meta = read_checked(&dir.join(META), DUMP_FORMAT)?;
     let mut tenants = Vec::with_capacity(meta.tenants.len());
     for tenant in meta.tenants {
         let tdir = tenant_dir(&dir, &tenant);

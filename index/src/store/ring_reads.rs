@@ -5,9 +5,9 @@
 //! Invariants: every answer covers everything this node holds (every range it replicates, not
 //! only the ranges a coordinator assigned it), so the union of the answers of a set of nodes
 //! covering the ring holds whatever one node holding everything would answer; seeds pass the
-//! filter (it applies inside the ANN search, as on one node); a node's steps are the ones its
-//! stored partition records, in-edges included (they live in the target's partition, which the
-//! local graph index only mirrors for sources this node also holds).
+//! filter (it applies inside the ANN search, as on one node); a node's steps come from the
+//! graph index, which indexes the in-edge cells of the partitions this node holds as well as
+//! their out-edge cells, so the owner of an entity answers its incoming edges too.
 //!
 //! Must never: rank, truncate a walk or read at a consistency level: the coordinator does.
 
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::planning::{self, SeedPlan};
 use super::{Filter, UnifiedStore};
 use crate::error::{Error, Result};
-use crate::graph::{Direction, EdgeSpec, GraphIndex, NodeSteps, TraversalOptions};
+use crate::graph::{NodeSteps, TraversalOptions};
 use crate::query::{EntityFacts, FactSource};
 use crate::vector::{Metric, VectorHit};
 
@@ -42,7 +42,7 @@ pub struct HopRequest {
     pub steps: Option<StepRequest>,
 }
 
-/// Which steps a hop wants of each node ([`GraphIndex::steps_from`]).
+/// Which steps a hop wants of each node ([`crate::graph::GraphIndex::steps_from`]).
 #[derive(Clone, Debug)]
 pub struct StepRequest {
     /// Direction, relations and minimum weight of the walk.
@@ -153,11 +153,10 @@ impl UnifiedStore {
             };
             let steps = match &request.steps {
                 None => NodeSteps::default(),
-                Some(wanted) if wanted.options.direction == Direction::Out => {
+                Some(wanted) => {
                     t.graph
                         .steps_from(id, &wanted.options, wanted.limit, &wanted.walked)?
                 }
-                Some(wanted) => self.stored_steps(tenant, &t.graph, id, wanted)?,
             };
             nodes.push(HopNode {
                 facts,
@@ -167,49 +166,6 @@ impl UnifiedStore {
             });
         }
         Ok(nodes)
-    }
-
-    /// The steps of `id` in a walk that follows in-edges: the stored partition holds all of
-    /// them, while the local graph index only mirrors the out-edges of sources this node holds;
-    /// both are merged (they agree wherever both know an edge).
-    fn stored_steps(
-        &self,
-        tenant: &str,
-        local: &GraphIndex,
-        id: &str,
-        wanted: &StepRequest,
-    ) -> Result<NodeSteps> {
-        let node = GraphIndex::new();
-        let spec = |relation: &str, to: &str, weight: f32| EdgeSpec {
-            relation: relation.to_owned(),
-            to: to.to_owned(),
-            weight,
-        };
-        if let Some(entity) = self.engine.get_entity(tenant, id)? {
-            for edge in &entity.in_edges {
-                node.add_edges(
-                    &edge.from,
-                    &[spec(&edge.relation, id, edge.weight as f32)],
-                    0,
-                )?;
-            }
-            let out: Vec<EdgeSpec> = entity
-                .out_edges
-                .iter()
-                .map(|e| spec(&e.relation, &e.to, e.weight as f32))
-                .collect();
-            node.add_edges(id, &out, 0)?;
-        }
-        for (relation, from, weight) in local.in_edges(id) {
-            node.add_edges(&from, &[spec(&relation, id, weight)], 0)?;
-        }
-        let out: Vec<EdgeSpec> = local
-            .out_edges(id)
-            .into_iter()
-            .map(|(relation, to, weight)| spec(&relation, &to, weight))
-            .collect();
-        node.add_edges(id, &out, 0)?;
-        node.steps_from(id, &wanted.options, wanted.limit, &wanted.walked)
     }
 
     /// The ids of the entities of `tenant` with `start <= id < end` this node holds, in id

@@ -4,7 +4,8 @@
 //!
 //! Invariant: after either path, the indexes describe exactly the entity's live state in the
 //! engine as of that write — a deleted entity has no vector, no facts, no text document and no
-//! out-edges — with
+//! edges; an entity's in-edge cells are indexed like its sources' out-edge cells (the same
+//! edges, written together), so a node answers the incoming edges of what it holds — with
 //! one counted exception: a stored vector whose dimension differs from the one the tenant's
 //! vector index holds (replicas that diverged, docs/index.md "Vectors the index refuses") is
 //! left out and its entity listed in [`TenantIndexes::unindexed`]; its facts and edges are
@@ -50,7 +51,10 @@ struct PartitionWrites {
     marker: bool,
     /// `Some(None)`: the body was removed.
     body: Option<(Option<EntityBody>, u64)>,
+    /// `(relation, to, weight)`; no weight: the edge was removed.
     out_edges: Vec<(String, String, Option<f32>)>,
+    /// `(relation, from, weight)` of the partition's in-edge cells; no weight: removed.
+    in_edges: Vec<(String, String, Option<f32>)>,
 }
 
 impl PartitionWrites {
@@ -71,16 +75,23 @@ impl PartitionWrites {
                 self.body = Some((body, ts));
             }
             CellSuffix::OutEdge { relation, to } => {
-                let weight = value
-                    .map(EdgeValue::decode)
-                    .transpose()?
-                    .map(|v| v.weight as f32);
-                self.out_edges.push((relation, to, weight));
+                self.out_edges.push((relation, to, edge_weight(value)?));
             }
-            CellSuffix::InEdge { .. } | CellSuffix::SourceMember { .. } => {}
+            CellSuffix::InEdge { relation, from } => {
+                self.in_edges.push((relation, from, edge_weight(value)?));
+            }
+            CellSuffix::SourceMember { .. } => {}
         }
         Ok(())
     }
+}
+
+/// The weight of an edge cell's value (`None`: a tombstone, the edge removed).
+fn edge_weight(value: Option<&[u8]>) -> Result<Option<f32>> {
+    Ok(value
+        .map(EdgeValue::decode)
+        .transpose()?
+        .map(|v| v.weight as f32))
 }
 
 fn meta_of(body: &EntityBody, body_ts: u64) -> EntityMeta {
@@ -291,6 +302,21 @@ impl TenantIndexes {
                 self.graph.add_edges(id, &added, seq)?;
             }
         }
+        // In-edge cells: the owner of `id` answers its incoming edges even where it holds no
+        // partition of their sources (a ring whose nodes outnumber its replication factor).
+        for (relation, from, weight) in &writes.in_edges {
+            match weight {
+                Some(weight) => {
+                    let edge = spec(relation, id, f64::from(*weight));
+                    self.graph
+                        .add_edges(from, std::slice::from_ref(&edge), seq)?;
+                }
+                None => {
+                    self.graph
+                        .remove_edges(from, &[(relation.as_str(), id)], seq);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -302,10 +328,16 @@ impl TenantIndexes {
             .iter()
             .map(|e| spec(&e.relation, &e.to, e.weight))
             .collect();
-        if state.body.is_none() && edges.is_empty() {
+        if state.body.is_none() && edges.is_empty() && state.in_edges.is_empty() {
             self.graph.delete_entity(id, seq);
         } else {
             self.graph.replace_out_edges(id, &edges, seq)?;
+            let incoming: Vec<(&str, EdgeSpec)> = state
+                .in_edges
+                .iter()
+                .map(|e| (e.from.as_str(), spec(&e.relation, id, e.weight)))
+                .collect();
+            self.graph.replace_in_edges(id, &incoming, seq)?;
         }
         Ok(())
     }

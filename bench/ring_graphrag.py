@@ -1,0 +1,177 @@
+"""Graph-RAG questions on one node and on rings (issue 32; docs/benchmarks.md "Cluster-wide
+reads"): the one-call question of bench/graphrag_bench.py (npm-minilm-20k with its generated
+power-law graph; k 10, 10 seeds, 2 hops over `depends`, the context, fan-out 16, 1,000 nodes)
+asked of a single node, a 3-node ring and a 5-node ring (replication factor 3), all on this
+machine, in one run.
+
+Per setup: the data loaded through the first node (HTTP, at ONE, then waited on until every
+node has indexed every vector); then the 500 questions with 1 and with --concurrency in
+flight, spread over the nodes (client thread i asks node i mod n), reporting questions/s,
+p50/p99 latency, and the daemons' CPU time per question summed over every node (/proc: the
+figure that predicts scaling on real hosts, since all nodes share this machine's cores); then
+100 questions per hop count (0, 1, 2) with `explain`, reporting the calls to other nodes per
+question (`allidb_cluster_query_calls_total`), the rounds and the most calls one node got
+(the reply's `profile`). Prints one JSON line per measurement and the ratios to one node.
+
+Usage (from the repository root, after `cargo build --profile test -p allidb-cmd --bins`; the
+rings use scripts/dev-cluster.sh's ports 7100-7143):
+  python3 bench/ring_graphrag.py [--setups 1,3,5] [--concurrency 4] [--runs 3] [--data DIR]
+      [--allidbd PATH]
+"""
+import argparse
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from allidbd_process import Daemon
+from graphrag_bench import generate_graph, load, percentile_ms, query_body, read_vecs
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class RingNode(Daemon):
+    """Node `i` of a ring started by scripts/dev-cluster.sh in `work` (its fixed ports)."""
+
+    def __init__(self, work, i):  # pylint: disable=super-init-not-called
+        base = 7100 + 10 * i
+        self.grpc = f"127.0.0.1:{base}"
+        self.http = ("127.0.0.1", base + 1)
+        self.admin = f"127.0.0.1:{base + 2}"
+        with open(os.path.join(work, "pids")) as pids:
+            self.pid = int(pids.read().split()[i])
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self):
+        os.kill(self.pid, 15)
+        while os.path.exists(f"/proc/{self.pid}"):
+            time.sleep(0.1)
+
+
+class Single(Daemon):
+    """A single node, with its pid where RingNode keeps it."""
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+
+def start(nodes, binary, work):
+    if nodes == 1:
+        return [Single(binary, work)]
+    subprocess.run([os.path.join(HERE, "../scripts/dev-cluster.sh"), "--nodes", str(nodes),
+                    "--dir", work, "--bin", binary], check=True, stdout=subprocess.DEVNULL)
+    ring = [RingNode(work, i) for i in range(nodes)]
+    for _ in range(600):
+        status = json.load(urllib.request.urlopen(f"http://{ring[0].admin}/cluster/status"))
+        if sum(n["status"] == "normal" for n in status["nodes"]) == nodes:
+            return ring
+        time.sleep(0.2)
+    raise SystemExit(f"the {nodes}-node ring did not form")
+
+
+def metric(node, name):
+    text = urllib.request.urlopen(f"http://{node.admin}/metrics").read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name))
+
+
+def ask_all(nodes, vectors, concurrency, **overrides):
+    """Questions/s, latencies (s), replies, daemon CPU per question summed over the nodes (s)
+    and calls to other nodes per question."""
+    local = threading.local()
+    counter = iter(range(1 << 30))
+    lock = threading.Lock()
+
+    def ask(i):
+        if not hasattr(local, "connection"):
+            with lock:
+                local.node = nodes[next(counter) % len(nodes)]
+            local.connection = local.node.connection()
+        body = json.dumps(query_body(vectors[i], 64, 16, 1000, **overrides))
+        t0 = time.perf_counter()
+        data = local.node.post(local.connection, "/query", body)
+        return time.perf_counter() - t0, json.loads(data)
+
+    calls = sum(metric(n, "allidb_cluster_query_calls_total") for n in nodes)
+    cpu = sum(n.cpu_seconds() for n in nodes)
+    start_at = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        replies = list(pool.map(ask, range(len(vectors))))
+    elapsed = time.perf_counter() - start_at
+    cpu = (sum(n.cpu_seconds() for n in nodes) - cpu) / len(vectors)
+    calls = (sum(metric(n, "allidb_cluster_query_calls_total") for n in nodes) - calls)
+    return (len(vectors) / elapsed, [r[0] for r in replies], [r[1] for r in replies], cpu,
+            calls / len(vectors))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=os.path.join(HERE, "../../shared/data/npm-minilm-20k"))
+    parser.add_argument("--allidbd", default=os.path.join(HERE, "../target/debug/allidbd"))
+    parser.add_argument("--setups", default="1,3,5")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=20)
+    args = parser.parse_args()
+    base = read_vecs(os.path.join(args.data, "base.fvecs"), np.float32)
+    queries = read_vecs(os.path.join(args.data, "query.fvecs"), np.float32).tolist()
+    depends, mentions, _ = generate_graph(len(base), args.seed)
+    print(f"# machine: {os.cpu_count()} cores, load {os.getloadavg()}")
+    results = {}
+    for nodes in [int(n) for n in args.setups.split(",")]:
+        with tempfile.TemporaryDirectory() as work:
+            ring = start(nodes, os.path.abspath(args.allidbd), work)
+            try:
+                edges, seconds = load(ring[0], base, depends, mentions)
+                while sum(n.pending() for n in ring) > 0:
+                    time.sleep(1)
+                setup = "1 node" if nodes == 1 else f"{nodes} nodes RF 3"
+                print(json.dumps({"setup": setup, "loaded_edges": edges,
+                                  "load_seconds": round(seconds, 1)}))
+                for concurrency in (1, args.concurrency):
+                    runs = [ask_all(ring, queries, concurrency) for _ in range(args.runs)]
+                    rate = float(np.median([r[0] for r in runs]))
+                    latencies = [t for r in runs for t in r[1]]
+                    cpu = float(np.median([r[3] for r in runs]))
+                    results[(nodes, concurrency)] = (rate, cpu)
+                    print(json.dumps({
+                        "setup": setup, "in_flight": concurrency, "questions_per_sec": round(rate, 1),
+                        "p50_ms": round(percentile_ms(latencies, 50), 2),
+                        "p99_ms": round(percentile_ms(latencies, 99), 2),
+                        "daemon_cpu_ms_per_question": round(cpu * 1000, 3),
+                        "calls_to_other_nodes_per_question": round(runs[0][4], 2),
+                        "runs_questions_per_sec": [round(r[0], 1) for r in runs]}))
+                for hops in (0, 1, 2):
+                    _, _, replies, _, calls = ask_all(ring, queries[:100], 1, max_hops=hops,
+                                                      explain=True)
+                    profiles = [r.get("profile") or {} for r in replies]
+                    print(json.dumps({
+                        "setup": setup, "max_hops": hops,
+                        "calls_to_other_nodes_per_question": round(calls, 2),
+                        "rounds_max": max((p.get("rounds", 0) for p in profiles), default=0),
+                        "calls_per_node_max": max((n.get("calls", 0) for p in profiles
+                                                   for n in p.get("nodes", [])), default=0)}))
+            finally:
+                for node in ring:
+                    node.stop()
+    for (nodes, concurrency), (rate, cpu) in sorted(results.items()):
+        one = results.get((1, concurrency))
+        if one and nodes != 1:
+            print(json.dumps({"setup": f"{nodes} nodes RF 3 / 1 node", "in_flight": concurrency,
+                              "rate_ratio": round(rate / one[0], 2),
+                              "cpu_per_question_ratio": round(cpu / one[1], 2)}))
+
+
+if __name__ == "__main__":
+    main()
