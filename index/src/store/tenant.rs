@@ -51,6 +51,9 @@ struct PartitionWrites {
     /// `Some(None)`: the body was removed.
     body: Option<(Option<EntityBody>, u64)>,
     out_edges: Vec<(String, String, Option<f32>)>,
+    /// Some in-edge cell of the partition was removed (a delete removes them; an expiry,
+    /// a marker alone, leaves them).
+    in_edges_removed: bool,
 }
 
 impl PartitionWrites {
@@ -77,7 +80,8 @@ impl PartitionWrites {
                     .map(|v| v.weight as f32);
                 self.out_edges.push((relation, to, weight));
             }
-            CellSuffix::InEdge { .. } | CellSuffix::SourceMember { .. } => {}
+            CellSuffix::InEdge { .. } => self.in_edges_removed |= value.is_none(),
+            CellSuffix::SourceMember { .. } => {}
         }
         Ok(())
     }
@@ -91,6 +95,7 @@ fn meta_of(body: &EntityBody, body_ts: u64) -> EntityMeta {
         importance: body.importance,
         updated_at_micros: if updated > 0 { updated } else { body_ts },
         body_ts,
+        expires_at_nanos: body.expires_at_nanos,
     }
 }
 
@@ -261,9 +266,13 @@ impl TenantIndexes {
     /// Applies what one batch wrote to partition `id` (`seq`: its last write in the batch).
     fn apply_writes(&self, id: &str, seq: SeqNo, writes: &PartitionWrites) -> Result<()> {
         if writes.marker && writes.body.is_none() {
-            // Delete: the entity and every edge leaving or entering it.
+            // Delete: the entity and every edge leaving or entering it. An expiry leaves the
+            // in-edges that other entities' out-edges wrote, as storage keeps them.
             self.apply_body(id, None, 0, seq)?;
-            self.graph.delete_entity(id, seq);
+            match writes.in_edges_removed {
+                true => self.graph.delete_entity(id, seq),
+                false => self.graph.replace_out_edges(id, &[], seq)?,
+            }
             return Ok(());
         }
         if let Some((body, ts)) = &writes.body {
@@ -302,11 +311,7 @@ impl TenantIndexes {
             .iter()
             .map(|e| spec(&e.relation, &e.to, e.weight))
             .collect();
-        if state.body.is_none() && edges.is_empty() {
-            self.graph.delete_entity(id, seq);
-        } else {
-            self.graph.replace_out_edges(id, &edges, seq)?;
-        }
-        Ok(())
+        // Edges into `id` are the out-edges of their sources, which their own states describe.
+        self.graph.replace_out_edges(id, &edges, seq)
     }
 }
