@@ -24,6 +24,7 @@ pub mod observe;
 pub mod service;
 pub mod validate;
 pub mod validate_provenance;
+pub mod validate_expiry;
 
 /// Generated protobuf messages and gRPC client/server code of package `allidb`.
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]
