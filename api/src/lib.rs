@@ -23,8 +23,8 @@ pub mod log_limit;
 pub mod observe;
 pub mod service;
 pub mod validate;
-pub mod validate_provenance;
 pub mod validate_expiry;
+pub mod validate_provenance;
 
 /// Generated protobuf messages and gRPC client/server code of package `allidb`.
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]

@@ -91,11 +91,24 @@ mod tests {
 
     #[test]
     fn resolves_the_time_from_the_entity_then_the_tenant_default() {
-        let at = |e: i64, ttl: i64, default: u64| expires_at("entity", &entity(e, ttl), NOW, default);
+        let at =
+            |e: i64, ttl: i64, default: u64| expires_at("entity", &entity(e, ttl), NOW, default);
         assert_eq!(at(0, 0, 0).unwrap(), 0, "no expiry");
-        assert_eq!(at(0, 0, 60).unwrap(), NOW + 60 * NANOS_PER_SEC, "the tenant default");
-        assert_eq!(at(0, 5, 60).unwrap(), NOW + 5 * NANOS_PER_SEC, "the entity's TTL wins");
-        assert_eq!(at(NOW + 7, 0, 60).unwrap(), NOW + 7, "an explicit time wins");
+        assert_eq!(
+            at(0, 0, 60).unwrap(),
+            NOW + 60 * NANOS_PER_SEC,
+            "the tenant default"
+        );
+        assert_eq!(
+            at(0, 5, 60).unwrap(),
+            NOW + 5 * NANOS_PER_SEC,
+            "the entity's TTL wins"
+        );
+        assert_eq!(
+            at(NOW + 7, 0, 60).unwrap(),
+            NOW + 7,
+            "an explicit time wins"
+        );
         assert_eq!(
             at(0, MAX_TTL_SECS, 0).unwrap(),
             NOW + MAX_TTL_SECS * NANOS_PER_SEC

@@ -1518,7 +1518,11 @@ mod tests {
             ("storage.tenant_ttl_secs", "sessions", "not tenant=seconds"),
             ("storage.tenant_ttl_secs", "sessions=0", "seconds must be"),
             ("storage.tenant_ttl_secs", "sessions=-3", "seconds must be"),
-            ("storage.tenant_ttl_secs", "sessions=630720001", "seconds must be"),
+            (
+                "storage.tenant_ttl_secs",
+                "sessions=630720001",
+                "seconds must be",
+            ),
             ("storage.tenant_ttl_secs", "a=5,a=6", "listed twice"),
             ("storage.tenant_ttl_secs", "=5", "tenant id"),
             ("storage.min_free_bytes", "2000000000000", "out of range"),
@@ -1563,7 +1567,10 @@ mod tests {
         });
         assert!(fine.is_ok(), "{fine:?}");
         let ttls = Config::load(&ConfigSources {
-            flags: vec![set("storage.tenant_ttl_secs", "sessions=3600, news = 86400")],
+            flags: vec![set(
+                "storage.tenant_ttl_secs",
+                "sessions=3600, news = 86400",
+            )],
             ..Default::default()
         })
         .expect("a valid tenant TTL list");

@@ -14,7 +14,13 @@ use allidb_storage::{Durability, EdgeWrite, EntityWrite};
 
 const TENANT: &str = "t";
 
-fn entity(id: &str, vector: [f32; 3], text: &str, expires_at_nanos: i64, to: &[&str]) -> EntityWrite {
+fn entity(
+    id: &str,
+    vector: [f32; 3],
+    text: &str,
+    expires_at_nanos: i64,
+    to: &[&str],
+) -> EntityWrite {
     EntityWrite {
         id: id.to_owned(),
         body: EntityBody {
@@ -77,7 +83,11 @@ fn seen(store: &UnifiedStore) -> Vec<Vec<String>> {
         ..QueryRequest::default()
     };
     let reply = store.query_with_context(TENANT, &request, true).unwrap();
-    let query = reply.hits.iter().map(|h| h.result.entity_id.to_string()).collect();
+    let query = reply
+        .hits
+        .iter()
+        .map(|h| h.result.entity_id.to_string())
+        .collect();
     let context = reply
         .context
         .unwrap()
@@ -104,7 +114,12 @@ fn seen(store: &UnifiedStore) -> Vec<Vec<String>> {
         .map(|h| h.entity_id.to_string())
         .collect();
     let (reached, _) = store
-        .traverse(TENANT, &["b".to_owned()], &TraversalOptions::default(), true)
+        .traverse(
+            TENANT,
+            &["b".to_owned()],
+            &TraversalOptions::default(),
+            true,
+        )
         .unwrap();
     let traversal = reached
         .iter()
@@ -127,23 +142,37 @@ fn an_expired_entity_leaves_every_read_and_index_and_stays_gone() {
     let store = UnifiedStore::open(dir.path(), StoreOptions::default()).unwrap();
     let expires_at = wall_nanos() + 1_500_000_000;
     let writes = vec![
-        entity("a", [1.0, 0.0, 0.0], "an ephemeral note", expires_at, &["b"]),
+        entity(
+            "a",
+            [1.0, 0.0, 0.0],
+            "an ephemeral note",
+            expires_at,
+            &["b"],
+        ),
         entity("b", [0.9, 0.1, 0.0], "a lasting note", 0, &["a", "c"]),
         entity("c", [0.0, 1.0, 0.0], "another lasting note", 0, &[]),
     ];
-    store.put_entities(TENANT, writes, Durability::Sync).unwrap();
+    store
+        .put_entities(TENANT, writes, Durability::Sync)
+        .unwrap();
     let all = |ids: &[&str]| ids.iter().map(|id| (*id).to_owned()).collect::<Vec<_>>();
     let before = seen(&store);
     assert_eq!(before[0], all(&["a", "b", "c"]), "get");
     for (path, ids) in before.iter().enumerate() {
-        assert!(ids.contains(&"a".to_owned()), "path {path} finds a: {ids:?}");
+        assert!(
+            ids.contains(&"a".to_owned()),
+            "path {path} finds a: {ids:?}"
+        );
     }
 
     let left = Duration::from_nanos(u64::try_from(expires_at - wall_nanos()).unwrap());
     std::thread::sleep(left);
     let after = seen(&store);
     for (path, ids) in after.iter().enumerate() {
-        assert!(!ids.contains(&"a".to_owned()), "path {path} still finds a: {ids:?}");
+        assert!(
+            !ids.contains(&"a".to_owned()),
+            "path {path} still finds a: {ids:?}"
+        );
     }
     assert_eq!(after[0], all(&["b", "c"]), "the others stay");
     assert_eq!(after[6], all(&["b", "c"]), "the walk goes on past a");
@@ -160,7 +189,12 @@ fn an_expired_entity_leaves_every_read_and_index_and_stays_gone() {
     }
     let stored = store.engine().read_partition(TENANT, "a").unwrap();
     assert!(stored.body.is_none(), "the expiry is stored");
-    assert!(store.lexical_documents(TENANT).iter().all(|(id, _)| id != "a"));
+    assert!(
+        store
+            .lexical_documents(TENANT)
+            .iter()
+            .all(|(id, _)| id != "a")
+    );
 
     // Across a restart (the indexes from their dump) it stays gone.
     store.close().unwrap();
@@ -171,6 +205,8 @@ fn an_expired_entity_leaves_every_read_and_index_and_stays_gone() {
 
     // A put after the expiry makes a new entity of the id.
     let again = entity("a", [1.0, 0.0, 0.0], "an ephemeral note again", 0, &[]);
-    store.put_entities(TENANT, vec![again], Durability::Sync).unwrap();
+    store
+        .put_entities(TENANT, vec![again], Durability::Sync)
+        .unwrap();
     assert!(seen(&store).iter().all(|ids| ids.contains(&"a".to_owned())));
 }

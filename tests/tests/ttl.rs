@@ -83,7 +83,10 @@ async fn seen(daemon: &Daemon, client: &mut Client) -> Vec<(&'static str, Vec<St
         .await
         .expect("a batched read")
         .into_inner();
-    paths.push(("get_entities", ids(many.entities.iter().map(|e| &e.entity_id))));
+    paths.push((
+        "get_entities",
+        ids(many.entities.iter().map(|e| &e.entity_id)),
+    ));
     let query = pb::QueryRequest {
         query_vector: vec![1.0, 0.0, 0.0],
         k: 10,
@@ -193,7 +196,12 @@ async fn an_entity_with_a_ttl_vanishes_from_every_read_and_from_disk_after_compa
     };
     let written = Instant::now();
     put(&mut client, ephemeral).await.expect("a put with a TTL");
-    let lasting = entity("lasting", &[0.9, 0.1, 0.0], "a lasting note", &["ephemeral"]);
+    let lasting = entity(
+        "lasting",
+        &[0.9, 0.1, 0.0],
+        "a lasting note",
+        &["ephemeral"],
+    );
     put(&mut client, lasting).await.expect("a put");
     let other = entity("other", &[0.0, 1.0, 0.0], "another note", &[]);
     put(&mut client, other).await.expect("a put");
@@ -206,24 +214,39 @@ async fn an_entity_with_a_ttl_vanishes_from_every_read_and_from_disk_after_compa
     );
     assert_eq!(stored.ttl_secs, 0, "reads carry the absolute time only");
     for (path, ids) in seen(&daemon, &mut client).await {
-        assert!(ids.contains(&"ephemeral".to_owned()), "{path} before: {ids:?}");
+        assert!(
+            ids.contains(&"ephemeral".to_owned()),
+            "{path} before: {ids:?}"
+        );
     }
 
     let expiry = Duration::from_nanos(u64::try_from(stored.expires_at_nanos - now_nanos).unwrap());
     tokio::time::sleep(expiry + Duration::from_millis(50)).await;
-    assert!(written.elapsed() < Duration::from_secs(4), "the test ran slow");
+    assert!(
+        written.elapsed() < Duration::from_secs(4),
+        "the test ran slow"
+    );
     for (path, ids) in seen(&daemon, &mut client).await {
-        assert!(!ids.contains(&"ephemeral".to_owned()), "{path} after: {ids:?}");
+        assert!(
+            !ids.contains(&"ephemeral".to_owned()),
+            "{path} after: {ids:?}"
+        );
         if path == "traverse" {
             assert_eq!(ids, ["lasting"], "the walk does not pass through it");
         }
     }
-    assert!(get(&mut client, "lasting").await.is_some(), "the others stay");
+    assert!(
+        get(&mut client, "lasting").await.is_some(),
+        "the others stay"
+    );
 
     // Swept from the indexes, then from every table by a full compaction.
     let deadline = Instant::now() + Duration::from_secs(10);
     while tenant_entities(&mut client).await != 2 {
-        assert!(Instant::now() < deadline, "the expired entity is never swept");
+        assert!(
+            Instant::now() < deadline,
+            "the expired entity is never swept"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let output = allidb_json(&daemon, &["compact"])
@@ -231,7 +254,10 @@ async fn an_entity_with_a_ttl_vanishes_from_every_read_and_from_disk_after_compa
         .expect("allidb runs");
     assert!(output.status.success(), "{output:?}");
     let data = daemon.data_dir.clone();
-    assert!(!tables_holding(&data, "a lasting note").is_empty(), "the search finds data");
+    assert!(
+        !tables_holding(&data, "a lasting note").is_empty(),
+        "the search finds data"
+    );
     assert_eq!(tables_holding(&data, EPHEMERAL_TEXT), Vec::<String>::new());
 }
 
@@ -255,7 +281,10 @@ async fn a_tenant_default_ttl_applies_and_bad_expiry_input_names_its_field() {
         "the tenant's 2 s: {by_default:?}"
     );
     let own = get(&mut client, "own-ttl").await.expect("written");
-    assert!(own.expires_at_nanos >= before + 600_000_000_000, "its own TTL wins");
+    assert!(
+        own.expires_at_nanos >= before + 600_000_000_000,
+        "its own TTL wins"
+    );
 
     // HTTP and the CLI write through the same rules.
     let addr = daemon.http_addr.expect("an HTTP listener");
@@ -264,7 +293,9 @@ async fn a_tenant_default_ttl_applies_and_bad_expiry_input_names_its_field() {
     assert_eq!(reply.status, 200, "{}", reply.body);
     let reply = http_call(addr, "GET", "/entity/http-ttl", None, "");
     let json: serde_json::Value = serde_json::from_str(&reply.body).expect("JSON");
-    let at = json["entity"]["expires_at_nanos"].as_i64().expect("a number");
+    let at = json["entity"]["expires_at_nanos"]
+        .as_i64()
+        .expect("a number");
     assert!(at >= before + 30_000_000_000, "{json}");
     let (code, _) = json_reply(
         allidb_json(&daemon, &["put", "--id", "cli-ttl", "--ttl", "45"])
@@ -341,20 +372,28 @@ async fn a_tenant_default_ttl_applies_and_bad_expiry_input_names_its_field() {
         .expect("a batch answers per entity")
         .into_inner();
     assert_eq!((reply.success_count, reply.failure_count), (1, 1));
-    assert!(reply.error_message.contains("entities[1].ttl_secs"), "{reply:?}");
+    assert!(
+        reply.error_message.contains("entities[1].ttl_secs"),
+        "{reply:?}"
+    );
 
     // The tenant default expires what it applied to, at its time.
     let left = by_default.expires_at_nanos - allidb_storage::hlc::wall_nanos();
     if left > 0 {
         tokio::time::sleep(Duration::from_nanos(left as u64 + 50_000_000)).await;
     }
-    assert!(get(&mut client, "by-default").await.is_none(), "expired by the default");
+    assert!(
+        get(&mut client, "by-default").await.is_none(),
+        "expired by the default"
+    );
     assert!(get(&mut client, "own-ttl").await.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_entity_stays_gone_on_a_ring_through_hints_read_repair_and_repair() {
-    use pb::ConsistencyLevel::{ConsistencyAll as All, ConsistencyOne as One, ConsistencyQuorum as Quorum};
+    use pb::ConsistencyLevel::{
+        ConsistencyAll as All, ConsistencyOne as One, ConsistencyQuorum as Quorum,
+    };
     let mut nodes = ring_of_three("");
     let mut client = nodes[0].client().await;
     let write = |entity: pb::Entity| pb::PutEntityRequest {
@@ -379,7 +418,10 @@ async fn an_expired_entity_stays_gone_on_a_ring_through_hints_read_repair_and_re
         .put_entity(request(write(expiring), None))
         .await
         .expect("a QUORUM write with one node down");
-    assert!(found(&nodes[0], "expiring", Quorum).await.unwrap(), "visible at first");
+    assert!(
+        found(&nodes[0], "expiring", Quorum).await.unwrap(),
+        "visible at first"
+    );
     wait_until("a hint kept for n2", Duration::from_secs(10), || {
         hints_pending(&nodes[0]) > 0 || hints_pending(&nodes[1]) > 0
     });
@@ -407,7 +449,10 @@ async fn an_expired_entity_stays_gone_on_a_ring_through_hints_read_repair_and_re
         assert_eq!(code, 0, "{reply}");
     }
     for (i, node) in nodes.iter().enumerate() {
-        assert!(!found(node, "expiring", One).await.unwrap(), "n{i} after repair");
+        assert!(
+            !found(node, "expiring", One).await.unwrap(),
+            "n{i} after repair"
+        );
     }
     // Every node's own indexes hold only "keep" (the expired entity was swept everywhere).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -416,7 +461,10 @@ async fn an_expired_entity_stays_gone_on_a_ring_through_hints_read_repair_and_re
         if held.len() == 3 && held.iter().all(|(_, n)| *n == 1) {
             break;
         }
-        assert!(Instant::now() < deadline, "a node still indexes it: {held:?}");
+        assert!(
+            Instant::now() < deadline,
+            "a node still indexes it: {held:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

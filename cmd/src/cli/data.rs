@@ -102,7 +102,12 @@ pub struct PutArgs {
     pub ttl_secs: Option<i64>,
     /// Expiry time in seconds since the Unix epoch (`expires_at_nanos`; replaces a JSON file's
     /// expiry).
-    #[arg(long, value_name = "UNIX_SECONDS", conflicts_with = "ttl_secs", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "UNIX_SECONDS",
+        conflicts_with = "ttl_secs",
+        allow_negative_numbers = true
+    )]
     pub expires_at: Option<i64>,
 }
 
@@ -587,12 +592,25 @@ mod tests {
             (entity.ttl_secs, entity.expires_at_nanos)
         };
         assert_eq!(put(&["--ttl", "30"]), (30, 0));
-        assert_eq!(put(&["--ttl", "-1"]), (-1, 0), "the server names the bad value");
+        assert_eq!(
+            put(&["--ttl", "-1"]),
+            (-1, 0),
+            "the server names the bad value"
+        );
         assert_eq!(
             put(&["--expires-at", "1700000000"]),
             (0, 1_700_000_000_000_000_000)
         );
-        let both = ["allidb", "put", "--id", "s", "--ttl", "3", "--expires-at", "9"];
+        let both = [
+            "allidb",
+            "put",
+            "--id",
+            "s",
+            "--ttl",
+            "3",
+            "--expires-at",
+            "9",
+        ];
         assert!(Cli::try_parse_from(both).is_err());
     }
 

@@ -168,8 +168,7 @@ impl FactTable {
             meta.attributes.iter().map(|(k, v)| (k, v.into())),
         );
         if meta.expires_at_nanos != 0 {
-            self.expiring
-                .insert((meta.expires_at_nanos, id.to_owned()));
+            self.expiring.insert((meta.expires_at_nanos, id.to_owned()));
         }
         self.entities.insert(id.to_owned(), meta);
     }

@@ -537,7 +537,9 @@ fn an_expired_body_is_shadowed_at_its_own_timestamp_and_compacted_away() {
         put(1, "expiring-body", at),
         put(2, "kept-body", 0),
     ];
-    engine.put_entities(TENANT, writes, Durability::Sync).unwrap();
+    engine
+        .put_entities(TENANT, writes, Durability::Sync)
+        .unwrap();
     engine.flush().unwrap();
     let all = ["e000000", "e000001", "e000002"];
     let not_yet = engine
@@ -553,10 +555,18 @@ fn an_expired_body_is_shadowed_at_its_own_timestamp_and_compacted_away() {
     let expired = engine
         .expire_entities(TENANT, &all, at, Durability::Sync)
         .unwrap();
-    assert_eq!(expired, vec!["e000000"], "the rewritten one no longer expires");
+    assert_eq!(
+        expired,
+        vec!["e000000"],
+        "the rewritten one no longer expires"
+    );
     let gone = engine.read_partition(TENANT, "e000000").unwrap();
     assert!(gone.body.is_none() && gone.out_edges.is_empty());
-    assert_eq!(gone.marker_ts, Some(body_ts), "the marker has the body's timestamp");
+    assert_eq!(
+        gone.marker_ts,
+        Some(body_ts),
+        "the marker has the body's timestamp"
+    );
     assert!(engine.get_entity(TENANT, "e000000").unwrap().is_none());
 
     // The older body's expiry reaching a replica after the newer put hides nothing of it.
@@ -573,6 +583,48 @@ fn an_expired_body_is_shadowed_at_its_own_timestamp_and_compacted_away() {
                 .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
         })
     };
-    assert!(holding("kept-body") && holding("rewritten"), "the search finds data");
-    assert!(!holding("expiring-body"), "an expired body is left in a file");
+    assert!(
+        holding("kept-body") && holding("rewritten"),
+        "the search finds data"
+    );
+    assert!(
+        !holding("expiring-body"),
+        "an expired body is left in a file"
+    );
+}
+
+/// A put and its expiry (or delete) in the same memtable: the flush leaves the hidden body out,
+/// so a full compaction that only moves the one table down leaves no file holding it.
+#[test]
+fn a_body_hidden_within_one_memtable_is_not_flushed() {
+    use crate::fs::FileSystem;
+    let fs = SimFileSystem::new();
+    let dir = Path::new("/db");
+    let engine = Engine::open_with_fs(Arc::new(fs.clone()), dir, options()).unwrap();
+    let at = 4_000_000_000_000_000_000_i64;
+    let mut expiring = write(0);
+    expiring.body.entity_type = "expiring-body".to_owned();
+    expiring.body.expires_at_nanos = at;
+    let mut kept = write(1);
+    kept.body.entity_type = "kept-body".to_owned();
+    engine
+        .put_entities(TENANT, vec![expiring, kept], Durability::Sync)
+        .unwrap();
+    let expired = engine
+        .expire_entities(TENANT, &["e000000"], at, Durability::Sync)
+        .unwrap();
+    assert_eq!(expired, ["e000000"]);
+    engine.compact().unwrap();
+    let holding = |needle: &str| {
+        fs.list(dir).unwrap().into_iter().any(|name| {
+            name.ends_with(".sst")
+                && fs
+                    .read(&dir.join(&name))
+                    .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+    };
+    assert!(holding("kept-body"), "the search finds data");
+    assert!(!holding("expiring-body"), "a hidden body was flushed");
+    assert!(engine.get_entity(TENANT, "e000000").unwrap().is_none());
+    assert!(engine.get_entity(TENANT, "e000001").unwrap().is_some());
 }
