@@ -18,6 +18,8 @@ const INT64_FIELDS: &[&str] = &[
     "GraphEdge.timestamp_nanos",
     "Entity.created_at_nanos",
     "Entity.updated_at_nanos",
+    "Entity.expires_at_nanos",
+    "Entity.ttl_secs",
     "HealthCheckResponse.timestamp_nanos",
     "BulkPutEntitiesResponse.success_count",
     "BulkPutEntitiesResponse.failure_count",

@@ -20,14 +20,19 @@ use tonic::Status;
 use crate::{pb, validate};
 
 /// A validated replacing write of `entity` (request path `field`) by a caller of tenant
-/// `caller_tenant`, with defaults filled from the server's write time `now_nanos`.
+/// `caller_tenant`, with defaults filled from the server's write time `now_nanos`; the expiry
+/// time comes from the entity, else from the tenant's default TTL `default_ttl_secs` (0: none;
+/// [`crate::validate_expiry::expires_at`]).
 pub fn entity_write(
     field: &str,
     entity: &pb::Entity,
     caller_tenant: &str,
     now_nanos: i64,
+    default_ttl_secs: u64,
 ) -> Result<EntityWrite, Status> {
     validate::entity(field, entity, caller_tenant)?;
+    let expires_at_nanos =
+        crate::validate_expiry::expires_at(field, entity, now_nanos, default_ttl_secs)?;
     let typed_attributes = crate::filter::typed_attributes(
         &format!("{field}.typed_attributes"),
         &entity.typed_attributes,
@@ -80,6 +85,7 @@ pub fn entity_write(
             updated_at_nanos: entity.updated_at_nanos,
             typed_attributes,
             sources: entity.source_ids.clone(),
+            expires_at_nanos,
         },
         out_edges: entity
             .outgoing_edges
@@ -123,6 +129,8 @@ pub fn entity_to_proto(entity: &Entity) -> pb::Entity {
             .map(|(k, v)| (k.clone(), crate::filter::value_to_proto(v)))
             .collect(),
         source_ids: body.sources.clone(),
+        expires_at_nanos: body.expires_at_nanos,
+        ttl_secs: 0,
     }
 }
 
@@ -330,6 +338,9 @@ mod tests {
                 crate::filter::value_to_proto(&allidb_storage::cell::AttributeValue::Int(3)),
             )]),
             source_ids: Vec::new(),
+            // Carried both ways (a read returns it; writing it back keeps it).
+            expires_at_nanos: NOW + 60_000_000_000,
+            ttl_secs: 0,
         }
     }
 
@@ -363,7 +374,7 @@ mod tests {
 
     #[test]
     fn write_fills_versions_and_timestamps_only_when_absent() {
-        let write = entity_write("entity", &sample(), "t1", NOW).unwrap();
+        let write = entity_write("entity", &sample(), "t1", NOW, 0).unwrap();
         let versions: Vec<_> = write.body.embeddings.iter().map(|e| e.version).collect();
         let stamps: Vec<_> = write
             .body
@@ -391,7 +402,7 @@ mod tests {
     #[test]
     fn round_trip_through_the_store_model() {
         let original = sample();
-        let write = entity_write("entity", &original, "t1", NOW).unwrap();
+        let write = entity_write("entity", &original, "t1", NOW, 0).unwrap();
         let back = entity_to_proto(&stored(&write, "t1"));
 
         let mut expected = original;
@@ -401,7 +412,7 @@ mod tests {
         expected.incoming_edges[0].to_entity = "a".into();
         assert_eq!(back, expected);
         // A second trip is the identity: every default is now explicit.
-        let again = entity_write("entity", &back, "t1", NOW + 1).unwrap();
+        let again = entity_write("entity", &back, "t1", NOW + 1, 0).unwrap();
         assert_eq!(entity_to_proto(&stored(&again, "t1")), back);
     }
 
@@ -409,7 +420,7 @@ mod tests {
     fn write_rejects_foreign_edge_ends_and_tenants() {
         let mut wrong_from = sample();
         wrong_from.outgoing_edges[0].from_entity = "other".into();
-        let err = entity_write("entity", &wrong_from, "t1", NOW).unwrap_err();
+        let err = entity_write("entity", &wrong_from, "t1", NOW, 0).unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert!(
             err.message()
@@ -418,12 +429,12 @@ mod tests {
 
         let mut wrong_to = sample();
         wrong_to.incoming_edges[0].to_entity = "other".into();
-        let err = entity_write("entity", &wrong_to, "t1", NOW).unwrap_err();
+        let err = entity_write("entity", &wrong_to, "t1", NOW, 0).unwrap_err();
         assert!(err.message().contains("entity.incoming_edges[0].to_entity"));
 
         let mut foreign = sample();
         foreign.tenant_id = "t2".into();
-        let err = entity_write("entity", &foreign, "t1", NOW).unwrap_err();
+        let err = entity_write("entity", &foreign, "t1", NOW, 0).unwrap_err();
         assert_eq!(err.code(), tonic::Code::PermissionDenied);
     }
 

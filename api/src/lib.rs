@@ -24,6 +24,7 @@ pub mod observe;
 pub mod page_token;
 pub mod service;
 pub mod validate;
+pub mod validate_expiry;
 pub mod validate_provenance;
 
 /// Generated protobuf messages and gRPC client/server code of package `allidb`.

@@ -12,7 +12,7 @@
 //! `server.allow_insecure_non_loopback` says otherwise. This module reads configuration only: it
 //! never opens listeners, files other than the config file, or stores.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -167,6 +167,10 @@ pub struct StorageConfig {
     /// Seconds a memtable holding writes may receive none before it is flushed, so that its
     /// WAL segment can be deleted while idle (0 disables it).
     pub memtable_idle_flush_secs: u32,
+    /// Default time to live of each listed tenant's entities, as `tenant=seconds` items
+    /// (docs/api.md "Expiry"): an entity written without an expiry of its own expires that
+    /// long after its write. Unlisted tenants have none.
+    pub tenant_ttl_secs: Vec<String>,
 }
 
 impl Default for StorageConfig {
@@ -180,11 +184,38 @@ impl Default for StorageConfig {
             gc_grace_secs: 10 * 24 * 3600,
             min_free_bytes: 256 * MIB,
             memtable_idle_flush_secs: 30,
+            tenant_ttl_secs: Vec::new(),
         }
     }
 }
 
 impl StorageConfig {
+    /// The default TTL of each tenant `tenant_ttl_secs` lists, or why an item is malformed
+    /// (not `tenant=seconds`, an invalid tenant id, a tenant listed twice, seconds out of
+    /// 1..=`MAX_TTL_SECS`).
+    pub fn tenant_ttls(&self) -> Result<BTreeMap<String, u64>, String> {
+        let max = allidb_api::validate_expiry::MAX_TTL_SECS as u64;
+        let mut ttls = BTreeMap::new();
+        for item in &self.tenant_ttl_secs {
+            let (tenant, secs) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?} is not tenant=seconds"))?;
+            let tenant = tenant.trim();
+            allidb_storage::key::validate_tenant(tenant)
+                .map_err(|e| format!("{item:?}: tenant id: {e}"))?;
+            let secs: u64 = secs
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s| (1..=max).contains(s))
+                .ok_or_else(|| format!("{item:?}: seconds must be an integer in 1..={max}"))?;
+            if ttls.insert(tenant.to_owned(), secs).is_some() {
+                return Err(format!("tenant {tenant:?} is listed twice"));
+            }
+        }
+        Ok(ttls)
+    }
+
     /// The storage engine's durability setting.
     pub fn durability(&self) -> Durability {
         match self.durability {
@@ -1032,6 +1063,9 @@ impl Config {
             storage.gc_grace_secs,
             1..=365 * 24 * 3600,
         )?;
+        storage
+            .tenant_ttls()
+            .map_err(|message| invalid("storage.tenant_ttl_secs", message))?;
         check_range(
             "storage.min_free_bytes",
             storage.min_free_bytes,
@@ -1481,6 +1515,16 @@ mod tests {
             ("index.ef_search", "0", "out of range"),
             ("storage.memtable_bytes", "10", "out of range"),
             ("storage.gc_grace_secs", "0", "out of range"),
+            ("storage.tenant_ttl_secs", "sessions", "not tenant=seconds"),
+            ("storage.tenant_ttl_secs", "sessions=0", "seconds must be"),
+            ("storage.tenant_ttl_secs", "sessions=-3", "seconds must be"),
+            (
+                "storage.tenant_ttl_secs",
+                "sessions=630720001",
+                "seconds must be",
+            ),
+            ("storage.tenant_ttl_secs", "a=5,a=6", "listed twice"),
+            ("storage.tenant_ttl_secs", "=5", "tenant id"),
             ("storage.min_free_bytes", "2000000000000", "out of range"),
             ("storage.periodic_sync_ms", "0", "out of range"),
             ("storage.memtable_idle_flush_secs", "86401", "out of range"),
@@ -1522,6 +1566,18 @@ mod tests {
             ..Default::default()
         });
         assert!(fine.is_ok(), "{fine:?}");
+        let ttls = Config::load(&ConfigSources {
+            flags: vec![set(
+                "storage.tenant_ttl_secs",
+                "sessions=3600, news = 86400",
+            )],
+            ..Default::default()
+        })
+        .expect("a valid tenant TTL list");
+        assert_eq!(
+            ttls.storage.tenant_ttls().unwrap(),
+            BTreeMap::from([("news".to_owned(), 86400), ("sessions".to_owned(), 3600)])
+        );
         let share_over_budget = Config::load(&ConfigSources {
             flags: vec![
                 set("server.max_inflight_request_bytes", "67108864"),

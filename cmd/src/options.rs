@@ -235,6 +235,10 @@ pub fn service_options(config: &Config, page_tokens: PageTokenKey) -> ServiceOpt
         query_max_candidates: config.query.max_candidates as usize,
         query_max_expansion_nodes: config.query.max_expansion_nodes as usize,
         page_tokens,
+        tenant_ttl_secs: config
+            .storage
+            .tenant_ttls()
+            .expect("Config::validate refuses a malformed storage.tenant_ttl_secs"),
     }
 }
 

@@ -9,6 +9,12 @@
 //! (the documents that support them), each list sorted and without repeats. The payload formats
 //! that carry them (body format 3, edge format 2) are written only when a list is not empty, so
 //! an entity without sources is stored byte for byte as before (docs/storage.md "Provenance").
+//!
+//! Expiry (issue 39, TTL): a body may carry an absolute expiry time ([`EntityBody::expires_at_nanos`],
+//! fixed by the write's coordinator); body format 4 carries it and is written only when it is
+//! set. An expired body is a stored fact like any other: reads hide it ([`EntityBody::expired_at`])
+//! and the node's expiry sweep shadows it with a marker at its own timestamp
+//! ([`crate::mutation::plan_expire`]), which compaction then purges like any hidden cell.
 
 use std::collections::BTreeMap;
 
@@ -126,6 +132,9 @@ pub struct EntityBody {
     pub typed_attributes: BTreeMap<String, AttributeValue>,
     /// The sources (documents) that support this entity, sorted, no repeats.
     pub sources: Vec<String>,
+    /// When the entity expires, nanoseconds since the Unix epoch (0: never): from then on no
+    /// read returns it.
+    pub expires_at_nanos: i64,
 }
 
 /// Body payload format 1: every field but the typed attributes and sources (borrowed for
@@ -156,6 +165,13 @@ struct BodyV3Ref<'a> {
     chunk_sources: Vec<&'a Vec<String>>,
 }
 
+/// Body payload format 4: format 3 then the expiry time.
+#[derive(bincode::Encode)]
+struct BodyV4Ref<'a> {
+    v3: BodyV3Ref<'a>,
+    expires_at_nanos: i64,
+}
+
 #[derive(bincode::Decode)]
 struct BodyV1 {
     entity_type: String,
@@ -178,6 +194,23 @@ struct BodyV3 {
     v2: BodyV2,
     sources: Vec<String>,
     chunk_sources: Vec<Vec<String>>,
+}
+
+#[derive(bincode::Decode)]
+struct BodyV4 {
+    v3: BodyV3,
+    expires_at_nanos: i64,
+}
+
+impl BodyV3 {
+    /// The body (no expiry: formats up to 3 have none).
+    fn into_body(self) -> EntityBody {
+        let BodyV2 {
+            v1,
+            typed_attributes,
+        } = self.v2;
+        v1.into_body(typed_attributes, self.sources, self.chunk_sources)
+    }
 }
 
 impl BodyV1 {
@@ -204,6 +237,7 @@ impl BodyV1 {
             updated_at_nanos: self.updated_at_nanos,
             typed_attributes,
             sources,
+            expires_at_nanos: 0,
         }
     }
 }
@@ -212,9 +246,12 @@ impl BodyV1 {
 const BODY_FORMAT_TYPED: u8 = 2;
 /// Payload format of a body with sources (on the body or a chunk).
 const BODY_FORMAT_SOURCED: u8 = 3;
+/// Payload format of a body with an expiry time.
+const BODY_FORMAT_EXPIRING: u8 = 4;
 
 impl EntityBody {
-    /// Encodes the body payload (format 3 with sources, else 2 with typed attributes, else 1).
+    /// Encodes the body payload (format 4 with an expiry time, else 3 with sources, else 2 with
+    /// typed attributes, else 1).
     pub fn encode(&self) -> Result<Vec<u8>> {
         let v1 = BodyV1Ref {
             entity_type: &self.entity_type,
@@ -226,22 +263,30 @@ impl EntityBody {
             updated_at_nanos: self.updated_at_nanos,
         };
         let sourced = !self.sources.is_empty() || self.chunks.iter().any(|c| !c.sources.is_empty());
-        if !sourced && self.typed_attributes.is_empty() {
+        let expiring = self.expires_at_nanos != 0;
+        if !expiring && !sourced && self.typed_attributes.is_empty() {
             return codec::encode(&v1);
         }
         let v2 = BodyV2Ref {
             v1,
             typed_attributes: &self.typed_attributes,
         };
-        if !sourced {
+        if !expiring && !sourced {
             return codec::encode_as(BODY_FORMAT_TYPED, &v2);
         }
+        let v3 = BodyV3Ref {
+            v2,
+            sources: &self.sources,
+            chunk_sources: self.chunks.iter().map(|c| &c.sources).collect(),
+        };
+        if !expiring {
+            return codec::encode_as(BODY_FORMAT_SOURCED, &v3);
+        }
         codec::encode_as(
-            BODY_FORMAT_SOURCED,
-            &BodyV3Ref {
-                v2,
-                sources: &self.sources,
-                chunk_sources: self.chunks.iter().map(|c| &c.sources).collect(),
+            BODY_FORMAT_EXPIRING,
+            &BodyV4Ref {
+                v3,
+                expires_at_nanos: self.expires_at_nanos,
             },
         )
     }
@@ -249,13 +294,16 @@ impl EntityBody {
     /// Decodes a body payload of any format.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         match bytes.first() {
+            Some(&BODY_FORMAT_EXPIRING) => {
+                let body: BodyV4 = codec::decode_as(BODY_FORMAT_EXPIRING, bytes)?;
+                Ok(EntityBody {
+                    expires_at_nanos: body.expires_at_nanos,
+                    ..body.v3.into_body()
+                })
+            }
             Some(&BODY_FORMAT_SOURCED) => {
                 let body: BodyV3 = codec::decode_as(BODY_FORMAT_SOURCED, bytes)?;
-                let BodyV2 {
-                    v1,
-                    typed_attributes,
-                } = body.v2;
-                Ok(v1.into_body(typed_attributes, body.sources, body.chunk_sources))
+                Ok(body.into_body())
             }
             Some(&BODY_FORMAT_TYPED) => {
                 let body: BodyV2 = codec::decode_as(BODY_FORMAT_TYPED, bytes)?;
@@ -268,6 +316,12 @@ impl EntityBody {
                 Ok(body.into_body(BTreeMap::new(), Vec::new(), Vec::new()))
             }
         }
+    }
+
+    /// Whether the body has expired at `now_nanos` (nanoseconds since the Unix epoch): it has an
+    /// expiry time and that time has come.
+    pub fn expired_at(&self, now_nanos: i64) -> bool {
+        self.expires_at_nanos != 0 && self.expires_at_nanos <= now_nanos
     }
 
     /// The searchable embedding: the one with the highest version (the last one on ties).
@@ -559,6 +613,33 @@ mod tests {
         assert_eq!(bytes[0], BODY_FORMAT_TYPED);
         assert_eq!(EntityBody::decode(&bytes).unwrap(), typed);
         assert!(EntityBody::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    /// An expiry time makes body format 4 (with or without sources and typed attributes),
+    /// which round-trips; a body without one keeps its earlier format.
+    #[test]
+    fn an_expiry_time_uses_body_format_4() {
+        let plain = EntityBody {
+            entity_type: "session".into(),
+            ..EntityBody::default()
+        };
+        assert_eq!(plain.encode().unwrap()[0], codec::PAYLOAD_VERSION);
+        let expiring = EntityBody {
+            expires_at_nanos: 1_700_000_000_000_000_000,
+            ..plain.clone()
+        };
+        let bytes = expiring.encode().unwrap();
+        assert_eq!(bytes[0], BODY_FORMAT_EXPIRING);
+        assert_eq!(EntityBody::decode(&bytes).unwrap(), expiring);
+        let full = EntityBody {
+            sources: vec!["doc".into()],
+            typed_attributes: BTreeMap::from([("n".into(), AttributeValue::Int(1))]),
+            ..expiring.clone()
+        };
+        assert_eq!(EntityBody::decode(&full.encode().unwrap()).unwrap(), full);
+        assert!(!expiring.expired_at(1_700_000_000_000_000_000 - 1));
+        assert!(expiring.expired_at(1_700_000_000_000_000_000));
+        assert!(!plain.expired_at(i64::MAX));
     }
 
     /// Sources make body format 3 and edge format 2; without sources both stay byte for byte

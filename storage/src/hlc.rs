@@ -51,6 +51,14 @@ pub fn wall_micros() -> Timestamp {
         .unwrap_or(0)
 }
 
+/// Wall-clock nanoseconds since the Unix epoch, at microsecond precision (the unit of the
+/// timestamps clients see, such as an entity's expiry time).
+pub fn wall_nanos() -> i64 {
+    i64::try_from(wall_micros())
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

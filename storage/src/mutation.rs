@@ -223,6 +223,26 @@ pub(crate) fn delete_cells(
     }
 }
 
+/// The cells of the expiry of `id` given its stored partition: a marker at the live body's own
+/// timestamp, which hides that body and the out-edges written with or before it, exactly what
+/// the put that set the expiry wrote (its in-edge bound is carried over, so in-edges that other
+/// entities' out-edges wrote stay). A later put (a later timestamp) is never hidden, whichever
+/// replica it reaches first, and every replica that expires the same body writes the same
+/// cell. `None` when no live body has expired at `now_nanos` (nothing to write).
+pub fn plan_expire(
+    tenant: &str,
+    id: &str,
+    existing: &PartitionState,
+    now_nanos: i64,
+) -> Option<WriteBatch> {
+    if !existing.body.as_ref()?.expired_at(now_nanos) {
+        return None;
+    }
+    let mut cells = CellWrites::default();
+    cells.marker(tenant, id, existing.body_ts, existing);
+    Some(cells.into_batch())
+}
+
 /// Validates edges given as `(from, relation, to)`.
 pub fn validate_edges<'e>(
     tenant: &str,

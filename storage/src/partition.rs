@@ -35,6 +35,8 @@ pub struct PartitionState {
     pub in_edges_hidden_upto: Timestamp,
     /// The live body.
     pub body: Option<EntityBody>,
+    /// Timestamp of the live body's cell (0 without one).
+    pub body_ts: Timestamp,
     /// Live out-edges, by (relation, to).
     pub out_edges: Vec<Edge>,
     /// Live in-edges, by (relation, from).
@@ -71,7 +73,10 @@ impl PartitionState {
             match key.suffix {
                 CellSuffix::Marker => {}
                 CellSuffix::SourceMember { member } => state.members.push(member),
-                CellSuffix::Body => state.body = Some(EntityBody::decode(&value)?),
+                CellSuffix::Body => {
+                    state.body = Some(EntityBody::decode(&value)?);
+                    state.body_ts = ts;
+                }
                 CellSuffix::OutEdge { relation, to } => {
                     let v = EdgeValue::decode(&value)?;
                     state.out_edges.push(Edge {

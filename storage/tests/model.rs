@@ -90,6 +90,7 @@ fn body(tag: u8, created: i64) -> EntityBody {
         updated_at_nanos: created,
         typed_attributes: BTreeMap::new(),
         sources: Vec::new(),
+        expires_at_nanos: 0,
     }
 }
 

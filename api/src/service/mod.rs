@@ -19,6 +19,7 @@
 //! Must never: block an async worker on the store, answer another tenant's data, or put server
 //! internals (paths, other tenants' keys) into a status message.
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -88,6 +89,9 @@ pub struct ServiceOptions {
     pub query_max_expansion_nodes: usize,
     /// Signs and checks `RangeScan` page tokens (the ring's key, or the node's own).
     pub page_tokens: PageTokenKey,
+    /// Default time to live, in seconds, of the entities written to a tenant without an expiry
+    /// of their own (`storage.tenant_ttl_secs`; a tenant not listed has none).
+    pub tenant_ttl_secs: BTreeMap<String, u64>,
 }
 
 impl Default for ServiceOptions {
@@ -100,6 +104,7 @@ impl Default for ServiceOptions {
             query_max_candidates: 1000,
             query_max_expansion_nodes: 1000,
             page_tokens: PageTokenKey::default(),
+            tenant_ttl_secs: BTreeMap::new(),
         }
     }
 }
@@ -165,6 +170,17 @@ struct WriteOutcome {
 /// Hits of the vectors of one `QueryBatch`, in order, or the first failure with the index of
 /// its vector.
 type BatchHits = Result<Vec<QueryReply>, (usize, allidb_index::Error)>;
+
+impl AlliDbService {
+    /// The default time to live of `tenant`'s entities, in seconds (0: none).
+    fn default_ttl_secs(&self, tenant: &str) -> u64 {
+        self.options
+            .tenant_ttl_secs
+            .get(tenant)
+            .copied()
+            .unwrap_or(0)
+    }
+}
 
 fn now_nanos() -> i64 {
     i64::try_from(allidb_storage::hlc::wall_micros())
@@ -422,7 +438,14 @@ impl AlliDbService {
         let mut writes: Vec<EntityWrite> = Vec::with_capacity(entities.len());
         tracing::debug_span!("validate").in_scope(|| {
             for (index, entity) in entities.iter().enumerate() {
-                match convert::entity_write(&format!("{field}[{index}]"), entity, tenant, now) {
+                let written = convert::entity_write(
+                    &format!("{field}[{index}]"),
+                    entity,
+                    tenant,
+                    now,
+                    self.default_ttl_secs(tenant),
+                );
+                match written {
                     Ok(write) => writes.push(write),
                     Err(status) => outcome
                         .failures

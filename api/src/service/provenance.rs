@@ -39,6 +39,7 @@ impl AlliDbService {
             validate_provenance::replace_source(&request)?;
             let consistency = self.write_consistency(request.consistency_level)?;
             let now = now_nanos();
+            let default_ttl = self.default_ttl_secs(&caller.tenant);
             let writes = request
                 .entities
                 .iter()
@@ -50,7 +51,7 @@ impl AlliDbService {
                         ..entity.clone()
                     };
                     let field = format!("entities[{index}]");
-                    convert::entity_write(&field, &sourced, &caller.tenant, now)
+                    convert::entity_write(&field, &sourced, &caller.tenant, now, default_ttl)
                 })
                 .collect::<Result<Vec<EntityWrite>, Status>>()?;
             Ok((consistency, writes))

@@ -18,7 +18,13 @@ impl AlliDbService {
             validate::trace_id(&request.trace_id)?;
             let consistency = self.write_consistency(request.consistency_level)?;
             let entity = validate::require_entity(request.entity.as_ref())?;
-            let write = convert::entity_write("entity", entity, &caller.tenant, now_nanos())?;
+            let write = convert::entity_write(
+                "entity",
+                entity,
+                &caller.tenant,
+                now_nanos(),
+                self.default_ttl_secs(&caller.tenant),
+            )?;
             Ok((consistency, write))
         })?;
         let mode = validate_provenance::write_mode(request.mode)?;
@@ -89,7 +95,13 @@ impl AlliDbService {
         let request = request.into_inner();
         let key = validate::replica_key(&request.key, &request.tenant_id, &caller.tenant)?;
         let entity = validate::replica_value(&request.value, &key)?;
-        let write = convert::entity_write("value", &entity, &key.tenant, now_nanos())?;
+        let write = convert::entity_write(
+            "value",
+            &entity,
+            &key.tenant,
+            now_nanos(),
+            self.default_ttl_secs(&key.tenant),
+        )?;
         let durability = self.options.durability;
         self.blocking("replica write", move |store| {
             store.put_entities(&key.tenant, vec![write], durability)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import grpc
 import numpy as np
@@ -106,3 +107,18 @@ def test_async_errors_map_to_the_same_exceptions(auth_daemon: Daemon) -> None:
 
     error = run(scenario())
     assert error.message == "unauthenticated: missing API key (x-allidb-api-key)"
+
+
+def test_async_put_carries_the_ttl(tenant: Tenant) -> None:
+    async def scenario():
+        async with allidb.AsyncClient(tenant.daemon.grpc_addr, api_key=tenant.api_key) as db:
+            await db.put(Entity("brief", vector=[1.0, 0.0], ttl_secs=1))
+            written = await db.get("brief")
+            with pytest.raises(allidb.InvalidArgument, match="entity.ttl_secs"):
+                await db.put(Entity("bad", vector=[1.0, 0.0], ttl_secs=630720001))
+            await asyncio.sleep(max(0.0, (written.expires_at_nanos - time.time_ns()) / 1e9) + 0.05)
+            return written, await db.get("brief")
+
+    written, after = run(scenario())
+    assert written is not None and written.expires_at_nanos > 0
+    assert after is None

@@ -189,6 +189,29 @@ def test_delete(db: allidb.Client) -> None:
     assert db.query([0.9, 0.1], k=5).ids == ["keep"]
 
 
+def test_entities_expire_after_their_ttl(db: allidb.Client) -> None:
+    import time
+
+    before = time.time_ns()
+    db.put(Entity("session", vector=[1.0, 0.0], ttl_secs=1, chunks=[Chunk("c", "flights")]))
+    db.put(Entity("lasting", vector=[0.0, 1.0]))
+    session = db.get("session")
+    assert session is not None
+    assert before + 1_000_000_000 <= session.expires_at_nanos <= time.time_ns() + 1_000_000_000
+    assert db.get("lasting").expires_at_nanos == 0
+    at = time.time_ns() + 60_000_000_000
+    db.put(Entity("until", vector=[0.5, 0.5], expires_at_nanos=at))
+    assert db.get("until").expires_at_nanos == at
+    with pytest.raises(allidb.InvalidArgument, match="entity.ttl_secs must be"):
+        db.put(Entity("bad", vector=[1.0, 0.0], ttl_secs=-1))
+    with pytest.raises(allidb.InvalidArgument, match="entity.expires_at_nanos"):
+        db.put(Entity("bad", vector=[1.0, 0.0], expires_at_nanos=before))
+    time.sleep(max(0.0, (session.expires_at_nanos - time.time_ns()) / 1e9) + 0.05)
+    assert db.get("session") is None
+    assert sorted(e.id for e in db.scan()) == ["lasting", "until"]
+    assert "session" not in db.query([1.0, 0.0], k=5).ids
+
+
 def test_sources_merge_delete_and_replace(db: allidb.Client) -> None:
     for source, chunk in (("doc-a", "from a"), ("doc-b", "from b")):
         db.put(

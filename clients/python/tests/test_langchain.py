@@ -148,6 +148,16 @@ def test_add_documents_get_by_ids_delete(store: AlliDBVectorStore) -> None:
         store.delete(["d0"], source="wiki")
 
 
+def test_add_texts_with_a_ttl_expire(store: AlliDBVectorStore) -> None:
+    import time
+
+    store.add_texts(["a session memory"], ids=["memory"], ttl_secs=1)
+    store.add_texts(["a lasting fact"], ids=["fact"])
+    assert [d.id for d in store.get_by_ids(["memory", "fact"])] == ["memory", "fact"]
+    time.sleep(1.1)
+    assert [d.id for d in store.get_by_ids(["memory", "fact"])] == ["fact"]
+
+
 def test_graph_expansion_is_a_search_option(store: AlliDBVectorStore) -> None:
     store.add_texts(TEXTS, ids=["paris", "berlin", "eiffel", "banana"])
     # Link paris to banana, a text that shares no word with the question.

@@ -319,7 +319,7 @@ impl Coordinator {
         }
     }
 
-    /// One entity at `level` (`GetEntity`, `GetEntities`).
+    /// One live entity at `level` (`GetEntity`, `GetEntities`); an expired one is not found.
     pub async fn get_entity(
         &self,
         tenant: &str,
@@ -330,7 +330,11 @@ impl Coordinator {
         allidb_storage::key::validate_id(id).map_err(allidb_index::Error::from)?;
         let cells = self.read_cells(tenant, id, level, Purpose::Read).await?;
         let state = PartitionState::resolve(cells).map_err(allidb_index::Error::from)?;
-        Ok(state.into_entity(tenant, id))
+        // Expiry is judged here, by this coordinator's clock, whatever the replicas hold.
+        let now = allidb_storage::hlc::wall_nanos();
+        Ok(state
+            .into_entity(tenant, id)
+            .filter(|e| !e.body.expired_at(now)))
     }
 
     /// Anti-entropy repair of one partition: every replica answers its cells (ALL), they merge

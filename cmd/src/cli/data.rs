@@ -96,11 +96,39 @@ pub struct PutArgs {
     /// Merge into the stored entity (`WRITE_MODE_MERGE_SOURCES`) instead of replacing it.
     #[arg(long)]
     pub merge: bool,
+    /// Time to live in seconds: the entity expires this long after the write (`ttl_secs`;
+    /// replaces a JSON file's expiry).
+    #[arg(long = "ttl", value_name = "SECONDS", allow_negative_numbers = true)]
+    pub ttl_secs: Option<i64>,
+    /// Expiry time in seconds since the Unix epoch (`expires_at_nanos`; replaces a JSON file's
+    /// expiry).
+    #[arg(
+        long,
+        value_name = "UNIX_SECONDS",
+        conflicts_with = "ttl_secs",
+        allow_negative_numbers = true
+    )]
+    pub expires_at: Option<i64>,
 }
 
 impl PutArgs {
-    /// The entity to write: read from the file, or built from the flags.
+    /// The entity to write: read from the file, or built from the flags; `--ttl` or
+    /// `--expires-at` set its expiry.
     pub fn entity(&self) -> CliResult<pb::Entity> {
+        let mut entity = self.content()?;
+        if let Some(ttl_secs) = self.ttl_secs {
+            entity.ttl_secs = ttl_secs;
+            entity.expires_at_nanos = 0;
+        }
+        if let Some(seconds) = self.expires_at {
+            entity.expires_at_nanos = seconds.saturating_mul(1_000_000_000);
+            entity.ttl_secs = 0;
+        }
+        Ok(entity)
+    }
+
+    /// The entity from the file or the flags, before the expiry flags.
+    fn content(&self) -> CliResult<pb::Entity> {
         match (&self.file, &self.id) {
             (Some(path), _) => read_entity_json(path),
             (None, Some(id)) => Ok(pb::Entity {
@@ -549,6 +577,41 @@ mod tests {
         assert_eq!(entity.outgoing_edges.len(), 2);
         assert_eq!(entity.outgoing_edges[1].weight, 1.0);
         assert_eq!(entity.importance, 0.25);
+        assert_eq!((entity.ttl_secs, entity.expires_at_nanos), (0, 0));
+    }
+
+    #[test]
+    fn put_sets_the_expiry_from_ttl_or_expires_at_but_not_both() {
+        let put = |extra: &[&str]| {
+            let mut argv = vec!["put", "--id", "s"];
+            argv.extend_from_slice(extra);
+            let Command::Put(args) = parse(&argv) else {
+                panic!("not a put");
+            };
+            let entity = args.entity().unwrap();
+            (entity.ttl_secs, entity.expires_at_nanos)
+        };
+        assert_eq!(put(&["--ttl", "30"]), (30, 0));
+        assert_eq!(
+            put(&["--ttl", "-1"]),
+            (-1, 0),
+            "the server names the bad value"
+        );
+        assert_eq!(
+            put(&["--expires-at", "1700000000"]),
+            (0, 1_700_000_000_000_000_000)
+        );
+        let both = [
+            "allidb",
+            "put",
+            "--id",
+            "s",
+            "--ttl",
+            "3",
+            "--expires-at",
+            "9",
+        ];
+        assert!(Cli::try_parse_from(both).is_err());
     }
 
     #[test]

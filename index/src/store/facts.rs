@@ -6,10 +6,17 @@
 //! Invariants: the payload index always equals what a scan of `entities` would give; no live entity's
 //! scored importance exceeds `most_important` and none was updated after `newest_update` (both
 //! only ever grow: an upper bound, exact until the entity holding the maximum changes).
+//!
+//! Expiry (issue 39, TTL): `expiring` lists every recorded entity with an expiry time, soonest
+//! first. An entity whose time has come is no longer live for any lookup ([`FactTable::get`],
+//! the scorer's facts), even before the store's expiry sweep removes it from every index; so
+//! every read that decides liveness here hides it at once. Lookups read the wall clock only
+//! for entities that carry an expiry time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use allidb_storage::cell::AttributeValue;
+use allidb_storage::hlc::wall_nanos;
 
 use crate::filter::{Expr, PayloadIndex, Subject, ValueRef};
 use crate::query::scorer::scored_importance;
@@ -28,6 +35,15 @@ pub struct EntityMeta {
     pub updated_at_micros: u64,
     /// Timestamp (HLC) of the body this was taken from: older bodies never overwrite newer.
     pub body_ts: u64,
+    /// When the entity expires, nanoseconds since the Unix epoch (0: never).
+    pub expires_at_nanos: i64,
+}
+
+impl EntityMeta {
+    /// Whether the entity is live at `now_nanos` (it has no expiry time, or it lies ahead).
+    pub fn live_at(&self, now_nanos: i64) -> bool {
+        self.expires_at_nanos == 0 || self.expires_at_nanos > now_nanos
+    }
 }
 
 /// An entity's facts as a filter reads them.
@@ -129,6 +145,8 @@ pub struct FactTable {
     most_important: f64,
     /// The latest `updated_at_micros` of any entity recorded so far.
     newest_update: u64,
+    /// `(expires_at_nanos, id)` of every recorded entity with an expiry time.
+    expiring: BTreeSet<(i64, String)>,
 }
 
 impl FactTable {
@@ -149,6 +167,9 @@ impl FactTable {
             &meta.entity_type,
             meta.attributes.iter().map(|(k, v)| (k, v.into())),
         );
+        if meta.expires_at_nanos != 0 {
+            self.expiring.insert((meta.expires_at_nanos, id.to_owned()));
+        }
         self.entities.insert(id.to_owned(), meta);
     }
 
@@ -162,12 +183,40 @@ impl FactTable {
             &old.entity_type,
             old.attributes.iter().map(|(k, v)| (k, v.into())),
         );
+        if old.expires_at_nanos != 0 {
+            self.expiring.remove(&(old.expires_at_nanos, id.to_owned()));
+        }
         true
     }
 
-    /// The facts of one entity.
+    /// The facts of one live entity (an expired one has none).
     pub fn get(&self, id: &str) -> Option<&EntityMeta> {
-        self.entities.get(id)
+        self.entities
+            .get(id)
+            .filter(|m| m.expires_at_nanos == 0 || m.live_at(wall_nanos()))
+    }
+
+    /// The facts of one entity if it is live at `now_nanos`.
+    pub fn get_at(&self, id: &str, now_nanos: i64) -> Option<&EntityMeta> {
+        self.entities.get(id).filter(|m| m.live_at(now_nanos))
+    }
+
+    /// Whether some recorded entity has expired at `now_nanos` (the sweep has not removed it
+    /// yet): reads must then check every entity they return, even without a filter.
+    pub fn has_expired(&self, now_nanos: i64) -> bool {
+        self.expiring
+            .first()
+            .is_some_and(|(at, _)| *at <= now_nanos)
+    }
+
+    /// The ids of at most `limit` recorded entities expired at `now_nanos`, soonest first.
+    pub fn expired(&self, now_nanos: i64, limit: usize) -> Vec<String> {
+        self.expiring
+            .iter()
+            .take_while(|(at, _)| *at <= now_nanos)
+            .take(limit)
+            .map(|(_, id)| id.clone())
+            .collect()
     }
 
     /// Number of live entities.
@@ -194,14 +243,15 @@ impl FactTable {
 
     /// The live entities `filter` allows, by a scan of every entity's facts.
     pub fn scan_matches(&self, filter: &Filter) -> Vec<&str> {
+        let now = wall_nanos();
         self.entities
             .iter()
-            .filter(|(id, meta)| filter.allows(id, meta))
+            .filter(|(id, meta)| meta.live_at(now) && filter.allows(id, meta))
             .map(|(id, _)| id.as_str())
             .collect()
     }
 
-    /// Every entity's facts (for persistence).
+    /// Every recorded entity's facts, expired ones included (for persistence).
     pub fn iter(&self) -> impl Iterator<Item = (&String, &EntityMeta)> {
         self.entities.iter()
     }
@@ -211,7 +261,7 @@ impl FactTable {
 /// bound (`None` while empty).
 impl FactSource for FactTable {
     fn facts(&self, entity_id: &str) -> Option<EntityFacts> {
-        self.entities.get(entity_id).map(|m| EntityFacts {
+        self.get(entity_id).map(|m| EntityFacts {
             importance: m.importance,
             updated_at_micros: m.updated_at_micros,
         })
@@ -236,7 +286,39 @@ mod tests {
             importance: 0.0,
             updated_at_micros: ts,
             body_ts: ts,
+            expires_at_nanos: 0,
         }
+    }
+
+    /// An entity is live until its expiry time and not from then on, on a clock the test
+    /// moves; the expiring list follows upserts (a newer body with another expiry time, or
+    /// none) and removes.
+    #[test]
+    fn entities_expire_at_their_time_on_a_given_clock() {
+        let mut facts = FactTable::default();
+        let expiring = |at: i64, ts: u64| EntityMeta {
+            expires_at_nanos: at,
+            ..meta("doc", "red", ts)
+        };
+        facts.upsert("soon", expiring(1_000, 1));
+        facts.upsert("later", expiring(5_000, 1));
+        facts.upsert("never", meta("doc", "red", 1));
+        assert!(facts.get_at("soon", 999).is_some());
+        assert!(!facts.has_expired(999));
+        assert!(facts.expired(999, 10).is_empty());
+        assert!(facts.get_at("soon", 1_000).is_none(), "expired at its time");
+        assert!(facts.has_expired(1_000));
+        assert_eq!(facts.expired(1_000, 10), vec!["soon"]);
+        assert_eq!(facts.expired(i64::MAX, 10), vec!["soon", "later"]);
+        assert_eq!(facts.expired(i64::MAX, 1), vec!["soon"]);
+        assert!(facts.get_at("never", i64::MAX).is_some());
+        // A newer put of "soon" without an expiry time: live again, no longer listed.
+        facts.upsert("soon", meta("doc", "red", 2));
+        assert!(facts.get_at("soon", i64::MAX).is_some());
+        assert_eq!(facts.expired(i64::MAX, 10), vec!["later"]);
+        facts.remove("later");
+        assert!(!facts.has_expired(i64::MAX));
+        assert_eq!(facts.len(), 2);
     }
 
     #[test]

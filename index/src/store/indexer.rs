@@ -1,5 +1,7 @@
 //! The background indexer: one thread that moves vectors from each tenant's exact-scan tail
-//! into HNSW, rebuilds a tenant's index when too many of its points are stale, and dumps the
+//! into HNSW, rebuilds a tenant's index when too many of its points are stale, expires the
+//! entities whose expiry time has come (module `expiry`; a failed sweep is logged and retried
+//! with the engine's backoff), and dumps the
 //! indexes (after which the engine releases the WAL they cover) when writes came since the last
 //! dump and either [`StoreOptions::dump_interval`] has passed, or the engine has written
 //! [`StoreOptions::dump_wal_bytes`] of WAL since then, or that much WAL already in SSTables is
@@ -169,11 +171,26 @@ fn passes(
     stop: &Stop,
     mut dumps: Dumps,
 ) {
+    let mut sweep_failures = 0u32;
+    let mut next_sweep = Instant::now();
     loop {
         if *stop.requested.lock() {
             return;
         }
         let mut worked = false;
+        if Instant::now() >= next_sweep {
+            match indexes.sweep_expired(engine) {
+                Ok(swept) => {
+                    worked |= swept > 0;
+                    sweep_failures = 0;
+                }
+                Err(e) => {
+                    sweep_failures = sweep_failures.saturating_add(1);
+                    next_sweep = Instant::now() + Engine::retry_backoff(sweep_failures);
+                    tracing::warn!(error = %e, attempt = sweep_failures, "expiring entities failed; will retry");
+                }
+            }
+        }
         for (tenant, state) in indexes.all() {
             let vectors = &state.indexes.vectors;
             worked |= vectors.index_pending(options.indexer_batch) > 0;

@@ -22,6 +22,7 @@
 //! [`UnifiedStore::checkpoint`] (module `checkpoint`) copies both while serving, for backups.
 
 mod checkpoint;
+mod expiry;
 mod facts;
 mod indexer;
 mod persist;
@@ -47,6 +48,7 @@ use std::time::{Duration, Instant};
 use allidb_storage::batch::WriteBatch;
 use allidb_storage::cell::{Edge, EdgeRef, Entity, EntityWrite};
 use allidb_storage::fs::OsFileSystem;
+use allidb_storage::hlc::wall_nanos;
 use allidb_storage::key::CellKey;
 use allidb_storage::partition::PartitionState;
 use allidb_storage::tenant_drops::TenantDrops;
@@ -396,16 +398,15 @@ fn dump_indexes(indexes: &Indexes, engine: &Engine, index_dir: &Path) -> Result<
     Ok(covered)
 }
 
-/// The partition state of a stored live entity (what a rebuild indexes).
+/// The partition state of a stored live entity (what a rebuild indexes; the body's own
+/// timestamp, which the read model does not carry and the indexes do not use, stays 0).
 fn stored_state(entity: Entity) -> PartitionState {
     PartitionState {
-        marker_ts: None,
-        in_edges_hidden_upto: 0,
         version_ts: entity.version_ts,
         body: Some(entity.body),
         out_edges: entity.out_edges,
         in_edges: entity.in_edges,
-        members: Vec::new(),
+        ..PartitionState::default()
     }
 }
 
@@ -435,12 +436,6 @@ pub struct TenantStats {
     pub metric: Metric,
     /// Bytes of its live cells (keys and values, before compression).
     pub bytes: u64,
-}
-
-fn now_nanos() -> i64 {
-    i64::try_from(allidb_storage::hlc::wall_micros())
-        .unwrap_or(i64::MAX)
-        .saturating_mul(1000)
 }
 
 impl UnifiedStore {
@@ -816,7 +811,7 @@ impl UnifiedStore {
     pub fn prepare_put(&self, tenant: &str, writes: &mut [EntityWrite]) -> Result<()> {
         allidb_storage::key::validate_tenant(tenant)?;
         let state = self.indexes.tenant_or_create(tenant)?;
-        let now = now_nanos();
+        let now = wall_nanos();
         // One request's vectors share one dimension.
         let mut batch_dimension = None;
         for w in writes.iter_mut() {
@@ -903,12 +898,16 @@ impl UnifiedStore {
         Ok(self.engine.remove_edges(tenant, edges, durability)?)
     }
 
-    /// One entity.
+    /// One live entity (an expired one is not returned, even before the expiry sweep).
     pub fn get_entity(&self, tenant: &str, id: &str) -> Result<Option<Entity>> {
-        Ok(self.engine.get_entity(tenant, id)?)
+        let now = wall_nanos();
+        Ok(self
+            .engine
+            .get_entity(tenant, id)?
+            .filter(|e| !e.body.expired_at(now)))
     }
 
-    /// Up to `limit` entities with `start <= id < end`, in id order, from one snapshot.
+    /// Up to `limit` live entities with `start <= id < end`, in id order, from one snapshot.
     pub fn scan(
         &self,
         tenant: &str,
@@ -916,8 +915,10 @@ impl UnifiedStore {
         end: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Entity>> {
+        let now = wall_nanos();
         let iter = self.engine.scan(tenant, start, end)?;
         Ok(iter
+            .filter(|e| e.as_ref().map_or(true, |e| !e.body.expired_at(now)))
             .take(limit)
             .collect::<allidb_storage::Result<Vec<_>>>()?)
     }
@@ -963,11 +964,13 @@ impl UnifiedStore {
             let allows = |id: &str| facts.get(id).is_some_and(|m| filter.allows(id, m));
             let (seed_plan, report) =
                 planning::plan(&facts, filter, t.vectors.options(), request.plan.explain);
-            let filter_fn: Option<&(dyn Fn(&str) -> bool + Sync)> = if filter.is_empty() {
-                None
-            } else {
-                Some(&allows)
-            };
+            // Entities that expired but are not swept yet are still indexed: then every
+            // candidate is checked, even without a filter.
+            let filter_fn: Option<&(dyn Fn(&str) -> bool + Sync)> =
+                match filter.is_empty() && !facts.has_expired(wall_nanos()) {
+                    true => None,
+                    false => Some(&allows),
+                };
             let among: Vec<&str>;
             let seeding = match &seed_plan {
                 planning::SeedPlan::Unfiltered => Seeding::Search(None),
@@ -1023,7 +1026,7 @@ impl UnifiedStore {
         let mut hits = Vec::with_capacity(results.len());
         for result in results {
             let entity = if request.include_entities {
-                match self.engine.get_entity(tenant, &result.entity_id)? {
+                match self.get_entity(tenant, &result.entity_id)? {
                     Some(e) => Some(e),
                     None => continue, // deleted after ranking
                 }
@@ -1104,7 +1107,7 @@ impl UnifiedStore {
         let mut hits = Vec::with_capacity(reached.len());
         for reached in reached {
             let entity = if include_entities {
-                match self.engine.get_entity(tenant, &reached.entity_id)? {
+                match self.get_entity(tenant, &reached.entity_id)? {
                     Some(e) => Some(e),
                     None => continue,
                 }
@@ -1171,7 +1174,13 @@ impl UnifiedStore {
         Ok(self
             .indexes
             .tenant(tenant)
-            .map(|state| state.indexes.lexical.search(&terms, n, None))
+            .map(|state| {
+                let facts = state.indexes.facts.read();
+                let live = |id: &str| facts.get(id).is_some();
+                let allows: Option<&dyn Fn(&str) -> bool> =
+                    facts.has_expired(wall_nanos()).then_some(&live);
+                state.indexes.lexical.search(&terms, n, allows)
+            })
             .unwrap_or_default())
     }
 

@@ -21,8 +21,8 @@
 //! magic "AIDXREC1" (8) | count:u64 LE | count x (len:u32 LE | payload) | crc32:u32 LE
 //! ```
 //!
-//! where each payload is one entry in the versioned codec (version byte 1 for graph records, 2
-//! for facts records, whose attributes are typed, [`LEXICAL_FORMAT`] for lexical records) and the CRC-32 covers everything before it. `<hex>` is the tenant id in hex, so any tenant id is a safe file name.
+//! where each payload is one entry in the versioned codec (version byte 1 for graph records, 3
+//! for facts records, whose attributes are typed and which carry the expiry time, [`LEXICAL_FORMAT`] for lexical records) and the CRC-32 covers everything before it. `<hex>` is the tenant id in hex, so any tenant id is a safe file name.
 //!
 //! Protocol: a dump is written into a fresh `dump-N` directory, every file and directory is
 //! synced, then `CURRENT` is switched with write-temp / fsync / rename / fsync-dir, then older
@@ -98,9 +98,10 @@ fn read_checked<T: bincode::Decode<()>>(path: &Path, format: u8) -> Result<T> {
     codec::decode_as(format, payload).map_err(|e| Error::corruption(path, e.to_string()))
 }
 
-/// Payload format of the facts records: 2 since attributes are typed (a facts file of format 1
-/// fails to load, so the indexes are rebuilt from storage once).
-const FACTS_FORMAT: u8 = 2;
+/// Payload format of the facts records: 2 since attributes are typed, 3 since entities carry
+/// an expiry time (a facts file of an older format fails to load, so the indexes are rebuilt
+/// from storage once).
+const FACTS_FORMAT: u8 = 3;
 /// Payload format of the lexical records: 10 + the analyzer version, so a dump analyzed by
 /// other rules fails to load and the indexes are rebuilt from storage (with today's rules).
 const LEXICAL_FORMAT: u8 = 10 + analyzer::ANALYZER_VERSION;
@@ -355,6 +356,7 @@ mod tests {
             importance: i as f64,
             updated_at_micros: i as u64,
             body_ts: i as u64,
+            expires_at_nanos: 0,
         }
     }
 

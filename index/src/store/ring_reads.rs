@@ -92,13 +92,14 @@ impl UnifiedStore {
         let facts = t.facts.read();
         super::check_filter(&facts, filter)?;
         let allows = |id: &str| facts.get(id).is_some_and(|m| filter.allows(id, m));
-        let filter_fn: Option<&(dyn Fn(&str) -> bool + Sync)> = if filter.is_empty() {
-            None
-        } else {
-            Some(&allows)
-        };
+        // Expired entities not swept yet are still indexed: then every candidate is checked.
+        let filter_fn: Option<&(dyn Fn(&str) -> bool + Sync)> =
+            match filter.is_empty() && !facts.has_expired(allidb_storage::hlc::wall_nanos()) {
+                true => None,
+                false => Some(&allows),
+            };
         let hits = match planning::plan(&facts, filter, t.vectors.options(), false).0 {
-            SeedPlan::Unfiltered => t.vectors.search(vector, count, ef, None, None)?,
+            SeedPlan::Unfiltered => t.vectors.search(vector, count, ef, filter_fn, None)?,
             SeedPlan::Filtered { upper } => {
                 t.vectors
                     .search(vector, count, ef, filter_fn, Some(upper))?

@@ -58,6 +58,12 @@ struct PartitionWrites {
 }
 
 impl PartitionWrites {
+    /// Whether the batch removed some in-edge cell of the partition (a delete removes them
+    /// all; an expiry, a marker alone, leaves them).
+    fn in_edges_removed(&self) -> bool {
+        self.in_edges.iter().any(|(_, _, weight)| weight.is_none())
+    }
+
     /// Whether the batch deletes the entity (a marker without a body, or a removed body).
     fn deletes(&self) -> bool {
         match &self.body {
@@ -102,6 +108,7 @@ fn meta_of(body: &EntityBody, body_ts: u64) -> EntityMeta {
         importance: body.importance,
         updated_at_micros: if updated > 0 { updated } else { body_ts },
         body_ts,
+        expires_at_nanos: body.expires_at_nanos,
     }
 }
 
@@ -272,9 +279,13 @@ impl TenantIndexes {
     /// Applies what one batch wrote to partition `id` (`seq`: its last write in the batch).
     fn apply_writes(&self, id: &str, seq: SeqNo, writes: &PartitionWrites) -> Result<()> {
         if writes.marker && writes.body.is_none() {
-            // Delete: the entity and every edge leaving or entering it.
+            // Delete: the entity and every edge leaving or entering it. An expiry leaves the
+            // in-edges that other entities' out-edges wrote, as storage keeps them.
             self.apply_body(id, None, 0, seq)?;
-            self.graph.delete_entity(id, seq);
+            match writes.in_edges_removed() {
+                true => self.graph.delete_entity(id, seq),
+                false => self.graph.replace_out_edges(id, &[], seq)?,
+            }
             return Ok(());
         }
         if let Some((body, ts)) = &writes.body {
@@ -328,17 +339,14 @@ impl TenantIndexes {
             .iter()
             .map(|e| spec(&e.relation, &e.to, e.weight))
             .collect();
-        if state.body.is_none() && edges.is_empty() && state.in_edges.is_empty() {
-            self.graph.delete_entity(id, seq);
-        } else {
-            self.graph.replace_out_edges(id, &edges, seq)?;
-            let incoming: Vec<(&str, EdgeSpec)> = state
-                .in_edges
-                .iter()
-                .map(|e| (e.from.as_str(), spec(&e.relation, id, e.weight)))
-                .collect();
-            self.graph.replace_in_edges(id, &incoming, seq)?;
-        }
-        Ok(())
+        self.graph.replace_out_edges(id, &edges, seq)?;
+        // Its in-edge cells as stored: an expiry (a marker alone) leaves them, a delete has
+        // removed them with tombstones.
+        let incoming: Vec<(&str, EdgeSpec)> = state
+            .in_edges
+            .iter()
+            .map(|e| (e.from.as_str(), spec(&e.relation, id, e.weight)))
+            .collect();
+        self.graph.replace_in_edges(id, &incoming, seq)
     }
 }

@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 
 use super::health::{self, BackgroundTask};
 use super::{Inner, Options, STALL_POLL, table_path};
+use crate::cell::{MarkerShadow, Shadowed};
 use crate::compaction::{self, CompactionFilter, CompactionJob};
 use crate::error::{Error, Result};
 use crate::fs::FileSystem;
@@ -30,8 +31,10 @@ use crate::tenant_drops::TenantDrops;
 use crate::types::Timestamp;
 use crate::version::NUM_LEVELS;
 
-/// Writes the newest version of every cell of `mem` as table `number`; `None` if empty (also
-/// when a tenant drop covers every cell: no file is left).
+/// Writes the newest version of every cell of `mem` as table `number`, less the cells a tenant
+/// drop covers and the cells an entity marker of the same memtable hides (the compaction rule:
+/// the marker stays), so that a full compaction that only moves the table down a level leaves
+/// no file holding them; `None` if nothing is left (no file is left).
 pub(super) fn write_table(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -49,6 +52,7 @@ pub(super) fn write_table(
         let mut builder = TableBuilder::new(fs.create(&path)?, path.clone(), options.table);
         let mut iter = MemtableIter::new(mem.clone());
         let mut last: Option<Vec<u8>> = None;
+        let mut shadow = MarkerShadow::default();
         let mut kept = 0usize;
         while let Some(entry) = iter.next_entry() {
             if last.as_deref() == Some(entry.key.user_key.as_slice()) {
@@ -56,6 +60,10 @@ pub(super) fn write_table(
             }
             last = Some(entry.key.user_key.clone());
             if drops.hides(&entry.key.user_key, entry.key.ts) {
+                continue;
+            }
+            let key = &entry.key;
+            if shadow.next(&key.user_key, key.ts, entry.value.as_deref()) == Shadowed::Hidden {
                 continue;
             }
             builder.add(&entry)?;

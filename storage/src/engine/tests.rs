@@ -506,3 +506,125 @@ fn a_partition_scan_goes_on_after_any_partition_over_a_later_snapshot() {
     // An id that is only a prefix of others does not skip them.
     assert_eq!(keys(Some(("a", "e00000")), Some("a")).len(), 45);
 }
+
+/// Expiry (issue 39): expiring a body whose time has come (by the clock the caller gives)
+/// writes a marker at that body's own timestamp, which hides it and its out-edges; a later
+/// put is never expired, even where the expiry of the older body arrives after it (a replica
+/// that got the newer put first); a full compaction leaves no file holding the expired body.
+#[test]
+fn an_expired_body_is_shadowed_at_its_own_timestamp_and_compacted_away() {
+    use crate::cell::EdgeWrite;
+    use crate::fs::FileSystem;
+    let fs = SimFileSystem::new();
+    let dir = Path::new("/db");
+    let engine = Engine::open_with_fs(Arc::new(fs.clone()), dir, options()).unwrap();
+    let at = 4_000_000_000_000_000_000_i64;
+    let put = |i: u64, tag: &str, expires_at_nanos: i64| {
+        let mut w = write(i);
+        w.body.entity_type = tag.to_owned();
+        w.body.expires_at_nanos = expires_at_nanos;
+        w.out_edges = vec![EdgeWrite {
+            relation: "r".to_owned(),
+            other: "e000009".to_owned(),
+            weight: 1.0,
+            timestamp_nanos: 0,
+            sources: Vec::new(),
+        }];
+        w
+    };
+    let writes = vec![
+        put(0, "expiring-body", at),
+        put(1, "expiring-body", at),
+        put(2, "kept-body", 0),
+    ];
+    engine
+        .put_entities(TENANT, writes, Durability::Sync)
+        .unwrap();
+    engine.flush().unwrap();
+    let all = ["e000000", "e000001", "e000002"];
+    let not_yet = engine
+        .expire_entities(TENANT, &all, at - 1, Durability::Sync)
+        .unwrap();
+    assert!(not_yet.is_empty(), "nothing expires before its time");
+
+    let stale = engine.read_partition(TENANT, "e000001").unwrap();
+    engine
+        .put_entities(TENANT, vec![put(1, "rewritten", 0)], Durability::Sync)
+        .unwrap();
+    let body_ts = engine.read_partition(TENANT, "e000000").unwrap().body_ts;
+    let expired = engine
+        .expire_entities(TENANT, &all, at, Durability::Sync)
+        .unwrap();
+    assert_eq!(
+        expired,
+        vec!["e000000"],
+        "the rewritten one no longer expires"
+    );
+    let gone = engine.read_partition(TENANT, "e000000").unwrap();
+    assert!(gone.body.is_none() && gone.out_edges.is_empty());
+    assert_eq!(
+        gone.marker_ts,
+        Some(body_ts),
+        "the marker has the body's timestamp"
+    );
+    assert!(engine.get_entity(TENANT, "e000000").unwrap().is_none());
+
+    // The older body's expiry reaching a replica after the newer put hides nothing of it.
+    let late = crate::mutation::plan_expire(TENANT, "e000001", &stale, at).unwrap();
+    engine.write(late, Durability::Sync).unwrap();
+    let kept = engine.get_entity(TENANT, "e000001").unwrap().unwrap();
+    assert_eq!(kept.body.entity_type, "rewritten");
+    assert_eq!(kept.out_edges.len(), 1);
+
+    engine.compact().unwrap();
+    let holding = |needle: &str| {
+        fs.list(dir).unwrap().into_iter().any(|name| {
+            fs.read(&dir.join(name))
+                .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+    };
+    assert!(
+        holding("kept-body") && holding("rewritten"),
+        "the search finds data"
+    );
+    assert!(
+        !holding("expiring-body"),
+        "an expired body is left in a file"
+    );
+}
+
+/// A put and its expiry (or delete) in the same memtable: the flush leaves the hidden body out,
+/// so a full compaction that only moves the one table down leaves no file holding it.
+#[test]
+fn a_body_hidden_within_one_memtable_is_not_flushed() {
+    use crate::fs::FileSystem;
+    let fs = SimFileSystem::new();
+    let dir = Path::new("/db");
+    let engine = Engine::open_with_fs(Arc::new(fs.clone()), dir, options()).unwrap();
+    let at = 4_000_000_000_000_000_000_i64;
+    let mut expiring = write(0);
+    expiring.body.entity_type = "expiring-body".to_owned();
+    expiring.body.expires_at_nanos = at;
+    let mut kept = write(1);
+    kept.body.entity_type = "kept-body".to_owned();
+    engine
+        .put_entities(TENANT, vec![expiring, kept], Durability::Sync)
+        .unwrap();
+    let expired = engine
+        .expire_entities(TENANT, &["e000000"], at, Durability::Sync)
+        .unwrap();
+    assert_eq!(expired, ["e000000"]);
+    engine.compact().unwrap();
+    let holding = |needle: &str| {
+        fs.list(dir).unwrap().into_iter().any(|name| {
+            name.ends_with(".sst")
+                && fs
+                    .read(&dir.join(&name))
+                    .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        })
+    };
+    assert!(holding("kept-body"), "the search finds data");
+    assert!(!holding("expiring-body"), "a hidden body was flushed");
+    assert!(engine.get_entity(TENANT, "e000000").unwrap().is_none());
+    assert!(engine.get_entity(TENANT, "e000001").unwrap().is_some());
+}

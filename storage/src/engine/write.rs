@@ -330,6 +330,38 @@ impl Engine {
         }
     }
 
+    /// Expires those of `ids` whose live body has expired at `now_nanos`: each gets a marker at
+    /// its body's own timestamp ([`mutation::plan_expire`]), all in one batch written under
+    /// their locks, so a put racing the expiry is either hidden with the body it replaced or
+    /// written after it. Returns the ids expired (the others had no live body, or a body that
+    /// has not expired: a newer put replaced it).
+    pub fn expire_entities(
+        &self,
+        tenant: &str,
+        ids: &[&str],
+        now_nanos: i64,
+        durability: Durability,
+    ) -> Result<Vec<String>> {
+        key::validate_tenant(tenant)?;
+        for id in ids {
+            key::validate_id(id)?;
+        }
+        let _locks = self.inner.entity_locks.lock(tenant, ids.iter().copied());
+        let mut batch = WriteBatch::new();
+        let mut expired = Vec::new();
+        for id in ids {
+            let stored = self.read_partition(tenant, id)?;
+            if let Some(cells) = mutation::plan_expire(tenant, id, &stored, now_nanos) {
+                batch.extend(cells);
+                expired.push((*id).to_owned());
+            }
+        }
+        if !batch.is_empty() {
+            self.write(batch, durability)?;
+        }
+        Ok(expired)
+    }
+
     /// Validates edges given as `(from, relation, to)` and locks both ends of each (an edge
     /// operation races with a put or delete of either end: see `entity_locks`).
     fn lock_edge_ends<'e>(

@@ -314,6 +314,8 @@ def _has_rest(entity: Entity) -> bool:
         or entity.edges
         or entity.incoming_edges
         or entity.source_ids
+        or entity.expires_at_nanos
+        or entity.ttl_secs
     )
 
 
@@ -335,6 +337,8 @@ def _with_rest(entity: Entity, message: Optional[pb.Entity]) -> pb.Entity:
             source_ids=list(chunk.source_ids),
         )
     message.source_ids.extend(entity.source_ids)
+    message.expires_at_nanos = int(entity.expires_at_nanos)
+    message.ttl_secs = int(entity.ttl_secs)
     for edge in entity.edges:
         message.outgoing_edges.append(edge_to_proto(edge))
     for edge in entity.incoming_edges:
@@ -724,6 +728,7 @@ def entity_from_proto(message: pb.Entity) -> Entity:
             for key, value in message.typed_attributes.items()
         },
         source_ids=list(message.source_ids),
+        expires_at_nanos=message.expires_at_nanos,
     )
 
 

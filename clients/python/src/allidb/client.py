@@ -236,10 +236,12 @@ class Client:
     ) -> str:
         """Writes (replaces) one entity and returns its id. With ``merge=True`` the entity is
         merged into the stored one instead (``WRITE_MODE_MERGE_SOURCES``: its ``source_ids``,
-        chunks, edges and attributes are unioned; docs/python.md "Sources").
+        chunks, edges and attributes are unioned; docs/python.md "Sources"). An entity with
+        ``ttl_secs`` or ``expires_at_nanos`` expires (docs/python.md "Expiry").
 
         Raises :class:`allidb.InvalidArgument` naming the field for a bad entity (a vector of
-        another dimension than the tenant's, an empty id, a non-finite value, ...).
+        another dimension than the tenant's, an empty id, a non-finite value, a negative TTL,
+        ...).
         """
         request = pb.PutEntityRequest(
             entity=conv.entity_to_proto(entity),

@@ -122,7 +122,9 @@ class AlliDBVectorStore(VectorStore):
 
     # ---- writing -----------------------------------------------------------------------
 
-    def _entity(self, entity_id: str, text: str, vector: Sequence[float], metadata: dict) -> Entity:
+    def _entity(
+        self, entity_id: str, text: str, vector: Sequence[float], metadata: dict, ttl_secs: int
+    ) -> Entity:
         attributes = {str(key): value for key, value in metadata.items() if isinstance(value, str)}
         typed = {str(key): value for key, value in metadata.items() if _typed(value)}
         chunk_metadata = {METADATA_JSON_KEY: json.dumps(metadata, sort_keys=True, default=str)}
@@ -135,6 +137,7 @@ class AlliDBVectorStore(VectorStore):
             typed_attributes=typed,
             chunks=[Chunk(TEXT_CHUNK_ID, text, chunk_metadata)],
             source_ids=[source] if isinstance(source, str) and source else [],
+            ttl_secs=ttl_secs,
         )
 
     def add_texts(
@@ -147,8 +150,10 @@ class AlliDBVectorStore(VectorStore):
     ) -> List[str]:
         """Embeds the texts and writes one entity per text (replacing any with the same id).
 
-        Returns the ids (given, or new UUIDs). Extra keyword arguments go to
-        :meth:`allidb.Client.put_many` (``consistency``, ``progress``, ``concurrency``).
+        Returns the ids (given, or new UUIDs). ``ttl_secs=N`` makes the documents expire N
+        seconds after the write (session memories, caches; docs/python.md "Expiry"). Extra
+        keyword arguments go to :meth:`allidb.Client.put_many` (``consistency``,
+        ``progress``, ``concurrency``).
         """
         text_list = list(texts)
         if metadatas is not None and len(metadatas) != len(text_list):
@@ -161,8 +166,15 @@ class AlliDBVectorStore(VectorStore):
             (ids[i] if ids is not None and ids[i] else uuid.uuid4().hex) for i in range(len(text_list))
         ]
         vectors = self._embedding.embed_documents(text_list)
+        ttl_secs = int(kwargs.get("ttl_secs") or 0)
         entities = [
-            self._entity(out_ids[i], text_list[i], vectors[i], (metadatas[i] if metadatas else None) or {})
+            self._entity(
+                out_ids[i],
+                text_list[i],
+                vectors[i],
+                (metadatas[i] if metadatas else None) or {},
+                ttl_secs,
+            )
             for i in range(len(text_list))
         ]
         put_options = {k: kwargs[k] for k in ("consistency", "progress", "concurrency") if k in kwargs}

@@ -119,6 +119,12 @@ class Entity:
     #: ``put(..., merge=True)`` two documents' writes of one entity merge their support, and
     #: :meth:`allidb.Client.delete_by_source` removes what one document contributed.
     source_ids: List[str] = field(default_factory=list)
+    #: When the entity expires, nanoseconds since the Unix epoch (0: never; docs/python.md
+    #: "Expiry"). Reads return it; on a write it must lie ahead of the server's clock.
+    expires_at_nanos: int = 0
+    #: Time to live in seconds, writing only: the entity expires this long after the write (the
+    #: server sets ``expires_at_nanos``). 0: the tenant's default TTL, if any.
+    ttl_secs: int = 0
 
     @property
     def text(self) -> str:

@@ -94,7 +94,7 @@ class TextChunk(_message.Message):
     def __init__(self, chunk_id: _Optional[str] = ..., text: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., source_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Entity(_message.Message):
-    __slots__ = ("entity_id", "tenant_id", "entity_type", "embeddings", "incoming_edges", "outgoing_edges", "chunks", "importance", "created_at_nanos", "updated_at_nanos", "attributes", "typed_attributes", "source_ids")
+    __slots__ = ("entity_id", "tenant_id", "entity_type", "embeddings", "incoming_edges", "outgoing_edges", "chunks", "importance", "created_at_nanos", "updated_at_nanos", "attributes", "typed_attributes", "source_ids", "expires_at_nanos", "ttl_secs")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +122,8 @@ class Entity(_message.Message):
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     TYPED_ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     SOURCE_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECS_FIELD_NUMBER: _ClassVar[int]
     entity_id: str
     tenant_id: str
     entity_type: str
@@ -135,7 +137,9 @@ class Entity(_message.Message):
     attributes: _containers.ScalarMap[str, str]
     typed_attributes: _containers.MessageMap[str, AttributeValue]
     source_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, entity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., entity_type: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[VectorEmbedding, _Mapping]]] = ..., incoming_edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., outgoing_edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[TextChunk, _Mapping]]] = ..., importance: _Optional[float] = ..., created_at_nanos: _Optional[int] = ..., updated_at_nanos: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ..., typed_attributes: _Optional[_Mapping[str, AttributeValue]] = ..., source_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    expires_at_nanos: int
+    ttl_secs: int
+    def __init__(self, entity_id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., entity_type: _Optional[str] = ..., embeddings: _Optional[_Iterable[_Union[VectorEmbedding, _Mapping]]] = ..., incoming_edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., outgoing_edges: _Optional[_Iterable[_Union[GraphEdge, _Mapping]]] = ..., chunks: _Optional[_Iterable[_Union[TextChunk, _Mapping]]] = ..., importance: _Optional[float] = ..., created_at_nanos: _Optional[int] = ..., updated_at_nanos: _Optional[int] = ..., attributes: _Optional[_Mapping[str, str]] = ..., typed_attributes: _Optional[_Mapping[str, AttributeValue]] = ..., source_ids: _Optional[_Iterable[str]] = ..., expires_at_nanos: _Optional[int] = ..., ttl_secs: _Optional[int] = ...) -> None: ...
 
 class AttributeValue(_message.Message):
     __slots__ = ("string_value", "int_value", "double_value", "bool_value", "timestamp_nanos", "string_list")
