@@ -30,7 +30,7 @@ use crate::repair::pace::ScanPace;
 use crate::repair::trees::{self, TreeShape};
 use crate::repair::wire as repair_wire;
 use crate::ring::{HostId, SpanIndex, token};
-use crate::stream::chunk::{Chunk, read_chunk};
+use crate::stream::chunk::{Chunk, SCAN_BYTES, read_chunk};
 use crate::stream::wire::{self as stream_wire, ChunkRequest};
 use crate::topology::fence::TopologyFence;
 use crate::{ClusterError, PROTOCOL_VERSION};
@@ -298,8 +298,10 @@ impl LocalReplica {
                 .partitions_after(request.tenant.as_deref(), after)
                 .map_err(|e| ClusterError::Store(e.into()))?;
             let spans = SpanIndex::new(request.spans.iter().copied());
+            let scan_bytes = pace.chunk_scan_bytes(SCAN_BYTES);
             let partitions = pace.paced(partitions);
-            Ok((read_chunk(partitions, &spans, request.max_bytes)?, drops))
+            let chunk = read_chunk(partitions, &spans, request.max_bytes, scan_bytes)?;
+            Ok((chunk, drops))
         })
         .await
         .map_err(|e| ClusterError::Protocol(format!("replica stream task: {e}")))?

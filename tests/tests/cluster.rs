@@ -21,8 +21,8 @@ use allidb_cluster::proto as internal;
 use allidb_tests::certs::Ca;
 use allidb_tests::ring::{
     SECRET, cluster_toml, drop_default, found, free_udp_addr, held_by, hints_for, hints_pending,
-    host_id_of, level, put, remove_edge, ring_of_three, ring_of_three_each, status, wait_for_states,
-    wait_until,
+    host_id_of, level, put, remove_edge, ring_of_three, ring_of_three_each, status,
+    wait_for_states, wait_until,
 };
 use allidb_tests::{Daemon, allidbd_binary, doc_entity, http_get, request};
 use internal::replica_client::ReplicaClient;

@@ -46,9 +46,7 @@ async fn put_large(daemon: &Daemon, prefix: &str, count: usize) {
 
 /// Whether `daemon` shows node `name` as `status`.
 fn shows(daemon: &Daemon, name: &str, status: &str) -> bool {
-    states(daemon)
-        .iter()
-        .any(|(n, s)| n == name && s == status)
+    states(daemon).iter().any(|(n, s)| n == name && s == status)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,9 +79,11 @@ async fn a_hanging_hint_target_does_not_hold_up_the_hints_of_a_healthy_one() {
     let delivered = |daemon: &Daemon, peer: &str| {
         daemon.metric("allidb_cluster_hints_delivered_total", &[("peer", peer)])
     };
-    wait_until("a first hint call delivered to n2", Duration::from_secs(30), || {
-        delivered(&nodes[0], "n2") > 0.0
-    });
+    wait_until(
+        "a first hint call delivered to n2",
+        Duration::from_secs(30),
+        || delivered(&nodes[0], "n2") > 0.0,
+    );
     nodes[2].signal(libc::SIGSTOP);
     let stopped = Instant::now();
 

@@ -308,11 +308,19 @@ async fn a_difference_larger_than_a_chunk_streams_in_chunks_and_sends_only_what_
     // The preview says what would be sent; the repair sends exactly that.
     let (code, preview) = repair(&nodes[0], &["--preview"]);
     assert_eq!(code, 0, "{preview}");
-    assert_eq!(count(&preview, "partitions_differing"), missed as u64, "{preview}");
+    assert_eq!(
+        count(&preview, "partitions_differing"),
+        missed as u64,
+        "{preview}"
+    );
     let chunks_before = nodes[0].metric("allidb_repair_chunks_total", &[]);
     let (code, repaired) = repair(&nodes[0], &[]);
     assert_eq!(code, 0, "{repaired}");
-    assert_eq!(count(&repaired, "partitions_repaired"), missed as u64, "{repaired}");
+    assert_eq!(
+        count(&repaired, "partitions_repaired"),
+        missed as u64,
+        "{repaired}"
+    );
     for field in ["cells_streamed", "bytes_streamed"] {
         assert_eq!(count(&repaired, field), count(&preview, field), "{field}");
     }
@@ -327,14 +335,23 @@ async fn a_difference_larger_than_a_chunk_streams_in_chunks_and_sends_only_what_
     // Each replica streamed the differing leaves in chunks of at most 64 KiB (one partition
     // past it): three replicas, about 1 MB from each of the two that hold it.
     let chunks = nodes[0].metric("allidb_repair_chunks_total", &[]) - chunks_before;
-    assert!(chunks >= 2.0 * 10.0, "{chunks} chunks for about 1 MB from each source");
+    assert!(
+        chunks >= 2.0 * 10.0,
+        "{chunks} chunks for about 1 MB from each source"
+    );
     for i in [0, 149, 299] {
-        assert!(found(&nodes[2], &format!("big{i}"), One).await.unwrap(), "big{i}");
+        assert!(
+            found(&nodes[2], &format!("big{i}"), One).await.unwrap(),
+            "big{i}"
+        );
     }
     let (code, again) = repair(&nodes[1], &[]);
     assert_eq!(code, 0, "{again}");
     assert_eq!(
-        (count(&again, "ranges_differing"), count(&again, "cells_streamed")),
+        (
+            count(&again, "ranges_differing"),
+            count(&again, "cells_streamed")
+        ),
         (0, 0),
         "{again}"
     );

@@ -248,10 +248,11 @@ mod tests {
     /// `max_cells` cells (as a source's [`crate::stream::chunk::read_chunk`] does by bytes).
     fn chunk(held: &Held, after: Option<StreamPosition>, max_cells: usize) -> Chunk {
         let mut chunk = Chunk::default();
-        for (id, cells) in held
-            .iter()
-            .filter(|(id, _)| after.as_ref().is_none_or(|a| id.as_str() > a.entity_id.as_str()))
-        {
+        for (id, cells) in held.iter().filter(|(id, _)| {
+            after
+                .as_ref()
+                .is_none_or(|a| id.as_str() > a.entity_id.as_str())
+        }) {
             chunk.cells.extend(cells.iter().cloned());
             chunk.partitions += 1;
             chunk.position = Some(StreamPosition {
@@ -303,7 +304,10 @@ mod tests {
             stale.remove(&format!("e{i:04}"));
         }
         for i in [5, 100, 200] {
-            stale.insert(format!("e{i:04}"), vec![cell(&format!("e{i:04}"), 3, "old")]);
+            stale.insert(
+                format!("e{i:04}"),
+                vec![cell(&format!("e{i:04}"), 3, "old")],
+            );
         }
         // And one newer write the others lack.
         stale.insert("e0500".to_owned(), vec![cell("e0500", 20, "new")]);
@@ -322,15 +326,25 @@ mod tests {
             assert_eq!(ids(&lacking[2]), ["e0500"]);
             assert_eq!(
                 ids(&lacking[1]),
-                ["e0000", "e0001", "e0005", "e0057", "e0058", "e0100", "e0150", "e0200", "e0298", "e0299"]
+                [
+                    "e0000", "e0001", "e0005", "e0057", "e0058", "e0100", "e0150", "e0200",
+                    "e0298", "e0299"
+                ]
             );
-            assert!(lacking[1].iter().all(|(_, ts, _)| *ts == 10), "original timestamps");
+            assert!(
+                lacking[1].iter().all(|(_, ts, _)| *ts == 10),
+                "original timestamps"
+            );
         }
         let (lacking, differing, _) = run(&[full.clone(), full.clone()], 5);
         assert_eq!((differing, lacking[0].len() + lacking[1].len()), (0, 0));
         let empty = Held::new();
         let (lacking, differing, _) = run(&[full.clone(), empty], 16);
-        assert_eq!((differing, lacking[1].len()), (300, 300), "a wiped replica gets it all");
+        assert_eq!(
+            (differing, lacking[1].len()),
+            (300, 300),
+            "a wiped replica gets it all"
+        );
     }
 
     #[test]

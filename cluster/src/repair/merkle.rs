@@ -38,10 +38,7 @@ pub fn leaf_span(range: &TokenSpan, depth: u8, leaf: usize) -> Option<TokenSpan>
     // ceil(i * size / 2^depth) to ceil((i + 1) * size / 2^depth) - 1.
     let size = range.size();
     let first_offset = |i: u128| (i * size).div_ceil(1u128 << depth);
-    let (first, next) = (
-        first_offset(leaf as u128),
-        first_offset(leaf as u128 + 1),
-    );
+    let (first, next) = (first_offset(leaf as u128), first_offset(leaf as u128 + 1));
     // A token is start + 1 + offset, so the exclusive start is start + first.
     (next > first).then(|| TokenSpan {
         start: range.start.wrapping_add(first as u64),
@@ -236,15 +233,23 @@ mod tests {
         ];
         for r in ranges {
             for depth in [0u8, 1, 2, 5, 16] {
-                let spans: Vec<Option<TokenSpan>> =
-                    (0..1usize << depth).map(|i| leaf_span(&r, depth, i)).collect();
+                let spans: Vec<Option<TokenSpan>> = (0..1usize << depth)
+                    .map(|i| leaf_span(&r, depth, i))
+                    .collect();
                 // The leaves tile the range in order: each starts where the one before ends.
                 let tiles: Vec<&TokenSpan> = spans.iter().flatten().collect();
                 assert_eq!(tiles[0].start, r.start, "{r:?} {depth}");
                 assert_eq!(tiles[tiles.len() - 1].end, r.end, "{r:?} {depth}");
-                assert!(tiles.windows(2).all(|w| w[0].end == w[1].start), "{r:?} {depth}");
+                assert!(
+                    tiles.windows(2).all(|w| w[0].end == w[1].start),
+                    "{r:?} {depth}"
+                );
                 let held: u128 = tiles.iter().map(|s| s.size()).sum();
-                assert_eq!(held, r.size(), "the leaves cover the range once: {r:?} {depth}");
+                assert_eq!(
+                    held,
+                    r.size(),
+                    "the leaves cover the range once: {r:?} {depth}"
+                );
                 let probes = (0..2_000u64).map(|i| {
                     let offset = (u128::from(i) * 0x9E37_79B9_7F4A_7C15) % r.size();
                     r.start.wrapping_add(1).wrapping_add(offset as u64)
@@ -252,7 +257,10 @@ mod tests {
                 for t in probes.chain([r.start.wrapping_add(1), r.end]) {
                     let leaf = leaf_of(&r, depth, t);
                     let span = spans[leaf].expect("the leaf of a token holds it");
-                    assert!(span.contains(t), "{r:?} depth {depth} token {t} leaf {leaf}");
+                    assert!(
+                        span.contains(t),
+                        "{r:?} depth {depth} token {t} leaf {leaf}"
+                    );
                 }
             }
         }

@@ -20,6 +20,10 @@ pub const BURST: Duration = Duration::from_millis(50);
 /// Bytes a scan reads between two looks at the pace.
 const STEP_BYTES: u64 = 64 << 10;
 
+/// About the longest one paced stream chunk scans, so a chunk call answers well within its
+/// deadline whatever the cap.
+const CHUNK_SCAN: Duration = Duration::from_secs(10);
+
 /// The node's repair pace; one per node, shared.
 #[derive(Debug)]
 pub struct ScanPace {
@@ -52,6 +56,16 @@ impl ScanPace {
         if let Some(ahead) = due.checked_duration_since(now + BURST) {
             std::thread::sleep(ahead);
         }
+    }
+
+    /// The bytes of partitions one stream chunk may look at: `most`, or less when the cap
+    /// would make scanning that take longer than [`CHUNK_SCAN`] (never below one step).
+    pub fn chunk_scan_bytes(&self, most: usize) -> usize {
+        if self.bytes_per_sec == 0 {
+            return most;
+        }
+        let paced = (self.bytes_per_sec as f64 * CHUNK_SCAN.as_secs_f64()) as usize;
+        paced.clamp(STEP_BYTES as usize, most.max(STEP_BYTES as usize))
     }
 
     /// `partitions`, paced: each partition's cell bytes are accounted for as it is read.
@@ -106,9 +120,12 @@ mod tests {
         // 2 MiB at 4 MiB/s: 0.5 s, less the burst.
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(440), "{took:?}");
+        assert_eq!(pace.chunk_scan_bytes(64 << 20), 40 << 20, "10 s at 4 MiB/s");
+        assert_eq!(ScanPace::new(1).chunk_scan_bytes(64 << 20), 64 << 10);
         let free = ScanPace::default();
         let started = Instant::now();
         free.pace(u64::MAX / 2);
         assert!(started.elapsed() < Duration::from_millis(10));
+        assert_eq!(free.chunk_scan_bytes(64 << 20), 64 << 20);
     }
 }

@@ -235,7 +235,10 @@ mod tests {
         assert!(coarse[0].len() <= 100, "{}", coarse[0].len());
         for t in (1..=1u64 << 20).step_by(61) {
             if alternate.contains(&leaf_of(&shape.span, 10, t)) {
-                assert!(covered(&coarse[0], t), "a differing token is still streamed");
+                assert!(
+                    covered(&coarse[0], t),
+                    "a differing token is still streamed"
+                );
             }
         }
         // Ranges that cannot be coarsened further go in several requests.

@@ -117,6 +117,9 @@ mod tests {
                 .is_empty()
         );
         let span = leaf_span(&shapes[which].span, 3, leaves[0]).expect("a leaf of 2^61 tokens");
-        assert!(span.contains(t), "the differing leaf's tokens hold the changed partition");
+        assert!(
+            span.contains(t),
+            "the differing leaf's tokens hold the changed partition"
+        );
     }
 }
