@@ -6,13 +6,16 @@
 #   1. `allidb cluster repair` through n0: its reply (duration, partitions differing against
 #      the true difference, cells and bytes streamed) and the peak RSS of each node during it;
 #   2. the same repair again, replicas now identical: the time to conclude nothing differs;
-#   3. write throughput: `allidb bench ingest` at QUORUM through n1 alone, then again while
-#      n0 repairs in a loop (identical replicas; every range compared each time).
+#   3. write throughput: `allidb bench ingest` of N/10 entities at QUORUM through n1 alone,
+#      then again while n0 repairs in a loop (identical replicas; every range compared each
+#      time), ROUNDS times (default 3) alternating, and the ratio of the medians.
 #
 #   bench/repair.sh [BIN_DIR] [N] [DIM]
 #
 # BIN_DIR holds allidbd and allidb (default target/release; the test profile's target/debug is
 # optimized too). Defaults: N = 1000000, DIM = 8. Uses ports 7100-7123 (scripts/dev-cluster.sh).
+# The daemons take ALLIDB_* variables from the environment, e.g.
+# ALLIDB_CLUSTER_REPAIR_SCAN_BYTES_PER_SEC=0 for unpaced repair scans.
 # Prints one labelled JSON line per phase.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,6 +23,7 @@ bin="${1:-$root/target/release}"
 n="${2:-1000000}"
 dim="${3:-8}"
 diff=$((n / 2000))
+rounds="${ROUNDS:-3}"
 work="$(mktemp -d)"
 trap 'kill $(cat "$work"/pids "$work"/n2.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 export ALLIDB_CLUSTER_HINTED_HANDOFF_ENABLED=false
@@ -79,6 +83,8 @@ watch_rss &
 watcher=$!
 echo "repair-divergent $(cli 127.0.0.1:7100 cluster repair)"
 rm "$work/watching"
+# What the replicas streamed to n0 to compare (its log line).
+grep -o 'bytes_compared=[0-9]*' "$work/n0/allidbd.log" | tail -1 | sed 's/^/repair-divergent-compared /'
 wait "$watcher"
 echo "repair-divergent-peak-rss-kib {$(awk '{printf "%s\"%s\": %s", (NR>1?", ":""), $1, $2}' "$work/peak")}"
 echo "true-difference {\"partitions\": $((diff + deleted))}"
@@ -86,19 +92,37 @@ echo "true-difference {\"partitions\": $((diff + deleted))}"
 # 2. Identical replicas.
 echo "repair-identical $(cli 127.0.0.1:7100 cluster repair)"
 
-# 3. Write throughput alone, then under a repair loop.
-ingest 127.0.0.1:7110 quorum alone- $((n / 10)) "ingest-alone"
-touch "$work/repairing"
-(
-  runs=0
-  while [ -e "$work/repairing" ]; do
-    cli 127.0.0.1:7100 cluster repair > /dev/null || true
-    runs=$((runs + 1))
-  done
-  echo "$runs" > "$work/repair-runs"
-) &
-looper=$!
-ingest 127.0.0.1:7110 quorum under- $((n / 10)) "ingest-under-repair"
-rm "$work/repairing"
-wait "$looper"
-echo "repairs-during-ingest {\"runs\": $(cat "$work/repair-runs")}"
+# 3. Write throughput alone, then under a repair loop, ROUNDS times.
+rate() { sed 's/.*"items_per_sec":\([0-9.]*\).*/\1/'; }
+: > "$work/alone"
+: > "$work/under"
+for round in $(seq 1 "$rounds"); do
+  start=$(( (round - 1) * n / 10 ))
+  line=$(cli 127.0.0.1:7110 --consistency quorum bench ingest -n $((n / 10)) --dim "$dim" \
+    --batch-size 256 --concurrency 4 --id-prefix alone- --start "$start" | tail -1)
+  echo "ingest-alone-$round $line"
+  echo "$line" | rate >> "$work/alone"
+  touch "$work/repairing"
+  (
+    runs=0
+    while [ -e "$work/repairing" ]; do
+      cli 127.0.0.1:7100 cluster repair > /dev/null || true
+      runs=$((runs + 1))
+    done
+    echo "$runs" > "$work/repair-runs"
+  ) &
+  looper=$!
+  line=$(cli 127.0.0.1:7110 --consistency quorum bench ingest -n $((n / 10)) --dim "$dim" \
+    --batch-size 256 --concurrency 4 --id-prefix under- --start "$start" | tail -1)
+  rm "$work/repairing"
+  wait "$looper"
+  echo "ingest-under-repair-$round $line"
+  echo "repairs-during-ingest-$round {\"runs\": $(cat "$work/repair-runs")}"
+  echo "$line" | rate >> "$work/under"
+done
+python3 - "$work/alone" "$work/under" <<'PY'
+import statistics, sys
+alone, under = ([float(x) for x in open(p)] for p in sys.argv[1:3])
+a, u = statistics.median(alone), statistics.median(under)
+print(f'ingest-kept {{"alone_median": {a:.0f}, "under_repair_median": {u:.0f}, "kept": {u / a:.2f}}}')
+PY

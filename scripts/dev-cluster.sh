@@ -66,4 +66,25 @@ TOML
   }
   echo "n$i ready: grpc 127.0.0.1:$base, http 127.0.0.1:$((base + 1)), admin 127.0.0.1:$((base + 2))"
 done
+# Ready is not settled: wait until every node sees every node normal at the same ring version,
+# so that writes sent right away reach every replica of their range.
+settled=""
+for _ in $(seq 1 600); do
+  python3 - "$nodes" <<'PY' && settled=1 && break
+import json, sys, urllib.request
+nodes = int(sys.argv[1])
+seen = set()
+for i in range(nodes):
+    status = json.load(urllib.request.urlopen(f"http://127.0.0.1:{7102 + 10 * i}/cluster/status"))
+    if len(status["nodes"]) != nodes or any(n["status"] != "normal" for n in status["nodes"]):
+        sys.exit(1)
+    seen.add(status["ring_version"])
+sys.exit(0 if len(seen) == 1 else 1)
+PY
+  sleep 0.1
+done
+[ -n "$settled" ] || {
+  echo "dev-cluster: the nodes did not all see each other normal within a minute" >&2
+  exit 1
+}
 echo "stop with: kill \$(cat $dir/pids)"

@@ -10,7 +10,6 @@
 //! Must never: serve a call whose cluster token does not verify or that is addressed to another
 //! host (a stale address now served by this node), or block an async worker on the store.
 
-use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -27,10 +26,11 @@ use crate::proto::replica_server::{Replica, ReplicaServer};
 use crate::query::tenants::{self, CountRequest, Counts};
 use crate::query::wire::{self, IdRange, SeedSearch};
 use crate::repair::merkle::MerkleTree;
-use crate::repair::trees::{self, PartitionDigest, TreeShape};
+use crate::repair::pace::ScanPace;
+use crate::repair::trees::{self, TreeShape};
 use crate::repair::wire as repair_wire;
 use crate::ring::{HostId, SpanIndex, token};
-use crate::stream::chunk::{Chunk, read_chunk};
+use crate::stream::chunk::{Chunk, SCAN_BYTES, read_chunk};
 use crate::stream::wire::{self as stream_wire, ChunkRequest};
 use crate::topology::fence::TopologyFence;
 use crate::{ClusterError, PROTOCOL_VERSION};
@@ -42,9 +42,6 @@ pub const MAX_PARTITIONS_PER_READ: usize = 1024;
 /// Most ids one `ScanIds` call may ask for.
 pub const MAX_SCAN_IDS: usize = 10_000;
 
-/// Most partitions one `LeafPartitions` answer lists (about 4 MiB of ids and digests).
-pub const MAX_LEAF_PARTITIONS: usize = 50_000;
-
 /// Most leaf hashes one `MerkleTrees` answer carries (16 bytes each: 16 MiB).
 pub const MAX_TREE_LEAVES: usize = 1 << 20;
 
@@ -54,16 +51,26 @@ pub struct LocalReplica {
     host: HostId,
     store: Arc<UnifiedStore>,
     durability: Durability,
+    repair_pace: Arc<ScanPace>,
 }
 
 impl LocalReplica {
-    /// The replica of host `host` over `store`, writing with `durability`.
+    /// The replica of host `host` over `store`, writing with `durability`; its repair scans
+    /// are not paced (see [`LocalReplica::with_repair_pace`]).
     pub fn new(host: HostId, store: Arc<UnifiedStore>, durability: Durability) -> Self {
         Self {
             host,
             store,
             durability,
+            repair_pace: Arc::new(ScanPace::default()),
         }
+    }
+
+    /// This replica with the scans it runs for anti-entropy (Merkle trees, the streams of
+    /// differing leaves) reading at most `bytes_per_sec` together (0: no cap).
+    pub fn with_repair_pace(mut self, bytes_per_sec: u64) -> Self {
+        self.repair_pace = Arc::new(ScanPace::new(bytes_per_sec));
+        self
     }
 
     /// The host this replica is.
@@ -250,49 +257,33 @@ impl LocalReplica {
         tenant: Option<String>,
         shapes: Vec<TreeShape>,
     ) -> Result<(Vec<MerkleTree>, Vec<DroppedTenant>), ClusterError> {
-        let store = self.store.clone();
+        let (store, pace) = (self.store.clone(), self.repair_pace.clone());
         tokio::task::spawn_blocking(move || {
             let engine = store.engine();
             let drops = tenant_drops(engine, tenant.as_deref());
             let partitions = engine
                 .partitions(tenant.as_deref())
                 .map_err(|e| ClusterError::Store(e.into()))?;
-            Ok((trees::build_trees(partitions, &shapes)?, drops))
+            Ok((trees::build_trees(pace.paced(partitions), &shapes)?, drops))
         })
         .await
         .map_err(|e| ClusterError::Protocol(format!("replica Merkle tree task: {e}")))?
-    }
-
-    /// The partitions this replica holds in the listed leaves of `sets` (of `tenant` only, when
-    /// given), with their digests, at most `max` (then truncated).
-    pub async fn leaf_partitions(
-        &self,
-        tenant: Option<String>,
-        sets: Vec<(TreeShape, BTreeSet<usize>)>,
-        max: usize,
-    ) -> Result<(Vec<PartitionDigest>, bool), ClusterError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let partitions = store
-                .engine()
-                .partitions(tenant.as_deref())
-                .map_err(|e| ClusterError::Store(e.into()))?;
-            trees::leaf_partitions(partitions, &sets, max)
-        })
-        .await
-        .map_err(|e| ClusterError::Protocol(format!("replica leaf listing task: {e}")))?
     }
 }
 
 impl LocalReplica {
     /// One chunk of a range stream from this replica (the partitions it holds in
     /// `request.spans` after `request.after`), from a snapshot taken now, and with the first
-    /// chunk (no `after`) its tenant drops.
+    /// chunk (no `after`) its tenant drops. The scan is paced when it serves a repair.
     pub async fn stream_chunk(
         &self,
         request: ChunkRequest,
     ) -> Result<(Chunk, Vec<DroppedTenant>), ClusterError> {
         let store = self.store.clone();
+        let pace = match request.repair {
+            true => self.repair_pace.clone(),
+            false => Arc::new(ScanPace::default()),
+        };
         tokio::task::spawn_blocking(move || {
             let engine = store.engine();
             let drops = match request.after {
@@ -307,7 +298,10 @@ impl LocalReplica {
                 .partitions_after(request.tenant.as_deref(), after)
                 .map_err(|e| ClusterError::Store(e.into()))?;
             let spans = SpanIndex::new(request.spans.iter().copied());
-            Ok((read_chunk(partitions, &spans, request.max_bytes)?, drops))
+            let scan_bytes = pace.chunk_scan_bytes(SCAN_BYTES);
+            let partitions = pace.paced(partitions);
+            let chunk = read_chunk(partitions, &spans, request.max_bytes, scan_bytes)?;
+            Ok((chunk, drops))
         })
         .await
         .map_err(|e| ClusterError::Protocol(format!("replica stream task: {e}")))?
@@ -433,7 +427,6 @@ has_header!(
     proto::ScanIdsRequest,
     proto::TenantCountsRequest,
     proto::MerkleTreesRequest,
-    proto::LeafPartitionsRequest,
     proto::StreamRangeRequest,
 );
 
@@ -693,28 +686,6 @@ impl Replica for ReplicaService {
         Ok(Response::new(proto::MerkleTreesResponse {
             trees: trees.iter().map(repair_wire::tree_to_proto).collect(),
             tenant_drops: drops.iter().map(DroppedTenant::to_proto).collect(),
-        }))
-    }
-
-    async fn leaf_partitions(
-        &self,
-        request: Request<proto::LeafPartitionsRequest>,
-    ) -> Result<Response<proto::LeafPartitionsResponse>, Status> {
-        let local = self.admit(&request, Fenced::Yes)?;
-        let request = request.into_inner();
-        let sets = repair_wire::leaf_sets_from_proto(&request.sets)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let tenant = (!request.tenant.is_empty()).then_some(request.tenant);
-        let (partitions, truncated) = local
-            .leaf_partitions(tenant, sets, MAX_LEAF_PARTITIONS)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(proto::LeafPartitionsResponse {
-            partitions: partitions
-                .iter()
-                .map(repair_wire::digest_to_proto)
-                .collect(),
-            truncated,
         }))
     }
 

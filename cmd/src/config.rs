@@ -36,6 +36,9 @@ const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 const GIB: u64 = 1024 * MIB;
 
+/// `cluster.repair_scan_bytes_per_sec` by default (docs/cluster.md "Repair pace").
+const DEFAULT_REPAIR_SCAN_BYTES_PER_SEC: u64 = 16 * MIB;
+
 /// Everything `allidbd` can be configured with.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -421,6 +424,9 @@ pub struct ClusterConfig {
     pub stream_chunk_bytes: u64,
     /// Repair every range this node replicates at least this often (0 = no scheduled repair).
     pub repair_interval_secs: u64,
+    /// Most bytes of partitions per second this node's scans for anti-entropy read together
+    /// (Merkle trees, streams of differing leaves), whichever node's repair asked (0 = no cap).
+    pub repair_scan_bytes_per_sec: u64,
     /// Replica writes timestamped further ahead of this node's wall clock are refused.
     pub max_clock_skew_ms: u64,
     /// The host id of a dead node whose place this new node takes on its first join (a
@@ -453,6 +459,7 @@ impl Default for ClusterConfig {
             stream_bytes_per_sec: 64 << 20,
             stream_chunk_bytes: MAX_CHUNK_BYTES as u64,
             repair_interval_secs: 0,
+            repair_scan_bytes_per_sec: DEFAULT_REPAIR_SCAN_BYTES_PER_SEC,
             max_clock_skew_ms: 10_000,
             replace_host: String::new(),
         }

@@ -832,7 +832,8 @@ fn start_replication(
     let attached = || DaemonError::Serve("replication was started twice".to_owned());
     let hints = status.hints().ok_or_else(attached)?;
     let membership = &joined.membership;
-    let local = LocalReplica::new(membership.host_id(), store, config.storage.durability());
+    let local = LocalReplica::new(membership.host_id(), store, config.storage.durability())
+        .with_repair_pace(cluster.repair_scan_bytes_per_sec);
     replica_service
         .attach(local.clone())
         .map_err(|_| attached())?;
@@ -851,6 +852,11 @@ fn start_replication(
         },
     );
     let metric = local.store().metric();
+    let streaming = StreamOptions {
+        bytes_per_sec: cluster.stream_bytes_per_sec,
+        chunk_bytes: cluster.stream_chunk_bytes as usize,
+        ..StreamOptions::default()
+    };
     let repair = RangeRepair::new(
         coordinator.clone(),
         local.clone(),
@@ -858,6 +864,7 @@ fn start_replication(
         membership.subscribe(),
         status.repair_history().ok_or_else(attached)?,
         status.repair_progress().ok_or_else(attached)?,
+        streaming,
     );
     let scheduler = RepairScheduler::spawn(
         repair.clone(),
@@ -871,11 +878,7 @@ fn start_replication(
         clients.clone(),
         membership.subscribe(),
         data_dir.to_owned(),
-        StreamOptions {
-            bytes_per_sec: cluster.stream_bytes_per_sec,
-            chunk_bytes: cluster.stream_chunk_bytes as usize,
-            ..StreamOptions::default()
-        },
+        streaming,
     );
     joined.topology.attach_stream(stream.clone());
     let rebuild = ReplicaRebuild::new(stream, cluster.replication_factor as usize);

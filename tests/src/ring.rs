@@ -406,6 +406,17 @@ pub fn hints_pending(daemon: &Daemon) -> u64 {
         .sum()
 }
 
+/// The bytes of hints `daemon` keeps for node `name`.
+pub fn hints_for(daemon: &Daemon, name: &str) -> u64 {
+    status(daemon)["nodes"]
+        .as_array()
+        .expect("nodes is an array")
+        .iter()
+        .find(|n| n["name"] == name)
+        .and_then(|n| n["hints_pending_bytes"].as_u64())
+        .expect("the node is listed with its hints")
+}
+
 /// Field `field` (a string) of node `name` in `daemon`'s status.
 fn node_field(daemon: &Daemon, name: &str, field: &str) -> String {
     let status = status(daemon);

@@ -20,9 +20,9 @@ use allidb_cluster::credentials::{ClusterCredentials, TOKEN_HEADER};
 use allidb_cluster::proto as internal;
 use allidb_tests::certs::Ca;
 use allidb_tests::ring::{
-    SECRET, cluster_toml, drop_default, found, free_udp_addr, held_by, hints_pending, host_id_of,
-    level, put, remove_edge, ring_of_three, ring_of_three_each, status, wait_for_states,
-    wait_until,
+    SECRET, cluster_toml, drop_default, found, free_udp_addr, held_by, hints_for, hints_pending,
+    host_id_of, level, put, remove_edge, ring_of_three, ring_of_three_each, status,
+    wait_for_states, wait_until,
 };
 use allidb_tests::{Daemon, allidbd_binary, doc_entity, http_get, request};
 use internal::replica_client::ReplicaClient;
@@ -361,11 +361,6 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
         trees,
         ..Default::default()
     };
-    let sets = |sets| internal::LeafPartitionsRequest {
-        header: header.clone(),
-        sets,
-        ..Default::default()
-    };
     let stream = |damage: fn(&mut internal::StreamRangeRequest)| {
         let mut message = internal::StreamRangeRequest {
             header: header.clone(),
@@ -394,23 +389,6 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
         ),
         (
             internal
-                .leaf_partitions(with_token(sets(vec![internal::LeafSet {
-                    tree: Some(shape(3)),
-                    leaves: vec![8],
-                }])))
-                .await
-                .map(drop),
-            "sets[0].leaves",
-        ),
-        (
-            internal
-                .leaf_partitions(with_token(sets(vec![internal::LeafSet::default()])))
-                .await
-                .map(drop),
-            "sets[0].tree: required",
-        ),
-        (
-            internal
                 .stream_range(with_token(stream(|m| m.max_bytes = 0)))
                 .await
                 .map(drop),
@@ -422,6 +400,13 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
                 .await
                 .map(drop),
             "spans",
+        ),
+        (
+            internal
+                .stream_range(with_token(stream(|m| m.spans = disjoint_spans(16_385))))
+                .await
+                .map(drop),
+            "spans: 16385 token ranges",
         ),
         (
             internal
@@ -444,6 +429,10 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
         .stream_range(with_token(stream(|_| {})))
         .await
         .expect("a valid stream chunk");
+    internal
+        .stream_range(with_token(stream(|m| m.spans = disjoint_spans(16_384))))
+        .await
+        .expect("a stream chunk of as many token ranges as a call may name");
 
     // Clock: no header is refused naming it, no cluster token UNAUTHENTICATED, a valid call
     // answers the node's clock (at or above the wall clock, in microseconds).
@@ -472,6 +461,16 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
 }
 
 /// `message` with this ring's cluster token.
+/// `count` disjoint one-token ranges.
+fn disjoint_spans(count: u64) -> Vec<internal::TokenSpan> {
+    (0..count)
+        .map(|i| internal::TokenSpan {
+            start: 2 * i,
+            end: 2 * i + 1,
+        })
+        .collect()
+}
+
 fn with_token<T>(message: T) -> tonic::Request<T> {
     let mut call = tonic::Request::new(message);
     call.metadata_mut()
@@ -944,17 +943,6 @@ async fn an_edge_removal_and_a_tenant_drop_through_a_lagging_coordinator_win_ove
             "the later drop wins on every node"
         );
     }
-}
-
-/// The bytes of hints `daemon` keeps for node `name`.
-fn hints_for(daemon: &Daemon, name: &str) -> u64 {
-    status(daemon)["nodes"]
-        .as_array()
-        .expect("nodes is an array")
-        .iter()
-        .find(|n| n["name"] == name)
-        .and_then(|n| n["hints_pending_bytes"].as_u64())
-        .expect("the node is listed with its hints")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,16 +8,17 @@ use std::time::Duration;
 
 use allidb_api::pb;
 use allidb_tests::ring::{
-    allidb_json, count, delete, drop_default, edges_of, found, held_by, put, put_hub, remove_edge,
-    repair, ring_of_three, ring_of_three_each, status, wait_for_states, wait_until,
+    allidb_json, count, delete, drop_default, edges_of, found, held_by, level, put, put_hub,
+    remove_edge, repair, ring_of_three, ring_of_three_each, status, wait_for_states, wait_until,
 };
-use allidb_tests::{Daemon, allidb_binary};
+use allidb_tests::{Daemon, allidb_binary, doc_entity, request};
 
-use pb::ConsistencyLevel::{ConsistencyOne as One, ConsistencyQuorum as Quorum};
+use pb::ConsistencyLevel::{
+    ConsistencyAll as All, ConsistencyOne as One, ConsistencyQuorum as Quorum,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repair_brings_back_a_replica_that_missed_writes_deletes_edges_and_a_drop() {
-    use pb::ConsistencyLevel::ConsistencyAll as All;
     let mut nodes = ring_of_three("hinted_handoff_enabled = false\n");
     let one_down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];
     let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
@@ -252,5 +253,106 @@ async fn a_scheduled_repair_brings_back_a_replica_and_status_shows_the_repair_ag
     assert!(
         status(&nodes[1])["repair"]["last_repair_unix_secs"].is_null(),
         "n1 ran no repair of its own"
+    );
+}
+
+/// Text bytes of each entity of the chunked repair test: its cells' bytes are this plus at
+/// most [`ENTITY_OVERHEAD`] (keys, marker, body, vector).
+const TEXT_BYTES: usize = 3_000;
+const ENTITY_OVERHEAD: usize = 512;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_difference_larger_than_a_chunk_streams_in_chunks_and_sends_only_what_differs() {
+    // Chunks of 64 KiB (the smallest): the 300 missed entities (about 1 MB) take many.
+    let mut nodes = ring_of_three("hinted_handoff_enabled = false\nstream_chunk_bytes = 65536\n");
+    let one_down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];
+    let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
+    for i in 0..200 {
+        put(&nodes[0], &format!("same{i}"), All)
+            .await
+            .expect("ALL on a whole ring");
+    }
+    nodes[2].kill();
+    wait_for_states(&nodes[0], &one_down, Duration::from_secs(10));
+    let missed = 300;
+    let mut client = nodes[0].client().await;
+    for first in (0..missed).step_by(50) {
+        let entities = (first..first + 50)
+            .map(|i| {
+                let mut entity = doc_entity(&format!("big{i}"), &[1.0, i as f32, 0.5]);
+                entity.chunks = vec![pb::TextChunk {
+                    chunk_id: "c0".to_owned(),
+                    text: "x".repeat(TEXT_BYTES),
+                    ..Default::default()
+                }];
+                entity
+            })
+            .collect();
+        let message = pb::BatchPutEntitiesRequest {
+            entities,
+            consistency_level: level(Quorum),
+            ..Default::default()
+        };
+        let reply = client
+            .batch_put_entities(request(message, None))
+            .await
+            .expect("QUORUM with one node down")
+            .into_inner();
+        assert!(reply.success, "{reply:?}");
+    }
+    nodes[2].restart();
+    for node in &nodes {
+        wait_for_states(node, &all_normal, Duration::from_secs(30));
+    }
+
+    // The preview says what would be sent; the repair sends exactly that.
+    let (code, preview) = repair(&nodes[0], &["--preview"]);
+    assert_eq!(code, 0, "{preview}");
+    assert_eq!(
+        count(&preview, "partitions_differing"),
+        missed as u64,
+        "{preview}"
+    );
+    let chunks_before = nodes[0].metric("allidb_repair_chunks_total", &[]);
+    let (code, repaired) = repair(&nodes[0], &[]);
+    assert_eq!(code, 0, "{repaired}");
+    assert_eq!(
+        count(&repaired, "partitions_repaired"),
+        missed as u64,
+        "{repaired}"
+    );
+    for field in ["cells_streamed", "bytes_streamed"] {
+        assert_eq!(count(&repaired, field), count(&preview, field), "{field}");
+    }
+    // The true difference: the missed entities' cells, between their text bytes and that plus
+    // the overhead each; at most twice that may be sent.
+    let (least, most) = (missed * TEXT_BYTES, missed * (TEXT_BYTES + ENTITY_OVERHEAD));
+    let sent = count(&repaired, "bytes_streamed") as usize;
+    assert!(
+        sent >= least && sent <= 2 * most,
+        "{sent} bytes sent for a difference of {least} to {most}: {repaired}"
+    );
+    // Each replica streamed the differing leaves in chunks of at most 64 KiB (one partition
+    // past it): three replicas, about 1 MB from each of the two that hold it.
+    let chunks = nodes[0].metric("allidb_repair_chunks_total", &[]) - chunks_before;
+    assert!(
+        chunks >= 2.0 * 10.0,
+        "{chunks} chunks for about 1 MB from each source"
+    );
+    for i in [0, 149, 299] {
+        assert!(
+            found(&nodes[2], &format!("big{i}"), One).await.unwrap(),
+            "big{i}"
+        );
+    }
+    let (code, again) = repair(&nodes[1], &[]);
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(
+        (
+            count(&again, "ranges_differing"),
+            count(&again, "cells_streamed")
+        ),
+        (0, 0),
+        "{again}"
     );
 }

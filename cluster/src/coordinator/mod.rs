@@ -25,7 +25,6 @@ mod source_delete;
 mod write;
 
 use read::Purpose;
-pub use read::Repaired;
 use shadowed::WrittenSource;
 
 use std::collections::BTreeSet;
@@ -40,7 +39,7 @@ use allidb_storage::provenance::{self, PutMode};
 use tokio::sync::watch;
 
 use crate::ClusterError;
-use crate::cells::{DroppedTenant, ReplicaMutation};
+use crate::cells::ReplicaMutation;
 use crate::consistency::ConsistencyLevel;
 use crate::hints::HintLog;
 use crate::hints::dispatcher::peer_label;
@@ -337,33 +336,21 @@ impl Coordinator {
             .filter(|e| !e.body.expired_at(now)))
     }
 
-    /// Anti-entropy repair of one partition: every replica answers its cells (ALL), they merge
-    /// last-write-wins, and each replica is sent what it lacks (with the newest drop of the
-    /// tenant first). Returns what was sent.
-    pub async fn repair_partition(&self, tenant: &str, id: &str) -> Result<Repaired, ClusterError> {
-        let (_, repaired) = self
-            .read_repairing(tenant, id, ConsistencyLevel::All, Purpose::Repair)
-            .await?;
-        Ok(repaired)
-    }
-
-    /// Sends tenant drops to the replica `host` (anti-entropy sends the newest drops before any
-    /// cell).
-    pub async fn send_drops(
+    /// Sends anti-entropy repair's `mutation` (tenant drops, or cells a replica lacks, with
+    /// their own timestamps) to the replica `host` through the normal batch path.
+    pub async fn send_repair(
         &self,
         host: HostId,
-        drops: Vec<DroppedTenant>,
+        mutation: &ReplicaMutation,
     ) -> Result<(), ClusterError> {
         let view = self.inner.view.borrow().clone();
-        let mutation = ReplicaMutation {
-            drops,
-            cells: Vec::new(),
-        };
-        self.apply_on(&view, host, &mutation, "repair")
+        self.apply_on(&view, host, mutation, "repair")
             .await
             .map_err(|reason| {
                 ClusterError::Unavailable(format!(
-                    "sending tenant drops to {}: {reason}",
+                    "sending {} repaired cells and {} tenant drops to {}: {reason}",
+                    mutation.cells.len(),
+                    mutation.drops.len(),
                     peer_label(&view, host)
                 ))
             })

@@ -30,8 +30,6 @@ pub(super) enum Purpose {
     Write,
     /// A write re-reading a partition it wrote, for in-edges a racing write left behind.
     Recheck,
-    /// Anti-entropy repair of a partition whose replicas' digests differ.
-    Repair,
 }
 
 impl Purpose {
@@ -39,7 +37,6 @@ impl Purpose {
         match self {
             Purpose::Read => "read",
             Purpose::Write | Purpose::Recheck => "write",
-            Purpose::Repair => "repair",
         }
     }
 
@@ -47,7 +44,7 @@ impl Purpose {
     /// would otherwise often find a replica still applying that write, and pay a second round
     /// trip for its cells.
     fn wants_every_cell(self) -> bool {
-        matches!(self, Purpose::Recheck | Purpose::Repair)
+        matches!(self, Purpose::Recheck)
     }
 
     /// Whether replicas that answered stale are repaired before the read returns. Not for a
@@ -59,26 +56,13 @@ impl Purpose {
 
     fn step(self) -> &'static str {
         match self {
-            Purpose::Read | Purpose::Repair => "",
+            Purpose::Read => "",
             Purpose::Write => " (reading its stored state first)",
             Purpose::Recheck => {
                 " (re-reading it once written, for in-edges a concurrent write left behind)"
             }
         }
     }
-}
-
-/// What a read sent to the replicas that answered stale.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Repaired {
-    /// Cells sent, summed over replicas.
-    pub cells: u64,
-    /// Their bytes (keys, values, timestamps).
-    pub bytes: u64,
-    /// Tenant drops sent.
-    pub drops: u64,
-    /// The replicas the repair could not be applied on, with why.
-    pub failed: Vec<String>,
 }
 
 /// What one replica answered.
@@ -104,17 +88,6 @@ impl Coordinator {
         level: ConsistencyLevel,
         purpose: Purpose,
     ) -> Result<Vec<CellVersion>, ClusterError> {
-        Ok(self.read_repairing(tenant, id, level, purpose).await?.0)
-    }
-
-    /// [`Self::read_cells`], with what its repair sent.
-    pub(super) async fn read_repairing(
-        &self,
-        tenant: &str,
-        id: &str,
-        level: ConsistencyLevel,
-        purpose: Purpose,
-    ) -> Result<(Vec<CellVersion>, Repaired), ClusterError> {
         let view = self.inner.view.borrow().clone();
         let replicas = view
             .ring
@@ -223,11 +196,11 @@ impl Coordinator {
         }
         if own.len() == 1 && stale_drop.is_empty() {
             let cells = own.into_values().next().expect("one answer");
-            return Ok((cells, Repaired::default()));
+            return Ok(cells);
         }
         let merged = cells::merge(own.values().map(Vec::as_slice));
         if !purpose.repairs() {
-            return Ok((merged, Repaired::default()));
+            return Ok(merged);
         }
         let view = &view;
         let drop = DroppedTenant {
@@ -246,36 +219,13 @@ impl Coordinator {
                 let peer = peer_label(view, *host);
                 metrics::counter!("allidb_cluster_read_repairs_total", "peer" => peer.clone())
                     .increment(1);
-                let reason = match purpose {
-                    Purpose::Repair => "repair",
-                    _ => "read_repair",
-                };
-                let outcome = self.apply_on(view, *host, &mutation, reason).await;
-                if let Err(reason) = &outcome {
+                if let Err(reason) = self.apply_on(view, *host, &mutation, "read_repair").await {
                     tracing::debug!(%peer, reason, "read repair failed");
                 }
-                (
-                    mutation,
-                    outcome.map_err(|reason| format!("{peer}: {reason}")),
-                )
             })
         });
-        let mut repaired = Repaired::default();
-        for (mutation, outcome) in futures_util::future::join_all(repairs).await {
-            match outcome {
-                Ok(()) => {
-                    repaired.cells += mutation.cells.len() as u64;
-                    repaired.bytes += mutation
-                        .cells
-                        .iter()
-                        .map(|c| cells::version_size(c) as u64)
-                        .sum::<u64>();
-                    repaired.drops += mutation.drops.len() as u64;
-                }
-                Err(reason) => repaired.failed.push(reason),
-            }
-        }
-        Ok((merged, repaired))
+        futures_util::future::join_all(repairs).await;
+        Ok(merged)
     }
 
     /// Reads one partition on `host`: the local store directly, a peer through its replica

@@ -8,7 +8,7 @@
 mod read_queue;
 pub mod topology;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,7 @@ use crate::proto::replica_client::ReplicaClient;
 use crate::query::tenants::{self, CountRequest, Counts};
 use crate::query::wire::{self, IdRange, SeedSearch};
 use crate::repair::merkle::MerkleTree;
-use crate::repair::trees::{PartitionDigest, TreeShape};
+use crate::repair::trees::TreeShape;
 use crate::repair::wire as repair_wire;
 use crate::ring::HostId;
 use crate::stream::chunk::Chunk;
@@ -295,37 +295,6 @@ impl PeerClients {
             .map(DroppedTenant::from_proto)
             .collect();
         Ok((trees, drops))
-    }
-
-    /// The partitions the replica `recipient` at `addr` holds in the listed leaves of `sets`
-    /// (of `tenant` only, when given), and whether the answer was truncated.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn leaf_partitions(
-        &self,
-        recipient: HostId,
-        addr: SocketAddr,
-        tenant: Option<&str>,
-        sets: &[(TreeShape, BTreeSet<usize>)],
-        ring_version: u64,
-        timeout: Duration,
-    ) -> Result<(Vec<PartitionDigest>, bool), ClusterError> {
-        let message = proto::LeafPartitionsRequest {
-            header: self.stamp.header(ring_version, recipient),
-            tenant: tenant.unwrap_or_default().to_owned(),
-            sets: sets
-                .iter()
-                .map(|(shape, leaves)| repair_wire::leaf_set_to_proto(shape, leaves))
-                .collect(),
-        };
-        let mut client = self.client(addr)?;
-        let call = client.leaf_partitions(self.stamp.request(message, timeout));
-        let reply = answered(addr, timeout, call).await?;
-        let partitions = reply
-            .partitions
-            .into_iter()
-            .map(repair_wire::digest_from_proto)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((partitions, reply.truncated))
     }
 
     /// One chunk of a range stream from the replica `recipient` at `addr`, and its tenant

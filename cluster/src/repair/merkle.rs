@@ -31,6 +31,21 @@ pub fn leaf_of(range: &TokenSpan, depth: u8, t: Token) -> usize {
     ((offset << depth) / range.size()) as usize
 }
 
+/// The tokens of leaf `leaf` of a tree of `depth` over `range`: exactly the tokens
+/// [`leaf_of`] puts in it, or `None` when it holds none (a range of fewer tokens than leaves).
+pub fn leaf_span(range: &TokenSpan, depth: u8, leaf: usize) -> Option<TokenSpan> {
+    // Leaf i holds the offsets o with floor(o * 2^depth / size) = i: from
+    // ceil(i * size / 2^depth) to ceil((i + 1) * size / 2^depth) - 1.
+    let size = range.size();
+    let first_offset = |i: u128| (i * size).div_ceil(1u128 << depth);
+    let (first, next) = (first_offset(leaf as u128), first_offset(leaf as u128 + 1));
+    // A token is start + 1 + offset, so the exclusive start is start + first.
+    (next > first).then(|| TokenSpan {
+        start: range.start.wrapping_add(first as u64),
+        end: range.start.wrapping_add(next as u64),
+    })
+}
+
 /// The leaves of one range's tree while partitions are added: kept at [`MAX_DEPTH`] and sparse
 /// (only leaves holding a partition), folded to the depth wanted once every partition is in.
 #[derive(Clone, Debug)]
@@ -205,6 +220,50 @@ mod tests {
         assert_eq!(depth_for(2), 1);
         assert_eq!(depth_for(1000), 10);
         assert_eq!(depth_for(u64::MAX), MAX_DEPTH);
+    }
+
+    #[test]
+    fn a_leaf_span_holds_exactly_the_tokens_of_its_leaf() {
+        let ranges = [
+            range(100, 164),
+            range(u64::MAX - 1, 2),
+            range(7, 7),
+            range(1_000, 1_003),
+            range(u64::MAX - 1_000_000_007, 5_000_000_009),
+        ];
+        for r in ranges {
+            for depth in [0u8, 1, 2, 5, 16] {
+                let spans: Vec<Option<TokenSpan>> = (0..1usize << depth)
+                    .map(|i| leaf_span(&r, depth, i))
+                    .collect();
+                // The leaves tile the range in order: each starts where the one before ends.
+                let tiles: Vec<&TokenSpan> = spans.iter().flatten().collect();
+                assert_eq!(tiles[0].start, r.start, "{r:?} {depth}");
+                assert_eq!(tiles[tiles.len() - 1].end, r.end, "{r:?} {depth}");
+                assert!(
+                    tiles.windows(2).all(|w| w[0].end == w[1].start),
+                    "{r:?} {depth}"
+                );
+                let held: u128 = tiles.iter().map(|s| s.size()).sum();
+                assert_eq!(
+                    held,
+                    r.size(),
+                    "the leaves cover the range once: {r:?} {depth}"
+                );
+                let probes = (0..2_000u64).map(|i| {
+                    let offset = (u128::from(i) * 0x9E37_79B9_7F4A_7C15) % r.size();
+                    r.start.wrapping_add(1).wrapping_add(offset as u64)
+                });
+                for t in probes.chain([r.start.wrapping_add(1), r.end]) {
+                    let leaf = leaf_of(&r, depth, t);
+                    let span = spans[leaf].expect("the leaf of a token holds it");
+                    assert!(
+                        span.contains(t),
+                        "{r:?} depth {depth} token {t} leaf {leaf}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //! tenant drop). Hints and read repair only fix what is written or read; this fixes the rest.
 //!
 //! - [`merkle`]: one range's Merkle tree (pure).
-//! - [`trees`]: a replica's trees and leaf listings from one snapshot pass (pure).
+//! - [`trees`]: a replica's trees from one snapshot pass (pure).
 //! - [`wire`]: their node-to-node messages.
+//! - [`merge`]: the replicas' streams of the differing leaves lined up partition by partition,
+//!   and what each replica lacks (pure).
+//! - [`sync`]: streaming the differing leaves and sending each replica what it lacks.
+//! - [`pace`]: the node-wide cap on the bytes a repair's scans read (`cluster.repair_scan_bytes_per_sec`).
 //! - [`history`]: when each range was last repaired completely (tombstone grace alarms).
 //! - [`progress`]: what the running repair has done so far (status and metrics).
 //! - [`scheduler`]: the scheduled repair (`cluster.repair_interval_secs`).
@@ -16,20 +20,24 @@
 //!    that lack it, before any cell; ranges whose roots agree are done;
 //! 2. for the others, every replica sends the range's tree at a depth giving about one
 //!    partition per leaf (at most 16); the trees are compared top-down;
-//! 3. every replica lists the partitions of the differing leaves with their digests; each
-//!    partition whose digests differ (or that a replica lacks) is repaired through the
-//!    coordinator: read at ALL, merged last-write-wins, each replica sent what it lacks
-//!    through the normal batch path (so the indexes follow, and a second run is idempotent).
+//! 3. every replica streams the cells of the differing leaves (their token spans) in bounded
+//!    chunks (`StreamRange`, as range streaming does); the streams are merged partition by
+//!    partition, last-write-wins, and each replica is sent the cells it lacks through the
+//!    normal batch path with their own timestamps (so the indexes follow, and a second run is
+//!    idempotent).
 //!
 //! Invariants: at most one repair runs on a node at a time; a range with a replica that cannot
 //! be reached is skipped and reported, never half-compared; nothing is written in preview.
-//! Must never: hold a range's cells in memory (only leaf hashes and one listing of differing
-//! partitions), or write a cell with a timestamp other than the one it was read with.
+//! Must never: hold a range's cells in memory (only leaf hashes, one chunk per replica and one
+//! step's sends), or write a cell with a timestamp other than the one it was read with.
 
 pub mod history;
+pub mod merge;
 pub mod merkle;
+pub mod pace;
 pub mod progress;
 pub mod scheduler;
+pub mod sync;
 pub mod trees;
 pub mod wire;
 
@@ -38,30 +46,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use crate::ClusterError;
-use crate::cells::DroppedTenant;
+use crate::cells::{DroppedTenant, ReplicaMutation};
 use crate::coordinator::Coordinator;
 use crate::membership::ClusterView;
 use crate::peer_client::PeerClients;
 use crate::replica::{LocalReplica, MAX_TREE_LEAVES};
 use crate::ring::{HostId, TokenRange, TokenSpan};
+use crate::stream::StreamOptions;
+use crate::stream::wire::MAX_SPANS;
 use history::RepairHistory;
 use merkle::{MerkleTree, depth_for};
 use progress::{RepairProgress, RepairStep};
-use trees::{PartitionDigest, TreeShape};
+use trees::TreeShape;
 
-/// Deadline of one tree or leaf listing call: the replica reads its whole store for it.
-const CALL_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Partitions repaired at the same time.
-const PARALLEL_PARTITIONS: usize = 16;
-
-/// Most rounds of listing and repairing one batch's differing leaves (a listing stops at
-/// `MAX_LEAF_PARTITIONS`; each round repairs what it listed).
-const MAX_LISTING_ROUNDS: usize = 64;
+/// Deadline of one tree call: the replica reads its whole store for it, at the pace
+/// `cluster.repair_scan_bytes_per_sec` allows (docs/cluster.md "Repair pace").
+const CALL_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 /// What to repair.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -87,10 +90,13 @@ pub struct RepairReport {
     pub partitions_differing: u64,
     /// Partitions repaired (0 in preview).
     pub partitions_repaired: u64,
-    /// Cells sent to replicas that lacked them, summed over replicas.
+    /// Cells sent to replicas that lacked them, summed over replicas (in preview: that would
+    /// be sent).
     pub cells_streamed: u64,
     /// Their bytes.
     pub bytes_streamed: u64,
+    /// Bytes of the differing leaves' cells the replicas streamed to this node to compare.
+    pub bytes_compared: u64,
     /// Tenant drops sent to replicas that lacked them (would be sent, in preview).
     pub drops_sent: u64,
     /// Ranges not compared, with why (a replica down or failing).
@@ -117,6 +123,7 @@ pub struct RangeRepair {
     view: watch::Receiver<Arc<ClusterView>>,
     history: Arc<RepairHistory>,
     progress: Arc<RepairProgress>,
+    streaming: StreamOptions,
     running: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -129,7 +136,8 @@ struct Replicated {
 impl RangeRepair {
     /// Repairs from this node (`local`), reaching peers through `clients`, writing through
     /// `coordinator`, recording complete repairs in `history` and the running one's progress
-    /// in `progress`.
+    /// in `progress`, streaming the differing leaves as `streaming` says (chunk size, cap on
+    /// the bytes received and sent per second, call deadline).
     pub fn new(
         coordinator: Coordinator,
         local: LocalReplica,
@@ -137,6 +145,7 @@ impl RangeRepair {
         view: watch::Receiver<Arc<ClusterView>>,
         history: Arc<RepairHistory>,
         progress: Arc<RepairProgress>,
+        streaming: StreamOptions,
     ) -> Self {
         Self {
             coordinator,
@@ -145,6 +154,7 @@ impl RangeRepair {
             view,
             history,
             progress,
+            streaming,
             running: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
@@ -218,7 +228,8 @@ impl RangeRepair {
             replicas.sort();
             groups.entry(replicas).or_default().push(r.range);
         }
-        self.send_newest_drops(&view, &groups, tenant, options.preview, &mut report)
+        let dropped = self
+            .send_newest_drops(&view, &groups, tenant, options.preview, &mut report)
             .await;
         let mut ranges_done = 0;
         for (replicas, ranges) in &groups {
@@ -239,7 +250,15 @@ impl RangeRepair {
                 continue;
             }
             if let Err(error) = self
-                .repair_group(&view, replicas, ranges, options, ranges_done, &mut report)
+                .repair_group(
+                    &view,
+                    replicas,
+                    ranges,
+                    options,
+                    &dropped,
+                    ranges_done,
+                    &mut report,
+                )
                 .await
             {
                 report.skipped.extend(
@@ -278,6 +297,7 @@ impl RangeRepair {
             partitions_repaired = report.partitions_repaired,
             cells_streamed = report.cells_streamed,
             bytes_streamed = report.bytes_streamed,
+            bytes_compared = report.bytes_compared,
             drops_sent = report.drops_sent,
             skipped = report.skipped.len(),
             failures = report.failures.len(),
@@ -344,35 +364,9 @@ impl RangeRepair {
         }
     }
 
-    /// The partitions `host` holds in the leaves of `sets`, and whether the listing stopped
-    /// early.
-    async fn leaf_partitions(
-        &self,
-        view: &ClusterView,
-        host: HostId,
-        tenant: Option<&str>,
-        sets: &[(TreeShape, BTreeSet<usize>)],
-    ) -> Result<(Vec<PartitionDigest>, bool), ClusterError> {
-        match self.address(view, host)? {
-            None => {
-                self.local
-                    .leaf_partitions(
-                        tenant.map(str::to_owned),
-                        sets.to_vec(),
-                        crate::replica::MAX_LEAF_PARTITIONS,
-                    )
-                    .await
-            }
-            Some(addr) => {
-                self.clients
-                    .leaf_partitions(host, addr, tenant, sets, view.ring.version(), CALL_TIMEOUT)
-                    .await
-            }
-        }
-    }
-
     /// Step 1's drops: the newest drop of each tenant any reachable replica holds goes to the
-    /// replicas (of any range this node replicates) that hold an older one or none.
+    /// replicas (of any range this node replicates) that hold an older one or none. Returns
+    /// the newest drop of each tenant.
     async fn send_newest_drops(
         &self,
         view: &ClusterView,
@@ -380,7 +374,7 @@ impl RangeRepair {
         tenant: Option<&str>,
         preview: bool,
         report: &mut RepairReport,
-    ) {
+    ) -> BTreeMap<String, u64> {
         let hosts: BTreeSet<HostId> = groups.keys().flatten().copied().collect();
         let mut held: BTreeMap<HostId, BTreeMap<String, u64>> = BTreeMap::new();
         for host in hosts {
@@ -412,21 +406,37 @@ impl RangeRepair {
                 report.drops_sent += count;
                 continue;
             }
-            match self.coordinator.send_drops(*host, missing).await {
+            match self
+                .coordinator
+                .send_repair(
+                    *host,
+                    &ReplicaMutation {
+                        drops: missing,
+                        cells: Vec::new(),
+                    },
+                )
+                .await
+            {
                 Ok(()) => report.drops_sent += count,
                 Err(error) => report.failures.push(error.to_string()),
             }
         }
+        newest
+            .into_iter()
+            .map(|(tenant, ts)| (tenant.to_owned(), ts))
+            .collect()
     }
 
-    /// Steps 1 to 3 for the ranges of one replica set (`ranges_done`: ranges of the groups
-    /// before it, for the progress shown).
+    /// Steps 1 to 3 for the ranges of one replica set (`dropped`: the newest drop of each
+    /// tenant; `ranges_done`: ranges of the groups before it, for the progress shown).
+    #[allow(clippy::too_many_arguments)]
     async fn repair_group(
         &self,
         view: &ClusterView,
         replicas: &[HostId],
         ranges: &[TokenRange],
         options: &RepairOptions,
+        dropped: &BTreeMap<String, u64>,
         ranges_done: u64,
         report: &mut RepairReport,
     ) -> Result<(), ClusterError> {
@@ -479,75 +489,21 @@ impl RangeRepair {
                 sets.push((*shape, leaves));
             }
         }
-        // Step 3: the partitions of the differing leaves, repaired.
+        // Step 3: the cells of the differing leaves, streamed, merged and sent.
         self.progress
             .record(RepairStep::Partitions, ranges_done, report);
-        let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-        for _ in 0..MAX_LISTING_ROUNDS {
-            let mut listed: BTreeMap<(String, String), Vec<u128>> = BTreeMap::new();
-            let mut truncated = false;
-            for host in replicas {
-                let (partitions, cut) = self.leaf_partitions(view, *host, tenant, &sets).await?;
-                truncated |= cut;
-                for p in partitions {
-                    listed
-                        .entry((p.tenant, p.entity_id))
-                        .or_default()
-                        .push(p.digest);
-                }
-            }
-            let differing: Vec<(String, String)> = listed
-                .into_iter()
-                .filter(|(_, digests)| {
-                    digests.len() < replicas.len() || digests.iter().any(|d| *d != digests[0])
-                })
-                .map(|(key, _)| key)
-                .filter(|key| !seen.contains(key))
-                .collect();
-            report.partitions_differing += differing.len() as u64;
-            self.progress
-                .record(RepairStep::Partitions, ranges_done, report);
-            if options.preview {
-                seen.extend(differing);
-                if !truncated {
-                    break;
-                }
-                continue;
-            }
-            let repairs = differing.iter().cloned().map(|(tenant, id)| {
-                let coordinator = self.coordinator.clone();
-                async move {
-                    let outcome = coordinator.repair_partition(&tenant, &id).await;
-                    (tenant, id, outcome)
-                }
-            });
-            let mut repairs =
-                futures_util::stream::iter(repairs).buffer_unordered(PARALLEL_PARTITIONS);
-            while let Some((tenant, id, outcome)) = repairs.next().await {
-                match outcome {
-                    Ok(repaired) => {
-                        report.partitions_repaired += 1;
-                        report.cells_streamed += repaired.cells;
-                        report.bytes_streamed += repaired.bytes;
-                        report.drops_sent += repaired.drops;
-                        report.failures.extend(
-                            repaired.failed.into_iter().map(|reason| {
-                                format!("entity {id:?} of tenant {tenant:?}: {reason}")
-                            }),
-                        );
-                    }
-                    Err(error) => report
-                        .failures
-                        .push(format!("entity {id:?} of tenant {tenant:?}: {error}")),
-                }
-                self.progress
-                    .record(RepairStep::Partitions, ranges_done, report);
-            }
-            drop(repairs);
-            seen.extend(differing);
-            if !truncated {
-                break;
-            }
+        for spans in sync::leaf_spans(&sets, MAX_SPANS) {
+            self.sync_spans(
+                view,
+                replicas,
+                spans,
+                tenant,
+                dropped,
+                options.preview,
+                ranges_done,
+                report,
+            )
+            .await?;
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ pub enum RepairStep {
     Roots,
     /// Comparing the differing ranges' trees.
     Trees,
-    /// Listing and repairing the partitions of differing leaves.
+    /// Streaming the differing leaves and sending each replica what it lacks.
     Partitions,
 }
 

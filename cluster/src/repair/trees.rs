@@ -1,17 +1,14 @@
-//! One replica's side of anti-entropy: the Merkle trees of some token ranges, and the
-//! partitions in some of their leaves, each from one pass over a snapshot of its store (writes
-//! go on meanwhile). Pure over the partitions it is given.
+//! One replica's side of anti-entropy: the Merkle trees of some token ranges, from one pass
+//! over a snapshot of its store (writes go on meanwhile). Pure over the partitions it is given.
 //!
 //! Invariants: a partition counts in the tree of the range its token falls in, with the digest
 //! of its cells as `ReadPartitions` digests them (tombstones and the marker included, cells a
 //! tenant drop covers left out); one partition's cells are in memory at a time.
 //! Must never: count a partition twice or in a range it does not fall in.
 
-use std::collections::BTreeSet;
-
 use allidb_storage::engine::PartitionVersions;
 
-use super::merkle::{MerkleTree, TreeBuilder, leaf_of};
+use super::merkle::{MerkleTree, TreeBuilder};
 use crate::ClusterError;
 use crate::cells;
 use crate::ring::{SpanIndex, Token, TokenSpan, token};
@@ -23,17 +20,6 @@ pub struct TreeShape {
     pub span: TokenSpan,
     /// The depth (at most [`super::merkle::MAX_DEPTH`]).
     pub depth: u8,
-}
-
-/// One partition and the digest of its cells.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PartitionDigest {
-    /// Owning tenant.
-    pub tenant: String,
-    /// Entity id.
-    pub entity_id: String,
-    /// The partition digest (docs/cluster.md "Partition digest").
-    pub digest: u128,
 }
 
 /// A partition's token and digest.
@@ -68,41 +54,10 @@ pub fn build_trees(
         .collect())
 }
 
-/// The partitions of `partitions` that fall in one of the listed leaves of `sets`' trees, with
-/// their digests, in key order; stops once `max` are listed (then `true`: truncated).
-pub fn leaf_partitions(
-    partitions: impl Iterator<Item = allidb_storage::Result<PartitionVersions>>,
-    sets: &[(TreeShape, BTreeSet<usize>)],
-    max: usize,
-) -> Result<(Vec<PartitionDigest>, bool), ClusterError> {
-    let index = SpanIndex::new(sets.iter().map(|(shape, _)| shape.span));
-    let mut found = Vec::new();
-    for partition in partitions {
-        let partition = partition.map_err(|e| ClusterError::Store(e.into()))?;
-        let t = token(&partition.tenant, &partition.entity_id);
-        let Some(i) = index.find(t) else {
-            continue;
-        };
-        let (shape, leaves) = &sets[i];
-        if !leaves.contains(&leaf_of(&shape.span, shape.depth, t)) {
-            continue;
-        }
-        if found.len() == max {
-            return Ok((found, true));
-        }
-        let (_, digest) = token_and_digest(&partition);
-        found.push(PartitionDigest {
-            tenant: partition.tenant,
-            entity_id: partition.entity_id,
-            digest,
-        });
-    }
-    Ok((found, false))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repair::merkle::{leaf_of, leaf_span};
 
     fn partition(tenant: &str, id: &str, value: &str) -> PartitionVersions {
         let key = allidb_storage::key::partition_prefix(tenant, id);
@@ -133,7 +88,7 @@ mod tests {
     }
 
     #[test]
-    fn every_partition_counts_once_in_its_range_and_a_changed_one_is_listed() {
+    fn every_partition_counts_once_in_its_range_and_a_changed_one_is_in_the_differing_leaf() {
         let ids: Vec<String> = (0..100).map(|i| format!("e{i}")).collect();
         let stored = |changed: Option<&str>| -> Vec<allidb_storage::Result<PartitionVersions>> {
             ids.iter()
@@ -161,16 +116,10 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        let sets = vec![(shapes[which], leaves.into_iter().collect())];
-        let (listed, truncated) =
-            leaf_partitions(stored(Some("e42")).into_iter(), &sets, 1000).unwrap();
-        assert!(!truncated);
-        assert!(listed.iter().any(|p| p.entity_id == "e42"));
-        assert!(listed.iter().all(|p| {
-            let t = token(&p.tenant, &p.entity_id);
-            sets[0].0.span.contains(t) && sets[0].1.contains(&leaf_of(&sets[0].0.span, 3, t))
-        }));
-        let (first, truncated) = leaf_partitions(stored(None).into_iter(), &sets, 1).unwrap();
-        assert_eq!((first.len(), truncated || listed.len() == 1), (1, true));
+        let span = leaf_span(&shapes[which].span, 3, leaves[0]).expect("a leaf of 2^61 tokens");
+        assert!(
+            span.contains(t),
+            "the differing leaf's tokens hold the changed partition"
+        );
     }
 }

@@ -1,12 +1,10 @@
-//! The anti-entropy messages of the replica protocol (`MerkleTrees`, `LeafPartitions`) to and
-//! from their Rust forms. Pure.
+//! The anti-entropy messages of the replica protocol (`MerkleTrees`) to and from their Rust
+//! forms. Pure.
 //!
 //! Must never: accept a tree shape deeper than [`MAX_DEPTH`] or leaves that do not fit it.
 
-use std::collections::BTreeSet;
-
 use super::merkle::{MAX_DEPTH, MerkleTree};
-use super::trees::{PartitionDigest, TreeShape};
+use super::trees::TreeShape;
 use crate::ClusterError;
 use crate::proto;
 use crate::ring::TokenSpan;
@@ -69,64 +67,4 @@ pub fn tree_from_proto(
         })
         .collect();
     MerkleTree::from_leaves(shape.span, shape.depth, leaves, tree.partitions)
-}
-
-/// The wire form of some leaves of a tree.
-pub fn leaf_set_to_proto(shape: &TreeShape, leaves: &BTreeSet<usize>) -> proto::LeafSet {
-    proto::LeafSet {
-        tree: Some(shape_to_proto(shape)),
-        leaves: leaves.iter().map(|l| *l as u32).collect(),
-    }
-}
-
-/// Leaf sets from their wire form.
-pub fn leaf_sets_from_proto(
-    sets: &[proto::LeafSet],
-) -> Result<Vec<(TreeShape, BTreeSet<usize>)>, ClusterError> {
-    sets.iter()
-        .enumerate()
-        .map(|(i, set)| {
-            let field = format!("sets[{i}].tree");
-            let tree = set
-                .tree
-                .as_ref()
-                .ok_or_else(|| ClusterError::Protocol(format!("{field}: required")))?;
-            let shape = shape_from_proto(tree, &field)?;
-            let leaves: BTreeSet<usize> = set.leaves.iter().map(|l| *l as usize).collect();
-            if let Some(leaf) = leaves.iter().find(|l| **l >= 1 << shape.depth) {
-                return Err(ClusterError::Protocol(format!(
-                    "sets[{i}].leaves: leaf {leaf} is past a tree of depth {}",
-                    shape.depth
-                )));
-            }
-            Ok((shape, leaves))
-        })
-        .collect()
-}
-
-/// The wire form of a partition's digest.
-pub fn digest_to_proto(partition: &PartitionDigest) -> proto::PartitionDigest {
-    proto::PartitionDigest {
-        tenant: partition.tenant.clone(),
-        entity_id: partition.entity_id.clone(),
-        digest: partition.digest.to_be_bytes().to_vec(),
-    }
-}
-
-/// A partition's digest from its wire form.
-pub fn digest_from_proto(
-    partition: proto::PartitionDigest,
-) -> Result<PartitionDigest, ClusterError> {
-    let bytes: [u8; 16] = partition.digest.as_slice().try_into().map_err(|_| {
-        ClusterError::Protocol(format!(
-            "the digest of partition {:?} takes {} bytes, not 16",
-            partition.entity_id,
-            partition.digest.len()
-        ))
-    })?;
-    Ok(PartitionDigest {
-        tenant: partition.tenant,
-        entity_id: partition.entity_id,
-        digest: u128::from_be_bytes(bytes),
-    })
 }

@@ -5,7 +5,8 @@
 //! Invariants: a chunk holds whole partitions (every newest cell version, tombstones and the
 //! marker included), in key order; its position is the last partition looked at, so the next
 //! chunk neither repeats nor skips one. Must never: hold more than one chunk's cells, or look
-//! at more than [`SCAN_BYTES`] of partitions for one chunk (a sparse range answers in steps).
+//! at more than its scan budget (at most [`SCAN_BYTES`]) of partitions for one chunk (a sparse
+//! range answers in steps).
 
 use allidb_storage::engine::PartitionVersions;
 use allidb_storage::partition::CellVersion;
@@ -37,11 +38,13 @@ pub struct Chunk {
 }
 
 /// The chunk of `partitions` (in key order, already after the position asked for) that fall
-/// in `spans`, stopping after the partition that brings it to `max_bytes`.
+/// in `spans`, stopping after the partition that brings it to `max_bytes`, or after
+/// `scan_bytes` of partitions looked at.
 pub fn read_chunk(
     partitions: impl Iterator<Item = allidb_storage::Result<PartitionVersions>>,
     spans: &SpanIndex,
     max_bytes: usize,
+    scan_bytes: usize,
 ) -> Result<Chunk, ClusterError> {
     let mut chunk = Chunk::default();
     let mut scanned = 0usize;
@@ -61,7 +64,7 @@ pub fn read_chunk(
             tenant: partition.tenant,
             entity_id: partition.entity_id,
         });
-        if chunk.bytes as usize >= max_bytes || scanned >= SCAN_BYTES {
+        if chunk.bytes as usize >= max_bytes || scanned >= scan_bytes {
             return Ok(chunk);
         }
     }
@@ -101,7 +104,7 @@ mod tests {
                         > (a.tenant.as_str(), a.entity_id.as_str())
                 })
             });
-            let chunk = read_chunk(rest.cloned().map(Ok), &spans, 1000).unwrap();
+            let chunk = read_chunk(rest.cloned().map(Ok), &spans, 1000, SCAN_BYTES).unwrap();
             chunks += 1;
             assert!(chunk.bytes <= 1000 + 110, "a chunk stops at its budget");
             received.extend(chunk.cells.iter().map(|(k, _, _)| k.clone()));

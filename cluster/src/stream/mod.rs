@@ -256,6 +256,7 @@ impl RangeStream {
                 spans: session.groups[group].spans.clone(),
                 after: session.groups[group].after.clone(),
                 max_bytes: self.options.chunk_bytes.clamp(1, MAX_CHUNK_BYTES),
+                repair: false,
             };
             let (chunk, drops) = self.fetch(&session.groups[group].sources, &request).await?;
             let Chunk {

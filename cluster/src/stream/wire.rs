@@ -26,6 +26,8 @@ pub struct ChunkRequest {
     pub after: Option<StreamPosition>,
     /// The chunk's budget.
     pub max_bytes: usize,
+    /// It serves an anti-entropy repair: the source paces its scan by its repair pace.
+    pub repair: bool,
 }
 
 /// The wire form of a span.
@@ -72,6 +74,7 @@ pub fn request_to_proto(
         spans: request.spans.iter().map(span_to_proto).collect(),
         after: request.after.as_ref().map(position_to_proto),
         max_bytes: u32::try_from(request.max_bytes).unwrap_or(u32::MAX),
+        repair: request.repair,
     }
 }
 
@@ -107,6 +110,7 @@ pub fn request_from_proto(
         spans: request.spans.iter().map(span_from_proto).collect(),
         after: request.after.map(position_from_proto),
         max_bytes,
+        repair: request.repair,
     })
 }
 
@@ -124,6 +128,7 @@ mod tests {
                 entity_id: "e".to_owned(),
             }),
             max_bytes: 1 << 20,
+            repair: true,
         }
     }
 
@@ -132,9 +137,12 @@ mod tests {
         let wire = request_to_proto(&request(), None);
         assert_eq!(request_from_proto(wire.clone()).unwrap(), request());
         type Damage = fn(&mut proto::StreamRangeRequest);
-        let cases: [(&str, Damage); 4] = [
+        let cases: [(&str, Damage); 5] = [
             ("session_id", |r| r.session_id = "xyz".to_owned()),
             ("spans", |r| r.spans.clear()),
+            ("spans", |r| {
+                r.spans = vec![proto::TokenSpan { start: 1, end: 2 }; MAX_SPANS + 1]
+            }),
             ("max_bytes", |r| r.max_bytes = 0),
             ("max_bytes", |r| r.max_bytes = MAX_CHUNK_BYTES as u32 + 1),
         ];

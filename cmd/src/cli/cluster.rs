@@ -196,7 +196,9 @@ fn repair_text(reply: &pb::RepairResponse, preview: bool) -> String {
     );
     if preview {
         text.push_str(&format!(
-            "  nothing written; {} tenant drops would be sent\n",
+            "  nothing written; {} cells ({}) and {} tenant drops would be sent\n",
+            reply.cells_streamed,
+            human_bytes(reply.bytes_streamed),
             reply.drops_sent
         ));
     } else {
