@@ -804,7 +804,7 @@ fn start_replication(
     let membership = &joined.membership;
     let local = LocalReplica::new(membership.host_id(), store, config.storage.durability());
     replica_service
-        .attach(local.clone())
+        .attach(local.clone(), joined.topology.subscribe())
         .map_err(|_| attached())?;
     let clients = joined.clients.clone();
     let coordinator = Coordinator::new(

@@ -296,6 +296,30 @@ impl TenantIndexes {
 
     /// Makes the indexes describe `state`, the stored state of entity `id` at snapshot `seq`.
     pub fn apply_state(&self, id: &str, state: &PartitionState, seq: SeqNo) -> Result<()> {
+        self.apply_partition(id, state, seq, |graph| {
+            graph.delete_entity(id, seq);
+            Ok(())
+        })
+    }
+
+    /// Makes the indexes describe `state`, what storage still holds of partition `id` (at
+    /// snapshot `seq`) after a purge dropped it from this node: usually nothing. Unlike a
+    /// delete, the edges other entities hold to `id` stay: they are in those entities'
+    /// partitions, which this node keeps.
+    pub fn apply_purged(&self, id: &str, state: &PartitionState, seq: SeqNo) -> Result<()> {
+        self.apply_partition(id, state, seq, |graph| {
+            graph.replace_out_edges(id, &[], seq)
+        })
+    }
+
+    /// Applies `state`'s body and out-edges; `gone` updates the graph when `id` has neither.
+    fn apply_partition(
+        &self,
+        id: &str,
+        state: &PartitionState,
+        seq: SeqNo,
+        gone: impl FnOnce(&GraphIndex) -> Result<()>,
+    ) -> Result<()> {
         self.apply_body(id, state.body.as_ref(), state.version_ts, seq)?;
         let edges: Vec<EdgeSpec> = state
             .out_edges
@@ -303,10 +327,9 @@ impl TenantIndexes {
             .map(|e| spec(&e.relation, &e.to, e.weight))
             .collect();
         if state.body.is_none() && edges.is_empty() {
-            self.graph.delete_entity(id, seq);
+            gone(&self.graph)
         } else {
-            self.graph.replace_out_edges(id, &edges, seq)?;
+            self.graph.replace_out_edges(id, &edges, seq)
         }
-        Ok(())
     }
 }
