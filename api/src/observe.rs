@@ -137,6 +137,7 @@ without_trace_id_field!(
     pb::CompactRequest,
     pb::DecommissionRequest,
     pb::RemoveNodeRequest,
+    pb::CleanupRequest,
 );
 
 /// A batch's trace id is its options' (which every reply echoes).
@@ -336,6 +337,7 @@ observed_rpcs! {
     compact(pb::CompactRequest) -> pb::CompactResponse = "Compact";
     decommission(pb::DecommissionRequest) -> pb::TopologyChangeResponse = "Decommission";
     remove_node(pb::RemoveNodeRequest) -> pb::TopologyChangeResponse = "RemoveNode";
+    cleanup(pb::CleanupRequest) -> pb::CleanupResponse = "Cleanup";
     delete_by_source(pb::DeleteBySourceRequest) -> pb::DeleteBySourceResponse = "DeleteBySource";
     replace_source(pb::ReplaceSourceRequest) -> pb::ReplaceSourceResponse = "ReplaceSource";
     delete_by_filter(pb::DeleteByFilterRequest) -> pb::DeleteByFilterResponse = "DeleteByFilter";

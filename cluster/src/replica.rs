@@ -8,7 +8,8 @@
 //! tenant drops are on disk (a drop is always synced) and applied before its cells.
 //!
 //! Must never: serve a call whose cluster token does not verify or that is addressed to another
-//! host (a stale address now served by this node), or block an async worker on the store.
+//! host (a stale address now served by this node), a stream chunk of a topology movement its
+//! log closed, or block an async worker on the store.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -17,6 +18,7 @@ use allidb_index::UnifiedStore;
 use allidb_index::store::{HopNode, HopRequest, SeedCandidate};
 use allidb_storage::Durability;
 use allidb_storage::partition::CellVersion;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::cells::{self, DroppedTenant, ReplicaMutation};
@@ -33,6 +35,8 @@ use crate::ring::{HostId, SpanIndex, token};
 use crate::stream::chunk::{Chunk, SCAN_BYTES, read_chunk};
 use crate::stream::wire::{self as stream_wire, ChunkRequest};
 use crate::topology::fence::TopologyFence;
+use crate::topology::refuse_left_sender;
+use crate::topology::state::{StreamClosed, TopologyState};
 use crate::{ClusterError, PROTOCOL_VERSION};
 
 /// Most partitions one `ReadPartitions` call may ask for, and most nodes one `ExpandHop` call
@@ -337,6 +341,9 @@ pub struct StoredPartition {
 #[derive(Clone, Debug)]
 pub struct ReplicaService {
     local: Arc<OnceLock<LocalReplica>>,
+    /// The applied topology (attached with the store): which movement's stream chunks it
+    /// serves.
+    topology: Arc<OnceLock<watch::Receiver<Arc<TopologyState>>>>,
     credentials: Arc<ClusterCredentials>,
     max_clock_skew: Duration,
     fence: TopologyFence,
@@ -353,15 +360,42 @@ impl ReplicaService {
     ) -> Self {
         Self {
             local: Arc::new(OnceLock::new()),
+            topology: Arc::new(OnceLock::new()),
             credentials,
             max_clock_skew,
             fence,
         }
     }
 
-    /// Starts serving from `local`; an error returns it when a replica is already attached.
-    pub fn attach(&self, local: LocalReplica) -> Result<(), LocalReplica> {
-        self.local.set(local)
+    /// Starts serving from `local`, with the topology this node applied as it changes; an
+    /// error returns `local` when a replica is already attached.
+    pub fn attach(
+        &self,
+        local: LocalReplica,
+        topology: watch::Receiver<Arc<TopologyState>>,
+    ) -> Result<(), LocalReplica> {
+        self.local.set(local)?;
+        // Set once, with the replica (which is set only once).
+        let _ = self.topology.set(topology);
+        Ok(())
+    }
+
+    /// Refuses a chunk of topology movement `movement` unless this node's log has it at its
+    /// stream step (a late chunk of a closed attempt is FAILED_PRECONDITION, counted).
+    fn check_movement(&self, movement: u64) -> Result<(), Status> {
+        let state = self
+            .topology
+            .get()
+            .map(|topology| topology.borrow().clone())
+            .ok_or_else(|| Status::unavailable("the store is still opening; retry shortly"))?;
+        match state.stream_open(movement) {
+            Ok(()) => Ok(()),
+            Err(StreamClosed::NotYet(why)) => Err(Status::unavailable(why)),
+            Err(StreamClosed::Closed(why)) => {
+                metrics::counter!("allidb_stream_closed_chunks_refused_total").increment(1);
+                Err(Status::failed_precondition(why))
+            }
+        }
     }
 
     /// The service, ready to be added to the node's gRPC server.
@@ -389,6 +423,9 @@ impl ReplicaService {
         let local = self.local()?;
         let header = request.get_ref().header();
         check_header(header, local.host)?;
+        if let Some(topology) = self.topology.get() {
+            refuse_left_sender(&topology.borrow(), header)?;
+        }
         if fenced == Fenced::Yes {
             self.fence.check(header.map_or(0, |h| h.ring_version))?;
         }
@@ -696,6 +733,9 @@ impl Replica for ReplicaService {
         let local = self.admit(&request, Fenced::Yes)?;
         let request = request.into_inner();
         let request = stream_wire::request_from_proto(request).map_err(status)?;
+        if let Some(movement) = request.movement {
+            self.check_movement(movement)?;
+        }
         let session = request.session;
         let (chunk, drops) = local.stream_chunk(request).await.map_err(status)?;
         tracing::debug!(

@@ -372,6 +372,11 @@ async fn cluster_status(State(state): State<AdminState>) -> Response {
                 "name": peer_label(&view, h),
             })),
         })),
+        "cleanups": topology.cleanups.iter().map(|(host, id)| json!({
+            "id": id,
+            "host_id": host.to_string(),
+            "name": peer_label(&view, *host),
+        })).collect::<Vec<_>>(),
         "topology_log": {
             "leader": running.topology.known_leader().map(|h| json!({
                 "host_id": h.to_string(),

@@ -835,7 +835,7 @@ fn start_replication(
     let local = LocalReplica::new(membership.host_id(), store, config.storage.durability())
         .with_repair_pace(cluster.repair_scan_bytes_per_sec);
     replica_service
-        .attach(local.clone())
+        .attach(local.clone(), joined.topology.subscribe())
         .map_err(|_| attached())?;
     let clients = joined.clients.clone();
     let coordinator = Coordinator::new(

@@ -349,7 +349,21 @@ impl Daemon {
     /// before it is ready (a refused start): its exit code and its log. Panics if it reports
     /// ready, or is still running after `limit` (then it is killed).
     pub fn start_refused(config_toml: &str, limit: Duration) -> (Option<i32>, String) {
-        let daemon = Self::prepare(config_toml, &[], None, None);
+        Self::refused(Self::prepare(config_toml, &[], None, None), limit)
+    }
+
+    /// [`Daemon::start_refused`] on an existing data directory (e.g. a node's after it left).
+    pub fn start_refused_on_data_dir(
+        config_toml: &str,
+        data_dir: &Path,
+        limit: Duration,
+    ) -> (Option<i32>, String) {
+        let daemon = Self::prepare(config_toml, &[], Some(data_dir.to_owned()), None);
+        Self::refused(daemon, limit)
+    }
+
+    /// Runs `daemon` until it exits by itself (within `limit`) without reporting ready.
+    fn refused(daemon: Daemon, limit: Duration) -> (Option<i32>, String) {
         let log = std::fs::File::create(&daemon.log_path).expect("the log file opens");
         let mut child = daemon
             .command()

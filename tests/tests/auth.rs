@@ -121,6 +121,7 @@ enum Rpc {
     Compact,
     Decommission,
     RemoveNode,
+    Cleanup,
     DropTenant,
 }
 
@@ -151,6 +152,7 @@ const RPCS: &[Rpc] = &[
     Rpc::Compact,
     Rpc::Decommission,
     Rpc::RemoveNode,
+    Rpc::Cleanup,
     Rpc::DropTenant,
 ];
 
@@ -183,6 +185,7 @@ impl Rpc {
             | Rpc::Compact
             | Rpc::Decommission
             | Rpc::RemoveNode
+            | Rpc::Cleanup
             | Rpc::DropTenant => Role::Admin,
         }
     }
@@ -415,6 +418,10 @@ impl Rpc {
                     key,
                 )
             }
+            Rpc::Cleanup => operator_ring_change_is_authorized(
+                client.cleanup(request(pb::CleanupRequest {}, key)).await,
+                key,
+            ),
             Rpc::DropTenant => {
                 let message = pb::DropTenantRequest {
                     tenant_id: TENANT.to_owned(),

@@ -1,10 +1,11 @@
 //! The seeded randomized topology test (docs/cluster.md "Topology log"): on a ring of real
-//! daemons (RF 3) a seed draws a sequence of joins, decommissions, removenodes, replaces and
-//! SIGKILL restarts while a writer puts entities (a vector and an edge to the one before) and
-//! deletes some of them at QUORUM. After every step: every node on the same topology version,
-//! every acknowledged put found at QUORUM with its edge, no acknowledged delete back, and each
-//! entity loaded before the first step in the own store of each of its replicas in the ring of
-//! that moment.
+//! daemons (RF 3) a seed draws a sequence of joins, decommissions, removenodes, replaces,
+//! SIGKILL restarts and cleanups (on every node) while a writer puts entities (a vector and an
+//! edge to the one before) and deletes some of them at QUORUM. After every step: every node on
+//! the same topology version, every acknowledged put found at QUORUM with its edge, no
+//! acknowledged delete back, and each entity loaded before the first step in the own store of
+//! each of its replicas in the ring of that moment; after a cleanup, in no other node's (each
+//! on exactly RF nodes).
 //!
 //! By default 2 seeds of 3 steps run; `ALLIDB_TOPOLOGY_FUZZ_SEEDS=N` and
 //! `ALLIDB_TOPOLOGY_FUZZ_STEPS=M` run more, `ALLIDB_TOPOLOGY_FUZZ_SEED=S` only seed `S` (each
@@ -17,9 +18,11 @@ use std::time::{Duration, Instant};
 
 use allidb_api::pb;
 use allidb_api::pb::allidb_client::AlliDbClient;
+use allidb_cluster::credentials::{ClusterCredentials, TOKEN_HEADER};
+use allidb_cluster::proto as internal;
 use allidb_tests::ring::{
-    cluster_toml, edges_of, found, free_udp_addr, gossip_addr_of, host_id_of, level, put_many,
-    replicas_of, start_ring, status, wait_for_states,
+    SECRET, cluster_toml, edges_of, found, free_udp_addr, gossip_addr_of, host_id_of, level,
+    put_many, replicas_of, start_ring, status, wait_for_states,
 };
 use allidb_tests::{Daemon, doc_entity, request};
 use rand::rngs::StdRng;
@@ -165,6 +168,7 @@ enum Step {
     RemoveNode,
     Replace,
     Restart,
+    Cleanup,
 }
 
 async fn take(fleet: &mut Fleet, step: Step, rng: &mut StdRng) {
@@ -225,11 +229,60 @@ async fn take(fleet: &mut Fleet, step: Step, rng: &mut StdRng) {
             tokio::time::sleep(Duration::from_millis(500)).await;
             tokio::task::block_in_place(|| node.restart());
         }
+        Step::Cleanup => {
+            for (name, node) in &fleet.nodes {
+                let reply = node
+                    .client()
+                    .await
+                    .cleanup(request(pb::CleanupRequest {}, None))
+                    .await
+                    .unwrap_or_else(|e| panic!("a cleanup on {name}: {e:?}"))
+                    .into_inner();
+                println!(
+                    "  cleanup on {name}: {} partitions dropped",
+                    reply.partitions_dropped
+                );
+            }
+        }
     }
 }
 
-/// The invariants after a step (see the module's doc).
-async fn check(fleet: &Fleet, acked: &Arc<Mutex<Acked>>, checked: &mut usize, label: &str) {
+/// The entity ids of tenant `default` in `node`'s own store (the replica service's `ScanIds`,
+/// which reads only the node's store).
+async fn own_ids(node: &Daemon, name: &str) -> Vec<String> {
+    let mut call = tonic::Request::new(internal::ScanIdsRequest {
+        header: Some(internal::RequestHeader {
+            protocol_version: allidb_cluster::PROTOCOL_VERSION,
+            ring_version: status(node)["ring_version"].as_u64().unwrap_or(0),
+            sender: String::new(),
+            recipient: host_id_of(node, name),
+        }),
+        tenant: "default".to_owned(),
+        start: String::new(),
+        end: String::new(),
+        limit: 10_000,
+    });
+    let token = ClusterCredentials::new("e2e", SECRET);
+    call.metadata_mut().insert(
+        TOKEN_HEADER,
+        token.token().parse().expect("a token is ASCII"),
+    );
+    internal::replica_client::ReplicaClient::new(node.channel().await)
+        .scan_ids(call)
+        .await
+        .unwrap_or_else(|e| panic!("{name}'s own ids: {e:?}"))
+        .into_inner()
+        .entity_ids
+}
+
+/// The invariants after a step (see the module's doc); `cleaned`: every node just cleaned up.
+async fn check(
+    fleet: &Fleet,
+    acked: &Arc<Mutex<Acked>>,
+    checked: &mut usize,
+    label: &str,
+    cleaned: bool,
+) {
     let n0 = &fleet.nodes[0].1;
     let started = Instant::now();
     loop {
@@ -284,6 +337,25 @@ async fn check(fleet: &Fleet, acked: &Arc<Mutex<Acked>>, checked: &mut usize, la
             assert!(held, "{label}: {id} missing on its replica {replica}");
         }
     }
+    if cleaned {
+        let mut holders: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (name, node) in &fleet.nodes {
+            for id in own_ids(node, name).await {
+                holders.entry(id).or_default().push(name.clone());
+            }
+        }
+        for i in 0..LOADED {
+            let id = format!("e{i}");
+            let mut replicas = replicas_of(n0, &id);
+            replicas.sort();
+            let mut held = holders.remove(&id).unwrap_or_default();
+            held.sort();
+            assert_eq!(
+                held, replicas,
+                "{label}: after the cleanups {id} is on exactly its replicas"
+            );
+        }
+    }
 }
 
 async fn run(seed: u64, steps: u64) {
@@ -310,7 +382,7 @@ async fn run(seed: u64, steps: u64) {
     let mut checked = 0;
     for number in 0..steps {
         let count = fleet.nodes.len();
-        let mut choices = vec![Step::Restart, Step::Replace];
+        let mut choices = vec![Step::Restart, Step::Replace, Step::Cleanup];
         if count < MOST_NODES {
             choices.push(Step::Join);
         }
@@ -322,7 +394,8 @@ async fn run(seed: u64, steps: u64) {
         println!("{label}");
         take(&mut fleet, step, &mut rng).await;
         tokio::task::block_in_place(|| fleet.wait_settled());
-        check(&fleet, &acked, &mut checked, &label).await;
+        let cleaned = matches!(step, Step::Cleanup);
+        check(&fleet, &acked, &mut checked, &label, cleaned).await;
     }
     stop.store(true, Ordering::Relaxed);
     writer.await.expect("the writer task");

@@ -133,7 +133,7 @@ pub struct RingAccess {
     pub repair: RangeRepair,
     /// Rebuilds of this node's replicas by range streaming.
     pub rebuild: ReplicaRebuild,
-    /// The topology log: decommission and removenode.
+    /// The topology log: decommission, removenode and cleanup.
     pub topology: TopologyLog,
 }
 
@@ -698,6 +698,13 @@ impl AlliDb for AlliDbService {
         request: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::TopologyChangeResponse>, Status> {
         self.remove_node_rpc(request).await
+    }
+
+    async fn cleanup(
+        &self,
+        request: Request<pb::CleanupRequest>,
+    ) -> Result<Response<pb::CleanupResponse>, Status> {
+        self.cleanup_rpc(request).await
     }
 
     async fn drop_tenant(

@@ -1,6 +1,6 @@
 //! The administrative RPCs of the public service: `HealthCheck`, `Checkpoint`, `ListTenants`,
-//! `GetTenantStats`, `Repair`, `Rebuild`, `Compact`, `DropTenant`, `Decommission` and
-//! `RemoveNode`.
+//! `GetTenantStats`, `Repair`, `Rebuild`, `Compact`, `DropTenant`, `Decommission`,
+//! `RemoveNode` and `Cleanup`.
 //!
 //! Owns only the handlers; roles are checked by each (admin, or operator for ring-wide
 //! operations). Must never act on a tenant the caller's key does not cover.
@@ -164,6 +164,32 @@ impl AlliDbService {
             .parse()
             .map_err(|e| Status::invalid_argument(format!("host_id: {e}")))?;
         leave_ring(ring, host, MovementKind::RemoveNode, request.ignore_dead).await
+    }
+
+    pub(super) async fn cleanup_rpc(
+        &self,
+        request: Request<pb::CleanupRequest>,
+    ) -> Result<Response<pb::CleanupResponse>, Status> {
+        let caller = self.authorize(&request, Role::Admin)?;
+        let ring = self.ring_change(&caller, "a cleanup")?;
+        let store = self.open_store()?;
+        let report = ring
+            .topology
+            .cleanup(store)
+            .await
+            .map_err(|e| errors::cluster_status("cleanup", e))?;
+        let purged = &report.purged;
+        Ok(Response::new(pb::CleanupResponse {
+            topology_version: report.topology_version,
+            ranges_kept: report.ranges_kept as u64,
+            partitions_dropped: purged.partitions.len() as u64,
+            cells_dropped: purged.cells,
+            bytes_dropped: purged.bytes,
+            tables_rewritten: purged.tables_rewritten,
+            table_bytes_before: purged.table_bytes_before,
+            table_bytes_after: purged.table_bytes_after,
+            duration_ms: report.duration.as_millis() as u64,
+        }))
     }
 
     /// The ring, for an operator (an admin key of tenant `*`) changing its topology.

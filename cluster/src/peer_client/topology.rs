@@ -1,5 +1,5 @@
-//! Calls to other nodes' `Topology` service: the topology log's raft messages, joins, barriers
-//! and bootstrap requests, stamped like every node-to-node call.
+//! Calls to other nodes' `Topology` service: the topology log's raft messages, joins, barriers,
+//! bootstrap requests, leaves and cleanups, stamped like every node-to-node call.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use crate::ring::HostId;
 use crate::stream::StreamRun;
 use crate::{ClusterError, proto};
 
-/// Why a join or a leave was not taken.
+/// Why a join, a leave or a cleanup was not taken.
 #[derive(Debug)]
 pub enum JoinRefusal {
     /// The log refused it (the message says why); asking again will not help unless the reason
@@ -95,12 +95,34 @@ impl PeerClients {
             header.sender = sender.to_string();
         }
         let request = proto::JoinRequest { header, ..request };
-        let mut client = self
+        let reply = self
+            .leader_call(addr, request, timeout, |mut client, request| async move {
+                client.join(request).await
+            })
+            .await?;
+        Ok(reply.topology_version)
+    }
+
+    /// Sends `request` (stamped) to the node at `addr` with `call`, for the log's leader to
+    /// commit: its answer, or why it was not taken.
+    async fn leader_call<Q, A, F, Fut>(
+        &self,
+        addr: SocketAddr,
+        request: Q,
+        timeout: Duration,
+        call: F,
+    ) -> Result<A, JoinRefusal>
+    where
+        F: FnOnce(TopologyClient<Channel>, tonic::Request<Q>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<A>, tonic::Status>>,
+    {
+        let client = self
             .topology_client(addr)
             .map_err(|e| JoinRefusal::Unavailable(e.to_string()))?;
-        let call = client.join(self.stamp.request(request, timeout));
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(reply)) => Ok(reply.into_inner().topology_version),
+        match tokio::time::timeout(timeout, call(client, self.stamp.request(request, timeout)))
+            .await
+        {
+            Ok(Ok(reply)) => Ok(reply.into_inner()),
             Ok(Err(status)) => Err(refusal(addr, status)),
             Err(_) => Err(JoinRefusal::Unavailable(format!(
                 "{addr}: no answer within {timeout:?}"
@@ -121,20 +143,33 @@ impl PeerClients {
             header: self.stamp.header(0, recipient),
             ..request
         };
-        let mut client = self
-            .topology_client(addr)
-            .map_err(|e| JoinRefusal::Unavailable(e.to_string()))?;
-        let call = client.leave(self.stamp.request(request, timeout));
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(reply)) => {
-                let reply = reply.into_inner();
-                Ok((reply.topology_version, reply.movement))
-            }
-            Ok(Err(status)) => Err(refusal(addr, status)),
-            Err(_) => Err(JoinRefusal::Unavailable(format!(
-                "{addr}: no answer within {timeout:?}"
-            ))),
-        }
+        let reply = self
+            .leader_call(addr, request, timeout, |mut client, request| async move {
+                client.leave(request).await
+            })
+            .await?;
+        Ok((reply.topology_version, reply.movement))
+    }
+
+    /// Asks the node `recipient` at `addr` to start or end `request`'s cleanup; (topology
+    /// version, cleanup id) once committed.
+    pub async fn cleanup(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        request: proto::CleanupRequest,
+        timeout: Duration,
+    ) -> Result<(u64, u64), JoinRefusal> {
+        let request = proto::CleanupRequest {
+            header: self.stamp.header(0, recipient),
+            ..request
+        };
+        let reply = self
+            .leader_call(addr, request, timeout, |mut client, request| async move {
+                client.cleanup(request).await
+            })
+            .await?;
+        Ok((reply.topology_version, reply.cleanup))
     }
 
     /// Waits until `recipient` at `addr` has applied `topology_version`; the version it has.

@@ -138,15 +138,18 @@ impl RangeStream {
         self.view.borrow().clone()
     }
 
-    /// Streams `groups` for `purpose` (of `tenant` only, when given) in a persisted session: an
-    /// interrupted session of the same purpose, tenant, ranges and sources is resumed from its
-    /// positions, any other stored session is replaced. The session file is removed once every
+    /// Streams `groups` for `purpose` (of `tenant` only, when given; for topology `movement`,
+    /// when given, which every chunk request names) in a persisted session: an interrupted
+    /// session of the same purpose, movement, tenant, ranges and sources is resumed from its
+    /// positions, any other stored session is replaced (a new attempt of a movement starts
+    /// over: what was written meanwhile reached no replica it did not stream to). The session file is removed once every
     /// group is done. `wanted` is asked before every chunk: once it answers why the stream is
     /// no longer wanted (the movement it serves ended), no further chunk is asked for.
     pub async fn run_plan(
         &self,
         purpose: StreamPurpose,
         tenant: Option<String>,
+        movement: Option<u64>,
         groups: Vec<StreamGroup>,
         wanted: StillWanted<'_>,
     ) -> Result<PlanRun, ClusterError> {
@@ -158,7 +161,9 @@ impl RangeStream {
             .await
             .map_err(task)??;
         let (mut session, resumed) = match stored {
-            Some(stored) if resumes(&stored, purpose, tenant.as_deref(), &groups) => (stored, true),
+            Some(stored) if resumes(&stored, purpose, movement, tenant.as_deref(), &groups) => {
+                (stored, true)
+            }
             stored => {
                 if let Some(stored) = stored {
                     tracing::info!(
@@ -170,6 +175,7 @@ impl RangeStream {
                 let session = StreamSession {
                     id: rand::random(),
                     purpose,
+                    movement,
                     tenant,
                     groups,
                     partitions: 0,
@@ -252,6 +258,7 @@ impl RangeStream {
             wanted().map_err(ClusterError::Unavailable)?;
             let request = ChunkRequest {
                 session: session.id,
+                movement: session.movement,
                 tenant: session.tenant.clone(),
                 spans: session.groups[group].spans.clone(),
                 after: session.groups[group].after.clone(),
@@ -377,11 +384,12 @@ pub fn describe(spans: &[TokenSpan]) -> String {
     }
 }
 
-/// Whether `stored` is an interrupted session of the same purpose and tenant over the same
-/// ranges and sources as `planned`.
+/// Whether `stored` is an interrupted session of the same purpose, movement and tenant over the
+/// same ranges and sources as `planned`.
 fn resumes(
     stored: &StreamSession,
     purpose: StreamPurpose,
+    movement: Option<u64>,
     tenant: Option<&str>,
     planned: &[StreamGroup],
 ) -> bool {
@@ -392,6 +400,7 @@ fn resumes(
             .collect()
     };
     stored.purpose == purpose
+        && stored.movement == movement
         && !stored.finished()
         && stored.tenant.as_deref() == tenant
         && shape(&stored.groups) == shape(planned)

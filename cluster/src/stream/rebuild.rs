@@ -81,7 +81,7 @@ impl ReplicaRebuild {
         let ranges = groups.iter().map(|g| g.spans.len() as u64).sum();
         let planned = self
             .stream
-            .run_plan(StreamPurpose::Rebuild, tenant, groups, &|| Ok(()))
+            .run_plan(StreamPurpose::Rebuild, tenant, None, groups, &|| Ok(()))
             .await?;
         let (resumed, run) = (planned.resumed, planned.run);
         let report = RebuildReport {

@@ -1,6 +1,7 @@
 //! A receiving stream session as persisted in `cluster/stream-session` under the data dir
-//! (format: docs/cluster.md "Stream session file", version 1), so a stream interrupted by a
-//! crash of either side goes on from where it stood instead of from the start.
+//! (format: docs/cluster.md "Stream session file", version 2; version 1 files are read), so a
+//! stream interrupted by a crash of either side goes on from where it stood instead of from the
+//! start.
 //!
 //! Invariants: a group's position only moves forward, and only after the cells up to it are
 //! durable on this node; the file is replaced atomically and a damaged file is an error, never
@@ -15,7 +16,10 @@ use crate::identity::{CLUSTER_DIR, seal, unseal, write_atomically};
 use crate::ring::{HostId, TokenSpan};
 
 const SESSION_FILE: &str = "stream-session";
-const HEADER: &str = "allidb-stream-session 1";
+const HEADER: &str = "allidb-stream-session 2";
+/// The header of version 1 files (no `movement` line: a rebuild's, or a movement's of an older
+/// build, which is then not resumed).
+const HEADER_V1: &str = "allidb-stream-session 1";
 
 /// Why a session streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +91,9 @@ pub struct StreamSession {
     pub id: u128,
     /// Why it streams.
     pub purpose: StreamPurpose,
+    /// The topology movement it serves (`None`: a rebuild): sent with every chunk request, so
+    /// a source refuses the chunks of a movement its log closed.
+    pub movement: Option<u64>,
     /// Only this tenant's partitions (`None`: every tenant's).
     pub tenant: Option<String>,
     /// What streams, group by group.
@@ -141,9 +148,12 @@ impl StreamSession {
 
 fn encode(session: &StreamSession) -> String {
     let mut body = format!(
-        "{HEADER}\nsession {}\npurpose {}\ntenant {}\nreceived {} {} {}\n",
+        "{HEADER}\nsession {}\npurpose {}\nmovement {}\ntenant {}\nreceived {} {} {}\n",
         session.id_hex(),
         session.purpose.as_str(),
+        session
+            .movement
+            .map_or("-".to_owned(), |movement| movement.to_string()),
         session
             .tenant
             .as_deref()
@@ -176,9 +186,11 @@ fn encode(session: &StreamSession) -> String {
 fn decode(text: &str) -> Result<StreamSession, String> {
     let body = unseal(text)?;
     let mut lines = body.lines();
-    if lines.next() != Some(HEADER) {
-        return Err(format!("unknown header (expected {HEADER:?})"));
-    }
+    let version = match lines.next() {
+        Some(HEADER) => 2,
+        Some(HEADER_V1) => 1,
+        _ => return Err(format!("unknown header (expected {HEADER:?})")),
+    };
     let mut field = |name: &str| -> Result<String, String> {
         let line = lines.next().unwrap_or_default();
         line.strip_prefix(name)
@@ -188,6 +200,13 @@ fn decode(text: &str) -> Result<StreamSession, String> {
     };
     let id = u128::from_str_radix(&field("session")?, 16).map_err(|e| format!("session: {e}"))?;
     let purpose = StreamPurpose::parse(&field("purpose")?)?;
+    let movement = match version {
+        1 => None,
+        _ => match field("movement")?.as_str() {
+            "-" => None,
+            text => Some(text.parse().map_err(|e| format!("movement: {e}"))?),
+        },
+    };
     let tenant = match field("tenant")?.as_str() {
         "-" => None,
         text => Some(unhex(text)?),
@@ -209,6 +228,7 @@ fn decode(text: &str) -> Result<StreamSession, String> {
     Ok(StreamSession {
         id,
         purpose,
+        movement,
         tenant,
         groups,
         partitions,
@@ -276,7 +296,8 @@ mod tests {
     fn session() -> StreamSession {
         StreamSession {
             id: 0xfeed_u128 << 64 | 7,
-            purpose: StreamPurpose::Rebuild,
+            purpose: StreamPurpose::Bootstrap,
+            movement: Some(7),
             tenant: Some("acme corp".to_owned()),
             groups: vec![
                 StreamGroup {
@@ -317,6 +338,20 @@ mod tests {
         StreamSession::remove(dir.path()).unwrap();
         assert_eq!(StreamSession::load(dir.path()).unwrap(), None);
         StreamSession::remove(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_file_is_read_without_a_movement() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut stored = session();
+        stored.movement = None;
+        stored.store(dir.path()).unwrap();
+        let path = dir.path().join(CLUSTER_DIR).join(SESSION_FILE);
+        let text = fs::read_to_string(&path).unwrap();
+        let body = unseal(&text).unwrap();
+        let v1 = body.replace(HEADER, HEADER_V1).replace("movement -\n", "");
+        fs::write(&path, seal(v1)).unwrap();
+        assert_eq!(StreamSession::load(dir.path()).unwrap(), Some(stored));
     }
 
     #[test]

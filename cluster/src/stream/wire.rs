@@ -18,6 +18,8 @@ pub const MAX_SPANS: usize = 16_384;
 pub struct ChunkRequest {
     /// The receiver's session.
     pub session: u128,
+    /// The topology movement the stream serves (`None`: a rebuild).
+    pub movement: Option<u64>,
     /// Only this tenant's partitions.
     pub tenant: Option<String>,
     /// The ranges.
@@ -75,6 +77,7 @@ pub fn request_to_proto(
         after: request.after.as_ref().map(position_to_proto),
         max_bytes: u32::try_from(request.max_bytes).unwrap_or(u32::MAX),
         repair: request.repair,
+        movement: request.movement,
     }
 }
 
@@ -106,6 +109,7 @@ pub fn request_from_proto(
     }
     Ok(ChunkRequest {
         session,
+        movement: request.movement,
         tenant: (!request.tenant.is_empty()).then_some(request.tenant),
         spans: request.spans.iter().map(span_from_proto).collect(),
         after: request.after.map(position_from_proto),
@@ -121,6 +125,7 @@ mod tests {
     fn request() -> ChunkRequest {
         ChunkRequest {
             session: 42,
+            movement: Some(3),
             tenant: Some("t".to_owned()),
             spans: vec![TokenSpan { start: 1, end: 2 }],
             after: Some(StreamPosition {

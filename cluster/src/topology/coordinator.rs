@@ -8,7 +8,8 @@
 //! version of the step before (a call, not a sleep); a node that is down is skipped (it catches
 //! up from the log before it serves again). A movement is rolled back when the node joining or
 //! decommissioned is down, or its steps keep failing, for [`ABORT_AFTER`]. Between movements it
-//! keeps the voters at 1, 3 or 5 of the `normal` nodes.
+//! keeps the voters at 1, 3 or 5 of the `normal` nodes. On every node it ends the cleanups
+//! nobody runs any more ([`TopologyLog::end_abandoned_cleanups`]).
 //!
 //! Must never: commit a step before the barrier of the step before, or run two movements.
 
@@ -41,10 +42,14 @@ pub(super) fn spawn(log: TopologyLog) {
             if let Ok(Err(_)) = tokio::time::timeout(poll, changes.changed()).await {
                 return; // the log stopped
             }
-            if log.leader().await != Some(log.host()) {
+            let leads = log.leader().await == Some(log.host());
+            let state = log.state();
+            if !state.cleanups.is_empty() {
+                log.end_abandoned_cleanups(&state, leads).await;
+            }
+            if !leads {
                 continue;
             }
-            let state = log.state();
             let Some(movement) = state.movement.clone() else {
                 stuck = None;
                 keep_voters(&log, &state).await;

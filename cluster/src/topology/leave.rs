@@ -66,15 +66,7 @@ impl TopologyLog {
         let (version, movement) = self
             .take_leave(request)
             .await
-            .map_err(|status| match status.code() {
-                tonic::Code::FailedPrecondition => {
-                    ClusterError::TopologyRefused(status.message().to_owned())
-                }
-                tonic::Code::InvalidArgument => {
-                    ClusterError::InvalidRange(status.message().to_owned())
-                }
-                _ => ClusterError::Unavailable(status.message().to_owned()),
-            })?;
+            .map_err(super::status_error)?;
         // The leader committed it; this node may not have applied it yet. Without a metadata
         // quorum the movement can neither finish nor be rolled back: say so instead of waiting.
         let mut state = self.subscribe();

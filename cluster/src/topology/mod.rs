@@ -8,6 +8,7 @@
 //! - [`network`]: raft messages to other nodes over the node-to-node service.
 //! - [`entry`]: how a node enters the ring: forming the log, or a validated join.
 //! - [`leave`]: decommission and removenode requests.
+//! - [`cleanup`]: dropping the data of ranges this node no longer replicates.
 //! - [`fence`]: the oldest topology version node-to-node requests may be planned on.
 //! - [`coordinator`]: the one driver of movements, on the log's leader.
 //! - [`streaming`]: a gaining node's side of a movement: streaming the ranges it takes.
@@ -17,6 +18,7 @@
 //! it applied, which it persisted first; the ring's version is the log's `topology_version`.
 //! Must never: change the topology outside a committed command.
 
+pub mod cleanup;
 pub mod coordinator;
 pub mod entry;
 pub mod fence;
@@ -130,6 +132,8 @@ struct Shared {
     options: TopologyOptions,
     /// Joins are handled one at a time on the leader (token allocation reads the state).
     joins: tokio::sync::Mutex<()>,
+    /// Held while this node runs a cleanup (one at a time).
+    cleaning: tokio::sync::Mutex<()>,
     /// The stream a joining node bootstraps with, once its store is open.
     stream: OnceLock<RangeStream>,
     /// Raised by every barrier this node answers or (as the coordinator) completes.
@@ -191,6 +195,7 @@ impl TopologyLog {
                 view,
                 options,
                 joins: tokio::sync::Mutex::new(()),
+                cleaning: tokio::sync::Mutex::new(()),
                 stream: OnceLock::new(),
                 fence,
             }),
@@ -325,6 +330,31 @@ impl TopologyLog {
         if let Err(error) = self.shared.raft.shutdown().await {
             tracing::warn!(%error, "the topology log did not stop cleanly");
         }
+    }
+}
+
+/// Refuses (`FAILED_PRECONDITION`, counted) a node-to-node request from a host that left the
+/// ring, by the sender its `header` names ([`TopologyState::check_sender`]).
+pub fn refuse_left_sender(
+    state: &TopologyState,
+    header: Option<&crate::proto::RequestHeader>,
+) -> Result<(), Status> {
+    let sender = header.map_or("", |h| h.sender.as_str());
+    state.check_sender(sender).map_err(|why| {
+        metrics::counter!("allidb_topology_left_requests_refused_total").increment(1);
+        Status::failed_precondition(why)
+    })
+}
+
+/// A topology request's refusal or failure (from this node's log or the leader's) as an error:
+/// FAILED_PRECONDITION is the log's refusal.
+fn status_error(status: Status) -> ClusterError {
+    match status.code() {
+        tonic::Code::FailedPrecondition => {
+            ClusterError::TopologyRefused(status.message().to_owned())
+        }
+        tonic::Code::InvalidArgument => ClusterError::InvalidRange(status.message().to_owned()),
+        _ => ClusterError::Unavailable(status.message().to_owned()),
     }
 }
 

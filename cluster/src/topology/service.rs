@@ -1,5 +1,6 @@
 //! The `Topology` gRPC service (`proto/replica.proto`): raft messages for this node's log,
-//! joins, barriers and bootstrap requests, on the node-to-node port beside `Replica`.
+//! joins, barriers, bootstrap requests, leaves and cleanups, on the node-to-node port beside
+//! `Replica`.
 //!
 //! Every call is checked like a replica call (the cluster token, the header's protocol version
 //! and recipient) before it reaches the log. Must never: hand the log a message it could not
@@ -75,6 +76,7 @@ impl TopologyService {
         self.credentials.check(request.metadata())?;
         let log = self.log()?;
         check_header(header, log.host())?;
+        super::refuse_left_sender(&log.state(), header)?;
         Ok(log)
     }
 }
@@ -205,6 +207,18 @@ impl Topology for TopologyService {
         Ok(Response::new(proto::LeaveResponse {
             topology_version,
             movement,
+        }))
+    }
+
+    async fn cleanup(
+        &self,
+        request: Request<proto::CleanupRequest>,
+    ) -> Result<Response<proto::CleanupResponse>, Status> {
+        let log = self.checked(&request, request.get_ref().header.as_ref())?;
+        let (topology_version, cleanup) = log.take_cleanup(request.into_inner()).await?;
+        Ok(Response::new(proto::CleanupResponse {
+            topology_version,
+            cleanup,
         }))
     }
 }

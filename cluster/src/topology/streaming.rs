@@ -59,7 +59,9 @@ impl TopologyLog {
                 )),
             }
         };
-        let planned = stream.run_plan(purpose, None, groups, &wanted).await?;
+        let planned = stream
+            .run_plan(purpose, None, Some(movement), groups, &wanted)
+            .await?;
         if !planned.run.unfinished.is_empty() {
             return Err(ClusterError::Unavailable(format!(
                 "{} streaming unfinished: {}",

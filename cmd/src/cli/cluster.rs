@@ -1,9 +1,9 @@
 //! `allidb cluster status | ring | endpoints TENANT ID` (and `backup`, in [`super::backup`]): the operator's view of a ring, read
 //! from a node's admin port (`/cluster/status`, `/cluster/ring`, `/cluster/endpoints`, the
-//! same JSON that `--json` prints), like `nodetool status`; and `allidb cluster repair` and
-//! `rebuild`, `decommission` and `removenode`, the `Repair`, `Rebuild`, `Decommission` and
-//! `RemoveNode` RPCs on the node's gRPC port (`--addr`, an admin key), like `nodetool repair`,
-//! `rebuild`, `decommission` and `removenode`.
+//! same JSON that `--json` prints), like `nodetool status`; and `allidb cluster repair`,
+//! `rebuild`, `decommission`, `removenode` and `cleanup`, the `Repair`, `Rebuild`,
+//! `Decommission`, `RemoveNode` and `Cleanup` RPCs on the node's gRPC port (`--addr`, an admin
+//! key), like `nodetool repair`, `rebuild`, `decommission`, `removenode` and `cleanup`.
 //!
 //! The admin port is plain HTTP on the node's host (docs/operations.md): its answers come from
 //! the CLI's one GET ([`super::probe::admin_http_get`]), which never sends an API key.
@@ -81,6 +81,10 @@ pub enum ClusterView {
         #[arg(long)]
         ignore_dead: bool,
     },
+    /// The node at `--addr` drops the data of the token ranges it no longer replicates (like
+    /// `nodetool cleanup`; after a join or a decommission moved ranges away from it). Refused
+    /// while a movement runs; no movement starts while it runs.
+    Cleanup,
     /// The replicas of one entity, in replica-walk order.
     Endpoints {
         /// The tenant.
@@ -114,6 +118,16 @@ pub async fn run(context: &mut Context, args: ClusterArgs) -> CliResult<Outcome>
                 .map_err(|status| CliError::rpc("Decommission", status))?
                 .into_inner();
             return topology_change(context, "decommission", reply);
+        }
+        ClusterView::Cleanup => {
+            let mut client = connect(&context.connect).await?;
+            let reply = client
+                .cleanup(pb::CleanupRequest {})
+                .await
+                .map_err(|status| CliError::rpc("Cleanup", status))?
+                .into_inner();
+            context.printer.reply(&reply, cleanup_text)?;
+            return Ok(Outcome::Complete);
         }
         ClusterView::Removenode {
             host_id,
@@ -242,6 +256,23 @@ fn topology_change(
     Ok(Outcome::from_complete(reply.finished))
 }
 
+/// The human form of a cleanup's reply.
+fn cleanup_text(reply: &pb::CleanupResponse) -> String {
+    format!(
+        "cleanup kept the {} token ranges this node replicates at topology version {}: dropped \
+         {} partitions, {} cells ({}); rewrote {} tables, {} -> {}, in {} ms\n",
+        reply.ranges_kept,
+        reply.topology_version,
+        reply.partitions_dropped,
+        reply.cells_dropped,
+        human_bytes(reply.bytes_dropped),
+        reply.tables_rewritten,
+        human_bytes(reply.table_bytes_before),
+        human_bytes(reply.table_bytes_after),
+        reply.duration_ms,
+    )
+}
+
 /// `allidb cluster rebuild`: exits 3 (partial) when some range was not streamed to its end.
 async fn rebuild(context: &mut Context, tenant: Option<String>) -> CliResult<Outcome> {
     let mut client = connect(&context.connect).await?;
@@ -339,6 +370,13 @@ fn status_text(reply: &Value) -> String {
             movement["id"],
             movement["name"].as_str().unwrap_or("?"),
             movement["step"].as_str().unwrap_or("?"),
+        ));
+    }
+    for cleanup in reply["cleanups"].as_array().into_iter().flatten() {
+        text.push_str(&format!(
+            "cleanup {} running on {}\n",
+            cleanup["id"],
+            cleanup["name"].as_str().unwrap_or("?"),
         ));
     }
     text.push_str(&format!(

@@ -28,6 +28,7 @@ mod indexer;
 mod persist;
 pub mod planning;
 mod provenance;
+mod purge;
 mod ring_reads;
 mod tenant;
 #[cfg(test)]

@@ -265,6 +265,18 @@ fn make_current(root: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Makes the current dump unusable (removes `CURRENT`, synced): the next open rebuilds the
+/// indexes from storage, until the next dump. For a change of storage no WAL record carries
+/// (a purge): a crash before the dump that follows it must not load indexes from before it.
+pub fn invalidate(root: &Path) -> Result<()> {
+    let current = root.join(CURRENT);
+    match fs::remove_file(&current) {
+        Ok(()) => sync_path(root),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(&current, e)),
+    }
+}
+
 /// A loaded dump: the sequence number it covers and each tenant's indexes.
 pub struct Loaded {
     /// Every write at or below this is in the indexes.

@@ -333,13 +333,7 @@ impl TenantIndexes {
 
     /// Makes the indexes describe `state`, the stored state of entity `id` at snapshot `seq`.
     pub fn apply_state(&self, id: &str, state: &PartitionState, seq: SeqNo) -> Result<()> {
-        self.apply_body(id, state.body.as_ref(), state.version_ts, seq)?;
-        let edges: Vec<EdgeSpec> = state
-            .out_edges
-            .iter()
-            .map(|e| spec(&e.relation, &e.to, e.weight))
-            .collect();
-        self.graph.replace_out_edges(id, &edges, seq)?;
+        self.apply_purged(id, state, seq)?;
         // Its in-edge cells as stored: an expiry (a marker alone) leaves them, a delete has
         // removed them with tombstones.
         let incoming: Vec<(&str, EdgeSpec)> = state
@@ -348,5 +342,20 @@ impl TenantIndexes {
             .map(|e| (e.from.as_str(), spec(&e.relation, id, e.weight)))
             .collect();
         self.graph.replace_in_edges(id, &incoming, seq)
+    }
+
+    /// Makes the indexes describe `state`, what storage still holds of partition `id` (at
+    /// snapshot `seq`) after a purge dropped it from this node (usually nothing): its body and
+    /// out-edges. Unlike a delete, the edges into `id` stay in the graph: those whose sources
+    /// this node keeps are their out-edge cells; the others this node is no longer asked about
+    /// (it replicates neither end), and a rebuild from storage drops them.
+    pub fn apply_purged(&self, id: &str, state: &PartitionState, seq: SeqNo) -> Result<()> {
+        self.apply_body(id, state.body.as_ref(), state.version_ts, seq)?;
+        let edges: Vec<EdgeSpec> = state
+            .out_edges
+            .iter()
+            .map(|e| spec(&e.relation, &e.to, e.weight))
+            .collect();
+        self.graph.replace_out_edges(id, &edges, seq)
     }
 }

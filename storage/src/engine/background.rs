@@ -90,7 +90,7 @@ pub(super) fn write_table(
 
 /// Removes the files of a failed step (best effort: what remains is an orphan the next open
 /// removes).
-fn remove_partial(fs: &dyn FileSystem, paths: &[std::path::PathBuf]) {
+pub(super) fn remove_partial(fs: &dyn FileSystem, paths: &[std::path::PathBuf]) {
     for path in paths {
         if fs.exists(path)
             && let Err(error) = fs.remove(path)
@@ -450,7 +450,7 @@ impl Inner {
         Ok(())
     }
 
-    fn finish_table(&self, number: u64, builder: TableBuilder) -> Result<Table> {
+    pub(super) fn finish_table(&self, number: u64, builder: TableBuilder) -> Result<Table> {
         builder.finish()?;
         Table::open(
             self.fs.as_ref(),

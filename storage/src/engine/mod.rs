@@ -28,6 +28,7 @@ mod checkpoint;
 mod entity_locks;
 mod health;
 mod provenance;
+mod purge;
 mod read;
 mod write;
 
@@ -62,6 +63,7 @@ use health::HealthMonitor;
 
 pub use checkpoint::CheckpointInfo;
 pub use health::{BackgroundTask, EngineState, Health};
+pub use purge::{PurgeSelector, Purged};
 pub use read::{ChangedPartition, EntityIter, PartitionIter, PartitionVersions};
 
 /// Sees every committed batch exactly once, in sequence order, on the WAL writer thread: after

@@ -8,7 +8,9 @@
 //! same version.
 //!
 //! Invariants: `left` is permanent (a host that left is never accepted again); at most one
-//! movement runs at a time; no two hosts hold the same token; a joining host holds its tokens
+//! movement runs at a time, and never beside a cleanup (DESIGN.md §6 rule 7: a cleanup starts
+//! only while no movement runs, and no movement starts while one runs); no two hosts hold the
+//! same token; a joining host holds its tokens
 //! from the moment it is accepted (they are allocated by the leader before the command is
 //! proposed, never while it is applied: applying must be deterministic).
 //! Must never: do I/O, read a clock or draw random numbers.
@@ -178,6 +180,12 @@ pub enum Command {
     /// Rolls the movement `movement` back: a bootstrapping host is forgotten (it never owned
     /// anything; it may ask to join again), a leaving one is `normal` again.
     Abort { movement: u64, reason: String },
+    /// `host` starts dropping the data of ranges it no longer replicates (refused while a
+    /// movement runs; movements wait until it ends). A cleanup of `host` already recorded is
+    /// replaced: only `host` asks for its own, one at a time, so that one is over.
+    StartCleanup { host: HostId },
+    /// Ends the cleanup `cleanup` of `host` (finished, failed, or abandoned: its host is down).
+    EndCleanup { host: HostId, cleanup: u64 },
 }
 
 /// What applying a command gave: the version after it, or why it was refused.
@@ -192,8 +200,11 @@ pub struct TopologyState {
     pub version: u64,
     pub nodes: BTreeMap<HostId, TopologyNode>,
     pub movement: Option<Movement>,
-    /// The id the next movement gets.
+    /// The id the next movement (or cleanup) gets.
     pub next_movement: u64,
+    /// The cleanups running, by host: their ids.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cleanups: BTreeMap<HostId, u64>,
 }
 
 impl TopologyState {
@@ -269,7 +280,41 @@ impl TopologyState {
                 self.movement = None;
                 Ok(self.bump())
             }
+            Command::StartCleanup { host } => self.start_cleanup(*host),
+            Command::EndCleanup { host, cleanup } => match self.cleanups.get(host) {
+                Some(running) if running == cleanup => {
+                    self.cleanups.remove(host);
+                    Ok(self.version)
+                }
+                _ => Err(format!("cleanup {cleanup} of {host} is not running")),
+            },
         }
+    }
+
+    /// Records a cleanup of `host` (nothing a node routes by changes: no new version).
+    fn start_cleanup(&mut self, host: HostId) -> Outcome {
+        match self.nodes.get(&host).map(|n| n.state) {
+            Some(NodeState::Normal) => {}
+            Some(state) => {
+                return Err(format!(
+                    "host {host} is {}: only a normal host cleans up",
+                    state.as_str()
+                ));
+            }
+            None => return Err(format!("host {host} is not in the ring")),
+        }
+        if let Some(movement) = &self.movement {
+            return Err(format!(
+                "busy: a cleanup is refused while a movement runs ({} {} of {}): the ranges it \
+                 moves are not settled; retry when it ends",
+                movement.kind.as_str(),
+                movement.id,
+                movement.host
+            ));
+        }
+        self.cleanups.insert(host, self.next_movement);
+        self.next_movement += 1;
+        Ok(self.version)
     }
 
     fn bump(&mut self) -> u64 {
@@ -315,15 +360,22 @@ impl TopologyState {
     }
 
     fn busy(&self) -> Result<(), String> {
-        match &self.movement {
-            Some(movement) => Err(format!(
+        if let Some(movement) = &self.movement {
+            return Err(format!(
                 "busy: {} {} of {} is running (movements are serialized; retry when it ends)",
                 movement.kind.as_str(),
                 movement.id,
                 movement.host
-            )),
-            None => Ok(()),
+            ));
         }
+        if !self.cleanups.is_empty() {
+            let hosts: Vec<String> = self.cleanups.keys().map(HostId::to_string).collect();
+            return Err(format!(
+                "busy: a cleanup runs on {} (movements wait for it; retry when it ends)",
+                hosts.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     fn start_movement(&mut self, kind: MovementKind, host: HostId, replaced: Option<HostId>) {
@@ -517,12 +569,58 @@ impl TopologyState {
         )
     }
 
+    /// Whether this node, holding this state, serves a chunk of movement `id`'s stream: only
+    /// while that movement runs at its stream step (a late chunk of a rolled back, finished or
+    /// superseded attempt is refused), and not before it applied the movement.
+    pub fn stream_open(&self, id: u64) -> Result<(), StreamClosed> {
+        match &self.movement {
+            Some(m) if m.id == id && m.step == MovementStep::Stream => Ok(()),
+            _ if id >= self.next_movement => Err(StreamClosed::NotYet(format!(
+                "movement: movement {id} is not in this node's log yet (topology version {}); \
+                 retry once it applied it",
+                self.version
+            ))),
+            _ => Err(StreamClosed::Closed(format!(
+                "movement: movement {id} is no longer at its stream step in this node's log \
+                 (topology version {}): a chunk of a closed attempt is not served",
+                self.version
+            ))),
+        }
+    }
+
+    /// Refuses a node-to-node request whose header names `sender` (a host id) when that host
+    /// left the ring: it is never a member again (DESIGN.md §6 rule 8), whatever its own copy
+    /// of the log says (an old data dir of it started again). A sender that does not parse is
+    /// left to the header checks.
+    pub fn check_sender(&self, sender: &str) -> Result<(), String> {
+        let Ok(host) = sender.parse::<HostId>() else {
+            return Ok(());
+        };
+        if self.admits(host) || !self.nodes.contains_key(&host) {
+            return Ok(());
+        }
+        Err(format!(
+            "header.sender: host {host} left the ring; its requests are refused (a node that \
+             left joins again only as a new host, with an empty data dir)"
+        ))
+    }
+
     /// Whether `host` may send node-to-node requests: known and not `left`.
     pub fn admits(&self, host: HostId) -> bool {
         self.nodes
             .get(&host)
             .is_some_and(|n| n.state != NodeState::Left)
     }
+}
+
+/// Why a source does not serve a chunk of a movement's stream
+/// ([`TopologyState::stream_open`]); each message names the field `movement`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamClosed {
+    /// The movement is not in this node's applied log yet: ask again.
+    NotYet(String),
+    /// The movement is no longer at its stream step: never served again.
+    Closed(String),
 }
 
 impl fmt::Display for Movement {
@@ -539,305 +637,4 @@ impl fmt::Display for Movement {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn host(n: u128) -> HostId {
-        HostId::from_u128(n)
-    }
-
-    fn node(tokens: Vec<Token>) -> TopologyNode {
-        TopologyNode {
-            name: "n".to_owned(),
-            rpc_addr: "127.0.0.1:1".to_owned(),
-            tokens,
-            state: NodeState::Normal,
-        }
-    }
-
-    fn formed() -> TopologyState {
-        let mut state = TopologyState::default();
-        let nodes = BTreeMap::from([(host(1), node(vec![10, 20]))]);
-        state
-            .apply(&Command::Form {
-                cluster_name: "c".to_owned(),
-                nodes,
-            })
-            .expect("a first form is accepted");
-        state
-    }
-
-    fn join(h: u128, tokens: Vec<Token>) -> Command {
-        Command::Join(JoinRequest {
-            cluster_name: "c".to_owned(),
-            protocol_version: crate::PROTOCOL_VERSION,
-            host: host(h),
-            name: "new".to_owned(),
-            rpc_addr: "127.0.0.1:2".to_owned(),
-            tokens,
-            adopt: false,
-            replaces: None,
-        })
-    }
-
-    #[test]
-    fn a_bootstrap_moves_through_its_steps_and_the_rings_follow() {
-        let mut state = formed();
-        assert_eq!(state.version, 1);
-        assert_eq!(state.apply(&join(2, vec![15])), Ok(2));
-        let movement = state.movement.clone().expect("the join starts a bootstrap");
-        assert_eq!(movement.step, MovementStep::Stream);
-        assert_eq!(
-            state.read_ring().host_count(),
-            1,
-            "reads stay on the old ring"
-        );
-        let other = state.other_write_ring().expect("a movement runs");
-        assert_eq!(other.host_count(), 2, "writes reach the joining host too");
-        let finish = Command::Finish {
-            movement: movement.id,
-        };
-        assert!(state.apply(&finish).is_err(), "no finish before read_new");
-        let advance = Command::Advance {
-            movement: movement.id,
-            step: MovementStep::ReadNew,
-        };
-        assert_eq!(state.apply(&advance), Ok(3));
-        assert_eq!(state.read_ring().host_count(), 2);
-        assert_eq!(
-            state.other_write_ring().map(|r| r.host_count()),
-            Some(1),
-            "the old replicas still take writes"
-        );
-        assert!(state.apply(&advance).is_err(), "a step is taken once");
-        assert_eq!(state.apply(&finish), Ok(4));
-        assert_eq!(state.nodes[&host(2)].state, NodeState::Normal);
-        assert!(state.movement.is_none() && state.other_write_ring().is_none());
-    }
-
-    #[test]
-    fn joins_are_validated_and_serialized() {
-        let mut state = formed();
-        assert!(
-            state
-                .apply(&join(2, vec![10]))
-                .unwrap_err()
-                .contains("already")
-        );
-        assert!(
-            state
-                .apply(&join(2, vec![]))
-                .unwrap_err()
-                .contains("without tokens")
-        );
-        let Command::Join(mut other_cluster) = join(2, vec![15]) else {
-            unreachable!("join builds a Join")
-        };
-        other_cluster.cluster_name = "d".to_owned();
-        assert!(
-            state
-                .apply(&Command::Join(other_cluster))
-                .unwrap_err()
-                .contains("cluster name")
-        );
-        state.apply(&join(2, vec![15])).expect("a valid join");
-        assert_eq!(
-            state.apply(&join(2, vec![15])),
-            Ok(2),
-            "the same host asking again changes nothing"
-        );
-        assert!(
-            state
-                .apply(&join(3, vec![16]))
-                .unwrap_err()
-                .contains("busy"),
-            "a second join waits for the first"
-        );
-        assert_eq!(state.version, 2, "refused commands change nothing");
-    }
-
-    #[test]
-    fn an_aborted_bootstrap_forgets_the_host_and_left_is_permanent() {
-        let mut state = formed();
-        state.apply(&join(2, vec![15])).expect("a valid join");
-        let id = state.movement.as_ref().map(|m| m.id).expect("a bootstrap");
-        state
-            .apply(&Command::Abort {
-                movement: id,
-                reason: "test".to_owned(),
-            })
-            .expect("the running movement aborts");
-        assert!(!state.nodes.contains_key(&host(2)) && state.movement.is_none());
-        state.apply(&join(2, vec![15])).expect("it may ask again");
-        assert_ne!(state.movement.as_ref().map(|m| m.id), Some(id), "a new id");
-
-        state
-            .nodes
-            .get_mut(&host(1))
-            .expect("formed with host 1")
-            .state = NodeState::Left;
-        assert!(!state.admits(host(1)));
-        let again = state.apply(&join(1, vec![30])).unwrap_err();
-        assert!(again.contains("never accepted again"), "{again}");
-    }
-
-    #[test]
-    fn an_adopted_host_is_normal_at_once_and_form_is_taken_once() {
-        let mut state = formed();
-        let Command::Join(mut adopted) = join(2, vec![15]) else {
-            unreachable!("join builds a Join")
-        };
-        adopted.adopt = true;
-        state.apply(&Command::Join(adopted)).expect("adopted");
-        assert_eq!(state.nodes[&host(2)].state, NodeState::Normal);
-        assert!(state.movement.is_none());
-        let again = Command::Form {
-            cluster_name: "c".to_owned(),
-            nodes: BTreeMap::new(),
-        };
-        assert!(state.apply(&again).unwrap_err().contains("already formed"));
-    }
-
-    #[test]
-    fn a_leaving_host_reads_until_read_new_and_then_is_left_without_tokens() {
-        let mut state = formed();
-        let Command::Join(mut adopted) = join(2, vec![15]) else {
-            unreachable!("join builds a Join")
-        };
-        adopted.adopt = true;
-        state.apply(&Command::Join(adopted)).expect("adopted");
-        let leave = |host| Command::Leave {
-            host,
-            kind: MovementKind::Decommission,
-            replication_factor: 1,
-        };
-        let too_few = Command::Leave {
-            host: host(2),
-            kind: MovementKind::RemoveNode,
-            replication_factor: 2,
-        };
-        assert!(state.apply(&too_few).unwrap_err().contains("fewer than"));
-        state.apply(&leave(host(2))).expect("a decommission starts");
-        let second = state.apply(&leave(host(1))).unwrap_err();
-        assert!(second.contains("busy"), "one movement at a time: {second}");
-        let id = state.movement.as_ref().map(|m| m.id).expect("a movement");
-        assert_eq!(state.read_ring().host_count(), 2, "it still serves reads");
-        assert_eq!(state.other_write_ring().map(|r| r.host_count()), Some(1));
-        state
-            .apply(&Command::Advance {
-                movement: id,
-                step: MovementStep::ReadNew,
-            })
-            .expect("read_new");
-        assert_eq!(state.read_ring().host_count(), 1, "reads leave it");
-        assert_eq!(
-            state.other_write_ring().map(|r| r.host_count()),
-            Some(2),
-            "it still takes writes"
-        );
-        state
-            .apply(&Command::Finish { movement: id })
-            .expect("finish");
-        assert_eq!(state.nodes[&host(2)].state, NodeState::Left);
-        assert!(state.nodes[&host(2)].tokens.is_empty());
-        assert!(!state.admits(host(2)));
-        assert_eq!(state.read_ring().host_count(), 1);
-    }
-
-    fn replace(h: u128, replaced: u128) -> Command {
-        let Command::Join(mut request) = join(h, Vec::new()) else {
-            unreachable!("join builds a Join")
-        };
-        request.replaces = Some(host(replaced));
-        Command::Join(request)
-    }
-
-    #[test]
-    fn a_replacement_takes_the_dead_hosts_tokens_and_an_abort_gives_them_back() {
-        let mut state = formed();
-        assert!(
-            state
-                .apply(&replace(2, 9))
-                .unwrap_err()
-                .contains("not in the ring")
-        );
-        let Command::Join(mut with_tokens) = replace(2, 1) else {
-            unreachable!("replace builds a Join")
-        };
-        with_tokens.tokens = vec![15];
-        assert!(
-            state
-                .apply(&Command::Join(with_tokens))
-                .unwrap_err()
-                .contains("tokens of its own")
-        );
-        state.apply(&replace(2, 1)).expect("a replace starts");
-        let movement = state.movement.clone().expect("a replace runs");
-        assert_eq!(
-            (movement.kind, movement.host, movement.departed()),
-            (MovementKind::Replace, host(2), Some(host(1)))
-        );
-        assert_eq!(state.nodes[&host(2)].tokens, vec![10, 20]);
-        assert_eq!(state.nodes[&host(1)].state, NodeState::Leaving);
-        let hosts = |ring: Ring| ring.hosts().iter().copied().collect::<Vec<_>>();
-        assert_eq!(hosts(state.read_ring()), vec![host(1)], "reads stay on it");
-        assert_eq!(
-            state.other_write_ring().map(hosts),
-            Some(vec![host(2)]),
-            "writes reach the replacement"
-        );
-        assert!(state.apply(&replace(3, 1)).unwrap_err().contains("busy"));
-        state
-            .apply(&Command::Abort {
-                movement: movement.id,
-                reason: "test".to_owned(),
-            })
-            .expect("the replace aborts");
-        assert!(!state.nodes.contains_key(&host(2)));
-        assert_eq!(state.nodes[&host(1)].state, NodeState::Normal);
-
-        state.apply(&replace(3, 1)).expect("another replace starts");
-        let id = state.movement.as_ref().map(|m| m.id).expect("a replace");
-        for command in [
-            Command::Advance {
-                movement: id,
-                step: MovementStep::ReadNew,
-            },
-            Command::Finish { movement: id },
-        ] {
-            state.apply(&command).expect("the replace goes on");
-        }
-        assert_eq!(state.nodes[&host(3)].state, NodeState::Normal);
-        assert_eq!(state.nodes[&host(1)].state, NodeState::Left);
-        assert!(state.nodes[&host(1)].tokens.is_empty());
-        assert_eq!(hosts(state.read_ring()), vec![host(3)]);
-        let again = state.apply(&replace(4, 1)).unwrap_err();
-        assert!(again.contains("left"), "{again}");
-    }
-
-    #[test]
-    fn an_aborted_leave_keeps_the_host_normal() {
-        let mut state = formed();
-        let Command::Join(mut adopted) = join(2, vec![15]) else {
-            unreachable!("join builds a Join")
-        };
-        adopted.adopt = true;
-        state.apply(&Command::Join(adopted)).expect("adopted");
-        state
-            .apply(&Command::Leave {
-                host: host(1),
-                kind: MovementKind::RemoveNode,
-                replication_factor: 1,
-            })
-            .expect("a removal starts");
-        let id = state.movement.as_ref().map(|m| m.id).expect("a movement");
-        state
-            .apply(&Command::Abort {
-                movement: id,
-                reason: "test".to_owned(),
-            })
-            .expect("abort");
-        assert_eq!(state.nodes[&host(1)].state, NodeState::Normal);
-        assert_eq!(state.read_ring().host_count(), 2);
-    }
-}
+mod tests;
