@@ -173,6 +173,42 @@ pub async fn put_many(
     Ok(())
 }
 
+/// Puts entities `{prefix}{i:05}` for `i` in `indexes` through `daemon` at `at` in one batch, each
+/// with a small vector and one text chunk of `text_bytes` bytes (a multiple of 5); fails the
+/// test unless every entity is written.
+pub async fn put_texts(
+    daemon: &Daemon,
+    prefix: &str,
+    indexes: std::ops::Range<usize>,
+    text_bytes: usize,
+    at: pb::ConsistencyLevel,
+) {
+    let entities = indexes
+        .map(|i| {
+            let mut entity = doc_entity(&format!("{prefix}{i:05}"), &[1.0, i as f32, 0.5]);
+            entity.chunks = vec![pb::TextChunk {
+                chunk_id: "c0".to_owned(),
+                text: format!("{i:05}").repeat(text_bytes / 5),
+                ..Default::default()
+            }];
+            entity
+        })
+        .collect();
+    let message = pb::BatchPutEntitiesRequest {
+        entities,
+        consistency_level: level(at),
+        ..Default::default()
+    };
+    let reply = daemon
+        .client()
+        .await
+        .batch_put_entities(request(message, None))
+        .await
+        .unwrap_or_else(|status| panic!("a batch at {at:?}: {status:?}"))
+        .into_inner();
+    assert!(reply.success, "{reply:?}");
+}
+
 /// Deletes entity `id` through `daemon` at `at`.
 pub async fn delete(
     daemon: &Daemon,

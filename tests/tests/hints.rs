@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use allidb_api::pb;
-use allidb_tests::ring::{found, hints_for, level, start_ring, states, wait_until};
-use allidb_tests::{Daemon, doc_entity, request};
+use allidb_tests::Daemon;
+use allidb_tests::ring::{found, hints_for, put_texts, start_ring, states, wait_until};
 
 use pb::ConsistencyLevel::ConsistencyOne as One;
 
@@ -14,33 +14,11 @@ use pb::ConsistencyLevel::ConsistencyOne as One;
 /// stopped node hangs this long.
 const DELIVERY_TIMEOUT_MS: u64 = 30_000;
 
-/// Puts `count` entities `{prefix}{i}` of about 10 KB each through `daemon` at ONE, 10 to a
+/// Puts `count` entities `{prefix}{i:05}` of about 10 KB each through `daemon` at ONE, 10 to a
 /// batch (one hint per batch for each replica that misses it).
 async fn put_large(daemon: &Daemon, prefix: &str, count: usize) {
-    let mut client = daemon.client().await;
     for first in (0..count).step_by(10) {
-        let entities = (first..(first + 10).min(count))
-            .map(|i| {
-                let mut entity = doc_entity(&format!("{prefix}{i}"), &[1.0, i as f32, 0.5]);
-                entity.chunks = vec![pb::TextChunk {
-                    chunk_id: "c0".to_owned(),
-                    text: format!("{i:05}").repeat(2_000),
-                    ..Default::default()
-                }];
-                entity
-            })
-            .collect();
-        let message = pb::BatchPutEntitiesRequest {
-            entities,
-            consistency_level: level(One),
-            ..Default::default()
-        };
-        let reply = client
-            .batch_put_entities(request(message, None))
-            .await
-            .expect("ONE through a live coordinator")
-            .into_inner();
-        assert!(reply.success, "{reply:?}");
+        put_texts(daemon, prefix, first..(first + 10).min(count), 10_000, One).await;
     }
 }
 
@@ -109,8 +87,10 @@ async fn a_hanging_hint_target_does_not_hold_up_the_hints_of_a_healthy_one() {
     );
     for i in 0..5 {
         assert!(
-            found(&nodes[1], &format!("small{i}"), One).await.unwrap(),
-            "n1 holds small{i} by hint"
+            found(&nodes[1], &format!("small{i:05}"), One)
+                .await
+                .unwrap(),
+            "n1 holds small{i:05} by hint"
         );
     }
     eprintln!("n1's hints delivered {took:?} after it was back; n2 stopped meanwhile");
@@ -120,7 +100,7 @@ async fn a_hanging_hint_target_does_not_hold_up_the_hints_of_a_healthy_one() {
     wait_until("n2's hints delivered", Duration::from_secs(90), || {
         hints_for(&nodes[0], "n2") == 0
     });
-    for id in ["small4", "big0", "big599"] {
+    for id in ["small00004", "big00000", "big00599"] {
         assert!(found(&nodes[2], id, One).await.unwrap(), "n2 holds {id}");
     }
 }

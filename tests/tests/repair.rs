@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use allidb_api::pb;
 use allidb_tests::ring::{
-    allidb_json, count, delete, drop_default, edges_of, found, held_by, level, put, put_hub,
+    allidb_json, count, delete, drop_default, edges_of, found, held_by, put, put_hub, put_texts,
     remove_edge, repair, ring_of_three, ring_of_three_each, status, wait_for_states, wait_until,
 };
-use allidb_tests::{Daemon, allidb_binary, doc_entity, request};
+use allidb_tests::{Daemon, allidb_binary};
 
 use pb::ConsistencyLevel::{
     ConsistencyAll as All, ConsistencyOne as One, ConsistencyQuorum as Quorum,
@@ -275,30 +275,8 @@ async fn a_difference_larger_than_a_chunk_streams_in_chunks_and_sends_only_what_
     nodes[2].kill();
     wait_for_states(&nodes[0], &one_down, Duration::from_secs(10));
     let missed = 300;
-    let mut client = nodes[0].client().await;
     for first in (0..missed).step_by(50) {
-        let entities = (first..first + 50)
-            .map(|i| {
-                let mut entity = doc_entity(&format!("big{i}"), &[1.0, i as f32, 0.5]);
-                entity.chunks = vec![pb::TextChunk {
-                    chunk_id: "c0".to_owned(),
-                    text: "x".repeat(TEXT_BYTES),
-                    ..Default::default()
-                }];
-                entity
-            })
-            .collect();
-        let message = pb::BatchPutEntitiesRequest {
-            entities,
-            consistency_level: level(Quorum),
-            ..Default::default()
-        };
-        let reply = client
-            .batch_put_entities(request(message, None))
-            .await
-            .expect("QUORUM with one node down")
-            .into_inner();
-        assert!(reply.success, "{reply:?}");
+        put_texts(&nodes[0], "big", first..first + 50, TEXT_BYTES, Quorum).await;
     }
     nodes[2].restart();
     for node in &nodes {
@@ -341,8 +319,8 @@ async fn a_difference_larger_than_a_chunk_streams_in_chunks_and_sends_only_what_
     );
     for i in [0, 149, 299] {
         assert!(
-            found(&nodes[2], &format!("big{i}"), One).await.unwrap(),
-            "big{i}"
+            found(&nodes[2], &format!("big{i:05}"), One).await.unwrap(),
+            "big{i:05}"
         );
     }
     let (code, again) = repair(&nodes[1], &[]);

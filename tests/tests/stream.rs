@@ -6,11 +6,11 @@
 use std::time::{Duration, Instant};
 
 use allidb_api::pb;
+use allidb_tests::Daemon;
 use allidb_tests::ring::{
-    allidb_json, count, delete, found, json_reply, level, ring_of_three_each, status,
+    allidb_json, count, delete, found, json_reply, put_texts, ring_of_three_each, status,
     wait_for_states,
 };
-use allidb_tests::{Daemon, doc_entity, request};
 use serde_json::Value;
 
 use pb::ConsistencyLevel::{ConsistencyOne as One, ConsistencyQuorum as Quorum};
@@ -42,33 +42,6 @@ fn wait_for_progress(daemon: &Daemon, from: Option<&str>) -> String {
     }
 }
 
-async fn put_batch(daemon: &Daemon, first: usize, count: usize) {
-    let entities = (first..first + count)
-        .map(|i| {
-            let mut entity = doc_entity(&format!("e{i:05}"), &[1.0, i as f32, 0.5]);
-            entity.chunks = vec![pb::TextChunk {
-                chunk_id: "c0".to_owned(),
-                text: format!("{i:05}").repeat(TEXT_BYTES / 5),
-                ..Default::default()
-            }];
-            entity
-        })
-        .collect();
-    let message = pb::BatchPutEntitiesRequest {
-        entities,
-        consistency_level: level(Quorum),
-        ..Default::default()
-    };
-    let reply = daemon
-        .client()
-        .await
-        .batch_put_entities(request(message, None))
-        .await
-        .expect("a QUORUM batch with one node down")
-        .into_inner();
-    assert!(reply.success, "{reply:?}");
-}
-
 fn repair_preview(daemon: &Daemon) -> Value {
     let (code, reply) = json_reply(
         allidb_json(daemon, &["cluster", "repair", "--preview"])
@@ -95,7 +68,7 @@ async fn a_rebuild_streams_what_a_replica_missed_and_survives_kills_of_either_si
     nodes[2].kill();
     wait_for_states(&nodes[0], &one_down, Duration::from_secs(10));
     for first in (0..ENTITIES).step_by(200) {
-        put_batch(&nodes[0], first, 200).await;
+        put_texts(&nodes[0], "e", first..first + 200, TEXT_BYTES, Quorum).await;
     }
     for i in 0..10 {
         delete(&nodes[0], &format!("e{i:05}"), Quorum)

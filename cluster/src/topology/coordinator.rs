@@ -228,11 +228,30 @@ fn target_voters(normal: usize) -> usize {
 }
 
 /// Keeps the log's voters among the ring's hosts: drops the voters (and learners) that `left`
-/// the ring or are no longer in it, whose votes would otherwise count against every quorum,
-/// then adds up `normal` learners that are up as voters until the target is reached.
+/// the ring or are no longer in it, whose votes would otherwise count against every quorum
+/// (once each has the log up to the entry saying it left, or is down), then adds up `normal`
+/// learners that are up as voters until the target is reached.
 async fn keep_voters(log: &TopologyLog, state: &TopologyState) {
-    let membership = log.shared.raft.metrics().borrow().membership_config.clone();
-    let gone: BTreeSet<HostId> = membership
+    let metrics = log.shared.raft.metrics().borrow().clone();
+    let view = log.shared.view.borrow().clone();
+    // A host that left learns it from the log: it stays a member until it has every entry
+    // applied here (the one saying it left among them), or is down. Removed earlier, it would
+    // never get that entry, and its own decommission would wait for it forever.
+    let applied = metrics.last_applied.map(|id| id.index);
+    let informed = |host: &HostId| {
+        let matched = metrics
+            .replication
+            .as_ref()
+            .and_then(|replication| replication.get(host).copied().flatten())
+            .map(|id| id.index);
+        matched >= applied
+            || view
+                .nodes
+                .get(host)
+                .is_none_or(|n| n.status == NodeStatus::Down)
+    };
+    let gone: BTreeSet<HostId> = metrics
+        .membership_config
         .membership()
         .nodes()
         .map(|(host, _)| *host)
@@ -243,6 +262,7 @@ async fn keep_voters(log: &TopologyLog, state: &TopologyState) {
                 .is_none_or(|n| n.state == NodeState::Left)
         })
         .filter(|host| *host != log.host())
+        .filter(|host| informed(host))
         .collect();
     if !gone.is_empty() {
         match log
