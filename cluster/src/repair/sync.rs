@@ -102,6 +102,7 @@ impl RangeRepair {
     ) -> Result<(), ClusterError> {
         let request = ChunkRequest {
             session: rand::random(),
+            movement: None,
             tenant: tenant.map(str::to_owned),
             spans,
             after: None,

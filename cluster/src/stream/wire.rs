@@ -18,7 +18,7 @@ pub const MAX_SPANS: usize = 16_384;
 pub struct ChunkRequest {
     /// The receiver's session.
     pub session: u128,
-    /// The topology movement the stream serves (`None`: a rebuild).
+    /// The topology movement the stream serves (`None`: a rebuild or a repair).
     pub movement: Option<u64>,
     /// Only this tenant's partitions.
     pub tenant: Option<String>,
