@@ -299,7 +299,7 @@ class ScoringWeights(_message.Message):
     def __init__(self, vector: _Optional[float] = ..., graph: _Optional[float] = ..., importance: _Optional[float] = ..., recency: _Optional[float] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("query_vector", "k", "expand_factor", "trace_id", "consistency_level", "filter", "max_hops", "relations", "direction", "weights", "hop_decay", "ef", "include_entity", "explain", "min_weight", "seeds", "include_context", "context_chunks", "max_nodes", "max_edges", "max_fan_out", "max_context_bytes", "scoring", "pagerank", "allow_partial", "where", "text", "fusion", "lexical_weight", "rank_constant")
+    __slots__ = ("query_vector", "k", "expand_factor", "trace_id", "consistency_level", "filter", "max_hops", "relations", "direction", "weights", "hop_decay", "ef", "include_entity", "explain", "min_weight", "seeds", "include_context", "context_chunks", "max_nodes", "max_edges", "max_fan_out", "max_context_bytes", "scoring", "pagerank", "allow_partial", "where", "text", "fusion", "lexical_weight", "rank_constant", "routing_key")
     QUERY_VECTOR_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     EXPAND_FACTOR_FIELD_NUMBER: _ClassVar[int]
@@ -330,6 +330,7 @@ class QueryRequest(_message.Message):
     FUSION_FIELD_NUMBER: _ClassVar[int]
     LEXICAL_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     RANK_CONSTANT_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_KEY_FIELD_NUMBER: _ClassVar[int]
     query_vector: _containers.RepeatedScalarFieldContainer[float]
     k: int
     expand_factor: int
@@ -360,7 +361,8 @@ class QueryRequest(_message.Message):
     fusion: Fusion
     lexical_weight: float
     rank_constant: int
-    def __init__(self, query_vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., expand_factor: _Optional[int] = ..., trace_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., max_hops: _Optional[int] = ..., relations: _Optional[_Iterable[str]] = ..., direction: _Optional[_Union[Direction, str]] = ..., weights: _Optional[_Union[ScoringWeights, _Mapping]] = ..., hop_decay: _Optional[float] = ..., ef: _Optional[int] = ..., include_entity: _Optional[bool] = ..., explain: _Optional[bool] = ..., min_weight: _Optional[float] = ..., seeds: _Optional[int] = ..., include_context: _Optional[bool] = ..., context_chunks: _Optional[bool] = ..., max_nodes: _Optional[int] = ..., max_edges: _Optional[int] = ..., max_fan_out: _Optional[int] = ..., max_context_bytes: _Optional[int] = ..., scoring: _Optional[_Union[ScoringMode, str]] = ..., pagerank: _Optional[_Union[PageRankOptions, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., where: _Optional[_Union[FilterExpression, _Mapping]] = ..., text: _Optional[str] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., lexical_weight: _Optional[float] = ..., rank_constant: _Optional[int] = ...) -> None: ...
+    routing_key: str
+    def __init__(self, query_vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., expand_factor: _Optional[int] = ..., trace_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., max_hops: _Optional[int] = ..., relations: _Optional[_Iterable[str]] = ..., direction: _Optional[_Union[Direction, str]] = ..., weights: _Optional[_Union[ScoringWeights, _Mapping]] = ..., hop_decay: _Optional[float] = ..., ef: _Optional[int] = ..., include_entity: _Optional[bool] = ..., explain: _Optional[bool] = ..., min_weight: _Optional[float] = ..., seeds: _Optional[int] = ..., include_context: _Optional[bool] = ..., context_chunks: _Optional[bool] = ..., max_nodes: _Optional[int] = ..., max_edges: _Optional[int] = ..., max_fan_out: _Optional[int] = ..., max_context_bytes: _Optional[int] = ..., scoring: _Optional[_Union[ScoringMode, str]] = ..., pagerank: _Optional[_Union[PageRankOptions, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., where: _Optional[_Union[FilterExpression, _Mapping]] = ..., text: _Optional[str] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., lexical_weight: _Optional[float] = ..., rank_constant: _Optional[int] = ..., routing_key: _Optional[str] = ...) -> None: ...
 
 class PageRankOptions(_message.Message):
     __slots__ = ("damping", "max_iterations", "tolerance", "similarity_weight")
@@ -539,7 +541,7 @@ class NodeCalls(_message.Message):
     def __init__(self, node: _Optional[str] = ..., calls: _Optional[int] = ..., micros: _Optional[int] = ..., rows: _Optional[int] = ...) -> None: ...
 
 class RangeScanRequest(_message.Message):
-    __slots__ = ("tenant_id", "start_key", "end_key", "limit", "page_token", "node_id", "consistency_level", "where")
+    __slots__ = ("tenant_id", "start_key", "end_key", "limit", "page_token", "node_id", "consistency_level", "where", "routing_key")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     START_KEY_FIELD_NUMBER: _ClassVar[int]
     END_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -548,6 +550,7 @@ class RangeScanRequest(_message.Message):
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_LEVEL_FIELD_NUMBER: _ClassVar[int]
     WHERE_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_KEY_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     start_key: str
     end_key: str
@@ -556,7 +559,8 @@ class RangeScanRequest(_message.Message):
     node_id: str
     consistency_level: ConsistencyLevel
     where: FilterExpression
-    def __init__(self, tenant_id: _Optional[str] = ..., start_key: _Optional[str] = ..., end_key: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., node_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., where: _Optional[_Union[FilterExpression, _Mapping]] = ...) -> None: ...
+    routing_key: str
+    def __init__(self, tenant_id: _Optional[str] = ..., start_key: _Optional[str] = ..., end_key: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., node_id: _Optional[str] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., where: _Optional[_Union[FilterExpression, _Mapping]] = ..., routing_key: _Optional[str] = ...) -> None: ...
 
 class RangeScanResponse(_message.Message):
     __slots__ = ("entities", "next_page_token")
@@ -713,7 +717,7 @@ class RemoveEdgesResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., edge_count: _Optional[int] = ...) -> None: ...
 
 class TraverseRequest(_message.Message):
-    __slots__ = ("start_ids", "max_hops", "direction", "relations", "min_weight", "max_nodes", "consistency_level", "include_entity", "trace_id", "max_fan_out", "max_edges", "allow_partial", "where")
+    __slots__ = ("start_ids", "max_hops", "direction", "relations", "min_weight", "max_nodes", "consistency_level", "include_entity", "trace_id", "max_fan_out", "max_edges", "allow_partial", "where", "routing_key")
     START_IDS_FIELD_NUMBER: _ClassVar[int]
     MAX_HOPS_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
@@ -727,6 +731,7 @@ class TraverseRequest(_message.Message):
     MAX_EDGES_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     WHERE_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_KEY_FIELD_NUMBER: _ClassVar[int]
     start_ids: _containers.RepeatedScalarFieldContainer[str]
     max_hops: int
     direction: Direction
@@ -740,7 +745,8 @@ class TraverseRequest(_message.Message):
     max_edges: int
     allow_partial: bool
     where: FilterExpression
-    def __init__(self, start_ids: _Optional[_Iterable[str]] = ..., max_hops: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., relations: _Optional[_Iterable[str]] = ..., min_weight: _Optional[float] = ..., max_nodes: _Optional[int] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., include_entity: _Optional[bool] = ..., trace_id: _Optional[str] = ..., max_fan_out: _Optional[int] = ..., max_edges: _Optional[int] = ..., allow_partial: _Optional[bool] = ..., where: _Optional[_Union[FilterExpression, _Mapping]] = ...) -> None: ...
+    routing_key: str
+    def __init__(self, start_ids: _Optional[_Iterable[str]] = ..., max_hops: _Optional[int] = ..., direction: _Optional[_Union[Direction, str]] = ..., relations: _Optional[_Iterable[str]] = ..., min_weight: _Optional[float] = ..., max_nodes: _Optional[int] = ..., consistency_level: _Optional[_Union[ConsistencyLevel, str]] = ..., include_entity: _Optional[bool] = ..., trace_id: _Optional[str] = ..., max_fan_out: _Optional[int] = ..., max_edges: _Optional[int] = ..., allow_partial: _Optional[bool] = ..., where: _Optional[_Union[FilterExpression, _Mapping]] = ..., routing_key: _Optional[str] = ...) -> None: ...
 
 class TraversedNode(_message.Message):
     __slots__ = ("entity_id", "depth", "path", "entity")
@@ -1023,6 +1029,32 @@ class RemoveNodeRequest(_message.Message):
     host_id: str
     ignore_dead: bool
     def __init__(self, host_id: _Optional[str] = ..., ignore_dead: _Optional[bool] = ...) -> None: ...
+
+class CleanupRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CleanupResponse(_message.Message):
+    __slots__ = ("topology_version", "ranges_kept", "partitions_dropped", "cells_dropped", "bytes_dropped", "tables_rewritten", "table_bytes_before", "table_bytes_after", "duration_ms")
+    TOPOLOGY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RANGES_KEPT_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    CELLS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    TABLES_REWRITTEN_FIELD_NUMBER: _ClassVar[int]
+    TABLE_BYTES_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    TABLE_BYTES_AFTER_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    topology_version: int
+    ranges_kept: int
+    partitions_dropped: int
+    cells_dropped: int
+    bytes_dropped: int
+    tables_rewritten: int
+    table_bytes_before: int
+    table_bytes_after: int
+    duration_ms: int
+    def __init__(self, topology_version: _Optional[int] = ..., ranges_kept: _Optional[int] = ..., partitions_dropped: _Optional[int] = ..., cells_dropped: _Optional[int] = ..., bytes_dropped: _Optional[int] = ..., tables_rewritten: _Optional[int] = ..., table_bytes_before: _Optional[int] = ..., table_bytes_after: _Optional[int] = ..., duration_ms: _Optional[int] = ...) -> None: ...
 
 class TopologyChangeResponse(_message.Message):
     __slots__ = ("host_id", "finished", "topology_version")

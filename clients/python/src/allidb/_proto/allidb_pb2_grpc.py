@@ -154,6 +154,11 @@ class AlliDBStub:
                 request_serializer=allidb__pb2.RemoveNodeRequest.SerializeToString,
                 response_deserializer=allidb__pb2.TopologyChangeResponse.FromString,
                 _registered_method=True)
+        self.Cleanup = channel.unary_unary(
+                '/allidb.AlliDB/Cleanup',
+                request_serializer=allidb__pb2.CleanupRequest.SerializeToString,
+                response_deserializer=allidb__pb2.CleanupResponse.FromString,
+                _registered_method=True)
         self.DeleteBySource = channel.unary_unary(
                 '/allidb.AlliDB/DeleteBySource',
                 request_serializer=allidb__pb2.DeleteBySourceRequest.SerializeToString,
@@ -370,6 +375,18 @@ class AlliDBServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Cleanup(self, request, context):
+        """Operator action (admin role, an operator key; ring only): this node drops the data of the
+        token ranges it no longer replicates (what a join or a decommission moved to other nodes),
+        as `nodetool cleanup`, from its storage (without tombstones) and its indexes
+        (docs/operations.md "Cleanup"). Recorded in the topology log while it runs: no movement
+        starts meanwhile. FAILED_PRECONDITION while a movement runs; UNAVAILABLE while another
+        cleanup runs on this node or without a metadata quorum.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteBySource(self, request, context):
         """Provenance (extension, docs/api.md "Sources"). Removes what the source (a document)
         contributed: its chunks, the edges only it supports, the entities only it supports (with
@@ -520,6 +537,11 @@ def add_AlliDBServicer_to_server(servicer, server):
                     servicer.RemoveNode,
                     request_deserializer=allidb__pb2.RemoveNodeRequest.FromString,
                     response_serializer=allidb__pb2.TopologyChangeResponse.SerializeToString,
+            ),
+            'Cleanup': grpc.unary_unary_rpc_method_handler(
+                    servicer.Cleanup,
+                    request_deserializer=allidb__pb2.CleanupRequest.FromString,
+                    response_serializer=allidb__pb2.CleanupResponse.SerializeToString,
             ),
             'DeleteBySource': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteBySource,
@@ -1185,6 +1207,33 @@ class AlliDB:
             '/allidb.AlliDB/RemoveNode',
             allidb__pb2.RemoveNodeRequest.SerializeToString,
             allidb__pb2.TopologyChangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Cleanup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/allidb.AlliDB/Cleanup',
+            allidb__pb2.CleanupRequest.SerializeToString,
+            allidb__pb2.CleanupResponse.FromString,
             options,
             channel_credentials,
             insecure,
