@@ -627,6 +627,7 @@ fn a_body_hidden_within_one_memtable_is_not_flushed() {
     assert!(!holding("expiring-body"), "a hidden body was flushed");
     assert!(engine.get_entity(TENANT, "e000000").unwrap().is_none());
     assert!(engine.get_entity(TENANT, "e000001").unwrap().is_some());
+}
 
 #[test]
 fn a_purge_drops_whole_partitions_from_every_table_and_leaves_no_tombstone() {
