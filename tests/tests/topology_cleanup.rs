@@ -116,6 +116,7 @@ fn stream_call(
         spans: vec![internal::TokenSpan { start: 0, end: 0 }],
         after: None,
         max_bytes: 1 << 20,
+        repair: false,
         movement,
     });
     let token = allidb_cluster::credentials::ClusterCredentials::new("e2e", SECRET);
