@@ -232,7 +232,10 @@ impl ClusterView {
     pub fn peer_address(&self, host: HostId) -> Result<SocketAddr, ClusterError> {
         self.address_for(host, CallKind::Read).map_err(|why| {
             let label = crate::hints::dispatcher::peer_label(self, host);
-            ClusterError::Unavailable(format!("host {label} cannot be asked: {why}"))
+            ClusterError::Unavailable(match why.as_str() {
+                "down" => format!("replica {label} is down"),
+                _ => format!("host {label}: {why}"),
+            })
         })
     }
 }
