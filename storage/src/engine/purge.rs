@@ -42,12 +42,15 @@ pub struct Purged {
     pub table_bytes_after: u64,
 }
 
+/// A partition's key prefix and, when it is dropped, its `(tenant, entity id)`.
+type SeenPartition = (Vec<u8>, Option<(String, String)>);
+
 /// Decides entry by entry (in key order) whether its partition is dropped, deciding once per
 /// partition.
 struct PartitionSelector<'a> {
     selector: PurgeSelector<'a>,
     /// The last partition prefix seen and whether it is dropped.
-    last: Option<(Vec<u8>, Option<(String, String)>)>,
+    last: Option<SeenPartition>,
 }
 
 impl<'a> PartitionSelector<'a> {
