@@ -9,7 +9,7 @@ import struct
 import sys
 from array import array
 from dataclasses import asdict
-from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import filters as filter_lang
 from ._proto import allidb_pb2 as pb
@@ -138,6 +138,100 @@ def vectors(matrix: Any) -> List[List[float]]:
         matrix = matrix.tolist()
     out = [floats(row, f"vectors[{i}]") for i, row in enumerate(matrix)]
     return out
+
+
+# ---- query vectors -----------------------------------------------------------------------
+#
+# A query vector is sent as a packed ``repeated float`` merged into the request from bytes
+# (see "entity encoding" below): a 1-d numpy array goes through ``astype('<f4').tobytes()``
+# and a list through ``array('f', ...)``, with no Python float per element and no protobuf
+# per-element append. Anything else takes ``floats()`` and ``extend`` (protobuf's errors).
+
+
+def set_query_vector(request: pb.QueryRequest, vector: Any) -> None:
+    """Sets ``request.query_vector`` (empty before) to ``vector``."""
+    data = _f32_bytes(vector)
+    if data is None:
+        request.query_vector.extend(floats(vector))
+    elif data:
+        # QueryRequest.query_vector is field 1.
+        request.MergeFromString(b"\x0a" + _varint(len(data)) + data)
+
+
+def query_request(
+    vector: Any,
+    *,
+    text: Optional[str] = None,
+    fusion: Union[str, int, None] = None,
+    lexical_weight: Optional[float] = None,
+    rank_constant: Optional[int] = None,
+    **options: Any,
+) -> pb.QueryRequest:
+    """The ``QueryRequest`` of :meth:`allidb.Client.query` (``options``: those of
+    :func:`query_options`)."""
+    request = query_options(**options)
+    if vector is None and text is None:
+        raise ValueError("query needs a vector, a text, or both")
+    if vector is not None:
+        set_query_vector(request, vector)
+    set_hybrid(
+        request, text=text, fusion=fusion, lexical_weight=lexical_weight,
+        rank_constant=rank_constant,
+    )
+    return request
+
+
+def _query_vector_bytes(row: Any, index: int) -> Tuple[bytes, int]:
+    """A serialized ``QueryVector`` of one row and its number of values."""
+    data = _f32_bytes(row)
+    if data is None:
+        values = floats(row, f"vectors[{index}]")
+        return pb.QueryVector(values=values).SerializeToString(), len(values)
+    # QueryVector.values is field 1.
+    return (b"\x0a" + _varint(len(data)) + data if data else b""), len(data) // 4
+
+
+def query_vectors(matrix: Any) -> List[Tuple[bytes, int]]:
+    """Each vector of a sequence of vectors or a 2-d numpy array as a serialized
+    ``QueryVector`` and its number of values."""
+    if getattr(matrix, "ndim", None) == 2 and getattr(getattr(matrix, "dtype", None), "kind", "") in "fiu":
+        try:
+            matrix = matrix.astype("<f4", copy=False)
+        except Exception:  # not numpy after all
+            pass
+    return [_query_vector_bytes(row, i) for i, row in enumerate(matrix)]
+
+
+def query_batch_requests(
+    options: pb.QueryRequest, vectors: Any, texts: Optional[Sequence[str]], k: int
+) -> List[pb.QueryBatchRequest]:
+    """The ``QueryBatchRequest`` calls of :meth:`allidb.Client.query_batch`, each within the
+    server's limits, in order (one empty request when there are neither vectors nor texts: the
+    server then says what it says about an empty batch)."""
+    encoded = query_vectors(vectors) if vectors is not None else []
+    all_texts = [str(t) for t in texts] if texts is not None else []
+    if all_texts and encoded and len(all_texts) != len(encoded):
+        raise ValueError(
+            f"texts has {len(all_texts)} entries and vectors {len(encoded)}: give one "
+            "text per vector, or no vectors"
+        )
+    requests = []
+    for _, part, part_texts in query_batch_parts(encoded, all_texts, k, size=_second):
+        request = pb.QueryBatchRequest(options=options)
+        if part:
+            # QueryBatchRequest.vectors is field 2.
+            request.MergeFromString(
+                b"".join(b"\x12" + _varint(len(data)) + data for data, _ in part)
+            )
+        request.texts.extend(part_texts)
+        requests.append(request)
+    if not encoded and not all_texts:
+        requests.append(pb.QueryBatchRequest(options=options))
+    return requests
+
+
+def _second(item: Tuple[Any, int]) -> int:
+    return item[1]
 
 
 # ---- to protobuf -------------------------------------------------------------------------
@@ -542,10 +636,10 @@ def query_options(
 
 
 def query_batch_chunks(
-    all_vectors: List[List[float]], k: int
-) -> Iterator[Tuple[int, List[List[float]]]]:
-    """Splits query vectors into consecutive chunks within the server's QueryBatch limits;
-    yields ``(offset, chunk)``."""
+    all_vectors: List[Any], k: int, size: Callable[[Any], int] = len
+) -> Iterator[Tuple[int, List[Any]]]:
+    """Splits query vectors into consecutive chunks within the server's QueryBatch limits
+    (``size``: the number of values of an item); yields ``(offset, chunk)``."""
     per_result = int(k) if k > 0 else 10
     max_by_results = max(MAX_QUERY_BATCH_RESULTS // per_result, 1)
     limit = min(MAX_QUERY_BATCH_VECTORS, max_by_results)
@@ -554,22 +648,22 @@ def query_batch_chunks(
         end = start
         values = 0
         while end < len(all_vectors) and end - start < limit:
-            size = len(all_vectors[end])
-            if end > start and values + size > MAX_QUERY_BATCH_VALUES:
+            count = size(all_vectors[end])
+            if end > start and values + count > MAX_QUERY_BATCH_VALUES:
                 break
-            values += size
+            values += count
             end += 1
         yield start, all_vectors[start:end]
         start = end
 
 
 def query_batch_parts(
-    all_vectors: List[List[float]], all_texts: List[str], k: int
-) -> Iterator[Tuple[int, List[List[float]], List[str]]]:
+    all_vectors: List[Any], all_texts: List[str], k: int, size: Callable[[Any], int] = len
+) -> Iterator[Tuple[int, List[Any], List[str]]]:
     """:func:`query_batch_chunks` over vectors with their texts (as many, or none), or over
     texts alone; yields ``(offset, vectors, texts)``."""
     if all_vectors:
-        for offset, chunk in query_batch_chunks(all_vectors, k):
+        for offset, chunk in query_batch_chunks(all_vectors, k, size):
             yield offset, chunk, all_texts[offset:offset + len(chunk)]
         return
     per_result = int(k) if k > 0 else 10
@@ -693,13 +787,65 @@ def _embeddings_of(message: pb.Entity) -> List[Embedding]:
     ]
 
 
-def _vector_of(message: pb.Entity) -> Optional[List[float]]:
-    """The vector of the highest-version embedding (the last one of equal versions)."""
+def _best_embedding(message: pb.Entity) -> Any:
+    """The highest-version embedding (the last one of equal versions), or None."""
     best = None
     for emb in message.embeddings:
         if best is None or emb.version >= best.version:
             best = emb
+    return best
+
+
+def _vector_of(message: pb.Entity) -> Optional[List[float]]:
+    """The vector of the highest-version embedding (the last one of equal versions)."""
+    best = _best_embedding(message)
     return None if best is None else best.vector[:]
+
+
+def _packed_field(data: bytes, number: int) -> Tuple[int, int]:
+    """``(offset, length)`` of the last length-delimited field ``number`` of a serialized
+    message (``(0, 0)`` when absent)."""
+    found = (0, 0)
+    pos, end = 0, len(data)
+    while pos < end:
+        key, pos = _read_varint(data, pos)
+        wire = key & 7
+        if wire == 0:
+            _, pos = _read_varint(data, pos)
+        elif wire == 2:
+            length, pos = _read_varint(data, pos)
+            if key >> 3 == number:
+                found = (pos, length)
+            pos += length
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        else:
+            raise Unknown(f"unexpected wire type {wire} in a reply")
+    return found
+
+
+def _read_varint(data: bytes, pos: int) -> Tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _vector_array_of(message: pb.Entity, np: Any) -> Any:
+    """:func:`_vector_of` as a float32 numpy array, from the reply's float32 bytes (the
+    serialized embedding: its packed ``vector``, field 2) without Python floats."""
+    best = _best_embedding(message)
+    if best is None:
+        return None
+    data = best.SerializeToString()
+    offset, length = _packed_field(data, 2)
+    return np.frombuffer(data, dtype="<f4", count=length // 4, offset=offset).astype(np.float32)
 
 
 def _edges_of(edges: Any) -> List[Edge]:
@@ -709,10 +855,13 @@ def _edges_of(edges: Any) -> List[Edge]:
 def entity_from_proto(message: pb.Entity) -> Entity:
     """An entity of a reply. Its vectors and edges are converted when first read (the
     fields hold :class:`allidb.types.Deferred` until then; see allidb.types), so a query
-    whose entities' vectors are never read does not pay for turning them into floats."""
+    whose entities' vectors are never read does not pay for turning them into floats;
+    :meth:`Entity.vector_array` reads the vector as numpy straight from the reply."""
     return Entity(
         id=message.entity_id,
-        vector=Deferred(_vector_of, message) if message.embeddings else None,  # type: ignore[arg-type]
+        vector=(  # type: ignore[arg-type]
+            Deferred(_vector_of, message, _vector_array_of) if message.embeddings else None
+        ),
         type=message.entity_type,
         attributes=dict(message.attributes),
         chunks=[chunk_from_proto(c) for c in message.chunks],
@@ -736,43 +885,70 @@ def path_from_proto(path: pb.GraphPath) -> Path:
     return Path(entity_ids=list(path.entity_ids), edges=[edge_from_proto(e) for e in path.edges])
 
 
+# ---- query replies (lazy; see allidb.types) ------------------------------------------------
+
+
+def _components_of(explanation: pb.QueryExplanation) -> ScoreComponents:
+    return ScoreComponents(
+        vector=explanation.vector_score,
+        graph=explanation.graph_score,
+        importance=explanation.importance_score,
+        recency=explanation.recency_score,
+        lexical=explanation.lexical_score,
+    )
+
+
+def _lexical_of(explanation: pb.QueryExplanation) -> Optional[LexicalMatch]:
+    if not explanation.HasField("lexical"):
+        return None
+    return LexicalMatch(
+        bm25=explanation.lexical.bm25,
+        terms={t.term: t.score for t in explanation.lexical.matched_terms},
+    )
+
+
+def _explained_path(explanation: pb.QueryExplanation) -> Path:
+    return path_from_proto(explanation.path)
+
+
+def _pagerank_of(explanation: pb.QueryExplanation) -> Optional[PageRank]:
+    if not explanation.HasField("pagerank"):
+        return None
+    return PageRank(
+        mass=explanation.pagerank.mass,
+        iterations=explanation.pagerank.iterations,
+        seed_shares={s.entity_id: s.share for s in explanation.pagerank.seed_shares},
+    )
+
+
 def result_from_proto(result: pb.QueryResult) -> QueryResult:
+    """A query result: id and score now; its entity and explanation when first read."""
     out = QueryResult(id=result.entity_id, score=result.score)
     if result.HasField("entity"):
-        # Converted when first read (see allidb.types).
         out.entity = Deferred(entity_from_proto, result.entity)  # type: ignore[assignment]
     if result.HasField("explanation"):
         explanation = result.explanation
-        out.components = ScoreComponents(
-            vector=explanation.vector_score,
-            graph=explanation.graph_score,
-            importance=explanation.importance_score,
-            recency=explanation.recency_score,
-            lexical=explanation.lexical_score,
-        )
-        if explanation.HasField("lexical"):
-            out.lexical = LexicalMatch(
-                bm25=explanation.lexical.bm25,
-                terms={t.term: t.score for t in explanation.lexical.matched_terms},
-            )
-        out.path = path_from_proto(explanation.path)
-        if explanation.HasField("pagerank"):
-            out.pagerank = PageRank(
-                mass=explanation.pagerank.mass,
-                iterations=explanation.pagerank.iterations,
-                seed_shares={s.entity_id: s.share for s in explanation.pagerank.seed_shares},
-            )
+        out.components = Deferred(_components_of, explanation)  # type: ignore[assignment]
+        out.lexical = Deferred(_lexical_of, explanation)  # type: ignore[assignment]
+        out.path = Deferred(_explained_path, explanation)  # type: ignore[assignment]
+        out.pagerank = Deferred(_pagerank_of, explanation)  # type: ignore[assignment]
     return out
 
 
+def _results_of(results: Any) -> List[QueryResult]:
+    return [result_from_proto(r) for r in results]
+
+
 def query_response_from_proto(response: pb.QueryResponse) -> QueryResponse:
+    """A query reply: ``ids``, ``scores`` and ``len()`` read the reply as it is; ``results``
+    and ``context`` are converted when first read (see allidb.types)."""
     out = QueryResponse(
-        results=[result_from_proto(r) for r in response.results],
+        results=Deferred(_results_of, response.results),  # type: ignore[arg-type]
         trace_id=response.trace_id,
         total_results=response.total_results,
     )
     if response.HasField("context"):
-        out.context = context_from_proto(response.context)
+        out.context = Deferred(context_from_proto, response.context)  # type: ignore[assignment]
     return out
 
 
@@ -798,20 +974,36 @@ def context_path(nodes: List[ContextNode], node: pb.ContextNode) -> Path:
     return Path(entity_ids=[node.entity_id])
 
 
+def _node_path(arg: Tuple[List[ContextNode], pb.ContextNode]) -> Path:
+    # context_from_proto checked that a step's parent is listed before the node.
+    return context_path(*arg)
+
+
+def _chunks_of(chunks: Any) -> List[Chunk]:
+    return [chunk_from_proto(c) for c in chunks]
+
+
 def context_from_proto(context: pb.QueryContext) -> QueryContext:
+    """A query's context: its nodes (id, hop) now, each node's ``path`` and ``chunks`` and the
+    context's ``edges`` when first read. A step from a node not listed before it raises here."""
     nodes: List[ContextNode] = []
-    for n in context.nodes:
+    for index, n in enumerate(context.nodes):
+        if n.HasField("step") and n.step.parent >= index:
+            raise Unknown(
+                f"context node {n.entity_id!r} has a step from node {n.step.parent}, "
+                "which is not listed before it"
+            )
         nodes.append(
             ContextNode(
                 id=n.entity_id,
                 hop=n.hop,
-                path=context_path(nodes, n),
-                chunks=[chunk_from_proto(c) for c in n.chunks],
+                path=Deferred(_node_path, (nodes, n)),  # type: ignore[arg-type]
+                chunks=Deferred(_chunks_of, n.chunks) if n.chunks else [],  # type: ignore[arg-type]
             )
         )
     return QueryContext(
         nodes=nodes,
-        edges=[edge_from_proto(e) for e in context.edges],
+        edges=Deferred(_edges_of, context.edges),  # type: ignore[arg-type]
         truncated=context.truncated,
         truncated_by=list(context.truncated_by),
     )

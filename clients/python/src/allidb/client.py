@@ -529,20 +529,13 @@ class Client:
                 ``scoring`` (``"unified"``/``"pagerank"``), ``pagerank``
                 (:class:`PageRankOptions` or a dict).
         """
-        request = conv.query_options(
-            k=k, hops=hops, relations=relations, direction=direction, filters=filters,
-            entity_types=entity_types, weights=weights, ef=ef, explain=explain,
-            include_entity=include_entity,
+        request = conv.query_request(
+            vector, text=text, fusion=fusion, lexical_weight=lexical_weight,
+            rank_constant=rank_constant, k=k, hops=hops, relations=relations,
+            direction=direction, filters=filters, entity_types=entity_types, weights=weights,
+            ef=ef, explain=explain, include_entity=include_entity,
             consistency=consistency if consistency is not None else self.consistency,
             trace_id=trace_id, **more,
-        )
-        if vector is None and text is None:
-            raise ValueError("query needs a vector, a text, or both")
-        if vector is not None:
-            request.query_vector.extend(conv.floats(vector))
-        conv.set_hybrid(
-            request, text=text, fusion=fusion, lexical_weight=lexical_weight,
-            rank_constant=rank_constant,
         )
         return conv.query_response_from_proto(self._call(self._stub.Query, request))
 
@@ -581,24 +574,9 @@ class Client:
             trace_id=trace_id, **more,
         )
         conv.set_hybrid(options, fusion=fusion, lexical_weight=lexical_weight)
-        all_vectors = conv.vectors(vectors) if vectors is not None else []
-        all_texts = [str(t) for t in texts] if texts is not None else []
-        if all_texts and all_vectors and len(all_texts) != len(all_vectors):
-            raise ValueError(
-                f"texts has {len(all_texts)} entries and vectors {len(all_vectors)}: give one "
-                "text per vector, or no vectors"
-            )
         out: List[QueryResponse] = []
-        for offset, part, part_texts in conv.query_batch_parts(all_vectors, all_texts, k):
-            request = pb.QueryBatchRequest(options=options)
-            for values in part:
-                request.vectors.add(values=values)
-            request.texts.extend(part_texts)
+        for request in conv.query_batch_requests(options, vectors, texts, k):
             reply = self._call(self._stub.QueryBatch, request)
-            out.extend(conv.query_response_from_proto(r) for r in reply.replies)
-        if not all_vectors and not all_texts:
-            # Let the server say what it says about an empty batch.
-            reply = self._call(self._stub.QueryBatch, pb.QueryBatchRequest(options=options))
             out.extend(conv.query_response_from_proto(r) for r in reply.replies)
         return out
 

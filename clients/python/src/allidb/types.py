@@ -1,18 +1,26 @@
 """Typed results and inputs of the `allidb` package (plain dataclasses, no protobuf).
 
 Writing: build :class:`Entity` (``vector`` for the usual single embedding) and :class:`Edge`.
-Reading: every call returns these dataclasses; vectors come back as lists of floats.
+Reading: every call returns these dataclasses; vectors come back as lists of floats, or as
+float32 numpy arrays from :meth:`Entity.vector_array` and :meth:`QueryResponse.vectors_array`.
 
-An entity read from the server converts its vectors and edges from the reply when they are
-first read (turning 384 floats into Python floats costs more than the rest of an entity), and a
-query result converts its entity when ``result.entity`` is first read: the fields are plain
-lists and dataclasses all the same, and what is never read is never converted.
+Replies are converted lazily, field by field, when first read (then kept): a query reply gives
+its ids and scores (:attr:`QueryResponse.ids`, :attr:`QueryResponse.scores`, ``len()``) straight
+from the reply, and builds its :class:`QueryResult` objects when ``results`` is first read (or
+iterated, or indexed); a result converts its ``entity`` and its explanation (``components``,
+``path``, ``pagerank``, ``lexical``) when each is first read; the context when
+``response.context`` is first read, and in it each node's ``path`` and ``chunks`` and the
+context's ``edges`` when first read. An entity read from the server converts its vectors and
+edges when they are first read (turning 384 floats into Python floats costs more than the rest
+of an entity). The fields are plain lists and dataclasses all the same (``==``, ``repr``,
+``asdict``, ``replace``, copy and pickle see the converted values), and what is never read is
+never converted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "Embedding",
@@ -131,18 +139,40 @@ class Entity:
         """The texts of the chunks joined by blank lines ("" without chunks)."""
         return "\n\n".join(chunk.text for chunk in self.chunks)
 
+    def vector_array(self) -> Any:
+        """``vector`` as a 1-d float32 numpy array (a new one at each call), or None when the
+        entity has no vector. An entity read from the server whose ``vector`` was not read yet
+        copies the reply's float32 values into the array without making Python floats (the
+        values are the server's, bit for bit). Needs numpy (``pip install 'allidb[numpy]'``)."""
+        np = _numpy()
+        value = self.__dict__.get("vector")
+        if type(value) is Deferred and value.array is not None:
+            return value.array(value.arg, np)
+        value = self.vector
+        if value is None:
+            return None
+        return np.array(value, dtype=np.float32)
+
 
 class Deferred:
     """A field value computed on first read (see :func:`_deferrable`); internal.
 
-    Copying or pickling an entity that still holds one stores the computed value.
+    ``make(arg)`` computes the value; ``array(arg, numpy)``, when given, computes it as a numpy
+    array instead (the numpy path of a vector). Copying or pickling an object that still holds
+    one stores the computed value.
     """
 
-    __slots__ = ("make", "arg")
+    __slots__ = ("make", "arg", "array")
 
-    def __init__(self, make: Callable[[Any], Any], arg: Any) -> None:
+    def __init__(
+        self,
+        make: Callable[[Any], Any],
+        arg: Any,
+        array: Optional[Callable[[Any, Any], Any]] = None,
+    ) -> None:
         self.make = make
         self.arg = arg
+        self.array = array
 
     def __reduce__(self) -> Any:
         return (_identity, (self.make(self.arg),))
@@ -174,6 +204,39 @@ def _deferrable(cls: type, *names: str) -> None:
     for name in names:
         setattr(cls, name, make_property(name))
 
+
+def _pending(obj: Any, name: str) -> Any:
+    """The reply part a still-unconverted field of ``obj`` would be converted from, else None."""
+    value = obj.__dict__.get(name)
+    return value.arg if type(value) is Deferred else None
+
+
+def _numpy() -> Any:
+    """The numpy module, imported on the first use of the numpy API."""
+    try:
+        import numpy
+    except ImportError:
+        raise ImportError(
+            "this allidb call returns numpy arrays and needs numpy, which is not installed: "
+            "pip install 'allidb[numpy]' (or numpy)"
+        ) from None
+    return numpy
+
+
+def _stack_vectors(entities: Iterable[Tuple[str, Optional["Entity"]]]) -> Any:
+    """A 2-d float32 array of the entities' vectors, one row each; ValueError naming the
+    first id without an entity (``include_entity=False``) or without a vector."""
+    np = _numpy()
+    rows = []
+    for entity_id, entity in entities:
+        row = entity.vector_array() if entity is not None else None
+        if row is None:
+            what = "no entity (include_entity=False?)" if entity is None else "no vector"
+            raise ValueError(f"result {entity_id!r} has {what}")
+        rows.append(row)
+    if not rows:
+        return np.empty((0, 0), dtype=np.float32)
+    return np.stack(rows)
 
 
 
@@ -235,7 +298,7 @@ class QueryResult:
 
 
 _deferrable(Entity, "vector", "embeddings", "edges", "incoming_edges")
-_deferrable(QueryResult, "entity")
+_deferrable(QueryResult, "entity", "components", "path", "pagerank", "lexical")
 
 
 @dataclass
@@ -257,6 +320,15 @@ class QueryContext:
     truncated: bool = False
     truncated_by: List[str] = field(default_factory=list)
 
+    @property
+    def ids(self) -> List[str]:
+        """The context's entity ids, in the reply's order (seeds first)."""
+        return [node.id for node in self.nodes]
+
+
+_deferrable(ContextNode, "path", "chunks")
+_deferrable(QueryContext, "edges")
+
 
 @dataclass
 class QueryResponse:
@@ -274,15 +346,36 @@ class QueryResponse:
         return iter(self.results)
 
     def __len__(self) -> int:
-        return len(self.results)
+        pending = _pending(self, "results")
+        return len(pending) if pending is not None else len(self.results)
 
     def __getitem__(self, index: int) -> QueryResult:
         return self.results[index]
 
     @property
     def ids(self) -> List[str]:
-        """The result ids in order."""
+        """The result ids in order (read from the reply without building ``results``)."""
+        pending = _pending(self, "results")
+        if pending is not None:
+            return [result.entity_id for result in pending]
         return [result.id for result in self.results]
+
+    @property
+    def scores(self) -> List[float]:
+        """The result scores in order (read from the reply without building ``results``)."""
+        pending = _pending(self, "results")
+        if pending is not None:
+            return [result.score for result in pending]
+        return [result.score for result in self.results]
+
+    def vectors_array(self) -> Any:
+        """The results' vectors as a 2-d float32 numpy array, one row per result in order
+        (see :meth:`Entity.vector_array`); ValueError when a result has no entity
+        (``include_entity=False``) or no vector. Needs numpy."""
+        return _stack_vectors((result.id, result.entity) for result in self.results)
+
+
+_deferrable(QueryResponse, "results", "context")
 
 
 @dataclass
@@ -320,6 +413,12 @@ class GetManyResult:
 
     entities: List[Entity] = field(default_factory=list)
     missing_ids: List[str] = field(default_factory=list)
+
+    def vectors_array(self) -> Any:
+        """The found entities' vectors as a 2-d float32 numpy array, one row per entity of
+        ``entities`` (see :meth:`Entity.vector_array`); ValueError naming an entity without a
+        vector. Needs numpy."""
+        return _stack_vectors((entity.id, entity) for entity in self.entities)
 
 
 @dataclass
