@@ -974,9 +974,28 @@ def context_path(nodes: List[ContextNode], node: pb.ContextNode) -> Path:
     return Path(entity_ids=[node.entity_id])
 
 
-def _node_path(arg: Tuple[List[ContextNode], pb.ContextNode]) -> Path:
-    # context_from_proto checked that a step's parent is listed before the node.
-    return context_path(*arg)
+def _node_path(arg: Tuple[Any, int]) -> Path:
+    """The path of context node ``index`` (see :func:`context_path`), from the reply alone: up
+    its steps to a node without one (a seed, or a whole path), then down again. It does not read
+    the other nodes' ``path`` fields, so the nodes hold no references to each other."""
+    nodes, index = arg
+    chain = []
+    node = nodes[index]
+    while node.HasField("step"):  # context_from_proto checked: each parent is listed earlier
+        chain.append(node)
+        node = nodes[node.step.parent]
+    if node.HasField("path"):
+        path = path_from_proto(node.path)
+    else:
+        path = Path(entity_ids=[node.entity_id])
+    parent = node.entity_id
+    for node in reversed(chain):
+        step = node.step
+        source, target = (node.entity_id, parent) if step.reversed else (parent, node.entity_id)
+        path.entity_ids.append(node.entity_id)
+        path.edges.append(Edge(source=source, target=target, relation=step.relation, weight=step.weight))
+        parent = node.entity_id
+    return path
 
 
 def _chunks_of(chunks: Any) -> List[Chunk]:
@@ -987,7 +1006,8 @@ def context_from_proto(context: pb.QueryContext) -> QueryContext:
     """A query's context: its nodes (id, hop) now, each node's ``path`` and ``chunks`` and the
     context's ``edges`` when first read. A step from a node not listed before it raises here."""
     nodes: List[ContextNode] = []
-    for index, n in enumerate(context.nodes):
+    messages = context.nodes
+    for index, n in enumerate(messages):
         if n.HasField("step") and n.step.parent >= index:
             raise Unknown(
                 f"context node {n.entity_id!r} has a step from node {n.step.parent}, "
@@ -997,7 +1017,7 @@ def context_from_proto(context: pb.QueryContext) -> QueryContext:
             ContextNode(
                 id=n.entity_id,
                 hop=n.hop,
-                path=Deferred(_node_path, (nodes, n)),  # type: ignore[arg-type]
+                path=Deferred(_node_path, (messages, index)),  # type: ignore[arg-type]
                 chunks=Deferred(_chunks_of, n.chunks) if n.chunks else [],  # type: ignore[arg-type]
             )
         )
