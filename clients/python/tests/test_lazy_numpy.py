@@ -25,11 +25,12 @@ from conftest import Tenant
 CONVERTERS = (
     "result_from_proto",
     "entity_from_proto",
-    "context_from_proto",
+    "_context_of",
+    "_context_nodes",
     "_components_of",
     "_explained_path",
     "_node_path",
-    "_chunks_of",
+    "_node_chunks",
     "_edges_of",
     "_vector_of",
     "_embeddings_of",
@@ -96,12 +97,15 @@ def check_lazy_reply(reply: allidb.QueryResponse, conversions: Counter) -> None:
     assert reply[0].components is not None and conversions["_components_of"] == 1
     assert conversions["_explained_path"] == 0
     assert reply[0].path is not None and conversions["_explained_path"] == 1
-    # The context: its nodes on the first read of .context, paths and chunks when read.
-    assert conversions["context_from_proto"] == 0
+    # The context: its ids from the reply; its nodes on their first read, each node's path
+    # and chunks when read.
+    assert conversions["_context_of"] == 0
     context = reply.context
-    assert context is not None and conversions["context_from_proto"] == 1
-    assert context.ids[:2] == ["c0", "c1"] and [n.hop for n in context.nodes][:2] == [0, 0]
-    assert conversions["_node_path"] == 0 and conversions["_chunks_of"] == 0
+    assert context is not None and conversions["_context_of"] == 1
+    assert context.ids[:2] == ["c0", "c1"] and conversions["_context_nodes"] == 0
+    assert [n.hop for n in context.nodes][:2] == [0, 0] and conversions["_context_nodes"] == 1
+    assert [n.id for n in context.nodes] == context.ids
+    assert conversions["_node_path"] == 0 and conversions["_node_chunks"] == 0
     assert conversions["_edges_of"] == 0
     deepest = max(context.nodes, key=lambda n: n.hop)
     assert deepest.hop == 2
@@ -110,9 +114,10 @@ def check_lazy_reply(reply: allidb.QueryResponse, conversions: Counter) -> None:
     assert deepest.path.entity_ids[-1] == deepest.id
     assert [(e.relation, e.weight) for e in deepest.path.edges] == [("next", 0.5)] * 2
     assert deepest.chunks == [Chunk(f"t{deepest.id[1:]}", f"text {deepest.id[1:]}")]
-    assert conversions["_chunks_of"] == 1
+    assert conversions["_node_chunks"] == 1
     assert context.edges and conversions["_edges_of"] == 1
-    assert reply.context is context and conversions["context_from_proto"] == 1
+    assert reply.context is context and conversions["_context_of"] == 1
+    assert conversions["_context_nodes"] == 1 and conversions["_node_path"] == 1
 
 
 def test_query_reply_converts_each_part_on_first_read(db: allidb.Client, conversions: Counter) -> None:
@@ -179,6 +184,12 @@ def test_lazy_reply_equals_eager_conversion() -> None:
     assert lazy[0].entity.edges[0].target == "b" and lazy[1].entity is None
     assert lazy[0].components.vector == 0.5 and lazy[1].components is None
     assert len(_convert.query_response_from_proto(pb.QueryResponse())) == 0
+    # A step from a node not listed before it: raised when that node's path is read.
+    message.context.nodes.add(entity_id="e", hop=1, step=pb.ContextStep(parent=2))
+    context = _convert.query_response_from_proto(message).context
+    assert context.ids == ["a", "b", "e"] and context.nodes[1].path.entity_ids == ["a", "b"]
+    with pytest.raises(allidb.AlliDBError, match="not listed before it"):
+        context.nodes[2].path
 
 
 # ---- numpy ----------------------------------------------------------------------------------

@@ -948,7 +948,7 @@ def query_response_from_proto(response: pb.QueryResponse) -> QueryResponse:
         total_results=response.total_results,
     )
     if response.HasField("context"):
-        out.context = Deferred(context_from_proto, response.context)  # type: ignore[assignment]
+        out.context = Deferred(_context_of, response.context)  # type: ignore[assignment]
     return out
 
 
@@ -977,56 +977,74 @@ def context_path(nodes: List[ContextNode], node: pb.ContextNode) -> Path:
 def _node_path(arg: Tuple[Any, int]) -> Path:
     """The path of context node ``index`` (see :func:`context_path`), from the reply alone: up
     its steps to a node without one (a seed, or a whole path), then down again. It does not read
-    the other nodes' ``path`` fields, so the nodes hold no references to each other."""
+    the other nodes' ``path`` fields, so the nodes hold no references to each other. A step from
+    a node not listed before raises."""
     nodes, index = arg
     chain = []
     node = nodes[index]
-    while node.HasField("step"):  # context_from_proto checked: each parent is listed earlier
+    while node.HasField("step"):
+        parent = node.step.parent
+        if parent >= index:
+            raise _unlisted_parent(node)
         chain.append(node)
-        node = nodes[node.step.parent]
+        node, index = nodes[parent], parent
     if node.HasField("path"):
         path = path_from_proto(node.path)
     else:
         path = Path(entity_ids=[node.entity_id])
-    parent = node.entity_id
+    parent_id = node.entity_id
     for node in reversed(chain):
         step = node.step
-        source, target = (node.entity_id, parent) if step.reversed else (parent, node.entity_id)
+        source, target = (node.entity_id, parent_id) if step.reversed else (parent_id, node.entity_id)
         path.entity_ids.append(node.entity_id)
         path.edges.append(Edge(source=source, target=target, relation=step.relation, weight=step.weight))
-        parent = node.entity_id
+        parent_id = node.entity_id
     return path
 
 
-def _chunks_of(chunks: Any) -> List[Chunk]:
-    return [chunk_from_proto(c) for c in chunks]
+def _unlisted_parent(node: pb.ContextNode) -> Unknown:
+    return Unknown(
+        f"context node {node.entity_id!r} has a step from node {node.step.parent}, "
+        "which is not listed before it"
+    )
 
 
-def context_from_proto(context: pb.QueryContext) -> QueryContext:
-    """A query's context: its nodes (id, hop) now, each node's ``path`` and ``chunks`` and the
-    context's ``edges`` when first read. A step from a node not listed before it raises here."""
-    nodes: List[ContextNode] = []
-    messages = context.nodes
-    for index, n in enumerate(messages):
-        if n.HasField("step") and n.step.parent >= index:
-            raise Unknown(
-                f"context node {n.entity_id!r} has a step from node {n.step.parent}, "
-                "which is not listed before it"
-            )
-        nodes.append(
-            ContextNode(
-                id=n.entity_id,
-                hop=n.hop,
-                path=Deferred(_node_path, (messages, index)),  # type: ignore[arg-type]
-                chunks=Deferred(_chunks_of, n.chunks) if n.chunks else [],  # type: ignore[arg-type]
-            )
-        )
+def _node_chunks(arg: Tuple[Any, int]) -> List[Chunk]:
+    nodes, index = arg
+    return [chunk_from_proto(c) for c in nodes[index].chunks]
+
+
+def _context_nodes(messages: Any) -> List[ContextNode]:
+    """The nodes of a context: id and hop now, ``path`` and ``chunks`` when first read."""
+    reply_node = ContextNode._from_reply  # type: ignore[attr-defined]
+    return [
+        reply_node(n.entity_id, n.hop, Deferred(_node_path, (messages, index)),
+                   Deferred(_node_chunks, (messages, index)))
+        for index, n in enumerate(messages)
+    ]
+
+
+def _context_of(context: pb.QueryContext) -> QueryContext:
+    """A query's context as :attr:`QueryResponse.context` holds it: ``ids`` read from the
+    reply, the nodes and edges converted when first read."""
     return QueryContext(
-        nodes=nodes,
+        nodes=Deferred(_context_nodes, context.nodes),  # type: ignore[arg-type]
         edges=Deferred(_edges_of, context.edges),  # type: ignore[arg-type]
         truncated=context.truncated,
         truncated_by=list(context.truncated_by),
     )
+
+
+def context_from_proto(context: pb.QueryContext) -> QueryContext:
+    """A query's context with its nodes converted (each node's ``path`` and ``chunks``, and the
+    context's ``edges``, when first read). A step from a node not listed before it raises here
+    (in a query reply's context, when that node's ``path`` is first read)."""
+    out = _context_of(context)
+    out.nodes  # converts the nodes now
+    for index, node in enumerate(context.nodes):
+        if node.HasField("step") and node.step.parent >= index:
+            raise _unlisted_parent(node)
+    return out
 
 
 def traverse_from_proto(response: pb.TraverseResponse) -> TraverseResult:

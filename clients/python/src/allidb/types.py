@@ -322,12 +322,27 @@ class QueryContext:
 
     @property
     def ids(self) -> List[str]:
-        """The context's entity ids, in the reply's order (seeds first)."""
+        """The context's entity ids, in the reply's order (seeds first), read from the reply
+        without building ``nodes``."""
+        pending = _pending(self, "nodes")
+        if pending is not None:
+            return [node.entity_id for node in pending]
         return [node.id for node in self.nodes]
 
 
 _deferrable(ContextNode, "path", "chunks")
-_deferrable(QueryContext, "edges")
+_deferrable(QueryContext, "nodes", "edges")
+
+
+def _context_node_from_reply(id: str, hop: int, path: Any, chunks: Any) -> ContextNode:
+    """A ContextNode of a reply without ``__init__`` (which sets the fields through their
+    properties): its ``__dict__`` directly, every field of the dataclass."""
+    node = object.__new__(ContextNode)
+    node.__dict__ = {"id": id, "hop": hop, "path": path, "chunks": chunks}
+    return node
+
+
+ContextNode._from_reply = staticmethod(_context_node_from_reply)  # type: ignore[attr-defined]
 
 
 @dataclass
