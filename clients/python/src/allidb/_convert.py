@@ -9,7 +9,7 @@ import struct
 import sys
 from array import array
 from dataclasses import asdict
-from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import filters as filter_lang
 from ._proto import allidb_pb2 as pb
@@ -974,32 +974,51 @@ def context_path(nodes: List[ContextNode], node: pb.ContextNode) -> Path:
     return Path(entity_ids=[node.entity_id])
 
 
-def _node_path(arg: Tuple[Any, int]) -> Path:
-    """The path of context node ``index`` (see :func:`context_path`), from the reply alone: up
-    its steps to a node without one (a seed, or a whole path), then down again. It does not read
-    the other nodes' ``path`` fields, so the nodes hold no references to each other. A step from
-    a node not listed before raises."""
-    nodes, index = arg
+def _node_path(arg: Tuple[Any, Dict[int, Any], int]) -> Path:
+    """The path of context node ``index`` (see :func:`context_path`), from the reply alone:
+    its parent's path (kept in ``cache``, shared by the context's nodes, so each step is
+    converted once) plus its step, else its whole ``path``, else itself. The nodes hold no
+    references to each other. A step from a node not listed before it raises."""
+    nodes, cache, index = arg
+    _, ids, edges = _path_parts(nodes, cache, index)
+    return Path(entity_ids=list(ids), edges=list(edges))
+
+
+def _path_parts(nodes: Any, cache: Dict[int, Any], index: int) -> Tuple[str, Tuple[str, ...], Tuple[Edge, ...]]:
+    """``(entity id, path ids, path edges)`` of context node ``index``, cached."""
+    parts = cache.get(index)
+    if parts is not None:
+        return parts
+    # Up the steps to a node whose parts are known or that has no step, then down again.
     chain = []
-    node = nodes[index]
-    while node.HasField("step"):
+    while True:
+        node = nodes[index]
+        if not node.HasField("step"):
+            entity_id = node.entity_id
+            if node.HasField("path"):
+                path = path_from_proto(node.path)
+                parts = (entity_id, tuple(path.entity_ids), tuple(path.edges))
+            else:
+                parts = (entity_id, (entity_id,), ())
+            cache[index] = parts
+            break
         parent = node.step.parent
         if parent >= index:
             raise _unlisted_parent(node)
-        chain.append(node)
-        node, index = nodes[parent], parent
-    if node.HasField("path"):
-        path = path_from_proto(node.path)
-    else:
-        path = Path(entity_ids=[node.entity_id])
-    parent_id = node.entity_id
-    for node in reversed(chain):
+        chain.append((index, node))
+        index = parent
+        parts = cache.get(index)
+        if parts is not None:
+            break
+    for index, node in reversed(chain):
+        parent_id, ids, edges = parts
+        entity_id = node.entity_id
         step = node.step
-        source, target = (node.entity_id, parent_id) if step.reversed else (parent_id, node.entity_id)
-        path.entity_ids.append(node.entity_id)
-        path.edges.append(Edge(source=source, target=target, relation=step.relation, weight=step.weight))
-        parent_id = node.entity_id
-    return path
+        source, target = (entity_id, parent_id) if step.reversed else (parent_id, entity_id)
+        edge = Edge(source=source, target=target, relation=step.relation, weight=step.weight)
+        parts = (entity_id, ids + (entity_id,), edges + (edge,))
+        cache[index] = parts
+    return parts
 
 
 def _unlisted_parent(node: pb.ContextNode) -> Unknown:
@@ -1017,8 +1036,9 @@ def _node_chunks(arg: Tuple[Any, int]) -> List[Chunk]:
 def _context_nodes(messages: Any) -> List[ContextNode]:
     """The nodes of a context: id and hop now, ``path`` and ``chunks`` when first read."""
     reply_node = ContextNode._from_reply  # type: ignore[attr-defined]
+    cache: Dict[int, Any] = {}
     return [
-        reply_node(n.entity_id, n.hop, Deferred(_node_path, (messages, index)),
+        reply_node(n.entity_id, n.hop, Deferred(_node_path, (messages, cache, index)),
                    Deferred(_node_chunks, (messages, index)))
         for index, n in enumerate(messages)
     ]
