@@ -254,6 +254,7 @@ def test_numpy_vectors_round_trip_bit_exactly(db: allidb.Client, conversions: Co
     assert matrix.tobytes() == vectors[rows].tobytes()
     assert conversions["_vector_of"] == 1  # got.vector's, above
     assert reply[0].entity.vector_array().tobytes() == vectors[rows[0]].tobytes()
+    assert reply.vectors_array().tobytes() == matrix.tobytes()  # from the converted results
     # query_batch from a float32 matrix answers as single queries do.
     batch = db.query_batch(vectors[:4], k=3, hops=0)
     assert [r.ids for r in batch] == [db.query(v.tolist(), k=3, hops=0).ids for v in vectors[:4]]

@@ -837,15 +837,41 @@ def _read_varint(data: bytes, pos: int) -> Tuple[int, int]:
         shift += 7
 
 
-def _vector_array_of(message: pb.Entity, np: Any) -> Any:
-    """:func:`_vector_of` as a float32 numpy array, from the reply's float32 bytes (the
-    serialized embedding: its packed ``vector``, field 2) without Python floats."""
+def _vector_bytes(message: pb.Entity) -> Optional[bytes]:
+    """The little-endian float32 bytes of :func:`_vector_of` (from the serialized embedding:
+    its packed ``vector``, field 2), or None without an embedding."""
     best = _best_embedding(message)
     if best is None:
         return None
     data = best.SerializeToString()
     offset, length = _packed_field(data, 2)
-    return np.frombuffer(data, dtype="<f4", count=length // 4, offset=offset).astype(np.float32)
+    return data[offset : offset + length]
+
+
+def _vector_array_of(message: pb.Entity, np: Any) -> Any:
+    """:func:`_vector_of` as a float32 numpy array, from the reply's bytes (no Python floats)."""
+    data = _vector_bytes(message)
+    return None if data is None else np.frombuffer(data, dtype="<f4").astype(np.float32)
+
+
+def _results_array(results: Any, np: Any) -> Any:
+    """The vectors of a reply's results' entities as one 2-d float32 array, from the reply's
+    bytes (see QueryResponse.vectors_array)."""
+    rows = []
+    for result in results:
+        data = _vector_bytes(result.entity) if result.HasField("entity") else None
+        if data is None:
+            what = "no vector" if result.HasField("entity") else "no entity (include_entity=False?)"
+            raise ValueError(f"result {result.entity_id!r} has {what}")
+        if rows and len(data) != len(rows[0]):
+            raise ValueError(
+                f"result {result.entity_id!r} has a vector of {len(data) // 4} values, the "
+                f"first result one of {len(rows[0]) // 4}"
+            )
+        rows.append(data)
+    if not rows:
+        return np.empty((0, 0), dtype=np.float32)
+    return np.frombuffer(b"".join(rows), dtype="<f4").reshape(len(rows), -1).astype(np.float32)
 
 
 def _edges_of(edges: Any) -> List[Edge]:
@@ -943,7 +969,7 @@ def query_response_from_proto(response: pb.QueryResponse) -> QueryResponse:
     """A query reply: ``ids``, ``scores`` and ``len()`` read the reply as it is; ``results``
     and ``context`` are converted when first read (see allidb.types)."""
     out = QueryResponse(
-        results=Deferred(_results_of, response.results),  # type: ignore[arg-type]
+        results=Deferred(_results_of, response.results, _results_array),  # type: ignore[arg-type]
         trace_id=response.trace_id,
         total_results=response.total_results,
     )

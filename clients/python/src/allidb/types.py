@@ -385,8 +385,13 @@ class QueryResponse:
 
     def vectors_array(self) -> Any:
         """The results' vectors as a 2-d float32 numpy array, one row per result in order
-        (see :meth:`Entity.vector_array`); ValueError when a result has no entity
+        (see :meth:`Entity.vector_array`; while ``results`` is not read yet, straight from the
+        reply's bytes in one copy); ValueError when a result has no entity
         (``include_entity=False``) or no vector. Needs numpy."""
+        np = _numpy()
+        value = self.__dict__.get("results")
+        if type(value) is Deferred and value.array is not None:
+            return value.array(value.arg, np)
         return _stack_vectors((result.id, result.entity) for result in self.results)
 
 
