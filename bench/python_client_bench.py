@@ -502,6 +502,8 @@ def bench_overhead(args: argparse.Namespace) -> Dict:
                     "ANN package, entities, vectors read": lambda q: [
                         r.entity.vector for r in db.query(q, k=10, hops=0, ef=ef)],
                 }
+                if hasattr(allidb.QueryContext, "ids"):
+                    extra["RAG package, context.ids"] = lambda q: db.query(q, **rag).context.ids
                 if hasattr(allidb.Entity, "vector_array"):
                     extra["ANN package, entities, vectors_array()"] = (
                         lambda q: db.query(q, k=10, hops=0, ef=ef).vectors_array())
