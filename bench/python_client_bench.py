@@ -471,7 +471,7 @@ def bench_overhead(args: argparse.Namespace) -> Dict:
                 def package_rag_ids(q: np.ndarray) -> object:
                     return [node.id for node in client.query(q, **rag).context.nodes]
 
-                return {
+                calls = {
                     "ANN raw, entities": raw_ann(True),
                     "ANN package, entities": package_ann(True),
                     "ANN raw, ids only": raw_ann(False),
@@ -482,6 +482,10 @@ def bench_overhead(args: argparse.Namespace) -> Dict:
                     "RAG raw, node ids read": raw_rag_ids,
                     "RAG package, node ids read": package_rag_ids,
                 }
+                if hasattr(allidb.QueryContext, "ids"):  # the package's fast path to the ids
+                    calls["RAG raw, node ids read (2)"] = raw_rag_ids
+                    calls["RAG package, context.ids"] = lambda q: client.query(q, **rag).context.ids
+                return calls
 
             live = variants(stub, db)
             per_run, loads = paired_rounds(live, queries, args.runs, "overhead")
@@ -502,8 +506,6 @@ def bench_overhead(args: argparse.Namespace) -> Dict:
                     "ANN package, entities, vectors read": lambda q: [
                         r.entity.vector for r in db.query(q, k=10, hops=0, ef=ef)],
                 }
-                if hasattr(allidb.QueryContext, "ids"):
-                    extra["RAG package, context.ids"] = lambda q: db.query(q, **rag).context.ids
                 if hasattr(allidb.Entity, "vector_array"):
                     extra["ANN package, entities, vectors_array()"] = (
                         lambda q: db.query(q, k=10, hops=0, ef=ef).vectors_array())
