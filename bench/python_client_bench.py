@@ -528,6 +528,11 @@ def bench_overhead(args: argparse.Namespace) -> Dict:
             finally:
                 db._stub = real_stub
             context_nodes = len(replies["RAG"].context.nodes)
+            sizes = [len(stub.Query(raw_rag_request(q), metadata=metadata).context.nodes)
+                     for q in queries]
+            print(f"# Graph-RAG contexts over the {len(queries)} questions: mean "
+                  f"{statistics.fmean(sizes):.0f} nodes, median {statistics.median(sizes):.0f}, "
+                  f"max {max(sizes)}", flush=True)
             reply_bytes = {"ANN entities": replies["ANN"][True].ByteSize(),
                            "ANN ids only": replies["ANN"][False].ByteSize(),
                            "RAG": replies["RAG"].ByteSize()}
@@ -551,7 +556,9 @@ def bench_overhead(args: argparse.Namespace) -> Dict:
               f"{overhead[pkg_name]['p50_ratio'] * 100:+.1f}% "
               f"({overhead[pkg_name]['p50_us']:+.0f} us)", flush=True)
     return {"runs": per_run, "loads": loads, "median": med, "overhead": overhead,
-            "offline_us": offline, "context_nodes": context_nodes, "reply_bytes": reply_bytes}
+            "offline_us": offline, "context_nodes": context_nodes, "reply_bytes": reply_bytes,
+            "context_sizes": {"mean": statistics.fmean(sizes), "median": statistics.median(sizes),
+                              "max": max(sizes)}}
 
 
 def main() -> None:
