@@ -224,15 +224,17 @@ def _numpy() -> Any:
 
 
 def _stack_vectors(entities: Iterable[Tuple[str, Optional["Entity"]]]) -> Any:
-    """A 2-d float32 array of the entities' vectors, one row each; ValueError naming the
-    first id without an entity (``include_entity=False``) or without a vector."""
+    """A 2-d float32 array of the entities' vectors, one row each (``(id, entity)`` pairs);
+    ValueError naming the first id without an entity (``include_entity=False``) or without a
+    vector."""
     np = _numpy()
     rows = []
     for entity_id, entity in entities:
         row = entity.vector_array() if entity is not None else None
         if row is None:
-            what = "no entity (include_entity=False?)" if entity is None else "no vector"
-            raise ValueError(f"result {entity_id!r} has {what}")
+            if entity is None:
+                raise ValueError(f"result {entity_id!r} has no entity (include_entity=False?)")
+            raise ValueError(f"entity {entity_id!r} has no vector")
         rows.append(row)
     if not rows:
         return np.empty((0, 0), dtype=np.float32)
