@@ -335,11 +335,15 @@ def bench_query(args: argparse.Namespace, vectors: np.ndarray) -> Dict:
                 convert["entities" if include_entity else "ids only"] = (
                     (time.perf_counter() - t0) / n * 1e6
                 )
-                # The request side: options, vector copy (numpy -> repeated float).
+                # The request side: options, vector copy (numpy -> repeated float), as
+                # Client.query builds it (conv.query_request since issue 36).
                 t0 = time.perf_counter()
                 for _ in range(n):
-                    r = conv.query_options(k=k, include_entity=include_entity)
-                    r.query_vector.extend(conv.floats(queries[0]))
+                    if hasattr(conv, "query_request"):
+                        r = conv.query_request(queries[0], k=k, include_entity=include_entity)
+                    else:
+                        r = conv.query_options(k=k, include_entity=include_entity)
+                        r.query_vector.extend(conv.floats(queries[0]))
                 convert["request " + ("entities" if include_entity else "ids only")] = (
                     (time.perf_counter() - t0) / n * 1e6
                 )
