@@ -151,6 +151,10 @@ pub enum ClusterError {
         "topology log file {path} is damaged ({reason}); move this node's cluster/topology-* files away and restart it: it is given the log again by the other nodes"
     )]
     CorruptTopology { path: PathBuf, reason: String },
+    /// A request planned on a topology version below this node's fence (the message names
+    /// both versions): the sender retries on the newer ring.
+    #[error("{0}")]
+    Fenced(String),
     /// The topology log refused a movement (busy, a host in the wrong state, a removal that
     /// could lose acknowledged writes): the message says why.
     #[error("{0}")]

@@ -56,17 +56,26 @@ pub struct LocalReplica {
     store: Arc<UnifiedStore>,
     durability: Durability,
     repair_pace: Arc<ScanPace>,
+    /// Admits the writes planned on a ring ([`LocalReplica::apply_planned`]).
+    fence: TopologyFence,
 }
 
 impl LocalReplica {
-    /// The replica of host `host` over `store`, writing with `durability`; its repair scans
-    /// are not paced (see [`LocalReplica::with_repair_pace`]).
-    pub fn new(host: HostId, store: Arc<UnifiedStore>, durability: Durability) -> Self {
+    /// The replica of host `host` over `store`, writing with `durability`, taking writes
+    /// planned on a ring only through `fence`; its repair scans are not paced (see
+    /// [`LocalReplica::with_repair_pace`]).
+    pub fn new(
+        host: HostId,
+        store: Arc<UnifiedStore>,
+        durability: Durability,
+        fence: TopologyFence,
+    ) -> Self {
         Self {
             host,
             store,
             durability,
             repair_pace: Arc::new(ScanPace::default()),
+            fence,
         }
     }
 
@@ -92,6 +101,21 @@ impl LocalReplica {
     /// `storage.durability` makes local writes.
     pub async fn apply(&self, mutation: ReplicaMutation) -> Result<(), ClusterError> {
         self.apply_as(mutation, self.durability).await
+    }
+
+    /// [`LocalReplica::apply`] for a write a coordinator planned on topology version
+    /// `planned` (this node's own writes as a coordinator too): refused below the topology
+    /// fence (`FAILED_PRECONDITION`), and counted as running until applied, so a barrier's
+    /// drain waits for it (module [`crate::topology::fence`]).
+    pub async fn apply_planned(
+        &self,
+        mutation: ReplicaMutation,
+        planned: u64,
+    ) -> Result<(), ClusterError> {
+        let admitted = self.fence.admit_write(planned)?;
+        let applied = self.apply(mutation).await;
+        drop(admitted);
+        applied
     }
 
     /// [`LocalReplica::apply`], the cells synced to disk before it returns whatever
@@ -367,6 +391,11 @@ impl ReplicaService {
         }
     }
 
+    /// The topology fence this service checks.
+    pub fn fence(&self) -> &TopologyFence {
+        &self.fence
+    }
+
     /// Starts serving from `local`, with the topology this node applied as it changes; an
     /// error returns `local` when a replica is already attached.
     pub fn attach(
@@ -436,7 +465,12 @@ impl ReplicaService {
 /// Whether a call is checked against the topology fence.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fenced {
+    /// Checked when admitted (reads, queries, repair and stream calls).
     Yes,
+    /// A write: checked and counted as it is applied ([`LocalReplica::apply_planned`]), so a
+    /// barrier's drain waits for it.
+    OnApply,
+    /// Not planned on a ring (a clock reading).
     No,
 }
 
@@ -541,6 +575,7 @@ fn status(error: ClusterError) -> Status {
             Status::invalid_argument(message)
         }
         ClusterError::Protocol(message) => Status::invalid_argument(message),
+        ClusterError::Fenced(message) => Status::failed_precondition(message),
         other => Status::unavailable(other.to_string()),
     }
 }
@@ -551,7 +586,12 @@ impl Replica for ReplicaService {
         &self,
         request: Request<proto::MutateRequest>,
     ) -> Result<Response<proto::MutateResponse>, Status> {
-        let local = self.admit(&request, Fenced::Yes)?;
+        let local = self.admit(&request, Fenced::OnApply)?;
+        let planned = request
+            .get_ref()
+            .header
+            .as_ref()
+            .map_or(0, |h| h.ring_version);
         let request = request.into_inner();
         let versions: Vec<CellVersion> = request.cells.into_iter().map(cells::from_proto).collect();
         for (key, _, _) in &versions {
@@ -572,7 +612,10 @@ impl Replica for ReplicaService {
             drops,
             cells: versions,
         };
-        local.apply(mutation).await.map_err(status)?;
+        local
+            .apply_planned(mutation, planned)
+            .await
+            .map_err(status)?;
         Ok(Response::new(proto::MutateResponse {}))
     }
 

@@ -832,8 +832,13 @@ fn start_replication(
     let attached = || DaemonError::Serve("replication was started twice".to_owned());
     let hints = status.hints().ok_or_else(attached)?;
     let membership = &joined.membership;
-    let local = LocalReplica::new(membership.host_id(), store, config.storage.durability())
-        .with_repair_pace(cluster.repair_scan_bytes_per_sec);
+    let local = LocalReplica::new(
+        membership.host_id(),
+        store,
+        config.storage.durability(),
+        replica_service.fence().clone(),
+    )
+    .with_repair_pace(cluster.repair_scan_bytes_per_sec);
     replica_service
         .attach(local.clone(), joined.topology.subscribe())
         .map_err(|_| attached())?;

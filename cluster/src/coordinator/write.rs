@@ -263,10 +263,13 @@ impl Coordinator {
         reason: &str,
     ) -> Result<(), String> {
         if host == self.inner.host {
+            // Through the fence like a peer's write: planned on a ring older than this node's
+            // fence, it is refused here too (and hinted), never acknowledged by a replica the
+            // newer ring does not have.
             return self
                 .inner
                 .local
-                .apply(mutation.clone())
+                .apply_planned(mutation.clone(), view.ring.version())
                 .await
                 .map_err(|e| e.to_string());
         }

@@ -213,9 +213,27 @@ async fn barrier(log: &TopologyLog, state: &TopologyState) -> Result<(), String>
     for outcome in futures_util::future::join_all(calls).await {
         outcome?;
     }
-    // The coordinator applied it first; it takes nothing older either.
+    // The coordinator applied it first (its view may still be catching up); it takes nothing
+    // older either, and waits for the older writes it admitted.
+    let applied = log.applied(state.version, BARRIER_TIMEOUT).await;
+    if applied < state.version {
+        return Err(format!(
+            "barrier on this node: applied {applied}, not {}",
+            state.version
+        ));
+    }
     log.shared.fence.raise(state.version);
-    Ok(())
+    log.shared
+        .fence
+        .drained(state.version, BARRIER_TIMEOUT)
+        .await
+        .map_err(|running| {
+            format!(
+                "barrier on this node: {running} writes planned on a version older than {} \
+                 are still running",
+                state.version
+            )
+        })
 }
 
 /// The voters a ring of `normal` nodes keeps: 1 below 3 nodes, 3 below 5, then 5.

@@ -315,14 +315,18 @@ impl TopologyLog {
             .join(", ")
     }
 
-    /// Waits until this node applied `version` (or `timeout` passes); the version it has.
+    /// Waits until this node applied `version` (or `timeout` passes), in its log and in the
+    /// cluster view its coordinator plans requests by; the version it has in both.
     pub async fn applied(&self, version: u64, timeout: Duration) -> u64 {
-        let mut state = self.shared.state.clone();
-        let reached = tokio::time::timeout(timeout, state.wait_for(|s| s.version >= version)).await;
-        match reached {
-            Ok(Ok(state)) => state.version,
-            _ => self.shared.state.borrow().version,
-        }
+        let (mut state, mut view) = (self.shared.state.clone(), self.shared.view.clone());
+        let both = async {
+            // A closed watch (the node stopping) ends the wait with what it has.
+            let _ = state.wait_for(|s| s.version >= version).await;
+            let _ = view.wait_for(|v| v.ring.version() >= version).await;
+        };
+        let _ = tokio::time::timeout(timeout, both).await;
+        let logged = self.shared.state.borrow().version;
+        logged.min(self.shared.view.borrow().ring.version())
     }
 
     /// Stops the log's tasks.

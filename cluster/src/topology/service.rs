@@ -175,8 +175,15 @@ impl Topology for TopologyService {
                 "topology_version: this node applied {applied_version}, not yet {wanted}"
             )));
         }
-        // From now on this replica takes nothing planned on a ring older than `wanted`.
+        // From now on this replica takes nothing planned on a ring older than `wanted`, and
+        // answers once the writes it admitted on one have finished.
         log.shared.fence.raise(wanted);
+        if let Err(running) = log.shared.fence.drained(wanted, BARRIER_WAIT).await {
+            return Err(Status::unavailable(format!(
+                "topology_version: {running} writes planned on a version older than {wanted} \
+                 are still running on this node"
+            )));
+        }
         Ok(Response::new(proto::BarrierResponse { applied_version }))
     }
 
