@@ -3,21 +3,24 @@
 # replication factor 3, and waits until every node is ready. For trying the ring, not for
 # production (one shared secret in a file, plaintext on loopback).
 #
-#   scripts/dev-cluster.sh [--nodes N] [--dir DIR] [--bin PATH]
+#   scripts/dev-cluster.sh [--nodes N] [--dir DIR] [--bin PATH] [--base-port P]
 #
-# Node i (0-based) listens on gRPC 127.0.0.1:(7100+10i), HTTP +1, admin +2, gossip UDP +3;
-# node 0 is the seed. Logs: DIR/nI/allidbd.log. Stop with: kill $(cat DIR/pids)
+# Node i (0-based) listens on gRPC 127.0.0.1:(P+10i), HTTP +1, admin +2, gossip UDP +3, with
+# P = 7100 unless --base-port says otherwise; node 0 is the seed. Logs: DIR/nI/allidbd.log.
+# Stop with: kill $(cat DIR/pids)
 set -euo pipefail
 
 nodes=3
 dir="${TMPDIR:-/tmp}/allidb-dev-cluster"
 bin=""
+port=7100
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) nodes="$2"; shift 2 ;;
     --dir) dir="$2"; shift 2 ;;
     --bin) bin="$2"; shift 2 ;;
-    -h|--help) sed -n 2,9p "$0"; exit 0 ;;
+    --base-port) port="$2"; shift 2 ;;
+    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
     *) echo "dev-cluster: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -29,9 +32,9 @@ fi
 
 mkdir -p "$dir"
 : > "$dir/pids"
-seed="127.0.0.1:7103"
+seed="127.0.0.1:$((port + 3))"
 for i in $(seq 0 $((nodes - 1))); do
-  base=$((7100 + 10 * i))
+  base=$((port + 10 * i))
   node="$dir/n$i"
   mkdir -p "$node"
   cat > "$node/allidb.toml" <<TOML
@@ -70,12 +73,12 @@ done
 # so that writes sent right away reach every replica of their range.
 settled=""
 for _ in $(seq 1 600); do
-  python3 - "$nodes" <<'PY' && settled=1 && break
+  python3 - "$nodes" "$port" <<'PY' && settled=1 && break
 import json, sys, urllib.request
-nodes = int(sys.argv[1])
+nodes, port = int(sys.argv[1]), int(sys.argv[2])
 seen = set()
 for i in range(nodes):
-    status = json.load(urllib.request.urlopen(f"http://127.0.0.1:{7102 + 10 * i}/cluster/status"))
+    status = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port + 2 + 10 * i}/cluster/status"))
     if len(status["nodes"]) != nodes or any(n["status"] != "normal" for n in status["nodes"]):
         sys.exit(1)
     seen.add(status["ring_version"])
