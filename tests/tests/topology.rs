@@ -388,3 +388,197 @@ async fn without_a_metadata_quorum_topology_commands_fail_fast_and_data_goes_on(
         .expect("a write at ONE");
     assert!(found(&nodes[0], "alone", One).await.expect("a read at ONE"));
 }
+
+/// The internal `Join` and `Leave` calls a joining node or an operator's node sends, each with
+/// one bad field: refused with the status and a message naming that field (docs/cluster.md
+/// "Topology log"), and nothing enters the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn internal_join_and_leave_requests_with_a_bad_field_are_refused_naming_it() {
+    use allidb_cluster::credentials::{ClusterCredentials, TOKEN_HEADER};
+    use allidb_cluster::proto as internal;
+    use allidb_tests::ring::SECRET;
+
+    /// `message` with the ring's credentials.
+    fn signed<T>(message: T) -> tonic::Request<T> {
+        let mut call = tonic::Request::new(message);
+        let credentials = ClusterCredentials::new("e2e", SECRET);
+        let token = credentials.token().parse().expect("a token is ASCII");
+        call.metadata_mut().insert(TOKEN_HEADER, token);
+        call
+    }
+
+    let nodes = tokio::task::block_in_place(|| start_ring(1, TIMEOUTS));
+    let n0 = &nodes[0];
+    let version_before = status(n0)["ring_version"].as_u64();
+    let header = |sender: &str| internal::RequestHeader {
+        protocol_version: allidb_cluster::PROTOCOL_VERSION,
+        ring_version: 0,
+        sender: sender.to_owned(),
+        recipient: host_id_of(n0, "n0"),
+    };
+    let newcomer = "0123456789abcdef0123456789abcdef";
+    let good_join = internal::JoinRequest {
+        header: Some(header(newcomer)),
+        cluster_name: "e2e".to_owned(),
+        name: "n9".to_owned(),
+        rpc_addr: "127.0.0.1:9".to_owned(),
+        num_tokens: 16,
+        ..Default::default()
+    };
+    let mut client = internal::topology_client::TopologyClient::new(n0.channel().await);
+    let mut other_protocol = header(newcomer);
+    other_protocol.protocol_version += 1;
+    let mut other_recipient = header(newcomer);
+    other_recipient.recipient = newcomer.to_owned();
+    let joins: Vec<(internal::JoinRequest, tonic::Code, &str)> = vec![
+        (
+            internal::JoinRequest {
+                header: None,
+                ..good_join.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "header: required",
+        ),
+        (
+            internal::JoinRequest {
+                header: Some(header("not-a-host")),
+                ..good_join.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "header.sender",
+        ),
+        (
+            internal::JoinRequest {
+                header: Some(other_protocol),
+                ..good_join.clone()
+            },
+            tonic::Code::FailedPrecondition,
+            "header.protocol_version",
+        ),
+        (
+            internal::JoinRequest {
+                header: Some(other_recipient),
+                ..good_join.clone()
+            },
+            tonic::Code::FailedPrecondition,
+            "header.recipient",
+        ),
+        (
+            internal::JoinRequest {
+                cluster_name: String::new(),
+                ..good_join.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "cluster_name: required",
+        ),
+        (
+            internal::JoinRequest {
+                cluster_name: "another".to_owned(),
+                ..good_join.clone()
+            },
+            tonic::Code::FailedPrecondition,
+            "cluster name \"another\"",
+        ),
+        (
+            internal::JoinRequest {
+                rpc_addr: "nowhere".to_owned(),
+                ..good_join.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "rpc_addr",
+        ),
+        (
+            internal::JoinRequest {
+                num_tokens: 0,
+                ..good_join.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "num_tokens",
+        ),
+        (
+            internal::JoinRequest {
+                tokens: vec![1; 100_000],
+                ..good_join.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "tokens",
+        ),
+        (
+            internal::JoinRequest {
+                replaces: "zz".to_owned(),
+                ..good_join.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "replaces",
+        ),
+    ];
+    for (i, (join, code, named)) in joins.into_iter().enumerate() {
+        let refused = client
+            .join(signed(join))
+            .await
+            .expect_err("a join with a bad field is refused");
+        assert_eq!(refused.code(), code, "join {i}: {refused:?}");
+        assert!(
+            refused.message().contains(named),
+            "join {i} names {named:?}: {refused:?}"
+        );
+    }
+    let good_leave = internal::LeaveRequest {
+        header: Some(header(&host_id_of(n0, "n0"))),
+        host: host_id_of(n0, "n0"),
+        kind: internal::LeaveKind::Removenode as i32,
+        ..Default::default()
+    };
+    let leaves: Vec<(internal::LeaveRequest, tonic::Code, &str)> = vec![
+        (
+            internal::LeaveRequest {
+                host: "not-a-host".to_owned(),
+                ..good_leave.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "host: ",
+        ),
+        (
+            internal::LeaveRequest {
+                kind: internal::LeaveKind::Unspecified as i32,
+                ..good_leave.clone()
+            },
+            tonic::Code::InvalidArgument,
+            "kind",
+        ),
+        (
+            internal::LeaveRequest {
+                host: newcomer.to_owned(),
+                ..good_leave.clone()
+            },
+            tonic::Code::FailedPrecondition,
+            "not in the ring",
+        ),
+    ];
+    for (i, (leave, code, named)) in leaves.into_iter().enumerate() {
+        let refused = client
+            .leave(signed(leave))
+            .await
+            .expect_err("a leave with a bad field is refused");
+        assert_eq!(refused.code(), code, "leave {i}: {refused:?}");
+        assert!(
+            refused.message().contains(named),
+            "leave {i} names {named:?}: {refused:?}"
+        );
+    }
+    // Without the ring's credentials: refused before any field is read.
+    let unsigned = client
+        .join(tonic::Request::new(good_join))
+        .await
+        .expect_err("an unsigned join is refused");
+    assert_eq!(
+        unsigned.code(),
+        tonic::Code::Unauthenticated,
+        "{unsigned:?}"
+    );
+    assert_eq!(
+        status(n0)["ring_version"].as_u64(),
+        version_before,
+        "nothing entered the log"
+    );
+}
