@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Topology movements under load (issue 34; docs/benchmarks.md "Bootstrap and decommission"): a
+# 3-node ring (RF 3, scripts/dev-cluster.sh) loaded with N entities of 384 dims at QUORUM, then
+# a 4th node started with the same configuration joins (it streams about a quarter of the data
+# from the replicas it displaces) and is decommissioned again, while a QUORUM writer runs.
+#
+#   bench/bootstrap.sh [BIN_DIR] [N] [BASE_PORT]
+#
+# BIN_DIR holds allidbd and allidb (default target/release; the test profile's target/debug is
+# optimized too). N entities loaded (default 200000). BASE_PORT: the ring's first port (default
+# 7100; nodes take BASE_PORT + 10i .. + 3). Prints one JSON line per phase: the load, the
+# writer's rate alone, the bootstrap (seconds from start to ready, bytes and cells n3 received,
+# MB/s) with the writer's rate meanwhile, and the decommission likewise. The writer runs rounds
+# of 300 QUORUM writes; a phase's rate is the median of the rounds that ran inside it.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="${1:-$root/target/release}"
+n="${2:-200000}"
+port="${3:-7100}"
+work="$(mktemp -d)"
+trap 'kill $(cat "$work/ring/pids" "$work/n3.pid" "$work/writer.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+"$root/scripts/dev-cluster.sh" --nodes 3 --bin "$bin/allidbd" --dir "$work/ring" --base-port "$port" >&2
+n0="127.0.0.1:$port"
+started=$(date +%s.%N)
+"$bin/allidb" --addr "$n0" --consistency quorum --json bench ingest -n "$n" --dim 384 \
+  --batch-size 64 --concurrency 4 --id-prefix load- > "$work/load.json"
+echo "{\"phase\": \"load\", \"entities\": $n, \"seconds\": $(echo "$(date +%s.%N) - $started" | bc)}"
+
+# The writer: rounds of 300 QUORUM writes through n0, each logged as "start end entities".
+(
+  round=0
+  while true; do
+    begin=$(date +%s.%N)
+    "$bin/allidb" --addr "$n0" --consistency quorum --json bench ingest -n 300 --dim 384 \
+      --batch-size 16 --concurrency 2 --seed "$round" --id-prefix "w$round-" > /dev/null 2>&1 || true
+    echo "$begin $(date +%s.%N) 300" >> "$work/writer.log"
+    round=$((round + 1))
+  done
+) &
+echo $! > "$work/writer.pid"
+
+rate_between() { # from to: median entities/s of the writer rounds inside [from, to]
+  python3 - "$1" "$2" "$work/writer.log" <<'PY'
+import statistics, sys
+lo, hi, path = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+rates = [n / (e - b) for b, e, n in (map(float, l.split()) for l in open(path)) if b >= lo and e <= hi]
+print(round(statistics.median(rates), 1) if rates else "null", len(rates))
+PY
+}
+metric() { # admin metric (summed over labels)
+  curl -s "http://$1/metrics" | awk -v m="$2" '$1 ~ "^"m"({|$)" {s += $2} END {print s + 0}'
+}
+
+sleep 30
+alone_end=$(date +%s.%N)
+read -r alone alone_rounds < <(rate_between 0 "$alone_end")
+echo "{\"phase\": \"writer alone\", \"writes_per_sec\": $alone, \"rounds\": $alone_rounds}"
+
+# The 4th node: n2's configuration on the next ports, its own data dir and name.
+base3=$((port + 30))
+mkdir -p "$work/ring/n3"
+sed -e "s/127.0.0.1:$((port + 20))/127.0.0.1:$base3/; s/127.0.0.1:$((port + 21))/127.0.0.1:$((base3 + 1))/" \
+  -e "s/127.0.0.1:$((port + 22))/127.0.0.1:$((base3 + 2))/; s/127.0.0.1:$((port + 23))/127.0.0.1:$((base3 + 3))/" \
+  -e "s#/n2/data#/n3/data#; s/node_name = \"n2\"/node_name = \"n3\"/" \
+  "$work/ring/n2/allidb.toml" > "$work/ring/n3/allidb.toml"
+join_start=$(date +%s.%N)
+"$bin/allidbd" --config "$work/ring/n3/allidb.toml" > "$work/ring/n3/out" 2> "$work/ring/n3/log" &
+echo $! > "$work/n3.pid"
+until grep -q '^allidbd: ready' "$work/ring/n3/out" 2>/dev/null; do sleep 0.2; done
+join_end=$(date +%s.%N)
+admin3="127.0.0.1:$((base3 + 2))"
+bytes=$(metric "$admin3" allidb_stream_received_bytes_total)
+cells=$(metric "$admin3" allidb_stream_received_cells_total)
+seconds=$(echo "$join_end - $join_start" | bc)
+read -r during during_rounds < <(rate_between "$join_start" "$join_end")
+echo "{\"phase\": \"bootstrap\", \"seconds\": $seconds, \"bytes_received\": $bytes, \"cells_received\": $cells, \"mb_per_sec\": $(echo "scale=1; $bytes / $seconds / 1000000" | bc), \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds}"
+
+sleep 10
+leave_start=$(date +%s.%N)
+"$bin/allidb" --addr "127.0.0.1:$base3" cluster decommission > "$work/decommission.out"
+leave_end=$(date +%s.%N)
+read -r during during_rounds < <(rate_between "$leave_start" "$leave_end")
+sent=$(metric "$admin3" allidb_stream_sent_bytes_total)
+echo "{\"phase\": \"decommission\", \"seconds\": $(echo "$leave_end - $leave_start" | bc), \"bytes_sent_by_n3\": $sent, \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds}"
