@@ -15,7 +15,7 @@ filtered top 10.
 The two alternate ROUNDS times (default 3); the script prints every round and the medians.
 
 Usage: python3 bench/filter_vs_hnswlib.py OURS_BINARY [--n 20000] [--queries 300] [--rounds 3]
-       [--distinct]
+       [--stores planner,exact,walk] [--distinct]
 """
 import argparse
 import os
@@ -92,6 +92,8 @@ def main():
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--stores", default="planner,exact,walk",
+                        help="ours: which of filter_sweep's stores to run")
     parser.add_argument("--distinct", action="store_true",
                         help="ours: no two queries send the same filter (no filter memo reuse)")
     args = parser.parse_args()
@@ -107,7 +109,7 @@ def main():
     index.set_ef(64)
     theirs, ours = [], []
     for r in range(args.rounds):
-        extra = ["--distinct", "1"] if args.distinct else []
+        extra = ["--stores", args.stores] + (["--distinct", "1"] if args.distinct else [])
         parsed, text = ours_round(args.binary, args.n, args.queries, extra)
         print(f"--- round {r + 1}: ours\n{text}", flush=True)
         ours.append(parsed)
