@@ -36,6 +36,15 @@ fn ordered_bits(f: f64) -> u64 {
     }
 }
 
+/// The number [`ordered_bits`] posted.
+fn from_ordered_bits(bits: u64) -> f64 {
+    f64::from_bits(if bits >> 63 == 1 {
+        bits & !(1 << 63)
+    } else {
+        !bits
+    })
+}
+
 fn posted(value: ValueRef<'_>) -> Vec<Posted> {
     match value {
         ValueRef::Str(s) => vec![Posted::Str(s.to_owned())],
@@ -67,6 +76,10 @@ struct KeyIndex {
     holders: usize,
     values: BTreeMap<Posted, HashSet<Arc<str>>>,
 }
+
+/// `(certain, to check)`: candidates that match by construction, and candidates the exact
+/// predicate must still check ([`PayloadIndex::split_candidates`]).
+pub type SplitCandidates = (Vec<Arc<str>>, Vec<Arc<str>>);
 
 /// Lower and upper bounds of how many entities a filter matches, and a point estimate.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -358,6 +371,91 @@ impl PayloadIndex {
                 Some(all.into_iter().collect())
             }
         }
+    }
+
+    /// The candidates of a single positive leaf on an attribute (`eq`, `in`, a numeric or
+    /// timestamp range) split into those that certainly match and those the exact predicate
+    /// must still check; `None` when `expr` is not such a leaf (use
+    /// [`PayloadIndex::candidates`]). Certain: a posting strictly inside a range (posting
+    /// rounds monotonically, so a value posted strictly below the rounded bound is below the
+    /// bound), a string, bool or timestamp posting of `eq`/`in`, a number posting of `eq`/`in`
+    /// whose magnitude is below 2^53 (no other integer rounds onto it). To check: the posting
+    /// at a range's bound, larger numbers, NaN, string ranges. Keys that a live entity holds
+    /// as a string list are never split (a list is posted under each element). Every id
+    /// appears once; both lists hold live (posted) entities only: expiry is the caller's.
+    pub fn split_candidates(&self, expr: &Expr) -> Option<SplitCandidates> {
+        let key = match expr {
+            Expr::Compare {
+                op: Cmp::Eq | Cmp::Gt | Cmp::Gte | Cmp::Lt | Cmp::Lte,
+                field: Field::Attribute(key),
+                ..
+            }
+            | Expr::In {
+                field: Field::Attribute(key),
+                negated: false,
+                ..
+            } => key,
+            _ => return None,
+        };
+        let Some(index) = self.keys.get(key) else {
+            return Some((Vec::new(), Vec::new()));
+        };
+        if index.types.contains_key(&AttrType::StringList) {
+            return None;
+        }
+        const EXACT: f64 = (1u64 << 53) as f64;
+        let mut certain = Vec::new();
+        let mut check = Vec::new();
+        let mut take = |set: &HashSet<Arc<str>>, sure: bool| {
+            let out = if sure { &mut certain } else { &mut check };
+            out.extend(set.iter().cloned());
+        };
+        match expr {
+            Expr::Compare {
+                op: op @ (Cmp::Gt | Cmp::Gte | Cmp::Lt | Cmp::Lte),
+                value,
+                ..
+            } => {
+                let Some(bound) = posted_value(value) else {
+                    return Some((Vec::new(), Vec::new()));
+                };
+                let family = std::mem::discriminant(&bound);
+                let range: Box<dyn Iterator<Item = (&Posted, &HashSet<Arc<str>>)>> = match op {
+                    Cmp::Gt | Cmp::Gte => Box::new(index.values.range(&bound..)),
+                    _ => Box::new(index.values.range(..=&bound)),
+                };
+                for (posting, set) in range.filter(|(p, _)| std::mem::discriminant(*p) == family) {
+                    let sure = *posting != bound
+                        && match posting {
+                            Posted::Number(bits) => !from_ordered_bits(*bits).is_nan(),
+                            Posted::Timestamp(_) => true,
+                            Posted::Bool(_) | Posted::Str(_) => false,
+                        };
+                    take(set, sure);
+                }
+            }
+            Expr::Compare { .. } | Expr::In { .. } => {
+                let values: &[AttributeValue] = match expr {
+                    Expr::In { values, .. } => values,
+                    Expr::Compare { value, .. } => std::slice::from_ref(value),
+                    _ => return None,
+                };
+                let mut postings: Vec<Posted> = values.iter().filter_map(posted_value).collect();
+                postings.sort();
+                postings.dedup();
+                for posting in &postings {
+                    if let Some(set) = index.values.get(posting) {
+                        let sure = match posting {
+                            Posted::Number(bits) => from_ordered_bits(*bits).abs() < EXACT,
+                            Posted::Bool(_) | Posted::Str(_) | Posted::Timestamp(_) => true,
+                        };
+                        take(set, sure);
+                    }
+                }
+            }
+            _ => return None,
+        }
+        Some((certain, check))
     }
 
     fn enumerable(&self, expr: &Expr) -> bool {

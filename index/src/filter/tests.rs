@@ -211,8 +211,100 @@ proptest! {
                     prop_assert!(seen.contains(*id), "{:?}: match {} is not a candidate", e, id);
                 }
             }
+            check_split(&index, &live, e).map_err(TestCaseError::fail)?;
         }
     }
+}
+
+/// `split_candidates`: its certain ids all match, the two lists cover every match, no id twice.
+fn check_split(index: &PayloadIndex, live: &[Row], e: &Expr) -> Result<(), String> {
+    let Some((certain, check)) = index.split_candidates(e) else {
+        return Ok(());
+    };
+    let matching: std::collections::HashSet<&str> = live
+        .iter()
+        .filter(|r| e.matches(*r))
+        .map(|r| r.id.as_str())
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    for id in certain.iter().chain(&check) {
+        if !seen.insert(id.clone()) {
+            return Err(format!("{e:?}: {id} twice"));
+        }
+    }
+    for id in &certain {
+        if !matching.contains(&**id) {
+            return Err(format!("{e:?}: {id} is certain but does not match"));
+        }
+    }
+    for id in &matching {
+        if !seen.contains(*id) {
+            return Err(format!("{e:?}: match {id} is not a candidate"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn split_candidates_are_exact_around_rounding_and_nan() {
+    let big = 1i64 << 53;
+    let mut values = vec![
+        AttributeValue::Float(f64::NAN),
+        AttributeValue::Float(-f64::NAN),
+        AttributeValue::Float(-0.0),
+        AttributeValue::Float(0.5),
+        AttributeValue::Int(0),
+        AttributeValue::Int(1),
+    ];
+    for d in -2..=2 {
+        values.push(AttributeValue::Int(big + d));
+        values.push(AttributeValue::Int(-big + d));
+        values.push(AttributeValue::Float((big + d) as f64));
+    }
+    let rows: Vec<Row> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Row {
+            id: format!("e{i:02}"),
+            entity_type: String::new(),
+            attributes: BTreeMap::from([("n".to_owned(), v.clone())]),
+        })
+        .collect();
+    let index = index_of(&rows);
+    let mut checked = 0;
+    for bound in values
+        .iter()
+        .filter(|v| !matches!(v, AttributeValue::Float(f) if f.is_nan()))
+    {
+        for op in [Cmp::Eq, Cmp::Lt, Cmp::Lte, Cmp::Gt, Cmp::Gte] {
+            let e = Expr::Compare {
+                op,
+                field: Field::Attribute("n".into()),
+                value: bound.clone(),
+            };
+            check_split(&index, &rows, &e).unwrap();
+            checked += 1;
+        }
+        let e = Expr::In {
+            field: Field::Attribute("n".into()),
+            values: vec![bound.clone(), AttributeValue::Int(1)],
+            negated: false,
+        };
+        check_split(&index, &rows, &e).unwrap();
+    }
+    assert!(checked > 50);
+    // Interior postings are certain: only the bound's posting is left to check.
+    let lt = Expr::Compare {
+        op: Cmp::Lt,
+        field: Field::Attribute("n".into()),
+        value: AttributeValue::Int(1),
+    };
+    let (certain, check) = index.split_candidates(&lt).unwrap();
+    assert!(
+        check.len() <= 2,
+        "the bound and a negative NaN only: {check:?}"
+    );
+    assert!(certain.len() >= 5, "{certain:?}");
 }
 
 #[test]

@@ -23,7 +23,7 @@ use crate::query::scorer::{
     PartialScore, ScoreBreakdown, ScoreWeights, scored_importance, vector_term,
 };
 use crate::telemetry;
-use crate::vector::{Metric, VectorHit, VectorIndex};
+use crate::vector::{FilterMemo, Metric, VectorHit, VectorIndex};
 
 /// Per-request parameters of a query.
 #[derive(Clone, Debug, PartialEq)]
@@ -195,6 +195,9 @@ pub enum Seeding<'a> {
     Search(Option<usize>),
     /// Exactly these entities pass: they are ranked exactly.
     Among(&'a [&'a str]),
+    /// Like `Search`, remembering the filter's answers in the memo (valid for this filter while
+    /// the facts it reads do not change; the store keys it).
+    SearchMemo(Option<usize>, &'a FilterMemo),
 }
 
 /// Runs the pipeline. `facts` looks an entity up (`None`: gone); `now_micros` is query time.
@@ -216,6 +219,9 @@ pub fn run_query(
                 vectors.search(query, plan.seed_count(), plan.ef, filter, hint)
             }
             Seeding::Among(ids) => vectors.search_among(query, plan.seed_count(), ids),
+            Seeding::SearchMemo(hint, memo) => {
+                vectors.search_memo(query, plan.seed_count(), plan.ef, filter, hint, Some(memo))
+            }
         };
         if let Ok(seeds) = &seeds {
             tracing::debug!(seeds = seeds.len(), "ANN search done");
@@ -288,6 +294,9 @@ pub fn run_hybrid_query(
         telemetry::query_stage(telemetry::STAGE_ANN_SEARCH, || match seeding {
             Seeding::Search(hint) => vectors.search(query, n, plan.ef, filter, hint),
             Seeding::Among(ids) => vectors.search_among(query, n, ids),
+            Seeding::SearchMemo(hint, memo) => {
+                vectors.search_memo(query, n, plan.ef, filter, hint, Some(memo))
+            }
         })?
     };
     let lexical_hits = telemetry::query_stage(telemetry::STAGE_LEXICAL_SEARCH, || {

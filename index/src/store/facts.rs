@@ -14,6 +14,7 @@
 //! for entities that carry an expiry time.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use allidb_storage::cell::AttributeValue;
 use allidb_storage::hlc::wall_nanos;
@@ -134,6 +135,12 @@ impl Filter {
     }
 }
 
+/// A generation number never given before in this process.
+fn next_generation() -> u64 {
+    static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+    GENERATIONS.fetch_add(1, Ordering::Relaxed)
+}
+
 /// The facts of one tenant.
 #[derive(Debug, Default)]
 pub struct FactTable {
@@ -147,6 +154,10 @@ pub struct FactTable {
     newest_update: u64,
     /// `(expires_at_nanos, id)` of every recorded entity with an expiry time.
     expiring: BTreeSet<(i64, String)>,
+    /// Changed by every change of the recorded facts (what a filter's answer depends on), to a
+    /// value no table of this process had before ([`next_generation`]); 0 only while nothing
+    /// was ever recorded.
+    generation: u64,
 }
 
 impl FactTable {
@@ -160,6 +171,7 @@ impl FactTable {
             return;
         }
         self.remove(id);
+        self.generation = next_generation();
         self.most_important = self.most_important.max(scored_importance(meta.importance));
         self.newest_update = self.newest_update.max(meta.updated_at_micros);
         self.payload.insert(
@@ -178,6 +190,7 @@ impl FactTable {
         let Some(old) = self.entities.remove(id) else {
             return false;
         };
+        self.generation = next_generation();
         self.payload.remove(
             id,
             &old.entity_type,
@@ -222,6 +235,18 @@ impl FactTable {
     /// Number of live entities.
     pub fn len(&self) -> usize {
         self.entities.len()
+    }
+
+    /// Changes with every upsert or removal that changed the recorded facts: a filter's
+    /// answers for a given entity hold while it stays the same, unless some entity has an
+    /// expiry time ([`FactTable::has_expiry_times`]; expiry changes answers by the clock).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether some recorded entity has an expiry time.
+    pub fn has_expiry_times(&self) -> bool {
+        !self.expiring.is_empty()
     }
 
     /// True when no entity is known.
@@ -288,6 +313,39 @@ mod tests {
             body_ts: ts,
             expires_at_nanos: 0,
         }
+    }
+
+    /// The generation changes with every change of the facts (what a filter memo is keyed by)
+    /// and only then, and never comes back to an earlier value, even in another table.
+    #[test]
+    fn the_generation_changes_with_every_change_of_the_facts() {
+        let mut facts = FactTable::default();
+        let mut seen = vec![facts.generation()];
+        let mut changed = |facts: &FactTable, changes: bool| {
+            let now = facts.generation();
+            assert_eq!(
+                !seen.contains(&now),
+                changes,
+                "generation {now} after {seen:?}"
+            );
+            if changes {
+                seen.push(now);
+            }
+        };
+        facts.upsert("a", meta("doc", "red", 2));
+        changed(&facts, true);
+        facts.upsert("a", meta("doc", "blue", 3));
+        changed(&facts, true);
+        facts.upsert("a", meta("doc", "green", 1)); // older body: ignored
+        changed(&facts, false);
+        assert!(facts.remove("a"));
+        changed(&facts, true);
+        assert!(!facts.remove("a"));
+        changed(&facts, false);
+        let mut other = FactTable::default();
+        other.upsert("a", meta("doc", "red", 2));
+        changed(&other, true);
+        assert!(!facts.has_expiry_times());
     }
 
     /// An entity is live until its expiry time and not from then on, on a clock the test

@@ -973,8 +973,14 @@ impl UnifiedStore {
                     false => Some(&allows),
                 };
             let among: Vec<&str>;
+            let memo;
             let seeding = match &seed_plan {
                 planning::SeedPlan::Unfiltered => Seeding::Search(None),
+                // Answers that depend on the clock (expiry) are never remembered.
+                planning::SeedPlan::Filtered { upper } if !facts.has_expiry_times() => {
+                    memo = t.filter_memo(filter, facts.generation());
+                    Seeding::SearchMemo(Some(*upper), &memo)
+                }
                 planning::SeedPlan::Filtered { upper } => Seeding::Search(Some(*upper)),
                 planning::SeedPlan::Exact(ids) => {
                     among = ids.iter().map(|id| &**id).collect();

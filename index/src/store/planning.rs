@@ -14,6 +14,8 @@
 
 use std::sync::Arc;
 
+use allidb_storage::hlc::wall_nanos;
+
 use super::facts::{FactTable, Filter};
 use crate::vector::VectorIndexOptions;
 
@@ -85,16 +87,35 @@ pub fn plan(
     let small = is_small(options, cardinality.upper, total)
         || is_small(options, cardinality.estimate.ceil() as usize, total);
     if small {
-        let matching: Vec<Arc<str>> = match payload.candidates(&expression) {
-            Some(candidates) => candidates
-                .into_iter()
-                .filter(|id| facts.get(id).is_some_and(|m| filter.allows(id, m)))
-                .collect(),
-            None => facts
-                .scan_matches(filter)
-                .into_iter()
-                .map(Arc::from)
-                .collect(),
+        let split = if facts.has_expired(wall_nanos()) {
+            // An expired entity is still posted until the sweep: check every candidate.
+            None
+        } else {
+            payload.split_candidates(&expression)
+        };
+        let matching: Vec<Arc<str>> = match split {
+            // Only the uncertain candidates need the predicate (a range's bound posting): the
+            // rest match by construction (`split_candidates`), which saves a facts lookup and
+            // an evaluation per match.
+            Some((mut certain, check)) => {
+                certain.extend(
+                    check
+                        .into_iter()
+                        .filter(|id| facts.get(id).is_some_and(|m| filter.allows(id, m))),
+                );
+                certain
+            }
+            None => match payload.candidates(&expression) {
+                Some(candidates) => candidates
+                    .into_iter()
+                    .filter(|id| facts.get(id).is_some_and(|m| filter.allows(id, m)))
+                    .collect(),
+                None => facts
+                    .scan_matches(filter)
+                    .into_iter()
+                    .map(Arc::from)
+                    .collect(),
+            },
         };
         let report = PlanReport {
             plan: "exact",

@@ -12,6 +12,7 @@
 //! indexed all the same, and one entity never keeps the rest of a batch from the indexes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use allidb_storage::Engine;
 use allidb_storage::cell::{AttributeValue, EdgeValue, EntityBody};
@@ -20,11 +21,11 @@ use allidb_storage::partition::PartitionState;
 use allidb_storage::types::SeqNo;
 use parking_lot::{Mutex, RwLock};
 
-use super::facts::{EntityMeta, FactTable};
+use super::facts::{EntityMeta, FactTable, Filter};
 use crate::error::{Error, Result};
 use crate::graph::{EdgeSpec, GraphIndex};
 use crate::lexical::{LexicalIndex, LexicalOptions};
-use crate::vector::{VectorIndex, VectorIndexOptions};
+use crate::vector::{FilterMemo, VectorIndex, VectorIndexOptions};
 
 /// The indexes of one tenant.
 #[derive(Debug)]
@@ -40,6 +41,20 @@ pub struct TenantIndexes {
     /// Entities whose stored current vector the vector index refused (its dimension is not
     /// the one in force): indexed without it until the dimension frees up.
     unindexed: Mutex<BTreeSet<String>>,
+    /// The filter memos of the latest filtered graph searches, most recent last (see
+    /// [`TenantIndexes::filter_memo`]).
+    filter_memos: Mutex<Vec<MemoEntry>>,
+}
+
+/// Filter memos kept per tenant at most (each holds 2 bits per internal vector id).
+const FILTER_MEMOS: usize = 8;
+
+/// A filter's memo, valid while the facts stay at `generation`.
+#[derive(Debug)]
+struct MemoEntry {
+    filter: Filter,
+    generation: u64,
+    memo: Arc<FilterMemo>,
 }
 
 /// One committed cell write: `(seq, key, ts, value or tombstone)`.
@@ -150,7 +165,39 @@ impl TenantIndexes {
             facts: RwLock::default(),
             lexical: LexicalIndex::new(lexical.clone())?,
             unindexed: Mutex::default(),
+            filter_memos: Mutex::default(),
         })
+    }
+
+    /// The memo of `filter`'s answers for the facts at `generation` (the caller holds the
+    /// facts' read lock, so they stay there while it searches): the one kept from an earlier
+    /// search of the same filter at the same generation, or a new empty one (replacing the
+    /// least recently used of [`FILTER_MEMOS`]). A filter's answer for an internal vector id
+    /// depends only on that id's entity (never another: ids are not reused) and its facts, so
+    /// it holds while the generation does. Callers must not use it when answers depend on the
+    /// clock (entities with expiry times).
+    pub fn filter_memo(&self, filter: &Filter, generation: u64) -> Arc<FilterMemo> {
+        let mut memos = self.filter_memos.lock();
+        if let Some(at) = memos
+            .iter()
+            .position(|e| e.generation == generation && e.filter == *filter)
+        {
+            let entry = memos.remove(at);
+            let memo = entry.memo.clone();
+            memos.push(entry);
+            return memo;
+        }
+        memos.retain(|e| e.generation == generation);
+        if memos.len() >= FILTER_MEMOS {
+            memos.remove(0);
+        }
+        let memo = Arc::new(FilterMemo::new(self.vectors.id_bound()));
+        memos.push(MemoEntry {
+            filter: filter.clone(),
+            generation,
+            memo: memo.clone(),
+        });
+        memo
     }
 
     /// Entities whose stored vector is not indexed (its dimension differs from the index's),
@@ -357,5 +404,48 @@ impl TenantIndexes {
             .map(|e| spec(&e.relation, &e.to, e.weight))
             .collect();
         self.graph.replace_out_edges(id, &edges, seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::{Cmp, Expr, Field};
+
+    fn below(n: i64) -> Filter {
+        Filter {
+            expression: Some(Expr::Compare {
+                op: Cmp::Lt,
+                field: Field::Attribute("bucket".to_owned()),
+                value: AttributeValue::Int(n),
+            }),
+            ..Filter::default()
+        }
+    }
+
+    /// A memo is shared by the searches of one filter at one facts generation, and never
+    /// across filters or generations (its answers would be another filter's, or stale).
+    #[test]
+    fn filter_memos_are_keyed_by_filter_and_generation() {
+        let indexes =
+            TenantIndexes::new(VectorIndexOptions::default(), &LexicalOptions::default()).unwrap();
+        let a = indexes.filter_memo(&below(5), 7);
+        assert!(Arc::ptr_eq(&a, &indexes.filter_memo(&below(5), 7)));
+        assert!(!Arc::ptr_eq(&a, &indexes.filter_memo(&below(6), 7)));
+        let newer = indexes.filter_memo(&below(5), 8);
+        assert!(!Arc::ptr_eq(&a, &newer));
+        assert!(Arc::ptr_eq(&newer, &indexes.filter_memo(&below(5), 8)));
+        // Older generations are dropped; at most FILTER_MEMOS are kept.
+        for n in 0..2 * FILTER_MEMOS as i64 {
+            indexes.filter_memo(&below(n), 8);
+        }
+        assert!(indexes.filter_memos.lock().len() <= FILTER_MEMOS);
+        assert!(
+            indexes
+                .filter_memos
+                .lock()
+                .iter()
+                .all(|e| e.generation == 8)
+        );
     }
 }

@@ -77,6 +77,22 @@ pub trait AnnEngine: Send + Sync + Debug {
         ef: usize,
         allow: &(dyn Fn(usize) -> bool + Sync),
     ) -> Vec<(usize, f32)>;
+    /// Like [`AnnEngine::search_filtered`]; `refused` names ids `allow` is already known to
+    /// refuse (a cheap test), which an engine may look through rather than score: two-hop
+    /// expansion (ACORN-1), considering about `width` nodes per expanded node. The default
+    /// ignores both.
+    fn search_filtered_refusing(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        allow: &(dyn Fn(usize) -> bool + Sync),
+        refused: &(dyn Fn(usize) -> bool + Sync),
+        width: usize,
+    ) -> Vec<(usize, f32)> {
+        let _ = (refused, width);
+        self.search_filtered(query, k, ef, allow)
+    }
     /// Calls `visit(position, vector)` for each `ids[position]` the engine holds, in the order
     /// of `ids`, with the stored (prepared) vector, while holding the engine's read lock (no
     /// copy; inserts wait until it returns). Ids the engine does not hold are skipped. The

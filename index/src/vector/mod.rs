@@ -12,4 +12,4 @@ pub use engine::{AnnEngine, AnnEngineFactory, EngineParams};
 pub use flat_hnsw::FlatHnswFactory;
 pub use hnsw::HnswFactory;
 pub use metric::Metric;
-pub use tenant_index::{Rebuild, VectorHit, VectorIndex, VectorIndexOptions};
+pub use tenant_index::{FilterMemo, Rebuild, VectorHit, VectorIndex, VectorIndexOptions};

@@ -75,6 +75,8 @@ pub(super) struct Scratch {
     candidates: BinaryHeap<Reverse<Scored>>,
     /// Best nodes found, farthest on top; at most `ef`.
     results: BinaryHeap<Scored>,
+    /// A filtered search's refused neighbours of the node it expands.
+    bridges: Vec<u32>,
 }
 
 impl Scratch {
@@ -91,6 +93,12 @@ impl Scratch {
         }
         self.candidates.clear();
         self.results.clear();
+    }
+
+    /// Whether `node` was visited.
+    #[inline]
+    fn is_visited(&self, node: u32) -> bool {
+        self.visited[node as usize] == self.stamp
     }
 
     /// Marks `node` visited; false if it already was.
@@ -110,6 +118,16 @@ impl Scratch {
         out.sort_unstable();
         out
     }
+}
+
+/// Nodes a filtered search knows its filter refuses, and how far it looks through them.
+#[derive(Clone, Copy)]
+pub(super) struct Refused<'a> {
+    /// True for a node the filter is known to refuse.
+    pub(super) refused: &'a dyn Fn(u32) -> bool,
+    /// Allowed (or unknown) nodes considered per expanded node, direct neighbours first, then
+    /// the neighbours of its refused ones.
+    pub(super) width: usize,
 }
 
 /// What neighbour selection decided about one candidate.
@@ -371,6 +389,14 @@ impl Graph {
     /// `None`) in `scratch`'s result heap. Disallowed nodes are walked through but never
     /// returned; with a filter the walk only stops once `ef` allowed nodes are held (hnswlib's
     /// rule), so a very selective filter explores much of the graph.
+    ///
+    /// `refused` (with a filter) names nodes the filter is already known to refuse. Such a
+    /// node is neither scored nor queued: the walk looks through it at its own neighbours
+    /// instead (ACORN-1's two-hop expansion). Per expanded node, the direct neighbours not
+    /// refused come first; then refused ones bridge (each once per search, its whole list)
+    /// while fewer than `width` nodes were considered. A node not known to be refused is
+    /// walked as without `refused` (scored; queued when close enough; returned if allowed).
+    #[allow(clippy::too_many_arguments)]
     fn search_level(
         &self,
         query: &[f32],
@@ -379,6 +405,7 @@ impl Graph {
         ef: usize,
         scratch: &mut Scratch,
         allow: Option<&dyn Fn(u32) -> bool>,
+        refused: Option<Refused<'_>>,
     ) {
         scratch.begin(self.len());
         scratch.visit(start.node);
@@ -389,6 +416,11 @@ impl Graph {
             bound = start.distance;
         }
         scratch.candidates.push(Reverse(start));
+        let width = refused.map_or(0, |r| r.width);
+        let refused = refused.map(|r| r.refused);
+        // Refused direct neighbours of the node being expanded (looked through after the
+        // direct ones).
+        let mut bridges = std::mem::take(&mut scratch.bridges);
         while let Some(Reverse(current)) = scratch.candidates.pop() {
             if current.distance > bound && (scratch.results.len() >= ef || allow.is_none()) {
                 break;
@@ -397,33 +429,83 @@ impl Graph {
             if let Some(first) = neighbours.first() {
                 self.prefetch_node(first.load(Relaxed), scratch);
             }
+            bridges.clear();
+            let mut scored = 0;
             for (position, slot) in neighbours.iter().enumerate() {
                 let neighbour = slot.load(Relaxed);
                 if let Some(next) = neighbours.get(position + 1) {
                     self.prefetch_node(next.load(Relaxed), scratch);
                 }
+                if refused.is_some_and(|r| r(neighbour)) {
+                    // Marked visited only once it bridges: one left out by `width` here may
+                    // bridge from another node.
+                    if !scratch.is_visited(neighbour) {
+                        bridges.push(neighbour);
+                    }
+                    continue;
+                }
+                scored += 1;
                 if !scratch.visit(neighbour) {
                     continue;
                 }
-                let distance = self.distance_to(query, neighbour);
-                if scratch.results.len() < ef || distance < bound {
-                    let scored = Scored {
-                        distance,
-                        node: neighbour,
-                    };
-                    // It may be expanded soon: start loading its neighbour list.
-                    prefetch(self.neighbour_block(neighbour, level).as_ptr());
-                    scratch.candidates.push(Reverse(scored));
-                    if allowed(neighbour) {
-                        scratch.results.push(scored);
-                        if scratch.results.len() > ef {
-                            scratch.results.pop();
-                        }
-                    }
-                    if let Some(worst) = scratch.results.peek() {
-                        bound = worst.distance;
-                    }
+                self.consider(query, neighbour, level, ef, scratch, &mut bound, &allowed);
+            }
+            for &bridge in &bridges {
+                if scored >= width {
+                    break;
                 }
+                if !scratch.visit(bridge) {
+                    continue;
+                }
+                for slot in self.neighbours(bridge, level) {
+                    let neighbour = slot.load(Relaxed);
+                    // A refused node is not marked visited here: it may bridge later.
+                    if refused.is_some_and(|r| r(neighbour)) {
+                        continue;
+                    }
+                    scored += 1;
+                    if !scratch.visit(neighbour) {
+                        continue;
+                    }
+                    self.consider(query, neighbour, level, ef, scratch, &mut bound, &allowed);
+                }
+            }
+        }
+        bridges.clear();
+        scratch.bridges = bridges;
+    }
+
+    /// Scores one newly visited node of a beam search: queued when it may improve the
+    /// results, kept in them when `allowed`.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn consider(
+        &self,
+        query: &[f32],
+        neighbour: u32,
+        level: usize,
+        ef: usize,
+        scratch: &mut Scratch,
+        bound: &mut f32,
+        allowed: &dyn Fn(u32) -> bool,
+    ) {
+        let distance = self.distance_to(query, neighbour);
+        if scratch.results.len() < ef || distance < *bound {
+            let scored = Scored {
+                distance,
+                node: neighbour,
+            };
+            // It may be expanded soon: start loading its neighbour list.
+            prefetch(self.neighbour_block(neighbour, level).as_ptr());
+            scratch.candidates.push(Reverse(scored));
+            if allowed(neighbour) {
+                scratch.results.push(scored);
+                if scratch.results.len() > ef {
+                    scratch.results.pop();
+                }
+            }
+            if let Some(worst) = scratch.results.peek() {
+                *bound = worst.distance;
             }
         }
     }
@@ -437,6 +519,7 @@ impl Graph {
         ef: usize,
         scratch: &mut Scratch,
         allow: Option<&dyn Fn(u32) -> bool>,
+        refused: Option<Refused<'_>>,
     ) -> Vec<Scored> {
         if k == 0 || query.len() != self.dim {
             return Vec::new();
@@ -444,7 +527,7 @@ impl Graph {
         let Some(start) = self.descend(query, 0) else {
             return Vec::new();
         };
-        self.search_level(query, start, 0, ef.max(k), scratch, allow);
+        self.search_level(query, start, 0, ef.max(k), scratch, allow, refused);
         let mut found = scratch.take_sorted_results();
         found.truncate(k);
         found
@@ -523,7 +606,7 @@ impl Graph {
             start = self.greedy_closest(vector, start, upper);
         }
         for layer in (0..=level.min(self.max_level)).rev() {
-            self.search_level(vector, start, layer, ef, scratch, None);
+            self.search_level(vector, start, layer, ef, scratch, None, None);
             let mut candidates = scratch.take_sorted_results();
             candidates.retain(|c| c.node != node);
             // The next level starts from the nearest node already linked on every level
@@ -610,7 +693,7 @@ impl Graph {
         let Some(start) = self.descend(vector, 0) else {
             return false;
         };
-        self.search_level(vector, start, 0, ef, scratch, None);
+        self.search_level(vector, start, 0, ef, scratch, None, None);
         scratch
             .take_sorted_results()
             .into_iter()

@@ -33,7 +33,7 @@ use parking_lot::{Mutex, RwLock, RwLockUpgradableReadGuard, RwLockWriteGuard};
 use crate::error::{Error, Result};
 use crate::vector::engine::{AnnEngine, AnnEngineFactory, EngineParams};
 use crate::vector::metric::Metric;
-use graph::{Graph, MAX_LEVEL, Scored, Scratch};
+use graph::{Graph, MAX_LEVEL, Refused, Scored, Scratch};
 
 /// Graphs below this many nodes link new nodes one at a time (see `insert_batch`).
 const SERIAL_LINK_BELOW: usize = 1_024;
@@ -238,6 +238,7 @@ impl FlatHnswEngine {
         k: usize,
         ef: usize,
         allow: Option<&(dyn Fn(usize) -> bool + Sync)>,
+        refused: Option<(&(dyn Fn(usize) -> bool + Sync), usize)>,
     ) -> Vec<(usize, f32)> {
         let graph = self.graph.read();
         let allow_node = allow.map(|allow| {
@@ -245,8 +246,19 @@ impl FlatHnswEngine {
             move |node: u32| allow(graph.labels[node as usize])
         });
         let allow_node: Option<&dyn Fn(u32) -> bool> = allow_node.as_ref().map(|f| f as _);
-        let found: Vec<Scored> =
-            self.with_scratch(|scratch| graph.search(query, k, ef, scratch, allow_node));
+        let refused_node = refused.map(|(refused, _)| {
+            let graph = &*graph;
+            move |node: u32| refused(graph.labels[node as usize])
+        });
+        let refused_node = refused_node
+            .as_ref()
+            .zip(refused)
+            .map(|(f, (_, width))| Refused {
+                refused: f as &dyn Fn(u32) -> bool,
+                width,
+            });
+        let found: Vec<Scored> = self
+            .with_scratch(|scratch| graph.search(query, k, ef, scratch, allow_node, refused_node));
         found
             .into_iter()
             .map(|s| (graph.labels[s.node as usize], s.distance))
@@ -309,7 +321,7 @@ impl AnnEngine for FlatHnswEngine {
     }
 
     fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<(usize, f32)> {
-        self.search_with(query, k, ef, None)
+        self.search_with(query, k, ef, None, None)
     }
 
     fn search_filtered(
@@ -319,7 +331,19 @@ impl AnnEngine for FlatHnswEngine {
         ef: usize,
         allow: &(dyn Fn(usize) -> bool + Sync),
     ) -> Vec<(usize, f32)> {
-        self.search_with(query, k, ef, Some(allow))
+        self.search_with(query, k, ef, Some(allow), None)
+    }
+
+    fn search_filtered_refusing(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        allow: &(dyn Fn(usize) -> bool + Sync),
+        refused: &(dyn Fn(usize) -> bool + Sync),
+        width: usize,
+    ) -> Vec<(usize, f32)> {
+        self.search_with(query, k, ef, Some(allow), Some((refused, width)))
     }
 
     fn visit_vectors(&self, ids: &[usize], visit: &mut dyn FnMut(usize, &[f32])) {

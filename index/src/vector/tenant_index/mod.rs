@@ -26,6 +26,8 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -95,6 +97,30 @@ impl VectorIndexOptions {
     }
 }
 
+/// Filters keeping less than this fraction of the live vectors (by the caller's bound) are
+/// walked without two-hop expansion: at 1% two hops do not keep the allowed nodes connected
+/// (recall@10 0.92 on npm-minilm-20k, docs/benchmarks.md), at 10% they do (0.99).
+pub const TWO_HOP_MIN_SELECTIVITY: f64 = 0.1;
+/// From this fraction on, the direct neighbours mostly suffice: two-hop expansion considers
+/// `M` nodes per expanded node instead of `2M` (the scored nodes then stay near an unfiltered
+/// search's).
+pub const TWO_HOP_NARROW_SELECTIVITY: f64 = 0.3;
+
+/// How many nodes a filtered walk considers per expanded node when it looks through the
+/// nodes its filter is known to refuse (`None`: it should not, the filter is too selective),
+/// for a filter keeping at most `allowed` of `live` vectors.
+fn two_hop_width(options: &VectorIndexOptions, allowed: usize, live: usize) -> Option<usize> {
+    let selectivity = allowed as f64 / live.max(1) as f64;
+    let m = options.engine.max_connections;
+    if selectivity < TWO_HOP_MIN_SELECTIVITY {
+        None
+    } else if selectivity < TWO_HOP_NARROW_SELECTIVITY {
+        Some(2 * m)
+    } else {
+        Some(m)
+    }
+}
+
 fn validate_ef(ef: usize) -> Result<()> {
     if !(1..=4096).contains(&ef) {
         return Err(Error::invalid(format!(
@@ -102,6 +128,56 @@ fn validate_ef(ef: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// What a filter said of each internal id, remembered across the searches of one filter while
+/// the entities' facts do not change (the caller keys it, see `TenantIndexes::filter_memo`).
+///
+/// Two bits per internal id (known, allowed), in relaxed atomics: concurrent searches fill it
+/// together, and a race only evaluates an id twice. An internal id's entity never changes
+/// (ids are never reused), so an answer stays true as long as the facts the filter read do;
+/// ids beyond the memo's capacity (created after it) are evaluated each time.
+#[derive(Debug)]
+pub struct FilterMemo {
+    words: Box<[AtomicU64]>,
+}
+
+impl FilterMemo {
+    /// A memo knowing nothing, for internal ids below `ids`.
+    pub fn new(ids: usize) -> Self {
+        Self {
+            words: (0..ids.div_ceil(32)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// What the filter said of `id`, computing (and remembering) it with `evaluate` the first
+    /// time.
+    #[inline]
+    pub fn get_or(&self, id: usize, evaluate: impl FnOnce() -> bool) -> bool {
+        let Some(word) = self.words.get(id / 32) else {
+            return evaluate();
+        };
+        let shift = (id % 32) * 2;
+        let bits = word.load(Relaxed) >> shift;
+        if bits & 1 == 1 {
+            return bits & 2 == 2;
+        }
+        let allowed = evaluate();
+        word.fetch_or((1 | (u64::from(allowed) << 1)) << shift, Relaxed);
+        allowed
+    }
+
+    /// The remembered answer for `id`, if any.
+    #[inline]
+    pub fn known(&self, id: usize) -> Option<bool> {
+        let bits = self.words.get(id / 32)?.load(Relaxed) >> ((id % 32) * 2);
+        (bits & 1 == 1).then_some(bits & 2 == 2)
+    }
+
+    /// Internal ids this memo can hold.
+    pub fn capacity(&self) -> usize {
+        self.words.len() * 32
+    }
 }
 
 /// One search result.
@@ -220,6 +296,11 @@ impl VectorIndex {
     /// The fixed dimension, once known.
     pub fn dimension(&self) -> Option<usize> {
         self.state.read().dimension
+    }
+
+    /// Every internal id given so far is below this (the size a [`FilterMemo`] needs).
+    pub fn id_bound(&self) -> usize {
+        self.state.read().next_id
     }
 
     /// Number of live vectors.
@@ -505,6 +586,22 @@ impl VectorIndex {
         filter: Option<&(dyn Fn(&str) -> bool + Sync)>,
         allowed_hint: Option<usize>,
     ) -> Result<Vec<VectorHit>> {
+        self.search_memo(query, k, ef, filter, allowed_hint, None)
+    }
+
+    /// [`VectorIndex::search`], with the filter's answers inside the graph walk read from (and
+    /// written to) `memo` when given: a node the filter already refused costs a bit test
+    /// instead of a lookup of its entity and an evaluation. The caller guarantees that `filter`
+    /// gives the same answers as when the memo was filled.
+    pub fn search_memo(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Option<&(dyn Fn(&str) -> bool + Sync)>,
+        allowed_hint: Option<usize>,
+        memo: Option<&FilterMemo>,
+    ) -> Result<Vec<VectorHit>> {
         let ef = ef.unwrap_or(self.options.ef_search);
         validate_ef(ef)?;
         let state = self.state.read();
@@ -544,12 +641,33 @@ impl VectorIndex {
             match filter {
                 Some(filter) => {
                     let allow = |id: usize| {
-                        state
-                            .slots
-                            .get(&id)
-                            .is_some_and(|slot| slot.indexed() && filter(&slot.entity))
+                        if memo.is_some_and(|m| m.known(id) == Some(false)) {
+                            return false;
+                        }
+                        state.slots.get(&id).is_some_and(|slot| {
+                            slot.indexed()
+                                && match memo {
+                                    Some(memo) => memo.get_or(id, || filter(&slot.entity)),
+                                    None => filter(&slot.entity),
+                                }
+                        })
                     };
-                    let raw = state.engine.search_filtered(&query, k, ef.max(k), &allow);
+                    let width = allowed_hint
+                        .and_then(|allowed| two_hop_width(&self.options, allowed, live));
+                    let raw = match (memo, width) {
+                        (Some(memo), Some(width)) => {
+                            let refused = |id: usize| memo.known(id) == Some(false);
+                            state.engine.search_filtered_refusing(
+                                &query,
+                                k,
+                                ef.max(k),
+                                &allow,
+                                &refused,
+                                width,
+                            )
+                        }
+                        _ => state.engine.search_filtered(&query, k, ef.max(k), &allow),
+                    };
                     let found = raw.len() + hits.len();
                     if found < k && allowed_hint.is_none_or(|allowed| allowed > found) {
                         // The walk found fewer allowed nodes than may exist: scan exactly.

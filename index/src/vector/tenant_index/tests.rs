@@ -221,3 +221,74 @@ fn old_formats_and_damaged_engine_dumps_are_corruption_errors() {
         "{err}"
     );
 }
+
+/// A filter memo remembers one answer per internal id (evaluated once), knows nothing beyond
+/// its capacity, and a filtered search through it (two-hop expansion included, once it knows
+/// the refused ids) returns what the search without it returns, for the same filter.
+#[test]
+fn filter_memo_answers_once_per_id_and_keeps_results_equal() {
+    let memo = FilterMemo::new(40);
+    assert!(memo.capacity() >= 40);
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let calls = &calls;
+    let evaluate = |answer: bool| {
+        move || {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            answer
+        }
+    };
+    assert_eq!(memo.known(3), None);
+    assert!(!memo.get_or(3, evaluate(false)));
+    assert!(!memo.get_or(3, evaluate(true)));
+    assert!(memo.get_or(4, evaluate(true)));
+    assert_eq!(memo.known(3), Some(false));
+    assert_eq!(memo.known(4), Some(true));
+    assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let beyond = memo.capacity() + 1;
+    assert!(memo.get_or(beyond, evaluate(true)));
+    assert_eq!(memo.known(beyond), None);
+
+    // Exact-scan thresholds at zero: every filtered search walks the graph.
+    let index = VectorIndex::new(VectorIndexOptions {
+        exact_scan_max_allowed: 0,
+        exact_scan_max_fraction: 0.0,
+        ..VectorIndexOptions::default()
+    })
+    .unwrap();
+    for i in 0..2_000 {
+        index
+            .upsert(&format!("e{i:03}"), &vector(i), i as u64 + 1)
+            .unwrap();
+    }
+    assert_eq!(index.index_pending(usize::MAX), 2_000);
+    // 75% (two-hop width M) and 1 in 7 (~14%, width 2M).
+    let most = |i: usize| !i.is_multiple_of(4);
+    let few = |i: usize| i.is_multiple_of(7);
+    let filters: [(&(dyn Fn(usize) -> bool + Sync), usize); 2] = [(&most, 1_500), (&few, 286)];
+    for (keep, hint) in filters {
+        let allowed = |entity: &str| {
+            entity
+                .trim_start_matches('e')
+                .parse::<usize>()
+                .is_ok_and(keep)
+        };
+        let memo = FilterMemo::new(index.id_bound());
+        for i in (0..2_000).step_by(97) {
+            let query = vector(i);
+            let plain = index
+                .search(&query, 10, None, Some(&allowed), Some(hint))
+                .unwrap();
+            assert_eq!(plain.len(), 10);
+            // Twice: the first fills the memo, the second looks through what it refused.
+            for _ in 0..2 {
+                let memoised = index
+                    .search_memo(&query, 10, None, Some(&allowed), Some(hint), Some(&memo))
+                    .unwrap();
+                assert!(memoised.iter().all(|hit| allowed(&hit.entity_id)));
+                let common = memoised.iter().filter(|hit| plain.contains(hit)).count();
+                assert!(common >= 9, "{memoised:?} vs {plain:?}");
+            }
+        }
+        assert!((0..index.id_bound()).any(|id| memo.known(id) == Some(false)));
+    }
+}
