@@ -5,8 +5,10 @@
 //! Every movement goes: `stream` (write both, read old) → barrier → every node that takes
 //! ranges streams them → `read_new` (write both, read new) → barrier → finish (a bootstrapped
 //! node `normal`, a leaving one `left`). A barrier waits until every live node has applied the
-//! version of the step before (a call, not a sleep); a node that is down is skipped (it catches
-//! up from the log before it serves again). A movement is rolled back when the node joining or
+//! version of the step before, in its log and in the view its coordinator plans by, raised its
+//! fence and drained the writes it admitted on older versions (a call, not a sleep; module
+//! [`super::fence`]); a node that is down is skipped (it catches up from the log before it
+//! serves again). A movement is rolled back when the node joining or
 //! decommissioned is down, or its steps keep failing, for [`ABORT_AFTER`]. Between movements it
 //! keeps the voters at 1, 3 or 5 of the `normal` nodes. On every node it ends the cleanups
 //! nobody runs any more ([`TopologyLog::end_abandoned_cleanups`]).
