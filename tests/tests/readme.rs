@@ -195,14 +195,10 @@ struct DevRing(PathBuf);
 impl Drop for DevRing {
     fn drop(&mut self) {
         let pids = std::fs::read_to_string(self.0.join("pids")).unwrap_or_default();
-        for pid in pids
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            // SAFETY: kill(2) on a pid the dev ring script started; no memory is involved.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
+        let pids: Vec<&str> = pids.split_whitespace().collect();
+        if !pids.is_empty() {
+            // Already stopped by the walkthrough's last command unless a step failed.
+            let _ = Command::new("kill").arg("-KILL").args(&pids).output();
         }
     }
 }
