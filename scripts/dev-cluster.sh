@@ -24,6 +24,13 @@ while [ $# -gt 0 ]; do
     *) echo "dev-cluster: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+case "$port" in
+  ''|*[!0-9]*) echo "dev-cluster: --base-port $port is not a port number" >&2; exit 2 ;;
+esac
+if [ "$port" -lt 1024 ] || [ $((port + 10 * nodes)) -gt 65535 ]; then
+  echo "dev-cluster: --base-port $port leaves no room for $nodes nodes in 1024..65535" >&2
+  exit 2
+fi
 if [ -z "$bin" ]; then
   root="$(cd "$(dirname "$0")/.." && pwd)"
   (cd "$root" && cargo build --release -p allidb-cmd --bins)

@@ -398,6 +398,21 @@ async fn internal_join_and_leave_requests_with_a_bad_field_are_refused_naming_it
     use allidb_cluster::proto as internal;
     use allidb_tests::ring::SECRET;
 
+    /// `answer` is a refusal with `code` whose message contains `named`.
+    fn assert_refused_naming<T: std::fmt::Debug>(
+        answer: Result<T, tonic::Status>,
+        code: tonic::Code,
+        named: &str,
+        label: &str,
+    ) {
+        let refused = answer.expect_err("a request with a bad field is refused");
+        assert_eq!(refused.code(), code, "{label}: {refused:?}");
+        assert!(
+            refused.message().contains(named),
+            "{label} names {named:?}: {refused:?}"
+        );
+    }
+
     /// `message` with the ring's credentials.
     fn signed<T>(message: T) -> tonic::Request<T> {
         let mut call = tonic::Request::new(message);
@@ -513,15 +528,8 @@ async fn internal_join_and_leave_requests_with_a_bad_field_are_refused_naming_it
         ),
     ];
     for (i, (join, code, named)) in joins.into_iter().enumerate() {
-        let refused = client
-            .join(signed(join))
-            .await
-            .expect_err("a join with a bad field is refused");
-        assert_eq!(refused.code(), code, "join {i}: {refused:?}");
-        assert!(
-            refused.message().contains(named),
-            "join {i} names {named:?}: {refused:?}"
-        );
+        let refused = client.join(signed(join)).await;
+        assert_refused_naming(refused, code, named, &format!("join {i}"));
     }
     let good_leave = internal::LeaveRequest {
         header: Some(header(&host_id_of(n0, "n0"))),
@@ -556,15 +564,8 @@ async fn internal_join_and_leave_requests_with_a_bad_field_are_refused_naming_it
         ),
     ];
     for (i, (leave, code, named)) in leaves.into_iter().enumerate() {
-        let refused = client
-            .leave(signed(leave))
-            .await
-            .expect_err("a leave with a bad field is refused");
-        assert_eq!(refused.code(), code, "leave {i}: {refused:?}");
-        assert!(
-            refused.message().contains(named),
-            "leave {i} names {named:?}: {refused:?}"
-        );
+        let refused = client.leave(signed(leave)).await;
+        assert_refused_naming(refused, code, named, &format!("leave {i}"));
     }
     // Without the ring's credentials: refused before any field is read.
     let unsigned = client
