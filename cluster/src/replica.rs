@@ -14,8 +14,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use allidb_index::UnifiedStore;
-use allidb_index::store::{HopNode, HopRequest, SeedCandidate};
+use allidb_index::store::{HopNode, HopRequest, QueryAnswer, SeedCandidate};
+use allidb_index::{QueryRequest, UnifiedStore};
 use allidb_storage::Durability;
 use allidb_storage::partition::CellVersion;
 use tokio::sync::watch;
@@ -208,16 +208,42 @@ impl LocalReplica {
             .map_err(ClusterError::Store)
     }
 
+    /// Runs `read` over the in-memory indexes of `tenant`: right here on the async worker
+    /// when the store says they are light to read (as a single node serves a light query:
+    /// handing it to another thread costs more than the read), else on the blocking pool.
+    async fn on_indexes<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        tenant: &str,
+        read: impl FnOnce(&UnifiedStore) -> allidb_index::Result<T> + Send + 'static,
+    ) -> Result<T, ClusterError> {
+        if self.store.index_reads_are_light(tenant) {
+            return read(&self.store).map_err(ClusterError::Store);
+        }
+        self.on_store(what, read).await
+    }
+
+    /// A whole query from this replica's own indexes (for a coordinator holding every range).
+    pub async fn answer(
+        &self,
+        tenant: &str,
+        request: QueryRequest,
+    ) -> Result<QueryAnswer, ClusterError> {
+        let owned = tenant.to_owned();
+        self.on_indexes("query", tenant, move |store| store.answer(&owned, &request))
+            .await
+    }
+
     /// A cluster-wide query's candidate search over everything this replica holds.
     pub async fn search_seeds(
         &self,
         tenant: &str,
         search: SeedSearch,
     ) -> Result<Vec<SeedCandidate>, ClusterError> {
-        let tenant = tenant.to_owned();
-        self.on_store("seed search", move |store| {
+        let owned = tenant.to_owned();
+        self.on_indexes("seed search", tenant, move |store| {
             store.search_seeds(
-                &tenant,
+                &owned,
                 &search.vector,
                 search.count,
                 search.ef,
@@ -233,8 +259,8 @@ impl LocalReplica {
         tenant: &str,
         hop: HopRequest,
     ) -> Result<Vec<HopNode>, ClusterError> {
-        let tenant = tenant.to_owned();
-        self.on_store("hop", move |store| store.describe_hop(&tenant, &hop))
+        let owned = tenant.to_owned();
+        self.on_indexes("hop", tenant, move |store| store.describe_hop(&owned, &hop))
             .await
     }
 

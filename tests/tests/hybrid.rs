@@ -2,7 +2,8 @@
 //! `allidbd`: text-only, vector-only and fused queries through `Query`, `QueryBatch` and the
 //! HTTP gateway, the lexical part of `explain`, filters on lexical candidates, every bad input
 //! `INVALID_ARGUMENT` naming its field, the same answers after a `kill -9` (the lexical index
-//! caught up from its dump and the WAL), and the refusal on a ring.
+//! caught up from its dump and the WAL), and text queries on a ring (answered by a node holding
+//! every range, refused naming the field elsewhere).
 
 use allidb_api::pb::{self, allidb_client::AlliDbClient};
 use allidb_tests::{Daemon, http_call, request};
@@ -423,29 +424,82 @@ async fn hybrid_queries_answer_explain_and_survive_a_kill() {
     assert_eq!(ids(&late), ["late-addition"]);
 }
 
+/// On a ring, a text query is answered by a node that replicates every token range, as one
+/// node answers it; a node that would need other nodes' ranges (here: a routing key ranking
+/// the other node first) refuses it, naming the field, and still serves vector queries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ring_refuses_text_queries_and_serves_vector_queries() {
-    let nodes = allidb_tests::ring::start_ring(1, "");
-    let mut client = nodes[0].client().await;
-    load(&mut client).await;
-    let status = query(&mut client, text_query("left-pad"))
+async fn a_ring_answers_text_queries_on_a_node_holding_every_range() {
+    let nodes = allidb_tests::ring::start_ring(2, "replication_factor = 2\n");
+    let mut clients = [nodes[0].client().await, nodes[1].client().await];
+    let entities = DOCS
+        .iter()
+        .map(|(id, kind, text, v)| entity(id, kind, text, *v))
+        .collect();
+    let loaded = clients[0]
+        .batch_put_entities(request(
+            pb::BatchPutEntitiesRequest {
+                entities,
+                consistency_level: pb::ConsistencyLevel::ConsistencyAll as i32,
+                ..Default::default()
+            },
+            None,
+        ))
         .await
-        .expect_err("refused on a ring");
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert!(
-        status.message().contains("single node only"),
-        "{}",
-        status.message()
-    );
-    let vector = query(
-        &mut client,
-        pb::QueryRequest {
-            query_vector: vec![1.0, 0.0, 0.0],
-            k: 1,
-            ..Default::default()
-        },
-    )
-    .await
-    .expect("a vector query on the ring");
-    assert_eq!(ids(&vector), ["left-pad"]);
+        .expect("the load succeeds at ALL")
+        .into_inner();
+    assert!(loaded.success, "{loaded:?}");
+    // Both nodes hold every range: each answers as the single node does.
+    for client in &mut clients {
+        check_answers(client).await;
+    }
+    // With a routing key one node ranks first on both: it answers, the other refuses.
+    let routed = |message: pb::QueryRequest| pb::QueryRequest {
+        routing_key: "user-42".to_owned(),
+        ..message
+    };
+    let mut answered = 0;
+    for client in &mut clients {
+        match query(client, routed(text_query("left-pad"))).await {
+            Ok(reply) => {
+                answered += 1;
+                assert_eq!(ids(&reply), ["left-pad", "readme", "pad-right"]);
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+                let message = status.message();
+                assert!(
+                    message.starts_with("text: ") && message.contains("routing key"),
+                    "{message}"
+                );
+                let batch = client
+                    .query_batch(request(
+                        pb::QueryBatchRequest {
+                            options: Some(routed(pb::QueryRequest {
+                                k: 5,
+                                ..Default::default()
+                            })),
+                            vectors: Vec::new(),
+                            texts: vec!["left-pad".to_owned()],
+                        },
+                        None,
+                    ))
+                    .await
+                    .expect_err("a text batch refused on this node");
+                assert_eq!(batch.code(), Code::FailedPrecondition, "{batch:?}");
+                assert!(batch.message().starts_with("texts[0]: "), "{batch:?}");
+                let vector = query(
+                    client,
+                    routed(pb::QueryRequest {
+                        query_vector: vec![1.0, 0.0, 0.0],
+                        k: 1,
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .expect("a vector query is served across the ring");
+                assert_eq!(ids(&vector), ["left-pad"]);
+            }
+        }
+    }
+    assert_eq!(answered, 1, "exactly the node ranked first answers");
 }

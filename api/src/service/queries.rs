@@ -6,6 +6,7 @@
 //! worker unless the store says it is light.
 
 use super::*;
+use allidb_cluster::ClusterError;
 
 impl AlliDbService {
     pub(super) async fn query_rpc(
@@ -24,9 +25,6 @@ impl AlliDbService {
         let tenant = caller.tenant;
         let chunks = params.include_context && params.context_chunks;
         let (reply, report) = if let Some(reads) = self.cluster_reads() {
-            if params.text.is_some() {
-                return Err(text_on_a_ring("text"));
-            }
             let read = ReadOptions {
                 allow_partial: request.allow_partial,
                 ..ReadOptions::at(level).routed(&request.routing_key)
@@ -39,7 +37,7 @@ impl AlliDbService {
             let (reply, report) = reads
                 .query(&tenant, &store_request, read, chunks)
                 .await
-                .map_err(|e| errors::cluster_status("query", e))?;
+                .map_err(|e| ring_query_status("query", "text", e))?;
             (reply, Some(report))
         } else {
             let store = self.open_store()?;
@@ -104,14 +102,8 @@ impl AlliDbService {
                             validate::in_field("options", errors::store_status("query batch", e))
                         })?;
                 }
-                if !texts.is_empty() {
-                    return Err(text_on_a_ring("texts"));
-                }
-                ring_query_batch(reads, &caller.tenant, template, vectors, read)
-                    .await?
-                    .into_iter()
-                    .map(|(hits, report)| (hits, report, None))
-                    .collect()
+                let queries = batch_queries(vectors, texts);
+                ring_query_batch(reads, &caller.tenant, template, queries, read).await?
             }
             None => self
                 .query_vectors(caller.tenant, template, batch_queries(vectors, texts))
@@ -260,13 +252,17 @@ impl AlliDbService {
     }
 }
 
-/// The refusal of a text query on a ring (its statistics are per node: not served yet).
-fn text_on_a_ring(field: &str) -> Status {
-    Status::failed_precondition(format!(
-        "{field}: hybrid and text search are served by a single node only for now; on a ring \
-         BM25 needs ring-wide term statistics (docs/api.md \"Hybrid search\"). Send \
-         query_vector alone"
-    ))
+/// The status of a ring query's failure; a text query this node cannot answer names
+/// `text_field`.
+fn ring_query_status(operation: &str, text_field: &str, error: ClusterError) -> Status {
+    match error {
+        ClusterError::TextNotCovered { .. } => Status::failed_precondition(format!(
+            "{text_field}: {error}; BM25 needs ring-wide term statistics, which a node holding \
+             every range has (docs/api.md \"Hybrid search\"). Send the query to such a node, \
+             or send query_vector alone"
+        )),
+        other => errors::cluster_status(operation, other),
+    }
 }
 
 /// A batch's queries: vector i with text i, vectors alone, or texts alone (empty vectors).
@@ -282,17 +278,19 @@ fn batch_queries(vectors: Vec<Vec<f32>>, texts: Vec<String>) -> Vec<(Vec<f32>, O
 }
 
 /// A `QueryBatch` on a ring: the queries run over every range concurrently; a failed query
-/// fails the call, its status naming the vector (`vectors[i]: ...`).
+/// fails the call, its status naming the query (`vectors[i]: ...`, or `texts[i]: ...` for a
+/// text query this node cannot answer).
 async fn ring_query_batch(
     reads: &ClusterQuery,
     tenant: &str,
     template: QueryRequest,
-    vectors: Vec<Vec<f32>>,
+    queries: Vec<(Vec<f32>, Option<String>)>,
     read: ReadOptions,
-) -> Result<Vec<(Vec<QueryHit>, Option<ReadReport>)>, Status> {
-    let queries = vectors.into_iter().map(|vector| {
+) -> Result<Vec<(Vec<QueryHit>, Option<ReadReport>, Option<PlanReport>)>, Status> {
+    let queries = queries.into_iter().map(|(vector, text)| {
         let request = QueryRequest {
             vector,
+            text,
             ..template.clone()
         };
         async move { reads.query(tenant, &request, read, false).await }
@@ -303,13 +301,17 @@ async fn ring_query_batch(
         .enumerate()
         .map(|(index, reply)| {
             reply
-                .map(|(reply, report)| (reply.hits, Some(report)))
+                .map(|(reply, report)| (reply.hits, Some(report), reply.plan))
                 .map_err(|error| {
-                    let status = errors::cluster_status("query batch", error);
-                    Status::new(
-                        status.code(),
-                        format!("vectors[{index}]: {}", status.message()),
-                    )
+                    let status =
+                        ring_query_status("query batch", &format!("texts[{index}]"), error);
+                    match status.message().starts_with("texts[") {
+                        true => status,
+                        false => Status::new(
+                            status.code(),
+                            format!("vectors[{index}]: {}", status.message()),
+                        ),
+                    }
                 })
         })
         .collect()

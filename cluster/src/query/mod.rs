@@ -45,7 +45,9 @@ use std::time::Instant;
 
 use allidb_index::graph::{Reached, TraversalOptions, Truncation};
 use allidb_index::query::{QueryPlan, Ranked, SimilaritySource, rank};
-use allidb_index::store::{HopNode, HopRequest, SeedCandidate, StepRequest, edges_between};
+use allidb_index::store::{
+    HopNode, HopRequest, QueryAnswer, SeedCandidate, StepRequest, WalkContext, edges_between,
+};
 use allidb_index::vector::{Metric, VectorHit};
 use allidb_index::{Filter, QueryContext, QueryHit, QueryReply, QueryRequest, TraverseHit};
 use allidb_storage::cell::Entity;
@@ -133,70 +135,20 @@ impl ClusterQuery {
         plan.validate()?;
         metrics::counter!("allidb_cluster_queries_total", "kind" => "query").increment(1);
         let fanout = self.fanout(tenant, read);
-        let search = SeedSearch {
-            vector: request.vector.clone(),
-            count: plan.seed_count(),
-            ef: plan.ef,
-            filter: request.filter.clone(),
-        };
-        let candidates = fanout.seeds(&search).await?;
-        let seeds: Vec<VectorHit> = candidates.iter().map(|c| c.hit.clone()).collect();
-        let known: HashMap<Arc<str>, HopNode> = candidates
-            .iter()
-            .map(|c| {
-                let node = HopNode {
-                    facts: Some(c.facts),
-                    similarity: Some(c.hit.similarity),
-                    matches_filter: true,
-                    ..HopNode::default()
-                };
-                (c.hit.entity_id.clone(), node)
-            })
-            .collect();
-        let starts: Vec<&str> = seeds.iter().map(|s| &*s.entity_id).collect();
-        let gathered = walk::walk_across(
-            &fanout,
-            &starts,
-            &plan.traversal,
-            &request.vector,
-            &request.filter,
-            known,
-        )
-        .await?;
-        let nodes = &gathered.nodes;
-        let matches = |id: &str| nodes.get(id).is_some_and(|n| n.matches_filter);
-        let results = {
-            let facts = |id: &str| nodes.get(id).and_then(|n| n.facts);
-            let similarities = Gathered(nodes);
-            let ranked = Ranked {
-                metric: self.metric,
-                similarities: &similarities,
-                facts: &facts,
-            };
-            let filter: Option<&dyn Fn(&str) -> bool> = if request.filter.is_empty() {
-                None
-            } else {
-                Some(&matches)
-            };
-            // Twice k, so results gone at the request's level are replaced by the next best.
-            let with_margin = QueryPlan {
-                k: plan.k.saturating_mul(2),
-                ..plan.clone()
-            };
-            let now = allidb_storage::hlc::wall_micros();
-            rank(
-                &ranked,
-                &request.vector,
-                &with_margin,
-                &seeds,
-                &gathered.walk,
-                filter,
-                now,
-            )?
-        };
         let verify = request.include_entities || level != ConsistencyLevel::One;
+        // Twice k when the results are read again at the level, so a result gone there is
+        // replaced by the next best.
+        let ranked = match verify {
+            true => plan.k.saturating_mul(2),
+            false => plan.k,
+        };
+        let answer = match fanout.covered_here()? {
+            true => fanout.answer_here(request, ranked).await?,
+            false if request.text.is_some() => return Err(fanout.text_not_covered()),
+            false => self.answer_across(&fanout, request, ranked).await?,
+        };
         let mut hits = Vec::with_capacity(plan.k);
-        let mut results = results.into_iter();
+        let mut results = answer.results.into_iter();
         while hits.len() < plan.k {
             let window: Vec<_> = results.by_ref().take(plan.k - hits.len()).collect();
             if window.is_empty() {
@@ -219,23 +171,16 @@ impl ClusterQuery {
                 }
             }
         }
-        let context = match plan.keep_walk {
-            false => None,
-            true => {
-                let walk = gathered.walk;
-                let walked = walk.reached.len();
-                let kept: Vec<Reached> = walk
-                    .reached
-                    .into_iter()
-                    .filter(|r| matches(&r.entity_id))
-                    .collect();
+        let context = match answer.context {
+            None => None,
+            Some(walk) => {
                 if context_entities {
                     fanout.report.lock().round();
                 }
                 let nodes = self
-                    .with_entities(tenant, kept, context_entities, level)
+                    .with_entities(tenant, walk.nodes, context_entities, level)
                     .await?;
-                let edges = edges_between(&nodes, walked, walk.edges);
+                let edges = edges_between(&nodes, walk.walked, walk.edges);
                 Some(QueryContext {
                     nodes,
                     edges,
@@ -246,9 +191,99 @@ impl ClusterQuery {
         let reply = QueryReply {
             hits,
             context,
-            plan: None,
+            plan: answer.plan,
         };
         Ok((reply, fanout.finish()))
+    }
+
+    /// The best `ranked` results of `request` and its kept walk, gathered from a covering set
+    /// of several hosts: their candidates merged, the walk hop by hop over the owners, the
+    /// ranking here.
+    async fn answer_across(
+        &self,
+        fanout: &Fanout<'_>,
+        request: &QueryRequest,
+        ranked: usize,
+    ) -> Result<QueryAnswer, ClusterError> {
+        let plan = &request.plan;
+        let search = SeedSearch {
+            vector: request.vector.clone(),
+            count: plan.seed_count(),
+            ef: plan.ef,
+            filter: request.filter.clone(),
+        };
+        let candidates = fanout.seeds(&search).await?;
+        let seeds: Vec<VectorHit> = candidates.iter().map(|c| c.hit.clone()).collect();
+        let known: HashMap<Arc<str>, HopNode> = candidates
+            .iter()
+            .map(|c| {
+                let node = HopNode {
+                    facts: Some(c.facts),
+                    similarity: Some(c.hit.similarity),
+                    matches_filter: true,
+                    ..HopNode::default()
+                };
+                (c.hit.entity_id.clone(), node)
+            })
+            .collect();
+        let starts: Vec<&str> = seeds.iter().map(|s| &*s.entity_id).collect();
+        let gathered = walk::walk_across(
+            fanout,
+            &starts,
+            &plan.traversal,
+            &request.vector,
+            &request.filter,
+            known,
+        )
+        .await?;
+        let nodes = &gathered.nodes;
+        let matches = |id: &str| nodes.get(id).is_some_and(|n| n.matches_filter);
+        let results = {
+            let facts = |id: &str| nodes.get(id).and_then(|n| n.facts);
+            let similarities = Gathered(nodes);
+            let ranked_by = Ranked {
+                metric: self.metric,
+                similarities: &similarities,
+                facts: &facts,
+            };
+            let filter: Option<&dyn Fn(&str) -> bool> = if request.filter.is_empty() {
+                None
+            } else {
+                Some(&matches)
+            };
+            let with_margin = QueryPlan {
+                k: ranked,
+                ..plan.clone()
+            };
+            let now = allidb_storage::hlc::wall_micros();
+            rank(
+                &ranked_by,
+                &request.vector,
+                &with_margin,
+                &seeds,
+                &gathered.walk,
+                filter,
+                now,
+            )?
+        };
+        let context = plan.keep_walk.then(|| {
+            let walk = gathered.walk;
+            WalkContext {
+                walked: walk.reached.len(),
+                nodes: walk
+                    .reached
+                    .into_iter()
+                    .filter(|r| matches(&r.entity_id))
+                    .collect(),
+                edges: walk.edges,
+                truncation: walk.truncation,
+            }
+        });
+        Ok(QueryAnswer {
+            results,
+            context,
+            plan: None,
+        })
     }
 
     /// A graph-only traversal from `starts` over the whole ring: the live nodes reached (with
@@ -636,6 +671,58 @@ impl Fanout<'_> {
             .lock()
             .call(peer_label(&self.view, host), took, rows);
         result
+    }
+
+    /// Why a text query cannot be answered here: the ranges this node does not replicate.
+    fn text_not_covered(&self) -> ClusterError {
+        let ranges = self.view.ring.ranges();
+        let rf = self.replication_factor();
+        let uncovered = ranges
+            .iter()
+            .filter(|r| {
+                !self
+                    .view
+                    .ring
+                    .replicas(r.end, rf)
+                    .hosts()
+                    .contains(&self.local)
+            })
+            .count();
+        ClusterError::TextNotCovered {
+            ranges: ranges.len(),
+            uncovered,
+        }
+    }
+
+    /// Whether this node alone covers every range (it replicates them all, and the request's
+    /// routing ranks it first): then the whole query runs on its own indexes.
+    fn covered_here(&self) -> Result<bool, ClusterError> {
+        Ok(self.cover(1)? == [self.local])
+    }
+
+    /// The best `ranked` results of `request` and its kept walk from this node's own indexes,
+    /// in one call (for a node that covers every range: [`Fanout::covered_here`]).
+    async fn answer_here(
+        &self,
+        request: &QueryRequest,
+        ranked: usize,
+    ) -> Result<QueryAnswer, ClusterError> {
+        let plan = &request.plan;
+        let request = QueryRequest {
+            plan: QueryPlan {
+                k: ranked,
+                seeds: Some(plan.seed_count()),
+                ..plan.clone()
+            },
+            include_entities: false,
+            ..request.clone()
+        };
+        let call = self.replicas.answer_here(self.tenant, request);
+        let answer = self
+            .timed_rows(self.local, "answer", call, |a| a.results.len())
+            .await;
+        self.report.lock().round();
+        answer
     }
 
     /// Asks the covering set for `search`'s candidates: the best `search.count` of all their

@@ -10,7 +10,8 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
-use allidb_index::store::{HopNode, HopRequest, SeedCandidate};
+use allidb_index::QueryRequest;
+use allidb_index::store::{HopNode, HopRequest, QueryAnswer, SeedCandidate};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
@@ -25,6 +26,14 @@ use crate::ring::HostId;
 /// The calls a cluster-wide read sends to one host.
 #[async_trait]
 pub trait QueryReplicas: Send + Sync + Debug {
+    /// `request` answered whole from this node's own indexes (ranked results and kept walk,
+    /// no entity read), for when this node replicates every range.
+    async fn answer_here(
+        &self,
+        tenant: &str,
+        request: QueryRequest,
+    ) -> Result<QueryAnswer, ClusterError>;
+
     /// The candidates `host` holds for `search`, best first.
     async fn search_seeds(
         &self,
@@ -97,6 +106,14 @@ impl RingReplicas {
 
 #[async_trait]
 impl QueryReplicas for RingReplicas {
+    async fn answer_here(
+        &self,
+        tenant: &str,
+        request: QueryRequest,
+    ) -> Result<QueryAnswer, ClusterError> {
+        self.local.answer(tenant, request).await
+    }
+
     async fn search_seeds(
         &self,
         host: HostId,

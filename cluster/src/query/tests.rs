@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use allidb_index::graph::{Direction, EdgeSpec, GraphIndex, TraversalOptions, Walk};
 use allidb_index::query::EntityFacts;
-use allidb_index::store::{HopNode, HopRequest, SeedCandidate};
+use allidb_index::store::{HopNode, HopRequest, QueryAnswer, SeedCandidate};
 use allidb_index::vector::Metric;
 use allidb_index::vector::VectorHit;
-use allidb_index::{Filter, TenantStats};
+use allidb_index::{Filter, QueryRequest, TenantStats};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
@@ -187,31 +187,44 @@ impl QueryReplicas for FakeRing {
     ) -> Result<Vec<HopNode>, ClusterError> {
         self.called(host)?;
         let held = &self.hosts[&host];
-        hop.entity_ids
+        let ids: Vec<&str> = hop.entity_ids.iter().map(String::as_str).collect();
+        for id in &ids {
+            assert!(
+                self.replicas(id).contains(&host),
+                "{id} asked of a host that does not replicate it"
+            );
+        }
+        let steps = match &hop.steps {
+            None => vec![Default::default(); ids.len()],
+            Some(wanted) => held
+                .graph
+                .steps_from_each(&ids, &wanted.options, wanted.limit, &wanted.walked)
+                .map_err(ClusterError::Store)?,
+        };
+        Ok(ids
             .iter()
-            .map(|id| {
-                assert!(
-                    self.replicas(id).contains(&host),
-                    "{id} asked of a host that does not replicate it"
-                );
-                let steps = match &hop.steps {
-                    None => Default::default(),
-                    Some(wanted) => held
-                        .graph
-                        .steps_from(id, &wanted.options, wanted.limit, &wanted.walked)
-                        .map_err(ClusterError::Store)?,
-                };
-                Ok(HopNode {
-                    facts: held.entities.get(id).map(|_| EntityFacts {
-                        importance: 0.0,
-                        updated_at_micros: 1,
-                    }),
-                    similarity: held.entities.get(id).copied(),
-                    matches_filter: held.entities.contains_key(id),
-                    steps,
-                })
+            .zip(steps)
+            .map(|(id, steps)| HopNode {
+                facts: held.entities.get(*id).map(|_| EntityFacts {
+                    importance: 0.0,
+                    updated_at_micros: 1,
+                }),
+                similarity: held.entities.get(*id).copied(),
+                matches_filter: held.entities.contains_key(*id),
+                steps,
             })
-            .collect()
+            .collect())
+    }
+
+    async fn answer_here(
+        &self,
+        _tenant: &str,
+        _request: QueryRequest,
+    ) -> Result<QueryAnswer, ClusterError> {
+        Err(ClusterError::Unavailable(
+            "a fake ring has no store of its own: its tests walk and search through the hosts"
+                .to_owned(),
+        ))
     }
 
     async fn scan_ids(

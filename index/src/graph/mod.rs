@@ -310,22 +310,25 @@ impl GraphIndex {
         Ok(traverse::walk(&adjacency, starts, options))
     }
 
-    /// The eligible steps out of `node` under `options` (direction, relations, minimum
-    /// weight) that a walk running elsewhere needs: in walk order, those to the first `limit`
-    /// distinct neighbours outside `walked` and to walked nodes ([`NodeSteps`]; a ring's
+    /// The eligible steps out of each of `nodes` under `options` (direction, relations,
+    /// minimum weight) that a walk running elsewhere needs: in walk order, those to the first
+    /// `limit` distinct neighbours outside `walked` and to walked nodes ([`NodeSteps`]; a ring's
     /// coordinator walks one hop at a time over the steps the owners of the frontier send it).
-    pub fn steps_from(
+    /// One read of the adjacency serves the whole hop, and `walked` is resolved once.
+    pub fn steps_from_each(
         &self,
-        node: &str,
+        nodes: &[&str],
         options: &TraversalOptions,
         limit: usize,
         walked: &[Arc<str>],
-    ) -> Result<NodeSteps> {
+    ) -> Result<Vec<NodeSteps>> {
         options.validate()?;
         let adjacency = self.adjacency.read();
-        Ok(traverse::node_steps(
-            &adjacency, node, options, limit, walked,
-        ))
+        let walked = traverse::WalkedSet::resolve(&adjacency, walked);
+        Ok(nodes
+            .iter()
+            .map(|node| traverse::node_steps(&adjacency, node, options, limit, &walked))
+            .collect())
     }
 
     /// Adds the stored edge of each step (`from -[relation]-> to`, or the reverse for a

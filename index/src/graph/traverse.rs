@@ -573,7 +573,7 @@ fn followed_relations(options: &TraversalOptions) -> Option<Vec<&str>> {
     })
 }
 
-/// The eligible steps out of one node, as a remote walk needs them ([`super::GraphIndex::steps_from`]).
+/// The eligible steps out of one node, as a remote walk needs them ([`super::GraphIndex::steps_from_each`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeSteps {
     /// In walk order: every eligible step up to the one that would bring a `limit + 1`-th
@@ -582,6 +582,21 @@ pub struct NodeSteps {
     pub steps: Vec<PathStep>,
     /// Some eligible step was left out.
     pub cut: bool,
+}
+
+/// The walked nodes of a remote walk that this adjacency knows, resolved once per hop.
+pub(super) struct WalkedSet(foldhash::HashSet<NodeId>);
+
+impl WalkedSet {
+    /// `walked`'s nodes known to `adjacency` (the others have no edges here to step back to).
+    pub(super) fn resolve(adjacency: &Adjacency, walked: &[Arc<str>]) -> Self {
+        Self(
+            walked
+                .iter()
+                .filter_map(|peer| adjacency.nodes.get(peer))
+                .collect(),
+        )
+    }
 }
 
 /// [`NodeSteps`] of `node` under `options` (its direction, relations and minimum weight).
@@ -597,7 +612,7 @@ pub(super) fn node_steps(
     node: &str,
     options: &TraversalOptions,
     limit: usize,
-    walked: &[Arc<str>],
+    walked: &WalkedSet,
 ) -> NodeSteps {
     let Some(node) = adjacency.nodes.get(node) else {
         return NodeSteps::default();
@@ -605,10 +620,7 @@ pub(super) fn node_steps(
     let relations = followed_relations(options);
     let mut steps = Steps::new(&adjacency.nodes, options.min_weight);
     steps.start(adjacency, node, options.direction, relations.as_deref());
-    let walked: foldhash::HashSet<NodeId> = walked
-        .iter()
-        .filter_map(|peer| adjacency.nodes.get(peer))
-        .collect();
+    let walked = &walked.0;
     let mut fresh: foldhash::HashSet<NodeId> = foldhash::HashSet::default();
     let mut found = NodeSteps::default();
     loop {

@@ -21,6 +21,7 @@
 //! The engine is the source of truth; everything under `index/` can be deleted and is rebuilt.
 //! [`UnifiedStore::checkpoint`] (module `checkpoint`) copies both while serving, for backups.
 
+mod answer;
 mod checkpoint;
 mod expiry;
 mod facts;
@@ -34,6 +35,7 @@ mod tenant;
 #[cfg(test)]
 mod wal_tests;
 
+pub use answer::{QueryAnswer, WalkContext};
 pub use checkpoint::StoreCheckpoint;
 pub use facts::{EntityMeta, Filter, MetaSubject};
 pub use planning::PlanReport;
@@ -61,7 +63,7 @@ use crate::error::{Error, Result};
 use crate::filter::{AttrType, Expr};
 use crate::graph::{PathStep, Reached, TraversalOptions, Truncation};
 use crate::lexical::{DocTerms, LexicalHit, LexicalOptions};
-use crate::query::{QueryPlan, ScoredResult, Seeding, TextQuery, run_hybrid_query, run_query};
+use crate::query::{QueryPlan, ScoredResult};
 use crate::vector::{Metric, VectorIndex, VectorIndexOptions};
 
 /// Most vectors a tenant's exact-scan tail may hold for its queries to count as light
@@ -924,143 +926,6 @@ impl UnifiedStore {
             .collect::<allidb_storage::Result<Vec<_>>>()?)
     }
 
-    /// The Graph-RAG query: ANN seeds -> graph walk -> ranking -> top k.
-    pub fn query(&self, tenant: &str, request: &QueryRequest) -> Result<Vec<QueryHit>> {
-        Ok(self.query_with_context(tenant, request, false)?.hits)
-    }
-
-    /// [`UnifiedStore::query`] plus, when `request.plan.keep_walk`, the walk's context; with
-    /// `context_entities` each context node carries its stored entity (its chunks).
-    pub fn query_with_context(
-        &self,
-        tenant: &str,
-        request: &QueryRequest,
-        context_entities: bool,
-    ) -> Result<QueryReply> {
-        request.plan.validate()?;
-        request.hybrid.validate()?;
-        let terms = request
-            .text
-            .as_deref()
-            .map(crate::lexical::analyze_query)
-            .transpose()?;
-        let vector_needed = terms.is_none() || !request.vector.is_empty();
-        let Some(state) = self.query_tenant(tenant, &request.vector, vector_needed)? else {
-            let context = request.plan.keep_walk.then(|| QueryContext {
-                nodes: Vec::new(),
-                edges: Vec::new(),
-                truncation: Truncation::default(),
-            });
-            return Ok(QueryReply {
-                hits: Vec::new(),
-                context,
-                plan: None,
-            });
-        };
-        let t = &state.indexes;
-        let (results, context, report) = {
-            let facts = t.facts.read();
-            let filter = &request.filter;
-            check_filter(&facts, filter)?;
-            let allows = |id: &str| facts.get(id).is_some_and(|m| filter.allows(id, m));
-            let (seed_plan, report) =
-                planning::plan(&facts, filter, t.vectors.options(), request.plan.explain);
-            // Entities that expired but are not swept yet are still indexed: then every
-            // candidate is checked, even without a filter.
-            let filter_fn: Option<&(dyn Fn(&str) -> bool + Sync)> =
-                match filter.is_empty() && !facts.has_expired(wall_nanos()) {
-                    true => None,
-                    false => Some(&allows),
-                };
-            let among: Vec<&str>;
-            let memo;
-            let seeding = match &seed_plan {
-                planning::SeedPlan::Unfiltered => Seeding::Search(None),
-                // Answers that depend on the clock (expiry) are never remembered.
-                planning::SeedPlan::Filtered { upper } if !facts.has_expiry_times() => {
-                    memo = t.filter_memo(filter, facts.generation());
-                    Seeding::SearchMemo(Some(*upper), &memo)
-                }
-                planning::SeedPlan::Filtered { upper } => Seeding::Search(Some(*upper)),
-                planning::SeedPlan::Exact(ids) => {
-                    among = ids.iter().map(|id| &**id).collect();
-                    Seeding::Among(&among)
-                }
-            };
-            let now = allidb_storage::hlc::wall_micros();
-            let answer = match &terms {
-                None => run_query(
-                    &t.vectors,
-                    &t.graph,
-                    &request.vector,
-                    &request.plan,
-                    filter_fn,
-                    seeding,
-                    &*facts,
-                    now,
-                )?,
-                Some(terms) => {
-                    let text = TextQuery {
-                        lexical: &t.lexical,
-                        terms,
-                        options: request.hybrid,
-                    };
-                    run_hybrid_query(
-                        &t.vectors,
-                        &t.graph,
-                        &request.vector,
-                        &text,
-                        &request.plan,
-                        filter_fn,
-                        seeding,
-                        &*facts,
-                        now,
-                    )?
-                }
-            };
-            let context = answer.walk.map(|walk| {
-                let walked = walk.reached.len();
-                let nodes: Vec<Reached> = walk
-                    .reached
-                    .into_iter()
-                    .filter(|r| allows(&r.entity_id))
-                    .collect();
-                (nodes, walked, walk.edges, walk.truncation)
-            });
-            let report = (request.plan.explain && !filter.is_empty()).then_some(report);
-            (answer.results, context, report)
-        };
-        let mut hits = Vec::with_capacity(results.len());
-        for result in results {
-            let entity = if request.include_entities {
-                match self.get_entity(tenant, &result.entity_id)? {
-                    Some(e) => Some(e),
-                    None => continue, // deleted after ranking
-                }
-            } else {
-                None
-            };
-            hits.push(QueryHit { result, entity });
-        }
-        let context = match context {
-            None => None,
-            Some((nodes, walked, edges, truncation)) => {
-                let nodes = self.with_entities(tenant, nodes, context_entities)?;
-                let edges = edges_between(&nodes, walked, edges);
-                Some(QueryContext {
-                    nodes,
-                    edges,
-                    truncation,
-                })
-            }
-        };
-        Ok(QueryReply {
-            hits,
-            context,
-            plan: report,
-        })
-    }
-
     /// Checks `filter` against `tenant`'s attribute types (what a scan or a traversal does
     /// before filtering what it reads; a query checks its own).
     pub fn check_filter(&self, tenant: &str, filter: &Filter) -> Result<()> {
@@ -1133,11 +998,16 @@ impl UnifiedStore {
     /// vectors), so such a query takes about a millisecond at most and a caller may run it on an
     /// async worker thread instead of handing it to a blocking one.
     pub fn query_is_light(&self, tenant: &str, request: &QueryRequest) -> bool {
-        !request.include_entities
-            && self
-                .indexes
-                .tenant(tenant)
-                .is_none_or(|t| t.indexes.vectors.pending_len() <= LIGHT_QUERY_MAX_TAIL)
+        !request.include_entities && self.index_reads_are_light(tenant)
+    }
+
+    /// True when a read of `tenant`'s in-memory indexes alone (a query answer, a ring's
+    /// candidate search or hop) is light in the sense of [`UnifiedStore::query_is_light`]:
+    /// its exact-scan tail holds at most [`LIGHT_QUERY_MAX_TAIL`] vectors.
+    pub fn index_reads_are_light(&self, tenant: &str) -> bool {
+        self.indexes
+            .tenant(tenant)
+            .is_none_or(|t| t.indexes.vectors.pending_len() <= LIGHT_QUERY_MAX_TAIL)
     }
 
     /// Graph-only traversal from `starts`; only live entities are returned, with the limits

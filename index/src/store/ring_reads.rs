@@ -42,7 +42,7 @@ pub struct HopRequest {
     pub steps: Option<StepRequest>,
 }
 
-/// Which steps a hop wants of each node ([`crate::graph::GraphIndex::steps_from`]).
+/// Which steps a hop wants of each node ([`crate::graph::GraphIndex::steps_from_each`]).
 #[derive(Clone, Debug)]
 pub struct StepRequest {
     /// Direction, relations and minimum weight of the walk.
@@ -142,31 +142,25 @@ impl UnifiedStore {
         } else {
             t.vectors.similarities(&request.query, &ids)?
         };
-        let mut nodes = Vec::with_capacity(ids.len());
-        for (id, similarity) in ids.iter().zip(similarities) {
-            let (facts, matches_filter) = {
-                let table = t.facts.read();
-                let meta = table.get(id);
-                (
-                    table.facts(id),
-                    meta.is_some_and(|m| request.filter.allows(id, m)),
-                )
-            };
-            let steps = match &request.steps {
-                None => NodeSteps::default(),
-                Some(wanted) => {
-                    t.graph
-                        .steps_from(id, &wanted.options, wanted.limit, &wanted.walked)?
-                }
-            };
-            nodes.push(HopNode {
-                facts,
+        let steps = match &request.steps {
+            None => vec![NodeSteps::default(); ids.len()],
+            Some(wanted) => {
+                t.graph
+                    .steps_from_each(&ids, &wanted.options, wanted.limit, &wanted.walked)?
+            }
+        };
+        let table = t.facts.read();
+        Ok(ids
+            .iter()
+            .zip(similarities)
+            .zip(steps)
+            .map(|((id, similarity), steps)| HopNode {
+                facts: table.facts(id),
                 similarity,
-                matches_filter,
+                matches_filter: table.get(id).is_some_and(|m| request.filter.allows(id, m)),
                 steps,
-            });
-        }
-        Ok(nodes)
+            })
+            .collect())
     }
 
     /// The ids of the entities of `tenant` with `start <= id < end` this node holds, in id
