@@ -22,7 +22,9 @@ use allidb_storage::types::SeqNo;
 use parking_lot::{Mutex, RwLock};
 
 use super::facts::{EntityMeta, FactTable, Filter};
+use super::slot_ordinals::{self, SlotOrdinals};
 use crate::error::{Error, Result};
+use crate::filter::{Membership, PayloadIndex};
 use crate::graph::{EdgeSpec, GraphIndex};
 use crate::lexical::{LexicalIndex, LexicalOptions};
 use crate::vector::{FilterMemo, VectorIndex, VectorIndexOptions};
@@ -44,6 +46,9 @@ pub struct TenantIndexes {
     /// The filter memos of the latest filtered graph searches, most recent last (see
     /// [`TenantIndexes::filter_memo`]).
     filter_memos: Mutex<Vec<MemoEntry>>,
+    /// Internal vector id -> payload ordinal, for per-query filter bitmaps (see
+    /// [`TenantIndexes::slot_ordinals`]).
+    slot_ordinals: Mutex<Option<Arc<SlotOrdinals>>>,
 }
 
 /// Filter memos kept per tenant at most (each holds 2 bits per internal vector id).
@@ -166,6 +171,7 @@ impl TenantIndexes {
             lexical: LexicalIndex::new(lexical.clone())?,
             unindexed: Mutex::default(),
             filter_memos: Mutex::default(),
+            slot_ordinals: Mutex::default(),
         })
     }
 
@@ -177,6 +183,19 @@ impl TenantIndexes {
     /// it holds while the generation does. Callers must not use it when answers depend on the
     /// clock (entities with expiry times).
     pub fn filter_memo(&self, filter: &Filter, generation: u64) -> Arc<FilterMemo> {
+        self.filter_memo_or(filter, generation, || {
+            FilterMemo::new(self.vectors.id_bound())
+        })
+    }
+
+    /// [`TenantIndexes::filter_memo`], a new one made by `make` (which must hold only the
+    /// filter's answers at `generation`).
+    pub fn filter_memo_or(
+        &self,
+        filter: &Filter,
+        generation: u64,
+        make: impl FnOnce() -> FilterMemo,
+    ) -> Arc<FilterMemo> {
         let mut memos = self.filter_memos.lock();
         if let Some(at) = memos
             .iter()
@@ -191,13 +210,47 @@ impl TenantIndexes {
         if memos.len() >= FILTER_MEMOS {
             memos.remove(0);
         }
-        let memo = Arc::new(FilterMemo::new(self.vectors.id_bound()));
+        let memo = Arc::new(make());
         memos.push(MemoEntry {
             filter: filter.clone(),
             generation,
             memo: memo.clone(),
         });
         memo
+    }
+
+    /// The filter memo a filtered graph walk of `filter` reads (`None`: none, the walk checks
+    /// each node): with a `membership`, a bitmap over the vector slots filled from it (kept
+    /// among the filter memos unless answers depend on the clock); without, the filter's kept
+    /// memo, never for entities with expiry times.
+    pub fn seed_memo(
+        &self,
+        facts: &FactTable,
+        filter: &Filter,
+        membership: Option<&Membership>,
+    ) -> Option<Arc<FilterMemo>> {
+        let timed = facts.has_expiry_times();
+        match membership {
+            Some(membership) => {
+                let make = || {
+                    self.slot_ordinals(facts.payload())
+                        .memo(membership, self.vectors.id_bound())
+                };
+                Some(match timed {
+                    // Per query only: the membership was taken at this query's time.
+                    true => Arc::new(make()),
+                    false => self.filter_memo_or(filter, facts.generation(), make),
+                })
+            }
+            None if timed => None,
+            None => Some(self.filter_memo(filter, facts.generation())),
+        }
+    }
+
+    /// The map from internal vector ids to `payload`'s ordinals (the tenant's facts, read-locked
+    /// by the caller), refreshed if ids were created or ordinals moved since it was made.
+    pub fn slot_ordinals(&self, payload: &PayloadIndex) -> Arc<SlotOrdinals> {
+        slot_ordinals::current(&self.slot_ordinals, payload, &self.vectors)
     }
 
     /// Entities whose stored vector is not indexed (its dimension differs from the index's),

@@ -150,6 +150,24 @@ impl FilterMemo {
         }
     }
 
+    /// A memo for internal ids below `ids` that already knows what `answer` says (`None`: not
+    /// known yet, evaluated by the first search that needs it). The caller guarantees the
+    /// answers are the filter's.
+    pub fn from_answers(ids: usize, answer: impl Fn(usize) -> Option<bool>) -> Self {
+        let words = (0..ids.div_ceil(32))
+            .map(|w| {
+                let mut word = 0u64;
+                for id in w * 32..((w + 1) * 32).min(ids) {
+                    if let Some(allowed) = answer(id) {
+                        word |= (1 | (u64::from(allowed) << 1)) << ((id % 32) * 2);
+                    }
+                }
+                AtomicU64::new(word)
+            })
+            .collect();
+        Self { words }
+    }
+
     /// What the filter said of `id`, computing (and remembering) it with `evaluate` the first
     /// time.
     #[inline]
@@ -301,6 +319,25 @@ impl VectorIndex {
     /// Every internal id given so far is below this (the size a [`FilterMemo`] needs).
     pub fn id_bound(&self) -> usize {
         self.state.read().next_id
+    }
+
+    /// The live internal ids from `start` on, with their entities, in no particular order.
+    pub fn entities_from(&self, start: usize) -> Vec<(usize, Arc<str>)> {
+        self.state
+            .read()
+            .slots
+            .iter()
+            .filter(|(id, _)| **id >= start)
+            .map(|(id, slot)| (*id, slot.entity.clone()))
+            .collect()
+    }
+
+    /// The entities of internal ids `ids` that are live (`None` for the others), in order.
+    pub fn entities_of(&self, ids: &[usize]) -> Vec<Option<Arc<str>>> {
+        let state = self.state.read();
+        ids.iter()
+            .map(|id| state.slots.get(id).map(|slot| slot.entity.clone()))
+            .collect()
     }
 
     /// Number of live vectors.
