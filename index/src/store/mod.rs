@@ -977,8 +977,8 @@ impl UnifiedStore {
             let memo;
             let seeding = match &seed_plan {
                 planning::SeedPlan::Unfiltered => Seeding::Search(None),
-                planning::SeedPlan::Filtered { upper, membership } => {
-                    match t.seed_memo(&facts, filter, membership.as_ref()) {
+                planning::SeedPlan::Filtered { upper, bitmap } => {
+                    match t.seed_memo(&facts, filter, *bitmap) {
                         Some(m) => {
                             memo = m;
                             Seeding::SearchMemo(Some(*upper), &memo)

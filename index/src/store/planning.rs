@@ -10,10 +10,11 @@
 //!   walk (disallowed nodes are walked through, never returned; the beam stops only once `ef`
 //!   allowed nodes are held), falling back to an exact scan if the walk ends short of `k`.
 //!
-//! Either plan takes the payload index's [`Membership`] of the filter (certain matches inside a
-//! superset, for leaves and their `and`/`or`/`not`) when building it costs less than the filter
-//! checks it saves ([`CHECK_COST_IN_BITS`]): the exact plan then checks only the uncertain
-//! candidates, the walk tests a per-query bitmap over the vector slots.
+//! Either plan takes the payload index's membership of the filter
+//! ([`Membership`](crate::filter::Membership): certain matches inside a superset, for leaves
+//! and their `and`/`or`/`not`) when building it costs less than the filter checks it saves
+//! ([`CHECK_COST_IN_BITS`]): the exact plan then checks only the uncertain candidates, the walk
+//! tests a per-query bitmap over the vector slots.
 //!
 //! Invariant: a plan never changes which entities pass, only how they are found.
 
@@ -22,13 +23,14 @@ use std::sync::Arc;
 use allidb_storage::hlc::wall_nanos;
 
 use super::facts::{FactTable, Filter};
-use crate::filter::Membership;
 use crate::vector::VectorIndexOptions;
 
 /// What one filter check (a facts lookup by entity id and an evaluation) costs, in the bit
-/// operations of building a [`Membership`] (a posting enumerated, a word combined), measured on
-/// npm-minilm-20k (docs/index.md, "A bitmap per query"). A membership is built when its cost
-/// is below this times the checks it saves.
+/// operations of building a [`Membership`](crate::filter::Membership) (a posting enumerated,
+/// a word combined). A membership is built when its cost is below this times the checks it
+/// saves. Measured on npm-minilm-20k with a new filter per query (docs/index.md, "A bitmap per
+/// query"): at 90% selectivity a bitmap of about 38,000 bit operations beat the walk's ~140
+/// checks, so a check is worth at least ~270.
 pub const CHECK_COST_IN_BITS: usize = 256;
 
 /// A filtered walk checks about this many nodes times `ef / selectivity` (measured: 335
@@ -46,9 +48,11 @@ pub enum SeedPlan {
     Filtered {
         /// At most this many entities match.
         upper: usize,
-        /// The filter's membership by payload ordinal, when worth building (certain members
-        /// demoted while an expired entity awaits the sweep).
-        membership: Option<Membership>,
+        /// True when the walk should read a bitmap over the vector slots filled from the
+        /// filter's [`Membership`](crate::filter::Membership) (worth building:
+        /// [`CHECK_COST_IN_BITS`]); it is built when the filter has no memo yet
+        /// ([`super::tenant::TenantIndexes::seed_memo`]).
+        bitmap: bool,
     },
 }
 
@@ -107,9 +111,13 @@ pub fn plan(
         || is_small(options, cardinality.estimate.ceil() as usize, total);
     // An expired entity is still posted until the sweep: then no member is certain.
     let expired = facts.has_expired(wall_nanos());
+    let worth = |checks: f64| {
+        payload
+            .membership_cost(&expression)
+            .is_some_and(|cost| cost as f64 <= CHECK_COST_IN_BITS as f64 * checks)
+    };
     let membership = |checks: f64| {
-        let cost = payload.membership_cost(&expression)?;
-        if cost as f64 > CHECK_COST_IN_BITS as f64 * checks {
+        if !worth(checks) {
             return None;
         }
         let mut membership = payload.membership(&expression)?;
@@ -182,7 +190,7 @@ pub fn plan(
     (
         SeedPlan::Filtered {
             upper: cardinality.upper,
-            membership: membership(walk_checks),
+            bitmap: worth(walk_checks),
         },
         report,
     )

@@ -100,8 +100,8 @@ impl UnifiedStore {
             };
         let hits = match planning::plan(&facts, filter, t.vectors.options(), false).0 {
             SeedPlan::Unfiltered => t.vectors.search(vector, count, ef, filter_fn, None)?,
-            SeedPlan::Filtered { upper, membership } => {
-                let memo = t.seed_memo(&facts, filter, membership.as_ref());
+            SeedPlan::Filtered { upper, bitmap } => {
+                let memo = t.seed_memo(&facts, filter, bitmap);
                 t.vectors
                     .search_memo(vector, count, ef, filter_fn, Some(upper), memo.as_deref())?
             }

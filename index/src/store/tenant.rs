@@ -24,7 +24,7 @@ use parking_lot::{Mutex, RwLock};
 use super::facts::{EntityMeta, FactTable, Filter};
 use super::slot_ordinals::{self, SlotOrdinals};
 use crate::error::{Error, Result};
-use crate::filter::{Membership, PayloadIndex};
+use crate::filter::PayloadIndex;
 use crate::graph::{EdgeSpec, GraphIndex};
 use crate::lexical::{LexicalIndex, LexicalOptions};
 use crate::vector::{FilterMemo, VectorIndex, VectorIndexOptions};
@@ -220,30 +220,38 @@ impl TenantIndexes {
     }
 
     /// The filter memo a filtered graph walk of `filter` reads (`None`: none, the walk checks
-    /// each node): with a `membership`, a bitmap over the vector slots filled from it (kept
-    /// among the filter memos unless answers depend on the clock); without, the filter's kept
-    /// memo, never for entities with expiry times.
+    /// each node). With `bitmap`, a bitmap over the vector slots filled from the filter's
+    /// membership (built only when the filter has no kept memo; kept among the filter memos
+    /// unless answers depend on the clock, then built per query with no member certain while
+    /// an expired entity awaits the sweep); without, the filter's kept memo, never for
+    /// entities with expiry times.
     pub fn seed_memo(
         &self,
         facts: &FactTable,
         filter: &Filter,
-        membership: Option<&Membership>,
+        bitmap: bool,
     ) -> Option<Arc<FilterMemo>> {
         let timed = facts.has_expiry_times();
-        match membership {
-            Some(membership) => {
-                let make = || {
-                    self.slot_ordinals(facts.payload())
-                        .memo(membership, self.vectors.id_bound())
-                };
-                Some(match timed {
-                    // Per query only: the membership was taken at this query's time.
-                    true => Arc::new(make()),
-                    false => self.filter_memo_or(filter, facts.generation(), make),
-                })
+        let filled = || {
+            let ids = self.vectors.id_bound();
+            let membership = filter
+                .as_expression()
+                .and_then(|e| facts.payload().membership(&e));
+            match membership {
+                Some(mut membership) => {
+                    if facts.has_expired(allidb_storage::hlc::wall_nanos()) {
+                        membership.demote();
+                    }
+                    self.slot_ordinals(facts.payload()).memo(&membership, ids)
+                }
+                None => FilterMemo::new(ids),
             }
-            None if timed => None,
-            None => Some(self.filter_memo(filter, facts.generation())),
+        };
+        match (bitmap, timed) {
+            (true, true) => Some(Arc::new(filled())),
+            (true, false) => Some(self.filter_memo_or(filter, facts.generation(), filled)),
+            (false, true) => None,
+            (false, false) => Some(self.filter_memo(filter, facts.generation())),
         }
     }
 
@@ -464,6 +472,7 @@ impl TenantIndexes {
 mod tests {
     use super::*;
     use crate::filter::{Cmp, Expr, Field};
+    use crate::store::planning;
 
     fn below(n: i64) -> Filter {
         Filter {
@@ -500,5 +509,64 @@ mod tests {
                 .iter()
                 .all(|e| e.generation == 8)
         );
+    }
+
+    /// A filtered walk's memo comes filled from the payload index when the planner built a
+    /// membership: every slot known but the bound's posting; kept for the filter without expiry
+    /// times, one per query with them.
+    #[test]
+    fn a_planned_walk_gets_the_slot_bitmap() {
+        let options = VectorIndexOptions {
+            exact_scan_max_allowed: 0,
+            exact_scan_max_fraction: 0.0,
+            ..VectorIndexOptions::default()
+        };
+        let indexes = TenantIndexes::new(options, &LexicalOptions::default()).unwrap();
+        let meta = |bucket: i64, expires_at_nanos: i64| EntityMeta {
+            entity_type: "doc".to_owned(),
+            attributes: [("bucket".to_owned(), AttributeValue::Int(bucket))].into(),
+            importance: 0.0,
+            updated_at_micros: 0,
+            body_ts: 1,
+            expires_at_nanos,
+        };
+        for i in 0..8i64 {
+            let id = format!("e{i}");
+            indexes
+                .vectors
+                .upsert(&id, &[1.0, i as f32], i as u64 + 1)
+                .unwrap();
+            indexes.facts.write().upsert(&id, meta(i, 0));
+        }
+        let filter = below(4);
+        let facts = indexes.facts.read();
+        let (plan, _) = planning::plan(&facts, &filter, &options, false);
+        assert_eq!(
+            plan,
+            planning::SeedPlan::Filtered {
+                upper: 5,
+                bitmap: true
+            }
+        );
+        let memo = indexes.seed_memo(&facts, &filter, true).unwrap();
+        let known: Vec<Option<bool>> = (0..8).map(|id| memo.known(id)).collect();
+        let mut expected = vec![Some(true); 4];
+        expected.push(None);
+        expected.extend([Some(false); 3]);
+        assert_eq!(known, expected);
+        let again = indexes.seed_memo(&facts, &filter, true).unwrap();
+        assert!(Arc::ptr_eq(&memo, &again));
+        drop(facts);
+
+        indexes.facts.write().upsert(
+            "e7",
+            meta(7, allidb_storage::hlc::wall_nanos() + 1_000_000_000_000),
+        );
+        let facts = indexes.facts.read();
+        let first = indexes.seed_memo(&facts, &filter, true).unwrap();
+        let second = indexes.seed_memo(&facts, &filter, true).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(first.known(0), Some(true));
+        assert!(indexes.seed_memo(&facts, &filter, false).is_none());
     }
 }
