@@ -29,8 +29,8 @@ use crate::vector::VectorIndexOptions;
 /// operations of building a [`Membership`](crate::filter::Membership) (a posting enumerated,
 /// a word combined). A membership is built when its cost is below this times the checks it
 /// saves. Measured on npm-minilm-20k with a new filter per query (docs/index.md, "A bitmap per
-/// query"): at 90% selectivity a bitmap of about 38,000 bit operations beat the walk's ~140
-/// checks, so a check is worth at least ~270.
+/// query"): at 90% selectivity a bitmap of about 38,000 bit operations beat the walk's ~180
+/// estimated checks, so a check is worth at least ~210.
 pub const CHECK_COST_IN_BITS: usize = 256;
 
 /// A filtered walk checks about this many nodes times `ef / selectivity` (measured: 335
