@@ -1,5 +1,5 @@
-"""Filtered search: our store against hnswlib with its filter callback, same run, same data
-(docs/benchmarks.md, "Filtered search"; issue 37).
+"""Filtered search: our store against hnswlib with its filter callback and Qdrant's embedded
+engine, same run, same data (docs/benchmarks.md, "Filtered search"; issue 37).
 
 Data: npm-minilm-20k, the first N base vectors and Q queries; row i carries `bucket` = i mod
 1000 and the filter is `bucket < n` (n = 1, 10, 100, 500, 900: 0.1% .. 90%). Both sides: M=16,
@@ -11,11 +11,17 @@ filtered top 10.
   the store's query in process (planner, seed search, scoring).
 * hnswlib: `knn_query(q, k=10, filter=lambda label: label % 1000 < n)` (a Python callable per
   visited node, as hnswlib's Python binding offers it) and unfiltered `knn_query`.
+* qdrant (`--engines ...,qdrant`, needs `pip install qdrant-edge-py`): an `EdgeShard` in a
+  temporary directory, in process: dot product, HNSW m=16 ef_construct=200 (its default
+  full_scan_threshold, 10,000 KB), one search thread, one segment asked for; an integer payload
+  index on `bucket` created before the points, HNSW built by `optimize()`; the filter is
+  `must: [bucket range lt n]`, `hnsw_ef=64`, limit 10. Query vectors are converted to lists
+  before timing.
 
-The two alternate ROUNDS times (default 3); the script prints every round and the medians.
+The engines alternate ROUNDS times (default 3); the script prints every round and the medians.
 
 Usage: python3 bench/filter_vs_hnswlib.py OURS_BINARY [--n 20000] [--queries 300] [--rounds 3]
-       [--stores planner,exact,walk] [--distinct]
+       [--stores planner,exact,walk] [--distinct] [--engines hnswlib,qdrant]
 """
 import argparse
 import os
@@ -23,6 +29,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import hnswlib
@@ -62,6 +69,45 @@ def hnswlib_round(index, queries, truths):
     return out
 
 
+def qdrant_shard(base, workdir):
+    """An in-process Qdrant Edge shard holding `base` with an integer payload index on `bucket`."""
+    import qdrant_edge as q
+
+    config = q.EdgeConfig(
+        vectors=q.EdgeVectorParams(size=base.shape[1], distance=q.Distance.Dot),
+        hnsw_config=q.HnswIndexConfig(m=16, ef_construct=200, full_scan_threshold=10000),
+        optimizers=q.EdgeOptimizersConfig(default_segment_number=1),
+        max_search_threads=1,
+    )
+    shard = q.EdgeShard.create(os.path.join(workdir, "shard"), config)
+    shard.update(q.UpdateOperation.create_field_index("bucket", q.PayloadSchemaType.Integer))
+    for start in range(0, base.shape[0], 1000):
+        points = [q.Point(i, base[i].tolist(), {"bucket": i % 1000})
+                  for i in range(start, min(start + 1000, base.shape[0]))]
+        shard.update(q.UpdateOperation.upsert_points(points))
+    shard.optimize()
+    return shard
+
+
+def qdrant_round(shard, queries, truths):
+    """{selectivity name or 'none': (qps, recall)}"""
+    import qdrant_edge as q
+
+    vectors = [v.tolist() for v in queries]
+    params = q.SearchParams(hnsw_ef=64)
+    out = {}
+    for below, name in [(None, "none")] + SELECTIVITIES:
+        flt = None if below is None else q.Filter(
+            must=[q.FieldCondition(key="bucket", range=q.RangeFloat(lt=below))])
+        start = time.perf_counter()
+        found = [[p.id for p in shard.query(q.QueryRequest(
+            limit=10, query=q.Query.Nearest(v), filter=flt, params=params))] for v in vectors]
+        elapsed = time.perf_counter() - start
+        recall = np.mean([len(set(f) & t) / 10 for f, t in zip(found, truths[name])])
+        out[name] = (len(queries) / elapsed, recall)
+    return out
+
+
 ROW = re.compile(r"^\| (none|[0-9.]+%) \| (\w+) \| ([0-9.]+) \| ([0-9]+) \| ([0-9.]+) \|")
 
 
@@ -96,7 +142,10 @@ def main():
                         help="ours: which of filter_sweep's stores to run")
     parser.add_argument("--distinct", action="store_true",
                         help="ours: no two queries send the same filter (no filter memo reuse)")
+    parser.add_argument("--engines", default="hnswlib",
+                        help="others to run beside ours: hnswlib, qdrant (comma-separated)")
     args = parser.parse_args()
+    engines = args.engines.split(",")
     base = read_vecs(f"{args.data}/base.fvecs")[: args.n]
     queries = read_vecs(f"{args.data}/query.fvecs")[: args.queries]
     truths = {"none": exact_truth(base, queries, None)}
@@ -107,7 +156,9 @@ def main():
     index.add_items(base, np.arange(base.shape[0]))
     index.set_num_threads(1)
     index.set_ef(64)
-    theirs, ours = [], []
+    workdir = tempfile.TemporaryDirectory()
+    shard = qdrant_shard(base, workdir.name) if "qdrant" in engines else None
+    theirs, ours, qd = [], [], []
     for r in range(args.rounds):
         extra = ["--stores", args.stores] + (["--distinct", "1"] if args.distinct else [])
         parsed, text = ours_round(args.binary, args.n, args.queries, extra)
@@ -117,22 +168,35 @@ def main():
         theirs.append(h)
         print(f"--- round {r + 1}: hnswlib " + ", ".join(
             f"{k}: {v[0]:.0f} q/s recall {v[1]:.3f}" for k, v in h.items()), flush=True)
+        if shard is not None:
+            d = qdrant_round(shard, queries, truths)
+            qd.append(d)
+            print(f"--- round {r + 1}: qdrant " + ", ".join(
+                f"{k}: {v[0]:.0f} q/s recall {v[1]:.3f}" for k, v in d.items()), flush=True)
     med = lambda xs: statistics.median(xs)
     labels = list(ours[0].keys())
     print(f"\nMedians of {args.rounds} rounds, {args.n} vectors, {args.queries} queries, k=10, ef=64, one thread")
     header = "| selectivity | hnswlib+filter q/s | recall | x its unfiltered |"
+    if qd:
+        header += " qdrant q/s | recall | x its unfiltered |"
     for label in labels:
         header += f" {label}: plan | recall | q/s | x our unfiltered | x hnswlib |"
+        if qd:
+            header += " x qdrant |"
     print(header)
-    print("|" + "---|" * (4 + 5 * len(labels)))
+    print("|" + "---|" * (4 + 3 * bool(qd) + (5 + bool(qd)) * len(labels)))
     h_none = med([t["none"][0] for t in theirs])
     for name in ["none"] + [s for _, s in SELECTIVITIES]:
         hq = med([t[name][0] for t in theirs])
         hr = theirs[0][name][1]
         row = f"| {name} | {hq:,.0f} | {hr:.3f} | {hq / h_none:.2f} |"
+        if qd:
+            dq = med([t[name][0] for t in qd])
+            dr = med([t[name][1] for t in qd])
+            row += f" {dq:,.0f} | {dr:.3f} | {dq / med([t['none'][0] for t in qd]):.2f} |"
         for label in labels:
             if name not in ours[0][label]:
-                row += " - | - | - | - | - |"
+                row += " - | - | - | - | - |" + (" - |" if qd else "")
                 continue
             plan, recall, _, _ = ours[0][label][name]
             q = med([o[label][name][2] for o in ours])
@@ -140,6 +204,8 @@ def main():
             # filtered timed back to back), then the median over rounds.
             ratio = med([o[label][name][3] for o in ours])
             row += f" {plan} | {recall:.3f} | {q:,.0f} | {ratio:.2f} | {q / hq:.2f} |"
+            if qd:
+                row += f" {q / dq:.2f} |"
         print(row)
 
 

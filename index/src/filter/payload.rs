@@ -8,13 +8,24 @@
 //! exact, so a tenant's key types are known without a scan. Numbers are posted by their `f64`
 //! value: a range's candidates are widened to the rounded bounds, and every candidate is then
 //! checked with the exact predicate, so rounding never loses a match.
+//!
+//! Postings hold **ordinals**: each live entity has a small dense number (a removed entity's is
+//! reused by the next insert, last in first out, so an entity replaced by an upsert keeps its
+//! own). [`PayloadIndex::ordinal_epoch`] changes whenever an ordinal goes to another entity than
+//! the one it had, so a map from something else to ordinals stays valid while it does not.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use allidb_storage::cell::AttributeValue;
 
+use super::bits::Bits;
 use super::expr::{AttrType, Cmp, Expr, Field, ValueRef};
+
+mod membership;
+
+pub use membership::Membership;
 
 /// A posted value, in a total order within each family.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -74,7 +85,7 @@ struct KeyIndex {
     types: BTreeMap<AttrType, usize>,
     /// Entities holding the key.
     holders: usize,
-    values: BTreeMap<Posted, HashSet<Arc<str>>>,
+    values: BTreeMap<Posted, HashSet<usize>>,
 }
 
 /// `(certain, to check)`: candidates that match by construction, and candidates the exact
@@ -102,12 +113,41 @@ impl Cardinality {
     }
 }
 
+/// An ordinal epoch never given before in this process.
+fn next_epoch() -> u64 {
+    static EPOCHS: AtomicU64 = AtomicU64::new(1);
+    EPOCHS.fetch_add(1, Ordering::Relaxed)
+}
+
 /// The payload index of one tenant.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PayloadIndex {
-    ids: BTreeSet<Arc<str>>,
-    types: HashMap<String, HashSet<Arc<str>>>,
+    /// Each live entity's ordinal.
+    ordinals: HashMap<Arc<str>, usize>,
+    /// The entity each ordinal was given to last (kept after its removal).
+    owners: Vec<Arc<str>>,
+    /// Ordinals of removed entities, reused last in first out.
+    free: Vec<usize>,
+    /// The live ordinals.
+    live: Bits,
+    /// See [`PayloadIndex::ordinal_epoch`].
+    epoch: u64,
+    types: HashMap<String, HashSet<usize>>,
     keys: HashMap<String, KeyIndex>,
+}
+
+impl Default for PayloadIndex {
+    fn default() -> Self {
+        Self {
+            ordinals: HashMap::new(),
+            owners: Vec::new(),
+            free: Vec::new(),
+            live: Bits::default(),
+            epoch: next_epoch(),
+            types: HashMap::new(),
+            keys: HashMap::new(),
+        }
+    }
 }
 
 impl PayloadIndex {
@@ -119,17 +159,32 @@ impl PayloadIndex {
         attributes: impl Iterator<Item = (&'a String, ValueRef<'a>)>,
     ) {
         let id: Arc<str> = Arc::from(id);
-        self.ids.insert(id.clone());
+        let ordinal = match self.free.pop() {
+            Some(ordinal) => {
+                if self.owners[ordinal] != id {
+                    self.owners[ordinal] = id.clone();
+                    self.epoch = next_epoch();
+                }
+                ordinal
+            }
+            None => {
+                self.owners.push(id.clone());
+                self.live.grow(self.owners.len());
+                self.owners.len() - 1
+            }
+        };
+        self.live.insert(ordinal);
+        self.ordinals.insert(id, ordinal);
         self.types
             .entry(entity_type.to_owned())
             .or_default()
-            .insert(id.clone());
+            .insert(ordinal);
         for (key, value) in attributes {
             let index = self.keys.entry(key.clone()).or_default();
             *index.types.entry(type_of(value)).or_default() += 1;
             index.holders += 1;
             for p in posted(value) {
-                index.values.entry(p).or_default().insert(id.clone());
+                index.values.entry(p).or_default().insert(ordinal);
             }
         }
     }
@@ -141,9 +196,13 @@ impl PayloadIndex {
         entity_type: &str,
         attributes: impl Iterator<Item = (&'a String, ValueRef<'a>)>,
     ) {
-        self.ids.remove(id);
+        let Some(ordinal) = self.ordinals.remove(id) else {
+            return;
+        };
+        self.live.remove(ordinal);
+        self.free.push(ordinal);
         if let Some(set) = self.types.get_mut(entity_type) {
-            set.remove(id);
+            set.remove(&ordinal);
             if set.is_empty() {
                 self.types.remove(entity_type);
             }
@@ -162,7 +221,7 @@ impl PayloadIndex {
             index.holders = index.holders.saturating_sub(1);
             for p in posted(value) {
                 if let Some(set) = index.values.get_mut(&p) {
-                    set.remove(id);
+                    set.remove(&ordinal);
                     if set.is_empty() {
                         index.values.remove(&p);
                     }
@@ -176,12 +235,34 @@ impl PayloadIndex {
 
     /// Live entities.
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.ordinals.len()
     }
 
     /// True when no entity is posted.
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.ordinals.is_empty()
+    }
+
+    /// The ordinal of live entity `id`.
+    pub fn ordinal(&self, id: &str) -> Option<usize> {
+        self.ordinals.get(id).copied()
+    }
+
+    /// The live entity holding `ordinal`.
+    pub fn entity(&self, ordinal: usize) -> Option<&Arc<str>> {
+        self.live.contains(ordinal).then(|| &self.owners[ordinal])
+    }
+
+    /// Every ordinal given so far is below this.
+    pub fn ordinal_bound(&self) -> usize {
+        self.owners.len()
+    }
+
+    /// Changes (to a value no index of this process had) whenever an ordinal is given to
+    /// another entity than the one it had: while it stays, every entity that holds an ordinal
+    /// holds the same one or none (removed), and an entity posted later gets a new one.
+    pub fn ordinal_epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Live entities of `entity_type`.
@@ -210,7 +291,7 @@ impl PayloadIndex {
 
     /// Bounds of how many live entities `expr` matches, from the postings alone.
     pub fn cardinality(&self, expr: &Expr) -> Cardinality {
-        let n = self.ids.len();
+        let n = self.ordinals.len();
         let unknown = Cardinality {
             lower: 0,
             upper: n,
@@ -362,13 +443,13 @@ impl PayloadIndex {
             _ => {
                 let sets = self.postings(expr)?;
                 if sets.len() == 1 {
-                    return Some(sets[0].iter().cloned().collect());
+                    return Some(sets[0].iter().map(|o| self.owners[o].clone()).collect());
                 }
-                let mut all: HashSet<Arc<str>> = HashSet::new();
+                let mut all: HashSet<usize> = HashSet::new();
                 for set in sets {
-                    all.extend(set.iter().cloned());
+                    all.extend(set.iter());
                 }
-                Some(all.into_iter().collect())
+                Some(all.into_iter().map(|o| self.owners[o].clone()).collect())
             }
         }
     }
@@ -384,6 +465,22 @@ impl PayloadIndex {
     /// as a string list are never split (a list is posted under each element). Every id
     /// appears once; both lists hold live (posted) entities only: expiry is the caller's.
     pub fn split_candidates(&self, expr: &Expr) -> Option<SplitCandidates> {
+        let mut certain = Vec::new();
+        let mut check = Vec::new();
+        self.split_postings(expr, &mut |set, sure| {
+            let out = if sure { &mut certain } else { &mut check };
+            out.extend(set.iter().map(|&o| self.owners[o].clone()));
+        })?;
+        Some((certain, check))
+    }
+
+    /// [`PayloadIndex::split_candidates`] posting by posting: `take(set, certain)` for each
+    /// posting of the leaf; `None` (nothing taken) when `expr` is not such a leaf.
+    fn split_postings(
+        &self,
+        expr: &Expr,
+        take: &mut dyn FnMut(&HashSet<usize>, bool),
+    ) -> Option<()> {
         let key = match expr {
             Expr::Compare {
                 op: Cmp::Eq | Cmp::Gt | Cmp::Gte | Cmp::Lt | Cmp::Lte,
@@ -398,18 +495,12 @@ impl PayloadIndex {
             _ => return None,
         };
         let Some(index) = self.keys.get(key) else {
-            return Some((Vec::new(), Vec::new()));
+            return Some(());
         };
         if index.types.contains_key(&AttrType::StringList) {
             return None;
         }
         const EXACT: f64 = (1u64 << 53) as f64;
-        let mut certain = Vec::new();
-        let mut check = Vec::new();
-        let mut take = |set: &HashSet<Arc<str>>, sure: bool| {
-            let out = if sure { &mut certain } else { &mut check };
-            out.extend(set.iter().cloned());
-        };
         match expr {
             Expr::Compare {
                 op: op @ (Cmp::Gt | Cmp::Gte | Cmp::Lt | Cmp::Lte),
@@ -417,10 +508,10 @@ impl PayloadIndex {
                 ..
             } => {
                 let Some(bound) = posted_value(value) else {
-                    return Some((Vec::new(), Vec::new()));
+                    return Some(());
                 };
                 let family = std::mem::discriminant(&bound);
-                let range: Box<dyn Iterator<Item = (&Posted, &HashSet<Arc<str>>)>> = match op {
+                let range: Box<dyn Iterator<Item = (&Posted, &HashSet<usize>)>> = match op {
                     Cmp::Gt | Cmp::Gte => Box::new(index.values.range(&bound..)),
                     _ => Box::new(index.values.range(..=&bound)),
                 };
@@ -455,7 +546,7 @@ impl PayloadIndex {
             }
             _ => return None,
         }
-        Some((certain, check))
+        Some(())
     }
 
     fn enumerable(&self, expr: &Expr) -> bool {
@@ -495,7 +586,7 @@ impl PayloadIndex {
                 };
                 // Widened to inclusive bounds in the posted order: candidates, checked later.
                 let family = std::mem::discriminant(&bound);
-                let range: Box<dyn Iterator<Item = (&Posted, &HashSet<Arc<str>>)>> = match op {
+                let range: Box<dyn Iterator<Item = (&Posted, &HashSet<usize>)>> = match op {
                     Cmp::Gt | Cmp::Gte => Box::new(index.values.range(bound..)),
                     _ => Box::new(index.values.range(..=bound)),
                 };
@@ -564,7 +655,7 @@ impl PayloadIndex {
             Field::EntityId => values
                 .iter()
                 .filter_map(|v| match v {
-                    AttributeValue::String(id) => self.ids.get(id.as_str()).map(PostingSet::One),
+                    AttributeValue::String(id) => self.ordinal(id).map(PostingSet::One),
                     _ => None,
                 })
                 .collect(),
@@ -593,10 +684,10 @@ fn type_of(value: ValueRef<'_>) -> AttrType {
     }
 }
 
-/// Some posted ids.
+/// Some posted ordinals.
 enum PostingSet<'a> {
-    Set(&'a HashSet<Arc<str>>),
-    One(&'a Arc<str>),
+    Set(&'a HashSet<usize>),
+    One(usize),
 }
 
 impl PostingSet<'_> {
@@ -607,10 +698,10 @@ impl PostingSet<'_> {
         }
     }
 
-    fn iter(&self) -> Box<dyn Iterator<Item = &Arc<str>> + '_> {
+    fn iter(&self) -> Box<dyn Iterator<Item = usize> + '_> {
         match self {
-            Self::Set(set) => Box::new(set.iter()),
-            Self::One(id) => Box::new(std::iter::once(*id)),
+            Self::Set(set) => Box::new(set.iter().copied()),
+            Self::One(ordinal) => Box::new(std::iter::once(*ordinal)),
         }
     }
 }

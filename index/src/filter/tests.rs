@@ -212,8 +212,91 @@ proptest! {
                 }
             }
             check_split(&index, &live, e).map_err(TestCaseError::fail)?;
+            check_membership(&index, &live, e).map_err(TestCaseError::fail)?;
         }
     }
+}
+
+/// `membership`: every certain ordinal matches, every match is in the superset, and both hold
+/// live entities only.
+fn check_membership(index: &PayloadIndex, live: &[Row], e: &Expr) -> Result<(), String> {
+    let Some(m) = index.membership(e) else {
+        return Ok(());
+    };
+    for row in live {
+        let ordinal = index
+            .ordinal(&row.id)
+            .ok_or_else(|| format!("{} has no ordinal", row.id))?;
+        let matches = e.matches(row);
+        if m.is_certain(ordinal) && !matches {
+            return Err(format!("{e:?}: {} is certain but does not match", row.id));
+        }
+        if matches && !m.may_match(ordinal) {
+            return Err(format!("{e:?}: match {} is outside the superset", row.id));
+        }
+    }
+    for ordinal in m.certain().chain(m.uncertain()) {
+        if index.entity(ordinal).is_none() {
+            return Err(format!("{e:?}: ordinal {ordinal} is not live"));
+        }
+    }
+    Ok(())
+}
+
+/// The certain/uncertain split of `and`, `or` and `not` of ranges: only the bound postings
+/// are uncertain, and an operand the postings cannot answer leaves nothing certain.
+#[test]
+fn combinations_keep_the_certain_split() {
+    let rows: Vec<Row> = (0..10)
+        .map(|i| Row {
+            id: format!("e{i:02}"),
+            entity_type: "doc".into(),
+            attributes: [("n".to_owned(), AttributeValue::Int(i))].into(),
+        })
+        .collect();
+    let index = index_of(&rows);
+    let n = |op, v| Expr::Compare {
+        op,
+        field: Field::Attribute("n".into()),
+        value: AttributeValue::Int(v),
+    };
+    let split = |e: &Expr| {
+        let m = index.membership(e).expect("the postings answer it");
+        let ids = |it: &mut dyn Iterator<Item = usize>| {
+            let mut v: Vec<String> = it.map(|o| index.entity(o).unwrap().to_string()).collect();
+            v.sort();
+            v
+        };
+        (ids(&mut m.certain()), ids(&mut m.uncertain()))
+    };
+    let names = |r: &[i64]| r.iter().map(|i| format!("e{i:02}")).collect::<Vec<_>>();
+    // 2 <= n < 8: the postings at the bounds (2 and 8) are checked, the rest is certain.
+    assert_eq!(
+        split(&Expr::And(vec![n(Cmp::Gte, 2), n(Cmp::Lt, 8)])),
+        (names(&[3, 4, 5, 6, 7]), names(&[2, 8]))
+    );
+    assert_eq!(
+        split(&Expr::Or(vec![n(Cmp::Lt, 2), n(Cmp::Gt, 7)])),
+        (names(&[0, 1, 8, 9]), names(&[2, 7]))
+    );
+    assert_eq!(
+        split(&Expr::Not(Box::new(n(Cmp::Lt, 2)))),
+        (names(&[3, 4, 5, 6, 7, 8, 9]), names(&[2]))
+    );
+    assert_eq!(
+        split(&n(Cmp::Ne, 4)),
+        (names(&[0, 1, 2, 3, 5, 6, 7, 8, 9]), names(&[]))
+    );
+    let unanswerable = Expr::Exists(Field::Attribute("n".into()));
+    assert_eq!(
+        split(&Expr::And(vec![n(Cmp::Lt, 2), unanswerable.clone()])),
+        (names(&[]), names(&[0, 1, 2]))
+    );
+    assert!(
+        index
+            .membership(&Expr::Or(vec![n(Cmp::Lt, 2), unanswerable]))
+            .is_none()
+    );
 }
 
 /// `split_candidates`: its certain ids all match, the two lists cover every match, no id twice.

@@ -122,12 +122,15 @@ impl UnifiedStore {
         let memo;
         let seeding = match &seed_plan {
             planning::SeedPlan::Unfiltered => Seeding::Search(None),
-            // Answers that depend on the clock (expiry) are never remembered.
-            planning::SeedPlan::Filtered { upper } if !facts.has_expiry_times() => {
-                memo = t.filter_memo(filter, facts.generation());
-                Seeding::SearchMemo(Some(*upper), &memo)
+            planning::SeedPlan::Filtered { upper, bitmap } => {
+                match t.seed_memo(&facts, filter, *bitmap) {
+                    Some(m) => {
+                        memo = m;
+                        Seeding::SearchMemo(Some(*upper), &memo)
+                    }
+                    None => Seeding::Search(Some(*upper)),
+                }
             }
-            planning::SeedPlan::Filtered { upper } => Seeding::Search(Some(*upper)),
             planning::SeedPlan::Exact(ids) => {
                 among = ids.iter().map(|id| &**id).collect();
                 Seeding::Among(&among)

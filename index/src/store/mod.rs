@@ -31,6 +31,7 @@ pub mod planning;
 mod provenance;
 mod purge;
 mod ring_reads;
+mod slot_ordinals;
 mod tenant;
 #[cfg(test)]
 mod wal_tests;

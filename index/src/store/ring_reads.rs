@@ -100,9 +100,10 @@ impl UnifiedStore {
             };
         let hits = match planning::plan(&facts, filter, t.vectors.options(), false).0 {
             SeedPlan::Unfiltered => t.vectors.search(vector, count, ef, filter_fn, None)?,
-            SeedPlan::Filtered { upper } => {
+            SeedPlan::Filtered { upper, bitmap } => {
+                let memo = t.seed_memo(&facts, filter, bitmap);
                 t.vectors
-                    .search(vector, count, ef, filter_fn, Some(upper))?
+                    .search_memo(vector, count, ef, filter_fn, Some(upper), memo.as_deref())?
             }
             SeedPlan::Exact(ids) => {
                 let ids: Vec<&str> = ids.iter().map(|id| &**id).collect();

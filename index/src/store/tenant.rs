@@ -22,7 +22,9 @@ use allidb_storage::types::SeqNo;
 use parking_lot::{Mutex, RwLock};
 
 use super::facts::{EntityMeta, FactTable, Filter};
+use super::slot_ordinals::{self, SlotOrdinals};
 use crate::error::{Error, Result};
+use crate::filter::PayloadIndex;
 use crate::graph::{EdgeSpec, GraphIndex};
 use crate::lexical::{LexicalIndex, LexicalOptions};
 use crate::vector::{FilterMemo, VectorIndex, VectorIndexOptions};
@@ -44,6 +46,9 @@ pub struct TenantIndexes {
     /// The filter memos of the latest filtered graph searches, most recent last (see
     /// [`TenantIndexes::filter_memo`]).
     filter_memos: Mutex<Vec<MemoEntry>>,
+    /// Internal vector id -> payload ordinal, for per-query filter bitmaps (see
+    /// [`TenantIndexes::slot_ordinals`]).
+    slot_ordinals: Mutex<Option<Arc<SlotOrdinals>>>,
 }
 
 /// Filter memos kept per tenant at most (each holds 2 bits per internal vector id).
@@ -166,6 +171,7 @@ impl TenantIndexes {
             lexical: LexicalIndex::new(lexical.clone())?,
             unindexed: Mutex::default(),
             filter_memos: Mutex::default(),
+            slot_ordinals: Mutex::default(),
         })
     }
 
@@ -177,6 +183,19 @@ impl TenantIndexes {
     /// it holds while the generation does. Callers must not use it when answers depend on the
     /// clock (entities with expiry times).
     pub fn filter_memo(&self, filter: &Filter, generation: u64) -> Arc<FilterMemo> {
+        self.filter_memo_or(filter, generation, || {
+            FilterMemo::new(self.vectors.id_bound())
+        })
+    }
+
+    /// [`TenantIndexes::filter_memo`], a new one made by `make` (which must hold only the
+    /// filter's answers at `generation`).
+    pub fn filter_memo_or(
+        &self,
+        filter: &Filter,
+        generation: u64,
+        make: impl FnOnce() -> FilterMemo,
+    ) -> Arc<FilterMemo> {
         let mut memos = self.filter_memos.lock();
         if let Some(at) = memos
             .iter()
@@ -191,13 +210,55 @@ impl TenantIndexes {
         if memos.len() >= FILTER_MEMOS {
             memos.remove(0);
         }
-        let memo = Arc::new(FilterMemo::new(self.vectors.id_bound()));
+        let memo = Arc::new(make());
         memos.push(MemoEntry {
             filter: filter.clone(),
             generation,
             memo: memo.clone(),
         });
         memo
+    }
+
+    /// The filter memo a filtered graph walk of `filter` reads (`None`: none, the walk checks
+    /// each node). With `bitmap`, a bitmap over the vector slots filled from the filter's
+    /// membership (built only when the filter has no kept memo; kept among the filter memos
+    /// unless answers depend on the clock, then built per query with no member certain while
+    /// an expired entity awaits the sweep); without, the filter's kept memo, never for
+    /// entities with expiry times.
+    pub fn seed_memo(
+        &self,
+        facts: &FactTable,
+        filter: &Filter,
+        bitmap: bool,
+    ) -> Option<Arc<FilterMemo>> {
+        let timed = facts.has_expiry_times();
+        let filled = || {
+            let ids = self.vectors.id_bound();
+            let membership = filter
+                .as_expression()
+                .and_then(|e| facts.payload().membership(&e));
+            match membership {
+                Some(mut membership) => {
+                    if facts.has_expired(allidb_storage::hlc::wall_nanos()) {
+                        membership.demote();
+                    }
+                    self.slot_ordinals(facts.payload()).memo(&membership, ids)
+                }
+                None => FilterMemo::new(ids),
+            }
+        };
+        match (bitmap, timed) {
+            (true, true) => Some(Arc::new(filled())),
+            (true, false) => Some(self.filter_memo_or(filter, facts.generation(), filled)),
+            (false, true) => None,
+            (false, false) => Some(self.filter_memo(filter, facts.generation())),
+        }
+    }
+
+    /// The map from internal vector ids to `payload`'s ordinals (the tenant's facts, read-locked
+    /// by the caller), refreshed if ids were created or ordinals moved since it was made.
+    pub fn slot_ordinals(&self, payload: &PayloadIndex) -> Arc<SlotOrdinals> {
+        slot_ordinals::current(&self.slot_ordinals, payload, &self.vectors)
     }
 
     /// Entities whose stored vector is not indexed (its dimension differs from the index's),
@@ -411,6 +472,7 @@ impl TenantIndexes {
 mod tests {
     use super::*;
     use crate::filter::{Cmp, Expr, Field};
+    use crate::store::planning;
 
     fn below(n: i64) -> Filter {
         Filter {
@@ -447,5 +509,64 @@ mod tests {
                 .iter()
                 .all(|e| e.generation == 8)
         );
+    }
+
+    /// A filtered walk's memo comes filled from the payload index when the planner built a
+    /// membership: every slot known but the bound's posting; kept for the filter without expiry
+    /// times, one per query with them.
+    #[test]
+    fn a_planned_walk_gets_the_slot_bitmap() {
+        let options = VectorIndexOptions {
+            exact_scan_max_allowed: 0,
+            exact_scan_max_fraction: 0.0,
+            ..VectorIndexOptions::default()
+        };
+        let indexes = TenantIndexes::new(options, &LexicalOptions::default()).unwrap();
+        let meta = |bucket: i64, expires_at_nanos: i64| EntityMeta {
+            entity_type: "doc".to_owned(),
+            attributes: [("bucket".to_owned(), AttributeValue::Int(bucket))].into(),
+            importance: 0.0,
+            updated_at_micros: 0,
+            body_ts: 1,
+            expires_at_nanos,
+        };
+        for i in 0..8i64 {
+            let id = format!("e{i}");
+            indexes
+                .vectors
+                .upsert(&id, &[1.0, i as f32], i as u64 + 1)
+                .unwrap();
+            indexes.facts.write().upsert(&id, meta(i, 0));
+        }
+        let filter = below(4);
+        let facts = indexes.facts.read();
+        let (plan, _) = planning::plan(&facts, &filter, &options, false);
+        assert_eq!(
+            plan,
+            planning::SeedPlan::Filtered {
+                upper: 5,
+                bitmap: true
+            }
+        );
+        let memo = indexes.seed_memo(&facts, &filter, true).unwrap();
+        let known: Vec<Option<bool>> = (0..8).map(|id| memo.known(id)).collect();
+        let mut expected = vec![Some(true); 4];
+        expected.push(None);
+        expected.extend([Some(false); 3]);
+        assert_eq!(known, expected);
+        let again = indexes.seed_memo(&facts, &filter, true).unwrap();
+        assert!(Arc::ptr_eq(&memo, &again));
+        drop(facts);
+
+        indexes.facts.write().upsert(
+            "e7",
+            meta(7, allidb_storage::hlc::wall_nanos() + 1_000_000_000_000),
+        );
+        let facts = indexes.facts.read();
+        let first = indexes.seed_memo(&facts, &filter, true).unwrap();
+        let second = indexes.seed_memo(&facts, &filter, true).unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(first.known(0), Some(true));
+        assert!(indexes.seed_memo(&facts, &filter, false).is_none());
     }
 }

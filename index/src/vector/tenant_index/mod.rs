@@ -26,8 +26,6 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::Relaxed;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -37,7 +35,10 @@ use crate::vector::flat_hnsw::{DistanceFn, FlatHnswFactory, distance_fn};
 use crate::vector::metric::Metric;
 use slots_file::decode_slots;
 
+mod memo;
 mod slots_file;
+
+pub use memo::FilterMemo;
 
 /// Options of one tenant's vector index. Every field has a working default.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -128,56 +129,6 @@ fn validate_ef(ef: usize) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// What a filter said of each internal id, remembered across the searches of one filter while
-/// the entities' facts do not change (the caller keys it, see `TenantIndexes::filter_memo`).
-///
-/// Two bits per internal id (known, allowed), in relaxed atomics: concurrent searches fill it
-/// together, and a race only evaluates an id twice. An internal id's entity never changes
-/// (ids are never reused), so an answer stays true as long as the facts the filter read do;
-/// ids beyond the memo's capacity (created after it) are evaluated each time.
-#[derive(Debug)]
-pub struct FilterMemo {
-    words: Box<[AtomicU64]>,
-}
-
-impl FilterMemo {
-    /// A memo knowing nothing, for internal ids below `ids`.
-    pub fn new(ids: usize) -> Self {
-        Self {
-            words: (0..ids.div_ceil(32)).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    /// What the filter said of `id`, computing (and remembering) it with `evaluate` the first
-    /// time.
-    #[inline]
-    pub fn get_or(&self, id: usize, evaluate: impl FnOnce() -> bool) -> bool {
-        let Some(word) = self.words.get(id / 32) else {
-            return evaluate();
-        };
-        let shift = (id % 32) * 2;
-        let bits = word.load(Relaxed) >> shift;
-        if bits & 1 == 1 {
-            return bits & 2 == 2;
-        }
-        let allowed = evaluate();
-        word.fetch_or((1 | (u64::from(allowed) << 1)) << shift, Relaxed);
-        allowed
-    }
-
-    /// The remembered answer for `id`, if any.
-    #[inline]
-    pub fn known(&self, id: usize) -> Option<bool> {
-        let bits = self.words.get(id / 32)?.load(Relaxed) >> ((id % 32) * 2);
-        (bits & 1 == 1).then_some(bits & 2 == 2)
-    }
-
-    /// Internal ids this memo can hold.
-    pub fn capacity(&self) -> usize {
-        self.words.len() * 32
-    }
 }
 
 /// One search result.
@@ -301,6 +252,25 @@ impl VectorIndex {
     /// Every internal id given so far is below this (the size a [`FilterMemo`] needs).
     pub fn id_bound(&self) -> usize {
         self.state.read().next_id
+    }
+
+    /// The live internal ids from `start` on, with their entities, in no particular order.
+    pub fn entities_from(&self, start: usize) -> Vec<(usize, Arc<str>)> {
+        self.state
+            .read()
+            .slots
+            .iter()
+            .filter(|(id, _)| **id >= start)
+            .map(|(id, slot)| (*id, slot.entity.clone()))
+            .collect()
+    }
+
+    /// The entities of internal ids `ids` that are live (`None` for the others), in order.
+    pub fn entities_of(&self, ids: &[usize]) -> Vec<Option<Arc<str>>> {
+        let state = self.state.read();
+        ids.iter()
+            .map(|id| state.slots.get(id).map(|slot| slot.entity.clone()))
+            .collect()
     }
 
     /// Number of live vectors.
