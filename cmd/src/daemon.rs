@@ -44,6 +44,7 @@ use allidb_api::observe::{self, ObservedService, RejectedCallMetrics};
 use allidb_api::page_token::PageTokenKey;
 use allidb_api::pb::allidb_server::AlliDbServer;
 use allidb_api::service::{AlliDbService, RingAccess};
+use allidb_cluster::coordinator::replicas::RingReplicaAccess;
 use allidb_cluster::coordinator::{Coordinator, CoordinatorOptions};
 use allidb_cluster::credentials::ClusterCredentials;
 use allidb_cluster::hints::HintLog;
@@ -843,16 +844,20 @@ fn start_replication(
         .attach(local.clone(), joined.topology.subscribe())
         .map_err(|_| attached())?;
     let clients = joined.clients.clone();
+    let replicas = RingReplicaAccess::new(
+        local.clone(),
+        clients.clone(),
+        Duration::from_millis(cluster.read_timeout_ms),
+        Duration::from_millis(cluster.write_timeout_ms),
+    );
     let coordinator = Coordinator::new(
         membership.host_id(),
         local.clone(),
         membership.subscribe(),
-        clients.clone(),
+        Arc::new(replicas),
         hints.clone(),
         CoordinatorOptions {
             replication_factor: cluster.replication_factor as usize,
-            write_timeout: Duration::from_millis(cluster.write_timeout_ms),
-            read_timeout: Duration::from_millis(cluster.read_timeout_ms),
             hinted_handoff: cluster.hinted_handoff_enabled,
         },
     );

@@ -4,6 +4,9 @@
 //! Entity-level mutations are planned here with `allidb_storage::mutation` from the stored
 //! partitions read at the request's level ([`read`]) and one timestamp of this node's clock
 //! (moved past every timestamp read), then fanned out partition by partition ([`write`]).
+//! Every replica, this node's own included, is reached through one seam,
+//! [`replicas::ReplicaAccess`] (a fake of in-memory replicas stands behind it in the unit
+//! tests).
 //!
 //! Invariants: a write is acknowledged only when every partition it touches has been
 //! acknowledged by the level's number of its replicas; a hint never counts toward a level; a
@@ -20,16 +23,19 @@
 //! its level asks.
 
 mod read;
+pub mod replicas;
 mod shadowed;
 mod source_delete;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use read::Purpose;
+use replicas::ReplicaAccess;
 use shadowed::WrittenSource;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use allidb_index::{TenantDropped, UnifiedStore};
 use allidb_storage::cell::{Edge, EdgeRef, Entity, EntityWrite};
@@ -43,20 +49,15 @@ use crate::cells::ReplicaMutation;
 use crate::consistency::ConsistencyLevel;
 use crate::hints::HintLog;
 use crate::hints::dispatcher::peer_label;
-use crate::membership::{CallKind, ClusterView};
-use crate::peer_client::PeerClients;
+use crate::membership::ClusterView;
 use crate::replica::LocalReplica;
 use crate::ring::HostId;
 
-/// How the coordinator talks to replicas.
+/// How the coordinator counts replicas and keeps hints.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CoordinatorOptions {
     /// Replicas per partition (`cluster.replication_factor`, capped by the number of nodes).
     pub replication_factor: usize,
-    /// Deadline of one replica write (`cluster.write_timeout_ms`).
-    pub write_timeout: Duration,
-    /// Deadline of one replica read (`cluster.read_timeout_ms`).
-    pub read_timeout: Duration,
     /// Keep hints for replicas that miss a write (`cluster.hinted_handoff_enabled`).
     pub hinted_handoff: bool,
 }
@@ -70,20 +71,23 @@ pub struct Coordinator {
 #[derive(Debug)]
 struct Inner {
     host: HostId,
+    /// This node's replica: its store's clock and validation.
     local: LocalReplica,
     view: watch::Receiver<Arc<ClusterView>>,
-    clients: Arc<PeerClients>,
+    /// Every replica's reads and writes, this node's own included.
+    replicas: Arc<dyn ReplicaAccess>,
     hints: Arc<HintLog>,
     options: CoordinatorOptions,
 }
 
 impl Coordinator {
-    /// A coordinator on host `host` over its local replica.
+    /// A coordinator on host `host` whose own replica is `local`, reaching every replica
+    /// (its own included) through `replicas`.
     pub fn new(
         host: HostId,
         local: LocalReplica,
         view: watch::Receiver<Arc<ClusterView>>,
-        clients: Arc<PeerClients>,
+        replicas: Arc<dyn ReplicaAccess>,
         hints: Arc<HintLog>,
         options: CoordinatorOptions,
     ) -> Self {
@@ -92,7 +96,7 @@ impl Coordinator {
                 host,
                 local,
                 view,
-                clients,
+                replicas,
                 hints,
                 options,
             }),
@@ -297,16 +301,13 @@ impl Coordinator {
     /// (`cluster.max_clock_skew_ms`) limits how far ahead a cell on it can be.
     async fn observe_clocks(&self) {
         let view = self.inner.view.borrow().clone();
-        let version = view.ring.version();
-        let timeout = self.inner.options.read_timeout;
         let calls = view
             .nodes
             .keys()
             .filter(|h| **h != self.inner.host)
-            .filter_map(|host| {
-                let addr = view.address_for(*host, CallKind::Read).ok()?;
-                let clients = &self.inner.clients;
-                Some(async move { (*host, clients.clock(*host, addr, version, timeout).await) })
+            .map(|host| {
+                let view = &view;
+                async move { (*host, self.inner.replicas.clock(view, *host).await) }
             });
         for (host, answer) in futures_util::future::join_all(calls).await {
             match answer {
@@ -344,7 +345,9 @@ impl Coordinator {
         mutation: &ReplicaMutation,
     ) -> Result<(), ClusterError> {
         let view = self.inner.view.borrow().clone();
-        self.apply_on(&view, host, mutation, "repair")
+        self.inner
+            .replicas
+            .apply(&view, host, mutation, "repair")
             .await
             .map_err(|reason| {
                 ClusterError::Unavailable(format!(

@@ -14,10 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use allidb_storage::partition::CellVersion;
 
 use super::Coordinator;
+use super::replicas::{Answer, Read};
 use crate::cells::{self, DroppedTenant, ReplicaMutation};
 use crate::consistency::ConsistencyLevel;
 use crate::hints::dispatcher::peer_label;
-use crate::membership::{CallKind, ClusterView, NodeStatus};
+use crate::membership::NodeStatus;
 use crate::ring::HostId;
 use crate::{ClusterError, replica_failure};
 
@@ -63,19 +64,6 @@ impl Purpose {
             }
         }
     }
-}
-
-/// What one replica answered.
-struct Answer {
-    read: Read,
-    /// The replica's drop of the tenant (0: never dropped).
-    dropped_at: u64,
-}
-
-/// A partition's cells, or only their digest.
-enum Read {
-    Cells(Vec<CellVersion>),
-    Digest(Vec<u8>),
 }
 
 impl Coordinator {
@@ -133,7 +121,9 @@ impl Coordinator {
             let has_cells = answers.values().any(|a| matches!(a.read, Read::Cells(_)));
             let asks = round.iter().enumerate().map(|(i, host)| {
                 let digest_only = (has_cells || i > 0) && !purpose.wants_every_cell();
-                self.read_on(&view, *host, tenant, id, digest_only)
+                self.inner
+                    .replicas
+                    .read_partition(&view, *host, tenant, id, digest_only)
             });
             for (host, outcome) in round.iter().zip(futures_util::future::join_all(asks).await) {
                 match outcome {
@@ -174,7 +164,12 @@ impl Coordinator {
             let cells = match (answer.read, &reference) {
                 (Read::Cells(cells), _) => cells,
                 (Read::Digest(digest), Some((same, cells))) if digest == *same => cells.clone(),
-                (Read::Digest(_), _) => match self.read_on(&view, host, tenant, id, false).await {
+                (Read::Digest(_), _) => match self
+                    .inner
+                    .replicas
+                    .read_partition(&view, host, tenant, id, false)
+                    .await
+                {
                     Ok(Answer {
                         read: Read::Cells(cells),
                         ..
@@ -219,61 +214,17 @@ impl Coordinator {
                 let peer = peer_label(view, *host);
                 metrics::counter!("allidb_cluster_read_repairs_total", "peer" => peer.clone())
                     .increment(1);
-                if let Err(reason) = self.apply_on(view, *host, &mutation, "read_repair").await {
+                if let Err(reason) = self
+                    .inner
+                    .replicas
+                    .apply(view, *host, &mutation, "read_repair")
+                    .await
+                {
                     tracing::debug!(%peer, reason, "read repair failed");
                 }
             })
         });
         futures_util::future::join_all(repairs).await;
         Ok(merged)
-    }
-
-    /// Reads one partition on `host`: the local store directly, a peer through its replica
-    /// service. A peer gossip shows down is not tried.
-    async fn read_on(
-        &self,
-        view: &ClusterView,
-        host: HostId,
-        tenant: &str,
-        id: &str,
-        digest_only: bool,
-    ) -> Result<Answer, String> {
-        if host == self.inner.host {
-            let stored = self
-                .inner
-                .local
-                .partition(tenant, id)
-                .await
-                .map_err(|e| e.to_string())?;
-            return Ok(Answer {
-                read: match digest_only {
-                    true => Read::Digest(cells::digest(&stored.cells)),
-                    false => Read::Cells(stored.cells),
-                },
-                dropped_at: stored.tenant_dropped_at,
-            });
-        }
-        let addr = view.address_for(host, CallKind::Read)?;
-        let reply = self
-            .inner
-            .clients
-            .read_partition(
-                host,
-                addr,
-                tenant,
-                id,
-                digest_only,
-                view.ring.version(),
-                self.inner.options.read_timeout,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(Answer {
-            read: match digest_only {
-                true => Read::Digest(reply.digest),
-                false => Read::Cells(reply.cells.into_iter().map(cells::from_proto).collect()),
-            },
-            dropped_at: reply.tenant_dropped_at_micros,
-        })
     }
 }

@@ -24,7 +24,7 @@ use crate::cells::{self, DroppedTenant, ReplicaMutation};
 use crate::consistency::ConsistencyLevel;
 use crate::hints::dispatcher::peer_label;
 use crate::hints::{Hint, unix_ms};
-use crate::membership::{CallKind, ClusterView};
+use crate::membership::ClusterView;
 use crate::ring::{HostId, ReplicaSet, Ring, TokenRange};
 use crate::{ClusterError, replica_failure};
 
@@ -239,7 +239,11 @@ impl Coordinator {
     ) -> Result<(), String> {
         let peer = peer_label(view, host);
         let started = Instant::now();
-        let outcome = self.apply_on(view, host, &mutation, reason).await;
+        let outcome = self
+            .inner
+            .replicas
+            .apply(view, host, &mutation, reason)
+            .await;
         let result = if outcome.is_ok() { "ok" } else { "failed" };
         metrics::counter!("allidb_cluster_replica_writes_total", "peer" => peer.clone(), "outcome" => result).increment(1);
         metrics::histogram!("allidb_cluster_replica_write_seconds", "peer" => peer.clone())
@@ -250,42 +254,6 @@ impl Coordinator {
             self.hint(view, host, mutation, why).await;
         }
         outcome
-    }
-
-    /// Applies a mutation on `host`: the local store directly, a peer through its replica
-    /// service. A peer gossip shows down, or whose engine gossips that it refuses writes (disk
-    /// full, I/O failure), is not tried: it fails at once, so it gets a hint.
-    pub(super) async fn apply_on(
-        &self,
-        view: &ClusterView,
-        host: HostId,
-        mutation: &ReplicaMutation,
-        reason: &str,
-    ) -> Result<(), String> {
-        if host == self.inner.host {
-            // Through the fence like a peer's write: planned on a ring older than this node's
-            // fence, it is refused here too (and hinted), never acknowledged by a replica the
-            // newer ring does not have.
-            return self
-                .inner
-                .local
-                .apply_planned(mutation.clone(), view.ring.version())
-                .await
-                .map_err(|e| e.to_string());
-        }
-        let addr = view.address_for(host, CallKind::Write)?;
-        self.inner
-            .clients
-            .mutate(
-                host,
-                addr,
-                mutation,
-                reason,
-                view.ring.version(),
-                self.inner.options.write_timeout,
-            )
-            .await
-            .map_err(|e| e.to_string())
     }
 
     /// Keeps a hint of `mutation` for `host` (when hinted handoff is on).

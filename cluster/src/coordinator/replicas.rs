@@ -1,0 +1,190 @@
+//! The seam between the coordinator and the replicas it reads and writes: one trait
+//! ([`ReplicaAccess`]) with the ring's implementation ([`RingReplicaAccess`]: this node's
+//! store through its topology fence, other nodes through their `Replica` service) and, in the
+//! coordinator's unit tests, a fake over in-memory partitions.
+//!
+//! Which host may be sent which call is one rule, the view's (`ClusterView::address_for` with
+//! the call's kind): a host gossip shows down, or whose engine refuses writes, fails at once.
+//! Must never: decide levels, hints or repairs (the coordinator does), or acknowledge a
+//! mutation the replica did not apply.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use allidb_storage::partition::CellVersion;
+use async_trait::async_trait;
+
+use crate::cells::{self, ReplicaMutation};
+use crate::membership::{CallKind, ClusterView};
+use crate::peer_client::PeerClients;
+use crate::replica::LocalReplica;
+use crate::ring::HostId;
+
+/// What one replica answered for a partition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    /// Its cells, or their digest.
+    pub read: Read,
+    /// The replica's drop of the tenant (0: never dropped).
+    pub dropped_at: u64,
+}
+
+/// A partition's cells, or only their digest ([`cells::digest`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Read {
+    Cells(Vec<CellVersion>),
+    Digest(Vec<u8>),
+}
+
+impl Read {
+    /// `versions` as asked: the cells, or their digest when `digest_only`.
+    pub fn of(versions: Vec<CellVersion>, digest_only: bool) -> Self {
+        match digest_only {
+            true => Read::Digest(cells::digest(&versions)),
+            false => Read::Cells(versions),
+        }
+    }
+}
+
+/// The calls the coordinator sends one replica; errors are the reason, for the level's
+/// `Unavailable` message and the hint log.
+#[async_trait]
+pub trait ReplicaAccess: Send + Sync + Debug {
+    /// Partition `id` of `tenant` as `host` stores it (or its digest), read on `view`'s ring.
+    async fn read_partition(
+        &self,
+        view: &ClusterView,
+        host: HostId,
+        tenant: &str,
+        id: &str,
+        digest_only: bool,
+    ) -> Result<Answer, String>;
+
+    /// Applies `mutation` (planned on `view`'s ring) on `host`; `reason` labels the call.
+    async fn apply(
+        &self,
+        view: &ClusterView,
+        host: HostId,
+        mutation: &ReplicaMutation,
+        reason: &str,
+    ) -> Result<(), String>;
+
+    /// `host`'s clock reading (a hybrid logical timestamp).
+    async fn clock(&self, view: &ClusterView, host: HostId) -> Result<u64, String>;
+}
+
+/// The ring's replicas: this node's store without a network hop, the others through their
+/// `Replica` service at the address gossip gave them.
+#[derive(Debug)]
+pub struct RingReplicaAccess {
+    local: LocalReplica,
+    clients: Arc<PeerClients>,
+    read_timeout: Duration,
+    write_timeout: Duration,
+}
+
+impl RingReplicaAccess {
+    /// Replicas reached through `clients` (reads bounded by `read_timeout`, writes by
+    /// `write_timeout`), this node's own being `local`.
+    pub fn new(
+        local: LocalReplica,
+        clients: Arc<PeerClients>,
+        read_timeout: Duration,
+        write_timeout: Duration,
+    ) -> Self {
+        Self {
+            local,
+            clients,
+            read_timeout,
+            write_timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl ReplicaAccess for RingReplicaAccess {
+    async fn read_partition(
+        &self,
+        view: &ClusterView,
+        host: HostId,
+        tenant: &str,
+        id: &str,
+        digest_only: bool,
+    ) -> Result<Answer, String> {
+        if host == self.local.host() {
+            let stored = self
+                .local
+                .partition(tenant, id)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(Answer {
+                read: Read::of(stored.cells, digest_only),
+                dropped_at: stored.tenant_dropped_at,
+            });
+        }
+        let addr = view.address_for(host, CallKind::Read)?;
+        let reply = self
+            .clients
+            .read_partition(
+                host,
+                addr,
+                tenant,
+                id,
+                digest_only,
+                view.ring.version(),
+                self.read_timeout,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Answer {
+            read: match digest_only {
+                true => Read::Digest(reply.digest),
+                false => Read::Cells(reply.cells.into_iter().map(cells::from_proto).collect()),
+            },
+            dropped_at: reply.tenant_dropped_at_micros,
+        })
+    }
+
+    async fn apply(
+        &self,
+        view: &ClusterView,
+        host: HostId,
+        mutation: &ReplicaMutation,
+        reason: &str,
+    ) -> Result<(), String> {
+        if host == self.local.host() {
+            // Through the fence like a peer's write: planned on a ring older than this node's
+            // fence, it is refused here too (and hinted), never acknowledged by a replica the
+            // newer ring does not have.
+            return self
+                .local
+                .apply_planned(mutation.clone(), view.ring.version())
+                .await
+                .map_err(|e| e.to_string());
+        }
+        let addr = view.address_for(host, CallKind::Write)?;
+        self.clients
+            .mutate(
+                host,
+                addr,
+                mutation,
+                reason,
+                view.ring.version(),
+                self.write_timeout,
+            )
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn clock(&self, view: &ClusterView, host: HostId) -> Result<u64, String> {
+        if host == self.local.host() {
+            return Ok(self.local.store().engine().clock().now());
+        }
+        let addr = view.address_for(host, CallKind::Read)?;
+        self.clients
+            .clock(host, addr, view.ring.version(), self.read_timeout)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,283 @@
+//! The coordinator against fake replicas (in-memory partitions, hosts made to fail), through
+//! the [`ReplicaAccess`] seam: levels, hints and read repair without a network.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use allidb_index::{StoreOptions, UnifiedStore};
+use allidb_storage::Durability;
+use allidb_storage::cell::{EntityBody, EntityWrite};
+use allidb_storage::partition::CellVersion;
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::replicas::{Answer, Read, ReplicaAccess};
+use super::{Coordinator, CoordinatorOptions};
+use crate::ClusterError;
+use crate::cells::{self, ReplicaMutation};
+use crate::consistency::ConsistencyLevel;
+use crate::hints::HintLog;
+use crate::membership::{ClusterView, NodeStatus, NodeView};
+use crate::replica::LocalReplica;
+use crate::ring::{HostId, Ring};
+use crate::topology::fence::TopologyFence;
+
+const TENANT: &str = "t";
+
+/// One fake replica: its partitions' cells (newest version per key) and its tenant drops.
+#[derive(Debug, Default)]
+struct FakeReplica {
+    partitions: BTreeMap<(String, String), Vec<CellVersion>>,
+    dropped: BTreeMap<String, u64>,
+}
+
+/// Replicas in memory; hosts in `failing` fail every call, hosts in `refusing_writes` fail
+/// only writes (as a replica with a full disk does).
+#[derive(Debug, Default)]
+struct FakeReplicas {
+    hosts: Mutex<BTreeMap<HostId, FakeReplica>>,
+    failing: Mutex<BTreeSet<HostId>>,
+    refusing_writes: Mutex<BTreeSet<HostId>>,
+}
+
+impl FakeReplicas {
+    fn check(&self, host: HostId) -> Result<(), String> {
+        match self.failing.lock().contains(&host) {
+            true => Err(format!("host {host} is made to fail")),
+            false => Ok(()),
+        }
+    }
+
+    /// The hosts with hints in `hints`, once the writes still running have finished.
+    async fn hinted(hints: &HintLog, expected: usize) -> Vec<HostId> {
+        for _ in 0..100 {
+            if hints.pending().len() >= expected {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        hints.pending().into_keys().collect()
+    }
+
+    fn cells(&self, host: HostId, id: &str) -> Vec<CellVersion> {
+        self.hosts
+            .lock()
+            .get(&host)
+            .and_then(|r| r.partitions.get(&(TENANT.to_owned(), id.to_owned())))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl ReplicaAccess for FakeReplicas {
+    async fn read_partition(
+        &self,
+        _view: &ClusterView,
+        host: HostId,
+        tenant: &str,
+        id: &str,
+        digest_only: bool,
+    ) -> Result<Answer, String> {
+        self.check(host)?;
+        let hosts = self.hosts.lock();
+        let replica = hosts.get(&host);
+        let stored = replica
+            .and_then(|r| r.partitions.get(&(tenant.to_owned(), id.to_owned())))
+            .cloned()
+            .unwrap_or_default();
+        Ok(Answer {
+            read: Read::of(stored, digest_only),
+            dropped_at: replica
+                .and_then(|r| r.dropped.get(tenant).copied())
+                .unwrap_or(0),
+        })
+    }
+
+    async fn apply(
+        &self,
+        _view: &ClusterView,
+        host: HostId,
+        mutation: &ReplicaMutation,
+        _reason: &str,
+    ) -> Result<(), String> {
+        self.check(host)?;
+        if self.refusing_writes.lock().contains(&host) {
+            return Err(format!("host {host} refuses writes"));
+        }
+        let mut hosts = self.hosts.lock();
+        let replica = hosts.entry(host).or_default();
+        for drop in &mutation.drops {
+            let at = replica.dropped.entry(drop.tenant.clone()).or_default();
+            *at = (*at).max(drop.ts);
+        }
+        for version in &mutation.cells {
+            let partition = cells::partition_of(&version.0).map_err(|e| e.to_string())?;
+            let stored = replica.partitions.entry(partition).or_default();
+            *stored = cells::merge([stored.as_slice(), std::slice::from_ref(version)]);
+        }
+        Ok(())
+    }
+
+    async fn clock(&self, _view: &ClusterView, host: HostId) -> Result<u64, String> {
+        self.check(host)?;
+        Ok(0)
+    }
+}
+
+/// A coordinator on host 1 of a 3-host ring at replication factor 3 over `replicas`, with its
+/// own store and hint log in `dir`.
+fn coordinator(
+    dir: &std::path::Path,
+    replicas: Arc<FakeReplicas>,
+    hinted_handoff: bool,
+) -> (Coordinator, Arc<HintLog>) {
+    let hosts: Vec<HostId> = (1..=3).map(HostId::from_u128).collect();
+    let ring = Ring::new(
+        1,
+        hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (*h, vec![(i as u64 + 1) << 60])),
+    );
+    let addr: SocketAddr = "127.0.0.1:1".parse().expect("a literal address");
+    let nodes = hosts
+        .iter()
+        .map(|h| {
+            let node = NodeView {
+                host_id: *h,
+                name: format!("h{}", h.as_u128()),
+                status: NodeStatus::Normal,
+                gossip_addr: addr,
+                rpc_addr: Some(addr),
+                generation: 1,
+                tokens: ring.tokens_of(*h),
+                in_gossip: true,
+                load_bytes: None,
+                engine_state: None,
+                topology_version: Some(1),
+            };
+            (*h, node)
+        })
+        .collect();
+    let view = Arc::new(ClusterView {
+        nodes,
+        ring: Arc::new(ring),
+        pending: None,
+    });
+    let (_, receiver) = watch::channel(view);
+    let store = Arc::new(
+        UnifiedStore::open(dir.join("store"), StoreOptions::default()).expect("a new store"),
+    );
+    let fence = TopologyFence::open(dir).expect("a new fence");
+    let local = LocalReplica::new(hosts[0], store, Durability::Sync, fence);
+    let hints = Arc::new(HintLog::open(&dir.join("hints"), 1 << 20).expect("a new hint log"));
+    let coordinator = Coordinator::new(
+        hosts[0],
+        local,
+        receiver,
+        replicas,
+        hints.clone(),
+        CoordinatorOptions {
+            replication_factor: 3,
+            hinted_handoff,
+        },
+    );
+    (coordinator, hints)
+}
+
+fn doc(id: &str) -> EntityWrite {
+    EntityWrite {
+        id: id.to_owned(),
+        body: EntityBody {
+            entity_type: "doc".to_owned(),
+            ..EntityBody::default()
+        },
+        out_edges: Vec::new(),
+        in_edges: Vec::new(),
+    }
+}
+
+fn host(n: u128) -> HostId {
+    HostId::from_u128(n)
+}
+
+#[tokio::test]
+async fn a_quorum_write_is_acknowledged_by_two_replicas_and_hinted_for_the_third() {
+    for hinted_handoff in [true, false] {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let replicas = Arc::new(FakeReplicas::default());
+        replicas.failing.lock().insert(host(3));
+        let (coordinator, hints) = coordinator(dir.path(), replicas.clone(), hinted_handoff);
+        coordinator
+            .put_entities(TENANT, vec![doc("a")], ConsistencyLevel::Quorum)
+            .await
+            .expect("two of three replicas make a quorum");
+        assert!(!replicas.cells(host(1), "a").is_empty());
+        assert_eq!(replicas.cells(host(1), "a"), replicas.cells(host(2), "a"));
+        assert!(replicas.cells(host(3), "a").is_empty());
+        let hinted = FakeReplicas::hinted(&hints, usize::from(hinted_handoff)).await;
+        match hinted_handoff {
+            true => assert_eq!(hinted, [host(3)], "the missed write is hinted"),
+            false => assert!(hinted.is_empty(), "no hints when hinted handoff is off"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_misses_its_level_is_refused_and_hinted() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let replicas = Arc::new(FakeReplicas::default());
+    replicas.refusing_writes.lock().extend([host(2), host(3)]);
+    let (coordinator, hints) = coordinator(dir.path(), replicas.clone(), true);
+    let refused = coordinator
+        .put_entities(TENANT, vec![doc("a")], ConsistencyLevel::Quorum)
+        .await
+        .expect_err("one replica of three is not a quorum");
+    let ClusterError::Unavailable(message) = &refused else {
+        panic!("not UNAVAILABLE: {refused}");
+    };
+    assert!(
+        message.contains("h2") && message.contains("h3") && message.contains("refuses writes"),
+        "{message}"
+    );
+    assert_eq!(FakeReplicas::hinted(&hints, 2).await, [host(2), host(3)]);
+    // ONE is met by this node's own replica.
+    coordinator
+        .put_entities(TENANT, vec![doc("b")], ConsistencyLevel::One)
+        .await
+        .expect("one replica is enough at ONE");
+}
+
+#[tokio::test]
+async fn a_read_returns_the_newest_cells_and_repairs_a_stale_replica_before_returning() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let replicas = Arc::new(FakeReplicas::default());
+    let (coordinator, _) = coordinator(dir.path(), replicas.clone(), true);
+    coordinator
+        .put_entities(TENANT, vec![doc("a")], ConsistencyLevel::All)
+        .await
+        .expect("every replica is up");
+    let written = replicas.cells(host(1), "a");
+    // Host 2 loses the partition (a replica that diverged silently).
+    replicas
+        .hosts
+        .lock()
+        .get_mut(&host(2))
+        .expect("host 2 took the write")
+        .partitions
+        .clear();
+    let entity = coordinator
+        .get_entity(TENANT, "a", ConsistencyLevel::All)
+        .await
+        .expect("every replica answers")
+        .expect("the entity is found");
+    assert_eq!(entity.id, "a");
+    assert_eq!(
+        replicas.cells(host(2), "a"),
+        written,
+        "repaired before the read returned"
+    );
+}
