@@ -14,9 +14,9 @@
 //! How a query runs: when this node alone covers every range, its own indexes answer the whole
 //! query in one call (`UnifiedStore::answer`, the single-node query; text and hybrid queries
 //! are served only this way). Otherwise every host of the covering set searches everything it
-//! holds for the query's full seed count (so a global top-k candidate is in the answer of a host that holds
-//! it); the candidates are deduplicated and the best seed count kept; the walk goes hop by hop
-//! over the owners; the ranking (unified score or PageRank) runs here over the gathered walk,
+//! holds for the query's full seed count (so a global top-k candidate is in the answer of a
+//! host that holds it); the candidates are deduplicated and the best seed count kept; the walk
+//! goes hop by hop over the owners; the ranking (unified score or PageRank) runs here over the gathered walk,
 //! with the facts and similarities the owners sent; the results (and context entities) are
 //! then read at the request's consistency level, a result gone at that level being replaced by
 //! the next best. Candidate search and walk read one replica per range (ONE): replicas build
