@@ -2,7 +2,6 @@
 //! the [`ReplicaAccess`] seam: levels, hints and read repair without a network.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use allidb_index::{StoreOptions, UnifiedStore};
@@ -19,7 +18,7 @@ use crate::ClusterError;
 use crate::cells::{self, ReplicaMutation};
 use crate::consistency::ConsistencyLevel;
 use crate::hints::HintLog;
-use crate::membership::{ClusterView, NodeStatus, NodeView};
+use crate::membership::ClusterView;
 use crate::replica::LocalReplica;
 use crate::ring::{HostId, Ring};
 use crate::topology::fence::TopologyFence;
@@ -142,31 +141,7 @@ fn coordinator(
             .enumerate()
             .map(|(i, h)| (*h, vec![(i as u64 + 1) << 60])),
     );
-    let addr: SocketAddr = "127.0.0.1:1".parse().expect("a literal address");
-    let nodes = hosts
-        .iter()
-        .map(|h| {
-            let node = NodeView {
-                host_id: *h,
-                name: format!("h{}", h.as_u128()),
-                status: NodeStatus::Normal,
-                gossip_addr: addr,
-                rpc_addr: Some(addr),
-                generation: 1,
-                tokens: ring.tokens_of(*h),
-                in_gossip: true,
-                load_bytes: None,
-                engine_state: None,
-                topology_version: Some(1),
-            };
-            (*h, node)
-        })
-        .collect();
-    let view = Arc::new(ClusterView {
-        nodes,
-        ring: Arc::new(ring),
-        pending: None,
-    });
+    let view = ClusterView::all_up(ring);
     let (_, receiver) = watch::channel(view);
     let store = Arc::new(
         UnifiedStore::open(dir.join("store"), StoreOptions::default()).expect("a new store"),

@@ -218,6 +218,38 @@ pub struct ClusterView {
 }
 
 impl ClusterView {
+    /// A view of `ring` in which every host is normal, in gossip and reachable (at a
+    /// placeholder address nothing listens on), named `h<id>`: the unit tests' ring.
+    #[cfg(test)]
+    pub(crate) fn all_up(ring: Ring) -> Arc<ClusterView> {
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("a literal address");
+        let nodes = ring
+            .hosts()
+            .iter()
+            .map(|h| {
+                let node = NodeView {
+                    host_id: *h,
+                    name: format!("h{}", h.as_u128()),
+                    status: NodeStatus::Normal,
+                    gossip_addr: addr,
+                    rpc_addr: Some(addr),
+                    generation: 1,
+                    tokens: ring.tokens_of(*h),
+                    in_gossip: true,
+                    load_bytes: None,
+                    engine_state: None,
+                    topology_version: Some(1),
+                };
+                (*h, node)
+            })
+            .collect();
+        Arc::new(ClusterView {
+            nodes,
+            ring: Arc::new(ring),
+            pending: None,
+        })
+    }
+
     /// The RPC address of peer `host` for a `kind` call, or why it must not get one (unknown
     /// to gossip, or [`NodeView::address_for`]): the one rule every sender follows.
     pub fn address_for(&self, host: HostId, kind: CallKind) -> Result<SocketAddr, String> {

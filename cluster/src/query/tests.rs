@@ -2,7 +2,6 @@
 //! the partitions it replicates), compared with one index holding everything.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use allidb_index::graph::{Direction, EdgeSpec, GraphIndex, TraversalOptions, Walk};
@@ -24,7 +23,7 @@ use super::wire::{IdRange, SeedSearch};
 use super::{Fanout, ReadOptions};
 use crate::ClusterError;
 use crate::consistency::ConsistencyLevel;
-use crate::membership::{ClusterView, NodeStatus, NodeView};
+use crate::membership::ClusterView;
 use crate::ring::{HostId, Ring, SpanIndex, token};
 
 const TENANT: &str = "t";
@@ -107,33 +106,7 @@ impl FakeRing {
     }
 
     fn view(&self) -> Arc<ClusterView> {
-        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let nodes = self
-            .ring
-            .hosts()
-            .iter()
-            .map(|h| {
-                let node = NodeView {
-                    host_id: *h,
-                    name: format!("h{}", h.as_u128()),
-                    status: NodeStatus::Normal,
-                    gossip_addr: addr,
-                    rpc_addr: Some(addr),
-                    generation: 1,
-                    tokens: self.ring.tokens_of(*h),
-                    in_gossip: true,
-                    load_bytes: None,
-                    engine_state: None,
-                    topology_version: Some(1),
-                };
-                (*h, node)
-            })
-            .collect();
-        Arc::new(ClusterView {
-            nodes,
-            ring: Arc::new(self.ring.clone()),
-            pending: None,
-        })
+        ClusterView::all_up(self.ring.clone())
     }
 
     fn called(&self, host: HostId) -> Result<(), ClusterError> {
