@@ -481,19 +481,7 @@ impl PayloadIndex {
         expr: &Expr,
         take: &mut dyn FnMut(&HashSet<usize>, bool),
     ) -> Option<()> {
-        let key = match expr {
-            Expr::Compare {
-                op: Cmp::Eq | Cmp::Gt | Cmp::Gte | Cmp::Lt | Cmp::Lte,
-                field: Field::Attribute(key),
-                ..
-            }
-            | Expr::In {
-                field: Field::Attribute(key),
-                negated: false,
-                ..
-            } => key,
-            _ => return None,
-        };
+        let key = split_leaf_key(expr)?;
         let Some(index) = self.keys.get(key) else {
             return Some(());
         };
@@ -703,5 +691,24 @@ impl PostingSet<'_> {
             Self::Set(set) => Box::new(set.iter().copied()),
             Self::One(ordinal) => Box::new(std::iter::once(*ordinal)),
         }
+    }
+}
+
+/// The attribute key of a leaf the postings can split into certain and uncertain matches (a
+/// comparison other than `ne`, or a non-negated `in`, on an attribute); `None` for any other
+/// expression.
+fn split_leaf_key(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Compare {
+            op: Cmp::Eq | Cmp::Gt | Cmp::Gte | Cmp::Lt | Cmp::Lte,
+            field: Field::Attribute(key),
+            ..
+        }
+        | Expr::In {
+            field: Field::Attribute(key),
+            negated: false,
+            ..
+        } => Some(key.as_str()),
+        _ => None,
     }
 }

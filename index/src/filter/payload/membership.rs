@@ -176,18 +176,8 @@ impl PayloadIndex {
     /// for certain (its cardinality's lower bound, which counts only certain postings, is the
     /// whole tenant): then its postings need not be enumerated.
     fn certainly_all(&self, expr: &Expr) -> bool {
-        let key = match expr {
-            Expr::Compare {
-                op: Cmp::Eq | Cmp::Gt | Cmp::Gte | Cmp::Lt | Cmp::Lte,
-                field: Field::Attribute(key),
-                ..
-            }
-            | Expr::In {
-                field: Field::Attribute(key),
-                negated: false,
-                ..
-            } => key,
-            _ => return false,
+        let Some(key) = super::split_leaf_key(expr) else {
+            return false;
         };
         // A list is posted under each element: such keys are never split.
         let lists = self
