@@ -101,6 +101,13 @@ pub enum ClusterError {
         #[source]
         source: std::io::Error,
     },
+    /// A thread of the cluster layer could not be started.
+    #[error("starting thread {name}: {source}")]
+    Thread {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     /// The node identity file exists but cannot be trusted.
     #[error(
         "node identity file {path} is damaged ({reason}); restore it from a backup, or move the data dir away to start this node as a new host"

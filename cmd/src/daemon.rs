@@ -44,6 +44,7 @@ use allidb_api::observe::{self, ObservedService, RejectedCallMetrics};
 use allidb_api::page_token::PageTokenKey;
 use allidb_api::pb::allidb_server::AlliDbServer;
 use allidb_api::service::{AlliDbService, RingAccess};
+use allidb_cluster::coordinator::pause::PauseDetector;
 use allidb_cluster::coordinator::replicas::RingReplicaAccess;
 use allidb_cluster::coordinator::{Coordinator, CoordinatorOptions};
 use allidb_cluster::credentials::ClusterCredentials;
@@ -75,7 +76,7 @@ use tonic_health::server::HealthReporter;
 use tracing_subscriber::EnvFilter;
 
 use crate::admin::{AdminServer, ClusterStatus, Readiness, RunningCluster};
-use crate::config::{Config, ConfigError, LogConfig, LogFormat};
+use crate::config::{ClusterConfig, Config, ConfigError, LogConfig, LogFormat};
 use crate::options::{
     SEED_RESOLVE_WAIT, budget_options, host_name, membership_options, resolve_seeds,
     service_options, store_options, topology_options,
@@ -817,6 +818,14 @@ async fn wait_until_normal(joined: &Joined) -> Result<(), DaemonError> {
     }
 }
 
+/// The shortest pause of this process its coordinator checks the ring after: a quarter of the
+/// time the failure detector takes to see a silent node down (`phi_threshold` mean heartbeat
+/// gaps, a gap being at most a gossip interval), so no movement can have skipped this node
+/// during a shorter one (docs/cluster.md "A paused node").
+fn pause_threshold(cluster: &ClusterConfig) -> Duration {
+    Duration::from_millis(cluster.gossip_interval_ms).mul_f64(cluster.phi_threshold / 4.0)
+}
+
 /// Makes this node a replica and a coordinator once its store is open: the replica service
 /// starts applying, the gRPC service routes writes and point reads through the coordinator,
 /// and the hint dispatcher starts delivering.
@@ -860,6 +869,7 @@ fn start_replication(
             replication_factor: cluster.replication_factor as usize,
             hinted_handoff: cluster.hinted_handoff_enabled,
         },
+        PauseDetector::start(pause_threshold(cluster))?,
     );
     let metric = local.store().metric();
     let streaming = StreamOptions {

@@ -12,6 +12,8 @@ use rand::Rng;
 use serde_json::Value;
 
 use allidb_api::pb;
+use allidb_cluster::credentials::{ClusterCredentials, TOKEN_HEADER};
+use allidb_cluster::proto as internal;
 
 use crate::{Daemon, allidb_binary, doc_entity, http_get, request};
 
@@ -548,4 +550,32 @@ pub async fn quorum_writer(
         }
         acked
     })
+}
+
+/// The entity ids of tenant `default` in the own store of `node` (host `host`, 8-4-4-4-12 hex),
+/// through its replica service's `ScanIds`, which reads only that node's store.
+pub async fn own_ids(node: &Daemon, host: &str) -> Vec<String> {
+    let mut call = tonic::Request::new(internal::ScanIdsRequest {
+        header: Some(internal::RequestHeader {
+            protocol_version: allidb_cluster::PROTOCOL_VERSION,
+            ring_version: status(node)["ring_version"].as_u64().unwrap_or(0),
+            sender: String::new(),
+            recipient: host.to_owned(),
+        }),
+        tenant: "default".to_owned(),
+        start: String::new(),
+        end: String::new(),
+        limit: 10_000,
+    });
+    let token = ClusterCredentials::new("e2e", SECRET);
+    call.metadata_mut().insert(
+        TOKEN_HEADER,
+        token.token().parse().expect("a token is ASCII"),
+    );
+    internal::replica_client::ReplicaClient::new(node.channel().await)
+        .scan_ids(call)
+        .await
+        .unwrap_or_else(|e| panic!("the own ids of {host}: {e:?}"))
+        .into_inner()
+        .entity_ids
 }

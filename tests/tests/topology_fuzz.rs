@@ -18,10 +18,8 @@ use std::time::{Duration, Instant};
 
 use allidb_api::pb;
 use allidb_api::pb::allidb_client::AlliDbClient;
-use allidb_cluster::credentials::{ClusterCredentials, TOKEN_HEADER};
-use allidb_cluster::proto as internal;
 use allidb_tests::ring::{
-    SECRET, cluster_toml, edges_of, found, free_udp_addr, gossip_addr_of, host_id_of, level,
+    cluster_toml, edges_of, found, free_udp_addr, gossip_addr_of, host_id_of, level, own_ids,
     put_many, replicas_of, start_ring, status, wait_for_states,
 };
 use allidb_tests::{Daemon, doc_entity, request};
@@ -247,34 +245,6 @@ async fn take(fleet: &mut Fleet, step: Step, rng: &mut StdRng) {
     }
 }
 
-/// The entity ids of tenant `default` in `node`'s own store (the replica service's `ScanIds`,
-/// which reads only the node's store).
-async fn own_ids(node: &Daemon, name: &str) -> Vec<String> {
-    let mut call = tonic::Request::new(internal::ScanIdsRequest {
-        header: Some(internal::RequestHeader {
-            protocol_version: allidb_cluster::PROTOCOL_VERSION,
-            ring_version: status(node)["ring_version"].as_u64().unwrap_or(0),
-            sender: String::new(),
-            recipient: host_id_of(node, name),
-        }),
-        tenant: "default".to_owned(),
-        start: String::new(),
-        end: String::new(),
-        limit: 10_000,
-    });
-    let token = ClusterCredentials::new("e2e", SECRET);
-    call.metadata_mut().insert(
-        TOKEN_HEADER,
-        token.token().parse().expect("a token is ASCII"),
-    );
-    internal::replica_client::ReplicaClient::new(node.channel().await)
-        .scan_ids(call)
-        .await
-        .unwrap_or_else(|e| panic!("{name}'s own ids: {e:?}"))
-        .into_inner()
-        .entity_ids
-}
-
 /// The invariants after a step (see the module's doc); `cleaned`: every node just cleaned up.
 async fn check(
     fleet: &Fleet,
@@ -340,7 +310,7 @@ async fn check(
     if cleaned {
         let mut holders: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for (name, node) in &fleet.nodes {
-            for id in own_ids(node, name).await {
+            for id in own_ids(node, &host_id_of(node, name)).await {
                 holders.entry(id).or_default().push(name.clone());
             }
         }

@@ -8,11 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use allidb_api::pb;
-use allidb_cluster::credentials::{ClusterCredentials, TOKEN_HEADER};
-use allidb_cluster::proto as internal;
 use allidb_tests::ring::{
-    SECRET, cluster_toml, found, free_udp_addr, gossip_addr_of, host_id_of, put, put_many,
-    ring_json, start_ring, status, wait_for_states,
+    cluster_toml, found, free_udp_addr, gossip_addr_of, host_id_of, own_ids, put, put_many,
+    ring_json, start_ring, wait_for_states,
 };
 use allidb_tests::{Daemon, request};
 
@@ -29,34 +27,6 @@ fn copy_dir(from: &Path, to: &Path) {
         .status()
         .expect("cp runs");
     assert!(copied.success(), "{} copied", from.display());
-}
-
-/// The entity ids of tenant `default` in the own store of `node` (host `host`), through its
-/// replica service's `ScanIds`.
-async fn own_ids(node: &Daemon, host: &str) -> Vec<String> {
-    let mut call = tonic::Request::new(internal::ScanIdsRequest {
-        header: Some(internal::RequestHeader {
-            protocol_version: allidb_cluster::PROTOCOL_VERSION,
-            ring_version: status(node)["ring_version"].as_u64().unwrap_or(0),
-            sender: String::new(),
-            recipient: host.to_owned(),
-        }),
-        tenant: "default".to_owned(),
-        start: String::new(),
-        end: String::new(),
-        limit: 10_000,
-    });
-    let token = ClusterCredentials::new("e2e", SECRET);
-    call.metadata_mut().insert(
-        TOKEN_HEADER,
-        token.token().parse().expect("a token is ASCII"),
-    );
-    internal::replica_client::ReplicaClient::new(node.channel().await)
-        .scan_ids(call)
-        .await
-        .expect("the node's own ids")
-        .into_inner()
-        .entity_ids
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -22,6 +22,7 @@
 //! Must never: acknowledge a write below its level, or answer a read from fewer replicas than
 //! its level asks.
 
+pub mod pause;
 mod read;
 pub mod replicas;
 mod shadowed;
@@ -30,6 +31,7 @@ mod source_delete;
 mod tests;
 mod write;
 
+use pause::PauseDetector;
 use read::Purpose;
 use replicas::ReplicaAccess;
 use shadowed::WrittenSource;
@@ -78,11 +80,16 @@ struct Inner {
     replicas: Arc<dyn ReplicaAccess>,
     hints: Arc<HintLog>,
     options: CoordinatorOptions,
+    /// Pauses of this process, checked with the peers before the next write ([`pause`]).
+    pauses: PauseDetector,
+    /// Held while one such check runs.
+    checking: tokio::sync::Mutex<()>,
 }
 
 impl Coordinator {
     /// A coordinator on host `host` whose own replica is `local`, reaching every replica
-    /// (its own included) through `replicas`.
+    /// (its own included) through `replicas`; after a pause `pauses` notices, its next write
+    /// checks the ring with the peers first.
     pub fn new(
         host: HostId,
         local: LocalReplica,
@@ -90,6 +97,7 @@ impl Coordinator {
         replicas: Arc<dyn ReplicaAccess>,
         hints: Arc<HintLog>,
         options: CoordinatorOptions,
+        pauses: PauseDetector,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -99,6 +107,8 @@ impl Coordinator {
                 replicas,
                 hints,
                 options,
+                pauses,
+                checking: tokio::sync::Mutex::new(()),
             }),
         }
     }

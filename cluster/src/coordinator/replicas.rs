@@ -47,6 +47,17 @@ impl Read {
     }
 }
 
+/// What a peer says of this node's ring (after a pause of this node: `pause`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RingCheck {
+    /// The topology version it applied.
+    Applied(u64),
+    /// It refuses this node, which left the ring (its words).
+    Refused(String),
+    /// It did not answer (why).
+    Unreachable(String),
+}
+
 /// The calls the coordinator sends one replica; errors are the reason, for the level's
 /// `Unavailable` message and the hint log.
 #[async_trait]
@@ -72,6 +83,10 @@ pub trait ReplicaAccess: Send + Sync + Debug {
 
     /// `host`'s clock reading (a hybrid logical timestamp).
     async fn clock(&self, view: &ClusterView, host: HostId) -> Result<u64, String>;
+
+    /// What peer `host` says of this node's ring, asked at the address gossip last gave it
+    /// whatever its status in `view` (a view from before a pause shows every peer down).
+    async fn applied_version(&self, view: &ClusterView, host: HostId) -> RingCheck;
 }
 
 /// The ring's replicas: this node's store without a network hop, the others through their
@@ -186,5 +201,20 @@ impl ReplicaAccess for RingReplicaAccess {
             .clock(host, addr, view.ring.version(), self.read_timeout)
             .await
             .map_err(|e| e.to_string())
+    }
+
+    async fn applied_version(&self, view: &ClusterView, host: HostId) -> RingCheck {
+        let Some(addr) = view.nodes.get(&host).and_then(|node| node.rpc_addr) else {
+            return RingCheck::Unreachable("no RPC address gossiped".to_owned());
+        };
+        match self
+            .clients
+            .applied_version(host, addr, self.read_timeout)
+            .await
+        {
+            Ok(Ok(version)) => RingCheck::Applied(version),
+            Ok(Err(why)) => RingCheck::Refused(why),
+            Err(error) => RingCheck::Unreachable(error.to_string()),
+        }
     }
 }

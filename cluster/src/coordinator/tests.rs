@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::replicas::{Answer, Read, ReplicaAccess};
+use super::pause::PauseDetector;
+use super::replicas::{Answer, Read, ReplicaAccess, RingCheck};
 use super::{Coordinator, CoordinatorOptions};
 use crate::ClusterError;
 use crate::cells::{self, ReplicaMutation};
@@ -33,12 +34,14 @@ struct FakeReplica {
 }
 
 /// Replicas in memory; hosts in `failing` fail every call, hosts in `refusing_writes` fail
-/// only writes (as a replica with a full disk does).
+/// only writes (as a replica with a full disk does); `ring_checks` are the peers' answers
+/// after a pause (by default each applied the test ring's version, 1).
 #[derive(Debug, Default)]
 struct FakeReplicas {
     hosts: Mutex<BTreeMap<HostId, FakeReplica>>,
     failing: Mutex<BTreeSet<HostId>>,
     refusing_writes: Mutex<BTreeSet<HostId>>,
+    ring_checks: Mutex<BTreeMap<HostId, RingCheck>>,
 }
 
 impl FakeReplicas {
@@ -124,33 +127,51 @@ impl ReplicaAccess for FakeReplicas {
         self.check(host)?;
         Ok(0)
     }
+
+    async fn applied_version(&self, _view: &ClusterView, host: HostId) -> RingCheck {
+        self.ring_checks
+            .lock()
+            .get(&host)
+            .cloned()
+            .unwrap_or(RingCheck::Applied(1))
+    }
 }
 
-/// A coordinator on host 1 of a 3-host ring at replication factor 3 over `replicas`, with its
-/// own store and hint log in `dir`.
+/// The test ring: hosts 1 to 3, one token each, at topology version `version`.
+fn ring(version: u64) -> Ring {
+    Ring::new(
+        version,
+        (1..=3u128).map(|i| (host(i), vec![(i as u64) << 60])),
+    )
+}
+
+/// A coordinator on host 1 of the test ring at replication factor 3, with what a test drives
+/// it by.
+struct Fixture {
+    coordinator: Coordinator,
+    hints: Arc<HintLog>,
+    /// Publishes the coordinator's view.
+    views: watch::Sender<Arc<ClusterView>>,
+    pauses: PauseDetector,
+}
+
+/// A [`Fixture`] over `replicas`, with its own store and hint log in `dir`.
 fn coordinator(
     dir: &std::path::Path,
     replicas: Arc<FakeReplicas>,
     hinted_handoff: bool,
-) -> (Coordinator, Arc<HintLog>) {
-    let hosts: Vec<HostId> = (1..=3).map(HostId::from_u128).collect();
-    let ring = Ring::new(
-        1,
-        hosts
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (*h, vec![(i as u64 + 1) << 60])),
-    );
-    let view = ClusterView::all_up(ring);
-    let (_, receiver) = watch::channel(view);
+) -> Fixture {
+    let (views, receiver) = watch::channel(ClusterView::all_up(ring(1)));
     let store = Arc::new(
         UnifiedStore::open(dir.join("store"), StoreOptions::default()).expect("a new store"),
     );
     let fence = TopologyFence::open(dir).expect("a new fence");
-    let local = LocalReplica::new(hosts[0], store, Durability::Sync, fence);
+    let local = LocalReplica::new(host(1), store, Durability::Sync, fence);
     let hints = Arc::new(HintLog::open(&dir.join("hints"), 1 << 20).expect("a new hint log"));
+    // Long enough that no stall of a test machine counts as a pause.
+    let pauses = PauseDetector::start(std::time::Duration::from_secs(60)).expect("a thread");
     let coordinator = Coordinator::new(
-        hosts[0],
+        host(1),
         local,
         receiver,
         replicas,
@@ -159,8 +180,14 @@ fn coordinator(
             replication_factor: 3,
             hinted_handoff,
         },
+        pauses.clone(),
     );
-    (coordinator, hints)
+    Fixture {
+        coordinator,
+        hints,
+        views,
+        pauses,
+    }
 }
 
 fn doc(id: &str) -> EntityWrite {
@@ -185,7 +212,9 @@ async fn a_quorum_write_is_acknowledged_by_two_replicas_and_hinted_for_the_third
         let dir = tempfile::tempdir().expect("a temporary directory");
         let replicas = Arc::new(FakeReplicas::default());
         replicas.failing.lock().insert(host(3));
-        let (coordinator, hints) = coordinator(dir.path(), replicas.clone(), hinted_handoff);
+        let Fixture {
+            coordinator, hints, ..
+        } = coordinator(dir.path(), replicas.clone(), hinted_handoff);
         coordinator
             .put_entities(TENANT, vec![doc("a")], ConsistencyLevel::Quorum)
             .await
@@ -206,7 +235,9 @@ async fn a_write_that_misses_its_level_is_refused_and_hinted() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let replicas = Arc::new(FakeReplicas::default());
     replicas.refusing_writes.lock().extend([host(2), host(3)]);
-    let (coordinator, hints) = coordinator(dir.path(), replicas.clone(), true);
+    let Fixture {
+        coordinator, hints, ..
+    } = coordinator(dir.path(), replicas.clone(), true);
     let refused = coordinator
         .put_entities(TENANT, vec![doc("a")], ConsistencyLevel::Quorum)
         .await
@@ -230,7 +261,7 @@ async fn a_write_that_misses_its_level_is_refused_and_hinted() {
 async fn a_read_returns_the_newest_cells_and_repairs_a_stale_replica_before_returning() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let replicas = Arc::new(FakeReplicas::default());
-    let (coordinator, _) = coordinator(dir.path(), replicas.clone(), true);
+    let Fixture { coordinator, .. } = coordinator(dir.path(), replicas.clone(), true);
     coordinator
         .put_entities(TENANT, vec![doc("a")], ConsistencyLevel::All)
         .await
@@ -255,4 +286,80 @@ async fn a_read_returns_the_newest_cells_and_repairs_a_stale_replica_before_retu
         written,
         "repaired before the read returned"
     );
+}
+
+#[tokio::test]
+async fn after_a_pause_a_write_waits_for_the_ring_its_peers_applied_or_is_refused() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let replicas = Arc::new(FakeReplicas::default());
+    let Fixture {
+        coordinator,
+        views,
+        pauses,
+        ..
+    } = coordinator(dir.path(), replicas.clone(), true);
+    let paused = std::time::Duration::from_secs(30);
+
+    // A peer refuses this node (it left the ring while paused): the write is refused and
+    // reaches no replica, this node's own included.
+    pauses.pretend_paused(paused);
+    replicas.ring_checks.lock().insert(
+        host(2),
+        RingCheck::Refused("header.sender: host h1 left the ring".to_owned()),
+    );
+    let refused = coordinator
+        .put_entities(TENANT, vec![doc("a")], ConsistencyLevel::One)
+        .await
+        .expect_err("a node that left writes nothing");
+    let ClusterError::TopologyRefused(message) = &refused else {
+        panic!("not a refusal: {refused}");
+    };
+    assert!(
+        message.contains("paused for 30000 ms") && message.contains("left the ring"),
+        "{message}"
+    );
+    for h in 1..=3 {
+        assert!(
+            replicas.cells(host(h), "a").is_empty(),
+            "h{h} took the write"
+        );
+    }
+
+    // The peers applied version 2 while this node routes by 1: the write waits until this
+    // node has it too, and is planned on it.
+    replicas.ring_checks.lock().clear();
+    replicas.ring_checks.lock().extend([
+        (host(2), RingCheck::Applied(2)),
+        (host(3), RingCheck::Unreachable("down".to_owned())),
+    ]);
+    let write = tokio::spawn({
+        let coordinator = coordinator.clone();
+        async move {
+            coordinator
+                .put_entities(TENANT, vec![doc("b")], ConsistencyLevel::One)
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !write.is_finished(),
+        "planned before this node had version 2"
+    );
+    assert!(replicas.cells(host(1), "b").is_empty());
+    views.send_replace(ClusterView::all_up(ring(2)));
+    write
+        .await
+        .expect("the write task")
+        .expect("planned on version 2");
+    assert!(!replicas.cells(host(1), "b").is_empty());
+
+    // Confirmed: the next write does not ask again (a refusal now would refuse it).
+    replicas.ring_checks.lock().insert(
+        host(2),
+        RingCheck::Refused("header.sender: host h1 left the ring".to_owned()),
+    );
+    coordinator
+        .put_entities(TENANT, vec![doc("c")], ConsistencyLevel::One)
+        .await
+        .expect("no pause since the check");
 }

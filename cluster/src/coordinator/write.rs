@@ -11,6 +11,9 @@
 //! While a movement runs (the view's `pending` ring), every write goes to the replicas of both
 //! rings and needs the level among each set (write both, DESIGN.md §6 rule 3): what is
 //! acknowledged is then readable whichever ring a reader routes by.
+//!
+//! After a pause of this process, the next write is planned only once the ring was checked
+//! with the peers ([`super::pause`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -65,7 +68,7 @@ impl Coordinator {
         batch: WriteBatch,
         level: ConsistencyLevel,
     ) -> Result<(), ClusterError> {
-        let view = self.inner.view.borrow().clone();
+        let view = self.planning_view().await?;
         let rf = self.inner.options.replication_factor;
         let rings: Vec<&Arc<Ring>> = std::iter::once(&view.ring)
             .chain(view.pending.as_ref())
@@ -120,7 +123,7 @@ impl Coordinator {
         ts: u64,
         level: ConsistencyLevel,
     ) -> Result<(), ClusterError> {
-        let view = self.inner.view.borrow().clone();
+        let view = self.planning_view().await?;
         let rf = self.inner.options.replication_factor;
         let mut groups: BTreeMap<Vec<HostId>, AckGroup> = BTreeMap::new();
         let rings: Vec<&Arc<Ring>> = std::iter::once(&view.ring)

@@ -189,6 +189,39 @@ impl PeerClients {
         Ok(answered(addr, timeout, call).await?.applied_version)
     }
 
+    /// The topology version `recipient` at `addr` has applied, asked without waiting (a
+    /// barrier at version 0); `Ok(Err(why))` when it refuses this node because it left the
+    /// ring, `Err` when it did not answer.
+    pub async fn applied_version(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Result<u64, String>, ClusterError> {
+        let request = proto::BarrierRequest {
+            header: self.stamp.header(0, recipient),
+            topology_version: 0,
+        };
+        let mut client = self.topology_client(addr)?;
+        let call = client.barrier(self.stamp.request(request, timeout));
+        let answer = tokio::time::timeout(timeout, call).await;
+        if let Ok(Err(status)) = &answer
+            && status.code() == tonic::Code::FailedPrecondition
+            && status.message().starts_with(crate::topology::LEFT_SENDER)
+        {
+            return Ok(Err(status.message().to_owned()));
+        }
+        match answer {
+            Ok(answer) => Ok(Ok(answered(addr, timeout, std::future::ready(answer))
+                .await?
+                .applied_version)),
+            Err(_) => Err(ClusterError::Peer {
+                addr,
+                reason: format!("no answer within {timeout:?}"),
+            }),
+        }
+    }
+
     /// Has the node `recipient` at `addr` stream the ranges it takes in `movement`.
     pub async fn stream_movement(
         &self,

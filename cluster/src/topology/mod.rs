@@ -48,6 +48,7 @@ use crate::stream::RangeStream;
 use fence::TopologyFence;
 use log_store::TopologyLogStore;
 use network::TopologyNetwork;
+pub use state::LEFT_SENDER;
 use state::{Command, Outcome, TopologyState};
 use state_machine::{TopologyImage, TopologyMachine};
 

@@ -22,6 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::ring::{HostId, Ring, Token};
 
+/// How a node's refusal of a request from a host that left the ring begins (its
+/// FAILED_PRECONDITION message), so the sender can tell it from other refusals.
+pub const LEFT_SENDER: &str = "header.sender: host";
+
 /// A host's state in the ring, as the log holds it (liveness is gossip's, not the log's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -600,8 +604,8 @@ impl TopologyState {
             return Ok(());
         }
         Err(format!(
-            "header.sender: host {host} left the ring; its requests are refused (a node that \
-             left joins again only as a new host, with an empty data dir)"
+            "{LEFT_SENDER} {host} left the ring; its requests are refused (a node that left \
+             joins again only as a new host, with an empty data dir)"
         ))
     }
 
