@@ -1,8 +1,8 @@
 //! Hosts that left stay out (DESIGN.md §6 rule 8, docs/cluster.md "Topology log"): a
 //! decommissioned node's data dir started again is refused at start, naming why; an older copy
 //! of it (taken while the node was still `normal`, as a restored disk would be) starts with its
-//! stale log, but the ring neither gives it tokens nor sends it writes, and its own requests are
-//! refused by every member, naming the sender.
+//! stale log, but the ring neither gives it tokens nor sends it writes, its own requests are
+//! refused by every member, naming the sender, and it takes no write, not even at ONE.
 
 use std::path::Path;
 use std::time::Duration;
@@ -106,6 +106,23 @@ async fn a_decommissioned_nodes_restored_disk_owns_no_tokens_and_takes_no_writes
             .await
             .expect("a read"),
         "no member took the left node's write"
+    );
+    // Nor does it take a write at ONE into its own store: the members refuse it, whether it
+    // asks them about its ring first (its first write after it started) or about the entity.
+    let refused = put(&restored, "one-through-restored", One)
+        .await
+        .expect_err("a write at ONE through a node that left");
+    assert!(
+        matches!(
+            refused.code(),
+            tonic::Code::FailedPrecondition | tonic::Code::Unavailable
+        ) && refused.message().contains("left the ring"),
+        "{refused:?}"
+    );
+    let held = own_ids(&restored, &n3).await;
+    assert!(
+        !held.iter().any(|id| id == "one-through-restored"),
+        "the left node took a write at ONE"
     );
     for i in 0..100 {
         for prefix in ["before", "after"] {

@@ -1,11 +1,12 @@
-//! Pauses of this process (SIGSTOP, a frozen VM, a stall of the whole host) and the check the
-//! coordinator makes after one before it plans a write again (DESIGN.md §6 rule 4,
-//! docs/cluster.md "A paused node").
+//! Pauses of this process (SIGSTOP, a frozen VM, a stall of the whole host; its start counts as
+//! one) and the check the coordinator makes after one before it plans a write again (DESIGN.md
+//! §6 rule 4, docs/cluster.md "A paused node").
 //!
 //! While a node is paused, the ring can move on without it: a movement's barriers skip a node
 //! the others see down, and a removenode or a replace takes its ranges away. When it resumes it
 //! still routes by the ring it knew and its own replica's fence is as old, so a write it
 //! coordinates at ONE would be acknowledged by its own store on a ring that no longer exists.
+//! The same holds for a node started again after it was removed (an old copy of its disk).
 //! A thread ticking every quarter of the threshold notices the gap (a request that arrives
 //! before the thread ran notices it too); the next write then asks every peer which topology
 //! version it applied (a `Barrier` at version 0) and waits until this node applied the newest,
@@ -41,15 +42,25 @@ struct Clock {
     /// Pauses noticed so far, and how many of them a check confirmed.
     pauses: u64,
     confirmed: u64,
-    /// The length of the last pause.
-    length: Duration,
+    /// The length of the last pause (`None`: the start of the process).
+    length: Option<Duration>,
 }
 
 /// A pause not confirmed yet.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pause {
     number: u64,
-    length: Duration,
+    length: Option<Duration>,
+}
+
+impl Pause {
+    /// What happened to this node, for messages.
+    fn describe(&self) -> String {
+        match self.length {
+            Some(length) => format!("this node was paused for {} ms", length.as_millis()),
+            None => "this node started".to_owned(),
+        }
+    }
 }
 
 /// Notices the pauses of this process; cheap to clone.
@@ -61,14 +72,14 @@ pub struct PauseDetector {
 
 impl PauseDetector {
     /// A detector of pauses longer than `threshold`, with its ticking thread (which ends once
-    /// every clone is dropped).
+    /// every clone is dropped); the start of the process is the first pause.
     pub fn start(threshold: Duration) -> Result<Self, ClusterError> {
         let detector = Self {
             clock: Arc::new(Mutex::new(Clock {
                 last_seen: Instant::now(),
-                pauses: 0,
+                pauses: 1,
                 confirmed: 0,
-                length: Duration::ZERO,
+                length: None,
             })),
             threshold,
         };
@@ -106,7 +117,7 @@ impl PauseDetector {
     pub(crate) fn pretend_paused(&self, length: Duration) {
         let mut clock = self.clock.lock();
         clock.pauses += 1;
-        clock.length = length;
+        clock.length = Some(length);
     }
 }
 
@@ -118,7 +129,7 @@ fn observe(clock: &Mutex<Clock>, threshold: Duration) -> Option<Pause> {
     clock.last_seen = clock.last_seen.max(now);
     if gap > threshold {
         clock.pauses += 1;
-        clock.length = gap;
+        clock.length = Some(gap);
         metrics::counter!("allidb_process_pauses_total").increment(1);
         tracing::warn!(
             paused_ms = gap.as_millis() as u64,
@@ -149,7 +160,7 @@ impl Coordinator {
     /// the newest; refused when a peer refuses this node or it cannot catch up in time.
     async fn check_ring_after(&self, pause: Pause) -> Result<(), ClusterError> {
         let view = self.inner.view.borrow().clone();
-        let paused = format!("this node was paused for {} ms", pause.length.as_millis());
+        let paused = pause.describe();
         let peers: Vec<HostId> = view
             .nodes
             .iter()
@@ -178,7 +189,7 @@ impl Coordinator {
         let own = view.ring.version();
         let Some(newest) = newest else {
             tracing::warn!(
-                paused_ms = pause.length.as_millis() as u64,
+                after = %paused,
                 version = own,
                 peers = %unreachable.join("; "),
                 "no peer answered after a pause; writes are planned on the ring this node has"
@@ -211,12 +222,18 @@ mod tests {
     #[test]
     fn a_gap_longer_than_the_threshold_is_a_pause_until_confirmed() {
         let detector = PauseDetector::start(Duration::from_millis(400)).expect("a thread");
-        assert_eq!(detector.unconfirmed(), None, "no pause yet");
+        let started = detector.unconfirmed().expect("the start is a pause");
+        assert_eq!(started.length, None);
+        detector.confirm(started);
+        assert_eq!(detector.unconfirmed(), None, "no pause since");
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(detector.unconfirmed(), None, "a short gap is no pause");
         detector.clock.lock().last_seen -= Duration::from_secs(2);
         let pause = detector.unconfirmed().expect("a gap of 2 s is a pause");
-        assert!(pause.length >= Duration::from_secs(2), "{pause:?}");
+        assert!(
+            pause.length.is_some_and(|l| l >= Duration::from_secs(2)),
+            "{pause:?}"
+        );
         assert_eq!(
             detector.unconfirmed(),
             Some(pause),
