@@ -7,8 +7,14 @@
 #      the true difference, cells and bytes streamed) and the peak RSS of each node during it;
 #   2. the same repair again, replicas now identical: the time to conclude nothing differs;
 #   3. write throughput: `allidb bench ingest` of N/10 entities at QUORUM through n1 alone,
-#      then again while n0 repairs in a loop (identical replicas; every range compared each
-#      time), ROUNDS times (default 3) alternating, and the ratio of the medians.
+#      and again while n0 repairs in a loop (identical replicas; every range compared each
+#      time), ROUNDS times (default 4), the order alternating A B, B A, A B, ... so that neither
+#      side always runs on the larger store; the ratio of the medians. Each round starts once
+#      every node's vector index has caught up (`allidb_vector_index_pending` 0 on each node's
+#      /metrics): a write is acknowledged before the ANN graph holds its vector, so without it
+#      a round would pay for the indexing of the round before it.
+# The CPU seconds each node spends (user + system, /proc/PID/stat) are printed for phases 1
+# and 2, beside the bytes of its directory (data and logs).
 #
 #   bench/repair.sh [BIN_DIR] [N] [DIM]
 #
@@ -23,7 +29,7 @@ bin="${1:-$root/target/release}"
 n="${2:-1000000}"
 dim="${3:-8}"
 diff=$((n / 2000))
-rounds="${ROUNDS:-3}"
+rounds="${ROUNDS:-4}"
 work="$(mktemp -d)"
 trap 'kill $(cat "$work"/pids "$work"/n2.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 export ALLIDB_CLUSTER_HINTED_HANDOFF_ENABLED=false
@@ -50,6 +56,21 @@ watch_rss() {
   for pid in $(cat "$work/watch"); do echo "$pid ${peak[$pid]:-0}"; done > "$work/peak"
 }
 node_pids() { echo "$(sed -n 1,2p "$work/pids" | tr '\n' ' ')$(cat "$work/n2.pid")"; }
+# CPU seconds (user + system) of each node so far, space-separated, in node order.
+node_cpu() {
+  for pid in $(node_pids); do
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f ", ($14 + $15) / hz}' "/proc/$pid/stat"
+  done
+}
+# `LABEL {"n0": seconds, ...}`: the CPU seconds each node spent since BEFORE (node_cpu).
+cpu_since() { # label before
+  python3 - "$1" "$2" "$(node_cpu)" <<'PY'
+import sys
+label, before, after = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+spent = ", ".join(f'"n{i}": {float(a) - float(b):.1f}' for i, (b, a) in enumerate(zip(before, after)))
+print(f"{label} {{{spent}}}")
+PY
+}
 
 "$root/scripts/dev-cluster.sh" --dir "$work" --bin "$bin/allidbd" > /dev/null
 sed -n 3p "$work/pids" > "$work/n2.pid"
@@ -81,7 +102,9 @@ node_pids > "$work/watch"
 touch "$work/watching"
 watch_rss &
 watcher=$!
+cpu=$(node_cpu)
 echo "repair-divergent $(cli 127.0.0.1:7100 cluster repair)"
+cpu_since repair-divergent-cpu-s "$cpu"
 rm "$work/watching"
 # What the replicas streamed to n0 to compare (its log line).
 grep -o 'bytes_compared=[0-9]*' "$work/n0/allidbd.log" | tail -1 | sed 's/^/repair-divergent-compared /'
@@ -90,18 +113,40 @@ echo "repair-divergent-peak-rss-kib {$(awk '{printf "%s\"%s\": %s", (NR>1?", ":"
 echo "true-difference {\"partitions\": $((diff + deleted))}"
 
 # 2. Identical replicas.
+cpu=$(node_cpu)
 echo "repair-identical $(cli 127.0.0.1:7100 cluster repair)"
+cpu_since repair-identical-cpu-s "$cpu"
+echo "node-dir-bytes {$(for i in 0 1 2; do printf '%s"n%s": %s' "$([ $i -gt 0 ] && echo ', ')" $i "$(du -sb "$work/n$i" | cut -f1)"; done)}"
 
-# 3. Write throughput alone, then under a repair loop, ROUNDS times.
+# 3. Write throughput alone and under a repair loop, ROUNDS times, the order alternating.
 rate() { sed 's/.*"items_per_sec":\([0-9.]*\).*/\1/'; }
-: > "$work/alone"
-: > "$work/under"
-for round in $(seq 1 "$rounds"); do
-  start=$(( (round - 1) * n / 10 ))
-  line=$(cli 127.0.0.1:7110 --consistency quorum bench ingest -n $((n / 10)) --dim "$dim" \
-    --batch-size 256 --concurrency 4 --id-prefix alone- --start "$start" | tail -1)
-  echo "ingest-alone-$round $line"
+# Waits until no node has vectors waiting for its ANN graph; prints how long that took.
+settle() { # label
+  local started=$SECONDS
+  until python3 - <<'PY'
+import sys, urllib.request
+for port in (7102, 7112, 7122):
+    for line in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode().splitlines():
+        if line.startswith("allidb_vector_index_pending") and float(line.split()[-1]) > 0:
+            sys.exit(1)
+PY
+  do sleep 0.5; done
+  echo "settled-before-$1 {\"secs\": $((SECONDS - started))}"
+}
+ingest_round() { # alone|under start
+  cli 127.0.0.1:7110 --consistency quorum bench ingest -n $((n / 10)) --dim "$dim" \
+    --batch-size 256 --concurrency 4 --id-prefix "$1-" --start "$2" | tail -1
+}
+alone() { # round start
+  local line
+  settle "alone-$1"
+  line=$(ingest_round alone "$2")
+  echo "ingest-alone-$1 $line"
   echo "$line" | rate >> "$work/alone"
+}
+under() { # round start
+  local line looper
+  settle "under-repair-$1"
   touch "$work/repairing"
   (
     runs=0
@@ -112,13 +157,24 @@ for round in $(seq 1 "$rounds"); do
     echo "$runs" > "$work/repair-runs"
   ) &
   looper=$!
-  line=$(cli 127.0.0.1:7110 --consistency quorum bench ingest -n $((n / 10)) --dim "$dim" \
-    --batch-size 256 --concurrency 4 --id-prefix under- --start "$start" | tail -1)
+  line=$(ingest_round under "$2")
   rm "$work/repairing"
   wait "$looper"
-  echo "ingest-under-repair-$round $line"
-  echo "repairs-during-ingest-$round {\"runs\": $(cat "$work/repair-runs")}"
+  echo "ingest-under-repair-$1 $line"
+  echo "repairs-during-ingest-$1 {\"runs\": $(cat "$work/repair-runs")}"
   echo "$line" | rate >> "$work/under"
+}
+: > "$work/alone"
+: > "$work/under"
+for round in $(seq 1 "$rounds"); do
+  start=$(( (round - 1) * n / 10 ))
+  if [ $((round % 2)) -eq 1 ]; then
+    alone "$round" "$start"
+    under "$round" "$start"
+  else
+    under "$round" "$start"
+    alone "$round" "$start"
+  fi
 done
 python3 - "$work/alone" "$work/under" <<'PY'
 import statistics, sys

@@ -821,7 +821,7 @@ async fn wait_until_normal(joined: &Joined) -> Result<(), DaemonError> {
 /// The shortest pause of this process its coordinator checks the ring after: a quarter of the
 /// time the failure detector takes to see a silent node down (`phi_threshold` mean heartbeat
 /// gaps, a gap being at most a gossip interval), so no movement can have skipped this node
-/// during a shorter one (docs/cluster.md "A paused node").
+/// during a shorter one (docs/cluster.md "A paused or cut-off node").
 fn pause_threshold(cluster: &ClusterConfig) -> Duration {
     Duration::from_millis(cluster.gossip_interval_ms).mul_f64(cluster.phi_threshold / 4.0)
 }
@@ -869,7 +869,11 @@ fn start_replication(
             replication_factor: cluster.replication_factor as usize,
             hinted_handoff: cluster.hinted_handoff_enabled,
         },
-        PauseDetector::start(pause_threshold(cluster))?,
+        PauseDetector::start(
+            pause_threshold(cluster),
+            membership.host_id(),
+            membership.subscribe(),
+        )?,
     );
     let metric = local.store().metric();
     let streaming = StreamOptions {

@@ -26,6 +26,7 @@
 //! `ALLIDB_*` variable from the test environment except the ones a test passes explicitly.
 
 pub mod certs;
+pub mod netns;
 pub mod ring;
 
 use std::io::{BufRead, BufReader};

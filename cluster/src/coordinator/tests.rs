@@ -169,7 +169,12 @@ fn coordinator(
     let local = LocalReplica::new(host(1), store, Durability::Sync, fence);
     let hints = Arc::new(HintLog::open(&dir.join("hints"), 1 << 20).expect("a new hint log"));
     // Long enough that no stall of a test machine counts as a pause.
-    let pauses = PauseDetector::start(std::time::Duration::from_secs(60)).expect("a thread");
+    let pauses = PauseDetector::start(
+        std::time::Duration::from_secs(60),
+        host(1),
+        receiver.clone(),
+    )
+    .expect("a thread");
     let coordinator = Coordinator::new(
         host(1),
         local,
@@ -362,4 +367,45 @@ async fn after_a_pause_a_write_waits_for_the_ring_its_peers_applied_or_is_refuse
         .put_entities(TENANT, vec![doc("c")], ConsistencyLevel::One)
         .await
         .expect("no pause since the check");
+}
+
+#[tokio::test]
+async fn after_a_pause_no_peer_answering_lets_writes_go_on_and_the_check_is_asked_again() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let replicas = Arc::new(FakeReplicas::default());
+    let Fixture {
+        coordinator,
+        pauses,
+        ..
+    } = coordinator(dir.path(), replicas.clone(), true);
+    pauses.pretend_paused(std::time::Duration::from_secs(30));
+    replicas.ring_checks.lock().extend([
+        (host(2), RingCheck::Unreachable("cut off".to_owned())),
+        (host(3), RingCheck::Unreachable("cut off".to_owned())),
+    ]);
+    coordinator
+        .put_entities(TENANT, vec![doc("a")], ConsistencyLevel::One)
+        .await
+        .expect("with no peer answering, a write at ONE goes on");
+
+    // The pause stays unconfirmed, but is not asked about again before the threshold: a
+    // refusal now is not heard yet.
+    replicas.ring_checks.lock().insert(
+        host(2),
+        RingCheck::Refused("header.sender: host h1 left the ring".to_owned()),
+    );
+    coordinator
+        .put_entities(TENANT, vec![doc("b")], ConsistencyLevel::One)
+        .await
+        .expect("no check within the threshold");
+    pauses.retry_now();
+    let refused = coordinator
+        .put_entities(TENANT, vec![doc("c")], ConsistencyLevel::One)
+        .await
+        .expect_err("asked again once due, and refused");
+    assert!(
+        matches!(&refused, ClusterError::TopologyRefused(m) if m.contains("paused for 30000 ms")),
+        "{refused}"
+    );
+    assert!(replicas.cells(host(1), "c").is_empty(), "the refused write");
 }
