@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Topology movements under load (issue 34; docs/benchmarks.md "Bootstrap and decommission"): a
-# 3-node ring (RF 3, scripts/dev-cluster.sh) loaded with N entities of 384 dims at QUORUM, then
+# 3-node ring (RF 3, scripts/dev-cluster.sh) loaded with N entities of DIM dimensions at QUORUM, then
 # a 4th node started with the same configuration joins (it streams about a quarter of the data
 # from the replicas it displaces) and is decommissioned again, while a QUORUM writer runs.
 #
-#   bench/bootstrap.sh [BIN_DIR] [N] [BASE_PORT]
+#   bench/bootstrap.sh [BIN_DIR] [N] [BASE_PORT] [DIM]
 #
 # BIN_DIR holds allidbd and allidb (default target/release; the test profile's target/debug is
 # optimized too). N entities loaded (default 200000). BASE_PORT: the ring's first port (default
-# 7100; nodes take BASE_PORT + 10i .. + 3). Prints one JSON line per phase: the load, the
+# 7100; nodes take BASE_PORT + 10i .. + 3). DIM: the vectors' dimensions, of the load and the
+# writer (default 384). Prints one JSON line per phase: the load, the
 # writer's rate alone, the bootstrap (seconds from start to ready, bytes and cells n3 received,
 # MB/s) with the writer's rate meanwhile, and the decommission likewise. The writer runs rounds
 # of 300 QUORUM writes; a phase's rate is the median of the rounds that ran inside it.
@@ -17,13 +18,14 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${1:-$root/target/release}"
 n="${2:-200000}"
 port="${3:-7100}"
+dim="${4:-384}"
 work="$(mktemp -d)"
 trap 'kill $(cat "$work/ring/pids" "$work/n3.pid" "$work/writer.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 "$root/scripts/dev-cluster.sh" --nodes 3 --bin "$bin/allidbd" --dir "$work/ring" --base-port "$port" >&2
 n0="127.0.0.1:$port"
 started=$(date +%s.%N)
-"$bin/allidb" --addr "$n0" --consistency quorum --json bench ingest -n "$n" --dim 384 \
+"$bin/allidb" --addr "$n0" --consistency quorum --json bench ingest -n "$n" --dim "$dim" \
   --batch-size 64 --concurrency 4 --id-prefix load- > "$work/load.json"
 echo "{\"phase\": \"load\", \"entities\": $n, \"seconds\": $(echo "$(date +%s.%N) - $started" | bc)}"
 
@@ -32,7 +34,7 @@ echo "{\"phase\": \"load\", \"entities\": $n, \"seconds\": $(echo "$(date +%s.%N
   round=0
   while true; do
     begin=$(date +%s.%N)
-    "$bin/allidb" --addr "$n0" --consistency quorum --json bench ingest -n 300 --dim 384 \
+    "$bin/allidb" --addr "$n0" --consistency quorum --json bench ingest -n 300 --dim "$dim" \
       --batch-size 16 --concurrency 2 --seed "$round" --id-prefix "w$round-" > /dev/null 2>&1 || true
     echo "$begin $(date +%s.%N) 300" >> "$work/writer.log"
     round=$((round + 1))

@@ -40,7 +40,7 @@ impl Hosts {
     /// machine does not allow creating them (not root, no `ip`).
     pub fn create(tag: &'static str, subnet: u8, count: usize) -> Option<Hosts> {
         assert!(
-            (1..=2).contains(&tag.len()) && count <= 8,
+            (1..=2).contains(&tag.len()) && count <= 32,
             "a short tag and a few hosts"
         );
         let hosts = Hosts { tag, subnet, count };
@@ -127,13 +127,19 @@ impl Hosts {
         }
     }
 
-    /// A ring of one daemon per host (`n0` on host 0 is the seed, gossip on port 7946), the
-    /// cluster section followed by `extra`; returned once every node sees every node normal.
-    pub fn start_ring(&self, extra: &str) -> Vec<Daemon> {
-        let gossip: Vec<SocketAddr> = (0..self.count)
+    /// A ring of `count` daemons, `n<i>` on host `i` (`n0` is the seed, gossip on port 7946),
+    /// the cluster section followed by `extra`; returned once every node sees every node
+    /// normal.
+    pub fn start_ring(&self, count: usize, extra: &str) -> Vec<Daemon> {
+        assert!(
+            count <= self.count,
+            "{count} daemons on {} hosts",
+            self.count
+        );
+        let gossip: Vec<SocketAddr> = (0..count)
             .map(|i| SocketAddr::new(self.ip(i), 7946))
             .collect();
-        let nodes: Vec<Daemon> = (0..self.count)
+        let nodes: Vec<Daemon> = (0..count)
             .map(|i| {
                 let toml = cluster_toml(&format!("n{i}"), gossip[i], gossip[0]);
                 Daemon::start_in(
@@ -142,7 +148,7 @@ impl Hosts {
                 )
             })
             .collect();
-        let names: Vec<String> = (0..self.count).map(|i| format!("n{i}")).collect();
+        let names: Vec<String> = (0..count).map(|i| format!("n{i}")).collect();
         let all_normal: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "normal")).collect();
         for node in &nodes {
             wait_for_states(node, &all_normal, Duration::from_secs(60));

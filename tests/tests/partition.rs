@@ -16,7 +16,7 @@ async fn a_partitioned_minority_cannot_reach_quorum_and_converges_after_healing(
     let Some(hosts) = Hosts::create("p", 77, 3) else {
         return;
     };
-    let nodes = hosts.start_ring("write_timeout_ms = 1000\nread_timeout_ms = 1000\n");
+    let nodes = hosts.start_ring(3, "write_timeout_ms = 1000\nread_timeout_ms = 1000\n");
     let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
 
     hosts.isolate(2);

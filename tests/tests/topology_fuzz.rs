@@ -1,16 +1,22 @@
 //! The seeded randomized topology test (docs/cluster.md "Topology log"): on a ring of real
 //! daemons (RF 3) a seed draws a sequence of joins, decommissions, removenodes, replaces,
-//! SIGKILL restarts and cleanups (on every node) while a writer puts entities (a vector and an
-//! edge to the one before) and deletes some of them at QUORUM. After every step: every node on
-//! the same topology version, every acknowledged put found at QUORUM with its edge, no
-//! acknowledged delete back, and each entity loaded before the first step in the own store of
-//! each of its replicas in the ring of that moment; after a cleanup, in no other node's (each
-//! on exactly RF nodes).
+//! SIGKILL restarts, cleanups (on every node) and network partitions while a writer puts
+//! entities (a vector and an edge to the one before) and deletes some of them at QUORUM. A
+//! partition cuts one node off from the others until they see it down, then either heals, or
+//! the others remove the node first (it runs on, cut off, and is stopped once healed). After
+//! every step: every node on the same topology version, every acknowledged put found at
+//! QUORUM with its edge, no acknowledged delete back, and each entity loaded before the first
+//! step in the own store of each of its replicas in the ring of that moment; after a cleanup,
+//! in no other node's (each on exactly RF nodes).
+//!
+//! Each daemon runs on a host of its own (a network namespace, [`allidb_tests::netns`]) where
+//! the machine allows it (root); elsewhere they run on loopback and no partition is drawn.
 //!
 //! By default 2 seeds of 3 steps run; `ALLIDB_TOPOLOGY_FUZZ_SEEDS=N` and
 //! `ALLIDB_TOPOLOGY_FUZZ_STEPS=M` run more, `ALLIDB_TOPOLOGY_FUZZ_SEED=S` only seed `S` (each
 //! step is printed with its seed, so a failure names the seed to run again).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use allidb_api::pb;
 use allidb_api::pb::allidb_client::AlliDbClient;
+use allidb_tests::netns::Hosts;
 use allidb_tests::ring::{
     cluster_toml, edges_of, found, free_udp_addr, gossip_addr_of, host_id_of, level, own_ids,
     put_many, replicas_of, start_ring, status, wait_for_states,
@@ -99,12 +106,14 @@ async fn writer(mut client: Client, acked: Arc<Mutex<Acked>>, stop: Arc<AtomicBo
 }
 
 /// The ring as the test drives it: `nodes[0]` (n0, the seed and the writer's door) is never
-/// stopped or removed.
+/// stopped, removed or cut off.
 struct Fleet {
     nodes: Vec<(String, Daemon)>,
     left: Vec<String>,
     next: usize,
     seed: SocketAddr,
+    /// The hosts the daemons run on (`n<i>` on host `i`), or `None`: loopback.
+    hosts: Option<Hosts>,
 }
 
 impl Fleet {
@@ -130,17 +139,42 @@ impl Fleet {
         }
     }
 
-    fn config(&self, name: &str, extra: &str) -> String {
-        format!(
-            "{}{TIMEOUTS}{extra}",
-            cluster_toml(name, free_udp_addr(), self.seed)
-        )
+    /// Starts a new node (named `n<next>`) with `extra` in its cluster section.
+    fn start_node(&mut self, extra: &str) -> (String, Daemon) {
+        let number = self.next;
+        self.next += 1;
+        let name = format!("n{number}");
+        let node = match &self.hosts {
+            Some(hosts) => {
+                let gossip = SocketAddr::new(hosts.ip(number), GOSSIP_PORT);
+                let toml = cluster_toml(&name, gossip, self.seed);
+                let config = format!("{INSECURE}{toml}{TIMEOUTS}{extra}");
+                Daemon::start_in(hosts.host(number), &config)
+            }
+            None => {
+                let toml = cluster_toml(&name, free_udp_addr(), self.seed);
+                Daemon::start(&format!("{toml}{TIMEOUTS}{extra}"))
+            }
+        };
+        (name, node)
     }
 
-    fn new_name(&mut self) -> String {
-        let name = format!("n{}", self.next);
-        self.next += 1;
-        name
+    /// The states n0 should show with the node `name` in `state`.
+    fn expected_with(&self, name: &str, state: &str) -> Vec<(String, String)> {
+        let mut expected = self.expected();
+        expected.retain(|(n, _)| n != name);
+        expected.push((name.to_owned(), state.to_owned()));
+        expected.sort();
+        expected
+    }
+
+    /// Waits until n0 shows `expected`.
+    fn wait_n0(&self, expected: &[(String, String)]) {
+        let expected: Vec<(&str, &str)> = expected
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_str()))
+            .collect();
+        wait_for_states(&self.nodes[0].1, &expected, Duration::from_secs(30));
     }
 
     /// Kills the node at `at` (not n0) and waits until n0 sees it down.
@@ -150,14 +184,36 @@ impl Fleet {
         let mut expected = self.expected();
         expected.push((name.clone(), "down".to_owned()));
         expected.sort();
-        let expected: Vec<(&str, &str)> = expected
-            .iter()
-            .map(|(n, s)| (n.as_str(), s.as_str()))
-            .collect();
-        wait_for_states(&self.nodes[0].1, &expected, Duration::from_secs(30));
+        self.wait_n0(&expected);
         (name, node)
     }
+
+    /// Asks n0 to remove the node `name` (down) and waits until it finished.
+    async fn remove(&self, name: &str) {
+        let host = host_id_of(&self.nodes[0].1, name);
+        let reply = self.nodes[0]
+            .1
+            .client()
+            .await
+            .remove_node(request(
+                pb::RemoveNodeRequest {
+                    host_id: host,
+                    ignore_dead: false,
+                },
+                None,
+            ))
+            .await
+            .expect("a removenode")
+            .into_inner();
+        assert!(reply.finished, "{reply:?}");
+    }
 }
+
+/// Where the daemons on hosts of their own gossip.
+const GOSSIP_PORT: u16 = 7946;
+
+/// What a daemon on a host of its own needs to listen beyond loopback.
+const INSECURE: &str = "[server]\nallow_insecure_non_loopback = true\n";
 
 #[derive(Clone, Copy, Debug)]
 enum Step {
@@ -167,16 +223,15 @@ enum Step {
     Replace,
     Restart,
     Cleanup,
+    Partition,
 }
 
 async fn take(fleet: &mut Fleet, step: Step, rng: &mut StdRng) {
     let victim = 1 + rng.random_range(0..fleet.nodes.len() - 1);
     match step {
         Step::Join => {
-            let name = fleet.new_name();
-            let config = fleet.config(&name, "");
-            let node = tokio::task::block_in_place(|| Daemon::start(&config));
-            fleet.nodes.push((name, node));
+            let node = tokio::task::block_in_place(|| fleet.start_node(""));
+            fleet.nodes.push(node);
         }
         Step::Decommission => {
             let reply = fleet.nodes[victim]
@@ -193,33 +248,43 @@ async fn take(fleet: &mut Fleet, step: Step, rng: &mut StdRng) {
             fleet.left.push(name);
         }
         Step::RemoveNode => {
-            let host = host_id_of(&fleet.nodes[0].1, &fleet.nodes[victim].0);
             let (name, _dead) = tokio::task::block_in_place(|| fleet.kill_and_wait_down(victim));
-            let reply = fleet.nodes[0]
-                .1
-                .client()
-                .await
-                .remove_node(request(
-                    pb::RemoveNodeRequest {
-                        host_id: host,
-                        ignore_dead: false,
-                    },
-                    None,
-                ))
-                .await
-                .expect("a removenode")
-                .into_inner();
-            assert!(reply.finished, "{reply:?}");
+            fleet.remove(&name).await;
             fleet.left.push(name);
         }
         Step::Replace => {
             let host = host_id_of(&fleet.nodes[0].1, &fleet.nodes[victim].0);
             let (name, _dead) = tokio::task::block_in_place(|| fleet.kill_and_wait_down(victim));
             fleet.left.push(name);
-            let replacement = fleet.new_name();
-            let config = fleet.config(&replacement, &format!("replace_host = \"{host}\"\n"));
-            let node = tokio::task::block_in_place(|| Daemon::start(&config));
-            fleet.nodes.push((replacement, node));
+            let extra = format!("replace_host = \"{host}\"\n");
+            let node = tokio::task::block_in_place(|| fleet.start_node(&extra));
+            fleet.nodes.push(node);
+        }
+        Step::Partition => {
+            let name = fleet.nodes[victim].0.clone();
+            let slot: usize = name[1..].parse().expect("n<number>");
+            let hosts = fleet
+                .hosts
+                .as_ref()
+                .expect("partitions only on hosts of their own");
+            hosts.isolate(slot);
+            let down = fleet.expected_with(&name, "down");
+            tokio::task::block_in_place(|| fleet.wait_n0(&down));
+            // Removed while cut off only where the ring stays at RF nodes without it.
+            let remove = fleet.nodes.len() > 3 && rng.random_bool(0.5);
+            println!("  {name} cut off{}", if remove { ", removed" } else { "" });
+            if remove {
+                fleet.remove(&name).await;
+                let (name, mut node) = fleet.nodes.remove(victim);
+                fleet.left.push(name);
+                let hosts = fleet.hosts.as_ref().expect("hosts, as above");
+                hosts.heal(slot);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                node.kill();
+            } else {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                hosts.heal(slot);
+            }
         }
         Step::Restart => {
             let node = &mut fleet.nodes[victim].1;
@@ -308,7 +373,7 @@ async fn check(
         }
     }
     if cleaned {
-        let mut holders: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        let mut holders: BTreeMap<String, Vec<String>> = Default::default();
         for (name, node) in &fleet.nodes {
             for id in own_ids(node, &host_id_of(node, name)).await {
                 holders.entry(id).or_default().push(name.clone());
@@ -330,7 +395,12 @@ async fn check(
 
 async fn run(seed: u64, steps: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let nodes = tokio::task::block_in_place(|| start_ring(4, TIMEOUTS));
+    // One host per node the run can start: four, then at most one per step.
+    let hosts = Hosts::create("f", 79, 4 + steps as usize);
+    let nodes = tokio::task::block_in_place(|| match &hosts {
+        Some(hosts) => hosts.start_ring(4, TIMEOUTS),
+        None => start_ring(4, TIMEOUTS),
+    });
     put_many(&nodes[0], "e", LOADED, Quorum)
         .await
         .expect("QUORUM on a whole ring");
@@ -344,6 +414,7 @@ async fn run(seed: u64, steps: u64) {
         left: Vec::new(),
         next: 4,
         seed: seed_addr,
+        hosts,
     };
     let acked = Arc::new(Mutex::new(Acked::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -353,6 +424,9 @@ async fn run(seed: u64, steps: u64) {
     for number in 0..steps {
         let count = fleet.nodes.len();
         let mut choices = vec![Step::Restart, Step::Replace, Step::Cleanup];
+        if fleet.hosts.is_some() {
+            choices.push(Step::Partition);
+        }
         if count < MOST_NODES {
             choices.push(Step::Join);
         }

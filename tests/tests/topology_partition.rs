@@ -32,7 +32,7 @@ async fn a_node_removed_while_partitioned_takes_no_write_once_healed() {
     let Some(hosts) = Hosts::create("r", 78, 4) else {
         return;
     };
-    let nodes = hosts.start_ring(CONFIG);
+    let nodes = hosts.start_ring(4, CONFIG);
     let names = ["n0", "n1", "n2", "n3"];
     // The cut-off node does not lead the log (a lost leader is replaced first, a longer test).
     let leader = log_leader(&nodes[0]).expect("a formed ring has a leader");
