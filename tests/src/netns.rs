@@ -11,9 +11,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use crate::ring::{cluster_toml, wait_for_states};
+use crate::ring::{cluster_toml, wait_all_normal};
 use crate::{Daemon, NetHost};
 
 /// Network namespaces on one bridge; removed on drop.
@@ -148,11 +147,7 @@ impl Hosts {
                 )
             })
             .collect();
-        let names: Vec<String> = (0..count).map(|i| format!("n{i}")).collect();
-        let all_normal: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "normal")).collect();
-        for node in &nodes {
-            wait_for_states(node, &all_normal, Duration::from_secs(60));
-        }
+        wait_all_normal(&nodes);
         nodes
     }
 

@@ -118,12 +118,36 @@ pub fn start_ring(count: usize, extra: &str) -> Vec<Daemon> {
             Daemon::start(&format!("{toml}{extra}"))
         })
         .collect();
-    let names: Vec<String> = (0..count).map(|i| format!("n{i}")).collect();
+    wait_all_normal(&nodes);
+    nodes
+}
+
+/// Waits until each of `nodes` (named `n0`, `n1`, ... in order) sees every one of them normal.
+pub fn wait_all_normal(nodes: &[Daemon]) {
+    let names: Vec<String> = (0..nodes.len()).map(|i| format!("n{i}")).collect();
     let all_normal: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "normal")).collect();
-    for node in &nodes {
+    for node in nodes {
         wait_for_states(node, &all_normal, Duration::from_secs(60));
     }
-    nodes
+}
+
+/// Has `via` remove the down node `host_id` (`removenode`, without `ignore_dead`) and asserts
+/// that the removal finished.
+pub async fn remove_dead_node(via: &Daemon, host_id: &str) {
+    let reply = via
+        .client()
+        .await
+        .remove_node(request(
+            pb::RemoveNodeRequest {
+                host_id: host_id.to_owned(),
+                ignore_dead: false,
+            },
+            None,
+        ))
+        .await
+        .expect("a removal of a down node")
+        .into_inner();
+    assert!(reply.finished, "{reply:?}");
 }
 
 /// A consistency level on the wire.

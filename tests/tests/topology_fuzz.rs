@@ -27,7 +27,7 @@ use allidb_api::pb::allidb_client::AlliDbClient;
 use allidb_tests::netns::Hosts;
 use allidb_tests::ring::{
     cluster_toml, edges_of, found, free_udp_addr, gossip_addr_of, host_id_of, level, own_ids,
-    put_many, replicas_of, start_ring, status, wait_for_states,
+    put_many, remove_dead_node, replicas_of, start_ring, status, wait_for_states,
 };
 use allidb_tests::{Daemon, doc_entity, request};
 use rand::rngs::StdRng;
@@ -191,21 +191,7 @@ impl Fleet {
     /// Asks n0 to remove the node `name` (down) and waits until it finished.
     async fn remove(&self, name: &str) {
         let host = host_id_of(&self.nodes[0].1, name);
-        let reply = self.nodes[0]
-            .1
-            .client()
-            .await
-            .remove_node(request(
-                pb::RemoveNodeRequest {
-                    host_id: host,
-                    ignore_dead: false,
-                },
-                None,
-            ))
-            .await
-            .expect("a removenode")
-            .into_inner();
-        assert!(reply.finished, "{reply:?}");
+        remove_dead_node(&self.nodes[0].1, &host).await;
     }
 }
 

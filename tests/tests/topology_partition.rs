@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use allidb_api::pb;
 use allidb_tests::netns::Hosts;
-use allidb_tests::request;
 use allidb_tests::ring::{
-    found, host_id_of, log_leader, own_ids, put, put_many, ring_json, status, wait_for_states,
-    wait_until,
+    found, host_id_of, log_leader, own_ids, put, put_many, remove_dead_node, ring_json, status,
+    wait_for_states, wait_until,
 };
 
 use pb::ConsistencyLevel::{
@@ -62,20 +61,7 @@ async fn a_node_removed_while_partitioned_takes_no_write_once_healed() {
     wait_for_states(cut, &alone, Duration::from_secs(30));
 
     // The ring removes the cut-off node as dead; the survivors re-replicate its ranges.
-    let removed = via
-        .client()
-        .await
-        .remove_node(request(
-            pb::RemoveNodeRequest {
-                host_id: cut_host.clone(),
-                ignore_dead: false,
-            },
-            None,
-        ))
-        .await
-        .expect("a removal of a down node")
-        .into_inner();
-    assert!(removed.finished, "{removed:?}");
+    remove_dead_node(via, &cut_host).await;
     for state in &mut states {
         if state.0 == cut_name {
             state.1 = "left";

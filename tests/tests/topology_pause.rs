@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use allidb_api::pb;
 use allidb_tests::ring::{
-    found, host_id_of, level, log_leader, own_ids, start_ring, wait_for_states,
+    found, host_id_of, level, log_leader, own_ids, remove_dead_node, start_ring, wait_for_states,
 };
 use allidb_tests::{doc_entity, request};
 
@@ -44,20 +44,7 @@ async fn a_node_removed_while_frozen_takes_no_write_once_resumed() {
     wait_for_states(via, &down, Duration::from_secs(30));
 
     // The ring removes the frozen node as dead; the survivors re-replicate its ranges.
-    let removed = via
-        .client()
-        .await
-        .remove_node(request(
-            pb::RemoveNodeRequest {
-                host_id: frozen_host.clone(),
-                ignore_dead: false,
-            },
-            None,
-        ))
-        .await
-        .expect("a removal of a down node")
-        .into_inner();
-    assert!(removed.finished, "{removed:?}");
+    remove_dead_node(via, &frozen_host).await;
     for state in &mut down {
         if state.0 == frozen_name {
             state.1 = "left";
