@@ -11,8 +11,9 @@
 # 7100; nodes take BASE_PORT + 10i .. + 3). DIM: the vectors' dimensions, of the load and the
 # writer (default 384). Prints one JSON line per phase: the load, the
 # writer's rate alone, the bootstrap (seconds from start to ready, bytes and cells n3 received,
-# MB/s) with the writer's rate meanwhile, and the decommission likewise. The writer runs rounds
-# of 300 QUORUM writes; a phase's rate is the median of the rounds that ran inside it.
+# MB/s, seconds its stream waited for n3's indexer) with the writer's rate meanwhile, the
+# decommission likewise, and the writer's slowest round from the decommission on. The writer
+# runs rounds of 300 QUORUM writes; a phase's rate is the median of the rounds inside it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${1:-$root/target/release}"
@@ -76,7 +77,8 @@ bytes=$(metric "$admin3" allidb_stream_received_bytes_total)
 cells=$(metric "$admin3" allidb_stream_received_cells_total)
 seconds=$(echo "$join_end - $join_start" | bc)
 read -r during during_rounds < <(rate_between "$join_start" "$join_end")
-echo "{\"phase\": \"bootstrap\", \"seconds\": $seconds, \"bytes_received\": $bytes, \"cells_received\": $cells, \"mb_per_sec\": $(echo "scale=1; $bytes / $seconds / 1000000" | bc), \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds}"
+waited=$(metric "$admin3" allidb_stream_index_wait_seconds_sum)
+echo "{\"phase\": \"bootstrap\", \"seconds\": $seconds, \"bytes_received\": $bytes, \"cells_received\": $cells, \"mb_per_sec\": $(echo "scale=1; $bytes / $seconds / 1000000" | bc), \"index_wait_secs\": $waited, \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds}"
 
 sleep 10
 leave_start=$(date +%s.%N)
@@ -84,4 +86,17 @@ leave_start=$(date +%s.%N)
 leave_end=$(date +%s.%N)
 read -r during during_rounds < <(rate_between "$leave_start" "$leave_end")
 sent=$(metric "$admin3" allidb_stream_sent_bytes_total)
-echo "{\"phase\": \"decommission\", \"seconds\": $(echo "$leave_end - $leave_start" | bc), \"bytes_sent_by_n3\": $sent, \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds}"
+waits=""
+for i in 0 1 2; do
+  waits="$waits${waits:+, }$(metric "127.0.0.1:$((port + 10 * i + 2))" allidb_stream_index_wait_seconds_sum)"
+done
+echo "{\"phase\": \"decommission\", \"seconds\": $(echo "$leave_end - $leave_start" | bc), \"bytes_sent_by_n3\": $sent, \"index_wait_secs_n0_n1_n2\": [$waits], \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds}"
+# The writer's slowest round after the decommission began (a stall shows here even when no
+# round fits inside the phase).
+python3 - "$leave_start" "$work/writer.log" <<'PY'
+import sys
+lo, path = float(sys.argv[1]), sys.argv[2]
+rounds = [(b, e) for b, e, _ in (map(float, l.split()) for l in open(path)) if e >= lo]
+slowest = max((e - b for b, e in rounds), default=0.0)
+print(f'{{"phase": "after decommission", "writer_rounds": {len(rounds)}, "slowest_round_secs": {slowest:.2f}}}')
+PY

@@ -1,16 +1,17 @@
 //! Range streaming on a ring of real daemons (docs/cluster.md "Range streaming"): a replica
 //! that missed writes and deletes is rebuilt by `allidb cluster rebuild`; the stream survives
 //! a SIGKILL of the receiver (the next rebuild resumes from the recorded position) and of its
-//! source (the stream goes on from another replica), and ends with the replicas equal.
+//! source (the stream goes on from another replica), and ends with the replicas equal; a
+//! stream goes at the pace of the receiver's indexer and leaves client writes room.
 
 use std::time::{Duration, Instant};
 
 use allidb_api::pb;
-use allidb_tests::Daemon;
 use allidb_tests::ring::{
-    allidb_json, count, delete, found, json_reply, put_texts, ring_of_three_each, status,
+    allidb_json, count, delete, found, json_reply, level, put_texts, ring_of_three_each, status,
     wait_for_states,
 };
+use allidb_tests::{Daemon, doc_entity, request};
 use serde_json::Value;
 
 use pb::ConsistencyLevel::{ConsistencyOne as One, ConsistencyQuorum as Quorum};
@@ -164,4 +165,125 @@ async fn a_rebuild_streams_what_a_replica_missed_and_survives_kills_of_either_si
             && stderr.contains("tenant id must be 1..=128 bytes"),
         "a bad tenant is named: {stderr}"
     );
+}
+
+/// Entities streamed by the pacing test, their dimensions and n2's tail bound.
+const PACED_ENTITIES: usize = 4000;
+const PACED_DIM: usize = 64;
+const PACED_TAIL: usize = 1000;
+
+/// A pseudo-random unit-free vector for entity `i` (HNSW gets real work).
+fn paced_vector(i: usize) -> Vec<f32> {
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..PACED_DIM)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+/// Puts `ids` with their vectors through `daemon` at `at` in one batch.
+async fn put_vectors(
+    daemon: &Daemon,
+    ids: std::ops::Range<usize>,
+    at: pb::ConsistencyLevel,
+) -> Result<(), tonic::Status> {
+    let message = pb::BatchPutEntitiesRequest {
+        entities: ids
+            .map(|i| doc_entity(&format!("v{i:05}"), &paced_vector(i)))
+            .collect(),
+        consistency_level: level(at),
+        ..Default::default()
+    };
+    let reply = daemon
+        .client()
+        .await
+        .batch_put_entities(request(message, None))
+        .await?
+        .into_inner();
+    if reply.success {
+        Ok(())
+    } else {
+        Err(tonic::Status::unavailable(reply.error_message))
+    }
+}
+
+/// A stream goes at the pace of the receiver's indexer and keeps half of its tail for client
+/// writes: n2 (tail bound 1,000, writers refused at once when it is full, a slow HNSW build)
+/// rebuilds 4,000 vectors it missed, all in one 4 MiB chunk, while a client writes vectors
+/// through it (and a little longer); no client write is refused `RESOURCE_EXHAUSTED`. Without
+/// the pacing the stream fills n2's tail at once and the client's writes are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_waits_for_the_receivers_indexer_and_leaves_room_to_client_writes() {
+    let mut nodes = ring_of_three_each(|i| {
+        let mut extra = "hinted_handoff_enabled = false\n".to_owned();
+        if i == 2 {
+            extra.push_str(&format!(
+                "[index]\nmax_unindexed_vectors = {PACED_TAIL}\nmax_tail_wait_ms = 0\n\
+                 m = 32\nef_construction = 400\n"
+            ));
+        }
+        extra
+    });
+    nodes[2].kill();
+    wait_for_states(
+        &nodes[0],
+        &[("n0", "normal"), ("n1", "normal"), ("n2", "down")],
+        Duration::from_secs(10),
+    );
+    for first in (0..PACED_ENTITIES).step_by(500) {
+        put_vectors(&nodes[0], first..first + 500, Quorum)
+            .await
+            .expect("a QUORUM batch with one node down");
+    }
+    nodes[2].restart();
+    let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
+    for node in &nodes {
+        wait_for_states(node, &all_normal, Duration::from_secs(30));
+    }
+
+    let mut rebuild = allidb_json(&nodes[2], &["cluster", "rebuild"])
+        .spawn()
+        .expect("allidb runs");
+    // The client writes while n2 streams and for 25 writes after (what the stream left in n2's
+    // tail is indexed after it ends).
+    let (mut written, mut refused) = (0, Vec::new());
+    let mut next = PACED_ENTITIES;
+    let mut after = 0;
+    let started = Instant::now();
+    while after < 25 {
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the rebuild ends"
+        );
+        if rebuild.try_wait().expect("allidb runs").is_some() {
+            after += 1;
+        }
+        match put_vectors(&nodes[2], next..next + 1, One).await {
+            Ok(()) => written += 1,
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                refused.push(status.message().to_owned());
+            }
+            Err(status) => panic!("a client write through n2: {status:?}"),
+        }
+        next += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (code, reply) = json_reply(rebuild.wait_with_output().expect("allidb exits"));
+    assert_eq!(code, 0, "{reply}");
+    assert!(
+        count(&reply, "partitions") >= PACED_ENTITIES as u64,
+        "every missed entity is streamed: {reply}"
+    );
+    assert!(
+        refused.is_empty(),
+        "{} of {} client writes refused while and after n2 streamed, first: {:?}",
+        refused.len(),
+        written + refused.len(),
+        refused.first()
+    );
+    assert!(found(&nodes[2], "v03999", One).await.unwrap());
 }

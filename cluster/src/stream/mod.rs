@@ -6,13 +6,15 @@
 //! - [`session`]: the receiving session as persisted (its groups and their positions).
 //! - [`chunk`]: the source's side: one chunk from a snapshot pass (pure).
 //! - [`wire`]: the `StreamRange` messages.
+//! - [`pacing`]: a chunk applied at the pace of this node's indexer.
 //! - [`throttle`]: the bandwidth cap.
 //! - [`rebuild`]: `allidb cluster rebuild`, a session over every range this node replicates.
 //!
 //! The receiver pulls: it asks a source for the chunk after its position, applies the chunk's
 //! tenant drops and then its cells through the replica batch path with their own timestamps
-//! (so the indexes follow and a repeated chunk changes nothing), syncs them, and only then
-//! records the new position. The source keeps nothing between chunks, so a restart of either
+//! (so the indexes follow and a repeated chunk changes nothing) in pieces its own indexer has
+//! room for ([`pacing`]: the stream goes at the indexer's pace and client writes keep half of
+//! each tail), syncs them, and only then records the new position. The source keeps nothing between chunks, so a restart of either
 //! side, or a switch to another replica of the same ranges, goes on from the recorded position.
 //!
 //! Invariants: a position is recorded only after the cells before it are durable here; writes
@@ -21,6 +23,7 @@
 //! chunk in memory, or write a cell with a timestamp other than the one it was read with.
 
 pub mod chunk;
+pub mod pacing;
 pub mod rebuild;
 pub mod session;
 pub mod throttle;
@@ -287,9 +290,9 @@ impl RangeStream {
                 )));
             }
             let cell_count = cells.len() as u64;
-            self.local
-                .apply_synced(ReplicaMutation { drops, cells })
-                .await?;
+            let waited = pacing::apply_paced(&self.local, ReplicaMutation { drops, cells }).await?;
+            metrics::histogram!("allidb_stream_index_wait_seconds", "purpose" => purpose)
+                .record(waited.as_secs_f64());
             let state = &mut session.groups[group];
             if position.is_some() {
                 state.after = position;

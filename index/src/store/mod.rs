@@ -32,6 +32,7 @@ mod provenance;
 mod purge;
 mod ring_reads;
 mod slot_ordinals;
+mod tail_room;
 mod tenant;
 #[cfg(test)]
 mod wal_tests;
@@ -41,13 +42,14 @@ pub use checkpoint::StoreCheckpoint;
 pub use facts::{EntityMeta, Filter, MetaSubject};
 pub use planning::PlanReport;
 pub use ring_reads::{HopNode, HopRequest, SeedCandidate, StepRequest};
+pub use tail_room::BulkRoom;
 pub use tenant::TenantIndexes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use allidb_storage::batch::WriteBatch;
 use allidb_storage::cell::{Edge, EdgeRef, Entity, EntityWrite};
@@ -65,7 +67,7 @@ use crate::filter::{AttrType, Expr};
 use crate::graph::{PathStep, Reached, TraversalOptions, Truncation};
 use crate::lexical::{DocTerms, LexicalHit, LexicalOptions};
 use crate::query::{QueryPlan, ScoredResult};
-use crate::vector::{Metric, VectorIndex, VectorIndexOptions};
+use crate::vector::{Metric, VectorIndexOptions};
 
 /// Most vectors a tenant's exact-scan tail may hold for its queries to count as light
 /// ([`UnifiedStore::query_is_light`]): scanning them takes about 0.75 ms (a 20,000-vector tail
@@ -109,25 +111,6 @@ impl Default for StoreOptions {
             max_tail_wait: Duration::from_secs(30),
         }
     }
-}
-
-/// Waits (polling every 2 ms) while `tenant`'s vector tail is full, at most `max_wait`; then
-/// fails with [`Error::ResourceExhausted`] so that the client backs off instead of holding a
-/// request open without bound.
-fn wait_for_tail_room(tenant: &str, vectors: &VectorIndex, max_wait: Duration) -> Result<()> {
-    let deadline = Instant::now() + max_wait;
-    while vectors.tail_is_full() {
-        if Instant::now() >= deadline {
-            return Err(Error::ResourceExhausted(format!(
-                "tenant {tenant}: {} vectors wait for indexing (index.max_unindexed_vectors) and \
-                 the tail stayed full for {} ms; retry later",
-                vectors.pending_len(),
-                max_wait.as_millis()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Ok(())
 }
 
 /// A query: the vector and/or the text, the plan (k, expansion, weights, ef), a filter, and
@@ -877,7 +860,11 @@ impl UnifiedStore {
         }
         check_attribute_types(tenant, &state.indexes.facts.read(), writes)?;
         if writes.iter().any(|w| w.body.current_embedding().is_some()) {
-            wait_for_tail_room(tenant, &state.indexes.vectors, self.options.max_tail_wait)?;
+            tail_room::wait_for_tail_room(
+                tenant,
+                &state.indexes.vectors,
+                self.options.max_tail_wait,
+            )?;
         }
         Ok(())
     }
@@ -1207,57 +1194,5 @@ impl Drop for UnifiedStore {
         if let Err(e) = self.close() {
             tracing::error!(error = %e, "closing the store failed");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn full_tail() -> Arc<VectorIndex> {
-        let index = VectorIndex::new(VectorIndexOptions {
-            max_pending: 3,
-            ..VectorIndexOptions::default()
-        })
-        .expect("valid options");
-        for i in 0..3 {
-            index
-                .upsert(&format!("e{i}"), &[1.0, i as f32], i + 1)
-                .expect("a valid vector");
-        }
-        assert!(index.tail_is_full());
-        Arc::new(index)
-    }
-
-    #[test]
-    fn a_full_tail_fails_the_writer_after_the_wait() {
-        let index = full_tail();
-        let start = Instant::now();
-        let error = wait_for_tail_room("t1", &index, Duration::from_millis(50)).unwrap_err();
-        assert!(start.elapsed() >= Duration::from_millis(50));
-        assert!(
-            matches!(&error, Error::ResourceExhausted(m) if m.contains("tenant t1: 3 vectors wait")),
-            "{error}"
-        );
-        assert!(wait_for_tail_room("t1", &index, Duration::ZERO).is_err());
-    }
-
-    #[test]
-    fn a_writer_proceeds_as_soon_as_the_indexer_makes_room() {
-        let index = full_tail();
-        let indexer = {
-            let index = index.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(30));
-                index.index_pending(1)
-            })
-        };
-        let start = Instant::now();
-        wait_for_tail_room("t1", &index, Duration::from_secs(60)).expect("room within the wait");
-        assert!(start.elapsed() < Duration::from_secs(30));
-        assert_eq!(
-            indexer.join().expect("the indexer thread does not panic"),
-            1
-        );
     }
 }

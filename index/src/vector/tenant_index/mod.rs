@@ -74,6 +74,11 @@ impl Default for VectorIndexOptions {
     }
 }
 
+/// The part of a tail bound of `max_pending` that bulk loads may fill (half, at least 1).
+pub fn bulk_share(max_pending: usize) -> usize {
+    max_pending.div_ceil(2)
+}
+
 impl VectorIndexOptions {
     /// Checks every option; the message names the option and the accepted range.
     pub fn validate(&self) -> Result<()> {
@@ -306,6 +311,12 @@ impl VectorIndex {
     /// True when the tail has reached `max_pending`: writers should wait for the indexer.
     pub fn tail_is_full(&self) -> bool {
         self.pending_len() >= self.options.max_pending
+    }
+
+    /// How many more vectors a bulk load (a range stream) may add to the tail now: up to half
+    /// of `max_pending`, so that client writers keep the other half.
+    pub fn bulk_room(&self) -> usize {
+        bulk_share(self.options.max_pending).saturating_sub(self.pending_len())
     }
 
     /// Fraction of the engine's points that are stale (updated or deleted); a rebuild is due
