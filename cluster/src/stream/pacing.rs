@@ -1,10 +1,13 @@
 //! A received chunk applied at the pace of this node's indexer (docs/cluster.md "Range
 //! streaming"): the chunk's partitions go to the store in pieces that fit the room each
-//! tenant's vector tail leaves a bulk load (half of `index.max_unindexed_vectors`,
-//! [`allidb_index::store::BulkRoom`]), and the next piece waits until the indexer made room.
-//! So a stream goes as fast as the receiver builds HNSW, however large its chunks, the tail
-//! (memory, and the exact scan every query pays) stays bounded, and the client writes this
-//! node coordinates keep the other half of the tail instead of waiting behind the stream.
+//! tenant's vector tail gives a bulk load. Below half of `index.max_unindexed_vectors` the
+//! stream fills the tail freely ([`allidb_index::store::BulkRoom`]); above it, where client
+//! writes are filling the tail too, the next piece waits and then gets one vector for every
+//! [`INDEXED_PER_STREAMED`] the indexer moved into HNSW meanwhile. So a stream goes as fast as
+//! the receiver builds HNSW whatever its chunk size, the tail (memory, and the exact scan every
+//! query pays) stays bounded, the client writes this node coordinates keep their share of the
+//! indexer (half) instead of waiting behind the stream, and a sustained client load cannot
+//! starve the stream either.
 //!
 //! Invariants: every piece is synced before the next one and before the caller records the
 //! chunk's position; the tenant drops go with the first piece, before any cell; a partition
@@ -21,8 +24,12 @@ use crate::ClusterError;
 use crate::cells::{self, ReplicaMutation};
 use crate::replica::LocalReplica;
 
+/// Above half the tail bound, a stream adds one vector for every this many the indexer indexed
+/// (2: the stream and the client writes share the indexer evenly).
+pub const INDEXED_PER_STREAMED: u64 = 2;
+
 /// Longest a piece waits for an indexer that indexes nothing of its tenant.
-pub const STALL: Duration = Duration::from_secs(60);
+pub const STALL: Duration = Duration::from_secs(300);
 
 /// How often a piece held back by a tail looks again.
 const POLL: Duration = Duration::from_millis(5);
@@ -37,14 +44,23 @@ pub async fn apply_paced(
     let partitions = partitions(&cells)?;
     let mut cells = cells.into_iter();
     let mut waited = Duration::ZERO;
+    // The room a wait earned a tenant (its share of what the indexer did), for the next piece.
+    let mut earned: HashMap<String, usize> = HashMap::new();
     let mut next = 0;
     loop {
         let store = local.store();
-        let fits = fitting(&partitions[next..], |tenant| store.bulk_room(tenant).room);
+        let fits = fitting(&partitions[next..], |tenant| {
+            let free = store.bulk_room(tenant).room;
+            free.max(earned.get(tenant).copied().unwrap_or(0))
+        });
         if fits == 0 && next < partitions.len() {
-            waited += wait_for_room(local, &partitions[next].tenant).await?;
+            let tenant = &partitions[next].tenant;
+            let (room, wait) = wait_for_room(local, tenant).await?;
+            waited += wait;
+            earned.insert(tenant.clone(), room);
             continue;
         }
+        earned.clear();
         let count: usize = partitions[next..next + fits].iter().map(|p| p.cells).sum();
         let piece = ReplicaMutation {
             drops: std::mem::take(&mut drops),
@@ -99,20 +115,25 @@ fn fitting(partitions: &[Partition], room_of: impl Fn(&str) -> usize) -> usize {
         .count()
 }
 
-/// Waits until `tenant`'s tail has bulk room again; fails when the indexer indexes nothing of
-/// it for [`STALL`].
-async fn wait_for_room(local: &LocalReplica, tenant: &str) -> Result<Duration, ClusterError> {
+/// Waits until `tenant`'s tail has bulk room again, or the indexer has indexed enough of it to
+/// earn the stream a share ([`INDEXED_PER_STREAMED`]); (room, time waited). Fails when the indexer
+/// indexes nothing of it for [`STALL`].
+async fn wait_for_room(
+    local: &LocalReplica,
+    tenant: &str,
+) -> Result<(usize, Duration), ClusterError> {
     let started = Instant::now();
-    let mut least = usize::MAX;
-    let mut progress = Instant::now();
+    let from = local.store().bulk_room(tenant).indexed;
+    let (mut last, mut progress) = (from, Instant::now());
     loop {
         let now = local.store().bulk_room(tenant);
-        if now.room > 0 {
-            return Ok(started.elapsed());
+        let share = usize::try_from(now.indexed.saturating_sub(from) / INDEXED_PER_STREAMED)
+            .unwrap_or(usize::MAX);
+        if now.room > 0 || share > 0 {
+            return Ok((now.room.max(share), started.elapsed()));
         }
-        if now.pending < least {
-            least = now.pending;
-            progress = Instant::now();
+        if now.indexed > last {
+            (last, progress) = (now.indexed, Instant::now());
         } else if progress.elapsed() >= STALL {
             return Err(ClusterError::Unavailable(format!(
                 "tenant {tenant:?}: {} vectors wait for this node's indexer and none was indexed \

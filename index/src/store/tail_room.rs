@@ -1,13 +1,14 @@
 //! Room in a tenant's exact-scan tail (the vectors written but not yet in HNSW), the one
 //! backpressure of vector writes: `index.max_unindexed_vectors` bounds it for client writers,
-//! who wait while it is full ([`wait_for_tail_room`], at most [`super::StoreOptions::max_tail_wait`]),
-//! and a bulk load (a range stream, a rebuild, a topology movement) is held to half of it
-//! ([`UnifiedStore::bulk_room`]): the load goes at the pace of this node's indexer, the tail
-//! (memory, and the exact scan every query pays) stays bounded, and client writes keep the other
-//! half, so a node receiving a stream does not stall the writes it coordinates.
+//! who wait while it is full ([`wait_for_tail_room`], at most
+//! [`super::StoreOptions::max_tail_wait`]), and a bulk load (a range stream, a rebuild, a
+//! topology movement) may fill half of it freely ([`UnifiedStore::bulk_room`]) and above that
+//! only a share of what the indexer indexes (the stream's pacing decides): the load goes at the
+//! pace of this node's indexer, the tail (memory, and the exact scan every query pays) stays
+//! bounded, and a node receiving a stream does not stall the client writes it coordinates.
 //!
 //! Must never: refuse a write (the tail bound slows writers, the engine holds what is written),
-//! or let a bulk load fill the tail.
+//! or give a bulk load room beyond half the bound.
 
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,9 @@ pub struct BulkRoom {
     pub room: usize,
     /// Vectors waiting in the tail.
     pub pending: usize,
+    /// Vectors the indexer has moved out of the tail so far (only grows while the tenant
+    /// lives).
+    pub indexed: u64,
 }
 
 impl UnifiedStore {
@@ -56,10 +60,12 @@ impl UnifiedStore {
             Some(state) => BulkRoom {
                 room: state.indexes.vectors.bulk_room(),
                 pending: state.indexes.vectors.pending_len(),
+                indexed: state.indexes.vectors.indexed_total(),
             },
             None => BulkRoom {
                 room: bulk_share(self.options.vectors.max_pending),
                 pending: 0,
+                indexed: 0,
             },
         }
     }
@@ -143,7 +149,9 @@ mod tests {
         write(&index);
         assert!(index.tail_is_full());
         assert_eq!(index.bulk_room(), 0);
+        assert_eq!(index.indexed_total(), 0);
         assert_eq!(index.index_pending(3), 3);
         assert_eq!(index.bulk_room(), 1, "the indexer made room");
+        assert_eq!(index.indexed_total(), 3);
     }
 }

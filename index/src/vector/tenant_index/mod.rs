@@ -26,6 +26,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -190,6 +191,8 @@ pub struct VectorIndex {
     state: RwLock<State>,
     /// Serialises engine inserts (the indexer) with rebuilds and dumps.
     engine_writer: Mutex<()>,
+    /// Vectors the indexer moved from the tail into the engine since this index was made.
+    indexed_total: AtomicU64,
     /// The metric's fastest distance kernel, for exact scans.
     distance: DistanceFn,
 }
@@ -240,6 +243,7 @@ impl VectorIndex {
             options,
             factory,
             engine_writer: Mutex::new(()),
+            indexed_total: AtomicU64::new(0),
             distance: distance_fn(options.metric),
         })
     }
@@ -317,6 +321,12 @@ impl VectorIndex {
     /// of `max_pending`, so that client writers keep the other half.
     pub fn bulk_room(&self) -> usize {
         bulk_share(self.options.max_pending).saturating_sub(self.pending_len())
+    }
+
+    /// Vectors the indexer has moved from the tail into the engine since this index was made
+    /// (only grows): how a bulk load waiting for room sees the indexer progress.
+    pub fn indexed_total(&self) -> u64 {
+        self.indexed_total.load(Ordering::Relaxed)
     }
 
     /// Fraction of the engine's points that are stale (updated or deleted); a rebuild is due
@@ -463,6 +473,8 @@ impl VectorIndex {
                     }
                 }
             }
+            self.indexed_total
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             done += batch.len();
         }
         done
