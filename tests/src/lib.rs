@@ -64,6 +64,8 @@ pub struct Daemon {
     extra_env: Vec<(String, String)>,
     /// The network namespace and address the daemon runs in (`None`: this one, on loopback).
     host: Option<NetHost>,
+    /// The `allidbd` it runs (`None`: the build under test, [`allidbd_binary`]).
+    binary: Option<PathBuf>,
     /// Lines the daemon printed on stdout after `ready`.
     lines: Option<Receiver<String>>,
     dir: tempfile::TempDir,
@@ -290,6 +292,20 @@ impl Daemon {
         Self::launch(config_toml, &[], Some(data_dir.to_owned()))
     }
 
+    /// [`Daemon::start`] running `allidbd` instead of the build under test (an older release, for
+    /// an upgrade); [`Daemon::set_binary`] changes it for the next start.
+    pub fn start_binary(allidbd: &Path, config_toml: &str) -> Daemon {
+        let mut daemon = Self::prepare(config_toml, &[], None, None);
+        daemon.binary = Some(allidbd.to_owned());
+        daemon.spawn();
+        daemon
+    }
+
+    /// The `allidbd` this daemon runs from its next start on (`None`: the build under test).
+    pub fn set_binary(&mut self, allidbd: Option<PathBuf>) {
+        self.binary = allidbd;
+    }
+
     /// [`Daemon::start`] inside the network namespace of `host`, every listener on its address.
     pub fn start_in(host: NetHost, config_toml: &str) -> Daemon {
         Self::launch_on(config_toml, &[], None, Some(host))
@@ -341,6 +357,7 @@ impl Daemon {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             host,
+            binary: None,
             lines: None,
             dir,
         }
@@ -412,13 +429,12 @@ impl Daemon {
 
     /// The command line of this daemon (without spawning it).
     pub fn command(&self) -> Command {
+        let binary = self.binary.clone().unwrap_or_else(allidbd_binary);
         let (mut command, ip) = match &self.host {
-            None => (Command::new(allidbd_binary()), "127.0.0.1".to_owned()),
+            None => (Command::new(binary), "127.0.0.1".to_owned()),
             Some(host) => {
                 let mut command = Command::new("ip");
-                command
-                    .args(["netns", "exec", &host.netns])
-                    .arg(allidbd_binary());
+                command.args(["netns", "exec", &host.netns]).arg(binary);
                 (command, host.ip.to_string())
             }
         };

@@ -4,6 +4,8 @@
 //! source (the stream goes on from another replica), and ends with the replicas equal; a
 //! stream goes at the pace of the receiver's indexer and leaves client writes room.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use allidb_api::pb;
@@ -211,20 +213,14 @@ async fn put_vectors(
     }
 }
 
-/// A stream goes at the pace of the receiver's indexer and keeps half of its tail for client
-/// writes: n2 (tail bound 1,000, writers refused at once when it is full, a slow HNSW build)
-/// rebuilds 4,000 vectors it missed, all in one 4 MiB chunk, while a client writes vectors
-/// through it (and a little longer); no client write is refused `RESOURCE_EXHAUSTED`. Without
-/// the pacing the stream fills n2's tail at once and the client's writes are refused.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_waits_for_the_receivers_indexer_and_leaves_room_to_client_writes() {
+/// A ring of three (hints off) where n2, with `n2_index` appended to its configuration (an
+/// `[index]` section), missed the vectors `v00000..` (`missed` of them, written at QUORUM while it
+/// was down); all three normal again.
+async fn ring_where_n2_missed_vectors(n2_index: &str, missed: usize) -> Vec<Daemon> {
     let mut nodes = ring_of_three_each(|i| {
         let mut extra = "hinted_handoff_enabled = false\n".to_owned();
         if i == 2 {
-            extra.push_str(&format!(
-                "[index]\nmax_unindexed_vectors = {PACED_TAIL}\nmax_tail_wait_ms = 0\n\
-                 m = 32\nef_construction = 400\n"
-            ));
+            extra.push_str(n2_index);
         }
         extra
     });
@@ -234,8 +230,8 @@ async fn a_stream_waits_for_the_receivers_indexer_and_leaves_room_to_client_writ
         &[("n0", "normal"), ("n1", "normal"), ("n2", "down")],
         Duration::from_secs(10),
     );
-    for first in (0..PACED_ENTITIES).step_by(500) {
-        put_vectors(&nodes[0], first..first + 500, Quorum)
+    for first in (0..missed).step_by(500) {
+        put_vectors(&nodes[0], first..missed.min(first + 500), Quorum)
             .await
             .expect("a QUORUM batch with one node down");
     }
@@ -244,6 +240,24 @@ async fn a_stream_waits_for_the_receivers_indexer_and_leaves_room_to_client_writ
     for node in &nodes {
         wait_for_states(node, &all_normal, Duration::from_secs(30));
     }
+    nodes
+}
+
+/// A stream goes at the pace of the receiver's indexer and keeps half of its tail for client
+/// writes: n2 (tail bound 1,000, writers refused at once when it is full, a slow HNSW build)
+/// rebuilds 4,000 vectors it missed, all in one 4 MiB chunk, while a client writes vectors
+/// through it (and a little longer); no client write is refused `RESOURCE_EXHAUSTED`. Without
+/// the pacing the stream fills n2's tail at once and the client's writes are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_waits_for_the_receivers_indexer_and_leaves_room_to_client_writes() {
+    let nodes = ring_where_n2_missed_vectors(
+        &format!(
+            "[index]\nmax_unindexed_vectors = {PACED_TAIL}\nmax_tail_wait_ms = 0\n\
+             m = 32\nef_construction = 400\n"
+        ),
+        PACED_ENTITIES,
+    )
+    .await;
 
     let mut rebuild = allidb_json(&nodes[2], &["cluster", "rebuild"])
         .spawn()
@@ -286,4 +300,108 @@ async fn a_stream_waits_for_the_receivers_indexer_and_leaves_room_to_client_writ
         refused.first()
     );
     assert!(found(&nodes[2], "v03999", One).await.unwrap());
+}
+
+/// n2's tail bound in the starvation test, the vectors it missed, and the writers' batch.
+const BUSY_TAIL: usize = 3000;
+const BUSY_ENTITIES: usize = 9000;
+const BUSY_BATCH: usize = 100;
+/// Client vectors after which a rebuild still running counts as starved.
+const BUSY_WRITES_LIMIT: usize = 60_000;
+
+/// A client load that keeps the receiver's tail full does not starve a stream: n2 (tail bound
+/// 3,000, a slow HNSW build, client writers waiting for room as they do by default) rebuilds
+/// 9,000 vectors it missed while two clients write batches of vectors through it back to back
+/// for as long as the rebuild runs. The rebuild ends, and every client write succeeds. A stream
+/// that only used the free half of the tail would wait here for as long as the clients write:
+/// they hold the tail above half, and the indexer's steps (1,024 vectors) never empty it below.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_load_that_keeps_the_tail_full_does_not_starve_a_stream() {
+    let nodes = ring_where_n2_missed_vectors(
+        &format!("[index]\nmax_unindexed_vectors = {BUSY_TAIL}\nm = 32\nef_construction = 400\n"),
+        BUSY_ENTITIES,
+    )
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let written_total = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for w in 0..2 {
+        let (stop, n2) = (stop.clone(), nodes[2].grpc_url());
+        let written_total = written_total.clone();
+        writers.push(tokio::spawn(async move {
+            let mut client = pb::allidb_client::AlliDbClient::connect(n2)
+                .await
+                .expect("n2 accepts connections");
+            let mut next = 100_000 * (w + 1);
+            while !stop.load(Ordering::Relaxed) {
+                let message = pb::BatchPutEntitiesRequest {
+                    entities: (next..next + BUSY_BATCH)
+                        .map(|i| doc_entity(&format!("v{i:05}"), &paced_vector(i)))
+                        .collect(),
+                    consistency_level: level(One),
+                    ..Default::default()
+                };
+                let reply = client
+                    .batch_put_entities(request(message, None))
+                    .await
+                    .unwrap_or_else(|status| panic!("a client batch through n2: {status:?}"))
+                    .into_inner();
+                assert!(reply.success, "{reply:?}");
+                next += BUSY_BATCH;
+                written_total.fetch_add(BUSY_BATCH, Ordering::Relaxed);
+            }
+        }));
+    }
+    // The writers have filled n2's tail before the stream starts.
+    let started = Instant::now();
+    while nodes[2].metric("allidb_vector_index_pending", &[]) < (BUSY_TAIL / 2) as f64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the client writers fill n2's tail"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut rebuild = allidb_json(&nodes[2], &["cluster", "rebuild"])
+        .spawn()
+        .expect("allidb runs");
+    // Starvation is measured in the clients' writes, not in time: a fair share streams the
+    // 9,000 vectors while the clients write about as many (plus what they write while the
+    // rebuild plans and reads); a starved stream waits however many they write.
+    let started = Instant::now();
+    let (writes_limit, time_limit) = (BUSY_WRITES_LIMIT as f64, Duration::from_secs(600));
+    let client_writes = || written_total.load(Ordering::Relaxed) as f64;
+    while rebuild.try_wait().expect("allidb runs").is_none()
+        && client_writes() < writes_limit
+        && started.elapsed() < time_limit
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.expect("a writer task");
+    }
+    let written = written_total.load(Ordering::Relaxed);
+    if rebuild.try_wait().expect("allidb runs").is_none() {
+        let _ = rebuild.kill();
+        panic!(
+            "the rebuild did not end in {took:?} while the clients wrote {written} vectors \
+             through n2: the stream was starved"
+        );
+    }
+    let (code, reply) = json_reply(rebuild.wait_with_output().expect("allidb exits"));
+    assert_eq!(code, 0, "{reply}");
+    assert!(
+        count(&reply, "partitions") >= BUSY_ENTITIES as u64,
+        "every missed entity is streamed: {reply}"
+    );
+    assert!(
+        written >= BUSY_TAIL,
+        "the clients kept writing during the rebuild ({written} vectors in {took:?})"
+    );
+    assert!(found(&nodes[2], "v08999", One).await.unwrap());
+    eprintln!(
+        "rebuild of {BUSY_ENTITIES} vectors under the client load: {took:?}, {written} written by the clients"
+    );
 }

@@ -3,7 +3,9 @@
 //! tenant's vector tail gives a bulk load. Below half of `index.max_unindexed_vectors` the
 //! stream fills the tail freely ([`allidb_index::store::BulkRoom`]); above it, where client
 //! writes are filling the tail too, the next piece waits and then gets one vector for every
-//! [`INDEXED_PER_STREAMED`] the indexer moved into HNSW meanwhile. So a stream goes as fast as
+//! [`INDEXED_PER_STREAMED`] the indexer moved into HNSW since the chunk first waited (a
+//! [`Credit`] counted from that moment, so what the indexer does while a piece is applied and
+//! synced counts as well). So a stream goes as fast as
 //! the receiver builds HNSW whatever its chunk size, the tail (memory, and the exact scan every
 //! query pays) stays bounded, the client writes this node coordinates keep their share of the
 //! indexer (half) instead of waiting behind the stream, and a sustained client load cannot
@@ -44,33 +46,72 @@ pub async fn apply_paced(
     let partitions = partitions(&cells)?;
     let mut cells = cells.into_iter();
     let mut waited = Duration::ZERO;
-    // The room a wait earned a tenant (its share of what the indexer did), for the next piece.
-    let mut earned: HashMap<String, usize> = HashMap::new();
+    // Per tenant that had to wait, what the indexer has earned this chunk since.
+    let mut credits: HashMap<String, Credit> = HashMap::new();
     let mut next = 0;
-    loop {
+    while next < partitions.len() {
         let store = local.store();
+        let mut free: HashMap<String, usize> = HashMap::new();
         let fits = fitting(&partitions[next..], |tenant| {
-            let free = store.bulk_room(tenant).room;
-            free.max(earned.get(tenant).copied().unwrap_or(0))
+            let room = store.bulk_room(tenant);
+            free.insert(tenant.to_owned(), room.room);
+            let earned = credits.get(tenant).map_or(0, |c| c.room(room.indexed));
+            room.room.max(earned)
         });
-        if fits == 0 && next < partitions.len() {
+        if fits == 0 {
             let tenant = &partitions[next].tenant;
-            let (room, wait) = wait_for_room(local, tenant).await?;
-            waited += wait;
-            earned.insert(tenant.clone(), room);
+            let credit = credits
+                .entry(tenant.clone())
+                .or_insert_with(|| Credit::from(store.bulk_room(tenant).indexed));
+            waited += wait_for_room(local, tenant, credit).await?;
             continue;
         }
-        earned.clear();
-        let count: usize = partitions[next..next + fits].iter().map(|p| p.cells).sum();
+        let piece = &partitions[next..next + fits];
+        for (tenant, credit) in &mut credits {
+            let applied = piece.iter().filter(|p| &p.tenant == tenant).count();
+            credit.spend(applied.saturating_sub(free.get(tenant).copied().unwrap_or(0)));
+        }
+        let count: usize = piece.iter().map(|p| p.cells).sum();
         let piece = ReplicaMutation {
             drops: std::mem::take(&mut drops),
             cells: cells.by_ref().take(count).collect(),
         };
         local.apply_synced(piece).await?;
         next += fits;
-        if next == partitions.len() {
-            return Ok(waited);
+    }
+    Ok(waited)
+}
+
+/// What a tenant's indexer has earned a stream within one chunk, once the stream found the
+/// tail at half its bound: one vector for every [`INDEXED_PER_STREAMED`] indexed since then,
+/// less what the stream added on that credit. Counting from a fixed start, the indexer's work
+/// while a piece is applied and synced counts too.
+#[derive(Debug, PartialEq)]
+struct Credit {
+    /// The tenant's indexed count when the stream first waited.
+    since: u64,
+    /// Vectors added beyond the free room since then.
+    spent: usize,
+}
+
+impl Credit {
+    fn from(indexed: u64) -> Credit {
+        Credit {
+            since: indexed,
+            spent: 0,
         }
+    }
+
+    /// Vectors the stream may add now, the tenant's indexer having indexed `indexed` in all.
+    fn room(&self, indexed: u64) -> usize {
+        let earned = indexed.saturating_sub(self.since) / INDEXED_PER_STREAMED;
+        usize::try_from(earned)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(self.spent)
+    }
+
+    fn spend(&mut self, vectors: usize) {
+        self.spent = self.spent.saturating_add(vectors);
     }
 }
 
@@ -82,25 +123,30 @@ struct Partition {
 }
 
 /// The partitions of `cells` in order (a chunk holds each partition's cells together, in key
-/// order).
+/// order); each partition's first key is decoded, the others are compared by their partition
+/// prefix.
 fn partitions(cells: &[CellVersion]) -> Result<Vec<Partition>, ClusterError> {
-    let mut partitions: Vec<(String, String, usize)> = Vec::new();
+    let mut partitions: Vec<Partition> = Vec::new();
+    let mut current: &[u8] = &[];
     for (key, _, _) in cells {
-        let (tenant, id) = cells::partition_of(key)?;
+        let prefix = allidb_storage::key::partition_of(key).ok_or_else(|| {
+            ClusterError::Protocol("a cell key has no partition prefix".to_owned())
+        })?;
         match partitions.last_mut() {
-            Some((t, i, count)) if *t == tenant && *i == id => *count += 1,
-            _ => partitions.push((tenant, id, 1)),
+            Some(last) if prefix == current => last.cells += 1,
+            _ => {
+                let (tenant, _) = cells::partition_of(key)?;
+                partitions.push(Partition { tenant, cells: 1 });
+                current = prefix;
+            }
         }
     }
-    Ok(partitions
-        .into_iter()
-        .map(|(tenant, _, cells)| Partition { tenant, cells })
-        .collect())
+    Ok(partitions)
 }
 
 /// How many of `partitions`, from the first, fit the room `room_of` gives their tenants (each
 /// asked once).
-fn fitting(partitions: &[Partition], room_of: impl Fn(&str) -> usize) -> usize {
+fn fitting(partitions: &[Partition], mut room_of: impl FnMut(&str) -> usize) -> usize {
     let mut left: HashMap<&str, usize> = HashMap::new();
     partitions
         .iter()
@@ -115,22 +161,19 @@ fn fitting(partitions: &[Partition], room_of: impl Fn(&str) -> usize) -> usize {
         .count()
 }
 
-/// Waits until `tenant`'s tail has bulk room again, or the indexer has indexed enough of it to
-/// earn the stream a share ([`INDEXED_PER_STREAMED`]); (room, time waited). Fails when the indexer
-/// indexes nothing of it for [`STALL`].
+/// Waits until `tenant`'s tail has bulk room again or its indexer has earned `credit` room;
+/// the time waited. Fails when the indexer indexes nothing of it for [`STALL`].
 async fn wait_for_room(
     local: &LocalReplica,
     tenant: &str,
-) -> Result<(usize, Duration), ClusterError> {
+    credit: &Credit,
+) -> Result<Duration, ClusterError> {
     let started = Instant::now();
-    let from = local.store().bulk_room(tenant).indexed;
-    let (mut last, mut progress) = (from, Instant::now());
+    let (mut last, mut progress) = (local.store().bulk_room(tenant).indexed, Instant::now());
     loop {
         let now = local.store().bulk_room(tenant);
-        let share = usize::try_from(now.indexed.saturating_sub(from) / INDEXED_PER_STREAMED)
-            .unwrap_or(usize::MAX);
-        if now.room > 0 || share > 0 {
-            return Ok((now.room.max(share), started.elapsed()));
+        if now.room > 0 || credit.room(now.indexed) > 0 {
+            return Ok(started.elapsed());
         }
         if now.indexed > last {
             (last, progress) = (now.indexed, Instant::now());
@@ -184,5 +227,24 @@ mod tests {
         assert_eq!(fitting(&parts, room(0, 10)), 0, "t1 waits");
         assert_eq!(fitting(&parts[2..], room(0, 1)), 1, "t1 is not asked");
         assert_eq!(fitting(&[], room(0, 0)), 0);
+    }
+
+    #[test]
+    fn a_credit_counts_everything_indexed_since_the_first_wait_less_what_it_paid_for() {
+        let mut credit = Credit::from(1000);
+        assert_eq!(credit.room(1000), 0);
+        assert_eq!(credit.room(1001), 0, "one vector per two indexed");
+        assert_eq!(credit.room(2024), 512);
+        credit.spend(512);
+        assert_eq!(credit.room(2024), 0, "spent");
+        // Indexed while the piece was applied: earned as well, not lost to the next wait.
+        assert_eq!(credit.room(4072), 1024);
+        credit.spend(2000);
+        assert_eq!(
+            credit.room(4072),
+            0,
+            "overspent is no room, not an underflow"
+        );
+        assert_eq!(credit.room(999), 0, "an index made again counts from zero");
     }
 }
