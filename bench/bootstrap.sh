@@ -4,29 +4,33 @@
 # a 4th node started with the same configuration joins (it streams about a quarter of the data
 # from the replicas it displaces) and is decommissioned again, while a QUORUM writer runs.
 #
-#   bench/bootstrap.sh [BIN_DIR] [N] [BASE_PORT] [DIM]
+#   bench/bootstrap.sh [BIN_DIR] [N] [BASE_PORT] [DIM] [TEXT_BYTES]
 #
 # BIN_DIR holds allidbd and allidb (default target/release; the test profile's target/debug is
 # optimized too). N entities loaded (default 200000). BASE_PORT: the ring's first port (default
 # 7100; nodes take BASE_PORT + 10i .. + 3). DIM: the vectors' dimensions, of the load and the
-# writer (default 384). Prints one JSON line per phase: the load, the
+# writer (default 384; 0: entities without a vector). TEXT_BYTES: bytes of text per entity, in
+# one chunk (default 0: none); `0 400` loads text-only entities, whose stream is not paced by
+# an indexer. Prints one JSON line per phase: the load, the
 # writer's rate alone, the bootstrap (seconds from start to ready, bytes and cells n3 received,
 # MB/s, seconds its stream waited for n3's indexer) with the writer's rate meanwhile, the
 # decommission likewise, and the writer's slowest round from the decommission on. The writer
-# runs rounds of 300 QUORUM writes; a phase's rate is the median of the rounds inside it.
+# runs rounds of 300 QUORUM writes; a phase's rate is the median of the rounds inside it, and
+# its rate in all counts the rounds that waited as well.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${1:-$root/target/release}"
 n="${2:-200000}"
 port="${3:-7100}"
 dim="${4:-384}"
+text="${5:-0}"
 work="$(mktemp -d)"
 trap 'kill $(cat "$work/ring/pids" "$work/n3.pid" "$work/writer.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 "$root/scripts/dev-cluster.sh" --nodes 3 --bin "$bin/allidbd" --dir "$work/ring" --base-port "$port" >&2
 n0="127.0.0.1:$port"
 started=$(date +%s.%N)
-"$bin/allidb" --addr "$n0" --consistency quorum --json bench ingest -n "$n" --dim "$dim" \
+"$bin/allidb" --addr "$n0" --consistency quorum --json bench ingest -n "$n" --dim "$dim" --text-bytes "$text" \
   --batch-size 64 --concurrency 4 --id-prefix load- > "$work/load.json"
 echo "{\"phase\": \"load\", \"entities\": $n, \"seconds\": $(echo "$(date +%s.%N) - $started" | bc)}"
 
@@ -35,7 +39,7 @@ echo "{\"phase\": \"load\", \"entities\": $n, \"seconds\": $(echo "$(date +%s.%N
   round=0
   while true; do
     begin=$(date +%s.%N)
-    "$bin/allidb" --addr "$n0" --consistency quorum --json bench ingest -n 300 --dim "$dim" \
+    "$bin/allidb" --addr "$n0" --consistency quorum --json bench ingest -n 300 --dim "$dim" --text-bytes "$text" \
       --batch-size 16 --concurrency 2 --seed "$round" --id-prefix "w$round-" > /dev/null 2>&1 || true
     echo "$begin $(date +%s.%N) 300" >> "$work/writer.log"
     round=$((round + 1))
@@ -43,12 +47,17 @@ echo "{\"phase\": \"load\", \"entities\": $n, \"seconds\": $(echo "$(date +%s.%N
 ) &
 echo $! > "$work/writer.pid"
 
-rate_between() { # from to: median entities/s of the writer rounds inside [from, to]
+rate_between() { # from to: median entities/s of the writer rounds inside [from, to], their
+  # number, and the entities/s in all (their writes over the time from the first's start to the
+  # last's end: unlike the median, it counts the rounds that waited)
   python3 - "$1" "$2" "$work/writer.log" <<'PY'
 import statistics, sys
 lo, hi, path = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-rates = [n / (e - b) for b, e, n in (map(float, l.split()) for l in open(path)) if b >= lo and e <= hi]
-print(round(statistics.median(rates), 1) if rates else "null", len(rates))
+rounds = [(b, e, n) for b, e, n in (map(float, l.split()) for l in open(path)) if b >= lo and e <= hi]
+rates = [n / (e - b) for b, e, n in rounds]
+in_all = sum(n for _, _, n in rounds) / (rounds[-1][1] - rounds[0][0]) if len(rounds) > 1 else None
+print(round(statistics.median(rates), 1) if rates else "null", len(rates),
+      round(in_all, 1) if in_all else "null")
 PY
 }
 metric() { # admin metric (summed over labels)
@@ -57,8 +66,8 @@ metric() { # admin metric (summed over labels)
 
 sleep 30
 alone_end=$(date +%s.%N)
-read -r alone alone_rounds < <(rate_between 0 "$alone_end")
-echo "{\"phase\": \"writer alone\", \"writes_per_sec\": $alone, \"rounds\": $alone_rounds}"
+read -r alone alone_rounds alone_all < <(rate_between 0 "$alone_end")
+echo "{\"phase\": \"writer alone\", \"writes_per_sec\": $alone, \"rounds\": $alone_rounds, \"writes_per_sec_in_all\": $alone_all}"
 
 # The 4th node: n2's configuration on the next ports, its own data dir and name.
 base3=$((port + 30))
@@ -76,21 +85,21 @@ admin3="127.0.0.1:$((base3 + 2))"
 bytes=$(metric "$admin3" allidb_stream_received_bytes_total)
 cells=$(metric "$admin3" allidb_stream_received_cells_total)
 seconds=$(echo "$join_end - $join_start" | bc)
-read -r during during_rounds < <(rate_between "$join_start" "$join_end")
+read -r during during_rounds during_all < <(rate_between "$join_start" "$join_end")
 waited=$(metric "$admin3" allidb_stream_index_wait_seconds_sum)
-echo "{\"phase\": \"bootstrap\", \"seconds\": $seconds, \"bytes_received\": $bytes, \"cells_received\": $cells, \"mb_per_sec\": $(echo "scale=1; $bytes / $seconds / 1000000" | bc), \"index_wait_secs\": $waited, \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds}"
+echo "{\"phase\": \"bootstrap\", \"seconds\": $seconds, \"bytes_received\": $bytes, \"cells_received\": $cells, \"mb_per_sec\": $(echo "scale=1; $bytes / $seconds / 1000000" | bc), \"index_wait_secs\": $waited, \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds, \"writer_writes_per_sec_in_all\": $during_all}"
 
 sleep 10
 leave_start=$(date +%s.%N)
 "$bin/allidb" --addr "127.0.0.1:$base3" cluster decommission > "$work/decommission.out"
 leave_end=$(date +%s.%N)
-read -r during during_rounds < <(rate_between "$leave_start" "$leave_end")
+read -r during during_rounds during_all < <(rate_between "$leave_start" "$leave_end")
 sent=$(metric "$admin3" allidb_stream_sent_bytes_total)
 waits=""
 for i in 0 1 2; do
   waits="$waits${waits:+, }$(metric "127.0.0.1:$((port + 10 * i + 2))" allidb_stream_index_wait_seconds_sum)"
 done
-echo "{\"phase\": \"decommission\", \"seconds\": $(echo "$leave_end - $leave_start" | bc), \"bytes_sent_by_n3\": $sent, \"index_wait_secs_n0_n1_n2\": [$waits], \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds}"
+echo "{\"phase\": \"decommission\", \"seconds\": $(echo "$leave_end - $leave_start" | bc), \"bytes_sent_by_n3\": $sent, \"index_wait_secs_n0_n1_n2\": [$waits], \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds, \"writer_writes_per_sec_in_all\": $during_all}"
 # The writer's slowest round after the decommission began (a stall shows here even when no
 # round fits inside the phase).
 python3 - "$leave_start" "$work/writer.log" <<'PY'
