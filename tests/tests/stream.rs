@@ -9,12 +9,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use allidb_api::pb;
+use allidb_api::pb::allidb_client::AlliDbClient;
 use allidb_tests::ring::{
     allidb_json, count, delete, found, json_reply, level, put_texts, ring_of_three_each, status,
     wait_for_states,
 };
 use allidb_tests::{Daemon, doc_entity, request};
 use serde_json::Value;
+use tonic::transport::Channel;
 
 use pb::ConsistencyLevel::{ConsistencyOne as One, ConsistencyQuorum as Quorum};
 
@@ -193,6 +195,15 @@ async fn put_vectors(
     ids: std::ops::Range<usize>,
     at: pb::ConsistencyLevel,
 ) -> Result<(), tonic::Status> {
+    put_vectors_with(&mut daemon.client().await, ids, at).await
+}
+
+/// [`put_vectors`] on an open client.
+async fn put_vectors_with(
+    client: &mut AlliDbClient<Channel>,
+    ids: std::ops::Range<usize>,
+    at: pb::ConsistencyLevel,
+) -> Result<(), tonic::Status> {
     let message = pb::BatchPutEntitiesRequest {
         entities: ids
             .map(|i| doc_entity(&format!("v{i:05}"), &paced_vector(i)))
@@ -200,9 +211,7 @@ async fn put_vectors(
         consistency_level: level(at),
         ..Default::default()
     };
-    let reply = daemon
-        .client()
-        .await
+    let reply = client
         .batch_put_entities(request(message, None))
         .await?
         .into_inner();
@@ -326,27 +335,14 @@ async fn a_client_load_that_keeps_the_tail_full_does_not_starve_a_stream() {
     let written_total = Arc::new(AtomicUsize::new(0));
     let mut writers = Vec::new();
     for w in 0..2 {
-        let (stop, n2) = (stop.clone(), nodes[2].grpc_url());
-        let written_total = written_total.clone();
+        let (stop, written_total) = (stop.clone(), written_total.clone());
+        let mut client = nodes[2].client().await;
         writers.push(tokio::spawn(async move {
-            let mut client = pb::allidb_client::AlliDbClient::connect(n2)
-                .await
-                .expect("n2 accepts connections");
             let mut next = 100_000 * (w + 1);
             while !stop.load(Ordering::Relaxed) {
-                let message = pb::BatchPutEntitiesRequest {
-                    entities: (next..next + BUSY_BATCH)
-                        .map(|i| doc_entity(&format!("v{i:05}"), &paced_vector(i)))
-                        .collect(),
-                    consistency_level: level(One),
-                    ..Default::default()
-                };
-                let reply = client
-                    .batch_put_entities(request(message, None))
+                put_vectors_with(&mut client, next..next + BUSY_BATCH, One)
                     .await
-                    .unwrap_or_else(|status| panic!("a client batch through n2: {status:?}"))
-                    .into_inner();
-                assert!(reply.success, "{reply:?}");
+                    .unwrap_or_else(|status| panic!("a client batch through n2: {status:?}"));
                 next += BUSY_BATCH;
                 written_total.fetch_add(BUSY_BATCH, Ordering::Relaxed);
             }
