@@ -4,14 +4,15 @@
 # a 4th node started with the same configuration joins (it streams about a quarter of the data
 # from the replicas it displaces) and is decommissioned again, while a QUORUM writer runs.
 #
-#   bench/bootstrap.sh [BIN_DIR] [N] [BASE_PORT] [DIM] [TEXT_BYTES]
+#   bench/bootstrap.sh [BIN_DIR] [N] [BASE_PORT] [DIM] [TEXT_BYTES] [WRITER]
 #
 # BIN_DIR holds allidbd and allidb (default target/release; the test profile's target/debug is
 # optimized too). N entities loaded (default 200000). BASE_PORT: the ring's first port (default
 # 7100; nodes take BASE_PORT + 10i .. + 3). DIM: the vectors' dimensions, of the load and the
 # writer (default 384; 0: entities without a vector). TEXT_BYTES: bytes of text per entity, in
 # one chunk (default 0: none); `0 400` loads text-only entities, whose stream is not paced by
-# an indexer. Prints one JSON line per phase: the load, the
+# an indexer. WRITER: 1 (default) runs the QUORUM writer through the phases, 0 measures the
+# movements alone (the writer's figures are then null). Prints one JSON line per phase: the load, the
 # writer's rate alone, the bootstrap (seconds from start to ready, bytes and cells n3 received,
 # MB/s, seconds its stream waited for n3's indexer) with the writer's rate meanwhile, the
 # decommission likewise, and the writer's slowest round from the decommission on. The writer
@@ -24,6 +25,7 @@ n="${2:-200000}"
 port="${3:-7100}"
 dim="${4:-384}"
 text="${5:-0}"
+writer="${6:-1}"
 work="$(mktemp -d)"
 trap 'kill $(cat "$work/ring/pids" "$work/n3.pid" "$work/writer.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -35,17 +37,20 @@ started=$(date +%s.%N)
 echo "{\"phase\": \"load\", \"entities\": $n, \"seconds\": $(echo "$(date +%s.%N) - $started" | bc)}"
 
 # The writer: rounds of 300 QUORUM writes through n0, each logged as "start end entities".
-(
-  round=0
-  while true; do
-    begin=$(date +%s.%N)
-    "$bin/allidb" --addr "$n0" --consistency quorum --json bench ingest -n 300 --dim "$dim" --text-bytes "$text" \
-      --batch-size 16 --concurrency 2 --seed "$round" --id-prefix "w$round-" > /dev/null 2>&1 || true
-    echo "$begin $(date +%s.%N) 300" >> "$work/writer.log"
-    round=$((round + 1))
-  done
-) &
-echo $! > "$work/writer.pid"
+touch "$work/writer.log"
+if [ "$writer" = 1 ]; then
+  (
+    round=0
+    while true; do
+      begin=$(date +%s.%N)
+      "$bin/allidb" --addr "$n0" --consistency quorum --json bench ingest -n 300 --dim "$dim" --text-bytes "$text" \
+        --batch-size 16 --concurrency 2 --seed "$round" --id-prefix "w$round-" > /dev/null 2>&1 || true
+      echo "$begin $(date +%s.%N) 300" >> "$work/writer.log"
+      round=$((round + 1))
+    done
+  ) &
+  echo $! > "$work/writer.pid"
+fi
 
 rate_between() { # from to: median entities/s of the writer rounds inside [from, to], their
   # number, and the entities/s in all (their writes over the time from the first's start to the
@@ -64,7 +69,7 @@ metric() { # admin metric (summed over labels)
   curl -s "http://$1/metrics" | awk -v m="$2" '$1 ~ "^"m"({|$)" {s += $2} END {print s + 0}'
 }
 
-sleep 30
+if [ "$writer" = 1 ]; then sleep 30; fi
 alone_end=$(date +%s.%N)
 read -r alone alone_rounds alone_all < <(rate_between 0 "$alone_end")
 echo "{\"phase\": \"writer alone\", \"writes_per_sec\": $alone, \"rounds\": $alone_rounds, \"writes_per_sec_in_all\": $alone_all}"
@@ -95,11 +100,12 @@ leave_start=$(date +%s.%N)
 leave_end=$(date +%s.%N)
 read -r during during_rounds during_all < <(rate_between "$leave_start" "$leave_end")
 sent=$(metric "$admin3" allidb_stream_sent_bytes_total)
+seconds=$(echo "$leave_end - $leave_start" | bc)
 waits=""
 for i in 0 1 2; do
   waits="$waits${waits:+, }$(metric "127.0.0.1:$((port + 10 * i + 2))" allidb_stream_index_wait_seconds_sum)"
 done
-echo "{\"phase\": \"decommission\", \"seconds\": $(echo "$leave_end - $leave_start" | bc), \"bytes_sent_by_n3\": $sent, \"index_wait_secs_n0_n1_n2\": [$waits], \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds, \"writer_writes_per_sec_in_all\": $during_all}"
+echo "{\"phase\": \"decommission\", \"seconds\": $seconds, \"bytes_sent_by_n3\": $sent, \"mb_per_sec\": $(echo "scale=1; $sent / $seconds / 1000000" | bc), \"index_wait_secs_n0_n1_n2\": [$waits], \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds, \"writer_writes_per_sec_in_all\": $during_all}"
 # The writer's slowest round after the decommission began (a stall shows here even when no
 # round fits inside the phase).
 python3 - "$leave_start" "$work/writer.log" <<'PY'

@@ -14,6 +14,7 @@
 //! - [`credentials`]: the cluster token every node-to-node call carries.
 //! - [`replica`]: this node as a replica, and the `Replica` gRPC service (`proto/replica.proto`).
 //! - [`peer_client`]: calls to other nodes' replica service.
+//! - [`latency`]: measured latency per peer, for replica selection and speculative reads.
 //! - [`coordinator`]: writes and point reads at a consistency level, read repair.
 //! - [`hints`]: hinted handoff: the per-target hint log and its dispatcher.
 //! - [`query`]: cluster-wide reads: Graph-RAG queries, traversals and scans over every range.
@@ -27,6 +28,7 @@ pub mod coordinator;
 pub mod credentials;
 pub mod hints;
 pub mod identity;
+pub mod latency;
 pub mod membership;
 pub mod peer_client;
 pub mod peers;

@@ -4,7 +4,8 @@
 //! at once (it announces its shutdown in gossip); a data dir of another cluster stops
 //! startup. Replication (RF 3 on 3 nodes): consistency levels with one and two nodes killed,
 //! hinted handoff (also across a restart of the coordinator, to the coordinator's own refusing
-//! replica, past a damaged hint segment), blocking read repair, the internal service refusing
+//! replica, past a damaged hint segment), blocking read repair, reads around a frozen replica
+//! (speculative reads, before gossip shows it down), the internal service refusing
 //! calls without the cluster token, with a clock too far ahead, or with bad input (naming the
 //! field), an edge removal through a lagging coordinator winning, a tenant drop reaching a node
 //! that was down (by read repair and by hint) without bringing dropped data back, and, with TLS,
@@ -21,8 +22,8 @@ use allidb_cluster::proto as internal;
 use allidb_tests::certs::Ca;
 use allidb_tests::ring::{
     SECRET, cluster_toml, drop_default, found, free_udp_addr, held_by, hints_for, hints_pending,
-    host_id_of, level, put, remove_edge, ring_of_three, ring_of_three_each, status,
-    wait_for_states, wait_until,
+    host_id_of, level, put, put_many, remove_edge, ring_of_three, ring_of_three_each, start_ring,
+    states, status, wait_for_states, wait_until,
 };
 use allidb_tests::{Daemon, allidbd_binary, doc_entity, http_get, request};
 use internal::replica_client::ReplicaClient;
@@ -508,6 +509,64 @@ async fn a_quorum_read_repairs_a_stale_replica() {
     assert!(
         metrics.contains("allidb_cluster_read_repairs_total"),
         "counted"
+    );
+}
+
+/// Reads and writes through n0 while n2 is frozen (SIGSTOP: its connections stay open and
+/// nothing answers, as a host whose address vanished) and not yet shown down: each must be
+/// answered by n0 and n1 long before n0 would give up on n2 (`read_timeout_ms`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_stops_answering_is_read_around_at_once() {
+    use pb::ConsistencyLevel::{
+        ConsistencyAll as All, ConsistencyOne as One, ConsistencyQuorum as Quorum,
+    };
+    const READ_TIMEOUT: Duration = Duration::from_secs(20);
+    // Gossip shows n2 down only after about 64 heartbeat gaps (6.4 s).
+    let nodes = start_ring(
+        3,
+        &format!(
+            "read_timeout_ms = {}\nphi_threshold = 64\n",
+            READ_TIMEOUT.as_millis()
+        ),
+    );
+    // Written through n1, so n0 has measured no replica yet and asks them in ring order: n2
+    // first for about half of the entities. n0's own first write (at ONE: it reads only its own
+    // replica) checks the ring with every peer after its start, as a node does after a pause.
+    let ids: Vec<String> = (0..20).map(|i| format!("frozen{i}")).collect();
+    put_many(&nodes[1], "frozen", ids.len(), All)
+        .await
+        .expect("every replica is up");
+    put(&nodes[0], "before", One)
+        .await
+        .expect("n0 writes once every peer answered its check");
+    nodes[2].signal(libc::SIGSTOP);
+    let mut slowest = Duration::ZERO;
+    for id in &ids {
+        let started = std::time::Instant::now();
+        assert!(
+            found(&nodes[0], id, Quorum)
+                .await
+                .expect("n0 and n1 answer")
+        );
+        slowest = slowest.max(started.elapsed());
+    }
+    for i in 0..10 {
+        let started = std::time::Instant::now();
+        put(&nodes[0], &format!("while-frozen{i}"), Quorum)
+            .await
+            .expect("n0 and n1 acknowledge");
+        slowest = slowest.max(started.elapsed());
+    }
+    let read_around = nodes[0].metric("allidb_cluster_speculative_reads_total", &[("peer", "n2")]);
+    let down = states(&nodes[0]).contains(&("n2".to_owned(), "down".to_owned()));
+    nodes[2].signal(libc::SIGCONT);
+    assert!(
+        slowest < READ_TIMEOUT / 4,
+        "a request through n0 took {slowest:?} while n2 was frozen: it waited for n2"
+    );
+    assert!(read_around >= 1.0, "n0 never read around n2: {read_around}");
+    eprintln!(
+        "slowest request {slowest:?}, {read_around} reads around n2, n2 shown down at the end: {down}"
     );
 }
 

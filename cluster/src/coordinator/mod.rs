@@ -51,6 +51,7 @@ use crate::cells::ReplicaMutation;
 use crate::consistency::ConsistencyLevel;
 use crate::hints::HintLog;
 use crate::hints::dispatcher::peer_label;
+use crate::latency::PeerLatency;
 use crate::membership::ClusterView;
 use crate::replica::LocalReplica;
 use crate::ring::HostId;
@@ -84,6 +85,9 @@ struct Inner {
     pauses: PauseDetector,
     /// Held while one such check runs.
     checking: tokio::sync::Mutex<()>,
+    /// Each replica's point-read latency: the order replicas are asked in, and when a slow
+    /// one is read around ([`read`]).
+    latency: PeerLatency,
 }
 
 impl Coordinator {
@@ -109,6 +113,7 @@ impl Coordinator {
                 options,
                 pauses,
                 checking: tokio::sync::Mutex::new(()),
+                latency: PeerLatency::default(),
             }),
         }
     }

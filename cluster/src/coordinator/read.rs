@@ -1,6 +1,11 @@
 //! Point reads at a consistency level: the level's number of replicas answer (the first asked
 //! for its cells, the others for a digest; a replica that fails is replaced by the next one),
-//! digests that differ fetch those replicas' cells, the cells merge last-write-wins, and every
+//! asked in the order of their measured latency, this node first; a replica that outlasts its
+//! usual latency is read around (speculative read: the next replica is asked too and the first
+//! answers count, so a replica that stops answering without closing its connections, a frozen
+//! process or a host whose address vanished, costs a read milliseconds instead of
+//! `cluster.read_timeout_ms` until gossip shows it down); digests that differ fetch those
+//! replicas' cells, the cells merge last-write-wins, and every
 //! replica that answered stale is sent what it lacks before the read returns (blocking read
 //! repair, counted in `allidb_cluster_read_repairs_total`).
 //!
@@ -12,6 +17,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use allidb_storage::partition::CellVersion;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::time::Instant;
 
 use super::Coordinator;
 use super::replicas::{Answer, Read};
@@ -21,6 +29,15 @@ use crate::hints::dispatcher::peer_label;
 use crate::membership::NodeStatus;
 use crate::ring::HostId;
 use crate::{ClusterError, replica_failure};
+
+/// A replica read still running.
+struct Asked {
+    started: Instant,
+    /// Whether it asks for the cells (not a digest).
+    cells: bool,
+    /// Whether it outlasted its host's usual latency, so another replica was asked too.
+    overdue: bool,
+}
 
 /// Why a partition is read: what an `Unavailable` message calls the request.
 #[derive(Clone, Copy, Debug)]
@@ -87,21 +104,47 @@ impl Coordinator {
                     .to_owned(),
             ));
         }
-        // This node first (no network hop), then replicas gossip shows up, then the others.
+        // Replicas gossip shows up first, this node first among them (no network hop), then by
+        // their measured latency.
+        let latency = &self.inner.latency;
         let mut candidates: Vec<HostId> = replicas.hosts().to_vec();
         candidates.sort_by_key(|host| {
             let down = view
                 .nodes
                 .get(host)
                 .is_none_or(|node| node.status == NodeStatus::Down);
-            (*host != self.inner.host, down)
+            (down, latency.rank(self.inner.host, *host))
         });
         let mut answers: BTreeMap<HostId, Answer> = BTreeMap::new();
         let mut failed: BTreeMap<HostId, String> = BTreeMap::new();
+        let mut asked: BTreeMap<HostId, Asked> = BTreeMap::new();
+        let mut reads = FuturesUnordered::new();
         let mut next = 0;
         while answers.len() < required {
-            let wanted = required - answers.len();
-            if next >= candidates.len() {
+            // Enough reads that may still answer in time: replace the failed and the overdue.
+            while answers.len() + asked.values().filter(|a| !a.overdue).count() < required
+                && next < candidates.len()
+            {
+                let host = candidates[next];
+                next += 1;
+                let has_cells = answers.values().any(|a| matches!(a.read, Read::Cells(_)))
+                    || asked.values().any(|a| a.cells && !a.overdue);
+                let cells = purpose.wants_every_cell() || !has_cells;
+                asked.insert(
+                    host,
+                    Asked {
+                        started: Instant::now(),
+                        cells,
+                        overdue: false,
+                    },
+                );
+                let read = self
+                    .inner
+                    .replicas
+                    .read_partition(&view, host, tenant, id, !cells);
+                reads.push(async move { (host, read.await) });
+            }
+            if asked.is_empty() {
                 let answered: BTreeSet<HostId> = answers.keys().copied().collect();
                 return Err(ClusterError::Unavailable(replica_failure(
                     &format!(
@@ -116,26 +159,57 @@ impl Coordinator {
                     &view,
                 )));
             }
-            let round: Vec<HostId> = candidates[next..].iter().take(wanted).copied().collect();
-            next += round.len();
-            let has_cells = answers.values().any(|a| matches!(a.read, Read::Cells(_)));
-            let asks = round.iter().enumerate().map(|(i, host)| {
-                let digest_only = (has_cells || i > 0) && !purpose.wants_every_cell();
-                self.inner
-                    .replicas
-                    .read_partition(&view, *host, tenant, id, digest_only)
-            });
-            for (host, outcome) in round.iter().zip(futures_util::future::join_all(asks).await) {
-                match outcome {
-                    Ok(answer) => {
-                        answers.insert(*host, answer);
+            // While another replica could be asked, the first read to outlast its host's usual
+            // latency is read around (it may still answer, and then counts).
+            let slowest = (next < candidates.len())
+                .then(|| {
+                    asked
+                        .iter()
+                        .filter(|(_, a)| !a.overdue)
+                        .map(|(host, a)| (a.started + latency.speculate_after(*host), *host))
+                        .min()
+                })
+                .flatten();
+            let speculate = async {
+                match slowest {
+                    Some((at, _)) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some((host, outcome)) = reads.next() => {
+                    let started = asked.remove(&host).map(|a| a.started);
+                    match outcome {
+                        Ok(answer) => {
+                            if let Some(started) = started {
+                                latency.record(host, started.elapsed());
+                            }
+                            answers.insert(host, answer);
+                        }
+                        Err(reason) => {
+                            failed.insert(host, reason);
+                        }
                     }
-                    Err(reason) => {
-                        failed.insert(*host, reason);
+                }
+                () = speculate => {
+                    let (_, host) = slowest.expect("the timer runs only for a read");
+                    if let Some(slow) = asked.get_mut(&host) {
+                        slow.overdue = true;
+                        latency.record(host, slow.started.elapsed());
                     }
+                    metrics::counter!(
+                        "allidb_cluster_speculative_reads_total",
+                        "peer" => peer_label(&view, host)
+                    )
+                    .increment(1);
                 }
             }
         }
+        // A read still unanswered is at least as slow as the wait so far.
+        for (host, unanswered) in &asked {
+            latency.record(*host, unanswered.started.elapsed());
+        }
+        drop(reads);
 
         // A tenant drop any replica (or this node) knows of removes the cells it covers from
         // every answer, and replicas that answered an older drop are sent the newer one.

@@ -34,18 +34,23 @@ struct FakeReplica {
 }
 
 /// Replicas in memory; hosts in `failing` fail every call, hosts in `refusing_writes` fail
-/// only writes (as a replica with a full disk does); `ring_checks` are the peers' answers
+/// only writes (as a replica with a full disk does), hosts in `hanging` never answer (a frozen
+/// process, a host whose address vanished: the fake has no deadline); `ring_checks` are the peers' answers
 /// after a pause (by default each applied the test ring's version, 1).
 #[derive(Debug, Default)]
 struct FakeReplicas {
     hosts: Mutex<BTreeMap<HostId, FakeReplica>>,
     failing: Mutex<BTreeSet<HostId>>,
     refusing_writes: Mutex<BTreeSet<HostId>>,
+    hanging: Mutex<BTreeSet<HostId>>,
     ring_checks: Mutex<BTreeMap<HostId, RingCheck>>,
 }
 
 impl FakeReplicas {
-    fn check(&self, host: HostId) -> Result<(), String> {
+    async fn check(&self, host: HostId) -> Result<(), String> {
+        if self.hanging.lock().contains(&host) {
+            std::future::pending::<()>().await;
+        }
         match self.failing.lock().contains(&host) {
             true => Err(format!("host {host} is made to fail")),
             false => Ok(()),
@@ -83,7 +88,7 @@ impl ReplicaAccess for FakeReplicas {
         id: &str,
         digest_only: bool,
     ) -> Result<Answer, String> {
-        self.check(host)?;
+        self.check(host).await?;
         let hosts = self.hosts.lock();
         let replica = hosts.get(&host);
         let stored = replica
@@ -105,7 +110,7 @@ impl ReplicaAccess for FakeReplicas {
         mutation: &ReplicaMutation,
         _reason: &str,
     ) -> Result<(), String> {
-        self.check(host)?;
+        self.check(host).await?;
         if self.refusing_writes.lock().contains(&host) {
             return Err(format!("host {host} refuses writes"));
         }
@@ -124,7 +129,7 @@ impl ReplicaAccess for FakeReplicas {
     }
 
     async fn clock(&self, _view: &ClusterView, host: HostId) -> Result<u64, String> {
-        self.check(host)?;
+        self.check(host).await?;
         Ok(0)
     }
 
@@ -291,6 +296,42 @@ async fn a_read_returns_the_newest_cells_and_repairs_a_stale_replica_before_retu
         written,
         "repaired before the read returned"
     );
+}
+
+#[tokio::test]
+async fn a_replica_that_stops_answering_is_read_around_at_once() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let replicas = Arc::new(FakeReplicas::default());
+    let Fixture { coordinator, .. } = coordinator(dir.path(), replicas.clone(), true);
+    let ids: Vec<String> = (0..20).map(|i| format!("e{i}")).collect();
+    coordinator
+        .put_entities(
+            TENANT,
+            ids.iter().map(|id| doc(id)).collect(),
+            ConsistencyLevel::All,
+        )
+        .await
+        .expect("every replica is up");
+    // Host 2 answered everything so far and would be asked next; now it answers nothing.
+    replicas.hanging.lock().insert(host(2));
+    let ask_all = async {
+        for id in &ids {
+            let entity = coordinator
+                .get_entity(TENANT, id, ConsistencyLevel::Quorum)
+                .await
+                .expect("hosts 1 and 3 make a quorum")
+                .expect("the entity is found");
+            assert_eq!(&entity.id, id);
+        }
+        coordinator
+            .put_entities(TENANT, vec![doc("late")], ConsistencyLevel::Quorum)
+            .await
+            .expect("a write reads its stored state around host 2 too");
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), ask_all)
+        .await
+        .expect("no read waited for the replica that stopped answering");
+    assert!(!replicas.cells(host(3), "late").is_empty());
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //! holding everything would answer them.
 //!
 //! - [`cover`]: the covering set of live hosts (this node first, then by measured latency).
-//! - [`latency`]: the per-peer latency average that ranks replicas.
+//! - [`crate::latency`]: the per-peer latency average that ranks replicas (this module keeps its
+//!   own, of its calls).
 //! - [`replicas`]: the seam to the hosts asked (the ring's, or a fake in tests).
 //! - [`report`]: a read's coverage and profile.
 //! - [`wire`]: the node-to-node messages of these reads.
@@ -31,7 +32,6 @@
 //! entity its read at the request's level did not find.
 
 pub mod cover;
-pub mod latency;
 pub mod replicas;
 pub mod report;
 pub mod tenants;
@@ -61,10 +61,10 @@ use crate::ClusterError;
 use crate::consistency::ConsistencyLevel;
 use crate::coordinator::Coordinator;
 use crate::hints::dispatcher::peer_label;
+use crate::latency::PeerLatency;
 use crate::membership::{CallKind, ClusterView};
 use crate::replica::MAX_PARTITIONS_PER_READ;
 use crate::ring::{HostId, token};
-use latency::PeerLatency;
 use replicas::QueryReplicas;
 use report::{ReadReport, ReportBuilder};
 use wire::{IdRange, SeedSearch};

@@ -15,7 +15,6 @@ use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::latency::PeerLatency;
 use super::replicas::QueryReplicas;
 use super::tenants::{CountRequest, Counts};
 use super::walk::walk_across;
@@ -23,6 +22,7 @@ use super::wire::{IdRange, SeedSearch};
 use super::{Fanout, ReadOptions};
 use crate::ClusterError;
 use crate::consistency::ConsistencyLevel;
+use crate::latency::PeerLatency;
 use crate::membership::ClusterView;
 use crate::ring::{HostId, Ring, SpanIndex, token};
 
