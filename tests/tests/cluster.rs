@@ -529,14 +529,30 @@ async fn a_replica_that_stops_answering_is_read_around_at_once() {
             READ_TIMEOUT.as_millis()
         ),
     );
-    // Written through n1, so n0 has measured no replica yet and asks them in ring order: n2
-    // first for about half of the entities. n0's own first write (at ONE: it reads only its own
-    // replica) checks the ring with every peer after its start, as a node does after a pause.
-    let ids: Vec<String> = (0..20).map(|i| format!("frozen{i}")).collect();
-    put_many(&nodes[1], "frozen", ids.len(), All)
+    // Written through n1, so n0 has measured no replica yet. The entities read are those
+    // whose ring walk (the order n0 asks unmeasured peers in) has n2 before n1, so n0 asks n2
+    // first, or has measured it first: its own first write, at ONE, reads only its own
+    // replica, unless that read is slow and n0 reads around it, which asks n2. That first
+    // write checks the ring with every peer after n0's start, as after a pause.
+    put_many(&nodes[1], "frozen", 200, All)
         .await
         .expect("every replica is up");
-    put(&nodes[0], "before", One)
+    let ids: Vec<String> = (0..200)
+        .map(|i| format!("frozen{i}"))
+        .filter(|id| {
+            let peers: Vec<String> = replica_names(&nodes[0], id)
+                .into_iter()
+                .filter(|n| n != "n0")
+                .collect();
+            peers == ["n2", "n1"]
+        })
+        .take(20)
+        .collect();
+    assert!(
+        ids.len() >= 5,
+        "too few entities with n2 before n1: {ids:?}"
+    );
+    put(&nodes[0], &ids[0], One)
         .await
         .expect("n0 writes once every peer answered its check");
     nodes[2].signal(libc::SIGSTOP);

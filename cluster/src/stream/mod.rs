@@ -10,19 +10,17 @@
 //! - [`throttle`]: the bandwidth cap.
 //! - [`rebuild`]: `allidb cluster rebuild`, a session over every range this node replicates.
 //!
-//! The receiver pulls: it asks a source for the chunk after its position (the next one while it
-//! applies this one), applies the chunk's tenant drops and then its cells through the replica
-//! batch path with their own timestamps (so the indexes follow and a repeated chunk changes
-//! nothing) in pieces its own indexer has room for ([`pacing`]: the stream goes at the
-//! indexer's pace and client writes keep half of each tail), syncs them, and only then records
-//! the new position. The source keeps nothing between chunks, so a restart of either side, or a
-//! switch to another replica of the same ranges, goes on from the recorded position.
+//! The receiver pulls: it asks a source for the chunk after its position, applies the chunk's
+//! tenant drops and then its cells through the replica batch path with their own timestamps
+//! (so the indexes follow and a repeated chunk changes nothing) in pieces its own indexer has
+//! room for ([`pacing`]: the stream goes at the indexer's pace and client writes keep half of
+//! each tail), syncs them, and only then records the new position. The source keeps nothing between chunks, so a restart of either
+//! side, or a switch to another replica of the same ranges, goes on from the recorded position.
 //!
 //! Invariants: a position is recorded only after the cells before it are durable here; writes
 //! go on on both sides meanwhile (a stream is not a snapshot: what is written during it reaches
-//! this node through the normal write path or a later repair). Must never: hold more than two
-//! chunks in memory (the one applied and the next one received), or write a cell with a
-//! timestamp other than the one it was read with.
+//! this node through the normal write path or a later repair). Must never: hold more than one
+//! chunk in memory, or write a cell with a timestamp other than the one it was read with.
 
 pub mod chunk;
 pub mod pacing;
@@ -48,7 +46,7 @@ use crate::peer_client::PeerClients;
 use crate::replica::LocalReplica;
 use crate::ring::{HostId, TokenSpan};
 use chunk::{Chunk, MAX_CHUNK_BYTES};
-use session::{StreamGroup, StreamPosition, StreamPurpose, StreamSession};
+use session::{StreamGroup, StreamPurpose, StreamSession};
 use wire::ChunkRequest;
 
 /// Asked before every chunk of a stream: `Err(why)` once the stream is no longer wanted.
@@ -250,9 +248,6 @@ impl RangeStream {
         Ok(run)
     }
 
-    /// Streams group `group` of `session`, chunk by chunk: while one chunk is applied the next
-    /// one is asked for (after the applied chunk's position), so the source's read and the
-    /// transfer overlap the apply.
     async fn stream_group(
         &self,
         session: &mut StreamSession,
@@ -262,20 +257,18 @@ impl RangeStream {
         wanted: StillWanted<'_>,
     ) -> Result<(), ClusterError> {
         let purpose = session.purpose.as_str();
-        let request = |session: &StreamSession, after: Option<StreamPosition>| ChunkRequest {
-            session: session.id,
-            movement: session.movement,
-            tenant: session.tenant.clone(),
-            spans: session.groups[group].spans.clone(),
-            after,
-            max_bytes: self.options.chunk_bytes.clamp(1, MAX_CHUNK_BYTES),
-            repair: false,
-        };
-        wanted().map_err(ClusterError::Unavailable)?;
-        let first = request(session, session.groups[group].after.clone());
-        let mut received = self.fetch(&session.groups[group].sources, &first).await;
         loop {
-            let (chunk, drops) = received?;
+            wanted().map_err(ClusterError::Unavailable)?;
+            let request = ChunkRequest {
+                session: session.id,
+                movement: session.movement,
+                tenant: session.tenant.clone(),
+                spans: session.groups[group].spans.clone(),
+                after: session.groups[group].after.clone(),
+                max_bytes: self.options.chunk_bytes.clamp(1, MAX_CHUNK_BYTES),
+                repair: false,
+            };
+            let (chunk, drops) = self.fetch(&session.groups[group].sources, &request).await?;
             let Chunk {
                 cells,
                 partitions,
@@ -297,18 +290,7 @@ impl RangeStream {
                 )));
             }
             let cell_count = cells.len() as u64;
-            let next = (!done).then(|| request(session, position.clone()));
-            let sources = &session.groups[group].sources;
-            let fetch_next = async {
-                let next = next?;
-                Some(match wanted() {
-                    Ok(()) => self.fetch(sources, &next).await,
-                    Err(why) => Err(ClusterError::Unavailable(why)),
-                })
-            };
-            let apply = pacing::apply_paced(&self.local, ReplicaMutation { drops, cells });
-            let (applied, fetched) = tokio::join!(apply, fetch_next);
-            let waited = applied?;
+            let waited = pacing::apply_paced(&self.local, ReplicaMutation { drops, cells }).await?;
             metrics::histogram!("allidb_stream_index_wait_seconds", "purpose" => purpose)
                 .record(waited.as_secs_f64());
             let state = &mut session.groups[group];
@@ -332,11 +314,10 @@ impl RangeStream {
                 .increment(cell_count);
             metrics::counter!("allidb_stream_received_bytes_total", "purpose" => purpose)
                 .increment(bytes);
-            let Some(fetched) = fetched else {
+            if done {
                 return Ok(());
-            };
+            }
             throttle.consume(bytes).await;
-            received = fetched;
         }
     }
 

@@ -12,7 +12,8 @@
 //! of analyzed documents, see `store/persist.rs`).
 //!
 //! Invariants: the postings and statistics always equal what the documents give (updated
-//! together under one lock); an older body (`body_ts`) never replaces a newer one; a document
+//! together under one lock), and each document knows where its entry in each of its terms'
+//! postings is; an older body (`body_ts`) never replaces a newer one; a document
 //! without terms is not held (it cannot match and does not count in `N` or the average
 //! length). Must never: touch storage, or score with statistics of another tenant.
 
@@ -24,7 +25,7 @@ mod tests;
 use std::sync::Arc;
 
 use allidb_storage::cell::{AttributeValue, EntityBody};
-use foldhash::{HashMap, HashMapExt};
+use foldhash::HashMap;
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
@@ -106,21 +107,34 @@ impl DocTerms {
     }
 }
 
-/// One document as held: its entity, length and `(term id, frequency)` list.
+/// One document as held: its entity, length and terms.
 #[derive(Debug)]
 struct Doc {
     entity: Arc<str>,
     body_ts: u64,
     len: u32,
-    terms: Vec<(u32, u32)>,
+    /// Each distinct term once, by term id.
+    terms: Vec<Posted>,
+}
+
+/// A term of a document: its frequency there, and where the document's entry sits in the
+/// term's postings (so a removal finds it without a search).
+#[derive(Clone, Copy, Debug)]
+struct Posted {
+    term: u32,
+    tf: u32,
+    at: u32,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     term_ids: HashMap<Arc<str>, u32>,
     term_names: Vec<Arc<str>>,
-    /// Per term id: document slot -> term frequency.
-    postings: Vec<HashMap<u32, u32>>,
+    /// Per term id: `(document slot, term frequency)` of each document holding it, in no
+    /// order (a removal moves the term's last entry into the freed place). Appending is what
+    /// a write costs: a hash map per term cost a random insert into a large table per term
+    /// of every document written (docs/benchmarks.md, session 28).
+    postings: Vec<Vec<(u32, u32)>>,
     /// Document slots (`None`: free).
     docs: Vec<Option<Doc>>,
     free: Vec<u32>,
@@ -205,8 +219,8 @@ impl LexicalIndex {
         if inner.newer_than(id, doc.body_ts) {
             return;
         }
-        inner.remove(id);
         if doc.is_empty() {
+            inner.remove(id);
             return;
         }
         inner.insert(id, doc);
@@ -248,7 +262,7 @@ impl LexicalIndex {
                 let mut terms: Vec<(String, u32)> = doc
                     .terms
                     .iter()
-                    .map(|(t, n)| (inner.term_names[*t as usize].to_string(), *n))
+                    .map(|p| (inner.term_names[p.term as usize].to_string(), p.tf))
                     .collect();
                 terms.sort_unstable();
                 (
@@ -295,7 +309,7 @@ impl LexicalIndex {
             for &(term, _) in &terms {
                 let postings = &inner.postings[term as usize];
                 let idf = bm25::idf(stats.docs, postings.len() as u64);
-                for (&slot, &tf) in postings {
+                for &(slot, tf) in postings {
                     let Some(doc) = &inner.docs[slot as usize] else {
                         continue;
                     };
@@ -404,9 +418,9 @@ impl Inner {
         terms
             .iter()
             .filter_map(|&(term, _)| {
-                let postings = &self.postings[term as usize];
-                let tf = *postings.get(&slot)?;
-                let idf = bm25::idf(stats.docs, postings.len() as u64);
+                let at = doc.terms.binary_search_by_key(&term, |p| p.term).ok()?;
+                let tf = doc.terms[at].tf;
+                let idf = bm25::idf(stats.docs, self.postings[term as usize].len() as u64);
                 Some((
                     self.term_names[term as usize].clone(),
                     bm25::term_score(params, idf, tf, doc.len, avg),
@@ -423,30 +437,73 @@ impl Inner {
         // Term ids index vectors: at most u32::MAX distinct terms per tenant.
         let id = u32::try_from(self.term_names.len()).unwrap_or(u32::MAX);
         self.term_names.push(name.clone());
-        self.postings.push(HashMap::new());
+        self.postings.push(Vec::new());
         self.term_ids.insert(name, id);
         id
     }
 
+    /// Indexes `doc` as `id`'s document. A document it replaces is updated in place: only the
+    /// postings of terms whose frequency changed, that it lost or that it gained are touched,
+    /// so a body applied again (a stream, a repair or a hint bringing what is already here)
+    /// costs no posting change.
     fn insert(&mut self, id: &str, doc: DocTerms) {
         let len = u32::try_from(doc.len()).unwrap_or(u32::MAX);
-        let terms: Vec<(u32, u32)> = doc
+        let mut terms: Vec<Posted> = doc
             .terms
             .iter()
-            .map(|(term, n)| (self.term_id(term), *n))
+            .map(|(term, n)| Posted {
+                term: self.term_id(term),
+                tf: *n,
+                at: 0,
+            })
             .collect();
-        let slot = match self.free.pop() {
-            Some(slot) => slot,
+        terms.sort_unstable_by_key(|p| p.term);
+        let held = self.by_entity.get(id).copied();
+        let (slot, entity, old) = match held {
+            Some(slot) => {
+                let old = self.docs[slot as usize]
+                    .take()
+                    .expect("an entity's slot holds its document");
+                self.live -= 1;
+                self.total_len -= u64::from(old.len);
+                (slot, old.entity, old.terms)
+            }
             None => {
-                self.docs.push(None);
-                u32::try_from(self.docs.len() - 1).unwrap_or(u32::MAX)
+                let slot = match self.free.pop() {
+                    Some(slot) => slot,
+                    None => {
+                        self.docs.push(None);
+                        u32::try_from(self.docs.len() - 1).unwrap_or(u32::MAX)
+                    }
+                };
+                let entity: Arc<str> = Arc::from(id);
+                self.by_entity.insert(entity.clone(), slot);
+                (slot, entity, Vec::new())
             }
         };
-        for &(term, n) in &terms {
-            self.postings[term as usize].insert(slot, n);
+        // Both term lists are by term id: walk them together.
+        let mut old = old.into_iter().peekable();
+        for posted in &mut terms {
+            while let Some(gone) = old.next_if(|o| o.term < posted.term) {
+                self.unpost(gone);
+            }
+            let postings = &mut self.postings[posted.term as usize];
+            match old.next_if(|o| o.term == posted.term) {
+                Some(kept) => {
+                    posted.at = kept.at;
+                    postings[kept.at as usize].1 = posted.tf;
+                }
+                None => {
+                    posted.at = u32::try_from(postings.len()).expect(
+                        "a term's postings hold at most one entry per document slot, a u32",
+                    );
+                    postings.push((slot, posted.tf));
+                }
+            }
         }
-        let entity: Arc<str> = Arc::from(id);
-        self.by_entity.insert(entity.clone(), slot);
+        for gone in old {
+            self.unpost(gone);
+        }
         self.docs[slot as usize] = Some(Doc {
             entity,
             body_ts: doc.body_ts,
@@ -457,6 +514,24 @@ impl Inner {
         self.total_len += u64::from(len);
     }
 
+    /// Takes a document's entry out of the postings of `posted.term` (the document itself is
+    /// not in `docs` meanwhile): the list's last entry moves into its place.
+    fn unpost(&mut self, posted: Posted) {
+        let postings = &mut self.postings[posted.term as usize];
+        postings.swap_remove(posted.at as usize);
+        // The term's last entry took the freed place: its document learns where it is.
+        if let Some(&(moved, _)) = postings.get(posted.at as usize) {
+            let moved = self.docs[moved as usize]
+                .as_mut()
+                .expect("every posting names a document held");
+            let i = moved
+                .terms
+                .binary_search_by_key(&posted.term, |p| p.term)
+                .expect("a document lists every term it is posted under");
+            moved.terms[i].at = posted.at;
+        }
+    }
+
     /// Removes `id`'s document; returns whether it had one.
     fn remove(&mut self, id: &str) -> bool {
         let Some(slot) = self.by_entity.remove(id) else {
@@ -465,8 +540,8 @@ impl Inner {
         let Some(doc) = self.docs[slot as usize].take() else {
             return false;
         };
-        for (term, _) in &doc.terms {
-            self.postings[*term as usize].remove(&slot);
+        for posted in doc.terms {
+            self.unpost(posted);
         }
         self.free.push(slot);
         self.live -= 1;

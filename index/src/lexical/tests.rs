@@ -205,8 +205,8 @@ const WORDS: [&str; 12] = [
 ];
 
 proptest! {
-    /// Random writes, rewrites and removals: every query's scores equal the reference's on
-    /// the final documents, within 1e-4.
+    /// Random writes, rewrites and removals: every term's document frequency and every
+    /// query's scores equal the reference's on the final documents (scores within 1e-4).
     #[test]
     fn incremental_updates_score_as_the_reference(
         ops in prop::collection::vec((0usize..12, prop::collection::vec(0usize..12, 0..8), any::<bool>()), 1..60),
@@ -228,6 +228,11 @@ proptest! {
         }
         let live = docs.values().filter(|t| !t.is_empty()).count();
         prop_assert_eq!(index.len(), live);
+        // Every term's postings hold each live document that has it, once.
+        for term in WORDS.iter().flat_map(|w| analyzer::analyze(w)) {
+            let holding = docs.values().filter(|t| t.contains(&term)).count() as u64;
+            prop_assert_eq!(index.doc_freq(&term), holding, "{}", term);
+        }
         let q: Vec<&str> = query.iter().map(|w| WORDS[*w]).collect();
         check(&index, &docs, &q.join(" "));
         let exported: BTreeMap<String, DocTerms> = index.export().into_iter().collect();
