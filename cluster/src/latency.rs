@@ -70,14 +70,13 @@ impl PeerLatency {
 mod tests {
     use super::*;
 
+    fn hosts() -> [HostId; 4] {
+        [1, 2, 3, 4].map(HostId::from_u128)
+    }
+
     #[test]
     fn the_local_host_ranks_first_then_the_faster_peer_then_unmeasured_ones() {
-        let (local, fast, slow, new) = (
-            HostId::from_u128(1),
-            HostId::from_u128(2),
-            HostId::from_u128(3),
-            HostId::from_u128(4),
-        );
+        let [local, fast, slow, new] = hosts();
         let latency = PeerLatency::default();
         latency.record(fast, Duration::from_millis(1));
         latency.record(slow, Duration::from_millis(9));
@@ -93,12 +92,7 @@ mod tests {
 
     #[test]
     fn a_read_is_given_four_times_its_hosts_average_within_the_bounds() {
-        let (measured, quick, sluggish, new) = (
-            HostId::from_u128(1),
-            HostId::from_u128(2),
-            HostId::from_u128(3),
-            HostId::from_u128(4),
-        );
+        let [measured, quick, sluggish, new] = hosts();
         let latency = PeerLatency::default();
         latency.record(measured, Duration::from_millis(20));
         latency.record(quick, Duration::from_micros(300));

@@ -205,8 +205,9 @@ impl Coordinator {
                 }
             }
         }
-        // A read still unanswered is at least as slow as the wait so far.
-        for (host, unanswered) in &asked {
+        // A read still unanswered is at least as slow as the wait so far (an overdue one was
+        // counted when it was read around).
+        for (host, unanswered) in asked.iter().filter(|(_, a)| !a.overdue) {
             latency.record(*host, unanswered.started.elapsed());
         }
         drop(reads);
