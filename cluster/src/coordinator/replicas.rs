@@ -218,3 +218,69 @@ impl ReplicaAccess for RingReplicaAccess {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use allidb_index::{StoreOptions, UnifiedStore};
+    use allidb_storage::Durability;
+    use allidb_storage::cell::EntityBody;
+    use allidb_storage::key::CellKey;
+
+    use super::*;
+    use crate::credentials::ClusterCredentials;
+    use crate::ring::Ring;
+    use crate::topology::fence::TopologyFence;
+
+    #[tokio::test]
+    async fn this_nodes_own_write_planned_on_a_ring_older_than_its_fence_is_refused() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Arc::new(
+            UnifiedStore::open(dir.path().join("store"), StoreOptions::default())
+                .expect("a new store"),
+        );
+        let fence = TopologyFence::open(dir.path()).expect("a new fence");
+        let me = HostId::from_u128(1);
+        let local = LocalReplica::new(me, store.clone(), Durability::Sync, fence.clone());
+        let credentials = Arc::new(ClusterCredentials::new("c", "secret"));
+        let clients = Arc::new(PeerClients::new(
+            me,
+            credentials,
+            None,
+            Duration::from_secs(1),
+        ));
+        let second = Duration::from_secs(1);
+        let access = RingReplicaAccess::new(local, clients, second, second);
+        let view = |version| ClusterView::all_up(Ring::new(version, [(me, vec![1u64 << 60])]));
+        let write = |id: &str| {
+            let body = EntityBody::default()
+                .encode()
+                .expect("an empty body encodes");
+            ReplicaMutation::cells(vec![(CellKey::body("t", id).encode(), 1, Some(body))])
+        };
+        // A barrier of version 5 raised the fence; the coordinator still plans on version 4.
+        fence.raise(5);
+        let refused = access
+            .apply(&view(4), me, &write("old-ring"), "test")
+            .await
+            .expect_err("a write planned on version 4 below the fence 5");
+        assert!(
+            refused.contains("planned on topology version 4")
+                && refused.contains("none older than 5"),
+            "{refused}"
+        );
+        access
+            .apply(&view(5), me, &write("new-ring"), "test")
+            .await
+            .expect("a write planned on the fence's version is applied");
+        let held = |id: &str| {
+            store
+                .engine()
+                .read_partition("t", id)
+                .expect("a readable partition")
+                .body
+                .is_some()
+        };
+        assert!(!held("old-ring"), "the fenced write reached the store");
+        assert!(held("new-ring"));
+    }
+}

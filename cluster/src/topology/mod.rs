@@ -319,15 +319,13 @@ impl TopologyLog {
     /// Waits until this node applied `version` (or `timeout` passes), in its log and in the
     /// cluster view its coordinator plans requests by; the version it has in both.
     pub async fn applied(&self, version: u64, timeout: Duration) -> u64 {
-        let (mut state, mut view) = (self.shared.state.clone(), self.shared.view.clone());
-        let both = async {
-            // A closed watch (the node stopping) ends the wait with what it has.
-            let _ = state.wait_for(|s| s.version >= version).await;
-            let _ = view.wait_for(|v| v.ring.version() >= version).await;
-        };
-        let _ = tokio::time::timeout(timeout, both).await;
-        let logged = self.shared.state.borrow().version;
-        logged.min(self.shared.view.borrow().ring.version())
+        applied_in_both(
+            self.shared.state.clone(),
+            self.shared.view.clone(),
+            version,
+            timeout,
+        )
+        .await
     }
 
     /// Stops the log's tasks.
@@ -336,6 +334,26 @@ impl TopologyLog {
             tracing::warn!(%error, "the topology log did not stop cleanly");
         }
     }
+}
+
+/// Waits until `version` is applied in the log's `state` and in the `view` the coordinator plans
+/// requests by (the view follows the state a moment later: a barrier answered on the state alone
+/// would raise the fence while this node's coordinator still plans on the older ring, and its
+/// own writes would be refused), or until `timeout` passes; the version both have.
+async fn applied_in_both(
+    mut state: watch::Receiver<Arc<TopologyState>>,
+    mut view: watch::Receiver<Arc<ClusterView>>,
+    version: u64,
+    timeout: Duration,
+) -> u64 {
+    let both = async {
+        // A closed watch (the node stopping) ends the wait with what it has.
+        let _ = state.wait_for(|s| s.version >= version).await;
+        let _ = view.wait_for(|v| v.ring.version() >= version).await;
+    };
+    let _ = tokio::time::timeout(timeout, both).await;
+    let logged = state.borrow().version;
+    logged.min(view.borrow().ring.version())
 }
 
 /// Refuses (`FAILED_PRECONDITION`, counted) a node-to-node request from a host that left the
@@ -415,4 +433,52 @@ fn normal_nodes(
             (host, node)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::Ring;
+
+    fn view(version: u64) -> Arc<ClusterView> {
+        ClusterView::all_up(Ring::new(
+            version,
+            [(HostId::from_u128(1), vec![1u64 << 60])],
+        ))
+    }
+
+    fn state(version: u64) -> Arc<TopologyState> {
+        Arc::new(TopologyState {
+            version,
+            ..TopologyState::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_version_is_applied_once_the_view_the_coordinator_plans_by_has_it_too() {
+        // The log applied version 2; the view still routes by version 1.
+        let (_states, state_rx) = watch::channel(state(2));
+        let (views, view_rx) = watch::channel(view(1));
+        let timeout = Duration::from_secs(10);
+        let waiting = tokio::spawn(applied_in_both(
+            state_rx.clone(),
+            view_rx.clone(),
+            2,
+            timeout,
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !waiting.is_finished(),
+            "answered before the view had version 2"
+        );
+        views.send_replace(view(2));
+        let applied = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the wait ends once the view has the version")
+            .expect("the wait does not panic");
+        assert_eq!(applied, 2);
+        // Without the view in time: the version both have.
+        let short = Duration::from_millis(50);
+        assert_eq!(applied_in_both(state_rx, view_rx, 3, short).await, 2);
+    }
 }
