@@ -12,6 +12,12 @@
 use crate::error::{Error, Result};
 use crate::types::{Entry, InternalKey, SeqNo, Timestamp};
 
+/// What a commit observer derived from a batch on the writing thread, before the batch was
+/// queued for the WAL ([`crate::CommitObserver::prepare`]): storage only carries it, without
+/// looking inside, and hands it back with the batch once the batch is committed. Never written
+/// to the WAL (a replayed batch has none).
+pub type Prepared = Box<dyn std::any::Any + Send>;
+
 /// Version byte of the batch encoding.
 pub const BATCH_VERSION: u8 = 1;
 

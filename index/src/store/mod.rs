@@ -28,6 +28,7 @@ mod facts;
 mod indexer;
 mod persist;
 pub mod planning;
+mod prepared;
 mod provenance;
 mod purge;
 mod ring_reads;
@@ -51,7 +52,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use allidb_storage::batch::WriteBatch;
+use allidb_storage::batch::{Prepared, WriteBatch};
 use allidb_storage::cell::{Edge, EdgeRef, Entity, EntityWrite};
 use allidb_storage::fs::OsFileSystem;
 use allidb_storage::hlc::wall_nanos;
@@ -68,6 +69,7 @@ use crate::graph::{PathStep, Reached, TraversalOptions, Truncation};
 use crate::lexical::{DocTerms, LexicalHit, LexicalOptions};
 use crate::query::{QueryPlan, ScoredResult};
 use crate::vector::{Metric, VectorIndexOptions};
+use prepared::{PreparedBatch, PreparedOp};
 
 /// Most vectors a tenant's exact-scan tail may hold for its queries to count as light
 /// ([`UnifiedStore::query_is_light`]): scanning them takes about 0.75 ms (a 20,000-vector tail
@@ -284,20 +286,35 @@ impl Indexes {
 }
 
 impl CommitObserver for Indexes {
-    fn committed(&self, base_seq: SeqNo, batch: &WriteBatch) {
+    fn prepare(&self, batch: &WriteBatch) -> Option<Prepared> {
+        Some(Box::new(PreparedBatch::of(batch, &self.lexical)))
+    }
+
+    fn committed(&self, base_seq: SeqNo, batch: &WriteBatch, prepared: Option<Prepared>) {
+        let mut prepared = PreparedBatch::from_prepared(prepared);
         let mut by_tenant: HashMap<String, Vec<tenant::CommittedOp<'_>>> = HashMap::new();
         let drops = self.drops.read().clone();
         for (i, op) in batch.ops().iter().enumerate() {
             if drops.hides(&op.key, op.ts) {
                 continue;
             }
-            match CellKey::decode(&op.key) {
-                Ok(key) => by_tenant.entry(key.tenant.clone()).or_default().push((
-                    base_seq + i as u64,
-                    key,
-                    op.ts,
-                    op.value.as_deref(),
-                )),
+            let (key, body) = match prepared.as_mut().and_then(|p| p.take(i)) {
+                Some(PreparedOp { key, body }) => (Ok(key), body),
+                None => (CellKey::decode(&op.key), None),
+            };
+            match key {
+                Ok(key) => {
+                    by_tenant
+                        .entry(key.tenant.clone())
+                        .or_default()
+                        .push(tenant::CommittedOp {
+                            seq: base_seq + i as u64,
+                            key,
+                            ts: op.ts,
+                            value: op.value.as_deref(),
+                            body,
+                        })
+                }
                 Err(e) => {
                     self.apply_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(error = %e, "committed cell with a malformed key; not indexed");

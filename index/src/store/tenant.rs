@@ -22,11 +22,12 @@ use allidb_storage::types::SeqNo;
 use parking_lot::{Mutex, RwLock};
 
 use super::facts::{EntityMeta, FactTable, Filter};
+use super::prepared::PreparedBody;
 use super::slot_ordinals::{self, SlotOrdinals};
 use crate::error::{Error, Result};
 use crate::filter::PayloadIndex;
 use crate::graph::{EdgeSpec, GraphIndex};
-use crate::lexical::{LexicalIndex, LexicalOptions};
+use crate::lexical::{DocTerms, LexicalIndex, LexicalOptions};
 use crate::vector::{FilterMemo, VectorIndex, VectorIndexOptions};
 
 /// The indexes of one tenant.
@@ -62,8 +63,18 @@ struct MemoEntry {
     memo: Arc<FilterMemo>,
 }
 
-/// One committed cell write: `(seq, key, ts, value or tombstone)`.
-pub type CommittedOp<'a> = (SeqNo, CellKey, u64, Option<&'a [u8]>);
+/// One committed cell write.
+#[derive(Debug)]
+pub struct CommittedOp<'a> {
+    pub seq: SeqNo,
+    pub key: CellKey,
+    pub ts: u64,
+    /// The value (`None`: a tombstone).
+    pub value: Option<&'a [u8]>,
+    /// The value decoded and analyzed on the writing thread, when it is an entity body
+    /// (`None`: decoded here).
+    pub body: Option<PreparedBody>,
+}
 
 /// What one batch wrote to one partition.
 #[derive(Default)]
@@ -71,6 +82,8 @@ struct PartitionWrites {
     marker: bool,
     /// `Some(None)`: the body was removed.
     body: Option<(Option<EntityBody>, u64)>,
+    /// The body's lexical document, when it was analyzed on the writing thread.
+    doc: Option<DocTerms>,
     /// `(relation, to, weight)`; no weight: the edge was removed.
     out_edges: Vec<(String, String, Option<f32>)>,
     /// `(relation, from, weight)` of the partition's in-edge cells; no weight: removed.
@@ -92,13 +105,23 @@ impl PartitionWrites {
         }
     }
 
-    /// Adds one committed cell write of the partition.
-    fn record(&mut self, suffix: CellSuffix, ts: u64, value: Option<&[u8]>) -> Result<()> {
+    /// Adds one committed cell write of the partition (`prepared`: its body, decoded).
+    fn record(
+        &mut self,
+        suffix: CellSuffix,
+        ts: u64,
+        value: Option<&[u8]>,
+        prepared: Option<PreparedBody>,
+    ) -> Result<()> {
         match suffix {
             CellSuffix::Marker => self.marker |= value.is_some(),
             CellSuffix::Body => {
-                let body = value.map(EntityBody::decode).transpose()?;
+                let (body, doc) = match prepared {
+                    Some(PreparedBody { body, doc }) => (Some(body), Some(doc)),
+                    None => (value.map(EntityBody::decode).transpose()?, None),
+                };
                 self.body = Some((body, ts));
+                self.doc = doc;
             }
             CellSuffix::OutEdge { relation, to } => {
                 self.out_edges.push((relation, to, edge_weight(value)?));
@@ -323,13 +346,15 @@ impl TenantIndexes {
         self.unindexed.lock().remove(id);
     }
 
-    /// Applies the body of one entity: vector and facts.
+    /// Applies the body of one entity: vector, facts and text (`doc`: the body's lexical
+    /// document when it was analyzed already).
     fn apply_body(
         &self,
         id: &str,
         body: Option<&EntityBody>,
         body_ts: u64,
         seq: SeqNo,
+        doc: Option<DocTerms>,
     ) -> Result<()> {
         match body {
             Some(body) => {
@@ -338,7 +363,10 @@ impl TenantIndexes {
                     None => self.remove_vector(id, seq),
                 }
                 self.facts.write().upsert(id, meta_of(body, body_ts));
-                self.lexical.upsert_body(id, body, body_ts);
+                match doc {
+                    Some(doc) => self.lexical.upsert(id, doc),
+                    None => self.lexical.upsert_body(id, body, body_ts),
+                }
             }
             None => {
                 self.remove_vector(id, seq);
@@ -352,18 +380,22 @@ impl TenantIndexes {
     /// Brings the indexes up to date with one committed batch (every op of this tenant).
     /// `ops` are `(seq, key, ts, value)`. Every partition is applied even when another fails
     /// (a cell that does not decode): the first failure is returned after the rest.
-    pub fn apply_batch<'a>(
-        &self,
-        ops: impl Iterator<Item = (SeqNo, CellKey, u64, Option<&'a [u8]>)>,
-    ) -> Result<()> {
+    pub fn apply_batch<'a>(&self, ops: impl Iterator<Item = CommittedOp<'a>>) -> Result<()> {
         let mut partitions: BTreeMap<String, (SeqNo, Result<PartitionWrites>)> = BTreeMap::new();
-        for (seq, key, ts, value) in ops {
+        for CommittedOp {
+            seq,
+            key,
+            ts,
+            value,
+            body,
+        } in ops
+        {
             let (last_seq, writes) = partitions
                 .entry(key.entity_id)
                 .or_insert_with(|| (seq, Ok(PartitionWrites::default())));
             *last_seq = (*last_seq).max(seq);
             if let Ok(w) = writes
-                && let Err(e) = w.record(key.suffix, ts, value)
+                && let Err(e) = w.record(key.suffix, ts, value, body)
             {
                 *writes = Err(e);
             }
@@ -376,7 +408,7 @@ impl TenantIndexes {
             .partition(|(_, (_, w))| w.as_ref().is_ok_and(PartitionWrites::deletes));
         let mut first_error = None;
         for (id, (seq, writes)) in writes.into_iter().chain(deletes) {
-            if let Err(e) = writes.and_then(|w| self.apply_writes(&id, seq, &w)) {
+            if let Err(e) = writes.and_then(|w| self.apply_writes(&id, seq, w)) {
                 tracing::error!(entity = %id, error = %e, "a committed partition could not be indexed");
                 first_error.get_or_insert(e);
             }
@@ -385,11 +417,11 @@ impl TenantIndexes {
     }
 
     /// Applies what one batch wrote to partition `id` (`seq`: its last write in the batch).
-    fn apply_writes(&self, id: &str, seq: SeqNo, writes: &PartitionWrites) -> Result<()> {
+    fn apply_writes(&self, id: &str, seq: SeqNo, mut writes: PartitionWrites) -> Result<()> {
         if writes.marker && writes.body.is_none() {
             // Delete: the entity and every edge leaving or entering it. An expiry leaves the
             // in-edges that other entities' out-edges wrote, as storage keeps them.
-            self.apply_body(id, None, 0, seq)?;
+            self.apply_body(id, None, 0, seq, None)?;
             match writes.in_edges_removed() {
                 true => self.graph.delete_entity(id, seq),
                 false => self.graph.replace_out_edges(id, &[], seq)?,
@@ -397,7 +429,7 @@ impl TenantIndexes {
             return Ok(());
         }
         if let Some((body, ts)) = &writes.body {
-            self.apply_body(id, body.as_ref(), *ts, seq)?;
+            self.apply_body(id, body.as_ref(), *ts, seq, writes.doc.take())?;
         }
         let added: Vec<EdgeSpec> = writes
             .out_edges
@@ -458,7 +490,7 @@ impl TenantIndexes {
     /// this node keeps are their out-edge cells; the others this node is no longer asked about
     /// (it replicates neither end), and a rebuild from storage drops them.
     pub fn apply_purged(&self, id: &str, state: &PartitionState, seq: SeqNo) -> Result<()> {
-        self.apply_body(id, state.body.as_ref(), state.version_ts, seq)?;
+        self.apply_body(id, state.body.as_ref(), state.version_ts, seq, None)?;
         let edges: Vec<EdgeSpec> = state
             .out_edges
             .iter()

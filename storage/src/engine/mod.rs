@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use crate::batch::{Prepared, WriteBatch};
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, LockGuard, OsFileSystem};
 use crate::hlc::HybridClock;
@@ -73,8 +74,17 @@ pub use read::{ChangedPartition, EntityIter, PartitionIter, PartitionVersions};
 /// Must be quick and must not call back into the engine's write path (it runs on the writer
 /// thread); a panic fails the writer for good.
 pub trait CommitObserver: Send + Sync + std::fmt::Debug + 'static {
-    /// Batch `batch` was committed with its first operation at `base_seq`.
-    fn committed(&self, base_seq: SeqNo, batch: &crate::batch::WriteBatch);
+    /// Work that needs nothing but `batch` itself (decoding, analysis), done on the thread
+    /// that writes the batch before it is queued: writers do it side by side, and the one
+    /// writer thread does less. What it returns comes back with the batch to
+    /// [`CommitObserver::committed`] (which must not rely on getting it). Nothing by default.
+    fn prepare(&self, _batch: &WriteBatch) -> Option<Prepared> {
+        None
+    }
+
+    /// Batch `batch` was committed with its first operation at `base_seq`; `prepared` is what
+    /// [`CommitObserver::prepare`] returned for it, if anything.
+    fn committed(&self, base_seq: SeqNo, batch: &WriteBatch, prepared: Option<Prepared>);
 }
 pub use write::Stats;
 

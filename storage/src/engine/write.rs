@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::entity_locks::EntityLockGuard;
 use super::{Engine, Inner, STALL_POLL};
-use crate::batch::WriteBatch;
+use crate::batch::{Prepared, WriteBatch};
 use crate::cell::{EdgeRef, EntityWrite};
 use crate::error::{Error, Result};
 use crate::key;
@@ -94,7 +94,7 @@ pub struct Stats {
 }
 
 impl CommitSink for Inner {
-    fn apply(&self, base_seq: SeqNo, batch: WriteBatch) -> Result<()> {
+    fn apply(&self, base_seq: SeqNo, batch: WriteBatch, prepared: Option<Prepared>) -> Result<()> {
         let mem = self.state.read().mem.clone();
         let ops = batch.len() as u64;
         self.stats
@@ -120,7 +120,7 @@ impl CommitSink for Inner {
                     })
                 });
                 self.visible_seq.store(last_seq, Ordering::Release);
-                observer.committed(base_seq, &batch);
+                observer.committed(base_seq, &batch, prepared);
             }
         }
         Ok(())
@@ -206,7 +206,8 @@ impl Engine {
             return Err(Error::InvalidArgument("empty write batch".to_owned()));
         }
         self.inner.throttle()?;
-        self.writer.write(batch, durability)
+        let prepared = self.inner.observer.as_ref().and_then(|o| o.prepare(&batch));
+        self.writer.write(batch, prepared, durability)
     }
 
     /// Replaces entities (`PutEntity`): for each, a marker at `T-1` shadows the older body and

@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 
 use super::format::{LogReader, LogWriter};
 use super::*;
+use crate::batch::Prepared;
 use crate::error::Error;
 use crate::fs::sim::SimFileSystem;
 use crate::types::Durability;
@@ -78,7 +79,7 @@ impl RecordingSink {
 }
 
 impl CommitSink for RecordingSink {
-    fn apply(&self, base_seq: SeqNo, batch: WriteBatch) -> Result<()> {
+    fn apply(&self, base_seq: SeqNo, batch: WriteBatch, _: Option<Prepared>) -> Result<()> {
         if self.fail_apply.load(Ordering::SeqCst) {
             return Err(Error::InvalidArgument("memtable refused".to_owned()));
         }
@@ -164,7 +165,9 @@ fn write_three_segments(fs: &SimFileSystem) -> Vec<(SeqNo, WriteBatch)> {
         }
         for &len in *value_lens {
             id += 1;
-            writer.write(batch_of(id, len), Durability::Sync).unwrap();
+            writer
+                .write(batch_of(id, len), None, Durability::Sync)
+                .unwrap();
         }
     }
     writer.close().unwrap();
@@ -394,7 +397,7 @@ fn segments_split_exactly_at_rotation() {
     let writer = start(&fs, &sink);
     for id in 1..=10 {
         writer
-            .write(batch_of(id, 20), Durability::Buffered)
+            .write(batch_of(id, 20), None, Durability::Buffered)
             .unwrap();
     }
     assert_eq!(writer.rotate().unwrap(), 5);
@@ -439,7 +442,10 @@ fn sequence_numbers_are_contiguous_and_last_seq_follows_them() {
     for id in 1..=6 {
         let batch = batch_of(id, 5);
         let len = batch.len() as u64;
-        assert_eq!(writer.write(batch, Durability::Sync).unwrap(), expected);
+        assert_eq!(
+            writer.write(batch, None, Durability::Sync).unwrap(),
+            expected
+        );
         expected += len;
         assert_eq!(writer.last_seq(), expected - 1);
     }
@@ -455,20 +461,22 @@ fn invalid_writes_are_refused_and_closing_stops_the_writer() {
     let sink = Arc::new(RecordingSink::default());
     let writer = start(&fs, &sink);
     assert!(matches!(
-        writer.write(WriteBatch::new(), Durability::Sync),
+        writer.write(WriteBatch::new(), None, Durability::Sync),
         Err(Error::InvalidArgument(_))
     ));
     let mut huge = WriteBatch::new();
     huge.put(b"k".to_vec(), 1, vec![0; MAX_BATCH_BYTES]);
     assert!(matches!(
-        writer.write(huge, Durability::Sync),
+        writer.write(huge, None, Durability::Sync),
         Err(Error::InvalidArgument(_))
     ));
-    writer.write(batch_of(1, 1), Durability::Sync).unwrap();
+    writer
+        .write(batch_of(1, 1), None, Durability::Sync)
+        .unwrap();
     writer.close().unwrap();
     writer.close().unwrap();
     assert!(matches!(
-        writer.write(batch_of(2, 1), Durability::Sync),
+        writer.write(batch_of(2, 1), None, Durability::Sync),
         Err(Error::Unavailable(_))
     ));
     assert!(matches!(writer.rotate(), Err(Error::Unavailable(_))));
@@ -490,15 +498,17 @@ fn a_failed_wal_write_fails_the_writer_for_good() {
     let fs = new_fs();
     let sink = Arc::new(RecordingSink::default());
     let writer = start(&fs, &sink);
-    writer.write(batch_of(1, 10), Durability::Sync).unwrap();
+    writer
+        .write(batch_of(1, 10), None, Durability::Sync)
+        .unwrap();
     fs.set_fail_writes(true);
     assert!(matches!(
-        writer.write(batch_of(2, 10), Durability::Sync),
+        writer.write(batch_of(2, 10), None, Durability::Sync),
         Err(Error::Io { .. })
     ));
     fs.set_fail_writes(false);
     assert!(matches!(
-        writer.write(batch_of(3, 10), Durability::Sync),
+        writer.write(batch_of(3, 10), None, Durability::Sync),
         Err(Error::Unavailable(_))
     ));
     assert!(writer.close().is_err());
@@ -520,10 +530,14 @@ fn a_full_volume_fails_the_writer_with_no_space_until_restart() {
     let sink = Arc::new(RecordingSink::default());
     let writer = start(&fs, &sink);
     fs.set_no_space_for(Some(""));
-    let failed = writer.write(batch_of(1, 10), Durability::Sync).unwrap_err();
+    let failed = writer
+        .write(batch_of(1, 10), None, Durability::Sync)
+        .unwrap_err();
     assert!(failed.is_no_space(), "{failed}");
     fs.set_no_space_for(None);
-    let refused = writer.write(batch_of(2, 10), Durability::Sync).unwrap_err();
+    let refused = writer
+        .write(batch_of(2, 10), None, Durability::Sync)
+        .unwrap_err();
     assert_eq!(
         refused.to_string(),
         "no space left on device on the data volume: the WAL write failed; writes are refused \
@@ -540,12 +554,12 @@ fn a_failing_sink_fails_the_writer() {
     let writer = start(&fs, &sink);
     sink.fail_apply.store(true, Ordering::SeqCst);
     assert!(matches!(
-        writer.write(batch_of(1, 10), Durability::Buffered),
+        writer.write(batch_of(1, 10), None, Durability::Buffered),
         Err(Error::InvalidArgument(_))
     ));
     sink.fail_apply.store(false, Ordering::SeqCst);
     assert!(matches!(
-        writer.write(batch_of(2, 10), Durability::Sync),
+        writer.write(batch_of(2, 10), None, Durability::Sync),
         Err(Error::Unavailable(_))
     ));
 }
@@ -555,8 +569,12 @@ fn buffered_writes_survive_a_process_crash_but_not_a_power_loss() {
     let fs = new_fs();
     let sink = Arc::new(RecordingSink::default());
     let writer = start(&fs, &sink);
-    writer.write(batch_of(1, 10), Durability::Sync).unwrap();
-    writer.write(batch_of(2, 10), Durability::Buffered).unwrap();
+    writer
+        .write(batch_of(1, 10), None, Durability::Sync)
+        .unwrap();
+    writer
+        .write(batch_of(2, 10), None, Durability::Buffered)
+        .unwrap();
     fs.kill_process();
     drop(writer);
     let (recovered, _) = recover_all(&fs, RecoveryMode::TolerateTornTail).unwrap();
@@ -564,8 +582,12 @@ fn buffered_writes_survive_a_process_crash_but_not_a_power_loss() {
 
     let fs = new_fs();
     let writer = start(&fs, &sink);
-    writer.write(batch_of(1, 10), Durability::Sync).unwrap();
-    writer.write(batch_of(2, 10), Durability::Buffered).unwrap();
+    writer
+        .write(batch_of(1, 10), None, Durability::Sync)
+        .unwrap();
+    writer
+        .write(batch_of(2, 10), None, Durability::Buffered)
+        .unwrap();
     fs.crash();
     drop(writer);
     let (recovered, _) = recover_all(&fs, RecoveryMode::TolerateTornTail).unwrap();
@@ -582,7 +604,7 @@ fn periodic_writes_become_durable_within_the_window() {
     let durable_before = fs.durable_contents(&segment).unwrap().len();
     let written = Instant::now();
     writer
-        .write(batch_of(1, 100), Durability::Periodic(50))
+        .write(batch_of(1, 100), None, Durability::Periodic(50))
         .unwrap();
     let deadline = written + Duration::from_secs(5);
     while fs.durable_contents(&segment).unwrap().len() == durable_before {
@@ -615,7 +637,7 @@ fn concurrent_sync_writers_share_syncs() {
             scope.spawn(move || {
                 for i in 0..PER_THREAD {
                     let batch = batch_of(thread * 1000 + i, 64);
-                    writer.write(batch, Durability::Sync).unwrap();
+                    writer.write(batch, None, Durability::Sync).unwrap();
                 }
             });
         }
@@ -674,7 +696,7 @@ fn simulated_crash_keeps_every_synced_write_and_invents_nothing() {
                             let id = thread as u64 * 1_000_000 + i;
                             let batch = batch_of(id, (id as usize * 7919) % 3000);
                             log.submitted.push(batch.clone());
-                            match writer.write(batch, durability) {
+                            match writer.write(batch, None, durability) {
                                 Ok(seq) => {
                                     log.acked.push((seq, id));
                                     acks.fetch_add(1, Ordering::SeqCst);
@@ -786,7 +808,7 @@ fn measure_group_commit_throughput() {
                             i,
                             vec![7; 100],
                         );
-                        writer.write(batch, durability).unwrap();
+                        writer.write(batch, None, durability).unwrap();
                     }
                 });
             }

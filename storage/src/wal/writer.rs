@@ -34,7 +34,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::format::LogWriter;
 use super::{WAL_MAGIC, last_seq_of, segment_path};
-use crate::batch::WriteBatch;
+use crate::batch::{Prepared, WriteBatch};
 use crate::error::{Error, Result, stopped_message};
 use crate::fs::FileSystem;
 use crate::telemetry::WalMetrics;
@@ -47,7 +47,8 @@ pub const MAX_BATCH_BYTES: usize = 64 << 20;
 pub trait CommitSink: Send + Sync + 'static {
     /// Applies a committed batch to the memtable; called on the writer thread in seq order after
     /// the batch is in the WAL (and synced when asked) and before its writer is acknowledged.
-    fn apply(&self, base_seq: SeqNo, batch: WriteBatch) -> Result<()>;
+    /// `prepared` is what the batch's writer handed in with it.
+    fn apply(&self, base_seq: SeqNo, batch: WriteBatch, prepared: Option<Prepared>) -> Result<()>;
     /// Asked after each group: true when the sink wants a new segment (its memtable is full).
     fn wants_rotation(&self) -> bool;
     /// How long the current segment may go without an append, once it holds records, before
@@ -120,6 +121,7 @@ impl Drop for Reply {
 enum Command {
     Write {
         batch: WriteBatch,
+        prepared: Option<Prepared>,
         durability: Durability,
     },
     Rotate,
@@ -245,8 +247,14 @@ impl GroupCommitWriter {
     }
 
     /// Commits `batch` with the durability asked and returns its base sequence number (its op
-    /// `i` has `base + i`). Blocks until the batch is in the log and applied to the sink.
-    pub fn write(&self, batch: WriteBatch, durability: Durability) -> Result<SeqNo> {
+    /// `i` has `base + i`). Blocks until the batch is in the log and applied to the sink, which
+    /// gets `prepared` with it.
+    pub fn write(
+        &self,
+        batch: WriteBatch,
+        prepared: Option<Prepared>,
+        durability: Durability,
+    ) -> Result<SeqNo> {
         if batch.is_empty() {
             return Err(Error::InvalidArgument("empty write batch".to_owned()));
         }
@@ -256,7 +264,11 @@ impl GroupCommitWriter {
                 "write batch of {size} bytes exceeds the {MAX_BATCH_BYTES}-byte limit"
             )));
         }
-        self.submit(Command::Write { batch, durability })
+        self.submit(Command::Write {
+            batch,
+            prepared,
+            durability,
+        })
     }
 
     /// Forces a new segment (the engine flushes its memtable) and returns its number.
@@ -368,6 +380,7 @@ fn duplicate(error: &Error) -> Error {
 struct Staged {
     base_seq: SeqNo,
     batch: WriteBatch,
+    prepared: Option<Prepared>,
     reply: Reply,
 }
 
@@ -474,9 +487,13 @@ impl WriterThread {
         group.reverse();
         while let Some(Request { command, reply }) = group.pop() {
             match command {
-                Command::Write { batch, durability } => {
+                Command::Write {
+                    batch,
+                    prepared,
+                    durability,
+                } => {
                     wrote = true;
-                    self.stage(batch, durability, reply)?;
+                    self.stage(batch, prepared, durability, reply)?;
                 }
                 Command::Rotate => match self.commit().and_then(|()| self.rotate_segment()) {
                     Ok(segment) => reply.send(Ok(segment)),
@@ -520,7 +537,13 @@ impl WriterThread {
     }
 
     /// Assigns the batch its sequence numbers and appends its record.
-    fn stage(&mut self, batch: WriteBatch, durability: Durability, reply: Reply) -> Result<()> {
+    fn stage(
+        &mut self,
+        batch: WriteBatch,
+        prepared: Option<Prepared>,
+        durability: Durability,
+        reply: Reply,
+    ) -> Result<()> {
         let base_seq = self.next_seq;
         let next_seq = base_seq
             .checked_add(batch.len() as u64)
@@ -539,6 +562,7 @@ impl WriterThread {
         self.staged.push(Staged {
             base_seq,
             batch,
+            prepared,
             reply,
         });
         let append_start = Instant::now();
@@ -574,11 +598,12 @@ impl WriterThread {
         while let Some(Staged {
             base_seq,
             batch,
+            prepared,
             reply,
         }) = self.staged.pop()
         {
             let last_seq = last_seq_of(base_seq, &batch);
-            match self.call_sink(|sink| sink.apply(base_seq, batch)) {
+            match self.call_sink(|sink| sink.apply(base_seq, batch, prepared)) {
                 Ok(()) => {
                     self.shared.last_seq.store(last_seq, Ordering::Release);
                     reply.send(Ok(base_seq));
