@@ -15,7 +15,7 @@ use crate::types::{Entry, InternalKey, SeqNo, Timestamp};
 /// What a commit observer derived from a batch on the writing thread, before the batch was
 /// queued for the WAL ([`crate::CommitObserver::prepare`]): storage only carries it, without
 /// looking inside, and hands it back with the batch once the batch is committed. Never written
-/// to the WAL (a replayed batch has none).
+/// to the WAL.
 pub type Prepared = Box<dyn std::any::Any + Send>;
 
 /// Version byte of the batch encoding.
