@@ -564,30 +564,30 @@ fn a_failing_sink_fails_the_writer() {
     ));
 }
 
-#[test]
-fn buffered_writes_survive_a_process_crash_but_not_a_power_loss() {
-    let fs = new_fs();
-    let sink = Arc::new(RecordingSink::default());
-    let writer = start(&fs, &sink);
+/// A writer on `fs` that wrote one batch synced, then one buffered.
+fn write_synced_then_buffered(fs: &SimFileSystem, sink: &Arc<RecordingSink>) -> GroupCommitWriter {
+    let writer = start(fs, sink);
     writer
         .write(batch_of(1, 10), None, Durability::Sync)
         .unwrap();
     writer
         .write(batch_of(2, 10), None, Durability::Buffered)
         .unwrap();
+    writer
+}
+
+#[test]
+fn buffered_writes_survive_a_process_crash_but_not_a_power_loss() {
+    let fs = new_fs();
+    let sink = Arc::new(RecordingSink::default());
+    let writer = write_synced_then_buffered(&fs, &sink);
     fs.kill_process();
     drop(writer);
     let (recovered, _) = recover_all(&fs, RecoveryMode::TolerateTornTail).unwrap();
     assert_eq!(recovered.len(), 2, "flushed to the OS before the ack");
 
     let fs = new_fs();
-    let writer = start(&fs, &sink);
-    writer
-        .write(batch_of(1, 10), None, Durability::Sync)
-        .unwrap();
-    writer
-        .write(batch_of(2, 10), None, Durability::Buffered)
-        .unwrap();
+    let writer = write_synced_then_buffered(&fs, &sink);
     fs.crash();
     drop(writer);
     let (recovered, _) = recover_all(&fs, RecoveryMode::TolerateTornTail).unwrap();
