@@ -164,13 +164,6 @@ pub enum ClusterError {
     /// both versions): the sender retries on the newer ring.
     #[error("{0}")]
     Fenced(String),
-    /// A text (BM25 or hybrid) query whose coordinator does not replicate every token range:
-    /// term statistics are per node, so such a query is answered only by a node holding all
-    /// of them.
-    #[error(
-        "text and hybrid search on a ring are answered by a node that replicates every token range ({uncovered} of {ranges} ranges are elsewhere, or the routing key ranks another node first)"
-    )]
-    TextNotCovered { ranges: usize, uncovered: usize },
     /// The topology log refused a movement (busy, a host in the wrong state, a removal that
     /// could lose acknowledged writes): the message says why.
     #[error("{0}")]

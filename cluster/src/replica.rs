@@ -14,7 +14,8 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use allidb_index::store::{HopNode, HopRequest, QueryAnswer, SeedCandidate};
+use allidb_index::lexical::CorpusStats;
+use allidb_index::store::{HopNode, HopRequest, QueryAnswer, SeedCandidates};
 use allidb_index::{QueryRequest, UnifiedStore};
 use allidb_storage::Durability;
 use allidb_storage::partition::CellVersion;
@@ -26,6 +27,7 @@ use crate::credentials::ClusterCredentials;
 use crate::proto;
 use crate::proto::replica_server::{Replica, ReplicaServer};
 use crate::query::tenants::{self, CountRequest, Counts};
+use crate::query::text::{self, CorpusRequest};
 use crate::query::wire::{self, IdRange, SeedSearch};
 use crate::repair::merkle::MerkleTree;
 use crate::repair::pace::ScanPace;
@@ -239,12 +241,13 @@ impl LocalReplica {
         &self,
         tenant: &str,
         search: SeedSearch,
-    ) -> Result<Vec<SeedCandidate>, ClusterError> {
+    ) -> Result<SeedCandidates, ClusterError> {
         let owned = tenant.to_owned();
         self.on_indexes("seed search", tenant, move |store| {
             store.search_seeds(
                 &owned,
                 &search.vector,
+                search.text.as_ref(),
                 search.count,
                 search.ef,
                 &search.filter,
@@ -280,6 +283,23 @@ impl LocalReplica {
 }
 
 impl LocalReplica {
+    /// This replica's corpus statistics of `tenant` for a text query's terms, over the
+    /// documents whose token falls in `request.spans`.
+    pub async fn corpus_stats(
+        &self,
+        tenant: &str,
+        request: CorpusRequest,
+    ) -> Result<CorpusStats, ClusterError> {
+        let owned = tenant.to_owned();
+        self.on_indexes("corpus statistics", tenant, move |store| {
+            let spans = SpanIndex::new(request.spans.iter().copied());
+            store.corpus_stats(&owned, &request.terms, &|id| {
+                spans.find(token(&owned, id)).is_some()
+            })
+        })
+        .await
+    }
+
     /// This replica's tenant figures over the partitions whose token falls in
     /// `request.spans` (and over everything it holds, when asked).
     pub async fn tenant_counts(&self, request: CountRequest) -> Result<Counts, ClusterError> {
@@ -523,6 +543,7 @@ has_header!(
     proto::ClockRequest,
     proto::ScanIdsRequest,
     proto::TenantCountsRequest,
+    proto::CorpusStatsRequest,
     proto::MerkleTreesRequest,
     proto::StreamRangeRequest,
 );
@@ -697,10 +718,9 @@ impl Replica for ReplicaService {
         let mut request = request.into_inner();
         let tenant = std::mem::take(&mut request.tenant);
         let search = wire::seed_search_from_proto(request).map_err(|e| status(e.into()))?;
+        let text_searched = search.text.is_some();
         let seeds = local.search_seeds(&tenant, search).await.map_err(status)?;
-        Ok(Response::new(proto::SearchSeedsResponse {
-            seeds: seeds.iter().map(wire::seed_to_proto).collect(),
-        }))
+        Ok(Response::new(wire::seeds_to_proto(&seeds, text_searched)))
     }
 
     async fn expand_hop(
@@ -717,10 +737,24 @@ impl Replica for ReplicaService {
         }
         let tenant = std::mem::take(&mut request.tenant);
         let hop = wire::hop_from_proto(request).map_err(|e| status(e.into()))?;
+        let text_scored = hop.text.is_some();
         let nodes = local.expand_hop(&tenant, hop).await.map_err(status)?;
         Ok(Response::new(proto::ExpandHopResponse {
             nodes: nodes.iter().map(wire::hop_node_to_proto).collect(),
+            text_scored,
         }))
+    }
+
+    async fn corpus_stats(
+        &self,
+        request: Request<proto::CorpusStatsRequest>,
+    ) -> Result<Response<proto::CorpusStatsResponse>, Status> {
+        let local = self.admit(&request, Fenced::Yes)?;
+        let mut request = request.into_inner();
+        let tenant = std::mem::take(&mut request.tenant);
+        let request = text::request_from_proto(request).map_err(status)?;
+        let stats = local.corpus_stats(&tenant, request).await.map_err(status)?;
+        Ok(Response::new(text::stats_to_proto(&stats)))
     }
 
     async fn clock(

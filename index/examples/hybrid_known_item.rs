@@ -181,7 +181,7 @@ fn main() {
         let mut hits = 0usize;
         for _ in 0..5 {
             for terms in &names {
-                hits += lexical.search(terms, 10, None).len();
+                hits += lexical.search(terms, 10, None, None).len();
             }
         }
         println!(

@@ -106,7 +106,7 @@ fn bm25_on_the_npm_corpus_matches_the_reference() {
                 continue;
             }
             let want = reference(&docs, &q);
-            let got = index.search(&q, 10, None);
+            let got = index.search(&q, 10, None, None);
             assert_eq!(got.len(), want.len().min(10), "query {query:?}");
             for (hit, (row, score)) in got.iter().zip(&want) {
                 assert!(

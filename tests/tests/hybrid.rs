@@ -2,8 +2,8 @@
 //! `allidbd`: text-only, vector-only and fused queries through `Query`, `QueryBatch` and the
 //! HTTP gateway, the lexical part of `explain`, filters on lexical candidates, every bad input
 //! `INVALID_ARGUMENT` naming its field, the same answers after a `kill -9` (the lexical index
-//! caught up from its dump and the WAL), and text queries on a ring (answered by a node holding
-//! every range, refused naming the field elsewhere).
+//! caught up from its dump and the WAL), and text queries on a ring answered by every node
+//! exactly as one node answers them.
 
 use allidb_api::pb::{self, allidb_client::AlliDbClient};
 use allidb_tests::{Daemon, http_call, request};
@@ -424,82 +424,188 @@ async fn hybrid_queries_answer_explain_and_survive_a_kill() {
     assert_eq!(ids(&late), ["late-addition"]);
 }
 
-/// On a ring, a text query is answered by a node that replicates every token range, as one
-/// node answers it; a node that would need other nodes' ranges (here: a routing key ranking
-/// the other node first) refuses it, naming the field, and still serves vector queries.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ring_answers_text_queries_on_a_node_holding_every_range() {
-    let nodes = allidb_tests::ring::start_ring(2, "replication_factor = 2\n");
-    let mut clients = [nodes[0].client().await, nodes[1].client().await];
-    let entities = DOCS
-        .iter()
-        .map(|(id, kind, text, v)| entity(id, kind, text, *v))
-        .collect();
-    let loaded = clients[0]
-        .batch_put_entities(request(
-            pb::BatchPutEntitiesRequest {
-                entities,
-                consistency_level: pb::ConsistencyLevel::ConsistencyAll as i32,
+/// Words of the filler entities: none is a word of [`DOCS`], so [`check_answers`] holds with
+/// them loaded.
+const FILLER_WORDS: [&str; 8] = [
+    "stream", "module", "widget", "async", "cache", "queue", "tree", "color",
+];
+
+/// `count` filler packages (`filler-<i>`): texts over [`FILLER_WORDS`] with varying lengths
+/// and term frequencies, so the corpus statistics matter; vectors pointing away from every
+/// query vector of [`check_answers`]; an edge from each to the next (the walk crosses nodes).
+fn fillers(count: usize) -> Vec<pb::Entity> {
+    (0..count)
+        .map(|i| {
+            let words: Vec<&str> = (0..1 + i % 7)
+                .map(|j| FILLER_WORDS[(i * 3 + j * j) % FILLER_WORDS.len()])
+                .collect();
+            let text = format!("filler-{i}: {}", words.join(" "));
+            let vector = [-1.0 - (i % 5) as f32, -1.0, -((i % 3) as f32)];
+            let mut filler = entity(&format!("filler-{i}"), "pkg", &text, vector);
+            filler.outgoing_edges = vec![pb::GraphEdge {
+                to_entity: format!("filler-{}", (i + 1) % count),
+                relation: "next".to_owned(),
+                weight: 0.5,
                 ..Default::default()
-            },
-            None,
-        ))
-        .await
-        .expect("the load succeeds at ALL")
-        .into_inner();
-    assert!(loaded.success, "{loaded:?}");
-    // Both nodes hold every range: each answers as the single node does.
-    for client in &mut clients {
-        check_answers(client).await;
-    }
-    // With a routing key one node ranks first on both: it answers, the other refuses.
-    let routed = |message: pb::QueryRequest| pb::QueryRequest {
-        routing_key: "user-42".to_owned(),
+            }];
+            filler
+        })
+        .collect()
+}
+
+/// The queries whose answers the ring must give exactly as one node: text only, hybrid under
+/// both fusions, filtered, and expanded from text seeds over edges that cross nodes.
+fn equivalence_queries() -> Vec<pb::QueryRequest> {
+    let exact = |message: pb::QueryRequest| pb::QueryRequest {
+        k: 10,
+        weights: Some(pb::ScoringWeights {
+            recency: Some(0.0),
+            ..Default::default()
+        }),
         ..message
     };
-    let mut answered = 0;
-    for client in &mut clients {
-        match query(client, routed(text_query("left-pad"))).await {
-            Ok(reply) => {
-                answered += 1;
-                assert_eq!(ids(&reply), ["left-pad", "readme", "pad-right"]);
-            }
-            Err(status) => {
-                assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-                let message = status.message();
-                assert!(
-                    message.starts_with("text: ") && message.contains("routing key"),
-                    "{message}"
-                );
-                let batch = client
-                    .query_batch(request(
-                        pb::QueryBatchRequest {
-                            options: Some(routed(pb::QueryRequest {
-                                k: 5,
-                                ..Default::default()
-                            })),
-                            vectors: Vec::new(),
-                            texts: vec!["left-pad".to_owned()],
-                        },
-                        None,
-                    ))
+    let mut queries: Vec<pb::QueryRequest> = [
+        "left-pad",
+        "async cache module",
+        "stream stream queue widget",
+        "tree color json",
+    ]
+    .into_iter()
+    .map(|text| exact(text_query(text)))
+    .collect();
+    for fusion in [pb::Fusion::Rrf, pb::Fusion::Dbsf] {
+        queries.push(exact(pb::QueryRequest {
+            query_vector: vec![-1.0, -1.0, -0.5],
+            fusion: fusion as i32,
+            ..text_query("cache queue widget")
+        }));
+    }
+    queries.push(exact(pb::QueryRequest {
+        filter: Some(pb::QueryFilter {
+            entity_types: vec!["pkg".to_owned()],
+            ..Default::default()
+        }),
+        ..text_query("module tree")
+    }));
+    queries.push(exact(pb::QueryRequest {
+        max_hops: Some(2),
+        seeds: Some(3),
+        ..text_query("async widget")
+    }));
+    queries
+}
+
+/// What must be equal between one node and a ring: ids, scores and BM25 scores (to 1e-9),
+/// matched terms with their shares, paths.
+fn answer_digest(reply: &pb::QueryResponse) -> Vec<String> {
+    reply
+        .results
+        .iter()
+        .map(|r| {
+            let explanation = r.explanation.clone().unwrap_or_default();
+            let lexical = explanation.lexical.unwrap_or_default();
+            let terms: Vec<String> = lexical
+                .matched_terms
+                .iter()
+                .map(|t| format!("{}={:.9}", t.term, t.share))
+                .collect();
+            format!(
+                "{} score={:.9} lexical={:.9} terms=[{}] path={:?}",
+                r.entity_id,
+                r.score,
+                explanation.lexical_score,
+                terms.join(","),
+                explanation.path.map(|p| p.entity_ids).unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// On a ring where no node holds every range (3 nodes, replication factor 2), every node
+/// answers text and hybrid queries exactly as one node holding everything: BM25 scored with
+/// the whole ring's statistics (each range counted once), the lists merged and fused, the
+/// walk across owners; also with a routing key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_scores_text_queries_as_one_node() {
+    let single = Daemon::start("");
+    let nodes = allidb_tests::ring::start_ring(3, "replication_factor = 2\n");
+    let corpus: Vec<pb::Entity> = DOCS
+        .iter()
+        .map(|(id, kind, text, v)| entity(id, kind, text, *v))
+        .chain(fillers(60))
+        .collect();
+    for client in [&mut single.client().await, &mut nodes[0].client().await] {
+        let loaded = client
+            .batch_put_entities(request(
+                pb::BatchPutEntitiesRequest {
+                    entities: corpus.clone(),
+                    consistency_level: pb::ConsistencyLevel::ConsistencyAll as i32,
+                    ..Default::default()
+                },
+                None,
+            ))
+            .await
+            .expect("the load succeeds")
+            .into_inner();
+        assert!(loaded.success, "{loaded:?}");
+    }
+    let mut one = single.client().await;
+    let mut expected = Vec::new();
+    for message in equivalence_queries() {
+        let reply = query(&mut one, message.clone()).await.expect("one node");
+        assert!(!reply.results.is_empty(), "{message:?} finds something");
+        expected.push(answer_digest(&reply));
+    }
+    for (n, node) in nodes.iter().enumerate() {
+        let mut client = node.client().await;
+        check_answers(&mut client).await;
+        for routing_key in ["", "user-42"] {
+            for (message, want) in equivalence_queries().into_iter().zip(&expected) {
+                let message = pb::QueryRequest {
+                    routing_key: routing_key.to_owned(),
+                    ..message
+                };
+                let reply = query(&mut client, message.clone())
                     .await
-                    .expect_err("a text batch refused on this node");
-                assert_eq!(batch.code(), Code::FailedPrecondition, "{batch:?}");
-                assert!(batch.message().starts_with("texts[0]: "), "{batch:?}");
-                let vector = query(
-                    client,
-                    routed(pb::QueryRequest {
-                        query_vector: vec![1.0, 0.0, 0.0],
-                        k: 1,
-                        ..Default::default()
-                    }),
-                )
-                .await
-                .expect("a vector query is served across the ring");
-                assert_eq!(ids(&vector), ["left-pad"]);
+                    .unwrap_or_else(|e| panic!("n{n} answers {message:?}: {e:?}"));
+                assert_eq!(
+                    &answer_digest(&reply),
+                    want,
+                    "n{n}, routing key {routing_key:?}, {:?}",
+                    message.text
+                );
             }
         }
+        let batch = client
+            .query_batch(request(
+                pb::QueryBatchRequest {
+                    options: Some(pb::QueryRequest {
+                        k: 10,
+                        max_hops: Some(0),
+                        weights: Some(pb::ScoringWeights {
+                            recency: Some(0.0),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    vectors: Vec::new(),
+                    texts: vec!["left-pad".to_owned(), "async cache module".to_owned()],
+                },
+                None,
+            ))
+            .await
+            .expect("a text batch on a ring")
+            .into_inner();
+        let found: Vec<Vec<&str>> = batch.replies.iter().map(ids).collect();
+        let want: Vec<Vec<&str>> = expected[..2]
+            .iter()
+            .map(|digest| {
+                digest
+                    .iter()
+                    .map(|d| d.split(' ').next().unwrap())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(found, want, "n{n}: the batch answers as the queries do");
     }
-    assert_eq!(answered, 1, "exactly the node ranked first answers");
 }

@@ -6,7 +6,6 @@
 //! worker unless the store says it is light.
 
 use super::*;
-use allidb_cluster::ClusterError;
 
 impl AlliDbService {
     pub(super) async fn query_rpc(
@@ -37,7 +36,7 @@ impl AlliDbService {
             let (reply, report) = reads
                 .query(&tenant, &store_request, read, chunks)
                 .await
-                .map_err(|e| ring_query_status("query", "text", e))?;
+                .map_err(|e| errors::cluster_status("query", e))?;
             (reply, Some(report))
         } else {
             let store = self.open_store()?;
@@ -252,19 +251,6 @@ impl AlliDbService {
     }
 }
 
-/// The status of a ring query's failure; a text query this node cannot answer names
-/// `text_field`.
-fn ring_query_status(operation: &str, text_field: &str, error: ClusterError) -> Status {
-    match error {
-        ClusterError::TextNotCovered { .. } => Status::failed_precondition(format!(
-            "{text_field}: {error}; BM25 needs ring-wide term statistics, which a node holding \
-             every range has (docs/api.md \"Hybrid search\"). Send the query to such a node, \
-             or send query_vector alone"
-        )),
-        other => errors::cluster_status(operation, other),
-    }
-}
-
 /// A batch's queries: vector i with text i, vectors alone, or texts alone (empty vectors).
 fn batch_queries(vectors: Vec<Vec<f32>>, texts: Vec<String>) -> Vec<(Vec<f32>, Option<String>)> {
     if texts.is_empty() {
@@ -287,6 +273,11 @@ async fn ring_query_batch(
     queries: Vec<(Vec<f32>, Option<String>)>,
     read: ReadOptions,
 ) -> Result<Vec<(Vec<QueryHit>, Option<ReadReport>, Option<PlanReport>)>, Status> {
+    // A batch of texts alone names its texts in errors, any other its vectors.
+    let field = match queries.iter().all(|(vector, _)| vector.is_empty()) {
+        true => "texts",
+        false => "vectors",
+    };
     let queries = queries.into_iter().map(|(vector, text)| {
         let request = QueryRequest {
             vector,
@@ -303,15 +294,11 @@ async fn ring_query_batch(
             reply
                 .map(|(reply, report)| (reply.hits, Some(report), reply.plan))
                 .map_err(|error| {
-                    let status =
-                        ring_query_status("query batch", &format!("texts[{index}]"), error);
-                    match status.message().starts_with("texts[") {
-                        true => status,
-                        false => Status::new(
-                            status.code(),
-                            format!("vectors[{index}]: {}", status.message()),
-                        ),
-                    }
+                    let status = errors::cluster_status("query batch", error);
+                    Status::new(
+                        status.code(),
+                        format!("{field}[{index}]: {}", status.message()),
+                    )
                 })
         })
         .collect()

@@ -13,7 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use allidb_index::store::{HopNode, HopRequest, SeedCandidate};
+use allidb_index::lexical::CorpusStats;
+use allidb_index::store::{HopNode, HopRequest, SeedCandidates};
 use parking_lot::Mutex;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
@@ -22,6 +23,7 @@ use crate::credentials::{ClusterCredentials, TOKEN_HEADER};
 use crate::proto;
 use crate::proto::replica_client::ReplicaClient;
 use crate::query::tenants::{self, CountRequest, Counts};
+use crate::query::text::{self, CorpusRequest};
 use crate::query::wire::{self, IdRange, SeedSearch};
 use crate::repair::merkle::MerkleTree;
 use crate::repair::trees::TreeShape;
@@ -147,14 +149,17 @@ impl PeerClients {
         search: &SeedSearch,
         ring_version: u64,
         timeout: Duration,
-    ) -> Result<Vec<SeedCandidate>, ClusterError> {
+    ) -> Result<SeedCandidates, ClusterError> {
         let mut message = wire::seed_search_to_proto(search);
         message.header = self.stamp.header(ring_version, recipient);
         message.tenant = tenant.to_owned();
         let mut client = self.client(addr)?;
         let call = client.search_seeds(self.stamp.request(message, timeout));
         let reply = read_answered(addr, timeout, call).await?;
-        Ok(reply.seeds.into_iter().map(wire::seed_from_proto).collect())
+        wire::seeds_from_proto(reply, search.text.is_some()).map_err(|e| ClusterError::Peer {
+            addr,
+            reason: e.to_string(),
+        })
     }
 
     /// One hop of a cluster-wide walk on the replica `recipient` at `addr`: one node per id of
@@ -175,6 +180,14 @@ impl PeerClients {
         let mut client = self.client(addr)?;
         let call = client.expand_hop(self.stamp.request(message, timeout));
         let reply = read_answered(addr, timeout, call).await?;
+        if hop.text.is_some() && !reply.text_scored {
+            return Err(ClusterError::Peer {
+                addr,
+                reason: "did not score the hop's text: it predates text searches on a ring; \
+                         upgrade it"
+                    .to_owned(),
+            });
+        }
         if reply.nodes.len() != hop.entity_ids.len() {
             return Err(ClusterError::Peer {
                 addr,
@@ -233,6 +246,29 @@ impl PeerClients {
         let call = client.tenant_counts(self.stamp.request(message, timeout));
         let reply = read_answered(addr, timeout, call).await?;
         tenants::counts_from_proto(reply, request.node_totals).map_err(|e| ClusterError::Peer {
+            addr,
+            reason: e.to_string(),
+        })
+    }
+
+    /// The corpus statistics of the replica `recipient` at `addr` for a text query, over the
+    /// spans of `request`.
+    pub async fn corpus_stats(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        tenant: &str,
+        request: &CorpusRequest,
+        ring_version: u64,
+        timeout: Duration,
+    ) -> Result<CorpusStats, ClusterError> {
+        let mut message = text::request_to_proto(request);
+        message.header = self.stamp.header(ring_version, recipient);
+        message.tenant = tenant.to_owned();
+        let mut client = self.client(addr)?;
+        let call = client.corpus_stats(self.stamp.request(message, timeout));
+        let reply = read_answered(addr, timeout, call).await?;
+        text::stats_from_proto(reply, request.terms.len()).map_err(|e| ClusterError::Peer {
             addr,
             reason: e.to_string(),
         })

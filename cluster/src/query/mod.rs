@@ -34,9 +34,11 @@
 pub mod cover;
 pub mod replicas;
 pub mod report;
+mod seeds;
 pub mod tenants;
 #[cfg(test)]
 mod tests;
+pub mod text;
 mod walk;
 pub mod wire;
 
@@ -46,9 +48,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use allidb_index::graph::{Reached, TraversalOptions, Truncation};
-use allidb_index::query::{QueryPlan, Ranked, SimilaritySource, rank};
+use allidb_index::lexical::LexicalHit;
+use allidb_index::query::{
+    FusedLists, HybridRanking, QueryPlan, Ranked, SimilaritySource, check_text_ranking, rank,
+};
 use allidb_index::store::{
-    HopNode, HopRequest, QueryAnswer, SeedCandidate, StepRequest, WalkContext, edges_between,
+    HopNode, HopRequest, QueryAnswer, SeedCandidates, StepRequest, TextSearch, WalkContext,
+    edges_between,
 };
 use allidb_index::vector::{Metric, VectorHit};
 use allidb_index::{Filter, QueryContext, QueryHit, QueryReply, QueryRequest, TraverseHit};
@@ -146,7 +152,6 @@ impl ClusterQuery {
         };
         let answer = match fanout.covered_here()? {
             true => fanout.answer_here(request, ranked).await?,
-            false if request.text.is_some() => return Err(fanout.text_not_covered()),
             false => self.answer_across(&fanout, request, ranked).await?,
         };
         let mut hits = Vec::with_capacity(plan.k);
@@ -199,8 +204,9 @@ impl ClusterQuery {
     }
 
     /// The best `ranked` results of `request` and its kept walk, gathered from a covering set
-    /// of several hosts: their candidates merged, the walk hop by hop over the owners, the
-    /// ranking here.
+    /// of several hosts: their candidates merged (by vector, and by BM25 with the whole ring's
+    /// statistics when the query has a text, the two lists then fused as one node fuses them),
+    /// the walk hop by hop over the owners, the ranking here.
     async fn answer_across(
         &self,
         fanout: &Fanout<'_>,
@@ -208,33 +214,50 @@ impl ClusterQuery {
         ranked: usize,
     ) -> Result<QueryAnswer, ClusterError> {
         let plan = &request.plan;
+        let text = match &request.text {
+            None => None,
+            Some(text) => {
+                request.hybrid.validate()?;
+                check_text_ranking(plan)?;
+                Some(fanout.text_search(text).await?)
+            }
+        };
         let search = SeedSearch {
             vector: request.vector.clone(),
             count: plan.seed_count(),
             ef: plan.ef,
             filter: request.filter.clone(),
+            text: text.clone(),
         };
         let candidates = fanout.seeds(&search).await?;
-        let seeds: Vec<VectorHit> = candidates.iter().map(|c| c.hit.clone()).collect();
-        let known: HashMap<Arc<str>, HopNode> = candidates
-            .iter()
-            .map(|c| {
-                let node = HopNode {
-                    facts: Some(c.facts),
-                    similarity: Some(c.hit.similarity),
-                    matches_filter: true,
-                    ..HopNode::default()
-                };
-                (c.hit.entity_id.clone(), node)
-            })
-            .collect();
-        let starts: Vec<&str> = seeds.iter().map(|s| &*s.entity_id).collect();
+        let seeds: Vec<VectorHit> = candidates.vector.iter().map(|c| c.hit.clone()).collect();
+        let lexical_hits: Vec<LexicalHit> =
+            candidates.lexical.iter().map(|c| c.hit.clone()).collect();
+        let lists = text.as_ref().map(|_| {
+            FusedLists::new(
+                self.metric,
+                request.hybrid,
+                (!request.vector.is_empty()).then_some(&seeds[..]),
+                Some(&lexical_hits[..]),
+            )
+        });
+        let starts: Vec<Arc<str>> = match &lists {
+            Some(lists) => lists
+                .seeds(&seeds, &lexical_hits, search.count)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect(),
+            None => seeds.iter().map(|s| s.entity_id.clone()).collect(),
+        };
+        let known = known_nodes(candidates);
+        let starts: Vec<&str> = starts.iter().map(|id| &**id).collect();
         let gathered = walk::walk_across(
             fanout,
             &starts,
             &plan.traversal,
             &request.vector,
             &request.filter,
+            text.as_ref(),
             known,
         )
         .await?;
@@ -257,6 +280,11 @@ impl ClusterQuery {
                 k: ranked,
                 ..plan.clone()
             };
+            let lexical_of = |id: &str| nodes.get(id).and_then(|n| n.lexical.clone());
+            let hybrid = lists.as_ref().map(|lists| HybridRanking {
+                lists,
+                lexical: &lexical_of,
+            });
             let now = allidb_storage::hlc::wall_micros();
             rank(
                 &ranked_by,
@@ -266,6 +294,7 @@ impl ClusterQuery {
                 &gathered.walk,
                 filter,
                 now,
+                hybrid.as_ref(),
             )?
         };
         let context = plan.keep_walk.then(|| {
@@ -309,6 +338,7 @@ impl ClusterQuery {
             options,
             &[],
             &Filter::default(),
+            None,
             HashMap::new(),
         )
         .await?;
@@ -470,6 +500,32 @@ impl SimilaritySource for Gathered<'_> {
             .map(|id| self.0.get(*id).and_then(|n| n.similarity))
             .collect())
     }
+}
+
+/// What the candidate search told of each candidate (facts, similarity, BM25 score), so the
+/// walk does not ask for them again.
+fn known_nodes(candidates: SeedCandidates) -> HashMap<Arc<str>, HopNode> {
+    let mut known: HashMap<Arc<str>, HopNode> = HashMap::new();
+    for c in candidates.vector {
+        let node = HopNode {
+            facts: Some(c.facts),
+            similarity: Some(c.hit.similarity),
+            matches_filter: true,
+            lexical: c.lexical,
+            ..HopNode::default()
+        };
+        known.insert(c.hit.entity_id, node);
+    }
+    for c in candidates.lexical {
+        let node = known.entry(c.hit.entity_id.clone()).or_insert(HopNode {
+            facts: Some(c.facts),
+            similarity: c.similarity,
+            matches_filter: true,
+            ..HopNode::default()
+        });
+        node.lexical = Some(c.hit);
+    }
+    known
 }
 
 /// One request's view of the ring: the hosts it may ask, the ones that failed during it, and
@@ -675,27 +731,6 @@ impl Fanout<'_> {
         result
     }
 
-    /// Why a text query cannot be answered here: the ranges this node does not replicate.
-    fn text_not_covered(&self) -> ClusterError {
-        let ranges = self.view.ring.ranges();
-        let rf = self.replication_factor();
-        let uncovered = ranges
-            .iter()
-            .filter(|r| {
-                !self
-                    .view
-                    .ring
-                    .replicas(r.end, rf)
-                    .hosts()
-                    .contains(&self.local)
-            })
-            .count();
-        ClusterError::TextNotCovered {
-            ranges: ranges.len(),
-            uncovered,
-        }
-    }
-
     /// Whether this node alone covers every range (it replicates them all, and the request's
     /// routing ranks it first): then the whole query runs on its own indexes.
     fn covered_here(&self) -> Result<bool, ClusterError> {
@@ -727,62 +762,6 @@ impl Fanout<'_> {
         answer
     }
 
-    /// Asks the covering set for `search`'s candidates: the best `search.count` of all their
-    /// answers, deduplicated by id, best first (ties by id).
-    async fn seeds(&self, search: &SeedSearch) -> Result<Vec<SeedCandidate>, ClusterError> {
-        let mut asked: BTreeSet<HostId> = BTreeSet::new();
-        let mut best: HashMap<Arc<str>, SeedCandidate> = HashMap::new();
-        for attempt in 1..=MAX_ATTEMPTS {
-            let hosts: Vec<HostId> = self
-                .cover(1)?
-                .into_iter()
-                .filter(|h| !asked.contains(h))
-                .collect();
-            let calls = hosts.iter().map(|host| {
-                let call = self.replicas.search_seeds(*host, self.tenant, search);
-                self.timed(*host, "seeds", call)
-            });
-            let answers = join_all(calls).await;
-            self.report.lock().round();
-            let mut failure = None;
-            for (host, answer) in hosts.into_iter().zip(answers) {
-                match answer {
-                    Ok(found) => {
-                        asked.insert(host);
-                        for candidate in found {
-                            best.entry(candidate.hit.entity_id.clone())
-                                .and_modify(|kept| {
-                                    if candidate.facts.updated_at_micros
-                                        > kept.facts.updated_at_micros
-                                    {
-                                        *kept = candidate.clone();
-                                    }
-                                })
-                                .or_insert(candidate);
-                        }
-                    }
-                    Err(error) if host_failure(&error) && attempt < MAX_ATTEMPTS => {
-                        self.failed.lock().insert(host);
-                        failure = Some(error);
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-            if failure.is_none() {
-                break;
-            }
-        }
-        let mut seeds: Vec<SeedCandidate> = best.into_values().collect();
-        seeds.sort_by(|a, b| {
-            b.hit
-                .similarity
-                .total_cmp(&a.hit.similarity)
-                .then_with(|| a.hit.entity_id.cmp(&b.hit.entity_id))
-        });
-        seeds.truncate(search.count);
-        Ok(seeds)
-    }
-
     /// What the owners hold of each of `ids` (one batched call per owner, counted as `kind`);
     /// the ids of an owner that fails go to another replica.
     async fn describe(
@@ -790,6 +769,7 @@ impl Fanout<'_> {
         ids: &[Arc<str>],
         query: &[f32],
         filter: &Filter,
+        text: Option<&TextSearch>,
         steps: Option<StepRequest>,
         kind: &'static str,
     ) -> Result<Vec<(Arc<str>, HopNode)>, ClusterError> {
@@ -816,6 +796,7 @@ impl Fanout<'_> {
                     query: query.to_vec(),
                     filter: filter.clone(),
                     steps: steps.clone(),
+                    text: text.cloned(),
                 };
                 async move {
                     let call = self.replicas.expand_hop(*host, self.tenant, &hop);

@@ -11,11 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use allidb_index::QueryRequest;
-use allidb_index::store::{HopNode, HopRequest, QueryAnswer, SeedCandidate};
+use allidb_index::lexical::CorpusStats;
+use allidb_index::store::{HopNode, HopRequest, QueryAnswer, SeedCandidates};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
 use super::tenants::{CountRequest, Counts};
+use super::text::CorpusRequest;
 use super::wire::{IdRange, SeedSearch};
 use crate::ClusterError;
 use crate::membership::{CallKind, ClusterView};
@@ -40,7 +42,7 @@ pub trait QueryReplicas: Send + Sync + Debug {
         host: HostId,
         tenant: &str,
         search: &SeedSearch,
-    ) -> Result<Vec<SeedCandidate>, ClusterError>;
+    ) -> Result<SeedCandidates, ClusterError>;
 
     /// What `host` holds of each node of `hop`, in order.
     async fn expand_hop(
@@ -66,6 +68,14 @@ pub trait QueryReplicas: Send + Sync + Debug {
         host: HostId,
         request: &CountRequest,
     ) -> Result<Counts, ClusterError>;
+
+    /// `host`'s corpus statistics for a text query over the spans of `request`.
+    async fn corpus_stats(
+        &self,
+        host: HostId,
+        tenant: &str,
+        request: &CorpusRequest,
+    ) -> Result<CorpusStats, ClusterError>;
 }
 
 /// The ring's replicas: this node's store without a network hop, the others through their
@@ -119,7 +129,7 @@ impl QueryReplicas for RingReplicas {
         host: HostId,
         tenant: &str,
         search: &SeedSearch,
-    ) -> Result<Vec<SeedCandidate>, ClusterError> {
+    ) -> Result<SeedCandidates, ClusterError> {
         if host == self.local.host() {
             return self.local.search_seeds(tenant, search.clone()).await;
         }
@@ -171,6 +181,21 @@ impl QueryReplicas for RingReplicas {
         let (addr, version) = self.route(host)?;
         self.clients
             .tenant_counts(host, addr, request, version, self.timeout)
+            .await
+    }
+
+    async fn corpus_stats(
+        &self,
+        host: HostId,
+        tenant: &str,
+        request: &CorpusRequest,
+    ) -> Result<CorpusStats, ClusterError> {
+        if host == self.local.host() {
+            return self.local.corpus_stats(tenant, request.clone()).await;
+        }
+        let (addr, version) = self.route(host)?;
+        self.clients
+            .corpus_stats(host, addr, tenant, request, version, self.timeout)
             .await
     }
 }

@@ -25,7 +25,7 @@ use allidb_index::TenantStats;
 use allidb_index::vector::Metric;
 use futures_util::future::join_all;
 
-use super::{ClusterQuery, Fanout, MAX_ATTEMPTS, ReadOptions, cover, host_failure};
+use super::{ClusterQuery, Fanout, MAX_ATTEMPTS, ReadOptions, host_failure};
 use crate::ClusterError;
 use crate::consistency::ConsistencyLevel;
 use crate::hints::dispatcher::peer_label;
@@ -133,25 +133,12 @@ impl Fanout<'_> {
         per_node: bool,
     ) -> Result<(Vec<TenantStats>, NodeFigures), ClusterError> {
         let ring = self.view.ring.clone();
-        let rf = self.replication_factor();
         let mut pending: Vec<TokenRange> = ring.ranges();
         let mut sums: BTreeMap<String, TenantStats> = BTreeMap::new();
         let mut nodes = NodeFigures::new();
         for attempt in 1..=MAX_ATTEMPTS {
             let preferred: BTreeSet<HostId> = self.cover(1)?.into_iter().collect();
-            let mut assigned: BTreeMap<HostId, Vec<TokenRange>> = BTreeMap::new();
-            for range in pending.drain(..) {
-                let live = |h: HostId| self.live(h);
-                let host =
-                    cover::owner_of(&ring, rf, range.end, &preferred, live, |h| self.rank(h))
-                        .ok_or_else(|| {
-                            ClusterError::Unavailable(format!(
-                                "token range ({}, {}]: no live replica",
-                                range.start, range.end
-                            ))
-                        })?;
-                assigned.entry(host).or_default().push(range);
-            }
+            let mut assigned = self.assign(pending.drain(..), &preferred)?;
             if per_node {
                 for host in ring.hosts() {
                     if !self.live(*host) {

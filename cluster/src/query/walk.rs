@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use allidb_index::Filter;
 use allidb_index::graph::{GraphIndex, NodeSteps, TraversalOptions, Walk};
-use allidb_index::store::{HopNode, StepRequest};
+use allidb_index::store::{HopNode, StepRequest, TextSearch};
 
 use super::Fanout;
 use crate::ClusterError;
@@ -28,7 +28,7 @@ use crate::ClusterError;
 pub(super) struct GatheredWalk {
     /// The walk, as one node holding everything would walk.
     pub walk: Walk,
-    /// Every walked node's facts, similarity and filter verdict (steps left out).
+    /// Every walked node's facts, similarity, filter verdict and BM25 score (steps left out).
     pub nodes: HashMap<Arc<str>, HopNode>,
 }
 
@@ -37,15 +37,16 @@ fn steps_per_node(options: &TraversalOptions) -> usize {
     options.fan_out.saturating_add(options.node_budget)
 }
 
-/// Walks from `starts` under `options`, asking the owners hop by hop; `query` and `filter` are
-/// what each node's similarity and filter verdict are reported for; `known` are nodes already
-/// described (seeds, by the candidate search).
+/// Walks from `starts` under `options`, asking the owners hop by hop; `query`, `filter` and
+/// `text` are what each node's similarity, filter verdict and BM25 score are reported for;
+/// `known` are nodes already described (seeds, by the candidate search).
 pub(super) async fn walk_across(
     fanout: &Fanout<'_>,
     starts: &[&str],
     options: &TraversalOptions,
     query: &[f32],
     filter: &Filter,
+    text: Option<&TextSearch>,
     known: HashMap<Arc<str>, HopNode>,
 ) -> Result<GatheredWalk, ClusterError> {
     options.validate()?;
@@ -75,7 +76,7 @@ pub(super) async fn walk_across(
             walked: walk.reached.iter().map(|r| r.entity_id.clone()).collect(),
         };
         let described = fanout
-            .describe(&frontier, query, filter, Some(steps), "hop")
+            .describe(&frontier, query, filter, text, Some(steps), "hop")
             .await?;
         for (id, mut node) in described {
             let steps = std::mem::take(&mut node.steps);
@@ -93,7 +94,7 @@ pub(super) async fn walk_across(
         .collect();
     if !undescribed.is_empty() {
         for (id, node) in fanout
-            .describe(&undescribed, query, filter, None, "facts")
+            .describe(&undescribed, query, filter, text, None, "facts")
             .await?
         {
             nodes.insert(

@@ -1,12 +1,16 @@
-//! The cluster-wide reads' messages (`proto/replica.proto`, version 4) to and from the store's
+//! The cluster-wide reads' messages (`proto/replica.proto`, version 4; text searches within
+//! version 9) to and from the store's
 //! types: one conversion per direction, shared by the replica service and the peer client so
 //! both ends agree by construction.
 
 use std::sync::Arc;
 
 use allidb_index::graph::{Direction, NodeSteps, PathStep, TraversalOptions};
+use allidb_index::lexical::{CollectionStats, CorpusStats, LexicalHit};
 use allidb_index::query::EntityFacts;
-use allidb_index::store::{HopNode, HopRequest, SeedCandidate, StepRequest};
+use allidb_index::store::{
+    HopNode, HopRequest, SeedCandidate, SeedCandidates, StepRequest, TextCandidate, TextSearch,
+};
 use allidb_index::vector::VectorHit;
 use allidb_index::{Error, Filter};
 
@@ -23,7 +27,12 @@ pub struct SeedSearch {
     pub ef: Option<usize>,
     /// Applied inside the search.
     pub filter: Filter,
+    /// Also the best by BM25 for this text (`vector` may then be empty).
+    pub text: Option<TextSearch>,
 }
+
+/// Most terms a ring's text query carries (its distinct analyzed terms).
+pub const MAX_TEXT_TERMS: usize = 1024;
 
 /// A key range of entity ids: `start <= id < end`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,6 +79,71 @@ pub(crate) fn seed_search_to_proto(search: &SeedSearch) -> proto::SearchSeedsReq
             .ef
             .map_or(0, |ef| u32::try_from(ef).unwrap_or(u32::MAX)),
         filter: Some(filter_to_proto(&search.filter)),
+        text: search.text.as_ref().map(text_to_proto),
+    }
+}
+
+fn text_to_proto(text: &TextSearch) -> proto::TextSearch {
+    proto::TextSearch {
+        terms: text.terms.clone(),
+        docs: text.corpus.collection.docs,
+        total_len: text.corpus.collection.total_len,
+        doc_freqs: text.corpus.doc_freqs.clone(),
+    }
+}
+
+/// Checks a text's terms: at least one, at most [`MAX_TEXT_TERMS`] (the error names `field`).
+pub(crate) fn check_terms(terms: &[String], field: &str) -> Result<(), Error> {
+    if terms.is_empty() || terms.len() > MAX_TEXT_TERMS {
+        return Err(Error::invalid(format!(
+            "{field}: {} terms, expected 1..={MAX_TEXT_TERMS}",
+            terms.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The store's form of a text search; terms out of bounds or statistics that do not fit
+/// them are refused naming the field.
+fn text_from_proto(text: proto::TextSearch) -> Result<TextSearch, Error> {
+    check_terms(&text.terms, "text.terms")?;
+    let text = TextSearch {
+        terms: text.terms,
+        corpus: CorpusStats {
+            collection: CollectionStats {
+                docs: text.docs,
+                total_len: text.total_len,
+            },
+            doc_freqs: text.doc_freqs,
+        },
+    };
+    text.corpus.check(text.terms.len())?;
+    Ok(text)
+}
+
+fn lexical_to_proto(hit: &LexicalHit) -> proto::LexicalScore {
+    proto::LexicalScore {
+        score: hit.score,
+        matched: hit
+            .matched
+            .iter()
+            .map(|(term, score)| proto::MatchedTerm {
+                term: term.to_string(),
+                score: *score,
+            })
+            .collect(),
+    }
+}
+
+fn lexical_from_proto(entity_id: Arc<str>, score: proto::LexicalScore) -> LexicalHit {
+    LexicalHit {
+        entity_id,
+        score: score.score,
+        matched: score
+            .matched
+            .into_iter()
+            .map(|m| (Arc::from(m.term), m.score))
+            .collect(),
     }
 }
 
@@ -82,6 +156,7 @@ pub(crate) fn seed_search_from_proto(
         count: request.count as usize,
         ef: (request.ef > 0).then_some(request.ef as usize),
         filter: filter_from_proto(request.filter)?,
+        text: request.text.map(text_from_proto).transpose()?,
     })
 }
 
@@ -91,13 +166,18 @@ pub(crate) fn seed_to_proto(seed: &SeedCandidate) -> proto::SeedCandidate {
         similarity: seed.hit.similarity,
         importance: seed.facts.importance,
         updated_at_micros: seed.facts.updated_at_micros,
+        lexical: seed.lexical.as_ref().map(lexical_to_proto),
     }
 }
 
 pub(crate) fn seed_from_proto(seed: proto::SeedCandidate) -> SeedCandidate {
+    let entity_id: Arc<str> = Arc::from(seed.entity_id);
     SeedCandidate {
+        lexical: seed
+            .lexical
+            .map(|score| lexical_from_proto(entity_id.clone(), score)),
         hit: VectorHit {
-            entity_id: Arc::from(seed.entity_id),
+            entity_id,
             similarity: seed.similarity,
         },
         facts: EntityFacts {
@@ -105,6 +185,62 @@ pub(crate) fn seed_from_proto(seed: proto::SeedCandidate) -> SeedCandidate {
             updated_at_micros: seed.updated_at_micros,
         },
     }
+}
+
+fn text_candidate_to_proto(candidate: &TextCandidate) -> proto::TextCandidate {
+    proto::TextCandidate {
+        entity_id: candidate.hit.entity_id.to_string(),
+        lexical: Some(lexical_to_proto(&candidate.hit)),
+        has_similarity: candidate.similarity.is_some(),
+        similarity: candidate.similarity.unwrap_or_default(),
+        importance: candidate.facts.importance,
+        updated_at_micros: candidate.facts.updated_at_micros,
+    }
+}
+
+fn text_candidate_from_proto(candidate: proto::TextCandidate) -> TextCandidate {
+    let entity_id: Arc<str> = Arc::from(candidate.entity_id);
+    TextCandidate {
+        hit: lexical_from_proto(entity_id, candidate.lexical.unwrap_or_default()),
+        similarity: candidate.has_similarity.then_some(candidate.similarity),
+        facts: EntityFacts {
+            importance: candidate.importance,
+            updated_at_micros: candidate.updated_at_micros,
+        },
+    }
+}
+
+/// The wire form of a host's candidates (`text_searched`: the request had a text).
+pub(crate) fn seeds_to_proto(
+    seeds: &SeedCandidates,
+    text_searched: bool,
+) -> proto::SearchSeedsResponse {
+    proto::SearchSeedsResponse {
+        seeds: seeds.vector.iter().map(seed_to_proto).collect(),
+        lexical: seeds.lexical.iter().map(text_candidate_to_proto).collect(),
+        text_searched,
+    }
+}
+
+/// A host's candidates from their wire form; an answer to a text search that did not search
+/// the text (a node that predates text searches) is refused.
+pub(crate) fn seeds_from_proto(
+    reply: proto::SearchSeedsResponse,
+    text_asked: bool,
+) -> Result<SeedCandidates, Error> {
+    if text_asked && !reply.text_searched {
+        return Err(Error::invalid(
+            "the node did not search the text: it predates text searches on a ring; upgrade it",
+        ));
+    }
+    Ok(SeedCandidates {
+        vector: reply.seeds.into_iter().map(seed_from_proto).collect(),
+        lexical: reply
+            .lexical
+            .into_iter()
+            .map(text_candidate_from_proto)
+            .collect(),
+    })
 }
 
 fn direction_code(direction: Direction) -> u32 {
@@ -129,6 +265,7 @@ pub(crate) fn hop_to_proto(hop: &HopRequest) -> proto::ExpandHopRequest {
             limit: u32::try_from(steps.limit).unwrap_or(u32::MAX),
             walked: steps.walked.iter().map(|id| id.to_string()).collect(),
         }),
+        text: hop.text.as_ref().map(text_to_proto),
     }
 }
 
@@ -164,6 +301,7 @@ pub(crate) fn hop_from_proto(request: proto::ExpandHopRequest) -> Result<HopRequ
         query: request.vector,
         filter: filter_from_proto(request.filter)?,
         steps,
+        text: request.text.map(text_from_proto).transpose()?,
     })
 }
 
@@ -191,6 +329,7 @@ pub(crate) fn hop_node_to_proto(node: &HopNode) -> proto::HopNode {
             })
             .collect(),
         cut: node.steps.cut,
+        lexical: node.lexical.as_ref().map(lexical_to_proto),
     }
 }
 
@@ -203,6 +342,9 @@ pub(crate) fn hop_node_from_proto(entity_id: &Arc<str>, node: proto::HopNode) ->
         }),
         similarity: node.has_similarity.then_some(node.similarity),
         matches_filter: node.matches_filter,
+        lexical: node
+            .lexical
+            .map(|score| lexical_from_proto(entity_id.clone(), score)),
         steps: NodeSteps {
             steps: node
                 .steps

@@ -4,7 +4,9 @@
 //! Owns: the analyzed documents (one per live entity that has text: its chunks, and its
 //! entity type and chosen attributes when [`LexicalOptions`] says so), an inverted index
 //! term -> (document, term frequency), the collection statistics BM25 needs (live documents,
-//! total length), and the BM25 search with an allow-list.
+//! total length), and the BM25 search with an allow-list, scored with its own statistics or
+//! with a whole ring's ([`CorpusStats`], which a ring's coordinator gathers from the hosts
+//! covering its token ranges, each counting only the documents of the ranges it was assigned).
 //!
 //! Fed like the vector and graph indexes, by the store's commit observer (every committed
 //! write: local, replica, hint, repair, stream), the restart catch-up and rebuilds, through
@@ -155,7 +157,7 @@ pub struct LexicalHit {
 }
 
 /// The collection statistics a score was computed with.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CollectionStats {
     /// Live documents (`N`).
     pub docs: u64,
@@ -171,6 +173,45 @@ impl CollectionStats {
         } else {
             self.total_len as f64 / self.docs as f64
         }
+    }
+}
+
+/// The statistics of a whole corpus for one query's terms: the documents and their length, and
+/// how many documents hold each term. On one node they are the index's own; a ring's
+/// coordinator sums them over the token ranges of its ring (each range counted on one host:
+/// [`LexicalIndex::corpus_stats`]), so every host scores with what one node holding everything
+/// would score with.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CorpusStats {
+    /// `N` and the total length.
+    pub collection: CollectionStats,
+    /// The documents holding each term of the query, in the query's order (one per term as
+    /// passed, repeats included).
+    pub doc_freqs: Vec<u64>,
+}
+
+impl CorpusStats {
+    /// Adds the statistics of other documents (disjoint from these) for the same query.
+    pub fn add(&mut self, other: &CorpusStats) {
+        self.collection.docs += other.collection.docs;
+        self.collection.total_len += other.collection.total_len;
+        if self.doc_freqs.len() < other.doc_freqs.len() {
+            self.doc_freqs.resize(other.doc_freqs.len(), 0);
+        }
+        for (sum, df) in self.doc_freqs.iter_mut().zip(&other.doc_freqs) {
+            *sum += df;
+        }
+    }
+
+    /// Refuses statistics that do not fit a query of `terms` terms (one frequency per term).
+    pub fn check(&self, terms: usize) -> Result<()> {
+        if self.doc_freqs.len() != terms {
+            return Err(Error::invalid(format!(
+                "text.doc_freqs: {} document frequencies for {terms} query terms",
+                self.doc_freqs.len()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -279,13 +320,15 @@ impl LexicalIndex {
     }
 
     /// The best `n` documents for the analyzed `query` by BM25 that `allows` accepts, best
-    /// first (ties by entity id). Each distinct query term counts once; documents holding
-    /// none of them are not returned.
+    /// first (ties by entity id), scored with `corpus` (`None`: this index's own statistics;
+    /// else one frequency per query term, [`CorpusStats::check`]). Each distinct query term
+    /// counts once; documents holding none of them are not returned.
     pub fn search(
         &self,
         query: &[String],
         n: usize,
         allows: Option<&dyn Fn(&str) -> bool>,
+        corpus: Option<&CorpusStats>,
     ) -> Vec<LexicalHit> {
         let inner = self.inner.read();
         let terms = inner.query_terms(query);
@@ -293,10 +336,7 @@ impl LexicalIndex {
             return Vec::new();
         }
         let params = self.options.bm25;
-        let stats = CollectionStats {
-            docs: inner.live,
-            total_len: inner.total_len,
-        };
+        let (stats, idfs) = inner.scoring(&terms, corpus);
         let avg = stats.avg_len();
         // Scores accumulate in this thread's dense scratch (one slot per document slot, every
         // term score > 0, so 0 means untouched), reset before it is returned.
@@ -306,9 +346,8 @@ impl LexicalIndex {
             if scores.len() < inner.docs.len() {
                 scores.resize(inner.docs.len(), 0.0);
             }
-            for &(term, _) in &terms {
+            for (&(term, _), &idf) in terms.iter().zip(&idfs) {
                 let postings = &inner.postings[term as usize];
-                let idf = bm25::idf(stats.docs, postings.len() as u64);
                 for &(slot, tf) in postings {
                     let Some(doc) = &inner.docs[slot as usize] else {
                         continue;
@@ -346,22 +385,25 @@ impl LexicalIndex {
             .map(|(score, entity, slot)| LexicalHit {
                 entity_id: entity.clone(),
                 score,
-                matched: inner.matched(&terms, slot, params, stats),
+                matched: inner.matched(&terms, &idfs, slot, params, avg),
             })
             .collect()
     }
 
-    /// The BM25 score of entity `id` for the analyzed `query`, with its matched terms (`None`:
-    /// it holds none of them, or has no document).
-    pub fn score_of(&self, query: &[String], id: &str) -> Option<LexicalHit> {
+    /// The BM25 score of entity `id` for the analyzed `query` with `corpus` (as for
+    /// [`Self::search`]), with its matched terms (`None`: it holds none of them, or has no
+    /// document).
+    pub fn score_of(
+        &self,
+        query: &[String],
+        id: &str,
+        corpus: Option<&CorpusStats>,
+    ) -> Option<LexicalHit> {
         let inner = self.inner.read();
         let slot = *inner.by_entity.get(id)?;
         let terms = inner.query_terms(query);
-        let stats = CollectionStats {
-            docs: inner.live,
-            total_len: inner.total_len,
-        };
-        let matched = inner.matched(&terms, slot, self.options.bm25, stats);
+        let (stats, idfs) = inner.scoring(&terms, corpus);
+        let matched = inner.matched(&terms, &idfs, slot, self.options.bm25, stats.avg_len());
         if matched.is_empty() {
             return None;
         }
@@ -370,6 +412,43 @@ impl LexicalIndex {
             score: matched.iter().map(|(_, s)| s).sum(),
             matched,
         })
+    }
+
+    /// The statistics of the documents whose entity `holds` accepts, for the analyzed `query`
+    /// (a ring host's share of a corpus: the documents of the token ranges it was assigned).
+    pub fn corpus_stats(&self, query: &[String], holds: &dyn Fn(&str) -> bool) -> CorpusStats {
+        let inner = self.inner.read();
+        let mut collection = CollectionStats {
+            docs: 0,
+            total_len: 0,
+        };
+        let held: Vec<bool> = inner
+            .docs
+            .iter()
+            .map(|doc| match doc {
+                Some(doc) if holds(&doc.entity) => {
+                    collection.docs += 1;
+                    collection.total_len += u64::from(doc.len);
+                    true
+                }
+                _ => false,
+            })
+            .collect();
+        let doc_freqs = query
+            .iter()
+            .map(|term| {
+                inner.term_ids.get(term.as_str()).map_or(0, |&t| {
+                    inner.postings[t as usize]
+                        .iter()
+                        .filter(|(slot, _)| held[*slot as usize])
+                        .count() as u64
+                })
+            })
+            .collect();
+        CorpusStats {
+            collection,
+            doc_freqs,
+        }
     }
 
     /// Document frequency of an analyzed term (0: unknown).
@@ -403,24 +482,48 @@ impl Inner {
         terms
     }
 
-    /// Each of `terms` that document `slot` holds, with its contribution.
+    /// The collection statistics and each of `terms`' idf a score uses: `corpus`'s (the
+    /// frequency of a term at its first position in the query), or this index's own.
+    fn scoring(
+        &self,
+        terms: &[(u32, usize)],
+        corpus: Option<&CorpusStats>,
+    ) -> (CollectionStats, Vec<f64>) {
+        let own = CollectionStats {
+            docs: self.live,
+            total_len: self.total_len,
+        };
+        let stats = corpus.map_or(own, |c| c.collection);
+        let idfs = terms
+            .iter()
+            .map(|&(term, at)| {
+                let df = corpus
+                    .and_then(|c| c.doc_freqs.get(at).copied())
+                    .unwrap_or(self.postings[term as usize].len() as u64);
+                bm25::idf(stats.docs, df)
+            })
+            .collect();
+        (stats, idfs)
+    }
+
+    /// Each of `terms` (with their `idfs`) that document `slot` holds, with its contribution.
     fn matched(
         &self,
         terms: &[(u32, usize)],
+        idfs: &[f64],
         slot: u32,
         params: Bm25Params,
-        stats: CollectionStats,
+        avg: f64,
     ) -> Vec<(Arc<str>, f64)> {
         let Some(doc) = &self.docs[slot as usize] else {
             return Vec::new();
         };
-        let avg = stats.avg_len();
         terms
             .iter()
-            .filter_map(|&(term, _)| {
+            .zip(idfs)
+            .filter_map(|(&(term, _), &idf)| {
                 let at = doc.terms.binary_search_by_key(&term, |p| p.term).ok()?;
                 let tf = doc.terms[at].tf;
-                let idf = bm25::idf(stats.docs, self.postings[term as usize].len() as u64);
                 Some((
                     self.term_names[term as usize].clone(),
                     bm25::term_score(params, idf, tf, doc.len, avg),

@@ -61,7 +61,7 @@ fn body(texts: &[&str]) -> EntityBody {
 fn check(index: &LexicalIndex, docs: &BTreeMap<String, Vec<String>>, query: &str) {
     let q = analyzer::analyze(query);
     let want = reference(docs, &q);
-    let got = index.search(&q, usize::MAX, None);
+    let got = index.search(&q, usize::MAX, None, None);
     assert_eq!(
         got.len(),
         want.len(),
@@ -78,7 +78,7 @@ fn check(index: &LexicalIndex, docs: &BTreeMap<String, Vec<String>>, query: &str
         let parts: f64 = hit.matched.iter().map(|(_, s)| s).sum();
         assert!((parts - hit.score).abs() < 1e-9);
         let single = index
-            .score_of(&q, &hit.entity_id)
+            .score_of(&q, &hit.entity_id, None)
             .expect("a matching document");
         assert!((single.score - hit.score).abs() < 1e-12);
     }
@@ -120,14 +120,14 @@ fn scores_match_the_reference_on_a_small_corpus() {
     ] {
         check(&index, &docs, q);
     }
-    let hits = index.search(&analyzer::analyze("left-pad"), 10, None);
+    let hits = index.search(&analyzer::analyze("left-pad"), 10, None, None);
     assert_eq!(&*hits[0].entity_id, "left-pad");
     let matched: Vec<&str> = hits[0].matched.iter().map(|(t, _)| &**t).collect();
     assert_eq!(matched, ["left-pad", "left", "pad"]);
     let only_lodash = |id: &str| id == "lodash";
     assert!(
         index
-            .search(&analyzer::analyze("pad"), 10, Some(&only_lodash))
+            .search(&analyzer::analyze("pad"), 10, Some(&only_lodash), None)
             .is_empty()
     );
 }
@@ -160,7 +160,7 @@ fn older_bodies_never_replace_newer_and_removal_updates_statistics() {
     assert!(index.is_empty());
     assert!(
         index
-            .search(&analyzer::analyze("alpha"), 10, None)
+            .search(&analyzer::analyze("alpha"), 10, None, None)
             .is_empty()
     );
 }
@@ -180,14 +180,14 @@ fn entity_type_and_chosen_attributes_are_indexed_when_configured() {
     index.upsert_body("x", &b, 1);
     for q in ["article", "rust-lang", "lang", "chunk"] {
         assert_eq!(
-            index.search(&analyzer::analyze(q), 10, None).len(),
+            index.search(&analyzer::analyze(q), 10, None, None).len(),
             1,
             "{q}"
         );
     }
     assert!(
         index
-            .search(&analyzer::analyze("hidden"), 10, None)
+            .search(&analyzer::analyze("hidden"), 10, None, None)
             .is_empty()
     );
     assert!(
@@ -241,5 +241,51 @@ proptest! {
             reloaded.upsert(&id, doc);
         }
         prop_assert_eq!(reloaded.export(), index.export());
+    }
+}
+
+proptest! {
+    /// A corpus split over three indexes that overlap (as a ring's replicas do), each asked for
+    /// the statistics of a disjoint share of the documents (as a ring assigns each token range
+    /// to one host): the summed statistics are one index's own, and every index scores the
+    /// documents it holds exactly as the index holding them all does.
+    #[test]
+    fn a_corpus_split_over_overlapping_indexes_scores_as_one_index(
+        docs in prop::collection::vec(prop::collection::vec(0usize..12, 0..8), 1..40),
+        query in prop::collection::vec(0usize..12, 1..4),
+    ) {
+        let whole = LexicalIndex::new(LexicalOptions::default()).unwrap();
+        let parts: Vec<LexicalIndex> =
+            (0..3).map(|_| LexicalIndex::new(LexicalOptions::default()).unwrap()).collect();
+        // Document i is held by parts i % 3 and (i + 1) % 3, and counted by part i % 3.
+        let share = |id: &str, part: usize| id[1..].parse::<usize>().unwrap() % 3 == part;
+        for (i, words) in docs.iter().enumerate() {
+            let text: Vec<&str> = words.iter().map(|w| WORDS[*w]).collect();
+            let text = body(&[&text.join(" ")]);
+            let id = format!("e{i}");
+            whole.upsert_body(&id, &text, 1);
+            parts[i % 3].upsert_body(&id, &text, 1);
+            parts[(i + 1) % 3].upsert_body(&id, &text, 1);
+        }
+        let q: Vec<String> = query.iter().flat_map(|w| analyzer::analyze(WORDS[*w])).collect();
+        let mut corpus = CorpusStats::default();
+        for (p, part) in parts.iter().enumerate() {
+            corpus.add(&part.corpus_stats(&q, &|id| share(id, p)));
+        }
+        prop_assert_eq!(&corpus, &whole.corpus_stats(&q, &|_| true));
+        prop_assert!(corpus.check(q.len()).is_ok());
+        prop_assert!(corpus.check(q.len() + 1).is_err());
+        let want = whole.search(&q, usize::MAX, None, None);
+        for part in &parts {
+            let got = part.search(&q, usize::MAX, None, Some(&corpus));
+            let held: Vec<&LexicalHit> =
+                want.iter().filter(|h| part.score_of(&q, &h.entity_id, None).is_some()).collect();
+            prop_assert_eq!(got.len(), held.len());
+            for (got, want) in got.iter().zip(held) {
+                prop_assert_eq!(got, want);
+                let single = part.score_of(&q, &got.entity_id, Some(&corpus));
+                prop_assert_eq!(single.as_ref(), Some(want));
+            }
+        }
     }
 }

@@ -13,7 +13,8 @@ pub mod scorer;
 pub use fusion::{FusedLists, Fusion, HybridOptions, Relevance};
 pub use pagerank::PageRankOptions;
 pub use planner::{
-    EntityFacts, FactSource, PageRankExplanation, QueryAnswer, QueryPlan, Ranked, Ranking,
-    ScoredResult, Seeding, SimilaritySource, TextQuery, rank, run_hybrid_query, run_query,
+    EntityFacts, FactSource, HybridRanking, PageRankExplanation, QueryAnswer, QueryPlan, Ranked,
+    Ranking, ScoredResult, Seeding, SimilaritySource, TextQuery, check_text_ranking, rank,
+    run_hybrid_query, run_query,
 };
 pub use scorer::{ScoreBreakdown, ScoreWeights, score};

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::graph::{Direction, GraphIndex, PathStep, Reached, TraversalOptions, Walk};
-use crate::lexical::{LexicalHit, LexicalIndex};
+use crate::lexical::{CorpusStats, LexicalHit, LexicalIndex};
 use crate::query::fusion::{FusedLists, HybridOptions};
 use crate::query::pagerank::{PageRankOptions, Transition, restart_distribution};
 use crate::query::scorer::{
@@ -245,7 +245,9 @@ pub fn run_query(
             facts,
         };
         let filter = filter.map(|f| f as &dyn Fn(&str) -> bool);
-        rank(&ranked, query, plan, &seeds, &walk, filter, now_micros)
+        rank(
+            &ranked, query, plan, &seeds, &walk, filter, now_micros, None,
+        )
     })?;
     Ok(QueryAnswer {
         results,
@@ -262,6 +264,8 @@ pub struct TextQuery<'a> {
     pub terms: &'a [String],
     /// Fusion and lexical weight (used when the query also has a vector).
     pub options: HybridOptions,
+    /// The corpus statistics BM25 scores with (`None`: the lexical index's own).
+    pub corpus: Option<&'a CorpusStats>,
 }
 
 /// [`run_query`] for a query with a text, with or without a vector (`query` empty: text
@@ -282,11 +286,7 @@ pub fn run_hybrid_query(
 ) -> Result<QueryAnswer> {
     plan.validate()?;
     text.options.validate()?;
-    if let Ranking::PersonalizedPageRank(_) = plan.ranking {
-        return Err(Error::invalid(
-            "ranking PAGERANK does not take a text yet: use the unified ranking with text",
-        ));
-    }
+    check_text_ranking(plan)?;
     let n = plan.seed_count();
     let vector_hits = if query.is_empty() {
         Vec::new()
@@ -301,7 +301,7 @@ pub fn run_hybrid_query(
     };
     let lexical_hits = telemetry::query_stage(telemetry::STAGE_LEXICAL_SEARCH, || {
         let allows = filter.map(|f| f as &dyn Fn(&str) -> bool);
-        text.lexical.search(text.terms, n, allows)
+        text.lexical.search(text.terms, n, allows, text.corpus)
     });
     let lists = FusedLists::new(
         vectors.options().metric,
@@ -327,7 +327,7 @@ pub fn run_hybrid_query(
     let lexical_of = |id: &str| -> Option<LexicalHit> {
         match listed.get(id) {
             Some(hit) => Some((*hit).clone()),
-            None => text.lexical.score_of(text.terms, id),
+            None => text.lexical.score_of(text.terms, id, text.corpus),
         }
     };
     let results = telemetry::query_stage(telemetry::STAGE_SCORING, || {
@@ -394,7 +394,9 @@ impl std::fmt::Debug for Ranked<'_> {
 
 /// Ranks a finished walk from `seeds` (the ANN hits, best first) by the plan's ranking and
 /// keeps the best `plan.k` that pass `filter`: the last stage of [`run_query`], also run by a
-/// ring's coordinator over the walk it gathered from the owners.
+/// ring's coordinator over the walk it gathered from the owners. With `hybrid` (a text query)
+/// the relevance term takes the vector term's place, as in [`run_hybrid_query`].
+#[allow(clippy::too_many_arguments)]
 pub fn rank(
     ranked: &Ranked<'_>,
     query: &[f32],
@@ -403,6 +405,7 @@ pub fn rank(
     walk: &Walk,
     filter: Option<&dyn Fn(&str) -> bool>,
     now_micros: u64,
+    hybrid: Option<&HybridRanking<'_>>,
 ) -> Result<Vec<ScoredResult>> {
     match plan.ranking {
         Ranking::Unified => {
@@ -411,12 +414,25 @@ pub fn rank(
                 .iter()
                 .filter(|r| filter.is_none_or(|f| f(&r.entity_id)))
                 .collect();
-            score_candidates(ranked, query, plan, seeds, &candidates, now_micros, None)
+            score_candidates(ranked, query, plan, seeds, &candidates, now_micros, hybrid)
         }
+        Ranking::PersonalizedPageRank(_) if hybrid.is_some() => Err(text_ranking_error()),
         Ranking::PersonalizedPageRank(options) => {
             rank_by_pagerank(ranked, query, plan, &options, seeds, walk, filter)
         }
     }
+}
+
+/// Refuses a ranking that cannot rank a query with a text (PageRank does not take one yet).
+pub fn check_text_ranking(plan: &QueryPlan) -> Result<()> {
+    match plan.ranking {
+        Ranking::PersonalizedPageRank(_) => Err(text_ranking_error()),
+        Ranking::Unified => Ok(()),
+    }
+}
+
+fn text_ranking_error() -> Error {
+    Error::invalid("ranking PAGERANK does not take a text yet: use the unified ranking with text")
 }
 
 /// Each entity's own similarity to `query`: the search's for `seeds`, looked up for the others.

@@ -153,6 +153,7 @@ impl UnifiedStore {
                     lexical: &t.lexical,
                     terms,
                     options: request.hybrid,
+                    corpus: None,
                 };
                 run_hybrid_query(
                     &t.vectors,

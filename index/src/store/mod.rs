@@ -42,7 +42,9 @@ pub use answer::{QueryAnswer, WalkContext};
 pub use checkpoint::StoreCheckpoint;
 pub use facts::{EntityMeta, Filter, MetaSubject};
 pub use planning::PlanReport;
-pub use ring_reads::{HopNode, HopRequest, SeedCandidate, StepRequest};
+pub use ring_reads::{
+    HopNode, HopRequest, SeedCandidate, SeedCandidates, StepRequest, TextCandidate, TextSearch,
+};
 pub use tail_room::BulkRoom;
 pub use tenant::TenantIndexes;
 
@@ -1061,7 +1063,7 @@ impl UnifiedStore {
                 let live = |id: &str| facts.get(id).is_some();
                 let allows: Option<&dyn Fn(&str) -> bool> =
                     facts.has_expired(wall_nanos()).then_some(&live);
-                state.indexes.lexical.search(&terms, n, allows)
+                state.indexes.lexical.search(&terms, n, allows, None)
             })
             .unwrap_or_default())
     }

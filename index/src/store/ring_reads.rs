@@ -1,8 +1,11 @@
 //! What a ring's coordinator asks of this node's store for a cluster-wide read
-//! (`allidb-cluster`'s `query` module): the ANN candidates this node holds, the facts and next
-//! steps of a walk's frontier, and the ids in a key range.
+//! (`allidb-cluster`'s `query` module): the ANN and BM25 candidates this node holds, the facts
+//! and next steps of a walk's frontier, the ids in a key range, and this node's share of a
+//! text query's corpus statistics.
 //!
-//! Invariants: every answer covers everything this node holds (every range it replicates, not
+//! Invariants: BM25 scores here use the corpus statistics the coordinator sends (those of the
+//! whole ring), never this node's own, so every host scores an entity as one node holding
+//! everything would; every answer covers everything this node holds (every range it replicates, not
 //! only the ranges a coordinator assigned it), so the union of the answers of a set of nodes
 //! covering the ring holds whatever one node holding everything would answer; seeds pass the
 //! filter (it applies inside the ANN search, as on one node); a node's steps come from the
@@ -17,6 +20,7 @@ use super::planning::{self, SeedPlan};
 use super::{Filter, UnifiedStore};
 use crate::error::{Error, Result};
 use crate::graph::{NodeSteps, TraversalOptions};
+use crate::lexical::{CorpusStats, LexicalHit};
 use crate::query::{EntityFacts, FactSource};
 use crate::vector::{Metric, VectorHit};
 
@@ -27,6 +31,48 @@ pub struct SeedCandidate {
     pub hit: VectorHit,
     /// Its importance and update time.
     pub facts: EntityFacts,
+    /// Its BM25 score for the search's text (`None`: no text, or it holds no query term).
+    pub lexical: Option<LexicalHit>,
+}
+
+/// One BM25 candidate with what the coordinator's ranking reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextCandidate {
+    /// The entity, its BM25 score and the query terms it holds.
+    pub hit: LexicalHit,
+    /// Its own similarity to the search's vector (`None`: no vector, or it has none).
+    pub similarity: Option<f32>,
+    /// Its importance and update time.
+    pub facts: EntityFacts,
+}
+
+/// A ring query's text, as each host scores it: the analyzed terms and the statistics of the
+/// whole corpus for them (gathered by the coordinator over every token range).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TextSearch {
+    /// The query's distinct analyzed terms, in query order.
+    pub terms: Vec<String>,
+    /// The corpus statistics, one document frequency per term.
+    pub corpus: CorpusStats,
+}
+
+impl TextSearch {
+    /// Refuses an empty text or statistics that do not fit its terms.
+    fn check(&self) -> Result<()> {
+        if self.terms.is_empty() {
+            return Err(Error::invalid("text.terms: a text search needs a term"));
+        }
+        self.corpus.check(self.terms.len())
+    }
+}
+
+/// What a host's candidate search found: its best candidates by vector and by BM25.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SeedCandidates {
+    /// The nearest to the search's vector, best first (empty without a vector).
+    pub vector: Vec<SeedCandidate>,
+    /// The best by BM25 for the search's text, best first (empty without a text).
+    pub lexical: Vec<TextCandidate>,
 }
 
 /// The nodes of one hop of a walk and what to tell about each.
@@ -40,6 +86,8 @@ pub struct HopRequest {
     pub filter: Filter,
     /// The nodes' next steps are returned (`None`: facts only).
     pub steps: Option<StepRequest>,
+    /// Each node's BM25 score for this text is returned (`None`: none).
+    pub text: Option<TextSearch>,
 }
 
 /// Which steps a hop wants of each node ([`crate::graph::GraphIndex::steps_from_each`]).
@@ -62,6 +110,8 @@ pub struct HopNode {
     pub similarity: Option<f32>,
     /// It is live and passes the hop's filter.
     pub matches_filter: bool,
+    /// Its BM25 score for the hop's text (`None`: no text, or it holds no query term).
+    pub lexical: Option<LexicalHit>,
     /// Its next steps, when asked.
     pub steps: NodeSteps,
 }
@@ -73,20 +123,28 @@ impl UnifiedStore {
     }
 
     /// The `count` entities of `tenant` this node holds whose vectors are nearest `vector`
-    /// among those passing `filter`, best first, with their facts; `ef` as for a query.
+    /// (when not empty) and the `count` best by BM25 for `text` (when given), among those
+    /// passing `filter`, best first, with their facts; `ef` as for a query. Each candidate
+    /// also carries its score on the other side (its BM25 score, its similarity).
     pub fn search_seeds(
         &self,
         tenant: &str,
         vector: &[f32],
+        text: Option<&TextSearch>,
         count: usize,
         ef: Option<usize>,
         filter: &Filter,
-    ) -> Result<Vec<SeedCandidate>> {
+    ) -> Result<SeedCandidates> {
         if count == 0 {
             return Err(Error::invalid("seeds must be at least 1"));
         }
-        let Some(state) = self.query_tenant(tenant, vector, true)? else {
-            return Ok(Vec::new());
+        if let Some(text) = text {
+            text.check()?;
+        } else if vector.is_empty() {
+            return Err(Error::invalid("a seed search needs a vector or a text"));
+        }
+        let Some(state) = self.query_tenant(tenant, vector, !vector.is_empty())? else {
+            return Ok(SeedCandidates::default());
         };
         let t = &state.indexes;
         let facts = t.facts.read();
@@ -98,25 +156,68 @@ impl UnifiedStore {
                 true => None,
                 false => Some(&allows),
             };
-        let hits = match planning::plan(&facts, filter, t.vectors.options(), false).0 {
-            SeedPlan::Unfiltered => t.vectors.search(vector, count, ef, filter_fn, None)?,
-            SeedPlan::Filtered { upper, bitmap } => {
+        let hits = match (
+            vector.is_empty(),
+            planning::plan(&facts, filter, t.vectors.options(), false).0,
+        ) {
+            (true, _) => Vec::new(),
+            (false, SeedPlan::Unfiltered) => {
+                t.vectors.search(vector, count, ef, filter_fn, None)?
+            }
+            (false, SeedPlan::Filtered { upper, bitmap }) => {
                 let memo = t.seed_memo(&facts, filter, bitmap);
                 t.vectors
                     .search_memo(vector, count, ef, filter_fn, Some(upper), memo.as_deref())?
             }
-            SeedPlan::Exact(ids) => {
+            (false, SeedPlan::Exact(ids)) => {
                 let ids: Vec<&str> = ids.iter().map(|id| &**id).collect();
                 t.vectors.search_among(vector, count, &ids)?
             }
         };
-        Ok(hits
+        let bm25 = |id: &str| {
+            text.and_then(|text| t.lexical.score_of(&text.terms, id, Some(&text.corpus)))
+        };
+        let vector_candidates = hits
             .into_iter()
             .filter_map(|hit| {
                 let facts = facts.facts(&hit.entity_id)?;
-                Some(SeedCandidate { hit, facts })
+                let lexical = bm25(&hit.entity_id);
+                Some(SeedCandidate {
+                    hit,
+                    facts,
+                    lexical,
+                })
             })
-            .collect())
+            .collect();
+        let lexical = match text {
+            None => Vec::new(),
+            Some(text) => {
+                let allows = filter_fn.map(|f| f as &dyn Fn(&str) -> bool);
+                let hits = t
+                    .lexical
+                    .search(&text.terms, count, allows, Some(&text.corpus));
+                let ids: Vec<&str> = hits.iter().map(|h| &*h.entity_id).collect();
+                let similarities = match vector.is_empty() {
+                    true => vec![None; ids.len()],
+                    false => t.vectors.similarities(vector, &ids)?,
+                };
+                hits.into_iter()
+                    .zip(similarities)
+                    .filter_map(|(hit, similarity)| {
+                        let facts = facts.facts(&hit.entity_id)?;
+                        Some(TextCandidate {
+                            hit,
+                            similarity,
+                            facts,
+                        })
+                    })
+                    .collect()
+            }
+        };
+        Ok(SeedCandidates {
+            vector: vector_candidates,
+            lexical,
+        })
     }
 
     /// What this node holds of each node of `request`, in order.
@@ -127,6 +228,9 @@ impl UnifiedStore {
         }
         if let Some(steps) = &request.steps {
             steps.options.validate()?;
+        }
+        if let Some(text) = &request.text {
+            text.check()?;
         }
         let state = if request.query.is_empty() {
             self.indexes.tenant(tenant)
@@ -159,9 +263,31 @@ impl UnifiedStore {
                 facts: table.facts(id),
                 similarity,
                 matches_filter: table.get(id).is_some_and(|m| request.filter.allows(id, m)),
+                lexical: request
+                    .text
+                    .as_ref()
+                    .and_then(|text| t.lexical.score_of(&text.terms, id, Some(&text.corpus))),
                 steps,
             })
             .collect())
+    }
+
+    /// The statistics of the documents of `tenant` whose entity `holds` accepts for the
+    /// analyzed `terms` (a ring host's share of the corpus: [`crate::lexical::LexicalIndex::corpus_stats`]).
+    pub fn corpus_stats(
+        &self,
+        tenant: &str,
+        terms: &[String],
+        holds: &dyn Fn(&str) -> bool,
+    ) -> Result<CorpusStats> {
+        allidb_storage::key::validate_tenant(tenant)?;
+        Ok(match self.indexes.tenant(tenant) {
+            Some(state) => state.indexes.lexical.corpus_stats(terms, holds),
+            None => CorpusStats {
+                doc_freqs: vec![0; terms.len()],
+                ..CorpusStats::default()
+            },
+        })
     }
 
     /// The ids of the entities of `tenant` with `start <= id < end` this node holds, in id

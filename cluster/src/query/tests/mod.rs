@@ -5,8 +5,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use allidb_index::graph::{Direction, EdgeSpec, GraphIndex, TraversalOptions, Walk};
+use allidb_index::lexical::{CorpusStats, LexicalIndex, LexicalOptions};
 use allidb_index::query::EntityFacts;
-use allidb_index::store::{HopNode, HopRequest, QueryAnswer, SeedCandidate};
+use allidb_index::store::{
+    HopNode, HopRequest, QueryAnswer, SeedCandidate, SeedCandidates, TextCandidate,
+};
 use allidb_index::vector::Metric;
 use allidb_index::vector::VectorHit;
 use allidb_index::{Filter, QueryRequest, TenantStats};
@@ -17,6 +20,7 @@ use rand::{Rng, SeedableRng};
 
 use super::replicas::QueryReplicas;
 use super::tenants::{CountRequest, Counts};
+use super::text::CorpusRequest;
 use super::walk::walk_across;
 use super::wire::{IdRange, SeedSearch};
 use super::{Fanout, ReadOptions};
@@ -26,14 +30,52 @@ use crate::latency::PeerLatency;
 use crate::membership::ClusterView;
 use crate::ring::{HostId, Ring, SpanIndex, token};
 
+mod text;
+
 const TENANT: &str = "t";
 
+/// Words of the entities' texts: entity `i` holds a few of them, chosen by `i`.
+const WORDS: [&str; 6] = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"];
+
+/// The text of entity `i`: 1 to 5 of [`WORDS`], repeats included, so lengths and term
+/// frequencies vary.
+fn text_of(i: usize) -> String {
+    (0..1 + i % 5)
+        .map(|j| WORDS[(i * 7 + j * j * 3) % WORDS.len()])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `text` as a lexical index holds it.
+fn body(text: &str) -> allidb_storage::cell::EntityBody {
+    allidb_storage::cell::EntityBody {
+        chunks: vec![allidb_storage::cell::TextChunk {
+            chunk_id: "c".to_owned(),
+            text: text.to_owned(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
 /// One fake host: the adjacency of the partitions it replicates (a partition holds its
-/// out-edges and its in-edges), its entities with a similarity each, and whether it fails.
-#[derive(Debug, Default)]
+/// out-edges and its in-edges), its entities with a similarity each, and their texts.
+#[derive(Debug)]
 struct FakeHost {
     graph: GraphIndex,
     entities: BTreeMap<String, f32>,
+    texts: LexicalIndex,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        Self {
+            graph: GraphIndex::new(),
+            entities: BTreeMap::new(),
+            texts: LexicalIndex::new(LexicalOptions::default())
+                .expect("the default lexical options are valid"),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -48,7 +90,7 @@ struct FakeRing {
 
 impl FakeRing {
     /// `hosts` hosts of 4 vnodes each at replication factor `rf`, holding `edges` between
-    /// `nodes` entities `n0..`, entity `i` with similarity `i / nodes`.
+    /// `nodes` entities `n0..`, entity `i` with similarity `i / nodes` and text [`text_of`]`(i)`.
     fn new(hosts: u128, rf: usize, nodes: usize, edges: &[(usize, &str, usize, f32)]) -> Self {
         let mut rng = StdRng::seed_from_u64(7);
         let ring = Ring::new(
@@ -69,11 +111,9 @@ impl FakeRing {
         for i in 0..nodes {
             let id = format!("n{i}");
             for host in fake.replicas(&id) {
-                fake.hosts
-                    .get_mut(&host)
-                    .expect("a replica is a host")
-                    .entities
-                    .insert(id.clone(), i as f32 / nodes as f32);
+                let held = fake.hosts.get_mut(&host).expect("a replica is a host");
+                held.entities.insert(id.clone(), i as f32 / nodes as f32);
+                held.texts.upsert_body(&id, &body(&text_of(i)), 1);
             }
         }
         for (from, relation, to, weight) in edges {
@@ -132,24 +172,48 @@ impl QueryReplicas for FakeRing {
         host: HostId,
         _tenant: &str,
         search: &SeedSearch,
-    ) -> Result<Vec<SeedCandidate>, ClusterError> {
+    ) -> Result<SeedCandidates, ClusterError> {
         self.called(host)?;
+        let facts = EntityFacts {
+            importance: 0.0,
+            updated_at_micros: 1,
+        };
+        let texts = &self.hosts[&host].texts;
+        let bm25 = |id: &str| {
+            let text = search.text.as_ref()?;
+            texts.score_of(&text.terms, id, Some(&text.corpus))
+        };
         let mut held: Vec<(&String, &f32)> = self.hosts[&host].entities.iter().collect();
         held.sort_by(|a, b| b.1.total_cmp(a.1).then_with(|| a.0.cmp(b.0)));
-        Ok(held
-            .into_iter()
-            .take(search.count)
-            .map(|(id, similarity)| SeedCandidate {
-                hit: VectorHit {
-                    entity_id: Arc::from(id.as_str()),
-                    similarity: *similarity,
-                },
-                facts: EntityFacts {
-                    importance: 0.0,
-                    updated_at_micros: 1,
-                },
-            })
-            .collect())
+        let vector = match search.vector.is_empty() {
+            true => Vec::new(),
+            false => held
+                .into_iter()
+                .take(search.count)
+                .map(|(id, similarity)| SeedCandidate {
+                    hit: VectorHit {
+                        entity_id: Arc::from(id.as_str()),
+                        similarity: *similarity,
+                    },
+                    facts,
+                    lexical: bm25(id),
+                })
+                .collect(),
+        };
+        let lexical = match &search.text {
+            None => Vec::new(),
+            Some(text) => texts
+                .search(&text.terms, search.count, None, Some(&text.corpus))
+                .into_iter()
+                .map(|hit| TextCandidate {
+                    similarity: (!search.vector.is_empty())
+                        .then(|| self.hosts[&host].entities[&*hit.entity_id]),
+                    hit,
+                    facts,
+                })
+                .collect(),
+        };
+        Ok(SeedCandidates { vector, lexical })
     }
 
     async fn expand_hop(
@@ -184,6 +248,10 @@ impl QueryReplicas for FakeRing {
                 }),
                 similarity: held.entities.get(*id).copied(),
                 matches_filter: held.entities.contains_key(*id),
+                lexical: hop
+                    .text
+                    .as_ref()
+                    .and_then(|text| held.texts.score_of(&text.terms, id, Some(&text.corpus))),
                 steps,
             })
             .collect())
@@ -246,6 +314,19 @@ impl QueryReplicas for FakeRing {
             node: request.node_totals.then(|| vec![figures(held.len())]),
         })
     }
+
+    async fn corpus_stats(
+        &self,
+        host: HostId,
+        _tenant: &str,
+        request: &CorpusRequest,
+    ) -> Result<CorpusStats, ClusterError> {
+        self.called(host)?;
+        let spans = SpanIndex::new(request.spans.iter().copied());
+        Ok(self.hosts[&host].texts.corpus_stats(&request.terms, &|id| {
+            spans.find(token(TENANT, id)).is_some()
+        }))
+    }
 }
 
 fn fanout<'a>(fake: &'a FakeRing, latency: &'a PeerLatency, local: HostId) -> Fanout<'a> {
@@ -278,6 +359,7 @@ fn ring_walk(fake: &FakeRing, starts: &[&str], options: &TraversalOptions) -> Wa
             options,
             &[],
             &Filter::default(),
+            None,
             HashMap::new(),
         ))
         .unwrap();
@@ -438,6 +520,7 @@ fn a_failing_host_is_replaced_by_another_replica_and_a_range_without_one_is_unav
             &options,
             &[],
             &Filter::default(),
+            None,
             HashMap::new(),
         ))
         .unwrap_err();
@@ -450,6 +533,7 @@ fn a_failing_host_is_replaced_by_another_replica_and_a_range_without_one_is_unav
         count: 5,
         ef: None,
         filter: Filter::default(),
+        text: None,
     };
     let error = runtime.block_on(fanout.seeds(&search)).unwrap_err();
     assert!(
@@ -471,9 +555,10 @@ fn candidates_from_the_covering_set_are_the_global_best_deduplicated() {
         count: 10,
         ef: None,
         filter: Filter::default(),
+        text: None,
     };
     let seeds = runtime.block_on(fanout.seeds(&search)).unwrap();
-    let ids: Vec<&str> = seeds.iter().map(|s| &*s.hit.entity_id).collect();
+    let ids: Vec<&str> = seeds.vector.iter().map(|s| &*s.hit.entity_id).collect();
     let expected: Vec<String> = (290..300).rev().map(|i| format!("n{i}")).collect();
     assert_eq!(ids, expected);
     let asked: HashSet<HostId> = fake.calls.lock().keys().copied().collect();
@@ -665,6 +750,7 @@ fn a_routing_key_asks_the_same_replicas_whichever_host_coordinates() {
         count: 10,
         ef: None,
         filter: Filter::default(),
+        text: None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()

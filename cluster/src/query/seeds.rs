@@ -1,0 +1,105 @@
+//! The candidate search of a cluster-wide query: every host of the covering set searches
+//! everything it holds for the query's full seed count (by vector, and by BM25 when the query
+//! has a text), and the answers are merged into the best of each list, as one node holding
+//! everything would find them.
+//!
+//! Invariants: a candidate appears once per list (the answer with the newest facts kept); each
+//! list is cut to the seed count after the merge, in the order one node sorts it (similarity or
+//! BM25 score descending, ties by id). Must never: fuse the lists (the query does, over the
+//! merged ones) or drop a host's answer without retrying its ranges on another.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use allidb_index::query::EntityFacts;
+use allidb_index::store::{SeedCandidate, SeedCandidates, TextCandidate};
+use futures_util::future::join_all;
+
+use super::wire::SeedSearch;
+use super::{Fanout, MAX_ATTEMPTS, host_failure};
+use crate::ClusterError;
+use crate::ring::HostId;
+
+/// Keeps `candidate` under `id` unless the one kept has newer facts.
+fn keep_newest<T>(
+    best: &mut HashMap<Arc<str>, T>,
+    id: &Arc<str>,
+    candidate: T,
+    facts: impl Fn(&T) -> EntityFacts,
+) {
+    match best.get_mut(id) {
+        Some(kept) if facts(&candidate).updated_at_micros > facts(kept).updated_at_micros => {
+            *kept = candidate;
+        }
+        Some(_) => {}
+        None => {
+            best.insert(id.clone(), candidate);
+        }
+    }
+}
+
+impl Fanout<'_> {
+    /// Asks the covering set for `search`'s candidates: the best `search.count` of all their
+    /// answers in each list, deduplicated by id, best first (ties by id).
+    pub(super) async fn seeds(&self, search: &SeedSearch) -> Result<SeedCandidates, ClusterError> {
+        let mut asked: BTreeSet<HostId> = BTreeSet::new();
+        let mut vector: HashMap<Arc<str>, SeedCandidate> = HashMap::new();
+        let mut lexical: HashMap<Arc<str>, TextCandidate> = HashMap::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let hosts: Vec<HostId> = self
+                .cover(1)?
+                .into_iter()
+                .filter(|h| !asked.contains(h))
+                .collect();
+            let calls = hosts.iter().map(|host| {
+                let call = self.replicas.search_seeds(*host, self.tenant, search);
+                self.timed_rows(*host, "seeds", call, |found| {
+                    found.vector.len() + found.lexical.len()
+                })
+            });
+            let answers = join_all(calls).await;
+            self.report.lock().round();
+            let mut failure = None;
+            for (host, answer) in hosts.into_iter().zip(answers) {
+                match answer {
+                    Ok(found) => {
+                        asked.insert(host);
+                        for candidate in found.vector {
+                            let id = candidate.hit.entity_id.clone();
+                            keep_newest(&mut vector, &id, candidate, |c| c.facts);
+                        }
+                        for candidate in found.lexical {
+                            let id = candidate.hit.entity_id.clone();
+                            keep_newest(&mut lexical, &id, candidate, |c| c.facts);
+                        }
+                    }
+                    Err(error) if host_failure(&error) && attempt < MAX_ATTEMPTS => {
+                        self.failed.lock().insert(host);
+                        failure = Some(error);
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            if failure.is_none() {
+                break;
+            }
+        }
+        let mut vector: Vec<SeedCandidate> = vector.into_values().collect();
+        vector.sort_by(|a, b| {
+            b.hit
+                .similarity
+                .total_cmp(&a.hit.similarity)
+                .then_with(|| a.hit.entity_id.cmp(&b.hit.entity_id))
+        });
+        vector.truncate(search.count);
+        let mut lexical: Vec<TextCandidate> = lexical.into_values().collect();
+        lexical.sort_by(|a, b| {
+            b.hit
+                .score
+                .total_cmp(&a.hit.score)
+                .then_with(|| a.hit.entity_id.cmp(&b.hit.entity_id))
+        });
+        lexical.truncate(search.count);
+        Ok(SeedCandidates { vector, lexical })
+    }
+}
