@@ -17,6 +17,9 @@
 //! the disk and minutes more, which once filled a CI machine's disk.) The
 //! `allidb` CLI ([`allidb_binary`]) is built and copied the same way, at the same time.
 //!
+//! [`sources`] holds the source-provenance calls (merge-sources writes, `DeleteBySource`, a
+//! scan of the whole tenant) the provenance tests share.
+//!
 //! TLS: a test writes its certificates to files, names them in the `[tls]` section of the config
 //! and connects with [`Daemon::tls_channel`]; [`Daemon::signal`] sends SIGHUP (reload) and
 //! [`Daemon::wait_for_log`] waits for the daemon to report what it did. [`allidb_binary`] is the
@@ -28,6 +31,7 @@
 pub mod certs;
 pub mod netns;
 pub mod ring;
+pub mod sources;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

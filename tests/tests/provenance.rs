@@ -2,13 +2,9 @@
 //! documents sharing entities and edges, written with `WRITE_MODE_MERGE_SOURCES`, then deleted
 //! one by one with `DeleteBySource`, each time compared with a model of what the remaining
 //! documents support (this file's own), until nothing is left; `ReplaceSource` under
-//! concurrent scans and queries never shows a state with neither version; a `kill -9` during a
-//! `DeleteBySource` leaves it done or not done at all (never half), and the retry finishes it;
-//! bad input names its field; the HTTP routes; a ring at QUORUM with a node down reaches that
-//! node by hint.
-//!
-//! `ALLIDB_PROVENANCE_KILL_ENTITIES` sets the size of the source deleted under `kill -9`
-//! (default 3000; the figure is 100000).
+//! concurrent scans and queries never shows a state with neither version; bad input names its
+//! field; the HTTP routes; a ring at QUORUM with a node down reaches that node by hint. A
+//! `kill -9` during a `DeleteBySource` is `provenance_crash.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,6 +13,7 @@ use std::time::Duration;
 
 use allidb_api::pb::{self, allidb_client::AlliDbClient};
 use allidb_tests::ring::{found, hints_pending, level, ring_of_three, wait_for_states, wait_until};
+use allidb_tests::sources::{delete_source, merge_put, scan_all};
 use allidb_tests::{Daemon, doc_entity, http_call, request};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -141,61 +138,6 @@ async fn write_document(client: &mut Client, source: &str, document: &Document) 
         .map(|(id, assertion)| sourced_entity(id, source, assertion))
         .collect();
     merge_put(client, entities).await;
-}
-
-/// Writes `entities` in one batch in the merge-sources mode; every one must be written.
-async fn merge_put(client: &mut Client, entities: Vec<pb::Entity>) {
-    let reply = client
-        .batch_put_entities(request(
-            pb::BatchPutEntitiesRequest {
-                entities,
-                mode: pb::WriteMode::MergeSources as i32,
-                ..Default::default()
-            },
-            None,
-        ))
-        .await
-        .expect("the batch is written")
-        .into_inner();
-    assert!(reply.success, "{}", reply.error_message);
-}
-
-async fn delete_source(client: &mut Client, source: &str) -> pb::DeleteBySourceResponse {
-    client
-        .delete_by_source(request(
-            pb::DeleteBySourceRequest {
-                source_id: source.to_owned(),
-                ..Default::default()
-            },
-            None,
-        ))
-        .await
-        .expect("the source is deleted")
-        .into_inner()
-}
-
-async fn scan_all(client: &mut Client) -> Vec<pb::Entity> {
-    let mut entities = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .range_scan(request(
-                pb::RangeScanRequest {
-                    limit: 1000,
-                    page_token: page_token.clone(),
-                    ..Default::default()
-                },
-                None,
-            ))
-            .await
-            .expect("the scan succeeds")
-            .into_inner();
-        entities.extend(page.entities);
-        if page.next_page_token.is_empty() {
-            return entities;
-        }
-        page_token = page.next_page_token;
-    }
 }
 
 fn set(ids: &[String]) -> BTreeSet<String> {
@@ -379,67 +321,6 @@ async fn replace_source_never_shows_neither_version() {
     for reader in readers {
         assert!(reader.await.expect("the reader ran") > 0);
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_delete_by_source_leaves_it_whole_or_undone_and_the_retry_finishes_it() {
-    let count: usize = std::env::var("ALLIDB_PROVENANCE_KILL_ENTITIES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
-    let mut daemon = Daemon::start("");
-    let mut client = daemon.client().await;
-    // `big` supports `count` entities; every tenth also comes from `keep`.
-    let ids: Vec<String> = (0..count).map(|i| format!("k{i:07}")).collect();
-    for (source, step) in [("big", 1), ("keep", 10)] {
-        for batch in ids.iter().step_by(step).collect::<Vec<_>>().chunks(1000) {
-            let entities = batch
-                .iter()
-                .map(|id| pb::Entity {
-                    source_ids: vec![source.to_owned()],
-                    ..doc_entity(id, &[1.0, 0.5, 0.25])
-                })
-                .collect();
-            merge_put(&mut client, entities).await;
-        }
-    }
-    let kept: BTreeSet<String> = ids.iter().step_by(10).cloned().collect();
-
-    let mut deleting = client.clone();
-    let call = tokio::spawn(async move {
-        deleting
-            .delete_by_source(request(
-                pb::DeleteBySourceRequest {
-                    source_id: "big".to_owned(),
-                    ..Default::default()
-                },
-                None,
-            ))
-            .await
-    });
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    daemon.kill();
-    let acknowledged = call.await.expect("the call ends").is_ok();
-    daemon.restart();
-    let mut client = daemon.client().await;
-    let after: BTreeSet<String> = scan_all(&mut client)
-        .await
-        .into_iter()
-        .map(|e| e.entity_id)
-        .collect();
-    assert!(
-        after == kept || (after == set(&ids) && !acknowledged),
-        "after the crash the delete is whole or undone: {} entities, acknowledged {acknowledged}",
-        after.len()
-    );
-    let retry = delete_source(&mut client, "big").await;
-    let entities = scan_all(&mut client).await;
-    let after: BTreeSet<String> = entities.iter().map(|e| e.entity_id.clone()).collect();
-    assert_eq!(
-        after, kept,
-        "the retry finishes the delete (it deleted {retry:?})"
-    );
-    assert!(entities.iter().all(|e| e.source_ids == ["keep"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
