@@ -7,7 +7,11 @@
 #      CLI (/usr/bin/time) and of the daemon during it (its VmRSS, sampled every 0.1 s);
 #   2. the same again (nothing written since): what an incremental backup uploads, its time;
 #   3. `allidb backup restore` into a new directory: time, bytes, peak RSS of the CLI;
-#   4. write throughput: `allidb bench ingest` of N/10 entities alone, and while full backups
+#   4. writes during one backup: a steady `allidb bench ingest` runs through the phase; each of
+#      ROUNDS rounds counts the batches the daemon acknowledged (allidb_rpc_requests_total of
+#      BatchPutEntities on /metrics) over 15 s with no backup, then during one full backup into a
+#      new prefix; the two rates and their ratio;
+#   5. write throughput: `allidb bench ingest` of N/10 entities alone, and while full backups
 #      (each into a new prefix, so every file is uploaded again) run back to back, ROUNDS times
 #      (default 4), the order alternating A B, B A, ...; the ratio of the medians.
 #
@@ -81,6 +85,26 @@ id=$(cli backup list --from "$target/full" | python3 -c 'import json,sys; print(
 echo "restore $(measured backup restore --from "$target/full" --backup "$id" --data-dir "$work/restored")"
 echo "restored_dir_bytes $(du -sb "$work/restored" | cut -f1)"
 rm -rf "$work/restored"
+
+# Entities acknowledged so far (batches of 256).
+acked() {
+  curl -s "http://127.0.0.1:$((port + 2))/metrics" |
+    awk '/^allidb_rpc_requests_total\{rpc="BatchPutEntities",code="OK"/ {print $2 * 256}'
+}
+cli bench ingest -n "$n" --dim "$dim" --text-bytes "$text" --batch-size 256 --concurrency 4 \
+  --id-prefix steady- > /dev/null &
+echo $! > "$work/steady.pid"
+sleep 5
+for round in $(seq 1 "$rounds"); do
+  a0=$(acked); t0=$(date +%s.%N); sleep 15; a1=$(acked); t1=$(date +%s.%N)
+  cli backup create --to "$target/single-$round" --staging "$work/staging" > /dev/null
+  a2=$(acked); t2=$(date +%s.%N)
+  python3 -c "
+alone = ($a1 - $a0) / ($t1 - $t0); during = ($a2 - $a1) / ($t2 - $t1)
+print(f'single $round {{\"alone_per_sec\": {alone:.0f}, \"during_backup_per_sec\": {during:.0f}, \"backup_seconds\": {$t2 - $t1:.1f}, \"ratio\": {during / alone:.2f}}}')"
+done
+kill "$(cat "$work/steady.pid")"
+rm "$work/steady.pid"
 
 # Full backups back to back, each into a new prefix, until $work/backing-up is removed.
 backups_loop() {
