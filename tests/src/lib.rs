@@ -28,10 +28,12 @@
 //! Invariants: a daemon never outlives its [`Daemon`] (dropped = SIGKILL); the child gets no
 //! `ALLIDB_*` variable from the test environment except the ones a test passes explicitly.
 
+pub mod backup;
 pub mod certs;
 pub mod netns;
 pub mod ring;
 pub mod sources;
+pub mod tmpfs;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -9,11 +9,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use allidb_api::pb::{self, allidb_client::AlliDbClient};
+use allidb_tests::tmpfs::Tmpfs;
 use allidb_tests::{Daemon, doc_entity, http_get};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -43,58 +43,6 @@ fn assert_low_space(message: &str, watermark_mib: f64) {
         ),
         "{message:?}"
     );
-}
-
-/// A tmpfs mounted on a fresh temporary directory, unmounted when dropped (even on a failed
-/// assertion).
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (`mount -o size=`), or `None` (printed) when not permitted.
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match mounted {
-            Ok(output) if output.status.success() => Some(Tmpfs { dir }),
-            Ok(output) => {
-                println!(
-                    "SKIPPED: cannot mount a tmpfs (needs root): {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                );
-                None
-            }
-            Err(error) => {
-                println!("SKIPPED: cannot run mount: {error}");
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Changes the size (more space: the test's "operator freed space").
-    fn resize(&self, size: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(self.path())
-            .status()
-            .expect("mount runs");
-        assert!(status.success(), "remounting the tmpfs with size={size}");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: a daemon killed a moment ago may still hold files open.
-        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
-    }
 }
 
 /// Fills the rest of `dir`'s volume with a file; returns its path.

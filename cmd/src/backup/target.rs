@@ -31,6 +31,11 @@ use allidb_cluster::stream::Throttle;
 pub const PART_BYTES: usize = 8 << 20;
 /// Parts of one upload in flight at once: the memory an upload holds is about this many parts.
 const PARTS_IN_FLIGHT: usize = 2;
+/// How long a request is retried (with exponential backoff) when [`S3Settings::retry_timeout`]
+/// is unset.
+pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(120);
+/// Retries of one request at most (within the retry timeout).
+const MAX_RETRIES: usize = 10;
 
 /// S3 connection settings; unset fields fall back to the standard AWS environment variables
 /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
@@ -73,6 +78,17 @@ pub struct ObjectTarget {
     url: String,
     store: Arc<dyn ObjectStore>,
     prefix: Option<String>,
+    /// The S3 server and bucket, as errors name them (`None` for a `file://` target).
+    s3: Option<S3Place>,
+}
+
+/// Where an S3 target's requests go, for error messages.
+#[derive(Clone, Debug)]
+struct S3Place {
+    bucket: String,
+    /// The endpoint URL (`None`: AWS itself).
+    endpoint: Option<String>,
+    retry_timeout: Duration,
 }
 
 impl ObjectTarget {
@@ -89,13 +105,14 @@ impl ObjectTarget {
             if bucket.is_empty() {
                 return Err(invalid("names no bucket (expected s3://bucket[/prefix])"));
             }
+            let retry_timeout = s3.retry_timeout.unwrap_or(DEFAULT_RETRY_TIMEOUT);
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .with_virtual_hosted_style_request(false)
                 .with_retry(RetryConfig {
                     backoff: BackoffConfig::default(),
-                    max_retries: 10,
-                    retry_timeout: s3.retry_timeout.unwrap_or(Duration::from_secs(120)),
+                    max_retries: MAX_RETRIES,
+                    retry_timeout,
                 })
                 .with_client_options(
                     ClientOptions::new()
@@ -106,7 +123,7 @@ impl ObjectTarget {
                 .endpoint
                 .clone()
                 .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
-            if let Some(endpoint) = endpoint {
+            if let Some(endpoint) = &endpoint {
                 builder = builder
                     .with_allow_http(endpoint.starts_with("http://"))
                     .with_endpoint(endpoint);
@@ -127,6 +144,11 @@ impl ObjectTarget {
                 url: url.to_owned(),
                 store: Arc::new(store),
                 prefix: clean_prefix(prefix),
+                s3: Some(S3Place {
+                    bucket: bucket.to_owned(),
+                    endpoint,
+                    retry_timeout,
+                }),
             })
         } else if let Some(path) = url.strip_prefix("file://") {
             let dir = PathBuf::from(path);
@@ -149,6 +171,7 @@ impl ObjectTarget {
                 url: url.to_owned(),
                 store: Arc::new(store),
                 prefix: None,
+                s3: None,
             })
         } else {
             Err(invalid(
@@ -191,7 +214,7 @@ impl ObjectTarget {
             target: self.url.clone(),
             operation,
             key: key.to_owned(),
-            cause: cause(error),
+            cause: cause(error, self.s3.as_ref()),
         }
     }
 
@@ -361,33 +384,114 @@ fn clean_prefix(prefix: &str) -> Option<String> {
     (!trimmed.is_empty()).then(|| trimmed.to_owned())
 }
 
-/// The cause of a store error in words an operator can act on.
-fn cause(error: &object_store::Error) -> String {
-    let text = crate::cli::error::error_chain(error);
-    let hint = if text.contains("NoSuchBucket") || text.contains("bucket does not exist") {
-        Some("the bucket does not exist")
-    } else if text.contains("InvalidAccessKeyId")
-        || text.contains("SignatureDoesNotMatch")
-        || text.contains("AccessDenied")
-        || text.contains("403 Forbidden")
+/// What went wrong talking to an S3 server, in terms an operator can act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// The bucket is not there.
+    NoBucket,
+    /// The server refused the credentials (unknown key, wrong secret, no permission).
+    Credentials,
+    /// No connection could be made: nothing listens, no route, the name does not resolve.
+    Unreachable,
+    /// A connection was made, then closed, reset or timed out before the reply.
+    ConnectionLost,
+}
+
+/// The [`Failure`] behind `error` (whose text, with its sources, is `text`), if it is one.
+fn classify(error: &object_store::Error, text: &str) -> Option<Failure> {
+    use std::io::ErrorKind;
+    if text.contains("NoSuchBucket") || text.contains("bucket does not exist") {
+        return Some(Failure::NoBucket);
+    }
+    if matches!(
+        error,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || [
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "403 Forbidden",
+    ]
+    .iter()
+    .any(|code| text.contains(code))
     {
-        Some(
-            "access denied: check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY \
-             or the [backup] section)",
-        )
-    } else if text.contains("error sending request")
-        || text.contains("Connection refused")
-        || text.contains("connection error")
-        || text.contains("dns error")
+        return Some(Failure::Credentials);
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                ErrorKind::ConnectionRefused
+                | ErrorKind::HostUnreachable
+                | ErrorKind::NetworkUnreachable
+                | ErrorKind::AddrNotAvailable => return Some(Failure::Unreachable),
+                ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe
+                | ErrorKind::UnexpectedEof
+                | ErrorKind::TimedOut => return Some(Failure::ConnectionLost),
+                _ => {}
+            }
+        }
+        source = current.source();
+    }
+    // The HTTP client's own words, when no I/O error is in the chain.
+    if ["tcp connect error", "dns error", "Connection refused"]
+        .iter()
+        .any(|words| text.contains(words))
     {
-        Some("cannot reach the endpoint (network failure; retried with backoff)")
+        Some(Failure::Unreachable)
+    } else if [
+        "connection closed",
+        "connection error",
+        "error sending request",
+        "operation timed out",
+        "error decoding response body",
+    ]
+    .iter()
+    .any(|words| text.contains(words))
+    {
+        Some(Failure::ConnectionLost)
     } else {
         None
-    };
-    match hint {
-        Some(hint) => format!("{hint} ({text})"),
-        None => text,
     }
+}
+
+/// The cause of a store error in words an operator can act on, naming the bucket and the
+/// endpoint of an S3 target (`s3`), then the store's own words.
+fn cause(error: &object_store::Error, s3: Option<&S3Place>) -> String {
+    let text = crate::cli::error::error_chain(error);
+    let (Some(failure), Some(place)) = (classify(error, &text), s3) else {
+        return text;
+    };
+    let endpoint = place.endpoint.as_deref().map_or_else(
+        || "AWS S3 (AWS_ENDPOINT_URL unset)".to_owned(),
+        str::to_owned,
+    );
+    let retried = format!(
+        "retried with backoff, at most {MAX_RETRIES} times within {} s",
+        place.retry_timeout.as_secs()
+    );
+    let hint = match failure {
+        Failure::NoBucket => format!(
+            "the bucket does not exist: no bucket {} at {endpoint}",
+            place.bucket
+        ),
+        Failure::Credentials => format!(
+            "access denied: check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY \
+             or the [backup] section) for bucket {} at {endpoint}",
+            place.bucket
+        ),
+        Failure::Unreachable => format!(
+            "cannot reach the endpoint {endpoint}: no connection could be made (network \
+             failure; {retried})"
+        ),
+        Failure::ConnectionLost => format!(
+            "network failure: the connection to the endpoint {endpoint} was closed, reset or \
+             timed out ({retried})"
+        ),
+    };
+    format!("{hint} ({text})")
 }
 
 #[cfg(test)]
@@ -410,6 +514,42 @@ mod tests {
         assert_eq!(target.relative(&target.key("blobs/x")), "blobs/x");
         let missing = ObjectTarget::open("file:///nonexistent-allidb-backups", &s3, false);
         assert!(missing.unwrap_err().to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn store_errors_name_the_cause_the_bucket_and_the_endpoint() {
+        let place = S3Place {
+            bucket: "backups".to_owned(),
+            endpoint: Some("http://127.0.0.1:9".to_owned()),
+            retry_timeout: Duration::from_secs(3),
+        };
+        let failed = |kind: std::io::ErrorKind| object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(std::io::Error::from(kind)),
+        };
+        let refused = cause(&failed(std::io::ErrorKind::ConnectionRefused), Some(&place));
+        assert!(
+            refused.starts_with("cannot reach the endpoint http://127.0.0.1:9: ")
+                && refused.contains("within 3 s"),
+            "{refused}"
+        );
+        let reset = cause(&failed(std::io::ErrorKind::ConnectionReset), Some(&place));
+        assert!(
+            reset.starts_with("network failure: the connection to the endpoint http://127.0.0.1:9"),
+            "{reset}"
+        );
+        let denied = object_store::Error::PermissionDenied {
+            path: "x".to_owned(),
+            source: "403".into(),
+        };
+        let denied = cause(&denied, Some(&place));
+        assert!(
+            denied.starts_with("access denied: check the credentials")
+                && denied.contains("bucket backups at http://127.0.0.1:9"),
+            "{denied}"
+        );
+        let other = cause(&failed(std::io::ErrorKind::Other), Some(&place));
+        assert!(!other.contains("endpoint"), "{other}");
     }
 
     #[test]

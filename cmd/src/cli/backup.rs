@@ -26,6 +26,7 @@ use crate::backup::catalog::{self, BackupSummary};
 use crate::backup::manifest::{self, RingManifest};
 use crate::backup::restore::{find_manifest, restore};
 use crate::backup::schedule::{copy_identity, node_name};
+use crate::backup::target::DEFAULT_RETRY_TIMEOUT;
 use crate::backup::{
     BackupManifest, CreateOptions, ObjectTarget, Progress, S3Settings, new_backup_id, now_micros,
     upload_checkpoint,
@@ -51,6 +52,11 @@ pub struct TargetArgs {
     /// S3 region.
     #[arg(long, env = "AWS_REGION")]
     pub region: Option<String>,
+    /// How long each request to an S3 server is retried (exponential backoff, at most 10
+    /// times) after a network failure or a server error before the command fails, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_RETRY_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub retry_timeout_secs: u64,
 }
 
 impl TargetArgs {
@@ -59,6 +65,7 @@ impl TargetArgs {
         let settings = S3Settings {
             endpoint: self.endpoint.clone(),
             region: self.region.clone(),
+            retry_timeout: Some(std::time::Duration::from_secs(self.retry_timeout_secs)),
             ..S3Settings::default()
         };
         let target = ObjectTarget::open(&self.target, &settings, create_dir)?;

@@ -1,0 +1,533 @@
+//! Support for the backup tests (`tests/tests/backup*.rs`, docs/backup.md): an S3-compatible
+//! server on loopback (moto's `moto_server`, from PyPI's `moto[server]`; `.ci/run` installs it
+//! and sets `MOTO_SERVER`), a relay in front of it whose connections a test can cut, the
+//! `allidb` CLI run with the server's endpoint and credentials, and a daemon with the data the
+//! backups hold.
+//!
+//! Invariants: every server and relay listens on 127.0.0.1 only and stops when dropped; the CLI
+//! gets no `ALLIDB_*` or `AWS_*` variable from the test environment, only the ones set here.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use allidb_api::pb;
+use serde_json::Value;
+
+use crate::{Daemon, allidb_binary, doc_entity, key_line, request};
+
+/// The admin key of tenant [`TENANT`] in [`start_daemon`]'s daemons.
+pub const ADMIN_KEY: &str = "backup-admin-key-0123456789";
+/// The admin key of tenant [`GONE`].
+pub const GONE_KEY: &str = "backup-gone-key-0123456789";
+/// The tenant whose data the backup tests check.
+pub const TENANT: &str = "kept";
+/// A tenant the tests drop before backing up.
+pub const GONE: &str = "gone";
+/// The bucket [`S3Server::start`] creates.
+pub const BUCKET: &str = "allidb-backups";
+/// Dimension of [`vector`].
+pub const DIM: usize = 8;
+
+/// An S3-compatible server on loopback with [`BUCKET`] created, stopped on drop.
+#[derive(Debug)]
+pub struct S3Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+/// How the CLI reaches an S3 server: endpoint and credentials.
+#[derive(Clone, Debug)]
+pub struct S3Access {
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// `AWS_ACCESS_KEY_ID`.
+    pub key_id: String,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret: String,
+}
+
+impl S3Server {
+    /// Starts `moto_server` (`$MOTO_SERVER`, else on `PATH`) and creates [`BUCKET`].
+    pub fn start() -> S3Server {
+        let binary = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_owned());
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {binary} ({e}): install it with `pip install 'moto[server]'` \
+                     or set MOTO_SERVER to its path"
+                )
+            });
+        let server = S3Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(server.addr).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not listen");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(
+            server.http("PUT", &format!("/{BUCKET}"), &[], "").0,
+            200,
+            "bucket created"
+        );
+        server
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The endpoint with the credentials moto accepts while it checks none.
+    pub fn access(&self) -> S3Access {
+        S3Access {
+            endpoint: self.endpoint(),
+            key_id: "testing".to_owned(),
+            secret: "testing".to_owned(),
+        }
+    }
+
+    /// One plain HTTP request (moto accepts unsigned ones until it checks credentials);
+    /// (status, body).
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.addr).expect("connects");
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+            self.addr,
+            body.len()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        write!(stream, "{head}\r\n{body}").expect("sends");
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).expect("reads");
+        let status = reply
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = reply
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// The keys in [`BUCKET`] under `prefix` (while the server checks no credentials).
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        let (status, body) = self.http(
+            "GET",
+            &format!("/{BUCKET}?list-type=2&prefix={prefix}&max-keys=1000"),
+            &[],
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        body.split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(k, _)| k.to_owned()))
+            .collect()
+    }
+
+    /// Makes the server check credentials from now on, as S3 does: creates an IAM user allowed
+    /// every S3 action and returns its access key (moto's IAM, reached unsigned before the
+    /// switch; afterwards every request must be signed with a key it issued).
+    pub fn check_credentials(&self) -> S3Access {
+        let iam = |params: &str| {
+            // moto routes by the service named in the credential scope; it checks no
+            // signature yet.
+            let scope = "AWS4-HMAC-SHA256 Credential=testing/20250101/us-east-1/iam/aws4_request, \
+                         SignedHeaders=host, Signature=0";
+            let headers = [
+                ("Authorization", scope),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ];
+            let (status, body) = self.http(
+                "POST",
+                "/",
+                &headers,
+                &format!("{params}&Version=2010-05-08"),
+            );
+            assert_eq!(status, 200, "IAM {params}: {body}");
+            body
+        };
+        iam("Action=CreateUser&UserName=backup");
+        // {"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}
+        let policy = "%7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22\
+                      %3A%22Allow%22%2C%22Action%22%3A%22s3%3A%2A%22%2C%22Resource%22%3A%22%2A\
+                      %22%7D%5D%7D";
+        iam(&format!(
+            "Action=PutUserPolicy&UserName=backup&PolicyName=s3&PolicyDocument={policy}"
+        ));
+        let created = iam("Action=CreateAccessKey&UserName=backup");
+        let field = |name: &str| {
+            created
+                .split_once(&format!("<{name}>"))
+                .and_then(|(_, rest)| rest.split_once(&format!("</{name}>")))
+                .map(|(value, _)| value.to_owned())
+                .unwrap_or_else(|| panic!("{name} in {created}"))
+        };
+        let access = S3Access {
+            endpoint: self.endpoint(),
+            key_id: field("AccessKeyId"),
+            secret: field("SecretAccessKey"),
+        };
+        let (status, body) = self.http(
+            "POST",
+            "/moto-api/reset-auth",
+            &[("Content-Type", "text/plain")],
+            "0",
+        );
+        assert_eq!(status, 200, "credentials checked from now on: {body}");
+        access
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP relay on loopback in front of `upstream` whose network a test can cut: while cut, it
+/// resets every open connection and closes each new one as soon as it is accepted (a server
+/// that accepts, then fails). Stops relaying when dropped.
+#[derive(Debug)]
+pub struct Relay {
+    addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    refused: Arc<AtomicUsize>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Relay {
+    /// Starts relaying connections from a new loopback port to `upstream`.
+    pub fn start(upstream: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let relay = Relay {
+            addr: listener.local_addr().expect("a bound address"),
+            cut: Arc::default(),
+            refused: Arc::default(),
+            open: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (cut, refused, open, stop) = (
+            relay.cut.clone(),
+            relay.refused.clone(),
+            relay.open.clone(),
+            relay.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                if cut.load(Ordering::SeqCst) {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let pair = (client.try_clone(), server.try_clone());
+                let (Ok(client_copy), Ok(server_copy)) = pair else {
+                    continue;
+                };
+                if let Ok(mut open) = open.lock() {
+                    open.extend(client.try_clone());
+                    open.extend(server.try_clone());
+                }
+                pipe(client, server_copy);
+                pipe(server, client_copy);
+            }
+        });
+        relay
+    }
+
+    /// `http://<relay address>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Cuts the network: open connections are shut down, new ones closed once accepted.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        if let Ok(mut open) = self.open.lock() {
+            for stream in open.drain(..) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Relays again.
+    pub fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+
+    /// Connections accepted and closed while the network was cut.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.cut();
+        // Wakes the accepting thread so it sees `stop`.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Copies `from` into `to` on a thread until either side closes.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+/// How an `allidb` run ended.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code (printing the output otherwise).
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Standard output as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().expect("allidb exits"),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// `allidb ARGS` with `s3`'s endpoint and credentials and [`ADMIN_KEY`] in its environment.
+pub fn allidb_command(s3: Option<&S3Access>, args: &[&str]) -> Command {
+    let mut command = Command::new(allidb_binary());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("ALLIDB_") || name.starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    if let Some(s3) = s3 {
+        command
+            .env("AWS_ENDPOINT_URL", &s3.endpoint)
+            .env("AWS_ACCESS_KEY_ID", &s3.key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &s3.secret)
+            .env("AWS_REGION", "us-east-1");
+    }
+    command.env("ALLIDB_API_KEY", ADMIN_KEY).args(args);
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Runs [`allidb_command`] to its end.
+pub fn allidb(s3: Option<&S3Access>, args: &[&str]) -> Run {
+    allidb_command(s3, args)
+        .output()
+        .expect("allidb runs")
+        .into()
+}
+
+/// A daemon with keys for [`TENANT`] (admin) and [`GONE`] (admin), small memtables so writes
+/// reach SSTables; its key file is written into `keys_dir`.
+pub fn start_daemon(keys_dir: &Path, extra: &str) -> Daemon {
+    let key_file = keys_dir.join("keys");
+    std::fs::write(
+        &key_file,
+        [
+            key_line(ADMIN_KEY, TENANT, "admin"),
+            key_line(GONE_KEY, GONE, "admin"),
+        ]
+        .concat(),
+    )
+    .expect("the key file is written");
+    Daemon::start(&daemon_config(&key_file, extra))
+}
+
+/// The config of [`start_daemon`]'s daemons.
+pub fn daemon_config(key_file: &Path, extra: &str) -> String {
+    format!(
+        "[auth]\nenabled = true\nkey_file = {:?}\n\n[storage]\nmemtable_bytes = 1048576\n{extra}",
+        key_file.display().to_string()
+    )
+}
+
+/// The vector of entity `i`.
+pub fn vector(i: usize) -> Vec<f32> {
+    (0..DIM)
+        .map(|d| ((i * 31 + d * 7) % 97) as f32 / 97.0 + d as f32 * 0.01)
+        .collect()
+}
+
+/// Entity `i` of a batch: a vector, an edge to the previous one and a chunk.
+pub fn entity(prefix: &str, i: usize) -> pb::Entity {
+    let mut entity = doc_entity(&format!("{prefix}{i:05}"), &vector(i));
+    entity.outgoing_edges = vec![pb::GraphEdge {
+        to_entity: format!("{prefix}{:05}", i.saturating_sub(1)),
+        relation: "next".to_owned(),
+        weight: 0.5,
+        ..Default::default()
+    }];
+    entity.chunks = vec![pb::TextChunk {
+        chunk_id: "c0".to_owned(),
+        text: format!(
+            "chunk of {prefix}{i}, with some text to make the tables grow {}",
+            "x".repeat(200)
+        ),
+        ..Default::default()
+    }];
+    entity
+}
+
+/// Writes entities `range` (see [`entity`]) with `key`, 200 to a batch.
+pub async fn write(daemon: &Daemon, key: &str, prefix: &str, range: std::ops::Range<usize>) {
+    let mut client = daemon.client().await;
+    let entities: Vec<pb::Entity> = range.map(|i| entity(prefix, i)).collect();
+    for batch in entities.chunks(200) {
+        let reply = client
+            .batch_put_entities(request(
+                pb::BatchPutEntitiesRequest {
+                    entities: batch.to_vec(),
+                    ..Default::default()
+                },
+                Some(key),
+            ))
+            .await
+            .expect("writes succeed")
+            .into_inner();
+        assert!(reply.success && reply.failure_count == 0, "{reply:?}");
+    }
+}
+
+/// Every entity of the key's tenant, in id order, as the daemon returns them.
+pub async fn every_entity(daemon: &Daemon, key: &str) -> Vec<pb::Entity> {
+    let mut client = daemon.client().await;
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .range_scan(request(
+                pb::RangeScanRequest {
+                    limit: 500,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+                Some(key),
+            ))
+            .await
+            .expect("scan")
+            .into_inner();
+        all.extend(page.entities);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        token = page.next_page_token;
+    }
+}
+
+/// `allidb --addr DAEMON --json backup create --to TARGET EXTRA...`, which must succeed; its
+/// JSON reply.
+pub fn backup_create(
+    s3: Option<&S3Access>,
+    daemon: &Daemon,
+    target: &str,
+    extra: &[&str],
+) -> Value {
+    let addr = daemon.grpc_url();
+    let mut args = vec![
+        "--addr",
+        addr.as_str(),
+        "--json",
+        "backup",
+        "create",
+        "--to",
+        target,
+    ];
+    args.extend_from_slice(extra);
+    allidb(s3, &args).expect(0).json()
+}
+
+/// Restores `backup` into a new directory under `root` and starts a daemon on it (with the key
+/// file in `keys`).
+pub fn restore_and_start(
+    s3: Option<&S3Access>,
+    target: &str,
+    backup: &str,
+    root: &Path,
+    keys: &Path,
+) -> Daemon {
+    let dest = root.join(format!("restored-{backup}"));
+    let dest_text = dest.display().to_string();
+    let reply = allidb(
+        s3,
+        &[
+            "--json",
+            "backup",
+            "restore",
+            "--from",
+            target,
+            "--backup",
+            backup,
+            "--data-dir",
+            &dest_text,
+        ],
+    )
+    .expect(0)
+    .json();
+    assert!(reply["files"].as_u64().unwrap_or(0) > 0, "{reply}");
+    Daemon::start_on_data_dir(&daemon_config(&keys.join("keys"), ""), &dest)
+}
