@@ -38,6 +38,21 @@ fn keep_newest<T>(
     }
 }
 
+/// The best `count` of `candidates` by `key` (score descending, ties by id ascending).
+fn best<T>(
+    candidates: HashMap<Arc<str>, T>,
+    count: usize,
+    key: impl Fn(&T) -> (f64, Arc<str>),
+) -> Vec<T> {
+    let mut best: Vec<T> = candidates.into_values().collect();
+    best.sort_by(|a, b| {
+        let ((a_score, a_id), (b_score, b_id)) = (key(a), key(b));
+        b_score.total_cmp(&a_score).then_with(|| a_id.cmp(&b_id))
+    });
+    best.truncate(count);
+    best
+}
+
 impl Fanout<'_> {
     /// Asks the covering set for `search`'s candidates: the best `search.count` of all their
     /// answers in each list, deduplicated by id, best first (ties by id).
@@ -84,22 +99,12 @@ impl Fanout<'_> {
                 break;
             }
         }
-        let mut vector: Vec<SeedCandidate> = vector.into_values().collect();
-        vector.sort_by(|a, b| {
-            b.hit
-                .similarity
-                .total_cmp(&a.hit.similarity)
-                .then_with(|| a.hit.entity_id.cmp(&b.hit.entity_id))
+        let vector = best(vector, search.count, |c| {
+            (f64::from(c.hit.similarity), c.hit.entity_id.clone())
         });
-        vector.truncate(search.count);
-        let mut lexical: Vec<TextCandidate> = lexical.into_values().collect();
-        lexical.sort_by(|a, b| {
-            b.hit
-                .score
-                .total_cmp(&a.hit.score)
-                .then_with(|| a.hit.entity_id.cmp(&b.hit.entity_id))
+        let lexical = best(lexical, search.count, |c| {
+            (c.hit.score, c.hit.entity_id.clone())
         });
-        lexical.truncate(search.count);
         Ok(SeedCandidates { vector, lexical })
     }
 }

@@ -345,6 +345,17 @@ fn fanout<'a>(fake: &'a FakeRing, latency: &'a PeerLatency, local: HostId) -> Fa
     }
 }
 
+/// A candidate search by the vector `[1.0]` alone for `count` candidates.
+fn vector_search(count: usize) -> SeedSearch {
+    SeedSearch {
+        vector: vec![1.0],
+        count,
+        ef: None,
+        filter: Filter::default(),
+        text: None,
+    }
+}
+
 /// The walk over the fake ring, through host 1.
 fn ring_walk(fake: &FakeRing, starts: &[&str], options: &TraversalOptions) -> Walk {
     let latency = PeerLatency::default();
@@ -528,13 +539,7 @@ fn a_failing_host_is_replaced_by_another_replica_and_a_range_without_one_is_unav
         matches!(&error, ClusterError::Unavailable(m) if m.contains("no live replica") && m.contains("h3")),
         "{error}"
     );
-    let search = SeedSearch {
-        vector: vec![1.0],
-        count: 5,
-        ef: None,
-        filter: Filter::default(),
-        text: None,
-    };
+    let search = vector_search(5);
     let error = runtime.block_on(fanout.seeds(&search)).unwrap_err();
     assert!(
         matches!(&error, ClusterError::Unavailable(m) if m.contains("token ranges have no live replica") && m.contains("h3")),
@@ -550,13 +555,7 @@ fn candidates_from_the_covering_set_are_the_global_best_deduplicated() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let search = SeedSearch {
-        vector: vec![1.0],
-        count: 10,
-        ef: None,
-        filter: Filter::default(),
-        text: None,
-    };
+    let search = vector_search(10);
     let seeds = runtime.block_on(fanout.seeds(&search)).unwrap();
     let ids: Vec<&str> = seeds.vector.iter().map(|s| &*s.hit.entity_id).collect();
     let expected: Vec<String> = (290..300).rev().map(|i| format!("n{i}")).collect();
@@ -745,13 +744,7 @@ fn a_scan_at_quorum_lists_what_one_replica_missed_even_through_that_replica() {
 #[test]
 fn a_routing_key_asks_the_same_replicas_whichever_host_coordinates() {
     let fake = FakeRing::new(5, 3, 300, &[]);
-    let search = SeedSearch {
-        vector: vec![1.0],
-        count: 10,
-        ef: None,
-        filter: Filter::default(),
-        text: None,
-    };
+    let search = vector_search(10);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
