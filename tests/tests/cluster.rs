@@ -373,6 +373,26 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
         damage(&mut message);
         message
     };
+    let corpus = |damage: fn(&mut internal::CorpusStatsRequest)| {
+        let mut message = internal::CorpusStatsRequest {
+            header: header.clone(),
+            tenant: "default".to_owned(),
+            spans: vec![internal::TokenSpan { start: 1, end: 1 }],
+            terms: vec!["word".to_owned()],
+        };
+        damage(&mut message);
+        message
+    };
+    let text = |damage: fn(&mut internal::TextSearch)| {
+        let mut text = internal::TextSearch {
+            terms: vec!["word".to_owned()],
+            docs: 1,
+            total_len: 1,
+            doc_freqs: vec![1],
+        };
+        damage(&mut text);
+        text
+    };
     let refusals = [
         (
             internal
@@ -416,6 +436,66 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
                 .map(drop),
             "session_id",
         ),
+        (
+            internal
+                .corpus_stats(with_token(corpus(|m| m.spans = disjoint_spans(16_385))))
+                .await
+                .map(drop),
+            "spans: 16385 token ranges",
+        ),
+        (
+            internal
+                .corpus_stats(with_token(corpus(|m| m.terms.clear())))
+                .await
+                .map(drop),
+            "terms: 0 terms",
+        ),
+        (
+            internal
+                .corpus_stats(with_token(corpus(|m| m.terms = vec!["w".to_owned(); 1025])))
+                .await
+                .map(drop),
+            "terms: 1025 terms",
+        ),
+        (
+            internal
+                .search_seeds(with_token(internal::SearchSeedsRequest {
+                    header: header.clone(),
+                    tenant: "default".to_owned(),
+                    count: 10,
+                    text: Some(text(|t| t.doc_freqs.push(1))),
+                    ..Default::default()
+                }))
+                .await
+                .map(drop),
+            "text.doc_freqs: 2 document frequencies for 1 query terms",
+        ),
+        (
+            internal
+                .search_seeds(with_token(internal::SearchSeedsRequest {
+                    header: header.clone(),
+                    tenant: "default".to_owned(),
+                    count: 10,
+                    text: Some(text(|t| t.terms.clear())),
+                    ..Default::default()
+                }))
+                .await
+                .map(drop),
+            "text.terms: 0 terms",
+        ),
+        (
+            internal
+                .expand_hop(with_token(internal::ExpandHopRequest {
+                    header: header.clone(),
+                    tenant: "default".to_owned(),
+                    entity_ids: vec!["before".to_owned()],
+                    text: Some(text(|t| t.doc_freqs.clear())),
+                    ..Default::default()
+                }))
+                .await
+                .map(drop),
+            "text.doc_freqs: 0 document frequencies for 1 query terms",
+        ),
     ];
     for (refused, field) in refusals {
         let refused = refused.expect_err(field);
@@ -434,6 +514,15 @@ async fn consistency_levels_and_hinted_handoff_with_nodes_killed() {
         .stream_range(with_token(stream(|m| m.spans = disjoint_spans(16_384))))
         .await
         .expect("a stream chunk of as many token ranges as a call may name");
+    let counted = internal
+        .corpus_stats(with_token(corpus(|m| {
+            m.spans = disjoint_spans(16_384);
+            m.terms = vec!["w".to_owned(); 1024];
+        })))
+        .await
+        .expect("corpus statistics over as many ranges and terms as a call may name")
+        .into_inner();
+    assert_eq!(counted.doc_freqs.len(), 1024, "one frequency per term");
 
     // Clock: no header is refused naming it, no cluster token UNAUTHENTICATED, a valid call
     // answers the node's clock (at or above the wall clock, in microseconds).

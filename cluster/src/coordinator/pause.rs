@@ -11,9 +11,10 @@
 //! removed (an old copy of its disk). A thread ticking every quarter of the threshold notices
 //! the gap, and a view in which every peer is down after one was up (a request that arrives
 //! before the thread ran notices a gap too); the next write then asks every peer which topology
-//! version it applied (a `Barrier` at version 0) and waits until this node applied the newest,
-//! or is refused: when a peer refuses this node (it left the ring), or when it cannot catch up
-//! in time. While no peer answers, writes go on as before (what ONE promises a node alone) and
+//! version it applied (a `Barrier` at version 0; once a majority of the ring's members has
+//! answered, the rest get a short grace, so a frozen peer does not hold the write for a read
+//! timeout) and waits until this node applied the newest, or is refused: when a peer refuses
+//! this node (it left the ring), or when it cannot catch up in time. While no peer answers, writes go on as before (what ONE promises a node alone) and
 //! one of them asks again at most once per threshold, the others not waiting for it.
 //!
 //! Invariants: a pause is confirmed only by a check started after it that a peer answered; the
@@ -25,7 +26,8 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use parking_lot::Mutex;
 
 use tokio::sync::watch;
@@ -39,6 +41,10 @@ use crate::ring::HostId;
 
 /// How long a write waits after a pause for this node to apply the version its peers have.
 const CATCH_UP: Duration = Duration::from_secs(5);
+
+/// How long the peers that have not answered a check get once a majority of the ring's
+/// members has: a frozen peer never answers before its read timeout.
+const STRAGGLERS: Duration = Duration::from_millis(200);
 
 /// What may have left this node behind the ring.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -267,31 +273,7 @@ impl Coordinator {
     async fn check_ring_after(&self, pause: Pause) -> Result<Checked, ClusterError> {
         let view = self.inner.view.borrow().clone();
         let paused = pause.describe();
-        let peers: Vec<HostId> = view
-            .nodes
-            .iter()
-            .filter(|(host, node)| **host != self.inner.host && node.status != NodeStatus::Left)
-            .map(|(host, _)| *host)
-            .collect();
-        let checks = peers
-            .iter()
-            .map(|host| self.inner.replicas.applied_version(&view, *host));
-        let mut newest = None;
-        let mut unreachable = Vec::new();
-        for (host, check) in peers.iter().zip(join_all(checks).await) {
-            match check {
-                RingCheck::Applied(version) => newest = newest.max(Some(version)),
-                RingCheck::Refused(why) => {
-                    return Err(ClusterError::TopologyRefused(format!(
-                        "{paused}, and {} refuses it: {why}",
-                        peer_label(&view, *host)
-                    )));
-                }
-                RingCheck::Unreachable(why) => {
-                    unreachable.push(format!("{}: {why}", peer_label(&view, *host)));
-                }
-            }
-        }
+        let (newest, unreachable) = self.ask_peers(&view, &paused).await?;
         let own = view.ring.version();
         let Some(newest) = newest else {
             tracing::warn!(
@@ -319,6 +301,75 @@ impl Coordinator {
                  retry once it has caught up"
             ))),
         }
+    }
+
+    /// Every peer's applied topology version: the newest answered (`None`: no peer answered)
+    /// and why the others did not. Once a majority of the ring's members (this node counted)
+    /// has answered, the rest get [`STRAGGLERS`] more: a frozen peer holds no write for a
+    /// whole read timeout. A refusal by any peer refuses this node at once.
+    async fn ask_peers(
+        &self,
+        view: &ClusterView,
+        paused: &str,
+    ) -> Result<(Option<u64>, Vec<String>), ClusterError> {
+        let peers: Vec<HostId> = view
+            .nodes
+            .iter()
+            .filter(|(host, node)| **host != self.inner.host && node.status != NodeStatus::Left)
+            .map(|(host, _)| *host)
+            .collect();
+        let majority = (peers.len() + 1) / 2 + 1;
+        let mut checks: FuturesUnordered<_> = peers
+            .iter()
+            .map(|host| async move {
+                (
+                    *host,
+                    self.inner.replicas.applied_version(view, *host).await,
+                )
+            })
+            .collect();
+        let (mut newest, mut unreachable, mut answered) = (None, Vec::new(), 1);
+        let mut deadline = None;
+        let mut silent: Vec<HostId> = peers.clone();
+        loop {
+            let next = match deadline {
+                None => checks.next().await,
+                Some(at) => match tokio::time::timeout_at(at, checks.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        unreachable.extend(silent.iter().map(|host| {
+                            format!(
+                                "{}: no answer {} ms after a majority answered",
+                                peer_label(view, *host),
+                                STRAGGLERS.as_millis()
+                            )
+                        }));
+                        break;
+                    }
+                },
+            };
+            let Some((host, check)) = next else { break };
+            silent.retain(|h| *h != host);
+            match check {
+                RingCheck::Applied(version) => {
+                    newest = newest.max(Some(version));
+                    answered += 1;
+                }
+                RingCheck::Refused(why) => {
+                    return Err(ClusterError::TopologyRefused(format!(
+                        "{paused}, and {} refuses it: {why}",
+                        peer_label(view, host)
+                    )));
+                }
+                RingCheck::Unreachable(why) => {
+                    unreachable.push(format!("{}: {why}", peer_label(view, host)));
+                }
+            }
+            if deadline.is_none() && answered >= majority {
+                deadline = Some(tokio::time::Instant::now() + STRAGGLERS);
+            }
+        }
+        Ok((newest, unreachable))
     }
 }
 

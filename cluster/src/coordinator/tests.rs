@@ -134,6 +134,9 @@ impl ReplicaAccess for FakeReplicas {
     }
 
     async fn applied_version(&self, _view: &ClusterView, host: HostId) -> RingCheck {
+        if self.hanging.lock().contains(&host) {
+            std::future::pending::<()>().await;
+        }
         self.ring_checks
             .lock()
             .get(&host)
@@ -449,4 +452,56 @@ async fn after_a_pause_no_peer_answering_lets_writes_go_on_and_the_check_is_aske
         "{refused}"
     );
     assert!(replicas.cells(host(1), "c").is_empty(), "the refused write");
+}
+
+#[tokio::test]
+async fn after_a_pause_a_frozen_peer_does_not_hold_the_write_once_a_majority_answered() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let replicas = Arc::new(FakeReplicas::default());
+    let Fixture {
+        coordinator,
+        views,
+        pauses,
+        ..
+    } = coordinator(dir.path(), replicas.clone(), true);
+    let write = |id: &'static str| {
+        let coordinator = coordinator.clone();
+        tokio::spawn(async move {
+            coordinator
+                .put_entities(TENANT, vec![doc(id)], ConsistencyLevel::One)
+                .await
+        })
+    };
+
+    // h3 is frozen (never answers; the fake has no deadline), h2 applied version 2: with h2
+    // and this node a majority, the check waits for this node to have version 2, not for h3.
+    pauses.pretend_paused(std::time::Duration::from_secs(30));
+    replicas.hanging.lock().insert(host(3));
+    replicas
+        .ring_checks
+        .lock()
+        .insert(host(2), RingCheck::Applied(2));
+    let first = write("a");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        !first.is_finished(),
+        "planned before this node had version 2"
+    );
+    views.send_replace(ClusterView::all_up(ring(2)));
+    tokio::time::timeout(std::time::Duration::from_secs(10), first)
+        .await
+        .expect("the frozen peer held the write after a majority answered")
+        .expect("the write task")
+        .expect("planned on version 2");
+    assert!(!replicas.cells(host(1), "a").is_empty());
+
+    // Both peers frozen: this node alone is no majority, so the check waits for them (for the
+    // read timeout in a real ring) instead of confirming the pause on its own word.
+    pauses.pretend_paused(std::time::Duration::from_secs(30));
+    replicas.hanging.lock().insert(host(2));
+    let second = write("b");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(!second.is_finished(), "a minority confirmed the pause");
+    second.abort();
+    assert!(replicas.cells(host(1), "b").is_empty());
 }
