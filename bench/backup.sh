@@ -20,7 +20,10 @@
 # BIN_DIR holds allidbd and allidb (default target/release; the test profile's target/debug is
 # optimized too). Defaults: N = 1000000, DIM = 8, TEXT_BYTES = 0. Ports: PORT (default 7300) to
 # PORT + 3. STORE=file backs up into a directory (file://) instead of moto, to leave the S3
-# server's own CPU out of the write-throughput rounds. Prints one labelled JSON line per phase.
+# server's own CPU out of the write-throughput rounds. MAX_BYTES_PER_SEC (default 0: none) is
+# every backup's `--max-bytes-per-sec`. INCREMENTAL=1 makes phases 4 and 5 back up into one
+# prefix each (a scheduled backup's case: each backup uploads only what the earlier ones did not
+# hold) instead of a new prefix per backup. Prints one labelled JSON line per phase.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${1:-$root/target/release}"
@@ -28,6 +31,9 @@ n="${2:-1000000}"
 dim="${3:-8}"
 text="${4:-0}"
 rounds="${ROUNDS:-4}"
+cap="${MAX_BYTES_PER_SEC:-0}"
+# The prefix of backup N of a phase: a new one each time, or one for the phase (INCREMENTAL=1).
+prefix() { if [ "${INCREMENTAL:-0}" = 1 ]; then echo "$1"; else echo "$1-$2"; fi; }
 port="${PORT:-7300}"
 moto="${MOTO_SERVER:-moto_server}"
 work="$(mktemp -d)"
@@ -79,8 +85,8 @@ ingest load- "$n" > "$work/load.json"
 echo "load {\"entities\": $n, \"seconds\": $(echo "$(date +%s.%N) - $started" | bc), \"ingest\": $(cat "$work/load.json")}"
 echo "data_dir_bytes $(du -sb "$work/data" | cut -f1)"
 
-echo "backup $(measured backup create --to "$target/full" --staging "$work/staging")"
-echo "incremental $(measured backup create --to "$target/full" --staging "$work/staging")"
+echo "backup $(measured backup create --to "$target/full" --staging "$work/staging" --max-bytes-per-sec "$cap")"
+echo "incremental $(measured backup create --to "$target/full" --staging "$work/staging" --max-bytes-per-sec "$cap")"
 id=$(cli backup list --from "$target/full" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["backup_id"])')
 echo "restore $(measured backup restore --from "$target/full" --backup "$id" --data-dir "$work/restored")"
 echo "restored_dir_bytes $(du -sb "$work/restored" | cut -f1)"
@@ -97,7 +103,7 @@ echo $! > "$work/steady.pid"
 sleep 5
 for round in $(seq 1 "$rounds"); do
   a0=$(acked); t0=$(date +%s.%N); sleep 15; a1=$(acked); t1=$(date +%s.%N)
-  cli backup create --to "$target/single-$round" --staging "$work/staging" > /dev/null
+  cli backup create --to "$target/$(prefix single "$round")" --staging "$work/staging" --max-bytes-per-sec "$cap" > /dev/null
   a2=$(acked); t2=$(date +%s.%N)
   python3 -c "
 alone = ($a1 - $a0) / ($t1 - $t0); during = ($a2 - $a1) / ($t2 - $t1)
@@ -111,7 +117,7 @@ backups_loop() {
   local i=0
   while [ -e "$work/backing-up" ]; do
     i=$((i + 1))
-    cli backup create --to "$target/loop-$BASHPID-$i" --staging "$work/loop-staging" > /dev/null
+    cli backup create --to "$target/$(prefix loop "$BASHPID-$i")" --staging "$work/loop-staging" --max-bytes-per-sec "$cap" > /dev/null
   done
   echo "$i" > "$work/loop-count"
 }

@@ -1,11 +1,14 @@
 //! `UnifiedStore::checkpoint`: the copy opens as a store with every entity, vector and edge
-//! written before it (from its index dump, caught up), the source keeps working, and bad
-//! targets are refused with the right error and nothing written.
+//! written before it (from its index dump, caught up), the store's own last dump is linked
+//! rather than written again and the writes after it are caught up from the WAL kept for it,
+//! the source keeps working, and bad targets are refused with the right error and nothing
+//! written.
 
 use std::path::Path;
 
 use allidb_index::graph::TraversalOptions;
 use allidb_index::query::QueryPlan;
+use allidb_index::store::IndexRecovery;
 use allidb_index::{Error, QueryRequest, StoreOptions, UnifiedStore};
 use allidb_storage::cell::{Embedding, EntityBody};
 use allidb_storage::{Durability, EdgeWrite, EntityWrite};
@@ -118,6 +121,59 @@ fn a_checkpoint_opens_with_everything_written_before_it() {
     assert_has_everything(&restored, ENTITIES);
     let later = format!("doc-{ENTITIES:03}");
     assert!(restored.get_entity(TENANT, &later).unwrap().is_none());
+}
+
+/// The checkpoint takes the store's last index dump as it is (hard links, no dump of its own),
+/// with the WAL the store keeps for it: entities written after that dump, here already flushed
+/// into tables so that only the kept WAL segments name them, are caught up on open (not
+/// rebuilt, not missing from the indexes).
+#[test]
+fn a_checkpoint_links_the_last_dump_and_catches_up_the_writes_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let store = UnifiedStore::open(&data, options()).unwrap();
+    let dumped_part = ENTITIES / 2;
+    for i in 0..dumped_part {
+        store
+            .put_entities(TENANT, vec![entity(i)], Durability::Sync)
+            .unwrap();
+    }
+    let dumped = store.dump_indexes().unwrap();
+    for i in dumped_part..ENTITIES {
+        store
+            .put_entities(TENANT, vec![entity(i)], Durability::Sync)
+            .unwrap();
+    }
+    store.engine().flush().unwrap();
+    let target = dir.path().join("backups/linked");
+    let checkpoint = store.checkpoint(&target).unwrap();
+    assert!(checkpoint.index_dump_linked, "{checkpoint:?}");
+    assert_eq!(checkpoint.index_covered_seq, dumped);
+    assert!(checkpoint.engine.covered_seq > dumped, "{checkpoint:?}");
+    assert!(
+        checkpoint.engine.retained_wal_segments > 0,
+        "{checkpoint:?}"
+    );
+    let meta = format!("index/dump-{dumped:012}/META");
+    let inode = |path: std::path::PathBuf| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().ino()
+    };
+    assert_eq!(inode(data.join(&meta)), inode(target.join(&meta)), "linked");
+    // The source's dump at close replaces (deletes) the linked one; the checkpoint keeps it.
+    store.close().unwrap();
+
+    let restored = UnifiedStore::open(&target, options()).unwrap();
+    match restored.recovery() {
+        Some(IndexRecovery::CaughtUp {
+            covered, entities, ..
+        }) => {
+            assert_eq!(covered, dumped);
+            assert!(entities >= ENTITIES - dumped_part, "{entities} caught up");
+        }
+        other => panic!("expected a catch-up from the linked dump, got {other:?}"),
+    }
+    assert_has_everything(&restored, ENTITIES);
 }
 
 #[test]

@@ -501,6 +501,30 @@ pub fn backup_create(
     allidb(s3, &args).expect(0).json()
 }
 
+/// `allidb backup restore --from TARGET --backup BACKUP --data-dir DEST EXTRA...` (`EXTRA`: e.g.
+/// `--node HOST`, `--json`) with `s3`'s endpoint and credentials, run to its end.
+pub fn restore(
+    s3: Option<&S3Access>,
+    target: &str,
+    backup: &str,
+    dest: &Path,
+    extra: &[&str],
+) -> Run {
+    let dest = dest.display().to_string();
+    let mut args = vec![
+        "backup",
+        "restore",
+        "--from",
+        target,
+        "--backup",
+        backup,
+        "--data-dir",
+        dest.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    allidb(s3, &args)
+}
+
 /// Restores `backup` into a new directory under `root` and starts a daemon on it (with the key
 /// file in `keys`).
 pub fn restore_and_start(
@@ -511,23 +535,9 @@ pub fn restore_and_start(
     keys: &Path,
 ) -> Daemon {
     let dest = root.join(format!("restored-{backup}"));
-    let dest_text = dest.display().to_string();
-    let reply = allidb(
-        s3,
-        &[
-            "--json",
-            "backup",
-            "restore",
-            "--from",
-            target,
-            "--backup",
-            backup,
-            "--data-dir",
-            &dest_text,
-        ],
-    )
-    .expect(0)
-    .json();
+    let reply = restore(s3, target, backup, &dest, &["--json"])
+        .expect(0)
+        .json();
     assert!(reply["files"].as_u64().unwrap_or(0) > 0, "{reply}");
     Daemon::start_on_data_dir(&daemon_config(&keys.join("keys"), ""), &dest)
 }

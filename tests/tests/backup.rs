@@ -5,7 +5,8 @@
 //! Covered: a backup to S3, a second one after more writes uploading only the new files
 //! (counted in the bucket), a restore into an empty directory whose daemon serves exactly the
 //! source's data (entities with vectors, edges and chunks; queries answer the same ids; a dropped
-//! tenant stays dropped); a damaged and a missing object named by `verify` and `restore`;
+//! tenant stays dropped); the writes after the daemon's last index dump caught up on the
+//! restored node; a damaged and a missing object named by `verify` and `restore`;
 //! kill -9 of the uploader and the daemon mid-backup; the daemon's schedule with retention.
 //! Errors (credentials, bucket, network, full disk) are in `backup_errors.rs`, a ring in
 //! `backup_ring.rs`; the S3 server and the helpers in the tests crate (`tests/src/backup.rs`).
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use allidb_api::pb;
 use allidb_tests::backup::{
     ADMIN_KEY, BUCKET, GONE, GONE_KEY, S3Server, allidb, allidb_command, backup_create,
-    every_entity, restore_and_start, start_daemon, vector, write,
+    every_entity, restore, restore_and_start, start_daemon, vector, write,
 };
 use allidb_tests::{Daemon, request};
 use serde_json::Value;
@@ -189,24 +190,13 @@ async fn a_damaged_or_missing_object_is_named_and_never_half_restored() {
         verify.stdout
     );
     let dest = scratch.path().join("restored");
-    let dest_text = dest.display().to_string();
-    let restore_args = [
-        "backup",
-        "restore",
-        "--from",
-        target.as_str(),
-        "--backup",
-        id.as_str(),
-        "--data-dir",
-        dest_text.as_str(),
-    ];
-    let restore = allidb(None, &restore_args).expect(1);
+    let refused = restore(None, &target, &id, &dest, &[]).expect(1);
     assert!(
-        restore
+        refused
             .stderr
             .contains(&format!("blobs/{damaged_name} is damaged")),
         "{}",
-        restore.stderr
+        refused.stderr
     );
     assert!(!dest.exists(), "no half-restored data dir");
 
@@ -228,11 +218,11 @@ async fn a_damaged_or_missing_object_is_named_and_never_half_restored() {
     let last = text.len() - 3;
     text[last] ^= 0x01;
     std::fs::write(&manifest, &text).unwrap();
-    let restore = allidb(None, &restore_args).expect(1);
+    let refused = restore(None, &target, &id, &dest, &[]).expect(1);
     assert!(
-        restore.stderr.contains("node.manifest") && restore.stderr.contains("checksum"),
+        refused.stderr.contains("node.manifest") && refused.stderr.contains("checksum"),
         "{}",
-        restore.stderr
+        refused.stderr
     );
     assert!(!dest.exists());
 }
@@ -326,6 +316,70 @@ async fn kill_9_mid_backup_leaves_no_complete_backup_and_the_next_one_restores()
         scratch.path(),
         scratch.path(),
     );
+    assert_same_data(&daemon, &restored).await;
+}
+
+/// The ids a text (BM25) query for `text` answers, best first.
+async fn text_hits(daemon: &Daemon, text: &str) -> Vec<String> {
+    let mut client = daemon.client().await;
+    client
+        .query(request(
+            pb::QueryRequest {
+                text: Some(text.to_owned()),
+                k: 3,
+                max_hops: Some(0),
+                ..Default::default()
+            },
+            Some(ADMIN_KEY),
+        ))
+        .await
+        .expect("text query")
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|r| r.entity_id)
+        .collect()
+}
+
+/// A backup carries the daemon's last index dump as it is (no dump of its own) and the WAL
+/// written since: the entities written after that dump are caught up on the restored node
+/// (its indexes find them), not missing and not rebuilt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_after_the_last_index_dump_are_caught_up_on_the_restored_node() {
+    let scratch = tempfile::tempdir().unwrap();
+    // No periodic dump during the test, however slow the machine.
+    let daemon = start_daemon(scratch.path(), "\n[index]\ndump_interval_secs = 86400\n");
+    write(&daemon, ADMIN_KEY, "a", 0..1000).await;
+    write(&daemon, GONE_KEY, "g", 0..10).await;
+    // A tenant drop dumps the indexes at once: that dump holds "a", not "b" (3000 entities
+    // written after it, past the 1 MiB memtables, so partly flushed into tables).
+    drop_gone_tenant(&daemon).await;
+    write(&daemon, ADMIN_KEY, "b", 0..3000).await;
+    let target = format!("file://{}", scratch.path().join("store").display());
+    let created = backup_create(None, &daemon, &target, &[]);
+    let (index_covered, covered) = (
+        created["index_covered_seq"].as_u64().unwrap(),
+        created["covered_seq"].as_u64().unwrap(),
+    );
+    assert!(
+        index_covered > 0 && index_covered < covered,
+        "the backup's index dump predates the writes of b: {created}"
+    );
+    let id = created["backup_id"].as_str().unwrap();
+    let restored = restore_and_start(None, &target, id, scratch.path(), scratch.path());
+    assert!(
+        restored
+            .log()
+            .contains("indexes loaded and caught up from the WAL"),
+        "the restored node loads the dump and catches up; log:\n{}",
+        restored.log()
+    );
+    for i in [0, 1234, 2999] {
+        let id = format!("b{i:05}");
+        let hits = text_hits(&restored, &format!("b{i}")).await;
+        assert_eq!(hits.first(), Some(&id), "a text query finds {id}");
+        assert_eq!(hits, text_hits(&daemon, &format!("b{i}")).await);
+    }
     assert_same_data(&daemon, &restored).await;
 }
 

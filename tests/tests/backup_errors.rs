@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use allidb_tests::backup::{
     ADMIN_KEY, BUCKET, Relay, Run, S3Access, S3Server, allidb, allidb_command, backup_create,
-    every_entity, restore_and_start, start_daemon, write,
+    every_entity, restore, restore_and_start, start_daemon, write,
 };
 use allidb_tests::tmpfs::Tmpfs;
 
@@ -307,23 +307,7 @@ async fn a_full_disk_during_a_restore_is_named_and_leaves_nothing() {
     let id = created["backup_id"].as_str().unwrap();
 
     let dest = volume.path().join("restored");
-    let dest_text = dest.display().to_string();
-    let restore = |dest: &str| {
-        allidb(
-            None,
-            &[
-                "backup",
-                "restore",
-                "--from",
-                &target,
-                "--backup",
-                id,
-                "--data-dir",
-                dest,
-            ],
-        )
-    };
-    let run = restore(&dest_text).expect(1);
+    let run = restore(None, &target, id, &dest, &[]).expect(1);
     let staged = volume.path().join(".restored.restoring");
     assert!(
         run.stderr
@@ -344,5 +328,5 @@ async fn a_full_disk_during_a_restore_is_named_and_leaves_nothing() {
 
     // The same backup restores where there is room.
     let roomy = scratch.path().join("roomy");
-    restore(&roomy.display().to_string()).expect(0);
+    restore(None, &target, id, &roomy, &[]).expect(0);
 }

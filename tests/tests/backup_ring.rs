@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use allidb_api::pb;
-use allidb_tests::backup::{allidb, allidb_command, entity};
+use allidb_tests::backup::{allidb, allidb_command, entity, restore};
 use allidb_tests::ring::{
     cluster_toml, count, delete, free_udp_addr, host_id_of, level, own_ids, repair, ring_of_three,
     wait_for_states,
@@ -128,23 +128,7 @@ async fn a_ring_restored_node_by_node_holds_its_data_and_repairs_with_no_differe
     let mut restored = Vec::new();
     for (i, host) in hosts.iter().enumerate() {
         let dest = scratch.path().join(format!("restored-{i}"));
-        let dest_text = dest.display().to_string();
-        allidb(
-            None,
-            &[
-                "backup",
-                "restore",
-                "--from",
-                &target,
-                "--backup",
-                "ring-1",
-                "--node",
-                host,
-                "--data-dir",
-                &dest_text,
-            ],
-        )
-        .expect(0);
+        restore(None, &target, "ring-1", &dest, &["--node", host]).expect(0);
         let toml = cluster_toml(&format!("n{i}"), gossip[i], gossip[0]);
         restored.push(Daemon::start_on_data_dir(&toml, &dest));
     }

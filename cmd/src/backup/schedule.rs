@@ -24,11 +24,11 @@ use tokio::task::JoinHandle;
 use super::catalog::prune;
 use super::create::{CreateOptions, upload_checkpoint};
 use super::manifest::BackupManifest;
-use super::target::{ObjectTarget, S3Settings};
+use super::target::{DEFAULT_RETRY_TIMEOUT, ObjectTarget, S3Settings};
 use super::{BackupError, BackupResult, new_backup_id, now_micros};
 
 /// `[backup]`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupConfig {
     /// Where scheduled backups go: `s3://bucket/prefix` or `file:///dir` (empty: none).
@@ -50,6 +50,27 @@ pub struct BackupConfig {
     /// Directory for the checkpoint a backup uploads, outside the data dir (empty:
     /// `<data_dir>.backup-staging`).
     pub staging_dir: String,
+    /// How long each request to the S3 server is retried (exponential backoff) after a network
+    /// failure or a server error before the backup fails, in seconds (the CLI's
+    /// `--retry-timeout-secs`).
+    pub retry_timeout_secs: u64,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Self {
+            target: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            interval_secs: 0,
+            keep: 0,
+            max_bytes_per_sec: 0,
+            staging_dir: String::new(),
+            retry_timeout_secs: DEFAULT_RETRY_TIMEOUT.as_secs(),
+        }
+    }
 }
 
 impl BackupConfig {
@@ -61,7 +82,7 @@ impl BackupConfig {
             region: set(&self.region),
             access_key_id: set(&self.access_key_id),
             secret_access_key: set(&self.secret_access_key),
-            retry_timeout: None,
+            retry_timeout: Some(Duration::from_secs(self.retry_timeout_secs)),
         }
     }
 
@@ -102,6 +123,12 @@ impl BackupConfig {
         }
         if !self.staging_dir.is_empty() && !Path::new(&self.staging_dir).is_absolute() {
             return Err(("backup.staging_dir", "must be an absolute path".to_owned()));
+        }
+        if self.retry_timeout_secs == 0 {
+            return Err((
+                "backup.retry_timeout_secs",
+                "must be at least 1 (seconds)".to_owned(),
+            ));
         }
         Ok(())
     }
@@ -265,6 +292,16 @@ mod tests {
         config.staging_dir = "relative".into();
         assert_eq!(config.validate().unwrap_err().0, "backup.staging_dir");
         config.staging_dir = String::new();
+        config.retry_timeout_secs = 0;
+        assert_eq!(
+            config.validate().unwrap_err().0,
+            "backup.retry_timeout_secs"
+        );
+        config.retry_timeout_secs = 1;
+        assert_eq!(
+            config.s3_settings().retry_timeout,
+            Some(Duration::from_secs(1))
+        );
         assert_eq!(
             config.staging_root(Path::new("/var/lib/allidb")),
             PathBuf::from("/var/lib/allidb.backup-staging")

@@ -347,6 +347,7 @@ fn out_of_range_values_are_refused_with_their_name() {
         ("storage.memtable_idle_flush_secs", "86401", "out of range"),
         ("index.dump_interval_secs", "0", "out of range"),
         ("index.dump_wal_bytes", "1024", "out of range"),
+        ("backup.retry_timeout_secs", "0", "at least 1"),
         ("server.max_request_bytes", "1", "out of range"),
         ("server.max_inflight_request_bytes", "1000", "out of range"),
         (

@@ -185,7 +185,8 @@ pub struct Indexes {
     /// The engine's tenant drops: committed cells they cover are not indexed (a write racing
     /// a drop, or a replica's late write of older cells).
     drops: RwLock<Arc<TenantDrops>>,
-    /// One dump at a time (the periodic one, a drop's, the one at close).
+    /// One dump at a time (the periodic one, a drop's, a purge's, the one at close); a
+    /// checkpoint holds it too, so the dump it links stays current and the WAL pin stays put.
     dumping: Mutex<()>,
     options: VectorIndexOptions,
     lexical: LexicalOptions,

@@ -29,7 +29,9 @@
 //! dumps are deleted. The dump covers every write with a sequence number at or below `covered`
 //! (later writes may be in it too: applying them again on catch-up is harmless).
 //! Index files are derived data: a missing or damaged dump is reported to the caller, which
-//! rebuilds from the engine — never a failed start.
+//! rebuilds from the engine — never a failed start. A store checkpoint takes the current dump
+//! as it is ([`link_current`]: hard links, no new dump), since a dump's files never change once
+//! written.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -263,6 +265,75 @@ fn make_current(root: &Path, name: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What [`link_current`] put into a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Linked {
+    /// Every write at or below this is in the dump.
+    pub covered: SeqNo,
+    /// Tenants in the dump.
+    pub tenants: usize,
+}
+
+/// Makes the current dump of `root` the current dump of `target` (a new index directory of a
+/// checkpoint), without writing it again: every file is hard-linked (copied when linking
+/// fails, e.g. across devices; the files of a dump are never modified once written, only
+/// deleted), the directories and `CURRENT` synced. `Ok(None)`: `root` has no usable current
+/// dump (none written yet, one invalidated, or a damaged `META`, logged), and `target` is left
+/// as it was. The caller holds off dumps of `root` meanwhile (one would delete the dump being
+/// linked).
+///
+/// Errors: I/O errors (what was created in `target` is left for the caller to remove).
+pub fn link_current(root: &Path, target: &Path) -> Result<Option<Linked>> {
+    let current = root.join(CURRENT);
+    let name = match fs::read_to_string(&current) {
+        Ok(name) => name.trim().to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&current, e)),
+    };
+    let dir = root.join(&name);
+    let meta: Meta = match read_checked(&dir.join(META), DUMP_FORMAT) {
+        Ok(meta) => meta,
+        Err(error) => {
+            tracing::warn!(%error, dump = %dir.display(),
+                "the current index dump is unusable; the checkpoint gets a dump of its own");
+            return Ok(None);
+        }
+    };
+    fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    link_tree(&dir, &target.join(&name))?;
+    let target_current = target.join(CURRENT);
+    fs::write(&target_current, format!("{name}\n")).map_err(|e| Error::io(&target_current, e))?;
+    sync_path(&target_current)?;
+    sync_path(target)?;
+    Ok(Some(Linked {
+        covered: meta.covered,
+        tenants: meta.tenants.len(),
+    }))
+}
+
+/// Recreates the directory tree `from` as `to` (which must not exist), every file hard-linked
+/// (copied and synced when linking fails), every directory synced.
+fn link_tree(from: &Path, to: &Path) -> Result<()> {
+    fs::create_dir(to).map_err(|e| Error::io(to, e))?;
+    for entry in fs::read_dir(from).map_err(|e| Error::io(from, e))? {
+        let entry = entry.map_err(|e| Error::io(from, e))?;
+        let (source, dest) = (entry.path(), to.join(entry.file_name()));
+        if entry
+            .file_type()
+            .map_err(|e| Error::io(&source, e))?
+            .is_dir()
+        {
+            link_tree(&source, &dest)?;
+        } else if let Err(error) = fs::hard_link(&source, &dest) {
+            tracing::debug!(file = %source.display(), %error,
+                "hard link failed; copying the index dump file instead");
+            fs::copy(&source, &dest).map_err(|e| Error::io(&source, e))?;
+            sync_path(&dest)?;
+        }
+    }
+    sync_path(to)
 }
 
 /// Makes the current dump unusable (removes `CURRENT`, synced): the next open rebuilds the

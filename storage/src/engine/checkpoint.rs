@@ -11,6 +11,11 @@
 //! the WAL segments at or above the state's `log_number` are copied byte for byte, and the tenant
 //! drops are written to the destination's `TENANT_DROPS`. Opening the
 //! destination then replays those segments on top of the tables like any restart.
+//! [`Engine::checkpoint_with_wal_after`] also hard-links the older segments the WAL pin retains
+//! that hold writes after a given sequence number (already in tables, kept for
+//! [`Engine::changes_since`]): the destination, opened with
+//! [`super::Options::retain_wal_until_pinned`], keeps them for the same follower, as a restart
+//! of the source would (an index dump covering that sequence number catches up from them).
 //!
 //! Invariants:
 //! * every write acknowledged before the call is in the checkpoint: it is either in a table the
@@ -19,8 +24,13 @@
 //!   at all (a copy of the live segment cut mid-record is a torn tail that the destination's
 //!   recovery truncates, and only the last copied segment can be cut: the writer creates segment
 //!   `n + 1` only after it has finished and synced segment `n`);
-//! * only immutable files are linked; the live WAL segment is always copied, never linked, so
-//!   later appends (or a recovery truncation in the destination) cannot reach the other side;
+//! * only immutable files are linked (tables, and retained segments below `log_number`, which
+//!   the writer finished before the flush that covers them); the segments at or above
+//!   `log_number` (the live one among them) are always copied, never linked, so later appends
+//!   (or a recovery truncation in the destination) cannot reach the other side;
+//! * a retained segment is linked only while the pin keeps it: the caller holds the pin at or
+//!   below the sequence number it asks for (a segment it needs never goes meanwhile; one
+//!   deleted anyway fails the checkpoint, never silently shortens its WAL);
 //! * the destination is durable (files synced, directory and its parent synced) before `Ok`.
 //!
 //! Must never: write into the source directory, overwrite an existing destination, or let a
@@ -52,10 +62,15 @@ pub struct CheckpointInfo {
     pub tables_copied: usize,
     /// Total size of the tables (linked or copied).
     pub table_bytes: u64,
-    /// WAL segments copied.
+    /// WAL segments copied (those at or above `log_number`).
     pub wal_segments: usize,
     /// Total bytes of WAL copied.
     pub wal_bytes: u64,
+    /// Retained WAL segments below `log_number` hard-linked (or copied when linking failed)
+    /// for a follower's catch-up ([`Engine::checkpoint_with_wal_after`]).
+    pub retained_wal_segments: usize,
+    /// Total bytes of those retained segments.
+    pub retained_wal_bytes: u64,
     /// WAL segments below this number are covered by the checkpoint's tables.
     pub log_number: u64,
     /// Tenant drops written to the destination's `TENANT_DROPS`.
@@ -70,6 +85,20 @@ impl Engine {
     /// is closed or failed, and any I/O error (the partial destination is then left for the
     /// caller to remove: it has no `CURRENT` unless the manifest was fully written).
     pub fn checkpoint(&self, dest: &Path) -> Result<CheckpointInfo> {
+        self.write_checkpoint(dest, None)
+    }
+
+    /// [`Engine::checkpoint`], plus the retained WAL segments below the state's `log_number`
+    /// that hold writes after `after` (see the module documentation), so that the destination's
+    /// [`Engine::changes_since`]`(after)` answers as the source's does. The caller keeps the
+    /// WAL pin at or below `after` until this returns.
+    ///
+    /// Errors: those of [`Engine::checkpoint`].
+    pub fn checkpoint_with_wal_after(&self, dest: &Path, after: SeqNo) -> Result<CheckpointInfo> {
+        self.write_checkpoint(dest, Some(after))
+    }
+
+    fn write_checkpoint(&self, dest: &Path, wal_after: Option<SeqNo>) -> Result<CheckpointInfo> {
         let inner = &self.inner;
         inner.check_open()?;
         let fs = inner.fs.as_ref();
@@ -104,6 +133,27 @@ impl Engine {
                 }
             }
             info.table_bytes += table.bytes().len() as u64;
+        }
+        if let Some(after) = wal_after {
+            let retained: Vec<u64> = inner
+                .wal_segments
+                .lock()
+                .iter()
+                .filter(|(n, s)| **n < state.log_number && s.max_seq.is_some_and(|m| m > after))
+                .map(|(n, _)| *n)
+                .collect();
+            for number in retained {
+                let from = wal::segment_path(&inner.dir, number);
+                let to = wal::segment_path(dest, number);
+                let segment = fs.open_read(&from)?;
+                if let Err(error) = fs.hard_link(&from, &to) {
+                    tracing::debug!(segment = %from.display(), %error,
+                        "hard link failed; copying the WAL segment instead");
+                    copy_bytes(fs, segment.bytes(), &to)?;
+                }
+                info.retained_wal_segments += 1;
+                info.retained_wal_bytes += segment.bytes().len() as u64;
+            }
         }
         let segments: Vec<u64> = wal::list_segments(fs, &inner.dir)?
             .into_iter()
