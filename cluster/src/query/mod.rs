@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use allidb_index::graph::{Reached, TraversalOptions, Truncation};
-use allidb_index::lexical::LexicalHit;
+use allidb_index::lexical::{LexicalHit, LexicalSettings};
 use allidb_index::query::{
     FusedLists, HybridRanking, QueryPlan, Ranked, SimilaritySource, check_text_ranking, rank,
 };
@@ -89,17 +89,19 @@ pub struct ClusterQuery {
     coordinator: Coordinator,
     replication_factor: usize,
     metric: Metric,
+    lexical: Arc<LexicalSettings>,
 }
 
 impl ClusterQuery {
     /// Reads from host `host` over `replicas`, reading returned entities through
-    /// `coordinator`; `metric` is the ring's vector metric (`index.metric`, the same on every
-    /// node).
+    /// `coordinator`; `metric` is the ring's vector metric (`index.metric`) and `lexical` each
+    /// tenant's analyzer and BM25 parameters (`index.lexical_*`), the same on every node.
     pub fn new(
         coordinator: Coordinator,
         replicas: Arc<dyn QueryReplicas>,
         view: watch::Receiver<Arc<ClusterView>>,
         metric: Metric,
+        lexical: Arc<LexicalSettings>,
     ) -> Self {
         Self {
             host: coordinator.host(),
@@ -109,6 +111,7 @@ impl ClusterQuery {
             latency: Arc::new(PeerLatency::default()),
             coordinator,
             metric,
+            lexical,
         }
     }
 
@@ -219,7 +222,11 @@ impl ClusterQuery {
             Some(text) => {
                 request.hybrid.validate()?;
                 check_text_ranking(plan)?;
-                Some(fanout.text_search(text).await?)
+                Some(
+                    fanout
+                        .text_search(text, self.lexical.of(fanout.tenant))
+                        .await?,
+                )
             }
         };
         let search = SeedSearch {
