@@ -875,7 +875,8 @@ fn start_replication(
             membership.subscribe(),
         )?,
     );
-    let metric = local.store().metric();
+    let (metric, lexical) = (local.store().metric(), local.store().lexical_settings());
+    let lexical = Arc::new(lexical.clone());
     let streaming = StreamOptions {
         bytes_per_sec: cluster.stream_bytes_per_sec,
         chunk_bytes: cluster.stream_chunk_bytes as usize,
@@ -917,6 +918,7 @@ fn start_replication(
         Arc::new(replicas),
         membership.subscribe(),
         metric,
+        lexical,
     );
     service
         .attach_ring(RingAccess {

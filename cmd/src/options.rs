@@ -213,6 +213,9 @@ pub fn store_options(config: &Config) -> StoreOptions {
             ..defaults.engine
         },
         vectors,
+        lexical: index
+            .lexical()
+            .expect("Config::validate refuses malformed index.lexical_* keys"),
         max_tail_wait: Duration::from_millis(u64::from(index.max_tail_wait_ms)),
         dump_interval: Duration::from_secs(u64::from(index.dump_interval_secs)),
         dump_wal_bytes: index.dump_wal_bytes,
@@ -394,6 +397,7 @@ mod tests {
         );
         assert_eq!(store.dump_interval, defaults.dump_interval);
         assert_eq!(store.dump_wal_bytes, defaults.dump_wal_bytes);
+        assert_eq!(store.lexical, defaults.lexical);
         assert_eq!(store.vectors.ef_search, defaults.vectors.ef_search);
         assert_eq!(store.vectors.max_pending, defaults.vectors.max_pending);
         assert_eq!(store.max_tail_wait, defaults.max_tail_wait);

@@ -4,11 +4,13 @@
 //!
 //! ```text
 //! cargo run --profile test -p allidb-index --example hybrid_known_item -- [--queries 500] \
-//!     [--lexical-only 1]
+//!     [--lexical-only 1] [--ingest-rounds N]
 //! ```
 //!
 //! `--lexical-only 1`: only the lexical index's indexing rate and its BM25 top-10 queries/s on
-//! the name queries (no store, no vectors).
+//! the name queries (no store, no vectors). `--ingest-rounds N`: only the store ingest with
+//! texts against without, N rounds of the two in alternating order (each in a fresh store, the
+//! HNSW build left out), each round's ratio and the medians.
 //!
 //! Known items: the data set has no query texts and no embedding model runs here, so query i
 //! pairs the held-out query vector `query.fvecs[i]` with its exact nearest base row
@@ -62,7 +64,7 @@ fn body(vector: &[f32], text: Option<&str>) -> EntityBody {
 }
 
 /// Opens a store in `dir` and writes every row (with its text when `texts` is given); returns
-/// the store and the entities written per second (writes only; the HNSW build is apart).
+/// the store and the entities written per second (writes only; the HNSW build is the caller's).
 fn ingest(dir: &Path, base: &[Vec<f32>], texts: Option<&[String]>) -> (UnifiedStore, f64) {
     let store = UnifiedStore::open(dir, StoreOptions::default()).expect("the store opens");
     let start = Instant::now();
@@ -85,8 +87,55 @@ fn ingest(dir: &Path, base: &[Vec<f32>], texts: Option<&[String]>) -> (UnifiedSt
             .expect("the write succeeds");
     }
     let rate = base.len() as f64 / start.elapsed().as_secs_f64();
-    store.index_all_pending();
     (store, rate)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n % 2 {
+        1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// `rounds` ingests with texts and without, alternating which goes first; prints each round
+/// and the medians.
+fn ingest_rounds(base: &[Vec<f32>], texts: &[String], rounds: usize) {
+    let (mut with, mut without, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let mut rates = [0.0f64; 2];
+        let order = match round % 2 {
+            0 => [false, true],
+            _ => [true, false],
+        };
+        for with_texts in order {
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let (store, rate) = ingest(dir.path(), base, with_texts.then_some(texts));
+            store.close().expect("the store closes");
+            rates[usize::from(with_texts)] = rate;
+        }
+        let [plain, text] = rates;
+        println!(
+            "round {round} ({}): with texts {text:.0} entities/s, without {plain:.0} ({:.2}x)",
+            if order[0] {
+                "texts first"
+            } else {
+                "texts second"
+            },
+            text / plain
+        );
+        with.push(text);
+        without.push(plain);
+        ratios.push(text / plain);
+    }
+    println!(
+        "median of {rounds} rounds: with texts {:.0} entities/s, without {:.0}; median ratio \
+         {:.2}x",
+        median(with),
+        median(without),
+        median(ratios)
+    );
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -191,12 +240,18 @@ fn main() {
         );
         return;
     }
+    let rounds = flags.number("--ingest-rounds", 0);
+    if rounds > 0 {
+        ingest_rounds(&base, &texts, rounds);
+        return;
+    }
     // Without texts first, then with them, then without again (the order's effect shows).
     let without_dir = tempfile::tempdir().expect("a temp dir");
     let (without, plain_rate) = ingest(without_dir.path(), &base, None);
     drop(without);
     let with_dir = tempfile::tempdir().expect("a temp dir");
     let (store, text_rate) = ingest(with_dir.path(), &base, Some(&texts));
+    store.index_all_pending();
     let again_dir = tempfile::tempdir().expect("a temp dir");
     let (again, plain_again) = ingest(again_dir.path(), &base, None);
     drop(again);

@@ -1,6 +1,7 @@
 //! The lexical index through the store and on the real corpus: BM25 scores on
-//! `npm-minilm-20k/texts.jsonl` against a naive reference, restart from a dump + WAL catch-up
-//! and a `kill -9` during ingest (the index then equals a rebuild from storage).
+//! `npm-minilm-20k/texts.jsonl` against a naive reference, restart from a dump + WAL catch-up,
+//! a `kill -9` during ingest (the index then equals a rebuild from storage), and a restart with
+//! a tenant's analyzer changed (its index then equals a rebuild with the new analyzer).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use allidb_index::lexical::analyzer::{Analyzer, Stemming, StopWords};
 use allidb_index::lexical::{LexicalIndex, LexicalOptions, analyzer};
 use allidb_index::store::IndexRecovery;
 use allidb_index::{StoreOptions, UnifiedStore};
@@ -267,6 +269,79 @@ fn a_restart_from_the_dump_answers_as_before_and_a_damaged_lexical_file_rebuilds
     ));
     assert_eq!(store.lexical_documents("t"), before);
     assert!(store.lexical_search("t", " ,. ", 10).is_err());
+}
+
+/// Store options where tenant `t` analyzes with English stemming and stop words.
+fn stemmed_options() -> StoreOptions {
+    let mut options = StoreOptions::default();
+    let stemmed = LexicalOptions {
+        analyzer: Analyzer {
+            stemming: Stemming::English,
+            stop_words: StopWords::English,
+        },
+        ..LexicalOptions::default()
+    };
+    options.lexical.tenants.insert("t".to_owned(), stemmed);
+    options
+}
+
+#[test]
+fn a_restart_with_another_analyzer_analyzes_the_tenant_again_from_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = corpus();
+    let store = UnifiedStore::open(dir.path(), StoreOptions::default()).unwrap();
+    for b in 0..10 {
+        write_batch(&store, &rows, b);
+    }
+    let plain = store.lexical_documents("t");
+    assert!(
+        plain
+            .iter()
+            .any(|(_, d)| d.terms.iter().any(|(t, _)| t == "the"))
+    );
+    store.close().unwrap();
+    drop(store);
+    // The dump holds documents of the default analyzer: tenant t's are analyzed again, and
+    // equal what a rebuild with stemming gives.
+    for round in 0..2 {
+        let store = UnifiedStore::open(dir.path(), stemmed_options()).unwrap();
+        assert!(
+            matches!(store.recovery(), Some(IndexRecovery::CaughtUp { .. })),
+            "round {round}: the dump is loaded: {:?}",
+            store.recovery()
+        );
+        let stemmed = store.lexical_documents("t");
+        assert_eq!(stemmed.len(), plain.len());
+        assert!(
+            !stemmed
+                .iter()
+                .any(|(_, d)| d.terms.iter().any(|(t, _)| t == "the")),
+            "round {round}: no stop word left"
+        );
+        store.close().unwrap();
+        drop(store);
+        let index = dir.path().join("index");
+        let dumped = dir.path().join("index-dumped");
+        std::fs::rename(&index, &dumped).unwrap();
+        let rebuilt = UnifiedStore::open(dir.path(), stemmed_options()).unwrap();
+        assert!(matches!(
+            rebuilt.recovery(),
+            Some(IndexRecovery::Rebuilt { .. })
+        ));
+        assert_eq!(rebuilt.lexical_documents("t"), stemmed, "round {round}");
+        rebuilt.close().unwrap();
+        drop(rebuilt);
+        std::fs::remove_dir_all(&index).unwrap();
+        std::fs::rename(&dumped, &index).unwrap();
+    }
+    // And back to the default analyzer.
+    let store = UnifiedStore::open(dir.path(), StoreOptions::default()).unwrap();
+    assert!(matches!(
+        store.recovery(),
+        Some(IndexRecovery::CaughtUp { .. })
+    ));
+    assert_eq!(store.lexical_documents("t"), plain);
+    store.close().unwrap();
 }
 
 fn entity(id: &str, kind: &str, text: &str, vector: [f32; 3], edges: &[&str]) -> EntityWrite {

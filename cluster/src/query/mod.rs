@@ -50,7 +50,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use allidb_index::graph::{Reached, TraversalOptions, Truncation};
-use allidb_index::lexical::LexicalHit;
+use allidb_index::lexical::{LexicalHit, LexicalSettings};
 use allidb_index::query::{
     FusedLists, HybridRanking, QueryPlan, Ranked, SimilaritySource, check_text_ranking, rank,
 };
@@ -88,17 +88,19 @@ pub struct ClusterQuery {
     coordinator: Coordinator,
     replication_factor: usize,
     metric: Metric,
+    lexical: Arc<LexicalSettings>,
 }
 
 impl ClusterQuery {
     /// Reads from host `host` over `replicas`, reading returned entities through
-    /// `coordinator`; `metric` is the ring's vector metric (`index.metric`, the same on every
-    /// node).
+    /// `coordinator`; `metric` is the ring's vector metric (`index.metric`) and `lexical` each
+    /// tenant's analyzer and BM25 parameters (`index.lexical_*`), the same on every node.
     pub fn new(
         coordinator: Coordinator,
         replicas: Arc<dyn QueryReplicas>,
         view: watch::Receiver<Arc<ClusterView>>,
         metric: Metric,
+        lexical: Arc<LexicalSettings>,
     ) -> Self {
         Self {
             host: coordinator.host(),
@@ -108,6 +110,7 @@ impl ClusterQuery {
             latency: Arc::new(PeerLatency::default()),
             coordinator,
             metric,
+            lexical,
         }
     }
 
@@ -218,7 +221,11 @@ impl ClusterQuery {
             Some(text) => {
                 request.hybrid.validate()?;
                 check_text_ranking(plan)?;
-                Some(fanout.text_search(text).await?)
+                Some(
+                    fanout
+                        .text_search(text, self.lexical.of(fanout.tenant))
+                        .await?,
+                )
             }
         };
         let search = SeedSearch {

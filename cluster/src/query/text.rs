@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use allidb_index::lexical::{self, CollectionStats, CorpusStats};
+use allidb_index::lexical::{CollectionStats, CorpusStats, LexicalOptions};
 use allidb_index::store::TextSearch;
 use futures_util::future::join_all;
 
@@ -37,11 +37,12 @@ pub struct CorpusRequest {
     pub spans: Vec<TokenSpan>,
 }
 
-/// The distinct terms of `text` in the order they first appear; a text without a searchable
-/// word, or with more than [`super::wire::MAX_TEXT_TERMS`] distinct terms, is refused.
-pub fn query_terms(text: &str) -> Result<Vec<String>, ClusterError> {
+/// The distinct terms of `text` analyzed as the tenant's `lexical` options say, in the order
+/// they first appear; a text without a searchable word, or with more than
+/// [`super::wire::MAX_TEXT_TERMS`] distinct terms, is refused.
+pub fn query_terms(text: &str, lexical: &LexicalOptions) -> Result<Vec<String>, ClusterError> {
     let mut terms: Vec<String> = Vec::new();
-    for term in lexical::analyze_query(text)? {
+    for term in lexical.query_terms(text)? {
         if !terms.contains(&term) {
             terms.push(term);
         }
@@ -51,11 +52,16 @@ pub fn query_terms(text: &str) -> Result<Vec<String>, ClusterError> {
 }
 
 impl Fanout<'_> {
-    /// `text` as every host scores it: its terms and the whole ring's statistics for them (see
-    /// the module doc). Ranges without a live replica fail `UNAVAILABLE`, unless the read
-    /// allows a partial answer (then they are left out, as the candidate search leaves them).
-    pub(super) async fn text_search(&self, text: &str) -> Result<TextSearch, ClusterError> {
-        let terms = query_terms(text)?;
+    /// `text` as every host scores it: its terms by the tenant's analyzer (`lexical`, the
+    /// same on every node) and the whole ring's statistics for them (see the module doc).
+    /// Ranges without a live replica fail `UNAVAILABLE`, unless the read allows a partial
+    /// answer (then they are left out, as the candidate search leaves them).
+    pub(super) async fn text_search(
+        &self,
+        text: &str,
+        lexical: &LexicalOptions,
+    ) -> Result<TextSearch, ClusterError> {
+        let terms = query_terms(text, lexical)?;
         let mut corpus = CorpusStats {
             collection: CollectionStats {
                 docs: 0,

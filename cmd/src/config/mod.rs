@@ -13,9 +13,11 @@
 //! never opens listeners, files other than the config file, or stores.
 //!
 //! Here: [`Config`], its loading and its validation; the sections in [`sections`] and
-//! [`cluster`], the environment and flag overrides in [`overrides`].
+//! [`cluster`] (the lexical keys of `[index]` in [`lexical`]), the environment and flag
+//! overrides in [`overrides`].
 
 mod cluster;
+mod lexical;
 mod overrides;
 mod sections;
 #[cfg(test)]
@@ -29,6 +31,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use cluster::ClusterConfig;
+pub use lexical::{StemmingName, StopWordsName};
 use overrides::{env_overrides, flag_overrides, typed_value};
 pub use sections::{
     AuthConfig, ConsistencyName, DurabilityName, IndexConfig, LogConfig, LogFormat, MetricName,
@@ -450,6 +453,9 @@ impl Config {
             index.dump_wal_bytes,
             MIB..=1024 * GIB,
         )?;
+        index
+            .lexical()
+            .map_err(|(key, message)| invalid(key, message))?;
 
         let query = &self.query;
         check_range(

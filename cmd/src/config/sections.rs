@@ -11,6 +11,7 @@ use allidb_storage::types::Durability;
 use serde::{Deserialize, Serialize};
 
 use super::MIB;
+use super::lexical::{StemmingName, StopWordsName};
 
 /// Consistency level of requests that do not name one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,6 +215,17 @@ pub struct IndexConfig {
     /// The indexes are also dumped once this many bytes of WAL were written since the last
     /// dump: it bounds the WAL kept for them and read by a restart to catch them up.
     pub dump_wal_bytes: u64,
+    /// BM25 term frequency saturation of the tenants `lexical_tenants` does not list.
+    pub lexical_k1: f64,
+    /// BM25 length normalization of the tenants `lexical_tenants` does not list.
+    pub lexical_b: f64,
+    /// Stemming of the lexical analyzer of the tenants `lexical_tenants` does not list.
+    pub lexical_stemming: StemmingName,
+    /// Stop words of the lexical analyzer of the tenants `lexical_tenants` does not list.
+    pub lexical_stop_words: StopWordsName,
+    /// Tenants with lexical settings of their own, as `tenant=setting:value ...` items
+    /// (`k1`, `b`, `stemming`, `stop_words`; what an item omits is the default above).
+    pub lexical_tenants: Vec<String>,
 }
 
 impl Default for IndexConfig {
@@ -227,6 +239,11 @@ impl Default for IndexConfig {
             max_tail_wait_ms: 30_000,
             dump_interval_secs: 60,
             dump_wal_bytes: 256 * MIB,
+            lexical_k1: 1.2,
+            lexical_b: 0.75,
+            lexical_stemming: StemmingName::None,
+            lexical_stop_words: StopWordsName::None,
+            lexical_tenants: Vec::new(),
         }
     }
 }

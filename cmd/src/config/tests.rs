@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 
+use allidb_index::lexical::analyzer::{Stemming, StopWords};
 use allidb_storage::types::Durability;
 
 use super::*;
@@ -348,6 +349,37 @@ fn out_of_range_values_are_refused_with_their_name() {
         ("index.dump_interval_secs", "0", "out of range"),
         ("index.dump_wal_bytes", "1024", "out of range"),
         ("backup.retry_timeout_secs", "0", "at least 1"),
+        ("index.lexical_k1", "-0.5", "k1 must be in [0, 100]"),
+        ("index.lexical_b", "1.5", "b must be in [0, 1]"),
+        ("index.lexical_stemming", "porter", "porter"),
+        ("index.lexical_stop_words", "french", "french"),
+        ("index.lexical_tenants", "docs", "not tenant=setting:value"),
+        ("index.lexical_tenants", "docs=k1=2", "not setting:value"),
+        (
+            "index.lexical_tenants",
+            "docs=k1:x",
+            "k1 \"x\" is not a number",
+        ),
+        ("index.lexical_tenants", "docs=b:-1", "b must be in [0, 1]"),
+        ("index.lexical_tenants", "docs=k1:1 k1:2", "k1 is set twice"),
+        (
+            "index.lexical_tenants",
+            "docs=stemming:porter",
+            "not none or english",
+        ),
+        (
+            "index.lexical_tenants",
+            "docs=stop_words:all",
+            "not none or english",
+        ),
+        ("index.lexical_tenants", "docs=boost:2", "unknown setting"),
+        ("index.lexical_tenants", "docs=", "sets nothing"),
+        (
+            "index.lexical_tenants",
+            "docs=b:0.5,docs=k1:1",
+            "listed twice",
+        ),
+        ("index.lexical_tenants", "=b:0.5", "tenant id"),
         ("server.max_request_bytes", "1", "out of range"),
         ("server.max_inflight_request_bytes", "1000", "out of range"),
         (
@@ -396,6 +428,30 @@ fn out_of_range_values_are_refused_with_their_name() {
         ttls.storage.tenant_ttls().unwrap(),
         BTreeMap::from([("news".to_owned(), 86400), ("sessions".to_owned(), 3600)])
     );
+    let lexical = Config::load(&ConfigSources {
+        flags: vec![
+            set("index.lexical_b", "0.5"),
+            set("index.lexical_stemming", "english"),
+            set(
+                "index.lexical_tenants",
+                "docs=k1:2 stop_words:english, raw = stemming:none",
+            ),
+        ],
+        ..Default::default()
+    })
+    .expect("valid lexical settings")
+    .index
+    .lexical()
+    .expect("valid lexical settings");
+    let (default, docs, raw) = (&lexical.default, lexical.of("docs"), lexical.of("raw"));
+    assert_eq!((default.bm25.k1, default.bm25.b), (1.2, 0.5));
+    assert_eq!(default.analyzer.stemming, Stemming::English);
+    assert_eq!(default.analyzer.stop_words, StopWords::None);
+    assert_eq!((docs.bm25.k1, docs.bm25.b), (2.0, 0.5));
+    assert_eq!(docs.analyzer.stemming, Stemming::English);
+    assert_eq!(docs.analyzer.stop_words, StopWords::English);
+    assert_eq!(raw.analyzer.stemming, Stemming::None);
+    assert_eq!(lexical.of("other"), default);
     let share_over_budget = Config::load(&ConfigSources {
         flags: vec![
             set("server.max_inflight_request_bytes", "67108864"),

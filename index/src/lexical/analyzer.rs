@@ -10,16 +10,23 @@
 //! 3. Each term is lowercased and ASCII-folded: canonical decomposition (NFKD) with combining
 //!    marks removed (`é` -> `e`, `ﬁ` -> `fi`), then the Latin letters that do not decompose
 //!    mapped by a fixed table (`ß` -> `ss`, `æ` -> `ae`, `ø` -> `o`, `ł` -> `l`, ...).
+//! 4. Optional, per tenant ([`Analyzer`], both off by default): stop words (Lucene's English
+//!    list, [`ENGLISH_STOP_WORDS`]) are dropped, then English stemming (Snowball, the
+//!    `rust-stemmers` crate) reduces each remaining word made of ASCII letters and apostrophes
+//!    (`running` -> `run`). Both apply to single words and to the parts of an identifier,
+//!    never to an identifier's whole form (`left-pads` stays whole, its part `pads` -> `pad`).
 //!
-//! No stemming and no stop words (both optional in issue 38, not offered yet). The same
-//! function analyzes documents and queries, so a query term matches exactly the terms a
-//! document produced. Invariant: the output is a pure function of the input text and
-//! [`ANALYZER_VERSION`]; any change of the rules must bump it (dumps hold analyzed terms).
-//! Never panics, whatever the input.
+//! The same analyzer analyzes a tenant's documents and its queries, so a query term matches
+//! exactly the terms a document produced. Invariant: the output is a pure function of the
+//! input text, the [`Analyzer`] and [`ANALYZER_VERSION`]; any change of the rules must bump it
+//! (dumps hold analyzed terms, and record the [`Analyzer`] they were analyzed with). Never
+//! panics, whatever the input.
 
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 use unicode_segmentation::UnicodeSegmentation;
+
+use rust_stemmers::{Algorithm, Stemmer};
 
 /// Version of the analysis rules; dumps of analyzed documents carry it (a dump of another
 /// version is not loaded: the index is rebuilt from storage).
@@ -31,15 +38,97 @@ const JOINERS: [char; 3] = ['-', '_', '.'];
 /// Longest term kept, in bytes (longer ones, such as base64 blobs, are dropped).
 pub const MAX_TERM_BYTES: usize = 128;
 
-/// Analyzes `text` into terms, in text order (a term may repeat).
-pub fn analyze(text: &str) -> Vec<String> {
-    let mut terms = Vec::new();
-    analyze_into(text, &mut terms);
-    terms
+/// Lucene's English stop words (`EnglishAnalyzer.ENGLISH_STOP_WORDS_SET`), in order.
+pub const ENGLISH_STOP_WORDS: [&str; 33] = [
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
+    "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "will", "with",
+];
+
+/// Whether words are stemmed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub enum Stemming {
+    /// Words are kept as they are (the default).
+    #[default]
+    None,
+    /// English Snowball stemming.
+    English,
 }
 
-/// [`analyze`] appending to `terms`.
-pub fn analyze_into(text: &str, terms: &mut Vec<String>) {
+/// Which words are dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub enum StopWords {
+    /// None (the default).
+    #[default]
+    None,
+    /// [`ENGLISH_STOP_WORDS`].
+    English,
+}
+
+/// The optional steps of the analysis (step 4 of the module documentation); the default
+/// analyzer has neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct Analyzer {
+    /// Stemming of words.
+    pub stemming: Stemming,
+    /// Stop words dropped.
+    pub stop_words: StopWords,
+}
+
+/// Analyzes `text` into terms with the default analyzer, in text order (a term may repeat).
+pub fn analyze(text: &str) -> Vec<String> {
+    Analyzer::default().analyze(text)
+}
+
+impl Analyzer {
+    /// Analyzes `text` into terms, in text order (a term may repeat).
+    pub fn analyze(&self, text: &str) -> Vec<String> {
+        let mut terms = Vec::new();
+        self.analyze_into(text, &mut terms);
+        terms
+    }
+
+    /// [`Analyzer::analyze`] appending to `terms`.
+    pub fn analyze_into(&self, text: &str, terms: &mut Vec<String>) {
+        let mut out = Output {
+            analyzer: self,
+            stemmer: (self.stemming == Stemming::English)
+                .then(|| Stemmer::create(Algorithm::English)),
+            terms,
+        };
+        segment(text, &mut out);
+    }
+}
+
+/// Where the terms of one analysis go, through the analyzer's optional steps.
+struct Output<'a> {
+    analyzer: &'a Analyzer,
+    stemmer: Option<Stemmer>,
+    terms: &'a mut Vec<String>,
+}
+
+impl Output<'_> {
+    /// An identifier's whole form: kept as it is.
+    fn whole(&mut self, term: &str) {
+        push(self.terms, term);
+    }
+
+    /// A word (or an identifier's part): dropped when a stop word, else stemmed.
+    fn word(&mut self, word: &str) {
+        if self.analyzer.stop_words == StopWords::English && ENGLISH_STOP_WORDS.contains(&word) {
+            return;
+        }
+        match &self.stemmer {
+            Some(stemmer) if word.bytes().all(|b| b.is_ascii_alphabetic() || b == b'\'') => {
+                push(self.terms, &stemmer.stem(word));
+            }
+            _ => push(self.terms, word),
+        }
+    }
+}
+
+/// Steps 1 and 2: the words and identifiers of `text`, normalized, into `out`.
+fn segment(text: &str, out: &mut Output<'_>) {
     // Byte span of the identifier being built, and whether a joiner ends it.
     let mut span: Option<(usize, usize)> = None;
     let mut pending_joiner = false;
@@ -49,7 +138,7 @@ pub fn analyze_into(text: &str, terms: &mut Vec<String>) {
             match span {
                 Some((first, _)) if pending_joiner => span = Some((first, end)),
                 _ => {
-                    flush(text, span.take(), terms);
+                    flush(text, span.take(), out);
                     span = Some((start, end));
                 }
             }
@@ -61,15 +150,15 @@ pub fn analyze_into(text: &str, terms: &mut Vec<String>) {
         {
             pending_joiner = true;
         } else {
-            flush(text, span.take(), terms);
+            flush(text, span.take(), out);
             pending_joiner = false;
         }
     }
-    flush(text, span, terms);
+    flush(text, span, out);
 }
 
 /// Emits the identifier `text[span]`: its whole form when it has several parts, then its parts.
-fn flush(text: &str, span: Option<(usize, usize)>, terms: &mut Vec<String>) {
+fn flush(text: &str, span: Option<(usize, usize)>, out: &mut Output<'_>) {
     let Some((start, end)) = span else {
         return;
     };
@@ -80,10 +169,10 @@ fn flush(text: &str, span: Option<(usize, usize)>, terms: &mut Vec<String>) {
         .filter(|p| !p.is_empty())
         .collect();
     if parts.len() > 1 {
-        push(terms, whole);
+        out.whole(whole);
     }
     for part in parts {
-        push(terms, part);
+        out.word(part);
     }
 }
 
@@ -202,6 +291,66 @@ mod tests {
         assert_eq!(terms("42 items"), ["42", "items"]);
         let long = "x".repeat(MAX_TERM_BYTES + 1);
         assert_eq!(terms(&format!("{long} short")), ["short"]);
+    }
+
+    #[test]
+    fn stemming_and_stop_words_are_off_by_default_and_optional() {
+        let text = "The runners are running to the left-pads, a user's packages";
+        assert_eq!(
+            terms(text),
+            [
+                "the",
+                "runners",
+                "are",
+                "running",
+                "to",
+                "the",
+                "left-pads",
+                "left",
+                "pads",
+                "a",
+                "user's",
+                "packages"
+            ]
+        );
+        let stop = Analyzer {
+            stop_words: StopWords::English,
+            ..Analyzer::default()
+        };
+        assert_eq!(
+            stop.analyze(text),
+            [
+                "runners",
+                "running",
+                "left-pads",
+                "left",
+                "pads",
+                "user's",
+                "packages"
+            ]
+        );
+        let both = Analyzer {
+            stemming: Stemming::English,
+            stop_words: StopWords::English,
+        };
+        assert_eq!(
+            both.analyze(text),
+            [
+                "runner",
+                "run",
+                "left-pads",
+                "left",
+                "pad",
+                "user",
+                "packag"
+            ]
+        );
+        // Only words of ASCII letters are stemmed; numbers and other scripts stay.
+        assert_eq!(
+            both.analyze("42 Crème 東京 v1.2"),
+            ["42", "creme", "東", "京", "v1.2", "v1", "2"]
+        );
+        assert_eq!(both.analyze("the and of"), Vec::<String>::new());
     }
 
     #[test]

@@ -21,6 +21,7 @@
 
 pub mod analyzer;
 pub mod bm25;
+mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -31,13 +32,17 @@ use foldhash::HashMap;
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
+pub use analyzer::Analyzer;
 pub use bm25::Bm25Params;
+pub use settings::LexicalSettings;
 
-/// What the lexical index reads of an entity, and how it scores.
+/// What one tenant's lexical index reads of an entity, how it analyzes it and how it scores.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LexicalOptions {
     /// BM25 parameters (k1 = 1.2, b = 0.75).
     pub bm25: Bm25Params,
+    /// The optional analysis steps (stemming, stop words; default none).
+    pub analyzer: Analyzer,
     /// Index the entity's `entity_type` as text too (default false).
     pub entity_type: bool,
     /// Attributes whose string values are indexed as text too (default none).
@@ -53,22 +58,39 @@ impl LexicalOptions {
     /// The text of `body` this index analyzes, in order: every chunk, then the entity type
     /// and the chosen attributes when configured.
     pub fn terms_of(&self, body: &EntityBody) -> Vec<String> {
+        let analyzer = &self.analyzer;
         let mut terms = Vec::new();
         for chunk in &body.chunks {
-            analyzer::analyze_into(&chunk.text, &mut terms);
+            analyzer.analyze_into(&chunk.text, &mut terms);
         }
         if self.entity_type {
-            analyzer::analyze_into(&body.entity_type, &mut terms);
+            analyzer.analyze_into(&body.entity_type, &mut terms);
         }
         for key in &self.attributes {
             if let Some(value) = body.attributes.get(key) {
-                analyzer::analyze_into(value, &mut terms);
+                analyzer.analyze_into(value, &mut terms);
             }
             if let Some(AttributeValue::String(value)) = body.typed_attributes.get(key) {
-                analyzer::analyze_into(value, &mut terms);
+                analyzer.analyze_into(value, &mut terms);
             }
         }
         terms
+    }
+
+    /// The terms of a query `text` for this index: refused as [`analyze_query`] refuses it,
+    /// then analyzed by this index's analyzer, and refused when every word is a stop word.
+    pub fn query_terms(&self, text: &str) -> Result<Vec<String>> {
+        let terms = analyze_query(text)?;
+        if self.analyzer == Analyzer::default() {
+            return Ok(terms);
+        }
+        let terms = self.analyzer.analyze(text);
+        if terms.is_empty() {
+            return Err(Error::invalid(
+                "text has no searchable word (every word is a stop word)",
+            ));
+        }
+        Ok(terms)
     }
 }
 
@@ -653,7 +675,8 @@ impl Inner {
     }
 }
 
-/// Refuses a query text that analyzes to no term.
+/// Refuses a query text that analyzes to no term by the default analyzer (no searchable
+/// word); its terms by that analyzer.
 pub fn analyze_query(text: &str) -> Result<Vec<String>> {
     let terms = analyzer::analyze(text);
     if terms.is_empty() {

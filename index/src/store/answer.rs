@@ -95,7 +95,7 @@ impl UnifiedStore {
         let terms = request
             .text
             .as_deref()
-            .map(crate::lexical::analyze_query)
+            .map(|text| self.options.lexical.of(tenant).query_terms(text))
             .transpose()?;
         let vector_needed = terms.is_none() || !request.vector.is_empty();
         let Some(state) = self.query_tenant(tenant, &request.vector, vector_needed)? else {

@@ -31,6 +31,7 @@ pub mod planning;
 mod prepared;
 mod provenance;
 mod purge;
+mod reanalyze;
 mod ring_reads;
 mod slot_ordinals;
 mod tail_room;
@@ -68,7 +69,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::filter::{AttrType, Expr};
 use crate::graph::{PathStep, Reached, TraversalOptions, Truncation};
-use crate::lexical::{DocTerms, LexicalHit, LexicalOptions};
+use crate::lexical::{DocTerms, LexicalHit, LexicalSettings};
 use crate::query::{QueryPlan, ScoredResult};
 use crate::vector::{Metric, VectorIndexOptions};
 use prepared::{PreparedBatch, PreparedOp};
@@ -85,8 +86,8 @@ pub struct StoreOptions {
     pub engine: allidb_storage::Options,
     /// Vector index options of every tenant (dimension `None`: fixed by the first vector).
     pub vectors: VectorIndexOptions,
-    /// Lexical (BM25) index options of every tenant.
-    pub lexical: LexicalOptions,
+    /// Lexical (BM25) index options of each tenant.
+    pub lexical: LexicalSettings,
     /// How often the indexes are dumped when writes happened (default 60 s).
     pub dump_interval: Duration,
     /// The indexes are also dumped as soon as this many bytes of WAL were written since the
@@ -107,7 +108,7 @@ impl Default for StoreOptions {
         Self {
             engine: allidb_storage::Options::default(),
             vectors: VectorIndexOptions::default(),
-            lexical: LexicalOptions::default(),
+            lexical: LexicalSettings::default(),
             dump_interval: Duration::from_secs(60),
             dump_wal_bytes: 256 << 20,
             indexer_batch: 1024,
@@ -189,7 +190,7 @@ pub struct Indexes {
     /// checkpoint holds it too, so the dump it links stays current and the WAL pin stays put.
     dumping: Mutex<()>,
     options: VectorIndexOptions,
-    lexical: LexicalOptions,
+    lexical: LexicalSettings,
     /// Every write at or below this sequence number is in the indexes.
     applied_seq: AtomicU64,
     /// Batches whose index update failed (logged); they are in the engine, not in the index.
@@ -232,7 +233,7 @@ impl TenantState {
 }
 
 impl Indexes {
-    fn new(options: VectorIndexOptions, lexical: LexicalOptions) -> Self {
+    fn new(options: VectorIndexOptions, lexical: LexicalSettings) -> Self {
         Self {
             tenants: RwLock::default(),
             drops: RwLock::default(),
@@ -257,7 +258,7 @@ impl Indexes {
             return Ok(t.clone());
         }
         let state = TenantState::new(
-            TenantIndexes::new(self.options, &self.lexical)?,
+            TenantIndexes::new(self.options, self.lexical.of(tenant))?,
             self.options.dimension,
         );
         tenants.insert(tenant.to_owned(), state.clone());
@@ -469,6 +470,7 @@ impl UnifiedStore {
             }
         };
         let covered = loaded.as_ref().map(|l| l.covered);
+        let reanalyze = loaded.as_ref().map_or(Vec::new(), |l| l.reanalyze.clone());
         if let Some(loaded) = loaded {
             let mut tenants = indexes.tenants.write();
             for (tenant, t) in loaded.tenants {
@@ -495,6 +497,7 @@ impl UnifiedStore {
             recovery: Mutex::new(None),
         };
         let recovery = store.catch_up(covered)?;
+        store.reanalyze(&recovery, &reanalyze)?;
         *store.recovery.lock() = Some(recovery);
         if let Some(covered) = covered {
             // The loaded dump is complete on disk: the flushed segments it covers are not
@@ -600,7 +603,7 @@ impl UnifiedStore {
             let state = match &mut state {
                 Some(state) => state,
                 None => state.insert(TenantState::new(
-                    TenantIndexes::new(self.indexes.options, &self.indexes.lexical)?,
+                    TenantIndexes::new(self.indexes.options, self.indexes.lexical.of(tenant))?,
                     self.indexes.options.dimension,
                 )),
             };
@@ -1055,7 +1058,7 @@ impl UnifiedStore {
     /// searchable word is `InvalidArgument`.
     pub fn lexical_search(&self, tenant: &str, text: &str, n: usize) -> Result<Vec<LexicalHit>> {
         allidb_storage::key::validate_tenant(tenant)?;
-        let terms = crate::lexical::analyze_query(text)?;
+        let terms = self.options.lexical.of(tenant).query_terms(text)?;
         Ok(self
             .indexes
             .tenant(tenant)

@@ -9,6 +9,7 @@
 //! dump-NNNNNN/t-<hex>/graph       record file: one record per out-edge
 //! dump-NNNNNN/t-<hex>/facts       record file: one record per entity (type, attributes, ...)
 //! dump-NNNNNN/t-<hex>/lexical     record file: one record per analyzed text document
+//! dump-NNNNNN/t-<hex>/lexical-analyzer  checked file: the analyzer of those documents
 //! ```
 //!
 //! A *checked file* is `crc32:u32 LE` (CRC-32/IEEE over the rest) followed by a versioned
@@ -29,9 +30,12 @@
 //! dumps are deleted. The dump covers every write with a sequence number at or below `covered`
 //! (later writes may be in it too: applying them again on catch-up is harmless).
 //! Index files are derived data: a missing or damaged dump is reported to the caller, which
-//! rebuilds from the engine — never a failed start. A store checkpoint takes the current dump
-//! as it is ([`link_current`]: hard links, no new dump), since a dump's files never change once
-//! written.
+//! rebuilds from the engine — never a failed start. A tenant whose lexical documents were
+//! analyzed by another analyzer than the one now configured for it (a dump without
+//! `lexical-analyzer` was analyzed by the default one) is loaded without them and listed in
+//! [`Loaded::reanalyze`]: its lexical index is rebuilt from storage, never mixed. A store
+//! checkpoint takes the current dump as it is ([`link_current`]: hard links, no new dump),
+//! since a dump's files never change once written.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -43,7 +47,7 @@ use super::facts::EntityMeta;
 use super::tenant::TenantIndexes;
 use crate::error::{Error, Result};
 use crate::graph::EdgeSpec;
-use crate::lexical::{DocTerms, LexicalOptions, analyzer};
+use crate::lexical::{Analyzer, DocTerms, LexicalSettings, analyzer};
 use crate::vector::{VectorIndex, VectorIndexOptions};
 
 const CURRENT: &str = "CURRENT";
@@ -107,6 +111,10 @@ const FACTS_FORMAT: u8 = 3;
 /// Payload format of the lexical records: 10 + the analyzer version, so a dump analyzed by
 /// other rules fails to load and the indexes are rebuilt from storage (with today's rules).
 const LEXICAL_FORMAT: u8 = 10 + analyzer::ANALYZER_VERSION;
+/// Payload format of the `lexical-analyzer` file.
+const ANALYZER_FORMAT: u8 = 1;
+/// The file recording the analyzer of a tenant's lexical documents.
+const LEXICAL_ANALYZER: &str = "lexical-analyzer";
 /// One document of the lexical dump: `(entity id, analyzed terms)`.
 type LexicalRecord = (String, DocTerms);
 /// Payload format of the graph records.
@@ -237,6 +245,8 @@ fn write_dump(dir: &Path, covered: SeqNo, tenants: &[(String, &TenantIndexes)]) 
         write_records(&tdir.join("facts"), FACTS_FORMAT, facts.into_iter())?;
         let docs = indexes.lexical.export();
         write_records(&tdir.join("lexical"), LEXICAL_FORMAT, docs.into_iter())?;
+        let analyzer = &indexes.lexical.options().analyzer;
+        write_checked(&tdir.join(LEXICAL_ANALYZER), ANALYZER_FORMAT, analyzer)?;
         sync_path(&tdir)?;
     }
     let meta = Meta {
@@ -354,13 +364,16 @@ pub struct Loaded {
     pub covered: SeqNo,
     /// The tenants' indexes.
     pub tenants: Vec<(String, TenantIndexes)>,
+    /// Tenants whose lexical documents were left out: analyzed by another analyzer than
+    /// their configured one (their lexical index is empty, to be rebuilt from storage).
+    pub reanalyze: Vec<String>,
 }
 
 /// Loads the current dump. `Ok(None)`: there is none. An error means it is unusable (rebuild).
 pub fn load(
     root: &Path,
     options: impl Fn(&str) -> VectorIndexOptions,
-    lexical: &LexicalOptions,
+    lexical: &LexicalSettings,
 ) -> Result<Option<Loaded>> {
     let current = root.join(CURRENT);
     if !current.exists() {
@@ -370,8 +383,10 @@ pub fn load(
     let dir = root.join(name.trim());
     let meta: Meta = read_checked(&dir.join(META), DUMP_FORMAT)?;
     let mut tenants = Vec::with_capacity(meta.tenants.len());
+    let mut reanalyze = Vec::new();
     for tenant in meta.tenants {
         let tdir = tenant_dir(&dir, &tenant);
+        let lexical = lexical.of(&tenant);
         let indexes = TenantIndexes::with_vectors(
             VectorIndex::load(&tdir.join("vectors"), options(&tenant))?,
             lexical,
@@ -381,19 +396,31 @@ pub fn load(
             indexes.facts.write().upsert(&id, m);
             Ok(())
         })?;
-        read_records(
-            &tdir.join("lexical"),
-            LEXICAL_FORMAT,
-            |(id, doc): LexicalRecord| {
-                indexes.lexical.upsert(&id, doc);
-                Ok(())
-            },
-        )?;
+        let analyzer_file = tdir.join(LEXICAL_ANALYZER);
+        let dumped: Analyzer = match analyzer_file.exists() {
+            true => read_checked(&analyzer_file, ANALYZER_FORMAT)?,
+            false => Analyzer::default(),
+        };
+        if dumped == lexical.analyzer {
+            read_records(
+                &tdir.join("lexical"),
+                LEXICAL_FORMAT,
+                |(id, doc): LexicalRecord| {
+                    indexes.lexical.upsert(&id, doc);
+                    Ok(())
+                },
+            )?;
+        } else {
+            tracing::warn!(%tenant, ?dumped, configured = ?lexical.analyzer,
+                "the dumped lexical index was analyzed by another analyzer; rebuilding it from storage");
+            reanalyze.push(tenant.clone());
+        }
         tenants.push((tenant, indexes));
     }
     Ok(Some(Loaded {
         covered: meta.covered,
         tenants,
+        reanalyze,
     }))
 }
 

@@ -6,7 +6,7 @@
 //! "Freshness": a text stream went at the speed of that thread analysing words).
 //!
 //! Invariants: a prepared op is exactly what the commit path would decode and analyze itself
-//! (the same functions, the store's lexical options, which every tenant's lexical index
+//! (the same functions, the lexical options of the op's tenant, which its lexical index
 //! uses); an op that does not decode is left unprepared, so the commit path meets the error
 //! and reports it as before. Must never: read the indexes or storage (the batch is not
 //! committed yet, and may never be).
@@ -16,7 +16,7 @@ use allidb_storage::cell::EntityBody;
 use allidb_storage::key::{CellKey, CellSuffix};
 use rayon::prelude::*;
 
-use crate::lexical::{DocTerms, LexicalOptions};
+use crate::lexical::{DocTerms, LexicalSettings};
 
 /// Batches of at least this many cells are prepared on every thread of the global rayon pool
 /// (a stream's chunk piece, a large client batch); smaller ones on the writing thread alone.
@@ -45,7 +45,7 @@ pub struct PreparedBatch {
 
 impl PreparedBatch {
     /// Decodes and analyzes `batch` (see the module documentation).
-    pub fn of(batch: &WriteBatch, lexical: &LexicalOptions) -> Self {
+    pub fn of(batch: &WriteBatch, lexical: &LexicalSettings) -> Self {
         let prepare = |op: &BatchOp| prepare_op(op, lexical);
         let ops = match batch.len() >= PARALLEL_MIN_OPS {
             true => batch.ops().par_iter().map(prepare).collect(),
@@ -66,12 +66,12 @@ impl PreparedBatch {
     }
 }
 
-fn prepare_op(op: &BatchOp, lexical: &LexicalOptions) -> Option<PreparedOp> {
+fn prepare_op(op: &BatchOp, lexical: &LexicalSettings) -> Option<PreparedOp> {
     let key = CellKey::decode(&op.key).ok()?;
     let body = match (&key.suffix, &op.value) {
         (CellSuffix::Body, Some(value)) => {
             let body = EntityBody::decode(value).ok()?;
-            let doc = DocTerms::count(op.ts, lexical.terms_of(&body));
+            let doc = DocTerms::count(op.ts, lexical.of(&key.tenant).terms_of(&body));
             Some(PreparedBody { body, doc })
         }
         _ => None,
@@ -84,6 +84,8 @@ mod tests {
     use allidb_storage::cell::TextChunk;
 
     use super::*;
+    use crate::lexical::LexicalOptions;
+    use crate::lexical::analyzer::{Analyzer, StopWords};
 
     fn body(text: &str) -> EntityBody {
         EntityBody {
@@ -108,7 +110,7 @@ mod tests {
             match i % 3 {
                 2 => batch.delete(key, 11),
                 _ => {
-                    let text = format!("left-pad {i} Ärger und left-pad");
+                    let text = format!("left-pad {i} Ärger und the left-pad");
                     let value = body(&text).encode().expect("a body encodes");
                     batch.put(key, 11 + i as u64, value);
                 }
@@ -118,11 +120,21 @@ mod tests {
         batch
     }
 
-    /// Every op is prepared as the commit path would decode and analyze it, on the writing
-    /// thread alone and on the rayon pool alike.
+    /// Every op is prepared as the commit path would decode and analyze it (with its
+    /// tenant's analyzer), on the writing thread alone and on the rayon pool alike.
     #[test]
     fn a_prepared_batch_is_what_the_commit_path_would_decode_and_analyze() {
-        let lexical = LexicalOptions::default();
+        let stop_words = LexicalOptions {
+            analyzer: Analyzer {
+                stop_words: StopWords::English,
+                ..Analyzer::default()
+            },
+            ..LexicalOptions::default()
+        };
+        let lexical = LexicalSettings {
+            default: LexicalOptions::default(),
+            tenants: [("t".to_owned(), stop_words)].into(),
+        };
         for n in [3, 2 * PARALLEL_MIN_OPS] {
             let batch = batch(n);
             let mut prepared = PreparedBatch::of(&batch, &lexical);
@@ -140,7 +152,7 @@ mod tests {
                 let expected = match (&key.suffix, &op.value) {
                     (CellSuffix::Body, Some(value)) => {
                         let body = EntityBody::decode(value).expect("a body decodes");
-                        let doc = DocTerms::count(op.ts, lexical.terms_of(&body));
+                        let doc = DocTerms::count(op.ts, lexical.of("t").terms_of(&body));
                         Some((body, doc))
                     }
                     _ => None,
@@ -149,6 +161,7 @@ mod tests {
                 if let Some((_, doc)) = &got {
                     assert!(doc.terms.iter().any(|(t, n)| t == "left-pad" && *n == 2));
                     assert!(doc.terms.iter().any(|(t, _)| t == "arger"));
+                    assert!(!doc.terms.iter().any(|(t, _)| t == "the"));
                 }
                 assert_eq!(got, expected, "op {i} of {n}");
                 assert!(prepared.take(i).is_none(), "an op is taken once");
@@ -160,7 +173,7 @@ mod tests {
     #[test]
     fn only_a_prepared_batch_comes_back_as_one() {
         let batch = batch(1);
-        let prepared: Prepared = Box::new(PreparedBatch::of(&batch, &LexicalOptions::default()));
+        let prepared: Prepared = Box::new(PreparedBatch::of(&batch, &LexicalSettings::default()));
         assert!(PreparedBatch::from_prepared(Some(prepared)).is_some());
         assert!(PreparedBatch::from_prepared(Some(Box::new(7u32))).is_none());
         assert!(PreparedBatch::from_prepared(None).is_none());

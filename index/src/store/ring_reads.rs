@@ -20,7 +20,7 @@ use super::planning::{self, SeedPlan};
 use super::{Filter, UnifiedStore};
 use crate::error::{Error, Result};
 use crate::graph::{NodeSteps, TraversalOptions};
-use crate::lexical::{CorpusStats, LexicalHit};
+use crate::lexical::{CorpusStats, LexicalHit, LexicalSettings};
 use crate::query::{EntityFacts, FactSource};
 use crate::vector::{Metric, VectorHit};
 
@@ -120,6 +120,12 @@ impl UnifiedStore {
     /// The similarity metric of every tenant's vectors (`index.metric`).
     pub fn metric(&self) -> Metric {
         self.indexes.options.metric
+    }
+
+    /// Each tenant's lexical options (`index.lexical_*`): a ring's coordinator analyzes query
+    /// texts with them.
+    pub fn lexical_settings(&self) -> &LexicalSettings {
+        &self.indexes.lexical
     }
 
     /// The `count` entities of `tenant` this node holds whose vectors are nearest `vector`

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::query::text::query_terms;
+use allidb_index::lexical::analyzer::{Analyzer, Stemming, StopWords};
 
 /// One lexical index holding the texts of entities `0..nodes`.
 fn whole_texts(nodes: usize) -> LexicalIndex {
@@ -32,7 +33,9 @@ fn text_statistics_count_each_range_once_and_every_host_scores_as_one_index() {
         // Through host 2, which fails in the second round: its ranges go to other replicas.
         let fanout = fanout(&fake, &latency, HostId::from_u128(2));
         let text = runtime
-            .block_on(fanout.text_search("gamma alpha gamma zeta unknown"))
+            .block_on(
+                fanout.text_search("gamma alpha gamma zeta unknown", &LexicalOptions::default()),
+            )
             .unwrap();
         assert_eq!(text.terms, ["gamma", "alpha", "zeta", "unknown"]);
         assert_eq!(
@@ -89,11 +92,35 @@ fn text_statistics_count_each_range_once_and_every_host_scores_as_one_index() {
 
 #[test]
 fn a_text_without_a_searchable_word_or_with_too_many_terms_is_refused() {
-    assert!(query_terms(" ... ").is_err());
+    let plain = LexicalOptions::default();
+    assert!(query_terms(" ... ", &plain).is_err());
     let many: Vec<String> = (0..=super::super::wire::MAX_TEXT_TERMS)
         .map(|i| format!("w{i}"))
         .collect();
-    let error = query_terms(&many.join(" ")).unwrap_err();
+    let error = query_terms(&many.join(" "), &plain).unwrap_err();
     assert!(error.to_string().contains("text: 1025 terms"), "{error}");
-    assert_eq!(query_terms("b a b").unwrap(), ["b", "a"]);
+    assert_eq!(query_terms("b a b", &plain).unwrap(), ["b", "a"]);
+}
+
+/// The coordinator analyzes a text with the tenant's analyzer, as the hosts analyzed its
+/// documents.
+#[test]
+fn the_terms_are_the_tenants_analyzers() {
+    let stemmed = LexicalOptions {
+        analyzer: Analyzer {
+            stemming: Stemming::English,
+            stop_words: StopWords::English,
+        },
+        ..LexicalOptions::default()
+    };
+    assert_eq!(
+        query_terms("the running runners", &stemmed).unwrap(),
+        ["run", "runner"]
+    );
+    let error = query_terms("the and of", &stemmed).unwrap_err();
+    assert!(error.to_string().contains("stop word"), "{error}");
+    assert_eq!(
+        query_terms("the running runners", &LexicalOptions::default()).unwrap(),
+        ["the", "running", "runners"]
+    );
 }
