@@ -318,7 +318,8 @@ impl Coordinator {
             .filter(|(host, node)| **host != self.inner.host && node.status != NodeStatus::Left)
             .map(|(host, _)| *host)
             .collect();
-        let majority = (peers.len() + 1) / 2 + 1;
+        let members = peers.len() + 1;
+        let majority = members / 2 + 1;
         let mut checks: FuturesUnordered<_> = peers
             .iter()
             .map(|host| async move {
