@@ -24,17 +24,23 @@ use allidb_tests::{Daemon, request};
 use serde_json::Value;
 
 async fn query_ids(daemon: &Daemon, i: usize) -> Vec<String> {
+    result_ids(
+        daemon,
+        pb::QueryRequest {
+            query_vector: vector(i),
+            k: 10,
+            max_hops: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// The ids `query` answers, best first.
+async fn result_ids(daemon: &Daemon, query: pb::QueryRequest) -> Vec<String> {
     let mut client = daemon.client().await;
     client
-        .query(request(
-            pb::QueryRequest {
-                query_vector: vector(i),
-                k: 10,
-                max_hops: Some(0),
-                ..Default::default()
-            },
-            Some(ADMIN_KEY),
-        ))
+        .query(request(query, Some(ADMIN_KEY)))
         .await
         .expect("query")
         .into_inner()
@@ -321,24 +327,16 @@ async fn kill_9_mid_backup_leaves_no_complete_backup_and_the_next_one_restores()
 
 /// The ids a text (BM25) query for `text` answers, best first.
 async fn text_hits(daemon: &Daemon, text: &str) -> Vec<String> {
-    let mut client = daemon.client().await;
-    client
-        .query(request(
-            pb::QueryRequest {
-                text: Some(text.to_owned()),
-                k: 3,
-                max_hops: Some(0),
-                ..Default::default()
-            },
-            Some(ADMIN_KEY),
-        ))
-        .await
-        .expect("text query")
-        .into_inner()
-        .results
-        .into_iter()
-        .map(|r| r.entity_id)
-        .collect()
+    result_ids(
+        daemon,
+        pb::QueryRequest {
+            text: Some(text.to_owned()),
+            k: 3,
+            max_hops: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 /// A backup carries the daemon's last index dump as it is (no dump of its own) and the WAL
