@@ -9,7 +9,8 @@ node has indexed every vector); then the 500 questions with 1 and with --concurr
 flight, spread over the nodes (client thread i asks node i mod n), reporting questions/s,
 p50/p99 latency, and the daemons' CPU time per question summed over every node (/proc: the
 figure that predicts scaling on real hosts, since all nodes share this machine's cores); then
-100 questions per hop count (0, 1, 2) with `explain`, reporting the calls to other nodes per
+per hop count (0, 1, 2) the daemons' CPU per question (all questions, 1 in flight, median of
+the runs) and 100 questions with `explain`, reporting the calls to other nodes per
 question (`allidb_cluster_query_calls_total`), the rounds and the most calls one node got
 (the reply's `profile`). Prints one JSON line per measurement and the ratios to one node.
 
@@ -153,11 +154,13 @@ def main():
                         "calls_to_other_nodes_per_question": round(runs[0][4], 2),
                         "runs_questions_per_sec": [round(r[0], 1) for r in runs]}))
                 for hops in (0, 1, 2):
+                    cpus = [ask_all(ring, queries, 1, max_hops=hops)[3] for _ in range(args.runs)]
                     _, _, replies, _, calls = ask_all(ring, queries[:100], 1, max_hops=hops,
                                                       explain=True)
                     profiles = [r.get("profile") or {} for r in replies]
                     print(json.dumps({
                         "setup": setup, "max_hops": hops,
+                        "daemon_cpu_ms_per_question": round(float(np.median(cpus)) * 1000, 3),
                         "calls_to_other_nodes_per_question": round(calls, 2),
                         "rounds_max": max((p.get("rounds", 0) for p in profiles), default=0),
                         "calls_per_node_max": max((n.get("calls", 0) for p in profiles

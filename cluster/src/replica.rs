@@ -11,6 +11,7 @@
 //! host (a stale address now served by this node), a stream chunk of a topology movement its
 //! log closed, or block an async worker on the store.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -236,7 +237,8 @@ impl LocalReplica {
             .await
     }
 
-    /// A cluster-wide query's candidate search over everything this replica holds.
+    /// A cluster-wide query's candidate search over everything this replica holds, with the
+    /// candidates' complete steps when the search asks for them.
     pub async fn search_seeds(
         &self,
         tenant: &str,
@@ -244,14 +246,25 @@ impl LocalReplica {
     ) -> Result<SeedCandidates, ClusterError> {
         let owned = tenant.to_owned();
         self.on_indexes("seed search", tenant, move |store| {
-            store.search_seeds(
+            let mut found = store.search_seeds(
                 &owned,
                 &search.vector,
                 search.text.as_ref(),
                 search.count,
                 search.ef,
                 &search.filter,
-            )
+            )?;
+            if let Some(steps) = &search.steps {
+                let ids: BTreeSet<&str> = found
+                    .vector
+                    .iter()
+                    .map(|c| &*c.hit.entity_id)
+                    .chain(found.lexical.iter().map(|c| &*c.hit.entity_id))
+                    .collect();
+                let ids: Vec<&str> = ids.into_iter().collect();
+                found.steps = store.complete_steps(&owned, &ids, steps)?;
+            }
+            Ok(found)
         })
         .await
     }

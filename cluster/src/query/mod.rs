@@ -19,8 +19,9 @@
 //! the covering set searches everything it holds for the query's full seed count (so a global
 //! top-k candidate is in the answer of a host that holds it; a text is scored with the whole
 //! ring's corpus statistics, [`text`]); the candidates are deduplicated and the best seed count
-//! kept (the vector and BM25 lists fused as one node fuses them); the walk
-//! goes hop by hop over the owners; the ranking (unified score or PageRank) runs here over the gathered walk,
+//! kept (the vector and BM25 lists fused as one node fuses them), each host sending the
+//! complete steps of its candidates with them; the walk goes hop by hop over the owners (the
+//! first hop asking only for seeds without complete steps); the ranking (unified score or PageRank) runs here over the gathered walk,
 //! with the facts and similarities the owners sent; the results (and context entities) are
 //! then read at the request's consistency level, a result gone at that level being replaced by
 //! the next best. Candidate search and walk read one replica per range (ONE): replicas build
@@ -234,8 +235,10 @@ impl ClusterQuery {
             ef: plan.ef,
             filter: request.filter.clone(),
             text: text.clone(),
+            steps: walk::first_hop_steps(&plan.traversal),
         };
-        let candidates = fanout.seeds(&search).await?;
+        let mut candidates = fanout.seeds(&search).await?;
+        let complete = std::mem::take(&mut candidates.steps);
         let seeds: Vec<VectorHit> = candidates.vector.iter().map(|c| c.hit.clone()).collect();
         let lexical_hits: Vec<LexicalHit> =
             candidates.lexical.iter().map(|c| c.hit.clone()).collect();
@@ -265,6 +268,7 @@ impl ClusterQuery {
             &request.filter,
             text.as_ref(),
             known,
+            complete,
         )
         .await?;
         let nodes = &gathered.nodes;
@@ -345,6 +349,7 @@ impl ClusterQuery {
             &[],
             &Filter::default(),
             None,
+            HashMap::new(),
             HashMap::new(),
         )
         .await?;

@@ -3,14 +3,19 @@
 //! has a text), and the answers are merged into the best of each list, as one node holding
 //! everything would find them.
 //!
+//! When the query walks, each host also sends the complete steps of its candidates (those with
+//! at most the hop's limit of distinct neighbours), so the walk's first hop asks only for the
+//! seeds whose steps no host could send in full.
+//!
 //! Invariants: a candidate appears once per list (the answer with the newest facts kept); each
 //! list is cut to the seed count after the merge, in the order one node sorts it (similarity or
-//! BM25 score descending, ties by id). Must never: fuse the lists (the query does, over the
+//! BM25 score descending, ties by id); a candidate's steps are one host's complete list. Must never: fuse the lists (the query does, over the
 //! merged ones) or drop a host's answer without retrying its ranges on another.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use allidb_index::graph::PathStep;
 use allidb_index::query::EntityFacts;
 use allidb_index::store::{SeedCandidate, SeedCandidates, TextCandidate};
 use futures_util::future::join_all;
@@ -60,6 +65,7 @@ impl Fanout<'_> {
         let mut asked: BTreeSet<HostId> = BTreeSet::new();
         let mut vector: HashMap<Arc<str>, SeedCandidate> = HashMap::new();
         let mut lexical: HashMap<Arc<str>, TextCandidate> = HashMap::new();
+        let mut steps: HashMap<Arc<str>, Vec<PathStep>> = HashMap::new();
         for attempt in 1..=MAX_ATTEMPTS {
             let hosts: Vec<HostId> = self
                 .cover(1)?
@@ -87,6 +93,9 @@ impl Fanout<'_> {
                             let id = candidate.hit.entity_id.clone();
                             keep_newest(&mut lexical, &id, candidate, |c| c.facts);
                         }
+                        for (id, complete) in found.steps {
+                            steps.entry(id).or_insert(complete);
+                        }
                     }
                     Err(error) if host_failure(&error) && attempt < MAX_ATTEMPTS => {
                         self.failed.lock().insert(host);
@@ -105,6 +114,10 @@ impl Fanout<'_> {
         let lexical = best(lexical, search.count, |c| {
             (c.hit.score, c.hit.entity_id.clone())
         });
-        Ok(SeedCandidates { vector, lexical })
+        Ok(SeedCandidates {
+            vector,
+            lexical,
+            steps,
+        })
     }
 }

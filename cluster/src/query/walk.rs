@@ -7,7 +7,9 @@
 //! more hop: a walk of `h` hops reads only the steps of nodes closer than `h`, all of which are
 //! gathered by then, so it makes the choices one node holding everything would make, and every
 //! limit (`max_fan_out`, `max_nodes`, `max_edges`, `max_hops`) stops it at the same place.
-//! Nodes of the last hop, never expanded, are described in one more round.
+//! Nodes of the last hop, never expanded, are described in one more round. The seeds' steps
+//! usually come with the candidate search (complete lists, `first_hop_steps`): then the first
+//! hop asks only for the seeds without one.
 //!
 //! Where it can differ from one node: a node with more eligible steps than the ones sent whose
 //! walk reads past them (only when it has more than `max_fan_out + max_nodes` eligible edges and
@@ -17,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use allidb_index::Filter;
-use allidb_index::graph::{GraphIndex, NodeSteps, TraversalOptions, Walk};
+use allidb_index::graph::{GraphIndex, NodeSteps, PathStep, TraversalOptions, Walk};
 use allidb_index::store::{HopNode, StepRequest, TextSearch};
 
 use super::Fanout;
@@ -37,9 +39,23 @@ fn steps_per_node(options: &TraversalOptions) -> usize {
     options.fan_out.saturating_add(options.node_budget)
 }
 
+/// The steps a candidate search sends with its candidates for a walk under `options` (`None`:
+/// the walk has no hop): each candidate's complete list, when it has at most as many distinct
+/// neighbours as a hop would send ([`steps_per_node`]).
+pub(super) fn first_hop_steps(options: &TraversalOptions) -> Option<StepRequest> {
+    (options.max_hops > 0).then(|| StepRequest {
+        options: options.clone(),
+        limit: steps_per_node(options),
+        walked: Vec::new(),
+    })
+}
+
 /// Walks from `starts` under `options`, asking the owners hop by hop; `query`, `filter` and
 /// `text` are what each node's similarity, filter verdict and BM25 score are reported for;
-/// `known` are nodes already described (seeds, by the candidate search).
+/// `known` are nodes already described (seeds, by the candidate search) and `complete` the
+/// complete steps of some of them: a frontier node with complete steps is not asked for its
+/// steps again (a complete list holds every step a hop could send, whatever the walk so far).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn walk_across(
     fanout: &Fanout<'_>,
     starts: &[&str],
@@ -48,6 +64,7 @@ pub(super) async fn walk_across(
     filter: &Filter,
     text: Option<&TextSearch>,
     known: HashMap<Arc<str>, HopNode>,
+    mut complete: HashMap<Arc<str>, Vec<PathStep>>,
 ) -> Result<GatheredWalk, ClusterError> {
     options.validate()?;
     let graph = GraphIndex::new();
@@ -61,27 +78,34 @@ pub(super) async fn walk_across(
         if walk.truncation.node_budget || walk.truncation.edge_budget {
             break;
         }
-        let frontier: Vec<Arc<str>> = walk
-            .reached
-            .iter()
-            .filter(|r| r.depth + 1 == hop)
-            .map(|r| r.entity_id.clone())
-            .collect();
-        if frontier.is_empty() {
+        let mut frontier: Vec<Arc<str>> = Vec::new();
+        let mut expanded = false;
+        for reached in walk.reached.iter().filter(|r| r.depth + 1 == hop) {
+            expanded = true;
+            match complete.remove(&reached.entity_id) {
+                Some(steps) if nodes.contains_key(&reached.entity_id) => {
+                    graph.add_steps(&steps)?;
+                }
+                _ => frontier.push(reached.entity_id.clone()),
+            }
+        }
+        if !expanded {
             break;
         }
-        let steps = StepRequest {
-            options: options.clone(),
-            limit: steps_per_node(options),
-            walked: walk.reached.iter().map(|r| r.entity_id.clone()).collect(),
-        };
-        let described = fanout
-            .describe(&frontier, query, filter, text, Some(steps), "hop")
-            .await?;
-        for (id, mut node) in described {
-            let steps = std::mem::take(&mut node.steps);
-            graph.add_steps(&steps.steps)?;
-            nodes.insert(id, node);
+        if !frontier.is_empty() {
+            let steps = StepRequest {
+                options: options.clone(),
+                limit: steps_per_node(options),
+                walked: walk.reached.iter().map(|r| r.entity_id.clone()).collect(),
+            };
+            let described = fanout
+                .describe(&frontier, query, filter, text, Some(steps), "hop")
+                .await?;
+            for (id, mut node) in described {
+                let steps = std::mem::take(&mut node.steps);
+                graph.add_steps(&steps.steps)?;
+                nodes.insert(id, node);
+            }
         }
         upto.max_hops = hop;
         walk = graph.walk(starts, &upto)?;

@@ -1,5 +1,5 @@
-//! The cluster-wide reads' messages (`proto/replica.proto`, version 4; text searches within
-//! version 9) to and from the store's
+//! The cluster-wide reads' messages (`proto/replica.proto`, version 4; text searches and the
+//! candidates' steps within version 9) to and from the store's
 //! types: one conversion per direction, shared by the replica service and the peer client so
 //! both ends agree by construction.
 
@@ -29,6 +29,9 @@ pub struct SeedSearch {
     pub filter: Filter,
     /// Also the best by BM25 for this text (`vector` may then be empty).
     pub text: Option<TextSearch>,
+    /// Also the candidates' complete steps for the walk's first hop
+    /// ([`allidb_index::UnifiedStore::complete_steps`]); `None`: no walk.
+    pub steps: Option<StepRequest>,
 }
 
 /// Most terms a ring's text query carries (its distinct analyzed terms).
@@ -80,6 +83,7 @@ pub(crate) fn seed_search_to_proto(search: &SeedSearch) -> proto::SearchSeedsReq
             .map_or(0, |ef| u32::try_from(ef).unwrap_or(u32::MAX)),
         filter: Some(filter_to_proto(&search.filter)),
         text: search.text.as_ref().map(text_to_proto),
+        steps: search.steps.as_ref().map(step_request_to_proto),
     }
 }
 
@@ -157,6 +161,7 @@ pub(crate) fn seed_search_from_proto(
         ef: (request.ef > 0).then_some(request.ef as usize),
         filter: filter_from_proto(request.filter)?,
         text: request.text.map(text_from_proto).transpose()?,
+        steps: request.steps.map(step_request_from_proto).transpose()?,
     })
 }
 
@@ -219,6 +224,14 @@ pub(crate) fn seeds_to_proto(
         seeds: seeds.vector.iter().map(seed_to_proto).collect(),
         lexical: seeds.lexical.iter().map(text_candidate_to_proto).collect(),
         text_searched,
+        candidate_steps: seeds
+            .steps
+            .iter()
+            .map(|(id, steps)| proto::CandidateSteps {
+                entity_id: id.to_string(),
+                steps: steps_to_proto(steps),
+            })
+            .collect(),
     }
 }
 
@@ -240,6 +253,15 @@ pub(crate) fn seeds_from_proto(
             .into_iter()
             .map(text_candidate_from_proto)
             .collect(),
+        steps: reply
+            .candidate_steps
+            .into_iter()
+            .map(|candidate| {
+                let id: Arc<str> = Arc::from(candidate.entity_id);
+                let steps = steps_from_proto(&id, candidate.steps);
+                (id, steps)
+            })
+            .collect(),
     })
 }
 
@@ -258,44 +280,48 @@ pub(crate) fn hop_to_proto(hop: &HopRequest) -> proto::ExpandHopRequest {
         entity_ids: hop.entity_ids.clone(),
         vector: hop.query.clone(),
         filter: Some(filter_to_proto(&hop.filter)),
-        steps: hop.steps.as_ref().map(|steps| proto::StepRequest {
-            relations: steps.options.relations.clone().unwrap_or_default(),
-            direction: direction_code(steps.options.direction),
-            min_weight: steps.options.min_weight,
-            limit: u32::try_from(steps.limit).unwrap_or(u32::MAX),
-            walked: steps.walked.iter().map(|id| id.to_string()).collect(),
-        }),
+        steps: hop.steps.as_ref().map(step_request_to_proto),
         text: hop.text.as_ref().map(text_to_proto),
     }
 }
 
-/// The store's form of a hop request; a bad direction is refused naming the field.
-pub(crate) fn hop_from_proto(request: proto::ExpandHopRequest) -> Result<HopRequest, Error> {
-    let steps = match request.steps {
-        None => None,
-        Some(steps) => {
-            let direction = match steps.direction {
-                0 => Direction::Out,
-                1 => Direction::In,
-                2 => Direction::Both,
-                other => {
-                    return Err(Error::invalid(format!(
-                        "steps.direction: {other} is not 0 (out), 1 (in) or 2 (both)"
-                    )));
-                }
-            };
-            Some(StepRequest {
-                options: TraversalOptions {
-                    relations: (!steps.relations.is_empty()).then_some(steps.relations),
-                    direction,
-                    min_weight: steps.min_weight,
-                    ..TraversalOptions::default()
-                },
-                limit: steps.limit as usize,
-                walked: steps.walked.into_iter().map(Arc::from).collect(),
-            })
+fn step_request_to_proto(steps: &StepRequest) -> proto::StepRequest {
+    proto::StepRequest {
+        relations: steps.options.relations.clone().unwrap_or_default(),
+        direction: direction_code(steps.options.direction),
+        min_weight: steps.options.min_weight,
+        limit: u32::try_from(steps.limit).unwrap_or(u32::MAX),
+        walked: steps.walked.iter().map(|id| id.to_string()).collect(),
+    }
+}
+
+/// The store's form of a step request; a bad direction is refused naming the field.
+fn step_request_from_proto(steps: proto::StepRequest) -> Result<StepRequest, Error> {
+    let direction = match steps.direction {
+        0 => Direction::Out,
+        1 => Direction::In,
+        2 => Direction::Both,
+        other => {
+            return Err(Error::invalid(format!(
+                "steps.direction: {other} is not 0 (out), 1 (in) or 2 (both)"
+            )));
         }
     };
+    Ok(StepRequest {
+        options: TraversalOptions {
+            relations: (!steps.relations.is_empty()).then_some(steps.relations),
+            direction,
+            min_weight: steps.min_weight,
+            ..TraversalOptions::default()
+        },
+        limit: steps.limit as usize,
+        walked: steps.walked.into_iter().map(Arc::from).collect(),
+    })
+}
+
+/// The store's form of a hop request; a bad direction is refused naming the field.
+pub(crate) fn hop_from_proto(request: proto::ExpandHopRequest) -> Result<HopRequest, Error> {
+    let steps = request.steps.map(step_request_from_proto).transpose()?;
     Ok(HopRequest {
         entity_ids: request.entity_ids,
         query: request.vector,
@@ -317,17 +343,7 @@ pub(crate) fn hop_node_to_proto(node: &HopNode) -> proto::HopNode {
         has_similarity: node.similarity.is_some(),
         similarity: node.similarity.unwrap_or_default(),
         matches_filter: node.matches_filter,
-        steps: node
-            .steps
-            .steps
-            .iter()
-            .map(|step| proto::HopStep {
-                relation: step.relation.to_string(),
-                peer: step.to.to_string(),
-                weight: step.weight,
-                reversed: step.reversed,
-            })
-            .collect(),
+        steps: steps_to_proto(&node.steps.steps),
         cut: node.steps.cut,
         lexical: node.lexical.as_ref().map(lexical_to_proto),
     }
@@ -346,18 +362,43 @@ pub(crate) fn hop_node_from_proto(entity_id: &Arc<str>, node: proto::HopNode) ->
             .lexical
             .map(|score| lexical_from_proto(entity_id.clone(), score)),
         steps: NodeSteps {
-            steps: node
-                .steps
-                .into_iter()
-                .map(|step| PathStep {
-                    from: entity_id.clone(),
-                    relation: Arc::from(step.relation),
-                    to: Arc::from(step.peer),
-                    weight: step.weight,
-                    reversed: step.reversed,
-                })
-                .collect(),
+            steps: steps_from_proto(entity_id, node.steps),
             cut: node.cut,
         },
     }
+}
+
+fn steps_to_proto(steps: &[PathStep]) -> Vec<proto::HopStep> {
+    steps
+        .iter()
+        .map(|step| proto::HopStep {
+            relation: step.relation.to_string(),
+            peer: step.to.to_string(),
+            weight: step.weight,
+            reversed: step.reversed,
+        })
+        .collect()
+}
+
+/// The steps out of `entity_id` from their wire form (consecutive steps of one relation share
+/// its name).
+fn steps_from_proto(entity_id: &Arc<str>, steps: Vec<proto::HopStep>) -> Vec<PathStep> {
+    let mut relation: Option<Arc<str>> = None;
+    steps
+        .into_iter()
+        .map(|step| {
+            let shared = match relation.take() {
+                Some(last) if *last == *step.relation => last,
+                _ => Arc::from(step.relation),
+            };
+            relation = Some(shared.clone());
+            PathStep {
+                from: entity_id.clone(),
+                relation: shared,
+                to: Arc::from(step.peer),
+                weight: step.weight,
+                reversed: step.reversed,
+            }
+        })
+        .collect()
 }

@@ -18,6 +18,7 @@ mod traverse;
 
 pub use traverse::{Direction, NodeSteps, PathStep, Reached, TraversalOptions, Truncation, Walk};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -59,19 +60,25 @@ fn validate(from: &str, edges: &[EdgeSpec]) -> Result<()> {
     if from.is_empty() {
         return Err(Error::invalid("edge source entity id is empty"));
     }
-    for edge in edges {
-        if edge.to.is_empty() {
-            return Err(Error::invalid(format!(
-                "edge from {from:?} -[{}]-> has an empty target",
-                edge.relation
-            )));
-        }
-        if !edge.weight.is_finite() {
-            return Err(Error::invalid(format!(
-                "edge {from:?} -[{}]-> {:?} has a non-finite weight {}",
-                edge.relation, edge.to, edge.weight
-            )));
-        }
+    edges
+        .iter()
+        .try_for_each(|edge| validate_edge(from, &edge.relation, &edge.to, edge.weight))
+}
+
+/// Refuses an edge `from -[relation]-> to` without both ends or with a non-finite weight.
+fn validate_edge(from: &str, relation: &str, to: &str, weight: f32) -> Result<()> {
+    if from.is_empty() {
+        return Err(Error::invalid("edge source entity id is empty"));
+    }
+    if to.is_empty() {
+        return Err(Error::invalid(format!(
+            "edge from {from:?} -[{relation}]-> has an empty target"
+        )));
+    }
+    if !weight.is_finite() {
+        return Err(Error::invalid(format!(
+            "edge {from:?} -[{relation}]-> {to:?} has a non-finite weight {weight}"
+        )));
     }
     Ok(())
 }
@@ -92,18 +99,18 @@ impl Adjacency {
         edges.get(id as usize).and_then(|e| e.as_deref())
     }
 
-    fn insert(&mut self, from: &str, edge: &EdgeSpec) {
+    fn insert(&mut self, from: &str, relation: &str, to: &str, weight: f32) {
         let from = self.node(from);
-        let to = self.node(&edge.to);
-        let relation = self.relations.intern(&edge.relation);
+        let to = self.node(to);
+        let relation = self.relations.intern(relation);
         let relation_name = self.relations.name(relation);
         let (from_name, to_name) = (self.nodes.name(from), self.nodes.name(to));
         self.out[from as usize]
             .get_or_insert_with(Box::default)
-            .insert((relation, relation_name), (to, to_name), edge.weight);
+            .insert((relation, relation_name), (to, to_name), weight);
         self.incoming[to as usize]
             .get_or_insert_with(Box::default)
-            .insert((relation, relation_name), (from, from_name), edge.weight);
+            .insert((relation, relation_name), (from, from_name), weight);
     }
 
     fn remove(&mut self, from: &str, relation: &str, to: &str) -> bool {
@@ -190,7 +197,7 @@ impl GraphIndex {
         let mut adjacency = self.adjacency.write();
         adjacency.remove_all_out(from);
         for edge in edges {
-            adjacency.insert(from, edge);
+            adjacency.insert(from, &edge.relation, &edge.to, edge.weight);
         }
         adjacency.applied_seq = adjacency.applied_seq.max(seq);
         Ok(())
@@ -201,7 +208,7 @@ impl GraphIndex {
         validate(from, edges)?;
         let mut adjacency = self.adjacency.write();
         for edge in edges {
-            adjacency.insert(from, edge);
+            adjacency.insert(from, &edge.relation, &edge.to, edge.weight);
         }
         adjacency.applied_seq = adjacency.applied_seq.max(seq);
         Ok(())
@@ -222,7 +229,7 @@ impl GraphIndex {
         let mut adjacency = self.adjacency.write();
         adjacency.remove_all_in(to);
         for (from, edge) in edges {
-            adjacency.insert(from, edge);
+            adjacency.insert(from, &edge.relation, &edge.to, edge.weight);
         }
         adjacency.applied_seq = adjacency.applied_seq.max(seq);
         Ok(())
@@ -331,19 +338,34 @@ impl GraphIndex {
             .collect())
     }
 
+    /// Every eligible step (under `options`' direction, relations and minimum weight), in walk
+    /// order, of each of `nodes` that has at most `limit` distinct eligible neighbours outside
+    /// `walked`; the others (cut, [`NodeSteps::cut`]) are left out. Such a list holds every
+    /// step [`GraphIndex::steps_from_each`] could send for the node, whatever the walk so far.
+    pub fn complete_steps(
+        &self,
+        nodes: &[&str],
+        options: &TraversalOptions,
+        limit: usize,
+        walked: &[Arc<str>],
+    ) -> Result<HashMap<Arc<str>, Vec<PathStep>>> {
+        let steps = self.steps_from_each(nodes, options, limit, walked)?;
+        Ok(nodes
+            .iter()
+            .zip(steps)
+            .filter(|(_, steps)| !steps.cut)
+            .map(|(node, steps)| (Arc::from(*node), steps.steps))
+            .collect())
+    }
+
     /// Adds the stored edge of each step (`from -[relation]-> to`, or the reverse for a
     /// reversed step), as [`GraphIndex::add_edges`] would.
     pub fn add_steps(&self, steps: &[PathStep]) -> Result<()> {
         let mut adjacency = self.adjacency.write();
         for step in steps {
             let (from, relation, to) = step.stored();
-            let edge = EdgeSpec {
-                relation: relation.to_string(),
-                to: to.to_string(),
-                weight: step.weight,
-            };
-            validate(from, std::slice::from_ref(&edge))?;
-            adjacency.insert(from, &edge);
+            validate_edge(from, relation, to, step.weight)?;
+            adjacency.insert(from, relation, to, step.weight);
         }
         Ok(())
     }

@@ -14,12 +14,13 @@
 //!
 //! Must never: rank, truncate a walk or read at a consistency level: the coordinator does.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::planning::{self, SeedPlan};
 use super::{Filter, UnifiedStore};
 use crate::error::{Error, Result};
-use crate::graph::{NodeSteps, TraversalOptions};
+use crate::graph::{NodeSteps, PathStep, TraversalOptions};
 use crate::lexical::{CorpusStats, LexicalHit, LexicalSettings};
 use crate::query::{EntityFacts, FactSource};
 use crate::vector::{Metric, VectorHit};
@@ -73,6 +74,9 @@ pub struct SeedCandidates {
     pub vector: Vec<SeedCandidate>,
     /// The best by BM25 for the search's text, best first (empty without a text).
     pub lexical: Vec<TextCandidate>,
+    /// Every eligible step of the candidates whose steps are complete
+    /// ([`UnifiedStore::complete_steps`]), when the search asked for them.
+    pub steps: HashMap<Arc<str>, Vec<PathStep>>,
 }
 
 /// The nodes of one hop of a walk and what to tell about each.
@@ -223,7 +227,29 @@ impl UnifiedStore {
         Ok(SeedCandidates {
             vector: vector_candidates,
             lexical,
+            steps: HashMap::new(),
         })
+    }
+
+    /// The complete steps of each of `ids` under `request`
+    /// ([`crate::graph::GraphIndex::complete_steps`]): a complete list does not depend on the
+    /// walk so far, so a candidate search sends these with its candidates and the walk's first
+    /// hop needs no round of its own for them.
+    pub fn complete_steps(
+        &self,
+        tenant: &str,
+        ids: &[&str],
+        request: &StepRequest,
+    ) -> Result<HashMap<Arc<str>, Vec<PathStep>>> {
+        allidb_storage::key::validate_tenant(tenant)?;
+        request.options.validate()?;
+        let Some(state) = self.indexes.tenant(tenant) else {
+            return Ok(HashMap::new());
+        };
+        state
+            .indexes
+            .graph
+            .complete_steps(ids, &request.options, request.limit, &request.walked)
     }
 
     /// What this node holds of each node of `request`, in order.

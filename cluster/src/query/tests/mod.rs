@@ -18,10 +18,11 @@ use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::known_nodes;
 use super::replicas::QueryReplicas;
 use super::tenants::{CountRequest, Counts};
 use super::text::CorpusRequest;
-use super::walk::walk_across;
+use super::walk::{first_hop_steps, walk_across};
 use super::wire::{IdRange, SeedSearch};
 use super::{Fanout, ReadOptions};
 use crate::ClusterError;
@@ -86,6 +87,8 @@ struct FakeRing {
     failing: BTreeSet<HostId>,
     /// Calls per host.
     calls: Mutex<BTreeMap<HostId, usize>>,
+    /// The nodes hops asked the steps of, in order.
+    asked_steps: Mutex<Vec<String>>,
 }
 
 impl FakeRing {
@@ -107,6 +110,7 @@ impl FakeRing {
             replication_factor: rf,
             failing: BTreeSet::new(),
             calls: Mutex::new(BTreeMap::new()),
+            asked_steps: Mutex::new(Vec::new()),
         };
         for i in 0..nodes {
             let id = format!("n{i}");
@@ -213,7 +217,26 @@ impl QueryReplicas for FakeRing {
                 })
                 .collect(),
         };
-        Ok(SeedCandidates { vector, lexical })
+        let steps = match &search.steps {
+            None => HashMap::new(),
+            Some(wanted) => {
+                let ids: BTreeSet<&str> = vector
+                    .iter()
+                    .map(|c| &*c.hit.entity_id)
+                    .chain(lexical.iter().map(|c| &*c.hit.entity_id))
+                    .collect();
+                let ids: Vec<&str> = ids.into_iter().collect();
+                self.hosts[&host]
+                    .graph
+                    .complete_steps(&ids, &wanted.options, wanted.limit, &wanted.walked)
+                    .map_err(ClusterError::Store)?
+            }
+        };
+        Ok(SeedCandidates {
+            vector,
+            lexical,
+            steps,
+        })
     }
 
     async fn expand_hop(
@@ -230,6 +253,11 @@ impl QueryReplicas for FakeRing {
                 self.replicas(id).contains(&host),
                 "{id} asked of a host that does not replicate it"
             );
+        }
+        if hop.steps.is_some() {
+            self.asked_steps
+                .lock()
+                .extend(hop.entity_ids.iter().cloned());
         }
         let steps = match &hop.steps {
             None => vec![Default::default(); ids.len()],
@@ -353,6 +381,7 @@ fn vector_search(count: usize) -> SeedSearch {
         ef: None,
         filter: Filter::default(),
         text: None,
+        steps: None,
     }
 }
 
@@ -371,6 +400,7 @@ fn ring_walk(fake: &FakeRing, starts: &[&str], options: &TraversalOptions) -> Wa
             &[],
             &Filter::default(),
             None,
+            HashMap::new(),
             HashMap::new(),
         ))
         .unwrap();
@@ -457,6 +487,88 @@ fn a_walk_across_owners_equals_the_walk_of_one_node_holding_everything() {
 }
 
 #[test]
+fn seeds_bring_their_complete_steps_and_the_first_hop_asks_only_for_the_others() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let nodes = 200;
+    let mut edges = random_edges(&mut rng, nodes, 1_200);
+    // n199, the best candidate (similarity 199/200), has more neighbours than a hop sends.
+    edges.extend((0..150).map(|i| (199, "a", i, 1.0)));
+    let whole = whole_graph(&edges);
+    let fake = FakeRing::new(5, 3, nodes, &edges);
+    let latency = PeerLatency::default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for (max_hops, fan_out, node_budget, direction) in [
+        (1, 4, 100, Direction::Out),
+        (2, 3, 60, Direction::Both),
+        (3, 16, 1_000, Direction::In),
+    ] {
+        let options = TraversalOptions {
+            max_hops,
+            fan_out,
+            node_budget,
+            relations: None,
+            direction,
+            min_weight: 0.5,
+            edge_budget: None,
+        };
+        let fanout = fanout(&fake, &latency, HostId::from_u128(1));
+        let search = SeedSearch {
+            steps: first_hop_steps(&options),
+            ..vector_search(10)
+        };
+        let mut candidates = runtime.block_on(fanout.seeds(&search)).unwrap();
+        let complete = std::mem::take(&mut candidates.steps);
+        let seeds: Vec<String> = candidates
+            .vector
+            .iter()
+            .map(|c| c.hit.entity_id.to_string())
+            .collect();
+        let cut: Vec<&String> = seeds
+            .iter()
+            .filter(|id| !complete.contains_key(id.as_str()))
+            .collect();
+        let expect_cut = match direction {
+            Direction::In => Vec::<&String>::new(),
+            _ => vec![&seeds[0]],
+        };
+        assert_eq!(cut, expect_cut, "{options:?}");
+        let starts: Vec<&str> = seeds.iter().map(String::as_str).collect();
+        fake.asked_steps.lock().clear();
+        let gathered = runtime
+            .block_on(walk_across(
+                &fanout,
+                &starts,
+                &options,
+                &[],
+                &Filter::default(),
+                None,
+                known_nodes(candidates),
+                complete,
+            ))
+            .unwrap();
+        assert_eq!(
+            gathered.walk,
+            whole.walk(&starts, &options).unwrap(),
+            "{options:?}"
+        );
+        let asked_seeds: Vec<String> = fake
+            .asked_steps
+            .lock()
+            .iter()
+            .filter(|id| seeds.contains(id))
+            .cloned()
+            .collect();
+        assert_eq!(
+            asked_seeds.iter().collect::<Vec<_>>(),
+            expect_cut,
+            "only the seeds without complete steps are asked for them ({options:?})"
+        );
+    }
+}
+
+#[test]
 fn a_hub_walk_across_owners_stops_at_the_same_bounds_in_one_round_per_hop() {
     // n0 has 5,000 out-edges (and n1..n20 link back to it); the walk keeps the same bound.
     let mut edges: Vec<(usize, &str, usize, f32)> = (1..=5_000)
@@ -532,6 +644,7 @@ fn a_failing_host_is_replaced_by_another_replica_and_a_range_without_one_is_unav
             &[],
             &Filter::default(),
             None,
+            HashMap::new(),
             HashMap::new(),
         ))
         .unwrap_err();

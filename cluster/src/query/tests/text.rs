@@ -52,6 +52,7 @@ fn text_statistics_count_each_range_once_and_every_host_scores_as_one_index() {
             ef: None,
             filter: Filter::default(),
             text: Some(text.clone()),
+            steps: None,
         };
         let found = runtime.block_on(fanout.seeds(&search)).unwrap();
         let got: Vec<_> = found.lexical.iter().map(|c| c.hit.clone()).collect();
@@ -71,6 +72,7 @@ fn text_statistics_count_each_range_once_and_every_host_scores_as_one_index() {
                 &[],
                 &Filter::default(),
                 Some(&text),
+                HashMap::new(),
                 HashMap::new(),
             ))
             .unwrap();
