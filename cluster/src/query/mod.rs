@@ -58,7 +58,6 @@ use allidb_index::store::{HopNode, QueryAnswer, SeedCandidates, WalkContext, edg
 use allidb_index::vector::{Metric, VectorHit};
 use allidb_index::{Filter, QueryContext, QueryHit, QueryReply, QueryRequest, TraverseHit};
 use allidb_storage::cell::Entity;
-use futures_util::future::join_all;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -420,10 +419,7 @@ impl ClusterQuery {
         ids: &[&str],
         level: ConsistencyLevel,
     ) -> Result<Vec<Option<Entity>>, ClusterError> {
-        let reads = ids
-            .iter()
-            .map(|id| self.coordinator.get_entity(tenant, id, level));
-        join_all(reads).await.into_iter().collect()
+        self.coordinator.get_entities(tenant, ids, level).await
     }
 
     /// `reached` as traversal hits, with their entities read at `level` when
