@@ -281,6 +281,21 @@ impl LocalReplica {
             .await
     }
 
+    /// Up to `limit` live entities this replica holds in `range`, in id order, from one
+    /// snapshot of its store.
+    pub async fn scan(
+        &self,
+        tenant: &str,
+        range: IdRange,
+        limit: usize,
+    ) -> Result<Vec<allidb_storage::cell::Entity>, ClusterError> {
+        let tenant = tenant.to_owned();
+        self.on_store("scan", move |store| {
+            store.scan(&tenant, range.start.as_deref(), range.end.as_deref(), limit)
+        })
+        .await
+    }
+
     /// The ids this replica holds in `range`, in order, at most `limit`.
     pub async fn scan_ids(
         &self,

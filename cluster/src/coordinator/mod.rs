@@ -178,9 +178,14 @@ impl Coordinator {
             .unwrap_or_default()
     }
 
+    /// This node's own replica.
+    pub(crate) fn local(&self) -> &LocalReplica {
+        &self.inner.local
+    }
+
     /// Whether this node is the only member of its ring (a ring of one), with no movement
-    /// running: then no other coordinator stamps cells.
-    fn alone(&self) -> bool {
+    /// running: then no other coordinator stamps cells, and its store holds every replica.
+    pub(crate) fn alone(&self) -> bool {
         let view = self.inner.view.borrow();
         view.pending.is_none() && view.ring.hosts().iter().eq([&self.inner.host])
     }

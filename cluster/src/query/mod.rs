@@ -376,6 +376,11 @@ impl ClusterQuery {
     ) -> Result<Vec<Entity>, ClusterError> {
         allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
         metrics::counter!("allidb_cluster_queries_total", "kind" => "scan").increment(1);
+        // A ring of one holds every replica: its page comes from one snapshot of its own
+        // store, at every level, as one node holding everything reads it.
+        if self.coordinator.alone() {
+            return self.coordinator.local().scan(tenant, range, limit).await;
+        }
         let level = read.level;
         let fanout = self.fanout(
             tenant,
