@@ -20,6 +20,7 @@
 //! - [`query`]: cluster-wide reads: Graph-RAG queries, traversals and scans over every range.
 //! - [`repair`]: anti-entropy: Merkle trees per token range, repair of what differs.
 //! - [`stream`]: range streaming: every cell of some ranges from a replica, resumable.
+//! - [`standalone`]: a ring of one: the coordinator and reads of a node without `[cluster]`.
 //! - [`topology`]: the topology log: hosts, tokens and movements in a replicated raft log.
 
 pub mod cells;
@@ -36,6 +37,7 @@ pub mod query;
 pub mod repair;
 pub mod replica;
 pub mod ring;
+pub mod standalone;
 pub mod stream;
 pub mod topology;
 
@@ -64,7 +66,7 @@ pub(crate) fn replica_failure(
     required: usize,
     replicas: &[ring::HostId],
     answered: &BTreeSet<ring::HostId>,
-    failed: &BTreeMap<ring::HostId, String>,
+    failed: &BTreeMap<ring::HostId, impl std::fmt::Display>,
     view: &membership::ClusterView,
 ) -> String {
     let label = |host: &ring::HostId| hints::dispatcher::peer_label(view, *host);

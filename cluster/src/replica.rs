@@ -99,8 +99,8 @@ impl LocalReplica {
         &self.store
     }
 
-    /// Applies `mutation` on the blocking pool: its tenant drops (each durable, indexes
-    /// rebuilt for what a drop leaves), then its cells with their own timestamps, as durable as
+    /// Applies `mutation` ([`in_place`]): its tenant drops (each durable, indexes rebuilt for
+    /// what a drop leaves), then its cells with their own timestamps, as durable as
     /// `storage.durability` makes local writes.
     pub async fn apply(&self, mutation: ReplicaMutation) -> Result<(), ClusterError> {
         self.apply_as(mutation, self.durability).await
@@ -135,8 +135,7 @@ impl LocalReplica {
         if mutation.drops.is_empty() && mutation.cells.is_empty() {
             return Ok(());
         }
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
+        self.on_store("write", move |store| {
             for drop in &mutation.drops {
                 store.drop_tenant_at(&drop.tenant, drop.ts)?;
             }
@@ -145,14 +144,12 @@ impl LocalReplica {
                     .engine()
                     .write(cells::versions_batch(mutation.cells), durability)?;
             }
-            Ok::<(), allidb_index::Error>(())
+            Ok(())
         })
         .await
-        .map_err(|e| ClusterError::Protocol(format!("replica write task: {e}")))?
-        .map_err(ClusterError::Store)
     }
 
-    /// What this replica holds of one partition, on the blocking pool.
+    /// What this replica holds of one partition ([`in_place`]).
     pub async fn partition(&self, tenant: &str, id: &str) -> Result<StoredPartition, ClusterError> {
         let partition = (tenant.to_owned(), id.to_owned());
         let mut read = self.partitions(vec![partition], usize::MAX).await?;
@@ -160,8 +157,8 @@ impl LocalReplica {
             .expect("a read of one partition with no byte budget answers it")
     }
 
-    /// What this replica holds of each partition `(tenant, id)`, in order, on the blocking
-    /// pool: one result per partition (an invalid tenant or id fails only its own). Stops
+    /// What this replica holds of each partition `(tenant, id)`, in order ([`in_place`]): one
+    /// result per partition (an invalid tenant or id fails only its own). Stops
     /// after the partition that brings the cells read past `byte_budget` (the first is always
     /// read), so the answer may be a prefix.
     pub async fn partitions(
@@ -170,7 +167,7 @@ impl LocalReplica {
         byte_budget: usize,
     ) -> Result<Vec<Result<StoredPartition, ClusterError>>, ClusterError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
+        in_place("read", move || {
             let drops = store.engine().tenant_drops();
             let mut read = Vec::with_capacity(partitions.len());
             let mut bytes = 0usize;
@@ -193,27 +190,44 @@ impl LocalReplica {
             read
         })
         .await
-        .map_err(|e| ClusterError::Protocol(format!("replica read task: {e}")))
+    }
+}
+
+/// Runs `call`, which may block on the store (disk reads, fsync), without handing it to
+/// another thread where it can: in place on a multi-threaded runtime
+/// ([`tokio::task::block_in_place`]: this worker's other tasks move to another thread
+/// meanwhile), on the blocking pool on a current-thread runtime (embedders, tests). A
+/// coordinator's own replica is called for every read and write of a request (a ring of one's
+/// for all of them), and a hand-off per call cost more than most calls; the reads of one
+/// request then run one after another, as on a single node.
+async fn in_place<T: Send + 'static>(
+    what: &'static str,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ClusterError> {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(call)),
+        _ => tokio::task::spawn_blocking(call)
+            .await
+            .map_err(|e| ClusterError::Protocol(format!("replica {what} task: {e}"))),
     }
 }
 
 impl LocalReplica {
-    /// Runs `read` on the store on the blocking pool.
-    async fn on_store<T: Send + 'static>(
+    /// Runs `call` on the store ([`in_place`]).
+    pub(crate) async fn on_store<T: Send + 'static>(
         &self,
         what: &'static str,
-        read: impl FnOnce(&UnifiedStore) -> allidb_index::Result<T> + Send + 'static,
+        call: impl FnOnce(&UnifiedStore) -> allidb_index::Result<T> + Send + 'static,
     ) -> Result<T, ClusterError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || read(&store))
-            .await
-            .map_err(|e| ClusterError::Protocol(format!("replica {what} task: {e}")))?
+        in_place(what, move || call(&store))
+            .await?
             .map_err(ClusterError::Store)
     }
 
     /// Runs `read` over the in-memory indexes of `tenant`: right here on the async worker
-    /// when the store says they are light to read (as a single node serves a light query:
-    /// handing it to another thread costs more than the read), else on the blocking pool.
+    /// when the store says they are light to read (handing a light query to another thread
+    /// costs more than the read), else as any store call ([`in_place`]).
     async fn on_indexes<T: Send + 'static>(
         &self,
         what: &'static str,
@@ -278,6 +292,21 @@ impl LocalReplica {
         let owned = tenant.to_owned();
         self.on_indexes("hop", tenant, move |store| store.describe_hop(&owned, &hop))
             .await
+    }
+
+    /// Up to `limit` live entities this replica holds in `range`, in id order, from one
+    /// snapshot of its store.
+    pub async fn scan(
+        &self,
+        tenant: &str,
+        range: IdRange,
+        limit: usize,
+    ) -> Result<Vec<allidb_storage::cell::Entity>, ClusterError> {
+        let tenant = tenant.to_owned();
+        self.on_store("scan", move |store| {
+            store.scan(&tenant, range.start.as_deref(), range.end.as_deref(), limit)
+        })
+        .await
     }
 
     /// The ids this replica holds in `range`, in order, at most `limit`.

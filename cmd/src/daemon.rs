@@ -43,7 +43,7 @@ use allidb_api::http::HttpLimits;
 use allidb_api::observe::{self, ObservedService, RejectedCallMetrics};
 use allidb_api::page_token::PageTokenKey;
 use allidb_api::pb::allidb_server::AlliDbServer;
-use allidb_api::service::{AlliDbService, RingAccess};
+use allidb_api::service::{AlliDbService, DataPath, RingMember};
 use allidb_cluster::coordinator::pause::PauseDetector;
 use allidb_cluster::coordinator::replicas::RingReplicaAccess;
 use allidb_cluster::coordinator::{Coordinator, CoordinatorOptions};
@@ -514,7 +514,16 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
             &cluster_status,
             store.clone(),
         )?),
-        _ => None,
+        _ => {
+            // A node without `[cluster]` serves its data as a ring of one (DESIGN.md §6).
+            let data = DataPath::ring_of_one(store.clone(), service.options());
+            if service.attach_data_path(data).is_err() {
+                return Err(DaemonError::Serve(
+                    "the data path was attached twice".to_owned(),
+                ));
+            }
+            None
+        }
     };
     if let Some(joined) = &membership {
         // Ready means normal in the log (a joining node streams its ranges first), having heard
@@ -827,8 +836,9 @@ fn pause_threshold(cluster: &ClusterConfig) -> Duration {
 }
 
 /// Makes this node a replica and a coordinator once its store is open: the replica service
-/// starts applying, the gRPC service routes writes and point reads through the coordinator,
-/// and the hint dispatcher starts delivering.
+/// starts applying, the gRPC service serves its data through the ring's coordinator and
+/// reads, the operator actions through its membership, and the hint dispatcher starts
+/// delivering.
 fn start_replication(
     config: &Config,
     data_dir: &std::path::Path,
@@ -921,9 +931,10 @@ fn start_replication(
         lexical,
     );
     service
-        .attach_ring(RingAccess {
-            coordinator,
-            reads,
+        .attach_data_path(DataPath::ring(coordinator, reads))
+        .map_err(|_| attached())?;
+    service
+        .attach_ring_member(RingMember {
             repair,
             rebuild,
             topology: joined.topology.clone(),

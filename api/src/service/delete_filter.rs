@@ -1,5 +1,5 @@
 //! `DeleteByFilter` (issue 39, docs/api.md "DeleteByFilter"): the tenant is scanned in id order
-//! (on a ring at the request's level) in rounds, the entities the filter matches are collected
+//! at the request's level in rounds, the entities the filter matches are collected
 //! up to the call's cap and deleted one by one like `DeleteEntity`; `dry_run` only counts them.
 //!
 //! Invariants: never deletes more than the cap; never deletes when the filter matched every
@@ -15,9 +15,9 @@ impl AlliDbService {
     ) -> Result<Response<pb::DeleteByFilterResponse>, Status> {
         let caller = self.authorize(&request, Role::Write)?;
         let request = request.into_inner();
-        let (params, consistency) = validation_stage(|| {
+        let (params, level) = validation_stage(|| {
             let params = validate_provenance::delete_by_filter(&request)?;
-            Ok((params, self.write_consistency(request.consistency_level)?))
+            Ok((params, self.consistency(request.consistency_level)?))
         })?;
         let tenant = caller.tenant;
         if let Some(store) = self.store() {
@@ -25,9 +25,7 @@ impl AlliDbService {
                 .check_filter(&tenant, &params.filter)
                 .map_err(|e| errors::store_status("delete by filter", e))?;
         }
-        let read = self
-            .cluster_reads()
-            .map(|_| ReadOptions::at(consistency.level));
+        let read = ReadOptions::at(level);
         let mut matched: Vec<String> = Vec::new();
         let mut count = 0u64;
         let mut every_one_matched = true;
@@ -82,7 +80,7 @@ impl AlliDbService {
         }
         let more = matched.len() > params.max_deletes;
         matched.truncate(params.max_deletes);
-        let deleted = self.delete_ids(&tenant, matched, consistency).await?;
+        let deleted = self.delete_ids(&tenant, matched, level).await?;
         tracing::debug!(trace_id = %request.trace_id, deleted, more, "entities deleted by filter");
         Ok(Response::new(pb::DeleteByFilterResponse {
             matched: deleted,
@@ -91,31 +89,22 @@ impl AlliDbService {
         }))
     }
 
-    /// Deletes `ids` one by one (through the coordinator on a ring); how many existed.
+    /// Deletes `ids` one by one through the coordinator; how many existed.
     async fn delete_ids(
         &self,
         tenant: &str,
         ids: Vec<String>,
-        consistency: WriteConsistency,
+        level: ConsistencyLevel,
     ) -> Result<u64, Status> {
-        if let Some(coordinator) = self.coordinator() {
-            let mut deleted = 0;
-            for id in &ids {
-                let found = coordinator
-                    .delete_entity(tenant, id, consistency.level)
-                    .await
-                    .map_err(|e| errors::cluster_status("delete by filter", e))?;
-                deleted += u64::from(found);
-            }
-            return Ok(deleted);
+        let coordinator = self.coordinator()?;
+        let mut deleted = 0;
+        for id in &ids {
+            let found = coordinator
+                .delete_entity(tenant, id, level)
+                .await
+                .map_err(|e| errors::cluster_status("delete by filter", e))?;
+            deleted += u64::from(found);
         }
-        let tenant = tenant.to_owned();
-        self.blocking("delete by filter", move |store| {
-            ids.iter().try_fold(0u64, |deleted, id| {
-                let found = store.delete_entity(&tenant, id, consistency.durability)?;
-                Ok(deleted + u64::from(found))
-            })
-        })
-        .await
+        Ok(deleted)
     }
 }

@@ -1,23 +1,32 @@
-//! The `allidb.AlliDB` gRPC service (WIRE.md §1): every RPC of `proto/allidb.proto` on top of the
-//! node-local [`UnifiedStore`].
+//! The `allidb.AlliDB` gRPC service (WIRE.md §1): every RPC of `proto/allidb.proto`.
 //!
 //! Each handler runs the same steps: authenticate the `x-allidb-api-key` metadata and check the
 //! role the RPC needs (read: gets, scans, queries, traversals; write: puts, deletes, edges;
 //! admin: the compatibility `Replica*` RPCs, `Checkpoint` and `Compact` ([`crate::admin`]); `HealthCheck`
 //! needs no key), validate the request
-//! ([`crate::validate`], [`crate::convert`]), then call the store on the blocking thread pool
-//! (store calls block on I/O and fsync) and map its errors ([`crate::errors`]). `Query` and
-//! `QueryBatch` share their validation, store request and reply conversion; a batch runs its
-//! queries in chunks on the blocking pool, one chunk per core.
+//! ([`crate::validate`], [`crate::convert`]), then serve it and map its errors
+//! ([`crate::errors`]).
+//!
+//! One data path for a ring of any size (DESIGN.md §6): every data RPC (writes, point reads,
+//! scans, traversals, queries, tenant figures and drops, source and filter deletes) goes
+//! through the node's [`DataPath`], a cluster [`Coordinator`] and [`ClusterQuery`]. On a
+//! member of a ring (`[cluster]`) they reach the ring's replicas; a node without `[cluster]` is
+//! a ring of one ([`allidb_cluster::standalone`]) whose coordinator calls the local store
+//! directly and whose queries its own indexes answer in one call. Only the operator actions
+//! over replicas (repair, rebuild, decommission, removenode, cleanup) need a [`RingMember`],
+//! and answer `FAILED_PRECONDITION` on a node without `[cluster]`. `Query` and `QueryBatch`
+//! share their validation, store request and reply conversion; a batch runs its queries in
+//! chunks, one task per core.
 //!
 //! Invariants: the tenant of every store call is the authenticated caller's, never a request
-//! field (tenant fields are only checked against it); writes use the configured durability, so
-//! a reply means the write is durable at that level (a single node satisfies every consistency
-//! level with its local write). While the store is still opening every RPC but `HealthCheck`
-//! answers `UNAVAILABLE`.
+//! field (tenant fields are only checked against it); a write's reply means its consistency
+//! level acknowledged it, each replica durable as `storage.durability` says (a ring of one
+//! satisfies every level with its local write). While the store is still opening every RPC but
+//! `HealthCheck` answers `UNAVAILABLE`.
 //!
-//! Must never: block an async worker on the store, answer another tenant's data, or put server
-//! internals (paths, other tenants' keys) into a status message.
+//! Must never: serve a data RPC around the data path, block an async worker on a store call
+//! that does I/O, answer another tenant's data, or put server internals (paths, other
+//! tenants' keys) into a status message.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -27,17 +36,18 @@ use std::sync::{Arc, OnceLock};
 use allidb_cluster::consistency::ConsistencyLevel;
 use allidb_cluster::coordinator::Coordinator;
 use allidb_cluster::query::report::ReadReport;
-use allidb_cluster::query::tenants::{NodeTenants, RingTenants};
+use allidb_cluster::query::tenants::RingTenants;
 use allidb_cluster::query::wire::IdRange;
 use allidb_cluster::query::{ClusterQuery, ReadOptions};
 use allidb_cluster::repair::{RangeRepair, RepairOptions};
 use allidb_cluster::ring::TokenSpan;
+use allidb_cluster::standalone::RingOfOne;
 use allidb_cluster::stream::rebuild::ReplicaRebuild;
 use allidb_cluster::topology::TopologyLog;
 use allidb_index::filter::EntitySubject;
 use allidb_index::graph::{self, TraversalOptions};
 use allidb_index::query::{QueryPlan, ScoreWeights};
-use allidb_index::{Filter, PlanReport, QueryHit, QueryReply, QueryRequest, UnifiedStore};
+use allidb_index::{Filter, PlanReport, QueryHit, QueryRequest, UnifiedStore};
 use allidb_storage::Durability;
 use allidb_storage::cell::EntityWrite;
 use allidb_storage::provenance::PutMode;
@@ -66,7 +76,7 @@ pub const DEFAULT_NODE_ID: &str = "local";
 /// Most failures a `BulkPutEntities` reply lists (the counts cover all of them).
 pub const MAX_BULK_FAILURES_LISTED: usize = 100;
 
-/// Fewest queries of a `QueryBatch` per blocking task (see [`query_batch_tasks`]).
+/// Fewest queries of a `QueryBatch` per task (see [`query_batch_tasks`]).
 const MIN_QUERIES_PER_TASK: usize = 4;
 
 /// Entities a filtered `RangeScan` reads per round until its page is full.
@@ -75,9 +85,11 @@ const FILTERED_SCAN_ROUND: usize = 1000;
 /// The configuration values the service needs (filled by `allidbd` from its config).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceOptions {
-    /// This node's id: `RangeScan.node_id` must be empty or this.
+    /// This node's id: `RangeScan.node_id` must be empty or this; a node without `[cluster]`
+    /// is named so in per-node figures and messages.
     pub node_id: String,
-    /// Durability of every write (`storage.durability`).
+    /// Durability of every write (`storage.durability`): a ring of one's, and the
+    /// compatibility `ReplicaWrite`'s.
     pub durability: Durability,
     /// Consistency level of requests that name none (`server.default_consistency`).
     pub default_consistency: pb::ConsistencyLevel,
@@ -114,21 +126,56 @@ impl Default for ServiceOptions {
 struct ServiceState {
     /// Set once the store is open.
     store: OnceLock<Arc<UnifiedStore>>,
-    /// Set when the node is part of a ring (`[cluster] enabled`): writes and point reads go
-    /// through the coordinator at the request's consistency level, queries, traversals and
-    /// scans through the cluster-wide reads.
-    ring: OnceLock<RingAccess>,
+    /// Set once the store is open: what every data RPC goes through.
+    data: OnceLock<DataPath>,
+    /// Set when the node is a member of a ring (`[cluster] enabled`).
+    member: OnceLock<RingMember>,
     /// Set when a graceful shutdown began.
     stopping: AtomicBool,
 }
 
-/// How this node reaches the ring it is part of.
+/// What every node serves its data through: writes and point reads through the coordinator at
+/// the request's consistency level, queries, traversals, scans and tenant figures through the
+/// cluster-wide reads. On a node without `[cluster]`, a ring of one ([`DataPath::ring_of_one`]).
 #[derive(Clone, Debug)]
-pub struct RingAccess {
+pub struct DataPath {
     /// Writes and point reads at a consistency level.
-    pub coordinator: Coordinator,
-    /// Queries, traversals and scans over every range.
-    pub reads: ClusterQuery,
+    coordinator: Coordinator,
+    /// Queries, traversals, scans and tenant figures over every range.
+    reads: ClusterQuery,
+    /// Whether query and traversal replies carry the read's coverage (and, with `explain`, its
+    /// profile): a ring member's do; a ring of one's do not, its one range being always its
+    /// own (the replies of a node without `[cluster]` keep their shape, WIRE.md).
+    reports_coverage: bool,
+}
+
+impl DataPath {
+    /// The data path of a member of a ring: its coordinator and cluster-wide reads.
+    pub fn ring(coordinator: Coordinator, reads: ClusterQuery) -> Self {
+        Self {
+            coordinator,
+            reads,
+            reports_coverage: true,
+        }
+    }
+
+    /// The data path of a node without `[cluster]`: a ring of one over `store`, named by
+    /// `options.node_id`, writing with `options.durability`.
+    pub fn ring_of_one(store: Arc<UnifiedStore>, options: &ServiceOptions) -> Self {
+        let RingOfOne { coordinator, reads } =
+            RingOfOne::new(&options.node_id, store, options.durability);
+        Self {
+            coordinator,
+            reads,
+            reports_coverage: false,
+        }
+    }
+}
+
+/// What only a member of a ring (`[cluster]`) has: the operator actions over the replicas it
+/// holds and over the ring's topology.
+#[derive(Clone, Debug)]
+pub struct RingMember {
     /// Anti-entropy repair of the ranges this node replicates.
     pub repair: RangeRepair,
     /// Rebuilds of this node's replicas by range streaming.
@@ -145,13 +192,6 @@ pub struct AlliDbService {
     options: Arc<ServiceOptions>,
 }
 
-/// How a write must be acknowledged: the local durability, and on a ring the consistency level.
-#[derive(Clone, Copy, Debug)]
-struct WriteConsistency {
-    durability: Durability,
-    level: ConsistencyLevel,
-}
-
 fn cluster_level(level: pb::ConsistencyLevel) -> ConsistencyLevel {
     match level {
         pb::ConsistencyLevel::ConsistencyOne => ConsistencyLevel::One,
@@ -166,10 +206,6 @@ struct WriteOutcome {
     written: Vec<String>,
     failures: Vec<(String, String)>,
 }
-
-/// Hits of the vectors of one `QueryBatch`, in order, or the first failure with the index of
-/// its vector.
-type BatchHits = Result<Vec<QueryReply>, (usize, allidb_index::Error)>;
 
 impl AlliDbService {
     /// The default time to live of `tenant`'s entities, in seconds (0: none).
@@ -234,20 +270,23 @@ fn scan_range(params: &validate::ScanParams) -> (Option<String>, Option<String>,
 }
 
 impl AlliDbService {
-    /// A service over an open store.
+    /// A service over an open store, as a node without `[cluster]` (a ring of one).
     pub fn new(
         store: Arc<UnifiedStore>,
         auth: Arc<Authenticator>,
         options: ServiceOptions,
     ) -> Self {
         let service = Self::starting(auth, options);
-        // A fresh state has no store yet, so this set cannot fail.
+        let data = DataPath::ring_of_one(store.clone(), &service.options);
+        // A fresh state has no store and no data path yet, so these sets cannot fail.
         let _ = service.state.store.set(store);
+        let _ = service.state.data.set(data);
         service
     }
 
     /// A service whose store is still opening: every RPC but `HealthCheck` answers
-    /// `UNAVAILABLE` until [`AlliDbService::attach_store`].
+    /// `UNAVAILABLE` until [`AlliDbService::attach_store`] (and, for the data RPCs,
+    /// [`AlliDbService::attach_data_path`]).
     pub fn starting(auth: Arc<Authenticator>, options: ServiceOptions) -> Self {
         Self {
             state: Arc::new(ServiceState::default()),
@@ -266,23 +305,43 @@ impl AlliDbService {
         self.state.store.get().cloned()
     }
 
-    /// Makes this node a coordinator of a ring: from now on writes and point reads are
-    /// replicated at their consistency level, and queries, traversals and scans read every
-    /// range. An error returns the access when one is already attached.
-    pub fn attach_ring(&self, ring: RingAccess) -> Result<(), Box<RingAccess>> {
-        self.state.ring.set(ring).map_err(Box::new)
+    /// Starts serving the data RPCs through `data` (a ring's coordinator, or a node's ring of
+    /// one). An error returns the path when one is already attached.
+    pub fn attach_data_path(&self, data: DataPath) -> Result<(), Box<DataPath>> {
+        self.state.data.set(data).map_err(Box::new)
     }
 
-    fn coordinator(&self) -> Option<&Coordinator> {
-        self.state.ring.get().map(|ring| &ring.coordinator)
+    /// Makes this node a member of a ring for the operator actions (repair, rebuild, topology
+    /// changes). An error returns the member when one is already attached.
+    pub fn attach_ring_member(&self, member: RingMember) -> Result<(), Box<RingMember>> {
+        self.state.member.set(member).map_err(Box::new)
     }
 
-    fn cluster_reads(&self) -> Option<&ClusterQuery> {
-        self.state.ring.get().map(|ring| &ring.reads)
+    /// The data path, or `UNAVAILABLE` while the store is still opening.
+    fn data_path(&self) -> Result<&DataPath, Status> {
+        self.state
+            .data
+            .get()
+            .ok_or_else(|| Status::unavailable("the store is still opening; retry shortly"))
     }
 
-    /// The checked consistency level of a read (a single node satisfies every level).
-    fn read_level(&self, level: i32) -> Result<ConsistencyLevel, Status> {
+    fn coordinator(&self) -> Result<&Coordinator, Status> {
+        self.data_path().map(|data| &data.coordinator)
+    }
+
+    fn cluster_reads(&self) -> Result<&ClusterQuery, Status> {
+        self.data_path().map(|data| &data.reads)
+    }
+
+    /// `report` when replies carry the read's coverage ([`DataPath`]).
+    fn reported<'a>(&self, report: &'a ReadReport) -> Option<&'a ReadReport> {
+        self.data_path()
+            .is_ok_and(|data| data.reports_coverage)
+            .then_some(report)
+    }
+
+    /// The checked consistency level of a request (`level` 0: the server's default).
+    fn consistency(&self, level: i32) -> Result<ConsistencyLevel, Status> {
         validate::consistency(level, self.options.default_consistency).map(cluster_level)
     }
 
@@ -305,15 +364,15 @@ impl AlliDbService {
         Ok(caller)
     }
 
-    /// The ring and the tenant (`None`: every tenant) of an operator action over the ranges
-    /// this node replicates (`what` names it in messages, e.g. "a repair"): every tenant needs
-    /// an operator key, and a node without `[cluster]` has no replicas.
+    /// The ring membership and the tenant (`None`: every tenant) of an operator action over
+    /// the ranges this node replicates (`what` names it in messages, e.g. "a repair"): every
+    /// tenant needs an operator key, and a node without `[cluster]` has no replicas.
     fn ring_operation(
         &self,
         caller: &Principal,
         tenant_id: String,
         what: &str,
-    ) -> Result<(&RingAccess, Option<String>), Status> {
+    ) -> Result<(&RingMember, Option<String>), Status> {
         let scope = admin::tenant_scope(caller, self.auth.enabled());
         let tenant = match tenant_id.is_empty() {
             true if scope != admin::TenantScope::All => {
@@ -328,7 +387,7 @@ impl AlliDbService {
                 Some(tenant_id)
             }
         };
-        let ring = self.state.ring.get().ok_or_else(|| {
+        let ring = self.state.member.get().ok_or_else(|| {
             Status::failed_precondition(format!(
                 "this node is not part of a ring ([cluster] is off): {what} needs replicas, \
                  a single node has none"
@@ -337,43 +396,18 @@ impl AlliDbService {
         Ok((ring, tenant))
     }
 
-    /// The figures of `tenant` (`None`: of every tenant): on a ring, of the whole ring (each
-    /// entity counted once); on a single node, of its store; with every node's own figures
-    /// when `per_node` (a single node: itself, named by `server.node_id`).
+    /// The figures of `tenant` (`None`: of every tenant) over the whole ring (each entity
+    /// counted once), with every node's own figures when `per_node` (a node without
+    /// `[cluster]`: itself, named by `server.node_id`).
     async fn tenant_listing(
         &self,
         tenant: Option<String>,
         per_node: bool,
     ) -> Result<RingTenants, Status> {
-        if let Some(reads) = self.cluster_reads() {
-            return reads
-                .tenants(tenant.as_deref(), per_node)
-                .await
-                .map_err(|e| errors::cluster_status("tenant stats", e));
-        }
-        let tenants = self
-            .blocking("tenant stats", move |store| match tenant {
-                Some(tenant) => Ok(store.tenant_stats(&tenant)?.into_iter().collect()),
-                None => store.tenants(),
-            })
-            .await?;
-        let nodes = match per_node {
-            true => vec![NodeTenants {
-                node: self.options.node_id.clone(),
-                tenants: Ok(tenants.clone()),
-            }],
-            false => Vec::new(),
-        };
-        Ok(RingTenants { tenants, nodes })
-    }
-
-    /// How a write that asked for consistency level `level` (checked to be a known level) is
-    /// acknowledged: a single node satisfies every level with its local durable write.
-    fn write_consistency(&self, level: i32) -> Result<WriteConsistency, Status> {
-        Ok(WriteConsistency {
-            durability: self.options.durability,
-            level: self.read_level(level)?,
-        })
+        self.cluster_reads()?
+            .tenants(tenant.as_deref(), per_node)
+            .await
+            .map_err(|e| errors::cluster_status("tenant stats", e))
     }
 
     /// The open store, or `UNAVAILABLE` while it is still opening.
@@ -386,8 +420,9 @@ impl AlliDbService {
     /// `store` span (a stage of the request's trace). On the daemon's multi-threaded runtime it
     /// runs in place ([`tokio::task::block_in_place`]: the worker's other tasks move to another
     /// thread), which saves the two thread hand-offs of `spawn_blocking` on every request; on a
-    /// current-thread runtime (embedders, tests) it goes to the blocking pool. Calls known to be
-    /// short and free of I/O use [`Self::on_worker`] instead.
+    /// current-thread runtime (embedders, tests) it goes to the blocking pool. Only for what
+    /// acts on this node's store itself (checkpoints, compactions, the compatibility
+    /// `Replica*` RPCs): data RPCs go through the data path.
     async fn blocking<T, F>(&self, operation: &'static str, call: F) -> Result<T, Status>
     where
         T: Send + 'static,
@@ -406,33 +441,20 @@ impl AlliDbService {
         result.map_err(|e| errors::store_status(operation, e))
     }
 
-    /// Runs `call` on the store right on the async worker, inside a `store` span: only for
-    /// calls that read in-memory indexes alone and take about a millisecond at most (see
-    /// [`UnifiedStore::query_is_light`]). Handing those to another thread
-    /// ([`Self::blocking`]) cost more than the call itself: a light query served 26% more
-    /// queries per second on one core (docs/benchmarks-e2e.md).
-    fn on_worker<T>(
-        operation: &'static str,
-        store: &UnifiedStore,
-        call: impl FnOnce(&UnifiedStore) -> allidb_index::Result<T>,
-    ) -> Result<T, Status> {
-        tracing::debug_span!("store", operation)
-            .in_scope(|| call(store))
-            .map_err(|e| errors::store_status(operation, e))
-    }
-
-    /// Validates and writes `entities` (request path `field`) for `tenant`, each on its own: an
-    /// invalid entity fails alone. The valid ones go to the store in one batch; when the store
-    /// refuses that batch for one entity's content (e.g. a dimension mismatch), each is retried
-    /// alone so only the offending ones fail. A server failure fails the whole call.
+    /// Validates and writes `entities` (request path `field`) for `tenant` at `level`, each on
+    /// its own: an invalid entity fails alone. The valid ones go to the coordinator in one
+    /// batch; when it refuses the batch for one entity's content (e.g. a dimension mismatch),
+    /// each is retried alone so only the offending ones fail. A server or replication failure
+    /// fails the whole call.
     async fn write_entities(
         &self,
         tenant: &str,
         field: &str,
         entities: &[pb::Entity],
         mode: PutMode,
-        consistency: WriteConsistency,
+        level: ConsistencyLevel,
     ) -> Result<WriteOutcome, Status> {
+        let coordinator = self.coordinator()?;
         let now = now_nanos();
         let mut outcome = WriteOutcome::default();
         let mut writes: Vec<EntityWrite> = Vec::with_capacity(entities.len());
@@ -456,82 +478,31 @@ impl AlliDbService {
         if writes.is_empty() {
             return Ok(outcome);
         }
-        if let Some(coordinator) = self.coordinator() {
-            let stored =
-                replicate_entities(coordinator, tenant, writes, mode, consistency.level).await?;
-            outcome.written = stored.written;
-            outcome.failures.extend(stored.failures);
-            return Ok(outcome);
-        }
-        let durability = consistency.durability;
-        let tenant = tenant.to_owned();
-        let stored = self
-            .blocking("write entities", move |store| {
-                let mut stored = WriteOutcome::default();
-                let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
-                match store.put_entities_as(&tenant, writes.clone(), mode, durability) {
-                    Ok(_) => stored.written = ids,
-                    Err(e) if is_caller_error(&e) && writes.len() > 1 => {
-                        for write in writes {
-                            let id = write.id.clone();
-                            match store.put_entities_as(&tenant, vec![write], mode, durability) {
-                                Ok(_) => stored.written.push(id),
-                                Err(e) if is_caller_error(&e) => {
-                                    stored.failures.push((id, e.to_string()));
-                                }
-                                Err(e) => return Err(e),
-                            }
-                        }
+        let caller_error = |e: &allidb_cluster::ClusterError| matches!(e, allidb_cluster::ClusterError::Store(e) if is_caller_error(e));
+        let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
+        match coordinator
+            .put_entities_as(tenant, writes.clone(), mode, level)
+            .await
+        {
+            Ok(()) => outcome.written = ids,
+            Err(e) if caller_error(&e) && writes.len() > 1 => {
+                for write in writes {
+                    let id = write.id.clone();
+                    match coordinator
+                        .put_entities_as(tenant, vec![write], mode, level)
+                        .await
+                    {
+                        Ok(()) => outcome.written.push(id),
+                        Err(e) if caller_error(&e) => outcome.failures.push((id, e.to_string())),
+                        Err(e) => return Err(errors::cluster_status("write entities", e)),
                     }
-                    Err(e) if is_caller_error(&e) => {
-                        stored.failures.push((ids[0].clone(), e.to_string()));
-                    }
-                    Err(e) => return Err(e),
-                }
-                Ok(stored)
-            })
-            .await?;
-        outcome.written = stored.written;
-        outcome.failures.extend(stored.failures);
-        Ok(outcome)
-    }
-}
-
-/// [`AlliDbService::write_entities`] on a ring: the valid entities go to the coordinator in
-/// one batch; when it refuses the batch for one entity's content, each is retried alone so only
-/// the offending ones fail. A replication failure fails the whole call.
-async fn replicate_entities(
-    coordinator: &Coordinator,
-    tenant: &str,
-    writes: Vec<EntityWrite>,
-    mode: PutMode,
-    level: ConsistencyLevel,
-) -> Result<WriteOutcome, Status> {
-    let caller_error = |e: &allidb_cluster::ClusterError| matches!(e, allidb_cluster::ClusterError::Store(e) if is_caller_error(e));
-    let mut stored = WriteOutcome::default();
-    let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
-    match coordinator
-        .put_entities_as(tenant, writes.clone(), mode, level)
-        .await
-    {
-        Ok(()) => stored.written = ids,
-        Err(e) if caller_error(&e) && writes.len() > 1 => {
-            for write in writes {
-                let id = write.id.clone();
-                match coordinator
-                    .put_entities_as(tenant, vec![write], mode, level)
-                    .await
-                {
-                    Ok(()) => stored.written.push(id),
-                    Err(e) if caller_error(&e) => stored.failures.push((id, e.to_string())),
-                    Err(e) => return Err(errors::cluster_status("write entities", e)),
                 }
             }
+            Err(e) if caller_error(&e) => outcome.failures.push((ids[0].clone(), e.to_string())),
+            Err(e) => return Err(errors::cluster_status("write entities", e)),
         }
-        Err(e) if caller_error(&e) => stored.failures.push((ids[0].clone(), e.to_string())),
-        Err(e) => return Err(errors::cluster_status("write entities", e)),
+        Ok(outcome)
     }
-    Ok(stored)
 }
 
 /// Runs a request's validation inside a `validate` span (a stage of the request's trace).

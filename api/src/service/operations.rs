@@ -192,8 +192,8 @@ impl AlliDbService {
         }))
     }
 
-    /// The ring, for an operator (an admin key of tenant `*`) changing its topology.
-    fn ring_change(&self, caller: &Principal, what: &str) -> Result<&RingAccess, Status> {
+    /// The ring membership, for an operator (an admin key of tenant `*`) changing its topology.
+    fn ring_change(&self, caller: &Principal, what: &str) -> Result<&RingMember, Status> {
         if admin::tenant_scope(caller, self.auth.enabled()) != admin::TenantScope::All {
             return Err(Status::permission_denied(format!(
                 "{what} changes the whole ring: it needs an operator key (an admin key of tenant \"*\")"
@@ -240,19 +240,13 @@ impl AlliDbService {
                  the tenant and cannot be undone",
             ));
         }
-        let consistency = self.write_consistency(request.consistency_level)?;
+        let level = self.consistency(request.consistency_level)?;
         let tenant = request.tenant_id;
-        let dropping = tenant.clone();
-        let dropped = match self.coordinator() {
-            Some(coordinator) => coordinator
-                .drop_tenant(&tenant, consistency.level)
-                .await
-                .map_err(|e| errors::cluster_status("drop tenant", e))?,
-            None => {
-                self.blocking("drop tenant", move |store| store.drop_tenant(&dropping))
-                    .await?
-            }
-        };
+        let dropped = self
+            .coordinator()?
+            .drop_tenant(&tenant, level)
+            .await
+            .map_err(|e| errors::cluster_status("drop tenant", e))?;
         metrics::counter!("allidb_tenant_drops_total").increment(1);
         tracing::warn!(
             tenant = %tenant,
@@ -272,7 +266,7 @@ impl AlliDbService {
 
 /// Runs a decommission or removenode of `host` and answers how it ended.
 async fn leave_ring(
-    ring: &RingAccess,
+    ring: &RingMember,
     host: HostId,
     kind: MovementKind,
     ignore_dead: bool,

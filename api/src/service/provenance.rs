@@ -1,6 +1,7 @@
 //! The provenance RPCs of the public service (issue 39, docs/api.md "Sources"):
-//! `DeleteBySource` and `ReplaceSource`. On a single node the store applies each as one atomic
-//! batch; on a ring the coordinator writes the same cells at the request's level.
+//! `DeleteBySource` and `ReplaceSource`: the coordinator writes their cells at the request's
+//! level (each replica applies its share as one atomic batch; a ring of one applies them all
+//! as one).
 //!
 //! Owns only the handlers; must never write for a tenant other than the caller's.
 
@@ -15,12 +16,12 @@ impl AlliDbService {
     ) -> Result<Response<pb::DeleteBySourceResponse>, Status> {
         let caller = self.authorize(&request, Role::Write)?;
         let request = request.into_inner();
-        let consistency = validation_stage(|| {
+        let level = validation_stage(|| {
             validate_provenance::delete_by_source(&request)?;
-            self.write_consistency(request.consistency_level)
+            self.consistency(request.consistency_level)
         })?;
         let done = self
-            .replace_source_with(&caller.tenant, &request.source_id, Vec::new(), consistency)
+            .replace_source_with(&caller.tenant, &request.source_id, Vec::new(), level)
             .await?;
         tracing::debug!(trace_id = %request.trace_id, deleted = done.deleted, updated = done.updated, "source deleted");
         Ok(Response::new(pb::DeleteBySourceResponse {
@@ -35,9 +36,9 @@ impl AlliDbService {
     ) -> Result<Response<pb::ReplaceSourceResponse>, Status> {
         let caller = self.authorize(&request, Role::Write)?;
         let request = request.into_inner();
-        let (consistency, writes) = validation_stage(|| {
+        let (level, writes) = validation_stage(|| {
             validate_provenance::replace_source(&request)?;
-            let consistency = self.write_consistency(request.consistency_level)?;
+            let level = self.consistency(request.consistency_level)?;
             let now = now_nanos();
             let default_ttl = self.default_ttl_secs(&caller.tenant);
             let writes = request
@@ -54,11 +55,11 @@ impl AlliDbService {
                     convert::entity_write(&field, &sourced, &caller.tenant, now, default_ttl)
                 })
                 .collect::<Result<Vec<EntityWrite>, Status>>()?;
-            Ok((consistency, writes))
+            Ok((level, writes))
         })?;
         let written = writes.len() as u64;
         let done = self
-            .replace_source_with(&caller.tenant, &request.source_id, writes, consistency)
+            .replace_source_with(&caller.tenant, &request.source_id, writes, level)
             .await?;
         tracing::debug!(trace_id = %request.trace_id, deleted = done.deleted, updated = done.updated, written, "source replaced");
         Ok(Response::new(pb::ReplaceSourceResponse {
@@ -68,25 +69,17 @@ impl AlliDbService {
         }))
     }
 
-    /// `ReplaceSource` (a `DeleteBySource` when `writes` is empty) through the coordinator on a
-    /// ring, else the store.
+    /// `ReplaceSource` (a `DeleteBySource` when `writes` is empty) through the coordinator.
     async fn replace_source_with(
         &self,
         tenant: &str,
         source: &str,
         writes: Vec<EntityWrite>,
-        consistency: WriteConsistency,
+        level: ConsistencyLevel,
     ) -> Result<SourceDeleted, Status> {
-        if let Some(coordinator) = self.coordinator() {
-            return coordinator
-                .replace_source(tenant, source, writes, consistency.level)
-                .await
-                .map_err(|e| errors::cluster_status("replace source", e));
-        }
-        let (tenant, source) = (tenant.to_owned(), source.to_owned());
-        self.blocking("replace source", move |store| {
-            store.replace_source(&tenant, &source, writes, consistency.durability)
-        })
-        .await
+        self.coordinator()?
+            .replace_source(tenant, source, writes, level)
+            .await
+            .map_err(|e| errors::cluster_status("replace source", e))
     }
 }

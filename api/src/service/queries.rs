@@ -1,9 +1,11 @@
 //! The query RPCs of the public service: `Query` and `QueryBatch`, their store request, the
-//! batch's chunking over the blocking pool and the reply conversion.
+//! batch's chunking over tasks and the reply conversion. Both run through the data path's
+//! cluster-wide reads (on a ring of one, or any node holding every range, this node's own
+//! indexes answer each query in one call).
 //!
 //! Invariant: `Query` and `QueryBatch` build their store requests with the same function, so
-//! one query means the same whichever way it is sent. Must never run a query on an async
-//! worker unless the store says it is light.
+//! one query means the same whichever way it is sent. Must never run a query around the data
+//! path.
 
 use super::*;
 
@@ -15,7 +17,7 @@ impl AlliDbService {
         let caller = self.authorize(&request, Role::Read)?;
         let mut request = request.into_inner();
         let (level, params) = validation_stage(|| {
-            let level = self.read_level(request.consistency_level)?;
+            let level = self.consistency(request.consistency_level)?;
             Ok((level, validate::query(&request)?))
         })?;
         validation_stage(|| self.check_query_budgets(&params))?;
@@ -23,37 +25,22 @@ impl AlliDbService {
         store_request.vector = std::mem::take(&mut request.query_vector);
         let tenant = caller.tenant;
         let chunks = params.include_context && params.context_chunks;
-        let (reply, report) = if let Some(reads) = self.cluster_reads() {
-            let read = ReadOptions {
-                allow_partial: request.allow_partial,
-                ..ReadOptions::at(level).routed(&request.routing_key)
-            };
-            if let Some(store) = self.store() {
-                store
-                    .check_filter(&tenant, &store_request.filter)
-                    .map_err(|e| errors::store_status("query", e))?;
-            }
-            let (reply, report) = reads
-                .query(&tenant, &store_request, read, chunks)
-                .await
-                .map_err(|e| errors::cluster_status("query", e))?;
-            (reply, Some(report))
-        } else {
-            let store = self.open_store()?;
-            let reply = if !chunks && store.query_is_light(&tenant, &store_request) {
-                Self::on_worker("query", &store, |store| {
-                    store.query_with_context(&tenant, &store_request, false)
-                })?
-            } else {
-                self.blocking("query", move |store| {
-                    store.query_with_context(&tenant, &store_request, chunks)
-                })
-                .await?
-            };
-            (reply, None)
+        let reads = self.cluster_reads()?;
+        let read = ReadOptions {
+            allow_partial: request.allow_partial,
+            ..ReadOptions::at(level).routed(&request.routing_key)
         };
+        if let Some(store) = self.store() {
+            store
+                .check_filter(&tenant, &store_request.filter)
+                .map_err(|e| errors::store_status("query", e))?;
+        }
+        let (reply, report) = reads
+            .query(&tenant, &store_request, read, chunks)
+            .await
+            .map_err(|e| errors::cluster_status("query", e))?;
         let mut response = query_response(reply.hits, params.explain, request.trace_id);
-        with_report(&mut response, report.as_ref(), params.explain);
+        with_report(&mut response, self.reported(&report), params.explain);
         response.filter_plan = reply.plan.as_ref().map(crate::filter::plan_to_proto);
         response.context = reply
             .context
@@ -71,7 +58,7 @@ impl AlliDbService {
         let options = request.options.unwrap_or_default();
         let (level, params) = validation_stage(|| {
             let level = self
-                .read_level(options.consistency_level)
+                .consistency(options.consistency_level)
                 .map_err(|status| validate::in_field("options", status))?;
             let params = validate::query_batch(&options, &request.vectors, &request.texts)?;
             self.check_query_budgets(&params)
@@ -91,31 +78,21 @@ impl AlliDbService {
             allow_partial: options.allow_partial,
             ..ReadOptions::at(level).routed(&options.routing_key)
         };
-        type Answer = (Vec<QueryHit>, Option<ReadReport>, Option<PlanReport>);
-        let answers: Vec<Answer> = match self.cluster_reads() {
-            Some(reads) => {
-                if let Some(store) = self.store() {
-                    store
-                        .check_filter(&caller.tenant, &template.filter)
-                        .map_err(|e| {
-                            validate::in_field("options", errors::store_status("query batch", e))
-                        })?;
-                }
-                let queries = batch_queries(vectors, texts);
-                ring_query_batch(reads, &caller.tenant, template, queries, read).await?
-            }
-            None => self
-                .query_vectors(caller.tenant, template, batch_queries(vectors, texts))
-                .await?
-                .into_iter()
-                .map(|reply| (reply.hits, None, reply.plan))
-                .collect(),
-        };
+        let reads = self.cluster_reads()?;
+        if let Some(store) = self.store() {
+            store
+                .check_filter(&caller.tenant, &template.filter)
+                .map_err(|e| {
+                    validate::in_field("options", errors::store_status("query batch", e))
+                })?;
+        }
+        let queries = batch_queries(vectors, texts);
+        let answers = query_batch(reads, &caller.tenant, template, queries, read).await?;
         let replies: Vec<pb::QueryResponse> = answers
             .into_iter()
             .map(|(hits, report, plan)| {
                 let mut reply = query_response(hits, params.explain, options.trace_id.clone());
-                with_report(&mut reply, report.as_ref(), params.explain);
+                with_report(&mut reply, self.reported(&report), params.explain);
                 reply.filter_plan = plan.as_ref().map(crate::filter::plan_to_proto);
                 reply
             })
@@ -193,62 +170,6 @@ impl AlliDbService {
             include_entities: params.include_entity,
         }
     }
-
-    /// Runs `template` once per query of `vectors` (a vector, possibly empty, and a text) for
-    /// `tenant`: the queries are cut into
-    /// [`query_batch_tasks`] consecutive chunks, each run on the blocking pool (so the chunks
-    /// search on different cores and no async worker is held), inside a `store` span each. The
-    /// hits come back in vector order; a failed query fails the call, its status naming the
-    /// vector (`vectors[i]: ...`).
-    async fn query_vectors(
-        &self,
-        tenant: String,
-        template: QueryRequest,
-        vectors: Vec<(Vec<f32>, Option<String>)>,
-    ) -> Result<Vec<QueryReply>, Status> {
-        const OPERATION: &str = "query batch";
-        let store = self.open_store()?;
-        let total = vectors.len();
-        let chunk_len = total.div_ceil(query_batch_tasks(total)).max(1);
-        let tenant: Arc<str> = tenant.into();
-        let mut vectors = vectors.into_iter();
-        let mut tasks = Vec::new();
-        for first in (0..total).step_by(chunk_len) {
-            let chunk: Vec<(Vec<f32>, Option<String>)> = vectors.by_ref().take(chunk_len).collect();
-            let (store, tenant) = (Arc::clone(&store), Arc::clone(&tenant));
-            let mut request = template.clone();
-            let span = tracing::debug_span!("store", operation = OPERATION);
-            tasks.push(tokio::task::spawn_blocking(move || -> BatchHits {
-                span.in_scope(|| {
-                    let mut hits = Vec::with_capacity(chunk.len());
-                    for (offset, (vector, text)) in chunk.into_iter().enumerate() {
-                        request.vector = vector;
-                        request.text = text;
-                        let found = store
-                            .query_with_context(&tenant, &request, false)
-                            .map_err(|error| (first + offset, error))?;
-                        hits.push(found);
-                    }
-                    Ok(hits)
-                })
-            }));
-        }
-        let mut hits = Vec::with_capacity(total);
-        for task in tasks {
-            let chunk = task
-                .await
-                .map_err(|error| errors::internal(OPERATION, &error))?
-                .map_err(|(index, error)| {
-                    let status = errors::store_status(OPERATION, error);
-                    Status::new(
-                        status.code(),
-                        format!("vectors[{index}]: {}", status.message()),
-                    )
-                })?;
-            hits.extend(chunk);
-        }
-        Ok(hits)
-    }
 }
 
 /// A batch's queries: vector i with text i, vectors alone, or texts alone (empty vectors).
@@ -263,49 +184,76 @@ fn batch_queries(vectors: Vec<Vec<f32>>, texts: Vec<String>) -> Vec<(Vec<f32>, O
         .collect()
 }
 
-/// A `QueryBatch` on a ring: the queries run over every range concurrently; a failed query
-/// fails the call, its status naming the query (`vectors[i]: ...`, or `texts[i]: ...` for a
-/// text query this node cannot answer).
-async fn ring_query_batch(
+/// One `QueryBatch` answer: the hits, the read's report and the filter plan.
+type BatchAnswer = (Vec<QueryHit>, ReadReport, Option<PlanReport>);
+
+/// A `QueryBatch`'s queries over every range: cut into [`query_batch_tasks`] consecutive
+/// chunks, each a task of its own (so the chunks run on different cores, as the queries a
+/// node's own indexes answer run on the task that asks), the queries of a chunk concurrently.
+/// The answers come back in query order; a failed query fails the call, its status naming the
+/// first failed query (`vectors[i]: ...`, or `texts[i]: ...` for a batch of texts alone).
+async fn query_batch(
     reads: &ClusterQuery,
     tenant: &str,
     template: QueryRequest,
     queries: Vec<(Vec<f32>, Option<String>)>,
     read: ReadOptions,
-) -> Result<Vec<(Vec<QueryHit>, Option<ReadReport>, Option<PlanReport>)>, Status> {
+) -> Result<Vec<BatchAnswer>, Status> {
+    const OPERATION: &str = "query batch";
     // A batch of texts alone names its texts in errors, any other its vectors.
     let field = match queries.iter().all(|(vector, _)| vector.is_empty()) {
         true => "texts",
         false => "vectors",
     };
-    let queries = queries.into_iter().map(|(vector, text)| {
-        let request = QueryRequest {
-            vector,
-            text,
-            ..template.clone()
-        };
-        async move { reads.query(tenant, &request, read, false).await }
-    });
-    futures_util::future::join_all(queries)
-        .await
-        .into_iter()
-        .enumerate()
-        .map(|(index, reply)| {
-            reply
-                .map(|(reply, report)| (reply.hits, Some(report), reply.plan))
-                .map_err(|error| {
-                    let status = errors::cluster_status("query batch", error);
-                    Status::new(
-                        status.code(),
-                        format!("{field}[{index}]: {}", status.message()),
-                    )
-                })
-        })
-        .collect()
+    let total = queries.len();
+    let chunk_len = total.div_ceil(query_batch_tasks(total)).max(1);
+    let tenant: Arc<str> = tenant.into();
+    let mut queries = queries.into_iter();
+    let mut tasks = Vec::new();
+    for _ in (0..total).step_by(chunk_len) {
+        let chunk: Vec<QueryRequest> = queries
+            .by_ref()
+            .take(chunk_len)
+            .map(|(vector, text)| QueryRequest {
+                vector,
+                text,
+                ..template.clone()
+            })
+            .collect();
+        let (reads, tenant) = (reads.clone(), Arc::clone(&tenant));
+        let span = tracing::debug_span!("store", operation = OPERATION);
+        tasks.push(tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let answers = chunk
+                    .iter()
+                    .map(|request| reads.query(&tenant, request, read, false));
+                futures_util::future::join_all(answers).await
+            },
+            span,
+        )));
+    }
+    let mut answers = Vec::with_capacity(total);
+    for task in tasks {
+        let chunk = task
+            .await
+            .map_err(|error| errors::internal(OPERATION, &error))?;
+        for reply in chunk {
+            let index = answers.len();
+            let (reply, report) = reply.map_err(|error| {
+                let status = errors::cluster_status(OPERATION, error);
+                Status::new(
+                    status.code(),
+                    format!("{field}[{index}]: {}", status.message()),
+                )
+            })?;
+            answers.push((reply.hits, report, reply.plan));
+        }
+    }
+    Ok(answers)
 }
 
 /// Adds a ring read's coverage to `response`, and its profile when the request asked to
-/// `explain`.
+/// `explain` (none for a ring of one: [`DataPath`]).
 fn with_report(response: &mut pb::QueryResponse, report: Option<&ReadReport>, explain: bool) {
     if let Some(report) = report {
         response.coverage = Some(convert::coverage(&report.coverage));
@@ -313,8 +261,8 @@ fn with_report(response: &mut pb::QueryResponse, report: Option<&ReadReport>, ex
     }
 }
 
-/// How many blocking tasks a batch of `queries` queries is spread over: one per core, but at
-/// least [`MIN_QUERIES_PER_TASK`] queries each (below that the hand-off costs more than the
+/// How many tasks a batch of `queries` queries is spread over: one per core, but at least
+/// [`MIN_QUERIES_PER_TASK`] queries each (below that the hand-off costs more than the
 /// parallelism gains).
 fn query_batch_tasks(queries: usize) -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();

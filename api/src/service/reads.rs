@@ -1,7 +1,9 @@
 //! The read RPCs of the public service: `GetEntity`, `GetEntities`, `RangeScan`, `Traverse`
 //! and the compatibility `ReplicaRead`.
 //!
-//! Owns only the handlers; must never return another tenant's entity.
+//! Owns only the handlers; every read but the compatibility `ReplicaRead` (an admin's read of
+//! this node's own store) goes through the data path. Must never return another tenant's
+//! entity.
 
 use super::*;
 
@@ -35,9 +37,7 @@ impl AlliDbService {
                 .check_filter(&tenant, filter)
                 .map_err(|e| errors::store_status("range scan", e))?;
         }
-        let read = self
-            .cluster_reads()
-            .map(|_| ReadOptions::at(cluster_level(params.level)).routed(&request.routing_key));
+        let read = ReadOptions::at(cluster_level(params.level)).routed(&request.routing_key);
         // A filtered page reads on in rounds until it holds one more match than the page (which
         // tells whether another page follows) or the range ends.
         let mut entities = Vec::new();
@@ -115,21 +115,13 @@ impl AlliDbService {
         let caller = self.authorize(&request, Role::Read)?;
         let request = request.into_inner();
         validate::trace_id(&request.trace_id)?;
-        let level = self.read_level(request.consistency_level)?;
+        let level = self.consistency(request.consistency_level)?;
         validate::entity_id("entity_id", &request.entity_id)?;
-        let tenant = caller.tenant;
-        let entity = match self.coordinator() {
-            Some(coordinator) => coordinator
-                .get_entity(&tenant, &request.entity_id, level)
-                .await
-                .map_err(|e| errors::cluster_status("get entity", e))?,
-            None => {
-                self.blocking("get entity", move |store| {
-                    store.get_entity(&tenant, &request.entity_id)
-                })
-                .await?
-            }
-        };
+        let entity = self
+            .coordinator()?
+            .get_entity(&caller.tenant, &request.entity_id, level)
+            .await
+            .map_err(|e| errors::cluster_status("get entity", e))?;
         Ok(Response::new(pb::GetEntityResponse {
             found: entity.is_some(),
             entity: entity.as_ref().map(convert::entity_to_proto),
@@ -143,35 +135,22 @@ impl AlliDbService {
         let caller = self.authorize(&request, Role::Read)?;
         let request = request.into_inner();
         validate::trace_id(&request.trace_id)?;
-        let level = self.read_level(request.consistency_level)?;
+        let level = self.consistency(request.consistency_level)?;
         validate::id_list("entity_ids", &request.entity_ids)?;
+        let coordinator = self.coordinator()?;
         let tenant = caller.tenant;
-        let ids = request.entity_ids;
-        if let Some(coordinator) = self.coordinator() {
-            let reads = ids
-                .iter()
-                .map(|id| coordinator.get_entity(&tenant, id, level));
-            let mut response = pb::GetEntitiesResponse::default();
-            for (id, read) in ids.iter().zip(futures_util::future::join_all(reads).await) {
-                match read.map_err(|e| errors::cluster_status("get entities", e))? {
-                    Some(entity) => response.entities.push(convert::entity_to_proto(&entity)),
-                    None => response.missing_ids.push(id.clone()),
-                }
+        let ids: Vec<&str> = request.entity_ids.iter().map(String::as_str).collect();
+        let read = coordinator
+            .get_entities(&tenant, &ids, level)
+            .await
+            .map_err(|e| errors::cluster_status("get entities", e))?;
+        let mut response = pb::GetEntitiesResponse::default();
+        for (id, found) in ids.into_iter().zip(read) {
+            match found {
+                Some(entity) => response.entities.push(convert::entity_to_proto(&entity)),
+                None => response.missing_ids.push(id.to_owned()),
             }
-            return Ok(Response::new(response));
         }
-        let response = self
-            .blocking("get entities", move |store| {
-                let mut response = pb::GetEntitiesResponse::default();
-                for id in ids {
-                    match store.get_entity(&tenant, &id)? {
-                        Some(entity) => response.entities.push(convert::entity_to_proto(&entity)),
-                        None => response.missing_ids.push(id),
-                    }
-                }
-                Ok(response)
-            })
-            .await?;
         Ok(Response::new(response))
     }
 
@@ -181,7 +160,7 @@ impl AlliDbService {
     ) -> Result<Response<pb::TraverseResponse>, Status> {
         let caller = self.authorize(&request, Role::Read)?;
         let request = request.into_inner();
-        let level = self.read_level(request.consistency_level)?;
+        let level = self.consistency(request.consistency_level)?;
         let params = validate::traverse(&request)?;
         let (relations, min_weight) = traversal_filters(&request.relations, request.min_weight);
         let options = TraversalOptions {
@@ -206,27 +185,18 @@ impl AlliDbService {
         let starts = request.start_ids;
         // A filter reads each reached entity (the walk itself is not pruned).
         let include = params.include_entity || filter.is_some();
-        let (hits, truncation, coverage) = match self.cluster_reads() {
-            Some(reads) => {
-                let read = ReadOptions {
-                    allow_partial: request.allow_partial,
-                    ..ReadOptions::at(level).routed(&request.routing_key)
-                };
-                let (hits, truncation, report) = reads
-                    .traverse(&tenant, &starts, &options, include, read)
-                    .await
-                    .map_err(|e| errors::cluster_status("traverse", e))?;
-                (hits, truncation, Some(convert::coverage(&report.coverage)))
-            }
-            None => {
-                let (hits, truncation) = self
-                    .blocking("traverse", move |store| {
-                        store.traverse(&tenant, &starts, &options, include)
-                    })
-                    .await?;
-                (hits, truncation, None)
-            }
+        let read = ReadOptions {
+            allow_partial: request.allow_partial,
+            ..ReadOptions::at(level).routed(&request.routing_key)
         };
+        let (hits, truncation, report) = self
+            .cluster_reads()?
+            .traverse(&tenant, &starts, &options, include, read)
+            .await
+            .map_err(|e| errors::cluster_status("traverse", e))?;
+        let coverage = self
+            .reported(&report)
+            .map(|report| convert::coverage(&report.coverage));
         let truncated = hits.len() >= params.max_nodes || truncation.any();
         let nodes = hits
             .into_iter()
@@ -260,28 +230,19 @@ impl AlliDbService {
         }))
     }
 
-    /// Up to `fetch` entities of `tenant` with `start <= id < end` in id order: from the
-    /// ring as `read` says when there is one, else from the local store.
+    /// Up to `fetch` entities of `tenant` with `start <= id < end` in id order, over every
+    /// range as `read` says.
     pub(super) async fn scan_round(
         &self,
         tenant: &str,
         start: Option<String>,
         end: Option<String>,
         fetch: usize,
-        read: Option<ReadOptions>,
+        read: ReadOptions,
     ) -> Result<Vec<allidb_storage::cell::Entity>, Status> {
-        match (self.cluster_reads(), read) {
-            (Some(reads), Some(read)) => reads
-                .scan(tenant, IdRange { start, end }, fetch, read)
-                .await
-                .map_err(|e| errors::cluster_status("range scan", e)),
-            _ => {
-                let tenant = tenant.to_owned();
-                self.blocking("range scan", move |store| {
-                    store.scan(&tenant, start.as_deref(), end.as_deref(), fetch)
-                })
-                .await
-            }
-        }
+        self.cluster_reads()?
+            .scan(tenant, IdRange { start, end }, fetch, read)
+            .await
+            .map_err(|e| errors::cluster_status("range scan", e))
     }
 }

@@ -1,9 +1,10 @@
 //! The write RPCs of the public service: `PutEntity`, `BatchPutEntities`, `BulkPutEntities`,
 //! `DeleteEntity`, `AddEdges`, `RemoveEdges` and the compatibility `ReplicaWrite`.
 //!
-//! Owns only the handlers; the shared steps (authentication, validation, the blocking pool,
-//! the ring's coordinator) are the parent module's. Must never write for a tenant other than
-//! the caller's.
+//! Owns only the handlers; the shared steps (authentication, validation, the data path's
+//! coordinator) are the parent module's. Every write but the compatibility `ReplicaWrite` (an
+//! admin's write to this node's own store) goes through the coordinator, a ring of one's too.
+//! Must never write for a tenant other than the caller's.
 
 use super::*;
 
@@ -14,9 +15,9 @@ impl AlliDbService {
     ) -> Result<Response<pb::PutEntityResponse>, Status> {
         let caller = self.authorize(&request, Role::Write)?;
         let request = request.into_inner();
-        let (consistency, write) = validation_stage(|| {
+        let (level, write) = validation_stage(|| {
             validate::trace_id(&request.trace_id)?;
-            let consistency = self.write_consistency(request.consistency_level)?;
+            let level = self.consistency(request.consistency_level)?;
             let entity = validate::require_entity(request.entity.as_ref())?;
             let write = convert::entity_write(
                 "entity",
@@ -25,23 +26,14 @@ impl AlliDbService {
                 now_nanos(),
                 self.default_ttl_secs(&caller.tenant),
             )?;
-            Ok((consistency, write))
+            Ok((level, write))
         })?;
         let mode = validate_provenance::write_mode(request.mode)?;
         let entity_id = write.id.clone();
-        let tenant = caller.tenant;
-        match self.coordinator() {
-            Some(coordinator) => coordinator
-                .put_entities_as(&tenant, vec![write], mode, consistency.level)
-                .await
-                .map_err(|e| errors::cluster_status("put entity", e))?,
-            None => {
-                self.blocking("put entity", move |store| {
-                    store.put_entities_as(&tenant, vec![write], mode, consistency.durability)
-                })
-                .await?;
-            }
-        }
+        self.coordinator()?
+            .put_entities_as(&caller.tenant, vec![write], mode, level)
+            .await
+            .map_err(|e| errors::cluster_status("put entity", e))?;
         tracing::debug!(trace_id = %request.trace_id, %entity_id, "entity written");
         Ok(Response::new(pb::PutEntityResponse {
             success: true,
@@ -57,17 +49,11 @@ impl AlliDbService {
         let caller = self.authorize(&request, Role::Write)?;
         let request = request.into_inner();
         validate::trace_id(&request.trace_id)?;
-        let consistency = self.write_consistency(request.consistency_level)?;
+        let level = self.consistency(request.consistency_level)?;
         validate::batch_len("entities", request.entities.len())?;
         let mode = validate_provenance::write_mode(request.mode)?;
         let outcome = self
-            .write_entities(
-                &caller.tenant,
-                "entities",
-                &request.entities,
-                mode,
-                consistency,
-            )
+            .write_entities(&caller.tenant, "entities", &request.entities, mode, level)
             .await?;
         let error_message = match outcome.failures.as_slice() {
             [] => String::new(),
@@ -117,21 +103,13 @@ impl AlliDbService {
         let caller = self.authorize(&request, Role::Write)?;
         let request = request.into_inner();
         validate::trace_id(&request.trace_id)?;
-        let consistency = self.write_consistency(request.consistency_level)?;
+        let level = self.consistency(request.consistency_level)?;
         validate::entity_id("entity_id", &request.entity_id)?;
-        let tenant = caller.tenant;
-        let found = match self.coordinator() {
-            Some(coordinator) => coordinator
-                .delete_entity(&tenant, &request.entity_id, consistency.level)
-                .await
-                .map_err(|e| errors::cluster_status("delete entity", e))?,
-            None => {
-                self.blocking("delete entity", move |store| {
-                    store.delete_entity(&tenant, &request.entity_id, consistency.durability)
-                })
-                .await?
-            }
-        };
+        let found = self
+            .coordinator()?
+            .delete_entity(&caller.tenant, &request.entity_id, level)
+            .await
+            .map_err(|e| errors::cluster_status("delete entity", e))?;
         Ok(Response::new(pb::DeleteEntityResponse {
             success: true,
             found,
@@ -144,22 +122,13 @@ impl AlliDbService {
     ) -> Result<Response<pb::AddEdgesResponse>, Status> {
         let caller = self.authorize(&request, Role::Write)?;
         let request = request.into_inner();
-        let consistency = self.write_consistency(request.consistency_level)?;
+        let level = self.consistency(request.consistency_level)?;
         let edges = convert::add_edges(&request)?;
         let edge_count = convert::count_i32(edges.len());
-        let tenant = caller.tenant;
-        match self.coordinator() {
-            Some(coordinator) => coordinator
-                .add_edges(&tenant, &edges, consistency.level)
-                .await
-                .map_err(|e| errors::cluster_status("add edges", e))?,
-            None => {
-                self.blocking("add edges", move |store| {
-                    store.add_edges(&tenant, &edges, consistency.durability)
-                })
-                .await?;
-            }
-        }
+        self.coordinator()?
+            .add_edges(&caller.tenant, &edges, level)
+            .await
+            .map_err(|e| errors::cluster_status("add edges", e))?;
         Ok(Response::new(pb::AddEdgesResponse {
             success: true,
             edge_count,
@@ -172,22 +141,13 @@ impl AlliDbService {
     ) -> Result<Response<pb::RemoveEdgesResponse>, Status> {
         let caller = self.authorize(&request, Role::Write)?;
         let request = request.into_inner();
-        let consistency = self.write_consistency(request.consistency_level)?;
+        let level = self.consistency(request.consistency_level)?;
         let edges = convert::remove_edges(&request)?;
         let edge_count = convert::count_i32(edges.len());
-        let tenant = caller.tenant;
-        match self.coordinator() {
-            Some(coordinator) => coordinator
-                .remove_edges(&tenant, &edges, consistency.level)
-                .await
-                .map_err(|e| errors::cluster_status("remove edges", e))?,
-            None => {
-                self.blocking("remove edges", move |store| {
-                    store.remove_edges(&tenant, &edges, consistency.durability)
-                })
-                .await?;
-            }
-        }
+        self.coordinator()?
+            .remove_edges(&caller.tenant, &edges, level)
+            .await
+            .map_err(|e| errors::cluster_status("remove edges", e))?;
         Ok(Response::new(pb::RemoveEdgesResponse {
             success: true,
             edge_count,
@@ -200,13 +160,13 @@ impl AlliDbService {
     ) -> Result<Response<pb::BulkPutEntitiesResponse>, Status> {
         let caller = self.authorize(&request, Role::Write)?;
         let mut stream = request.into_inner();
-        let mut consistency = None;
+        let mut level = None;
         let mut response = pb::BulkPutEntitiesResponse::default();
         while let Some(chunk) = stream.message().await? {
             validate::trace_id(&chunk.trace_id)?;
-            let consistency = match consistency {
-                Some(consistency) => consistency,
-                None => *consistency.insert(self.write_consistency(chunk.consistency_level)?),
+            let level = match level {
+                Some(level) => level,
+                None => *level.insert(self.consistency(chunk.consistency_level)?),
             };
             if chunk.entities.is_empty() {
                 continue;
@@ -218,7 +178,7 @@ impl AlliDbService {
                     "entities",
                     &chunk.entities,
                     PutMode::Replace,
-                    consistency,
+                    level,
                 )
                 .await?;
             response.success_count += convert::count_i64(outcome.written.len());

@@ -36,7 +36,7 @@ use read::Purpose;
 use replicas::ReplicaAccess;
 use shadowed::WrittenSource;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use allidb_index::{TenantDropped, UnifiedStore};
@@ -79,10 +79,12 @@ struct Inner {
     view: watch::Receiver<Arc<ClusterView>>,
     /// Every replica's reads and writes, this node's own included.
     replicas: Arc<dyn ReplicaAccess>,
-    hints: Arc<HintLog>,
+    /// Where hints are kept (`None`: a ring of one, with no other replica to deliver them to).
+    hints: Option<Arc<HintLog>>,
     options: CoordinatorOptions,
-    /// Pauses of this process, checked with the peers before the next write ([`pause`]).
-    pauses: PauseDetector,
+    /// Pauses of this process, checked with the peers before the next write ([`pause`];
+    /// `None`: a ring of one, with no peer to check with).
+    pauses: Option<PauseDetector>,
     /// Held while one such check runs.
     checking: tokio::sync::Mutex<()>,
     /// Each replica's point-read latency: the order replicas are asked in, and when a slow
@@ -102,6 +104,41 @@ impl Coordinator {
         hints: Arc<HintLog>,
         options: CoordinatorOptions,
         pauses: PauseDetector,
+    ) -> Self {
+        Self::with_parts(
+            host,
+            local,
+            view,
+            replicas,
+            Some(hints),
+            options,
+            Some(pauses),
+        )
+    }
+
+    /// The coordinator of a ring of one ([`crate::standalone`]): `local`'s host alone in
+    /// `view`, reached through `replicas`, at replication factor 1; it keeps no hints and
+    /// checks no pause (there is no other replica and no peer).
+    pub(crate) fn of_ring_of_one(
+        local: LocalReplica,
+        view: watch::Receiver<Arc<ClusterView>>,
+        replicas: Arc<dyn ReplicaAccess>,
+    ) -> Self {
+        let options = CoordinatorOptions {
+            replication_factor: 1,
+            hinted_handoff: false,
+        };
+        Self::with_parts(local.host(), local, view, replicas, None, options, None)
+    }
+
+    fn with_parts(
+        host: HostId,
+        local: LocalReplica,
+        view: watch::Receiver<Arc<ClusterView>>,
+        replicas: Arc<dyn ReplicaAccess>,
+        hints: Option<Arc<HintLog>>,
+        options: CoordinatorOptions,
+        pauses: Option<PauseDetector>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -133,8 +170,39 @@ impl Coordinator {
     }
 
     /// The hints waiting per target host, in bytes.
-    pub fn hints_pending(&self) -> std::collections::BTreeMap<HostId, u64> {
-        self.inner.hints.pending()
+    pub fn hints_pending(&self) -> BTreeMap<HostId, u64> {
+        self.inner
+            .hints
+            .as_ref()
+            .map(|hints| hints.pending())
+            .unwrap_or_default()
+    }
+
+    /// This node's own replica.
+    pub(crate) fn local(&self) -> &LocalReplica {
+        &self.inner.local
+    }
+
+    /// Whether this node is the only member of its ring (a ring of one), with no movement
+    /// running: then no other coordinator stamps cells, and its store holds every replica.
+    pub(crate) fn alone(&self) -> bool {
+        let view = self.inner.view.borrow();
+        view.pending.is_none() && view.ring.hosts().iter().eq([&self.inner.host])
+    }
+
+    /// The error of this node's own replica when it is the only one of `replicas` (a ring of
+    /// one, or a partition at replication factor 1 that this node holds) and it failed: the
+    /// client then gets the store's own error (a full disk is `RESOURCE_EXHAUSTED`, an I/O
+    /// failure `UNAVAILABLE` naming it), not a level message naming one replica.
+    fn sole_replica_failure(
+        &self,
+        replicas: &[HostId],
+        failed: &mut BTreeMap<HostId, ClusterError>,
+    ) -> Option<ClusterError> {
+        match replicas {
+            [only] if *only == self.inner.host => failed.remove(only),
+            _ => None,
+        }
     }
 
     /// Replaces entities (`PutEntity`, `BatchPutEntities`, `BulkPutEntities`): validated
@@ -194,17 +262,16 @@ impl Coordinator {
         tenant: &str,
         writes: Vec<EntityWrite>,
     ) -> Result<Vec<EntityWrite>, ClusterError> {
-        let store = self.store().clone();
         let owned_tenant = tenant.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let mut writes = writes;
-            store
-                .prepare_put(&owned_tenant, &mut writes)
-                .map(|()| writes)
-        })
-        .await
-        .map_err(|e| ClusterError::Protocol(format!("validation task: {e}")))?
-        .map_err(ClusterError::from)
+        self.inner
+            .local
+            .on_store("validation", move |store| {
+                let mut writes = writes;
+                store
+                    .prepare_put(&owned_tenant, &mut writes)
+                    .map(|()| writes)
+            })
+            .await
     }
 
     /// Deletes an entity (`DeleteEntity`); returns whether a live entity was found at `level`.
@@ -267,7 +334,9 @@ impl Coordinator {
     /// first (after the edges are checked), so
     /// this node's clock moves past every cell they hold there. Without it, an edge removal
     /// through a node whose clock lags the one that added the edge would be older than the
-    /// addition and lose to it.
+    /// addition and lose to it. A node alone in its ring (a ring of one) reads nothing: it is
+    /// the only replica, and its clock observes every cell it commits (and every stored one
+    /// when its store opens).
     async fn edge_timestamp<'a>(
         &self,
         tenant: &str,
@@ -277,6 +346,9 @@ impl Coordinator {
         let edges: Vec<(&str, &str, &str)> = edges.collect();
         mutation::validate_edges(tenant, edges.iter().copied())
             .map_err(allidb_index::Error::from)?;
+        if self.alone() {
+            return Ok(self.store().engine().clock().now());
+        }
         let ids: BTreeSet<&str> = edges
             .iter()
             .flat_map(|(from, _, to)| [*from, *to])
@@ -294,11 +366,14 @@ impl Coordinator {
         tenant: &str,
         level: ConsistencyLevel,
     ) -> Result<TenantDropped, ClusterError> {
-        let store = self.store().clone();
         let owned_tenant = tenant.to_owned();
-        let held = tokio::task::spawn_blocking(move || store.tenant_stats(&owned_tenant))
-            .await
-            .map_err(|e| ClusterError::Protocol(format!("tenant stats task: {e}")))??;
+        let held = self
+            .inner
+            .local
+            .on_store("tenant stats", move |store| {
+                store.tenant_stats(&owned_tenant)
+            })
+            .await?;
         self.observe_clocks().await;
         let ts = self.store().engine().clock().now();
         self.write_drop(tenant, ts, level).await?;
@@ -334,22 +409,44 @@ impl Coordinator {
         }
     }
 
-    /// One live entity at `level` (`GetEntity`, `GetEntities`); an expired one is not found.
+    /// One live entity at `level` (`GetEntity`); an expired one is not found.
     pub async fn get_entity(
         &self,
         tenant: &str,
         id: &str,
         level: ConsistencyLevel,
     ) -> Result<Option<Entity>, ClusterError> {
+        let mut found = self.get_entities(tenant, &[id], level).await?;
+        Ok(found.pop().flatten())
+    }
+
+    /// The live entities `ids` at `level`, in order (`None`: not found, or expired), read all
+    /// at once (`GetEntities`, and the entities a cluster-wide read returns): concurrent reads
+    /// to one replica share a batched call, and a ring of one reads them in one local call.
+    pub async fn get_entities(
+        &self,
+        tenant: &str,
+        ids: &[&str],
+        level: ConsistencyLevel,
+    ) -> Result<Vec<Option<Entity>>, ClusterError> {
         allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
-        allidb_storage::key::validate_id(id).map_err(allidb_index::Error::from)?;
-        let cells = self.read_cells(tenant, id, level, Purpose::Read).await?;
-        let state = PartitionState::resolve(cells).map_err(allidb_index::Error::from)?;
+        for id in ids {
+            allidb_storage::key::validate_id(id).map_err(allidb_index::Error::from)?;
+        }
+        let read = self
+            .read_cells_of(tenant, ids, level, Purpose::Read)
+            .await?;
         // Expiry is judged here, by this coordinator's clock, whatever the replicas hold.
         let now = allidb_storage::hlc::wall_nanos();
-        Ok(state
-            .into_entity(tenant, id)
-            .filter(|e| !e.body.expired_at(now)))
+        read.into_iter()
+            .zip(ids)
+            .map(|(cells, id)| {
+                let state = PartitionState::resolve(cells).map_err(allidb_index::Error::from)?;
+                Ok(state
+                    .into_entity(tenant, id)
+                    .filter(|e| !e.body.expired_at(now)))
+            })
+            .collect()
     }
 
     /// Sends anti-entropy repair's `mutation` (tenant drops, or cells a replica lacks, with
@@ -382,12 +479,11 @@ impl Coordinator {
         ids: Vec<&str>,
         level: ConsistencyLevel,
     ) -> Result<Vec<PartitionState>, ClusterError> {
-        let reads = ids
-            .iter()
-            .map(|id| self.read_cells(tenant, id, level, Purpose::Write));
+        let read = self
+            .read_cells_of(tenant, &ids, level, Purpose::Write)
+            .await?;
         let mut stored = Vec::with_capacity(ids.len());
-        for cells in futures_util::future::join_all(reads).await {
-            let cells = cells?;
+        for cells in read {
             if let Some(newest) = cells.iter().map(|(_, ts, _)| *ts).max() {
                 self.store().engine().clock().observe(newest);
             }

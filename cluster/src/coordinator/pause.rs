@@ -249,8 +249,11 @@ impl Coordinator {
     /// The view to plan a write on: the current one, once a pause of this process (if any)
     /// has been checked with the peers.
     pub(super) async fn planning_view(&self) -> Result<Arc<ClusterView>, ClusterError> {
-        if self.inner.pauses.unconfirmed().is_some() {
-            let _one_check = match self.inner.pauses.found_no_peer() {
+        let Some(pauses) = &self.inner.pauses else {
+            return Ok(self.inner.view.borrow().clone());
+        };
+        if pauses.unconfirmed().is_some() {
+            let _one_check = match pauses.found_no_peer() {
                 // While no peer answers, the writes go on as one of them asks again.
                 true => match self.inner.checking.try_lock() {
                     Ok(guard) => guard,
@@ -258,10 +261,10 @@ impl Coordinator {
                 },
                 false => self.inner.checking.lock().await,
             };
-            if let Some(pause) = self.inner.pauses.unconfirmed() {
+            if let Some(pause) = pauses.unconfirmed() {
                 match self.check_ring_after(pause).await? {
-                    Checked::Current => self.inner.pauses.confirm(pause),
-                    Checked::Alone => self.inner.pauses.retry_later(),
+                    Checked::Current => pauses.confirm(pause),
+                    Checked::Alone => pauses.retry_later(),
                 }
             }
         }

@@ -84,6 +84,41 @@ impl Purpose {
 }
 
 impl Coordinator {
+    /// The merged cells of each of `ids` at `level`, in order ([`Coordinator::read_cells`] of
+    /// each, all at once). A node alone in its ring (a ring of one) is every partition's only
+    /// replica: it reads them all from its own store in one call, without a replica read's
+    /// bookkeeping per partition.
+    pub(super) async fn read_cells_of(
+        &self,
+        tenant: &str,
+        ids: &[&str],
+        level: ConsistencyLevel,
+        purpose: Purpose,
+    ) -> Result<Vec<Vec<CellVersion>>, ClusterError> {
+        if !self.alone() {
+            let reads = ids
+                .iter()
+                .map(|id| self.read_cells(tenant, id, level, purpose));
+            return futures_util::future::join_all(reads)
+                .await
+                .into_iter()
+                .collect();
+        }
+        let wanted = ids
+            .iter()
+            .map(|id| (tenant.to_owned(), (*id).to_owned()))
+            .collect();
+        self.inner
+            .local
+            .partitions(wanted, usize::MAX)
+            .await?
+            .into_iter()
+            .map(|read| {
+                read.map(|stored| cells::without_dropped(stored.cells, stored.tenant_dropped_at))
+            })
+            .collect()
+    }
+
     /// The merged cells of one partition at `level` (see the module doc); `purpose` names
     /// the request in an `Unavailable` message (a write reads the stored state first).
     pub(super) async fn read_cells(
@@ -116,7 +151,7 @@ impl Coordinator {
             (down, latency.rank(self.inner.host, *host))
         });
         let mut answers: BTreeMap<HostId, Answer> = BTreeMap::new();
-        let mut failed: BTreeMap<HostId, String> = BTreeMap::new();
+        let mut failed: BTreeMap<HostId, ClusterError> = BTreeMap::new();
         let mut asked: BTreeMap<HostId, Asked> = BTreeMap::new();
         let mut reads = FuturesUnordered::new();
         let mut next = 0;
@@ -145,6 +180,9 @@ impl Coordinator {
                 reads.push(async move { (host, read.await) });
             }
             if asked.is_empty() {
+                if let Some(error) = self.sole_replica_failure(replicas.hosts(), &mut failed) {
+                    return Err(error);
+                }
                 let answered: BTreeSet<HostId> = answers.keys().copied().collect();
                 return Err(ClusterError::Unavailable(replica_failure(
                     &format!(
@@ -295,7 +333,7 @@ impl Coordinator {
                     .apply(view, *host, &mutation, "read_repair")
                     .await
                 {
-                    tracing::debug!(%peer, reason, "read repair failed");
+                    tracing::debug!(%peer, %reason, "read repair failed");
                 }
             })
         });

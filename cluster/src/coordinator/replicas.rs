@@ -15,6 +15,7 @@ use std::time::Duration;
 use allidb_storage::partition::CellVersion;
 use async_trait::async_trait;
 
+use crate::ClusterError;
 use crate::cells::{self, ReplicaMutation};
 use crate::membership::{CallKind, ClusterView};
 use crate::peer_client::PeerClients;
@@ -58,8 +59,9 @@ pub enum RingCheck {
     Unreachable(String),
 }
 
-/// The calls the coordinator sends one replica; errors are the reason, for the level's
-/// `Unavailable` message and the hint log.
+/// The calls the coordinator sends one replica; an error says why the replica did not answer
+/// (its text goes into the level's `Unavailable` message and the hint log; this node's own
+/// store's error reaches the client as it is when this node is a partition's only replica).
 #[async_trait]
 pub trait ReplicaAccess: Send + Sync + Debug {
     /// Partition `id` of `tenant` as `host` stores it (or its digest), read on `view`'s ring.
@@ -70,7 +72,7 @@ pub trait ReplicaAccess: Send + Sync + Debug {
         tenant: &str,
         id: &str,
         digest_only: bool,
-    ) -> Result<Answer, String>;
+    ) -> Result<Answer, ClusterError>;
 
     /// Applies `mutation` (planned on `view`'s ring) on `host`; `reason` labels the call.
     async fn apply(
@@ -79,10 +81,10 @@ pub trait ReplicaAccess: Send + Sync + Debug {
         host: HostId,
         mutation: &ReplicaMutation,
         reason: &str,
-    ) -> Result<(), String>;
+    ) -> Result<(), ClusterError>;
 
     /// `host`'s clock reading (a hybrid logical timestamp).
-    async fn clock(&self, view: &ClusterView, host: HostId) -> Result<u64, String>;
+    async fn clock(&self, view: &ClusterView, host: HostId) -> Result<u64, ClusterError>;
 
     /// What peer `host` says of this node's ring, asked at the address gossip last gave it
     /// whatever its status in `view` (a view from before a pause shows every peer down).
@@ -126,19 +128,17 @@ impl ReplicaAccess for RingReplicaAccess {
         tenant: &str,
         id: &str,
         digest_only: bool,
-    ) -> Result<Answer, String> {
+    ) -> Result<Answer, ClusterError> {
         if host == self.local.host() {
-            let stored = self
-                .local
-                .partition(tenant, id)
-                .await
-                .map_err(|e| e.to_string())?;
+            let stored = self.local.partition(tenant, id).await?;
             return Ok(Answer {
                 read: Read::of(stored.cells, digest_only),
                 dropped_at: stored.tenant_dropped_at,
             });
         }
-        let addr = view.address_for(host, CallKind::Read)?;
+        let addr = view
+            .address_for(host, CallKind::Read)
+            .map_err(ClusterError::Unavailable)?;
         let reply = self
             .clients
             .read_partition(
@@ -150,8 +150,7 @@ impl ReplicaAccess for RingReplicaAccess {
                 view.ring.version(),
                 self.read_timeout,
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         Ok(Answer {
             read: match digest_only {
                 true => Read::Digest(reply.digest),
@@ -167,7 +166,7 @@ impl ReplicaAccess for RingReplicaAccess {
         host: HostId,
         mutation: &ReplicaMutation,
         reason: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), ClusterError> {
         if host == self.local.host() {
             // Through the fence like a peer's write: planned on a ring older than this node's
             // fence, it is refused here too (and hinted), never acknowledged by a replica the
@@ -175,10 +174,11 @@ impl ReplicaAccess for RingReplicaAccess {
             return self
                 .local
                 .apply_planned(mutation.clone(), view.ring.version())
-                .await
-                .map_err(|e| e.to_string());
+                .await;
         }
-        let addr = view.address_for(host, CallKind::Write)?;
+        let addr = view
+            .address_for(host, CallKind::Write)
+            .map_err(ClusterError::Unavailable)?;
         self.clients
             .mutate(
                 host,
@@ -189,18 +189,18 @@ impl ReplicaAccess for RingReplicaAccess {
                 self.write_timeout,
             )
             .await
-            .map_err(|e| e.to_string())
     }
 
-    async fn clock(&self, view: &ClusterView, host: HostId) -> Result<u64, String> {
+    async fn clock(&self, view: &ClusterView, host: HostId) -> Result<u64, ClusterError> {
         if host == self.local.host() {
             return Ok(self.local.store().engine().clock().now());
         }
-        let addr = view.address_for(host, CallKind::Read)?;
+        let addr = view
+            .address_for(host, CallKind::Read)
+            .map_err(ClusterError::Unavailable)?;
         self.clients
             .clock(host, addr, view.ring.version(), self.read_timeout)
             .await
-            .map_err(|e| e.to_string())
     }
 
     async fn applied_version(&self, view: &ClusterView, host: HostId) -> RingCheck {
@@ -262,7 +262,8 @@ mod tests {
         let refused = access
             .apply(&view(4), me, &write("old-ring"), "test")
             .await
-            .expect_err("a write planned on version 4 below the fence 5");
+            .expect_err("a write planned on version 4 below the fence 5")
+            .to_string();
         assert!(
             refused.contains("planned on topology version 4")
                 && refused.contains("none older than 5"),

@@ -80,17 +80,15 @@ impl Coordinator {
         sources: &[WrittenSource],
         level: ConsistencyLevel,
     ) -> Result<(), ClusterError> {
-        let reads = sources
-            .iter()
-            .map(|source| self.read_cells(tenant, &source.id, level, Purpose::Recheck));
+        let ids: Vec<&str> = sources.iter().map(|source| source.id.as_str()).collect();
+        let read = self
+            .read_cells_of(tenant, &ids, level, Purpose::Recheck)
+            .await?;
         let mut batch = WriteBatch::new();
-        for (source, cells) in sources
-            .iter()
-            .zip(futures_util::future::join_all(reads).await)
-        {
+        for (source, cells) in sources.iter().zip(read) {
             // Cells come in key order: the marker first.
             let mut marker = None;
-            for (key, ts, value) in cells? {
+            for (key, ts, value) in cells {
                 let key = CellKey::decode(&key).map_err(allidb_index::Error::from)?;
                 match (key.suffix, marker, value) {
                     (CellSuffix::Marker, _, Some(_)) => marker = Some(ts),

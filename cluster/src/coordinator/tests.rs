@@ -47,12 +47,14 @@ struct FakeReplicas {
 }
 
 impl FakeReplicas {
-    async fn check(&self, host: HostId) -> Result<(), String> {
+    async fn check(&self, host: HostId) -> Result<(), ClusterError> {
         if self.hanging.lock().contains(&host) {
             std::future::pending::<()>().await;
         }
         match self.failing.lock().contains(&host) {
-            true => Err(format!("host {host} is made to fail")),
+            true => Err(ClusterError::Unavailable(format!(
+                "host {host} is made to fail"
+            ))),
             false => Ok(()),
         }
     }
@@ -87,7 +89,7 @@ impl ReplicaAccess for FakeReplicas {
         tenant: &str,
         id: &str,
         digest_only: bool,
-    ) -> Result<Answer, String> {
+    ) -> Result<Answer, ClusterError> {
         self.check(host).await?;
         let hosts = self.hosts.lock();
         let replica = hosts.get(&host);
@@ -109,10 +111,12 @@ impl ReplicaAccess for FakeReplicas {
         host: HostId,
         mutation: &ReplicaMutation,
         _reason: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), ClusterError> {
         self.check(host).await?;
         if self.refusing_writes.lock().contains(&host) {
-            return Err(format!("host {host} refuses writes"));
+            return Err(ClusterError::Unavailable(format!(
+                "host {host} refuses writes"
+            )));
         }
         let mut hosts = self.hosts.lock();
         let replica = hosts.entry(host).or_default();
@@ -121,14 +125,14 @@ impl ReplicaAccess for FakeReplicas {
             *at = (*at).max(drop.ts);
         }
         for version in &mutation.cells {
-            let partition = cells::partition_of(&version.0).map_err(|e| e.to_string())?;
+            let partition = cells::partition_of(&version.0)?;
             let stored = replica.partitions.entry(partition).or_default();
             *stored = cells::merge([stored.as_slice(), std::slice::from_ref(version)]);
         }
         Ok(())
     }
 
-    async fn clock(&self, _view: &ClusterView, host: HostId) -> Result<u64, String> {
+    async fn clock(&self, _view: &ClusterView, host: HostId) -> Result<u64, ClusterError> {
         self.check(host).await?;
         Ok(0)
     }

@@ -194,7 +194,7 @@ impl Coordinator {
         drop(answers);
 
         let mut acked: BTreeSet<HostId> = BTreeSet::new();
-        let mut failed: BTreeMap<HostId, String> = BTreeMap::new();
+        let mut failed: BTreeMap<HostId, ClusterError> = BTreeMap::new();
         let short = |acked: &BTreeSet<HostId>| {
             groups.iter().find(|g| {
                 g.replicas
@@ -222,6 +222,9 @@ impl Coordinator {
         let Some(short) = short(&acked) else {
             return Ok(());
         };
+        if let Some(error) = self.sole_replica_failure(short.replicas.hosts(), &mut failed) {
+            return Err(error);
+        }
         Err(ClusterError::Unavailable(replica_failure(
             &short.what.failure(level),
             short.required,
@@ -239,7 +242,7 @@ impl Coordinator {
         host: HostId,
         mutation: ReplicaMutation,
         reason: &'static str,
-    ) -> Result<(), String> {
+    ) -> Result<(), ClusterError> {
         let peer = peer_label(view, host);
         let started = Instant::now();
         let outcome = self
@@ -254,7 +257,7 @@ impl Coordinator {
         // This node's own replica too: a local write refused (a full disk, an I/O failure) is
         // delivered by the dispatcher once the engine accepts writes again.
         if let Err(why) = &outcome {
-            self.hint(view, host, mutation, why).await;
+            self.hint(view, host, mutation, &why.to_string()).await;
         }
         outcome
     }
@@ -267,6 +270,11 @@ impl Coordinator {
         mutation: ReplicaMutation,
         reason: &str,
     ) {
+        // A ring of one keeps no hints: the only replica is this node, whose failure the
+        // client was told of.
+        let Some(hints) = self.inner.hints.clone() else {
+            return;
+        };
         let peer = peer_label(view, host);
         if !self.inner.options.hinted_handoff {
             metrics::counter!("allidb_cluster_hints_dropped_total", "peer" => peer, "reason" => "disabled").increment(1);
@@ -278,7 +286,6 @@ impl Coordinator {
             drops: mutation.drops,
             batch: cells::versions_batch(mutation.cells),
         };
-        let hints = self.inner.hints.clone();
         let stored = tokio::task::spawn_blocking(move || hints.store(host, &hint))
             .await
             .unwrap_or_else(|e| Err(ClusterError::Protocol(format!("hint task: {e}"))));

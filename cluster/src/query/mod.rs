@@ -59,7 +59,6 @@ use allidb_index::store::{HopNode, QueryAnswer, SeedCandidates, WalkContext, edg
 use allidb_index::vector::{Metric, VectorHit};
 use allidb_index::{Filter, QueryContext, QueryHit, QueryReply, QueryRequest, TraverseHit};
 use allidb_storage::cell::Entity;
-use futures_util::future::join_all;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -382,6 +381,11 @@ impl ClusterQuery {
     ) -> Result<Vec<Entity>, ClusterError> {
         allidb_storage::key::validate_tenant(tenant).map_err(allidb_index::Error::from)?;
         metrics::counter!("allidb_cluster_queries_total", "kind" => "scan").increment(1);
+        // A ring of one holds every replica: its page comes from one snapshot of its own
+        // store, at every level, as one node holding everything reads it.
+        if self.coordinator.alone() {
+            return self.coordinator.local().scan(tenant, range, limit).await;
+        }
         let level = read.level;
         let fanout = self.fanout(
             tenant,
@@ -425,10 +429,7 @@ impl ClusterQuery {
         ids: &[&str],
         level: ConsistencyLevel,
     ) -> Result<Vec<Option<Entity>>, ClusterError> {
-        let reads = ids
-            .iter()
-            .map(|id| self.coordinator.get_entity(tenant, id, level));
-        join_all(reads).await.into_iter().collect()
+        self.coordinator.get_entities(tenant, ids, level).await
     }
 
     /// `reached` as traversal hits, with their entities read at `level` when

@@ -46,8 +46,9 @@ struct Gate {
 #[derive(Clone, Debug)]
 pub struct TopologyFence {
     gate: Arc<watch::Sender<Gate>>,
-    /// The data dir the fence is persisted under, and the lock that orders the writes.
-    file: Arc<Mutex<PathBuf>>,
+    /// The data dir the fence is persisted under (`None`: kept in memory only), and the lock
+    /// that orders the writes.
+    file: Arc<Mutex<Option<PathBuf>>>,
 }
 
 /// A write admitted by the fence: counted as running on its planned version until dropped.
@@ -100,8 +101,17 @@ impl TopologyFence {
         };
         Ok(TopologyFence {
             gate: Arc::new(watch::Sender::new(gate)),
-            file: Arc::new(Mutex::new(data_dir.to_path_buf())),
+            file: Arc::new(Mutex::new(Some(data_dir.to_path_buf()))),
         })
+    }
+
+    /// A fence at 0 kept in memory only: that of a ring of one ([`crate::standalone`]), which
+    /// has no topology log and so no barrier that could raise it.
+    pub fn in_memory() -> TopologyFence {
+        TopologyFence {
+            gate: Arc::new(watch::Sender::new(Gate::default())),
+            file: Arc::new(Mutex::new(None)),
+        }
     }
 
     /// The fence now.
@@ -120,9 +130,12 @@ impl TopologyFence {
             return;
         }
         let data_dir = self.file.lock();
+        let Some(data_dir) = data_dir.as_deref() else {
+            return;
+        };
         let current = self.get();
         let text = seal(format!("{FENCE_HEADER}\n{current}\n"));
-        if let Err(error) = write_atomically(&data_dir, FENCE_FILE, &text) {
+        if let Err(error) = write_atomically(data_dir, FENCE_FILE, &text) {
             // In force in memory; a restart before the next rise starts from the older one.
             tracing::warn!(%error, fence = current, "the topology fence was not persisted");
         }
