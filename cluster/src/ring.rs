@@ -34,7 +34,7 @@ pub fn token(tenant: &str, entity_id: &str) -> Token {
 
 /// The number of tokens on the whole ring, `2^64`, as a `u128` so that a full-circle range has a
 /// size.
-const RING_SIZE: u128 = 1 << 64;
+pub(crate) const RING_SIZE: u128 = 1 << 64;
 
 /// A node's permanent identity: 128 random bits generated once and kept in the data dir. It is
 /// never reused: a departed host's id does not come back. `Default` is the all-zero id, which

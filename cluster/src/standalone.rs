@@ -61,14 +61,13 @@ impl RingOfOne {
     /// per-node figures, writing with `durability` (`storage.durability`).
     pub fn new(name: &str, store: Arc<UnifiedStore>, durability: Durability) -> Self {
         let host = sole_host();
-        let (metric, lexical) = (store.metric(), Arc::new(store.lexical_settings().clone()));
         let local = LocalReplica::new(host, store, durability, TopologyFence::in_memory());
         let (_, view) = watch::channel(Arc::new(view_of_one(host, name)));
         let replica = Arc::new(SoleReplica {
             local: local.clone(),
         });
         let coordinator = Coordinator::of_ring_of_one(local, view.clone(), replica.clone());
-        let reads = ClusterQuery::new(coordinator.clone(), replica, view, metric, lexical);
+        let reads = ClusterQuery::new(coordinator.clone(), replica, view);
         Self { coordinator, reads }
     }
 }

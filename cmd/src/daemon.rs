@@ -885,8 +885,6 @@ fn start_replication(
             membership.subscribe(),
         )?,
     );
-    let (metric, lexical) = (local.store().metric(), local.store().lexical_settings());
-    let lexical = Arc::new(lexical.clone());
     let streaming = StreamOptions {
         bytes_per_sec: cluster.stream_bytes_per_sec,
         chunk_bytes: cluster.stream_chunk_bytes as usize,
@@ -927,8 +925,6 @@ fn start_replication(
         coordinator.clone(),
         Arc::new(replicas),
         membership.subscribe(),
-        metric,
-        lexical,
     );
     service
         .attach_data_path(DataPath::ring(coordinator, reads))

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::ring::{HostId, Ring, Token, TokenRange};
+use crate::ring::{HostId, RING_SIZE, Ring, Token, TokenRange};
 
 /// A covering set, or the ranges it misses.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,6 +21,24 @@ pub struct Cover {
     pub uncovered: Vec<TokenRange>,
     /// Number of ranges of the ring.
     pub ranges: usize,
+    /// How many of the chosen hosts replicate a token, on average over the whole token space
+    /// (each range weighted by its size): how many chosen hosts hold a given entity. 1 when one
+    /// host covers everything; 1.8 for a typical cover of three hosts of a 5-node ring at
+    /// replication factor 3 (each of them holds three fifths of the tokens).
+    pub copies_per_token: f64,
+}
+
+impl Cover {
+    /// The `ef` each chosen host searches with when each searches everything it holds for a
+    /// query whose single-node search uses `ef`: an entity is searched on
+    /// [`Cover::copies_per_token`] hosts on average, each over a smaller graph than one node
+    /// holding everything, so `ef` divided by that count keeps the recall of the merged
+    /// candidates at one node's (measured: docs/cluster.md "Candidates") while the hosts
+    /// together search about as wide as one node does. Never below 1.
+    pub fn per_host_ef(&self, ef: usize) -> usize {
+        let share = ef as f64 / self.copies_per_token.max(1.0);
+        (share.ceil() as usize).clamp(1, ef.max(1))
+    }
 }
 
 /// Chooses hosts covering every range of `ring` at `replication_factor` `copies` times (by
@@ -37,17 +55,18 @@ pub fn cover<K: Ord>(
 ) -> Cover {
     let ranges = ring.ranges();
     let copies = copies.max(1);
-    let mut open: Vec<(TokenRange, Vec<HostId>, usize)> = ranges
+    let replicas: Vec<Vec<HostId>> = ranges
         .iter()
         .map(|range| {
-            (
-                *range,
-                ring.replicas(range.end, replication_factor)
-                    .hosts()
-                    .to_vec(),
-                copies,
-            )
+            ring.replicas(range.end, replication_factor)
+                .hosts()
+                .to_vec()
         })
+        .collect();
+    let mut open: Vec<(TokenRange, &[HostId], usize)> = ranges
+        .iter()
+        .zip(&replicas)
+        .map(|(range, replicas)| (*range, &replicas[..], copies))
         .collect();
     let mut candidates: Vec<HostId> = ring.hosts().iter().copied().filter(|h| live(*h)).collect();
     candidates.sort_by_key(|h| (rank(*h), *h));
@@ -68,10 +87,19 @@ pub fn cover<K: Ord>(
             break;
         }
     }
+    let held: u128 = ranges
+        .iter()
+        .zip(&replicas)
+        .map(|(range, replicas)| {
+            let chosen = replicas.iter().filter(|h| hosts.contains(h)).count();
+            range.span().size() * chosen as u128
+        })
+        .sum();
     Cover {
         hosts,
         uncovered: open.into_iter().map(|(range, _, _)| range).collect(),
         ranges: ranges.len(),
+        copies_per_token: held as f64 / RING_SIZE as f64,
     }
 }
 
@@ -178,6 +206,37 @@ mod tests {
             .collect();
         assert!(!expected.is_empty());
         assert_eq!(short.uncovered, expected);
+    }
+
+    #[test]
+    fn each_host_searches_with_the_ef_divided_by_the_hosts_holding_a_token() {
+        // Five hosts, four vnodes each, spread evenly over the token space: every host
+        // replicates three fifths of it at replication factor 3.
+        let step = u64::MAX / 20;
+        let ring = Ring::new(
+            1,
+            (1..=5u64).map(|h| {
+                let tokens = (0..4u64).map(|v| (v * 5 + h) * step).collect();
+                (host(u128::from(h)), tokens)
+            }),
+        );
+        let three = cover(&ring, 3, 1, |_| true, |h| h);
+        assert!(three.uncovered.is_empty());
+        let expected = 0.6 * three.hosts.len() as f64;
+        assert!(
+            (three.copies_per_token - expected).abs() < 1e-6,
+            "{} hosts hold {} copies of a token, expected {expected}",
+            three.hosts.len(),
+            three.copies_per_token
+        );
+        assert_eq!(three.hosts.len(), 3, "{:?}", three.hosts);
+        assert_eq!(three.per_host_ef(64), 36, "64 / 1.8, rounded up");
+        assert_eq!(three.per_host_ef(1), 1);
+        // One host holding everything searches with the single-node ef.
+        let one = cover(&ring, 5, 1, |_| true, |h| h);
+        assert_eq!(one.hosts.len(), 1);
+        assert!((one.copies_per_token - 1.0).abs() < 1e-9);
+        assert_eq!(one.per_host_ef(64), 64);
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl Fanout<'_> {
     /// The covering set of live hosts not failed so far, each range covered by `copies`
     /// distinct replicas, or `UNAVAILABLE` naming the ranges without enough live replicas and
     /// the hosts down.
-    pub(super) fn cover(&self, copies: usize) -> Result<Vec<HostId>, ClusterError> {
+    pub(super) fn cover(&self, copies: usize) -> Result<cover::Cover, ClusterError> {
         let rf = self.replication_factor();
         let cover = cover::cover(
             &self.view.ring,
@@ -158,7 +158,7 @@ impl Fanout<'_> {
             .lock()
             .ranges(cover.ranges, cover.uncovered.len(), missing);
         self.cover.lock().extend(cover.hosts.iter().copied());
-        Ok(cover.hosts)
+        Ok(cover)
     }
 
     pub(super) fn finish(self) -> ReadReport {
@@ -240,7 +240,7 @@ impl Fanout<'_> {
     /// Whether this node alone covers every range (it replicates them all, and the request's
     /// routing ranks it first): then the whole query runs on its own indexes.
     pub(super) fn covered_here(&self) -> Result<bool, ClusterError> {
-        Ok(self.cover(1)? == [self.local])
+        Ok(self.cover(1)?.hosts == [self.local])
     }
 
     /// The best `ranked` results of `request` and its kept walk from this node's own indexes,
@@ -345,6 +345,7 @@ impl Fanout<'_> {
         for attempt in 1..=MAX_ATTEMPTS {
             let hosts: Vec<HostId> = self
                 .cover(copies)?
+                .hosts
                 .into_iter()
                 .filter(|h| !asked.contains(h))
                 .collect();

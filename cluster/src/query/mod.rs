@@ -18,7 +18,8 @@
 //! query in one call (`UnifiedStore::answer`, the single-node query). Otherwise every host of
 //! the covering set searches everything it holds for the query's full seed count (so a global
 //! top-k candidate is in the answer of a host that holds it; a text is scored with the whole
-//! ring's corpus statistics, [`text`]); the candidates are deduplicated and the best seed count
+//! ring's corpus statistics, [`text`]), with a share of the query's `ef` (an entity is held by
+//! several of them); the candidates are deduplicated and the best seed count
 //! kept (the vector and BM25 lists fused as one node fuses them), each host sending the
 //! complete steps of its candidates with them; the walk goes hop by hop over the owners (the
 //! first hop asking only for seeds without complete steps); the ranking (unified score or PageRank) runs here over the gathered walk,
@@ -89,28 +90,30 @@ pub struct ClusterQuery {
     replication_factor: usize,
     metric: Metric,
     lexical: Arc<LexicalSettings>,
+    ef_search: usize,
 }
 
 impl ClusterQuery {
     /// Reads from host `host` over `replicas`, reading returned entities through
-    /// `coordinator`; `metric` is the ring's vector metric (`index.metric`) and `lexical` each
-    /// tenant's analyzer and BM25 parameters (`index.lexical_*`), the same on every node.
+    /// `coordinator`. The vector metric (`index.metric`), each tenant's analyzer and BM25
+    /// parameters (`index.lexical_*`) and the default `ef` (`index.ef_search`) are this node's
+    /// store's, the same on every node.
     pub fn new(
         coordinator: Coordinator,
         replicas: Arc<dyn QueryReplicas>,
         view: watch::Receiver<Arc<ClusterView>>,
-        metric: Metric,
-        lexical: Arc<LexicalSettings>,
     ) -> Self {
+        let store = coordinator.local().store();
         Self {
             host: coordinator.host(),
             replication_factor: coordinator.replication_factor(),
+            metric: store.metric(),
+            lexical: Arc::new(store.lexical_settings().clone()),
+            ef_search: store.ef_search(),
             view,
             replicas,
             latency: Arc::new(PeerLatency::default()),
             coordinator,
-            metric,
-            lexical,
         }
     }
 
@@ -228,15 +231,16 @@ impl ClusterQuery {
                 )
             }
         };
+        let count = plan.seed_count();
         let search = SeedSearch {
             vector: request.vector.clone(),
-            count: plan.seed_count(),
-            ef: plan.ef,
+            count,
+            ef: Some(plan.ef.unwrap_or(self.ef_search)),
             filter: request.filter.clone(),
             text: text.clone(),
             steps: walk::first_hop_steps(&plan.traversal),
         };
-        let mut candidates = fanout.seeds(&search).await?;
+        let mut candidates = fanout.seeds(search).await?;
         let complete = std::mem::take(&mut candidates.steps);
         let seeds: Vec<VectorHit> = candidates.vector.iter().map(|c| c.hit.clone()).collect();
         let lexical_hits: Vec<LexicalHit> =
@@ -251,7 +255,7 @@ impl ClusterQuery {
         });
         let starts: Vec<Arc<str>> = match &lists {
             Some(lists) => lists
-                .seeds(&seeds, &lexical_hits, search.count)
+                .seeds(&seeds, &lexical_hits, count)
                 .into_iter()
                 .map(|(id, _)| id)
                 .collect(),

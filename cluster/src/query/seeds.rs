@@ -1,7 +1,8 @@
 //! The candidate search of a cluster-wide query: every host of the covering set searches
 //! everything it holds for the query's full seed count (by vector, and by BM25 when the query
 //! has a text), and the answers are merged into the best of each list, as one node holding
-//! everything would find them.
+//! everything would find them. An entity is held by several hosts of the set, so each searches
+//! with a share of the query's `ef` ([`super::cover::Cover::per_host_ef`]).
 //!
 //! When the query walks, each host also sends the complete steps of its candidates (those with
 //! at most the hop's limit of distinct neighbours), so the walk's first hop asks only for the
@@ -60,18 +61,28 @@ fn best<T>(
 
 impl Fanout<'_> {
     /// Asks the covering set for `search`'s candidates: the best `search.count` of all their
-    /// answers in each list, deduplicated by id, best first (ties by id).
-    pub(super) async fn seeds(&self, search: &SeedSearch) -> Result<SeedCandidates, ClusterError> {
+    /// answers in each list, deduplicated by id, best first (ties by id). `search.ef` is the
+    /// single-node `ef`; each host searches with its share ([`super::cover::Cover::per_host_ef`] of the first
+    /// covering set).
+    pub(super) async fn seeds(
+        &self,
+        mut search: SeedSearch,
+    ) -> Result<SeedCandidates, ClusterError> {
         let mut asked: BTreeSet<HostId> = BTreeSet::new();
         let mut vector: HashMap<Arc<str>, SeedCandidate> = HashMap::new();
         let mut lexical: HashMap<Arc<str>, TextCandidate> = HashMap::new();
         let mut steps: HashMap<Arc<str>, Vec<PathStep>> = HashMap::new();
         for attempt in 1..=MAX_ATTEMPTS {
-            let hosts: Vec<HostId> = self
-                .cover(1)?
+            let cover = self.cover(1)?;
+            if attempt == 1 {
+                search.ef = search.ef.map(|ef| cover.per_host_ef(ef));
+            }
+            let hosts: Vec<HostId> = cover
+                .hosts
                 .into_iter()
                 .filter(|h| !asked.contains(h))
                 .collect();
+            let search = &search;
             let calls = hosts.iter().map(|host| {
                 let call = self.replicas.search_seeds(*host, self.tenant, search);
                 self.timed_rows(*host, "seeds", call, |found| {

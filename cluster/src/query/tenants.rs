@@ -137,7 +137,7 @@ impl Fanout<'_> {
         let mut sums: BTreeMap<String, TenantStats> = BTreeMap::new();
         let mut nodes = NodeFigures::new();
         for attempt in 1..=MAX_ATTEMPTS {
-            let preferred: BTreeSet<HostId> = self.cover(1)?.into_iter().collect();
+            let preferred: BTreeSet<HostId> = self.cover(1)?.hosts.into_iter().collect();
             let mut assigned = self.assign(pending.drain(..), &preferred)?;
             if per_node {
                 for host in ring.hosts() {

@@ -71,7 +71,7 @@ impl Fanout<'_> {
         };
         let mut pending: Vec<TokenRange> = self.view.ring.ranges();
         for attempt in 1..=MAX_ATTEMPTS {
-            let preferred: BTreeSet<HostId> = self.cover(1)?.into_iter().collect();
+            let preferred: BTreeSet<HostId> = self.cover(1)?.hosts.into_iter().collect();
             let assigned = self.assign(pending.drain(..), &preferred)?;
             let asked: Vec<(HostId, Vec<TokenRange>, CorpusRequest)> = assigned
                 .into_iter()

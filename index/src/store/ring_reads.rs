@@ -126,6 +126,11 @@ impl UnifiedStore {
         self.indexes.options.metric
     }
 
+    /// The `ef` of every tenant's vector searches when a query sets none (`index.ef_search`).
+    pub fn ef_search(&self) -> usize {
+        self.indexes.options.ef_search
+    }
+
     /// Each tenant's lexical options (`index.lexical_*`): a ring's coordinator analyzes query
     /// texts with them.
     pub fn lexical_settings(&self) -> &LexicalSettings {

@@ -89,6 +89,8 @@ struct FakeRing {
     calls: Mutex<BTreeMap<HostId, usize>>,
     /// The nodes hops asked the steps of, in order.
     asked_steps: Mutex<Vec<String>>,
+    /// The `ef` each host's candidate search was asked with.
+    efs: Mutex<BTreeMap<HostId, Option<usize>>>,
 }
 
 impl FakeRing {
@@ -111,6 +113,7 @@ impl FakeRing {
             failing: BTreeSet::new(),
             calls: Mutex::new(BTreeMap::new()),
             asked_steps: Mutex::new(Vec::new()),
+            efs: Mutex::new(BTreeMap::new()),
         };
         for i in 0..nodes {
             let id = format!("n{i}");
@@ -178,6 +181,7 @@ impl QueryReplicas for FakeRing {
         search: &SeedSearch,
     ) -> Result<SeedCandidates, ClusterError> {
         self.called(host)?;
+        self.efs.lock().insert(host, search.ef);
         let facts = EntityFacts {
             importance: 0.0,
             updated_at_micros: 1,
@@ -518,7 +522,7 @@ fn seeds_bring_their_complete_steps_and_the_first_hop_asks_only_for_the_others()
             steps: first_hop_steps(&options),
             ..vector_search(10)
         };
-        let mut candidates = runtime.block_on(fanout.seeds(&search)).unwrap();
+        let mut candidates = runtime.block_on(fanout.seeds(search.clone())).unwrap();
         let complete = std::mem::take(&mut candidates.steps);
         let seeds: Vec<String> = candidates
             .vector
@@ -653,7 +657,7 @@ fn a_failing_host_is_replaced_by_another_replica_and_a_range_without_one_is_unav
         "{error}"
     );
     let search = vector_search(5);
-    let error = runtime.block_on(fanout.seeds(&search)).unwrap_err();
+    let error = runtime.block_on(fanout.seeds(search.clone())).unwrap_err();
     assert!(
         matches!(&error, ClusterError::Unavailable(m) if m.contains("token ranges have no live replica") && m.contains("h3")),
         "{error}"
@@ -669,7 +673,7 @@ fn candidates_from_the_covering_set_are_the_global_best_deduplicated() {
         .build()
         .unwrap();
     let search = vector_search(10);
-    let seeds = runtime.block_on(fanout.seeds(&search)).unwrap();
+    let seeds = runtime.block_on(fanout.seeds(search.clone())).unwrap();
     let ids: Vec<&str> = seeds.vector.iter().map(|s| &*s.hit.entity_id).collect();
     let expected: Vec<String> = (290..300).rev().map(|i| format!("n{i}")).collect();
     assert_eq!(ids, expected);
@@ -679,6 +683,60 @@ fn candidates_from_the_covering_set_are_the_global_best_deduplicated() {
         "the local host is asked"
     );
     assert!(asked.len() < 5, "a covering set, not every host: {asked:?}");
+}
+
+#[test]
+fn each_covering_host_searches_with_its_share_of_the_ef() {
+    let fake = FakeRing::new(5, 3, 300, &[]);
+    let latency = PeerLatency::default();
+    let fanout = fanout(&fake, &latency, HostId::from_u128(4));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let cover = fanout.cover(1).unwrap();
+    assert!(cover.hosts.len() > 1, "{:?}", cover.hosts);
+    // How many covering hosts hold a token, sampled: each host searches everything it holds.
+    let mut rng = StdRng::seed_from_u64(11);
+    let samples = 20_000;
+    let held: usize = (0..samples)
+        .map(|_| {
+            let replicas = fake.ring.replicas(rng.random(), 3);
+            let hosts = replicas.hosts();
+            hosts.iter().filter(|h| cover.hosts.contains(h)).count()
+        })
+        .sum();
+    let sampled = held as f64 / f64::from(samples);
+    assert!(
+        (cover.copies_per_token - sampled).abs() < 0.05,
+        "copies per token {} against {sampled} sampled",
+        cover.copies_per_token
+    );
+    let search = SeedSearch {
+        ef: Some(64),
+        ..vector_search(10)
+    };
+    runtime.block_on(fanout.seeds(search)).unwrap();
+    let expected = (64.0 / cover.copies_per_token).ceil() as usize;
+    assert!(expected < 64, "{expected}");
+    let asked: Vec<(HostId, Option<usize>)> = fake.efs.lock().clone().into_iter().collect();
+    assert_eq!(asked.len(), cover.hosts.len(), "{asked:?}");
+    for (host, ef) in asked {
+        assert_eq!(
+            ef,
+            Some(expected),
+            "{host}: the single-node ef 64 shared by the hosts"
+        );
+    }
+    // One host holding every range searches with the single-node ef.
+    let whole = FakeRing::new(3, 3, 30, &[]);
+    let fanout = super::tests::fanout(&whole, &latency, HostId::from_u128(1));
+    let search = SeedSearch {
+        ef: Some(64),
+        ..vector_search(10)
+    };
+    runtime.block_on(fanout.seeds(search)).unwrap();
+    let asked: Vec<Option<usize>> = whole.efs.lock().values().copied().collect();
+    assert_eq!(asked, [Some(64)]);
 }
 
 #[test]
@@ -868,7 +926,7 @@ fn a_routing_key_asks_the_same_replicas_whichever_host_coordinates() {
             routing,
             ..fanout(&fake, &latency, HostId::from_u128(local))
         };
-        runtime.block_on(reads.seeds(&search)).unwrap();
+        runtime.block_on(reads.seeds(search.clone())).unwrap();
         fake.calls.lock().keys().copied().collect()
     };
     let routed = ReadOptions::at(ConsistencyLevel::One)

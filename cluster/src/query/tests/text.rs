@@ -54,7 +54,7 @@ fn text_statistics_count_each_range_once_and_every_host_scores_as_one_index() {
             text: Some(text.clone()),
             steps: None,
         };
-        let found = runtime.block_on(fanout.seeds(&search)).unwrap();
+        let found = runtime.block_on(fanout.seeds(search.clone())).unwrap();
         let got: Vec<_> = found.lexical.iter().map(|c| c.hit.clone()).collect();
         assert_eq!(got, whole.search(&text.terms, 10, None, None));
         assert!(found.vector.is_empty(), "no vector, no vector candidates");
