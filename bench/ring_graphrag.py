@@ -5,10 +5,13 @@ asked of a single node, a 3-node ring and a 5-node ring (replication factor 3), 
 machine, in one run.
 
 Per setup: the data loaded through the first node (HTTP, at ONE, then waited on until every
-node has indexed every vector); then the 500 questions with 1 and with --concurrency in
+node has indexed every vector and the daemons are idle: the load's dumps, flushes and
+compactions done); then the 500 questions with 1 and with --concurrency in
 flight, spread over the nodes (client thread i asks node i mod n), reporting questions/s,
 p50/p99 latency, and the daemons' CPU time per question summed over every node (/proc: the
-figure that predicts scaling on real hosts, since all nodes share this machine's cores); then
+figure that predicts scaling on real hosts, since all nodes share this machine's cores;
+without the background threads that index, dump, flush and compact what the load wrote,
+reported apart); then
 per hop count (0, 1, 2) the daemons' CPU per question (all questions, 1 in flight, median of
 the runs) and 100 questions with `explain`, reporting the calls to other nodes per
 question (`allidb_cluster_query_calls_total`), the rounds and the most calls one node got
@@ -81,6 +84,50 @@ def start(nodes, binary, work):
     raise SystemExit(f"the {nodes}-node ring did not form")
 
 
+# The daemon's background threads (vector indexing and index dumps, memtable flushes,
+# compactions): what a load leaves for later, not a question's work.
+BACKGROUND_THREADS = ("allidb-indexer", "allidb-flush", "allidb-compact")
+
+
+def background_cpu_seconds(pid):
+    """User + system CPU time so far of the background threads of process `pid` (Linux
+    /proc, per thread)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as stat:
+                text = stat.read()
+        except FileNotFoundError:
+            continue
+        if text[text.index("(") + 1:text.rindex(")")].startswith(BACKGROUND_THREADS):
+            fields = text.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def question_cpu_seconds(nodes):
+    """(CPU time so far of the nodes' processes without their background threads, of the
+    background threads), summed over the nodes."""
+    total = sum(n.cpu_seconds() for n in nodes)
+    background = sum(background_cpu_seconds(n.pid) for n in nodes)
+    return total - background, background
+
+
+def settle(nodes, idle_share=0.1, seconds=2.0, limit=300.0):
+    """Waits until every vector is indexed and the daemons, summed, use at most `idle_share`
+    of one core over `seconds` (the dumps, flushes and compactions the load started are done),
+    or `limit` seconds have passed; returns the seconds waited."""
+    start_at = time.perf_counter()
+    while sum(n.pending() for n in nodes) > 0 and time.perf_counter() - start_at < limit:
+        time.sleep(1)
+    while time.perf_counter() - start_at < limit:
+        cpu = sum(n.cpu_seconds() for n in nodes)
+        time.sleep(seconds)
+        if sum(n.cpu_seconds() for n in nodes) - cpu <= idle_share * seconds:
+            break
+    return time.perf_counter() - start_at
+
+
 def metric(node, name):
     text = urllib.request.urlopen(f"http://{node.admin}/metrics").read().decode()
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
@@ -88,8 +135,9 @@ def metric(node, name):
 
 
 def ask_all(nodes, vectors, concurrency, **overrides):
-    """Questions/s, latencies (s), replies, daemon CPU per question summed over the nodes (s)
-    and calls to other nodes per question."""
+    """Questions/s, latencies (s), replies, daemon CPU per question summed over the nodes (s;
+    without the background threads, see `question_cpu_seconds`), calls to other nodes per
+    question and the background threads' CPU per question (s)."""
     local = threading.local()
     counter = iter(range(1 << 30))
     lock = threading.Lock()
@@ -105,15 +153,16 @@ def ask_all(nodes, vectors, concurrency, **overrides):
         return time.perf_counter() - t0, json.loads(data)
 
     calls = sum(metric(n, "allidb_cluster_query_calls_total") for n in nodes)
-    cpu = sum(n.cpu_seconds() for n in nodes)
+    cpu, background = question_cpu_seconds(nodes)
     start_at = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         replies = list(pool.map(ask, range(len(vectors))))
     elapsed = time.perf_counter() - start_at
-    cpu = (sum(n.cpu_seconds() for n in nodes) - cpu) / len(vectors)
+    cpu_after, background_after = question_cpu_seconds(nodes)
     calls = (sum(metric(n, "allidb_cluster_query_calls_total") for n in nodes) - calls)
-    return (len(vectors) / elapsed, [r[0] for r in replies], [r[1] for r in replies], cpu,
-            calls / len(vectors))
+    return (len(vectors) / elapsed, [r[0] for r in replies], [r[1] for r in replies],
+            (cpu_after - cpu) / len(vectors), calls / len(vectors),
+            (background_after - background) / len(vectors))
 
 
 def main():
@@ -135,11 +184,11 @@ def main():
             ring = start(nodes, os.path.abspath(args.allidbd), work)
             try:
                 edges, seconds = load(ring[0], base, depends, mentions)
-                while sum(n.pending() for n in ring) > 0:
-                    time.sleep(1)
+                settled = settle(ring)
                 setup = "1 node" if nodes == 1 else f"{nodes} nodes RF 3"
                 print(json.dumps({"setup": setup, "loaded_edges": edges,
-                                  "load_seconds": round(seconds, 1)}))
+                                  "load_seconds": round(seconds, 1),
+                                  "settle_seconds": round(settled, 1)}))
                 for concurrency in (1, args.concurrency):
                     runs = [ask_all(ring, queries, concurrency) for _ in range(args.runs)]
                     rate = float(np.median([r[0] for r in runs]))
@@ -151,6 +200,8 @@ def main():
                         "p50_ms": round(percentile_ms(latencies, 50), 2),
                         "p99_ms": round(percentile_ms(latencies, 99), 2),
                         "daemon_cpu_ms_per_question": round(cpu * 1000, 3),
+                        "background_cpu_ms_per_question": round(
+                            float(np.median([r[5] for r in runs])) * 1000, 3),
                         "calls_to_other_nodes_per_question": round(runs[0][4], 2),
                         "runs_questions_per_sec": [round(r[0], 1) for r in runs]}))
                 for hops in (0, 1, 2):
