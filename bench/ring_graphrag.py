@@ -134,7 +134,7 @@ def metric(node, name):
                if line.startswith(name))
 
 
-def ask_all(nodes, vectors, concurrency, **overrides):
+def ask_all(nodes, vectors, concurrency, ef=64, **overrides):
     """Questions/s, latencies (s), replies, daemon CPU per question summed over the nodes (s;
     without the background threads, see `question_cpu_seconds`), calls to other nodes per
     question and the background threads' CPU per question (s)."""
@@ -147,7 +147,7 @@ def ask_all(nodes, vectors, concurrency, **overrides):
             with lock:
                 local.node = nodes[next(counter) % len(nodes)]
             local.connection = local.node.connection()
-        body = json.dumps(query_body(vectors[i], 64, 16, 1000, **overrides))
+        body = json.dumps(query_body(vectors[i], ef, 16, 1000, **overrides))
         t0 = time.perf_counter()
         data = local.node.post(local.connection, "/query", body)
         return time.perf_counter() - t0, json.loads(data)
@@ -206,7 +206,7 @@ def main():
                         "runs_questions_per_sec": [round(r[0], 1) for r in runs]}))
                 for hops in (0, 1, 2):
                     cpus = [ask_all(ring, queries, 1, max_hops=hops)[3] for _ in range(args.runs)]
-                    _, _, replies, _, calls = ask_all(ring, queries[:100], 1, max_hops=hops,
+                    _, _, replies, _, calls, _ = ask_all(ring, queries[:100], 1, max_hops=hops,
                                                       explain=True)
                     profiles = [r.get("profile") or {} for r in replies]
                     print(json.dumps({

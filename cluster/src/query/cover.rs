@@ -33,8 +33,7 @@ impl Cover {
     /// query whose single-node search uses `ef`: an entity is searched on
     /// [`Cover::copies_per_token`] hosts on average, each over a smaller graph than one node
     /// holding everything, so `ef` divided by that count keeps the recall of the merged
-    /// candidates at one node's (measured: docs/cluster.md "Candidates") while the hosts
-    /// together search about as wide as one node does. Never below 1.
+    /// candidates at one node's (measured: docs/cluster.md "Candidates"). Never below 1.
     pub fn per_host_ef(&self, ef: usize) -> usize {
         let share = ef as f64 / self.copies_per_token.max(1.0);
         (share.ceil() as usize).clamp(1, ef.max(1))
