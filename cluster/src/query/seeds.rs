@@ -62,8 +62,8 @@ fn best<T>(
 impl Fanout<'_> {
     /// Asks the covering set for `search`'s candidates: the best `search.count` of all their
     /// answers in each list, deduplicated by id, best first (ties by id). `search.ef` is the
-    /// single-node `ef`; each host searches with its share ([`super::cover::Cover::per_host_ef`] of the first
-    /// covering set).
+    /// single-node `ef`; each host searches with its share of it for the request's first
+    /// covering set ([`super::cover::Cover::per_host_ef`]).
     pub(super) async fn seeds(
         &self,
         mut search: SeedSearch,
