@@ -22,8 +22,8 @@
 //! several of them); the candidates are deduplicated and the best seed count
 //! kept (the vector and BM25 lists fused as one node fuses them), each host sending the
 //! complete steps of its candidates with them; the walk goes hop by hop over the owners (the
-//! first hop asking only for seeds without complete steps); the ranking (unified score or PageRank) runs here over the gathered walk,
-//! with the facts and similarities the owners sent; the results (and context entities) are
+//! first hop asking only for seeds without complete steps); the ranking (unified score or
+//! PageRank) runs here over the gathered walk, with the facts and similarities the owners sent; the results (and context entities) are
 //! then read at the request's consistency level, a result gone at that level being replaced by
 //! the next best. Candidate search and walk read one replica per range (ONE): replicas build
 //! different HNSW graphs and may lag; the reads at the level make what is returned as fresh as

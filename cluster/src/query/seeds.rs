@@ -10,8 +10,9 @@
 //!
 //! Invariants: a candidate appears once per list (the answer with the newest facts kept); each
 //! list is cut to the seed count after the merge, in the order one node sorts it (similarity or
-//! BM25 score descending, ties by id); a candidate's steps are one host's complete list. Must never: fuse the lists (the query does, over the
-//! merged ones) or drop a host's answer without retrying its ranges on another.
+//! BM25 score descending, ties by id); a candidate's steps are one host's complete list.
+//! Must never: fuse the lists (the query does, over the merged ones) or drop a host's answer
+//! without retrying its ranges on another.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
