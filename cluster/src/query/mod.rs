@@ -56,7 +56,9 @@ use allidb_index::lexical::{LexicalHit, LexicalSettings};
 use allidb_index::query::{
     FusedLists, HybridRanking, QueryPlan, Ranked, SimilaritySource, check_text_ranking, rank,
 };
-use allidb_index::store::{HopNode, QueryAnswer, SeedCandidates, WalkContext, edges_between};
+use allidb_index::store::{
+    HopNode, QueryAnswer, SeedCandidate, SeedCandidates, TextCandidate, WalkContext, edges_between,
+};
 use allidb_index::vector::{Metric, VectorHit};
 use allidb_index::{Filter, QueryContext, QueryHit, QueryReply, QueryRequest, TraverseHit};
 use allidb_storage::cell::Entity;
@@ -73,6 +75,7 @@ use crate::ring::HostId;
 use fanout::{Fanout, host_failure};
 use replicas::QueryReplicas;
 use report::{ReadReport, ReportBuilder};
+use walk::KnownSeeds;
 use wire::{IdRange, SeedSearch};
 
 /// How many times a request replaces hosts that failed during it before giving up.
@@ -240,8 +243,7 @@ impl ClusterQuery {
             text: text.clone(),
             steps: walk::first_hop_steps(&plan.traversal),
         };
-        let mut candidates = fanout.seeds(search).await?;
-        let complete = std::mem::take(&mut candidates.steps);
+        let candidates = fanout.seeds(search).await?;
         let seeds: Vec<VectorHit> = candidates.vector.iter().map(|c| c.hit.clone()).collect();
         let lexical_hits: Vec<LexicalHit> =
             candidates.lexical.iter().map(|c| c.hit.clone()).collect();
@@ -261,7 +263,7 @@ impl ClusterQuery {
                 .collect(),
             None => seeds.iter().map(|s| s.entity_id.clone()).collect(),
         };
-        let known = known_nodes(candidates);
+        let known = KnownSeeds::from(candidates);
         let starts: Vec<&str> = starts.iter().map(|id| &**id).collect();
         let gathered = walk::walk_across(
             fanout,
@@ -271,7 +273,6 @@ impl ClusterQuery {
             &request.filter,
             text.as_ref(),
             known,
-            complete,
         )
         .await?;
         let nodes = &gathered.nodes;
@@ -352,8 +353,7 @@ impl ClusterQuery {
             &[],
             &Filter::default(),
             None,
-            HashMap::new(),
-            HashMap::new(),
+            KnownSeeds::default(),
         )
         .await?;
         let nodes = &gathered.nodes;
@@ -518,11 +518,24 @@ impl SimilaritySource for Gathered<'_> {
     }
 }
 
-/// What the candidate search told of each candidate (facts, similarity, BM25 score), so the
-/// walk does not ask for them again.
-fn known_nodes(candidates: SeedCandidates) -> HashMap<Arc<str>, HopNode> {
+/// What the candidate search told of each candidate (facts, similarity, BM25 score, complete
+/// steps), so the walk does not ask for them again.
+impl From<SeedCandidates> for KnownSeeds {
+    fn from(candidates: SeedCandidates) -> Self {
+        Self {
+            nodes: known_nodes(candidates.vector, candidates.lexical),
+            steps: candidates.steps,
+        }
+    }
+}
+
+/// Each candidate of the vector and lexical lists with its facts, similarity and BM25 score.
+fn known_nodes(
+    vector: Vec<SeedCandidate>,
+    lexical: Vec<TextCandidate>,
+) -> HashMap<Arc<str>, HopNode> {
     let mut known: HashMap<Arc<str>, HopNode> = HashMap::new();
-    for c in candidates.vector {
+    for c in vector {
         let node = HopNode {
             facts: Some(c.facts),
             similarity: Some(c.hit.similarity),
@@ -532,7 +545,7 @@ fn known_nodes(candidates: SeedCandidates) -> HashMap<Arc<str>, HopNode> {
         };
         known.insert(c.hit.entity_id, node);
     }
-    for c in candidates.lexical {
+    for c in lexical {
         let node = known.entry(c.hit.entity_id.clone()).or_insert(HopNode {
             facts: Some(c.facts),
             similarity: c.similarity,

@@ -34,6 +34,15 @@ pub(super) struct GatheredWalk {
     pub nodes: HashMap<Arc<str>, HopNode>,
 }
 
+/// What the candidate search told of the seeds, so the walk does not ask for it again.
+#[derive(Debug, Default)]
+pub(super) struct KnownSeeds {
+    /// Each candidate's facts, similarity, filter verdict and BM25 score.
+    pub nodes: HashMap<Arc<str>, HopNode>,
+    /// The complete steps of the candidates that have a complete list ([`first_hop_steps`]).
+    pub steps: HashMap<Arc<str>, Vec<PathStep>>,
+}
+
 /// Most eligible steps an owner sends per expanded node besides those back into the walk.
 fn steps_per_node(options: &TraversalOptions) -> usize {
     options.fan_out.saturating_add(options.node_budget)
@@ -52,10 +61,9 @@ pub(super) fn first_hop_steps(options: &TraversalOptions) -> Option<StepRequest>
 
 /// Walks from `starts` under `options`, asking the owners hop by hop; `query`, `filter` and
 /// `text` are what each node's similarity, filter verdict and BM25 score are reported for;
-/// `known` are nodes already described (seeds, by the candidate search) and `complete` the
-/// complete steps of some of them: a frontier node with complete steps is not asked for its
-/// steps again (a complete list holds every step a hop could send, whatever the walk so far).
-#[allow(clippy::too_many_arguments)]
+/// `known` is what the candidate search told of the seeds: a described node is not described
+/// again, and a frontier node with complete steps is not asked for its steps again (a complete
+/// list holds every step a hop could send, whatever the walk so far).
 pub(super) async fn walk_across(
     fanout: &Fanout<'_>,
     starts: &[&str],
@@ -63,12 +71,14 @@ pub(super) async fn walk_across(
     query: &[f32],
     filter: &Filter,
     text: Option<&TextSearch>,
-    known: HashMap<Arc<str>, HopNode>,
-    mut complete: HashMap<Arc<str>, Vec<PathStep>>,
+    known: KnownSeeds,
 ) -> Result<GatheredWalk, ClusterError> {
     options.validate()?;
     let graph = GraphIndex::new();
-    let mut nodes = known;
+    let KnownSeeds {
+        mut nodes,
+        steps: mut complete,
+    } = known;
     let mut upto = TraversalOptions {
         max_hops: 0,
         ..options.clone()

@@ -18,11 +18,10 @@ use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::known_nodes;
 use super::replicas::QueryReplicas;
 use super::tenants::{CountRequest, Counts};
 use super::text::CorpusRequest;
-use super::walk::{first_hop_steps, walk_across};
+use super::walk::{KnownSeeds, first_hop_steps, walk_across};
 use super::wire::{IdRange, SeedSearch};
 use super::{Fanout, ReadOptions};
 use crate::ClusterError;
@@ -404,8 +403,7 @@ fn ring_walk(fake: &FakeRing, starts: &[&str], options: &TraversalOptions) -> Wa
             &[],
             &Filter::default(),
             None,
-            HashMap::new(),
-            HashMap::new(),
+            KnownSeeds::default(),
         ))
         .unwrap();
     for reached in &gathered.walk.reached {
@@ -548,8 +546,10 @@ fn seeds_bring_their_complete_steps_and_the_first_hop_asks_only_for_the_others()
                 &[],
                 &Filter::default(),
                 None,
-                known_nodes(candidates),
-                complete,
+                KnownSeeds {
+                    steps: complete,
+                    ..KnownSeeds::from(candidates)
+                },
             ))
             .unwrap();
         assert_eq!(
@@ -648,8 +648,7 @@ fn a_failing_host_is_replaced_by_another_replica_and_a_range_without_one_is_unav
             &[],
             &Filter::default(),
             None,
-            HashMap::new(),
-            HashMap::new(),
+            KnownSeeds::default(),
         ))
         .unwrap_err();
     assert!(

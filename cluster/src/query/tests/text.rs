@@ -72,8 +72,7 @@ fn text_statistics_count_each_range_once_and_every_host_scores_as_one_index() {
                 &[],
                 &Filter::default(),
                 Some(&text),
-                HashMap::new(),
-                HashMap::new(),
+                KnownSeeds::default(),
             ))
             .unwrap();
         assert_eq!(gathered.walk.reached.len(), 6);
