@@ -376,6 +376,13 @@ fn fanout<'a>(fake: &'a FakeRing, latency: &'a PeerLatency, local: HostId) -> Fa
     }
 }
 
+/// A single-threaded runtime for one test's calls.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime without I/O or timers always builds")
+}
+
 /// A candidate search by the vector `[1.0]` alone for `count` candidates.
 fn vector_search(count: usize) -> SeedSearch {
     SeedSearch {
@@ -392,9 +399,7 @@ fn vector_search(count: usize) -> SeedSearch {
 fn ring_walk(fake: &FakeRing, starts: &[&str], options: &TraversalOptions) -> Walk {
     let latency = PeerLatency::default();
     let fanout = fanout(fake, &latency, HostId::from_u128(1));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let gathered = runtime
         .block_on(walk_across(
             &fanout,
@@ -498,9 +503,7 @@ fn seeds_bring_their_complete_steps_and_the_first_hop_asks_only_for_the_others()
     let whole = whole_graph(&edges);
     let fake = FakeRing::new(5, 3, nodes, &edges);
     let latency = PeerLatency::default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     for (max_hops, fan_out, node_budget, direction) in [
         (1, 4, 100, Direction::Out),
         (2, 3, 60, Direction::Both),
@@ -637,9 +640,7 @@ fn a_failing_host_is_replaced_by_another_replica_and_a_range_without_one_is_unav
         .filter(|id| single.replicas(id) == [HostId::from_u128(3)])
         .collect();
     let starts: Vec<&str> = owned.iter().take(1).map(String::as_str).collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let error = runtime
         .block_on(walk_across(
             &fanout,
@@ -668,9 +669,7 @@ fn candidates_from_the_covering_set_are_the_global_best_deduplicated() {
     let fake = FakeRing::new(5, 3, 300, &[]);
     let latency = PeerLatency::default();
     let fanout = fanout(&fake, &latency, HostId::from_u128(4));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let search = vector_search(10);
     let seeds = runtime.block_on(fanout.seeds(search.clone())).unwrap();
     let ids: Vec<&str> = seeds.vector.iter().map(|s| &*s.hit.entity_id).collect();
@@ -689,9 +688,7 @@ fn each_covering_host_searches_with_its_share_of_the_ef() {
     let fake = FakeRing::new(5, 3, 300, &[]);
     let latency = PeerLatency::default();
     let fanout = fanout(&fake, &latency, HostId::from_u128(4));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let cover = fanout.cover(1).unwrap();
     assert!(cover.hosts.len() > 1, "{:?}", cover.hosts);
     // How many covering hosts hold a token, sampled: each host searches everything it holds.
@@ -743,9 +740,7 @@ fn scan_pages_merge_the_covering_set_in_id_order_without_duplicates() {
     let fake = FakeRing::new(5, 2, 120, &[]);
     let latency = PeerLatency::default();
     let fanout = fanout(&fake, &latency, HostId::from_u128(1));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let mut all: Vec<String> = (0..120).map(|i| format!("n{i}")).collect();
     all.sort();
     for page in [1, 7, 50, 200] {
@@ -773,9 +768,7 @@ fn scan_pages_merge_the_covering_set_in_id_order_without_duplicates() {
 #[test]
 fn tenant_figures_count_each_entity_once_through_any_host_also_with_one_failing() {
     let mut fake = FakeRing::new(5, 3, 300, &[]);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let latency = PeerLatency::default();
     for local in 1..=5 {
         let reads = fanout(&fake, &latency, HostId::from_u128(local));
@@ -824,9 +817,7 @@ fn tenant_figures_count_each_entity_once_through_any_host_also_with_one_failing(
 
 /// Every id of the fake ring that `fanout` lists at `level`, paged 7 at a time.
 fn scan_everything(fanout: &Fanout<'_>, level: ConsistencyLevel) -> Vec<String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -887,9 +878,7 @@ fn a_scan_at_quorum_lists_what_one_replica_missed_even_through_that_replica() {
     // A quorum of some range down: a QUORUM scan says so instead of listing less.
     let down = &fake.replicas("n3")[..2];
     fake.failing.extend(down.iter().copied());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let healthy = fake
         .ring
         .hosts()
@@ -915,9 +904,7 @@ fn a_scan_at_quorum_lists_what_one_replica_missed_even_through_that_replica() {
 fn a_routing_key_asks_the_same_replicas_whichever_host_coordinates() {
     let fake = FakeRing::new(5, 3, 300, &[]);
     let search = vector_search(10);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let asked_through = |local: u128, routing: Option<u64>| -> BTreeSet<HostId> {
         fake.calls.lock().clear();
         let latency = PeerLatency::default();

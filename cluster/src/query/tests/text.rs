@@ -19,9 +19,7 @@ fn whole_texts(nodes: usize) -> LexicalIndex {
 fn text_statistics_count_each_range_once_and_every_host_scores_as_one_index() {
     let nodes = 200;
     let whole = whole_texts(nodes);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let edges: Vec<(usize, &str, usize, f32)> = (0..nodes)
         .map(|i| (i, "next", (i + 1) % nodes, 0.5))
         .collect();
