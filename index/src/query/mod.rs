@@ -2,12 +2,15 @@
 //!
 //! * [`scorer`]: the unified score and its explanation;
 //! * [`planner`]: ANN seeds -> graph walk -> score every candidate -> top k;
+//! * `ranking`: the pipeline's last stage, a finished walk ranked and cut to the top k (its
+//!   items are re-exported by [`planner`] and here);
 //! * [`pagerank`]: personalized PageRank over a walked subgraph;
 //! * [`fusion`]: hybrid relevance (vector and BM25 lists fused by RRF or DBSF).
 
 pub mod fusion;
 pub mod pagerank;
 pub mod planner;
+mod ranking;
 pub mod scorer;
 
 pub use fusion::{FusedLists, Fusion, HybridOptions, Relevance};
