@@ -5,6 +5,7 @@
 //!
 //! Must never: wait longer than the caller's timeout, or send a request without the token.
 
+mod connector;
 mod read_queue;
 pub mod topology;
 
@@ -32,6 +33,7 @@ use crate::ring::HostId;
 use crate::stream::chunk::Chunk;
 use crate::stream::wire::{self as stream_wire, ChunkRequest};
 use crate::{ClusterError, PROTOCOL_VERSION};
+use connector::PeerConnector;
 use read_queue::ReadQueue;
 
 /// What every call to a peer carries: this node's header and the cluster token.
@@ -100,14 +102,13 @@ impl PeerClients {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| ClusterError::Protocol(format!("peer address {addr}: {e}")))?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true);
+            .connect_timeout(self.connect_timeout);
         if let Some(tls) = &self.tls {
             endpoint = endpoint
                 .tls_config(tls.clone())
                 .map_err(|e| ClusterError::Protocol(format!("TLS to peer {addr}: {e}")))?;
         }
-        let channel = endpoint.connect_lazy();
+        let channel = endpoint.connect_with_connector_lazy(PeerConnector::new(addr));
         self.channels.lock().insert(addr, channel.clone());
         Ok(channel)
     }
