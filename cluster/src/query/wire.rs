@@ -295,8 +295,12 @@ fn step_request_to_proto(steps: &StepRequest) -> proto::StepRequest {
     }
 }
 
-/// The store's form of a step request; a bad direction is refused naming the field.
+/// The store's form of a step request; a bad direction or a NaN minimum weight is refused
+/// naming the field.
 fn step_request_from_proto(steps: proto::StepRequest) -> Result<StepRequest, Error> {
+    if steps.min_weight.is_nan() {
+        return Err(Error::invalid("steps.min_weight: NaN"));
+    }
     let direction = match steps.direction {
         0 => Direction::Out,
         1 => Direction::In,
@@ -401,4 +405,67 @@ fn steps_from_proto(entity_id: &Arc<str>, steps: Vec<proto::HopStep>) -> Vec<Pat
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step_request() -> StepRequest {
+        StepRequest {
+            options: TraversalOptions {
+                relations: Some(vec!["depends".to_owned()]),
+                direction: Direction::Both,
+                min_weight: 0.25,
+                ..TraversalOptions::default()
+            },
+            limit: 32,
+            walked: vec![Arc::from("a"), Arc::from("b")],
+        }
+    }
+
+    fn search(steps: proto::StepRequest) -> proto::SearchSeedsRequest {
+        proto::SearchSeedsRequest {
+            vector: vec![1.0, 0.0],
+            count: 10,
+            steps: Some(steps),
+            ..proto::SearchSeedsRequest::default()
+        }
+    }
+
+    #[test]
+    fn a_step_request_travels_unchanged() {
+        let sent = step_request();
+        let request = seed_search_from_proto(search(step_request_to_proto(&sent)))
+            .expect("a valid request decodes");
+        let got = request.steps.expect("the steps travel");
+        assert_eq!(got.options, sent.options);
+        assert_eq!(got.limit, sent.limit);
+        assert_eq!(got.walked, sent.walked);
+    }
+
+    #[test]
+    fn a_bad_step_request_is_refused_naming_its_field() {
+        let mut steps = step_request_to_proto(&step_request());
+        steps.direction = 3;
+        for error in [
+            seed_search_from_proto(search(steps.clone())).map(drop),
+            hop_from_proto(proto::ExpandHopRequest {
+                entity_ids: vec!["a".to_owned()],
+                steps: Some(steps),
+                ..proto::ExpandHopRequest::default()
+            })
+            .map(drop),
+        ] {
+            let error = error.expect_err("direction 3 is refused").to_string();
+            assert!(error.contains("steps.direction: 3"), "{error}");
+        }
+        let mut steps = step_request_to_proto(&step_request());
+        steps.min_weight = f32::NAN;
+        let error = seed_search_from_proto(search(steps))
+            .map(drop)
+            .expect_err("a NaN minimum weight is refused")
+            .to_string();
+        assert!(error.contains("steps.min_weight: NaN"), "{error}");
+    }
 }
