@@ -11,11 +11,12 @@ flight, spread over the nodes (client thread i asks node i mod n), reporting que
 p50/p99 latency, and the daemons' CPU time per question summed over every node (/proc: the
 figure that predicts scaling on real hosts, since all nodes share this machine's cores;
 without the background threads that index, dump, flush and compact what the load wrote,
-reported apart); then
-per hop count (0, 1, 2) the daemons' CPU per question (all questions, 1 in flight, median of
-the runs) and 100 questions with `explain`, reporting the calls to other nodes per
-question (`allidb_cluster_query_calls_total`), the rounds and the most calls one node got
-(the reply's `profile`). Prints one JSON line per measurement and the ratios to one node.
+reported apart); then per hop count (0, 1, 2) the daemons' CPU per question (all questions, 1
+in flight, median of the runs; also each node's process CPU apart, background threads
+included: with 1 in flight node 0 coordinates every question) and 100 questions with
+`explain`, reporting the calls to other nodes per question
+(`allidb_cluster_query_calls_total`), the rounds and the most calls one node got (the reply's
+`profile`). Prints one JSON line per measurement and the ratios to one node.
 
 Usage (from the repository root, after `cargo build --profile test -p allidb-cmd --bins`; the
 rings use scripts/dev-cluster.sh's ports 7100-7143):
@@ -205,13 +206,21 @@ def main():
                         "calls_to_other_nodes_per_question": round(runs[0][4], 2),
                         "runs_questions_per_sec": [round(r[0], 1) for r in runs]}))
                 for hops in (0, 1, 2):
-                    cpus = [ask_all(ring, queries, 1, max_hops=hops)[3] for _ in range(args.runs)]
+                    cpus, by_node = [], []
+                    for _ in range(args.runs):
+                        before = [n.cpu_seconds() for n in ring]
+                        cpus.append(ask_all(ring, queries, 1, max_hops=hops)[3])
+                        by_node.append([(n.cpu_seconds() - b) / len(queries)
+                                        for n, b in zip(ring, before)])
                     _, _, replies, _, calls, _ = ask_all(ring, queries[:100], 1, max_hops=hops,
                                                       explain=True)
                     profiles = [r.get("profile") or {} for r in replies]
                     print(json.dumps({
                         "setup": setup, "max_hops": hops,
                         "daemon_cpu_ms_per_question": round(float(np.median(cpus)) * 1000, 3),
+                        "process_cpu_ms_per_question_by_node": [
+                            round(float(np.median([run[i] for run in by_node])) * 1000, 3)
+                            for i in range(len(ring))],
                         "calls_to_other_nodes_per_question": round(calls, 2),
                         "rounds_max": max((p.get("rounds", 0) for p in profiles), default=0),
                         "calls_per_node_max": max((n.get("calls", 0) for p in profiles
