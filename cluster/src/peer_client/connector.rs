@@ -121,14 +121,15 @@ mod tests {
         }
     }
 
-    /// A unary gRPC request's body as tonic sends it: one message, and the end of the stream
-    /// only when polled again.
-    type UnaryBody = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<BodyFrame>>>;
-    type BodyFrame = Result<Frame<Bytes>, Infallible>;
-
-    /// A request carrying one message of `message` bytes (a query vector's size is above the
-    /// 1 KiB h2 copies into its own buffer).
-    fn request(message: usize) -> http::Request<UnaryBody> {
+    /// A unary gRPC request's body as tonic sends it: one message (a query vector's size, above
+    /// the 1 KiB h2 copies), and the end of the stream only when polled again.
+    fn request(
+        message: usize,
+    ) -> http::Request<
+        StreamBody<
+            futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>,
+        >,
+    > {
         let frames = vec![Ok(Frame::data(Bytes::from(vec![7u8; message])))];
         http::Request::post("http://peer/allidb.cluster.v1.Replica/SearchSeeds")
             .body(StreamBody::new(futures_util::stream::iter(frames)))
