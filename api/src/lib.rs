@@ -3,13 +3,15 @@
 //! its status codes ([`validate`]), filter expressions and typed attributes ([`filter`]), API-key authentication ([`auth`]), the HTTP JSON gateway
 //! ([`http`]) and its JSON shapes ([`http_model`]), the gRPC service itself ([`service`]), the
 //! mapping of store errors to statuses ([`errors`]), per-request spans and metrics
-//! ([`observe`]); [`log_limit`] rate-limits repetitive log lines.
+//! ([`observe`]); [`log_limit`] rate-limits repetitive log lines; [`coalesce`] sends a gRPC
+//! reply and its trailers in one write.
 //!
 //! The tenant of a request comes only from authentication, never from a request field.
 
 pub mod admin;
 pub mod admission;
 pub mod auth;
+pub mod coalesce;
 pub mod context;
 pub mod convert;
 pub mod errors;

@@ -14,7 +14,6 @@
 //! - [`credentials`]: the cluster token every node-to-node call carries.
 //! - [`replica`]: this node as a replica, and the `Replica` gRPC service (`proto/replica.proto`).
 //! - [`peer_client`]: calls to other nodes' replica service.
-//! - [`coalesce`]: a gRPC connection whose small messages leave in one write (servers, peers).
 //! - [`latency`]: measured latency per peer, for replica selection and speculative reads.
 //! - [`coordinator`]: writes and point reads at a consistency level, read repair.
 //! - [`hints`]: hinted handoff: the per-target hint log and its dispatcher.
@@ -25,7 +24,6 @@
 //! - [`topology`]: the topology log: hosts, tokens and movements in a replicated raft log.
 
 pub mod cells;
-pub mod coalesce;
 pub mod consistency;
 pub mod coordinator;
 pub mod credentials;

@@ -41,12 +41,12 @@ use std::time::Duration;
 
 use allidb_api::admission::{AdmittedService, ChargeTo, HttpAdmission, RequestBudget, admit_http};
 use allidb_api::auth::{AuthError, Authenticator};
+use allidb_api::coalesce::CoalescedWrites;
 use allidb_api::http::HttpLimits;
 use allidb_api::observe::{self, ObservedService, RejectedCallMetrics};
 use allidb_api::page_token::PageTokenKey;
 use allidb_api::pb::allidb_server::AlliDbServer;
 use allidb_api::service::{AlliDbService, DataPath};
-use allidb_cluster::coalesce::CoalescedWrites;
 use allidb_cluster::credentials::ClusterCredentials;
 use allidb_cluster::identity;
 use allidb_cluster::replica::ReplicaService;
@@ -357,7 +357,7 @@ pub async fn run(config: Config) -> Result<(), DaemonError> {
         let _ = stop_rx.await;
     };
     let server = match &tls {
-        // Each connection's reply and trailers leave in one write (allidb_cluster::coalesce).
+        // Each connection's reply and trailers leave in one write (allidb_api::coalesce).
         None => tokio::spawn(
             router.serve_with_incoming_shutdown(
                 TcpIncoming::from(grpc_listener)

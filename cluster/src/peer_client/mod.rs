@@ -5,7 +5,6 @@
 //!
 //! Must never: wait longer than the caller's timeout, or send a request without the token.
 
-mod connector;
 mod read_queue;
 pub mod topology;
 
@@ -33,7 +32,6 @@ use crate::ring::HostId;
 use crate::stream::chunk::Chunk;
 use crate::stream::wire::{self as stream_wire, ChunkRequest};
 use crate::{ClusterError, PROTOCOL_VERSION};
-use connector::PeerConnector;
 use read_queue::ReadQueue;
 
 /// What every call to a peer carries: this node's header and the cluster token.
@@ -102,13 +100,14 @@ impl PeerClients {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| ClusterError::Protocol(format!("peer address {addr}: {e}")))?
-            .connect_timeout(self.connect_timeout);
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true);
         if let Some(tls) = &self.tls {
             endpoint = endpoint
                 .tls_config(tls.clone())
                 .map_err(|e| ClusterError::Protocol(format!("TLS to peer {addr}: {e}")))?;
         }
-        let channel = endpoint.connect_with_connector_lazy(PeerConnector::new(addr));
+        let channel = endpoint.connect_lazy();
         self.channels.lock().insert(addr, channel.clone());
         Ok(channel)
     }

@@ -1,24 +1,19 @@
-//! [`CoalescedWrites`]: a gRPC connection whose small messages leave in one write.
+//! [`CoalescedWrites`]: a gRPC server connection whose small replies leave in one write.
 //!
-//! Why: the HTTP/2 layer (h2) writes a unary reply as HEADERS + DATA + trailing HEADERS, and a
-//! unary request as HEADERS + DATA + an empty DATA that ends the stream. On a socket that offers
-//! vectored writes it copies a DATA payload of at most 256 bytes into its write buffer and
-//! *chains* a larger one, and a chained payload must reach the socket before the next frame is
-//! buffered: so every reply of more than ~8 results took two `writev`s and woke the client
-//! twice, the second carrying 10 bytes of trailers that the client waits for (docs/benchmarks.md,
-//! "One question, fast"), and every request to a peer took three (docs/cluster.md "Calls
-//! between nodes": two with it, since h2 flushes a request's HEADERS before its body's task
-//! sends the DATA). On a socket without vectored writes h2 copies payloads of up to 1 KiB
-//! instead, and frames a whole small message into one buffer. The daemon's server connections
-//! and its channels to peers (`peer_client`) use it.
+//! Why: the HTTP/2 layer (h2) writes a unary reply as HEADERS + DATA + trailing HEADERS. On a
+//! socket that offers vectored writes it copies a DATA payload of at most 256 bytes into its
+//! write buffer and *chains* a larger one, and a chained payload must reach the socket before
+//! the next frame is buffered: so every reply of more than ~8 results took two `writev`s and
+//! woke the client twice, the second carrying 10 bytes of trailers that the client waits for
+//! (docs/benchmarks.md, "One question, fast"). On a socket without vectored writes h2 copies
+//! payloads of up to 1 KiB instead, and frames its whole reply into one buffer.
 //!
 //! Owns: a write buffer in front of one connection that reports no vectored writes. Writes are
 //! copied into it, and a flush writes everything buffered in as few calls as the socket takes,
-//! so a message of up to 1 KiB leaves with its last frame in one call. A larger one makes h2
-//! flush its frames before buffering the last (trailers, or the end of the stream): a flush
-//! holding more than [`DEFER_ABOVE`] bytes is therefore deferred once (the task is woken, so it
-//! is polled again at once), and the next flush, after the last frame in the same poll or in
-//! the next poll, writes all of it in one call.
+//! so a reply of up to 1 KiB leaves with its trailers in one call. A larger reply makes h2 flush
+//! its frames before buffering the trailers: a flush holding more than [`DEFER_ABOVE`] bytes is
+//! therefore deferred once (the task is woken, so it is polled again at once), and the next
+//! flush, after the trailers in the same poll or in the next poll, writes all of it in one call.
 //! Reads pass through.
 //!
 //! Invariants: bytes reach the socket in the order written; a flush that returns `Ready` has
@@ -102,14 +97,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<T> {
         Poll::Ready(Ok(buf.len()))
     }
 
-    /// False: h2 then frames a message of up to 1 KiB into one buffer (see the module docs).
+    /// False: h2 then frames a reply of up to 1 KiB into one buffer (see the module docs).
     fn is_write_vectored(&self) -> bool {
         false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.deferred && self.buffer.len() - self.written > DEFER_ABOVE {
-            // A large message's frames: its last frame comes before the task's next flush.
+            // A large reply's frames: its trailers come before the task's next flush.
             self.deferred = true;
             cx.waker().wake_by_ref();
             return Poll::Ready(Ok(()));
