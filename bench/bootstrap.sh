@@ -14,7 +14,9 @@
 # an indexer. WRITER: 1 (default) runs the QUORUM writer through the phases, 0 measures the
 # movements alone (the writer's figures are then null). Prints one JSON line per phase: the load, the
 # writer's rate alone, the bootstrap (seconds from start to ready, bytes and cells n3 received,
-# MB/s, seconds its stream waited for n3's indexer) with the writer's rate meanwhile, the
+# MB/s, the stream alone: seconds and MB/s from the first stream session's start to the
+# coordinator's "ranges are streamed" in the logs, seconds its stream waited for n3's indexer)
+# with the writer's rate meanwhile, the
 # decommission likewise, and the writer's slowest round from the decommission on. The writer
 # runs rounds of 300 QUORUM writes; a phase's rate is the median of the rounds inside it, and
 # its rate in all counts the rounds that waited as well.
@@ -27,7 +29,26 @@ dim="${4:-384}"
 text="${5:-0}"
 writer="${6:-1}"
 work="$(mktemp -d)"
-trap 'kill $(cat "$work/ring/pids" "$work/n3.pid" "$work/writer.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+# On exit: stop the daemons and wait (up to 60 s) until they have shut down, so that the next
+# run does not start beside their final flushes or find their ports taken.
+stop_all() {
+  local pids
+  pids=$(cat "$work/ring/pids" "$work/n3.pid" "$work/writer.pid" 2>/dev/null || true)
+  kill $pids 2>/dev/null || true
+  for _ in $(seq 600); do
+    local running=0
+    for pid in $pids; do
+      # a zombie (an exited child of this script) counts as stopped
+      if [ -e "/proc/$pid" ] && ! grep -q '^State:.*zombie' "/proc/$pid/status" 2>/dev/null; then
+        running=1
+      fi
+    done
+    [ "$running" = 0 ] && break
+    sleep 0.1
+  done
+  rm -rf "$work"
+}
+trap stop_all EXIT
 
 "$root/scripts/dev-cluster.sh" --nodes 3 --bin "$bin/allidbd" --dir "$work/ring" --base-port "$port" >&2
 n0="127.0.0.1:$port"
@@ -65,6 +86,35 @@ print(round(statistics.median(rates), 1) if rates else "null", len(rates),
       round(in_all, 1) if in_all else "null")
 PY
 }
+stream_seconds() { # KIND (bootstrap|decommission): seconds from the first "stream session
+  # started" of that purpose in any node's log to the coordinator's "the movement's ranges are
+  # streamed" for the last movement of that kind (the stream alone, without start-up and
+  # barriers; the ring's own nodes joined by empty bootstraps before)
+  python3 - "$1" "$work"/ring/n*/allidbd.log "$work/ring/n3/log" <<'PY'
+import datetime, re, sys
+kind, logs = sys.argv[1], sys.argv[2:]
+stamp = lambda line: datetime.datetime.fromisoformat(line.split()[0].replace("Z", "+00:00")).timestamp()
+starts, ends = [], []
+for path in logs:
+    try:
+        lines = open(path, errors="replace").read().splitlines()
+    except OSError:
+        continue
+    for line in lines:
+        if "stream session started" in line and re.search(f'purpose="?{kind}\\b', line):
+            starts.append(stamp(line))
+        elif "the movement's ranges are streamed" in line and re.search(f"movement={kind} ", line):
+            ends.append(stamp(line))
+# the last movement of that kind: its end, and the sessions started since the one before ended
+ends.sort()
+last, before = (ends[-1], ends[-2] if len(ends) > 1 else float("-inf")) if ends else (None, None)
+starts = [t for t in starts if last is not None and before < t <= last]
+print(round(last - min(starts), 3) if starts else "null")
+PY
+}
+mb_per_sec() { # BYTES SECONDS ("null" when the seconds are unknown)
+  if [ "$2" = null ]; then echo null; else echo "scale=1; $1 / $2 / 1000000" | bc; fi
+}
 metric() { # admin metric (summed over labels)
   curl -s "http://$1/metrics" | awk -v m="$2" '$1 ~ "^"m"({|$)" {s += $2} END {print s + 0}'
 }
@@ -92,7 +142,8 @@ cells=$(metric "$admin3" allidb_stream_received_cells_total)
 seconds=$(echo "$join_end - $join_start" | bc)
 read -r during during_rounds during_all < <(rate_between "$join_start" "$join_end")
 waited=$(metric "$admin3" allidb_stream_index_wait_seconds_sum)
-echo "{\"phase\": \"bootstrap\", \"seconds\": $seconds, \"bytes_received\": $bytes, \"cells_received\": $cells, \"mb_per_sec\": $(echo "scale=1; $bytes / $seconds / 1000000" | bc), \"index_wait_secs\": $waited, \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds, \"writer_writes_per_sec_in_all\": $during_all}"
+streamed=$(stream_seconds bootstrap)
+echo "{\"phase\": \"bootstrap\", \"seconds\": $seconds, \"stream_seconds\": $streamed, \"stream_mb_per_sec\": $(mb_per_sec "$bytes" "$streamed"), \"bytes_received\": $bytes, \"cells_received\": $cells, \"mb_per_sec\": $(echo "scale=1; $bytes / $seconds / 1000000" | bc), \"index_wait_secs\": $waited, \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds, \"writer_writes_per_sec_in_all\": $during_all}"
 
 sleep 10
 leave_start=$(date +%s.%N)
@@ -105,7 +156,8 @@ waits=""
 for i in 0 1 2; do
   waits="$waits${waits:+, }$(metric "127.0.0.1:$((port + 10 * i + 2))" allidb_stream_index_wait_seconds_sum)"
 done
-echo "{\"phase\": \"decommission\", \"seconds\": $seconds, \"bytes_sent_by_n3\": $sent, \"mb_per_sec\": $(echo "scale=1; $sent / $seconds / 1000000" | bc), \"index_wait_secs_n0_n1_n2\": [$waits], \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds, \"writer_writes_per_sec_in_all\": $during_all}"
+streamed=$(stream_seconds decommission)
+echo "{\"phase\": \"decommission\", \"seconds\": $seconds, \"stream_seconds\": $streamed, \"stream_mb_per_sec\": $(mb_per_sec "$sent" "$streamed"), \"bytes_sent_by_n3\": $sent, \"mb_per_sec\": $(echo "scale=1; $sent / $seconds / 1000000" | bc), \"index_wait_secs_n0_n1_n2\": [$waits], \"writer_writes_per_sec\": $during, \"writer_rounds\": $during_rounds, \"writer_writes_per_sec_in_all\": $during_all}"
 # The writer's slowest round after the decommission began (a stall shows here even when no
 # round fits inside the phase).
 python3 - "$leave_start" "$work/writer.log" <<'PY'
