@@ -603,3 +603,63 @@ pub async fn own_ids(node: &Daemon, host: &str) -> Vec<String> {
         .into_inner()
         .entity_ids
 }
+
+// Calls to the internal (replica) service of the test rings.
+
+/// `count` disjoint one-token ranges.
+pub fn disjoint_spans(count: u64) -> Vec<internal::TokenSpan> {
+    (0..count)
+        .map(|i| internal::TokenSpan {
+            start: 2 * i,
+            end: 2 * i + 1,
+        })
+        .collect()
+}
+
+/// `message` with the test rings' cluster token.
+pub fn with_token<T>(message: T) -> tonic::Request<T> {
+    let mut call = tonic::Request::new(message);
+    call.metadata_mut()
+        .insert(TOKEN_HEADER, e2e_token().parse().expect("a token is ASCII"));
+    call
+}
+
+/// The cluster token of the test rings.
+pub fn e2e_token() -> String {
+    ClusterCredentials::new("e2e", SECRET).token().to_owned()
+}
+
+/// The topology version `daemon` applied (what its peers plan their calls to it on).
+pub fn topology_version(daemon: &Daemon) -> u64 {
+    status(daemon)["ring_version"]
+        .as_u64()
+        .expect("a ring version in the status")
+}
+
+/// A read of `id` through the internal service of host `recipient`, planned on topology
+/// `version`, with `token` if given.
+pub fn internal_read(
+    recipient: &str,
+    version: u64,
+    id: &str,
+    token: Option<String>,
+) -> tonic::Request<internal::ReadPartitionsRequest> {
+    let mut call = tonic::Request::new(internal::ReadPartitionsRequest {
+        header: Some(internal::RequestHeader {
+            protocol_version: allidb_cluster::PROTOCOL_VERSION,
+            ring_version: version,
+            sender: String::new(),
+            recipient: recipient.to_owned(),
+        }),
+        partitions: vec![internal::PartitionRead {
+            tenant: "default".to_owned(),
+            entity_id: id.to_owned(),
+            digest_only: false,
+        }],
+    });
+    if let Some(token) = token {
+        call.metadata_mut()
+            .insert(TOKEN_HEADER, token.parse().expect("a token is ASCII"));
+    }
+    call
+}
