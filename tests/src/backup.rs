@@ -406,19 +406,10 @@ pub fn daemon_config(key_file: &Path, extra: &str) -> String {
     )
 }
 
-/// The vector of entity `i`: [`DIM`] pseudo-random components in [0, 1) drawn from `i`, so
-/// that no two entities share a vector. (A vector repeating every 97 entities left each query
-/// with dozens of exact ties, and two indexes of the same data then seeded different, equally
-/// near, entities: the restored node's answer differed from the source's now and then.)
+/// The vector of entity `i`.
 pub fn vector(i: usize) -> Vec<f32> {
-    let mut state = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (0..DIM)
-        .map(|_| {
-            state ^= state >> 33;
-            state = state.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
-            state ^= state >> 29;
-            (state >> 40) as f32 / (1u64 << 24) as f32
-        })
+        .map(|d| ((i * 31 + d * 7) % 97) as f32 / 97.0 + d as f32 * 0.01)
         .collect()
 }
 
