@@ -580,12 +580,10 @@ pub async fn quorum_writer(
 /// through its replica service's `ScanIds`, which reads only that node's store.
 pub async fn own_ids(node: &Daemon, host: &str) -> Vec<String> {
     let mut call = tonic::Request::new(internal::ScanIdsRequest {
-        header: Some(internal::RequestHeader {
-            protocol_version: allidb_cluster::PROTOCOL_VERSION,
-            ring_version: status(node)["ring_version"].as_u64().unwrap_or(0),
-            sender: String::new(),
-            recipient: host.to_owned(),
-        }),
+        header: Some(internal_header(
+            host,
+            status(node)["ring_version"].as_u64().unwrap_or(0),
+        )),
         tenant: "default".to_owned(),
         start: String::new(),
         end: String::new(),
@@ -636,6 +634,17 @@ pub fn topology_version(daemon: &Daemon) -> u64 {
         .expect("a ring version in the status")
 }
 
+/// The header of a call to the internal service of host `recipient`, planned on topology
+/// `version` (no sender: the test is no ring node).
+pub fn internal_header(recipient: &str, version: u64) -> internal::RequestHeader {
+    internal::RequestHeader {
+        protocol_version: allidb_cluster::PROTOCOL_VERSION,
+        ring_version: version,
+        sender: String::new(),
+        recipient: recipient.to_owned(),
+    }
+}
+
 /// A read of `id` through the internal service of host `recipient`, planned on topology
 /// `version`, with `token` if given.
 pub fn internal_read(
@@ -645,12 +654,7 @@ pub fn internal_read(
     token: Option<String>,
 ) -> tonic::Request<internal::ReadPartitionsRequest> {
     let mut call = tonic::Request::new(internal::ReadPartitionsRequest {
-        header: Some(internal::RequestHeader {
-            protocol_version: allidb_cluster::PROTOCOL_VERSION,
-            ring_version: version,
-            sender: String::new(),
-            recipient: recipient.to_owned(),
-        }),
+        header: Some(internal_header(recipient, version)),
         partitions: vec![internal::PartitionRead {
             tenant: "default".to_owned(),
             entity_id: id.to_owned(),

@@ -16,7 +16,8 @@ use allidb_cluster::credentials::TOKEN_HEADER;
 use allidb_cluster::proto as internal;
 use allidb_tests::ring::{
     SECRET, allidb_json, cluster_toml, found, free_udp_addr, gossip_addr_of, held_per_node,
-    host_id_of, json_reply, level, quorum_writer, ring_of_three, status, wait_for_states,
+    host_id_of, internal_header, json_reply, level, quorum_writer, ring_of_three, status,
+    wait_for_states,
 };
 use allidb_tests::{Daemon, doc_entity, request};
 use internal::replica_client::ReplicaClient;
@@ -105,12 +106,7 @@ fn stream_call(
     movement: Option<u64>,
 ) -> tonic::Request<internal::StreamRangeRequest> {
     let mut call = tonic::Request::new(internal::StreamRangeRequest {
-        header: Some(internal::RequestHeader {
-            protocol_version: allidb_cluster::PROTOCOL_VERSION,
-            ring_version: version,
-            sender: String::new(),
-            recipient: recipient.to_owned(),
-        }),
+        header: Some(internal_header(recipient, version)),
         session_id: "0".repeat(32),
         tenant: String::new(),
         spans: vec![internal::TokenSpan { start: 0, end: 0 }],
