@@ -297,7 +297,7 @@ fn a_restart_with_another_analyzer_analyzes_the_tenant_again_from_storage() {
     assert!(
         plain
             .iter()
-            .any(|(_, d)| d.terms.iter().any(|(t, _)| t == "the"))
+            .any(|(_, d)| d.terms().any(|(t, _)| t == "the"))
     );
     store.close().unwrap();
     drop(store);
@@ -315,7 +315,7 @@ fn a_restart_with_another_analyzer_analyzes_the_tenant_again_from_storage() {
         assert!(
             !stemmed
                 .iter()
-                .any(|(_, d)| d.terms.iter().any(|(t, _)| t == "the")),
+                .any(|(_, d)| d.terms().any(|(t, _)| t == "the")),
             "round {round}: no stop word left"
         );
         store.close().unwrap();

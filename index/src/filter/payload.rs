@@ -175,10 +175,15 @@ impl PayloadIndex {
         };
         self.live.insert(ordinal);
         self.ordinals.insert(id, ordinal);
-        self.types
-            .entry(entity_type.to_owned())
-            .or_default()
-            .insert(ordinal);
+        // The type is nearly always known already: no `String` made for it then.
+        match self.types.get_mut(entity_type) {
+            Some(holders) => holders.insert(ordinal),
+            None => self
+                .types
+                .entry(entity_type.to_owned())
+                .or_default()
+                .insert(ordinal),
+        };
         for (key, value) in attributes {
             let index = self.keys.entry(key.clone()).or_default();
             *index.types.entry(type_of(value)).or_default() += 1;

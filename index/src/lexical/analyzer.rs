@@ -90,13 +90,24 @@ impl Analyzer {
 
     /// [`Analyzer::analyze`] appending to `terms`.
     pub fn analyze_into(&self, text: &str, terms: &mut Vec<String>) {
+        self.for_each_term(text, &mut |term| terms.push(term.to_owned()));
+    }
+
+    /// Calls `emit` with each term of `text`, in text order (a term may repeat): the terms
+    /// [`Analyzer::analyze`] returns, without a `String` for each.
+    pub fn for_each_term(&self, text: &str, emit: &mut dyn FnMut(&str)) {
         let mut out = Output {
             analyzer: self,
             stemmer: (self.stemming == Stemming::English)
                 .then(|| Stemmer::create(Algorithm::English)),
-            terms,
+            emit,
+            normalized: String::new(),
         };
-        segment(text, &mut out);
+        if text.is_ascii() {
+            segment_ascii(text, &mut out);
+        } else {
+            segment(text, &mut out);
+        }
     }
 }
 
@@ -104,13 +115,15 @@ impl Analyzer {
 struct Output<'a> {
     analyzer: &'a Analyzer,
     stemmer: Option<Stemmer>,
-    terms: &'a mut Vec<String>,
+    emit: &'a mut dyn FnMut(&str),
+    /// The identifier being emitted, normalized (reused from one identifier to the next).
+    normalized: String,
 }
 
 impl Output<'_> {
     /// An identifier's whole form: kept as it is.
     fn whole(&mut self, term: &str) {
-        push(self.terms, term);
+        self.push(term);
     }
 
     /// A word (or an identifier's part): dropped when a stop word, else stemmed.
@@ -120,10 +133,43 @@ impl Output<'_> {
         }
         match &self.stemmer {
             Some(stemmer) if word.bytes().all(|b| b.is_ascii_alphabetic() || b == b'\'') => {
-                push(self.terms, &stemmer.stem(word));
+                let stemmed = stemmer.stem(word);
+                self.push(&stemmed);
             }
-            _ => push(self.terms, word),
+            _ => self.push(word),
         }
+    }
+
+    fn push(&mut self, term: &str) {
+        if !term.is_empty() && term.len() <= MAX_TERM_BYTES {
+            (self.emit)(term);
+        }
+    }
+
+    /// Emits the identifier `text[span]`: its whole form when it has several parts, then its
+    /// parts.
+    fn flush(&mut self, text: &str, span: Option<(usize, usize)>) {
+        let Some((start, end)) = span else {
+            return;
+        };
+        let mut normalized = std::mem::take(&mut self.normalized);
+        normalize_into(&text[start..end], &mut normalized);
+        let whole = normalized.trim_matches(|c| JOINERS.contains(&c));
+        if whole.contains(JOINERS) {
+            let parts = whole
+                .split(|c| JOINERS.contains(&c))
+                .filter(|p| !p.is_empty());
+            if parts.clone().nth(1).is_some() {
+                self.whole(whole);
+            }
+            for part in parts {
+                self.word(part);
+            }
+        } else {
+            // No joiner inside: the identifier is one word (the common case).
+            self.word(whole);
+        }
+        self.normalized = normalized;
     }
 }
 
@@ -138,7 +184,7 @@ fn segment(text: &str, out: &mut Output<'_>) {
             match span {
                 Some((first, _)) if pending_joiner => span = Some((first, end)),
                 _ => {
-                    flush(text, span.take(), out);
+                    out.flush(text, span.take());
                     span = Some((start, end));
                 }
             }
@@ -150,45 +196,51 @@ fn segment(text: &str, out: &mut Output<'_>) {
         {
             pending_joiner = true;
         } else {
-            flush(text, span.take(), out);
+            out.flush(text, span.take());
             pending_joiner = false;
         }
     }
-    flush(text, span, out);
+    out.flush(text, span);
 }
 
-/// Emits the identifier `text[span]`: its whole form when it has several parts, then its parts.
-fn flush(text: &str, span: Option<(usize, usize)>, out: &mut Output<'_>) {
-    let Some((start, end)) = span else {
+/// [`segment`] for an ASCII `text`, with the same result (tested): the word segments come
+/// from the segmentation crate's ASCII path (`unicode_word_indices`: the segments holding a
+/// letter or digit, which for ASCII is what `char::is_alphanumeric` accepts), and two of them
+/// join into one identifier exactly when a single joiner separates them (one character
+/// between two segments is one segment).
+fn segment_ascii(text: &str, out: &mut Output<'_>) {
+    let bytes = text.as_bytes();
+    let mut span: Option<(usize, usize)> = None;
+    for (start, word) in text.unicode_word_indices() {
+        let end = start + word.len();
+        span = match span {
+            Some((first, last))
+                if start == last + 1 && JOINERS.contains(&char::from(bytes[last])) =>
+            {
+                Some((first, end))
+            }
+            _ => {
+                out.flush(text, span);
+                Some((start, end))
+            }
+        };
+    }
+    out.flush(text, span);
+}
+
+/// Lowercase, then ASCII folding (see the module documentation), into `out` (cleared first).
+fn normalize_into(word: &str, out: &mut String) {
+    out.clear();
+    if word.is_ascii() {
+        out.push_str(word);
+        out.make_ascii_lowercase();
         return;
-    };
-    let whole = normalize(&text[start..end]);
-    let whole = whole.trim_matches(|c| JOINERS.contains(&c));
-    let parts: Vec<&str> = whole
-        .split(|c| JOINERS.contains(&c))
-        .filter(|p| !p.is_empty())
-        .collect();
-    if parts.len() > 1 {
-        out.whole(whole);
     }
-    for part in parts {
-        out.word(part);
-    }
-}
-
-fn push(terms: &mut Vec<String>, term: &str) {
-    if !term.is_empty() && term.len() <= MAX_TERM_BYTES {
-        terms.push(term.to_owned());
-    }
-}
-
-/// Lowercase, then ASCII folding (see the module documentation).
-pub fn normalize(word: &str) -> String {
     let lower = word.to_lowercase();
     if lower.is_ascii() {
-        return lower;
+        out.push_str(&lower);
+        return;
     }
-    let mut out = String::with_capacity(lower.len());
     for c in lower.nfkd() {
         if is_combining_mark(c) {
             continue;
@@ -198,7 +250,6 @@ pub fn normalize(word: &str) -> String {
             None => out.extend(c.to_lowercase()),
         }
     }
-    out
 }
 
 /// Latin letters without a canonical decomposition and their ASCII forms.
@@ -351,6 +402,57 @@ mod tests {
             ["42", "creme", "東", "京", "v1.2", "v1", "2"]
         );
         assert_eq!(both.analyze("the and of"), Vec::<String>::new());
+    }
+
+    /// The terms of `text` through [`segment`] (`ascii` false) or [`segment_ascii`].
+    fn segmented(text: &str, ascii: bool) -> Vec<String> {
+        let mut terms = Vec::new();
+        let mut emit = |term: &str| terms.push(term.to_owned());
+        let mut out = Output {
+            analyzer: &Analyzer::default(),
+            stemmer: None,
+            emit: &mut emit,
+            normalized: String::new(),
+        };
+        match ascii {
+            true => segment_ascii(text, &mut out),
+            false => segment(text, &mut out),
+        }
+        terms
+    }
+
+    /// Characters whose word-break classes differ for UAX #29 (letters, digits, the
+    /// joiners, `'`, `:`, `,`, `;`, spaces, line ends, other punctuation).
+    const ASCII_CLASSES: &[u8] = b"aZ09_.-':,; \t\r\n@/";
+
+    /// Every ASCII text of up to 5 characters from [`ASCII_CLASSES`] gives the same terms
+    /// through both segmentations.
+    #[test]
+    fn the_ascii_segmentation_gives_what_the_general_one_gives() {
+        let n = ASCII_CLASSES.len();
+        let mut checked = 0;
+        for len in 0..=5u32 {
+            for mut code in 0..n.pow(len) {
+                let text: String = (0..len)
+                    .map(|_| {
+                        let c = char::from(ASCII_CLASSES[code % n]);
+                        code /= n;
+                        c
+                    })
+                    .collect();
+                assert_eq!(segmented(&text, true), segmented(&text, false), "{text:?}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, (0..=5).map(|len| n.pow(len)).sum::<usize>());
+    }
+
+    proptest::proptest! {
+        /// Longer ASCII texts (any printable character, tabs and line ends) agree too.
+        #[test]
+        fn longer_ascii_texts_segment_alike(text in "[ -~\t\r\n]{0,80}") {
+            proptest::prop_assert_eq!(segmented(&text, true), segmented(&text, false));
+        }
     }
 
     #[test]

@@ -55,26 +55,58 @@ impl LexicalOptions {
         self.bm25.validate()
     }
 
-    /// The text of `body` this index analyzes, in order: every chunk, then the entity type
-    /// and the chosen attributes when configured.
-    pub fn terms_of(&self, body: &EntityBody) -> Vec<String> {
-        let analyzer = &self.analyzer;
-        let mut terms = Vec::new();
+    /// Calls `f` with each text of `body` this index analyzes, in order: every chunk, then the
+    /// entity type and the chosen attributes when configured.
+    fn for_each_text<'b>(&self, body: &'b EntityBody, mut f: impl FnMut(&'b str)) {
         for chunk in &body.chunks {
-            analyzer.analyze_into(&chunk.text, &mut terms);
+            f(&chunk.text);
         }
         if self.entity_type {
-            analyzer.analyze_into(&body.entity_type, &mut terms);
+            f(&body.entity_type);
         }
         for key in &self.attributes {
             if let Some(value) = body.attributes.get(key) {
-                analyzer.analyze_into(value, &mut terms);
+                f(value);
             }
             if let Some(AttributeValue::String(value)) = body.typed_attributes.get(key) {
-                analyzer.analyze_into(value, &mut terms);
+                f(value);
             }
         }
-        terms
+    }
+
+    /// The document this index makes of `body` (written at `body_ts`): the terms of its texts
+    /// ([`Self::for_each_text`]) counted. The terms are gathered in one reused buffer per
+    /// thread, so a document costs one `String` per distinct term.
+    pub fn document(&self, body: &EntityBody, body_ts: u64) -> DocTerms {
+        TERM_BUFFER.with(|buffer| {
+            let mut buffer = buffer.borrow_mut();
+            let TermBuffer { text, spans } = &mut *buffer;
+            text.clear();
+            spans.clear();
+            self.for_each_text(body, |t| {
+                self.analyzer.for_each_term(t, &mut |term| {
+                    spans.push(TermSpan::new(text.len(), term));
+                    text.push_str(term);
+                });
+            });
+            let term = |span: &TermSpan| &text[span.at..span.at + span.len];
+            spans.sort_unstable_by(|a, b| {
+                a.prefix.cmp(&b.prefix).then_with(|| term(a).cmp(term(b)))
+            });
+            let mut doc = DocTerms {
+                body_ts,
+                text: String::with_capacity(text.len()),
+                ends: Vec::with_capacity(spans.len()),
+            };
+            for span in spans.iter() {
+                match doc.last_mut() {
+                    Some((last, n)) if last == term(span) => *n += 1,
+                    _ => doc.push(term(span), 1),
+                }
+            }
+            buffer.shrink();
+            doc
+        })
     }
 
     /// The terms of a query `text` for this index: refused as [`analyze_query`] refuses it,
@@ -94,42 +126,97 @@ impl LexicalOptions {
     }
 }
 
-/// One analyzed document: its terms with their frequencies.
-#[derive(Clone, Debug, PartialEq, bincode::Encode, bincode::Decode)]
+/// One analyzed document: its distinct terms with their frequencies, held in one buffer (a
+/// document costs two allocations, not one per term: it is made on the threads that prepare a
+/// batch and dropped on the commit thread, docs/benchmarks.md issue 34).
+///
+/// Its bincode encoding is that of `(body_ts: u64, terms: Vec<(String, u32)>)`, the format of
+/// the dumps' lexical records (`store/persist.rs`), unchanged.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DocTerms {
     /// The body timestamp it was analyzed from (older bodies never replace it).
     pub body_ts: u64,
-    /// Distinct terms and how often each occurs, in term order.
-    pub terms: Vec<(String, u32)>,
+    /// The terms one after the other.
+    text: String,
+    /// Per term, in order: where it ends in `text`, and how often it occurs.
+    ends: Vec<(usize, u32)>,
 }
 
 impl DocTerms {
-    /// Counts `terms` (any order, repeats allowed).
-    pub fn count(body_ts: u64, mut terms: Vec<String>) -> Self {
-        terms.sort_unstable();
-        let mut counted: Vec<(String, u32)> = Vec::new();
-        for term in terms {
-            match counted.last_mut() {
-                Some((last, n)) if *last == term => *n += 1,
-                _ => counted.push((term, 1)),
-            }
-        }
-        Self {
+    /// A document of `terms`, distinct, each with its frequency, in the order given (term
+    /// order, as [`LexicalOptions::document`] and [`LexicalIndex::export`] give them).
+    pub fn new<S: AsRef<str>>(body_ts: u64, terms: impl IntoIterator<Item = (S, u32)>) -> Self {
+        let mut doc = Self {
             body_ts,
-            terms: counted,
+            ..Self::default()
+        };
+        for (term, n) in terms {
+            doc.push(term.as_ref(), n);
         }
+        doc
+    }
+
+    fn push(&mut self, term: &str, n: u32) {
+        self.text.push_str(term);
+        self.ends.push((self.text.len(), n));
+    }
+
+    /// The last term and its frequency.
+    fn last_mut(&mut self) -> Option<(&str, &mut u32)> {
+        let start = match self.ends.len() {
+            0 | 1 => 0,
+            len => self.ends[len - 2].0,
+        };
+        let (end, n) = self.ends.last_mut()?;
+        Some((&self.text[start..*end], n))
+    }
+
+    /// Its distinct terms with their frequencies, in order.
+    pub fn terms(&self) -> impl Iterator<Item = (&str, u32)> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().map(|(end, _)| *end));
+        starts
+            .zip(&self.ends)
+            .map(|(start, &(end, n))| (&self.text[start..end], n))
     }
 
     /// The document length (number of terms, repeats counted).
     pub fn len(&self) -> u64 {
-        self.terms.iter().map(|(_, n)| u64::from(*n)).sum()
+        self.ends.iter().map(|(_, n)| u64::from(*n)).sum()
     }
 
     /// True when it has no term.
     pub fn is_empty(&self) -> bool {
-        self.terms.is_empty()
+        self.ends.is_empty()
     }
 }
+
+impl bincode::Encode for DocTerms {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.body_ts.encode(encoder)?;
+        // A `Vec`'s length, as bincode writes it.
+        (self.ends.len() as u64).encode(encoder)?;
+        for (term, n) in self.terms() {
+            term.encode(encoder)?;
+            n.encode(encoder)?;
+        }
+        Ok(())
+    }
+}
+
+impl<Context> bincode::Decode<Context> for DocTerms {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let body_ts = u64::decode(decoder)?;
+        let terms = Vec::<(String, u32)>::decode(decoder)?;
+        Ok(Self::new(body_ts, terms))
+    }
+}
+
+bincode::impl_borrow_decode!(DocTerms);
 
 /// One document as held: its entity, length and terms.
 #[derive(Debug)]
@@ -237,6 +324,48 @@ impl CorpusStats {
     }
 }
 
+/// Per-thread buffer of [`LexicalOptions::document`]: the terms of the document being made,
+/// one after the other, and where each one is.
+#[derive(Default)]
+struct TermBuffer {
+    text: String,
+    spans: Vec<TermSpan>,
+}
+
+/// A term in a [`TermBuffer`]: its place, and its first 8 bytes as a big-endian number
+/// (zero-padded), which orders two terms as their bytes do whenever the two numbers differ, so
+/// sorting compares the bytes only of terms that share their first 8.
+struct TermSpan {
+    prefix: u64,
+    at: usize,
+    len: usize,
+}
+
+impl TermSpan {
+    fn new(at: usize, term: &str) -> Self {
+        let mut prefix = [0u8; 8];
+        let head = &term.as_bytes()[..term.len().min(8)];
+        prefix[..head.len()].copy_from_slice(head);
+        Self {
+            prefix: u64::from_be_bytes(prefix),
+            at,
+            len: term.len(),
+        }
+    }
+}
+
+impl TermBuffer {
+    /// Most bytes of terms a thread keeps between documents (a larger document's buffer is
+    /// given back).
+    const KEPT_BYTES: usize = 1 << 20;
+
+    fn shrink(&mut self) {
+        if self.text.capacity() > Self::KEPT_BYTES {
+            *self = Self::default();
+        }
+    }
+}
+
 /// Per-thread accumulator of a search: a score per document slot and the slots touched.
 #[derive(Default)]
 struct Scratch {
@@ -246,6 +375,7 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+    static TERM_BUFFER: std::cell::RefCell<TermBuffer> = std::cell::RefCell::default();
 }
 
 /// A tenant's BM25 index (see the module documentation).
@@ -273,7 +403,7 @@ impl LexicalIndex {
     /// Indexes `body` as entity `id`'s document (replacing the one it had), unless the held
     /// document comes from a newer body. A body without text removes the document.
     pub fn upsert_body(&self, id: &str, body: &EntityBody, body_ts: u64) {
-        self.upsert(id, DocTerms::count(body_ts, self.options.terms_of(body)));
+        self.upsert(id, self.options.document(body, body_ts));
     }
 
     /// Indexes `doc` as entity `id`'s document (see [`Self::upsert_body`]).
@@ -322,19 +452,13 @@ impl LexicalIndex {
             .iter()
             .flatten()
             .map(|doc| {
-                let mut terms: Vec<(String, u32)> = doc
+                let mut terms: Vec<(&str, u32)> = doc
                     .terms
                     .iter()
-                    .map(|p| (inner.term_names[p.term as usize].to_string(), p.tf))
+                    .map(|p| (&*inner.term_names[p.term as usize], p.tf))
                     .collect();
                 terms.sort_unstable();
-                (
-                    doc.entity.to_string(),
-                    DocTerms {
-                        body_ts: doc.body_ts,
-                        terms,
-                    },
-                )
+                (doc.entity.to_string(), DocTerms::new(doc.body_ts, terms))
             })
             .collect();
         docs.sort_by(|a, b| a.0.cmp(&b.0));
@@ -574,11 +698,10 @@ impl Inner {
     fn insert(&mut self, id: &str, doc: DocTerms) {
         let len = u32::try_from(doc.len()).unwrap_or(u32::MAX);
         let mut terms: Vec<Posted> = doc
-            .terms
-            .iter()
+            .terms()
             .map(|(term, n)| Posted {
                 term: self.term_id(term),
-                tf: *n,
+                tf: n,
                 at: 0,
             })
             .collect();

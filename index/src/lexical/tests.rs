@@ -289,3 +289,86 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// A document is the analyzed terms of the texts the options read (chunks, then the
+    /// entity type and chosen attributes when configured), sorted and counted, whatever the
+    /// texts (words, identifiers, other scripts, stop words and stemming).
+    #[test]
+    fn a_document_counts_the_analyzed_terms_of_its_texts(
+        chunks in prop::collection::vec("[ -~\t\nàéßÆ東京ﬁ]{0,60}", 0..4),
+        entity_type in "[a-zA-Z_.-]{0,12}",
+        attribute in "[ -~é]{0,20}",
+        options in (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
+        ts in any::<u64>(),
+    ) {
+        let (index_type, index_attribute, stem, stop) = options;
+        let options = LexicalOptions {
+            analyzer: Analyzer {
+                stemming: if stem { analyzer::Stemming::English } else { analyzer::Stemming::None },
+                stop_words: if stop { analyzer::StopWords::English } else { analyzer::StopWords::None },
+            },
+            entity_type: index_type,
+            attributes: if index_attribute { vec!["title".to_owned()] } else { Vec::new() },
+            ..LexicalOptions::default()
+        };
+        let texts: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        let mut body = body(&texts);
+        body.entity_type = entity_type.clone();
+        body.attributes.insert("title".to_owned(), attribute.clone());
+        let mut read: Vec<&str> = texts.clone();
+        if index_type {
+            read.push(&entity_type);
+        }
+        if index_attribute {
+            read.push(&attribute);
+        }
+        let mut terms: Vec<String> = read.iter().flat_map(|t| options.analyzer.analyze(t)).collect();
+        terms.sort();
+        let mut counted: Vec<(String, u32)> = Vec::new();
+        for term in terms {
+            match counted.last_mut() {
+                Some((last, n)) if *last == term => *n += 1,
+                _ => counted.push((term, 1)),
+            }
+        }
+        let doc = options.document(&body, ts);
+        prop_assert_eq!(doc, DocTerms::new(ts, counted));
+    }
+}
+
+/// The shape [`DocTerms`] had when the dumps' lexical record format was defined.
+#[derive(bincode::Encode, bincode::Decode, Debug, PartialEq)]
+struct DumpedDocTerms {
+    body_ts: u64,
+    terms: Vec<(String, u32)>,
+}
+
+proptest! {
+    /// A document encodes to the bytes of the dumps' lexical record format and decodes from
+    /// them (dumps written before and after read alike).
+    #[test]
+    fn a_document_keeps_the_dump_format(
+        terms in prop::collection::btree_map("[a-zé0-9_.-]{1,12}", 1u32..5000, 0..40),
+        body_ts in any::<u64>(),
+    ) {
+        use allidb_storage::codec;
+        let dumped = DumpedDocTerms {
+            body_ts,
+            terms: terms.clone().into_iter().collect(),
+        };
+        let doc = DocTerms::new(body_ts, terms);
+        let bytes = codec::encode(&doc).unwrap();
+        prop_assert_eq!(&bytes, &codec::encode(&dumped).unwrap());
+        prop_assert_eq!(codec::decode::<DocTerms>(&bytes).unwrap(), doc.clone());
+        let pairs: Vec<(String, u32)> = doc.terms().map(|(t, n)| (t.to_owned(), n)).collect();
+        prop_assert_eq!(pairs, dumped.terms);
+        prop_assert_eq!(doc.len(), dumped_len(&bytes));
+    }
+}
+
+/// The length of the document encoded in `bytes` (the sum of its frequencies).
+fn dumped_len(bytes: &[u8]) -> u64 {
+    let dumped: DumpedDocTerms = allidb_storage::codec::decode(bytes).unwrap();
+    dumped.terms.iter().map(|(_, n)| u64::from(*n)).sum()
+}

@@ -71,7 +71,7 @@ fn prepare_op(op: &BatchOp, lexical: &LexicalSettings) -> Option<PreparedOp> {
     let body = match (&key.suffix, &op.value) {
         (CellSuffix::Body, Some(value)) => {
             let body = EntityBody::decode(value).ok()?;
-            let doc = DocTerms::count(op.ts, lexical.of(&key.tenant).terms_of(&body));
+            let doc = lexical.of(&key.tenant).document(&body, op.ts);
             Some(PreparedBody { body, doc })
         }
         _ => None,
@@ -152,16 +152,16 @@ mod tests {
                 let expected = match (&key.suffix, &op.value) {
                     (CellSuffix::Body, Some(value)) => {
                         let body = EntityBody::decode(value).expect("a body decodes");
-                        let doc = DocTerms::count(op.ts, lexical.of("t").terms_of(&body));
+                        let doc = lexical.of("t").document(&body, op.ts);
                         Some((body, doc))
                     }
                     _ => None,
                 };
                 let got = got.body.map(|b| (b.body, b.doc));
                 if let Some((_, doc)) = &got {
-                    assert!(doc.terms.iter().any(|(t, n)| t == "left-pad" && *n == 2));
-                    assert!(doc.terms.iter().any(|(t, _)| t == "arger"));
-                    assert!(!doc.terms.iter().any(|(t, _)| t == "the"));
+                    assert!(doc.terms().any(|(t, n)| t == "left-pad" && n == 2));
+                    assert!(doc.terms().any(|(t, _)| t == "arger"));
+                    assert!(!doc.terms().any(|(t, _)| t == "the"));
                 }
                 assert_eq!(got, expected, "op {i} of {n}");
                 assert!(prepared.take(i).is_none(), "an op is taken once");
