@@ -5,11 +5,13 @@
 //!
 //! ```text
 //! cargo run --profile test -p allidb-index --example text_apply -- [--entities 300000] \
-//!     [--text-bytes 400] [--batch 8192] [--rounds 3]
+//!     [--text-bytes 400] [--batch 8192] [--rounds 3] [--texts FILE]
 //! ```
 //!
 //! The words are those of `allidb bench ingest --text-bytes`: three of 16 syllables each, so a
-//! vocabulary of 4,096 words drawn uniformly. Each round applies every entity into a fresh store
+//! vocabulary of 4,096 words drawn uniformly. `--texts FILE` takes the texts of a JSON-lines
+//! file instead (the `text` field of each line, as `npm-minilm-20k/texts.jsonl`), entity `i`
+//! the text of line `i` modulo the lines. Each round applies every entity into a fresh store
 //! and prints the bytes applied (keys and values), the wall time, the process's CPU time over the
 //! round (every thread: the writing thread, the rayon pool that prepares batches, the commit
 //! thread, the background indexer and flushes) and MB/s of both; then the medians.
@@ -51,8 +53,29 @@ fn text(index: u64, bytes: usize) -> String {
     text
 }
 
-/// The batches to apply: `entities` text-only entities of tenant `bench`, `batch` per batch.
-fn batches(entities: u64, text_bytes: usize, batch: u64) -> (Vec<WriteBatch>, u64) {
+/// The `text` field of each line of the JSON-lines file `path`.
+fn read_texts(path: &str) -> Vec<String> {
+    let file = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    file.lines()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("a line of {path}: {e}"));
+            value["text"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a line of {path} without a text"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The batches to apply: `entities` text-only entities of tenant `bench`, `batch` per batch,
+/// their texts from `texts` when given.
+fn batches(
+    entities: u64,
+    text_bytes: usize,
+    batch: u64,
+    texts: Option<&[String]>,
+) -> (Vec<WriteBatch>, u64) {
     let mut out = Vec::new();
     let mut bytes = 0u64;
     let mut current = WriteBatch::new();
@@ -62,7 +85,10 @@ fn batches(entities: u64, text_bytes: usize, batch: u64) -> (Vec<WriteBatch>, u6
             entity_type: "bench".to_owned(),
             chunks: vec![TextChunk {
                 chunk_id: "c0".to_owned(),
-                text: text(i, text_bytes),
+                text: match texts {
+                    Some(texts) => texts[(i % texts.len() as u64) as usize].clone(),
+                    None => text(i, text_bytes),
+                },
                 ..TextChunk::default()
             }],
             ..EntityBody::default()
@@ -107,10 +133,11 @@ fn main() {
     let text_bytes: usize = flags.number("--text-bytes", 400);
     let batch: u64 = flags.number("--batch", 8192);
     let rounds: usize = flags.number("--rounds", 3);
+    let texts = flags.value("--texts").map(read_texts);
     let mut walls = Vec::new();
     let mut cpus = Vec::new();
     for round in 0..rounds {
-        let (batches, bytes) = batches(entities, text_bytes, batch);
+        let (batches, bytes) = batches(entities, text_bytes, batch, texts.as_deref());
         let dir = tempfile::tempdir().expect("a temporary directory");
         let store = UnifiedStore::open(dir.path(), StoreOptions::default()).expect("store opens");
         let cpu = cpu_seconds();

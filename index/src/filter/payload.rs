@@ -14,7 +14,9 @@
 //! own). [`PayloadIndex::ordinal_epoch`] changes whenever an ordinal goes to another entity than
 //! the one it had, so a map from something else to ordinals stays valid while it does not.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -297,7 +297,10 @@ impl CommitObserver for Indexes {
 
     fn committed(&self, base_seq: SeqNo, batch: &WriteBatch, prepared: Option<Prepared>) {
         let mut prepared = PreparedBatch::from_prepared(prepared);
-        let mut by_tenant: HashMap<String, Vec<tenant::CommittedOp<'_>>> = HashMap::new();
+        // The batch's ops by tenant, in order of first appearance (`at`: where each tenant's
+        // ops are); a tenant's name is copied once per batch, not once per op.
+        let mut by_tenant: Vec<(String, Vec<tenant::CommittedOp<'_>>)> = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
         let drops = self.drops.read().clone();
         for (i, op) in batch.ops().iter().enumerate() {
             if drops.hides(&op.key, op.ts) {
@@ -309,16 +312,24 @@ impl CommitObserver for Indexes {
             };
             match key {
                 Ok(key) => {
-                    by_tenant
-                        .entry(key.tenant.clone())
-                        .or_default()
-                        .push(tenant::CommittedOp {
-                            seq: base_seq + i as u64,
-                            key,
-                            ts: op.ts,
-                            value: op.value.as_deref(),
-                            body,
-                        })
+                    let group = match by_tenant.last() {
+                        Some((last, _)) if *last == key.tenant => by_tenant.len() - 1,
+                        _ => match at.get(&key.tenant) {
+                            Some(&group) => group,
+                            None => {
+                                at.insert(key.tenant.clone(), by_tenant.len());
+                                by_tenant.push((key.tenant.clone(), Vec::new()));
+                                by_tenant.len() - 1
+                            }
+                        },
+                    };
+                    by_tenant[group].1.push(tenant::CommittedOp {
+                        seq: base_seq + i as u64,
+                        key,
+                        ts: op.ts,
+                        value: op.value.as_deref(),
+                        body,
+                    })
                 }
                 Err(e) => {
                     self.apply_errors.fetch_add(1, Ordering::Relaxed);
