@@ -18,16 +18,19 @@ use std::time::{Duration, Instant};
 use allidb_api::pb;
 use allidb_tests::backup::{
     ADMIN_KEY, BUCKET, GONE, GONE_KEY, S3Server, allidb, allidb_command, backup_create,
-    every_entity, restore, restore_and_start, start_daemon, vector, write,
+    distinct_vector, every_entity, restore, restore_and_start, start_daemon, write_distinct,
 };
 use allidb_tests::{Daemon, request};
 use serde_json::Value;
 
+/// The ids the 10 nearest neighbours of entity `a<i>`'s vector answer, best first. The tests
+/// here write [`write_distinct`]'s data, whose vectors are all different: the answer is one
+/// well-defined list, the same on any node holding the same data.
 async fn query_ids(daemon: &Daemon, i: usize) -> Vec<String> {
     result_ids(
         daemon,
         pb::QueryRequest {
-            query_vector: vector(i),
+            query_vector: distinct_vector("a", i),
             k: 10,
             max_hops: Some(0),
             ..Default::default()
@@ -75,11 +78,13 @@ async fn assert_same_data(source: &Daemon, restored: &Daemon) {
         "every entity, edge, chunk and vector is restored"
     );
     for i in [0, 17, 333] {
+        let answer = query_ids(source, i).await;
         assert_eq!(
-            query_ids(restored, i).await,
-            query_ids(source, i).await,
-            "query {i}"
+            answer.first(),
+            Some(&format!("a{i:05}")),
+            "the nearest to a{i}'s vector is a{i}: {answer:?}"
         );
+        assert_eq!(query_ids(restored, i).await, answer, "query {i}");
     }
     assert!(
         every_entity(restored, GONE_KEY).await.is_empty(),
@@ -92,8 +97,8 @@ async fn backups_to_s3_are_incremental_and_restore_exactly() {
     let s3 = S3Server::start();
     let scratch = tempfile::tempdir().unwrap();
     let daemon = start_daemon(scratch.path(), "");
-    write(&daemon, GONE_KEY, "g", 0..300).await;
-    write(&daemon, ADMIN_KEY, "a", 0..3000).await;
+    write_distinct(&daemon, GONE_KEY, "g", 0..300).await;
+    write_distinct(&daemon, ADMIN_KEY, "a", 0..3000).await;
     drop_gone_tenant(&daemon).await;
     let target = format!("s3://{BUCKET}/ring-a");
 
@@ -111,7 +116,7 @@ async fn backups_to_s3_are_incremental_and_restore_exactly() {
         "the manifest is written"
     );
 
-    write(&daemon, ADMIN_KEY, "b", 0..1500).await;
+    write_distinct(&daemon, ADMIN_KEY, "b", 0..1500).await;
     let second = backup_create(Some(&s3.access()), &daemon, &target, &[]);
     let blobs_second = s3.keys("ring-a/blobs/").len();
     let uploaded = second["uploaded_files"].as_u64().unwrap() as usize;
@@ -169,7 +174,7 @@ async fn backups_to_s3_are_incremental_and_restore_exactly() {
 async fn a_damaged_or_missing_object_is_named_and_never_half_restored() {
     let scratch = tempfile::tempdir().unwrap();
     let daemon = start_daemon(scratch.path(), "");
-    write(&daemon, ADMIN_KEY, "a", 0..2000).await;
+    write_distinct(&daemon, ADMIN_KEY, "a", 0..2000).await;
     let store = scratch.path().join("store");
     let target = format!("file://{}", store.display());
     let created = backup_create(None, &daemon, &target, &[]);
@@ -238,7 +243,7 @@ async fn kill_9_mid_backup_leaves_no_complete_backup_and_the_next_one_restores()
     let s3 = S3Server::start();
     let scratch = tempfile::tempdir().unwrap();
     let mut daemon = start_daemon(scratch.path(), "");
-    write(&daemon, ADMIN_KEY, "a", 0..4000).await;
+    write_distinct(&daemon, ADMIN_KEY, "a", 0..4000).await;
     let target = format!("s3://{BUCKET}/crash");
     let addr = daemon.grpc_url();
     // Slow enough (256 KiB/s) to be killed in the middle.
@@ -347,12 +352,12 @@ async fn writes_after_the_last_index_dump_are_caught_up_on_the_restored_node() {
     let scratch = tempfile::tempdir().unwrap();
     // No periodic dump during the test, however slow the machine.
     let daemon = start_daemon(scratch.path(), "\n[index]\ndump_interval_secs = 86400\n");
-    write(&daemon, ADMIN_KEY, "a", 0..1000).await;
-    write(&daemon, GONE_KEY, "g", 0..10).await;
+    write_distinct(&daemon, ADMIN_KEY, "a", 0..1000).await;
+    write_distinct(&daemon, GONE_KEY, "g", 0..10).await;
     // A tenant drop dumps the indexes at once: that dump holds "a", not "b" (3000 entities
     // written after it, past the 1 MiB memtables, so partly flushed into tables).
     drop_gone_tenant(&daemon).await;
-    write(&daemon, ADMIN_KEY, "b", 0..3000).await;
+    write_distinct(&daemon, ADMIN_KEY, "b", 0..3000).await;
     let target = format!("file://{}", scratch.path().join("store").display());
     let created = backup_create(None, &daemon, &target, &[]);
     let (index_covered, covered) = (
@@ -390,7 +395,7 @@ async fn the_daemon_backs_up_on_its_schedule_and_keeps_the_newest() {
         store.display()
     );
     let daemon = start_daemon(scratch.path(), &extra);
-    write(&daemon, ADMIN_KEY, "a", 0..500).await;
+    write_distinct(&daemon, ADMIN_KEY, "a", 0..500).await;
     let target = format!("file://{}", store.display());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
