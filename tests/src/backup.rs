@@ -5,7 +5,9 @@
 //! backups hold.
 //!
 //! Invariants: every server and relay listens on 127.0.0.1 only and stops when dropped; the CLI
-//! gets no `ALLIDB_*` or `AWS_*` variable from the test environment, only the ones set here.
+//! gets no `ALLIDB_*` or `AWS_*` variable from the test environment, only the ones set here, and
+//! keeps its backup hash cache under the system temporary directory
+//! (`XDG_CACHE_HOME=<tmp>/allidb-tests-cache`), never in the user's home.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -369,7 +371,13 @@ pub fn allidb_command(s3: Option<&S3Access>, args: &[&str]) -> Command {
             .env("AWS_SECRET_ACCESS_KEY", &s3.secret)
             .env("AWS_REGION", "us-east-1");
     }
-    command.env("ALLIDB_API_KEY", ADMIN_KEY).args(args);
+    command
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join("allidb-tests-cache"),
+        )
+        .env("ALLIDB_API_KEY", ADMIN_KEY)
+        .args(args);
     command.stdin(Stdio::null());
     command
 }

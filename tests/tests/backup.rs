@@ -6,7 +6,8 @@
 //! (counted in the bucket), a restore into an empty directory whose daemon serves exactly the
 //! source's data (entities with vectors, edges and chunks; queries answer the same ids; a dropped
 //! tenant stays dropped); the writes after the daemon's last index dump caught up on the
-//! restored node; a damaged and a missing object named by `verify` and `restore`;
+//! restored node; the hash cache (a second backup reads none of the unchanged files again, and
+//! restores exactly); a damaged and a missing object named by `verify` and `restore`;
 //! kill -9 of the uploader and the daemon mid-backup; the daemon's schedule with retention.
 //! Errors (credentials, bucket, network, full disk) are in `backup_errors.rs`, a ring in
 //! `backup_ring.rs`; the S3 server and the helpers in the tests crate (`tests/src/backup.rs`).
@@ -168,6 +169,40 @@ async fn backups_to_s3_are_incremental_and_restore_exactly() {
     .json();
     assert_eq!(pruned["deleted"].as_array().unwrap().len(), 1, "{pruned}");
     allidb(Some(&s3.access()), &["backup", "verify", "--from", &target]).expect(0);
+}
+
+/// A second backup takes the hashes of the files the first one hashed (the hard-linked tables,
+/// older than the cache's 2 s settling time) from the hash cache instead of reading them, and
+/// restores exactly; with `--no-hash-cache` every file is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_backup_takes_unchanged_files_hashes_from_the_cache() {
+    let scratch = tempfile::tempdir().unwrap();
+    let daemon = start_daemon(scratch.path(), "");
+    write_distinct(&daemon, ADMIN_KEY, "a", 0..3000).await;
+    // Files modified less than 2 s before their hashing are not recorded.
+    std::thread::sleep(Duration::from_millis(2500));
+    let cache = scratch.path().join("hashes").display().to_string();
+    let target = format!("file://{}", scratch.path().join("store").display());
+    let with_cache = ["--hash-cache", cache.as_str()];
+    let first = backup_create(None, &daemon, &target, &with_cache);
+    assert_eq!(first["hash_cache_hits"], 0, "{first}");
+    assert_eq!(first["hashed_bytes"], first["total_bytes"], "{first}");
+    let second = backup_create(None, &daemon, &target, &with_cache);
+    let hits = second["hash_cache_hits"].as_u64().unwrap();
+    let hashed = second["hashed_bytes"].as_u64().unwrap();
+    assert!(
+        hits >= 1 && hashed < second["total_bytes"].as_u64().unwrap(),
+        "the tables' hashes come from the cache: {second}"
+    );
+    let uncached = backup_create(None, &daemon, &target, &["--no-hash-cache"]);
+    assert_eq!(uncached["hash_cache_hits"], 0, "{uncached}");
+    assert_eq!(
+        uncached["hashed_bytes"], uncached["total_bytes"],
+        "{uncached}"
+    );
+    let id = second["backup_id"].as_str().unwrap();
+    let restored = restore_and_start(None, &target, id, scratch.path(), scratch.path());
+    assert_same_data(&daemon, &restored).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
