@@ -24,6 +24,11 @@
 # every backup's `--max-bytes-per-sec`. INCREMENTAL=1 makes phases 4 and 5 back up into one
 # prefix each (a scheduled backup's case: each backup uploads only what the earlier ones did not
 # hold) instead of a new prefix per backup. Prints one labelled JSON line per phase.
+#
+# CPU: every phase also reports the CPU time (user + system, from /proc/PID/stat and
+# /usr/bin/time) of the daemon, of moto and of the backup CLI, as seconds (`*_cpu_s`) and, in
+# phases 4 and 5, as cores busy over the window (`*_cores`: CPU seconds per wall second), with
+# the whole host's busy cores from /proc/stat (`host_cores`: everything, other load included).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${1:-$root/target/release}"
@@ -53,6 +58,15 @@ until curl -s -o /dev/null -X PUT "http://$s3/bench"; do sleep 0.2; done
 export AWS_ENDPOINT_URL="http://$s3" AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench
 daemon_pid=$(cat "$work/allidbd.pid")
 
+moto_pid=$(cat "$work/moto.pid")
+ticks=$(getconf CLK_TCK)
+# CPU seconds (user + system) process $1 has used so far.
+cpu() { awk -v t="$ticks" '{sub(/^.*\) /, ""); print ($12 + $13) / t}' "/proc/$1/stat"; }
+# CPU seconds the whole host has been busy (not idle, not waiting for I/O) so far.
+host_cpu() { awk -v t="$ticks" '/^cpu / {print ($2 + $3 + $4 + $7 + $8 + $9) / t}' /proc/stat; }
+# `daemon moto host` CPU seconds so far.
+cpus() { echo "$(cpu "$daemon_pid") $(cpu "$moto_pid") $(host_cpu)"; }
+
 cli() { "$bin/allidb" --addr "$addr" --json "$@"; }
 ingest() { # prefix count
   cli bench ingest -n "$2" --dim "$dim" --text-bytes "$text" --batch-size 256 --concurrency 4 \
@@ -68,17 +82,37 @@ watch_daemon() {
   done
   echo "$peak" > "$work/daemon-peak"
 }
-# Runs `allidb ARGS` under /usr/bin/time; prints `{"seconds", "cli_peak_rss_kib", "daemon_peak_rss_kib", "reply"}`.
+# Runs `allidb ARGS` under /usr/bin/time; prints `{"seconds", "cli_peak_rss_kib",
+# "daemon_peak_rss_kib", "cli_cpu_s", "daemon_cpu_s", "moto_cpu_s", "reply"}`.
 measured() {
   touch "$work/watching"
   watch_daemon &
-  local watcher=$!
-  /usr/bin/time -f "%e %M" -o "$work/time" "$bin/allidb" --addr "$addr" --json "$@" > "$work/reply"
+  local watcher=$! before after
+  before=$(cpus)
+  /usr/bin/time -f "%e %M %U %S" -o "$work/time" "$bin/allidb" --addr "$addr" --json "$@" > "$work/reply"
+  after=$(cpus)
   rm "$work/watching"
   wait "$watcher"
-  read -r seconds cli_kib < "$work/time"
-  echo "{\"seconds\": $seconds, \"cli_peak_rss_kib\": $cli_kib, \"daemon_peak_rss_kib\": $(cat "$work/daemon-peak"), \"reply\": $(cat "$work/reply")}"
+  read -r seconds cli_kib cli_user cli_sys < "$work/time"
+  read -r d0 m0 _ <<< "$before"
+  read -r d1 m1 _ <<< "$after"
+  echo "{\"seconds\": $seconds, \"cli_peak_rss_kib\": $cli_kib, \"daemon_peak_rss_kib\": $(cat "$work/daemon-peak"), $(python3 -c "print(f'\"cli_cpu_s\": {$cli_user + $cli_sys:.2f}, \"daemon_cpu_s\": {$d1 - $d0:.2f}, \"moto_cpu_s\": {$m1 - $m0:.2f}')"), \"reply\": $(cat "$work/reply")}"
 }
+# CPU used between two `cpus` readings over `seconds`, plus the CLI's CPU seconds: a JSON object.
+cpu_json() { # before after seconds cli_cpu_s
+  python3 -c "
+d0, m0, h0 = map(float, '$1'.split()); d1, m1, h1 = map(float, '$2'.split()); s = $3
+print(f'{{\"daemon_cores\": {(d1 - d0) / s:.2f}, \"moto_cores\": {(m1 - m0) / s:.2f}, \"cli_cores\": {$4 / s:.2f}, \"host_cores\": {(h1 - h0) / s:.2f}, \"cli_cpu_s\": {$4:.2f}}}')"
+}
+# Runs `allidb ARGS` under /usr/bin/time, output discarded; appends its user + system CPU
+# seconds to the file $1.
+timed_cli() {
+  local log=$1
+  shift
+  /usr/bin/time -f "%U %S" -a -o "$log" "$bin/allidb" --addr "$addr" --json "$@" > /dev/null
+}
+# The sum of the CPU seconds in file $1 (lines `user system`; 0 when absent).
+cpu_sum() { awk '{s += $1 + $2} END {printf "%.2f", s + 0}' "$1" 2>/dev/null || echo 0; }
 
 started=$(date +%s.%N)
 ingest load- "$n" > "$work/load.json"
@@ -97,19 +131,25 @@ acked() {
   curl -s "http://127.0.0.1:$((port + 2))/metrics" |
     awk '/^allidb_rpc_requests_total\{rpc="BatchPutEntities",code="OK"/ {print $2 * 256}'
 }
-cli bench ingest -n "$n" --dim "$dim" --text-bytes "$text" --batch-size 256 --concurrency 4 \
-  --id-prefix steady- > /dev/null &
+# Far more than the phase writes, so the ingest runs through every round (stopped below).
+"$bin/allidb" --addr "$addr" bench ingest -n "$((n * 20))" --dim "$dim" --text-bytes "$text" --batch-size 256 --concurrency 4 \
+  --id-prefix steady- > /dev/null 2>&1 &
 echo $! > "$work/steady.pid"
 sleep 5
 for round in $(seq 1 "$rounds"); do
-  a0=$(acked); t0=$(date +%s.%N); sleep 15; a1=$(acked); t1=$(date +%s.%N)
-  cli backup create --to "$target/$(prefix single "$round")" --staging "$work/staging" --max-bytes-per-sec "$cap" > /dev/null
-  a2=$(acked); t2=$(date +%s.%N)
+  a0=$(acked); c0=$(cpus); t0=$(date +%s.%N); sleep 15; a1=$(acked); c1=$(cpus); t1=$(date +%s.%N)
+  rm -f "$work/single-cpu"
+  timed_cli "$work/single-cpu" backup create --to "$target/$(prefix single "$round")" \
+    --staging "$work/staging" --max-bytes-per-sec "$cap"
+  a2=$(acked); c2=$(cpus); t2=$(date +%s.%N)
+  alone_cpu=$(cpu_json "$c0" "$c1" "$(echo "$t1 - $t0" | bc)" 0)
+  during_cpu=$(cpu_json "$c1" "$c2" "$(echo "$t2 - $t1" | bc)" "$(cpu_sum "$work/single-cpu")")
   python3 -c "
+import sys
 alone = ($a1 - $a0) / ($t1 - $t0); during = ($a2 - $a1) / ($t2 - $t1)
-print(f'single $round {{\"alone_per_sec\": {alone:.0f}, \"during_backup_per_sec\": {during:.0f}, \"backup_seconds\": {$t2 - $t1:.1f}, \"ratio\": {during / alone:.2f}}}')"
+print(f'single $round {{\"alone_per_sec\": {alone:.0f}, \"during_backup_per_sec\": {during:.0f}, \"backup_seconds\": {$t2 - $t1:.1f}, \"ratio\": {during / alone:.2f}, \"alone_cpu\": ' + sys.argv[1] + ', \"during_cpu\": ' + sys.argv[2] + '}')" "$alone_cpu" "$during_cpu"
 done
-kill "$(cat "$work/steady.pid")"
+kill "$(cat "$work/steady.pid")" 2>/dev/null || true
 rm "$work/steady.pid"
 
 # Full backups back to back, each into a new prefix, until $work/backing-up is removed.
@@ -117,7 +157,8 @@ backups_loop() {
   local i=0
   while [ -e "$work/backing-up" ]; do
     i=$((i + 1))
-    cli backup create --to "$target/$(prefix loop "$BASHPID-$i")" --staging "$work/loop-staging" --max-bytes-per-sec "$cap" > /dev/null
+    timed_cli "$work/loop-cpu" backup create --to "$target/$(prefix loop "$BASHPID-$i")" \
+      --staging "$work/loop-staging" --max-bytes-per-sec "$cap"
   done
   echo "$i" > "$work/loop-count"
 }
@@ -125,6 +166,9 @@ per_round=$((n / 10))
 for round in $(seq 1 "$rounds"); do
   if [ $((round % 2)) -eq 1 ]; then order="alone under"; else order="under alone"; fi
   for side in $order; do
+    rm -f "$work/loop-cpu"
+    c0=$(cpus)
+    t0=$(date +%s.%N)
     if [ "$side" = under ]; then
       touch "$work/backing-up"
       backups_loop &
@@ -134,9 +178,12 @@ for round in $(seq 1 "$rounds"); do
     if [ "$side" = under ]; then
       rm "$work/backing-up"
       wait "$loop"
-      echo "round $round $side {\"entities_per_sec\": $rate, \"backups_started\": $(cat "$work/loop-count")}"
+    fi
+    used=$(cpu_json "$c0" "$(cpus)" "$(echo "$(date +%s.%N) - $t0" | bc)" "$(cpu_sum "$work/loop-cpu")")
+    if [ "$side" = under ]; then
+      echo "round $round $side {\"entities_per_sec\": $rate, \"backups_started\": $(cat "$work/loop-count"), \"cpu\": $used}"
     else
-      echo "round $round $side {\"entities_per_sec\": $rate}"
+      echo "round $round $side {\"entities_per_sec\": $rate, \"cpu\": $used}"
     fi
   done
 done

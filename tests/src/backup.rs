@@ -5,7 +5,9 @@
 //! backups hold.
 //!
 //! Invariants: every server and relay listens on 127.0.0.1 only and stops when dropped; the CLI
-//! gets no `ALLIDB_*` or `AWS_*` variable from the test environment, only the ones set here.
+//! gets no `ALLIDB_*` or `AWS_*` variable from the test environment, only the ones set here, and
+//! keeps its backup hash cache under the system temporary directory
+//! (`XDG_CACHE_HOME=<tmp>/allidb-tests-cache`), never in the user's home.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -369,7 +371,13 @@ pub fn allidb_command(s3: Option<&S3Access>, args: &[&str]) -> Command {
             .env("AWS_SECRET_ACCESS_KEY", &s3.secret)
             .env("AWS_REGION", "us-east-1");
     }
-    command.env("ALLIDB_API_KEY", ADMIN_KEY).args(args);
+    command
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join("allidb-tests-cache"),
+        )
+        .env("ALLIDB_API_KEY", ADMIN_KEY)
+        .args(args);
     command.stdin(Stdio::null());
     command
 }
@@ -406,16 +414,40 @@ pub fn daemon_config(key_file: &Path, extra: &str) -> String {
     )
 }
 
-/// The vector of entity `i`.
+/// The vector of entity `i`. It repeats every 97 entities, so a query finds many entities at
+/// exactly the same distance: compare query answers across nodes with [`distinct_vector`]'s
+/// data ([`write_distinct`]) instead.
 pub fn vector(i: usize) -> Vec<f32> {
     (0..DIM)
         .map(|d| ((i * 31 + d * 7) % 97) as f32 / 97.0 + d as f32 * 0.01)
         .collect()
 }
 
-/// Entity `i` of a batch: a vector, an edge to the previous one and a chunk.
-pub fn entity(prefix: &str, i: usize) -> pb::Entity {
-    let mut entity = doc_entity(&format!("{prefix}{i:05}"), &vector(i));
+/// The vector of entity `<prefix><i>` in [`write_distinct`]'s data: each coordinate 24
+/// pseudo-random bits in [0, 1) drawn from the entity's id, so no two entities share a
+/// vector and the nearest neighbours of a query are one well-defined list (no exact ties).
+pub fn distinct_vector(prefix: &str, i: usize) -> Vec<f32> {
+    // FNV-1a of the id, then one splitmix64 step per coordinate.
+    let mut state = format!("{prefix}{i:05}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    (0..DIM)
+        .map(|_| {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect()
+}
+
+/// Entity `i` of a batch with `vector`: an edge to the previous one and a chunk.
+fn entity_with(prefix: &str, i: usize, vector: &[f32]) -> pb::Entity {
+    let mut entity = doc_entity(&format!("{prefix}{i:05}"), vector);
     entity.outgoing_edges = vec![pb::GraphEdge {
         to_entity: format!("{prefix}{:05}", i.saturating_sub(1)),
         relation: "next".to_owned(),
@@ -433,10 +465,34 @@ pub fn entity(prefix: &str, i: usize) -> pb::Entity {
     entity
 }
 
+/// Entity `i` of a batch: [`vector`]`(i)`, an edge to the previous one and a chunk.
+pub fn entity(prefix: &str, i: usize) -> pb::Entity {
+    entity_with(prefix, i, &vector(i))
+}
+
 /// Writes entities `range` (see [`entity`]) with `key`, 200 to a batch.
 pub async fn write(daemon: &Daemon, key: &str, prefix: &str, range: std::ops::Range<usize>) {
+    let entities = range.map(|i| entity(prefix, i)).collect();
+    write_entities(daemon, key, entities).await;
+}
+
+/// Writes entities `range` as [`write`] does, but each with [`distinct_vector`]`(prefix, i)`:
+/// data whose query answers are well defined, to compare two nodes' answers.
+pub async fn write_distinct(
+    daemon: &Daemon,
+    key: &str,
+    prefix: &str,
+    range: std::ops::Range<usize>,
+) {
+    let entities = range
+        .map(|i| entity_with(prefix, i, &distinct_vector(prefix, i)))
+        .collect();
+    write_entities(daemon, key, entities).await;
+}
+
+/// Writes `entities` with `key`, 200 to a batch; every write must succeed.
+async fn write_entities(daemon: &Daemon, key: &str, entities: Vec<pb::Entity>) {
     let mut client = daemon.client().await;
-    let entities: Vec<pb::Entity> = range.map(|i| entity(prefix, i)).collect();
     for batch in entities.chunks(200) {
         let reply = client
             .batch_put_entities(request(

@@ -6,7 +6,8 @@
 //! (counted in the bucket), a restore into an empty directory whose daemon serves exactly the
 //! source's data (entities with vectors, edges and chunks; queries answer the same ids; a dropped
 //! tenant stays dropped); the writes after the daemon's last index dump caught up on the
-//! restored node; a damaged and a missing object named by `verify` and `restore`;
+//! restored node; the hash cache (a second backup reads none of the unchanged files again, and
+//! restores exactly); a damaged and a missing object named by `verify` and `restore`;
 //! kill -9 of the uploader and the daemon mid-backup; the daemon's schedule with retention.
 //! Errors (credentials, bucket, network, full disk) are in `backup_errors.rs`, a ring in
 //! `backup_ring.rs`; the S3 server and the helpers in the tests crate (`tests/src/backup.rs`).
@@ -18,16 +19,19 @@ use std::time::{Duration, Instant};
 use allidb_api::pb;
 use allidb_tests::backup::{
     ADMIN_KEY, BUCKET, GONE, GONE_KEY, S3Server, allidb, allidb_command, backup_create,
-    every_entity, restore, restore_and_start, start_daemon, vector, write,
+    distinct_vector, every_entity, restore, restore_and_start, start_daemon, write_distinct,
 };
 use allidb_tests::{Daemon, request};
 use serde_json::Value;
 
+/// The ids the 10 nearest neighbours of entity `a<i>`'s vector answer, best first. The tests
+/// here write [`write_distinct`]'s data, whose vectors are all different: the answer is one
+/// well-defined list, the same on any node holding the same data.
 async fn query_ids(daemon: &Daemon, i: usize) -> Vec<String> {
     result_ids(
         daemon,
         pb::QueryRequest {
-            query_vector: vector(i),
+            query_vector: distinct_vector("a", i),
             k: 10,
             max_hops: Some(0),
             ..Default::default()
@@ -75,11 +79,13 @@ async fn assert_same_data(source: &Daemon, restored: &Daemon) {
         "every entity, edge, chunk and vector is restored"
     );
     for i in [0, 17, 333] {
+        let answer = query_ids(source, i).await;
         assert_eq!(
-            query_ids(restored, i).await,
-            query_ids(source, i).await,
-            "query {i}"
+            answer.first(),
+            Some(&format!("a{i:05}")),
+            "the nearest to a{i}'s vector is a{i}: {answer:?}"
         );
+        assert_eq!(query_ids(restored, i).await, answer, "query {i}");
     }
     assert!(
         every_entity(restored, GONE_KEY).await.is_empty(),
@@ -92,8 +98,8 @@ async fn backups_to_s3_are_incremental_and_restore_exactly() {
     let s3 = S3Server::start();
     let scratch = tempfile::tempdir().unwrap();
     let daemon = start_daemon(scratch.path(), "");
-    write(&daemon, GONE_KEY, "g", 0..300).await;
-    write(&daemon, ADMIN_KEY, "a", 0..3000).await;
+    write_distinct(&daemon, GONE_KEY, "g", 0..300).await;
+    write_distinct(&daemon, ADMIN_KEY, "a", 0..3000).await;
     drop_gone_tenant(&daemon).await;
     let target = format!("s3://{BUCKET}/ring-a");
 
@@ -111,7 +117,7 @@ async fn backups_to_s3_are_incremental_and_restore_exactly() {
         "the manifest is written"
     );
 
-    write(&daemon, ADMIN_KEY, "b", 0..1500).await;
+    write_distinct(&daemon, ADMIN_KEY, "b", 0..1500).await;
     let second = backup_create(Some(&s3.access()), &daemon, &target, &[]);
     let blobs_second = s3.keys("ring-a/blobs/").len();
     let uploaded = second["uploaded_files"].as_u64().unwrap() as usize;
@@ -165,11 +171,45 @@ async fn backups_to_s3_are_incremental_and_restore_exactly() {
     allidb(Some(&s3.access()), &["backup", "verify", "--from", &target]).expect(0);
 }
 
+/// A second backup takes the hashes of the files the first one hashed (the hard-linked tables,
+/// older than the cache's 2 s settling time) from the hash cache instead of reading them, and
+/// restores exactly; with `--no-hash-cache` every file is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_backup_takes_unchanged_files_hashes_from_the_cache() {
+    let scratch = tempfile::tempdir().unwrap();
+    let daemon = start_daemon(scratch.path(), "");
+    write_distinct(&daemon, ADMIN_KEY, "a", 0..3000).await;
+    // Files modified less than 2 s before their hashing are not recorded.
+    std::thread::sleep(Duration::from_millis(2500));
+    let cache = scratch.path().join("hashes").display().to_string();
+    let target = format!("file://{}", scratch.path().join("store").display());
+    let with_cache = ["--hash-cache", cache.as_str()];
+    let first = backup_create(None, &daemon, &target, &with_cache);
+    assert_eq!(first["hash_cache_hits"], 0, "{first}");
+    assert_eq!(first["hashed_bytes"], first["total_bytes"], "{first}");
+    let second = backup_create(None, &daemon, &target, &with_cache);
+    let hits = second["hash_cache_hits"].as_u64().unwrap();
+    let hashed = second["hashed_bytes"].as_u64().unwrap();
+    assert!(
+        hits >= 1 && hashed < second["total_bytes"].as_u64().unwrap(),
+        "the tables' hashes come from the cache: {second}"
+    );
+    let uncached = backup_create(None, &daemon, &target, &["--no-hash-cache"]);
+    assert_eq!(uncached["hash_cache_hits"], 0, "{uncached}");
+    assert_eq!(
+        uncached["hashed_bytes"], uncached["total_bytes"],
+        "{uncached}"
+    );
+    let id = second["backup_id"].as_str().unwrap();
+    let restored = restore_and_start(None, &target, id, scratch.path(), scratch.path());
+    assert_same_data(&daemon, &restored).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_or_missing_object_is_named_and_never_half_restored() {
     let scratch = tempfile::tempdir().unwrap();
     let daemon = start_daemon(scratch.path(), "");
-    write(&daemon, ADMIN_KEY, "a", 0..2000).await;
+    write_distinct(&daemon, ADMIN_KEY, "a", 0..2000).await;
     let store = scratch.path().join("store");
     let target = format!("file://{}", store.display());
     let created = backup_create(None, &daemon, &target, &[]);
@@ -238,7 +278,7 @@ async fn kill_9_mid_backup_leaves_no_complete_backup_and_the_next_one_restores()
     let s3 = S3Server::start();
     let scratch = tempfile::tempdir().unwrap();
     let mut daemon = start_daemon(scratch.path(), "");
-    write(&daemon, ADMIN_KEY, "a", 0..4000).await;
+    write_distinct(&daemon, ADMIN_KEY, "a", 0..4000).await;
     let target = format!("s3://{BUCKET}/crash");
     let addr = daemon.grpc_url();
     // Slow enough (256 KiB/s) to be killed in the middle.
@@ -347,12 +387,12 @@ async fn writes_after_the_last_index_dump_are_caught_up_on_the_restored_node() {
     let scratch = tempfile::tempdir().unwrap();
     // No periodic dump during the test, however slow the machine.
     let daemon = start_daemon(scratch.path(), "\n[index]\ndump_interval_secs = 86400\n");
-    write(&daemon, ADMIN_KEY, "a", 0..1000).await;
-    write(&daemon, GONE_KEY, "g", 0..10).await;
+    write_distinct(&daemon, ADMIN_KEY, "a", 0..1000).await;
+    write_distinct(&daemon, GONE_KEY, "g", 0..10).await;
     // A tenant drop dumps the indexes at once: that dump holds "a", not "b" (3000 entities
     // written after it, past the 1 MiB memtables, so partly flushed into tables).
     drop_gone_tenant(&daemon).await;
-    write(&daemon, ADMIN_KEY, "b", 0..3000).await;
+    write_distinct(&daemon, ADMIN_KEY, "b", 0..3000).await;
     let target = format!("file://{}", scratch.path().join("store").display());
     let created = backup_create(None, &daemon, &target, &[]);
     let (index_covered, covered) = (
@@ -390,7 +430,7 @@ async fn the_daemon_backs_up_on_its_schedule_and_keeps_the_newest() {
         store.display()
     );
     let daemon = start_daemon(scratch.path(), &extra);
-    write(&daemon, ADMIN_KEY, "a", 0..500).await;
+    write_distinct(&daemon, ADMIN_KEY, "a", 0..500).await;
     let target = format!("file://{}", store.display());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -4,8 +4,9 @@
 //! What it owns: the object layout under a target's prefix and the backup manifest format
 //! ([`manifest`], version 1), uploading a checkpoint directory incrementally ([`create`]),
 //! listing, verifying and pruning backups ([`catalog`]), restoring one into an empty data dir
-//! ([`restore`]), the target itself ([`target`]) and the daemon's scheduled backups
-//! ([`schedule`]).
+//! ([`restore`]), the target itself ([`target`]), the daemon's scheduled backups
+//! ([`schedule`]) and the local cache of file hashes that spares a backup re-reading the files
+//! an earlier one hashed ([`hash_cache`], format version 1).
 //!
 //! Layout under the target's prefix:
 //!
@@ -26,6 +27,7 @@
 
 pub mod catalog;
 pub mod create;
+pub mod hash_cache;
 pub mod manifest;
 pub mod restore;
 pub mod schedule;
@@ -116,6 +118,20 @@ pub enum BackupError {
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A file's bytes, read for its upload, do not hash to what its hashing (or the hash
+    /// cache) said: it changed after it was hashed. Nothing was stored for it.
+    #[error(
+        "{path}: changed after it was hashed (expected sha256 {expected}, its bytes have \
+         sha256 {actual}); nothing was uploaded for it, run the backup again"
+    )]
+    Changed {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The SHA-256 it was to be stored under.
+        expected: String,
+        /// The SHA-256 of the bytes read.
+        actual: String,
     },
     /// The node's checkpoint (the store's) failed.
     #[error("checkpoint for the backup failed: {0}")]

@@ -1,7 +1,8 @@
 //! The `[backup]` configuration section and the daemon's scheduled backups: every
 //! `backup.interval_secs` the daemon checkpoints its store into a staging directory, uploads it
 //! to `backup.target` ([`super::upload_checkpoint`]), prunes to `backup.keep` backups and
-//! removes the staging copy.
+//! removes the staging copy. Its hash cache ([`super::hash_cache`]) is the file
+//! [`HASH_CACHE_FILE`] in the staging root, kept across backups and restarts.
 //!
 //! What it owns: [`BackupConfig`], [`backup_store`] (one backup of a local store, also what a
 //! schedule runs) and [`ScheduledBackups`]. Metrics: `allidb_backups_total{outcome}`,
@@ -26,6 +27,9 @@ use super::create::{CreateOptions, upload_checkpoint};
 use super::manifest::BackupManifest;
 use super::target::{DEFAULT_RETRY_TIMEOUT, ObjectTarget, S3Settings};
 use super::{BackupError, BackupResult, new_backup_id, now_micros};
+
+/// The name of the schedule's hash cache file in the staging root.
+pub const HASH_CACHE_FILE: &str = "hash-cache";
 
 /// `[backup]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,7 +163,8 @@ pub fn copy_identity(data_dir: &Path, staging: &Path) -> BackupResult<()> {
 }
 
 /// One backup of `store` (whose data dir is `data_dir`) to `target`: checkpoint into a fresh
-/// directory under `staging_root`, upload, remove the staging copy (also on failure).
+/// directory under `staging_root`, upload (with the hash cache [`HASH_CACHE_FILE`] there),
+/// remove the staging copy (also on failure).
 pub async fn backup_store(
     store: &Arc<UnifiedStore>,
     data_dir: &Path,
@@ -187,6 +192,7 @@ pub async fn backup_store(
             index_covered_seq: written.index_covered_seq,
             started_at_micros,
             max_bytes_per_sec,
+            hash_cache: Some(staging_root.join(HASH_CACHE_FILE)),
         };
         upload_checkpoint(target, &staging, &options, &mut |_| {}).await
     }
@@ -197,6 +203,30 @@ pub async fn backup_store(
         tracing::warn!(dir = %staging.display(), %error, "could not remove the backup staging copy");
     }
     outcome
+}
+
+/// Removes what a backup the daemon did not finish (a crash) left in `staging_root`: every
+/// entry but the hash cache. Its blobs already uploaded stay reusable.
+fn remove_leftovers(staging_root: &Path) -> BackupResult<()> {
+    let entries = match std::fs::read_dir(staging_root) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(BackupError::io(staging_root, error)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| BackupError::io(staging_root, e))?;
+        let path = entry.path();
+        if entry.file_name() == HASH_CACHE_FILE {
+            continue;
+        }
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| BackupError::io(&path, e))?;
+    }
+    Ok(())
 }
 
 /// The daemon's backup schedule; [`ScheduledBackups::stop`] ends it.
@@ -218,11 +248,7 @@ impl ScheduledBackups {
         }
         let target = ObjectTarget::open(&config.target, &config.s3_settings(), true)?;
         let staging_root = config.staging_root(&data_dir);
-        // Left by a backup the daemon did not finish (a crash): its blobs stay reusable.
-        if staging_root.exists() {
-            std::fs::remove_dir_all(&staging_root)
-                .map_err(|e| BackupError::io(&staging_root, e))?;
-        }
+        remove_leftovers(&staging_root)?;
         let interval = Duration::from_secs(config.interval_secs);
         let keep = usize::try_from(config.keep).unwrap_or(usize::MAX);
         let max_bytes_per_sec = config.max_bytes_per_sec;
@@ -307,5 +333,22 @@ mod tests {
             PathBuf::from("/var/lib/allidb.backup-staging")
         );
         assert!(BackupConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn leftovers_of_an_unfinished_backup_go_and_the_hash_cache_stays() {
+        let root = tempfile::tempdir().unwrap();
+        let staging = root.path().join("data.backup-staging");
+        std::fs::create_dir_all(staging.join("20250601T120000Z-0001/lsm")).unwrap();
+        std::fs::write(staging.join("20250601T120000Z-0001/lsm/1.sst"), b"t").unwrap();
+        std::fs::write(staging.join("stray"), b"x").unwrap();
+        std::fs::write(staging.join(HASH_CACHE_FILE), b"cache").unwrap();
+        remove_leftovers(&staging).unwrap();
+        let left: Vec<_> = std::fs::read_dir(&staging)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [HASH_CACHE_FILE]);
+        remove_leftovers(&root.path().join("missing")).unwrap();
     }
 }

@@ -278,22 +278,40 @@ impl ObjectTarget {
             .map_err(|error| self.store_error("upload", relative, &error))
     }
 
-    /// Uploads the file at `path` as `relative`: whole when small, in [`PART_BYTES`] parts
-    /// otherwise, holding at most a few parts in memory, paced by `throttle`; `sent` is called
-    /// with the bytes of each piece handed to the store.
+    /// Uploads the file at `path` as `relative`, whose bytes must hash to `sha256` (hex): they
+    /// are hashed as they are read, and the object is committed only when they do
+    /// ([`BackupError::Changed`] otherwise, and no object). Whole up to [`PART_BYTES`], in
+    /// parts above, at most [`PARTS_IN_FLIGHT`] of them in memory; `throttle` paces the bytes
+    /// read, `sent` is told each piece handed to the store.
     pub async fn upload_file(
         &self,
         relative: &str,
         path: &Path,
+        sha256: &str,
         throttle: &mut Throttle,
         sent: &mut (dyn FnMut(u64) + Send),
     ) -> BackupResult<()> {
         let io = |e| BackupError::io(path, e);
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        let check = |digest: ring::digest::Context| {
+            let actual = super::hex(digest.finish().as_ref());
+            if actual == sha256 {
+                Ok(())
+            } else {
+                Err(BackupError::Changed {
+                    path: path.to_owned(),
+                    expected: sha256.to_owned(),
+                    actual,
+                })
+            }
+        };
         let mut file = tokio::fs::File::open(path).await.map_err(io)?;
         let size = file.metadata().await.map_err(io)?.len();
         if size <= PART_BYTES as u64 {
             let mut bytes = Vec::with_capacity(size as usize);
             file.read_to_end(&mut bytes).await.map_err(io)?;
+            digest.update(&bytes);
+            check(digest)?;
             throttle.consume(bytes.len() as u64).await;
             let len = bytes.len() as u64;
             self.write(relative, bytes).await?;
@@ -312,8 +330,9 @@ impl ObjectTarget {
             loop {
                 let read = read_full(&mut file, &mut buffer).await.map_err(io)?;
                 if read == 0 {
-                    return Ok(());
+                    return check(digest);
                 }
+                digest.update(&buffer[..read]);
                 throttle.consume(read as u64).await;
                 writer
                     .wait_for_capacity(PARTS_IN_FLIGHT)

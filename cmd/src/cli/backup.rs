@@ -146,6 +146,14 @@ pub struct CreateArgs {
     /// Upload bandwidth cap, bytes per second (0: none).
     #[arg(long, default_value_t = 0)]
     pub max_bytes_per_sec: u64,
+    /// The hash cache: the SHA-256 of files an earlier backup hashed, so they are not read
+    /// again (default: `$XDG_CACHE_HOME/allidb/backup-hashes`, else
+    /// `~/.cache/allidb/backup-hashes`).
+    #[arg(long, value_name = "FILE")]
+    pub hash_cache: Option<PathBuf>,
+    /// Hash every file, with no hash cache.
+    #[arg(long, conflicts_with = "hash_cache")]
+    pub no_hash_cache: bool,
 }
 
 /// `allidb cluster backup`.
@@ -164,6 +172,14 @@ pub struct ClusterBackupArgs {
     /// Upload bandwidth cap, bytes per second (0: none).
     #[arg(long, default_value_t = 0)]
     pub max_bytes_per_sec: u64,
+    /// The hash cache: the SHA-256 of files an earlier backup hashed, so they are not read
+    /// again (default: `$XDG_CACHE_HOME/allidb/backup-hashes`, else
+    /// `~/.cache/allidb/backup-hashes`).
+    #[arg(long, value_name = "FILE")]
+    pub hash_cache: Option<PathBuf>,
+    /// Hash every file, with no hash cache.
+    #[arg(long, conflicts_with = "hash_cache")]
+    pub no_hash_cache: bool,
 }
 
 /// Runs `allidb backup ...`.
@@ -260,6 +276,25 @@ pub async fn run(context: &mut Context, args: BackupArgs) -> CliResult<Outcome> 
     }
 }
 
+/// The hash cache file of `allidb backup create` and `allidb cluster backup`: `given`, else
+/// `$XDG_CACHE_HOME/allidb/backup-hashes`, else `$HOME/.cache/allidb/backup-hashes`; `None`
+/// with `--no-hash-cache` or when neither variable is set.
+fn hash_cache_file(given: Option<&Path>, off: bool) -> Option<PathBuf> {
+    if off {
+        return None;
+    }
+    if let Some(file) = given {
+        return Some(file.to_owned());
+    }
+    let set = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let root = set("XDG_CACHE_HOME").or_else(|| set("HOME").map(|home| home.join(".cache")))?;
+    Some(root.join("allidb").join("backup-hashes"))
+}
+
 /// A staging directory for backup `backup_id`, node `node`: absolute, new. The default one is
 /// in the temporary directory, named after the backup id and this process (its id and start
 /// time), so a run killed before it removed its staging directory never blocks a later run.
@@ -294,12 +329,13 @@ async fn remote_checkpoint(
         .into_inner())
 }
 
-/// Uploads the checkpoint in `dir`, with a progress bar on a terminal.
+/// Uploads the checkpoint in `dir`, with a progress bar on a terminal; the manifest written
+/// and the upload's last progress.
 async fn upload_with_progress(
     target: &ObjectTarget,
     dir: &Path,
     options: &CreateOptions,
-) -> CliResult<BackupManifest> {
+) -> CliResult<(BackupManifest, Progress)> {
     use std::io::IsTerminal;
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(0).with_style(
@@ -313,13 +349,15 @@ async fn upload_with_progress(
     } else {
         ProgressBar::hidden()
     };
+    let mut last = Progress::default();
     let mut on_progress = |p: &Progress| {
         bar.set_length(p.bytes_to_upload);
         bar.set_position(p.bytes_uploaded);
+        last = *p;
     };
     let uploaded = upload_checkpoint(target, dir, options, &mut on_progress).await;
     bar.finish_and_clear();
-    Ok(uploaded?)
+    Ok((uploaded?, last))
 }
 
 /// Removes a staging directory this command created (a failure is only reported).
@@ -354,9 +392,10 @@ async fn create(context: &mut Context, args: CreateArgs) -> CliResult<Outcome> {
         ring: false,
         started_at_micros,
         max_bytes_per_sec: args.max_bytes_per_sec,
+        hash_cache: hash_cache_file(args.hash_cache.as_deref(), args.no_hash_cache),
         ..CreateOptions::default()
     };
-    let manifest = match &args.checkpoint {
+    let (manifest, progress) = match &args.checkpoint {
         Some(dir) => upload_with_progress(&target, dir, &options).await?,
         None => {
             let staging = staging_for(args.staging.as_deref(), &options.backup_id, &options.node)?;
@@ -379,9 +418,12 @@ async fn create(context: &mut Context, args: CreateArgs) -> CliResult<Outcome> {
             outcome?
         }
     };
-    context.printer.reply(&manifest_json(&manifest), |_| {
-        created_text(&target, &manifest)
-    })?;
+    let mut reply = manifest_json(&manifest);
+    reply["hash_cache_hits"] = json!(progress.hash_cache_hits);
+    reply["hashed_bytes"] = json!(progress.hashed_bytes);
+    context
+        .printer
+        .reply(&reply, |_| created_text(&target, &manifest, &progress))?;
     Ok(Outcome::Complete)
 }
 
@@ -447,6 +489,7 @@ pub async fn cluster_backup(
             ring: true,
             started_at_micros: now_micros(),
             max_bytes_per_sec: args.max_bytes_per_sec,
+            hash_cache: hash_cache_file(args.hash_cache.as_deref(), args.no_hash_cache),
             ..CreateOptions::default()
         };
         let outcome = async {
@@ -463,7 +506,7 @@ pub async fn cluster_backup(
         }
         .await;
         remove_staging(&staging);
-        manifests.push(outcome?);
+        manifests.push(outcome?.0);
     }
     if args.staging.is_none()
         && let Some(root) = staging_for(None, &backup_id, "x")?.parent()
@@ -557,11 +600,11 @@ fn manifest_json(m: &BackupManifest) -> Value {
     })
 }
 
-fn created_text(target: &ObjectTarget, m: &BackupManifest) -> String {
+fn created_text(target: &ObjectTarget, m: &BackupManifest, progress: &Progress) -> String {
     format!(
         "backup {} (node {}) written to {}\n  {} files, {}: {} uploaded ({}), {} already in the \
-         store\n  covers every write up to sequence {}\nrestore: allidb backup restore --from {} \
-         --backup {} --data-dir DIR\n",
+         store; {} hashed, {} files' hashes from the hash cache\n  covers every write up to \
+         sequence {}\nrestore: allidb backup restore --from {} --backup {} --data-dir DIR\n",
         m.backup_id,
         m.node,
         target.url(),
@@ -570,6 +613,8 @@ fn created_text(target: &ObjectTarget, m: &BackupManifest) -> String {
         m.uploaded_files,
         human_bytes(m.uploaded_bytes),
         m.reused_files,
+        human_bytes(progress.hashed_bytes),
+        progress.hash_cache_hits,
         m.covered_seq,
         target.url(),
         m.backup_id
