@@ -13,6 +13,8 @@
 //! One thread, `k` = 10, no graph expansion, the vector term only, default `ef` (64).
 
 mod common;
+#[path = "common/median.rs"]
+mod median;
 #[path = "../tests/common/texmex.rs"]
 mod texmex;
 
@@ -27,6 +29,7 @@ use allidb_index::{Filter, QueryRequest, StoreOptions, UnifiedStore};
 use allidb_storage::cell::{AttributeValue, Embedding, EntityBody};
 use allidb_storage::{Durability, EntityWrite};
 use common::Flags;
+use median::median;
 use texmex::read_vecs;
 
 fn open(dir: &Path, base: &[Vec<f32>], vectors: VectorIndexOptions) -> UnifiedStore {
@@ -191,11 +194,6 @@ fn plan_of(
         .expect("the query succeeds")
         .plan
         .map_or_else(|| "unfiltered".to_owned(), |p| p.plan.to_owned())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {

@@ -17,6 +17,8 @@
 //! thread, the background indexer and flushes) and MB/s of both; then the medians.
 
 mod common;
+#[path = "common/median.rs"]
+mod median;
 
 use std::time::Instant;
 
@@ -26,6 +28,7 @@ use allidb_storage::batch::WriteBatch;
 use allidb_storage::cell::{EntityBody, TextChunk};
 use allidb_storage::key::CellKey;
 use common::Flags;
+use median::median;
 
 /// The daemon's allocator (`allidbd`), so that allocations cost here what they cost there.
 #[global_allocator]
@@ -120,11 +123,6 @@ fn cpu_seconds() -> f64 {
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {
