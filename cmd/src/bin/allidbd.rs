@@ -17,6 +17,18 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read once at its first allocation: one arena per physical CPU, each
+/// thread allocating from the arena of the CPU it runs on (jemalloc's default is four arenas per
+/// CPU, each thread tied to one: the freed pages of each arena stay resident until they decay,
+/// so a burst held several copies of its working set; `tests/tests/admission.rs` measured a
+/// burst's peak at 277-370 MiB over the baseline with the default and 217-292 MiB with this, at
+/// the same ingest rate, docs/benchmarks.md "Memory under a burst"). `_RJEM_MALLOC_CONF` in the
+/// environment still overrides it.
+// SAFETY: jemalloc reads this symbol as a NUL-terminated C string of options; the bytes are
+// static, never written, and end with the NUL.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static JEMALLOC_OPTIONS: &[u8; 20] = b"percpu_arena:phycpu\0";
+
 /// The AlliDB daemon: serves the gRPC API (and its health and reflection services).
 #[derive(Debug, Parser)]
 #[command(name = "allidbd", version, about)]
