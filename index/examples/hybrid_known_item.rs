@@ -20,7 +20,11 @@
 //! upper bound (its target is its exact nearest neighbour; only HNSW misses lose it). One
 //! thread, k = 10, no graph expansion, default weights (all entities fresh, importance 0).
 
+#[path = "common/allocator.rs"]
+mod allocator;
 mod common;
+#[path = "common/median.rs"]
+mod median;
 #[path = "../tests/common/texmex.rs"]
 mod texmex;
 
@@ -36,6 +40,7 @@ use allidb_index::{QueryRequest, StoreOptions, UnifiedStore};
 use allidb_storage::cell::{Embedding, EntityBody, TextChunk};
 use allidb_storage::{Durability, EntityWrite};
 use common::Flags;
+use median::median;
 use texmex::read_vecs;
 
 fn id(row: usize) -> String {
@@ -88,15 +93,6 @@ fn ingest(dir: &Path, base: &[Vec<f32>], texts: Option<&[String]>) -> (UnifiedSt
     }
     let rate = base.len() as f64 / start.elapsed().as_secs_f64();
     (store, rate)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n % 2 {
-        1 => values[n / 2],
-        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 /// `rounds` ingests with texts and without, alternating which goes first; prints each round

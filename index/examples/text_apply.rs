@@ -16,6 +16,8 @@
 //! round (every thread: the writing thread, the rayon pool that prepares batches, the commit
 //! thread, the background indexer and flushes) and MB/s of both; then the medians.
 
+#[path = "common/allocator.rs"]
+mod allocator;
 mod common;
 #[path = "common/median.rs"]
 mod median;
@@ -29,10 +31,6 @@ use allidb_storage::cell::{EntityBody, TextChunk};
 use allidb_storage::key::CellKey;
 use common::Flags;
 use median::median;
-
-/// The daemon's allocator (`allidbd`), so that allocations cost here what they cost there.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Syllables of the synthetic words (as `allidb bench ingest`): three make a word.
 const SYLLABLES: [&str; 16] = [
