@@ -344,6 +344,68 @@ fn a_restart_with_another_analyzer_analyzes_the_tenant_again_from_storage() {
     store.close().unwrap();
 }
 
+/// Store options where tenant `t` has no lexical index.
+fn lexical_off_options() -> StoreOptions {
+    let mut options = StoreOptions::default();
+    let off = LexicalOptions {
+        enabled: false,
+        ..LexicalOptions::default()
+    };
+    options.lexical.tenants.insert("t".to_owned(), off);
+    options
+}
+
+#[test]
+fn a_tenant_with_its_lexical_index_off_holds_none_and_gets_it_back_from_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = corpus();
+    let store = UnifiedStore::open(dir.path(), StoreOptions::default()).unwrap();
+    for b in 0..5 {
+        write_batch(&store, &rows, b);
+    }
+    assert!(!store.lexical_documents("t").is_empty());
+    store.close().unwrap();
+    drop(store);
+    // Off: the dump's documents are not loaded, writes are not analyzed, text is refused.
+    let store = UnifiedStore::open(dir.path(), lexical_off_options()).unwrap();
+    assert!(matches!(
+        store.recovery(),
+        Some(IndexRecovery::CaughtUp { .. })
+    ));
+    for b in 5..10 {
+        write_batch(&store, &rows, b);
+    }
+    assert!(store.lexical_documents("t").is_empty());
+    assert!(matches!(
+        store.lexical_search("t", "react", 10),
+        Err(allidb_index::Error::FailedPrecondition(_))
+    ));
+    store.close().unwrap();
+    drop(store);
+    // On again: the dump made while off is not trusted; the index equals a rebuild, the
+    // entities written while it was off included.
+    let store = UnifiedStore::open(dir.path(), StoreOptions::default()).unwrap();
+    assert!(matches!(
+        store.recovery(),
+        Some(IndexRecovery::CaughtUp { .. })
+    ));
+    let reanalyzed = store.lexical_documents("t");
+    store.close().unwrap();
+    drop(store);
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let rebuilt = UnifiedStore::open(dir.path(), StoreOptions::default()).unwrap();
+    assert!(matches!(
+        rebuilt.recovery(),
+        Some(IndexRecovery::Rebuilt { .. })
+    ));
+    let expected = rebuilt.lexical_documents("t");
+    assert_eq!(reanalyzed, expected);
+    let (_, doc) = expected.first().expect("documents");
+    let (term, _) = doc.terms().next().expect("a document has terms");
+    assert!(!rebuilt.lexical_search("t", term, 10).unwrap().is_empty());
+    rebuilt.close().unwrap();
+}
+
 fn entity(id: &str, kind: &str, text: &str, vector: [f32; 3], edges: &[&str]) -> EntityWrite {
     EntityWrite {
         id: id.to_owned(),

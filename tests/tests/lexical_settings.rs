@@ -4,7 +4,9 @@
 //! the defaults holding the same texts; a tenant with English stemming and stop words finds
 //! inflected forms and refuses a text of stop words only; after a restart with that tenant's
 //! analyzer switched off, its dumped lexical index is not loaded but rebuilt from storage
-//! (logged), so it answers with unstemmed terms only, never a mix of the two analyzers.
+//! (logged), so it answers with unstemmed terms only, never a mix of the two analyzers; a
+//! tenant with its lexical index off stores its texts, refuses text queries naming the
+//! setting, and finds them after a restart with the index on.
 
 use allidb_api::pb::{self, allidb_client::AlliDbClient};
 use allidb_tests::{Daemon, key_line, request};
@@ -20,6 +22,8 @@ const STEMMED_KEY: &str = "stemmed-write-key";
 /// The tenants with settings of their own; `default` has none.
 const TUNED: &str = "\"tuned=k1:2 b:0.1\"";
 const STEMMED: &str = "\"stemmed=stemming:english stop_words:english\"";
+/// Tenant `stemmed` with no lexical index.
+const OFF: &str = "\"stemmed=enabled:false\"";
 
 /// Texts of lowercase words separated by spaces (what the analyzer gives of them is the words):
 /// with `b` small and `k1` large, the long text repeating `json` outranks the short ones.
@@ -291,4 +295,41 @@ async fn stemming_and_stop_words_per_tenant_and_a_changed_analyzer_rebuilds_the_
         let plain = text_query(&mut client, DEFAULT_KEY, text).await.unwrap();
         assert_scores(&scored(&own), &scored(&plain), text);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_with_its_lexical_index_off_refuses_text_queries_until_it_is_on_again() {
+    let (mut daemon, keys) = daemon(&[OFF]);
+    let mut client = daemon.client().await;
+    load(&mut client, DEFAULT_KEY, STEM_DOCS).await;
+    load(&mut client, STEMMED_KEY, STEM_DOCS).await;
+    let refused = text_query(&mut client, STEMMED_KEY, "runs")
+        .await
+        .expect_err("the tenant's lexical index is off");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused.message().contains("lexical index is off")
+            && refused.message().contains("index.lexical_enabled"),
+        "{refused:?}"
+    );
+    let plain = text_query(&mut client, DEFAULT_KEY, "runs").await.unwrap();
+    assert_eq!(plain.results.len(), 1, "{plain:?}");
+
+    // On again (the node's default): the texts stored while it was off are found.
+    daemon.stop();
+    let key_file = keys.path().join("keys");
+    std::fs::write(daemon.dir().join("allidb.toml"), config(&key_file, &[]))
+        .expect("the config is rewritten");
+    daemon.restart();
+    let log = daemon.log();
+    assert!(
+        log.contains("indexes loaded and caught up from the WAL")
+            && log.contains("lexical index rebuilt from storage with the configured analyzer"),
+        "{log}"
+    );
+    let mut client = daemon.client().await;
+    let on = text_query(&mut client, STEMMED_KEY, "runs").await.unwrap();
+    let plain = text_query(&mut client, DEFAULT_KEY, "runs").await.unwrap();
+    assert_eq!(matched(&on), matched(&plain));
+    assert_eq!(on.results.len(), 1, "{on:?}");
 }

@@ -1,11 +1,12 @@
-//! The lexical (BM25) keys of `[index]`: the analyzer and BM25 parameters of every tenant
-//! (`lexical_k1`, `lexical_b`, `lexical_stemming`, `lexical_stop_words`) and of the tenants
+//! The lexical (BM25) keys of `[index]`: whether every tenant has a lexical index, its analyzer
+//! and BM25 parameters (`lexical_enabled`, `lexical_k1`, `lexical_b`, `lexical_stemming`,
+//! `lexical_stop_words`) and those of the tenants
 //! listed in `lexical_tenants` (docs/configuration.md "Lexical search"), turned into the
 //! store's [`LexicalSettings`].
 //!
 //! Rules: `k1` is finite and in 0..=[`MAX_K1`], `b` in [0, 1]; a `lexical_tenants` item is
-//! `tenant=setting:value ...` (settings separated by spaces, each of `k1`, `b`, `stemming`,
-//! `stop_words` at most once, at least one), each tenant listed once; what an item does not
+//! `tenant=setting:value ...` (settings separated by spaces, each of `enabled`, `k1`, `b`,
+//! `stemming`, `stop_words` at most once, at least one), each tenant listed once; what an item does not
 //! set is the node's default. Every refusal names the key and, for an item, the item.
 
 use allidb_index::lexical::analyzer::{Analyzer, Stemming, StopWords};
@@ -81,6 +82,7 @@ impl IndexConfig {
     /// The lexical options of every tenant, or the key that is malformed and why.
     pub fn lexical(&self) -> Result<LexicalSettings, Refusal> {
         let default = LexicalOptions {
+            enabled: self.lexical_enabled,
             bm25: Bm25Params {
                 k1: check_k1(self.lexical_k1).map_err(|m| ("index.lexical_k1", m))?,
                 b: check_b(self.lexical_b).map_err(|m| ("index.lexical_b", m))?,
@@ -132,6 +134,13 @@ fn tenant_item(item: &str, default: &LexicalOptions) -> Result<(String, LexicalO
         seen.push(name);
         let bad = |m: String| format!("{item:?}: {m}");
         match name {
+            "enabled" => {
+                options.enabled = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad(format!("enabled {value:?} is not true or false"))),
+                };
+            }
             "k1" => {
                 let k1 = value
                     .parse()
@@ -154,14 +163,14 @@ fn tenant_item(item: &str, default: &LexicalOptions) -> Result<(String, LexicalO
             }
             other => {
                 return Err(bad(format!(
-                    "unknown setting {other:?} (k1, b, stemming, stop_words)"
+                    "unknown setting {other:?} (enabled, k1, b, stemming, stop_words)"
                 )));
             }
         }
     }
     if seen.is_empty() {
         return Err(format!(
-            "{item:?} sets nothing (k1, b, stemming, stop_words)"
+            "{item:?} sets nothing (enabled, k1, b, stemming, stop_words)"
         ));
     }
     Ok((tenant.to_owned(), options))

@@ -215,6 +215,9 @@ pub struct IndexConfig {
     /// The indexes are also dumped once this many bytes of WAL were written since the last
     /// dump: it bounds the WAL kept for them and read by a restart to catch them up.
     pub dump_wal_bytes: u64,
+    /// Whether the tenants `lexical_tenants` does not list have a lexical index (text search);
+    /// off, chunk texts are stored but not analyzed, and text queries are refused.
+    pub lexical_enabled: bool,
     /// BM25 term frequency saturation of the tenants `lexical_tenants` does not list.
     pub lexical_k1: f64,
     /// BM25 length normalization of the tenants `lexical_tenants` does not list.
@@ -224,7 +227,8 @@ pub struct IndexConfig {
     /// Stop words of the lexical analyzer of the tenants `lexical_tenants` does not list.
     pub lexical_stop_words: StopWordsName,
     /// Tenants with lexical settings of their own, as `tenant=setting:value ...` items
-    /// (`k1`, `b`, `stemming`, `stop_words`; what an item omits is the default above).
+    /// (`enabled`, `k1`, `b`, `stemming`, `stop_words`; what an item omits is the default
+    /// above).
     pub lexical_tenants: Vec<String>,
 }
 
@@ -239,6 +243,7 @@ impl Default for IndexConfig {
             max_tail_wait_ms: 30_000,
             dump_interval_secs: 60,
             dump_wal_bytes: 256 * MIB,
+            lexical_enabled: true,
             lexical_k1: 1.2,
             lexical_b: 0.75,
             lexical_stemming: StemmingName::None,

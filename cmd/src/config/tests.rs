@@ -373,6 +373,11 @@ fn out_of_range_values_are_refused_with_their_name() {
             "not none or english",
         ),
         ("index.lexical_tenants", "docs=boost:2", "unknown setting"),
+        (
+            "index.lexical_tenants",
+            "docs=enabled:no",
+            "enabled \"no\" is not true or false",
+        ),
         ("index.lexical_tenants", "docs=", "sets nothing"),
         (
             "index.lexical_tenants",
@@ -434,7 +439,7 @@ fn out_of_range_values_are_refused_with_their_name() {
             set("index.lexical_stemming", "english"),
             set(
                 "index.lexical_tenants",
-                "docs=k1:2 stop_words:english, raw = stemming:none",
+                "docs=k1:2 stop_words:english, raw = stemming:none enabled:false",
             ),
         ],
         ..Default::default()
@@ -451,7 +456,20 @@ fn out_of_range_values_are_refused_with_their_name() {
     assert_eq!(docs.analyzer.stemming, Stemming::English);
     assert_eq!(docs.analyzer.stop_words, StopWords::English);
     assert_eq!(raw.analyzer.stemming, Stemming::None);
+    assert!(default.enabled && docs.enabled && !raw.enabled);
     assert_eq!(lexical.of("other"), default);
+    let off = Config::load(&ConfigSources {
+        flags: vec![
+            set("index.lexical_enabled", "false"),
+            set("index.lexical_tenants", "docs=enabled:true"),
+        ],
+        ..Default::default()
+    })
+    .expect("valid lexical settings")
+    .index
+    .lexical()
+    .expect("valid lexical settings");
+    assert!(!off.default.enabled && off.of("docs").enabled);
     let share_over_budget = Config::load(&ConfigSources {
         flags: vec![
             set("server.max_inflight_request_bytes", "67108864"),

@@ -17,7 +17,8 @@
 //! together under one lock), and each document knows where its entry in each of its terms'
 //! postings is; an older body (`body_ts`) never replaces a newer one; a document
 //! without terms is not held (it cannot match and does not count in `N` or the average
-//! length). Must never: touch storage, or score with statistics of another tenant.
+//! length); an index whose options say it is off ([`LexicalOptions::enabled`]) holds nothing.
+//! Must never: touch storage, or score with statistics of another tenant.
 
 pub mod analyzer;
 pub mod bm25;
@@ -37,8 +38,11 @@ pub use bm25::Bm25Params;
 pub use settings::LexicalSettings;
 
 /// What one tenant's lexical index reads of an entity, how it analyzes it and how it scores.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LexicalOptions {
+    /// Whether the tenant has a lexical index at all (default true). Off, no text is analyzed
+    /// or held, and a text query is refused `FAILED_PRECONDITION`.
+    pub enabled: bool,
     /// BM25 parameters (k1 = 1.2, b = 0.75).
     pub bm25: Bm25Params,
     /// The optional analysis steps (stemming, stop words; default none).
@@ -47,6 +51,18 @@ pub struct LexicalOptions {
     pub entity_type: bool,
     /// Attributes whose string values are indexed as text too (default none).
     pub attributes: Vec<String>,
+}
+
+impl Default for LexicalOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bm25: Bm25Params::default(),
+            analyzer: Analyzer::default(),
+            entity_type: false,
+            attributes: Vec::new(),
+        }
+    }
 }
 
 impl LexicalOptions {
@@ -78,6 +94,9 @@ impl LexicalOptions {
     /// ([`Self::for_each_text`]) counted. The terms are gathered in one reused buffer per
     /// thread, so a document costs one `String` per distinct term.
     pub fn document(&self, body: &EntityBody, body_ts: u64) -> DocTerms {
+        if !self.enabled {
+            return DocTerms::new(body_ts, std::iter::empty::<(&str, u32)>());
+        }
         TERM_BUFFER.with(|buffer| {
             let mut buffer = buffer.borrow_mut();
             let TermBuffer { text, spans } = &mut *buffer;
@@ -113,6 +132,13 @@ impl LexicalOptions {
     /// then analyzed by this index's analyzer, and refused when every word is a stop word.
     pub fn query_terms(&self, text: &str) -> Result<Vec<String>> {
         let terms = analyze_query(text)?;
+        if !self.enabled {
+            return Err(Error::FailedPrecondition(
+                "text: this tenant's lexical index is off (index.lexical_enabled = false, or \
+                 \"enabled:false\" in its index.lexical_tenants item)"
+                    .to_owned(),
+            ));
+        }
         if self.analyzer == Analyzer::default() {
             return Ok(terms);
         }
@@ -408,6 +434,9 @@ impl LexicalIndex {
 
     /// Indexes `doc` as entity `id`'s document (see [`Self::upsert_body`]).
     pub fn upsert(&self, id: &str, doc: DocTerms) {
+        if !self.options.enabled {
+            return;
+        }
         let mut inner = self.inner.write();
         if inner.newer_than(id, doc.body_ts) {
             return;
@@ -422,6 +451,9 @@ impl LexicalIndex {
     /// Removes entity `id`'s document (deleted, or its body is gone), as the facts table
     /// forgets it: unconditionally.
     pub fn remove(&self, id: &str) {
+        if !self.options.enabled {
+            return;
+        }
         self.inner.write().remove(id);
     }
 

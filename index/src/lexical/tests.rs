@@ -199,6 +199,31 @@ fn entity_type_and_chosen_attributes_are_indexed_when_configured() {
     );
 }
 
+#[test]
+fn an_index_that_is_off_holds_nothing_and_refuses_text_queries() {
+    let off = LexicalOptions {
+        enabled: false,
+        ..LexicalOptions::default()
+    };
+    let b = body(&["alpha beta"]);
+    assert!(off.document(&b, 1).is_empty());
+    let index = LexicalIndex::new(off.clone()).unwrap();
+    index.upsert_body("x", &b, 1);
+    index.upsert("y", LexicalOptions::default().document(&b, 1));
+    assert!(index.is_empty());
+    assert!(index.export().is_empty());
+    let error = off.query_terms("alpha").unwrap_err();
+    assert!(
+        matches!(&error, crate::Error::FailedPrecondition(m) if m.contains("index.lexical_enabled")),
+        "{error:?}"
+    );
+    // A malformed text is still named as such first.
+    assert!(matches!(
+        off.query_terms("   "),
+        Err(crate::Error::InvalidArgument(_))
+    ));
+}
+
 const WORDS: [&str; 12] = [
     "left-pad", "pad", "left", "string", "json", "parse", "fast", "react", "hook", "api", "x_y",
     "v1.2",

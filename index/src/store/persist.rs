@@ -32,7 +32,8 @@
 //! Index files are derived data: a missing or damaged dump is reported to the caller, which
 //! rebuilds from the engine — never a failed start. A tenant whose lexical documents were
 //! analyzed by another analyzer than the one now configured for it (a dump without
-//! `lexical-analyzer` was analyzed by the default one) is loaded without them and listed in
+//! `lexical-analyzer` was analyzed by the default one), or whose dump was made with its
+//! lexical index off (`lexical-off`) and has it on now, is loaded without them and listed in
 //! [`Loaded::reanalyze`]: its lexical index is rebuilt from storage, never mixed. A store
 //! checkpoint takes the current dump as it is ([`link_current`]: hard links, no new dump),
 //! since a dump's files never change once written.
@@ -115,6 +116,9 @@ const LEXICAL_FORMAT: u8 = 10 + analyzer::ANALYZER_VERSION;
 const ANALYZER_FORMAT: u8 = 1;
 /// The file recording the analyzer of a tenant's lexical documents.
 const LEXICAL_ANALYZER: &str = "lexical-analyzer";
+/// The empty file marking a dump made while the tenant's lexical index was off (it holds no
+/// documents: a node that has it on rebuilds it from storage).
+const LEXICAL_OFF: &str = "lexical-off";
 /// One document of the lexical dump: `(entity id, analyzed terms)`.
 type LexicalRecord = (String, DocTerms);
 /// Payload format of the graph records.
@@ -247,6 +251,12 @@ fn write_dump(dir: &Path, covered: SeqNo, tenants: &[(String, &TenantIndexes)]) 
         write_records(&tdir.join("lexical"), LEXICAL_FORMAT, docs.into_iter())?;
         let analyzer = &indexes.lexical.options().analyzer;
         write_checked(&tdir.join(LEXICAL_ANALYZER), ANALYZER_FORMAT, analyzer)?;
+        if !indexes.lexical.options().enabled {
+            let off = tdir.join(LEXICAL_OFF);
+            fs::File::create(&off)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&off, e))?;
+        }
         sync_path(&tdir)?;
     }
     let meta = Meta {
@@ -401,7 +411,10 @@ pub fn load(
             true => read_checked(&analyzer_file, ANALYZER_FORMAT)?,
             false => Analyzer::default(),
         };
-        if dumped == lexical.analyzer {
+        let dumped_off = tdir.join(LEXICAL_OFF).exists();
+        // An index that is off now loads nothing and needs no rebuild.
+        let usable = dumped == lexical.analyzer && !dumped_off;
+        if lexical.enabled && usable {
             read_records(
                 &tdir.join("lexical"),
                 LEXICAL_FORMAT,
@@ -410,9 +423,9 @@ pub fn load(
                     Ok(())
                 },
             )?;
-        } else {
-            tracing::warn!(%tenant, ?dumped, configured = ?lexical.analyzer,
-                "the dumped lexical index was analyzed by another analyzer; rebuilding it from storage");
+        } else if lexical.enabled {
+            tracing::warn!(%tenant, ?dumped, dumped_off, configured = ?lexical.analyzer,
+                "the dumped lexical index was analyzed by another analyzer or was off; rebuilding it from storage");
             reanalyze.push(tenant.clone());
         }
         tenants.push((tenant, indexes));

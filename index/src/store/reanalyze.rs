@@ -1,5 +1,6 @@
 //! The lexical indexes the open left empty because their dump was analyzed by another analyzer
-//! than the one now configured for their tenant (`persist::Loaded::reanalyze`), analyzed again
+//! than the one now configured for their tenant, or made while their lexical index was off
+//! and it is on now (`persist::Loaded::reanalyze`), analyzed again
 //! from storage, so a tenant's index never mixes the terms of two analyzers.
 //!
 //! Invariant: runs once, in the open, after a catch-up from the WAL and before the store
