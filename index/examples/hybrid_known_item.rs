@@ -8,9 +8,10 @@
 //! ```
 //!
 //! `--lexical-only 1`: only the lexical index's indexing rate and its BM25 top-10 queries/s on
-//! the name queries (no store, no vectors). `--ingest-rounds N`: only the store ingest with
-//! texts against without, N rounds of the two in alternating order (each in a fresh store, the
-//! HNSW build left out), each round's ratio and the medians.
+//! the name queries (no store, no vectors). `--ingest-rounds N`: only the store ingest, N rounds
+//! of three (texts with the lexical index on, the same texts with it off, no texts; the order
+//! rotating; each in a fresh store, the HNSW build left out), each round's ratios and the
+//! medians.
 //!
 //! Known items: the data set has no query texts and no embedding model runs here, so query i
 //! pairs the held-out query vector `query.fvecs[i]` with its exact nearest base row
@@ -68,10 +69,18 @@ fn body(vector: &[f32], text: Option<&str>) -> EntityBody {
     }
 }
 
-/// Opens a store in `dir` and writes every row (with its text when `texts` is given); returns
-/// the store and the entities written per second (writes only; the HNSW build is the caller's).
-fn ingest(dir: &Path, base: &[Vec<f32>], texts: Option<&[String]>) -> (UnifiedStore, f64) {
-    let store = UnifiedStore::open(dir, StoreOptions::default()).expect("the store opens");
+/// Opens a store in `dir` (its lexical index on or off) and writes every row (with its text
+/// when `texts` is given); returns the store and the entities written per second (writes only;
+/// the HNSW build is the caller's).
+fn ingest(
+    dir: &Path,
+    base: &[Vec<f32>],
+    texts: Option<&[String]>,
+    lexical_on: bool,
+) -> (UnifiedStore, f64) {
+    let mut options = StoreOptions::default();
+    options.lexical.default.enabled = lexical_on;
+    let store = UnifiedStore::open(dir, options).expect("the store opens");
     let start = Instant::now();
     for (c, chunk) in base.chunks(1000).enumerate() {
         let writes = chunk
@@ -95,42 +104,56 @@ fn ingest(dir: &Path, base: &[Vec<f32>], texts: Option<&[String]>) -> (UnifiedSt
     (store, rate)
 }
 
-/// `rounds` ingests with texts and without, alternating which goes first; prints each round
-/// and the medians.
+/// What one ingest of a round writes, and whether the lexical index is on.
+#[derive(Clone, Copy)]
+enum Side {
+    /// Texts, lexical index on.
+    Indexed,
+    /// The same texts, lexical index off (`index.lexical_enabled = false`).
+    NotIndexed,
+    /// No texts.
+    NoTexts,
+}
+
+/// `rounds` rounds of three ingests (texts with the lexical index on, texts with it off, no
+/// texts), the order rotating round by round; prints each round's rates and ratios and the
+/// medians. The issue's goal is the first ratio (index on against off, the same writes).
 fn ingest_rounds(base: &[Vec<f32>], texts: &[String], rounds: usize) {
-    let (mut with, mut without, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let sides = [Side::Indexed, Side::NotIndexed, Side::NoTexts];
+    let (mut rates, mut on_off, mut on_none) =
+        ([(); 3].map(|()| Vec::new()), Vec::new(), Vec::new());
     for round in 0..rounds {
-        let mut rates = [0.0f64; 2];
-        let order = match round % 2 {
-            0 => [false, true],
-            _ => [true, false],
-        };
-        for with_texts in order {
+        let mut rate = [0.0f64; 3];
+        for k in 0..3 {
+            let side = sides[(round + k) % 3];
             let dir = tempfile::tempdir().expect("a temp dir");
-            let (store, rate) = ingest(dir.path(), base, with_texts.then_some(texts));
+            let (store, r) = match side {
+                Side::Indexed => ingest(dir.path(), base, Some(texts), true),
+                Side::NotIndexed => ingest(dir.path(), base, Some(texts), false),
+                Side::NoTexts => ingest(dir.path(), base, None, true),
+            };
             store.close().expect("the store closes");
-            rates[usize::from(with_texts)] = rate;
+            rate[side as usize] = r;
         }
-        let [plain, text] = rates;
+        let [on, off, none] = rate;
         println!(
-            "round {round} ({}): with texts {text:.0} entities/s, without {plain:.0} ({:.2}x)",
-            if order[0] {
-                "texts first"
-            } else {
-                "texts second"
-            },
-            text / plain
+            "round {round}: texts indexed {on:.0} entities/s, texts not indexed {off:.0}, no \
+             texts {none:.0}; indexed/not indexed {:.2}x, indexed/no texts {:.2}x",
+            on / off,
+            on / none
         );
-        with.push(text);
-        without.push(plain);
-        ratios.push(text / plain);
+        for (all, r) in rates.iter_mut().zip(rate) {
+            all.push(r);
+        }
+        on_off.push(on / off);
+        on_none.push(on / none);
     }
+    let [on, off, none] = rates.map(median);
     println!(
-        "median of {rounds} rounds: with texts {:.0} entities/s, without {:.0}; median ratio \
-         {:.2}x",
-        median(with),
-        median(without),
-        median(ratios)
+        "median of {rounds} rounds: texts indexed {on:.0} entities/s, not indexed {off:.0}, no \
+         texts {none:.0}; median ratios indexed/not indexed {:.2}x, indexed/no texts {:.2}x",
+        median(on_off),
+        median(on_none)
     );
 }
 
@@ -243,13 +266,13 @@ fn main() {
     }
     // Without texts first, then with them, then without again (the order's effect shows).
     let without_dir = tempfile::tempdir().expect("a temp dir");
-    let (without, plain_rate) = ingest(without_dir.path(), &base, None);
+    let (without, plain_rate) = ingest(without_dir.path(), &base, None, true);
     drop(without);
     let with_dir = tempfile::tempdir().expect("a temp dir");
-    let (store, text_rate) = ingest(with_dir.path(), &base, Some(&texts));
+    let (store, text_rate) = ingest(with_dir.path(), &base, Some(&texts), true);
     store.index_all_pending();
     let again_dir = tempfile::tempdir().expect("a temp dir");
-    let (again, plain_again) = ingest(again_dir.path(), &base, None);
+    let (again, plain_again) = ingest(again_dir.path(), &base, None, true);
     drop(again);
     println!("ingest without texts, after the store with texts: {plain_again:.0} entities/s");
     println!(
