@@ -19,7 +19,8 @@
 //!
 //! [`sources`] holds the source-provenance calls (merge-sources writes, `DeleteBySource`, a
 //! scan of the whole tenant) the provenance tests share; [`grpc`] the calls and checks of the
-//! `grpc*` tests.
+//! `grpc*` tests, [`auth`] the daemon with one tenant's API keys the auth and checkpoint tests
+//! start.
 //!
 //! TLS: a test writes its certificates to files, names them in the `[tls]` section of the config
 //! and connects with [`Daemon::tls_channel`]; [`Daemon::signal`] sends SIGHUP (reload) and
@@ -29,6 +30,7 @@
 //! Invariants: a daemon never outlives its [`Daemon`] (dropped = SIGKILL); the child gets no
 //! `ALLIDB_*` variable from the test environment except the ones a test passes explicitly.
 
+pub mod auth;
 pub mod backup;
 pub mod certs;
 pub mod grpc;
