@@ -20,7 +20,7 @@
 //! [`sources`] holds the source-provenance calls (merge-sources writes, `DeleteBySource`, a
 //! scan of the whole tenant) the provenance tests share; [`grpc`] the calls and checks of the
 //! `grpc*` tests, [`auth`] the daemon with one tenant's API keys the auth and checkpoint tests
-//! start.
+//! start, [`docker`] what the container tests share.
 //!
 //! TLS: a test writes its certificates to files, names them in the `[tls]` section of the config
 //! and connects with [`Daemon::tls_channel`]; [`Daemon::signal`] sends SIGHUP (reload) and
@@ -33,6 +33,7 @@
 pub mod auth;
 pub mod backup;
 pub mod certs;
+pub mod docker;
 pub mod grpc;
 pub mod netns;
 pub mod ring;
