@@ -18,7 +18,9 @@
 //! `allidb` CLI ([`allidb_binary`]) is built and copied the same way, at the same time.
 //!
 //! [`sources`] holds the source-provenance calls (merge-sources writes, `DeleteBySource`, a
-//! scan of the whole tenant) the provenance tests share.
+//! scan of the whole tenant) the provenance tests share; [`grpc`] the calls and checks of the
+//! `grpc*` tests, [`auth`] the daemon with one tenant's API keys the auth and checkpoint tests
+//! start, [`docker`] what the container tests share.
 //!
 //! TLS: a test writes its certificates to files, names them in the `[tls]` section of the config
 //! and connects with [`Daemon::tls_channel`]; [`Daemon::signal`] sends SIGHUP (reload) and
@@ -28,8 +30,11 @@
 //! Invariants: a daemon never outlives its [`Daemon`] (dropped = SIGKILL); the child gets no
 //! `ALLIDB_*` variable from the test environment except the ones a test passes explicitly.
 
+pub mod auth;
 pub mod backup;
 pub mod certs;
+pub mod docker;
+pub mod grpc;
 pub mod netns;
 pub mod ring;
 pub mod sources;
@@ -52,6 +57,9 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Metadata key of the API key.
 pub const API_KEY_HEADER: &str = allidb_api::auth::API_KEY_METADATA;
+
+/// A gRPC client of `allidb.AlliDB`, as [`Daemon::client`] connects it.
+pub type Client = AlliDbClient<Channel>;
 
 /// A running (or stopped) `allidbd` with its own temporary directory.
 #[derive(Debug)]
