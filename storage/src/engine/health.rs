@@ -328,8 +328,8 @@ impl HealthMonitor {
             message: format!(
                 "{} available, below the low-space watermark of {} (storage.min_free_bytes); \
                  writes are refused until space is freed, then resume by themselves",
-                mib(free),
-                mib(min_free_bytes)
+                mib(free, f64::floor),
+                mib(min_free_bytes, f64::ceil)
             ),
         });
         let was_low =
@@ -354,8 +354,12 @@ impl HealthMonitor {
     }
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+/// `bytes` in MiB to a tenth, `round`ed there: the free space is rounded down and the
+/// watermark up, so a refusal never shows the free space equal to the watermark (15.98 MiB
+/// free under 16 MiB once read "16.0 MiB available, below ... 16.0 MiB").
+fn mib(bytes: u64, round: fn(f64) -> f64) -> String {
+    let tenths = round(bytes as f64 / f64::from(1u32 << 20) * 10.0);
+    format!("{:.1} MiB", tenths / 10.0)
 }
 
 /// The wait before retry `attempt` (1-based): [`BACKOFF_MIN`] doubling up to [`BACKOFF_MAX`].
