@@ -23,10 +23,6 @@ use allidb_tests::tmpfs::Tmpfs;
 
 /// How long a request is retried in these tests (`--retry-timeout-secs`).
 const RETRY_SECS: &str = "2";
-/// The retry timeout against a server that closes every connection: long enough that three
-/// attempts fit in it on a loaded machine (the backoff starts at 100 ms and doubles; in a full
-/// test run beside builds, 2 s once held only two).
-const CUT_RETRY_SECS: &str = "6";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_named() {
@@ -87,8 +83,8 @@ async fn a_missing_bucket_is_named() {
     );
 }
 
-/// `allidb backup list` against `endpoint`, retrying for `retry_secs`; the run and its time.
-fn list_at(endpoint: &str, retry_secs: &str) -> (Run, Duration) {
+/// `allidb backup list` against `endpoint`, retrying for [`RETRY_SECS`]; the run and its time.
+fn list_at(endpoint: &str) -> (Run, Duration) {
     let access = S3Access {
         endpoint: endpoint.to_owned(),
         key_id: "testing".to_owned(),
@@ -103,7 +99,7 @@ fn list_at(endpoint: &str, retry_secs: &str) -> (Run, Duration) {
             "--from",
             &format!("s3://{BUCKET}/x"),
             "--retry-timeout-secs",
-            retry_secs,
+            RETRY_SECS,
         ],
     );
     (run, started.elapsed())
@@ -117,7 +113,7 @@ async fn an_endpoint_that_does_not_answer_is_retried_then_named() {
         .unwrap()
         .port();
     let nowhere = format!("http://127.0.0.1:{port}");
-    let (run, took) = list_at(&nowhere, RETRY_SECS);
+    let (run, took) = list_at(&nowhere);
     let run = run.expect(1);
     assert!(
         run.stderr.contains(&format!(
@@ -136,7 +132,7 @@ async fn an_endpoint_that_does_not_answer_is_retried_then_named() {
     let s3 = S3Server::start();
     let relay = Relay::start(s3.addr());
     relay.cut();
-    let (run, took) = list_at(&relay.endpoint(), CUT_RETRY_SECS);
+    let (run, took) = list_at(&relay.endpoint());
     let run = run.expect(1);
     assert!(
         run.stderr.contains(&format!(
