@@ -218,8 +218,8 @@ impl Drop for S3Server {
 }
 
 /// A TCP relay on loopback in front of `upstream` whose network a test can cut: while cut, it
-/// resets every open connection and closes each new one as soon as it is accepted (a server
-/// that accepts, then fails). Stops relaying when dropped.
+/// resets every open connection and closes each new one as soon as its request begins (a
+/// server that accepts, then fails). Stops relaying when dropped.
 #[derive(Debug)]
 pub struct Relay {
     addr: SocketAddr,
@@ -254,6 +254,14 @@ impl Relay {
                 let Ok(client) = client else { continue };
                 if cut.load(Ordering::SeqCst) {
                     refused.fetch_add(1, Ordering::SeqCst);
+                    // Closed once the request's first bytes came: the client always sees a
+                    // connection that dropped its request (closed before the client wrote,
+                    // it may see an error of another kind, which its retry policy may not
+                    // retry).
+                    let mut first = [0u8; 1];
+                    let mut client = client;
+                    let _ = client.set_read_timeout(Some(Duration::from_secs(1)));
+                    let _ = client.read(&mut first);
                     drop(client);
                     continue;
                 }
