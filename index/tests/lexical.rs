@@ -271,18 +271,22 @@ fn a_restart_from_the_dump_answers_as_before_and_a_damaged_lexical_file_rebuilds
     assert!(store.lexical_search("t", " ,. ", 10).is_err());
 }
 
+/// Store options where tenant `t` has `lexical` as its lexical options.
+fn options_of_t(lexical: LexicalOptions) -> StoreOptions {
+    let mut options = StoreOptions::default();
+    options.lexical.tenants.insert("t".to_owned(), lexical);
+    options
+}
+
 /// Store options where tenant `t` analyzes with English stemming and stop words.
 fn stemmed_options() -> StoreOptions {
-    let mut options = StoreOptions::default();
-    let stemmed = LexicalOptions {
+    options_of_t(LexicalOptions {
         analyzer: Analyzer {
             stemming: Stemming::English,
             stop_words: StopWords::English,
         },
         ..LexicalOptions::default()
-    };
-    options.lexical.tenants.insert("t".to_owned(), stemmed);
-    options
+    })
 }
 
 #[test]
@@ -346,13 +350,10 @@ fn a_restart_with_another_analyzer_analyzes_the_tenant_again_from_storage() {
 
 /// Store options where tenant `t` has no lexical index.
 fn lexical_off_options() -> StoreOptions {
-    let mut options = StoreOptions::default();
-    let off = LexicalOptions {
+    options_of_t(LexicalOptions {
         enabled: false,
         ..LexicalOptions::default()
-    };
-    options.lexical.tenants.insert("t".to_owned(), off);
-    options
+    })
 }
 
 #[test]
