@@ -295,6 +295,23 @@ impl Daemon {
         Self::start_with_env(config_toml, &[])
     }
 
+    /// [`Daemon::start`] with authentication on and a key file granting each `(key, tenant,
+    /// role)` of `keys` (and no key from the environment).
+    pub fn start_with_keys(keys: &[(&str, &str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let key_file = dir.path().join("keys");
+        let lines: String = keys
+            .iter()
+            .map(|(key, tenant, role)| key_line(key, tenant, role))
+            .collect();
+        std::fs::write(&key_file, lines).expect("the key file is written");
+        // The key file is read at startup; the directory may go after.
+        Self::start(&format!(
+            "[auth]\nenabled = true\nkey_file = {:?}\nkeys_env = \"\"\n",
+            key_file.display().to_string()
+        ))
+    }
+
     /// [`Daemon::start`] with extra environment variables for the daemon.
     pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Daemon {
         Self::launch(config_toml, env, None)

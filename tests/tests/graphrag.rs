@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use allidb_api::context;
 use allidb_api::pb::{self, allidb_client::AlliDbClient};
-use allidb_tests::{Daemon, key_line, request};
+use allidb_tests::{Daemon, request};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -21,16 +21,7 @@ const WRITER_A: Option<&str> = Some("key-a");
 const WRITER_B: Option<&str> = Some("key-b");
 
 fn start() -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("keys");
-    let keys = key_line("key-a", "a", "write") + &key_line("key-b", "b", "write");
-    std::fs::write(&key_file, keys).unwrap();
-    let daemon = Daemon::start(&format!(
-        "[auth]\nenabled = true\nkey_file = {:?}\nkeys_env = \"\"\n",
-        key_file.display().to_string()
-    ));
-    drop(dir);
-    daemon
+    Daemon::start_with_keys(&[("key-a", "a", "write"), ("key-b", "b", "write")])
 }
 
 fn id(i: usize) -> String {

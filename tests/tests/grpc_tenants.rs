@@ -5,7 +5,7 @@
 
 use allidb_api::pb;
 use allidb_tests::grpc::{assert_healthy, code, get, put, put_request, query, query_for, scan_ids};
-use allidb_tests::{Daemon, doc_entity, key_line, request};
+use allidb_tests::{Daemon, doc_entity, request};
 use tonic::Code;
 
 const TENANT_KEYS: &[(&str, &str, &str)] = &[
@@ -16,20 +16,7 @@ const TENANT_KEYS: &[(&str, &str, &str)] = &[
 ];
 
 fn start_with_tenants() -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let keys: String = TENANT_KEYS
-        .iter()
-        .map(|(key, tenant, role)| key_line(key, tenant, role))
-        .collect();
-    let key_file = dir.path().join("keys");
-    std::fs::write(&key_file, keys).unwrap();
-    let daemon = Daemon::start(&format!(
-        "[auth]\nenabled = true\nkey_file = {:?}\nkeys_env = \"\"\n",
-        key_file.display().to_string()
-    ));
-    // The key file was read at startup; the directory may go.
-    drop(dir);
-    daemon
+    Daemon::start_with_keys(TENANT_KEYS)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use allidb_api::pb::{self, allidb_client::AlliDbClient};
-use allidb_tests::{Daemon, http_call, key_line, request};
+use allidb_tests::{Daemon, http_call, request};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -24,24 +24,11 @@ const ENTITIES: usize = 200;
 const BATCH: usize = 40;
 
 fn start() -> Daemon {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let keys: String = [
+    Daemon::start_with_keys(&[
         (A_WRITE, "tenant-a", "write"),
         (A_READ, "tenant-a", "read"),
         (B_WRITE, "tenant-b", "write"),
-    ]
-    .iter()
-    .map(|(key, tenant, role)| key_line(key, tenant, role))
-    .collect();
-    let key_file = dir.path().join("keys");
-    std::fs::write(&key_file, keys).expect("the key file is written");
-    let daemon = Daemon::start(&format!(
-        "[auth]\nenabled = true\nkey_file = {:?}\nkeys_env = \"\"\n",
-        key_file.display().to_string()
-    ));
-    // The key file was read at startup; the directory may go.
-    drop(dir);
-    daemon
+    ])
 }
 
 /// A deterministic pseudo-random vector in [-1, 1)^DIM.
