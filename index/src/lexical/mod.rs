@@ -13,9 +13,16 @@
 //! [`LexicalIndex::upsert`] / [`LexicalIndex::remove`]; dumped with the other indexes (records
 //! of analyzed documents, see `store/persist.rs`).
 //!
+//! A document's terms may be looked up in the index's term dictionary ahead of its write, on
+//! the threads that prepare a batch ([`LexicalIndex::resolve`]), so the one thread that
+//! applies committed batches does not hash them.
+//!
 //! Invariants: the postings and statistics always equal what the documents give (updated
 //! together under one lock), and each document knows where its entry in each of its terms'
-//! postings is; an older body (`body_ts`) never replaces a newer one; a document
+//! postings is; a term's id never changes and is never reused (the dictionary only grows, so
+//! an id resolved before a write is still the term's when it is applied, in the same index:
+//! [`ResolvedDoc`] names the index it was resolved in); an older body (`body_ts`) never
+//! replaces a newer one; a document
 //! without terms is not held (it cannot match and does not count in `N` or the average
 //! length); an index whose options say it is off ([`LexicalOptions::enabled`]) holds nothing.
 //! Must never: touch storage, or score with statistics of another tenant.
@@ -27,6 +34,7 @@ mod settings;
 mod tests;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use allidb_storage::cell::{AttributeValue, EntityBody};
 use foldhash::HashMap;
@@ -263,10 +271,57 @@ struct Posted {
     at: u32,
 }
 
+/// The terms an index has seen, each with its id: the index in `names` and in the postings.
+/// Only grows (see the module documentation).
+#[derive(Debug, Default)]
+struct TermDictionary {
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+}
+
+impl TermDictionary {
+    fn get(&self, term: &str) -> Option<u32> {
+        self.ids.get(term).copied()
+    }
+}
+
+/// A document whose terms were looked up in one index's dictionary before its write
+/// ([`LexicalIndex::resolve`]): the ids of the terms the dictionary held, by id, and which
+/// terms it did not hold yet (given ids when the document is applied).
+#[derive(Debug)]
+pub struct ResolvedDoc {
+    doc: DocTerms,
+    /// The index whose dictionary gave the ids (its `id`; 0: none was asked).
+    index: u64,
+    /// The known terms (frequency, id; `at` unset), by id.
+    known: Vec<Posted>,
+    /// Positions in `doc` of the terms that were not in the dictionary.
+    unknown: Vec<u32>,
+}
+
+impl ResolvedDoc {
+    /// `doc`, its terms not looked up: every one is resolved when it is applied.
+    pub fn unresolved(doc: DocTerms) -> Self {
+        let unknown = (0..doc.ends.len() as u32).collect();
+        Self {
+            doc,
+            index: 0,
+            known: Vec::new(),
+            unknown,
+        }
+    }
+
+    /// The analyzed document.
+    pub fn doc(&self) -> &DocTerms {
+        &self.doc
+    }
+}
+
+/// Source of [`LexicalIndex::id`]s (0 is never one).
+static NEXT_INDEX_ID: AtomicU64 = AtomicU64::new(1);
+
 #[derive(Debug, Default)]
 struct Inner {
-    term_ids: HashMap<Arc<str>, u32>,
-    term_names: Vec<Arc<str>>,
     /// Per term id: `(document slot, term frequency)` of each document holding it, in no
     /// order (a removal moves the term's last entry into the freed place). Appending is what
     /// a write costs: a hash map per term cost a random insert into a large table per term
@@ -408,7 +463,12 @@ thread_local! {
 #[derive(Debug)]
 pub struct LexicalIndex {
     options: LexicalOptions,
+    /// This index among every index of the process (a [`ResolvedDoc`] of another index, e.g.
+    /// of a tenant dropped and created again since it was resolved, is resolved again).
+    id: u64,
     inner: RwLock<Inner>,
+    /// Locked after `inner` when both are (a resolve takes it alone).
+    dictionary: RwLock<TermDictionary>,
 }
 
 impl LexicalIndex {
@@ -417,7 +477,9 @@ impl LexicalIndex {
         options.validate()?;
         Ok(Self {
             options,
+            id: NEXT_INDEX_ID.fetch_add(1, Ordering::Relaxed),
             inner: RwLock::default(),
+            dictionary: RwLock::default(),
         })
     }
 
@@ -434,18 +496,53 @@ impl LexicalIndex {
 
     /// Indexes `doc` as entity `id`'s document (see [`Self::upsert_body`]).
     pub fn upsert(&self, id: &str, doc: DocTerms) {
+        self.upsert_resolved(id, ResolvedDoc::unresolved(doc));
+    }
+
+    /// Looks `doc`'s terms up in this index's dictionary, for [`Self::upsert_resolved`]
+    /// later (on a thread that prepares a write: it takes only the dictionary's read lock).
+    pub fn resolve(&self, doc: DocTerms) -> ResolvedDoc {
+        if !self.options.enabled || doc.is_empty() {
+            return ResolvedDoc::unresolved(doc);
+        }
+        let dictionary = self.dictionary.read();
+        let mut known = Vec::with_capacity(doc.ends.len());
+        let mut unknown = Vec::new();
+        for (at, (term, tf)) in doc.terms().enumerate() {
+            match dictionary.get(term) {
+                Some(term) => known.push(Posted { term, tf, at: 0 }),
+                None => unknown.push(at as u32),
+            }
+        }
+        drop(dictionary);
+        known.sort_unstable_by_key(|p| p.term);
+        ResolvedDoc {
+            doc,
+            index: self.id,
+            known,
+            unknown,
+        }
+    }
+
+    /// Indexes `doc` (resolved by [`Self::resolve`], or not) as entity `id`'s document (see
+    /// [`Self::upsert_body`]).
+    pub fn upsert_resolved(&self, id: &str, doc: ResolvedDoc) {
         if !self.options.enabled {
             return;
         }
+        let doc = match doc.index == self.id {
+            true => doc,
+            false => ResolvedDoc::unresolved(doc.doc),
+        };
         let mut inner = self.inner.write();
-        if inner.newer_than(id, doc.body_ts) {
+        if inner.newer_than(id, doc.doc.body_ts) {
             return;
         }
-        if doc.is_empty() {
+        if doc.doc.is_empty() {
             inner.remove(id);
             return;
         }
-        inner.insert(id, doc);
+        inner.insert(id, doc, &self.dictionary);
     }
 
     /// Removes entity `id`'s document (deleted, or its body is gone), as the facts table
@@ -479,6 +576,7 @@ impl LexicalIndex {
     /// Every document, in entity order (for dumps and tests).
     pub fn export(&self) -> Vec<(String, DocTerms)> {
         let inner = self.inner.read();
+        let dictionary = self.dictionary.read();
         let mut docs: Vec<(String, DocTerms)> = inner
             .docs
             .iter()
@@ -487,7 +585,7 @@ impl LexicalIndex {
                 let mut terms: Vec<(&str, u32)> = doc
                     .terms
                     .iter()
-                    .map(|p| (&*inner.term_names[p.term as usize], p.tf))
+                    .map(|p| (&*dictionary.names[p.term as usize], p.tf))
                     .collect();
                 terms.sort_unstable();
                 (doc.entity.to_string(), DocTerms::new(doc.body_ts, terms))
@@ -509,7 +607,8 @@ impl LexicalIndex {
         corpus: Option<&CorpusStats>,
     ) -> Vec<LexicalHit> {
         let inner = self.inner.read();
-        let terms = inner.query_terms(query);
+        let dictionary = self.dictionary.read();
+        let terms = query_terms(&dictionary, query);
         if terms.is_empty() || n == 0 {
             return Vec::new();
         }
@@ -563,7 +662,7 @@ impl LexicalIndex {
             .map(|(score, entity, slot)| LexicalHit {
                 entity_id: entity.clone(),
                 score,
-                matched: inner.matched(&terms, &idfs, slot, params, avg),
+                matched: inner.matched(&dictionary, &terms, &idfs, slot, params, avg),
             })
             .collect()
     }
@@ -578,10 +677,18 @@ impl LexicalIndex {
         corpus: Option<&CorpusStats>,
     ) -> Option<LexicalHit> {
         let inner = self.inner.read();
+        let dictionary = self.dictionary.read();
         let slot = *inner.by_entity.get(id)?;
-        let terms = inner.query_terms(query);
+        let terms = query_terms(&dictionary, query);
         let (stats, idfs) = inner.scoring(&terms, corpus);
-        let matched = inner.matched(&terms, &idfs, slot, self.options.bm25, stats.avg_len());
+        let matched = inner.matched(
+            &dictionary,
+            &terms,
+            &idfs,
+            slot,
+            self.options.bm25,
+            stats.avg_len(),
+        );
         if matched.is_empty() {
             return None;
         }
@@ -596,6 +703,7 @@ impl LexicalIndex {
     /// (a ring host's share of a corpus: the documents of the token ranges it was assigned).
     pub fn corpus_stats(&self, query: &[String], holds: &dyn Fn(&str) -> bool) -> CorpusStats {
         let inner = self.inner.read();
+        let dictionary = self.dictionary.read();
         let mut collection = CollectionStats {
             docs: 0,
             total_len: 0,
@@ -615,7 +723,7 @@ impl LexicalIndex {
         let doc_freqs = query
             .iter()
             .map(|term| {
-                inner.term_ids.get(term.as_str()).map_or(0, |&t| {
+                dictionary.get(term).map_or(0, |t| {
                     inner.postings[t as usize]
                         .iter()
                         .filter(|(slot, _)| held[*slot as usize])
@@ -632,10 +740,10 @@ impl LexicalIndex {
     /// Document frequency of an analyzed term (0: unknown).
     pub fn doc_freq(&self, term: &str) -> u64 {
         let inner = self.inner.read();
-        inner
-            .term_ids
+        let dictionary = self.dictionary.read();
+        dictionary
             .get(term)
-            .map_or(0, |t| inner.postings[*t as usize].len() as u64)
+            .map_or(0, |t| inner.postings[t as usize].len() as u64)
     }
 }
 
@@ -645,19 +753,6 @@ impl Inner {
             .get(id)
             .and_then(|slot| self.docs[*slot as usize].as_ref())
             .is_some_and(|d| d.body_ts > body_ts)
-    }
-
-    /// The distinct known terms of `query`, in query order, with their first positions.
-    fn query_terms(&self, query: &[String]) -> Vec<(u32, usize)> {
-        let mut terms: Vec<(u32, usize)> = Vec::new();
-        for (at, term) in query.iter().enumerate() {
-            if let Some(&id) = self.term_ids.get(term.as_str())
-                && !terms.iter().any(|(t, _)| *t == id)
-            {
-                terms.push((id, at));
-            }
-        }
-        terms
     }
 
     /// The collection statistics and each of `terms`' idf a score uses: `corpus`'s (the
@@ -687,6 +782,7 @@ impl Inner {
     /// Each of `terms` (with their `idfs`) that document `slot` holds, with its contribution.
     fn matched(
         &self,
+        dictionary: &TermDictionary,
         terms: &[(u32, usize)],
         idfs: &[f64],
         slot: u32,
@@ -703,41 +799,52 @@ impl Inner {
                 let at = doc.terms.binary_search_by_key(&term, |p| p.term).ok()?;
                 let tf = doc.terms[at].tf;
                 Some((
-                    self.term_names[term as usize].clone(),
+                    dictionary.names[term as usize].clone(),
                     bm25::term_score(params, idf, tf, doc.len, avg),
                 ))
             })
             .collect()
     }
 
-    fn term_id(&mut self, term: &str) -> u32 {
-        if let Some(&id) = self.term_ids.get(term) {
+    /// The id of `term`, given one (with its empty postings) if `dictionary` has none.
+    fn term_id(&mut self, dictionary: &mut TermDictionary, term: &str) -> u32 {
+        if let Some(id) = dictionary.get(term) {
             return id;
         }
         let name: Arc<str> = Arc::from(term);
         // Term ids index vectors: at most u32::MAX distinct terms per tenant.
-        let id = u32::try_from(self.term_names.len()).unwrap_or(u32::MAX);
-        self.term_names.push(name.clone());
+        let id = u32::try_from(dictionary.names.len()).unwrap_or(u32::MAX);
+        dictionary.names.push(name.clone());
         self.postings.push(Vec::new());
-        self.term_ids.insert(name, id);
+        dictionary.ids.insert(name, id);
         id
     }
 
-    /// Indexes `doc` as `id`'s document. A document it replaces is updated in place: only the
-    /// postings of terms whose frequency changed, that it lost or that it gained are touched,
-    /// so a body applied again (a stream, a repair or a hint bringing what is already here)
-    /// costs no posting change.
-    fn insert(&mut self, id: &str, doc: DocTerms) {
+    /// Indexes `doc` as `id`'s document, its unresolved terms looked up in (or added to)
+    /// `dictionary`. A document it replaces is updated in place: only the postings of terms
+    /// whose frequency changed, that it lost or that it gained are touched, so a body applied
+    /// again (a stream, a repair or a hint bringing what is already here) costs no posting
+    /// change.
+    fn insert(&mut self, id: &str, doc: ResolvedDoc, dictionary: &RwLock<TermDictionary>) {
+        let ResolvedDoc {
+            doc,
+            known: mut terms,
+            unknown,
+            ..
+        } = doc;
         let len = u32::try_from(doc.len()).unwrap_or(u32::MAX);
-        let mut terms: Vec<Posted> = doc
-            .terms()
-            .map(|(term, n)| Posted {
-                term: self.term_id(term),
-                tf: n,
-                at: 0,
-            })
-            .collect();
-        terms.sort_unstable_by_key(|p| p.term);
+        if !unknown.is_empty() {
+            let mut dictionary = dictionary.write();
+            let mut unknown = unknown.iter().peekable();
+            for (at, (term, tf)) in doc.terms().enumerate() {
+                if unknown.next_if(|&&u| u as usize == at).is_some() {
+                    let term = self.term_id(&mut dictionary, term);
+                    terms.push(Posted { term, tf, at: 0 });
+                }
+            }
+            drop(dictionary);
+            terms.sort_unstable_by_key(|p| p.term);
+        }
         let held = self.by_entity.get(id).copied();
         let (slot, entity, old) = match held {
             Some(slot) => {
@@ -828,6 +935,19 @@ impl Inner {
         self.total_len -= u64::from(doc.len);
         true
     }
+}
+
+/// The distinct known terms of `query`, in query order, with their first positions.
+fn query_terms(dictionary: &TermDictionary, query: &[String]) -> Vec<(u32, usize)> {
+    let mut terms: Vec<(u32, usize)> = Vec::new();
+    for (at, term) in query.iter().enumerate() {
+        if let Some(id) = dictionary.get(term)
+            && !terms.iter().any(|(t, _)| *t == id)
+        {
+            terms.push((id, at));
+        }
+    }
+    terms
 }
 
 /// Refuses a query text that analyzes to no term by the default analyzer (no searchable

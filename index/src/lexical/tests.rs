@@ -397,3 +397,55 @@ fn dumped_len(bytes: &[u8]) -> u64 {
     let dumped: DumpedDocTerms = allidb_storage::codec::decode(bytes).unwrap();
     dumped.terms.iter().map(|(_, n)| u64::from(*n)).sum()
 }
+
+proptest! {
+    /// Documents whose terms were looked up ahead of their writes (as a batch's are, on the
+    /// threads that prepare it): a whole batch resolved before any of it is applied (so terms
+    /// it brings are unknown to the documents resolved before), some resolved in another
+    /// index (whose ids differ), some not at all. The index ends as one given the same
+    /// documents unresolved, and scores as it does.
+    #[test]
+    fn documents_resolved_ahead_index_as_unresolved_ones(
+        batches in prop::collection::vec(
+            prop::collection::vec((0usize..12, prop::collection::vec(0usize..12, 0..8), 0u8..3), 1..8),
+            1..8,
+        ),
+        query in prop::collection::vec(0usize..12, 1..4),
+    ) {
+        let options = LexicalOptions::default();
+        let index = LexicalIndex::new(options.clone()).unwrap();
+        let plain = LexicalIndex::new(options.clone()).unwrap();
+        // Another index, whose dictionary gave the words other ids.
+        let other = LexicalIndex::new(options.clone()).unwrap();
+        for (i, word) in WORDS.iter().rev().enumerate() {
+            other.upsert_body(&format!("o{i}"), &body(&[word]), 1);
+        }
+        let mut ts = 0;
+        for batch in batches {
+            let resolved: Vec<(String, DocTerms, ResolvedDoc)> = batch
+                .iter()
+                .map(|(entity, words, how)| {
+                    ts += 1;
+                    let text: Vec<&str> = words.iter().map(|w| WORDS[*w]).collect();
+                    let doc = options.document(&body(&[&text.join(" ")]), ts);
+                    let resolved = match how {
+                        0 => index.resolve(doc.clone()),
+                        1 => other.resolve(doc.clone()),
+                        _ => ResolvedDoc::unresolved(doc.clone()),
+                    };
+                    (format!("e{entity}"), doc, resolved)
+                })
+                .collect();
+            for (id, doc, resolved) in resolved {
+                index.upsert_resolved(&id, resolved);
+                plain.upsert(&id, doc);
+            }
+        }
+        prop_assert_eq!(index.export(), plain.export());
+        let q: Vec<String> = query.iter().flat_map(|w| analyzer::analyze(WORDS[*w])).collect();
+        prop_assert_eq!(
+            index.search(&q, usize::MAX, None, None),
+            plain.search(&q, usize::MAX, None, None)
+        );
+    }
+}

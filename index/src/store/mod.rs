@@ -75,7 +75,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::graph::{PathStep, Reached, Truncation};
-use crate::lexical::LexicalSettings;
+use crate::lexical::{LexicalSettings, ResolvedDoc};
 use crate::query::{QueryPlan, ScoredResult};
 use crate::vector::VectorIndexOptions;
 use prepared::{PreparedBatch, PreparedOp};
@@ -292,7 +292,27 @@ impl Indexes {
 
 impl CommitObserver for Indexes {
     fn prepare(&self, batch: &WriteBatch) -> Option<Prepared> {
-        Some(Box::new(PreparedBatch::of(batch, &self.lexical)))
+        // A batch is nearly always one tenant's: the first op's is looked up once.
+        let first = batch
+            .ops()
+            .first()
+            .and_then(|op| allidb_storage::key::CellKey::decode(&op.key).ok())
+            .and_then(|key| Some((self.tenant(&key.tenant)?, key.tenant)));
+        let resolve = |tenant: &str, doc| {
+            let looked_up;
+            let state = match &first {
+                Some((state, first)) if first == tenant => Some(state),
+                _ => {
+                    looked_up = self.tenant(tenant);
+                    looked_up.as_ref()
+                }
+            };
+            match state {
+                Some(state) => state.indexes.lexical.resolve(doc),
+                None => ResolvedDoc::unresolved(doc),
+            }
+        };
+        Some(Box::new(PreparedBatch::of(batch, &self.lexical, &resolve)))
     }
 
     fn committed(&self, base_seq: SeqNo, batch: &WriteBatch, prepared: Option<Prepared>) {

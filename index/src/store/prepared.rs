@@ -1,22 +1,24 @@
 //! A write batch decoded for the indexes on the thread that writes it, before it is queued for
 //! the WAL ([`allidb_storage::CommitObserver::prepare`]): each cell's key and, for an entity
-//! body, the decoded body and its analyzed lexical document. This is the part of indexing that
-//! needs nothing but the batch; the one WAL writer thread, which brings the indexes up to date
-//! with every committed batch, is left only the updates themselves (docs/index.md
-//! "Freshness": a text stream went at the speed of that thread analysing words).
+//! body, the decoded body and its analyzed lexical document, its terms looked up in the
+//! tenant's term dictionary. This is the part of indexing that needs nothing but the batch
+//! and that dictionary; the one WAL writer thread, which brings the indexes up to date with
+//! every committed batch, is left only the updates themselves (docs/index.md "Freshness": a
+//! text stream went at the speed of that thread analysing words).
 //!
 //! Invariants: a prepared op is exactly what the commit path would decode and analyze itself
 //! (the same functions, the lexical options of the op's tenant, which its lexical index
 //! uses); an op that does not decode is left unprepared, so the commit path meets the error
-//! and reports it as before. Must never: read the indexes or storage (the batch is not
-//! committed yet, and may never be).
+//! and reports it as before. Must never: read storage or any index state a commit changes
+//! (the batch is not committed yet, and may never be); the term dictionary it reads only
+//! grows, so what it finds there stays true.
 
 use allidb_storage::batch::{BatchOp, Prepared, WriteBatch};
 use allidb_storage::cell::EntityBody;
 use allidb_storage::key::{CellKey, CellSuffix};
 use rayon::prelude::*;
 
-use crate::lexical::{DocTerms, LexicalSettings};
+use crate::lexical::{DocTerms, LexicalSettings, ResolvedDoc};
 
 /// Batches of at least this many cells are prepared on every thread of the global rayon pool
 /// (a stream's chunk piece, a large client batch); smaller ones on the writing thread alone.
@@ -26,8 +28,11 @@ const PARALLEL_MIN_OPS: usize = 64;
 #[derive(Debug)]
 pub struct PreparedBody {
     pub body: EntityBody,
-    pub doc: DocTerms,
+    pub doc: ResolvedDoc,
 }
+
+/// Looks a document's terms up for the lexical index of a tenant (`(tenant, document)`).
+pub type Resolve<'a> = &'a (dyn Fn(&str, DocTerms) -> ResolvedDoc + Sync);
 
 /// One cell of the batch, decoded.
 #[derive(Debug)]
@@ -44,9 +49,10 @@ pub struct PreparedBatch {
 }
 
 impl PreparedBatch {
-    /// Decodes and analyzes `batch` (see the module documentation).
-    pub fn of(batch: &WriteBatch, lexical: &LexicalSettings) -> Self {
-        let prepare = |op: &BatchOp| prepare_op(op, lexical);
+    /// Decodes and analyzes `batch`, each document's terms looked up by `resolve` (see the
+    /// module documentation).
+    pub fn of(batch: &WriteBatch, lexical: &LexicalSettings, resolve: Resolve<'_>) -> Self {
+        let prepare = |op: &BatchOp| prepare_op(op, lexical, resolve);
         let ops = match batch.len() >= PARALLEL_MIN_OPS {
             true => batch.ops().par_iter().map(prepare).collect(),
             false => batch.ops().iter().map(prepare).collect(),
@@ -66,12 +72,13 @@ impl PreparedBatch {
     }
 }
 
-fn prepare_op(op: &BatchOp, lexical: &LexicalSettings) -> Option<PreparedOp> {
+fn prepare_op(op: &BatchOp, lexical: &LexicalSettings, resolve: Resolve<'_>) -> Option<PreparedOp> {
     let key = CellKey::decode(&op.key).ok()?;
     let body = match (&key.suffix, &op.value) {
         (CellSuffix::Body, Some(value)) => {
             let body = EntityBody::decode(value).ok()?;
             let doc = lexical.of(&key.tenant).document(&body, op.ts);
+            let doc = resolve(&key.tenant, doc);
             Some(PreparedBody { body, doc })
         }
         _ => None,
@@ -137,7 +144,8 @@ mod tests {
         };
         for n in [3, 2 * PARALLEL_MIN_OPS] {
             let batch = batch(n);
-            let mut prepared = PreparedBatch::of(&batch, &lexical);
+            let mut prepared =
+                PreparedBatch::of(&batch, &lexical, &|_, doc| ResolvedDoc::unresolved(doc));
             for (i, op) in batch.ops().iter().enumerate() {
                 let got = prepared.take(i);
                 let Ok(key) = CellKey::decode(&op.key) else {
@@ -157,7 +165,7 @@ mod tests {
                     }
                     _ => None,
                 };
-                let got = got.body.map(|b| (b.body, b.doc));
+                let got = got.body.map(|b| (b.body, b.doc.doc().clone()));
                 if let Some((_, doc)) = &got {
                     assert!(doc.terms().any(|(t, n)| t == "left-pad" && n == 2));
                     assert!(doc.terms().any(|(t, _)| t == "arger"));
@@ -173,7 +181,12 @@ mod tests {
     #[test]
     fn only_a_prepared_batch_comes_back_as_one() {
         let batch = batch(1);
-        let prepared: Prepared = Box::new(PreparedBatch::of(&batch, &LexicalSettings::default()));
+        let unresolved = |_: &str, doc| ResolvedDoc::unresolved(doc);
+        let prepared: Prepared = Box::new(PreparedBatch::of(
+            &batch,
+            &LexicalSettings::default(),
+            &unresolved,
+        ));
         assert!(PreparedBatch::from_prepared(Some(prepared)).is_some());
         assert!(PreparedBatch::from_prepared(Some(Box::new(7u32))).is_none());
         assert!(PreparedBatch::from_prepared(None).is_none());

@@ -27,7 +27,7 @@ use super::slot_ordinals::{self, SlotOrdinals};
 use crate::error::{Error, Result};
 use crate::filter::PayloadIndex;
 use crate::graph::{EdgeSpec, GraphIndex};
-use crate::lexical::{DocTerms, LexicalIndex, LexicalOptions};
+use crate::lexical::{LexicalIndex, LexicalOptions, ResolvedDoc};
 use crate::vector::{FilterMemo, VectorIndex, VectorIndexOptions};
 
 /// The indexes of one tenant.
@@ -83,7 +83,7 @@ struct PartitionWrites {
     /// `Some(None)`: the body was removed.
     body: Option<(Option<EntityBody>, u64)>,
     /// The body's lexical document, when it was analyzed on the writing thread.
-    doc: Option<DocTerms>,
+    doc: Option<ResolvedDoc>,
     /// `(relation, to, weight)`; no weight: the edge was removed.
     out_edges: Vec<(String, String, Option<f32>)>,
     /// `(relation, from, weight)` of the partition's in-edge cells; no weight: removed.
@@ -354,7 +354,7 @@ impl TenantIndexes {
         body: Option<&EntityBody>,
         body_ts: u64,
         seq: SeqNo,
-        doc: Option<DocTerms>,
+        doc: Option<ResolvedDoc>,
     ) -> Result<()> {
         match body {
             Some(body) => {
@@ -364,7 +364,7 @@ impl TenantIndexes {
                 }
                 self.facts.write().upsert(id, meta_of(body, body_ts));
                 match doc {
-                    Some(doc) => self.lexical.upsert(id, doc),
+                    Some(doc) => self.lexical.upsert_resolved(id, doc),
                     None => self.lexical.upsert_body(id, body, body_ts),
                 }
             }
