@@ -311,8 +311,9 @@ impl ResolvedDoc {
         }
     }
 
-    /// The analyzed document.
-    pub fn doc(&self) -> &DocTerms {
+    /// The analyzed document (for tests of what a batch's preparation made).
+    #[cfg(test)]
+    pub(crate) fn doc(&self) -> &DocTerms {
         &self.doc
     }
 }
