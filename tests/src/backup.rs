@@ -9,13 +9,13 @@
 //! keeps its backup hash cache under the system temporary directory
 //! (`XDG_CACHE_HOME=<tmp>/allidb-tests-cache`), never in the user's home.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use allidb_api::pb;
 use serde_json::Value;
@@ -55,16 +55,16 @@ pub struct S3Access {
 
 impl S3Server {
     /// Starts `moto_server` (`$MOTO_SERVER`, else on `PATH`) and creates [`BUCKET`].
+    ///
+    /// The server binds a port of its own choosing (`-p 0`) and names it on stderr: a port
+    /// chosen free here and handed over could be taken in between by another listener of the
+    /// same test binary (a relay), and the server would exit while the test talked to that.
     pub fn start() -> S3Server {
         let binary = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_owned());
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new(&binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", "0"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -72,15 +72,26 @@ impl S3Server {
                      or set MOTO_SERVER to its path"
                 )
             });
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        // Reads the port, then drains the request log so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            const LISTENING: &str = "Running on http://127.0.0.1:";
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some((_, rest)) = line.split_once(LISTENING) {
+                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    let _ = port_tx.send(digits.parse::<u16>());
+                }
+            }
+        });
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("moto_server names its port on stderr within 30 s")
+            .expect("moto_server's port is a number");
         let server = S3Server {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(server.addr).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
         assert_eq!(
             server.http("PUT", &format!("/{BUCKET}"), &[], "").0,
             200,

@@ -4,8 +4,9 @@
 //! usual latency is read around (speculative read: the next replica is asked too and the first
 //! answers count, so a replica that stops answering without closing its connections, a frozen
 //! process or a host whose address vanished, costs a read milliseconds instead of
-//! `cluster.read_timeout_ms` until gossip shows it down); digests that differ fetch those
-//! replicas' cells, the cells merge last-write-wins, and every
+//! `cluster.read_timeout_ms` until gossip shows it down); a replica whose digest differs is
+//! read again for its cells like any replica read (read around when slow, replaced by the next
+//! replica when it fails), the cells merge last-write-wins, and every
 //! replica that answered stale is sent what it lacks before the read returns (blocking read
 //! repair, counted in `allidb_cluster_read_repairs_total`).
 //!
@@ -154,8 +155,32 @@ impl Coordinator {
         let mut failed: BTreeMap<HostId, ClusterError> = BTreeMap::new();
         let mut asked: BTreeMap<HostId, Asked> = BTreeMap::new();
         let mut reads = FuturesUnordered::new();
+        let ask = |host: HostId, cells: bool, asked: &mut BTreeMap<HostId, Asked>| {
+            asked.insert(
+                host,
+                Asked {
+                    started: Instant::now(),
+                    cells,
+                    overdue: false,
+                },
+            );
+            let read = self
+                .inner
+                .replicas
+                .read_partition(&view, host, tenant, id, !cells);
+            async move { (host, read.await) }
+        };
         let mut next = 0;
-        while answers.len() < required {
+        loop {
+            // A digest that differs from the cells answered is read again for its cells, like
+            // any replica read (read around when slow, replaced when it fails).
+            for host in settle_digests(&mut answers, required) {
+                answers.remove(&host);
+                reads.push(ask(host, true, &mut asked));
+            }
+            if answers.len() >= required {
+                break;
+            }
             // Enough reads that may still answer in time: replace the failed and the overdue.
             while answers.len() + asked.values().filter(|a| !a.overdue).count() < required
                 && next < candidates.len()
@@ -165,19 +190,7 @@ impl Coordinator {
                 let has_cells = answers.values().any(|a| matches!(a.read, Read::Cells(_)))
                     || asked.values().any(|a| a.cells && !a.overdue);
                 let cells = purpose.wants_every_cell() || !has_cells;
-                asked.insert(
-                    host,
-                    Asked {
-                        started: Instant::now(),
-                        cells,
-                        overdue: false,
-                    },
-                );
-                let read = self
-                    .inner
-                    .replicas
-                    .read_partition(&view, host, tenant, id, !cells);
-                reads.push(async move { (host, read.await) });
+                reads.push(ask(host, cells, &mut asked));
             }
             if asked.is_empty() {
                 if let Some(error) = self.sole_replica_failure(replicas.hosts(), &mut failed) {
@@ -263,42 +276,14 @@ impl Coordinator {
             .map(|a| a.dropped_at)
             .fold(local_drop, u64::max);
 
-        // Every answer as cells: a digest that differs from the cells' fetches its replica's.
-        let reference = answers.values().find_map(|a| match &a.read {
-            Read::Cells(cells) => Some((cells::digest(cells), cells.clone())),
-            Read::Digest(_) => None,
-        });
         let mut own: BTreeMap<HostId, Vec<CellVersion>> = BTreeMap::new();
         let mut stale_drop: BTreeSet<HostId> = BTreeSet::new();
         for (host, answer) in answers {
             if answer.dropped_at < dropped_at {
                 stale_drop.insert(host);
             }
-            let cells = match (answer.read, &reference) {
-                (Read::Cells(cells), _) => cells,
-                (Read::Digest(digest), Some((same, cells))) if digest == *same => cells.clone(),
-                (Read::Digest(_), _) => match self
-                    .inner
-                    .replicas
-                    .read_partition(&view, host, tenant, id, false)
-                    .await
-                {
-                    Ok(Answer {
-                        read: Read::Cells(cells),
-                        ..
-                    }) => cells,
-                    Ok(Answer {
-                        read: Read::Digest(_),
-                        ..
-                    }) => unreachable!("a cells read answers cells"),
-                    Err(reason) => {
-                        return Err(ClusterError::Unavailable(format!(
-                            "{} at consistency {level} of entity {id:?}: replica {} answered a digest but not its cells: {reason}",
-                            purpose.request(),
-                            peer_label(&view, host)
-                        )));
-                    }
-                },
+            let Read::Cells(cells) = answer.read else {
+                unreachable!("the read ends once settle_digests left only cells")
             };
             own.insert(host, cells::without_dropped(cells, dropped_at));
         }
@@ -340,4 +325,32 @@ impl Coordinator {
         futures_util::future::join_all(repairs).await;
         Ok(merged)
     }
+}
+
+/// Gives each digest in `answers` equal to the digest of cells another replica answered those
+/// cells, and returns the replicas whose cells must be read: those whose digest differs, or,
+/// once `required` replicas answered and none with cells, the first (the others' digests are
+/// compared with its cells once they arrive).
+fn settle_digests(answers: &mut BTreeMap<HostId, Answer>, required: usize) -> Vec<HostId> {
+    if answers.values().all(|a| matches!(a.read, Read::Cells(_))) {
+        return Vec::new();
+    }
+    let reference = answers.values().find_map(|a| match &a.read {
+        Read::Cells(cells) => Some((cells::digest(cells), cells.clone())),
+        Read::Digest(_) => None,
+    });
+    let complete = answers.len() >= required;
+    let mut differing = Vec::new();
+    for (host, answer) in answers.iter_mut() {
+        match (&answer.read, &reference) {
+            (Read::Cells(_), _) => {}
+            (Read::Digest(digest), Some((same, cells))) if digest == same => {
+                answer.read = Read::Cells(cells.clone());
+            }
+            (Read::Digest(_), Some(_)) => differing.push(*host),
+            (Read::Digest(_), None) if complete && differing.is_empty() => differing.push(*host),
+            (Read::Digest(_), None) => {}
+        }
+    }
+    differing
 }

@@ -35,15 +35,27 @@ struct FakeReplica {
 
 /// Replicas in memory; hosts in `failing` fail every call, hosts in `refusing_writes` fail
 /// only writes (as a replica with a full disk does), hosts in `hanging` never answer (a frozen
-/// process, a host whose address vanished: the fake has no deadline); `ring_checks` are the peers' answers
-/// after a pause (by default each applied the test ring's version, 1).
+/// process, a host whose address vanished: the fake has no deadline), hosts in
+/// `withholding_cells` answer digests but not cells (a replica that failed or froze between a
+/// coordinator's two reads; `cells_withheld` counts the cells reads they did not answer);
+/// `ring_checks` are the peers' answers after a pause (by default each applied the test ring's
+/// version, 1).
 #[derive(Debug, Default)]
 struct FakeReplicas {
     hosts: Mutex<BTreeMap<HostId, FakeReplica>>,
     failing: Mutex<BTreeSet<HostId>>,
     refusing_writes: Mutex<BTreeSet<HostId>>,
     hanging: Mutex<BTreeSet<HostId>>,
+    withholding_cells: Mutex<BTreeMap<HostId, Withheld>>,
+    cells_withheld: Mutex<BTreeMap<HostId, usize>>,
     ring_checks: Mutex<BTreeMap<HostId, RingCheck>>,
+}
+
+/// How a host in [`FakeReplicas::withholding_cells`] answers a cells read.
+#[derive(Clone, Copy, Debug)]
+enum Withheld {
+    Fails,
+    Hangs,
 }
 
 impl FakeReplicas {
@@ -91,6 +103,18 @@ impl ReplicaAccess for FakeReplicas {
         digest_only: bool,
     ) -> Result<Answer, ClusterError> {
         self.check(host).await?;
+        let withheld = self.withholding_cells.lock().get(&host).copied();
+        if let (Some(withheld), false) = (withheld, digest_only) {
+            *self.cells_withheld.lock().entry(host).or_default() += 1;
+            match withheld {
+                Withheld::Fails => {
+                    return Err(ClusterError::Unavailable(format!(
+                        "host {host} withholds its cells"
+                    )));
+                }
+                Withheld::Hangs => std::future::pending::<()>().await,
+            }
+        }
         let hosts = self.hosts.lock();
         let replica = hosts.get(&host);
         let stored = replica
@@ -339,6 +363,53 @@ async fn a_replica_that_stops_answering_is_read_around_at_once() {
         .await
         .expect("no read waited for the replica that stopped answering");
     assert!(!replicas.cells(host(3), "late").is_empty());
+}
+
+/// A replica whose digest differs and that then fails or stops answering its cells read is
+/// replaced by the next replica, as one that fails its first read is: the read still makes its
+/// level, at once.
+#[tokio::test]
+async fn a_replica_that_answers_a_digest_but_not_its_cells_is_replaced() {
+    for withheld in [Withheld::Fails, Withheld::Hangs] {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let replicas = Arc::new(FakeReplicas::default());
+        let Fixture { coordinator, .. } = coordinator(dir.path(), replicas.clone(), false);
+        let ids: Vec<String> = (0..20).map(|i| format!("e{i}")).collect();
+        coordinator
+            .put_entities(
+                TENANT,
+                ids.iter().map(|id| doc(id)).collect(),
+                ConsistencyLevel::All,
+            )
+            .await
+            .expect("every replica is up");
+        // Host 2 lost its partitions, so its digests differ, and withholds its cells.
+        replicas
+            .hosts
+            .lock()
+            .get_mut(&host(2))
+            .expect("host 2 took the writes")
+            .partitions
+            .clear();
+        replicas.withholding_cells.lock().insert(host(2), withheld);
+        let read_all = async {
+            for id in &ids {
+                let entity = coordinator
+                    .get_entity(TENANT, id, ConsistencyLevel::Quorum)
+                    .await
+                    .unwrap_or_else(|e| panic!("{withheld:?}: hosts 1 and 3 make a quorum: {e}"))
+                    .expect("the entity is found");
+                assert_eq!(&entity.id, id);
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), read_all)
+            .await
+            .unwrap_or_else(|_| panic!("{withheld:?}: a read waited for host 2's cells"));
+        assert!(
+            replicas.cells_withheld.lock().get(&host(2)) >= Some(&1),
+            "{withheld:?}: host 2 was never asked for a digest it then had to send cells for"
+        );
+    }
 }
 
 #[tokio::test]
