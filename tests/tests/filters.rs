@@ -220,6 +220,25 @@ async fn filter_errors_name_the_path_inside_the_filter() {
             },
             "where.contains.lang: contains needs a string_list attribute",
         ),
+        // The size limits (api/src/filter.rs): 1,024 nodes (the root and its 1,023 first
+        // operands fit; the next operand is the 1,025th node) and 1,024 `in` values.
+        (
+            pb::FilterExpression {
+                and: vec![exists.clone(); 1025],
+                ..Default::default()
+            },
+            "where.and[1023]: the filter has more than 1024 nodes",
+        ),
+        (
+            pb::FilterExpression {
+                r#in: Some(pb::FieldValues {
+                    field: "version".into(),
+                    values: (0..1025).map(|i| value(Kind::IntValue(i))).collect(),
+                }),
+                ..Default::default()
+            },
+            "where.in.version has 1025 values, the maximum is 1024",
+        ),
     ];
     for (filter, expected) in cases {
         let status = client.query(query(filter.clone())).await.unwrap_err();
@@ -254,6 +273,32 @@ async fn filter_errors_name_the_path_inside_the_filter() {
             "{} / {expected}",
             status.message()
         );
+    }
+    // At the limits exactly: 1,024 nodes, 1,024 `in` values.
+    let at_limits = [
+        pb::FilterExpression {
+            and: vec![exists.clone(); 1023],
+            ..Default::default()
+        },
+        pb::FilterExpression {
+            r#in: Some(pb::FieldValues {
+                field: "version".into(),
+                values: (0..1024).map(|i| value(Kind::IntValue(i))).collect(),
+            }),
+            ..Default::default()
+        },
+    ];
+    for filter in at_limits {
+        let ids: Vec<String> = client
+            .query(query(filter))
+            .await
+            .unwrap()
+            .into_inner()
+            .results
+            .into_iter()
+            .map(|r| r.entity_id)
+            .collect();
+        assert_eq!(ids, ["a"]);
     }
     let mut deep = exists;
     for _ in 0..16 {
