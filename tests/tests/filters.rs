@@ -704,7 +704,8 @@ async fn traverse_returns_only_reached_entities_that_pass() {
 /// On a ring (3 nodes, replication factor 1: each node holds a third), `where` travels to every
 /// replica inside the seed search (`EntityFilter.expression`) and the answers equal a single
 /// node's holding the same entities: the same ids in the same order for queries, the same
-/// pages for scans; a filter of the wrong type is refused before the fan-out.
+/// pages for scans, the same nodes (depth and path) for traversals whose walk crosses the
+/// nodes, each passing the filter; a filter of the wrong type is refused before the fan-out.
 #[tokio::test]
 async fn a_ring_answers_filtered_reads_as_one_node() {
     const ENTITIES: usize = 150;
@@ -714,7 +715,8 @@ async fn a_ring_answers_filtered_reads_as_one_node() {
     let rows: Vec<Row> = (0..ENTITIES).map(|i| random_row(&mut rng, i)).collect();
     let entities: Vec<pb::Entity> = rows
         .iter()
-        .map(|row| {
+        .enumerate()
+        .map(|(i, row)| {
             let v: Vec<f32> = (0..4).map(|_| rng.random_range(-1.0..1.0)).collect();
             let mut e = entity(&row.id, v);
             e.entity_type = row.entity_type.clone();
@@ -722,6 +724,16 @@ async fn a_ring_answers_filtered_reads_as_one_node() {
                 .attributes
                 .iter()
                 .map(|(k, v)| (k.clone(), value(v.clone())))
+                .collect();
+            // Two edges each (the next id and a far one): traversals cross the nodes.
+            e.outgoing_edges = [(i + 1) % ENTITIES, (i * 7 + 3) % ENTITIES]
+                .into_iter()
+                .map(|to| pb::GraphEdge {
+                    to_entity: format!("e{to:03}"),
+                    relation: "link".into(),
+                    weight: 1.0,
+                    ..Default::default()
+                })
                 .collect();
             e
         })
@@ -745,6 +757,7 @@ async fn a_ring_answers_filtered_reads_as_one_node() {
         importance: Some(0.0),
         recency: Some(0.0),
     };
+    let mut traversed = 0;
     for case in 0..25 {
         let f = random_filter(&mut rng, 2);
         let request = pb::QueryRequest {
@@ -775,10 +788,62 @@ async fn a_ring_answers_filtered_reads_as_one_node() {
         let expected = page(one.range_scan(scan.clone()).await.unwrap().into_inner());
         let got = page(through.range_scan(scan).await.unwrap().into_inner());
         assert_eq!(got, expected, "case {case}: scan of {f:?}");
+        // Traverse with `where`: the walk is not pruned, only the reached entities that pass
+        // are returned, in walk order, with their depth and path.
+        let traverse = pb::TraverseRequest {
+            start_ids: vec![
+                format!("e{:03}", case * 6),
+                format!("e{:03}", (case * 6 + 100) % ENTITIES),
+            ],
+            max_hops: 3,
+            include_entity: Some(false),
+            r#where: Some(to_proto(&f)),
+            ..Default::default()
+        };
+        let nodes = |reply: pb::TraverseResponse| -> Vec<String> {
+            reply
+                .nodes
+                .into_iter()
+                .map(|n| {
+                    let path = n.path.map(|p| p.entity_ids).unwrap_or_default();
+                    format!("{} depth={} path={path:?}", n.entity_id, n.depth)
+                })
+                .collect()
+        };
+        let expected = nodes(one.traverse(traverse.clone()).await.unwrap().into_inner());
+        let got = nodes(through.traverse(traverse).await.unwrap().into_inner());
+        assert_eq!(got, expected, "case {case}: traverse with {f:?}");
+        for node in &expected {
+            let id = node.split(' ').next().unwrap();
+            let row = rows.iter().find(|r| r.id == id).unwrap();
+            assert!(naive(row, &f), "case {case}: {id} fails {f:?}");
+        }
+        traversed += expected.len();
     }
+    // The walks found something to filter (the cases are not all empty).
+    assert!(traversed > 25, "{traversed} nodes over 25 traversals");
     let status = through
         .query(pb::QueryRequest {
             query_vector: vec![0.5, -0.25, 1.0, 0.0],
+            r#where: Some(pb::FilterExpression {
+                gt: cond("s", Kind::IntValue(1)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("where.gt.s: attribute \"s\" holds string values"),
+        "{}",
+        status.message()
+    );
+    let status = through
+        .traverse(pb::TraverseRequest {
+            start_ids: vec!["e000".into()],
             r#where: Some(pb::FilterExpression {
                 gt: cond("s", Kind::IntValue(1)),
                 ..Default::default()
