@@ -55,6 +55,18 @@ const SCORING_FIELDS: &[&str] = &["QueryRequest.scoring"];
 /// `Fusion` fields: a name in JSON.
 const FUSION_FIELDS: &[&str] = &["QueryRequest.fusion"];
 
+/// Messages whose JSON refuses unknown keys (the rest ignore them): a filter expression and
+/// its parts, where an unknown key is a misspelt or unsupported operator (`{"gtx": ...}`) that
+/// would otherwise be dropped and change what the filter matches, and the typed value, which
+/// holds exactly one of its fields.
+const STRICT_MESSAGES: &[&str] = &[
+    "FilterExpression",
+    "FieldCondition",
+    "FieldValues",
+    "AttributeValue",
+    "StringList",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={PROTO}");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
@@ -70,6 +82,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".allidb",
             "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default)]",
         );
+    for message in STRICT_MESSAGES {
+        builder = builder.message_attribute(
+            format!(".allidb.{message}"),
+            "#[serde(deny_unknown_fields)]",
+        );
+    }
     for field in INT64_FIELDS {
         builder = builder.field_attribute(
             format!(".allidb.{field}"),

@@ -360,6 +360,32 @@ mod tests {
             message.contains("v must hold exactly one value"),
             "{message}"
         );
+        // Unknown keys are refused inside an expression (build.rs, STRICT_MESSAGES), also
+        // beside a known operator, and named.
+        for (json, unknown) in [
+            (
+                r#"{"gtx": {"field": "v", "value": {"int_value": 1}}}"#,
+                "gtx",
+            ),
+            (r#"{"and": [{"exists": "a"}], "gtx": {}}"#, "gtx"),
+            (
+                r#"{"gt": {"field": "v", "value": {"int_value": 1}, "x": 1}}"#,
+                "x",
+            ),
+            (r#"{"in": {"field": "v", "values": [{"int": 1}]}}"#, "int"),
+            (
+                r#"{"contains": {"field": "v", "value": {"string_list": {"value": []}}}}"#,
+                "value",
+            ),
+        ] {
+            let error = serde_json::from_str::<pb::FilterExpression>(json).unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("unknown field `{unknown}`")),
+                "{json}: {error}"
+            );
+        }
     }
 
     #[test]

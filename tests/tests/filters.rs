@@ -924,3 +924,139 @@ async fn typed_attributes_and_their_filters_survive_restarts() {
         );
     }
 }
+
+/// URL-encodes `s` for a query string (every byte but unreserved ones as `%XX`).
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Over HTTP an unknown key inside a filter expression (a misspelt or unsupported operator, a
+/// condition's or a typed value's unknown field) is a 400 naming the key and its path under
+/// `where`, alone or beside a known operator (which would otherwise be applied without it),
+/// in a JSON body and in `GET /entities?where=`; unknown keys elsewhere in a body are still
+/// ignored.
+#[tokio::test]
+async fn http_refuses_unknown_keys_inside_a_filter() {
+    let daemon = Daemon::start("");
+    let mut client = daemon.client().await;
+    for (id, version) in [("a", 3), ("b", 5)] {
+        let mut e = entity(id, vec![1.0, 0.0]);
+        e.attributes = BTreeMap::from([("lang".to_owned(), "en".to_owned())]);
+        e.typed_attributes =
+            BTreeMap::from([("version".to_owned(), value(Kind::IntValue(version)))]);
+        put(&mut client, e).await.unwrap();
+    }
+    let addr = daemon.http_addr.expect("the gateway listens");
+    let gtx = r#"{"gtx": {"field": "version", "value": {"int_value": 4}}}"#;
+    let cases = [
+        (gtx.to_owned(), "where.gtx: unknown field `gtx`"),
+        (
+            // Beside a known operator: without the check the `and` alone would be applied.
+            r#"{"and": [{"exists": "lang"}], "gtx": {"field": "version", "value": {"int_value": 4}}}"#
+                .to_owned(),
+            "where.gtx: unknown field `gtx`",
+        ),
+        (
+            format!(r#"{{"or": [{{"exists": "lang"}}, {gtx}]}}"#),
+            "where.or[1].gtx: unknown field `gtx`",
+        ),
+        (
+            r#"{"gt": {"field": "version", "value": {"int_value": 4}, "inclusive": true}}"#
+                .to_owned(),
+            "where.gt.inclusive: unknown field `inclusive`",
+        ),
+        (
+            r#"{"gt": {"field": "version", "value": {"int_value": 4, "double": 4.5}}}"#.to_owned(),
+            "where.gt.value.double: unknown field `double`",
+        ),
+        (
+            r#"{"in": {"field": "version", "values": [{"int_value": 3}], "value": {"int_value": 5}}}"#
+                .to_owned(),
+            "where.in.value: unknown field `value`",
+        ),
+    ];
+    for (filter, expected) in &cases {
+        for (path, body) in [
+            (
+                "/query",
+                format!(r#"{{"query_vector": [1, 0], "k": 10, "where": {filter}}}"#),
+            ),
+            (
+                "/traverse",
+                format!(r#"{{"start_ids": ["a"], "where": {filter}}}"#),
+            ),
+            (
+                "/query/batch",
+                format!(
+                    r#"{{"options": {{"k": 10, "where": {filter}}}, "vectors": [{{"values": [1, 0]}}]}}"#
+                ),
+            ),
+        ] {
+            let reply = allidb_tests::http_call(addr, "POST", path, None, &body);
+            assert_eq!(reply.status, 400, "{path} {filter}: {}", reply.body);
+            let wanted = if path == "/query/batch" {
+                format!("options.{expected}")
+            } else {
+                (*expected).to_owned()
+            };
+            assert!(
+                reply.body.contains(&wanted) && reply.body.contains("InvalidArgument"),
+                "{path} {filter}: {} / {wanted}",
+                reply.body
+            );
+        }
+        let reply = allidb_tests::http_call(
+            addr,
+            "GET",
+            &format!("/entities?where={}", url_encode(filter)),
+            None,
+            "",
+        );
+        assert_eq!(reply.status, 400, "GET {filter}: {}", reply.body);
+        let (at, cause) = expected.split_once(": ").unwrap();
+        let wanted = format!("{at}: not a filter expression: {cause}");
+        assert!(reply.body.contains(&wanted), "{} / {wanted}", reply.body);
+    }
+    // The same filters without the unknown keys are applied; an unknown key outside the
+    // filter is still ignored.
+    let reply = allidb_tests::http_call(
+        addr,
+        "POST",
+        "/query",
+        None,
+        r#"{"query_vector": [1, 0], "k": 10, "max_hops": 0, "unknown": 1,
+            "where": {"gt": {"field": "version", "value": {"int_value": 4}}}}"#,
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    let ids: Vec<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["entity_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["b"]);
+    let reply = allidb_tests::http_call(
+        addr,
+        "GET",
+        &format!(
+            "/entities?where={}",
+            url_encode(r#"{"gt": {"field": "version", "value": {"int_value": 4}}}"#)
+        ),
+        None,
+        "",
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        reply.body.contains("\"entity_id\":\"b\"") && !reply.body.contains("\"entity_id\":\"a\""),
+        "{}",
+        reply.body
+    );
+}

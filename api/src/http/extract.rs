@@ -66,8 +66,9 @@ fn is_length_limit(error: &axum::Error) -> bool {
 
 /// Parses a JSON object into `T`. Errors name the problem and where it is: the field path
 /// (`entity.embeddings[0].vector[1]: invalid type: string "x", expected f32 at line 1 column 52`).
-/// Unknown keys are ignored (the messages derive `#[serde(default)]` without
-/// `deny_unknown_fields`); trailing data after the object is an error.
+/// Unknown keys are ignored (the messages derive `#[serde(default)]`), except inside a filter
+/// expression and a typed value (`deny_unknown_fields`, `build.rs` `STRICT_MESSAGES`: `where.gtx:
+/// unknown field `gtx`, expected one of ...`); trailing data after the object is an error.
 pub(super) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpError> {
     match body.iter().find(|byte| !byte.is_ascii_whitespace()) {
         None => {

@@ -162,6 +162,31 @@ pub(super) async fn delete_entity<S: AlliDb>(
         .map(Json)
 }
 
+/// The `where` query parameter of `GET /entities`: a filter expression as JSON. A refusal
+/// names the path of the bad part under `where` (`where.and[1].gtx: not a filter expression:
+/// unknown field `gtx`, ...`), as a JSON body's errors do.
+fn filter_param(json: &str) -> Result<pb::FilterExpression, HttpError> {
+    let refused = |at: String, cause: &dyn std::fmt::Display| {
+        HttpError::new(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            format!("{at}: not a filter expression: {cause}"),
+        )
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let filter = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let at = match error.path().to_string() {
+            path if path == "." => "where".to_owned(),
+            path => format!("where.{path}"),
+        };
+        refused(at, error.inner())
+    })?;
+    deserializer
+        .end()
+        .map_err(|error| refused("where".to_owned(), &error))?;
+    Ok(filter)
+}
+
 /// `GET /entities?start=&end=&limit=&page_token=&consistency_level=&where=&routing_key=`:
 /// RangeScan
 /// (`where` is the filter expression as JSON, URL-encoded).
@@ -172,15 +197,7 @@ pub(super) async fn scan<S: AlliDb>(
 ) -> Result<Json<pb::RangeScanResponse>, HttpError> {
     let r#where = match params.where_json.as_str() {
         "" => None,
-        json => Some(
-            serde_json::from_str::<pb::FilterExpression>(json).map_err(|e| {
-                HttpError::new(
-                    StatusCode::BAD_REQUEST,
-                    Code::InvalidArgument,
-                    format!("where: not a filter expression: {e}"),
-                )
-            })?,
-        ),
+        json => Some(filter_param(json)?),
     };
     let request = pb::RangeScanRequest {
         tenant_id: params.tenant_id,
