@@ -53,10 +53,57 @@ const DOCS: &[(&str, &str, &str, [f32; 3])] = &[
     ),
 ];
 
+/// The typed attribute `year` of each entity, which the `where` cases filter on: [`DOCS`] by
+/// name, `filler-<i>` 2000 + i mod 25, any other 2024.
+fn year(id: &str) -> i64 {
+    match id {
+        "lodash" => 2012,
+        "left-pad" => 2014,
+        "pad-right" => 2016,
+        "iobroker.opcua" => 2019,
+        "json-parse-fast" => 2020,
+        "readme" => 2021,
+        _ => id
+            .strip_prefix("filler-")
+            .and_then(|i| i.parse::<i64>().ok())
+            .map_or(2024, |i| 2000 + i % 25),
+    }
+}
+
+fn int(i: i64) -> pb::AttributeValue {
+    pb::AttributeValue {
+        int_value: Some(i),
+        ..Default::default()
+    }
+}
+
+/// `where year >= from` (a range).
+fn year_from(from: i64) -> pb::FilterExpression {
+    pb::FilterExpression {
+        gte: Some(pb::FieldCondition {
+            field: "year".to_owned(),
+            value: Some(int(from)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// `where year in years`.
+fn year_in(years: &[i64]) -> pb::FilterExpression {
+    pb::FilterExpression {
+        r#in: Some(pb::FieldValues {
+            field: "year".to_owned(),
+            values: years.iter().copied().map(int).collect(),
+        }),
+        ..Default::default()
+    }
+}
+
 fn entity(id: &str, kind: &str, text: &str, vector: [f32; 3]) -> pb::Entity {
     pb::Entity {
         entity_id: id.to_owned(),
         entity_type: kind.to_owned(),
+        typed_attributes: [("year".to_owned(), int(year(id)))].into(),
         embeddings: vec![pb::VectorEmbedding {
             vector: vector.to_vec(),
             ..Default::default()
@@ -160,6 +207,26 @@ async fn check_answers(client: &mut Client) -> Vec<pb::QueryResponse> {
         ids(&query(client, docs_only).await.expect("filtered")),
         ["readme"]
     );
+    // `where` applies to the lexical candidates: left-pad, the text's best, fails `year >=
+    // 2015`, so it is not a candidate: the two seeds are the best two that pass (unfiltered
+    // candidates would give left-pad and readme, and only readme would remain), and readme,
+    // the best that passes, has the lexical relevance 1 (BM25 over the best candidate's).
+    let recent = query(
+        client,
+        pb::QueryRequest {
+            seeds: Some(2),
+            r#where: Some(year_from(2015)),
+            ..text_query("left-pad")
+        },
+    )
+    .await
+    .expect("a text query with where");
+    assert_eq!(ids(&recent), ["readme", "pad-right"]);
+    let explanation = recent.results[0].explanation.as_ref().expect("explained");
+    assert!(
+        (explanation.lexical_score - 1.0).abs() < 1e-9,
+        "{explanation:?}"
+    );
     // Hybrid: `readme`, near the vector and holding the term, comes first; the vector's
     // nearest (lodash) and the text's best (left-pad) are both among the results.
     let hybrid = query(
@@ -177,6 +244,40 @@ async fn check_answers(client: &mut Client) -> Vec<pb::QueryResponse> {
     assert!(
         found.contains(&"left-pad") && found.contains(&"lodash"),
         "{found:?}"
+    );
+    // Hybrid with `where`: left-pad holds the text but fails `year in (2012, 2016, 2021)`, so
+    // it is in neither list: readme is first in the lexical list (lexical part 0.5 x 1 under
+    // RRF; second, 0.5 x 61/62, if left-pad were a lexical candidate) and first overall.
+    let hybrid_where = query(
+        client,
+        pb::QueryRequest {
+            query_vector: vec![0.0, 0.0, 1.0],
+            fusion: pb::Fusion::Rrf as i32,
+            r#where: Some(year_in(&[2012, 2016, 2021])),
+            ..text_query("left-pad")
+        },
+    )
+    .await
+    .expect("a hybrid query with where");
+    let found = ids(&hybrid_where);
+    assert_eq!(found[0], "readme", "{found:?}");
+    assert!(
+        found.contains(&"lodash") && found.contains(&"pad-right") && !found.contains(&"left-pad"),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .all(|id| [2012, 2016, 2021].contains(&year(id))),
+        "{found:?}"
+    );
+    let explanation = hybrid_where.results[0]
+        .explanation
+        .as_ref()
+        .expect("explained");
+    assert!(
+        (explanation.lexical_score - 0.5).abs() < 1e-9,
+        "{explanation:?}"
     );
     // Graph expansion from text seeds: lodash is reached from left-pad.
     let expanded = query(
@@ -454,7 +555,8 @@ fn fillers(count: usize) -> Vec<pb::Entity> {
 }
 
 /// The queries whose answers the ring must give exactly as one node: text only, hybrid under
-/// both fusions, filtered, and expanded from text seeds over edges that cross nodes.
+/// both fusions, filtered (`filter`, and `where` on text-only and hybrid queries), and
+/// expanded from text seeds over edges that cross nodes.
 fn equivalence_queries() -> Vec<pb::QueryRequest> {
     let exact = |message: pb::QueryRequest| pb::QueryRequest {
         k: 10,
@@ -492,7 +594,36 @@ fn equivalence_queries() -> Vec<pb::QueryRequest> {
         seeds: Some(3),
         ..text_query("async widget")
     }));
+    // `where` on the lexical candidates: a range, text only and fused with a vector, and an
+    // `in` on a fused query.
+    queries.push(exact(pb::QueryRequest {
+        seeds: Some(4),
+        r#where: Some(year_from(2015)),
+        ..text_query("async cache module")
+    }));
+    queries.push(exact(pb::QueryRequest {
+        query_vector: vec![-1.0, -1.0, -0.5],
+        fusion: pb::Fusion::Rrf as i32,
+        r#where: Some(year_from(2010)),
+        ..text_query("stream queue left-pad")
+    }));
+    queries.push(exact(pb::QueryRequest {
+        query_vector: vec![-1.0, -1.0, -0.5],
+        fusion: pb::Fusion::Dbsf as i32,
+        r#where: Some(year_in(&[2003, 2007, 2011, 2016, 2021])),
+        ..text_query("cache tree left-pad")
+    }));
     queries
+}
+
+/// Whether entity `id` passes `filter` (a [`year_from`] or a [`year_in`]).
+fn passes(filter: &pb::FilterExpression, id: &str) -> bool {
+    let of = |v: &Option<pb::AttributeValue>| v.as_ref().and_then(|v| v.int_value);
+    match (&filter.gte, &filter.r#in) {
+        (Some(gte), None) => of(&gte.value).is_some_and(|from| year(id) >= from),
+        (None, Some(within)) => within.values.iter().any(|v| v.int_value == Some(year(id))),
+        _ => panic!("not a year filter: {filter:?}"),
+    }
 }
 
 /// What must be equal between one node and a ring: ids, scores and BM25 scores (to 1e-9),
@@ -554,6 +685,15 @@ async fn a_ring_scores_text_queries_as_one_node() {
     for message in equivalence_queries() {
         let reply = query(&mut one, message.clone()).await.expect("one node");
         assert!(!reply.results.is_empty(), "{message:?} finds something");
+        if let Some(filter) = &message.r#where {
+            for result in &reply.results {
+                assert!(
+                    passes(filter, &result.entity_id),
+                    "{} fails {filter:?}",
+                    result.entity_id
+                );
+            }
+        }
         expected.push(answer_digest(&reply));
     }
     for (n, node) in nodes.iter().enumerate() {
