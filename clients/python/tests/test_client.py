@@ -548,3 +548,25 @@ def test_typed_attributes_and_where_on_query_scan_and_traverse(db: allidb.Client
         db.query([1.0, 0.0], where={"lang": {"$gt": 1}})
     with pytest.raises(ValueError, match="unknown operator"):
         db.query([1.0, 0.0], where={"$nor": []})
+
+
+def test_explain_reports_the_filter_plan(db: allidb.Client) -> None:
+    db.put_many([Entity(f"p{i}", vector=[1.0, float(i)], typed_attributes={"rank": i}) for i in range(20)])
+    answer = db.query([1.0, 0.0], k=10, hops=0, explain=True, where={"rank": {"$lt": 5}})
+    # Converted when first read, like the results and the context.
+    assert type(answer.__dict__["filter_plan"]) is allidb.types.Deferred
+    plan = answer.filter_plan
+    assert isinstance(plan, allidb.FilterPlan)
+    assert plan.plan == "exact"
+    assert plan.entities == 20
+    assert plan.matched == 5
+    assert plan.real_selectivity == pytest.approx(0.25)
+    assert plan.estimated_matches >= 5
+    assert plan.estimated_selectivity == pytest.approx(plan.estimated_matches / 20)
+    assert sorted(answer.ids) == ["p0", "p1", "p2", "p3", "p4"]
+    # Without explain, or without a filter, no plan.
+    assert db.query([1.0, 0.0], k=10, hops=0, where={"rank": {"$lt": 5}}).filter_plan is None
+    assert db.query([1.0, 0.0], k=10, hops=0, explain=True).filter_plan is None
+    # Each reply of a batch carries its own.
+    batch = db.query_batch([[1.0, 0.0], [0.0, 1.0]], k=3, hops=0, explain=True, where={"rank": {"$gte": 18}})
+    assert [r.filter_plan.matched for r in batch] == [2, 2]

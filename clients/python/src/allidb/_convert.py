@@ -21,6 +21,7 @@ from .types import (
     Edge,
     Embedding,
     Entity,
+    FilterPlan,
     Health,
     PageRank,
     PageRankOptions,
@@ -966,8 +967,8 @@ def _results_of(results: Any) -> List[QueryResult]:
 
 
 def query_response_from_proto(response: pb.QueryResponse) -> QueryResponse:
-    """A query reply: ``ids``, ``scores`` and ``len()`` read the reply as it is; ``results``
-    and ``context`` are converted when first read (see allidb.types)."""
+    """A query reply: ``ids``, ``scores`` and ``len()`` read the reply as it is; ``results``,
+    ``context`` and ``filter_plan`` are converted when first read (see allidb.types)."""
     out = QueryResponse(
         results=Deferred(_results_of, response.results, _results_array),  # type: ignore[arg-type]
         trace_id=response.trace_id,
@@ -975,7 +976,20 @@ def query_response_from_proto(response: pb.QueryResponse) -> QueryResponse:
     )
     if response.HasField("context"):
         out.context = Deferred(_context_of, response.context)  # type: ignore[assignment]
+    if response.HasField("filter_plan"):
+        out.filter_plan = Deferred(_filter_plan_of, response.filter_plan)  # type: ignore[assignment]
     return out
+
+
+def _filter_plan_of(plan: pb.FilterPlan) -> FilterPlan:
+    return FilterPlan(
+        plan=plan.plan,
+        entities=plan.entities,
+        estimated_matches=plan.estimated_matches,
+        estimated_selectivity=plan.estimated_selectivity,
+        matched=plan.matched,
+        real_selectivity=plan.real_selectivity,
+    )
 
 
 def context_path(nodes: List[ContextNode], node: pb.ContextNode) -> Path:

@@ -348,8 +348,24 @@ ContextNode._from_reply = staticmethod(_context_node_from_reply)  # type: ignore
 
 
 @dataclass
+class FilterPlan:
+    """How a filtered query found its seeds (``explain=True`` with a filter, on a single node):
+    ``plan`` is ``"exact"`` (the matching set ranked exactly) or ``"filtered_hnsw"`` (the filter
+    applied inside the HNSW walk); ``entities`` the tenant's live entities; the matches the
+    payload index estimated and the matches counted, each also as a fraction of ``entities``."""
+
+    plan: str
+    entities: int
+    estimated_matches: float
+    estimated_selectivity: float
+    matched: int
+    real_selectivity: float
+
+
+@dataclass
 class QueryResponse:
-    """A query's results (best first) with its trace id and, when asked, its context.
+    """A query's results (best first) with its trace id and, when asked, its context and
+    (``explain=True`` with a filter) its :class:`FilterPlan`.
 
     Iterating, indexing and ``len()`` work on ``results``.
     """
@@ -358,6 +374,7 @@ class QueryResponse:
     trace_id: str = ""
     total_results: int = 0
     context: Optional[QueryContext] = None
+    filter_plan: Optional[FilterPlan] = None
 
     def __iter__(self) -> Iterator[QueryResult]:
         return iter(self.results)
@@ -397,7 +414,7 @@ class QueryResponse:
         return _stack_vectors((result.id, result.entity) for result in self.results)
 
 
-_deferrable(QueryResponse, "results", "context")
+_deferrable(QueryResponse, "results", "context", "filter_plan")
 
 
 @dataclass
