@@ -250,3 +250,94 @@ def test_hybrid_search_finds_identifiers_the_embedding_misses(tenant: Tenant) ->
         store.similarity_search("x", search_type="mmr-ish")
     with pytest.raises(ValueError):
         AlliDBVectorStore(tenant.client(), BlindEmbeddings(), search_type="nope")
+
+
+# LangChain's own filter examples, run unchanged (issue 37). The documents and the four filter
+# dicts of LangChain's PGVector guide, "Filtering Support" (docs.langchain.com/oss/python/
+# integrations/vectorstores/pgvector; the notebook examples/vectorstore.ipynb of
+# github.com/langchain-ai/langchain-postgres), verbatim but for the ids, which are strings here.
+PGVECTOR_GUIDE_DOCS = [
+    Document(page_content='there are cats in the pond', metadata={"id": 1, "location": "pond", "topic": "animals"}),
+    Document(page_content='ducks are also found in the pond', metadata={"id": 2, "location": "pond", "topic": "animals"}),
+    Document(page_content='fresh apples are available at the market', metadata={"id": 3, "location": "market", "topic": "food"}),
+    Document(page_content='the market also sells fresh oranges', metadata={"id": 4, "location": "market", "topic": "food"}),
+    Document(page_content='the new art exhibit is fascinating', metadata={"id": 5, "location": "museum", "topic": "art"}),
+    Document(page_content='a sculpture exhibit is also at the museum', metadata={"id": 6, "location": "museum", "topic": "art"}),
+    Document(page_content='a new coffee shop opened on Main Street', metadata={"id": 7, "location": "Main Street", "topic": "food"}),
+    Document(page_content='the book club meets at the library', metadata={"id": 8, "location": "library", "topic": "reading"}),
+    Document(page_content='the library hosts a weekly story time for kids', metadata={"id": 9, "location": "library", "topic": "reading"}),
+    Document(page_content='a cooking class for beginners is offered at the community center', metadata={"id": 10, "location": "community center", "topic": "classes"}),
+]
+
+
+def test_langchain_pgvector_guide_filters_run_unchanged(store: AlliDBVectorStore) -> None:
+    store.add_documents(PGVECTOR_GUIDE_DOCS, ids=[str(doc.metadata['id']) for doc in PGVECTOR_GUIDE_DOCS])
+
+    def ids(docs: List[Document]) -> List[int]:
+        return sorted(doc.metadata["id"] for doc in docs)
+
+    assert ids(store.similarity_search('kitty', k=10, filter={
+        'id': {'$in': [1, 5, 2, 9]}
+    })) == [1, 2, 5, 9]
+    assert ids(store.similarity_search('ducks', k=10, filter={
+        'id': {'$in': [1, 5, 2, 9]},
+        'location': {'$in': ["pond", "market"]}
+    })) == [1, 2]
+    assert ids(store.similarity_search('ducks', k=10, filter={
+        '$and': [
+            {'id': {'$in': [1, 5, 2, 9]}},
+            {'location': {'$in': ["pond", "market"]}},
+        ]
+    }
+    )) == [1, 2]
+    assert ids(store.similarity_search('bird', k=10, filter={
+        'location': {"$ne": 'pond'}
+    })) == [3, 4, 5, 6, 7, 8, 9, 10]
+
+
+# Filter dicts of LangChain's shared metadata filtering cases, verbatim, for the operators
+# the guide above does not show ($or, $not, $nin, $exists, $like, ranges), with their expected
+# ids (github.com/langchain-ai/langchain-postgres, tests/unit_tests/fixtures/
+# filtering_test_cases.py, TYPE_1 .. TYPE_6), over metadata holding the keys they name. Not
+# run: range operators on strings (AlliDB compares strings for equality, `in` and prefix only:
+# the server refuses them), `$between` and a `$like` that is not a prefix (the client raises
+# ValueError naming them), and `$exists` on a key whose value is None (not stored as an
+# attribute here, so it does not exist).
+FILTERING_CASE_METADATA = [
+    {"name": "adam", "date": "2021-01-01", "count": 1, "is_active": True, "tags": ["a", "b"],
+     "id": 1, "height": 10.0, "happiness": 0.9, "sadness": 0.1},
+    {"name": "bob", "date": "2021-01-02", "count": 2, "is_active": False, "tags": ["b", "c"],
+     "id": 2, "height": 5.7, "happiness": 0.8, "sadness": 0.1},
+    {"name": "jane", "date": "2021-01-01", "count": 3, "is_active": True, "tags": ["b", "d"],
+     "id": 3, "height": 2.4, "happiness": None},
+]
+FILTERING_CASES = [
+    ({"id": 1, "is_active": True}, [1]),
+    ({"id": {"$ne": 1}}, [2, 3]),
+    ({"id": {"$lt": 1}}, []),
+    ({"height": {"$lte": 5.8}}, [2, 3]),
+    ({"$or": [{"id": 1}, {"name": "bob"}]}, [1, 2]),
+    ({"$and": [{"id": 1}, {"id": 2}]}, []),
+    ({"$not": {"height": {"$gt": 5.0}}}, [3]),
+    ({"$not": [{"is_active": True}]}, [2]),
+    ({"name": {"$in": ["adam", "bob"]}}, [1, 2]),
+    ({"id": {"$nin": [1, 2]}}, [3]),
+    ({"name": {"$like": "a%"}}, [1]),
+    ({"sadness": {"$exists": False}}, [3]),
+    ({"sadness": {"$exists": True}}, [1, 2]),
+]
+
+
+def test_langchain_shared_filtering_cases_run_unchanged(store: AlliDBVectorStore) -> None:
+    texts = ["id {id}".format(id=metadata["id"]) for metadata in FILTERING_CASE_METADATA]
+    store.add_texts(texts, FILTERING_CASE_METADATA, ids=[str(m["id"]) for m in FILTERING_CASE_METADATA])
+    for filter, expected in FILTERING_CASES:
+        found = sorted(doc.metadata["id"] for doc in store.similarity_search("meow", k=4, filter=filter))
+        assert found == expected, filter
+    # What AlliDB does not apply is refused, never answered with nothing.
+    with pytest.raises(ValueError, match="unknown operator"):
+        store.similarity_search("meow", k=4, filter={"id": {"$between": (1, 2)}})
+    with pytest.raises(ValueError, match="only prefix patterns"):
+        store.similarity_search("meow", k=4, filter={"name": {"$like": "%a%"}})
+    with pytest.raises(allidb.InvalidArgument, match=r"where\.gt\.name"):
+        store.similarity_search("meow", k=4, filter={"name": {"$gt": "jane"}})

@@ -10,7 +10,8 @@ A filter is a dict in LangChain's (and MongoDB's) filter language, turned into t
 * ``{"key": {"$eq"|"$ne"|"$gt"|"$gte"|"$lt"|"$lte": value}}``, ``{"$in"|"$nin": [values]}``,
   ``{"$exists": True|False}``, ``{"$contains"|"$contain": "x"}`` (a list attribute holds "x"),
   ``{"$prefix": "ab"}`` (also ``{"$like": "ab%"}``: a prefix pattern only);
-* ``{"$and": [...]}``, ``{"$or": [...]}``, ``{"$not": {...}}``;
+* ``{"$and": [...]}``, ``{"$or": [...]}``, ``{"$not": {...}}`` (``{"$not": [...]}``: none of
+  the filters holds);
 * ``entity_type`` and ``entity_id`` are the entity's own fields.
 
 Values: ``bool``, ``int``, ``float``, ``str``, ``datetime`` (a timestamp) and, for attributes,
@@ -139,6 +140,12 @@ def _expression(spec: Any, path: str) -> "pb.FilterExpression":
                 raise ValueError(f"{at}: needs a non-empty list of filters")
             operands = [_expression(v, f"{at}[{i}]") for i, v in enumerate(value)]
             parts.append(pb.FilterExpression(**{key[1:]: operands}))
+        elif key == "$not" and isinstance(value, (list, tuple)):
+            # A list: none of the filters holds (what LangChain's PGVector store does).
+            if not value:
+                raise ValueError(f"{at}: needs a filter or a non-empty list of filters")
+            for i, v in enumerate(value):
+                parts.append(pb.FilterExpression(**{"not": _expression(v, f"{at}[{i}]")}))
         elif key == "$not":
             parts.append(pb.FilterExpression(**{"not": _expression(value, at)}))
         elif key.startswith("$"):
