@@ -8,7 +8,9 @@
 //! every selectivity, whatever the tenant size makes the planner pick.
 //!
 //! By default the first 5,000 base vectors and 40 queries (a few seconds); set
-//! `ALLIDB_FILTER_RECALL_FULL=1` for all 20,000 and 200 queries.
+//! `ALLIDB_FILTER_RECALL_FULL=1` for all 20,000 and 200 queries. Without the data directory
+//! the tests pass without running (a line on stderr says so), unless
+//! `ALLIDB_REQUIRE_REAL_DATA=1` is set: then its absence is a failure.
 
 mod common;
 
@@ -111,7 +113,16 @@ struct Data {
 fn data() -> Option<Data> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/npm-minilm-20k");
     if !dir.join("base.fvecs").exists() {
-        eprintln!("npm-minilm-20k not found at {}; skipped", dir.display());
+        // Where the data is known to be present, its absence is a failure, not a skip.
+        assert!(
+            std::env::var_os("ALLIDB_REQUIRE_REAL_DATA").is_none(),
+            "ALLIDB_REQUIRE_REAL_DATA is set but npm-minilm-20k is not at {}",
+            dir.display()
+        );
+        eprintln!(
+            "npm-minilm-20k not found at {}: the filtered recall test was NOT run",
+            dir.display()
+        );
         return None;
     }
     let full = std::env::var_os("ALLIDB_FILTER_RECALL_FULL").is_some();
