@@ -35,6 +35,12 @@ pub mod target;
 
 use std::path::PathBuf;
 
+/// A backup's upload bandwidth cap unless one is given, in bytes per second (40 MiB/s, as
+/// Elasticsearch caps its snapshots by default): uncapped, a backup hashes and sends as fast as
+/// a core allows and takes it from the daemon's writes (docs/backup.md "Pacing"); 0 lifts the
+/// cap.
+pub const DEFAULT_MAX_BYTES_PER_SEC: u64 = 40 << 20;
+
 pub use self::create::{CreateOptions, Progress, upload_checkpoint};
 pub use self::manifest::{BackupManifest, FileEntry, RingManifest};
 pub use self::target::{ObjectTarget, S3Settings};

@@ -70,7 +70,7 @@ impl Default for BackupConfig {
             secret_access_key: String::new(),
             interval_secs: 0,
             keep: 0,
-            max_bytes_per_sec: 0,
+            max_bytes_per_sec: super::DEFAULT_MAX_BYTES_PER_SEC,
             staging_dir: String::new(),
             retry_timeout_secs: DEFAULT_RETRY_TIMEOUT.as_secs(),
         }

@@ -28,8 +28,8 @@ use crate::backup::restore::{find_manifest, restore};
 use crate::backup::schedule::{copy_identity, node_name};
 use crate::backup::target::DEFAULT_RETRY_TIMEOUT;
 use crate::backup::{
-    BackupManifest, CreateOptions, ObjectTarget, Progress, S3Settings, new_backup_id, now_micros,
-    upload_checkpoint,
+    BackupManifest, CreateOptions, DEFAULT_MAX_BYTES_PER_SEC, ObjectTarget, Progress, S3Settings,
+    new_backup_id, now_micros, upload_checkpoint,
 };
 
 /// `allidb backup`.
@@ -143,8 +143,9 @@ pub struct CreateArgs {
     /// The backup id (default: the current UTC time, e.g. `20250601T120000Z-1a2b`).
     #[arg(long)]
     pub backup_id: Option<String>,
-    /// Upload bandwidth cap, bytes per second (0: none).
-    #[arg(long, default_value_t = 0)]
+    /// Upload bandwidth cap, bytes per second (0: none; the default, 40 MiB/s, keeps the
+    /// daemon's writes going while a backup runs on its host).
+    #[arg(long, default_value_t = DEFAULT_MAX_BYTES_PER_SEC)]
     pub max_bytes_per_sec: u64,
     /// The hash cache: the SHA-256 of files an earlier backup hashed, so they are not read
     /// again (default: `$XDG_CACHE_HOME/allidb/backup-hashes`, else
@@ -169,8 +170,9 @@ pub struct ClusterBackupArgs {
     /// The backup id (default: the current UTC time).
     #[arg(long)]
     pub backup_id: Option<String>,
-    /// Upload bandwidth cap, bytes per second (0: none).
-    #[arg(long, default_value_t = 0)]
+    /// Upload bandwidth cap, bytes per second (0: none; the default, 40 MiB/s, keeps the
+    /// daemon's writes going while a backup runs on its host).
+    #[arg(long, default_value_t = DEFAULT_MAX_BYTES_PER_SEC)]
     pub max_bytes_per_sec: u64,
     /// The hash cache: the SHA-256 of files an earlier backup hashed, so they are not read
     /// again (default: `$XDG_CACHE_HOME/allidb/backup-hashes`, else
