@@ -1,9 +1,11 @@
 //! Filters beyond equality (issue 37, docs/api.md "Filters") against a real `allidbd`: typed
 //! attributes round-trip and a key keeps its type per tenant; errors name the path inside the
-//! filter; random filters over random typed attributes give exactly the ids a naive evaluator
+//! filter, the size limits included; over HTTP an unknown key inside a filter is refused,
+//! named; random filters over random typed attributes give exactly the ids a naive evaluator
 //! (this file's own) gives, through `RangeScan` (every page) and exact `Query`s; `Traverse`
-//! returns only reached entities that pass; `explain` names the plan and both selectivities;
-//! a ring (replication factor 1) answers filtered queries and scans as one node.
+//! returns only reached entities that pass; `explain` names the plan (`exact` and
+//! `filtered_hnsw`) and both selectivities; a ring (replication factor 1) answers filtered
+//! queries, scans and traversals as one node.
 //!
 //! `ALLIDB_FILTER_PROPERTY_CASES` sets the number of random filters (default 120).
 
