@@ -53,6 +53,22 @@ pub struct S3Access {
     pub secret: String,
 }
 
+impl S3Access {
+    /// The target `url` (`s3://...`) opened through this endpoint and these credentials, as the
+    /// CLI opens it: for a test that reads the store signed (moto refuses an unsigned object
+    /// read) or calls the upload code directly.
+    pub fn open(&self, url: &str) -> allidb_cmd::backup::ObjectTarget {
+        let settings = allidb_cmd::backup::S3Settings {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".to_owned()),
+            access_key_id: Some(self.key_id.clone()),
+            secret_access_key: Some(self.secret.clone()),
+            retry_timeout: Some(Duration::from_secs(10)),
+        };
+        allidb_cmd::backup::ObjectTarget::open(url, &settings, false).expect("the target opens")
+    }
+}
+
 impl S3Server {
     /// Starts `moto_server` (`$MOTO_SERVER`, else on `PATH`) and creates [`BUCKET`].
     ///

@@ -7,7 +7,9 @@
 //! source's data (entities with vectors, edges and chunks; queries answer the same ids; a dropped
 //! tenant stays dropped); the writes after the daemon's last index dump caught up on the
 //! restored node; the hash cache (a second backup reads none of the unchanged files again, and
-//! restores exactly); a damaged and a missing object named by `verify` and `restore`;
+//! restores exactly); a file above 8 MiB uploaded in multipart parts and restored byte for
+//! byte, and one changed mid-upload storing nothing; a damaged and a missing object named by
+//! `verify` and `restore`;
 //! kill -9 of the uploader and the daemon mid-backup; the daemon's schedule with retention.
 //! Errors (credentials, bucket, network, full disk) are in `backup_errors.rs`, a ring in
 //! `backup_ring.rs`; the S3 server and the helpers in the tests crate (`tests/src/backup.rs`).
@@ -363,6 +365,142 @@ async fn kill_9_mid_backup_leaves_no_complete_backup_and_the_next_one_restores()
         scratch.path(),
     );
     assert_same_data(&daemon, &restored).await;
+}
+
+/// `n` pseudo-random bytes (splitmix64 from `seed`): a file no compression or dedup shortens.
+fn pseudo_random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut bytes = Vec::with_capacity(n + 8);
+    while bytes.len() < n {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        bytes.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    bytes.truncate(n);
+    bytes
+}
+
+/// A file above `PART_BYTES` (8 MiB) goes up in multipart parts (cmd/src/backup/target.rs
+/// `upload_file`): 20 MiB of pseudo-random bytes reach moto as one object of 3 parts (S3 names a
+/// multipart object's ETag `"<md5>-<parts>"`) and restore byte for byte. A file whose bytes
+/// change while its parts are being sent fails, naming the file, and leaves neither an object
+/// under its blob name nor an unfinished multipart upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_above_8_mib_goes_up_in_parts_and_a_change_mid_upload_stores_nothing() {
+    use allidb_cmd::backup::BackupError;
+    use allidb_cmd::backup::manifest::{blob_key, sha256_hex};
+    use allidb_cmd::backup::target::PART_BYTES;
+
+    let s3 = S3Server::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let checkpoint = scratch.path().join("checkpoint");
+    std::fs::create_dir_all(checkpoint.join("lsm")).unwrap();
+    let big = pseudo_random_bytes(20 << 20, 7);
+    assert!(big.len() > 2 * PART_BYTES);
+    std::fs::write(checkpoint.join("lsm/000001.sst"), &big).unwrap();
+    std::fs::write(checkpoint.join("lsm/CURRENT"), b"MANIFEST-000002\n").unwrap();
+    let target = format!("s3://{BUCKET}/multipart");
+    let cp = checkpoint.display().to_string();
+    let created = allidb(
+        Some(&s3.access()),
+        &[
+            "--json",
+            "backup",
+            "create",
+            "--checkpoint",
+            &cp,
+            "--to",
+            &target,
+            "--no-hash-cache",
+            "--max-bytes-per-sec",
+            "0",
+        ],
+    )
+    .expect(0)
+    .json();
+    assert_eq!(created["uploaded_files"], 2, "{created}");
+    let big_key = format!("multipart/{}", blob_key(&sha256_hex(&big)));
+    let (status, listing) = s3.http(
+        "GET",
+        &format!("/{BUCKET}?list-type=2&prefix={big_key}"),
+        &[],
+        "",
+    );
+    assert_eq!(status, 200, "{listing}");
+    assert!(
+        listing.contains(&format!("<Size>{}</Size>", big.len())),
+        "the 20 MiB blob is stored whole: {listing}"
+    );
+    let etag = listing
+        .split_once("<ETag>")
+        .and_then(|(_, rest)| rest.split_once("</ETag>"))
+        .map(|(etag, _)| {
+            etag.replace("&#34;", "")
+                .replace("&quot;", "")
+                .replace('"', "")
+        })
+        .unwrap_or_default();
+    assert!(
+        etag.ends_with("-3"),
+        "stored by a multipart upload of 3 parts (ETag \"<md5>-3\"): {listing}"
+    );
+    let dest = scratch.path().join("restored");
+    let id = created["backup_id"].as_str().unwrap();
+    restore(Some(&s3.access()), &target, id, &dest, &[]).expect(0);
+    let restored = std::fs::read(dest.join("lsm/000001.sst")).unwrap();
+    assert!(
+        restored == big,
+        "restored byte for byte ({} bytes)",
+        restored.len()
+    );
+
+    // The bytes change after the first part was sent: the upload's own hash no longer matches.
+    let store = s3.access().open(&format!("s3://{BUCKET}/changing"));
+    let file = scratch.path().join("000009.sst");
+    std::fs::write(&file, &big).unwrap();
+    let sha256 = sha256_hex(&big);
+    let key = blob_key(&sha256);
+    let mut throttle = allidb_cluster::stream::Throttle::new(0);
+    let mut sent_total = 0u64;
+    let mut changed = false;
+    let mut sent = |bytes: u64| {
+        sent_total += bytes;
+        if !changed {
+            // Past the first part, before the second is read.
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+            f.write_all_at(&[!big[PART_BYTES + 100]], (PART_BYTES + 100) as u64)
+                .unwrap();
+            changed = true;
+        }
+    };
+    let error = store
+        .upload_file(&key, &file, &sha256, &mut throttle, &mut sent)
+        .await
+        .expect_err("a file changed mid-upload must not be stored");
+    assert!(
+        matches!(&error, BackupError::Changed { path, .. } if *path == file),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&file.display().to_string()) && message.contains("changed"),
+        "the error names the file: {message}"
+    );
+    assert!(changed && sent_total >= PART_BYTES as u64);
+    assert!(
+        s3.keys("changing/").is_empty(),
+        "no object under its blob name: {:?}",
+        s3.keys("changing/")
+    );
+    let (status, uploads) = s3.http("GET", &format!("/{BUCKET}?uploads"), &[], "");
+    assert_eq!(status, 200, "{uploads}");
+    assert!(
+        !uploads.contains("changing/"),
+        "the multipart upload was aborted, not left unfinished: {uploads}"
+    );
 }
 
 /// The ids a text (BM25) query for `text` answers, best first.
