@@ -161,6 +161,25 @@ async fn backups_to_s3_are_incremental_and_restore_exactly() {
     assert_same_data(&daemon, &restored).await;
 
     // Retention: the newest backup stays whole, the older one's files go.
+    let store = s3.access().open(&target);
+    let blobs_of = async |backup: &Value| -> std::collections::BTreeSet<String> {
+        let id = backup["backup_id"].as_str().unwrap();
+        let key = format!("backups/{id}/node.manifest");
+        let bytes = store.read(&key).await.unwrap().expect("the manifest");
+        let manifest = allidb_cmd::backup::manifest::decode(&bytes).unwrap();
+        manifest
+            .files
+            .iter()
+            .map(|f| format!("ring-a/{}", f.blob_key()))
+            .collect()
+    };
+    let (old_blobs, kept_blobs) = (blobs_of(&first).await, blobs_of(&second).await);
+    let only_old: Vec<&String> = old_blobs.difference(&kept_blobs).collect();
+    let shared: Vec<&String> = old_blobs.intersection(&kept_blobs).collect();
+    assert!(
+        !only_old.is_empty() && !shared.is_empty(),
+        "the first backup has blobs of its own and blobs the second shares: {only_old:?} {shared:?}"
+    );
     let pruned = allidb(
         Some(&s3.access()),
         &[
@@ -170,6 +189,26 @@ async fn backups_to_s3_are_incremental_and_restore_exactly() {
     .expect(0)
     .json();
     assert_eq!(pruned["deleted"].as_array().unwrap().len(), 1, "{pruned}");
+    assert_eq!(
+        pruned["blobs_deleted"].as_u64().unwrap() as usize,
+        only_old.len(),
+        "exactly the blobs only the deleted backup needed: {pruned}"
+    );
+    let remaining: std::collections::BTreeSet<String> =
+        s3.keys("ring-a/blobs/").into_iter().collect();
+    for blob in &only_old {
+        assert!(
+            !remaining.contains(*blob),
+            "{blob}, needed only by the deleted backup, is gone"
+        );
+    }
+    for blob in &shared {
+        assert!(
+            remaining.contains(*blob),
+            "{blob}, shared with the kept backup, stays"
+        );
+    }
+    assert_eq!(remaining, kept_blobs, "the kept backup's blobs, no others");
     allidb(Some(&s3.access()), &["backup", "verify", "--from", &target]).expect(0);
 }
 

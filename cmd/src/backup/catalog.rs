@@ -252,3 +252,164 @@ pub async fn prune(target: &ObjectTarget, keep: usize) -> BackupResult<PruneRepo
     );
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::create::{CreateOptions, upload_checkpoint};
+    use crate::backup::manifest::sha256_hex;
+    use std::path::Path;
+
+    /// A `file://` target in `scratch`, and where its backups' checkpoints are written.
+    struct Store {
+        target: ObjectTarget,
+        scratch: std::path::PathBuf,
+    }
+
+    impl Store {
+        fn new(scratch: &Path) -> Store {
+            let url = format!("file://{}", scratch.join("store").display());
+            let target =
+                ObjectTarget::open(&url, &crate::backup::S3Settings::default(), true).unwrap();
+            Store {
+                target,
+                scratch: scratch.to_owned(),
+            }
+        }
+
+        /// Backs up a checkpoint holding `files` (each an SSTable's bytes) as backup `id`
+        /// begun at `started`.
+        async fn backup(&self, id: &str, started: u64, files: &[&[u8]]) {
+            self.upload(id, started, false, files).await;
+        }
+
+        /// As [`Store::backup`], as one node of a ring backup whose `ring.manifest` is never
+        /// written: an incomplete backup.
+        async fn ring_node_backup(&self, id: &str, started: u64, files: &[&[u8]]) {
+            self.upload(id, started, true, files).await;
+        }
+
+        async fn upload(&self, id: &str, started: u64, ring: bool, files: &[&[u8]]) {
+            let dir = self.scratch.join(format!("cp-{id}"));
+            std::fs::create_dir_all(dir.join("lsm")).unwrap();
+            for (i, bytes) in files.iter().enumerate() {
+                std::fs::write(dir.join(format!("lsm/{i:06}.sst")), bytes).unwrap();
+            }
+            let options = CreateOptions {
+                backup_id: id.to_owned(),
+                node: "node".to_owned(),
+                ring,
+                started_at_micros: started,
+                ..CreateOptions::default()
+            };
+            upload_checkpoint(&self.target, &dir, &options, &mut |_| {})
+                .await
+                .unwrap();
+        }
+
+        async fn blobs(&self) -> BTreeSet<String> {
+            self.keys("blobs/").await.into_iter().collect()
+        }
+
+        async fn keys(&self, prefix: &str) -> Vec<String> {
+            let listed = self.target.list(prefix).await.unwrap();
+            listed.into_iter().map(|(key, _)| key).collect()
+        }
+    }
+
+    fn blob(bytes: &[u8]) -> String {
+        manifest::blob_key(&sha256_hex(bytes))
+    }
+
+    /// A blob is deleted once no kept backup names it, and kept while one does, however many
+    /// deleted backups named it too.
+    #[tokio::test]
+    async fn prune_deletes_the_blobs_only_deleted_backups_need_and_keeps_shared_ones() {
+        let scratch = tempfile::tempdir().unwrap();
+        let store = Store::new(scratch.path());
+        let (shared, old1, old2, new): (&[u8], &[u8], &[u8], &[u8]) =
+            (b"shared", b"old-1", b"old-2", b"new");
+        store.backup("b1", 1, &[shared, old1]).await;
+        store.backup("b2", 2, &[shared, old2]).await;
+        store.backup("b3", 3, &[shared, new]).await;
+        store.backup("b4", 4, &[shared, old2]).await;
+        assert_eq!(store.blobs().await.len(), 4);
+
+        let report = prune(&store.target, 2).await.unwrap();
+        assert_eq!(report.kept, ["b3", "b4"]);
+        assert_eq!(report.deleted, ["b1", "b2"]);
+        assert_eq!(
+            report.blobs_deleted, 1,
+            "only old-1 is named by no kept backup"
+        );
+        assert_eq!(report.bytes_freed, old1.len() as u64);
+        assert_eq!(
+            store.blobs().await,
+            BTreeSet::from([blob(shared), blob(old2), blob(new)]),
+            "a blob a kept backup shares stays (old-2: the deleted b2's and the kept b4's)"
+        );
+        let listed = list_backups(&store.target).await.unwrap();
+        let ids: Vec<&str> = listed.iter().map(|b| b.backup_id.as_str()).collect();
+        assert_eq!(ids, ["b3", "b4"]);
+        let report = verify(&store.target, None).await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+        let report = prune(&store.target, 1).await.unwrap();
+        assert_eq!(report.deleted, ["b3"]);
+        assert_eq!(report.blobs_deleted, 1);
+        let left = BTreeSet::from([blob(shared), blob(old2)]);
+        assert_eq!(store.blobs().await, left);
+    }
+
+    /// docs/backup.md "delete --keep N": an incomplete backup (a ring backup without its
+    /// `ring.manifest`) newer than the oldest kept one may still be running: it and its blobs
+    /// stay; an older incomplete one is deleted with the blobs only it named. Blobs named by no
+    /// manifest at all (a backup that wrote none yet, or was killed before) are deleted: prune
+    /// must not run concurrently with a backup into the same target.
+    #[tokio::test]
+    async fn prune_keeps_a_newer_incomplete_backup_and_its_blobs() {
+        let scratch = tempfile::tempdir().unwrap();
+        let store = Store::new(scratch.path());
+        let (a, b, c, d): (&[u8], &[u8], &[u8], &[u8]) = (b"a", b"b", b"c", b"d");
+        store.ring_node_backup("old-ring", 1, &[a]).await;
+        store.backup("b2", 2, &[b]).await;
+        store.backup("b3", 3, &[c]).await;
+        store.ring_node_backup("running-ring", 4, &[d, b]).await;
+        // The blob of a backup that has written no manifest (killed, or still uploading).
+        let loose = b"no manifest names me";
+        store
+            .target
+            .write(&blob(loose), loose.to_vec())
+            .await
+            .unwrap();
+        let listed = list_backups(&store.target).await.unwrap();
+        let states: Vec<(&str, bool)> = listed
+            .iter()
+            .map(|b| (b.backup_id.as_str(), b.complete))
+            .collect();
+        let expected = [
+            ("old-ring", false),
+            ("b2", true),
+            ("b3", true),
+            ("running-ring", false),
+        ];
+        assert_eq!(states, expected);
+
+        let report = prune(&store.target, 1).await.unwrap();
+        assert_eq!(report.kept, ["b3", "running-ring"]);
+        assert_eq!(report.deleted, ["old-ring", "b2"]);
+        assert_eq!(
+            store.blobs().await,
+            BTreeSet::from([blob(b), blob(c), blob(d)]),
+            "the newer incomplete backup's blobs stay (b too, which the deleted b2 shared with \
+             it); a, only the older incomplete one's, and the loose blob go"
+        );
+        assert_eq!(report.blobs_deleted, 2);
+        let manifests = store.keys("backups/").await;
+        let expected = [
+            "backups/b3/node.manifest",
+            "backups/running-ring/node.manifest",
+        ];
+        assert_eq!(manifests, expected);
+    }
+}
