@@ -298,6 +298,23 @@ async fn a_damaged_or_missing_object_is_named_and_never_half_restored() {
         "{}",
         verify.stdout
     );
+    // With the damaged blob repaired, the missing one is the restore's only problem: it is
+    // named, and no data dir is left behind.
+    bytes[middle] ^= 0x20;
+    std::fs::write(&damaged, &bytes).unwrap();
+    let refused = restore(None, &target, &id, &dest, &[]).expect(1);
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("blobs/{missing_name} is missing")),
+        "{}",
+        refused.stderr
+    );
+    assert!(!dest.exists(), "no half-restored data dir");
+    assert!(
+        !scratch.path().join(".restored.restoring").exists(),
+        "the partial restore is removed"
+    );
 
     // A damaged manifest is named too.
     let manifest = store.join("backups").join(&id).join("node.manifest");
