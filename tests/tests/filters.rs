@@ -51,6 +51,16 @@ fn cond(field: &str, kind: Kind) -> Option<pb::FieldCondition> {
     })
 }
 
+/// Asserts `status` is `INVALID_ARGUMENT` with a message containing `expected`.
+fn assert_invalid(status: &tonic::Status, expected: &str) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains(expected),
+        "{} (expected {expected:?})",
+        status.message()
+    );
+}
+
 fn entity(id: &str, vector: Vec<f32>) -> pb::Entity {
     pb::Entity {
         entity_id: id.to_owned(),
@@ -835,14 +845,7 @@ async fn a_ring_answers_filtered_reads_as_one_node() {
         })
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(
-        status
-            .message()
-            .contains("where.gt.s: attribute \"s\" holds string values"),
-        "{}",
-        status.message()
-    );
+    assert_invalid(&status, "where.gt.s: attribute \"s\" holds string values");
     let status = through
         .traverse(pb::TraverseRequest {
             start_ids: vec!["e000".into()],
@@ -854,14 +857,7 @@ async fn a_ring_answers_filtered_reads_as_one_node() {
         })
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(
-        status
-            .message()
-            .contains("where.gt.s: attribute \"s\" holds string values"),
-        "{}",
-        status.message()
-    );
+    assert_invalid(&status, "where.gt.s: attribute \"s\" holds string values");
 }
 
 /// Typed attributes, the key types and the payload index survive a restart (the index dump's

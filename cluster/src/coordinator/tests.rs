@@ -247,6 +247,20 @@ fn host(n: u128) -> HostId {
     HostId::from_u128(n)
 }
 
+/// Writes documents `e0` to `e19` at ALL (every replica holds them); their ids.
+async fn put_docs_everywhere(coordinator: &Coordinator) -> Vec<String> {
+    let ids: Vec<String> = (0..20).map(|i| format!("e{i}")).collect();
+    coordinator
+        .put_entities(
+            TENANT,
+            ids.iter().map(|id| doc(id)).collect(),
+            ConsistencyLevel::All,
+        )
+        .await
+        .expect("every replica is up");
+    ids
+}
+
 #[tokio::test]
 async fn a_quorum_write_is_acknowledged_by_two_replicas_and_hinted_for_the_third() {
     for hinted_handoff in [true, false] {
@@ -334,15 +348,7 @@ async fn a_replica_that_stops_answering_is_read_around_at_once() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let replicas = Arc::new(FakeReplicas::default());
     let Fixture { coordinator, .. } = coordinator(dir.path(), replicas.clone(), true);
-    let ids: Vec<String> = (0..20).map(|i| format!("e{i}")).collect();
-    coordinator
-        .put_entities(
-            TENANT,
-            ids.iter().map(|id| doc(id)).collect(),
-            ConsistencyLevel::All,
-        )
-        .await
-        .expect("every replica is up");
+    let ids = put_docs_everywhere(&coordinator).await;
     // Host 2 answered everything so far and would be asked next; now it answers nothing.
     replicas.hanging.lock().insert(host(2));
     let ask_all = async {
@@ -374,15 +380,7 @@ async fn a_replica_that_answers_a_digest_but_not_its_cells_is_replaced() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let replicas = Arc::new(FakeReplicas::default());
         let Fixture { coordinator, .. } = coordinator(dir.path(), replicas.clone(), false);
-        let ids: Vec<String> = (0..20).map(|i| format!("e{i}")).collect();
-        coordinator
-            .put_entities(
-                TENANT,
-                ids.iter().map(|id| doc(id)).collect(),
-                ConsistencyLevel::All,
-            )
-            .await
-            .expect("every replica is up");
+        let ids = put_docs_everywhere(&coordinator).await;
         // Host 2 lost its partitions, so its digests differ, and withholds its cells.
         replicas
             .hosts
