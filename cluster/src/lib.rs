@@ -54,7 +54,7 @@ pub mod proto {
 }
 
 /// Version of the node-to-node protocol this build speaks (`RequestHeader.protocol_version`).
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// Largest node-to-node message: a replica batch is at most a client's largest request.
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;

@@ -17,7 +17,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use allidb_index::lexical::CorpusStats;
-use allidb_index::store::{HopNode, HopRequest, QueryAnswer, SeedCandidates};
+use allidb_index::store::{AttributeClaim, HopNode, HopRequest, QueryAnswer, SeedCandidates};
 use allidb_index::{QueryRequest, UnifiedStore};
 use allidb_storage::Durability;
 use async_trait::async_trait;
@@ -150,6 +150,19 @@ impl ReplicaAccess for SoleReplica {
     async fn clock(&self, _view: &ClusterView, host: HostId) -> Result<u64, ClusterError> {
         self.only_this(host)?;
         Ok(self.local.store().engine().clock().now())
+    }
+
+    async fn check_attribute_types(
+        &self,
+        _view: &ClusterView,
+        host: HostId,
+        tenant: &str,
+        claims: &[AttributeClaim],
+    ) -> Result<Option<String>, ClusterError> {
+        self.only_this(host)?;
+        self.local
+            .check_attribute_types(tenant, claims.to_vec())
+            .await
     }
 
     async fn applied_version(&self, _view: &ClusterView, host: HostId) -> RingCheck {

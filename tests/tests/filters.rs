@@ -860,6 +860,76 @@ async fn a_ring_answers_filtered_reads_as_one_node() {
     assert_invalid(&status, "where.gt.s: attribute \"s\" holds string values");
 }
 
+/// On a ring whose nodes each hold a part of the data (3 nodes, replication factor 1), a key
+/// keeps its type across the ring (docs/cluster.md "Attribute types on a ring"): a put through
+/// a node holding no entity with the key is refused when another node holds it as another
+/// type, a `where` of another type is refused there too (the log's record), and once no live
+/// entity holds the key it may take another type, through any node.
+#[tokio::test]
+async fn a_key_keeps_its_type_across_a_ring() {
+    let ring = allidb_tests::ring::start_ring(3, "replication_factor = 1\n");
+    let names = ["n0", "n1", "n2"];
+    let node = |name: &str| &ring[names.iter().position(|n| *n == name).unwrap()];
+    let typed = |id: &str, kind: Kind| {
+        let mut e = entity(id, vec![1.0, 0.0]);
+        e.typed_attributes = BTreeMap::from([("version".to_owned(), value(kind))]);
+        e
+    };
+    put(&mut ring[0].client().await, typed("a", Kind::IntValue(3)))
+        .await
+        .unwrap();
+    let holder = allidb_tests::ring::replicas_of(&ring[0], "a").remove(0);
+    let others: Vec<&str> = names.into_iter().filter(|n| *n != holder).collect();
+    for name in &others {
+        let mut client = node(name).client().await;
+        let status = put(&mut client, typed("b", Kind::StringValue("v2".into())))
+            .await
+            .unwrap_err();
+        assert_invalid(&status, "attribute \"version\" is a string");
+        assert_invalid(&status, "holds it as number");
+        let mut untyped = entity("b", vec![1.0, 0.0]);
+        untyped.attributes = BTreeMap::from([("version".to_owned(), "7".to_owned())]);
+        let status = put(&mut client, untyped).await.unwrap_err();
+        assert_invalid(&status, "holds it as number");
+        let status = client
+            .range_scan(pb::RangeScanRequest {
+                r#where: Some(pb::FilterExpression {
+                    gt: cond("version", Kind::TimestampNanos(5)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_invalid(
+            &status,
+            "where.gt.version: attribute \"version\" holds number values",
+        );
+    }
+    // No live entity holds the key once "a" is deleted: another type is taken, and then kept.
+    let mut first = node(others[0]).client().await;
+    first
+        .delete_entity(pb::DeleteEntityRequest {
+            entity_id: "a".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    put(&mut first, typed("b", Kind::StringValue("v2".into())))
+        .await
+        .unwrap();
+    let b_holder = allidb_tests::ring::replicas_of(&ring[0], "b").remove(0);
+    for name in names.into_iter().filter(|n| *n != b_holder) {
+        let status = put(
+            &mut node(name).client().await,
+            typed("c", Kind::IntValue(1)),
+        )
+        .await
+        .unwrap_err();
+        assert_invalid(&status, "holds it as string");
+    }
+}
+
 /// Typed attributes, the key types and the payload index survive a restart (the index dump's
 /// facts, payload format 2, reloaded; and again after a kill, caught up from the WAL).
 #[tokio::test]

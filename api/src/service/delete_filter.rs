@@ -20,11 +20,8 @@ impl AlliDbService {
             Ok((params, self.consistency(request.consistency_level)?))
         })?;
         let tenant = caller.tenant;
-        if let Some(store) = self.store() {
-            store
-                .check_filter(&tenant, &params.filter)
-                .map_err(|e| errors::store_status("delete by filter", e))?;
-        }
+        self.check_filter(&tenant, &params.filter)
+            .map_err(|e| errors::store_status("delete by filter", e))?;
         let read = ReadOptions::at(level);
         let mut matched: Vec<String> = Vec::new();
         let mut count = 0u64;

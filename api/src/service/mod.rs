@@ -329,6 +329,20 @@ impl AlliDbService {
         self.data_path().map(|data| &data.coordinator)
     }
 
+    /// Checks a request's `filter` against the tenant's attribute types, on a ring also
+    /// against the types its log recorded ([`Coordinator::check_filter`]); nothing to check
+    /// before the data path is attached (the request then fails on it).
+    fn check_filter(
+        &self,
+        tenant: &str,
+        filter: &allidb_index::Filter,
+    ) -> allidb_index::Result<()> {
+        match self.data_path() {
+            Ok(data) => data.coordinator.check_filter(tenant, filter),
+            Err(_) => Ok(()),
+        }
+    }
+
     fn cluster_reads(&self) -> Result<&ClusterQuery, Status> {
         self.data_path().map(|data| &data.reads)
     }

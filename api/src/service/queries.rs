@@ -30,11 +30,8 @@ impl AlliDbService {
             allow_partial: request.allow_partial,
             ..ReadOptions::at(level).routed(&request.routing_key)
         };
-        if let Some(store) = self.store() {
-            store
-                .check_filter(&tenant, &store_request.filter)
-                .map_err(|e| errors::store_status("query", e))?;
-        }
+        self.check_filter(&tenant, &store_request.filter)
+            .map_err(|e| errors::store_status("query", e))?;
         let (reply, report) = reads
             .query(&tenant, &store_request, read, chunks)
             .await
@@ -79,13 +76,8 @@ impl AlliDbService {
             ..ReadOptions::at(level).routed(&options.routing_key)
         };
         let reads = self.cluster_reads()?;
-        if let Some(store) = self.store() {
-            store
-                .check_filter(&caller.tenant, &template.filter)
-                .map_err(|e| {
-                    validate::in_field("options", errors::store_status("query batch", e))
-                })?;
-        }
+        self.check_filter(&caller.tenant, &template.filter)
+            .map_err(|e| validate::in_field("options", errors::store_status("query batch", e)))?;
         let queries = batch_queries(vectors, texts);
         let answers = query_batch(reads, &caller.tenant, template, queries, read).await?;
         let replies: Vec<pb::QueryResponse> = answers

@@ -32,9 +32,8 @@ impl AlliDbService {
             expression: Some(expression),
             ..Filter::default()
         });
-        if let (Some(filter), Some(store)) = (&filter, self.store()) {
-            store
-                .check_filter(&tenant, filter)
+        if let Some(filter) = &filter {
+            self.check_filter(&tenant, filter)
                 .map_err(|e| errors::store_status("range scan", e))?;
         }
         let read = ReadOptions::at(cluster_level(params.level)).routed(&request.routing_key);
@@ -177,9 +176,8 @@ impl AlliDbService {
             expression: Some(expression),
             ..Filter::default()
         });
-        if let (Some(filter), Some(store)) = (&filter, self.store()) {
-            store
-                .check_filter(&tenant, filter)
+        if let Some(filter) = &filter {
+            self.check_filter(&tenant, filter)
                 .map_err(|e| errors::store_status("traverse", e))?;
         }
         let starts = request.start_ids;

@@ -22,6 +22,7 @@
 //! Must never: acknowledge a write below its level, or answer a read from fewer replicas than
 //! its level asks.
 
+pub mod attribute_types;
 pub mod pause;
 mod read;
 pub mod replicas;
@@ -31,6 +32,7 @@ mod source_delete;
 mod tests;
 mod write;
 
+use attribute_types::AttributeTypeLog;
 use pause::PauseDetector;
 use read::Purpose;
 use replicas::ReplicaAccess;
@@ -65,6 +67,17 @@ pub struct CoordinatorOptions {
     pub hinted_handoff: bool,
 }
 
+/// What the coordinator of a ring of several nodes keeps beside its replicas.
+#[derive(Debug)]
+pub struct RingDuties {
+    /// Where hints for replicas that miss a write are kept.
+    pub hints: Arc<HintLog>,
+    /// Pauses of this process: after one, the next write checks the ring with the peers first.
+    pub pauses: PauseDetector,
+    /// The ring's record of attribute types.
+    pub attribute_types: Arc<dyn AttributeTypeLog>,
+}
+
 /// Runs writes and point reads against the ring; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Coordinator {
@@ -90,35 +103,28 @@ struct Inner {
     /// Each replica's point-read latency: the order replicas are asked in, and when a slow
     /// one is read around ([`read`]).
     latency: PeerLatency,
+    /// The ring's record of attribute types ([`attribute_types`]; `None`: a ring of one, whose
+    /// own check sees every entity).
+    attribute_types: Option<Arc<dyn AttributeTypeLog>>,
 }
 
 impl Coordinator {
     /// A coordinator on host `host` whose own replica is `local`, reaching every replica
-    /// (its own included) through `replicas`; after a pause `pauses` notices, its next write
-    /// checks the ring with the peers first.
+    /// (its own included) through `replicas`, with a ring's `duties`.
     pub fn new(
         host: HostId,
         local: LocalReplica,
         view: watch::Receiver<Arc<ClusterView>>,
         replicas: Arc<dyn ReplicaAccess>,
-        hints: Arc<HintLog>,
         options: CoordinatorOptions,
-        pauses: PauseDetector,
+        duties: RingDuties,
     ) -> Self {
-        Self::with_parts(
-            host,
-            local,
-            view,
-            replicas,
-            Some(hints),
-            options,
-            Some(pauses),
-        )
+        Self::with_parts(host, local, view, replicas, options, Some(duties))
     }
 
     /// The coordinator of a ring of one ([`crate::standalone`]): `local`'s host alone in
-    /// `view`, reached through `replicas`, at replication factor 1; it keeps no hints and
-    /// checks no pause (there is no other replica and no peer).
+    /// `view`, reached through `replicas`, at replication factor 1; it keeps no hints, checks
+    /// no pause and records no attribute types (there is no other replica and no peer).
     pub(crate) fn of_ring_of_one(
         local: LocalReplica,
         view: watch::Receiver<Arc<ClusterView>>,
@@ -128,7 +134,7 @@ impl Coordinator {
             replication_factor: 1,
             hinted_handoff: false,
         };
-        Self::with_parts(local.host(), local, view, replicas, None, options, None)
+        Self::with_parts(local.host(), local, view, replicas, options, None)
     }
 
     fn with_parts(
@@ -136,10 +142,13 @@ impl Coordinator {
         local: LocalReplica,
         view: watch::Receiver<Arc<ClusterView>>,
         replicas: Arc<dyn ReplicaAccess>,
-        hints: Option<Arc<HintLog>>,
         options: CoordinatorOptions,
-        pauses: Option<PauseDetector>,
+        duties: Option<RingDuties>,
     ) -> Self {
+        let (hints, pauses, attribute_types) = match duties {
+            Some(d) => (Some(d.hints), Some(d.pauses), Some(d.attribute_types)),
+            None => (None, None, None),
+        };
         Self {
             inner: Arc::new(Inner {
                 host,
@@ -151,6 +160,7 @@ impl Coordinator {
                 pauses,
                 checking: tokio::sync::Mutex::new(()),
                 latency: PeerLatency::default(),
+                attribute_types,
             }),
         }
     }
@@ -256,14 +266,16 @@ impl Coordinator {
         self.remove_shadowed_in_edges(tenant, &sources, level).await
     }
 
-    /// `writes` validated and prepared like a local put ([`UnifiedStore::prepare_put`]).
+    /// `writes` validated and prepared like a local put ([`UnifiedStore::prepare_put`]), their
+    /// attribute types checked on every range ([`attribute_types`]).
     async fn prepared(
         &self,
         tenant: &str,
         writes: Vec<EntityWrite>,
     ) -> Result<Vec<EntityWrite>, ClusterError> {
         let owned_tenant = tenant.to_owned();
-        self.inner
+        let writes = self
+            .inner
             .local
             .on_store("validation", move |store| {
                 let mut writes = writes;
@@ -271,7 +283,9 @@ impl Coordinator {
                     .prepare_put(&owned_tenant, &mut writes)
                     .map(|()| writes)
             })
-            .await
+            .await?;
+        self.check_attribute_types(tenant, &writes).await?;
+        Ok(writes)
     }
 
     /// Deletes an entity (`DeleteEntity`); returns whether a live entity was found at `level`.

@@ -12,6 +12,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
+use allidb_index::store::AttributeClaim;
 use allidb_storage::partition::CellVersion;
 use async_trait::async_trait;
 
@@ -85,6 +86,16 @@ pub trait ReplicaAccess: Send + Sync + Debug {
 
     /// `host`'s clock reading (a hybrid logical timestamp).
     async fn clock(&self, view: &ClusterView, host: HostId) -> Result<u64, ClusterError>;
+
+    /// `host`'s refusal of `claims` (one of its live entities of `tenant` holds a claimed key as
+    /// another type), if any ([`super::attribute_types`]).
+    async fn check_attribute_types(
+        &self,
+        view: &ClusterView,
+        host: HostId,
+        tenant: &str,
+        claims: &[AttributeClaim],
+    ) -> Result<Option<String>, ClusterError>;
 
     /// What peer `host` says of this node's ring, asked at the address gossip last gave it
     /// whatever its status in `view` (a view from before a pause shows every peer down).
@@ -200,6 +211,34 @@ impl ReplicaAccess for RingReplicaAccess {
             .map_err(ClusterError::Unavailable)?;
         self.clients
             .clock(host, addr, view.ring.version(), self.read_timeout)
+            .await
+    }
+
+    async fn check_attribute_types(
+        &self,
+        view: &ClusterView,
+        host: HostId,
+        tenant: &str,
+        claims: &[AttributeClaim],
+    ) -> Result<Option<String>, ClusterError> {
+        if host == self.local.host() {
+            return self
+                .local
+                .check_attribute_types(tenant, claims.to_vec())
+                .await;
+        }
+        let addr = view
+            .address_for(host, CallKind::Read)
+            .map_err(ClusterError::Unavailable)?;
+        self.clients
+            .check_attribute_types(
+                host,
+                addr,
+                tenant,
+                claims,
+                view.ring.version(),
+                self.read_timeout,
+            )
             .await
     }
 

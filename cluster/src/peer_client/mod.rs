@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use allidb_index::lexical::CorpusStats;
-use allidb_index::store::{HopNode, HopRequest, SeedCandidates};
+use allidb_index::store::{AttributeClaim, HopNode, HopRequest, SeedCandidates};
 use parking_lot::Mutex;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::cells::{self, DroppedTenant, ReplicaMutation};
+use crate::coordinator::attribute_types::claims_to_proto;
 use crate::credentials::{ClusterCredentials, TOKEN_HEADER};
 use crate::proto;
 use crate::proto::replica_client::ReplicaClient;
@@ -272,6 +273,28 @@ impl PeerClients {
             addr,
             reason: e.to_string(),
         })
+    }
+
+    /// The refusal of `claims` by the replica `recipient` at `addr`, if any (one of its live
+    /// entities of `tenant` holds a claimed key as another type).
+    pub async fn check_attribute_types(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        tenant: &str,
+        claims: &[AttributeClaim],
+        ring_version: u64,
+        timeout: Duration,
+    ) -> Result<Option<String>, ClusterError> {
+        let message = proto::CheckAttributeTypesRequest {
+            header: self.stamp.header(ring_version, recipient),
+            tenant: tenant.to_owned(),
+            claims: claims_to_proto(claims),
+        };
+        let mut client = self.client(addr)?;
+        let call = client.check_attribute_types(self.stamp.request(message, timeout));
+        let reply = read_answered(addr, timeout, call).await?;
+        Ok((!reply.refusal.is_empty()).then_some(reply.refusal))
     }
 
     /// The clock reading of the node `recipient` at `addr` (every cell it stores is at or

@@ -172,6 +172,25 @@ impl PeerClients {
         Ok((reply.topology_version, reply.cleanup))
     }
 
+    /// Asks the node `recipient` at `addr` to record `request`'s attribute types in the log;
+    /// its answer once committed or refused.
+    pub async fn record_attribute_types(
+        &self,
+        recipient: HostId,
+        addr: SocketAddr,
+        request: proto::RecordAttributeTypesRequest,
+        timeout: Duration,
+    ) -> Result<proto::RecordAttributeTypesResponse, JoinRefusal> {
+        let request = proto::RecordAttributeTypesRequest {
+            header: self.stamp.header(0, recipient),
+            ..request
+        };
+        self.leader_call(addr, request, timeout, |mut client, request| async move {
+            client.record_attribute_types(request).await
+        })
+        .await
+    }
+
     /// Waits until `recipient` at `addr` has applied `topology_version`; the version it has.
     pub async fn barrier(
         &self,

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use allidb_index::lexical::CorpusStats;
-use allidb_index::store::{HopNode, HopRequest, QueryAnswer, SeedCandidates};
+use allidb_index::store::{AttributeClaim, HopNode, HopRequest, QueryAnswer, SeedCandidates};
 use allidb_index::{QueryRequest, UnifiedStore};
 use allidb_storage::Durability;
 use allidb_storage::partition::CellVersion;
@@ -334,6 +334,26 @@ impl LocalReplica {
             })
         })
         .await
+    }
+
+    /// This replica's refusal of `claims` (one of its live entities of `tenant` holds a
+    /// claimed key as another type), if any: the ring-wide check of attribute types asks it.
+    pub async fn check_attribute_types(
+        &self,
+        tenant: &str,
+        claims: Vec<AttributeClaim>,
+    ) -> Result<Option<String>, ClusterError> {
+        let owned = tenant.to_owned();
+        let checked = self
+            .on_indexes("attribute types", tenant, move |store| {
+                Ok(store.check_attribute_claims(&owned, &claims))
+            })
+            .await?;
+        match checked {
+            Ok(()) => Ok(None),
+            Err(allidb_index::Error::InvalidArgument(refusal)) => Ok(Some(refusal)),
+            Err(other) => Err(ClusterError::Store(other)),
+        }
     }
 
     /// This replica's tenant figures over the partitions whose token falls in

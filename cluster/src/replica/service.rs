@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
 use crate::cells::{self, DroppedTenant, ReplicaMutation};
+use crate::coordinator::attribute_types::claims_from_proto;
 use crate::credentials::ClusterCredentials;
 use crate::proto;
 use crate::proto::replica_server::{Replica, ReplicaServer};
@@ -169,6 +170,7 @@ has_header!(
     proto::ScanIdsRequest,
     proto::TenantCountsRequest,
     proto::CorpusStatsRequest,
+    proto::CheckAttributeTypesRequest,
     proto::MerkleTreesRequest,
     proto::StreamRangeRequest,
 );
@@ -380,6 +382,22 @@ impl Replica for ReplicaService {
         let request = text::request_from_proto(request).map_err(status)?;
         let stats = local.corpus_stats(&tenant, request).await.map_err(status)?;
         Ok(Response::new(text::stats_to_proto(&stats)))
+    }
+
+    async fn check_attribute_types(
+        &self,
+        request: Request<proto::CheckAttributeTypesRequest>,
+    ) -> Result<Response<proto::CheckAttributeTypesResponse>, Status> {
+        let local = self.admit(&request, Fenced::Yes)?;
+        let request = request.into_inner();
+        let claims = claims_from_proto(request.claims).map_err(Status::invalid_argument)?;
+        let refusal = local
+            .check_attribute_types(&request.tenant, claims)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::CheckAttributeTypesResponse {
+            refusal: refusal.unwrap_or_default(),
+        }))
     }
 
     async fn clock(

@@ -8,6 +8,7 @@
 //! - [`network`]: raft messages to other nodes over the node-to-node service.
 //! - [`entry`]: how a node enters the ring: forming the log, or a validated join.
 //! - [`leave`]: decommission and removenode requests.
+//! - [`attribute_types`]: recording a tenant's attribute types through the leader.
 //! - [`cleanup`]: dropping the data of ranges this node no longer replicates.
 //! - [`fence`]: the oldest topology version node-to-node requests may be planned on.
 //! - [`coordinator`]: the one driver of movements, on the log's leader.
@@ -18,6 +19,7 @@
 //! it applied, which it persisted first; the ring's version is the log's `topology_version`.
 //! Must never: change the topology outside a committed command.
 
+pub mod attribute_types;
 pub mod cleanup;
 pub mod coordinator;
 pub mod entry;

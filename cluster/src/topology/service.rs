@@ -228,4 +228,15 @@ impl Topology for TopologyService {
             cleanup,
         }))
     }
+
+    async fn record_attribute_types(
+        &self,
+        request: Request<proto::RecordAttributeTypesRequest>,
+    ) -> Result<Response<proto::RecordAttributeTypesResponse>, Status> {
+        let log = self.checked(&request, request.get_ref().header.as_ref())?;
+        let recorded = log.take_attribute_types(request.into_inner()).await?;
+        Ok(Response::new(super::attribute_types::recorded_to_proto(
+            &recorded,
+        )))
+    }
 }

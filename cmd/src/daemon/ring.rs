@@ -17,7 +17,7 @@ use std::time::Duration;
 use allidb_api::service::{AlliDbService, DataPath, RingMember};
 use allidb_cluster::coordinator::pause::PauseDetector;
 use allidb_cluster::coordinator::replicas::RingReplicaAccess;
-use allidb_cluster::coordinator::{Coordinator, CoordinatorOptions};
+use allidb_cluster::coordinator::{Coordinator, CoordinatorOptions, RingDuties};
 use allidb_cluster::credentials::ClusterCredentials;
 use allidb_cluster::hints::HintLog;
 use allidb_cluster::hints::dispatcher::{DispatchOptions, HintDispatcher};
@@ -198,16 +198,19 @@ pub(super) fn start_replication(
         local.clone(),
         membership.subscribe(),
         Arc::new(replicas),
-        hints.clone(),
         CoordinatorOptions {
             replication_factor: cluster.replication_factor as usize,
             hinted_handoff: cluster.hinted_handoff_enabled,
         },
-        PauseDetector::start(
-            pause_threshold(cluster),
-            membership.host_id(),
-            membership.subscribe(),
-        )?,
+        RingDuties {
+            hints: hints.clone(),
+            pauses: PauseDetector::start(
+                pause_threshold(cluster),
+                membership.host_id(),
+                membership.subscribe(),
+            )?,
+            attribute_types: Arc::new(joined.topology.clone()),
+        },
     );
     let streaming = StreamOptions {
         bytes_per_sec: cluster.stream_bytes_per_sec,

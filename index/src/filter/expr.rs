@@ -17,7 +17,11 @@ pub const MAX_DEPTH: usize = 16;
 
 /// The type family of an attribute key: what a tenant's key holds and what a filter may do
 /// with it. Integers and floats are one family (`number`) and compare with each other.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Serialized by its [`AttrType::name`] (the topology log records a ring's key types so).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum AttrType {
     /// Strings (every untyped attribute).
     String,
@@ -52,6 +56,19 @@ impl AttrType {
             Self::Timestamp => "timestamp",
             Self::StringList => "string_list",
         }
+    }
+
+    /// The family named `name` (its [`AttrType::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::String,
+            Self::Number,
+            Self::Bool,
+            Self::Timestamp,
+            Self::StringList,
+        ]
+        .into_iter()
+        .find(|family| family.name() == name)
     }
 
     /// True when `<`, `<=`, `>`, `>=` are defined on it.

@@ -57,6 +57,7 @@ pub use stats::TenantStats;
 pub use tail_room::BulkRoom;
 pub use tenant::TenantIndexes;
 pub use tenant_drop::TenantDropped;
+pub use writes::AttributeClaim;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -52,10 +52,29 @@ impl UnifiedStore {
     /// Checks `filter` against `tenant`'s attribute types (what a scan or a traversal does
     /// before filtering what it reads; a query checks its own).
     pub fn check_filter(&self, tenant: &str, filter: &Filter) -> Result<()> {
-        match self.indexes.tenant(tenant) {
-            Some(state) => check_filter(&state.indexes.facts.read(), filter),
-            None => Ok(()),
-        }
+        self.check_filter_with(tenant, filter, &|_| None)
+    }
+
+    /// [`UnifiedStore::check_filter`], a key no live entity here holds taking the type
+    /// `elsewhere` gives it (a ring's record of the types its other nodes hold).
+    pub fn check_filter_with(
+        &self,
+        tenant: &str,
+        filter: &Filter,
+        elsewhere: &dyn Fn(&str) -> Option<AttrType>,
+    ) -> Result<()> {
+        let Some(expression) = &filter.expression else {
+            return Ok(());
+        };
+        let state = self.indexes.tenant(tenant);
+        let facts = state.as_ref().map(|s| s.indexes.facts.read());
+        let types = |key: &str| {
+            facts
+                .as_ref()
+                .and_then(|f| f.payload().key_type(key))
+                .or_else(|| elsewhere(key))
+        };
+        expression.check("where", &types)
     }
 
     /// The indexes of `tenant` for a query by `vector` (`None`: the tenant has none), once

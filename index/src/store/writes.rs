@@ -132,6 +132,89 @@ impl UnifiedStore {
     }
 }
 
+/// One attribute a put gives an entity: the type family it gives the key (string attributes
+/// are strings). What a node is asked about by the ring-wide check of attribute types
+/// ([`UnifiedStore::check_attribute_claims`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttributeClaim {
+    pub entity_id: String,
+    pub key: String,
+    pub family: AttrType,
+}
+
+impl AttributeClaim {
+    /// The claims of `writes`: one per attribute of each, in order.
+    pub fn of_writes(writes: &[EntityWrite]) -> Vec<AttributeClaim> {
+        writes
+            .iter()
+            .flat_map(|w| {
+                let claim = |key: &String, family| AttributeClaim {
+                    entity_id: w.id.clone(),
+                    key: key.clone(),
+                    family,
+                };
+                let untyped = w
+                    .body
+                    .attributes
+                    .keys()
+                    .map(move |k| claim(k, AttrType::String));
+                let typed = w
+                    .body
+                    .typed_attributes
+                    .iter()
+                    .map(move |(k, v)| claim(k, AttrType::of(v)));
+                untyped.chain(typed)
+            })
+            .collect()
+    }
+}
+
+impl UnifiedStore {
+    /// Refuses the first claim whose key this node's live entities of `tenant` hold as another
+    /// type (the claiming entity's own value excepted), like a local put's check, naming the
+    /// entity, the key and both types; reads only.
+    pub fn check_attribute_claims(&self, tenant: &str, claims: &[AttributeClaim]) -> Result<()> {
+        allidb_storage::key::validate_tenant(tenant)?;
+        let Some(state) = self.indexes.tenant(tenant) else {
+            return Ok(());
+        };
+        let facts = state.indexes.facts.read();
+        claims
+            .iter()
+            .try_for_each(|c| check_held_type(tenant, &facts, &c.entity_id, &c.key, c.family))
+    }
+}
+
+/// Refuses giving `key` the type `family` on entity `id` when the tenant's live entities hold
+/// it as another type, unless the one entity holding it so is `id` itself (being replaced).
+fn check_held_type(
+    tenant: &str,
+    facts: &facts::FactTable,
+    id: &str,
+    key: &str,
+    family: AttrType,
+) -> Result<()> {
+    let own = facts.get(id);
+    for (held, count) in facts.payload().key_types(key) {
+        let own_holds = own.is_some_and(|m| {
+            m.attributes
+                .get(key)
+                .is_some_and(|v| AttrType::of(v) == held)
+        });
+        if held == family || (count == 1 && own_holds) {
+            continue;
+        }
+        return Err(Error::invalid(format!(
+            "entity {id}: attribute {key:?} is a {} but tenant {tenant:?} holds it as {} \
+             ({count} entities); a key keeps one type (integers and floats are both \
+             numbers) while any live entity holds it",
+            family.name(),
+            held.name()
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses a write whose attribute gives a key another type family than the tenant's live
 /// entities give it (or than an earlier entity of the same request), naming the entity, the
 /// key and both types. The entity being replaced does not count against its own new value.
@@ -143,7 +226,6 @@ fn check_attribute_types(
 ) -> Result<()> {
     let mut in_request: HashMap<&str, (AttrType, &str)> = HashMap::new();
     for w in writes {
-        let own = facts.get(&w.id);
         let untyped = w.body.attributes.keys().map(|k| (k, AttrType::String));
         let typed = w
             .body
@@ -166,24 +248,7 @@ fn check_attribute_types(
                     w.id
                 )));
             }
-            for (held, count) in facts.payload().key_types(key) {
-                let own_holds = own.is_some_and(|m| {
-                    m.attributes
-                        .get(key)
-                        .is_some_and(|v| AttrType::of(v) == held)
-                });
-                if held == family || (count == 1 && own_holds) {
-                    continue;
-                }
-                return Err(Error::invalid(format!(
-                    "entity {}: attribute {key:?} is a {} but tenant {tenant:?} holds it as {} \
-                     ({count} entities); a key keeps one type (integers and floats are both \
-                     numbers) while any live entity holds it",
-                    w.id,
-                    family.name(),
-                    held.name()
-                )));
-            }
+            check_held_type(tenant, facts, &w.id, key, family)?;
             match in_request.get(key.as_str()) {
                 Some((earlier, other)) if *earlier != family => {
                     return Err(Error::invalid(format!(

@@ -20,7 +20,12 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use allidb_index::filter::AttrType;
+
 use crate::ring::{HostId, Ring, Token};
+pub use attribute_types::AttributeTypeChange;
+
+mod attribute_types;
 
 /// How a node's refusal of a request from a host that left the ring begins (its
 /// FAILED_PRECONDITION message), so the sender can tell it from other refusals.
@@ -190,6 +195,13 @@ pub enum Command {
     StartCleanup { host: HostId },
     /// Ends the cleanup `cleanup` of `host` (finished, failed, or abandoned: its host is down).
     EndCleanup { host: HostId, cleanup: u64 },
+    /// Records the types of attribute keys of `tenant`, all or none: refused when some key's
+    /// recorded type is not the change's `expected` one (another coordinator recorded first).
+    /// Routing does not change: the version stays.
+    RecordAttributeTypes {
+        tenant: String,
+        changes: Vec<AttributeTypeChange>,
+    },
 }
 
 /// What applying a command gave: the version after it, or why it was refused.
@@ -209,6 +221,9 @@ pub struct TopologyState {
     /// The cleanups running, by host: their ids.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cleanups: BTreeMap<HostId, u64>,
+    /// The recorded type of each attribute key, by tenant ([`attribute_types`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attribute_types: BTreeMap<String, BTreeMap<String, AttrType>>,
 }
 
 impl TopologyState {
@@ -292,6 +307,9 @@ impl TopologyState {
                 }
                 _ => Err(format!("cleanup {cleanup} of {host} is not running")),
             },
+            Command::RecordAttributeTypes { tenant, changes } => {
+                self.record_attribute_types(tenant, changes)
+            }
         }
     }
 

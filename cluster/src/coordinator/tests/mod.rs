@@ -1,6 +1,8 @@
 //! The coordinator against fake replicas (in-memory partitions, hosts made to fail), through
 //! the [`ReplicaAccess`] seam: levels, hints and read repair without a network.
 
+mod attribute_types;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -12,9 +14,10 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use super::attribute_types::AttributeTypeLog;
 use super::pause::PauseDetector;
 use super::replicas::{Answer, Read, ReplicaAccess, RingCheck};
-use super::{Coordinator, CoordinatorOptions};
+use super::{Coordinator, CoordinatorOptions, RingDuties};
 use crate::ClusterError;
 use crate::cells::{self, ReplicaMutation};
 use crate::consistency::ConsistencyLevel;
@@ -22,7 +25,11 @@ use crate::hints::HintLog;
 use crate::membership::ClusterView;
 use crate::replica::LocalReplica;
 use crate::ring::{HostId, Ring};
+use crate::topology::attribute_types::RecordedTypes;
 use crate::topology::fence::TopologyFence;
+use crate::topology::state::{AttributeTypeChange, Command, TopologyState};
+use allidb_index::filter::AttrType;
+use allidb_index::store::AttributeClaim;
 
 const TENANT: &str = "t";
 
@@ -39,7 +46,8 @@ struct FakeReplica {
 /// `withholding_cells` answer digests but not cells (a replica that failed or froze between a
 /// coordinator's two reads; `cells_withheld` counts the cells reads they did not answer);
 /// `ring_checks` are the peers' answers after a pause (by default each applied the test ring's
-/// version, 1).
+/// version, 1); hosts in `holding_types` refuse every attribute-type check with their message
+/// (each check asked is in `type_checks`).
 #[derive(Debug, Default)]
 struct FakeReplicas {
     hosts: Mutex<BTreeMap<HostId, FakeReplica>>,
@@ -49,6 +57,8 @@ struct FakeReplicas {
     withholding_cells: Mutex<BTreeMap<HostId, Withheld>>,
     cells_withheld: Mutex<BTreeMap<HostId, usize>>,
     ring_checks: Mutex<BTreeMap<HostId, RingCheck>>,
+    holding_types: Mutex<BTreeMap<HostId, String>>,
+    type_checks: Mutex<Vec<(HostId, Vec<AttributeClaim>)>>,
 }
 
 /// How a host in [`FakeReplicas::withholding_cells`] answers a cells read.
@@ -161,6 +171,18 @@ impl ReplicaAccess for FakeReplicas {
         Ok(0)
     }
 
+    async fn check_attribute_types(
+        &self,
+        _view: &ClusterView,
+        host: HostId,
+        _tenant: &str,
+        claims: &[AttributeClaim],
+    ) -> Result<Option<String>, ClusterError> {
+        self.check(host).await?;
+        self.type_checks.lock().push((host, claims.to_vec()));
+        Ok(self.holding_types.lock().get(&host).cloned())
+    }
+
     async fn applied_version(&self, _view: &ClusterView, host: HostId) -> RingCheck {
         if self.hanging.lock().contains(&host) {
             std::future::pending::<()>().await;
@@ -170,6 +192,47 @@ impl ReplicaAccess for FakeReplicas {
             .get(&host)
             .cloned()
             .unwrap_or(RingCheck::Applied(1))
+    }
+}
+
+/// The ring's record of attribute types in memory, applied by the log's own state; `lagging`
+/// overrides what [`AttributeTypeLog::recorded`] answers (a node that has not applied the
+/// newest record yet); `records` counts the records asked.
+#[derive(Debug, Default)]
+struct FakeTypeLog {
+    state: Mutex<TopologyState>,
+    lagging: Mutex<BTreeMap<String, Option<AttrType>>>,
+    records: Mutex<usize>,
+}
+
+#[async_trait]
+impl AttributeTypeLog for FakeTypeLog {
+    fn recorded(&self, tenant: &str, key: &str) -> Option<AttrType> {
+        match self.lagging.lock().get(key) {
+            Some(lagging) => *lagging,
+            None => self.state.lock().attribute_type(tenant, key),
+        }
+    }
+
+    async fn record(
+        &self,
+        tenant: &str,
+        changes: &[AttributeTypeChange],
+    ) -> Result<RecordedTypes, ClusterError> {
+        *self.records.lock() += 1;
+        let mut state = self.state.lock();
+        let outcome = state.apply(&Command::RecordAttributeTypes {
+            tenant: tenant.to_owned(),
+            changes: changes.to_vec(),
+        });
+        let types = changes
+            .iter()
+            .filter_map(|c| Some((c.key.clone(), state.attribute_type(tenant, &c.key)?)))
+            .collect();
+        Ok(RecordedTypes {
+            recorded: outcome.is_ok(),
+            types,
+        })
     }
 }
 
@@ -197,6 +260,17 @@ fn coordinator(
     replicas: Arc<FakeReplicas>,
     hinted_handoff: bool,
 ) -> Fixture {
+    coordinator_at(dir, replicas, hinted_handoff, 3, Arc::default())
+}
+
+/// A [`Fixture`] at `replication_factor` recording attribute types in `types`.
+fn coordinator_at(
+    dir: &std::path::Path,
+    replicas: Arc<FakeReplicas>,
+    hinted_handoff: bool,
+    replication_factor: usize,
+    types: Arc<FakeTypeLog>,
+) -> Fixture {
     let (views, receiver) = watch::channel(ClusterView::all_up(ring(1)));
     let store = Arc::new(
         UnifiedStore::open(dir.join("store"), StoreOptions::default()).expect("a new store"),
@@ -216,12 +290,15 @@ fn coordinator(
         local,
         receiver,
         replicas,
-        hints.clone(),
         CoordinatorOptions {
-            replication_factor: 3,
+            replication_factor,
             hinted_handoff,
         },
-        pauses.clone(),
+        RingDuties {
+            hints: hints.clone(),
+            pauses: pauses.clone(),
+            attribute_types: types,
+        },
     );
     Fixture {
         coordinator,
