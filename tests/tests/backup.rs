@@ -10,7 +10,8 @@
 //! restores exactly); a file above 8 MiB uploaded in multipart parts and restored byte for
 //! byte, and one changed mid-upload storing nothing; a damaged and a missing object named by
 //! `verify` and `restore`;
-//! kill -9 of the uploader and the daemon mid-backup; the daemon's schedule with retention.
+//! a multipart upload aborted when a part or its completion fails; kill -9 of the uploader and
+//! the daemon mid-backup; the daemon's schedule with retention.
 //! Errors (credentials, bucket, network, full disk) are in `backup_errors.rs`, a ring in
 //! `backup_ring.rs`; the S3 server and the helpers in the tests crate (`tests/src/backup.rs`).
 
@@ -20,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use allidb_api::pb;
 use allidb_tests::backup::{
-    ADMIN_KEY, BUCKET, GONE, GONE_KEY, S3Server, allidb, allidb_command, backup_create,
-    distinct_vector, every_entity, restore, restore_and_start, start_daemon, write_distinct,
+    ADMIN_KEY, BUCKET, GONE, GONE_KEY, Relay, RequestFilter, S3Access, S3Server, allidb,
+    allidb_command, backup_create, distinct_vector, every_entity, restore, restore_and_start,
+    start_daemon, write_distinct,
 };
 use allidb_tests::{Daemon, request};
 use serde_json::Value;
@@ -438,6 +440,27 @@ fn pseudo_random_bytes(n: usize, seed: u64) -> Vec<u8> {
     bytes
 }
 
+/// Writes a checkpoint into `dir` whose table `lsm/000001.sst` is 20 MiB of pseudo-random bytes
+/// (3 parts of a multipart upload: 8, 8 and 4 MiB), beside a small `lsm/CURRENT`; the table's
+/// bytes.
+fn big_checkpoint(dir: &std::path::Path) -> Vec<u8> {
+    use allidb_cmd::backup::target::PART_BYTES;
+
+    std::fs::create_dir_all(dir.join("lsm")).unwrap();
+    let big = pseudo_random_bytes(20 << 20, 7);
+    assert!(big.len() > 2 * PART_BYTES);
+    std::fs::write(dir.join("lsm/000001.sst"), &big).unwrap();
+    std::fs::write(dir.join("lsm/CURRENT"), b"MANIFEST-000002\n").unwrap();
+    big
+}
+
+/// The multipart uploads [`BUCKET`] holds unfinished (S3's ListMultipartUploads, XML).
+fn multipart_uploads(s3: &S3Server) -> String {
+    let (status, uploads) = s3.http("GET", &format!("/{BUCKET}?uploads"), &[], "");
+    assert_eq!(status, 200, "{uploads}");
+    uploads
+}
+
 /// A file above `PART_BYTES` (8 MiB) goes up in multipart parts (cmd/src/backup/target.rs
 /// `upload_file`): 20 MiB of pseudo-random bytes reach moto as one object of 3 parts (S3 names a
 /// multipart object's ETag `"<md5>-<parts>"`) and restore byte for byte. A file whose bytes
@@ -452,11 +475,7 @@ async fn a_file_above_8_mib_goes_up_in_parts_and_a_change_mid_upload_stores_noth
     let s3 = S3Server::start();
     let scratch = tempfile::tempdir().unwrap();
     let checkpoint = scratch.path().join("checkpoint");
-    std::fs::create_dir_all(checkpoint.join("lsm")).unwrap();
-    let big = pseudo_random_bytes(20 << 20, 7);
-    assert!(big.len() > 2 * PART_BYTES);
-    std::fs::write(checkpoint.join("lsm/000001.sst"), &big).unwrap();
-    std::fs::write(checkpoint.join("lsm/CURRENT"), b"MANIFEST-000002\n").unwrap();
+    let big = big_checkpoint(&checkpoint);
     let target = format!("s3://{BUCKET}/multipart");
     let cp = checkpoint.display().to_string();
     let created = allidb(
@@ -551,12 +570,84 @@ async fn a_file_above_8_mib_goes_up_in_parts_and_a_change_mid_upload_stores_noth
         "no object under its blob name: {:?}",
         s3.keys("changing/")
     );
-    let (status, uploads) = s3.http("GET", &format!("/{BUCKET}?uploads"), &[], "");
-    assert_eq!(status, 200, "{uploads}");
+    let uploads = multipart_uploads(&s3);
     assert!(
         !uploads.contains("changing/"),
         "the multipart upload was aborted, not left unfinished: {uploads}"
     );
+}
+
+/// Every failure of a multipart upload aborts it (cmd/src/backup/target.rs `upload_file`): a
+/// part failing while the next ones are sent, the last part failing once the whole file was
+/// read (awaited before the completion), and the completion failing. A relay in front of moto
+/// drops the chosen request each time it is sent (it closes the connection, as a network
+/// failure would) and relays every other one, the abort included: the backup fails naming the
+/// network failure, and leaves neither an object under the blob's name nor an unfinished
+/// multipart upload in moto's ListMultipartUploads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_upload_failing_at_any_part_or_its_completion_is_aborted() {
+    use allidb_cmd::backup::manifest::{blob_key, sha256_hex};
+
+    let s3 = S3Server::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let checkpoint = scratch.path().join("checkpoint");
+    let big = big_checkpoint(&checkpoint);
+    let cp = checkpoint.display().to_string();
+    let cases: [(&str, RequestFilter); 3] = [
+        ("first-part", |line| {
+            line.starts_with("PUT ") && line.contains("partNumber=1&")
+        }),
+        ("last-part", |line| {
+            line.starts_with("PUT ") && line.contains("partNumber=3&")
+        }),
+        ("completion", |line| {
+            line.starts_with("POST ") && line.contains("uploadId=")
+        }),
+    ];
+    for (prefix, refuse) in cases {
+        let relay = Relay::refusing(s3.addr(), refuse);
+        let through_relay = S3Access {
+            endpoint: relay.endpoint(),
+            ..s3.access()
+        };
+        let target = format!("s3://{BUCKET}/{prefix}");
+        let failed = allidb(
+            Some(&through_relay),
+            &[
+                "backup",
+                "create",
+                "--checkpoint",
+                &cp,
+                "--to",
+                &target,
+                "--no-hash-cache",
+                "--max-bytes-per-sec",
+                "0",
+                "--retry-timeout-secs",
+                "1",
+            ],
+        )
+        .expect(1);
+        assert!(
+            relay.requests_refused() > 0,
+            "{prefix}: the relay dropped the request"
+        );
+        assert!(
+            failed.stderr.contains("network failure"),
+            "{prefix}: {}",
+            failed.stderr
+        );
+        let blob = format!("{prefix}/{}", blob_key(&sha256_hex(&big)));
+        assert!(
+            !s3.keys(&format!("{prefix}/")).contains(&blob),
+            "{prefix}: no object under the blob's name"
+        );
+        let uploads = multipart_uploads(&s3);
+        assert!(
+            !uploads.contains(&format!("<Key>{prefix}/")),
+            "{prefix}: the multipart upload was aborted, not left unfinished: {uploads}"
+        );
+    }
 }
 
 /// The ids a text (BM25) query for `text` answers, best first.
