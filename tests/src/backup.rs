@@ -2,7 +2,8 @@
 //! server on loopback (moto's `moto_server`, from PyPI's `moto[server]`; `.ci/run` installs it
 //! and sets `MOTO_SERVER`), a relay in front of it whose connections a test can cut (all of
 //! them, or those of chosen requests), the `allidb` CLI run with the server's endpoint and
-//! credentials, and a daemon with the data the backups hold.
+//! credentials, and a daemon with the data the backups hold (and its scheduled backups'
+//! config section).
 //!
 //! Invariants: every server and relay listens on 127.0.0.1 only and stops when dropped; the CLI
 //! gets no `ALLIDB_*` or `AWS_*` variable from the test environment, only the ones set here, and
@@ -544,6 +545,22 @@ pub fn daemon_config(key_file: &Path, extra: &str) -> String {
         "[auth]\nenabled = true\nkey_file = {:?}\n\n[storage]\nmemtable_bytes = 1048576\n{extra}",
         key_file.display().to_string()
     )
+}
+
+/// A `[backup]` section scheduling the daemon's own backups to `target` (`s3`: the S3 server's
+/// endpoint and credentials, for an `s3://` target), with the further keys `settings` (TOML
+/// lines, e.g. `interval_secs = 1`).
+pub fn scheduled_backups(target: &str, s3: Option<&S3Access>, settings: &str) -> String {
+    let mut section = format!("\n[backup]\ntarget = {target:?}\n");
+    if let Some(s3) = s3 {
+        section.push_str(&format!(
+            "endpoint = {:?}\nregion = \"us-east-1\"\naccess_key_id = {:?}\n\
+             secret_access_key = {:?}\n",
+            s3.endpoint, s3.key_id, s3.secret
+        ));
+    }
+    section.push_str(settings);
+    section
 }
 
 /// The vector of entity `i`. It repeats every 97 entities, so a query finds many entities at

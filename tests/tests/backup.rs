@@ -11,7 +11,8 @@
 //! byte, and one changed mid-upload storing nothing; a damaged and a missing object named by
 //! `verify` and `restore`;
 //! a multipart upload aborted when a part or its completion fails; kill -9 of the uploader and
-//! the daemon mid-backup; the daemon's schedule with retention.
+//! the daemon mid-backup, and of the daemon during one of its scheduled backups; the daemon's
+//! schedule with retention.
 //! Errors (credentials, bucket, network, full disk) are in `backup_errors.rs`, a ring in
 //! `backup_ring.rs`; the S3 server and the helpers in the tests crate (`tests/src/backup.rs`).
 
@@ -22,8 +23,8 @@ use std::time::{Duration, Instant};
 use allidb_api::pb;
 use allidb_tests::backup::{
     ADMIN_KEY, BUCKET, GONE, GONE_KEY, Relay, RequestFilter, S3Access, S3Server, allidb,
-    allidb_command, backup_create, distinct_vector, every_entity, restore, restore_and_start,
-    start_daemon, write_distinct,
+    allidb_command, backup_create, daemon_config, distinct_vector, every_entity, restore,
+    restore_and_start, scheduled_backups, start_daemon, write_distinct,
 };
 use allidb_tests::{Daemon, request};
 use serde_json::Value;
@@ -364,41 +365,29 @@ async fn kill_9_mid_backup_leaves_no_complete_backup_and_the_next_one_restores()
     .spawn()
     .unwrap();
     let uploader_err = || std::fs::read_to_string(scratch.path().join("uploader.err")).unwrap();
-    // A loaded machine may take a while to checkpoint and hash before the first upload.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while s3.keys("crash/blobs/").is_empty() {
-        if let Some(exit) = uploader.try_wait().unwrap() {
-            panic!(
+    wait_for_a_blob(&s3, "crash/blobs/", || {
+        let exited = uploader.try_wait().unwrap().map(|exit| {
+            format!(
                 "the backup exited ({exit}) before uploading anything: {}",
                 uploader_err()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the backup uploads something within 120 s; its output: {}\ndaemon log:\n{}",
+            )
+        });
+        let output = format!(
+            "its output: {}\ndaemon log:\n{}",
             uploader_err(),
             daemon.log()
         );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (exited, output)
+    });
     uploader.kill().unwrap();
     uploader.wait().unwrap();
     daemon.kill();
     let partial = s3.keys("crash/blobs/").len();
 
-    let list = allidb(
-        Some(&s3.access()),
-        &["--json", "backup", "list", "--from", &target],
-    )
-    .expect(0);
+    let listed = list_backups(&s3, &target);
     assert!(
-        list.json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|b| b["backup_id"] != "interrupted"),
-        "an interrupted backup never lists: {}",
-        list.stdout
+        listed.iter().all(|b| b["backup_id"] != "interrupted"),
+        "an interrupted backup never lists: {listed:?}"
     );
 
     daemon.restart();
@@ -407,14 +396,109 @@ async fn kill_9_mid_backup_leaves_no_complete_backup_and_the_next_one_restores()
         next["reused_files"].as_u64().unwrap() as usize >= partial.min(1),
         "blobs of the interrupted backup are reused: {next}"
     );
-    let list = allidb(
+    let list = list_backups(&s3, &target);
+    assert_eq!(list.len(), 1, "{list:?}");
+    let id = next["backup_id"].as_str().unwrap();
+    let restored = restore_and_start(
         Some(&s3.access()),
-        &["--json", "backup", "list", "--from", &target],
+        &target,
+        id,
+        scratch.path(),
+        scratch.path(),
+    );
+    assert_same_data(&daemon, &restored).await;
+}
+
+/// Every backup `allidb backup list --json` shows in `target` on `s3`.
+fn list_backups(s3: &S3Server, target: &str) -> Vec<Value> {
+    let listed = allidb(
+        Some(&s3.access()),
+        &["--json", "backup", "list", "--from", target],
     )
     .expect(0)
     .json();
-    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
-    let id = next["backup_id"].as_str().unwrap();
+    listed.as_array().expect("a list").clone()
+}
+
+/// Waits until the bucket holds an object under `blobs` (a loaded machine may take a while to
+/// checkpoint and hash before the first upload: up to 120 s). `backup` is asked meanwhile
+/// whether the backup ended before uploading anything (`Some(why)`, which fails the test) and
+/// what it printed so far (for the failure message).
+fn wait_for_a_blob(
+    s3: &S3Server,
+    blobs: &str,
+    mut backup: impl FnMut() -> (Option<String>, String),
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while s3.keys(blobs).is_empty() {
+        let (ended, output) = backup();
+        if let Some(why) = ended {
+            panic!("{why}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backup uploads something within 120 s; {output}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// kill -9 of the daemon in the middle of one of its own scheduled backups (`[backup]
+/// interval_secs`: the daemon uploads to moto itself, paced at 256 KiB/s so that it is caught
+/// mid-upload, once its first blob is in the bucket): the interrupted backup never lists; after
+/// a restart the next scheduled backup completes, reuses the blobs the interrupted one
+/// uploaded, and restores exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_daemon_mid_scheduled_backup_lists_nothing_and_the_next_one_restores() {
+    let s3 = S3Server::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut daemon = start_daemon(scratch.path(), "");
+    write_distinct(&daemon, ADMIN_KEY, "a", 0..2000).await;
+    let target = format!("s3://{BUCKET}/scheduled");
+    let scheduled = |max_bytes_per_sec: u64| {
+        let settings = format!("interval_secs = 1\nmax_bytes_per_sec = {max_bytes_per_sec}\n");
+        daemon_config(
+            &scratch.path().join("keys"),
+            &scheduled_backups(&target, Some(&s3.access()), &settings),
+        )
+    };
+    // Every write is in the store before the schedule starts, one second after the restart.
+    daemon.stop();
+    daemon.set_config(&scheduled(256 << 10));
+    daemon.restart();
+    wait_for_a_blob(&s3, "scheduled/blobs/", || {
+        (None, format!("daemon log:\n{}", daemon.log()))
+    });
+    daemon.kill();
+    let partial = s3.keys("scheduled/blobs/").len();
+    let listed = list_backups(&s3, &target);
+    assert!(
+        listed.is_empty(),
+        "the interrupted backup ({partial} blobs uploaded) never lists: {listed:?}"
+    );
+
+    daemon.set_config(&scheduled(0));
+    daemon.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while daemon.metric("allidb_backups_total", &[("outcome", "ok")]) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "a scheduled backup completes after the restart; log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        daemon.metric("allidb_backup_reused_files_total", &[]) >= 1.0,
+        "blobs of the interrupted backup are reused"
+    );
+    let listed = list_backups(&s3, &target);
+    let id = listed
+        .iter()
+        .rev()
+        .find(|b| b["complete"] == true)
+        .and_then(|b| b["backup_id"].as_str())
+        .unwrap_or_else(|| panic!("a complete backup lists: {listed:?}"));
     let restored = restore_and_start(
         Some(&s3.access()),
         &target,
@@ -710,13 +794,10 @@ async fn writes_after_the_last_index_dump_are_caught_up_on_the_restored_node() {
 async fn the_daemon_backs_up_on_its_schedule_and_keeps_the_newest() {
     let scratch = tempfile::tempdir().unwrap();
     let store = scratch.path().join("scheduled");
-    let extra = format!(
-        "\n[backup]\ntarget = \"file://{}\"\ninterval_secs = 1\nkeep = 2\n",
-        store.display()
-    );
+    let target = format!("file://{}", store.display());
+    let extra = scheduled_backups(&target, None, "interval_secs = 1\nkeep = 2\n");
     let daemon = start_daemon(scratch.path(), &extra);
     write_distinct(&daemon, ADMIN_KEY, "a", 0..500).await;
-    let target = format!("file://{}", store.display());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let ok = daemon.metric("allidb_backups_total", &[("outcome", "ok")]);
