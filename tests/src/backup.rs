@@ -1,8 +1,9 @@
 //! Support for the backup tests (`tests/tests/backup*.rs`, docs/backup.md): an S3-compatible
 //! server on loopback (moto's `moto_server`, from PyPI's `moto[server]`; `.ci/run` installs it
-//! and sets `MOTO_SERVER`), a relay in front of it whose connections a test can cut, the
-//! `allidb` CLI run with the server's endpoint and credentials, and a daemon with the data the
-//! backups hold.
+//! and sets `MOTO_SERVER`), a relay in front of it whose connections a test can cut (all of
+//! them, or those of chosen requests), the `allidb` CLI run with the server's endpoint and
+//! credentials, and a daemon with the data the backups hold (and its scheduled backups'
+//! config section).
 //!
 //! Invariants: every server and relay listens on 127.0.0.1 only and stops when dropped; the CLI
 //! gets no `ALLIDB_*` or `AWS_*` variable from the test environment, only the ones set here, and
@@ -246,30 +247,51 @@ impl Drop for S3Server {
 
 /// A TCP relay on loopback in front of `upstream` whose network a test can cut: while cut, it
 /// resets every open connection and closes each new one as soon as its request begins (a
-/// server that accepts, then fails). Stops relaying when dropped.
+/// server that accepts, then fails). Made with [`Relay::refusing`], it also closes the
+/// connection of every HTTP request whose request line a filter matches, without relaying it
+/// (a network failure for those requests only). Stops relaying when dropped.
 #[derive(Debug)]
 pub struct Relay {
     addr: SocketAddr,
     cut: Arc<AtomicBool>,
     refused: Arc<AtomicUsize>,
+    requests_refused: Arc<AtomicUsize>,
     open: Arc<Mutex<Vec<TcpStream>>>,
     stop: Arc<AtomicBool>,
 }
 
+/// Which HTTP requests a [`Relay::refusing`] relay drops: true for a request line
+/// (`PUT /bucket/key?partNumber=1&uploadId=... HTTP/1.1`) it must not relay.
+pub type RequestFilter = fn(&str) -> bool;
+
 impl Relay {
     /// Starts relaying connections from a new loopback port to `upstream`.
     pub fn start(upstream: SocketAddr) -> Relay {
+        Self::start_with(upstream, None)
+    }
+
+    /// [`Relay::start`] that reads the HTTP/1.1 requests it relays (each one's head, then its
+    /// `Content-Length` bytes of body) and drops every one whose request line `refuse`
+    /// matches: it closes that connection both ways instead of relaying the request, as a
+    /// network failure would, every time the request is sent again.
+    pub fn refusing(upstream: SocketAddr, refuse: RequestFilter) -> Relay {
+        Self::start_with(upstream, Some(refuse))
+    }
+
+    fn start_with(upstream: SocketAddr, refuse: Option<RequestFilter>) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
         let relay = Relay {
             addr: listener.local_addr().expect("a bound address"),
             cut: Arc::default(),
             refused: Arc::default(),
+            requests_refused: Arc::default(),
             open: Arc::default(),
             stop: Arc::default(),
         };
-        let (cut, refused, open, stop) = (
+        let (cut, refused, requests_refused, open, stop) = (
             relay.cut.clone(),
             relay.refused.clone(),
+            relay.requests_refused.clone(),
             relay.open.clone(),
             relay.stop.clone(),
         );
@@ -303,7 +325,12 @@ impl Relay {
                     open.extend(client.try_clone());
                     open.extend(server.try_clone());
                 }
-                pipe(client, server_copy);
+                match refuse {
+                    None => pipe(client, server_copy),
+                    Some(refuse) => {
+                        pipe_requests(client, server_copy, refuse, requests_refused.clone())
+                    }
+                }
                 pipe(server, client_copy);
             }
         });
@@ -334,6 +361,11 @@ impl Relay {
     pub fn refused(&self) -> usize {
         self.refused.load(Ordering::SeqCst)
     }
+
+    /// Requests a [`Relay::refusing`] relay dropped (each retry counts).
+    pub fn requests_refused(&self) -> usize {
+        self.requests_refused.load(Ordering::SeqCst)
+    }
 }
 
 impl Drop for Relay {
@@ -350,6 +382,72 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut from, &mut to);
         let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+/// Relays the HTTP/1.1 requests of one connection from `from` (the client) to `to` (the
+/// server) on a thread, each whole: its head up to the empty line, then `Content-Length` bytes
+/// of body (a chunked body is relayed as it comes, to the end of the connection). A request
+/// whose request line `refuse` matches is not relayed: both connections are shut down and
+/// `refused` counts it. Ends when either side closes.
+fn pipe_requests(
+    from: TcpStream,
+    mut to: TcpStream,
+    refuse: RequestFilter,
+    refused: Arc<AtomicUsize>,
+) {
+    std::thread::spawn(move || {
+        let Ok(client) = from.try_clone() else { return };
+        let mut from = BufReader::new(from);
+        loop {
+            let mut head = Vec::new();
+            loop {
+                let start = head.len();
+                match from.read_until(b'\n', &mut head) {
+                    Ok(0) | Err(_) => {
+                        let _ = to.shutdown(Shutdown::Both);
+                        return;
+                    }
+                    Ok(_) if head[start..] == *b"\r\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+            let request_line = String::from_utf8_lossy(&head);
+            let request_line = request_line.lines().next().unwrap_or_default();
+            if refuse(request_line) {
+                refused.fetch_add(1, Ordering::SeqCst);
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = to.shutdown(Shutdown::Both);
+                return;
+            }
+            let header = |name: &str| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix(name)?.trim().strip_prefix(':'))
+                    .map(str::trim)
+            };
+            let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+            let length: u64 = header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let relayed = if chunked {
+                to.write_all(&head)
+                    .and_then(|()| std::io::copy(&mut from, &mut to).map(|_| ()))
+            } else {
+                to.write_all(&head).and_then(|()| {
+                    let copied = std::io::copy(&mut (&mut from).take(length), &mut to)?;
+                    if copied == length {
+                        Ok(())
+                    } else {
+                        Err(std::io::ErrorKind::UnexpectedEof.into())
+                    }
+                })
+            };
+            if relayed.is_err() || chunked {
+                let _ = to.shutdown(Shutdown::Both);
+                return;
+            }
+        }
     });
 }
 
@@ -447,6 +545,22 @@ pub fn daemon_config(key_file: &Path, extra: &str) -> String {
         "[auth]\nenabled = true\nkey_file = {:?}\n\n[storage]\nmemtable_bytes = 1048576\n{extra}",
         key_file.display().to_string()
     )
+}
+
+/// A `[backup]` section scheduling the daemon's own backups to `target` (`s3`: the S3 server's
+/// endpoint and credentials, for an `s3://` target), with the further keys `settings` (TOML
+/// lines, e.g. `interval_secs = 1`).
+pub fn scheduled_backups(target: &str, s3: Option<&S3Access>, settings: &str) -> String {
+    let mut section = format!("\n[backup]\ntarget = {target:?}\n");
+    if let Some(s3) = s3 {
+        section.push_str(&format!(
+            "endpoint = {:?}\nregion = \"us-east-1\"\naccess_key_id = {:?}\n\
+             secret_access_key = {:?}\n",
+            s3.endpoint, s3.key_id, s3.secret
+        ));
+    }
+    section.push_str(settings);
+    section
 }
 
 /// The vector of entity `i`. It repeats every 97 entities, so a query finds many entities at

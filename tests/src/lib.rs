@@ -337,6 +337,11 @@ impl Daemon {
         self.binary = allidbd;
     }
 
+    /// The config file (`config_toml`) this daemon starts with from its next start on.
+    pub fn set_config(&mut self, config_toml: &str) {
+        std::fs::write(&self.config_path, config_toml).expect("the config file is written");
+    }
+
     /// [`Daemon::start`] inside the network namespace of `host`, every listener on its address.
     pub fn start_in(host: NetHost, config_toml: &str) -> Daemon {
         Self::launch_on(config_toml, &[], None, Some(host))

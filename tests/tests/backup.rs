@@ -10,7 +10,9 @@
 //! restores exactly); a file above 8 MiB uploaded in multipart parts and restored byte for
 //! byte, and one changed mid-upload storing nothing; a damaged and a missing object named by
 //! `verify` and `restore`;
-//! kill -9 of the uploader and the daemon mid-backup; the daemon's schedule with retention.
+//! a multipart upload aborted when a part or its completion fails; kill -9 of the uploader and
+//! the daemon mid-backup, and of the daemon during one of its scheduled backups; the daemon's
+//! schedule with retention.
 //! Errors (credentials, bucket, network, full disk) are in `backup_errors.rs`, a ring in
 //! `backup_ring.rs`; the S3 server and the helpers in the tests crate (`tests/src/backup.rs`).
 
@@ -20,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use allidb_api::pb;
 use allidb_tests::backup::{
-    ADMIN_KEY, BUCKET, GONE, GONE_KEY, S3Server, allidb, allidb_command, backup_create,
-    distinct_vector, every_entity, restore, restore_and_start, start_daemon, write_distinct,
+    ADMIN_KEY, BUCKET, GONE, GONE_KEY, Relay, RequestFilter, S3Access, S3Server, allidb,
+    allidb_command, backup_create, daemon_config, distinct_vector, every_entity, restore,
+    restore_and_start, scheduled_backups, start_daemon, write_distinct,
 };
 use allidb_tests::{Daemon, request};
 use serde_json::Value;
@@ -362,41 +365,29 @@ async fn kill_9_mid_backup_leaves_no_complete_backup_and_the_next_one_restores()
     .spawn()
     .unwrap();
     let uploader_err = || std::fs::read_to_string(scratch.path().join("uploader.err")).unwrap();
-    // A loaded machine may take a while to checkpoint and hash before the first upload.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while s3.keys("crash/blobs/").is_empty() {
-        if let Some(exit) = uploader.try_wait().unwrap() {
-            panic!(
+    wait_for_a_blob(&s3, "crash/blobs/", || {
+        let exited = uploader.try_wait().unwrap().map(|exit| {
+            format!(
                 "the backup exited ({exit}) before uploading anything: {}",
                 uploader_err()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the backup uploads something within 120 s; its output: {}\ndaemon log:\n{}",
+            )
+        });
+        let output = format!(
+            "its output: {}\ndaemon log:\n{}",
             uploader_err(),
             daemon.log()
         );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (exited, output)
+    });
     uploader.kill().unwrap();
     uploader.wait().unwrap();
     daemon.kill();
     let partial = s3.keys("crash/blobs/").len();
 
-    let list = allidb(
-        Some(&s3.access()),
-        &["--json", "backup", "list", "--from", &target],
-    )
-    .expect(0);
+    let listed = list_backups(&s3, &target);
     assert!(
-        list.json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|b| b["backup_id"] != "interrupted"),
-        "an interrupted backup never lists: {}",
-        list.stdout
+        listed.iter().all(|b| b["backup_id"] != "interrupted"),
+        "an interrupted backup never lists: {listed:?}"
     );
 
     daemon.restart();
@@ -405,14 +396,109 @@ async fn kill_9_mid_backup_leaves_no_complete_backup_and_the_next_one_restores()
         next["reused_files"].as_u64().unwrap() as usize >= partial.min(1),
         "blobs of the interrupted backup are reused: {next}"
     );
-    let list = allidb(
+    let list = list_backups(&s3, &target);
+    assert_eq!(list.len(), 1, "{list:?}");
+    let id = next["backup_id"].as_str().unwrap();
+    let restored = restore_and_start(
         Some(&s3.access()),
-        &["--json", "backup", "list", "--from", &target],
+        &target,
+        id,
+        scratch.path(),
+        scratch.path(),
+    );
+    assert_same_data(&daemon, &restored).await;
+}
+
+/// Every backup `allidb backup list --json` shows in `target` on `s3`.
+fn list_backups(s3: &S3Server, target: &str) -> Vec<Value> {
+    let listed = allidb(
+        Some(&s3.access()),
+        &["--json", "backup", "list", "--from", target],
     )
     .expect(0)
     .json();
-    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
-    let id = next["backup_id"].as_str().unwrap();
+    listed.as_array().expect("a list").clone()
+}
+
+/// Waits until the bucket holds an object under `blobs` (a loaded machine may take a while to
+/// checkpoint and hash before the first upload: up to 120 s). `backup` is asked meanwhile
+/// whether the backup ended before uploading anything (`Some(why)`, which fails the test) and
+/// what it printed so far (for the failure message).
+fn wait_for_a_blob(
+    s3: &S3Server,
+    blobs: &str,
+    mut backup: impl FnMut() -> (Option<String>, String),
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while s3.keys(blobs).is_empty() {
+        let (ended, output) = backup();
+        if let Some(why) = ended {
+            panic!("{why}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backup uploads something within 120 s; {output}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// kill -9 of the daemon in the middle of one of its own scheduled backups (`[backup]
+/// interval_secs`: the daemon uploads to moto itself, paced at 256 KiB/s so that it is caught
+/// mid-upload, once its first blob is in the bucket): the interrupted backup never lists; after
+/// a restart the next scheduled backup completes, reuses the blobs the interrupted one
+/// uploaded, and restores exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_daemon_mid_scheduled_backup_lists_nothing_and_the_next_one_restores() {
+    let s3 = S3Server::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut daemon = start_daemon(scratch.path(), "");
+    write_distinct(&daemon, ADMIN_KEY, "a", 0..2000).await;
+    let target = format!("s3://{BUCKET}/scheduled");
+    let scheduled = |max_bytes_per_sec: u64| {
+        let settings = format!("interval_secs = 1\nmax_bytes_per_sec = {max_bytes_per_sec}\n");
+        daemon_config(
+            &scratch.path().join("keys"),
+            &scheduled_backups(&target, Some(&s3.access()), &settings),
+        )
+    };
+    // Every write is in the store before the schedule starts, one second after the restart.
+    daemon.stop();
+    daemon.set_config(&scheduled(256 << 10));
+    daemon.restart();
+    wait_for_a_blob(&s3, "scheduled/blobs/", || {
+        (None, format!("daemon log:\n{}", daemon.log()))
+    });
+    daemon.kill();
+    let partial = s3.keys("scheduled/blobs/").len();
+    let listed = list_backups(&s3, &target);
+    assert!(
+        listed.is_empty(),
+        "the interrupted backup ({partial} blobs uploaded) never lists: {listed:?}"
+    );
+
+    daemon.set_config(&scheduled(0));
+    daemon.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while daemon.metric("allidb_backups_total", &[("outcome", "ok")]) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "a scheduled backup completes after the restart; log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        daemon.metric("allidb_backup_reused_files_total", &[]) >= 1.0,
+        "blobs of the interrupted backup are reused"
+    );
+    let listed = list_backups(&s3, &target);
+    let id = listed
+        .iter()
+        .rev()
+        .find(|b| b["complete"] == true)
+        .and_then(|b| b["backup_id"].as_str())
+        .unwrap_or_else(|| panic!("a complete backup lists: {listed:?}"));
     let restored = restore_and_start(
         Some(&s3.access()),
         &target,
@@ -438,6 +524,27 @@ fn pseudo_random_bytes(n: usize, seed: u64) -> Vec<u8> {
     bytes
 }
 
+/// Writes a checkpoint into `dir` whose table `lsm/000001.sst` is 20 MiB of pseudo-random bytes
+/// (3 parts of a multipart upload: 8, 8 and 4 MiB), beside a small `lsm/CURRENT`; the table's
+/// bytes.
+fn big_checkpoint(dir: &std::path::Path) -> Vec<u8> {
+    use allidb_cmd::backup::target::PART_BYTES;
+
+    std::fs::create_dir_all(dir.join("lsm")).unwrap();
+    let big = pseudo_random_bytes(20 << 20, 7);
+    assert!(big.len() > 2 * PART_BYTES);
+    std::fs::write(dir.join("lsm/000001.sst"), &big).unwrap();
+    std::fs::write(dir.join("lsm/CURRENT"), b"MANIFEST-000002\n").unwrap();
+    big
+}
+
+/// The multipart uploads [`BUCKET`] holds unfinished (S3's ListMultipartUploads, XML).
+fn multipart_uploads(s3: &S3Server) -> String {
+    let (status, uploads) = s3.http("GET", &format!("/{BUCKET}?uploads"), &[], "");
+    assert_eq!(status, 200, "{uploads}");
+    uploads
+}
+
 /// A file above `PART_BYTES` (8 MiB) goes up in multipart parts (cmd/src/backup/target.rs
 /// `upload_file`): 20 MiB of pseudo-random bytes reach moto as one object of 3 parts (S3 names a
 /// multipart object's ETag `"<md5>-<parts>"`) and restore byte for byte. A file whose bytes
@@ -452,11 +559,7 @@ async fn a_file_above_8_mib_goes_up_in_parts_and_a_change_mid_upload_stores_noth
     let s3 = S3Server::start();
     let scratch = tempfile::tempdir().unwrap();
     let checkpoint = scratch.path().join("checkpoint");
-    std::fs::create_dir_all(checkpoint.join("lsm")).unwrap();
-    let big = pseudo_random_bytes(20 << 20, 7);
-    assert!(big.len() > 2 * PART_BYTES);
-    std::fs::write(checkpoint.join("lsm/000001.sst"), &big).unwrap();
-    std::fs::write(checkpoint.join("lsm/CURRENT"), b"MANIFEST-000002\n").unwrap();
+    let big = big_checkpoint(&checkpoint);
     let target = format!("s3://{BUCKET}/multipart");
     let cp = checkpoint.display().to_string();
     let created = allidb(
@@ -551,12 +654,84 @@ async fn a_file_above_8_mib_goes_up_in_parts_and_a_change_mid_upload_stores_noth
         "no object under its blob name: {:?}",
         s3.keys("changing/")
     );
-    let (status, uploads) = s3.http("GET", &format!("/{BUCKET}?uploads"), &[], "");
-    assert_eq!(status, 200, "{uploads}");
+    let uploads = multipart_uploads(&s3);
     assert!(
         !uploads.contains("changing/"),
         "the multipart upload was aborted, not left unfinished: {uploads}"
     );
+}
+
+/// Every failure of a multipart upload aborts it (cmd/src/backup/target.rs `upload_file`): a
+/// part failing while the next ones are sent, the last part failing once the whole file was
+/// read (awaited before the completion), and the completion failing. A relay in front of moto
+/// drops the chosen request each time it is sent (it closes the connection, as a network
+/// failure would) and relays every other one, the abort included: the backup fails naming the
+/// network failure, and leaves neither an object under the blob's name nor an unfinished
+/// multipart upload in moto's ListMultipartUploads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_upload_failing_at_any_part_or_its_completion_is_aborted() {
+    use allidb_cmd::backup::manifest::{blob_key, sha256_hex};
+
+    let s3 = S3Server::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let checkpoint = scratch.path().join("checkpoint");
+    let big = big_checkpoint(&checkpoint);
+    let cp = checkpoint.display().to_string();
+    let cases: [(&str, RequestFilter); 3] = [
+        ("first-part", |line| {
+            line.starts_with("PUT ") && line.contains("partNumber=1&")
+        }),
+        ("last-part", |line| {
+            line.starts_with("PUT ") && line.contains("partNumber=3&")
+        }),
+        ("completion", |line| {
+            line.starts_with("POST ") && line.contains("uploadId=")
+        }),
+    ];
+    for (prefix, refuse) in cases {
+        let relay = Relay::refusing(s3.addr(), refuse);
+        let through_relay = S3Access {
+            endpoint: relay.endpoint(),
+            ..s3.access()
+        };
+        let target = format!("s3://{BUCKET}/{prefix}");
+        let failed = allidb(
+            Some(&through_relay),
+            &[
+                "backup",
+                "create",
+                "--checkpoint",
+                &cp,
+                "--to",
+                &target,
+                "--no-hash-cache",
+                "--max-bytes-per-sec",
+                "0",
+                "--retry-timeout-secs",
+                "1",
+            ],
+        )
+        .expect(1);
+        assert!(
+            relay.requests_refused() > 0,
+            "{prefix}: the relay dropped the request"
+        );
+        assert!(
+            failed.stderr.contains("network failure"),
+            "{prefix}: {}",
+            failed.stderr
+        );
+        let blob = format!("{prefix}/{}", blob_key(&sha256_hex(&big)));
+        assert!(
+            !s3.keys(&format!("{prefix}/")).contains(&blob),
+            "{prefix}: no object under the blob's name"
+        );
+        let uploads = multipart_uploads(&s3);
+        assert!(
+            !uploads.contains(&format!("<Key>{prefix}/")),
+            "{prefix}: the multipart upload was aborted, not left unfinished: {uploads}"
+        );
+    }
 }
 
 /// The ids a text (BM25) query for `text` answers, best first.
@@ -619,13 +794,10 @@ async fn writes_after_the_last_index_dump_are_caught_up_on_the_restored_node() {
 async fn the_daemon_backs_up_on_its_schedule_and_keeps_the_newest() {
     let scratch = tempfile::tempdir().unwrap();
     let store = scratch.path().join("scheduled");
-    let extra = format!(
-        "\n[backup]\ntarget = \"file://{}\"\ninterval_secs = 1\nkeep = 2\n",
-        store.display()
-    );
+    let target = format!("file://{}", store.display());
+    let extra = scheduled_backups(&target, None, "interval_secs = 1\nkeep = 2\n");
     let daemon = start_daemon(scratch.path(), &extra);
     write_distinct(&daemon, ADMIN_KEY, "a", 0..500).await;
-    let target = format!("file://{}", store.display());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let ok = daemon.metric("allidb_backups_total", &[("outcome", "ok")]);

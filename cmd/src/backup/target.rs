@@ -8,7 +8,10 @@
 //! credentials, missing bucket, unreachable endpoint).
 //!
 //! Invariants: every key it touches is under the target's prefix; an upload either completes
-//! (the object appears whole) or is aborted (no object). Requests are retried with exponential
+//! (the object appears whole) or fails with no object, and a multipart upload that fails (a
+//! part, its completion, a read of the file, or the file's bytes no longer matching their hash)
+//! is aborted once its parts in flight ended (best effort: a failed abort is logged; a killed
+//! process sends none). Requests are retried with exponential
 //! backoff by `object_store` before an error is returned. Must never log or print credentials.
 
 use std::path::{Path, PathBuf};
@@ -20,16 +23,18 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, PutPayload, RetryConfig, WriteMultipart,
+    BackoffConfig, ClientOptions, MultipartUpload, ObjectStore, PutPayload, RetryConfig,
 };
 use tokio::io::AsyncReadExt;
+use tokio::task::{JoinError, JoinSet};
 
 use super::{BackupError, BackupResult};
 use allidb_cluster::stream::Throttle;
 
 /// Files above this size are uploaded in parts of this size (S3's minimum part is 5 MiB).
 pub const PART_BYTES: usize = 8 << 20;
-/// Parts of one upload in flight at once: the memory an upload holds is about this many parts.
+/// Parts of one upload in flight at once: the memory an upload holds is this many parts and
+/// the one being read.
 const PARTS_IN_FLIGHT: usize = 2;
 /// How long a request is retried (with exponential backoff) when [`S3Settings::retry_timeout`]
 /// is unset.
@@ -281,8 +286,9 @@ impl ObjectTarget {
     /// Uploads the file at `path` as `relative`, whose bytes must hash to `sha256` (hex): they
     /// are hashed as they are read, and the object is committed only when they do
     /// ([`BackupError::Changed`] otherwise, and no object). Whole up to [`PART_BYTES`], in
-    /// parts above, at most [`PARTS_IN_FLIGHT`] of them in memory; `throttle` paces the bytes
-    /// read, `sent` is told each piece handed to the store.
+    /// parts above: at most [`PARTS_IN_FLIGHT`] of them sent at once while the next is read,
+    /// and on any failure the parts in flight are awaited and the upload aborted. `throttle`
+    /// paces the bytes read, `sent` is told each piece handed to the store.
     pub async fn upload_file(
         &self,
         relative: &str,
@@ -319,42 +325,67 @@ impl ObjectTarget {
             return Ok(());
         }
         let key = self.key(relative);
-        let upload = self
+        let mut upload = self
             .store
             .put_multipart(&key)
             .await
             .map_err(|error| self.store_error("upload", relative, &error))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-        let mut buffer = vec![0u8; PART_BYTES];
+        let mut parts = JoinSet::new();
         let outcome: BackupResult<()> = async {
             loop {
-                let read = read_full(&mut file, &mut buffer).await.map_err(io)?;
+                let mut part = vec![0u8; PART_BYTES];
+                let read = read_full(&mut file, &mut part).await.map_err(io)?;
                 if read == 0 {
-                    return check(digest);
+                    break;
                 }
-                digest.update(&buffer[..read]);
+                part.truncate(read);
+                digest.update(&part);
                 throttle.consume(read as u64).await;
-                writer
-                    .wait_for_capacity(PARTS_IN_FLIGHT)
-                    .await
-                    .map_err(|error| self.store_error("upload", relative, &error))?;
-                writer.write(&buffer[..read]);
+                while parts.len() >= PARTS_IN_FLIGHT
+                    && let Some(ended) = parts.join_next().await
+                {
+                    self.part_outcome(relative, ended)?;
+                }
+                parts.spawn(upload.put_part(PutPayload::from(part)));
                 sent(read as u64);
             }
-        }
-        .await;
-        match outcome {
-            Ok(()) => writer
-                .finish()
+            check(digest)?;
+            while let Some(ended) = parts.join_next().await {
+                self.part_outcome(relative, ended)?;
+            }
+            upload
+                .complete()
                 .await
                 .map(|_| ())
-                .map_err(|error| self.store_error("upload", relative, &error)),
-            Err(error) => {
-                if let Err(abort) = writer.abort().await {
-                    tracing::warn!(key = relative, error = %abort, "aborting a multipart upload failed");
-                }
-                Err(error)
+                .map_err(|error| self.store_error("upload", relative, &error))
+        }
+        .await;
+        if outcome.is_err() {
+            // The parts still in flight end first (stored or failed): S3 may keep a part whose
+            // request was still running when the abort came, leaving the upload's storage used.
+            while parts.join_next().await.is_some() {}
+            if let Err(abort) = upload.abort().await {
+                tracing::warn!(key = relative, error = %abort, "aborting a multipart upload failed");
             }
+        }
+        outcome
+    }
+
+    /// How the task sending one part of the upload of `relative` ended.
+    fn part_outcome(
+        &self,
+        relative: &str,
+        ended: Result<object_store::Result<()>, JoinError>,
+    ) -> BackupResult<()> {
+        match ended {
+            Ok(sent) => sent.map_err(|error| self.store_error("upload", relative, &error)),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => Err(BackupError::Store {
+                target: self.url.clone(),
+                operation: "upload",
+                key: relative.to_owned(),
+                cause: format!("the task sending a part ended: {error}"),
+            }),
         }
     }
 
