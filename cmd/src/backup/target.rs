@@ -11,8 +11,8 @@
 //! (the object appears whole) or fails with no object, and a multipart upload that fails (a
 //! part, its completion, a read of the file, or the file's bytes no longer matching their hash)
 //! is aborted once its parts in flight ended (best effort: a failed abort is logged; a killed
-//! process sends none). Requests are retried with exponential
-//! backoff by `object_store` before an error is returned. Must never log or print credentials.
+//! process sends none). Requests are retried with exponential backoff by `object_store`
+//! before an error is returned. Must never log or print credentials.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
