@@ -35,11 +35,11 @@ pub mod target;
 
 use std::path::PathBuf;
 
-/// A backup's upload bandwidth cap unless one is given, in bytes per second (40 MiB/s, as
-/// Elasticsearch caps its snapshots by default): uncapped, a backup hashes and sends as fast as
-/// a core allows and takes it from the daemon's writes (docs/backup.md "Pacing"); 0 lifts the
-/// cap.
-pub const DEFAULT_MAX_BYTES_PER_SEC: u64 = 40 << 20;
+/// A backup's upload bandwidth cap unless one is given, in bytes per second (16 MiB/s: the
+/// daemon kept 0.85x of its writes during a full backup to an S3 server on its own host, 0.74x
+/// at 40 MiB/s): uncapped, a backup hashes and sends as fast as a core allows and takes it from
+/// the daemon's writes (docs/backup.md "Pacing"); 0 lifts the cap.
+pub const DEFAULT_MAX_BYTES_PER_SEC: u64 = 16 << 20;
 
 pub use self::create::{CreateOptions, Progress, upload_checkpoint};
 pub use self::manifest::{BackupManifest, FileEntry, RingManifest};

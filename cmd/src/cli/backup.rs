@@ -143,7 +143,7 @@ pub struct CreateArgs {
     /// The backup id (default: the current UTC time, e.g. `20250601T120000Z-1a2b`).
     #[arg(long)]
     pub backup_id: Option<String>,
-    /// Upload bandwidth cap, bytes per second (0: none; the default, 40 MiB/s, keeps the
+    /// Upload bandwidth cap, bytes per second (0: none; the default, 16 MiB/s, keeps the
     /// daemon's writes going while a backup runs on its host).
     #[arg(long, default_value_t = DEFAULT_MAX_BYTES_PER_SEC)]
     pub max_bytes_per_sec: u64,
@@ -170,7 +170,7 @@ pub struct ClusterBackupArgs {
     /// The backup id (default: the current UTC time).
     #[arg(long)]
     pub backup_id: Option<String>,
-    /// Upload bandwidth cap, bytes per second (0: none; the default, 40 MiB/s, keeps the
+    /// Upload bandwidth cap, bytes per second (0: none; the default, 16 MiB/s, keeps the
     /// daemon's writes going while a backup runs on its host).
     #[arg(long, default_value_t = DEFAULT_MAX_BYTES_PER_SEC)]
     pub max_bytes_per_sec: u64,
