@@ -140,6 +140,9 @@ impl Coordinator {
                 "outcome" => if refused { "raced" } else { "recorded" }
             )
             .increment(1);
+            if !refused {
+                return Ok(());
+            }
         }
         Err(ClusterError::Unavailable(format!(
             "the recorded types of tenant {tenant:?}'s attributes changed {RECORD_ATTEMPTS} times \
