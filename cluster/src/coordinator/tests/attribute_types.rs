@@ -1,7 +1,7 @@
 //! The ring-wide check of attribute types against fake replicas and an in-memory record: a key
 //! new to the ring is checked on a replica of every range and recorded, a recorded key costs no
 //! call, a replica holding another type refuses the put, a record lost to a racing coordinator
-//! is checked again, and a range without a live replica fails the put.
+//! is checked again (four attempts), and a range without a live replica fails the put.
 
 use std::sync::Arc;
 
@@ -182,4 +182,43 @@ async fn a_range_without_a_live_replica_fails_a_put_with_a_new_key_and_a_failed_
         "{error}"
     );
     assert_eq!(types.state.lock().attribute_type(TENANT, "month"), None);
+}
+
+#[tokio::test]
+async fn a_put_is_accepted_when_its_record_lands_on_the_last_attempt_and_refused_after() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let replicas = Arc::new(FakeReplicas::default());
+    let types = Arc::new(FakeTypeLog::default());
+    let Fixture { coordinator, .. } = fixture(dir.path(), &replicas, &types);
+    // Three other coordinators record first: the fourth attempt records.
+    *types.racing.lock() = 3;
+    coordinator
+        .put_entities(
+            TENANT,
+            vec![doc_with("h", "stage", AttributeValue::Timestamp(1))],
+            ConsistencyLevel::One,
+        )
+        .await
+        .expect("recorded on the fourth attempt");
+    assert_eq!(*types.records.lock(), 4);
+    assert_eq!(
+        types.state.lock().attribute_type(TENANT, "stage"),
+        Some(AttrType::Timestamp)
+    );
+    // Four of them: the put gives up, naming why.
+    *types.racing.lock() = 4;
+    let error = coordinator
+        .put_entities(
+            TENANT,
+            vec![doc_with("i", "stage", AttributeValue::Int(2))],
+            ConsistencyLevel::One,
+        )
+        .await
+        .expect_err("every attempt lost")
+        .to_string();
+    assert!(error.contains("changed 4 times"), "{error}");
+    assert!(
+        replicas.cells(host(1), "i").is_empty(),
+        "the put was written"
+    );
 }

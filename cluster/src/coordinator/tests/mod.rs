@@ -197,11 +197,14 @@ impl ReplicaAccess for FakeReplicas {
 
 /// The ring's record of attribute types in memory, applied by the log's own state; `lagging`
 /// overrides what [`AttributeTypeLog::recorded`] answers (a node that has not applied the
-/// newest record yet); `records` counts the records asked.
+/// newest record yet); while `racing` is above 0, each record is preceded by another
+/// coordinator's giving its keys yet another type (so it is refused); `records` counts the
+/// records asked.
 #[derive(Debug, Default)]
 struct FakeTypeLog {
     state: Mutex<TopologyState>,
     lagging: Mutex<BTreeMap<String, Option<AttrType>>>,
+    racing: Mutex<usize>,
     records: Mutex<usize>,
 }
 
@@ -221,6 +224,35 @@ impl AttributeTypeLog for FakeTypeLog {
     ) -> Result<RecordedTypes, ClusterError> {
         *self.records.lock() += 1;
         let mut state = self.state.lock();
+        let raced = {
+            let mut racing = self.racing.lock();
+            let raced = *racing > 0;
+            *racing = racing.saturating_sub(1);
+            raced
+        };
+        if raced {
+            let foreign: Vec<AttributeTypeChange> = changes
+                .iter()
+                .map(|c| {
+                    let now = state.attribute_type(tenant, &c.key);
+                    let other = [AttrType::String, AttrType::Number, AttrType::Bool]
+                        .into_iter()
+                        .find(|t| Some(*t) != now && *t != c.to)
+                        .expect("three types, two excluded at most");
+                    AttributeTypeChange {
+                        key: c.key.clone(),
+                        expected: now,
+                        to: other,
+                    }
+                })
+                .collect();
+            state
+                .apply(&Command::RecordAttributeTypes {
+                    tenant: tenant.to_owned(),
+                    changes: foreign,
+                })
+                .expect("the other coordinator records over what is recorded");
+        }
         let outcome = state.apply(&Command::RecordAttributeTypes {
             tenant: tenant.to_owned(),
             changes: changes.to_vec(),
