@@ -274,12 +274,6 @@ fn uncovered(
     cover: &cover::Cover,
     failed: &BTreeMap<HostId, ClusterError>,
 ) -> ClusterError {
-    let shown: Vec<String> = cover
-        .uncovered
-        .iter()
-        .take(8)
-        .map(|r| format!("({}, {}]", r.start, r.end))
-        .collect();
     let down: Vec<String> = view
         .ring
         .hosts()
@@ -289,17 +283,12 @@ fn uncovered(
         .collect();
     ClusterError::Unavailable(format!(
         "attributes {} are new to tenant {tenant:?} or change type: their type is checked on \
-         every token range first, and {} of {} ranges have no live replica: {}{}; hosts down or \
+         every token range first, and {} of {} ranges have no live replica: {}; hosts down or \
          failing: [{}]",
         keys_named(claims),
         cover.uncovered.len(),
         cover.ranges,
-        shown.join(", "),
-        if cover.uncovered.len() > shown.len() {
-            ", ..."
-        } else {
-            ""
-        },
+        cover.uncovered_named(),
         down.join(", ")
     ))
 }

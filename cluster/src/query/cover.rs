@@ -38,6 +38,21 @@ impl Cover {
         let share = ef as f64 / self.copies_per_token.max(1.0);
         (share.ceil() as usize).clamp(1, ef.max(1))
     }
+
+    /// The uncovered ranges for a message: the first eight as `(start, end]`, then `...`.
+    pub fn uncovered_named(&self) -> String {
+        const SHOWN: usize = 8;
+        let mut named: Vec<String> = self
+            .uncovered
+            .iter()
+            .take(SHOWN)
+            .map(|r| format!("({}, {}]", r.start, r.end))
+            .collect();
+        if self.uncovered.len() > SHOWN {
+            named.push("...".to_owned());
+        }
+        named.join(", ")
+    }
 }
 
 /// Chooses hosts covering every range of `ring` at `replication_factor` `copies` times (by

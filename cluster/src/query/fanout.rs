@@ -133,24 +133,13 @@ impl Fanout<'_> {
                 .filter(|h| !self.live(**h))
                 .map(|h| peer_label(&self.view, *h))
                 .collect();
-            let shown: Vec<String> = cover
-                .uncovered
-                .iter()
-                .take(8)
-                .map(|r| format!("({}, {}]", r.start, r.end))
-                .collect();
             return Err(ClusterError::Unavailable(format!(
-                "{} of {} token ranges have {} (replication factor {rf}): {}{}; hosts down \
-                 or failing: [{}]",
+                "{} of {} token ranges have {} (replication factor {rf}): {}; hosts down or \
+                 failing: [{}]",
                 cover.uncovered.len(),
                 cover.ranges,
                 too_few(copies),
-                shown.join(", "),
-                if cover.uncovered.len() > shown.len() {
-                    ", ..."
-                } else {
-                    ""
-                },
+                cover.uncovered_named(),
                 down.join(", ")
             )));
         }

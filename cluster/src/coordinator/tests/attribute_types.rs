@@ -8,7 +8,7 @@ use std::sync::Arc;
 use allidb_index::filter::AttrType;
 use allidb_storage::cell::{AttributeValue, EntityWrite};
 
-use super::{FakeReplicas, FakeTypeLog, Fixture, TENANT, coordinator_at, doc, host};
+use super::{Coordinator, FakeReplicas, FakeTypeLog, Fixture, TENANT, coordinator_at, doc, host};
 use crate::ClusterError;
 use crate::consistency::ConsistencyLevel;
 
@@ -17,6 +17,22 @@ fn doc_with(id: &str, key: &str, value: AttributeValue) -> EntityWrite {
     let mut write = doc(id);
     write.body.typed_attributes.insert(key.to_owned(), value);
     write
+}
+
+/// Puts document `id` giving `key` the value `value`, at ONE.
+async fn put_one(
+    coordinator: &Coordinator,
+    id: &str,
+    key: &str,
+    value: AttributeValue,
+) -> Result<(), ClusterError> {
+    coordinator
+        .put_entities(
+            TENANT,
+            vec![doc_with(id, key, value)],
+            ConsistencyLevel::One,
+        )
+        .await
 }
 
 /// A coordinator on host 1 of the three-host test ring at replication factor 2: host 1 holds
@@ -35,12 +51,7 @@ async fn a_new_key_is_checked_on_every_range_then_recorded_and_a_recorded_one_co
     let replicas = Arc::new(FakeReplicas::default());
     let types = Arc::new(FakeTypeLog::default());
     let Fixture { coordinator, .. } = fixture(dir.path(), &replicas, &types);
-    coordinator
-        .put_entities(
-            TENANT,
-            vec![doc_with("a", "version", AttributeValue::Int(3))],
-            ConsistencyLevel::One,
-        )
+    put_one(&coordinator, "a", "version", AttributeValue::Int(3))
         .await
         .expect("no replica holds the key");
     let checks = replicas.type_checks.lock().clone();
@@ -61,12 +72,7 @@ async fn a_new_key_is_checked_on_every_range_then_recorded_and_a_recorded_one_co
         Some(AttrType::Number)
     );
     // The same type again: recorded, so no host is asked and nothing is recorded.
-    coordinator
-        .put_entities(
-            TENANT,
-            vec![doc_with("b", "version", AttributeValue::Float(4.5))],
-            ConsistencyLevel::One,
-        )
+    put_one(&coordinator, "b", "version", AttributeValue::Float(4.5))
         .await
         .expect("the recorded type");
     assert_eq!(replicas.type_checks.lock().len(), 1);
@@ -86,14 +92,14 @@ async fn a_replica_holding_the_key_as_another_type_refuses_the_put_and_nothing_i
     }
     let types = Arc::new(FakeTypeLog::default());
     let Fixture { coordinator, .. } = fixture(dir.path(), &replicas, &types);
-    let error = coordinator
-        .put_entities(
-            TENANT,
-            vec![doc_with("c", "version", AttributeValue::String("x".into()))],
-            ConsistencyLevel::One,
-        )
-        .await
-        .expect_err("another host holds the key as a number");
+    let error = put_one(
+        &coordinator,
+        "c",
+        "version",
+        AttributeValue::String("x".into()),
+    )
+    .await
+    .expect_err("another host holds the key as a number");
     match &error {
         ClusterError::Store(allidb_index::Error::InvalidArgument(message)) => {
             assert_eq!(message, refusal)
@@ -128,12 +134,7 @@ async fn a_record_lost_to_a_racing_coordinator_is_checked_again_from_the_new_rec
         .expect("a first record");
     types.lagging.lock().insert("lang".to_owned(), None);
     replicas.type_checks.lock().clear();
-    coordinator
-        .put_entities(
-            TENANT,
-            vec![doc_with("e", "lang", AttributeValue::Bool(true))],
-            ConsistencyLevel::One,
-        )
+    put_one(&coordinator, "e", "lang", AttributeValue::Bool(true))
         .await
         .expect("no replica holds the key (the fakes hold no types)");
     // Checked from "none", refused by the log (it holds string_list), checked again from the
@@ -154,24 +155,14 @@ async fn a_range_without_a_live_replica_fails_a_put_with_a_new_key_and_a_failed_
     let Fixture { coordinator, .. } = fixture(dir.path(), &replicas, &types);
     // Host 2 fails: host 3 holds the range host 1 lacks.
     replicas.failing.lock().insert(host(2));
-    coordinator
-        .put_entities(
-            TENANT,
-            vec![doc_with("f", "year", AttributeValue::Int(2026))],
-            ConsistencyLevel::One,
-        )
+    put_one(&coordinator, "f", "year", AttributeValue::Int(2026))
         .await
         .expect("host 3 replaces host 2");
     let asked: Vec<_> = replicas.type_checks.lock().iter().map(|c| c.0).collect();
     assert_eq!(asked, [host(3)]);
     // Hosts 2 and 3 fail: the range (host 1's token, host 2's token] has no live replica.
     replicas.failing.lock().insert(host(3));
-    let error = coordinator
-        .put_entities(
-            TENANT,
-            vec![doc_with("g", "month", AttributeValue::Int(11))],
-            ConsistencyLevel::One,
-        )
+    let error = put_one(&coordinator, "g", "month", AttributeValue::Int(11))
         .await
         .expect_err("a range cannot be checked")
         .to_string();
@@ -192,12 +183,7 @@ async fn a_put_is_accepted_when_its_record_lands_on_the_last_attempt_and_refused
     let Fixture { coordinator, .. } = fixture(dir.path(), &replicas, &types);
     // Three other coordinators record first: the fourth attempt records.
     *types.racing.lock() = 3;
-    coordinator
-        .put_entities(
-            TENANT,
-            vec![doc_with("h", "stage", AttributeValue::Timestamp(1))],
-            ConsistencyLevel::One,
-        )
+    put_one(&coordinator, "h", "stage", AttributeValue::Timestamp(1))
         .await
         .expect("recorded on the fourth attempt");
     assert_eq!(*types.records.lock(), 4);
@@ -207,12 +193,7 @@ async fn a_put_is_accepted_when_its_record_lands_on_the_last_attempt_and_refused
     );
     // Four of them: the put gives up, naming why.
     *types.racing.lock() = 4;
-    let error = coordinator
-        .put_entities(
-            TENANT,
-            vec![doc_with("i", "stage", AttributeValue::Int(2))],
-            ConsistencyLevel::One,
-        )
+    let error = put_one(&coordinator, "i", "stage", AttributeValue::Int(2))
         .await
         .expect_err("every attempt lost")
         .to_string();
