@@ -90,6 +90,14 @@ impl Coordinator {
         let Some(log) = &self.inner.attribute_types else {
             return Ok(());
         };
+        let view = self.inner.view.borrow().clone();
+        let rf = view
+            .ring
+            .effective_replication_factor(self.inner.options.replication_factor);
+        if rf >= view.ring.host_count() {
+            // Every node holds every range: this node's own check saw every entity.
+            return Ok(());
+        }
         let claims = AttributeClaim::of_writes(writes);
         let wanted: BTreeMap<&str, AttrType> =
             claims.iter().map(|c| (c.key.as_str(), c.family)).collect();
@@ -108,14 +116,6 @@ impl Coordinator {
                 })
                 .collect();
             if changes.is_empty() {
-                return Ok(());
-            }
-            let view = self.inner.view.borrow().clone();
-            let rf = view
-                .ring
-                .effective_replication_factor(self.inner.options.replication_factor);
-            if rf >= view.ring.host_count() {
-                // Every node holds every range: this node's own check saw every entity.
                 return Ok(());
             }
             let changed: BTreeSet<&str> = changes.iter().map(|c| c.key.as_str()).collect();
