@@ -864,7 +864,8 @@ async fn a_ring_answers_filtered_reads_as_one_node() {
 /// keeps its type across the ring (docs/cluster.md "Attribute types on a ring"): a put through
 /// a node holding no entity with the key is refused when another node holds it as another
 /// type, a `where` of another type is refused there too (the log's record), and once no live
-/// entity holds the key it may take another type, through any node.
+/// entity holds the key it may take another type, through any node. The check's internal calls
+/// refuse malformed requests naming the field.
 #[tokio::test]
 async fn a_key_keeps_its_type_across_a_ring() {
     let ring = allidb_tests::ring::start_ring(3, "replication_factor = 1\n");
@@ -927,6 +928,71 @@ async fn a_key_keeps_its_type_across_a_ring() {
         .await
         .unwrap_err();
         assert_invalid(&status, "holds it as string");
+    }
+    // The two internal calls of the check refuse malformed requests, naming the field.
+    use allidb_cluster::proto as internal;
+    use allidb_tests::ring::{host_id_of, internal_header, topology_version, with_token};
+    let n0 = &ring[0];
+    let header = Some(internal_header(&host_id_of(n0, "n0"), topology_version(n0)));
+    let mut replica = internal::replica_client::ReplicaClient::new(n0.channel().await);
+    let claim = |family: &str| internal::AttributeClaim {
+        entity_id: "x".into(),
+        key: "unheld".into(),
+        r#type: family.into(),
+    };
+    let check = |claims| {
+        with_token(internal::CheckAttributeTypesRequest {
+            header: header.clone(),
+            tenant: "default".into(),
+            claims,
+        })
+    };
+    let answer = replica
+        .check_attribute_types(check(vec![claim("number")]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.refusal, "", "no entity holds the key");
+    for (claims, expected) in [
+        (
+            vec![claim("integer")],
+            "claims[0].type: \"integer\" is not a type",
+        ),
+        (
+            vec![claim("number"); 65_537],
+            "claims: 65537 claims, at most 65536",
+        ),
+    ] {
+        let status = replica
+            .check_attribute_types(check(claims))
+            .await
+            .unwrap_err();
+        assert_invalid(&status, expected);
+    }
+    let mut topology = internal::topology_client::TopologyClient::new(n0.channel().await);
+    let change = |key: &str, family: &str| internal::AttributeTypeChange {
+        key: key.into(),
+        expected: String::new(),
+        r#type: family.into(),
+    };
+    for (changes, expected) in [
+        (vec![], "changes: 0 changes, expected 1..=1024"),
+        (vec![change("", "number")], "changes[0].key: empty"),
+        (
+            vec![change("k", "integer")],
+            "changes[0].type: \"integer\" is not a type",
+        ),
+    ] {
+        let status = topology
+            .record_attribute_types(with_token(internal::RecordAttributeTypesRequest {
+                header: header.clone(),
+                tenant: "default".into(),
+                changes,
+                forwarded: false,
+            }))
+            .await
+            .unwrap_err();
+        assert_invalid(&status, expected);
     }
 }
 
