@@ -1,12 +1,12 @@
 //! A bounded walk across owners, one round per hop (DESIGN.md §6 "Distributed query").
 //!
-//! The coordinator keeps the walk; the owners of each hop's frontier send, in one batched call
-//! per owner, each node's facts and its next steps in walk order (the first
+//! The coordinator keeps the walk ([`HopWalk`]); the owners of each hop's frontier send, in one
+//! batched call per owner, each node's facts and its next steps in walk order (the first
 //! `max_fan_out + max_nodes` eligible ones, plus every later one back into the walk so far).
-//! The steps go into a graph local to the request, and the walk is run again over it with one
-//! more hop: a walk of `h` hops reads only the steps of nodes closer than `h`, all of which are
-//! gathered by then, so it makes the choices one node holding everything would make, and every
-//! limit (`max_fan_out`, `max_nodes`, `max_edges`, `max_hops`) stops it at the same place.
+//! The walk expands each frontier node over its list by the code a node holding everything
+//! walks its adjacency with, so it makes the choices that node would make, and every limit
+//! (`max_fan_out`, `max_nodes`, `max_edges`, `max_hops`) stops it at the same place; no graph is
+//! built for the request and no hop is walked twice.
 //! Nodes of the last hop, never expanded, are described in one more round. The seeds' steps
 //! usually come with the candidate search (complete lists, `first_hop_steps`): then the first
 //! hop asks only for the seeds without one.
@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use allidb_index::Filter;
-use allidb_index::graph::{GraphIndex, NodeSteps, PathStep, TraversalOptions, Walk};
+use allidb_index::graph::{HopWalk, NodeSteps, PathStep, TraversalOptions, Walk};
 use allidb_index::store::{HopNode, StepRequest, TextSearch};
 
 use super::Fanout;
@@ -73,53 +73,40 @@ pub(super) async fn walk_across(
     text: Option<&TextSearch>,
     known: KnownSeeds,
 ) -> Result<GatheredWalk, ClusterError> {
-    options.validate()?;
-    let graph = GraphIndex::new();
     let KnownSeeds {
         mut nodes,
         steps: mut complete,
     } = known;
-    let mut upto = TraversalOptions {
-        max_hops: 0,
-        ..options.clone()
-    };
-    let mut walk = graph.walk(starts, &upto)?;
-    for hop in 1..=options.max_hops {
-        if walk.truncation.node_budget || walk.truncation.edge_budget {
-            break;
-        }
-        let mut frontier: Vec<Arc<str>> = Vec::new();
-        let mut expanded = false;
-        for reached in walk.reached.iter().filter(|r| r.depth + 1 == hop) {
-            expanded = true;
-            match complete.remove(&reached.entity_id) {
-                Some(steps) if nodes.contains_key(&reached.entity_id) => {
-                    graph.add_steps(&steps)?;
+    let mut walk = HopWalk::new(starts, options)?;
+    while !walk.frontier().is_empty() {
+        let mut lists: HashMap<Arc<str>, NodeSteps> = HashMap::new();
+        let mut asked: Vec<Arc<str>> = Vec::new();
+        for reached in walk.frontier() {
+            let id = &reached.entity_id;
+            match complete.remove(id) {
+                Some(steps) if nodes.contains_key(id) => {
+                    lists.insert(id.clone(), NodeSteps { steps, cut: false });
                 }
-                _ => frontier.push(reached.entity_id.clone()),
+                _ => asked.push(id.clone()),
             }
         }
-        if !expanded {
-            break;
-        }
-        if !frontier.is_empty() {
+        if !asked.is_empty() {
             let steps = StepRequest {
                 options: options.clone(),
                 limit: steps_per_node(options),
-                walked: walk.reached.iter().map(|r| r.entity_id.clone()).collect(),
+                walked: walk.reached().iter().map(|r| r.entity_id.clone()).collect(),
             };
             let described = fanout
-                .describe(&frontier, query, filter, text, Some(steps), "hop")
+                .describe(&asked, query, filter, text, Some(steps), "hop")
                 .await?;
             for (id, mut node) in described {
-                let steps = std::mem::take(&mut node.steps);
-                graph.add_steps(&steps.steps)?;
+                lists.insert(id.clone(), std::mem::take(&mut node.steps));
                 nodes.insert(id, node);
             }
         }
-        upto.max_hops = hop;
-        walk = graph.walk(starts, &upto)?;
+        walk.expand(|id| lists.get(id));
     }
+    let walk = walk.finish();
     let undescribed: Vec<Arc<str>> = walk
         .reached
         .iter()

@@ -33,12 +33,21 @@ impl Names {
 
     /// The id of `name`, given one if it has none yet.
     pub(super) fn intern(&mut self, name: &str) -> u32 {
+        self.intern_with(name, || Arc::from(name))
+    }
+
+    /// The id of `name`, given one if it has none yet, keeping `name` itself (no copy).
+    pub(super) fn intern_shared(&mut self, name: &Arc<str>) -> u32 {
+        self.intern_with(name, || name.clone())
+    }
+
+    fn intern_with(&mut self, name: &str, shared: impl FnOnce() -> Arc<str>) -> u32 {
         if let Some(id) = self.ids.get(name) {
             return *id;
         }
         let id = u32::try_from(self.names.len())
             .expect("fewer than 2^32 distinct names in one tenant's graph (entity ids are bounded by memory long before)");
-        let name: Arc<str> = Arc::from(name);
+        let name = shared();
         self.names.push(name.clone());
         self.ids.insert(name, id);
         id
@@ -69,5 +78,12 @@ mod tests {
         assert_eq!(names.get("c"), None);
         assert_eq!(&**names.name(0), "b");
         assert_eq!(names.len(), 2);
+        let shared: Arc<str> = Arc::from("c");
+        assert_eq!(names.intern_shared(&shared), 2);
+        assert!(
+            Arc::ptr_eq(names.name(2), &shared),
+            "the name is kept, not copied"
+        );
+        assert_eq!(names.intern_shared(&Arc::from("a")), 1);
     }
 }

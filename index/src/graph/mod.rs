@@ -5,7 +5,10 @@
 //! node's edges by `(relation, peer)` and, per relation, heaviest first (`edges.rs`); the dense
 //! integer ids of its nodes and relations (`ids.rs`): the adjacency is a vector indexed by node
 //! id, and walks run on ids, so entity id strings are hashed only where they enter (writes, walk
-//! starts) and copied only where they leave (the walk's reached nodes and steps).
+//! starts) and copied only where they leave (the walk's reached nodes and steps). The walk
+//! itself (`traverse.rs`) expands a node from any source of its steps in walk order: the
+//! adjacency, or the step lists a ring's coordinator gathers hop by hop ([`HopWalk`],
+//! `hop_walk.rs`).
 //! Invariants: every edge `(from, relation, to)` appears exactly once in `out[from]` and once in
 //! `in[to]`, with the same weight; weights are finite; `out` and `incoming` have one entry per
 //! node id. Expansion is deterministic: the same graph and options always give the same nodes,
@@ -13,9 +16,11 @@
 //! Never: follow an edge of a deleted entity, exceed a traversal limit, panic on caller input.
 
 mod edges;
+mod hop_walk;
 mod ids;
 mod traverse;
 
+pub use hop_walk::HopWalk;
 pub use traverse::{Direction, NodeSteps, PathStep, Reached, TraversalOptions, Truncation, Walk};
 
 use std::collections::HashMap;

@@ -1,5 +1,7 @@
 //! Expansion limits, filters and paths on hand-built graphs.
 
+use std::collections::HashMap;
+
 use super::*;
 
 fn edge(relation: &str, to: &str, weight: f32) -> EdgeSpec {
@@ -607,5 +609,139 @@ fn truncation_names_the_fan_out_and_the_budgets() {
                 }
             )
             .is_err()
+    );
+}
+
+/// The walk of `graph` taken as a ring's coordinator takes it: one hop at a time over the
+/// steps `steps_from_each` lists for each frontier node, `limit` distinct neighbours each; and
+/// how many lists were cut.
+fn hop_walk(
+    graph: &GraphIndex,
+    starts: &[&str],
+    options: &TraversalOptions,
+    limit: usize,
+) -> (Walk, usize) {
+    let mut walk = HopWalk::new(starts, options).unwrap();
+    let mut cut = 0;
+    while !walk.frontier().is_empty() {
+        let frontier: Vec<Arc<str>> = walk
+            .frontier()
+            .iter()
+            .map(|r| r.entity_id.clone())
+            .collect();
+        let frontier: Vec<&str> = frontier.iter().map(|id| &**id).collect();
+        let walked: Vec<Arc<str>> = walk.reached().iter().map(|r| r.entity_id.clone()).collect();
+        let lists = graph
+            .steps_from_each(&frontier, options, limit, &walked)
+            .unwrap();
+        cut += lists.iter().filter(|list| list.cut).count();
+        let lists: HashMap<&str, NodeSteps> = frontier.into_iter().zip(lists).collect();
+        walk.expand(|id| lists.get(id));
+    }
+    (walk.finish(), cut)
+}
+
+/// Over every node's whole list, the walk hop by hop is the graph's walk, hubs, cycles,
+/// parallel edges, budgets and flags included. Over lists of `fan_out + node_budget`
+/// neighbours (what owners send), it is too wherever no list was cut; a cut list can differ
+/// where a late edge of a hub reaches a node found in the same hop (docs/cluster.md
+/// "Expansion, one round per hop").
+#[test]
+fn a_walk_hop_by_hop_over_each_nodes_listed_steps_equals_the_walk_of_the_graph() {
+    let (mut compared, mut compared_listed, mut cut) = (0, 0, 0);
+    for seed in 0..6 {
+        let graph = hub_graph(seed);
+        for (round, direction) in [Direction::Out, Direction::In, Direction::Both]
+            .into_iter()
+            .enumerate()
+        {
+            for max_hops in 0..=3 {
+                let options = TraversalOptions {
+                    max_hops,
+                    fan_out: [3, 8, 40][round],
+                    node_budget: [60, 300, 1_000][(seed as usize) % 3],
+                    direction,
+                    relations: (seed == 4).then(|| vec!["r".to_owned()]),
+                    min_weight: if seed == 5 { 0.3 } else { f32::NEG_INFINITY },
+                    edge_budget: (seed == 3).then_some(30 + 40 * round),
+                };
+                for starts in [&["n0", "n7", "n33", "n7", "n5"][..], &["n9", "unknown"]] {
+                    let expected = graph.walk(starts, &options).unwrap();
+                    let (whole, _) = hop_walk(&graph, starts, &options, usize::MAX);
+                    assert_eq!(whole, expected, "seed {seed} {options:?} from {starts:?}");
+                    compared += whole.edges.len();
+                    let limit = options.fan_out + options.node_budget;
+                    let (listed, lists_cut) = hop_walk(&graph, starts, &options, limit);
+                    if lists_cut == 0 {
+                        assert_eq!(listed, expected, "seed {seed} {options:?} from {starts:?}");
+                        compared_listed += listed.edges.len();
+                    }
+                    cut += lists_cut;
+                }
+            }
+        }
+    }
+    assert!(compared > 2_000, "edges compared: {compared}");
+    assert!(
+        compared_listed > 1_000,
+        "edges compared over listed steps: {compared_listed}"
+    );
+    assert!(cut > 10, "lists cut (hubs): {cut}");
+}
+
+#[test]
+fn a_walk_hop_by_hop_stops_at_its_hops_budgets_and_an_empty_frontier() {
+    let graph = sample();
+    let options = TraversalOptions {
+        max_hops: 5,
+        ..opts()
+    };
+    let (walk, _) = hop_walk(&graph, &["a"], &options, usize::MAX);
+    assert_eq!(walk, graph.walk(&["a"], &options).unwrap());
+    // Seeds beyond the node budget: the walk is over before its first hop.
+    let tight = TraversalOptions {
+        node_budget: 1,
+        ..opts()
+    };
+    let walk = HopWalk::new(&["a", "b"], &tight).unwrap();
+    assert!(walk.frontier().is_empty());
+    assert!(walk.finish().truncation.node_budget);
+    // A node listed as cut has steps left past its list: once its fan-out is used up both
+    // ways, the fan-out flag is set; a list that is not cut ends the node's steps.
+    let step = |to: &str| PathStep {
+        from: Arc::from("a"),
+        relation: Arc::from("r"),
+        to: Arc::from(to),
+        weight: 1.0,
+        reversed: false,
+    };
+    let one = TraversalOptions {
+        fan_out: 1,
+        ..opts()
+    };
+    for cut in [false, true] {
+        let list = NodeSteps {
+            steps: vec![step("b"), step("c")],
+            cut,
+        };
+        let mut walk = HopWalk::new(&["a", "b"], &one).unwrap();
+        walk.expand(|id| (id == "a").then_some(&list));
+        let walk = walk.finish();
+        assert_eq!(
+            ids(&walk.reached),
+            [("a".into(), 0), ("b".into(), 0), ("c".into(), 1)]
+        );
+        assert_eq!(walk.edges.len(), 2);
+        assert_eq!(walk.truncation.fan_out, cut);
+    }
+    assert!(
+        HopWalk::new(
+            &["a"],
+            &TraversalOptions {
+                fan_out: 0,
+                ..opts()
+            }
+        )
+        .is_err()
     );
 }

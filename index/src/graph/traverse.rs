@@ -168,18 +168,18 @@ pub struct Walk {
 /// One eligible edge of an expanded node, borrowed from the adjacency: the walk orders and
 /// selects these and builds a [`PathStep`] only for the edges it records.
 #[derive(Clone, Copy)]
-struct Candidate<'a> {
+pub(super) struct Candidate<'a> {
     /// The expanded node (the adjacency's copy of its id).
-    node: &'a Arc<str>,
-    node_id: NodeId,
-    relation: &'a Arc<str>,
-    relation_id: RelationId,
+    pub(super) node: &'a Arc<str>,
+    pub(super) node_id: NodeId,
+    pub(super) relation: &'a Arc<str>,
+    pub(super) relation_id: RelationId,
     /// The neighbour.
-    to: &'a Arc<str>,
-    to_id: NodeId,
-    weight: f32,
+    pub(super) to: &'a Arc<str>,
+    pub(super) to_id: NodeId,
+    pub(super) weight: f32,
     /// True when the stored edge is `to -> node`.
-    reversed: bool,
+    pub(super) reversed: bool,
 }
 
 impl<'a> Candidate<'a> {
@@ -218,13 +218,13 @@ impl<'a> Candidate<'a> {
 type StoredEdge = (NodeId, RelationId, NodeId);
 
 /// Why a walk stopped before its frontier emptied.
-struct Stopped;
+pub(super) struct Stopped;
 
 /// The sets of one walk, kept per thread and reused: `stamps[node] == generation` iff the node
 /// is visited by the current walk (a new walk bumps the generation instead of clearing), and
 /// the recorded edges (cleared, keeping their capacity).
-#[derive(Default)]
-struct Scratch {
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
     stamps: Vec<u32>,
     generation: u32,
     recorded: foldhash::HashSet<StoredEdge>,
@@ -232,16 +232,21 @@ struct Scratch {
 
 impl Scratch {
     /// Starts a walk over a graph of `nodes` node ids: nothing visited, nothing recorded.
-    fn begin(&mut self, nodes: usize) {
+    pub(super) fn begin(&mut self, nodes: usize) {
         if self.generation == u32::MAX {
             self.stamps.fill(0);
             self.generation = 0;
         }
         self.generation += 1;
+        self.fit(nodes);
+        self.recorded.clear();
+    }
+
+    /// Makes room for node ids below `nodes` (a graph that grew during the walk).
+    pub(super) fn fit(&mut self, nodes: usize) {
         if self.stamps.len() < nodes {
             self.stamps.resize(nodes, 0);
         }
-        self.recorded.clear();
     }
 
     fn visited(&self, node: NodeId) -> bool {
@@ -263,6 +268,20 @@ thread_local! {
 /// are looked for by walked node (a lookup per walked node and stream) instead of read one by
 /// one, when they outnumber those lookups by this factor (a lookup costs a few reads).
 const LOOKUP_FACTOR: usize = 4;
+
+/// An expanded node's eligible steps in walk order, as [`WalkState::expand`] reads them.
+pub(super) trait StepSource<'a> {
+    /// Takes the next step in walk order.
+    fn next(&mut self) -> Option<Candidate<'a>>;
+
+    /// Whether a step is left.
+    fn has_next(&self) -> bool;
+
+    /// The steps not taken yet back into the walk (whose nodes are `walked`), in walk order,
+    /// when finding them by walked node is cheaper than reading every remaining step (`None`:
+    /// read them). Asked once `fan_out` new nodes are followed.
+    fn back_steps_by_lookup(&self, walked: &[Option<NodeId>]) -> Option<Vec<Candidate<'a>>>;
+}
 
 /// The edges of one relation in one direction of an expanded node, heaviest first.
 struct Stream<'a> {
@@ -374,24 +393,6 @@ impl<'a> Steps<'a> {
             });
     }
 
-    fn has_next(&self) -> bool {
-        self.streams.iter().any(|stream| stream.head.is_some())
-    }
-
-    /// Takes the next step in walk order.
-    fn next(&mut self) -> Option<Candidate<'a>> {
-        let (stream, step) = self
-            .streams
-            .iter()
-            .enumerate()
-            .filter_map(|(i, stream)| stream.head.map(|head| (i, head)))
-            .min_by(|a, b| a.1.walk_order(&b.1))?;
-        self.advance(stream);
-        self.taken += 1;
-        self.last = Some(step);
-        Some(step)
-    }
-
     /// Whether looking the remaining steps up by walked node (`walked` nodes) is cheaper than
     /// reading them.
     fn cheaper_by_lookup(&self, walked: usize) -> bool {
@@ -428,17 +429,46 @@ impl<'a> Steps<'a> {
     }
 }
 
-struct WalkState<'a, 's> {
-    options: &'a TraversalOptions,
-    /// The visited nodes and the recorded edges (as stored `(from, relation, to)`).
-    scratch: &'s mut Scratch,
-    walk: Walk,
-    /// The id of each node of `walk.reached` (`None`: a start the graph does not know, which
-    /// has no edge).
-    reached_ids: Vec<Option<NodeId>>,
+impl<'a> StepSource<'a> for Steps<'a> {
+    fn next(&mut self) -> Option<Candidate<'a>> {
+        let (stream, step) = self
+            .streams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, stream)| stream.head.map(|head| (i, head)))
+            .min_by(|a, b| a.1.walk_order(&b.1))?;
+        self.advance(stream);
+        self.taken += 1;
+        self.last = Some(step);
+        Some(step)
+    }
+
+    fn has_next(&self) -> bool {
+        self.streams.iter().any(|stream| stream.head.is_some())
+    }
+
+    fn back_steps_by_lookup(&self, walked: &[Option<NodeId>]) -> Option<Vec<Candidate<'a>>> {
+        if !self.cheaper_by_lookup(walked.len()) {
+            return None;
+        }
+        let mut back = self.remaining_to(walked.iter().flatten().copied());
+        back.sort_by(Candidate::walk_order);
+        Some(back)
+    }
 }
 
-impl<'a> WalkState<'a, '_> {
+/// One walk in progress: what it reached and recorded, and the sets it checks against.
+pub(super) struct WalkState<'o, 's> {
+    pub(super) options: &'o TraversalOptions,
+    /// The visited nodes and the recorded edges (as stored `(from, relation, to)`).
+    pub(super) scratch: &'s mut Scratch,
+    pub(super) walk: &'s mut Walk,
+    /// The id of each node of `walk.reached` (`None`: a start the graph does not know, which
+    /// has no edge).
+    pub(super) reached_ids: &'s mut Vec<Option<NodeId>>,
+}
+
+impl WalkState<'_, '_> {
     fn edge_room(&mut self) -> Result<(), Stopped> {
         if self
             .options
@@ -451,9 +481,52 @@ impl<'a> WalkState<'a, '_> {
         Ok(())
     }
 
+    /// Puts the distinct `starts` in the walk at depth 0, each with its id and name from
+    /// `resolve` (`None`: a start without edges, kept by its own name); `Err` when the node
+    /// budget stopped it.
+    pub(super) fn add_starts(
+        &mut self,
+        starts: &[&str],
+        mut resolve: impl FnMut(&str) -> Option<(NodeId, Arc<str>)>,
+    ) -> Result<(), Stopped> {
+        // Starts without edges: deduplicated by name.
+        let mut unknown_starts: foldhash::HashSet<&str> = foldhash::HashSet::default();
+        for &start in starts {
+            let resolved = resolve(start);
+            let seen = match &resolved {
+                Some((id, _)) => self.scratch.visited(*id),
+                None => unknown_starts.contains(start),
+            };
+            if seen {
+                continue;
+            }
+            if self.walk.reached.len() >= self.options.node_budget {
+                self.walk.truncation.node_budget = true;
+                return Err(Stopped);
+            }
+            let (id, entity_id) = match resolved {
+                Some((id, name)) => {
+                    self.scratch.visit(id);
+                    (Some(id), name)
+                }
+                None => {
+                    unknown_starts.insert(start);
+                    (None, Arc::from(start))
+                }
+            };
+            self.reached_ids.push(id);
+            self.walk.reached.push(Reached {
+                entity_id,
+                depth: 0,
+                path: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+
     /// Records `step`, an edge back into the walk, unless it is recorded already; false when
     /// it was.
-    fn cross(&mut self, step: &Candidate<'a>) -> Result<bool, Stopped> {
+    fn cross(&mut self, step: &Candidate<'_>) -> Result<bool, Stopped> {
         let key = step.stored();
         if self.scratch.recorded.contains(&key) {
             return Ok(false);
@@ -466,7 +539,11 @@ impl<'a> WalkState<'a, '_> {
 
     /// Follows or records the steps of the node at `index` in walk order, within the fan-out
     /// and budgets.
-    fn expand(&mut self, index: usize, steps: &mut Steps<'a>) -> Result<(), Stopped> {
+    pub(super) fn expand<'c>(
+        &mut self,
+        index: usize,
+        steps: &mut impl StepSource<'c>,
+    ) -> Result<(), Stopped> {
         let fan_out = self.options.fan_out;
         let (mut followed, mut crossed) = (0, 0);
         let depth = self.walk.reached[index].depth + 1;
@@ -478,8 +555,8 @@ impl<'a> WalkState<'a, '_> {
                     }
                     return Ok(());
                 }
-                if steps.cheaper_by_lookup(self.walk.reached.len()) {
-                    return self.cross_rest(steps, crossed);
+                if let Some(back) = steps.back_steps_by_lookup(&self.reached_ids) {
+                    return self.cross_rest(steps, back, crossed);
                 }
             }
             let Some(step) = steps.next() else {
@@ -525,15 +602,18 @@ impl<'a> WalkState<'a, '_> {
     }
 
     /// The steps left once `fan_out` new nodes are followed: no node joins the walk any more,
-    /// so only the steps back into it can still be recorded. They are found by looking each
-    /// walked node up (not by reading the rest of a hub's edges) and recorded in walk order,
-    /// exactly as [`WalkState::expand`] would; a step to a new node just sets the fan-out flag
-    /// (when the loop of `expand` would have passed it: before a stop, or with any step left
-    /// after the last one recorded).
-    fn cross_rest(&mut self, steps: &mut Steps<'a>, mut crossed: usize) -> Result<(), Stopped> {
+    /// so only the steps back into it (`back`, in walk order) can still be recorded. They were
+    /// found by looking each walked node up (not by reading the rest of a hub's edges) and are
+    /// recorded in walk order, exactly as [`WalkState::expand`] would; a step to a new node just
+    /// sets the fan-out flag (when the loop of `expand` would have passed it: before a stop, or
+    /// with any step left after the last one recorded).
+    fn cross_rest<'c>(
+        &mut self,
+        steps: &mut impl StepSource<'c>,
+        back: Vec<Candidate<'c>>,
+        mut crossed: usize,
+    ) -> Result<(), Stopped> {
         let fan_out = self.options.fan_out;
-        let mut back = steps.remaining_to(self.reached_ids.iter().flatten().copied());
-        back.sort_by(Candidate::walk_order);
         let mut first_new = None;
         while let Some(step) = steps.next() {
             if !self.scratch.visited(step.to_id) {
@@ -542,7 +622,7 @@ impl<'a> WalkState<'a, '_> {
             }
         }
         for (position, step) in back.iter().enumerate() {
-            if first_new.is_some_and(|first: Candidate<'a>| first.walk_order(step).is_lt()) {
+            if first_new.is_some_and(|first: Candidate<'c>| first.walk_order(step).is_lt()) {
                 self.walk.truncation.fan_out = true;
             }
             if !self.cross(step)? {
@@ -656,41 +736,28 @@ fn walk_with(
     starts: &[&str],
     options: &TraversalOptions,
 ) -> Walk {
-    let relations = followed_relations(options);
+    let mut walk = Walk::default();
+    let mut reached_ids = Vec::new();
     let mut state = WalkState {
         options,
         scratch,
-        walk: Walk::default(),
-        reached_ids: Vec::new(),
+        walk: &mut walk,
+        reached_ids: &mut reached_ids,
     };
-    // Starts the graph does not know (no edges): deduplicated by name.
-    let mut unknown_starts: foldhash::HashSet<&str> = foldhash::HashSet::default();
-    for &start in starts {
-        let id = adjacency.nodes.get(start);
-        let seen = match id {
-            Some(id) => state.scratch.visited(id),
-            None => unknown_starts.contains(start),
-        };
-        if seen {
-            continue;
-        }
-        if state.walk.reached.len() >= options.node_budget {
-            state.walk.truncation.node_budget = true;
-            return state.walk;
-        }
-        match id {
-            Some(id) => state.scratch.visit(id),
-            None => {
-                unknown_starts.insert(start);
-            }
-        }
-        state.reached_ids.push(id);
-        state.walk.reached.push(Reached {
-            entity_id: id.map_or_else(|| Arc::from(start), |id| adjacency.nodes.name(id).clone()),
-            depth: 0,
-            path: Vec::new(),
-        });
-    }
+    // `Err`: a budget stopped the walk, and set its flag.
+    let _stopped = walk_hops(&mut state, adjacency, starts);
+    walk
+}
+
+/// The walk of `state` from `starts`, hop by hop over `adjacency`, until its frontier empties,
+/// its hops are taken or a budget stops it.
+fn walk_hops(state: &mut WalkState, adjacency: &Adjacency, starts: &[&str]) -> Result<(), Stopped> {
+    let options = state.options;
+    state.add_starts(starts, |start| {
+        let id = adjacency.nodes.get(start)?;
+        Some((id, adjacency.nodes.name(id).clone()))
+    })?;
+    let relations = followed_relations(options);
     let mut steps = Steps::new(&adjacency.nodes, options.min_weight);
     let mut frontier_start = 0;
     for _ in 1..=options.max_hops {
@@ -700,14 +767,12 @@ fn walk_with(
                 continue;
             };
             steps.start(adjacency, node, options.direction, relations.as_deref());
-            if state.expand(index, &mut steps).is_err() {
-                return state.walk;
-            }
+            state.expand(index, &mut steps)?;
         }
         if state.walk.reached.len() == frontier_end {
             break;
         }
         frontier_start = frontier_end;
     }
-    state.walk
+    Ok(())
 }
