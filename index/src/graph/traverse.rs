@@ -1,4 +1,6 @@
-//! Bounded breadth-first expansion over the adjacency maps of [`super::GraphIndex`].
+//! Bounded breadth-first expansion over the adjacency maps of [`super::GraphIndex`], or over
+//! any other source of each expanded node's steps in walk order ([`StepSource`]: the step lists
+//! a ring's coordinator walks, [`super::HopWalk`]).
 //!
 //! Invariants: a node is reported once, at its smallest depth, with the first path found in
 //! deterministic order (frontier in discovery order; each node's edges by weight descending,
