@@ -13,7 +13,8 @@
 //!
 //! Where it can differ from one node: a node with more eligible steps than the ones sent whose
 //! walk reads past them (only when it has more than `max_fan_out + max_nodes` eligible edges and
-//! a neighbour found earlier in the same hop sits beyond them); its `cut` flag is kept.
+//! a neighbour found earlier in the same hop sits beyond them); its `cut` flag counts as steps
+//! left, so the walk's fan-out flag is set as one node would set it.
 
 use std::collections::HashMap;
 use std::sync::Arc;

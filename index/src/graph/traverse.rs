@@ -557,7 +557,7 @@ impl WalkState<'_, '_> {
                     }
                     return Ok(());
                 }
-                if let Some(back) = steps.back_steps_by_lookup(&self.reached_ids) {
+                if let Some(back) = steps.back_steps_by_lookup(self.reached_ids) {
                     return self.cross_rest(steps, back, crossed);
                 }
             }
