@@ -363,18 +363,6 @@ impl GraphIndex {
             .collect())
     }
 
-    /// Adds the stored edge of each step (`from -[relation]-> to`, or the reverse for a
-    /// reversed step), as [`GraphIndex::add_edges`] would.
-    pub fn add_steps(&self, steps: &[PathStep]) -> Result<()> {
-        let mut adjacency = self.adjacency.write();
-        for step in steps {
-            let (from, relation, to) = step.stored();
-            validate_edge(from, relation, to, step.weight)?;
-            adjacency.insert(from, relation, to, step.weight);
-        }
-        Ok(())
-    }
-
     /// The nodes of [`GraphIndex::walk`].
     pub fn expand(&self, starts: &[&str], options: &TraversalOptions) -> Result<Vec<Reached>> {
         Ok(self.walk(starts, options)?.reached)
