@@ -11,7 +11,9 @@
 //! Fed like the vector and graph indexes, by the store's commit observer (every committed
 //! write: local, replica, hint, repair, stream), the restart catch-up and rebuilds, through
 //! [`LexicalIndex::upsert`] / [`LexicalIndex::remove`]; dumped with the other indexes (records
-//! of analyzed documents, see `store/persist.rs`).
+//! of analyzed documents, see `store/persist.rs`). Those calls queue the change; the postings
+//! are written by one applier thread beside the writer, and every read applies what is still
+//! queued first, so a read sees every change made before it (`queue.rs`).
 //!
 //! A document's terms may be looked up in the index's term dictionary ahead of its write, on
 //! the threads that prepare a batch ([`LexicalIndex::resolve`]), so the one thread that
@@ -29,6 +31,8 @@
 
 pub mod analyzer;
 pub mod bm25;
+mod document;
+mod queue;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -36,221 +40,16 @@ mod tests;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use allidb_storage::cell::{AttributeValue, EntityBody};
+use allidb_storage::cell::EntityBody;
 use foldhash::HashMap;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 pub use analyzer::Analyzer;
 pub use bm25::Bm25Params;
+pub use document::{DocTerms, LexicalOptions};
+use queue::{Change, ChangeQueue};
 pub use settings::LexicalSettings;
-
-/// What one tenant's lexical index reads of an entity, how it analyzes it and how it scores.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LexicalOptions {
-    /// Whether the tenant has a lexical index at all (default true). Off, no text is analyzed
-    /// or held, and a text query is refused `FAILED_PRECONDITION`.
-    pub enabled: bool,
-    /// BM25 parameters (k1 = 1.2, b = 0.75).
-    pub bm25: Bm25Params,
-    /// The optional analysis steps (stemming, stop words; default none).
-    pub analyzer: Analyzer,
-    /// Index the entity's `entity_type` as text too (default false).
-    pub entity_type: bool,
-    /// Attributes whose string values are indexed as text too (default none).
-    pub attributes: Vec<String>,
-}
-
-impl Default for LexicalOptions {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            bm25: Bm25Params::default(),
-            analyzer: Analyzer::default(),
-            entity_type: false,
-            attributes: Vec::new(),
-        }
-    }
-}
-
-impl LexicalOptions {
-    /// Checks the BM25 parameters.
-    pub fn validate(&self) -> Result<()> {
-        self.bm25.validate()
-    }
-
-    /// Calls `f` with each text of `body` this index analyzes, in order: every chunk, then the
-    /// entity type and the chosen attributes when configured.
-    fn for_each_text<'b>(&self, body: &'b EntityBody, mut f: impl FnMut(&'b str)) {
-        for chunk in &body.chunks {
-            f(&chunk.text);
-        }
-        if self.entity_type {
-            f(&body.entity_type);
-        }
-        for key in &self.attributes {
-            if let Some(value) = body.attributes.get(key) {
-                f(value);
-            }
-            if let Some(AttributeValue::String(value)) = body.typed_attributes.get(key) {
-                f(value);
-            }
-        }
-    }
-
-    /// The document this index makes of `body` (written at `body_ts`): the terms of its texts
-    /// ([`Self::for_each_text`]) counted. The terms are gathered in one reused buffer per
-    /// thread, so a document costs one `String` per distinct term.
-    pub fn document(&self, body: &EntityBody, body_ts: u64) -> DocTerms {
-        if !self.enabled {
-            return DocTerms::new(body_ts, std::iter::empty::<(&str, u32)>());
-        }
-        TERM_BUFFER.with(|buffer| {
-            let mut buffer = buffer.borrow_mut();
-            let TermBuffer { text, spans } = &mut *buffer;
-            text.clear();
-            spans.clear();
-            self.for_each_text(body, |t| {
-                self.analyzer.for_each_term(t, &mut |term| {
-                    spans.push(TermSpan::new(text.len(), term));
-                    text.push_str(term);
-                });
-            });
-            let term = |span: &TermSpan| &text[span.at..span.at + span.len];
-            spans.sort_unstable_by(|a, b| {
-                a.prefix.cmp(&b.prefix).then_with(|| term(a).cmp(term(b)))
-            });
-            let mut doc = DocTerms {
-                body_ts,
-                text: String::with_capacity(text.len()),
-                ends: Vec::with_capacity(spans.len()),
-            };
-            for span in spans.iter() {
-                match doc.last_mut() {
-                    Some((last, n)) if last == term(span) => *n += 1,
-                    _ => doc.push(term(span), 1),
-                }
-            }
-            buffer.shrink();
-            doc
-        })
-    }
-
-    /// The terms of a query `text` for this index: refused as [`analyze_query`] refuses it,
-    /// then analyzed by this index's analyzer, and refused when every word is a stop word.
-    pub fn query_terms(&self, text: &str) -> Result<Vec<String>> {
-        let terms = analyze_query(text)?;
-        if !self.enabled {
-            return Err(Error::FailedPrecondition(
-                "text: this tenant's lexical index is off (index.lexical_enabled = false, or \
-                 \"enabled:false\" in its index.lexical_tenants item)"
-                    .to_owned(),
-            ));
-        }
-        if self.analyzer == Analyzer::default() {
-            return Ok(terms);
-        }
-        let terms = self.analyzer.analyze(text);
-        if terms.is_empty() {
-            return Err(Error::invalid(
-                "text has no searchable word (every word is a stop word)",
-            ));
-        }
-        Ok(terms)
-    }
-}
-
-/// One analyzed document: its distinct terms with their frequencies, held in one buffer (a
-/// document costs two allocations, not one per term: it is made on the threads that prepare a
-/// batch and dropped on the commit thread, docs/benchmarks.md issue 34).
-///
-/// Its bincode encoding is that of `(body_ts: u64, terms: Vec<(String, u32)>)`, the format of
-/// the dumps' lexical records (`store/persist.rs`), unchanged.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct DocTerms {
-    /// The body timestamp it was analyzed from (older bodies never replace it).
-    pub body_ts: u64,
-    /// The terms one after the other.
-    text: String,
-    /// Per term, in order: where it ends in `text`, and how often it occurs.
-    ends: Vec<(usize, u32)>,
-}
-
-impl DocTerms {
-    /// A document of `terms`, distinct, each with its frequency, in the order given (term
-    /// order, as [`LexicalOptions::document`] and [`LexicalIndex::export`] give them).
-    pub fn new<S: AsRef<str>>(body_ts: u64, terms: impl IntoIterator<Item = (S, u32)>) -> Self {
-        let mut doc = Self {
-            body_ts,
-            ..Self::default()
-        };
-        for (term, n) in terms {
-            doc.push(term.as_ref(), n);
-        }
-        doc
-    }
-
-    fn push(&mut self, term: &str, n: u32) {
-        self.text.push_str(term);
-        self.ends.push((self.text.len(), n));
-    }
-
-    /// The last term and its frequency.
-    fn last_mut(&mut self) -> Option<(&str, &mut u32)> {
-        let start = match self.ends.len() {
-            0 | 1 => 0,
-            len => self.ends[len - 2].0,
-        };
-        let (end, n) = self.ends.last_mut()?;
-        Some((&self.text[start..*end], n))
-    }
-
-    /// Its distinct terms with their frequencies, in order.
-    pub fn terms(&self) -> impl Iterator<Item = (&str, u32)> + '_ {
-        let starts = std::iter::once(0).chain(self.ends.iter().map(|(end, _)| *end));
-        starts
-            .zip(&self.ends)
-            .map(|(start, &(end, n))| (&self.text[start..end], n))
-    }
-
-    /// The document length (number of terms, repeats counted).
-    pub fn len(&self) -> u64 {
-        self.ends.iter().map(|(_, n)| u64::from(*n)).sum()
-    }
-
-    /// True when it has no term.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-}
-
-impl bincode::Encode for DocTerms {
-    fn encode<E: bincode::enc::Encoder>(
-        &self,
-        encoder: &mut E,
-    ) -> Result<(), bincode::error::EncodeError> {
-        self.body_ts.encode(encoder)?;
-        // A `Vec`'s length, as bincode writes it.
-        (self.ends.len() as u64).encode(encoder)?;
-        for (term, n) in self.terms() {
-            term.encode(encoder)?;
-            n.encode(encoder)?;
-        }
-        Ok(())
-    }
-}
-
-impl<Context> bincode::Decode<Context> for DocTerms {
-    fn decode<D: bincode::de::Decoder<Context = Context>>(
-        decoder: &mut D,
-    ) -> Result<Self, bincode::error::DecodeError> {
-        let body_ts = u64::decode(decoder)?;
-        let terms = Vec::<(String, u32)>::decode(decoder)?;
-        Ok(Self::new(body_ts, terms))
-    }
-}
-
-bincode::impl_borrow_decode!(DocTerms);
 
 /// One document as held: its entity, length and terms.
 #[derive(Debug)]
@@ -302,7 +101,7 @@ pub struct ResolvedDoc {
 impl ResolvedDoc {
     /// `doc`, its terms not looked up: every one is resolved when it is applied.
     pub fn unresolved(doc: DocTerms) -> Self {
-        let unknown = (0..doc.ends.len() as u32).collect();
+        let unknown = (0..doc.distinct_terms() as u32).collect();
         Self {
             doc,
             index: 0,
@@ -406,48 +205,6 @@ impl CorpusStats {
     }
 }
 
-/// Per-thread buffer of [`LexicalOptions::document`]: the terms of the document being made,
-/// one after the other, and where each one is.
-#[derive(Default)]
-struct TermBuffer {
-    text: String,
-    spans: Vec<TermSpan>,
-}
-
-/// A term in a [`TermBuffer`]: its place, and its first 8 bytes as a big-endian number
-/// (zero-padded), which orders two terms as their bytes do whenever the two numbers differ, so
-/// sorting compares the bytes only of terms that share their first 8.
-struct TermSpan {
-    prefix: u64,
-    at: usize,
-    len: usize,
-}
-
-impl TermSpan {
-    fn new(at: usize, term: &str) -> Self {
-        let mut prefix = [0u8; 8];
-        let head = &term.as_bytes()[..term.len().min(8)];
-        prefix[..head.len()].copy_from_slice(head);
-        Self {
-            prefix: u64::from_be_bytes(prefix),
-            at,
-            len: term.len(),
-        }
-    }
-}
-
-impl TermBuffer {
-    /// Most bytes of terms a thread keeps between documents (a larger document's buffer is
-    /// given back).
-    const KEPT_BYTES: usize = 1 << 20;
-
-    fn shrink(&mut self) {
-        if self.text.capacity() > Self::KEPT_BYTES {
-            *self = Self::default();
-        }
-    }
-}
-
 /// Per-thread accumulator of a search: a score per document slot and the slots touched.
 #[derive(Default)]
 struct Scratch {
@@ -457,7 +214,6 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
-    static TERM_BUFFER: std::cell::RefCell<TermBuffer> = std::cell::RefCell::default();
 }
 
 /// A tenant's BM25 index (see the module documentation).
@@ -467,9 +223,17 @@ pub struct LexicalIndex {
     /// This index among every index of the process (a [`ResolvedDoc`] of another index, e.g.
     /// of a tenant dropped and created again since it was resolved, is resolved again).
     id: u64,
+    shared: Arc<Shared>,
+}
+
+/// What an index shares with the applier thread (`queue.rs`).
+#[derive(Debug, Default)]
+struct Shared {
     inner: RwLock<Inner>,
     /// Locked after `inner` when both are (a resolve takes it alone).
     dictionary: RwLock<TermDictionary>,
+    /// Committed changes not in `inner` yet; locked after `inner` when both are.
+    queue: Mutex<ChangeQueue>,
 }
 
 impl LexicalIndex {
@@ -479,8 +243,7 @@ impl LexicalIndex {
         Ok(Self {
             options,
             id: NEXT_INDEX_ID.fetch_add(1, Ordering::Relaxed),
-            inner: RwLock::default(),
-            dictionary: RwLock::default(),
+            shared: Arc::default(),
         })
     }
 
@@ -506,8 +269,8 @@ impl LexicalIndex {
         if !self.options.enabled || doc.is_empty() {
             return ResolvedDoc::unresolved(doc);
         }
-        let dictionary = self.dictionary.read();
-        let mut known = Vec::with_capacity(doc.ends.len());
+        let dictionary = self.shared.dictionary.read();
+        let mut known = Vec::with_capacity(doc.distinct_terms());
         let mut unknown = Vec::new();
         for (at, (term, tf)) in doc.terms().enumerate() {
             match dictionary.get(term) {
@@ -526,7 +289,8 @@ impl LexicalIndex {
     }
 
     /// Indexes `doc` (resolved by [`Self::resolve`], or not) as entity `id`'s document (see
-    /// [`Self::upsert_body`]).
+    /// [`Self::upsert_body`]). The postings are written by the applier thread; every read
+    /// of this index sees the document (`queue.rs`).
     pub fn upsert_resolved(&self, id: &str, doc: ResolvedDoc) {
         if !self.options.enabled {
             return;
@@ -535,39 +299,31 @@ impl LexicalIndex {
             true => doc,
             false => ResolvedDoc::unresolved(doc.doc),
         };
-        let mut inner = self.inner.write();
-        if inner.newer_than(id, doc.doc.body_ts) {
-            return;
-        }
-        if doc.doc.is_empty() {
-            inner.remove(id);
-            return;
-        }
-        inner.insert(id, doc, &self.dictionary);
+        self.shared.enqueue(Change::Upsert(id.into(), doc));
     }
 
     /// Removes entity `id`'s document (deleted, or its body is gone), as the facts table
-    /// forgets it: unconditionally.
+    /// forgets it: unconditionally (applied as [`Self::upsert_resolved`] is).
     pub fn remove(&self, id: &str) {
         if !self.options.enabled {
             return;
         }
-        self.inner.write().remove(id);
+        self.shared.enqueue(Change::Remove(id.into()));
     }
 
     /// Live documents.
     pub fn len(&self) -> usize {
-        usize::try_from(self.inner.read().live).unwrap_or(usize::MAX)
+        usize::try_from(self.shared.settled().live).unwrap_or(usize::MAX)
     }
 
     /// True without documents.
     pub fn is_empty(&self) -> bool {
-        self.inner.read().live == 0
+        self.shared.settled().live == 0
     }
 
     /// `N` and the total length.
     pub fn stats(&self) -> CollectionStats {
-        let inner = self.inner.read();
+        let inner = self.shared.settled();
         CollectionStats {
             docs: inner.live,
             total_len: inner.total_len,
@@ -576,8 +332,8 @@ impl LexicalIndex {
 
     /// Every document, in entity order (for dumps and tests).
     pub fn export(&self) -> Vec<(String, DocTerms)> {
-        let inner = self.inner.read();
-        let dictionary = self.dictionary.read();
+        let inner = self.shared.settled();
+        let dictionary = self.shared.dictionary.read();
         let mut docs: Vec<(String, DocTerms)> = inner
             .docs
             .iter()
@@ -607,8 +363,8 @@ impl LexicalIndex {
         allows: Option<&dyn Fn(&str) -> bool>,
         corpus: Option<&CorpusStats>,
     ) -> Vec<LexicalHit> {
-        let inner = self.inner.read();
-        let dictionary = self.dictionary.read();
+        let inner = self.shared.settled();
+        let dictionary = self.shared.dictionary.read();
         let terms = query_terms(&dictionary, query);
         if terms.is_empty() || n == 0 {
             return Vec::new();
@@ -677,8 +433,8 @@ impl LexicalIndex {
         id: &str,
         corpus: Option<&CorpusStats>,
     ) -> Option<LexicalHit> {
-        let inner = self.inner.read();
-        let dictionary = self.dictionary.read();
+        let inner = self.shared.settled();
+        let dictionary = self.shared.dictionary.read();
         let slot = *inner.by_entity.get(id)?;
         let terms = query_terms(&dictionary, query);
         let (stats, idfs) = inner.scoring(&terms, corpus);
@@ -703,8 +459,8 @@ impl LexicalIndex {
     /// The statistics of the documents whose entity `holds` accepts, for the analyzed `query`
     /// (a ring host's share of a corpus: the documents of the token ranges it was assigned).
     pub fn corpus_stats(&self, query: &[String], holds: &dyn Fn(&str) -> bool) -> CorpusStats {
-        let inner = self.inner.read();
-        let dictionary = self.dictionary.read();
+        let inner = self.shared.settled();
+        let dictionary = self.shared.dictionary.read();
         let mut collection = CollectionStats {
             docs: 0,
             total_len: 0,
@@ -740,8 +496,8 @@ impl LexicalIndex {
 
     /// Document frequency of an analyzed term (0: unknown).
     pub fn doc_freq(&self, term: &str) -> u64 {
-        let inner = self.inner.read();
-        let dictionary = self.dictionary.read();
+        let inner = self.shared.settled();
+        let dictionary = self.shared.dictionary.read();
         dictionary
             .get(term)
             .map_or(0, |t| inner.postings[t as usize].len() as u64)
@@ -749,6 +505,25 @@ impl LexicalIndex {
 }
 
 impl Inner {
+    /// Applies one committed change (see [`LexicalIndex::upsert_resolved`]).
+    fn apply(&mut self, change: Change, dictionary: &RwLock<TermDictionary>) {
+        match change {
+            Change::Upsert(id, doc) => {
+                if self.newer_than(&id, doc.doc.body_ts) {
+                    return;
+                }
+                if doc.doc.is_empty() {
+                    self.remove(&id);
+                    return;
+                }
+                self.insert(&id, doc, dictionary);
+            }
+            Change::Remove(id) => {
+                self.remove(&id);
+            }
+        }
+    }
+
     fn newer_than(&self, id: &str, body_ts: u64) -> bool {
         self.by_entity
             .get(id)
