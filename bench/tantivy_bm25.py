@@ -5,7 +5,8 @@ Two corpora:
 - npm-minilm-20k's texts (default): texts.jsonl, one document per row, with the known-item name
   queries of index/examples/hybrid_known_item.rs (query i: the package name of base row
   groundtruth.ivecs[i][0]); prints success@10 on both sides.
-- `--synthetic N`: N generated documents of `--words` words each (default 60, ~400 bytes) drawn
+- `--synthetic N`: N generated documents of `--words` words on average (default 60, ~400 bytes;
+  each between half and 1.5 times as many, so that lengths differ) drawn
   from a Zipf law (exponent 1.1) over a vocabulary of 100,000 made-up lowercase words, and
   queries of two words of rank 100 to 20,000 (the same seed gives the same corpus); prints how
   many of tantivy's top 10 AlliDB's top 10 also has (overlap@10; ties may order differently).
@@ -54,8 +55,10 @@ def synthetic_corpus(count, words, wanted, seed):
     names = ["".join(rng.choice(letters, size=n)) for n in lengths]
     weights = 1.0 / np.arange(1, vocabulary + 1) ** 1.1
     weights /= weights.sum()
-    drawn = rng.choice(vocabulary, size=(count, words), p=weights)
-    texts = [" ".join(names[w] for w in row) for row in drawn]
+    lengths = rng.integers(words // 2, words * 3 // 2 + 1, size=count)
+    drawn = rng.choice(vocabulary, size=int(lengths.sum()), p=weights)
+    ends = np.cumsum(lengths)
+    texts = [" ".join(names[w] for w in drawn[end - n:end]) for n, end in zip(lengths, ends)]
     queries = [" ".join(names[w] for w in rng.integers(100, 20_000, size=2)) for _ in range(wanted)]
     return texts, queries
 
@@ -106,7 +109,7 @@ def main():
     if args.synthetic:
         texts, queries = synthetic_corpus(args.synthetic, args.words, args.queries, args.seed)
         targets = None
-        print(f"synthetic corpus: {len(texts)} documents of {args.words} words, "
+        print(f"synthetic corpus: {len(texts)} documents of {args.words} words on average, "
               f"{sum(map(len, texts)) / len(texts):.0f} bytes on average")
     else:
         texts, queries, targets = npm_corpus(args.data, args.queries)

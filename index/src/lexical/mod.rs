@@ -129,6 +129,9 @@ struct Inner {
     postings: Vec<Vec<(u32, u32)>>,
     /// Document slots (`None`: free).
     docs: Vec<Option<Doc>>,
+    /// Per document slot, its document's length (0: free): what scoring a posting reads,
+    /// without touching the documents (4 bytes a slot, where a `Doc` is 56).
+    lens: Vec<u32>,
     free: Vec<u32>,
     by_entity: HashMap<Arc<str>, u32>,
     live: u64,
@@ -374,46 +377,53 @@ impl LexicalIndex {
         let avg = stats.avg_len();
         // Scores accumulate in this thread's dense scratch (one slot per document slot, every
         // term score > 0, so 0 means untouched), reset before it is returned.
-        let mut ranked: Vec<(f64, &Arc<str>, u32)> = SCRATCH.with(|scratch| {
+        let mut scored: Vec<(f64, u32)> = SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let Scratch { scores, touched } = &mut *scratch;
-            if scores.len() < inner.docs.len() {
-                scores.resize(inner.docs.len(), 0.0);
+            if scores.len() < inner.lens.len() {
+                scores.resize(inner.lens.len(), 0.0);
             }
             for (&(term, _), &idf) in terms.iter().zip(&idfs) {
                 let postings = &inner.postings[term as usize];
                 for &(slot, tf) in postings {
-                    let Some(doc) = &inner.docs[slot as usize] else {
-                        continue;
-                    };
+                    let len = inner.lens[slot as usize];
                     let score = &mut scores[slot as usize];
                     if *score == 0.0 {
                         touched.push(slot);
                     }
-                    *score += bm25::term_score(params, idf, tf, doc.len, avg);
+                    *score += bm25::term_score(params, idf, tf, len, avg);
                 }
             }
-            let ranked = touched
+            let scored = touched
                 .iter()
-                .filter_map(|&slot| {
-                    let score = std::mem::take(&mut scores[slot as usize]);
-                    let doc = inner.docs[slot as usize].as_ref()?;
-                    allows
-                        .is_none_or(|f| f(&doc.entity))
-                        .then_some((score, &doc.entity, slot))
+                .map(|&slot| (std::mem::take(&mut scores[slot as usize]), slot))
+                .filter(|&(_, slot)| {
+                    allows.is_none_or(|f| inner.entity(slot).is_some_and(|e| f(e)))
                 })
                 .collect();
             touched.clear();
-            ranked
+            scored
         });
-        let order = |a: &(f64, &Arc<str>, u32), b: &(f64, &Arc<str>, u32)| {
-            b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1))
-        };
-        if ranked.len() > n {
-            ranked.select_nth_unstable_by(n - 1, order);
-            ranked.truncate(n);
+        // The best n by score alone, and every document tied with the n-th: only those are
+        // ordered by entity id (reading their documents).
+        if scored.len() > n {
+            scored.select_nth_unstable_by(n - 1, |a, b| b.0.total_cmp(&a.0));
+            let nth = scored[n - 1].0;
+            let mut kept = n;
+            for i in n..scored.len() {
+                if scored[i].0 == nth {
+                    scored.swap(kept, i);
+                    kept += 1;
+                }
+            }
+            scored.truncate(kept);
         }
-        ranked.sort_by(order);
+        let mut ranked: Vec<(f64, &Arc<str>, u32)> = scored
+            .into_iter()
+            .filter_map(|(score, slot)| Some((score, inner.entity(slot)?, slot)))
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        ranked.truncate(n);
         ranked
             .into_iter()
             .map(|(score, entity, slot)| LexicalHit {
@@ -505,6 +515,11 @@ impl LexicalIndex {
 }
 
 impl Inner {
+    /// The entity of the document in `slot` (`None`: a free slot).
+    fn entity(&self, slot: u32) -> Option<&Arc<str>> {
+        Some(&self.docs.get(slot as usize)?.as_ref()?.entity)
+    }
+
     /// Applies one committed change (see [`LexicalIndex::upsert_resolved`]).
     fn apply(&mut self, change: Change, dictionary: &RwLock<TermDictionary>) {
         match change {
@@ -636,6 +651,7 @@ impl Inner {
                     Some(slot) => slot,
                     None => {
                         self.docs.push(None);
+                        self.lens.push(0);
                         u32::try_from(self.docs.len() - 1).unwrap_or(u32::MAX)
                     }
                 };
@@ -673,6 +689,7 @@ impl Inner {
             len,
             terms,
         });
+        self.lens[slot as usize] = len;
         self.live += 1;
         self.total_len += u64::from(len);
     }
@@ -706,6 +723,7 @@ impl Inner {
         for posted in doc.terms {
             self.unpost(posted);
         }
+        self.lens[slot as usize] = 0;
         self.free.push(slot);
         self.live -= 1;
         self.total_len -= u64::from(doc.len);
