@@ -9,11 +9,13 @@
 //! Invariants: changes enter the postings in the order they were queued (they are taken out
 //! only under the index's write lock, so two appliers never reorder them); a read of the index
 //! first applies what is queued ([`Shared::settled`]), so it sees every change queued before it
-//! began, as if the change had been applied on the writing thread; a queue holds at most
-//! [`QUEUED_AT_MOST`] changes (the writing thread applies them itself when it is full, so a
-//! slow applier slows writes down as the postings did, and memory stays bounded).
+//! began, as if the change had been applied on the writing thread; the queues of the process
+//! hold about [`QUEUED_AT_MOST`] changes at most, whatever the number of tenants (past it, a
+//! writing thread applies its index's queue itself, so a slow applier slows writes down as the
+//! postings did, and memory stays bounded).
 //! Must never: block the writing thread on the applier, or apply a change twice.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, OnceLock};
 
@@ -21,9 +23,13 @@ use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
 
 use super::{Inner, ResolvedDoc, Shared};
 
-/// Most changes a queue holds: a full queue is applied by the thread that fills it. About
-/// 2 KB each for a 400-byte text (its terms, their frequencies and ids): ~8 MB per tenant.
-const QUEUED_AT_MOST: usize = 4096;
+/// Most changes queued in the process, over every index: past it, a writing thread applies its
+/// index's queue itself. About 2 KB each for a 400-byte text (its terms, their frequencies and
+/// ids): ~16 MB.
+const QUEUED_AT_MOST: usize = 8192;
+
+/// Changes queued in the process, not taken out yet.
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
 
 /// One committed change of an entity's document.
 #[derive(Debug)]
@@ -56,7 +62,7 @@ impl Shared {
     pub(super) fn enqueue(self: &Arc<Self>, change: Change) {
         let mut queue = self.queue.lock();
         queue.changes.push(change);
-        if queue.changes.len() >= QUEUED_AT_MOST {
+        if QUEUED.fetch_add(1, Ordering::Relaxed) + 1 >= QUEUED_AT_MOST {
             drop(queue);
             self.apply_queued(&mut self.inner.write());
             return;
@@ -86,7 +92,7 @@ impl Shared {
 
     /// Applies the queued changes, in order, to `inner` (this index's, write-locked).
     fn apply_queued(&self, inner: &mut Inner) {
-        let changes = std::mem::take(&mut self.queue.lock().changes);
+        let changes = take_queued(&mut self.queue.lock());
         for change in changes {
             inner.apply(change, &self.dictionary);
         }
@@ -103,13 +109,19 @@ impl Shared {
                     queue.scheduled = false;
                     return;
                 }
-                std::mem::take(&mut queue.changes)
+                take_queued(&mut queue)
             };
             for change in changes {
                 inner.apply(change, &self.dictionary);
             }
         }
     }
+}
+
+/// Takes the changes out of `queue` (locked, under its index's write lock).
+fn take_queued(queue: &mut ChangeQueue) -> Vec<Change> {
+    QUEUED.fetch_sub(queue.changes.len(), Ordering::Relaxed);
+    std::mem::take(&mut queue.changes)
 }
 
 /// The applier thread's inbox (`None`: it could not be started).

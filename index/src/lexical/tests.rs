@@ -93,10 +93,18 @@ fn check(index: &LexicalIndex, docs: &BTreeMap<String, Vec<String>>, query: &str
     let even = |id: &str| id.bytes().last().is_some_and(|b| b % 2 == 0);
     let allowed: Vec<&LexicalHit> = got.iter().filter(|h| even(&h.entity_id)).collect();
     for n in 1..=got.len() {
-        assert_eq!(index.search(&q, n, None, None), got[..n], "query {query:?}, n {n}");
+        assert_eq!(
+            index.search(&q, n, None, None),
+            got[..n],
+            "query {query:?}, n {n}"
+        );
         let filtered = index.search(&q, n, Some(&even), None);
         let want: Vec<&LexicalHit> = allowed.iter().take(n).copied().collect();
-        assert_eq!(filtered.iter().collect::<Vec<_>>(), want, "query {query:?}, n {n}");
+        assert_eq!(
+            filtered.iter().collect::<Vec<_>>(),
+            want,
+            "query {query:?}, n {n}"
+        );
     }
 }
 
