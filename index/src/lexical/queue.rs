@@ -15,6 +15,7 @@
 //! postings did, and memory stays bounded).
 //! Must never: block the writing thread on the applier, or apply a change twice.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, OnceLock};
@@ -27,6 +28,10 @@ use super::{Inner, ResolvedDoc, Shared};
 /// index's queue itself. About 2 KB each for a 400-byte text (its terms, their frequencies and
 /// ids): ~16 MB.
 const QUEUED_AT_MOST: usize = 8192;
+
+/// Most changes the applier applies under one hold of an index's write lock, so that a read
+/// waits for at most that many (a read applies everything queued, as it must see it all).
+const APPLIED_AT_ONCE: usize = 256;
 
 /// Changes queued in the process, not taken out yet.
 static QUEUED: AtomicUsize = AtomicUsize::new(0);
@@ -43,7 +48,7 @@ pub(super) enum Change {
 /// The changes of one index not applied yet.
 #[derive(Debug, Default)]
 pub(super) struct ChangeQueue {
-    changes: Vec<Change>,
+    changes: VecDeque<Change>,
     /// The applier was handed this index and has not found its queue empty since.
     scheduled: bool,
 }
@@ -57,11 +62,11 @@ impl ChangeQueue {
 }
 
 impl Shared {
-    /// Queues `change`; the applier thread applies it (or this thread, when the queue is full
-    /// or there is no applier).
+    /// Queues `change`; the applier thread applies it (or this thread, when the process's
+    /// queues are full or there is no applier).
     pub(super) fn enqueue(self: &Arc<Self>, change: Change) {
         let mut queue = self.queue.lock();
-        queue.changes.push(change);
+        queue.changes.push_back(change);
         if QUEUED.fetch_add(1, Ordering::Relaxed) + 1 >= QUEUED_AT_MOST {
             drop(queue);
             self.apply_queued(&mut self.inner.write());
@@ -92,14 +97,14 @@ impl Shared {
 
     /// Applies the queued changes, in order, to `inner` (this index's, write-locked).
     fn apply_queued(&self, inner: &mut Inner) {
-        let changes = take_queued(&mut self.queue.lock());
+        let changes = take_queued(&mut self.queue.lock(), usize::MAX);
         for change in changes {
             inner.apply(change, &self.dictionary);
         }
     }
 
-    /// The applier's work on this index: applies queued changes until the queue is empty,
-    /// then lets the next change hand the index over again.
+    /// The applier's work on this index: applies queued changes, [`APPLIED_AT_ONCE`] at a
+    /// time, until the queue is empty, then lets the next change hand the index over again.
     fn drain(&self) {
         loop {
             let mut inner = self.inner.write();
@@ -109,7 +114,7 @@ impl Shared {
                     queue.scheduled = false;
                     return;
                 }
-                take_queued(&mut queue)
+                take_queued(&mut queue, APPLIED_AT_ONCE)
             };
             for change in changes {
                 inner.apply(change, &self.dictionary);
@@ -118,10 +123,11 @@ impl Shared {
     }
 }
 
-/// Takes the changes out of `queue` (locked, under its index's write lock).
-fn take_queued(queue: &mut ChangeQueue) -> Vec<Change> {
-    QUEUED.fetch_sub(queue.changes.len(), Ordering::Relaxed);
-    std::mem::take(&mut queue.changes)
+/// Takes the first `at_most` changes out of `queue` (locked, under its index's write lock).
+fn take_queued(queue: &mut ChangeQueue, at_most: usize) -> Vec<Change> {
+    let taken = at_most.min(queue.changes.len());
+    QUEUED.fetch_sub(taken, Ordering::Relaxed);
+    queue.changes.drain(..taken).collect()
 }
 
 /// The applier thread's inbox (`None`: it could not be started).
