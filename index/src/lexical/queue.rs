@@ -30,7 +30,8 @@ use super::{Inner, ResolvedDoc, Shared};
 const QUEUED_AT_MOST: usize = 8192;
 
 /// Most changes the applier applies under one hold of an index's write lock, so that a read
-/// waits for at most that many (a read applies everything queued, as it must see it all).
+/// waits behind at most that many of its changes (the read then applies what is still queued
+/// itself, as it must see it all).
 const APPLIED_AT_ONCE: usize = 256;
 
 /// Changes queued in the process, not taken out yet.
