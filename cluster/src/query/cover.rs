@@ -2,11 +2,11 @@
 //! token range, and the host that answers for each entity of a walk (pure, no I/O).
 //!
 //! Invariants: a range is covered by a host only if the host is one of its replicas and live;
-//! live hosts are taken in preference order (this node first, then the fastest by measured
-//! latency, then host id) and kept when they replicate a range not yet covered as many times as
-//! asked (`copies` distinct replicas), so the set is stable and, for one copy, at most
-//! `hosts - replication_factor + 1` hosts. A range with no live
-//! replica is reported, never skipped silently.
+//! a cover is as small as a bounded search finds (every host is one more call per round and one
+//! more candidate search), and of one size the best-ranked hosts in preference order (this node
+//! first, then the fastest by measured latency, then host id), so the set is stable for the same
+//! ring, liveness and ranks and, for one copy, at most `hosts - replication_factor + 1` hosts.
+//! A range with too few live replicas is reported, never skipped silently.
 
 use std::collections::BTreeSet;
 
@@ -60,6 +60,11 @@ impl Cover {
 /// include whatever a QUORUM write acknowledged): `live` says whether a host may be asked,
 /// `rank` orders hosts (smaller first). A range with fewer live replicas than `copies` is
 /// uncovered.
+///
+/// The set is as small as can be found ([`smallest_cover`]): each host of a cover is one more
+/// call per round of a cluster-wide read and one more candidate search, so a cover of two
+/// hosts where the token layout allows it costs less than the first useful hosts in rank
+/// order. Among covers of one size, the one of best-ranked hosts is taken.
 pub fn cover<K: Ord>(
     ring: &Ring,
     replication_factor: usize,
@@ -77,29 +82,19 @@ pub fn cover<K: Ord>(
                 .to_vec()
         })
         .collect();
-    let mut open: Vec<(TokenRange, &[HostId], usize)> = ranges
-        .iter()
-        .zip(&replicas)
-        .map(|(range, replicas)| (*range, &replicas[..], copies))
-        .collect();
     let mut candidates: Vec<HostId> = ring.hosts().iter().copied().filter(|h| live(*h)).collect();
     candidates.sort_by_key(|h| (rank(*h), *h));
-    let mut hosts = Vec::new();
-    for host in candidates {
-        let mut useful = false;
-        for (_, replicas, needed) in open.iter_mut() {
-            if replicas.contains(&host) {
-                *needed -= 1;
-                useful = true;
-            }
-        }
-        if useful {
-            hosts.push(host);
-            open.retain(|(_, _, needed)| *needed > 0);
-        }
-        if open.is_empty() {
-            break;
-        }
+    let mut hosts = first_useful(&candidates, &replicas, copies);
+    let uncovered: Vec<TokenRange> = ranges
+        .iter()
+        .zip(&replicas)
+        .filter(|(_, replicas)| replicas.iter().filter(|h| hosts.contains(h)).count() < copies)
+        .map(|(range, _)| *range)
+        .collect();
+    if uncovered.is_empty()
+        && let Some(smaller) = smallest_cover(&candidates, &replicas, copies, hosts.len())
+    {
+        hosts = smaller;
     }
     let held: u128 = ranges
         .iter()
@@ -111,10 +106,112 @@ pub fn cover<K: Ord>(
         .sum();
     Cover {
         hosts,
-        uncovered: open.into_iter().map(|(range, _, _)| range).collect(),
+        uncovered,
         ranges: ranges.len(),
         copies_per_token: held as f64 / RING_SIZE as f64,
     }
+}
+
+/// The hosts of `candidates` (in rank order) kept while each replicates a range not yet held
+/// `copies` times: a cover when one exists, at most `hosts - replication_factor + 1` hosts for
+/// one copy, and every useful host otherwise.
+fn first_useful(candidates: &[HostId], replicas: &[Vec<HostId>], copies: usize) -> Vec<HostId> {
+    let mut open: Vec<(&[HostId], usize)> = replicas.iter().map(|r| (&r[..], copies)).collect();
+    let mut hosts = Vec::new();
+    for host in candidates {
+        let mut useful = false;
+        for (replicas, needed) in open.iter_mut() {
+            if replicas.contains(host) {
+                *needed -= 1;
+                useful = true;
+            }
+        }
+        if useful {
+            hosts.push(*host);
+            open.retain(|(_, needed)| *needed > 0);
+        }
+        if open.is_empty() {
+            break;
+        }
+    }
+    hosts
+}
+
+/// Most sets of hosts [`smallest_cover`] tries before it keeps the cover it was given: a ring
+/// of up to about a dozen hosts is searched whole, a larger one keeps the rank-order cover.
+const COVERS_TRIED_AT_MOST: u64 = 4_096;
+
+/// A cover of fewer than `than` hosts of `candidates` (in rank order), `copies` replicas of
+/// every range: the smallest size first, and of one size the first set in rank order (the
+/// best-ranked hosts). `None` when there is none, or when trying every set of the next size
+/// would pass [`COVERS_TRIED_AT_MOST`].
+fn smallest_cover(
+    candidates: &[HostId],
+    replicas: &[Vec<HostId>],
+    copies: usize,
+    than: usize,
+) -> Option<Vec<HostId>> {
+    if candidates.len() > 64 {
+        return None;
+    }
+    // Each range as the set of candidates replicating it (one bit each); ranges with the same
+    // replicas are one constraint.
+    let needs: BTreeSet<u64> = replicas
+        .iter()
+        .map(|replicas| {
+            candidates
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| replicas.contains(c))
+                .fold(0u64, |mask, (bit, _)| mask | 1 << bit)
+        })
+        .collect();
+    let copies = u32::try_from(copies).ok()?;
+    let n = candidates.len();
+    let mut tried = 0u64;
+    for size in 1..than {
+        tried = tried.saturating_add(combinations(n, size));
+        if tried > COVERS_TRIED_AT_MOST {
+            return None;
+        }
+        let mut chosen: Vec<usize> = (0..size).collect();
+        loop {
+            let mask = chosen.iter().fold(0u64, |mask, bit| mask | 1 << bit);
+            if needs
+                .iter()
+                .all(|need| (need & mask).count_ones() >= copies)
+            {
+                return Some(chosen.iter().map(|i| candidates[*i]).collect());
+            }
+            if !next_combination(&mut chosen, n) {
+                break;
+            }
+        }
+    }
+    None
+}
+
+/// `n` choose `k`, saturating.
+fn combinations(n: usize, k: usize) -> u64 {
+    (0..k).fold(1u64, |acc, i| {
+        acc.saturating_mul((n - i) as u64) / (i as u64 + 1)
+    })
+}
+
+/// Advances `chosen` (increasing indexes below `n`) to the next set of its size in
+/// lexicographic order; false after the last.
+fn next_combination(chosen: &mut [usize], n: usize) -> bool {
+    let k = chosen.len();
+    for i in (0..k).rev() {
+        if chosen[i] < n - k + i {
+            chosen[i] += 1;
+            for j in i + 1..k {
+                chosen[j] = chosen[j - 1] + 1;
+            }
+            return true;
+        }
+    }
+    false
 }
 
 /// The host that answers for the partition at token `t`: a replica already in `preferred` (the
@@ -135,6 +232,9 @@ pub fn owner_of<K: Ord>(
 
 #[cfg(test)]
 mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
     use super::*;
 
     fn host(n: u128) -> HostId {
@@ -225,7 +325,8 @@ mod tests {
     #[test]
     fn each_host_searches_with_the_ef_divided_by_the_hosts_holding_a_token() {
         // Five hosts, four vnodes each, spread evenly over the token space: every host
-        // replicates three fifths of it at replication factor 3.
+        // replicates three fifths of it at replication factor 3, and two hosts two apart on the
+        // ring cover it.
         let step = u64::MAX / 20;
         let ring = Ring::new(
             1,
@@ -234,23 +335,111 @@ mod tests {
                 (host(u128::from(h)), tokens)
             }),
         );
-        let three = cover(&ring, 3, 1, |_| true, |h| h);
-        assert!(three.uncovered.is_empty());
-        let expected = 0.6 * three.hosts.len() as f64;
+        let two = cover(&ring, 3, 1, |_| true, |h| h);
+        assert!(two.uncovered.is_empty());
+        assert_eq!(two.hosts, [host(1), host(3)]);
         assert!(
-            (three.copies_per_token - expected).abs() < 1e-6,
-            "{} hosts hold {} copies of a token, expected {expected}",
-            three.hosts.len(),
-            three.copies_per_token
+            (two.copies_per_token - 1.2).abs() < 1e-6,
+            "two hosts hold {} copies of a token, expected 1.2",
+            two.copies_per_token
         );
-        assert_eq!(three.hosts.len(), 3, "{:?}", three.hosts);
+        assert_eq!(two.per_host_ef(64), 54, "64 / 1.2, rounded up");
+        assert_eq!(two.per_host_ef(1), 1);
+        // Three hosts where the layout needs three: 0.6 of the tokens each.
+        let three = Cover {
+            copies_per_token: 1.8,
+            ..two.clone()
+        };
         assert_eq!(three.per_host_ef(64), 36, "64 / 1.8, rounded up");
-        assert_eq!(three.per_host_ef(1), 1);
         // One host holding everything searches with the single-node ef.
         let one = cover(&ring, 5, 1, |_| true, |h| h);
         assert_eq!(one.hosts.len(), 1);
         assert!((one.copies_per_token - 1.0).abs() < 1e-9);
         assert_eq!(one.per_host_ef(64), 64);
+    }
+
+    /// Whether some set of `size` hosts of `hosts` holds `copies` replicas of every range.
+    fn some_cover_of(ring: &Ring, rf: usize, copies: usize, hosts: &[HostId], size: usize) -> bool {
+        let mut chosen: Vec<usize> = (0..size).collect();
+        loop {
+            let set: Vec<HostId> = chosen.iter().map(|i| hosts[*i]).collect();
+            let covered = ring.ranges().iter().all(|range| {
+                let replicas = ring.replicas(range.end, rf);
+                replicas.hosts().iter().filter(|h| set.contains(h)).count() >= copies
+            });
+            if covered {
+                return true;
+            }
+            if !next_combination(&mut chosen, hosts.len()) {
+                return false;
+            }
+        }
+    }
+
+    #[test]
+    fn a_cover_is_the_smallest_the_layout_allows_of_the_best_ranked_hosts() {
+        // One token each: the ranges' replicas are three hosts in a row, so this node and the
+        // host two along cover everything, where the first useful hosts in rank order are three.
+        let ring = Ring::new(
+            1,
+            (1..=5u64).map(|h| (host(u128::from(h)), vec![h * 1_000])),
+        );
+        let chosen = cover(&ring, 3, 1, |_| true, |h| h);
+        assert_eq!(chosen.hosts, [host(1), host(3)]);
+        assert!(chosen.uncovered.is_empty());
+        // Two copies of every range: two hosts left out would both sit in some range's three,
+        // so four hosts; with host 2 dead, the other four.
+        let twice = cover(&ring, 3, 2, |_| true, |h| h);
+        assert_eq!(twice.hosts, [host(1), host(2), host(3), host(4)]);
+        let twice = cover(&ring, 3, 2, |h| h != host(2), |h| h);
+        assert!(twice.uncovered.is_empty());
+        assert_eq!(twice.hosts, [host(1), host(3), host(4), host(5)]);
+        // Random layouts of 3 to 9 hosts: a valid cover, and none smaller exists.
+        let mut rng = StdRng::seed_from_u64(32);
+        for _ in 0..300 {
+            let hosts = rng.random_range(3..=9u128);
+            let tokens = rng.random_range(1..=8usize);
+            let rf = rng.random_range(1..=3usize);
+            let copies = rng.random_range(1..=rf);
+            let ring = Ring::new(
+                1,
+                (1..=hosts).map(|h| (host(h), (0..tokens).map(|_| rng.random()).collect())),
+            );
+            let all: Vec<HostId> = ring.hosts().iter().copied().collect();
+            let chosen = cover(&ring, rf, copies, |_| true, |h| h);
+            assert!(chosen.uncovered.is_empty());
+            assert!(some_cover_of(
+                &ring,
+                rf,
+                copies,
+                &chosen.hosts,
+                chosen.hosts.len()
+            ));
+            assert!(
+                !some_cover_of(&ring, rf, copies, &all, chosen.hosts.len() - 1),
+                "{} hosts chosen where fewer cover: {ring:?}",
+                chosen.hosts.len()
+            );
+        }
+    }
+
+    #[test]
+    fn a_ring_too_large_to_search_whole_keeps_the_rank_order_cover() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let ring = Ring::new(
+            1,
+            (1..=40u128).map(|h| (host(h), (0..16).map(|_| rng.random()).collect())),
+        );
+        let chosen = cover(&ring, 3, 1, |_| true, |h| h);
+        assert!(chosen.uncovered.is_empty());
+        assert!(covers_every_range(&ring, 3, &chosen.hosts));
+        let candidates: Vec<HostId> = ring.hosts().iter().copied().collect();
+        let replicas: Vec<Vec<HostId>> = ring
+            .ranges()
+            .iter()
+            .map(|r| ring.replicas(r.end, 3).hosts().to_vec())
+            .collect();
+        assert_eq!(chosen.hosts, first_useful(&candidates, &replicas, 1));
     }
 
     #[test]
