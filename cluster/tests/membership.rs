@@ -78,7 +78,7 @@ fn formed(hosts: &[HostId]) -> Arc<TopologyState> {
     let mut ring = Ring::new(0, Vec::new());
     let mut nodes = BTreeMap::new();
     for host in hosts {
-        let tokens = ring.allocate_tokens(16, &mut rand::rng());
+        let tokens = ring.allocate_tokens(*host, 16, 3, &mut rand::rng());
         let mut members: Vec<(HostId, Vec<u64>)> = nodes
             .iter()
             .map(|(h, n): (&HostId, &TopologyNode)| (*h, n.tokens.clone()))

@@ -53,7 +53,7 @@ async fn own_ids_of(nodes: &[Daemon]) -> Vec<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ring_restored_node_by_node_holds_its_data_and_repairs_with_no_difference() {
     let scratch = tempfile::tempdir().unwrap();
-    let nodes = ring_of_three("");
+    let nodes = ring_of_three("num_tokens = 16\n");
     let hosts: Vec<String> = (0..3)
         .map(|i| host_id_of(&nodes[0], &format!("n{i}")))
         .collect();

@@ -59,8 +59,8 @@ fn three_daemons_form_one_ring_and_track_a_killed_node() {
     let first_ring = ring(&nodes[0]);
     assert_eq!(
         first_ring.as_array().unwrap().len(),
-        48,
-        "3 nodes x 16 tokens"
+        12,
+        "3 nodes x 4 tokens (cluster.num_tokens unset)"
     );
     let replicas = endpoints(&nodes[0]);
     assert_eq!(replicas.len(), 3, "RF 3 on 3 nodes: every node");

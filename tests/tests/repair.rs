@@ -19,7 +19,7 @@ use pb::ConsistencyLevel::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repair_brings_back_a_replica_that_missed_writes_deletes_edges_and_a_drop() {
-    let mut nodes = ring_of_three("hinted_handoff_enabled = false\n");
+    let mut nodes = ring_of_three("hinted_handoff_enabled = false\nnum_tokens = 16\n");
     let one_down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];
     let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
     for i in 0..20 {
@@ -148,7 +148,7 @@ async fn repair_brings_back_a_replica_that_missed_writes_deletes_edges_and_a_dro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repair_with_a_replica_down_skips_its_ranges_and_a_single_node_refuses() {
-    let mut nodes = ring_of_three("hinted_handoff_enabled = false\n");
+    let mut nodes = ring_of_three("hinted_handoff_enabled = false\nnum_tokens = 16\n");
     nodes[2].kill();
     let one_down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];
     wait_for_states(&nodes[0], &one_down, Duration::from_secs(10));
@@ -210,7 +210,7 @@ async fn a_scheduled_repair_brings_back_a_replica_and_status_shows_the_repair_ag
         } else {
             ""
         };
-        format!("hinted_handoff_enabled = false\n{schedule}")
+        format!("hinted_handoff_enabled = false\nnum_tokens = 16\n{schedule}")
     });
     let one_down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];
     let all_normal = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];

@@ -233,7 +233,7 @@ async fn a_repair_survives_sigkill_of_either_side_under_quorum_writers() {
     // Small, throttled chunks: the differing leaves (the 3,000 missed entities) stream for some
     // seconds, so each repair is still running when a node is killed.
     let mut nodes = ring_of_three(
-        "hinted_handoff_enabled = false\nstream_chunk_bytes = 65536\nstream_bytes_per_sec = 262144\n",
+        "hinted_handoff_enabled = false\nnum_tokens = 16\nstream_chunk_bytes = 65536\nstream_bytes_per_sec = 262144\n",
     );
     nodes[2].kill();
     let one_down = [("n0", "normal"), ("n1", "normal"), ("n2", "down")];

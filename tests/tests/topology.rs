@@ -264,6 +264,47 @@ fn tokens_of(daemon: &Daemon, name: &str) -> Vec<String> {
     tokens
 }
 
+/// `(name, tokens)` of every node in `daemon`'s status, sorted by name.
+fn token_counts(daemon: &Daemon) -> Vec<(String, u64)> {
+    let mut counts: Vec<(String, u64)> = status(daemon)["nodes"]
+        .as_array()
+        .expect("nodes is an array")
+        .iter()
+        .map(|n| {
+            let name = n["name"].as_str().unwrap_or_default().to_owned();
+            (name, n["tokens"].as_u64().unwrap_or_default())
+        })
+        .collect();
+    counts.sort();
+    counts
+}
+
+/// A node without `cluster.num_tokens` takes as many tokens as the ring's nodes hold, 4 when it
+/// forms the ring; a node that sets it takes that many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_without_num_tokens_takes_as_many_as_the_rings_nodes_hold() {
+    let fresh = start_ring(2, "");
+    let counts = token_counts(&fresh[0]);
+    assert_eq!(counts, [("n0".to_owned(), 4), ("n1".to_owned(), 4)]);
+    drop(fresh);
+    let gossip: Vec<_> = (0..3).map(|_| free_udp_addr()).collect();
+    let node = |i: usize, extra: &str| {
+        let toml = cluster_toml(&format!("n{i}"), gossip[i], gossip[0]);
+        Daemon::start(&format!("{toml}{extra}"))
+    };
+    let n0 = node(0, "num_tokens = 6\n");
+    let n1 = node(1, "");
+    let both = [("n0", "normal"), ("n1", "normal")];
+    wait_for_states(&n0, &both, Duration::from_secs(60));
+    let n2 = node(2, "num_tokens = 2\n");
+    let all = [("n0", "normal"), ("n1", "normal"), ("n2", "normal")];
+    for daemon in [&n0, &n1, &n2] {
+        wait_for_states(daemon, &all, Duration::from_secs(60));
+    }
+    let expected = [("n0", 6), ("n1", 6), ("n2", 2)].map(|(n, c)| (n.to_owned(), c));
+    assert_eq!(token_counts(&n1), expected);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_new_node_replaces_a_dead_one_taking_its_tokens_and_streaming_its_data() {
     let extra = format!("{TIMEOUTS}{NO_HINTS}");
@@ -504,11 +545,11 @@ async fn internal_join_and_leave_requests_with_a_bad_field_are_refused_naming_it
         ),
         (
             internal::JoinRequest {
-                num_tokens: 0,
+                num_tokens: 257,
                 ..good_join.clone()
             },
             tonic::Code::InvalidArgument,
-            "num_tokens",
+            "num_tokens: 257 is outside 0..=256",
         ),
         (
             internal::JoinRequest {

@@ -22,7 +22,7 @@ use super::{TopologyLog, normal_nodes, raft_node};
 use crate::membership::{ClusterView, NodeStatus};
 use crate::peer_client::topology::JoinRefusal;
 use crate::peers::PeerRecord;
-use crate::ring::{HostId, Ring, Token};
+use crate::ring::{HostId, NEW_RING_TOKENS, Ring, Token};
 use crate::{ClusterError, PROTOCOL_VERSION, proto};
 
 /// How often a node waiting to join says so in the log.
@@ -163,7 +163,7 @@ impl TopologyLog {
             cluster_name: options.cluster_name.clone(),
             name: options.node_name.clone(),
             rpc_addr: options.rpc_advertise.to_string(),
-            num_tokens: options.num_tokens as u32,
+            num_tokens: options.num_tokens.map_or(0, |count| count as u32),
             tokens: legacy.tokens.clone(),
             forwarded: false,
             replaces: options
@@ -207,7 +207,12 @@ impl TopologyLog {
             }
         }
         let tokens = if legacy.tokens.is_empty() {
-            Ring::new(0, Vec::new()).allocate_tokens(options.num_tokens, &mut rand::rng())
+            Ring::new(0, Vec::new()).allocate_tokens(
+                shared.host,
+                options.num_tokens.unwrap_or(NEW_RING_TOKENS),
+                options.replication_factor,
+                &mut rand::rng(),
+            )
         } else {
             legacy.tokens.clone()
         };
@@ -323,7 +328,13 @@ impl TopologyLog {
                 .nodes
                 .iter()
                 .map(|(host, node)| (*host, node.tokens.clone()));
-            Ring::new(0, all).allocate_tokens(request.num_tokens as usize, &mut rand::rng())
+            let ring = Ring::new(0, all);
+            let count = match request.num_tokens {
+                0 => ring.tokens_per_host().unwrap_or(NEW_RING_TOKENS),
+                count => count as usize,
+            };
+            let rf = shared.options.replication_factor;
+            ring.allocate_tokens(sender, count, rf, &mut rand::rng())
         } else {
             request.tokens.clone()
         };

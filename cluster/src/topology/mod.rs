@@ -76,8 +76,9 @@ pub struct TopologyOptions {
     pub node_name: String,
     /// The node-to-node address this node gives when it joins.
     pub rpc_advertise: SocketAddr,
-    /// `cluster.num_tokens`: tokens asked for on the first join.
-    pub num_tokens: usize,
+    /// `cluster.num_tokens`: tokens asked for on the first join; `None` asks for as many as the
+    /// ring's nodes hold ([`crate::ring::NEW_RING_TOKENS`] when this node forms the ring).
+    pub num_tokens: Option<usize>,
     /// `cluster.replace_host`: the dead host whose tokens this node takes when it first joins
     /// (a replace instead of a bootstrap).
     pub replace: Option<HostId>,

@@ -147,9 +147,9 @@ impl Topology for TopologyService {
                 request.rpc_addr
             ))
         })?;
-        if request.tokens.is_empty() && !(1..=MAX_TOKENS).contains(&request.num_tokens) {
+        if request.tokens.is_empty() && request.num_tokens > MAX_TOKENS {
             return Err(Status::invalid_argument(format!(
-                "num_tokens: {} is outside 1..={MAX_TOKENS}",
+                "num_tokens: {} is outside 0..={MAX_TOKENS} (0: as many as the ring's nodes hold)",
                 request.num_tokens
             )));
         }

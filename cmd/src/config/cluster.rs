@@ -36,8 +36,9 @@ pub struct ClusterConfig {
     pub rpc_advertise_addr: Option<SocketAddr>,
     /// Gossip addresses (`host:port`) of the seed nodes; may include this node's own.
     pub seeds: Vec<String>,
-    /// Vnodes of this node (used on its first start only; then persisted).
-    pub num_tokens: u32,
+    /// Vnodes of this node (used on its first start only; then persisted). Unset: as many as
+    /// the ring's nodes hold, 4 for the node that forms a new ring.
+    pub num_tokens: Option<u32>,
     /// Replicas of each partition (capped by the number of nodes).
     pub replication_factor: u32,
     /// Time between gossip rounds, in milliseconds.
@@ -86,7 +87,7 @@ impl Default for ClusterConfig {
             advertise_addr: None,
             rpc_advertise_addr: None,
             seeds: Vec::new(),
-            num_tokens: 16,
+            num_tokens: None,
             replication_factor: 3,
             gossip_interval_ms: 1000,
             phi_threshold: 8.0,
@@ -196,7 +197,9 @@ impl ClusterConfig {
                  or in ALLIDB_CLUSTER_SECRET)",
             ));
         }
-        check_range("cluster.num_tokens", self.num_tokens, 1..=256)?;
+        if let Some(num_tokens) = self.num_tokens {
+            check_range("cluster.num_tokens", num_tokens, 1..=256)?;
+        }
         self.replace_host()?;
         check_range(
             "cluster.replication_factor",
