@@ -421,9 +421,10 @@ impl Ring {
     /// ranges (counting the tokens already chosen): the one after which the hosts' shares as
     /// replicas at `replication_factor` are closest to even (the least sum of squared
     /// differences; `host`'s even share scaled by the tokens it has so far), so a node that
-    /// joins a settled ring takes a fair share of the replicated data from the most loaded hosts, and two nodes joining at once with the same view still
-    /// choose different tokens. A ring of more than [`ALLOCATION_SCORED_TOKENS_AT_MOST`] tokens
-    /// splits its largest range without scoring.
+    /// joins a settled ring takes a fair share of the replicated data from the most loaded
+    /// hosts, and two nodes joining at once with the same view still choose different tokens.
+    /// When scoring would build rings of more than [`ALLOCATION_SCORED_TOKENS_AT_MOST`] tokens
+    /// in all, each token splits the largest range unscored.
     pub fn allocate_tokens<R: Rng + ?Sized>(
         &self,
         host: HostId,
@@ -444,7 +445,10 @@ impl Ring {
                 }
             }
         }
-        let scored = self.tokens.len() + count <= ALLOCATION_SCORED_TOKENS_AT_MOST;
+        let scored = (self.tokens.len() + count)
+            .saturating_mul(count)
+            .saturating_mul(ALLOCATION_CANDIDATES)
+            <= ALLOCATION_SCORED_TOKENS_AT_MOST;
         let mut members: BTreeMap<HostId, Vec<Token>> = BTreeMap::new();
         for (t, owner) in &self.tokens {
             members.entry(*owner).or_default().push(*t);
@@ -515,9 +519,11 @@ const ALLOCATION_CANDIDATES: usize = 16;
 /// How many of the largest ranges the candidate points of [`Ring::allocate_tokens`] split.
 const ALLOCATION_GAPS: usize = 4;
 
-/// Most tokens (the ring's and the new host's) for which [`Ring::allocate_tokens`] scores its
-/// candidates: each score builds the ring once, so a larger ring takes its largest range.
-const ALLOCATION_SCORED_TOKENS_AT_MOST: usize = 4_096;
+/// Most tokens [`Ring::allocate_tokens`] puts in the rings it builds to score its candidates
+/// (one ring per candidate of each new token), so a join stays a short step of the log's
+/// leader: 4 tokens joining a ring of 16,000 are scored, or 16 joining one of 4,000; past it
+/// each token splits the largest range unscored.
+const ALLOCATION_SCORED_TOKENS_AT_MOST: usize = 1 << 20;
 
 /// The `at_most` largest gaps between consecutive tokens of a set, largest first, as
 /// `(start, size)`; an empty set or a set of one token has the whole circle.
@@ -710,6 +716,35 @@ mod tests {
     fn four_tokens_balance_replicated_ownership() {
         let worst = worst_spread(200, 4, 3);
         assert!(worst.0 <= 1.4, "worst max/min share {worst:?}");
+    }
+
+    /// A join too large to score (16 tokens into a ring of 20,000) still gets as many new
+    /// tokens, each splitting the largest range.
+    #[test]
+    fn a_join_too_large_to_score_splits_the_largest_ranges() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let ring = Ring::new(
+            0,
+            (1..=100u128).map(|h| {
+                let tokens = (0..200).map(|_| rand::Rng::random(&mut rng)).collect();
+                (host(h), tokens)
+            }),
+        );
+        let largest = largest_gaps(&ring.tokens.iter().map(|(t, _)| *t).collect(), 1)[0];
+        let tokens = ring.allocate_tokens(host(101), 16, 3, &mut rng);
+        assert_eq!(tokens.len(), 16);
+        assert!(
+            tokens
+                .iter()
+                .all(|t| !ring.tokens.iter().any(|(taken, _)| taken == t))
+        );
+        let (start, size) = largest;
+        assert!(
+            tokens
+                .iter()
+                .any(|t| u128::from(t.wrapping_sub(start)) < size),
+            "the first token splits the largest range"
+        );
     }
 
     /// The same measure for uniformly random tokens, to show what the allocation buys.
