@@ -6,7 +6,8 @@ token, takes the best of 16 random points in the middle halves of the four large
 (the one after which the replicated shares are closest to even, `scored`, the allocation since
 session 43) or a random point in the middle half of the largest range (`unscored`, before).
 For each `num_tokens` and allocation, over `--rings` rings and a random coordinator each: the
-share of coordinators whose smallest cover has 1, 2, 3... hosts, the same for the hosts taken
+share of coordinators whose smallest cover has 1, 2, 3... hosts and 0, 1, 2... hosts other
+than the coordinator (its calls per round), the same for the hosts taken
 in preference order (this node, then the others in a random latency order) while each
 replicates a range not yet covered (the rule before session 43), and the worst ratio of the
 largest replicated share to the smallest.
@@ -78,12 +79,14 @@ def replica_sets(tokens, rf):
 
 
 def smallest(sets, local, nodes):
+    """The smallest cover's size and how many of its hosts are not `local` (the calls of a
+    round): of one size, the first set in preference order, `local` first."""
     others = [n for n in range(nodes) if n != local]
     for size in range(1, nodes + 1):
         for chosen in itertools.combinations([local] + others, size):
             if all(s & set(chosen) for s in sets):
-                return size
-    return nodes
+                return size, size - (local in chosen)
+    return nodes, nodes - 1
 
 
 def in_preference_order(sets, local, nodes, rng):
@@ -110,18 +113,21 @@ def main():
     share = lambda sizes: {s: round(sizes.count(s) / len(sizes), 3) for s in sorted(set(sizes))}
     for num_tokens in [int(t) for t in args.tokens.split(",")]:
         for scored in (True, False):
-            least, ordered, spreads = [], [], []
+            least, remote, ordered, spreads = [], [], [], []
             for _ in range(args.rings):
                 tokens = allocate(num_tokens, args.nodes, args.rf, scored, rng)
                 sets = replica_sets(tokens, args.rf)
                 local = rng.randrange(args.nodes)
-                least.append(smallest(sets, local, args.nodes))
+                size, calls = smallest(sets, local, args.nodes)
+                least.append(size)
+                remote.append(calls)
                 ordered.append(in_preference_order(sets, local, args.nodes, rng))
                 owned = shares(tokens, args.rf)
                 spreads.append(max(owned.values()) / min(owned.values()))
             print(json.dumps({"nodes": args.nodes, "rf": args.rf, "num_tokens": num_tokens,
                               "allocation": "scored" if scored else "unscored",
                               "smallest_cover_hosts": share(least),
+                              "smallest_cover_other_hosts": share(remote),
                               "preference_order_hosts": share(ordered),
                               "worst_share_spread": round(max(spreads), 2)}))
 

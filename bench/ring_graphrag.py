@@ -15,8 +15,8 @@ reported apart); then per hop count (0, 1, 2) the daemons' CPU per question (all
 in flight, median of the runs; also each node's process CPU apart, background threads
 included: with 1 in flight node 0 coordinates every question) and 100 questions with
 `explain`, reporting the calls to other nodes per question
-(`allidb_cluster_query_calls_total`), the rounds and the most calls one node got (the reply's
-`profile`). Prints one JSON line per measurement and the ratios to one node.
+(`allidb_cluster_query_calls_total`), the rounds, the most calls one node got and the most
+nodes one question's `profile` lists (node 0's covering set shows there). Prints one JSON line per measurement and the ratios to one node.
 
 Usage (from the repository root, after `cargo build --profile test -p allidb-cmd --bins`; the
 rings use scripts/dev-cluster.sh's ports 7100-7143):
@@ -223,6 +223,8 @@ def main():
                             for i in range(len(ring))],
                         "calls_to_other_nodes_per_question": round(calls, 2),
                         "rounds_max": max((p.get("rounds", 0) for p in profiles), default=0),
+                        "nodes_in_profile_max": max((len(p.get("nodes", [])) for p in profiles),
+                                                    default=0),
                         "calls_per_node_max": max((n.get("calls", 0) for p in profiles
                                                    for n in p.get("nodes", [])), default=0)}))
             finally:
