@@ -507,7 +507,7 @@ impl Ring {
     }
 }
 
-/// Tokens a node takes when `cluster.num_tokens` is unset and the ring has no node yet (a node
+/// Tokens a node takes when `cluster.num_tokens` is 0 and the ring has no node yet (a node
 /// joining a ring takes as many as its nodes hold, [`Ring::tokens_per_host`]). Few tokens keep
 /// the covering sets of cluster-wide reads small (docs/cluster.md "Covering set"); the
 /// allocation's scoring keeps their shares even.

@@ -175,7 +175,7 @@ pub fn topology_options(
             cluster.node_name.clone()
         },
         rpc_advertise: cluster.rpc_advertise_addr(grpc_addr),
-        num_tokens: cluster.num_tokens.map(|count| count as usize),
+        num_tokens: (cluster.num_tokens > 0).then_some(cluster.num_tokens as usize),
         replace: cluster
             .replace_host()
             .expect("cluster.replace_host is checked when the configuration is loaded"),

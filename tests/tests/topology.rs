@@ -279,7 +279,7 @@ fn token_counts(daemon: &Daemon) -> Vec<(String, u64)> {
     counts
 }
 
-/// A node without `cluster.num_tokens` takes as many tokens as the ring's nodes hold, 4 when it
+/// A node with `cluster.num_tokens` = 0 (the default) takes as many tokens as the ring's nodes hold, 4 when it
 /// forms the ring; a node that sets it takes that many.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_without_num_tokens_takes_as_many_as_the_rings_nodes_hold() {

@@ -36,9 +36,9 @@ pub struct ClusterConfig {
     pub rpc_advertise_addr: Option<SocketAddr>,
     /// Gossip addresses (`host:port`) of the seed nodes; may include this node's own.
     pub seeds: Vec<String>,
-    /// Vnodes of this node (used on its first start only; then persisted). Unset: as many as
-    /// the ring's nodes hold, 4 for the node that forms a new ring.
-    pub num_tokens: Option<u32>,
+    /// Vnodes of this node (used on its first start only; then persisted). 0: as many as the
+    /// ring's nodes hold, 4 for the node that forms a new ring.
+    pub num_tokens: u32,
     /// Replicas of each partition (capped by the number of nodes).
     pub replication_factor: u32,
     /// Time between gossip rounds, in milliseconds.
@@ -87,7 +87,7 @@ impl Default for ClusterConfig {
             advertise_addr: None,
             rpc_advertise_addr: None,
             seeds: Vec::new(),
-            num_tokens: None,
+            num_tokens: 0,
             replication_factor: 3,
             gossip_interval_ms: 1000,
             phi_threshold: 8.0,
@@ -197,9 +197,7 @@ impl ClusterConfig {
                  or in ALLIDB_CLUSTER_SECRET)",
             ));
         }
-        if let Some(num_tokens) = self.num_tokens {
-            check_range("cluster.num_tokens", num_tokens, 1..=256)?;
-        }
+        check_range("cluster.num_tokens", self.num_tokens, 0..=256)?;
         self.replace_host()?;
         check_range(
             "cluster.replication_factor",

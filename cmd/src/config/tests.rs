@@ -51,6 +51,20 @@ fn cluster_keys_are_checked_only_when_enabled() {
     .unwrap();
     assert!(config.cluster.enabled);
     assert_eq!(config.cluster.seeds, vec!["10.0.0.1:7946", "10.0.0.2:7946"]);
+    assert_eq!(
+        config.cluster.num_tokens, 0,
+        "unset: as many as the ring's nodes hold"
+    );
+    let sixteen = Config::load(&ConfigSources {
+        env: env(&[
+            ("ALLIDB_CLUSTER_ENABLED", "true"),
+            ("ALLIDB_CLUSTER_SECRET", "0123456789abcdef"),
+            ("ALLIDB_CLUSTER_NUM_TOKENS", "16"),
+        ]),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(sixteen.cluster.num_tokens, 16);
     assert_eq!(config.cluster.advertise_addr(), config.cluster.listen_addr);
 
     let enabled = "[cluster]\nenabled = true\nsecret = \"0123456789abcdef\"\n";
@@ -90,7 +104,7 @@ fn cluster_keys_are_checked_only_when_enabled() {
         "out of range",
     );
     assert_key_error(
-        load_file(&format!("{enabled}num_tokens = 0\n")),
+        load_file(&format!("{enabled}num_tokens = 257\n")),
         "cluster.num_tokens",
         "out of range",
     );
