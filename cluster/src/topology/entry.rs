@@ -324,17 +324,24 @@ impl TopologyLog {
         let tokens = if replaces.is_some() {
             Vec::new()
         } else if request.tokens.is_empty() {
-            let all = state
+            let members: Vec<(HostId, Vec<Token>)> = state
                 .nodes
                 .iter()
-                .map(|(host, node)| (*host, node.tokens.clone()));
-            let ring = Ring::new(0, all);
-            let count = match request.num_tokens {
-                0 => ring.tokens_per_host().unwrap_or(NEW_RING_TOKENS),
-                count => count as usize,
-            };
+                .map(|(host, node)| (*host, node.tokens.clone()))
+                .collect();
+            let requested = request.num_tokens;
             let rf = shared.options.replication_factor;
-            ring.allocate_tokens(sender, count, rf, &mut rand::rng())
+            // Scoring the candidates builds a ring per candidate: off the async workers.
+            tokio::task::spawn_blocking(move || {
+                let ring = Ring::new(0, members);
+                let count = match requested {
+                    0 => ring.tokens_per_host().unwrap_or(NEW_RING_TOKENS),
+                    count => count as usize,
+                };
+                ring.allocate_tokens(sender, count, rf, &mut rand::rng())
+            })
+            .await
+            .map_err(|e| Status::internal(format!("the token allocation failed: {e}")))?
         } else {
             request.tokens.clone()
         };

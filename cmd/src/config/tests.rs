@@ -40,30 +40,26 @@ fn assert_key_error(result: Result<Config, ConfigError>, key: &str, fragment: &s
 
 #[test]
 fn cluster_keys_are_checked_only_when_enabled() {
-    let config = Config::load(&ConfigSources {
-        env: env(&[
-            ("ALLIDB_CLUSTER_ENABLED", "true"),
-            ("ALLIDB_CLUSTER_SECRET", "0123456789abcdef"),
-            ("ALLIDB_CLUSTER_SEEDS", "10.0.0.1:7946, 10.0.0.2:7946"),
-        ]),
-        ..Default::default()
-    })
-    .unwrap();
+    // An enabled cluster with `more` variables set.
+    let enabled_with = |more: (&str, &str)| {
+        Config::load(&ConfigSources {
+            env: env(&[
+                ("ALLIDB_CLUSTER_ENABLED", "true"),
+                ("ALLIDB_CLUSTER_SECRET", "0123456789abcdef"),
+                more,
+            ]),
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let config = enabled_with(("ALLIDB_CLUSTER_SEEDS", "10.0.0.1:7946, 10.0.0.2:7946"));
     assert!(config.cluster.enabled);
     assert_eq!(config.cluster.seeds, vec!["10.0.0.1:7946", "10.0.0.2:7946"]);
     assert_eq!(
         config.cluster.num_tokens, 0,
         "unset: as many as the ring's nodes hold"
     );
-    let sixteen = Config::load(&ConfigSources {
-        env: env(&[
-            ("ALLIDB_CLUSTER_ENABLED", "true"),
-            ("ALLIDB_CLUSTER_SECRET", "0123456789abcdef"),
-            ("ALLIDB_CLUSTER_NUM_TOKENS", "16"),
-        ]),
-        ..Default::default()
-    })
-    .unwrap();
+    let sixteen = enabled_with(("ALLIDB_CLUSTER_NUM_TOKENS", "16"));
     assert_eq!(sixteen.cluster.num_tokens, 16);
     assert_eq!(config.cluster.advertise_addr(), config.cluster.listen_addr);
 
