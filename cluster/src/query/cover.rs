@@ -2,9 +2,9 @@
 //! token range, and the host that answers for each entity of a walk (pure, no I/O).
 //!
 //! Invariants: a range is covered by a host only if the host is one of its replicas and live;
-//! a cover is as small as a bounded search finds (every host is one more call per round and one
-//! more candidate search), and of one size the best-ranked hosts in preference order (this node
-//! first, then the fastest by measured latency, then host id), so the set is stable for the same
+//! a cover holds the best-ranked host and as few others as a bounded search finds (every other
+//! host is one more call per round and one more candidate search), and of one size the
+//! best-ranked hosts in preference order (this node first, then the fastest by measured latency, then host id), so the set is stable for the same
 //! ring, liveness and ranks and, for one copy, at most `hosts - replication_factor + 1` hosts.
 //! A range with too few live replicas is reported, never skipped silently.
 
@@ -61,10 +61,11 @@ impl Cover {
 /// `rank` orders hosts (smaller first). A range with fewer live replicas than `copies` is
 /// uncovered.
 ///
-/// The set is as small as can be found ([`smallest_cover`]): each host of a cover is one more
-/// call per round of a cluster-wide read and one more candidate search, so a cover of two
-/// hosts where the token layout allows it costs less than the first useful hosts in rank
-/// order. Among covers of one size, the one of best-ranked hosts is taken.
+/// The set is the best-ranked host (this node, which costs no call) and as few others as can
+/// be found ([`smallest_cover`]): each other host of a cover is one more call per round of a
+/// cluster-wide read and one more candidate search, so this node and one other where the token
+/// layout allows it cost less than the first useful hosts in rank order. Among covers of one
+/// size, the one of best-ranked hosts is taken.
 pub fn cover<K: Ord>(
     ring: &Ring,
     replication_factor: usize,
@@ -142,9 +143,9 @@ fn first_useful(candidates: &[HostId], replicas: &[Vec<HostId>], copies: usize) 
 const COVERS_TRIED_AT_MOST: u64 = 4_096;
 
 /// A cover of fewer than `than` hosts of `candidates` (in rank order), `copies` replicas of
-/// every range: the smallest size first, and of one size the first set in rank order (the
-/// best-ranked hosts). `None` when there is none, or when trying every set of the next size
-/// would pass [`COVERS_TRIED_AT_MOST`].
+/// every range, that includes the best-ranked candidate (this node: it costs no call): the
+/// smallest size first, and of one size the first set in rank order. `None` when there is
+/// none, or when trying every set of the next size would pass [`COVERS_TRIED_AT_MOST`].
 fn smallest_cover(
     candidates: &[HostId],
     replicas: &[Vec<HostId>],
@@ -167,23 +168,26 @@ fn smallest_cover(
         })
         .collect();
     let copies = u32::try_from(copies).ok()?;
-    let n = candidates.len();
+    // The best-ranked host (this node, unless a routing key ranks) is in every set tried, the
+    // others chosen among the rest.
+    let others = candidates.len().checked_sub(1)?;
     let mut tried = 0u64;
     for size in 1..than {
-        tried = tried.saturating_add(combinations(n, size));
+        tried = tried.saturating_add(combinations(others, size - 1));
         if tried > COVERS_TRIED_AT_MOST {
             return None;
         }
-        let mut chosen: Vec<usize> = (0..size).collect();
+        let mut chosen: Vec<usize> = (1..size).collect();
         loop {
-            let mask = chosen.iter().fold(0u64, |mask, bit| mask | 1 << bit);
+            let mask = chosen.iter().fold(1u64, |mask, bit| mask | 1 << bit);
             if needs
                 .iter()
                 .all(|need| (need & mask).count_ones() >= copies)
             {
-                return Some(chosen.iter().map(|i| candidates[*i]).collect());
+                let hosts = std::iter::once(0).chain(chosen.iter().copied());
+                return Some(hosts.map(|i| candidates[i]).collect());
             }
-            if !next_combination(&mut chosen, n) {
+            if !next_combination(&mut chosen, candidates.len()) {
                 break;
             }
         }
@@ -358,11 +362,19 @@ mod tests {
         assert_eq!(one.per_host_ef(64), 64);
     }
 
-    /// Whether some set of `size` hosts of `hosts` holds `copies` replicas of every range.
-    fn some_cover_of(ring: &Ring, rf: usize, copies: usize, hosts: &[HostId], size: usize) -> bool {
+    /// Whether `first` and some `size` hosts of `others` hold `copies` replicas of every range.
+    fn some_cover_of(
+        ring: &Ring,
+        (rf, copies): (usize, usize),
+        first: HostId,
+        others: &[HostId],
+        size: usize,
+    ) -> bool {
         let mut chosen: Vec<usize> = (0..size).collect();
         loop {
-            let set: Vec<HostId> = chosen.iter().map(|i| hosts[*i]).collect();
+            let set: Vec<HostId> = std::iter::once(first)
+                .chain(chosen.iter().map(|i| others[*i]))
+                .collect();
             let covered = ring.ranges().iter().all(|range| {
                 let replicas = ring.replicas(range.end, rf);
                 replicas.hosts().iter().filter(|h| set.contains(h)).count() >= copies
@@ -370,7 +382,7 @@ mod tests {
             if covered {
                 return true;
             }
-            if !next_combination(&mut chosen, hosts.len()) {
+            if !next_combination(&mut chosen, others.len()) {
                 return false;
             }
         }
@@ -394,7 +406,8 @@ mod tests {
         let twice = cover(&ring, 3, 2, |h| h != host(2), |h| h);
         assert!(twice.uncovered.is_empty());
         assert_eq!(twice.hosts, [host(1), host(3), host(4), host(5)]);
-        // Random layouts of 3 to 9 hosts: a valid cover, and none smaller exists.
+        // Random layouts of 3 to 9 hosts: a valid cover with the best-ranked host, and none
+        // smaller with it exists.
         let mut rng = StdRng::seed_from_u64(32);
         for _ in 0..300 {
             let hosts = rng.random_range(3..=9u128);
@@ -408,16 +421,22 @@ mod tests {
             let all: Vec<HostId> = ring.hosts().iter().copied().collect();
             let chosen = cover(&ring, rf, copies, |_| true, |h| h);
             assert!(chosen.uncovered.is_empty());
+            assert_eq!(
+                chosen.hosts[0], all[0],
+                "the best-ranked host is in the cover"
+            );
+            let others = chosen.hosts.len() - 1;
+            let shape = (rf, copies);
             assert!(some_cover_of(
                 &ring,
-                rf,
-                copies,
-                &chosen.hosts,
-                chosen.hosts.len()
+                shape,
+                all[0],
+                &chosen.hosts[1..],
+                others
             ));
             assert!(
-                !some_cover_of(&ring, rf, copies, &all, chosen.hosts.len() - 1),
-                "{} hosts chosen where fewer cover: {ring:?}",
+                others == 0 || !some_cover_of(&ring, shape, all[0], &all[1..], others - 1),
+                "{} hosts chosen where fewer with the best-ranked cover: {ring:?}",
                 chosen.hosts.len()
             );
         }
