@@ -17,7 +17,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use allidb_index::lexical::CorpusStats;
-use allidb_index::store::{AttributeClaim, HopNode, HopRequest, QueryAnswer, SeedCandidates};
+use allidb_index::store::{AttributeClaim, HopRequest, QueryAnswer, SeedCandidates};
 use allidb_index::{QueryRequest, UnifiedStore};
 use allidb_storage::Durability;
 use async_trait::async_trait;
@@ -29,6 +29,7 @@ use crate::coordinator::Coordinator;
 use crate::coordinator::replicas::{Answer, Read, ReplicaAccess, RingCheck};
 use crate::membership::{ClusterView, NodeStatus, NodeView};
 use crate::query::ClusterQuery;
+use crate::query::ahead::{HopAhead, HopAnswer};
 use crate::query::replicas::QueryReplicas;
 use crate::query::tenants::{CountRequest, Counts};
 use crate::query::text::CorpusRequest;
@@ -198,9 +199,12 @@ impl QueryReplicas for SoleReplica {
         host: HostId,
         tenant: &str,
         hop: &HopRequest,
-    ) -> Result<Vec<HopNode>, ClusterError> {
+        ahead: Option<&HopAhead>,
+    ) -> Result<HopAnswer, ClusterError> {
         self.only_this(host)?;
-        self.local.expand_hop(tenant, hop.clone()).await
+        self.local
+            .expand_hop(tenant, hop.clone(), ahead.cloned())
+            .await
     }
 
     async fn scan_ids(

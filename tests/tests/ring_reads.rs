@@ -347,8 +347,9 @@ async fn a_ring_of_five_answers_reads_as_one_node_and_keeps_answering_with_a_nod
     assert_eq!(digests(&got), digests(&expected));
 
     // Round trips: a 2-hop query with its context costs at most 3 calls per node contacted
-    // (candidates with the seeds' complete steps, hop 2, the last hop's facts; a seed with
-    // more neighbours than a hop sends would add hop 1, none has here).
+    // (candidates with the seeds' complete steps, hop 2 with the last hop's facts, the facts
+    // hop 2 did not bring; a seed with more neighbours than a hop sends would add hop 1, none
+    // has here).
     let before = query_calls(&ring[3]);
     let reply = query(&ring[3], query_request(vectors[0].clone())).await;
     let calls = query_calls(&ring[3]) - before;
@@ -359,9 +360,10 @@ async fn a_ring_of_five_answers_reads_as_one_node_and_keeps_answering_with_a_nod
     assert_eq!(coverage.ranges_answered, coverage.ranges_total);
     assert!(coverage.missing.is_empty() && coverage.nodes_asked.contains(&"n3".to_owned()));
     let profile = reply.profile.expect("explain reports the profile");
-    // Candidates (with the seeds' steps), hop 2, the last hop's facts, the results and the
-    // context entities.
-    assert_eq!(profile.rounds, 5, "{profile:?}");
+    // Candidates (with the seeds' steps), hop 2 (with the last hop's facts its owners
+    // described ahead), the facts they did not (none when every reached node came with hop
+    // 2), the results and the context entities.
+    assert!((4..=5).contains(&profile.rounds), "{profile:?}");
     for node in &profile.nodes {
         assert!(node.calls <= 3, "{node:?}");
     }

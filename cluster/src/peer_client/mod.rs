@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use allidb_index::lexical::CorpusStats;
-use allidb_index::store::{AttributeClaim, HopNode, HopRequest, SeedCandidates};
+use allidb_index::store::{AttributeClaim, HopRequest, SeedCandidates};
 use parking_lot::Mutex;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
@@ -23,6 +23,7 @@ use crate::coordinator::attribute_types::claims_to_proto;
 use crate::credentials::{ClusterCredentials, TOKEN_HEADER};
 use crate::proto;
 use crate::proto::replica_client::ReplicaClient;
+use crate::query::ahead::{HopAhead, HopAnswer};
 use crate::query::tenants::{self, CountRequest, Counts};
 use crate::query::text::{self, CorpusRequest};
 use crate::query::wire::{self, IdRange, SeedSearch};
@@ -164,7 +165,7 @@ impl PeerClients {
     }
 
     /// One hop of a cluster-wide walk on the replica `recipient` at `addr`: one node per id of
-    /// `hop`, in order.
+    /// `hop`, in order, and the nodes it describes `ahead`.
     #[allow(clippy::too_many_arguments)]
     pub async fn expand_hop(
         &self,
@@ -172,39 +173,54 @@ impl PeerClients {
         addr: SocketAddr,
         tenant: &str,
         hop: &HopRequest,
+        ahead: Option<&HopAhead>,
         ring_version: u64,
         timeout: Duration,
-    ) -> Result<Vec<HopNode>, ClusterError> {
-        let mut message = wire::hop_to_proto(hop);
+    ) -> Result<HopAnswer, ClusterError> {
+        let mut message = wire::hop_to_proto(hop, ahead);
         message.header = self.stamp.header(ring_version, recipient);
         message.tenant = tenant.to_owned();
         let mut client = self.client(addr)?;
         let call = client.expand_hop(self.stamp.request(message, timeout));
         let reply = read_answered(addr, timeout, call).await?;
+        let refused = |reason: String| ClusterError::Peer { addr, reason };
         if hop.text.is_some() && !reply.text_scored {
-            return Err(ClusterError::Peer {
-                addr,
-                reason: "did not score the hop's text: it predates text searches on a ring; \
-                         upgrade it"
+            return Err(refused(
+                "did not score the hop's text: it predates text searches on a ring; upgrade it"
                     .to_owned(),
-            });
+            ));
         }
         if reply.nodes.len() != hop.entity_ids.len() {
-            return Err(ClusterError::Peer {
-                addr,
-                reason: format!(
-                    "answered {} nodes of a hop of {}",
-                    reply.nodes.len(),
-                    hop.entity_ids.len()
-                ),
-            });
+            return Err(refused(format!(
+                "answered {} nodes of a hop of {}",
+                reply.nodes.len(),
+                hop.entity_ids.len()
+            )));
         }
-        Ok(hop
+        if reply.ahead.len() != reply.ahead_ids.len() {
+            return Err(refused(format!(
+                "described {} nodes ahead for {} ids",
+                reply.ahead.len(),
+                reply.ahead_ids.len()
+            )));
+        }
+        let nodes = hop
             .entity_ids
             .iter()
             .zip(reply.nodes)
             .map(|(id, node)| wire::hop_node_from_proto(&Arc::from(id.as_str()), node))
-            .collect())
+            .collect();
+        let ahead = reply
+            .ahead_ids
+            .into_iter()
+            .zip(reply.ahead)
+            .map(|(id, node)| {
+                let id: Arc<str> = Arc::from(id);
+                let node = wire::hop_node_from_proto(&id, node);
+                (id, node)
+            })
+            .collect();
+        Ok(HopAnswer { nodes, ahead })
     }
 
     /// The ids the replica `recipient` at `addr` holds in `range`, in order, at most `limit`.

@@ -9,19 +9,21 @@
 //! down, unless the read allows a partial answer (then the report names what is missing).
 //! Must never: count a call to this node as a call to another node.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use allidb_index::Filter;
 use allidb_index::QueryRequest;
+use allidb_index::graph::NodeSteps;
 use allidb_index::query::QueryPlan;
 use allidb_index::store::{HopNode, HopRequest, QueryAnswer, StepRequest, TextSearch};
 use futures_util::future::join_all;
 use parking_lot::Mutex;
 
 use super::MAX_ATTEMPTS;
+use super::ahead::{self, HopAhead, HopAnswer};
 use super::cover;
 use super::replicas::QueryReplicas;
 use super::report::{ReadReport, ReportBuilder};
@@ -32,7 +34,7 @@ use crate::hints::dispatcher::peer_label;
 use crate::latency::PeerLatency;
 use crate::membership::{CallKind, ClusterView};
 use crate::replica::MAX_PARTITIONS_PER_READ;
-use crate::ring::{HostId, token};
+use crate::ring::{HostId, TokenRange, TokenSpan, token};
 
 /// One request's view of the ring: the hosts it may ask, the ones that failed during it, and
 /// the covering set it settled on.
@@ -52,6 +54,15 @@ pub(crate) struct Fanout<'a> {
     pub(super) tenant: &'a str,
     pub(super) failed: Mutex<BTreeSet<HostId>>,
     pub(super) cover: Mutex<BTreeSet<HostId>>,
+}
+
+/// What the owners of a walk's frontier told of it ([`Fanout::describe_ahead`]).
+#[derive(Debug, Default)]
+pub(super) struct Described {
+    /// Each frontier node, with its steps.
+    pub nodes: Vec<(Arc<str>, HopNode)>,
+    /// The nodes described ahead, facts only.
+    pub ahead: Vec<(Arc<str>, HopNode)>,
 }
 
 /// What a range lacks when it has fewer live replicas than a read needs.
@@ -154,18 +165,14 @@ impl Fanout<'_> {
         self.report.into_inner().finish()
     }
 
-    /// The host that answers for entity `id`; `None` when none can and the read allows a
-    /// partial answer (reported as missing).
-    pub(super) fn owner(&self, id: &str) -> Result<Option<HostId>, ClusterError> {
-        let preferred = self.cover.lock().clone();
-        let owner = cover::owner_of(
-            &self.view.ring,
-            self.replication_factor(),
-            token(self.tenant, id),
-            &preferred,
-            |h| self.live(h),
-            |h| self.rank(h),
-        );
+    /// The host that answers for entity `id`, `preferred` being the covering set so far;
+    /// `None` when none can and the read allows a partial answer (reported as missing).
+    fn owner(
+        &self,
+        id: &str,
+        preferred: &BTreeSet<HostId>,
+    ) -> Result<Option<HostId>, ClusterError> {
+        let owner = self.answering(id, preferred);
         if owner.is_some() {
             return Ok(owner);
         }
@@ -271,12 +278,7 @@ impl Fanout<'_> {
         let mut described = Vec::with_capacity(ids.len());
         let mut pending: Vec<Arc<str>> = ids.to_vec();
         for attempt in 1..=MAX_ATTEMPTS {
-            let mut by_owner: BTreeMap<HostId, Vec<Arc<str>>> = BTreeMap::new();
-            for id in pending.drain(..) {
-                if let Some(owner) = self.owner(&id)? {
-                    by_owner.entry(owner).or_default().push(id);
-                }
-            }
+            let by_owner = self.by_owner(pending.drain(..))?;
             let batches: Vec<(HostId, Vec<Arc<str>>)> = by_owner
                 .into_iter()
                 .flat_map(|(host, ids)| {
@@ -294,15 +296,15 @@ impl Fanout<'_> {
                     text: text.cloned(),
                 };
                 async move {
-                    let call = self.replicas.expand_hop(*host, self.tenant, &hop);
-                    self.timed(*host, kind, call).await
+                    let call = self.replicas.expand_hop(*host, self.tenant, &hop, None);
+                    self.timed_rows(*host, kind, call, HopAnswer::rows).await
                 }
             });
             let answers = join_all(calls).await;
             self.report.lock().round();
             for ((host, ids), answer) in batches.into_iter().zip(answers) {
                 match answer {
-                    Ok(nodes) => described.extend(ids.into_iter().zip(nodes)),
+                    Ok(answer) => described.extend(ids.into_iter().zip(answer.nodes)),
                     Err(error) if host_failure(&error) && attempt < MAX_ATTEMPTS => {
                         self.failed.lock().insert(host);
                         pending.extend(ids);
@@ -313,6 +315,171 @@ impl Fanout<'_> {
             if pending.is_empty() {
                 break;
             }
+        }
+        Ok(described)
+    }
+
+    /// The host that answers for entity `id`, `preferred` being the covering set so far
+    /// (`None`: no live replica), reporting nothing.
+    fn answering(&self, id: &str, preferred: &BTreeSet<HostId>) -> Option<HostId> {
+        cover::owner_of(
+            &self.view.ring,
+            self.replication_factor(),
+            token(self.tenant, id),
+            preferred,
+            |h| self.live(h),
+            |h| self.rank(h),
+        )
+    }
+
+    /// `ids` grouped by the host that answers for each (an id no host can answer for is left
+    /// out when the read allows a partial answer, see `Fanout::owner`).
+    fn by_owner(
+        &self,
+        ids: impl Iterator<Item = Arc<str>>,
+    ) -> Result<BTreeMap<HostId, Vec<Arc<str>>>, ClusterError> {
+        let preferred = self.cover.lock().clone();
+        let mut by_owner: BTreeMap<HostId, Vec<Arc<str>>> = BTreeMap::new();
+        for id in ids {
+            if let Some(owner) = self.owner(&id, &preferred)? {
+                by_owner.entry(owner).or_default().push(id);
+            }
+        }
+        Ok(by_owner)
+    }
+
+    /// [`Fanout::describe`] of a walk's frontier whose hop is the walk's last: each owner also
+    /// describes, facts only, the nodes that hop may reach in the ranges this read asks it
+    /// for ([`super::ahead`], `per_node` per list). This node's own part goes first, so the
+    /// neighbours its lists bring that other hosts answer for are named in those hosts' calls.
+    /// A host that fails is replaced as in [`Fanout::describe`], without describing ahead.
+    pub(super) async fn describe_ahead(
+        &self,
+        ids: &[Arc<str>],
+        query: &[f32],
+        filter: &Filter,
+        text: Option<&TextSearch>,
+        steps: StepRequest,
+        per_node: usize,
+    ) -> Result<Described, ClusterError> {
+        let mut by_owner = self.by_owner(ids.iter().cloned())?;
+        if by_owner
+            .values()
+            .any(|ids| ids.len() > MAX_PARTITIONS_PER_READ)
+        {
+            let nodes = self
+                .describe(ids, query, filter, text, Some(steps), "hop")
+                .await?;
+            return Ok(Described {
+                nodes,
+                ahead: Vec::new(),
+            });
+        }
+        let preferred = self.cover.lock().clone();
+        let spans: BTreeMap<HostId, Vec<TokenSpan>> = self
+            .assign(self.view.ring.ranges().into_iter(), &preferred)?
+            .into_iter()
+            .map(|(host, ranges)| (host, ranges.iter().map(TokenRange::span).collect()))
+            .collect();
+        let hop = |ids: &[Arc<str>], steps: Option<StepRequest>| HopRequest {
+            entity_ids: ids.iter().map(|id| id.to_string()).collect(),
+            query: query.to_vec(),
+            filter: filter.clone(),
+            steps,
+            text: text.cloned(),
+        };
+        let ahead_of = |host: HostId, entity_ids: Vec<Arc<str>>| HopAhead {
+            per_node,
+            spans: spans.get(&host).cloned().unwrap_or_default(),
+            entity_ids,
+        };
+        let walked: HashSet<&str> = ids.iter().chain(&steps.walked).map(|id| &**id).collect();
+        let mut described = Described::default();
+        let mut named: BTreeMap<HostId, Vec<Arc<str>>> = BTreeMap::new();
+        if let Some(here) = by_owner.remove(&self.local) {
+            let ahead = ahead_of(self.local, Vec::new());
+            let request = hop(&here, Some(steps.clone()));
+            let call = self
+                .replicas
+                .expand_hop(self.local, self.tenant, &request, Some(&ahead));
+            let answer = self
+                .timed_rows(self.local, "hop", call, HopAnswer::rows)
+                .await?;
+            let lists = answer.nodes.iter().map(|node| &node.steps);
+            for id in ahead::targets(lists, &walked, per_node, |_| true) {
+                // Not this node's (described here ahead) and not one no host answers for (the
+                // walk's last round reports it).
+                if let Some(owner) = self.answering(&id, &preferred)
+                    && owner != self.local
+                {
+                    named.entry(owner).or_default().push(id);
+                }
+            }
+            described.nodes.extend(here.into_iter().zip(answer.nodes));
+            described.ahead.extend(answer.ahead);
+        }
+        let hosts: BTreeSet<HostId> = by_owner.keys().chain(named.keys()).copied().collect();
+        let asked: Vec<(HostId, Vec<Arc<str>>, HopRequest, HopAhead)> = hosts
+            .into_iter()
+            .map(|host| {
+                let frontier = by_owner.remove(&host).unwrap_or_default();
+                let mut extra = named.remove(&host).unwrap_or_default();
+                extra.truncate(MAX_PARTITIONS_PER_READ);
+                let steps = (!frontier.is_empty()).then(|| steps.clone());
+                let request = hop(&frontier, steps);
+                (host, frontier, request, ahead_of(host, extra))
+            })
+            .collect();
+        let calls = asked.iter().map(|(host, _, request, ahead)| {
+            let call = self
+                .replicas
+                .expand_hop(*host, self.tenant, request, Some(ahead));
+            self.timed_rows(*host, "hop", call, HopAnswer::rows)
+        });
+        let answers = join_all(calls).await;
+        self.report.lock().round();
+        let mut failed: Vec<Arc<str>> = Vec::new();
+        for ((host, frontier, _, _), answer) in asked.into_iter().zip(answers) {
+            match answer {
+                Ok(answer) => {
+                    described
+                        .nodes
+                        .extend(frontier.into_iter().zip(answer.nodes));
+                    described.ahead.extend(answer.ahead);
+                }
+                Err(error) if host_failure(&error) => {
+                    self.failed.lock().insert(host);
+                    failed.extend(frontier);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        if !failed.is_empty() {
+            let retried = self
+                .describe(&failed, query, filter, text, Some(steps.clone()), "hop")
+                .await?;
+            described.nodes.extend(retried);
+        }
+        // The neighbours in other hosts' lists that this node answers for.
+        let lists: HashMap<&str, &NodeSteps> = described
+            .nodes
+            .iter()
+            .map(|(id, node)| (&**id, &node.steps))
+            .collect();
+        let known: HashSet<&str> = described.ahead.iter().map(|(id, _)| &**id).collect();
+        let in_order = ids.iter().filter_map(|id| lists.get(&**id).copied());
+        let here: Vec<Arc<str>> = ahead::targets(in_order, &walked, per_node, |id| {
+            !known.contains(id) && self.answering(id, &preferred) == Some(self.local)
+        });
+        if !here.is_empty() {
+            let request = hop(&here, None);
+            let call = self
+                .replicas
+                .expand_hop(self.local, self.tenant, &request, None);
+            let answer = self
+                .timed_rows(self.local, "facts", call, HopAnswer::rows)
+                .await?;
+            described.ahead.extend(here.into_iter().zip(answer.nodes));
         }
         Ok(described)
     }

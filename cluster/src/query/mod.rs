@@ -2,6 +2,7 @@
 //! scans, answered on any node of a ring of any size, a ring of one included, as one node
 //! holding everything would answer them.
 //!
+//! - [`ahead`]: the last hop's nodes described with the hop before it.
 //! - [`cover`]: the covering set of live hosts (this node first, then by measured latency).
 //! - [`crate::latency`]: the per-peer latency average that ranks replicas (this module keeps its
 //!   own, of its calls).
@@ -36,6 +37,7 @@
 //! Must never: answer from fewer ranges than the ring has without saying so, or return an
 //! entity its read at the request's level did not find.
 
+pub mod ahead;
 pub mod cover;
 mod fanout;
 pub mod replicas;

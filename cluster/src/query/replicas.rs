@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use allidb_index::QueryRequest;
 use allidb_index::lexical::CorpusStats;
-use allidb_index::store::{HopNode, HopRequest, QueryAnswer, SeedCandidates};
+use allidb_index::store::{HopRequest, QueryAnswer, SeedCandidates};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use super::ahead::{HopAhead, HopAnswer};
 use super::tenants::{CountRequest, Counts};
 use super::text::CorpusRequest;
 use super::wire::{IdRange, SeedSearch};
@@ -44,13 +45,15 @@ pub trait QueryReplicas: Send + Sync + Debug {
         search: &SeedSearch,
     ) -> Result<SeedCandidates, ClusterError>;
 
-    /// What `host` holds of each node of `hop`, in order.
+    /// What `host` holds of each node of `hop`, in order, and of the nodes `ahead` asks it to
+    /// describe too.
     async fn expand_hop(
         &self,
         host: HostId,
         tenant: &str,
         hop: &HopRequest,
-    ) -> Result<Vec<HopNode>, ClusterError>;
+        ahead: Option<&HopAhead>,
+    ) -> Result<HopAnswer, ClusterError>;
 
     /// The ids `host` holds in `range`, in order, at most `limit`.
     async fn scan_ids(
@@ -144,13 +147,17 @@ impl QueryReplicas for RingReplicas {
         host: HostId,
         tenant: &str,
         hop: &HopRequest,
-    ) -> Result<Vec<HopNode>, ClusterError> {
+        ahead: Option<&HopAhead>,
+    ) -> Result<HopAnswer, ClusterError> {
         if host == self.local.host() {
-            return self.local.expand_hop(tenant, hop.clone()).await;
+            return self
+                .local
+                .expand_hop(tenant, hop.clone(), ahead.cloned())
+                .await;
         }
         let (addr, version) = self.route(host)?;
         self.clients
-            .expand_hop(host, addr, tenant, hop, version, self.timeout)
+            .expand_hop(host, addr, tenant, hop, ahead, version, self.timeout)
             .await
     }
 

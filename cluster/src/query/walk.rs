@@ -7,7 +7,10 @@
 //! walks its adjacency with, so it makes the choices that node would make, and every limit
 //! (`max_fan_out`, `max_nodes`, `max_edges`, `max_hops`) stops it at the same place; no graph is
 //! built for the request and no hop is walked twice.
-//! Nodes of the last hop, never expanded, are described in one more round. The seeds' steps
+//! Nodes of the last hop, never expanded, are described with the hop before it where they can
+//! be ([`super::ahead`]: the owners of that hop's frontier describe the first `max_fan_out` new
+//! neighbours of each list, in the ranges the read asks them for), the others in one more
+//! round. The seeds' steps
 //! usually come with the candidate search (complete lists, `first_hop_steps`): then the first
 //! hop asks only for the seeds without one.
 //!
@@ -24,6 +27,7 @@ use allidb_index::graph::{HopWalk, NodeSteps, PathStep, TraversalOptions, Walk};
 use allidb_index::store::{HopNode, StepRequest, TextSearch};
 
 use super::Fanout;
+use super::fanout::Described;
 use crate::ClusterError;
 
 /// A walk gathered from the owners and what they told of each of its nodes.
@@ -97,12 +101,25 @@ pub(super) async fn walk_across(
                 limit: steps_per_node(options),
                 walked: walk.reached().iter().map(|r| r.entity_id.clone()).collect(),
             };
-            let described = fanout
-                .describe(&asked, query, filter, text, Some(steps), "hop")
-                .await?;
-            for (id, mut node) in described {
+            let described = match walk.next_hop_is_last() {
+                true => {
+                    fanout
+                        .describe_ahead(&asked, query, filter, text, steps, options.fan_out)
+                        .await?
+                }
+                false => Described {
+                    nodes: fanout
+                        .describe(&asked, query, filter, text, Some(steps), "hop")
+                        .await?,
+                    ahead: Vec::new(),
+                },
+            };
+            for (id, mut node) in described.nodes {
                 lists.insert(id.clone(), std::mem::take(&mut node.steps));
                 nodes.insert(id, node);
+            }
+            for (id, node) in described.ahead {
+                nodes.entry(id).or_insert(node);
             }
         }
         walk.expand(|id| lists.get(id));

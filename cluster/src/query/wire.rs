@@ -14,7 +14,9 @@ use allidb_index::store::{
 use allidb_index::vector::VectorHit;
 use allidb_index::{Error, Filter};
 
+use super::ahead::HopAhead;
 use crate::proto;
+use crate::stream::wire::{MAX_SPANS, span_from_proto, span_to_proto};
 
 /// What a candidate search asks of one node.
 #[derive(Clone, Debug)]
@@ -273,7 +275,7 @@ fn direction_code(direction: Direction) -> u32 {
     }
 }
 
-pub(crate) fn hop_to_proto(hop: &HopRequest) -> proto::ExpandHopRequest {
+pub(crate) fn hop_to_proto(hop: &HopRequest, ahead: Option<&HopAhead>) -> proto::ExpandHopRequest {
     proto::ExpandHopRequest {
         header: None,
         tenant: String::new(),
@@ -282,7 +284,28 @@ pub(crate) fn hop_to_proto(hop: &HopRequest) -> proto::ExpandHopRequest {
         filter: Some(filter_to_proto(&hop.filter)),
         steps: hop.steps.as_ref().map(step_request_to_proto),
         text: hop.text.as_ref().map(text_to_proto),
+        ahead: ahead.map(|ahead| proto::HopAhead {
+            per_node: u32::try_from(ahead.per_node).unwrap_or(u32::MAX),
+            spans: ahead.spans.iter().map(span_to_proto).collect(),
+            entity_ids: ahead.entity_ids.iter().map(|id| id.to_string()).collect(),
+        }),
     }
+}
+
+/// The store's form of what a hop's owner also describes; more spans than [`MAX_SPANS`] are
+/// refused naming the field.
+fn hop_ahead_from_proto(ahead: proto::HopAhead) -> Result<HopAhead, Error> {
+    if ahead.spans.len() > MAX_SPANS {
+        return Err(Error::invalid(format!(
+            "ahead.spans: {} token ranges, at most {MAX_SPANS}",
+            ahead.spans.len()
+        )));
+    }
+    Ok(HopAhead {
+        per_node: ahead.per_node as usize,
+        spans: ahead.spans.iter().map(span_from_proto).collect(),
+        entity_ids: ahead.entity_ids.into_iter().map(Arc::from).collect(),
+    })
 }
 
 fn step_request_to_proto(steps: &StepRequest) -> proto::StepRequest {
@@ -323,16 +346,20 @@ fn step_request_from_proto(steps: proto::StepRequest) -> Result<StepRequest, Err
     })
 }
 
-/// The store's form of a hop request; a bad direction is refused naming the field.
-pub(crate) fn hop_from_proto(request: proto::ExpandHopRequest) -> Result<HopRequest, Error> {
+/// The store's form of a hop request and what its owner also describes; a bad direction is
+/// refused naming the field.
+pub(crate) fn hop_from_proto(
+    request: proto::ExpandHopRequest,
+) -> Result<(HopRequest, Option<HopAhead>), Error> {
     let steps = request.steps.map(step_request_from_proto).transpose()?;
-    Ok(HopRequest {
+    let hop = HopRequest {
         entity_ids: request.entity_ids,
         query: request.vector,
         filter: filter_from_proto(request.filter)?,
         steps,
         text: request.text.map(text_from_proto).transpose()?,
-    })
+    };
+    Ok((hop, request.ahead.map(hop_ahead_from_proto).transpose()?))
 }
 
 pub(crate) fn hop_node_to_proto(node: &HopNode) -> proto::HopNode {

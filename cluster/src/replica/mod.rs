@@ -13,13 +13,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use allidb_index::lexical::CorpusStats;
-use allidb_index::store::{AttributeClaim, HopNode, HopRequest, QueryAnswer, SeedCandidates};
+use allidb_index::store::{AttributeClaim, HopRequest, QueryAnswer, SeedCandidates};
 use allidb_index::{QueryRequest, UnifiedStore};
 use allidb_storage::Durability;
 use allidb_storage::partition::CellVersion;
 
 use crate::ClusterError;
 use crate::cells::{self, DroppedTenant, ReplicaMutation};
+use crate::query::ahead::{self, HopAhead, HopAnswer};
 use crate::query::tenants::{CountRequest, Counts};
 use crate::query::text::CorpusRequest;
 use crate::query::wire::{IdRange, SeedSearch};
@@ -277,15 +278,21 @@ impl LocalReplica {
         .await
     }
 
-    /// One hop of a cluster-wide walk: what this replica holds of each node of `hop`.
+    /// One hop of a cluster-wide walk: what this replica holds of each node of `hop`, and of
+    /// the nodes the next hop may reach in `ahead`'s spans ([`ahead::answer_hop`]).
     pub async fn expand_hop(
         &self,
         tenant: &str,
         hop: HopRequest,
-    ) -> Result<Vec<HopNode>, ClusterError> {
+        ahead: Option<HopAhead>,
+    ) -> Result<HopAnswer, ClusterError> {
         let owned = tenant.to_owned();
-        self.on_indexes("hop", tenant, move |store| store.describe_hop(&owned, &hop))
-            .await
+        self.on_indexes("hop", tenant, move |store| {
+            ahead::answer_hop(&owned, &hop, ahead.as_ref(), |hop| {
+                store.describe_hop(&owned, hop)
+            })
+        })
+        .await
     }
 
     /// Up to `limit` live entities this replica holds in `range`, in id order, from one

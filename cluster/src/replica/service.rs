@@ -363,12 +363,21 @@ impl Replica for ReplicaService {
             )));
         }
         let tenant = std::mem::take(&mut request.tenant);
-        let hop = wire::hop_from_proto(request).map_err(|e| status(e.into()))?;
+        let (hop, ahead) = wire::hop_from_proto(request).map_err(|e| status(e.into()))?;
         let text_scored = hop.text.is_some();
-        let nodes = local.expand_hop(&tenant, hop).await.map_err(status)?;
+        let answer = local
+            .expand_hop(&tenant, hop, ahead)
+            .await
+            .map_err(status)?;
         Ok(Response::new(proto::ExpandHopResponse {
-            nodes: nodes.iter().map(wire::hop_node_to_proto).collect(),
+            nodes: answer.nodes.iter().map(wire::hop_node_to_proto).collect(),
             text_scored,
+            ahead_ids: answer.ahead.iter().map(|(id, _)| id.to_string()).collect(),
+            ahead: answer
+                .ahead
+                .iter()
+                .map(|(_, node)| wire::hop_node_to_proto(node))
+                .collect(),
         }))
     }
 

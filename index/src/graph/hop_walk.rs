@@ -77,6 +77,12 @@ impl HopWalk {
         }
     }
 
+    /// Whether the next hop is the walk's last (`max_hops`): the nodes it reaches are never
+    /// expanded.
+    pub fn next_hop_is_last(&self) -> bool {
+        self.hops + 1 >= self.options.max_hops
+    }
+
     /// The nodes reached so far, in walk order.
     pub fn reached(&self) -> &[Reached] {
         &self.walk.reached

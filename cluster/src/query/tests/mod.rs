@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::ahead::{self, HopAhead, HopAnswer};
 use super::replicas::QueryReplicas;
 use super::tenants::{CountRequest, Counts};
 use super::text::CorpusRequest;
@@ -160,6 +161,42 @@ impl FakeRing {
         ClusterView::all_up(self.ring.clone())
     }
 
+    /// What `host` holds of each node of `hop`, in order (the store's `describe_hop`).
+    fn describe(&self, host: HostId, hop: &HopRequest) -> Result<Vec<HopNode>, ClusterError> {
+        let held = &self.hosts[&host];
+        let ids: Vec<&str> = hop.entity_ids.iter().map(String::as_str).collect();
+        for id in &ids {
+            assert!(
+                self.replicas(id).contains(&host),
+                "{id} asked of a host that does not replicate it"
+            );
+        }
+        let steps = match &hop.steps {
+            None => vec![Default::default(); ids.len()],
+            Some(wanted) => held
+                .graph
+                .steps_from_each(&ids, &wanted.options, wanted.limit, &wanted.walked)
+                .map_err(ClusterError::Store)?,
+        };
+        Ok(ids
+            .iter()
+            .zip(steps)
+            .map(|(id, steps)| HopNode {
+                facts: held.entities.get(*id).map(|_| EntityFacts {
+                    importance: 0.0,
+                    updated_at_micros: 1,
+                }),
+                similarity: held.entities.get(*id).copied(),
+                matches_filter: held.entities.contains_key(*id),
+                lexical: hop
+                    .text
+                    .as_ref()
+                    .and_then(|text| held.texts.score_of(&text.terms, id, Some(&text.corpus))),
+                steps,
+            })
+            .collect())
+    }
+
     fn called(&self, host: HostId) -> Result<(), ClusterError> {
         *self.calls.lock().entry(host).or_default() += 1;
         if self.failing.contains(&host) {
@@ -250,47 +287,17 @@ impl QueryReplicas for FakeRing {
     async fn expand_hop(
         &self,
         host: HostId,
-        _tenant: &str,
+        tenant: &str,
         hop: &HopRequest,
-    ) -> Result<Vec<HopNode>, ClusterError> {
+        ahead: Option<&HopAhead>,
+    ) -> Result<HopAnswer, ClusterError> {
         self.called(host)?;
-        let held = &self.hosts[&host];
-        let ids: Vec<&str> = hop.entity_ids.iter().map(String::as_str).collect();
-        for id in &ids {
-            assert!(
-                self.replicas(id).contains(&host),
-                "{id} asked of a host that does not replicate it"
-            );
-        }
         if hop.steps.is_some() {
             self.asked_steps
                 .lock()
                 .extend(hop.entity_ids.iter().cloned());
         }
-        let steps = match &hop.steps {
-            None => vec![Default::default(); ids.len()],
-            Some(wanted) => held
-                .graph
-                .steps_from_each(&ids, &wanted.options, wanted.limit, &wanted.walked)
-                .map_err(ClusterError::Store)?,
-        };
-        Ok(ids
-            .iter()
-            .zip(steps)
-            .map(|(id, steps)| HopNode {
-                facts: held.entities.get(*id).map(|_| EntityFacts {
-                    importance: 0.0,
-                    updated_at_micros: 1,
-                }),
-                similarity: held.entities.get(*id).copied(),
-                matches_filter: held.entities.contains_key(*id),
-                lexical: hop
-                    .text
-                    .as_ref()
-                    .and_then(|text| held.texts.score_of(&text.terms, id, Some(&text.corpus))),
-                steps,
-            })
-            .collect())
+        ahead::answer_hop(tenant, hop, ahead, |hop| self.describe(host, hop))
     }
 
     async fn answer_here(

@@ -1,6 +1,7 @@
 //! The walk across owners over the fake ring, against the walk of one graph holding
 //! everything: random graphs under many traversal options, seeds bringing their complete
-//! steps, a hub bounded in one round per hop, a failing host replaced by another replica and a
+//! steps, the last hop's nodes described with the hop before it, a hub bounded in one round
+//! per hop, a failing host replaced by another replica and a
 //! range without one unavailable.
 
 use super::*;
@@ -219,6 +220,65 @@ fn a_hub_walk_across_owners_stops_at_the_same_bounds_in_one_round_per_hop() {
             "{} calls",
             fake.total_calls() - before
         );
+    }
+}
+
+#[test]
+fn the_last_hops_nodes_come_with_the_hop_before_it() {
+    // Every node has at most 8 out-edges and the walk follows up to 8 from each, and host 1
+    // asks itself and host 2 (which cover every range): the owners of the frontier before the
+    // last hop describe every node that hop reaches, so the walk takes one round per hop and
+    // none for the last hop's facts. (With more hosts asked, a neighbour in one host's list
+    // that another host answers for still waits for the last round.)
+    let mut rng = StdRng::seed_from_u64(5);
+    let nodes = 300;
+    let edges: Vec<(usize, &str, usize, f32)> = (0..nodes)
+        .flat_map(|from| {
+            let degree = rng.random_range(0..=8);
+            (0..degree)
+                .map(|_| (from, "r", rng.random_range(0..nodes), 1.0))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let whole = whole_graph(&edges);
+    let latency = PeerLatency::default();
+    let runtime = runtime();
+    for (hosts, rf) in [(4, 3), (3, 2), (2, 1)] {
+        let fake = FakeRing::new(hosts, rf, nodes, &edges);
+        for max_hops in 1..=3 {
+            let options = TraversalOptions {
+                max_hops,
+                fan_out: 8,
+                node_budget: 10_000,
+                relations: None,
+                direction: Direction::Out,
+                min_weight: 0.0,
+                edge_budget: None,
+            };
+            let starts = ["n1", "n42", "n100", "n250"];
+            let fanout = fanout(&fake, &latency, HostId::from_u128(1));
+            *fanout.cover.lock() = [1, 2].map(HostId::from_u128).into();
+            let gathered = runtime
+                .block_on(walk_across(
+                    &fanout,
+                    &starts,
+                    &options,
+                    &[],
+                    &Filter::default(),
+                    None,
+                    KnownSeeds::default(),
+                ))
+                .unwrap();
+            assert_eq!(gathered.walk, whole.walk(&starts, &options).unwrap());
+            for reached in &gathered.walk.reached {
+                assert!(gathered.nodes.contains_key(&reached.entity_id));
+            }
+            assert_eq!(
+                fanout.finish().rounds,
+                max_hops,
+                "{hosts} hosts, rf {rf}, {max_hops} hops: one round per hop"
+            );
+        }
     }
 }
 
