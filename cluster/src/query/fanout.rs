@@ -34,7 +34,7 @@ use crate::hints::dispatcher::peer_label;
 use crate::latency::PeerLatency;
 use crate::membership::{CallKind, ClusterView};
 use crate::replica::MAX_PARTITIONS_PER_READ;
-use crate::ring::{HostId, TokenRange, TokenSpan, token};
+use crate::ring::{HostId, Token, TokenSpan, token};
 
 /// One request's view of the ring: the hosts it may ask, the ones that failed during it, and
 /// the covering set it settled on.
@@ -322,10 +322,16 @@ impl Fanout<'_> {
     /// The host that answers for entity `id`, `preferred` being the covering set so far
     /// (`None`: no live replica), reporting nothing.
     fn answering(&self, id: &str, preferred: &BTreeSet<HostId>) -> Option<HostId> {
+        self.owner_at(token(self.tenant, id), preferred)
+    }
+
+    /// The host that answers for the partitions at token `t` ([`cover::owner_of`] over this
+    /// read's live hosts and ranking).
+    pub(super) fn owner_at(&self, t: Token, preferred: &BTreeSet<HostId>) -> Option<HostId> {
         cover::owner_of(
             &self.view.ring,
             self.replication_factor(),
-            token(self.tenant, id),
+            t,
             preferred,
             |h| self.live(h),
             |h| self.rank(h),
@@ -376,11 +382,14 @@ impl Fanout<'_> {
             });
         }
         let preferred = self.cover.lock().clone();
-        let spans: BTreeMap<HostId, Vec<TokenSpan>> = self
-            .assign(self.view.ring.ranges().into_iter(), &preferred)?
-            .into_iter()
-            .map(|(host, ranges)| (host, ranges.iter().map(TokenRange::span).collect()))
-            .collect();
+        // A range no live host answers for has no span: a node there is reported missing (or
+        // fails the read) in the walk's last round, as without describing ahead.
+        let mut spans: BTreeMap<HostId, Vec<TokenSpan>> = BTreeMap::new();
+        for range in self.view.ring.ranges() {
+            if let Some(host) = self.owner_at(range.end, &preferred) {
+                spans.entry(host).or_default().push(range.span());
+            }
+        }
         let hop = |ids: &[Arc<str>], steps: Option<StepRequest>| HopRequest {
             entity_ids: ids.iter().map(|id| id.to_string()).collect(),
             query: query.to_vec(),

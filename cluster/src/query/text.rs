@@ -114,12 +114,9 @@ impl Fanout<'_> {
         ranges: impl Iterator<Item = TokenRange>,
         preferred: &BTreeSet<HostId>,
     ) -> Result<BTreeMap<HostId, Vec<TokenRange>>, ClusterError> {
-        let ring = &self.view.ring;
-        let rf = self.replication_factor();
         let mut assigned: BTreeMap<HostId, Vec<TokenRange>> = BTreeMap::new();
         for range in ranges {
-            let live = |h: HostId| self.live(h);
-            match super::cover::owner_of(ring, rf, range.end, preferred, live, |h| self.rank(h)) {
+            match self.owner_at(range.end, preferred) {
                 Some(host) => assigned.entry(host).or_default().push(range),
                 None if self.allow_partial => {}
                 None => {
