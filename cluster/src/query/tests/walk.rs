@@ -283,6 +283,48 @@ fn the_last_hops_nodes_come_with_the_hop_before_it() {
 }
 
 #[test]
+fn describing_ahead_needs_no_live_replica_of_ranges_the_walk_does_not_reach() {
+    // RF 1 and host 3 failed earlier in the request: its ranges have no live replica. A walk
+    // among nodes the other hosts hold still answers, its last hop described ahead; only a
+    // node in those ranges would fail it (the test above).
+    let dead = HostId::from_u128(3);
+    let layout = FakeRing::new(5, 1, 100, &[]);
+    let alive = |n: &usize| layout.replicas(&format!("n{n}")) != [dead];
+    let mut rng = StdRng::seed_from_u64(9);
+    let edges: Vec<(usize, &str, usize, f32)> = random_edges(&mut rng, 100, 500)
+        .into_iter()
+        .filter(|(from, _, to, _)| alive(from) && alive(to))
+        .collect();
+    let whole = whole_graph(&edges);
+    let fake = FakeRing::new(5, 1, 100, &edges);
+    let latency = PeerLatency::default();
+    let fanout = fanout(&fake, &latency, HostId::from_u128(1));
+    fanout.failed.lock().insert(dead);
+    let starts: Vec<String> = edges.iter().take(2).map(|e| format!("n{}", e.0)).collect();
+    let starts: Vec<&str> = starts.iter().map(String::as_str).collect();
+    let options = TraversalOptions {
+        max_hops: 2,
+        ..TraversalOptions::default()
+    };
+    let gathered = runtime()
+        .block_on(walk_across(
+            &fanout,
+            &starts,
+            &options,
+            &[],
+            &Filter::default(),
+            None,
+            KnownSeeds::default(),
+        ))
+        .unwrap();
+    assert_eq!(gathered.walk, whole.walk(&starts, &options).unwrap());
+    assert!(
+        gathered.walk.reached.len() > starts.len(),
+        "the walk went somewhere"
+    );
+}
+
+#[test]
 fn a_failing_host_is_replaced_by_another_replica_and_a_range_without_one_is_unavailable() {
     let mut rng = StdRng::seed_from_u64(9);
     let edges = random_edges(&mut rng, 100, 500);
