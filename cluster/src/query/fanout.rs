@@ -65,6 +65,24 @@ pub(super) struct Described {
     pub ahead: Vec<(Arc<str>, HopNode)>,
 }
 
+/// A hop's request for `ids`: their facts, similarity to `query`, verdict of `filter` and BM25
+/// score for `text`, and their next steps as `steps` asks (`None`: facts only).
+fn hop_request(
+    ids: &[Arc<str>],
+    query: &[f32],
+    filter: &Filter,
+    text: Option<&TextSearch>,
+    steps: Option<StepRequest>,
+) -> HopRequest {
+    HopRequest {
+        entity_ids: ids.iter().map(|id| id.to_string()).collect(),
+        query: query.to_vec(),
+        filter: filter.clone(),
+        steps,
+        text: text.cloned(),
+    }
+}
+
 /// What a range lacks when it has fewer live replicas than a read needs.
 fn too_few(copies: usize) -> String {
     match copies {
@@ -288,13 +306,7 @@ impl Fanout<'_> {
                 })
                 .collect();
             let calls = batches.iter().map(|(host, ids)| {
-                let hop = HopRequest {
-                    entity_ids: ids.iter().map(|id| id.to_string()).collect(),
-                    query: query.to_vec(),
-                    filter: filter.clone(),
-                    steps: steps.clone(),
-                    text: text.cloned(),
-                };
+                let hop = hop_request(ids, query, filter, text, steps.clone());
                 async move {
                     let call = self.replicas.expand_hop(*host, self.tenant, &hop, None);
                     self.timed_rows(*host, kind, call, HopAnswer::rows).await
@@ -390,13 +402,7 @@ impl Fanout<'_> {
                 spans.entry(host).or_default().push(range.span());
             }
         }
-        let hop = |ids: &[Arc<str>], steps: Option<StepRequest>| HopRequest {
-            entity_ids: ids.iter().map(|id| id.to_string()).collect(),
-            query: query.to_vec(),
-            filter: filter.clone(),
-            steps,
-            text: text.cloned(),
-        };
+        let hop = |ids: &[Arc<str>], steps| hop_request(ids, query, filter, text, steps);
         let ahead_of = |host: HostId, entity_ids: Vec<Arc<str>>| HopAhead {
             per_node,
             spans: spans.get(&host).cloned().unwrap_or_default(),
