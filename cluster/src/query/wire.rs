@@ -487,6 +487,18 @@ mod tests {
             let error = error.expect_err("direction 3 is refused").to_string();
             assert!(error.contains("steps.direction: 3"), "{error}");
         }
+        let ahead = proto::HopAhead {
+            spans: vec![proto::TokenSpan { start: 0, end: 0 }; MAX_SPANS + 1],
+            ..proto::HopAhead::default()
+        };
+        let error = hop_from_proto(proto::ExpandHopRequest {
+            ahead: Some(ahead),
+            ..proto::ExpandHopRequest::default()
+        })
+        .map(drop)
+        .expect_err("too many spans are refused")
+        .to_string();
+        assert!(error.contains("ahead.spans: 16385 token ranges"), "{error}");
         let mut steps = step_request_to_proto(&step_request());
         steps.min_weight = f32::NAN;
         let error = seed_search_from_proto(search(steps))

@@ -25,7 +25,7 @@ use super::ahead::{self, HopAhead, HopAnswer};
 use super::replicas::QueryReplicas;
 use super::tenants::{CountRequest, Counts};
 use super::text::CorpusRequest;
-use super::walk::{KnownSeeds, first_hop_steps, walk_across};
+use super::walk::{GatheredWalk, KnownSeeds, first_hop_steps, walk_across};
 use super::wire::{IdRange, SeedSearch};
 use super::{Fanout, ReadOptions};
 use crate::ClusterError;

@@ -6,22 +6,28 @@
 
 use super::*;
 
+/// The walk from `starts` gathered through `fanout`, without a query, filter or text.
+fn gather(
+    fanout: &Fanout<'_>,
+    starts: &[&str],
+    options: &TraversalOptions,
+) -> Result<GatheredWalk, ClusterError> {
+    runtime().block_on(walk_across(
+        fanout,
+        starts,
+        options,
+        &[],
+        &Filter::default(),
+        None,
+        KnownSeeds::default(),
+    ))
+}
+
 /// The walk over the fake ring, through host 1.
 fn ring_walk(fake: &FakeRing, starts: &[&str], options: &TraversalOptions) -> Walk {
     let latency = PeerLatency::default();
     let fanout = fanout(fake, &latency, HostId::from_u128(1));
-    let runtime = runtime();
-    let gathered = runtime
-        .block_on(walk_across(
-            &fanout,
-            starts,
-            options,
-            &[],
-            &Filter::default(),
-            None,
-            KnownSeeds::default(),
-        ))
-        .unwrap();
+    let gathered = gather(&fanout, starts, options).unwrap();
     for reached in &gathered.walk.reached {
         assert!(
             gathered.nodes.contains_key(&reached.entity_id),
@@ -242,7 +248,6 @@ fn the_last_hops_nodes_come_with_the_hop_before_it() {
         .collect();
     let whole = whole_graph(&edges);
     let latency = PeerLatency::default();
-    let runtime = runtime();
     for (hosts, rf) in [(4, 3), (3, 2), (2, 1)] {
         let fake = FakeRing::new(hosts, rf, nodes, &edges);
         for max_hops in 1..=3 {
@@ -258,17 +263,7 @@ fn the_last_hops_nodes_come_with_the_hop_before_it() {
             let starts = ["n1", "n42", "n100", "n250"];
             let fanout = fanout(&fake, &latency, HostId::from_u128(1));
             *fanout.cover.lock() = [1, 2].map(HostId::from_u128).into();
-            let gathered = runtime
-                .block_on(walk_across(
-                    &fanout,
-                    &starts,
-                    &options,
-                    &[],
-                    &Filter::default(),
-                    None,
-                    KnownSeeds::default(),
-                ))
-                .unwrap();
+            let gathered = gather(&fanout, &starts, &options).unwrap();
             assert_eq!(gathered.walk, whole.walk(&starts, &options).unwrap());
             for reached in &gathered.walk.reached {
                 assert!(gathered.nodes.contains_key(&reached.entity_id));
@@ -306,17 +301,7 @@ fn describing_ahead_needs_no_live_replica_of_ranges_the_walk_does_not_reach() {
         max_hops: 2,
         ..TraversalOptions::default()
     };
-    let gathered = runtime()
-        .block_on(walk_across(
-            &fanout,
-            &starts,
-            &options,
-            &[],
-            &Filter::default(),
-            None,
-            KnownSeeds::default(),
-        ))
-        .unwrap();
+    let gathered = gather(&fanout, &starts, &options).unwrap();
     assert_eq!(gathered.walk, whole.walk(&starts, &options).unwrap());
     assert!(
         gathered.walk.reached.len() > starts.len(),
@@ -353,17 +338,7 @@ fn a_failing_host_is_replaced_by_another_replica_and_a_range_without_one_is_unav
         .collect();
     let starts: Vec<&str> = owned.iter().take(1).map(String::as_str).collect();
     let runtime = runtime();
-    let error = runtime
-        .block_on(walk_across(
-            &fanout,
-            &starts,
-            &options,
-            &[],
-            &Filter::default(),
-            None,
-            KnownSeeds::default(),
-        ))
-        .unwrap_err();
+    let error = gather(&fanout, &starts, &options).unwrap_err();
     assert!(
         matches!(&error, ClusterError::Unavailable(m) if m.contains("no live replica") && m.contains("h3")),
         "{error}"
