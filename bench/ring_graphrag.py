@@ -135,6 +135,12 @@ def metric(node, name):
                if line.startswith(name))
 
 
+def profile_bytes(profiles, field):
+    """The mean over `profiles` (replies' `profile`) of `field` summed over the nodes asked."""
+    return round(float(np.mean([sum(n.get(field, 0) for n in p.get("nodes", []))
+                                for p in profiles])) if profiles else 0.0)
+
+
 def ask_all(nodes, vectors, concurrency, ef=64, **overrides):
     """Questions/s, latencies (s), replies, daemon CPU per question summed over the nodes (s;
     without the background threads, see `question_cpu_seconds`), calls to other nodes per
@@ -226,7 +232,9 @@ def main():
                         "nodes_in_profile_max": max((len(p.get("nodes", [])) for p in profiles),
                                                     default=0),
                         "calls_per_node_max": max((n.get("calls", 0) for p in profiles
-                                                   for n in p.get("nodes", [])), default=0)}))
+                                                   for n in p.get("nodes", [])), default=0),
+                        "bytes_sent_per_question": profile_bytes(profiles, "bytes_sent"),
+                        "bytes_received_per_question": profile_bytes(profiles, "bytes_received")}))
             finally:
                 for node in ring:
                     node.stop()

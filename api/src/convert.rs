@@ -244,6 +244,8 @@ pub fn read_profile(report: &ReadReport) -> pb::ReadProfile {
                 calls: count_i32(node.calls),
                 micros: i64::try_from(node.latency.as_micros()).unwrap_or(i64::MAX),
                 rows: count_i64(node.rows),
+                bytes_sent: i64::try_from(node.traffic.sent).unwrap_or(i64::MAX),
+                bytes_received: i64::try_from(node.traffic.received).unwrap_or(i64::MAX),
             })
             .collect(),
     }

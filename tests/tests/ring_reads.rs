@@ -378,6 +378,14 @@ async fn a_ring_of_five_answers_reads_as_one_node_and_keeps_answering_with_a_nod
         calls,
         "the metric counts the calls to other nodes"
     );
+    // And the bytes: each other node's calls sent requests and got replies; the coordinator's
+    // own calls cross no network.
+    for node in &profile.nodes {
+        match node.node.as_str() {
+            "n3" => assert_eq!((node.bytes_sent, node.bytes_received), (0, 0), "{node:?}"),
+            _ => assert!(node.bytes_sent > 0 && node.bytes_received > 0, "{node:?}"),
+        }
+    }
 
     // A node down: every range still has two live replicas.
     ring[4].kill();

@@ -7,6 +7,7 @@
 
 mod read_queue;
 pub mod topology;
+pub mod traffic;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -141,6 +142,26 @@ impl PeerClients {
             .max_encoding_message_size(crate::MAX_MESSAGE_BYTES))
     }
 
+    /// A cluster-wide read's call to the peer at `addr`: `message` stamped and sent with `send`,
+    /// the reply as [`read_answered`] gives it, the bytes of both tallied for the read's
+    /// profile ([`traffic`]).
+    async fn read_call<M: prost::Message, T: prost::Message, F>(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+        message: M,
+        send: impl FnOnce(tonic::Request<M>) -> F,
+    ) -> Result<T, ClusterError>
+    where
+        F: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let sent = traffic::request_size(&message);
+        let reply =
+            read_answered(addr, timeout, send(self.stamp.request(message, timeout))).await?;
+        traffic::add(sent, &reply);
+        Ok(reply)
+    }
+
     /// A cluster-wide query's candidate search on the replica `recipient` at `addr`.
     #[allow(clippy::too_many_arguments)]
     pub async fn search_seeds(
@@ -156,8 +177,11 @@ impl PeerClients {
         message.header = self.stamp.header(ring_version, recipient);
         message.tenant = tenant.to_owned();
         let mut client = self.client(addr)?;
-        let call = client.search_seeds(self.stamp.request(message, timeout));
-        let reply = read_answered(addr, timeout, call).await?;
+        let reply = self
+            .read_call(addr, timeout, message, |request| {
+                client.search_seeds(request)
+            })
+            .await?;
         wire::seeds_from_proto(reply, search.text.is_some()).map_err(|e| ClusterError::Peer {
             addr,
             reason: e.to_string(),
@@ -181,8 +205,9 @@ impl PeerClients {
         message.header = self.stamp.header(ring_version, recipient);
         message.tenant = tenant.to_owned();
         let mut client = self.client(addr)?;
-        let call = client.expand_hop(self.stamp.request(message, timeout));
-        let reply = read_answered(addr, timeout, call).await?;
+        let reply = self
+            .read_call(addr, timeout, message, |request| client.expand_hop(request))
+            .await?;
         let refused = |reason: String| ClusterError::Peer { addr, reason };
         if hop.text.is_some() && !reply.text_scored {
             return Err(refused(
@@ -243,8 +268,10 @@ impl PeerClients {
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
         };
         let mut client = self.client(addr)?;
-        let call = client.scan_ids(self.stamp.request(message, timeout));
-        Ok(read_answered(addr, timeout, call).await?.entity_ids)
+        let reply = self
+            .read_call(addr, timeout, message, |request| client.scan_ids(request))
+            .await?;
+        Ok(reply.entity_ids)
     }
 
     /// The tenant figures of the replica `recipient` at `addr` over the spans of `request`
@@ -260,8 +287,11 @@ impl PeerClients {
         let mut message = tenants::request_to_proto(request);
         message.header = self.stamp.header(ring_version, recipient);
         let mut client = self.client(addr)?;
-        let call = client.tenant_counts(self.stamp.request(message, timeout));
-        let reply = read_answered(addr, timeout, call).await?;
+        let reply = self
+            .read_call(addr, timeout, message, |request| {
+                client.tenant_counts(request)
+            })
+            .await?;
         tenants::counts_from_proto(reply, request.node_totals).map_err(|e| ClusterError::Peer {
             addr,
             reason: e.to_string(),
@@ -283,8 +313,11 @@ impl PeerClients {
         message.header = self.stamp.header(ring_version, recipient);
         message.tenant = tenant.to_owned();
         let mut client = self.client(addr)?;
-        let call = client.corpus_stats(self.stamp.request(message, timeout));
-        let reply = read_answered(addr, timeout, call).await?;
+        let reply = self
+            .read_call(addr, timeout, message, |request| {
+                client.corpus_stats(request)
+            })
+            .await?;
         text::stats_from_proto(reply, request.terms.len()).map_err(|e| ClusterError::Peer {
             addr,
             reason: e.to_string(),

@@ -33,6 +33,7 @@ use crate::consistency::ConsistencyLevel;
 use crate::hints::dispatcher::peer_label;
 use crate::latency::PeerLatency;
 use crate::membership::{CallKind, ClusterView};
+use crate::peer_client::traffic;
 use crate::replica::MAX_PARTITIONS_PER_READ;
 use crate::ring::{HostId, Token, TokenSpan, token};
 
@@ -219,7 +220,8 @@ impl Fanout<'_> {
     }
 
     /// Runs `call` to `host`, timing it for the latency ranking (other hosts) and the report
-    /// (with the rows of its answer), and counting it by `kind` when it crosses the network.
+    /// (with the rows of its answer and the bytes it sent and received over the network), and
+    /// counting it by `kind` when it crosses the network.
     pub(super) async fn timed<T>(
         &self,
         host: HostId,
@@ -238,7 +240,7 @@ impl Fanout<'_> {
         rows: impl FnOnce(&T) -> usize,
     ) -> Result<T, ClusterError> {
         let started = Instant::now();
-        let result = call.await;
+        let (result, traffic) = traffic::measured(call).await;
         let took = started.elapsed();
         if host != self.local {
             metrics::counter!("allidb_cluster_query_calls_total", "call" => kind).increment(1);
@@ -247,7 +249,7 @@ impl Fanout<'_> {
         let rows = result.as_ref().map_or(0, rows);
         self.report
             .lock()
-            .call(peer_label(&self.view, host), took, rows);
+            .call(peer_label(&self.view, host), took, rows, traffic);
         result
     }
 

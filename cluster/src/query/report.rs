@@ -1,11 +1,13 @@
 //! What a cluster-wide read reports about itself: which token ranges answered (its coverage)
-//! and where its time went (rounds, and per node the calls, latency and rows).
+//! and where its time went (rounds, and per node the calls, latency, rows and bytes).
 //!
 //! Invariants: `ranges_answered <= ranges_total`; `missing` is empty exactly when the answer
 //! covers every range and every walked entity had a live replica.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+use crate::peer_client::traffic::Traffic;
 
 /// The token ranges a read heard from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,6 +33,9 @@ pub struct NodeCalls {
     pub latency: Duration,
     /// Items they returned.
     pub rows: usize,
+    /// Protobuf bytes of their requests and replies (0 for this node's own calls, which do not
+    /// cross the network).
+    pub traffic: Traffic,
 }
 
 /// A read's coverage and profile.
@@ -76,7 +81,7 @@ impl ReportBuilder {
         self.rounds += 1;
     }
 
-    pub(super) fn call(&mut self, node: String, latency: Duration, rows: usize) {
+    pub(super) fn call(&mut self, node: String, latency: Duration, rows: usize, traffic: Traffic) {
         let calls = self.nodes.entry(node.clone()).or_insert_with(|| NodeCalls {
             node,
             ..NodeCalls::default()
@@ -84,6 +89,8 @@ impl ReportBuilder {
         calls.calls += 1;
         calls.latency += latency;
         calls.rows += rows;
+        calls.traffic.sent += traffic.sent;
+        calls.traffic.received += traffic.received;
     }
 
     pub(super) fn finish(self) -> ReadReport {

@@ -529,16 +529,20 @@ class ReadProfile(_message.Message):
     def __init__(self, rounds: _Optional[int] = ..., nodes: _Optional[_Iterable[_Union[NodeCalls, _Mapping]]] = ...) -> None: ...
 
 class NodeCalls(_message.Message):
-    __slots__ = ("node", "calls", "micros", "rows")
+    __slots__ = ("node", "calls", "micros", "rows", "bytes_sent", "bytes_received")
     NODE_FIELD_NUMBER: _ClassVar[int]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     MICROS_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     node: str
     calls: int
     micros: int
     rows: int
-    def __init__(self, node: _Optional[str] = ..., calls: _Optional[int] = ..., micros: _Optional[int] = ..., rows: _Optional[int] = ...) -> None: ...
+    bytes_sent: int
+    bytes_received: int
+    def __init__(self, node: _Optional[str] = ..., calls: _Optional[int] = ..., micros: _Optional[int] = ..., rows: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., bytes_received: _Optional[int] = ...) -> None: ...
 
 class RangeScanRequest(_message.Message):
     __slots__ = ("tenant_id", "start_key", "end_key", "limit", "page_token", "node_id", "consistency_level", "where", "routing_key")
