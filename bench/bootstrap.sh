@@ -12,7 +12,8 @@
 # writer (default 384; 0: entities without a vector). TEXT_BYTES: bytes of text per entity, in
 # one chunk (default 0: none); `0 400` loads text-only entities, whose stream is not paced by
 # an indexer. WRITER: 1 (default) runs the QUORUM writer through the phases, 0 measures the
-# movements alone (the writer's figures are then null). Prints one JSON line per phase: the load, the
+# movements alone (the writer's figures are then null). Prints one JSON line per phase: the load
+# (and the seconds the ring then took to settle: its flushes and compactions done), the
 # writer's rate alone, the bootstrap (seconds from start to ready, bytes and cells n3 received,
 # MB/s, the stream alone: seconds and MB/s from the first stream session's start to the
 # coordinator's "ranges are streamed" in the logs, seconds its stream waited for n3's indexer)
@@ -55,7 +56,27 @@ n0="127.0.0.1:$port"
 started=$(date +%s.%N)
 "$bin/allidb" --addr "$n0" --consistency quorum --json bench ingest -n "$n" --dim "$dim" --text-bytes "$text" \
   --batch-size 64 --concurrency 4 --id-prefix load- > "$work/load.json"
-echo "{\"phase\": \"load\", \"entities\": $n, \"seconds\": $(echo "$(date +%s.%N) - $started" | bc)}"
+loaded=$(echo "$(date +%s.%N) - $started" | bc)
+# The ring settles before anything is measured: the load's memtable flushes and compactions
+# run on after its last acknowledged write, and would share the cores with the movements.
+# Waits (at most 120 s) until the three nodes together use under 5% of a core over a second.
+settle_started=$(date +%s.%N)
+python3 - $(cat "$work/ring/pids") <<'PY'
+import os, sys, time
+ticks = os.sysconf("SC_CLK_TCK")
+def cpu():
+    return sum(sum(int(x) for x in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[11:13])
+               for pid in sys.argv[1:]) / ticks
+deadline = time.time() + 120
+before = cpu()
+while time.time() < deadline:
+    time.sleep(1)
+    now = cpu()
+    if now - before < 0.05:
+        break
+    before = now
+PY
+echo "{\"phase\": \"load\", \"entities\": $n, \"seconds\": $loaded, \"settle_seconds\": $(echo "$(date +%s.%N) - $settle_started" | bc)}"
 
 # The writer: rounds of 300 QUORUM writes through n0, each logged as "start end entities".
 touch "$work/writer.log"
