@@ -154,8 +154,15 @@ impl Output<'_> {
         };
         let mut normalized = std::mem::take(&mut self.normalized);
         normalize_into(&text[start..end], &mut normalized);
-        let whole = normalized.trim_matches(|c| JOINERS.contains(&c));
-        if whole.contains(JOINERS) {
+        // Joiners are ASCII: trimmed and found by their bytes.
+        let bytes = normalized.as_bytes();
+        let first = bytes.iter().position(|&b| !is_joiner(b));
+        let last = bytes.iter().rposition(|&b| !is_joiner(b));
+        let whole = match (first, last) {
+            (Some(first), Some(last)) => &normalized[first..=last],
+            _ => "",
+        };
+        if whole.bytes().any(is_joiner) {
             let parts = whole
                 .split(|c| JOINERS.contains(&c))
                 .filter(|p| !p.is_empty());
@@ -203,29 +210,75 @@ fn segment(text: &str, out: &mut Output<'_>) {
     out.flush(text, span);
 }
 
-/// [`segment`] for an ASCII `text`, with the same result (tested): the word segments come
-/// from the segmentation crate's ASCII path (`unicode_word_indices`: the segments holding a
-/// letter or digit, which for ASCII is what `char::is_alphanumeric` accepts), and two of them
-/// join into one identifier exactly when a single joiner separates them (one character
-/// between two segments is one segment).
+/// [`segment`] for an ASCII `text`, with the same result (tested): one pass over its bytes
+/// finds the word segments UAX #29 gives an ASCII text (the rules of the segmentation crate's
+/// ASCII path, [`ascii_word_end`]: the segments holding a letter or digit, which for ASCII is
+/// what `char::is_alphanumeric` accepts), and two of them join into one identifier exactly
+/// when a single joiner separates them (one character between two segments is one segment).
 fn segment_ascii(text: &str, out: &mut Output<'_>) {
     let bytes = text.as_bytes();
     let mut span: Option<(usize, usize)> = None;
-    for (start, word) in text.unicode_word_indices() {
-        let end = start + word.len();
-        span = match span {
-            Some((first, last))
-                if start == last + 1 && JOINERS.contains(&char::from(bytes[last])) =>
-            {
-                Some((first, end))
-            }
-            _ => {
-                out.flush(text, span);
-                Some((start, end))
-            }
-        };
+    let mut start = 0;
+    while start < bytes.len() {
+        if !is_ascii_word_byte(bytes[start]) {
+            start += 1;
+            continue;
+        }
+        let end = ascii_word_end(bytes, start);
+        // A segment of underscores alone is no word.
+        if bytes[start..end].iter().any(u8::is_ascii_alphanumeric) {
+            span = match span {
+                Some((first, last)) if start == last + 1 && is_joiner(bytes[last]) => {
+                    Some((first, end))
+                }
+                _ => {
+                    out.flush(text, span);
+                    Some((start, end))
+                }
+            };
+        }
+        start = end;
     }
     out.flush(text, span);
+}
+
+/// Whether an ASCII byte is a letter, a digit or `_` (UAX #29's ALetter, Numeric and
+/// ExtendNumLet in ASCII): what a word segment starts with and is made of.
+fn is_ascii_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The end of the UAX #29 segment of ASCII `bytes` that starts with the word byte at `start`:
+/// word bytes, and between two of them a `.`, `,`, `;` or `'` between digits (WB11, WB12) or a
+/// `'`, `.` or `:` between letters (WB6, WB7).
+fn ascii_word_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let infix = i + 1 < bytes.len()
+            && match b {
+                b'.' | b',' | b';' | b'\''
+                    if bytes[i - 1].is_ascii_digit() && bytes[i + 1].is_ascii_digit() =>
+                {
+                    true
+                }
+                b'\'' | b'.' | b':' => {
+                    bytes[i - 1].is_ascii_alphabetic() && bytes[i + 1].is_ascii_alphabetic()
+                }
+                _ => false,
+            };
+        if !(is_ascii_word_byte(b) || infix) {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Whether `b` is one of the [`JOINERS`] (all ASCII: a byte of UTF-8 text equals one only where
+/// the character is that joiner).
+fn is_joiner(b: u8) -> bool {
+    matches!(b, b'-' | b'_' | b'.')
 }
 
 /// Lowercase, then ASCII folding (see the module documentation), into `out` (cleared first).
