@@ -152,8 +152,19 @@ impl Output<'_> {
         let Some((start, end)) = span else {
             return;
         };
+        let raw = &text[start..end];
+        match is_plain_word(raw) {
+            // Its own normalized form (no copy into the buffer).
+            true => self.word(raw),
+            false => self.normalized_identifier(raw),
+        }
+    }
+
+    /// Emits the identifier `raw` normalized: its whole form when it has several parts, then
+    /// its parts.
+    fn normalized_identifier(&mut self, raw: &str) {
         let mut normalized = std::mem::take(&mut self.normalized);
-        normalize_into(&text[start..end], &mut normalized);
+        normalize_into(raw, &mut normalized);
         // Joiners are ASCII: trimmed and found by their bytes.
         let bytes = normalized.as_bytes();
         let first = bytes.iter().position(|&b| !is_joiner(b));
@@ -173,11 +184,18 @@ impl Output<'_> {
                 self.word(part);
             }
         } else {
-            // No joiner inside: the identifier is one word (the common case).
+            // No joiner inside: the identifier is one word.
             self.word(whole);
         }
         self.normalized = normalized;
     }
+}
+
+/// Whether the identifier `raw` is ASCII without capitals or joiners: then it is one word, its
+/// own normalized form (the common case, which skips the normalization; tested against it).
+fn is_plain_word(raw: &str) -> bool {
+    raw.bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase() && !is_joiner(b))
 }
 
 /// Steps 1 and 2: the words and identifiers of `text`, normalized, into `out`.
@@ -505,6 +523,25 @@ mod tests {
         #[test]
         fn longer_ascii_texts_segment_alike(text in "[ -~\t\r\n]{0,80}") {
             proptest::prop_assert_eq!(segmented(&text, true), segmented(&text, false));
+        }
+    }
+
+    proptest::proptest! {
+        /// An identifier taken as a plain word is what its normalization gives: itself, once.
+        #[test]
+        fn a_plain_word_is_its_own_normalized_form(raw in "[a-zA-Z0-9_.,;:'-]{1,12}") {
+            let mut terms = Vec::new();
+            let mut emit = |term: &str| terms.push(term.to_owned());
+            let mut out = Output {
+                analyzer: &Analyzer::default(),
+                stemmer: None,
+                emit: &mut emit,
+                normalized: String::new(),
+            };
+            out.normalized_identifier(&raw);
+            if is_plain_word(&raw) {
+                proptest::prop_assert_eq!(terms, [raw]);
+            }
         }
     }
 

@@ -54,11 +54,15 @@ impl TermEntry {
     /// The entry `term` would have, with id `id`.
     fn of(term: &str, id: u32) -> Self {
         let bytes = term.as_bytes();
-        let mut head = [0u8; 8];
-        let n = bytes.len().min(8);
-        head[..n].copy_from_slice(&bytes[..n]);
+        let head = match bytes.first_chunk::<8>() {
+            Some(first) => u64::from_le_bytes(*first),
+            None => bytes
+                .iter()
+                .rev()
+                .fold(0, |head, &b| (head << 8) | u64::from(b)),
+        };
         Self {
-            head: u64::from_ne_bytes(head),
+            head,
             // Terms are at most `MAX_TERM_BYTES` long; a longer one compares by its name.
             len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
             id,

@@ -8,6 +8,7 @@ use allidb_storage::cell::{EntityBody, TextChunk};
 use proptest::prelude::*;
 
 use super::analyzer::{Stemming, StopWords};
+use super::resolve::TermDictionary;
 use super::*;
 
 fn body(texts: &[String], entity_type: &str) -> EntityBody {
@@ -100,4 +101,74 @@ fn an_index_that_is_off_resolves_nothing() {
     let doc = off.resolve_body(&body(&["left-pad pad".to_owned()], ""), 3);
     assert!(doc.is_empty());
     assert_eq!(doc.body_ts(), 3);
+}
+
+/// Terms that share their first 8 bytes, differ only in length or only past their 8th byte,
+/// or are short: each has its own id, found again.
+#[test]
+fn the_dictionary_tells_terms_apart_past_their_first_8_bytes() {
+    let terms = [
+        "abcdefgh",
+        "abcdefghi",
+        "abcdefghj",
+        "abcdefghij",
+        "abcdefg",
+        "abc",
+        "ab",
+        "b",
+        "é",
+        "abcdefgh-abcdefgh",
+        "abcdefgh-abcdefgi",
+    ];
+    let mut dictionary = TermDictionary::default();
+    for (i, term) in terms.iter().enumerate() {
+        assert_eq!(dictionary.get(term), None, "{term} before it is added");
+        assert_eq!(dictionary.add(term), i as u32);
+    }
+    for (i, term) in terms.iter().enumerate() {
+        assert_eq!(dictionary.get(term), Some(i as u32), "{term}");
+        assert_eq!(&*dictionary.names[i], *term);
+    }
+    for unknown in ["abcdefghk", "abcdefgh-", "a", "abcd", ""] {
+        assert_eq!(dictionary.get(unknown), None, "{unknown}");
+    }
+}
+
+/// Many terms with the same first 8 bytes: the table compares an entry with a term only when
+/// part of their hashes match (1 in 128), so it takes many lookups for a term to meet entries of
+/// others. Each term is found as itself; a term not held, of the same first 8 bytes and length
+/// as those held or of those 8 bytes alone, is not found.
+#[test]
+fn terms_with_the_same_first_8_bytes_are_told_apart_by_the_rest() {
+    let heads: Vec<String> = ('a'..='z')
+        .chain('A'..='Z')
+        .chain('0'..='9')
+        .map(|c| format!("abcdefg{c}"))
+        .collect();
+    let mut dictionary = TermDictionary::default();
+    let mut id = 0;
+    for head in &heads {
+        for i in 0..400 {
+            assert_eq!(dictionary.add(&format!("{head}{i:03}")), id);
+            id += 1;
+        }
+    }
+    let mut id = 0;
+    for head in &heads {
+        assert_eq!(dictionary.get(head), None, "{head}");
+        for i in 0..400 {
+            assert_eq!(dictionary.get(&format!("{head}{i:03}")), Some(id));
+            assert_eq!(dictionary.get(&format!("{head}{:03}", i + 400)), None);
+            id += 1;
+        }
+    }
+    // A term of 8 bytes against longer terms beginning with it, in many tables (each with a
+    // hash seed of its own).
+    for _ in 0..100 {
+        let mut dictionary = TermDictionary::default();
+        for i in 0..2_000 {
+            dictionary.add(&format!("abcdefgh{i}"));
+        }
+        assert_eq!(dictionary.get("abcdefgh"), None);
+    }
 }
