@@ -152,10 +152,28 @@ impl Output<'_> {
         let Some((start, end)) = span else {
             return;
         };
+        let raw = &text[start..end];
+        match is_plain_word(raw) {
+            // Its own normalized form (no copy into the buffer).
+            true => self.word(raw),
+            false => self.normalized_identifier(raw),
+        }
+    }
+
+    /// Emits the identifier `raw` normalized: its whole form when it has several parts, then
+    /// its parts.
+    fn normalized_identifier(&mut self, raw: &str) {
         let mut normalized = std::mem::take(&mut self.normalized);
-        normalize_into(&text[start..end], &mut normalized);
-        let whole = normalized.trim_matches(|c| JOINERS.contains(&c));
-        if whole.contains(JOINERS) {
+        normalize_into(raw, &mut normalized);
+        // Joiners are ASCII: trimmed and found by their bytes.
+        let bytes = normalized.as_bytes();
+        let first = bytes.iter().position(|&b| !is_joiner(b));
+        let last = bytes.iter().rposition(|&b| !is_joiner(b));
+        let whole = match (first, last) {
+            (Some(first), Some(last)) => &normalized[first..=last],
+            _ => "",
+        };
+        if whole.bytes().any(is_joiner) {
             let parts = whole
                 .split(|c| JOINERS.contains(&c))
                 .filter(|p| !p.is_empty());
@@ -166,11 +184,18 @@ impl Output<'_> {
                 self.word(part);
             }
         } else {
-            // No joiner inside: the identifier is one word (the common case).
+            // No joiner inside: the identifier is one word.
             self.word(whole);
         }
         self.normalized = normalized;
     }
+}
+
+/// Whether the identifier `raw` is ASCII without capitals or joiners: then it is one word, its
+/// own normalized form (the common case, which skips the normalization; tested against it).
+fn is_plain_word(raw: &str) -> bool {
+    raw.bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase() && !is_joiner(b))
 }
 
 /// Steps 1 and 2: the words and identifiers of `text`, normalized, into `out`.
@@ -203,29 +228,75 @@ fn segment(text: &str, out: &mut Output<'_>) {
     out.flush(text, span);
 }
 
-/// [`segment`] for an ASCII `text`, with the same result (tested): the word segments come
-/// from the segmentation crate's ASCII path (`unicode_word_indices`: the segments holding a
-/// letter or digit, which for ASCII is what `char::is_alphanumeric` accepts), and two of them
-/// join into one identifier exactly when a single joiner separates them (one character
-/// between two segments is one segment).
+/// [`segment`] for an ASCII `text`, with the same result (tested): one pass over its bytes
+/// finds the word segments UAX #29 gives an ASCII text (the rules of the segmentation crate's
+/// ASCII path, [`ascii_word_end`]: the segments holding a letter or digit, which for ASCII is
+/// what `char::is_alphanumeric` accepts), and two of them join into one identifier exactly
+/// when a single joiner separates them (one character between two segments is one segment).
 fn segment_ascii(text: &str, out: &mut Output<'_>) {
     let bytes = text.as_bytes();
     let mut span: Option<(usize, usize)> = None;
-    for (start, word) in text.unicode_word_indices() {
-        let end = start + word.len();
-        span = match span {
-            Some((first, last))
-                if start == last + 1 && JOINERS.contains(&char::from(bytes[last])) =>
-            {
-                Some((first, end))
-            }
-            _ => {
-                out.flush(text, span);
-                Some((start, end))
-            }
-        };
+    let mut start = 0;
+    while start < bytes.len() {
+        if !is_ascii_word_byte(bytes[start]) {
+            start += 1;
+            continue;
+        }
+        let end = ascii_word_end(bytes, start);
+        // A segment of underscores alone is no word.
+        if bytes[start..end].iter().any(u8::is_ascii_alphanumeric) {
+            span = match span {
+                Some((first, last)) if start == last + 1 && is_joiner(bytes[last]) => {
+                    Some((first, end))
+                }
+                _ => {
+                    out.flush(text, span);
+                    Some((start, end))
+                }
+            };
+        }
+        start = end;
     }
     out.flush(text, span);
+}
+
+/// Whether an ASCII byte is a letter, a digit or `_` (UAX #29's ALetter, Numeric and
+/// ExtendNumLet in ASCII): what a word segment starts with and is made of.
+fn is_ascii_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The end of the UAX #29 segment of ASCII `bytes` that starts with the word byte at `start`:
+/// word bytes, and between two of them a `.`, `,`, `;` or `'` between digits (WB11, WB12) or a
+/// `'`, `.` or `:` between letters (WB6, WB7).
+fn ascii_word_end(bytes: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let infix = i + 1 < bytes.len()
+            && match b {
+                b'.' | b',' | b';' | b'\''
+                    if bytes[i - 1].is_ascii_digit() && bytes[i + 1].is_ascii_digit() =>
+                {
+                    true
+                }
+                b'\'' | b'.' | b':' => {
+                    bytes[i - 1].is_ascii_alphabetic() && bytes[i + 1].is_ascii_alphabetic()
+                }
+                _ => false,
+            };
+        if !(is_ascii_word_byte(b) || infix) {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Whether `b` is one of the [`JOINERS`] (all ASCII: a byte of UTF-8 text equals one only where
+/// the character is that joiner).
+fn is_joiner(b: u8) -> bool {
+    matches!(b, b'-' | b'_' | b'.')
 }
 
 /// Lowercase, then ASCII folding (see the module documentation), into `out` (cleared first).
@@ -452,6 +523,25 @@ mod tests {
         #[test]
         fn longer_ascii_texts_segment_alike(text in "[ -~\t\r\n]{0,80}") {
             proptest::prop_assert_eq!(segmented(&text, true), segmented(&text, false));
+        }
+    }
+
+    proptest::proptest! {
+        /// An identifier taken as a plain word is what its normalization gives: itself, once.
+        #[test]
+        fn a_plain_word_is_its_own_normalized_form(raw in "[a-zA-Z0-9_.,;:'-]{1,12}") {
+            let mut terms = Vec::new();
+            let mut emit = |term: &str| terms.push(term.to_owned());
+            let mut out = Output {
+                analyzer: &Analyzer::default(),
+                stemmer: None,
+                emit: &mut emit,
+                normalized: String::new(),
+            };
+            out.normalized_identifier(&raw);
+            if is_plain_word(&raw) {
+                proptest::prop_assert_eq!(terms, [raw]);
+            }
         }
     }
 

@@ -64,41 +64,22 @@ impl LexicalOptions {
         }
     }
 
+    /// Calls `emit` with each term of `body` this index analyzes, in text order (a term may
+    /// repeat): the terms of its texts ([`Self::for_each_text`]).
+    pub(super) fn for_each_term(&self, body: &EntityBody, emit: &mut dyn FnMut(&str)) {
+        self.for_each_text(body, |text| self.analyzer.for_each_term(text, emit));
+    }
+
     /// The document this index makes of `body` (written at `body_ts`): the terms of its texts
     /// ([`Self::for_each_text`]) counted. The terms are gathered in one reused buffer per
-    /// thread, so a document costs one `String` per distinct term.
+    /// thread, so a document costs two allocations, whatever its terms.
     pub fn document(&self, body: &EntityBody, body_ts: u64) -> DocTerms {
         if !self.enabled {
             return DocTerms::new(body_ts, std::iter::empty::<(&str, u32)>());
         }
-        TERM_BUFFER.with(|buffer| {
-            let mut buffer = buffer.borrow_mut();
-            let TermBuffer { text, spans } = &mut *buffer;
-            text.clear();
-            spans.clear();
-            self.for_each_text(body, |t| {
-                self.analyzer.for_each_term(t, &mut |term| {
-                    spans.push(TermSpan::new(text.len(), term));
-                    text.push_str(term);
-                });
-            });
-            let term = |span: &TermSpan| &text[span.at..span.at + span.len];
-            spans.sort_unstable_by(|a, b| {
-                a.prefix.cmp(&b.prefix).then_with(|| term(a).cmp(term(b)))
-            });
-            let mut doc = DocTerms {
-                body_ts,
-                text: String::with_capacity(text.len()),
-                ends: Vec::with_capacity(spans.len()),
-            };
-            for span in spans.iter() {
-                match doc.last_mut() {
-                    Some((last, n)) if last == term(span) => *n += 1,
-                    _ => doc.push(term(span), 1),
-                }
-            }
-            buffer.shrink();
-            doc
+        TermBuffer::with(|buffer| {
+            self.for_each_term(body, &mut |term| buffer.push(term));
+            buffer.counted(body_ts)
         })
     }
 
@@ -223,10 +204,11 @@ impl<Context> bincode::Decode<Context> for DocTerms {
 
 bincode::impl_borrow_decode!(DocTerms);
 
-/// Per-thread buffer of [`LexicalOptions::document`]: the terms of the document being made,
-/// one after the other, and where each one is.
+/// Per-thread buffer of terms being counted into a [`DocTerms`] ([`LexicalOptions::document`],
+/// and the terms a dictionary did not hold in `LexicalIndex::resolve_body`): the terms one after
+/// the other, and where each one is.
 #[derive(Default)]
-struct TermBuffer {
+pub(super) struct TermBuffer {
     text: String,
     spans: Vec<TermSpan>,
 }
@@ -258,10 +240,43 @@ impl TermBuffer {
     /// given back).
     const KEPT_BYTES: usize = 1 << 20;
 
-    fn shrink(&mut self) {
-        if self.text.capacity() > Self::KEPT_BYTES {
-            *self = Self::default();
+    /// Calls `f` with this thread's buffer, empty.
+    pub(super) fn with<T>(f: impl FnOnce(&mut TermBuffer) -> T) -> T {
+        TERM_BUFFER.with(|buffer| {
+            let mut buffer = buffer.borrow_mut();
+            buffer.text.clear();
+            buffer.spans.clear();
+            let made = f(&mut buffer);
+            if buffer.text.capacity() > Self::KEPT_BYTES {
+                *buffer = Self::default();
+            }
+            made
+        })
+    }
+
+    /// Adds an occurrence of `term`.
+    pub(super) fn push(&mut self, term: &str) {
+        self.spans.push(TermSpan::new(self.text.len(), term));
+        self.text.push_str(term);
+    }
+
+    /// The terms added, each once with its count, in term order.
+    pub(super) fn counted(&mut self, body_ts: u64) -> DocTerms {
+        let TermBuffer { text, spans } = self;
+        let term = |span: &TermSpan| &text[span.at..span.at + span.len];
+        spans.sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| term(a).cmp(term(b))));
+        let mut doc = DocTerms {
+            body_ts,
+            text: String::with_capacity(text.len()),
+            ends: Vec::with_capacity(spans.len()),
+        };
+        for span in spans.iter() {
+            match doc.last_mut() {
+                Some((last, n)) if last == term(span) => *n += 1,
+                _ => doc.push(term(span), 1),
+            }
         }
+        doc
     }
 }
 

@@ -16,14 +16,15 @@
 //! queued first, so a read sees every change made before it (`queue.rs`).
 //!
 //! A document's terms may be looked up in the index's term dictionary ahead of its write, on
-//! the threads that prepare a batch ([`LexicalIndex::resolve`]), so the one thread that
-//! applies committed batches does not hash them.
+//! the threads that prepare a batch ([`LexicalIndex::resolve_body`] analyzes a body straight
+//! into term ids; `resolve.rs`), so the one thread that applies committed batches does not
+//! hash them.
 //!
 //! Invariants: the postings and statistics always equal what the documents give (updated
 //! together under one lock), and each document knows where its entry in each of its terms'
 //! postings is; a term's id never changes and is never reused (the dictionary only grows, so
 //! an id resolved before a write is still the term's when it is applied, in the same index:
-//! [`ResolvedDoc`] names the index it was resolved in); an older body (`body_ts`) never
+//! [`ResolvedDoc`] names the dictionary it was resolved in); an older body (`body_ts`) never
 //! replaces a newer one; a document
 //! without terms is not held (it cannot match and does not count in `N` or the average
 //! length); an index whose options say it is off ([`LexicalOptions::enabled`]) holds nothing.
@@ -33,12 +34,14 @@ pub mod analyzer;
 pub mod bm25;
 mod document;
 mod queue;
+mod resolve;
+#[cfg(test)]
+mod resolve_tests;
 mod settings;
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use allidb_storage::cell::EntityBody;
 use foldhash::HashMap;
@@ -49,6 +52,8 @@ pub use analyzer::Analyzer;
 pub use bm25::Bm25Params;
 pub use document::{DocTerms, LexicalOptions};
 use queue::{Change, ChangeQueue};
+pub use resolve::ResolvedDoc;
+use resolve::{SharedDictionary, TermDictionary};
 pub use settings::LexicalSettings;
 
 /// One document as held: its entity, length and terms.
@@ -69,56 +74,6 @@ struct Posted {
     tf: u32,
     at: u32,
 }
-
-/// The terms an index has seen, each with its id: the index in `names` and in the postings.
-/// Only grows (see the module documentation).
-#[derive(Debug, Default)]
-struct TermDictionary {
-    ids: HashMap<Arc<str>, u32>,
-    names: Vec<Arc<str>>,
-}
-
-impl TermDictionary {
-    fn get(&self, term: &str) -> Option<u32> {
-        self.ids.get(term).copied()
-    }
-}
-
-/// A document whose terms were looked up in one index's dictionary before its write
-/// ([`LexicalIndex::resolve`]): the ids of the terms the dictionary held, by id, and which
-/// terms it did not hold yet (given ids when the document is applied).
-#[derive(Debug)]
-pub struct ResolvedDoc {
-    doc: DocTerms,
-    /// The index whose dictionary gave the ids (its `id`; 0: none was asked).
-    index: u64,
-    /// The known terms (frequency, id; `at` unset), by id.
-    known: Vec<Posted>,
-    /// Positions in `doc` of the terms that were not in the dictionary.
-    unknown: Vec<u32>,
-}
-
-impl ResolvedDoc {
-    /// `doc`, its terms not looked up: every one is resolved when it is applied.
-    pub fn unresolved(doc: DocTerms) -> Self {
-        let unknown = (0..doc.distinct_terms() as u32).collect();
-        Self {
-            doc,
-            index: 0,
-            known: Vec::new(),
-            unknown,
-        }
-    }
-
-    /// The analyzed document (for tests of what a batch's preparation made).
-    #[cfg(test)]
-    pub(crate) fn doc(&self) -> &DocTerms {
-        &self.doc
-    }
-}
-
-/// Source of [`LexicalIndex::id`]s (0 is never one).
-static NEXT_INDEX_ID: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -223,9 +178,6 @@ thread_local! {
 #[derive(Debug)]
 pub struct LexicalIndex {
     options: LexicalOptions,
-    /// This index among every index of the process (a [`ResolvedDoc`] of another index, e.g.
-    /// of a tenant dropped and created again since it was resolved, is resolved again).
-    id: u64,
     shared: Arc<Shared>,
 }
 
@@ -233,8 +185,9 @@ pub struct LexicalIndex {
 #[derive(Debug, Default)]
 struct Shared {
     inner: RwLock<Inner>,
-    /// Locked after `inner` when both are (a resolve takes it alone).
-    dictionary: RwLock<TermDictionary>,
+    /// Locked after `inner` when both are (a resolve takes it alone). Shared with the
+    /// documents resolved in it ([`ResolvedDoc`]).
+    dictionary: SharedDictionary,
     /// Committed changes not in `inner` yet; locked after `inner` when both are.
     queue: Mutex<ChangeQueue>,
 }
@@ -245,7 +198,6 @@ impl LexicalIndex {
         options.validate()?;
         Ok(Self {
             options,
-            id: NEXT_INDEX_ID.fetch_add(1, Ordering::Relaxed),
             shared: Arc::default(),
         })
     }
@@ -266,42 +218,14 @@ impl LexicalIndex {
         self.upsert_resolved(id, ResolvedDoc::unresolved(doc));
     }
 
-    /// Looks `doc`'s terms up in this index's dictionary, for [`Self::upsert_resolved`]
-    /// later (on a thread that prepares a write: it takes only the dictionary's read lock).
-    pub fn resolve(&self, doc: DocTerms) -> ResolvedDoc {
-        if !self.options.enabled || doc.is_empty() {
-            return ResolvedDoc::unresolved(doc);
-        }
-        let dictionary = self.shared.dictionary.read();
-        let mut known = Vec::with_capacity(doc.distinct_terms());
-        let mut unknown = Vec::new();
-        for (at, (term, tf)) in doc.terms().enumerate() {
-            match dictionary.get(term) {
-                Some(term) => known.push(Posted { term, tf, at: 0 }),
-                None => unknown.push(at as u32),
-            }
-        }
-        drop(dictionary);
-        known.sort_unstable_by_key(|p| p.term);
-        ResolvedDoc {
-            doc,
-            index: self.id,
-            known,
-            unknown,
-        }
-    }
-
-    /// Indexes `doc` (resolved by [`Self::resolve`], or not) as entity `id`'s document (see
-    /// [`Self::upsert_body`]). The postings are written by the applier thread; every read
-    /// of this index sees the document (`queue.rs`).
+    /// Indexes `doc` (resolved by [`Self::resolve`] or [`Self::resolve_body`], or not) as
+    /// entity `id`'s document (see [`Self::upsert_body`]). The postings are written by the
+    /// applier thread; every read of this index sees the document (`queue.rs`).
     pub fn upsert_resolved(&self, id: &str, doc: ResolvedDoc) {
         if !self.options.enabled {
             return;
         }
-        let doc = match doc.index == self.id {
-            true => doc,
-            false => ResolvedDoc::unresolved(doc.doc),
-        };
+        let doc = doc.for_dictionary(&self.shared.dictionary);
         self.shared.enqueue(Change::Upsert(id.into(), doc));
     }
 
@@ -524,26 +448,23 @@ impl Inner {
     fn apply(&mut self, change: Change, dictionary: &RwLock<TermDictionary>) {
         match change {
             Change::Upsert(id, doc) => {
-                if self.newer_than(&id, doc.doc.body_ts) {
+                let held = self.by_entity.get(&id).copied();
+                let newer_held = held
+                    .and_then(|slot| self.docs[slot as usize].as_ref())
+                    .is_some_and(|d| d.body_ts > doc.body_ts());
+                if newer_held {
                     return;
                 }
-                if doc.doc.is_empty() {
+                if doc.is_empty() {
                     self.remove(&id);
                     return;
                 }
-                self.insert(&id, doc, dictionary);
+                self.insert(id, held, doc, dictionary);
             }
             Change::Remove(id) => {
                 self.remove(&id);
             }
         }
-    }
-
-    fn newer_than(&self, id: &str, body_ts: u64) -> bool {
-        self.by_entity
-            .get(id)
-            .and_then(|slot| self.docs[*slot as usize].as_ref())
-            .is_some_and(|d| d.body_ts > body_ts)
     }
 
     /// The collection statistics and each of `terms`' idf a score uses: `corpus`'s (the
@@ -602,41 +523,34 @@ impl Inner {
         if let Some(id) = dictionary.get(term) {
             return id;
         }
-        let name: Arc<str> = Arc::from(term);
-        // Term ids index vectors: at most u32::MAX distinct terms per tenant.
-        let id = u32::try_from(dictionary.names.len()).unwrap_or(u32::MAX);
-        dictionary.names.push(name.clone());
         self.postings.push(Vec::new());
-        dictionary.ids.insert(name, id);
-        id
+        dictionary.add(term)
     }
 
-    /// Indexes `doc` as `id`'s document, its unresolved terms looked up in (or added to)
-    /// `dictionary`. A document it replaces is updated in place: only the postings of terms
-    /// whose frequency changed, that it lost or that it gained are touched, so a body applied
-    /// again (a stream, a repair or a hint bringing what is already here) costs no posting
-    /// change.
-    fn insert(&mut self, id: &str, doc: ResolvedDoc, dictionary: &RwLock<TermDictionary>) {
-        let ResolvedDoc {
-            doc,
-            known: mut terms,
-            unknown,
-            ..
-        } = doc;
+    /// Indexes `doc` as `id`'s document (`held`: the slot of the one it has), its unresolved
+    /// terms looked up in (or added to) `dictionary`. A document it replaces is updated in
+    /// place: only the postings of terms whose frequency changed, that it lost or that it
+    /// gained are touched, so a body applied again (a stream, a repair or a hint bringing what
+    /// is already here) costs no posting change.
+    fn insert(
+        &mut self,
+        id: Arc<str>,
+        held: Option<u32>,
+        doc: ResolvedDoc,
+        dictionary: &RwLock<TermDictionary>,
+    ) {
         let len = u32::try_from(doc.len()).unwrap_or(u32::MAX);
-        if !unknown.is_empty() {
+        let body_ts = doc.body_ts();
+        let mut terms = doc.known;
+        if !doc.unknown.is_empty() {
             let mut dictionary = dictionary.write();
-            let mut unknown = unknown.iter().peekable();
-            for (at, (term, tf)) in doc.terms().enumerate() {
-                if unknown.next_if(|&&u| u as usize == at).is_some() {
-                    let term = self.term_id(&mut dictionary, term);
-                    terms.push(Posted { term, tf, at: 0 });
-                }
+            for (term, tf) in doc.unknown.terms() {
+                let term = self.term_id(&mut dictionary, term);
+                terms.push(Posted { term, tf, at: 0 });
             }
             drop(dictionary);
             terms.sort_unstable_by_key(|p| p.term);
         }
-        let held = self.by_entity.get(id).copied();
         let (slot, entity, old) = match held {
             Some(slot) => {
                 let old = self.docs[slot as usize]
@@ -655,11 +569,15 @@ impl Inner {
                         u32::try_from(self.docs.len() - 1).unwrap_or(u32::MAX)
                     }
                 };
-                let entity: Arc<str> = Arc::from(id);
-                self.by_entity.insert(entity.clone(), slot);
-                (slot, entity, Vec::new())
+                self.by_entity.insert(id.clone(), slot);
+                (slot, id, Vec::new())
             }
         };
+        // Where this document's new entries go, one per term list, fetched all at once rather
+        // than one cache miss after another as the entries are written.
+        for posted in &terms {
+            prefetch_end(&self.postings[posted.term as usize]);
+        }
         // Both term lists are by term id: walk them together.
         let mut old = old.into_iter().peekable();
         for posted in &mut terms {
@@ -685,7 +603,7 @@ impl Inner {
         }
         self.docs[slot as usize] = Some(Doc {
             entity,
-            body_ts: doc.body_ts,
+            body_ts,
             len,
             terms,
         });
@@ -729,6 +647,21 @@ impl Inner {
         self.total_len -= u64::from(doc.len);
         true
     }
+}
+
+/// Asks the CPU to bring the end of `list`, where its next entry is written, into its cache (a
+/// hint: nothing on other architectures).
+fn prefetch_end<T>(list: &[T]) {
+    let end = list.as_ptr().wrapping_add(list.len());
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has, and never faults whatever
+    // the address (here one past a list's last entry, or an empty list's dangling pointer).
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(end.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = end;
 }
 
 /// The distinct known terms of `query`, in query order, with their first positions.

@@ -41,7 +41,7 @@ static QUEUED: AtomicUsize = AtomicUsize::new(0);
 #[derive(Debug)]
 pub(super) enum Change {
     /// Index this document (resolved in this index, or not at all) as the entity's.
-    Upsert(Box<str>, ResolvedDoc),
+    Upsert(Arc<str>, ResolvedDoc),
     /// Remove the entity's document.
     Remove(Box<str>),
 }

@@ -66,7 +66,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use allidb_storage::batch::{Prepared, WriteBatch};
-use allidb_storage::cell::Entity;
+use allidb_storage::cell::{Entity, EntityBody};
 use allidb_storage::fs::OsFileSystem;
 use allidb_storage::key::CellKey;
 use allidb_storage::partition::PartitionState;
@@ -299,7 +299,7 @@ impl CommitObserver for Indexes {
             .first()
             .and_then(|op| allidb_storage::key::CellKey::decode(&op.key).ok())
             .and_then(|key| Some((self.tenant(&key.tenant)?, key.tenant)));
-        let resolve = |tenant: &str, doc| {
+        let analyze = |tenant: &str, body: &EntityBody, body_ts: u64| {
             let looked_up;
             let state = match &first {
                 Some((state, first)) if first == tenant => Some(state),
@@ -309,11 +309,11 @@ impl CommitObserver for Indexes {
                 }
             };
             match state {
-                Some(state) => state.indexes.lexical.resolve(doc),
-                None => ResolvedDoc::unresolved(doc),
+                Some(state) => state.indexes.lexical.resolve_body(body, body_ts),
+                None => ResolvedDoc::unresolved(self.lexical.of(tenant).document(body, body_ts)),
             }
         };
-        Some(Box::new(PreparedBatch::of(batch, &self.lexical, &resolve)))
+        Some(Box::new(PreparedBatch::analyzed(batch, &analyze)))
     }
 
     fn committed(&self, base_seq: SeqNo, batch: &WriteBatch, prepared: Option<Prepared>) {

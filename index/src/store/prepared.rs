@@ -18,7 +18,9 @@ use allidb_storage::cell::EntityBody;
 use allidb_storage::key::{CellKey, CellSuffix};
 use rayon::prelude::*;
 
-use crate::lexical::{DocTerms, LexicalSettings, ResolvedDoc};
+use crate::lexical::ResolvedDoc;
+#[cfg(test)]
+use crate::lexical::{DocTerms, LexicalSettings};
 
 /// Batches of at least this many cells are prepared on every thread of the global rayon pool
 /// (a stream's chunk piece, a large client batch); smaller ones on the writing thread alone.
@@ -31,7 +33,12 @@ pub struct PreparedBody {
     pub doc: ResolvedDoc,
 }
 
+/// The lexical document of a body for the index of a tenant, its terms looked up in that
+/// index's dictionary when it has one (`(tenant, body, body timestamp)`).
+pub type Analyze<'a> = &'a (dyn Fn(&str, &EntityBody, u64) -> ResolvedDoc + Sync);
+
 /// Looks a document's terms up for the lexical index of a tenant (`(tenant, document)`).
+#[cfg(test)]
 pub type Resolve<'a> = &'a (dyn Fn(&str, DocTerms) -> ResolvedDoc + Sync);
 
 /// One cell of the batch, decoded.
@@ -49,15 +56,23 @@ pub struct PreparedBatch {
 }
 
 impl PreparedBatch {
-    /// Decodes and analyzes `batch`, each document's terms looked up by `resolve` (see the
-    /// module documentation).
-    pub fn of(batch: &WriteBatch, lexical: &LexicalSettings, resolve: Resolve<'_>) -> Self {
-        let prepare = |op: &BatchOp| prepare_op(op, lexical, resolve);
+    /// Decodes `batch` and analyzes its bodies by `analyze` (see the module documentation).
+    pub fn analyzed(batch: &WriteBatch, analyze: Analyze<'_>) -> Self {
+        let prepare = |op: &BatchOp| prepare_op(op, analyze);
         let ops = match batch.len() >= PARALLEL_MIN_OPS {
             true => batch.ops().par_iter().map(prepare).collect(),
             false => batch.ops().iter().map(prepare).collect(),
         };
         Self { ops }
+    }
+
+    /// Decodes `batch` and analyzes its bodies with their tenants' options in `lexical`, each
+    /// document's terms then looked up by `resolve`.
+    #[cfg(test)]
+    pub fn of(batch: &WriteBatch, lexical: &LexicalSettings, resolve: Resolve<'_>) -> Self {
+        Self::analyzed(batch, &|tenant, body, ts| {
+            resolve(tenant, lexical.of(tenant).document(body, ts))
+        })
     }
 
     /// What [`allidb_storage::CommitObserver::committed`] gets back: this batch, if `prepared`
@@ -72,13 +87,12 @@ impl PreparedBatch {
     }
 }
 
-fn prepare_op(op: &BatchOp, lexical: &LexicalSettings, resolve: Resolve<'_>) -> Option<PreparedOp> {
+fn prepare_op(op: &BatchOp, analyze: Analyze<'_>) -> Option<PreparedOp> {
     let key = CellKey::decode(&op.key).ok()?;
     let body = match (&key.suffix, &op.value) {
         (CellSuffix::Body, Some(value)) => {
             let body = EntityBody::decode(value).ok()?;
-            let doc = lexical.of(&key.tenant).document(&body, op.ts);
-            let doc = resolve(&key.tenant, doc);
+            let doc = analyze(&key.tenant, &body, op.ts);
             Some(PreparedBody { body, doc })
         }
         _ => None,
