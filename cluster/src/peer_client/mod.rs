@@ -1,7 +1,8 @@
 //! Calls to other nodes' `Replica` service: one lazily connected gRPC channel per peer address,
 //! every request stamped with this node's header and cluster token and bounded by a deadline;
 //! partition reads go through one [`read_queue`] per peer, which sends the reads waiting for
-//! that peer as one `ReadPartitions` call.
+//! that peer as one `ReadPartitions` call; the calls of a cluster-wide read tally their bytes
+//! for its profile ([`traffic`]).
 //!
 //! Must never: wait longer than the caller's timeout, or send a request without the token.
 
