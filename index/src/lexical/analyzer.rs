@@ -475,21 +475,28 @@ mod tests {
         assert_eq!(both.analyze("the and of"), Vec::<String>::new());
     }
 
-    /// The terms of `text` through [`segment`] (`ascii` false) or [`segment_ascii`].
-    fn segmented(text: &str, ascii: bool) -> Vec<String> {
+    /// The terms `feed` makes an [`Output`] of the default analyzer emit.
+    fn emitted(feed: impl FnOnce(&mut Output<'_>)) -> Vec<String> {
         let mut terms = Vec::new();
-        let mut emit = |term: &str| terms.push(term.to_owned());
-        let mut out = Output {
-            analyzer: &Analyzer::default(),
-            stemmer: None,
-            emit: &mut emit,
-            normalized: String::new(),
-        };
-        match ascii {
-            true => segment_ascii(text, &mut out),
-            false => segment(text, &mut out),
+        {
+            let mut emit = |term: &str| terms.push(term.to_owned());
+            let mut out = Output {
+                analyzer: &Analyzer::default(),
+                stemmer: None,
+                emit: &mut emit,
+                normalized: String::new(),
+            };
+            feed(&mut out);
         }
         terms
+    }
+
+    /// The terms of `text` through [`segment`] (`ascii` false) or [`segment_ascii`].
+    fn segmented(text: &str, ascii: bool) -> Vec<String> {
+        emitted(|out| match ascii {
+            true => segment_ascii(text, out),
+            false => segment(text, out),
+        })
     }
 
     /// Characters whose word-break classes differ for UAX #29 (letters, digits, the
@@ -530,15 +537,7 @@ mod tests {
         /// An identifier taken as a plain word is what its normalization gives: itself, once.
         #[test]
         fn a_plain_word_is_its_own_normalized_form(raw in "[a-zA-Z0-9_.,;:'-]{1,12}") {
-            let mut terms = Vec::new();
-            let mut emit = |term: &str| terms.push(term.to_owned());
-            let mut out = Output {
-                analyzer: &Analyzer::default(),
-                stemmer: None,
-                emit: &mut emit,
-                normalized: String::new(),
-            };
-            out.normalized_identifier(&raw);
+            let terms = emitted(|out| out.normalized_identifier(&raw));
             if is_plain_word(&raw) {
                 proptest::prop_assert_eq!(terms, [raw]);
             }
