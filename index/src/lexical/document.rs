@@ -166,6 +166,7 @@ impl DocTerms {
     }
 
     /// The number of distinct terms.
+    #[cfg(test)]
     pub(super) fn distinct_terms(&self) -> usize {
         self.ends.len()
     }

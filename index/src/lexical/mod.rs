@@ -218,7 +218,7 @@ impl LexicalIndex {
         self.upsert_resolved(id, ResolvedDoc::unresolved(doc));
     }
 
-    /// Indexes `doc` (resolved by [`Self::resolve`] or [`Self::resolve_body`], or not) as
+    /// Indexes `doc` (resolved by [`Self::resolve_body`], or not) as
     /// entity `id`'s document (see [`Self::upsert_body`]). The postings are written by the
     /// applier thread; every read of this index sees the document (`queue.rs`).
     pub fn upsert_resolved(&self, id: &str, doc: ResolvedDoc) {

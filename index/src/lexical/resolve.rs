@@ -6,7 +6,7 @@
 //! [`LexicalIndex::resolve_body`] analyzes a body straight into term ids: each term the
 //! analyzer emits is looked up as it comes (one read lock of the dictionary per document), the
 //! ids are counted by sorting them, and only the terms the dictionary does not hold are kept
-//! as text. It makes what [`LexicalIndex::resolve`] makes of [`LexicalOptions::document`]'s
+//! as text. It makes what `LexicalIndex::resolve` (the tests' reference) makes of [`LexicalOptions::document`]'s
 //! document (tested), without building that document.
 //!
 //! Invariants: the dictionary only grows, so an id found in it stays its term's; a
@@ -116,7 +116,7 @@ impl TermDictionary {
 pub(super) type SharedDictionary = Arc<RwLock<TermDictionary>>;
 
 /// A document whose terms were looked up in one index's dictionary before its write
-/// ([`LexicalIndex::resolve`], [`LexicalIndex::resolve_body`]): the ids of the terms the
+/// ([`LexicalIndex::resolve_body`]): the ids of the terms the
 /// dictionary held, by id, and the terms it did not hold yet (given ids when the document is
 /// applied).
 pub struct ResolvedDoc {
@@ -203,8 +203,9 @@ thread_local! {
 
 impl LexicalIndex {
     /// Looks `doc`'s terms up in this index's dictionary, for [`Self::upsert_resolved`]
-    /// later (on a thread that prepares a write: it takes only the dictionary's read lock).
-    pub fn resolve(&self, doc: DocTerms) -> ResolvedDoc {
+    /// later: the tests' reference for [`Self::resolve_body`], which the store uses.
+    #[cfg(test)]
+    pub(crate) fn resolve(&self, doc: DocTerms) -> ResolvedDoc {
         if !self.options.enabled || doc.is_empty() {
             return ResolvedDoc::unresolved(doc);
         }
@@ -228,7 +229,7 @@ impl LexicalIndex {
     }
 
     /// The document this index makes of `body` (written at `body_ts`), its terms looked up in
-    /// this index's dictionary as they are analyzed: what [`Self::resolve`] makes of
+    /// this index's dictionary as they are analyzed: what `Self::resolve` makes of
     /// `self.options().document(body, body_ts)`, without that document (see the module
     /// documentation).
     pub fn resolve_body(&self, body: &EntityBody, body_ts: u64) -> ResolvedDoc {
