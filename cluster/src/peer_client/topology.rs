@@ -191,17 +191,21 @@ impl PeerClients {
         .await
     }
 
-    /// Waits until `recipient` at `addr` has applied `topology_version`; the version it has.
+    /// Waits until `recipient` at `addr` has applied `topology_version` and the records of
+    /// attribute types up to `attribute_types_version` (0: not asked); the topology version it
+    /// has.
     pub async fn barrier(
         &self,
         recipient: HostId,
         addr: SocketAddr,
         topology_version: u64,
+        attribute_types_version: u64,
         timeout: Duration,
     ) -> Result<u64, ClusterError> {
         let request = proto::BarrierRequest {
             header: self.stamp.header(topology_version, recipient),
             topology_version,
+            attribute_types_version,
         };
         let mut client = self.topology_client(addr)?;
         let call = client.barrier(self.stamp.request(request, timeout));
@@ -220,6 +224,7 @@ impl PeerClients {
         let request = proto::BarrierRequest {
             header: self.stamp.header(0, recipient),
             topology_version: 0,
+            attribute_types_version: 0,
         };
         let mut client = self.topology_client(addr)?;
         let call = client.barrier(self.stamp.request(request, timeout));

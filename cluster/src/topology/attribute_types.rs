@@ -1,10 +1,15 @@
 //! Recording a tenant's attribute types in the log (docs/cluster.md "Attribute types on a
 //! ring"): any node takes a record request and forwards it to the leader, which commits it as
 //! one `RecordAttributeTypes` command and answers with the types recorded then, whether its
-//! changes applied or another coordinator's came first.
+//! changes applied or another coordinator's came first. The node that asked then waits until
+//! every live member applied the record (a `Barrier` on the records' counter): a put
+//! acknowledged after a key changed type is checked by the new record on any node, not by a
+//! lagging follower's old one.
 //!
 //! Invariants: a request is forwarded at most once (a leader never forwards); the answer's
 //! types are the leader's state right after the command was applied or refused.
+//! Must never: wait without bound for a member that does not answer (it is logged and counted;
+//! it catches up with the log when it is back).
 //! Must never: record a change without its expectation (the state machine's compare-and-set
 //! is what keeps two coordinators from both recording over the same old type).
 
@@ -12,6 +17,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use allidb_index::filter::AttrType;
+use futures_util::future::join_all;
 use tonic::Status;
 
 use super::TopologyLog;
@@ -23,6 +29,8 @@ use crate::{ClusterError, proto};
 const RECORD_TIMEOUT: Duration = Duration::from_secs(15);
 /// The most changes one request carries.
 pub const MAX_CHANGES: usize = 1024;
+/// How long a recording node waits for each live member to apply the record.
+const APPLY_WAIT: Duration = Duration::from_secs(5);
 
 /// The log's answer to a record request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,10 +39,13 @@ pub struct RecordedTypes {
     pub recorded: bool,
     /// The types recorded then, of the request's keys that have one.
     pub types: BTreeMap<String, AttrType>,
+    /// The log's count of applied records then (`TopologyState::attribute_types_version`).
+    pub version: u64,
 }
 
 impl TopologyLog {
-    /// Records `changes` to `tenant`'s attribute types through the log's leader.
+    /// Records `changes` to `tenant`'s attribute types through the log's leader; answers once
+    /// every live member applied the types answered (or did not confirm in time).
     pub async fn record_attribute_types(
         &self,
         tenant: &str,
@@ -46,9 +57,47 @@ impl TopologyLog {
             changes: changes.iter().map(change_to_proto).collect(),
             forwarded: false,
         };
-        self.take_attribute_types(request)
+        let answer = self
+            .take_attribute_types(request)
             .await
-            .map_err(|status| ClusterError::Unavailable(status.message().to_owned()))
+            .map_err(|status| ClusterError::Unavailable(status.message().to_owned()))?;
+        self.await_attribute_types(answer.version).await;
+        Ok(answer)
+    }
+
+    /// Waits until this node and every live member applied the records of attribute types up
+    /// to `version`; a member that does not confirm within [`APPLY_WAIT`] is logged and counted.
+    async fn await_attribute_types(&self, version: u64) {
+        let state = self.state();
+        let peers = self.live_peers(&state);
+        let calls = peers.iter().map(|(host, addr)| async move {
+            let addr = addr.as_ref().map_err(|e| e.to_string())?;
+            self.shared
+                .clients
+                .barrier(*host, *addr, 0, version, APPLY_WAIT)
+                .await
+                .map_err(|e| e.to_string())
+        });
+        let (here, there) = tokio::join!(
+            self.applied_attribute_types(version, APPLY_WAIT),
+            join_all(calls)
+        );
+        let mut unconfirmed: Vec<String> = peers
+            .iter()
+            .zip(there)
+            .filter_map(|((host, _), outcome)| Some(format!("{host}: {}", outcome.err()?)))
+            .collect();
+        if here < version {
+            unconfirmed.push(format!("this node: applied {here} records, not {version}"));
+        }
+        if !unconfirmed.is_empty() {
+            metrics::counter!("allidb_attribute_type_records_unconfirmed_total").increment(1);
+            tracing::warn!(
+                version,
+                unconfirmed = %unconfirmed.join("; "),
+                "a record of attribute types is not confirmed applied on every live node"
+            );
+        }
     }
 
     /// A record request taken here: committed when this node leads, forwarded to the leader
@@ -101,6 +150,7 @@ impl TopologyLog {
         Ok(RecordedTypes {
             recorded: outcome.is_ok(),
             types,
+            version: state.attribute_types_version,
         })
     }
 }
@@ -148,6 +198,7 @@ pub(super) fn recorded_to_proto(recorded: &RecordedTypes) -> proto::RecordAttrib
             .iter()
             .map(|(key, family)| (key.clone(), family.name().to_owned()))
             .collect(),
+        attribute_types_version: recorded.version,
     }
 }
 
@@ -162,6 +213,7 @@ fn recorded_from_proto(
     Ok(RecordedTypes {
         recorded: reply.recorded,
         types,
+        version: reply.attribute_types_version,
     })
 }
 
@@ -193,6 +245,7 @@ mod tests {
         let recorded = RecordedTypes {
             recorded: false,
             types: [("version".to_owned(), AttrType::Timestamp)].into(),
+            version: 3,
         };
         assert_eq!(
             recorded_from_proto(&recorded_to_proto(&recorded)),

@@ -182,35 +182,24 @@ async fn stream(
 
 /// Waits until every live node of `state` has applied its version.
 async fn barrier(log: &TopologyLog, state: &TopologyState) -> Result<(), String> {
-    let view = log.shared.view.borrow().clone();
-    let calls = state
-        .nodes
-        .iter()
-        .filter(|(_, node)| node.state != NodeState::Left)
-        .filter(|(host, _)| **host != log.host())
-        .filter(|(host, _)| {
-            view.nodes
-                .get(host)
-                .is_some_and(|n| n.status != NodeStatus::Down)
-        })
-        .map(|(host, _)| {
-            let addr = view.peer_address(*host);
-            async move {
-                let addr = addr.map_err(|e| e.to_string())?;
-                let applied = log
-                    .shared
-                    .clients
-                    .barrier(*host, addr, state.version, BARRIER_TIMEOUT)
-                    .await
-                    .map_err(|e| format!("barrier on {host}: {e}"))?;
-                if applied < state.version {
-                    return Err(format!(
-                        "barrier on {host}: applied {applied}, not {}",
-                        state.version
-                    ));
-                }
-                Ok(())
+    let calls = log
+        .live_peers(state)
+        .into_iter()
+        .map(|(host, addr)| async move {
+            let addr = addr.map_err(|e| e.to_string())?;
+            let applied = log
+                .shared
+                .clients
+                .barrier(host, addr, state.version, 0, BARRIER_TIMEOUT)
+                .await
+                .map_err(|e| format!("barrier on {host}: {e}"))?;
+            if applied < state.version {
+                return Err(format!(
+                    "barrier on {host}: applied {applied}, not {}",
+                    state.version
+                ));
             }
+            Ok(())
         });
     for outcome in futures_util::future::join_all(calls).await {
         outcome?;

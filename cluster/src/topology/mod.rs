@@ -43,7 +43,7 @@ use tokio::sync::watch;
 use tonic::Status;
 
 use crate::ClusterError;
-use crate::membership::ClusterView;
+use crate::membership::{ClusterView, NodeStatus};
 use crate::peer_client::PeerClients;
 use crate::ring::HostId;
 use crate::stream::RangeStream;
@@ -51,7 +51,7 @@ use fence::TopologyFence;
 use log_store::TopologyLogStore;
 use network::TopologyNetwork;
 pub use state::LEFT_SENDER;
-use state::{Command, Outcome, TopologyState};
+use state::{Command, NodeState, Outcome, TopologyState};
 use state_machine::{TopologyImage, TopologyMachine};
 
 openraft::declare_raft_types!(
@@ -329,6 +329,36 @@ impl TopologyLog {
             timeout,
         )
         .await
+    }
+
+    /// Waits until this node applied the records of attribute types up to `version` (or
+    /// `timeout` passes); the count it has.
+    pub async fn applied_attribute_types(&self, version: u64, timeout: Duration) -> u64 {
+        let mut state = self.shared.state.clone();
+        // A closed watch (the node stopping) ends the wait with what it has.
+        let _ = tokio::time::timeout(
+            timeout,
+            state.wait_for(|s| s.attribute_types_version >= version),
+        )
+        .await;
+        state.borrow().attribute_types_version
+    }
+
+    /// The members of `state` other than this node that gossip does not hold down and that
+    /// have not left, with their addresses (a barrier asks each).
+    fn live_peers(&self, state: &TopologyState) -> Vec<(HostId, Result<SocketAddr, ClusterError>)> {
+        let view = self.shared.view.borrow().clone();
+        state
+            .nodes
+            .iter()
+            .filter(|(host, node)| node.state != NodeState::Left && **host != self.shared.host)
+            .filter(|(host, _)| {
+                view.nodes
+                    .get(host)
+                    .is_some_and(|n| n.status != NodeStatus::Down)
+            })
+            .map(|(host, _)| (*host, view.peer_address(*host)))
+            .collect()
     }
 
     /// Stops the log's tasks.

@@ -168,7 +168,15 @@ impl Topology for TopologyService {
         request: Request<proto::BarrierRequest>,
     ) -> Result<Response<proto::BarrierResponse>, Status> {
         let log = self.checked(&request, request.get_ref().header.as_ref())?;
-        let wanted = request.into_inner().topology_version;
+        let request = request.into_inner();
+        let records = request.attribute_types_version;
+        let applied_records = log.applied_attribute_types(records, BARRIER_WAIT).await;
+        if applied_records < records {
+            return Err(Status::unavailable(format!(
+                "attribute_types_version: this node applied {applied_records}, not yet {records}"
+            )));
+        }
+        let wanted = request.topology_version;
         let applied_version = log.applied(wanted, BARRIER_WAIT).await;
         if applied_version < wanted {
             return Err(Status::unavailable(format!(

@@ -264,6 +264,7 @@ impl AttributeTypeLog for FakeTypeLog {
         Ok(RecordedTypes {
             recorded: outcome.is_ok(),
             types,
+            version: state.attribute_types_version,
         })
     }
 }

@@ -50,6 +50,7 @@ impl TopologyState {
         for change in changes {
             record.insert(change.key.clone(), change.to);
         }
+        self.attribute_types_version += 1;
         Ok(self.version)
     }
 }
@@ -93,10 +94,16 @@ mod tests {
             "{refused}"
         );
         assert_eq!(state.attribute_type("t", "lang"), None);
-        // Over the type it expects, a change applies; the version stays.
+        assert_eq!(
+            state.attribute_types_version, 1,
+            "a refused record counts not"
+        );
+        // Over the type it expects, a change applies; the version stays, the records' counter
+        // (what a barrier waits for) moves.
         let retype = [change("version", Some(AttrType::Number), AttrType::String)];
         assert_eq!(state.record_attribute_types("t", &retype), Ok(7));
         assert_eq!(state.attribute_type("t", "version"), Some(AttrType::String));
+        assert_eq!(state.attribute_types_version, 2);
     }
 
     #[test]
@@ -108,6 +115,7 @@ mod tests {
             .expect("a first record");
         let json = serde_json::to_string(&state).expect("the state serializes");
         assert!(json.contains("\"string_list\""), "{json}");
+        assert!(json.contains("\"attribute_types_version\":1"), "{json}");
         let back: TopologyState = serde_json::from_str(&json).expect("and reads back");
         assert_eq!(back, state);
         // A state written before the record existed reads with an empty one.

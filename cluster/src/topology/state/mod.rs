@@ -224,6 +224,13 @@ pub struct TopologyState {
     /// The recorded type of each attribute key, by tenant ([`attribute_types`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attribute_types: BTreeMap<String, BTreeMap<String, AttrType>>,
+    /// How many records of attribute types applied (a barrier waits for a node to see one).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attribute_types_version: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl TopologyState {
