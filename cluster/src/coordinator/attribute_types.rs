@@ -6,8 +6,10 @@
 //! node does not replicate every range, each key whose type the log's record
 //! ([`AttributeTypeLog`]) does not give as the put does is then checked by one live replica of
 //! every range (`CheckAttributeTypes`, the same check on each node's own entities) and, if none
-//! refuses, recorded in the log over the type the check started from (a compare-and-set). A key
-//! recorded with the put's type needs neither: the common put costs no call.
+//! refuses, recorded in the log over the type the check started from (a compare-and-set), and
+//! the put waits until every live node applied the log's answer (a follower would otherwise
+//! still check by the old record). A key recorded with the put's type needs none of it: the
+//! common put costs no call.
 //!
 //! Invariants: a put whose key a live replica holds as another type is refused with that
 //! replica's message (the entity, the key and both types); a key's record changes only after
@@ -61,6 +63,11 @@ pub trait AttributeTypeLog: Send + Sync + Debug {
         tenant: &str,
         changes: &[AttributeTypeChange],
     ) -> Result<RecordedTypes, ClusterError>;
+
+    /// Waits until every live node applied the records up to `version` (an answer's), so that
+    /// none checks a later put by an older record; bounded (a node that does not confirm is
+    /// logged and counted).
+    async fn await_applied(&self, version: u64);
 }
 
 #[async_trait]
@@ -75,6 +82,10 @@ impl AttributeTypeLog for TopologyLog {
         changes: &[AttributeTypeChange],
     ) -> Result<RecordedTypes, ClusterError> {
         self.record_attribute_types(tenant, changes).await
+    }
+
+    async fn await_applied(&self, version: u64) {
+        self.await_attribute_types(version).await
     }
 }
 
@@ -126,6 +137,7 @@ impl Coordinator {
                 .collect();
             self.check_on_every_range(&view, tenant, &asked).await?;
             let mut refused = false;
+            let mut answered = 0;
             for chunk in changes.chunks(MAX_CHANGES) {
                 let answer = log.record(tenant, chunk).await?;
                 for change in chunk {
@@ -134,7 +146,11 @@ impl Coordinator {
                     }
                 }
                 refused |= !answer.recorded;
+                answered = answered.max(answer.version);
             }
+            // Whether recorded or refused, the put goes on by the types answered: every live
+            // node is to check by them too before it is acknowledged.
+            log.await_applied(answered).await;
             metrics::counter!(
                 "allidb_attribute_type_records_total",
                 "outcome" => if refused { "raced" } else { "recorded" }

@@ -2,9 +2,9 @@
 //! ring"): any node takes a record request and forwards it to the leader, which commits it as
 //! one `RecordAttributeTypes` command and answers with the types recorded then, whether its
 //! changes applied or another coordinator's came first. The node that asked then waits until
-//! every live member applied the record (a `Barrier` on the records' counter): a put
-//! acknowledged after a key changed type is checked by the new record on any node, not by a
-//! lagging follower's old one.
+//! every live member applied the answer ([`TopologyLog::await_attribute_types`], a `Barrier` on
+//! the records' counter): a put acknowledged after a key changed type is checked by the new
+//! record on any node, not by a lagging follower's old one.
 //!
 //! Invariants: a request is forwarded at most once (a leader never forwards); the answer's
 //! types are the leader's state right after the command was applied or refused.
@@ -44,8 +44,7 @@ pub struct RecordedTypes {
 }
 
 impl TopologyLog {
-    /// Records `changes` to `tenant`'s attribute types through the log's leader; answers once
-    /// every live member applied the types answered (or did not confirm in time).
+    /// Records `changes` to `tenant`'s attribute types through the log's leader.
     pub async fn record_attribute_types(
         &self,
         tenant: &str,
@@ -57,17 +56,14 @@ impl TopologyLog {
             changes: changes.iter().map(change_to_proto).collect(),
             forwarded: false,
         };
-        let answer = self
-            .take_attribute_types(request)
+        self.take_attribute_types(request)
             .await
-            .map_err(|status| ClusterError::Unavailable(status.message().to_owned()))?;
-        self.await_attribute_types(answer.version).await;
-        Ok(answer)
+            .map_err(|status| ClusterError::Unavailable(status.message().to_owned()))
     }
 
     /// Waits until this node and every live member applied the records of attribute types up
     /// to `version`; a member that does not confirm within [`APPLY_WAIT`] is logged and counted.
-    async fn await_attribute_types(&self, version: u64) {
+    pub async fn await_attribute_types(&self, version: u64) {
         let state = self.state();
         let peers = self.live_peers(&state);
         let calls = peers.iter().map(|(host, addr)| async move {

@@ -71,6 +71,11 @@ async fn a_new_key_is_checked_on_every_range_then_recorded_and_a_recorded_one_co
         types.state.lock().attribute_type(TENANT, "version"),
         Some(AttrType::Number)
     );
+    assert_eq!(
+        *types.awaited.lock(),
+        [1],
+        "the put waits until every node applied the record"
+    );
     // The same type again: recorded, so no host is asked and nothing is recorded.
     put_one(&coordinator, "b", "version", AttributeValue::Float(4.5))
         .await
@@ -140,6 +145,11 @@ async fn a_record_lost_to_a_racing_coordinator_is_checked_again_from_the_new_rec
     // Checked from "none", refused by the log (it holds string_list), checked again from the
     // record the log answered and recorded over it.
     assert_eq!(*types.records.lock(), 3);
+    assert_eq!(
+        types.awaited.lock().last().copied(),
+        Some(types.state.lock().attribute_types_version),
+        "the put waits until every node applied the newest record"
+    );
     assert_eq!(replicas.type_checks.lock().len(), 2);
     assert_eq!(
         types.state.lock().attribute_type(TENANT, "lang"),

@@ -199,13 +199,14 @@ impl ReplicaAccess for FakeReplicas {
 /// overrides what [`AttributeTypeLog::recorded`] answers (a node that has not applied the
 /// newest record yet); while `racing` is above 0, each record is preceded by another
 /// coordinator's giving its keys yet another type (so it is refused); `records` counts the
-/// records asked.
+/// records asked, `awaited` the versions the coordinator waited for every node to apply.
 #[derive(Debug, Default)]
 struct FakeTypeLog {
     state: Mutex<TopologyState>,
     lagging: Mutex<BTreeMap<String, Option<AttrType>>>,
     racing: Mutex<usize>,
     records: Mutex<usize>,
+    awaited: Mutex<Vec<u64>>,
 }
 
 #[async_trait]
@@ -266,6 +267,10 @@ impl AttributeTypeLog for FakeTypeLog {
             types,
             version: state.attribute_types_version,
         })
+    }
+
+    async fn await_applied(&self, version: u64) {
+        self.awaited.lock().push(version);
     }
 }
 
