@@ -8,10 +8,10 @@
 //!
 //! Invariants: a request is forwarded at most once (a leader never forwards); the answer's
 //! types are the leader's state right after the command was applied or refused.
-//! Must never: wait without bound for a member that does not answer (it is logged and counted;
-//! it catches up with the log when it is back).
 //! Must never: record a change without its expectation (the state machine's compare-and-set
-//! is what keeps two coordinators from both recording over the same old type).
+//! is what keeps two coordinators from both recording over the same old type); wait without
+//! bound for a member that does not answer (it is logged and counted, and catches up with the
+//! log when it is back).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
