@@ -13,7 +13,7 @@
 # one chunk (default 0: none); `0 400` loads text-only entities, whose stream is not paced by
 # an indexer. WRITER: 1 (default) runs the QUORUM writer through the phases, 0 measures the
 # movements alone (the writer's figures are then null). Prints one JSON line per phase: the load
-# (and the seconds the ring then took to settle: its flushes and compactions done), the
+# (and the seconds the ring then took to settle: its flushes, compactions and index dumps done), the
 # writer's rate alone, the bootstrap (seconds from start to ready, bytes and cells n3 received,
 # MB/s, the stream alone: seconds and MB/s from the first stream session's start to the
 # coordinator's "ranges are streamed" in the logs, seconds its stream waited for n3's indexer)
@@ -58,21 +58,30 @@ started=$(date +%s.%N)
   --batch-size 64 --concurrency 4 --id-prefix load- > "$work/load.json"
 loaded=$(echo "$(date +%s.%N) - $started" | bc)
 # The ring settles before anything is measured: the load's memtable flushes and compactions
-# run on after its last acknowledged write, and would share the cores with the movements.
-# Waits (at most 120 s) until the three nodes together use under 5% of a core over a second.
+# run on after its last acknowledged write, and each node writes its index dump (every
+# `index.dump_interval_secs`, 60 s by default, once writes came: seconds of CPU for 300,000
+# texts), all of which would share the cores with the movements. Waits (at most 180 s) until
+# every node has written a dump since the load ended and the three nodes together use under 5%
+# of a core over a second.
 settle_started=$(date +%s.%N)
-python3 - $(cat "$work/ring/pids") <<'PY'
+python3 - "$work/load.json" "$work/ring" $(cat "$work/ring/pids") <<'PY'
 import os, sys, time
+loaded, ring, pids = os.path.getmtime(sys.argv[1]), sys.argv[2], sys.argv[3:]
 ticks = os.sysconf("SC_CLK_TCK")
 def cpu():
     return sum(sum(int(x) for x in open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[11:13])
-               for pid in sys.argv[1:]) / ticks
-deadline = time.time() + 120
+               for pid in pids) / ticks
+def dumped(node):
+    index = os.path.join(ring, node, "data", "index")
+    return any(os.path.getmtime(os.path.join(d, f)) > loaded
+               for d, _, files in os.walk(index) for f in files)
+nodes = sorted(n for n in os.listdir(ring) if os.path.isdir(os.path.join(ring, n, "data")))
+deadline = time.time() + 180
 before = cpu()
 while time.time() < deadline:
     time.sleep(1)
     now = cpu()
-    if now - before < 0.05:
+    if now - before < 0.05 and all(dumped(n) for n in nodes):
         break
     before = now
 PY

@@ -2,7 +2,8 @@
 //! that missed writes and deletes is rebuilt by `allidb cluster rebuild`; the stream survives
 //! a SIGKILL of the receiver (the next rebuild resumes from the recorded position) and of its
 //! source (the stream goes on from another replica), and ends with the replicas equal; a
-//! stream goes at the pace of the receiver's indexer and leaves client writes room.
+//! stream goes at the pace of the receiver's indexer and leaves client writes room; a rebuild
+//! streams its groups of ranges at once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -168,6 +169,71 @@ async fn a_rebuild_streams_what_a_replica_missed_and_survives_kills_of_either_si
             && stderr.contains("InvalidArgument")
             && stderr.contains("tenant id must be 1..=128 bytes"),
         "a bad tenant is named: {stderr}"
+    );
+}
+
+/// The groups of `daemon`'s stream session as `(done, has a position)`, if it has one.
+fn stream_groups(daemon: &Daemon) -> Vec<(bool, bool)> {
+    let text =
+        std::fs::read_to_string(daemon.data_dir.join("cluster/stream-session")).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("group "))
+        .map(|group| {
+            let fields: Vec<&str> = group.split(' ').collect();
+            (
+                fields[0] == "1",
+                fields.last().is_some_and(|after| *after != "-"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_streams_its_groups_of_ranges_at_once() {
+    // Replication factor 2 on three nodes: n2 shares some ranges with n0 and others with n1,
+    // so its rebuild has two groups, each from its own source.
+    let nodes = ring_of_three_each(|i| {
+        let mut extra = "replication_factor = 2\n".to_owned();
+        if i == 2 {
+            extra.push_str("stream_bytes_per_sec = 262144\nstream_chunk_bytes = 65536\n");
+        }
+        extra
+    });
+    for first in (0..1000).step_by(200) {
+        put_texts(&nodes[0], "e", first..first + 200, TEXT_BYTES, Quorum).await;
+    }
+    let rebuild = allidb_json(&nodes[2], &["cluster", "rebuild"])
+        .spawn()
+        .expect("allidb runs");
+    // Groups one after the other would never both be open with a position; at once
+    // (`cluster.stream_concurrency`, 3 by default) both are after their first chunks.
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    while started.elapsed() < Duration::from_secs(20) {
+        let groups = stream_groups(&nodes[2]);
+        if groups
+            .iter()
+            .filter(|(done, moved)| !done && *moved)
+            .count()
+            >= 2
+        {
+            seen = groups;
+            break;
+        }
+        if !groups.is_empty() {
+            seen = groups;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (code, reply) = json_reply(rebuild.wait_with_output().expect("allidb exits"));
+    assert_eq!(code, 0, "the rebuild completes: {reply}");
+    assert!(
+        seen.len() >= 2 && seen.iter().filter(|(done, moved)| !done && *moved).count() >= 2,
+        "two groups streamed at once (done, has a position): {seen:?}; {reply}"
+    );
+    assert!(
+        stream_groups(&nodes[2]).is_empty(),
+        "a finished session is removed"
     );
 }
 

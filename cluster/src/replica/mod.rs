@@ -117,9 +117,16 @@ impl LocalReplica {
     }
 
     /// [`LocalReplica::apply`], the cells synced to disk before it returns whatever
-    /// `storage.durability` says (a stream records its position only after this).
+    /// `storage.durability` says (a stream records its position only after this). Runs on the
+    /// blocking pool, not in place: a stream applies the chunks of several groups at once, each
+    /// up to 4 MiB (far more than the hand-off costs), and one applied in place would hold up
+    /// the others' futures polled beside it.
     pub async fn apply_synced(&self, mutation: ReplicaMutation) -> Result<(), ClusterError> {
-        self.apply_as(mutation, Durability::Sync).await
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || write(&store, mutation, Durability::Sync))
+            .await
+            .map_err(|e| ClusterError::Protocol(format!("replica write task: {e}")))?
+            .map_err(ClusterError::Store)
     }
 
     async fn apply_as(
@@ -127,21 +134,8 @@ impl LocalReplica {
         mutation: ReplicaMutation,
         durability: Durability,
     ) -> Result<(), ClusterError> {
-        if mutation.drops.is_empty() && mutation.cells.is_empty() {
-            return Ok(());
-        }
-        self.on_store("write", move |store| {
-            for drop in &mutation.drops {
-                store.drop_tenant_at(&drop.tenant, drop.ts)?;
-            }
-            if !mutation.cells.is_empty() {
-                store
-                    .engine()
-                    .write(cells::versions_batch(mutation.cells), durability)?;
-            }
-            Ok(())
-        })
-        .await
+        self.on_store("write", move |store| write(store, mutation, durability))
+            .await
     }
 
     /// What this replica holds of one partition ([`in_place`]).
@@ -186,6 +180,27 @@ impl LocalReplica {
         })
         .await
     }
+}
+
+/// Applies `mutation` to `store`: its tenant drops (each durable, indexes rebuilt for what a
+/// drop leaves), then its cells with their own timestamps, as durable as `durability` says.
+fn write(
+    store: &UnifiedStore,
+    mutation: ReplicaMutation,
+    durability: Durability,
+) -> allidb_index::Result<()> {
+    if mutation.drops.is_empty() && mutation.cells.is_empty() {
+        return Ok(());
+    }
+    for drop in &mutation.drops {
+        store.drop_tenant_at(&drop.tenant, drop.ts)?;
+    }
+    if !mutation.cells.is_empty() {
+        store
+            .engine()
+            .write(cells::versions_batch(mutation.cells), durability)?;
+    }
+    Ok(())
 }
 
 /// Runs `call`, which may block on the store (disk reads, fsync), without handing it to

@@ -10,7 +10,9 @@
 //! - [`throttle`]: the bandwidth cap.
 //! - [`rebuild`]: `allidb cluster rebuild`, a session over every range this node replicates.
 //!
-//! The receiver pulls: it asks a source for the chunk after its position, applies the chunk's
+//! The receiver pulls, [`StreamOptions::concurrency`] groups of ranges at once (each from its
+//! own sources, so one group's chunk is fetched and prepared while another's commits): for each
+//! group it asks a source for the chunk after its position, applies the chunk's
 //! tenant drops and then its cells through the replica batch path with their own timestamps
 //! (so the indexes follow and a repeated chunk changes nothing) in pieces its own indexer has
 //! room for ([`pacing`]: the stream goes at the indexer's pace and client writes keep half of
@@ -19,8 +21,10 @@
 //!
 //! Invariants: a position is recorded only after the cells before it are durable here; writes
 //! go on on both sides meanwhile (a stream is not a snapshot: what is written during it reaches
-//! this node through the normal write path or a later repair). Must never: hold more than one
-//! chunk in memory, or write a cell with a timestamp other than the one it was read with.
+//! this node through the normal write path or a later repair); the session file only moves
+//! forward (written under the session's lock). Must never: hold more than one chunk in memory
+//! per group streamed at once, or write a cell with a timestamp other than the one it was read
+//! with.
 
 pub mod chunk;
 pub mod pacing;
@@ -34,6 +38,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::sync::watch;
 
 pub use throttle::Throttle;
@@ -62,6 +67,8 @@ pub struct StreamOptions {
     pub call_timeout: Duration,
     /// The chunk budget asked for (at most [`MAX_CHUNK_BYTES`]).
     pub chunk_bytes: usize,
+    /// Groups of one session streamed at once (`cluster.stream_concurrency`; 0 counts as 1).
+    pub concurrency: usize,
 }
 
 impl Default for StreamOptions {
@@ -70,6 +77,7 @@ impl Default for StreamOptions {
             bytes_per_sec: 64 << 20,
             call_timeout: Duration::from_secs(60),
             chunk_bytes: MAX_CHUNK_BYTES,
+            concurrency: 3,
         }
     }
 }
@@ -106,6 +114,18 @@ pub struct RangeStream {
     view: watch::Receiver<Arc<ClusterView>>,
     data_dir: PathBuf,
     options: StreamOptions,
+}
+
+/// A session being streamed, shared by the groups streamed at once.
+struct Progress<'a> {
+    /// Groups streamed at once.
+    at_once: usize,
+    /// The session: its groups' positions and counters (locked while its file is written).
+    session: tokio::sync::Mutex<&'a mut StreamSession>,
+    /// What this run received.
+    run: parking_lot::Mutex<StreamRun>,
+    /// The session's bandwidth cap, over all its groups.
+    throttle: parking_lot::Mutex<Throttle>,
 }
 
 impl RangeStream {
@@ -222,24 +242,37 @@ impl RangeStream {
         })
     }
 
-    /// Streams every unfinished group of `session`, one after the other, recording each
-    /// chunk's position in the session file as it goes. A group no source can serve is left
-    /// unfinished (reported) and the others go on.
+    /// Streams every unfinished group of `session`, [`StreamOptions::concurrency`] groups at
+    /// once, recording each chunk's position in the session file as it goes. A group no source
+    /// can serve is left unfinished (reported, in group order) and the others go on.
     async fn run(
         &self,
         session: &mut StreamSession,
         wanted: StillWanted<'_>,
     ) -> Result<StreamRun, ClusterError> {
-        let mut throttle = Throttle::new(self.options.bytes_per_sec);
-        let mut run = StreamRun::default();
-        for group in 0..session.groups.len() {
-            if session.groups[group].done {
-                continue;
-            }
-            if let Err(reason) = self
-                .stream_group(session, group, &mut throttle, &mut run, wanted)
-                .await
-            {
+        let unfinished: Vec<usize> = (0..session.groups.len())
+            .filter(|group| !session.groups[*group].done)
+            .collect();
+        let at_once = self.options.concurrency.clamp(1, unfinished.len().max(1));
+        let progress = Progress {
+            at_once,
+            session: tokio::sync::Mutex::new(session),
+            run: parking_lot::Mutex::new(StreamRun::default()),
+            throttle: parking_lot::Mutex::new(Throttle::new(self.options.bytes_per_sec)),
+        };
+        let outcomes: Vec<(usize, Result<(), ClusterError>)> =
+            futures_util::stream::iter(unfinished)
+                .map(|group| {
+                    let progress = &progress;
+                    async move { (group, self.stream_group(progress, group, wanted).await) }
+                })
+                .buffered(at_once)
+                .collect()
+                .await;
+        let session = progress.session.into_inner();
+        let mut run = progress.run.into_inner();
+        for (group, outcome) in outcomes {
+            if let Err(reason) = outcome {
                 let spans = describe(&session.groups[group].spans);
                 tracing::warn!(session = session.id_hex(), %spans, %reason, "range stream stopped");
                 run.unfinished.push(format!("{spans}: {reason}"));
@@ -248,27 +281,32 @@ impl RangeStream {
         Ok(run)
     }
 
+    /// Streams one group of the session in `progress` to its end: chunk after chunk, each
+    /// applied, then its position recorded (the session file written under the session's lock,
+    /// so the file only moves forward), then throttled.
     async fn stream_group(
         &self,
-        session: &mut StreamSession,
+        progress: &Progress<'_>,
         group: usize,
-        throttle: &mut Throttle,
-        run: &mut StreamRun,
         wanted: StillWanted<'_>,
     ) -> Result<(), ClusterError> {
-        let purpose = session.purpose.as_str();
         loop {
             wanted().map_err(ClusterError::Unavailable)?;
-            let request = ChunkRequest {
-                session: session.id,
-                movement: session.movement,
-                tenant: session.tenant.clone(),
-                spans: session.groups[group].spans.clone(),
-                after: session.groups[group].after.clone(),
-                max_bytes: self.options.chunk_bytes.clamp(1, MAX_CHUNK_BYTES),
-                repair: false,
+            let (request, sources, purpose) = {
+                let session = progress.session.lock().await;
+                let state = &session.groups[group];
+                let request = ChunkRequest {
+                    session: session.id,
+                    movement: session.movement,
+                    tenant: session.tenant.clone(),
+                    spans: state.spans.clone(),
+                    after: state.after.clone(),
+                    max_bytes: self.options.chunk_bytes.clamp(1, MAX_CHUNK_BYTES),
+                    repair: false,
+                };
+                (request, state.sources.clone(), session.purpose.as_str())
             };
-            let (chunk, drops) = self.fetch(&session.groups[group].sources, &request).await?;
+            let (chunk, drops) = self.fetch(&sources, &request).await?;
             let Chunk {
                 cells,
                 partitions,
@@ -277,7 +315,7 @@ impl RangeStream {
                 done,
             } = chunk;
             // A source that neither finishes nor moves on would be asked the same chunk forever.
-            let advanced = match (&position, &session.groups[group].after) {
+            let advanced = match (&position, &request.after) {
                 (Some(next), Some(after)) => next > after,
                 (Some(_), None) => true,
                 (None, _) => false,
@@ -286,29 +324,42 @@ impl RangeStream {
                 return Err(ClusterError::Protocol(format!(
                     "the source answered a chunk that neither ends the stream nor moves past \
                      {:?}",
-                    session.groups[group].after
+                    request.after
                 )));
             }
             let cell_count = cells.len() as u64;
-            let waited = pacing::apply_paced(&self.local, ReplicaMutation { drops, cells }).await?;
+            let waited = pacing::apply_paced(
+                &self.local,
+                ReplicaMutation { drops, cells },
+                progress.at_once,
+            )
+            .await?;
             metrics::histogram!("allidb_stream_index_wait_seconds", "purpose" => purpose)
                 .record(waited.as_secs_f64());
-            let state = &mut session.groups[group];
-            if position.is_some() {
-                state.after = position;
+            {
+                let mut session = progress.session.lock().await;
+                let state = &mut session.groups[group];
+                if position.is_some() {
+                    state.after = position;
+                }
+                state.done = done;
+                session.partitions += partitions;
+                session.cells += cell_count;
+                session.bytes += bytes;
+                let stored = StreamSession::clone(&session);
+                let data_dir = self.data_dir.clone();
+                tokio::task::spawn_blocking(move || stored.store(&data_dir))
+                    .await
+                    .map_err(|e| {
+                        ClusterError::Protocol(format!("stream session write task: {e}"))
+                    })??;
             }
-            state.done = done;
-            session.partitions += partitions;
-            session.cells += cell_count;
-            session.bytes += bytes;
-            let stored = session.clone();
-            let data_dir = self.data_dir.clone();
-            tokio::task::spawn_blocking(move || stored.store(&data_dir))
-                .await
-                .map_err(|e| ClusterError::Protocol(format!("stream session write task: {e}")))??;
-            run.partitions += partitions;
-            run.cells += cell_count;
-            run.bytes += bytes;
+            {
+                let mut run = progress.run.lock();
+                run.partitions += partitions;
+                run.cells += cell_count;
+                run.bytes += bytes;
+            }
             metrics::counter!("allidb_stream_chunks_total", "purpose" => purpose).increment(1);
             metrics::counter!("allidb_stream_received_cells_total", "purpose" => purpose)
                 .increment(cell_count);
@@ -317,7 +368,10 @@ impl RangeStream {
             if done {
                 return Ok(());
             }
-            throttle.consume(bytes).await;
+            let pause = progress.throttle.lock().pause(bytes);
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
         }
     }
 

@@ -37,11 +37,15 @@ pub const STALL: Duration = Duration::from_secs(300);
 const POLL: Duration = Duration::from_millis(5);
 
 /// Applies `mutation` (a chunk) on `local` in pieces that fit its tenants' bulk room, each
-/// synced; returns how long it waited for the indexer in all.
+/// synced; returns how long it waited for the indexer in all. `shares` chunks of one stream
+/// are applied at once (its groups streamed together, at least 1): each takes that share of
+/// the free room and of what the indexer earns, so together they take no more than one would.
 pub async fn apply_paced(
     local: &LocalReplica,
     mutation: ReplicaMutation,
+    shares: usize,
 ) -> Result<Duration, ClusterError> {
+    let shares = shares.max(1);
     let ReplicaMutation { mut drops, cells } = mutation;
     let partitions = partitions(&cells)?;
     let mut cells = cells.into_iter();
@@ -54,16 +58,17 @@ pub async fn apply_paced(
         let mut free: HashMap<String, usize> = HashMap::new();
         let fits = fitting(&partitions[next..], |tenant| {
             let room = store.bulk_room(tenant);
-            free.insert(tenant.to_owned(), room.room);
+            let share = room.room / shares;
+            free.insert(tenant.to_owned(), share);
             let earned = credits.get(tenant).map_or(0, |c| c.room(room.indexed));
-            room.room.max(earned)
+            share.max(earned)
         });
         if fits == 0 {
             let tenant = &partitions[next].tenant;
             let credit = credits
                 .entry(tenant.clone())
-                .or_insert_with(|| Credit::from(store.bulk_room(tenant).indexed));
-            waited += wait_for_room(local, tenant, credit).await?;
+                .or_insert_with(|| Credit::from(store.bulk_room(tenant).indexed, shares));
+            waited += wait_for_room(local, tenant, credit, shares).await?;
             continue;
         }
         let piece = &partitions[next..next + fits];
@@ -83,28 +88,32 @@ pub async fn apply_paced(
 }
 
 /// What a tenant's indexer has earned a stream within one chunk, once the stream found the
-/// tail at half its bound: one vector for every [`INDEXED_PER_STREAMED`] indexed since then,
-/// less what the stream added on that credit. Counting from a fixed start, the indexer's work
-/// while a piece is applied and synced counts too.
+/// tail at half its bound: one vector for every [`INDEXED_PER_STREAMED`] indexed since then
+/// (divided among the chunks applied at once), less what the stream added on that credit.
+/// Counting from a fixed start, the indexer's work while a piece is applied and synced counts
+/// too.
 #[derive(Debug, PartialEq)]
 struct Credit {
     /// The tenant's indexed count when the stream first waited.
     since: u64,
+    /// Chunks of the stream applied at once, which share what is earned.
+    shares: u64,
     /// Vectors added beyond the free room since then.
     spent: usize,
 }
 
 impl Credit {
-    fn from(indexed: u64) -> Credit {
+    fn from(indexed: u64, shares: usize) -> Credit {
         Credit {
             since: indexed,
+            shares: (shares as u64).max(1),
             spent: 0,
         }
     }
 
     /// Vectors the stream may add now, the tenant's indexer having indexed `indexed` in all.
     fn room(&self, indexed: u64) -> usize {
-        let earned = indexed.saturating_sub(self.since) / INDEXED_PER_STREAMED;
+        let earned = indexed.saturating_sub(self.since) / INDEXED_PER_STREAMED / self.shares;
         usize::try_from(earned)
             .unwrap_or(usize::MAX)
             .saturating_sub(self.spent)
@@ -161,18 +170,20 @@ fn fitting(partitions: &[Partition], mut room_of: impl FnMut(&str) -> usize) -> 
         .count()
 }
 
-/// Waits until `tenant`'s tail has bulk room again or its indexer has earned `credit` room;
-/// the time waited. Fails when the indexer indexes nothing of it for [`STALL`].
+/// Waits until `tenant`'s tail has bulk room again (a share of it: one of `shares` chunks
+/// applied at once) or its indexer has earned `credit` room; the time waited. Fails when the
+/// indexer indexes nothing of it for [`STALL`].
 async fn wait_for_room(
     local: &LocalReplica,
     tenant: &str,
     credit: &Credit,
+    shares: usize,
 ) -> Result<Duration, ClusterError> {
     let started = Instant::now();
     let (mut last, mut progress) = (local.store().bulk_room(tenant).indexed, Instant::now());
     loop {
         let now = local.store().bulk_room(tenant);
-        if now.room > 0 || credit.room(now.indexed) > 0 {
+        if now.room / shares > 0 || credit.room(now.indexed) > 0 {
             return Ok(started.elapsed());
         }
         if now.indexed > last {
@@ -231,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_credit_counts_everything_indexed_since_the_first_wait_less_what_it_paid_for() {
-        let mut credit = Credit::from(1000);
+        let mut credit = Credit::from(1000, 1);
         assert_eq!(credit.room(1000), 0);
         assert_eq!(credit.room(1001), 0, "one vector per two indexed");
         assert_eq!(credit.room(2024), 512);
@@ -246,5 +257,11 @@ mod tests {
             "overspent is no room, not an underflow"
         );
         assert_eq!(credit.room(999), 0, "an index made again counts from zero");
+        let shared = Credit::from(1000, 2);
+        assert_eq!(
+            shared.room(2024),
+            256,
+            "two chunks applied at once earn half each"
+        );
     }
 }

@@ -26,15 +26,21 @@ impl Throttle {
 
     /// Accounts for `bytes` sent, sleeping as long as the cap requires.
     pub async fn consume(&mut self, bytes: u64) {
+        let pause = self.pause(bytes);
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Accounts for `bytes` sent; how long to wait before sending more (zero: none). For a
+    /// cap shared by several senders, which sleep outside its lock.
+    pub fn pause(&mut self, bytes: u64) -> Duration {
         if self.bytes_per_sec == 0 {
-            return;
+            return Duration::ZERO;
         }
         self.sent += bytes;
         let due = Duration::from_secs_f64(self.sent as f64 / self.bytes_per_sec as f64);
-        let elapsed = self.start.elapsed();
-        if due > elapsed {
-            tokio::time::sleep(due - elapsed).await;
-        }
+        due.saturating_sub(self.start.elapsed())
     }
 }
 

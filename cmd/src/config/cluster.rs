@@ -64,6 +64,8 @@ pub struct ClusterConfig {
     /// The cell bytes a range stream asks for in one chunk (64 KiB to 4 MiB): its position is
     /// recorded after each.
     pub stream_chunk_bytes: u64,
+    /// Groups of token ranges (each from its own sources) one range stream receives at once.
+    pub stream_concurrency: u64,
     /// Repair every range this node replicates at least this often (0 = no scheduled repair).
     pub repair_interval_secs: u64,
     /// Most bytes of partitions per second this node's scans for anti-entropy read together
@@ -100,6 +102,7 @@ impl Default for ClusterConfig {
             hint_delivery_bytes_per_sec: 16 << 20,
             stream_bytes_per_sec: 64 << 20,
             stream_chunk_bytes: MAX_CHUNK_BYTES as u64,
+            stream_concurrency: 3,
             repair_interval_secs: 0,
             repair_scan_bytes_per_sec: DEFAULT_REPAIR_SCAN_BYTES_PER_SEC,
             max_clock_skew_ms: 10_000,
@@ -244,6 +247,11 @@ impl ClusterConfig {
             "cluster.stream_chunk_bytes",
             self.stream_chunk_bytes,
             (64 << 10)..=(MAX_CHUNK_BYTES as u64),
+        )?;
+        check_range(
+            "cluster.stream_concurrency",
+            self.stream_concurrency,
+            1..=16,
         )?;
         if !tls_enabled {
             for (key, addr) in [

@@ -99,6 +99,13 @@ fn cluster_keys_are_checked_only_when_enabled() {
         "cluster.stream_chunk_bytes",
         "out of range",
     );
+    for concurrency in [0, 17] {
+        assert_key_error(
+            load_file(&format!("{enabled}stream_concurrency = {concurrency}\n")),
+            "cluster.stream_concurrency",
+            "out of range",
+        );
+    }
     assert_key_error(
         load_file(&format!("{enabled}num_tokens = 257\n")),
         "cluster.num_tokens",

@@ -215,6 +215,7 @@ pub(super) fn start_replication(
     let streaming = StreamOptions {
         bytes_per_sec: cluster.stream_bytes_per_sec,
         chunk_bytes: cluster.stream_chunk_bytes as usize,
+        concurrency: cluster.stream_concurrency as usize,
         ..StreamOptions::default()
     };
     let repair = RangeRepair::new(
