@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use allidb_api::pb;
 use allidb_api::pb::allidb_client::AlliDbClient;
+use allidb_cluster::stream::session::{StreamGroup, StreamSession};
 use allidb_tests::ring::{
     allidb_json, count, delete, found, json_reply, level, put_texts, ring_of_three_each, status,
     wait_for_states,
@@ -25,12 +26,18 @@ const ENTITIES: usize = 2000;
 /// About 3 MB in all: with 64 KiB chunks at 512 KiB/s, a rebuild takes about 6 s.
 const TEXT_BYTES: usize = 1500;
 
+/// `daemon`'s stream session's groups, read with the daemon's own decoder (none without a
+/// session).
+fn stream_groups(daemon: &Daemon) -> Vec<StreamGroup> {
+    StreamSession::load(&daemon.data_dir)
+        .expect("the session file is written atomically")
+        .map_or_else(Vec::new, |session| session.groups)
+}
+
 /// The position of the first group of `daemon`'s stream session, if it has one.
 fn stream_position(daemon: &Daemon) -> Option<String> {
-    let text = std::fs::read_to_string(daemon.data_dir.join("cluster/stream-session")).ok()?;
-    let group = text.lines().find(|l| l.starts_with("group "))?;
-    let after = group.rsplit(' ').next()?;
-    (after != "-").then(|| after.to_owned())
+    let after = stream_groups(daemon).into_iter().next()?.after?;
+    Some(format!("{}:{}", after.tenant, after.entity_id))
 }
 
 /// Waits until `daemon`'s stream position is set and differs from `from`.
@@ -172,22 +179,6 @@ async fn a_rebuild_streams_what_a_replica_missed_and_survives_kills_of_either_si
     );
 }
 
-/// The groups of `daemon`'s stream session as `(done, has a position)`, if it has one.
-fn stream_groups(daemon: &Daemon) -> Vec<(bool, bool)> {
-    let text =
-        std::fs::read_to_string(daemon.data_dir.join("cluster/stream-session")).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| line.strip_prefix("group "))
-        .map(|group| {
-            let fields: Vec<&str> = group.split(' ').collect();
-            (
-                fields[0] == "1",
-                fields.last().is_some_and(|after| *after != "-"),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_streams_its_groups_of_ranges_at_once() {
     // Replication factor 2 on three nodes: n2 shares some ranges with n0 and others with n1,
@@ -207,28 +198,32 @@ async fn a_rebuild_streams_its_groups_of_ranges_at_once() {
         .expect("allidb runs");
     // Groups one after the other would never both be open with a position; at once
     // (`cluster.stream_concurrency`, 3 by default) both are after their first chunks.
-    let started = Instant::now();
-    let mut seen = Vec::new();
-    while started.elapsed() < Duration::from_secs(20) {
-        let groups = stream_groups(&nodes[2]);
-        if groups
+    // Each group as (done, has a position), as last seen.
+    let open_and_moved = |groups: &[(bool, bool)]| {
+        groups
             .iter()
             .filter(|(done, moved)| !done && *moved)
             .count()
-            >= 2
-        {
-            seen = groups;
-            break;
-        }
+    };
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    while started.elapsed() < Duration::from_secs(20) {
+        let groups: Vec<(bool, bool)> = stream_groups(&nodes[2])
+            .iter()
+            .map(|g| (g.done, g.after.is_some()))
+            .collect();
         if !groups.is_empty() {
             seen = groups;
+        }
+        if open_and_moved(&seen) >= 2 {
+            break;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
     let (code, reply) = json_reply(rebuild.wait_with_output().expect("allidb exits"));
     assert_eq!(code, 0, "the rebuild completes: {reply}");
     assert!(
-        seen.len() >= 2 && seen.iter().filter(|(done, moved)| !done && *moved).count() >= 2,
+        open_and_moved(&seen) >= 2,
         "two groups streamed at once (done, has a position): {seen:?}; {reply}"
     );
     assert!(
