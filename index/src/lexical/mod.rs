@@ -75,6 +75,9 @@ struct Posted {
     at: u32,
 }
 
+/// Document slots [`LexicalIndex::export`] reads under one hold of the index's read lock.
+const EXPORTED_AT_ONCE: usize = 1024;
+
 #[derive(Debug, Default)]
 struct Inner {
     /// Per term id: `(document slot, term frequency)` of each document holding it, in no
@@ -257,26 +260,28 @@ impl LexicalIndex {
         }
     }
 
-    /// Every document, in entity order (for dumps and tests).
+    /// Every document, in entity order, each entity once, its terms in term order: what
+    /// tests and consistency checks compare across indexes (whose term ids differ).
     pub fn export(&self) -> Vec<(String, DocTerms)> {
-        let inner = self.shared.settled();
-        let dictionary = self.shared.dictionary.read();
-        let mut docs: Vec<(String, DocTerms)> = inner
-            .docs
-            .iter()
-            .flatten()
-            .map(|doc| {
-                let mut terms: Vec<(&str, u32)> = doc
-                    .terms
-                    .iter()
-                    .map(|p| (&*dictionary.names[p.term as usize], p.tf))
-                    .collect();
-                terms.sort_unstable();
-                (doc.entity.to_string(), DocTerms::new(doc.body_ts, terms))
-            })
-            .collect();
-        docs.sort_by(|a, b| a.0.cmp(&b.0));
-        docs
+        by_entity_once(ExportSlices::new(self, true).flatten())
+    }
+
+    /// [`Self::export`] with each document's terms in this index's term-id order: what a dump
+    /// holds (its load looks every term up whatever the order). Naming the terms in order
+    /// sorted every document's terms by their text, 40% of a dump's CPU (docs/benchmarks.md,
+    /// issue 34 session 48).
+    ///
+    /// Both read the index [`EXPORTED_AT_ONCE`] document slots at a time ([`ExportSlices`]),
+    /// each slice under its own short hold of the index's read lock, and name the terms with
+    /// no lock held: a dump runs on the niced indexer thread, and holding the lock for a whole
+    /// export stopped every write to the index (the writing thread's too, once the change
+    /// queue was full) for as long as the export took. So while writes go on, a document may
+    /// be exported as of a later moment than another: a dump's catch-up applies every entity
+    /// written after the sequence number it covers again from storage, which is all a dump
+    /// needs. An entity removed from a slot already read and written again into a later one is
+    /// exported once, as of the later read.
+    pub fn export_for_dump(&self) -> Vec<(String, DocTerms)> {
+        by_entity_once(ExportSlices::new(self, false).flatten())
     }
 
     /// The best `n` documents for the analyzed `query` by BM25 that `allows` accepts, best
@@ -435,6 +440,104 @@ impl LexicalIndex {
         dictionary
             .get(term)
             .map_or(0, |t| inner.postings[t as usize].len() as u64)
+    }
+}
+
+/// `docs` in entity order, each entity once: of an entity given twice, the later one.
+fn by_entity_once(docs: impl Iterator<Item = (String, DocTerms)>) -> Vec<(String, DocTerms)> {
+    let mut docs: Vec<(String, DocTerms)> = docs.collect();
+    // Stable: of an entity given twice, the later comes second, and is the one kept.
+    docs.sort_by(|a, b| a.0.cmp(&b.0));
+    docs.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
+    docs
+}
+
+/// The documents of an index, [`EXPORTED_AT_ONCE`] slots at a time, in slot order (for
+/// [`LexicalIndex::export`]). Holds no lock between slices.
+struct ExportSlices<'a> {
+    shared: &'a Shared,
+    /// Each document's terms in term order (else in term-id order).
+    term_order: bool,
+    /// The dictionary's names read so far (it only grows: a prefix stays valid).
+    names: Vec<Arc<str>>,
+    /// The first slot not read yet.
+    next: usize,
+    done: bool,
+}
+
+/// A document as an export copies it under the lock: its terms by id, with their frequencies.
+struct CopiedDoc {
+    entity: Arc<str>,
+    body_ts: u64,
+    terms: Vec<(u32, u32)>,
+}
+
+impl<'a> ExportSlices<'a> {
+    fn new(index: &'a LexicalIndex, term_order: bool) -> Self {
+        Self {
+            shared: &index.shared,
+            term_order,
+            names: Vec::new(),
+            next: 0,
+            done: false,
+        }
+    }
+}
+
+impl Iterator for ExportSlices<'_> {
+    type Item = Vec<(String, DocTerms)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let slice: Vec<CopiedDoc> = {
+            let inner = self.shared.settled();
+            let end = self
+                .next
+                .saturating_add(EXPORTED_AT_ONCE)
+                .min(inner.docs.len());
+            let slice = inner.docs[self.next.min(end)..end]
+                .iter()
+                .flatten()
+                .map(|doc| CopiedDoc {
+                    entity: doc.entity.clone(),
+                    body_ts: doc.body_ts,
+                    terms: doc.terms.iter().map(|p| (p.term, p.tf)).collect(),
+                })
+                .collect();
+            self.next = end;
+            self.done = end >= inner.docs.len();
+            slice
+        };
+        // Every term id read above is below the dictionary's length now.
+        let dictionary = self.shared.dictionary.read();
+        self.names
+            .extend(dictionary.names[self.names.len()..].iter().cloned());
+        drop(dictionary);
+        let (names, term_order) = (&self.names, self.term_order);
+        Some(
+            slice
+                .into_iter()
+                .map(|doc| {
+                    let mut terms: Vec<(&str, u32)> = doc
+                        .terms
+                        .into_iter()
+                        .map(|(term, tf)| (&*names[term as usize], tf))
+                        .collect();
+                    if term_order {
+                        terms.sort_unstable();
+                    }
+                    (doc.entity.to_string(), DocTerms::new(doc.body_ts, terms))
+                })
+                .collect(),
+        )
     }
 }
 

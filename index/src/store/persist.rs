@@ -247,7 +247,7 @@ fn write_dump(dir: &Path, covered: SeqNo, tenants: &[(String, &TenantIndexes)]) 
             .map(|(id, m)| (id.clone(), m.clone()))
             .collect();
         write_records(&tdir.join("facts"), FACTS_FORMAT, facts.into_iter())?;
-        let docs = indexes.lexical.export();
+        let docs = indexes.lexical.export_for_dump();
         write_records(&tdir.join("lexical"), LEXICAL_FORMAT, docs.into_iter())?;
         let analyzer = &indexes.lexical.options().analyzer;
         write_checked(&tdir.join(LEXICAL_ANALYZER), ANALYZER_FORMAT, analyzer)?;
