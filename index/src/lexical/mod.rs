@@ -268,8 +268,8 @@ impl LexicalIndex {
 
     /// [`Self::export`] with each document's terms in this index's term-id order: what a dump
     /// holds (its load looks every term up whatever the order). Naming the terms in order
-    /// sorted every document's terms by their text, 40% of a dump's CPU (docs/benchmarks.md,
-    /// issue 34 session 48).
+    /// sorted every document's terms by their text, a quarter to a third of a dump's CPU
+    /// (docs/benchmarks.md, issue 34 session 48).
     ///
     /// Both read the index [`EXPORTED_AT_ONCE`] document slots at a time ([`ExportSlices`]),
     /// each slice under its own short hold of the index's read lock, and name the terms with
@@ -459,7 +459,8 @@ fn by_entity_once(docs: impl Iterator<Item = (String, DocTerms)>) -> Vec<(String
 }
 
 /// The documents of an index, [`EXPORTED_AT_ONCE`] slots at a time, in slot order (for
-/// [`LexicalIndex::export`]). Holds no lock between slices.
+/// [`LexicalIndex::export`] and [`LexicalIndex::export_for_dump`]). Holds no lock between
+/// slices.
 struct ExportSlices<'a> {
     shared: &'a Shared,
     /// Each document's terms in term order (else in term-id order).
