@@ -3,8 +3,10 @@
 M=16, ef_construction=200, inner product on the (already normalised) vectors: build rate on one
 thread and on THREADS threads (default: all cores), then recall@10 (by id, and tie-aware: a
 returned row is a hit when its exact similarity is at least the 10th best minus 1e-5) and QPS on
-one thread for ef in 16..256.
-Usage: python3 bench/hnswlib_sweep.py [DATA_DIR] [THREADS]
+one thread for ef in 16..256. With GAP_US > 0 each query is timed alone and followed by GAP_US
+microseconds of sleep, as a daemon's searches are separated by the round trip when a client asks
+one question at a time; QPS is then one over the mean query time (the sleeps not counted).
+Usage: python3 bench/hnswlib_sweep.py [DATA_DIR] [THREADS] [GAP_US]
 """
 import os
 import sys
@@ -25,6 +27,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     data_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "../../shared/data/npm-minilm-20k")
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else os.cpu_count()
+    gap = int(sys.argv[3]) / 1e6 if len(sys.argv) > 3 else 0.0
     base = np.ascontiguousarray(read_vecs(f"{data_dir}/base.fvecs", np.float32))
     queries = np.ascontiguousarray(read_vecs(f"{data_dir}/query.fvecs", np.float32))
     truth = read_vecs(f"{data_dir}/groundtruth.ivecs", np.int32)
@@ -44,9 +47,18 @@ def main():
     print("| ef | recall@10 | tie-aware recall@10 | QPS (1 thread) |")
     for ef in (16, 32, 64, 128, 256):
         index.set_ef(ef)
-        start = time.perf_counter()
-        found = [index.knn_query(q, k=10)[0][0] for q in queries]
-        elapsed = time.perf_counter() - start
+        if gap:
+            found = []
+            elapsed = 0.0
+            for q in queries:
+                start = time.perf_counter()
+                found.append(index.knn_query(q, k=10)[0][0])
+                elapsed += time.perf_counter() - start
+                time.sleep(gap)
+        else:
+            start = time.perf_counter()
+            found = [index.knn_query(q, k=10)[0][0] for q in queries]
+            elapsed = time.perf_counter() - start
         recall = np.mean([len(set(f) & set(t[:10])) / 10 for f, t in zip(found, truth)])
         tie_aware = np.mean([np.mean(exact[i, f] >= tenth[i] - 1e-5) for i, f in enumerate(found)])
         print(f"| {ef} | {recall:.3f} | {tie_aware:.3f} | {len(queries) / elapsed:.0f} |")
