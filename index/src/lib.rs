@@ -21,6 +21,6 @@ pub mod vector;
 
 pub use error::{Error, Result};
 pub use store::{
-    Closed, Filter, PlanReport, QueryContext, QueryHit, QueryReply, QueryRequest, StoreOptions,
-    TenantDropped, TenantStats, TraverseHit, UnifiedStore,
+    Closed, DumpHold, Filter, PlanReport, QueryContext, QueryHit, QueryReply, QueryRequest,
+    StoreOptions, TenantDropped, TenantStats, TraverseHit, UnifiedStore,
 };

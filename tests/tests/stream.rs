@@ -3,7 +3,8 @@
 //! a SIGKILL of the receiver (the next rebuild resumes from the recorded position) and of its
 //! source (the stream goes on from another replica), and ends with the replicas equal; a
 //! stream goes at the pace of the receiver's indexer and leaves client writes room; a rebuild
-//! streams its groups of ranges at once.
+//! streams its groups of ranges at once; the receiver's periodic index dump waits for the end
+//! of the stream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -230,6 +231,78 @@ async fn a_rebuild_streams_its_groups_of_ranges_at_once() {
         stream_groups(&nodes[2]).is_empty(),
         "a finished session is removed"
     );
+}
+
+/// The sequence number `daemon`'s newest index dump covers (0: none yet).
+fn newest_dump(daemon: &Daemon) -> u64 {
+    std::fs::read_dir(daemon.data_dir.join("index"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| {
+                    e.ok()?
+                        .file_name()
+                        .to_str()?
+                        .strip_prefix("dump-")?
+                        .parse()
+                        .ok()
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receivers_periodic_index_dump_waits_for_the_end_of_its_stream() {
+    // n2 dumps its indexes every second once writes came, and receives a rebuild throttled to
+    // last several seconds.
+    let nodes = ring_of_three_each(|i| {
+        let mut extra = "replication_factor = 2\n".to_owned();
+        if i == 2 {
+            extra.push_str(
+                "stream_bytes_per_sec = 262144\nstream_chunk_bytes = 65536\n\
+                 [index]\ndump_interval_secs = 1\n",
+            );
+        }
+        extra
+    });
+    for first in (0..1000).step_by(200) {
+        put_texts(&nodes[0], "e", first..first + 200, TEXT_BYTES, Quorum).await;
+    }
+    let rebuild = allidb_json(&nodes[2], &["cluster", "rebuild"])
+        .spawn()
+        .expect("allidb runs");
+    let streaming = |daemon: &Daemon| stream_groups(daemon).iter().any(|g| !g.done);
+    wait_for_progress(&nodes[2], None);
+    // A dump begun before the stream may still be written: it ends within this pause.
+    std::thread::sleep(Duration::from_millis(1500));
+    let held = newest_dump(&nodes[2]);
+    let watched = Instant::now();
+    let mut during = held;
+    let mut watched_for = Duration::ZERO;
+    while streaming(&nodes[2]) && watched.elapsed() < Duration::from_secs(60) {
+        during = newest_dump(&nodes[2]);
+        watched_for = watched.elapsed();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, reply) = json_reply(rebuild.wait_with_output().expect("allidb exits"));
+    assert_eq!(code, 0, "the rebuild completes: {reply}");
+    assert!(
+        watched_for >= Duration::from_secs(2),
+        "the stream lasts two dump intervals after the pause ({watched_for:?}): too short to tell"
+    );
+    assert_eq!(
+        during, held,
+        "no periodic dump while the stream was received (watched {watched_for:?})"
+    );
+    let started = Instant::now();
+    while newest_dump(&nodes[2]) == held {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the held dump comes once the stream ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Entities streamed by the pacing test, their dimensions and n2's tail bound.

@@ -18,6 +18,8 @@
 //! room for ([`pacing`]: the stream goes at the indexer's pace and client writes keep half of
 //! each tail), syncs them, and only then records the new position. The source keeps nothing between chunks, so a restart of either
 //! side, or a switch to another replica of the same ranges, goes on from the recorded position.
+//! While a session runs, the receiver's periodic index dump waits
+//! ([`allidb_index::UnifiedStore::hold_periodic_dumps`]; its WAL-size dump does not).
 //!
 //! Invariants: a position is recorded only after the cells before it are durable here; writes
 //! go on on both sides meanwhile (a stream is not a snapshot: what is written during it reaches
@@ -219,6 +221,9 @@ impl RangeStream {
             groups = session.groups.len(),
             "stream session started"
         );
+        // The receive's writes would make a periodic index dump taken in its middle stale by
+        // its end, and the dump's CPU would slow it: the dump waits for the session's end.
+        let _dumps_held = self.local.store().hold_periodic_dumps();
         let run = self.run(&mut session, wanted).await?;
         let outcome = if session.finished() {
             let data_dir = self.data_dir.clone();

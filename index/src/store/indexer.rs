@@ -3,7 +3,8 @@
 //! entities whose expiry time has come (module `expiry`; a failed sweep is logged and retried
 //! with the engine's backoff), and dumps the
 //! indexes (after which the engine releases the WAL they cover) when writes came since the last
-//! dump and either [`StoreOptions::dump_interval`] has passed, or the engine has written
+//! dump and either [`StoreOptions::dump_interval`] has passed (not while a bulk receive holds
+//! it: [`super::UnifiedStore::hold_periodic_dumps`]), or the engine has written
 //! [`StoreOptions::dump_wal_bytes`] of WAL since then, or that much WAL already in SSTables is
 //! kept only for the indexes (a segment outgrows its memtable when flushes fall behind, so the
 //! bytes written since a dump can understate what it pins): the WAL kept for the indexes, and so the
@@ -147,16 +148,17 @@ impl Dumps {
     }
 
     /// Whether a dump is due: writes the dump does not cover were applied, and the interval
-    /// passed, or the WAL written since the last dump or the flushed WAL kept only for the
-    /// indexes reached its bound (after a failure: the retry backoff passed).
-    fn due(&self, applied: SeqNo, engine: &Engine, options: &StoreOptions) -> bool {
+    /// passed (unless `held`: a bulk receive holds the periodic dump), or the WAL written
+    /// since the last dump or the flushed WAL kept only for the indexes reached its bound
+    /// (after a failure: the retry backoff passed).
+    fn due(&self, applied: SeqNo, engine: &Engine, options: &StoreOptions, held: bool) -> bool {
         if applied <= self.covered {
             return false;
         }
         if self.failures > 0 {
             return self.last.elapsed() >= Engine::retry_backoff(self.failures);
         }
-        self.last.elapsed() >= options.dump_interval
+        (!held && self.last.elapsed() >= options.dump_interval)
             || engine.wal_written_bytes().saturating_sub(self.wal_written) >= options.dump_wal_bytes
             || engine.wal_bytes_kept_for_pin() >= options.dump_wal_bytes
     }
@@ -221,7 +223,8 @@ fn passes(
             }
         }
         let applied = indexes.applied_seq.load(Ordering::Acquire);
-        if dumps.due(applied, engine, options) {
+        let held = indexes.dump_holds.load(Ordering::Acquire) > 0;
+        if dumps.due(applied, engine, options, held) {
             let wal_written = engine.wal_written_bytes();
             match dump_indexes(indexes, engine, index_dir) {
                 Ok(covered) => {

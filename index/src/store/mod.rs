@@ -62,7 +62,7 @@ pub use writes::AttributeClaim;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use allidb_storage::batch::{Prepared, WriteBatch};
@@ -197,6 +197,9 @@ pub struct Indexes {
     applied_seq: AtomicU64,
     /// Batches whose index update failed (logged); they are in the engine, not in the index.
     apply_errors: AtomicU64,
+    /// Live [`DumpHold`]s: while any is, the indexer's periodic dump waits (the WAL bound
+    /// still dumps).
+    dump_holds: AtomicUsize,
 }
 
 /// One tenant: its indexes plus the vector dimension its writes are validated against.
@@ -244,6 +247,7 @@ impl Indexes {
             lexical,
             applied_seq: AtomicU64::new(0),
             apply_errors: AtomicU64::new(0),
+            dump_holds: AtomicUsize::new(0),
         }
     }
 
@@ -509,6 +513,20 @@ impl UnifiedStore {
         dump_indexes(&self.indexes, &self.engine, &self.index_dir)
     }
 
+    /// Holds the indexer's periodic dump (the one [`StoreOptions::dump_interval`] asks for)
+    /// until the returned guard is dropped: for a bulk receive, such as a range stream, whose
+    /// writes would make a dump taken in its middle stale by its end while the dump's CPU
+    /// slows the receive itself. The dump [`StoreOptions::dump_wal_bytes`] asks for still
+    /// happens, so the WAL a restart reads stays bounded; explicit dumps (close, checkpoints,
+    /// tenant drops) are not held. Holds nest: the dump waits until the last one is dropped,
+    /// and is due at once then if the interval passed.
+    pub fn hold_periodic_dumps(&self) -> DumpHold {
+        self.indexes.dump_holds.fetch_add(1, Ordering::AcqRel);
+        DumpHold {
+            indexes: Arc::clone(&self.indexes),
+        }
+    }
+
     /// Stops the indexer, dumps the indexes and closes the engine (also done on drop).
     ///
     /// A failed dump does not stop the close: the engine keeps the WAL the last dump does not
@@ -525,6 +543,19 @@ impl UnifiedStore {
         }
         self.engine.close()?;
         Ok(closed)
+    }
+}
+
+/// Holds a store's periodic index dump while it lives ([`UnifiedStore::hold_periodic_dumps`]).
+#[derive(Debug)]
+#[must_use = "the periodic dump is held only while the guard lives"]
+pub struct DumpHold {
+    indexes: Arc<Indexes>,
+}
+
+impl Drop for DumpHold {
+    fn drop(&mut self) {
+        self.indexes.dump_holds.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

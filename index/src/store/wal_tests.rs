@@ -172,6 +172,81 @@ fn an_idle_store_keeps_no_wal() {
     assert_complete(&store, 0..2);
 }
 
+/// The sequence number the newest index dump on disk covers (0: none yet).
+fn newest_dump(dir: &Path) -> u64 {
+    std::fs::read_dir(dir.join(super::INDEX_SUBDIR))
+        .map(|entries| {
+            entries
+                .filter_map(|e| {
+                    e.ok()?
+                        .file_name()
+                        .to_str()?
+                        .strip_prefix("dump-")?
+                        .parse()
+                        .ok()
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_held_periodic_dump_waits_for_the_hold_and_the_wal_bound_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    // Dumps every 50 ms once writes came; the WAL bound is DUMP_WAL_BYTES.
+    let store = UnifiedStore::open(
+        dir.path(),
+        options(Duration::from_millis(50), None, DUMP_WAL_BYTES),
+    )
+    .unwrap();
+    put_batch(&store, 0);
+    assert!(eventually(Duration::from_secs(30), || newest_dump(
+        dir.path()
+    ) > 0));
+    let hold = store.hold_periodic_dumps();
+    let nested = store.hold_periodic_dumps();
+    let held_at = newest_dump(dir.path());
+    // Writes well below the WAL bound, over many intervals: no dump while held.
+    for batch in 1..4 {
+        put_batch(&store, batch);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert_eq!(
+        newest_dump(dir.path()),
+        held_at,
+        "a periodic dump ran while held"
+    );
+    drop(nested);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        newest_dump(dir.path()),
+        held_at,
+        "one hold left still holds the dump"
+    );
+    // Past the WAL bound the dump comes, held or not.
+    let mut batch = 4;
+    while store.engine().stats().wal_written_bytes < 2 * DUMP_WAL_BYTES {
+        put_batch(&store, batch);
+        batch += 1;
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || newest_dump(dir.path())
+            > held_at),
+        "the WAL bound did not dump while held"
+    );
+    // Released, the next writes are dumped within the interval again.
+    let bounded = newest_dump(dir.path());
+    drop(hold);
+    put_batch(&store, batch);
+    assert!(
+        eventually(Duration::from_secs(30), || newest_dump(dir.path())
+            > bounded),
+        "no periodic dump after the hold ended"
+    );
+    assert_complete(&store, 0..=batch);
+}
+
 /// What a child process does (the `ALLIDB_WAL_CHILD` variable: `<mode> <dir> <first batch>`).
 #[derive(Clone, Copy, Debug)]
 enum Mode {
