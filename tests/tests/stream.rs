@@ -180,14 +180,15 @@ async fn a_rebuild_streams_what_a_replica_missed_and_survives_kills_of_either_si
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rebuild_streams_its_groups_of_ranges_at_once() {
-    // Replication factor 2 on three nodes: n2 shares some ranges with n0 and others with n1,
-    // so its rebuild has two groups, each from its own source.
+/// A ring of three at replication factor 2 holding 1,000 texts, and `allidb cluster rebuild`
+/// started on n2, whose streams are throttled to 256 KiB/s in 64 KiB chunks (a few seconds);
+/// `n2_extra` is appended to n2's configuration.
+async fn throttled_rebuild_of_n2(n2_extra: &str) -> (Vec<Daemon>, std::process::Child) {
     let nodes = ring_of_three_each(|i| {
         let mut extra = "replication_factor = 2\n".to_owned();
         if i == 2 {
             extra.push_str("stream_bytes_per_sec = 262144\nstream_chunk_bytes = 65536\n");
+            extra.push_str(n2_extra);
         }
         extra
     });
@@ -197,6 +198,14 @@ async fn a_rebuild_streams_its_groups_of_ranges_at_once() {
     let rebuild = allidb_json(&nodes[2], &["cluster", "rebuild"])
         .spawn()
         .expect("allidb runs");
+    (nodes, rebuild)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_streams_its_groups_of_ranges_at_once() {
+    // Replication factor 2 on three nodes: n2 shares some ranges with n0 and others with n1,
+    // so its rebuild has two groups, each from its own source.
+    let (nodes, rebuild) = throttled_rebuild_of_n2("").await;
     // Groups one after the other would never both be open with a position; at once
     // (`cluster.stream_concurrency`, 3 by default) both are after their first chunks.
     // Each group as (done, has a position), as last seen.
@@ -256,22 +265,7 @@ fn newest_dump(daemon: &Daemon) -> u64 {
 async fn a_receivers_periodic_index_dump_waits_for_the_end_of_its_stream() {
     // n2 dumps its indexes every second once writes came, and receives a rebuild throttled to
     // last several seconds.
-    let nodes = ring_of_three_each(|i| {
-        let mut extra = "replication_factor = 2\n".to_owned();
-        if i == 2 {
-            extra.push_str(
-                "stream_bytes_per_sec = 262144\nstream_chunk_bytes = 65536\n\
-                 [index]\ndump_interval_secs = 1\n",
-            );
-        }
-        extra
-    });
-    for first in (0..1000).step_by(200) {
-        put_texts(&nodes[0], "e", first..first + 200, TEXT_BYTES, Quorum).await;
-    }
-    let rebuild = allidb_json(&nodes[2], &["cluster", "rebuild"])
-        .spawn()
-        .expect("allidb runs");
+    let (nodes, rebuild) = throttled_rebuild_of_n2("[index]\ndump_interval_secs = 1\n").await;
     let streaming = |daemon: &Daemon| stream_groups(daemon).iter().any(|g| !g.done);
     wait_for_progress(&nodes[2], None);
     // A dump begun before the stream may still be written: it ends within this pause.
