@@ -13,10 +13,18 @@
 //! reused by the next insert, last in first out, so an entity replaced by an upsert keeps its
 //! own). [`PayloadIndex::ordinal_epoch`] changes whenever an ordinal goes to another entity than
 //! the one it had, so a map from something else to ordinals stays valid while it does not.
+//! The index's map from entity id to ordinal is the tenant's only hash map by entity id among
+//! the facts: the fact table keeps each entity's facts in a vector by ordinal.
+//!
+//! Memory: a posting is a roaring bitmap of ordinals (about 2 bytes an entity in a sparse
+//! posting, 1 bit in a dense one: a type every entity has costs ~125 KB a million entities,
+//! where a hash set cost ~19 MB); each live entity costs one hash entry and one `Arc<str>` of
+//! its id, shared with the list of owners.
 
 use std::collections::BTreeMap;
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt};
+use roaring::RoaringBitmap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -87,7 +95,7 @@ struct KeyIndex {
     types: BTreeMap<AttrType, usize>,
     /// Entities holding the key.
     holders: usize,
-    values: BTreeMap<Posted, HashSet<usize>>,
+    values: BTreeMap<Posted, RoaringBitmap>,
 }
 
 /// `(certain, to check)`: candidates that match by construction, and candidates the exact
@@ -124,7 +132,8 @@ fn next_epoch() -> u64 {
 /// The payload index of one tenant.
 #[derive(Debug)]
 pub struct PayloadIndex {
-    /// Each live entity's ordinal.
+    /// Each live entity's ordinal (the tenant's one map from entity id: the fact table keeps
+    /// its facts by ordinal).
     ordinals: HashMap<Arc<str>, usize>,
     /// The entity each ordinal was given to last (kept after its removal).
     owners: Vec<Arc<str>>,
@@ -134,7 +143,7 @@ pub struct PayloadIndex {
     live: Bits,
     /// See [`PayloadIndex::ordinal_epoch`].
     epoch: u64,
-    types: HashMap<String, HashSet<usize>>,
+    types: HashMap<String, RoaringBitmap>,
     keys: HashMap<String, KeyIndex>,
 }
 
@@ -153,13 +162,13 @@ impl Default for PayloadIndex {
 }
 
 impl PayloadIndex {
-    /// Posts a live entity (which must not be posted already).
+    /// Posts a live entity (which must not be posted already) and returns its ordinal.
     pub fn insert<'a>(
         &mut self,
         id: &str,
         entity_type: &str,
         attributes: impl Iterator<Item = (&'a String, ValueRef<'a>)>,
-    ) {
+    ) -> usize {
         let id: Arc<str> = Arc::from(id);
         let ordinal = match self.free.pop() {
             Some(ordinal) => {
@@ -170,6 +179,10 @@ impl PayloadIndex {
                 ordinal
             }
             None => {
+                assert!(
+                    u32::try_from(self.owners.len()).is_ok(),
+                    "fewer than 2^32 entities in one tenant's facts (memory bounds them long before)"
+                );
                 self.owners.push(id.clone());
                 self.live.grow(self.owners.len());
                 self.owners.len() - 1
@@ -177,39 +190,41 @@ impl PayloadIndex {
         };
         self.live.insert(ordinal);
         self.ordinals.insert(id, ordinal);
+        let posted_ordinal = posting(ordinal);
         // The type is nearly always known already: no `String` made for it then.
         match self.types.get_mut(entity_type) {
-            Some(holders) => holders.insert(ordinal),
+            Some(holders) => holders.insert(posted_ordinal),
             None => self
                 .types
                 .entry(entity_type.to_owned())
                 .or_default()
-                .insert(ordinal),
+                .insert(posted_ordinal),
         };
         for (key, value) in attributes {
             let index = self.keys.entry(key.clone()).or_default();
             *index.types.entry(type_of(value)).or_default() += 1;
             index.holders += 1;
             for p in posted(value) {
-                index.values.entry(p).or_default().insert(ordinal);
+                index.values.entry(p).or_default().insert(posted_ordinal);
             }
         }
+        ordinal
     }
 
-    /// Removes what [`PayloadIndex::insert`] posted for the same arguments.
+    /// Removes what [`PayloadIndex::insert`] posted for the same arguments; returns the
+    /// ordinal the entity held (`None`: it was not posted).
     pub fn remove<'a>(
         &mut self,
         id: &str,
         entity_type: &str,
         attributes: impl Iterator<Item = (&'a String, ValueRef<'a>)>,
-    ) {
-        let Some(ordinal) = self.ordinals.remove(id) else {
-            return;
-        };
+    ) -> Option<usize> {
+        let ordinal = self.ordinals.remove(id)?;
         self.live.remove(ordinal);
         self.free.push(ordinal);
+        let posted_ordinal = posting(ordinal);
         if let Some(set) = self.types.get_mut(entity_type) {
-            set.remove(&ordinal);
+            set.remove(posted_ordinal);
             if set.is_empty() {
                 self.types.remove(entity_type);
             }
@@ -228,7 +243,7 @@ impl PayloadIndex {
             index.holders = index.holders.saturating_sub(1);
             for p in posted(value) {
                 if let Some(set) = index.values.get_mut(&p) {
-                    set.remove(&ordinal);
+                    set.remove(posted_ordinal);
                     if set.is_empty() {
                         index.values.remove(&p);
                     }
@@ -238,6 +253,7 @@ impl PayloadIndex {
                 self.keys.remove(key);
             }
         }
+        Some(ordinal)
     }
 
     /// Live entities.
@@ -274,7 +290,7 @@ impl PayloadIndex {
 
     /// Live entities of `entity_type`.
     pub fn type_count(&self, entity_type: &str) -> usize {
-        self.types.get(entity_type).map_or(0, HashSet::len)
+        self.types.get(entity_type).map_or(0, posting_count)
     }
 
     /// The type family live entities give `key` (`None`: none holds it). Should two writes
@@ -402,7 +418,7 @@ impl PayloadIndex {
                     .get(key.as_str())
                     .zip(posted_value(value))
                     .and_then(|(index, bound)| index.values.get(&bound))
-                    .map_or(0, HashSet::len);
+                    .map_or(0, posting_count);
                 return boundary;
             }
             Expr::Compare {
@@ -424,7 +440,7 @@ impl PayloadIndex {
             .into_iter()
             .filter(|v| matches!(v, AttributeValue::Int(i) if !(-EXACT..=EXACT).contains(i)))
             .filter_map(|v| posted_value(v).and_then(|p| index.values.get(&p)))
-            .map(HashSet::len)
+            .map(posting_count)
             .sum()
     }
 
@@ -441,7 +457,7 @@ impl PayloadIndex {
                 self.candidates(best)
             }
             Expr::Or(operands) => {
-                let mut all: HashSet<Arc<str>> = HashSet::new();
+                let mut all: foldhash::HashSet<Arc<str>> = foldhash::HashSet::default();
                 for operand in operands {
                     all.extend(self.candidates(operand)?);
                 }
@@ -452,11 +468,15 @@ impl PayloadIndex {
                 if sets.len() == 1 {
                     return Some(sets[0].iter().map(|o| self.owners[o].clone()).collect());
                 }
-                let mut all: HashSet<usize> = HashSet::new();
+                let mut all = RoaringBitmap::new();
                 for set in sets {
-                    all.extend(set.iter());
+                    all.extend(set.iter().map(posting));
                 }
-                Some(all.into_iter().map(|o| self.owners[o].clone()).collect())
+                Some(
+                    all.iter()
+                        .map(|o| self.owners[o as usize].clone())
+                        .collect(),
+                )
             }
         }
     }
@@ -476,7 +496,7 @@ impl PayloadIndex {
         let mut check = Vec::new();
         self.split_postings(expr, &mut |set, sure| {
             let out = if sure { &mut certain } else { &mut check };
-            out.extend(set.iter().map(|&o| self.owners[o].clone()));
+            out.extend(set.iter().map(|o| self.owners[o as usize].clone()));
         })?;
         Some((certain, check))
     }
@@ -486,7 +506,7 @@ impl PayloadIndex {
     fn split_postings(
         &self,
         expr: &Expr,
-        take: &mut dyn FnMut(&HashSet<usize>, bool),
+        take: &mut dyn FnMut(&RoaringBitmap, bool),
     ) -> Option<()> {
         let key = split_leaf_key(expr)?;
         let Some(index) = self.keys.get(key) else {
@@ -506,7 +526,7 @@ impl PayloadIndex {
                     return Some(());
                 };
                 let family = std::mem::discriminant(&bound);
-                let range: Box<dyn Iterator<Item = (&Posted, &HashSet<usize>)>> = match op {
+                let range: Box<dyn Iterator<Item = (&Posted, &RoaringBitmap)>> = match op {
                     Cmp::Gt | Cmp::Gte => Box::new(index.values.range(&bound..)),
                     _ => Box::new(index.values.range(..=&bound)),
                 };
@@ -581,7 +601,7 @@ impl PayloadIndex {
                 };
                 // Widened to inclusive bounds in the posted order: candidates, checked later.
                 let family = std::mem::discriminant(&bound);
-                let range: Box<dyn Iterator<Item = (&Posted, &HashSet<usize>)>> = match op {
+                let range: Box<dyn Iterator<Item = (&Posted, &RoaringBitmap)>> = match op {
                     Cmp::Gt | Cmp::Gte => Box::new(index.values.range(bound..)),
                     _ => Box::new(index.values.range(..=bound)),
                 };
@@ -679,23 +699,35 @@ fn type_of(value: ValueRef<'_>) -> AttrType {
     }
 }
 
+/// An ordinal as a posting (a roaring bitmap) holds it: ordinals are below 2^32 by
+/// construction ([`PayloadIndex::insert`]).
+fn posting(ordinal: usize) -> u32 {
+    u32::try_from(ordinal).expect("ordinals are below 2^32 (PayloadIndex::insert asserts it)")
+}
+
+/// How many ordinals a posting holds.
+fn posting_count(set: &RoaringBitmap) -> usize {
+    // At most 2^32 members: fits a usize on every target the store builds for (64-bit).
+    set.len() as usize
+}
+
 /// Some posted ordinals.
 enum PostingSet<'a> {
-    Set(&'a HashSet<usize>),
+    Set(&'a RoaringBitmap),
     One(usize),
 }
 
 impl PostingSet<'_> {
     fn len(&self) -> usize {
         match self {
-            Self::Set(set) => set.len(),
+            Self::Set(set) => posting_count(set),
             Self::One(_) => 1,
         }
     }
 
     fn iter(&self) -> Box<dyn Iterator<Item = usize> + '_> {
         match self {
-            Self::Set(set) => Box::new(set.iter().copied()),
+            Self::Set(set) => Box::new(set.iter().map(|o| o as usize)),
             Self::One(ordinal) => Box::new(std::iter::once(*ordinal)),
         }
     }

@@ -244,7 +244,7 @@ fn write_dump(dir: &Path, covered: SeqNo, tenants: &[(String, &TenantIndexes)]) 
             .facts
             .read()
             .iter()
-            .map(|(id, m)| (id.clone(), m.clone()))
+            .map(|(id, m)| (id.to_string(), m.clone()))
             .collect();
         write_records(&tdir.join("facts"), FACTS_FORMAT, facts.into_iter())?;
         let docs = indexes.lexical.export_for_dump();

@@ -143,7 +143,8 @@ impl PayloadIndex {
         let mut certain = Bits::new(universe);
         let mut superset = Bits::new(universe);
         let split = self.split_postings(expr, &mut |set, sure| {
-            for &o in set {
+            for o in set {
+                let o = o as usize;
                 superset.insert(o);
                 if sure {
                     certain.insert(o);
