@@ -3,8 +3,8 @@
 //! a SIGKILL of the receiver (the next rebuild resumes from the recorded position) and of its
 //! source (the stream goes on from another replica), and ends with the replicas equal; a
 //! stream goes at the pace of the receiver's indexer and leaves client writes room; a rebuild
-//! streams its groups of ranges at once; the receiver's periodic index dump waits for the end
-//! of the stream.
+//! streams its groups of ranges at once and reads each group's next chunk while it applies one;
+//! the receiver's periodic index dump waits for the end of the stream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -239,6 +239,51 @@ async fn a_rebuild_streams_its_groups_of_ranges_at_once() {
     assert!(
         stream_groups(&nodes[2]).is_empty(),
         "a finished session is removed"
+    );
+}
+
+/// While the receiver applies a chunk, its group's next chunk is already read. With one group
+/// at a time, what the sources have sent beyond what the receiver has received is then up to
+/// two chunks; without the read-ahead it is never more than the one chunk being applied (64 KiB
+/// and the partition that crosses that budget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_reads_the_next_chunk_while_it_applies_one() {
+    const CHUNK_BYTES: f64 = 65536.0;
+    let (nodes, mut rebuild) = throttled_rebuild_of_n2("stream_concurrency = 1\n").await;
+    let sent = || {
+        nodes[..2]
+            .iter()
+            .map(|n| n.metric("allidb_stream_sent_bytes_total", &[]))
+            .sum::<f64>()
+    };
+    let received = || {
+        nodes[2].metric(
+            "allidb_stream_received_bytes_total",
+            &[("purpose", "rebuild")],
+        )
+    };
+    let mut most_ahead = 0.0f64;
+    let started = Instant::now();
+    while rebuild.try_wait().expect("allidb runs").is_none()
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        // The sources first: what the receiver has received by the second reading can only
+        // have grown, so the difference never overstates how far the sources are ahead.
+        let sent = sent();
+        most_ahead = most_ahead.max(sent - received());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (code, reply) = json_reply(rebuild.wait_with_output().expect("allidb exits"));
+    assert_eq!(code, 0, "the rebuild completes: {reply}");
+    assert!(
+        most_ahead > 1.5 * CHUNK_BYTES,
+        "a second chunk was read while one was applied: the sources were at most \
+         {most_ahead} bytes ahead of the receiver"
+    );
+    assert_eq!(
+        sent(),
+        received(),
+        "nothing read ahead is left over once the stream is done"
     );
 }
 

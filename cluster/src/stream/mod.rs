@@ -12,7 +12,8 @@
 //!
 //! The receiver pulls, [`StreamOptions::concurrency`] groups of ranges at once (each from its
 //! own sources, so one group's chunk is fetched and prepared while another's commits): for each
-//! group it asks a source for the chunk after its position, applies the chunk's
+//! group it asks a source for the chunk after its position (and, while it applies that chunk,
+//! for the next one, read ahead from the position the chunk ends at), applies the chunk's
 //! tenant drops and then its cells through the replica batch path with their own timestamps
 //! (so the indexes follow and a repeated chunk changes nothing) in pieces its own indexer has
 //! room for ([`pacing`]: the stream goes at the indexer's pace and client writes keep half of
@@ -24,9 +25,9 @@
 //! Invariants: a position is recorded only after the cells before it are durable here; writes
 //! go on on both sides meanwhile (a stream is not a snapshot: what is written during it reaches
 //! this node through the normal write path or a later repair); the session file only moves
-//! forward (written under the session's lock). Must never: hold more than one chunk in memory
-//! per group streamed at once, or write a cell with a timestamp other than the one it was read
-//! with.
+//! forward (written under the session's lock). Must never: hold more than two chunks in memory
+//! per group streamed at once (the one applied and the one read ahead), or write a cell with a
+//! timestamp other than the one it was read with.
 
 pub mod chunk;
 pub mod pacing;
@@ -288,30 +289,34 @@ impl RangeStream {
 
     /// Streams one group of the session in `progress` to its end: chunk after chunk, each
     /// applied, then its position recorded (the session file written under the session's lock,
-    /// so the file only moves forward), then throttled.
+    /// so the file only moves forward), then throttled. The next chunk is read while one is
+    /// applied (it starts after the chunk's own position, which the source gave with it), so
+    /// the source's scan overlaps this node's commit; a chunk is only applied while the stream
+    /// is still wanted, and a position only recorded once its chunk is applied.
     async fn stream_group(
         &self,
         progress: &Progress<'_>,
         group: usize,
         wanted: StillWanted<'_>,
     ) -> Result<(), ClusterError> {
-        loop {
-            wanted().map_err(ClusterError::Unavailable)?;
-            let (request, sources, purpose) = {
-                let session = progress.session.lock().await;
-                let state = &session.groups[group];
-                let request = ChunkRequest {
-                    session: session.id,
-                    movement: session.movement,
-                    tenant: session.tenant.clone(),
-                    spans: state.spans.clone(),
-                    after: state.after.clone(),
-                    max_bytes: self.options.chunk_bytes.clamp(1, MAX_CHUNK_BYTES),
-                    repair: false,
-                };
-                (request, state.sources.clone(), session.purpose.as_str())
+        let (mut request, sources, purpose) = {
+            let session = progress.session.lock().await;
+            let state = &session.groups[group];
+            let request = ChunkRequest {
+                session: session.id,
+                movement: session.movement,
+                tenant: session.tenant.clone(),
+                spans: state.spans.clone(),
+                after: state.after.clone(),
+                max_bytes: self.options.chunk_bytes.clamp(1, MAX_CHUNK_BYTES),
+                repair: false,
             };
-            let (chunk, drops) = self.fetch(&sources, &request).await?;
+            (request, state.sources.clone(), session.purpose.as_str())
+        };
+        wanted().map_err(ClusterError::Unavailable)?;
+        let mut fetched = self.fetch(&sources, &request).await;
+        loop {
+            let (chunk, drops) = fetched?;
             let Chunk {
                 cells,
                 partitions,
@@ -332,13 +337,26 @@ impl RangeStream {
                     request.after
                 )));
             }
+            wanted().map_err(ClusterError::Unavailable)?;
             let cell_count = cells.len() as u64;
-            let waited = pacing::apply_paced(
+            let apply = pacing::apply_paced(
                 &self.local,
                 ReplicaMutation { drops, cells },
                 progress.at_once,
-            )
-            .await?;
+            );
+            // `advanced` holds when not done: the next chunk starts after this one's position.
+            let next = (!done).then(|| ChunkRequest {
+                after: position.clone(),
+                ..request.clone()
+            });
+            let (applied, next_fetched) = match &next {
+                Some(next) => {
+                    let (applied, fetched) = tokio::join!(apply, self.fetch(&sources, next));
+                    (applied, Some(fetched))
+                }
+                None => (apply.await, None),
+            };
+            let waited = applied?;
             metrics::histogram!("allidb_stream_index_wait_seconds", "purpose" => purpose)
                 .record(waited.as_secs_f64());
             {
@@ -370,13 +388,15 @@ impl RangeStream {
                 .increment(cell_count);
             metrics::counter!("allidb_stream_received_bytes_total", "purpose" => purpose)
                 .increment(bytes);
-            if done {
+            let (Some(next), Some(next_fetched)) = (next, next_fetched) else {
                 return Ok(());
-            }
+            };
             let pause = progress.throttle.lock().pause(bytes);
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
             }
+            request = next;
+            fetched = next_fetched;
         }
     }
 
