@@ -316,6 +316,9 @@ impl RangeStream {
         wanted().map_err(ClusterError::Unavailable)?;
         let mut fetched = self.fetch(&sources, &request).await;
         loop {
+            // Before the chunk read ahead is looked at: a stream no longer wanted says why, not
+            // how its last read went.
+            wanted().map_err(ClusterError::Unavailable)?;
             let (chunk, drops) = fetched?;
             let Chunk {
                 cells,
@@ -337,7 +340,6 @@ impl RangeStream {
                     request.after
                 )));
             }
-            wanted().map_err(ClusterError::Unavailable)?;
             let cell_count = cells.len() as u64;
             let apply = pacing::apply_paced(
                 &self.local,
